@@ -1,0 +1,81 @@
+//! Kubernetes-style durations as users write them in YAML: `90s`, `10m`,
+//! `6h`, `1d`, or combinations such as `1h30m`.
+
+use std::time::Duration;
+
+/// Why a duration string was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DurationError {
+    #[error("duration is empty; write e.g. `10m`, `6h` or `90s`")]
+    Empty,
+    #[error("duration `{0}`: expected a number followed by a unit (s, m, h, d), e.g. `10m`")]
+    Malformed(String),
+    #[error("duration `{input}`: unknown unit `{unit}`; use s, m, h or d")]
+    UnknownUnit { input: String, unit: String },
+}
+
+/// Parses `10m`, `6h`, `1h30m`, `45s`, `2d` and `0s`.
+pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
+    let s = input.trim();
+    if s.is_empty() {
+        return Err(DurationError::Empty);
+    }
+    let mut total: u64 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(DurationError::Malformed(input.to_string()));
+        }
+        let value: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| DurationError::Malformed(input.to_string()))?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let scale = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            "" => return Err(DurationError::Malformed(input.to_string())),
+            other => {
+                return Err(DurationError::UnknownUnit {
+                    input: input.to_string(),
+                    unit: other.to_string(),
+                });
+            }
+        };
+        total = value
+            .checked_mul(scale)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| DurationError::Malformed(input.to_string()))?;
+    }
+    Ok(Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_units_users_write() {
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("6h").unwrap(), Duration::from_secs(21_600));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5_400));
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_duration() {
+        assert_eq!(parse_duration(""), Err(DurationError::Empty));
+        assert!(matches!(parse_duration("10"), Err(DurationError::Malformed(_))));
+        assert!(matches!(parse_duration("m"), Err(DurationError::Malformed(_))));
+        assert!(matches!(
+            parse_duration("3w"),
+            Err(DurationError::UnknownUnit { .. })
+        ));
+    }
+}

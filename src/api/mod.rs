@@ -1,0 +1,23 @@
+//! The user's API: the `Model` and `ModelVersion` custom resources, their
+//! spec types and the validation rules users get wrong.
+//!
+//! Every other room reads the spec through these types; a field is defined
+//! once, here.
+
+pub mod config;
+pub mod crd;
+pub mod duration;
+pub mod gate;
+pub mod model;
+pub mod slice;
+
+pub use config::{ConfigError, load_model_config};
+pub use duration::{DurationError, parse_duration};
+pub use gate::{GateCheck, GateVerdict};
+pub use model::*;
+pub use slice::{SliceCondition, SliceConditionError};
+
+/// API group of every driftline resource.
+pub const GROUP: &str = "driftline.dev";
+/// API version of every driftline resource.
+pub const VERSION: &str = "v1alpha1";

@@ -1,0 +1,2 @@
+//! CRD structural schemas: validation, defaulting, pruning, CEL rules, and
+//! server-side Table rendering of printer columns.

@@ -1,0 +1,13 @@
+//! driftline keeps machine-learning models healthy in production: it
+//! retrains them, gates every candidate on a curated regression test-set and
+//! rolls survivors out canary-style. See DESIGN.md for the rooms below.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cluster;
+pub mod drift;
+pub mod ml;
+pub mod operator;
+pub mod policy;
+pub mod registry;
+pub mod serve;

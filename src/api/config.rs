@@ -2,6 +2,7 @@
 //! a whole `Model` resource or a bare `spec`.
 
 use super::model::{Model, ModelSpec};
+use super::validate::InvalidModel;
 
 /// Why a config file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -16,10 +17,19 @@ pub enum ConfigError {
         #[source]
         source: serde_yaml::Error,
     },
+    #[error("config: {0}")]
+    Invalid(#[source] InvalidModel),
 }
 
-/// Parses a `Model` resource or a bare `ModelSpec` from YAML.
+/// Parses a `Model` resource or a bare `ModelSpec` from YAML and validates it
+/// as the API server would.
 pub fn load_model_config(yaml: &str) -> Result<ModelSpec, ConfigError> {
+    let spec = parse_model_config(yaml)?;
+    spec.validate().map_err(ConfigError::Invalid)?;
+    Ok(spec)
+}
+
+fn parse_model_config(yaml: &str) -> Result<ModelSpec, ConfigError> {
     let value: serde_yaml::Value = serde_yaml::from_str(yaml).map_err(ConfigError::Yaml)?;
     if let Some(kind) = value.get("kind").and_then(|k| k.as_str()) {
         if kind != "Model" {

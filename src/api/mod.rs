@@ -9,13 +9,21 @@ pub mod crd;
 pub mod duration;
 pub mod gate;
 pub mod model;
+pub mod schedule;
 pub mod slice;
+pub mod status;
+pub mod validate;
+pub mod version;
 
 pub use config::{ConfigError, load_model_config};
 pub use duration::{DurationError, parse_duration};
 pub use gate::{GateCheck, GateVerdict};
 pub use model::*;
+pub use schedule::{RetrainSchedule, ScheduleError};
 pub use slice::{SliceCondition, SliceConditionError};
+pub use status::*;
+pub use validate::{FieldError, InvalidModel};
+pub use version::*;
 
 /// API group of every driftline resource.
 pub const GROUP: &str = "driftline.dev";

@@ -7,19 +7,31 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Toleration;
-use kube::CustomResource;
+use kube::core::Rule;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::status::ModelStatus;
+use super::validate::{cron_rule, msg, time_zone_rule};
+
 /// A model that driftline trains, gates, serves and keeps healthy.
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     group = "driftline.dev",
     version = "v1alpha1",
     kind = "Model",
     namespaced,
     status = "ModelStatus",
-    shortname = "mdl"
+    shortname = "mdl",
+    category = "driftline",
+    cel,
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Champion", type_ = "string", json_path = ".status.champion"),
+    printcolumn(name = "Candidate", type_ = "string", json_path = ".status.candidate"),
+    printcolumn(name = "Traffic", type_ = "string", json_path = ".status.trafficSummary"),
+    printcolumn(name = "Drift", type_ = "string", json_path = ".status.drift.summary"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ModelSpec {
@@ -53,15 +65,6 @@ pub struct ModelSpec {
     pub paused: bool,
 }
 
-/// Filled by the operator; see the decision core in `policy`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ModelStatus {
-    /// The generation of the spec this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-}
-
 /// The kind of prediction.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -90,15 +93,18 @@ pub enum FeatureKind {
 }
 
 /// Training data.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.features) || !(self.target in self.features)").message(msg::TARGET_IN_FEATURES))]
 #[serde(rename_all = "camelCase")]
 pub struct DataSpec {
     /// `file://`, a plain path, `s3://`, `gs://`, `az://` or `https://`.
+    #[x_kube(validation = Rule::new("size(self) > 0").message(msg::SOURCE_EMPTY))]
     pub source: String,
     /// `csv` or `jsonl`; inferred from the extension when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<DataFormat>,
     /// The column to predict.
+    #[x_kube(validation = Rule::new("size(self) > 0").message(msg::TARGET_EMPTY))]
     pub target: String,
     /// Feature columns to use; all columns but the target when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -111,6 +117,7 @@ pub struct DataSpec {
     pub include_feedback: bool,
     /// Share of rows held out for validation (early stopping, reported metrics).
     #[serde(default = "default_validation_fraction")]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) < 1.0").message(msg::VALIDATION_FRACTION))]
     pub validation_fraction: f64,
 }
 
@@ -131,19 +138,22 @@ pub enum Activation {
 }
 
 /// The network. `type` names an architecture in the registry (`mlp`).
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ArchitectureSpec {
     /// Registered architecture name; `mlp` is built in.
     #[serde(rename = "type", default = "default_architecture")]
+    #[x_kube(validation = Rule::new("self in ['mlp']").message(msg::ARCHITECTURE_UNKNOWN))]
     pub kind: String,
     /// Width of each hidden layer; empty gives logistic / linear regression.
     #[serde(default)]
+    #[x_kube(validation = Rule::new("self.all(w, w > 0)").message(msg::HIDDEN_LAYER_EMPTY))]
     pub hidden_layers: Vec<u32>,
     #[serde(default)]
     pub activation: Activation,
     /// Dropout probability after each hidden layer, in [0, 1).
     #[serde(default)]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) < 1.0").message(msg::DROPOUT_RANGE))]
     pub dropout: f64,
 }
 
@@ -183,10 +193,11 @@ pub enum TrainingDevice {
 }
 
 /// Early stopping on validation loss.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EarlyStopping {
     /// Epochs without improvement before stopping.
+    #[x_kube(validation = Rule::new("self > 0").message(msg::PATIENCE))]
     pub patience: u32,
     /// Smallest decrease of validation loss that counts as improvement.
     #[serde(default)]
@@ -194,14 +205,16 @@ pub struct EarlyStopping {
 }
 
 /// Resources of a training Job's container.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ComputeResources {
     /// CPU request and limit, Kubernetes quantity (`2`, `500m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("isQuantity(self)").message(msg::CPU_QUANTITY))]
     pub cpu: Option<String>,
     /// Memory request and limit, Kubernetes quantity (`8Gi`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("isQuantity(self)").message(msg::MEMORY_QUANTITY))]
     pub memory: Option<String>,
     /// Number of `nvidia.com/gpu` to request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -209,16 +222,23 @@ pub struct ComputeResources {
 }
 
 /// Hyper-parameters and placement of the training Job.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TrainingSpec {
+    /// Passes over the training data.
+    #[x_kube(validation = Rule::new("self > 0").message(msg::EPOCHS_POSITIVE))]
     pub epochs: u32,
+    /// Rows per optimiser step.
+    #[x_kube(validation = Rule::new("self > 0").message(msg::BATCH_SIZE_POSITIVE))]
     pub batch_size: u32,
+    /// Optimiser step size.
+    #[x_kube(validation = Rule::new("double(self) > 0.0").message(msg::LEARNING_RATE_POSITIVE))]
     pub learning_rate: f64,
     #[serde(default)]
     pub optimizer: Optimizer,
     /// Decoupled weight decay for AdamW, L2 for SGD.
     #[serde(default)]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0").message(msg::WEIGHT_DECAY))]
     pub weight_decay: f64,
     /// Seed for the split, initialisation, shuffling and dropout.
     pub seed: u64,
@@ -237,6 +257,7 @@ pub struct TrainingSpec {
     pub tolerations: Vec<Toleration>,
     /// Longest a training Job may run (`2h`); the Job's activeDeadlineSeconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::DEADLINE_DURATION))]
     pub deadline: Option<String>,
     /// Retries of a failed training Job (its backoffLimit).
     #[serde(default = "default_retries")]
@@ -280,14 +301,20 @@ pub enum MissedRunPolicy {
 }
 
 /// When to retrain.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.timeZone) || has(self.schedule)").message(msg::TIME_ZONE_NEEDS_SCHEDULE))]
 #[serde(rename_all = "camelCase")]
 pub struct RetrainSpec {
-    /// 5-field cron (`0 2 * * *`), or 6 fields with seconds first.
+    /// 5-field cron (`0 2 * * *`; day-of-week 0-7, Sunday = 0 or 7), or 6
+    /// fields with seconds first, or `@daily`, `@hourly`, `@weekly`, `@monthly`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    #[x_kube(validation = Rule::new(cron_rule()).message(msg::SCHEDULE_SHAPE))]
     pub schedule: Option<String>,
-    /// IANA time zone of the schedule; UTC when absent.
+    /// IANA time zone of the schedule (`Europe/London`); UTC when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new(time_zone_rule()).message(msg::TIME_ZONE))]
     pub time_zone: Option<String>,
     #[serde(default)]
     pub missed_runs: MissedRunPolicy,
@@ -297,11 +324,13 @@ pub struct RetrainSpec {
     /// Retrain when the data source's digest changes.
     #[serde(default)]
     pub on_new_data: bool,
-    /// Least time between two automatic retrains (`6h`).
+    /// Least time between two drift- or data-triggered retrains (`6h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::COOLDOWN_DURATION))]
     pub cooldown: Option<String>,
-    /// Most automatic retrains per day.
+    /// Most drift- or data-triggered retrains in any 24 hours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0").message(msg::MAX_PER_DAY))]
     pub max_per_day: Option<u32>,
 }
 
@@ -321,10 +350,12 @@ pub enum DriftStatistic {
 }
 
 /// Per-feature override of the drift threshold.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FeatureDriftOverride {
+    /// This feature's threshold instead of `drift.threshold`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("double(self) > 0.0").message(msg::FEATURE_THRESHOLD))]
     pub threshold: Option<f64>,
     /// Never count this feature as drifted.
     #[serde(default)]
@@ -332,22 +363,27 @@ pub struct FeatureDriftOverride {
 }
 
 /// Drift monitoring.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("!(self.statistic in ['jensenShannon', 'ks']) || double(self.threshold) <= 1.0").message(msg::DRIFT_THRESHOLD_BOUNDED))]
 #[serde(rename_all = "camelCase")]
 pub struct DriftSpec {
     #[serde(default)]
     pub statistic: DriftStatistic,
     /// A feature drifts when its statistic exceeds this.
     #[serde(default = "default_drift_threshold")]
+    #[x_kube(validation = Rule::new("double(self) > 0.0").message(msg::DRIFT_THRESHOLD_POSITIVE))]
     pub threshold: f64,
     /// Rows per window.
     #[serde(default = "default_drift_window")]
+    #[x_kube(validation = Rule::new("self > 0").message(msg::DRIFT_WINDOW))]
     pub window: u32,
     /// Windows in a row over the threshold before drift counts.
     #[serde(default = "default_consecutive_windows")]
+    #[x_kube(validation = Rule::new("self > 0").message(msg::CONSECUTIVE_WINDOWS))]
     pub consecutive_windows: u32,
     /// Share of features that must drift for the dataset to drift.
     #[serde(default = "default_drifted_share")]
+    #[x_kube(validation = Rule::new("double(self) > 0.0 && double(self) <= 1.0").message(msg::DRIFTED_SHARE))]
     pub drifted_share: f64,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub features: BTreeMap<String, FeatureDriftOverride>,
@@ -380,10 +416,13 @@ impl Default for DriftSpec {
 }
 
 /// One metric check of the gate.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.min) || !has(self.max) || double(self.min) <= double(self.max)").message(msg::MIN_ABOVE_MAX))]
+#[x_kube(validation = Rule::new(UNIT_METRIC_RULE).message(msg::UNIT_METRIC_RANGE))]
 #[serde(rename_all = "camelCase")]
 pub struct MetricThreshold {
     /// `accuracy`, `macroF1`, `logLoss`, `rocAuc`, `recall:<class>`, `rmse`, `mae`, `r2`.
+    #[x_kube(validation = Rule::new("size(self) > 0").message(msg::METRIC_NAME_EMPTY))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min: Option<f64>,
@@ -391,92 +430,117 @@ pub struct MetricThreshold {
     pub max: Option<f64>,
     /// Largest allowed worsening against the champion, in the metric's units.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0").message(msg::MAX_DROP))]
     pub max_drop_from_champion: Option<f64>,
     /// Largest allowed worsening against the champion, as a fraction of its value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::MAX_RELATIVE_DROP))]
     pub max_relative_drop_from_champion: Option<f64>,
 }
 
 /// Rows of the test set selected by column conditions, with their own checks.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SliceSpec {
+    #[x_kube(validation = Rule::new("size(self) > 0").message(msg::SLICE_NAME_EMPTY))]
     pub name: String,
     /// Column → condition: `red`, `a|b`, `>=10`, `<5`, `10..12`.
     #[serde(rename = "where")]
+    #[x_kube(validation = Rule::new("size(self) > 0").message(msg::SLICE_WHERE_EMPTY))]
     pub where_: BTreeMap<String, String>,
+    #[x_kube(validation = Rule::new("size(self) > 0").message(msg::SLICE_METRICS_EMPTY))]
     pub metrics: Vec<MetricThreshold>,
 }
 
 /// Compute budgets measured where the evaluation runs.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BudgetSpec {
     /// Single-row p99 latency in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("double(self) > 0.0").message(msg::BUDGET_POSITIVE))]
     pub p99_latency_ms: Option<f64>,
     /// Batch throughput in rows per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("double(self) > 0.0").message(msg::BUDGET_POSITIVE))]
     pub min_throughput_rows_per_sec: Option<f64>,
     /// Artifact size in megabytes (10^6 bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("double(self) > 0.0").message(msg::BUDGET_POSITIVE))]
     pub max_size_mb: Option<f64>,
+    /// Most trainable parameters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0").message(msg::BUDGET_POSITIVE))]
     pub max_parameters: Option<u64>,
 }
 
 /// The promotion gate: a curated regression test-set and its thresholds.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GateSpec {
     /// URI of the regression test-set (same formats as `data.source`).
+    #[x_kube(validation = Rule::new("size(self) > 0").message(msg::TEST_SET_EMPTY))]
     pub test_set: String,
     #[serde(default)]
     pub metrics: Vec<MetricThreshold>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message(msg::SLICE_NAMES_UNIQUE))]
     pub slices: Vec<SliceSpec>,
     /// URI of golden examples every candidate must get right.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub must_pass: Option<String>,
     /// Absolute tolerance for must-pass regression examples.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0").message(msg::MUST_PASS_TOLERANCE))]
     pub must_pass_tolerance: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budgets: Option<BudgetSpec>,
 }
 
 /// One canary step: set the weight, then wait and analyse.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryStep {
     /// Percent of traffic for the candidate, 1..=100.
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100").message(msg::CANARY_WEIGHT))]
     pub weight: u32,
     /// How long to hold this weight before the analysis (`10m`).
+    #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::PAUSE_DURATION))]
     pub pause: String,
 }
 
 /// Checks of the canary against the stable version on the same window.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisSpec {
     /// Fewer canary requests than this make a step inconclusive, never a pass.
     #[serde(default = "default_min_requests")]
+    #[x_kube(validation = Rule::new("self > 0").message(msg::MIN_REQUESTS))]
     pub min_requests: u64,
+    /// Largest canary error rate (non-2xx share), in [0, 1].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::MAX_ERROR_RATE))]
     pub max_error_rate: Option<f64>,
+    /// Largest canary p99 latency in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("double(self) > 0.0").message(msg::MAX_P99_LATENCY))]
     pub max_p99_latency_ms: Option<f64>,
     /// Largest allowed canary error rate above stable's, absolute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::MAX_ERROR_RATE_INCREASE))]
     pub max_error_rate_increase: Option<f64>,
     /// Largest allowed canary p99 as a multiple of stable's (1.2 = 20 % slower).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("double(self) >= 1.0").message(msg::MAX_P99_LATENCY_RATIO))]
     pub max_p99_latency_ratio: Option<f64>,
     /// Largest Jensen-Shannon distance between canary and stable predictions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::MAX_PREDICTION_DIVERGENCE))]
     pub max_prediction_divergence: Option<f64>,
     /// Least online accuracy on labelled canary traffic, when labels exist.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::MIN_ONLINE_ACCURACY))]
     pub min_online_accuracy: Option<f64>,
     /// Failed analyses tolerated before rolling back.
     #[serde(default)]
@@ -503,9 +567,13 @@ impl Default for AnalysisSpec {
 }
 
 /// How a candidate that passed the gate takes traffic.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutSpec {
+    /// Canary steps in order; weights increase from step to step.
+    #[schemars(length(max = 20))]
+    #[x_kube(validation = Rule::new("size(self) > 0").message(msg::STEPS_EMPTY))]
+    #[x_kube(validation = Rule::new("self.map(s, s.weight).isSorted() && self.all(s, self.exists_one(t, t.weight == s.weight))").message(msg::CANARY_INCREASING))]
     pub steps: Vec<CanaryStep>,
     #[serde(default)]
     pub analysis: AnalysisSpec,
@@ -515,6 +583,9 @@ pub struct RolloutSpec {
     /// Superseded versions kept (artifacts and ModelVersion objects).
     #[serde(default = "default_retain")]
     pub retain_superseded: u32,
+    /// Rejected, rolled-back and failed versions kept for inspection.
+    #[serde(default = "default_retain")]
+    pub retain_failed: u32,
 }
 
 fn default_true() -> bool {
@@ -534,15 +605,18 @@ impl Default for RolloutSpec {
             analysis: AnalysisSpec::default(),
             auto_promote: true,
             retain_superseded: default_retain(),
+            retain_failed: default_retain(),
         }
     }
 }
 
 /// The serving Deployment of each version.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServingSpec {
+    /// Model-server pods per version.
     #[serde(default = "default_replicas")]
+    #[x_kube(validation = Rule::new("self > 0").message(msg::REPLICAS))]
     pub replicas: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ComputeResources>,
@@ -560,3 +634,11 @@ impl Default for ServingSpec {
         Self { replicas: default_replicas(), resources: None, image: None }
     }
 }
+
+/// A Go-style duration as `api::parse_duration` accepts it: `90s`, `10m`, `1h30m`, `2d`.
+const DURATION_RULE: &str = "self.matches('^([0-9]+[smhd])+$')";
+
+/// Metrics that lie in [0, 1]: their bounds must too.
+const UNIT_METRIC_RULE: &str = "!(self.name in ['accuracy', 'macroF1', 'rocAuc']) || \
+    ((!has(self.min) || (double(self.min) >= 0.0 && double(self.min) <= 1.0)) && \
+    (!has(self.max) || (double(self.max) >= 0.0 && double(self.max) <= 1.0)))";

@@ -1,0 +1,327 @@
+//! `Model.status`: what the operator observed and decided, written by the
+//! decision core (`policy`) so a restarted operator resumes where it was and
+//! `kubectl describe` explains every decision.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Schema of a timestamp: an RFC 3339 string, as Kubernetes writes them.
+pub fn date_time_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "string", "format": "date-time"})
+}
+
+/// Schema of a list of timestamps.
+pub fn date_time_list_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "array", "items": {"type": "string", "format": "date-time"}})
+}
+
+/// Where a Model stands, in one word (`kubectl get models`).
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ModelPhase {
+    /// Nothing trained yet and nothing running.
+    #[default]
+    Pending,
+    /// A training Job is running.
+    Training,
+    /// A trained candidate waits for its gate report.
+    Gating,
+    /// A candidate takes part of the traffic and is being analysed.
+    Canary,
+    /// A champion serves all traffic.
+    Serving,
+    /// Automatic work is stopped by `spec.paused`.
+    Paused,
+    /// No champion and the last attempt failed (see conditions).
+    Failed,
+}
+
+/// Whether a condition holds, as in Kubernetes conditions.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+/// A Kubernetes-style condition (`type`, `status`, `reason`, `message`,
+/// `lastTransitionTime`, `observedGeneration`).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `Ready`, `Training`, `Progressing`, `DriftDetected`, `SpecValid`, `Paused`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: ConditionStatus,
+    /// CamelCase reason, e.g. `GateFailed`.
+    pub reason: String,
+    /// One human-readable sentence with the numbers.
+    pub message: String,
+    /// When `status` last changed.
+    #[schemars(schema_with = "date_time_schema")]
+    pub last_transition_time: DateTime<Utc>,
+    /// The spec generation this condition was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// One version's share of live traffic; the gateway reads `status.traffic`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficWeight {
+    /// Version name, `v<n>`.
+    pub version: String,
+    /// Percent of requests, 0..=100; all weights sum to 100.
+    pub weight: u32,
+}
+
+/// What started a training run.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum TrainingTrigger {
+    /// The first version of a Model.
+    Initial,
+    /// Data, architecture or training settings changed in the spec.
+    ConfigChanged,
+    /// A slot of `retrain.schedule` came due.
+    Schedule,
+    /// Live inputs drifted for `consecutiveWindows` windows.
+    Drift,
+    /// The data source's digest changed.
+    NewData,
+    /// A user asked (`driftline retrain`).
+    Manual,
+}
+
+/// A training run: started, or finished with its outcome.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainingRun {
+    /// Version being trained, `v<n>`.
+    pub version: String,
+    pub trigger: TrainingTrigger,
+    /// Why it started, with the numbers.
+    pub reason: String,
+    #[schemars(schema_with = "date_time_schema")]
+    pub started_at: DateTime<Utc>,
+    /// Hash of the training-relevant spec (task, data, architecture, training).
+    pub config_hash: String,
+    /// The spec generation it was started for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// `Succeeded` or `Failed` once finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// The next training the operator expects to start on its own.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NextTraining {
+    #[schemars(schema_with = "date_time_schema")]
+    pub at: DateTime<Utc>,
+    /// Why then, e.g. `schedule "0 2 * * *" in Europe/London`.
+    pub reason: String,
+}
+
+/// Drift as last measured, always with values (not only alarms).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftSummary {
+    /// Largest feature statistic in the latest complete window.
+    #[serde(default)]
+    pub score: f64,
+    /// Share of monitored features over their threshold in that window.
+    #[serde(default)]
+    pub drifted_share: f64,
+    /// Features over their threshold in that window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drifted_features: Vec<String>,
+    /// Drifted windows in a row, up to now.
+    #[serde(default)]
+    pub consecutive_windows: u32,
+    /// End of the latest window taken into account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub last_window_end: Option<DateTime<Utc>>,
+    /// One line for `kubectl get models`, e.g. `0.14 (2/3 windows)`.
+    #[serde(default)]
+    pub summary: String,
+}
+
+/// The verdict of one canary analysis.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum AnalysisOutcome {
+    /// Every check within its bound, on at least `minRequests` requests.
+    Passed,
+    /// At least one check out of bounds.
+    Failed,
+    /// Too few requests to judge; never counts as a pass.
+    Inconclusive,
+}
+
+/// One check of a canary analysis with the numbers behind it.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisCheck {
+    /// `minRequests`, `maxErrorRate`, `maxP99LatencyMs`, `maxErrorRateIncrease`,
+    /// `maxP99LatencyRatio`, `maxPredictionDivergence`, `minOnlineAccuracy`.
+    pub name: String,
+    /// Measured value (canary, or canary relative to stable).
+    pub value: f64,
+    /// The bound from `spec.rollout.analysis`.
+    pub bound: f64,
+    pub passed: bool,
+    /// One sentence with value, bound and sample counts.
+    pub message: String,
+}
+
+/// One analysis of one canary step, as recorded in status.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisRecord {
+    /// Index of the step (0-based) in `spec.rollout.steps`.
+    pub step: u32,
+    /// Canary weight during the window.
+    pub weight: u32,
+    pub outcome: AnalysisOutcome,
+    #[serde(default)]
+    pub canary_requests: u64,
+    #[serde(default)]
+    pub stable_requests: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<AnalysisCheck>,
+    #[schemars(schema_with = "date_time_schema")]
+    pub window_start: DateTime<Utc>,
+    #[schemars(schema_with = "date_time_schema")]
+    pub window_end: DateTime<Utc>,
+    /// One sentence with the numbers.
+    pub message: String,
+}
+
+/// A canary in progress.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStatus {
+    /// Candidate version, `v<n>`.
+    pub version: String,
+    /// Index of the current step (0-based).
+    pub step: u32,
+    /// When the current step's weight was set (start of its analysis window);
+    /// absent while the canary's Deployment is not ready and stable keeps 100 %.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub step_started_at: Option<DateTime<Utc>>,
+    /// Failed analyses so far, against `failureLimit`.
+    #[serde(default)]
+    pub failures: u32,
+    /// Every step passed; waiting for `driftline promote` (autoPromote off).
+    #[serde(default)]
+    pub awaiting_promotion: bool,
+    /// Analyses of this canary, oldest first (the last 20).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analyses: Vec<AnalysisRecord>,
+}
+
+/// `Model.status`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub phase: ModelPhase,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The version serving (or sharing with a canary) live traffic, `v<n>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub champion: Option<String>,
+    /// The trained version on its way through gate and canary, `v<n>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<String>,
+    /// Traffic split the gateway applies; weights sum to 100 (empty: nothing serves).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub traffic: Vec<TrafficWeight>,
+    /// `traffic` in one line, e.g. `v3:90 v4:10`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_summary: Option<String>,
+    /// Number of the next version to train (`v<n>`), from 1.
+    #[serde(default = "first_version")]
+    pub next_version: u32,
+    /// The running training, if any (never more than one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<TrainingRun>,
+    /// The last finished training with its outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_training: Option<TrainingRun>,
+    /// The next training expected from the schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_training: Option<NextTraining>,
+    /// The latest schedule slot already acted on (run or skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub last_schedule_slot: Option<DateTime<Utc>>,
+    /// Start times of drift- and data-triggered trainings in the last 24 hours.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "date_time_list_schema")]
+    pub automatic_retrains: Vec<DateTime<Utc>>,
+    /// Digest of the data source the latest training used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStatus>,
+    /// Id of the last manual request acted on (`driftline promote` etc.).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_request: Option<String>,
+}
+
+fn first_version() -> u32 {
+    1
+}
+
+impl Default for ModelStatus {
+    fn default() -> Self {
+        Self {
+            observed_generation: None,
+            phase: ModelPhase::Pending,
+            conditions: Vec::new(),
+            champion: None,
+            candidate: None,
+            traffic: Vec::new(),
+            traffic_summary: None,
+            next_version: first_version(),
+            training: None,
+            last_training: None,
+            next_training: None,
+            last_schedule_slot: None,
+            automatic_retrains: Vec::new(),
+            data_digest: None,
+            drift: None,
+            canary: None,
+            handled_request: None,
+        }
+    }
+}
+
+impl ModelStatus {
+
+    /// The condition of this type, if set.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+}
+
+/// The name of version `n`: `v<n>`.
+pub fn version_name(n: u32) -> String {
+    format!("v{n}")
+}
+
+/// The number in a version name `v<n>`.
+pub fn version_number(name: &str) -> Option<u32> {
+    name.strip_prefix('v')?.parse().ok()
+}

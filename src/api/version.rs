@@ -1,0 +1,194 @@
+//! The `ModelVersion` custom resource: one trained (or training) version of a
+//! Model, owned by it. The history `kubectl get modelversions` shows.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use kube::core::Rule;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::gate::GateCheck;
+use super::status::{AnalysisRecord, Condition, TrainingTrigger, date_time_schema};
+use super::validate::msg;
+
+/// One version of a Model: its lineage (spec, immutable) and what became of
+/// it (status).
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[kube(
+    group = "driftline.dev",
+    version = "v1alpha1",
+    kind = "ModelVersion",
+    namespaced,
+    status = "ModelVersionStatus",
+    shortname = "mv",
+    category = "driftline",
+    cel,
+    printcolumn(name = "Model", type_ = "string", json_path = ".spec.model"),
+    printcolumn(name = "Version", type_ = "integer", json_path = ".spec.version"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Trigger", type_ = "string", json_path = ".spec.lineage.trigger"),
+    printcolumn(name = "Gate", type_ = "string", json_path = ".status.gate.summary"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new("self == oldSelf").message(msg::VERSION_SPEC_IMMUTABLE))]
+#[serde(rename_all = "camelCase")]
+pub struct ModelVersionSpec {
+    /// Name of the owning Model.
+    #[x_kube(validation = Rule::new("size(self) > 0").message(msg::VERSION_MODEL_EMPTY))]
+    pub model: String,
+    /// The version number `n` of `v<n>`.
+    #[x_kube(validation = Rule::new("self > 0").message(msg::VERSION_NUMBER))]
+    pub version: u32,
+    /// Where and why it was trained.
+    pub lineage: Lineage,
+}
+
+/// Where a version came from: enough to reproduce it.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Lineage {
+    pub trigger: TrainingTrigger,
+    /// Why it was trained, with the numbers.
+    pub reason: String,
+    /// Training seed.
+    pub seed: u64,
+    /// Hash of the training-relevant spec (task, data, architecture, training).
+    pub config_hash: String,
+    /// Version of the driftline binary that trained it.
+    pub driftline_version: String,
+    /// Digest of the data source at the time training started, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_digest: Option<String>,
+}
+
+/// Lifecycle of a version.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum VersionPhase {
+    /// Its training Job runs.
+    #[default]
+    Training,
+    /// Trained; waiting for (or holding) its gate report.
+    Trained,
+    /// The gate refused it (see `status.gate.failedChecks`).
+    Rejected,
+    /// Takes part of the traffic while being analysed.
+    Canary,
+    /// Serves the traffic.
+    Champion,
+    /// Was champion; replaced by a newer version.
+    Superseded,
+    /// Its canary failed analysis, or a user rolled it back.
+    RolledBack,
+    /// Its training Job failed.
+    Failed,
+}
+
+impl VersionPhase {
+    /// Whether nothing more happens to a version in this phase on its own.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            VersionPhase::Rejected | VersionPhase::Superseded | VersionPhase::RolledBack | VersionPhase::Failed
+        )
+    }
+}
+
+/// The artifact a training produced.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactRef {
+    /// Object-store URI of the version directory.
+    pub uri: String,
+    /// Architecture fingerprint the weights belong to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// sha256 of every file in the artifact, by file name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub digests: BTreeMap<String, String>,
+    /// sha256 of the training data as read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+}
+
+/// How the training Job ended.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainingOutcome {
+    /// Name of the Job, `<model>-train-<n>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Validation metrics reported by the trainer, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
+    /// Why the Job failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The gate's decision, with every failed check.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GateSummary {
+    pub passed: bool,
+    /// `passed 7/7` or `failed 2/7`.
+    pub summary: String,
+    /// Every check that failed, with its value and bound.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_checks: Vec<GateCheck>,
+    /// The champion it was compared with, `v<n>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub champion: Option<String>,
+}
+
+/// How the canary ended.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutOutcome {
+    /// `Promoted`, `RolledBack` or `ManuallyPromoted`.
+    pub result: String,
+    /// Steps whose analysis passed.
+    #[serde(default)]
+    pub steps_passed: u32,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analyses: Vec<AnalysisRecord>,
+}
+
+/// `ModelVersion.status`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelVersionStatus {
+    #[serde(default)]
+    pub phase: VersionPhase,
+    /// Why it is in this phase, with the numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<ArtifactRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<TrainingOutcome>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutOutcome>,
+    /// When it became champion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub champion_since: Option<DateTime<Utc>>,
+    /// When it stopped being champion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub champion_until: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,142 @@
+//! What the operator observed, handed to the decision core as plain data.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::api::GateVerdict;
+
+/// State of one training Job (`<model>-train-<n>`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum JobState {
+    /// Created, not yet running (image pull, scheduling).
+    Pending,
+    Running,
+    Succeeded,
+    /// Failed after its retries; `message` says why (last container message).
+    Failed { message: String },
+}
+
+/// A training Job as observed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainingJob {
+    /// Version number `n` the Job trains.
+    pub version: u32,
+    pub state: JobState,
+}
+
+/// The gate verdict on one candidate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GateResult {
+    pub version: u32,
+    pub verdict: GateVerdict,
+}
+
+/// Request counts and latency of one version over a window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServingMetrics {
+    pub requests: u64,
+    /// Requests answered with an error (5xx or a failed inference).
+    pub errors: u64,
+    /// p99 latency in milliseconds, when any request was served.
+    pub p99_latency_ms: Option<f64>,
+    /// Requests whose true label arrived as feedback.
+    pub labelled: u64,
+    /// Of those, how many the version predicted correctly.
+    pub correct: u64,
+}
+
+impl ServingMetrics {
+    /// Errors per request; 0 without requests.
+    pub fn error_rate(&self) -> f64 {
+        if self.requests == 0 { 0.0 } else { self.errors as f64 / self.requests as f64 }
+    }
+}
+
+/// Merged canary and stable metrics over the same window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CanaryMetrics {
+    /// Canary version number.
+    pub version: u32,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    pub canary: ServingMetrics,
+    pub stable: ServingMetrics,
+    /// Jensen-Shannon distance between canary and stable prediction distributions.
+    pub prediction_divergence: Option<f64>,
+}
+
+/// Drift of one complete window of live inputs against the training reference.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DriftReading {
+    pub window_end: DateTime<Utc>,
+    /// Rows in the window; windows shorter than `spec.drift.window` are ignored.
+    pub rows: u64,
+    /// Statistic (as `spec.drift.statistic`) per feature.
+    pub features: Vec<(String, f64)>,
+}
+
+/// What a user asked for through the CLI or an annotation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ManualAction {
+    /// Train a new version now.
+    Retrain { reason: Option<String> },
+    /// Promote the canary, or the named version (an audited gate override).
+    Promote { version: Option<u32> },
+    /// Roll back the canary, or the champion to the previous champion.
+    Rollback,
+}
+
+/// A manual request with its id; each id is acted on once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ManualRequest {
+    pub id: String,
+    pub action: ManualAction,
+}
+
+/// Everything the decision core may look at besides the Model and its versions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Observations {
+    /// The time of this decision; the core never reads a clock.
+    pub now: DateTime<Utc>,
+    /// `metadata.generation` of the Model.
+    pub generation: Option<i64>,
+    pub jobs: Vec<TrainingJob>,
+    pub gate_results: Vec<GateResult>,
+    /// Versions whose serving Deployment is ready.
+    pub ready_versions: BTreeSet<u32>,
+    pub canary_metrics: Option<CanaryMetrics>,
+    /// Drift windows, any order; windows already counted are skipped.
+    pub drift: Vec<DriftReading>,
+    /// Current digest of `spec.data.source`, when the operator could read it.
+    pub source_digest: Option<String>,
+    pub request: Option<ManualRequest>,
+}
+
+impl Observations {
+    /// Nothing observed yet, at `now`.
+    pub fn at(now: DateTime<Utc>) -> Self {
+        Self {
+            now,
+            generation: None,
+            jobs: Vec::new(),
+            gate_results: Vec::new(),
+            ready_versions: BTreeSet::new(),
+            canary_metrics: None,
+            drift: Vec::new(),
+            source_digest: None,
+            request: None,
+        }
+    }
+
+    /// The observed state of version `n`'s training Job.
+    pub fn job(&self, n: u32) -> Option<&JobState> {
+        self.jobs.iter().find(|j| j.version == n).map(|j| &j.state)
+    }
+
+    /// The gate verdict on version `n`.
+    pub fn gate(&self, n: u32) -> Option<&GateVerdict> {
+        self.gate_results.iter().find(|g| g.version == n).map(|g| &g.verdict)
+    }
+}

@@ -1,0 +1,168 @@
+//! The committed CRDs (`crds/`, `charts/driftline/crds/`) are what the types
+//! generate, structural, and show what `kubectl get` users expect.
+//!
+//! Regenerate after changing `src/api/`:
+//! `DRIFTLINE_UPDATE_CRDS=1 cargo test --test api_crd`
+
+use std::path::{Path, PathBuf};
+
+use driftline::api::crd::{all_crds, crd_files};
+use serde_json::Value;
+
+const DIRS: [&str; 2] = ["crds", "charts/driftline/crds"];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn write_atomically(path: &Path, content: &str) {
+    let tmp = path.with_extension("yaml.tmp");
+    std::fs::write(&tmp, content).expect("write temporary CRD file");
+    std::fs::rename(&tmp, path).expect("rename CRD file into place");
+}
+
+#[test]
+fn committed_crds_are_fresh() {
+    let files = crd_files().expect("CRDs serialise");
+    let update = std::env::var_os("DRIFTLINE_UPDATE_CRDS").is_some();
+    for dir in DIRS {
+        let dir = root().join(dir);
+        if update {
+            std::fs::create_dir_all(&dir).expect("create CRD directory");
+        }
+        for (name, yaml) in &files {
+            let path = dir.join(name);
+            if update {
+                write_atomically(&path, yaml);
+                continue;
+            }
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == *yaml,
+                "{} is stale; regenerate with `DRIFTLINE_UPDATE_CRDS=1 cargo test --test api_crd`",
+                path.display()
+            );
+        }
+        let mut present: Vec<String> = std::fs::read_dir(&dir)
+            .expect("CRD directory exists")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".yaml"))
+            .collect();
+        present.sort();
+        let mut expected: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+        expected.sort();
+        assert_eq!(present, expected, "{} holds CRD files the types do not generate", dir.display());
+    }
+}
+
+#[test]
+fn driftline_crd_prints_every_crd_as_one_stream() {
+    let stream = driftline::api::crd::all_crds_yaml().expect("CRDs serialise");
+    let docs: Vec<&str> = stream.split("---\n").filter(|d| !d.trim().is_empty()).collect();
+    assert_eq!(docs.len(), 2);
+    assert!(docs[0].contains("name: models.driftline.dev"));
+    assert!(docs[1].contains("name: modelversions.driftline.dev"));
+}
+
+/// Kubernetes refuses non-structural schemas: every node needs a `type`
+/// (unless it preserves unknown fields or is int-or-string), and the
+/// branches of anyOf/allOf/oneOf/not may not declare types or defaults.
+fn check_structural(node: &Value, path: &str, problems: &mut Vec<String>) {
+    let Some(obj) = node.as_object() else { return };
+    let free_form = obj.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true))
+        || obj.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true));
+    if !obj.contains_key("type") && !free_form {
+        problems.push(format!("{path}: no type"));
+    }
+    if obj.contains_key("$ref") {
+        problems.push(format!("{path}: $ref is not allowed"));
+    }
+    for key in ["anyOf", "allOf", "oneOf"] {
+        for (i, branch) in obj.get(key).and_then(Value::as_array).into_iter().flatten().enumerate() {
+            for forbidden in ["type", "default", "description", "nullable", "properties"] {
+                if branch.get(forbidden).is_some() {
+                    problems.push(format!("{path}.{key}[{i}]: `{forbidden}` inside {key}"));
+                }
+            }
+        }
+    }
+    if let Some(props) = obj.get("properties").and_then(Value::as_object) {
+        for (name, child) in props {
+            check_structural(child, &format!("{path}.{name}"), problems);
+        }
+    }
+    if let Some(items) = obj.get("items") {
+        check_structural(items, &format!("{path}[]"), problems);
+    }
+    if let Some(extra) = obj.get("additionalProperties").filter(|a| a.is_object()) {
+        check_structural(extra, &format!("{path}{{}}"), problems);
+    }
+}
+
+#[test]
+fn crd_schemas_are_structural() {
+    for crd in all_crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        for version in &crd.spec.versions {
+            let schema = version
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .unwrap_or_else(|| panic!("{name} has a schema"));
+            let schema = serde_json::to_value(schema).expect("schema serialises");
+            let mut problems = Vec::new();
+            check_structural(&schema, &name, &mut problems);
+            assert!(problems.is_empty(), "{name} is not structural:\n{}", problems.join("\n"));
+        }
+    }
+}
+
+#[test]
+fn kubectl_get_shows_phase_champion_candidate_traffic_drift_and_age() {
+    let crds = all_crds();
+    let model = &crds[0];
+    assert_eq!(model.spec.group, "driftline.dev");
+    assert_eq!(model.spec.names.short_names.as_deref(), Some(&["mdl".to_string()][..]));
+    let version = &model.spec.versions[0];
+    assert_eq!(version.name, "v1alpha1");
+    assert!(version.subresources.as_ref().is_some_and(|s| s.status.is_some()), "status subresource");
+    let columns: Vec<(&str, &str)> = version
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .map(|c| (c.name.as_str(), c.json_path.as_str()))
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            ("Phase", ".status.phase"),
+            ("Champion", ".status.champion"),
+            ("Candidate", ".status.candidate"),
+            ("Traffic", ".status.trafficSummary"),
+            ("Drift", ".status.drift.summary"),
+            ("Age", ".metadata.creationTimestamp"),
+        ]
+    );
+    let mv = &crds[1];
+    assert_eq!(mv.spec.names.short_names.as_deref(), Some(&["mv".to_string()][..]));
+    let mv_columns: Vec<&str> = mv.spec.versions[0]
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(mv_columns, ["Model", "Version", "Phase", "Trigger", "Gate", "Age"]);
+}
+
+#[test]
+fn version_phases_are_the_documented_ones() {
+    let crds = all_crds();
+    let schema = serde_json::to_value(crds[1].spec.versions[0].schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()))
+        .expect("schema serialises");
+    let phases = &schema["properties"]["status"]["properties"]["phase"]["enum"];
+    assert_eq!(
+        phases,
+        &serde_json::json!(["Training", "Trained", "Rejected", "Canary", "Champion", "Superseded", "RolledBack", "Failed"])
+    );
+}

@@ -1,0 +1,237 @@
+//! Builders for decision-core tests: a Model from the north-star fixture and
+//! a small world that applies the core's actions the way the operator would.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Duration, Utc};
+use driftline::api::{
+    GateCheck, GateVerdict, Lineage, Model, ModelSpec, ModelVersion, ModelVersionSpec, ModelVersionStatus,
+    VersionPhase, load_model_config,
+};
+use driftline::policy::{
+    Action, CanaryMetrics, Decision, GateResult, JobState, ManualAction, ManualRequest, Observations, ServingMetrics,
+    TrainingJob, decide,
+};
+
+pub const FIXTURE: &str = include_str!("../fixtures/wine-quality.yaml");
+
+pub fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).expect("RFC 3339 time")
+}
+
+/// The north-star spec.
+pub fn spec() -> ModelSpec {
+    load_model_config(FIXTURE).expect("fixture is a valid Model")
+}
+
+/// A spec without schedule, drift or new-data triggers (only explicit events train).
+pub fn quiet_spec() -> ModelSpec {
+    let mut s = spec();
+    s.retrain = None;
+    s
+}
+
+pub fn model(spec: ModelSpec) -> Model {
+    let mut m = Model::new("wine-quality", spec);
+    m.metadata.namespace = Some("ml".into());
+    m.metadata.generation = Some(1);
+    m
+}
+
+pub fn passed_gate() -> GateVerdict {
+    GateVerdict {
+        passed: true,
+        checks: vec![GateCheck {
+            kind: "metric".into(),
+            name: "accuracy".into(),
+            slice: None,
+            value: Some(0.91),
+            bound: Some(0.85),
+            passed: true,
+            message: "accuracy 0.910 >= min 0.850".into(),
+        }],
+    }
+}
+
+pub fn failed_gate() -> GateVerdict {
+    GateVerdict {
+        passed: false,
+        checks: vec![
+            GateCheck {
+                kind: "metric".into(),
+                name: "accuracy".into(),
+                slice: None,
+                value: Some(0.81),
+                bound: Some(0.85),
+                passed: false,
+                message: "accuracy 0.810 < min 0.850".into(),
+            },
+            GateCheck {
+                kind: "slice".into(),
+                name: "accuracy".into(),
+                slice: Some("red".into()),
+                value: Some(0.9),
+                bound: Some(0.8),
+                passed: true,
+                message: "slice red: accuracy 0.900 >= min 0.800".into(),
+            },
+        ],
+    }
+}
+
+/// Healthy serving numbers: `requests` requests, 0.2 % errors, 20 ms p99.
+pub fn healthy(requests: u64) -> ServingMetrics {
+    ServingMetrics {
+        requests,
+        errors: requests / 500,
+        p99_latency_ms: Some(20.0),
+        labelled: 0,
+        correct: 0,
+    }
+}
+
+pub fn window(version: u32, start: DateTime<Utc>, end: DateTime<Utc>, canary: ServingMetrics) -> CanaryMetrics {
+    CanaryMetrics {
+        version,
+        window_start: start,
+        window_end: end,
+        canary,
+        stable: healthy(10_000),
+        prediction_divergence: Some(0.02),
+    }
+}
+
+/// The Model, its versions and what the operator would observe, kept in
+/// step with the actions the core returns.
+pub struct World {
+    pub model: Model,
+    pub versions: Vec<ModelVersion>,
+    pub now: DateTime<Utc>,
+    pub jobs: Vec<TrainingJob>,
+    pub gates: Vec<GateResult>,
+    pub ready: BTreeSet<u32>,
+    pub source_digest: Option<String>,
+}
+
+impl World {
+    pub fn new(spec: ModelSpec, now: DateTime<Utc>) -> Self {
+        Self {
+            model: model(spec),
+            versions: Vec::new(),
+            now,
+            jobs: Vec::new(),
+            gates: Vec::new(),
+            ready: BTreeSet::new(),
+            source_digest: None,
+        }
+    }
+
+    pub fn observations(&self) -> Observations {
+        let mut obs = Observations::at(self.now);
+        obs.generation = self.model.metadata.generation;
+        obs.jobs = self.jobs.clone();
+        obs.gate_results = self.gates.clone();
+        obs.ready_versions = self.ready.clone();
+        obs.source_digest = self.source_digest.clone();
+        obs
+    }
+
+    /// Decides on `obs` and applies the decision.
+    pub fn step_with(&mut self, obs: Observations) -> Decision {
+        let d = decide(&self.model, &self.versions, &obs);
+        self.apply(&d);
+        d
+    }
+
+    /// Decides on the current observations and applies the decision.
+    pub fn step(&mut self) -> Decision {
+        self.step_with(self.observations())
+    }
+
+    pub fn advance(&mut self, by: Duration) {
+        self.now += by;
+    }
+
+    pub fn request(&mut self, id: &str, action: ManualAction) -> Decision {
+        let mut obs = self.observations();
+        obs.request = Some(ManualRequest { id: id.into(), action });
+        self.step_with(obs)
+    }
+
+    pub fn finish_job(&mut self, version: u32, state: JobState) {
+        self.jobs.retain(|j| j.version != version);
+        self.jobs.push(TrainingJob { version, state });
+    }
+
+    pub fn gate(&mut self, version: u32, verdict: GateVerdict) {
+        self.gates.retain(|g| g.version != version);
+        self.gates.push(GateResult { version, verdict });
+    }
+
+    pub fn phase(&self, version: u32) -> Option<VersionPhase> {
+        self.versions
+            .iter()
+            .find(|v| v.spec.version == version)
+            .and_then(|v| v.status.as_ref())
+            .map(|s| s.phase)
+    }
+
+    pub fn apply(&mut self, d: &Decision) {
+        self.model.status = Some(d.status.clone());
+        for a in &d.actions {
+            match a {
+                Action::StartTraining { version, trigger, reason, config_hash } => {
+                    let mut v = ModelVersion::new(
+                        &format!("wine-quality-v{version}"),
+                        ModelVersionSpec {
+                            model: "wine-quality".into(),
+                            version: *version,
+                            lineage: Lineage {
+                                trigger: *trigger,
+                                reason: reason.clone(),
+                                seed: 7,
+                                config_hash: config_hash.clone(),
+                                driftline_version: "test".into(),
+                                source_digest: None,
+                            },
+                        },
+                    );
+                    v.status = Some(ModelVersionStatus { phase: VersionPhase::Training, ..Default::default() });
+                    self.versions.push(v);
+                    self.jobs.push(TrainingJob { version: *version, state: JobState::Running });
+                }
+                Action::SetVersionPhase { version, phase, .. } => {
+                    if let Some(v) = self.versions.iter_mut().find(|v| v.spec.version == *version) {
+                        v.status.get_or_insert_with(Default::default).phase = *phase;
+                    }
+                }
+                Action::DeleteVersion { version, .. } => {
+                    self.versions.retain(|v| v.spec.version != *version);
+                    self.jobs.retain(|j| j.version != *version);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Trains (if needed), gates and promotes until `version` is champion at 100 %.
+    pub fn bootstrap(&mut self) {
+        let d = self.step();
+        let (n, _, _) = d.started_training().expect("bootstrap starts training");
+        self.finish_job(n, JobState::Succeeded);
+        self.gate(n, passed_gate());
+        self.ready.insert(n);
+        self.step();
+        assert_eq!(self.phase(n), Some(VersionPhase::Champion), "bootstrap promotes v{n}");
+    }
+}
+
+pub fn has_action(d: &Decision, pred: impl Fn(&Action) -> bool) -> bool {
+    d.actions.iter().any(pred)
+}
+
+pub fn event<'a>(d: &'a Decision, reason: &str) -> Option<&'a str> {
+    d.events().find(|(r, _)| *r == reason).map(|(_, m)| m)
+}

@@ -385,7 +385,8 @@ fn handle_request(ctx: &mut Ctx) {
             match ctx.versions.get(&n).copied() {
                 Some(VersionPhase::Canary) => {
                     let at = ctx.status.canary.as_ref().map_or(0, |c| c.step + 1);
-                    promote(ctx, n, format!("promoted by request {id} at canary step {at}/{}", ctx.spec.rollout.steps.len()), true);
+                    let reason = format!("promoted by request {id} at canary step {at}/{}", ctx.spec.rollout.steps.len());
+                    promote(ctx, n, reason, true);
                 }
                 Some(phase @ (VersionPhase::Trained | VersionPhase::Rejected | VersionPhase::RolledBack | VersionPhase::Superseded)) => {
                     let note = if phase == VersionPhase::Rejected { ", overriding its failed gate" } else { "" };
@@ -642,7 +643,7 @@ fn consider_training(ctx: &mut Ctx, drift: &DriftUpdate) {
     if chosen.is_none()
         && let ScheduleDue::Due { slot, missed, late } = due
     {
-        let tz = schedule.as_ref().map_or(chrono_tz::UTC, |s| s.time_zone());
+        let tz = schedule.as_ref().map_or(chrono_tz::Tz::UTC, |s| s.time_zone());
         let local = slot.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z");
         let expr = retrain.schedule.as_deref().unwrap_or_default();
         if late && retrain.missed_runs == MissedRunPolicy::Skip && blocked.is_none() {
@@ -800,7 +801,7 @@ fn finish(mut ctx: Ctx) -> Decision {
     match &s.champion {
         Some(c) => {
             let msg = format!("{c} is champion; traffic {summary}");
-            set_condition(s, obs, "Ready", ConditionStatus::True, "ChampionServing", &msg);
+            set_condition(s, obs, "Ready", ConditionStatus::True, "ChampionServing", &msg)
         }
         None => set_condition(s, obs, "Ready", ConditionStatus::False, "NoChampion", "no version has passed the gate yet"),
     };

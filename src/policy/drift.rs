@@ -1,7 +1,7 @@
 //! Drift trigger: a window drifts when enough features exceed their
 //! threshold; retraining is due after `consecutiveWindows` drifted windows in a row.
 
-use crate::api::{ConditionStatus, DriftSummary, ModelSpec, ModelStatus};
+use crate::api::{ConditionStatus, ModelSpec, ModelStatus};
 
 use super::conditions::set_condition;
 use super::observe::Observations;

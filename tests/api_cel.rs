@@ -19,7 +19,9 @@ fn base() -> Value {
 fn with(pointer: &str, value: Value) -> Value {
     let mut doc = base();
     let (parent, key) = pointer.rsplit_once('/').expect("pointer has a parent");
-    let target = doc.pointer_mut(parent).unwrap_or_else(|| panic!("fixture has {parent}"));
+    let target = doc
+        .pointer_mut(parent)
+        .unwrap_or_else(|| panic!("fixture has {parent}"));
     match (target, value) {
         (Value::Object(map), Value::Null) => {
             map.remove(key);
@@ -42,70 +44,421 @@ fn the_north_star_model_passes_every_rule() {
     if let Err(errors) = model.validate_cel() {
         panic!("CEL rejected the valid fixture: {errors}");
     }
-    model.spec.validate().expect("validate() accepts the valid fixture");
+    model
+        .spec
+        .validate()
+        .expect("validate() accepts the valid fixture");
     load_model_config(FIXTURE).expect("the CLI loads the fixture");
 }
 
 /// (what the user got wrong, JSON pointer, value, message, field path)
-fn cases() -> Vec<(&'static str, &'static str, Value, &'static str, &'static str)> {
+fn cases() -> Vec<(
+    &'static str,
+    &'static str,
+    Value,
+    &'static str,
+    &'static str,
+)> {
     vec![
-        ("zero epochs", "/spec/training/epochs", json!(0), msg::EPOCHS_POSITIVE, "spec.training.epochs"),
-        ("zero batch size", "/spec/training/batchSize", json!(0), msg::BATCH_SIZE_POSITIVE, "spec.training.batchSize"),
-        ("zero learning rate", "/spec/training/learningRate", json!(0.0), msg::LEARNING_RATE_POSITIVE, "spec.training.learningRate"),
-        ("negative learning rate written as an integer", "/spec/training/learningRate", json!(-1), msg::LEARNING_RATE_POSITIVE, "spec.training.learningRate"),
-        ("negative weight decay", "/spec/training/weightDecay", json!(-0.1), msg::WEIGHT_DECAY, "spec.training.weightDecay"),
-        ("zero patience", "/spec/training/earlyStopping", json!({"patience": 0}), msg::PATIENCE, "spec.training.earlyStopping.patience"),
-        ("cpu not a quantity", "/spec/training/resources/cpu", json!("lots"), msg::CPU_QUANTITY, "spec.training.resources.cpu"),
-        ("memory not a quantity", "/spec/training/resources/memory", json!("8 gigs"), msg::MEMORY_QUANTITY, "spec.training.resources.memory"),
-        ("deadline in words", "/spec/training/deadline", json!("2 hours"), msg::DEADLINE_DURATION, "spec.training.deadline"),
-        ("unknown architecture", "/spec/architecture/type", json!("transformer"), msg::ARCHITECTURE_UNKNOWN, "spec.architecture.type"),
-        ("empty hidden layer", "/spec/architecture/hiddenLayers", json!([64, 0]), msg::HIDDEN_LAYER_EMPTY, "spec.architecture.hiddenLayers"),
-        ("dropout of 1", "/spec/architecture/dropout", json!(1.0), msg::DROPOUT_RANGE, "spec.architecture.dropout"),
-        ("validation fraction of 1", "/spec/data/validationFraction", json!(1.0), msg::VALIDATION_FRACTION, "spec.data.validationFraction"),
-        ("empty source", "/spec/data/source", json!(""), msg::SOURCE_EMPTY, "spec.data.source"),
-        ("empty target", "/spec/data/target", json!(""), msg::TARGET_EMPTY, "spec.data.target"),
-        ("target among features", "/spec/data/features", json!(["alcohol", "quality"]), msg::TARGET_IN_FEATURES, "spec.data"),
-        ("hour 25", "/spec/retrain/schedule", json!("0 25 * * *"), msg::SCHEDULE_SHAPE, "spec.retrain.schedule"),
-        ("schedule in words", "/spec/retrain/schedule", json!("every night"), msg::SCHEDULE_SHAPE, "spec.retrain.schedule"),
-        ("four cron fields", "/spec/retrain/schedule", json!("0 2 * *"), msg::SCHEDULE_SHAPE, "spec.retrain.schedule"),
-        ("month 13", "/spec/retrain/schedule", json!("0 2 1 13 *"), msg::SCHEDULE_SHAPE, "spec.retrain.schedule"),
-        ("misspelt time zone", "/spec/retrain/timeZone", json!("Europe/Londn"), msg::TIME_ZONE, "spec.retrain.timeZone"),
-        ("time zone without schedule", "/spec/retrain/schedule", Value::Null, msg::TIME_ZONE_NEEDS_SCHEDULE, "spec.retrain"),
-        ("cooldown in words", "/spec/retrain/cooldown", json!("6 hours"), msg::COOLDOWN_DURATION, "spec.retrain.cooldown"),
-        ("zero retrains per day", "/spec/retrain/maxPerDay", json!(0), msg::MAX_PER_DAY, "spec.retrain.maxPerDay"),
-        ("zero drift threshold", "/spec/drift/threshold", json!(0.0), msg::DRIFT_THRESHOLD_POSITIVE, "spec.drift.threshold"),
-        ("Jensen-Shannon threshold above 1", "/spec/drift/threshold", json!(1.5), msg::DRIFT_THRESHOLD_BOUNDED, "spec.drift"),
-        ("zero-row drift window", "/spec/drift/window", json!(0), msg::DRIFT_WINDOW, "spec.drift.window"),
-        ("zero consecutive windows", "/spec/drift/consecutiveWindows", json!(0), msg::CONSECUTIVE_WINDOWS, "spec.drift.consecutiveWindows"),
-        ("drifted share above 1", "/spec/drift/driftedShare", json!(1.5), msg::DRIFTED_SHARE, "spec.drift.driftedShare"),
-        ("zero feature threshold", "/spec/drift/features", json!({"ph": {"threshold": 0.0}}), msg::FEATURE_THRESHOLD, "spec.drift.features.ph.threshold"),
-        ("metric min above max", "/spec/gate/metrics/0", json!({"name": "logLoss", "min": 0.5, "max": 0.2}), msg::MIN_ABOVE_MAX, "spec.gate.metrics[0]"),
-        ("accuracy written as a percentage", "/spec/gate/metrics/0", json!({"name": "accuracy", "min": 85}), msg::UNIT_METRIC_RANGE, "spec.gate.metrics[0]"),
-        ("unnamed metric", "/spec/gate/metrics/0", json!({"name": "", "min": 0.5}), msg::METRIC_NAME_EMPTY, "spec.gate.metrics[0].name"),
-        ("negative champion drop", "/spec/gate/metrics/0", json!({"name": "accuracy", "maxDropFromChampion": -0.01}), msg::MAX_DROP, "spec.gate.metrics[0].maxDropFromChampion"),
-        ("relative drop above 1", "/spec/gate/metrics/0", json!({"name": "accuracy", "maxRelativeDropFromChampion": 1.5}), msg::MAX_RELATIVE_DROP, "spec.gate.metrics[0].maxRelativeDropFromChampion"),
-        ("empty test set", "/spec/gate/testSet", json!(""), msg::TEST_SET_EMPTY, "spec.gate.testSet"),
-        ("duplicate slice names", "/spec/gate/slices/1", json!({"name": "red", "where": {"alcohol": ">=12"}, "metrics": [{"name": "accuracy", "min": 0.8}]}), msg::SLICE_NAMES_UNIQUE, "spec.gate.slices"),
-        ("unnamed slice", "/spec/gate/slices/0", json!({"name": "", "where": {"color": "red"}, "metrics": [{"name": "accuracy"}]}), msg::SLICE_NAME_EMPTY, "spec.gate.slices[0].name"),
-        ("slice without conditions", "/spec/gate/slices/0", json!({"name": "red", "where": {}, "metrics": [{"name": "accuracy"}]}), msg::SLICE_WHERE_EMPTY, "spec.gate.slices[0].where"),
-        ("slice without metrics", "/spec/gate/slices/0", json!({"name": "red", "where": {"color": "red"}, "metrics": []}), msg::SLICE_METRICS_EMPTY, "spec.gate.slices[0].metrics"),
-        ("negative must-pass tolerance", "/spec/gate/mustPassTolerance", json!(-1.0), msg::MUST_PASS_TOLERANCE, "spec.gate.mustPassTolerance"),
-        ("zero latency budget", "/spec/gate/budgets/p99LatencyMs", json!(0), msg::BUDGET_POSITIVE, "spec.gate.budgets.p99LatencyMs"),
-        ("zero parameter budget", "/spec/gate/budgets/maxParameters", json!(0), msg::BUDGET_POSITIVE, "spec.gate.budgets.maxParameters"),
-        ("zero canary weight", "/spec/rollout/steps/0", json!({"weight": 0, "pause": "10m"}), msg::CANARY_WEIGHT, "spec.rollout.steps[0].weight"),
-        ("canary weight over 100", "/spec/rollout/steps/2", json!({"weight": 101, "pause": "10m"}), msg::CANARY_WEIGHT, "spec.rollout.steps[2].weight"),
-        ("weights going down", "/spec/rollout/steps", json!([{"weight": 5, "pause": "1m"}, {"weight": 50, "pause": "1m"}, {"weight": 25, "pause": "1m"}]), msg::CANARY_INCREASING, "spec.rollout.steps"),
-        ("a weight repeated", "/spec/rollout/steps", json!([{"weight": 5, "pause": "1m"}, {"weight": 5, "pause": "1m"}]), msg::CANARY_INCREASING, "spec.rollout.steps"),
-        ("no canary steps", "/spec/rollout/steps", json!([]), msg::STEPS_EMPTY, "spec.rollout.steps"),
-        ("pause in words", "/spec/rollout/steps/0", json!({"weight": 5, "pause": "10 minutes"}), msg::PAUSE_DURATION, "spec.rollout.steps[0].pause"),
-        ("zero minRequests", "/spec/rollout/analysis/minRequests", json!(0), msg::MIN_REQUESTS, "spec.rollout.analysis.minRequests"),
-        ("error rate as a percentage", "/spec/rollout/analysis/maxErrorRate", json!(1.5), msg::MAX_ERROR_RATE, "spec.rollout.analysis.maxErrorRate"),
-        ("zero p99 bound", "/spec/rollout/analysis/maxP99LatencyMs", json!(0), msg::MAX_P99_LATENCY, "spec.rollout.analysis.maxP99LatencyMs"),
-        ("negative error-rate increase", "/spec/rollout/analysis/maxErrorRateIncrease", json!(-0.1), msg::MAX_ERROR_RATE_INCREASE, "spec.rollout.analysis.maxErrorRateIncrease"),
-        ("latency ratio below 1", "/spec/rollout/analysis/maxP99LatencyRatio", json!(0.5), msg::MAX_P99_LATENCY_RATIO, "spec.rollout.analysis.maxP99LatencyRatio"),
-        ("divergence above 1", "/spec/rollout/analysis/maxPredictionDivergence", json!(2), msg::MAX_PREDICTION_DIVERGENCE, "spec.rollout.analysis.maxPredictionDivergence"),
-        ("online accuracy above 1", "/spec/rollout/analysis/minOnlineAccuracy", json!(1.2), msg::MIN_ONLINE_ACCURACY, "spec.rollout.analysis.minOnlineAccuracy"),
-        ("zero replicas", "/spec/serving/replicas", json!(0), msg::REPLICAS, "spec.serving.replicas"),
+        (
+            "zero epochs",
+            "/spec/training/epochs",
+            json!(0),
+            msg::EPOCHS_POSITIVE,
+            "spec.training.epochs",
+        ),
+        (
+            "zero batch size",
+            "/spec/training/batchSize",
+            json!(0),
+            msg::BATCH_SIZE_POSITIVE,
+            "spec.training.batchSize",
+        ),
+        (
+            "zero learning rate",
+            "/spec/training/learningRate",
+            json!(0.0),
+            msg::LEARNING_RATE_POSITIVE,
+            "spec.training.learningRate",
+        ),
+        (
+            "negative learning rate written as an integer",
+            "/spec/training/learningRate",
+            json!(-1),
+            msg::LEARNING_RATE_POSITIVE,
+            "spec.training.learningRate",
+        ),
+        (
+            "negative weight decay",
+            "/spec/training/weightDecay",
+            json!(-0.1),
+            msg::WEIGHT_DECAY,
+            "spec.training.weightDecay",
+        ),
+        (
+            "zero patience",
+            "/spec/training/earlyStopping",
+            json!({"patience": 0}),
+            msg::PATIENCE,
+            "spec.training.earlyStopping.patience",
+        ),
+        (
+            "cpu not a quantity",
+            "/spec/training/resources/cpu",
+            json!("lots"),
+            msg::CPU_QUANTITY,
+            "spec.training.resources.cpu",
+        ),
+        (
+            "memory not a quantity",
+            "/spec/training/resources/memory",
+            json!("8 gigs"),
+            msg::MEMORY_QUANTITY,
+            "spec.training.resources.memory",
+        ),
+        (
+            "deadline in words",
+            "/spec/training/deadline",
+            json!("2 hours"),
+            msg::DEADLINE_DURATION,
+            "spec.training.deadline",
+        ),
+        (
+            "unknown architecture",
+            "/spec/architecture/type",
+            json!("transformer"),
+            msg::ARCHITECTURE_UNKNOWN,
+            "spec.architecture.type",
+        ),
+        (
+            "empty hidden layer",
+            "/spec/architecture/hiddenLayers",
+            json!([64, 0]),
+            msg::HIDDEN_LAYER_EMPTY,
+            "spec.architecture.hiddenLayers",
+        ),
+        (
+            "dropout of 1",
+            "/spec/architecture/dropout",
+            json!(1.0),
+            msg::DROPOUT_RANGE,
+            "spec.architecture.dropout",
+        ),
+        (
+            "validation fraction of 1",
+            "/spec/data/validationFraction",
+            json!(1.0),
+            msg::VALIDATION_FRACTION,
+            "spec.data.validationFraction",
+        ),
+        (
+            "empty source",
+            "/spec/data/source",
+            json!(""),
+            msg::SOURCE_EMPTY,
+            "spec.data.source",
+        ),
+        (
+            "empty target",
+            "/spec/data/target",
+            json!(""),
+            msg::TARGET_EMPTY,
+            "spec.data.target",
+        ),
+        (
+            "target among features",
+            "/spec/data/features",
+            json!(["alcohol", "quality"]),
+            msg::TARGET_IN_FEATURES,
+            "spec.data",
+        ),
+        (
+            "hour 25",
+            "/spec/retrain/schedule",
+            json!("0 25 * * *"),
+            msg::SCHEDULE_SHAPE,
+            "spec.retrain.schedule",
+        ),
+        (
+            "schedule in words",
+            "/spec/retrain/schedule",
+            json!("every night"),
+            msg::SCHEDULE_SHAPE,
+            "spec.retrain.schedule",
+        ),
+        (
+            "four cron fields",
+            "/spec/retrain/schedule",
+            json!("0 2 * *"),
+            msg::SCHEDULE_SHAPE,
+            "spec.retrain.schedule",
+        ),
+        (
+            "month 13",
+            "/spec/retrain/schedule",
+            json!("0 2 1 13 *"),
+            msg::SCHEDULE_SHAPE,
+            "spec.retrain.schedule",
+        ),
+        (
+            "misspelt time zone",
+            "/spec/retrain/timeZone",
+            json!("Europe/Londn"),
+            msg::TIME_ZONE,
+            "spec.retrain.timeZone",
+        ),
+        (
+            "time zone without schedule",
+            "/spec/retrain/schedule",
+            Value::Null,
+            msg::TIME_ZONE_NEEDS_SCHEDULE,
+            "spec.retrain",
+        ),
+        (
+            "cooldown in words",
+            "/spec/retrain/cooldown",
+            json!("6 hours"),
+            msg::COOLDOWN_DURATION,
+            "spec.retrain.cooldown",
+        ),
+        (
+            "zero retrains per day",
+            "/spec/retrain/maxPerDay",
+            json!(0),
+            msg::MAX_PER_DAY,
+            "spec.retrain.maxPerDay",
+        ),
+        (
+            "zero drift threshold",
+            "/spec/drift/threshold",
+            json!(0.0),
+            msg::DRIFT_THRESHOLD_POSITIVE,
+            "spec.drift.threshold",
+        ),
+        (
+            "Jensen-Shannon threshold above 1",
+            "/spec/drift/threshold",
+            json!(1.5),
+            msg::DRIFT_THRESHOLD_BOUNDED,
+            "spec.drift",
+        ),
+        (
+            "zero-row drift window",
+            "/spec/drift/window",
+            json!(0),
+            msg::DRIFT_WINDOW,
+            "spec.drift.window",
+        ),
+        (
+            "zero consecutive windows",
+            "/spec/drift/consecutiveWindows",
+            json!(0),
+            msg::CONSECUTIVE_WINDOWS,
+            "spec.drift.consecutiveWindows",
+        ),
+        (
+            "drifted share above 1",
+            "/spec/drift/driftedShare",
+            json!(1.5),
+            msg::DRIFTED_SHARE,
+            "spec.drift.driftedShare",
+        ),
+        (
+            "zero feature threshold",
+            "/spec/drift/features",
+            json!({"ph": {"threshold": 0.0}}),
+            msg::FEATURE_THRESHOLD,
+            "spec.drift.features.ph.threshold",
+        ),
+        (
+            "metric min above max",
+            "/spec/gate/metrics/0",
+            json!({"name": "logLoss", "min": 0.5, "max": 0.2}),
+            msg::MIN_ABOVE_MAX,
+            "spec.gate.metrics[0]",
+        ),
+        (
+            "accuracy written as a percentage",
+            "/spec/gate/metrics/0",
+            json!({"name": "accuracy", "min": 85}),
+            msg::UNIT_METRIC_RANGE,
+            "spec.gate.metrics[0]",
+        ),
+        (
+            "unnamed metric",
+            "/spec/gate/metrics/0",
+            json!({"name": "", "min": 0.5}),
+            msg::METRIC_NAME_EMPTY,
+            "spec.gate.metrics[0].name",
+        ),
+        (
+            "negative champion drop",
+            "/spec/gate/metrics/0",
+            json!({"name": "accuracy", "maxDropFromChampion": -0.01}),
+            msg::MAX_DROP,
+            "spec.gate.metrics[0].maxDropFromChampion",
+        ),
+        (
+            "relative drop above 1",
+            "/spec/gate/metrics/0",
+            json!({"name": "accuracy", "maxRelativeDropFromChampion": 1.5}),
+            msg::MAX_RELATIVE_DROP,
+            "spec.gate.metrics[0].maxRelativeDropFromChampion",
+        ),
+        (
+            "empty test set",
+            "/spec/gate/testSet",
+            json!(""),
+            msg::TEST_SET_EMPTY,
+            "spec.gate.testSet",
+        ),
+        (
+            "duplicate slice names",
+            "/spec/gate/slices/1",
+            json!({"name": "red", "where": {"alcohol": ">=12"}, "metrics": [{"name": "accuracy", "min": 0.8}]}),
+            msg::SLICE_NAMES_UNIQUE,
+            "spec.gate.slices",
+        ),
+        (
+            "unnamed slice",
+            "/spec/gate/slices/0",
+            json!({"name": "", "where": {"color": "red"}, "metrics": [{"name": "accuracy"}]}),
+            msg::SLICE_NAME_EMPTY,
+            "spec.gate.slices[0].name",
+        ),
+        (
+            "slice without conditions",
+            "/spec/gate/slices/0",
+            json!({"name": "red", "where": {}, "metrics": [{"name": "accuracy"}]}),
+            msg::SLICE_WHERE_EMPTY,
+            "spec.gate.slices[0].where",
+        ),
+        (
+            "slice without metrics",
+            "/spec/gate/slices/0",
+            json!({"name": "red", "where": {"color": "red"}, "metrics": []}),
+            msg::SLICE_METRICS_EMPTY,
+            "spec.gate.slices[0].metrics",
+        ),
+        (
+            "negative must-pass tolerance",
+            "/spec/gate/mustPassTolerance",
+            json!(-1.0),
+            msg::MUST_PASS_TOLERANCE,
+            "spec.gate.mustPassTolerance",
+        ),
+        (
+            "zero latency budget",
+            "/spec/gate/budgets/p99LatencyMs",
+            json!(0),
+            msg::BUDGET_POSITIVE,
+            "spec.gate.budgets.p99LatencyMs",
+        ),
+        (
+            "zero parameter budget",
+            "/spec/gate/budgets/maxParameters",
+            json!(0),
+            msg::BUDGET_POSITIVE,
+            "spec.gate.budgets.maxParameters",
+        ),
+        (
+            "zero canary weight",
+            "/spec/rollout/steps/0",
+            json!({"weight": 0, "pause": "10m"}),
+            msg::CANARY_WEIGHT,
+            "spec.rollout.steps[0].weight",
+        ),
+        (
+            "canary weight over 100",
+            "/spec/rollout/steps/2",
+            json!({"weight": 101, "pause": "10m"}),
+            msg::CANARY_WEIGHT,
+            "spec.rollout.steps[2].weight",
+        ),
+        (
+            "weights going down",
+            "/spec/rollout/steps",
+            json!([{"weight": 5, "pause": "1m"}, {"weight": 50, "pause": "1m"}, {"weight": 25, "pause": "1m"}]),
+            msg::CANARY_INCREASING,
+            "spec.rollout.steps",
+        ),
+        (
+            "a weight repeated",
+            "/spec/rollout/steps",
+            json!([{"weight": 5, "pause": "1m"}, {"weight": 5, "pause": "1m"}]),
+            msg::CANARY_INCREASING,
+            "spec.rollout.steps",
+        ),
+        (
+            "no canary steps",
+            "/spec/rollout/steps",
+            json!([]),
+            msg::STEPS_EMPTY,
+            "spec.rollout.steps",
+        ),
+        (
+            "pause in words",
+            "/spec/rollout/steps/0",
+            json!({"weight": 5, "pause": "10 minutes"}),
+            msg::PAUSE_DURATION,
+            "spec.rollout.steps[0].pause",
+        ),
+        (
+            "zero minRequests",
+            "/spec/rollout/analysis/minRequests",
+            json!(0),
+            msg::MIN_REQUESTS,
+            "spec.rollout.analysis.minRequests",
+        ),
+        (
+            "error rate as a percentage",
+            "/spec/rollout/analysis/maxErrorRate",
+            json!(1.5),
+            msg::MAX_ERROR_RATE,
+            "spec.rollout.analysis.maxErrorRate",
+        ),
+        (
+            "zero p99 bound",
+            "/spec/rollout/analysis/maxP99LatencyMs",
+            json!(0),
+            msg::MAX_P99_LATENCY,
+            "spec.rollout.analysis.maxP99LatencyMs",
+        ),
+        (
+            "negative error-rate increase",
+            "/spec/rollout/analysis/maxErrorRateIncrease",
+            json!(-0.1),
+            msg::MAX_ERROR_RATE_INCREASE,
+            "spec.rollout.analysis.maxErrorRateIncrease",
+        ),
+        (
+            "latency ratio below 1",
+            "/spec/rollout/analysis/maxP99LatencyRatio",
+            json!(0.5),
+            msg::MAX_P99_LATENCY_RATIO,
+            "spec.rollout.analysis.maxP99LatencyRatio",
+        ),
+        (
+            "divergence above 1",
+            "/spec/rollout/analysis/maxPredictionDivergence",
+            json!(2),
+            msg::MAX_PREDICTION_DIVERGENCE,
+            "spec.rollout.analysis.maxPredictionDivergence",
+        ),
+        (
+            "online accuracy above 1",
+            "/spec/rollout/analysis/minOnlineAccuracy",
+            json!(1.2),
+            msg::MIN_ONLINE_ACCURACY,
+            "spec.rollout.analysis.minOnlineAccuracy",
+        ),
+        (
+            "zero replicas",
+            "/spec/serving/replicas",
+            json!(0),
+            msg::REPLICAS,
+            "spec.serving.replicas",
+        ),
     ]
 }
 
@@ -113,13 +466,23 @@ fn cases() -> Vec<(&'static str, &'static str, Value, &'static str, &'static str
 fn each_cel_rule_rejects_its_mistake_with_the_users_message() {
     for (what, pointer, value, message, path) in cases() {
         let doc = with(pointer, value);
-        let model: Model = serde_json::from_value(doc).unwrap_or_else(|e| panic!("{what}: fixture must still deserialise: {e}"));
-        let errors = model.validate_cel().err().unwrap_or_else(|| panic!("{what}: CEL accepted it"));
+        let model: Model = serde_json::from_value(doc)
+            .unwrap_or_else(|e| panic!("{what}: fixture must still deserialise: {e}"));
+        let errors = model
+            .validate_cel()
+            .err()
+            .unwrap_or_else(|| panic!("{what}: CEL accepted it"));
         assert!(
-            errors.iter().any(|e| e.message == message && e.field_path == path),
+            errors
+                .iter()
+                .any(|e| e.message == message && e.field_path == path),
             "{what}: expected `{path}: {message}` from CEL, got: {errors}"
         );
-        assert_eq!(errors.len(), 1, "{what}: exactly one rule should fire, got: {errors}");
+        assert_eq!(
+            errors.len(),
+            1,
+            "{what}: exactly one rule should fire, got: {errors}"
+        );
     }
 }
 
@@ -127,9 +490,16 @@ fn each_cel_rule_rejects_its_mistake_with_the_users_message() {
 fn validate_gives_the_same_message_at_the_same_path_for_the_cli() {
     for (what, pointer, value, message, path) in cases() {
         let model: Model = serde_json::from_value(with(pointer, value)).expect("deserialises");
-        let invalid = model.spec.validate().err().unwrap_or_else(|| panic!("{what}: validate() accepted it"));
+        let invalid = model
+            .spec
+            .validate()
+            .err()
+            .unwrap_or_else(|| panic!("{what}: validate() accepted it"));
         assert!(
-            invalid.errors.iter().any(|e| e.path == path && e.message.starts_with(message)),
+            invalid
+                .errors
+                .iter()
+                .any(|e| e.path == path && e.message.starts_with(message)),
             "{what}: expected `{path}: {message}` from validate(), got: {invalid}"
         );
     }
@@ -145,7 +515,11 @@ fn validate_reports_every_mistake_at_once() {
     assert_eq!(paths, ["spec.training.epochs", "spec.serving.replicas"]);
     assert_eq!(
         invalid.to_string(),
-        format!("Model spec is invalid: spec.training.epochs: {}; spec.serving.replicas: {}", msg::EPOCHS_POSITIVE, msg::REPLICAS)
+        format!(
+            "Model spec is invalid: spec.training.epochs: {}; spec.serving.replicas: {}",
+            msg::EPOCHS_POSITIVE,
+            msg::REPLICAS
+        )
     );
 }
 
@@ -163,23 +537,45 @@ fn the_cli_refuses_an_invalid_model_with_field_and_reason() {
 
 #[test]
 fn the_schedule_check_in_validate_explains_the_field_in_error() {
-    let model: Model = serde_json::from_value(with("/spec/retrain/schedule", json!("0 25 * * *"))).expect("deserialises");
+    let model: Model = serde_json::from_value(with("/spec/retrain/schedule", json!("0 25 * * *")))
+        .expect("deserialises");
     let invalid = model.spec.validate().expect_err("hour 25");
     assert_eq!(
         invalid.errors[0].message,
-        format!("{} (schedule `0 25 * * *`: hour `25`: 25 is outside 0-23)", msg::SCHEDULE_SHAPE)
+        format!(
+            "{} (schedule `0 25 * * *`: hour `25`: 25 is outside 0-23)",
+            msg::SCHEDULE_SHAPE
+        )
     );
 }
 
 #[test]
 fn valid_schedules_and_zones_pass_cel() {
-    for schedule in ["0 2 * * *", "30 0 2 * * *", "*/15 * * * *", "0 9 * * MON-FRI", "0 3 1 jan,jul ?", "@daily", " 0 2 * * 0,7 "] {
-        let model: Model = serde_json::from_value(with("/spec/retrain/schedule", json!(schedule))).expect("deserialises");
+    for schedule in [
+        "0 2 * * *",
+        "30 0 2 * * *",
+        "*/15 * * * *",
+        "0 9 * * MON-FRI",
+        "0 3 1 jan,jul ?",
+        "@daily",
+        " 0 2 * * 0,7 ",
+    ] {
+        let model: Model = serde_json::from_value(with("/spec/retrain/schedule", json!(schedule)))
+            .expect("deserialises");
         assert!(model.validate_cel().is_ok(), "CEL refused `{schedule}`");
-        assert!(model.spec.validate().is_ok(), "validate() refused `{schedule}`");
+        assert!(
+            model.spec.validate().is_ok(),
+            "validate() refused `{schedule}`"
+        );
     }
-    for zone in ["UTC", "America/Argentina/Buenos_Aires", "Asia/Kolkata", "Etc/GMT+5"] {
-        let model: Model = serde_json::from_value(with("/spec/retrain/timeZone", json!(zone))).expect("deserialises");
+    for zone in [
+        "UTC",
+        "America/Argentina/Buenos_Aires",
+        "Asia/Kolkata",
+        "Etc/GMT+5",
+    ] {
+        let model: Model = serde_json::from_value(with("/spec/retrain/timeZone", json!(zone)))
+            .expect("deserialises");
         assert!(model.validate_cel().is_ok(), "CEL refused `{zone}`");
     }
 }
@@ -189,11 +585,21 @@ fn schema_types_refuse_what_cel_never_sees() {
     // Enums and unsigned integers are schema constraints: the API server
     // refuses them before CEL runs; the CLI refuses them while parsing.
     for (from, to, needle) in [
-        ("task: classification", "task: clustering", "unknown variant `clustering`"),
-        ("missedRuns: RunLatest", "missedRuns: Sometimes", "unknown variant `Sometimes`"),
+        (
+            "task: classification",
+            "task: clustering",
+            "unknown variant `clustering`",
+        ),
+        (
+            "missedRuns: RunLatest",
+            "missedRuns: Sometimes",
+            "unknown variant `Sometimes`",
+        ),
         ("epochs: 40", "epochs: -3", "invalid value"),
     ] {
-        let err = load_model_config(&FIXTURE.replace(from, to)).expect_err(to).to_string();
+        let err = load_model_config(&FIXTURE.replace(from, to))
+            .expect_err(to)
+            .to_string();
         assert!(err.contains(needle), "{to}: {err}");
     }
 }
@@ -215,7 +621,17 @@ fn a_model_versions_lineage_cannot_be_rewritten() {
     let old = ModelVersion::new("wine-quality-v3", spec(7));
     let new = ModelVersion::new("wine-quality-v3", spec(8));
     assert!(new.validate_cel().is_ok(), "creation is allowed");
-    let errors = new.validate_cel_update(&old).expect_err("changing the seed is refused");
-    assert!(errors.iter().any(|e| e.message == msg::VERSION_SPEC_IMMUTABLE), "{errors}");
-    assert!(old.validate_cel_update(&old).is_ok(), "an unchanged spec is fine");
+    let errors = new
+        .validate_cel_update(&old)
+        .expect_err("changing the seed is refused");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.message == msg::VERSION_SPEC_IMMUTABLE),
+        "{errors}"
+    );
+    assert!(
+        old.validate_cel_update(&old).is_ok(),
+        "an unchanged spec is fine"
+    );
 }

@@ -52,14 +52,22 @@ fn committed_crds_are_fresh() {
         present.sort();
         let mut expected: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
         expected.sort();
-        assert_eq!(present, expected, "{} holds CRD files the types do not generate", dir.display());
+        assert_eq!(
+            present,
+            expected,
+            "{} holds CRD files the types do not generate",
+            dir.display()
+        );
     }
 }
 
 #[test]
 fn driftline_crd_prints_every_crd_as_one_stream() {
     let stream = driftline::api::crd::all_crds_yaml().expect("CRDs serialise");
-    let docs: Vec<&str> = stream.split("---\n").filter(|d| !d.trim().is_empty()).collect();
+    let docs: Vec<&str> = stream
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .collect();
     assert_eq!(docs.len(), 2);
     assert!(docs[0].contains("name: models.driftline.dev"));
     assert!(docs[1].contains("name: modelversions.driftline.dev"));
@@ -79,7 +87,13 @@ fn check_structural(node: &Value, path: &str, problems: &mut Vec<String>) {
         problems.push(format!("{path}: $ref is not allowed"));
     }
     for key in ["anyOf", "allOf", "oneOf"] {
-        for (i, branch) in obj.get(key).and_then(Value::as_array).into_iter().flatten().enumerate() {
+        for (i, branch) in obj
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             for forbidden in ["type", "default", "description", "nullable", "properties"] {
                 if branch.get(forbidden).is_some() {
                     problems.push(format!("{path}.{key}[{i}]: `{forbidden}` inside {key}"));
@@ -113,7 +127,11 @@ fn crd_schemas_are_structural() {
             let schema = serde_json::to_value(schema).expect("schema serialises");
             let mut problems = Vec::new();
             check_structural(&schema, &name, &mut problems);
-            assert!(problems.is_empty(), "{name} is not structural:\n{}", problems.join("\n"));
+            assert!(
+                problems.is_empty(),
+                "{name} is not structural:\n{}",
+                problems.join("\n")
+            );
         }
     }
 }
@@ -123,10 +141,19 @@ fn kubectl_get_shows_phase_champion_candidate_traffic_drift_and_age() {
     let crds = all_crds();
     let model = &crds[0];
     assert_eq!(model.spec.group, "driftline.dev");
-    assert_eq!(model.spec.names.short_names.as_deref(), Some(&["mdl".to_string()][..]));
+    assert_eq!(
+        model.spec.names.short_names.as_deref(),
+        Some(&["mdl".to_string()][..])
+    );
     let version = &model.spec.versions[0];
     assert_eq!(version.name, "v1alpha1");
-    assert!(version.subresources.as_ref().is_some_and(|s| s.status.is_some()), "status subresource");
+    assert!(
+        version
+            .subresources
+            .as_ref()
+            .is_some_and(|s| s.status.is_some()),
+        "status subresource"
+    );
     let columns: Vec<(&str, &str)> = version
         .additional_printer_columns
         .iter()
@@ -145,24 +172,44 @@ fn kubectl_get_shows_phase_champion_candidate_traffic_drift_and_age() {
         ]
     );
     let mv = &crds[1];
-    assert_eq!(mv.spec.names.short_names.as_deref(), Some(&["mv".to_string()][..]));
+    assert_eq!(
+        mv.spec.names.short_names.as_deref(),
+        Some(&["mv".to_string()][..])
+    );
     let mv_columns: Vec<&str> = mv.spec.versions[0]
         .additional_printer_columns
         .iter()
         .flatten()
         .map(|c| c.name.as_str())
         .collect();
-    assert_eq!(mv_columns, ["Model", "Version", "Phase", "Trigger", "Gate", "Age"]);
+    assert_eq!(
+        mv_columns,
+        ["Model", "Version", "Phase", "Trigger", "Gate", "Age"]
+    );
 }
 
 #[test]
 fn version_phases_are_the_documented_ones() {
     let crds = all_crds();
-    let schema = serde_json::to_value(crds[1].spec.versions[0].schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()))
-        .expect("schema serialises");
+    let schema = serde_json::to_value(
+        crds[1].spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref()),
+    )
+    .expect("schema serialises");
     let phases = &schema["properties"]["status"]["properties"]["phase"]["enum"];
     assert_eq!(
         phases,
-        &serde_json::json!(["Training", "Trained", "Rejected", "Canary", "Champion", "Superseded", "RolledBack", "Failed"])
+        &serde_json::json!([
+            "Training",
+            "Trained",
+            "Rejected",
+            "Canary",
+            "Champion",
+            "Superseded",
+            "RolledBack",
+            "Failed"
+        ])
     );
 }

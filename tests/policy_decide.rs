@@ -10,21 +10,45 @@ use driftline::policy::{Action, DriftReading, JobState, ManualAction, ServingMet
 use policy_support::*;
 
 fn weights(pairs: &[(&str, u32)]) -> Vec<TrafficWeight> {
-    pairs.iter().map(|(v, w)| TrafficWeight { version: v.to_string(), weight: *w }).collect()
+    pairs
+        .iter()
+        .map(|(v, w)| TrafficWeight {
+            version: v.to_string(),
+            weight: *w,
+        })
+        .collect()
 }
 
 /// v1 champion, v2 in its canary at step 1 (5 %) since `w.now`.
 fn canary_world() -> World {
     let mut w = World::new(quiet_spec(), t("2026-06-01T08:00:00Z"));
     w.bootstrap();
-    let d = w.request("r1", ManualAction::Retrain { reason: Some("new labels".into()) });
-    assert_eq!(d.started_training().map(|(n, trig, _)| (n, trig)), Some((2, TrainingTrigger::Manual)));
+    let d = w.request(
+        "r1",
+        ManualAction::Retrain {
+            reason: Some("new labels".into()),
+        },
+    );
+    assert_eq!(
+        d.started_training().map(|(n, trig, _)| (n, trig)),
+        Some((2, TrainingTrigger::Manual))
+    );
     w.finish_job(2, JobState::Succeeded);
     w.gate(2, passed_gate());
     let d = w.step();
-    assert!(has_action(&d, |a| matches!(a, Action::CreateCanary { version: 2, .. })));
-    assert_eq!(d.traffic(), None, "stable keeps 100 % until the canary is ready");
-    assert_eq!(w.model.status.as_ref().map(|s| s.traffic.clone()), Some(weights(&[("v1", 100)])));
+    assert!(has_action(&d, |a| matches!(
+        a,
+        Action::CreateCanary { version: 2, .. }
+    )));
+    assert_eq!(
+        d.traffic(),
+        None,
+        "stable keeps 100 % until the canary is ready"
+    );
+    assert_eq!(
+        w.model.status.as_ref().map(|s| s.traffic.clone()),
+        Some(weights(&[("v1", 100)]))
+    );
     w.ready.insert(2);
     let d = w.step();
     assert_eq!(d.traffic(), Some(&weights(&[("v1", 95), ("v2", 5)])[..]));
@@ -39,12 +63,23 @@ fn status(w: &World) -> &driftline::api::ModelStatus {
 fn a_new_model_trains_its_first_version() {
     let mut w = World::new(quiet_spec(), t("2026-06-01T08:00:00Z"));
     let d = w.step();
-    assert_eq!(d.started_training().map(|(n, trig, _)| (n, trig)), Some((1, TrainingTrigger::Initial)));
+    assert_eq!(
+        d.started_training().map(|(n, trig, _)| (n, trig)),
+        Some((1, TrainingTrigger::Initial))
+    );
     assert_eq!(status(&w).phase, ModelPhase::Training);
-    assert_eq!(status(&w).training.as_ref().map(|t| t.version.as_str()), Some("v1"));
+    assert_eq!(
+        status(&w).training.as_ref().map(|t| t.version.as_str()),
+        Some("v1")
+    );
     assert_eq!(status(&w).next_version, 2);
-    let training = status(&w).condition("Training").expect("Training condition");
-    assert_eq!((training.status, training.reason.as_str()), (ConditionStatus::True, "TrainingRunning"));
+    let training = status(&w)
+        .condition("Training")
+        .expect("Training condition");
+    assert_eq!(
+        (training.status, training.reason.as_str()),
+        (ConditionStatus::True, "TrainingRunning")
+    );
 }
 
 #[test]
@@ -58,25 +93,43 @@ fn the_first_version_that_passes_the_gate_takes_all_traffic() {
     assert!(d.traffic().is_none());
     w.gate(1, passed_gate());
     let d = w.step();
-    assert!(has_action(&d, |a| matches!(a, Action::Promote { version: 1, previous: None, .. })));
+    assert!(has_action(&d, |a| matches!(
+        a,
+        Action::Promote {
+            version: 1,
+            previous: None,
+            ..
+        }
+    )));
     assert_eq!(d.traffic(), Some(&weights(&[("v1", 100)])[..]));
     assert_eq!(status(&w).champion.as_deref(), Some("v1"));
     assert_eq!(status(&w).phase, ModelPhase::Serving);
     assert_eq!(status(&w).traffic_summary.as_deref(), Some("v1:100"));
-    assert_eq!(status(&w).condition("Ready").map(|c| c.status), Some(ConditionStatus::True));
+    assert_eq!(
+        status(&w).condition("Ready").map(|c| c.status),
+        Some(ConditionStatus::True)
+    );
 }
 
 #[test]
 fn a_failed_training_is_reported_and_not_retried_until_something_changes() {
     let mut w = World::new(quiet_spec(), t("2026-06-01T08:00:00Z"));
     w.step();
-    w.finish_job(1, JobState::Failed { message: "column `quality` missing from s3://datasets/wine/train.csv".into() });
+    w.finish_job(
+        1,
+        JobState::Failed {
+            message: "column `quality` missing from s3://datasets/wine/train.csv".into(),
+        },
+    );
     let d = w.step();
     assert_eq!(w.phase(1), Some(VersionPhase::Failed));
     assert_eq!(status(&w).phase, ModelPhase::Failed);
     assert!(event(&d, "TrainingFailed").is_some_and(|m| m.contains("column `quality` missing")));
     w.advance(Duration::hours(1));
-    assert!(w.step().started_training().is_none(), "no retry loop on an unchanged spec");
+    assert!(
+        w.step().started_training().is_none(),
+        "no retry loop on an unchanged spec"
+    );
     // Fixing the spec retrains.
     w.model.spec.data.target = "grade".into();
     w.model.metadata.generation = Some(2);
@@ -107,7 +160,10 @@ fn a_candidate_that_fails_the_gate_is_rejected_with_every_failed_check() {
     assert!(message.contains("accuracy 0.810 < min 0.850"), "{message}");
     assert_eq!(status(&w).candidate, None);
     assert_eq!(status(&w).traffic, weights(&[("v1", 100)]));
-    assert!(!has_action(&d, |a| matches!(a, Action::CreateCanary { .. })));
+    assert!(!has_action(&d, |a| matches!(
+        a,
+        Action::CreateCanary { .. }
+    )));
 }
 
 #[test]
@@ -122,7 +178,10 @@ fn a_manual_retrain_while_training_is_refused() {
     w.gate(1, passed_gate());
     w.step();
     let d = w.request("r1", ManualAction::Retrain { reason: None });
-    assert!(d.started_training().is_none(), "request r1 was already handled");
+    assert!(
+        d.started_training().is_none(),
+        "request r1 was already handled"
+    );
     let d = w.request("r2", ManualAction::Retrain { reason: None });
     assert_eq!(d.started_training().map(|(n, _, _)| n), Some(2));
 }
@@ -133,14 +192,26 @@ fn canary_waits_out_each_pause_before_analysing() {
     w.advance(Duration::minutes(4));
     let d = w.step();
     assert!(d.traffic().is_none());
-    assert_eq!(d.requeue_after, Some(std::time::Duration::from_secs(6 * 60)));
-    assert!(status(&w).canary.as_ref().is_some_and(|c| c.analyses.is_empty()));
+    assert_eq!(
+        d.requeue_after,
+        Some(std::time::Duration::from_secs(6 * 60))
+    );
+    assert!(
+        status(&w)
+            .canary
+            .as_ref()
+            .is_some_and(|c| c.analyses.is_empty())
+    );
 }
 
 #[test]
 fn canary_advances_through_every_step_then_promotes() {
     let mut w = canary_world();
-    let mut expected = vec![weights(&[("v1", 75), ("v2", 25)]), weights(&[("v1", 50), ("v2", 50)])].into_iter();
+    let mut expected = vec![
+        weights(&[("v1", 75), ("v2", 25)]),
+        weights(&[("v1", 50), ("v2", 50)]),
+    ]
+    .into_iter();
     for pause in [10, 10, 20] {
         let start = w.now;
         w.advance(Duration::minutes(pause));
@@ -153,7 +224,14 @@ fn canary_advances_through_every_step_then_promotes() {
                 assert!(event(&d, "CanaryStepPassed").is_some_and(|m| m.contains("800 requests")));
             }
             None => {
-                assert!(has_action(&d, |a| matches!(a, Action::Promote { version: 2, previous: Some(1), .. })));
+                assert!(has_action(&d, |a| matches!(
+                    a,
+                    Action::Promote {
+                        version: 2,
+                        previous: Some(1),
+                        ..
+                    }
+                )));
                 assert_eq!(d.traffic(), Some(&weights(&[("v2", 100)])[..]));
             }
         }
@@ -173,36 +251,74 @@ fn too_few_requests_is_inconclusive_never_a_pass() {
         let mut obs = w.observations();
         obs.canary_metrics = Some(window(2, start, w.now, healthy(120)));
         let d = w.step_with(obs);
-        assert!(d.traffic().is_none(), "no advance on {minutes}m of thin traffic");
-        assert!(!has_action(&d, |a| matches!(a, Action::Promote { .. } | Action::Rollback { .. })));
+        assert!(
+            d.traffic().is_none(),
+            "no advance on {minutes}m of thin traffic"
+        );
+        assert!(!has_action(&d, |a| matches!(
+            a,
+            Action::Promote { .. } | Action::Rollback { .. }
+        )));
     }
     let canary = status(&w).canary.clone().expect("canary still running");
     assert_eq!(canary.step, 0);
     assert_eq!(canary.failures, 0, "inconclusive is not a failure either");
     let last = canary.analyses.last().expect("analysis recorded");
     assert_eq!(last.outcome, AnalysisOutcome::Inconclusive);
-    assert_eq!(canary.analyses.len(), 1, "one record per inconclusive stretch");
-    assert!(last.message.contains("120 requests, fewer than minRequests 500"), "{}", last.message);
+    assert_eq!(
+        canary.analyses.len(),
+        1,
+        "one record per inconclusive stretch"
+    );
+    assert!(
+        last.message
+            .contains("120 requests, fewer than minRequests 500"),
+        "{}",
+        last.message
+    );
 }
 
 #[test]
 fn failed_analyses_within_the_failure_limit_retry_then_roll_back() {
     let mut w = canary_world();
-    let bad = ServingMetrics { requests: 1000, errors: 50, p99_latency_ms: Some(20.0), labelled: 0, correct: 0 };
+    let bad = ServingMetrics {
+        requests: 1000,
+        errors: 50,
+        p99_latency_ms: Some(20.0),
+        labelled: 0,
+        correct: 0,
+    };
     for failure in 1..=3u32 {
-        let start = status(&w).canary.as_ref().and_then(|c| c.step_started_at).expect("step started");
+        let start = status(&w)
+            .canary
+            .as_ref()
+            .and_then(|c| c.step_started_at)
+            .expect("step started");
         w.now = start + Duration::minutes(10);
         let mut obs = w.observations();
         obs.canary_metrics = Some(window(2, start, w.now, bad.clone()));
         let d = w.step_with(obs);
         if failure <= 2 {
-            assert!(event(&d, "CanaryAnalysisFailed").is_some_and(|m| m.contains(&format!("failure {failure} of 2"))));
+            assert!(
+                event(&d, "CanaryAnalysisFailed")
+                    .is_some_and(|m| m.contains(&format!("failure {failure} of 2")))
+            );
             assert!(d.traffic().is_none(), "weight held while retrying");
         } else {
-            assert!(has_action(&d, |a| matches!(a, Action::Rollback { version: 2, restored: Some(1), .. })));
+            assert!(has_action(&d, |a| matches!(
+                a,
+                Action::Rollback {
+                    version: 2,
+                    restored: Some(1),
+                    ..
+                }
+            )));
             assert_eq!(d.traffic(), Some(&weights(&[("v1", 100)])[..]));
             let message = event(&d, "RolledBack").expect("RolledBack event");
-            assert!(message.contains("canary error rate 5.00 % (50/1000) vs max 1.00 %"), "{message}");
+            assert!(
+                message.contains("canary error rate 5.00 % (50/1000) vs max 1.00 %"),
+                "{message}"
+            );
         }
     }
     assert_eq!(w.phase(2), Some(VersionPhase::RolledBack));
@@ -211,7 +327,11 @@ fn failed_analyses_within_the_failure_limit_retry_then_roll_back() {
 }
 
 /// One analysis of the first step with these canary/stable numbers.
-fn analyse_once(canary: ServingMetrics, stable: ServingMetrics, divergence: Option<f64>) -> (AnalysisOutcome, String) {
+fn analyse_once(
+    canary: ServingMetrics,
+    stable: ServingMetrics,
+    divergence: Option<f64>,
+) -> (AnalysisOutcome, String) {
     let mut w = canary_world();
     let start = w.now;
     w.advance(Duration::minutes(10));
@@ -238,24 +358,45 @@ fn analysis_compares_canary_with_stable_on_the_same_window() {
     let cases = [
         (
             "error rate fine alone but worse than stable",
-            ServingMetrics { errors: 9, ..ok.clone() },
-            ServingMetrics { requests: 10_000, errors: 0, ..ok.clone() },
+            ServingMetrics {
+                errors: 9,
+                ..ok.clone()
+            },
+            ServingMetrics {
+                requests: 10_000,
+                errors: 0,
+                ..ok.clone()
+            },
             Some(0.02),
             AnalysisOutcome::Failed,
             "canary error rate 0.90 % vs stable 0.00 % on the same window",
         ),
         (
             "p99 fine alone but 1.5x stable",
-            ServingMetrics { p99_latency_ms: Some(30.0), ..ok.clone() },
-            ServingMetrics { requests: 10_000, p99_latency_ms: Some(20.0), ..ok.clone() },
+            ServingMetrics {
+                p99_latency_ms: Some(30.0),
+                ..ok.clone()
+            },
+            ServingMetrics {
+                requests: 10_000,
+                p99_latency_ms: Some(20.0),
+                ..ok.clone()
+            },
             Some(0.02),
             AnalysisOutcome::Failed,
             "canary p99 30.0 ms is 1.50x stable's 20.0 ms (max 1.20x)",
         ),
         (
             "absolute p99 over bound",
-            ServingMetrics { p99_latency_ms: Some(80.0), ..ok.clone() },
-            ServingMetrics { requests: 10_000, p99_latency_ms: Some(75.0), ..ok.clone() },
+            ServingMetrics {
+                p99_latency_ms: Some(80.0),
+                ..ok.clone()
+            },
+            ServingMetrics {
+                requests: 10_000,
+                p99_latency_ms: Some(75.0),
+                ..ok.clone()
+            },
             Some(0.02),
             AnalysisOutcome::Failed,
             "canary p99 80.0 ms vs max 50.0 ms",
@@ -270,7 +411,11 @@ fn analysis_compares_canary_with_stable_on_the_same_window() {
         ),
         (
             "online accuracy below bound when labels exist",
-            ServingMetrics { labelled: 200, correct: 140, ..ok.clone() },
+            ServingMetrics {
+                labelled: 200,
+                correct: 140,
+                ..ok.clone()
+            },
             healthy(10_000),
             Some(0.02),
             AnalysisOutcome::Failed,
@@ -296,10 +441,24 @@ fn analysis_compares_canary_with_stable_on_the_same_window() {
     for (what, canary, stable, divergence, outcome, needle) in cases {
         let (got, message) = analyse_once(canary, stable, divergence);
         assert_eq!(got, outcome, "{what}: {message}");
-        assert!(message.contains(needle), "{what}: `{needle}` not in `{message}`");
+        assert!(
+            message.contains(needle),
+            "{what}: `{needle}` not in `{message}`"
+        );
     }
-    let (got, message) = analyse_once(ServingMetrics { labelled: 0, ..ok.clone() }, healthy(10_000), Some(0.02));
-    assert_eq!(got, AnalysisOutcome::Passed, "no labels: accuracy is not checked ({message})");
+    let (got, message) = analyse_once(
+        ServingMetrics {
+            labelled: 0,
+            ..ok.clone()
+        },
+        healthy(10_000),
+        Some(0.02),
+    );
+    assert_eq!(
+        got,
+        AnalysisOutcome::Passed,
+        "no labels: accuracy is not checked ({message})"
+    );
 }
 
 #[test]
@@ -308,11 +467,19 @@ fn metrics_from_before_the_step_are_inconclusive() {
     let start = w.now;
     w.advance(Duration::minutes(10));
     let mut obs = w.observations();
-    obs.canary_metrics = Some(window(2, start - Duration::minutes(5), w.now, healthy(5000)));
+    obs.canary_metrics = Some(window(
+        2,
+        start - Duration::minutes(5),
+        w.now,
+        healthy(5000),
+    ));
     let d = w.step_with(obs);
     assert!(d.traffic().is_none());
     let c = status(&w).canary.clone().expect("canary running");
-    assert_eq!(c.analyses.last().map(|a| a.outcome), Some(AnalysisOutcome::Inconclusive));
+    assert_eq!(
+        c.analyses.last().map(|a| a.outcome),
+        Some(AnalysisOutcome::Inconclusive)
+    );
 }
 
 #[test]
@@ -327,10 +494,27 @@ fn without_auto_promote_the_canary_waits_for_a_user() {
         let d = w.step_with(obs);
         assert!(!has_action(&d, |a| matches!(a, Action::Promote { .. })));
     }
-    assert!(status(&w).canary.as_ref().is_some_and(|c| c.awaiting_promotion));
-    assert_eq!(status(&w).condition("Progressing").map(|c| c.reason.as_str()), Some("AwaitingPromotion"));
+    assert!(
+        status(&w)
+            .canary
+            .as_ref()
+            .is_some_and(|c| c.awaiting_promotion)
+    );
+    assert_eq!(
+        status(&w)
+            .condition("Progressing")
+            .map(|c| c.reason.as_str()),
+        Some("AwaitingPromotion")
+    );
     let d = w.request("p1", ManualAction::Promote { version: None });
-    assert!(has_action(&d, |a| matches!(a, Action::Promote { version: 2, previous: Some(1), .. })));
+    assert!(has_action(&d, |a| matches!(
+        a,
+        Action::Promote {
+            version: 2,
+            previous: Some(1),
+            ..
+        }
+    )));
     assert!(event(&d, "ManualPromotion").is_some_and(|m| m.contains("request p1")));
 }
 
@@ -338,7 +522,14 @@ fn without_auto_promote_the_canary_waits_for_a_user() {
 fn manual_rollback_of_a_canary_restores_the_champion() {
     let mut w = canary_world();
     let d = w.request("rb", ManualAction::Rollback);
-    assert!(has_action(&d, |a| matches!(a, Action::Rollback { version: 2, restored: Some(1), .. })));
+    assert!(has_action(&d, |a| matches!(
+        a,
+        Action::Rollback {
+            version: 2,
+            restored: Some(1),
+            ..
+        }
+    )));
     assert_eq!(d.traffic(), Some(&weights(&[("v1", 100)])[..]));
     assert_eq!(w.phase(2), Some(VersionPhase::RolledBack));
 }
@@ -349,7 +540,14 @@ fn manual_rollback_of_a_champion_restores_the_previous_one() {
     w.request("p", ManualAction::Promote { version: None });
     assert_eq!(status(&w).champion.as_deref(), Some("v2"));
     let d = w.request("rb", ManualAction::Rollback);
-    assert!(has_action(&d, |a| matches!(a, Action::Rollback { version: 2, restored: Some(1), .. })));
+    assert!(has_action(&d, |a| matches!(
+        a,
+        Action::Rollback {
+            version: 2,
+            restored: Some(1),
+            ..
+        }
+    )));
     assert_eq!(d.traffic(), Some(&weights(&[("v1", 100)])[..]));
     assert_eq!(w.phase(1), Some(VersionPhase::Champion));
     assert_eq!(w.phase(2), Some(VersionPhase::RolledBack));
@@ -400,7 +598,11 @@ fn reading(end: &str, alcohol: f64, ph: f64) -> DriftReading {
     DriftReading {
         window_end: t(end),
         rows: 1000,
-        features: vec![("alcohol".into(), alcohol), ("ph".into(), ph), ("color".into(), 0.9)],
+        features: vec![
+            ("alcohol".into(), alcohol),
+            ("ph".into(), ph),
+            ("color".into(), 0.9),
+        ],
     }
 }
 
@@ -423,19 +625,37 @@ fn drift_retrains_after_k_consecutive_drifted_windows() {
     let mut w = drift_world();
     // alcohol over 0.1, ph under its 0.2 override, color ignored: 1/2 features = driftedShare 0.5.
     let mut obs = w.observations();
-    obs.drift = vec![reading("2026-06-01T19:00:00Z", 0.15, 0.12), reading("2026-06-01T19:10:00Z", 0.16, 0.1)];
+    obs.drift = vec![
+        reading("2026-06-01T19:00:00Z", 0.15, 0.12),
+        reading("2026-06-01T19:10:00Z", 0.16, 0.1),
+    ];
     let d = w.step_with(obs);
     assert!(d.started_training().is_none(), "2 of 3 windows");
-    assert_eq!(status(&w).drift.as_ref().map(|s| s.summary.as_str()), Some("0.160 (2/3 windows)"));
+    assert_eq!(
+        status(&w).drift.as_ref().map(|s| s.summary.as_str()),
+        Some("0.160 (2/3 windows)")
+    );
     // An incomplete window does not count; the next complete one does.
     let mut obs = w.observations();
-    obs.drift = vec![DriftReading { rows: 10, ..reading("2026-06-01T19:15:00Z", 0.9, 0.9) }, reading("2026-06-01T19:20:00Z", 0.17, 0.1)];
+    obs.drift = vec![
+        DriftReading {
+            rows: 10,
+            ..reading("2026-06-01T19:15:00Z", 0.9, 0.9)
+        },
+        reading("2026-06-01T19:20:00Z", 0.17, 0.1),
+    ];
     let d = w.step_with(obs);
     let (_, trigger, reason) = d.started_training().expect("third drifted window retrains");
     assert_eq!(trigger, TrainingTrigger::Drift);
-    assert!(reason.contains("drift for 3 windows in a row (needed 3)"), "{reason}");
+    assert!(
+        reason.contains("drift for 3 windows in a row (needed 3)"),
+        "{reason}"
+    );
     assert!(reason.contains("drifted: alcohol"), "{reason}");
-    assert_eq!(status(&w).condition("DriftDetected").map(|c| c.status), Some(ConditionStatus::True));
+    assert_eq!(
+        status(&w).condition("DriftDetected").map(|c| c.status),
+        Some(ConditionStatus::True)
+    );
 }
 
 #[test]
@@ -450,10 +670,16 @@ fn a_clean_window_resets_the_drift_count() {
     ];
     let d = w.step_with(obs.clone());
     assert!(d.started_training().is_none());
-    assert_eq!(status(&w).drift.as_ref().map(|s| s.consecutive_windows), Some(1));
+    assert_eq!(
+        status(&w).drift.as_ref().map(|s| s.consecutive_windows),
+        Some(1)
+    );
     // Windows already counted are not counted again.
     w.step_with(obs);
-    assert_eq!(status(&w).drift.as_ref().map(|s| s.consecutive_windows), Some(1));
+    assert_eq!(
+        status(&w).drift.as_ref().map(|s| s.consecutive_windows),
+        Some(1)
+    );
 }
 
 #[test]
@@ -461,16 +687,27 @@ fn drift_retrains_respect_cooldown_and_max_per_day() {
     let mut w = drift_world();
     w.now = t("2026-06-01T10:00:00Z"); // 2h after v1 started: inside the 6h cooldown
     let mut obs = w.observations();
-    obs.drift = (0..3).map(|i| reading(&format!("2026-06-01T09:{:02}:00Z", 10 * i), 0.3, 0.1)).collect();
+    obs.drift = (0..3)
+        .map(|i| reading(&format!("2026-06-01T09:{:02}:00Z", 10 * i), 0.3, 0.1))
+        .collect();
     let d = w.step_with(obs);
     assert!(d.started_training().is_none());
     let message = event(&d, "RetrainDeferred").expect("deferral explained");
-    assert!(message.contains("cooldown 6h: last training started 2h00m ago"), "{message}");
-    assert_eq!(d.requeue_after, Some(std::time::Duration::from_secs(4 * 3600)));
+    assert!(
+        message.contains("cooldown 6h: last training started 2h00m ago"),
+        "{message}"
+    );
+    assert_eq!(
+        d.requeue_after,
+        Some(std::time::Duration::from_secs(4 * 3600))
+    );
     // After the cooldown the still-drifting Model retrains.
     w.now = t("2026-06-01T14:00:01Z");
     let d = w.step();
-    assert_eq!(d.started_training().map(|(_, trig, _)| trig), Some(TrainingTrigger::Drift));
+    assert_eq!(
+        d.started_training().map(|(_, trig, _)| trig),
+        Some(TrainingTrigger::Drift)
+    );
 
     // maxPerDay 2: two automatic retrains in 24h, the third waits.
     let mut s = w.model.status.clone().expect("status");
@@ -484,7 +721,9 @@ fn drift_retrains_respect_cooldown_and_max_per_day() {
     w.jobs.clear();
     w.now = t("2026-06-02T03:00:00Z");
     let mut obs = w.observations();
-    obs.drift = (0..3).map(|i| reading(&format!("2026-06-02T02:{:02}:00Z", 10 * i), 0.3, 0.1)).collect();
+    obs.drift = (0..3)
+        .map(|i| reading(&format!("2026-06-02T02:{:02}:00Z", 10 * i), 0.3, 0.1))
+        .collect();
     let d = w.step_with(obs);
     assert!(d.started_training().is_none());
     let message = event(&d, "RetrainDeferred").expect("deferral explained");
@@ -542,9 +781,20 @@ fn an_invalid_spec_is_reported_and_nothing_starts() {
     let mut w = World::new(s, t("2026-06-01T08:00:00Z"));
     let d = w.step();
     assert!(d.started_training().is_none());
-    let c = status(&w).condition("SpecValid").cloned().expect("SpecValid condition");
-    assert_eq!((c.status, c.reason.as_str()), (ConditionStatus::False, "InvalidSpec"));
-    assert!(c.message.contains("spec.training.epochs: epochs must be at least 1"), "{}", c.message);
+    let c = status(&w)
+        .condition("SpecValid")
+        .cloned()
+        .expect("SpecValid condition");
+    assert_eq!(
+        (c.status, c.reason.as_str()),
+        (ConditionStatus::False, "InvalidSpec")
+    );
+    assert!(
+        c.message
+            .contains("spec.training.epochs: epochs must be at least 1"),
+        "{}",
+        c.message
+    );
     assert!(event(&d, "InvalidSpec").is_some());
     // Reported once, not on every reconcile.
     w.advance(Duration::minutes(1));
@@ -555,15 +805,24 @@ fn an_invalid_spec_is_reported_and_nothing_starts() {
 fn conditions_keep_their_transition_time_while_unchanged() {
     let mut w = World::new(quiet_spec(), t("2026-06-01T08:00:00Z"));
     w.step();
-    let first = status(&w).condition("Training").cloned().expect("Training condition");
+    let first = status(&w)
+        .condition("Training")
+        .cloned()
+        .expect("Training condition");
     w.advance(Duration::minutes(5));
     w.step();
-    let again = status(&w).condition("Training").cloned().expect("Training condition");
+    let again = status(&w)
+        .condition("Training")
+        .cloned()
+        .expect("Training condition");
     assert_eq!(again.last_transition_time, first.last_transition_time);
     w.finish_job(1, JobState::Succeeded);
     w.advance(Duration::minutes(5));
     w.step();
-    let flipped = status(&w).condition("Training").cloned().expect("Training condition");
+    let flipped = status(&w)
+        .condition("Training")
+        .cloned()
+        .expect("Training condition");
     assert_eq!(flipped.status, ConditionStatus::False);
     assert_eq!(flipped.last_transition_time, w.now);
     assert_eq!(flipped.observed_generation, Some(1));

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use chrono::Duration;
 use driftline::api::{CanaryStep, TrafficWeight, VersionPhase, version_number};
-use driftline::policy::{Action, DriftReading, JobState, ManualAction, ManualRequest, ServingMetrics, decide};
+use driftline::policy::{
+    Action, DriftReading, JobState, ManualAction, ManualRequest, ServingMetrics, decide,
+};
 use policy_support::*;
 use proptest::prelude::*;
 
@@ -35,13 +37,17 @@ enum Event {
 }
 
 fn event() -> impl Strategy<Value = Event> {
-    let evidence = prop_oneof![Just(Evidence::Pass), Just(Evidence::Fail), Just(Evidence::Thin)];
+    let evidence = prop_oneof![
+        Just(Evidence::Pass),
+        Just(Evidence::Fail),
+        Just(Evidence::Thin)
+    ];
     prop_oneof![
         3 => (1u32..40).prop_map(Event::Tick),
         2 => any::<bool>().prop_map(Event::JobDone),
         2 => any::<bool>().prop_map(Event::Gate),
         2 => Just(Event::Ready),
-        6 => (evidence, 0u32..40).prop_map(|(e, m)| Event::Metrics(e, m)),
+        10 => (evidence, 0u32..40).prop_map(|(e, m)| Event::Metrics(e, m)),
         1 => Just(Event::Retrain),
         1 => Just(Event::Promote),
         1 => Just(Event::Rollback),
@@ -59,14 +65,15 @@ fn sums_to_100(weights: &[TrafficWeight]) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn invariants_hold_over_any_history(
         step_weights in steps(),
         failure_limit in 0u32..3,
         auto_promote in any::<bool>(),
-        events in proptest::collection::vec(event(), 1..80),
+        start_in_canary in proptest::bool::weighted(0.75),
+        events in proptest::collection::vec(event(), 1..120),
     ) {
         let mut s = spec();
         if let Some(r) = s.retrain.as_mut() {
@@ -80,6 +87,16 @@ proptest! {
         s.rollout.analysis.failure_limit = failure_limit;
         s.rollout.auto_promote = auto_promote;
         let mut w = World::new(s, t("2026-06-01T00:00:00Z"));
+        if start_in_canary {
+            // Most histories start mid-rollout: v1 champion, v2 at its first step.
+            w.bootstrap();
+            w.request("setup", ManualAction::Retrain { reason: None });
+            w.finish_job(2, JobState::Succeeded);
+            w.gate(2, passed_gate());
+            w.ready.insert(2);
+            w.step();
+            prop_assert!(w.model.status.as_ref().is_some_and(|s| s.canary.is_some()));
+        }
         // Canary version -> steps advanced on passing evidence.
         let mut passed_steps: BTreeMap<u32, usize> = BTreeMap::new();
         let mut request_id = 0u32;
@@ -212,7 +229,8 @@ proptest! {
 
             // The champion only changes through a Promote or a Rollback action.
             if status.champion != champion_before {
-                prop_assert!(d.actions.iter().any(|a| matches!(a, Action::Promote { .. } | Action::Rollback { .. })));
+                let explained = d.actions.iter().any(|a| matches!(a, Action::Promote { .. } | Action::Rollback { .. }));
+                prop_assert!(explained, "champion changed without Promote or Rollback");
             }
         }
     }

@@ -1,7 +1,7 @@
 //! `driftline crd`: the CustomResourceDefinitions generated from the types.
 
-use kube::CustomResourceExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
 
 use super::model::Model;
 use super::version::ModelVersion;

@@ -15,6 +15,8 @@ use super::status::ModelStatus;
 use super::validate::{cron_rule, msg, time_zone_rule};
 
 /// A model that driftline trains, gates, serves and keeps healthy.
+// kube's repeated `printcolumn(type_ = ...)` is not a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     group = "driftline.dev",
@@ -28,9 +30,17 @@ use super::validate::{cron_rule, msg, time_zone_rule};
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Champion", type_ = "string", json_path = ".status.champion"),
     printcolumn(name = "Candidate", type_ = "string", json_path = ".status.candidate"),
-    printcolumn(name = "Traffic", type_ = "string", json_path = ".status.trafficSummary"),
+    printcolumn(
+        name = "Traffic",
+        type_ = "string",
+        json_path = ".status.trafficSummary"
+    ),
     printcolumn(name = "Drift", type_ = "string", json_path = ".status.drift.summary"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ModelSpec {
@@ -598,8 +608,14 @@ impl Default for RolloutSpec {
     fn default() -> Self {
         Self {
             steps: vec![
-                CanaryStep { weight: 10, pause: "5m".into() },
-                CanaryStep { weight: 50, pause: "10m".into() },
+                CanaryStep {
+                    weight: 10,
+                    pause: "5m".into(),
+                },
+                CanaryStep {
+                    weight: 50,
+                    pause: "10m".into(),
+                },
             ],
             analysis: AnalysisSpec::default(),
             auto_promote: true,
@@ -630,7 +646,11 @@ fn default_replicas() -> u32 {
 
 impl Default for ServingSpec {
     fn default() -> Self {
-        Self { replicas: default_replicas(), resources: None, image: None }
+        Self {
+            replicas: default_replicas(),
+            resources: None,
+            image: None,
+        }
     }
 }
 

@@ -66,16 +66,41 @@ struct FieldSpec {
     allows_question_mark: bool,
 }
 
-const SECONDS: FieldSpec = FieldSpec { name: "seconds", min: 0, max: 59, names: &[], allows_question_mark: false };
-const MINUTES: FieldSpec = FieldSpec { name: "minute", min: 0, max: 59, names: &[], allows_question_mark: false };
-const HOURS: FieldSpec = FieldSpec { name: "hour", min: 0, max: 23, names: &[], allows_question_mark: false };
-const DAYS_OF_MONTH: FieldSpec =
-    FieldSpec { name: "day-of-month", min: 1, max: 31, names: &[], allows_question_mark: true };
+const SECONDS: FieldSpec = FieldSpec {
+    name: "seconds",
+    min: 0,
+    max: 59,
+    names: &[],
+    allows_question_mark: false,
+};
+const MINUTES: FieldSpec = FieldSpec {
+    name: "minute",
+    min: 0,
+    max: 59,
+    names: &[],
+    allows_question_mark: false,
+};
+const HOURS: FieldSpec = FieldSpec {
+    name: "hour",
+    min: 0,
+    max: 23,
+    names: &[],
+    allows_question_mark: false,
+};
+const DAYS_OF_MONTH: FieldSpec = FieldSpec {
+    name: "day-of-month",
+    min: 1,
+    max: 31,
+    names: &[],
+    allows_question_mark: true,
+};
 const MONTHS: FieldSpec = FieldSpec {
     name: "month",
     min: 1,
     max: 12,
-    names: &["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"],
+    names: &[
+        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+    ],
     allows_question_mark: false,
 };
 const DAYS_OF_WEEK: FieldSpec = FieldSpec {
@@ -113,7 +138,9 @@ fn parse_field(spec: &FieldSpec, text: &str) -> Result<Vec<u32>, String> {
         }
         let (range, step) = match part.split_once('/') {
             Some((range, step)) => {
-                let step: u32 = step.parse().map_err(|_| format!("step `{step}` is not a number"))?;
+                let step: u32 = step
+                    .parse()
+                    .map_err(|_| format!("step `{step}` is not a number"))?;
                 if step == 0 {
                     return Err("step must be at least 1".into());
                 }
@@ -144,7 +171,11 @@ fn join(values: &[u32], spec: &FieldSpec) -> String {
     if values.len() as u32 == spec.max - spec.min + 1 {
         "*".to_string()
     } else {
-        values.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+        values
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -168,7 +199,12 @@ impl RetrainSchedule {
         let (seconds, rest) = match fields.len() {
             5 => ("0", &fields[..]),
             6 => (fields[0], &fields[1..]),
-            found => return Err(ScheduleError::FieldCount { expression: expression.to_string(), found }),
+            found => {
+                return Err(ScheduleError::FieldCount {
+                    expression: expression.to_string(),
+                    found,
+                });
+            }
         };
         let field_error = |spec: &FieldSpec, value: &str, reason: String| ScheduleError::Field {
             expression: expression.to_string(),
@@ -176,13 +212,18 @@ impl RetrainSchedule {
             value: value.to_string(),
             reason,
         };
-        let parse = |spec: &FieldSpec, text: &str| parse_field(spec, text).map_err(|r| field_error(spec, text, r));
+        let parse = |spec: &FieldSpec, text: &str| {
+            parse_field(spec, text).map_err(|r| field_error(spec, text, r))
+        };
         let sec = parse(&SECONDS, seconds)?;
         let min = parse(&MINUTES, rest[0])?;
         let hour = parse(&HOURS, rest[1])?;
         let dom = parse(&DAYS_OF_MONTH, rest[2])?;
         let month = parse(&MONTHS, rest[3])?;
-        let mut dow: Vec<u32> = parse(&DAYS_OF_WEEK, rest[4])?.into_iter().map(|d| d % 7).collect();
+        let mut dow: Vec<u32> = parse(&DAYS_OF_WEEK, rest[4])?
+            .into_iter()
+            .map(|d| d % 7)
+            .collect();
         dow.sort_unstable();
         dow.dedup();
         let restricted = |t: &str| t != "*" && t != "?";
@@ -193,7 +234,10 @@ impl RetrainSchedule {
         let dow_text = if dow.len() == 7 {
             "*".to_string()
         } else {
-            dow.iter().map(|d| (d + 1).to_string()).collect::<Vec<_>>().join(",")
+            dow.iter()
+                .map(|d| (d + 1).to_string())
+                .collect::<Vec<_>>()
+                .join(",")
         };
         let six = format!(
             "{} {} {} {} {} {}",
@@ -210,7 +254,11 @@ impl RetrainSchedule {
             value: six.clone(),
             reason: e.to_string(),
         })?;
-        let schedule = Self { expression: expression.to_string(), time_zone, wall_clock };
+        let schedule = Self {
+            expression: expression.to_string(),
+            time_zone,
+            wall_clock,
+        };
         // `0 0 31 2 *` parses but never fires; say so now rather than wait forever.
         if schedule.next_after(DateTime::<Utc>::UNIX_EPOCH).is_none() {
             return Err(ScheduleError::NeverFires(expression.to_string()));
@@ -277,7 +325,9 @@ impl RetrainSchedule {
         let mut count = 0;
         let mut last = None;
         for local in self.wall_clock.after(&self.local_as_utc(after)) {
-            let Some(instant) = self.instant(local.naive_utc()) else { continue };
+            let Some(instant) = self.instant(local.naive_utc()) else {
+                continue;
+            };
             if instant <= after || last == Some(instant) {
                 continue;
             }
@@ -296,33 +346,56 @@ mod tests {
     use super::*;
 
     fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap()
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap()
     }
 
     #[test]
     fn unix_day_of_week_numbers_mean_what_they_mean_in_crontab() {
         // Monday to Friday at 09:00 UTC; 2026-11-28 is a Saturday.
         let s = RetrainSchedule::parse("0 9 * * 1-5", None).unwrap();
-        assert_eq!(s.next_after(utc("2026-11-27T10:00:00Z")), Some(utc("2026-11-30T09:00:00Z")));
+        assert_eq!(
+            s.next_after(utc("2026-11-27T10:00:00Z")),
+            Some(utc("2026-11-30T09:00:00Z"))
+        );
         let sunday = RetrainSchedule::parse("0 9 * * 7", None).unwrap();
-        assert_eq!(sunday.next_after(utc("2026-11-27T10:00:00Z")), Some(utc("2026-11-29T09:00:00Z")));
+        assert_eq!(
+            sunday.next_after(utc("2026-11-27T10:00:00Z")),
+            Some(utc("2026-11-29T09:00:00Z"))
+        );
         let named = RetrainSchedule::parse("0 9 * * sun", None).unwrap();
-        assert_eq!(named.next_after(utc("2026-11-27T10:00:00Z")), Some(utc("2026-11-29T09:00:00Z")));
+        assert_eq!(
+            named.next_after(utc("2026-11-27T10:00:00Z")),
+            Some(utc("2026-11-29T09:00:00Z"))
+        );
     }
 
     #[test]
     fn seconds_shorthands_and_steps() {
         let s = RetrainSchedule::parse("30 */15 * * * *", None).unwrap();
-        assert_eq!(s.next_after(utc("2026-01-01T00:00:31Z")), Some(utc("2026-01-01T00:15:30Z")));
+        assert_eq!(
+            s.next_after(utc("2026-01-01T00:00:31Z")),
+            Some(utc("2026-01-01T00:15:30Z"))
+        );
         let daily = RetrainSchedule::parse("@daily", None).unwrap();
-        assert_eq!(daily.next_after(utc("2026-01-01T00:00:00Z")), Some(utc("2026-01-02T00:00:00Z")));
-        assert_eq!(daily.latest_at_or_before(utc("2026-01-01T00:00:00Z")), Some(utc("2026-01-01T00:00:00Z")));
+        assert_eq!(
+            daily.next_after(utc("2026-01-01T00:00:00Z")),
+            Some(utc("2026-01-02T00:00:00Z"))
+        );
+        assert_eq!(
+            daily.latest_at_or_before(utc("2026-01-01T00:00:00Z")),
+            Some(utc("2026-01-01T00:00:00Z"))
+        );
     }
 
     #[test]
     fn malformed_schedules_say_which_field() {
         let e = RetrainSchedule::parse("0 25 * * *", None).unwrap_err();
-        assert_eq!(e.to_string(), "schedule `0 25 * * *`: hour `25`: 25 is outside 0-23");
+        assert_eq!(
+            e.to_string(),
+            "schedule `0 25 * * *`: hour `25`: 25 is outside 0-23"
+        );
         assert!(matches!(
             RetrainSchedule::parse("0 2 * *", None),
             Err(ScheduleError::FieldCount { found: 4, .. })
@@ -331,9 +404,14 @@ mod tests {
             RetrainSchedule::parse("0 2 1 * 1", None),
             Err(ScheduleError::BothDayFields(_))
         ));
-        assert!(matches!(RetrainSchedule::parse("0 0 31 2 *", None), Err(ScheduleError::NeverFires(_))));
+        assert!(matches!(
+            RetrainSchedule::parse("0 0 31 2 *", None),
+            Err(ScheduleError::NeverFires(_))
+        ));
         assert_eq!(
-            RetrainSchedule::parse("0 2 * * *", Some("Mars/Olympus")).unwrap_err().to_string(),
+            RetrainSchedule::parse("0 2 * * *", Some("Mars/Olympus"))
+                .unwrap_err()
+                .to_string(),
             "timeZone `Mars/Olympus` is not an IANA time zone name; write e.g. `Europe/London` or `UTC`"
         );
     }

@@ -309,7 +309,6 @@ impl Default for ModelStatus {
 }
 
 impl ModelStatus {
-
     /// The condition of this type, if set.
     pub fn condition(&self, type_: &str) -> Option<&Condition> {
         self.conditions.iter().find(|c| c.type_ == type_)

@@ -11,9 +11,11 @@ use super::slice::SliceCondition;
 
 /// The messages users see, shared by the CEL rules and `validate()`.
 pub mod msg {
-    pub const SOURCE_EMPTY: &str = "data source must not be empty; write e.g. `s3://bucket/train.csv`";
+    pub const SOURCE_EMPTY: &str =
+        "data source must not be empty; write e.g. `s3://bucket/train.csv`";
     pub const TARGET_EMPTY: &str = "data target must name the column to predict";
-    pub const TARGET_IN_FEATURES: &str = "the target column must not also be listed in data.features";
+    pub const TARGET_IN_FEATURES: &str =
+        "the target column must not also be listed in data.features";
     pub const VALIDATION_FRACTION: &str = "validationFraction must be at least 0 and below 1";
     pub const ARCHITECTURE_UNKNOWN: &str = "architecture type must be a known architecture: mlp";
     pub const HIDDEN_LAYER_EMPTY: &str = "every hidden layer needs at least 1 unit";
@@ -24,12 +26,16 @@ pub mod msg {
     pub const WEIGHT_DECAY: &str = "weightDecay must not be negative";
     pub const PATIENCE: &str = "earlyStopping.patience must be at least 1 epoch";
     pub const CPU_QUANTITY: &str = "cpu must be a Kubernetes quantity such as `500m` or `2`";
-    pub const MEMORY_QUANTITY: &str = "memory must be a Kubernetes quantity such as `512Mi` or `8Gi`";
-    pub const DEADLINE_DURATION: &str = "deadline must be a duration such as `90m`, `2h` or `1h30m`";
+    pub const MEMORY_QUANTITY: &str =
+        "memory must be a Kubernetes quantity such as `512Mi` or `8Gi`";
+    pub const DEADLINE_DURATION: &str =
+        "deadline must be a duration such as `90m`, `2h` or `1h30m`";
     pub const SCHEDULE_SHAPE: &str = "schedule must be a cron expression: 5 fields (minute hour \
         day-of-month month day-of-week) with values in range, optionally seconds first, e.g. `0 2 * * *`";
-    pub const TIME_ZONE: &str = "timeZone must be an IANA time zone name such as `Europe/London` or `UTC`";
-    pub const TIME_ZONE_NEEDS_SCHEDULE: &str = "timeZone is set but schedule is not; add a schedule or remove timeZone";
+    pub const TIME_ZONE: &str =
+        "timeZone must be an IANA time zone name such as `Europe/London` or `UTC`";
+    pub const TIME_ZONE_NEEDS_SCHEDULE: &str =
+        "timeZone is set but schedule is not; add a schedule or remove timeZone";
     pub const COOLDOWN_DURATION: &str = "cooldown must be a duration such as `30m`, `6h` or `1d`";
     pub const MAX_PER_DAY: &str = "maxPerDay must be at least 1";
     pub const DRIFT_THRESHOLD_POSITIVE: &str = "drift threshold must be greater than 0";
@@ -41,7 +47,8 @@ pub mod msg {
     pub const FEATURE_THRESHOLD: &str = "a feature's drift threshold must be greater than 0";
     pub const METRIC_NAME_EMPTY: &str = "a gate metric needs a name such as `accuracy`";
     pub const MIN_ABOVE_MAX: &str = "a gate metric's min must not exceed its max";
-    pub const UNIT_METRIC_RANGE: &str = "accuracy, macroF1 and rocAuc lie in [0, 1]; their min and max must too";
+    pub const UNIT_METRIC_RANGE: &str =
+        "accuracy, macroF1 and rocAuc lie in [0, 1]; their min and max must too";
     pub const MAX_DROP: &str = "maxDropFromChampion must not be negative";
     pub const MAX_RELATIVE_DROP: &str = "maxRelativeDropFromChampion must be between 0 and 1";
     pub const TEST_SET_EMPTY: &str = "gate testSet must name the regression test-set";
@@ -53,7 +60,8 @@ pub mod msg {
     pub const BUDGET_POSITIVE: &str = "a budget must be greater than 0";
     pub const STEPS_EMPTY: &str = "rollout needs at least one canary step";
     pub const CANARY_WEIGHT: &str = "canary step weight must be between 1 and 100";
-    pub const CANARY_INCREASING: &str = "canary step weights must increase from one step to the next";
+    pub const CANARY_INCREASING: &str =
+        "canary step weights must increase from one step to the next";
     pub const PAUSE_DURATION: &str = "canary step pause must be a duration such as `10m` or `0s`";
     pub const MIN_REQUESTS: &str = "analysis minRequests must be at least 1";
     pub const MAX_ERROR_RATE: &str = "maxErrorRate must be between 0 and 1";
@@ -64,7 +72,8 @@ pub mod msg {
     pub const MAX_PREDICTION_DIVERGENCE: &str = "maxPredictionDivergence must be between 0 and 1";
     pub const MIN_ONLINE_ACCURACY: &str = "minOnlineAccuracy must be between 0 and 1";
     pub const REPLICAS: &str = "serving replicas must be at least 1";
-    pub const VERSION_SPEC_IMMUTABLE: &str = "a ModelVersion's spec is immutable; train a new version instead";
+    pub const VERSION_SPEC_IMMUTABLE: &str =
+        "a ModelVersion's spec is immutable; train a new version instead";
     pub const VERSION_MODEL_EMPTY: &str = "a ModelVersion must name its Model";
     pub const VERSION_NUMBER: &str = "a ModelVersion's version must be at least 1";
 }
@@ -74,7 +83,9 @@ pub const KNOWN_ARCHITECTURES: &[&str] = &["mlp"];
 
 /// CEL rule for `retrain.schedule`: 5 or 6 fields, each value in its range.
 pub fn cron_rule() -> String {
-    let field = |value: &str| format!("([*]|{value}(-{value})?)([/][0-9]+)?(,([*]|{value}(-{value})?)([/][0-9]+)?)*");
+    let field = |value: &str| {
+        format!("([*]|{value}(-{value})?)([/][0-9]+)?(,([*]|{value}(-{value})?)([/][0-9]+)?)*")
+    };
     let sixty = field("[0-5]?[0-9]");
     let hour = field("(2[0-3]|[01]?[0-9])");
     let dom = format!("([?]|{})", field("(3[01]|[12][0-9]|0?[1-9])"));
@@ -118,12 +129,18 @@ struct Collector(Vec<FieldError>);
 impl Collector {
     fn check(&mut self, ok: bool, path: impl Into<String>, message: &str) {
         if !ok {
-            self.0.push(FieldError { path: path.into(), message: message.to_string() });
+            self.0.push(FieldError {
+                path: path.into(),
+                message: message.to_string(),
+            });
         }
     }
     fn check_detail(&mut self, result: Result<(), String>, path: impl Into<String>, message: &str) {
         if let Err(detail) = result {
-            self.0.push(FieldError { path: path.into(), message: format!("{message} ({detail})") });
+            self.0.push(FieldError {
+                path: path.into(),
+                message: format!("{message} ({detail})"),
+            });
         }
     }
 }
@@ -138,40 +155,76 @@ fn duration(s: &str) -> Result<(), String> {
 
 /// A Kubernetes quantity: a decimal number with an optional SI or binary suffix.
 fn is_quantity(s: &str) -> bool {
-    let number_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(s.len());
+    let number_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(s.len());
     let (number, suffix) = s.split_at(number_end);
     let number_ok = !number.is_empty() && number.parse::<f64>().is_ok_and(|n| n >= 0.0);
     let suffix_ok = matches!(
         suffix,
         "" | "m" | "k" | "M" | "G" | "T" | "P" | "E" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei"
-    ) || suffix.strip_prefix(['e', 'E']).is_some_and(|e| e.parse::<i32>().is_ok());
+    ) || suffix
+        .strip_prefix(['e', 'E'])
+        .is_some_and(|e| e.parse::<i32>().is_ok());
     number_ok && suffix_ok
 }
 
 fn metric(c: &mut Collector, m: &MetricThreshold, path: &str) {
-    c.check(!m.name.is_empty(), format!("{path}.name"), msg::METRIC_NAME_EMPTY);
+    c.check(
+        !m.name.is_empty(),
+        format!("{path}.name"),
+        msg::METRIC_NAME_EMPTY,
+    );
     if let (Some(min), Some(max)) = (m.min, m.max) {
         c.check(min <= max, path, msg::MIN_ABOVE_MAX);
     }
     if ["accuracy", "macroF1", "rocAuc"].contains(&m.name.as_str()) {
-        c.check(m.min.is_none_or(in_unit) && m.max.is_none_or(in_unit), path, msg::UNIT_METRIC_RANGE);
+        c.check(
+            m.min.is_none_or(in_unit) && m.max.is_none_or(in_unit),
+            path,
+            msg::UNIT_METRIC_RANGE,
+        );
     }
     if let Some(d) = m.max_drop_from_champion {
-        c.check(d >= 0.0, format!("{path}.maxDropFromChampion"), msg::MAX_DROP);
+        c.check(
+            d >= 0.0,
+            format!("{path}.maxDropFromChampion"),
+            msg::MAX_DROP,
+        );
     }
     if let Some(d) = m.max_relative_drop_from_champion {
-        c.check(in_unit(d), format!("{path}.maxRelativeDropFromChampion"), msg::MAX_RELATIVE_DROP);
+        c.check(
+            in_unit(d),
+            format!("{path}.maxRelativeDropFromChampion"),
+            msg::MAX_RELATIVE_DROP,
+        );
     }
 }
 
 fn analysis(c: &mut Collector, a: &AnalysisSpec) {
     let p = "spec.rollout.analysis";
-    c.check(a.min_requests > 0, format!("{p}.minRequests"), msg::MIN_REQUESTS);
+    c.check(
+        a.min_requests > 0,
+        format!("{p}.minRequests"),
+        msg::MIN_REQUESTS,
+    );
     let unit = [
         (a.max_error_rate, "maxErrorRate", msg::MAX_ERROR_RATE),
-        (a.max_error_rate_increase, "maxErrorRateIncrease", msg::MAX_ERROR_RATE_INCREASE),
-        (a.max_prediction_divergence, "maxPredictionDivergence", msg::MAX_PREDICTION_DIVERGENCE),
-        (a.min_online_accuracy, "minOnlineAccuracy", msg::MIN_ONLINE_ACCURACY),
+        (
+            a.max_error_rate_increase,
+            "maxErrorRateIncrease",
+            msg::MAX_ERROR_RATE_INCREASE,
+        ),
+        (
+            a.max_prediction_divergence,
+            "maxPredictionDivergence",
+            msg::MAX_PREDICTION_DIVERGENCE,
+        ),
+        (
+            a.min_online_accuracy,
+            "minOnlineAccuracy",
+            msg::MIN_ONLINE_ACCURACY,
+        ),
     ];
     for (value, name, message) in unit {
         if let Some(v) = value {
@@ -179,10 +232,18 @@ fn analysis(c: &mut Collector, a: &AnalysisSpec) {
         }
     }
     if let Some(v) = a.max_p99_latency_ms {
-        c.check(v > 0.0, format!("{p}.maxP99LatencyMs"), msg::MAX_P99_LATENCY);
+        c.check(
+            v > 0.0,
+            format!("{p}.maxP99LatencyMs"),
+            msg::MAX_P99_LATENCY,
+        );
     }
     if let Some(v) = a.max_p99_latency_ratio {
-        c.check(v >= 1.0, format!("{p}.maxP99LatencyRatio"), msg::MAX_P99_LATENCY_RATIO);
+        c.check(
+            v >= 1.0,
+            format!("{p}.maxP99LatencyRatio"),
+            msg::MAX_P99_LATENCY_RATIO,
+        );
     }
 }
 
@@ -196,7 +257,11 @@ impl ModelSpec {
         let d = &self.data;
         c.check(!d.source.is_empty(), "spec.data.source", msg::SOURCE_EMPTY);
         c.check(!d.target.is_empty(), "spec.data.target", msg::TARGET_EMPTY);
-        c.check(!d.features.contains(&d.target), "spec.data", msg::TARGET_IN_FEATURES);
+        c.check(
+            !d.features.contains(&d.target),
+            "spec.data",
+            msg::TARGET_IN_FEATURES,
+        );
         c.check(
             (0.0..1.0).contains(&d.validation_fraction),
             "spec.data.validationFraction",
@@ -204,42 +269,96 @@ impl ModelSpec {
         );
 
         let a = &self.architecture;
-        c.check(KNOWN_ARCHITECTURES.contains(&a.kind.as_str()), "spec.architecture.type", msg::ARCHITECTURE_UNKNOWN);
-        c.check(a.hidden_layers.iter().all(|w| *w > 0), "spec.architecture.hiddenLayers", msg::HIDDEN_LAYER_EMPTY);
-        c.check((0.0..1.0).contains(&a.dropout), "spec.architecture.dropout", msg::DROPOUT_RANGE);
+        c.check(
+            KNOWN_ARCHITECTURES.contains(&a.kind.as_str()),
+            "spec.architecture.type",
+            msg::ARCHITECTURE_UNKNOWN,
+        );
+        c.check(
+            a.hidden_layers.iter().all(|w| *w > 0),
+            "spec.architecture.hiddenLayers",
+            msg::HIDDEN_LAYER_EMPTY,
+        );
+        c.check(
+            (0.0..1.0).contains(&a.dropout),
+            "spec.architecture.dropout",
+            msg::DROPOUT_RANGE,
+        );
 
         let t = &self.training;
         c.check(t.epochs > 0, "spec.training.epochs", msg::EPOCHS_POSITIVE);
-        c.check(t.batch_size > 0, "spec.training.batchSize", msg::BATCH_SIZE_POSITIVE);
-        c.check(t.learning_rate > 0.0, "spec.training.learningRate", msg::LEARNING_RATE_POSITIVE);
-        c.check(t.weight_decay >= 0.0, "spec.training.weightDecay", msg::WEIGHT_DECAY);
+        c.check(
+            t.batch_size > 0,
+            "spec.training.batchSize",
+            msg::BATCH_SIZE_POSITIVE,
+        );
+        c.check(
+            t.learning_rate > 0.0,
+            "spec.training.learningRate",
+            msg::LEARNING_RATE_POSITIVE,
+        );
+        c.check(
+            t.weight_decay >= 0.0,
+            "spec.training.weightDecay",
+            msg::WEIGHT_DECAY,
+        );
         if let Some(es) = &t.early_stopping {
-            c.check(es.patience > 0, "spec.training.earlyStopping.patience", msg::PATIENCE);
+            c.check(
+                es.patience > 0,
+                "spec.training.earlyStopping.patience",
+                msg::PATIENCE,
+            );
         }
         if let Some(r) = &t.resources {
             if let Some(cpu) = &r.cpu {
-                c.check(is_quantity(cpu), "spec.training.resources.cpu", msg::CPU_QUANTITY);
+                c.check(
+                    is_quantity(cpu),
+                    "spec.training.resources.cpu",
+                    msg::CPU_QUANTITY,
+                );
             }
             if let Some(mem) = &r.memory {
-                c.check(is_quantity(mem), "spec.training.resources.memory", msg::MEMORY_QUANTITY);
+                c.check(
+                    is_quantity(mem),
+                    "spec.training.resources.memory",
+                    msg::MEMORY_QUANTITY,
+                );
             }
         }
         if let Some(deadline) = &t.deadline {
-            c.check_detail(duration(deadline), "spec.training.deadline", msg::DEADLINE_DURATION);
+            c.check_detail(
+                duration(deadline),
+                "spec.training.deadline",
+                msg::DEADLINE_DURATION,
+            );
         }
 
         if let Some(r) = &self.retrain {
-            c.check(r.time_zone.is_none() || r.schedule.is_some(), "spec.retrain", msg::TIME_ZONE_NEEDS_SCHEDULE);
+            c.check(
+                r.time_zone.is_none() || r.schedule.is_some(),
+                "spec.retrain",
+                msg::TIME_ZONE_NEEDS_SCHEDULE,
+            );
             if let Some(tz) = &r.time_zone {
-                c.check(time_zone_names().any(|n| n == tz), "spec.retrain.timeZone", msg::TIME_ZONE);
+                c.check(
+                    time_zone_names().any(|n| n == tz),
+                    "spec.retrain.timeZone",
+                    msg::TIME_ZONE,
+                );
             }
             if let Some(schedule) = &r.schedule {
                 // The time zone is reported on its own field above.
-                let parsed = RetrainSchedule::parse(schedule, None).map(|_| ()).map_err(|e| e.to_string());
+                let parsed = RetrainSchedule::parse(schedule, None)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
                 c.check_detail(parsed, "spec.retrain.schedule", msg::SCHEDULE_SHAPE);
             }
             if let Some(cooldown) = &r.cooldown {
-                c.check_detail(duration(cooldown), "spec.retrain.cooldown", msg::COOLDOWN_DURATION);
+                c.check_detail(
+                    duration(cooldown),
+                    "spec.retrain.cooldown",
+                    msg::COOLDOWN_DURATION,
+                );
             }
             if let Some(n) = r.max_per_day {
                 c.check(n > 0, "spec.retrain.maxPerDay", msg::MAX_PER_DAY);
@@ -247,11 +366,26 @@ impl ModelSpec {
         }
 
         let dr = &self.drift;
-        c.check(dr.threshold > 0.0, "spec.drift.threshold", msg::DRIFT_THRESHOLD_POSITIVE);
-        let bounded = matches!(dr.statistic, DriftStatistic::JensenShannon | DriftStatistic::Ks);
-        c.check(!bounded || dr.threshold <= 1.0, "spec.drift", msg::DRIFT_THRESHOLD_BOUNDED);
+        c.check(
+            dr.threshold > 0.0,
+            "spec.drift.threshold",
+            msg::DRIFT_THRESHOLD_POSITIVE,
+        );
+        let bounded = matches!(
+            dr.statistic,
+            DriftStatistic::JensenShannon | DriftStatistic::Ks
+        );
+        c.check(
+            !bounded || dr.threshold <= 1.0,
+            "spec.drift",
+            msg::DRIFT_THRESHOLD_BOUNDED,
+        );
         c.check(dr.window > 0, "spec.drift.window", msg::DRIFT_WINDOW);
-        c.check(dr.consecutive_windows > 0, "spec.drift.consecutiveWindows", msg::CONSECUTIVE_WINDOWS);
+        c.check(
+            dr.consecutive_windows > 0,
+            "spec.drift.consecutiveWindows",
+            msg::CONSECUTIVE_WINDOWS,
+        );
         c.check(
             dr.drifted_share > 0.0 && dr.drifted_share <= 1.0,
             "spec.drift.driftedShare",
@@ -259,33 +393,63 @@ impl ModelSpec {
         );
         for (name, o) in &dr.features {
             if let Some(th) = o.threshold {
-                c.check(th > 0.0, format!("spec.drift.features.{name}.threshold"), msg::FEATURE_THRESHOLD);
+                c.check(
+                    th > 0.0,
+                    format!("spec.drift.features.{name}.threshold"),
+                    msg::FEATURE_THRESHOLD,
+                );
             }
         }
 
         if let Some(g) = &self.gate {
-            c.check(!g.test_set.is_empty(), "spec.gate.testSet", msg::TEST_SET_EMPTY);
+            c.check(
+                !g.test_set.is_empty(),
+                "spec.gate.testSet",
+                msg::TEST_SET_EMPTY,
+            );
             for (i, m) in g.metrics.iter().enumerate() {
                 metric(&mut c, m, &format!("spec.gate.metrics[{i}]"));
             }
-            let unique = g.slices.iter().all(|s| g.slices.iter().filter(|t| t.name == s.name).count() == 1);
+            let unique = g
+                .slices
+                .iter()
+                .all(|s| g.slices.iter().filter(|t| t.name == s.name).count() == 1);
             c.check(unique, "spec.gate.slices", msg::SLICE_NAMES_UNIQUE);
             for (i, s) in g.slices.iter().enumerate() {
                 let p = format!("spec.gate.slices[{i}]");
-                c.check(!s.name.is_empty(), format!("{p}.name"), msg::SLICE_NAME_EMPTY);
-                c.check(!s.where_.is_empty(), format!("{p}.where"), msg::SLICE_WHERE_EMPTY);
+                c.check(
+                    !s.name.is_empty(),
+                    format!("{p}.name"),
+                    msg::SLICE_NAME_EMPTY,
+                );
+                c.check(
+                    !s.where_.is_empty(),
+                    format!("{p}.where"),
+                    msg::SLICE_WHERE_EMPTY,
+                );
                 for (column, condition) in &s.where_ {
                     if let Err(e) = SliceCondition::parse(condition) {
-                        c.0.push(FieldError { path: format!("{p}.where.{column}"), message: e.to_string() });
+                        c.0.push(FieldError {
+                            path: format!("{p}.where.{column}"),
+                            message: e.to_string(),
+                        });
                     }
                 }
-                c.check(!s.metrics.is_empty(), format!("{p}.metrics"), msg::SLICE_METRICS_EMPTY);
+                c.check(
+                    !s.metrics.is_empty(),
+                    format!("{p}.metrics"),
+                    msg::SLICE_METRICS_EMPTY,
+                );
                 for (j, m) in s.metrics.iter().enumerate() {
                     metric(&mut c, m, &format!("{p}.metrics[{j}]"));
                 }
             }
             if let Some(tol) = g.must_pass_tolerance {
-                c.check(tol >= 0.0, "spec.gate.mustPassTolerance", msg::MUST_PASS_TOLERANCE);
+                c.check(
+                    tol >= 0.0,
+                    "spec.gate.mustPassTolerance",
+                    msg::MUST_PASS_TOLERANCE,
+                );
             }
             if let Some(b) = &g.budgets {
                 let p = "spec.gate.budgets";
@@ -313,13 +477,29 @@ impl ModelSpec {
         );
         for (i, s) in r.steps.iter().enumerate() {
             let p = format!("spec.rollout.steps[{i}]");
-            c.check((1..=100).contains(&s.weight), format!("{p}.weight"), msg::CANARY_WEIGHT);
-            c.check_detail(duration(&s.pause), format!("{p}.pause"), msg::PAUSE_DURATION);
+            c.check(
+                (1..=100).contains(&s.weight),
+                format!("{p}.weight"),
+                msg::CANARY_WEIGHT,
+            );
+            c.check_detail(
+                duration(&s.pause),
+                format!("{p}.pause"),
+                msg::PAUSE_DURATION,
+            );
         }
         analysis(&mut c, &r.analysis);
 
-        c.check(self.serving.replicas > 0, "spec.serving.replicas", msg::REPLICAS);
+        c.check(
+            self.serving.replicas > 0,
+            "spec.serving.replicas",
+            msg::REPLICAS,
+        );
 
-        if c.0.is_empty() { Ok(()) } else { Err(InvalidModel { errors: c.0 }) }
+        if c.0.is_empty() {
+            Ok(())
+        } else {
+            Err(InvalidModel { errors: c.0 })
+        }
     }
 }

@@ -14,6 +14,8 @@ use super::validate::msg;
 
 /// One version of a Model: its lineage (spec, immutable) and what became of
 /// it (status).
+// kube's repeated `printcolumn(type_ = ...)` is not a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     group = "driftline.dev",
@@ -27,9 +29,17 @@ use super::validate::msg;
     printcolumn(name = "Model", type_ = "string", json_path = ".spec.model"),
     printcolumn(name = "Version", type_ = "integer", json_path = ".spec.version"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Trigger", type_ = "string", json_path = ".spec.lineage.trigger"),
+    printcolumn(
+        name = "Trigger",
+        type_ = "string",
+        json_path = ".spec.lineage.trigger"
+    ),
     printcolumn(name = "Gate", type_ = "string", json_path = ".status.gate.summary"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("self == oldSelf").message(msg::VERSION_SPEC_IMMUTABLE))]
 #[serde(rename_all = "camelCase")]
@@ -89,7 +99,10 @@ impl VersionPhase {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            VersionPhase::Rejected | VersionPhase::Superseded | VersionPhase::RolledBack | VersionPhase::Failed
+            VersionPhase::Rejected
+                | VersionPhase::Superseded
+                | VersionPhase::RolledBack
+                | VersionPhase::Failed
         )
     }
 }

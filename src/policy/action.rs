@@ -26,21 +26,40 @@ pub enum Action {
         config_hash: String,
     },
     /// Set `ModelVersion.status.phase` (and its message).
-    SetVersionPhase { version: u32, phase: VersionPhase, reason: String },
+    SetVersionPhase {
+        version: u32,
+        phase: VersionPhase,
+        reason: String,
+    },
     /// Write the gate summary into `ModelVersion.status.gate`.
     RecordGate { version: u32, gate: GateSummary },
     /// Create the candidate's serving Deployment and Service (no traffic yet).
     CreateCanary { version: u32, reason: String },
     /// Apply this traffic split (weights sum to 100) to the gateway.
-    SetTraffic { weights: Vec<TrafficWeight>, reason: String },
+    SetTraffic {
+        weights: Vec<TrafficWeight>,
+        reason: String,
+    },
     /// `version` becomes champion; `previous` is superseded.
-    Promote { version: u32, previous: Option<u32>, reason: String },
+    Promote {
+        version: u32,
+        previous: Option<u32>,
+        reason: String,
+    },
     /// `version` loses its traffic; `restored` serves 100 %.
-    Rollback { version: u32, restored: Option<u32>, reason: String },
+    Rollback {
+        version: u32,
+        restored: Option<u32>,
+        reason: String,
+    },
     /// Delete the version's ModelVersion, serving objects and artifact (retention).
     DeleteVersion { version: u32, reason: String },
     /// Emit a Kubernetes Event on the Model.
-    RecordEvent { kind: EventKind, reason: String, message: String },
+    RecordEvent {
+        kind: EventKind,
+        reason: String,
+        message: String,
+    },
 }
 
 /// The outcome of one decision: actions, the new status, and when to look again.
@@ -65,7 +84,9 @@ impl Decision {
     /// Events this decision records, as `(reason, message)`.
     pub fn events(&self) -> impl Iterator<Item = (&str, &str)> {
         self.actions.iter().filter_map(|a| match a {
-            Action::RecordEvent { reason, message, .. } => Some((reason.as_str(), message.as_str())),
+            Action::RecordEvent {
+                reason, message, ..
+            } => Some((reason.as_str(), message.as_str())),
             _ => None,
         })
     }
@@ -73,7 +94,12 @@ impl Decision {
     /// The training this decision starts, if any.
     pub fn started_training(&self) -> Option<(u32, TrainingTrigger, &str)> {
         self.actions.iter().find_map(|a| match a {
-            Action::StartTraining { version, trigger, reason, .. } => Some((*version, *trigger, reason.as_str())),
+            Action::StartTraining {
+                version,
+                trigger,
+                reason,
+                ..
+            } => Some((*version, *trigger, reason.as_str())),
             _ => None,
         })
     }

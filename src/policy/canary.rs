@@ -45,15 +45,30 @@ fn record(
         checks,
         window_start: metrics.map_or(w.started_at, |m| m.window_start),
         window_end: metrics.map_or(w.now, |m| m.window_end),
-        message: format!("step {}/{} at {} %: {verdict}: {detail}", w.step + 1, w.steps, w.weight),
+        message: format!(
+            "step {}/{} at {} %: {verdict}: {detail}",
+            w.step + 1,
+            w.steps,
+            w.weight
+        ),
     }
 }
 
 /// Analyses one step. `metrics` must be of this canary; a window that starts
 /// before the step (it would mix in the previous weight) is inconclusive.
-pub fn analyse(spec: &AnalysisSpec, w: StepWindow, metrics: Option<&CanaryMetrics>) -> AnalysisRecord {
+pub fn analyse(
+    spec: &AnalysisSpec,
+    w: StepWindow,
+    metrics: Option<&CanaryMetrics>,
+) -> AnalysisRecord {
     let Some(m) = metrics else {
-        return record(w, AnalysisOutcome::Inconclusive, None, Vec::new(), "no canary metrics for this window yet".into());
+        return record(
+            w,
+            AnalysisOutcome::Inconclusive,
+            None,
+            Vec::new(),
+            "no canary metrics for this window yet".into(),
+        );
     };
     if m.window_start < w.started_at {
         let detail = format!(
@@ -61,7 +76,13 @@ pub fn analyse(spec: &AnalysisSpec, w: StepWindow, metrics: Option<&CanaryMetric
             m.window_start.to_rfc3339(),
             w.started_at.to_rfc3339()
         );
-        return record(w, AnalysisOutcome::Inconclusive, Some(m), Vec::new(), detail);
+        return record(
+            w,
+            AnalysisOutcome::Inconclusive,
+            Some(m),
+            Vec::new(),
+            detail,
+        );
     }
     let (c, s) = (&m.canary, &m.stable);
     let mut checks = Vec::new();
@@ -81,7 +102,13 @@ pub fn analyse(spec: &AnalysisSpec, w: StepWindow, metrics: Option<&CanaryMetric
             "canary served {} requests, fewer than minRequests {}: not enough evidence, not a pass",
             c.requests, spec.min_requests
         );
-        return record(w, AnalysisOutcome::Inconclusive, Some(m), vec![requests], detail);
+        return record(
+            w,
+            AnalysisOutcome::Inconclusive,
+            Some(m),
+            vec![requests],
+            detail,
+        );
     }
     checks.push(requests);
 
@@ -92,7 +119,13 @@ pub fn analyse(spec: &AnalysisSpec, w: StepWindow, metrics: Option<&CanaryMetric
             value: v,
             bound,
             passed: v <= bound,
-            message: format!("canary error rate {} ({}/{}) vs max {}", pct(v), c.errors, c.requests, pct(bound)),
+            message: format!(
+                "canary error rate {} ({}/{}) vs max {}",
+                pct(v),
+                c.errors,
+                c.requests,
+                pct(bound)
+            ),
         });
     }
     if let Some(bound) = spec.max_p99_latency_ms {
@@ -138,7 +171,9 @@ pub fn analyse(spec: &AnalysisSpec, w: StepWindow, metrics: Option<&CanaryMetric
                     value: v,
                     bound,
                     passed: v <= bound,
-                    message: format!("canary p99 {cv:.1} ms is {v:.2}x stable's {sv:.1} ms (max {bound:.2}x)"),
+                    message: format!(
+                        "canary p99 {cv:.1} ms is {v:.2}x stable's {sv:.1} ms (max {bound:.2}x)"
+                    ),
                 });
             }
             _ => missing.push("p99 latency of canary and stable not both available"),
@@ -176,7 +211,11 @@ pub fn analyse(spec: &AnalysisSpec, w: StepWindow, metrics: Option<&CanaryMetric
         }
     }
 
-    let failed: Vec<&str> = checks.iter().filter(|c| !c.passed).map(|c| c.message.as_str()).collect();
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| c.message.as_str())
+        .collect();
     if !failed.is_empty() {
         let detail = failed.join("; ");
         return record(w, AnalysisOutcome::Failed, Some(m), checks, detail);
@@ -185,6 +224,10 @@ pub fn analyse(spec: &AnalysisSpec, w: StepWindow, metrics: Option<&CanaryMetric
         let detail = format!("{}; not a pass", missing.join("; "));
         return record(w, AnalysisOutcome::Inconclusive, Some(m), checks, detail);
     }
-    let detail = checks.iter().map(|c| c.message.as_str()).collect::<Vec<_>>().join("; ");
+    let detail = checks
+        .iter()
+        .map(|c| c.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
     record(w, AnalysisOutcome::Passed, Some(m), checks, detail)
 }

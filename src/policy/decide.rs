@@ -8,9 +8,10 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::api::{
-    AnalysisOutcome, CanaryStatus, ConditionStatus, GateSummary, GateVerdict, MissedRunPolicy, Model, ModelPhase,
-    ModelSpec, ModelStatus, ModelVersion, NextTraining, RetrainSchedule, TrafficWeight, TrainingRun, TrainingTrigger,
-    VersionPhase, parse_duration, version_name, version_number,
+    AnalysisOutcome, CanaryStatus, ConditionStatus, GateSummary, GateVerdict, MissedRunPolicy,
+    Model, ModelPhase, ModelSpec, ModelStatus, ModelVersion, NextTraining, RetrainSchedule,
+    TrafficWeight, TrainingRun, TrainingTrigger, VersionPhase, parse_duration, version_name,
+    version_number,
 };
 
 use super::action::{Action, Decision, EventKind};
@@ -81,12 +82,20 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn event(&mut self, kind: EventKind, reason: &str, message: String) {
-        self.actions.push(Action::RecordEvent { kind, reason: reason.into(), message });
+        self.actions.push(Action::RecordEvent {
+            kind,
+            reason: reason.into(),
+            message,
+        });
     }
 
     fn set_phase(&mut self, version: u32, phase: VersionPhase, reason: String) {
         self.versions.insert(version, phase);
-        self.actions.push(Action::SetVersionPhase { version, phase, reason });
+        self.actions.push(Action::SetVersionPhase {
+            version,
+            phase,
+            reason,
+        });
     }
 
     fn requeue_in(&mut self, d: Duration) {
@@ -108,7 +117,10 @@ impl Ctx<'_> {
     }
 
     fn training(&self) -> Option<u32> {
-        self.status.training.as_ref().and_then(|t| version_number(&t.version))
+        self.status
+            .training
+            .as_ref()
+            .and_then(|t| version_number(&t.version))
     }
 
     /// What keeps a new training from starting, in words.
@@ -116,8 +128,16 @@ impl Ctx<'_> {
         if let Some(t) = &self.status.training {
             return Some(format!("{} is still training", t.version));
         }
-        if let Some(job) = self.obs.jobs.iter().find(|j| matches!(j.state, JobState::Pending | JobState::Running)) {
-            return Some(format!("training Job of {} is still running", version_name(job.version)));
+        if let Some(job) = self
+            .obs
+            .jobs
+            .iter()
+            .find(|j| matches!(j.state, JobState::Pending | JobState::Running))
+        {
+            return Some(format!(
+                "training Job of {} is still running",
+                version_name(job.version)
+            ));
         }
         if let Some(c) = &self.status.candidate {
             return Some(if self.status.canary.is_some() {
@@ -134,13 +154,22 @@ impl Ctx<'_> {
 fn canary_split(champion: u32, canary: u32, weight: u32) -> Vec<TrafficWeight> {
     let weight = weight.min(100);
     vec![
-        TrafficWeight { version: version_name(champion), weight: 100 - weight },
-        TrafficWeight { version: version_name(canary), weight },
+        TrafficWeight {
+            version: version_name(champion),
+            weight: 100 - weight,
+        },
+        TrafficWeight {
+            version: version_name(canary),
+            weight,
+        },
     ]
 }
 
 fn only(version: u32) -> Vec<TrafficWeight> {
-    vec![TrafficWeight { version: version_name(version), weight: 100 }]
+    vec![TrafficWeight {
+        version: version_name(version),
+        weight: 100,
+    }]
 }
 
 /// Decides what to do next. Pure: the same inputs give the same decision.
@@ -153,7 +182,12 @@ pub fn decide(model: &Model, versions: &[ModelVersion], obs: &Observations) -> D
         status: model.status.clone().unwrap_or_default(),
         versions: versions
             .iter()
-            .map(|v| (v.spec.version, v.status.as_ref().map(|s| s.phase).unwrap_or_default()))
+            .map(|v| {
+                (
+                    v.spec.version,
+                    v.status.as_ref().map(|s| s.phase).unwrap_or_default(),
+                )
+            })
             .collect(),
         actions: Vec::new(),
         requeue: None,
@@ -168,7 +202,14 @@ pub fn decide(model: &Model, versions: &[ModelVersion], obs: &Observations) -> D
     match spec.validate() {
         Err(invalid) => {
             let message = invalid.to_string();
-            let changed = set_condition(&mut ctx.status, obs, "SpecValid", ConditionStatus::False, "InvalidSpec", &message);
+            let changed = set_condition(
+                &mut ctx.status,
+                obs,
+                "SpecValid",
+                ConditionStatus::False,
+                "InvalidSpec",
+                &message,
+            );
             if changed {
                 ctx.event(EventKind::Warning, "InvalidSpec", message);
             }
@@ -201,7 +242,9 @@ pub fn decide(model: &Model, versions: &[ModelVersion], obs: &Observations) -> D
 
 /// A finished training Job: its version becomes the candidate, or failed.
 fn observe_training(ctx: &mut Ctx) {
-    let Some(run) = ctx.status.training.clone() else { return };
+    let Some(run) = ctx.status.training.clone() else {
+        return;
+    };
     let Some(n) = version_number(&run.version) else {
         ctx.status.training = None;
         return;
@@ -214,9 +257,24 @@ fn observe_training(ctx: &mut Ctx) {
             ctx.status.last_training = Some(done);
             ctx.status.training = None;
             ctx.status.candidate = Some(run.version.clone());
-            ctx.set_phase(n, VersionPhase::Trained, format!("training Job succeeded after {}", human(ctx.now - run.started_at)));
-            let next = if ctx.spec.gate.is_some() { "evaluating it against the gate" } else { "no gate configured" };
-            ctx.event(EventKind::Normal, "TrainingSucceeded", format!("{} trained ({}); {next}", run.version, run.reason));
+            ctx.set_phase(
+                n,
+                VersionPhase::Trained,
+                format!(
+                    "training Job succeeded after {}",
+                    human(ctx.now - run.started_at)
+                ),
+            );
+            let next = if ctx.spec.gate.is_some() {
+                "evaluating it against the gate"
+            } else {
+                "no gate configured"
+            };
+            ctx.event(
+                EventKind::Normal,
+                "TrainingSucceeded",
+                format!("{} trained ({}); {next}", run.version, run.reason),
+            );
         }
         Some(JobState::Failed { message }) => {
             let mut done = run.clone();
@@ -224,8 +282,16 @@ fn observe_training(ctx: &mut Ctx) {
             done.finished_at = Some(ctx.now);
             ctx.status.last_training = Some(done);
             ctx.status.training = None;
-            ctx.set_phase(n, VersionPhase::Failed, format!("training Job failed: {message}"));
-            ctx.event(EventKind::Warning, "TrainingFailed", format!("{} training failed: {message}", run.version));
+            ctx.set_phase(
+                n,
+                VersionPhase::Failed,
+                format!("training Job failed: {message}"),
+            );
+            ctx.event(
+                EventKind::Warning,
+                "TrainingFailed",
+                format!("{} training failed: {message}", run.version),
+            );
         }
         _ => {}
     }
@@ -256,15 +322,24 @@ fn observe_gate(ctx: &mut Ctx) {
     let passed_reason = if ctx.spec.gate.is_none() {
         "no gate configured".to_string()
     } else {
-        let Some(verdict) = ctx.obs.gate(n) else { return };
+        let Some(verdict) = ctx.obs.gate(n) else {
+            return;
+        };
         let summary = gate_summary(verdict, ctx.champion());
-        ctx.actions.push(Action::RecordGate { version: n, gate: summary.clone() });
+        ctx.actions.push(Action::RecordGate {
+            version: n,
+            gate: summary.clone(),
+        });
         if !verdict.passed {
             let failures: Vec<&str> = verdict.failures().map(|c| c.message.as_str()).collect();
             let message = format!("gate {}: {}", summary.summary, failures.join("; "));
             ctx.set_phase(n, VersionPhase::Rejected, message.clone());
             ctx.status.candidate = None;
-            ctx.event(EventKind::Warning, "GateFailed", format!("{} rejected: {message}", version_name(n)));
+            ctx.event(
+                EventKind::Warning,
+                "GateFailed",
+                format!("{} rejected: {message}", version_name(n)),
+            );
             return;
         }
         format!("gate {}", summary.summary)
@@ -273,14 +348,26 @@ fn observe_gate(ctx: &mut Ctx) {
         return;
     }
     match ctx.champion() {
-        None => promote(ctx, n, format!("first version; {passed_reason}; no champion to compare with"), false),
+        None => promote(
+            ctx,
+            n,
+            format!("first version; {passed_reason}; no champion to compare with"),
+            false,
+        ),
         Some(_) => start_canary(ctx, n, passed_reason),
     }
 }
 
 fn start_canary(ctx: &mut Ctx, n: u32, passed_reason: String) {
-    ctx.actions.push(Action::CreateCanary { version: n, reason: passed_reason.clone() });
-    ctx.set_phase(n, VersionPhase::Canary, format!("{passed_reason}; canary started"));
+    ctx.actions.push(Action::CreateCanary {
+        version: n,
+        reason: passed_reason.clone(),
+    });
+    ctx.set_phase(
+        n,
+        VersionPhase::Canary,
+        format!("{passed_reason}; canary started"),
+    );
     ctx.status.canary = Some(CanaryStatus {
         version: version_name(n),
         step: 0,
@@ -293,7 +380,10 @@ fn start_canary(ctx: &mut Ctx, n: u32, passed_reason: String) {
     ctx.event(
         EventKind::Normal,
         "CanaryStarted",
-        format!("{} passed the {passed_reason}; canary goes to {first} % once ready", version_name(n)),
+        format!(
+            "{} passed the {passed_reason}; canary goes to {first} % once ready",
+            version_name(n)
+        ),
     );
     set_canary_weight(ctx);
 }
@@ -301,8 +391,12 @@ fn start_canary(ctx: &mut Ctx, n: u32, passed_reason: String) {
 /// Gives the canary its step's weight once its Deployment is ready; stable
 /// keeps all traffic until then.
 fn set_canary_weight(ctx: &mut Ctx) {
-    let (Some(champion), Some(mut canary)) = (ctx.champion(), ctx.status.canary.clone()) else { return };
-    let Some(n) = version_number(&canary.version) else { return };
+    let (Some(champion), Some(mut canary)) = (ctx.champion(), ctx.status.canary.clone()) else {
+        return;
+    };
+    let Some(n) = version_number(&canary.version) else {
+        return;
+    };
     if !ctx.obs.ready_versions.contains(&n) {
         ctx.requeue_in(POLL);
         return;
@@ -315,7 +409,14 @@ fn set_canary_weight(ctx: &mut Ctx) {
     let pause = parse_duration(&step.pause).unwrap_or(Duration::ZERO);
     ctx.set_traffic(
         canary_split(champion, n, step.weight),
-        format!("canary {} step {}/{}: {} % for {}", canary.version, i + 1, steps.len(), step.weight, step.pause),
+        format!(
+            "canary {} step {}/{}: {} % for {}",
+            canary.version,
+            i + 1,
+            steps.len(),
+            step.weight,
+            step.pause
+        ),
     );
     ctx.status.canary = Some(canary);
     ctx.requeue_in(pause);
@@ -324,39 +425,74 @@ fn set_canary_weight(ctx: &mut Ctx) {
 fn promote(ctx: &mut Ctx, n: u32, reason: String, manual: bool) {
     let previous = ctx.champion().filter(|p| *p != n);
     ctx.set_traffic(only(n), format!("{} promoted: {reason}", version_name(n)));
-    ctx.actions.push(Action::Promote { version: n, previous, reason: reason.clone() });
+    ctx.actions.push(Action::Promote {
+        version: n,
+        previous,
+        reason: reason.clone(),
+    });
     ctx.set_phase(n, VersionPhase::Champion, reason.clone());
     if let Some(p) = previous {
-        ctx.set_phase(p, VersionPhase::Superseded, format!("superseded by {}", version_name(n)));
+        ctx.set_phase(
+            p,
+            VersionPhase::Superseded,
+            format!("superseded by {}", version_name(n)),
+        );
     }
     ctx.status.champion = Some(version_name(n));
     if ctx.candidate() == Some(n) {
         ctx.status.candidate = None;
     }
     ctx.status.canary = None;
-    let (kind, why) = if manual { (EventKind::Warning, "ManualPromotion") } else { (EventKind::Normal, "Promoted") };
-    ctx.event(kind, why, format!("{} is champion at 100 %: {reason}", version_name(n)));
+    let (kind, why) = if manual {
+        (EventKind::Warning, "ManualPromotion")
+    } else {
+        (EventKind::Normal, "Promoted")
+    };
+    ctx.event(
+        kind,
+        why,
+        format!("{} is champion at 100 %: {reason}", version_name(n)),
+    );
 }
 
 fn rollback_canary(ctx: &mut Ctx, n: u32, reason: String) {
     let champion = ctx.champion();
     if let Some(c) = champion {
-        ctx.set_traffic(only(c), format!("{} rolled back: {reason}", version_name(n)));
+        ctx.set_traffic(
+            only(c),
+            format!("{} rolled back: {reason}", version_name(n)),
+        );
     }
-    ctx.actions.push(Action::Rollback { version: n, restored: champion, reason: reason.clone() });
+    ctx.actions.push(Action::Rollback {
+        version: n,
+        restored: champion,
+        reason: reason.clone(),
+    });
     ctx.set_phase(n, VersionPhase::RolledBack, reason.clone());
     ctx.status.candidate = None;
     ctx.status.canary = None;
-    let restored = champion.map_or("nothing".into(), |c| format!("{} at 100 %", version_name(c)));
-    ctx.event(EventKind::Warning, "RolledBack", format!("{} rolled back, {restored}: {reason}", version_name(n)));
+    let restored = champion.map_or("nothing".into(), |c| {
+        format!("{} at 100 %", version_name(c))
+    });
+    ctx.event(
+        EventKind::Warning,
+        "RolledBack",
+        format!("{} rolled back, {restored}: {reason}", version_name(n)),
+    );
 }
 
 fn refuse(ctx: &mut Ctx, id: &str, what: &str, why: String) {
-    ctx.event(EventKind::Warning, "RequestRefused", format!("request {id} ({what}) refused: {why}"));
+    ctx.event(
+        EventKind::Warning,
+        "RequestRefused",
+        format!("request {id} ({what}) refused: {why}"),
+    );
 }
 
 fn handle_request(ctx: &mut Ctx) {
-    let Some(request) = ctx.obs.request.clone() else { return };
+    let Some(request) = ctx.obs.request.clone() else {
+        return;
+    };
     if ctx.status.handled_request.as_deref() == Some(request.id.as_str()) {
         return;
     }
@@ -365,40 +501,103 @@ fn handle_request(ctx: &mut Ctx) {
     match request.action {
         ManualAction::Retrain { reason } => {
             if ctx.spec.paused {
-                return refuse(ctx, id, "retrain", "the Model is paused (spec.paused)".into());
+                return refuse(
+                    ctx,
+                    id,
+                    "retrain",
+                    "the Model is paused (spec.paused)".into(),
+                );
             }
             if let Some(busy) = ctx.busy() {
                 return refuse(ctx, id, "retrain", busy);
             }
             let reason = reason.unwrap_or_else(|| "asked for by a user".into());
-            start_training(ctx, TrainingTrigger::Manual, format!("manual retrain (request {id}): {reason}"));
+            start_training(
+                ctx,
+                TrainingTrigger::Manual,
+                format!("manual retrain (request {id}): {reason}"),
+            );
         }
         ManualAction::Promote { version } => {
-            let canary = ctx.status.canary.as_ref().and_then(|c| version_number(&c.version));
+            let canary = ctx
+                .status
+                .canary
+                .as_ref()
+                .and_then(|c| version_number(&c.version));
             let target = version.or(canary);
             let Some(n) = target else {
-                return refuse(ctx, id, "promote", "no canary in progress and no version named".into());
+                return refuse(
+                    ctx,
+                    id,
+                    "promote",
+                    "no canary in progress and no version named".into(),
+                );
             };
             if canary.is_some_and(|c| c != n) {
-                return refuse(ctx, id, "promote", format!("{} is in its canary; finish it first", version_name(canary.unwrap_or(n))));
+                return refuse(
+                    ctx,
+                    id,
+                    "promote",
+                    format!(
+                        "{} is in its canary; finish it first",
+                        version_name(canary.unwrap_or(n))
+                    ),
+                );
             }
             match ctx.versions.get(&n).copied() {
                 Some(VersionPhase::Canary) => {
                     let at = ctx.status.canary.as_ref().map_or(0, |c| c.step + 1);
-                    let reason = format!("promoted by request {id} at canary step {at}/{}", ctx.spec.rollout.steps.len());
+                    let reason = format!(
+                        "promoted by request {id} at canary step {at}/{}",
+                        ctx.spec.rollout.steps.len()
+                    );
                     promote(ctx, n, reason, true);
                 }
-                Some(phase @ (VersionPhase::Trained | VersionPhase::Rejected | VersionPhase::RolledBack | VersionPhase::Superseded)) => {
-                    let note = if phase == VersionPhase::Rejected { ", overriding its failed gate" } else { "" };
-                    promote(ctx, n, format!("promoted by request {id} from phase {phase:?}{note}"), true);
+                Some(
+                    phase @ (VersionPhase::Trained
+                    | VersionPhase::Rejected
+                    | VersionPhase::RolledBack
+                    | VersionPhase::Superseded),
+                ) => {
+                    let note = if phase == VersionPhase::Rejected {
+                        ", overriding its failed gate"
+                    } else {
+                        ""
+                    };
+                    promote(
+                        ctx,
+                        n,
+                        format!("promoted by request {id} from phase {phase:?}{note}"),
+                        true,
+                    );
                 }
-                Some(VersionPhase::Champion) => refuse(ctx, id, "promote", format!("{} is already champion", version_name(n))),
-                Some(phase) => refuse(ctx, id, "promote", format!("{} is in phase {phase:?}", version_name(n))),
-                None => refuse(ctx, id, "promote", format!("{} does not exist", version_name(n))),
+                Some(VersionPhase::Champion) => refuse(
+                    ctx,
+                    id,
+                    "promote",
+                    format!("{} is already champion", version_name(n)),
+                ),
+                Some(phase) => refuse(
+                    ctx,
+                    id,
+                    "promote",
+                    format!("{} is in phase {phase:?}", version_name(n)),
+                ),
+                None => refuse(
+                    ctx,
+                    id,
+                    "promote",
+                    format!("{} does not exist", version_name(n)),
+                ),
             }
         }
         ManualAction::Rollback => {
-            if let Some(n) = ctx.status.canary.as_ref().and_then(|c| version_number(&c.version)) {
+            if let Some(n) = ctx
+                .status
+                .canary
+                .as_ref()
+                .and_then(|c| version_number(&c.version))
+            {
                 return rollback_canary(ctx, n, format!("rolled back by request {id}"));
             }
             let Some(champion) = ctx.champion() else {
@@ -411,23 +610,50 @@ fn handle_request(ctx: &mut Ctx) {
                 .map(|(v, _)| *v)
                 .next_back();
             let Some(previous) = previous else {
-                return refuse(ctx, id, "rollback", format!("no superseded version to restore before {}", version_name(champion)));
+                return refuse(
+                    ctx,
+                    id,
+                    "rollback",
+                    format!(
+                        "no superseded version to restore before {}",
+                        version_name(champion)
+                    ),
+                );
             };
-            let reason = format!("champion {} rolled back by request {id}", version_name(champion));
+            let reason = format!(
+                "champion {} rolled back by request {id}",
+                version_name(champion)
+            );
             ctx.set_traffic(only(previous), reason.clone());
-            ctx.actions.push(Action::Rollback { version: champion, restored: Some(previous), reason: reason.clone() });
+            ctx.actions.push(Action::Rollback {
+                version: champion,
+                restored: Some(previous),
+                reason: reason.clone(),
+            });
             ctx.set_phase(champion, VersionPhase::RolledBack, reason.clone());
-            ctx.set_phase(previous, VersionPhase::Champion, format!("restored by request {id}"));
+            ctx.set_phase(
+                previous,
+                VersionPhase::Champion,
+                format!("restored by request {id}"),
+            );
             ctx.status.champion = Some(version_name(previous));
-            ctx.event(EventKind::Warning, "RolledBack", format!("{reason}; {} serves 100 %", version_name(previous)));
+            ctx.event(
+                EventKind::Warning,
+                "RolledBack",
+                format!("{reason}; {} serves 100 %", version_name(previous)),
+            );
         }
     }
 }
 
 /// Waits out the step's pause, analyses, then advances, promotes, holds or rolls back.
 fn advance_canary(ctx: &mut Ctx) {
-    let Some(mut canary) = ctx.status.canary.clone() else { return };
-    let Some(n) = version_number(&canary.version) else { return };
+    let Some(mut canary) = ctx.status.canary.clone() else {
+        return;
+    };
+    let Some(n) = version_number(&canary.version) else {
+        return;
+    };
     let Some(started) = canary.step_started_at else {
         set_canary_weight(ctx);
         return;
@@ -443,13 +669,22 @@ fn advance_canary(ctx: &mut Ctx) {
         ctx.requeue_in(std_duration(started + pause - ctx.now));
         return;
     }
-    let window = StepWindow { step: i as u32, steps: steps.len() as u32, weight: step.weight, started_at: started, now: ctx.now };
+    let window = StepWindow {
+        step: i as u32,
+        steps: steps.len() as u32,
+        weight: step.weight,
+        started_at: started,
+        now: ctx.now,
+    };
     let metrics = ctx.obs.canary_metrics.as_ref().filter(|m| m.version == n);
     let analysis = analyse(&ctx.spec.rollout.analysis, window, metrics);
     let outcome = analysis.outcome;
     let message = analysis.message.clone();
     let repeated_inconclusive = outcome == AnalysisOutcome::Inconclusive
-        && canary.analyses.last().is_some_and(|a| a.outcome == AnalysisOutcome::Inconclusive && a.step == i as u32);
+        && canary
+            .analyses
+            .last()
+            .is_some_and(|a| a.outcome == AnalysisOutcome::Inconclusive && a.step == i as u32);
     if repeated_inconclusive {
         // Keep one record per inconclusive stretch, with the latest numbers.
         canary.analyses.pop();
@@ -463,20 +698,33 @@ fn advance_canary(ctx: &mut Ctx) {
         AnalysisOutcome::Passed if i + 1 < steps.len() => {
             canary.step = i as u32 + 1;
             ctx.status.canary = Some(canary);
-            ctx.event(EventKind::Normal, "CanaryStepPassed", format!("{}: {message}", version_name(n)));
+            ctx.event(
+                EventKind::Normal,
+                "CanaryStepPassed",
+                format!("{}: {message}", version_name(n)),
+            );
             set_canary_weight(ctx);
         }
         AnalysisOutcome::Passed => {
             if ctx.spec.rollout.auto_promote {
                 ctx.status.canary = Some(canary);
-                promote(ctx, n, format!("all {} canary steps passed; last: {message}", steps.len()), false);
+                promote(
+                    ctx,
+                    n,
+                    format!("all {} canary steps passed; last: {message}", steps.len()),
+                    false,
+                );
             } else {
                 canary.awaiting_promotion = true;
                 ctx.status.canary = Some(canary);
                 ctx.event(
                     EventKind::Normal,
                     "AwaitingPromotion",
-                    format!("{}: all {} steps passed; autoPromote is off, run `driftline promote`", version_name(n), steps.len()),
+                    format!(
+                        "{}: all {} steps passed; autoPromote is off, run `driftline promote`",
+                        version_name(n),
+                        steps.len()
+                    ),
                 );
             }
         }
@@ -485,7 +733,11 @@ fn advance_canary(ctx: &mut Ctx) {
             let failures = canary.failures;
             if failures > limit {
                 ctx.status.canary = Some(canary);
-                rollback_canary(ctx, n, format!("analysis failed {failures} time(s), failureLimit {limit}: {message}"));
+                rollback_canary(
+                    ctx,
+                    n,
+                    format!("analysis failed {failures} time(s), failureLimit {limit}: {message}"),
+                );
             } else {
                 // Analyse the step again on a fresh window.
                 canary.step_started_at = Some(ctx.now);
@@ -493,7 +745,10 @@ fn advance_canary(ctx: &mut Ctx) {
                 ctx.event(
                     EventKind::Warning,
                     "CanaryAnalysisFailed",
-                    format!("{}: failure {failures} of {limit} tolerated: {message}", version_name(n)),
+                    format!(
+                        "{}: failure {failures} of {limit} tolerated: {message}",
+                        version_name(n)
+                    ),
                 );
                 ctx.requeue_in(std_duration(pause));
             }
@@ -501,7 +756,11 @@ fn advance_canary(ctx: &mut Ctx) {
         AnalysisOutcome::Inconclusive => {
             ctx.status.canary = Some(canary);
             if !repeated_inconclusive {
-                ctx.event(EventKind::Normal, "CanaryInconclusive", format!("{}: {message}", version_name(n)));
+                ctx.event(
+                    EventKind::Normal,
+                    "CanaryInconclusive",
+                    format!("{}: {message}", version_name(n)),
+                );
             }
             ctx.requeue_in(std_duration(pause).clamp(POLL, Duration::from_secs(600)));
         }
@@ -515,7 +774,12 @@ fn start_training(ctx: &mut Ctx, trigger: TrainingTrigger, reason: String) {
     let n = ctx.status.next_version;
     ctx.status.next_version = n + 1;
     let hash = config_hash(ctx.spec);
-    ctx.actions.push(Action::StartTraining { version: n, trigger, reason: reason.clone(), config_hash: hash.clone() });
+    ctx.actions.push(Action::StartTraining {
+        version: n,
+        trigger,
+        reason: reason.clone(),
+        config_hash: hash.clone(),
+    });
     ctx.versions.insert(n, VersionPhase::Training);
     ctx.status.training = Some(TrainingRun {
         version: version_name(n),
@@ -537,7 +801,11 @@ fn start_training(ctx: &mut Ctx, trigger: TrainingTrigger, reason: String) {
     if let Some(digest) = &ctx.obs.source_digest {
         ctx.status.data_digest = Some(digest.clone());
     }
-    ctx.event(EventKind::Normal, "TrainingStarted", format!("{} training started: {reason}", version_name(n)));
+    ctx.event(
+        EventKind::Normal,
+        "TrainingStarted",
+        format!("{} training started: {reason}", version_name(n)),
+    );
 }
 
 /// Outcome of the schedule for this decision.
@@ -545,7 +813,11 @@ enum ScheduleDue {
     /// Nothing due; the next slot, if any.
     NotDue,
     /// Slot `slot` is due, with `missed` slots since the last one acted on.
-    Due { slot: DateTime<Utc>, missed: usize, late: bool },
+    Due {
+        slot: DateTime<Utc>,
+        missed: usize,
+        late: bool,
+    },
 }
 
 fn schedule_due(ctx: &mut Ctx, schedule: &RetrainSchedule) -> ScheduleDue {
@@ -561,7 +833,11 @@ fn schedule_due(ctx: &mut Ctx, schedule: &RetrainSchedule) -> ScheduleDue {
         Some(latest) if latest > anchor => {
             let missed = schedule.count_between(anchor, ctx.now, MISSED_SLOT_CAP);
             let late = ctx.now - latest > chrono_duration(SCHEDULE_GRACE);
-            ScheduleDue::Due { slot: latest, missed, late }
+            ScheduleDue::Due {
+                slot: latest,
+                missed,
+                late,
+            }
         }
         _ => ScheduleDue::NotDue,
     }
@@ -573,7 +849,11 @@ fn automatic_blocked(ctx: &mut Ctx) -> Option<(String, DateTime<Utc>)> {
     let now = ctx.now;
     ctx.status.automatic_retrains.retain(|t| now - *t < day);
     let retrain = ctx.spec.retrain.as_ref()?;
-    if let Some(cooldown) = retrain.cooldown.as_deref().and_then(|c| parse_duration(c).ok()) {
+    if let Some(cooldown) = retrain
+        .cooldown
+        .as_deref()
+        .and_then(|c| parse_duration(c).ok())
+    {
         let last = [
             ctx.status.last_training.as_ref().map(|t| t.started_at),
             ctx.status.automatic_retrains.last().copied(),
@@ -599,7 +879,11 @@ fn automatic_blocked(ctx: &mut Ctx) -> Option<(String, DateTime<Utc>)> {
     if let Some(max) = retrain.max_per_day {
         let count = ctx.status.automatic_retrains.len() as u32;
         if count >= max {
-            let until = ctx.status.automatic_retrains.first().map_or(now, |t| *t + day);
+            let until = ctx
+                .status
+                .automatic_retrains
+                .first()
+                .map_or(now, |t| *t + day);
             return Some((
                 format!(
                     "maxPerDay {max} reached: {count} drift/data retrains in the last 24h; next allowed at {}",
@@ -624,26 +908,46 @@ fn consider_training(ctx: &mut Ctx, drift: &DriftUpdate) {
         Some(s) => schedule_due(ctx, s),
         None => ScheduleDue::NotDue,
     };
-    if ctx.status.data_digest.is_none() && ctx.status.training.is_none() && ctx.status.last_training.is_some() {
+    if ctx.status.data_digest.is_none()
+        && ctx.status.training.is_none()
+        && ctx.status.last_training.is_some()
+    {
         ctx.status.data_digest = ctx.obs.source_digest.clone();
     }
 
-    let blocked = if ctx.spec.paused { Some("the Model is paused (spec.paused)".to_string()) } else { ctx.busy() };
+    let blocked = if ctx.spec.paused {
+        Some("the Model is paused (spec.paused)".to_string())
+    } else {
+        ctx.busy()
+    };
     let hash = config_hash(ctx.spec);
     let mut chosen: Option<(TrainingTrigger, String)> = None;
 
     if ctx.champion().is_none() && ctx.status.last_training.is_none() && ctx.versions.is_empty() {
-        chosen = Some((TrainingTrigger::Initial, "first version of the Model".into()));
-    } else if let Some(last) = ctx.status.last_training.as_ref().filter(|t| t.config_hash != hash) {
+        chosen = Some((
+            TrainingTrigger::Initial,
+            "first version of the Model".into(),
+        ));
+    } else if let Some(last) = ctx
+        .status
+        .last_training
+        .as_ref()
+        .filter(|t| t.config_hash != hash)
+    {
         chosen = Some((
             TrainingTrigger::ConfigChanged,
-            format!("data, architecture or training settings changed (config {} -> {hash})", last.config_hash),
+            format!(
+                "data, architecture or training settings changed (config {} -> {hash})",
+                last.config_hash
+            ),
         ));
     }
     if chosen.is_none()
         && let ScheduleDue::Due { slot, missed, late } = due
     {
-        let tz = schedule.as_ref().map_or(chrono_tz::Tz::UTC, |s| s.time_zone());
+        let tz = schedule
+            .as_ref()
+            .map_or(chrono_tz::Tz::UTC, |s| s.time_zone());
         let local = slot.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z");
         let expr = retrain.schedule.as_deref().unwrap_or_default();
         if late && retrain.missed_runs == MissedRunPolicy::Skip && blocked.is_none() {
@@ -664,14 +968,21 @@ fn consider_training(ctx: &mut Ctx, drift: &DriftUpdate) {
             } else {
                 String::new()
             };
-            chosen = Some((TrainingTrigger::Schedule, format!("schedule \"{expr}\" slot {local}{note}")));
+            chosen = Some((
+                TrainingTrigger::Schedule,
+                format!("schedule \"{expr}\" slot {local}{note}"),
+            ));
         }
     }
     if chosen.is_none() && retrain.on_drift && drift.due {
         match automatic_blocked(ctx) {
             Some((why, until)) => {
                 if blocked.is_none() && drift.new_windows {
-                    ctx.event(EventKind::Normal, "RetrainDeferred", format!("drift retrain deferred: {}; {why}", drift.reason));
+                    ctx.event(
+                        EventKind::Normal,
+                        "RetrainDeferred",
+                        format!("drift retrain deferred: {}; {why}", drift.reason),
+                    );
                 }
                 ctx.requeue_in(std_duration(until - ctx.now));
             }
@@ -680,13 +991,20 @@ fn consider_training(ctx: &mut Ctx, drift: &DriftUpdate) {
     }
     if chosen.is_none()
         && retrain.on_new_data
-        && let (Some(seen), Some(now_digest)) = (ctx.status.data_digest.clone(), ctx.obs.source_digest.clone())
+        && let (Some(seen), Some(now_digest)) = (
+            ctx.status.data_digest.clone(),
+            ctx.obs.source_digest.clone(),
+        )
         && seen != now_digest
     {
         match automatic_blocked(ctx) {
             Some((why, until)) => {
                 if blocked.is_none() {
-                    ctx.event(EventKind::Normal, "RetrainDeferred", format!("new-data retrain deferred: {why}"));
+                    ctx.event(
+                        EventKind::Normal,
+                        "RetrainDeferred",
+                        format!("new-data retrain deferred: {why}"),
+                    );
                 }
                 ctx.requeue_in(std_duration(until - ctx.now));
             }
@@ -694,7 +1012,11 @@ fn consider_training(ctx: &mut Ctx, drift: &DriftUpdate) {
                 let short = |d: &str| d.chars().take(12).collect::<String>();
                 chosen = Some((
                     TrainingTrigger::NewData,
-                    format!("data source changed (digest {} -> {})", short(&seen), short(&now_digest)),
+                    format!(
+                        "data source changed (digest {} -> {})",
+                        short(&seen),
+                        short(&now_digest)
+                    ),
                 ));
             }
         }
@@ -704,7 +1026,10 @@ fn consider_training(ctx: &mut Ctx, drift: &DriftUpdate) {
         match blocked {
             Some(why) => {
                 let at = ctx.now;
-                ctx.status.next_training = Some(NextTraining { at, reason: format!("{reason}; waiting: {why}") });
+                ctx.status.next_training = Some(NextTraining {
+                    at,
+                    reason: format!("{reason}; waiting: {why}"),
+                });
                 ctx.requeue_in(POLL);
                 return;
             }
@@ -718,7 +1043,11 @@ fn consider_training(ctx: &mut Ctx, drift: &DriftUpdate) {
     }
 
     ctx.status.next_training = schedule.as_ref().and_then(|s| {
-        let after = ctx.status.last_schedule_slot.unwrap_or(ctx.now).max(ctx.now);
+        let after = ctx
+            .status
+            .last_schedule_slot
+            .unwrap_or(ctx.now)
+            .max(ctx.now);
         s.next_after(after).map(|at| NextTraining {
             at,
             reason: format!(
@@ -752,8 +1081,10 @@ fn retention(ctx: &mut Ctx) {
         .iter()
         .rev()
         .filter(|(v, p)| {
-            matches!(p, VersionPhase::Rejected | VersionPhase::RolledBack | VersionPhase::Failed)
-                && !protected.contains(&Some(**v))
+            matches!(
+                p,
+                VersionPhase::Rejected | VersionPhase::RolledBack | VersionPhase::Failed
+            ) && !protected.contains(&Some(**v))
         })
         .map(|(v, _)| *v)
         .collect();
@@ -769,7 +1100,11 @@ fn retention(ctx: &mut Ctx) {
             reason: format!("retention: keeping the newest {keep_failed} rejected, rolled-back or failed versions"),
         });
     }
-    for v in superseded.iter().skip(keep_superseded).chain(failed.iter().skip(keep_failed)) {
+    for v in superseded
+        .iter()
+        .skip(keep_superseded)
+        .chain(failed.iter().skip(keep_failed))
+    {
         ctx.versions.remove(v);
     }
 }
@@ -778,7 +1113,11 @@ fn retention(ctx: &mut Ctx) {
 fn finish(mut ctx: Ctx) -> Decision {
     let s = &mut ctx.status;
     let obs = ctx.obs;
-    let last_failed = s.last_training.as_ref().and_then(|t| t.outcome.as_deref()).is_some_and(|o| o.starts_with("Failed"));
+    let last_failed = s
+        .last_training
+        .as_ref()
+        .and_then(|t| t.outcome.as_deref())
+        .is_some_and(|o| o.starts_with("Failed"));
     s.phase = if ctx.spec.paused {
         ModelPhase::Paused
     } else if s.canary.is_some() {
@@ -795,35 +1134,95 @@ fn finish(mut ctx: Ctx) -> Decision {
         ModelPhase::Pending
     };
 
-    let summary = s.traffic.iter().map(|t| format!("{}:{}", t.version, t.weight)).collect::<Vec<_>>().join(" ");
+    let summary = s
+        .traffic
+        .iter()
+        .map(|t| format!("{}:{}", t.version, t.weight))
+        .collect::<Vec<_>>()
+        .join(" ");
     s.traffic_summary = (!summary.is_empty()).then_some(summary.clone());
 
     match &s.champion {
         Some(c) => {
             let msg = format!("{c} is champion; traffic {summary}");
-            set_condition(s, obs, "Ready", ConditionStatus::True, "ChampionServing", &msg)
+            set_condition(
+                s,
+                obs,
+                "Ready",
+                ConditionStatus::True,
+                "ChampionServing",
+                &msg,
+            )
         }
-        None => set_condition(s, obs, "Ready", ConditionStatus::False, "NoChampion", "no version has passed the gate yet"),
+        None => set_condition(
+            s,
+            obs,
+            "Ready",
+            ConditionStatus::False,
+            "NoChampion",
+            "no version has passed the gate yet",
+        ),
     };
     match (&s.training, &s.last_training) {
         (Some(t), _) => {
-            let msg = format!("{} training since {}: {}", t.version, t.started_at.to_rfc3339(), t.reason);
-            set_condition(s, obs, "Training", ConditionStatus::True, "TrainingRunning", &msg)
+            let msg = format!(
+                "{} training since {}: {}",
+                t.version,
+                t.started_at.to_rfc3339(),
+                t.reason
+            );
+            set_condition(
+                s,
+                obs,
+                "Training",
+                ConditionStatus::True,
+                "TrainingRunning",
+                &msg,
+            )
         }
         (None, Some(t)) if last_failed => {
             let msg = format!("{} {}", t.version, t.outcome.as_deref().unwrap_or_default());
-            set_condition(s, obs, "Training", ConditionStatus::False, "TrainingFailed", &msg)
+            set_condition(
+                s,
+                obs,
+                "Training",
+                ConditionStatus::False,
+                "TrainingFailed",
+                &msg,
+            )
         }
-        _ => set_condition(s, obs, "Training", ConditionStatus::False, "Idle", "no training running"),
+        _ => set_condition(
+            s,
+            obs,
+            "Training",
+            ConditionStatus::False,
+            "Idle",
+            "no training running",
+        ),
     };
     match s.canary.clone() {
         Some(c) if c.awaiting_promotion => {
-            let msg = format!("{} passed every step; waiting for `driftline promote`", c.version);
-            set_condition(s, obs, "Progressing", ConditionStatus::True, "AwaitingPromotion", &msg)
+            let msg = format!(
+                "{} passed every step; waiting for `driftline promote`",
+                c.version
+            );
+            set_condition(
+                s,
+                obs,
+                "Progressing",
+                ConditionStatus::True,
+                "AwaitingPromotion",
+                &msg,
+            )
         }
         Some(c) => {
             let steps = ctx.spec.rollout.steps.len();
-            let weight = ctx.spec.rollout.steps.get(c.step as usize).map_or(0, |st| st.weight);
+            let weight = ctx
+                .spec
+                .rollout
+                .steps
+                .get(c.step as usize)
+                .map_or(0, |st| st.weight);
             let msg = match c.step_started_at {
                 Some(_) => format!(
                     "{} canary at {weight} % (step {}/{steps}), failed analyses {}/{}",
@@ -832,25 +1231,70 @@ fn finish(mut ctx: Ctx) -> Decision {
                     c.failures,
                     ctx.spec.rollout.analysis.failure_limit
                 ),
-                None => format!("{} canary waits for its Deployment to be ready; stable keeps 100 %", c.version),
+                None => format!(
+                    "{} canary waits for its Deployment to be ready; stable keeps 100 %",
+                    c.version
+                ),
             };
-            set_condition(s, obs, "Progressing", ConditionStatus::True, "CanaryInProgress", &msg)
+            set_condition(
+                s,
+                obs,
+                "Progressing",
+                ConditionStatus::True,
+                "CanaryInProgress",
+                &msg,
+            )
         }
-        None => set_condition(s, obs, "Progressing", ConditionStatus::False, "NoRollout", "no canary in progress"),
+        None => set_condition(
+            s,
+            obs,
+            "Progressing",
+            ConditionStatus::False,
+            "NoRollout",
+            "no canary in progress",
+        ),
     };
     let seen_before = s.condition("Paused").is_some();
     let flipped = if ctx.spec.paused {
-        set_condition(s, obs, "Paused", ConditionStatus::True, "PausedBySpec", "spec.paused is true: no training or rollout steps start")
+        set_condition(
+            s,
+            obs,
+            "Paused",
+            ConditionStatus::True,
+            "PausedBySpec",
+            "spec.paused is true: no training or rollout steps start",
+        )
     } else {
-        set_condition(s, obs, "Paused", ConditionStatus::False, "Active", "spec.paused is false")
+        set_condition(
+            s,
+            obs,
+            "Paused",
+            ConditionStatus::False,
+            "Active",
+            "spec.paused is false",
+        )
     };
     if flipped && (seen_before || ctx.spec.paused) {
         let (reason, message) = if ctx.spec.paused {
-            ("Paused", "spec.paused set: no new training, canary weights held")
+            (
+                "Paused",
+                "spec.paused set: no new training, canary weights held",
+            )
         } else {
-            ("Resumed", "spec.paused cleared: training triggers and canary steps resume")
+            (
+                "Resumed",
+                "spec.paused cleared: training triggers and canary steps resume",
+            )
         };
-        ctx.actions.push(Action::RecordEvent { kind: EventKind::Normal, reason: reason.into(), message: message.into() });
+        ctx.actions.push(Action::RecordEvent {
+            kind: EventKind::Normal,
+            reason: reason.into(),
+            message: message.into(),
+        });
     }
-    Decision { actions: ctx.actions, status: ctx.status, requeue_after: ctx.requeue }
+    Decision {
+        actions: ctx.actions,
+        status: ctx.status,
+        requeue_after: ctx.requeue,
+    }
 }

@@ -25,7 +25,11 @@ pub fn update_drift(status: &mut ModelStatus, spec: &ModelSpec, obs: &Observatio
         .drift
         .iter()
         .filter(|r| r.rows >= u64::from(d.window))
-        .filter(|r| summary.last_window_end.is_none_or(|last| r.window_end > last))
+        .filter(|r| {
+            summary
+                .last_window_end
+                .is_none_or(|last| r.window_end > last)
+        })
         .collect();
     readings.sort_by_key(|r| r.window_end);
     let new_windows = !readings.is_empty();
@@ -45,9 +49,17 @@ pub fn update_drift(status: &mut ModelStatus, spec: &ModelSpec, obs: &Observatio
                 drifted.push((name.clone(), *value));
             }
         }
-        let share = if monitored == 0 { 0.0 } else { drifted.len() as f64 / monitored as f64 };
+        let share = if monitored == 0 {
+            0.0
+        } else {
+            drifted.len() as f64 / monitored as f64
+        };
         let window_drifted = !drifted.is_empty() && share >= d.drifted_share;
-        summary.consecutive_windows = if window_drifted { summary.consecutive_windows + 1 } else { 0 };
+        summary.consecutive_windows = if window_drifted {
+            summary.consecutive_windows + 1
+        } else {
+            0
+        };
         summary.score = score;
         summary.drifted_share = share;
         drifted.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -77,7 +89,14 @@ pub fn update_drift(status: &mut ModelStatus, spec: &ModelSpec, obs: &Observatio
         summary.score
     );
     if due {
-        set_condition(status, obs, "DriftDetected", ConditionStatus::True, "DriftDetected", &reason);
+        set_condition(
+            status,
+            obs,
+            "DriftDetected",
+            ConditionStatus::True,
+            "DriftDetected",
+            &reason,
+        );
     } else if summary.last_window_end.is_some() {
         let msg = format!(
             "{} of {} drifted windows in a row; latest max {:.3}, {:.0} % of features over threshold",
@@ -86,10 +105,21 @@ pub fn update_drift(status: &mut ModelStatus, spec: &ModelSpec, obs: &Observatio
             summary.score,
             summary.drifted_share * 100.0
         );
-        set_condition(status, obs, "DriftDetected", ConditionStatus::False, "NoDrift", &msg);
+        set_condition(
+            status,
+            obs,
+            "DriftDetected",
+            ConditionStatus::False,
+            "NoDrift",
+            &msg,
+        );
     }
     if summary.last_window_end.is_some() {
         status.drift = Some(summary);
     }
-    DriftUpdate { due, new_windows, reason }
+    DriftUpdate {
+        due,
+        new_windows,
+        reason,
+    }
 }

@@ -15,6 +15,6 @@ pub mod observe;
 pub use action::{Action, Decision, EventKind};
 pub use decide::{SCHEDULE_GRACE, config_hash, decide};
 pub use observe::{
-    CanaryMetrics, DriftReading, GateResult, JobState, ManualAction, ManualRequest, Observations, ServingMetrics,
-    TrainingJob,
+    CanaryMetrics, DriftReading, GateResult, JobState, ManualAction, ManualRequest, Observations,
+    ServingMetrics, TrainingJob,
 };

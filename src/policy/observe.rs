@@ -15,7 +15,9 @@ pub enum JobState {
     Running,
     Succeeded,
     /// Failed after its retries; `message` says why (last container message).
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
 }
 
 /// A training Job as observed.
@@ -50,7 +52,11 @@ pub struct ServingMetrics {
 impl ServingMetrics {
     /// Errors per request; 0 without requests.
     pub fn error_rate(&self) -> f64 {
-        if self.requests == 0 { 0.0 } else { self.errors as f64 / self.requests as f64 }
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.errors as f64 / self.requests as f64
+        }
     }
 }
 
@@ -137,6 +143,9 @@ impl Observations {
 
     /// The gate verdict on version `n`.
     pub fn gate(&self, n: u32) -> Option<&GateVerdict> {
-        self.gate_results.iter().find(|g| g.version == n).map(|g| &g.verdict)
+        self.gate_results
+            .iter()
+            .find(|g| g.version == n)
+            .map(|g| &g.verdict)
     }
 }

@@ -7,18 +7,20 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};
 use driftline::api::{
-    GateCheck, GateVerdict, Lineage, Model, ModelSpec, ModelVersion, ModelVersionSpec, ModelVersionStatus,
-    VersionPhase, load_model_config,
+    GateCheck, GateVerdict, Lineage, Model, ModelSpec, ModelVersion, ModelVersionSpec,
+    ModelVersionStatus, VersionPhase, load_model_config,
 };
 use driftline::policy::{
-    Action, CanaryMetrics, Decision, GateResult, JobState, ManualAction, ManualRequest, Observations, ServingMetrics,
-    TrainingJob, decide,
+    Action, CanaryMetrics, Decision, GateResult, JobState, ManualAction, ManualRequest,
+    Observations, ServingMetrics, TrainingJob, decide,
 };
 
 pub const FIXTURE: &str = include_str!("../fixtures/wine-quality.yaml");
 
 pub fn t(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).expect("RFC 3339 time")
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .expect("RFC 3339 time")
 }
 
 /// The north-star spec.
@@ -92,7 +94,12 @@ pub fn healthy(requests: u64) -> ServingMetrics {
     }
 }
 
-pub fn window(version: u32, start: DateTime<Utc>, end: DateTime<Utc>, canary: ServingMetrics) -> CanaryMetrics {
+pub fn window(
+    version: u32,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    canary: ServingMetrics,
+) -> CanaryMetrics {
     CanaryMetrics {
         version,
         window_start: start,
@@ -156,7 +163,10 @@ impl World {
 
     pub fn request(&mut self, id: &str, action: ManualAction) -> Decision {
         let mut obs = self.observations();
-        obs.request = Some(ManualRequest { id: id.into(), action });
+        obs.request = Some(ManualRequest {
+            id: id.into(),
+            action,
+        });
         self.step_with(obs)
     }
 
@@ -182,7 +192,12 @@ impl World {
         self.model.status = Some(d.status.clone());
         for a in &d.actions {
             match a {
-                Action::StartTraining { version, trigger, reason, config_hash } => {
+                Action::StartTraining {
+                    version,
+                    trigger,
+                    reason,
+                    config_hash,
+                } => {
                     let mut v = ModelVersion::new(
                         &format!("wine-quality-v{version}"),
                         ModelVersionSpec {
@@ -198,12 +213,22 @@ impl World {
                             },
                         },
                     );
-                    v.status = Some(ModelVersionStatus { phase: VersionPhase::Training, ..Default::default() });
+                    v.status = Some(ModelVersionStatus {
+                        phase: VersionPhase::Training,
+                        ..Default::default()
+                    });
                     self.versions.push(v);
-                    self.jobs.push(TrainingJob { version: *version, state: JobState::Running });
+                    self.jobs.push(TrainingJob {
+                        version: *version,
+                        state: JobState::Running,
+                    });
                 }
                 Action::SetVersionPhase { version, phase, .. } => {
-                    if let Some(v) = self.versions.iter_mut().find(|v| v.spec.version == *version) {
+                    if let Some(v) = self
+                        .versions
+                        .iter_mut()
+                        .find(|v| v.spec.version == *version)
+                    {
                         v.status.get_or_insert_with(Default::default).phase = *phase;
                     }
                 }
@@ -224,7 +249,11 @@ impl World {
         self.gate(n, passed_gate());
         self.ready.insert(n);
         self.step();
-        assert_eq!(self.phase(n), Some(VersionPhase::Champion), "bootstrap promotes v{n}");
+        assert_eq!(
+            self.phase(n),
+            Some(VersionPhase::Champion),
+            "bootstrap promotes v{n}"
+        );
     }
 }
 

@@ -326,6 +326,40 @@ fn failed_analyses_within_the_failure_limit_retry_then_roll_back() {
     assert_eq!(status(&w).phase, ModelPhase::Serving);
 }
 
+#[test]
+fn the_version_keeps_a_record_of_its_rollout() {
+    let mut w = canary_world();
+    let mut last = None;
+    for pause in [10, 10, 20] {
+        let start = w.now;
+        w.advance(Duration::minutes(pause));
+        let mut obs = w.observations();
+        obs.canary_metrics = Some(window(2, start, w.now, healthy(800)));
+        last = Some(w.step_with(obs));
+    }
+    let d = last.expect("three decisions");
+    let rollout = d
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::RecordRollout {
+                version: 2,
+                rollout,
+            } => Some(rollout.clone()),
+            _ => None,
+        })
+        .expect("rollout recorded on promotion");
+    assert_eq!(rollout.result, "Promoted");
+    assert_eq!(rollout.steps_passed, 3);
+    assert_eq!(rollout.analyses.len(), 3);
+    assert!(
+        rollout
+            .analyses
+            .iter()
+            .all(|a| a.canary_requests == 800 && a.stable_requests == 10_000)
+    );
+}
+
 /// One analysis of the first step with these canary/stable numbers.
 fn analyse_once(
     canary: ServingMetrics,

@@ -473,8 +473,8 @@ pub struct BudgetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("double(self) > 0.0").message(msg::BUDGET_POSITIVE))]
     pub min_throughput_rows_per_sec: Option<f64>,
-    /// Artifact size in megabytes (10^6 bytes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Artifact size in megabytes (10^6 bytes); `maxSizeMB` as in DESIGN.md.
+    #[serde(rename = "maxSizeMB", default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("double(self) > 0.0").message(msg::BUDGET_POSITIVE))]
     pub max_size_mb: Option<f64>,
     /// Most trainable parameters.

@@ -456,7 +456,7 @@ impl ModelSpec {
                 for (value, name) in [
                     (b.p99_latency_ms, "p99LatencyMs"),
                     (b.min_throughput_rows_per_sec, "minThroughputRowsPerSec"),
-                    (b.max_size_mb, "maxSizeMb"),
+                    (b.max_size_mb, "maxSizeMB"),
                 ] {
                     if let Some(v) = value {
                         c.check(v > 0.0, format!("{p}.{name}"), msg::BUDGET_POSITIVE);

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{GateSummary, ModelStatus, TrafficWeight, TrainingTrigger, VersionPhase};
+use crate::api::{
+    GateSummary, ModelStatus, RolloutOutcome, TrafficWeight, TrainingTrigger, VersionPhase,
+};
 
 /// Kubernetes Event type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +35,11 @@ pub enum Action {
     },
     /// Write the gate summary into `ModelVersion.status.gate`.
     RecordGate { version: u32, gate: GateSummary },
+    /// Write how the canary ended, with every analysis, into `ModelVersion.status.rollout`.
+    RecordRollout {
+        version: u32,
+        rollout: RolloutOutcome,
+    },
     /// Create the candidate's serving Deployment and Service (no traffic yet).
     CreateCanary { version: u32, reason: String },
     /// Apply this traffic split (weights sum to 100) to the gateway.

@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 use crate::api::{
     AnalysisOutcome, CanaryStatus, ConditionStatus, GateSummary, GateVerdict, MissedRunPolicy,
     Model, ModelPhase, ModelSpec, ModelStatus, ModelVersion, NextTraining, RetrainSchedule,
-    TrafficWeight, TrainingRun, TrainingTrigger, VersionPhase, parse_duration, version_name,
-    version_number,
+    RolloutOutcome, TrafficWeight, TrainingRun, TrainingTrigger, VersionPhase, parse_duration,
+    version_name, version_number,
 };
 
 use super::action::{Action, Decision, EventKind};
@@ -422,7 +422,44 @@ fn set_canary_weight(ctx: &mut Ctx) {
     ctx.requeue_in(pause);
 }
 
+/// Records how version `n`'s canary ended, if it had one.
+fn record_rollout(ctx: &mut Ctx, n: u32, result: &str, message: &str) {
+    let Some(canary) = ctx
+        .status
+        .canary
+        .as_ref()
+        .filter(|c| version_number(&c.version) == Some(n))
+    else {
+        return;
+    };
+    let steps_passed = canary
+        .analyses
+        .iter()
+        .filter(|a| a.outcome == AnalysisOutcome::Passed)
+        .count() as u32;
+    let rollout = RolloutOutcome {
+        result: result.to_string(),
+        steps_passed,
+        message: message.to_string(),
+        analyses: canary.analyses.clone(),
+    };
+    ctx.actions.push(Action::RecordRollout {
+        version: n,
+        rollout,
+    });
+}
+
 fn promote(ctx: &mut Ctx, n: u32, reason: String, manual: bool) {
+    record_rollout(
+        ctx,
+        n,
+        if manual {
+            "ManuallyPromoted"
+        } else {
+            "Promoted"
+        },
+        &reason,
+    );
     let previous = ctx.champion().filter(|p| *p != n);
     ctx.set_traffic(only(n), format!("{} promoted: {reason}", version_name(n)));
     ctx.actions.push(Action::Promote {
@@ -456,6 +493,7 @@ fn promote(ctx: &mut Ctx, n: u32, reason: String, manual: bool) {
 }
 
 fn rollback_canary(ctx: &mut Ctx, n: u32, reason: String) {
+    record_rollout(ctx, n, "RolledBack", &reason);
     let champion = ctx.champion();
     if let Some(c) = champion {
         ctx.set_traffic(

@@ -744,15 +744,20 @@ fn drift_retrains_respect_cooldown_and_max_per_day() {
     );
 
     // maxPerDay 2: two automatic retrains in 24h, the third waits.
+    w.finish_job(
+        2,
+        JobState::Failed {
+            message: "OOMKilled".into(),
+        },
+    );
+    w.step();
     let mut s = w.model.status.clone().expect("status");
     s.automatic_retrains = vec![t("2026-06-01T14:00:01Z"), t("2026-06-01T20:30:00Z")];
-    s.training = None;
     s.last_training = s.last_training.map(|mut l| {
         l.started_at = t("2026-06-01T20:30:00Z");
         l
     });
     w.model.status = Some(s);
-    w.jobs.clear();
     w.now = t("2026-06-02T03:00:00Z");
     let mut obs = w.observations();
     obs.drift = (0..3)
@@ -860,4 +865,32 @@ fn conditions_keep_their_transition_time_while_unchanged() {
     assert_eq!(flipped.status, ConditionStatus::False);
     assert_eq!(flipped.last_transition_time, w.now);
     assert_eq!(flipped.observed_generation, Some(1));
+}
+
+#[test]
+fn a_restarted_operator_that_lost_status_never_starts_a_second_training() {
+    let mut w = World::new(quiet_spec(), t("2026-06-01T08:00:00Z"));
+    w.step();
+    // Status lost (e.g. restored from a backup without it); v1's Job still runs.
+    w.model.status = None;
+    let d = w.request("r1", ManualAction::Retrain { reason: None });
+    assert!(d.started_training().is_none());
+    assert!(event(&d, "RequestRefused").is_some_and(|m| m.contains("v1 is still training")));
+    assert_eq!(
+        status(&w).next_version,
+        2,
+        "version numbers are never reused"
+    );
+    assert_eq!(
+        status(&w)
+            .training
+            .as_ref()
+            .map(|t| (t.version.as_str(), t.trigger)),
+        Some(("v1", TrainingTrigger::Initial))
+    );
+    // The adopted run finishes like any other: v1 becomes the candidate.
+    w.finish_job(1, JobState::Succeeded);
+    w.step();
+    assert_eq!(w.phase(1), Some(VersionPhase::Trained));
+    assert_eq!(status(&w).candidate.as_deref(), Some("v1"));
 }

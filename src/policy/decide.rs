@@ -198,6 +198,7 @@ pub fn decide(model: &Model, versions: &[ModelVersion], obs: &Observations) -> D
         ctx.status.next_version = ctx.status.next_version.max(max + 1);
     }
     ctx.status.observed_generation = obs.generation;
+    adopt_orphaned_training(&mut ctx, versions);
 
     match spec.validate() {
         Err(invalid) => {
@@ -238,6 +239,38 @@ pub fn decide(model: &Model, versions: &[ModelVersion], obs: &Observations) -> D
     consider_training(&mut ctx, &drift);
     retention(&mut ctx);
     finish(ctx)
+}
+
+/// A version still training that status does not know of (status lost or
+/// restored) is taken back from its lineage, so it is finished, not duplicated.
+fn adopt_orphaned_training(ctx: &mut Ctx, versions: &[ModelVersion]) {
+    if ctx.status.training.is_some() {
+        return;
+    }
+    let orphan = versions
+        .iter()
+        .filter(|v| {
+            v.status.as_ref().map(|s| s.phase).unwrap_or_default() == VersionPhase::Training
+        })
+        .max_by_key(|v| v.spec.version);
+    if let Some(v) = orphan {
+        let lineage = &v.spec.lineage;
+        ctx.status.training = Some(TrainingRun {
+            version: version_name(v.spec.version),
+            trigger: lineage.trigger,
+            reason: lineage.reason.clone(),
+            started_at: v
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .and_then(|t| DateTime::from_timestamp(t.0.as_second(), 0))
+                .unwrap_or(ctx.now),
+            config_hash: lineage.config_hash.clone(),
+            generation: None,
+            outcome: None,
+            finished_at: None,
+        });
+    }
 }
 
 /// A finished training Job: its version becomes the candidate, or failed.

@@ -894,3 +894,21 @@ fn a_restarted_operator_that_lost_status_never_starts_a_second_training() {
     assert_eq!(w.phase(1), Some(VersionPhase::Trained));
     assert_eq!(status(&w).candidate.as_deref(), Some("v1"));
 }
+
+#[test]
+fn a_lost_status_mid_canary_keeps_the_champion_and_restarts_the_canary() {
+    let mut w = canary_world();
+    w.advance(Duration::minutes(3));
+    w.model.status = None;
+    let d = w.step();
+    assert_eq!(status(&w).champion.as_deref(), Some("v1"));
+    assert_eq!(status(&w).candidate.as_deref(), Some("v2"));
+    // v2 is ready, so the first step's weight is applied again and its pause restarts.
+    assert_eq!(d.traffic(), Some(&weights(&[("v1", 95), ("v2", 5)])[..]));
+    let canary = status(&w).canary.clone().expect("canary restored");
+    assert_eq!((canary.step, canary.step_started_at), (0, Some(w.now)));
+    assert!(
+        d.started_training().is_none(),
+        "no bootstrap over existing versions"
+    );
+}

@@ -241,19 +241,53 @@ pub fn decide(model: &Model, versions: &[ModelVersion], obs: &Observations) -> D
     finish(ctx)
 }
 
-/// A version still training that status does not know of (status lost or
-/// restored) is taken back from its lineage, so it is finished, not duplicated.
+/// The newest version in `phase`.
+fn newest_in(versions: &[ModelVersion], phase: VersionPhase) -> Option<&ModelVersion> {
+    versions
+        .iter()
+        .filter(|v| v.status.as_ref().map(|s| s.phase).unwrap_or_default() == phase)
+        .max_by_key(|v| v.spec.version)
+}
+
+/// Versions that status does not know of (status lost or restored from a
+/// backup) are taken back from their phases: the champion keeps serving, a
+/// canary restarts from its first step, a training run is finished, not
+/// duplicated.
 fn adopt_orphaned_training(ctx: &mut Ctx, versions: &[ModelVersion]) {
+    if ctx.status.champion.is_none()
+        && let Some(v) = newest_in(versions, VersionPhase::Champion)
+    {
+        let n = v.spec.version;
+        ctx.status.champion = Some(version_name(n));
+        if ctx.status.traffic.is_empty() {
+            ctx.set_traffic(
+                only(n),
+                format!(
+                    "{} restored as champion from its ModelVersion",
+                    version_name(n)
+                ),
+            );
+        }
+    }
+    if ctx.status.candidate.is_none() && ctx.status.champion.is_some() {
+        if let Some(v) = newest_in(versions, VersionPhase::Canary) {
+            ctx.status.candidate = Some(version_name(v.spec.version));
+            ctx.status.canary = Some(CanaryStatus {
+                version: version_name(v.spec.version),
+                step: 0,
+                step_started_at: None,
+                failures: 0,
+                awaiting_promotion: false,
+                analyses: Vec::new(),
+            });
+        } else if let Some(v) = newest_in(versions, VersionPhase::Trained) {
+            ctx.status.candidate = Some(version_name(v.spec.version));
+        }
+    }
     if ctx.status.training.is_some() {
         return;
     }
-    let orphan = versions
-        .iter()
-        .filter(|v| {
-            v.status.as_ref().map(|s| s.phase).unwrap_or_default() == VersionPhase::Training
-        })
-        .max_by_key(|v| v.spec.version);
-    if let Some(v) = orphan {
+    if let Some(v) = newest_in(versions, VersionPhase::Training) {
         let lineage = &v.spec.lineage;
         ctx.status.training = Some(TrainingRun {
             version: version_name(v.spec.version),

@@ -2,8 +2,20 @@
 //! what to do next. No IO, no clock reads.
 //!
 //! [`decide`] takes the Model, its ModelVersions and [`Observations`] and
-//! returns a [`Decision`]: [`Action`]s for the operator and the new
-//! `Model.status`. Every action and event carries a reason with its numbers.
+//! returns a [`Decision`]: [`Action`]s for the operator, the new
+//! `Model.status` and when to look again. Every action and event carries a
+//! reason with its numbers. The operator's loop is:
+//!
+//! 1. observe: training Jobs, gate verdicts, which serving Deployments are
+//!    ready, merged canary and stable metrics over one window, drift windows,
+//!    the data source's digest, and at most one manual request;
+//! 2. `decide(model, versions, observations)`;
+//! 3. apply the actions in order, write the status (server-side apply),
+//!    requeue after `requeue_after`.
+//!
+//! Pause and resume are `spec.paused` (the CLI patches it): while paused no
+//! training starts and canary weights are held; explicit promote and rollback
+//! requests still act.
 
 pub mod action;
 pub mod canary;

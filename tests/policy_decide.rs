@@ -912,3 +912,27 @@ fn a_lost_status_mid_canary_keeps_the_champion_and_restarts_the_canary() {
         "no bootstrap over existing versions"
     );
 }
+
+#[test]
+fn moving_training_to_another_node_does_not_retrain_but_new_hyper_parameters_do() {
+    let base = quiet_spec();
+    let hash = driftline::policy::config_hash(&base);
+    let mut placement = base.clone();
+    placement.training.image = Some("ghcr.io/driftline/driftline:cpu".into());
+    placement.training.node_selector.clear();
+    placement.training.retries = 5;
+    assert_eq!(driftline::policy::config_hash(&placement), hash);
+    let mut hyper = base.clone();
+    hyper.training.learning_rate = 0.01;
+    assert_ne!(driftline::policy::config_hash(&hyper), hash);
+
+    let mut w = World::new(base, t("2026-06-01T08:00:00Z"));
+    w.bootstrap();
+    w.model.spec = placement;
+    assert!(w.step().started_training().is_none());
+    w.model.spec = hyper;
+    assert_eq!(
+        w.step().started_training().map(|(_, trig, _)| trig),
+        Some(TrainingTrigger::ConfigChanged)
+    );
+}

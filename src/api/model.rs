@@ -22,6 +22,7 @@ use super::validate::{cron_rule, msg, time_zone_rule};
     group = "driftline.dev",
     version = "v1alpha1",
     kind = "Model",
+    doc = "A model that driftline trains, gates, serves and keeps healthy",
     namespaced,
     status = "ModelStatus",
     shortname = "mdl",

@@ -21,6 +21,7 @@ use super::validate::msg;
     group = "driftline.dev",
     version = "v1alpha1",
     kind = "ModelVersion",
+    doc = "One trained (or training) version of a Model: lineage and outcome",
     namespaced,
     status = "ModelVersionStatus",
     shortname = "mv",

@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::status::ModelStatus;
-use super::validate::{cron_rule, msg, time_zone_rule};
+use super::validate::{architecture_rule, cron_rule, msg, time_zone_rule};
 
 /// A model that driftline trains, gates, serves and keeps healthy.
 // kube's repeated `printcolumn(type_ = ...)` is not a duplicated attribute.
@@ -153,7 +153,7 @@ pub enum Activation {
 pub struct ArchitectureSpec {
     /// Registered architecture name; `mlp` is built in.
     #[serde(rename = "type", default = "default_architecture")]
-    #[x_kube(validation = Rule::new("self in ['mlp']").message(msg::ARCHITECTURE_UNKNOWN))]
+    #[x_kube(validation = Rule::new(architecture_rule()).message(msg::ARCHITECTURE_UNKNOWN))]
     pub kind: String,
     /// Width of each hidden layer; empty gives logistic / linear regression.
     #[serde(default)]

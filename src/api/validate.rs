@@ -81,6 +81,15 @@ pub mod msg {
 /// Architectures the trainer knows.
 pub const KNOWN_ARCHITECTURES: &[&str] = &["mlp"];
 
+/// CEL rule for `architecture.type`: one of [`KNOWN_ARCHITECTURES`].
+pub fn architecture_rule() -> String {
+    let names: Vec<String> = KNOWN_ARCHITECTURES
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect();
+    format!("self in [{}]", names.join(", "))
+}
+
 /// CEL rule for `retrain.schedule`: 5 or 6 fields, each value in its range.
 pub fn cron_rule() -> String {
     let field = |value: &str| {

@@ -404,6 +404,13 @@ fn cases() -> Vec<(
             "spec.rollout.steps[0].pause",
         ),
         (
+            "progress deadline in words",
+            "/spec/rollout/progressDeadline",
+            json!("two hours"),
+            msg::PROGRESS_DEADLINE_DURATION,
+            "spec.rollout.progressDeadline",
+        ),
+        (
             "zero minRequests",
             "/spec/rollout/analysis/minRequests",
             json!(0),

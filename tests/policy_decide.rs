@@ -936,3 +936,38 @@ fn moving_training_to_another_node_does_not_retrain_but_new_hyper_parameters_do(
         Some(TrainingTrigger::ConfigChanged)
     );
 }
+
+#[test]
+fn a_canary_without_traffic_is_rolled_back_at_its_progress_deadline() {
+    let mut w = canary_world();
+    let start = w.now;
+    // Pause 10m, then up to the 2h progressDeadline of thin traffic.
+    w.now = start + Duration::minutes(10) + Duration::hours(2) - Duration::seconds(1);
+    let mut obs = w.observations();
+    obs.canary_metrics = Some(window(2, start, w.now, healthy(40)));
+    let d = w.step_with(obs);
+    assert!(!has_action(&d, |a| matches!(a, Action::Rollback { .. })));
+    assert_eq!(d.requeue_after, Some(std::time::Duration::from_secs(1)));
+    w.advance(Duration::seconds(1));
+    let mut obs = w.observations();
+    obs.canary_metrics = Some(window(2, start, w.now, healthy(41)));
+    let d = w.step_with(obs);
+    assert!(has_action(&d, |a| matches!(
+        a,
+        Action::Rollback {
+            version: 2,
+            restored: Some(1),
+            ..
+        }
+    )));
+    assert_eq!(d.traffic(), Some(&weights(&[("v1", 100)])[..]));
+    let message = event(&d, "RolledBack").expect("RolledBack event");
+    assert!(
+        message.contains("no conclusive analysis 2h00m after the pause (progressDeadline 2h00m)"),
+        "{message}"
+    );
+    assert!(
+        message.contains("41 requests, fewer than minRequests 500"),
+        "{message}"
+    );
+}

@@ -590,6 +590,11 @@ pub struct RolloutSpec {
     /// Promote after the last step passes; otherwise wait for `driftline promote`.
     #[serde(default = "default_true")]
     pub auto_promote: bool,
+    /// Longest a step may stay inconclusive (too little traffic) after its
+    /// pause before the canary is rolled back (`2h`); unset waits indefinitely.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::PROGRESS_DEADLINE_DURATION))]
+    pub progress_deadline: Option<String>,
     /// Superseded versions kept (artifacts and ModelVersion objects).
     #[serde(default = "default_retain")]
     pub retain_superseded: u32,
@@ -620,6 +625,7 @@ impl Default for RolloutSpec {
             ],
             analysis: AnalysisSpec::default(),
             auto_promote: true,
+            progress_deadline: None,
             retain_superseded: default_retain(),
             retain_failed: default_retain(),
         }

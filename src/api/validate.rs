@@ -63,6 +63,8 @@ pub mod msg {
     pub const CANARY_INCREASING: &str =
         "canary step weights must increase from one step to the next";
     pub const PAUSE_DURATION: &str = "canary step pause must be a duration such as `10m` or `0s`";
+    pub const PROGRESS_DEADLINE_DURATION: &str =
+        "rollout progressDeadline must be a duration such as `30m` or `2h`";
     pub const MIN_REQUESTS: &str = "analysis minRequests must be at least 1";
     pub const MAX_ERROR_RATE: &str = "maxErrorRate must be between 0 and 1";
     pub const MAX_P99_LATENCY: &str = "maxP99LatencyMs must be greater than 0";
@@ -495,6 +497,13 @@ impl ModelSpec {
                 duration(&s.pause),
                 format!("{p}.pause"),
                 msg::PAUSE_DURATION,
+            );
+        }
+        if let Some(deadline) = &r.progress_deadline {
+            c.check_detail(
+                duration(deadline),
+                "spec.rollout.progressDeadline",
+                msg::PROGRESS_DEADLINE_DURATION,
             );
         }
         analysis(&mut c, &r.analysis);

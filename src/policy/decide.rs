@@ -859,7 +859,27 @@ fn advance_canary(ctx: &mut Ctx) {
             }
         }
         AnalysisOutcome::Inconclusive => {
+            let deadline = ctx
+                .spec
+                .rollout
+                .progress_deadline
+                .as_deref()
+                .and_then(|d| parse_duration(d).ok())
+                .map(chrono_duration);
+            let waited = ctx.now - (started + pause);
             ctx.status.canary = Some(canary);
+            if let Some(deadline) = deadline.filter(|d| waited >= *d) {
+                let reason = format!(
+                    "no conclusive analysis {} after the pause (progressDeadline {}): {message}",
+                    human(waited),
+                    human(deadline)
+                );
+                rollback_canary(ctx, n, reason);
+                return;
+            }
+            if let Some(deadline) = deadline {
+                ctx.requeue_in(std_duration(deadline - waited));
+            }
             if !repeated_inconclusive {
                 ctx.event(
                     EventKind::Normal,

@@ -7,6 +7,4 @@
 
 pub mod profile;
 
-pub use profile::{
-    CategoricalProfile, FeatureProfile, NumericProfile, ProfileError, ReferenceProfile,
-};
+pub use profile::{CategoricalProfile, FeatureProfile, NumericProfile, ProfileError, ReferenceProfile};

@@ -99,8 +99,7 @@ fn wine(dir: &Path) -> std::io::Result<()> {
         .collect();
     let (train, test) = split(n);
     let col = |name: &str| names.iter().position(|n| n == name).unwrap_or(0);
-    let (alcohol, volatile, sulphates) =
-        (col("alcohol"), col("volatile_acidity"), col("sulphates"));
+    let (alcohol, volatile) = (col("alcohol"), col("volatile_acidity"));
 
     // Multi-class: the quality score itself.
     let mut header = names.clone();

@@ -22,6 +22,7 @@ pub mod canary;
 pub mod conditions;
 pub mod decide;
 pub mod drift;
+pub mod gate;
 pub mod observe;
 
 pub use action::{Action, Decision, EventKind};

@@ -144,6 +144,7 @@ struct NodeLoop {
     workers: Workers,
     finished: HashSet<String>,
     force_deleted: HashSet<String>,
+    bound: HashSet<String>,
     expectations: HashMap<String, Expect>,
     unschedulable: HashMap<String, String>,
     requeue: HashMap<String, Instant>,
@@ -191,6 +192,7 @@ pub async fn run(
         workers,
         finished: HashSet::new(),
         force_deleted: HashSet::new(),
+        bound: HashSet::new(),
         expectations: HashMap::new(),
         unschedulable: HashMap::new(),
         requeue: HashMap::new(),
@@ -241,6 +243,12 @@ impl NodeLoop {
             .iter()
             .map(|p| (**p).clone())
             .collect();
+        // Forget pods that no longer exist.
+        let uids: HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        self.bound.retain(|u| uids.contains(u));
+        self.finished.retain(|u| uids.contains(u));
+        self.force_deleted.retain(|u| uids.contains(u));
+        self.unschedulable.retain(|u, _| uids.contains(u));
         for job in self.caches.jobs.state() {
             self.sync_job(&job, &pods, now).await;
         }
@@ -436,6 +444,10 @@ impl NodeLoop {
                 continue;
             };
             let uid = pod.metadata.uid.clone().unwrap_or_default();
+            // Bound already; the cache has not caught up yet.
+            if self.bound.contains(&uid) {
+                continue;
+            }
             let reference = object_ref("v1", "Pod", &pod.metadata);
             let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
             let placement =
@@ -454,6 +466,7 @@ impl NodeLoop {
                         Ok(_) => {
                             used = used.plus(taken);
                             self.unschedulable.remove(&uid);
+                            self.bound.insert(uid.clone());
                             let message = format!(
                                 "Successfully assigned {namespace}/{name} to {}",
                                 node.name
@@ -513,11 +526,14 @@ impl NodeLoop {
     fn free_ip(&self, pods: &[Pod]) -> Option<Ipv4Addr> {
         let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
         let mut used: HashSet<Ipv4Addr> = workers.values().map(|w| w.ip).collect();
-        used.extend(
-            pods.iter()
-                .filter(|p| !is_terminal(p))
-                .filter_map(|p| p.status.as_ref()?.pod_ip.as_deref()?.parse().ok()),
-        );
+        used.extend(pods.iter().filter(|p| !is_terminal(p)).filter_map(|p| {
+            p.status
+                .as_ref()?
+                .pod_ip
+                .as_deref()?
+                .parse::<Ipv4Addr>()
+                .ok()
+        }));
         let base = u32::from(self.cfg.pod_ip_base);
         (1..0x7fff_u32)
             .map(|n| Ipv4Addr::from(base + n))

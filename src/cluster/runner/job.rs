@@ -76,7 +76,7 @@ pub fn plan_job(job: &Job, pods: &[Pod], now: Timestamp, backoff_base: Duration)
     let failed = pods.iter().filter(|p| phase(p) == "Failed").count() as i32 + restarts;
 
     let mut status = JobStatus {
-        start_time: old.start_time.clone().or_else(|| Some(Time(now))),
+        start_time: old.start_time.clone().or(Some(Time(now))),
         completion_time: old.completion_time.clone(),
         conditions: old.conditions.clone(),
         succeeded: Some(succeeded),

@@ -224,10 +224,11 @@ pub async fn run_pod(
             worker.prepare().await;
         }
         worker.start_due().await;
-        worker.write_status().await;
         if worker.finished() {
+            worker.write_final_status().await;
             return;
         }
+        worker.write_status().await;
         let wake = worker.next_wake();
         tokio::select! {
             Some((index, pid, result)) = exit_rx.recv() => {
@@ -844,14 +845,26 @@ impl PodWorker {
         }
     }
 
-    /// Writes the pod status when it changed since the last write.
-    async fn write_status(&mut self) {
+    /// The last status must land: Jobs count finished pods from it.
+    async fn write_final_status(&mut self) {
+        for attempt in 0..20u32 {
+            if self.write_status().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100) * (attempt + 1)).await;
+        }
+        tracing::warn!(pod = %self.name(), "gave up writing the final pod status");
+    }
+
+    /// Writes the pod status when it changed since the last write; false when
+    /// the write failed and is worth retrying.
+    async fn write_status(&mut self) -> bool {
         let status = self.status();
         let Ok(value) = serde_json::to_value(&status) else {
-            return;
+            return true;
         };
         if self.last_written.as_ref() == Some(&value) {
-            return;
+            return true;
         }
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.namespace());
         let patch = serde_json::json!({"status": value});
@@ -859,9 +872,15 @@ impl PodWorker {
             .patch_status(&self.name(), &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            Ok(_) => self.last_written = Some(value),
+            Ok(_) => {
+                self.last_written = Some(value);
+                true
+            }
+            // The pod is gone: nothing left to report.
+            Err(kube::Error::Api(e)) if e.code == 404 => true,
             Err(err) => {
-                tracing::debug!(%err, pod = %self.name(), "pod status write failed; retrying on the next change")
+                tracing::debug!(%err, pod = %self.name(), "pod status write failed; retrying on the next change");
+                false
             }
         }
     }

@@ -122,7 +122,7 @@ pub fn pod_requests(spec: &PodSpec) -> Result<Resources, BadQuantity> {
 
 /// Formats CPU millis as a quantity ("2" or "1500m").
 pub fn format_cpu(millis: u64) -> String {
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         (millis / 1000).to_string()
     } else {
         format!("{millis}m")
@@ -132,7 +132,7 @@ pub fn format_cpu(millis: u64) -> String {
 /// Formats bytes as a quantity ("8Gi", "1536Ki" or plain bytes).
 pub fn format_bytes(bytes: u64) -> String {
     for (suffix, unit) in [("Gi", 1u64 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
-        if bytes >= unit && bytes % unit == 0 {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
             return format!("{}{suffix}", bytes / unit);
         }
     }

@@ -12,3 +12,237 @@ pub mod cli;
 pub mod layout;
 pub mod runner;
 pub mod schema;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use apiserver::{ApiServer, ApiServerConfig};
+pub use apiserver::{FaultInjector, FaultRule, LoggedRequest};
+use rand::Rng;
+
+/// Why the embedded cluster could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The state directory or kubeconfig could not be written.
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// The path being written.
+        path: PathBuf,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The listening port is taken or not allowed.
+    #[error(
+        "cannot listen on 127.0.0.1:{port}: {source} (choose another --port, or 0 for any free port)"
+    )]
+    Bind {
+        /// The requested port.
+        port: u16,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The snapshot file could not be loaded.
+    #[error(transparent)]
+    Snapshot(#[from] apiserver::SnapshotError),
+    /// A client could not be built from the written kubeconfig.
+    #[error("the kubeconfig {path} does not give a working client: {message}")]
+    Client {
+        /// The kubeconfig.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// How to run the embedded cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Port on 127.0.0.1; 0 picks any free port.
+    pub port: u16,
+    /// Directory for the kubeconfig (by default), pod logs and volumes.
+    pub state_dir: PathBuf,
+    /// Where to write the kubeconfig; default `<state_dir>/kubeconfig`.
+    pub kubeconfig: Option<PathBuf>,
+    /// Snapshot file to load at start and keep up to date; none keeps state in memory only.
+    pub snapshot: Option<PathBuf>,
+    /// Changes a watch can replay before it gets 410 Gone.
+    pub watch_history: usize,
+    /// How often idle watches that asked for bookmarks get one.
+    pub bookmark_interval: Duration,
+}
+
+impl ClusterConfig {
+    /// In-memory cluster on any free port, keeping files under `state_dir`.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        ClusterConfig {
+            port: 0,
+            state_dir: state_dir.into(),
+            kubeconfig: None,
+            snapshot: None,
+            watch_history: 100_000,
+            bookmark_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A running embedded cluster.
+pub struct EmbeddedCluster {
+    server: ApiServer,
+    addr: SocketAddr,
+    kubeconfig: PathBuf,
+    client: kube::Client,
+    serving: tokio::task::JoinHandle<()>,
+    snapshots: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError + '_ {
+    move |source| ClusterError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The kubeconfig text pointing at `url` with `token`.
+pub fn kubeconfig_yaml(url: &str, token: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: driftline\n  cluster:\n    server: {url}\nusers:\n- name: driftline\n  user:\n    token: {token}\ncontexts:\n- name: driftline\n  context:\n    cluster: driftline\n    user: driftline\n    namespace: default\ncurrent-context: driftline\npreferences: {{}}\n"
+    )
+}
+
+/// Writes a file atomically with owner-only permissions (it holds the token).
+fn write_private(path: &Path, text: &str) -> Result<(), ClusterError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    f.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+impl EmbeddedCluster {
+    /// Starts the API server on 127.0.0.1 and writes its kubeconfig.
+    pub async fn start(cfg: ClusterConfig) -> Result<EmbeddedCluster, ClusterError> {
+        std::fs::create_dir_all(&cfg.state_dir).map_err(io_err(&cfg.state_dir))?;
+        let token: String = {
+            let mut rng = rand::rng();
+            (0..32)
+                .map(|_| format!("{:x}", rng.random_range(0..16u8)))
+                .collect()
+        };
+        let mut api_cfg = ApiServerConfig::new(token.clone(), cfg.state_dir.clone());
+        api_cfg.snapshot = cfg.snapshot.clone();
+        api_cfg.history_capacity = cfg.watch_history;
+        api_cfg.bookmark_interval = cfg.bookmark_interval;
+        let server = ApiServer::new(api_cfg)?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", cfg.port))
+            .await
+            .map_err(|source| ClusterError::Bind {
+                port: cfg.port,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ClusterError::Bind {
+            port: cfg.port,
+            source,
+        })?;
+        let url = format!("http://{addr}");
+        let kubeconfig = cfg
+            .kubeconfig
+            .clone()
+            .unwrap_or_else(|| cfg.state_dir.join("kubeconfig"));
+        let text = kubeconfig_yaml(&url, &token);
+        write_private(&kubeconfig, &text)?;
+        let client_err = |message: String| ClusterError::Client {
+            path: kubeconfig.clone(),
+            message,
+        };
+        let kc =
+            kube::config::Kubeconfig::from_yaml(&text).map_err(|e| client_err(e.to_string()))?;
+        let config =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| client_err(e.to_string()))?;
+        let client = kube::Client::try_from(config).map_err(|e| client_err(e.to_string()))?;
+        let router = server.router();
+        let stopper = server.clone();
+        let serving = tokio::spawn(async move {
+            let stop = async move { stopper.closed().await };
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::error!(error = %e, "embedded API server stopped");
+            }
+        });
+        let snapshots = server.spawn_snapshot_writer();
+        tracing::info!(%url, kubeconfig = %kubeconfig.display(), "embedded cluster listening");
+        Ok(EmbeddedCluster {
+            server,
+            addr,
+            kubeconfig,
+            client,
+            serving,
+            snapshots,
+        })
+    }
+
+    /// The kubeconfig file kubectl and kube-rs can use.
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// A client built from the written kubeconfig.
+    pub async fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
+    /// Base URL of the API server.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Fault injection and request log.
+    pub fn faults(&self) -> FaultInjector {
+        self.server.faults()
+    }
+
+    /// Drops the watch history (like etcd compaction): watches from older
+    /// resourceVersions get 410 Gone and clients must relist.
+    pub fn compact(&self) {
+        self.server.compact();
+    }
+
+    /// The API server (object counts, snapshots).
+    pub fn api_server(&self) -> &ApiServer {
+        &self.server
+    }
+
+    /// Stops serving, ends open watches and writes the final snapshot.
+    pub async fn shutdown(self) {
+        self.server.close();
+        let mut serving = self.serving;
+        if tokio::time::timeout(Duration::from_secs(5), &mut serving)
+            .await
+            .is_err()
+        {
+            serving.abort();
+        }
+        if let Some(t) = self.snapshots {
+            t.abort();
+        }
+        if let Err(e) = self.server.save_snapshot() {
+            tracing::warn!(error = %e, "could not write the final cluster snapshot");
+        }
+    }
+}

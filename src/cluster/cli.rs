@@ -35,6 +35,7 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
     cfg.port = args.port;
     cfg.kubeconfig = args.kubeconfig;
     cfg.snapshot = args.snapshot;
+    cfg.node = Some(super::runner::NodeConfig::default());
     let cluster = EmbeddedCluster::start(cfg).await?;
     let kubeconfig = cluster.kubeconfig_path().display().to_string();
     println!("driftline embedded cluster listening on {}", cluster.url());

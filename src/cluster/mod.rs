@@ -47,6 +47,9 @@ pub enum ClusterError {
     /// The snapshot file could not be loaded.
     #[error(transparent)]
     Snapshot(#[from] apiserver::SnapshotError),
+    /// The node could not start.
+    #[error(transparent)]
+    Runner(#[from] runner::RunnerError),
     /// A client could not be built from the written kubeconfig.
     #[error("the kubeconfig {path} does not give a working client: {message}")]
     Client {
@@ -72,6 +75,9 @@ pub struct ClusterConfig {
     pub watch_history: usize,
     /// How often idle watches that asked for bookmarks get one.
     pub bookmark_interval: Duration,
+    /// The node that runs pods as local processes; `None` serves the API
+    /// only (pods stay Pending). Its `state_dir` is replaced by the cluster's.
+    pub node: Option<runner::NodeConfig>,
 }
 
 impl ClusterConfig {
@@ -84,7 +90,14 @@ impl ClusterConfig {
             snapshot: None,
             watch_history: 100_000,
             bookmark_interval: Duration::from_secs(10),
+            node: None,
         }
+    }
+
+    /// The same cluster with a node that runs pods.
+    pub fn with_node(mut self, node: runner::NodeConfig) -> Self {
+        self.node = Some(node);
+        self
     }
 }
 
@@ -96,6 +109,7 @@ pub struct EmbeddedCluster {
     client: kube::Client,
     serving: tokio::task::JoinHandle<()>,
     snapshots: Option<tokio::task::JoinHandle<()>>,
+    runner: Option<runner::RunnerHandle>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError + '_ {
@@ -187,6 +201,20 @@ impl EmbeddedCluster {
         });
         let snapshots = server.spawn_snapshot_writer();
         tracing::info!(%url, kubeconfig = %kubeconfig.display(), "embedded cluster listening");
+        let runner = match cfg.node.clone() {
+            Some(mut node) => {
+                node.state_dir = cfg.state_dir.clone();
+                node.kubeconfig.get_or_insert_with(|| kubeconfig.clone());
+                match runner::Runner::start(client.clone(), node).await {
+                    Ok(handle) => Some(handle),
+                    Err(err) => {
+                        server.close();
+                        return Err(err.into());
+                    }
+                }
+            }
+            None => None,
+        };
         Ok(EmbeddedCluster {
             server,
             addr,
@@ -194,6 +222,7 @@ impl EmbeddedCluster {
             client,
             serving,
             snapshots,
+            runner,
         })
     }
 
@@ -228,8 +257,16 @@ impl EmbeddedCluster {
         &self.server
     }
 
+    /// The node running pods, when the cluster has one (fault injection: `kill_pod_process`).
+    pub fn runner(&self) -> Option<&runner::RunnerHandle> {
+        self.runner.as_ref()
+    }
+
     /// Stops serving, ends open watches and writes the final snapshot.
     pub async fn shutdown(self) {
+        if let Some(runner) = self.runner {
+            runner.shutdown().await;
+        }
         self.server.close();
         let mut serving = self.serving;
         if tokio::time::timeout(Duration::from_secs(5), &mut serving)

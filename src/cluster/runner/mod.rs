@@ -57,7 +57,8 @@ pub struct NodeConfig {
     pub labels: BTreeMap<String, String>,
     /// Where logs, volumes and the hosts file live.
     pub state_dir: PathBuf,
-    /// What a container whose `command[0]` is `driftline` runs.
+    /// What a container whose `command[0]` is `driftline` runs (default: this
+    /// executable when it is driftline, else a `driftline` beside it or on PATH).
     pub driftline_exe: PathBuf,
     /// First address of a loopback /16: pods get addresses from its lower
     /// half, Services' cluster IPs from its upper half.
@@ -81,7 +82,7 @@ impl Default for NodeConfig {
             gpus: 0,
             labels: BTreeMap::new(),
             state_dir: std::env::temp_dir().join("driftline-cluster"),
-            driftline_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("driftline")),
+            driftline_exe: default_driftline_exe(),
             // A random /16 so that several embedded clusters on one machine do not collide.
             pod_ip_base: Ipv4Addr::new(127, rand::rng().random_range(16..=250), 0, 0),
             kubeconfig: None,
@@ -89,6 +90,23 @@ impl Default for NodeConfig {
             job_backoff: Duration::from_secs(10),
         }
     }
+}
+
+/// This process when it is `driftline`; else a `driftline` next to it (test
+/// binaries live in `target/<profile>/deps/`); else `driftline` on PATH.
+fn default_driftline_exe() -> PathBuf {
+    if let Ok(exe) = std::env::current_exe() {
+        if exe.file_stem().is_some_and(|s| s == "driftline") {
+            return exe;
+        }
+        for dir in exe.ancestors().skip(1).take(2) {
+            let candidate = dir.join("driftline");
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    PathBuf::from("driftline")
 }
 
 /// MemTotal from /proc/meminfo, in bytes.

@@ -579,3 +579,179 @@ async fn killing_a_pods_process_restarts_it_or_fails_the_pod() {
     assert!(err.to_string().contains("default/no-such-pod"), "{err}");
     cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn pods_see_their_volumes_env_and_config_and_init_containers_run_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster(dir.path(), 47, 0).await;
+    let client = cluster.client().await;
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), "default");
+    let cm = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "settings", "namespace": "default"},
+        "data": {"mode": "fast", "threshold": "0.1"},
+    }))
+    .unwrap();
+    config_maps
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
+    let job: Job = serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "io", "namespace": "default"},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never",
+            "volumes": [
+                {"name": "models", "persistentVolumeClaim": {"claimName": "models"}},
+                {"name": "scratch", "emptyDir": {}},
+                {"name": "conf", "configMap": {"name": "settings"}},
+            ],
+            "initContainers": [{
+                "name": "fetch", "image": "busybox",
+                "command": ["sh", "-c", "echo fetched > /scratch/input"],
+                "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+            }],
+            "containers": [{
+                "name": "main", "image": "busybox",
+                "command": ["sh", "-c", "echo \"$ME $MY_IP $MODE $(cat /scratch/input) $(cat /etc/conf/threshold)\" > /models/out.txt"],
+                "env": [
+                    {"name": "ME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                    {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
+                ],
+                "volumeMounts": [
+                    {"name": "models", "mountPath": "/models"},
+                    {"name": "scratch", "mountPath": "/scratch"},
+                    {"name": "conf", "mountPath": "/etc/conf"},
+                ],
+            }],
+        }}},
+    }))
+    .unwrap();
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    jobs.create(&PostParams::default(), &job).await.unwrap();
+    wait_for(&jobs, "io", "Complete", job_condition("Complete")).await;
+    let pod = job_pods(&client, "io").await.remove(0);
+    let name = pod.metadata.name.clone().unwrap();
+    let ip = pod.status.as_ref().unwrap().pod_ip.clone().unwrap();
+    let init = &pod
+        .status
+        .as_ref()
+        .unwrap()
+        .init_container_statuses
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(
+        init.state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap()
+            .exit_code,
+        0
+    );
+    // A PersistentVolumeClaim is a directory per claim that outlives the pod.
+    let out = std::fs::read_to_string(dir.path().join("volumes/default/models/out.txt")).unwrap();
+    assert_eq!(out.trim(), format!("{name} {ip} fast fetched 0.1"));
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_config_map_keeps_the_pod_waiting_with_a_clear_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster(dir.path(), 48, 0).await;
+    let client = cluster.client().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "needs-config", "namespace": "default"},
+        "spec": {"containers": [{"name": "main", "image": "busybox", "command": ["true"],
+            "env": [{"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "mode"}}}]}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let waiting = wait_for(&pods, "needs-config", "config error", |p: Option<&Pod>| {
+        p.and_then(|p| p.status.as_ref()?.container_statuses.clone())
+            .is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c.state
+                        .as_ref()
+                        .and_then(|s| s.waiting.as_ref())
+                        .and_then(|w| w.reason.as_deref())
+                        == Some("CreateContainerConfigError")
+                })
+            })
+    })
+    .await;
+    let status = waiting.status.unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Pending"));
+    let message = status.container_statuses.unwrap()[0]
+        .state
+        .clone()
+        .unwrap()
+        .waiting
+        .unwrap()
+        .message
+        .unwrap();
+    assert!(
+        message.contains("configmap `absent` has no key `mode`"),
+        "{message}"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn deleting_a_pod_stops_its_process_after_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster(dir.path(), 49, 0).await;
+    let client = cluster.client().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let marker = dir.path().join("still-running");
+    // Ignores SIGTERM, so only the SIGKILL after the grace period stops it.
+    let script = format!(
+        "trap '' TERM; while true; do touch {}; sleep 0.1; done",
+        marker.display()
+    );
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "stubborn", "namespace": "default"},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "main", "image": "busybox", "command": ["sh", "-c", script]}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    wait_for(&pods, "stubborn", "running", running_with_restarts(0)).await;
+    let started = tokio::time::Instant::now();
+    pods.delete("stubborn", &DeleteParams::default())
+        .await
+        .unwrap();
+    loop {
+        if pods.get_opt("stubborn").await.unwrap().is_none() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the pod was never removed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The process is gone once it stops re-creating the marker; SIGTERM alone cannot do it.
+    loop {
+        let _ = std::fs::remove_file(&marker);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        if !marker.exists() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the container process survived its pod"
+        );
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "SIGKILL came only after the 1 s grace period"
+    );
+    cluster.shutdown().await;
+}

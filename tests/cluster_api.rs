@@ -403,6 +403,39 @@ async fn finalizers_delay_deletion_and_owners_cascade() {
     t.cluster.shutdown().await;
 }
 
+/// Drives a watcher in the background (it only makes requests while polled).
+fn spawn_watcher(
+    api: Api<ConfigMap>,
+    cfg: watcher::Config,
+) -> tokio::sync::mpsc::UnboundedReceiver<watcher::Event<ConfigMap>> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut events = watcher(api, cfg).boxed();
+        // Errors (such as 410 Gone) are retried by the watcher itself; pass on the events.
+        while let Some(ev) = events.next().await {
+            if let Ok(ev) = ev
+                && tx.send(ev).is_err()
+            {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+async fn next_init_apply_names(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<watcher::Event<ConfigMap>>,
+) -> Vec<String> {
+    let mut names = Vec::new();
+    loop {
+        match rx.recv().await.unwrap() {
+            watcher::Event::InitApply(cm) => names.push(cm.metadata.name.unwrap()),
+            watcher::Event::InitDone => return names,
+            _ => {}
+        }
+    }
+}
+
 #[tokio::test]
 async fn watcher_rewatches_after_timeout_and_relists_after_410() {
     let t = start().await;
@@ -411,25 +444,18 @@ async fn watcher_rewatches_after_timeout_and_relists_after_410() {
         .await
         .unwrap();
     let faults = t.cluster.faults();
-    let mut events = watcher(cms.clone(), watcher::Config::default().timeout(1)).boxed();
-    let mut inits = 0;
-    // First sync.
-    loop {
-        match events.try_next().await.unwrap().unwrap() {
-            watcher::Event::Init => inits += 1,
-            watcher::Event::InitDone => break,
-            _ => {}
-        }
-    }
+    let mut rx = spawn_watcher(cms.clone(), watcher::Config::default().timeout(1));
+    assert_eq!(next_init_apply_names(&mut rx).await, ["before"]);
     // Let the 1 s watch time out and the watcher re-watch; the change after it still arrives.
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while faults
+    let watches = || {
+        faults
             .requests()
             .iter()
             .filter(|r| r.request.verb == "watch")
             .count()
-            < 2
-        {
+    };
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while watches() < 2 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
@@ -439,56 +465,58 @@ async fn watcher_rewatches_after_timeout_and_relists_after_410() {
         .await
         .unwrap();
     loop {
-        if let watcher::Event::Apply(cm) = events.try_next().await.unwrap().unwrap() {
-            assert_eq!(cm.metadata.name.as_deref(), Some("after-timeout"));
-            break;
+        match rx.recv().await.unwrap() {
+            watcher::Event::Apply(cm) => {
+                assert_eq!(cm.metadata.name.as_deref(), Some("after-timeout"));
+                break;
+            }
+            watcher::Event::Init => panic!("a timeout must not force a relist"),
+            _ => {}
         }
     }
-    // Hold the next watch back, change and compact meanwhile: it resumes from an expired version.
+    // Hold the next watch back; change and compact meanwhile: it resumes from an expired version.
+    let used = faults.faults_used();
     faults.delay_next(
         FaultRule::new("watch", "configmaps"),
         1,
         Duration::from_millis(1500),
     );
-    let used = faults.faults_used();
-    let waiter = tokio::spawn({
-        let faults = faults.clone();
-        async move {
-            while faults.faults_used() == used {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while faults.faults_used() == used {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    });
-    let drain = async {
-        loop {
-            if let watcher::Event::Init = events.try_next().await.unwrap().unwrap() {
-                inits += 1;
-                break;
-            }
-        }
-    };
-    let setup = async {
-        waiter.await.unwrap();
-        cms.create(&PostParams::default(), &config_map("during-outage", &[]))
-            .await
-            .unwrap();
-        t.cluster.compact();
-    };
-    tokio::time::timeout(Duration::from_secs(20), futures::future::join(drain, setup))
+    })
+    .await
+    .expect("the watcher made its next watch request");
+    cms.create(&PostParams::default(), &config_map("during-outage", &[]))
         .await
-        .expect("watcher relisted");
-    let mut seen = Vec::new();
-    loop {
-        match events.try_next().await.unwrap().unwrap() {
-            watcher::Event::InitApply(cm) => seen.push(cm.metadata.name.unwrap()),
-            watcher::Event::InitDone => break,
-            _ => {}
+        .unwrap();
+    t.cluster.compact();
+    let relisted = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match rx.recv().await.unwrap() {
+                watcher::Event::Init => return next_init_apply_names(&mut rx).await,
+                watcher::Event::Apply(cm) => panic!(
+                    "watch from an expired version delivered {:?}",
+                    cm.metadata.name
+                ),
+                _ => {}
+            }
         }
-    }
-    assert_eq!(inits, 2);
+    })
+    .await
+    .expect("watcher relisted after 410");
     assert!(
-        seen.contains(&"during-outage".to_string()),
-        "relist sees the change made during the outage: {seen:?}"
+        relisted.contains(&"during-outage".to_string()),
+        "relist sees the change made during the outage: {relisted:?}"
+    );
+    assert!(
+        faults
+            .requests()
+            .iter()
+            .filter(|r| r.request.verb == "list")
+            .count()
+            >= 2
     );
     t.cluster.shutdown().await;
 }
@@ -626,13 +654,13 @@ async fn injected_faults_fail_matching_requests_and_are_logged() {
     t.cluster.faults().fail_next(
         FaultRule::new("create", "configmaps").named("flaky"),
         1,
-        503,
+        500,
     );
     let err = cms
         .create(&PostParams::default(), &config_map("flaky", &[]))
         .await
         .unwrap_err();
-    assert_eq!(status_code(&err), 503);
+    assert_eq!(status_code(&err), 500);
     cms.create(&PostParams::default(), &config_map("flaky", &[]))
         .await
         .unwrap();
@@ -643,12 +671,12 @@ async fn injected_faults_fail_matching_requests_and_are_logged() {
         .iter()
         .filter(|r| {
             r.request.verb == "create"
-                && r.request.name.is_empty()
+                && r.request.name == "flaky"
                 && r.request.resource == "configmaps"
         })
         .map(|r| r.status)
         .collect();
-    assert_eq!(creates, [503, 201]);
+    assert_eq!(creates, [500, 201]);
     t.cluster.shutdown().await;
 }
 

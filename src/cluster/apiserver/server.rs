@@ -104,7 +104,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         return (StatusCode::OK, "ok").into_response();
     }
     let query = parse_query(parts.uri.query());
-    let info = request_info(&parts.method, &parts.uri, &endpoint, &query);
+    let mut info = request_info(&parts.method, &parts.uri, &endpoint, &query);
     let authorized = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -114,25 +114,35 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
     let response = if !authorized {
         ApiError::Unauthorized.into_response()
     } else {
-        match shared.faults.check(&info) {
-            Verdict::Fail(code) => ApiError::Injected { code }.into_response(),
-            verdict => {
-                if let Verdict::Delay(d) = verdict {
-                    tokio::time::sleep(d).await;
+        match axum::body::to_bytes(body, MAX_BODY).await {
+            Err(e) => ApiError::BadRequest(format!("could not read the request body: {e}"))
+                .into_response(),
+            Ok(bytes) => {
+                // A create names its object in the body; fault rules and the log see that name.
+                if info.verb == "create"
+                    && info.name.is_empty()
+                    && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
+                    && let Some(n) = v.pointer("/metadata/name").and_then(Value::as_str)
+                {
+                    info.name = n.to_string();
                 }
-                match axum::body::to_bytes(body, MAX_BODY).await {
-                    Ok(bytes) => dispatch(
-                        &shared,
-                        &parts.method,
-                        &parts.headers,
-                        endpoint,
-                        &query,
-                        bytes,
-                    )
-                    .await
-                    .unwrap_or_else(IntoResponse::into_response),
-                    Err(e) => ApiError::BadRequest(format!("could not read the request body: {e}"))
-                        .into_response(),
+                match shared.faults.check(&info) {
+                    Verdict::Fail(code) => ApiError::Injected { code }.into_response(),
+                    verdict => {
+                        if let Verdict::Delay(d) = verdict {
+                            tokio::time::sleep(d).await;
+                        }
+                        dispatch(
+                            &shared,
+                            &parts.method,
+                            &parts.headers,
+                            endpoint,
+                            &query,
+                            bytes,
+                        )
+                        .await
+                        .unwrap_or_else(IntoResponse::into_response)
+                    }
                 }
             }
         }

@@ -755,3 +755,47 @@ async fn deleting_a_pod_stops_its_process_after_the_grace_period() {
     );
     cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_failing_liveness_probe_restarts_the_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster(dir.path(), 50, 0).await;
+    let client = cluster.client().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "wedged", "namespace": "default"},
+        "spec": {"containers": [{"name": "main", "image": "busybox", "command": ["sleep", "300"],
+            "livenessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 2}}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    wait_for(&pods, "wedged", "restarted", |p: Option<&Pod>| {
+        p.and_then(|p| p.status.as_ref()?.container_statuses.clone())
+            .is_some_and(|cs| cs.iter().any(|c| c.restart_count >= 1))
+    })
+    .await;
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let messages: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some("wedged"))
+        .filter_map(|e| e.message)
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("Liveness probe failed")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m == "Container main failed liveness probe, will be restarted"),
+        "{messages:?}"
+    );
+    cluster.shutdown().await;
+}

@@ -249,6 +249,21 @@ impl NodeLoop {
         self.finished.retain(|u| uids.contains(u));
         self.force_deleted.retain(|u| uids.contains(u));
         self.unschedulable.retain(|u, _| uids.contains(u));
+        let owners: HashSet<String> = self
+            .caches
+            .jobs
+            .state()
+            .iter()
+            .filter_map(|j| j.metadata.uid.clone())
+            .chain(
+                self.caches
+                    .deployments
+                    .state()
+                    .iter()
+                    .filter_map(|d| d.metadata.uid.clone()),
+            )
+            .collect();
+        self.expectations.retain(|u, _| owners.contains(u));
         for job in self.caches.jobs.state() {
             self.sync_job(&job, &pods, now).await;
         }

@@ -492,4 +492,33 @@ mod tests {
         let plan = plan_deployment(&deployment(2, "v1"), &pods, now());
         assert_eq!(plan.delete, vec![unready]);
     }
+
+    #[test]
+    fn recreate_stops_every_old_pod_before_starting_new_ones() {
+        let v1 = deployment(2, "v1");
+        let old: Vec<Pod> = plan_deployment(&v1, &[], now())
+            .create
+            .into_iter()
+            .map(|p| ready(p, true))
+            .collect();
+        let mut v2 = deployment(2, "v2");
+        if let Some(spec) = v2.spec.as_mut() {
+            spec.strategy = Some(k8s_openapi::api::apps::v1::DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                rolling_update: None,
+            });
+        }
+        let plan = plan_deployment(&v2, &old, now());
+        assert_eq!(plan.delete.len(), 2);
+        assert!(
+            plan.create.is_empty(),
+            "new pods wait until the old ones are gone"
+        );
+        let mut terminating = old.clone();
+        for pod in &mut terminating {
+            pod.metadata.deletion_timestamp = Some(Time(now()));
+        }
+        assert!(plan_deployment(&v2, &terminating, now()).create.is_empty());
+        assert_eq!(plan_deployment(&v2, &[], now()).create.len(), 2);
+    }
 }

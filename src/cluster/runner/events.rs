@@ -108,6 +108,10 @@ impl EventRecorder {
         };
         match api.create(&PostParams::default(), &event).await {
             Ok(_) => {
+                // Aggregation is best effort: forget old events rather than grow without bound.
+                if self.seen.len() >= 10_000 {
+                    self.seen.clear();
+                }
                 self.seen.insert(key, (namespace, name, 1));
             }
             Err(err) => tracing::warn!(%err, reason = %note.reason, "could not record an event"),

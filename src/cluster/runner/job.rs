@@ -488,4 +488,39 @@ mod tests {
         let plan = plan_job(&j, &[done, done2], ts(2), Duration::from_secs(10));
         assert_eq!(plan.create.len(), 1, "only one completion is left");
     }
+
+    #[test]
+    fn on_failure_restarts_count_against_the_backoff_limit() {
+        let mut j = job(2, None);
+        if let Some(spec) = j.spec.as_mut()
+            && let Some(pod_spec) = spec.template.spec.as_mut()
+        {
+            pod_spec.restart_policy = Some("OnFailure".into());
+        }
+        let first = plan_job(&j, &[], ts(0), Duration::from_secs(10));
+        let j = with_status(j, &first);
+        let mut restarting = first.create[0].clone();
+        restarting.status = Some(PodStatus {
+            phase: Some("Running".into()),
+            container_statuses: Some(vec![ContainerStatus {
+                name: "main".into(),
+                restart_count: 3,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        let plan = plan_job(&j, &[restarting], ts(5), Duration::from_secs(10));
+        assert_eq!(plan.status.failed, Some(3));
+        assert_eq!(plan.delete.len(), 1, "the restarting pod is stopped");
+        let failed = plan
+            .status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "Failed");
+        assert_eq!(
+            failed.and_then(|c| c.reason.as_deref()),
+            Some("BackoffLimitExceeded")
+        );
+    }
 }

@@ -144,6 +144,13 @@ async fn a_job_running_the_driftline_binary_completes() {
     ))
     .unwrap();
     assert!(log.contains("driftline"), "log: {log}");
+    // The same output through the API, as `kubectl logs` reads it.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let served = pods
+        .logs(pod.metadata.name.as_deref().unwrap(), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(served, log);
     cluster.shutdown().await;
 }
 
@@ -796,6 +803,34 @@ async fn a_failing_liveness_probe_restarts_the_container() {
             .iter()
             .any(|m| m == "Container main failed liveness probe, will be restarted"),
         "{messages:?}"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_command_that_cannot_start_fails_the_job_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster(dir.path(), 51, 0).await;
+    let client = cluster.client().await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    jobs.create(
+        &PostParams::default(),
+        &job("typo", &["driftlien", "train"], 0, json!({})),
+    )
+    .await
+    .unwrap();
+    wait_for(&jobs, "typo", "Failed", job_condition("Failed")).await;
+    let pod = job_pods(&client, "typo").await.remove(0);
+    let state = pod.status.unwrap().container_statuses.unwrap()[0]
+        .state
+        .clone()
+        .unwrap();
+    let terminated = state.terminated.unwrap();
+    assert_eq!(terminated.reason.as_deref(), Some("StartError"));
+    assert_eq!(terminated.exit_code, 128);
+    assert!(
+        terminated.message.unwrap_or_default().contains("driftlien"),
+        "the message names the program"
     );
     cluster.shutdown().await;
 }

@@ -834,3 +834,62 @@ async fn a_command_that_cannot_start_fails_the_job_with_the_reason() {
     );
     cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn each_gpu_pod_sees_only_the_devices_it_was_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster(dir.path(), 52, 2).await;
+    let client = cluster.client().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for (name, gpus) in [("gpu-a", 1), ("gpu-b", 1), ("cpu-only", 0)] {
+        let pod: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"containers": [{"name": "main", "image": "busybox",
+                "command": ["sh", "-c", "echo \"gpus=[$CUDA_VISIBLE_DEVICES]\"; sleep 300"],
+                "resources": {"limits": {"nvidia.com/gpu": gpus.to_string()}}}]},
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    for name in ["gpu-a", "gpu-b", "cpu-only"] {
+        wait_for(&pods, name, "running", running_with_restarts(0)).await;
+        let log = driftline::cluster::layout::pod_log_path(dir.path(), "default", name, "main");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let line = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(line) = text.lines().next() {
+                break line.to_string();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} printed nothing"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        seen.push(line);
+    }
+    let mut gpu_pods = seen[..2].to_vec();
+    gpu_pods.sort();
+    assert_eq!(gpu_pods, ["gpus=[0]", "gpus=[1]"]);
+    assert_eq!(seen[2], "gpus=[]");
+    // Both devices are taken: a third GPU pod is Unschedulable.
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "gpu-c", "namespace": "default"},
+        "spec": {"containers": [{"name": "main", "image": "busybox", "command": ["true"],
+            "resources": {"limits": {"nvidia.com/gpu": "1"}}}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    wait_for(&pods, "gpu-c", "Unschedulable", |p: Option<&Pod>| {
+        p.and_then(|p| p.status.as_ref()?.conditions.clone())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.reason.as_deref() == Some("Unschedulable"))
+            })
+    })
+    .await;
+    cluster.shutdown().await;
+}

@@ -35,7 +35,10 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
     cfg.port = args.port;
     cfg.kubeconfig = args.kubeconfig;
     cfg.snapshot = args.snapshot;
-    cfg.node = Some(super::runner::NodeConfig::default());
+    cfg.node = Some(super::runner::NodeConfig {
+        gpus: super::runner::detect_gpus(),
+        ..Default::default()
+    });
     let cluster = EmbeddedCluster::start(cfg).await?;
     let kubeconfig = cluster.kubeconfig_path().display().to_string();
     println!("driftline embedded cluster listening on {}", cluster.url());

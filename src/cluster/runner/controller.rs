@@ -46,6 +46,7 @@ pub struct WorkerHandle {
     terminating: bool,
     grace: Duration,
     ip: Ipv4Addr,
+    gpus: Vec<u64>,
 }
 
 /// Creates or updates the Node object with capacity, allocatable and a Ready condition.
@@ -651,7 +652,27 @@ impl NodeLoop {
                 tracing::warn!(pod = %name, "no free pod address left in the node's range");
                 continue;
             };
+            let wanted_gpus = pod
+                .spec
+                .as_ref()
+                .and_then(|s| pod_requests(s).ok())
+                .map_or(0, |r| r.gpus);
+            let Some(gpus) = self.free_gpus(wanted_gpus) else {
+                // The scheduler counted them free; a terminating pod still holds them.
+                continue;
+            };
             let mut extra_env = service_env(&services, &namespace);
+            if self.cfg.gpus > 0 {
+                // Like the NVIDIA device plugin: a pod sees only the devices it was given.
+                let devices: Vec<String> = gpus.iter().map(u64::to_string).collect();
+                extra_env.push(("CUDA_VISIBLE_DEVICES".into(), devices.join(",")));
+                let nvidia = if devices.is_empty() {
+                    "void".to_string()
+                } else {
+                    devices.join(",")
+                };
+                extra_env.push(("NVIDIA_VISIBLE_DEVICES".into(), nvidia));
+            }
             extra_env.push((
                 HOSTS_FILE_ENV.into(),
                 self.cfg
@@ -683,9 +704,24 @@ impl NodeLoop {
                     terminating: false,
                     grace,
                     ip,
+                    gpus,
                 },
             );
         }
+    }
+
+    /// Device indices for a pod asking for `count` GPUs, if that many are not held by other pods.
+    fn free_gpus(&self, count: u64) -> Option<Vec<u64>> {
+        let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let held: HashSet<u64> = workers
+            .values()
+            .flat_map(|w| w.gpus.iter().copied())
+            .collect();
+        let free: Vec<u64> = (0..self.cfg.gpus)
+            .filter(|i| !held.contains(i))
+            .take(count as usize)
+            .collect();
+        (free.len() as u64 == count).then_some(free)
     }
 
     fn free_service_ip(&self, services: &[Service]) -> Ipv4Addr {

@@ -109,6 +109,21 @@ fn default_driftline_exe() -> PathBuf {
     PathBuf::from("driftline")
 }
 
+/// How many NVIDIA GPUs `nvidia-smi -L` lists (0 when it is missing or fails),
+/// for a node that should offer this machine's GPUs as `nvidia.com/gpu`.
+pub fn detect_gpus() -> u64 {
+    let Ok(output) = std::process::Command::new("nvidia-smi").arg("-L").output() else {
+        return 0;
+    };
+    if !output.status.success() {
+        return 0;
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| l.starts_with("GPU "))
+        .count() as u64
+}
+
 /// MemTotal from /proc/meminfo, in bytes.
 fn total_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;

@@ -690,7 +690,12 @@ async fn bad_requests_get_status_errors_and_the_server_stays_up() {
         .find_map(|l| l.trim().strip_prefix("token: "))
         .unwrap()
         .to_string();
-    let http = reqwest::Client::new();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = reqwest::Certificate::from_pem(t.cluster.ca_certificate_pem().as_bytes()).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
     let send = |method: reqwest::Method, path: &str, ct: &str, body: &str| {
         http.request(method, format!("{url}{path}"))
             .bearer_auth(&token)

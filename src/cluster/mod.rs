@@ -50,6 +50,9 @@ pub enum ClusterError {
     /// The node could not start.
     #[error(transparent)]
     Runner(#[from] runner::RunnerError),
+    /// The serving certificate could not be made.
+    #[error(transparent)]
+    Tls(#[from] apiserver::tls::TlsError),
     /// A client could not be built from the written kubeconfig.
     #[error("the kubeconfig {path} does not give a working client: {message}")]
     Client {
@@ -106,6 +109,7 @@ pub struct EmbeddedCluster {
     server: ApiServer,
     addr: SocketAddr,
     kubeconfig: PathBuf,
+    ca_pem: String,
     client: kube::Client,
     serving: tokio::task::JoinHandle<()>,
     snapshots: Option<tokio::task::JoinHandle<()>>,
@@ -119,10 +123,12 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError + '_ {
     }
 }
 
-/// The kubeconfig text pointing at `url` with `token`.
-pub fn kubeconfig_yaml(url: &str, token: &str) -> String {
+/// The kubeconfig text pointing at `url` with `token`, trusting `ca_pem`.
+pub fn kubeconfig_yaml(url: &str, token: &str, ca_pem: &str) -> String {
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: driftline\n  cluster:\n    server: {url}\nusers:\n- name: driftline\n  user:\n    token: {token}\ncontexts:\n- name: driftline\n  context:\n    cluster: driftline\n    user: driftline\n    namespace: default\ncurrent-context: driftline\npreferences: {{}}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: driftline\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\nusers:\n- name: driftline\n  user:\n    token: {token}\ncontexts:\n- name: driftline\n  context:\n    cluster: driftline\n    user: driftline\n    namespace: default\ncurrent-context: driftline\npreferences: {{}}\n"
     )
 }
 
@@ -143,6 +149,49 @@ fn write_private(path: &Path, text: &str) -> Result<(), ClusterError> {
         .map_err(io_err(&tmp))?;
     f.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+/// Accepts TLS connections and serves the API on each (HTTP/1.1 or HTTP/2) until closed.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    server: ApiServer,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let router = server.router();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = server.closed() => return,
+        };
+        let (tcp, _) = match accepted {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Out of file descriptors and similar: back off instead of spinning.
+                tracing::warn!(error = %e, "embedded API server could not accept a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let server = server.clone();
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(io, service);
+            tokio::pin!(conn);
+            // The connection ends on its own, or when the server closes.
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = server.closed() => {}
+            }
+        });
+    }
 }
 
 impl EmbeddedCluster {
@@ -170,12 +219,13 @@ impl EmbeddedCluster {
             port: cfg.port,
             source,
         })?;
-        let url = format!("http://{addr}");
+        let url = format!("https://{addr}");
+        let cert = apiserver::tls::serving_cert()?;
         let kubeconfig = cfg
             .kubeconfig
             .clone()
             .unwrap_or_else(|| cfg.state_dir.join("kubeconfig"));
-        let text = kubeconfig_yaml(&url, &token);
+        let text = kubeconfig_yaml(&url, &token, &cert.ca_pem);
         write_private(&kubeconfig, &text)?;
         let client_err = |message: String| ClusterError::Client {
             path: kubeconfig.clone(),
@@ -188,17 +238,7 @@ impl EmbeddedCluster {
                 .await
                 .map_err(|e| client_err(e.to_string()))?;
         let client = kube::Client::try_from(config).map_err(|e| client_err(e.to_string()))?;
-        let router = server.router();
-        let stopper = server.clone();
-        let serving = tokio::spawn(async move {
-            let stop = async move { stopper.closed().await };
-            if let Err(e) = axum::serve(listener, router)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::error!(error = %e, "embedded API server stopped");
-            }
-        });
+        let serving = tokio::spawn(serve_tls(listener, cert.config.clone(), server.clone()));
         let snapshots = server.spawn_snapshot_writer();
         tracing::info!(%url, kubeconfig = %kubeconfig.display(), "embedded cluster listening");
         let runner = match cfg.node.clone() {
@@ -219,6 +259,7 @@ impl EmbeddedCluster {
             server,
             addr,
             kubeconfig,
+            ca_pem: cert.ca_pem,
             client,
             serving,
             snapshots,
@@ -236,9 +277,14 @@ impl EmbeddedCluster {
         self.client.clone()
     }
 
-    /// Base URL of the API server.
+    /// Base URL of the API server (HTTPS on 127.0.0.1).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("https://{}", self.addr)
+    }
+
+    /// PEM of the CA that signed the server certificate (also in the kubeconfig).
+    pub fn ca_certificate_pem(&self) -> &str {
+        &self.ca_pem
     }
 
     /// Fault injection and request log.

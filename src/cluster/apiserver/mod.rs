@@ -18,6 +18,7 @@ mod server;
 pub mod snapshot;
 pub mod store;
 mod table;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::sync::Arc;

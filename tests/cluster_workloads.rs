@@ -107,6 +107,13 @@ async fn a_job_running_the_driftline_binary_completes() {
     assert_eq!(status.succeeded, Some(1));
     assert_eq!(status.failed, Some(0));
     assert!(status.completion_time.is_some() && status.start_time.is_some());
+    let selector = done.spec.as_ref().unwrap().selector.clone().unwrap();
+    let uid = done.metadata.uid.clone().unwrap();
+    assert_eq!(
+        selector.match_labels.unwrap()["batch.kubernetes.io/controller-uid"],
+        uid,
+        "the selector kubectl uses to find the Job's pods is defaulted"
+    );
     let types: Vec<String> = status
         .conditions
         .unwrap()

@@ -349,6 +349,24 @@ impl NodeLoop {
         {
             return;
         }
+        if job_obj.spec.as_ref().is_some_and(|s| s.selector.is_none()) {
+            // The real API server defaults these at creation; kubectl finds a Job's pods by them.
+            let api: Api<Job> = Api::namespaced(self.client.clone(), &namespace);
+            let labels = serde_json::json!({
+                job::CONTROLLER_UID_LABEL: uid, "batch.kubernetes.io/controller-uid": uid,
+                job::JOB_NAME_LABEL: name, "batch.kubernetes.io/job-name": name,
+            });
+            let patch = serde_json::json!({"spec": {
+                "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}},
+                "template": {"metadata": {"labels": labels}},
+            }});
+            if let Err(err) = api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                tracing::warn!(%err, job = %name, "cannot default the Job's selector");
+            }
+        }
         let plan = job::plan_job(job_obj, &owned, now, self.cfg.job_backoff);
         self.apply_pod_changes(&namespace, &plan.create, &plan.delete)
             .await;

@@ -1,0 +1,275 @@
+//! `x-kubernetes-validations` CEL rules, evaluated with kube's `cel` feature
+//! (the kube-cel crate) one schema node at a time, so each failure carries the
+//! node's type and path as the apiserver reports them.
+
+use std::{cell::RefCell, collections::HashMap, rc::Rc};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+};
+use kube::core::cel::{CompiledSchema, ErrorKind, ValidationError, Validator, cel, compile_schema};
+use serde_json::Value;
+
+use super::errors::{FieldError, FieldErrorKind};
+
+/// Compiled rule sets kept per thread; a CRD schema has few rule-bearing nodes.
+const COMPILED_CACHE_LIMIT: usize = 1024;
+
+thread_local! {
+    static VALIDATOR: Validator = Validator::new();
+    static COMPILED: RefCell<HashMap<String, Rc<CompiledSchema>>> = RefCell::new(HashMap::new());
+}
+
+/// The schema type as the apiserver prints it as the "value" of a CEL failure.
+pub(crate) fn schema_type(schema: &JSONSchemaProps) -> &str {
+    schema.type_.as_deref().unwrap_or("")
+}
+
+/// A copy of `schema` as JSON with the rules of every descendant removed, so
+/// kube-cel evaluates only this node's rules (descendants are visited by our walk).
+fn node_schema_json(schema: &JSONSchemaProps) -> Result<Value, serde_json::Error> {
+    let mut node = schema.clone();
+    // Defaults were applied before validation; kube-cel need not re-apply them.
+    node.default = None;
+    for_each_child(&mut node, strip_rules);
+    serde_json::to_value(&node)
+}
+
+fn strip_rules(schema: &mut JSONSchemaProps) {
+    schema.x_kubernetes_validations = None;
+    schema.default = None;
+    for_each_child(schema, strip_rules);
+}
+
+/// Applies `f` to every direct sub-schema (properties, items, map values, branches).
+fn for_each_child(schema: &mut JSONSchemaProps, f: fn(&mut JSONSchemaProps)) {
+    if let Some(properties) = schema.properties.as_mut() {
+        properties.values_mut().for_each(f);
+    }
+    match schema.items.as_mut() {
+        Some(JSONSchemaPropsOrArray::Schema(item)) => f(item),
+        Some(JSONSchemaPropsOrArray::Schemas(items)) => items.iter_mut().for_each(f),
+        None => {}
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(values)) = schema.additional_properties.as_mut() {
+        f(values);
+    }
+    for branches in [&mut schema.all_of, &mut schema.any_of, &mut schema.one_of]
+        .into_iter()
+        .flatten()
+    {
+        branches.iter_mut().for_each(f);
+    }
+    if let Some(not) = schema.not.as_mut() {
+        f(not);
+    }
+}
+
+fn compiled_for(schema_json: &Value) -> Rc<CompiledSchema> {
+    let key = schema_json.to_string();
+    COMPILED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(found) = cache.get(&key) {
+            return Rc::clone(found);
+        }
+        if cache.len() >= COMPILED_CACHE_LIMIT {
+            cache.clear();
+        }
+        let compiled = Rc::new(compile_schema(schema_json));
+        cache.insert(key, Rc::clone(&compiled));
+        compiled
+    })
+}
+
+/// Joins the node path with a rule's relative `fieldPath` (`.a.b` or `a.b`).
+fn join_field_path(path: &str, rule_path: &str) -> String {
+    let rel = rule_path.strip_prefix('.').unwrap_or(rule_path);
+    match (path.is_empty(), rel.is_empty()) {
+        (_, true) => path.to_string(),
+        (true, false) => rel.to_string(),
+        (false, false) if rel.starts_with('[') => format!("{path}{rel}"),
+        (false, false) => format!("{path}.{rel}"),
+    }
+}
+
+/// Evaluates the rules declared on this node (not its descendants) against
+/// `value`, with `old` bound to `oldSelf` for transition rules.
+pub(crate) fn evaluate_node_rules(
+    schema: &JSONSchemaProps,
+    value: &Value,
+    old: Option<&Value>,
+    path: &str,
+) -> Vec<FieldError> {
+    let Some(rules) = schema.x_kubernetes_validations.as_ref().filter(|r| !r.is_empty()) else {
+        return Vec::new();
+    };
+    let type_value = Some(Value::String(schema_type(schema).to_string()));
+    let schema_json = match node_schema_json(schema) {
+        Ok(json) => json,
+        Err(e) => {
+            return vec![FieldError::new(
+                path,
+                FieldErrorKind::Invalid,
+                type_value,
+                format!("rule compile error: schema cannot be read: {e}"),
+            )];
+        }
+    };
+    let compiled = compiled_for(&schema_json);
+    // The cel crate is young; a panic inside it must not take a request down.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        VALIDATOR.with(|v| v.validate_compiled(&compiled, value, old))
+    }));
+    let failures: Vec<ValidationError> = match outcome {
+        Ok(Ok(())) => return Vec::new(),
+        Ok(Err(errors)) => errors.into_vec(),
+        Err(_) => {
+            let listed: Vec<&str> = rules.iter().map(|r| r.rule.as_str()).collect();
+            return vec![FieldError::new(
+                path,
+                FieldErrorKind::Invalid,
+                type_value,
+                format!(
+                    "rule evaluation error: the CEL engine failed on one of the rules {listed:?}"
+                ),
+            )];
+        }
+    };
+    failures
+        .into_iter()
+        .map(|failure| {
+            let field = join_field_path(path, &failure.field_path);
+            match failure.kind {
+                ErrorKind::ValidationFailure => FieldError::new(
+                    field,
+                    FieldErrorKind::from_cel_reason(failure.reason.as_deref()),
+                    type_value.clone(),
+                    failure.message,
+                ),
+                ErrorKind::CompilationFailure | ErrorKind::InvalidRule => FieldError::new(
+                    field,
+                    FieldErrorKind::Invalid,
+                    type_value.clone(),
+                    format!("rule compile error: {}", failure.message),
+                ),
+                _ => FieldError::new(
+                    field,
+                    FieldErrorKind::Invalid,
+                    type_value.clone(),
+                    failure.message,
+                ),
+            }
+        })
+        .collect()
+}
+
+/// Checks that a rule (or a `messageExpression`) parses; the error text is
+/// what the CEL parser says.
+pub(crate) fn compile_check(expression: &str) -> Result<(), String> {
+    let parsed = std::panic::catch_unwind(|| cel::Program::compile(expression).map(|_| ()));
+    match parsed {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the CEL parser failed on this expression".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn schema(v: Value) -> JSONSchemaProps {
+        serde_json::from_value(v).expect("test schema is valid")
+    }
+
+    #[test]
+    fn failing_rule_reports_node_type_message_and_path() {
+        let s = schema(json!({
+            "type": "object",
+            "properties": {"min": {"type": "integer"}, "max": {"type": "integer"}},
+            "x-kubernetes-validations": [{"rule": "self.min <= self.max", "message": "min must not exceed max"}]
+        }));
+        let errors = evaluate_node_rules(&s, &json!({"min": 5, "max": 1}), None, "spec.range");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            errors[0].to_string(),
+            "spec.range: Invalid value: \"object\": min must not exceed max"
+        );
+        assert!(evaluate_node_rules(&s, &json!({"min": 1, "max": 5}), None, "spec.range").is_empty());
+    }
+
+    #[test]
+    fn only_this_nodes_rules_are_evaluated() {
+        let s = schema(json!({
+            "type": "object",
+            "properties": {"a": {"type": "integer", "x-kubernetes-validations": [{"rule": "self > 100"}]}},
+            "x-kubernetes-validations": [{"rule": "has(self.a)"}]
+        }));
+        assert!(evaluate_node_rules(&s, &json!({"a": 1}), None, "spec").is_empty());
+    }
+
+    #[test]
+    fn field_path_reason_and_default_message() {
+        let s = schema(json!({
+            "type": "object",
+            "properties": {"replicas": {"type": "integer"}},
+            "x-kubernetes-validations": [
+                {"rule": "self.replicas < 10", "fieldPath": ".replicas", "reason": "FieldValueForbidden"},
+                {"rule": "self.replicas > 0"}
+            ]
+        }));
+        let errors = evaluate_node_rules(&s, &json!({"replicas": 20}), None, "spec");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].path, "spec.replicas");
+        assert_eq!(errors[0].kind, FieldErrorKind::Forbidden);
+        let errors = evaluate_node_rules(&s, &json!({"replicas": 0}), None, "spec");
+        assert_eq!(errors[0].message, "failed rule: self.replicas > 0");
+    }
+
+    #[test]
+    fn transition_rules_see_old_self_only_on_update() {
+        let s = schema(json!({
+            "type": "string",
+            "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "task is immutable"}]
+        }));
+        assert!(evaluate_node_rules(&s, &json!("regression"), None, "spec.task").is_empty());
+        let errors =
+            evaluate_node_rules(&s, &json!("regression"), Some(&json!("classification")), "spec.task");
+        assert_eq!(
+            errors[0].to_string(),
+            "spec.task: Invalid value: \"string\": task is immutable"
+        );
+    }
+
+    #[test]
+    fn message_expression_is_used() {
+        let s = schema(json!({
+            "type": "integer",
+            "x-kubernetes-validations": [{"rule": "self <= 5", "messageExpression": "'got ' + string(self) + ', want at most 5'"}]
+        }));
+        let errors = evaluate_node_rules(&s, &json!(7), None, "spec.n");
+        assert_eq!(errors[0].message, "got 7, want at most 5");
+    }
+
+    #[test]
+    fn a_rule_that_does_not_compile_is_an_error_not_a_panic() {
+        let s = schema(json!({
+            "type": "object",
+            "x-kubernetes-validations": [{"rule": "self.a >>> ("}]
+        }));
+        let errors = evaluate_node_rules(&s, &json!({}), None, "spec");
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].message.starts_with("rule compile error:"), "{}", errors[0].message);
+        assert!(compile_check("self.a >>> (").is_err());
+        assert!(compile_check("self.a > 1").is_ok());
+    }
+
+    #[test]
+    fn field_paths_join_relative_and_indexed_forms() {
+        assert_eq!(join_field_path("spec", ".a.b"), "spec.a.b");
+        assert_eq!(join_field_path("", ".a"), "a");
+        assert_eq!(join_field_path("spec", ""), "spec");
+        assert_eq!(join_field_path("spec", "['x']"), "spec['x']");
+    }
+}

@@ -12,74 +12,91 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use serde_json::{Value, json};
 
+/// The CRD as a user would `kubectl apply -f` it.
+const MODEL_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: models.driftline.dev}
+spec:
+  group: driftline.dev
+  scope: Namespaced
+  names: {plural: models, singular: model, kind: Model, listKind: ModelList}
+  versions:
+    - name: v1alpha1
+      served: true
+      storage: true
+      subresources: {status: {}}
+      additionalPrinterColumns:
+        - {name: Phase, type: string, jsonPath: .status.phase}
+        - {name: Champion, type: string, jsonPath: .status.champion}
+        - {name: Epochs, type: integer, jsonPath: .spec.training.epochs, priority: 1}
+        - {name: Ready, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].status'}
+        - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+      schema:
+        openAPIV3Schema:
+          type: object
+          required: [spec]
+          properties:
+            spec:
+              type: object
+              required: [task, data]
+              x-kubernetes-validations:
+                - rule: "self.task != 'regression' || !has(self.gate) || self.gate.metrics.all(m, m.name != 'accuracy')"
+                  message: accuracy is not a regression metric
+                  fieldPath: .gate.metrics
+              properties:
+                task:
+                  type: string
+                  enum: [classification, regression]
+                  x-kubernetes-validations:
+                    - {rule: self == oldSelf, message: task is immutable}
+                data:
+                  type: object
+                  required: [source]
+                  properties:
+                    source: {type: string, pattern: '^(file|s3|https)://'}
+                    target: {type: string, default: label}
+                training:
+                  type: object
+                  default: {}
+                  properties:
+                    epochs: {type: integer, minimum: 1, maximum: 10000, default: 20}
+                    learningRate: {type: number, minimum: 0, exclusiveMinimum: true, default: 0.001}
+                    resources: {type: object, x-kubernetes-preserve-unknown-fields: true}
+                gate:
+                  type: object
+                  properties:
+                    metrics:
+                      type: array
+                      x-kubernetes-list-type: map
+                      x-kubernetes-list-map-keys: [name]
+                      items:
+                        type: object
+                        required: [name]
+                        properties:
+                          name: {type: string}
+                          min: {type: number, minimum: 0, maximum: 1}
+                rollout:
+                  type: object
+                  properties:
+                    steps:
+                      type: array
+                      maxItems: 10
+                      items:
+                        type: object
+                        x-kubernetes-validations:
+                          - rule: self.weight <= 100
+                            messageExpression: "'weight ' + string(self.weight) + ' is over 100'"
+                        properties:
+                          weight: {type: integer, minimum: 1}
+                          pause: {type: string, default: 5m}
+            status:
+              type: object
+              x-kubernetes-preserve-unknown-fields: true
+"#;
+
 fn model_crd() -> CustomResourceDefinition {
-    serde_json::from_value(json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "models.driftline.dev"},
-        "spec": {
-            "group": "driftline.dev",
-            "scope": "Namespaced",
-            "names": {"plural": "models", "singular": "model", "kind": "Model", "listKind": "ModelList"},
-            "versions": [{
-                "name": "v1alpha1", "served": true, "storage": true,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": [
-                    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                    {"name": "Champion", "type": "string", "jsonPath": ".status.champion"},
-                    {"name": "Epochs", "type": "integer", "jsonPath": ".spec.training.epochs", "priority": 1},
-                    {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"},
-                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
-                ],
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "required": ["spec"],
-                    "properties": {
-                        "spec": {
-                            "type": "object",
-                            "required": ["task", "data"],
-                            "x-kubernetes-validations": [
-                                {"rule": "self.task != 'regression' || !has(self.gate) || self.gate.metrics.all(m, m.name != 'accuracy')",
-                                 "message": "accuracy is not a regression metric", "fieldPath": ".gate.metrics"}
-                            ],
-                            "properties": {
-                                "task": {"type": "string", "enum": ["classification", "regression"],
-                                         "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "task is immutable"}]},
-                                "data": {"type": "object", "required": ["source"], "properties": {
-                                    "source": {"type": "string", "pattern": "^(file|s3|https)://"},
-                                    "target": {"type": "string", "default": "label"}
-                                }},
-                                "training": {"type": "object", "default": {}, "properties": {
-                                    "epochs": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 20},
-                                    "learningRate": {"type": "number", "exclusiveMinimum": true, "minimum": 0, "default": 0.001},
-                                    "resources": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
-                                }},
-                                "gate": {"type": "object", "properties": {
-                                    "metrics": {"type": "array", "x-kubernetes-list-type": "map",
-                                        "x-kubernetes-list-map-keys": ["name"],
-                                        "items": {"type": "object", "required": ["name"], "properties": {
-                                            "name": {"type": "string"},
-                                            "min": {"type": "number", "minimum": 0, "maximum": 1}
-                                        }}}
-                                }},
-                                "rollout": {"type": "object", "properties": {
-                                    "steps": {"type": "array", "maxItems": 10, "items": {
-                                        "type": "object",
-                                        "x-kubernetes-validations": [{"rule": "self.weight <= 100", "messageExpression": "'weight ' + string(self.weight) + ' is over 100'"}],
-                                        "properties": {
-                                            "weight": {"type": "integer", "minimum": 1},
-                                            "pause": {"type": "string", "default": "5m"}
-                                        }}}
-                                }}
-                            }
-                        },
-                        "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
-                    }
-                }}
-            }]
-        }
-    }))
-    .expect("the test CRD deserializes")
+    serde_yaml::from_str(MODEL_CRD).expect("the test CRD deserializes")
 }
 
 fn schema_of(crd: &CustomResourceDefinition) -> JSONSchemaProps {
@@ -120,15 +137,23 @@ fn wine() -> Value {
 fn a_valid_model_is_pruned_and_defaulted_and_admitted() {
     let crd = model_crd();
     let schema = schema_of(&crd);
-    assert!(validate_schema_definition(&schema, "spec.versions[0].schema.openAPIV3Schema").is_empty());
+    assert!(
+        validate_schema_definition(&schema, "spec.versions[0].schema.openAPIV3Schema").is_empty()
+    );
     let (obj, errors) = admit(&schema, wine(), None);
     assert!(errors.is_empty(), "{errors:?}");
-    assert!(obj["spec"].get("unknownTopLevel").is_none(), "unknown fields are pruned");
+    assert!(
+        obj["spec"].get("unknownTopLevel").is_none(),
+        "unknown fields are pruned"
+    );
     assert!(obj["spec"]["data"].get("colour").is_none());
     assert_eq!(obj["spec"]["data"]["target"], "label");
     assert_eq!(obj["spec"]["training"]["epochs"], 20);
     assert_eq!(obj["spec"]["training"]["learningRate"], 0.001);
-    assert_eq!(obj["spec"]["training"]["resources"]["memory"], "8Gi", "preserved subtree kept");
+    assert_eq!(
+        obj["spec"]["training"]["resources"]["memory"], "8Gi",
+        "preserved subtree kept"
+    );
     assert_eq!(obj["spec"]["rollout"]["steps"][0]["pause"], "5m");
     assert_eq!(obj["spec"]["rollout"]["steps"][1]["pause"], "20m");
     assert_eq!(obj["metadata"]["name"], "wine");
@@ -160,9 +185,18 @@ fn schema_violations_are_rejected_with_422_and_field_paths() {
     assert_eq!(status["code"], 422);
     assert_eq!(status["reason"], "Invalid");
     let message = status["message"].as_str().unwrap_or_default();
-    assert!(message.starts_with("Model.driftline.dev \"wine\" is invalid: [spec.data.source: "), "{message}");
-    assert_eq!(status["details"]["causes"][2]["reason"], "FieldValueRequired");
-    assert_eq!(status["details"]["causes"][2]["field"], "spec.gate.metrics[1].name");
+    assert!(
+        message.starts_with("Model.driftline.dev \"wine\" is invalid: [spec.data.source: "),
+        "{message}"
+    );
+    assert_eq!(
+        status["details"]["causes"][2]["reason"],
+        "FieldValueRequired"
+    );
+    assert_eq!(
+        status["details"]["causes"][2]["field"],
+        "spec.gate.metrics[1].name"
+    );
 }
 
 #[test]
@@ -195,14 +229,20 @@ fn cel_rules_reject_with_messages_paths_and_transition_checks() {
 #[test]
 fn missing_spec_and_wrong_types_are_reported() {
     let schema = schema_of(&model_crd());
-    let (_, errors) = admit(&schema, json!({"apiVersion": "driftline.dev/v1alpha1", "kind": "Model", "metadata": {"name": "x"}}), None);
+    let (_, errors) = admit(
+        &schema,
+        json!({"apiVersion": "driftline.dev/v1alpha1", "kind": "Model", "metadata": {"name": "x"}}),
+        None,
+    );
     assert_eq!(errors, vec!["spec: Required value"]);
     let mut bad = wine();
     bad["spec"]["training"]["epochs"] = json!("many");
     let (_, errors) = admit(&schema, bad, None);
     assert_eq!(
         errors,
-        vec![r#"spec.training.epochs: Invalid value: "string": spec.training.epochs in body must be of type integer: "string""#]
+        vec![
+            r#"spec.training.epochs: Invalid value: "string": spec.training.epochs in body must be of type integer: "string""#
+        ]
     );
 }
 
@@ -224,9 +264,15 @@ fn printer_columns_render_as_a_table() {
         .flatten()
         .filter_map(|c| c["name"].as_str())
         .collect();
-    assert_eq!(names, vec!["Name", "Phase", "Champion", "Epochs", "Ready", "Age"]);
+    assert_eq!(
+        names,
+        vec!["Name", "Phase", "Champion", "Epochs", "Ready", "Age"]
+    );
     assert_eq!(table["columnDefinitions"][3]["priority"], 1);
-    assert_eq!(table["rows"][0]["cells"], json!(["wine", "Serving", "v3", 20, "True", "3h"]));
+    assert_eq!(
+        table["rows"][0]["cells"],
+        json!(["wine", "Serving", "v3", 20, "True", "3h"])
+    );
     assert_eq!(table["rows"][0]["object"]["metadata"]["name"], "wine");
     assert!(crd_columns(&crd, "v9").is_err());
 }
@@ -240,10 +286,16 @@ fn openapi_document_names_the_kind_for_kubectl() {
         model["x-kubernetes-group-version-kind"],
         json!([{"group": "driftline.dev", "kind": "Model", "version": "v1alpha1"}])
     );
-    assert_eq!(model["properties"]["spec"]["properties"]["training"]["properties"]["epochs"]["minimum"], 1.0);
+    assert_eq!(
+        model["properties"]["spec"]["properties"]["training"]["properties"]["epochs"]["minimum"],
+        1.0
+    );
     assert!(model["properties"]["metadata"].is_object());
     assert!(doc["components"]["schemas"]["dev.driftline.v1alpha1.ModelList"].is_object());
-    assert!(doc["paths"]["/apis/driftline.dev/v1alpha1/namespaces/{namespace}/models/{name}/status"].is_object());
+    assert!(
+        doc["paths"]["/apis/driftline.dev/v1alpha1/namespaces/{namespace}/models/{name}/status"]
+            .is_object()
+    );
     let err = openapi_v3_for_crd(&crd, "v2").expect_err("unknown version");
     assert!(err.to_string().contains("has no version `v2`"), "{err}");
 }

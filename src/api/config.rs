@@ -8,7 +8,9 @@ use super::model::{Model, ModelSpec};
 pub enum ConfigError {
     #[error("config is not valid YAML: {0}")]
     Yaml(#[source] serde_yaml::Error),
-    #[error("config is a `{kind}` resource; expected kind `Model` (apiVersion driftline.dev/v1alpha1)")]
+    #[error(
+        "config is a `{kind}` resource; expected kind `Model` (apiVersion driftline.dev/v1alpha1)"
+    )]
     WrongKind { kind: String },
     #[error("config `{path}`: {source}")]
     Field {
@@ -23,7 +25,9 @@ pub fn load_model_config(yaml: &str) -> Result<ModelSpec, ConfigError> {
     let value: serde_yaml::Value = serde_yaml::from_str(yaml).map_err(ConfigError::Yaml)?;
     if let Some(kind) = value.get("kind").and_then(|k| k.as_str()) {
         if kind != "Model" {
-            return Err(ConfigError::WrongKind { kind: kind.to_string() });
+            return Err(ConfigError::WrongKind {
+                kind: kind.to_string(),
+            });
         }
         let model: Model = serde_yaml::from_value(value).map_err(|source| ConfigError::Field {
             path: "Model".into(),

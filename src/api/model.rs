@@ -528,8 +528,14 @@ impl Default for RolloutSpec {
     fn default() -> Self {
         Self {
             steps: vec![
-                CanaryStep { weight: 10, pause: "5m".into() },
-                CanaryStep { weight: 50, pause: "10m".into() },
+                CanaryStep {
+                    weight: 10,
+                    pause: "5m".into(),
+                },
+                CanaryStep {
+                    weight: 50,
+                    pause: "10m".into(),
+                },
             ],
             analysis: AnalysisSpec::default(),
             auto_promote: true,
@@ -557,6 +563,10 @@ fn default_replicas() -> u32 {
 
 impl Default for ServingSpec {
     fn default() -> Self {
-        Self { replicas: default_replicas(), resources: None, image: None }
+        Self {
+            replicas: default_replicas(),
+            resources: None,
+            image: None,
+        }
     }
 }

@@ -100,7 +100,11 @@ pub(crate) fn evaluate_node_rules(
     old: Option<&Value>,
     path: &str,
 ) -> Vec<FieldError> {
-    let Some(rules) = schema.x_kubernetes_validations.as_ref().filter(|r| !r.is_empty()) else {
+    let Some(rules) = schema
+        .x_kubernetes_validations
+        .as_ref()
+        .filter(|r| !r.is_empty())
+    else {
         return Vec::new();
     };
     let type_value = Some(Value::String(schema_type(schema).to_string()));
@@ -196,7 +200,9 @@ mod tests {
             errors[0].to_string(),
             "spec.range: Invalid value: \"object\": min must not exceed max"
         );
-        assert!(evaluate_node_rules(&s, &json!({"min": 1, "max": 5}), None, "spec.range").is_empty());
+        assert!(
+            evaluate_node_rules(&s, &json!({"min": 1, "max": 5}), None, "spec.range").is_empty()
+        );
     }
 
     #[test]
@@ -234,8 +240,12 @@ mod tests {
             "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "task is immutable"}]
         }));
         assert!(evaluate_node_rules(&s, &json!("regression"), None, "spec.task").is_empty());
-        let errors =
-            evaluate_node_rules(&s, &json!("regression"), Some(&json!("classification")), "spec.task");
+        let errors = evaluate_node_rules(
+            &s,
+            &json!("regression"),
+            Some(&json!("classification")),
+            "spec.task",
+        );
         assert_eq!(
             errors[0].to_string(),
             "spec.task: Invalid value: \"string\": task is immutable"
@@ -260,7 +270,11 @@ mod tests {
         }));
         let errors = evaluate_node_rules(&s, &json!({}), None, "spec");
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].message.starts_with("rule compile error:"), "{}", errors[0].message);
+        assert!(
+            errors[0].message.starts_with("rule compile error:"),
+            "{}",
+            errors[0].message
+        );
         assert!(compile_check("self.a >>> (").is_err());
         assert!(compile_check("self.a > 1").is_ok());
     }

@@ -181,7 +181,11 @@ pub(crate) fn go_float(f: f64) -> String {
     if f.fract() == 0.0 && f.abs() < 1e21 {
         return format!("{f:.0}");
     }
-    let exp = if f == 0.0 { 0 } else { f.abs().log10().floor() as i32 };
+    let exp = if f == 0.0 {
+        0
+    } else {
+        f.abs().log10().floor() as i32
+    };
     if (-4..21).contains(&exp) {
         format!("{f}")
     } else {
@@ -284,7 +288,10 @@ mod tests {
             Some(json!("abcdef")),
             "may not be more than 5 bytes",
         );
-        assert_eq!(t.to_string(), "spec.name: Too long: may not be more than 5 bytes");
+        assert_eq!(
+            t.to_string(),
+            "spec.name: Too long: may not be more than 5 bytes"
+        );
     }
 
     #[test]
@@ -322,7 +329,10 @@ mod tests {
         assert_eq!(s["details"]["causes"][0]["reason"], "FieldValueRequired");
         assert_eq!(s["details"]["causes"][0]["field"], "spec.data");
         assert_eq!(s["details"]["causes"][0]["message"], "Required value");
-        assert_eq!(s["details"]["causes"][1]["reason"], "FieldValueNotSupported");
+        assert_eq!(
+            s["details"]["causes"][1]["reason"],
+            "FieldValueNotSupported"
+        );
     }
 
     #[test]
@@ -334,15 +344,26 @@ mod tests {
             "",
         )];
         let s = invalid_status("", "ConfigMap", "c", &errors);
-        assert_eq!(s["message"], "ConfigMap \"c\" is invalid: metadata.name: Required value");
+        assert_eq!(
+            s["message"],
+            "ConfigMap \"c\" is invalid: metadata.name: Required value"
+        );
         assert!(s["details"].get("group").is_none());
     }
 
     #[test]
     fn duplicate_messages_are_printed_once() {
-        let e = FieldError::new("spec", FieldErrorKind::Invalid, Some(json!("object")), "bad");
+        let e = FieldError::new(
+            "spec",
+            FieldErrorKind::Invalid,
+            Some(json!("object")),
+            "bad",
+        );
         let s = invalid_status("g", "K", "n", &[e.clone(), e]);
-        assert_eq!(s["message"], "K.g \"n\" is invalid: spec: Invalid value: \"object\": bad");
+        assert_eq!(
+            s["message"],
+            "K.g \"n\" is invalid: spec: Invalid value: \"object\": bad"
+        );
         assert_eq!(s["details"]["causes"].as_array().map(Vec::len), Some(2));
     }
 }

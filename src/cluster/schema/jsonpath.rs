@@ -63,7 +63,10 @@ impl<'a> Parser<'a> {
     fn error(&self, reason: impl Into<String>) -> JsonPathError {
         JsonPathError::Syntax {
             expression: self.expression.to_string(),
-            position: self.chars.get(self.pos).map_or(self.expression.len(), |c| c.0),
+            position: self
+                .chars
+                .get(self.pos)
+                .map_or(self.expression.len(), |c| c.0),
             reason: reason.into(),
         }
     }
@@ -228,7 +231,9 @@ impl<'a> Parser<'a> {
                 } else {
                     match start {
                         Some(i) => Step::Index(i),
-                        None => return Err(self.error("expected an index, `*`, a name or a filter")),
+                        None => {
+                            return Err(self.error("expected an index, `*`, a name or a filter"));
+                        }
                     }
                 }
             }
@@ -381,7 +386,9 @@ impl Filter {
     fn accepts(&self, candidate: &Value) -> bool {
         let found = self.left.find(candidate);
         match &self.comparison {
-            None => found.iter().any(|v| !matches!(v, Value::Null | Value::Bool(false))),
+            None => found
+                .iter()
+                .any(|v| !matches!(v, Value::Null | Value::Bool(false))),
             Some((op, literal)) => found.iter().any(|v| compare(v, *op, literal)),
         }
     }
@@ -446,7 +453,10 @@ mod tests {
         let p = pod();
         assert_eq!(find(".spec.containers[0].image", &p), vec![json!("x")]);
         assert_eq!(find(".spec.containers[-1].name", &p), vec![json!("b")]);
-        assert_eq!(find(".spec.containers[*].name", &p), vec![json!("a"), json!("b")]);
+        assert_eq!(
+            find(".spec.containers[*].name", &p),
+            vec![json!("a"), json!("b")]
+        );
         assert_eq!(find(".spec.containers[0:1].name", &p), vec![json!("a")]);
         assert!(find(".spec.containers[5].name", &p).is_empty());
         assert_eq!(find("..image", &p), vec![json!("x"), json!("y")]);
@@ -455,8 +465,14 @@ mod tests {
     #[test]
     fn quoted_and_escaped_names_with_dots() {
         let p = pod();
-        assert_eq!(find(".metadata.labels['app.kubernetes.io/name']", &p), vec![json!("wine")]);
-        assert_eq!(find(r".metadata.labels.app\.kubernetes\.io/name", &p), vec![json!("wine")]);
+        assert_eq!(
+            find(".metadata.labels['app.kubernetes.io/name']", &p),
+            vec![json!("wine")]
+        );
+        assert_eq!(
+            find(r".metadata.labels.app\.kubernetes\.io/name", &p),
+            vec![json!("wine")]
+        );
     }
 
     #[test]
@@ -470,8 +486,14 @@ mod tests {
             find(".status.conditions[?(@.type == 'Scheduled')].status", &p),
             vec![json!("True")]
         );
-        assert_eq!(find(".status.conditions[?(@.count > 2)].type", &p), vec![json!("Ready")]);
-        assert_eq!(find(".status.conditions[?(@.count)].type", &p), vec![json!("Ready")]);
+        assert_eq!(
+            find(".status.conditions[?(@.count > 2)].type", &p),
+            vec![json!("Ready")]
+        );
+        assert_eq!(
+            find(".status.conditions[?(@.count)].type", &p),
+            vec![json!("Ready")]
+        );
         assert_eq!(
             find(r#".status.conditions[?(@.type!="Ready")].type"#, &p),
             vec![json!("Scheduled")]

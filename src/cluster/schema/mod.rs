@@ -20,6 +20,7 @@ pub use jsonpath::{JsonPath, JsonPathError};
 pub use openapi::openapi_v3_for_crd;
 pub use structural::{apply_defaults, prune};
 pub use table::{
-    builtin_columns, crd_columns, human_duration, table, table_at, table_with_options, IncludeObject,
+    IncludeObject, builtin_columns, crd_columns, human_duration, table, table_at,
+    table_with_options,
 };
 pub use validation::{validate, validate_schema_definition};

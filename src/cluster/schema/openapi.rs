@@ -39,7 +39,11 @@ pub fn openapi_v3_for_crd(
                 .join(", "),
         });
     };
-    let Some(schema) = found.schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()) else {
+    let Some(schema) = found
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+    else {
         return Err(SchemaError::MissingSchema {
             crd: crd_name,
             version: version.to_string(),
@@ -61,9 +65,7 @@ pub fn openapi_v3_for_crd(
         source,
     })?;
     if let Value::Object(map) = &mut item {
-        let properties = map
-            .entry("properties")
-            .or_insert_with(|| json!({}));
+        let properties = map.entry("properties").or_insert_with(|| json!({}));
         if let Value::Object(props) = properties {
             props.insert("apiVersion".into(), json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."}));
             props.insert("kind".into(), json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents."}));
@@ -157,7 +159,8 @@ pub fn openapi_v3_for_crd(
 
 fn object_meta_schema() -> Value {
     let string = json!({"type": "string"});
-    let string_map = json!({"type": "object", "additionalProperties": {"type": "string", "default": ""}});
+    let string_map =
+        json!({"type": "object", "additionalProperties": {"type": "string", "default": ""}});
     json!({
         "type": "object",
         "description": "ObjectMeta is metadata that all persisted resources must have.",

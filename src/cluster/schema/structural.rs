@@ -170,7 +170,10 @@ mod tests {
         }));
         let mut obj = json!({"spec": {"anything": {"x": 1}, "known": {"a": "y", "b": "z"}}});
         prune(&s, &mut obj);
-        assert_eq!(obj, json!({"spec": {"anything": {"x": 1}, "known": {"a": "y"}}}));
+        assert_eq!(
+            obj,
+            json!({"spec": {"anything": {"x": 1}, "known": {"a": "y"}}})
+        );
     }
 
     #[test]

@@ -306,7 +306,13 @@ pub fn builtin_columns(group: &str, resource: &str) -> Vec<CustomResourceColumnD
             age(),
             column("IP", "string", ".status.podIP", 1, None),
             column("Node", "string", ".spec.nodeName", 1, None),
-            column("Nominated Node", "string", ".status.nominatedNodeName", 1, None),
+            column(
+                "Nominated Node",
+                "string",
+                ".status.nominatedNodeName",
+                1,
+                None,
+            ),
             column("Readiness Gates", "string", "#pod.readiness-gates", 1, None),
         ],
         ("batch", "jobs") => vec![
@@ -320,8 +326,20 @@ pub fn builtin_columns(group: &str, resource: &str) -> Vec<CustomResourceColumnD
         ],
         ("apps", "deployments") => vec![
             column("Ready", "string", "#deployment.ready", 0, None),
-            column("Up-to-date", "integer", "#or0:.status.updatedReplicas", 0, None),
-            column("Available", "integer", "#or0:.status.availableReplicas", 0, None),
+            column(
+                "Up-to-date",
+                "integer",
+                "#or0:.status.updatedReplicas",
+                0,
+                None,
+            ),
+            column(
+                "Available",
+                "integer",
+                "#or0:.status.availableReplicas",
+                0,
+                None,
+            ),
             age(),
             column("Containers", "string", "#template.containers", 1, None),
             column("Images", "string", "#template.images", 1, None),
@@ -376,7 +394,9 @@ fn int_at(obj: &Value, path: &[&str]) -> i64 {
 }
 
 fn str_at<'a>(obj: &'a Value, path: &[&str]) -> Option<&'a str> {
-    at(obj, path).and_then(Value::as_str).filter(|s| !s.is_empty())
+    at(obj, path)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 fn list_at<'a>(obj: &'a Value, path: &[&str]) -> &'a [Value] {
@@ -398,7 +418,9 @@ fn age_since(then: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
 
 fn computed_cell(kind: &str, obj: &Value, now: DateTime<Utc>) -> Value {
     if let Some(path) = kind.strip_prefix("#or0:") {
-        let found = JsonPath::parse(path).ok().and_then(|p| p.first(obj).cloned());
+        let found = JsonPath::parse(path)
+            .ok()
+            .and_then(|p| p.first(obj).cloned());
         return found.filter(Value::is_number).unwrap_or_else(|| json!(0));
     }
     match kind {
@@ -422,7 +444,8 @@ fn computed_cell(kind: &str, obj: &Value, now: DateTime<Utc>) -> Value {
                 .iter()
                 .filter(|g| {
                     conditions.iter().any(|c| {
-                        c.get("type") == g.get("conditionType") && str_at(c, &["status"]) == Some("True")
+                        c.get("type") == g.get("conditionType")
+                            && str_at(c, &["status"]) == Some("True")
                     })
                 })
                 .count();
@@ -450,12 +473,15 @@ fn computed_cell(kind: &str, obj: &Value, now: DateTime<Utc>) -> Value {
             }
         }
         "#template.containers" | "#template.images" => {
-            let field = if kind == "#template.images" { "image" } else { "name" };
-            let names: Vec<&str> =
-                list_at(obj, &["spec", "template", "spec", "containers"])
-                    .iter()
-                    .filter_map(|c| str_at(c, &[field]))
-                    .collect();
+            let field = if kind == "#template.images" {
+                "image"
+            } else {
+                "name"
+            };
+            let names: Vec<&str> = list_at(obj, &["spec", "template", "spec", "containers"])
+                .iter()
+                .filter_map(|c| str_at(c, &[field]))
+                .collect();
             json!(names.join(","))
         }
         "#selector" => {
@@ -478,7 +504,10 @@ fn computed_cell(kind: &str, obj: &Value, now: DateTime<Utc>) -> Value {
                 .flatten()
             {
                 let key = str_at(expr, &["key"]).unwrap_or_default();
-                let values: Vec<&str> = list_at(expr, &["values"]).iter().filter_map(Value::as_str).collect();
+                let values: Vec<&str> = list_at(expr, &["values"])
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect();
                 parts.push(match str_at(expr, &["operator"]).unwrap_or_default() {
                     "In" => format!("{key} in ({})", values.join(",")),
                     "NotIn" => format!("{key} notin ({})", values.join(",")),
@@ -486,11 +515,20 @@ fn computed_cell(kind: &str, obj: &Value, now: DateTime<Utc>) -> Value {
                     _ => format!("!{key}"),
                 });
             }
-            json!(if parts.is_empty() { "<none>".to_string() } else { parts.join(",") })
+            json!(if parts.is_empty() {
+                "<none>".to_string()
+            } else {
+                parts.join(",")
+            })
         }
         "#deployment.ready" => {
-            let want = at(obj, &["spec", "replicas"]).and_then(Value::as_i64).unwrap_or(1);
-            json!(format!("{}/{want}", int_at(obj, &["status", "readyReplicas"])))
+            let want = at(obj, &["spec", "replicas"])
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            json!(format!(
+                "{}/{want}",
+                int_at(obj, &["status", "readyReplicas"])
+            ))
         }
         "#service.cluster-ip" => json!(str_at(obj, &["spec", "clusterIP"]).unwrap_or("<none>")),
         "#service.external-ip" => json!(service_external_ip(obj)),
@@ -506,10 +544,18 @@ fn computed_cell(kind: &str, obj: &Value, now: DateTime<Utc>) -> Value {
                     }
                 })
                 .collect();
-            json!(if ports.is_empty() { "<none>".to_string() } else { ports.join(",") })
+            json!(if ports.is_empty() {
+                "<none>".to_string()
+            } else {
+                ports.join(",")
+            })
         }
         "#data-count" => {
-            let count = |key: &str| obj.get(key).and_then(Value::as_object).map_or(0, |m| m.len());
+            let count = |key: &str| {
+                obj.get(key)
+                    .and_then(Value::as_object)
+                    .map_or(0, |m| m.len())
+            };
             json!(count("data") + count("binaryData"))
         }
         "#event.last-seen" => {
@@ -528,13 +574,21 @@ fn computed_cell(kind: &str, obj: &Value, now: DateTime<Utc>) -> Value {
         }
         "#event.object" => {
             let regarding = obj.get("involvedObject").or_else(|| obj.get("regarding"));
-            let kind = regarding.and_then(|r| str_at(r, &["kind"])).unwrap_or_default();
-            let name = regarding.and_then(|r| str_at(r, &["name"])).unwrap_or_default();
+            let kind = regarding
+                .and_then(|r| str_at(r, &["kind"]))
+                .unwrap_or_default();
+            let name = regarding
+                .and_then(|r| str_at(r, &["name"]))
+                .unwrap_or_default();
             json!(format!("{}/{name}", kind.to_lowercase()))
         }
         "#event.subobject" => {
             let regarding = obj.get("involvedObject").or_else(|| obj.get("regarding"));
-            json!(regarding.and_then(|r| str_at(r, &["fieldPath"])).unwrap_or_default())
+            json!(
+                regarding
+                    .and_then(|r| str_at(r, &["fieldPath"]))
+                    .unwrap_or_default()
+            )
         }
         "#event.source" => {
             let component = str_at(obj, &["source", "component"])
@@ -575,7 +629,10 @@ fn pod_status(pod: &Value) -> String {
         .to_string();
     let init_specs = list_at(pod, &["spec", "initContainers"]).len();
     let mut initializing = false;
-    for (i, status) in list_at(pod, &["status", "initContainerStatuses"]).iter().enumerate() {
+    for (i, status) in list_at(pod, &["status", "initContainerStatuses"])
+        .iter()
+        .enumerate()
+    {
         if let Some(terminated) = at(status, &["state", "terminated"]) {
             if int_at(terminated, &["exitCode"]) == 0 {
                 continue;
@@ -587,8 +644,8 @@ fn pod_status(pod: &Value) -> String {
                 }
                 None => format!("Init:ExitCode:{}", int_at(terminated, &["exitCode"])),
             };
-        } else if let Some(waiting) = str_at(status, &["state", "waiting", "reason"])
-            .filter(|r| *r != "PodInitializing")
+        } else if let Some(waiting) =
+            str_at(status, &["state", "waiting", "reason"]).filter(|r| *r != "PodInitializing")
         {
             reason = format!("Init:{waiting}");
         } else {
@@ -624,7 +681,12 @@ fn pod_status(pod: &Value) -> String {
         }
     }
     if at(pod, &["metadata", "deletionTimestamp"]).is_some_and(|t| !t.is_null()) {
-        reason = if reason == "NodeLost" { "Unknown" } else { "Terminating" }.to_string();
+        reason = if reason == "NodeLost" {
+            "Unknown"
+        } else {
+            "Terminating"
+        }
+        .to_string();
     }
     reason
 }
@@ -644,9 +706,9 @@ fn pod_restarts(pod: &Value, now: DateTime<Utc>) -> String {
 
 fn job_status(job: &Value) -> String {
     let has = |kind: &str| {
-        list_at(job, &["status", "conditions"]).iter().any(|c| {
-            str_at(c, &["type"]) == Some(kind) && str_at(c, &["status"]) == Some("True")
-        })
+        list_at(job, &["status", "conditions"])
+            .iter()
+            .any(|c| str_at(c, &["type"]) == Some(kind) && str_at(c, &["status"]) == Some("True"))
     };
     if has("Complete") {
         "Complete"
@@ -679,7 +741,9 @@ fn service_external_ip(svc: &Value) -> String {
             .map(str::to_string),
     );
     match str_at(svc, &["spec", "type"]) {
-        Some("ExternalName") => str_at(svc, &["spec", "externalName"]).unwrap_or("<none>").to_string(),
+        Some("ExternalName") => str_at(svc, &["spec", "externalName"])
+            .unwrap_or("<none>")
+            .to_string(),
         Some("LoadBalancer") if ips.is_empty() => "<pending>".to_string(),
         _ if ips.is_empty() => "<none>".to_string(),
         _ => ips.join(","),
@@ -731,7 +795,12 @@ mod tests {
             col("Epochs", "integer", ".spec.training.epochs", 0),
             col("Drift", "number", ".status.drift", 0),
             col("Paused", "boolean", ".spec.paused", 1),
-            col("Ready", "string", r#".status.conditions[?(@.type=="Ready")].status"#, 0),
+            col(
+                "Ready",
+                "string",
+                r#".status.conditions[?(@.type=="Ready")].status"#,
+                0,
+            ),
             col("First Step", "integer", ".spec.rollout.steps[0].weight", 1),
             col("Age", "date", ".metadata.creationTimestamp", 0),
             col("Missing", "string", ".status.nothing", 0),
@@ -747,7 +816,9 @@ mod tests {
         assert_eq!(t["kind"], "Table");
         assert_eq!(t["apiVersion"], "meta.k8s.io/v1");
         assert_eq!(t["metadata"]["resourceVersion"], "7");
-        let defs = t["columnDefinitions"].as_array().expect("column definitions");
+        let defs = t["columnDefinitions"]
+            .as_array()
+            .expect("column definitions");
         assert_eq!(defs.len(), 9);
         assert_eq!(defs[0]["name"], "Name");
         assert_eq!(defs[0]["format"], "name");
@@ -766,20 +837,41 @@ mod tests {
 
     #[test]
     fn string_columns_print_lists_and_maps_like_go() {
-        let columns = vec![col("Layers", "string", ".spec.hidden", 0), col("Sel", "string", ".spec.sel", 0)];
+        let columns = vec![
+            col("Layers", "string", ".spec.hidden", 0),
+            col("Sel", "string", ".spec.sel", 0),
+        ];
         let obj = json!({"metadata": {"name": "m"}, "spec": {"hidden": [64, 32], "sel": {"b": "2", "a": "1"}}});
         let t = table_at(&columns, &[obj], json!({}), now());
-        assert_eq!(t["rows"][0]["cells"], json!(["m", "[64 32]", "map[a:1 b:2]"]));
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!(["m", "[64 32]", "map[a:1 b:2]"])
+        );
     }
 
     #[test]
     fn include_object_options() {
         let obj = json!({"metadata": {"name": "m"}, "spec": {"x": 1}});
-        let none = table_with_options(&[], &[obj.clone()], json!({}), IncludeObject::None, now());
+        let none = table_with_options(
+            &[],
+            std::slice::from_ref(&obj),
+            json!({}),
+            IncludeObject::None,
+            now(),
+        );
         assert!(none["rows"][0].get("object").is_none());
-        let full = table_with_options(&[], &[obj.clone()], json!({}), IncludeObject::Object, now());
+        let full = table_with_options(
+            &[],
+            std::slice::from_ref(&obj),
+            json!({}),
+            IncludeObject::Object,
+            now(),
+        );
         assert_eq!(full["rows"][0]["object"], obj);
-        assert_eq!(IncludeObject::from_query(Some("Object")), IncludeObject::Object);
+        assert_eq!(
+            IncludeObject::from_query(Some("Object")),
+            IncludeObject::Object
+        );
         assert_eq!(IncludeObject::from_query(None), IncludeObject::Metadata);
     }
 
@@ -804,11 +896,31 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            vec!["Name", "Ready", "Status", "Restarts", "Age", "IP", "Node", "Nominated Node", "Readiness Gates"]
+            vec![
+                "Name",
+                "Ready",
+                "Status",
+                "Restarts",
+                "Age",
+                "IP",
+                "Node",
+                "Nominated Node",
+                "Readiness Gates"
+            ]
         );
         assert_eq!(
             t["rows"][0]["cells"],
-            json!(["train-1", "1/2", "CrashLoopBackOff", "2 (10m ago)", "3h", "127.0.0.5", "local", null, "<none>"])
+            json!([
+                "train-1",
+                "1/2",
+                "CrashLoopBackOff",
+                "2 (10m ago)",
+                "3h",
+                "127.0.0.5",
+                "local",
+                null,
+                "<none>"
+            ])
         );
     }
 
@@ -843,10 +955,24 @@ mod tests {
             "spec": {"parallelism": 3},
             "status": {"startTime": "2026-11-26T11:59:00Z"}
         });
-        let t = table_at(&builtin_columns("batch", "jobs"), &[done, running], json!({}), now());
+        let t = table_at(
+            &builtin_columns("batch", "jobs"),
+            &[done, running],
+            json!({}),
+            now(),
+        );
         assert_eq!(
             t["rows"][0]["cells"],
-            json!(["wine-train-1", "Complete", "1/1", "2m30s", "60m", "train", "driftline", "job-name=wine-train-1"])
+            json!([
+                "wine-train-1",
+                "Complete",
+                "1/1",
+                "2m30s",
+                "60m",
+                "train",
+                "driftline",
+                "job-name=wine-train-1"
+            ])
         );
         assert_eq!(t["rows"][1]["cells"][1], "Running");
         assert_eq!(t["rows"][1]["cells"][2], "0/1 of 3");
@@ -860,7 +986,12 @@ mod tests {
     fn deployments_services_namespaces_configmaps_leases() {
         let deploy = json!({"metadata": {"name": "wine-v3"}, "spec": {"replicas": 2},
             "status": {"readyReplicas": 1, "updatedReplicas": 2}});
-        let t = table_at(&builtin_columns("apps", "deployments"), &[deploy], json!({}), now());
+        let t = table_at(
+            &builtin_columns("apps", "deployments"),
+            &[deploy],
+            json!({}),
+            now(),
+        );
         assert_eq!(t["rows"][0]["cells"][1], "1/2");
         assert_eq!(t["rows"][0]["cells"][2], 2);
         assert_eq!(t["rows"][0]["cells"][3], 0);
@@ -871,7 +1002,15 @@ mod tests {
         let t = table_at(&builtin_columns("", "services"), &[svc], json!({}), now());
         assert_eq!(
             t["rows"][0]["cells"],
-            json!(["wine", "NodePort", "10.0.0.7", "<none>", "80:30080/TCP,9090/TCP", null, "app=wine"])
+            json!([
+                "wine",
+                "NodePort",
+                "10.0.0.7",
+                "<none>",
+                "80:30080/TCP,9090/TCP",
+                null,
+                "app=wine"
+            ])
         );
         let lb = json!({"spec": {"type": "LoadBalancer"}});
         assert_eq!(service_external_ip(&lb), "<pending>");
@@ -885,7 +1024,12 @@ mod tests {
         assert_eq!(t["rows"][0]["cells"][1], 3);
 
         let lease = json!({"metadata": {"name": "driftline"}, "spec": {"holderIdentity": "op-1"}});
-        let t = table_at(&builtin_columns("coordination.k8s.io", "leases"), &[lease], json!({}), now());
+        let t = table_at(
+            &builtin_columns("coordination.k8s.io", "leases"),
+            &[lease],
+            json!({}),
+            now(),
+        );
         assert_eq!(t["rows"][0]["cells"][1], "op-1");
     }
 
@@ -899,11 +1043,27 @@ mod tests {
         assert_eq!(t["columnDefinitions"][9]["name"], "Name");
         assert_eq!(
             t["rows"][0]["cells"],
-            json!(["2m", "Normal", "Promoted", "model/wine", "", "", "v3 is champion", "<unknown>", "2", "wine.1"])
+            json!([
+                "2m",
+                "Normal",
+                "Promoted",
+                "model/wine",
+                "",
+                "",
+                "v3 is champion",
+                "<unknown>",
+                "2",
+                "wine.1"
+            ])
         );
         let new_style = json!({"metadata": {"name": "e"}, "note": "hello", "regarding": {"kind": "Pod", "name": "p"},
             "eventTime": "2026-11-26T11:59:30Z"});
-        let t = table_at(&builtin_columns("events.k8s.io", "events"), &[new_style], json!({}), now());
+        let t = table_at(
+            &builtin_columns("events.k8s.io", "events"),
+            &[new_style],
+            json!({}),
+            now(),
+        );
         assert_eq!(t["rows"][0]["cells"][0], "30s");
         assert_eq!(t["rows"][0]["cells"][3], "pod/p");
         assert_eq!(t["rows"][0]["cells"][6], "hello");
@@ -918,7 +1078,10 @@ mod tests {
             json!({}),
             now(),
         );
-        assert_eq!(t["rows"][0]["cells"], json!(["models.driftline.dev", "2026-11-20T08:00:00Z"]));
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!(["models.driftline.dev", "2026-11-20T08:00:00Z"])
+        );
         let other = builtin_columns("example.com", "widgets");
         assert_eq!(other.len(), 1);
         assert_eq!(other[0].name, "Age");

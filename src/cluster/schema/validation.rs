@@ -54,7 +54,13 @@ fn walk_rules(
             for (key, child_schema) in properties.into_iter().flatten() {
                 if let Some(child) = map.get(key) {
                     let old_child = old.and_then(|o| o.get(key));
-                    walk_rules(child_schema, child, old_child, &child_path(path, key), errors);
+                    walk_rules(
+                        child_schema,
+                        child,
+                        old_child,
+                        &child_path(path, key),
+                        errors,
+                    );
                 }
             }
             if let Some(values) = additional_schema(schema) {
@@ -72,7 +78,8 @@ fn walk_rules(
                 return;
             };
             let map_keys = schema.x_kubernetes_list_map_keys.as_deref().unwrap_or(&[]);
-            let correlates = schema.x_kubernetes_list_type.as_deref() == Some("map") && !map_keys.is_empty();
+            let correlates =
+                schema.x_kubernetes_list_type.as_deref() == Some("map") && !map_keys.is_empty();
             let old_items = old.and_then(Value::as_array).filter(|_| correlates);
             for (i, item) in items.iter().enumerate() {
                 // Only map lists correlate old and new items (by key), as in the apiserver.
@@ -91,7 +98,10 @@ fn has_expected_type(schema: &JSONSchemaProps, value: &Value) -> bool {
     if schema.x_kubernetes_int_or_string == Some(true) {
         return is_integer(value) || value.is_string();
     }
-    schema.type_.as_deref().is_none_or(|t| matches_type(t, value))
+    schema
+        .type_
+        .as_deref()
+        .is_none_or(|t| matches_type(t, value))
 }
 
 fn child_path(path: &str, key: &str) -> String {
@@ -122,7 +132,10 @@ fn json_type(value: &Value) -> &'static str {
 fn is_integer(value: &Value) -> bool {
     match value {
         Value::Number(n) => {
-            n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.is_finite())
+            n.is_i64()
+                || n.is_u64()
+                || n.as_f64()
+                    .is_some_and(|f| f.fract() == 0.0 && f.is_finite())
         }
         _ => false,
     }
@@ -146,7 +159,10 @@ fn type_error(path: &str, expected: &str, value: &Value) -> FieldError {
         path,
         FieldErrorKind::TypeInvalid,
         Some(json!(actual)),
-        format!("{path} in body must be of type {expected}: {}", go_quote(actual)),
+        format!(
+            "{path} in body must be of type {expected}: {}",
+            go_quote(actual)
+        ),
     )
 }
 
@@ -162,13 +178,19 @@ fn json_equal(a: &Value, b: &Value) -> bool {
         }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
-                && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
         }
         _ => a == b,
     }
 }
 
-fn validate_node(schema: &JSONSchemaProps, value: &Value, path: &str, errors: &mut Vec<FieldError>) {
+fn validate_node(
+    schema: &JSONSchemaProps,
+    value: &Value,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) {
     if value.is_null() {
         if schema.nullable != Some(true)
             && let Some(type_) = schema.type_.as_deref()
@@ -273,8 +295,13 @@ fn check_number(
         }
     }
     let out_of_range = match schema.format.as_deref() {
-        Some("int32") => !n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
-        Some("int64") => n.as_i64().is_none() && !n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() < 9.2e18),
+        Some("int32") => n.as_i64().is_none_or(|i| i32::try_from(i).is_err()),
+        Some("int64") => {
+            n.as_i64().is_none()
+                && !n
+                    .as_f64()
+                    .is_some_and(|f| f.fract() == 0.0 && f.abs() < 9.2e18)
+        }
         _ => false,
     };
     if out_of_range && let Some(format) = schema.format.as_deref() {
@@ -282,7 +309,10 @@ fn check_number(
             path,
             FieldErrorKind::TypeInvalid,
             Some(value.clone()),
-            format!("{path} in body must be of type {format}: {}", go_quote(&n.to_string())),
+            format!(
+                "{path} in body must be of type {format}: {}",
+                go_quote(&n.to_string())
+            ),
         ));
     }
 }
@@ -362,10 +392,10 @@ fn check_string(
 
 /// The string formats the apiserver checks; unknown formats pass, as there.
 fn string_has_format(format: &str, s: &str) -> bool {
-    const UUID: &str =
-        r"^(?i)[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$";
+    const UUID: &str = r"^(?i)[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$";
     const BASE64: &str = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$";
-    const HOSTNAME: &str = r"^(?i)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$";
+    const HOSTNAME: &str =
+        r"^(?i)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$";
     const EMAIL: &str = r"^[^@\s]+@[^@\s]+\.[^@\s]+$";
     const MAC: &str = r"^(?i)([0-9a-f]{2}[:-]){5}[0-9a-f]{2}$";
     let matches = |pattern: &str| compiled_pattern(pattern).is_ok_and(|re| re.is_match(s));
@@ -446,7 +476,10 @@ fn check_array(
     } else if list_type == Some("map") && !map_keys.is_empty() {
         for (i, item) in items.iter().enumerate() {
             let key = key_of(item);
-            if items[..i].iter().any(|earlier| json_equal(&key_of(earlier), &key)) {
+            if items[..i]
+                .iter()
+                .any(|earlier| json_equal(&key_of(earlier), &key))
+            {
                 errors.push(FieldError::new(
                     index_path(path, i),
                     FieldErrorKind::Duplicate,
@@ -532,7 +565,12 @@ fn check_object(
 
 /// `allOf`/`anyOf`/`oneOf`/`not` carry value validations only in structural
 /// schemas; CEL rules inside them are not evaluated, as in the apiserver.
-fn check_branches(schema: &JSONSchemaProps, value: &Value, path: &str, errors: &mut Vec<FieldError>) {
+fn check_branches(
+    schema: &JSONSchemaProps,
+    value: &Value,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) {
     let branch_errors = |branch: &JSONSchemaProps| {
         let mut found = Vec::new();
         validate_node(branch, value, path, &mut found);
@@ -552,7 +590,10 @@ fn check_branches(schema: &JSONSchemaProps, value: &Value, path: &str, errors: &
         )));
     }
     if let Some(one_of) = schema.one_of.as_ref().filter(|b| !b.is_empty()) {
-        let passing = one_of.iter().filter(|b| branch_errors(b).is_empty()).count();
+        let passing = one_of
+            .iter()
+            .filter(|b| branch_errors(b).is_empty())
+            .count();
         if passing != 1 {
             errors.push(composite(format!(
                 "{path} in body must validate one and only one schema (oneOf)"
@@ -651,7 +692,10 @@ mod tests {
     }
 
     fn messages(s: &JSONSchemaProps, obj: Value) -> Vec<String> {
-        validate(s, &obj, None).iter().map(ToString::to_string).collect()
+        validate(s, &obj, None)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     fn spec_with(field: Value) -> JSONSchemaProps {
@@ -670,15 +714,19 @@ mod tests {
         }));
         assert_eq!(
             messages(&s, json!({"spec": {"training": {"epochs": 0}}})),
-            vec!["spec.training.epochs: Invalid value: 0: spec.training.epochs in body should be greater than or equal to 1"]
+            vec![
+                "spec.training.epochs: Invalid value: 0: spec.training.epochs in body should be greater than or equal to 1"
+            ]
         );
         assert!(messages(&s, json!({"spec": {"training": {"epochs": 1}}})).is_empty());
     }
 
     #[test]
     fn exclusive_bounds_and_maximum_and_multiple_of() {
-        let s = spec_with(json!({"type": "number", "minimum": 0, "exclusiveMinimum": true,
-                                 "maximum": 1, "exclusiveMaximum": true}));
+        let s = spec_with(
+            json!({"type": "number", "minimum": 0, "exclusiveMinimum": true,
+                                 "maximum": 1, "exclusiveMaximum": true}),
+        );
         assert_eq!(
             messages(&s, json!({"spec": {"f": 0}})),
             vec!["spec.f: Invalid value: 0: spec.f in body should be greater than 0"]
@@ -703,13 +751,18 @@ mod tests {
         let s = spec_with(json!({"type": "integer"}));
         assert_eq!(
             messages(&s, json!({"spec": {"f": "ten"}})),
-            vec![r#"spec.f: Invalid value: "string": spec.f in body must be of type integer: "string""#]
+            vec![
+                r#"spec.f: Invalid value: "string": spec.f in body must be of type integer: "string""#
+            ]
         );
         assert_eq!(
             validate(&s, &json!({"spec": {"f": "ten"}}), None)[0].kind,
             FieldErrorKind::TypeInvalid
         );
-        assert!(messages(&s, json!({"spec": {"f": 3.0}})).is_empty(), "integral floats are integers");
+        assert!(
+            messages(&s, json!({"spec": {"f": 3.0}})).is_empty(),
+            "integral floats are integers"
+        );
         assert_eq!(messages(&s, json!({"spec": {"f": 3.5}})).len(), 1);
         let s = schema(json!({"type": "object", "properties": {"spec": {"type": "object"}}}));
         assert_eq!(
@@ -741,7 +794,10 @@ mod tests {
             messages(&s, json!({"spec": {}})),
             vec!["spec.data: Required value", "spec.task: Required value"]
         );
-        assert_eq!(validate(&s, &json!({}), None)[0].kind, FieldErrorKind::Required);
+        assert_eq!(
+            validate(&s, &json!({}), None)[0].kind,
+            FieldErrorKind::Required
+        );
     }
 
     #[test]
@@ -749,7 +805,9 @@ mod tests {
         let s = spec_with(json!({"type": "string", "enum": ["classification", "regression"]}));
         assert_eq!(
             messages(&s, json!({"spec": {"f": "ranking"}})),
-            vec![r#"spec.f: Unsupported value: "ranking": supported values: "classification", "regression""#]
+            vec![
+                r#"spec.f: Unsupported value: "ranking": supported values: "classification", "regression""#
+            ]
         );
         let s = spec_with(json!({"type": "integer", "enum": [1, 2]}));
         assert_eq!(
@@ -761,7 +819,9 @@ mod tests {
 
     #[test]
     fn string_lengths_and_pattern() {
-        let s = spec_with(json!({"type": "string", "minLength": 2, "maxLength": 5, "pattern": "^[a-z]+$"}));
+        let s = spec_with(
+            json!({"type": "string", "minLength": 2, "maxLength": 5, "pattern": "^[a-z]+$"}),
+        );
         assert_eq!(
             messages(&s, json!({"spec": {"f": "a"}})),
             vec![r#"spec.f: Invalid value: "a": spec.f in body should be at least 2 chars long"#]
@@ -790,14 +850,18 @@ mod tests {
         let s = spec_with(json!({"type": "integer", "format": "int32"}));
         assert_eq!(
             messages(&s, json!({"spec": {"f": 3_000_000_000_i64}})),
-            vec![r#"spec.f: Invalid value: 3000000000: spec.f in body must be of type int32: "3000000000""#]
+            vec![
+                r#"spec.f: Invalid value: 3000000000: spec.f in body must be of type int32: "3000000000""#
+            ]
         );
         assert!(messages(&s, json!({"spec": {"f": -5}})).is_empty());
         let s = spec_with(json!({"type": "string", "format": "date-time"}));
         assert!(messages(&s, json!({"spec": {"f": "2026-01-02T03:04:05Z"}})).is_empty());
         assert_eq!(
             messages(&s, json!({"spec": {"f": "yesterday"}})),
-            vec![r#"spec.f: Invalid value: "yesterday": spec.f in body must be of type date-time: "yesterday""#]
+            vec![
+                r#"spec.f: Invalid value: "yesterday": spec.f in body must be of type date-time: "yesterday""#
+            ]
         );
         for (format, good, bad) in [
             ("date", "2026-11-26", "26/11/2026"),
@@ -809,8 +873,15 @@ mod tests {
             ("hostname", "api.example.com", "-bad-"),
         ] {
             let s = spec_with(json!({"type": "string", "format": format}));
-            assert!(messages(&s, json!({"spec": {"f": good}})).is_empty(), "{format} {good}");
-            assert_eq!(messages(&s, json!({"spec": {"f": bad}})).len(), 1, "{format} {bad}");
+            assert!(
+                messages(&s, json!({"spec": {"f": good}})).is_empty(),
+                "{format} {good}"
+            );
+            assert_eq!(
+                messages(&s, json!({"spec": {"f": bad}})).len(),
+                1,
+                "{format} {bad}"
+            );
         }
         let s = spec_with(json!({"type": "string", "format": "some-unknown-format"}));
         assert!(messages(&s, json!({"spec": {"f": "anything"}})).is_empty());
@@ -823,7 +894,9 @@ mod tests {
         assert!(messages(&s, json!({"spec": {"f": "http"}})).is_empty());
         assert_eq!(
             messages(&s, json!({"spec": {"f": true}})),
-            vec![r#"spec.f: Invalid value: "boolean": spec.f in body must be of type integer,string: "boolean""#]
+            vec![
+                r#"spec.f: Invalid value: "boolean": spec.f in body must be of type integer,string: "boolean""#
+            ]
         );
     }
 
@@ -836,22 +909,34 @@ mod tests {
                     "properties": {"weight": {"type": "integer", "minimum": 0, "maximum": 100}}}}}}}}}
         }));
         assert_eq!(
-            messages(&s, json!({"spec": {"rollout": {"steps": [{"weight": 5}, {"weight": 500}]}}})),
-            vec!["spec.rollout.steps[1].weight: Invalid value: 500: spec.rollout.steps[1].weight in body should be less than or equal to 100"]
+            messages(
+                &s,
+                json!({"spec": {"rollout": {"steps": [{"weight": 5}, {"weight": 500}]}}})
+            ),
+            vec![
+                "spec.rollout.steps[1].weight: Invalid value: 500: spec.rollout.steps[1].weight in body should be less than or equal to 100"
+            ]
         );
         assert_eq!(
-            messages(&s, json!({"spec": {"rollout": {"steps": [{}, {}, {}, {}]}}})),
+            messages(
+                &s,
+                json!({"spec": {"rollout": {"steps": [{}, {}, {}, {}]}}})
+            ),
             vec!["spec.rollout.steps: Too many: 4: must have at most 3 items"]
         );
         assert_eq!(
             messages(&s, json!({"spec": {"rollout": {"steps": []}}})),
-            vec!["spec.rollout.steps: Invalid value: []: spec.rollout.steps in body should have at least 1 items"]
+            vec![
+                "spec.rollout.steps: Invalid value: []: spec.rollout.steps in body should have at least 1 items"
+            ]
         );
     }
 
     #[test]
     fn set_and_map_lists_reject_duplicates() {
-        let s = spec_with(json!({"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}}));
+        let s = spec_with(
+            json!({"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}}),
+        );
         assert_eq!(
             messages(&s, json!({"spec": {"f": ["a", "b", "a"]}})),
             vec![r#"spec.f[2]: Duplicate value: "a""#]
@@ -860,7 +945,10 @@ mod tests {
             "x-kubernetes-list-map-keys": ["name"],
             "items": {"type": "object", "properties": {"name": {"type": "string"}, "v": {"type": "integer"}}}}));
         assert_eq!(
-            messages(&s, json!({"spec": {"f": [{"name": "a", "v": 1}, {"name": "a", "v": 2}]}})),
+            messages(
+                &s,
+                json!({"spec": {"f": [{"name": "a", "v": 1}, {"name": "a", "v": 2}]}})
+            ),
             vec![r#"spec.f[1]: Duplicate value: {"name":"a"}"#]
         );
     }
@@ -871,14 +959,18 @@ mod tests {
             "additionalProperties": {"type": "number", "minimum": 0}}));
         assert_eq!(
             messages(&s, json!({"spec": {"f": {"red": -1}}})),
-            vec!["spec.f.red: Invalid value: -1: spec.f.red in body should be greater than or equal to 0"]
+            vec![
+                "spec.f.red: Invalid value: -1: spec.f.red in body should be greater than or equal to 0"
+            ]
         );
         assert_eq!(
             messages(&s, json!({"spec": {"f": {"a": 1, "b": 2, "c": 3}}})),
             vec!["spec.f: Too many: 3: must have at most 2 items"]
         );
-        let s = spec_with(json!({"type": "object", "properties": {"a": {"type": "string"}},
-            "additionalProperties": false}));
+        let s = spec_with(
+            json!({"type": "object", "properties": {"a": {"type": "string"}},
+            "additionalProperties": false}),
+        );
         assert_eq!(
             messages(&s, json!({"spec": {"f": {"a": "x", "b": 1}}})),
             vec!["spec.f.b: Forbidden: spec.f.b in body is a forbidden property"]
@@ -891,12 +983,15 @@ mod tests {
         assert!(messages(&s, json!({"spec": {"f": 12}})).is_empty());
         assert_eq!(
             messages(&s, json!({"spec": {"f": 5}})),
-            vec!["spec.f: Invalid value: 5: spec.f in body must validate at least one schema (anyOf)"]
+            vec![
+                "spec.f: Invalid value: 5: spec.f in body must validate at least one schema (anyOf)"
+            ]
         );
         let s = spec_with(json!({"type": "integer", "oneOf": [{"minimum": 0}, {"maximum": 10}]}));
         assert!(messages(&s, json!({"spec": {"f": 20}})).is_empty());
         assert_eq!(messages(&s, json!({"spec": {"f": 5}})).len(), 1);
-        let s = spec_with(json!({"type": "integer", "allOf": [{"minimum": 0}], "not": {"enum": [3]}}));
+        let s =
+            spec_with(json!({"type": "integer", "allOf": [{"minimum": 0}], "not": {"enum": [3]}}));
         assert_eq!(messages(&s, json!({"spec": {"f": -1}})).len(), 1);
         assert_eq!(
             messages(&s, json!({"spec": {"f": 3}})),
@@ -932,7 +1027,10 @@ mod tests {
             ]
         );
         let old = json!({"spec": {"gpu": 1, "task": "classification", "steps": []}});
-        let errors: Vec<String> = validate(&s, &obj, Some(&old)).iter().map(ToString::to_string).collect();
+        let errors: Vec<String> = validate(&s, &obj, Some(&old))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert!(
             errors.contains(&"spec.task: Invalid value: \"string\": task is immutable".to_string()),
             "{errors:?}"
@@ -961,8 +1059,10 @@ mod tests {
                 "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[c].x-kubernetes-validations[0].messageExpression",
             ]
         );
-        let fine = schema(json!({"type": "object", "properties": {"n": {"type": "integer",
-            "x-kubernetes-validations": [{"rule": "self > 0"}]}}}));
+        let fine = schema(
+            json!({"type": "object", "properties": {"n": {"type": "integer",
+            "x-kubernetes-validations": [{"rule": "self > 0"}]}}}),
+        );
         assert!(validate_schema_definition(&fine, "x").is_empty());
     }
 }

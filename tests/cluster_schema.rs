@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use driftline::cluster::schema::{
-    FieldErrorKind, apply_defaults, crd_columns, invalid_status, openapi_v3_for_crd, prune,
-    table_at, validate, validate_schema_definition,
+    self, FieldErrorKind, crd_columns, invalid_status, openapi_v3_for_crd, table_at, validate,
+    validate_schema_definition,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps,
@@ -109,9 +109,7 @@ fn schema_of(crd: &CustomResourceDefinition) -> JSONSchemaProps {
 
 /// What the apiserver does with a written object: prune, default, validate.
 fn admit(schema: &JSONSchemaProps, mut obj: Value, old: Option<&Value>) -> (Value, Vec<String>) {
-    prune(schema, &mut obj);
-    apply_defaults(schema, &mut obj);
-    let errors = validate(schema, &obj, old)
+    let errors = schema::admit(schema, &mut obj, old)
         .iter()
         .map(ToString::to_string)
         .collect();

@@ -24,3 +24,19 @@ pub use table::{
     table_with_options,
 };
 pub use validation::{validate, validate_schema_definition};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
+
+/// What the apiserver does with a custom object on create or update, in its
+/// order: [`prune`], [`apply_defaults`], then [`validate`] (with ratcheting and
+/// transition rules against `old`). `obj` is left pruned and defaulted; an
+/// empty result means it may be stored, otherwise answer [`invalid_status`].
+pub fn admit(
+    schema: &JSONSchemaProps,
+    obj: &mut serde_json::Value,
+    old: Option<&serde_json::Value>,
+) -> Vec<FieldError> {
+    prune(schema, obj);
+    apply_defaults(schema, obj);
+    validate(schema, obj, old)
+}

@@ -27,9 +27,13 @@ thread_local! {
 /// formats, int-or-string, list types, `additionalProperties`, `allOf`/`anyOf`/
 /// `oneOf`/`not`, and the `x-kubernetes-validations` CEL rules (transition
 /// rules see `oldSelf` when `old` is given). An empty result means valid.
+///
+/// On update (`old` given) errors ratchet as in kube-apiserver 1.30+: a part
+/// of the object that is unchanged from `old` is not re-validated, so objects
+/// stored before a schema was tightened can still be edited elsewhere.
 pub fn validate(schema: &JSONSchemaProps, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    validate_node(schema, obj, "", &mut errors);
+    validate_node(schema, obj, old, "", &mut errors);
     // The apiserver runs the CEL rules as a second pass, after schema validation.
     walk_rules(schema, obj, old, "", &mut errors);
     errors
@@ -44,7 +48,8 @@ fn walk_rules(
     path: &str,
     errors: &mut Vec<FieldError>,
 ) {
-    if value.is_null() || !has_expected_type(schema, value) {
+    let unchanged = old.is_some_and(|o| json_equal(o, value));
+    if value.is_null() || unchanged || !has_expected_type(schema, value) {
         return;
     }
     errors.extend(evaluate_node_rules(schema, value, old, path));
@@ -91,6 +96,28 @@ fn walk_rules(
             }
         }
         _ => {}
+    }
+}
+
+/// The old list entry matching `item`: by key in map lists, by value in
+/// sets; atomic lists do not correlate, as in the apiserver.
+fn correlated_item<'a>(
+    schema: &JSONSchemaProps,
+    item: &Value,
+    old: Option<&'a Value>,
+) -> Option<&'a Value> {
+    let olds = old.and_then(Value::as_array)?;
+    match schema.x_kubernetes_list_type.as_deref() {
+        Some("map") => {
+            let keys = schema.x_kubernetes_list_map_keys.as_deref().unwrap_or(&[]);
+            if keys.is_empty() {
+                return None;
+            }
+            olds.iter()
+                .find(|o| keys.iter().all(|k| o.get(k) == item.get(k)))
+        }
+        Some("set") => olds.iter().find(|o| json_equal(o, item)),
+        _ => None,
     }
 }
 
@@ -188,9 +215,14 @@ fn json_equal(a: &Value, b: &Value) -> bool {
 fn validate_node(
     schema: &JSONSchemaProps,
     value: &Value,
+    old: Option<&Value>,
     path: &str,
     errors: &mut Vec<FieldError>,
 ) {
+    // Ratcheting: an unchanged subtree keeps whatever it was stored with.
+    if old.is_some_and(|o| json_equal(o, value)) {
+        return;
+    }
     if value.is_null() {
         if schema.nullable != Some(true)
             && let Some(type_) = schema.type_.as_deref()
@@ -215,8 +247,8 @@ fn validate_node(
     match value {
         Value::Number(n) => check_number(schema, value, n, path, errors),
         Value::String(s) => check_string(schema, value, s, path, errors),
-        Value::Array(items) => check_array(schema, value, items, path, errors),
-        Value::Object(map) => check_object(schema, map, path, errors),
+        Value::Array(items) => check_array(schema, value, items, old, path, errors),
+        Value::Object(map) => check_object(schema, map, old, path, errors),
         _ => {}
     }
     check_branches(schema, value, path, errors);
@@ -428,6 +460,7 @@ fn check_array(
     schema: &JSONSchemaProps,
     value: &Value,
     items: &[Value],
+    old: Option<&Value>,
     path: &str,
     errors: &mut Vec<FieldError>,
 ) {
@@ -491,7 +524,8 @@ fn check_array(
     }
     if let Some(item_schema) = items_schema(schema) {
         for (i, item) in items.iter().enumerate() {
-            validate_node(item_schema, item, &index_path(path, i), errors);
+            let old_item = correlated_item(schema, item, old);
+            validate_node(item_schema, item, old_item, &index_path(path, i), errors);
         }
     }
 }
@@ -499,6 +533,7 @@ fn check_array(
 fn check_object(
     schema: &JSONSchemaProps,
     map: &serde_json::Map<String, Value>,
+    old: Option<&Value>,
     path: &str,
     errors: &mut Vec<FieldError>,
 ) {
@@ -543,7 +578,14 @@ fn check_object(
     // Declared properties in schema (sorted) order, so errors come out deterministically.
     for (key, child_schema) in properties.into_iter().flatten() {
         if let Some(child) = map.get(key) {
-            validate_node(child_schema, child, &child_path(path, key), errors);
+            let old_child = old.and_then(|o| o.get(key));
+            validate_node(
+                child_schema,
+                child,
+                old_child,
+                &child_path(path, key),
+                errors,
+            );
         }
     }
     for (key, child) in map {
@@ -551,7 +593,8 @@ fn check_object(
             continue;
         }
         if let Some(values) = additional {
-            validate_node(values, child, &child_path(path, key), errors);
+            let old_child = old.and_then(|o| o.get(key));
+            validate_node(values, child, old_child, &child_path(path, key), errors);
         } else if forbids_others {
             errors.push(FieldError::new(
                 child_path(path, key),
@@ -573,7 +616,7 @@ fn check_branches(
 ) {
     let branch_errors = |branch: &JSONSchemaProps| {
         let mut found = Vec::new();
-        validate_node(branch, value, path, &mut found);
+        validate_node(branch, value, None, path, &mut found);
         found
     };
     for branch in schema.all_of.iter().flatten() {
@@ -1034,6 +1077,54 @@ mod tests {
         assert!(
             errors.contains(&"spec.task: Invalid value: \"string\": task is immutable".to_string()),
             "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn unchanged_invalid_fields_ratchet_on_update_but_changed_ones_are_checked() {
+        let s = schema(json!({
+            "type": "object",
+            "properties": {"spec": {"type": "object", "required": ["data"], "properties": {
+                "epochs": {"type": "integer", "minimum": 1},
+                "data": {"type": "string"},
+                "note": {"type": "string"},
+                "steps": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                    "items": {"type": "object", "properties": {"name": {"type": "string"}, "weight": {"type": "integer", "maximum": 100}},
+                              "x-kubernetes-validations": [{"rule": "self.weight > 0", "message": "weight must be positive"}]}}
+            }}}
+        }));
+        // Stored before the schema was tightened: epochs 0, no data, a bad step.
+        let stored = json!({"spec": {"epochs": 0, "note": "a", "steps": [{"name": "x", "weight": 500}, {"name": "y", "weight": 0}]}});
+        assert_eq!(
+            validate(&s, &stored, None).len(),
+            4,
+            "fresh creates are fully checked"
+        );
+        let mut edit = stored.clone();
+        edit["spec"]["note"] = json!("b");
+        edit["spec"]["steps"] = json!([{"name": "y", "weight": 0}, {"name": "x", "weight": 500}]);
+        // spec changed (note) so its own Required check runs; the unchanged fields and reordered
+        // map-list entries ratchet.
+        assert_eq!(
+            validate(&s, &edit, Some(&stored))
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            vec!["spec.data: Required value"]
+        );
+        edit["spec"]["epochs"] = json!(-1);
+        edit["spec"]["steps"][0]["weight"] = json!(-2);
+        let messages: Vec<String> = validate(&s, &edit, Some(&stored))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            messages,
+            vec![
+                "spec.data: Required value",
+                "spec.epochs: Invalid value: -1: spec.epochs in body should be greater than or equal to 1",
+                "spec.steps[0]: Invalid value: \"object\": weight must be positive",
+            ]
         );
     }
 

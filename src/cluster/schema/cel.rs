@@ -2,7 +2,7 @@
 //! (the kube-cel crate) one schema node at a time, so each failure carries the
 //! node's type and path as the apiserver reports them.
 
-use std::{cell::RefCell, collections::HashMap, rc::Rc};
+use std::{cell::RefCell, collections::BTreeMap, rc::Rc};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
@@ -10,14 +10,110 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use kube::core::cel::{CompiledSchema, ErrorKind, ValidationError, Validator, cel, compile_schema};
 use serde_json::Value;
 
-use super::errors::{FieldError, FieldErrorKind};
+use super::{
+    errors::{FieldError, FieldErrorKind},
+    structural::{additional_schema, items_schema},
+};
 
-/// Compiled rule sets kept per thread; a CRD schema has few rule-bearing nodes.
-const COMPILED_CACHE_LIMIT: usize = 1024;
+/// Rule trees kept per thread for callers that pass a bare schema.
+const RULE_TREE_CACHE_LIMIT: usize = 32;
+
+/// A schema's root address, a copy to confirm it is unchanged, and its rules.
+type CachedRuleTree = (usize, JSONSchemaProps, Rc<RuleTree>);
 
 thread_local! {
     static VALIDATOR: Validator = Validator::new();
-    static COMPILED: RefCell<HashMap<String, Rc<CompiledSchema>>> = RefCell::new(HashMap::new());
+    static RULE_TREES: RefCell<Vec<CachedRuleTree>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The CEL rules of a schema compiled once, in the schema's shape; subtrees
+/// without rules are left out so validation skips them.
+#[derive(Debug, Default)]
+pub(crate) struct RuleTree {
+    /// This node's rules (descendants' rules stripped), or why they could not be prepared.
+    node: Option<Result<CompiledSchema, String>>,
+    properties: BTreeMap<String, RuleTree>,
+    items: Option<Box<RuleTree>>,
+    additional: Option<Box<RuleTree>>,
+}
+
+impl RuleTree {
+    /// Compiles every `x-kubernetes-validations` rule under `schema`.
+    pub(crate) fn compile(schema: &JSONSchemaProps) -> Self {
+        let has_rules = schema
+            .x_kubernetes_validations
+            .as_ref()
+            .is_some_and(|r| !r.is_empty());
+        let node = has_rules.then(|| {
+            node_schema_json(schema)
+                .map(|json| compile_schema(&json))
+                .map_err(|e| e.to_string())
+        });
+        let properties = schema
+            .properties
+            .iter()
+            .flatten()
+            .map(|(k, child)| (k.clone(), Self::compile(child)))
+            .filter(|(_, tree)| !tree.is_empty())
+            .collect();
+        let boxed = |child: Option<&JSONSchemaProps>| {
+            child
+                .map(Self::compile)
+                .filter(|tree| !tree.is_empty())
+                .map(Box::new)
+        };
+        Self {
+            node,
+            properties,
+            items: boxed(items_schema(schema)),
+            additional: boxed(additional_schema(schema)),
+        }
+    }
+
+    /// Whether no rule exists in this subtree.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.node.is_none()
+            && self.properties.is_empty()
+            && self.items.is_none()
+            && self.additional.is_none()
+    }
+
+    /// The rules under a declared property.
+    pub(crate) fn property(&self, key: &str) -> Option<&RuleTree> {
+        self.properties.get(key)
+    }
+
+    /// The rules of list items.
+    pub(crate) fn items(&self) -> Option<&RuleTree> {
+        self.items.as_deref()
+    }
+
+    /// The rules of map values.
+    pub(crate) fn additional(&self) -> Option<&RuleTree> {
+        self.additional.as_deref()
+    }
+}
+
+/// The compiled rules of `schema`, reused while the caller keeps passing the
+/// same (unchanged) schema value.
+pub(crate) fn rule_tree_for(schema: &JSONSchemaProps) -> Rc<RuleTree> {
+    let address = std::ptr::from_ref(schema) as usize;
+    RULE_TREES.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some((_, _, tree)) = cache
+            .iter()
+            .find(|(addr, copy, _)| *addr == address && copy == schema)
+        {
+            return Rc::clone(tree);
+        }
+        cache.retain(|(addr, _, _)| *addr != address);
+        if cache.len() >= RULE_TREE_CACHE_LIMIT {
+            cache.remove(0);
+        }
+        let tree = Rc::new(RuleTree::compile(schema));
+        cache.push((address, schema.clone(), Rc::clone(&tree)));
+        tree
+    })
 }
 
 /// The schema type as the apiserver prints it as the "value" of a CEL failure.
@@ -65,22 +161,6 @@ fn for_each_child(schema: &mut JSONSchemaProps, f: fn(&mut JSONSchemaProps)) {
     }
 }
 
-fn compiled_for(schema_json: &Value) -> Rc<CompiledSchema> {
-    let key = schema_json.to_string();
-    COMPILED.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if let Some(found) = cache.get(&key) {
-            return Rc::clone(found);
-        }
-        if cache.len() >= COMPILED_CACHE_LIMIT {
-            cache.clear();
-        }
-        let compiled = Rc::new(compile_schema(schema_json));
-        cache.insert(key, Rc::clone(&compiled));
-        compiled
-    })
-}
-
 /// Joins the node path with a rule's relative `fieldPath` (`.a.b` or `a.b`).
 fn join_field_path(path: &str, rule_path: &str) -> String {
     let rel = rule_path.strip_prefix('.').unwrap_or(rule_path);
@@ -96,20 +176,21 @@ fn join_field_path(path: &str, rule_path: &str) -> String {
 /// `value`, with `old` bound to `oldSelf` for transition rules.
 pub(crate) fn evaluate_node_rules(
     schema: &JSONSchemaProps,
+    tree: &RuleTree,
     value: &Value,
     old: Option<&Value>,
     path: &str,
 ) -> Vec<FieldError> {
-    let Some(rules) = schema
-        .x_kubernetes_validations
-        .as_ref()
-        .filter(|r| !r.is_empty())
-    else {
+    let Some(prepared) = tree.node.as_ref() else {
         return Vec::new();
     };
+    let rules = schema
+        .x_kubernetes_validations
+        .as_deref()
+        .unwrap_or_default();
     let type_value = Some(Value::String(schema_type(schema).to_string()));
-    let schema_json = match node_schema_json(schema) {
-        Ok(json) => json,
+    let compiled = match prepared {
+        Ok(compiled) => compiled,
         Err(e) => {
             return vec![FieldError::new(
                 path,
@@ -119,10 +200,9 @@ pub(crate) fn evaluate_node_rules(
             )];
         }
     };
-    let compiled = compiled_for(&schema_json);
     // The cel crate is young; a panic inside it must not take a request down.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        VALIDATOR.with(|v| v.validate_compiled(&compiled, value, old))
+        VALIDATOR.with(|v| v.validate_compiled(compiled, value, old))
     }));
     let failures: Vec<ValidationError> = match outcome {
         Ok(Ok(())) => return Vec::new(),
@@ -187,6 +267,34 @@ mod tests {
         serde_json::from_value(v).expect("test schema is valid")
     }
 
+    fn eval(
+        s: &JSONSchemaProps,
+        value: &Value,
+        old: Option<&Value>,
+        path: &str,
+    ) -> Vec<FieldError> {
+        evaluate_node_rules(s, &RuleTree::compile(s), value, old, path)
+    }
+
+    #[test]
+    fn rule_trees_leave_out_subtrees_without_rules() {
+        let s = schema(json!({
+            "type": "object",
+            "properties": {
+                "plain": {"type": "object", "properties": {"a": {"type": "string"}}},
+                "ruled": {"type": "array", "items": {"type": "integer", "x-kubernetes-validations": [{"rule": "self > 0"}]}}
+            }
+        }));
+        let tree = RuleTree::compile(&s);
+        assert!(tree.property("plain").is_none());
+        assert!(tree.property("ruled").and_then(RuleTree::items).is_some());
+        assert!(RuleTree::compile(&schema(json!({"type": "string"}))).is_empty());
+        assert!(
+            Rc::ptr_eq(&rule_tree_for(&s), &rule_tree_for(&s)),
+            "same schema, same compiled rules"
+        );
+    }
+
     #[test]
     fn failing_rule_reports_node_type_message_and_path() {
         let s = schema(json!({
@@ -194,15 +302,13 @@ mod tests {
             "properties": {"min": {"type": "integer"}, "max": {"type": "integer"}},
             "x-kubernetes-validations": [{"rule": "self.min <= self.max", "message": "min must not exceed max"}]
         }));
-        let errors = evaluate_node_rules(&s, &json!({"min": 5, "max": 1}), None, "spec.range");
+        let errors = eval(&s, &json!({"min": 5, "max": 1}), None, "spec.range");
         assert_eq!(errors.len(), 1);
         assert_eq!(
             errors[0].to_string(),
             "spec.range: Invalid value: \"object\": min must not exceed max"
         );
-        assert!(
-            evaluate_node_rules(&s, &json!({"min": 1, "max": 5}), None, "spec.range").is_empty()
-        );
+        assert!(eval(&s, &json!({"min": 1, "max": 5}), None, "spec.range").is_empty());
     }
 
     #[test]
@@ -212,7 +318,7 @@ mod tests {
             "properties": {"a": {"type": "integer", "x-kubernetes-validations": [{"rule": "self > 100"}]}},
             "x-kubernetes-validations": [{"rule": "has(self.a)"}]
         }));
-        assert!(evaluate_node_rules(&s, &json!({"a": 1}), None, "spec").is_empty());
+        assert!(eval(&s, &json!({"a": 1}), None, "spec").is_empty());
     }
 
     #[test]
@@ -225,11 +331,11 @@ mod tests {
                 {"rule": "self.replicas > 0"}
             ]
         }));
-        let errors = evaluate_node_rules(&s, &json!({"replicas": 20}), None, "spec");
+        let errors = eval(&s, &json!({"replicas": 20}), None, "spec");
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].path, "spec.replicas");
         assert_eq!(errors[0].kind, FieldErrorKind::Forbidden);
-        let errors = evaluate_node_rules(&s, &json!({"replicas": 0}), None, "spec");
+        let errors = eval(&s, &json!({"replicas": 0}), None, "spec");
         assert_eq!(errors[0].message, "failed rule: self.replicas > 0");
     }
 
@@ -239,8 +345,8 @@ mod tests {
             "type": "string",
             "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "task is immutable"}]
         }));
-        assert!(evaluate_node_rules(&s, &json!("regression"), None, "spec.task").is_empty());
-        let errors = evaluate_node_rules(
+        assert!(eval(&s, &json!("regression"), None, "spec.task").is_empty());
+        let errors = eval(
             &s,
             &json!("regression"),
             Some(&json!("classification")),
@@ -258,7 +364,7 @@ mod tests {
             "type": "integer",
             "x-kubernetes-validations": [{"rule": "self <= 5", "messageExpression": "'got ' + string(self) + ', want at most 5'"}]
         }));
-        let errors = evaluate_node_rules(&s, &json!(7), None, "spec.n");
+        let errors = eval(&s, &json!(7), None, "spec.n");
         assert_eq!(errors[0].message, "got 7, want at most 5");
     }
 
@@ -268,7 +374,7 @@ mod tests {
             "type": "object",
             "x-kubernetes-validations": [{"rule": "self.a >>> ("}]
         }));
-        let errors = evaluate_node_rules(&s, &json!({}), None, "spec");
+        let errors = eval(&s, &json!({}), None, "spec");
         assert_eq!(errors.len(), 1);
         assert!(
             errors[0].message.starts_with("rule compile error:"),

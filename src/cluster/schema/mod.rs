@@ -25,7 +25,81 @@ pub use table::{
 };
 pub use validation::{validate, validate_schema_definition};
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps,
+};
+
+/// One CRD version's structural schema with its CEL rules compiled once:
+/// keep one per served version and call [`CrdSchema::admit`] per write.
+#[derive(Debug)]
+pub struct CrdSchema {
+    schema: JSONSchemaProps,
+    rules: cel::RuleTree,
+}
+
+impl CrdSchema {
+    /// Compiles the CEL rules of `schema` (a rule that does not compile is
+    /// reported on each validation; see [`validate_schema_definition`]).
+    pub fn new(schema: JSONSchemaProps) -> Self {
+        let rules = cel::RuleTree::compile(&schema);
+        Self { schema, rules }
+    }
+
+    /// The schema of `version` of `crd`.
+    pub fn for_version(crd: &CustomResourceDefinition, version: &str) -> Result<Self, SchemaError> {
+        let crd_name = crd.metadata.name.clone().unwrap_or_default();
+        let found = crd
+            .spec
+            .versions
+            .iter()
+            .find(|v| v.name == version)
+            .ok_or_else(|| SchemaError::UnknownVersion {
+                crd: crd_name.clone(),
+                version: version.to_string(),
+                served: crd
+                    .spec
+                    .versions
+                    .iter()
+                    .map(|v| v.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        let schema = found
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.clone())
+            .ok_or_else(|| SchemaError::MissingSchema {
+                crd: crd_name,
+                version: version.to_string(),
+            })?;
+        Ok(Self::new(schema))
+    }
+
+    /// The structural schema.
+    pub fn schema(&self) -> &JSONSchemaProps {
+        &self.schema
+    }
+
+    /// [`validate`] with the precompiled rules.
+    pub fn validate(
+        &self,
+        obj: &serde_json::Value,
+        old: Option<&serde_json::Value>,
+    ) -> Vec<FieldError> {
+        validation::validate_with_rules(&self.schema, &self.rules, obj, old)
+    }
+
+    /// [`admit`] with the precompiled rules.
+    pub fn admit(
+        &self,
+        obj: &mut serde_json::Value,
+        old: Option<&serde_json::Value>,
+    ) -> Vec<FieldError> {
+        prune(&self.schema, obj);
+        apply_defaults(&self.schema, obj);
+        self.validate(obj, old)
+    }
+}
 
 /// What the apiserver does with a custom object on create or update, in its
 /// order: [`prune`], [`apply_defaults`], then [`validate`] (with ratcheting and
@@ -39,4 +113,42 @@ pub fn admit(
     prune(schema, obj);
     apply_defaults(schema, obj);
     validate(schema, obj, old)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn crd_schema_can_be_shared_across_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<CrdSchema>();
+    }
+
+    #[test]
+    fn crd_schema_admits_like_the_free_functions() {
+        let schema: JSONSchemaProps = serde_json::from_value(json!({
+            "type": "object",
+            "properties": {"spec": {"type": "object", "properties": {
+                "n": {"type": "integer", "default": 3, "x-kubernetes-validations": [{"rule": "self < 10", "message": "n too big"}]}
+            }}}
+        }))
+        .expect("valid schema");
+        let compiled = CrdSchema::new(schema.clone());
+        let mut obj = json!({"spec": {"junk": 1}});
+        assert!(compiled.admit(&mut obj, None).is_empty());
+        assert_eq!(obj, json!({"spec": {"n": 3}}));
+        let mut bad = json!({"spec": {"n": 12}});
+        let errors = compiled.admit(&mut bad, None);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            errors[0].to_string(),
+            "spec.n: Invalid value: \"integer\": n too big"
+        );
+        assert_eq!(
+            errors,
+            admit(&schema, &mut json!({"spec": {"n": 12}}), None)
+        );
+    }
 }

@@ -10,7 +10,7 @@ use regex::Regex;
 use serde_json::{Value, json};
 
 use super::{
-    cel::{compile_check, evaluate_node_rules},
+    cel::{RuleTree, compile_check, evaluate_node_rules, rule_tree_for},
     errors::{FieldError, FieldErrorKind, go_float, go_quote},
     structural::{additional_schema, items_schema},
 };
@@ -32,10 +32,20 @@ thread_local! {
 /// of the object that is unchanged from `old` is not re-validated, so objects
 /// stored before a schema was tightened can still be edited elsewhere.
 pub fn validate(schema: &JSONSchemaProps, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    validate_with_rules(schema, &rule_tree_for(schema), obj, old)
+}
+
+/// [`validate`] with the schema's CEL rules compiled beforehand.
+pub(crate) fn validate_with_rules(
+    schema: &JSONSchemaProps,
+    rules: &RuleTree,
+    obj: &Value,
+    old: Option<&Value>,
+) -> Vec<FieldError> {
     let mut errors = Vec::new();
     validate_node(schema, obj, old, "", &mut errors);
     // The apiserver runs the CEL rules as a second pass, after schema validation.
-    walk_rules(schema, obj, old, "", &mut errors);
+    walk_rules(schema, rules, obj, old, "", &mut errors);
     errors
 }
 
@@ -43,56 +53,49 @@ pub fn validate(schema: &JSONSchemaProps, obj: &Value, old: Option<&Value>) -> V
 /// the old object by field name, map key, or list-map key for `oldSelf`.
 fn walk_rules(
     schema: &JSONSchemaProps,
+    rules: &RuleTree,
     value: &Value,
     old: Option<&Value>,
     path: &str,
     errors: &mut Vec<FieldError>,
 ) {
     let unchanged = old.is_some_and(|o| json_equal(o, value));
-    if value.is_null() || unchanged || !has_expected_type(schema, value) {
+    if rules.is_empty() || value.is_null() || unchanged || !has_expected_type(schema, value) {
         return;
     }
-    errors.extend(evaluate_node_rules(schema, value, old, path));
+    errors.extend(evaluate_node_rules(schema, rules, value, old, path));
     match value {
         Value::Object(map) => {
             let properties = schema.properties.as_ref();
             for (key, child_schema) in properties.into_iter().flatten() {
-                if let Some(child) = map.get(key) {
+                if let (Some(child), Some(child_rules)) = (map.get(key), rules.property(key)) {
                     let old_child = old.and_then(|o| o.get(key));
-                    walk_rules(
-                        child_schema,
-                        child,
-                        old_child,
-                        &child_path(path, key),
-                        errors,
-                    );
+                    let at = child_path(path, key);
+                    walk_rules(child_schema, child_rules, child, old_child, &at, errors);
                 }
             }
-            if let Some(values) = additional_schema(schema) {
+            if let (Some(values), Some(value_rules)) =
+                (additional_schema(schema), rules.additional())
+            {
                 for (key, child) in map {
                     if properties.is_some_and(|p| p.contains_key(key)) {
                         continue;
                     }
                     let old_child = old.and_then(|o| o.get(key));
-                    walk_rules(values, child, old_child, &child_path(path, key), errors);
+                    let at = child_path(path, key);
+                    walk_rules(values, value_rules, child, old_child, &at, errors);
                 }
             }
         }
         Value::Array(items) => {
-            let Some(item_schema) = items_schema(schema) else {
+            let (Some(item_schema), Some(item_rules)) = (items_schema(schema), rules.items())
+            else {
                 return;
             };
-            let map_keys = schema.x_kubernetes_list_map_keys.as_deref().unwrap_or(&[]);
-            let correlates =
-                schema.x_kubernetes_list_type.as_deref() == Some("map") && !map_keys.is_empty();
-            let old_items = old.and_then(Value::as_array).filter(|_| correlates);
             for (i, item) in items.iter().enumerate() {
-                // Only map lists correlate old and new items (by key), as in the apiserver.
-                let old_item = old_items.and_then(|olds| {
-                    olds.iter()
-                        .find(|o| map_keys.iter().all(|k| o.get(k) == item.get(k)))
-                });
-                walk_rules(item_schema, item, old_item, &index_path(path, i), errors);
+                let old_item = correlated_item(schema, item, old);
+                let at = index_path(path, i);
+                walk_rules(item_schema, item_rules, item, old_item, &at, errors);
             }
         }
         _ => {}

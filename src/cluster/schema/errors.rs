@@ -97,6 +97,16 @@ impl FieldError {
         }
     }
 
+    /// The path as the apiserver prints it; the object itself (a rule on the
+    /// root schema) prints as `<nil>`, like Go's nil `field.Path`.
+    pub fn field(&self) -> &str {
+        if self.path.is_empty() {
+            "<nil>"
+        } else {
+            &self.path
+        }
+    }
+
     /// The message without the path, as `StatusCause.message` carries it:
     /// `Invalid value: 0: spec.training.epochs in body should be ...`.
     pub fn body(&self) -> String {
@@ -117,7 +127,7 @@ impl FieldError {
 
 impl std::fmt::Display for FieldError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.path, self.body())
+        write!(f, "{}: {}", self.field(), self.body())
     }
 }
 
@@ -224,7 +234,7 @@ pub fn invalid_status(group: &str, kind: &str, name: &str, errors: &[FieldError]
             json!({
                 "reason": e.kind.cause_type(),
                 "message": e.body(),
-                "field": e.path,
+                "field": e.field(),
             })
         })
         .collect();
@@ -349,6 +359,22 @@ mod tests {
             "ConfigMap \"c\" is invalid: metadata.name: Required value"
         );
         assert!(s["details"].get("group").is_none());
+    }
+
+    #[test]
+    fn root_errors_print_a_nil_path_like_go() {
+        let e = FieldError::new(
+            "",
+            FieldErrorKind::Invalid,
+            Some(json!("object")),
+            "name must start with a",
+        );
+        assert_eq!(
+            e.to_string(),
+            "<nil>: Invalid value: \"object\": name must start with a"
+        );
+        let s = invalid_status("g", "K", "n", &[e]);
+        assert_eq!(s["details"]["causes"][0]["field"], "<nil>");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 mod cel;
 mod errors;
 mod jsonpath;
+mod meta;
 mod openapi;
 mod structural;
 mod table;
@@ -17,6 +18,7 @@ mod validation;
 
 pub use errors::{FieldError, FieldErrorKind, SchemaError, invalid_status};
 pub use jsonpath::{JsonPath, JsonPathError};
+pub use meta::validate_object_meta;
 pub use openapi::openapi_v3_for_crd;
 pub use structural::{apply_defaults, prune};
 pub use table::{

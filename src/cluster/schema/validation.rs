@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::{
     cel::{RuleTree, compile_check, evaluate_node_rules, rule_tree_for},
     errors::{FieldError, FieldErrorKind, go_float, go_quote},
+    meta::check_embedded,
     structural::{additional_schema, items_schema},
 };
 
@@ -540,6 +541,9 @@ fn check_object(
     path: &str,
     errors: &mut Vec<FieldError>,
 ) {
+    if schema.x_kubernetes_embedded_resource == Some(true) {
+        check_embedded(map, path, errors);
+    }
     for name in schema.required.iter().flatten() {
         if !map.contains_key(name) {
             errors.push(FieldError::new(

@@ -661,12 +661,42 @@ fn check_branches(
 
 /// Checks a CRD's schema itself, as the apiserver does when the CRD is
 /// created: every `type` is known, every `pattern` compiles, and every CEL
-/// `rule` and `messageExpression` compiles. `base` is where the schema sits,
-/// e.g. `spec.versions[0].schema.openAPIV3Schema`.
+/// `rule` and `messageExpression` compiles, every field states its type (the
+/// structural-schema rule), the root is an object, and every `default` is
+/// valid against its own schema. `base` is where the schema sits, e.g.
+/// `spec.versions[0].schema.openAPIV3Schema`.
 pub fn validate_schema_definition(schema: &JSONSchemaProps, base: &str) -> Vec<FieldError> {
     let mut errors = Vec::new();
+    if schema.type_.as_deref() != Some("object") {
+        errors.push(FieldError::new(
+            format!("{base}.type"),
+            FieldErrorKind::Invalid,
+            Some(json!(schema.type_.clone().unwrap_or_default())),
+            "must be object",
+        ));
+    }
     check_definition(schema, base, &mut errors);
     errors
+}
+
+/// Structural schemas name a type for every field and list item, unless the
+/// node is int-or-string or keeps unknown fields.
+fn check_type_stated(
+    schema: &JSONSchemaProps,
+    path: &str,
+    what: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    let exempt = schema.x_kubernetes_int_or_string == Some(true)
+        || schema.x_kubernetes_preserve_unknown_fields == Some(true);
+    if schema.type_.as_deref().is_none_or(str::is_empty) && !exempt {
+        errors.push(FieldError::new(
+            format!("{path}.type"),
+            FieldErrorKind::Required,
+            None,
+            format!("must not be empty for specified {what}"),
+        ));
+    }
 }
 
 fn check_definition(schema: &JSONSchemaProps, path: &str, errors: &mut Vec<FieldError>) {
@@ -713,14 +743,34 @@ fn check_definition(schema: &JSONSchemaProps, path: &str, errors: &mut Vec<Field
             ));
         }
     }
+    if let Some(default) = schema.default.as_ref() {
+        let mut pruned = default.0.clone();
+        super::structural::prune(schema, &mut pruned);
+        let at = format!("{path}.default");
+        if pruned != default.0 {
+            errors.push(FieldError::new(
+                at.clone(),
+                FieldErrorKind::Invalid,
+                Some(default.0.clone()),
+                "must not have unknown fields",
+            ));
+        }
+        validate_node(schema, &pruned, None, &at, errors);
+    }
     for (name, child) in schema.properties.iter().flatten() {
-        check_definition(child, &format!("{path}.properties[{name}]"), errors);
+        let at = format!("{path}.properties[{name}]");
+        check_type_stated(child, &at, "object fields", errors);
+        check_definition(child, &at, errors);
     }
     if let Some(item) = items_schema(schema) {
-        check_definition(item, &format!("{path}.items"), errors);
+        let at = format!("{path}.items");
+        check_type_stated(item, &at, "array items", errors);
+        check_definition(item, &at, errors);
     }
     if let Some(values) = additional_schema(schema) {
-        check_definition(values, &format!("{path}.additionalProperties"), errors);
+        let at = format!("{path}.additionalProperties");
+        check_type_stated(values, &at, "object fields", errors);
+        check_definition(values, &at, errors);
     }
     for (keyword, branches) in [
         ("allOf", &schema.all_of),
@@ -1162,5 +1212,38 @@ mod tests {
             "x-kubernetes-validations": [{"rule": "self > 0"}]}}}),
         );
         assert!(validate_schema_definition(&fine, "x").is_empty());
+    }
+
+    #[test]
+    fn schema_definition_requires_types_and_valid_defaults() {
+        let s = schema(json!({
+            "type": "object",
+            "properties": {
+                "untyped": {"properties": {}},
+                "list": {"type": "array", "items": {"minimum": 1}},
+                "free": {"x-kubernetes-preserve-unknown-fields": true},
+                "port": {"x-kubernetes-int-or-string": true},
+                "epochs": {"type": "integer", "minimum": 1, "default": 0},
+                "opts": {"type": "object", "properties": {"a": {"type": "string"}}, "default": {"a": "x", "b": 1}}
+            }
+        }));
+        let errors: Vec<String> = validate_schema_definition(&s, "s")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            errors,
+            vec![
+                "s.properties[epochs].default: Invalid value: 0: s.properties[epochs].default in body should be greater than or equal to 1",
+                "s.properties[list].items.type: Required value: must not be empty for specified array items",
+                "s.properties[opts].default: Invalid value: {\"a\":\"x\",\"b\":1}: must not have unknown fields",
+                "s.properties[untyped].type: Required value: must not be empty for specified object fields",
+            ]
+        );
+        let not_object = schema(json!({"type": "array"}));
+        assert_eq!(
+            validate_schema_definition(&not_object, "s")[0].to_string(),
+            "s.type: Invalid value: \"array\": must be object"
+        );
     }
 }

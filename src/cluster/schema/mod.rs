@@ -20,7 +20,7 @@ pub use errors::{FieldError, FieldErrorKind, SchemaError, invalid_status};
 pub use jsonpath::{JsonPath, JsonPathError};
 pub use meta::validate_object_meta;
 pub use openapi::openapi_v3_for_crd;
-pub use structural::{apply_defaults, prune};
+pub use structural::{apply_defaults, prune, unknown_fields};
 pub use table::{
     IncludeObject, builtin_columns, crd_columns, human_duration, table, table_at,
     table_with_options,

@@ -34,53 +34,116 @@ fn preserves_unknown(schema: &JSONSchemaProps) -> bool {
         )
 }
 
+/// The fields ObjectMeta has; anything else under `metadata` is dropped.
+const OBJECT_META_FIELDS: [&str; 15] = [
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+];
+
 /// Drops fields the schema does not declare, as the apiserver does before
 /// validating: `apiVersion`, `kind` and `metadata` of the object (and of any
-/// `x-kubernetes-embedded-resource`) stay, and `x-kubernetes-preserve-unknown-fields`
-/// keeps unknown fields at that level while known ones are still pruned below.
+/// `x-kubernetes-embedded-resource`) stay, `metadata` keeps only ObjectMeta's
+/// fields, and `x-kubernetes-preserve-unknown-fields` keeps unknown fields at
+/// that level while known ones are still pruned below.
 pub fn prune(schema: &JSONSchemaProps, obj: &mut Value) {
-    prune_node(schema, obj, true);
+    prune_node(schema, obj, true, "", &mut None);
 }
 
-fn prune_node(schema: &JSONSchemaProps, value: &mut Value, keeps_envelope: bool) {
+/// The paths [`prune`] would drop, sorted, e.g. `spec.training.epoch`, so a server can
+/// answer `fieldValidation=Strict` (400 `unknown field "spec.training.epoch"`)
+/// or `Warn` (a `Warning` header per field) as the apiserver does.
+pub fn unknown_fields(schema: &JSONSchemaProps, obj: &Value) -> Vec<String> {
+    let mut copy = obj.clone();
+    let mut found = Some(Vec::new());
+    prune_node(schema, &mut copy, true, "", &mut found);
+    let mut paths = found.unwrap_or_default();
+    paths.sort();
+    paths
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn prune_node(
+    schema: &JSONSchemaProps,
+    value: &mut Value,
+    keeps_envelope: bool,
+    path: &str,
+    dropped: &mut Option<Vec<String>>,
+) {
     match value {
         Value::Object(map) => {
             let properties = schema.properties.as_ref();
             let additional = additional_schema(schema);
             if !preserves_unknown(schema) && additional.is_none() {
                 map.retain(|key, _| {
-                    (keeps_envelope && OBJECT_ENVELOPE.contains(&key.as_str()))
-                        || properties.is_some_and(|p| p.contains_key(key))
+                    let keep = (keeps_envelope && OBJECT_ENVELOPE.contains(&key.as_str()))
+                        || properties.is_some_and(|p| p.contains_key(key));
+                    if !keep && let Some(list) = dropped.as_mut() {
+                        list.push(join(path, key));
+                    }
+                    keep
                 });
             }
             for (key, child) in map.iter_mut() {
+                let at = join(path, key);
                 if keeps_envelope && OBJECT_ENVELOPE.contains(&key.as_str()) {
-                    // metadata is ObjectMeta, owned by the apiserver, unless the schema describes it.
-                    if let Some(child_schema) = properties.and_then(|p| p.get(key))
-                        && key != "metadata"
-                    {
-                        prune_node(child_schema, child, false);
+                    if key == "metadata" {
+                        prune_object_meta(child, &at, dropped);
+                    } else if let Some(child_schema) = properties.and_then(|p| p.get(key)) {
+                        prune_node(child_schema, child, false, &at, dropped);
                     }
                     continue;
                 }
                 if let Some(child_schema) = properties.and_then(|p| p.get(key)) {
                     let embedded = child_schema.x_kubernetes_embedded_resource == Some(true);
-                    prune_node(child_schema, child, embedded);
+                    prune_node(child_schema, child, embedded, &at, dropped);
                 } else if let Some(values) = additional {
                     let embedded = values.x_kubernetes_embedded_resource == Some(true);
-                    prune_node(values, child, embedded);
+                    prune_node(values, child, embedded, &at, dropped);
                 }
             }
         }
         Value::Array(items) => {
             if let Some(item_schema) = items_schema(schema) {
                 let embedded = item_schema.x_kubernetes_embedded_resource == Some(true);
-                for item in items {
-                    prune_node(item_schema, item, embedded);
+                for (i, item) in items.iter_mut().enumerate() {
+                    let at = format!("{path}[{i}]");
+                    prune_node(item_schema, item, embedded, &at, dropped);
                 }
             }
         }
         _ => {}
+    }
+}
+
+fn prune_object_meta(meta: &mut Value, path: &str, dropped: &mut Option<Vec<String>>) {
+    if let Value::Object(map) = meta {
+        map.retain(|key, _| {
+            let keep = OBJECT_META_FIELDS.contains(&key.as_str());
+            if !keep && let Some(list) = dropped.as_mut() {
+                list.push(join(path, key));
+            }
+            keep
+        });
     }
 }
 
@@ -156,6 +219,38 @@ mod tests {
                 "spec": {"epochs": 3}
             })
         );
+    }
+
+    #[test]
+    fn metadata_keeps_only_object_meta_fields() {
+        let s = schema(json!({"type": "object", "properties": {}}));
+        let mut obj = json!({"metadata": {"name": "m", "labels": {"a": "b"}, "colour": "red"}});
+        prune(&s, &mut obj);
+        assert_eq!(
+            obj,
+            json!({"metadata": {"name": "m", "labels": {"a": "b"}}})
+        );
+    }
+
+    #[test]
+    fn unknown_fields_lists_what_prune_drops_with_paths() {
+        let s = schema(json!({
+            "type": "object",
+            "properties": {"spec": {"type": "object", "properties": {
+                "steps": {"type": "array", "items": {"type": "object", "properties": {"weight": {"type": "integer"}}}},
+                "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+            }}}
+        }));
+        let obj = json!({
+            "apiVersion": "v", "kind": "K", "metadata": {"name": "m", "bogus": 1},
+            "spec": {"epoch": 3, "steps": [{"weight": 1}, {"weight": 2, "pause": "1m"}], "extra": {"free": true}},
+            "top": 1
+        });
+        assert_eq!(
+            unknown_fields(&s, &obj),
+            vec!["metadata.bogus", "spec.epoch", "spec.steps[1].pause", "top"]
+        );
+        assert!(unknown_fields(&s, &json!({"spec": {"steps": []}})).is_empty());
     }
 
     #[test]

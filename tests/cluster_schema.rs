@@ -294,6 +294,14 @@ fn openapi_document_names_the_kind_for_kubectl() {
         doc["paths"]["/apis/driftline.dev/v1alpha1/namespaces/{namespace}/models/{name}/status"]
             .is_object()
     );
+    let post = &doc["paths"]["/apis/driftline.dev/v1alpha1/namespaces/{namespace}/models"]["post"];
+    let params: Vec<&str> = post["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(params.contains(&"fieldValidation"), "{params:?}");
     let err = openapi_v3_for_crd(&crd, "v2").expect_err("unknown version");
     assert!(err.to_string().contains("has no version `v2`"), "{err}");
 }

@@ -194,7 +194,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn expect(&mut self, c: char) -> Result<(), JsonPathError> {
+    fn consume(&mut self, c: char) -> Result<(), JsonPathError> {
         self.skip_spaces();
         if self.bump() == Some(c) {
             Ok(())
@@ -214,10 +214,10 @@ impl<'a> Parser<'a> {
             Some('\'' | '"') => Step::Field(self.quoted()?),
             Some('?') => {
                 self.pos += 1;
-                self.expect('(')?;
+                self.consume('(')?;
                 self.skip_spaces();
                 let filter = self.filter()?;
-                self.expect(')')?;
+                self.consume(')')?;
                 Step::Filter(filter)
             }
             _ => {
@@ -238,7 +238,7 @@ impl<'a> Parser<'a> {
                 }
             }
         };
-        self.expect(']')?;
+        self.consume(']')?;
         Ok(step)
     }
 

@@ -104,11 +104,18 @@ pub fn openapi_v3_for_crd(
     let list_ref = json!({"$ref": format!("#/components/schemas/{list_name}")});
     let content = |schema: &Value| json!({"application/json": {"schema": schema}});
     let gvk = json!({"group": group, "version": version, "kind": kind});
+    // kubectl looks for `fieldValidation` to know the server validates fields itself.
+    let parameters = json!([
+        {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+        {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+        {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+    ]);
     let operation = |verb: &str, action: &str, body: &Value| {
         json!({
             "operationId": format!("{verb}{kind}"),
             "x-kubernetes-action": action,
             "x-kubernetes-group-version-kind": gvk,
+            "parameters": parameters,
             "responses": {"200": {"description": "OK", "content": content(body)}},
         })
     };

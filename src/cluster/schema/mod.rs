@@ -23,7 +23,7 @@ pub use openapi::openapi_v3_for_crd;
 pub use structural::{apply_defaults, prune, unknown_fields};
 pub use table::{
     IncludeObject, builtin_columns, crd_columns, human_duration, table, table_at,
-    table_with_options,
+    table_with_options, validate_printer_columns,
 };
 pub use validation::{validate, validate_schema_definition};
 

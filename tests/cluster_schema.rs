@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use driftline::cluster::schema::{
     self, FieldErrorKind, crd_columns, invalid_status, openapi_v3_for_crd, table_at, validate,
-    validate_schema_definition,
+    validate_crd, validate_schema_definition,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps,
@@ -304,4 +304,32 @@ fn openapi_document_names_the_kind_for_kubectl() {
     assert!(params.contains(&"fieldValidation"), "{params:?}");
     let err = openapi_v3_for_crd(&crd, "v2").expect_err("unknown version");
     assert!(err.to_string().contains("has no version `v2`"), "{err}");
+}
+
+#[test]
+fn a_crd_with_a_broken_rule_or_column_is_rejected_with_paths() {
+    assert!(validate_crd(&model_crd()).is_empty());
+    let broken = MODEL_CRD
+        .replace("rule: self.weight <= 100", "rule: self.weight <= (")
+        .replace("jsonPath: .status.champion", "jsonPath: status.champion");
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&broken).expect("still YAML");
+    let errors = validate_crd(&crd);
+    let fields: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        fields,
+        vec![
+            "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[rollout].properties[steps].items.x-kubernetes-validations[0].rule",
+            "spec.versions[0].additionalPrinterColumns[1].jsonPath",
+        ]
+    );
+    let status = invalid_status(
+        "apiextensions.k8s.io",
+        "CustomResourceDefinition",
+        "models.driftline.dev",
+        &errors,
+    );
+    assert_eq!(status["code"], 422);
+    assert!(status["message"].as_str().unwrap_or_default().starts_with(
+        "CustomResourceDefinition.apiextensions.k8s.io \"models.driftline.dev\" is invalid: ["
+    ));
 }

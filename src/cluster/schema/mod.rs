@@ -31,6 +31,39 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps,
 };
 
+/// Everything [`validate_schema_definition`] and [`validate_printer_columns`]
+/// find in every version of a CRD, with field paths from the CRD's root, so a
+/// CRD create or update can be answered with [`invalid_status`].
+pub fn validate_crd(crd: &CustomResourceDefinition) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for (i, version) in crd.spec.versions.iter().enumerate() {
+        let base = format!("spec.versions[{i}]");
+        match version
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+        {
+            Some(schema) => errors.extend(validate_schema_definition(
+                schema,
+                &format!("{base}.schema.openAPIV3Schema"),
+            )),
+            None => errors.push(FieldError::new(
+                format!("{base}.schema.openAPIV3Schema"),
+                FieldErrorKind::Required,
+                None,
+                "schemas are required",
+            )),
+        }
+        if let Some(columns) = version.additional_printer_columns.as_deref() {
+            errors.extend(validate_printer_columns(
+                columns,
+                &format!("{base}.additionalPrinterColumns"),
+            ));
+        }
+    }
+    errors
+}
+
 /// One CRD version's structural schema with its CEL rules compiled once:
 /// keep one per served version and call [`CrdSchema::admit`] per write.
 #[derive(Debug)]

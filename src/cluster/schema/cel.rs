@@ -106,6 +106,11 @@ pub(crate) fn rule_tree_for(schema: &JSONSchemaProps) -> Rc<RuleTree> {
         {
             return Rc::clone(tree);
         }
+        // A caller that clones its schema per request still finds it by content.
+        if let Some(entry) = cache.iter_mut().find(|(_, copy, _)| copy == schema) {
+            entry.0 = address;
+            return Rc::clone(&entry.2);
+        }
         cache.retain(|(addr, _, _)| *addr != address);
         if cache.len() >= RULE_TREE_CACHE_LIMIT {
             cache.remove(0);
@@ -292,6 +297,11 @@ mod tests {
         assert!(
             Rc::ptr_eq(&rule_tree_for(&s), &rule_tree_for(&s)),
             "same schema, same compiled rules"
+        );
+        let copy = s.clone();
+        assert!(
+            Rc::ptr_eq(&rule_tree_for(&s), &rule_tree_for(&copy)),
+            "a clone is found by content"
         );
     }
 

@@ -333,3 +333,28 @@ fn a_crd_with_a_broken_rule_or_column_is_rejected_with_paths() {
         "CustomResourceDefinition.apiextensions.k8s.io \"models.driftline.dev\" is invalid: ["
     ));
 }
+
+#[test]
+fn a_compiled_crd_schema_gives_the_same_answers() {
+    let crd = model_crd();
+    let compiled = schema::CrdSchema::for_version(&crd, "v1alpha1").expect("served version");
+    let mut good = wine();
+    assert!(compiled.admit(&mut good, None).is_empty());
+    assert_eq!(good["spec"]["training"]["epochs"], 20);
+    let mut bad = wine();
+    bad["spec"]["rollout"]["steps"][0]["weight"] = json!(150);
+    let errors: Vec<String> = compiled
+        .admit(&mut bad, None)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        errors,
+        vec![r#"spec.rollout.steps[0]: Invalid value: "object": weight 150 is over 100"#]
+    );
+    let err = schema::CrdSchema::for_version(&crd, "v1").expect_err("not served");
+    assert_eq!(
+        err.to_string(),
+        "CustomResourceDefinition `models.driftline.dev` has no version `v1`; it serves: v1alpha1"
+    );
+}

@@ -164,14 +164,34 @@ pub enum SchemaError {
 }
 
 /// Prints a value as Go's `field.Error` does: numbers and booleans bare,
-/// strings quoted, anything else as JSON.
+/// strings quoted, lists and maps with `%#v` as unstructured data prints.
 pub(crate) fn go_value(value: &Value) -> String {
     match value {
         Value::Null => "null".to_string(),
+        other => go_sharp_v(other),
+    }
+}
+
+/// Go's `%#v` of a value decoded into `interface{}`.
+fn go_sharp_v(value: &Value) -> String {
+    match value {
+        Value::Null => "interface {}(nil)".to_string(),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => go_number(n),
         Value::String(s) => go_quote(s),
-        other => other.to_string(),
+        Value::Array(items) => {
+            let parts: Vec<String> = items.iter().map(go_sharp_v).collect();
+            format!("[]interface {{}}{{{}}}", parts.join(", "))
+        }
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", go_quote(k), go_sharp_v(&map[k])))
+                .collect();
+            format!("map[string]interface {{}}{{{}}}", parts.join(", "))
+        }
     }
 }
 
@@ -312,6 +332,11 @@ mod tests {
         assert_eq!(go_value(&json!(true)), "true");
         assert_eq!(go_float(0.00001), "1e-05");
         assert_eq!(go_float(1e22), "1e+22");
+        assert_eq!(go_value(&json!([])), "[]interface {}{}");
+        assert_eq!(
+            go_value(&json!({"b": [1, "x"], "a": null})),
+            r#"map[string]interface {}{"a":interface {}(nil), "b":[]interface {}{1, "x"}}"#
+        );
     }
 
     #[test]

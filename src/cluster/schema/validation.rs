@@ -486,7 +486,7 @@ fn check_array(
         errors.push(FieldError::new(
             path,
             FieldErrorKind::Invalid,
-            Some(value.clone()),
+            Some(json!(len)),
             format!("{path} in body should have at least {min} items"),
         ));
     }
@@ -572,7 +572,7 @@ fn check_object(
         errors.push(FieldError::new(
             path,
             FieldErrorKind::Invalid,
-            Some(Value::Object(map.clone())),
+            Some(json!(count)),
             format!("{path} in body should have at least {min} properties"),
         ));
     }
@@ -1027,7 +1027,7 @@ mod tests {
         assert_eq!(
             messages(&s, json!({"spec": {"rollout": {"steps": []}}})),
             vec![
-                "spec.rollout.steps: Invalid value: []: spec.rollout.steps in body should have at least 1 items"
+                "spec.rollout.steps: Invalid value: 0: spec.rollout.steps in body should have at least 1 items"
             ]
         );
     }
@@ -1049,7 +1049,7 @@ mod tests {
                 &s,
                 json!({"spec": {"f": [{"name": "a", "v": 1}, {"name": "a", "v": 2}]}})
             ),
-            vec![r#"spec.f[1]: Duplicate value: {"name":"a"}"#]
+            vec![r#"spec.f[1]: Duplicate value: map[string]interface {}{"name":"a"}"#]
         );
     }
 
@@ -1236,7 +1236,7 @@ mod tests {
             vec![
                 "s.properties[epochs].default: Invalid value: 0: s.properties[epochs].default in body should be greater than or equal to 1",
                 "s.properties[list].items.type: Required value: must not be empty for specified array items",
-                "s.properties[opts].default: Invalid value: {\"a\":\"x\",\"b\":1}: must not have unknown fields",
+                "s.properties[opts].default: Invalid value: map[string]interface {}{\"a\":\"x\", \"b\":1}: must not have unknown fields",
                 "s.properties[untyped].type: Required value: must not be empty for specified object fields",
             ]
         );

@@ -251,7 +251,7 @@ fn validate_node(
     match value {
         Value::Number(n) => check_number(schema, value, n, path, errors),
         Value::String(s) => check_string(schema, value, s, path, errors),
-        Value::Array(items) => check_array(schema, value, items, old, path, errors),
+        Value::Array(items) => check_array(schema, items, old, path, errors),
         Value::Object(map) => check_object(schema, map, old, path, errors),
         _ => {}
     }
@@ -462,7 +462,6 @@ fn string_has_format(format: &str, s: &str) -> bool {
 
 fn check_array(
     schema: &JSONSchemaProps,
-    value: &Value,
     items: &[Value],
     old: Option<&Value>,
     path: &str,

@@ -5,7 +5,15 @@
 //! these in its request path and the tests drive them with small JSON schemas.
 //! The order the real kube-apiserver uses for a create or update is:
 //! [`prune`] → [`apply_defaults`] → [`validate`] (which includes the CEL rules)
-//! → on failure [`invalid_status`] (422).
+//! → on failure [`invalid_status`] (422). [`admit`] does the first three;
+//! [`CrdSchema`] does the same with the CEL rules compiled once per version.
+//!
+//! - Writing a CRD: [`validate_crd`] (schema shape, patterns, CEL compiles,
+//!   defaults, printer columns).
+//! - `fieldValidation=Strict|Warn`: [`unknown_fields`] lists what pruning drops.
+//! - Every object: [`validate_object_meta`] (name, namespace, labels).
+//! - `kubectl get`: [`crd_columns`] / [`builtin_columns`] then [`table`].
+//! - `/openapi/v3/apis/{group}/{version}`: [`openapi_v3_for_crd`].
 
 mod cel;
 mod errors;

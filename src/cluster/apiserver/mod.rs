@@ -146,7 +146,29 @@ impl ApiServer {
     }
 }
 
-/// Validates, defaults and prunes a custom object against its CRD schema.
-fn schema_hook(_ty: &ResourceType, _obj: &mut Value, _old: Option<&Value>) -> Result<(), ApiError> {
-    Ok(())
+/// Admission of every write: object metadata is checked for all kinds; custom
+/// objects are pruned, defaulted and validated (CEL included) against their
+/// CRD version's schema. Failures are the 422 a real API server sends.
+fn schema_hook(ty: &ResourceType, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let mut errors = crate::cluster::schema::validate_object_meta(
+        obj.get("metadata").unwrap_or(&Value::Null),
+        "metadata",
+    );
+    if let Some(admission) = &ty.admission {
+        errors.extend(admission.admit(obj, old));
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let status = crate::cluster::schema::invalid_status(&ty.group, &ty.kind, name, &errors);
+    let message = status
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("invalid object")
+        .to_string();
+    Err(ApiError::Invalid { message, status })
 }

@@ -262,13 +262,22 @@ async fn dispatch(
             if want_table {
                 return Ok(json_response(
                     StatusCode::OK,
-                    &table::render(&ty, &[out], json!({}), true),
+                    &table::render(
+                        &ty,
+                        &[out],
+                        json!({}),
+                        query
+                            .get("includeObject")
+                            .map(String::as_str)
+                            .unwrap_or("Metadata"),
+                    ),
                 ));
             }
             Ok(json_response(StatusCode::OK, &out))
         }
         ("POST", None) => {
             let obj = storage_form(&ty, parse_body(headers, &body)?);
+            let warnings = field_validation(&ty, query, &obj)?;
             let manager = field_manager(headers, query);
             let created = shared.write(|s| {
                 objects::create(
@@ -280,10 +289,14 @@ async fn dispatch(
                     schema_hook,
                 )
             })?;
-            Ok(json_response(StatusCode::CREATED, &present(&ty, &created)))
+            Ok(with_warnings(
+                json_response(StatusCode::CREATED, &present(&ty, &created)),
+                &warnings,
+            ))
         }
         ("PUT", Some(name)) => {
             let obj = storage_form(&ty, parse_body(headers, &body)?);
+            let warnings = field_validation(&ty, query, &obj)?;
             let manager = field_manager(headers, query);
             let ns = p.namespace.clone().unwrap_or_default();
             let updated = shared.write(|s| {
@@ -305,7 +318,10 @@ async fn dispatch(
                 }
                 objects::update(s, &sty, &old, obj, status_write, Ownership::Update(&manager), schema_hook)
             })?;
-            Ok(json_response(StatusCode::OK, &present(&ty, &updated)))
+            Ok(with_warnings(
+                json_response(StatusCode::OK, &present(&ty, &updated)),
+                &warnings,
+            ))
         }
         ("PATCH", Some(name)) => {
             patch_object(shared, headers, query, &ty, &p, name, &body, status_write)
@@ -376,6 +392,58 @@ async fn dispatch(
         }
         _ => Err(ApiError::MethodNotAllowed),
     }
+}
+
+/// Unknown fields of a custom object body under `fieldValidation`: Strict is a
+/// 400, Warn (the default) and Ignore prune them; Warn reports each in a header.
+fn field_validation(
+    ty: &ResourceType,
+    query: &HashMap<String, String>,
+    body: &Value,
+) -> Result<Vec<String>, ApiError> {
+    let Some(admission) = &ty.admission else {
+        return Ok(vec![]);
+    };
+    let mode = query
+        .get("fieldValidation")
+        .map(String::as_str)
+        .unwrap_or("Warn");
+    if mode == "Ignore" {
+        return Ok(vec![]);
+    }
+    let unknown = crate::cluster::schema::unknown_fields(admission.schema(), body);
+    if unknown.is_empty() {
+        return Ok(vec![]);
+    }
+    let listed: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    if mode == "Strict" {
+        let name = body
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        return Err(ApiError::BadRequest(format!(
+            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {} (object `{name}`)",
+            ty.kind,
+            ty.version,
+            ty.kind,
+            listed.join(", ")
+        )));
+    }
+    Ok(listed)
+}
+
+/// Adds one `Warning` header per message, as the API server does.
+fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = format!("299 - {}", Value::String(w.clone()));
+        if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+            resp.headers_mut().append("warning", v);
+        }
+    }
+    resp
 }
 
 /// The manager a write is recorded under.
@@ -472,6 +540,7 @@ fn patch_object(
     let ns = p.namespace.clone().unwrap_or_default();
     let sty = storage_type(shared, ty);
     let conv = |v: Value| storage_form(ty, v);
+    let mut warnings = Vec::new();
     let (result, created) = match ct.as_str() {
         "application/apply-patch+yaml" => {
             if !query.contains_key("fieldManager") {
@@ -480,6 +549,7 @@ fn patch_object(
                 ));
             }
             let mut config = conv(parse_yaml(body)?);
+            warnings = field_validation(ty, query, &config)?;
             if config.get("apiVersion").is_none() || config.get("kind").is_none() {
                 return Err(ApiError::BadRequest(
                     "apply configuration must set apiVersion and kind (server-side apply needs the full type)".into(),
@@ -547,6 +617,9 @@ fn patch_object(
                 });
             }
             let patch_body = parse_json(body)?;
+            if ct != "application/json-patch+json" {
+                warnings = field_validation(ty, query, &patch_body)?;
+            }
             shared.write(|s| {
                 let old = s
                     .get(&sty.storage_key(), &ns, name)
@@ -587,7 +660,10 @@ fn patch_object(
     } else {
         StatusCode::OK
     };
-    Ok(json_response(code, &present(ty, &result)))
+    Ok(with_warnings(
+        json_response(code, &present(ty, &result)),
+        &warnings,
+    ))
 }
 
 /// A patch carrying metadata.resourceVersion is a precondition.
@@ -683,7 +759,10 @@ fn list(
     }
     if want_table {
         let objs: Vec<Value> = items.iter().map(|o| present(ty, o)).collect();
-        let include = !query.get("includeObject").is_some_and(|v| v == "None");
+        let include = query
+            .get("includeObject")
+            .map(String::as_str)
+            .unwrap_or("Metadata");
         return Ok(json_response(
             StatusCode::OK,
             &table::render(ty, &objs, meta, include),
@@ -766,6 +845,10 @@ fn watch(
         None => None,
     };
     let ty = ty.clone();
+    let include = query
+        .get("includeObject")
+        .cloned()
+        .unwrap_or_else(|| "Metadata".into());
     let (initial, start) = {
         let store = shared.store();
         match from {
@@ -789,7 +872,7 @@ fn watch(
         let mut first_table = true;
         let mut line = |event: &str, obj: &Value| -> Bytes {
             let object = if want_table && event != "BOOKMARK" && event != "ERROR" {
-                let t = table::render(&ty, &[present(&ty, obj)], json!({}), true);
+                let t = table::render(&ty, &[present(&ty, obj)], json!({}), &include);
                 let t = if first_table {
                     t
                 } else {

@@ -515,10 +515,10 @@ fn present(ty: &ResourceType, obj: &Value) -> Value {
 
 /// The type used for storage semantics (core events for events.k8s.io).
 fn storage_type(shared: &Shared, ty: &ResourceType) -> ResourceType {
-    if ty.group == "events.k8s.io" {
-        if let Some(core) = shared.store().registry.find("", "v1", "events") {
-            return core.clone();
-        }
+    if ty.group == "events.k8s.io"
+        && let Some(core) = shared.store().registry.find("", "v1", "events")
+    {
+        return core.clone();
     }
     ty.clone()
 }

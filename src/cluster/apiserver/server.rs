@@ -1,6 +1,7 @@
 //! HTTP front of the API server: authentication, routing, fault injection,
 //! and the verbs (get, list, watch, create, update, patch, delete, logs).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -258,7 +259,7 @@ async fn dispatch(
                     name,
                 )
                 .ok_or_else(|| ApiError::not_found(&ty.group, &ty.plural, name))?;
-            let out = present(&ty, &obj);
+            let out = present(&ty, &obj).into_owned();
             if want_table {
                 return Ok(json_response(
                     StatusCode::OK,
@@ -375,7 +376,7 @@ async fn dispatch(
                 for (ons, oname) in names {
                     match objects::delete(s, &sty, &ons, &oname, Propagation::Background, None) {
                         Ok(Deletion::Pending(o) | Deletion::Removed(o)) => {
-                            out.push(present(&ty, &o))
+                            out.push(present(&ty, &o).into_owned())
                         }
                         Err(ApiError::NotFound { .. }) => {}
                         Err(e) => return Err(e),
@@ -505,11 +506,11 @@ fn storage_form(ty: &ResourceType, obj: Value) -> Value {
 }
 
 /// An object as this type's clients see it.
-fn present(ty: &ResourceType, obj: &Value) -> Value {
+fn present<'a>(ty: &ResourceType, obj: &'a Value) -> Cow<'a, Value> {
     if ty.group == "events.k8s.io" {
-        convert::event_from_core(obj)
+        Cow::Owned(convert::event_from_core(obj))
     } else {
-        obj.clone()
+        Cow::Borrowed(obj)
     }
 }
 
@@ -624,7 +625,7 @@ fn patch_object(
                 let old = s
                     .get(&sty.storage_key(), &ns, name)
                     .ok_or_else(|| ApiError::not_found(&ty.group, &ty.plural, name))?;
-                let mut target = present(ty, &old);
+                let mut target = present(ty, &old).into_owned();
                 match ct.as_str() {
                     "application/merge-patch+json" => {
                         check_patch_rv(&sty, name, &patch_body, Some(&old))?;
@@ -758,7 +759,7 @@ fn list(
         meta["remainingItemCount"] = json!(remaining);
     }
     if want_table {
-        let objs: Vec<Value> = items.iter().map(|o| present(ty, o)).collect();
+        let objs: Vec<Value> = items.iter().map(|o| present(ty, o).into_owned()).collect();
         let include = query
             .get("includeObject")
             .map(String::as_str)
@@ -783,8 +784,8 @@ fn list(
         if i > 0 {
             out.push(b',');
         }
-        let v = present(ty, o);
-        serde_json::to_writer(&mut out, &v).map_err(|e| ApiError::Internal(e.to_string()))?;
+        serde_json::to_writer(&mut out, present(ty, o).as_ref())
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
     }
     out.extend_from_slice(b"]}");
     Ok((
@@ -870,9 +871,10 @@ fn watch(
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut first_table = true;
+        let plain = !want_table && ty.group != "events.k8s.io";
         let mut line = |event: &str, obj: &Value| -> Bytes {
             let object = if want_table && event != "BOOKMARK" && event != "ERROR" {
-                let t = table::render(&ty, &[present(&ty, obj)], json!({}), &include);
+                let t = table::render(&ty, &[present(&ty, obj).into_owned()], json!({}), &include);
                 let t = if first_table {
                     t
                 } else {
@@ -883,7 +885,7 @@ fn watch(
             } else if event == "ERROR" {
                 obj.clone()
             } else {
-                present(&ty, obj)
+                present(&ty, obj).into_owned()
             };
             let mut s = json!({"type": event, "object": object}).to_string();
             s.push('\n');
@@ -926,7 +928,25 @@ fn watch(
                                 EventType::Modified => "MODIFIED",
                                 EventType::Deleted => "DELETED",
                             };
-                            if tx.send(Ok(line(event, &change.object))).await.is_err() {
+                            let bytes = if plain {
+                                // The common case: encode the object once for all watchers.
+                                let encoded = change.encoded.get_or_init(|| {
+                                    Bytes::from(
+                                        serde_json::to_vec(change.object.as_ref())
+                                            .unwrap_or_default(),
+                                    )
+                                });
+                                let mut buf = Vec::with_capacity(encoded.len() + 32);
+                                buf.extend_from_slice(
+                                    format!("{{\"type\":\"{event}\",\"object\":").as_bytes(),
+                                );
+                                buf.extend_from_slice(encoded);
+                                buf.extend_from_slice(b"}\n");
+                                Bytes::from(buf)
+                            } else {
+                                line(event, &change.object)
+                            };
+                            if tx.send(Ok(bytes)).await.is_err() {
                                 return;
                             }
                         }

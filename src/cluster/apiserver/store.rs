@@ -49,6 +49,8 @@ pub struct Change {
     pub namespace: String,
     /// The object after the change (before removal for deletions).
     pub object: Arc<Value>,
+    /// The object's JSON, encoded once and shared by every watcher.
+    pub encoded: std::sync::OnceLock<bytes::Bytes>,
 }
 
 /// All objects, the global resourceVersion and the watch history.
@@ -210,6 +212,7 @@ impl Store {
             type_key: ty.clone(),
             namespace: ns,
             object: obj.clone(),
+            encoded: Default::default(),
         });
         obj
     }
@@ -230,6 +233,7 @@ impl Store {
             type_key: ty.clone(),
             namespace: ns.to_string(),
             object: obj.clone(),
+            encoded: Default::default(),
         });
         Some(obj)
     }

@@ -138,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
     drop(shard);
 
     println!("objects={objects} watchers={watchers} concurrency={concurrency}");
+    println!("startup_ms={:.1}", startup_time.as_secs_f64() * 1e3);
     println!(
         "create_rate_per_s={:.0}",
         objects as f64 / create_time.as_secs_f64()

@@ -238,3 +238,57 @@ async fn events_recorded_through_events_k8s_io_are_listed_as_core_events() {
     );
     cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn strict_field_validation_rejects_unknown_fields_and_dry_runs_keep_nothing() {
+    use kube::api::ValidationDirective;
+    let (cluster, client, _dir) = start().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &crd()).await.unwrap();
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("example.dev", "v1", "Training"),
+        "trainings",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource);
+    let with_typo = json!({"apiVersion": "example.dev/v1", "kind": "Training", "metadata": {"name": "t"},
+                           "spec": {"dataset": "s3://d", "epoch": 3}});
+    let strict = PatchParams::apply("tester").validation(ValidationDirective::Strict);
+    let (code, message) = invalid_causes(
+        api.patch("t", &strict, &Patch::Apply(&with_typo))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 400);
+    assert!(
+        message.contains("unknown field \"spec.epoch\""),
+        "{message}"
+    );
+    // Without Strict the typo is pruned (and reported in a Warning header).
+    let kept = api
+        .patch(
+            "t",
+            &PatchParams::apply("tester"),
+            &Patch::Apply(&with_typo),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.data["spec"],
+        json!({"dataset": "s3://d", "epochs": 10})
+    );
+
+    // A dry run is admitted (and rejected) like a real write but changes nothing.
+    let dry = PatchParams::apply("tester").dry_run();
+    let preview = api
+        .patch("t", &dry, &Patch::Apply(json!({"apiVersion": "example.dev/v1", "kind": "Training", "metadata": {"name": "t"}, "spec": {"dataset": "s3://d", "epochs": 50}})))
+        .await
+        .unwrap();
+    assert_eq!(preview.data["spec"]["epochs"], 50);
+    assert_eq!(api.get("t").await.unwrap().data["spec"]["epochs"], 10);
+    let bad_dry = api
+        .patch("t", &dry, &Patch::Apply(json!({"apiVersion": "example.dev/v1", "kind": "Training", "metadata": {"name": "t"}, "spec": {"dataset": "s3://d", "epochs": 0}})))
+        .await
+        .unwrap_err();
+    assert_eq!(invalid_causes(bad_dry).0, 422);
+    cluster.shutdown().await;
+}

@@ -91,6 +91,21 @@ impl Shared {
         out
     }
 
+    /// Runs a write against a throwaway copy (`dryRun=All`): full validation, nothing kept.
+    fn dry_run<T>(&self, f: impl FnOnce(&mut Store) -> Result<T, ApiError>) -> Result<T, ApiError> {
+        let mut copy = self.store().clone();
+        f(&mut copy)
+    }
+
+    /// Writes for real, or to a copy when the request is a dry run.
+    fn write_or_dry<T>(
+        &self,
+        dry: bool,
+        f: impl FnOnce(&mut Store) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        if dry { self.dry_run(f) } else { self.write(f) }
+    }
+
     /// Drops the watch history (etcd-style compaction); older watches get 410.
     pub fn compact(&self) {
         self.store().compact();
@@ -245,6 +260,7 @@ async fn dispatch(
     }
     let status_write = sub == Some("status");
     let sty = storage_type(shared, &ty);
+    let dry = is_dry_run(query)?;
     let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
     let want_table = table::wants_table(headers);
     match (method.as_str(), &p.name) {
@@ -280,7 +296,7 @@ async fn dispatch(
             let obj = storage_form(&ty, parse_body(headers, &body)?);
             let warnings = field_validation(&ty, query, &obj)?;
             let manager = field_manager(headers, query);
-            let created = shared.write(|s| {
+            let created = shared.write_or_dry(dry, |s| {
                 objects::create(
                     s,
                     &sty,
@@ -300,7 +316,7 @@ async fn dispatch(
             let warnings = field_validation(&ty, query, &obj)?;
             let manager = field_manager(headers, query);
             let ns = p.namespace.clone().unwrap_or_default();
-            let updated = shared.write(|s| {
+            let updated = shared.write_or_dry(dry, |s| {
                 let old = s.get(&ty.storage_key(), &ns, name).ok_or_else(|| ApiError::not_found(&ty.group, &ty.plural, name))?;
                 match obj.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
                     None | Some("") => {
@@ -343,7 +359,7 @@ async fn dispatch(
                 .and_then(Value::as_str)
                 .map(String::from);
             let ns = p.namespace.clone().unwrap_or_default();
-            match shared.write(|s| {
+            match shared.write_or_dry(dry, |s| {
                 objects::delete(s, &sty, &ns, name, propagation, precondition.as_deref())
             })? {
                 Deletion::Pending(obj) => Ok(json_response(StatusCode::OK, &present(&ty, &obj))),
@@ -366,7 +382,7 @@ async fn dispatch(
             let field =
                 FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or(""))?;
             let ns = p.namespace.clone();
-            let items = shared.write(|s| {
+            let items = shared.write_or_dry(dry, |s| {
                 let names: Vec<_> = s
                     .list(&ty.storage_key(), ns.as_deref(), None)
                     .filter(|(_, o)| label.matches(o) && field.matches(o))
@@ -445,6 +461,17 @@ fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
         }
     }
     resp
+}
+
+/// `dryRun=All` validates a write without keeping it; other values are 400.
+fn is_dry_run(query: &HashMap<String, String>) -> Result<bool, ApiError> {
+    match query.get("dryRun").map(String::as_str) {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "dryRun `{other}` is not supported; the only value is `All`"
+        ))),
+    }
 }
 
 /// The manager a write is recorded under.
@@ -542,6 +569,7 @@ fn patch_object(
     let sty = storage_type(shared, ty);
     let conv = |v: Value| storage_form(ty, v);
     let mut warnings = Vec::new();
+    let dry = is_dry_run(query)?;
     let (result, created) = match ct.as_str() {
         "application/apply-patch+yaml" => {
             if !query.contains_key("fieldManager") {
@@ -568,7 +596,7 @@ fn patch_object(
                 status_separate: sty.status_subresource,
                 status_write,
             };
-            shared.write(|s| {
+            shared.write_or_dry(dry, |s| {
                 let live = s.get(&sty.storage_key(), &ns, name);
                 check_patch_rv(&sty, name, &config, live.as_deref())?;
                 let merged = patch::server_side_apply(
@@ -621,7 +649,7 @@ fn patch_object(
             if ct != "application/json-patch+json" {
                 warnings = field_validation(ty, query, &patch_body)?;
             }
-            shared.write(|s| {
+            shared.write_or_dry(dry, |s| {
                 let old = s
                     .get(&sty.storage_key(), &ns, name)
                     .ok_or_else(|| ApiError::not_found(&ty.group, &ty.plural, name))?;

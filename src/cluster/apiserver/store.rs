@@ -54,7 +54,8 @@ pub struct Change {
 }
 
 /// All objects, the global resourceVersion and the watch history.
-#[derive(Debug)]
+/// Cloning shares the objects (they are `Arc`s); dry runs write to a clone.
+#[derive(Debug, Clone)]
 pub struct Store {
     rv: u64,
     objects: HashMap<TypeKey, BTreeMap<ObjectKey, Arc<Value>>>,

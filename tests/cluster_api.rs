@@ -837,3 +837,25 @@ async fn pod_logs_are_served_from_the_runner_log_files() {
     assert_eq!(status_code(&pods.logs("p", &wrong).await.unwrap_err()), 400);
     t.cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn objects_leaving_a_watched_selector_are_deleted_for_that_watch() {
+    let t = start().await;
+    let cms: Api<ConfigMap> = Api::namespaced(t.client.clone(), "default");
+    let mut cm = config_map("tagged", &[]);
+    cm.metadata.labels = Some(BTreeMap::from([("tier".to_string(), "gold".to_string())]));
+    let created = cms.create(&PostParams::default(), &cm).await.unwrap();
+    let rv = created.metadata.resource_version.unwrap();
+    let mut stream = cms.watch(&WatchParams::default().labels("tier=gold").timeout(5), &rv).await.unwrap().boxed();
+    cms.patch("tagged", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"tier": "silver"}}})))
+        .await
+        .unwrap();
+    cms.patch("tagged", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"tier": "gold"}}})))
+        .await
+        .unwrap();
+    let first = stream.try_next().await.unwrap();
+    assert!(matches!(first, Some(WatchEvent::Deleted(_))), "leaving the selector: {first:?}");
+    let second = stream.try_next().await.unwrap();
+    assert!(matches!(second, Some(WatchEvent::Added(_))), "entering it again: {second:?}");
+    t.cluster.shutdown().await;
+}

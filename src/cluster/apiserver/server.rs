@@ -950,33 +950,43 @@ fn watch(
                 Ok(batch) => {
                     for change in batch {
                         last = change.rv;
-                        if filter.matches(&change.type_key, &change.namespace, &change.object) {
-                            let event = match change.event {
-                                EventType::Added => "ADDED",
-                                EventType::Modified => "MODIFIED",
-                                EventType::Deleted => "DELETED",
-                            };
-                            let bytes = if plain {
-                                // The common case: encode the object once for all watchers.
-                                let encoded = change.encoded.get_or_init(|| {
-                                    Bytes::from(
-                                        serde_json::to_vec(change.object.as_ref())
-                                            .unwrap_or_default(),
-                                    )
-                                });
-                                let mut buf = Vec::with_capacity(encoded.len() + 32);
-                                buf.extend_from_slice(
-                                    format!("{{\"type\":\"{event}\",\"object\":").as_bytes(),
-                                );
-                                buf.extend_from_slice(encoded);
-                                buf.extend_from_slice(b"}\n");
-                                Bytes::from(buf)
-                            } else {
-                                line(event, &change.object)
-                            };
-                            if tx.send(Ok(bytes)).await.is_err() {
-                                return;
-                            }
+                        if change.type_key != filter.key {
+                            continue;
+                        }
+                        let now_in =
+                            filter.matches(&change.type_key, &change.namespace, &change.object);
+                        let was_in = change.previous.as_ref().is_some_and(|p| {
+                            filter.matches(&change.type_key, &change.namespace, p)
+                        });
+                        // A modification moving an object into or out of a selector is an
+                        // ADDED or DELETED for that watch, as on a real API server.
+                        let event = match (change.event, was_in, now_in) {
+                            (EventType::Modified, false, true) => "ADDED",
+                            (EventType::Modified, true, false) => "DELETED",
+                            (_, _, false) => continue,
+                            (EventType::Added, _, true) => "ADDED",
+                            (EventType::Modified, _, true) => "MODIFIED",
+                            (EventType::Deleted, _, true) => "DELETED",
+                        };
+                        let bytes = if plain {
+                            // The common case: encode the object once for all watchers.
+                            let encoded = change.encoded.get_or_init(|| {
+                                Bytes::from(
+                                    serde_json::to_vec(change.object.as_ref()).unwrap_or_default(),
+                                )
+                            });
+                            let mut buf = Vec::with_capacity(encoded.len() + 32);
+                            buf.extend_from_slice(
+                                format!("{{\"type\":\"{event}\",\"object\":").as_bytes(),
+                            );
+                            buf.extend_from_slice(encoded);
+                            buf.extend_from_slice(b"}\n");
+                            Bytes::from(buf)
+                        } else {
+                            line(event, &change.object)
+                        };
+                        if tx.send(Ok(bytes)).await.is_err() {
+                            return;
                         }
                     }
                 }

@@ -49,6 +49,9 @@ pub struct Change {
     pub namespace: String,
     /// The object after the change (before removal for deletions).
     pub object: Arc<Value>,
+    /// The object before a modification, so filtered watches can tell an
+    /// object entering or leaving their selection.
+    pub previous: Option<Arc<Value>>,
     /// The object's JSON, encoded once and shared by every watcher.
     pub encoded: std::sync::OnceLock<bytes::Bytes>,
 }
@@ -203,7 +206,8 @@ impl Store {
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         let (ns, name) = object_key(&obj);
         let obj = Arc::new(obj);
-        self.objects
+        let previous = self
+            .objects
             .entry(ty.clone())
             .or_default()
             .insert((ns.clone(), name), obj.clone());
@@ -213,6 +217,7 @@ impl Store {
             type_key: ty.clone(),
             namespace: ns,
             object: obj.clone(),
+            previous,
             encoded: Default::default(),
         });
         obj
@@ -234,6 +239,7 @@ impl Store {
             type_key: ty.clone(),
             namespace: ns.to_string(),
             object: obj.clone(),
+            previous: None,
             encoded: Default::default(),
         });
         Some(obj)

@@ -846,16 +846,75 @@ async fn objects_leaving_a_watched_selector_are_deleted_for_that_watch() {
     cm.metadata.labels = Some(BTreeMap::from([("tier".to_string(), "gold".to_string())]));
     let created = cms.create(&PostParams::default(), &cm).await.unwrap();
     let rv = created.metadata.resource_version.unwrap();
-    let mut stream = cms.watch(&WatchParams::default().labels("tier=gold").timeout(5), &rv).await.unwrap().boxed();
-    cms.patch("tagged", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"tier": "silver"}}})))
+    let mut stream = cms
+        .watch(&WatchParams::default().labels("tier=gold").timeout(5), &rv)
         .await
-        .unwrap();
-    cms.patch("tagged", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"tier": "gold"}}})))
-        .await
-        .unwrap();
+        .unwrap()
+        .boxed();
+    cms.patch(
+        "tagged",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"tier": "silver"}}})),
+    )
+    .await
+    .unwrap();
+    cms.patch(
+        "tagged",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"tier": "gold"}}})),
+    )
+    .await
+    .unwrap();
     let first = stream.try_next().await.unwrap();
-    assert!(matches!(first, Some(WatchEvent::Deleted(_))), "leaving the selector: {first:?}");
+    assert!(
+        matches!(first, Some(WatchEvent::Deleted(_))),
+        "leaving the selector: {first:?}"
+    );
     let second = stream.try_next().await.unwrap();
-    assert!(matches!(second, Some(WatchEvent::Added(_))), "entering it again: {second:?}");
+    assert!(
+        matches!(second, Some(WatchEvent::Added(_))),
+        "entering it again: {second:?}"
+    );
+    t.cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn followed_pod_logs_stream_new_output_until_the_pod_finishes() {
+    use futures::AsyncBufReadExt;
+    let t = start().await;
+    let pods: Api<Pod> = Api::namespaced(t.client.clone(), "default");
+    let pod: Pod = serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "f"},
+        "spec": {"containers": [{"name": "main", "image": "driftline"}]}}),
+    )
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let state_dir = t.cluster.kubeconfig_path().parent().unwrap().to_path_buf();
+    let path = driftline::cluster::layout::pod_log_path(&state_dir, "default", "f", "main");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, "epoch 1\n").unwrap();
+    let params = kube::api::LogParams {
+        follow: true,
+        ..Default::default()
+    };
+    let mut lines = pods.log_stream("f", &params).await.unwrap().lines();
+    assert_eq!(lines.try_next().await.unwrap().as_deref(), Some("epoch 1"));
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut file, b"epoch 2\n").unwrap();
+    assert_eq!(lines.try_next().await.unwrap().as_deref(), Some("epoch 2"));
+    pods.patch_status(
+        "f",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Succeeded"}})),
+    )
+    .await
+    .unwrap();
+    let rest = tokio::time::timeout(Duration::from_secs(10), lines.try_next())
+        .await
+        .expect("stream ends once the pod finished");
+    assert_eq!(rest.unwrap(), None);
     t.cluster.shutdown().await;
 }

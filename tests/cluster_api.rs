@@ -918,3 +918,32 @@ async fn followed_pod_logs_stream_new_output_until_the_pod_finishes() {
     assert_eq!(rest.unwrap(), None);
     t.cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn snapshot_is_written_shortly_after_a_change_without_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("state.json");
+    let mut cfg = ClusterConfig::new(dir.path().join("state"));
+    cfg.snapshot = Some(snap.clone());
+    let cluster = EmbeddedCluster::start(cfg).await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(cluster.client().await, "default");
+    cms.create(&PostParams::default(), &config_map("early", &[]))
+        .await
+        .unwrap();
+    // The debounced writer persists it even if the process is killed later.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if std::fs::read_to_string(&snap).is_ok_and(|s| s.contains("\"early\"")) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("snapshot written after the change");
+    assert!(
+        !snap.with_extension("tmp").exists(),
+        "no temporary file left behind"
+    );
+    cluster.shutdown().await;
+}

@@ -2,6 +2,14 @@
 //! API (discovery, CRUD, list/watch, patches, server-side apply, status
 //! subresource, finalizers, garbage collection, CRDs) over one in-memory
 //! store, for kube-rs and kubectl.
+//!
+//! Served over HTTPS with a CA made per run (client-go sends bearer tokens
+//! only over TLS); every request but `/healthz` needs the token. Known
+//! differences from a real API server: JSON only (no protobuf or CBOR), legacy
+//! discovery only (kubectl falls back from aggregated discovery), no RBAC or
+//! admission webhooks, `Foreground` deletion behaves like `Background`,
+//! server-side apply treats lists as atomic (ownership per map field, not per
+//! list item), and a paged list reads the current state, not a snapshot.
 
 mod convert;
 mod discovery;

@@ -32,7 +32,8 @@ fn crd() -> CustomResourceDefinition {
                             "epochs": {"type": "integer", "minimum": 1, "default": 10},
                             "device": {"type": "string", "enum": ["cpu", "cuda"]}
                         }
-                    }}
+                    },
+                    "status": {"type": "object", "properties": {"phase": {"type": "string"}}}}
                 }}
             }]
         }
@@ -290,5 +291,38 @@ async fn strict_field_validation_rejects_unknown_fields_and_dry_runs_keep_nothin
         .await
         .unwrap_err();
     assert_eq!(invalid_causes(bad_dry).0, 422);
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn status_of_a_custom_object_is_written_only_through_the_status_subresource() {
+    let (cluster, client, _dir) = start().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &crd()).await.unwrap();
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("example.dev", "v1", "Training"),
+        "trainings",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource);
+    let cfg = json!({"apiVersion": "example.dev/v1", "kind": "Training", "metadata": {"name": "t"},
+                     "spec": {"dataset": "s3://d"}, "status": {"phase": "Done"}});
+    let created = api
+        .patch("t", &PatchParams::apply("tester"), &Patch::Apply(&cfg))
+        .await
+        .unwrap();
+    assert!(
+        created.data.get("status").is_none(),
+        "status in an apply to the object is ignored"
+    );
+    let st = api
+        .patch_status("t", &PatchParams::apply("tester"), &Patch::Apply(json!({"apiVersion": "example.dev/v1", "kind": "Training", "metadata": {"name": "t"}, "status": {"phase": "Done"}})))
+        .await
+        .unwrap();
+    assert_eq!(st.data["status"]["phase"], "Done");
+    assert_eq!(
+        st.metadata.generation,
+        Some(1),
+        "status writes keep generation"
+    );
     cluster.shutdown().await;
 }

@@ -277,7 +277,7 @@ pub fn create(
     } else if let Some(m) = obj["metadata"].as_object_mut() {
         m.remove("generation");
     }
-    if ty.custom && ty.status_subresource && matches!(ownership, Ownership::Update(_)) {
+    if ty.custom && ty.status_subresource {
         // A CRD's status subresource ignores status on create.
         if let Some(m) = obj.as_object_mut() {
             m.remove("status");

@@ -769,7 +769,13 @@ async fn bad_requests_get_status_errors_and_the_server_stays_up() {
     assert_eq!(anonymous.status().as_u16(), 401);
     // Still serving.
     let nss: Api<Namespace> = Api::all(t.client.clone());
-    assert!(nss.list(&ListParams::default()).await.unwrap().items.len() >= 1);
+    assert!(
+        !nss.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     t.cluster.shutdown().await;
 }
 
@@ -830,4 +836,114 @@ async fn pod_logs_are_served_from_the_runner_log_files() {
     };
     assert_eq!(status_code(&pods.logs("p", &wrong).await.unwrap_err()), 400);
     t.cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn objects_leaving_a_watched_selector_are_deleted_for_that_watch() {
+    let t = start().await;
+    let cms: Api<ConfigMap> = Api::namespaced(t.client.clone(), "default");
+    let mut cm = config_map("tagged", &[]);
+    cm.metadata.labels = Some(BTreeMap::from([("tier".to_string(), "gold".to_string())]));
+    let created = cms.create(&PostParams::default(), &cm).await.unwrap();
+    let rv = created.metadata.resource_version.unwrap();
+    let mut stream = cms
+        .watch(&WatchParams::default().labels("tier=gold").timeout(5), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    cms.patch(
+        "tagged",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"tier": "silver"}}})),
+    )
+    .await
+    .unwrap();
+    cms.patch(
+        "tagged",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"tier": "gold"}}})),
+    )
+    .await
+    .unwrap();
+    let first = stream.try_next().await.unwrap();
+    assert!(
+        matches!(first, Some(WatchEvent::Deleted(_))),
+        "leaving the selector: {first:?}"
+    );
+    let second = stream.try_next().await.unwrap();
+    assert!(
+        matches!(second, Some(WatchEvent::Added(_))),
+        "entering it again: {second:?}"
+    );
+    t.cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn followed_pod_logs_stream_new_output_until_the_pod_finishes() {
+    use futures::AsyncBufReadExt;
+    let t = start().await;
+    let pods: Api<Pod> = Api::namespaced(t.client.clone(), "default");
+    let pod: Pod = serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "f"},
+        "spec": {"containers": [{"name": "main", "image": "driftline"}]}}),
+    )
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let state_dir = t.cluster.kubeconfig_path().parent().unwrap().to_path_buf();
+    let path = driftline::cluster::layout::pod_log_path(&state_dir, "default", "f", "main");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, "epoch 1\n").unwrap();
+    let params = kube::api::LogParams {
+        follow: true,
+        ..Default::default()
+    };
+    let mut lines = pods.log_stream("f", &params).await.unwrap().lines();
+    assert_eq!(lines.try_next().await.unwrap().as_deref(), Some("epoch 1"));
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut file, b"epoch 2\n").unwrap();
+    assert_eq!(lines.try_next().await.unwrap().as_deref(), Some("epoch 2"));
+    pods.patch_status(
+        "f",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Succeeded"}})),
+    )
+    .await
+    .unwrap();
+    let rest = tokio::time::timeout(Duration::from_secs(10), lines.try_next())
+        .await
+        .expect("stream ends once the pod finished");
+    assert_eq!(rest.unwrap(), None);
+    t.cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn snapshot_is_written_shortly_after_a_change_without_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("state.json");
+    let mut cfg = ClusterConfig::new(dir.path().join("state"));
+    cfg.snapshot = Some(snap.clone());
+    let cluster = EmbeddedCluster::start(cfg).await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(cluster.client().await, "default");
+    cms.create(&PostParams::default(), &config_map("early", &[]))
+        .await
+        .unwrap();
+    // The debounced writer persists it even if the process is killed later.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if std::fs::read_to_string(&snap).is_ok_and(|s| s.contains("\"early\"")) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("snapshot written after the change");
+    assert!(
+        !snap.with_extension("tmp").exists(),
+        "no temporary file left behind"
+    );
+    cluster.shutdown().await;
 }

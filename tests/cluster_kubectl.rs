@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use driftline::cluster::{ClusterConfig, EmbeddedCluster};
 
@@ -90,6 +90,25 @@ impl Kubectl {
     }
 }
 
+/// The next line matching `pred`, within 20 s.
+async fn wait_line(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    pred: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let found = async {
+        while let Some(line) = rx.recv().await {
+            if pred(&line) {
+                return Some(line);
+            }
+        }
+        None
+    };
+    tokio::time::timeout(Duration::from_secs(20), found)
+        .await
+        .ok()
+        .flatten()
+}
+
 #[tokio::test]
 async fn kubectl_apply_get_watch_describe_wait_delete() {
     let Some(bin) = kubectl_path() else {
@@ -138,7 +157,7 @@ async fn kubectl_apply_get_watch_describe_wait_delete() {
         .spawn()
         .unwrap();
     let stdout = watch.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
@@ -146,26 +165,10 @@ async fn kubectl_apply_get_watch_describe_wait_delete() {
             }
         }
     });
-    let wait_line = |pred: &dyn Fn(&str) -> bool| -> Option<String> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match rx.recv_timeout(left) {
-                Ok(line) if pred(&line) => return Some(line),
-                Ok(_) => {}
-                Err(_) => return None,
-            }
-        }
-        None
-    };
-    assert!(
-        wait_line(&|l| l.contains("gizmo") && l.contains('3')).is_some(),
-        "watch shows the current row"
-    );
+    let current = wait_line(&mut rx, |l| l.contains("gizmo") && l.contains('3')).await;
+    assert!(current.is_some(), "watch shows the current row");
     k.apply(dir.path(), "widget.yaml", &widget(7)).await;
-    let updated =
-        tokio::task::spawn_blocking(move || wait_line(&|l| l.contains("gizmo") && l.contains('7')))
-            .await
-            .unwrap();
+    let updated = wait_line(&mut rx, |l| l.contains("gizmo") && l.contains('7')).await;
     assert!(updated.is_some(), "kubectl get -w saw the update");
     let _ = watch.kill();
     let _ = watch.wait();

@@ -55,7 +55,9 @@ async fn main() -> anyhow::Result<()> {
     let watchers = args.get(1).copied().unwrap_or(10);
     let concurrency = args.get(2).copied().unwrap_or(32);
     let dir = tempfile::tempdir()?;
+    let boot = Instant::now();
     let cluster = EmbeddedCluster::start(ClusterConfig::new(dir.path())).await?;
+    let startup_time = boot.elapsed();
     let client = cluster.client().await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let start_rv = api
@@ -106,6 +108,8 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let fanout_time = last_seen - started;
+    // Measured before any list: lists make client-side copies the allocator keeps.
+    let rss_after = rss_kib();
 
     let t = Instant::now();
     let all = api.list(&ListParams::default()).await?;
@@ -132,9 +136,9 @@ async fn main() -> anyhow::Result<()> {
     let paged_time = t.elapsed();
     drop(all);
     drop(shard);
-    let rss_after = rss_kib();
 
     println!("objects={objects} watchers={watchers} concurrency={concurrency}");
+    println!("startup_ms={:.1}", startup_time.as_secs_f64() * 1e3);
     println!(
         "create_rate_per_s={:.0}",
         objects as f64 / create_time.as_secs_f64()

@@ -2,6 +2,14 @@
 //! API (discovery, CRUD, list/watch, patches, server-side apply, status
 //! subresource, finalizers, garbage collection, CRDs) over one in-memory
 //! store, for kube-rs and kubectl.
+//!
+//! Served over HTTPS with a CA made per run (client-go sends bearer tokens
+//! only over TLS); every request but `/healthz` needs the token. Known
+//! differences from a real API server: JSON only (no protobuf or CBOR), legacy
+//! discovery only (kubectl falls back from aggregated discovery), no RBAC or
+//! admission webhooks, `Foreground` deletion behaves like `Background`,
+//! server-side apply treats lists as atomic (ownership per map field, not per
+//! list item), and a paged list reads the current state, not a snapshot.
 
 mod convert;
 mod discovery;
@@ -146,7 +154,29 @@ impl ApiServer {
     }
 }
 
-/// Validates, defaults and prunes a custom object against its CRD schema.
-fn schema_hook(_ty: &ResourceType, _obj: &mut Value, _old: Option<&Value>) -> Result<(), ApiError> {
-    Ok(())
+/// Admission of every write: object metadata is checked for all kinds; custom
+/// objects are pruned, defaulted and validated (CEL included) against their
+/// CRD version's schema. Failures are the 422 a real API server sends.
+fn schema_hook(ty: &ResourceType, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let mut errors = crate::cluster::schema::validate_object_meta(
+        obj.get("metadata").unwrap_or(&Value::Null),
+        "metadata",
+    );
+    if let Some(admission) = &ty.admission {
+        errors.extend(admission.admit(obj, old));
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let status = crate::cluster::schema::invalid_status(&ty.group, &ty.kind, name, &errors);
+    let message = status
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("invalid object")
+        .to_string();
+    Err(ApiError::Invalid { message, status })
 }

@@ -185,6 +185,16 @@ fn parse_crd(ty: &ResourceType, obj: &Value) -> Result<CustomResourceDefinition,
             &format!("not a valid CustomResourceDefinition: {e}"),
         )
     })?;
+    let errors = crate::cluster::schema::validate_crd(&crd);
+    if !errors.is_empty() {
+        let status = crate::cluster::schema::invalid_status(&ty.group, &ty.kind, &name, &errors);
+        let message = status
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("invalid CustomResourceDefinition")
+            .to_string();
+        return Err(ApiError::Invalid { message, status });
+    }
     let want = format!("{}.{}", crd.spec.names.plural, crd.spec.group);
     if name != want {
         return Err(invalid(
@@ -267,7 +277,7 @@ pub fn create(
     } else if let Some(m) = obj["metadata"].as_object_mut() {
         m.remove("generation");
     }
-    if ty.custom && ty.status_subresource && matches!(ownership, Ownership::Update(_)) {
+    if ty.custom && ty.status_subresource {
         // A CRD's status subresource ignores status on create.
         if let Some(m) = obj.as_object_mut() {
             m.remove("status");
@@ -280,9 +290,7 @@ pub fn create(
         }
         _ => {}
     }
-    if ty.custom {
-        schema(ty, &mut obj, None)?;
-    }
+    schema(ty, &mut obj, None)?;
     let crd = if is_crd_type(ty) {
         let crd = parse_crd(ty, &obj)?;
         crd_status(&mut obj);
@@ -380,9 +388,7 @@ pub fn update(
             .unwrap_or(1);
         new["metadata"]["generation"] = json!(g + 1);
     }
-    if ty.custom {
-        schema(ty, &mut new, Some(old))?;
-    }
+    schema(ty, &mut new, Some(old))?;
     let crd = if is_crd_type(ty) && !status_write {
         Some(parse_crd(ty, &new)?)
     } else {

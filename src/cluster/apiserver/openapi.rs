@@ -58,6 +58,20 @@ pub fn document(registry: &Registry, path: &str) -> Option<Value> {
     let mut schemas = Map::new();
     let mut paths = Map::new();
     for t in types {
+        // CRDs get the full document the schema module builds from the CRD.
+        if let Some(doc) = t
+            .crd
+            .as_ref()
+            .and_then(|crd| crate::cluster::schema::openapi_v3_for_crd(crd, &t.version).ok())
+        {
+            if let Some(Value::Object(p)) = doc.get("paths") {
+                paths.extend(p.clone());
+            }
+            if let Some(Value::Object(c)) = doc.pointer("/components/schemas") {
+                schemas.extend(c.clone());
+            }
+            continue;
+        }
         let name = definition_name(t);
         let mut schema = match &t.schema {
             Some(s) => serde_json::to_value(s).unwrap_or_else(|_| json!({"type": "object"})),

@@ -4,7 +4,11 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceColumnDefinition, CustomResourceDefinition, JSONSchemaProps,
 };
+use std::sync::Arc;
+
 use serde_json::{Value, json};
+
+use crate::cluster::schema::{self, CrdSchema};
 
 /// One served resource type at one group/version.
 #[derive(Debug, Clone)]
@@ -31,8 +35,13 @@ pub struct ResourceType {
     pub generation: bool,
     /// Structural schema of a CRD version, if any.
     pub schema: Option<JSONSchemaProps>,
-    /// Additional printer columns of a CRD version.
+    /// Table columns after Name: a CRD version's printer columns (Age when it
+    /// declares none) or the columns kubectl shows for a built-in kind.
     pub columns: Vec<CustomResourceColumnDefinition>,
+    /// The CRD version's schema with its CEL rules compiled once.
+    pub admission: Option<Arc<CrdSchema>>,
+    /// The CRD serving this type.
+    pub crd: Option<Arc<CustomResourceDefinition>>,
     /// Where objects are stored: the group of the storage type (events of
     /// `events.k8s.io` share storage with core events).
     pub storage_group: String,
@@ -54,7 +63,9 @@ impl ResourceType {
             status_subresource: false,
             generation: false,
             schema: None,
-            columns: vec![],
+            columns: schema::builtin_columns(group, plural),
+            admission: None,
+            crd: None,
             storage_group: group.into(),
             custom: false,
         }
@@ -183,6 +194,7 @@ pub fn builtin_types() -> Vec<ResourceType> {
 pub fn crd_types(crd: &CustomResourceDefinition) -> Vec<ResourceType> {
     let spec = &crd.spec;
     let names = &spec.names;
+    let shared = Arc::new(crd.clone());
     spec.versions
         .iter()
         .filter(|v| v.served)
@@ -205,7 +217,13 @@ pub fn crd_types(crd: &CustomResourceDefinition) -> Vec<ResourceType> {
                 .is_some(),
             generation: true,
             schema: v.schema.as_ref().and_then(|s| s.open_api_v3_schema.clone()),
-            columns: v.additional_printer_columns.clone().unwrap_or_default(),
+            columns: schema::crd_columns(crd, &v.name).unwrap_or_default(),
+            admission: v
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.clone())
+                .map(|s| Arc::new(CrdSchema::new(s))),
+            crd: Some(shared.clone()),
             storage_group: spec.group.clone(),
             custom: true,
         })

@@ -1,6 +1,7 @@
 //! HTTP front of the API server: authentication, routing, fault injection,
 //! and the verbs (get, list, watch, create, update, patch, delete, logs).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -88,6 +89,21 @@ impl Shared {
         };
         self.notify(rv);
         out
+    }
+
+    /// Runs a write against a throwaway copy (`dryRun=All`): full validation, nothing kept.
+    fn dry_run<T>(&self, f: impl FnOnce(&mut Store) -> Result<T, ApiError>) -> Result<T, ApiError> {
+        let mut copy = self.store().clone();
+        f(&mut copy)
+    }
+
+    /// Writes for real, or to a copy when the request is a dry run.
+    fn write_or_dry<T>(
+        &self,
+        dry: bool,
+        f: impl FnOnce(&mut Store) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        if dry { self.dry_run(f) } else { self.write(f) }
     }
 
     /// Drops the watch history (etcd-style compaction); older watches get 410.
@@ -244,6 +260,7 @@ async fn dispatch(
     }
     let status_write = sub == Some("status");
     let sty = storage_type(shared, &ty);
+    let dry = is_dry_run(query)?;
     let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
     let want_table = table::wants_table(headers);
     match (method.as_str(), &p.name) {
@@ -258,19 +275,28 @@ async fn dispatch(
                     name,
                 )
                 .ok_or_else(|| ApiError::not_found(&ty.group, &ty.plural, name))?;
-            let out = present(&ty, &obj);
+            let out = present(&ty, &obj).into_owned();
             if want_table {
                 return Ok(json_response(
                     StatusCode::OK,
-                    &table::render(&ty, &[out], json!({}), true),
+                    &table::render(
+                        &ty,
+                        &[out],
+                        json!({}),
+                        query
+                            .get("includeObject")
+                            .map(String::as_str)
+                            .unwrap_or("Metadata"),
+                    ),
                 ));
             }
             Ok(json_response(StatusCode::OK, &out))
         }
         ("POST", None) => {
             let obj = storage_form(&ty, parse_body(headers, &body)?);
+            let warnings = field_validation(&ty, query, &obj)?;
             let manager = field_manager(headers, query);
-            let created = shared.write(|s| {
+            let created = shared.write_or_dry(dry, |s| {
                 objects::create(
                     s,
                     &sty,
@@ -280,13 +306,17 @@ async fn dispatch(
                     schema_hook,
                 )
             })?;
-            Ok(json_response(StatusCode::CREATED, &present(&ty, &created)))
+            Ok(with_warnings(
+                json_response(StatusCode::CREATED, &present(&ty, &created)),
+                &warnings,
+            ))
         }
         ("PUT", Some(name)) => {
             let obj = storage_form(&ty, parse_body(headers, &body)?);
+            let warnings = field_validation(&ty, query, &obj)?;
             let manager = field_manager(headers, query);
             let ns = p.namespace.clone().unwrap_or_default();
-            let updated = shared.write(|s| {
+            let updated = shared.write_or_dry(dry, |s| {
                 let old = s.get(&ty.storage_key(), &ns, name).ok_or_else(|| ApiError::not_found(&ty.group, &ty.plural, name))?;
                 match obj.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
                     None | Some("") => {
@@ -305,7 +335,10 @@ async fn dispatch(
                 }
                 objects::update(s, &sty, &old, obj, status_write, Ownership::Update(&manager), schema_hook)
             })?;
-            Ok(json_response(StatusCode::OK, &present(&ty, &updated)))
+            Ok(with_warnings(
+                json_response(StatusCode::OK, &present(&ty, &updated)),
+                &warnings,
+            ))
         }
         ("PATCH", Some(name)) => {
             patch_object(shared, headers, query, &ty, &p, name, &body, status_write)
@@ -326,7 +359,7 @@ async fn dispatch(
                 .and_then(Value::as_str)
                 .map(String::from);
             let ns = p.namespace.clone().unwrap_or_default();
-            match shared.write(|s| {
+            match shared.write_or_dry(dry, |s| {
                 objects::delete(s, &sty, &ns, name, propagation, precondition.as_deref())
             })? {
                 Deletion::Pending(obj) => Ok(json_response(StatusCode::OK, &present(&ty, &obj))),
@@ -349,7 +382,7 @@ async fn dispatch(
             let field =
                 FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or(""))?;
             let ns = p.namespace.clone();
-            let items = shared.write(|s| {
+            let items = shared.write_or_dry(dry, |s| {
                 let names: Vec<_> = s
                     .list(&ty.storage_key(), ns.as_deref(), None)
                     .filter(|(_, o)| label.matches(o) && field.matches(o))
@@ -359,7 +392,7 @@ async fn dispatch(
                 for (ons, oname) in names {
                     match objects::delete(s, &sty, &ons, &oname, Propagation::Background, None) {
                         Ok(Deletion::Pending(o) | Deletion::Removed(o)) => {
-                            out.push(present(&ty, &o))
+                            out.push(present(&ty, &o).into_owned())
                         }
                         Err(ApiError::NotFound { .. }) => {}
                         Err(e) => return Err(e),
@@ -375,6 +408,69 @@ async fn dispatch(
             ))
         }
         _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+/// Unknown fields of a custom object body under `fieldValidation`: Strict is a
+/// 400, Warn (the default) and Ignore prune them; Warn reports each in a header.
+fn field_validation(
+    ty: &ResourceType,
+    query: &HashMap<String, String>,
+    body: &Value,
+) -> Result<Vec<String>, ApiError> {
+    let Some(admission) = &ty.admission else {
+        return Ok(vec![]);
+    };
+    let mode = query
+        .get("fieldValidation")
+        .map(String::as_str)
+        .unwrap_or("Warn");
+    if mode == "Ignore" {
+        return Ok(vec![]);
+    }
+    let unknown = crate::cluster::schema::unknown_fields(admission.schema(), body);
+    if unknown.is_empty() {
+        return Ok(vec![]);
+    }
+    let listed: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    if mode == "Strict" {
+        let name = body
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        return Err(ApiError::BadRequest(format!(
+            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {} (object `{name}`)",
+            ty.kind,
+            ty.version,
+            ty.kind,
+            listed.join(", ")
+        )));
+    }
+    Ok(listed)
+}
+
+/// Adds one `Warning` header per message, as the API server does.
+fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = format!("299 - {}", Value::String(w.clone()));
+        if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+            resp.headers_mut().append("warning", v);
+        }
+    }
+    resp
+}
+
+/// `dryRun=All` validates a write without keeping it; other values are 400.
+fn is_dry_run(query: &HashMap<String, String>) -> Result<bool, ApiError> {
+    match query.get("dryRun").map(String::as_str) {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "dryRun `{other}` is not supported; the only value is `All`"
+        ))),
     }
 }
 
@@ -437,20 +533,20 @@ fn storage_form(ty: &ResourceType, obj: Value) -> Value {
 }
 
 /// An object as this type's clients see it.
-fn present(ty: &ResourceType, obj: &Value) -> Value {
+fn present<'a>(ty: &ResourceType, obj: &'a Value) -> Cow<'a, Value> {
     if ty.group == "events.k8s.io" {
-        convert::event_from_core(obj)
+        Cow::Owned(convert::event_from_core(obj))
     } else {
-        obj.clone()
+        Cow::Borrowed(obj)
     }
 }
 
 /// The type used for storage semantics (core events for events.k8s.io).
 fn storage_type(shared: &Shared, ty: &ResourceType) -> ResourceType {
-    if ty.group == "events.k8s.io" {
-        if let Some(core) = shared.store().registry.find("", "v1", "events") {
-            return core.clone();
-        }
+    if ty.group == "events.k8s.io"
+        && let Some(core) = shared.store().registry.find("", "v1", "events")
+    {
+        return core.clone();
     }
     ty.clone()
 }
@@ -472,6 +568,8 @@ fn patch_object(
     let ns = p.namespace.clone().unwrap_or_default();
     let sty = storage_type(shared, ty);
     let conv = |v: Value| storage_form(ty, v);
+    let mut warnings = Vec::new();
+    let dry = is_dry_run(query)?;
     let (result, created) = match ct.as_str() {
         "application/apply-patch+yaml" => {
             if !query.contains_key("fieldManager") {
@@ -480,6 +578,7 @@ fn patch_object(
                 ));
             }
             let mut config = conv(parse_yaml(body)?);
+            warnings = field_validation(ty, query, &config)?;
             if config.get("apiVersion").is_none() || config.get("kind").is_none() {
                 return Err(ApiError::BadRequest(
                     "apply configuration must set apiVersion and kind (server-side apply needs the full type)".into(),
@@ -497,7 +596,7 @@ fn patch_object(
                 status_separate: sty.status_subresource,
                 status_write,
             };
-            shared.write(|s| {
+            shared.write_or_dry(dry, |s| {
                 let live = s.get(&sty.storage_key(), &ns, name);
                 check_patch_rv(&sty, name, &config, live.as_deref())?;
                 let merged = patch::server_side_apply(
@@ -547,11 +646,14 @@ fn patch_object(
                 });
             }
             let patch_body = parse_json(body)?;
-            shared.write(|s| {
+            if ct != "application/json-patch+json" {
+                warnings = field_validation(ty, query, &patch_body)?;
+            }
+            shared.write_or_dry(dry, |s| {
                 let old = s
                     .get(&sty.storage_key(), &ns, name)
                     .ok_or_else(|| ApiError::not_found(&ty.group, &ty.plural, name))?;
-                let mut target = present(ty, &old);
+                let mut target = present(ty, &old).into_owned();
                 match ct.as_str() {
                     "application/merge-patch+json" => {
                         check_patch_rv(&sty, name, &patch_body, Some(&old))?;
@@ -587,7 +689,10 @@ fn patch_object(
     } else {
         StatusCode::OK
     };
-    Ok(json_response(code, &present(ty, &result)))
+    Ok(with_warnings(
+        json_response(code, &present(ty, &result)),
+        &warnings,
+    ))
 }
 
 /// A patch carrying metadata.resourceVersion is a precondition.
@@ -682,8 +787,11 @@ fn list(
         meta["remainingItemCount"] = json!(remaining);
     }
     if want_table {
-        let objs: Vec<Value> = items.iter().map(|o| present(ty, o)).collect();
-        let include = !query.get("includeObject").is_some_and(|v| v == "None");
+        let objs: Vec<Value> = items.iter().map(|o| present(ty, o).into_owned()).collect();
+        let include = query
+            .get("includeObject")
+            .map(String::as_str)
+            .unwrap_or("Metadata");
         return Ok(json_response(
             StatusCode::OK,
             &table::render(ty, &objs, meta, include),
@@ -704,8 +812,8 @@ fn list(
         if i > 0 {
             out.push(b',');
         }
-        let v = present(ty, o);
-        serde_json::to_writer(&mut out, &v).map_err(|e| ApiError::Internal(e.to_string()))?;
+        serde_json::to_writer(&mut out, present(ty, o).as_ref())
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
     }
     out.extend_from_slice(b"]}");
     Ok((
@@ -766,6 +874,10 @@ fn watch(
         None => None,
     };
     let ty = ty.clone();
+    let include = query
+        .get("includeObject")
+        .cloned()
+        .unwrap_or_else(|| "Metadata".into());
     let (initial, start) = {
         let store = shared.store();
         match from {
@@ -787,9 +899,10 @@ fn watch(
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut first_table = true;
+        let plain = !want_table && ty.group != "events.k8s.io";
         let mut line = |event: &str, obj: &Value| -> Bytes {
             let object = if want_table && event != "BOOKMARK" && event != "ERROR" {
-                let t = table::render(&ty, &[present(&ty, obj)], json!({}), true);
+                let t = table::render(&ty, &[present(&ty, obj).into_owned()], json!({}), &include);
                 let t = if first_table {
                     t
                 } else {
@@ -800,7 +913,7 @@ fn watch(
             } else if event == "ERROR" {
                 obj.clone()
             } else {
-                present(&ty, obj)
+                present(&ty, obj).into_owned()
             };
             let mut s = json!({"type": event, "object": object}).to_string();
             s.push('\n');
@@ -837,15 +950,43 @@ fn watch(
                 Ok(batch) => {
                     for change in batch {
                         last = change.rv;
-                        if filter.matches(&change.type_key, &change.namespace, &change.object) {
-                            let event = match change.event {
-                                EventType::Added => "ADDED",
-                                EventType::Modified => "MODIFIED",
-                                EventType::Deleted => "DELETED",
-                            };
-                            if tx.send(Ok(line(event, &change.object))).await.is_err() {
-                                return;
-                            }
+                        if change.type_key != filter.key {
+                            continue;
+                        }
+                        let now_in =
+                            filter.matches(&change.type_key, &change.namespace, &change.object);
+                        let was_in = change.previous.as_ref().is_some_and(|p| {
+                            filter.matches(&change.type_key, &change.namespace, p)
+                        });
+                        // A modification moving an object into or out of a selector is an
+                        // ADDED or DELETED for that watch, as on a real API server.
+                        let event = match (change.event, was_in, now_in) {
+                            (EventType::Modified, false, true) => "ADDED",
+                            (EventType::Modified, true, false) => "DELETED",
+                            (_, _, false) => continue,
+                            (EventType::Added, _, true) => "ADDED",
+                            (EventType::Modified, _, true) => "MODIFIED",
+                            (EventType::Deleted, _, true) => "DELETED",
+                        };
+                        let bytes = if plain {
+                            // The common case: encode the object once for all watchers.
+                            let encoded = change.encoded.get_or_init(|| {
+                                Bytes::from(
+                                    serde_json::to_vec(change.object.as_ref()).unwrap_or_default(),
+                                )
+                            });
+                            let mut buf = Vec::with_capacity(encoded.len() + 32);
+                            buf.extend_from_slice(
+                                format!("{{\"type\":\"{event}\",\"object\":").as_bytes(),
+                            );
+                            buf.extend_from_slice(encoded);
+                            buf.extend_from_slice(b"}\n");
+                            Bytes::from(buf)
+                        } else {
+                            line(event, &change.object)
+                        };
+                        if tx.send(Ok(bytes)).await.is_err() {
+                            return;
                         }
                     }
                 }

@@ -49,10 +49,16 @@ pub struct Change {
     pub namespace: String,
     /// The object after the change (before removal for deletions).
     pub object: Arc<Value>,
+    /// The object before a modification, so filtered watches can tell an
+    /// object entering or leaving their selection.
+    pub previous: Option<Arc<Value>>,
+    /// The object's JSON, encoded once and shared by every watcher.
+    pub encoded: std::sync::OnceLock<bytes::Bytes>,
 }
 
 /// All objects, the global resourceVersion and the watch history.
-#[derive(Debug)]
+/// Cloning shares the objects (they are `Arc`s); dry runs write to a clone.
+#[derive(Debug, Clone)]
 pub struct Store {
     rv: u64,
     objects: HashMap<TypeKey, BTreeMap<ObjectKey, Arc<Value>>>,
@@ -200,7 +206,8 @@ impl Store {
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         let (ns, name) = object_key(&obj);
         let obj = Arc::new(obj);
-        self.objects
+        let previous = self
+            .objects
             .entry(ty.clone())
             .or_default()
             .insert((ns.clone(), name), obj.clone());
@@ -210,6 +217,8 @@ impl Store {
             type_key: ty.clone(),
             namespace: ns,
             object: obj.clone(),
+            previous,
+            encoded: Default::default(),
         });
         obj
     }
@@ -230,6 +239,8 @@ impl Store {
             type_key: ty.clone(),
             namespace: ns.to_string(),
             object: obj.clone(),
+            previous: None,
+            encoded: Default::default(),
         });
         Some(obj)
     }

@@ -5,7 +5,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "driftline", version, about = "Keeps ML models healthy in production")]
+#[command(
+    name = "driftline",
+    version,
+    about = "Keeps ML models healthy in production"
+)]
 struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true, env = "DRIFTLINE_LOG_JSON")]

@@ -23,7 +23,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     let mut total: u64 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(DurationError::Malformed(input.to_string()));
         }
@@ -31,7 +33,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
             .parse()
             .map_err(|_| DurationError::Malformed(input.to_string()))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let scale = match unit {
@@ -71,8 +75,14 @@ mod tests {
     #[test]
     fn refuses_what_is_not_a_duration() {
         assert_eq!(parse_duration(""), Err(DurationError::Empty));
-        assert!(matches!(parse_duration("10"), Err(DurationError::Malformed(_))));
-        assert!(matches!(parse_duration("m"), Err(DurationError::Malformed(_))));
+        assert!(matches!(
+            parse_duration("10"),
+            Err(DurationError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_duration("m"),
+            Err(DurationError::Malformed(_))
+        ));
         assert!(matches!(
             parse_duration("3w"),
             Err(DurationError::UnknownUnit { .. })

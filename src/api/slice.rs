@@ -37,7 +37,9 @@ impl SliceCondition {
             reason: reason.to_string(),
         };
         if s.is_empty() {
-            return Err(err("is empty; write a value such as `red`, `>=10` or `10..12`"));
+            return Err(err(
+                "is empty; write a value such as `red`, `>=10` or `10..12`",
+            ));
         }
         let num = |t: &str| -> Result<f64, SliceConditionError> {
             let v: f64 = t
@@ -162,7 +164,10 @@ mod tests {
 
     #[test]
     fn equality_alternatives_and_ranges() {
-        assert_eq!(SliceCondition::parse("red").unwrap(), SliceCondition::Equals("red".into()));
+        assert_eq!(
+            SliceCondition::parse("red").unwrap(),
+            SliceCondition::Equals("red".into())
+        );
         let one_of = SliceCondition::parse("eu|us").unwrap();
         assert!(one_of.matches_text("us") && !one_of.matches_text("apac"));
         let ge = SliceCondition::parse(">=10").unwrap();
@@ -170,7 +175,9 @@ mod tests {
         let lt = SliceCondition::parse("<5").unwrap();
         assert!(lt.matches_number(4.9) && !lt.matches_number(5.0));
         let range = SliceCondition::parse("10..12").unwrap();
-        assert!(range.matches_number(10.0) && range.matches_number(11.9) && !range.matches_number(12.0));
+        assert!(
+            range.matches_number(10.0) && range.matches_number(11.9) && !range.matches_number(12.0)
+        );
         assert!(SliceCondition::parse("7").unwrap().matches_number(7.0));
     }
 

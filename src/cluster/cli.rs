@@ -1,12 +1,55 @@
-//! `driftline cluster`.
+//! `driftline cluster`: the embedded cluster alone, in the foreground.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use super::{ClusterConfig, EmbeddedCluster};
 
 /// Arguments of `driftline cluster`.
 #[derive(Debug, clap::Args)]
-pub struct ClusterArgs {}
+pub struct ClusterArgs {
+    /// Where to write the kubeconfig (default: <state-dir>/kubeconfig).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 6443)]
+    pub port: u16,
+    /// Directory for pod logs, volumes and the kubeconfig (default: ~/.driftline/cluster).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Keep the cluster's objects in this file across restarts (default: in memory only).
+    #[arg(long)]
+    pub snapshot: Option<PathBuf>,
+}
 
-/// Runs `driftline cluster`.
-pub async fn run(_args: ClusterArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("driftline cluster is being built")
+fn default_state_dir() -> PathBuf {
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".driftline").join("cluster"),
+        None => PathBuf::from(".driftline").join("cluster"),
+    }
+}
+
+/// Runs `driftline cluster` until Ctrl-C.
+pub async fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = ClusterConfig::new(args.state_dir.unwrap_or_else(default_state_dir));
+    cfg.port = args.port;
+    cfg.kubeconfig = args.kubeconfig;
+    cfg.snapshot = args.snapshot;
+    cfg.node = Some(super::runner::NodeConfig {
+        gpus: super::runner::detect_gpus(),
+        ..Default::default()
+    });
+    let cluster = EmbeddedCluster::start(cfg).await?;
+    let kubeconfig = cluster.kubeconfig_path().display().to_string();
+    println!("driftline embedded cluster listening on {}", cluster.url());
+    println!("kubeconfig written to {kubeconfig}; point kubectl at it with:");
+    println!();
+    println!("    export KUBECONFIG={kubeconfig}");
+    println!("    kubectl get namespaces");
+    println!();
+    println!("Press Ctrl-C to stop.");
+    tokio::signal::ctrl_c().await?;
+    println!("stopping the embedded cluster");
+    cluster.shutdown().await;
+    Ok(ExitCode::SUCCESS)
 }

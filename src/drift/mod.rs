@@ -7,4 +7,6 @@
 
 pub mod profile;
 
-pub use profile::{CategoricalProfile, FeatureProfile, NumericProfile, ProfileError, ReferenceProfile};
+pub use profile::{
+    CategoricalProfile, FeatureProfile, NumericProfile, ProfileError, ReferenceProfile,
+};

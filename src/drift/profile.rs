@@ -49,8 +49,14 @@ pub struct CategoricalProfile {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum FeatureProfile {
-    Numeric { name: String, profile: NumericProfile },
-    Categorical { name: String, profile: CategoricalProfile },
+    Numeric {
+        name: String,
+        profile: NumericProfile,
+    },
+    Categorical {
+        name: String,
+        profile: CategoricalProfile,
+    },
 }
 
 impl FeatureProfile {
@@ -162,7 +168,11 @@ impl CategoricalProfile {
         let categories: Vec<String> = counts.keys().map(|k| k.to_string()).collect();
         let mut shares: Vec<f64> = counts.values().map(|&c| c as f64 / n).collect();
         shares.push(0.0);
-        Ok(Self { categories, shares, count: values.len() as u64 })
+        Ok(Self {
+            categories,
+            shares,
+            count: values.len() as u64,
+        })
     }
 
     /// Sketch bin of a category; unknown ones go to the unseen bucket (last).
@@ -220,7 +230,10 @@ mod tests {
 
     #[test]
     fn empty_or_non_finite_reference_is_refused() {
-        assert_eq!(NumericProfile::fit("x", &[], 10), Err(ProfileError::Empty("x".into())));
+        assert_eq!(
+            NumericProfile::fit("x", &[], 10),
+            Err(ProfileError::Empty("x".into()))
+        );
         assert_eq!(
             NumericProfile::fit("x", &[1.0, f64::INFINITY], 10),
             Err(ProfileError::NonFinite("x".into()))

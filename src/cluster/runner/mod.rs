@@ -1,2 +1,238 @@
 //! The embedded node: scheduling, local container processes and the
 //! Job / Deployment / Service controllers.
+//!
+//! The runner is a separate component that talks to the API server only
+//! through a `kube::Client`, as kubelet and kube-controller-manager do: it
+//! watches Pods, Jobs, Deployments and Services into reflector caches, and one
+//! control loop (woken by any watch event, and at least once a second)
+//!
+//! 1. plans each Job ([`job`]) and Deployment ([`deployment`]) and creates or
+//!    deletes their pods (deterministic names, owner references),
+//! 2. schedules pending pods onto the one Node ([`scheduler`]), leaving those
+//!    that do not fit Pending with `PodScheduled=False` reason `Unschedulable`
+//!    and a `FailedScheduling` Event,
+//! 3. gives every bound pod a loopback IP (lower half of the /16 at
+//!    [`NodeConfig::pod_ip_base`]) and a worker ([`kubelet`]) that runs its
+//!    containers as local processes and writes the pod status,
+//! 4. keeps Services reachable ([`service`]): loopback cluster IPs (upper half
+//!    of the same /16), Endpoints objects, a TCP proxy per Service port and a
+//!    hosts file at `<state_dir>/hosts` read by [`resolve_service_host`].
+//!
+//! What a user would see as a failure lands in pod / Job conditions and Events.
+
+pub mod container;
+mod controller;
+pub mod deployment;
+pub mod events;
+pub mod job;
+pub mod kubelet;
+pub mod pods;
+pub mod quantity;
+pub mod scheduler;
+pub mod service;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use service::{resolve_service_host, resolve_service_host_from_env};
+
+/// The one node of the embedded cluster.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Node name ("driftline-node").
+    pub name: String,
+    /// Allocatable CPU in millicores.
+    pub cpu_millis: u64,
+    /// Allocatable memory in bytes.
+    pub memory_bytes: u64,
+    /// Allocatable `nvidia.com/gpu` devices (default 0).
+    pub gpus: u64,
+    /// Extra node labels (matched by nodeSelector), besides `kubernetes.io/hostname` and `kubernetes.io/os`.
+    pub labels: BTreeMap<String, String>,
+    /// Where logs, volumes and the hosts file live.
+    pub state_dir: PathBuf,
+    /// What a container whose `command[0]` is `driftline` runs (default: this
+    /// executable when it is driftline, else a `driftline` beside it or on PATH).
+    pub driftline_exe: PathBuf,
+    /// First address of a loopback /16: pods get addresses from its lower
+    /// half, Services' cluster IPs from its upper half.
+    pub pod_ip_base: Ipv4Addr,
+    /// Kubeconfig handed to pods as `KUBECONFIG`, so in-pod clients reach the API server.
+    pub kubeconfig: Option<PathBuf>,
+    /// First CrashLoopBackOff delay (Kubernetes: 10 s, doubling up to 5 min).
+    pub restart_backoff: Duration,
+    /// First delay before a Job replaces a failed pod (Kubernetes: 10 s, doubling up to 6 min).
+    pub job_backoff: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        use rand::Rng;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+        NodeConfig {
+            name: "driftline-node".into(),
+            cpu_millis: cpus * 1000,
+            memory_bytes: total_memory().unwrap_or(8 << 30),
+            gpus: 0,
+            labels: BTreeMap::new(),
+            state_dir: std::env::temp_dir().join("driftline-cluster"),
+            driftline_exe: default_driftline_exe(),
+            // A random /16 so that several embedded clusters on one machine do not collide.
+            pod_ip_base: Ipv4Addr::new(127, rand::rng().random_range(16..=250), 0, 0),
+            kubeconfig: None,
+            restart_backoff: Duration::from_secs(10),
+            job_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// This process when it is `driftline`; else a `driftline` next to it (test
+/// binaries live in `target/<profile>/deps/`); else `driftline` on PATH.
+fn default_driftline_exe() -> PathBuf {
+    if let Ok(exe) = std::env::current_exe() {
+        if exe.file_stem().is_some_and(|s| s == "driftline") {
+            return exe;
+        }
+        for dir in exe.ancestors().skip(1).take(2) {
+            let candidate = dir.join("driftline");
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    PathBuf::from("driftline")
+}
+
+/// How many NVIDIA GPUs `nvidia-smi -L` lists (0 when it is missing or fails),
+/// for a node that should offer this machine's GPUs as `nvidia.com/gpu`.
+pub fn detect_gpus() -> u64 {
+    let Ok(output) = std::process::Command::new("nvidia-smi").arg("-L").output() else {
+        return 0;
+    };
+    if !output.status.success() {
+        return 0;
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| l.starts_with("GPU "))
+        .count() as u64
+}
+
+/// MemTotal from /proc/meminfo, in bytes.
+fn total_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Errors of the workload runner.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The Node object could not be registered with the API server.
+    #[error("cannot register node `{node}` with the API server: {source}")]
+    RegisterNode {
+        /// Node name.
+        node: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The state directory is not usable.
+    #[error("cannot use state directory {path}: {source}")]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `pod_ip_base` is not a loopback address.
+    #[error("pod_ip_base {0} is not in 127.0.0.0/8; pods need loopback addresses")]
+    NotLoopback(Ipv4Addr),
+    /// No process runs for that pod on this node.
+    #[error("pod `{namespace}/{pod}` has no running process on this node")]
+    PodNotRunning {
+        /// Namespace.
+        namespace: String,
+        /// Pod name.
+        pod: String,
+    },
+}
+
+/// Starts the node and its controllers.
+pub struct Runner;
+
+impl Runner {
+    /// Registers the Node, starts watching and returns a handle; the runner
+    /// works in the background until [`RunnerHandle::shutdown`].
+    pub async fn start(client: kube::Client, cfg: NodeConfig) -> Result<RunnerHandle, RunnerError> {
+        if !cfg.pod_ip_base.is_loopback() {
+            return Err(RunnerError::NotLoopback(cfg.pod_ip_base));
+        }
+        std::fs::create_dir_all(&cfg.state_dir).map_err(|source| RunnerError::StateDir {
+            path: cfg.state_dir.clone(),
+            source,
+        })?;
+        controller::register_node(&client, &cfg).await?;
+        let workers: Workers = Arc::new(Mutex::new(HashMap::new()));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let hosts_file = cfg.state_dir.join("hosts");
+        let task = tokio::spawn(controller::run(client, cfg, workers.clone(), stop_rx));
+        Ok(RunnerHandle {
+            workers,
+            stop: stop_tx,
+            task,
+            hosts_file,
+        })
+    }
+}
+
+/// Pod workers by (namespace, name).
+pub(crate) type Workers = Arc<Mutex<HashMap<(String, String), controller::WorkerHandle>>>;
+
+/// A running node.
+pub struct RunnerHandle {
+    workers: Workers,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    hosts_file: PathBuf,
+}
+
+impl RunnerHandle {
+    /// Kills the processes of a pod's containers (SIGKILL), as if they
+    /// crashed: the pod restarts them (restartPolicy Always / OnFailure) or fails (Never).
+    pub async fn kill_pod_process(&self, namespace: &str, pod: &str) -> Result<(), RunnerError> {
+        let not_running = || RunnerError::PodNotRunning {
+            namespace: namespace.into(),
+            pod: pod.into(),
+        };
+        let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let handle = workers
+            .get(&(namespace.to_string(), pod.to_string()))
+            .ok_or_else(not_running)?;
+        handle
+            .commands
+            .send(kubelet::PodCommand::KillProcesses)
+            .map_err(|_| not_running())
+    }
+
+    /// The hosts file mapping Service names to cluster IPs.
+    pub fn hosts_file(&self) -> &Path {
+        &self.hosts_file
+    }
+
+    /// Stops the controllers, terminates every pod process and the Service proxies.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        if let Err(err) = self.task.await {
+            tracing::warn!(%err, "runner task ended abnormally");
+        }
+    }
+}

@@ -20,6 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole loop on a bundled pipeline: train, gate, serve, infer, label, drift.
+    Demo(driftline::demo::DemoArgs),
     /// Train a model from a Model YAML and write a verified artifact.
     Train(driftline::ml::cli::TrainArgs),
     /// Evaluate a candidate (and the champion) on a regression test-set and apply the gate.
@@ -52,6 +54,7 @@ async fn main() -> ExitCode {
     // One TLS provider for kube, reqwest and object_store (ring; no C toolchain needed).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match cli.command {
+        Command::Demo(args) => driftline::demo::run(args).await.map_err(anyhow::Error::from),
         Command::Train(args) => driftline::ml::cli::train(args).await.map_err(anyhow::Error::from),
         Command::Evaluate(args) => {
             driftline::ml::cli::evaluate(args).await.map_err(anyhow::Error::from)

@@ -1,0 +1,446 @@
+//! `driftline demo`: the whole loop on a bundled pipeline, on this machine,
+//! until `driftline up` runs it inside the embedded cluster.
+//!
+//! It drives the real subcommands as child processes, exactly as the
+//! training Job and the serving Deployment will: train a champion and a
+//! candidate, gate the candidate against the champion on the curated
+//! regression test-set, serve the winner over the Open Inference Protocol,
+//! send it the test rows, label them through the feedback endpoint, and
+//! report online accuracy and drift. Like `main`, this room may import every
+//! other room.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+use crate::api::{ModelSpec, Task, load_model_config};
+use crate::ml::{Cell, read_table};
+
+/// Arguments of `driftline demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Model YAML of the pipeline to run.
+    #[arg(long, short = 'f', default_value = "pipelines/wine-quality.yaml")]
+    pub pipeline: PathBuf,
+    /// Directory for artifacts, reports and captured feedback (a new run folder each time).
+    #[arg(long, default_value = ".driftline/demo")]
+    pub dir: PathBuf,
+    /// Rows of the test set sent to the server per request.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Keep serving after the loop (Ctrl-C stops it).
+    #[arg(long)]
+    pub keep_serving: bool,
+}
+
+/// Why the demo stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("cannot read pipeline `{path}`: {source}")]
+    Pipeline {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pipeline `{path}` is not a valid Model: {message}")]
+    InvalidPipeline { path: String, message: String },
+    #[error("pipeline `{0}` has no `gate.testSet`; the demo needs a regression test-set")]
+    NoTestSet(String),
+    #[error("cannot create `{path}`: {source}")]
+    Workdir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start `driftline {step}`: {source}")]
+    Spawn {
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`driftline {step}` failed with exit code {code}; see its output above")]
+    StepFailed { step: &'static str, code: i32 },
+    #[error("the model server did not become ready within 60 s")]
+    NotReady,
+    #[error("request to the model server failed: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("the model server answered {status} to {what}: {body}")]
+    Refused {
+        what: String,
+        status: u16,
+        body: String,
+    },
+    #[error("cannot read the test set: {0}")]
+    TestSet(String),
+}
+
+/// Runs `driftline demo`.
+pub async fn run(args: DemoArgs) -> Result<ExitCode, DemoError> {
+    let pipeline = args.pipeline.display().to_string();
+    let yaml = std::fs::read_to_string(&args.pipeline).map_err(|source| DemoError::Pipeline {
+        path: pipeline.clone(),
+        source,
+    })?;
+    let spec = load_model_config(&yaml).map_err(|e| DemoError::InvalidPipeline {
+        path: pipeline.clone(),
+        message: e.to_string(),
+    })?;
+    let name = model_name(&yaml, &args.pipeline);
+    let test_set = spec
+        .gate
+        .as_ref()
+        .map(|g| g.test_set.clone())
+        .ok_or_else(|| DemoError::NoTestSet(pipeline.clone()))?;
+
+    let run_dir = absolute(&args.dir).join(chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string());
+    std::fs::create_dir_all(&run_dir).map_err(|source| DemoError::Workdir {
+        path: run_dir.display().to_string(),
+        source,
+    })?;
+    let champion = run_dir.join("v1");
+    let candidate = run_dir.join("v2");
+    let report = run_dir.join("gate-report.json");
+    let feedback = run_dir.join("feedback");
+    let exe = std::env::current_exe().map_err(|source| DemoError::Spawn {
+        step: "demo",
+        source,
+    })?;
+
+    step(1, &format!("train the champion v1 of `{name}` (seed {})", spec.training.seed));
+    run_step(&exe, "train", &["-c", &pipeline, "--out", &path_str(&champion)]).await?;
+
+    let candidate_seed = spec.training.seed.wrapping_add(1).to_string();
+    step(2, &format!("retrain: candidate v2 (seed {candidate_seed})"));
+    run_step(
+        &exe,
+        "train",
+        &["-c", &pipeline, "--out", &path_str(&candidate), "--seed", &candidate_seed],
+    )
+    .await?;
+
+    step(3, "gate v2 against champion v1 on the regression test-set");
+    let gate_code = step_status(
+        &exe,
+        "evaluate",
+        &[
+            "--candidate",
+            &path_str(&candidate),
+            "--champion",
+            &path_str(&champion),
+            "-c",
+            &pipeline,
+            "--report",
+            &path_str(&report),
+        ],
+        true,
+    )
+    .await?;
+    let (winner, version) = match gate_code {
+        0 => {
+            println!("   gate passed: v2 is the new champion (report: {})", report.display());
+            (&candidate, "v2")
+        }
+        1 => {
+            println!("   gate failed: v1 stays champion (report: {})", report.display());
+            (&champion, "v1")
+        }
+        code => return Err(DemoError::StepFailed { step: "evaluate", code }),
+    };
+
+    step(4, &format!("serve {version} over the Open Inference Protocol v2"));
+    let port = free_port().map_err(|source| DemoError::Spawn {
+        step: "serve",
+        source,
+    })?;
+    let server = spawn_server(&exe, winner, &name, version, port, &feedback)?;
+    let base = format!("http://127.0.0.1:{port}");
+    let outcome = exercise_server(&base, &name, &spec, &test_set, args.batch).await;
+    let outcome = match outcome {
+        Ok(()) if args.keep_serving => {
+            println!("\nServing at {base}/v2/models/{name}/infer — Ctrl-C to stop.");
+            let _ = tokio::signal::ctrl_c().await;
+            Ok(())
+        }
+        other => other,
+    };
+    stop(server).await;
+    outcome?;
+    println!("\nArtifacts, gate report and captured feedback: {}", run_dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn step(n: u32, what: &str) {
+    println!("\n[{n}/5] {what}");
+}
+
+fn model_name(yaml: &str, path: &Path) -> String {
+    serde_yaml::from_str::<serde_yaml::Value>(yaml)
+        .ok()
+        .and_then(|v| v.get("metadata")?.get("name")?.as_str().map(str::to_string))
+        .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "model".to_string())
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn free_port() -> std::io::Result<u16> {
+    // Ask the kernel for a free port; the server binds it right after.
+    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+    Ok(listener.local_addr()?.port())
+}
+
+async fn run_step(exe: &Path, step: &'static str, args: &[&str]) -> Result<(), DemoError> {
+    match step_status(exe, step, args, false).await? {
+        0 => Ok(()),
+        code => Err(DemoError::StepFailed { step, code }),
+    }
+}
+
+async fn step_status(
+    exe: &Path,
+    step: &'static str,
+    args: &[&str],
+    quiet_stdout: bool,
+) -> Result<i32, DemoError> {
+    let mut cmd = Command::new(exe);
+    cmd.arg(step).args(args).stdin(Stdio::null());
+    if quiet_stdout {
+        // The JSON report goes to a file; keep the terminal for the per-check lines on stderr.
+        cmd.stdout(Stdio::null());
+    }
+    let status = cmd
+        .status()
+        .await
+        .map_err(|source| DemoError::Spawn { step, source })?;
+    Ok(status.code().unwrap_or(-1))
+}
+
+fn spawn_server(
+    exe: &Path,
+    artifact: &Path,
+    name: &str,
+    version: &str,
+    port: u16,
+    feedback: &Path,
+) -> Result<Child, DemoError> {
+    Command::new(exe)
+        .arg("serve")
+        .args(["--artifact", &path_str(artifact)])
+        .args(["--name", name, "--model-version", version])
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--feedback", &format!("file://{}/", feedback.display())])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| DemoError::Spawn {
+            step: "serve",
+            source,
+        })
+}
+
+async fn stop(mut server: Child) {
+    if let Some(pid) = server.id() {
+        // SIGTERM lets the server flush captured feedback before it exits.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        if tokio::time::timeout(Duration::from_secs(10), server.wait()).await.is_ok() {
+            return;
+        }
+    }
+    let _ = server.kill().await;
+}
+
+async fn exercise_server(
+    base: &str,
+    name: &str,
+    spec: &ModelSpec,
+    test_set: &str,
+    batch: usize,
+) -> Result<(), DemoError> {
+    let http = reqwest::Client::new();
+    wait_ready(&http, base).await?;
+    let metadata: Value = get_json(&http, &format!("{base}/v2/models/{name}")).await?;
+    let inputs: Vec<(String, String)> = metadata["inputs"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| Some((i["name"].as_str()?.to_string(), i["datatype"].as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    println!(
+        "   ready: {} inputs, platform {}",
+        inputs.len(),
+        metadata["platform"].as_str().unwrap_or("?")
+    );
+
+    let table = read_table(test_set, None)
+        .await
+        .map_err(|e| DemoError::TestSet(e.to_string()))?;
+    let target = &spec.data.target;
+    let target_col = table
+        .position(target)
+        .ok_or_else(|| DemoError::TestSet(format!("column `{target}` missing in {test_set}")))?;
+
+    step(5, &format!("send {} test rows, label them, read drift", table.rows));
+    let mut correct = 0usize;
+    let mut squared_error = 0f64;
+    let mut scored = 0usize;
+    let batch = batch.max(1);
+    for start in (0..table.rows).step_by(batch) {
+        let end = (start + batch).min(table.rows);
+        let mut tensors = Vec::new();
+        for (input, datatype) in &inputs {
+            let col = table.position(input).ok_or_else(|| {
+                DemoError::TestSet(format!("column `{input}` missing in {test_set}"))
+            })?;
+            let data: Vec<Value> = table.columns[col][start..end]
+                .iter()
+                .map(|c| cell_json(c, datatype))
+                .collect();
+            tensors.push(json!({"name": input, "datatype": datatype, "shape": [end - start, 1], "data": data}));
+        }
+        let id = format!("demo-{start}");
+        let response: Value = post_json(
+            &http,
+            &format!("{base}/v2/models/{name}/infer"),
+            &json!({"id": id, "inputs": tensors}),
+        )
+        .await?;
+        let predictions = response["outputs"]
+            .as_array()
+            .and_then(|o| o.iter().find(|t| t["name"] == "predictions"))
+            .and_then(|t| t["data"].as_array().cloned())
+            .unwrap_or_default();
+        let labels: Vec<Value> = table.columns[target_col][start..end]
+            .iter()
+            .map(|c| label_json(c, spec.task))
+            .collect();
+        for (p, l) in predictions.iter().zip(&labels) {
+            scored += 1;
+            match spec.task {
+                Task::Classification => correct += usize::from(same_label(p, l)),
+                Task::Regression => {
+                    if let (Some(p), Some(l)) = (p.as_f64(), l.as_f64()) {
+                        squared_error += (p - l).powi(2);
+                    }
+                }
+            }
+        }
+        post_json(
+            &http,
+            &format!("{base}/v2/models/{name}/feedback"),
+            &json!({"id": id, "label": labels}),
+        )
+        .await?;
+    }
+    match spec.task {
+        Task::Classification => println!(
+            "   accuracy on the test rows, as served: {:.3} ({correct}/{scored})",
+            correct as f64 / scored.max(1) as f64
+        ),
+        Task::Regression => println!(
+            "   RMSE on the test rows, as served: {:.4}",
+            (squared_error / scored.max(1) as f64).sqrt()
+        ),
+    }
+    let drift: Value = get_json(&http, &format!("{base}/v2/models/{name}/drift")).await?;
+    print_drift(&drift);
+    Ok(())
+}
+
+fn cell_json(cell: &Cell, datatype: &str) -> Value {
+    match (cell, datatype) {
+        (Cell::Number(x), "BYTES") => json!(x.to_string()),
+        (Cell::Number(x), _) => json!(x),
+        (Cell::Text(s), _) => json!(s),
+        (Cell::Missing, "BYTES") => json!(""),
+        (Cell::Missing, _) => Value::Null,
+    }
+}
+
+fn label_json(cell: &Cell, task: Task) -> Value {
+    match (cell, task) {
+        (Cell::Number(x), Task::Classification) if x.fract() == 0.0 => json!((*x as i64).to_string()),
+        (Cell::Number(x), Task::Classification) => json!(x.to_string()),
+        (Cell::Number(x), Task::Regression) => json!(x),
+        (Cell::Text(s), _) => json!(s),
+        (Cell::Missing, _) => Value::Null,
+    }
+}
+
+fn same_label(prediction: &Value, label: &Value) -> bool {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    text(prediction) == text(label)
+}
+
+fn print_drift(drift: &Value) {
+    // The server reports the current window; print whatever statistics it names.
+    let pretty = serde_json::to_string(drift).unwrap_or_default();
+    let summary = drift
+        .get("dataset")
+        .or_else(|| drift.get("current"))
+        .map(|v| v.to_string())
+        .unwrap_or(pretty);
+    let cut: String = summary.chars().take(400).collect();
+    println!("   drift (current window): {cut}");
+}
+
+async fn wait_ready(http: &reqwest::Client, base: &str) -> Result<(), DemoError> {
+    for _ in 0..240 {
+        if let Ok(r) = http.get(format!("{base}/v2/health/ready")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(DemoError::NotReady)
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, DemoError> {
+    let r = http.get(url).send().await?;
+    decode(url, r).await
+}
+
+async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> Result<Value, DemoError> {
+    let r = http.post(url).json(body).send().await?;
+    decode(url, r).await
+}
+
+async fn decode(url: &str, r: reqwest::Response) -> Result<Value, DemoError> {
+    let status = r.status();
+    let body = r.text().await?;
+    if !status.is_success() {
+        return Err(DemoError::Refused {
+            what: url.to_string(),
+            status: status.as_u16(),
+            body,
+        });
+    }
+    serde_json::from_str(&body).map_err(|e| DemoError::Refused {
+        what: url.to_string(),
+        status: status.as_u16(),
+        body: format!("not JSON ({e}): {body}"),
+    })
+}

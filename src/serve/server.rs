@@ -641,18 +641,23 @@ async fn feedback_stats(State(state): State<Arc<AppState>>, Path(path): Path<Mod
     answer(&state, "feedback", result)
 }
 
+/// Body of `GET /v2/models/{name}/drift`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DriftAnswer {
+    model_name: String,
+    model_version: String,
+    #[serde(flatten)]
+    report: crate::drift::DriftReport,
+}
+
 async fn drift(State(state): State<Arc<AppState>>, Path(path): Path<ModelPath>) -> Response {
     let result = state.model_for(&path).map(|loaded| {
         let mut monitor = loaded.drift.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(window) = monitor.tick(Utc::now()) {
             publish_drift(&state.metrics, &window);
         }
-        let report = monitor.report();
-        serde_json::json!({
-            "modelName": loaded.name,
-            "modelVersion": loaded.version,
-            "report": report,
-        })
+        DriftAnswer { model_name: loaded.name.clone(), model_version: loaded.version.clone(), report: monitor.report() }
     });
     answer(&state, "drift", result)
 }

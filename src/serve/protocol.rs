@@ -204,6 +204,8 @@ impl<'de> Visitor<'de> for Flatten<'_> {
 pub enum FeatureKind {
     Numeric,
     Categorical,
+    /// true/false: BOOL, 0/1 numbers, or BYTES strings such as `"true"`.
+    Boolean,
 }
 
 /// The inputs a model expects, in its feature order.
@@ -370,8 +372,33 @@ fn decode_matrix(input: &RequestInput, schema: &InputSchema) -> Result<DecodedBa
         return Err(DecodeError::CategoricalInMatrix { feature: name.clone() });
     }
     let values = numbers(input)?;
-    let columns = (0..f).map(|j| Column::Numbers((0..rows).map(|i| values[i * f + j]).collect())).collect();
+    let columns = schema
+        .features
+        .iter()
+        .enumerate()
+        .map(|(j, (_, kind))| {
+            let column: Vec<f64> = (0..rows).map(|i| values[i * f + j]).collect();
+            match kind {
+                FeatureKind::Boolean => booleans(input, &column, |i| i * f + j),
+                _ => Ok(Column::Numbers(column)),
+            }
+        })
+        .collect::<Result<_, _>>()?;
     Ok(DecodedBatch { rows, columns })
+}
+
+/// 0/1 values as the `"false"`/`"true"` categories a boolean feature was trained on.
+fn booleans(input: &RequestInput, values: &[f64], position: impl Fn(usize) -> usize) -> Result<Column, DecodeError> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| match x {
+            0.0 => Ok("false".to_string()),
+            1.0 => Ok("true".to_string()),
+            _ => Err(DecodeError::OutOfRange { input: input.name.clone(), index: position(i), value: x, datatype: "a boolean (0 or 1)".into() }),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Column::Texts)
 }
 
 fn decode_per_feature(inputs: &[RequestInput], schema: &InputSchema) -> Result<DecodedBatch, DecodeError> {
@@ -429,6 +456,13 @@ fn decode_per_feature(inputs: &[RequestInput], schema: &InputSchema) -> Result<D
                     }
                 }
             }
+            FeatureKind::Boolean => match &input.data {
+                TensorData::Texts(t) if input.datatype == "BYTES" => Column::Texts(t.clone()),
+                _ if input.datatype == "BYTES" => {
+                    return Err(DecodeError::DataTypeMismatch { input: input.name.clone(), datatype: input.datatype.clone(), found: input.data.kind() });
+                }
+                _ => booleans(input, &numbers(input)?, |i| i)?,
+            },
             FeatureKind::Numeric => {
                 if input.datatype == "BYTES" {
                     return Err(DecodeError::WrongDatatype {
@@ -474,6 +508,7 @@ pub struct ResponseOutput {
 #[serde(untagged)]
 pub enum OutputData {
     Numbers(Vec<f32>),
+    Doubles(Vec<f64>),
     Texts(Vec<String>),
 }
 

@@ -58,7 +58,7 @@ pub struct ModelOutput {
     /// Class name per row (classification).
     pub labels: Vec<String>,
     /// Value per row (regression).
-    pub values: Vec<f32>,
+    pub values: Vec<f64>,
     /// Class probabilities per row (classification).
     pub probabilities: Option<Vec<Vec<f32>>>,
 }
@@ -251,6 +251,7 @@ fn warm_up_batch(info: &ModelInfo) -> DecodedBatch {
                     Column::Texts(vec![profile.categories.first().cloned().unwrap_or_default()])
                 }
                 (FeatureKind::Categorical, _) => Column::Texts(vec![String::new()]),
+                (FeatureKind::Boolean, _) => Column::Texts(vec!["false".into()]),
             }
         })
         .collect();
@@ -380,6 +381,7 @@ async fn model_metadata(State(state): State<Arc<AppState>>, Path(path): Path<Mod
                 datatype: match kind {
                     FeatureKind::Numeric => "FP32".into(),
                     FeatureKind::Categorical => "BYTES".into(),
+                    FeatureKind::Boolean => "BOOL".into(),
                 },
                 shape: vec![-1],
             })
@@ -388,7 +390,7 @@ async fn model_metadata(State(state): State<Arc<AppState>>, Path(path): Path<Mod
             name: "predictions".into(),
             datatype: match info.task {
                 Task::Classification { .. } => "BYTES".into(),
-                Task::Regression => "FP32".into(),
+                Task::Regression => "FP64".into(),
             },
             shape: vec![-1],
         }];
@@ -481,8 +483,8 @@ async fn infer_inner(state: &AppState, path: &ModelPath, request: Request) -> Re
             Task::Regression => ResponseOutput {
                 name: "predictions".into(),
                 shape: vec![rows],
-                datatype: "FP32".into(),
-                data: OutputData::Numbers(output.values),
+                datatype: "FP64".into(),
+                data: OutputData::Doubles(output.values),
             },
         });
     }
@@ -572,7 +574,7 @@ fn observe(state: &AppState, loaded: &Loaded, batch: &DecodedBatch, output: &Mod
                 if classification {
                     Observation::Text(&output.labels[i])
                 } else {
-                    Observation::Number(f64::from(output.values[i]))
+                    Observation::Number(output.values[i])
                 }
             },
             Utc::now(),
@@ -612,7 +614,7 @@ fn served_record(id: &str, version: &str, info: &ModelInfo, batch: &DecodedBatch
         .collect();
     let predictions = match info.task {
         Task::Classification { .. } => output.labels.iter().map(|l| Value::String(l.clone())).collect(),
-        Task::Regression => output.values.iter().map(|v| Value::from(f64::from(*v))).collect(),
+        Task::Regression => output.values.iter().map(|v| Value::from(*v)).collect(),
     };
     ServedRecord { id: id.to_string(), version: version.to_string(), time: Utc::now(), rows, predictions }
 }

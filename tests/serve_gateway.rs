@@ -7,15 +7,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::any;
 use driftline::serve::gateway::{GatewayConfig, VERSION_HEADER, WeightTable, gateway_router, read_weights_file, watch_weights_file};
 use serde_json::{Value, json};
 
 /// A stand-in model server that answers every path with its version and the path it saw.
 async fn backend(version: &'static str) -> SocketAddr {
-    let app = Router::new().fallback(any(move |uri: axum::http::Uri, body: String| async move {
+    let app = Router::new().fallback(move |uri: axum::http::Uri, body: String| async move {
         axum::Json(json!({"version": version, "path": uri.path(), "body_len": body.len()}))
-    }));
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });

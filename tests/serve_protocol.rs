@@ -305,8 +305,8 @@ async fn hostile_bodies_get_4xx_and_the_server_stays_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_bodies_get_413() {
     let s = serve_with(ServerConfig { body_limit: 1024, ..ServerConfig::default() }, Duration::ZERO).await;
-    let alcohol = vec![10.0; 500];
-    let colors = vec!["red"; 500];
+    let alcohol = [10.0; 500];
+    let colors = ["red"; 500];
     let (code, r) = post(&s, "/v2/models/wine-quality/infer", per_feature(&alcohol, &colors).to_string()).await;
     assert_eq!(code, 413);
     assert!(r["error"].as_str().unwrap().contains("1024 bytes"), "{r}");
@@ -328,7 +328,7 @@ async fn saturation_answers_503_with_retry_after_and_slow_inference_times_out() 
         Duration::from_millis(400),
     )
     .await;
-    let body = per_feature(&vec![10.0; 100], &vec!["red"; 100]).to_string();
+    let body = per_feature(&[10.0; 100], &["red"; 100]).to_string();
     let slow = {
         let (u, b) = (url(&s, "/v2/models/wine-quality/infer"), body.clone());
         tokio::spawn(async move { client().post(u).body(b).send().await.unwrap() })

@@ -77,7 +77,7 @@ pub struct DriftConfig {
     /// Rows per window.
     pub window_rows: u64,
     /// Close a window after this long even if it is not full.
-    #[serde(with = "optional_seconds", rename = "windowSeconds")]
+    #[serde(default, with = "optional_seconds", rename = "windowSeconds")]
     pub window_duration: Option<std::time::Duration>,
     /// Closed windows kept with their reports.
     pub recent_windows: usize,
@@ -333,12 +333,13 @@ pub fn compare(
         .collect();
     let drifted_features: Vec<String> = counted.iter().filter(|f| f.drifted).map(|f| f.name.clone()).collect();
     let drifted_share = stats::drifted_share(&counted.iter().map(|f| f.drifted).collect::<Vec<_>>());
+    let dataset_drifted = !drifted_features.is_empty() && drifted_share >= config.drifted_share;
     WindowReport {
         started,
         ended,
         rows: sketch.rows,
         complete: sketch.rows >= config.window_rows,
-        dataset_drifted: !counted.is_empty() && drifted_share >= config.drifted_share && !drifted_features.is_empty(),
+        dataset_drifted,
         features,
         prediction,
         drifted_features,

@@ -39,15 +39,16 @@ pub fn jensen_shannon_distance(reference: &[f64], current: &[f64]) -> f64 {
     jensen_shannon_divergence(reference, current).sqrt()
 }
 
-/// Population stability index `Σ (q - p) ln(q / p)`; empty bins count as
-/// [`PSI_EPSILON`] so one empty bin does not make it infinite.
+/// Population stability index `Σ (q - p) ln(q / p)`; an empty bin counts
+/// as [`PSI_EPSILON`] (as in Evidently) so one empty bin does not make it infinite.
 pub fn psi(reference: &[f64], current: &[f64]) -> f64 {
+    let smooth = |x: f64| if x > 0.0 { x } else { PSI_EPSILON };
     reference
         .iter()
         .zip(current)
+        .filter(|(p, q)| **p > 0.0 || **q > 0.0)
         .map(|(&p, &q)| {
-            let p = p.max(PSI_EPSILON);
-            let q = q.max(PSI_EPSILON);
+            let (p, q) = (smooth(p), smooth(q));
             (q - p) * (q / p).ln()
         })
         .sum()

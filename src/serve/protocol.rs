@@ -142,7 +142,10 @@ impl<'de> DeserializeSeed<'de> for Flatten<'_> {
 impl Flatten<'_> {
     fn push_number<E: serde::de::Error>(self, x: f64) -> Result<(), E> {
         match self.data.get_or_insert_with(|| TensorData::Numbers(Vec::new())) {
-            TensorData::Numbers(v) => Ok(v.push(x)),
+            TensorData::Numbers(v) => {
+                v.push(x);
+                Ok(())
+            }
             other => Err(E::custom(format!("data mixes numbers with {}", other.kind()))),
         }
     }
@@ -178,14 +181,20 @@ impl<'de> Visitor<'de> for Flatten<'_> {
 
     fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<(), E> {
         match self.data.get_or_insert_with(|| TensorData::Texts(Vec::new())) {
-            TensorData::Texts(v) => Ok(v.push(s.to_string())),
+            TensorData::Texts(v) => {
+                v.push(s.to_string());
+                Ok(())
+            }
             other => Err(E::custom(format!("data mixes strings with {}", other.kind()))),
         }
     }
 
     fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<(), E> {
         match self.data.get_or_insert_with(|| TensorData::Bools(Vec::new())) {
-            TensorData::Bools(v) => Ok(v.push(b)),
+            TensorData::Bools(v) => {
+                v.push(b);
+                Ok(())
+            }
             other => Err(E::custom(format!("data mixes booleans with {}", other.kind()))),
         }
     }
@@ -298,7 +307,6 @@ fn numbers(input: &RequestInput) -> Result<Vec<f64>, DecodeError> {
             }
             Ok(v.clone())
         }
-        (data, Datatype::Bytes) => Err(mismatch(data.kind())),
         (data, _) => Err(mismatch(data.kind())),
     }
 }

@@ -227,8 +227,8 @@ async fn prepare(state: &AppState, model: Arc<dyn Predictor>) -> Result<Loaded, 
         state.metrics.clone(),
     );
     Ok(Loaded {
-        name: state.config.name.clone().unwrap_or(info.name.clone()),
-        version: state.config.version.clone().unwrap_or(info.version.clone()),
+        name: state.config.name.clone().unwrap_or_else(|| info.name.clone()),
+        version: state.config.version.clone().unwrap_or_else(|| info.version.clone()),
         schema: InputSchema { features: info.features.clone(), max_rows: state.config.max_rows },
         model,
         drift: Mutex::new(drift),
@@ -632,7 +632,7 @@ async fn feedback(State(state): State<Arc<AppState>>, Path(path): Path<ModelPath
         if single && outcome.joined == 0 && !outcome.unknown.is_empty() {
             return Err(ServeError::UnknownFeedbackId(format!("`{}`", outcome.unknown.join("`, `"))));
         }
-        Ok(outcome)
+        Ok::<_, ServeError>(outcome)
     }
     .await;
     answer(&state, "feedback", result)

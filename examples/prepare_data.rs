@@ -51,7 +51,11 @@ fn write(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("csv.tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)?;
-    println!("wrote {} ({} rows)", path.display(), text.lines().count().saturating_sub(1));
+    println!(
+        "wrote {} ({} rows)",
+        path.display(),
+        text.lines().count().saturating_sub(1)
+    );
     Ok(())
 }
 
@@ -90,27 +94,48 @@ fn wine(dir: &Path) -> std::io::Result<()> {
     let records = ds.records();
     let targets = ds.targets();
     let n = records.nrows();
-    let rows: Vec<Vec<String>> = (0..n).map(|i| records.row(i).iter().map(|&x| num(x)).collect()).collect();
+    let rows: Vec<Vec<String>> = (0..n)
+        .map(|i| records.row(i).iter().map(|&x| num(x)).collect())
+        .collect();
     let (train, test) = split(n);
     let col = |name: &str| names.iter().position(|n| n == name).unwrap_or(0);
-    let (alcohol, volatile, sulphates) = (col("alcohol"), col("volatile_acidity"), col("sulphates"));
+    let (alcohol, volatile, sulphates) =
+        (col("alcohol"), col("volatile_acidity"), col("sulphates"));
 
     // Multi-class: the quality score itself.
     let mut header = names.clone();
     header.push("quality".into());
-    let with_quality: Vec<Vec<String>> =
-        rows.iter().zip(targets.iter()).map(|(r, q)| [r.clone(), vec![q.to_string()]].concat()).collect();
-    write(&dir.join("wine-quality/train.csv"), &csv(&header, &with_quality, &train))?;
-    write(&dir.join("wine-quality/test.csv"), &csv(&header, &with_quality, &test))?;
+    let with_quality: Vec<Vec<String>> = rows
+        .iter()
+        .zip(targets.iter())
+        .map(|(r, q)| [r.clone(), vec![q.to_string()]].concat())
+        .collect();
+    write(
+        &dir.join("wine-quality/train.csv"),
+        &csv(&header, &with_quality, &train),
+    )?;
+    write(
+        &dir.join("wine-quality/test.csv"),
+        &csv(&header, &with_quality, &test),
+    )?;
 
     // Binary: is it a good wine (quality >= 7)? String labels on purpose.
     let mut header = names.clone();
     header.push("good".into());
     let label = |q: usize| if q >= 7 { "yes" } else { "no" };
-    let with_good: Vec<Vec<String>> =
-        rows.iter().zip(targets.iter()).map(|(r, q)| [r.clone(), vec![label(*q).to_string()]].concat()).collect();
-    write(&dir.join("wine-good/train.csv"), &csv(&header, &with_good, &train))?;
-    write(&dir.join("wine-good/test.csv"), &csv(&header, &with_good, &test))?;
+    let with_good: Vec<Vec<String>> = rows
+        .iter()
+        .zip(targets.iter())
+        .map(|(r, q)| [r.clone(), vec![label(*q).to_string()]].concat())
+        .collect();
+    write(
+        &dir.join("wine-good/train.csv"),
+        &csv(&header, &with_good, &train),
+    )?;
+    write(
+        &dir.join("wine-good/test.csv"),
+        &csv(&header, &with_good, &test),
+    )?;
     // Golden examples from the test split that no sane model may get wrong:
     // weak, sharp wines rated <= 5, and strong, clean wines rated >= 7.
     let x = |i: usize, c: usize| records[[i, c]];
@@ -123,11 +148,19 @@ fn wine(dir: &Path) -> std::io::Result<()> {
     golden.extend(
         test.iter()
             .copied()
-            .filter(|&i| targets[i] >= 7 && x(i, alcohol) >= 12.5 && x(i, sulphates) >= 0.7 && x(i, volatile) <= 0.45)
+            .filter(|&i| {
+                targets[i] >= 7
+                    && x(i, alcohol) >= 12.5
+                    && x(i, sulphates) >= 0.7
+                    && x(i, volatile) <= 0.45
+            })
             .take(4),
     );
     golden.sort_unstable();
-    write(&dir.join("wine-good/golden.csv"), &csv(&header, &with_good, &golden))?;
+    write(
+        &dir.join("wine-good/golden.csv"),
+        &csv(&header, &with_good, &golden),
+    )?;
     Ok(())
 }
 
@@ -145,7 +178,10 @@ fn diabetes(dir: &Path) -> std::io::Result<()> {
         })
         .collect();
     let (train, test) = split(n);
-    write(&dir.join("diabetes/train.csv"), &csv(&header, &rows, &train))?;
+    write(
+        &dir.join("diabetes/train.csv"),
+        &csv(&header, &rows, &train),
+    )?;
     write(&dir.join("diabetes/test.csv"), &csv(&header, &rows, &test))?;
     // Golden: test rows near the median progression, which any useful model predicts within the tolerance.
     let mut by_target: Vec<usize> = test.clone();
@@ -153,20 +189,37 @@ fn diabetes(dir: &Path) -> std::io::Result<()> {
     let mid = by_target.len() / 2;
     let mut golden = by_target[mid - 3..mid + 3].to_vec();
     golden.sort_unstable();
-    write(&dir.join("diabetes/golden.csv"), &csv(&header, &rows, &golden))?;
+    write(
+        &dir.join("diabetes/golden.csv"),
+        &csv(&header, &rows, &golden),
+    )?;
     Ok(())
 }
 
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
     match args.command {
-        Some(Command::Synthetic { rows, seed, shift, out }) => write(&out, &synth::generate(rows, seed, shift)),
+        Some(Command::Synthetic {
+            rows,
+            seed,
+            shift,
+            out,
+        }) => write(&out, &synth::generate(rows, seed, shift)),
         None => {
             wine(&args.dir)?;
             diabetes(&args.dir)?;
-            write(&args.dir.join("synthetic/reference.csv"), &synth::generate(4000, 1, Shift::None))?;
-            write(&args.dir.join("synthetic/covariate-shift.csv"), &synth::generate(1000, 2, Shift::Covariate))?;
-            write(&args.dir.join("synthetic/concept-drift.csv"), &synth::generate(1000, 3, Shift::Concept))?;
+            write(
+                &args.dir.join("synthetic/reference.csv"),
+                &synth::generate(4000, 1, Shift::None),
+            )?;
+            write(
+                &args.dir.join("synthetic/covariate-shift.csv"),
+                &synth::generate(1000, 2, Shift::Covariate),
+            )?;
+            write(
+                &args.dir.join("synthetic/concept-drift.csv"),
+                &synth::generate(1000, 3, Shift::Concept),
+            )?;
             Ok(())
         }
     }

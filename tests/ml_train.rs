@@ -6,7 +6,9 @@ use std::path::Path;
 use candle_core::Device;
 use driftline::api::{GateSpec, MetricThreshold, ModelSpec, load_model_config};
 use driftline::ml::synth::{self, Shift};
-use driftline::ml::{ArtifactError, Cell, FeatureBatch, LoadedModel, MlError, Table, TrainedModel, fit};
+use driftline::ml::{
+    ArtifactError, Cell, FeatureBatch, LoadedModel, MlError, Table, TrainedModel, fit,
+};
 
 fn spec(yaml_extra: &str) -> ModelSpec {
     let yaml = format!(
@@ -22,7 +24,11 @@ training: {{epochs: 4, batchSize: 32, learningRate: 0.01, seed: 5}}
 }
 
 fn synthetic(rows: usize, seed: u64, shift: Shift) -> Table {
-    Table::from_csv("synthetic.csv", synth::generate(rows, seed, shift).as_bytes()).expect("synthetic csv parses")
+    Table::from_csv(
+        "synthetic.csv",
+        synth::generate(rows, seed, shift).as_bytes(),
+    )
+    .expect("synthetic csv parses")
 }
 
 fn train(spec: &ModelSpec, table: &Table) -> TrainedModel {
@@ -40,7 +46,11 @@ fn same_seed_gives_identical_weights_and_another_seed_does_not() {
     let table = synthetic(600, 1, Shift::None);
     let a = train(&spec(""), &table);
     let b = train(&spec(""), &table);
-    assert_eq!(a.weights_digest(), b.weights_digest(), "same seed, same data → same weights");
+    assert_eq!(
+        a.weights_digest(),
+        b.weights_digest(),
+        "same seed, same data → same weights"
+    );
     assert_eq!(a.manifest.curve, b.manifest.curve);
     let mut other = spec("");
     other.training.seed = 6;
@@ -72,9 +82,18 @@ async fn a_saved_artifact_loads_verified_and_predicts_like_training() {
     let p = loaded.predict(&batch).unwrap();
     assert_eq!(p.labels.len(), 200);
     let probs = p.probabilities.as_ref().unwrap();
-    assert!(probs.iter().all(|row| (row.iter().sum::<f32>() - 1.0).abs() < 1e-4));
+    assert!(
+        probs
+            .iter()
+            .all(|row| (row.iter().sum::<f32>() - 1.0).abs() < 1e-4)
+    );
     let truth = test.column("label", "test").unwrap();
-    let correct = p.labels.iter().zip(truth).filter(|(l, t)| Some((*l).clone()) == t.as_text()).count();
+    let correct = p
+        .labels
+        .iter()
+        .zip(truth)
+        .filter(|(l, t)| Some((*l).clone()) == t.as_text())
+        .count();
     assert!(correct as f64 / 200.0 > 0.7, "accuracy {correct}/200");
 }
 
@@ -86,17 +105,29 @@ async fn weights_from_another_architecture_are_refused_naming_the_tensor() {
     let mut wide = spec("");
     wide.architecture.hidden_layers = vec![8, 4];
     let wide = save(&train(&wide, &table), tmp.path(), "wide").await;
-    std::fs::copy(format!("{wide}/weights.safetensors"), format!("{small}/weights.safetensors")).unwrap();
+    std::fs::copy(
+        format!("{wide}/weights.safetensors"),
+        format!("{small}/weights.safetensors"),
+    )
+    .unwrap();
     let err = LoadedModel::load(&small).await.unwrap_err();
     assert!(matches!(err, ArtifactError::TensorMismatch { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("layer0.weight") && msg.contains("[8, 11]") && msg.contains("[16, 11]"), "{msg}");
+    assert!(
+        msg.contains("layer0.weight") && msg.contains("[8, 11]") && msg.contains("[16, 11]"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
 async fn corrupted_or_truncated_weights_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let uri = save(&train(&spec(""), &synthetic(300, 1, Shift::None)), tmp.path(), "v1").await;
+    let uri = save(
+        &train(&spec(""), &synthetic(300, 1, Shift::None)),
+        tmp.path(),
+        "v1",
+    )
+    .await;
     let path = format!("{uri}/weights.safetensors");
     let original = std::fs::read(&path).unwrap();
 
@@ -120,7 +151,12 @@ async fn corrupted_or_truncated_weights_are_refused() {
 #[tokio::test]
 async fn an_edited_manifest_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let uri = save(&train(&spec(""), &synthetic(300, 1, Shift::None)), tmp.path(), "v1").await;
+    let uri = save(
+        &train(&spec(""), &synthetic(300, 1, Shift::None)),
+        tmp.path(),
+        "v1",
+    )
+    .await;
     let path = format!("{uri}/manifest.json");
     let text = std::fs::read_to_string(&path).unwrap();
 
@@ -138,17 +174,28 @@ async fn an_edited_manifest_is_refused() {
     manifest.manifest_digest = manifest.compute_digest().unwrap();
     std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
     let err = LoadedModel::load(&uri).await.unwrap_err();
-    assert!(matches!(err, ArtifactError::FingerprintMismatch { .. }), "{err}");
+    assert!(
+        matches!(err, ArtifactError::FingerprintMismatch { .. }),
+        "{err}"
+    );
 
     std::fs::write(&path, b"{ not json").unwrap();
     let err = LoadedModel::load(&uri).await.unwrap_err();
-    assert!(err.to_string().contains("not a valid manifest") || err.to_string().contains("format"), "{err}");
+    assert!(
+        err.to_string().contains("not a valid manifest") || err.to_string().contains("format"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn serve_time_input_missing_a_column_fails_naming_it_and_unseen_categories_are_tolerated() {
     let tmp = tempfile::tempdir().unwrap();
-    let uri = save(&train(&spec(""), &synthetic(300, 1, Shift::None)), tmp.path(), "v1").await;
+    let uri = save(
+        &train(&spec(""), &synthetic(300, 1, Shift::None)),
+        tmp.path(),
+        "v1",
+    )
+    .await;
     let model = LoadedModel::load(&uri).await.unwrap();
     let features = &model.manifest().features;
     let x = vec![Cell::Number(0.1)];
@@ -166,14 +213,26 @@ async fn serve_time_input_missing_a_column_fails_naming_it_and_unseen_categories
     assert!(err.to_string().contains("column `x5` missing"), "{err}");
     let batch = FeatureBatch::from_named(
         features,
-        |name| if name == "segment" { Some(unseen.as_slice()) } else { Some(x.as_slice()) },
+        |name| {
+            if name == "segment" {
+                Some(unseen.as_slice())
+            } else {
+                Some(x.as_slice())
+            }
+        },
         "the request",
     )
     .unwrap();
     assert_eq!(model.predict(&batch).unwrap().labels.len(), 1);
     // A batch in the wrong shape is refused, not misread.
-    let short = FeatureBatch { rows: 1, columns: vec![x.clone()] };
-    assert!(matches!(model.predict(&short), Err(MlError::BatchShape { .. })));
+    let short = FeatureBatch {
+        rows: 1,
+        columns: vec![x.clone()],
+    };
+    assert!(matches!(
+        model.predict(&short),
+        Err(MlError::BatchShape { .. })
+    ));
 }
 
 #[tokio::test]
@@ -187,11 +246,20 @@ async fn feedback_rows_join_the_training_split_only() {
         let v: Vec<&str> = row.split(',').collect();
         let mut obj = serde_json::Map::new();
         obj.insert("_id".into(), serde_json::json!(i));
-        for (j, name) in ["x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8"].iter().enumerate() {
-            obj.insert(name.to_string(), serde_json::json!(v[j].parse::<f64>().unwrap()));
+        for (j, name) in ["x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8"]
+            .iter()
+            .enumerate()
+        {
+            obj.insert(
+                name.to_string(),
+                serde_json::json!(v[j].parse::<f64>().unwrap()),
+            );
         }
         obj.insert("segment".into(), serde_json::json!(v[8]));
-        obj.insert("label".into(), serde_json::json!(v[9].parse::<u8>().unwrap()));
+        obj.insert(
+            "label".into(),
+            serde_json::json!(v[9].parse::<u8>().unwrap()),
+        );
         lines.push_str(&serde_json::Value::Object(obj).to_string());
         lines.push('\n');
     }
@@ -208,8 +276,14 @@ async fn feedback_rows_join_the_training_split_only() {
     };
     let with = driftline::ml::train(&s, &options).await.unwrap();
     let lineage = with.manifest.dataset.clone();
-    assert_eq!(lineage.feedback.as_ref().map(|f| (f.files, f.rows)), Some((1, 50)));
-    assert_eq!(lineage.validation_rows, 60, "feedback never enters the validation split");
+    assert_eq!(
+        lineage.feedback.as_ref().map(|f| (f.files, f.rows)),
+        Some((1, 50))
+    );
+    assert_eq!(
+        lineage.validation_rows, 60,
+        "feedback never enters the validation split"
+    );
     assert_eq!(lineage.training_rows, 240 + 50);
 
     s.data.include_feedback = false;
@@ -245,23 +319,43 @@ training: {epochs: 30, batchSize: 16, learningRate: 0.01, seed: 1}
 fn hyper_parameters_that_cannot_train_are_refused_by_name() {
     let table = synthetic(100, 1, Shift::None);
     let cases = [
-        ("training: {epochs: 0, batchSize: 8, learningRate: 0.01, seed: 1}", "training.epochs"),
-        ("training: {epochs: 1, batchSize: 0, learningRate: 0.01, seed: 1}", "training.batchSize"),
-        ("training: {epochs: 1, batchSize: 8, learningRate: -1, seed: 1}", "training.learningRate"),
+        (
+            "training: {epochs: 0, batchSize: 8, learningRate: 0.01, seed: 1}",
+            "training.epochs",
+        ),
+        (
+            "training: {epochs: 1, batchSize: 0, learningRate: 0.01, seed: 1}",
+            "training.batchSize",
+        ),
+        (
+            "training: {epochs: 1, batchSize: 8, learningRate: -1, seed: 1}",
+            "training.learningRate",
+        ),
     ];
     for (yaml, field) in cases {
-        let s = load_model_config(&format!("task: classification\ndata: {{source: s.csv, target: label}}\n{yaml}")).unwrap();
+        let s = load_model_config(&format!(
+            "task: classification\ndata: {{source: s.csv, target: label}}\n{yaml}"
+        ))
+        .unwrap();
         let err = fit(&s, &table, None, &Device::Cpu, false).unwrap_err();
         assert!(err.to_string().contains(field), "{field}: {err}");
     }
     let mut s = spec("");
     s.architecture.kind = "transformer".into();
     let err = fit(&s, &table, None, &Device::Cpu, false).unwrap_err();
-    assert!(err.to_string().contains("unknown architecture `transformer`; known: mlp"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("unknown architecture `transformer`; known: mlp"),
+        "{err}"
+    );
     let mut s = spec("");
     s.data.target = "colour".into();
     let err = fit(&s, &table, None, &Device::Cpu, false).unwrap_err();
-    assert!(err.to_string().contains("column `colour` missing; expected by data.target"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("column `colour` missing; expected by data.target"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -303,10 +397,20 @@ async fn a_candidate_trained_on_shuffled_labels_fails_the_gate_against_a_good_ch
     let bad_report = driftline::ml::evaluate(&bad, &gate, &test, None).unwrap();
     let v = verdict(&gate, &bad_report, Some(&good_report));
     assert!(!v.passed);
-    let failed: Vec<_> = v.failures().map(|c| (c.kind.as_str(), c.name.as_str())).collect();
-    assert_eq!(failed, vec![("metric", "accuracy"), ("championDrop", "accuracy")], "{v:#?}");
+    let failed: Vec<_> = v
+        .failures()
+        .map(|c| (c.kind.as_str(), c.name.as_str()))
+        .collect();
+    assert_eq!(
+        failed,
+        vec![("metric", "accuracy"), ("championDrop", "accuracy")],
+        "{v:#?}"
+    );
     let promoted = verdict(&gate, &good_report, Some(&bad_report));
     assert!(promoted.passed, "{promoted:#?}");
-    assert!(good_report.budgets.p99_latency_ms > 0.0 && good_report.budgets.throughput_rows_per_sec > 0.0);
+    assert!(
+        good_report.budgets.p99_latency_ms > 0.0
+            && good_report.budgets.throughput_rows_per_sec > 0.0
+    );
     assert_eq!(good_report.budgets.parameters, good.manifest().parameters);
 }

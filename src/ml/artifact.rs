@@ -146,9 +146,21 @@ struct FingerprintInput<'a> {
 
 /// The architecture fingerprint: a hash of the canonical spec plus tensor
 /// names, shapes and dtypes.
-pub fn fingerprint(architecture: &ArchitectureSpec, task: Task, inputs: usize, outputs: usize, tensors: &[TensorInfo]) -> String {
-    let canonical = serde_json::to_vec(&FingerprintInput { architecture, task, inputs, outputs, tensors })
-        .unwrap_or_default();
+pub fn fingerprint(
+    architecture: &ArchitectureSpec,
+    task: Task,
+    inputs: usize,
+    outputs: usize,
+    tensors: &[TensorInfo],
+) -> String {
+    let canonical = serde_json::to_vec(&FingerprintInput {
+        architecture,
+        task,
+        inputs,
+        outputs,
+        tensors,
+    })
+    .unwrap_or_default();
     sha256_hex(&canonical)
 }
 
@@ -162,12 +174,20 @@ impl Manifest {
 
     /// Recomputes the fingerprint from the manifest's own fields.
     pub fn compute_fingerprint(&self) -> String {
-        fingerprint(&self.architecture, self.task, self.inputs, self.outputs, &self.tensors)
+        fingerprint(
+            &self.architecture,
+            self.task,
+            self.inputs,
+            self.outputs,
+            &self.tensors,
+        )
     }
 
     /// sha256 of the weights file.
     pub fn weights_digest(&self) -> &str {
-        self.files.get(WEIGHTS_FILE).map_or("", |f| f.sha256.as_str())
+        self.files
+            .get(WEIGHTS_FILE)
+            .map_or("", |f| f.sha256.as_str())
     }
 }
 
@@ -181,14 +201,19 @@ pub fn weights_to_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>, MlError
         .iter()
         .map(|(n, t)| Ok((n.clone(), t.to_device(&Device::Cpu)?)))
         .collect::<Result<_, candle_core::Error>>()?;
-    safetensors::tensor::serialize(cpu, None).map_err(|e| MlError::Device(format!("cannot encode weights: {e}")))
+    safetensors::tensor::serialize(cpu, None)
+        .map_err(|e| MlError::Device(format!("cannot encode weights: {e}")))
 }
 
 /// Tensor infos of named tensors.
 pub fn tensor_infos(tensors: &[(String, Tensor)]) -> Vec<TensorInfo> {
     tensors
         .iter()
-        .map(|(n, t)| TensorInfo { name: n.clone(), shape: t.dims().to_vec(), dtype: dtype_name(t.dtype()) })
+        .map(|(n, t)| TensorInfo {
+            name: n.clone(),
+            shape: t.dims().to_vec(),
+            dtype: dtype_name(t.dtype()),
+        })
         .collect()
 }
 
@@ -197,11 +222,18 @@ pub async fn write_artifact(out: &str, manifest: &Manifest, weights: Bytes) -> R
     let mut manifest = manifest.clone();
     manifest.files.insert(
         WEIGHTS_FILE.into(),
-        FileDigest { sha256: sha256_hex(&weights), bytes: weights.len() as u64 },
+        FileDigest {
+            sha256: sha256_hex(&weights),
+            bytes: weights.len() as u64,
+        },
     );
     manifest.manifest_digest = manifest.compute_digest()?;
     let json = serde_json::to_vec_pretty(&manifest)?;
-    store::write_atomically(out, &[(WEIGHTS_FILE, weights), (MANIFEST_FILE, Bytes::from(json))]).await?;
+    store::write_atomically(
+        out,
+        &[(WEIGHTS_FILE, weights), (MANIFEST_FILE, Bytes::from(json))],
+    )
+    .await?;
     Ok(())
 }
 
@@ -236,7 +268,11 @@ impl Predictor {
     }
 
     /// Predicts rows that are already encoded (`rows × inputs`, row-major).
-    pub(crate) fn predict_encoded(&self, encoded: Vec<f32>, rows: usize) -> Result<Predictions, MlError> {
+    pub(crate) fn predict_encoded(
+        &self,
+        encoded: Vec<f32>,
+        rows: usize,
+    ) -> Result<Predictions, MlError> {
         if rows == 0 {
             return Ok(Predictions {
                 probabilities: (self.task == Task::Classification).then(Vec::new),
@@ -247,7 +283,9 @@ impl Predictor {
         let out = self.network.forward(&x, None)?;
         match self.task {
             Task::Classification => {
-                let probs = candle_nn::ops::softmax_last_dim(&out)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
+                let probs = candle_nn::ops::softmax_last_dim(&out)?
+                    .to_device(&Device::Cpu)?
+                    .to_vec2::<f32>()?;
                 let labels = probs
                     .iter()
                     .map(|p| {
@@ -259,10 +297,17 @@ impl Predictor {
                         self.classes.get(best).cloned().unwrap_or_default()
                     })
                     .collect();
-                Ok(Predictions { labels, values: Vec::new(), probabilities: Some(probs) })
+                Ok(Predictions {
+                    labels,
+                    values: Vec::new(),
+                    probabilities: Some(probs),
+                })
             }
             Task::Regression => {
-                let scale = self.target_scale.unwrap_or(TargetScale { mean: 0.0, std: 1.0 });
+                let scale = self.target_scale.unwrap_or(TargetScale {
+                    mean: 0.0,
+                    std: 1.0,
+                });
                 let values = out
                     .flatten_all()?
                     .to_device(&Device::Cpu)?
@@ -270,7 +315,11 @@ impl Predictor {
                     .into_iter()
                     .map(|v| f64::from(v) * scale.std + scale.mean)
                     .collect();
-                Ok(Predictions { labels: Vec::new(), values, probabilities: None })
+                Ok(Predictions {
+                    labels: Vec::new(),
+                    values,
+                    probabilities: None,
+                })
             }
         }
     }
@@ -286,7 +335,10 @@ pub struct LoadedModel {
 
 impl std::fmt::Debug for LoadedModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedModel").field("uri", &self.uri).field("fingerprint", &self.manifest.fingerprint).finish()
+        f.debug_struct("LoadedModel")
+            .field("uri", &self.uri)
+            .field("fingerprint", &self.manifest.fingerprint)
+            .finish()
     }
 }
 
@@ -301,15 +353,27 @@ impl LoadedModel {
     /// truncated or replaced weights, and weights of another architecture.
     pub async fn load_on(uri: &str, device: &Device) -> Result<LoadedModel, ArtifactError> {
         let missing = |file: &str, e: store::StoreError| match e {
-            store::StoreError::NotFound { .. } => ArtifactError::MissingFile { uri: uri.into(), file: file.into() },
+            store::StoreError::NotFound { .. } => ArtifactError::MissingFile {
+                uri: uri.into(),
+                file: file.into(),
+            },
             other => ArtifactError::Store(other),
         };
-        let manifest_bytes = store::read_bytes(&store::join(uri, MANIFEST_FILE)).await.map_err(|e| missing(MANIFEST_FILE, e))?;
+        let manifest_bytes = store::read_bytes(&store::join(uri, MANIFEST_FILE))
+            .await
+            .map_err(|e| missing(MANIFEST_FILE, e))?;
         let manifest = parse_manifest(uri, &manifest_bytes)?;
-        let weights = store::read_bytes(&store::join(uri, WEIGHTS_FILE)).await.map_err(|e| missing(WEIGHTS_FILE, e))?;
+        let weights = store::read_bytes(&store::join(uri, WEIGHTS_FILE))
+            .await
+            .map_err(|e| missing(WEIGHTS_FILE, e))?;
         let predictor = verify_and_build(uri, &manifest, &weights, device)?;
         let size_bytes = (manifest_bytes.len() + weights.len()) as u64;
-        Ok(LoadedModel { uri: uri.into(), manifest, predictor, size_bytes })
+        Ok(LoadedModel {
+            uri: uri.into(),
+            manifest,
+            predictor,
+            size_bytes,
+        })
     }
 
     /// The artifact's manifest.
@@ -339,36 +403,74 @@ impl LoadedModel {
 }
 
 fn parse_manifest(uri: &str, bytes: &[u8]) -> Result<Manifest, ArtifactError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| ArtifactError::ManifestInvalid { uri: uri.into(), reason: e.to_string() })?;
-    let found = value.get("formatVersion").and_then(serde_json::Value::as_u64).unwrap_or(0) as u32;
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ArtifactError::ManifestInvalid {
+            uri: uri.into(),
+            reason: e.to_string(),
+        })?;
+    let found = value
+        .get("formatVersion")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0) as u32;
     if found != FORMAT_VERSION {
-        return Err(ArtifactError::UnsupportedFormat { uri: uri.into(), found, supported: FORMAT_VERSION });
+        return Err(ArtifactError::UnsupportedFormat {
+            uri: uri.into(),
+            found,
+            supported: FORMAT_VERSION,
+        });
     }
-    let manifest: Manifest = serde_json::from_value(value)
-        .map_err(|e| ArtifactError::ManifestInvalid { uri: uri.into(), reason: e.to_string() })?;
+    let manifest: Manifest =
+        serde_json::from_value(value).map_err(|e| ArtifactError::ManifestInvalid {
+            uri: uri.into(),
+            reason: e.to_string(),
+        })?;
     let actual = manifest
         .compute_digest()
-        .map_err(|e| ArtifactError::ManifestInvalid { uri: uri.into(), reason: e.to_string() })?;
+        .map_err(|e| ArtifactError::ManifestInvalid {
+            uri: uri.into(),
+            reason: e.to_string(),
+        })?;
     if actual != manifest.manifest_digest {
-        return Err(ArtifactError::ManifestEdited { uri: uri.into(), expected: manifest.manifest_digest.clone(), actual });
+        return Err(ArtifactError::ManifestEdited {
+            uri: uri.into(),
+            expected: manifest.manifest_digest.clone(),
+            actual,
+        });
     }
     let fp = manifest.compute_fingerprint();
     if fp != manifest.fingerprint {
-        return Err(ArtifactError::FingerprintMismatch { uri: uri.into(), expected: manifest.fingerprint.clone(), actual: fp });
+        return Err(ArtifactError::FingerprintMismatch {
+            uri: uri.into(),
+            expected: manifest.fingerprint.clone(),
+            actual: fp,
+        });
     }
     Ok(manifest)
 }
 
 /// Compares the tensors in the weights with what the architecture expects.
-fn check_tensors(uri: &str, manifest: &Manifest, loaded: &HashMap<String, Tensor>) -> Result<(), ArtifactError> {
+fn check_tensors(
+    uri: &str,
+    manifest: &Manifest,
+    loaded: &HashMap<String, Tensor>,
+) -> Result<(), ArtifactError> {
     let architecture = manifest.architecture.kind.clone();
-    let mismatch = |reason: String| ArtifactError::TensorMismatch { uri: uri.into(), architecture: architecture.clone(), reason };
+    let mismatch = |reason: String| ArtifactError::TensorMismatch {
+        uri: uri.into(),
+        architecture: architecture.clone(),
+        reason,
+    };
     let arch = arch::lookup(&manifest.architecture.kind).map_err(|e| mismatch(e.to_string()))?;
-    let expected: Vec<TensorShape> = arch.tensors(&manifest.architecture, manifest.inputs, manifest.outputs);
+    let expected: Vec<TensorShape> =
+        arch.tensors(&manifest.architecture, manifest.inputs, manifest.outputs);
     for t in &expected {
         match loaded.get(&t.name) {
-            None => return Err(mismatch(format!("tensor `{}` (shape {:?}) is not in the weights", t.name, t.shape))),
+            None => {
+                return Err(mismatch(format!(
+                    "tensor `{}` (shape {:?}) is not in the weights",
+                    t.name, t.shape
+                )));
+            }
             Some(w) if w.dims() != t.shape.as_slice() => {
                 return Err(mismatch(format!(
                     "tensor `{}` has shape {:?} in the weights; the architecture (hiddenLayers {:?}, {} inputs, {} outputs) expects {:?}",
@@ -381,22 +483,40 @@ fn check_tensors(uri: &str, manifest: &Manifest, loaded: &HashMap<String, Tensor
                 )));
             }
             Some(w) if w.dtype() != DType::F32 => {
-                return Err(mismatch(format!("tensor `{}` is {:?}; expected f32", t.name, w.dtype())));
+                return Err(mismatch(format!(
+                    "tensor `{}` is {:?}; expected f32",
+                    t.name,
+                    w.dtype()
+                )));
             }
             Some(_) => {}
         }
     }
-    if let Some(extra) = loaded.keys().find(|k| !expected.iter().any(|t| &t.name == *k)) {
-        return Err(mismatch(format!("the weights hold tensor `{extra}`, which the architecture does not have")));
+    if let Some(extra) = loaded
+        .keys()
+        .find(|k| !expected.iter().any(|t| &t.name == *k))
+    {
+        return Err(mismatch(format!(
+            "the weights hold tensor `{extra}`, which the architecture does not have"
+        )));
     }
     Ok(())
 }
 
-fn verify_and_build(uri: &str, manifest: &Manifest, weights: &[u8], device: &Device) -> Result<Predictor, ArtifactError> {
-    let recorded = manifest
-        .files
-        .get(WEIGHTS_FILE)
-        .ok_or_else(|| ArtifactError::ManifestInvalid { uri: uri.into(), reason: format!("no digest recorded for {WEIGHTS_FILE}") })?;
+fn verify_and_build(
+    uri: &str,
+    manifest: &Manifest,
+    weights: &[u8],
+    device: &Device,
+) -> Result<Predictor, ArtifactError> {
+    let recorded =
+        manifest
+            .files
+            .get(WEIGHTS_FILE)
+            .ok_or_else(|| ArtifactError::ManifestInvalid {
+                uri: uri.into(),
+                reason: format!("no digest recorded for {WEIGHTS_FILE}"),
+            })?;
     let parsed = candle_core::safetensors::load_buffer(weights, device);
     let intact = recorded.bytes == weights.len() as u64 && recorded.sha256 == sha256_hex(weights);
     if !intact {
@@ -405,7 +525,12 @@ fn verify_and_build(uri: &str, manifest: &Manifest, weights: &[u8], device: &Dev
             check_tensors(uri, manifest, loaded)?;
         }
         if recorded.bytes != weights.len() as u64 {
-            return Err(ArtifactError::SizeMismatch { uri: uri.into(), file: WEIGHTS_FILE.into(), expected: recorded.bytes, actual: weights.len() as u64 });
+            return Err(ArtifactError::SizeMismatch {
+                uri: uri.into(),
+                file: WEIGHTS_FILE.into(),
+                expected: recorded.bytes,
+                actual: weights.len() as u64,
+            });
         }
         return Err(ArtifactError::DigestMismatch {
             uri: uri.into(),
@@ -414,18 +539,24 @@ fn verify_and_build(uri: &str, manifest: &Manifest, weights: &[u8], device: &Dev
             actual: sha256_hex(weights),
         });
     }
-    let loaded = parsed.map_err(|e| ArtifactError::Weights { uri: uri.into(), reason: e.to_string() })?;
+    let loaded = parsed.map_err(|e| ArtifactError::Weights {
+        uri: uri.into(),
+        reason: e.to_string(),
+    })?;
     check_tensors(uri, manifest, &loaded)?;
-    let arch = arch::lookup(&manifest.architecture.kind).map_err(|e| ArtifactError::TensorMismatch {
-        uri: uri.into(),
-        architecture: manifest.architecture.kind.clone(),
-        reason: e.to_string(),
-    })?;
-    let network = arch.build(&manifest.architecture, &loaded).map_err(|e| ArtifactError::TensorMismatch {
-        uri: uri.into(),
-        architecture: manifest.architecture.kind.clone(),
-        reason: e.to_string(),
-    })?;
+    let arch =
+        arch::lookup(&manifest.architecture.kind).map_err(|e| ArtifactError::TensorMismatch {
+            uri: uri.into(),
+            architecture: manifest.architecture.kind.clone(),
+            reason: e.to_string(),
+        })?;
+    let network =
+        arch.build(&manifest.architecture, &loaded)
+            .map_err(|e| ArtifactError::TensorMismatch {
+                uri: uri.into(),
+                architecture: manifest.architecture.kind.clone(),
+                reason: e.to_string(),
+            })?;
     Ok(Predictor {
         features: manifest.features.clone(),
         task: manifest.task,

@@ -140,9 +140,16 @@ pub async fn evaluate(args: EvaluateArgs) -> Result<ExitCode, MlError> {
         None => None,
     };
     let candidate_report = eval::evaluate(&candidate, &gate, &test, golden.as_ref())?;
-    let champion_report = champion.as_ref().map(|c| eval::evaluate(c, &gate, &test, golden.as_ref())).transpose()?;
+    let champion_report = champion
+        .as_ref()
+        .map(|c| eval::evaluate(c, &gate, &test, golden.as_ref()))
+        .transpose()?;
     let verdict = policy::gate::verdict(&gate, &candidate_report, champion_report.as_ref());
-    let evaluation = GateEvaluation { candidate: candidate_report, champion: champion_report, verdict };
+    let evaluation = GateEvaluation {
+        candidate: candidate_report,
+        champion: champion_report,
+        verdict,
+    };
     let json = serde_json::to_string_pretty(&evaluation)?;
     if let Some(report) = &args.report {
         write_report(report, json.clone()).await?;
@@ -168,11 +175,17 @@ pub async fn evaluate(args: EvaluateArgs) -> Result<ExitCode, MlError> {
 
 async fn write_report(uri: &str, json: String) -> Result<(), MlError> {
     // A report is one file: write it beside itself and rename (local) or put it whole (object store).
-    match uri.strip_prefix("file://").or(if uri.contains("://") { None } else { Some(uri) }) {
+    match uri
+        .strip_prefix("file://")
+        .or(if uri.contains("://") { None } else { Some(uri) })
+    {
         Some(path) => {
             let path = std::path::Path::new(path);
             let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
-            let io = |e: std::io::Error| store::StoreError::Write { uri: uri.into(), reason: e.to_string() };
+            let io = |e: std::io::Error| store::StoreError::Write {
+                uri: uri.into(),
+                reason: e.to_string(),
+            };
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 tokio::fs::create_dir_all(parent).await.map_err(io)?;
             }

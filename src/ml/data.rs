@@ -86,7 +86,13 @@ impl Table {
     /// An empty table with these columns.
     pub fn empty(source: &str, names: Vec<String>) -> Table {
         let columns = vec![Vec::new(); names.len()];
-        Table { source: source.into(), names, columns, rows: 0, digest: sha256_hex(b"") }
+        Table {
+            source: source.into(),
+            names,
+            columns,
+            rows: 0,
+            digest: sha256_hex(b""),
+        }
     }
 
     /// Index of a column by name.
@@ -108,7 +114,9 @@ impl Table {
     /// Parses CSV with a header row; ragged rows are refused with their line.
     pub fn from_csv(source: &str, data: &[u8]) -> Result<Table, MlError> {
         if data.iter().all(|b| b.is_ascii_whitespace()) {
-            return Err(MlError::EmptyData { source_uri: source.into() });
+            return Err(MlError::EmptyData {
+                source_uri: source.into(),
+            });
         }
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
@@ -120,7 +128,10 @@ impl Table {
             line,
             reason,
         };
-        let header = reader.headers().map_err(|e| malformed(1, e.to_string()))?.clone();
+        let header = reader
+            .headers()
+            .map_err(|e| malformed(1, e.to_string()))?
+            .clone();
         let names: Vec<String> = header.iter().map(str::to_string).collect();
         check_names(source, &names)?;
         let mut columns: Vec<Vec<Cell>> = vec![Vec::new(); names.len()];
@@ -136,7 +147,9 @@ impl Table {
                 Err(e) => {
                     let line = e.position().map_or(0, |p| p.line());
                     let reason = match e.kind() {
-                        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+                        csv::ErrorKind::UnequalLengths {
+                            expected_len, len, ..
+                        } => {
                             format!("row has {len} fields; the header has {expected_len}")
                         }
                         _ => e.to_string(),
@@ -147,9 +160,17 @@ impl Table {
         }
         let rows = columns.first().map_or(0, Vec::len);
         if rows == 0 {
-            return Err(MlError::NoRows { source_uri: source.into() });
+            return Err(MlError::NoRows {
+                source_uri: source.into(),
+            });
         }
-        Ok(Table { source: source.into(), names, columns, rows, digest: sha256_hex(data) })
+        Ok(Table {
+            source: source.into(),
+            names,
+            columns,
+            rows,
+            digest: sha256_hex(data),
+        })
     }
 
     /// Parses JSON Lines: one object per line; keys starting with `_` are
@@ -196,7 +217,9 @@ impl Table {
             }
         }
         if table.rows == 0 {
-            return Err(MlError::EmptyData { source_uri: source.into() });
+            return Err(MlError::EmptyData {
+                source_uri: source.into(),
+            });
         }
         Ok(table)
     }
@@ -301,7 +324,9 @@ pub async fn load_feedback(prefix: &str, target: &str) -> Result<Feedback, MlErr
         }
         let part = Table::from_jsonl(uri, &data)?;
         let labelled: Vec<usize> = match part.position(target) {
-            Some(t) => (0..part.rows).filter(|&r| part.columns[t][r] != Cell::Missing).collect(),
+            Some(t) => (0..part.rows)
+                .filter(|&r| part.columns[t][r] != Cell::Missing)
+                .collect(),
             None => Vec::new(),
         };
         skipped_rows += part.rows - labelled.len();
@@ -315,7 +340,11 @@ pub async fn load_feedback(prefix: &str, target: &str) -> Result<Feedback, MlErr
         table.append(&part);
     }
     table.digest = hex::encode(hasher.finalize());
-    Ok(Feedback { table, files: files.len(), skipped_rows })
+    Ok(Feedback {
+        table,
+        files: files.len(),
+        skipped_rows,
+    })
 }
 
 #[cfg(test)]
@@ -339,7 +368,10 @@ mod tests {
         let e = Table::from_csv("h.csv", b"a,b\n").unwrap_err();
         assert!(e.to_string().contains("no data rows"), "{e}");
         let e = Table::from_csv("r.csv", b"a,b\n1,2\n3\n").unwrap_err();
-        assert!(e.to_string().contains("line 3") && e.to_string().contains("1 fields"), "{e}");
+        assert!(
+            e.to_string().contains("line 3") && e.to_string().contains("1 fields"),
+            "{e}"
+        );
         let e = Table::from_csv("d.csv", b"a,a\n1,2\n").unwrap_err();
         assert!(e.to_string().contains("`a` twice"), "{e}");
     }
@@ -363,21 +395,29 @@ mod tests {
     async fn feedback_reads_every_jsonl_file_and_skips_unlabelled_rows() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(tmp.path().join("2026-01-02")).unwrap();
-        std::fs::write(tmp.path().join("a.jsonl"), "{\"x\":1,\"y\":\"p\",\"_time\":3}\n").unwrap();
+        std::fs::write(
+            tmp.path().join("a.jsonl"),
+            "{\"x\":1,\"y\":\"p\",\"_time\":3}\n",
+        )
+        .unwrap();
         std::fs::write(
             tmp.path().join("2026-01-02/b.jsonl"),
             "{\"x\":2,\"y\":\"q\"}\n{\"x\":3}\n{\"x\":4,\"y\":null}\n",
         )
         .unwrap();
         std::fs::write(tmp.path().join("ignored.csv"), "x,y\n9,z\n").unwrap();
-        let fb = load_feedback(&tmp.path().display().to_string(), "y").await.unwrap();
+        let fb = load_feedback(&tmp.path().display().to_string(), "y")
+            .await
+            .unwrap();
         assert_eq!(fb.files, 2);
         assert_eq!(fb.table.rows, 2);
         assert_eq!(fb.skipped_rows, 2);
         let x = fb.table.column("x", "test").unwrap();
         // File-name order: `2026-01-02/b.jsonl` sorts before `a.jsonl`.
         assert_eq!(x, &[Cell::Number(2.0), Cell::Number(1.0)]);
-        let none = load_feedback(&tmp.path().join("none").display().to_string(), "y").await.unwrap();
+        let none = load_feedback(&tmp.path().join("none").display().to_string(), "y")
+            .await
+            .unwrap();
         assert_eq!(none.table.rows, 0);
     }
 }

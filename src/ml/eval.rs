@@ -4,7 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::api::{BudgetReport, GateReport, GateSpec, MustPassFailure, MustPassReport, SliceCondition, SliceReport, Task};
+use crate::api::{
+    BudgetReport, GateReport, GateSpec, MustPassFailure, MustPassReport, SliceCondition,
+    SliceReport, Task,
+};
 
 use super::artifact::{LoadedModel, Predictions};
 use super::data::Table;
@@ -31,7 +34,12 @@ fn truth_of(model: &LoadedModel, table: &Table) -> Result<Truth, MlError> {
     }
 }
 
-fn metrics_on(model: &LoadedModel, truth: &Truth, pred: &Predictions, rows: &[usize]) -> std::collections::BTreeMap<String, f64> {
+fn metrics_on(
+    model: &LoadedModel,
+    truth: &Truth,
+    pred: &Predictions,
+    rows: &[usize],
+) -> std::collections::BTreeMap<String, f64> {
     match truth {
         Truth::Labels(labels) => {
             let t: Vec<String> = rows.iter().map(|&r| labels[r].clone()).collect();
@@ -52,14 +60,23 @@ fn metrics_on(model: &LoadedModel, truth: &Truth, pred: &Predictions, rows: &[us
 }
 
 /// Rows of `table` a slice selects; its columns must exist.
-pub fn slice_rows(table: &Table, name: &str, conditions: &std::collections::BTreeMap<String, String>) -> Result<Vec<usize>, MlError> {
+pub fn slice_rows(
+    table: &Table,
+    name: &str,
+    conditions: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<usize>, MlError> {
     let mut parsed = Vec::new();
     for (column, condition) in conditions {
-        let cond = SliceCondition::parse(condition).map_err(|source| MlError::Slice { slice: name.into(), source })?;
+        let cond = SliceCondition::parse(condition).map_err(|source| MlError::Slice {
+            slice: name.into(),
+            source,
+        })?;
         let cells = table.column(column, &format!("slice `{name}`"))?;
         parsed.push((cells, cond));
     }
-    Ok((0..table.rows).filter(|&r| parsed.iter().all(|(cells, cond)| cells[r].matches(cond))).collect())
+    Ok((0..table.rows)
+        .filter(|&r| parsed.iter().all(|(cells, cond)| cells[r].matches(cond)))
+        .collect())
 }
 
 fn percentile(sorted_ms: &[f64], q: f64) -> f64 {
@@ -73,7 +90,10 @@ fn percentile(sorted_ms: &[f64], q: f64) -> f64 {
 fn measure_budgets(model: &LoadedModel, batch: &FeatureBatch) -> Result<BudgetReport, MlError> {
     let mut latencies = Vec::with_capacity(LATENCY_SAMPLES);
     if batch.rows > 0 {
-        let single = |r: usize| FeatureBatch { rows: 1, columns: batch.columns.iter().map(|c| vec![c[r].clone()]).collect() };
+        let single = |r: usize| FeatureBatch {
+            rows: 1,
+            columns: batch.columns.iter().map(|c| vec![c[r].clone()]).collect(),
+        };
         // Warm-up so the first allocation is not counted.
         for r in 0..batch.rows.min(10) {
             model.predict(&single(r))?;
@@ -97,14 +117,22 @@ fn measure_budgets(model: &LoadedModel, batch: &FeatureBatch) -> Result<BudgetRe
     Ok(BudgetReport {
         p50_latency_ms: percentile(&latencies, 0.50),
         p99_latency_ms: percentile(&latencies, 0.99),
-        throughput_rows_per_sec: if elapsed > 0.0 { predicted_rows as f64 / elapsed } else { 0.0 },
+        throughput_rows_per_sec: if elapsed > 0.0 {
+            predicted_rows as f64 / elapsed
+        } else {
+            0.0
+        },
         size_bytes,
         size_mb: size_bytes as f64 / 1e6,
         parameters: model.manifest().parameters,
     })
 }
 
-fn must_pass(model: &LoadedModel, spec: &GateSpec, golden: &Table) -> Result<MustPassReport, MlError> {
+fn must_pass(
+    model: &LoadedModel,
+    spec: &GateSpec,
+    golden: &Table,
+) -> Result<MustPassReport, MlError> {
     let batch = FeatureBatch::from_table(&model.manifest().features, golden)?;
     let pred = model.predict(&batch)?;
     let mut failures = Vec::new();
@@ -112,15 +140,22 @@ fn must_pass(model: &LoadedModel, spec: &GateSpec, golden: &Table) -> Result<Mus
         Truth::Labels(expected) => {
             for (row, (e, p)) in expected.iter().zip(&pred.labels).enumerate() {
                 if e != p {
-                    failures.push(MustPassFailure { row: row as u64 + 1, expected: e.clone(), predicted: p.clone() });
+                    failures.push(MustPassFailure {
+                        row: row as u64 + 1,
+                        expected: e.clone(),
+                        predicted: p.clone(),
+                    });
                 }
             }
         }
         Truth::Values(expected) => {
-            let tolerance = spec.must_pass_tolerance.ok_or_else(|| MlError::InvalidConfig {
-                field: "gate.mustPassTolerance".into(),
-                reason: "a regression model's must-pass examples need an absolute tolerance".into(),
-            })?;
+            let tolerance = spec
+                .must_pass_tolerance
+                .ok_or_else(|| MlError::InvalidConfig {
+                    field: "gate.mustPassTolerance".into(),
+                    reason: "a regression model's must-pass examples need an absolute tolerance"
+                        .into(),
+                })?;
             for (row, (e, p)) in expected.iter().zip(&pred.values).enumerate() {
                 if (e - p).abs() > tolerance {
                     failures.push(MustPassFailure {
@@ -141,7 +176,12 @@ fn must_pass(model: &LoadedModel, spec: &GateSpec, golden: &Table) -> Result<Mus
 }
 
 /// Evaluates a model on the test set (and golden examples, when given).
-pub fn evaluate(model: &LoadedModel, spec: &GateSpec, test: &Table, golden: Option<&Table>) -> Result<GateReport, MlError> {
+pub fn evaluate(
+    model: &LoadedModel,
+    spec: &GateSpec,
+    test: &Table,
+    golden: Option<&Table>,
+) -> Result<GateReport, MlError> {
     let batch = FeatureBatch::from_table(&model.manifest().features, test)?;
     let truth = truth_of(model, test)?;
     let pred = model.predict(&batch)?;

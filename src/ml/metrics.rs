@@ -28,9 +28,21 @@ pub fn classification(
     labels.dedup();
     let mut f1_sum = 0.0;
     for label in &labels {
-        let tp = truth.iter().zip(predicted).filter(|(t, p)| t == label && p == label).count() as f64;
-        let fp = truth.iter().zip(predicted).filter(|(t, p)| t != label && p == label).count() as f64;
-        let fn_ = truth.iter().zip(predicted).filter(|(t, p)| t == label && p != label).count() as f64;
+        let tp = truth
+            .iter()
+            .zip(predicted)
+            .filter(|(t, p)| t == label && p == label)
+            .count() as f64;
+        let fp = truth
+            .iter()
+            .zip(predicted)
+            .filter(|(t, p)| t != label && p == label)
+            .count() as f64;
+        let fn_ = truth
+            .iter()
+            .zip(predicted)
+            .filter(|(t, p)| t == label && p != label)
+            .count() as f64;
         let denom = 2.0 * tp + fp + fn_;
         f1_sum += if denom > 0.0 { 2.0 * tp / denom } else { 0.0 };
         let support = tp + fn_;
@@ -43,12 +55,19 @@ pub fn classification(
     if probabilities.len() == n {
         let mut loss = 0.0;
         for (t, p) in truth.iter().zip(probabilities) {
-            let prob = classes.iter().position(|c| c == t).and_then(|i| p.get(i)).map_or(0.0, |&x| f64::from(x));
+            let prob = classes
+                .iter()
+                .position(|c| c == t)
+                .and_then(|i| p.get(i))
+                .map_or(0.0, |&x| f64::from(x));
             loss -= prob.clamp(LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS).ln();
         }
         out.insert("logLoss".into(), loss / n as f64);
         if classes.len() == 2 {
-            let scores: Vec<f64> = probabilities.iter().map(|p| f64::from(p.get(1).copied().unwrap_or(0.0))).collect();
+            let scores: Vec<f64> = probabilities
+                .iter()
+                .map(|p| f64::from(p.get(1).copied().unwrap_or(0.0)))
+                .collect();
             let positive: Vec<bool> = truth.iter().map(|t| *t == classes[1]).collect();
             if let Some(auc) = roc_auc(&scores, &positive) {
                 out.insert("rocAuc".into(), auc);
@@ -81,7 +100,12 @@ pub fn roc_auc(scores: &[f64], positive: &[bool]) -> Option<f64> {
         }
         i = j + 1;
     }
-    let pos_rank_sum: f64 = ranks.iter().zip(positive).filter(|(_, p)| **p).map(|(r, _)| r).sum();
+    let pos_rank_sum: f64 = ranks
+        .iter()
+        .zip(positive)
+        .filter(|(_, p)| **p)
+        .map(|(r, _)| r)
+        .sum();
     let u = pos_rank_sum - (n_pos * (n_pos + 1)) as f64 / 2.0;
     Some(u / (n_pos * n_neg) as f64)
 }
@@ -94,14 +118,28 @@ pub fn regression(truth: &[f64], predicted: &[f64]) -> BTreeMap<String, f64> {
         return out;
     }
     let nf = n as f64;
-    let sse: f64 = truth.iter().zip(predicted).map(|(t, p)| (t - p).powi(2)).sum();
-    let sae: f64 = truth.iter().zip(predicted).map(|(t, p)| (t - p).abs()).sum();
+    let sse: f64 = truth
+        .iter()
+        .zip(predicted)
+        .map(|(t, p)| (t - p).powi(2))
+        .sum();
+    let sae: f64 = truth
+        .iter()
+        .zip(predicted)
+        .map(|(t, p)| (t - p).abs())
+        .sum();
     let mean = truth.iter().sum::<f64>() / nf;
     let sst: f64 = truth.iter().map(|t| (t - mean).powi(2)).sum();
     out.insert("rmse".into(), (sse / nf).sqrt());
     out.insert("mae".into(), sae / nf);
     // scikit-learn's convention for a constant truth: 1 if perfect, else 0.
-    let r2 = if sst > 0.0 { 1.0 - sse / sst } else if sse == 0.0 { 1.0 } else { 0.0 };
+    let r2 = if sst > 0.0 {
+        1.0 - sse / sst
+    } else if sse == 0.0 {
+        1.0
+    } else {
+        0.0
+    };
     out.insert("r2".into(), r2);
     out
 }
@@ -119,7 +157,12 @@ mod tests {
         let classes = s(&["a", "b"]);
         let truth = s(&["a", "a", "b", "b"]);
         let pred = s(&["a", "b", "b", "b"]);
-        let probs = vec![vec![0.9, 0.1], vec![0.4, 0.6], vec![0.2, 0.8], vec![0.3, 0.7]];
+        let probs = vec![
+            vec![0.9, 0.1],
+            vec![0.4, 0.6],
+            vec![0.2, 0.8],
+            vec![0.3, 0.7],
+        ];
         let m = classification(&classes, &truth, &pred, &probs);
         assert_eq!(m["accuracy"], 0.75);
         assert_eq!(m["recall:a"], 0.5);

@@ -66,13 +66,20 @@ impl FeatureBatch {
             match rows {
                 None => rows = Some(col.len()),
                 Some(n) if n != col.len() => {
-                    return Err(MlError::RaggedBatch { column: f.name.clone(), got: col.len(), expected: n });
+                    return Err(MlError::RaggedBatch {
+                        column: f.name.clone(),
+                        got: col.len(),
+                        expected: n,
+                    });
                 }
                 Some(_) => {}
             }
             columns.push(col.to_vec());
         }
-        Ok(FeatureBatch { rows: rows.unwrap_or(0), columns })
+        Ok(FeatureBatch {
+            rows: rows.unwrap_or(0),
+            columns,
+        })
     }
 
     /// The model's features taken from a table.
@@ -94,12 +101,20 @@ fn parse_bool(text: &str) -> Option<bool> {
 }
 
 /// Turns a batch into a row-major `rows × width` matrix.
-pub fn encode(features: &[FeatureSchema], batch: &FeatureBatch, source: &str) -> Result<Vec<f32>, MlError> {
+pub fn encode(
+    features: &[FeatureSchema],
+    batch: &FeatureBatch,
+    source: &str,
+) -> Result<Vec<f32>, MlError> {
     if batch.columns.len() != features.len() {
         return Err(MlError::BatchShape {
             got: batch.columns.len(),
             expected: features.len(),
-            names: features.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "),
+            names: features
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         });
     }
     let width: usize = features.iter().map(FeatureSchema::width).sum();
@@ -107,10 +122,18 @@ pub fn encode(features: &[FeatureSchema], batch: &FeatureBatch, source: &str) ->
     let mut offset = 0;
     for (f, col) in features.iter().zip(&batch.columns) {
         if col.len() != batch.rows {
-            return Err(MlError::RaggedBatch { column: f.name.clone(), got: col.len(), expected: batch.rows });
+            return Err(MlError::RaggedBatch {
+                column: f.name.clone(),
+                got: col.len(),
+                expected: batch.rows,
+            });
         }
         for (row, cell) in col.iter().enumerate() {
-            let cell = if *cell == Cell::Missing { &f.fill } else { cell };
+            let cell = if *cell == Cell::Missing {
+                &f.fill
+            } else {
+                cell
+            };
             let base = row * width + offset;
             match f.kind {
                 FeatureKind::Numeric => {
@@ -123,7 +146,11 @@ pub fn encode(features: &[FeatureSchema], batch: &FeatureBatch, source: &str) ->
                 FeatureKind::Categorical => {
                     let text = cell.as_text().unwrap_or_default();
                     // Unseen categories share the last (unknown) slot.
-                    let slot = f.categories.iter().position(|c| *c == text).unwrap_or(f.categories.len());
+                    let slot = f
+                        .categories
+                        .iter()
+                        .position(|c| *c == text)
+                        .unwrap_or(f.categories.len());
                     out[base + slot] = 1.0;
                 }
             }
@@ -170,7 +197,10 @@ fn bool_value(cell: &Cell, source: &str, row: usize, column: &str) -> Result<boo
 /// mostly text → categorical. Mostly numbers with some text is a data error
 /// (a stray word in a numeric column), reported with its row.
 pub fn infer_kind(source: &str, name: &str, cells: &[Cell]) -> Result<FeatureKind, MlError> {
-    let numbers = cells.iter().filter(|c| matches!(c, Cell::Number(_))).count();
+    let numbers = cells
+        .iter()
+        .filter(|c| matches!(c, Cell::Number(_)))
+        .count();
     let texts: Vec<(usize, &String)> = cells
         .iter()
         .enumerate()
@@ -180,7 +210,10 @@ pub fn infer_kind(source: &str, name: &str, cells: &[Cell]) -> Result<FeatureKin
         })
         .collect();
     if numbers == 0 && texts.is_empty() {
-        return Err(MlError::EmptyColumn { source_uri: source.into(), column: name.into() });
+        return Err(MlError::EmptyColumn {
+            source_uri: source.into(),
+            column: name.into(),
+        });
     }
     if texts.is_empty() {
         return Ok(FeatureKind::Numeric);
@@ -203,7 +236,12 @@ pub fn infer_kind(source: &str, name: &str, cells: &[Cell]) -> Result<FeatureKin
 
 /// Checks every cell of a column against its kind, naming the first bad
 /// row (1-based, as in the file).
-pub fn check_column(source: &str, name: &str, kind: FeatureKind, cells: &[Cell]) -> Result<(), MlError> {
+pub fn check_column(
+    source: &str,
+    name: &str,
+    kind: FeatureKind,
+    cells: &[Cell],
+) -> Result<(), MlError> {
     for (row, cell) in cells.iter().enumerate() {
         match (kind, cell) {
             (_, Cell::Missing) | (FeatureKind::Categorical, _) => {}
@@ -219,10 +257,22 @@ pub fn check_column(source: &str, name: &str, kind: FeatureKind, cells: &[Cell])
 }
 
 /// Fits one feature's preprocessing on training cells.
-pub fn fit_feature(source: &str, name: &str, kind: FeatureKind, cells: &[Cell]) -> Result<FeatureSchema, MlError> {
-    let present: Vec<(usize, &Cell)> = cells.iter().enumerate().filter(|(_, c)| **c != Cell::Missing).collect();
+pub fn fit_feature(
+    source: &str,
+    name: &str,
+    kind: FeatureKind,
+    cells: &[Cell],
+) -> Result<FeatureSchema, MlError> {
+    let present: Vec<(usize, &Cell)> = cells
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c != Cell::Missing)
+        .collect();
     if present.is_empty() {
-        return Err(MlError::EmptyColumn { source_uri: source.into(), column: name.into() });
+        return Err(MlError::EmptyColumn {
+            source_uri: source.into(),
+            column: name.into(),
+        });
     }
     match kind {
         FeatureKind::Numeric => {
@@ -236,8 +286,19 @@ pub fn fit_feature(source: &str, name: &str, kind: FeatureKind, cells: &[Cell]) 
             let std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
             values.sort_by(f64::total_cmp);
             let mid = values.len() / 2;
-            let median = if values.len() % 2 == 0 { (values[mid - 1] + values[mid]) / 2.0 } else { values[mid] };
-            Ok(FeatureSchema { name: name.into(), kind, categories: Vec::new(), fill: Cell::Number(median), mean, std })
+            let median = if values.len() % 2 == 0 {
+                (values[mid - 1] + values[mid]) / 2.0
+            } else {
+                values[mid]
+            };
+            Ok(FeatureSchema {
+                name: name.into(),
+                kind,
+                categories: Vec::new(),
+                fill: Cell::Number(median),
+                mean,
+                std,
+            })
         }
         FeatureKind::Boolean => {
             let mut trues = 0usize;
@@ -245,12 +306,21 @@ pub fn fit_feature(source: &str, name: &str, kind: FeatureKind, cells: &[Cell]) 
                 trues += usize::from(bool_value(cell, source, *row, name)?);
             }
             let fill = if trues * 2 > present.len() { 1.0 } else { 0.0 };
-            Ok(FeatureSchema { name: name.into(), kind, categories: Vec::new(), fill: Cell::Number(fill), mean: 0.0, std: 1.0 })
+            Ok(FeatureSchema {
+                name: name.into(),
+                kind,
+                categories: Vec::new(),
+                fill: Cell::Number(fill),
+                mean: 0.0,
+                std: 1.0,
+            })
         }
         FeatureKind::Categorical => {
             let mut counts = BTreeMap::<String, usize>::new();
             for (_, cell) in &present {
-                *counts.entry(cell.as_text().unwrap_or_default()).or_default() += 1;
+                *counts
+                    .entry(cell.as_text().unwrap_or_default())
+                    .or_default() += 1;
             }
             // Most frequent; ties go to the first in name order for determinism.
             let fill = counts
@@ -274,7 +344,10 @@ pub fn fit_feature(source: &str, name: &str, kind: FeatureKind, cells: &[Cell]) 
 pub fn sort_classes(classes: &mut [String]) {
     if classes.iter().all(|c| c.parse::<f64>().is_ok()) {
         classes.sort_by(|a, b| {
-            let (x, y) = (a.parse::<f64>().unwrap_or(0.0), b.parse::<f64>().unwrap_or(0.0));
+            let (x, y) = (
+                a.parse::<f64>().unwrap_or(0.0),
+                b.parse::<f64>().unwrap_or(0.0),
+            );
             x.total_cmp(&y)
         });
     } else {
@@ -310,7 +383,11 @@ pub fn values(table: &Table, target: &str) -> Result<Vec<f64>, MlError> {
         .enumerate()
         .map(|(row, cell)| {
             if *cell == Cell::Missing {
-                return Err(MlError::MissingTarget { source_uri: table.source.clone(), row: row + 1, target: target.into() });
+                return Err(MlError::MissingTarget {
+                    source_uri: table.source.clone(),
+                    row: row + 1,
+                    target: target.into(),
+                });
             }
             numeric_value(cell, &table.source, row, target)
         })
@@ -340,19 +417,40 @@ mod tests {
 
     #[test]
     fn kinds_are_inferred_and_a_stray_word_in_a_numeric_column_is_named() {
-        assert_eq!(infer_kind("s", "a", &cells(&["1", "2", ""])).unwrap(), FeatureKind::Numeric);
-        assert_eq!(infer_kind("s", "b", &cells(&["true", "False"])).unwrap(), FeatureKind::Boolean);
-        assert_eq!(infer_kind("s", "c", &cells(&["red", "white", "3"])).unwrap(), FeatureKind::Categorical);
+        assert_eq!(
+            infer_kind("s", "a", &cells(&["1", "2", ""])).unwrap(),
+            FeatureKind::Numeric
+        );
+        assert_eq!(
+            infer_kind("s", "b", &cells(&["true", "False"])).unwrap(),
+            FeatureKind::Boolean
+        );
+        assert_eq!(
+            infer_kind("s", "c", &cells(&["red", "white", "3"])).unwrap(),
+            FeatureKind::Categorical
+        );
         let e = infer_kind("s.csv", "alcohol", &cells(&["9.4", "10.1", "abc", "11"])).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("row 3") && msg.contains("`alcohol`") && msg.contains("`abc`"), "{msg}");
+        assert!(
+            msg.contains("row 3") && msg.contains("`alcohol`") && msg.contains("`abc`"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn missing_cells_are_imputed_and_numbers_standardised() {
-        let f = fit_feature("s", "x", FeatureKind::Numeric, &cells(&["1", "2", "3", "", "10"])).unwrap();
+        let f = fit_feature(
+            "s",
+            "x",
+            FeatureKind::Numeric,
+            &cells(&["1", "2", "3", "", "10"]),
+        )
+        .unwrap();
         assert_eq!(f.fill, Cell::Number(2.5));
-        let batch = FeatureBatch { rows: 2, columns: vec![cells(&["", "4"])] };
+        let batch = FeatureBatch {
+            rows: 2,
+            columns: vec![cells(&["", "4"])],
+        };
         let out = encode(&[f.clone()], &batch, "s").unwrap();
         assert!((out[0] as f64 - (2.5 - f.mean) / f.std).abs() < 1e-6);
         assert!((out[1] as f64 - (4.0 - f.mean) / f.std).abs() < 1e-6);
@@ -360,10 +458,19 @@ mod tests {
 
     #[test]
     fn unseen_categories_go_to_the_unknown_slot() {
-        let f = fit_feature("s", "color", FeatureKind::Categorical, &cells(&["red", "white", "red", ""])).unwrap();
+        let f = fit_feature(
+            "s",
+            "color",
+            FeatureKind::Categorical,
+            &cells(&["red", "white", "red", ""]),
+        )
+        .unwrap();
         assert_eq!(f.categories, vec!["red", "white"]);
         assert_eq!(f.fill, Cell::Text("red".into()));
-        let batch = FeatureBatch { rows: 3, columns: vec![cells(&["white", "rosé", ""])] };
+        let batch = FeatureBatch {
+            rows: 3,
+            columns: vec![cells(&["white", "rosé", ""])],
+        };
         let out = encode(&[f], &batch, "s").unwrap();
         assert_eq!(out, vec![0., 1., 0., 0., 0., 1., 1., 0., 0.]);
     }
@@ -371,10 +478,19 @@ mod tests {
     #[test]
     fn text_or_infinity_in_a_numeric_feature_is_refused_with_row_and_column() {
         let f = fit_feature("s", "x", FeatureKind::Numeric, &cells(&["1", "2"])).unwrap();
-        let batch = FeatureBatch { rows: 2, columns: vec![cells(&["1", "inf"])] };
+        let batch = FeatureBatch {
+            rows: 2,
+            columns: vec![cells(&["1", "inf"])],
+        };
         let e = encode(&[f.clone()], &batch, "req").unwrap_err().to_string();
-        assert!(e.contains("row 2") && e.contains("`x`") && e.contains("not finite"), "{e}");
-        let batch = FeatureBatch { rows: 1, columns: vec![cells(&["heavy"])] };
+        assert!(
+            e.contains("row 2") && e.contains("`x`") && e.contains("not finite"),
+            "{e}"
+        );
+        let batch = FeatureBatch {
+            rows: 1,
+            columns: vec![cells(&["heavy"])],
+        };
         let e = encode(&[f], &batch, "req").unwrap_err().to_string();
         assert!(e.contains("`heavy` is not a number"), "{e}");
     }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::ObjectStore;
 use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 /// Why a URI could not be read, listed or written.
 #[derive(Debug, thiserror::Error)]
@@ -25,14 +25,19 @@ pub enum StoreError {
     List { uri: String, reason: String },
     #[error("cannot write `{uri}`: {reason}")]
     Write { uri: String, reason: String },
-    #[error("`{uri}` already holds an artifact; versions are immutable, write the new one to a new location")]
+    #[error(
+        "`{uri}` already holds an artifact; versions are immutable, write the new one to a new location"
+    )]
     Exists { uri: String },
 }
 
 /// A parsed location.
 enum Location {
     Local(PathBuf),
-    Remote { store: Arc<dyn ObjectStore>, path: StorePath },
+    Remote {
+        store: Arc<dyn ObjectStore>,
+        path: StorePath,
+    },
     Http(url::Url),
 }
 
@@ -49,13 +54,18 @@ fn local_path(uri: &str) -> Option<PathBuf> {
 
 fn parse(uri: &str) -> Result<Location, StoreError> {
     if uri.trim().is_empty() {
-        return Err(StoreError::InvalidUri { uri: uri.into(), reason: "it is empty".into() });
+        return Err(StoreError::InvalidUri {
+            uri: uri.into(),
+            reason: "it is empty".into(),
+        });
     }
     if let Some(path) = local_path(uri) {
         return Ok(Location::Local(path));
     }
-    let url = url::Url::parse(uri)
-        .map_err(|e| StoreError::InvalidUri { uri: uri.into(), reason: e.to_string() })?;
+    let url = url::Url::parse(uri).map_err(|e| StoreError::InvalidUri {
+        uri: uri.into(),
+        reason: e.to_string(),
+    })?;
     match url.scheme() {
         "http" | "https" => Ok(Location::Http(url)),
         "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" => {
@@ -63,9 +73,16 @@ fn parse(uri: &str) -> Result<Location, StoreError> {
             let options = std::env::vars().filter(|(k, _)| {
                 k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k.starts_with("AZURE_")
             });
-            let (store, path) = object_store::parse_url_opts(&url, options)
-                .map_err(|e| StoreError::InvalidUri { uri: uri.into(), reason: e.to_string() })?;
-            Ok(Location::Remote { store: Arc::from(store), path })
+            let (store, path) = object_store::parse_url_opts(&url, options).map_err(|e| {
+                StoreError::InvalidUri {
+                    uri: uri.into(),
+                    reason: e.to_string(),
+                }
+            })?;
+            Ok(Location::Remote {
+                store: Arc::from(store),
+                path,
+            })
         }
         other => Err(StoreError::InvalidUri {
             uri: uri.into(),
@@ -86,7 +103,10 @@ fn http_client(uri: &str) -> Result<reqwest::Client, StoreError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .build()
-        .map_err(|e| StoreError::Read { uri: uri.into(), reason: e.to_string() })
+        .map_err(|e| StoreError::Read {
+            uri: uri.into(),
+            reason: e.to_string(),
+        })
 }
 
 /// Reads all bytes of one object.
@@ -97,23 +117,34 @@ pub async fn read_bytes(uri: &str) -> Result<Bytes, StoreError> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(StoreError::NotFound { uri: uri.into() })
             }
-            Err(e) => Err(StoreError::Read { uri: uri.into(), reason: e.to_string() }),
+            Err(e) => Err(StoreError::Read {
+                uri: uri.into(),
+                reason: e.to_string(),
+            }),
         },
         Location::Remote { store, path } => {
             let got = store.get(&path).await.map_err(|e| match e {
                 object_store::Error::NotFound { .. } => StoreError::NotFound { uri: uri.into() },
-                other => StoreError::Read { uri: uri.into(), reason: other.to_string() },
+                other => StoreError::Read {
+                    uri: uri.into(),
+                    reason: other.to_string(),
+                },
             })?;
-            got.bytes()
-                .await
-                .map_err(|e| StoreError::Read { uri: uri.into(), reason: e.to_string() })
+            got.bytes().await.map_err(|e| StoreError::Read {
+                uri: uri.into(),
+                reason: e.to_string(),
+            })
         }
         Location::Http(url) => {
-            let response = http_client(uri)?
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| StoreError::Read { uri: uri.into(), reason: e.to_string() })?;
+            let response =
+                http_client(uri)?
+                    .get(url)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::Read {
+                        uri: uri.into(),
+                        reason: e.to_string(),
+                    })?;
             if response.status() == reqwest::StatusCode::NOT_FOUND {
                 return Err(StoreError::NotFound { uri: uri.into() });
             }
@@ -123,10 +154,10 @@ pub async fn read_bytes(uri: &str) -> Result<Bytes, StoreError> {
                     reason: format!("HTTP status {}", response.status()),
                 });
             }
-            response
-                .bytes()
-                .await
-                .map_err(|e| StoreError::Read { uri: uri.into(), reason: e.to_string() })
+            response.bytes().await.map_err(|e| StoreError::Read {
+                uri: uri.into(),
+                reason: e.to_string(),
+            })
         }
     }
 }
@@ -139,13 +170,21 @@ pub async fn size_of(uri: &str) -> Result<u64, StoreError> {
             .map(|m| m.len())
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => StoreError::NotFound { uri: uri.into() },
-                _ => StoreError::Read { uri: uri.into(), reason: e.to_string() },
+                _ => StoreError::Read {
+                    uri: uri.into(),
+                    reason: e.to_string(),
+                },
             }),
-        Location::Remote { store, path } => store
-            .head(&path)
-            .await
-            .map(|m| m.size)
-            .map_err(|e| StoreError::Read { uri: uri.into(), reason: e.to_string() }),
+        Location::Remote { store, path } => {
+            store
+                .head(&path)
+                .await
+                .map(|m| m.size)
+                .map_err(|e| StoreError::Read {
+                    uri: uri.into(),
+                    reason: e.to_string(),
+                })
+        }
         Location::Http(_) => read_bytes(uri).await.map(|b| b.len() as u64),
     }
 }
@@ -162,19 +201,23 @@ pub async fn list(prefix: &str, suffix: &str) -> Result<Vec<String>, StoreError>
                     Ok(entries) => entries,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) => {
-                        return Err(StoreError::List { uri: prefix.into(), reason: e.to_string() });
+                        return Err(StoreError::List {
+                            uri: prefix.into(),
+                            reason: e.to_string(),
+                        });
                     }
                 };
-                while let Some(entry) = entries
-                    .next_entry()
-                    .await
-                    .map_err(|e| StoreError::List { uri: prefix.into(), reason: e.to_string() })?
+                while let Some(entry) =
+                    entries.next_entry().await.map_err(|e| StoreError::List {
+                        uri: prefix.into(),
+                        reason: e.to_string(),
+                    })?
                 {
                     let path = entry.path();
-                    let kind = entry
-                        .file_type()
-                        .await
-                        .map_err(|e| StoreError::List { uri: prefix.into(), reason: e.to_string() })?;
+                    let kind = entry.file_type().await.map_err(|e| StoreError::List {
+                        uri: prefix.into(),
+                        reason: e.to_string(),
+                    })?;
                     if kind.is_dir() {
                         pending.push(path);
                     } else if path.to_string_lossy().ends_with(suffix) {
@@ -187,23 +230,35 @@ pub async fn list(prefix: &str, suffix: &str) -> Result<Vec<String>, StoreError>
             Ok(found
                 .into_iter()
                 .map(|p| {
-                    let rel = p.strip_prefix(&root).unwrap_or(&p).to_string_lossy().into_owned();
+                    let rel = p
+                        .strip_prefix(&root)
+                        .unwrap_or(&p)
+                        .to_string_lossy()
+                        .into_owned();
                     join(base, &rel)
                 })
                 .collect())
         }
         Location::Remote { store, path } => {
-            let metas: Vec<_> = store
-                .list(Some(&path))
-                .try_collect()
-                .await
-                .map_err(|e| StoreError::List { uri: prefix.into(), reason: e.to_string() })?;
+            let metas: Vec<_> =
+                store
+                    .list(Some(&path))
+                    .try_collect()
+                    .await
+                    .map_err(|e| StoreError::List {
+                        uri: prefix.into(),
+                        reason: e.to_string(),
+                    })?;
             let base = prefix.trim_end_matches('/');
             let mut found: Vec<String> = metas
                 .into_iter()
                 .filter(|m| m.location.as_ref().ends_with(suffix))
                 .filter_map(|m| {
-                    let rel = m.location.as_ref().strip_prefix(path.as_ref())?.trim_start_matches('/');
+                    let rel = m
+                        .location
+                        .as_ref()
+                        .strip_prefix(path.as_ref())?
+                        .trim_start_matches('/');
                     Some(join(base, rel))
                 })
                 .collect();
@@ -230,31 +285,41 @@ pub async fn write_atomically(prefix: &str, files: &[(&str, Bytes)]) -> Result<(
     match parse(prefix)? {
         Location::Local(dir) => write_local(prefix, &dir, files).await,
         Location::Remote { store, path } => {
-            let last = path.child(*last_name);
+            let last = path.clone().join(*last_name);
             match store.head(&last).await {
                 Ok(_) => return Err(StoreError::Exists { uri: prefix.into() }),
                 Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => {
-                    return Err(StoreError::Write { uri: prefix.into(), reason: e.to_string() });
+                    return Err(StoreError::Write {
+                        uri: prefix.into(),
+                        reason: e.to_string(),
+                    });
                 }
             }
             for (name, data) in files {
                 store
-                    .put(&path.child(*name), data.clone().into())
+                    .put(&path.clone().join(*name), data.clone().into())
                     .await
-                    .map_err(|e| StoreError::Write { uri: join(prefix, name), reason: e.to_string() })?;
+                    .map_err(|e| StoreError::Write {
+                        uri: join(prefix, name),
+                        reason: e.to_string(),
+                    })?;
             }
             Ok(())
         }
         Location::Http(_) => Err(StoreError::Write {
             uri: prefix.into(),
-            reason: "https locations are read-only; write artifacts to a path or an object store".into(),
+            reason: "https locations are read-only; write artifacts to a path or an object store"
+                .into(),
         }),
     }
 }
 
 async fn write_local(prefix: &str, dir: &Path, files: &[(&str, Bytes)]) -> Result<(), StoreError> {
-    let write_err = |e: std::io::Error| StoreError::Write { uri: prefix.into(), reason: e.to_string() };
+    let write_err = |e: std::io::Error| StoreError::Write {
+        uri: prefix.into(),
+        reason: e.to_string(),
+    };
     if let Ok(mut entries) = tokio::fs::read_dir(dir).await
         && entries.next_entry().await.map_err(write_err)?.is_some()
     {
@@ -264,11 +329,16 @@ async fn write_local(prefix: &str, dir: &Path, files: &[(&str, Bytes)]) -> Resul
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    tokio::fs::create_dir_all(&parent).await.map_err(write_err)?;
+    tokio::fs::create_dir_all(&parent)
+        .await
+        .map_err(write_err)?;
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| StoreError::InvalidUri { uri: prefix.into(), reason: "names no directory".into() })?;
+        .ok_or_else(|| StoreError::InvalidUri {
+            uri: prefix.into(),
+            reason: "names no directory".into(),
+        })?;
     let tmp = parent.join(format!(".{name}.tmp-{}", uuid::Uuid::new_v4()));
     let result = async {
         tokio::fs::create_dir(&tmp).await?;
@@ -298,10 +368,19 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("models/v1");
         let uri = format!("file://{}", out.display());
-        write_atomically(&uri, &[("a.bin", Bytes::from_static(b"1")), ("manifest.json", Bytes::from_static(b"{}"))])
-            .await
-            .unwrap();
-        assert_eq!(read_bytes(&join(&uri, "a.bin")).await.unwrap(), Bytes::from_static(b"1"));
+        write_atomically(
+            &uri,
+            &[
+                ("a.bin", Bytes::from_static(b"1")),
+                ("manifest.json", Bytes::from_static(b"{}")),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            read_bytes(&join(&uri, "a.bin")).await.unwrap(),
+            Bytes::from_static(b"1")
+        );
         let again = write_atomically(&uri, &[("manifest.json", Bytes::from_static(b"{}"))]).await;
         assert!(matches!(again, Err(StoreError::Exists { .. })), "{again:?}");
         // No temporary directories are left beside the artifact.
@@ -311,10 +390,18 @@ mod tests {
 
     #[tokio::test]
     async fn missing_files_and_bad_schemes_are_named() {
-        let err = read_bytes("/nonexistent/driftline/x.csv").await.unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/driftline/x.csv"), "{err}");
+        let err = read_bytes("/nonexistent/driftline/x.csv")
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/driftline/x.csv"),
+            "{err}"
+        );
         let err = read_bytes("ftp://host/x.csv").await.unwrap_err();
-        assert!(err.to_string().contains("unsupported scheme `ftp`"), "{err}");
+        assert!(
+            err.to_string().contains("unsupported scheme `ftp`"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -326,7 +413,15 @@ mod tests {
         std::fs::write(tmp.path().join("notes.txt"), "").unwrap();
         let prefix = tmp.path().display().to_string();
         let found = list(&prefix, ".jsonl").await.unwrap();
-        assert_eq!(found, vec![join(&prefix, "b.jsonl"), join(&prefix, "day=2/a.jsonl")]);
-        assert!(list(&join(&prefix, "absent"), ".jsonl").await.unwrap().is_empty());
+        assert_eq!(
+            found,
+            vec![join(&prefix, "b.jsonl"), join(&prefix, "day=2/a.jsonl")]
+        );
+        assert!(
+            list(&join(&prefix, "absent"), ".jsonl")
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }

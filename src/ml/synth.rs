@@ -34,7 +34,11 @@ pub fn generate(rows: usize, seed: u64, shift: Shift) -> String {
     let mut out = String::with_capacity(rows * 80);
     out.push_str("x1,x2,x3,x4,x5,x6,x7,x8,segment,label\n");
     for _ in 0..rows {
-        let (m1, m2, s2) = if shift == Shift::Covariate { (1.5, -1.0, 1.5) } else { (0.0, 0.0, 1.0) };
+        let (m1, m2, s2) = if shift == Shift::Covariate {
+            (1.5, -1.0, 1.5)
+        } else {
+            (0.0, 0.0, 1.0)
+        };
         let x: Vec<f64> = (0..8)
             .map(|i| match i {
                 0 => normal(&mut rng, m1, 1.0),
@@ -42,7 +46,11 @@ pub fn generate(rows: usize, seed: u64, shift: Shift) -> String {
                 _ => normal(&mut rng, 0.0, 1.0),
             })
             .collect();
-        let shares = if shift == Shift::Covariate { [0.5, 0.3] } else { [0.2, 0.2] };
+        let shares = if shift == Shift::Covariate {
+            [0.5, 0.3]
+        } else {
+            [0.2, 0.2]
+        };
         let u: f64 = rng.random();
         let (segment, effect) = if u < shares[0] {
             ("a", 0.5)
@@ -52,7 +60,11 @@ pub fn generate(rows: usize, seed: u64, shift: Shift) -> String {
             ("c", 0.0)
         };
         let sign = if shift == Shift::Concept { -1.0 } else { 1.0 };
-        let logit = sign * (1.5 * x[0] - 2.0 * x[1]) + x[2] * x[3] + 0.8 * (2.0 * x[4]).sin() + 0.3 * x[5] + effect
+        let logit = sign * (1.5 * x[0] - 2.0 * x[1])
+            + x[2] * x[3]
+            + 0.8 * (2.0 * x[4]).sin()
+            + 0.3 * x[5]
+            + effect
             + normal(&mut rng, 0.0, 0.5);
         for v in &x {
             let _ = write!(out, "{v:.5},");
@@ -73,7 +85,11 @@ mod tests {
         assert_ne!(a, generate(50, 4, Shift::None));
         assert_eq!(a.lines().count(), 51);
         let mean_x1 = |csv: &str| {
-            let v: Vec<f64> = csv.lines().skip(1).map(|l| l.split(',').next().unwrap().parse().unwrap()).collect();
+            let v: Vec<f64> = csv
+                .lines()
+                .skip(1)
+                .map(|l| l.split(',').next().unwrap().parse().unwrap())
+                .collect();
             v.iter().sum::<f64>() / v.len() as f64
         };
         let base = generate(2000, 1, Shift::None);
@@ -81,7 +97,12 @@ mod tests {
         assert!(mean_x1(&generate(2000, 1, Shift::Covariate)) > 1.2);
         // Concept drift: same inputs, mostly opposite labels on the same seed.
         let concept = generate(2000, 1, Shift::Concept);
-        let flipped = base.lines().zip(concept.lines()).skip(1).filter(|(a, b)| a.ends_with(",1") != b.ends_with(",1")).count();
+        let flipped = base
+            .lines()
+            .zip(concept.lines())
+            .skip(1)
+            .filter(|(a, b)| a.ends_with(",1") != b.ends_with(",1"))
+            .count();
         assert!(flipped > 1000, "{flipped}");
     }
 }

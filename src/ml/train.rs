@@ -20,7 +20,8 @@ use crate::drift::{CategoricalProfile, FeatureProfile, NumericProfile, Reference
 
 use super::arch::{self, Architecture};
 use super::artifact::{
-    self, DatasetLineage, EpochRecord, FeedbackLineage, FileDigest, Manifest, Predictor, TargetScale, FORMAT_VERSION,
+    self, DatasetLineage, EpochRecord, FORMAT_VERSION, FeedbackLineage, FileDigest, Manifest,
+    Predictor, TargetScale,
 };
 use super::data::{self, Cell, Feedback, Table};
 use super::error::MlError;
@@ -66,7 +67,12 @@ impl TrainedModel {
 
 /// Refuses hyper-parameters that cannot train, before any data is read.
 pub fn validate(spec: &ModelSpec) -> Result<&'static dyn Architecture, MlError> {
-    let invalid = |field: &str, reason: String| Err(MlError::InvalidConfig { field: field.into(), reason });
+    let invalid = |field: &str, reason: String| {
+        Err(MlError::InvalidConfig {
+            field: field.into(),
+            reason,
+        })
+    };
     let t = &spec.training;
     if t.epochs == 0 {
         return invalid("training.epochs", "must be at least 1".into());
@@ -75,15 +81,24 @@ pub fn validate(spec: &ModelSpec) -> Result<&'static dyn Architecture, MlError> 
         return invalid("training.batchSize", "must be at least 1".into());
     }
     if !(t.learning_rate.is_finite() && t.learning_rate > 0.0) {
-        return invalid("training.learningRate", format!("{} is not a positive number", t.learning_rate));
+        return invalid(
+            "training.learningRate",
+            format!("{} is not a positive number", t.learning_rate),
+        );
     }
     if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
-        return invalid("training.weightDecay", format!("{} is not a non-negative number", t.weight_decay));
+        return invalid(
+            "training.weightDecay",
+            format!("{} is not a non-negative number", t.weight_decay),
+        );
     }
     if let Some(es) = &t.early_stopping
         && es.patience == 0
     {
-        return invalid("training.earlyStopping.patience", "must be at least 1 epoch".into());
+        return invalid(
+            "training.earlyStopping.patience",
+            "must be at least 1 epoch".into(),
+        );
     }
     let vf = spec.data.validation_fraction;
     if !(0.0..1.0).contains(&vf) {
@@ -127,21 +142,37 @@ pub async fn train(spec: &ModelSpec, options: &TrainOptions) -> Result<TrainedMo
     let device = select_device(options.device.unwrap_or(spec.training.device))?;
     let table = data::read_table(&spec.data.source, spec.data.format).await?;
     let feedback = match (&options.feedback, spec.data.include_feedback) {
-        (Some(prefix), true) => Some((prefix.clone(), data::load_feedback(prefix, &spec.data.target).await?)),
+        (Some(prefix), true) => Some((
+            prefix.clone(),
+            data::load_feedback(prefix, &spec.data.target).await?,
+        )),
         (None, true) => {
-            tracing::warn!("data.includeFeedback is true but no --feedback prefix was given; training without feedback");
+            tracing::warn!(
+                "data.includeFeedback is true but no --feedback prefix was given; training without feedback"
+            );
             None
         }
         (_, false) => None,
     };
-    fit(spec, &table, feedback.as_ref().map(|(p, f)| (p.as_str(), f)), &device, options.progress)
+    fit(
+        spec,
+        &table,
+        feedback.as_ref().map(|(p, f)| (p.as_str(), f)),
+        &device,
+        options.progress,
+    )
 }
 
 /// Columns used as features, checked against the table.
 fn feature_names(spec: &ModelSpec, table: &Table) -> Result<Vec<String>, MlError> {
     table.column(&spec.data.target, "data.target")?;
     let names: Vec<String> = if spec.data.features.is_empty() {
-        table.names.iter().filter(|n| **n != spec.data.target).cloned().collect()
+        table
+            .names
+            .iter()
+            .filter(|n| **n != spec.data.target)
+            .cloned()
+            .collect()
     } else {
         for f in &spec.data.features {
             table.column(f, "data.features")?;
@@ -151,13 +182,19 @@ fn feature_names(spec: &ModelSpec, table: &Table) -> Result<Vec<String>, MlError
     if names.is_empty() {
         return Err(MlError::InvalidConfig {
             field: "data.features".into(),
-            reason: format!("`{}` has no column besides the target `{}`", table.source, spec.data.target),
+            reason: format!(
+                "`{}` has no column besides the target `{}`",
+                table.source, spec.data.target
+            ),
         });
     }
     if let Some(unknown) = spec.data.feature_kinds.keys().find(|k| !names.contains(k)) {
         return Err(MlError::InvalidConfig {
             field: format!("data.featureKinds.{unknown}"),
-            reason: format!("`{unknown}` is not a feature column; features: {}", names.join(", ")),
+            reason: format!(
+                "`{unknown}` is not a feature column; features: {}",
+                names.join(", ")
+            ),
         });
     }
     if names.contains(&spec.data.target) {
@@ -190,11 +227,17 @@ fn profile_of(schema: &FeatureSchema, cells: &[Cell]) -> Result<FeatureProfile, 
                     Cell::Missing => None,
                 })
                 .collect();
-            FeatureProfile::Numeric { profile: NumericProfile::fit(&name, &values, DEFAULT_BINS)?, name }
+            FeatureProfile::Numeric {
+                profile: NumericProfile::fit(&name, &values, DEFAULT_BINS)?,
+                name,
+            }
         }
         FeatureKind::Categorical | FeatureKind::Boolean => {
             let values: Vec<String> = cells.iter().filter_map(Cell::as_text).collect();
-            FeatureProfile::Categorical { profile: CategoricalProfile::fit(&name, &values)?, name }
+            FeatureProfile::Categorical {
+                profile: CategoricalProfile::fit(&name, &values)?,
+                name,
+            }
         }
     })
 }
@@ -239,19 +282,37 @@ pub fn fit(
     for name in &names {
         let kind = match spec.data.feature_kinds.get(name) {
             Some(k) => *k,
-            None => preprocess::infer_kind(&table.source, name, table.column(name, "data.features")?)?,
+            None => {
+                preprocess::infer_kind(&table.source, name, table.column(name, "data.features")?)?
+            }
         };
-        preprocess::check_column(&table.source, name, kind, table.column(name, "data.features")?)?;
-        features.push(preprocess::fit_feature(&table.source, name, kind, train_table.column(name, "data.features")?)?);
+        preprocess::check_column(
+            &table.source,
+            name,
+            kind,
+            table.column(name, "data.features")?,
+        )?;
+        features.push(preprocess::fit_feature(
+            &table.source,
+            name,
+            kind,
+            train_table.column(name, "data.features")?,
+        )?);
     }
     let inputs: usize = features.iter().map(FeatureSchema::width).sum();
-    let all_x = preprocess::encode(&features, &FeatureBatch::from_table(&features, table)?, &table.source)?;
+    let all_x = preprocess::encode(
+        &features,
+        &FeatureBatch::from_table(&features, table)?,
+        &table.source,
+    )?;
     let mut x_train = gather(&all_x, inputs, &train_idx);
     let x_val = gather(&all_x, inputs, &val_idx);
     let fb_x = match feedback {
-        Some((prefix, fb)) if fb.table.rows > 0 => {
-            preprocess::encode(&features, &FeatureBatch::from_table(&features, &fb.table)?, prefix)?
-        }
+        Some((prefix, fb)) if fb.table.rows > 0 => preprocess::encode(
+            &features,
+            &FeatureBatch::from_table(&features, &fb.table)?,
+            prefix,
+        )?,
         _ => Vec::new(),
     };
     x_train.extend_from_slice(&fb_x);
@@ -267,13 +328,28 @@ pub fn fit(
             {
                 labels.extend(preprocess::labels(&fb.table, target)?);
             }
-            let mut classes: Vec<String> = labels.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+            let mut classes: Vec<String> = labels
+                .iter()
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
             preprocess::sort_classes(&mut classes);
             if classes.len() < 2 {
-                return Err(MlError::SingleClass { target: target.clone(), class: classes.concat() });
+                return Err(MlError::SingleClass {
+                    target: target.clone(),
+                    class: classes.concat(),
+                });
             }
-            let index: BTreeMap<&str, u32> = classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as u32)).collect();
-            let encoded: Vec<u32> = labels.iter().map(|l| index.get(l.as_str()).copied().unwrap_or(0)).collect();
+            let index: BTreeMap<&str, u32> = classes
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.as_str(), i as u32))
+                .collect();
+            let encoded: Vec<u32> = labels
+                .iter()
+                .map(|l| index.get(l.as_str()).copied().unwrap_or(0))
+                .collect();
             let mut ytr: Vec<u32> = train_idx.iter().map(|&r| encoded[r]).collect();
             ytr.extend_from_slice(&encoded[table.rows..]);
             let yv: Vec<u32> = val_idx.iter().map(|&r| encoded[r]).collect();
@@ -294,10 +370,14 @@ pub fn fit(
             {
                 values.extend(preprocess::values(&fb.table, target)?);
             }
-            let train_values: Vec<f64> =
-                train_idx.iter().map(|&r| values[r]).chain(values[table.rows..].iter().copied()).collect();
+            let train_values: Vec<f64> = train_idx
+                .iter()
+                .map(|&r| values[r])
+                .chain(values[table.rows..].iter().copied())
+                .collect();
             let mean = train_values.iter().sum::<f64>() / train_values.len() as f64;
-            let var = train_values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / train_values.len() as f64;
+            let var = train_values.iter().map(|v| (v - mean).powi(2)).sum::<f64>()
+                / train_values.len() as f64;
             let std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
             let scale = |v: f64| ((v - mean) / std) as f32;
             let ytr: Vec<f32> = train_values.iter().map(|&v| scale(v)).collect();
@@ -313,7 +393,11 @@ pub fn fit(
             )
         }
     };
-    let outputs = if task == Task::Classification { classes.len() } else { 1 };
+    let outputs = if task == Task::Classification {
+        classes.len()
+    } else {
+        1
+    };
 
     // Parameters, initialised from the run's own RNG.
     let shapes = arch.tensors(&spec.architecture, inputs, outputs);
@@ -339,17 +423,34 @@ pub fn fit(
     let mut optimizer = match t.optimizer {
         Optimizer::Adamw => Opt::AdamW(candle_nn::AdamW::new(
             vars.clone(),
-            candle_nn::ParamsAdamW { lr: t.learning_rate, weight_decay: t.weight_decay, ..Default::default() },
+            candle_nn::ParamsAdamW {
+                lr: t.learning_rate,
+                weight_decay: t.weight_decay,
+                ..Default::default()
+            },
         )?),
         Optimizer::Sgd => Opt::Sgd(candle_nn::SGD::new(vars.clone(), t.learning_rate)?),
     };
     // SGD has no decoupled decay in candle: add the L2 penalty to the loss instead.
-    let l2 = if t.optimizer == Optimizer::Sgd && t.weight_decay > 0.0 { t.weight_decay } else { 0.0 };
-    let weight_vars: Vec<&Var> = shapes.iter().zip(&vars).filter(|(s, _)| s.shape.len() > 1).map(|(_, v)| v).collect();
+    let l2 = if t.optimizer == Optimizer::Sgd && t.weight_decay > 0.0 {
+        t.weight_decay
+    } else {
+        0.0
+    };
+    let weight_vars: Vec<&Var> = shapes
+        .iter()
+        .zip(&vars)
+        .filter(|(s, _)| s.shape.len() > 1)
+        .map(|(_, v)| v)
+        .collect();
 
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(TRAIN_STREAM);
-    let bar = if progress { indicatif::ProgressBar::new(u64::from(t.epochs)) } else { indicatif::ProgressBar::hidden() };
+    let bar = if progress {
+        indicatif::ProgressBar::new(u64::from(t.epochs))
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg}") {
         bar.set_style(style);
     }
@@ -378,7 +479,10 @@ pub fn fit(
         }
         let train_loss = total / n_train as f64;
         if !train_loss.is_finite() {
-            return Err(MlError::Diverged { epoch, loss: train_loss });
+            return Err(MlError::Diverged {
+                epoch,
+                loss: train_loss,
+            });
         }
         let (validation_loss, validation_metric) = if val_idx.is_empty() {
             (None, None)
@@ -388,7 +492,11 @@ pub fn fit(
             let metric = match task {
                 Task::Classification => {
                     let pred = out.argmax(1)?.to_dtype(candle_core::DType::U32)?;
-                    let correct = pred.eq(&y_val)?.to_dtype(candle_core::DType::F32)?.sum_all()?.to_scalar::<f32>()?;
+                    let correct = pred
+                        .eq(&y_val)?
+                        .to_dtype(candle_core::DType::F32)?
+                        .sum_all()?
+                        .to_scalar::<f32>()?;
                     f64::from(correct) / val_idx.len() as f64
                 }
                 Task::Regression => vloss.sqrt() * target_scale.map_or(1.0, |s| s.std),
@@ -408,18 +516,32 @@ pub fn fit(
             validation_loss.map_or("-".to_string(), |v| format!("{v:.4}"))
         ));
         bar.inc(1);
-        curve.push(EpochRecord { epoch, train_loss, validation_loss, validation_metric });
+        curve.push(EpochRecord {
+            epoch,
+            train_loss,
+            validation_loss,
+            validation_metric,
+        });
         if let Some(es) = &t.early_stopping {
             let watched = validation_loss.unwrap_or(train_loss);
-            let improved = best.as_ref().is_none_or(|(b, _)| watched < b - es.min_delta);
+            let improved = best
+                .as_ref()
+                .is_none_or(|(b, _)| watched < b - es.min_delta);
             if improved {
-                let snapshot = vars.iter().map(|v| v.as_tensor().copy()).collect::<Result<Vec<_>, _>>()?;
+                let snapshot = vars
+                    .iter()
+                    .map(|v| v.as_tensor().copy())
+                    .collect::<Result<Vec<_>, _>>()?;
                 best = Some((watched, snapshot));
                 stale = 0;
             } else {
                 stale += 1;
                 if stale >= es.patience {
-                    tracing::info!(epoch, patience = es.patience, "early stopping: no improvement");
+                    tracing::info!(
+                        epoch,
+                        patience = es.patience,
+                        "early stopping: no improvement"
+                    );
                     break;
                 }
             }
@@ -432,8 +554,11 @@ pub fn fit(
         }
     }
 
-    let named: Vec<(String, Tensor)> =
-        shapes.iter().zip(&vars).map(|(s, v)| (s.name.clone(), v.as_tensor().clone())).collect();
+    let named: Vec<(String, Tensor)> = shapes
+        .iter()
+        .zip(&vars)
+        .map(|(s, v)| (s.name.clone(), v.as_tensor().clone()))
+        .collect();
     let predictor = Predictor {
         features: features.clone(),
         task,
@@ -462,7 +587,10 @@ pub fn fit(
     let ref_pred = predictor.predict_encoded(train_host, train_idx.len())?;
     let mut feature_profiles = Vec::with_capacity(features.len());
     for f in &features {
-        feature_profiles.push(profile_of(f, train_table.column(&f.name, "data.features")?)?);
+        feature_profiles.push(profile_of(
+            f,
+            train_table.column(&f.name, "data.features")?,
+        )?);
     }
     let prediction = match task {
         Task::Classification => FeatureProfile::Categorical {
@@ -477,14 +605,20 @@ pub fn fit(
 
     let weights = artifact::weights_to_bytes(&named)?;
     let tensors = artifact::tensor_infos(&named);
-    let parameters = tensors.iter().map(|t| t.shape.iter().product::<usize>() as u64).sum();
+    let parameters = tensors
+        .iter()
+        .map(|t| t.shape.iter().product::<usize>() as u64)
+        .sum();
     let fingerprint = artifact::fingerprint(&spec.architecture, task, inputs, outputs, &tensors);
     let training_seconds = started.elapsed().as_secs_f64();
     tracing::info!(training_seconds, parameters, %fingerprint, "training finished");
     let mut files = BTreeMap::new();
     files.insert(
         artifact::WEIGHTS_FILE.to_string(),
-        FileDigest { sha256: data::sha256_hex(&weights), bytes: weights.len() as u64 },
+        FileDigest {
+            sha256: data::sha256_hex(&weights),
+            bytes: weights.len() as u64,
+        },
     );
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
@@ -499,7 +633,10 @@ pub fn fit(
         tensors,
         parameters,
         fingerprint,
-        reference: ReferenceProfile { features: feature_profiles, prediction },
+        reference: ReferenceProfile {
+            features: feature_profiles,
+            prediction,
+        },
         metrics,
         curve,
         dataset: DatasetLineage {
@@ -525,7 +662,10 @@ pub fn fit(
         files,
         manifest_digest: String::new(),
     };
-    Ok(TrainedModel { manifest, weights: Bytes::from(weights) })
+    Ok(TrainedModel {
+        manifest,
+        weights: Bytes::from(weights),
+    })
 }
 
 enum Opt {

@@ -12,10 +12,20 @@ use crate::api::{GateCheck, GateReport, GateSpec, GateVerdict, MetricThreshold};
 const EPS: f64 = 1e-12;
 
 /// Decides whether `candidate` may be promoted.
-pub fn verdict(spec: &GateSpec, candidate: &GateReport, champion: Option<&GateReport>) -> GateVerdict {
+pub fn verdict(
+    spec: &GateSpec,
+    candidate: &GateReport,
+    champion: Option<&GateReport>,
+) -> GateVerdict {
     let mut checks = Vec::new();
     for threshold in &spec.metrics {
-        metric_checks(threshold, None, &candidate.metrics, champion.map(|c| &c.metrics), &mut checks);
+        metric_checks(
+            threshold,
+            None,
+            &candidate.metrics,
+            champion.map(|c| &c.metrics),
+            &mut checks,
+        );
     }
     for slice in &spec.slices {
         let measured = candidate.slices.iter().find(|s| s.name == slice.name);
@@ -49,7 +59,11 @@ pub fn verdict(spec: &GateSpec, candidate: &GateReport, champion: Option<&GateRe
         let b = &candidate.budgets;
         let mut budget = |name: &str, value: f64, bound: Option<f64>, at_most: bool, unit: &str| {
             if let Some(bound) = bound {
-                let passed = if at_most { value <= bound + EPS } else { value + EPS >= bound };
+                let passed = if at_most {
+                    value <= bound + EPS
+                } else {
+                    value + EPS >= bound
+                };
                 let relation = if at_most { "at most" } else { "at least" };
                 checks.push(GateCheck {
                     kind: "budget".into(),
@@ -65,7 +79,13 @@ pub fn verdict(spec: &GateSpec, candidate: &GateReport, champion: Option<&GateRe
                 });
             }
         };
-        budget("p99LatencyMs", b.p99_latency_ms, budgets.p99_latency_ms, true, " ms");
+        budget(
+            "p99LatencyMs",
+            b.p99_latency_ms,
+            budgets.p99_latency_ms,
+            true,
+            " ms",
+        );
         budget(
             "throughputRowsPerSec",
             b.throughput_rows_per_sec,
@@ -74,9 +94,18 @@ pub fn verdict(spec: &GateSpec, candidate: &GateReport, champion: Option<&GateRe
             " rows/s",
         );
         budget("sizeMB", b.size_mb, budgets.max_size_mb, true, " MB");
-        budget("parameters", b.parameters as f64, budgets.max_parameters.map(|p| p as f64), true, "");
+        budget(
+            "parameters",
+            b.parameters as f64,
+            budgets.max_parameters.map(|p| p as f64),
+            true,
+            "",
+        );
     }
-    GateVerdict { passed: checks.iter().all(|c| c.passed), checks }
+    GateVerdict {
+        passed: checks.iter().all(|c| c.passed),
+        checks,
+    }
 }
 
 fn where_(slice: Option<&String>) -> String {
@@ -92,15 +121,18 @@ fn metric_checks(
 ) {
     let name = &threshold.name;
     let kind = if slice.is_some() { "slice" } else { "metric" };
-    let check = |kind: &str, value: Option<f64>, bound: Option<f64>, passed: bool, message: String| GateCheck {
-        kind: kind.into(),
-        name: name.clone(),
-        slice: slice.cloned(),
-        value,
-        bound,
-        passed,
-        message,
-    };
+    let check =
+        |kind: &str, value: Option<f64>, bound: Option<f64>, passed: bool, message: String| {
+            GateCheck {
+                kind: kind.into(),
+                name: name.clone(),
+                slice: slice.cloned(),
+                value,
+                bound,
+                passed,
+                message,
+            }
+        };
     let Some(&value) = candidate.get(name) else {
         let known: Vec<&str> = candidate.keys().map(String::as_str).collect();
         checks.push(check(
@@ -108,7 +140,11 @@ fn metric_checks(
             None,
             None,
             false,
-            format!("metric `{name}` was not measured{}; measured: {}", where_(slice), known.join(", ")),
+            format!(
+                "metric `{name}` was not measured{}; measured: {}",
+                where_(slice),
+                known.join(", ")
+            ),
         ));
         return;
     };
@@ -165,7 +201,13 @@ fn metric_checks(
     if let Some(max_rel) = threshold.max_relative_drop_from_champion {
         let allowed = max_rel * champ.abs();
         let passed = drop <= allowed + EPS;
-        let relative = if champ.abs() > 0.0 { drop / champ.abs() } else if drop > 0.0 { f64::INFINITY } else { 0.0 };
+        let relative = if champ.abs() > 0.0 {
+            drop / champ.abs()
+        } else if drop > 0.0 {
+            f64::INFINITY
+        } else {
+            0.0
+        };
         checks.push(check(
             "championDrop",
             Some(value),
@@ -190,7 +232,8 @@ fn must_pass_check(candidate: &GateReport) -> GateCheck {
             value: None,
             bound: None,
             passed: false,
-            message: "the gate names must-pass examples but the evaluation has no result for them".into(),
+            message: "the gate names must-pass examples but the evaluation has no result for them"
+                .into(),
         };
     };
     let failed = report.failures.len();
@@ -199,9 +242,18 @@ fn must_pass_check(candidate: &GateReport) -> GateCheck {
         .failures
         .iter()
         .take(10)
-        .map(|f| format!("row {}: expected {}, predicted {}", f.row, f.expected, f.predicted))
+        .map(|f| {
+            format!(
+                "row {}: expected {}, predicted {}",
+                f.row, f.expected, f.predicted
+            )
+        })
         .collect();
-    let more = if failed > listed.len() { format!("; and {} more", failed - listed.len()) } else { String::new() };
+    let more = if failed > listed.len() {
+        format!("; and {} more", failed - listed.len())
+    } else {
+        String::new()
+    };
     GateCheck {
         kind: "mustPass".into(),
         name: "goldenExamples".into(),
@@ -210,7 +262,10 @@ fn must_pass_check(candidate: &GateReport) -> GateCheck {
         bound: Some(report.total as f64),
         passed,
         message: if passed {
-            format!("all {} must-pass examples in `{}` predicted correctly", report.total, report.source)
+            format!(
+                "all {} must-pass examples in `{}` predicted correctly",
+                report.total, report.source
+            )
         } else {
             format!(
                 "{failed} of {} must-pass examples in `{}` failed: {}{more}",
@@ -225,7 +280,9 @@ fn must_pass_check(candidate: &GateReport) -> GateCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{BudgetReport, BudgetSpec, MustPassFailure, MustPassReport, SliceReport, SliceSpec};
+    use crate::api::{
+        BudgetReport, BudgetSpec, MustPassFailure, MustPassReport, SliceReport, SliceSpec,
+    };
 
     fn report(metrics: &[(&str, f64)]) -> GateReport {
         GateReport {
@@ -260,66 +317,142 @@ mod tests {
     }
 
     fn spec(metrics: Vec<MetricThreshold>) -> GateSpec {
-        GateSpec { test_set: "t.csv".into(), metrics, slices: Vec::new(), must_pass: None, must_pass_tolerance: None, budgets: None }
+        GateSpec {
+            test_set: "t.csv".into(),
+            metrics,
+            slices: Vec::new(),
+            must_pass: None,
+            must_pass_tolerance: None,
+            budgets: None,
+        }
     }
 
     #[test]
     fn absolute_thresholds_pass_and_fail_with_value_and_bound() {
-        let s = spec(vec![MetricThreshold { min: Some(0.8), ..threshold("accuracy") }, MetricThreshold { max: Some(0.5), ..threshold("logLoss") }]);
+        let s = spec(vec![
+            MetricThreshold {
+                min: Some(0.8),
+                ..threshold("accuracy")
+            },
+            MetricThreshold {
+                max: Some(0.5),
+                ..threshold("logLoss")
+            },
+        ]);
         let good = verdict(&s, &report(&[("accuracy", 0.85), ("logLoss", 0.3)]), None);
         assert!(good.passed, "{good:?}");
         let bad = verdict(&s, &report(&[("accuracy", 0.75), ("logLoss", 0.7)]), None);
         assert!(!bad.passed);
         let failed: Vec<_> = bad.failures().collect();
         assert_eq!(failed.len(), 2);
-        assert_eq!((failed[0].name.as_str(), failed[0].value, failed[0].bound), ("accuracy", Some(0.75), Some(0.8)));
-        assert!(failed[0].message.contains("0.7500") && failed[0].message.contains("minimum 0.8"), "{}", failed[0].message);
+        assert_eq!(
+            (failed[0].name.as_str(), failed[0].value, failed[0].bound),
+            ("accuracy", Some(0.75), Some(0.8))
+        );
+        assert!(
+            failed[0].message.contains("0.7500") && failed[0].message.contains("minimum 0.8"),
+            "{}",
+            failed[0].message
+        );
         assert!(failed[1].message.contains("above the maximum"));
     }
 
     #[test]
     fn champion_drop_is_checked_in_the_metrics_direction() {
         let s = spec(vec![
-            MetricThreshold { max_drop_from_champion: Some(0.01), ..threshold("accuracy") },
-            MetricThreshold { max_relative_drop_from_champion: Some(0.1), ..threshold("rmse") },
+            MetricThreshold {
+                max_drop_from_champion: Some(0.01),
+                ..threshold("accuracy")
+            },
+            MetricThreshold {
+                max_relative_drop_from_champion: Some(0.1),
+                ..threshold("rmse")
+            },
         ]);
         let champion = report(&[("accuracy", 0.90), ("rmse", 10.0)]);
-        let v = verdict(&s, &report(&[("accuracy", 0.895), ("rmse", 10.9)]), Some(&champion));
+        let v = verdict(
+            &s,
+            &report(&[("accuracy", 0.895), ("rmse", 10.9)]),
+            Some(&champion),
+        );
         assert!(v.passed, "{v:?}");
-        let v = verdict(&s, &report(&[("accuracy", 0.85), ("rmse", 11.5)]), Some(&champion));
+        let v = verdict(
+            &s,
+            &report(&[("accuracy", 0.85), ("rmse", 11.5)]),
+            Some(&champion),
+        );
         let failed: Vec<_> = v.failures().collect();
         assert_eq!(failed.len(), 2, "{v:?}");
         assert!(failed.iter().all(|c| c.kind == "championDrop"));
         assert!((failed[0].bound.unwrap() - 0.89).abs() < 1e-9);
-        assert!((failed[1].bound.unwrap() - 11.0).abs() < 1e-9, "rmse is worse when higher");
+        assert!(
+            (failed[1].bound.unwrap() - 11.0).abs() < 1e-9,
+            "rmse is worse when higher"
+        );
         // Without a champion the drop checks do not apply.
         assert!(verdict(&s, &report(&[("accuracy", 0.1), ("rmse", 99.0)]), None).passed);
     }
 
     #[test]
     fn an_unmeasured_metric_fails_naming_what_was_measured() {
-        let v = verdict(&spec(vec![MetricThreshold { min: Some(0.5), ..threshold("r2") }]), &report(&[("accuracy", 0.9)]), None);
+        let v = verdict(
+            &spec(vec![MetricThreshold {
+                min: Some(0.5),
+                ..threshold("r2")
+            }]),
+            &report(&[("accuracy", 0.9)]),
+            None,
+        );
         assert!(!v.passed);
-        assert!(v.checks[0].message.contains("`r2` was not measured; measured: accuracy"), "{}", v.checks[0].message);
+        assert!(
+            v.checks[0]
+                .message
+                .contains("`r2` was not measured; measured: accuracy"),
+            "{}",
+            v.checks[0].message
+        );
     }
 
     #[test]
     fn slices_are_checked_and_an_empty_slice_fails() {
         let mut s = spec(vec![]);
         s.slices = vec![
-            SliceSpec { name: "red".into(), where_: [("color".to_string(), "red".to_string())].into(), metrics: vec![MetricThreshold { min: Some(0.8), ..threshold("accuracy") }] },
-            SliceSpec { name: "rose".into(), where_: [("color".to_string(), "rose".to_string())].into(), metrics: vec![] },
+            SliceSpec {
+                name: "red".into(),
+                where_: [("color".to_string(), "red".to_string())].into(),
+                metrics: vec![MetricThreshold {
+                    min: Some(0.8),
+                    ..threshold("accuracy")
+                }],
+            },
+            SliceSpec {
+                name: "rose".into(),
+                where_: [("color".to_string(), "rose".to_string())].into(),
+                metrics: vec![],
+            },
         ];
         let mut c = report(&[]);
         c.slices = vec![
-            SliceReport { name: "red".into(), rows: 40, metrics: [("accuracy".to_string(), 0.7)].into() },
-            SliceReport { name: "rose".into(), rows: 0, metrics: BTreeMap::new() },
+            SliceReport {
+                name: "red".into(),
+                rows: 40,
+                metrics: [("accuracy".to_string(), 0.7)].into(),
+            },
+            SliceReport {
+                name: "rose".into(),
+                rows: 0,
+                metrics: BTreeMap::new(),
+            },
         ];
         let v = verdict(&s, &c, None);
         let failed: Vec<_> = v.failures().collect();
         assert_eq!(failed.len(), 2);
         assert_eq!(failed[0].slice.as_deref(), Some("red"));
-        assert!(failed[0].message.contains("on slice `red`"), "{}", failed[0].message);
+        assert!(
+            failed[0].message.contains("on slice `red`"),
+            "{}",
+            failed[0].message
+        );
         assert!(failed[1].message.contains("selects no rows"));
     }
 
@@ -328,24 +461,47 @@ mod tests {
         let mut s = spec(vec![]);
         s.must_pass = Some("golden.csv".into());
         let mut c = report(&[]);
-        assert!(!verdict(&s, &c, None).passed, "a must-pass set without results fails");
+        assert!(
+            !verdict(&s, &c, None).passed,
+            "a must-pass set without results fails"
+        );
         c.must_pass = Some(MustPassReport {
             source: "golden.csv".into(),
             total: 5,
             passed: 4,
-            failures: vec![MustPassFailure { row: 3, expected: "7".into(), predicted: "5".into() }],
+            failures: vec![MustPassFailure {
+                row: 3,
+                expected: "7".into(),
+                predicted: "5".into(),
+            }],
         });
         let v = verdict(&s, &c, None);
         assert!(!v.passed);
-        assert!(v.checks[0].message.contains("row 3: expected 7, predicted 5"), "{}", v.checks[0].message);
-        c.must_pass = Some(MustPassReport { source: "golden.csv".into(), total: 5, passed: 5, failures: vec![] });
+        assert!(
+            v.checks[0]
+                .message
+                .contains("row 3: expected 7, predicted 5"),
+            "{}",
+            v.checks[0].message
+        );
+        c.must_pass = Some(MustPassReport {
+            source: "golden.csv".into(),
+            total: 5,
+            passed: 5,
+            failures: vec![],
+        });
         assert!(verdict(&s, &c, None).passed);
     }
 
     #[test]
     fn budgets_bound_latency_throughput_size_and_parameters() {
         let mut s = spec(vec![]);
-        s.budgets = Some(BudgetSpec { p99_latency_ms: Some(1.0), min_throughput_rows_per_sec: Some(1000.0), max_size_mb: Some(0.01), max_parameters: Some(10_000) });
+        s.budgets = Some(BudgetSpec {
+            p99_latency_ms: Some(1.0),
+            min_throughput_rows_per_sec: Some(1000.0),
+            max_size_mb: Some(0.01),
+            max_parameters: Some(10_000),
+        });
         let v = verdict(&s, &report(&[]), None);
         let failed: Vec<_> = v.failures().map(|c| c.name.as_str()).collect();
         assert_eq!(failed, vec!["sizeMB"]);

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path as StorePath;
 
 use crate::api::{FeatureKind as SchemaKind, Task as SchemaTask};

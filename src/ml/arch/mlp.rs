@@ -49,19 +49,35 @@ impl Architecture for Mlp {
         let w = widths(spec, inputs, outputs);
         let mut out = Vec::new();
         for (i, pair) in w.windows(2).enumerate() {
-            out.push(TensorShape { name: format!("layer{i}.weight"), shape: vec![pair[1], pair[0]] });
-            out.push(TensorShape { name: format!("layer{i}.bias"), shape: vec![pair[1]] });
+            out.push(TensorShape {
+                name: format!("layer{i}.weight"),
+                shape: vec![pair[1], pair[0]],
+            });
+            out.push(TensorShape {
+                name: format!("layer{i}.bias"),
+                shape: vec![pair[1]],
+            });
         }
         out
     }
 
-    fn init(&self, spec: &ArchitectureSpec, inputs: usize, outputs: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<f32>> {
+    fn init(
+        &self,
+        spec: &ArchitectureSpec,
+        inputs: usize,
+        outputs: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<Vec<f32>> {
         // PyTorch's nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases.
         self.tensors(spec, inputs, outputs)
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                let fan_in = if i % 2 == 0 { t.shape[1] } else { widths(spec, inputs, outputs)[i / 2] };
+                let fan_in = if i % 2 == 0 {
+                    t.shape[1]
+                } else {
+                    widths(spec, inputs, outputs)[i / 2]
+                };
                 let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
                 let n: usize = t.shape.iter().product();
                 (0..n).map(|_| rng.random_range(-bound..bound)).collect()
@@ -69,20 +85,31 @@ impl Architecture for Mlp {
             .collect()
     }
 
-    fn build(&self, spec: &ArchitectureSpec, tensors: &HashMap<String, Tensor>) -> Result<Box<dyn Network>, MlError> {
+    fn build(
+        &self,
+        spec: &ArchitectureSpec,
+        tensors: &HashMap<String, Tensor>,
+    ) -> Result<Box<dyn Network>, MlError> {
         let mut layers = Vec::new();
         for i in 0..=spec.hidden_layers.len() {
             let get = |name: String| {
-                tensors.get(&name).cloned().ok_or_else(|| MlError::InvalidConfig {
-                    field: "architecture".into(),
-                    reason: format!("tensor `{name}` missing"),
-                })
+                tensors
+                    .get(&name)
+                    .cloned()
+                    .ok_or_else(|| MlError::InvalidConfig {
+                        field: "architecture".into(),
+                        reason: format!("tensor `{name}` missing"),
+                    })
             };
             let w = get(format!("layer{i}.weight"))?;
             let b = get(format!("layer{i}.bias"))?;
             layers.push(Linear::new(w, Some(b)));
         }
-        Ok(Box::new(MlpNetwork { layers, activation: spec.activation, dropout: spec.dropout as f32 }))
+        Ok(Box::new(MlpNetwork {
+            layers,
+            activation: spec.activation,
+            dropout: spec.dropout as f32,
+        }))
     }
 }
 
@@ -103,7 +130,11 @@ fn activate(x: &Tensor, activation: Activation) -> candle_core::Result<Tensor> {
 }
 
 impl Network for MlpNetwork {
-    fn forward(&self, x: &Tensor, mut dropout: Option<&mut ChaCha8Rng>) -> candle_core::Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        mut dropout: Option<&mut ChaCha8Rng>,
+    ) -> candle_core::Result<Tensor> {
         let last = self.layers.len() - 1;
         let mut h = x.clone();
         for (i, layer) in self.layers.iter().enumerate() {
@@ -118,8 +149,15 @@ impl Network for MlpNetwork {
                 // Masks come from the run's own RNG so the same seed gives the same weights.
                 let keep = 1.0 - self.dropout;
                 let n = h.elem_count();
-                let mask: Vec<f32> =
-                    (0..n).map(|_| if rng.random::<f32>() < keep { 1.0 / keep } else { 0.0 }).collect();
+                let mask: Vec<f32> = (0..n)
+                    .map(|_| {
+                        if rng.random::<f32>() < keep {
+                            1.0 / keep
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
                 let mask = Tensor::from_vec(mask, h.shape(), h.device())?;
                 h = (h * mask)?;
             }

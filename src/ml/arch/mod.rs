@@ -37,9 +37,19 @@ pub trait Architecture: Sync {
     /// Every tensor, in a stable order.
     fn tensors(&self, spec: &ArchitectureSpec, inputs: usize, outputs: usize) -> Vec<TensorShape>;
     /// Initial values of [`Architecture::tensors`], drawn from `rng`.
-    fn init(&self, spec: &ArchitectureSpec, inputs: usize, outputs: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<f32>>;
+    fn init(
+        &self,
+        spec: &ArchitectureSpec,
+        inputs: usize,
+        outputs: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<Vec<f32>>;
     /// A network over these tensors (shapes already checked).
-    fn build(&self, spec: &ArchitectureSpec, tensors: &HashMap<String, Tensor>) -> Result<Box<dyn Network>, MlError>;
+    fn build(
+        &self,
+        spec: &ArchitectureSpec,
+        tensors: &HashMap<String, Tensor>,
+    ) -> Result<Box<dyn Network>, MlError>;
 }
 
 /// Every architecture driftline knows.
@@ -47,8 +57,16 @@ pub static REGISTRY: &[&dyn Architecture] = &[&mlp::Mlp];
 
 /// The architecture a spec names.
 pub fn lookup(name: &str) -> Result<&'static dyn Architecture, MlError> {
-    REGISTRY.iter().copied().find(|a| a.name() == name).ok_or_else(|| MlError::UnknownArchitecture {
-        name: name.into(),
-        known: REGISTRY.iter().map(|a| a.name()).collect::<Vec<_>>().join(", "),
-    })
+    REGISTRY
+        .iter()
+        .copied()
+        .find(|a| a.name() == name)
+        .ok_or_else(|| MlError::UnknownArchitecture {
+            name: name.into(),
+            known: REGISTRY
+                .iter()
+                .map(|a| a.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }

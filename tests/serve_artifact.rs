@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use candle_core::Device;
-use driftline::api::{GateSpec, MetricThreshold, ModelSpec, load_model_config};
+use driftline::api::{GateSpec, ModelSpec, load_model_config};
 use driftline::drift::DriftConfig;
 use driftline::ml::synth::{self, Shift};
 use driftline::ml::{Cell, FeatureBatch, LoadedModel, Table, evaluate, fit, load_feedback};
@@ -112,7 +112,7 @@ async fn the_server_predicts_what_evaluate_predicts() {
     // And `evaluate`'s accuracy is the accuracy of the served answers.
     let labels = test.column("label", "the test").unwrap();
     let correct = served.iter().zip(labels).filter(|(p, l)| Some(p.to_string()) == l.as_text()).count();
-    let gate = GateSpec { metrics: vec![MetricThreshold { name: "accuracy".into(), ..Default::default() }], ..Default::default() };
+    let gate: GateSpec = serde_yaml::from_str("{testSet: synthetic.csv, metrics: [{name: accuracy}]}").unwrap();
     let report = evaluate(&loaded, &gate, &test, None).unwrap();
     assert!((report.metrics["accuracy"] - correct as f64 / test.rows as f64).abs() < 1e-12);
 

@@ -128,7 +128,7 @@ impl StoreFeedbackSink {
 #[async_trait::async_trait]
 impl FeedbackSink for StoreFeedbackSink {
     async fn write(&self, file_name: &str, contents: Vec<u8>) -> Result<String, ServeError> {
-        let location = self.prefix.child(file_name);
+        let location = self.prefix.clone().join(file_name);
         let uri = format!("{}/{}", self.uri.trim_end_matches('/'), file_name);
         // Object stores publish a put atomically (the local one writes a staged file and renames it).
         self.store

@@ -31,7 +31,7 @@ fn synthetic(rows: usize, seed: u64, shift: Shift) -> Table {
 /// Trains on 2 000 synthetic rows and saves the artifact as `…/synthetic/v1`.
 async fn artifact(dir: &std::path::Path) -> String {
     let model = fit(&spec(), &synthetic(2_000, 1, Shift::None), None, &Device::Cpu, false).expect("training succeeds");
-    let uri = format!("file://{}/synthetic/v1", dir.display());
+    let uri = dir.join("synthetic").join("v1").display().to_string();
     model.save(&uri).await.expect("artifact written");
     uri
 }

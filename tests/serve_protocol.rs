@@ -312,13 +312,12 @@ async fn oversized_bodies_get_413() {
     assert!(r["error"].as_str().unwrap().contains("1024 bytes"), "{r}");
     // A chunked body without a length is cut off at the limit as well.
     let chunks = futures::stream::iter((0..100).map(|_| Ok::<_, std::io::Error>(vec![b' '; 100])));
-    let r = client()
-        .post(url(&s, "/v2/models/wine-quality/infer"))
-        .body(reqwest::Body::wrap_stream(chunks))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 413);
+    let r = client().post(url(&s, "/v2/models/wine-quality/infer")).body(reqwest::Body::wrap_stream(chunks)).send().await;
+    // The server may answer 413 and close before the client finished sending (a broken pipe on the client side).
+    if let Ok(r) = r {
+        assert_eq!(r.status(), 413);
+    }
+    assert_eq!(get(&s, "/v2/health/live").await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -329,28 +328,32 @@ async fn saturation_answers_503_with_retry_after_and_slow_inference_times_out() 
     )
     .await;
     let body = per_feature(&[10.0; 100], &["red"; 100]).to_string();
-    let slow = {
+    // Five requests at once: one takes the only slot and runs past the timeout, the rest are turned away.
+    let answers = futures::future::join_all((0..5).map(|_| {
         let (u, b) = (url(&s, "/v2/models/wine-quality/infer"), body.clone());
-        tokio::spawn(async move { client().post(u).body(b).send().await.unwrap() })
-    };
-    // Wait until the slow request holds the only slot.
-    let mut busy = None;
-    for _ in 0..100 {
-        let r = client().post(url(&s, "/v2/models/wine-quality/infer")).body(body.clone()).send().await.unwrap();
-        if r.status() == 503 {
-            busy = Some(r);
-            break;
+        async move { client().post(u).body(b).send().await.unwrap() }
+    }))
+    .await;
+    let mut busy = 0;
+    let mut timed_out = 0;
+    for r in answers {
+        match r.status().as_u16() {
+            503 => {
+                busy += 1;
+                assert_eq!(r.headers()["retry-after"], "1");
+                let message: Value = r.json().await.unwrap();
+                assert!(message["error"].as_str().unwrap().contains("inference slots"), "{message}");
+            }
+            504 => {
+                timed_out += 1;
+                let message: Value = r.json().await.unwrap();
+                assert!(message["error"].as_str().unwrap().contains("did not finish within"), "{message}");
+            }
+            other => panic!("unexpected status {other}"),
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let busy = busy.expect("a second request while the first runs gets 503");
-    assert_eq!(busy.headers()["retry-after"], "1");
-    let message: Value = busy.json().await.unwrap();
-    assert!(message["error"].as_str().unwrap().contains("inference slots"));
-    let slow = slow.await.unwrap();
-    assert_eq!(slow.status(), 504, "the slow request exceeded the 150 ms timeout");
-    let message: Value = slow.json().await.unwrap();
-    assert!(message["error"].as_str().unwrap().contains("did not finish within"));
+    assert!(busy >= 1, "no request was turned away while the slot was taken");
+    assert!(timed_out >= 1, "the slow request did not time out");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use driftline::drift::{
-    CategoricalProfile, DatasetSketch, DriftConfig, DriftMonitor, FeatureProfile, NumericProfile, Observation,
-    ReferenceProfile, Statistic,
+    CategoricalProfile, DatasetSketch, DriftConfig, DriftMonitor, FeatureProfile, NumericProfile,
+    Observation, ReferenceProfile, Statistic,
 };
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -30,14 +30,26 @@ struct Rows {
 
 fn rows(n: usize, seed: u64, alcohol_shift: f64) -> Rows {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut r = Rows { alcohol: vec![], acidity: vec![], color: vec![], prediction: vec![] };
+    let mut r = Rows {
+        alcohol: vec![],
+        acidity: vec![],
+        color: vec![],
+        prediction: vec![],
+    };
     for _ in 0..n {
         let alcohol = 10.0 + normal(&mut rng) + alcohol_shift;
         r.alcohol.push(alcohol);
         r.acidity.push(3.0 + 0.5 * normal(&mut rng));
         let u: f64 = rng.random();
-        r.color.push(if u < 0.5 { COLORS[0] } else if u < 0.9 { COLORS[1] } else { COLORS[2] });
-        r.prediction.push(if alcohol > 10.0 { "good" } else { "bad" });
+        r.color.push(if u < 0.5 {
+            COLORS[0]
+        } else if u < 0.9 {
+            COLORS[1]
+        } else {
+            COLORS[2]
+        });
+        r.prediction
+            .push(if alcohol > 10.0 { "good" } else { "bad" });
     }
     r
 }
@@ -45,9 +57,18 @@ fn rows(n: usize, seed: u64, alcohol_shift: f64) -> Rows {
 fn profile_of(r: &Rows) -> ReferenceProfile {
     ReferenceProfile {
         features: vec![
-            FeatureProfile::Numeric { name: "alcohol".into(), profile: NumericProfile::fit("alcohol", &r.alcohol, 10).unwrap() },
-            FeatureProfile::Numeric { name: "acidity".into(), profile: NumericProfile::fit("acidity", &r.acidity, 10).unwrap() },
-            FeatureProfile::Categorical { name: "color".into(), profile: CategoricalProfile::fit("color", &r.color).unwrap() },
+            FeatureProfile::Numeric {
+                name: "alcohol".into(),
+                profile: NumericProfile::fit("alcohol", &r.alcohol, 10).unwrap(),
+            },
+            FeatureProfile::Numeric {
+                name: "acidity".into(),
+                profile: NumericProfile::fit("acidity", &r.acidity, 10).unwrap(),
+            },
+            FeatureProfile::Categorical {
+                name: "color".into(),
+                profile: CategoricalProfile::fit("color", &r.color).unwrap(),
+            },
         ],
         prediction: FeatureProfile::Categorical {
             name: "prediction".into(),
@@ -60,7 +81,11 @@ fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
 }
 
-fn feed(monitor: &mut DriftMonitor, r: &Rows, now: DateTime<Utc>) -> Vec<driftline::drift::WindowReport> {
+fn feed(
+    monitor: &mut DriftMonitor,
+    r: &Rows,
+    now: DateTime<Utc>,
+) -> Vec<driftline::drift::WindowReport> {
     monitor.observe_rows(
         r.alcohol.len(),
         |j, i| match j {
@@ -76,7 +101,10 @@ fn feed(monitor: &mut DriftMonitor, r: &Rows, now: DateTime<Utc>) -> Vec<driftli
 #[test]
 fn training_like_traffic_stays_under_the_noise_floor() {
     let reference = rows(20_000, 1, 0.0);
-    let config = DriftConfig { window_rows: 10_000, ..DriftConfig::default() };
+    let config = DriftConfig {
+        window_rows: 10_000,
+        ..DriftConfig::default()
+    };
     let mut monitor = DriftMonitor::new(profile_of(&reference), config, t0()).unwrap();
     let closed = feed(&mut monitor, &rows(20_000, 2, 0.0), t0());
     assert_eq!(closed.len(), 2);
@@ -84,7 +112,12 @@ fn training_like_traffic_stays_under_the_noise_floor() {
         assert!(window.complete);
         assert!(!window.dataset_drifted);
         for f in window.features.iter().chain([&window.prediction]) {
-            assert!(f.jensen_shannon < 0.05, "{} JS = {}", f.name, f.jensen_shannon);
+            assert!(
+                f.jensen_shannon < 0.05,
+                "{} JS = {}",
+                f.name,
+                f.jensen_shannon
+            );
             assert!(!f.drifted, "{} flagged: {f:?}", f.name);
         }
     }
@@ -93,10 +126,15 @@ fn training_like_traffic_stays_under_the_noise_floor() {
 #[test]
 fn a_feature_shifted_by_one_standard_deviation_is_flagged_by_name_in_the_first_full_window() {
     let reference = rows(20_000, 1, 0.0);
-    let mut monitor = DriftMonitor::new(profile_of(&reference), DriftConfig::default(), t0()).unwrap();
+    let mut monitor =
+        DriftMonitor::new(profile_of(&reference), DriftConfig::default(), t0()).unwrap();
     let live = rows(1_000, 3, 1.0);
     let closed = feed(&mut monitor, &live, t0());
-    assert_eq!(closed.len(), 1, "a window of 1000 rows closes after 1000 rows");
+    assert_eq!(
+        closed.len(),
+        1,
+        "a window of 1000 rows closes after 1000 rows"
+    );
     let window = &closed[0];
     assert_eq!(window.drifted_features, vec!["alcohol".to_string()]);
     let alcohol = &window.features[0];
@@ -116,7 +154,10 @@ fn a_feature_shifted_by_one_standard_deviation_is_flagged_by_name_in_the_first_f
 #[test]
 fn unseen_categories_are_counted_and_reported() {
     let reference = rows(5_000, 1, 0.0);
-    let config = DriftConfig { window_rows: 100, ..DriftConfig::default() };
+    let config = DriftConfig {
+        window_rows: 100,
+        ..DriftConfig::default()
+    };
     let mut monitor = DriftMonitor::new(profile_of(&reference), config, t0()).unwrap();
     let mut live = rows(100, 4, 0.0);
     for c in live.color.iter_mut().take(30) {
@@ -144,13 +185,19 @@ fn windows_close_by_time_and_only_recent_ones_are_kept() {
         let closed = feed(&mut monitor, &rows(10, minute as u64, 0.0), now);
         assert_eq!(closed.len(), usize::from(minute > 0), "minute {minute}");
         if let Some(w) = closed.first() {
-            assert!(!w.complete, "a time-closed window short of its rows is marked incomplete");
+            assert!(
+                !w.complete,
+                "a time-closed window short of its rows is marked incomplete"
+            );
             assert_eq!(w.rows, 10);
         }
     }
     let report = monitor.report();
     assert_eq!(report.recent.len(), 2);
-    assert!(report.recent[0].started > report.recent[1].started, "newest first");
+    assert!(
+        report.recent[0].started > report.recent[1].started,
+        "newest first"
+    );
     assert_eq!(report.current.rows, 10);
 }
 
@@ -159,15 +206,26 @@ fn overrides_naming_unknown_features_are_refused() {
     let reference = rows(100, 1, 0.0);
     let mut config = DriftConfig::default();
     config.features.insert("sugar".into(), Default::default());
-    let err = DriftMonitor::new(profile_of(&reference), config, t0()).err().unwrap();
+    let err = DriftMonitor::new(profile_of(&reference), config, t0())
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("`sugar`"), "{err}");
 }
 
 #[test]
 fn ignored_features_do_not_count_towards_dataset_drift() {
     let reference = rows(20_000, 1, 0.0);
-    let mut config = DriftConfig { drifted_share: 0.3, ..DriftConfig::default() };
-    config.features.insert("alcohol".into(), driftline::drift::FeatureOverride { threshold: None, ignore: true });
+    let mut config = DriftConfig {
+        drifted_share: 0.3,
+        ..DriftConfig::default()
+    };
+    config.features.insert(
+        "alcohol".into(),
+        driftline::drift::FeatureOverride {
+            threshold: None,
+            ignore: true,
+        },
+    );
     let mut monitor = DriftMonitor::new(profile_of(&reference), config, t0()).unwrap();
     let closed = feed(&mut monitor, &rows(1_000, 3, 1.0), t0());
     assert!(closed[0].features[0].drifted, "still reported");
@@ -178,7 +236,11 @@ fn ignored_features_do_not_count_towards_dataset_drift() {
 fn sketch_of(profile: &ReferenceProfile, r: &Rows, range: std::ops::Range<usize>) -> DatasetSketch {
     let mut s = DatasetSketch::for_profile(profile);
     for i in range {
-        let features = [Observation::Number(r.alcohol[i]), Observation::Number(r.acidity[i]), Observation::Text(r.color[i])];
+        let features = [
+            Observation::Number(r.alcohol[i]),
+            Observation::Number(r.acidity[i]),
+            Observation::Text(r.color[i]),
+        ];
         s.observe_row(profile, |j| features[j], Observation::Text(r.prediction[i]));
     }
     s

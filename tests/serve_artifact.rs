@@ -25,12 +25,23 @@ training: {epochs: 4, batchSize: 32, learningRate: 0.01, seed: 5}
 }
 
 fn synthetic(rows: usize, seed: u64, shift: Shift) -> Table {
-    Table::from_csv("synthetic.csv", synth::generate(rows, seed, shift).as_bytes()).expect("synthetic csv parses")
+    Table::from_csv(
+        "synthetic.csv",
+        synth::generate(rows, seed, shift).as_bytes(),
+    )
+    .expect("synthetic csv parses")
 }
 
 /// Trains on 2 000 synthetic rows and saves the artifact as `…/synthetic/v1`.
 async fn artifact(dir: &std::path::Path) -> String {
-    let model = fit(&spec(), &synthetic(2_000, 1, Shift::None), None, &Device::Cpu, false).expect("training succeeds");
+    let model = fit(
+        &spec(),
+        &synthetic(2_000, 1, Shift::None),
+        None,
+        &Device::Cpu,
+        false,
+    )
+    .expect("training succeeds");
     let uri = dir.join("synthetic").join("v1").display().to_string();
     model.save(&uri).await.expect("artifact written");
     uri
@@ -38,7 +49,10 @@ async fn artifact(dir: &std::path::Path) -> String {
 
 async fn serve(uri: &str, config: ServerConfig) -> RunningServer {
     let uri = uri.to_string();
-    let config = ServerConfig { addr: "127.0.0.1:0".parse().unwrap(), ..config };
+    let config = ServerConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        ..config
+    };
     let mut server = start(config, async move {
         let model: Arc<dyn Predictor> = Arc::new(load_artifact(&uri, None, None).await?);
         Ok(model)
@@ -59,7 +73,8 @@ fn body(table: &Table, range: std::ops::Range<usize>, features: &[(String, Strin
     let inputs: Vec<Value> = features
         .iter()
         .map(|(name, datatype)| {
-            let column = &table.columns[table.position(name).expect("feature column")][range.clone()];
+            let column =
+                &table.columns[table.position(name).expect("feature column")][range.clone()];
             let data: Vec<Value> = column
                 .iter()
                 .map(|c| match (c, datatype.as_str()) {
@@ -76,17 +91,34 @@ fn body(table: &Table, range: std::ops::Range<usize>, features: &[(String, Strin
 }
 
 async fn metadata_features(server: &RunningServer) -> Vec<(String, String)> {
-    let meta: Value = client().get(format!("http://{}/v2/models/synthetic", server.addr)).send().await.unwrap().json().await.unwrap();
+    let meta: Value = client()
+        .get(format!("http://{}/v2/models/synthetic", server.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     meta["inputs"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| (i["name"].as_str().unwrap().to_string(), i["datatype"].as_str().unwrap().to_string()))
+        .map(|i| {
+            (
+                i["name"].as_str().unwrap().to_string(),
+                i["datatype"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
 async fn infer(server: &RunningServer, body: &Value) -> Value {
-    let r = client().post(format!("http://{}/v2/models/synthetic/infer", server.addr)).json(body).send().await.unwrap();
+    let r = client()
+        .post(format!("http://{}/v2/models/synthetic/infer", server.addr))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     r.json().await.unwrap()
 }
@@ -99,27 +131,45 @@ async fn the_server_predicts_what_evaluate_predicts() {
     let test = synthetic(300, 7, Shift::None);
     let features = metadata_features(&server).await;
     let answer = infer(&server, &body(&test, 0..test.rows, &features)).await;
-    let served: Vec<String> = answer["outputs"][0]["data"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let served: Vec<String> = answer["outputs"][0]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
 
     // The evaluation path: the same artifact loaded by `ml`, the same rows.
     let loaded = LoadedModel::load(&uri).await.unwrap();
     let batch = FeatureBatch::from_table(&loaded.manifest().features, &test).unwrap();
     let expected = loaded.predict(&batch).unwrap();
     assert_eq!(served, expected.labels);
-    let probabilities: Vec<f32> = answer["outputs"][1]["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    let probabilities: Vec<f32> = answer["outputs"][1]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
     assert_eq!(probabilities, expected.probabilities.unwrap().concat());
 
     // And `evaluate`'s accuracy is the accuracy of the served answers.
     let labels = test.column("label", "the test").unwrap();
-    let correct = served.iter().zip(labels).filter(|(p, l)| Some(p.to_string()) == l.as_text()).count();
-    let gate: GateSpec = serde_yaml::from_str("{testSet: synthetic.csv, metrics: [{name: accuracy}]}").unwrap();
+    let correct = served
+        .iter()
+        .zip(labels)
+        .filter(|(p, l)| Some(p.to_string()) == l.as_text())
+        .count();
+    let gate: GateSpec =
+        serde_yaml::from_str("{testSet: synthetic.csv, metrics: [{name: accuracy}]}").unwrap();
     let report = evaluate(&loaded, &gate, &test, None).unwrap();
     assert!((report.metrics["accuracy"] - correct as f64 / test.rows as f64).abs() < 1e-12);
 
     // Row by row gives the same answers as the batch.
     for i in [0, 17, 299] {
         let one = infer(&server, &body(&test, i..i + 1, &features)).await;
-        assert_eq!(one["outputs"][0]["data"][0], answer["outputs"][0]["data"][i]);
+        assert_eq!(
+            one["outputs"][0]["data"][0],
+            answer["outputs"][0]["data"][i]
+        );
     }
 }
 
@@ -127,7 +177,13 @@ async fn the_server_predicts_what_evaluate_predicts() {
 async fn drift_is_quiet_on_training_traffic_and_names_shifted_features() {
     let dir = tempfile::tempdir().unwrap();
     let uri = artifact(dir.path()).await;
-    let config = ServerConfig { drift: DriftConfig { window_rows: 2_000, ..DriftConfig::default() }, ..ServerConfig::default() };
+    let config = ServerConfig {
+        drift: DriftConfig {
+            window_rows: 2_000,
+            ..DriftConfig::default()
+        },
+        ..ServerConfig::default()
+    };
     let server = serve(&uri, config).await;
     let features = metadata_features(&server).await;
     // Fresh rows from the training distribution: one full window.
@@ -135,11 +191,22 @@ async fn drift_is_quiet_on_training_traffic_and_names_shifted_features() {
     for start in (0..2_000).step_by(500) {
         infer(&server, &body(&same, start..start + 500, &features)).await;
     }
-    let drift: Value = client().get(format!("http://{}/v2/models/synthetic/drift", server.addr)).send().await.unwrap().json().await.unwrap();
+    let drift: Value = client()
+        .get(format!("http://{}/v2/models/synthetic/drift", server.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let window = &drift["recent"][0];
     assert_eq!(window["rows"], 2_000);
     for f in window["features"].as_array().unwrap() {
-        assert!(f["jensenShannon"].as_f64().unwrap() < 0.05, "{} drifted on training-like traffic: {f}", f["name"]);
+        assert!(
+            f["jensenShannon"].as_f64().unwrap() < 0.05,
+            "{} drifted on training-like traffic: {f}",
+            f["name"]
+        );
     }
     assert_eq!(window["driftedFeatures"], json!([]));
     // Covariate shift (x1, x2 and the segment mix move) within the first full window.
@@ -147,9 +214,24 @@ async fn drift_is_quiet_on_training_traffic_and_names_shifted_features() {
     for start in (0..2_000).step_by(500) {
         infer(&server, &body(&shifted, start..start + 500, &features)).await;
     }
-    let drift: Value = client().get(format!("http://{}/v2/models/synthetic/drift", server.addr)).send().await.unwrap().json().await.unwrap();
-    let drifted: Vec<&str> = drift["recent"][0]["driftedFeatures"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert!(drifted.contains(&"x1") && drifted.contains(&"x2"), "{drifted:?}");
+    let drift: Value = client()
+        .get(format!("http://{}/v2/models/synthetic/drift", server.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let drifted: Vec<&str> = drift["recent"][0]["driftedFeatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        drifted.contains(&"x1") && drifted.contains(&"x2"),
+        "{drifted:?}"
+    );
     assert!(!drifted.contains(&"x5"), "{drifted:?}");
 }
 
@@ -160,7 +242,10 @@ async fn feedback_is_read_back_by_the_dataset_loader_as_training_rows() {
     let prefix = format!("file://{}/feedback/synthetic/", dir.path().display());
     let config = ServerConfig {
         feedback_sink: Some(Arc::new(StoreFeedbackSink::new(&prefix).unwrap())),
-        feedback: FeedbackConfig { batch_rows: 50, ..FeedbackConfig::default() },
+        feedback: FeedbackConfig {
+            batch_rows: 50,
+            ..FeedbackConfig::default()
+        },
         ..ServerConfig::default()
     };
     let server = serve(&uri, config).await;
@@ -172,26 +257,58 @@ async fn feedback_is_read_back_by_the_dataset_loader_as_training_rows() {
         b["id"] = json!(format!("row-{i}"));
         infer(&server, &b).await;
     }
-    let feedback: Vec<Value> =
-        (0..100).map(|i| json!({"id": format!("row-{i}"), "label": labels[i].as_text().unwrap()})).collect();
-    let r = client().post(format!("http://{}/v2/models/synthetic/feedback", server.addr)).json(&feedback).send().await.unwrap();
+    let feedback: Vec<Value> = (0..100)
+        .map(|i| json!({"id": format!("row-{i}"), "label": labels[i].as_text().unwrap()}))
+        .collect();
+    let r = client()
+        .post(format!(
+            "http://{}/v2/models/synthetic/feedback",
+            server.addr
+        ))
+        .json(&feedback)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let outcome: Value = r.json().await.unwrap();
     assert_eq!(outcome["joined"], 100);
-    assert_eq!(server.flush_feedback().await.unwrap(), 0, "100 rows were written as two full batches of 50");
+    assert_eq!(
+        server.flush_feedback().await.unwrap(),
+        0,
+        "100 rows were written as two full batches of 50"
+    );
 
-    let read = load_feedback(&prefix, "label").await.expect("the trainer reads the feedback prefix");
+    let read = load_feedback(&prefix, "label")
+        .await
+        .expect("the trainer reads the feedback prefix");
     assert_eq!(read.files, 2);
     assert_eq!(read.table.rows, 100);
     let ids = read.table.column("x1", "the test").unwrap();
     assert_eq!(ids[0], traffic.column("x1", "the test").unwrap()[0]);
     let read_labels = read.table.column("label", "the test").unwrap();
-    assert_eq!(read_labels[..100].iter().map(Cell::as_text).collect::<Vec<_>>(), labels[..100].iter().map(Cell::as_text).collect::<Vec<_>>());
+    assert_eq!(
+        read_labels[..100]
+            .iter()
+            .map(Cell::as_text)
+            .collect::<Vec<_>>(),
+        labels[..100].iter().map(Cell::as_text).collect::<Vec<_>>()
+    );
 
     // And training with the feedback uses those rows.
     let mut with_feedback = spec();
     with_feedback.data.include_feedback = true;
-    let model = fit(&with_feedback, &synthetic(2_000, 1, Shift::None), Some((&prefix, &read)), &Device::Cpu, false).unwrap();
-    let lineage = model.manifest.dataset.feedback.expect("feedback lineage recorded");
+    let model = fit(
+        &with_feedback,
+        &synthetic(2_000, 1, Shift::None),
+        Some((&prefix, &read)),
+        &Device::Cpu,
+        false,
+    )
+    .unwrap();
+    let lineage = model
+        .manifest
+        .dataset
+        .feedback
+        .expect("feedback lineage recorded");
     assert_eq!(lineage.rows, 100);
 }

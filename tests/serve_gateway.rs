@@ -7,7 +7,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use axum::Router;
-use driftline::serve::gateway::{GatewayConfig, VERSION_HEADER, WeightTable, gateway_router, read_weights_file, watch_weights_file};
+use driftline::serve::gateway::{
+    GatewayConfig, VERSION_HEADER, WeightTable, gateway_router, read_weights_file,
+    watch_weights_file,
+};
 use serde_json::{Value, json};
 
 /// A stand-in model server that answers every path with its version and the path it saw.
@@ -38,18 +41,38 @@ async fn gateway(weights: &Path, config: GatewayConfig) -> Gateway {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let initial = read_weights_file(weights).await.unwrap();
     let (router, handle) = gateway_router(initial, config);
-    tokio::spawn(watch_weights_file(weights.to_path_buf(), Duration::from_millis(20), handle));
+    tokio::spawn(watch_weights_file(
+        weights.to_path_buf(),
+        Duration::from_millis(20),
+        handle,
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
-    Gateway { addr, client: reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap() }
+    Gateway {
+        addr,
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap(),
+    }
 }
 
 impl Gateway {
     async fn infer(&self, body: Value) -> (u16, String) {
-        let r = self.client.post(format!("http://{}/v2/models/wine/infer", self.addr)).json(&body).send().await.unwrap();
+        let r = self
+            .client
+            .post(format!("http://{}/v2/models/wine/infer", self.addr))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
-        let version = r.headers().get(VERSION_HEADER).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        let version = r
+            .headers()
+            .get(VERSION_HEADER)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
         (status, version)
     }
 
@@ -74,12 +97,25 @@ impl Gateway {
     }
 
     async fn weights(&self) -> WeightTable {
-        self.client.get(format!("http://{}/gateway/weights", self.addr)).send().await.unwrap().json().await.unwrap()
+        self.client
+            .get(format!("http://{}/gateway/weights", self.addr))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     async fn wait_for_weight(&self, version: &str, weight: u32) {
         for _ in 0..500 {
-            if self.weights().await.backends.iter().any(|b| b.version == version && b.weight == weight) {
+            if self
+                .weights()
+                .await
+                .backends
+                .iter()
+                .any(|b| b.version == version && b.weight == weight)
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -98,7 +134,11 @@ async fn a_90_10_split_over_10000_requests_is_within_2_points() {
     let (by_version, failed) = g.split(10_000, 32).await;
     assert_eq!(failed, 0);
     let share = by_version.get("v4").copied().unwrap_or(0) as f64 / 10_000.0;
-    assert!((share - 0.10).abs() <= 0.02, "v4 got {:.2} % of traffic: {by_version:?}", share * 100.0);
+    assert!(
+        (share - 0.10).abs() <= 0.02,
+        "v4 got {:.2} % of traffic: {by_version:?}",
+        share * 100.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -117,7 +157,10 @@ async fn changing_weights_under_load_drops_no_request() {
         g.wait_for_weight("v4", b).await;
     }
     let (by_version, failed) = load.await.unwrap();
-    assert_eq!(failed, 0, "requests failed while weights changed: {by_version:?}");
+    assert_eq!(
+        failed, 0,
+        "requests failed while weights changed: {by_version:?}"
+    );
     assert_eq!(by_version.values().sum::<usize>(), 4_000);
     // After the last change (90/10) everything still answers, and both versions did serve.
     let (after, failed) = g.split(1_000, 16).await;
@@ -135,7 +178,15 @@ async fn a_broken_weights_file_keeps_the_previous_weights() {
     std::fs::write(&weights, "{\"backends\": [ {\"version\": \"v3\"").unwrap();
     let mut refused = false;
     for _ in 0..500 {
-        let metrics = g.client.get(format!("http://{}/metrics", g.addr)).send().await.unwrap().text().await.unwrap();
+        let metrics = g
+            .client
+            .get(format!("http://{}/metrics", g.addr))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         if metrics.contains("driftline_gateway_weight_reload_errors_total 1") {
             refused = true;
             break;
@@ -154,7 +205,14 @@ async fn sticky_ids_always_reach_the_same_version_and_version_paths_are_pinned()
     let dir = tempfile::tempdir().unwrap();
     let weights = dir.path().join("weights.json");
     write_weights(&weights, &[("v3", v3, 50), ("v4", v4, 50)]);
-    let g = gateway(&weights, GatewayConfig { sticky: true, ..GatewayConfig::default() }).await;
+    let g = gateway(
+        &weights,
+        GatewayConfig {
+            sticky: true,
+            ..GatewayConfig::default()
+        },
+    )
+    .await;
     for i in 0..20 {
         let id = format!("customer-{i}");
         let (_, first) = g.infer(json!({"id": id, "inputs": []})).await;
@@ -162,17 +220,40 @@ async fn sticky_ids_always_reach_the_same_version_and_version_paths_are_pinned()
             assert_eq!(g.infer(json!({"id": id, "inputs": []})).await.1, first);
         }
         // Feedback for the id goes where its request went.
-        let r = g.client.post(format!("http://{}/v2/models/wine/feedback", g.addr)).json(&json!({"id": id, "label": 1})).send().await.unwrap();
+        let r = g
+            .client
+            .post(format!("http://{}/v2/models/wine/feedback", g.addr))
+            .json(&json!({"id": id, "label": 1}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.headers()[VERSION_HEADER], first.as_str());
     }
-    let r = g.client.post(format!("http://{}/v2/models/wine/versions/4/infer", g.addr)).json(&json!({"inputs": []})).send().await.unwrap();
+    let r = g
+        .client
+        .post(format!("http://{}/v2/models/wine/versions/4/infer", g.addr))
+        .json(&json!({"inputs": []}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()[VERSION_HEADER], "v4");
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["path"], "/v2/models/wine/versions/4/infer", "the path reaches the backend unchanged");
-    let r = g.client.get(format!("http://{}/v2/models/wine/versions/9/ready", g.addr)).send().await.unwrap();
+    assert_eq!(
+        body["path"], "/v2/models/wine/versions/4/infer",
+        "the path reaches the backend unchanged"
+    );
+    let r = g
+        .client
+        .get(format!("http://{}/v2/models/wine/versions/9/ready", g.addr))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     let body: Value = r.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("no version `9`"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("no version `9`"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,19 +269,45 @@ async fn per_backend_metrics_and_unreachable_backends() {
     write_weights(&weights, &[("v3", v3, 100), ("v5", dead, 0)]);
     let g = gateway(&weights, GatewayConfig::default()).await;
     for _ in 0..3 {
-        assert_eq!(g.infer(json!({"inputs": []})).await, (200, "v3".to_string()));
+        assert_eq!(
+            g.infer(json!({"inputs": []})).await,
+            (200, "v3".to_string())
+        );
     }
-    let r = g.client.post(format!("http://{}/v2/models/wine/versions/v5/infer", g.addr)).json(&json!({})).send().await.unwrap();
+    let r = g
+        .client
+        .post(format!(
+            "http://{}/v2/models/wine/versions/v5/infer",
+            g.addr
+        ))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 502);
     let body: Value = r.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("backend `v5`"), "{body}");
-    let metrics = g.client.get(format!("http://{}/metrics", g.addr)).send().await.unwrap().text().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("backend `v5`"),
+        "{body}"
+    );
+    let metrics = g
+        .client
+        .get(format!("http://{}/metrics", g.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for needle in [
         r#"driftline_gateway_requests_total{version="v3",code="200"} 3"#,
         r#"driftline_gateway_backend_errors_total{version="v5"} 1"#,
         r#"driftline_gateway_weight{version="v3"} 100"#,
         r#"driftline_gateway_backend_latency_seconds_count{version="v3"} 3"#,
     ] {
-        assert!(metrics.contains(needle), "metrics lack `{needle}`:\n{metrics}");
+        assert!(
+            metrics.contains(needle),
+            "metrics lack `{needle}`:\n{metrics}"
+        );
     }
 }

@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use chrono::Utc;
 use driftline::drift::{
-    DatasetSketch, DriftConfig, FeatureProfile, NumericProfile, Observation, ReferenceProfile, monitor::compare,
+    DatasetSketch, DriftConfig, FeatureProfile, NumericProfile, Observation, ReferenceProfile,
+    monitor::compare,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -29,7 +30,9 @@ fn data(seed: u64, shift: impl Fn(usize) -> f64) -> Vec<Vec<f64>> {
     (0..FEATURES)
         .map(|j| {
             let sd = 1.0 + j as f64 / 10.0;
-            (0..ROWS).map(|_| j as f64 + sd * (normal(&mut rng) + shift(j))).collect()
+            (0..ROWS)
+                .map(|_| j as f64 + sd * (normal(&mut rng) + shift(j)))
+                .collect()
         })
         .collect()
 }
@@ -46,7 +49,11 @@ fn write_csv(path: &std::path::Path, columns: &[Vec<f64>]) -> std::io::Result<()
 }
 
 fn main() -> std::io::Result<()> {
-    let work = std::path::PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "bench/drift/work".into()));
+    let work = std::path::PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "bench/drift/work".into()),
+    );
     std::fs::create_dir_all(&work)?;
     let reference = data(1, |_| 0.0);
     // Every fourth feature drifts by half a standard deviation.
@@ -58,7 +65,8 @@ fn main() -> std::io::Result<()> {
         .enumerate()
         .map(|(j, values)| {
             let name = format!("f{j}");
-            let profile = NumericProfile::fit(&name, values, 10).map_err(|e| std::io::Error::other(e.to_string()))?;
+            let profile = NumericProfile::fit(&name, values, 10)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
             Ok(FeatureProfile::Numeric { name, profile })
         })
         .collect::<std::io::Result<_>>()?;
@@ -66,18 +74,29 @@ fn main() -> std::io::Result<()> {
     // Predictions are not part of Evidently's data-drift report; keep them constant.
     let prediction = FeatureProfile::Numeric {
         name: "prediction".into(),
-        profile: NumericProfile::fit("prediction", &[0.0, 1.0], 1).map_err(|e| std::io::Error::other(e.to_string()))?,
+        profile: NumericProfile::fit("prediction", &[0.0, 1.0], 1)
+            .map_err(|e| std::io::Error::other(e.to_string()))?,
     };
-    let profile = ReferenceProfile { features, prediction };
+    let profile = ReferenceProfile {
+        features,
+        prediction,
+    };
 
     let started = Instant::now();
     let mut sketch = DatasetSketch::for_profile(&profile);
     for i in 0..ROWS {
-        sketch.observe_row(&profile, |j| Observation::Number(current[j][i]), Observation::Number(0.5));
+        sketch.observe_row(
+            &profile,
+            |j| Observation::Number(current[j][i]),
+            Observation::Number(0.5),
+        );
     }
     let update_seconds = started.elapsed().as_secs_f64();
 
-    let config = DriftConfig { window_rows: ROWS as u64, ..DriftConfig::default() };
+    let config = DriftConfig {
+        window_rows: ROWS as u64,
+        ..DriftConfig::default()
+    };
     let started = Instant::now();
     let report = compare(&profile, &config, &sketch, Utc::now(), None);
     let stats_seconds = started.elapsed().as_secs_f64();
@@ -102,7 +121,10 @@ fn main() -> std::io::Result<()> {
         "edges": edges,
         "drift": report.features,
     });
-    std::fs::write(work.join("driftline.json"), serde_json::to_vec_pretty(&result).map_err(std::io::Error::other)?)?;
+    std::fs::write(
+        work.join("driftline.json"),
+        serde_json::to_vec_pretty(&result).map_err(std::io::Error::other)?,
+    )?;
     println!(
         "driftline: fit {fit_seconds:.3} s, sketch update {update_seconds:.4} s ({:.0} rows/s), all statistics {:.6} s",
         ROWS as f64 / update_seconds,

@@ -7,7 +7,13 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {
     let schemas = [
-        InputSchema { features: vec![("a".into(), FeatureKind::Numeric), ("b".into(), FeatureKind::Numeric)], max_rows: 1024 },
+        InputSchema {
+            features: vec![
+                ("a".into(), FeatureKind::Numeric),
+                ("b".into(), FeatureKind::Numeric),
+            ],
+            max_rows: 1024,
+        },
         InputSchema {
             features: vec![
                 ("a".into(), FeatureKind::Numeric),

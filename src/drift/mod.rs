@@ -10,6 +10,11 @@ pub mod profile;
 pub mod sketch;
 pub mod stats;
 
-pub use monitor::{ColumnDrift, DriftConfig, DriftError, DriftMonitor, DriftReport, FeatureOverride, Statistic, WindowReport};
-pub use profile::{CategoricalProfile, FeatureProfile, NumericProfile, ProfileError, ReferenceProfile};
+pub use monitor::{
+    ColumnDrift, DriftConfig, DriftError, DriftMonitor, DriftReport, FeatureOverride, Statistic,
+    WindowReport,
+};
+pub use profile::{
+    CategoricalProfile, FeatureProfile, NumericProfile, ProfileError, ReferenceProfile,
+};
 pub use sketch::{ColumnSketch, DatasetSketch, Observation, SketchError};

@@ -51,7 +51,9 @@ impl std::str::FromStr for Statistic {
             "psi" => Ok(Self::Psi),
             "ks" => Ok(Self::Ks),
             "wasserstein" => Ok(Self::Wasserstein),
-            _ => Err(format!("unknown drift statistic `{s}`; expected jensenShannon, psi, ks or wasserstein")),
+            _ => Err(format!(
+                "unknown drift statistic `{s}`; expected jensenShannon, psi, ks or wasserstein"
+            )),
         }
     }
 }
@@ -119,7 +121,9 @@ mod optional_seconds {
         let secs = Option::<f64>::deserialize(d)?;
         match secs {
             Some(s) if s.is_finite() && s > 0.0 => Ok(Some(Duration::from_secs_f64(s))),
-            Some(s) => Err(serde::de::Error::custom(format!("windowSeconds must be > 0 (got {s})"))),
+            Some(s) => Err(serde::de::Error::custom(format!(
+                "windowSeconds must be > 0 (got {s})"
+            ))),
             None => Ok(None),
         }
     }
@@ -212,7 +216,11 @@ pub struct DriftMonitor {
 
 impl DriftMonitor {
     /// A monitor for traffic of a model trained on `profile`.
-    pub fn new(profile: ReferenceProfile, config: DriftConfig, now: DateTime<Utc>) -> Result<Self, DriftError> {
+    pub fn new(
+        profile: ReferenceProfile,
+        config: DriftConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Self, DriftError> {
         if config.window_rows == 0 {
             return Err(DriftError::EmptyWindow);
         }
@@ -233,7 +241,13 @@ impl DriftMonitor {
             }
         }
         let current = DatasetSketch::for_profile(&profile);
-        Ok(Self { profile, config, current, started: now, recent: VecDeque::new() })
+        Ok(Self {
+            profile,
+            config,
+            current,
+            started: now,
+            recent: VecDeque::new(),
+        })
     }
 
     /// The reference profile.
@@ -258,7 +272,8 @@ impl DriftMonitor {
     ) -> Vec<WindowReport> {
         let mut closed = self.tick(now).into_iter().collect::<Vec<_>>();
         for i in 0..rows {
-            self.current.observe_row(&self.profile, |j| feature(j, i), prediction(i));
+            self.current
+                .observe_row(&self.profile, |j| feature(j, i), prediction(i));
             if self.current.rows >= self.config.window_rows {
                 closed.push(self.close(now));
             }
@@ -271,12 +286,18 @@ impl DriftMonitor {
     pub fn tick(&mut self, now: DateTime<Utc>) -> Option<WindowReport> {
         let duration = self.config.window_duration?;
         let age = (now - self.started).to_std().unwrap_or_default();
-        if age >= duration && self.current.rows > 0 { Some(self.close(now)) } else { None }
+        if age >= duration && self.current.rows > 0 {
+            Some(self.close(now))
+        } else {
+            None
+        }
     }
 
     fn close(&mut self, now: DateTime<Utc>) -> WindowReport {
         let report = self.report_for(&self.current, self.started, Some(now));
-        self.recent.push_front(ClosedWindow { report: report.clone() });
+        self.recent.push_front(ClosedWindow {
+            report: report.clone(),
+        });
         self.recent.truncate(self.config.recent_windows);
         self.current.clear();
         self.started = now;
@@ -298,7 +319,12 @@ impl DriftMonitor {
     }
 
     /// Drift of an arbitrary sketch over this profile (for example merged replicas).
-    pub fn report_for(&self, sketch: &DatasetSketch, started: DateTime<Utc>, ended: Option<DateTime<Utc>>) -> WindowReport {
+    pub fn report_for(
+        &self,
+        sketch: &DatasetSketch,
+        started: DateTime<Utc>,
+        ended: Option<DateTime<Utc>>,
+    ) -> WindowReport {
         compare(&self.profile, &self.config, sketch, started, ended)
     }
 }
@@ -316,23 +342,38 @@ pub fn compare(
         .iter()
         .zip(&sketch.features)
         .map(|(p, s)| {
-            let threshold = config.features.get(p.name()).and_then(|o| o.threshold).unwrap_or(config.threshold);
+            let threshold = config
+                .features
+                .get(p.name())
+                .and_then(|o| o.threshold)
+                .unwrap_or(config.threshold);
             column_drift(p, s, config.statistic, threshold)
         })
         .collect();
-    let adjusted = stats::benjamini_hochberg(&features.iter().map(|f| f.p_value).collect::<Vec<_>>());
+    let adjusted =
+        stats::benjamini_hochberg(&features.iter().map(|f| f.p_value).collect::<Vec<_>>());
     for (f, q) in features.iter_mut().zip(adjusted) {
         f.adjusted_p_value = q;
     }
-    let mut prediction = column_drift(&profile.prediction, &sketch.prediction, config.statistic, config.threshold);
+    let mut prediction = column_drift(
+        &profile.prediction,
+        &sketch.prediction,
+        config.statistic,
+        config.threshold,
+    );
     prediction.adjusted_p_value = prediction.p_value;
 
     let counted: Vec<&ColumnDrift> = features
         .iter()
         .filter(|f| !config.features.get(&f.name).is_some_and(|o| o.ignore))
         .collect();
-    let drifted_features: Vec<String> = counted.iter().filter(|f| f.drifted).map(|f| f.name.clone()).collect();
-    let drifted_share = stats::drifted_share(&counted.iter().map(|f| f.drifted).collect::<Vec<_>>());
+    let drifted_features: Vec<String> = counted
+        .iter()
+        .filter(|f| f.drifted)
+        .map(|f| f.name.clone())
+        .collect();
+    let drifted_share =
+        stats::drifted_share(&counted.iter().map(|f| f.drifted).collect::<Vec<_>>());
     let dataset_drifted = !drifted_features.is_empty() && drifted_share >= config.drifted_share;
     WindowReport {
         started,
@@ -349,7 +390,12 @@ pub fn compare(
 }
 
 /// All statistics of one column's sketch against its reference.
-pub fn column_drift(profile: &FeatureProfile, sketch: &ColumnSketch, statistic: Statistic, threshold: f64) -> ColumnDrift {
+pub fn column_drift(
+    profile: &FeatureProfile,
+    sketch: &ColumnSketch,
+    statistic: Statistic,
+    threshold: f64,
+) -> ColumnDrift {
     let rows = sketch.rows();
     let current = stats::shares(&sketch.counts);
     let (reference, reference_count) = match profile {
@@ -357,22 +403,59 @@ pub fn column_drift(profile: &FeatureProfile, sketch: &ColumnSketch, statistic: 
         FeatureProfile::Categorical { profile, .. } => (&profile.shares, profile.count),
     };
     let empty = rows == 0;
-    let js = if empty { 0.0 } else { stats::jensen_shannon_distance(reference, &current) };
-    let psi = if empty { 0.0 } else { stats::psi(reference, &current) };
-    let l_inf = if empty { 0.0 } else { stats::l_infinity(reference, &current) };
-    let reference_counts: Vec<f64> = reference.iter().map(|s| s * reference_count as f64).collect();
+    let js = if empty {
+        0.0
+    } else {
+        stats::jensen_shannon_distance(reference, &current)
+    };
+    let psi = if empty {
+        0.0
+    } else {
+        stats::psi(reference, &current)
+    };
+    let l_inf = if empty {
+        0.0
+    } else {
+        stats::l_infinity(reference, &current)
+    };
+    let reference_counts: Vec<f64> = reference
+        .iter()
+        .map(|s| s * reference_count as f64)
+        .collect();
     let current_counts: Vec<f64> = sketch.counts.iter().map(|&c| c as f64).collect();
     let chi = stats::chi_square(&reference_counts, &current_counts);
     let (kind, ks, wasserstein, p_value, unseen_share) = match profile {
         FeatureProfile::Numeric { profile: p, .. } => {
-            let ks = if empty { 0.0 } else { stats::ks_statistic(reference, &current) };
+            let ks = if empty {
+                0.0
+            } else {
+                stats::ks_statistic(reference, &current)
+            };
             let positions = stats::bin_centres(&p.edges);
-            let w = if empty { 0.0 } else { stats::normalised_wasserstein(reference, &current, &positions, p.std) };
-            let outside = if empty { 0.0 } else { current[0] + current[current.len() - 1] };
-            ("numeric", Some(ks), Some(w), stats::ks_p_value(ks, p.count, rows), outside)
+            let w = if empty {
+                0.0
+            } else {
+                stats::normalised_wasserstein(reference, &current, &positions, p.std)
+            };
+            let outside = if empty {
+                0.0
+            } else {
+                current[0] + current[current.len() - 1]
+            };
+            (
+                "numeric",
+                Some(ks),
+                Some(w),
+                stats::ks_p_value(ks, p.count, rows),
+                outside,
+            )
         }
         FeatureProfile::Categorical { .. } => {
-            let unseen = if empty { 0.0 } else { current[current.len() - 1] };
+            let unseen = if empty {
+                0.0
+            } else {
+                current[current.len() - 1]
+            };
             ("categorical", None, None, chi.p_value, unseen)
         }
     };

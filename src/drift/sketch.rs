@@ -15,8 +15,14 @@ use super::profile::{FeatureProfile, ReferenceProfile};
 pub enum SketchError {
     #[error("cannot merge sketches of different columns: `{left}` and `{right}`")]
     ColumnMismatch { left: String, right: String },
-    #[error("cannot merge sketches of column `{column}`: {left} bins vs {right} bins (different reference profiles?)")]
-    BinMismatch { column: String, left: usize, right: usize },
+    #[error(
+        "cannot merge sketches of column `{column}`: {left} bins vs {right} bins (different reference profiles?)"
+    )]
+    BinMismatch {
+        column: String,
+        left: usize,
+        right: usize,
+    },
     #[error("cannot merge dataset sketches with {left} and {right} features")]
     FeatureCountMismatch { left: usize, right: usize },
 }
@@ -44,17 +50,29 @@ pub struct ColumnSketch {
 impl ColumnSketch {
     /// An empty sketch with the profile's bins.
     pub fn for_profile(profile: &FeatureProfile) -> Self {
-        Self { name: profile.name().to_string(), counts: vec![0; profile.bin_count()], missing: 0 }
+        Self {
+            name: profile.name().to_string(),
+            counts: vec![0; profile.bin_count()],
+            missing: 0,
+        }
     }
 
     /// Counts one value into its bin.
     pub fn observe(&mut self, profile: &FeatureProfile, value: Observation<'_>) {
         let bin = match (profile, value) {
             (_, Observation::Missing) => None,
-            (FeatureProfile::Numeric { profile, .. }, Observation::Number(x)) => Some(profile.bin(x)),
-            (FeatureProfile::Numeric { profile, .. }, Observation::Text(t)) => t.trim().parse::<f64>().ok().map(|x| profile.bin(x)),
-            (FeatureProfile::Categorical { profile, .. }, Observation::Text(t)) => Some(profile.bin(t)),
-            (FeatureProfile::Categorical { profile, .. }, Observation::Number(x)) => Some(profile.bin(&number_as_category(x))),
+            (FeatureProfile::Numeric { profile, .. }, Observation::Number(x)) => {
+                Some(profile.bin(x))
+            }
+            (FeatureProfile::Numeric { profile, .. }, Observation::Text(t)) => {
+                t.trim().parse::<f64>().ok().map(|x| profile.bin(x))
+            }
+            (FeatureProfile::Categorical { profile, .. }, Observation::Text(t)) => {
+                Some(profile.bin(t))
+            }
+            (FeatureProfile::Categorical { profile, .. }, Observation::Number(x)) => {
+                Some(profile.bin(&number_as_category(x)))
+            }
         };
         match bin.and_then(|b| self.counts.get_mut(b)) {
             Some(count) => *count += 1,
@@ -70,7 +88,10 @@ impl ColumnSketch {
     /// Adds another sketch of the same column over the same bins.
     pub fn merge(&mut self, other: &ColumnSketch) -> Result<(), SketchError> {
         if self.name != other.name {
-            return Err(SketchError::ColumnMismatch { left: self.name.clone(), right: other.name.clone() });
+            return Err(SketchError::ColumnMismatch {
+                left: self.name.clone(),
+                right: other.name.clone(),
+            });
         }
         if self.counts.len() != other.counts.len() {
             return Err(SketchError::BinMismatch {
@@ -96,7 +117,11 @@ impl ColumnSketch {
 /// Renders a number the way a category label written as a number reads
 /// (`3.0` → `"3"`), so numeric class labels find their category.
 pub fn number_as_category(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e15 { format!("{}", x as i64) } else { format!("{x}") }
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x}")
+    }
 }
 
 /// Sketches of every input feature and of the predictions.
@@ -116,7 +141,11 @@ impl DatasetSketch {
     pub fn for_profile(profile: &ReferenceProfile) -> Self {
         Self {
             rows: 0,
-            features: profile.features.iter().map(ColumnSketch::for_profile).collect(),
+            features: profile
+                .features
+                .iter()
+                .map(ColumnSketch::for_profile)
+                .collect(),
             prediction: ColumnSketch::for_profile(&profile.prediction),
         }
     }
@@ -138,15 +167,30 @@ impl DatasetSketch {
     /// Adds another sketch over the same profile (for example another replica's).
     pub fn merge(&mut self, other: &DatasetSketch) -> Result<(), SketchError> {
         if self.features.len() != other.features.len() {
-            return Err(SketchError::FeatureCountMismatch { left: self.features.len(), right: other.features.len() });
+            return Err(SketchError::FeatureCountMismatch {
+                left: self.features.len(),
+                right: other.features.len(),
+            });
         }
         // Check everything before changing anything, so a failed merge leaves `self` intact.
-        for (a, b) in self.features.iter().zip(&other.features).chain([(&self.prediction, &other.prediction)]) {
+        for (a, b) in self
+            .features
+            .iter()
+            .zip(&other.features)
+            .chain([(&self.prediction, &other.prediction)])
+        {
             if a.name != b.name {
-                return Err(SketchError::ColumnMismatch { left: a.name.clone(), right: b.name.clone() });
+                return Err(SketchError::ColumnMismatch {
+                    left: a.name.clone(),
+                    right: b.name.clone(),
+                });
             }
             if a.counts.len() != b.counts.len() {
-                return Err(SketchError::BinMismatch { column: a.name.clone(), left: a.counts.len(), right: b.counts.len() });
+                return Err(SketchError::BinMismatch {
+                    column: a.name.clone(),
+                    left: a.counts.len(),
+                    right: b.counts.len(),
+                });
             }
         }
         for (a, b) in self.features.iter_mut().zip(&other.features) {
@@ -174,7 +218,10 @@ mod tests {
         let xs: Vec<f64> = (0..100).map(|i| i as f64).collect();
         ReferenceProfile {
             features: vec![
-                FeatureProfile::Numeric { name: "x".into(), profile: NumericProfile::fit("x", &xs, 4).unwrap() },
+                FeatureProfile::Numeric {
+                    name: "x".into(),
+                    profile: NumericProfile::fit("x", &xs, 4).unwrap(),
+                },
                 FeatureProfile::Categorical {
                     name: "color".into(),
                     profile: CategoricalProfile::fit("color", &["red", "white"]).unwrap(),
@@ -191,13 +238,25 @@ mod tests {
     fn values_land_in_their_profile_bins() {
         let p = profile();
         let mut s = DatasetSketch::for_profile(&p);
-        s.observe_row(&p, |j| [Observation::Number(-5.0), Observation::Text("rosé")][j], Observation::Number(1.0));
-        s.observe_row(&p, |j| [Observation::Missing, Observation::Text("red")][j], Observation::Text("0"));
+        s.observe_row(
+            &p,
+            |j| [Observation::Number(-5.0), Observation::Text("rosé")][j],
+            Observation::Number(1.0),
+        );
+        s.observe_row(
+            &p,
+            |j| [Observation::Missing, Observation::Text("red")][j],
+            Observation::Text("0"),
+        );
         assert_eq!(s.rows, 2);
         assert_eq!(s.features[0].counts[0], 1, "underflow");
         assert_eq!(s.features[0].missing, 1);
         assert_eq!(s.features[1].counts, vec![1, 0, 1], "red, white, unseen");
-        assert_eq!(s.prediction.counts, vec![1, 1, 0], "numeric class 1.0 is category `1`");
+        assert_eq!(
+            s.prediction.counts,
+            vec![1, 1, 0],
+            "numeric class 1.0 is category `1`"
+        );
     }
 
     #[test]

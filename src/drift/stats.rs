@@ -128,8 +128,17 @@ pub fn wasserstein(reference: &[f64], current: &[f64], positions: &[f64]) -> f64
 
 /// Wasserstein distance divided by the reference standard deviation
 /// (Evidently's "normalised Wasserstein"); 0 spread counts as 1.
-pub fn normalised_wasserstein(reference: &[f64], current: &[f64], positions: &[f64], reference_std: f64) -> f64 {
-    let scale = if reference_std > 0.0 && reference_std.is_finite() { reference_std } else { 1.0 };
+pub fn normalised_wasserstein(
+    reference: &[f64],
+    current: &[f64],
+    positions: &[f64],
+    reference_std: f64,
+) -> f64 {
+    let scale = if reference_std > 0.0 && reference_std.is_finite() {
+        reference_std
+    } else {
+        1.0
+    };
     wasserstein(reference, current, positions) / scale
 }
 
@@ -163,7 +172,11 @@ pub fn chi_square(reference_counts: &[f64], current_counts: &[f64]) -> ChiSquare
     let n_cur: f64 = current_counts.iter().sum();
     let total = n_ref + n_cur;
     if n_ref <= 0.0 || n_cur <= 0.0 {
-        return ChiSquare { statistic: 0.0, dof: 0, p_value: 1.0 };
+        return ChiSquare {
+            statistic: 0.0,
+            dof: 0,
+            p_value: 1.0,
+        };
     }
     let mut statistic = 0.0;
     let mut used = 0usize;
@@ -178,8 +191,16 @@ pub fn chi_square(reference_counts: &[f64], current_counts: &[f64]) -> ChiSquare
         statistic += (r - expected_r).powi(2) / expected_r + (c - expected_c).powi(2) / expected_c;
     }
     let dof = used.saturating_sub(1);
-    let p_value = if dof == 0 { 1.0 } else { chi_square_survival(statistic, dof as f64) };
-    ChiSquare { statistic, dof, p_value }
+    let p_value = if dof == 0 {
+        1.0
+    } else {
+        chi_square_survival(statistic, dof as f64)
+    };
+    ChiSquare {
+        statistic,
+        dof,
+        p_value,
+    }
 }
 
 /// `P(X > x)` for a chi-square variable with `dof` degrees of freedom.
@@ -306,18 +327,27 @@ mod tests {
     #[test]
     fn jensen_shannon_of_identical_and_disjoint_distributions() {
         assert_eq!(jensen_shannon_distance(&[0.5, 0.5], &[0.5, 0.5]), 0.0);
-        assert!(close(jensen_shannon_distance(&[1.0, 0.0], &[0.0, 1.0]), 1.0, 1e-12));
+        assert!(close(
+            jensen_shannon_distance(&[1.0, 0.0], &[0.0, 1.0]),
+            1.0,
+            1e-12
+        ));
     }
 
     #[test]
     fn jensen_shannon_matches_a_hand_computed_case() {
         // p = (0.5, 0.5), q = (1, 0): m = (0.75, 0.25)
         // JSD = 0.5·[0.5 log2(0.5/0.75) + 0.5 log2(0.5/0.25)] + 0.5·[1·log2(1/0.75)]
-        let expected = 0.5 * (0.5 * (0.5f64 / 0.75).log2() + 0.5 * 2.0f64.log2()) + 0.5 * (1.0f64 / 0.75).log2();
+        let expected = 0.5 * (0.5 * (0.5f64 / 0.75).log2() + 0.5 * 2.0f64.log2())
+            + 0.5 * (1.0f64 / 0.75).log2();
         let d = jensen_shannon_divergence(&[0.5, 0.5], &[1.0, 0.0]);
         assert!(close(d, expected, 1e-12), "{d} vs {expected}");
         assert!(close(d, 0.311_278_124_459_132_8, 1e-12));
-        assert!(close(jensen_shannon_distance(&[0.5, 0.5], &[1.0, 0.0]), expected.sqrt(), 1e-12));
+        assert!(close(
+            jensen_shannon_distance(&[0.5, 0.5], &[1.0, 0.0]),
+            expected.sqrt(),
+            1e-12
+        ));
     }
 
     #[test]
@@ -332,7 +362,11 @@ mod tests {
     #[test]
     fn ks_is_the_largest_cdf_gap() {
         // cdf p: .25 .5 .75 1 ; cdf q: .1 .2 .6 1 → gaps .15 .3 .15 0
-        assert!(close(ks_statistic(&[0.25, 0.25, 0.25, 0.25], &[0.1, 0.1, 0.4, 0.4]), 0.3, 1e-12));
+        assert!(close(
+            ks_statistic(&[0.25, 0.25, 0.25, 0.25], &[0.1, 0.1, 0.4, 0.4]),
+            0.3,
+            1e-12
+        ));
     }
 
     #[test]
@@ -348,11 +382,24 @@ mod tests {
     fn wasserstein_of_a_shift_is_the_shift() {
         let positions = [0.0, 1.0, 2.0, 3.0];
         // All mass moves from position 1 to position 2: distance 1.
-        assert!(close(wasserstein(&[0.0, 1.0, 0.0, 0.0], &[0.0, 0.0, 1.0, 0.0], &positions), 1.0, 1e-12));
-        // Half the mass moves by 2: distance 1.
-        assert!(close(wasserstein(&[0.5, 0.5, 0.0, 0.0], &[0.5, 0.0, 0.0, 0.5], &positions), 1.0, 1e-12));
         assert!(close(
-            normalised_wasserstein(&[0.0, 1.0, 0.0, 0.0], &[0.0, 0.0, 1.0, 0.0], &positions, 2.0),
+            wasserstein(&[0.0, 1.0, 0.0, 0.0], &[0.0, 0.0, 1.0, 0.0], &positions),
+            1.0,
+            1e-12
+        ));
+        // Half the mass moves by 2: distance 1.
+        assert!(close(
+            wasserstein(&[0.5, 0.5, 0.0, 0.0], &[0.5, 0.0, 0.0, 0.5], &positions),
+            1.0,
+            1e-12
+        ));
+        assert!(close(
+            normalised_wasserstein(
+                &[0.0, 1.0, 0.0, 0.0],
+                &[0.0, 0.0, 1.0, 0.0],
+                &positions,
+                2.0
+            ),
             0.5,
             1e-12
         ));
@@ -365,7 +412,11 @@ mod tests {
 
     #[test]
     fn l_infinity_is_the_largest_share_gap() {
-        assert!(close(l_infinity(&[0.5, 0.3, 0.2], &[0.4, 0.5, 0.1]), 0.2, 1e-12));
+        assert!(close(
+            l_infinity(&[0.5, 0.3, 0.2], &[0.4, 0.5, 0.1]),
+            0.2,
+            1e-12
+        ));
     }
 
     #[test]
@@ -381,10 +432,22 @@ mod tests {
     #[test]
     fn chi_square_survival_matches_tables() {
         // scipy.stats.chi2.sf(x, k)
-        assert!(close(chi_square_survival(3.841_458_820_694_124, 1.0), 0.05, 1e-9));
-        assert!(close(chi_square_survival(18.307_038_053_275_146, 10.0), 0.05, 1e-9));
+        assert!(close(
+            chi_square_survival(3.841_458_820_694_124, 1.0),
+            0.05,
+            1e-9
+        ));
+        assert!(close(
+            chi_square_survival(18.307_038_053_275_146, 10.0),
+            0.05,
+            1e-9
+        ));
         assert!(close(chi_square_survival(2.0, 2.0), (-1.0f64).exp(), 1e-12));
-        assert!(close(chi_square_survival(50.0, 3.0), 7.989_179_244_951_47e-11, 1e-15));
+        assert!(close(
+            chi_square_survival(50.0, 3.0),
+            7.989_179_244_951_47e-11,
+            1e-15
+        ));
     }
 
     #[test]

@@ -115,15 +115,23 @@ pub struct GatewayArgs {
 /// Parses `250ms`, `10s`, `5m`, `1h` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("duration `{text}`: expected a number and a unit, e.g. `500ms`, `10s`, `5m`"))?;
+    let value: f64 = number.parse().map_err(|_| {
+        format!("duration `{text}`: expected a number and a unit, e.g. `500ms`, `10s`, `5m`")
+    })?;
     let seconds = match unit.trim() {
         "ms" => value / 1000.0,
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        other => return Err(format!("duration `{text}`: unknown unit `{other}`; use ms, s, m or h")),
+        other => {
+            return Err(format!(
+                "duration `{text}`: unknown unit `{other}`; use ms, s, m or h"
+            ));
+        }
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("duration `{text}`: {e}"))
 }
@@ -131,7 +139,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 impl ServeArgs {
     fn config(&self) -> Result<ServerConfig, ServeError> {
         if !(0.0..=1.0).contains(&self.feedback_sample_rate) {
-            return Err(ServeError::Config(format!("--feedback-sample-rate must be in [0, 1] (got {})", self.feedback_sample_rate)));
+            return Err(ServeError::Config(format!(
+                "--feedback-sample-rate must be in [0, 1] (got {})",
+                self.feedback_sample_rate
+            )));
         }
         let feedback_sink: Option<Arc<dyn FeedbackSink>> = match &self.feedback {
             Some(prefix) => Some(Arc::new(StoreFeedbackSink::new(prefix)?)),
@@ -215,17 +226,30 @@ async fn server_shutdown_signal() {
 /// Runs `driftline gateway` until the process is stopped.
 pub async fn gateway(args: GatewayArgs) -> Result<ExitCode, ServeError> {
     let source = match (&args.weights_file, &args.model) {
-        (Some(path), _) => WeightsSource::File { path: path.clone(), poll: args.reload_interval },
+        (Some(path), _) => WeightsSource::File {
+            path: path.clone(),
+            poll: args.reload_interval,
+        },
         (None, Some(model)) => {
             let (namespace, name) = model
                 .split_once('/')
                 .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
-                .ok_or_else(|| ServeError::Config(format!("--model `{model}`: expected namespace/name")))?;
-            WeightsSource::Model { namespace: namespace.to_string(), name: name.to_string(), url_template: args.url_template.clone() }
+                .ok_or_else(|| {
+                    ServeError::Config(format!("--model `{model}`: expected namespace/name"))
+                })?;
+            WeightsSource::Model {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                url_template: args.url_template.clone(),
+            }
         }
         (None, None) => return Err(ServeError::Config("give --weights-file or --model".into())),
     };
-    let config = GatewayConfig { sticky: args.sticky, body_limit: args.body_limit, backend_timeout: args.backend_timeout };
+    let config = GatewayConfig {
+        sticky: args.sticky,
+        body_limit: args.body_limit,
+        backend_timeout: args.backend_timeout,
+    };
     let addr = SocketAddr::new(args.host, args.port);
     tokio::select! {
         result = run_gateway(addr, source, config) => result?,
@@ -244,7 +268,15 @@ mod tests {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert!(parse_duration("5 weeks").unwrap_err().contains("unknown unit"));
-        assert!(parse_duration("fast").unwrap_err().contains("expected a number"));
+        assert!(
+            parse_duration("5 weeks")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(
+            parse_duration("fast")
+                .unwrap_err()
+                .contains("expected a number")
+        );
     }
 }

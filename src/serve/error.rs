@@ -14,7 +14,11 @@ pub enum ServeError {
     #[error("model `{requested}` is not served here; this server serves `{served}`")]
     UnknownModel { requested: String, served: String },
     #[error("model `{model}` has no version `{requested}`; this server serves version `{served}`")]
-    UnknownVersion { model: String, requested: String, served: String },
+    UnknownVersion {
+        model: String,
+        requested: String,
+        served: String,
+    },
     #[error("request body is larger than the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("could not read the request body: {0}")]
@@ -29,7 +33,9 @@ pub enum ServeError {
     Inference(String),
     #[error("feedback: {0}")]
     BadFeedback(String),
-    #[error("feedback: unknown request id {0}; it expired, was not sampled, or was never served here")]
+    #[error(
+        "feedback: unknown request id {0}; it expired, was not sampled, or was never served here"
+    )]
     UnknownFeedbackId(String),
     #[error("feedback capture is shutting down")]
     FeedbackClosed,
@@ -54,7 +60,11 @@ pub enum ServeError {
     #[error("no backend can take the request: every weight is 0")]
     NoBackend,
     #[error("backend `{version}` at {url} failed: {reason}")]
-    Backend { version: String, url: String, reason: String },
+    Backend {
+        version: String,
+        url: String,
+        reason: String,
+    },
     #[error("Kubernetes: {0}")]
     Kube(String),
 }
@@ -63,14 +73,17 @@ impl ServeError {
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            ServeError::BadRequest(_) | ServeError::Body(_) | ServeError::BadFeedback(_) => StatusCode::BAD_REQUEST,
-            ServeError::UnknownModel { .. } | ServeError::UnknownVersion { .. } | ServeError::UnknownFeedbackId(_) => {
-                StatusCode::NOT_FOUND
+            ServeError::BadRequest(_) | ServeError::Body(_) | ServeError::BadFeedback(_) => {
+                StatusCode::BAD_REQUEST
             }
+            ServeError::UnknownModel { .. }
+            | ServeError::UnknownVersion { .. }
+            | ServeError::UnknownFeedbackId(_) => StatusCode::NOT_FOUND,
             ServeError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ServeError::Overloaded(_) | ServeError::NotReady | ServeError::FeedbackClosed | ServeError::NoBackend => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ServeError::Overloaded(_)
+            | ServeError::NotReady
+            | ServeError::FeedbackClosed
+            | ServeError::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
             ServeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ServeError::Backend { .. } => StatusCode::BAD_GATEWAY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -81,9 +94,15 @@ impl ServeError {
 impl IntoResponse for ServeError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut response = (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response();
+        let mut response = (
+            status,
+            Json(serde_json::json!({ "error": self.to_string() })),
+        )
+            .into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }

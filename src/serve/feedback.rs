@@ -144,7 +144,10 @@ pub trait FeedbackSink: Send + Sync + 'static {
 
 enum Event {
     Served(ServedRecord),
-    Labels { items: Vec<LabelItem>, reply: oneshot::Sender<Result<FeedbackOutcome, ServeError>> },
+    Labels {
+        items: Vec<LabelItem>,
+        reply: oneshot::Sender<Result<FeedbackOutcome, ServeError>>,
+    },
     Flush(oneshot::Sender<Result<usize, ServeError>>),
 }
 
@@ -160,7 +163,8 @@ pub struct FeedbackHandle {
 impl FeedbackHandle {
     /// Whether this request should be remembered (by the sample rate).
     pub fn should_sample(&self) -> bool {
-        self.sample_rate >= 1.0 || (self.sample_rate > 0.0 && rand::random::<f64>() < self.sample_rate)
+        self.sample_rate >= 1.0
+            || (self.sample_rate > 0.0 && rand::random::<f64>() < self.sample_rate)
     }
 
     /// Remembers a served request without waiting: when the buffer is full
@@ -175,14 +179,20 @@ impl FeedbackHandle {
     /// Joins labels with remembered requests.
     pub async fn label(&self, items: Vec<LabelItem>) -> Result<FeedbackOutcome, ServeError> {
         let (reply, answer) = oneshot::channel();
-        self.events.send(Event::Labels { items, reply }).await.map_err(|_| ServeError::FeedbackClosed)?;
+        self.events
+            .send(Event::Labels { items, reply })
+            .await
+            .map_err(|_| ServeError::FeedbackClosed)?;
         answer.await.map_err(|_| ServeError::FeedbackClosed)?
     }
 
     /// Writes buffered labelled rows now; returns how many were written.
     pub async fn flush(&self) -> Result<usize, ServeError> {
         let (reply, answer) = oneshot::channel();
-        self.events.send(Event::Flush(reply)).await.map_err(|_| ServeError::FeedbackClosed)?;
+        self.events
+            .send(Event::Flush(reply))
+            .await
+            .map_err(|_| ServeError::FeedbackClosed)?;
         answer.await.map_err(|_| ServeError::FeedbackClosed)?
     }
 
@@ -202,7 +212,10 @@ pub fn start_feedback(
 ) -> FeedbackHandle {
     let (events, receiver) = mpsc::channel(config.buffer.max(1));
     let prefix = sink.as_ref().map(|s| s.prefix());
-    let (stats_tx, stats) = watch::channel(FeedbackStats { prefix: prefix.clone(), ..Default::default() });
+    let (stats_tx, stats) = watch::channel(FeedbackStats {
+        prefix: prefix.clone(),
+        ..Default::default()
+    });
     let sample_rate = config.sample_rate;
     let worker = Worker {
         config,
@@ -214,11 +227,19 @@ pub fn start_feedback(
         order: VecDeque::new(),
         buffer: Vec::new(),
         online: VecDeque::new(),
-        stats: FeedbackStats { prefix, ..Default::default() },
+        stats: FeedbackStats {
+            prefix,
+            ..Default::default()
+        },
         stats_tx,
     };
     tokio::spawn(worker.run(receiver));
-    FeedbackHandle { events, stats, sample_rate, metrics }
+    FeedbackHandle {
+        events,
+        stats,
+        sample_rate,
+        metrics,
+    }
 }
 
 struct Worker {
@@ -287,7 +308,8 @@ impl Worker {
     }
 
     fn expire(&mut self, now: DateTime<Utc>) {
-        let horizon = chrono::Duration::from_std(self.config.horizon).unwrap_or(chrono::Duration::MAX);
+        let horizon =
+            chrono::Duration::from_std(self.config.horizon).unwrap_or(chrono::Duration::MAX);
         while let Some((time, _)) = self.order.front() {
             if now - *time <= horizon {
                 break;
@@ -303,15 +325,24 @@ impl Worker {
 
     fn check_label(&self, id: &str, label: &Value) -> Result<Value, ServeError> {
         match (&self.labels, label) {
-            (LabelKind::Value, Value::Number(n)) if n.as_f64().is_some_and(f64::is_finite) => Ok(label.clone()),
-            (LabelKind::Value, other) => Err(ServeError::BadFeedback(format!("label for `{id}` must be a number, got {other}"))),
-            (LabelKind::Class(classes), Value::String(s)) if classes.contains(s) => Ok(label.clone()),
+            (LabelKind::Value, Value::Number(n)) if n.as_f64().is_some_and(f64::is_finite) => {
+                Ok(label.clone())
+            }
+            (LabelKind::Value, other) => Err(ServeError::BadFeedback(format!(
+                "label for `{id}` must be a number, got {other}"
+            ))),
+            (LabelKind::Class(classes), Value::String(s)) if classes.contains(s) => {
+                Ok(label.clone())
+            }
             (LabelKind::Class(classes), Value::Number(n)) => {
                 let name = crate::drift::sketch::number_as_category(n.as_f64().unwrap_or(f64::NAN));
                 if classes.contains(&name) {
                     Ok(Value::String(name))
                 } else {
-                    Err(ServeError::BadFeedback(format!("label {n} for `{id}` is not a class of this model; classes: {}", classes.join(", "))))
+                    Err(ServeError::BadFeedback(format!(
+                        "label {n} for `{id}` is not a class of this model; classes: {}",
+                        classes.join(", ")
+                    )))
                 }
             }
             (LabelKind::Class(classes), other) => Err(ServeError::BadFeedback(format!(
@@ -334,8 +365,16 @@ impl Worker {
                         list.len()
                     )));
                 }
-                (Value::Array(list), _) => list.iter().map(|l| self.check_label(&item.id, l)).collect::<Result<_, _>>()?,
-                (Value::Null, _) => return Err(ServeError::BadFeedback(format!("label for `{}` is null", item.id))),
+                (Value::Array(list), _) => list
+                    .iter()
+                    .map(|l| self.check_label(&item.id, l))
+                    .collect::<Result<_, _>>()?,
+                (Value::Null, _) => {
+                    return Err(ServeError::BadFeedback(format!(
+                        "label for `{}` is null",
+                        item.id
+                    )));
+                }
                 (single, Some(record)) if record.rows.len() != 1 => {
                     return Err(ServeError::BadFeedback(format!(
                         "id `{}` had {} rows; send a list of {} labels (got {single})",
@@ -356,7 +395,13 @@ impl Worker {
                 continue;
             };
             let multi = record.rows.len() > 1;
-            for (i, ((mut row, prediction), label)) in record.rows.into_iter().zip(record.predictions).zip(labels).enumerate() {
+            for (i, ((mut row, prediction), label)) in record
+                .rows
+                .into_iter()
+                .zip(record.predictions)
+                .zip(labels)
+                .enumerate()
+            {
                 row.insert(self.target.clone(), label.clone());
                 row.insert("_id".into(), Value::String(id.clone()));
                 if multi {
@@ -397,7 +442,9 @@ impl Worker {
                 let se: f64 = self
                     .online
                     .iter()
-                    .map(|(p, l)| (p.as_f64().unwrap_or(f64::NAN) - l.as_f64().unwrap_or(f64::NAN)).powi(2))
+                    .map(|(p, l)| {
+                        (p.as_f64().unwrap_or(f64::NAN) - l.as_f64().unwrap_or(f64::NAN)).powi(2)
+                    })
                     .sum();
                 let rmse = (se / n as f64).sqrt();
                 self.stats.rmse = Some(rmse);
@@ -418,10 +465,17 @@ impl Worker {
         let mut contents = Vec::with_capacity(self.buffer.len() * 128);
         for row in &self.buffer {
             // A map of JSON values always serialises.
-            serde_json::to_writer(&mut contents, row).map_err(|e| ServeError::FeedbackWrite { uri: sink.prefix(), reason: e.to_string() })?;
+            serde_json::to_writer(&mut contents, row).map_err(|e| ServeError::FeedbackWrite {
+                uri: sink.prefix(),
+                reason: e.to_string(),
+            })?;
             contents.push(b'\n');
         }
-        let name = format!("{}-{}.jsonl", Utc::now().format("%Y%m%dT%H%M%S%.6fZ"), uuid::Uuid::new_v4().simple());
+        let name = format!(
+            "{}-{}.jsonl",
+            Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
+            uuid::Uuid::new_v4().simple()
+        );
         match sink.write(&name, contents).await {
             Ok(uri) => {
                 let n = self.buffer.len();
@@ -466,7 +520,10 @@ mod tests {
     #[async_trait::async_trait]
     impl FeedbackSink for MemorySink {
         async fn write(&self, file_name: &str, contents: Vec<u8>) -> Result<String, ServeError> {
-            self.files.lock().map_err(|e| ServeError::Config(e.to_string()))?.push((file_name.to_string(), contents));
+            self.files
+                .lock()
+                .map_err(|e| ServeError::Config(e.to_string()))?
+                .push((file_name.to_string(), contents));
             Ok(format!("memory:///{file_name}"))
         }
         fn prefix(&self) -> String {
@@ -479,13 +536,21 @@ mod tests {
             id: id.into(),
             version: "v1".into(),
             time,
-            rows: (0..rows).map(|i| Map::from_iter([("alcohol".to_string(), Value::from(10.0 + i as f64))])).collect(),
+            rows: (0..rows)
+                .map(|i| Map::from_iter([("alcohol".to_string(), Value::from(10.0 + i as f64))]))
+                .collect(),
             predictions: (0..rows).map(|_| Value::String("good".into())).collect(),
         }
     }
 
     fn start(config: FeedbackConfig, sink: Arc<MemorySink>) -> FeedbackHandle {
-        start_feedback(config, "quality".into(), LabelKind::Class(vec!["bad".into(), "good".into()]), Some(sink), Arc::new(ServeMetrics::new()))
+        start_feedback(
+            config,
+            "quality".into(),
+            LabelKind::Class(vec!["bad".into(), "good".into()]),
+            Some(sink),
+            Arc::new(ServeMetrics::new()),
+        )
     }
 
     #[tokio::test]
@@ -496,17 +561,36 @@ mod tests {
         handle.record(record("b", 2, Utc::now()));
         let outcome = handle
             .label(vec![
-                LabelItem { id: "a".into(), label: Value::from("good") },
-                LabelItem { id: "b".into(), label: serde_json::json!(["bad", "good"]) },
-                LabelItem { id: "zzz".into(), label: Value::from("bad") },
+                LabelItem {
+                    id: "a".into(),
+                    label: Value::from("good"),
+                },
+                LabelItem {
+                    id: "b".into(),
+                    label: serde_json::json!(["bad", "good"]),
+                },
+                LabelItem {
+                    id: "zzz".into(),
+                    label: Value::from("bad"),
+                },
             ])
             .await
             .unwrap();
-        assert_eq!(outcome, FeedbackOutcome { joined: 3, unknown: vec!["zzz".into()] });
+        assert_eq!(
+            outcome,
+            FeedbackOutcome {
+                joined: 3,
+                unknown: vec!["zzz".into()]
+            }
+        );
         assert_eq!(handle.flush().await.unwrap(), 3);
         let files = sink.files.lock().unwrap().clone();
         assert_eq!(files.len(), 1);
-        let lines: Vec<Value> = std::str::from_utf8(&files[0].1).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<Value> = std::str::from_utf8(&files[0].1)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[0]["quality"], "good");
         assert_eq!(lines[0]["alcohol"], 10.0);
@@ -528,21 +612,50 @@ mod tests {
         handle.record(record("a", 1, Utc::now()));
         handle.record(record("b", 2, Utc::now()));
         let err = handle
-            .label(vec![LabelItem { id: "a".into(), label: Value::from("good") }, LabelItem { id: "b".into(), label: Value::from("good") }])
+            .label(vec![
+                LabelItem {
+                    id: "a".into(),
+                    label: Value::from("good"),
+                },
+                LabelItem {
+                    id: "b".into(),
+                    label: Value::from("good"),
+                },
+            ])
             .await
             .unwrap_err();
         assert!(err.to_string().contains("id `b` had 2 rows"), "{err}");
-        let err = handle.label(vec![LabelItem { id: "a".into(), label: Value::from("great") }]).await.unwrap_err();
-        assert!(err.to_string().contains("not a class of this model; classes: bad, good"), "{err}");
+        let err = handle
+            .label(vec![LabelItem {
+                id: "a".into(),
+                label: Value::from("great"),
+            }])
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("not a class of this model; classes: bad, good"),
+            "{err}"
+        );
         // `a` is still pending after the refused batches.
-        let ok = handle.label(vec![LabelItem { id: "a".into(), label: Value::from("bad") }]).await.unwrap();
+        let ok = handle
+            .label(vec![LabelItem {
+                id: "a".into(),
+                label: Value::from("bad"),
+            }])
+            .await
+            .unwrap();
         assert_eq!(ok.joined, 1);
     }
 
     #[tokio::test]
     async fn old_and_excess_requests_are_forgotten() {
         let sink = Arc::new(MemorySink::default());
-        let config = FeedbackConfig { horizon: Duration::from_secs(60), max_pending: 2, ..FeedbackConfig::default() };
+        let config = FeedbackConfig {
+            horizon: Duration::from_secs(60),
+            max_pending: 2,
+            ..FeedbackConfig::default()
+        };
         let handle = start(config, sink);
         let t = Utc::now();
         handle.record(record("old", 1, t - chrono::Duration::seconds(120)));
@@ -550,7 +663,15 @@ mod tests {
         handle.record(record("y", 1, t));
         handle.record(record("z", 1, t));
         let outcome = handle
-            .label(["old", "x", "y", "z"].iter().map(|id| LabelItem { id: id.to_string(), label: Value::from("good") }).collect())
+            .label(
+                ["old", "x", "y", "z"]
+                    .iter()
+                    .map(|id| LabelItem {
+                        id: id.to_string(),
+                        label: Value::from("good"),
+                    })
+                    .collect(),
+            )
             .await
             .unwrap();
         assert_eq!(outcome.unknown, vec!["old".to_string(), "x".to_string()]);
@@ -560,7 +681,10 @@ mod tests {
     #[tokio::test]
     async fn a_full_buffer_drops_and_counts_instead_of_blocking() {
         let metrics = Arc::new(ServeMetrics::new());
-        let config = FeedbackConfig { buffer: 1, ..FeedbackConfig::default() };
+        let config = FeedbackConfig {
+            buffer: 1,
+            ..FeedbackConfig::default()
+        };
         let handle = start_feedback(config, "y".into(), LabelKind::Value, None, metrics.clone());
         // The worker has not run yet (single-threaded test runtime): the second send finds the buffer full.
         for i in 0..5 {

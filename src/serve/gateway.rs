@@ -54,9 +54,14 @@ impl WeightTable {
     pub fn parse(text: &str, source: &str) -> Result<Self, ServeError> {
         let table: WeightTable = serde_yaml::from_str(text).map_err(|e| ServeError::Weights {
             path: source.to_string(),
-            reason: format!("expected {{\"backends\": [{{\"version\", \"url\", \"weight\"}}, …]}}: {e}"),
+            reason: format!(
+                "expected {{\"backends\": [{{\"version\", \"url\", \"weight\"}}, …]}}: {e}"
+            ),
         })?;
-        table.validate().map_err(|reason| ServeError::Weights { path: source.to_string(), reason })?;
+        table.validate().map_err(|reason| ServeError::Weights {
+            path: source.to_string(),
+            reason,
+        })?;
         Ok(table)
     }
 
@@ -72,9 +77,14 @@ impl WeightTable {
             if self.backends[..i].iter().any(|o| o.version == b.version) {
                 return Err(format!("version `{}` is listed twice", b.version));
             }
-            let uri: Uri = b.url.parse().map_err(|e| format!("backend `{}`: url `{}` is not a URL: {e}", b.version, b.url))?;
+            let uri: Uri = b.url.parse().map_err(|e| {
+                format!("backend `{}`: url `{}` is not a URL: {e}", b.version, b.url)
+            })?;
             if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-                return Err(format!("backend `{}`: url `{}` must be http://host:port", b.version, b.url));
+                return Err(format!(
+                    "backend `{}`: url `{}` must be http://host:port",
+                    b.version, b.url
+                ));
             }
         }
         if self.total_weight() == 0 {
@@ -113,7 +123,9 @@ impl WeightTable {
     /// The backend serving `version` (`v3` or `3`).
     pub fn by_version(&self, version: &str) -> Option<&Backend> {
         let bare = version.strip_prefix('v').unwrap_or(version);
-        self.backends.iter().find(|b| b.version == version || b.version.strip_prefix('v').unwrap_or(&b.version) == bare)
+        self.backends.iter().find(|b| {
+            b.version == version || b.version.strip_prefix('v').unwrap_or(&b.version) == bare
+        })
     }
 }
 
@@ -144,9 +156,18 @@ pub fn weights_from_status(
             .get("weight")
             .and_then(|w| w.as_u64())
             .and_then(|w| u32::try_from(w).ok())
-            .ok_or_else(|| format!("status.traffic[{i}] (version {bare}) has no whole-number weight"))?;
-        let url = template.replace("{model}", model).replace("{namespace}", namespace).replace("{version}", &bare);
-        backends.push(Backend { version: format!("v{bare}"), url: url.trim_end_matches('/').to_string(), weight });
+            .ok_or_else(|| {
+                format!("status.traffic[{i}] (version {bare}) has no whole-number weight")
+            })?;
+        let url = template
+            .replace("{model}", model)
+            .replace("{namespace}", namespace)
+            .replace("{version}", &bare);
+        backends.push(Backend {
+            version: format!("v{bare}"),
+            url: url.trim_end_matches('/').to_string(),
+            weight,
+        });
     }
     let table = WeightTable { backends };
     table.validate()?;
@@ -166,7 +187,11 @@ pub struct GatewayConfig {
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        Self { sticky: false, body_limit: 8 * 1024 * 1024, backend_timeout: Duration::from_secs(30) }
+        Self {
+            sticky: false,
+            body_limit: 8 * 1024 * 1024,
+            backend_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -188,7 +213,13 @@ impl WeightsHandle {
     /// Replaces the weight table; requests already routed are not affected.
     pub fn set(&self, table: WeightTable) {
         for b in &table.backends {
-            self.state.metrics.weight.get_or_create(&BackendLabels { version: b.version.clone() }).set(i64::from(b.weight));
+            self.state
+                .metrics
+                .weight
+                .get_or_create(&BackendLabels {
+                    version: b.version.clone(),
+                })
+                .set(i64::from(b.weight));
         }
         self.state.metrics.reloads.inc();
         tracing::info!(backends = ?table.backends, "gateway weights updated");
@@ -212,9 +243,19 @@ pub fn gateway_router(initial: WeightTable, config: GatewayConfig) -> (Router, W
     let (sender, receiver) = watch::channel(Arc::new(WeightTable { backends: vec![] }));
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
-    let state = Arc::new(GatewayState { weights: receiver, client, metrics: GatewayMetrics::new(), config });
-    let handle = WeightsHandle { sender: Arc::new(sender), state: state.clone() };
+    let client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector);
+    let state = Arc::new(GatewayState {
+        weights: receiver,
+        client,
+        metrics: GatewayMetrics::new(),
+        config,
+    });
+    let handle = WeightsHandle {
+        sender: Arc::new(sender),
+        state: state.clone(),
+    };
     handle.set(initial);
     let router = Router::new()
         .route("/metrics", get(metrics))
@@ -228,7 +269,10 @@ pub fn gateway_router(initial: WeightTable, config: GatewayConfig) -> (Router, W
 
 async fn metrics(State(state): State<Arc<GatewayState>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()
@@ -278,7 +322,11 @@ fn first_id(body: &[u8]) -> Option<String> {
         serde_json::Value::Array(items) => items.first()?.get("id")?.clone(),
         serde_json::Value::Object(map) => match map.get("feedback") {
             Some(serde_json::Value::Array(items)) => items.first()?.get("id")?.clone(),
-            _ => serde_json::from_value::<RequestId>(value.clone()).ok()?.id?,
+            _ => {
+                serde_json::from_value::<RequestId>(value.clone())
+                    .ok()?
+                    .id?
+            }
         },
         _ => return None,
     };
@@ -304,8 +352,12 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
             .collect()
             .await
             .map_err(|e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                    ServeError::BodyTooLarge { limit: state.config.body_limit }
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    ServeError::BodyTooLarge {
+                        limit: state.config.body_limit,
+                    }
                 } else {
                     ServeError::Body(e.to_string())
                 }
@@ -317,16 +369,31 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
         (body, None)
     };
     let backend = match (&route, &sticky_id) {
-        (Route::Version(v), _) => table.by_version(v).ok_or_else(|| ServeError::UnknownVersion {
-            model: "this model".into(),
-            requested: v.clone(),
-            served: table.backends.iter().map(|b| b.version.as_str()).collect::<Vec<_>>().join(", "),
-        })?,
+        (Route::Version(v), _) => {
+            table
+                .by_version(v)
+                .ok_or_else(|| ServeError::UnknownVersion {
+                    model: "this model".into(),
+                    requested: v.clone(),
+                    served: table
+                        .backends
+                        .iter()
+                        .map(|b| b.version.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?
+        }
         (_, Some(id)) => table.pick(sticky_point(id)).ok_or(ServeError::NoBackend)?,
-        (Route::Weighted, None) => table.pick(rand::random::<u64>()).ok_or(ServeError::NoBackend)?,
+        (Route::Weighted, None) => table
+            .pick(rand::random::<u64>())
+            .ok_or(ServeError::NoBackend)?,
         (Route::Stable, None) => table.heaviest().ok_or(ServeError::NoBackend)?,
     };
-    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     let target = format!("{}{}", backend.url.trim_end_matches('/'), path_and_query);
     parts.uri = target.parse().map_err(|e| ServeError::Backend {
         version: backend.version.clone(),
@@ -334,20 +401,39 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
         reason: format!("not a valid URL: {e}"),
     })?;
     // Hop-by-hop headers belong to the client's connection, not the backend's.
-    for h in [header::CONNECTION, header::HOST, header::TRANSFER_ENCODING, header::UPGRADE] {
+    for h in [
+        header::CONNECTION,
+        header::HOST,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
         parts.headers.remove(h);
     }
     parts.headers.remove(HeaderName::from_static("keep-alive"));
     parts.version = http::Version::HTTP_11;
-    let labels = BackendLabels { version: backend.version.clone() };
+    let labels = BackendLabels {
+        version: backend.version.clone(),
+    };
     let started = Instant::now();
-    let sent = tokio::time::timeout(state.config.backend_timeout, state.client.request(Request::from_parts(parts, body))).await;
-    state.metrics.latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    let sent = tokio::time::timeout(
+        state.config.backend_timeout,
+        state.client.request(Request::from_parts(parts, body)),
+    )
+    .await;
+    state
+        .metrics
+        .latency
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
     let response = match sent {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             state.metrics.errors.get_or_create(&labels).inc();
-            return Err(ServeError::Backend { version: backend.version.clone(), url: backend.url.clone(), reason: e.to_string() });
+            return Err(ServeError::Backend {
+                version: backend.version.clone(),
+                url: backend.url.clone(),
+                reason: e.to_string(),
+            });
         }
         Err(_) => {
             state.metrics.errors.get_or_create(&labels).inc();
@@ -357,11 +443,16 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
     state
         .metrics
         .requests
-        .get_or_create(&BackendCodeLabels { version: backend.version.clone(), code: response.status().as_u16() })
+        .get_or_create(&BackendCodeLabels {
+            version: backend.version.clone(),
+            code: response.status().as_u16(),
+        })
         .inc();
     let (mut parts, body) = response.into_parts();
     if let Ok(v) = HeaderValue::from_str(&backend.version) {
-        parts.headers.insert(HeaderName::from_static(VERSION_HEADER), v);
+        parts
+            .headers
+            .insert(HeaderName::from_static(VERSION_HEADER), v);
     }
     Ok(Response::from_parts(parts, Body::new(body)))
 }
@@ -372,14 +463,21 @@ pub enum WeightsSource {
     /// A JSON/YAML file, polled for changes.
     File { path: PathBuf, poll: Duration },
     /// A Model's `status.traffic`, watched through the Kubernetes API.
-    Model { namespace: String, name: String, url_template: String },
+    Model {
+        namespace: String,
+        name: String,
+        url_template: String,
+    },
 }
 
 /// Reads a weights file.
 pub async fn read_weights_file(path: &std::path::Path) -> Result<WeightTable, ServeError> {
     let text = tokio::fs::read_to_string(path)
         .await
-        .map_err(|e| ServeError::Weights { path: path.display().to_string(), reason: e.to_string() })?;
+        .map_err(|e| ServeError::Weights {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
     WeightTable::parse(&text, &path.display().to_string())
 }
 
@@ -433,18 +531,28 @@ pub async fn watch_model_status(
                 continue;
             }
         };
-        let status = object.data.get("status").cloned().unwrap_or(serde_json::Value::Null);
+        let status = object
+            .data
+            .get("status")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
         match weights_from_status(&name, &namespace, &status, &url_template) {
             Ok(table) if *handle.current() == table => {}
             Ok(table) => handle.set(table),
             Err(reason) => handle.refused(&reason),
         }
     }
-    Err(ServeError::Kube(format!("watch of Model {namespace}/{name} ended")))
+    Err(ServeError::Kube(format!(
+        "watch of Model {namespace}/{name} ended"
+    )))
 }
 
 /// Binds the gateway and serves until the process ends.
-pub async fn run_gateway(addr: SocketAddr, source: WeightsSource, config: GatewayConfig) -> Result<(), ServeError> {
+pub async fn run_gateway(
+    addr: SocketAddr,
+    source: WeightsSource,
+    config: GatewayConfig,
+) -> Result<(), ServeError> {
     let initial = match &source {
         WeightsSource::File { path, .. } => read_weights_file(path).await?,
         WeightsSource::Model { .. } => WeightTable { backends: vec![] },
@@ -454,24 +562,42 @@ pub async fn run_gateway(addr: SocketAddr, source: WeightsSource, config: Gatewa
         WeightsSource::File { path, poll } => {
             tokio::spawn(watch_weights_file(path, poll, handle.clone()));
         }
-        WeightsSource::Model { namespace, name, url_template } => {
-            let client = kube::Client::try_default().await.map_err(|e| ServeError::Kube(e.to_string()))?;
+        WeightsSource::Model {
+            namespace,
+            name,
+            url_template,
+        } => {
+            let client = kube::Client::try_default()
+                .await
+                .map_err(|e| ServeError::Kube(e.to_string()))?;
             let handle = handle.clone();
             tokio::spawn(async move {
-                if let Err(e) = watch_model_status(client, namespace, name, url_template, handle).await {
+                if let Err(e) =
+                    watch_model_status(client, namespace, name, url_template, handle).await
+                {
                     tracing::error!(error = %e, "gateway lost its weight source");
                 }
             });
         }
     }
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr: addr.to_string(), source })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
     tracing::info!(%addr, "gateway listening");
-    axum::serve(listener, router).await.map_err(ServeError::Server)
+    axum::serve(listener, router)
+        .await
+        .map_err(ServeError::Server)
 }
 
 /// Status codes the gateway itself answers with (not the backend's).
 pub fn is_gateway_error(status: StatusCode) -> bool {
-    matches!(status, StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE)
+    matches!(
+        status,
+        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE
+    )
 }
 
 #[cfg(test)]
@@ -483,7 +609,11 @@ mod tests {
         WeightTable {
             backends: weights
                 .iter()
-                .map(|(v, w)| Backend { version: v.to_string(), url: format!("http://127.0.0.1:9/{v}"), weight: *w })
+                .map(|(v, w)| Backend {
+                    version: v.to_string(),
+                    url: format!("http://127.0.0.1:9/{v}"),
+                    weight: *w,
+                })
                 .collect(),
         }
     }
@@ -491,7 +621,9 @@ mod tests {
     #[test]
     fn pick_follows_the_weights_exactly_over_one_cycle() {
         let t = table(&[("v1", 90), ("v2", 10)]);
-        let picks: Vec<&str> = (0..100).map(|r| t.pick(r).unwrap().version.as_str()).collect();
+        let picks: Vec<&str> = (0..100)
+            .map(|r| t.pick(r).unwrap().version.as_str())
+            .collect();
         assert_eq!(picks.iter().filter(|v| **v == "v1").count(), 90);
         assert_eq!(t.heaviest().unwrap().version, "v1");
         assert_eq!(t.by_version("2").unwrap().version, "v2");
@@ -499,13 +631,22 @@ mod tests {
 
     #[test]
     fn model_status_maps_to_backends_through_the_url_template() {
-        let status = json!({"traffic": [{"version": 3, "weight": 90}, {"version": "v4", "weight": 10}]});
+        let status =
+            json!({"traffic": [{"version": 3, "weight": 90}, {"version": "v4", "weight": 10}]});
         let t = weights_from_status("wine-quality", "ml", &status, DEFAULT_URL_TEMPLATE).unwrap();
         assert_eq!(
             t.backends,
             vec![
-                Backend { version: "v3".into(), url: "http://wine-quality-v3.ml.svc:8080".into(), weight: 90 },
-                Backend { version: "v4".into(), url: "http://wine-quality-v4.ml.svc:8080".into(), weight: 10 },
+                Backend {
+                    version: "v3".into(),
+                    url: "http://wine-quality-v3.ml.svc:8080".into(),
+                    weight: 90
+                },
+                Backend {
+                    version: "v4".into(),
+                    url: "http://wine-quality-v4.ml.svc:8080".into(),
+                    weight: 10
+                },
             ]
         );
         let t = weights_from_status("m", "ns", &status, "http://127.0.0.1:{version}000").unwrap();
@@ -516,25 +657,59 @@ mod tests {
     fn model_status_without_traffic_or_with_bad_entries_is_refused() {
         let err = weights_from_status("m", "ns", &json!({}), DEFAULT_URL_TEMPLATE).unwrap_err();
         assert!(err.contains("no status.traffic"), "{err}");
-        let err = weights_from_status("m", "ns", &json!({"traffic": [{"weight": 1}]}), DEFAULT_URL_TEMPLATE).unwrap_err();
+        let err = weights_from_status(
+            "m",
+            "ns",
+            &json!({"traffic": [{"weight": 1}]}),
+            DEFAULT_URL_TEMPLATE,
+        )
+        .unwrap_err();
         assert!(err.contains("traffic[0] has no version"), "{err}");
-        let err = weights_from_status("m", "ns", &json!({"traffic": [{"version": 1, "weight": -5}]}), DEFAULT_URL_TEMPLATE).unwrap_err();
+        let err = weights_from_status(
+            "m",
+            "ns",
+            &json!({"traffic": [{"version": 1, "weight": -5}]}),
+            DEFAULT_URL_TEMPLATE,
+        )
+        .unwrap_err();
         assert!(err.contains("whole-number weight"), "{err}");
-        let err = weights_from_status("m", "ns", &json!({"traffic": [{"version": 1, "weight": 0}]}), DEFAULT_URL_TEMPLATE).unwrap_err();
+        let err = weights_from_status(
+            "m",
+            "ns",
+            &json!({"traffic": [{"version": 1, "weight": 0}]}),
+            DEFAULT_URL_TEMPLATE,
+        )
+        .unwrap_err();
         assert!(err.contains("every weight is 0"), "{err}");
     }
 
     #[test]
     fn weights_files_are_checked() {
-        let ok = WeightTable::parse(r#"{"backends":[{"version":"v3","url":"http://a:1","weight":90}]}"#, "w.json").unwrap();
+        let ok = WeightTable::parse(
+            r#"{"backends":[{"version":"v3","url":"http://a:1","weight":90}]}"#,
+            "w.json",
+        )
+        .unwrap();
         assert_eq!(ok.backends[0].weight, 90);
         let yaml = "backends:\n- {version: v3, url: 'http://a:1', weight: 50}\n- {version: v4, url: 'http://b:1', weight: 50}\n";
-        assert_eq!(WeightTable::parse(yaml, "w.yaml").unwrap().backends.len(), 2);
+        assert_eq!(
+            WeightTable::parse(yaml, "w.yaml").unwrap().backends.len(),
+            2
+        );
         for (text, needle) in [
             (r#"{"backends":[]}"#, "no backends"),
-            (r#"{"backends":[{"version":"v3","url":"ftp://a","weight":1}]}"#, "must be http://"),
-            (r#"{"backends":[{"version":"v3","url":"http://a:1","weight":1},{"version":"v3","url":"http://b:1","weight":1}]}"#, "listed twice"),
-            (r#"{"backends":[{"version":"v3","url":"http://a:1"}]}"#, "missing field `weight`"),
+            (
+                r#"{"backends":[{"version":"v3","url":"ftp://a","weight":1}]}"#,
+                "must be http://",
+            ),
+            (
+                r#"{"backends":[{"version":"v3","url":"http://a:1","weight":1},{"version":"v3","url":"http://b:1","weight":1}]}"#,
+                "listed twice",
+            ),
+            (
+                r#"{"backends":[{"version":"v3","url":"http://a:1"}]}"#,
+                "missing field `weight`",
+            ),
         ] {
             let err = WeightTable::parse(text, "w.json").unwrap_err().to_string();
             assert!(err.contains("w.json") && err.contains(needle), "{err}");
@@ -554,7 +729,10 @@ mod tests {
     fn sticky_ids_are_read_from_infer_and_feedback_bodies() {
         assert_eq!(first_id(br#"{"id":"a","inputs":[]}"#).as_deref(), Some("a"));
         assert_eq!(first_id(br#"[{"id":"b","label":1}]"#).as_deref(), Some("b"));
-        assert_eq!(first_id(br#"{"feedback":[{"id":"c","label":1}]}"#).as_deref(), Some("c"));
+        assert_eq!(
+            first_id(br#"{"feedback":[{"id":"c","label":1}]}"#).as_deref(),
+            Some("c")
+        );
         assert_eq!(first_id(br#"{"inputs":[]}"#), None);
         assert_eq!(sticky_point("a"), sticky_point("a"));
     }

@@ -110,24 +110,88 @@ impl ServeMetrics {
             online_labelled: Gauge::default(),
             registry: Registry::default(),
         };
-        registry.register("requests", "Requests by endpoint and status code", m.requests.clone());
+        registry.register(
+            "requests",
+            "Requests by endpoint and status code",
+            m.requests.clone(),
+        );
         registry.register("errors", "Error answers by status code", m.errors.clone());
-        registry.register("infer_latency_seconds", "Time to answer an infer request", m.infer_latency.clone());
+        registry.register(
+            "infer_latency_seconds",
+            "Time to answer an infer request",
+            m.infer_latency.clone(),
+        );
         registry.register("rows", "Rows predicted", m.rows.clone());
-        registry.register("predictions", "Predicted rows by class", m.predictions.clone());
-        registry.register("drift", "Drift statistic per feature in the last closed window", m.drift.clone());
-        registry.register("drifted", "1 when the feature drifted in the last closed window", m.drifted.clone());
-        registry.register("drift_windows", "Drift windows closed", m.drift_windows.clone());
-        registry.register("dataset_drifted_share", "Share of features drifted in the last closed window", m.dataset_drifted_share.clone());
-        registry.register("feedback_sampled", "Requests sampled for feedback capture", m.feedback_sampled.clone());
-        registry.register("feedback_dropped", "Sampled requests dropped because the feedback buffer was full", m.feedback_dropped.clone());
-        registry.register("feedback_joined", "Labels joined with their request", m.feedback_joined.clone());
-        registry.register("feedback_unknown", "Labels whose id was unknown or expired", m.feedback_unknown.clone());
-        registry.register("feedback_rows_written", "Labelled rows written to the artifact store", m.feedback_rows_written.clone());
-        registry.register("feedback_write_errors", "Failed writes of feedback files", m.feedback_write_errors.clone());
-        registry.register("online_accuracy", "Accuracy over the recent labelled rows (classification)", m.online_accuracy.clone());
-        registry.register("online_rmse", "RMSE over the recent labelled rows (regression)", m.online_rmse.clone());
-        registry.register("online_labelled", "Labelled rows behind the online accuracy or RMSE", m.online_labelled.clone());
+        registry.register(
+            "predictions",
+            "Predicted rows by class",
+            m.predictions.clone(),
+        );
+        registry.register(
+            "drift",
+            "Drift statistic per feature in the last closed window",
+            m.drift.clone(),
+        );
+        registry.register(
+            "drifted",
+            "1 when the feature drifted in the last closed window",
+            m.drifted.clone(),
+        );
+        registry.register(
+            "drift_windows",
+            "Drift windows closed",
+            m.drift_windows.clone(),
+        );
+        registry.register(
+            "dataset_drifted_share",
+            "Share of features drifted in the last closed window",
+            m.dataset_drifted_share.clone(),
+        );
+        registry.register(
+            "feedback_sampled",
+            "Requests sampled for feedback capture",
+            m.feedback_sampled.clone(),
+        );
+        registry.register(
+            "feedback_dropped",
+            "Sampled requests dropped because the feedback buffer was full",
+            m.feedback_dropped.clone(),
+        );
+        registry.register(
+            "feedback_joined",
+            "Labels joined with their request",
+            m.feedback_joined.clone(),
+        );
+        registry.register(
+            "feedback_unknown",
+            "Labels whose id was unknown or expired",
+            m.feedback_unknown.clone(),
+        );
+        registry.register(
+            "feedback_rows_written",
+            "Labelled rows written to the artifact store",
+            m.feedback_rows_written.clone(),
+        );
+        registry.register(
+            "feedback_write_errors",
+            "Failed writes of feedback files",
+            m.feedback_write_errors.clone(),
+        );
+        registry.register(
+            "online_accuracy",
+            "Accuracy over the recent labelled rows (classification)",
+            m.online_accuracy.clone(),
+        );
+        registry.register(
+            "online_rmse",
+            "RMSE over the recent labelled rows (regression)",
+            m.online_rmse.clone(),
+        );
+        registry.register(
+            "online_labelled",
+            "Labelled rows behind the online accuracy or RMSE",
+            m.online_labelled.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -162,18 +226,48 @@ impl GatewayMetrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("driftline_gateway");
         let requests = Family::<BackendCodeLabels, Counter>::default();
-        let latency = Family::<BackendLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let latency = Family::<BackendLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
         let errors = Family::<BackendLabels, Counter>::default();
         let weight = Family::<BackendLabels, Gauge>::default();
         let reloads = Counter::default();
         let reload_errors = Counter::default();
-        registry.register("requests", "Proxied requests by backend version and status code", requests.clone());
-        registry.register("backend_latency_seconds", "Time until the backend answered", latency.clone());
-        registry.register("backend_errors", "Requests the backend could not answer", errors.clone());
-        registry.register("weight", "Current traffic weight per backend version", weight.clone());
+        registry.register(
+            "requests",
+            "Proxied requests by backend version and status code",
+            requests.clone(),
+        );
+        registry.register(
+            "backend_latency_seconds",
+            "Time until the backend answered",
+            latency.clone(),
+        );
+        registry.register(
+            "backend_errors",
+            "Requests the backend could not answer",
+            errors.clone(),
+        );
+        registry.register(
+            "weight",
+            "Current traffic weight per backend version",
+            weight.clone(),
+        );
         registry.register("weight_reloads", "Weight tables loaded", reloads.clone());
-        registry.register("weight_reload_errors", "Weight tables refused (the previous one stays)", reload_errors.clone());
-        Self { registry, requests, latency, errors, weight, reloads, reload_errors }
+        registry.register(
+            "weight_reload_errors",
+            "Weight tables refused (the previous one stays)",
+            reload_errors.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            errors,
+            weight,
+            reloads,
+            reload_errors,
+        }
     }
 
     /// Renders the OpenMetrics text.

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::api::{FeatureKind as SchemaKind, Task as SchemaTask};
 use crate::ml::{Cell, FeatureBatch, LoadedModel};
@@ -22,24 +22,44 @@ pub struct ArtifactModel {
 
 /// The version an artifact URI names: its last path segment (`…/v3/` → `3`), else `1`.
 pub fn version_from_uri(uri: &str) -> String {
-    let last = uri.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+    let last = uri
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
     let bare = last.strip_prefix('v').unwrap_or(last);
-    if !bare.is_empty() && bare.chars().all(|c| c.is_ascii_digit()) { bare.to_string() } else { "1".to_string() }
+    if !bare.is_empty() && bare.chars().all(|c| c.is_ascii_digit()) {
+        bare.to_string()
+    } else {
+        "1".to_string()
+    }
 }
 
 /// The model name an artifact URI suggests: the segment before the version (`…/wine-quality/v3/`).
 fn name_from_uri(uri: &str) -> Option<String> {
     let mut parts = uri.trim_end_matches('/').rsplit('/');
     let _version = parts.next()?;
-    parts.next().filter(|p| !p.is_empty() && !p.contains(':')).map(str::to_string)
+    parts
+        .next()
+        .filter(|p| !p.is_empty() && !p.contains(':'))
+        .map(str::to_string)
 }
 
 /// Loads and verifies an artifact (weights digests and architecture fingerprint).
-pub async fn load_artifact(uri: &str, name: Option<String>, version: Option<String>) -> Result<ArtifactModel, ServeError> {
-    let model = LoadedModel::load(uri).await.map_err(|e| ServeError::Load { uri: uri.to_string(), reason: e.to_string() })?;
+pub async fn load_artifact(
+    uri: &str,
+    name: Option<String>,
+    version: Option<String>,
+) -> Result<ArtifactModel, ServeError> {
+    let model = LoadedModel::load(uri).await.map_err(|e| ServeError::Load {
+        uri: uri.to_string(),
+        reason: e.to_string(),
+    })?;
     let manifest = model.manifest();
     let task = match manifest.task {
-        SchemaTask::Classification => Task::Classification { classes: manifest.classes.clone() },
+        SchemaTask::Classification => Task::Classification {
+            classes: manifest.classes.clone(),
+        },
         SchemaTask::Regression => Task::Regression,
     };
     let features = manifest
@@ -55,7 +75,9 @@ pub async fn load_artifact(uri: &str, name: Option<String>, version: Option<Stri
         })
         .collect();
     let info = ModelInfo {
-        name: name.or_else(|| name_from_uri(uri)).unwrap_or_else(|| "model".to_string()),
+        name: name
+            .or_else(|| name_from_uri(uri))
+            .unwrap_or_else(|| "model".to_string()),
         version: version.unwrap_or_else(|| version_from_uri(uri)),
         task,
         target: manifest.target.clone(),
@@ -82,7 +104,10 @@ pub fn feature_batch(batch: &DecodedBatch) -> FeatureBatch {
             Column::Texts(v) => v.iter().map(|t| Cell::Text(t.clone())).collect(),
         })
         .collect();
-    FeatureBatch { rows: batch.rows, columns }
+    FeatureBatch {
+        rows: batch.rows,
+        columns,
+    }
 }
 
 impl Predictor for ArtifactModel {
@@ -91,7 +116,10 @@ impl Predictor for ArtifactModel {
     }
 
     fn predict(&self, batch: &DecodedBatch) -> Result<ModelOutput, String> {
-        let p = self.model.predict(&feature_batch(batch)).map_err(|e| e.to_string())?;
+        let p = self
+            .model
+            .predict(&feature_batch(batch))
+            .map_err(|e| e.to_string())?;
         Ok(ModelOutput {
             labels: p.labels,
             values: p.values,
@@ -116,12 +144,18 @@ impl StoreFeedbackSink {
             // A bare path (or a Windows drive letter) is a local directory.
             _ => {
                 let absolute = std::path::absolute(prefix).map_err(|e| bad(e.to_string()))?;
-                url::Url::from_directory_path(&absolute).map_err(|_| bad("not an absolute directory path".into()))?
+                url::Url::from_directory_path(&absolute)
+                    .map_err(|_| bad("not an absolute directory path".into()))?
             }
         };
         // Cloud credentials come from the environment, as for artifacts.
-        let (store, path) = object_store::parse_url_opts(&url, std::env::vars()).map_err(|e| bad(e.to_string()))?;
-        Ok(Self { store: Arc::from(store), prefix: path, uri: url.to_string() })
+        let (store, path) =
+            object_store::parse_url_opts(&url, std::env::vars()).map_err(|e| bad(e.to_string()))?;
+        Ok(Self {
+            store: Arc::from(store),
+            prefix: path,
+            uri: url.to_string(),
+        })
     }
 }
 
@@ -134,7 +168,10 @@ impl FeedbackSink for StoreFeedbackSink {
         self.store
             .put(&location, contents.into())
             .await
-            .map_err(|e| ServeError::FeedbackWrite { uri: uri.clone(), reason: e.to_string() })?;
+            .map_err(|e| ServeError::FeedbackWrite {
+                uri: uri.clone(),
+                reason: e.to_string(),
+            })?;
         Ok(uri)
     }
 

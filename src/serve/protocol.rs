@@ -18,29 +18,75 @@ pub enum DecodeError {
     Json(String),
     #[error("request has no inputs")]
     NoInputs,
-    #[error("input `{input}`: unsupported datatype `{datatype}`; expected one of BOOL, UINT8..64, INT8..64, FP16, FP32, FP64, BYTES")]
+    #[error(
+        "input `{input}`: unsupported datatype `{datatype}`; expected one of BOOL, UINT8..64, INT8..64, FP16, FP32, FP64, BYTES"
+    )]
     UnknownDatatype { input: String, datatype: String },
-    #[error("input `{input}`: datatype {datatype} does not fit feature `{feature}`, which is {kind}; send {expected}")]
-    WrongDatatype { input: String, datatype: String, feature: String, kind: &'static str, expected: &'static str },
+    #[error(
+        "input `{input}`: datatype {datatype} does not fit feature `{feature}`, which is {kind}; send {expected}"
+    )]
+    WrongDatatype {
+        input: String,
+        datatype: String,
+        feature: String,
+        kind: &'static str,
+        expected: &'static str,
+    },
     #[error("input `{input}`: data holds {found} but datatype is {datatype}")]
-    DataTypeMismatch { input: String, datatype: String, found: &'static str },
+    DataTypeMismatch {
+        input: String,
+        datatype: String,
+        found: &'static str,
+    },
     #[error("input `{input}`: shape {shape:?} holds {expected} values but data has {actual}")]
-    ShapeLength { input: String, shape: Vec<i64>, expected: u64, actual: usize },
+    ShapeLength {
+        input: String,
+        shape: Vec<i64>,
+        expected: u64,
+        actual: usize,
+    },
     #[error("input `{input}`: shape {shape:?} is not valid here; expected {expected}")]
-    BadShape { input: String, shape: Vec<i64>, expected: String },
+    BadShape {
+        input: String,
+        shape: Vec<i64>,
+        expected: String,
+    },
     #[error("input `{input}`: value {value} at position {index} is not a finite {datatype} number")]
-    NonFinite { input: String, index: usize, value: f64, datatype: String },
+    NonFinite {
+        input: String,
+        index: usize,
+        value: f64,
+        datatype: String,
+    },
     #[error("input `{input}`: value {value} at position {index} is out of range for {datatype}")]
-    OutOfRange { input: String, index: usize, value: f64, datatype: String },
+    OutOfRange {
+        input: String,
+        index: usize,
+        value: f64,
+        datatype: String,
+    },
     #[error("unknown input `{input}`; the model's features are: {features}")]
     UnknownInput { input: String, features: String },
     #[error("input `{0}` appears more than once")]
     DuplicateInput(String),
-    #[error("feature `{feature}` missing from the request; send one tensor per feature ({features}) or one [N, {count}] tensor")]
-    MissingFeature { feature: String, features: String, count: usize },
+    #[error(
+        "feature `{feature}` missing from the request; send one tensor per feature ({features}) or one [N, {count}] tensor"
+    )]
+    MissingFeature {
+        feature: String,
+        features: String,
+        count: usize,
+    },
     #[error("input `{input}` has {rows} rows but input `{first}` has {first_rows}")]
-    RowMismatch { input: String, rows: usize, first: String, first_rows: usize },
-    #[error("feature `{feature}` is categorical, so a single [N, F] numeric tensor cannot carry it; send one tensor per feature")]
+    RowMismatch {
+        input: String,
+        rows: usize,
+        first: String,
+        first_rows: usize,
+    },
+    #[error(
+        "feature `{feature}` is categorical, so a single [N, F] numeric tensor cannot carry it; send one tensor per feature"
+    )]
     CategoricalInMatrix { feature: String },
     #[error("request has no rows")]
     NoRows,
@@ -119,7 +165,10 @@ impl TensorData {
 impl<'de> Deserialize<'de> for TensorData {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let mut data = None;
-        d.deserialize_seq(Flatten { data: &mut data, depth: 0 })?;
+        d.deserialize_seq(Flatten {
+            data: &mut data,
+            depth: 0,
+        })?;
         Ok(data.unwrap_or(TensorData::Numbers(Vec::new())))
     }
 }
@@ -141,12 +190,18 @@ impl<'de> DeserializeSeed<'de> for Flatten<'_> {
 
 impl Flatten<'_> {
     fn push_number<E: serde::de::Error>(self, x: f64) -> Result<(), E> {
-        match self.data.get_or_insert_with(|| TensorData::Numbers(Vec::new())) {
+        match self
+            .data
+            .get_or_insert_with(|| TensorData::Numbers(Vec::new()))
+        {
             TensorData::Numbers(v) => {
                 v.push(x);
                 Ok(())
             }
-            other => Err(E::custom(format!("data mixes numbers with {}", other.kind()))),
+            other => Err(E::custom(format!(
+                "data mixes numbers with {}",
+                other.kind()
+            ))),
         }
     }
 }
@@ -160,10 +215,18 @@ impl<'de> Visitor<'de> for Flatten<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         if self.depth >= MAX_DEPTH {
-            return Err(serde::de::Error::custom(format!("data is nested deeper than {MAX_DEPTH} levels")));
+            return Err(serde::de::Error::custom(format!(
+                "data is nested deeper than {MAX_DEPTH} levels"
+            )));
         }
         let depth = self.depth + 1;
-        while seq.next_element_seed(Flatten { data: &mut *self.data, depth })?.is_some() {}
+        while seq
+            .next_element_seed(Flatten {
+                data: &mut *self.data,
+                depth,
+            })?
+            .is_some()
+        {}
         Ok(())
     }
 
@@ -180,22 +243,34 @@ impl<'de> Visitor<'de> for Flatten<'_> {
     }
 
     fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<(), E> {
-        match self.data.get_or_insert_with(|| TensorData::Texts(Vec::new())) {
+        match self
+            .data
+            .get_or_insert_with(|| TensorData::Texts(Vec::new()))
+        {
             TensorData::Texts(v) => {
                 v.push(s.to_string());
                 Ok(())
             }
-            other => Err(E::custom(format!("data mixes strings with {}", other.kind()))),
+            other => Err(E::custom(format!(
+                "data mixes strings with {}",
+                other.kind()
+            ))),
         }
     }
 
     fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<(), E> {
-        match self.data.get_or_insert_with(|| TensorData::Bools(Vec::new())) {
+        match self
+            .data
+            .get_or_insert_with(|| TensorData::Bools(Vec::new()))
+        {
             TensorData::Bools(v) => {
                 v.push(b);
                 Ok(())
             }
-            other => Err(E::custom(format!("data mixes booleans with {}", other.kind()))),
+            other => Err(E::custom(format!(
+                "data mixes booleans with {}",
+                other.kind()
+            ))),
         }
     }
 
@@ -204,7 +279,9 @@ impl<'de> Visitor<'de> for Flatten<'_> {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, _map: A) -> Result<(), A::Error> {
-        Err(serde::de::Error::custom("data contains an object; expected numbers, strings or booleans"))
+        Err(serde::de::Error::custom(
+            "data contains an object; expected numbers, strings or booleans",
+        ))
     }
 }
 
@@ -257,9 +334,15 @@ enum Datatype {
 fn datatype(input: &str, name: &str) -> Result<Datatype, DecodeError> {
     let int = |bits: i32, signed: bool| {
         if signed {
-            Datatype::Int { min: -(2f64.powi(bits - 1)), max: 2f64.powi(bits - 1) - 1.0 }
+            Datatype::Int {
+                min: -(2f64.powi(bits - 1)),
+                max: 2f64.powi(bits - 1) - 1.0,
+            }
         } else {
-            Datatype::Int { min: 0.0, max: 2f64.powi(bits) - 1.0 }
+            Datatype::Int {
+                min: 0.0,
+                max: 2f64.powi(bits) - 1.0,
+            }
         }
     };
     Ok(match name {
@@ -276,16 +359,27 @@ fn datatype(input: &str, name: &str) -> Result<Datatype, DecodeError> {
         "FP32" => Datatype::Fp32,
         "FP64" => Datatype::Fp64,
         "BYTES" => Datatype::Bytes,
-        _ => return Err(DecodeError::UnknownDatatype { input: input.to_string(), datatype: name.to_string() }),
+        _ => {
+            return Err(DecodeError::UnknownDatatype {
+                input: input.to_string(),
+                datatype: name.to_string(),
+            });
+        }
     })
 }
 
 /// Checks a numeric tensor's values against its datatype and returns them.
 fn numbers(input: &RequestInput) -> Result<Vec<f64>, DecodeError> {
     let dt = datatype(&input.name, &input.datatype)?;
-    let mismatch = |found| DecodeError::DataTypeMismatch { input: input.name.clone(), datatype: input.datatype.clone(), found };
+    let mismatch = |found| DecodeError::DataTypeMismatch {
+        input: input.name.clone(),
+        datatype: input.datatype.clone(),
+        found,
+    };
     match (&input.data, dt) {
-        (TensorData::Bools(b), Datatype::Bool) => Ok(b.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect()),
+        (TensorData::Bools(b), Datatype::Bool) => {
+            Ok(b.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect())
+        }
         (TensorData::Numbers(v), Datatype::Bool) => {
             check_each(input, v, |x| x == 0.0 || x == 1.0)?;
             Ok(v.clone())
@@ -302,7 +396,12 @@ fn numbers(input: &RequestInput) -> Result<Vec<f64>, DecodeError> {
             };
             for (index, &value) in v.iter().enumerate() {
                 if !value.is_finite() || value.abs() > limit {
-                    return Err(DecodeError::NonFinite { input: input.name.clone(), index, value, datatype: input.datatype.clone() });
+                    return Err(DecodeError::NonFinite {
+                        input: input.name.clone(),
+                        index,
+                        value,
+                        datatype: input.datatype.clone(),
+                    });
                 }
             }
             Ok(v.clone())
@@ -311,9 +410,18 @@ fn numbers(input: &RequestInput) -> Result<Vec<f64>, DecodeError> {
     }
 }
 
-fn check_each(input: &RequestInput, v: &[f64], ok: impl Fn(f64) -> bool) -> Result<(), DecodeError> {
+fn check_each(
+    input: &RequestInput,
+    v: &[f64],
+    ok: impl Fn(f64) -> bool,
+) -> Result<(), DecodeError> {
     match v.iter().position(|&x| !ok(x)) {
-        Some(index) => Err(DecodeError::OutOfRange { input: input.name.clone(), index, value: v[index], datatype: input.datatype.clone() }),
+        Some(index) => Err(DecodeError::OutOfRange {
+            input: input.name.clone(),
+            index,
+            value: v[index],
+            datatype: input.datatype.clone(),
+        }),
         None => Ok(()),
     }
 }
@@ -331,24 +439,40 @@ fn shape_len(input: &RequestInput) -> Result<u64, DecodeError> {
         n = n.saturating_mul(d as u64);
     }
     if n != input.data.len() as u64 {
-        return Err(DecodeError::ShapeLength { input: input.name.clone(), shape: input.shape.clone(), expected: n, actual: input.data.len() });
+        return Err(DecodeError::ShapeLength {
+            input: input.name.clone(),
+            shape: input.shape.clone(),
+            expected: n,
+            actual: input.data.len(),
+        });
     }
     Ok(n)
 }
 
 fn feature_list(schema: &InputSchema) -> String {
-    schema.features.iter().map(|(n, _)| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    schema
+        .features
+        .iter()
+        .map(|(n, _)| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Turns validated request inputs into feature columns in the model's order.
-pub fn decode_inputs(request: &InferRequest, schema: &InputSchema) -> Result<DecodedBatch, DecodeError> {
+pub fn decode_inputs(
+    request: &InferRequest,
+    schema: &InputSchema,
+) -> Result<DecodedBatch, DecodeError> {
     if request.inputs.is_empty() {
         return Err(DecodeError::NoInputs);
     }
     for input in &request.inputs {
         shape_len(input)?;
     }
-    let by_feature = request.inputs.iter().all(|i| schema.features.iter().any(|(n, _)| *n == i.name));
+    let by_feature = request
+        .inputs
+        .iter()
+        .all(|i| schema.features.iter().any(|(n, _)| *n == i.name));
     let batch = if request.inputs.len() == 1 && !by_feature {
         decode_matrix(&request.inputs[0], schema)?
     } else {
@@ -358,7 +482,10 @@ pub fn decode_inputs(request: &InferRequest, schema: &InputSchema) -> Result<Dec
         return Err(DecodeError::NoRows);
     }
     if batch.rows > schema.max_rows {
-        return Err(DecodeError::TooManyRows { rows: batch.rows, max: schema.max_rows });
+        return Err(DecodeError::TooManyRows {
+            rows: batch.rows,
+            max: schema.max_rows,
+        });
     }
     Ok(batch)
 }
@@ -372,12 +499,21 @@ fn decode_matrix(input: &RequestInput, schema: &InputSchema) -> Result<DecodedBa
             return Err(DecodeError::BadShape {
                 input: input.name.clone(),
                 shape: input.shape.clone(),
-                expected: format!("[N, {f}] (one column per feature: {})", feature_list(schema)),
+                expected: format!(
+                    "[N, {f}] (one column per feature: {})",
+                    feature_list(schema)
+                ),
             });
         }
     };
-    if let Some((name, _)) = schema.features.iter().find(|(_, k)| *k == FeatureKind::Categorical) {
-        return Err(DecodeError::CategoricalInMatrix { feature: name.clone() });
+    if let Some((name, _)) = schema
+        .features
+        .iter()
+        .find(|(_, k)| *k == FeatureKind::Categorical)
+    {
+        return Err(DecodeError::CategoricalInMatrix {
+            feature: name.clone(),
+        });
     }
     let values = numbers(input)?;
     let columns = schema
@@ -396,25 +532,40 @@ fn decode_matrix(input: &RequestInput, schema: &InputSchema) -> Result<DecodedBa
 }
 
 /// 0/1 values as the `"false"`/`"true"` categories a boolean feature was trained on.
-fn booleans(input: &RequestInput, values: &[f64], position: impl Fn(usize) -> usize) -> Result<Column, DecodeError> {
+fn booleans(
+    input: &RequestInput,
+    values: &[f64],
+    position: impl Fn(usize) -> usize,
+) -> Result<Column, DecodeError> {
     values
         .iter()
         .enumerate()
         .map(|(i, &x)| match x {
             0.0 => Ok("false".to_string()),
             1.0 => Ok("true".to_string()),
-            _ => Err(DecodeError::OutOfRange { input: input.name.clone(), index: position(i), value: x, datatype: "a boolean (0 or 1)".into() }),
+            _ => Err(DecodeError::OutOfRange {
+                input: input.name.clone(),
+                index: position(i),
+                value: x,
+                datatype: "a boolean (0 or 1)".into(),
+            }),
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Column::Texts)
 }
 
-fn decode_per_feature(inputs: &[RequestInput], schema: &InputSchema) -> Result<DecodedBatch, DecodeError> {
+fn decode_per_feature(
+    inputs: &[RequestInput],
+    schema: &InputSchema,
+) -> Result<DecodedBatch, DecodeError> {
     let mut slots: Vec<Option<(&RequestInput, usize)>> = vec![None; schema.features.len()];
     let mut first: Option<(&str, usize)> = None;
     for input in inputs {
         let Some(j) = schema.features.iter().position(|(n, _)| *n == input.name) else {
-            return Err(DecodeError::UnknownInput { input: input.name.clone(), features: feature_list(schema) });
+            return Err(DecodeError::UnknownInput {
+                input: input.name.clone(),
+                features: feature_list(schema),
+            });
         };
         if slots[j].is_some() {
             return Err(DecodeError::DuplicateInput(input.name.clone()));
@@ -432,7 +583,12 @@ fn decode_per_feature(inputs: &[RequestInput], schema: &InputSchema) -> Result<D
         match first {
             None => first = Some((&input.name, rows)),
             Some((name, n)) if n != rows => {
-                return Err(DecodeError::RowMismatch { input: input.name.clone(), rows, first: name.to_string(), first_rows: n });
+                return Err(DecodeError::RowMismatch {
+                    input: input.name.clone(),
+                    rows,
+                    first: name.to_string(),
+                    first_rows: n,
+                });
             }
             Some(_) => {}
         }
@@ -442,7 +598,11 @@ fn decode_per_feature(inputs: &[RequestInput], schema: &InputSchema) -> Result<D
     let mut columns = Vec::with_capacity(schema.features.len());
     for ((name, kind), slot) in schema.features.iter().zip(slots) {
         let Some((input, _)) = slot else {
-            return Err(DecodeError::MissingFeature { feature: name.clone(), features: feature_list(schema), count: schema.features.len() });
+            return Err(DecodeError::MissingFeature {
+                feature: name.clone(),
+                features: feature_list(schema),
+                count: schema.features.len(),
+            });
         };
         let column = match kind {
             FeatureKind::Categorical => {
@@ -460,14 +620,22 @@ fn decode_per_feature(inputs: &[RequestInput], schema: &InputSchema) -> Result<D
                     TensorData::Texts(t) => Column::Texts(t.clone()),
                     TensorData::Numbers(v) if v.is_empty() => Column::Texts(Vec::new()),
                     other => {
-                        return Err(DecodeError::DataTypeMismatch { input: input.name.clone(), datatype: input.datatype.clone(), found: other.kind() });
+                        return Err(DecodeError::DataTypeMismatch {
+                            input: input.name.clone(),
+                            datatype: input.datatype.clone(),
+                            found: other.kind(),
+                        });
                     }
                 }
             }
             FeatureKind::Boolean => match &input.data {
                 TensorData::Texts(t) if input.datatype == "BYTES" => Column::Texts(t.clone()),
                 _ if input.datatype == "BYTES" => {
-                    return Err(DecodeError::DataTypeMismatch { input: input.name.clone(), datatype: input.datatype.clone(), found: input.data.kind() });
+                    return Err(DecodeError::DataTypeMismatch {
+                        input: input.name.clone(),
+                        datatype: input.datatype.clone(),
+                        found: input.data.kind(),
+                    });
                 }
                 _ => booleans(input, &numbers(input)?, |i| i)?,
             },
@@ -552,7 +720,10 @@ mod tests {
 
     fn schema() -> InputSchema {
         InputSchema {
-            features: vec![("alcohol".into(), FeatureKind::Numeric), ("acidity".into(), FeatureKind::Numeric)],
+            features: vec![
+                ("alcohol".into(), FeatureKind::Numeric),
+                ("acidity".into(), FeatureKind::Numeric),
+            ],
             max_rows: 100,
         }
     }
@@ -563,7 +734,11 @@ mod tests {
 
     #[test]
     fn a_matrix_and_per_feature_tensors_decode_to_the_same_columns() {
-        let m = decode(r#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[[1,2],[3,4]]}]}"#, &schema()).unwrap();
+        let m = decode(
+            r#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[[1,2],[3,4]]}]}"#,
+            &schema(),
+        )
+        .unwrap();
         let f = decode(
             r#"{"inputs":[{"name":"acidity","shape":[2],"datatype":"FP64","data":[2,4]},
                           {"name":"alcohol","shape":[2,1],"datatype":"INT32","data":[1,3]}]}"#,
@@ -578,13 +753,34 @@ mod tests {
     fn errors_name_the_input_and_the_problem() {
         let s = schema();
         let cases = [
-            (r#"{"inputs":[{"name":"x","shape":[2,3],"datatype":"FP32","data":[1,2,3,4,5,6]}]}"#, "[N, 2]"),
-            (r#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[1,2,3]}]}"#, "holds 4 values but data has 3"),
-            (r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1e39,2]}]}"#, "not a finite FP32"),
-            (r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FLOAT","data":[1,2]}]}"#, "unsupported datatype `FLOAT`"),
-            (r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"UINT8","data":[1,256]}]}"#, "out of range for UINT8"),
-            (r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":["a","b"]}]}"#, "holds strings"),
-            (r#"{"inputs":[{"name":"alcohol","shape":[1],"datatype":"FP32","data":[1]}]}"#, "feature `acidity` missing"),
+            (
+                r#"{"inputs":[{"name":"x","shape":[2,3],"datatype":"FP32","data":[1,2,3,4,5,6]}]}"#,
+                "[N, 2]",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[1,2,3]}]}"#,
+                "holds 4 values but data has 3",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1e39,2]}]}"#,
+                "not a finite FP32",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FLOAT","data":[1,2]}]}"#,
+                "unsupported datatype `FLOAT`",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"UINT8","data":[1,256]}]}"#,
+                "out of range for UINT8",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":["a","b"]}]}"#,
+                "holds strings",
+            ),
+            (
+                r#"{"inputs":[{"name":"alcohol","shape":[1],"datatype":"FP32","data":[1]}]}"#,
+                "feature `acidity` missing",
+            ),
             (
                 r#"{"inputs":[{"name":"alcohol","shape":[1],"datatype":"FP32","data":[1]},{"name":"sugar","shape":[1],"datatype":"FP32","data":[1]}]}"#,
                 "unknown input `sugar`",
@@ -593,14 +789,32 @@ mod tests {
                 r#"{"inputs":[{"name":"alcohol","shape":[1],"datatype":"FP32","data":[1]},{"name":"acidity","shape":[2],"datatype":"FP32","data":[1,2]}]}"#,
                 "has 2 rows but input `alcohol` has 1",
             ),
-            (r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,null]}]}"#, "null"),
-            (r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,"a"]}]}"#, "mixes"),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,null]}]}"#,
+                "null",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,"a"]}]}"#,
+                "mixes",
+            ),
             (r#"{"inputs":[]}"#, "no inputs"),
-            (r#"{"inputs":[{"name":"x","shape":[0,2],"datatype":"FP32","data":[]}]}"#, "no rows"),
-            (r#"{"inputs":[{"name":"x","shape":[-1,2],"datatype":"FP32","data":[1,2]}]}"#, "non-negative"),
-            (r#"{"inputs":[{"name":"x","shape":[101,2],"datatype":"FP32","data":[]}]}"#, "holds 202 values"),
+            (
+                r#"{"inputs":[{"name":"x","shape":[0,2],"datatype":"FP32","data":[]}]}"#,
+                "no rows",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[-1,2],"datatype":"FP32","data":[1,2]}]}"#,
+                "non-negative",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[101,2],"datatype":"FP32","data":[]}]}"#,
+                "holds 202 values",
+            ),
             (r#"{"input":[]}"#, "unknown field `input`"),
-            (r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,1e400]}]}"#, "not valid JSON"),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,1e400]}]}"#,
+                "not valid JSON",
+            ),
         ];
         for (body, needle) in cases {
             let err = decode(body, &s).expect_err(body).to_string();
@@ -611,7 +825,10 @@ mod tests {
     #[test]
     fn categorical_features_need_bytes_tensors() {
         let s = InputSchema {
-            features: vec![("alcohol".into(), FeatureKind::Numeric), ("color".into(), FeatureKind::Categorical)],
+            features: vec![
+                ("alcohol".into(), FeatureKind::Numeric),
+                ("color".into(), FeatureKind::Categorical),
+            ],
             max_rows: 10,
         };
         let ok = decode(
@@ -619,8 +836,15 @@ mod tests {
             &s,
         )
         .unwrap();
-        assert_eq!(ok.columns[1], Column::Texts(vec!["red".into(), "white".into()]));
-        let err = decode(r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}]}"#, &s).unwrap_err();
+        assert_eq!(
+            ok.columns[1],
+            Column::Texts(vec!["red".into(), "white".into()])
+        );
+        let err = decode(
+            r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}]}"#,
+            &s,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("`color` is categorical"), "{err}");
         let err = decode(
             r#"{"inputs":[{"name":"alcohol","shape":[1],"datatype":"FP32","data":[1]},{"name":"color","shape":[1],"datatype":"FP32","data":[1]}]}"#,
@@ -632,8 +856,15 @@ mod tests {
 
     #[test]
     fn too_many_rows_are_refused() {
-        let s = InputSchema { max_rows: 1, ..schema() };
-        let err = decode(r#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[1,2,3,4]}]}"#, &s).unwrap_err();
+        let s = InputSchema {
+            max_rows: 1,
+            ..schema()
+        };
+        let err = decode(
+            r#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[1,2,3,4]}]}"#,
+            &s,
+        )
+        .unwrap_err();
         assert_eq!(err, DecodeError::TooManyRows { rows: 2, max: 1 });
     }
 

@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Json;
 use chrono::Utc;
 use http_body_util::BodyExt;
 use serde::Deserialize;
@@ -23,11 +23,14 @@ use tokio::sync::Semaphore;
 use crate::drift::{DriftConfig, DriftMonitor, Observation, ReferenceProfile, WindowReport};
 
 use super::error::ServeError;
-use super::feedback::{FeedbackBody, FeedbackConfig, FeedbackHandle, FeedbackSink, LabelKind, ServedRecord, start_feedback};
+use super::feedback::{
+    FeedbackBody, FeedbackConfig, FeedbackHandle, FeedbackSink, LabelKind, ServedRecord,
+    start_feedback,
+};
 use super::metrics::{ClassLabels, CodeLabels, FeatureLabels, RequestLabels, ServeMetrics};
 use super::protocol::{
-    Column, DecodeError, DecodedBatch, FeatureKind, InferResponse, InputSchema, ModelMetadata, OutputData, ResponseOutput,
-    ServerMetadata, TensorMetadata, decode_inputs, parse_request,
+    Column, DecodeError, DecodedBatch, FeatureKind, InferResponse, InputSchema, ModelMetadata,
+    OutputData, ResponseOutput, ServerMetadata, TensorMetadata, decode_inputs, parse_request,
 };
 
 /// What the model predicts.
@@ -139,9 +142,16 @@ impl RunningServer {
     /// Waits until the model is loaded and warmed up, or says why it failed.
     pub async fn ready(&mut self) -> Result<(), ServeError> {
         if let Some(load) = self.load.take() {
-            load.await.map_err(|e| ServeError::Load { uri: "model".into(), reason: e.to_string() })??;
+            load.await.map_err(|e| ServeError::Load {
+                uri: "model".into(),
+                reason: e.to_string(),
+            })??;
         }
-        self.state.loaded.get().map(|_| ()).ok_or(ServeError::NotReady)
+        self.state
+            .loaded
+            .get()
+            .map(|_| ())
+            .ok_or(ServeError::NotReady)
     }
 
     /// Writes buffered feedback now; returns the rows written.
@@ -155,7 +165,9 @@ impl RunningServer {
     /// Serves until the listener fails; a load failure ends the server too.
     pub async fn wait(&mut self) -> Result<(), ServeError> {
         self.ready().await?;
-        (&mut self.serve).await.map_err(|e| ServeError::Server(std::io::Error::other(e.to_string())))?
+        (&mut self.serve)
+            .await
+            .map_err(|e| ServeError::Server(std::io::Error::other(e.to_string())))?
     }
 }
 
@@ -183,10 +195,14 @@ where
     });
     let listener = tokio::net::TcpListener::bind(state.config.addr)
         .await
-        .map_err(|source| ServeError::Bind { addr: state.config.addr.to_string(), source })?;
+        .map_err(|source| ServeError::Bind {
+            addr: state.config.addr.to_string(),
+            source,
+        })?;
     let addr = listener.local_addr().map_err(ServeError::Server)?;
     let app = router(state.clone());
-    let serve = tokio::spawn(async move { axum::serve(listener, app).await.map_err(ServeError::Server) });
+    let serve =
+        tokio::spawn(async move { axum::serve(listener, app).await.map_err(ServeError::Server) });
     let load_state = state.clone();
     let load = tokio::spawn(async move {
         let model = load.await?;
@@ -195,7 +211,12 @@ where
         tracing::info!("model loaded and warmed up; ready");
         Ok(())
     });
-    Ok(RunningServer { addr, state, serve, load: Some(load) })
+    Ok(RunningServer {
+        addr,
+        state,
+        serve,
+        load: Some(load),
+    })
 }
 
 async fn prepare(state: &AppState, model: Arc<dyn Predictor>) -> Result<Loaded, ServeError> {
@@ -211,10 +232,16 @@ async fn prepare(state: &AppState, model: Arc<dyn Predictor>) -> Result<Loaded, 
         Task::Regression => output.values.len(),
     };
     if answered != 1 {
-        return Err(ServeError::WarmUp(format!("one row in, {answered} predictions out")));
+        return Err(ServeError::WarmUp(format!(
+            "one row in, {answered} predictions out"
+        )));
     }
-    let drift = DriftMonitor::new(info.reference.clone(), state.config.drift.clone(), Utc::now())
-        .map_err(|e| ServeError::Config(e.to_string()))?;
+    let drift = DriftMonitor::new(
+        info.reference.clone(),
+        state.config.drift.clone(),
+        Utc::now(),
+    )
+    .map_err(|e| ServeError::Config(e.to_string()))?;
     let labels = match &info.task {
         Task::Classification { classes } => LabelKind::Class(classes.clone()),
         Task::Regression => LabelKind::Value,
@@ -227,9 +254,20 @@ async fn prepare(state: &AppState, model: Arc<dyn Predictor>) -> Result<Loaded, 
         state.metrics.clone(),
     );
     Ok(Loaded {
-        name: state.config.name.clone().unwrap_or_else(|| info.name.clone()),
-        version: state.config.version.clone().unwrap_or_else(|| info.version.clone()),
-        schema: InputSchema { features: info.features.clone(), max_rows: state.config.max_rows },
+        name: state
+            .config
+            .name
+            .clone()
+            .unwrap_or_else(|| info.name.clone()),
+        version: state
+            .config
+            .version
+            .clone()
+            .unwrap_or_else(|| info.version.clone()),
+        schema: InputSchema {
+            features: info.features.clone(),
+            max_rows: state.config.max_rows,
+        },
         model,
         drift: Mutex::new(drift),
         feedback,
@@ -245,11 +283,17 @@ fn warm_up_batch(info: &ModelInfo) -> DecodedBatch {
         .map(|(j, (_, kind))| {
             let profile = info.reference.features.get(j);
             match (kind, profile) {
-                (FeatureKind::Numeric, Some(crate::drift::FeatureProfile::Numeric { profile, .. })) => Column::Numbers(vec![profile.mean]),
+                (
+                    FeatureKind::Numeric,
+                    Some(crate::drift::FeatureProfile::Numeric { profile, .. }),
+                ) => Column::Numbers(vec![profile.mean]),
                 (FeatureKind::Numeric, _) => Column::Numbers(vec![0.0]),
-                (FeatureKind::Categorical, Some(crate::drift::FeatureProfile::Categorical { profile, .. })) => {
-                    Column::Texts(vec![profile.categories.first().cloned().unwrap_or_default()])
-                }
+                (
+                    FeatureKind::Categorical,
+                    Some(crate::drift::FeatureProfile::Categorical { profile, .. }),
+                ) => Column::Texts(vec![
+                    profile.categories.first().cloned().unwrap_or_default(),
+                ]),
                 (FeatureKind::Categorical, _) => Column::Texts(vec![String::new()]),
                 (FeatureKind::Boolean, _) => Column::Texts(vec!["false".into()]),
             }
@@ -264,15 +308,24 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v2", get(server_metadata))
-        .route("/v2/health/live", get(|| async { Json(serde_json::json!({ "live": true })) }))
+        .route(
+            "/v2/health/live",
+            get(|| async { Json(serde_json::json!({ "live": true })) }),
+        )
         .route("/v2/health/ready", get(health_ready))
         .route("/v2/models/{name}", get(model_metadata))
         .route("/v2/models/{name}/versions/{version}", get(model_metadata))
         .route("/v2/models/{name}/ready", get(model_ready))
-        .route("/v2/models/{name}/versions/{version}/ready", get(model_ready))
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(model_ready),
+        )
         .route("/v2/models/{name}/infer", post(infer))
         .route("/v2/models/{name}/versions/{version}/infer", post(infer))
-        .route("/v2/models/{name}/feedback", post(feedback).get(feedback_stats))
+        .route(
+            "/v2/models/{name}/feedback",
+            post(feedback).get(feedback_stats),
+        )
         .route("/v2/models/{name}/drift", get(drift))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -280,7 +333,11 @@ fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {
-    (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": format!("no endpoint {method} {}", uri.path()) }))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({ "error": format!("no endpoint {method} {}", uri.path()) })),
+    )
+        .into_response()
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
@@ -307,26 +364,43 @@ impl AppState {
     fn model_for(&self, path: &ModelPath) -> Result<&Loaded, ServeError> {
         let loaded = self.loaded()?;
         if path.name != loaded.name {
-            return Err(ServeError::UnknownModel { requested: path.name.clone(), served: loaded.name.clone() });
+            return Err(ServeError::UnknownModel {
+                requested: path.name.clone(),
+                served: loaded.name.clone(),
+            });
         }
         if let Some(v) = &path.version
             && *v != loaded.version
         {
-            return Err(ServeError::UnknownVersion { model: loaded.name.clone(), requested: v.clone(), served: loaded.version.clone() });
+            return Err(ServeError::UnknownVersion {
+                model: loaded.name.clone(),
+                requested: v.clone(),
+                served: loaded.version.clone(),
+            });
         }
         Ok(loaded)
     }
 
     fn count(&self, endpoint: &'static str, status: StatusCode) {
         let code = status.as_u16();
-        self.metrics.requests.get_or_create(&RequestLabels { endpoint, code }).inc();
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels { endpoint, code })
+            .inc();
         if status.is_client_error() || status.is_server_error() {
-            self.metrics.errors.get_or_create(&CodeLabels { code }).inc();
+            self.metrics
+                .errors
+                .get_or_create(&CodeLabels { code })
+                .inc();
         }
     }
 }
 
-fn answer<T: serde::Serialize>(state: &AppState, endpoint: &'static str, result: Result<T, ServeError>) -> Response {
+fn answer<T: serde::Serialize>(
+    state: &AppState,
+    endpoint: &'static str,
+    result: Result<T, ServeError>,
+) -> Response {
     let response = match result {
         Ok(body) => Json(body).into_response(),
         Err(e) => e.into_response(),
@@ -344,33 +418,51 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()
 }
 
 async fn server_metadata() -> Json<ServerMetadata> {
-    Json(ServerMetadata { name: "driftline".into(), version: env!("CARGO_PKG_VERSION").into(), extensions: vec![] })
+    Json(ServerMetadata {
+        name: "driftline".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        extensions: vec![],
+    })
 }
 
 async fn health_ready(State(state): State<Arc<AppState>>) -> Response {
     let ready = state.loaded.get().is_some();
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(serde_json::json!({ "ready": ready }))).into_response()
 }
 
 async fn model_ready(State(state): State<Arc<AppState>>, Path(path): Path<ModelPath>) -> Response {
     match state.model_for(&path) {
-        Ok(loaded) => Json(serde_json::json!({ "name": loaded.name, "ready": true })).into_response(),
-        Err(ServeError::NotReady) => {
-            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "name": path.name, "ready": false }))).into_response()
+        Ok(loaded) => {
+            Json(serde_json::json!({ "name": loaded.name, "ready": true })).into_response()
         }
+        Err(ServeError::NotReady) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "name": path.name, "ready": false })),
+        )
+            .into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn model_metadata(State(state): State<Arc<AppState>>, Path(path): Path<ModelPath>) -> Response {
+async fn model_metadata(
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<ModelPath>,
+) -> Response {
     let result = state.model_for(&path).map(|loaded| {
         let info = loaded.model.info();
         let inputs = info
@@ -395,21 +487,37 @@ async fn model_metadata(State(state): State<Arc<AppState>>, Path(path): Path<Mod
             shape: vec![-1],
         }];
         if let Task::Classification { classes } = &info.task {
-            outputs.push(TensorMetadata { name: "probabilities".into(), datatype: "FP32".into(), shape: vec![-1, classes.len() as i64] });
+            outputs.push(TensorMetadata {
+                name: "probabilities".into(),
+                datatype: "FP32".into(),
+                shape: vec![-1, classes.len() as i64],
+            });
         }
-        ModelMetadata { name: loaded.name.clone(), versions: vec![loaded.version.clone()], platform: "driftline".into(), inputs, outputs }
+        ModelMetadata {
+            name: loaded.name.clone(),
+            versions: vec![loaded.version.clone()],
+            platform: "driftline".into(),
+            inputs,
+            outputs,
+        }
     });
     answer(&state, "metadata", result)
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ServeError> {
-    http_body_util::Limited::new(body, limit).collect().await.map(|c| c.to_bytes()).map_err(|e| {
-        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-            ServeError::BodyTooLarge { limit }
-        } else {
-            ServeError::Body(e.to_string())
-        }
-    })
+    http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ServeError::BodyTooLarge { limit }
+            } else {
+                ServeError::Body(e.to_string())
+            }
+        })
 }
 
 fn declared_too_large(request: &Request, limit: usize) -> bool {
@@ -421,11 +529,20 @@ fn declared_too_large(request: &Request, limit: usize) -> bool {
         .is_some_and(|n| n > limit as u64)
 }
 
-async fn infer(State(state): State<Arc<AppState>>, Path(path): Path<ModelPath>, request: Request) -> Response {
+async fn infer(
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<ModelPath>,
+    request: Request,
+) -> Response {
     let started = Instant::now();
     let result = match state.permits.clone().try_acquire_owned() {
         Err(_) => Err(ServeError::Overloaded(state.config.max_concurrency)),
-        Ok(_permit) => match tokio::time::timeout(state.config.request_timeout, infer_inner(&state, &path, request)).await {
+        Ok(_permit) => match tokio::time::timeout(
+            state.config.request_timeout,
+            infer_inner(&state, &path, request),
+        )
+        .await
+        {
             Ok(r) => r,
             Err(_) => Err(ServeError::Timeout(state.config.request_timeout)),
         },
@@ -434,12 +551,19 @@ async fn infer(State(state): State<Arc<AppState>>, Path(path): Path<ModelPath>, 
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    state.metrics.infer_latency.observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .infer_latency
+        .observe(started.elapsed().as_secs_f64());
     state.count("infer", response.status());
     response
 }
 
-async fn infer_inner(state: &AppState, path: &ModelPath, request: Request) -> Result<Response, ServeError> {
+async fn infer_inner(
+    state: &AppState,
+    path: &ModelPath,
+    request: Request,
+) -> Result<Response, ServeError> {
     let loaded = state.model_for(path)?;
     let limit = state.config.body_limit;
     if declared_too_large(&request, limit) {
@@ -451,7 +575,10 @@ async fn infer_inner(state: &AppState, path: &ModelPath, request: Request) -> Re
     let info = loaded.model.info();
     let wanted = requested_outputs(&request.outputs, &info.task)?;
     let (batch, output) = if batch.rows <= INLINE_ROWS {
-        let output = loaded.model.predict(&batch).map_err(ServeError::Inference)?;
+        let output = loaded
+            .model
+            .predict(&batch)
+            .map_err(ServeError::Inference)?;
         (batch, output)
     } else {
         let model = loaded.model.clone();
@@ -465,10 +592,15 @@ async fn infer_inner(state: &AppState, path: &ModelPath, request: Request) -> Re
         .map_err(ServeError::Inference)?
     };
     check_output(&output, &info.task, batch.rows)?;
-    let id = request.id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let id = request
+        .id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     observe(state, loaded, &batch, &output);
     if loaded.feedback.should_sample() {
-        loaded.feedback.record(served_record(&id, &loaded.version, info, &batch, &output));
+        loaded
+            .feedback
+            .record(served_record(&id, &loaded.version, info, &batch, &output));
     }
     let rows = batch.rows;
     let mut outputs = Vec::with_capacity(2);
@@ -514,19 +646,36 @@ struct WantedOutputs {
     probabilities: bool,
 }
 
-fn requested_outputs(outputs: &Option<Vec<super::protocol::RequestOutput>>, task: &Task) -> Result<WantedOutputs, ServeError> {
+fn requested_outputs(
+    outputs: &Option<Vec<super::protocol::RequestOutput>>,
+    task: &Task,
+) -> Result<WantedOutputs, ServeError> {
     let classification = matches!(task, Task::Classification { .. });
     let Some(list) = outputs else {
-        return Ok(WantedOutputs { predictions: true, probabilities: classification });
+        return Ok(WantedOutputs {
+            predictions: true,
+            probabilities: classification,
+        });
     };
-    let mut wanted = WantedOutputs { predictions: false, probabilities: false };
+    let mut wanted = WantedOutputs {
+        predictions: false,
+        probabilities: false,
+    };
     for o in list {
         match o.name.as_str() {
             "predictions" => wanted.predictions = true,
             "probabilities" if classification => wanted.probabilities = true,
             other => {
-                let outputs = if classification { "`predictions`, `probabilities`" } else { "`predictions`" };
-                return Err(DecodeError::UnknownOutput { output: other.to_string(), outputs: outputs.into() }.into());
+                let outputs = if classification {
+                    "`predictions`, `probabilities`"
+                } else {
+                    "`predictions`"
+                };
+                return Err(DecodeError::UnknownOutput {
+                    output: other.to_string(),
+                    outputs: outputs.into(),
+                }
+                .into());
             }
         }
     }
@@ -539,7 +688,9 @@ fn check_output(output: &ModelOutput, task: &Task, rows: usize) -> Result<(), Se
         Task::Regression => output.values.len(),
     };
     if n != rows {
-        return Err(ServeError::Inference(format!("model returned {n} predictions for {rows} rows")));
+        return Err(ServeError::Inference(format!(
+            "model returned {n} predictions for {rows} rows"
+        )));
     }
     Ok(())
 }
@@ -562,7 +713,12 @@ fn observe(state: &AppState, loaded: &Loaded, batch: &DecodedBatch, output: &Mod
             *counts.entry(l.as_str()).or_default() += 1;
         }
         for (class, n) in counts {
-            metrics.predictions.get_or_create(&ClassLabels { class: class.to_string() }).inc_by(n);
+            metrics
+                .predictions
+                .get_or_create(&ClassLabels {
+                    class: class.to_string(),
+                })
+                .inc_by(n);
         }
     }
     let closed = {
@@ -588,9 +744,14 @@ fn observe(state: &AppState, loaded: &Loaded, batch: &DecodedBatch, output: &Mod
 fn publish_drift(metrics: &ServeMetrics, window: &WindowReport) {
     metrics.drift_windows.inc();
     for f in window.features.iter().chain([&window.prediction]) {
-        let labels = FeatureLabels { feature: f.name.clone() };
+        let labels = FeatureLabels {
+            feature: f.name.clone(),
+        };
         metrics.drift.get_or_create(&labels).set(f.value);
-        metrics.drifted.get_or_create(&labels).set(i64::from(f.drifted));
+        metrics
+            .drifted
+            .get_or_create(&labels)
+            .set(i64::from(f.drifted));
     }
     metrics.dataset_drifted_share.set(window.drifted_share);
     if window.dataset_drifted {
@@ -598,13 +759,21 @@ fn publish_drift(metrics: &ServeMetrics, window: &WindowReport) {
     }
 }
 
-fn served_record(id: &str, version: &str, info: &ModelInfo, batch: &DecodedBatch, output: &ModelOutput) -> ServedRecord {
+fn served_record(
+    id: &str,
+    version: &str,
+    info: &ModelInfo,
+    batch: &DecodedBatch,
+    output: &ModelOutput,
+) -> ServedRecord {
     let rows = (0..batch.rows)
         .map(|i| {
             let mut row = Map::with_capacity(info.features.len());
             for ((name, _), column) in info.features.iter().zip(&batch.columns) {
                 let value = match column {
-                    Column::Numbers(v) => serde_json::Number::from_f64(v[i]).map(Value::Number).unwrap_or(Value::Null),
+                    Column::Numbers(v) => serde_json::Number::from_f64(v[i])
+                        .map(Value::Number)
+                        .unwrap_or(Value::Null),
                     Column::Texts(v) => Value::String(v[i].clone()),
                 };
                 row.insert(name.clone(), value);
@@ -613,24 +782,43 @@ fn served_record(id: &str, version: &str, info: &ModelInfo, batch: &DecodedBatch
         })
         .collect();
     let predictions = match info.task {
-        Task::Classification { .. } => output.labels.iter().map(|l| Value::String(l.clone())).collect(),
+        Task::Classification { .. } => output
+            .labels
+            .iter()
+            .map(|l| Value::String(l.clone()))
+            .collect(),
         Task::Regression => output.values.iter().map(|v| Value::from(*v)).collect(),
     };
-    ServedRecord { id: id.to_string(), version: version.to_string(), time: Utc::now(), rows, predictions }
+    ServedRecord {
+        id: id.to_string(),
+        version: version.to_string(),
+        time: Utc::now(),
+        rows,
+        predictions,
+    }
 }
 
-async fn feedback(State(state): State<Arc<AppState>>, Path(path): Path<ModelPath>, request: Request) -> Response {
+async fn feedback(
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<ModelPath>,
+    request: Request,
+) -> Response {
     let result = async {
         let loaded = state.model_for(&path)?;
         let body = read_body(request.into_body(), state.config.body_limit).await?;
         let parsed: FeedbackBody = serde_json::from_slice(&body).map_err(|e| {
-            ServeError::BadFeedback(format!("expected {{\"id\", \"label\"}}, a list of them, or {{\"feedback\": [...]}}: {e}"))
+            ServeError::BadFeedback(format!(
+                "expected {{\"id\", \"label\"}}, a list of them, or {{\"feedback\": [...]}}: {e}"
+            ))
         })?;
         let items = parsed.into_items();
         let single = items.len() == 1;
         let outcome = loaded.feedback.label(items).await?;
         if single && outcome.joined == 0 && !outcome.unknown.is_empty() {
-            return Err(ServeError::UnknownFeedbackId(format!("`{}`", outcome.unknown.join("`, `"))));
+            return Err(ServeError::UnknownFeedbackId(format!(
+                "`{}`",
+                outcome.unknown.join("`, `")
+            )));
         }
         Ok::<_, ServeError>(outcome)
     }
@@ -638,7 +826,10 @@ async fn feedback(State(state): State<Arc<AppState>>, Path(path): Path<ModelPath
     answer(&state, "feedback", result)
 }
 
-async fn feedback_stats(State(state): State<Arc<AppState>>, Path(path): Path<ModelPath>) -> Response {
+async fn feedback_stats(
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<ModelPath>,
+) -> Response {
     let result = state.model_for(&path).map(|l| l.feedback.stats());
     answer(&state, "feedback", result)
 }
@@ -659,7 +850,11 @@ async fn drift(State(state): State<Arc<AppState>>, Path(path): Path<ModelPath>) 
         if let Some(window) = monitor.tick(Utc::now()) {
             publish_drift(&state.metrics, &window);
         }
-        DriftAnswer { model_name: loaded.name.clone(), model_version: loaded.version.clone(), report: monitor.report() }
+        DriftAnswer {
+            model_name: loaded.name.clone(),
+            model_version: loaded.version.clone(),
+            report: monitor.report(),
+        }
     });
     answer(&state, "drift", result)
 }

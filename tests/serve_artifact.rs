@@ -18,7 +18,7 @@ fn spec() -> ModelSpec {
     let yaml = r#"
 task: classification
 data: {source: synthetic.csv, target: label}
-architecture: {type: mlp, hiddenLayers: [16], dropout: 0.0}
+architecture: {type: mlp, hiddenLayers: [16], dropout: 0.1}
 training: {epochs: 4, batchSize: 32, learningRate: 0.01, seed: 5}
 "#;
     load_model_config(yaml).expect("test spec parses")
@@ -312,3 +312,4 @@ async fn feedback_is_read_back_by_the_dataset_loader_as_training_rows() {
         .expect("feedback lineage recorded");
     assert_eq!(lineage.rows, 100);
 }
+

@@ -99,8 +99,7 @@ fn wine(dir: &Path) -> std::io::Result<()> {
         .collect();
     let (train, test) = split(n);
     let col = |name: &str| names.iter().position(|n| n == name).unwrap_or(0);
-    let (alcohol, volatile, sulphates) =
-        (col("alcohol"), col("volatile_acidity"), col("sulphates"));
+    let (alcohol, volatile) = (col("alcohol"), col("volatile_acidity"));
 
     // Multi-class: the quality score itself.
     let mut header = names.clone();
@@ -137,26 +136,14 @@ fn wine(dir: &Path) -> std::io::Result<()> {
         &csv(&header, &with_good, &test),
     )?;
     // Golden examples from the test split that no sane model may get wrong:
-    // weak, sharp wines rated <= 5, and strong, clean wines rated >= 7.
+    // weak, sharp wines rated <= 5 (good wines are too rare to be clear-cut).
     let x = |i: usize, c: usize| records[[i, c]];
-    let mut golden: Vec<usize> = test
+    let golden: Vec<usize> = test
         .iter()
         .copied()
         .filter(|&i| targets[i] <= 5 && x(i, alcohol) < 9.5 && x(i, volatile) > 0.6)
         .take(8)
         .collect();
-    golden.extend(
-        test.iter()
-            .copied()
-            .filter(|&i| {
-                targets[i] >= 7
-                    && x(i, alcohol) >= 12.5
-                    && x(i, sulphates) >= 0.7
-                    && x(i, volatile) <= 0.45
-            })
-            .take(4),
-    );
-    golden.sort_unstable();
     write(
         &dir.join("wine-good/golden.csv"),
         &csv(&header, &with_good, &golden),

@@ -114,7 +114,7 @@ async fn weights_from_another_architecture_are_refused_naming_the_tensor() {
     assert!(matches!(err, ArtifactError::TensorMismatch { .. }), "{err}");
     let msg = err.to_string();
     assert!(
-        msg.contains("layer0.weight") && msg.contains("[8, 11]") && msg.contains("[16, 11]"),
+        msg.contains("layer0.weight") && msg.contains("[8, 12]") && msg.contains("[16, 12]"),
         "{msg}"
     );
 }
@@ -171,8 +171,7 @@ async fn an_edited_manifest_is_refused() {
     // still fails: the fingerprint covers the architecture.
     let mut manifest: driftline::ml::Manifest = serde_json::from_str(&text).unwrap();
     manifest.architecture.hidden_layers = vec![32];
-    manifest.manifest_digest = manifest.compute_digest().unwrap();
-    std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    std::fs::write(&path, manifest.signed_json().unwrap()).unwrap();
     let err = LoadedModel::load(&uri).await.unwrap_err();
     assert!(
         matches!(err, ArtifactError::FingerprintMismatch { .. }),

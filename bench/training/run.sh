@@ -27,7 +27,10 @@ DATASETS=(
   "synthetic-100k|classification|$WORK/synth-train.csv|$WORK/synth-test.csv|label|64,32|$EPOCHS_SYNTH|64|0.003"
 )
 
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+# val FILE FORMAT KEY...: one number from a JSON file, formatted.
+val() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
+for k in sys.argv[3:]: d=d[k]
+print(format(d, sys.argv[2]))' "$@"; }
 
 printf "%-15s %3s | %12s %12s %7s | %-8s %9s %9s %9s | %14s\n" \
   dataset thr "driftline s" "torch s" ratio metric driftline torch sklearn "eval rows/s"
@@ -43,21 +46,21 @@ YAML
   for t in $THREADS; do
     out="$WORK/$name-$t"
     RAYON_NUM_THREADS=$t OMP_NUM_THREADS=$t RUST_LOG=warn $BIN train --config "$WORK/$name.yaml" --out "$out" >"$out.train.json"
-    dl_s=$(json 'f"{d[\"trainingSeconds\"]:.3f}"' <"$out.train.json")
+    dl_s=$(val "$out.train.json" .3f trainingSeconds)
     RAYON_NUM_THREADS=$t RUST_LOG=warn $BIN evaluate --candidate "$out" --config "$WORK/$name.yaml" --test-set "$test" >"$out.eval.json" 2>/dev/null
-    dl_m=$(json "f\"{d['candidate']['metrics']['$metric']:.4f}\"" <"$out.eval.json")
-    thr=$(json 'f"{d[\"candidate\"][\"budgets\"][\"throughputRowsPerSec\"]:.0f}"' <"$out.eval.json")
+    dl_m=$(val "$out.eval.json" .4f candidate metrics "$metric")
+    thr=$(val "$out.eval.json" .0f candidate budgets throughputRowsPerSec)
     args=(--train "$train" --test "$test" --target "$target" --task "$task" --hidden "$hidden" --epochs "$epochs" --batch "$batch" --lr "$lr" --threads "$t")
     if [ "$HAVE_TORCH" = 1 ]; then
       OMP_NUM_THREADS=$t python3 bench/training/compare.py --tool torch "${args[@]}" >"$out.torch.json"
-      pt_s=$(json 'f"{d[\"trainSeconds\"]:.3f}"' <"$out.torch.json")
-      pt_m=$(json "f\"{d['metrics']['$metric']:.4f}\"" <"$out.torch.json")
+      pt_s=$(val "$out.torch.json" .3f trainSeconds)
+      pt_m=$(val "$out.torch.json" .4f metrics "$metric")
       ratio=$(python3 -c "print(f'{$dl_s/$pt_s:.2f}')")
     else
       pt_s=n/a; pt_m=n/a; ratio=n/a
     fi
     OMP_NUM_THREADS=$t python3 bench/training/compare.py --tool sklearn "${args[@]}" >"$out.sk.json"
-    sk_m=$(json "f\"{d['metrics']['$metric']:.4f}\"" <"$out.sk.json")
+    sk_m=$(val "$out.sk.json" .4f metrics "$metric")
     printf "%-15s %3s | %12s %12s %7s | %-8s %9s %9s %9s | %14s\n" \
       "$name" "$t" "$dl_s" "$pt_s" "$ratio" "$metric" "$dl_m" "$pt_m" "$sk_m" "$thr"
   done

@@ -165,11 +165,17 @@ pub fn fingerprint(
 }
 
 impl Manifest {
-    /// The manifest digest over its JSON with `manifest_digest` empty.
-    pub fn compute_digest(&self) -> Result<String, serde_json::Error> {
+    /// The manifest as written: pretty JSON whose `manifestDigest` is the
+    /// sha256 of these same bytes with that field empty. Hashing the bytes
+    /// (not a re-serialisation) keeps the check exact across float parsing.
+    pub fn signed_json(&self) -> Result<Vec<u8>, serde_json::Error> {
         let mut copy = self.clone();
         copy.manifest_digest.clear();
-        Ok(sha256_hex(&serde_json::to_vec(&copy)?))
+        let blank = String::from_utf8_lossy(&serde_json::to_vec_pretty(&copy)?).into_owned();
+        let digest = sha256_hex(blank.as_bytes());
+        Ok(blank
+            .replacen(&digest_field(""), &digest_field(&digest), 1)
+            .into_bytes())
     }
 
     /// Recomputes the fingerprint from the manifest's own fields.
@@ -217,6 +223,10 @@ pub fn tensor_infos(tensors: &[(String, Tensor)]) -> Vec<TensorInfo> {
         .collect()
 }
 
+fn digest_field(value: &str) -> String {
+    format!("\"manifestDigest\": \"{value}\"")
+}
+
 /// Writes an artifact so that it appears complete or not at all.
 pub async fn write_artifact(out: &str, manifest: &Manifest, weights: Bytes) -> Result<(), MlError> {
     let mut manifest = manifest.clone();
@@ -227,8 +237,7 @@ pub async fn write_artifact(out: &str, manifest: &Manifest, weights: Bytes) -> R
             bytes: weights.len() as u64,
         },
     );
-    manifest.manifest_digest = manifest.compute_digest()?;
-    let json = serde_json::to_vec_pretty(&manifest)?;
+    let json = manifest.signed_json()?;
     store::write_atomically(
         out,
         &[(WEIGHTS_FILE, weights), (MANIFEST_FILE, Bytes::from(json))],
@@ -424,13 +433,14 @@ fn parse_manifest(uri: &str, bytes: &[u8]) -> Result<Manifest, ArtifactError> {
             uri: uri.into(),
             reason: e.to_string(),
         })?;
-    let actual = manifest
-        .compute_digest()
-        .map_err(|e| ArtifactError::ManifestInvalid {
-            uri: uri.into(),
-            reason: e.to_string(),
-        })?;
-    if actual != manifest.manifest_digest {
+    let text = String::from_utf8_lossy(bytes);
+    let blank = text.replacen(
+        &digest_field(&manifest.manifest_digest),
+        &digest_field(""),
+        1,
+    );
+    let actual = sha256_hex(blank.as_bytes());
+    if manifest.manifest_digest.is_empty() || actual != manifest.manifest_digest {
         return Err(ArtifactError::ManifestEdited {
             uri: uri.into(),
             expected: manifest.manifest_digest.clone(),

@@ -451,7 +451,7 @@ mod tests {
             rows: 2,
             columns: vec![cells(&["", "4"])],
         };
-        let out = encode(&[f.clone()], &batch, "s").unwrap();
+        let out = encode(std::slice::from_ref(&f), &batch, "s").unwrap();
         assert!((out[0] as f64 - (2.5 - f.mean) / f.std).abs() < 1e-6);
         assert!((out[1] as f64 - (4.0 - f.mean) / f.std).abs() < 1e-6);
     }
@@ -482,7 +482,9 @@ mod tests {
             rows: 2,
             columns: vec![cells(&["1", "inf"])],
         };
-        let e = encode(&[f.clone()], &batch, "req").unwrap_err().to_string();
+        let e = encode(std::slice::from_ref(&f), &batch, "req")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("row 2") && e.contains("`x`") && e.contains("not finite"),
             "{e}"

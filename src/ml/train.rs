@@ -462,10 +462,14 @@ pub fn fit(
     for epoch in 1..=t.epochs {
         perm.shuffle(&mut rng);
         let mut total = 0f64;
-        for chunk in perm.chunks(batch_size) {
-            let idx = Tensor::from_slice(chunk, chunk.len(), device)?;
-            let xb = x_train.index_select(&idx, 0)?;
-            let yb = y_train.index_select(&idx, 0)?;
+        // One gather per epoch, then zero-copy batch views: fewer ops per step.
+        let idx = Tensor::from_slice(&perm, n_train, device)?;
+        let x_epoch = x_train.index_select(&idx, 0)?;
+        let y_epoch = y_train.index_select(&idx, 0)?;
+        for start in (0..n_train).step_by(batch_size) {
+            let len = batch_size.min(n_train - start);
+            let xb = x_epoch.narrow(0, start, len)?;
+            let yb = y_epoch.narrow(0, start, len)?;
             let out = network.forward(&xb, Some(&mut rng))?;
             let mut loss = loss_of(&out, &yb)?;
             let batch_loss = f64::from(loss.to_scalar::<f32>()?);
@@ -475,7 +479,7 @@ pub fn fit(
                 }
             }
             optimizer.backward_step(&loss)?;
-            total += batch_loss * chunk.len() as f64;
+            total += batch_loss * len as f64;
         }
         let train_loss = total / n_train as f64;
         if !train_loss.is_finite() {

@@ -34,9 +34,14 @@ fn synthetic(rows: usize, seed: u64, shift: Shift) -> Table {
 
 /// Trains on 2 000 synthetic rows and saves the artifact as `…/synthetic/v1`.
 async fn artifact(dir: &std::path::Path) -> String {
+    artifact_of(dir, 2_000).await
+}
+
+/// Trains on `rows` synthetic rows; the reference profile is fitted on them too.
+async fn artifact_of(dir: &std::path::Path, rows: usize) -> String {
     let model = fit(
         &spec(),
-        &synthetic(2_000, 1, Shift::None),
+        &synthetic(rows, 1, Shift::None),
         None,
         &Device::Cpu,
         false,
@@ -176,10 +181,11 @@ async fn the_server_predicts_what_evaluate_predicts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_is_quiet_on_training_traffic_and_names_shifted_features() {
     let dir = tempfile::tempdir().unwrap();
-    let uri = artifact(dir.path()).await;
+    // A large reference: with few reference rows, fresh values outside its range alone add noise.
+    let uri = artifact_of(dir.path(), 20_000).await;
     let config = ServerConfig {
         drift: DriftConfig {
-            window_rows: 2_000,
+            window_rows: 10_000,
             ..DriftConfig::default()
         },
         ..ServerConfig::default()
@@ -187,8 +193,8 @@ async fn drift_is_quiet_on_training_traffic_and_names_shifted_features() {
     let server = serve(&uri, config).await;
     let features = metadata_features(&server).await;
     // Fresh rows from the training distribution: one full window.
-    let same = synthetic(2_000, 11, Shift::None);
-    for start in (0..2_000).step_by(500) {
+    let same = synthetic(10_000, 11, Shift::None);
+    for start in (0..10_000).step_by(500) {
         infer(&server, &body(&same, start..start + 500, &features)).await;
     }
     let drift: Value = client()
@@ -200,7 +206,7 @@ async fn drift_is_quiet_on_training_traffic_and_names_shifted_features() {
         .await
         .unwrap();
     let window = &drift["recent"][0];
-    assert_eq!(window["rows"], 2_000);
+    assert_eq!(window["rows"], 10_000);
     for f in window["features"].as_array().unwrap() {
         assert!(
             f["jensenShannon"].as_f64().unwrap() < 0.05,
@@ -210,8 +216,8 @@ async fn drift_is_quiet_on_training_traffic_and_names_shifted_features() {
     }
     assert_eq!(window["driftedFeatures"], json!([]));
     // Covariate shift (x1, x2 and the segment mix move) within the first full window.
-    let shifted = synthetic(2_000, 12, Shift::Covariate);
-    for start in (0..2_000).step_by(500) {
+    let shifted = synthetic(10_000, 12, Shift::Covariate);
+    for start in (0..10_000).step_by(500) {
         infer(&server, &body(&shifted, start..start + 500, &features)).await;
     }
     let drift: Value = client()
@@ -275,13 +281,16 @@ async fn feedback_is_read_back_by_the_dataset_loader_as_training_rows() {
     assert_eq!(
         server.flush_feedback().await.unwrap(),
         0,
-        "100 rows were written as two full batches of 50"
+        "the 100 joined rows were written at once"
     );
 
     let read = load_feedback(&prefix, "label")
         .await
         .expect("the trainer reads the feedback prefix");
-    assert_eq!(read.files, 2);
+    assert_eq!(
+        read.files, 1,
+        "one batch of labels over the batch size is written as one file"
+    );
     assert_eq!(read.table.rows, 100);
     let ids = read.table.column("x1", "the test").unwrap();
     assert_eq!(ids[0], traffic.column("x1", "the test").unwrap()[0]);
@@ -312,4 +321,3 @@ async fn feedback_is_read_back_by_the_dataset_loader_as_training_rows() {
         .expect("feedback lineage recorded");
     assert_eq!(lineage.rows, 100);
 }
-

@@ -21,8 +21,9 @@ from evidently.legacy.calculations.stattests.wasserstein_distance_norm import _w
 from evidently.legacy.core import ColumnType
 
 work = sys.argv[1]
-reference = pd.read_csv(f"{work}/reference.csv")
-current = pd.read_csv(f"{work}/current.csv")
+# round_trip: parse exactly the floats driftline wrote, so values on a bin edge stay on it.
+reference = pd.read_csv(f"{work}/reference.csv", float_precision="round_trip")
+current = pd.read_csv(f"{work}/current.csv", float_precision="round_trip")
 ours = json.load(open(f"{work}/driftline.json"))
 
 started = time.perf_counter()

@@ -59,8 +59,10 @@ async fn main() -> ExitCode {
         Command::Evaluate(args) => {
             driftline::ml::cli::evaluate(args).await.map_err(anyhow::Error::from)
         }
-        Command::Serve(args) => driftline::serve::cli::serve(args).await,
-        Command::Gateway(args) => driftline::serve::cli::gateway(args).await,
+        Command::Serve(args) => driftline::serve::cli::serve(args).await.map_err(anyhow::Error::from),
+        Command::Gateway(args) => {
+            driftline::serve::cli::gateway(args).await.map_err(anyhow::Error::from)
+        }
         Command::Cluster(args) => driftline::cluster::cli::run(args).await,
         Command::Crd => driftline::api::crd::all_crds_yaml()
             .map(|yaml| {

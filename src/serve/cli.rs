@@ -1,21 +1,282 @@
 //! `driftline serve` and `driftline gateway`.
 
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::drift::{DriftConfig, Statistic};
+
+use super::error::ServeError;
+use super::feedback::{FeedbackConfig, FeedbackSink};
+use super::gateway::{DEFAULT_URL_TEMPLATE, GatewayConfig, WeightsSource, run_gateway};
+use super::model::{StoreFeedbackSink, load_artifact};
+use super::server::{Predictor, ServerConfig, start};
 
 /// Arguments of `driftline serve`.
 #[derive(Debug, clap::Args)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// Artifact to serve (a version directory URI: file://, s3://, gs://, az://, or a local path).
+    #[arg(long, env = "DRIFTLINE_ARTIFACT")]
+    pub artifact: String,
+    /// Model name served under (default: the manifest's).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Version served under (default: the manifest's).
+    #[arg(long = "model-version")]
+    pub model_version: Option<String>,
+    /// Address to listen on.
+    #[arg(long, env = "DRIFTLINE_HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "DRIFTLINE_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Largest request body in bytes (larger ones get 413).
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    pub body_limit: usize,
+    /// Time allowed per request, e.g. `500ms`, `10s`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Inferences running at once; more get 503 with Retry-After.
+    #[arg(long, default_value_t = 256)]
+    pub max_concurrency: usize,
+    /// Largest number of rows in one request.
+    #[arg(long, default_value_t = 65_536)]
+    pub max_rows: usize,
+    /// Drift statistic compared with the threshold: jensenShannon, psi, ks, wasserstein.
+    #[arg(long, default_value = "jensenShannon")]
+    pub drift_statistic: Statistic,
+    /// A feature drifts when its statistic exceeds this.
+    #[arg(long, default_value_t = 0.1)]
+    pub drift_threshold: f64,
+    /// Rows per drift window.
+    #[arg(long, default_value_t = 1000)]
+    pub drift_window: u64,
+    /// Also close a drift window after this long, e.g. `10m`.
+    #[arg(long, value_parser = parse_duration)]
+    pub drift_window_time: Option<Duration>,
+    /// Closed drift windows kept.
+    #[arg(long, default_value_t = 5)]
+    pub drift_recent: usize,
+    /// The dataset drifts when at least this share of features drift.
+    #[arg(long, default_value_t = 0.5)]
+    pub drifted_share: f64,
+    /// Prefix URI for labelled feedback files (JSON Lines), e.g. file:///store/feedback/wine-quality/.
+    #[arg(long, env = "DRIFTLINE_FEEDBACK")]
+    pub feedback: Option<String>,
+    /// Share of requests remembered for feedback.
+    #[arg(long, default_value_t = 1.0)]
+    pub feedback_sample_rate: f64,
+    /// How long a request waits for its label, e.g. `1h`.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub feedback_horizon: Duration,
+    /// Labelled rows per feedback file.
+    #[arg(long, default_value_t = 1000)]
+    pub feedback_batch_rows: usize,
+    /// Write a partial feedback file after this long.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub feedback_flush_interval: Duration,
+}
 
 /// Arguments of `driftline gateway`.
 #[derive(Debug, clap::Args)]
-pub struct GatewayArgs {}
-
-/// Runs `driftline serve`.
-pub async fn serve(_args: ServeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("driftline serve is being built")
+#[command(group(clap::ArgGroup::new("weights").required(true).args(["weights_file", "model"])))]
+pub struct GatewayArgs {
+    /// JSON or YAML file `{"backends": [{"version", "url", "weight"}]}`, reloaded when it changes.
+    #[arg(long)]
+    pub weights_file: Option<PathBuf>,
+    /// Read weights from this Model's status.traffic through the Kubernetes API: `namespace/name`.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Backend URL per version; `{model}`, `{namespace}`, `{version}` are filled in.
+    #[arg(long, default_value = DEFAULT_URL_TEMPLATE)]
+    pub url_template: String,
+    /// Send requests with the same `id` to the same version.
+    #[arg(long)]
+    pub sticky: bool,
+    /// How often the weights file is checked for changes.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub reload_interval: Duration,
+    /// Time allowed for a backend to answer.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub backend_timeout: Duration,
+    /// Largest request body read when stickiness needs the `id`.
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    pub body_limit: usize,
+    /// Address to listen on.
+    #[arg(long, env = "DRIFTLINE_HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+    /// Port to listen on.
+    #[arg(long, env = "DRIFTLINE_PORT", default_value_t = 8080)]
+    pub port: u16,
 }
 
-/// Runs `driftline gateway`.
-pub async fn gateway(_args: GatewayArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("driftline gateway is being built")
+/// Parses `250ms`, `10s`, `5m`, `1h` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number.parse().map_err(|_| {
+        format!("duration `{text}`: expected a number and a unit, e.g. `500ms`, `10s`, `5m`")
+    })?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "duration `{text}`: unknown unit `{other}`; use ms, s, m or h"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("duration `{text}`: {e}"))
+}
+
+impl ServeArgs {
+    fn config(&self) -> Result<ServerConfig, ServeError> {
+        if !(0.0..=1.0).contains(&self.feedback_sample_rate) {
+            return Err(ServeError::Config(format!(
+                "--feedback-sample-rate must be in [0, 1] (got {})",
+                self.feedback_sample_rate
+            )));
+        }
+        let feedback_sink: Option<Arc<dyn FeedbackSink>> = match &self.feedback {
+            Some(prefix) => Some(Arc::new(StoreFeedbackSink::new(prefix)?)),
+            None => None,
+        };
+        Ok(ServerConfig {
+            addr: SocketAddr::new(self.host, self.port),
+            name: self.name.clone(),
+            version: self.model_version.clone(),
+            body_limit: self.body_limit,
+            request_timeout: self.request_timeout,
+            max_concurrency: self.max_concurrency,
+            max_rows: self.max_rows,
+            drift: DriftConfig {
+                statistic: self.drift_statistic,
+                threshold: self.drift_threshold,
+                window_rows: self.drift_window,
+                window_duration: self.drift_window_time,
+                recent_windows: self.drift_recent,
+                drifted_share: self.drifted_share,
+                ..DriftConfig::default()
+            },
+            feedback: FeedbackConfig {
+                sample_rate: self.feedback_sample_rate,
+                horizon: self.feedback_horizon,
+                batch_rows: self.feedback_batch_rows.max(1),
+                flush_interval: self.feedback_flush_interval,
+                ..FeedbackConfig::default()
+            },
+            feedback_sink,
+        })
+    }
+}
+
+/// Runs `driftline serve` until the process is stopped.
+pub async fn serve(args: ServeArgs) -> Result<ExitCode, ServeError> {
+    let config = args.config()?;
+    let uri = args.artifact.clone();
+    let name = args.name.clone();
+    let version = args.model_version.clone();
+    let mut server = start(config, async move {
+        let model: Arc<dyn Predictor> = Arc::new(load_artifact(&uri, name, version).await?);
+        Ok(model)
+    })
+    .await?;
+    tracing::info!(addr = %server.addr, artifact = %args.artifact, "model server listening");
+    tokio::select! {
+        result = server.wait() => result?,
+        () = server_shutdown_signal() => tracing::info!("shutting down"),
+    }
+    // Labels already joined are training data: write them before exiting.
+    match server.flush_feedback().await {
+        Ok(rows) if rows > 0 => tracing::info!(rows, "feedback written at shutdown"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "feedback could not be written at shutdown"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn server_shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+/// Runs `driftline gateway` until the process is stopped.
+pub async fn gateway(args: GatewayArgs) -> Result<ExitCode, ServeError> {
+    let source = match (&args.weights_file, &args.model) {
+        (Some(path), _) => WeightsSource::File {
+            path: path.clone(),
+            poll: args.reload_interval,
+        },
+        (None, Some(model)) => {
+            let (namespace, name) = model
+                .split_once('/')
+                .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
+                .ok_or_else(|| {
+                    ServeError::Config(format!("--model `{model}`: expected namespace/name"))
+                })?;
+            WeightsSource::Model {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                url_template: args.url_template.clone(),
+            }
+        }
+        (None, None) => return Err(ServeError::Config("give --weights-file or --model".into())),
+    };
+    let config = GatewayConfig {
+        sticky: args.sticky,
+        body_limit: args.body_limit,
+        backend_timeout: args.backend_timeout,
+    };
+    let addr = SocketAddr::new(args.host, args.port);
+    tokio::select! {
+        result = run_gateway(addr, source, config) => result?,
+        () = server_shutdown_signal() => tracing::info!("shutting down"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_users_write_them() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(
+            parse_duration("5 weeks")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(
+            parse_duration("fast")
+                .unwrap_err()
+                .contains("expected a number")
+        );
+    }
 }

@@ -1,3 +1,12 @@
 //! The model server (Open Inference Protocol v2) and the per-Model gateway.
 
 pub mod cli;
+pub mod error;
+pub mod feedback;
+pub mod gateway;
+pub mod metrics;
+pub mod model;
+pub mod protocol;
+pub mod server;
+
+pub use error::ServeError;

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Drift: driftline's sketch update + every statistic vs Evidently's data-drift
+# report on 100 000 x 20 rows, and the largest difference between their values
+# on the same bins.
+#
+#   bench/drift/run.sh            # from the repository root
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+HERE=bench/drift
+WORK=$HERE/work
+mkdir -p "$WORK"
+if [ ! -x "$HERE/.venv/bin/python" ] || ! "$HERE/.venv/bin/python" -c 'import evidently' 2>/dev/null; then
+  python3 -m venv "$HERE/.venv"
+  "$HERE/.venv/bin/pip" install --quiet -r "$HERE/requirements.txt"
+fi
+# Debug build, as everywhere on the shared machine: dependencies are optimised, driftline's own code is not.
+cargo run --quiet --example drift_bench -- "$WORK"
+"$HERE/.venv/bin/python" "$HERE/evidently_drift.py" "$WORK"

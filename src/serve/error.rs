@@ -1,0 +1,109 @@
+//! The serve room's error type and how each error answers over HTTP.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::protocol::DecodeError;
+
+/// Everything that can go wrong in `driftline serve` and `driftline gateway`.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    BadRequest(#[from] DecodeError),
+    #[error("model `{requested}` is not served here; this server serves `{served}`")]
+    UnknownModel { requested: String, served: String },
+    #[error("model `{model}` has no version `{requested}`; this server serves version `{served}`")]
+    UnknownVersion {
+        model: String,
+        requested: String,
+        served: String,
+    },
+    #[error("request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("could not read the request body: {0}")]
+    Body(String),
+    #[error("server is busy: all {0} inference slots are in use; retry shortly")]
+    Overloaded(usize),
+    #[error("request did not finish within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("model is not ready yet (loading or warming up)")]
+    NotReady,
+    #[error("inference failed: {0}")]
+    Inference(String),
+    #[error("feedback: {0}")]
+    BadFeedback(String),
+    #[error(
+        "feedback: unknown request id {0}; it expired, was not sampled, or was never served here"
+    )]
+    UnknownFeedbackId(String),
+    #[error("feedback capture is shutting down")]
+    FeedbackClosed,
+    #[error("cannot load artifact `{uri}`: {reason}")]
+    Load { uri: String, reason: String },
+    #[error("warm-up inference failed: {0}")]
+    WarmUp(String),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("server stopped: {0}")]
+    Server(#[source] std::io::Error),
+    #[error("cannot write feedback file `{uri}`: {reason}")]
+    FeedbackWrite { uri: String, reason: String },
+    #[error("weights file `{path}`: {reason}")]
+    Weights { path: String, reason: String },
+    #[error("no backend can take the request: every weight is 0")]
+    NoBackend,
+    #[error("backend `{version}` at {url} failed: {reason}")]
+    Backend {
+        version: String,
+        url: String,
+        reason: String,
+    },
+    #[error("Kubernetes: {0}")]
+    Kube(String),
+}
+
+impl ServeError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ServeError::BadRequest(_) | ServeError::Body(_) | ServeError::BadFeedback(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ServeError::UnknownModel { .. }
+            | ServeError::UnknownVersion { .. }
+            | ServeError::UnknownFeedbackId(_) => StatusCode::NOT_FOUND,
+            ServeError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ServeError::Overloaded(_)
+            | ServeError::NotReady
+            | ServeError::FeedbackClosed
+            | ServeError::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
+            ServeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ServeError::Backend { .. } => StatusCode::BAD_GATEWAY,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ServeError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut response = (
+            status,
+            Json(serde_json::json!({ "error": self.to_string() })),
+        )
+            .into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

@@ -1,0 +1,696 @@
+//! Feedback capture: remember what was served, join labels that arrive
+//! later, and write labelled rows as JSON Lines training data.
+//!
+//! The request path only `try_send`s a record into a bounded channel: when
+//! the buffer is full the record is dropped and counted, so logging never
+//! blocks inference. One worker task owns the pending records; labels travel
+//! through the same channel, so a label always finds a record sent before
+//! the response carrying its id.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::error::ServeError;
+use super::metrics::ServeMetrics;
+
+/// How feedback is captured.
+#[derive(Debug, Clone)]
+pub struct FeedbackConfig {
+    /// Share of requests remembered for feedback, in [0, 1].
+    pub sample_rate: f64,
+    /// How long a served request waits for its label.
+    pub horizon: Duration,
+    /// Most requests remembered at once (oldest forgotten first).
+    pub max_pending: usize,
+    /// Capacity of the buffer between requests and the feedback worker.
+    pub buffer: usize,
+    /// Labelled rows per written file.
+    pub batch_rows: usize,
+    /// Write a partial batch after this long.
+    pub flush_interval: Duration,
+    /// Labelled rows behind the online accuracy / RMSE.
+    pub online_window: usize,
+}
+
+impl Default for FeedbackConfig {
+    fn default() -> Self {
+        Self {
+            sample_rate: 1.0,
+            horizon: Duration::from_secs(3600),
+            max_pending: 100_000,
+            buffer: 4096,
+            batch_rows: 1000,
+            flush_interval: Duration::from_secs(60),
+            online_window: 1000,
+        }
+    }
+}
+
+/// What a label must look like.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LabelKind {
+    /// One of these class names.
+    Class(Vec<String>),
+    /// A finite number.
+    Value,
+}
+
+/// One served request remembered for feedback.
+#[derive(Debug, Clone)]
+pub struct ServedRecord {
+    pub id: String,
+    pub version: String,
+    pub time: DateTime<Utc>,
+    /// Feature values per row, keyed by feature name.
+    pub rows: Vec<Map<String, Value>>,
+    /// Prediction per row (class name or value).
+    pub predictions: Vec<Value>,
+}
+
+/// One label sent to `POST …/feedback`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelItem {
+    pub id: String,
+    /// One label, or one per row of a batch request.
+    pub label: Value,
+}
+
+/// Body of `POST …/feedback`: one item, a list, or `{"feedback": [...]}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FeedbackBody {
+    One(LabelItem),
+    Many(Vec<LabelItem>),
+    Wrapped { feedback: Vec<LabelItem> },
+}
+
+impl FeedbackBody {
+    /// The items, however they were sent.
+    pub fn into_items(self) -> Vec<LabelItem> {
+        match self {
+            FeedbackBody::One(i) => vec![i],
+            FeedbackBody::Many(v) | FeedbackBody::Wrapped { feedback: v } => v,
+        }
+    }
+}
+
+/// Answer of `POST …/feedback`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedbackOutcome {
+    /// Labelled rows joined with their request.
+    pub joined: usize,
+    /// Ids that were unknown (expired, not sampled, or never served).
+    pub unknown: Vec<String>,
+}
+
+/// Feedback counters and online quality, as served at `GET …/feedback`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedbackStats {
+    /// Requests waiting for a label.
+    pub pending: usize,
+    /// Labelled rows not yet written.
+    pub buffered_rows: usize,
+    pub joined_rows: u64,
+    pub written_rows: u64,
+    pub written_files: u64,
+    /// Labelled rows behind `accuracy` / `rmse`.
+    pub labelled: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rmse: Option<f64>,
+    /// Where feedback files go (none: labels are joined for online metrics only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+}
+
+/// Where labelled rows are written.
+#[async_trait::async_trait]
+pub trait FeedbackSink: Send + Sync + 'static {
+    /// Writes one file atomically under the prefix; returns its URI.
+    async fn write(&self, file_name: &str, contents: Vec<u8>) -> Result<String, ServeError>;
+    /// The prefix, for reports.
+    fn prefix(&self) -> String;
+}
+
+enum Event {
+    Served(ServedRecord),
+    Labels {
+        items: Vec<LabelItem>,
+        reply: oneshot::Sender<Result<FeedbackOutcome, ServeError>>,
+    },
+    Flush(oneshot::Sender<Result<usize, ServeError>>),
+}
+
+/// The request side of feedback capture (cheap to clone).
+#[derive(Clone)]
+pub struct FeedbackHandle {
+    events: mpsc::Sender<Event>,
+    stats: watch::Receiver<FeedbackStats>,
+    sample_rate: f64,
+    metrics: Arc<ServeMetrics>,
+}
+
+impl FeedbackHandle {
+    /// Whether this request should be remembered (by the sample rate).
+    pub fn should_sample(&self) -> bool {
+        self.sample_rate >= 1.0
+            || (self.sample_rate > 0.0 && rand::random::<f64>() < self.sample_rate)
+    }
+
+    /// Remembers a served request without waiting: when the buffer is full
+    /// the record is dropped and counted.
+    pub fn record(&self, record: ServedRecord) {
+        self.metrics.feedback_sampled.inc();
+        if self.events.try_send(Event::Served(record)).is_err() {
+            self.metrics.feedback_dropped.inc();
+        }
+    }
+
+    /// Joins labels with remembered requests.
+    pub async fn label(&self, items: Vec<LabelItem>) -> Result<FeedbackOutcome, ServeError> {
+        let (reply, answer) = oneshot::channel();
+        self.events
+            .send(Event::Labels { items, reply })
+            .await
+            .map_err(|_| ServeError::FeedbackClosed)?;
+        answer.await.map_err(|_| ServeError::FeedbackClosed)?
+    }
+
+    /// Writes buffered labelled rows now; returns how many were written.
+    pub async fn flush(&self) -> Result<usize, ServeError> {
+        let (reply, answer) = oneshot::channel();
+        self.events
+            .send(Event::Flush(reply))
+            .await
+            .map_err(|_| ServeError::FeedbackClosed)?;
+        answer.await.map_err(|_| ServeError::FeedbackClosed)?
+    }
+
+    /// Current counters and online quality.
+    pub fn stats(&self) -> FeedbackStats {
+        self.stats.borrow().clone()
+    }
+}
+
+/// Starts the feedback worker; `target` is the manifest's target column.
+pub fn start_feedback(
+    config: FeedbackConfig,
+    target: String,
+    labels: LabelKind,
+    sink: Option<Arc<dyn FeedbackSink>>,
+    metrics: Arc<ServeMetrics>,
+) -> FeedbackHandle {
+    let (events, receiver) = mpsc::channel(config.buffer.max(1));
+    let prefix = sink.as_ref().map(|s| s.prefix());
+    let (stats_tx, stats) = watch::channel(FeedbackStats {
+        prefix: prefix.clone(),
+        ..Default::default()
+    });
+    let sample_rate = config.sample_rate;
+    let worker = Worker {
+        config,
+        target,
+        labels,
+        sink,
+        metrics: metrics.clone(),
+        pending: HashMap::new(),
+        order: VecDeque::new(),
+        buffer: Vec::new(),
+        online: VecDeque::new(),
+        stats: FeedbackStats {
+            prefix,
+            ..Default::default()
+        },
+        stats_tx,
+    };
+    tokio::spawn(worker.run(receiver));
+    FeedbackHandle {
+        events,
+        stats,
+        sample_rate,
+        metrics,
+    }
+}
+
+struct Worker {
+    config: FeedbackConfig,
+    target: String,
+    labels: LabelKind,
+    sink: Option<Arc<dyn FeedbackSink>>,
+    metrics: Arc<ServeMetrics>,
+    pending: HashMap<String, ServedRecord>,
+    /// Ids in arrival order, for expiry.
+    order: VecDeque<(DateTime<Utc>, String)>,
+    buffer: Vec<Map<String, Value>>,
+    /// (prediction, label) of the most recent labelled rows.
+    online: VecDeque<(Value, Value)>,
+    stats: FeedbackStats,
+    stats_tx: watch::Sender<FeedbackStats>,
+}
+
+impl Worker {
+    async fn run(mut self, mut events: mpsc::Receiver<Event>) {
+        let mut ticker = tokio::time::interval(self.config.flush_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(Event::Served(record)) => self.remember(record),
+                    Some(Event::Labels { items, reply }) => {
+                        let outcome = self.join(items);
+                        if self.buffer.len() >= self.config.batch_rows {
+                            let _ = self.write_batch().await;
+                        }
+                        let _ = reply.send(outcome);
+                    }
+                    Some(Event::Flush(reply)) => {
+                        let written = self.write_batch().await;
+                        let _ = reply.send(written);
+                    }
+                    None => {
+                        // Every handle is gone: write what is left and stop.
+                        let _ = self.write_batch().await;
+                        return;
+                    }
+                },
+                _ = ticker.tick() => {
+                    self.expire(Utc::now());
+                    let _ = self.write_batch().await;
+                }
+            }
+            self.publish();
+        }
+    }
+
+    fn remember(&mut self, record: ServedRecord) {
+        self.expire(record.time);
+        self.order.push_back((record.time, record.id.clone()));
+        self.pending.insert(record.id.clone(), record);
+        while self.pending.len() > self.config.max_pending {
+            match self.order.pop_front() {
+                Some((_, id)) => {
+                    self.pending.remove(&id);
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn expire(&mut self, now: DateTime<Utc>) {
+        let horizon =
+            chrono::Duration::from_std(self.config.horizon).unwrap_or(chrono::Duration::MAX);
+        while let Some((time, _)) = self.order.front() {
+            if now - *time <= horizon {
+                break;
+            }
+            if let Some((time, id)) = self.order.pop_front() {
+                // An id reused later has a newer record; only drop the one that expired.
+                if self.pending.get(&id).is_some_and(|r| r.time == time) {
+                    self.pending.remove(&id);
+                }
+            }
+        }
+    }
+
+    fn check_label(&self, id: &str, label: &Value) -> Result<Value, ServeError> {
+        match (&self.labels, label) {
+            (LabelKind::Value, Value::Number(n)) if n.as_f64().is_some_and(f64::is_finite) => {
+                Ok(label.clone())
+            }
+            (LabelKind::Value, other) => Err(ServeError::BadFeedback(format!(
+                "label for `{id}` must be a number, got {other}"
+            ))),
+            (LabelKind::Class(classes), Value::String(s)) if classes.contains(s) => {
+                Ok(label.clone())
+            }
+            (LabelKind::Class(classes), Value::Number(n)) => {
+                let name = crate::drift::sketch::number_as_category(n.as_f64().unwrap_or(f64::NAN));
+                if classes.contains(&name) {
+                    Ok(Value::String(name))
+                } else {
+                    Err(ServeError::BadFeedback(format!(
+                        "label {n} for `{id}` is not a class of this model; classes: {}",
+                        classes.join(", ")
+                    )))
+                }
+            }
+            (LabelKind::Class(classes), other) => Err(ServeError::BadFeedback(format!(
+                "label {other} for `{id}` is not a class of this model; classes: {}",
+                classes.join(", ")
+            ))),
+        }
+    }
+
+    fn join(&mut self, items: Vec<LabelItem>) -> Result<FeedbackOutcome, ServeError> {
+        // Validate every item first so a bad batch changes nothing.
+        let mut checked = Vec::with_capacity(items.len());
+        for item in &items {
+            let labels: Vec<Value> = match (&item.label, self.pending.get(&item.id)) {
+                (Value::Array(list), Some(record)) if list.len() != record.rows.len() => {
+                    return Err(ServeError::BadFeedback(format!(
+                        "id `{}` had {} rows but {} labels were sent",
+                        item.id,
+                        record.rows.len(),
+                        list.len()
+                    )));
+                }
+                (Value::Array(list), _) => list
+                    .iter()
+                    .map(|l| self.check_label(&item.id, l))
+                    .collect::<Result<_, _>>()?,
+                (Value::Null, _) => {
+                    return Err(ServeError::BadFeedback(format!(
+                        "label for `{}` is null",
+                        item.id
+                    )));
+                }
+                (single, Some(record)) if record.rows.len() != 1 => {
+                    return Err(ServeError::BadFeedback(format!(
+                        "id `{}` had {} rows; send a list of {} labels (got {single})",
+                        item.id,
+                        record.rows.len(),
+                        record.rows.len()
+                    )));
+                }
+                (single, _) => vec![self.check_label(&item.id, single)?],
+            };
+            checked.push((item.id.clone(), labels));
+        }
+        let mut outcome = FeedbackOutcome::default();
+        for (id, labels) in checked {
+            let Some(record) = self.pending.remove(&id) else {
+                self.metrics.feedback_unknown.inc();
+                outcome.unknown.push(id);
+                continue;
+            };
+            let multi = record.rows.len() > 1;
+            for (i, ((mut row, prediction), label)) in record
+                .rows
+                .into_iter()
+                .zip(record.predictions)
+                .zip(labels)
+                .enumerate()
+            {
+                row.insert(self.target.clone(), label.clone());
+                row.insert("_id".into(), Value::String(id.clone()));
+                if multi {
+                    row.insert("_row".into(), Value::from(i));
+                }
+                row.insert("_version".into(), Value::String(record.version.clone()));
+                row.insert("_time".into(), Value::String(record.time.to_rfc3339()));
+                row.insert("_prediction".into(), prediction.clone());
+                self.buffer.push(row);
+                self.online.push_back((prediction, label));
+                if self.online.len() > self.config.online_window {
+                    self.online.pop_front();
+                }
+                outcome.joined += 1;
+            }
+        }
+        self.metrics.feedback_joined.inc_by(outcome.joined as u64);
+        self.stats.joined_rows += outcome.joined as u64;
+        self.update_online();
+        Ok(outcome)
+    }
+
+    fn update_online(&mut self) {
+        let n = self.online.len();
+        self.stats.labelled = n;
+        self.metrics.online_labelled.set(n as i64);
+        if n == 0 {
+            return;
+        }
+        match self.labels {
+            LabelKind::Class(_) => {
+                let correct = self.online.iter().filter(|(p, l)| p == l).count();
+                let accuracy = correct as f64 / n as f64;
+                self.stats.accuracy = Some(accuracy);
+                self.metrics.online_accuracy.set(accuracy);
+            }
+            LabelKind::Value => {
+                let se: f64 = self
+                    .online
+                    .iter()
+                    .map(|(p, l)| {
+                        (p.as_f64().unwrap_or(f64::NAN) - l.as_f64().unwrap_or(f64::NAN)).powi(2)
+                    })
+                    .sum();
+                let rmse = (se / n as f64).sqrt();
+                self.stats.rmse = Some(rmse);
+                self.metrics.online_rmse.set(rmse);
+            }
+        }
+    }
+
+    async fn write_batch(&mut self) -> Result<usize, ServeError> {
+        let Some(sink) = self.sink.clone() else {
+            // No prefix configured: labels feed the online metrics only.
+            self.buffer.clear();
+            return Ok(0);
+        };
+        if self.buffer.is_empty() {
+            return Ok(0);
+        }
+        let mut contents = Vec::with_capacity(self.buffer.len() * 128);
+        for row in &self.buffer {
+            // A map of JSON values always serialises.
+            serde_json::to_writer(&mut contents, row).map_err(|e| ServeError::FeedbackWrite {
+                uri: sink.prefix(),
+                reason: e.to_string(),
+            })?;
+            contents.push(b'\n');
+        }
+        let name = format!(
+            "{}-{}.jsonl",
+            Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
+            uuid::Uuid::new_v4().simple()
+        );
+        match sink.write(&name, contents).await {
+            Ok(uri) => {
+                let n = self.buffer.len();
+                self.buffer.clear();
+                self.stats.written_rows += n as u64;
+                self.stats.written_files += 1;
+                self.metrics.feedback_rows_written.inc_by(n as u64);
+                tracing::info!(%uri, rows = n, "feedback written");
+                Ok(n)
+            }
+            Err(e) => {
+                self.metrics.feedback_write_errors.inc();
+                tracing::warn!(error = %e, "feedback write failed; keeping rows for the next try");
+                // Bound memory while the store is down: keep the newest rows.
+                let cap = self.config.batch_rows.saturating_mul(10).max(1);
+                if self.buffer.len() > cap {
+                    let excess = self.buffer.len() - cap;
+                    self.buffer.drain(..excess);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        self.stats.pending = self.pending.len();
+        self.stats.buffered_rows = self.buffer.len();
+        self.stats_tx.send_replace(self.stats.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct MemorySink {
+        files: Mutex<Vec<(String, Vec<u8>)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl FeedbackSink for MemorySink {
+        async fn write(&self, file_name: &str, contents: Vec<u8>) -> Result<String, ServeError> {
+            self.files
+                .lock()
+                .map_err(|e| ServeError::Config(e.to_string()))?
+                .push((file_name.to_string(), contents));
+            Ok(format!("memory:///{file_name}"))
+        }
+        fn prefix(&self) -> String {
+            "memory:///".into()
+        }
+    }
+
+    fn record(id: &str, rows: usize, time: DateTime<Utc>) -> ServedRecord {
+        ServedRecord {
+            id: id.into(),
+            version: "v1".into(),
+            time,
+            rows: (0..rows)
+                .map(|i| Map::from_iter([("alcohol".to_string(), Value::from(10.0 + i as f64))]))
+                .collect(),
+            predictions: (0..rows).map(|_| Value::String("good".into())).collect(),
+        }
+    }
+
+    fn start(config: FeedbackConfig, sink: Arc<MemorySink>) -> FeedbackHandle {
+        start_feedback(
+            config,
+            "quality".into(),
+            LabelKind::Class(vec!["bad".into(), "good".into()]),
+            Some(sink),
+            Arc::new(ServeMetrics::new()),
+        )
+    }
+
+    #[tokio::test]
+    async fn labels_join_their_request_and_are_written_as_jsonl() {
+        let sink = Arc::new(MemorySink::default());
+        let handle = start(FeedbackConfig::default(), sink.clone());
+        handle.record(record("a", 1, Utc::now()));
+        handle.record(record("b", 2, Utc::now()));
+        let outcome = handle
+            .label(vec![
+                LabelItem {
+                    id: "a".into(),
+                    label: Value::from("good"),
+                },
+                LabelItem {
+                    id: "b".into(),
+                    label: serde_json::json!(["bad", "good"]),
+                },
+                LabelItem {
+                    id: "zzz".into(),
+                    label: Value::from("bad"),
+                },
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            FeedbackOutcome {
+                joined: 3,
+                unknown: vec!["zzz".into()]
+            }
+        );
+        assert_eq!(handle.flush().await.unwrap(), 3);
+        let files = sink.files.lock().unwrap().clone();
+        assert_eq!(files.len(), 1);
+        let lines: Vec<Value> = std::str::from_utf8(&files[0].1)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0]["quality"], "good");
+        assert_eq!(lines[0]["alcohol"], 10.0);
+        assert_eq!(lines[0]["_id"], "a");
+        assert_eq!(lines[0]["_prediction"], "good");
+        assert_eq!(lines[2]["_row"], 1);
+        assert!(files[0].0.ends_with(".jsonl"));
+        // Two of three labelled rows were predicted right.
+        let stats = handle.stats();
+        assert_eq!(stats.labelled, 3);
+        assert!((stats.accuracy.unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(stats.written_rows, 3);
+    }
+
+    #[tokio::test]
+    async fn bad_labels_are_refused_and_change_nothing() {
+        let sink = Arc::new(MemorySink::default());
+        let handle = start(FeedbackConfig::default(), sink.clone());
+        handle.record(record("a", 1, Utc::now()));
+        handle.record(record("b", 2, Utc::now()));
+        let err = handle
+            .label(vec![
+                LabelItem {
+                    id: "a".into(),
+                    label: Value::from("good"),
+                },
+                LabelItem {
+                    id: "b".into(),
+                    label: Value::from("good"),
+                },
+            ])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("id `b` had 2 rows"), "{err}");
+        let err = handle
+            .label(vec![LabelItem {
+                id: "a".into(),
+                label: Value::from("great"),
+            }])
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("not a class of this model; classes: bad, good"),
+            "{err}"
+        );
+        // `a` is still pending after the refused batches.
+        let ok = handle
+            .label(vec![LabelItem {
+                id: "a".into(),
+                label: Value::from("bad"),
+            }])
+            .await
+            .unwrap();
+        assert_eq!(ok.joined, 1);
+    }
+
+    #[tokio::test]
+    async fn old_and_excess_requests_are_forgotten() {
+        let sink = Arc::new(MemorySink::default());
+        let config = FeedbackConfig {
+            horizon: Duration::from_secs(60),
+            max_pending: 2,
+            ..FeedbackConfig::default()
+        };
+        let handle = start(config, sink);
+        let t = Utc::now();
+        handle.record(record("old", 1, t - chrono::Duration::seconds(120)));
+        handle.record(record("x", 1, t));
+        handle.record(record("y", 1, t));
+        handle.record(record("z", 1, t));
+        let outcome = handle
+            .label(
+                ["old", "x", "y", "z"]
+                    .iter()
+                    .map(|id| LabelItem {
+                        id: id.to_string(),
+                        label: Value::from("good"),
+                    })
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcome.unknown, vec!["old".to_string(), "x".to_string()]);
+        assert_eq!(outcome.joined, 2);
+    }
+
+    #[tokio::test]
+    async fn a_full_buffer_drops_and_counts_instead_of_blocking() {
+        let metrics = Arc::new(ServeMetrics::new());
+        let config = FeedbackConfig {
+            buffer: 1,
+            ..FeedbackConfig::default()
+        };
+        let handle = start_feedback(config, "y".into(), LabelKind::Value, None, metrics.clone());
+        // The worker has not run yet (single-threaded test runtime): the second send finds the buffer full.
+        for i in 0..5 {
+            handle.record(record(&i.to_string(), 1, Utc::now()));
+        }
+        assert_eq!(metrics.feedback_sampled.get(), 5);
+        assert_eq!(metrics.feedback_dropped.get(), 4);
+    }
+}

@@ -1,0 +1,739 @@
+//! `driftline gateway`: a reverse proxy for one Model that splits infer
+//! requests across its version backends by weight.
+//!
+//! Weights come from a file (reloaded when it changes) or from the Model's
+//! `status.traffic` through the Kubernetes API. A table swap never touches
+//! requests in flight: each request picks its backend once, from the table
+//! current when it arrived.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::error::ServeError;
+use super::metrics::{BackendCodeLabels, BackendLabels, GatewayMetrics};
+
+/// Response header naming the version that answered.
+pub const VERSION_HEADER: &str = "x-driftline-version";
+
+/// One version backend and its share of traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backend {
+    /// Version name, e.g. `v3`.
+    pub version: String,
+    /// Base URL, e.g. `http://wine-quality-v3.ml.svc:8080`.
+    pub url: String,
+    /// Relative weight (percent by convention).
+    pub weight: u32,
+}
+
+/// The backends of one Model and their weights.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeightTable {
+    pub backends: Vec<Backend>,
+}
+
+impl WeightTable {
+    /// Parses a JSON or YAML weights file and checks it; `source` names it in errors.
+    pub fn parse(text: &str, source: &str) -> Result<Self, ServeError> {
+        let table: WeightTable = serde_yaml::from_str(text).map_err(|e| ServeError::Weights {
+            path: source.to_string(),
+            reason: format!(
+                "expected {{\"backends\": [{{\"version\", \"url\", \"weight\"}}, …]}}: {e}"
+            ),
+        })?;
+        table.validate().map_err(|reason| ServeError::Weights {
+            path: source.to_string(),
+            reason,
+        })?;
+        Ok(table)
+    }
+
+    /// Checks that versions are unique, URLs are http(s) and some weight is positive.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.backends.is_empty() {
+            return Err("no backends listed".into());
+        }
+        for (i, b) in self.backends.iter().enumerate() {
+            if b.version.is_empty() {
+                return Err(format!("backend {i} has an empty version"));
+            }
+            if self.backends[..i].iter().any(|o| o.version == b.version) {
+                return Err(format!("version `{}` is listed twice", b.version));
+            }
+            let uri: Uri = b.url.parse().map_err(|e| {
+                format!("backend `{}`: url `{}` is not a URL: {e}", b.version, b.url)
+            })?;
+            if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+                return Err(format!(
+                    "backend `{}`: url `{}` must be http://host:port",
+                    b.version, b.url
+                ));
+            }
+        }
+        if self.total_weight() == 0 {
+            return Err("every weight is 0; at least one backend must take traffic".into());
+        }
+        Ok(())
+    }
+
+    /// Sum of the weights.
+    pub fn total_weight(&self) -> u64 {
+        self.backends.iter().map(|b| u64::from(b.weight)).sum()
+    }
+
+    /// The backend owning point `r` of `[0, total_weight)`.
+    pub fn pick(&self, r: u64) -> Option<&Backend> {
+        let total = self.total_weight();
+        if total == 0 {
+            return None;
+        }
+        let mut point = r % total;
+        for b in &self.backends {
+            let w = u64::from(b.weight);
+            if point < w {
+                return Some(b);
+            }
+            point -= w;
+        }
+        None
+    }
+
+    /// The backend with the largest weight (the stable version), first on ties.
+    pub fn heaviest(&self) -> Option<&Backend> {
+        self.backends.iter().rev().max_by_key(|b| b.weight)
+    }
+
+    /// The backend serving `version` (`v3` or `3`).
+    pub fn by_version(&self, version: &str) -> Option<&Backend> {
+        let bare = version.strip_prefix('v').unwrap_or(version);
+        self.backends.iter().find(|b| {
+            b.version == version || b.version.strip_prefix('v').unwrap_or(&b.version) == bare
+        })
+    }
+}
+
+/// Default backend URL for version `n` of Model `model` in `namespace`.
+pub const DEFAULT_URL_TEMPLATE: &str = "http://{model}-v{version}.{namespace}.svc:8080";
+
+/// Maps a Model's `status` (as JSON) to a weight table: `status.traffic` is a
+/// list of `{version, weight}`; each version resolves through `template`
+/// (`{model}`, `{namespace}`, `{version}` = the bare version number).
+pub fn weights_from_status(
+    model: &str,
+    namespace: &str,
+    status: &serde_json::Value,
+    template: &str,
+) -> Result<WeightTable, String> {
+    let traffic = status
+        .get("traffic")
+        .and_then(|t| t.as_array())
+        .ok_or_else(|| format!("Model {namespace}/{model} has no status.traffic list yet"))?;
+    let mut backends = Vec::with_capacity(traffic.len());
+    for (i, entry) in traffic.iter().enumerate() {
+        let bare = match entry.get("version") {
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            Some(serde_json::Value::String(s)) => s.strip_prefix('v').unwrap_or(s).to_string(),
+            _ => return Err(format!("status.traffic[{i}] has no version")),
+        };
+        let weight = entry
+            .get("weight")
+            .and_then(|w| w.as_u64())
+            .and_then(|w| u32::try_from(w).ok())
+            .ok_or_else(|| {
+                format!("status.traffic[{i}] (version {bare}) has no whole-number weight")
+            })?;
+        let url = template
+            .replace("{model}", model)
+            .replace("{namespace}", namespace)
+            .replace("{version}", &bare);
+        backends.push(Backend {
+            version: format!("v{bare}"),
+            url: url.trim_end_matches('/').to_string(),
+            weight,
+        });
+    }
+    let table = WeightTable { backends };
+    table.validate()?;
+    Ok(table)
+}
+
+/// How the gateway routes.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Route requests with the same `id` to the same backend.
+    pub sticky: bool,
+    /// Largest request body read when stickiness needs the `id`.
+    pub body_limit: usize,
+    /// Time allowed for a backend to answer.
+    pub backend_timeout: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            sticky: false,
+            body_limit: 8 * 1024 * 1024,
+            backend_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+struct GatewayState {
+    weights: watch::Receiver<Arc<WeightTable>>,
+    client: Client<HttpConnector, Body>,
+    metrics: GatewayMetrics,
+    config: GatewayConfig,
+}
+
+/// Publishes new weight tables to a running gateway.
+#[derive(Clone)]
+pub struct WeightsHandle {
+    sender: Arc<watch::Sender<Arc<WeightTable>>>,
+    state: Arc<GatewayState>,
+}
+
+impl WeightsHandle {
+    /// Replaces the weight table; requests already routed are not affected.
+    pub fn set(&self, table: WeightTable) {
+        for b in &table.backends {
+            self.state
+                .metrics
+                .weight
+                .get_or_create(&BackendLabels {
+                    version: b.version.clone(),
+                })
+                .set(i64::from(b.weight));
+        }
+        self.state.metrics.reloads.inc();
+        tracing::info!(backends = ?table.backends, "gateway weights updated");
+        self.sender.send_replace(Arc::new(table));
+    }
+
+    /// Counts a refused weight table.
+    pub fn refused(&self, reason: &str) {
+        self.state.metrics.reload_errors.inc();
+        tracing::warn!(%reason, "weight table refused; keeping the previous one");
+    }
+
+    /// The current table.
+    pub fn current(&self) -> Arc<WeightTable> {
+        self.sender.borrow().clone()
+    }
+}
+
+/// Builds the gateway's router and the handle that changes its weights.
+pub fn gateway_router(initial: WeightTable, config: GatewayConfig) -> (Router, WeightsHandle) {
+    let (sender, receiver) = watch::channel(Arc::new(WeightTable { backends: vec![] }));
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector);
+    let state = Arc::new(GatewayState {
+        weights: receiver,
+        client,
+        metrics: GatewayMetrics::new(),
+        config,
+    });
+    let handle = WeightsHandle {
+        sender: Arc::new(sender),
+        state: state.clone(),
+    };
+    handle.set(initial);
+    let router = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route("/gateway/weights", get(current_weights))
+        .fallback(proxy)
+        .with_state(state);
+    (router, handle)
+}
+
+async fn metrics(State(state): State<Arc<GatewayState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn current_weights(State(state): State<Arc<GatewayState>>) -> Response {
+    let table = state.weights.borrow().clone();
+    axum::Json(table.as_ref().clone()).into_response()
+}
+
+/// Which backend a request goes to.
+enum Route {
+    /// Split by weight (or by `id` hash when sticky).
+    Weighted,
+    /// A path naming a version: that version's backend.
+    Version(String),
+    /// Any other path: the stable (heaviest) backend, or by `id` hash when sticky.
+    Stable,
+}
+
+fn route_of(path: &str) -> Route {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["v2", "models", _, "infer"] => Route::Weighted,
+        ["v2", "models", _, "versions", v, ..] => Route::Version((*v).to_string()),
+        _ => Route::Stable,
+    }
+}
+
+fn sticky_point(id: &str) -> u64 {
+    // SipHash with fixed keys: the same id maps to the same point in every gateway replica.
+    let mut h = DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
+}
+
+#[derive(Deserialize)]
+struct RequestId {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+}
+
+/// Feedback bodies may be `{id, label}` or a batch; the first id decides.
+fn first_id(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let id = match &value {
+        serde_json::Value::Array(items) => items.first()?.get("id")?.clone(),
+        serde_json::Value::Object(map) => match map.get("feedback") {
+            Some(serde_json::Value::Array(items)) => items.first()?.get("id")?.clone(),
+            _ => {
+                serde_json::from_value::<RequestId>(value.clone())
+                    .ok()?
+                    .id?
+            }
+        },
+        _ => return None,
+    };
+    Some(match id {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    })
+}
+
+async fn proxy(State(state): State<Arc<GatewayState>>, request: Request) -> Response {
+    match forward(&state, request).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn forward(state: &GatewayState, request: Request) -> Result<Response, ServeError> {
+    let table = state.weights.borrow().clone();
+    let (mut parts, body) = request.into_parts();
+    let route = route_of(parts.uri.path());
+    let (body, sticky_id) = if state.config.sticky && !matches!(route, Route::Version(_)) {
+        let bytes = http_body_util::Limited::new(body, state.config.body_limit)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    ServeError::BodyTooLarge {
+                        limit: state.config.body_limit,
+                    }
+                } else {
+                    ServeError::Body(e.to_string())
+                }
+            })?
+            .to_bytes();
+        let id = first_id(&bytes);
+        (Body::from(bytes), id)
+    } else {
+        (body, None)
+    };
+    let backend = match (&route, &sticky_id) {
+        (Route::Version(v), _) => {
+            table
+                .by_version(v)
+                .ok_or_else(|| ServeError::UnknownVersion {
+                    model: "this model".into(),
+                    requested: v.clone(),
+                    served: table
+                        .backends
+                        .iter()
+                        .map(|b| b.version.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?
+        }
+        (_, Some(id)) => table.pick(sticky_point(id)).ok_or(ServeError::NoBackend)?,
+        (Route::Weighted, None) => table
+            .pick(rand::random::<u64>())
+            .ok_or(ServeError::NoBackend)?,
+        (Route::Stable, None) => table.heaviest().ok_or(ServeError::NoBackend)?,
+    };
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let target = format!("{}{}", backend.url.trim_end_matches('/'), path_and_query);
+    parts.uri = target.parse().map_err(|e| ServeError::Backend {
+        version: backend.version.clone(),
+        url: target.clone(),
+        reason: format!("not a valid URL: {e}"),
+    })?;
+    // Hop-by-hop headers belong to the client's connection, not the backend's.
+    for h in [
+        header::CONNECTION,
+        header::HOST,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        parts.headers.remove(h);
+    }
+    parts.headers.remove(HeaderName::from_static("keep-alive"));
+    parts.version = http::Version::HTTP_11;
+    let labels = BackendLabels {
+        version: backend.version.clone(),
+    };
+    let started = Instant::now();
+    let sent = tokio::time::timeout(
+        state.config.backend_timeout,
+        state.client.request(Request::from_parts(parts, body)),
+    )
+    .await;
+    state
+        .metrics
+        .latency
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    let response = match sent {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            state.metrics.errors.get_or_create(&labels).inc();
+            return Err(ServeError::Backend {
+                version: backend.version.clone(),
+                url: backend.url.clone(),
+                reason: e.to_string(),
+            });
+        }
+        Err(_) => {
+            state.metrics.errors.get_or_create(&labels).inc();
+            return Err(ServeError::Timeout(state.config.backend_timeout));
+        }
+    };
+    state
+        .metrics
+        .requests
+        .get_or_create(&BackendCodeLabels {
+            version: backend.version.clone(),
+            code: response.status().as_u16(),
+        })
+        .inc();
+    let (mut parts, body) = response.into_parts();
+    if let Ok(v) = HeaderValue::from_str(&backend.version) {
+        parts
+            .headers
+            .insert(HeaderName::from_static(VERSION_HEADER), v);
+    }
+    Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// Where the gateway's weights come from.
+#[derive(Debug, Clone)]
+pub enum WeightsSource {
+    /// A JSON/YAML file, polled for changes.
+    File { path: PathBuf, poll: Duration },
+    /// A Model's `status.traffic`, watched through the Kubernetes API.
+    Model {
+        namespace: String,
+        name: String,
+        url_template: String,
+    },
+}
+
+/// Reads a weights file.
+pub async fn read_weights_file(path: &std::path::Path) -> Result<WeightTable, ServeError> {
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| ServeError::Weights {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    WeightTable::parse(&text, &path.display().to_string())
+}
+
+/// Polls a weights file and publishes each valid change; an invalid file
+/// keeps the previous table and is counted.
+pub async fn watch_weights_file(path: PathBuf, poll: Duration, handle: WeightsHandle) {
+    let stamp = |m: &std::fs::Metadata| (m.modified().ok(), m.len());
+    let mut last = tokio::fs::metadata(&path).await.ok().map(|m| stamp(&m));
+    let mut ticker = tokio::time::interval(poll);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let now = tokio::fs::metadata(&path).await.ok().map(|m| stamp(&m));
+        if now == last {
+            continue;
+        }
+        match read_weights_file(&path).await {
+            Ok(table) if *handle.current() == table => {}
+            Ok(table) => handle.set(table),
+            Err(e) => handle.refused(&e.to_string()),
+        }
+        last = now;
+    }
+}
+
+/// Watches a Model through the Kubernetes API and publishes its traffic
+/// weights whenever its status changes. Returns only on a setup error.
+pub async fn watch_model_status(
+    client: kube::Client,
+    namespace: String,
+    name: String,
+    url_template: String,
+    handle: WeightsHandle,
+) -> Result<(), ServeError> {
+    use futures::StreamExt;
+    use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+    use kube::runtime::watcher;
+
+    let gvk = GroupVersionKind::gvk("driftline.dev", "v1alpha1", "Model");
+    let resource = ApiResource::from_gvk_with_plural(&gvk, "models");
+    let api: Api<DynamicObject> = Api::namespaced_with(client, &namespace, &resource);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut events = watcher(api, config).boxed();
+    while let Some(event) = events.next().await {
+        let object = match event {
+            Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::InitApply(o)) => o,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "watching Model {namespace}/{name} failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let status = object
+            .data
+            .get("status")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
+        match weights_from_status(&name, &namespace, &status, &url_template) {
+            Ok(table) if *handle.current() == table => {}
+            Ok(table) => handle.set(table),
+            Err(reason) => handle.refused(&reason),
+        }
+    }
+    Err(ServeError::Kube(format!(
+        "watch of Model {namespace}/{name} ended"
+    )))
+}
+
+/// Binds the gateway and serves until the process ends.
+pub async fn run_gateway(
+    addr: SocketAddr,
+    source: WeightsSource,
+    config: GatewayConfig,
+) -> Result<(), ServeError> {
+    let initial = match &source {
+        WeightsSource::File { path, .. } => read_weights_file(path).await?,
+        WeightsSource::Model { .. } => WeightTable { backends: vec![] },
+    };
+    let (router, handle) = gateway_router(initial, config);
+    match source {
+        WeightsSource::File { path, poll } => {
+            tokio::spawn(watch_weights_file(path, poll, handle.clone()));
+        }
+        WeightsSource::Model {
+            namespace,
+            name,
+            url_template,
+        } => {
+            let client = kube::Client::try_default()
+                .await
+                .map_err(|e| ServeError::Kube(e.to_string()))?;
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                if let Err(e) =
+                    watch_model_status(client, namespace, name, url_template, handle).await
+                {
+                    tracing::error!(error = %e, "gateway lost its weight source");
+                }
+            });
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+    tracing::info!(%addr, "gateway listening");
+    axum::serve(listener, router)
+        .await
+        .map_err(ServeError::Server)
+}
+
+/// Status codes the gateway itself answers with (not the backend's).
+pub fn is_gateway_error(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn table(weights: &[(&str, u32)]) -> WeightTable {
+        WeightTable {
+            backends: weights
+                .iter()
+                .map(|(v, w)| Backend {
+                    version: v.to_string(),
+                    url: format!("http://127.0.0.1:9/{v}"),
+                    weight: *w,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn pick_follows_the_weights_exactly_over_one_cycle() {
+        let t = table(&[("v1", 90), ("v2", 10)]);
+        let picks: Vec<&str> = (0..100)
+            .map(|r| t.pick(r).unwrap().version.as_str())
+            .collect();
+        assert_eq!(picks.iter().filter(|v| **v == "v1").count(), 90);
+        assert_eq!(t.heaviest().unwrap().version, "v1");
+        assert_eq!(t.by_version("2").unwrap().version, "v2");
+    }
+
+    #[test]
+    fn model_status_maps_to_backends_through_the_url_template() {
+        let status =
+            json!({"traffic": [{"version": 3, "weight": 90}, {"version": "v4", "weight": 10}]});
+        let t = weights_from_status("wine-quality", "ml", &status, DEFAULT_URL_TEMPLATE).unwrap();
+        assert_eq!(
+            t.backends,
+            vec![
+                Backend {
+                    version: "v3".into(),
+                    url: "http://wine-quality-v3.ml.svc:8080".into(),
+                    weight: 90
+                },
+                Backend {
+                    version: "v4".into(),
+                    url: "http://wine-quality-v4.ml.svc:8080".into(),
+                    weight: 10
+                },
+            ]
+        );
+        let t = weights_from_status("m", "ns", &status, "http://127.0.0.1:{version}000").unwrap();
+        assert_eq!(t.backends[0].url, "http://127.0.0.1:3000");
+    }
+
+    #[test]
+    fn model_status_without_traffic_or_with_bad_entries_is_refused() {
+        let err = weights_from_status("m", "ns", &json!({}), DEFAULT_URL_TEMPLATE).unwrap_err();
+        assert!(err.contains("no status.traffic"), "{err}");
+        let err = weights_from_status(
+            "m",
+            "ns",
+            &json!({"traffic": [{"weight": 1}]}),
+            DEFAULT_URL_TEMPLATE,
+        )
+        .unwrap_err();
+        assert!(err.contains("traffic[0] has no version"), "{err}");
+        let err = weights_from_status(
+            "m",
+            "ns",
+            &json!({"traffic": [{"version": 1, "weight": -5}]}),
+            DEFAULT_URL_TEMPLATE,
+        )
+        .unwrap_err();
+        assert!(err.contains("whole-number weight"), "{err}");
+        let err = weights_from_status(
+            "m",
+            "ns",
+            &json!({"traffic": [{"version": 1, "weight": 0}]}),
+            DEFAULT_URL_TEMPLATE,
+        )
+        .unwrap_err();
+        assert!(err.contains("every weight is 0"), "{err}");
+    }
+
+    #[test]
+    fn weights_files_are_checked() {
+        let ok = WeightTable::parse(
+            r#"{"backends":[{"version":"v3","url":"http://a:1","weight":90}]}"#,
+            "w.json",
+        )
+        .unwrap();
+        assert_eq!(ok.backends[0].weight, 90);
+        let yaml = "backends:\n- {version: v3, url: 'http://a:1', weight: 50}\n- {version: v4, url: 'http://b:1', weight: 50}\n";
+        assert_eq!(
+            WeightTable::parse(yaml, "w.yaml").unwrap().backends.len(),
+            2
+        );
+        for (text, needle) in [
+            (r#"{"backends":[]}"#, "no backends"),
+            (
+                r#"{"backends":[{"version":"v3","url":"ftp://a","weight":1}]}"#,
+                "must be http://",
+            ),
+            (
+                r#"{"backends":[{"version":"v3","url":"http://a:1","weight":1},{"version":"v3","url":"http://b:1","weight":1}]}"#,
+                "listed twice",
+            ),
+            (
+                r#"{"backends":[{"version":"v3","url":"http://a:1"}]}"#,
+                "missing field `weight`",
+            ),
+        ] {
+            let err = WeightTable::parse(text, "w.json").unwrap_err().to_string();
+            assert!(err.contains("w.json") && err.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn paths_route_by_kind() {
+        assert!(matches!(route_of("/v2/models/m/infer"), Route::Weighted));
+        assert!(matches!(route_of("/v2/models/m/versions/3/infer"), Route::Version(v) if v == "3"));
+        assert!(matches!(route_of("/v2/models/m/ready"), Route::Stable));
+        // Feedback follows the id when sticky (see `forward`), else the stable version.
+        assert!(matches!(route_of("/v2/models/m/feedback"), Route::Stable));
+    }
+
+    #[test]
+    fn sticky_ids_are_read_from_infer_and_feedback_bodies() {
+        assert_eq!(first_id(br#"{"id":"a","inputs":[]}"#).as_deref(), Some("a"));
+        assert_eq!(first_id(br#"[{"id":"b","label":1}]"#).as_deref(), Some("b"));
+        assert_eq!(
+            first_id(br#"{"feedback":[{"id":"c","label":1}]}"#).as_deref(),
+            Some("c")
+        );
+        assert_eq!(first_id(br#"{"inputs":[]}"#), None);
+        assert_eq!(sticky_point("a"), sticky_point("a"));
+    }
+}

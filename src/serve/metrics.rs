@@ -1,0 +1,279 @@
+//! Prometheus metrics of the model server and the gateway.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a served request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub endpoint: &'static str,
+    pub code: u16,
+}
+
+/// Labels of an error answer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    pub code: u16,
+}
+
+/// Labels naming a predicted class.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabels {
+    pub class: String,
+}
+
+/// Labels naming a feature (or `prediction`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeatureLabels {
+    pub feature: String,
+}
+
+/// Labels naming a backend version of the gateway.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub version: String,
+}
+
+/// Labels of a proxied request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendCodeLabels {
+    pub version: String,
+    pub code: u16,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+fn latency_histogram() -> Histogram {
+    // 50 µs … ~1.6 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+/// Everything `driftline serve` exports at `/metrics`.
+pub struct ServeMetrics {
+    pub registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub errors: Family<CodeLabels, Counter>,
+    pub infer_latency: Histogram,
+    pub rows: Counter,
+    pub predictions: Family<ClassLabels, Counter>,
+    /// The configured drift statistic per feature in the last closed window.
+    pub drift: Family<FeatureLabels, FloatGauge>,
+    /// 1 when the feature drifted in the last closed window.
+    pub drifted: Family<FeatureLabels, Gauge>,
+    pub drift_windows: Counter,
+    pub dataset_drifted_share: FloatGauge,
+    pub feedback_sampled: Counter,
+    pub feedback_dropped: Counter,
+    pub feedback_joined: Counter,
+    pub feedback_unknown: Counter,
+    pub feedback_rows_written: Counter,
+    pub feedback_write_errors: Counter,
+    pub online_accuracy: FloatGauge,
+    pub online_rmse: FloatGauge,
+    pub online_labelled: Gauge,
+}
+
+impl Default for ServeMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ServeMetrics {
+    /// Registers every metric under the `driftline_serve` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("driftline_serve");
+        let m = Self {
+            requests: Family::default(),
+            errors: Family::default(),
+            infer_latency: latency_histogram(),
+            rows: Counter::default(),
+            predictions: Family::default(),
+            drift: Family::default(),
+            drifted: Family::default(),
+            drift_windows: Counter::default(),
+            dataset_drifted_share: FloatGauge::default(),
+            feedback_sampled: Counter::default(),
+            feedback_dropped: Counter::default(),
+            feedback_joined: Counter::default(),
+            feedback_unknown: Counter::default(),
+            feedback_rows_written: Counter::default(),
+            feedback_write_errors: Counter::default(),
+            online_accuracy: FloatGauge::default(),
+            online_rmse: FloatGauge::default(),
+            online_labelled: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "requests",
+            "Requests by endpoint and status code",
+            m.requests.clone(),
+        );
+        registry.register("errors", "Error answers by status code", m.errors.clone());
+        registry.register(
+            "infer_latency_seconds",
+            "Time to answer an infer request",
+            m.infer_latency.clone(),
+        );
+        registry.register("rows", "Rows predicted", m.rows.clone());
+        registry.register(
+            "predictions",
+            "Predicted rows by class",
+            m.predictions.clone(),
+        );
+        registry.register(
+            "drift",
+            "Drift statistic per feature in the last closed window",
+            m.drift.clone(),
+        );
+        registry.register(
+            "drifted",
+            "1 when the feature drifted in the last closed window",
+            m.drifted.clone(),
+        );
+        registry.register(
+            "drift_windows",
+            "Drift windows closed",
+            m.drift_windows.clone(),
+        );
+        registry.register(
+            "dataset_drifted_share",
+            "Share of features drifted in the last closed window",
+            m.dataset_drifted_share.clone(),
+        );
+        registry.register(
+            "feedback_sampled",
+            "Requests sampled for feedback capture",
+            m.feedback_sampled.clone(),
+        );
+        registry.register(
+            "feedback_dropped",
+            "Sampled requests dropped because the feedback buffer was full",
+            m.feedback_dropped.clone(),
+        );
+        registry.register(
+            "feedback_joined",
+            "Labels joined with their request",
+            m.feedback_joined.clone(),
+        );
+        registry.register(
+            "feedback_unknown",
+            "Labels whose id was unknown or expired",
+            m.feedback_unknown.clone(),
+        );
+        registry.register(
+            "feedback_rows_written",
+            "Labelled rows written to the artifact store",
+            m.feedback_rows_written.clone(),
+        );
+        registry.register(
+            "feedback_write_errors",
+            "Failed writes of feedback files",
+            m.feedback_write_errors.clone(),
+        );
+        registry.register(
+            "online_accuracy",
+            "Accuracy over the recent labelled rows (classification)",
+            m.online_accuracy.clone(),
+        );
+        registry.register(
+            "online_rmse",
+            "RMSE over the recent labelled rows (regression)",
+            m.online_rmse.clone(),
+        );
+        registry.register(
+            "online_labelled",
+            "Labelled rows behind the online accuracy or RMSE",
+            m.online_labelled.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// Renders the OpenMetrics text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Everything `driftline gateway` exports at `/metrics`.
+pub struct GatewayMetrics {
+    pub registry: Registry,
+    pub requests: Family<BackendCodeLabels, Counter>,
+    pub latency: Family<BackendLabels, Histogram, fn() -> Histogram>,
+    pub errors: Family<BackendLabels, Counter>,
+    pub weight: Family<BackendLabels, Gauge>,
+    pub reloads: Counter,
+    pub reload_errors: Counter,
+}
+
+impl Default for GatewayMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GatewayMetrics {
+    /// Registers every metric under the `driftline_gateway` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("driftline_gateway");
+        let requests = Family::<BackendCodeLabels, Counter>::default();
+        let latency = Family::<BackendLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let errors = Family::<BackendLabels, Counter>::default();
+        let weight = Family::<BackendLabels, Gauge>::default();
+        let reloads = Counter::default();
+        let reload_errors = Counter::default();
+        registry.register(
+            "requests",
+            "Proxied requests by backend version and status code",
+            requests.clone(),
+        );
+        registry.register(
+            "backend_latency_seconds",
+            "Time until the backend answered",
+            latency.clone(),
+        );
+        registry.register(
+            "backend_errors",
+            "Requests the backend could not answer",
+            errors.clone(),
+        );
+        registry.register(
+            "weight",
+            "Current traffic weight per backend version",
+            weight.clone(),
+        );
+        registry.register("weight_reloads", "Weight tables loaded", reloads.clone());
+        registry.register(
+            "weight_reload_errors",
+            "Weight tables refused (the previous one stays)",
+            reload_errors.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            errors,
+            weight,
+            reloads,
+            reload_errors,
+        }
+    }
+
+    /// Renders the OpenMetrics text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

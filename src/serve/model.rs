@@ -1,0 +1,181 @@
+//! Glue between the server and the `ml` room: loading an artifact as a
+//! [`Predictor`], and writing feedback files to the artifact store.
+
+use std::sync::Arc;
+
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::api::{FeatureKind as SchemaKind, Task as SchemaTask};
+use crate::ml::{Cell, FeatureBatch, LoadedModel};
+
+use super::error::ServeError;
+use super::feedback::FeedbackSink;
+use super::protocol::{Column, DecodedBatch, FeatureKind};
+use super::server::{ModelInfo, ModelOutput, Predictor, Task};
+
+/// A verified artifact served by the model server.
+pub struct ArtifactModel {
+    model: LoadedModel,
+    info: ModelInfo,
+}
+
+/// The version an artifact URI names: its last path segment (`…/v3/` → `3`), else `1`.
+pub fn version_from_uri(uri: &str) -> String {
+    let last = uri
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    let bare = last.strip_prefix('v').unwrap_or(last);
+    if !bare.is_empty() && bare.chars().all(|c| c.is_ascii_digit()) {
+        bare.to_string()
+    } else {
+        "1".to_string()
+    }
+}
+
+/// The model name an artifact URI suggests: the segment before the version (`…/wine-quality/v3/`).
+fn name_from_uri(uri: &str) -> Option<String> {
+    let mut parts = uri.trim_end_matches('/').rsplit('/');
+    let _version = parts.next()?;
+    parts
+        .next()
+        .filter(|p| !p.is_empty() && !p.contains(':'))
+        .map(str::to_string)
+}
+
+/// Loads and verifies an artifact (weights digests and architecture fingerprint).
+pub async fn load_artifact(
+    uri: &str,
+    name: Option<String>,
+    version: Option<String>,
+) -> Result<ArtifactModel, ServeError> {
+    let model = LoadedModel::load(uri).await.map_err(|e| ServeError::Load {
+        uri: uri.to_string(),
+        reason: e.to_string(),
+    })?;
+    let manifest = model.manifest();
+    let task = match manifest.task {
+        SchemaTask::Classification => Task::Classification {
+            classes: manifest.classes.clone(),
+        },
+        SchemaTask::Regression => Task::Regression,
+    };
+    let features = manifest
+        .features
+        .iter()
+        .map(|f| {
+            let kind = match f.kind {
+                SchemaKind::Numeric => FeatureKind::Numeric,
+                SchemaKind::Categorical => FeatureKind::Categorical,
+                SchemaKind::Boolean => FeatureKind::Boolean,
+            };
+            (f.name.clone(), kind)
+        })
+        .collect();
+    let info = ModelInfo {
+        name: name
+            .or_else(|| name_from_uri(uri))
+            .unwrap_or_else(|| "model".to_string()),
+        version: version.unwrap_or_else(|| version_from_uri(uri)),
+        task,
+        target: manifest.target.clone(),
+        features,
+        reference: manifest.reference.clone(),
+    };
+    Ok(ArtifactModel { model, info })
+}
+
+impl ArtifactModel {
+    /// The loaded artifact.
+    pub fn loaded(&self) -> &LoadedModel {
+        &self.model
+    }
+}
+
+/// Decoded request columns as the `ml` room's raw rows.
+pub fn feature_batch(batch: &DecodedBatch) -> FeatureBatch {
+    let columns = batch
+        .columns
+        .iter()
+        .map(|c| match c {
+            Column::Numbers(v) => v.iter().map(|&x| Cell::Number(x)).collect(),
+            Column::Texts(v) => v.iter().map(|t| Cell::Text(t.clone())).collect(),
+        })
+        .collect();
+    FeatureBatch {
+        rows: batch.rows,
+        columns,
+    }
+}
+
+impl Predictor for ArtifactModel {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn predict(&self, batch: &DecodedBatch) -> Result<ModelOutput, String> {
+        let p = self
+            .model
+            .predict(&feature_batch(batch))
+            .map_err(|e| e.to_string())?;
+        Ok(ModelOutput {
+            labels: p.labels,
+            values: p.values,
+            probabilities: p.probabilities,
+        })
+    }
+}
+
+/// Writes feedback files under a prefix URI of any object store.
+pub struct StoreFeedbackSink {
+    store: Arc<dyn ObjectStore>,
+    prefix: StorePath,
+    uri: String,
+}
+
+impl StoreFeedbackSink {
+    /// A sink for `prefix` (`file:///…/`, `s3://bucket/…/`, … or a local directory path).
+    pub fn new(prefix: &str) -> Result<Self, ServeError> {
+        let bad = |reason: String| ServeError::Config(format!("--feedback `{prefix}`: {reason}"));
+        let url = match url::Url::parse(prefix) {
+            Ok(url) if url.scheme().len() > 1 => url,
+            // A bare path (or a Windows drive letter) is a local directory.
+            _ => {
+                let absolute = std::path::absolute(prefix).map_err(|e| bad(e.to_string()))?;
+                url::Url::from_directory_path(&absolute)
+                    .map_err(|_| bad("not an absolute directory path".into()))?
+            }
+        };
+        // Cloud credentials come from the environment, as for artifacts.
+        let (store, path) =
+            object_store::parse_url_opts(&url, std::env::vars()).map_err(|e| bad(e.to_string()))?;
+        Ok(Self {
+            store: Arc::from(store),
+            prefix: path,
+            uri: url.to_string(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl FeedbackSink for StoreFeedbackSink {
+    async fn write(&self, file_name: &str, contents: Vec<u8>) -> Result<String, ServeError> {
+        let location = self.prefix.clone().join(file_name);
+        let uri = format!("{}/{}", self.uri.trim_end_matches('/'), file_name);
+        // Object stores publish a put atomically (the local one writes a staged file and renames it).
+        self.store
+            .put(&location, contents.into())
+            .await
+            .map_err(|e| ServeError::FeedbackWrite {
+                uri: uri.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(uri)
+    }
+
+    fn prefix(&self) -> String {
+        self.uri.clone()
+    }
+}

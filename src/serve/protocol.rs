@@ -1,0 +1,880 @@
+//! Open Inference Protocol v2 (REST) types, and decoding an infer request
+//! into feature columns.
+//!
+//! Inputs come either as one numeric tensor `[N, F]` in the model's feature
+//! order, or as one tensor per feature named by the feature (`[N]` or
+//! `[N, 1]`; BYTES for categorical features). `data` may be flat or nested,
+//! row-major.
+
+use std::fmt;
+
+use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Why an infer request was refused; each message names the input and the problem.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DecodeError {
+    #[error("request body is not valid JSON for an infer request: {0}")]
+    Json(String),
+    #[error("request has no inputs")]
+    NoInputs,
+    #[error(
+        "input `{input}`: unsupported datatype `{datatype}`; expected one of BOOL, UINT8..64, INT8..64, FP16, FP32, FP64, BYTES"
+    )]
+    UnknownDatatype { input: String, datatype: String },
+    #[error(
+        "input `{input}`: datatype {datatype} does not fit feature `{feature}`, which is {kind}; send {expected}"
+    )]
+    WrongDatatype {
+        input: String,
+        datatype: String,
+        feature: String,
+        kind: &'static str,
+        expected: &'static str,
+    },
+    #[error("input `{input}`: data holds {found} but datatype is {datatype}")]
+    DataTypeMismatch {
+        input: String,
+        datatype: String,
+        found: &'static str,
+    },
+    #[error("input `{input}`: shape {shape:?} holds {expected} values but data has {actual}")]
+    ShapeLength {
+        input: String,
+        shape: Vec<i64>,
+        expected: u64,
+        actual: usize,
+    },
+    #[error("input `{input}`: shape {shape:?} is not valid here; expected {expected}")]
+    BadShape {
+        input: String,
+        shape: Vec<i64>,
+        expected: String,
+    },
+    #[error("input `{input}`: value {value} at position {index} is not a finite {datatype} number")]
+    NonFinite {
+        input: String,
+        index: usize,
+        value: f64,
+        datatype: String,
+    },
+    #[error("input `{input}`: value {value} at position {index} is out of range for {datatype}")]
+    OutOfRange {
+        input: String,
+        index: usize,
+        value: f64,
+        datatype: String,
+    },
+    #[error("unknown input `{input}`; the model's features are: {features}")]
+    UnknownInput { input: String, features: String },
+    #[error("input `{0}` appears more than once")]
+    DuplicateInput(String),
+    #[error(
+        "feature `{feature}` missing from the request; send one tensor per feature ({features}) or one [N, {count}] tensor"
+    )]
+    MissingFeature {
+        feature: String,
+        features: String,
+        count: usize,
+    },
+    #[error("input `{input}` has {rows} rows but input `{first}` has {first_rows}")]
+    RowMismatch {
+        input: String,
+        rows: usize,
+        first: String,
+        first_rows: usize,
+    },
+    #[error(
+        "feature `{feature}` is categorical, so a single [N, F] numeric tensor cannot carry it; send one tensor per feature"
+    )]
+    CategoricalInMatrix { feature: String },
+    #[error("request has no rows")]
+    NoRows,
+    #[error("request has {rows} rows; at most {max} are allowed per request")]
+    TooManyRows { rows: usize, max: usize },
+    #[error("unknown output `{output}`; this model has outputs: {outputs}")]
+    UnknownOutput { output: String, outputs: String },
+}
+
+/// `POST …/infer` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferRequest {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    pub inputs: Vec<RequestInput>,
+    #[serde(default)]
+    pub outputs: Option<Vec<RequestOutput>>,
+}
+
+/// One input tensor.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestInput {
+    pub name: String,
+    pub shape: Vec<i64>,
+    pub datatype: String,
+    pub data: TensorData,
+    #[serde(default)]
+    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// One requested output.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestOutput {
+    pub name: String,
+    #[serde(default)]
+    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Tensor contents, flattened row-major from flat or nested JSON arrays.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorData {
+    Numbers(Vec<f64>),
+    Texts(Vec<String>),
+    Bools(Vec<bool>),
+}
+
+impl TensorData {
+    /// Number of scalar values.
+    pub fn len(&self) -> usize {
+        match self {
+            TensorData::Numbers(v) => v.len(),
+            TensorData::Texts(v) => v.len(),
+            TensorData::Bools(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            TensorData::Numbers(_) => "numbers",
+            TensorData::Texts(_) => "strings",
+            TensorData::Bools(_) => "booleans",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TensorData {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut data = None;
+        d.deserialize_seq(Flatten {
+            data: &mut data,
+            depth: 0,
+        })?;
+        Ok(data.unwrap_or(TensorData::Numbers(Vec::new())))
+    }
+}
+
+/// Nesting deeper than this is refused (a tensor has few dimensions).
+const MAX_DEPTH: usize = 16;
+
+struct Flatten<'a> {
+    data: &'a mut Option<TensorData>,
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Flatten<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Flatten<'_> {
+    fn push_number<E: serde::de::Error>(self, x: f64) -> Result<(), E> {
+        match self
+            .data
+            .get_or_insert_with(|| TensorData::Numbers(Vec::new()))
+        {
+            TensorData::Numbers(v) => {
+                v.push(x);
+                Ok(())
+            }
+            other => Err(E::custom(format!(
+                "data mixes numbers with {}",
+                other.kind()
+            ))),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Flatten<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a flat or nested array of numbers, strings or booleans")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if self.depth >= MAX_DEPTH {
+            return Err(serde::de::Error::custom(format!(
+                "data is nested deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        let depth = self.depth + 1;
+        while seq
+            .next_element_seed(Flatten {
+                data: &mut *self.data,
+                depth,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, x: f64) -> Result<(), E> {
+        self.push_number(x)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, x: i64) -> Result<(), E> {
+        self.push_number(x as f64)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, x: u64) -> Result<(), E> {
+        self.push_number(x as f64)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<(), E> {
+        match self
+            .data
+            .get_or_insert_with(|| TensorData::Texts(Vec::new()))
+        {
+            TensorData::Texts(v) => {
+                v.push(s.to_string());
+                Ok(())
+            }
+            other => Err(E::custom(format!(
+                "data mixes strings with {}",
+                other.kind()
+            ))),
+        }
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<(), E> {
+        match self
+            .data
+            .get_or_insert_with(|| TensorData::Bools(Vec::new()))
+        {
+            TensorData::Bools(v) => {
+                v.push(b);
+                Ok(())
+            }
+            other => Err(E::custom(format!(
+                "data mixes booleans with {}",
+                other.kind()
+            ))),
+        }
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Err(E::custom("data contains null; every value must be present"))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, _map: A) -> Result<(), A::Error> {
+        Err(serde::de::Error::custom(
+            "data contains an object; expected numbers, strings or booleans",
+        ))
+    }
+}
+
+/// Whether a feature holds numbers or categories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureKind {
+    Numeric,
+    Categorical,
+    /// true/false: BOOL, 0/1 numbers, or BYTES strings such as `"true"`.
+    Boolean,
+}
+
+/// The inputs a model expects, in its feature order.
+#[derive(Debug, Clone)]
+pub struct InputSchema {
+    pub features: Vec<(String, FeatureKind)>,
+    /// Largest number of rows accepted in one request.
+    pub max_rows: usize,
+}
+
+/// One decoded feature column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Column {
+    Numbers(Vec<f64>),
+    Texts(Vec<String>),
+}
+
+/// Decoded rows, one column per feature in the model's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedBatch {
+    pub rows: usize,
+    pub columns: Vec<Column>,
+}
+
+/// Parses and validates an infer request body.
+pub fn parse_request(body: &[u8]) -> Result<InferRequest, DecodeError> {
+    serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Datatype {
+    Bool,
+    Int { min: f64, max: f64 },
+    Fp16,
+    Fp32,
+    Fp64,
+    Bytes,
+}
+
+fn datatype(input: &str, name: &str) -> Result<Datatype, DecodeError> {
+    let int = |bits: i32, signed: bool| {
+        if signed {
+            Datatype::Int {
+                min: -(2f64.powi(bits - 1)),
+                max: 2f64.powi(bits - 1) - 1.0,
+            }
+        } else {
+            Datatype::Int {
+                min: 0.0,
+                max: 2f64.powi(bits) - 1.0,
+            }
+        }
+    };
+    Ok(match name {
+        "BOOL" => Datatype::Bool,
+        "UINT8" => int(8, false),
+        "UINT16" => int(16, false),
+        "UINT32" => int(32, false),
+        "UINT64" => int(64, false),
+        "INT8" => int(8, true),
+        "INT16" => int(16, true),
+        "INT32" => int(32, true),
+        "INT64" => int(64, true),
+        "FP16" => Datatype::Fp16,
+        "FP32" => Datatype::Fp32,
+        "FP64" => Datatype::Fp64,
+        "BYTES" => Datatype::Bytes,
+        _ => {
+            return Err(DecodeError::UnknownDatatype {
+                input: input.to_string(),
+                datatype: name.to_string(),
+            });
+        }
+    })
+}
+
+/// Checks a numeric tensor's values against its datatype and returns them.
+fn numbers(input: &RequestInput) -> Result<Vec<f64>, DecodeError> {
+    let dt = datatype(&input.name, &input.datatype)?;
+    let mismatch = |found| DecodeError::DataTypeMismatch {
+        input: input.name.clone(),
+        datatype: input.datatype.clone(),
+        found,
+    };
+    match (&input.data, dt) {
+        (TensorData::Bools(b), Datatype::Bool) => {
+            Ok(b.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect())
+        }
+        (TensorData::Numbers(v), Datatype::Bool) => {
+            check_each(input, v, |x| x == 0.0 || x == 1.0)?;
+            Ok(v.clone())
+        }
+        (TensorData::Numbers(v), Datatype::Int { min, max }) => {
+            check_each(input, v, |x| x.fract() == 0.0 && x >= min && x <= max)?;
+            Ok(v.clone())
+        }
+        (TensorData::Numbers(v), Datatype::Fp16 | Datatype::Fp32 | Datatype::Fp64) => {
+            let limit = match dt {
+                Datatype::Fp16 => 65504.0,
+                Datatype::Fp32 => f32::MAX as f64,
+                _ => f64::MAX,
+            };
+            for (index, &value) in v.iter().enumerate() {
+                if !value.is_finite() || value.abs() > limit {
+                    return Err(DecodeError::NonFinite {
+                        input: input.name.clone(),
+                        index,
+                        value,
+                        datatype: input.datatype.clone(),
+                    });
+                }
+            }
+            Ok(v.clone())
+        }
+        (data, _) => Err(mismatch(data.kind())),
+    }
+}
+
+fn check_each(
+    input: &RequestInput,
+    v: &[f64],
+    ok: impl Fn(f64) -> bool,
+) -> Result<(), DecodeError> {
+    match v.iter().position(|&x| !ok(x)) {
+        Some(index) => Err(DecodeError::OutOfRange {
+            input: input.name.clone(),
+            index,
+            value: v[index],
+            datatype: input.datatype.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn shape_len(input: &RequestInput) -> Result<u64, DecodeError> {
+    let mut n: u64 = 1;
+    for &d in &input.shape {
+        if d < 0 {
+            return Err(DecodeError::BadShape {
+                input: input.name.clone(),
+                shape: input.shape.clone(),
+                expected: "non-negative dimensions (−1 is only for metadata)".into(),
+            });
+        }
+        n = n.saturating_mul(d as u64);
+    }
+    if n != input.data.len() as u64 {
+        return Err(DecodeError::ShapeLength {
+            input: input.name.clone(),
+            shape: input.shape.clone(),
+            expected: n,
+            actual: input.data.len(),
+        });
+    }
+    Ok(n)
+}
+
+fn feature_list(schema: &InputSchema) -> String {
+    schema
+        .features
+        .iter()
+        .map(|(n, _)| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Turns validated request inputs into feature columns in the model's order.
+pub fn decode_inputs(
+    request: &InferRequest,
+    schema: &InputSchema,
+) -> Result<DecodedBatch, DecodeError> {
+    if request.inputs.is_empty() {
+        return Err(DecodeError::NoInputs);
+    }
+    for input in &request.inputs {
+        shape_len(input)?;
+    }
+    let by_feature = request
+        .inputs
+        .iter()
+        .all(|i| schema.features.iter().any(|(n, _)| *n == i.name));
+    let batch = if request.inputs.len() == 1 && !by_feature {
+        decode_matrix(&request.inputs[0], schema)?
+    } else {
+        decode_per_feature(&request.inputs, schema)?
+    };
+    if batch.rows == 0 {
+        return Err(DecodeError::NoRows);
+    }
+    if batch.rows > schema.max_rows {
+        return Err(DecodeError::TooManyRows {
+            rows: batch.rows,
+            max: schema.max_rows,
+        });
+    }
+    Ok(batch)
+}
+
+fn decode_matrix(input: &RequestInput, schema: &InputSchema) -> Result<DecodedBatch, DecodeError> {
+    let f = schema.features.len();
+    let rows = match input.shape.as_slice() {
+        [n, cols] if *cols as usize == f => *n as usize,
+        [n] if f == 1 => *n as usize,
+        _ => {
+            return Err(DecodeError::BadShape {
+                input: input.name.clone(),
+                shape: input.shape.clone(),
+                expected: format!(
+                    "[N, {f}] (one column per feature: {})",
+                    feature_list(schema)
+                ),
+            });
+        }
+    };
+    if let Some((name, _)) = schema
+        .features
+        .iter()
+        .find(|(_, k)| *k == FeatureKind::Categorical)
+    {
+        return Err(DecodeError::CategoricalInMatrix {
+            feature: name.clone(),
+        });
+    }
+    let values = numbers(input)?;
+    let columns = schema
+        .features
+        .iter()
+        .enumerate()
+        .map(|(j, (_, kind))| {
+            let column: Vec<f64> = (0..rows).map(|i| values[i * f + j]).collect();
+            match kind {
+                FeatureKind::Boolean => booleans(input, &column, |i| i * f + j),
+                _ => Ok(Column::Numbers(column)),
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(DecodedBatch { rows, columns })
+}
+
+/// 0/1 values as the `"false"`/`"true"` categories a boolean feature was trained on.
+fn booleans(
+    input: &RequestInput,
+    values: &[f64],
+    position: impl Fn(usize) -> usize,
+) -> Result<Column, DecodeError> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| match x {
+            0.0 => Ok("false".to_string()),
+            1.0 => Ok("true".to_string()),
+            _ => Err(DecodeError::OutOfRange {
+                input: input.name.clone(),
+                index: position(i),
+                value: x,
+                datatype: "a boolean (0 or 1)".into(),
+            }),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Column::Texts)
+}
+
+fn decode_per_feature(
+    inputs: &[RequestInput],
+    schema: &InputSchema,
+) -> Result<DecodedBatch, DecodeError> {
+    let mut slots: Vec<Option<(&RequestInput, usize)>> = vec![None; schema.features.len()];
+    let mut first: Option<(&str, usize)> = None;
+    for input in inputs {
+        let Some(j) = schema.features.iter().position(|(n, _)| *n == input.name) else {
+            return Err(DecodeError::UnknownInput {
+                input: input.name.clone(),
+                features: feature_list(schema),
+            });
+        };
+        if slots[j].is_some() {
+            return Err(DecodeError::DuplicateInput(input.name.clone()));
+        }
+        let rows = match input.shape.as_slice() {
+            [n] | [n, 1] => *n as usize,
+            _ => {
+                return Err(DecodeError::BadShape {
+                    input: input.name.clone(),
+                    shape: input.shape.clone(),
+                    expected: "[N] or [N, 1] for a tensor named by its feature".into(),
+                });
+            }
+        };
+        match first {
+            None => first = Some((&input.name, rows)),
+            Some((name, n)) if n != rows => {
+                return Err(DecodeError::RowMismatch {
+                    input: input.name.clone(),
+                    rows,
+                    first: name.to_string(),
+                    first_rows: n,
+                });
+            }
+            Some(_) => {}
+        }
+        slots[j] = Some((input, rows));
+    }
+    let rows = first.map(|(_, n)| n).unwrap_or(0);
+    let mut columns = Vec::with_capacity(schema.features.len());
+    for ((name, kind), slot) in schema.features.iter().zip(slots) {
+        let Some((input, _)) = slot else {
+            return Err(DecodeError::MissingFeature {
+                feature: name.clone(),
+                features: feature_list(schema),
+                count: schema.features.len(),
+            });
+        };
+        let column = match kind {
+            FeatureKind::Categorical => {
+                if input.datatype != "BYTES" {
+                    datatype(&input.name, &input.datatype)?;
+                    return Err(DecodeError::WrongDatatype {
+                        input: input.name.clone(),
+                        datatype: input.datatype.clone(),
+                        feature: name.clone(),
+                        kind: "categorical",
+                        expected: "BYTES (strings)",
+                    });
+                }
+                match &input.data {
+                    TensorData::Texts(t) => Column::Texts(t.clone()),
+                    TensorData::Numbers(v) if v.is_empty() => Column::Texts(Vec::new()),
+                    other => {
+                        return Err(DecodeError::DataTypeMismatch {
+                            input: input.name.clone(),
+                            datatype: input.datatype.clone(),
+                            found: other.kind(),
+                        });
+                    }
+                }
+            }
+            FeatureKind::Boolean => match &input.data {
+                TensorData::Texts(t) if input.datatype == "BYTES" => Column::Texts(t.clone()),
+                _ if input.datatype == "BYTES" => {
+                    return Err(DecodeError::DataTypeMismatch {
+                        input: input.name.clone(),
+                        datatype: input.datatype.clone(),
+                        found: input.data.kind(),
+                    });
+                }
+                _ => booleans(input, &numbers(input)?, |i| i)?,
+            },
+            FeatureKind::Numeric => {
+                if input.datatype == "BYTES" {
+                    return Err(DecodeError::WrongDatatype {
+                        input: input.name.clone(),
+                        datatype: input.datatype.clone(),
+                        feature: name.clone(),
+                        kind: "numeric",
+                        expected: "a numeric datatype such as FP32",
+                    });
+                }
+                Column::Numbers(numbers(input)?)
+            }
+        };
+        columns.push(column);
+    }
+    Ok(DecodedBatch { rows, columns })
+}
+
+/// `POST …/infer` response.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct InferResponse {
+    pub model_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    pub outputs: Vec<ResponseOutput>,
+}
+
+/// One output tensor.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct ResponseOutput {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub datatype: String,
+    pub data: OutputData,
+}
+
+/// Output tensor contents.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum OutputData {
+    Numbers(Vec<f32>),
+    Doubles(Vec<f64>),
+    Texts(Vec<String>),
+}
+
+/// `GET /v2/models/{name}` response.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct ModelMetadata {
+    pub name: String,
+    pub versions: Vec<String>,
+    pub platform: String,
+    pub inputs: Vec<TensorMetadata>,
+    pub outputs: Vec<TensorMetadata>,
+}
+
+/// Name, datatype and shape of a tensor (−1 for a variable dimension).
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct TensorMetadata {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<i64>,
+}
+
+/// `GET /v2` response.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct ServerMetadata {
+    pub name: String,
+    pub version: String,
+    pub extensions: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> InputSchema {
+        InputSchema {
+            features: vec![
+                ("alcohol".into(), FeatureKind::Numeric),
+                ("acidity".into(), FeatureKind::Numeric),
+            ],
+            max_rows: 100,
+        }
+    }
+
+    fn decode(body: &str, schema: &InputSchema) -> Result<DecodedBatch, DecodeError> {
+        decode_inputs(&parse_request(body.as_bytes())?, schema)
+    }
+
+    #[test]
+    fn a_matrix_and_per_feature_tensors_decode_to_the_same_columns() {
+        let m = decode(
+            r#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[[1,2],[3,4]]}]}"#,
+            &schema(),
+        )
+        .unwrap();
+        let f = decode(
+            r#"{"inputs":[{"name":"acidity","shape":[2],"datatype":"FP64","data":[2,4]},
+                          {"name":"alcohol","shape":[2,1],"datatype":"INT32","data":[1,3]}]}"#,
+            &schema(),
+        )
+        .unwrap();
+        assert_eq!(m, f);
+        assert_eq!(m.columns[0], Column::Numbers(vec![1.0, 3.0]));
+    }
+
+    #[test]
+    fn errors_name_the_input_and_the_problem() {
+        let s = schema();
+        let cases = [
+            (
+                r#"{"inputs":[{"name":"x","shape":[2,3],"datatype":"FP32","data":[1,2,3,4,5,6]}]}"#,
+                "[N, 2]",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[1,2,3]}]}"#,
+                "holds 4 values but data has 3",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1e39,2]}]}"#,
+                "not a finite FP32",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FLOAT","data":[1,2]}]}"#,
+                "unsupported datatype `FLOAT`",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"UINT8","data":[1,256]}]}"#,
+                "out of range for UINT8",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":["a","b"]}]}"#,
+                "holds strings",
+            ),
+            (
+                r#"{"inputs":[{"name":"alcohol","shape":[1],"datatype":"FP32","data":[1]}]}"#,
+                "feature `acidity` missing",
+            ),
+            (
+                r#"{"inputs":[{"name":"alcohol","shape":[1],"datatype":"FP32","data":[1]},{"name":"sugar","shape":[1],"datatype":"FP32","data":[1]}]}"#,
+                "unknown input `sugar`",
+            ),
+            (
+                r#"{"inputs":[{"name":"alcohol","shape":[1],"datatype":"FP32","data":[1]},{"name":"acidity","shape":[2],"datatype":"FP32","data":[1,2]}]}"#,
+                "has 2 rows but input `alcohol` has 1",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,null]}]}"#,
+                "null",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,"a"]}]}"#,
+                "mixes",
+            ),
+            (r#"{"inputs":[]}"#, "no inputs"),
+            (
+                r#"{"inputs":[{"name":"x","shape":[0,2],"datatype":"FP32","data":[]}]}"#,
+                "no rows",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[-1,2],"datatype":"FP32","data":[1,2]}]}"#,
+                "non-negative",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[101,2],"datatype":"FP32","data":[]}]}"#,
+                "holds 202 values",
+            ),
+            (r#"{"input":[]}"#, "unknown field `input`"),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,1e400]}]}"#,
+                "not valid JSON",
+            ),
+        ];
+        for (body, needle) in cases {
+            let err = decode(body, &s).expect_err(body).to_string();
+            assert!(err.contains(needle), "{body}: `{err}` lacks `{needle}`");
+        }
+    }
+
+    #[test]
+    fn categorical_features_need_bytes_tensors() {
+        let s = InputSchema {
+            features: vec![
+                ("alcohol".into(), FeatureKind::Numeric),
+                ("color".into(), FeatureKind::Categorical),
+            ],
+            max_rows: 10,
+        };
+        let ok = decode(
+            r#"{"inputs":[{"name":"alcohol","shape":[2],"datatype":"FP32","data":[1,2]},{"name":"color","shape":[2],"datatype":"BYTES","data":["red","white"]}]}"#,
+            &s,
+        )
+        .unwrap();
+        assert_eq!(
+            ok.columns[1],
+            Column::Texts(vec!["red".into(), "white".into()])
+        );
+        let err = decode(
+            r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}]}"#,
+            &s,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`color` is categorical"), "{err}");
+        let err = decode(
+            r#"{"inputs":[{"name":"alcohol","shape":[1],"datatype":"FP32","data":[1]},{"name":"color","shape":[1],"datatype":"FP32","data":[1]}]}"#,
+            &s,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("send BYTES"), "{err}");
+    }
+
+    #[test]
+    fn too_many_rows_are_refused() {
+        let s = InputSchema {
+            max_rows: 1,
+            ..schema()
+        };
+        let err = decode(
+            r#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[1,2,3,4]}]}"#,
+            &s,
+        )
+        .unwrap_err();
+        assert_eq!(err, DecodeError::TooManyRows { rows: 2, max: 1 });
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_crashing() {
+        let body = format!(
+            r#"{{"inputs":[{{"name":"x","shape":[1,2],"datatype":"FP32","data":{}1,2{}}}]}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert!(decode(&body, &schema()).is_err());
+    }
+}

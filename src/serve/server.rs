@@ -1,0 +1,860 @@
+//! The model server: Open Inference Protocol v2 endpoints, drift, feedback,
+//! health and metrics for one loaded model.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::Utc;
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+
+use crate::drift::{DriftConfig, DriftMonitor, Observation, ReferenceProfile, WindowReport};
+
+use super::error::ServeError;
+use super::feedback::{
+    FeedbackBody, FeedbackConfig, FeedbackHandle, FeedbackSink, LabelKind, ServedRecord,
+    start_feedback,
+};
+use super::metrics::{ClassLabels, CodeLabels, FeatureLabels, RequestLabels, ServeMetrics};
+use super::protocol::{
+    Column, DecodeError, DecodedBatch, FeatureKind, InferResponse, InputSchema, ModelMetadata,
+    OutputData, ResponseOutput, ServerMetadata, TensorMetadata, decode_inputs, parse_request,
+};
+
+/// What the model predicts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Task {
+    /// One of these classes (output `predictions` holds class names).
+    Classification { classes: Vec<String> },
+    /// A number.
+    Regression,
+}
+
+/// Everything the server needs to know about a loaded model.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub name: String,
+    pub version: String,
+    pub task: Task,
+    /// The label column (the key labels are written under in feedback files).
+    pub target: String,
+    /// Features in the model's order.
+    pub features: Vec<(String, FeatureKind)>,
+    pub reference: ReferenceProfile,
+}
+
+/// A model's answer for a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelOutput {
+    /// Class name per row (classification).
+    pub labels: Vec<String>,
+    /// Value per row (regression).
+    pub values: Vec<f64>,
+    /// Class probabilities per row (classification).
+    pub probabilities: Option<Vec<Vec<f32>>>,
+}
+
+/// A loaded model the server can run.
+pub trait Predictor: Send + Sync + 'static {
+    /// Name, version, task and schema.
+    fn info(&self) -> &ModelInfo;
+    /// Predicts every row of the batch.
+    fn predict(&self, batch: &DecodedBatch) -> Result<ModelOutput, String>;
+}
+
+/// How the server runs.
+#[derive(Clone)]
+pub struct ServerConfig {
+    pub addr: SocketAddr,
+    /// Name served under (default: the model's).
+    pub name: Option<String>,
+    /// Version served under (default: the model's).
+    pub version: Option<String>,
+    pub body_limit: usize,
+    pub request_timeout: Duration,
+    /// Inferences running at once; more get 503 with Retry-After.
+    pub max_concurrency: usize,
+    pub max_rows: usize,
+    pub drift: DriftConfig,
+    pub feedback: FeedbackConfig,
+    pub feedback_sink: Option<Arc<dyn FeedbackSink>>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            name: None,
+            version: None,
+            body_limit: 8 * 1024 * 1024,
+            request_timeout: Duration::from_secs(10),
+            max_concurrency: 256,
+            max_rows: 65_536,
+            drift: DriftConfig::default(),
+            feedback: FeedbackConfig::default(),
+            feedback_sink: None,
+        }
+    }
+}
+
+/// Batches above this many rows run on the blocking pool so they do not stall other requests.
+const INLINE_ROWS: usize = 64;
+
+struct Loaded {
+    model: Arc<dyn Predictor>,
+    name: String,
+    version: String,
+    schema: InputSchema,
+    drift: Mutex<DriftMonitor>,
+    feedback: FeedbackHandle,
+}
+
+struct AppState {
+    loaded: OnceLock<Loaded>,
+    config: ServerConfig,
+    metrics: Arc<ServeMetrics>,
+    permits: Arc<Semaphore>,
+}
+
+/// A server bound to its address; it loads the model in the background.
+/// Dropping it stops the server.
+pub struct RunningServer {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    state: Arc<AppState>,
+    serve: tokio::task::JoinHandle<Result<(), ServeError>>,
+    load: Option<tokio::task::JoinHandle<Result<(), ServeError>>>,
+}
+
+impl RunningServer {
+    /// Waits until the model is loaded and warmed up, or says why it failed.
+    pub async fn ready(&mut self) -> Result<(), ServeError> {
+        if let Some(load) = self.load.take() {
+            load.await.map_err(|e| ServeError::Load {
+                uri: "model".into(),
+                reason: e.to_string(),
+            })??;
+        }
+        self.state
+            .loaded
+            .get()
+            .map(|_| ())
+            .ok_or(ServeError::NotReady)
+    }
+
+    /// Writes buffered feedback now; returns the rows written.
+    pub async fn flush_feedback(&self) -> Result<usize, ServeError> {
+        match self.state.loaded.get() {
+            Some(l) => l.feedback.flush().await,
+            None => Ok(0),
+        }
+    }
+
+    /// Serves until the listener fails; a load failure ends the server too.
+    pub async fn wait(&mut self) -> Result<(), ServeError> {
+        self.ready().await?;
+        (&mut self.serve)
+            .await
+            .map_err(|e| ServeError::Server(std::io::Error::other(e.to_string())))?
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.serve.abort();
+        if let Some(load) = &self.load {
+            load.abort();
+        }
+    }
+}
+
+/// Binds, then loads and warms the model in the background; `/readyz`
+/// answers 200 only once the warm-up inference succeeded.
+pub async fn start<F>(config: ServerConfig, load: F) -> Result<RunningServer, ServeError>
+where
+    F: Future<Output = Result<Arc<dyn Predictor>, ServeError>> + Send + 'static,
+{
+    let metrics = Arc::new(ServeMetrics::new());
+    let state = Arc::new(AppState {
+        loaded: OnceLock::new(),
+        permits: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
+        config,
+        metrics,
+    });
+    let listener = tokio::net::TcpListener::bind(state.config.addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: state.config.addr.to_string(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(ServeError::Server)?;
+    let app = router(state.clone());
+    let serve =
+        tokio::spawn(async move { axum::serve(listener, app).await.map_err(ServeError::Server) });
+    let load_state = state.clone();
+    let load = tokio::spawn(async move {
+        let model = load.await?;
+        let loaded = prepare(&load_state, model).await?;
+        let _ = load_state.loaded.set(loaded);
+        tracing::info!("model loaded and warmed up; ready");
+        Ok(())
+    });
+    Ok(RunningServer {
+        addr,
+        state,
+        serve,
+        load: Some(load),
+    })
+}
+
+async fn prepare(state: &AppState, model: Arc<dyn Predictor>) -> Result<Loaded, ServeError> {
+    let info = model.info().clone();
+    let warm = warm_up_batch(&info);
+    let warm_model = model.clone();
+    let output = tokio::task::spawn_blocking(move || warm_model.predict(&warm))
+        .await
+        .map_err(|e| ServeError::WarmUp(e.to_string()))?
+        .map_err(ServeError::WarmUp)?;
+    let answered = match info.task {
+        Task::Classification { .. } => output.labels.len(),
+        Task::Regression => output.values.len(),
+    };
+    if answered != 1 {
+        return Err(ServeError::WarmUp(format!(
+            "one row in, {answered} predictions out"
+        )));
+    }
+    let drift = DriftMonitor::new(
+        info.reference.clone(),
+        state.config.drift.clone(),
+        Utc::now(),
+    )
+    .map_err(|e| ServeError::Config(e.to_string()))?;
+    let labels = match &info.task {
+        Task::Classification { classes } => LabelKind::Class(classes.clone()),
+        Task::Regression => LabelKind::Value,
+    };
+    let feedback = start_feedback(
+        state.config.feedback.clone(),
+        info.target.clone(),
+        labels,
+        state.config.feedback_sink.clone(),
+        state.metrics.clone(),
+    );
+    Ok(Loaded {
+        name: state
+            .config
+            .name
+            .clone()
+            .unwrap_or_else(|| info.name.clone()),
+        version: state
+            .config
+            .version
+            .clone()
+            .unwrap_or_else(|| info.version.clone()),
+        schema: InputSchema {
+            features: info.features.clone(),
+            max_rows: state.config.max_rows,
+        },
+        model,
+        drift: Mutex::new(drift),
+        feedback,
+    })
+}
+
+/// One row at the centre of the reference: numeric means, first categories.
+fn warm_up_batch(info: &ModelInfo) -> DecodedBatch {
+    let columns = info
+        .features
+        .iter()
+        .enumerate()
+        .map(|(j, (_, kind))| {
+            let profile = info.reference.features.get(j);
+            match (kind, profile) {
+                (
+                    FeatureKind::Numeric,
+                    Some(crate::drift::FeatureProfile::Numeric { profile, .. }),
+                ) => Column::Numbers(vec![profile.mean]),
+                (FeatureKind::Numeric, _) => Column::Numbers(vec![0.0]),
+                (
+                    FeatureKind::Categorical,
+                    Some(crate::drift::FeatureProfile::Categorical { profile, .. }),
+                ) => Column::Texts(vec![
+                    profile.categories.first().cloned().unwrap_or_default(),
+                ]),
+                (FeatureKind::Categorical, _) => Column::Texts(vec![String::new()]),
+                (FeatureKind::Boolean, _) => Column::Texts(vec!["false".into()]),
+            }
+        })
+        .collect();
+    DecodedBatch { rows: 1, columns }
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v2", get(server_metadata))
+        .route(
+            "/v2/health/live",
+            get(|| async { Json(serde_json::json!({ "live": true })) }),
+        )
+        .route("/v2/health/ready", get(health_ready))
+        .route("/v2/models/{name}", get(model_metadata))
+        .route("/v2/models/{name}/versions/{version}", get(model_metadata))
+        .route("/v2/models/{name}/ready", get(model_ready))
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(model_ready),
+        )
+        .route("/v2/models/{name}/infer", post(infer))
+        .route("/v2/models/{name}/versions/{version}/infer", post(infer))
+        .route(
+            "/v2/models/{name}/feedback",
+            post(feedback).get(feedback_stats),
+        )
+        .route("/v2/models/{name}/drift", get(drift))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({ "error": format!("no endpoint {method} {}", uri.path()) })),
+    )
+        .into_response()
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(serde_json::json!({ "error": format!("{method} is not allowed on {}", uri.path()) })),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct ModelPath {
+    name: String,
+    #[serde(default)]
+    version: Option<String>,
+}
+
+impl AppState {
+    fn loaded(&self) -> Result<&Loaded, ServeError> {
+        self.loaded.get().ok_or(ServeError::NotReady)
+    }
+
+    /// The loaded model, if `path` names it (and its version).
+    fn model_for(&self, path: &ModelPath) -> Result<&Loaded, ServeError> {
+        let loaded = self.loaded()?;
+        if path.name != loaded.name {
+            return Err(ServeError::UnknownModel {
+                requested: path.name.clone(),
+                served: loaded.name.clone(),
+            });
+        }
+        if let Some(v) = &path.version
+            && *v != loaded.version
+        {
+            return Err(ServeError::UnknownVersion {
+                model: loaded.name.clone(),
+                requested: v.clone(),
+                served: loaded.version.clone(),
+            });
+        }
+        Ok(loaded)
+    }
+
+    fn count(&self, endpoint: &'static str, status: StatusCode) {
+        let code = status.as_u16();
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels { endpoint, code })
+            .inc();
+        if status.is_client_error() || status.is_server_error() {
+            self.metrics
+                .errors
+                .get_or_create(&CodeLabels { code })
+                .inc();
+        }
+    }
+}
+
+fn answer<T: serde::Serialize>(
+    state: &AppState,
+    endpoint: &'static str,
+    result: Result<T, ServeError>,
+) -> Response {
+    let response = match result {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => e.into_response(),
+    };
+    state.count(endpoint, response.status());
+    response
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.loaded.get() {
+        Some(_) => (StatusCode::OK, "ready").into_response(),
+        None => ServeError::NotReady.into_response(),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn server_metadata() -> Json<ServerMetadata> {
+    Json(ServerMetadata {
+        name: "driftline".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        extensions: vec![],
+    })
+}
+
+async fn health_ready(State(state): State<Arc<AppState>>) -> Response {
+    let ready = state.loaded.get().is_some();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(serde_json::json!({ "ready": ready }))).into_response()
+}
+
+async fn model_ready(State(state): State<Arc<AppState>>, Path(path): Path<ModelPath>) -> Response {
+    match state.model_for(&path) {
+        Ok(loaded) => {
+            Json(serde_json::json!({ "name": loaded.name, "ready": true })).into_response()
+        }
+        Err(ServeError::NotReady) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "name": path.name, "ready": false })),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn model_metadata(
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<ModelPath>,
+) -> Response {
+    let result = state.model_for(&path).map(|loaded| {
+        let info = loaded.model.info();
+        let inputs = info
+            .features
+            .iter()
+            .map(|(name, kind)| TensorMetadata {
+                name: name.clone(),
+                datatype: match kind {
+                    FeatureKind::Numeric => "FP32".into(),
+                    FeatureKind::Categorical => "BYTES".into(),
+                    FeatureKind::Boolean => "BOOL".into(),
+                },
+                shape: vec![-1],
+            })
+            .collect();
+        let mut outputs = vec![TensorMetadata {
+            name: "predictions".into(),
+            datatype: match info.task {
+                Task::Classification { .. } => "BYTES".into(),
+                Task::Regression => "FP64".into(),
+            },
+            shape: vec![-1],
+        }];
+        if let Task::Classification { classes } = &info.task {
+            outputs.push(TensorMetadata {
+                name: "probabilities".into(),
+                datatype: "FP32".into(),
+                shape: vec![-1, classes.len() as i64],
+            });
+        }
+        ModelMetadata {
+            name: loaded.name.clone(),
+            versions: vec![loaded.version.clone()],
+            platform: "driftline".into(),
+            inputs,
+            outputs,
+        }
+    });
+    answer(&state, "metadata", result)
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ServeError> {
+    http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ServeError::BodyTooLarge { limit }
+            } else {
+                ServeError::Body(e.to_string())
+            }
+        })
+}
+
+fn declared_too_large(request: &Request, limit: usize) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > limit as u64)
+}
+
+async fn infer(
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<ModelPath>,
+    request: Request,
+) -> Response {
+    let started = Instant::now();
+    let result = match state.permits.clone().try_acquire_owned() {
+        Err(_) => Err(ServeError::Overloaded(state.config.max_concurrency)),
+        Ok(_permit) => match tokio::time::timeout(
+            state.config.request_timeout,
+            infer_inner(&state, &path, request),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(ServeError::Timeout(state.config.request_timeout)),
+        },
+    };
+    let response = match result {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    state
+        .metrics
+        .infer_latency
+        .observe(started.elapsed().as_secs_f64());
+    state.count("infer", response.status());
+    response
+}
+
+async fn infer_inner(
+    state: &AppState,
+    path: &ModelPath,
+    request: Request,
+) -> Result<Response, ServeError> {
+    let loaded = state.model_for(path)?;
+    let limit = state.config.body_limit;
+    if declared_too_large(&request, limit) {
+        return Err(ServeError::BodyTooLarge { limit });
+    }
+    let body = read_body(request.into_body(), limit).await?;
+    let request = parse_request(&body)?;
+    let batch = decode_inputs(&request, &loaded.schema)?;
+    let info = loaded.model.info();
+    let wanted = requested_outputs(&request.outputs, &info.task)?;
+    let (batch, output) = if batch.rows <= INLINE_ROWS {
+        let output = loaded
+            .model
+            .predict(&batch)
+            .map_err(ServeError::Inference)?;
+        (batch, output)
+    } else {
+        let model = loaded.model.clone();
+        tokio::task::spawn_blocking(move || {
+            let output = model.predict(&batch);
+            (batch, output)
+        })
+        .await
+        .map(|(b, o)| o.map(|o| (b, o)))
+        .map_err(|e| ServeError::Inference(e.to_string()))?
+        .map_err(ServeError::Inference)?
+    };
+    check_output(&output, &info.task, batch.rows)?;
+    let id = request
+        .id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    observe(state, loaded, &batch, &output);
+    if loaded.feedback.should_sample() {
+        loaded
+            .feedback
+            .record(served_record(&id, &loaded.version, info, &batch, &output));
+    }
+    let rows = batch.rows;
+    let mut outputs = Vec::with_capacity(2);
+    if wanted.predictions {
+        outputs.push(match &info.task {
+            Task::Classification { .. } => ResponseOutput {
+                name: "predictions".into(),
+                shape: vec![rows],
+                datatype: "BYTES".into(),
+                data: OutputData::Texts(output.labels),
+            },
+            Task::Regression => ResponseOutput {
+                name: "predictions".into(),
+                shape: vec![rows],
+                datatype: "FP64".into(),
+                data: OutputData::Doubles(output.values),
+            },
+        });
+    }
+    if wanted.probabilities
+        && let Some(p) = output.probabilities
+    {
+        let classes = p.first().map(Vec::len).unwrap_or(0);
+        outputs.push(ResponseOutput {
+            name: "probabilities".into(),
+            shape: vec![rows, classes],
+            datatype: "FP32".into(),
+            data: OutputData::Numbers(p.into_iter().flatten().collect()),
+        });
+    }
+    let response = InferResponse {
+        model_name: loaded.name.clone(),
+        model_version: Some(loaded.version.clone()),
+        id: Some(id),
+        parameters: None,
+        outputs,
+    };
+    Ok(Json(response).into_response())
+}
+
+struct WantedOutputs {
+    predictions: bool,
+    probabilities: bool,
+}
+
+fn requested_outputs(
+    outputs: &Option<Vec<super::protocol::RequestOutput>>,
+    task: &Task,
+) -> Result<WantedOutputs, ServeError> {
+    let classification = matches!(task, Task::Classification { .. });
+    let Some(list) = outputs else {
+        return Ok(WantedOutputs {
+            predictions: true,
+            probabilities: classification,
+        });
+    };
+    let mut wanted = WantedOutputs {
+        predictions: false,
+        probabilities: false,
+    };
+    for o in list {
+        match o.name.as_str() {
+            "predictions" => wanted.predictions = true,
+            "probabilities" if classification => wanted.probabilities = true,
+            other => {
+                let outputs = if classification {
+                    "`predictions`, `probabilities`"
+                } else {
+                    "`predictions`"
+                };
+                return Err(DecodeError::UnknownOutput {
+                    output: other.to_string(),
+                    outputs: outputs.into(),
+                }
+                .into());
+            }
+        }
+    }
+    Ok(wanted)
+}
+
+fn check_output(output: &ModelOutput, task: &Task, rows: usize) -> Result<(), ServeError> {
+    let n = match task {
+        Task::Classification { .. } => output.labels.len(),
+        Task::Regression => output.values.len(),
+    };
+    if n != rows {
+        return Err(ServeError::Inference(format!(
+            "model returned {n} predictions for {rows} rows"
+        )));
+    }
+    Ok(())
+}
+
+fn observation(column: &Column, row: usize) -> Observation<'_> {
+    match column {
+        Column::Numbers(v) => Observation::Number(v[row]),
+        Column::Texts(v) => Observation::Text(&v[row]),
+    }
+}
+
+/// Counts rows, classes and drift for a served batch.
+fn observe(state: &AppState, loaded: &Loaded, batch: &DecodedBatch, output: &ModelOutput) {
+    let metrics = &state.metrics;
+    metrics.rows.inc_by(batch.rows as u64);
+    let classification = matches!(loaded.model.info().task, Task::Classification { .. });
+    if classification {
+        let mut counts: HashMap<&str, u64> = HashMap::new();
+        for l in &output.labels {
+            *counts.entry(l.as_str()).or_default() += 1;
+        }
+        for (class, n) in counts {
+            metrics
+                .predictions
+                .get_or_create(&ClassLabels {
+                    class: class.to_string(),
+                })
+                .inc_by(n);
+        }
+    }
+    let closed = {
+        let mut monitor = loaded.drift.lock().unwrap_or_else(|p| p.into_inner());
+        monitor.observe_rows(
+            batch.rows,
+            |j, i| observation(&batch.columns[j], i),
+            |i| {
+                if classification {
+                    Observation::Text(&output.labels[i])
+                } else {
+                    Observation::Number(output.values[i])
+                }
+            },
+            Utc::now(),
+        )
+    };
+    for window in closed {
+        publish_drift(metrics, &window);
+    }
+}
+
+fn publish_drift(metrics: &ServeMetrics, window: &WindowReport) {
+    metrics.drift_windows.inc();
+    for f in window.features.iter().chain([&window.prediction]) {
+        let labels = FeatureLabels {
+            feature: f.name.clone(),
+        };
+        metrics.drift.get_or_create(&labels).set(f.value);
+        metrics
+            .drifted
+            .get_or_create(&labels)
+            .set(i64::from(f.drifted));
+    }
+    metrics.dataset_drifted_share.set(window.drifted_share);
+    if window.dataset_drifted {
+        tracing::warn!(features = ?window.drifted_features, share = window.drifted_share, "dataset drift in the last window");
+    }
+}
+
+fn served_record(
+    id: &str,
+    version: &str,
+    info: &ModelInfo,
+    batch: &DecodedBatch,
+    output: &ModelOutput,
+) -> ServedRecord {
+    let rows = (0..batch.rows)
+        .map(|i| {
+            let mut row = Map::with_capacity(info.features.len());
+            for ((name, _), column) in info.features.iter().zip(&batch.columns) {
+                let value = match column {
+                    Column::Numbers(v) => serde_json::Number::from_f64(v[i])
+                        .map(Value::Number)
+                        .unwrap_or(Value::Null),
+                    Column::Texts(v) => Value::String(v[i].clone()),
+                };
+                row.insert(name.clone(), value);
+            }
+            row
+        })
+        .collect();
+    let predictions = match info.task {
+        Task::Classification { .. } => output
+            .labels
+            .iter()
+            .map(|l| Value::String(l.clone()))
+            .collect(),
+        Task::Regression => output.values.iter().map(|v| Value::from(*v)).collect(),
+    };
+    ServedRecord {
+        id: id.to_string(),
+        version: version.to_string(),
+        time: Utc::now(),
+        rows,
+        predictions,
+    }
+}
+
+async fn feedback(
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<ModelPath>,
+    request: Request,
+) -> Response {
+    let result = async {
+        let loaded = state.model_for(&path)?;
+        let body = read_body(request.into_body(), state.config.body_limit).await?;
+        let parsed: FeedbackBody = serde_json::from_slice(&body).map_err(|e| {
+            ServeError::BadFeedback(format!(
+                "expected {{\"id\", \"label\"}}, a list of them, or {{\"feedback\": [...]}}: {e}"
+            ))
+        })?;
+        let items = parsed.into_items();
+        let single = items.len() == 1;
+        let outcome = loaded.feedback.label(items).await?;
+        if single && outcome.joined == 0 && !outcome.unknown.is_empty() {
+            return Err(ServeError::UnknownFeedbackId(format!(
+                "`{}`",
+                outcome.unknown.join("`, `")
+            )));
+        }
+        Ok::<_, ServeError>(outcome)
+    }
+    .await;
+    answer(&state, "feedback", result)
+}
+
+async fn feedback_stats(
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<ModelPath>,
+) -> Response {
+    let result = state.model_for(&path).map(|l| l.feedback.stats());
+    answer(&state, "feedback", result)
+}
+
+/// Body of `GET /v2/models/{name}/drift`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DriftAnswer {
+    model_name: String,
+    model_version: String,
+    #[serde(flatten)]
+    report: crate::drift::DriftReport,
+}
+
+async fn drift(State(state): State<Arc<AppState>>, Path(path): Path<ModelPath>) -> Response {
+    let result = state.model_for(&path).map(|loaded| {
+        let mut monitor = loaded.drift.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(window) = monitor.tick(Utc::now()) {
+            publish_drift(&state.metrics, &window);
+        }
+        DriftAnswer {
+            model_name: loaded.name.clone(),
+            model_version: loaded.version.clone(),
+            report: monitor.report(),
+        }
+    });
+    answer(&state, "drift", result)
+}

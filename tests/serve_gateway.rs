@@ -1,0 +1,313 @@
+//! `driftline gateway` in file mode: weighted splits, live weight changes
+//! under load, stickiness, version paths and per-backend metrics.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use axum::Router;
+use driftline::serve::gateway::{
+    GatewayConfig, VERSION_HEADER, WeightTable, gateway_router, read_weights_file,
+    watch_weights_file,
+};
+use serde_json::{Value, json};
+
+/// A stand-in model server that answers every path with its version and the path it saw.
+async fn backend(version: &'static str) -> SocketAddr {
+    let app = Router::new().fallback(move |uri: axum::http::Uri, body: String| async move {
+        axum::Json(json!({"version": version, "path": uri.path(), "body_len": body.len()}))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+fn write_weights(path: &Path, backends: &[(&str, SocketAddr, u32)]) {
+    let table = json!({"backends": backends.iter().map(|(v, a, w)| json!({"version": v, "url": format!("http://{a}"), "weight": w})).collect::<Vec<_>>()});
+    // Write then rename, as a config-map update would, so the reader never sees half a file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, table.to_string()).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+struct Gateway {
+    addr: SocketAddr,
+    client: reqwest::Client,
+}
+
+async fn gateway(weights: &Path, config: GatewayConfig) -> Gateway {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let initial = read_weights_file(weights).await.unwrap();
+    let (router, handle) = gateway_router(initial, config);
+    tokio::spawn(watch_weights_file(
+        weights.to_path_buf(),
+        Duration::from_millis(20),
+        handle,
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Gateway {
+        addr,
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap(),
+    }
+}
+
+impl Gateway {
+    async fn infer(&self, body: Value) -> (u16, String) {
+        let r = self
+            .client
+            .post(format!("http://{}/v2/models/wine/infer", self.addr))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let version = r
+            .headers()
+            .get(VERSION_HEADER)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        (status, version)
+    }
+
+    /// Sends `n` requests, `concurrency` at a time; returns answers per version and the non-200 count.
+    async fn split(&self, n: usize, concurrency: usize) -> (HashMap<String, usize>, usize) {
+        use futures::StreamExt;
+        let answers: Vec<(u16, String)> = futures::stream::iter(0..n)
+            .map(|i| self.infer(json!({"id": format!("r{i}"), "inputs": []})))
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let mut by_version = HashMap::new();
+        let mut failed = 0;
+        for (status, version) in answers {
+            if status == 200 {
+                *by_version.entry(version).or_default() += 1;
+            } else {
+                failed += 1;
+            }
+        }
+        (by_version, failed)
+    }
+
+    async fn weights(&self) -> WeightTable {
+        self.client
+            .get(format!("http://{}/gateway/weights", self.addr))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn wait_for_weight(&self, version: &str, weight: u32) {
+        for _ in 0..500 {
+            if self
+                .weights()
+                .await
+                .backends
+                .iter()
+                .any(|b| b.version == version && b.weight == weight)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("gateway never loaded weight {weight} for {version}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_90_10_split_over_10000_requests_is_within_2_points() {
+    let (v3, v4) = (backend("v3").await, backend("v4").await);
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("weights.json");
+    write_weights(&weights, &[("v3", v3, 90), ("v4", v4, 10)]);
+    let g = gateway(&weights, GatewayConfig::default()).await;
+    let (by_version, failed) = g.split(10_000, 32).await;
+    assert_eq!(failed, 0);
+    let share = by_version.get("v4").copied().unwrap_or(0) as f64 / 10_000.0;
+    assert!(
+        (share - 0.10).abs() <= 0.02,
+        "v4 got {:.2} % of traffic: {by_version:?}",
+        share * 100.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn changing_weights_under_load_drops_no_request() {
+    let (v3, v4) = (backend("v3").await, backend("v4").await);
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("weights.yaml");
+    write_weights(&weights, &[("v3", v3, 100), ("v4", v4, 0)]);
+    let g = std::sync::Arc::new(gateway(&weights, GatewayConfig::default()).await);
+    let load = {
+        let g = g.clone();
+        tokio::spawn(async move { g.split(4_000, 16).await })
+    };
+    for (a, b) in [(75, 25), (50, 50), (0, 100), (90, 10)] {
+        write_weights(&weights, &[("v3", v3, a), ("v4", v4, b)]);
+        g.wait_for_weight("v4", b).await;
+    }
+    let (by_version, failed) = load.await.unwrap();
+    assert_eq!(
+        failed, 0,
+        "requests failed while weights changed: {by_version:?}"
+    );
+    assert_eq!(by_version.values().sum::<usize>(), 4_000);
+    // After the last change (90/10) everything still answers, and both versions did serve.
+    let (after, failed) = g.split(1_000, 16).await;
+    assert_eq!(failed, 0);
+    assert!(after.contains_key("v3"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_weights_file_keeps_the_previous_weights() {
+    let (v3, v4) = (backend("v3").await, backend("v4").await);
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("weights.json");
+    write_weights(&weights, &[("v3", v3, 100), ("v4", v4, 0)]);
+    let g = gateway(&weights, GatewayConfig::default()).await;
+    std::fs::write(&weights, "{\"backends\": [ {\"version\": \"v3\"").unwrap();
+    let mut refused = false;
+    for _ in 0..500 {
+        let metrics = g
+            .client
+            .get(format!("http://{}/metrics", g.addr))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("driftline_gateway_weight_reload_errors_total 1") {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "the broken file was never noticed");
+    assert_eq!(g.weights().await.backends[0].weight, 100);
+    let (by_version, failed) = g.split(100, 8).await;
+    assert_eq!((by_version.get("v3"), failed), (Some(&100), 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_ids_always_reach_the_same_version_and_version_paths_are_pinned() {
+    let (v3, v4) = (backend("v3").await, backend("v4").await);
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("weights.json");
+    write_weights(&weights, &[("v3", v3, 50), ("v4", v4, 50)]);
+    let g = gateway(
+        &weights,
+        GatewayConfig {
+            sticky: true,
+            ..GatewayConfig::default()
+        },
+    )
+    .await;
+    for i in 0..20 {
+        let id = format!("customer-{i}");
+        let (_, first) = g.infer(json!({"id": id, "inputs": []})).await;
+        for _ in 0..5 {
+            assert_eq!(g.infer(json!({"id": id, "inputs": []})).await.1, first);
+        }
+        // Feedback for the id goes where its request went.
+        let r = g
+            .client
+            .post(format!("http://{}/v2/models/wine/feedback", g.addr))
+            .json(&json!({"id": id, "label": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()[VERSION_HEADER], first.as_str());
+    }
+    let r = g
+        .client
+        .post(format!("http://{}/v2/models/wine/versions/4/infer", g.addr))
+        .json(&json!({"inputs": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()[VERSION_HEADER], "v4");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["path"], "/v2/models/wine/versions/4/infer",
+        "the path reaches the backend unchanged"
+    );
+    let r = g
+        .client
+        .get(format!("http://{}/v2/models/wine/versions/9/ready", g.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("no version `9`"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_backend_metrics_and_unreachable_backends() {
+    let v3 = backend("v3").await;
+    // A port nobody listens on.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("weights.json");
+    write_weights(&weights, &[("v3", v3, 100), ("v5", dead, 0)]);
+    let g = gateway(&weights, GatewayConfig::default()).await;
+    for _ in 0..3 {
+        assert_eq!(
+            g.infer(json!({"inputs": []})).await,
+            (200, "v3".to_string())
+        );
+    }
+    let r = g
+        .client
+        .post(format!(
+            "http://{}/v2/models/wine/versions/v5/infer",
+            g.addr
+        ))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("backend `v5`"),
+        "{body}"
+    );
+    let metrics = g
+        .client
+        .get(format!("http://{}/metrics", g.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        r#"driftline_gateway_requests_total{version="v3",code="200"} 3"#,
+        r#"driftline_gateway_backend_errors_total{version="v5"} 1"#,
+        r#"driftline_gateway_weight{version="v3"} 100"#,
+        r#"driftline_gateway_backend_latency_seconds_count{version="v3"} 3"#,
+    ] {
+        assert!(
+            metrics.contains(needle),
+            "metrics lack `{needle}`:\n{metrics}"
+        );
+    }
+}

@@ -1,0 +1,758 @@
+//! Conformance of `driftline serve` to the Open Inference Protocol v2, its
+//! error answers, overload behaviour, drift and feedback endpoints.
+//!
+//! The model here is a small rule (`good` when alcohol > 10) so that every
+//! expected answer is known exactly; tests with trained artifacts live in
+//! `serve_artifact.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use driftline::drift::{
+    CategoricalProfile, DriftConfig, FeatureProfile, NumericProfile, ReferenceProfile,
+};
+use driftline::serve::feedback::FeedbackConfig;
+use driftline::serve::model::StoreFeedbackSink;
+use driftline::serve::protocol::{Column, DecodedBatch, FeatureKind};
+use driftline::serve::server::{
+    ModelInfo, ModelOutput, Predictor, RunningServer, ServerConfig, Task, start,
+};
+use serde_json::{Value, json};
+
+/// `good` when alcohol > 10, with probability sigmoid(alcohol - 10); sleeps
+/// `delay` per call so overload and timeouts can be provoked.
+struct AlcoholRule {
+    info: ModelInfo,
+    delay: Duration,
+}
+
+impl AlcoholRule {
+    fn new(delay: Duration) -> Self {
+        let alcohol: Vec<f64> = (0..1000).map(|i| 8.0 + 4.0 * i as f64 / 999.0).collect();
+        let colors: Vec<&str> = (0..1000)
+            .map(|i| if i % 2 == 0 { "red" } else { "white" })
+            .collect();
+        let labels: Vec<&str> = alcohol
+            .iter()
+            .map(|a| if *a > 10.0 { "good" } else { "bad" })
+            .collect();
+        Self {
+            info: ModelInfo {
+                name: "wine-quality".into(),
+                version: "3".into(),
+                task: Task::Classification {
+                    classes: vec!["bad".into(), "good".into()],
+                },
+                target: "quality".into(),
+                features: vec![
+                    ("alcohol".into(), FeatureKind::Numeric),
+                    ("color".into(), FeatureKind::Categorical),
+                ],
+                reference: ReferenceProfile {
+                    features: vec![
+                        FeatureProfile::Numeric {
+                            name: "alcohol".into(),
+                            profile: NumericProfile::fit("alcohol", &alcohol, 10).unwrap(),
+                        },
+                        FeatureProfile::Categorical {
+                            name: "color".into(),
+                            profile: CategoricalProfile::fit("color", &colors).unwrap(),
+                        },
+                    ],
+                    prediction: FeatureProfile::Categorical {
+                        name: "prediction".into(),
+                        profile: CategoricalProfile::fit("prediction", &labels).unwrap(),
+                    },
+                },
+            },
+            delay,
+        }
+    }
+}
+
+impl Predictor for AlcoholRule {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn predict(&self, batch: &DecodedBatch) -> Result<ModelOutput, String> {
+        std::thread::sleep(self.delay);
+        let Column::Numbers(alcohol) = &batch.columns[0] else {
+            return Err("alcohol must be numeric".into());
+        };
+        let p: Vec<f32> = alcohol
+            .iter()
+            .map(|a| 1.0 / (1.0 + (-(a - 10.0) as f32).exp()))
+            .collect();
+        Ok(ModelOutput {
+            labels: p
+                .iter()
+                .map(|p| {
+                    if *p > 0.5 {
+                        "good".to_string()
+                    } else {
+                        "bad".to_string()
+                    }
+                })
+                .collect(),
+            values: vec![],
+            probabilities: Some(p.iter().map(|p| vec![1.0 - p, *p]).collect()),
+        })
+    }
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+async fn serve_with(config: ServerConfig, delay: Duration) -> RunningServer {
+    let config = ServerConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        ..config
+    };
+    let mut server = start(config, async move {
+        let model: Arc<dyn Predictor> = Arc::new(AlcoholRule::new(delay));
+        Ok(model)
+    })
+    .await
+    .unwrap();
+    server.ready().await.unwrap();
+    server
+}
+
+async fn serve() -> RunningServer {
+    serve_with(ServerConfig::default(), Duration::ZERO).await
+}
+
+fn url(server: &RunningServer, path: &str) -> String {
+    format!("http://{}{}", server.addr, path)
+}
+
+async fn get(server: &RunningServer, path: &str) -> (u16, Value) {
+    let r = client().get(url(server, path)).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn post(server: &RunningServer, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    let r = client()
+        .post(url(server, path))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn per_feature(alcohol: &[f64], color: &[&str]) -> Value {
+    json!({"inputs": [
+        {"name": "alcohol", "shape": [alcohol.len()], "datatype": "FP32", "data": alcohol},
+        {"name": "color", "shape": [color.len()], "datatype": "BYTES", "data": color},
+    ]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metadata_endpoints_answer_as_the_protocol_says() {
+    let s = serve().await;
+    assert_eq!(
+        get(&s, "/v2/health/live").await,
+        (200, json!({"live": true}))
+    );
+    assert_eq!(
+        get(&s, "/v2/health/ready").await,
+        (200, json!({"ready": true}))
+    );
+    let (code, meta) = get(&s, "/v2").await;
+    assert_eq!(code, 200);
+    assert_eq!(meta["name"], "driftline");
+    assert!(meta["version"].is_string() && meta["extensions"].is_array());
+    assert_eq!(
+        get(&s, "/v2/models/wine-quality/ready").await,
+        (200, json!({"name": "wine-quality", "ready": true}))
+    );
+    assert_eq!(
+        get(&s, "/v2/models/wine-quality/versions/3/ready").await.0,
+        200
+    );
+    let expected = json!({
+        "name": "wine-quality", "versions": ["3"], "platform": "driftline",
+        "inputs": [{"name": "alcohol", "datatype": "FP32", "shape": [-1]}, {"name": "color", "datatype": "BYTES", "shape": [-1]}],
+        "outputs": [{"name": "predictions", "datatype": "BYTES", "shape": [-1]}, {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}],
+    });
+    assert_eq!(
+        get(&s, "/v2/models/wine-quality").await,
+        (200, expected.clone())
+    );
+    assert_eq!(
+        get(&s, "/v2/models/wine-quality/versions/3").await,
+        (200, expected)
+    );
+    let (code, body) = get(&s, "/v2/models/beer").await;
+    assert_eq!(code, 404);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("`beer` is not served here"),
+        "{body}"
+    );
+    let (code, body) = get(&s, "/v2/models/wine-quality/versions/9/ready").await;
+    assert_eq!(code, 404);
+    assert!(
+        body["error"].as_str().unwrap().contains("no version `9`"),
+        "{body}"
+    );
+    let (code, body) = get(&s, "/v2/nothing").await;
+    assert_eq!(code, 404);
+    assert!(body["error"].is_string());
+    assert_eq!(
+        client()
+            .get(url(&s, "/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client()
+            .get(url(&s, "/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_waits_for_the_model_and_its_warm_up() {
+    let (release, loaded) = tokio::sync::oneshot::channel::<()>();
+    let config = ServerConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        ..ServerConfig::default()
+    };
+    let mut server = start(config, async move {
+        let _ = loaded.await;
+        let model: Arc<dyn Predictor> = Arc::new(AlcoholRule::new(Duration::ZERO));
+        Ok(model)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        client()
+            .get(url(&server, "/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    assert_eq!(
+        get(&server, "/v2/health/ready").await,
+        (503, json!({"ready": false}))
+    );
+    assert_eq!(get(&server, "/v2/health/live").await.0, 200);
+    let (code, body) = post(
+        &server,
+        "/v2/models/wine-quality/infer",
+        per_feature(&[11.0], &["red"]).to_string(),
+    )
+    .await;
+    assert_eq!(code, 503);
+    assert!(body["error"].as_str().unwrap().contains("not ready"));
+    release.send(()).unwrap();
+    server.ready().await.unwrap();
+    assert_eq!(
+        client()
+            .get(url(&server, "/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infer_answers_with_predictions_probabilities_and_the_request_id() {
+    let s = serve().await;
+    let mut body = per_feature(&[11.0, 9.0], &["red", "white"]);
+    body["id"] = json!("req-42");
+    let (code, r) = post(&s, "/v2/models/wine-quality/infer", body.to_string()).await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["model_name"], "wine-quality");
+    assert_eq!(r["model_version"], "3");
+    assert_eq!(r["id"], "req-42");
+    assert_eq!(
+        r["outputs"][0],
+        json!({"name": "predictions", "shape": [2], "datatype": "BYTES", "data": ["good", "bad"]})
+    );
+    assert_eq!(r["outputs"][1]["name"], "probabilities");
+    assert_eq!(r["outputs"][1]["shape"], json!([2, 2]));
+    assert_eq!(r["outputs"][1]["data"].as_array().unwrap().len(), 4);
+    // Without an id the server makes one up, so feedback can still refer to it.
+    let (_, r) = post(
+        &s,
+        "/v2/models/wine-quality/versions/3/infer",
+        per_feature(&[11.0], &["red"]).to_string(),
+    )
+    .await;
+    assert!(r["id"].as_str().is_some_and(|id| id.len() >= 16), "{r}");
+    // Only the requested outputs.
+    let mut body = per_feature(&[11.0], &["red"]);
+    body["outputs"] = json!([{"name": "probabilities"}]);
+    let (_, r) = post(&s, "/v2/models/wine-quality/infer", body.to_string()).await;
+    assert_eq!(r["outputs"].as_array().unwrap().len(), 1);
+    assert_eq!(r["outputs"][0]["name"], "probabilities");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_inference_equals_row_by_row() {
+    let s = serve().await;
+    let alcohol: Vec<f64> = (0..32).map(|i| 8.0 + i as f64 / 8.0).collect();
+    let colors: Vec<&str> = (0..32)
+        .map(|i| if i % 3 == 0 { "red" } else { "white" })
+        .collect();
+    let (_, batch) = post(
+        &s,
+        "/v2/models/wine-quality/infer",
+        per_feature(&alcohol, &colors).to_string(),
+    )
+    .await;
+    for (i, (a, c)) in alcohol.iter().zip(&colors).enumerate() {
+        let (_, one) = post(
+            &s,
+            "/v2/models/wine-quality/infer",
+            per_feature(&[*a], &[c]).to_string(),
+        )
+        .await;
+        assert_eq!(one["outputs"][0]["data"][0], batch["outputs"][0]["data"][i]);
+        assert_eq!(
+            one["outputs"][1]["data"][0],
+            batch["outputs"][1]["data"][2 * i]
+        );
+        assert_eq!(
+            one["outputs"][1]["data"][1],
+            batch["outputs"][1]["data"][2 * i + 1]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_400_with_a_message_naming_the_problem() {
+    let s = serve().await;
+    let infer = "/v2/models/wine-quality/infer";
+    let cases: Vec<(String, &str)> = vec![
+        ("{".into(), "not valid JSON"),
+        ("[]".into(), "not valid JSON"),
+        (json!({"inputs": "x"}).to_string(), "not valid JSON"),
+        (json!({"inputs": [{"name": "alcohol", "shape": [1], "datatype": "FP32", "data": [1]}]}).to_string(), "feature `color` missing"),
+        (json!({"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}).to_string(), "`color` is categorical"),
+        (
+            json!({"inputs": [{"name": "alcohol", "shape": [1], "datatype": "FP32", "data": [1]}, {"name": "colour", "shape": [1], "datatype": "BYTES", "data": ["red"]}]}).to_string(),
+            "unknown input `colour`",
+        ),
+        (
+            json!({"inputs": [{"name": "alcohol", "shape": [1], "datatype": "FP32", "data": ["ten"]}, {"name": "color", "shape": [1], "datatype": "BYTES", "data": ["red"]}]}).to_string(),
+            "data holds strings but datatype is FP32",
+        ),
+        (
+            json!({"inputs": [{"name": "alcohol", "shape": [1], "datatype": "FP32", "data": [1e300]}, {"name": "color", "shape": [1], "datatype": "BYTES", "data": ["red"]}]}).to_string(),
+            "not a finite FP32",
+        ),
+        (
+            r#"{"inputs":[{"name":"alcohol","shape":[1],"datatype":"FP64","data":[1e999]},{"name":"color","shape":[1],"datatype":"BYTES","data":["red"]}]}"#.into(),
+            "not valid JSON",
+        ),
+        (
+            json!({"inputs": [{"name": "alcohol", "shape": [3], "datatype": "FP32", "data": [1, 2]}, {"name": "color", "shape": [1], "datatype": "BYTES", "data": ["red"]}]}).to_string(),
+            "holds 3 values but data has 2",
+        ),
+        ({
+            let mut b = per_feature(&[1.0], &["red"]);
+            b["outputs"] = json!([{"name": "logits"}]);
+            b.to_string()
+        }, "unknown output `logits`"),
+    ];
+    for (body, needle) in cases {
+        let (code, r) = post(&s, infer, body.clone()).await;
+        assert_eq!(code, 400, "{body} → {r}");
+        let message = r["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error message for {body}: {r}"));
+        assert!(
+            message.contains(needle),
+            "{body}: `{message}` lacks `{needle}`"
+        );
+    }
+    let (code, r) = post(
+        &s,
+        "/v2/models/beer/infer",
+        per_feature(&[1.0], &["red"]).to_string(),
+    )
+    .await;
+    assert_eq!(code, 404);
+    assert!(r["error"].is_string());
+    let (code, r) = post(
+        &s,
+        "/v2/models/wine-quality/versions/2/infer",
+        per_feature(&[1.0], &["red"]).to_string(),
+    )
+    .await;
+    assert_eq!(code, 404);
+    assert!(r["error"].as_str().unwrap().contains("no version `2`"));
+    let r = client().get(url(&s, infer)).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_bodies_get_4xx_and_the_server_stays_up() {
+    let s = serve().await;
+    let infer = "/v2/models/wine-quality/infer";
+    let deep = format!(
+        r#"{{"inputs":[{{"name":"x","shape":[1],"datatype":"FP32","data":{}1{}}}]}}"#,
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let deep_object = format!("{}1{}", r#"{"a":"#.repeat(5000), "}".repeat(5000));
+    let huge_number = format!(
+        r#"{{"inputs":[{{"name":"x","shape":[1,2],"datatype":"FP32","data":[1{},2]}}]}}"#,
+        "0".repeat(5000)
+    );
+    let huge_shape = r#"{"inputs":[{"name":"x","shape":[9223372036854775807,9223372036854775807],"datatype":"FP32","data":[1]}]}"#.to_string();
+    let mut bodies: Vec<Vec<u8>> = vec![
+        deep.into_bytes(),
+        deep_object.into_bytes(),
+        huge_number.into_bytes(),
+        huge_shape.into_bytes(),
+        b"\xff\xfe\x00garbage".to_vec(),
+        b"".to_vec(),
+        b"null".to_vec(),
+        br#"{"inputs":[{"name":1,"shape":"x","datatype":[],"data":{}}]}"#.to_vec(),
+        br#"{"id":7,"inputs":[]}"#.to_vec(),
+        br#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[true,1]}]}"#.to_vec(),
+    ];
+    // Seeded random mutations of a valid body.
+    let valid = per_feature(&[10.5, 9.5], &["red", "white"])
+        .to_string()
+        .into_bytes();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..200 {
+        let mut b = valid.clone();
+        for _ in 0..4 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let i = (state as usize) % b.len();
+            b[i] = (state >> 32) as u8;
+        }
+        bodies.push(b);
+    }
+    for body in bodies {
+        let (code, r) = post(&s, infer, body.clone()).await;
+        assert!(
+            code == 200 || (400..500).contains(&code),
+            "{code} for {:?}",
+            String::from_utf8_lossy(&body)
+        );
+        if code != 200 {
+            assert!(
+                r["error"].as_str().is_some_and(|m| !m.is_empty()),
+                "{code} without message: {r}"
+            );
+        }
+    }
+    assert_eq!(get(&s, "/v2/health/live").await.0, 200);
+    let (code, _) = post(&s, infer, valid).await;
+    assert_eq!(code, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_get_413() {
+    let s = serve_with(
+        ServerConfig {
+            body_limit: 1024,
+            ..ServerConfig::default()
+        },
+        Duration::ZERO,
+    )
+    .await;
+    let alcohol = [10.0; 500];
+    let colors = ["red"; 500];
+    let (code, r) = post(
+        &s,
+        "/v2/models/wine-quality/infer",
+        per_feature(&alcohol, &colors).to_string(),
+    )
+    .await;
+    assert_eq!(code, 413);
+    assert!(r["error"].as_str().unwrap().contains("1024 bytes"), "{r}");
+    // A chunked body without a length is cut off at the limit as well.
+    let chunks = futures::stream::iter((0..100).map(|_| Ok::<_, std::io::Error>(vec![b' '; 100])));
+    let r = client()
+        .post(url(&s, "/v2/models/wine-quality/infer"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await;
+    // The server may answer 413 and close before the client finished sending (a broken pipe on the client side).
+    if let Ok(r) = r {
+        assert_eq!(r.status(), 413);
+    }
+    assert_eq!(get(&s, "/v2/health/live").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn saturation_answers_503_with_retry_after_and_slow_inference_times_out() {
+    let s = serve_with(
+        ServerConfig {
+            max_concurrency: 1,
+            request_timeout: Duration::from_millis(150),
+            ..ServerConfig::default()
+        },
+        Duration::from_millis(400),
+    )
+    .await;
+    let body = per_feature(&[10.0; 100], &["red"; 100]).to_string();
+    // Five requests at once: one takes the only slot and runs past the timeout, the rest are turned away.
+    let answers = futures::future::join_all((0..5).map(|_| {
+        let (u, b) = (url(&s, "/v2/models/wine-quality/infer"), body.clone());
+        async move { client().post(u).body(b).send().await.unwrap() }
+    }))
+    .await;
+    let mut busy = 0;
+    let mut timed_out = 0;
+    for r in answers {
+        match r.status().as_u16() {
+            503 => {
+                busy += 1;
+                assert_eq!(r.headers()["retry-after"], "1");
+                let message: Value = r.json().await.unwrap();
+                assert!(
+                    message["error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("inference slots"),
+                    "{message}"
+                );
+            }
+            504 => {
+                timed_out += 1;
+                let message: Value = r.json().await.unwrap();
+                assert!(
+                    message["error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("did not finish within"),
+                    "{message}"
+                );
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(
+        busy >= 1,
+        "no request was turned away while the slot was taken"
+    );
+    assert!(timed_out >= 1, "the slow request did not time out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_errors_rows_classes_and_drift() {
+    let config = ServerConfig {
+        drift: DriftConfig {
+            window_rows: 4,
+            ..DriftConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let s = serve_with(config, Duration::ZERO).await;
+    post(
+        &s,
+        "/v2/models/wine-quality/infer",
+        per_feature(&[11.0, 12.0, 9.0, 11.5], &["red"; 4]).to_string(),
+    )
+    .await;
+    post(&s, "/v2/models/wine-quality/infer", "{").await;
+    let text = client()
+        .get(url(&s, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        r#"driftline_serve_requests_total{endpoint="infer",code="200"} 1"#,
+        r#"driftline_serve_requests_total{endpoint="infer",code="400"} 1"#,
+        r#"driftline_serve_errors_total{code="400"} 1"#,
+        "driftline_serve_rows_total 4",
+        r#"driftline_serve_predictions_total{class="good"} 3"#,
+        r#"driftline_serve_predictions_total{class="bad"} 1"#,
+        "driftline_serve_infer_latency_seconds_bucket",
+        r#"driftline_serve_drift{feature="alcohol"}"#,
+        r#"driftline_serve_drifted{feature="color"} 1"#,
+        "driftline_serve_drift_windows_total 1",
+    ] {
+        assert!(text.contains(needle), "metrics lack `{needle}`:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_endpoint_reports_statistics_and_raw_counts() {
+    let config = ServerConfig {
+        drift: DriftConfig {
+            window_rows: 200,
+            ..DriftConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let s = serve_with(config, Duration::ZERO).await;
+    // Alcohol shifted far above the reference range; colors as in training.
+    let alcohol: Vec<f64> = (0..200).map(|i| 13.0 + i as f64 / 100.0).collect();
+    let colors: Vec<&str> = (0..200)
+        .map(|i| if i % 2 == 0 { "red" } else { "white" })
+        .collect();
+    post(
+        &s,
+        "/v2/models/wine-quality/infer",
+        per_feature(&alcohol[..150], &colors[..150]).to_string(),
+    )
+    .await;
+    let (code, d) = get(&s, "/v2/models/wine-quality/drift").await;
+    assert_eq!(code, 200);
+    assert_eq!(d["modelName"], "wine-quality");
+    assert_eq!(d["current"]["rows"], 150);
+    assert_eq!(d["current"]["complete"], false);
+    assert_eq!(d["recent"], json!([]));
+    post(
+        &s,
+        "/v2/models/wine-quality/infer",
+        per_feature(&alcohol[150..], &colors[150..]).to_string(),
+    )
+    .await;
+    let (_, d) = get(&s, "/v2/models/wine-quality/drift").await;
+    let window = &d["recent"][0];
+    assert_eq!(window["complete"], true);
+    assert_eq!(window["driftedFeatures"], json!(["alcohol"]));
+    let alcohol = &window["features"][0];
+    assert_eq!(alcohol["name"], "alcohol");
+    assert_eq!(alcohol["statistic"], "jensenShannon");
+    assert_eq!(alcohol["unseenShare"], 1.0);
+    for key in [
+        "jensenShannon",
+        "psi",
+        "ks",
+        "wasserstein",
+        "lInfinity",
+        "chiSquare",
+        "pValue",
+        "adjustedPValue",
+    ] {
+        assert!(alcohol[key].is_number(), "{key} missing: {alcohol}");
+    }
+    // Every row above the training range lands in the overflow bin.
+    let counts = window["sketch"]["features"][0]["counts"]
+        .as_array()
+        .unwrap();
+    assert_eq!(counts.last().unwrap(), 200);
+    let merged: driftline::drift::DatasetSketch =
+        serde_json::from_value(window["sketch"].clone()).unwrap();
+    assert_eq!(merged.rows, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_labels_join_their_request_and_land_as_jsonl_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("file://{}/feedback/wine-quality/", dir.path().display());
+    let config = ServerConfig {
+        feedback_sink: Some(Arc::new(StoreFeedbackSink::new(&prefix).unwrap())),
+        feedback: FeedbackConfig {
+            batch_rows: 3,
+            ..FeedbackConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let s = serve_with(config, Duration::ZERO).await;
+    let mut one = per_feature(&[11.0], &["red"]);
+    one["id"] = json!("a");
+    let mut two = per_feature(&[9.0, 12.0], &["white", "red"]);
+    two["id"] = json!("b");
+    post(&s, "/v2/models/wine-quality/infer", one.to_string()).await;
+    post(&s, "/v2/models/wine-quality/infer", two.to_string()).await;
+    let (code, r) = post(
+        &s,
+        "/v2/models/wine-quality/feedback",
+        json!({"id": "a", "label": "bad"}).to_string(),
+    )
+    .await;
+    assert_eq!((code, r), (200, json!({"joined": 1, "unknown": []})));
+    let (code, r) = post(
+        &s,
+        "/v2/models/wine-quality/feedback",
+        json!({"id": "nope", "label": "bad"}).to_string(),
+    )
+    .await;
+    assert_eq!(code, 404);
+    assert!(r["error"].as_str().unwrap().contains("`nope`"));
+    let (code, r) = post(
+        &s,
+        "/v2/models/wine-quality/feedback",
+        json!({"id": "b", "label": "excellent"}).to_string(),
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert!(r["error"].as_str().unwrap().contains("had 2 rows"), "{r}");
+    // The third labelled row completes a batch of 3, which is written at once.
+    let (code, r) = post(
+        &s,
+        "/v2/models/wine-quality/feedback",
+        json!([{"id": "b", "label": ["bad", "good"]}]).to_string(),
+    )
+    .await;
+    assert_eq!((code, r), (200, json!({"joined": 2, "unknown": []})));
+    let (_, stats) = get(&s, "/v2/models/wine-quality/feedback").await;
+    assert_eq!(stats["writtenRows"], 3);
+    assert!(
+        (stats["accuracy"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9,
+        "{stats}"
+    );
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("feedback/wine-quality"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files[0].extension().unwrap(), "jsonl");
+    let rows: Vec<Value> = std::fs::read_to_string(&files[0])
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["alcohol"], 11.0);
+    assert_eq!(rows[0]["color"], "red");
+    assert_eq!(rows[0]["quality"], "bad");
+    assert_eq!(rows[0]["_prediction"], "good");
+    assert_eq!(rows[0]["_version"], "3");
+    assert_eq!(rows[2]["_id"], "b");
+    assert_eq!(rows[2]["quality"], "good");
+    let metrics = client()
+        .get(url(&s, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("driftline_serve_feedback_rows_written_total 3"),
+        "{metrics}"
+    );
+}

@@ -48,8 +48,10 @@ async fn main() -> ExitCode {
     // One TLS provider for kube, reqwest and object_store (ring; no C toolchain needed).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match cli.command {
-        Command::Train(args) => driftline::ml::cli::train(args).await,
-        Command::Evaluate(args) => driftline::ml::cli::evaluate(args).await,
+        Command::Train(args) => driftline::ml::cli::train(args).await.map_err(anyhow::Error::from),
+        Command::Evaluate(args) => {
+            driftline::ml::cli::evaluate(args).await.map_err(anyhow::Error::from)
+        }
         Command::Serve(args) => driftline::serve::cli::serve(args).await,
         Command::Gateway(args) => driftline::serve::cli::gateway(args).await,
         Command::Cluster(args) => driftline::cluster::cli::run(args).await,

@@ -1,6 +1,8 @@
 //! Gate data shared by the evaluator (`ml`), the verdict (`policy`) and the
 //! `ModelVersion` status: every check with its value and bound.
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -40,4 +42,97 @@ impl GateVerdict {
     pub fn failures(&self) -> impl Iterator<Item = &GateCheck> {
         self.checks.iter().filter(|c| !c.passed)
     }
+}
+
+/// Every number of one model's evaluation on the curated regression
+/// test-set: what the gate verdict reads and what `kubectl describe` shows.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GateReport {
+    /// Artifact URI of the evaluated model.
+    pub model: String,
+    /// Architecture fingerprint from its manifest.
+    pub fingerprint: String,
+    /// sha256 of its weights.
+    pub weights_digest: String,
+    /// URI of the test set and sha256 of its bytes.
+    pub test_set: String,
+    pub test_set_digest: String,
+    /// Test-set rows evaluated.
+    pub rows: u64,
+    /// Whole-test-set metrics by name (`accuracy`, `macroF1`, `logLoss`,
+    /// `rocAuc`, `recall:<class>`, `rmse`, `mae`, `r2`).
+    pub metrics: BTreeMap<String, f64>,
+    /// Metrics of each slice named in the gate.
+    #[serde(default)]
+    pub slices: Vec<SliceReport>,
+    /// Golden examples, when the gate names a must-pass set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub must_pass: Option<MustPassReport>,
+    /// Compute budgets measured where the evaluation ran.
+    pub budgets: BudgetReport,
+}
+
+/// Metrics on the test-set rows one slice selects.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SliceReport {
+    pub name: String,
+    /// Rows the slice selected.
+    pub rows: u64,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// Outcome of the must-pass golden examples.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MustPassReport {
+    /// URI of the golden examples.
+    pub source: String,
+    pub total: u64,
+    pub passed: u64,
+    /// Each example the model got wrong, by row.
+    #[serde(default)]
+    pub failures: Vec<MustPassFailure>,
+}
+
+/// One golden example the model got wrong.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MustPassFailure {
+    /// 1-based data row in the golden file (the header is not counted).
+    pub row: u64,
+    pub expected: String,
+    pub predicted: String,
+}
+
+/// Compute budgets as measured.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetReport {
+    /// Single-row prediction latency percentiles in milliseconds.
+    pub p50_latency_ms: f64,
+    pub p99_latency_ms: f64,
+    /// Rows per second predicting the whole test set in one batch.
+    pub throughput_rows_per_sec: f64,
+    /// Artifact size (all files) in bytes and in megabytes (10^6 bytes).
+    pub size_bytes: u64,
+    pub size_mb: f64,
+    pub parameters: u64,
+}
+
+/// What `driftline evaluate` prints: both reports and the verdict.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GateEvaluation {
+    pub candidate: GateReport,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub champion: Option<GateReport>,
+    pub verdict: GateVerdict,
+}
+
+/// Whether a larger value of the metric is better (`logLoss`, `rmse` and
+/// `mae` are errors: smaller is better).
+pub fn higher_is_better(metric: &str) -> bool {
+    !matches!(metric, "logLoss" | "rmse" | "mae")
 }

@@ -13,7 +13,10 @@ pub mod slice;
 
 pub use config::{ConfigError, load_model_config};
 pub use duration::{DurationError, parse_duration};
-pub use gate::{GateCheck, GateVerdict};
+pub use gate::{
+    BudgetReport, GateCheck, GateEvaluation, GateReport, GateVerdict, MustPassFailure,
+    MustPassReport, SliceReport,
+};
 pub use model::*;
 pub use slice::{SliceCondition, SliceConditionError};
 

@@ -1,21 +1,202 @@
 //! `driftline train` and `driftline evaluate`.
+//!
+//! Exit codes: 0 trained / gate passed, 1 gate failed (report printed),
+//! 2 usage or input error (from `main`, for every `MlError`).
 
 use std::process::ExitCode;
 
+use bytes::Bytes;
+
+use crate::api::{GateEvaluation, GateSpec, ModelSpec, TrainingDevice, load_model_config};
+use crate::policy;
+
+use super::artifact::LoadedModel;
+use super::data;
+use super::error::MlError;
+use super::eval;
+use super::store;
+use super::train::{self, TrainOptions};
+
+/// Device choice on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum DeviceArg {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+impl From<DeviceArg> for TrainingDevice {
+    fn from(d: DeviceArg) -> Self {
+        match d {
+            DeviceArg::Auto => TrainingDevice::Auto,
+            DeviceArg::Cpu => TrainingDevice::Cpu,
+            DeviceArg::Cuda => TrainingDevice::Cuda,
+        }
+    }
+}
+
 /// Arguments of `driftline train`.
 #[derive(Debug, clap::Args)]
-pub struct TrainArgs {}
+pub struct TrainArgs {
+    /// Model YAML: a `Model` resource or a bare spec (path or URI).
+    #[arg(long, short = 'c')]
+    pub config: String,
+    /// Where to write the artifact: a directory path, file://, s3://, gs:// or az://.
+    #[arg(long)]
+    pub out: String,
+    /// Prefix of labelled traffic (`*.jsonl`) added when `data.includeFeedback` is true.
+    #[arg(long)]
+    pub feedback: Option<String>,
+    /// Overrides `training.device`.
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceArg>,
+    /// Overrides `training.seed`.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
 
 /// Arguments of `driftline evaluate`.
 #[derive(Debug, clap::Args)]
-pub struct EvaluateArgs {}
+pub struct EvaluateArgs {
+    /// Artifact of the candidate.
+    #[arg(long)]
+    pub candidate: String,
+    /// Artifact of the current champion, evaluated on the same test set.
+    #[arg(long)]
+    pub champion: Option<String>,
+    /// Regression test-set; defaults to the config's `gate.testSet`.
+    #[arg(long)]
+    pub test_set: Option<String>,
+    /// Model YAML whose `gate` holds the thresholds (path or URI).
+    #[arg(long, short = 'c')]
+    pub config: String,
+    /// Also write the JSON report here (path or URI).
+    #[arg(long)]
+    pub report: Option<String>,
+}
+
+async fn read_config(uri: &str) -> Result<ModelSpec, MlError> {
+    let bytes = store::read_bytes(uri).await?;
+    let text = String::from_utf8_lossy(&bytes);
+    Ok(load_model_config(&text)?)
+}
 
 /// Runs `driftline train`.
-pub async fn train(_args: TrainArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("driftline train is being built")
+pub async fn train(args: TrainArgs) -> Result<ExitCode, MlError> {
+    let mut spec = read_config(&args.config).await?;
+    if let Some(seed) = args.seed {
+        spec.training.seed = seed;
+    }
+    let options = TrainOptions {
+        feedback: args.feedback.clone(),
+        device: args.device.map(Into::into),
+        progress: true,
+    };
+    let model = train::train(&spec, &options).await?;
+    model.save(&args.out).await?;
+    let summary = serde_json::json!({
+        "artifact": args.out,
+        "fingerprint": model.manifest.fingerprint,
+        "weightsDigest": model.weights_digest(),
+        "epochs": model.manifest.curve.len(),
+        "trainingSeconds": model.manifest.training_seconds,
+        "metrics": model.manifest.metrics,
+    });
+    println!("{summary}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `driftline evaluate`.
-pub async fn evaluate(_args: EvaluateArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("driftline evaluate is being built")
+pub async fn evaluate(args: EvaluateArgs) -> Result<ExitCode, MlError> {
+    let spec = read_config(&args.config).await?;
+    let mut gate: GateSpec = match (spec.gate, &args.test_set) {
+        (Some(gate), _) => gate,
+        (None, Some(test_set)) => GateSpec {
+            test_set: test_set.clone(),
+            metrics: Vec::new(),
+            slices: Vec::new(),
+            must_pass: None,
+            must_pass_tolerance: None,
+            budgets: None,
+        },
+        (None, None) => {
+            return Err(MlError::InvalidConfig {
+                field: "gate.testSet".into(),
+                reason: "no test set: give --test-set or a `gate` in the config".into(),
+            });
+        }
+    };
+    if let Some(test_set) = &args.test_set {
+        gate.test_set = test_set.clone();
+    }
+    let test = data::read_table(&gate.test_set, None).await?;
+    let golden = match &gate.must_pass {
+        Some(uri) => Some(data::read_table(uri, None).await?),
+        None => None,
+    };
+    let candidate = LoadedModel::load(&args.candidate).await?;
+    let champion = match &args.champion {
+        Some(uri) => Some(LoadedModel::load(uri).await?),
+        None => None,
+    };
+    let candidate_report = eval::evaluate(&candidate, &gate, &test, golden.as_ref())?;
+    let champion_report = champion
+        .as_ref()
+        .map(|c| eval::evaluate(c, &gate, &test, golden.as_ref()))
+        .transpose()?;
+    let verdict = policy::gate::verdict(&gate, &candidate_report, champion_report.as_ref());
+    let evaluation = GateEvaluation {
+        candidate: candidate_report,
+        champion: champion_report,
+        verdict,
+    };
+    let json = serde_json::to_string_pretty(&evaluation)?;
+    if let Some(report) = &args.report {
+        write_report(report, json.clone()).await?;
+    }
+    println!("{json}");
+    for check in &evaluation.verdict.checks {
+        let mark = if check.passed { "pass" } else { "FAIL" };
+        eprintln!("{mark}  {}", check.message);
+    }
+    if evaluation.verdict.passed {
+        eprintln!("gate passed: `{}` may be promoted", args.candidate);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "gate failed: {} of {} checks failed for `{}`",
+            evaluation.verdict.failures().count(),
+            evaluation.verdict.checks.len(),
+            args.candidate
+        );
+        Ok(ExitCode::from(1))
+    }
+}
+
+async fn write_report(uri: &str, json: String) -> Result<(), MlError> {
+    // A report is one file: write it beside itself and rename (local) or put it whole (object store).
+    match uri
+        .strip_prefix("file://")
+        .or(if uri.contains("://") { None } else { Some(uri) })
+    {
+        Some(path) => {
+            let path = std::path::Path::new(path);
+            let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
+            let io = |e: std::io::Error| store::StoreError::Write {
+                uri: uri.into(),
+                reason: e.to_string(),
+            };
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                tokio::fs::create_dir_all(parent).await.map_err(io)?;
+            }
+            tokio::fs::write(&tmp, json).await.map_err(io)?;
+            tokio::fs::rename(&tmp, path).await.map_err(io)?;
+            Ok(())
+        }
+        None => {
+            let (prefix, name) = uri.rsplit_once('/').unwrap_or((uri, "report.json"));
+            store::write_atomically(prefix, &[(name, Bytes::from(json))]).await?;
+            Ok(())
+        }
+    }
 }

@@ -1,4 +1,26 @@
 //! Datasets, preprocessing, architectures, candle training, evaluation and
 //! the artifact format.
+//!
+//! Other rooms use: [`LoadedModel`] (load a verified artifact, predict),
+//! [`FeatureBatch`] / [`Cell`] (raw rows in), [`Predictions`] (out),
+//! [`Manifest`] (schema, classes, drift reference), [`store`] (bytes at a URI)
+//! and [`load_feedback`].
 
+pub mod arch;
+pub mod artifact;
 pub mod cli;
+pub mod data;
+pub mod error;
+pub mod eval;
+pub mod metrics;
+pub mod preprocess;
+pub mod store;
+pub mod synth;
+pub mod train;
+
+pub use artifact::{LoadedModel, Manifest, Predictions, Predictor};
+pub use data::{Cell, Feedback, Table, load_feedback, read_table};
+pub use error::{ArtifactError, MlError};
+pub use eval::evaluate;
+pub use preprocess::{FeatureBatch, FeatureSchema};
+pub use train::{TrainOptions, TrainedModel, fit, train};

@@ -1,0 +1,226 @@
+//! Prepares the datasets in `pipelines/data/` from data that crates ship
+//! (no network at run time), and generates synthetic drift data.
+//!
+//! ```sh
+//! cargo run --example prepare_data                      # rewrite pipelines/data/
+//! cargo run --example prepare_data -- synthetic --rows 100000 --seed 1 --shift none --out /tmp/synth.csv
+//! ```
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+use driftline::ml::synth::{self, Shift};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+#[derive(Parser)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Output directory of the prepared datasets.
+    #[arg(long, default_value = "pipelines/data")]
+    dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a synthetic dataset (deterministic from the seed).
+    Synthetic {
+        #[arg(long, default_value_t = 10_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, value_enum, default_value = "none")]
+        shift: Shift,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Share of rows held out as the curated regression test-set.
+const TEST_SHARE: f64 = 0.2;
+const SPLIT_SEED: u64 = 42;
+
+fn write(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    // Temporary name then rename, so a half-written file is never picked up.
+    let tmp = path.with_extension("csv.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)?;
+    println!(
+        "wrote {} ({} rows)",
+        path.display(),
+        text.lines().count().saturating_sub(1)
+    );
+    Ok(())
+}
+
+fn csv(header: &[String], rows: &[Vec<String>], pick: &[usize]) -> String {
+    let mut out = header.join(",");
+    out.push('\n');
+    for &i in pick {
+        let _ = writeln!(out, "{}", rows[i].join(","));
+    }
+    out
+}
+
+/// Train/test split of row indices, deterministic.
+fn split(n: usize) -> (Vec<usize>, Vec<usize>) {
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.shuffle(&mut ChaCha8Rng::seed_from_u64(SPLIT_SEED));
+    let n_test = (n as f64 * TEST_SHARE).round() as usize;
+    let (test, train) = idx.split_at(n_test);
+    let (mut test, mut train) = (test.to_vec(), train.to_vec());
+    test.sort_unstable();
+    train.sort_unstable();
+    (train, test)
+}
+
+fn snake(name: &str) -> String {
+    name.replace(['-', ' '], "_").to_lowercase()
+}
+
+fn num(x: f64) -> String {
+    format!("{}", (x * 1e6).round() / 1e6)
+}
+
+fn wine(dir: &Path) -> std::io::Result<()> {
+    let ds = linfa_datasets::winequality();
+    let names: Vec<String> = ds.feature_names().iter().map(|n| snake(n)).collect();
+    let records = ds.records();
+    let targets = ds.targets();
+    let n = records.nrows();
+    let rows: Vec<Vec<String>> = (0..n)
+        .map(|i| records.row(i).iter().map(|&x| num(x)).collect())
+        .collect();
+    let (train, test) = split(n);
+    let col = |name: &str| names.iter().position(|n| n == name).unwrap_or(0);
+    let (alcohol, volatile, sulphates) =
+        (col("alcohol"), col("volatile_acidity"), col("sulphates"));
+
+    // Multi-class: the quality score itself.
+    let mut header = names.clone();
+    header.push("quality".into());
+    let with_quality: Vec<Vec<String>> = rows
+        .iter()
+        .zip(targets.iter())
+        .map(|(r, q)| [r.clone(), vec![q.to_string()]].concat())
+        .collect();
+    write(
+        &dir.join("wine-quality/train.csv"),
+        &csv(&header, &with_quality, &train),
+    )?;
+    write(
+        &dir.join("wine-quality/test.csv"),
+        &csv(&header, &with_quality, &test),
+    )?;
+
+    // Binary: is it a good wine (quality >= 7)? String labels on purpose.
+    let mut header = names.clone();
+    header.push("good".into());
+    let label = |q: usize| if q >= 7 { "yes" } else { "no" };
+    let with_good: Vec<Vec<String>> = rows
+        .iter()
+        .zip(targets.iter())
+        .map(|(r, q)| [r.clone(), vec![label(*q).to_string()]].concat())
+        .collect();
+    write(
+        &dir.join("wine-good/train.csv"),
+        &csv(&header, &with_good, &train),
+    )?;
+    write(
+        &dir.join("wine-good/test.csv"),
+        &csv(&header, &with_good, &test),
+    )?;
+    // Golden examples from the test split that no sane model may get wrong:
+    // weak, sharp wines rated <= 5, and strong, clean wines rated >= 7.
+    let x = |i: usize, c: usize| records[[i, c]];
+    let mut golden: Vec<usize> = test
+        .iter()
+        .copied()
+        .filter(|&i| targets[i] <= 5 && x(i, alcohol) < 9.5 && x(i, volatile) > 0.6)
+        .take(8)
+        .collect();
+    golden.extend(
+        test.iter()
+            .copied()
+            .filter(|&i| {
+                targets[i] >= 7
+                    && x(i, alcohol) >= 12.5
+                    && x(i, sulphates) >= 0.7
+                    && x(i, volatile) <= 0.45
+            })
+            .take(4),
+    );
+    golden.sort_unstable();
+    write(
+        &dir.join("wine-good/golden.csv"),
+        &csv(&header, &with_good, &golden),
+    )?;
+    Ok(())
+}
+
+fn diabetes(dir: &Path) -> std::io::Result<()> {
+    let ds = linfa_datasets::diabetes();
+    let mut header: Vec<String> = ds.feature_names().iter().map(|n| snake(n)).collect();
+    header.push("progression".into());
+    let records = ds.records();
+    let n = records.nrows();
+    let rows: Vec<Vec<String>> = (0..n)
+        .map(|i| {
+            let mut r: Vec<String> = records.row(i).iter().map(|&x| num(x)).collect();
+            r.push(num(ds.targets()[i]));
+            r
+        })
+        .collect();
+    let (train, test) = split(n);
+    write(
+        &dir.join("diabetes/train.csv"),
+        &csv(&header, &rows, &train),
+    )?;
+    write(&dir.join("diabetes/test.csv"), &csv(&header, &rows, &test))?;
+    // Golden: test rows near the median progression, which any useful model predicts within the tolerance.
+    let mut by_target: Vec<usize> = test.clone();
+    by_target.sort_by(|&a, &b| ds.targets()[a].total_cmp(&ds.targets()[b]));
+    let mid = by_target.len() / 2;
+    let mut golden = by_target[mid - 3..mid + 3].to_vec();
+    golden.sort_unstable();
+    write(
+        &dir.join("diabetes/golden.csv"),
+        &csv(&header, &rows, &golden),
+    )?;
+    Ok(())
+}
+
+fn main() -> std::io::Result<()> {
+    let args = Args::parse();
+    match args.command {
+        Some(Command::Synthetic {
+            rows,
+            seed,
+            shift,
+            out,
+        }) => write(&out, &synth::generate(rows, seed, shift)),
+        None => {
+            wine(&args.dir)?;
+            diabetes(&args.dir)?;
+            write(
+                &args.dir.join("synthetic/reference.csv"),
+                &synth::generate(4000, 1, Shift::None),
+            )?;
+            write(
+                &args.dir.join("synthetic/covariate-shift.csv"),
+                &synth::generate(1000, 2, Shift::Covariate),
+            )?;
+            write(
+                &args.dir.join("synthetic/concept-drift.csv"),
+                &synth::generate(1000, 3, Shift::Concept),
+            )?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,569 @@
+//! The artifact: a directory holding `weights.safetensors` and
+//! `manifest.json`. The manifest carries everything needed to serve and
+//! audit the weights (architecture and fingerprint, preprocessing, feature
+//! schema, drift reference, metrics, lineage, file digests). Loading
+//! verifies all of it before a single prediction is made.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::Bytes;
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::api::{ArchitectureSpec, Task, TrainingSpec};
+use crate::drift::ReferenceProfile;
+
+use super::arch::{self, Network, TensorShape};
+use super::data::sha256_hex;
+use super::error::{ArtifactError, MlError};
+use super::preprocess::{self, FeatureBatch, FeatureSchema};
+use super::store;
+
+/// Manifest format this driftline writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// File names inside an artifact directory.
+pub const WEIGHTS_FILE: &str = "weights.safetensors";
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// A tensor as stored in `weights.safetensors`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TensorInfo {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub dtype: String,
+}
+
+/// Size and sha256 of one artifact file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileDigest {
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// One epoch of the training curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EpochRecord {
+    pub epoch: u32,
+    pub train_loss: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_loss: Option<f64>,
+    /// Accuracy (classification) or RMSE (regression) on the validation split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_metric: Option<f64>,
+}
+
+/// Labelled traffic that was added to the training split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedbackLineage {
+    pub prefix: String,
+    pub files: usize,
+    pub rows: usize,
+    pub skipped_rows: usize,
+    /// sha256 over the bytes of all files read, in name order.
+    pub digest: String,
+}
+
+/// Where the training rows came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatasetLineage {
+    pub source: String,
+    /// sha256 of the bytes read from `source`.
+    pub digest: String,
+    pub rows: usize,
+    pub training_rows: usize,
+    pub validation_rows: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<FeedbackLineage>,
+}
+
+/// Standardisation of a regression target; predictions are scaled back.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetScale {
+    pub mean: f64,
+    pub std: f64,
+}
+
+/// Everything about a trained model except its weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub format_version: u32,
+    pub task: Task,
+    /// The column the model predicts.
+    pub target: String,
+    /// Input columns in the order a [`FeatureBatch`] holds them, with their
+    /// fitted preprocessing.
+    pub features: Vec<FeatureSchema>,
+    /// Class labels in output order; empty for regression.
+    pub classes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_scale: Option<TargetScale>,
+    pub architecture: ArchitectureSpec,
+    /// Width of the encoded input and of the output.
+    pub inputs: usize,
+    pub outputs: usize,
+    pub tensors: Vec<TensorInfo>,
+    pub parameters: u64,
+    /// sha256 of the canonical architecture, task, widths and tensor list.
+    pub fingerprint: String,
+    /// Drift reference: training-split feature distributions and the
+    /// distribution of the model's predictions on them.
+    pub reference: ReferenceProfile,
+    /// Metrics on the validation split.
+    pub metrics: BTreeMap<String, f64>,
+    pub curve: Vec<EpochRecord>,
+    pub dataset: DatasetLineage,
+    pub seed: u64,
+    pub training: TrainingSpec,
+    /// Where the weights were trained (`cpu`, `cuda:0`).
+    pub device: String,
+    pub driftline_version: String,
+    /// RFC 3339 time the training finished.
+    pub trained_at: String,
+    /// Wall-clock seconds of the training run.
+    pub training_seconds: f64,
+    /// Size and sha256 of every other file in the artifact.
+    pub files: BTreeMap<String, FileDigest>,
+    /// sha256 of this manifest's JSON with this field empty.
+    #[serde(default)]
+    pub manifest_digest: String,
+}
+
+#[derive(Serialize)]
+struct FingerprintInput<'a> {
+    architecture: &'a ArchitectureSpec,
+    task: Task,
+    inputs: usize,
+    outputs: usize,
+    tensors: &'a [TensorInfo],
+}
+
+/// The architecture fingerprint: a hash of the canonical spec plus tensor
+/// names, shapes and dtypes.
+pub fn fingerprint(
+    architecture: &ArchitectureSpec,
+    task: Task,
+    inputs: usize,
+    outputs: usize,
+    tensors: &[TensorInfo],
+) -> String {
+    let canonical = serde_json::to_vec(&FingerprintInput {
+        architecture,
+        task,
+        inputs,
+        outputs,
+        tensors,
+    })
+    .unwrap_or_default();
+    sha256_hex(&canonical)
+}
+
+impl Manifest {
+    /// The manifest digest over its JSON with `manifest_digest` empty.
+    pub fn compute_digest(&self) -> Result<String, serde_json::Error> {
+        let mut copy = self.clone();
+        copy.manifest_digest.clear();
+        Ok(sha256_hex(&serde_json::to_vec(&copy)?))
+    }
+
+    /// Recomputes the fingerprint from the manifest's own fields.
+    pub fn compute_fingerprint(&self) -> String {
+        fingerprint(
+            &self.architecture,
+            self.task,
+            self.inputs,
+            self.outputs,
+            &self.tensors,
+        )
+    }
+
+    /// sha256 of the weights file.
+    pub fn weights_digest(&self) -> &str {
+        self.files
+            .get(WEIGHTS_FILE)
+            .map_or("", |f| f.sha256.as_str())
+    }
+}
+
+fn dtype_name(dtype: DType) -> String {
+    format!("{dtype:?}").to_lowercase()
+}
+
+/// Serialises named tensors (moved to the CPU) as safetensors bytes.
+pub fn weights_to_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>, MlError> {
+    let cpu: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(n, t)| Ok((n.clone(), t.to_device(&Device::Cpu)?)))
+        .collect::<Result<_, candle_core::Error>>()?;
+    safetensors::tensor::serialize(cpu, None)
+        .map_err(|e| MlError::Device(format!("cannot encode weights: {e}")))
+}
+
+/// Tensor infos of named tensors.
+pub fn tensor_infos(tensors: &[(String, Tensor)]) -> Vec<TensorInfo> {
+    tensors
+        .iter()
+        .map(|(n, t)| TensorInfo {
+            name: n.clone(),
+            shape: t.dims().to_vec(),
+            dtype: dtype_name(t.dtype()),
+        })
+        .collect()
+}
+
+/// Writes an artifact so that it appears complete or not at all.
+pub async fn write_artifact(out: &str, manifest: &Manifest, weights: Bytes) -> Result<(), MlError> {
+    let mut manifest = manifest.clone();
+    manifest.files.insert(
+        WEIGHTS_FILE.into(),
+        FileDigest {
+            sha256: sha256_hex(&weights),
+            bytes: weights.len() as u64,
+        },
+    );
+    manifest.manifest_digest = manifest.compute_digest()?;
+    let json = serde_json::to_vec_pretty(&manifest)?;
+    store::write_atomically(
+        out,
+        &[(WEIGHTS_FILE, weights), (MANIFEST_FILE, Bytes::from(json))],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Model outputs for a batch.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Predictions {
+    /// Predicted class label per row (classification).
+    pub labels: Vec<String>,
+    /// Predicted value per row (regression).
+    pub values: Vec<f64>,
+    /// Class probabilities per row, in `Manifest::classes` order (classification).
+    pub probabilities: Option<Vec<Vec<f32>>>,
+}
+
+/// A network with its preprocessing: the one prediction code path used by
+/// training (validation, reference), evaluation and serving.
+pub struct Predictor {
+    pub(crate) features: Vec<FeatureSchema>,
+    pub(crate) task: Task,
+    pub(crate) classes: Vec<String>,
+    pub(crate) target_scale: Option<TargetScale>,
+    pub(crate) inputs: usize,
+    pub(crate) network: Box<dyn Network>,
+    pub(crate) device: Device,
+}
+
+impl Predictor {
+    /// Predicts a batch of raw rows.
+    pub fn predict(&self, batch: &FeatureBatch) -> Result<Predictions, MlError> {
+        let encoded = preprocess::encode(&self.features, batch, "the request")?;
+        self.predict_encoded(encoded, batch.rows)
+    }
+
+    /// Predicts rows that are already encoded (`rows × inputs`, row-major).
+    pub(crate) fn predict_encoded(
+        &self,
+        encoded: Vec<f32>,
+        rows: usize,
+    ) -> Result<Predictions, MlError> {
+        if rows == 0 {
+            return Ok(Predictions {
+                probabilities: (self.task == Task::Classification).then(Vec::new),
+                ..Predictions::default()
+            });
+        }
+        let x = Tensor::from_vec(encoded, (rows, self.inputs), &self.device)?;
+        let out = self.network.forward(&x, None)?;
+        match self.task {
+            Task::Classification => {
+                let probs = candle_nn::ops::softmax_last_dim(&out)?
+                    .to_device(&Device::Cpu)?
+                    .to_vec2::<f32>()?;
+                let labels = probs
+                    .iter()
+                    .map(|p| {
+                        let best = p
+                            .iter()
+                            .enumerate()
+                            .max_by(|a, b| a.1.total_cmp(b.1))
+                            .map_or(0, |(i, _)| i);
+                        self.classes.get(best).cloned().unwrap_or_default()
+                    })
+                    .collect();
+                Ok(Predictions {
+                    labels,
+                    values: Vec::new(),
+                    probabilities: Some(probs),
+                })
+            }
+            Task::Regression => {
+                let scale = self.target_scale.unwrap_or(TargetScale {
+                    mean: 0.0,
+                    std: 1.0,
+                });
+                let values = out
+                    .flatten_all()?
+                    .to_device(&Device::Cpu)?
+                    .to_vec1::<f32>()?
+                    .into_iter()
+                    .map(|v| f64::from(v) * scale.std + scale.mean)
+                    .collect();
+                Ok(Predictions {
+                    labels: Vec::new(),
+                    values,
+                    probabilities: None,
+                })
+            }
+        }
+    }
+}
+
+/// A verified artifact, ready to predict.
+pub struct LoadedModel {
+    uri: String,
+    manifest: Manifest,
+    predictor: Predictor,
+    size_bytes: u64,
+}
+
+impl std::fmt::Debug for LoadedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModel")
+            .field("uri", &self.uri)
+            .field("fingerprint", &self.manifest.fingerprint)
+            .finish()
+    }
+}
+
+impl LoadedModel {
+    /// Loads and verifies an artifact on the CPU.
+    pub async fn load(uri: &str) -> Result<LoadedModel, ArtifactError> {
+        LoadedModel::load_on(uri, &Device::Cpu).await
+    }
+
+    /// Loads and verifies an artifact onto a device. Refuses an edited
+    /// manifest, a fingerprint that does not match the architecture,
+    /// truncated or replaced weights, and weights of another architecture.
+    pub async fn load_on(uri: &str, device: &Device) -> Result<LoadedModel, ArtifactError> {
+        let missing = |file: &str, e: store::StoreError| match e {
+            store::StoreError::NotFound { .. } => ArtifactError::MissingFile {
+                uri: uri.into(),
+                file: file.into(),
+            },
+            other => ArtifactError::Store(other),
+        };
+        let manifest_bytes = store::read_bytes(&store::join(uri, MANIFEST_FILE))
+            .await
+            .map_err(|e| missing(MANIFEST_FILE, e))?;
+        let manifest = parse_manifest(uri, &manifest_bytes)?;
+        let weights = store::read_bytes(&store::join(uri, WEIGHTS_FILE))
+            .await
+            .map_err(|e| missing(WEIGHTS_FILE, e))?;
+        let predictor = verify_and_build(uri, &manifest, &weights, device)?;
+        let size_bytes = (manifest_bytes.len() + weights.len()) as u64;
+        Ok(LoadedModel {
+            uri: uri.into(),
+            manifest,
+            predictor,
+            size_bytes,
+        })
+    }
+
+    /// The artifact's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Where it was loaded from.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// Predicts a batch of raw rows (features in manifest order).
+    pub fn predict(&self, batch: &FeatureBatch) -> Result<Predictions, MlError> {
+        self.predictor.predict(batch)
+    }
+
+    /// Total bytes of the artifact's files.
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    /// The prediction path without the manifest.
+    pub fn predictor(&self) -> &Predictor {
+        &self.predictor
+    }
+}
+
+fn parse_manifest(uri: &str, bytes: &[u8]) -> Result<Manifest, ArtifactError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ArtifactError::ManifestInvalid {
+            uri: uri.into(),
+            reason: e.to_string(),
+        })?;
+    let found = value
+        .get("formatVersion")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0) as u32;
+    if found != FORMAT_VERSION {
+        return Err(ArtifactError::UnsupportedFormat {
+            uri: uri.into(),
+            found,
+            supported: FORMAT_VERSION,
+        });
+    }
+    let manifest: Manifest =
+        serde_json::from_value(value).map_err(|e| ArtifactError::ManifestInvalid {
+            uri: uri.into(),
+            reason: e.to_string(),
+        })?;
+    let actual = manifest
+        .compute_digest()
+        .map_err(|e| ArtifactError::ManifestInvalid {
+            uri: uri.into(),
+            reason: e.to_string(),
+        })?;
+    if actual != manifest.manifest_digest {
+        return Err(ArtifactError::ManifestEdited {
+            uri: uri.into(),
+            expected: manifest.manifest_digest.clone(),
+            actual,
+        });
+    }
+    let fp = manifest.compute_fingerprint();
+    if fp != manifest.fingerprint {
+        return Err(ArtifactError::FingerprintMismatch {
+            uri: uri.into(),
+            expected: manifest.fingerprint.clone(),
+            actual: fp,
+        });
+    }
+    Ok(manifest)
+}
+
+/// Compares the tensors in the weights with what the architecture expects.
+fn check_tensors(
+    uri: &str,
+    manifest: &Manifest,
+    loaded: &HashMap<String, Tensor>,
+) -> Result<(), ArtifactError> {
+    let architecture = manifest.architecture.kind.clone();
+    let mismatch = |reason: String| ArtifactError::TensorMismatch {
+        uri: uri.into(),
+        architecture: architecture.clone(),
+        reason,
+    };
+    let arch = arch::lookup(&manifest.architecture.kind).map_err(|e| mismatch(e.to_string()))?;
+    let expected: Vec<TensorShape> =
+        arch.tensors(&manifest.architecture, manifest.inputs, manifest.outputs);
+    for t in &expected {
+        match loaded.get(&t.name) {
+            None => {
+                return Err(mismatch(format!(
+                    "tensor `{}` (shape {:?}) is not in the weights",
+                    t.name, t.shape
+                )));
+            }
+            Some(w) if w.dims() != t.shape.as_slice() => {
+                return Err(mismatch(format!(
+                    "tensor `{}` has shape {:?} in the weights; the architecture (hiddenLayers {:?}, {} inputs, {} outputs) expects {:?}",
+                    t.name,
+                    w.dims(),
+                    manifest.architecture.hidden_layers,
+                    manifest.inputs,
+                    manifest.outputs,
+                    t.shape
+                )));
+            }
+            Some(w) if w.dtype() != DType::F32 => {
+                return Err(mismatch(format!(
+                    "tensor `{}` is {:?}; expected f32",
+                    t.name,
+                    w.dtype()
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(extra) = loaded
+        .keys()
+        .find(|k| !expected.iter().any(|t| &t.name == *k))
+    {
+        return Err(mismatch(format!(
+            "the weights hold tensor `{extra}`, which the architecture does not have"
+        )));
+    }
+    Ok(())
+}
+
+fn verify_and_build(
+    uri: &str,
+    manifest: &Manifest,
+    weights: &[u8],
+    device: &Device,
+) -> Result<Predictor, ArtifactError> {
+    let recorded =
+        manifest
+            .files
+            .get(WEIGHTS_FILE)
+            .ok_or_else(|| ArtifactError::ManifestInvalid {
+                uri: uri.into(),
+                reason: format!("no digest recorded for {WEIGHTS_FILE}"),
+            })?;
+    let parsed = candle_core::safetensors::load_buffer(weights, device);
+    let intact = recorded.bytes == weights.len() as u64 && recorded.sha256 == sha256_hex(weights);
+    if !intact {
+        // Weights from another architecture deserve that name, not just "digest mismatch".
+        if let Ok(loaded) = &parsed {
+            check_tensors(uri, manifest, loaded)?;
+        }
+        if recorded.bytes != weights.len() as u64 {
+            return Err(ArtifactError::SizeMismatch {
+                uri: uri.into(),
+                file: WEIGHTS_FILE.into(),
+                expected: recorded.bytes,
+                actual: weights.len() as u64,
+            });
+        }
+        return Err(ArtifactError::DigestMismatch {
+            uri: uri.into(),
+            file: WEIGHTS_FILE.into(),
+            expected: recorded.sha256.clone(),
+            actual: sha256_hex(weights),
+        });
+    }
+    let loaded = parsed.map_err(|e| ArtifactError::Weights {
+        uri: uri.into(),
+        reason: e.to_string(),
+    })?;
+    check_tensors(uri, manifest, &loaded)?;
+    let arch =
+        arch::lookup(&manifest.architecture.kind).map_err(|e| ArtifactError::TensorMismatch {
+            uri: uri.into(),
+            architecture: manifest.architecture.kind.clone(),
+            reason: e.to_string(),
+        })?;
+    let network =
+        arch.build(&manifest.architecture, &loaded)
+            .map_err(|e| ArtifactError::TensorMismatch {
+                uri: uri.into(),
+                architecture: manifest.architecture.kind.clone(),
+                reason: e.to_string(),
+            })?;
+    Ok(Predictor {
+        features: manifest.features.clone(),
+        task: manifest.task,
+        classes: manifest.classes.clone(),
+        target_scale: manifest.target_scale,
+        inputs: manifest.inputs,
+        network,
+        device: device.clone(),
+    })
+}

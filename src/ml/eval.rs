@@ -1,0 +1,213 @@
+//! Evaluation of one model on a curated regression test-set: metrics,
+//! slices, must-pass golden examples and compute budgets, all measured
+//! through the same prediction path the server uses.
+
+use std::time::{Duration, Instant};
+
+use crate::api::{
+    BudgetReport, GateReport, GateSpec, MustPassFailure, MustPassReport, SliceCondition,
+    SliceReport, Task,
+};
+
+use super::artifact::{LoadedModel, Predictions};
+use super::data::Table;
+use super::error::MlError;
+use super::metrics;
+use super::preprocess::{self, FeatureBatch};
+
+/// Single-row predictions timed for the latency percentiles.
+const LATENCY_SAMPLES: usize = 200;
+/// Least time spent measuring batch throughput.
+const THROUGHPUT_TIME: Duration = Duration::from_millis(200);
+
+/// The test set's truth for one model's target.
+enum Truth {
+    Labels(Vec<String>),
+    Values(Vec<f64>),
+}
+
+fn truth_of(model: &LoadedModel, table: &Table) -> Result<Truth, MlError> {
+    let target = &model.manifest().target;
+    match model.manifest().task {
+        Task::Classification => Ok(Truth::Labels(preprocess::labels(table, target)?)),
+        Task::Regression => Ok(Truth::Values(preprocess::values(table, target)?)),
+    }
+}
+
+fn metrics_on(
+    model: &LoadedModel,
+    truth: &Truth,
+    pred: &Predictions,
+    rows: &[usize],
+) -> std::collections::BTreeMap<String, f64> {
+    match truth {
+        Truth::Labels(labels) => {
+            let t: Vec<String> = rows.iter().map(|&r| labels[r].clone()).collect();
+            let p: Vec<String> = rows.iter().map(|&r| pred.labels[r].clone()).collect();
+            let probs: Vec<Vec<f32>> = pred
+                .probabilities
+                .as_ref()
+                .map(|all| rows.iter().map(|&r| all[r].clone()).collect())
+                .unwrap_or_default();
+            metrics::classification(&model.manifest().classes, &t, &p, &probs)
+        }
+        Truth::Values(values) => {
+            let t: Vec<f64> = rows.iter().map(|&r| values[r]).collect();
+            let p: Vec<f64> = rows.iter().map(|&r| pred.values[r]).collect();
+            metrics::regression(&t, &p)
+        }
+    }
+}
+
+/// Rows of `table` a slice selects; its columns must exist.
+pub fn slice_rows(
+    table: &Table,
+    name: &str,
+    conditions: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<usize>, MlError> {
+    let mut parsed = Vec::new();
+    for (column, condition) in conditions {
+        let cond = SliceCondition::parse(condition).map_err(|source| MlError::Slice {
+            slice: name.into(),
+            source,
+        })?;
+        let cells = table.column(column, &format!("slice `{name}`"))?;
+        parsed.push((cells, cond));
+    }
+    Ok((0..table.rows)
+        .filter(|&r| parsed.iter().all(|(cells, cond)| cells[r].matches(cond)))
+        .collect())
+}
+
+fn percentile(sorted_ms: &[f64], q: f64) -> f64 {
+    if sorted_ms.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted_ms.len() as f64 - 1.0) * q).round() as usize;
+    sorted_ms[idx.min(sorted_ms.len() - 1)]
+}
+
+fn measure_budgets(model: &LoadedModel, batch: &FeatureBatch) -> Result<BudgetReport, MlError> {
+    let mut latencies = Vec::with_capacity(LATENCY_SAMPLES);
+    if batch.rows > 0 {
+        let single = |r: usize| FeatureBatch {
+            rows: 1,
+            columns: batch.columns.iter().map(|c| vec![c[r].clone()]).collect(),
+        };
+        // Warm-up so the first allocation is not counted.
+        for r in 0..batch.rows.min(10) {
+            model.predict(&single(r))?;
+        }
+        for i in 0..LATENCY_SAMPLES {
+            let row = single(i % batch.rows);
+            let start = Instant::now();
+            model.predict(&row)?;
+            latencies.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let mut predicted_rows = 0usize;
+    let start = Instant::now();
+    while batch.rows > 0 && (start.elapsed() < THROUGHPUT_TIME || predicted_rows == 0) {
+        model.predict(batch)?;
+        predicted_rows += batch.rows;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let size_bytes = model.size_bytes();
+    Ok(BudgetReport {
+        p50_latency_ms: percentile(&latencies, 0.50),
+        p99_latency_ms: percentile(&latencies, 0.99),
+        throughput_rows_per_sec: if elapsed > 0.0 {
+            predicted_rows as f64 / elapsed
+        } else {
+            0.0
+        },
+        size_bytes,
+        size_mb: size_bytes as f64 / 1e6,
+        parameters: model.manifest().parameters,
+    })
+}
+
+fn must_pass(
+    model: &LoadedModel,
+    spec: &GateSpec,
+    golden: &Table,
+) -> Result<MustPassReport, MlError> {
+    let batch = FeatureBatch::from_table(&model.manifest().features, golden)?;
+    let pred = model.predict(&batch)?;
+    let mut failures = Vec::new();
+    match truth_of(model, golden)? {
+        Truth::Labels(expected) => {
+            for (row, (e, p)) in expected.iter().zip(&pred.labels).enumerate() {
+                if e != p {
+                    failures.push(MustPassFailure {
+                        row: row as u64 + 1,
+                        expected: e.clone(),
+                        predicted: p.clone(),
+                    });
+                }
+            }
+        }
+        Truth::Values(expected) => {
+            let tolerance = spec
+                .must_pass_tolerance
+                .ok_or_else(|| MlError::InvalidConfig {
+                    field: "gate.mustPassTolerance".into(),
+                    reason: "a regression model's must-pass examples need an absolute tolerance"
+                        .into(),
+                })?;
+            for (row, (e, p)) in expected.iter().zip(&pred.values).enumerate() {
+                if (e - p).abs() > tolerance {
+                    failures.push(MustPassFailure {
+                        row: row as u64 + 1,
+                        expected: format!("{e} ± {tolerance}"),
+                        predicted: format!("{p:.4}"),
+                    });
+                }
+            }
+        }
+    }
+    Ok(MustPassReport {
+        source: golden.source.clone(),
+        total: golden.rows as u64,
+        passed: (golden.rows - failures.len()) as u64,
+        failures,
+    })
+}
+
+/// Evaluates a model on the test set (and golden examples, when given).
+pub fn evaluate(
+    model: &LoadedModel,
+    spec: &GateSpec,
+    test: &Table,
+    golden: Option<&Table>,
+) -> Result<GateReport, MlError> {
+    let batch = FeatureBatch::from_table(&model.manifest().features, test)?;
+    let truth = truth_of(model, test)?;
+    let pred = model.predict(&batch)?;
+    let all: Vec<usize> = (0..test.rows).collect();
+    let metrics = metrics_on(model, &truth, &pred, &all);
+    let mut slices = Vec::with_capacity(spec.slices.len());
+    for slice in &spec.slices {
+        let rows = slice_rows(test, &slice.name, &slice.where_)?;
+        slices.push(SliceReport {
+            name: slice.name.clone(),
+            rows: rows.len() as u64,
+            metrics: metrics_on(model, &truth, &pred, &rows),
+        });
+    }
+    let must_pass = golden.map(|g| must_pass(model, spec, g)).transpose()?;
+    let budgets = measure_budgets(model, &batch)?;
+    Ok(GateReport {
+        model: model.uri().to_string(),
+        fingerprint: model.manifest().fingerprint.clone(),
+        weights_digest: model.manifest().weights_digest().to_string(),
+        test_set: test.source.clone(),
+        test_set_digest: test.digest.clone(),
+        rows: test.rows as u64,
+        metrics,
+        slices,
+        must_pass,
+        budgets,
+    })
+}

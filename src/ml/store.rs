@@ -1,0 +1,427 @@
+//! Bytes at a URI: plain paths and `file://` on the local disk, `s3://`,
+//! `gs://` and `az://` through `object_store`, `https://` through reqwest.
+//!
+//! Cloud credentials come from the usual environment variables
+//! (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+/// Why a URI could not be read, listed or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("`{uri}` is not a location driftline can use: {reason}")]
+    InvalidUri { uri: String, reason: String },
+    #[error("`{uri}` does not exist")]
+    NotFound { uri: String },
+    #[error("cannot read `{uri}`: {reason}")]
+    Read { uri: String, reason: String },
+    #[error("cannot list `{uri}`: {reason}")]
+    List { uri: String, reason: String },
+    #[error("cannot write `{uri}`: {reason}")]
+    Write { uri: String, reason: String },
+    #[error(
+        "`{uri}` already holds an artifact; versions are immutable, write the new one to a new location"
+    )]
+    Exists { uri: String },
+}
+
+/// A parsed location.
+enum Location {
+    Local(PathBuf),
+    Remote {
+        store: Arc<dyn ObjectStore>,
+        path: StorePath,
+    },
+    Http(url::Url),
+}
+
+fn local_path(uri: &str) -> Option<PathBuf> {
+    if let Some(rest) = uri.strip_prefix("file://") {
+        // `file://pipelines/x.csv` is relative to the working directory; `file:///x` is absolute.
+        return Some(PathBuf::from(rest));
+    }
+    if !uri.contains("://") {
+        return Some(PathBuf::from(uri));
+    }
+    None
+}
+
+fn parse(uri: &str) -> Result<Location, StoreError> {
+    if uri.trim().is_empty() {
+        return Err(StoreError::InvalidUri {
+            uri: uri.into(),
+            reason: "it is empty".into(),
+        });
+    }
+    if let Some(path) = local_path(uri) {
+        return Ok(Location::Local(path));
+    }
+    let url = url::Url::parse(uri).map_err(|e| StoreError::InvalidUri {
+        uri: uri.into(),
+        reason: e.to_string(),
+    })?;
+    match url.scheme() {
+        "http" | "https" => Ok(Location::Http(url)),
+        "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" => {
+            // Only the cloud variables: other environment names could collide with option aliases.
+            let options = std::env::vars().filter(|(k, _)| {
+                k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k.starts_with("AZURE_")
+            });
+            let (store, path) = object_store::parse_url_opts(&url, options).map_err(|e| {
+                StoreError::InvalidUri {
+                    uri: uri.into(),
+                    reason: e.to_string(),
+                }
+            })?;
+            Ok(Location::Remote {
+                store: Arc::from(store),
+                path,
+            })
+        }
+        other => Err(StoreError::InvalidUri {
+            uri: uri.into(),
+            reason: format!(
+                "unsupported scheme `{other}`; use a path, file://, s3://, gs://, az:// or https://"
+            ),
+        }),
+    }
+}
+
+/// `prefix/name`, without doubling the slash.
+pub fn join(prefix: &str, name: &str) -> String {
+    format!("{}/{}", prefix.trim_end_matches('/'), name)
+}
+
+fn http_client(uri: &str) -> Result<reqwest::Client, StoreError> {
+    // reqwest is built without a default TLS provider; ring is the project's choice.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .build()
+        .map_err(|e| StoreError::Read {
+            uri: uri.into(),
+            reason: e.to_string(),
+        })
+}
+
+/// Reads all bytes of one object.
+pub async fn read_bytes(uri: &str) -> Result<Bytes, StoreError> {
+    match parse(uri)? {
+        Location::Local(path) => match tokio::fs::read(&path).await {
+            Ok(data) => Ok(Bytes::from(data)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StoreError::NotFound { uri: uri.into() })
+            }
+            Err(e) => Err(StoreError::Read {
+                uri: uri.into(),
+                reason: e.to_string(),
+            }),
+        },
+        Location::Remote { store, path } => {
+            let got = store.get(&path).await.map_err(|e| match e {
+                object_store::Error::NotFound { .. } => StoreError::NotFound { uri: uri.into() },
+                other => StoreError::Read {
+                    uri: uri.into(),
+                    reason: other.to_string(),
+                },
+            })?;
+            got.bytes().await.map_err(|e| StoreError::Read {
+                uri: uri.into(),
+                reason: e.to_string(),
+            })
+        }
+        Location::Http(url) => {
+            let response =
+                http_client(uri)?
+                    .get(url)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::Read {
+                        uri: uri.into(),
+                        reason: e.to_string(),
+                    })?;
+            if response.status() == reqwest::StatusCode::NOT_FOUND {
+                return Err(StoreError::NotFound { uri: uri.into() });
+            }
+            if !response.status().is_success() {
+                return Err(StoreError::Read {
+                    uri: uri.into(),
+                    reason: format!("HTTP status {}", response.status()),
+                });
+            }
+            response.bytes().await.map_err(|e| StoreError::Read {
+                uri: uri.into(),
+                reason: e.to_string(),
+            })
+        }
+    }
+}
+
+/// Size in bytes of one object.
+pub async fn size_of(uri: &str) -> Result<u64, StoreError> {
+    match parse(uri)? {
+        Location::Local(path) => tokio::fs::metadata(&path)
+            .await
+            .map(|m| m.len())
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => StoreError::NotFound { uri: uri.into() },
+                _ => StoreError::Read {
+                    uri: uri.into(),
+                    reason: e.to_string(),
+                },
+            }),
+        Location::Remote { store, path } => {
+            store
+                .head(&path)
+                .await
+                .map(|m| m.size)
+                .map_err(|e| StoreError::Read {
+                    uri: uri.into(),
+                    reason: e.to_string(),
+                })
+        }
+        Location::Http(_) => read_bytes(uri).await.map(|b| b.len() as u64),
+    }
+}
+
+/// URIs of every object under `prefix` whose name ends with `suffix`, sorted.
+/// A prefix that does not exist lists as empty.
+pub async fn list(prefix: &str, suffix: &str) -> Result<Vec<String>, StoreError> {
+    match parse(prefix)? {
+        Location::Local(root) => {
+            let mut found = Vec::new();
+            let mut pending = vec![root.clone()];
+            while let Some(dir) = pending.pop() {
+                let mut entries = match tokio::fs::read_dir(&dir).await {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        return Err(StoreError::List {
+                            uri: prefix.into(),
+                            reason: e.to_string(),
+                        });
+                    }
+                };
+                while let Some(entry) =
+                    entries.next_entry().await.map_err(|e| StoreError::List {
+                        uri: prefix.into(),
+                        reason: e.to_string(),
+                    })?
+                {
+                    let path = entry.path();
+                    let kind = entry.file_type().await.map_err(|e| StoreError::List {
+                        uri: prefix.into(),
+                        reason: e.to_string(),
+                    })?;
+                    if kind.is_dir() {
+                        pending.push(path);
+                    } else if path.to_string_lossy().ends_with(suffix) {
+                        found.push(path);
+                    }
+                }
+            }
+            found.sort();
+            let base = prefix.trim_end_matches('/');
+            Ok(found
+                .into_iter()
+                .map(|p| {
+                    let rel = p
+                        .strip_prefix(&root)
+                        .unwrap_or(&p)
+                        .to_string_lossy()
+                        .into_owned();
+                    join(base, &rel)
+                })
+                .collect())
+        }
+        Location::Remote { store, path } => {
+            let metas: Vec<_> =
+                store
+                    .list(Some(&path))
+                    .try_collect()
+                    .await
+                    .map_err(|e| StoreError::List {
+                        uri: prefix.into(),
+                        reason: e.to_string(),
+                    })?;
+            let base = prefix.trim_end_matches('/');
+            let mut found: Vec<String> = metas
+                .into_iter()
+                .filter(|m| m.location.as_ref().ends_with(suffix))
+                .filter_map(|m| {
+                    let rel = m
+                        .location
+                        .as_ref()
+                        .strip_prefix(path.as_ref())?
+                        .trim_start_matches('/');
+                    Some(join(base, rel))
+                })
+                .collect();
+            found.sort();
+            Ok(found)
+        }
+        Location::Http(_) => Err(StoreError::List {
+            uri: prefix.into(),
+            reason: "https locations cannot be listed; use a path or an object store".into(),
+        }),
+    }
+}
+
+/// Writes `files` under `prefix` so that readers see all of them or none.
+///
+/// On a local disk the files go to a temporary sibling directory that is
+/// renamed into place; on an object store every file is uploaded before the
+/// last one (the manifest), whose presence marks the version as complete.
+/// Refuses to overwrite a location that already holds the last file.
+pub async fn write_atomically(prefix: &str, files: &[(&str, Bytes)]) -> Result<(), StoreError> {
+    let Some((last_name, _)) = files.last() else {
+        return Ok(());
+    };
+    match parse(prefix)? {
+        Location::Local(dir) => write_local(prefix, &dir, files).await,
+        Location::Remote { store, path } => {
+            let last = path.clone().join(*last_name);
+            match store.head(&last).await {
+                Ok(_) => return Err(StoreError::Exists { uri: prefix.into() }),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    return Err(StoreError::Write {
+                        uri: prefix.into(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+            for (name, data) in files {
+                store
+                    .put(&path.clone().join(*name), data.clone().into())
+                    .await
+                    .map_err(|e| StoreError::Write {
+                        uri: join(prefix, name),
+                        reason: e.to_string(),
+                    })?;
+            }
+            Ok(())
+        }
+        Location::Http(_) => Err(StoreError::Write {
+            uri: prefix.into(),
+            reason: "https locations are read-only; write artifacts to a path or an object store"
+                .into(),
+        }),
+    }
+}
+
+async fn write_local(prefix: &str, dir: &Path, files: &[(&str, Bytes)]) -> Result<(), StoreError> {
+    let write_err = |e: std::io::Error| StoreError::Write {
+        uri: prefix.into(),
+        reason: e.to_string(),
+    };
+    if let Ok(mut entries) = tokio::fs::read_dir(dir).await
+        && entries.next_entry().await.map_err(write_err)?.is_some()
+    {
+        return Err(StoreError::Exists { uri: prefix.into() });
+    }
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    tokio::fs::create_dir_all(&parent)
+        .await
+        .map_err(write_err)?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| StoreError::InvalidUri {
+            uri: prefix.into(),
+            reason: "names no directory".into(),
+        })?;
+    let tmp = parent.join(format!(".{name}.tmp-{}", uuid::Uuid::new_v4()));
+    let result = async {
+        tokio::fs::create_dir(&tmp).await?;
+        for (file, data) in files {
+            tokio::fs::write(tmp.join(file), data).await?;
+        }
+        // An empty directory at the target (e.g. a mounted volume path) is replaced.
+        if tokio::fs::metadata(dir).await.is_ok() {
+            tokio::fs::remove_dir(dir).await?;
+        }
+        tokio::fs::rename(&tmp, dir).await
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = tokio::fs::remove_dir_all(&tmp).await;
+        return Err(write_err(e));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn writes_are_all_or_nothing_and_never_overwrite() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("models/v1");
+        let uri = format!("file://{}", out.display());
+        write_atomically(
+            &uri,
+            &[
+                ("a.bin", Bytes::from_static(b"1")),
+                ("manifest.json", Bytes::from_static(b"{}")),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            read_bytes(&join(&uri, "a.bin")).await.unwrap(),
+            Bytes::from_static(b"1")
+        );
+        let again = write_atomically(&uri, &[("manifest.json", Bytes::from_static(b"{}"))]).await;
+        assert!(matches!(again, Err(StoreError::Exists { .. })), "{again:?}");
+        // No temporary directories are left beside the artifact.
+        let siblings: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().collect();
+        assert_eq!(siblings.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn missing_files_and_bad_schemes_are_named() {
+        let err = read_bytes("/nonexistent/driftline/x.csv")
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/driftline/x.csv"),
+            "{err}"
+        );
+        let err = read_bytes("ftp://host/x.csv").await.unwrap_err();
+        assert!(
+            err.to_string().contains("unsupported scheme `ftp`"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn lists_by_suffix_recursively_and_sorted() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("day=2")).unwrap();
+        std::fs::write(tmp.path().join("b.jsonl"), "").unwrap();
+        std::fs::write(tmp.path().join("day=2/a.jsonl"), "").unwrap();
+        std::fs::write(tmp.path().join("notes.txt"), "").unwrap();
+        let prefix = tmp.path().display().to_string();
+        let found = list(&prefix, ".jsonl").await.unwrap();
+        assert_eq!(
+            found,
+            vec![join(&prefix, "b.jsonl"), join(&prefix, "day=2/a.jsonl")]
+        );
+        assert!(
+            list(&join(&prefix, "absent"), ".jsonl")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

@@ -8,6 +8,12 @@ cd "$(dirname "$0")/../../.."
 ROOT=$PWD
 # shellcheck source=cuda-env.sh
 source bench/training/gpu/cuda-env.sh "${CUDA_PREFIX:-/work/cuda13}"
+# Optional: reuse the kernels of an earlier candle-kernels build (see nvcc-reuse.sh).
+if [ -n "${NVCC_REUSE_FROM:-}" ]; then
+  mkdir -p "${CUDA_PREFIX:-/work/cuda13}/reuse-bin"
+  ln -sf "$ROOT/bench/training/gpu/nvcc-reuse.sh" "${CUDA_PREFIX:-/work/cuda13}/reuse-bin/nvcc"
+  export NVCC_REAL="$CUDA_HOME/bin/nvcc" PATH="${CUDA_PREFIX:-/work/cuda13}/reuse-bin:$PATH"
+fi
 PROFILE=${PROFILE:-dev}
 PROFILE_DIR=$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
 CARRY_LIMIT=$((60 * 1024 * 1024))

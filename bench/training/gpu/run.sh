@@ -142,6 +142,12 @@ warm=$(write_model warmup wine-quality-train.csv quality 64,32 1 64 0.003 cuda)
 timeout 120 "$BIN" train --config "$warm" --out "$WORK/artifacts/warmup" >"$OUT/logs/warmup-cuda.json" 2>"$OUT/logs/warmup-cuda.log" \
   || fail "warm-up cuda run (see logs/warmup-cuda.log)"
 
+# ONLY=name,name limits the runs (a quick check of this script on a machine without a GPU).
+if [ -n "${ONLY:-}" ]; then
+  kept=()
+  for spec in "${RUNS[@]}"; do [[ ",$ONLY," == *",${spec%%|*},"* ]] && kept+=("$spec"); done
+  RUNS=("${kept[@]}")
+fi
 for spec in "${RUNS[@]}"; do
   IFS='|' read -r name data target hidden epochs batch lr <<<"$spec"
   for dev in cuda cpu; do

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# GPU check: the `cuda` build of driftline trains the same Model with `device: cuda` and with
+# `device: cpu`, on wine quality and on the 100 000-row synthetic set; prints wall time and ratio.
+#
+# Runs on the lent GPU machine from the repository root, with no Rust toolchain and no network:
+# the binaries and data travel in the git-ignored `.gpu/` folder that `pack.sh` fills here.
+#   bash bench/training/gpu/run.sh            # logs and results go to $OUT (or a temp dir)
+# Fails soft: every step that breaks is reported and the rest still runs. Stops starting new
+# runs once BUDGET_S seconds (default 420) have passed, so it ends well within 8 minutes.
+set -uo pipefail
+cd "$(dirname "$0")/../../.." || exit 2
+START=$(date +%s)
+BUDGET_S=${BUDGET_S:-420}
+GPU_DIR=${GPU_DIR:-.gpu}
+OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT/logs"
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+FAILURES=()
+
+say() { echo "[gpu-check +$(($(date +%s) - START))s] $*"; }
+fail() { say "FAILED: $*"; FAILURES+=("$*"); }
+left() { echo $((BUDGET_S - ($(date +%s) - START))); }
+
+# --- 1. Unpack what travelled (xz-compressed where it was large). -------------------------------
+unpack() { # SRC_BASE DEST: SRC_BASE, SRC_BASE.xz or SRC_BASE.zst -> DEST
+  if [ -f "$1" ]; then cp "$1" "$2"
+  elif [ -f "$1.xz" ]; then
+    python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],"wb"))' "$1.xz" "$2"
+  elif [ -f "$1.zst" ]; then zstd -q -d -f "$1.zst" -o "$2"
+  else return 1; fi
+}
+BIN="$WORK/driftline"
+PROBE="$WORK/cuda-probe"
+unpack "$GPU_DIR/driftline" "$BIN" && chmod +x "$BIN" || fail "no $GPU_DIR/driftline[.xz|.zst]: was .gpu carried?"
+unpack "$GPU_DIR/cuda-probe" "$PROBE" && chmod +x "$PROBE" || fail "no $GPU_DIR/cuda-probe[.xz|.zst]"
+mkdir -p "$WORK/data"
+for f in wine-quality-train.csv synth-100k-train.csv; do
+  unpack "$GPU_DIR/data/$f" "$WORK/data/$f" || fail "no $GPU_DIR/data/$f[.xz]"
+done
+[ -f "$GPU_DIR/BUILD-INFO" ] && cp "$GPU_DIR/BUILD-INFO" "$OUT/build-info.txt"
+
+# --- 2. CUDA libraries of this machine (PyTorch's wheels), found at run time. --------------------
+# The binary needs libcuda.so.1 (driver) plus libcudart/libcublas/libcublasLt.so.13, libnvrtc.so.13
+# and libcurand.so.10; only the driver's is on the default search path.
+LIBDIRS=$(python3 - <<'PY' 2>>"$OUT/logs/libdirs.err"
+import glob, os, sys
+found = []
+try:
+    import nvidia  # namespace package of NVIDIA's wheels; may span several site-packages
+    for p in list(nvidia.__path__):
+        found += sorted(glob.glob(os.path.join(p, "*", "lib")))
+except Exception as e:
+    print(f"python3 cannot import nvidia: {e}", file=sys.stderr)
+for pat in ("/usr/local/lib/python3*/dist-packages/nvidia/*/lib",
+            "/usr/local/lib/python3*/site-packages/nvidia/*/lib",
+            "/usr/lib/python3*/dist-packages/nvidia/*/lib",
+            "/opt/torch/.venv/lib/python3*/site-packages/nvidia/*/lib",
+            "/opt/*/.venv/lib/python3*/site-packages/nvidia/*/lib",
+            "/root/.local/lib/python3*/site-packages/nvidia/*/lib",
+            "/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib"):
+    found += sorted(glob.glob(pat))
+# CUDA 13 libraries first (cu13/), so libcurand.so.10 resolves to the CUDA 13 one.
+dirs = []
+for d in sorted(found, key=lambda d: "/cu13/" not in d):
+    if os.path.isdir(d) and d not in dirs:
+        dirs.append(d)
+print(":".join(dirs))
+PY
+)
+if [ -z "$LIBDIRS" ] || ! ls ${LIBDIRS//:/ } 2>/dev/null | grep -q '^libcublas.so.13$'; then
+  say "no libcublas.so.13 in the usual places; searching the disk (30 s at most)"
+  extra=$(timeout 30 find / -xdev -name 'libcublas.so.13' -not -path '/proc/*' 2>/dev/null | head -1)
+  [ -n "$extra" ] && LIBDIRS="$(dirname "$extra")${LIBDIRS:+:$LIBDIRS}"
+fi
+export LD_LIBRARY_PATH="$LIBDIRS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+say "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+
+# --- 3. The machine. -----------------------------------------------------------------------------
+{
+  echo "## nvidia-smi -L"; nvidia-smi -L
+  echo "## nvidia-smi"; nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv
+  echo "## cpu"; nproc; grep -m1 'model name' /proc/cpuinfo
+  echo "## os / glibc"; grep PRETTY_NAME /etc/os-release; ldd --version | head -1
+  echo "## ldd driftline"; ldd "$BIN"
+} >"$OUT/machine.txt" 2>&1
+nvidia-smi -L || fail "nvidia-smi -L"
+say "cpu cores: $(nproc)"
+if ldd "$BIN" 2>&1 | grep -E 'not found|version .* not found'; then
+  fail "driftline has unresolved libraries (see machine.txt)"
+fi
+
+# --- 4. Probe: one matmul on cuda:0 checked against the CPU. ---------------------------------------
+timeout 60 "$PROBE" >"$OUT/logs/probe.log" 2>&1; rc=$?
+cat "$OUT/logs/probe.log"
+[ $rc -eq 0 ] || fail "cuda-probe exited $rc (see logs/probe.log)"
+
+# --- 5. Training runs: the same Model YAML, only training.device differs. ---------------------------
+# name | data file | target | hidden layers | epochs | batch size | learning rate
+# The first two match bench/training/run.sh (CPU vs PyTorch); the wide one is where a GPU pays off.
+RUNS=(
+  "wine-quality|wine-quality-train.csv|quality|64,32|60|64|0.003"
+  "synthetic-100k|synth-100k-train.csv|label|64,32|10|64|0.003"
+  "synthetic-100k-wide|synth-100k-train.csv|label|512,512|10|1024|0.001"
+)
+write_model() { # NAME DATA TARGET HIDDEN EPOCHS BATCH LR DEVICE -> path of the Model YAML
+  local f="$WORK/$1-$8.yaml"
+  cat >"$f" <<YAML
+apiVersion: driftline.dev/v1alpha1
+kind: Model
+metadata: {name: $1, namespace: bench}
+spec:
+  task: classification
+  data: {source: "$WORK/data/$2", target: $3, validationFraction: 0}
+  architecture: {type: mlp, hiddenLayers: [$4], activation: relu}
+  training: {epochs: $5, batchSize: $6, learningRate: $7, seed: 7, device: $8}
+YAML
+  echo "$f"
+}
+json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2" 2>/dev/null; }
+
+declare -A WALL TRAIN
+train_once() { # NAME DEVICE CONFIG LIMIT_S -> sets WALL[NAME/DEVICE], TRAIN[NAME/DEVICE]
+  local key="$1/$2" log="$OUT/logs/$1-$2" t0 t1 rc
+  t0=$(date +%s.%N)
+  RUST_LOG=info timeout "$4" "$BIN" train --config "$3" --out "$WORK/artifacts/$1-$2" >"$log.json" 2>"$log.log"
+  rc=$?
+  t1=$(date +%s.%N)
+  if [ $rc -eq 0 ]; then
+    WALL[$key]=$(python3 -c "print(f'{$t1-$t0:.2f}')")
+    TRAIN[$key]=$(json_field "$log.json" trainingSeconds | python3 -c 'import sys; print(f"{float(sys.stdin.read()):.2f}")' 2>/dev/null || echo "?")
+    say "$key: wall ${WALL[$key]} s, training ${TRAIN[$key]} s"
+  else
+    WALL[$key]="fail($rc)"; TRAIN[$key]="-"
+    fail "$key: driftline train exited $rc; last lines of logs/$1-$2.log:"
+    tail -5 "$log.log"
+  fi
+}
+
+# Untimed warm-up: the first CUDA run JIT-compiles candle's PTX for this GPU (cached afterwards).
+warm=$(write_model warmup wine-quality-train.csv quality 64,32 1 64 0.003 cuda)
+timeout 120 "$BIN" train --config "$warm" --out "$WORK/artifacts/warmup" >"$OUT/logs/warmup-cuda.json" 2>"$OUT/logs/warmup-cuda.log" \
+  || fail "warm-up cuda run (see logs/warmup-cuda.log)"
+
+# ONLY=name,name limits the runs (a quick check of this script on a machine without a GPU).
+if [ -n "${ONLY:-}" ]; then
+  kept=()
+  for spec in "${RUNS[@]}"; do [[ ",$ONLY," == *",${spec%%|*},"* ]] && kept+=("$spec"); done
+  RUNS=("${kept[@]}")
+fi
+for spec in "${RUNS[@]}"; do
+  IFS='|' read -r name data target hidden epochs batch lr <<<"$spec"
+  for dev in cuda cpu; do
+    remaining=$(left)
+    if [ "$remaining" -lt 20 ]; then
+      WALL[$name/$dev]="skipped"; TRAIN[$name/$dev]="-"; say "$name/$dev skipped: time budget spent"; continue
+    fi
+    limit=$((remaining < 180 ? remaining : 180))
+    train_once "$name" "$dev" "$(write_model "$name" "$data" "$target" "$hidden" "$epochs" "$batch" "$lr" "$dev")" "$limit"
+  done
+done
+
+# --- 6. Table. ---------------------------------------------------------------------------------------
+ratio() { python3 -c "print(f'{float(\"$1\")/float(\"$2\"):.2f}')" 2>/dev/null || echo "n/a"; }
+{
+  echo "GPU: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1); CPU: $(nproc) cores"
+  printf "%-20s %-8s %6s %6s | %10s %10s %7s | %10s %10s %7s\n" \
+    dataset hidden epochs batch "cuda wall" "cpu wall" ratio "cuda train" "cpu train" ratio
+  for spec in "${RUNS[@]}"; do
+    IFS='|' read -r name data target hidden epochs batch lr <<<"$spec"
+    printf "%-20s %-8s %6s %6s | %10s %10s %7s | %10s %10s %7s\n" "$name" "$hidden" "$epochs" "$batch" \
+      "${WALL[$name/cuda]}" "${WALL[$name/cpu]}" "$(ratio "${WALL[$name/cuda]}" "${WALL[$name/cpu]}")" \
+      "${TRAIN[$name/cuda]}" "${TRAIN[$name/cpu]}" "$(ratio "${TRAIN[$name/cuda]}" "${TRAIN[$name/cpu]}")"
+  done
+  echo "seconds; ratio = cuda / cpu (below 1.0: the GPU is faster). wall = whole \`driftline train\` process;"
+  echo "train = trainingSeconds from its summary (the epoch loop only)."
+} | tee "$OUT/results.txt"
+
+if [ ${#FAILURES[@]} -gt 0 ]; then
+  echo "failures (${#FAILURES[@]}):"; printf '  - %s\n' "${FAILURES[@]}"
+  printf '%s\n' "${FAILURES[@]}" >"$OUT/failures.txt"
+fi
+say "done in $(($(date +%s) - START)) s; logs in $OUT"
+exit 0

@@ -110,15 +110,33 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, DemoError> {
         source,
     })?;
 
-    step(1, &format!("train the champion v1 of `{name}` (seed {})", spec.training.seed));
-    run_step(&exe, "train", &["-c", &pipeline, "--out", &path_str(&champion)]).await?;
+    step(
+        1,
+        &format!(
+            "train the champion v1 of `{name}` (seed {})",
+            spec.training.seed
+        ),
+    );
+    run_step(
+        &exe,
+        "train",
+        &["-c", &pipeline, "--out", &path_str(&champion)],
+    )
+    .await?;
 
     let candidate_seed = spec.training.seed.wrapping_add(1).to_string();
     step(2, &format!("retrain: candidate v2 (seed {candidate_seed})"));
     run_step(
         &exe,
         "train",
-        &["-c", &pipeline, "--out", &path_str(&candidate), "--seed", &candidate_seed],
+        &[
+            "-c",
+            &pipeline,
+            "--out",
+            &path_str(&candidate),
+            "--seed",
+            &candidate_seed,
+        ],
     )
     .await?;
 
@@ -141,17 +159,31 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, DemoError> {
     .await?;
     let (winner, version) = match gate_code {
         0 => {
-            println!("   gate passed: v2 is the new champion (report: {})", report.display());
+            println!(
+                "   gate passed: v2 is the new champion (report: {})",
+                report.display()
+            );
             (&candidate, "v2")
         }
         1 => {
-            println!("   gate failed: v1 stays champion (report: {})", report.display());
+            println!(
+                "   gate failed: v1 stays champion (report: {})",
+                report.display()
+            );
             (&champion, "v1")
         }
-        code => return Err(DemoError::StepFailed { step: "evaluate", code }),
+        code => {
+            return Err(DemoError::StepFailed {
+                step: "evaluate",
+                code,
+            });
+        }
     };
 
-    step(4, &format!("serve {version} over the Open Inference Protocol v2"));
+    step(
+        4,
+        &format!("serve {version} over the Open Inference Protocol v2"),
+    );
     let port = free_port().map_err(|source| DemoError::Spawn {
         step: "serve",
         source,
@@ -169,7 +201,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, DemoError> {
     };
     stop(server).await;
     outcome?;
-    println!("\nArtifacts, gate report and captured feedback: {}", run_dir.display());
+    println!(
+        "\nArtifacts, gate report and captured feedback: {}",
+        run_dir.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -189,7 +224,9 @@ fn absolute(p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
-        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
     }
 }
 
@@ -218,6 +255,7 @@ async fn step_status(
 ) -> Result<i32, DemoError> {
     let mut cmd = Command::new(exe);
     cmd.arg(step).args(args).stdin(Stdio::null());
+    quiet_logs(&mut cmd);
     if quiet_stdout {
         // The JSON report goes to a file; keep the terminal for the per-check lines on stderr.
         cmd.stdout(Stdio::null());
@@ -229,6 +267,14 @@ async fn step_status(
     Ok(status.code().unwrap_or(-1))
 }
 
+/// Children log warnings only, unless the user chose a level, so the demo's
+/// own lines stay readable.
+fn quiet_logs(cmd: &mut Command) {
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "warn");
+    }
+}
+
 fn spawn_server(
     exe: &Path,
     artifact: &Path,
@@ -237,8 +283,9 @@ fn spawn_server(
     port: u16,
     feedback: &Path,
 ) -> Result<Child, DemoError> {
-    Command::new(exe)
-        .arg("serve")
+    let mut cmd = Command::new(exe);
+    quiet_logs(&mut cmd);
+    cmd.arg("serve")
         .args(["--artifact", &path_str(artifact)])
         .args(["--name", name, "--model-version", version])
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
@@ -260,7 +307,10 @@ async fn stop(mut server: Child) {
             nix::unistd::Pid::from_raw(pid as i32),
             nix::sys::signal::Signal::SIGTERM,
         );
-        if tokio::time::timeout(Duration::from_secs(10), server.wait()).await.is_ok() {
+        if tokio::time::timeout(Duration::from_secs(10), server.wait())
+            .await
+            .is_ok()
+        {
             return;
         }
     }
@@ -281,7 +331,12 @@ async fn exercise_server(
         .as_array()
         .map(|a| {
             a.iter()
-                .filter_map(|i| Some((i["name"].as_str()?.to_string(), i["datatype"].as_str()?.to_string())))
+                .filter_map(|i| {
+                    Some((
+                        i["name"].as_str()?.to_string(),
+                        i["datatype"].as_str()?.to_string(),
+                    ))
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -299,7 +354,10 @@ async fn exercise_server(
         .position(target)
         .ok_or_else(|| DemoError::TestSet(format!("column `{target}` missing in {test_set}")))?;
 
-    step(5, &format!("send {} test rows, label them, read drift", table.rows));
+    step(
+        5,
+        &format!("send {} test rows, label them, read drift", table.rows),
+    );
     let mut correct = 0usize;
     let mut squared_error = 0f64;
     let mut scored = 0usize;
@@ -378,7 +436,9 @@ fn cell_json(cell: &Cell, datatype: &str) -> Value {
 
 fn label_json(cell: &Cell, task: Task) -> Value {
     match (cell, task) {
-        (Cell::Number(x), Task::Classification) if x.fract() == 0.0 => json!((*x as i64).to_string()),
+        (Cell::Number(x), Task::Classification) if x.fract() == 0.0 => {
+            json!((*x as i64).to_string())
+        }
         (Cell::Number(x), Task::Classification) => json!(x.to_string()),
         (Cell::Number(x), Task::Regression) => json!(x),
         (Cell::Text(s), _) => json!(s),
@@ -395,23 +455,38 @@ fn same_label(prediction: &Value, label: &Value) -> bool {
 }
 
 fn print_drift(drift: &Value) {
-    // The server reports the current window; print whatever statistics it names.
-    let pretty = serde_json::to_string(drift).unwrap_or_default();
-    let summary = drift
-        .get("dataset")
-        .or_else(|| drift.get("current"))
-        .map(|v| v.to_string())
-        .unwrap_or(pretty);
-    let cut: String = summary.chars().take(400).collect();
-    println!("   drift (current window): {cut}");
+    // The server's report holds every statistic; show the default one per feature.
+    let window = drift.get("current").unwrap_or(drift);
+    let rows = window["rows"].as_u64().unwrap_or(0);
+    let complete = window["complete"].as_bool().unwrap_or(false);
+    println!(
+        "   drift of this window ({rows} rows{}): {:.0} % of features over the threshold",
+        if complete {
+            ""
+        } else {
+            ", window not yet full"
+        },
+        window["driftedShare"].as_f64().unwrap_or(0.0) * 100.0
+    );
+    for feature in window["features"].as_array().into_iter().flatten() {
+        println!(
+            "     {:<24} Jensen-Shannon distance {:.3}{}",
+            feature["name"].as_str().unwrap_or("?"),
+            feature["jensenShannon"].as_f64().unwrap_or(f64::NAN),
+            if feature["drifted"].as_bool().unwrap_or(false) {
+                "  (over threshold)"
+            } else {
+                ""
+            }
+        );
+    }
 }
 
 async fn wait_ready(http: &reqwest::Client, base: &str) -> Result<(), DemoError> {
     for _ in 0..240 {
-        if let Ok(r) = http.get(format!("{base}/v2/health/ready")).send().await {
-            if r.status().is_success() {
-                return Ok(());
-            }
+        let ready = http.get(format!("{base}/v2/health/ready")).send().await;
+        if ready.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -54,15 +54,21 @@ async fn main() -> ExitCode {
     // One TLS provider for kube, reqwest and object_store (ring; no C toolchain needed).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match cli.command {
-        Command::Demo(args) => driftline::demo::run(args).await.map_err(anyhow::Error::from),
-        Command::Train(args) => driftline::ml::cli::train(args).await.map_err(anyhow::Error::from),
-        Command::Evaluate(args) => {
-            driftline::ml::cli::evaluate(args).await.map_err(anyhow::Error::from)
-        }
-        Command::Serve(args) => driftline::serve::cli::serve(args).await.map_err(anyhow::Error::from),
-        Command::Gateway(args) => {
-            driftline::serve::cli::gateway(args).await.map_err(anyhow::Error::from)
-        }
+        Command::Demo(args) => driftline::demo::run(args)
+            .await
+            .map_err(anyhow::Error::from),
+        Command::Train(args) => driftline::ml::cli::train(args)
+            .await
+            .map_err(anyhow::Error::from),
+        Command::Evaluate(args) => driftline::ml::cli::evaluate(args)
+            .await
+            .map_err(anyhow::Error::from),
+        Command::Serve(args) => driftline::serve::cli::serve(args)
+            .await
+            .map_err(anyhow::Error::from),
+        Command::Gateway(args) => driftline::serve::cli::gateway(args)
+            .await
+            .map_err(anyhow::Error::from),
         Command::Cluster(args) => driftline::cluster::cli::run(args).await,
         Command::Crd => driftline::api::crd::all_crds_yaml()
             .map(|yaml| {

@@ -203,7 +203,7 @@ fn bad_input_exits_2_with_a_clear_error_and_leaves_nothing_at_the_artifact_locat
             good_rows.clone(),
             GOOD_TRAINING,
             "{type: transformer}",
-            "unknown architecture `transformer`",
+            "spec.architecture.type: architecture type must be a known architecture: mlp",
         ),
     ];
     for (i, (what, csv, training, arch, expected)) in cases.into_iter().enumerate() {

@@ -19,8 +19,10 @@ pub enum ConfigError {
         #[source]
         source: serde_yaml::Error,
     },
+    // Not a `#[source]`: the message already holds every field error, and
+    // error chains would print them twice.
     #[error("config: {0}")]
-    Invalid(#[source] InvalidModel),
+    Invalid(InvalidModel),
 }
 
 /// Parses a `Model` resource or a bare `ModelSpec` from YAML and validates it

@@ -328,27 +328,41 @@ impl NodeLoop {
         }
     }
 
-    async fn sync_job(&mut self, job_obj: &Job, pods: &[Pod], now: Timestamp) {
-        let (Some(uid), Some(name), Some(namespace)) = (
-            job_obj.metadata.uid.clone(),
-            job_obj.metadata.name.clone(),
-            job_obj.metadata.namespace.clone(),
-        ) else {
-            return;
+    /// The identity of a live owner (Job or Deployment) and the pods it owns,
+    /// or `None` when it must not be synced now: it is being deleted, or the
+    /// cache does not yet show the pods it created or deleted last time.
+    fn syncable(
+        &self,
+        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+        pods: &[Pod],
+    ) -> Option<(String, String, String, Vec<Pod>)> {
+        let (Some(uid), Some(name), Some(namespace)) =
+            (meta.uid.clone(), meta.name.clone(), meta.namespace.clone())
+        else {
+            return None;
         };
-        if job_obj.metadata.deletion_timestamp.is_some() {
-            return;
+        if meta.deletion_timestamp.is_some() {
+            return None;
         }
         let owned: Vec<Pod> = pods
             .iter()
             .filter(|p| is_owned_by(p, &uid))
             .cloned()
             .collect();
-        if let Some(expect) = self.expectations.get(&uid)
-            && !expect.satisfied(&owned)
+        if self
+            .expectations
+            .get(&uid)
+            .is_some_and(|expect| !expect.satisfied(&owned))
         {
-            return;
+            return None;
         }
+        Some((uid, name, namespace, owned))
+    }
+
+    async fn sync_job(&mut self, job_obj: &Job, pods: &[Pod], now: Timestamp) {
+        let Some((uid, name, namespace, owned)) = self.syncable(&job_obj.metadata, pods) else {
+            return;
+        };
         if job_obj.spec.as_ref().is_some_and(|s| s.selector.is_none()) {
             // The real API server defaults these at creation; kubectl finds a Job's pods by them.
             let api: Api<Job> = Api::namespaced(self.client.clone(), &namespace);
@@ -389,26 +403,9 @@ impl NodeLoop {
     }
 
     async fn sync_deployment(&mut self, d: &Deployment, pods: &[Pod], now: Timestamp) {
-        let (Some(uid), Some(name), Some(namespace)) = (
-            d.metadata.uid.clone(),
-            d.metadata.name.clone(),
-            d.metadata.namespace.clone(),
-        ) else {
+        let Some((uid, name, namespace, owned)) = self.syncable(&d.metadata, pods) else {
             return;
         };
-        if d.metadata.deletion_timestamp.is_some() {
-            return;
-        }
-        let owned: Vec<Pod> = pods
-            .iter()
-            .filter(|p| is_owned_by(p, &uid))
-            .cloned()
-            .collect();
-        if let Some(expect) = self.expectations.get(&uid)
-            && !expect.satisfied(&owned)
-        {
-            return;
-        }
         let plan = deployment::plan_deployment(d, &owned, now);
         self.apply_pod_changes(&namespace, &plan.create, &plan.delete)
             .await;

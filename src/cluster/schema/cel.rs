@@ -205,7 +205,8 @@ pub(crate) fn evaluate_node_rules(
             )];
         }
     };
-    // The cel crate is young; a panic inside it must not take a request down.
+    // The cel crate panics on some values (e.g. `-self` of the smallest int); a
+    // user's object must not take the request down.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         VALIDATOR.with(|v| v.validate_compiled(compiled, value, old))
     }));
@@ -219,7 +220,7 @@ pub(crate) fn evaluate_node_rules(
                 FieldErrorKind::Invalid,
                 type_value,
                 format!(
-                    "rule evaluation error: the CEL engine failed on one of the rules {listed:?}"
+                    "rule evaluation error: the CEL engine crashed evaluating the rules {listed:?} on this value"
                 ),
             )];
         }
@@ -393,6 +394,23 @@ mod tests {
         );
         assert!(compile_check("self.a >>> (").is_err());
         assert!(compile_check("self.a > 1").is_ok());
+    }
+
+    #[test]
+    fn a_value_that_crashes_the_cel_engine_is_rejected_not_fatal() {
+        let s = schema(json!({
+            "type": "integer",
+            "x-kubernetes-validations": [{"rule": "-self < 0"}]
+        }));
+        let errors = eval(&s, &json!(i64::MIN), None, "spec.n");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].path, "spec.n");
+        assert!(
+            errors[0].message.contains("CEL engine crashed"),
+            "{}",
+            errors[0].message
+        );
+        assert!(eval(&s, &json!(5), None, "spec.n").is_empty());
     }
 
     #[test]

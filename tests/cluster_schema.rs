@@ -358,3 +358,50 @@ fn a_compiled_crd_schema_gives_the_same_answers() {
         "CustomResourceDefinition `models.driftline.dev` has no version `v1`; it serves: v1alpha1"
     );
 }
+
+/// Arbitrary JSON, biased toward the Model's own field names so that the
+/// generated objects reach deep into the schema.
+fn arbitrary_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let key = prop::sample::select(vec![
+        "spec", "task", "data", "source", "training", "epochs", "gate", "metrics", "name", "min",
+        "rollout", "steps", "weight", "pause", "status", "metadata", "x",
+    ]);
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        (-1e6f64..1e6).prop_map(Value::from),
+        "[a-z0-9:/.]{0,12}".prop_map(Value::from),
+        Just(json!("classification")),
+        Just(json!("s3://d.csv")),
+    ];
+    leaf.prop_recursive(5, 64, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::btree_map(key.clone(), inner, 0..6).prop_map(|m| {
+                Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+            }),
+        ]
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+    /// Whatever a client sends, admission answers (no panic), and pruning and
+    /// defaulting are idempotent, so a re-applied object does not change.
+    #[test]
+    fn any_json_is_answered_and_admission_is_idempotent(obj in arbitrary_json(), old in arbitrary_json()) {
+        let compiled = schema::CrdSchema::for_version(&model_crd(), "v1alpha1").expect("served version");
+        let mut once = obj.clone();
+        let errors = compiled.admit(&mut once, Some(&old));
+        let status = invalid_status("driftline.dev", "Model", "m", &errors);
+        proptest::prop_assert_eq!(&status["code"], &json!(422));
+        let mut twice = once.clone();
+        schema::prune(compiled.schema(), &mut twice);
+        schema::apply_defaults(compiled.schema(), &mut twice);
+        proptest::prop_assert_eq!(&once, &twice);
+        proptest::prop_assert!(schema::unknown_fields(compiled.schema(), &once).is_empty());
+    }
+}

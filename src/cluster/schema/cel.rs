@@ -126,44 +126,61 @@ pub(crate) fn schema_type(schema: &JSONSchemaProps) -> &str {
     schema.type_.as_deref().unwrap_or("")
 }
 
-/// A copy of `schema` as JSON with the rules of every descendant removed, so
-/// kube-cel evaluates only this node's rules (descendants are visited by our walk).
+/// A copy of `schema` as JSON for kube-cel holding only this node's rules;
+/// descendants are visited by our own walk. Sub-schemas that do not change how
+/// kube-cel converts values (formats, maps, embedded resources) are left out,
+/// since kube-cel otherwise re-converts every descendant on its own walk.
 fn node_schema_json(schema: &JSONSchemaProps) -> Result<Value, serde_json::Error> {
     let mut node = schema.clone();
     // Defaults were applied before validation; kube-cel need not re-apply them.
     node.default = None;
-    for_each_child(&mut node, strip_rules);
+    trim_children(&mut node);
     serde_json::to_value(&node)
 }
 
-fn strip_rules(schema: &mut JSONSchemaProps) {
-    schema.x_kubernetes_validations = None;
-    schema.default = None;
-    for_each_child(schema, strip_rules);
+/// Whether kube-cel converts values under `schema` differently from plain JSON.
+fn shapes_conversion(schema: &JSONSchemaProps) -> bool {
+    schema.format.is_some()
+        || schema.x_kubernetes_embedded_resource == Some(true)
+        || schema.additional_properties.is_some()
+        || schema
+            .properties
+            .iter()
+            .flatten()
+            .any(|(_, child)| shapes_conversion(child))
+        || items_schema(schema).is_some_and(shapes_conversion)
 }
 
-/// Applies `f` to every direct sub-schema (properties, items, map values, branches).
-fn for_each_child(schema: &mut JSONSchemaProps, f: fn(&mut JSONSchemaProps)) {
+fn trim_children(schema: &mut JSONSchemaProps) {
     if let Some(properties) = schema.properties.as_mut() {
-        properties.values_mut().for_each(f);
+        properties.retain(|_, child| shapes_conversion(child));
+        properties.values_mut().for_each(strip_and_trim);
     }
-    match schema.items.as_mut() {
-        Some(JSONSchemaPropsOrArray::Schema(item)) => f(item),
-        Some(JSONSchemaPropsOrArray::Schemas(items)) => items.iter_mut().for_each(f),
-        None => {}
+    if items_schema(schema).is_some_and(shapes_conversion) {
+        match schema.items.as_mut() {
+            Some(JSONSchemaPropsOrArray::Schema(item)) => strip_and_trim(item),
+            Some(JSONSchemaPropsOrArray::Schemas(items)) => {
+                items.iter_mut().for_each(strip_and_trim)
+            }
+            None => {}
+        }
+    } else {
+        schema.items = None;
     }
     if let Some(JSONSchemaPropsOrBool::Schema(values)) = schema.additional_properties.as_mut() {
-        f(values);
+        strip_and_trim(values);
     }
-    for branches in [&mut schema.all_of, &mut schema.any_of, &mut schema.one_of]
-        .into_iter()
-        .flatten()
-    {
-        branches.iter_mut().for_each(f);
-    }
-    if let Some(not) = schema.not.as_mut() {
-        f(not);
-    }
+    // Branches carry no conversion hints and their rules are not evaluated.
+    schema.all_of = None;
+    schema.any_of = None;
+    schema.one_of = None;
+    schema.not = None;
+}
+
+fn strip_and_trim(schema: &mut JSONSchemaProps) {
+    schema.x_kubernetes_validations = None;
+    schema.default = None;
+    trim_children(schema);
 }
 
 /// Joins the node path with a rule's relative `fieldPath` (`.a.b` or `a.b`).
@@ -205,7 +222,8 @@ pub(crate) fn evaluate_node_rules(
             )];
         }
     };
-    // The cel crate is young; a panic inside it must not take a request down.
+    // The cel crate panics on some values (e.g. `-self` of the smallest int); a
+    // user's object must not take the request down.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         VALIDATOR.with(|v| v.validate_compiled(compiled, value, old))
     }));
@@ -219,7 +237,7 @@ pub(crate) fn evaluate_node_rules(
                 FieldErrorKind::Invalid,
                 type_value,
                 format!(
-                    "rule evaluation error: the CEL engine failed on one of the rules {listed:?}"
+                    "rule evaluation error: the CEL engine crashed evaluating the rules {listed:?} on this value"
                 ),
             )];
         }
@@ -393,6 +411,66 @@ mod tests {
         );
         assert!(compile_check("self.a >>> (").is_err());
         assert!(compile_check("self.a > 1").is_ok());
+    }
+
+    #[test]
+    fn a_value_that_crashes_the_cel_engine_is_rejected_not_fatal() {
+        let s = schema(json!({
+            "type": "integer",
+            "x-kubernetes-validations": [{"rule": "-self < 0"}]
+        }));
+        let errors = eval(&s, &json!(i64::MIN), None, "spec.n");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].path, "spec.n");
+        assert!(
+            errors[0].message.contains("CEL engine crashed"),
+            "{}",
+            errors[0].message
+        );
+        assert!(eval(&s, &json!(5), None, "spec.n").is_empty());
+    }
+
+    #[test]
+    fn rules_see_formatted_fields_as_timestamps_and_escaped_names() {
+        let s = schema(json!({
+            "type": "object",
+            "properties": {
+                "window": {"type": "object", "properties": {
+                    "start": {"type": "string", "format": "date-time"},
+                    "max-age": {"type": "integer"},
+                    "plain": {"type": "object", "properties": {"n": {"type": "integer"}}}
+                }},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}}
+            },
+            "x-kubernetes-validations": [
+                {"rule": "self.window.start < timestamp('2030-01-01T00:00:00Z')", "message": "start too late"},
+                {"rule": "self.window.max__dash__age > 0", "message": "max-age must be positive"},
+                {"rule": "!('app.kubernetes.io/name' in self.labels) || self.labels['app.kubernetes.io/name'] != ''", "message": "empty app name"},
+                {"rule": "self.window.plain.n >= 0", "message": "n negative"}
+            ]
+        }));
+        let good = json!({"window": {"start": "2026-01-01T00:00:00Z", "max-age": 3, "plain": {"n": 1}},
+                          "labels": {"app.kubernetes.io/name": "wine"}});
+        assert!(
+            eval(&s, &good, None, "spec").is_empty(),
+            "{:?}",
+            eval(&s, &good, None, "spec")
+        );
+        let bad = json!({"window": {"start": "2031-01-01T00:00:00Z", "max-age": 0, "plain": {"n": -1}},
+                         "labels": {"app.kubernetes.io/name": ""}});
+        let messages: Vec<String> = eval(&s, &bad, None, "spec")
+            .into_iter()
+            .map(|e| e.message)
+            .collect();
+        assert_eq!(
+            messages,
+            vec![
+                "start too late",
+                "max-age must be positive",
+                "empty app name",
+                "n negative"
+            ]
+        );
     }
 
     #[test]

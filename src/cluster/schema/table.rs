@@ -372,7 +372,9 @@ pub fn validate_printer_columns(
 }
 
 /// The Table columns kubectl shows for a built-in resource (after Name,
-/// which [`table`] adds); Age alone for anything unknown.
+/// which [`table`] adds): pods, jobs, deployments, replicasets, services,
+/// namespaces, nodes, configmaps, secrets, persistentvolumeclaims, events
+/// (core and events.k8s.io), leases and CRDs; Age alone for anything else.
 pub fn builtin_columns(group: &str, resource: &str) -> Vec<CustomResourceColumnDefinition> {
     match (group, resource) {
         ("", "pods") => vec![
@@ -420,6 +422,35 @@ pub fn builtin_columns(group: &str, resource: &str) -> Vec<CustomResourceColumnD
             column("Containers", "string", "#template.containers", 1, None),
             column("Images", "string", "#template.images", 1, None),
             column("Selector", "string", "#selector", 1, None),
+        ],
+        ("apps", "replicasets") => vec![
+            column("Desired", "integer", "#or0:.spec.replicas", 0, None),
+            column("Current", "integer", "#or0:.status.replicas", 0, None),
+            column("Ready", "integer", "#or0:.status.readyReplicas", 0, None),
+            age(),
+            column("Containers", "string", "#template.containers", 1, None),
+            column("Images", "string", "#template.images", 1, None),
+            column("Selector", "string", "#selector", 1, None),
+        ],
+        ("", "nodes") => vec![
+            column("Status", "string", "#node.status", 0, None),
+            column("Roles", "string", "#node.roles", 0, None),
+            age(),
+            column(
+                "Version",
+                "string",
+                ".status.nodeInfo.kubeletVersion",
+                0,
+                None,
+            ),
+        ],
+        ("", "persistentvolumeclaims") => vec![
+            column("Status", "string", ".status.phase", 0, None),
+            column("Volume", "string", ".spec.volumeName", 0, None),
+            column("Capacity", "string", ".status.capacity.storage", 0, None),
+            column("Access Modes", "string", "#pvc.access-modes", 0, None),
+            column("StorageClass", "string", ".spec.storageClassName", 0, None),
+            age(),
         ],
         ("", "services") => vec![
             column("Type", "string", ".spec.type", 0, None),
@@ -528,6 +559,49 @@ fn computed_cell(kind: &str, obj: &Value, now: DateTime<Utc>) -> Value {
             json!(format!("{met}/{}", gates.len()))
         }
         "#job.status" => json!(job_status(obj)),
+        "#node.status" => {
+            let ready = list_at(obj, &["status", "conditions"])
+                .iter()
+                .find(|c| str_at(c, &["type"]) == Some("Ready"));
+            let mut status = match ready.and_then(|c| str_at(c, &["status"])) {
+                Some("True") => "Ready".to_string(),
+                Some(_) => "NotReady".to_string(),
+                None => "Unknown".to_string(),
+            };
+            if at(obj, &["spec", "unschedulable"]) == Some(&Value::Bool(true)) {
+                status.push_str(",SchedulingDisabled");
+            }
+            json!(status)
+        }
+        "#node.roles" => {
+            let mut roles: Vec<&str> = at(obj, &["metadata", "labels"])
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, _)| k.strip_prefix("node-role.kubernetes.io/"))
+                .filter(|r| !r.is_empty())
+                .collect();
+            roles.sort_unstable();
+            json!(if roles.is_empty() {
+                "<none>".to_string()
+            } else {
+                roles.join(",")
+            })
+        }
+        "#pvc.access-modes" => {
+            let short: Vec<&str> = list_at(obj, &["status", "accessModes"])
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|m| match m {
+                    "ReadWriteOnce" => "RWO",
+                    "ReadOnlyMany" => "ROX",
+                    "ReadWriteMany" => "RWX",
+                    "ReadWriteOncePod" => "RWOP",
+                    other => other,
+                })
+                .collect();
+            json!(short.join(","))
+        }
         "#job.completions" => {
             let succeeded = int_at(obj, &["status", "succeeded"]);
             let text = match at(obj, &["spec", "completions"]).and_then(Value::as_i64) {
@@ -1136,6 +1210,49 @@ mod tests {
             now(),
         );
         assert_eq!(t["rows"][0]["cells"][1], "op-1");
+    }
+
+    #[test]
+    fn replicasets_nodes_and_claims() {
+        let rs = json!({"metadata": {"name": "wine-v3-abc"}, "spec": {"replicas": 2}, "status": {"replicas": 2}});
+        let t = table_at(
+            &builtin_columns("apps", "replicasets"),
+            &[rs],
+            json!({}),
+            now(),
+        );
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!(["wine-v3-abc", 2, 2, 0, null, "", "", "<none>"])
+        );
+
+        let node = json!({"metadata": {"name": "local", "labels": {"node-role.kubernetes.io/control-plane": ""}},
+            "spec": {"unschedulable": true},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}], "nodeInfo": {"kubeletVersion": "v1.33.0"}}});
+        let t = table_at(&builtin_columns("", "nodes"), &[node], json!({}), now());
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!([
+                "local",
+                "Ready,SchedulingDisabled",
+                "control-plane",
+                null,
+                "v1.33.0"
+            ])
+        );
+
+        let pvc = json!({"metadata": {"name": "data"}, "spec": {"volumeName": "pv-1", "storageClassName": "local"},
+            "status": {"phase": "Bound", "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"]}});
+        let t = table_at(
+            &builtin_columns("", "persistentvolumeclaims"),
+            &[pvc],
+            json!({}),
+            now(),
+        );
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!(["data", "Bound", "pv-1", "1Gi", "RWO", "local", null])
+        );
     }
 
     #[test]

@@ -698,6 +698,81 @@ fn check_type_stated(
     }
 }
 
+/// Map lists need object items whose keys are always present; sets need
+/// scalar items, as the apiserver requires of `x-kubernetes-list-type`.
+fn check_list_type(
+    list: &JSONSchemaProps,
+    item: &JSONSchemaProps,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    match list.x_kubernetes_list_type.as_deref() {
+        Some("map") => {
+            let keys = list
+                .x_kubernetes_list_map_keys
+                .as_deref()
+                .unwrap_or_default();
+            if keys.is_empty() {
+                errors.push(FieldError::new(
+                    format!("{path}.x-kubernetes-list-map-keys"),
+                    FieldErrorKind::Required,
+                    None,
+                    "must not be empty if x-kubernetes-list-type is map",
+                ));
+            }
+            if item.type_.as_deref() != Some("object") {
+                errors.push(FieldError::new(
+                    format!("{path}.items.type"),
+                    FieldErrorKind::Invalid,
+                    Some(json!(item.type_.clone().unwrap_or_default())),
+                    "must be object if parent array's x-kubernetes-list-type is map",
+                ));
+                return;
+            }
+            let required = item.required.as_deref().unwrap_or_default();
+            for key in keys {
+                let property = item.properties.as_ref().and_then(|p| p.get(key));
+                let key_path = format!("{path}.items.properties[{key}]");
+                match property {
+                    None => errors.push(FieldError::new(
+                        format!("{path}.x-kubernetes-list-map-keys"),
+                        FieldErrorKind::Invalid,
+                        Some(json!(key)),
+                        "entries must all be names of item properties",
+                    )),
+                    Some(p) if p.default.is_none() && !required.contains(key) => {
+                        errors.push(FieldError::new(
+                            format!("{key_path}.default"),
+                            FieldErrorKind::Required,
+                            None,
+                            "this property is in x-kubernetes-list-map-keys, so it must have a default or be a required property",
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        Some("set") if matches!(item.type_.as_deref(), Some("object" | "array")) => {
+            errors.push(FieldError::new(
+                format!("{path}.items.type"),
+                FieldErrorKind::Invalid,
+                Some(json!(item.type_.clone().unwrap_or_default())),
+                "must be a scalar type if parent array's x-kubernetes-list-type is set",
+            ));
+        }
+        Some("set" | "atomic") | None => {}
+        Some(other) => {
+            let listed = ["atomic", "set", "map"].map(go_quote).join(", ");
+            errors.push(FieldError::new(
+                format!("{path}.x-kubernetes-list-type"),
+                FieldErrorKind::NotSupported,
+                Some(json!(other)),
+                format!("supported values: {listed}"),
+            ));
+        }
+    }
+}
+
 fn check_definition(schema: &JSONSchemaProps, path: &str, errors: &mut Vec<FieldError>) {
     const TYPES: [&str; 6] = ["object", "array", "string", "integer", "number", "boolean"];
     if let Some(type_) = schema.type_.as_deref()
@@ -764,6 +839,7 @@ fn check_definition(schema: &JSONSchemaProps, path: &str, errors: &mut Vec<Field
     if let Some(item) = items_schema(schema) {
         let at = format!("{path}.items");
         check_type_stated(item, &at, "array items", errors);
+        check_list_type(schema, item, path, errors);
         check_definition(item, &at, errors);
     }
     if let Some(values) = additional_schema(schema) {
@@ -1237,6 +1313,29 @@ mod tests {
                 "s.properties[list].items.type: Required value: must not be empty for specified array items",
                 "s.properties[opts].default: Invalid value: map[string]interface {}{\"a\":\"x\", \"b\":1}: must not have unknown fields",
                 "s.properties[untyped].type: Required value: must not be empty for specified object fields",
+            ]
+        );
+        let lists = schema(json!({
+            "type": "object",
+            "properties": {
+                "m": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                      "items": {"type": "object", "properties": {"name": {"type": "string"}}}},
+                "ok": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                       "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}},
+                "s": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "object"}},
+                "w": {"type": "array", "x-kubernetes-list-type": "bag", "items": {"type": "string"}}
+            }
+        }));
+        let errors: Vec<String> = validate_schema_definition(&lists, "s")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            errors,
+            vec![
+                "s.properties[m].items.properties[name].default: Required value: this property is in x-kubernetes-list-map-keys, so it must have a default or be a required property",
+                "s.properties[s].items.type: Invalid value: \"object\": must be a scalar type if parent array's x-kubernetes-list-type is set",
+                "s.properties[w].x-kubernetes-list-type: Unsupported value: \"bag\": supported values: \"atomic\", \"set\", \"map\"",
             ]
         );
         let not_object = schema(json!({"type": "array"}));

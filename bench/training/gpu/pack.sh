@@ -19,7 +19,8 @@ PROFILE_DIR=$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
 CARRY_LIMIT=$((60 * 1024 * 1024))
 
 nice -n 10 cargo build --profile "$PROFILE" --features cuda --bin driftline --example prepare_data
-(cd bench/training/gpu/probe && nice -n 10 cargo build --profile "$PROFILE")
+# SKIP_PROBE_BUILD=1 packs the probe binary already in the target dir.
+[ -n "${SKIP_PROBE_BUILD:-}" ] || (cd bench/training/gpu/probe && nice -n 10 cargo build --profile "$PROFILE")
 
 GPU=$ROOT/.gpu
 rm -rf "$GPU.tmp" && mkdir -p "$GPU.tmp/data"
@@ -29,14 +30,14 @@ strip -o "$GPU.tmp/cuda-probe" "$CARGO_TARGET_DIR/$PROFILE_DIR/cuda-probe"
 # The same data as bench/training/run.sh: prepared wine quality and the seed-1 synthetic set.
 DATA=$(mktemp -d)
 trap 'rm -rf "$DATA"' EXIT
-"$CARGO_TARGET_DIR/$PROFILE_DIR/examples/prepare_data" --dir "$DATA" >/dev/null
+LD_LIBRARY_PATH="${CUDA_PREFIX:-/work/cuda13}/nogpu:$CUDA_HOME/lib" "$CARGO_TARGET_DIR/$PROFILE_DIR/examples/prepare_data" --dir "$DATA" >/dev/null
 cp "$DATA/wine-quality/train.csv" "$GPU.tmp/data/wine-quality-train.csv"
-"$CARGO_TARGET_DIR/$PROFILE_DIR/examples/prepare_data" synthetic --rows 100000 --seed 1 \
+LD_LIBRARY_PATH="${CUDA_PREFIX:-/work/cuda13}/nogpu:$CUDA_HOME/lib" "$CARGO_TARGET_DIR/$PROFILE_DIR/examples/prepare_data" synthetic --rows 100000 --seed 1 \
   --out "$GPU.tmp/data/synth-100k-train.csv" >/dev/null
 
 # Compress whatever is large (run.sh unpacks .xz with python3's lzma, present everywhere).
-for f in "$GPU.tmp/driftline" "$GPU.tmp/data/synth-100k-train.csv"; do
-  xz -T1 -6 "$f"
+for f in "$GPU.tmp/driftline" "$GPU.tmp/cuda-probe" "$GPU.tmp/data/synth-100k-train.csv"; do
+  xz -T0 -4 "$f"
 done
 
 {

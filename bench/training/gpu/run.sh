@@ -68,11 +68,13 @@ for d in sorted(found, key=lambda d: "/cu13/" not in d):
 print(":".join(dirs))
 PY
 )
-if [ -z "$LIBDIRS" ] || ! ls ${LIBDIRS//:/ } 2>/dev/null | grep -q '^libcublas.so.13$'; then
-  say "no libcublas.so.13 in the usual places; searching the disk (30 s at most)"
-  extra=$(timeout 30 find / -xdev -name 'libcublas.so.13' -not -path '/proc/*' 2>/dev/null | head -1)
-  [ -n "$extra" ] && LIBDIRS="$(dirname "$extra")${LIBDIRS:+:$LIBDIRS}"
-fi
+for lib in libcublas.so.13 libcublasLt.so.13 libcudart.so.13 libcurand.so.10; do
+  if [ -z "$LIBDIRS" ] || ! ls ${LIBDIRS//:/ } 2>/dev/null | grep -qx "$lib"; then
+    say "no $lib in the usual places; searching the disk (30 s at most)"
+    extra=$(timeout 30 find / -xdev -name "$lib" -not -path '/proc/*' 2>/dev/null | head -1)
+    [ -n "$extra" ] && LIBDIRS="${LIBDIRS:+$LIBDIRS:}$(dirname "$extra")"
+  fi
+done
 export LD_LIBRARY_PATH="$LIBDIRS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 say "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 

@@ -29,8 +29,9 @@ pub struct DemoArgs {
     /// Directory for artifacts, reports and captured feedback (a new run folder each time).
     #[arg(long, default_value = ".driftline/demo")]
     pub dir: PathBuf,
-    /// Rows of the test set sent to the server per request.
-    #[arg(long, default_value_t = 16)]
+    /// Rows of the test set sent to the server per request (1..=1024).
+    #[arg(long, default_value_t = 16,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub batch: usize,
     /// Keep serving after the loop (Ctrl-C stops it).
     #[arg(long)]
@@ -361,7 +362,6 @@ async fn exercise_server(
     let mut correct = 0usize;
     let mut squared_error = 0f64;
     let mut scored = 0usize;
-    let batch = batch.max(1);
     for start in (0..table.rows).step_by(batch) {
         let end = (start + batch).min(table.rows);
         let mut tensors = Vec::new();

@@ -468,27 +468,14 @@ fn check_array(
     errors: &mut Vec<FieldError>,
 ) {
     let len = items.len() as i64;
-    if let Some(max) = schema.max_items
-        && len > max
-    {
-        let unit = if max == 1 { "item" } else { "items" };
-        errors.push(FieldError::new(
-            path,
-            FieldErrorKind::TooMany,
-            Some(json!(len)),
-            format!("must have at most {max} {unit}"),
-        ));
-    }
-    if let Some(min) = schema.min_items
-        && len < min
-    {
-        errors.push(FieldError::new(
-            path,
-            FieldErrorKind::Invalid,
-            Some(json!(len)),
-            format!("{path} in body should have at least {min} items"),
-        ));
-    }
+    check_count(
+        len,
+        schema.max_items,
+        schema.min_items,
+        "items",
+        path,
+        errors,
+    );
     let list_type = schema.x_kubernetes_list_type.as_deref();
     let map_keys = schema.x_kubernetes_list_map_keys.as_deref().unwrap_or(&[]);
     let key_of = |item: &Value| -> Value {
@@ -554,27 +541,14 @@ fn check_object(
         }
     }
     let count = map.len() as i64;
-    if let Some(max) = schema.max_properties
-        && count > max
-    {
-        let unit = if max == 1 { "item" } else { "items" };
-        errors.push(FieldError::new(
-            path,
-            FieldErrorKind::TooMany,
-            Some(json!(count)),
-            format!("must have at most {max} {unit}"),
-        ));
-    }
-    if let Some(min) = schema.min_properties
-        && count < min
-    {
-        errors.push(FieldError::new(
-            path,
-            FieldErrorKind::Invalid,
-            Some(json!(count)),
-            format!("{path} in body should have at least {min} properties"),
-        ));
-    }
+    check_count(
+        count,
+        schema.max_properties,
+        schema.min_properties,
+        "properties",
+        path,
+        errors,
+    );
     let properties = schema.properties.as_ref();
     let additional = additional_schema(schema);
     let forbids_others = matches!(
@@ -855,6 +829,38 @@ fn check_definition(schema: &JSONSchemaProps, path: &str, errors: &mut Vec<Field
         for (i, branch) in branches.iter().flatten().enumerate() {
             check_definition(branch, &format!("{path}.{keyword}[{i}]"), errors);
         }
+    }
+}
+
+/// maxItems/minItems and maxProperties/minProperties, worded as kube-apiserver words them.
+fn check_count(
+    count: i64,
+    max: Option<i64>,
+    min: Option<i64>,
+    noun: &str,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    if let Some(max) = max
+        && count > max
+    {
+        let unit = if max == 1 { "item" } else { "items" };
+        errors.push(FieldError::new(
+            path,
+            FieldErrorKind::TooMany,
+            Some(json!(count)),
+            format!("must have at most {max} {unit}"),
+        ));
+    }
+    if let Some(min) = min
+        && count < min
+    {
+        errors.push(FieldError::new(
+            path,
+            FieldErrorKind::Invalid,
+            Some(json!(count)),
+            format!("{path} in body should have at least {min} {noun}"),
+        ));
     }
 }
 

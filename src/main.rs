@@ -47,9 +47,46 @@ fn init_tracing(json: bool) {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Fixes the thread count of candle's CPU kernels for this process.
+///
+/// candle asks for its thread count on every matrix multiply and, unless
+/// `RAYON_NUM_THREADS` is set, answers by reading `/proc/cpuinfo` each time:
+/// about a third of the CPU time of serving a small model went there. So the
+/// variable is always set: to `--compute-threads` for `serve` (a server runs
+/// requests in parallel, so one inference should not fan out over threads
+/// that then spin waiting for work), otherwise to what the user set or the
+/// count candle would compute (physical cores).
+fn pin_compute_threads(command: &Command) {
+    const VAR: &str = "RAYON_NUM_THREADS";
+    let threads = match command {
+        Command::Serve(args) => usize::from(args.compute_threads),
+        _ => std::env::var(VAR)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or_else(num_cpus::get_physical),
+    };
+    // SAFETY: called in `main` before the async runtime or any other thread
+    // exists, so nothing reads the environment concurrently.
+    unsafe { std::env::set_var(VAR, threads.max(1).to_string()) };
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    pin_compute_threads(&cli.command);
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> ExitCode {
     init_tracing(cli.log_json);
     // One TLS provider for kube, reqwest and object_store (ring; no C toolchain needed).
     let _ = rustls::crypto::ring::default_provider().install_default();

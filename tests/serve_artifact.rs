@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use candle_core::Device;
 use driftline::api::{GateSpec, ModelSpec, load_model_config};
-use driftline::drift::DriftConfig;
+use driftline::drift::{DriftConfig, FeatureOverride};
 use driftline::ml::synth::{self, Shift};
 use driftline::ml::{Cell, FeatureBatch, LoadedModel, Table, evaluate, fit, load_feedback};
 use driftline::serve::feedback::FeedbackConfig;
@@ -239,6 +239,82 @@ async fn drift_is_quiet_on_training_traffic_and_names_shifted_features() {
         "{drifted:?}"
     );
     assert!(!drifted.contains(&"x5"), "{drifted:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_feature_overrides_silence_a_feature_and_unknown_names_stop_the_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = artifact_of(dir.path(), 5_000).await;
+    let overrides = |pairs: &[(&str, FeatureOverride)]| DriftConfig {
+        window_rows: 4_000,
+        features: pairs
+            .iter()
+            .map(|(n, o)| (n.to_string(), o.clone()))
+            .collect(),
+        ..DriftConfig::default()
+    };
+    let ignore = FeatureOverride {
+        threshold: None,
+        ignore: true,
+    };
+    let server = serve(
+        &uri,
+        ServerConfig {
+            drift: overrides(&[("x1", ignore.clone())]),
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    let features = metadata_features(&server).await;
+    let shifted = synthetic(4_000, 12, Shift::Covariate);
+    for start in (0..4_000).step_by(500) {
+        infer(&server, &body(&shifted, start..start + 500, &features)).await;
+    }
+    let drift: Value = client()
+        .get(format!("http://{}/v2/models/synthetic/drift", server.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let window = &drift["recent"][0];
+    let drifted: Vec<&str> = window["driftedFeatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(drifted.contains(&"x2"), "{drifted:?}");
+    assert!(!drifted.contains(&"x1"), "x1 is ignored: {drifted:?}");
+    // Its statistic is still measured and served.
+    let x1 = window["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "x1")
+        .expect("x1 is reported");
+    assert!(x1["jensenShannon"].as_f64().unwrap() > 0.1, "{x1}");
+
+    // A name the model does not have is a configuration error, named.
+    let mut server = start(
+        ServerConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            drift: overrides(&[("alcohol", ignore)]),
+            ..ServerConfig::default()
+        },
+        {
+            let uri = uri.clone();
+            async move {
+                let model: Arc<dyn Predictor> = Arc::new(load_artifact(&uri, None, None).await?);
+                Ok(model)
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let err = server.ready().await.expect_err("unknown feature refused");
+    assert!(err.to_string().contains("`alcohol`"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::drift::{DriftConfig, Statistic};
+use std::collections::BTreeMap;
+
+use crate::drift::{DriftConfig, FeatureOverride, Statistic};
 
 use super::error::ServeError;
 use super::feedback::{FeedbackConfig, FeedbackSink};
@@ -41,6 +43,10 @@ pub struct ServeArgs {
     /// Inferences running at once; more get 503 with Retry-After.
     #[arg(long, default_value_t = 256)]
     pub max_concurrency: usize,
+    /// Threads one inference may use. Requests already run in parallel, so
+    /// more than one only helps the latency of large batches on an idle server.
+    #[arg(long, env = "RAYON_NUM_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub compute_threads: u16,
     /// Largest number of rows in one request.
     #[arg(long, default_value_t = 65_536)]
     pub max_rows: usize,
@@ -62,6 +68,10 @@ pub struct ServeArgs {
     /// The dataset drifts when at least this share of features drift.
     #[arg(long, default_value_t = 0.5)]
     pub drifted_share: f64,
+    /// One feature's own drift threshold, or `ignore` to never count it:
+    /// `--drift-feature alcohol=0.2 --drift-feature id=ignore`.
+    #[arg(long = "drift-feature", value_name = "NAME=THRESHOLD|ignore", value_parser = parse_drift_feature)]
+    pub drift_features: Vec<(String, FeatureOverride)>,
     /// Prefix URI for labelled feedback files (JSON Lines), e.g. file:///store/feedback/wine-quality/.
     #[arg(long, env = "DRIFTLINE_FEEDBACK")]
     pub feedback: Option<String>,
@@ -136,7 +146,51 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("duration `{text}`: {e}"))
 }
 
+/// Parses `NAME=THRESHOLD` or `NAME=ignore` for `--drift-feature`.
+pub fn parse_drift_feature(text: &str) -> Result<(String, FeatureOverride), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}`: expected NAME=THRESHOLD or NAME=ignore"))?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(format!("`{text}`: the feature name is empty"));
+    }
+    let value = value.trim();
+    let o = if value.eq_ignore_ascii_case("ignore") {
+        FeatureOverride {
+            threshold: None,
+            ignore: true,
+        }
+    } else {
+        let threshold: f64 = value.parse().map_err(|_| {
+            format!("`{text}`: `{value}` is neither a threshold number nor `ignore`")
+        })?;
+        if !threshold.is_finite() || threshold <= 0.0 {
+            return Err(format!(
+                "`{text}`: the threshold must be a number > 0 (got {value})"
+            ));
+        }
+        FeatureOverride {
+            threshold: Some(threshold),
+            ignore: false,
+        }
+    };
+    Ok((name.to_string(), o))
+}
+
 impl ServeArgs {
+    fn drift_overrides(&self) -> Result<BTreeMap<String, FeatureOverride>, ServeError> {
+        let mut features = BTreeMap::new();
+        for (name, o) in &self.drift_features {
+            if features.insert(name.clone(), o.clone()).is_some() {
+                return Err(ServeError::Config(format!(
+                    "--drift-feature names `{name}` twice"
+                )));
+            }
+        }
+        Ok(features)
+    }
+
     fn config(&self) -> Result<ServerConfig, ServeError> {
         if !(0.0..=1.0).contains(&self.feedback_sample_rate) {
             return Err(ServeError::Config(format!(
@@ -163,6 +217,8 @@ impl ServeArgs {
                 window_duration: self.drift_window_time,
                 recent_windows: self.drift_recent,
                 drifted_share: self.drifted_share,
+                // Names the model lacks are refused when it loads.
+                features: self.drift_overrides()?,
                 ..DriftConfig::default()
             },
             feedback: FeedbackConfig {
@@ -261,6 +317,95 @@ pub async fn gateway(args: GatewayArgs) -> Result<ExitCode, ServeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drift_feature_overrides_parse_and_bad_ones_say_why() {
+        assert_eq!(
+            parse_drift_feature("alcohol=0.2"),
+            Ok((
+                "alcohol".into(),
+                FeatureOverride {
+                    threshold: Some(0.2),
+                    ignore: false
+                }
+            ))
+        );
+        assert_eq!(
+            parse_drift_feature("id=ignore"),
+            Ok((
+                "id".into(),
+                FeatureOverride {
+                    threshold: None,
+                    ignore: true
+                }
+            ))
+        );
+        assert!(
+            parse_drift_feature("alcohol")
+                .unwrap_err()
+                .contains("NAME=THRESHOLD")
+        );
+        assert!(
+            parse_drift_feature("=0.2")
+                .unwrap_err()
+                .contains("name is empty")
+        );
+        assert!(
+            parse_drift_feature("alcohol=high")
+                .unwrap_err()
+                .contains("`high`")
+        );
+        assert!(
+            parse_drift_feature("alcohol=-1")
+                .unwrap_err()
+                .contains("> 0")
+        );
+        assert!(
+            parse_drift_feature("alcohol=inf")
+                .unwrap_err()
+                .contains("> 0")
+        );
+    }
+
+    #[test]
+    fn a_feature_overridden_twice_is_refused() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let cli = Cli::try_parse_from([
+            "serve",
+            "--artifact",
+            "/nowhere",
+            "--drift-feature",
+            "a=0.2",
+            "--drift-feature",
+            "a=ignore",
+        ])
+        .unwrap();
+        let err = cli.serve.config().err().expect("refused");
+        assert!(err.to_string().contains("`a` twice"), "{err}");
+        let cli = Cli::try_parse_from([
+            "serve",
+            "--artifact",
+            "/nowhere",
+            "--drift-feature",
+            "a=0.2",
+            "--drift-feature",
+            "b=ignore",
+        ])
+        .unwrap();
+        let features = cli.serve.config().unwrap().drift.features;
+        assert_eq!(features["a"].threshold, Some(0.2));
+        assert!(features["b"].ignore);
+        // Zero compute threads is a usage error, not a silent default.
+        let zero = Cli::try_parse_from(["serve", "--artifact", "/a", "--compute-threads", "0"]);
+        assert!(zero.is_err());
+        let two = Cli::try_parse_from(["serve", "--artifact", "/a", "--compute-threads", "2"]);
+        assert_eq!(two.unwrap().serve.compute_threads, 2);
+    }
 
     #[test]
     fn durations_read_like_users_write_them() {

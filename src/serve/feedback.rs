@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::error::ServeError;
 use super::metrics::ServeMetrics;
+use super::protocol::Column;
 
 /// How feedback is captured.
 #[derive(Debug, Clone)]
@@ -62,15 +63,68 @@ pub enum LabelKind {
 }
 
 /// One served request remembered for feedback.
+///
+/// Kept column by column as the request was decoded: a labelled row becomes
+/// a JSON object only when its label arrives, so serving pays for no per-row
+/// maps.
 #[derive(Debug, Clone)]
 pub struct ServedRecord {
     pub id: String,
     pub version: String,
     pub time: DateTime<Utc>,
-    /// Feature values per row, keyed by feature name.
-    pub rows: Vec<Map<String, Value>>,
-    /// Prediction per row (class name or value).
-    pub predictions: Vec<Value>,
+    /// Feature names in column order, shared by every record of a model.
+    pub features: Arc<[String]>,
+    /// One column per feature, `rows()` values each.
+    pub columns: Vec<Column>,
+    /// Prediction per row.
+    pub predictions: ServedPredictions,
+}
+
+/// What the model answered, per row.
+#[derive(Debug, Clone)]
+pub enum ServedPredictions {
+    /// Class names (classification).
+    Labels(Vec<String>),
+    /// Values (regression).
+    Values(Vec<f64>),
+}
+
+impl ServedPredictions {
+    fn len(&self) -> usize {
+        match self {
+            Self::Labels(v) => v.len(),
+            Self::Values(v) => v.len(),
+        }
+    }
+
+    fn value(&self, row: usize) -> Value {
+        match self {
+            Self::Labels(v) => Value::String(v[row].clone()),
+            Self::Values(v) => Value::from(v[row]),
+        }
+    }
+}
+
+impl ServedRecord {
+    /// Rows in the request.
+    pub fn rows(&self) -> usize {
+        self.predictions.len()
+    }
+
+    /// Row `i` as `{feature: value}`.
+    fn row(&self, i: usize) -> Map<String, Value> {
+        let mut row = Map::new();
+        for (name, column) in self.features.iter().zip(&self.columns) {
+            let value = match column {
+                Column::Numbers(v) => serde_json::Number::from_f64(v[i])
+                    .map(Value::Number)
+                    .unwrap_or(Value::Null),
+                Column::Texts(v) => Value::String(v[i].clone()),
+            };
+            row.insert(name.clone(), value);
+        }
+        row
+    }
 }
 
 /// One label sent to `POST …/feedback`.
@@ -357,11 +411,11 @@ impl Worker {
         let mut checked = Vec::with_capacity(items.len());
         for item in &items {
             let labels: Vec<Value> = match (&item.label, self.pending.get(&item.id)) {
-                (Value::Array(list), Some(record)) if list.len() != record.rows.len() => {
+                (Value::Array(list), Some(record)) if list.len() != record.rows() => {
                     return Err(ServeError::BadFeedback(format!(
                         "id `{}` had {} rows but {} labels were sent",
                         item.id,
-                        record.rows.len(),
+                        record.rows(),
                         list.len()
                     )));
                 }
@@ -375,12 +429,12 @@ impl Worker {
                         item.id
                     )));
                 }
-                (single, Some(record)) if record.rows.len() != 1 => {
+                (single, Some(record)) if record.rows() != 1 => {
                     return Err(ServeError::BadFeedback(format!(
                         "id `{}` had {} rows; send a list of {} labels (got {single})",
                         item.id,
-                        record.rows.len(),
-                        record.rows.len()
+                        record.rows(),
+                        record.rows()
                     )));
                 }
                 (single, _) => vec![self.check_label(&item.id, single)?],
@@ -394,14 +448,10 @@ impl Worker {
                 outcome.unknown.push(id);
                 continue;
             };
-            let multi = record.rows.len() > 1;
-            for (i, ((mut row, prediction), label)) in record
-                .rows
-                .into_iter()
-                .zip(record.predictions)
-                .zip(labels)
-                .enumerate()
-            {
+            let multi = record.rows() > 1;
+            for (i, label) in labels.into_iter().enumerate() {
+                let mut row = record.row(i);
+                let prediction = record.predictions.value(i);
                 row.insert(self.target.clone(), label.clone());
                 row.insert("_id".into(), Value::String(id.clone()));
                 if multi {
@@ -536,10 +586,11 @@ mod tests {
             id: id.into(),
             version: "v1".into(),
             time,
-            rows: (0..rows)
-                .map(|i| Map::from_iter([("alcohol".to_string(), Value::from(10.0 + i as f64))]))
-                .collect(),
-            predictions: (0..rows).map(|_| Value::String("good".into())).collect(),
+            features: Arc::from(vec!["alcohol".to_string()]),
+            columns: vec![Column::Numbers(
+                (0..rows).map(|i| 10.0 + i as f64).collect(),
+            )],
+            predictions: ServedPredictions::Labels(vec!["good".into(); rows]),
         }
     }
 

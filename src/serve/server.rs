@@ -17,15 +17,14 @@ use axum::routing::{get, post};
 use chrono::Utc;
 use http_body_util::BodyExt;
 use serde::Deserialize;
-use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
 use crate::drift::{DriftConfig, DriftMonitor, Observation, ReferenceProfile, WindowReport};
 
 use super::error::ServeError;
 use super::feedback::{
-    FeedbackBody, FeedbackConfig, FeedbackHandle, FeedbackSink, LabelKind, ServedRecord,
-    start_feedback,
+    FeedbackBody, FeedbackConfig, FeedbackHandle, FeedbackSink, LabelKind, ServedPredictions,
+    ServedRecord, start_feedback,
 };
 use super::metrics::{ClassLabels, CodeLabels, FeatureLabels, RequestLabels, ServeMetrics};
 use super::protocol::{
@@ -117,6 +116,8 @@ struct Loaded {
     name: String,
     version: String,
     schema: InputSchema,
+    /// Feature names in column order, shared with every feedback record.
+    feature_names: Arc<[String]>,
     drift: Mutex<DriftMonitor>,
     feedback: FeedbackHandle,
 }
@@ -268,6 +269,7 @@ async fn prepare(state: &AppState, model: Arc<dyn Predictor>) -> Result<Loaded, 
             features: info.features.clone(),
             max_rows: state.config.max_rows,
         },
+        feature_names: info.features.iter().map(|(n, _)| n.clone()).collect(),
         model,
         drift: Mutex::new(drift),
         feedback,
@@ -597,12 +599,21 @@ async fn infer_inner(
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     observe(state, loaded, &batch, &output);
-    if loaded.feedback.should_sample() {
-        loaded
-            .feedback
-            .record(served_record(&id, &loaded.version, info, &batch, &output));
-    }
     let rows = batch.rows;
+    if loaded.feedback.should_sample() {
+        let predictions = match info.task {
+            Task::Classification { .. } => ServedPredictions::Labels(output.labels.clone()),
+            Task::Regression => ServedPredictions::Values(output.values.clone()),
+        };
+        loaded.feedback.record(ServedRecord {
+            id: id.clone(),
+            version: loaded.version.clone(),
+            time: Utc::now(),
+            features: loaded.feature_names.clone(),
+            columns: batch.columns,
+            predictions,
+        });
+    }
     let mut outputs = Vec::with_capacity(2);
     if wanted.predictions {
         outputs.push(match &info.task {
@@ -756,45 +767,6 @@ fn publish_drift(metrics: &ServeMetrics, window: &WindowReport) {
     metrics.dataset_drifted_share.set(window.drifted_share);
     if window.dataset_drifted {
         tracing::warn!(features = ?window.drifted_features, share = window.drifted_share, "dataset drift in the last window");
-    }
-}
-
-fn served_record(
-    id: &str,
-    version: &str,
-    info: &ModelInfo,
-    batch: &DecodedBatch,
-    output: &ModelOutput,
-) -> ServedRecord {
-    let rows = (0..batch.rows)
-        .map(|i| {
-            let mut row = Map::with_capacity(info.features.len());
-            for ((name, _), column) in info.features.iter().zip(&batch.columns) {
-                let value = match column {
-                    Column::Numbers(v) => serde_json::Number::from_f64(v[i])
-                        .map(Value::Number)
-                        .unwrap_or(Value::Null),
-                    Column::Texts(v) => Value::String(v[i].clone()),
-                };
-                row.insert(name.clone(), value);
-            }
-            row
-        })
-        .collect();
-    let predictions = match info.task {
-        Task::Classification { .. } => output
-            .labels
-            .iter()
-            .map(|l| Value::String(l.clone()))
-            .collect(),
-        Task::Regression => output.values.iter().map(|v| Value::from(*v)).collect(),
-    };
-    ServedRecord {
-        id: id.to_string(),
-        version: version.to_string(),
-        time: Utc::now(),
-        rows,
-        predictions,
     }
 }
 

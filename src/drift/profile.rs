@@ -96,7 +96,8 @@ impl NumericProfile {
         }
         let bins = bins.max(1);
         let mut sorted = values.to_vec();
-        sorted.sort_by(|a, b| a.total_cmp(b));
+        // Unstable is exact here: values equal under `total_cmp` have the same bits.
+        sorted.sort_unstable_by(|a, b| a.total_cmp(b));
         let mut edges: Vec<f64> = (0..=bins)
             .map(|i| quantile_sorted(&sorted, i as f64 / bins as f64))
             .collect();

@@ -13,6 +13,6 @@ if [ ! -x "$HERE/.venv/bin/python" ] || ! "$HERE/.venv/bin/python" -c 'import ev
   python3 -m venv "$HERE/.venv"
   "$HERE/.venv/bin/pip" install --quiet -r "$HERE/requirements.txt"
 fi
-# Debug build, as everywhere on the shared machine: dependencies are optimised, driftline's own code is not.
-cargo run --quiet --example drift_bench -- "$WORK"
+# driftline's own code at opt-level 3 as in a release build (see bench/build.sh).
+CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo run --quiet --example drift_bench -- "$WORK"
 "$HERE/.venv/bin/python" "$HERE/evidently_drift.py" "$WORK"

@@ -12,8 +12,8 @@ DURATION=${DURATION:-10s}
 mkdir -p "$WORK"
 command -v wrk >/dev/null || apt-get install -y wrk >/dev/null
 [ -f pipelines/data/wine-quality/train.csv ] || cargo run --quiet --example prepare_data
-cargo build --quiet --bin driftline
-BIN=target/debug/driftline
+bench/build.sh "$WORK/driftline"
+BIN=$WORK/driftline
 ARTIFACT="file://$PWD/$WORK/artifacts/wine-quality/v1/"
 rm -rf "$WORK/artifacts"
 "$BIN" train -c pipelines/wine-quality.yaml --out "$ARTIFACT" >/dev/null

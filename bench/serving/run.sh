@@ -22,8 +22,8 @@ if [ ! -x "$HERE/.venv/bin/mlserver" ]; then
 fi
 [ -f "$TRAIN_CSV" ] || cargo run --quiet --example prepare_data
 
-cargo build --quiet --bin driftline
-BIN=target/debug/driftline
+bench/build.sh "$WORK/driftline"
+BIN=$WORK/driftline
 ARTIFACT="file://$PWD/$WORK/artifacts/wine-quality/v1/"
 rm -rf "$WORK/artifacts" "$WORK/mlserver"
 "$BIN" train -c pipelines/wine-quality.yaml --out "$ARTIFACT" >/dev/null

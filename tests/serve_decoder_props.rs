@@ -1,0 +1,294 @@
+//! The infer-request decoder on stable Rust: the cargo-fuzz target in
+//! `fuzz/` needs nightly, so these properties throw structured near-miss
+//! requests and raw bytes at the same two functions. Every input must give a
+//! batch that fits the schema or an error with a message, never a panic.
+
+use driftline::serve::protocol::{FeatureKind, InputSchema, decode_inputs, parse_request};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+fn schemas() -> [InputSchema; 2] {
+    [
+        InputSchema {
+            features: vec![
+                ("a".into(), FeatureKind::Numeric),
+                ("b".into(), FeatureKind::Numeric),
+            ],
+            max_rows: 64,
+        },
+        InputSchema {
+            features: vec![
+                ("a".into(), FeatureKind::Numeric),
+                ("color".into(), FeatureKind::Categorical),
+                ("flag".into(), FeatureKind::Boolean),
+            ],
+            max_rows: 64,
+        },
+    ]
+}
+
+/// Decodes `body` against every schema and checks what comes back.
+fn check(body: &[u8]) -> Result<(), TestCaseError> {
+    let request = match parse_request(body) {
+        Ok(r) => r,
+        Err(e) => {
+            prop_assert!(!e.to_string().is_empty());
+            return Ok(());
+        }
+    };
+    for schema in &schemas() {
+        match decode_inputs(&request, schema) {
+            Ok(batch) => {
+                prop_assert_eq!(batch.columns.len(), schema.features.len());
+                prop_assert!(batch.rows >= 1 && batch.rows <= schema.max_rows);
+            }
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        }
+    }
+    Ok(())
+}
+
+/// Any JSON value, a few levels deep.
+fn any_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        "[a-z]{0,6}".prop_map(Value::from),
+        Just(json!(1e308)),
+        Just(json!(-0.0)),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z]{1,6}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Names the schemas know, and some they do not.
+fn name() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        4 => prop::sample::select(vec!["a", "b", "color", "flag", "input-0", "x"]).prop_map(Value::from),
+        1 => any_json(),
+    ]
+}
+
+fn datatype() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        6 => prop::sample::select(vec![
+            "FP32", "FP64", "FP16", "INT8", "INT64", "UINT8", "UINT64", "BOOL", "BYTES", "fp32", "STRING"
+        ])
+        .prop_map(Value::from),
+        1 => any_json(),
+    ]
+}
+
+fn shape() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        4 => prop::collection::vec(0u64..70, 0..4).prop_map(|v| json!(v)),
+        1 => prop::collection::vec(any::<i64>(), 0..4).prop_map(|v| json!(v)),
+        1 => any_json(),
+    ]
+}
+
+fn data() -> impl Strategy<Value = Value> {
+    let number = prop_oneof![
+        any::<f64>().prop_map(Value::from),
+        (-5i64..5).prop_map(Value::from),
+        Just(json!(1e300)),
+    ];
+    let cell = prop_oneof![
+        3 => number,
+        1 => prop::sample::select(vec!["red", "true", "false", "", "NaN"]).prop_map(Value::from),
+        1 => any::<bool>().prop_map(Value::from),
+        1 => Just(Value::Null),
+    ];
+    prop_oneof![
+        4 => prop::collection::vec(cell.clone(), 0..80).prop_map(Value::Array),
+        2 => prop::collection::vec(prop::collection::vec(cell, 0..4).prop_map(Value::Array), 0..40)
+            .prop_map(Value::Array),
+        1 => any_json(),
+    ]
+}
+
+/// An input tensor with every field drawn near the protocol, or left out.
+fn input() -> impl Strategy<Value = Value> {
+    (
+        prop::option::weighted(0.95, name()),
+        prop::option::weighted(0.95, shape()),
+        prop::option::weighted(0.95, datatype()),
+        prop::option::weighted(0.95, data()),
+        prop::option::weighted(0.1, any_json()),
+    )
+        .prop_map(|(name, shape, datatype, data, parameters)| {
+            let mut o = serde_json::Map::new();
+            for (k, v) in [
+                ("name", name),
+                ("shape", shape),
+                ("datatype", datatype),
+                ("data", data),
+                ("parameters", parameters),
+            ] {
+                if let Some(v) = v {
+                    o.insert(k.into(), v);
+                }
+            }
+            Value::Object(o)
+        })
+}
+
+fn request() -> impl Strategy<Value = Value> {
+    (
+        prop::option::of(any_json()),
+        prop::collection::vec(input(), 0..4),
+        prop::option::weighted(0.2, any_json()),
+    )
+        .prop_map(|(id, inputs, outputs)| {
+            let mut o = serde_json::Map::new();
+            if let Some(id) = id {
+                o.insert("id".into(), id);
+            }
+            o.insert("inputs".into(), Value::Array(inputs));
+            if let Some(outputs) = outputs {
+                o.insert("outputs".into(), outputs);
+            }
+            Value::Object(o)
+        })
+}
+
+/// A valid request for one of the schemas: one `[N, 2]` FP32 tensor for the
+/// numeric schema, or one tensor per feature for the mixed one.
+fn valid_request() -> impl Strategy<Value = Value> {
+    (1usize..6, any::<bool>(), any::<u64>()).prop_map(|(rows, matrix, seed)| {
+        let x = |i: usize| ((seed.wrapping_add(i as u64) % 1000) as f64) / 10.0 - 50.0;
+        if matrix {
+            json!({"id": "r", "inputs": [{
+                "name": "input-0", "shape": [rows, 2], "datatype": "FP32",
+                "data": (0..rows * 2).map(x).collect::<Vec<_>>()
+            }]})
+        } else {
+            json!({"inputs": [
+                {"name": "a", "shape": [rows], "datatype": "FP64", "data": (0..rows).map(x).collect::<Vec<_>>()},
+                {"name": "color", "shape": [rows], "datatype": "BYTES",
+                 "data": (0..rows).map(|i| if i % 2 == 0 { "red" } else { "blue" }).collect::<Vec<_>>()},
+                {"name": "flag", "shape": [rows], "datatype": "BOOL", "data": (0..rows).map(|i| i % 3 == 0).collect::<Vec<_>>()}
+            ]})
+        }
+    })
+}
+
+/// A valid request with one change (or none): a field replaced or removed,
+/// the shape or one cell changed, an input duplicated or dropped.
+fn mutated_request() -> impl Strategy<Value = Value> {
+    (
+        valid_request(),
+        0u8..7,
+        any::<prop::sample::Index>(),
+        prop::sample::select(vec!["name", "shape", "datatype", "data"]),
+        any_json(),
+    )
+        .prop_map(|(mut body, mutation, at, field, junk)| {
+            let inputs = body["inputs"].as_array_mut().unwrap();
+            let i = at.index(inputs.len());
+            match mutation {
+                1 => inputs[i][field] = junk,
+                2 => {
+                    inputs[i].as_object_mut().unwrap().remove(field);
+                }
+                3 => {
+                    let dims = inputs[i]["shape"].as_array_mut().unwrap();
+                    let d = at.index(dims.len());
+                    dims[d] = junk;
+                }
+                4 => {
+                    let data = inputs[i]["data"].as_array_mut().unwrap();
+                    let d = at.index(data.len());
+                    data[d] = junk;
+                }
+                5 => {
+                    let copy = inputs[i].clone();
+                    inputs.push(copy);
+                }
+                6 => {
+                    inputs.remove(i);
+                }
+                _ => {}
+            }
+            body
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn near_protocol_requests_decode_or_say_why(body in prop_oneof![request(), mutated_request()]) {
+        check(&serde_json::to_vec(&body).unwrap())?;
+    }
+
+    #[test]
+    fn any_bytes_decode_or_say_why(body in prop::collection::vec(any::<u8>(), 0..512)) {
+        check(&body)?;
+    }
+
+    #[test]
+    fn truncated_valid_requests_decode_or_say_why(cut in 0usize..200) {
+        let body = serde_json::to_vec(&json!({
+            "id": "r1",
+            "inputs": [
+                {"name": "a", "shape": [2], "datatype": "FP32", "data": [1.5, 2.5]},
+                {"name": "color", "shape": [2], "datatype": "BYTES", "data": ["red", "blue"]},
+                {"name": "flag", "shape": [2], "datatype": "BOOL", "data": [true, false]}
+            ]
+        }))
+        .unwrap();
+        check(&body[..cut.min(body.len())])?;
+    }
+}
+
+/// The valid request the near-miss strategy circles around does decode, so
+/// the properties above are not only exercising the error paths.
+#[test]
+fn the_request_the_strategies_vary_decodes() {
+    let body = serde_json::to_vec(&json!({
+        "inputs": [
+            {"name": "a", "shape": [2], "datatype": "FP32", "data": [1.5, 2.5]},
+            {"name": "color", "shape": [2], "datatype": "BYTES", "data": ["red", "blue"]},
+            {"name": "flag", "shape": [2], "datatype": "BOOL", "data": [true, false]}
+        ]
+    }))
+    .unwrap();
+    let request = parse_request(&body).unwrap();
+    let batch = decode_inputs(&request, &schemas()[1]).unwrap();
+    assert_eq!(batch.rows, 2);
+}
+
+/// The near-miss strategy also lands on valid requests, so the properties
+/// check the success path's invariants too, not only error messages.
+#[test]
+fn the_near_miss_strategy_reaches_valid_batches() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = mutated_request();
+    let decoded = (0..5_000)
+        .filter(|_| {
+            let body =
+                serde_json::to_vec(&strategy.new_tree(&mut runner).unwrap().current()).unwrap();
+            parse_request(&body).is_ok_and(|r| {
+                schemas()
+                    .iter()
+                    .any(|schema| decode_inputs(&r, schema).is_ok())
+            })
+        })
+        .count();
+    // Unchanged requests alone are one in seven.
+    assert!(
+        decoded >= 250,
+        "only {decoded} of 5000 generated requests decoded"
+    );
+}

@@ -128,6 +128,17 @@ async fn infer(server: &RunningServer, body: &Value) -> Value {
     r.json().await.unwrap()
 }
 
+async fn drift_report(server: &RunningServer) -> Value {
+    client()
+        .get(format!("http://{}/v2/models/synthetic/drift", server.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_predicts_what_evaluate_predicts() {
     let dir = tempfile::tempdir().unwrap();
@@ -197,14 +208,7 @@ async fn drift_is_quiet_on_training_traffic_and_names_shifted_features() {
     for start in (0..10_000).step_by(500) {
         infer(&server, &body(&same, start..start + 500, &features)).await;
     }
-    let drift: Value = client()
-        .get(format!("http://{}/v2/models/synthetic/drift", server.addr))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let drift = drift_report(&server).await;
     let window = &drift["recent"][0];
     assert_eq!(window["rows"], 10_000);
     for f in window["features"].as_array().unwrap() {
@@ -220,14 +224,7 @@ async fn drift_is_quiet_on_training_traffic_and_names_shifted_features() {
     for start in (0..10_000).step_by(500) {
         infer(&server, &body(&shifted, start..start + 500, &features)).await;
     }
-    let drift: Value = client()
-        .get(format!("http://{}/v2/models/synthetic/drift", server.addr))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let drift = drift_report(&server).await;
     let drifted: Vec<&str> = drift["recent"][0]["driftedFeatures"]
         .as_array()
         .unwrap()
@@ -270,14 +267,7 @@ async fn per_feature_overrides_silence_a_feature_and_unknown_names_stop_the_load
     for start in (0..4_000).step_by(500) {
         infer(&server, &body(&shifted, start..start + 500, &features)).await;
     }
-    let drift: Value = client()
-        .get(format!("http://{}/v2/models/synthetic/drift", server.addr))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let drift = drift_report(&server).await;
     let window = &drift["recent"][0];
     let drifted: Vec<&str> = window["driftedFeatures"]
         .as_array()

@@ -375,29 +375,21 @@ mod tests {
             #[command(flatten)]
             serve: ServeArgs,
         }
-        let cli = Cli::try_parse_from([
-            "serve",
-            "--artifact",
-            "/nowhere",
-            "--drift-feature",
-            "a=0.2",
-            "--drift-feature",
-            "a=ignore",
-        ])
-        .unwrap();
-        let err = cli.serve.config().err().expect("refused");
+        let parse = |second: &str| {
+            Cli::try_parse_from([
+                "serve",
+                "--artifact",
+                "/nowhere",
+                "--drift-feature",
+                "a=0.2",
+                "--drift-feature",
+                second,
+            ])
+            .unwrap()
+        };
+        let err = parse("a=ignore").serve.config().err().expect("refused");
         assert!(err.to_string().contains("`a` twice"), "{err}");
-        let cli = Cli::try_parse_from([
-            "serve",
-            "--artifact",
-            "/nowhere",
-            "--drift-feature",
-            "a=0.2",
-            "--drift-feature",
-            "b=ignore",
-        ])
-        .unwrap();
-        let features = cli.serve.config().unwrap().drift.features;
+        let features = parse("b=ignore").serve.config().unwrap().drift.features;
         assert_eq!(features["a"].threshold, Some(0.2));
         assert!(features["b"].ignore);
         // Zero compute threads is a usage error, not a silent default.

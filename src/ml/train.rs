@@ -152,7 +152,15 @@ pub async fn train(spec: &ModelSpec, options: &TrainOptions) -> Result<TrainedMo
             );
             None
         }
-        (_, false) => None,
+        (Some(prefix), false) => {
+            // The Model spec decides what a version trains on; say so rather than drop it silently.
+            tracing::warn!(
+                %prefix,
+                "--feedback was given but data.includeFeedback is false; training without feedback"
+            );
+            None
+        }
+        (None, false) => None,
     };
     fit(
         spec,

@@ -1,0 +1,390 @@
+//! Training data, artifacts and feedback on S3 for real: a moto S3 server
+//! (PyPI `moto[server]`, installed by `.ci/run` from `.ci/requirements.txt`)
+//! on loopback, and the real `driftline` binary configured the way a Job in a
+//! cluster is, through `AWS_*` variables.
+//!
+//! The Python interpreter is `python3`, or `DRIFTLINE_TEST_PYTHON` when set.
+
+use std::net::TcpListener;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use driftline::ml::synth::{self, Shift};
+use futures::TryStreamExt;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde_json::{Value, json};
+
+const BUCKET: &str = "driftline-test";
+
+/// A moto S3 server, stopped on drop.
+struct Moto {
+    child: std::process::Child,
+    port: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl Moto {
+    async fn start() -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let python = std::env::var("DRIFTLINE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let port = free_port();
+        let mut child = std::process::Command::new(&python)
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run `{python}`: {e}"));
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    use std::io::Read;
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!(
+                    "the moto S3 server exited ({status}): {err}\n\
+                     install it with `python3 -m pip install -r .ci/requirements.txt`"
+                );
+            }
+            if reqwest::get(format!("http://127.0.0.1:{port}/"))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the moto S3 server did not answer on port {port} within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let moto = Moto { child, port };
+        let created = reqwest::Client::new()
+            .put(moto.url(""))
+            .send()
+            .await
+            .unwrap();
+        assert!(created.status().is_success(), "bucket: {created:?}");
+        moto
+    }
+
+    /// The HTTP URL of a key in the test bucket.
+    fn url(&self, key: &str) -> String {
+        format!("http://127.0.0.1:{}/{BUCKET}/{key}", self.port)
+    }
+
+    /// The bucket as a client with the same credentials sees it.
+    fn store(&self) -> object_store::aws::AmazonS3 {
+        let mut b = object_store::aws::AmazonS3Builder::new().with_bucket_name(BUCKET);
+        for (k, v) in self.env() {
+            b = b.with_config(k.to_ascii_lowercase().parse().unwrap(), v);
+        }
+        b.build().expect("an S3 client for moto")
+    }
+
+    async fn put(&self, key: &str, body: impl Into<Vec<u8>>) {
+        self.store()
+            .put(&key.into(), body.into().into())
+            .await
+            .unwrap_or_else(|e| panic!("PUT {key}: {e}"));
+    }
+
+    async fn get(&self, key: &str) -> Vec<u8> {
+        let r = self.store().get(&key.into()).await;
+        let r = r.unwrap_or_else(|e| panic!("GET {key}: {e}"));
+        r.bytes().await.unwrap().to_vec()
+    }
+
+    /// Keys under `prefix`.
+    async fn keys(&self, prefix: &str) -> Vec<String> {
+        let prefix = object_store::path::Path::from(prefix);
+        let listed: Vec<_> = self
+            .store()
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .unwrap();
+        listed.into_iter().map(|m| m.location.to_string()).collect()
+    }
+
+    /// What a pod's environment would hold for this store.
+    fn env(&self) -> [(&'static str, String); 5] {
+        [
+            ("AWS_ENDPOINT", format!("http://127.0.0.1:{}", self.port)),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "driftline".into()),
+            ("AWS_SECRET_ACCESS_KEY", "driftline-secret".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_driftline"));
+        c.args(args).env("RUST_LOG", "warn").kill_on_drop(true);
+        for (k, v) in self.env() {
+            c.env(k, v);
+        }
+        c
+    }
+
+    async fn driftline(&self, args: &[&str]) -> Output {
+        self.command(args).output().await.expect("driftline runs")
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A Model YAML whose data and regression test-set live in the bucket.
+fn model_yaml(dir: &std::path::Path) -> String {
+    let path = dir.join("model.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"apiVersion: driftline.dev/v1alpha1
+kind: Model
+metadata: {{name: synth}}
+spec:
+  task: classification
+  data: {{source: "s3://{BUCKET}/data/train.csv", target: label, includeFeedback: true}}
+  architecture: {{type: mlp, hiddenLayers: [16]}}
+  training: {{epochs: 4, batchSize: 32, learningRate: 0.01, seed: 3}}
+  gate:
+    testSet: "s3://{BUCKET}/data/test.csv"
+    metrics:
+      - {{name: accuracy, min: 0.7}}
+"#
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_artifacts_and_feedback_round_trip_through_s3() {
+    let moto = Moto::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    moto.put("data/train.csv", synth::generate(2_000, 1, Shift::None))
+        .await;
+    moto.put("data/test.csv", synth::generate(300, 2, Shift::None))
+        .await;
+    let config = model_yaml(dir.path());
+    let v1 = format!("s3://{BUCKET}/models/synth/v1");
+
+    // Train from S3 data into an S3 artifact.
+    let out = moto
+        .driftline(&["train", "-c", &config, "--out", &v1])
+        .await;
+    assert!(out.status.success(), "train: {}", stderr(&out));
+    let mut keys = moto.keys("models/synth/v1").await;
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "models/synth/v1/manifest.json",
+            "models/synth/v1/weights.safetensors"
+        ],
+        "an artifact is its manifest and weights, nothing staged left behind"
+    );
+    let manifest = moto.get("models/synth/v1/manifest.json").await;
+
+    // An existing artifact is never overwritten.
+    let again = moto
+        .driftline(&["train", "-c", &config, "--out", &v1])
+        .await;
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("already holds an artifact"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(moto.get("models/synth/v1/manifest.json").await, manifest);
+
+    // Evaluate and gate it on the test-set in the bucket.
+    let out = moto
+        .driftline(&["evaluate", "--candidate", &v1, "-c", &config])
+        .await;
+    assert!(out.status.success(), "evaluate: {}", stderr(&out));
+
+    // Serve it from S3, capture feedback into S3.
+    let port = free_port();
+    let feedback = format!("s3://{BUCKET}/feedback/synth/");
+    let mut server = moto
+        .command(&[
+            "serve",
+            "--artifact",
+            &v1,
+            "--feedback",
+            &feedback,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}/v2/models/synth");
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while !http
+        .get(format!("{base}/ready"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the server did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let row = json!({"id": "req-1", "inputs": [
+        {"name": "x1", "shape": [1], "datatype": "FP64", "data": [0.3]},
+        {"name": "x2", "shape": [1], "datatype": "FP64", "data": [-1.2]},
+        {"name": "x3", "shape": [1], "datatype": "FP64", "data": [0.1]},
+        {"name": "x4", "shape": [1], "datatype": "FP64", "data": [0.4]},
+        {"name": "x5", "shape": [1], "datatype": "FP64", "data": [0.2]},
+        {"name": "x6", "shape": [1], "datatype": "FP64", "data": [-0.5]},
+        {"name": "x7", "shape": [1], "datatype": "FP64", "data": [0.0]},
+        {"name": "x8", "shape": [1], "datatype": "FP64", "data": [0.9]},
+        {"name": "segment", "shape": [1], "datatype": "BYTES", "data": ["a"]}
+    ]});
+    let answer: Value = http
+        .post(format!("{base}/infer"))
+        .json(&row)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["id"], "req-1", "{answer}");
+    let labelled = http
+        .post(format!("{base}/feedback"))
+        .json(&json!({"id": "req-1", "label": "1"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(labelled.status().is_success(), "{labelled:?}");
+    // SIGTERM: the server writes the labelled row before it exits.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), server.wait())
+        .await
+        .expect("the server stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "serve exited with {status}");
+    let files = moto.keys("feedback/synth").await;
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].ends_with(".jsonl"), "{files:?}");
+    let written = String::from_utf8(moto.get(&files[0]).await).unwrap();
+    let line: Value = serde_json::from_str(written.trim()).unwrap();
+    assert_eq!(line["_id"], "req-1");
+    assert_eq!(line["x2"], -1.2);
+    assert_eq!(line["segment"], "a");
+
+    // The next training run reads that feedback from S3 as training rows.
+    let v2 = format!("s3://{BUCKET}/models/synth/v2");
+    let out = moto
+        .driftline(&[
+            "train",
+            "-c",
+            &config,
+            "--feedback",
+            &feedback,
+            "--out",
+            &v2,
+        ])
+        .await;
+    assert!(
+        out.status.success(),
+        "train with feedback: {}",
+        stderr(&out)
+    );
+    let manifest: Value =
+        serde_json::from_slice(&moto.get("models/synth/v2/manifest.json").await).unwrap();
+    let lineage = &manifest["dataset"]["feedback"];
+    assert_eq!(lineage["rows"], 1, "{lineage}");
+    assert_eq!(lineage["files"], 1, "{lineage}");
+
+    // Weights changed in the bucket are refused at load, by digest.
+    moto.put("models/synth/v1/weights.safetensors", vec![0u8; 64])
+        .await;
+    let out = moto
+        .driftline(&["evaluate", "--candidate", &v1, "-c", &config])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("weights.safetensors"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_object_or_bucket_is_named_and_nothing_is_written() {
+    let moto = Moto::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = model_yaml(dir.path());
+    // No training data in the bucket yet.
+    let out = moto
+        .driftline(&[
+            "train",
+            "-c",
+            &config,
+            "--out",
+            &format!("s3://{BUCKET}/models/synth/v1"),
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("s3://{BUCKET}/data/")) && err.contains("does not exist"),
+        "{err}"
+    );
+    assert!(moto.keys("models").await.is_empty());
+    // A candidate in a bucket that does not exist.
+    moto.put("data/test.csv", synth::generate(300, 2, Shift::None))
+        .await;
+    let out = moto
+        .driftline(&[
+            "evaluate",
+            "--candidate",
+            "s3://no-such-bucket/models/synth/v1",
+            "-c",
+            &config,
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("s3://no-such-bucket/models/synth/v1"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -55,7 +55,8 @@ fn init_tracing(json: bool) {
 /// variable is always set: to `--compute-threads` for `serve` (a server runs
 /// requests in parallel, so one inference should not fan out over threads
 /// that then spin waiting for work), otherwise to what the user set or the
-/// count candle would compute (physical cores).
+/// count candle would compute (physical cores). Child processes inherit it,
+/// which is why `serve` takes its own count from a flag, never from it.
 fn pin_compute_threads(command: &Command) {
     const VAR: &str = "RAYON_NUM_THREADS";
     let threads = match command {

@@ -45,7 +45,8 @@ pub struct ServeArgs {
     pub max_concurrency: usize,
     /// Threads one inference may use. Requests already run in parallel, so
     /// more than one only helps the latency of large batches on an idle server.
-    #[arg(long, env = "RAYON_NUM_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    /// (Not read from `RAYON_NUM_THREADS`: child processes inherit that one.)
+    #[arg(long, env = "DRIFTLINE_COMPUTE_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub compute_threads: u16,
     /// Largest number of rows in one request.
     #[arg(long, default_value_t = 65_536)]

@@ -9,8 +9,10 @@ EPOCHS_SYNTH="${EPOCHS_SYNTH:-10}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
-cargo build --quiet --bin driftline --example prepare_data
-BIN=target/debug/driftline
+cargo build --quiet --example prepare_data
+# driftline's own code optimised as in a release build (see bench/build.sh).
+BIN="$WORK/driftline"
+bench/build.sh "$BIN"
 [ -f pipelines/data/wine-quality/train.csv ] || target/debug/examples/prepare_data
 python3 -c "import sklearn" 2>/dev/null || python3 -m pip install --quiet -r bench/training/requirements.txt
 HAVE_TORCH=1; python3 -c "import torch" 2>/dev/null || HAVE_TORCH=0

@@ -14,6 +14,11 @@ struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true, env = "DRIFTLINE_LOG_JSON")]
     log_json: bool,
+    /// Threads that run requests and other async work (default: one per CPU
+    /// this process may use). Set it to the container's CPU limit when the
+    /// limit is below the node's core count.
+    #[arg(long, global = true, env = "DRIFTLINE_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    worker_threads: Option<u16>,
     #[command(subcommand)]
     command: Command,
 }
@@ -75,15 +80,28 @@ fn pin_compute_threads(command: &Command) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     pin_compute_threads(&cli.command);
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cli.worker_threads {
+        runtime.worker_threads(usize::from(n));
+    }
+    match runtime.enable_all().build() {
         Ok(runtime) => runtime.block_on(run(cli)),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Writes a command's output. A reader that stops early (`driftline crd | head`)
+/// is not an error, as for any Unix filter.
+fn write_stdout(text: &str) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(anyhow::anyhow!("cannot write to standard output: {e}")),
     }
 }
 
@@ -109,11 +127,8 @@ async fn run(cli: Cli) -> ExitCode {
             .map_err(anyhow::Error::from),
         Command::Cluster(args) => driftline::cluster::cli::run(args).await,
         Command::Crd => driftline::api::crd::all_crds_yaml()
-            .map(|yaml| {
-                print!("{yaml}");
-                ExitCode::SUCCESS
-            })
-            .map_err(anyhow::Error::from),
+            .map_err(anyhow::Error::from)
+            .and_then(|yaml| write_stdout(&yaml)),
     };
     match result {
         Ok(code) => code,

@@ -73,6 +73,43 @@ fn driftline_crd_prints_every_crd_as_one_stream() {
     assert!(docs[1].contains("name: modelversions.driftline.dev"));
 }
 
+#[test]
+fn driftline_crd_stops_quietly_when_its_reader_does() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_driftline"))
+        .arg("crd")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("driftline runs");
+    // Close the read end at once, as `driftline crd | head -0` does.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn driftline_crd_output_equals_the_committed_stream() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_driftline"))
+        .args(["--worker-threads", "1", "crd"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        driftline::api::crd::all_crds_yaml().unwrap()
+    );
+    // Zero async workers is a usage error, not a hang.
+    let zero = std::process::Command::new(env!("CARGO_BIN_EXE_driftline"))
+        .args(["--worker-threads", "0", "crd"])
+        .output()
+        .unwrap();
+    assert_eq!(zero.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("--worker-threads"));
+}
+
 /// Kubernetes refuses non-structural schemas: every node needs a `type`
 /// (unless it preserves unknown fields or is int-or-string), and the
 /// branches of anyOf/allOf/oneOf/not may not declare types or defaults.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # driftline serve vs MLServer (scikit-learn runtime): the same MLP size, the same
 # data, one worker each, the same load generator (wrk) on loopback.
-# Prints throughput and p50/p99 latency for 1-row and 32-row requests.
+# Prints throughput and p50/p99 latency for 1-row and 32-row requests, for
+# driftline on its default async workers (one per CPU) and on one thread.
 #
 #   bench/serving/run.sh            # from the repository root
 #   DURATION=20s CONNECTIONS=16 bench/serving/run.sh
@@ -40,6 +41,11 @@ wait_ready http://127.0.0.1:18080/v2/health/ready
 FEATURES=$(curl -s http://127.0.0.1:18080/v2/models/wine-quality | python3 -c 'import json,sys; print(",".join(i["name"] for i in json.load(sys.stdin)["inputs"]))')
 "$HERE/.venv/bin/python" "$HERE/prepare.py" "$TRAIN_CSV" quality "$WORK" "$FEATURES"
 
+# The same server on one async worker thread, as MLServer runs one Python process.
+RUST_LOG=warn "$BIN" --worker-threads 1 serve --artifact "$ARTIFACT" --name wine-quality --host 127.0.0.1 --port 18082 >"$WORK/driftline-1w.log" 2>&1 &
+pids+=($!)
+wait_ready http://127.0.0.1:18082/v2/health/ready
+
 "$HERE/.venv/bin/mlserver" start "$WORK/mlserver" >"$WORK/mlserver.log" 2>&1 &
 pids+=($!)
 wait_ready http://127.0.0.1:18081/v2/health/ready
@@ -54,14 +60,18 @@ for n in 1 32; do
   # Warm both up, then measure.
   BODY_FILE="$WORK/body-$n.json" wrk -t1 -c2 -d2s -s "$HERE/post.lua" http://127.0.0.1:18080/v2/models/wine-quality/infer >/dev/null
   BODY_FILE="$WORK/body-$n.json" wrk -t1 -c2 -d2s -s "$HERE/post.lua" http://127.0.0.1:18081/v2/models/wine-quality/infer >/dev/null
+  BODY_FILE="$WORK/body-$n.json" wrk -t1 -c2 -d2s -s "$HERE/post.lua" http://127.0.0.1:18082/v2/models/wine-quality/infer >/dev/null
   d=$(load http://127.0.0.1:18080/v2/models/wine-quality/infer "$WORK/body-$n.json")
+  w=$(load http://127.0.0.1:18082/v2/models/wine-quality/infer "$WORK/body-$n.json")
   m=$(load http://127.0.0.1:18081/v2/models/wine-quality/infer "$WORK/body-$n.json")
   printf '%-6s %-10s %12s %10s %10s %7s\n' "$n" driftline "$(field "$d" rps)" "$(field "$d" p50_us)" "$(field "$d" p99_us)" "$(field "$d" errors)"
+  printf '%-6s %-10s %12s %10s %10s %7s\n' "$n" "dl-1thread" "$(field "$w" rps)" "$(field "$w" p50_us)" "$(field "$w" p99_us)" "$(field "$w" errors)"
   printf '%-6s %-10s %12s %10s %10s %7s\n' "$n" mlserver "$(field "$m" rps)" "$(field "$m" p50_us)" "$(field "$m" p99_us)" "$(field "$m" errors)"
-  python3 - "$d" "$m" "$n" <<'PY'
+  python3 - "$d" "$w" "$m" "$n" <<'PY'
 import sys
 def parse(s): return {k: float(v) for k, v in (kv.split("=") for kv in s.split())}
-d, m, n = parse(sys.argv[1]), parse(sys.argv[2]), sys.argv[3]
-print(f"{n:<6} {'ratio':<10} {d['rps']/m['rps']:11.1f}x {m['p50_us']/d['p50_us']:9.1f}x {m['p99_us']/d['p99_us']:9.1f}x   (throughput: driftline/mlserver; latency: mlserver/driftline)")
+d, w, m, n = parse(sys.argv[1]), parse(sys.argv[2]), parse(sys.argv[3]), sys.argv[4]
+for label, x in (("ratio", d), ("ratio-1t", w)):
+    print(f"{n:<6} {label:<10} {x['rps']/m['rps']:11.1f}x {m['p50_us']/x['p50_us']:9.1f}x {m['p99_us']/x['p99_us']:9.1f}x   (throughput: driftline/mlserver; latency: mlserver/driftline)")
 PY
 done

@@ -42,9 +42,9 @@ FEATURES=$(curl -s http://127.0.0.1:18080/v2/models/wine-quality | python3 -c 'i
 "$HERE/.venv/bin/python" "$HERE/prepare.py" "$TRAIN_CSV" quality "$WORK" "$FEATURES"
 
 # The same server on one async worker thread, as MLServer runs one Python process.
-RUST_LOG=warn "$BIN" --worker-threads 1 serve --artifact "$ARTIFACT" --name wine-quality --host 127.0.0.1 --port 18082 >"$WORK/driftline-1w.log" 2>&1 &
+RUST_LOG=warn "$BIN" --worker-threads 1 serve --artifact "$ARTIFACT" --name wine-quality --host 127.0.0.1 --port 18084 >"$WORK/driftline-1w.log" 2>&1 &
 pids+=($!)
-wait_ready http://127.0.0.1:18082/v2/health/ready
+wait_ready http://127.0.0.1:18084/v2/health/ready
 
 "$HERE/.venv/bin/mlserver" start "$WORK/mlserver" >"$WORK/mlserver.log" 2>&1 &
 pids+=($!)
@@ -60,9 +60,9 @@ for n in 1 32; do
   # Warm both up, then measure.
   BODY_FILE="$WORK/body-$n.json" wrk -t1 -c2 -d2s -s "$HERE/post.lua" http://127.0.0.1:18080/v2/models/wine-quality/infer >/dev/null
   BODY_FILE="$WORK/body-$n.json" wrk -t1 -c2 -d2s -s "$HERE/post.lua" http://127.0.0.1:18081/v2/models/wine-quality/infer >/dev/null
-  BODY_FILE="$WORK/body-$n.json" wrk -t1 -c2 -d2s -s "$HERE/post.lua" http://127.0.0.1:18082/v2/models/wine-quality/infer >/dev/null
+  BODY_FILE="$WORK/body-$n.json" wrk -t1 -c2 -d2s -s "$HERE/post.lua" http://127.0.0.1:18084/v2/models/wine-quality/infer >/dev/null
   d=$(load http://127.0.0.1:18080/v2/models/wine-quality/infer "$WORK/body-$n.json")
-  w=$(load http://127.0.0.1:18082/v2/models/wine-quality/infer "$WORK/body-$n.json")
+  w=$(load http://127.0.0.1:18084/v2/models/wine-quality/infer "$WORK/body-$n.json")
   m=$(load http://127.0.0.1:18081/v2/models/wine-quality/infer "$WORK/body-$n.json")
   printf '%-6s %-10s %12s %10s %10s %7s\n' "$n" driftline "$(field "$d" rps)" "$(field "$d" p50_us)" "$(field "$d" p99_us)" "$(field "$d" errors)"
   printf '%-6s %-10s %12s %10s %10s %7s\n' "$n" "dl-1thread" "$(field "$w" rps)" "$(field "$w" p50_us)" "$(field "$w" p99_us)" "$(field "$w" errors)"

@@ -10,6 +10,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: bench/build.sh OUT-PATH}
-CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo build --quiet --bin driftline
 mkdir -p "$(dirname "$out")"
+# DRIFTLINE_BIN=target/release/driftline measures a binary built elsewhere
+# (e.g. `cargo build --release`) instead.
+if [ -n "${DRIFTLINE_BIN:-}" ]; then
+  cp "$DRIFTLINE_BIN" "$out.tmp" && mv "$out.tmp" "$out"
+  exit 0
+fi
+CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo build --quiet --bin driftline
 cp target/debug/driftline "$out.tmp" && mv "$out.tmp" "$out"

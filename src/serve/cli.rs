@@ -82,6 +82,9 @@ pub struct ServeArgs {
     /// How long a request waits for its label, e.g. `1h`.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub feedback_horizon: Duration,
+    /// Most rows kept waiting for labels, over all requests (oldest forgotten first).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub feedback_max_pending_rows: u64,
     /// Labelled rows per feedback file.
     #[arg(long, default_value_t = 1000)]
     pub feedback_batch_rows: usize,
@@ -226,6 +229,8 @@ impl ServeArgs {
                 sample_rate: self.feedback_sample_rate,
                 horizon: self.feedback_horizon,
                 batch_rows: self.feedback_batch_rows.max(1),
+                max_pending_rows: usize::try_from(self.feedback_max_pending_rows)
+                    .unwrap_or(usize::MAX),
                 flush_interval: self.feedback_flush_interval,
                 ..FeedbackConfig::default()
             },

@@ -29,6 +29,9 @@ pub struct FeedbackConfig {
     pub horizon: Duration,
     /// Most requests remembered at once (oldest forgotten first).
     pub max_pending: usize,
+    /// Most rows remembered at once, over all requests (oldest forgotten
+    /// first): bounds memory when requests carry large batches.
+    pub max_pending_rows: usize,
     /// Capacity of the buffer between requests and the feedback worker.
     pub buffer: usize,
     /// Labelled rows per written file.
@@ -45,6 +48,7 @@ impl Default for FeedbackConfig {
             sample_rate: 1.0,
             horizon: Duration::from_secs(3600),
             max_pending: 100_000,
+            max_pending_rows: 1_000_000,
             buffer: 4096,
             batch_rows: 1000,
             flush_interval: Duration::from_secs(60),
@@ -278,6 +282,7 @@ pub fn start_feedback(
         sink,
         metrics: metrics.clone(),
         pending: HashMap::new(),
+        pending_rows: 0,
         order: VecDeque::new(),
         buffer: Vec::new(),
         online: VecDeque::new(),
@@ -303,6 +308,8 @@ struct Worker {
     sink: Option<Arc<dyn FeedbackSink>>,
     metrics: Arc<ServeMetrics>,
     pending: HashMap<String, ServedRecord>,
+    /// Rows over all pending records.
+    pending_rows: usize,
     /// Ids in arrival order, for expiry.
     order: VecDeque<(DateTime<Utc>, String)>,
     buffer: Vec<Map<String, Value>>,
@@ -350,15 +357,42 @@ impl Worker {
     fn remember(&mut self, record: ServedRecord) {
         self.expire(record.time);
         self.order.push_back((record.time, record.id.clone()));
-        self.pending.insert(record.id.clone(), record);
-        while self.pending.len() > self.config.max_pending {
+        let rows = record.rows();
+        if let Some(replaced) = self.pending.insert(record.id.clone(), record) {
+            // A reused id: the newer request is the one a label will mean.
+            self.pending_rows -= replaced.rows();
+        }
+        self.pending_rows += rows;
+        while self.pending.len() > self.config.max_pending
+            || self.pending_rows > self.config.max_pending_rows
+        {
             match self.order.pop_front() {
-                Some((_, id)) => {
-                    self.pending.remove(&id);
+                Some((time, id)) => {
+                    if self.forget(&id, time) {
+                        self.metrics.feedback_evicted.inc();
+                    }
                 }
                 None => break,
             }
         }
+    }
+
+    /// Drops the record `id` if it is the one served at `time` (a reused id
+    /// has a newer record, which stays); true when something was dropped.
+    fn forget(&mut self, id: &str, time: DateTime<Utc>) -> bool {
+        if self.pending.get(id).is_some_and(|r| r.time == time) {
+            self.take(id);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Removes a pending record, keeping the row count.
+    fn take(&mut self, id: &str) -> Option<ServedRecord> {
+        let record = self.pending.remove(id)?;
+        self.pending_rows -= record.rows();
+        Some(record)
     }
 
     fn expire(&mut self, now: DateTime<Utc>) {
@@ -369,10 +403,7 @@ impl Worker {
                 break;
             }
             if let Some((time, id)) = self.order.pop_front() {
-                // An id reused later has a newer record; only drop the one that expired.
-                if self.pending.get(&id).is_some_and(|r| r.time == time) {
-                    self.pending.remove(&id);
-                }
+                self.forget(&id, time);
             }
         }
     }
@@ -443,7 +474,7 @@ impl Worker {
         }
         let mut outcome = FeedbackOutcome::default();
         for (id, labels) in checked {
-            let Some(record) = self.pending.remove(&id) else {
+            let Some(record) = self.take(&id) else {
                 self.metrics.feedback_unknown.inc();
                 outcome.unknown.push(id);
                 continue;
@@ -727,6 +758,50 @@ mod tests {
             .unwrap();
         assert_eq!(outcome.unknown, vec!["old".to_string(), "x".to_string()]);
         assert_eq!(outcome.joined, 2);
+    }
+
+    #[tokio::test]
+    async fn pending_rows_are_bounded_across_requests_and_evictions_counted() {
+        let metrics = Arc::new(ServeMetrics::new());
+        let config = FeedbackConfig {
+            max_pending_rows: 5,
+            ..FeedbackConfig::default()
+        };
+        let handle = start_feedback(
+            config,
+            "quality".into(),
+            LabelKind::Class(vec!["bad".into(), "good".into()]),
+            None,
+            metrics.clone(),
+        );
+        let t = Utc::now();
+        let later = t + chrono::Duration::seconds(1);
+        // 3 + 2 rows fit; 2 more push out the oldest request (a).
+        handle.record(record("a", 3, t));
+        handle.record(record("b", 2, t));
+        handle.record(record("c", 2, t));
+        // A reused id replaces its record and its rows: b (1) + c (2) + e (2) = 5 fit.
+        handle.record(record("b", 1, later));
+        handle.record(record("e", 2, later));
+        // One row more: the stale entry of the first b is skipped, c goes.
+        handle.record(record("f", 1, later));
+        let labels = |id: &str, n: usize| LabelItem {
+            id: id.to_string(),
+            label: Value::Array(vec![Value::from("good"); n]),
+        };
+        let outcome = handle
+            .label(vec![
+                labels("a", 3),
+                labels("b", 1),
+                labels("c", 2),
+                labels("e", 2),
+                labels("f", 1),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(outcome.unknown, vec!["a".to_string(), "c".to_string()]);
+        assert_eq!(outcome.joined, 4);
+        assert_eq!(metrics.feedback_evicted.get(), 2);
     }
 
     #[tokio::test]

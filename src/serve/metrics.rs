@@ -72,6 +72,7 @@ pub struct ServeMetrics {
     pub feedback_dropped: Counter,
     pub feedback_joined: Counter,
     pub feedback_unknown: Counter,
+    pub feedback_evicted: Counter,
     pub feedback_rows_written: Counter,
     pub feedback_write_errors: Counter,
     pub online_accuracy: FloatGauge,
@@ -103,6 +104,7 @@ impl ServeMetrics {
             feedback_dropped: Counter::default(),
             feedback_joined: Counter::default(),
             feedback_unknown: Counter::default(),
+            feedback_evicted: Counter::default(),
             feedback_rows_written: Counter::default(),
             feedback_write_errors: Counter::default(),
             online_accuracy: FloatGauge::default(),
@@ -166,6 +168,11 @@ impl ServeMetrics {
             "feedback_unknown",
             "Labels whose id was unknown or expired",
             m.feedback_unknown.clone(),
+        );
+        registry.register(
+            "feedback_evicted",
+            "Pending requests forgotten before their label came, to stay within the request or row limit",
+            m.feedback_evicted.clone(),
         );
         registry.register(
             "feedback_rows_written",

@@ -272,6 +272,54 @@ pub async fn list(prefix: &str, suffix: &str) -> Result<Vec<String>, StoreError>
     }
 }
 
+/// Checks that `uri` names a location this module can reach (a path, a
+/// known scheme, a valid bucket URL), without touching it.
+pub fn check(uri: &str) -> Result<(), StoreError> {
+    parse(uri).map(|_| ())
+}
+
+/// Writes one object so that readers see all of it or none: on a local disk
+/// a temporary sibling renamed into place, on an object store one put (which
+/// stores publish atomically). Creates missing local directories.
+pub async fn write_object(uri: &str, data: Bytes) -> Result<(), StoreError> {
+    let write_err = |reason: String| StoreError::Write {
+        uri: uri.into(),
+        reason,
+    };
+    match parse(uri)? {
+        Location::Local(path) => {
+            let parent = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| write_err("names no file".into()))?;
+            let tmp = parent.join(format!(".{name}.tmp-{}", uuid::Uuid::new_v4()));
+            let result = async {
+                tokio::fs::create_dir_all(&parent).await?;
+                tokio::fs::write(&tmp, &data).await?;
+                tokio::fs::rename(&tmp, &path).await
+            }
+            .await;
+            if let Err(e) = result {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(write_err(e.to_string()));
+            }
+            Ok(())
+        }
+        Location::Remote { store, path } => store
+            .put(&path, data.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| write_err(e.to_string())),
+        Location::Http(_) => Err(write_err(
+            "https locations are read-only; write to a path or an object store".into(),
+        )),
+    }
+}
+
 /// Writes `files` under `prefix` so that readers see all of them or none.
 ///
 /// On a local disk the files go to a temporary sibling directory that is
@@ -362,6 +410,26 @@ async fn write_local(prefix: &str, dir: &Path, files: &[(&str, Bytes)]) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn one_object_is_written_whole_into_new_directories() {
+        let tmp = tempfile::tempdir().unwrap();
+        let uri = format!("file://{}/feedback/m/a.jsonl", tmp.path().display());
+        write_object(&uri, Bytes::from_static(b"{}\n"))
+            .await
+            .unwrap();
+        assert_eq!(read_bytes(&uri).await.unwrap(), Bytes::from_static(b"{}\n"));
+        // Only the object itself: no staged file is left beside it.
+        let names: Vec<_> = std::fs::read_dir(tmp.path().join("feedback/m"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["a.jsonl"]);
+        assert!(matches!(
+            write_object("https://example.com/a.jsonl", Bytes::new()).await,
+            Err(StoreError::Write { .. })
+        ));
+    }
 
     #[tokio::test]
     async fn writes_are_all_or_nothing_and_never_overwrite() {

@@ -19,7 +19,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -28,6 +27,7 @@ use tokio::sync::watch;
 
 use super::error::ServeError;
 use super::metrics::{BackendCodeLabels, BackendLabels, GatewayMetrics};
+use super::server::read_body;
 
 /// Response header naming the version that answered.
 pub const VERSION_HEADER: &str = "x-driftline-version";
@@ -348,21 +348,7 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
     let (mut parts, body) = request.into_parts();
     let route = route_of(parts.uri.path());
     let (body, sticky_id) = if state.config.sticky && !matches!(route, Route::Version(_)) {
-        let bytes = http_body_util::Limited::new(body, state.config.body_limit)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    ServeError::BodyTooLarge {
-                        limit: state.config.body_limit,
-                    }
-                } else {
-                    ServeError::Body(e.to_string())
-                }
-            })?
-            .to_bytes();
+        let bytes = read_body(body, state.config.body_limit).await?;
         let id = first_id(&bytes);
         (Body::from(bytes), id)
     } else {

@@ -506,7 +506,8 @@ async fn model_metadata(
     answer(&state, "metadata", result)
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ServeError> {
+/// Reads a whole request body, refusing more than `limit` bytes (413).
+pub(super) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ServeError> {
     http_body_util::Limited::new(body, limit)
         .collect()
         .await

@@ -168,6 +168,37 @@ async fn changing_weights_under_load_drops_no_request() {
     assert!(after.contains_key("v3"));
 }
 
+/// Two writes in one mtime tick with equal lengths (0/100 then 90/10) must
+/// both be seen; CI once lost the second because the watcher compared
+/// only mtime and size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_with_the_same_size_and_mtime_is_still_loaded() {
+    let (v3, v4) = (backend("v3").await, backend("v4").await);
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("weights.json");
+    write_weights(&weights, &[("v3", v3, 0), ("v4", v4, 100)]);
+    let g = gateway(&weights, GatewayConfig::default()).await;
+    g.wait_for_weight("v4", 100).await;
+    let before = std::fs::metadata(&weights).unwrap();
+    write_weights(&weights, &[("v3", v3, 90), ("v4", v4, 10)]);
+    let file = std::fs::File::options().write(true).open(&weights).unwrap();
+    file.set_modified(before.modified().unwrap()).unwrap();
+    drop(file);
+    let after = std::fs::metadata(&weights).unwrap();
+    assert_eq!(
+        (after.len(), after.modified().unwrap()),
+        (before.len(), before.modified().unwrap()),
+        "the test needs two files that look alike to a stat()"
+    );
+    g.wait_for_weight("v4", 10).await;
+    let (by_version, failed) = g.split(500, 8).await;
+    assert_eq!(failed, 0);
+    assert!(
+        by_version.get("v3").copied().unwrap_or(0) > 400,
+        "{by_version:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_weights_file_keeps_the_previous_weights() {
     let (v3, v4) = (backend("v3").await, backend("v4").await);

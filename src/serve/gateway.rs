@@ -468,19 +468,41 @@ pub async fn read_weights_file(path: &std::path::Path) -> Result<WeightTable, Se
 }
 
 /// Polls a weights file and publishes each valid change; an invalid file
-/// keeps the previous table and is counted.
+/// keeps the previous table and is counted once per distinct content.
+///
+/// Changes are found by comparing the file's bytes, not its mtime and size:
+/// two writes within one mtime tick can have equal lengths (`0/100` then
+/// `90/10`), and a ConfigMap volume swaps a symlink without touching the
+/// file's own stamp. Weights files are a few hundred bytes, so reading one
+/// per tick costs nothing that matters.
 pub async fn watch_weights_file(path: PathBuf, poll: Duration, handle: WeightsHandle) {
-    let stamp = |m: &std::fs::Metadata| (m.modified().ok(), m.len());
-    let mut last = tokio::fs::metadata(&path).await.ok().map(|m| stamp(&m));
+    let read = |path: &PathBuf| {
+        let path = path.clone();
+        async move { tokio::fs::read(&path).await.map_err(|e| e.to_string()) }
+    };
+    let mut last = read(&path).await;
     let mut ticker = tokio::time::interval(poll);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let now = tokio::fs::metadata(&path).await.ok().map(|m| stamp(&m));
+        let now = read(&path).await;
         if now == last {
             continue;
         }
-        match read_weights_file(&path).await {
+        let parsed = match &now {
+            Ok(bytes) => match std::str::from_utf8(bytes) {
+                Ok(text) => WeightTable::parse(text, &path.display().to_string()),
+                Err(e) => Err(ServeError::Weights {
+                    path: path.display().to_string(),
+                    reason: format!("not UTF-8: {e}"),
+                }),
+            },
+            Err(reason) => Err(ServeError::Weights {
+                path: path.display().to_string(),
+                reason: reason.clone(),
+            }),
+        };
+        match parsed {
             Ok(table) if *handle.current() == table => {}
             Ok(table) => handle.set(table),
             Err(e) => handle.refused(&e.to_string()),

@@ -99,7 +99,14 @@ async fn gateway_weights_follow_the_model_status_through_the_kubernetes_api() {
     // A status the gateway cannot route (one version listed twice) is refused;
     // the gateway keeps the last good table.
     set_traffic(json!([{"version": "v1", "weight": 50}, {"version": "v1", "weight": 50}])).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refused = async {
+        while handle.refusals() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), refused)
+        .await
+        .expect("the unroutable status was never refused");
     let kept: Vec<u32> = handle.current().backends.iter().map(|b| b.weight).collect();
     assert_eq!(kept, vec![50, 50]);
 

@@ -232,6 +232,12 @@ impl WeightsHandle {
         tracing::warn!(%reason, "weight table refused; keeping the previous one");
     }
 
+    /// How many weight tables were refused since start (the
+    /// `driftline_gateway_weight_reload_errors_total` metric).
+    pub fn refusals(&self) -> u64 {
+        self.state.metrics.reload_errors.get()
+    }
+
     /// The current table.
     pub fn current(&self) -> Arc<WeightTable> {
         self.sender.borrow().clone()

@@ -35,6 +35,7 @@ fn write_weights(path: &Path, backends: &[(&str, SocketAddr, u32)]) {
 struct Gateway {
     addr: SocketAddr,
     client: reqwest::Client,
+    weights_path: std::path::PathBuf,
 }
 
 async fn gateway(weights: &Path, config: GatewayConfig) -> Gateway {
@@ -51,6 +52,7 @@ async fn gateway(weights: &Path, config: GatewayConfig) -> Gateway {
     tokio::spawn(async move { axum::serve(listener, router).await });
     Gateway {
         addr,
+        weights_path: weights.to_path_buf(),
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()
@@ -120,7 +122,21 @@ impl Gateway {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("gateway never loaded weight {weight} for {version}");
+        let metrics = self
+            .client
+            .get(format!("http://{}/metrics", self.addr))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let reloads: Vec<&str> = metrics.lines().filter(|l| l.contains("reload")).collect();
+        panic!(
+            "gateway never loaded weight {weight} for {version}; it has {:?}; the file holds {:?}; {reloads:?}",
+            self.weights().await,
+            std::fs::read_to_string(&self.weights_path).unwrap_or_default(),
+        );
     }
 }
 
@@ -166,6 +182,33 @@ async fn changing_weights_under_load_drops_no_request() {
     let (after, failed) = g.split(1_000, 16).await;
     assert_eq!(failed, 0);
     assert!(after.contains_key("v3"));
+}
+
+/// A change made after the caller read the file but before the watcher's
+/// first tick must still be loaded (CI once lost the first change this way).
+#[tokio::test]
+async fn a_change_before_the_watcher_starts_is_loaded() {
+    let (v3, v4) = (backend("v3").await, backend("v4").await);
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("weights.json");
+    write_weights(&weights, &[("v3", v3, 100), ("v4", v4, 0)]);
+    let initial = read_weights_file(&weights).await.unwrap();
+    let (_router, handle) = gateway_router(initial, GatewayConfig::default());
+    write_weights(&weights, &[("v3", v3, 75), ("v4", v4, 25)]);
+    tokio::spawn(watch_weights_file(
+        weights.clone(),
+        Duration::from_millis(20),
+        handle.clone(),
+    ));
+    let loaded = async {
+        while handle.current().backends[1].weight != 25 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), loaded)
+        .await
+        .expect("the change made before the watcher started was never loaded");
+    assert_eq!(handle.refusals(), 0);
 }
 
 /// Two writes in one mtime tick with equal lengths (0/100 then 90/10) must

@@ -486,13 +486,16 @@ pub async fn watch_weights_file(path: PathBuf, poll: Duration, handle: WeightsHa
         let path = path.clone();
         async move { tokio::fs::read(&path).await.map_err(|e| e.to_string()) }
     };
-    let mut last = read(&path).await;
+    // Nothing is remembered at first: the file may have changed between the
+    // caller's initial read and this task's first run, so the first tick
+    // always parses and compares with the table being served.
+    let mut last = None;
     let mut ticker = tokio::time::interval(poll);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
         let now = read(&path).await;
-        if now == last {
+        if last.as_ref() == Some(&now) {
             continue;
         }
         let parsed = match &now {
@@ -513,7 +516,7 @@ pub async fn watch_weights_file(path: PathBuf, poll: Duration, handle: WeightsHa
             Ok(table) => handle.set(table),
             Err(e) => handle.refused(&e.to_string()),
         }
-        last = now;
+        last = Some(now);
     }
 }
 

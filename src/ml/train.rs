@@ -469,7 +469,9 @@ pub fn fit(
     let mut stale = 0u32;
     for epoch in 1..=t.epochs {
         perm.shuffle(&mut rng);
-        let mut total = 0f64;
+        // Batch losses stay on the device and are read once per epoch: a
+        // read per batch would make a GPU wait for every step to finish.
+        let mut batch_losses = Vec::with_capacity(n_train.div_ceil(batch_size));
         // One gather per epoch, then zero-copy batch views: fewer ops per step.
         let idx = Tensor::from_slice(&perm, n_train, device)?;
         let x_epoch = x_train.index_select(&idx, 0)?;
@@ -480,15 +482,18 @@ pub fn fit(
             let yb = y_epoch.narrow(0, start, len)?;
             let out = network.forward(&xb, Some(&mut rng))?;
             let mut loss = loss_of(&out, &yb)?;
-            let batch_loss = f64::from(loss.to_scalar::<f32>()?);
+            batch_losses.push((loss.detach() * len as f64)?);
             if l2 > 0.0 {
                 for w in &weight_vars {
                     loss = (loss + (w.as_tensor().sqr()?.sum_all()? * (l2 / 2.0))?)?;
                 }
             }
             optimizer.backward_step(&loss)?;
-            total += batch_loss * len as f64;
         }
+        let total = Tensor::stack(&batch_losses, 0)?
+            .to_dtype(candle_core::DType::F64)?
+            .sum_all()?
+            .to_scalar::<f64>()?;
         let train_loss = total / n_train as f64;
         if !train_loss.is_finite() {
             return Err(MlError::Diverged {

@@ -109,6 +109,17 @@ impl Gateway {
             .unwrap()
     }
 
+    async fn metrics(&self) -> String {
+        self.client
+            .get(format!("http://{}/metrics", self.addr))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     async fn wait_for_weight(&self, version: &str, weight: u32) {
         for _ in 0..500 {
             if self
@@ -122,15 +133,7 @@ impl Gateway {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let metrics = self
-            .client
-            .get(format!("http://{}/metrics", self.addr))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = self.metrics().await;
         let reloads: Vec<&str> = metrics.lines().filter(|l| l.contains("reload")).collect();
         panic!(
             "gateway never loaded weight {weight} for {version}; it has {:?}; the file holds {:?}; {reloads:?}",
@@ -252,15 +255,7 @@ async fn a_broken_weights_file_keeps_the_previous_weights() {
     std::fs::write(&weights, "{\"backends\": [ {\"version\": \"v3\"").unwrap();
     let mut refused = false;
     for _ in 0..500 {
-        let metrics = g
-            .client
-            .get(format!("http://{}/metrics", g.addr))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = g.metrics().await;
         if metrics.contains("driftline_gateway_weight_reload_errors_total 1") {
             refused = true;
             break;
@@ -364,15 +359,7 @@ async fn per_backend_metrics_and_unreachable_backends() {
         body["error"].as_str().unwrap().contains("backend `v5`"),
         "{body}"
     );
-    let metrics = g
-        .client
-        .get(format!("http://{}/metrics", g.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = g.metrics().await;
     for needle in [
         r#"driftline_gateway_requests_total{version="v3",code="200"} 3"#,
         r#"driftline_gateway_backend_errors_total{version="v5"} 1"#,

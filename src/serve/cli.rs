@@ -109,7 +109,8 @@ pub struct GatewayArgs {
     /// Send requests with the same `id` to the same version.
     #[arg(long)]
     pub sticky: bool,
-    /// How often the weights file is checked for changes.
+    /// How often the weights file is re-read; any change to its contents is
+    /// loaded, including a ConfigMap volume's symlink swap.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub reload_interval: Duration,
     /// Time allowed for a backend to answer.

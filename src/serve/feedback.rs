@@ -819,4 +819,26 @@ mod tests {
         assert_eq!(metrics.feedback_sampled.get(), 5);
         assert_eq!(metrics.feedback_dropped.get(), 4);
     }
+
+    #[tokio::test]
+    async fn the_sample_rate_decides_which_requests_are_remembered() {
+        let sampled = |rate: f64| {
+            let config = FeedbackConfig {
+                sample_rate: rate,
+                ..FeedbackConfig::default()
+            };
+            let metrics = Arc::new(ServeMetrics::new());
+            let handle = start_feedback(config, "y".into(), LabelKind::Value, None, metrics);
+            (0..20_000).filter(|_| handle.should_sample()).count()
+        };
+        assert_eq!(sampled(0.0), 0);
+        assert_eq!(sampled(1.0), 20_000);
+        // 20 000 draws at 0.25: the standard deviation is about 61, so ±500 is
+        // over 8 of them; a sampler that ignores the rate lands far outside.
+        let quarter = sampled(0.25);
+        assert!(
+            (4_500..=5_500).contains(&quarter),
+            "{quarter} of 20 000 sampled at 0.25"
+        );
+    }
 }

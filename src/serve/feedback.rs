@@ -275,15 +275,21 @@ pub fn start_feedback(
         ..Default::default()
     });
     let sample_rate = config.sample_rate;
+    // Sized for the cap up front: growing a map of ~50 000 records rehashes
+    // and moves all of them in one go, a multi-millisecond stall that a
+    // one-thread server showed as its p99 while the map filled. Untouched
+    // capacity is address space, not resident memory; the clamp bounds even
+    // that for very large caps.
+    let presize = config.max_pending.min(1 << 20);
     let worker = Worker {
         config,
         target,
         labels,
         sink,
         metrics: metrics.clone(),
-        pending: HashMap::new(),
+        pending: HashMap::with_capacity(presize),
         pending_rows: 0,
-        order: VecDeque::new(),
+        order: VecDeque::with_capacity(presize),
         buffer: Vec::new(),
         online: VecDeque::new(),
         stats: FeedbackStats {

@@ -464,13 +464,24 @@ pub enum WeightsSource {
 
 /// Reads a weights file.
 pub async fn read_weights_file(path: &std::path::Path) -> Result<WeightTable, ServeError> {
-    let text = tokio::fs::read_to_string(path)
-        .await
-        .map_err(|e| ServeError::Weights {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-    WeightTable::parse(&text, &path.display().to_string())
+    weights_from_read(
+        path,
+        &tokio::fs::read(path).await.map_err(|e| e.to_string()),
+    )
+}
+
+/// The table in a weights file's bytes, or why there is none.
+fn weights_from_read(
+    path: &std::path::Path,
+    read: &Result<Vec<u8>, String>,
+) -> Result<WeightTable, ServeError> {
+    let failed = |reason: String| ServeError::Weights {
+        path: path.display().to_string(),
+        reason,
+    };
+    let bytes = read.as_ref().map_err(|e| failed(e.clone()))?;
+    let text = std::str::from_utf8(bytes).map_err(|e| failed(format!("not UTF-8: {e}")))?;
+    WeightTable::parse(text, &path.display().to_string())
 }
 
 /// Polls a weights file and publishes each valid change; an invalid file
@@ -482,10 +493,6 @@ pub async fn read_weights_file(path: &std::path::Path) -> Result<WeightTable, Se
 /// file's own stamp. Weights files are a few hundred bytes, so reading one
 /// per tick costs nothing that matters.
 pub async fn watch_weights_file(path: PathBuf, poll: Duration, handle: WeightsHandle) {
-    let read = |path: &PathBuf| {
-        let path = path.clone();
-        async move { tokio::fs::read(&path).await.map_err(|e| e.to_string()) }
-    };
     // Nothing is remembered at first: the file may have changed between the
     // caller's initial read and this task's first run, so the first tick
     // always parses and compares with the table being served.
@@ -494,24 +501,11 @@ pub async fn watch_weights_file(path: PathBuf, poll: Duration, handle: WeightsHa
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let now = read(&path).await;
+        let now = tokio::fs::read(&path).await.map_err(|e| e.to_string());
         if last.as_ref() == Some(&now) {
             continue;
         }
-        let parsed = match &now {
-            Ok(bytes) => match std::str::from_utf8(bytes) {
-                Ok(text) => WeightTable::parse(text, &path.display().to_string()),
-                Err(e) => Err(ServeError::Weights {
-                    path: path.display().to_string(),
-                    reason: format!("not UTF-8: {e}"),
-                }),
-            },
-            Err(reason) => Err(ServeError::Weights {
-                path: path.display().to_string(),
-                reason: reason.clone(),
-            }),
-        };
-        match parsed {
+        match weights_from_read(&path, &now) {
             Ok(table) if *handle.current() == table => {}
             Ok(table) => handle.set(table),
             Err(e) => handle.refused(&e.to_string()),

@@ -288,15 +288,8 @@ pub async fn write_object(uri: &str, data: Bytes) -> Result<(), StoreError> {
     };
     match parse(uri)? {
         Location::Local(path) => {
-            let parent = match path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .ok_or_else(|| write_err("names no file".into()))?;
-            let tmp = parent.join(format!(".{name}.tmp-{}", uuid::Uuid::new_v4()));
+            let (parent, tmp) =
+                staging_sibling(&path).ok_or_else(|| write_err("names no file".into()))?;
             let result = async {
                 tokio::fs::create_dir_all(&parent).await?;
                 tokio::fs::write(&tmp, &data).await?;
@@ -363,6 +356,19 @@ pub async fn write_atomically(prefix: &str, files: &[(&str, Bytes)]) -> Result<(
     }
 }
 
+/// The directory holding `path` and a unique hidden name beside it, where a
+/// write is staged before one rename publishes it; `None` when `path` names
+/// no file or directory (e.g. `..`).
+fn staging_sibling(path: &Path) -> Option<(PathBuf, PathBuf)> {
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = parent.join(format!(".{name}.tmp-{}", uuid::Uuid::new_v4()));
+    Some((parent, tmp))
+}
+
 async fn write_local(prefix: &str, dir: &Path, files: &[(&str, Bytes)]) -> Result<(), StoreError> {
     let write_err = |e: std::io::Error| StoreError::Write {
         uri: prefix.into(),
@@ -373,21 +379,13 @@ async fn write_local(prefix: &str, dir: &Path, files: &[(&str, Bytes)]) -> Resul
     {
         return Err(StoreError::Exists { uri: prefix.into() });
     }
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let (parent, tmp) = staging_sibling(dir).ok_or_else(|| StoreError::InvalidUri {
+        uri: prefix.into(),
+        reason: "names no directory".into(),
+    })?;
     tokio::fs::create_dir_all(&parent)
         .await
         .map_err(write_err)?;
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| StoreError::InvalidUri {
-            uri: prefix.into(),
-            reason: "names no directory".into(),
-        })?;
-    let tmp = parent.join(format!(".{name}.tmp-{}", uuid::Uuid::new_v4()));
     let result = async {
         tokio::fs::create_dir(&tmp).await?;
         for (file, data) in files {

@@ -133,16 +133,16 @@ impl StoreFeedbackSink {
     /// A sink for `prefix` (`file:///…/`, `s3://bucket/…/`, … or a local directory path).
     pub fn new(prefix: &str) -> Result<Self, ServeError> {
         let bad = |reason: String| ServeError::Config(format!("--feedback `{prefix}`: {reason}"));
-        let uri = match url::Url::parse(prefix) {
-            Ok(url) if url.scheme().len() > 1 => prefix.to_string(),
-            // A bare path (or a Windows drive letter) is a local directory.
-            _ => {
-                let absolute = std::path::absolute(prefix).map_err(|e| bad(e.to_string()))?;
-                format!(
-                    "file://{}/",
-                    absolute.display().to_string().trim_end_matches('/')
-                )
-            }
+        // The store's own rule: no `://` means a local path. It is made
+        // absolute so the files the server reports can be found from anywhere.
+        let uri = if prefix.contains("://") {
+            prefix.to_string()
+        } else {
+            let absolute = std::path::absolute(prefix).map_err(|e| bad(e.to_string()))?;
+            format!(
+                "file://{}/",
+                absolute.display().to_string().trim_end_matches('/')
+            )
         };
         // Cloud credentials come from the environment, as for artifacts.
         store::check(&uri).map_err(|e| bad(e.to_string()))?;

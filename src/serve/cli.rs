@@ -331,6 +331,18 @@ pub async fn gateway(args: GatewayArgs) -> Result<ExitCode, ServeError> {
 mod tests {
     use super::*;
 
+    /// `driftline serve ARGS…` as clap parses it.
+    fn parse_serve(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let argv = std::iter::once("serve").chain(args.iter().copied());
+        Cli::try_parse_from(argv).map(|cli| cli.serve)
+    }
+
     #[test]
     fn drift_feature_overrides_parse_and_bad_ones_say_why() {
         assert_eq!(
@@ -382,15 +394,8 @@ mod tests {
 
     #[test]
     fn a_feature_overridden_twice_is_refused() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            serve: ServeArgs,
-        }
         let parse = |second: &str| {
-            Cli::try_parse_from([
-                "serve",
+            parse_serve(&[
                 "--artifact",
                 "/nowhere",
                 "--drift-feature",
@@ -400,32 +405,28 @@ mod tests {
             ])
             .unwrap()
         };
-        let err = parse("a=ignore").serve.config().err().expect("refused");
+        let Err(err) = parse("a=ignore").config() else {
+            panic!("a feature given twice was accepted")
+        };
         assert!(err.to_string().contains("`a` twice"), "{err}");
-        let features = parse("b=ignore").serve.config().unwrap().drift.features;
+        let features = parse("b=ignore").config().unwrap().drift.features;
         assert_eq!(features["a"].threshold, Some(0.2));
         assert!(features["b"].ignore);
         // Zero compute threads is a usage error, not a silent default.
-        let zero = Cli::try_parse_from(["serve", "--artifact", "/a", "--compute-threads", "0"]);
+        let zero = parse_serve(&["--artifact", "/a", "--compute-threads", "0"]);
         assert!(zero.is_err());
-        let two = Cli::try_parse_from(["serve", "--artifact", "/a", "--compute-threads", "2"]);
-        assert_eq!(two.unwrap().serve.compute_threads, 2);
+        let two = parse_serve(&["--artifact", "/a", "--compute-threads", "2"]);
+        assert_eq!(two.unwrap().compute_threads, 2);
     }
 
     #[test]
     fn feedback_caps_reach_the_config_and_zero_is_a_usage_error() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            serve: ServeArgs,
-        }
         let parse = |extra: &[&str]| {
-            let mut argv = vec!["serve", "--artifact", "/a"];
+            let mut argv = vec!["--artifact", "/a"];
             argv.extend_from_slice(extra);
-            Cli::try_parse_from(argv)
+            parse_serve(&argv)
         };
-        let defaults = parse(&[]).unwrap().serve.config().unwrap().feedback;
+        let defaults = parse(&[]).unwrap().config().unwrap().feedback;
         assert_eq!(
             (
                 defaults.max_pending,
@@ -443,7 +444,6 @@ mod tests {
             "50",
         ])
         .unwrap()
-        .serve
         .config()
         .unwrap()
         .feedback;
@@ -456,7 +456,9 @@ mod tests {
             "--feedback-max-pending-rows",
             "--feedback-batch-rows",
         ] {
-            let err = parse(&[flag, "0"]).err().expect("0 refused");
+            let Err(err) = parse(&[flag, "0"]) else {
+                panic!("{flag} 0 was accepted")
+            };
             assert!(err.to_string().contains(flag), "{flag}: {err}");
         }
     }

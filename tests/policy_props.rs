@@ -1,19 +1,46 @@
 //! Invariants of the decision core over random histories: whatever happens,
-//! at most one training runs, weights sum to 100, a canary only advances on
-//! passing evidence, rollback restores the champion, and decisions are
-//! deterministic.
+//! at most one training runs and none starts in the decision that sees one
+//! end, weights sum to 100, a canary only advances on passing evidence,
+//! rollback restores the champion, decisions are deterministic, and automatic
+//! retrains keep to the schedule, cooldown, `maxPerDay` and "a failed run is
+//! not retried until something changes".
+//!
+//! `PROPTEST_CASES=100000 cargo test --test policy_props` runs a long search;
+//! failures are written to `tests/policy_props.proptest-regressions` (commit
+//! it) and replayed first on every run.
 
 mod policy_support;
 
 use std::collections::BTreeMap;
 
-use chrono::Duration;
-use driftline::api::{CanaryStep, TrafficWeight, VersionPhase, version_number};
+use chrono::{DateTime, Duration, Utc};
+use driftline::api::{
+    CanaryStep, MissedRunPolicy, TrafficWeight, TrainingTrigger, VersionPhase, parse_duration,
+    version_number,
+};
 use driftline::policy::{
     Action, DriftReading, JobState, ManualAction, ManualRequest, ServingMetrics, decide,
 };
 use policy_support::*;
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+
+/// Cases per property: `PROPTEST_CASES` when set (long searches), else `default`.
+fn config(default: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default);
+    ProptestConfig {
+        cases,
+        // Beside this file, where the next run (and CI) replays it: the default
+        // looks for lib.rs/main.rs, which an integration test does not have.
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::default()
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Evidence {
@@ -65,7 +92,7 @@ fn sums_to_100(weights: &[TrafficWeight]) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(config(128))]
 
     #[test]
     fn invariants_hold_over_any_history(
@@ -180,6 +207,9 @@ proptest! {
             let starts = d.actions.iter().filter(|a| matches!(a, Action::StartTraining { .. })).count();
             prop_assert!(starts <= 1);
             if starts == 1 {
+                // Also when that run ends in this very decision: a failed run is
+                // not restarted back to back (issue 14's seed: drift pending
+                // while v1 trains, v1 fails, drift must not start v2 at once).
                 prop_assert_eq!(training_before, 0, "training started while one was running");
             }
             let training_now = w.versions.iter().filter(|v| v.status.as_ref().is_some_and(|s| s.phase == VersionPhase::Training)).count();
@@ -232,6 +262,308 @@ proptest! {
                 let explained = d.actions.iter().any(|a| matches!(a, Action::Promote { .. } | Action::Rollback { .. }));
                 prop_assert!(explained, "champion changed without Promote or Rollback");
             }
+        }
+    }
+}
+
+/// Events of the trigger property: time, training and gate outcomes, canary
+/// evidence, drift windows, data and spec changes, manual requests.
+#[derive(Clone, Debug)]
+enum TriggerEvent {
+    Tick(u32),
+    JobDone(bool),
+    Gate(bool),
+    Ready,
+    PassingCanary(u32),
+    Drift(bool),
+    NewData,
+    Reconfigure,
+    Retrain,
+    Rollback,
+}
+
+fn trigger_event() -> impl Strategy<Value = TriggerEvent> {
+    prop_oneof![
+        4 => (1u32..240).prop_map(TriggerEvent::Tick),
+        3 => any::<bool>().prop_map(TriggerEvent::JobDone),
+        2 => any::<bool>().prop_map(TriggerEvent::Gate),
+        2 => Just(TriggerEvent::Ready),
+        3 => (1u32..60).prop_map(TriggerEvent::PassingCanary),
+        5 => proptest::bool::weighted(0.8).prop_map(TriggerEvent::Drift),
+        1 => Just(TriggerEvent::NewData),
+        1 => Just(TriggerEvent::Reconfigure),
+        1 => Just(TriggerEvent::Retrain),
+        1 => Just(TriggerEvent::Rollback),
+    ]
+}
+
+/// What the history so far allows an automatic training to start on, kept by
+/// the test independently of the core's status.
+struct TriggerEvidence {
+    /// Drifted windows in a row since the last start, failure or clean window.
+    drifted_in_a_row: u32,
+    /// Data digest at the last start or failure.
+    digest_at_reset: Option<String>,
+    /// Schedule slots at or before this were due at a start or a failure.
+    schedule_anchor: DateTime<Utc>,
+    /// The spec changed since the last start.
+    reconfigured: bool,
+    /// Start times of every run, newest last.
+    starts: Vec<DateTime<Utc>>,
+    /// Start times of drift- and data-triggered runs.
+    automatic: Vec<DateTime<Utc>>,
+}
+
+impl TriggerEvidence {
+    fn reset(&mut self, now: DateTime<Utc>, digest: Option<String>) {
+        self.drifted_in_a_row = 0;
+        self.digest_at_reset = digest;
+        self.schedule_anchor = self.schedule_anchor.max(now);
+    }
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    #[test]
+    fn automatic_retrains_keep_to_schedule_cooldown_limits_and_failures(
+        schedule in proptest::option::of(prop_oneof![
+            Just("0 * * * *"), Just("*/20 * * * *"), Just("0 2 * * *"), Just("30 1 * * 1-5"),
+        ]),
+        london in any::<bool>(),
+        skip_missed in any::<bool>(),
+        cooldown in proptest::option::of(prop_oneof![Just("10m"), Just("1h"), Just("6h")]),
+        max_per_day in proptest::option::of(1u32..4),
+        consecutive in 1u32..4,
+        bootstrap in any::<bool>(),
+        events in proptest::collection::vec(trigger_event(), 1..150),
+    ) {
+        let mut s = spec();
+        {
+            let r = s.retrain.as_mut().expect("fixture retrains");
+            r.schedule = schedule.map(String::from);
+            // A time zone without a schedule is refused by validate().
+            r.time_zone = (london && schedule.is_some()).then(|| "Europe/London".to_string());
+            r.missed_runs = if skip_missed { MissedRunPolicy::Skip } else { MissedRunPolicy::RunLatest };
+            r.cooldown = cooldown.map(String::from);
+            r.max_per_day = max_per_day;
+        }
+        s.drift.consecutive_windows = consecutive;
+        s.rollout.steps = vec![CanaryStep { weight: 50, pause: "5m".into() }];
+        s.rollout.auto_promote = true;
+        let parsed = s.retrain.as_ref().and_then(|r| r.parsed_schedule());
+        prop_assert_eq!(parsed.is_some(), schedule.is_some());
+        let cooldown = cooldown.map(|c| Duration::from_std(parse_duration(c).expect("cooldown")).expect("fits"));
+
+        let mut w = World::new(s, t("2026-03-28T23:10:00Z"));
+        w.source_digest = Some("d0".into());
+        let created = w.now;
+        let mut ev = TriggerEvidence {
+            drifted_in_a_row: 0,
+            digest_at_reset: w.source_digest.clone(),
+            schedule_anchor: created,
+            reconfigured: false,
+            starts: Vec::new(),
+            automatic: Vec::new(),
+        };
+        if bootstrap {
+            let before = w.now;
+            w.bootstrap();
+            ev.starts.push(before);
+            ev.schedule_anchor = before;
+        }
+        let mut drift_end = w.now;
+        let mut digests = 0u32;
+        let mut request_id = 0u32;
+
+        for event in events {
+            let mut obs = w.observations();
+            match event {
+                TriggerEvent::Tick(m) => w.advance(Duration::minutes(i64::from(m))),
+                TriggerEvent::JobDone(ok) => {
+                    let running: Vec<u32> = w.jobs.iter().filter(|j| j.state == JobState::Running).map(|j| j.version).collect();
+                    for n in running {
+                        w.finish_job(n, if ok { JobState::Succeeded } else { JobState::Failed { message: "OOMKilled".into() } });
+                    }
+                }
+                TriggerEvent::Gate(pass) => {
+                    let trained: Vec<u32> = w.versions.iter()
+                        .filter(|v| v.status.as_ref().is_some_and(|s| s.phase == VersionPhase::Trained))
+                        .map(|v| v.spec.version).collect();
+                    for n in trained {
+                        w.gate(n, if pass { passed_gate() } else { failed_gate() });
+                    }
+                }
+                TriggerEvent::Ready => {
+                    let all: Vec<u32> = w.versions.iter().map(|v| v.spec.version).collect();
+                    w.ready.extend(all);
+                }
+                TriggerEvent::NewData => {
+                    digests += 1;
+                    w.source_digest = Some(format!("d{digests}"));
+                }
+                TriggerEvent::Reconfigure => {
+                    w.model.spec.training.epochs += 1;
+                    let g = w.model.metadata.generation.unwrap_or(1);
+                    w.model.metadata.generation = Some(g + 1);
+                    ev.reconfigured = true;
+                }
+                TriggerEvent::PassingCanary(_) | TriggerEvent::Drift(_) | TriggerEvent::Retrain | TriggerEvent::Rollback => {}
+            }
+            obs = match event {
+                TriggerEvent::Tick(_) | TriggerEvent::JobDone(_) | TriggerEvent::Gate(_) | TriggerEvent::Ready
+                | TriggerEvent::NewData | TriggerEvent::Reconfigure => w.observations(),
+                _ => obs,
+            };
+            match event {
+                TriggerEvent::PassingCanary(minutes) => {
+                    w.advance(Duration::minutes(i64::from(minutes)));
+                    obs = w.observations();
+                    if let Some(c) = w.model.status.as_ref().and_then(|s| s.canary.clone()) {
+                        let n = version_number(&c.version).expect("canary version name");
+                        obs.canary_metrics = Some(window(n, c.step_started_at.unwrap_or(w.now), w.now, healthy(1000)));
+                    }
+                }
+                TriggerEvent::Drift(drifted) => {
+                    drift_end += Duration::minutes(1);
+                    let v = if drifted { 0.5 } else { 0.01 };
+                    obs.drift = vec![DriftReading { window_end: drift_end, rows: 1000, features: vec![("alcohol".into(), v), ("ph".into(), v)] }];
+                    ev.drifted_in_a_row = if drifted { ev.drifted_in_a_row + 1 } else { 0 };
+                }
+                TriggerEvent::Retrain | TriggerEvent::Rollback => {
+                    request_id += 1;
+                    let action = if matches!(event, TriggerEvent::Retrain) {
+                        ManualAction::Retrain { reason: None }
+                    } else {
+                        ManualAction::Rollback
+                    };
+                    obs.request = Some(ManualRequest { id: format!("req-{request_id}"), action });
+                }
+                _ => {}
+            }
+
+            let running_before = w.jobs.iter().any(|j| j.state == JobState::Running)
+                || w.versions.iter().any(|v| v.status.as_ref().is_some_and(|s| s.phase == VersionPhase::Training));
+            let manual = matches!(obs.request, Some(ManualRequest { action: ManualAction::Retrain { .. }, .. }));
+            let now = obs.now;
+            let d = w.step_with(obs);
+            let failed = d.actions.iter().any(|a| matches!(a, Action::SetVersionPhase { phase: VersionPhase::Failed, .. }));
+
+            let started: Vec<_> = d.actions.iter().filter_map(|a| match a {
+                Action::StartTraining { trigger, .. } => Some(*trigger),
+                _ => None,
+            }).collect();
+            prop_assert!(started.len() <= 1, "two trainings in one decision: {:?}", started);
+            if let Some(trigger) = started.first().copied() {
+                prop_assert!(!running_before, "{:?} training started while one was running or ending", trigger);
+                match trigger {
+                    TrainingTrigger::Manual => prop_assert!(manual, "manual training without a request"),
+                    TrainingTrigger::Initial => prop_assert!(ev.starts.is_empty(), "a second initial training"),
+                    TrainingTrigger::ConfigChanged => prop_assert!(ev.reconfigured, "config-changed training without a spec change"),
+                    TrainingTrigger::Schedule => {
+                        let latest = parsed.as_ref().and_then(|p| p.latest_at_or_before(now));
+                        prop_assert!(latest.is_some_and(|l| l > ev.schedule_anchor),
+                            "scheduled training at {} without a slot after {} (latest {:?})", now, ev.schedule_anchor, latest);
+                    }
+                    TrainingTrigger::Drift | TrainingTrigger::NewData => {
+                        if trigger == TrainingTrigger::Drift {
+                            prop_assert!(ev.drifted_in_a_row >= consecutive,
+                                "drift training after {} drifted windows in a row (needs {})", ev.drifted_in_a_row, consecutive);
+                        } else {
+                            prop_assert_ne!(&w.source_digest, &ev.digest_at_reset, "new-data training on unchanged data");
+                        }
+                        if let (Some(c), Some(last)) = (cooldown, ev.starts.last()) {
+                            prop_assert!(now - *last >= c, "automatic training {} after the last start, cooldown {}", now - *last, c);
+                        }
+                        if let Some(max) = max_per_day {
+                            let in_day = ev.automatic.iter().filter(|t| now - **t < Duration::hours(24)).count() as u32 + 1;
+                            prop_assert!(in_day <= max, "{} automatic trainings in 24h, maxPerDay {}", in_day, max);
+                        }
+                        ev.automatic.push(now);
+                    }
+                }
+                ev.starts.push(now);
+                ev.reconfigured = false;
+                ev.reset(now, w.source_digest.clone());
+            }
+            if failed {
+                // A failed run consumes the evidence that was pending.
+                ev.reset(now, w.source_digest.clone());
+            }
+            let training_now = w.versions.iter().filter(|v| v.status.as_ref().is_some_and(|s| s.phase == VersionPhase::Training)).count();
+            prop_assert!(training_now <= 1);
+        }
+    }
+}
+
+/// A fixed replay of issue 14's CI failure, independent of proptest's seed format.
+#[test]
+fn drift_pending_during_a_failed_run_does_not_restart_it_at_once() {
+    let mut s = spec();
+    if let Some(r) = s.retrain.as_mut() {
+        r.schedule = None;
+        r.time_zone = None;
+        r.cooldown = None;
+        r.max_per_day = None;
+    }
+    s.drift.features.clear();
+    let mut w = World::new(s, t("2026-06-01T00:00:00Z"));
+    w.advance(Duration::minutes(1));
+    let d = w.step();
+    assert_eq!(
+        d.started_training().map(|(n, t, _)| (n, t)),
+        Some((1, TrainingTrigger::Initial))
+    );
+    let mut end = w.now;
+    for _ in 0..3 {
+        end += Duration::minutes(1);
+        let mut obs = w.observations();
+        obs.drift = vec![DriftReading {
+            window_end: end,
+            rows: 1000,
+            features: vec![("alcohol".into(), 0.5), ("ph".into(), 0.5)],
+        }];
+        assert!(
+            w.step_with(obs).started_training().is_none(),
+            "v1 still trains"
+        );
+    }
+    w.finish_job(
+        1,
+        JobState::Failed {
+            message: "OOMKilled".into(),
+        },
+    );
+    let d = w.step();
+    assert_eq!(w.phase(1), Some(VersionPhase::Failed));
+    assert!(
+        d.started_training().is_none(),
+        "drift seen during the failed run must not restart it: {:?}",
+        d.actions
+    );
+    let failed = policy_support::event(&d, "TrainingFailed").expect("TrainingFailed event");
+    assert!(failed.contains("waits for new evidence"), "{failed}");
+    // Nothing new: later reconciles start nothing either.
+    w.advance(Duration::minutes(30));
+    assert!(
+        w.step().started_training().is_none(),
+        "no retry without new evidence"
+    );
+    // Fresh drift windows are new evidence.
+    for i in 0..3 {
+        end += Duration::minutes(1);
+        let mut obs = w.observations();
+        obs.drift = vec![DriftReading {
+            window_end: end,
+            rows: 1000,
+            features: vec![("alcohol".into(), 0.5), ("ph".into(), 0.5)],
+        }];
+        let d = w.step_with(obs);
+        let started = d.started_training().map(|(n, t, _)| (n, t));
+        if i < 2 {
+            assert_eq!(started, None, "only {} fresh windows", i + 1);
+        } else {
+            assert_eq!(started, Some((2, TrainingTrigger::Drift)));
         }
     }
 }

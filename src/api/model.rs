@@ -344,6 +344,15 @@ pub struct RetrainSpec {
     pub max_per_day: Option<u32>,
 }
 
+impl RetrainSpec {
+    /// The parsed schedule in its time zone; `None` without a schedule or
+    /// when it does not parse (`validate()` reports that on its own field).
+    pub fn parsed_schedule(&self) -> Option<super::schedule::RetrainSchedule> {
+        let expression = self.schedule.as_deref()?;
+        super::schedule::RetrainSchedule::parse(expression, self.time_zone.as_deref()).ok()
+    }
+}
+
 /// Drift statistic compared against the threshold.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

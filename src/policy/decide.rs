@@ -78,6 +78,12 @@ struct Ctx<'a> {
     versions: BTreeMap<u32, VersionPhase>,
     actions: Vec<Action>,
     requeue: Option<Duration>,
+    /// A training run ended in this decision: automatic triggers wait for the
+    /// next reconcile, so the end is visible (status, Event) before anything new starts.
+    training_ended: Option<String>,
+    /// The run that ended in this decision failed: the evidence that would
+    /// restart it at once is consumed (see [`consume_pending_triggers`]).
+    training_failed: bool,
 }
 
 impl Ctx<'_> {
@@ -191,6 +197,8 @@ pub fn decide(model: &Model, versions: &[ModelVersion], obs: &Observations) -> D
             .collect(),
         actions: Vec::new(),
         requeue: None,
+        training_ended: None,
+        training_failed: false,
     };
     ctx.status.next_version = ctx.status.next_version.max(1);
     if let Some(max) = ctx.versions.keys().next_back() {
@@ -235,7 +243,11 @@ pub fn decide(model: &Model, versions: &[ModelVersion], obs: &Observations) -> D
     if !spec.paused {
         advance_canary(&mut ctx);
     }
-    let drift = update_drift(&mut ctx.status, spec, obs);
+    let mut drift = update_drift(&mut ctx.status, spec, obs);
+    if ctx.training_failed {
+        consume_pending_triggers(&mut ctx);
+        drift.due = false;
+    }
     consider_training(&mut ctx, &drift);
     retention(&mut ctx);
     finish(ctx)
@@ -323,6 +335,10 @@ fn observe_training(ctx: &mut Ctx) {
             done.finished_at = Some(ctx.now);
             ctx.status.last_training = Some(done);
             ctx.status.training = None;
+            ctx.training_ended = Some(format!(
+                "{} finished training in this reconcile",
+                run.version
+            ));
             ctx.status.candidate = Some(run.version.clone());
             ctx.set_phase(
                 n,
@@ -349,6 +365,8 @@ fn observe_training(ctx: &mut Ctx) {
             done.finished_at = Some(ctx.now);
             ctx.status.last_training = Some(done);
             ctx.status.training = None;
+            ctx.training_ended = Some(format!("{} failed in this reconcile", run.version));
+            ctx.training_failed = true;
             ctx.set_phase(
                 n,
                 VersionPhase::Failed,
@@ -357,7 +375,11 @@ fn observe_training(ctx: &mut Ctx) {
             ctx.event(
                 EventKind::Warning,
                 "TrainingFailed",
-                format!("{} training failed: {message}", run.version),
+                format!(
+                    "{} training failed: {message}; automatic retraining waits for new evidence \
+                     (fresh drift windows, the next schedule slot, changed data or spec) or a manual retrain",
+                    run.version
+                ),
             );
         }
         _ => {}
@@ -919,13 +941,7 @@ fn start_training(ctx: &mut Ctx, trigger: TrainingTrigger, reason: String) {
     if matches!(trigger, TrainingTrigger::Drift | TrainingTrigger::NewData) {
         ctx.status.automatic_retrains.push(ctx.now);
     }
-    // A new training uses the latest data: pending drift and new-data triggers are consumed.
-    if let Some(d) = ctx.status.drift.as_mut() {
-        d.consecutive_windows = 0;
-    }
-    if let Some(digest) = &ctx.obs.source_digest {
-        ctx.status.data_digest = Some(digest.clone());
-    }
+    consume_pending_triggers(ctx);
     ctx.event(
         EventKind::Normal,
         "TrainingStarted",
@@ -1021,14 +1037,37 @@ fn automatic_blocked(ctx: &mut Ctx) -> Option<(String, DateTime<Utc>)> {
     None
 }
 
+/// Marks the automatic evidence pending now as acted on: drift windows
+/// counted so far, schedule slots already due and the data digest now seen.
+/// A run that starts uses the latest data, so it stands for all of them. A
+/// run that fails consumes them too: otherwise a run that fails for a reason
+/// retraining cannot fix (OOMKilled, a broken image) would be restarted back
+/// to back for as long as drift lasts. Fresh drift windows, the next schedule
+/// slot, changed data or spec, and manual retrains still start a run;
+/// cooldown and `maxPerDay` apply as always.
+fn consume_pending_triggers(ctx: &mut Ctx) {
+    if let Some(summary) = ctx.status.drift.as_mut() {
+        summary.consecutive_windows = 0;
+    }
+    if let Some(schedule) = ctx.spec.retrain.as_ref().and_then(|r| r.parsed_schedule())
+        && let Some(latest) = schedule.latest_at_or_before(ctx.now)
+    {
+        let slot = ctx
+            .status
+            .last_schedule_slot
+            .map_or(latest, |s| s.max(latest));
+        ctx.status.last_schedule_slot = Some(slot);
+    }
+    if let Some(digest) = &ctx.obs.source_digest {
+        ctx.status.data_digest = Some(digest.clone());
+    }
+}
+
 /// Picks at most one reason to train: config change or bootstrap, schedule,
 /// drift, new data. Paused Models and busy Models start nothing.
 fn consider_training(ctx: &mut Ctx, drift: &DriftUpdate) {
     let retrain = ctx.spec.retrain.clone().unwrap_or_default();
-    let schedule = retrain
-        .schedule
-        .as_deref()
-        .and_then(|s| RetrainSchedule::parse(s, retrain.time_zone.as_deref()).ok());
+    let schedule = retrain.parsed_schedule();
     let due = match &schedule {
         Some(s) => schedule_due(ctx, s),
         None => ScheduleDue::NotDue,
@@ -1043,7 +1082,7 @@ fn consider_training(ctx: &mut Ctx, drift: &DriftUpdate) {
     let blocked = if ctx.spec.paused {
         Some("the Model is paused (spec.paused)".to_string())
     } else {
-        ctx.busy()
+        ctx.busy().or_else(|| ctx.training_ended.clone())
     };
     let hash = config_hash(ctx.spec);
     let mut chosen: Option<(TrainingTrigger, String)> = None;

@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 use crate::api::{ModelSpec, Task, load_model_config};
-use crate::ml::{Cell, read_table};
+use crate::ml::read_table;
+use crate::serve::load::{cell_json, label_json, same_label};
 
 /// Arguments of `driftline demo`.
 #[derive(Debug, clap::Args)]
@@ -422,36 +423,6 @@ async fn exercise_server(
     let drift: Value = get_json(&http, &format!("{base}/v2/models/{name}/drift")).await?;
     print_drift(&drift);
     Ok(())
-}
-
-fn cell_json(cell: &Cell, datatype: &str) -> Value {
-    match (cell, datatype) {
-        (Cell::Number(x), "BYTES") => json!(x.to_string()),
-        (Cell::Number(x), _) => json!(x),
-        (Cell::Text(s), _) => json!(s),
-        (Cell::Missing, "BYTES") => json!(""),
-        (Cell::Missing, _) => Value::Null,
-    }
-}
-
-fn label_json(cell: &Cell, task: Task) -> Value {
-    match (cell, task) {
-        (Cell::Number(x), Task::Classification) if x.fract() == 0.0 => {
-            json!((*x as i64).to_string())
-        }
-        (Cell::Number(x), Task::Classification) => json!(x.to_string()),
-        (Cell::Number(x), Task::Regression) => json!(x),
-        (Cell::Text(s), _) => json!(s),
-        (Cell::Missing, _) => Value::Null,
-    }
-}
-
-fn same_label(prediction: &Value, label: &Value) -> bool {
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    text(prediction) == text(label)
 }
 
 fn print_drift(drift: &Value) {

@@ -73,9 +73,22 @@ pub struct EvaluateArgs {
     /// Also write the JSON report here (path or URI).
     #[arg(long)]
     pub report: Option<String>,
+    /// Exit 0 once the report is written, whatever the verdict (a training
+    /// Job's evaluate step: a failed gate is a result, not a failed Job).
+    #[arg(long, requires = "report")]
+    pub report_only: bool,
 }
 
+/// Reads a Model YAML from a path or URI, or from an environment variable
+/// with `env:NAME` (how a training Job hands its pod the Model).
 async fn read_config(uri: &str) -> Result<ModelSpec, MlError> {
+    if let Some(var) = uri.strip_prefix("env:") {
+        let text = std::env::var(var).map_err(|_| MlError::InvalidConfig {
+            field: "--config".into(),
+            reason: format!("environment variable `{var}` is not set or not UTF-8"),
+        })?;
+        return Ok(load_model_config(&text)?);
+    }
     let bytes = store::read_bytes(uri).await?;
     let text = String::from_utf8_lossy(&bytes);
     Ok(load_model_config(&text)?)
@@ -162,6 +175,14 @@ pub async fn evaluate(args: EvaluateArgs) -> Result<ExitCode, MlError> {
     if evaluation.verdict.passed {
         eprintln!("gate passed: `{}` may be promoted", args.candidate);
         Ok(ExitCode::SUCCESS)
+    } else if args.report_only {
+        eprintln!(
+            "gate failed: {} of {} checks failed for `{}` (report written)",
+            evaluation.verdict.failures().count(),
+            evaluation.verdict.checks.len(),
+            args.candidate
+        );
+        Ok(ExitCode::SUCCESS)
     } else {
         eprintln!(
             "gate failed: {} of {} checks failed for `{}`",
@@ -174,29 +195,6 @@ pub async fn evaluate(args: EvaluateArgs) -> Result<ExitCode, MlError> {
 }
 
 async fn write_report(uri: &str, json: String) -> Result<(), MlError> {
-    // A report is one file: write it beside itself and rename (local) or put it whole (object store).
-    match uri
-        .strip_prefix("file://")
-        .or(if uri.contains("://") { None } else { Some(uri) })
-    {
-        Some(path) => {
-            let path = std::path::Path::new(path);
-            let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
-            let io = |e: std::io::Error| store::StoreError::Write {
-                uri: uri.into(),
-                reason: e.to_string(),
-            };
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                tokio::fs::create_dir_all(parent).await.map_err(io)?;
-            }
-            tokio::fs::write(&tmp, json).await.map_err(io)?;
-            tokio::fs::rename(&tmp, path).await.map_err(io)?;
-            Ok(())
-        }
-        None => {
-            let (prefix, name) = uri.rsplit_once('/').unwrap_or((uri, "report.json"));
-            store::write_atomically(prefix, &[(name, Bytes::from(json))]).await?;
-            Ok(())
-        }
-    }
+    // One file, made visible whole (temporary name + rename, or one PUT).
+    Ok(store::write_object(uri, Bytes::from(json)).await?)
 }

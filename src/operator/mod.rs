@@ -1,1 +1,196 @@
-//! See DESIGN.md: the operator room.
+//! The operator: a kube-runtime controller for `Model` that owns its
+//! `ModelVersion`s, training Jobs, serving Deployments and Services. Each
+//! reconcile is observe → [`crate::policy::decide`] → apply → status
+//! ([`reconcile`]); building children is pure ([`children`]).
+
+pub mod apply;
+pub mod children;
+pub mod clock;
+pub mod error;
+pub mod leader;
+pub mod observe;
+pub mod reconcile;
+pub mod telemetry;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Service;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
+use kube::{Api, Client};
+use serde::de::DeserializeOwned;
+use tracing::info;
+
+use crate::api::names::{MANAGED_BY_LABEL, MANAGER};
+use crate::api::{Model, ModelVersion};
+
+pub use children::ChildSettings;
+pub use clock::Clock;
+pub use error::OperatorError;
+pub use telemetry::Telemetry;
+
+/// How the operator runs.
+pub struct OperatorConfig {
+    /// What shapes the children (artifact root, image, credentials).
+    pub settings: ChildSettings,
+    /// Watch only this namespace; all namespaces when `None`.
+    pub namespace: Option<String>,
+    /// The operator's clock (scaled in tests and demos).
+    pub clock: Arc<Clock>,
+    /// This replica's name, for Events and the leader Lease.
+    pub instance: String,
+    /// Leader election on a Lease, for more than one replica.
+    pub leader: Option<leader::LeaseConfig>,
+    /// Longest wait for a model server's `/metrics`.
+    pub scrape_timeout: Duration,
+    /// The embedded cluster's hosts file, to reach its Services from outside
+    /// (`None`: `DRIFTLINE_HOSTS_FILE`, then DNS).
+    pub hosts_file: Option<std::path::PathBuf>,
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// An HTTP client that finds Services of the embedded cluster by its hosts
+/// file and everything else by DNS.
+pub fn service_http_client(
+    timeout: Duration,
+    hosts_file: Option<std::path::PathBuf>,
+) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .dns_resolver(Arc::new(
+            crate::cluster::runner::service::HostsFileResolver { path: hosts_file },
+        ))
+        .build()
+        .unwrap_or_default()
+}
+
+/// Runs the controller until `shutdown` resolves. With a leader Lease, only
+/// the holder reconciles; the others wait to take over.
+pub async fn run(
+    client: Client,
+    config: OperatorConfig,
+    telemetry: Arc<Telemetry>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), OperatorError> {
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    if let Some(lease) = &config.leader {
+        telemetry.set_ready(true);
+        let acquired = leader::acquire(&client, lease, &config.instance, shutdown.clone()).await?;
+        if !acquired {
+            return Ok(());
+        }
+        let renew = leader::keep(client.clone(), lease.clone(), config.instance.clone());
+        tokio::select! {
+            result = controller(client, config, telemetry, shutdown) => result,
+            lost = renew => Err(lost),
+        }
+    } else {
+        controller(client, config, telemetry, shutdown).await
+    }
+}
+
+async fn controller(
+    client: Client,
+    config: OperatorConfig,
+    telemetry: Arc<Telemetry>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), OperatorError> {
+    let ns = config.namespace.as_deref();
+    let children = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
+
+    let (versions, versions_writer) = reflector::store::<ModelVersion>();
+    let (jobs, jobs_writer) = reflector::store::<Job>();
+    let (deployments, deployments_writer) = reflector::store::<Deployment>();
+    let (services, services_writer) = reflector::store::<Service>();
+    let version_events = watcher(api::<ModelVersion>(&client, ns), children.clone())
+        .default_backoff()
+        .reflect(versions_writer)
+        .touched_objects();
+    let job_events = watcher(api::<Job>(&client, ns), children.clone())
+        .default_backoff()
+        .reflect(jobs_writer)
+        .touched_objects();
+    let deployment_events = watcher(api::<Deployment>(&client, ns), children.clone())
+        .default_backoff()
+        .reflect(deployments_writer)
+        .touched_objects();
+    let service_events = watcher(api::<Service>(&client, ns), children)
+        .default_backoff()
+        .reflect(services_writer)
+        .touched_objects();
+
+    let ctx = Arc::new(reconcile::Context {
+        client: client.clone(),
+        settings: config.settings,
+        clock: config.clock,
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: MANAGER.into(),
+                instance: Some(config.instance),
+            },
+        ),
+        stores: reconcile::Stores {
+            versions: versions.clone(),
+            jobs: jobs.clone(),
+            deployments: deployments.clone(),
+            services: services.clone(),
+        },
+        http: service_http_client(config.scrape_timeout, config.hosts_file),
+        telemetry: telemetry.clone(),
+        baselines: Mutex::new(HashMap::new()),
+        stale: Mutex::new(HashMap::new()),
+    });
+
+    let controller = Controller::new(api::<Model>(&client, ns), watcher::Config::default())
+        .owns_stream(version_events)
+        .owns_stream(job_events)
+        .owns_stream(deployment_events)
+        .owns_stream(service_events)
+        .graceful_shutdown_on(shutdown);
+    // No decision before every child cache is complete: an empty cache would
+    // look like a Model with no versions and start a duplicate training.
+    let ready = telemetry.clone();
+    let wait_for_caches = async move {
+        let _ = versions.wait_until_ready().await;
+        let _ = jobs.wait_until_ready().await;
+        let _ = deployments.wait_until_ready().await;
+        let _ = services.wait_until_ready().await;
+        ready.set_ready(true);
+        info!("caches synced; reconciling");
+    };
+    let gate = futures::future::FutureExt::shared(Box::pin(wait_for_caches));
+    controller
+        .run(
+            move |model, ctx| {
+                let gate = gate.clone();
+                async move {
+                    gate.await;
+                    reconcile::reconcile(model, ctx).await
+                }
+            },
+            reconcile::error_policy,
+            ctx,
+        )
+        .for_each(|_| futures::future::ready(()))
+        .await;
+    Ok(())
+}

@@ -21,6 +21,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+
+use crate::cluster::runner::service::HostsFileResolver;
 use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -197,7 +199,7 @@ impl Default for GatewayConfig {
 
 struct GatewayState {
     weights: watch::Receiver<Arc<WeightTable>>,
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpConnector<HostsFileResolver>, Body>,
     metrics: GatewayMetrics,
     config: GatewayConfig,
 }
@@ -247,7 +249,8 @@ impl WeightsHandle {
 /// Builds the gateway's router and the handle that changes its weights.
 pub fn gateway_router(initial: WeightTable, config: GatewayConfig) -> (Router, WeightsHandle) {
     let (sender, receiver) = watch::channel(Arc::new(WeightTable { backends: vec![] }));
-    let mut connector = HttpConnector::new();
+    // Backends are Services: the embedded cluster's hosts file, else DNS.
+    let mut connector = HttpConnector::new_with_resolver(HostsFileResolver::default());
     connector.set_nodelay(true);
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))

@@ -3,6 +3,8 @@
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
+
+use crate::api::scrape;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -89,7 +91,7 @@ impl Default for ServeMetrics {
 impl ServeMetrics {
     /// Registers every metric under the `driftline_serve` prefix.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("driftline_serve");
+        let mut registry = Registry::with_prefix(scrape::SERVE_PREFIX);
         let m = Self {
             requests: Family::default(),
             errors: Family::default(),
@@ -113,19 +115,19 @@ impl ServeMetrics {
             registry: Registry::default(),
         };
         registry.register(
-            "requests",
+            scrape::REQUESTS,
             "Requests by endpoint and status code",
             m.requests.clone(),
         );
         registry.register("errors", "Error answers by status code", m.errors.clone());
         registry.register(
-            "infer_latency_seconds",
+            scrape::INFER_LATENCY,
             "Time to answer an infer request",
             m.infer_latency.clone(),
         );
         registry.register("rows", "Rows predicted", m.rows.clone());
         registry.register(
-            "predictions",
+            scrape::PREDICTIONS,
             "Predicted rows by class",
             m.predictions.clone(),
         );
@@ -185,7 +187,7 @@ impl ServeMetrics {
             m.feedback_write_errors.clone(),
         );
         registry.register(
-            "online_accuracy",
+            scrape::ONLINE_ACCURACY,
             "Accuracy over the recent labelled rows (classification)",
             m.online_accuracy.clone(),
         );
@@ -195,7 +197,7 @@ impl ServeMetrics {
             m.online_rmse.clone(),
         );
         registry.register(
-            "online_labelled",
+            scrape::ONLINE_LABELLED,
             "Labelled rows behind the online accuracy or RMSE",
             m.online_labelled.clone(),
         );

@@ -4,6 +4,7 @@ pub mod cli;
 pub mod error;
 pub mod feedback;
 pub mod gateway;
+pub mod load;
 pub mod metrics;
 pub mod model;
 pub mod protocol;

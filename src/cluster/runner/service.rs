@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -45,6 +45,62 @@ pub fn resolve_service_host(hosts_file: &Path, host: &str) -> Option<IpAddr> {
 pub fn resolve_service_host_from_env(host: &str) -> Option<IpAddr> {
     let path = std::env::var_os(HOSTS_FILE_ENV)?;
     resolve_service_host(Path::new(&path), host)
+}
+
+/// Resolves names through the embedded cluster's hosts file first (`path`,
+/// or `DRIFTLINE_HOSTS_FILE` when `None`), then the system resolver: clients
+/// outside and inside pods reach `<svc>.<ns>.svc` as in a real cluster.
+#[derive(Clone, Debug, Default)]
+pub struct HostsFileResolver {
+    /// The hosts file; `None` reads `DRIFTLINE_HOSTS_FILE`.
+    pub path: Option<PathBuf>,
+}
+
+impl HostsFileResolver {
+    /// The addresses of `host` (port 0): the hosts file's, else DNS's.
+    pub async fn lookup(&self, host: &str) -> std::io::Result<Vec<SocketAddr>> {
+        let found = match &self.path {
+            Some(p) => resolve_service_host(p, host),
+            None => resolve_service_host_from_env(host),
+        };
+        if let Some(ip) = found {
+            return Ok(vec![SocketAddr::new(ip, 0)]);
+        }
+        Ok(tokio::net::lookup_host((host, 0)).await?.collect())
+    }
+}
+
+impl reqwest::dns::Resolve for HostsFileResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let resolver = self.clone();
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: reqwest::dns::Addrs = Box::new(resolver.lookup(&host).await?.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// For hyper's `HttpConnector::new_with_resolver` (the gateway's client).
+impl tower::Service<hyper_util::client::legacy::connect::dns::Name> for HostsFileResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
+        let resolver = self.clone();
+        let host = name.as_str().to_string();
+        Box::pin(async move { Ok(resolver.lookup(&host).await?.into_iter()) })
+    }
 }
 
 /// The hosts-file text for these Services (those with a loopback cluster IP).

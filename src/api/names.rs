@@ -1,0 +1,131 @@
+//! Names of everything the operator creates for a Model, and the labels and
+//! annotations it shares with users and pods. One home: the operator, the
+//! gateway, the CLI and the tests all call these.
+
+use super::status::version_name;
+
+/// The serving port of model servers and gateways.
+pub const SERVE_PORT: u16 = 8080;
+/// Label on every child: the owning Model's name.
+pub const MODEL_LABEL: &str = "driftline.dev/model";
+/// Label on version children: the version number `n`.
+pub const VERSION_LABEL: &str = "driftline.dev/version";
+/// Label on every child: `training`, `serving` or `gateway`.
+pub const ROLE_LABEL: &str = "driftline.dev/role";
+/// Standard label naming the manager of every child.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// The value of [`MANAGED_BY_LABEL`], also the server-side-apply field manager.
+pub const MANAGER: &str = "driftline-operator";
+/// Annotation asking for a retraining now; its value is the request id.
+pub const RETRAIN_ANNOTATION: &str = "driftline.dev/retrain";
+/// Annotation asking to promote a version: `v3`, optionally `v3 <request id>`.
+pub const PROMOTE_ANNOTATION: &str = "driftline.dev/promote";
+/// Annotation asking to roll back; its value is the request id.
+pub const ROLLBACK_ANNOTATION: &str = "driftline.dev/rollback";
+/// The gate report a training Job leaves beside its artifact.
+pub const GATE_REPORT_FILE: &str = "gate.json";
+/// Environment variable through which a training Job gets its Model as YAML.
+pub const MODEL_ENV: &str = "DRIFTLINE_MODEL";
+
+/// `ModelVersion` object of version `n`: `<model>-v<n>`.
+pub fn version_object(model: &str, n: u32) -> String {
+    format!("{model}-{}", version_name(n))
+}
+
+/// Training Job of version `n`: `<model>-train-<n>`.
+pub fn training_job(model: &str, n: u32) -> String {
+    format!("{model}-train-{n}")
+}
+
+/// The version `n` a training Job name belongs to, for this Model.
+pub fn training_job_version(model: &str, job: &str) -> Option<u32> {
+    job.strip_prefix(model)?
+        .strip_prefix("-train-")?
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+}
+
+/// Serving Deployment and Service of version `n`: `<model>-v<n>`.
+pub fn serving(model: &str, n: u32) -> String {
+    version_object(model, n)
+}
+
+/// The version `n` a serving Deployment or Service name belongs to.
+pub fn serving_version(model: &str, name: &str) -> Option<u32> {
+    super::status::version_number(name.strip_prefix(model)?.strip_prefix('-')?)
+}
+
+/// The gateway's Deployment: `<model>-gateway`.
+pub fn gateway_deployment(model: &str) -> String {
+    format!("{model}-gateway")
+}
+
+/// The gateway's Service, the Model's one address: `<model>`.
+pub fn gateway_service(model: &str) -> String {
+    model.to_string()
+}
+
+/// In-cluster URL of a Service.
+pub fn service_url(service: &str, namespace: &str) -> String {
+    format!("http://{service}.{namespace}.svc:{SERVE_PORT}")
+}
+
+/// In-cluster URL of version `n`'s model server.
+pub fn serving_url(model: &str, namespace: &str, n: u32) -> String {
+    service_url(&serving(model, n), namespace)
+}
+
+/// Artifact directory of version `n` under the operator's artifact root:
+/// `<root>/<namespace>/<model>/v<n>`.
+pub fn artifact_uri(root: &str, namespace: &str, model: &str, n: u32) -> String {
+    format!(
+        "{}/{namespace}/{model}/{}",
+        root.trim_end_matches('/'),
+        version_name(n)
+    )
+}
+
+/// Where the model servers of a Model write labelled feedback:
+/// `<root>/<namespace>/<model>/feedback/`.
+pub fn feedback_prefix(root: &str, namespace: &str, model: &str) -> String {
+    format!(
+        "{}/{namespace}/{model}/feedback/",
+        root.trim_end_matches('/')
+    )
+}
+
+/// The gate report of the artifact at `artifact`.
+pub fn gate_report_uri(artifact: &str) -> String {
+    format!("{}/{GATE_REPORT_FILE}", artifact.trim_end_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_refuse_other_models() {
+        assert_eq!(training_job("wine", 3), "wine-train-3");
+        assert_eq!(training_job_version("wine", "wine-train-3"), Some(3));
+        assert_eq!(training_job_version("wine", "wine-quality-train-3"), None);
+        assert_eq!(training_job_version("wine", "wine-train-0"), None);
+        assert_eq!(serving("wine", 12), "wine-v12");
+        assert_eq!(serving_version("wine", "wine-v12"), Some(12));
+        assert_eq!(serving_version("wine", "wine-gateway"), None);
+        assert_eq!(serving_version("wine", "winev12"), None);
+        assert_eq!(serving_url("wine", "ml", 2), "http://wine-v2.ml.svc:8080");
+        assert_eq!(
+            artifact_uri("s3://b/models/", "ml", "wine", 4),
+            "s3://b/models/ml/wine/v4"
+        );
+        assert_eq!(
+            gate_report_uri("file:///a/ml/wine/v4/"),
+            "file:///a/ml/wine/v4/gate.json"
+        );
+        assert_eq!(
+            feedback_prefix("/state/artifacts", "ml", "wine"),
+            "/state/artifacts/ml/wine/feedback/"
+        );
+    }
+}

@@ -1,0 +1,310 @@
+//! The `/metrics` families the operator reads from model servers, and a
+//! parser for the Prometheus text format they are served in. One home: the
+//! server registers these names, the operator reads them.
+
+use std::collections::BTreeMap;
+
+/// Prefix of every model-server metric.
+pub const SERVE_PREFIX: &str = "driftline_serve";
+/// Requests by `endpoint` and `code` (counter).
+pub const REQUESTS: &str = "requests";
+/// Inference latency histogram, seconds.
+pub const INFER_LATENCY: &str = "infer_latency_seconds";
+/// Predicted rows by `class` (counter).
+pub const PREDICTIONS: &str = "predictions";
+/// Accuracy over recent labelled rows (gauge).
+pub const ONLINE_ACCURACY: &str = "online_accuracy";
+/// Labelled rows behind the online accuracy (gauge).
+pub const ONLINE_LABELLED: &str = "online_labelled";
+
+/// Cumulative serving counters of one server (or the sum of several
+/// replicas), as scraped at one moment.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServingCounters {
+    /// Infer requests answered.
+    pub requests: u64,
+    /// Infer requests answered with a 5xx.
+    pub errors: u64,
+    /// Latency histogram: upper bound (seconds) → cumulative count.
+    pub latency_buckets: BTreeMap<OrderedBound, u64>,
+    /// Predicted rows by class.
+    pub predictions: BTreeMap<String, u64>,
+    /// Labelled rows behind the online accuracy.
+    pub labelled: u64,
+    /// Of those, predicted correctly (accuracy × labelled).
+    pub correct: u64,
+}
+
+/// A histogram bound that sorts (`+Inf` last).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OrderedBound(pub f64);
+
+impl Eq for OrderedBound {}
+
+impl PartialOrd for OrderedBound {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for OrderedBound {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// One sample line: family name with suffix, labels, value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// Parses Prometheus / OpenMetrics text; comment and malformed lines are skipped.
+pub fn parse_samples(text: &str) -> Vec<Sample> {
+    text.lines().filter_map(parse_line).collect()
+}
+
+fn parse_line(line: &str) -> Option<Sample> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let (head, rest) = match line.find('{') {
+        Some(open) => {
+            let close = line[open..].find('}')? + open;
+            (&line[..close + 1], &line[close + 1..])
+        }
+        None => line.split_at(line.find(' ')?),
+    };
+    let value: f64 = rest.split_whitespace().next()?.parse().ok()?;
+    let (name, labels) = match head.find('{') {
+        Some(open) => (
+            &head[..open],
+            parse_labels(&head[open + 1..head.len() - 1])?,
+        ),
+        None => (head, BTreeMap::new()),
+    };
+    Some(Sample {
+        name: name.to_string(),
+        labels,
+        value,
+    })
+}
+
+fn parse_labels(body: &str) -> Option<BTreeMap<String, String>> {
+    let mut labels = BTreeMap::new();
+    let mut rest = body.trim();
+    while !rest.is_empty() {
+        let eq = rest.find('=')?;
+        let key = rest[..eq].trim().trim_start_matches(',').trim().to_string();
+        let after = rest[eq + 1..].trim_start().strip_prefix('"')?;
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, other)) => value.push(other),
+                    None => return None,
+                },
+                '"' => {
+                    end = Some(i);
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        let end = end?;
+        labels.insert(key, value);
+        rest = after[end + 1..]
+            .trim_start()
+            .trim_start_matches(',')
+            .trim_start();
+    }
+    Some(labels)
+}
+
+fn family(suffix: &str) -> String {
+    format!("{SERVE_PREFIX}_{suffix}")
+}
+
+impl ServingCounters {
+    /// Reads the model server's families from a `/metrics` answer.
+    pub fn from_metrics(text: &str) -> Self {
+        let requests = format!("{}_total", family(REQUESTS));
+        let bucket = format!("{}_bucket", family(INFER_LATENCY));
+        let predictions = format!("{}_total", family(PREDICTIONS));
+        let accuracy = family(ONLINE_ACCURACY);
+        let labelled = family(ONLINE_LABELLED);
+        let mut c = ServingCounters::default();
+        let mut online_accuracy = None;
+        for s in parse_samples(text) {
+            let count = s.value.max(0.0) as u64;
+            if s.name == requests {
+                if s.labels.get("endpoint").map(String::as_str) != Some("infer") {
+                    continue;
+                }
+                c.requests += count;
+                if s.labels
+                    .get("code")
+                    .is_some_and(|code| code.starts_with('5'))
+                {
+                    c.errors += count;
+                }
+            } else if s.name == bucket {
+                let bound = match s.labels.get("le").map(String::as_str) {
+                    Some("+Inf") => f64::INFINITY,
+                    Some(b) => match b.parse() {
+                        Ok(b) => b,
+                        Err(_) => continue,
+                    },
+                    None => continue,
+                };
+                *c.latency_buckets.entry(OrderedBound(bound)).or_default() += count;
+            } else if s.name == predictions {
+                if let Some(class) = s.labels.get("class") {
+                    *c.predictions.entry(class.clone()).or_default() += count;
+                }
+            } else if s.name == accuracy {
+                online_accuracy = Some(s.value);
+            } else if s.name == labelled {
+                c.labelled = count;
+            }
+        }
+        if let Some(a) = online_accuracy.filter(|a| a.is_finite()) {
+            c.correct = (a.clamp(0.0, 1.0) * c.labelled as f64).round() as u64;
+        }
+        c
+    }
+
+    /// Adds another replica's counters.
+    pub fn merge(&mut self, other: &ServingCounters) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        for (b, n) in &other.latency_buckets {
+            *self.latency_buckets.entry(*b).or_default() += n;
+        }
+        for (class, n) in &other.predictions {
+            *self.predictions.entry(class.clone()).or_default() += n;
+        }
+        self.labelled += other.labelled;
+        self.correct += other.correct;
+    }
+
+    /// What happened since `baseline` (a restarted server starts from zero,
+    /// so a counter that went down counts from zero).
+    pub fn since(&self, baseline: &ServingCounters) -> ServingCounters {
+        let delta = |now: u64, then: u64| if now >= then { now - then } else { now };
+        let restarted = self.requests < baseline.requests;
+        let base = if restarted {
+            ServingCounters::default()
+        } else {
+            baseline.clone()
+        };
+        ServingCounters {
+            requests: delta(self.requests, base.requests),
+            errors: delta(self.errors, base.errors),
+            latency_buckets: self
+                .latency_buckets
+                .iter()
+                .map(|(b, n)| {
+                    (
+                        *b,
+                        delta(*n, base.latency_buckets.get(b).copied().unwrap_or(0)),
+                    )
+                })
+                .collect(),
+            predictions: self
+                .predictions
+                .iter()
+                .map(|(c, n)| {
+                    (
+                        c.clone(),
+                        delta(*n, base.predictions.get(c).copied().unwrap_or(0)),
+                    )
+                })
+                .collect(),
+            // Online accuracy is over recent rows already, not cumulative.
+            labelled: self.labelled,
+            correct: self.correct,
+        }
+    }
+
+    /// The 99th-percentile latency in milliseconds, as the upper bound of the
+    /// bucket that holds it; `None` without requests.
+    pub fn p99_ms(&self) -> Option<f64> {
+        let total = self.latency_buckets.values().copied().max()?;
+        if total == 0 {
+            return None;
+        }
+        let rank = (total as f64 * 0.99).ceil() as u64;
+        self.latency_buckets
+            .iter()
+            .find(|(_, n)| **n >= rank)
+            .map(|(b, _)| {
+                if b.0.is_finite() {
+                    b.0 * 1000.0
+                } else {
+                    f64::INFINITY
+                }
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = r#"# HELP driftline_serve_requests Requests by endpoint and status code.
+# TYPE driftline_serve_requests counter
+driftline_serve_requests_total{endpoint="infer",code="200"} 990
+driftline_serve_requests_total{endpoint="infer",code="503"} 10
+driftline_serve_requests_total{endpoint="infer",code="400"} 5
+driftline_serve_requests_total{endpoint="metadata",code="200"} 7
+driftline_serve_infer_latency_seconds_bucket{le="0.001"} 500
+driftline_serve_infer_latency_seconds_bucket{le="0.002"} 980
+driftline_serve_infer_latency_seconds_bucket{le="0.004"} 1000
+driftline_serve_infer_latency_seconds_bucket{le="+Inf"} 1005
+driftline_serve_predictions_total{class="5"} 600
+driftline_serve_predictions_total{class="6"} 400
+driftline_serve_online_accuracy 0.75
+driftline_serve_online_labelled 200
+"#;
+
+    #[test]
+    fn the_server_families_become_counters() {
+        let c = ServingCounters::from_metrics(TEXT);
+        assert_eq!(c.requests, 1005);
+        assert_eq!(c.errors, 10, "only 5xx are errors");
+        assert_eq!(c.predictions.get("5"), Some(&600));
+        assert_eq!((c.labelled, c.correct), (200, 150));
+        assert_eq!(c.p99_ms(), Some(4.0));
+    }
+
+    #[test]
+    fn windows_subtract_and_survive_restarts() {
+        let now = ServingCounters::from_metrics(TEXT);
+        let mut before = now.clone();
+        before.requests = 905;
+        before.errors = 10;
+        before.predictions.insert("5".into(), 550);
+        let d = now.since(&before);
+        assert_eq!((d.requests, d.errors), (100, 0));
+        assert_eq!(d.predictions.get("5"), Some(&50));
+        let mut huge = now.clone();
+        huge.requests = 10_000;
+        assert_eq!(now.since(&huge).requests, 1005, "restart counts from zero");
+    }
+
+    #[test]
+    fn labels_with_escapes_and_commas_parse() {
+        let s = parse_samples("m{a=\"x,y\",b=\"q\\\"z\"} 3\nbad line\n");
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].labels["a"], "x,y");
+        assert_eq!(s[0].labels["b"], "q\"z");
+        assert_eq!(s[0].value, 3.0);
+    }
+}

@@ -1,0 +1,120 @@
+//! `driftline load`: steady traffic (and labels) for a model server or gateway.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::api::{Task, load_model_config, parse_duration};
+use crate::serve::load::{LoadPlan, run};
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.to_string())
+}
+
+fn rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("`{text}` is not a rate > 0 (requests per second)")),
+    }
+}
+
+/// Flags of `driftline load`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// Base URL of the gateway or model server, e.g. `http://wine-quality.ml.svc:8080`.
+    #[arg(long)]
+    pub url: String,
+    /// The Model YAML whose data and target to use (path or URI).
+    #[arg(long, short = 'f')]
+    pub file: String,
+    /// Rows to send instead of the gateway's test set (CSV or JSONL; default: `spec.gate.testSet`, else `spec.data.source`).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Rows to switch to after `--shift-after` (a shifted dataset, to watch drift).
+    #[arg(long)]
+    pub shifted: Option<String>,
+    /// When to switch to `--shifted`.
+    #[arg(long, default_value = "0s", value_parser = duration)]
+    pub shift_after: Duration,
+    /// Requests per second.
+    #[arg(long, default_value = "20", value_parser = rate)]
+    pub rate: f64,
+    /// How long to send.
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    pub duration: Duration,
+    /// Rows per request.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: u32,
+    /// Do not send labels through the feedback endpoint.
+    #[arg(long)]
+    pub no_labels: bool,
+    /// Most requests in flight.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: u32,
+    /// The embedded cluster's hosts file, to reach `*.svc` names from outside it.
+    #[arg(long, env = "DRIFTLINE_HOSTS_FILE")]
+    pub hosts_file: Option<std::path::PathBuf>,
+}
+
+/// Runs `driftline load` and prints the report as JSON.
+pub async fn run_load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let bytes = crate::ml::store::read_bytes(&args.file)
+        .await
+        .with_context(|| format!("cannot read --file {}", args.file))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let spec = load_model_config(&text).with_context(|| format!("--file {}", args.file))?;
+    let model = serde_yaml::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["metadata"]["name"].as_str().map(String::from))
+        .context("--file has no metadata.name")?;
+    let source = args
+        .data
+        .clone()
+        .or_else(|| spec.gate.as_ref().map(|g| g.test_set.clone()))
+        .unwrap_or_else(|| spec.data.source.clone());
+    let data = crate::ml::read_table(&source, None)
+        .await
+        .with_context(|| format!("cannot read rows from {source}"))?;
+    let shifted = match &args.shifted {
+        Some(uri) => Some(Arc::new(
+            crate::ml::read_table(uri, None)
+                .await
+                .with_context(|| format!("cannot read --shifted {uri}"))?,
+        )),
+        None => None,
+    };
+    let task: Task = spec.task;
+    let http = crate::operator::service_http_client(Duration::from_secs(30), args.hosts_file);
+    let plan = LoadPlan {
+        base: args.url.clone(),
+        model,
+        data: Arc::new(data),
+        shifted,
+        shift_after: args.shift_after,
+        rate: args.rate,
+        duration: args.duration,
+        batch: args.batch as usize,
+        label: (!args.no_labels).then(|| (spec.data.target.clone(), task)),
+        concurrency: args.concurrency as usize,
+    };
+    let report = run(&http, plan).await?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "sent": report.sent,
+            "ok": report.ok,
+            "errors": report.errors,
+            "byVersion": report.by_version,
+            "shifted": report.shifted,
+            "labelled": report.labelled,
+            "accuracy": (report.scored > 0).then(|| report.correct as f64 / report.scored as f64),
+        })
+    );
+    Ok(if report.errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

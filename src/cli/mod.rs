@@ -1,0 +1,5 @@
+//! Command wiring: one module per subcommand parses its flags, calls the
+//! rooms and prints. Library rooms never import each other for CLI needs.
+
+pub mod load;
+pub mod operator;

@@ -1,0 +1,140 @@
+//! `driftline operator`: the Model controller, with metrics and health.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::api::parse_duration;
+use crate::operator::leader::LeaseConfig;
+use crate::operator::{ChildSettings, Clock, OperatorConfig, Telemetry};
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.to_string())
+}
+
+fn positive_scale(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 => Ok(s),
+        _ => Err(format!("`{text}` is not a number > 0")),
+    }
+}
+
+/// Flags of `driftline operator`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct OperatorArgs {
+    /// Where artifacts go: `s3://bucket/prefix`, `gs://…`, `az://…`, or a
+    /// directory every node can reach. Version n of Model m in namespace ns
+    /// lands in `<root>/<ns>/<m>/v<n>/`.
+    #[arg(long, env = "DRIFTLINE_ARTIFACT_ROOT")]
+    pub artifact_root: String,
+    /// Image of training Jobs, model servers and gateways when a Model names none.
+    #[arg(long, env = "DRIFTLINE_IMAGE", default_value_t = ChildSettings::default().image)]
+    pub image: String,
+    /// Secret (in each Model's namespace) whose keys become the environment of
+    /// training and serving pods: object-store credentials. Never logged.
+    #[arg(long, env = "DRIFTLINE_CREDENTIALS_SECRET")]
+    pub credentials_secret: Option<String>,
+    /// ServiceAccount of gateway pods (they read their Model's status).
+    #[arg(long, env = "DRIFTLINE_GATEWAY_SERVICE_ACCOUNT")]
+    pub gateway_service_account: Option<String>,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "DRIFTLINE_WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "DRIFTLINE_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    pub metrics_addr: SocketAddr,
+    /// Elect a leader on this Lease (for more than one replica).
+    #[arg(long, env = "DRIFTLINE_LEADER_LEASE")]
+    pub leader_lease: Option<String>,
+    /// Namespace of the leader Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// A leader that has not renewed for this long is replaced.
+    #[arg(long, default_value = "15s", value_parser = duration)]
+    pub lease_duration: Duration,
+    /// This replica's name (Events, Lease holder).
+    #[arg(long, env = "POD_NAME")]
+    pub instance: Option<String>,
+    /// Run the operator's clock this many times faster than the wall clock,
+    /// for demos and tests (`60`: a 10m canary pause passes in 10 s).
+    #[arg(long, default_value = "1", value_parser = positive_scale)]
+    pub time_scale: f64,
+    /// Longest wait for a model server's `/metrics`.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    pub scrape_timeout: Duration,
+    /// The embedded cluster's hosts file (`driftline up` sets it); in a real
+    /// cluster Services resolve through DNS.
+    #[arg(long, env = "DRIFTLINE_HOSTS_FILE")]
+    pub hosts_file: Option<std::path::PathBuf>,
+}
+
+impl OperatorArgs {
+    /// The operator's configuration from these flags.
+    pub fn config(&self) -> OperatorConfig {
+        let instance = self
+            .instance
+            .clone()
+            .unwrap_or_else(|| format!("driftline-operator-{}", std::process::id()));
+        OperatorConfig {
+            settings: ChildSettings {
+                artifact_root: self.artifact_root.clone(),
+                image: self.image.clone(),
+                credentials_secret: self.credentials_secret.clone(),
+                gateway_service_account: self.gateway_service_account.clone(),
+            },
+            namespace: self.namespace.clone(),
+            clock: Arc::new(Clock::scaled(self.time_scale)),
+            leader: self.leader_lease.as_ref().map(|name| LeaseConfig {
+                name: name.clone(),
+                namespace: self.lease_namespace.clone(),
+                duration: self.lease_duration,
+            }),
+            instance,
+            scrape_timeout: self.scrape_timeout,
+            hosts_file: self.hosts_file.clone(),
+        }
+    }
+}
+
+/// Runs the operator until SIGINT/SIGTERM.
+pub async fn run(args: OperatorArgs) -> anyhow::Result<ExitCode> {
+    crate::ml::store::check(&args.artifact_root)
+        .with_context(|| format!("--artifact-root `{}`", args.artifact_root))?;
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot reach a Kubernetes API server (set KUBECONFIG or run in a pod)")?;
+    let telemetry = Arc::new(Telemetry::new());
+    let addr = crate::operator::telemetry::serve(args.metrics_addr, telemetry.clone())
+        .await
+        .with_context(|| format!("cannot listen on --metrics-addr {}", args.metrics_addr))?;
+    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    crate::operator::run(client, args.config(), telemetry, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,184 @@
+//! Apply: write children (server-side apply under one field manager, skipped
+//! when unchanged), statuses (through the status subresource) and Events.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::core::NamespaceResourceScope;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use crate::api::names::MANAGER;
+use crate::policy::EventKind;
+
+use super::error::{OperatorError, kube};
+
+/// Annotation holding the hash of what the operator last applied to a child.
+pub const APPLIED_HASH: &str = "driftline.dev/applied-hash";
+
+/// Stamps `obj` with the hash of its desired content.
+pub fn stamp<K: Resource + Serialize>(mut obj: K) -> K {
+    let digest = Sha256::digest(serde_json::to_vec(&obj).unwrap_or_default());
+    obj.meta_mut()
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(APPLIED_HASH.into(), hex::encode(&digest[..12]));
+    obj
+}
+
+/// Whether `live` already carries what `desired` (stamped) would apply.
+pub fn unchanged<K: Resource>(desired: &K, live: Option<&K>) -> bool {
+    let hash = |k: &K| k.meta().annotations.as_ref()?.get(APPLIED_HASH).cloned();
+    live.is_some_and(|l| hash(l).is_some() && hash(l) == hash(desired))
+}
+
+/// Server-side applies a stamped child unless the live copy already has it.
+pub async fn apply_child<K>(
+    client: &Client,
+    desired: K,
+    live: Option<&K>,
+) -> Result<bool, OperatorError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let desired = stamp(desired);
+    if unchanged(&desired, live) {
+        return Ok(false);
+    }
+    let ns = desired.namespace().unwrap_or_default();
+    let name = desired.name_any();
+    let api: Api<K> = Api::namespaced(client.clone(), &ns);
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&desired),
+    )
+    .await
+    .map_err(kube(format!("apply {} {ns}/{name}", K::kind(&()))))?;
+    Ok(true)
+}
+
+/// Creates an object unless it exists (training Jobs and ModelVersions are
+/// never changed once made; a restarted operator finds them and goes on).
+pub async fn create_once<K>(client: &Client, obj: &K) -> Result<bool, OperatorError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let ns = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let api: Api<K> = Api::namespaced(client.clone(), &ns);
+    match api.create(&PostParams::default(), obj).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(kube(format!("create {} {ns}/{name}", K::kind(&())))(e)),
+    }
+}
+
+/// Replaces the whole status through the status subresource. A JSON patch
+/// `add` replaces the member when present, so fields the new status no
+/// longer has are removed (a merge patch would keep them).
+pub async fn write_status<K, S>(client: &Client, obj: &K, status: &S) -> Result<(), OperatorError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+    S: Serialize,
+{
+    let ns = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let api: Api<K> = Api::namespaced(client.clone(), &ns);
+    let value = serde_json::to_value(status).map_err(|e| OperatorError::Build {
+        what: format!("status of {ns}/{name}"),
+        reason: e.to_string(),
+    })?;
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+        {"op": "add", "path": "/status", "value": value}
+    ]))
+    .map_err(|e| OperatorError::Build {
+        what: format!("status patch of {ns}/{name}"),
+        reason: e.to_string(),
+    })?;
+    api.patch_status(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await
+        .map_err(kube(format!(
+            "write status of {} {ns}/{name}",
+            K::kind(&())
+        )))?;
+    Ok(())
+}
+
+/// Deletes an object; one already gone is fine.
+pub async fn delete<K>(client: &Client, namespace: &str, name: &str) -> Result<(), OperatorError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(kube(format!("delete {} {namespace}/{name}", K::kind(&())))(
+            e,
+        )),
+    }
+}
+
+/// Removes one annotation (a manual request the operator has acted on).
+pub async fn remove_annotation<K>(client: &Client, obj: &K, key: &str) -> Result<(), OperatorError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let ns = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let api: Api<K> = Api::namespaced(client.clone(), &ns);
+    let patch = serde_json::json!({"metadata": {"annotations": {key: null}}});
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(kube(format!("remove annotation {key} from {ns}/{name}")))?;
+    Ok(())
+}
+
+/// Publishes an Event on `obj`; Events with the same reason and message
+/// are aggregated by the recorder (one object with a count).
+pub async fn event<K: Resource<DynamicType = ()>>(
+    recorder: &Recorder,
+    obj: &K,
+    kind: EventKind,
+    reason: &str,
+    action: &str,
+    message: &str,
+) -> Result<(), OperatorError> {
+    let ev = Event {
+        type_: match kind {
+            EventKind::Normal => EventType::Normal,
+            EventKind::Warning => EventType::Warning,
+        },
+        reason: reason.chars().take(128).collect(),
+        // The Events API caps a note at 1 kB.
+        note: Some(message.chars().take(1000).collect()),
+        action: action.chars().take(128).collect(),
+        secondary: None,
+    };
+    recorder
+        .publish(&ev, &obj.object_ref(&()))
+        .await
+        .map_err(kube(format!("record Event {reason}")))
+}

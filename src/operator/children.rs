@@ -1,0 +1,714 @@
+//! Building the objects the operator owns for a Model: pure functions of the
+//! Model, the version and the operator's settings, tested from fixtures.
+//! Applying them is `apply.rs`'s job.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvFromSource, EnvVar, HTTPGetAction, PodSpec, PodTemplateSpec,
+    Probe, ResourceRequirements, SecretEnvSource, Service, ServicePort, ServiceSpec,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::Resource;
+
+use crate::api::names::{self, MODEL_ENV, SERVE_PORT};
+use crate::api::{
+    ArtifactRef, ComputeResources, DriftSpec, Lineage, Model, ModelVersion, ModelVersionSpec,
+    ModelVersionStatus, TrainingTrigger, VersionPhase, parse_duration,
+};
+
+use super::error::OperatorError;
+
+/// The operator's settings that shape its children.
+#[derive(Debug, Clone)]
+pub struct ChildSettings {
+    /// Object-store root of every artifact (`s3://bucket/models`, or a local
+    /// directory on the embedded cluster).
+    pub artifact_root: String,
+    /// Image of training Jobs, model servers and gateways when the Model names none.
+    pub image: String,
+    /// Secret whose keys become the environment of training and serving pods
+    /// (object-store credentials such as `AWS_ACCESS_KEY_ID`); never logged.
+    pub credentials_secret: Option<String>,
+    /// ServiceAccount of gateway pods (they read their Model's status).
+    pub gateway_service_account: Option<String>,
+}
+
+impl Default for ChildSettings {
+    fn default() -> Self {
+        Self {
+            artifact_root: "/var/lib/driftline/artifacts".into(),
+            image: format!("ghcr.io/driftline/driftline:{}", env!("CARGO_PKG_VERSION")),
+            credentials_secret: None,
+            gateway_service_account: None,
+        }
+    }
+}
+
+/// What a Model's children have in common.
+struct Owner<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    reference: OwnerReference,
+}
+
+fn owner(model: &Model) -> Result<Owner<'_>, OperatorError> {
+    let name = model
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(OperatorError::Unnamed)?;
+    let namespace = model
+        .metadata
+        .namespace
+        .as_deref()
+        .ok_or(OperatorError::Unnamed)?;
+    let reference = model
+        .controller_owner_ref(&())
+        .ok_or(OperatorError::Unnamed)?;
+    Ok(Owner {
+        name,
+        namespace,
+        reference,
+    })
+}
+
+fn labels(model: &str, role: &str, version: Option<u32>) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::from([
+        (names::MODEL_LABEL.to_string(), model.to_string()),
+        (names::ROLE_LABEL.to_string(), role.to_string()),
+        (
+            names::MANAGED_BY_LABEL.to_string(),
+            names::MANAGER.to_string(),
+        ),
+    ]);
+    if let Some(n) = version {
+        l.insert(names::VERSION_LABEL.to_string(), n.to_string());
+    }
+    l
+}
+
+fn meta(o: &Owner, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(o.namespace.to_string()),
+        labels: Some(labels),
+        owner_references: Some(vec![o.reference.clone()]),
+        ..Default::default()
+    }
+}
+
+fn resources(r: Option<&ComputeResources>) -> Option<ResourceRequirements> {
+    let r = r?;
+    let mut limits = BTreeMap::new();
+    let mut requests = BTreeMap::new();
+    for (key, value) in [("cpu", &r.cpu), ("memory", &r.memory)] {
+        if let Some(v) = value {
+            limits.insert(key.to_string(), Quantity(v.clone()));
+            requests.insert(key.to_string(), Quantity(v.clone()));
+        }
+    }
+    if let Some(gpu) = r.gpu.filter(|g| *g > 0) {
+        limits.insert("nvidia.com/gpu".into(), Quantity(gpu.to_string()));
+    }
+    Some(ResourceRequirements {
+        limits: (!limits.is_empty()).then_some(limits),
+        requests: (!requests.is_empty()).then_some(requests),
+        ..Default::default()
+    })
+}
+
+fn credentials(settings: &ChildSettings) -> Option<Vec<EnvFromSource>> {
+    settings.credentials_secret.as_ref().map(|name| {
+        vec![EnvFromSource {
+            secret_ref: Some(SecretEnvSource {
+                name: name.clone(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }]
+    })
+}
+
+fn driftline(args: &[&str]) -> Vec<String> {
+    std::iter::once("driftline")
+        .chain(args.iter().copied())
+        .map(String::from)
+        .collect()
+}
+
+/// The Model as the YAML a training pod reads from [`MODEL_ENV`]: the spec
+/// at the time training started, which is the version's configuration.
+pub fn model_yaml(model: &Model) -> Result<String, OperatorError> {
+    let doc = serde_json::json!({
+        "apiVersion": "driftline.dev/v1alpha1",
+        "kind": "Model",
+        "metadata": {
+            "name": model.metadata.name,
+            "namespace": model.metadata.namespace,
+        },
+        "spec": model.spec,
+    });
+    serde_yaml::to_string(&doc).map_err(|e| OperatorError::Build {
+        what: "the Model YAML for the training Job".into(),
+        reason: e.to_string(),
+    })
+}
+
+/// Artifact directory of version `n`.
+pub fn artifact_uri(
+    model: &Model,
+    n: u32,
+    settings: &ChildSettings,
+) -> Result<String, OperatorError> {
+    let o = owner(model)?;
+    Ok(names::artifact_uri(
+        &settings.artifact_root,
+        o.namespace,
+        o.name,
+        n,
+    ))
+}
+
+/// Feedback prefix of the Model's servers when `data.includeFeedback` is on.
+pub fn feedback_prefix(model: &Model, settings: &ChildSettings) -> Option<String> {
+    let o = owner(model).ok()?;
+    model
+        .spec
+        .data
+        .include_feedback
+        .then(|| names::feedback_prefix(&settings.artifact_root, o.namespace, o.name))
+}
+
+/// `ModelVersion` `<model>-v<n>` with its lineage, owned by the Model.
+pub fn model_version(
+    model: &Model,
+    n: u32,
+    trigger: TrainingTrigger,
+    reason: &str,
+    config_hash: &str,
+    source_digest: Option<String>,
+) -> Result<ModelVersion, OperatorError> {
+    let o = owner(model)?;
+    let mut v = ModelVersion::new(
+        &names::version_object(o.name, n),
+        ModelVersionSpec {
+            model: o.name.to_string(),
+            version: n,
+            lineage: Lineage {
+                trigger,
+                reason: reason.to_string(),
+                seed: model.spec.training.seed,
+                config_hash: config_hash.to_string(),
+                driftline_version: env!("CARGO_PKG_VERSION").to_string(),
+                source_digest,
+            },
+        },
+    );
+    v.metadata = meta(
+        &o,
+        names::version_object(o.name, n),
+        labels(o.name, "version", Some(n)),
+    );
+    Ok(v)
+}
+
+/// The status a new version starts with: Training, with its artifact's address.
+pub fn initial_version_status(artifact: String, job: String) -> ModelVersionStatus {
+    ModelVersionStatus {
+        phase: VersionPhase::Training,
+        message: Some(format!("training Job {job} created")),
+        artifact: Some(ArtifactRef {
+            uri: artifact,
+            ..Default::default()
+        }),
+        training: Some(crate::api::TrainingOutcome {
+            job: Some(job),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Training Job `<model>-train-<n>`: `driftline train` writes the artifact,
+/// then (with a gate) `driftline evaluate` leaves `gate.json` beside it,
+/// compared with the champion's artifact when there is one. The pod needs no
+/// Kubernetes API access.
+pub fn training_job(
+    model: &Model,
+    n: u32,
+    champion_artifact: Option<&str>,
+    settings: &ChildSettings,
+) -> Result<Job, OperatorError> {
+    let o = owner(model)?;
+    let t = &model.spec.training;
+    let artifact = names::artifact_uri(&settings.artifact_root, o.namespace, o.name, n);
+    let config = format!("env:{MODEL_ENV}");
+    let mut train = vec!["train", "--config", &config, "--out", &artifact];
+    let feedback = feedback_prefix(model, settings);
+    if let Some(prefix) = &feedback {
+        train.extend(["--feedback", prefix.as_str()]);
+    }
+    let env = vec![EnvVar {
+        name: MODEL_ENV.into(),
+        value: Some(model_yaml(model)?),
+        ..Default::default()
+    }];
+    let image = t.image.clone().unwrap_or_else(|| settings.image.clone());
+    let container = |name: &str, command: Vec<String>| Container {
+        name: name.into(),
+        image: Some(image.clone()),
+        command: Some(command),
+        env: Some(env.clone()),
+        env_from: credentials(settings),
+        resources: resources(t.resources.as_ref()),
+        ..Default::default()
+    };
+    let (init, main) = if model.spec.gate.is_some() {
+        let report = names::gate_report_uri(&artifact);
+        let mut evaluate = vec![
+            "evaluate",
+            "--config",
+            &config,
+            "--candidate",
+            &artifact,
+            "--report",
+            &report,
+            "--report-only",
+        ];
+        if let Some(champion) = champion_artifact {
+            evaluate.extend(["--champion", champion]);
+        }
+        (
+            Some(vec![container("train", driftline(&train))]),
+            container("evaluate", driftline(&evaluate)),
+        )
+    } else {
+        (None, container("train", driftline(&train)))
+    };
+    let deadline = match &t.deadline {
+        Some(d) => Some(
+            parse_duration(d)
+                .map_err(|e| OperatorError::Build {
+                    what: "spec.training.deadline".into(),
+                    reason: e.to_string(),
+                })?
+                .as_secs() as i64,
+        ),
+        None => None,
+    };
+    let l = labels(o.name, "training", Some(n));
+    Ok(Job {
+        metadata: meta(&o, names::training_job(o.name, n), l.clone()),
+        spec: Some(JobSpec {
+            backoff_limit: Some(t.retries as i32),
+            active_deadline_seconds: deadline,
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(l),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    init_containers: init,
+                    containers: vec![main],
+                    node_selector: (!t.node_selector.is_empty()).then(|| t.node_selector.clone()),
+                    tolerations: (!t.tolerations.is_empty()).then(|| t.tolerations.clone()),
+                    automount_service_account_token: Some(false),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    })
+}
+
+/// `driftline serve` flags for the Model's drift settings.
+pub fn drift_flags(d: &DriftSpec) -> Vec<String> {
+    let statistic = serde_json::to_value(d.statistic)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_else(|| "jensenShannon".into());
+    let mut flags = vec![
+        "--drift-statistic".to_string(),
+        statistic,
+        "--drift-threshold".into(),
+        d.threshold.to_string(),
+        "--drift-window".into(),
+        d.window.to_string(),
+        "--drifted-share".into(),
+        d.drifted_share.to_string(),
+    ];
+    for (name, o) in &d.features {
+        let value = if o.ignore {
+            "ignore".to_string()
+        } else if let Some(t) = o.threshold {
+            t.to_string()
+        } else {
+            continue;
+        };
+        flags.push("--drift-feature".into());
+        flags.push(format!("{name}={value}"));
+    }
+    flags
+}
+
+fn http_probe(path: &str) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(i32::from(SERVE_PORT)),
+            ..Default::default()
+        }),
+        period_seconds: Some(2),
+        failure_threshold: Some(3),
+        ..Default::default()
+    }
+}
+
+fn container_ports() -> Option<Vec<ContainerPort>> {
+    Some(vec![ContainerPort {
+        name: Some("http".into()),
+        container_port: i32::from(SERVE_PORT),
+        ..Default::default()
+    }])
+}
+
+fn deployment(
+    o: &Owner,
+    name: String,
+    l: BTreeMap<String, String>,
+    replicas: u32,
+    pod: PodSpec,
+) -> Deployment {
+    Deployment {
+        metadata: meta(o, name, l.clone()),
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas as i32),
+            selector: LabelSelector {
+                match_labels: Some(l.clone()),
+                ..Default::default()
+            },
+            // New pods are ready before old ones go: no 503s while a version rolls.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                ..Default::default()
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(l),
+                    ..Default::default()
+                }),
+                spec: Some(pod),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+fn service(o: &Owner, name: String, l: BTreeMap<String, String>) -> Service {
+    Service {
+        metadata: meta(o, name, l.clone()),
+        spec: Some(ServiceSpec {
+            selector: Some(l),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: i32::from(SERVE_PORT),
+                target_port: Some(IntOrString::Int(i32::from(SERVE_PORT))),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// Deployment and Service `<model>-v<n>` running `driftline serve` on the
+/// version's artifact, with the Model's drift settings and feedback prefix.
+pub fn serving(
+    model: &Model,
+    n: u32,
+    artifact: &str,
+    settings: &ChildSettings,
+) -> Result<(Deployment, Service), OperatorError> {
+    let o = owner(model)?;
+    let s = &model.spec.serving;
+    let name = names::serving(o.name, n);
+    let version = crate::api::version_name(n);
+    let port = SERVE_PORT.to_string();
+    let mut args = driftline(&[
+        "serve",
+        "--artifact",
+        artifact,
+        "--name",
+        o.name,
+        "--model-version",
+        &version,
+        "--port",
+        &port,
+    ]);
+    args.extend(drift_flags(&model.spec.drift));
+    if let Some(prefix) = feedback_prefix(model, settings) {
+        args.extend(["--feedback".to_string(), prefix]);
+    }
+    let pod = PodSpec {
+        containers: vec![Container {
+            name: "serve".into(),
+            image: Some(s.image.clone().unwrap_or_else(|| settings.image.clone())),
+            command: Some(args),
+            env_from: credentials(settings),
+            resources: resources(s.resources.as_ref()),
+            ports: container_ports(),
+            readiness_probe: Some(http_probe("/v2/health/ready")),
+            ..Default::default()
+        }],
+        automount_service_account_token: Some(false),
+        ..Default::default()
+    };
+    let l = labels(o.name, "serving", Some(n));
+    Ok((
+        deployment(&o, name.clone(), l.clone(), s.replicas, pod),
+        service(&o, name, l),
+    ))
+}
+
+/// Deployment `<model>-gateway` and Service `<model>`: the Model's one
+/// address, splitting traffic by `status.traffic`.
+pub fn gateway(
+    model: &Model,
+    settings: &ChildSettings,
+) -> Result<(Deployment, Service), OperatorError> {
+    let o = owner(model)?;
+    let target = format!("{}/{}", o.namespace, o.name);
+    let port = SERVE_PORT.to_string();
+    let pod = PodSpec {
+        containers: vec![Container {
+            name: "gateway".into(),
+            image: Some(settings.image.clone()),
+            command: Some(driftline(&["gateway", "--model", &target, "--port", &port])),
+            ports: container_ports(),
+            readiness_probe: Some(http_probe("/healthz")),
+            ..Default::default()
+        }],
+        service_account_name: settings.gateway_service_account.clone(),
+        ..Default::default()
+    };
+    let l = labels(o.name, "gateway", None);
+    Ok((
+        deployment(&o, names::gateway_deployment(o.name), l.clone(), 1, pod),
+        service(&o, names::gateway_service(o.name), l),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::load_model_config;
+
+    fn fixture() -> Model {
+        let spec = load_model_config(include_str!("../../tests/fixtures/wine-quality.yaml"))
+            .expect("north-star fixture");
+        let mut m = Model::new("wine-quality", spec);
+        m.metadata.namespace = Some("ml".into());
+        m.metadata.uid = Some("uid-1".into());
+        m
+    }
+
+    fn settings() -> ChildSettings {
+        ChildSettings {
+            artifact_root: "s3://models/root/".into(),
+            image: "driftline:1".into(),
+            credentials_secret: Some("s3-creds".into()),
+            gateway_service_account: Some("driftline-gateway".into()),
+        }
+    }
+
+    #[test]
+    fn the_training_job_trains_then_evaluates_against_the_champion_on_the_gpu_node() {
+        let m = fixture();
+        let job = training_job(
+            &m,
+            3,
+            Some("s3://models/root/ml/wine-quality/v2"),
+            &settings(),
+        )
+        .expect("job builds");
+        assert_eq!(job.metadata.name.as_deref(), Some("wine-quality-train-3"));
+        let owner = &job.metadata.owner_references.as_ref().expect("owner")[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("Model", Some(true))
+        );
+        let spec = job.spec.expect("job spec");
+        assert_eq!(spec.backoff_limit, Some(2), "retries: 2");
+        assert_eq!(spec.active_deadline_seconds, Some(7200), "deadline: 2h");
+        let pod = spec.template.spec.expect("pod");
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(
+            pod.automount_service_account_token,
+            Some(false),
+            "no API access"
+        );
+        assert_eq!(
+            pod.node_selector
+                .as_ref()
+                .and_then(|s| s.get("accelerator"))
+                .map(String::as_str),
+            Some("nvidia")
+        );
+        assert_eq!(pod.tolerations.as_ref().map(Vec::len), Some(1));
+        let train = &pod.init_containers.as_ref().expect("train step")[0];
+        let cmd = train.command.as_ref().expect("command").join(" ");
+        assert_eq!(
+            cmd,
+            "driftline train --config env:DRIFTLINE_MODEL --out s3://models/root/ml/wine-quality/v3 \
+             --feedback s3://models/root/ml/wine-quality/feedback/"
+        );
+        let limits = train
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .expect("limits");
+        assert_eq!(
+            limits.get("nvidia.com/gpu").map(|q| q.0.as_str()),
+            Some("1")
+        );
+        assert_eq!(limits.get("memory").map(|q| q.0.as_str()), Some("8Gi"));
+        assert_eq!(
+            train.image.as_deref(),
+            Some("ghcr.io/driftline/driftline:cuda")
+        );
+        let env = train.env.as_ref().expect("env");
+        let yaml = env[0].value.as_deref().expect("model yaml");
+        let back = load_model_config(yaml).expect("the pod can read its Model");
+        assert_eq!(back, m.spec);
+        assert_eq!(
+            train
+                .env_from
+                .as_ref()
+                .and_then(|e| e[0].secret_ref.as_ref())
+                .map(|s| s.name.as_str()),
+            Some("s3-creds")
+        );
+        let evaluate = pod.containers[0]
+            .command
+            .as_ref()
+            .expect("command")
+            .join(" ");
+        assert!(
+            evaluate.ends_with(
+                "--candidate s3://models/root/ml/wine-quality/v3 \
+                 --report s3://models/root/ml/wine-quality/v3/gate.json --report-only \
+                 --champion s3://models/root/ml/wine-quality/v2"
+            ),
+            "{evaluate}"
+        );
+    }
+
+    #[test]
+    fn without_a_gate_the_job_only_trains() {
+        let mut m = fixture();
+        m.spec.gate = None;
+        m.spec.data.include_feedback = false;
+        let job = training_job(&m, 1, None, &settings()).expect("job builds");
+        let pod = job.spec.and_then(|s| s.template.spec).expect("pod");
+        assert!(pod.init_containers.is_none());
+        let cmd = pod.containers[0]
+            .command
+            .as_ref()
+            .expect("command")
+            .join(" ");
+        assert_eq!(
+            cmd,
+            "driftline train --config env:DRIFTLINE_MODEL --out s3://models/root/ml/wine-quality/v1"
+        );
+    }
+
+    #[test]
+    fn serving_runs_the_artifact_with_the_models_drift_settings() {
+        let m = fixture();
+        let (d, s) = serving(&m, 4, "s3://a/v4", &settings()).expect("serving builds");
+        assert_eq!(d.metadata.name.as_deref(), Some("wine-quality-v4"));
+        assert_eq!(s.metadata.name.as_deref(), Some("wine-quality-v4"));
+        let spec = d.spec.expect("spec");
+        assert_eq!(spec.replicas, Some(2));
+        let selector = spec.selector.match_labels.expect("selector");
+        assert_eq!(
+            selector.get(names::VERSION_LABEL).map(String::as_str),
+            Some("4")
+        );
+        assert_eq!(s.spec.and_then(|s| s.selector), Some(selector));
+        let c = &spec.template.spec.expect("pod").containers[0];
+        let cmd = c.command.as_ref().expect("command").join(" ");
+        assert!(
+            cmd.starts_with(
+                "driftline serve --artifact s3://a/v4 --name wine-quality --model-version v4 --port 8080 \
+                 --drift-statistic jensenShannon --drift-threshold 0.1 --drift-window 1000 --drifted-share 0.5"
+            ),
+            "{cmd}"
+        );
+        assert!(
+            cmd.contains("--drift-feature color=ignore --drift-feature ph=0.2"),
+            "{cmd}"
+        );
+        assert!(
+            cmd.ends_with("--feedback s3://models/root/ml/wine-quality/feedback/"),
+            "{cmd}"
+        );
+        let probe = c
+            .readiness_probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .expect("probe");
+        assert_eq!(probe.path.as_deref(), Some("/v2/health/ready"));
+    }
+
+    #[test]
+    fn the_gateway_is_the_models_one_address() {
+        let m = fixture();
+        let (d, s) = gateway(&m, &settings()).expect("gateway builds");
+        assert_eq!(d.metadata.name.as_deref(), Some("wine-quality-gateway"));
+        assert_eq!(s.metadata.name.as_deref(), Some("wine-quality"));
+        let pod = d.spec.and_then(|s| s.template.spec).expect("pod");
+        assert_eq!(
+            pod.service_account_name.as_deref(),
+            Some("driftline-gateway")
+        );
+        assert_eq!(
+            pod.containers[0]
+                .command
+                .as_ref()
+                .expect("command")
+                .join(" "),
+            "driftline gateway --model ml/wine-quality --port 8080"
+        );
+        // The gateway's default backend template is the serving Service's address.
+        let status = serde_json::json!({"traffic": [{"version": "v7", "weight": 100}]});
+        let table = crate::serve::gateway::weights_from_status(
+            "wine-quality",
+            "ml",
+            &status,
+            crate::serve::gateway::DEFAULT_URL_TEMPLATE,
+        )
+        .expect("table");
+        assert_eq!(
+            table.backends[0].url,
+            names::serving_url("wine-quality", "ml", 7)
+        );
+    }
+
+    #[test]
+    fn a_bad_deadline_is_a_build_error_naming_the_field() {
+        let mut m = fixture();
+        m.spec.training.deadline = Some("soon".into());
+        let err = training_job(&m, 1, None, &settings()).expect_err("bad deadline");
+        assert!(err.to_string().contains("spec.training.deadline"), "{err}");
+        assert!(err.is_permanent());
+    }
+}

@@ -1,0 +1,340 @@
+//! Observe: turn what the cluster and the model servers show into the
+//! decision core's [`Observations`]. Reading objects is pure (from the
+//! reflector stores); reading gate reports and scraping servers is IO.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::api::names;
+use crate::api::scrape::ServingCounters;
+use crate::api::{GateEvaluation, Model, ModelVersion, VersionPhase};
+use crate::policy::{CanaryMetrics, JobState, ManualAction, ManualRequest, ServingMetrics};
+
+use super::error::OperatorError;
+
+/// The state of a training Job as the decision core sees it.
+pub fn job_state(job: &Job) -> JobState {
+    let Some(status) = &job.status else {
+        return JobState::Pending;
+    };
+    let condition = |type_: &str| {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == type_ && c.status == "True")
+    };
+    if condition("Complete").is_some() || status.succeeded.unwrap_or(0) > 0 {
+        return JobState::Succeeded;
+    }
+    if let Some(failed) = condition("Failed") {
+        let reason = failed.reason.clone().unwrap_or_else(|| "Failed".into());
+        let message = match &failed.message {
+            Some(m) if !m.is_empty() => format!("{reason}: {m}"),
+            _ => reason,
+        };
+        return JobState::Failed { message };
+    }
+    if status.active.unwrap_or(0) > 0 && status.ready.unwrap_or(0) > 0 {
+        JobState::Running
+    } else {
+        JobState::Pending
+    }
+}
+
+/// Why a training pod cannot be scheduled (the scheduler's message), if so.
+pub fn unschedulable(pods: &[&Pod]) -> Option<String> {
+    pods.iter().find_map(|pod| {
+        pod.status
+            .as_ref()?
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+            .map(|c| {
+                c.message
+                    .clone()
+                    .unwrap_or_else(|| c.reason.clone().unwrap_or_default())
+            })
+    })
+}
+
+/// Whether a serving Deployment has all its replicas ready (at least one).
+pub fn deployment_ready(d: &Deployment) -> bool {
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(1);
+    let status = d.status.as_ref();
+    let ready = status.and_then(|s| s.ready_replicas).unwrap_or(0);
+    let observed = status.and_then(|s| s.observed_generation);
+    ready >= want && observed >= d.metadata.generation
+}
+
+/// Versions whose serving Deployment is ready.
+pub fn ready_versions(model: &str, deployments: &[&Deployment]) -> BTreeSet<u32> {
+    deployments
+        .iter()
+        .filter(|d| deployment_ready(d))
+        .filter_map(|d| names::serving_version(model, d.metadata.name.as_deref()?))
+        .collect()
+}
+
+/// The manual requests in the Model's annotations, oldest kind first; each
+/// id is `<annotation>=<value>`, so writing a new value makes a new request.
+pub fn manual_requests(model: &Model) -> Result<Vec<(String, ManualRequest)>, String> {
+    let mut out = Vec::new();
+    let Some(annotations) = &model.metadata.annotations else {
+        return Ok(out);
+    };
+    for key in [
+        names::RETRAIN_ANNOTATION,
+        names::PROMOTE_ANNOTATION,
+        names::ROLLBACK_ANNOTATION,
+    ] {
+        let Some(value) = annotations.get(key) else {
+            continue;
+        };
+        let action = match key {
+            names::RETRAIN_ANNOTATION => ManualAction::Retrain {
+                reason: Some(format!("annotation {key}: {value}")),
+            },
+            names::PROMOTE_ANNOTATION => {
+                let first = value.split_whitespace().next().unwrap_or("");
+                let version = if first.is_empty() {
+                    None
+                } else {
+                    Some(crate::api::version_number(first).ok_or_else(|| {
+                        format!(
+                            "annotation {key}: `{value}` does not name a version; write `v<n>`, e.g. v3"
+                        )
+                    })?)
+                };
+                ManualAction::Promote { version }
+            }
+            _ => ManualAction::Rollback,
+        };
+        out.push((
+            key.to_string(),
+            ManualRequest {
+                id: format!("{key}={value}"),
+                action,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// The gate verdict a finished training left beside its artifact.
+pub async fn read_gate_report(artifact: &str) -> Result<Option<GateEvaluation>, OperatorError> {
+    let uri = names::gate_report_uri(artifact);
+    match crate::ml::store::read_bytes(&uri).await {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| OperatorError::GateReport {
+                    uri,
+                    reason: e.to_string(),
+                })
+        }
+        Err(crate::ml::store::StoreError::NotFound { .. }) => Ok(None),
+        Err(source) => Err(OperatorError::Store {
+            action: format!("read gate report {uri}"),
+            source,
+        }),
+    }
+}
+
+/// Versions the decision core still needs a gate verdict for.
+pub fn awaiting_gate(versions: &[ModelVersion]) -> Vec<(u32, String)> {
+    versions
+        .iter()
+        .filter_map(|v| {
+            let s = v.status.as_ref()?;
+            (s.phase == VersionPhase::Trained && s.gate.is_none())
+                .then(|| Some((v.spec.version, s.artifact.as_ref()?.uri.clone())))?
+        })
+        .collect()
+}
+
+/// The counters at the start of a canary step, kept between reconciles.
+#[derive(Clone, Debug)]
+pub struct Baseline {
+    /// The canary version and the start of the step the counters belong to.
+    pub version: u32,
+    pub step_started: DateTime<Utc>,
+    pub taken_at: DateTime<Utc>,
+    pub canary: ServingCounters,
+    pub stable: ServingCounters,
+}
+
+fn serving_metrics(c: &ServingCounters) -> ServingMetrics {
+    ServingMetrics {
+        requests: c.requests,
+        errors: c.errors,
+        p99_latency_ms: c.p99_ms(),
+        labelled: c.labelled,
+        correct: c.correct,
+    }
+}
+
+/// Jensen-Shannon distance between two prediction distributions by class.
+fn prediction_divergence(a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>) -> Option<f64> {
+    let classes: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let counts = |m: &BTreeMap<String, u64>| -> Vec<u64> {
+        classes
+            .iter()
+            .map(|c| m.get(*c).copied().unwrap_or(0))
+            .collect()
+    };
+    let (ca, cb) = (counts(a), counts(b));
+    if ca.iter().sum::<u64>() == 0 || cb.iter().sum::<u64>() == 0 {
+        return None;
+    }
+    let (sa, sb) = (
+        crate::drift::stats::shares(&ca),
+        crate::drift::stats::shares(&cb),
+    );
+    Some(crate::drift::stats::jensen_shannon_distance(&sa, &sb))
+}
+
+/// Canary and stable over the same window: what happened since `baseline`.
+pub fn canary_metrics(
+    version: u32,
+    baseline: &Baseline,
+    canary_now: &ServingCounters,
+    stable_now: &ServingCounters,
+    now: DateTime<Utc>,
+) -> CanaryMetrics {
+    let canary = canary_now.since(&baseline.canary);
+    let stable = stable_now.since(&baseline.stable);
+    CanaryMetrics {
+        version,
+        window_start: baseline.taken_at,
+        window_end: now,
+        prediction_divergence: prediction_divergence(&canary.predictions, &stable.predictions),
+        canary: serving_metrics(&canary),
+        stable: serving_metrics(&stable),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+
+    fn job(status: JobStatus) -> Job {
+        Job {
+            status: Some(status),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn job_conditions_map_to_states_with_the_message() {
+        assert_eq!(job_state(&Job::default()), JobState::Pending);
+        let running = job(JobStatus {
+            active: Some(1),
+            ready: Some(1),
+            ..Default::default()
+        });
+        assert_eq!(job_state(&running), JobState::Running);
+        let done = job(JobStatus {
+            succeeded: Some(1),
+            ..Default::default()
+        });
+        assert_eq!(job_state(&done), JobState::Succeeded);
+        let failed = job(JobStatus {
+            failed: Some(3),
+            conditions: Some(vec![JobCondition {
+                type_: "Failed".into(),
+                status: "True".into(),
+                reason: Some("BackoffLimitExceeded".into()),
+                message: Some("Job has reached the specified backoff limit".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        assert_eq!(
+            job_state(&failed),
+            JobState::Failed {
+                message: "BackoffLimitExceeded: Job has reached the specified backoff limit".into()
+            }
+        );
+    }
+
+    #[test]
+    fn annotations_become_requests_and_bad_versions_are_named() {
+        let mut m = Model::new(
+            "wine",
+            crate::api::load_model_config(include_str!("../../pipelines/wine-quality.yaml"))
+                .expect("bundled pipeline"),
+        );
+        m.metadata.annotations = Some(BTreeMap::from([
+            (
+                names::PROMOTE_ANNOTATION.to_string(),
+                "v3 by ada".to_string(),
+            ),
+            (
+                names::RETRAIN_ANNOTATION.to_string(),
+                "2026-11-28T10:00:00Z".to_string(),
+            ),
+        ]));
+        let requests = manual_requests(&m).expect("valid annotations");
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[0].0, names::RETRAIN_ANNOTATION);
+        assert_eq!(
+            requests[1].1,
+            ManualRequest {
+                id: "driftline.dev/promote=v3 by ada".into(),
+                action: ManualAction::Promote { version: Some(3) }
+            }
+        );
+        m.metadata.annotations = Some(BTreeMap::from([(
+            names::PROMOTE_ANNOTATION.to_string(),
+            "three".to_string(),
+        )]));
+        let err = manual_requests(&m).expect_err("not a version");
+        assert!(err.contains("`three` does not name a version"), "{err}");
+    }
+
+    #[test]
+    fn canary_windows_compare_like_with_like() {
+        let t0 = DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let mut base = ServingCounters::default();
+        base.predictions.insert("a".into(), 10);
+        let baseline = Baseline {
+            version: 2,
+            step_started: t0,
+            taken_at: t0,
+            canary: base.clone(),
+            stable: base,
+        };
+        let mut canary = ServingCounters {
+            requests: 100,
+            errors: 2,
+            ..Default::default()
+        };
+        canary.predictions.insert("a".into(), 110);
+        let mut stable = ServingCounters {
+            requests: 900,
+            ..Default::default()
+        };
+        stable.predictions.insert("b".into(), 900);
+        stable.predictions.insert("a".into(), 10);
+        let m = canary_metrics(
+            2,
+            &baseline,
+            &canary,
+            &stable,
+            t0 + chrono::Duration::minutes(5),
+        );
+        assert_eq!((m.canary.requests, m.canary.errors), (100, 2));
+        assert_eq!(m.stable.requests, 900);
+        let d = m.prediction_divergence.expect("both predicted");
+        assert!((d - 1.0).abs() < 1e-9, "disjoint classes are 1 apart: {d}");
+    }
+}

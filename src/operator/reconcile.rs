@@ -1,0 +1,551 @@
+//! One reconcile of one Model: observe → `policy::decide` → apply → status.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Service;
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, ResourceExt};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::api::names::{self, ROLE_LABEL};
+use crate::api::scrape::ServingCounters;
+use crate::api::{
+    ConditionStatus, Model, ModelStatus, ModelVersion, ModelVersionStatus, VersionPhase,
+    version_name, version_number,
+};
+use crate::policy::conditions::set_condition;
+use crate::policy::{Action, Decision, EventKind, GateResult, Observations, TrainingJob, decide};
+
+use super::apply;
+use super::children::{self, ChildSettings};
+use super::clock::Clock;
+use super::error::OperatorError;
+use super::observe::{self, Baseline};
+use super::telemetry::Telemetry;
+
+/// Longest real wait between two reconciles of a Model.
+const MAX_REQUEUE: Duration = Duration::from_secs(300);
+/// Real wait between reconciles while a canary collects evidence.
+const CANARY_POLL: Duration = Duration::from_secs(5);
+
+/// Reflector caches of the Model's children.
+#[derive(Clone)]
+pub struct Stores {
+    pub versions: Store<ModelVersion>,
+    pub jobs: Store<Job>,
+    pub deployments: Store<Deployment>,
+    pub services: Store<Service>,
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub settings: ChildSettings,
+    pub clock: Arc<Clock>,
+    pub recorder: Recorder,
+    pub stores: Stores,
+    pub http: reqwest::Client,
+    pub telemetry: Arc<Telemetry>,
+    /// Canary counters at the start of each step, by Model.
+    pub baselines: Mutex<HashMap<ObjectRef<Model>, Baseline>>,
+    /// The resourceVersion each Model had before our last status write: a
+    /// reconcile that sees it again runs on a stale cache and waits.
+    pub stale: Mutex<HashMap<ObjectRef<Model>, String>>,
+}
+
+fn owned_by<'a, K: kube::Resource>(items: &'a [Arc<K>], ns: &str, model: &str) -> Vec<&'a K> {
+    items
+        .iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(ns))
+        .filter(|o| {
+            o.meta()
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(names::MODEL_LABEL))
+                .is_some_and(|m| m == model)
+        })
+        .map(|o| o.as_ref())
+        .collect()
+}
+
+/// The kube-runtime entry point: reconciles one Model and records the outcome.
+pub async fn reconcile(model: Arc<Model>, ctx: Arc<Context>) -> Result<Requeue, OperatorError> {
+    let name = model.name_any();
+    let ns = model.namespace().unwrap_or_default();
+    let span = info_span!("reconcile", model = %format!("{ns}/{name}"));
+    let started = Instant::now();
+    let result = reconcile_model(&model, &ctx).instrument(span.clone()).await;
+    ctx.telemetry
+        .observe_reconcile(started.elapsed(), result.as_ref().err());
+    if let Err(e) = &result {
+        let _enter = span.enter();
+        warn!(error = %e, "reconcile failed");
+        report_error(&model, &ctx, e).await;
+    }
+    result
+}
+
+/// Backoff after a failed reconcile: permanent errors wait for a change to
+/// the Model (a watch event), transient ones retry soon.
+pub fn error_policy(_model: Arc<Model>, error: &OperatorError, _ctx: Arc<Context>) -> Requeue {
+    if error.is_permanent() {
+        Requeue::requeue(MAX_REQUEUE)
+    } else {
+        Requeue::requeue(Duration::from_secs(5))
+    }
+}
+
+/// A failure lands where the user looks: a `Reconciled=False` condition and
+/// a Warning Event naming the cause.
+async fn report_error(model: &Model, ctx: &Context, e: &OperatorError) {
+    let mut status = model.status.clone().unwrap_or_default();
+    let obs = Observations::at(ctx.clock.now());
+    let changed = set_condition(
+        &mut status,
+        &obs,
+        "Reconciled",
+        ConditionStatus::False,
+        e.reason(),
+        &e.to_string(),
+    );
+    if changed || model.status.as_ref() != Some(&status) {
+        let _ = apply::write_status(&ctx.client, model, &status).await;
+    }
+    let _ = apply::event(
+        &ctx.recorder,
+        model,
+        EventKind::Warning,
+        e.reason(),
+        "Reconcile",
+        &e.to_string(),
+    )
+    .await;
+}
+
+async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Requeue, OperatorError> {
+    let key = ObjectRef::from_obj(model);
+    let name = model.name_any();
+    let ns = model.namespace().ok_or(OperatorError::Unnamed)?;
+    if model.metadata.deletion_timestamp.is_some() {
+        // Owner references let the garbage collector remove the children.
+        return Ok(Requeue::await_change());
+    }
+    let rv = model.resource_version();
+    if rv.is_some()
+        && ctx
+            .stale
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            == rv.as_ref()
+    {
+        return Ok(Requeue::requeue(Duration::from_millis(200)));
+    }
+
+    let all_versions = ctx.stores.versions.state();
+    let mut versions: Vec<ModelVersion> = owned_by(&all_versions, &ns, &name)
+        .into_iter()
+        .filter(|v| v.spec.model == name)
+        .cloned()
+        .collect();
+    versions.sort_by_key(|v| v.spec.version);
+    let all_jobs = ctx.stores.jobs.state();
+    let jobs = owned_by(&all_jobs, &ns, &name);
+    let all_deployments = ctx.stores.deployments.state();
+    let deployments = owned_by(&all_deployments, &ns, &name);
+
+    let obs = observe_all(model, ctx, &name, &versions, &jobs, &deployments).await?;
+    let decision = decide(model, &versions, &obs.observations);
+    apply_decision(model, ctx, &versions, &decision).await?;
+    ensure_children(model, ctx, &decision.status, &versions, &jobs, &deployments).await?;
+
+    let mut status = decision.status.clone();
+    set_condition(
+        &mut status,
+        &obs.observations,
+        "Reconciled",
+        ConditionStatus::True,
+        "Reconciled",
+        "children and status match the latest decision",
+    );
+    if model.status.as_ref() != Some(&status) {
+        apply::write_status(&ctx.client, model, &status).await?;
+        if let Some(rv) = rv {
+            ctx.stale
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone(), rv);
+        }
+    }
+    if let Some(annotation) = &obs.acknowledged {
+        apply::remove_annotation(&ctx.client, model, annotation).await?;
+    }
+    ctx.telemetry.set_phase(&key, status.phase);
+
+    let mut wait = decision
+        .requeue_after
+        .map_or(MAX_REQUEUE, |d| ctx.clock.real(d))
+        .min(MAX_REQUEUE);
+    if status.canary.is_some() {
+        wait = wait.min(CANARY_POLL);
+    }
+    Ok(Requeue::requeue(wait.max(Duration::from_millis(100))))
+}
+
+struct Observed {
+    observations: Observations,
+    /// The annotation of the manual request handed to the core, removed once acted on.
+    acknowledged: Option<String>,
+}
+
+async fn observe_all(
+    model: &Model,
+    ctx: &Context,
+    name: &str,
+    versions: &[ModelVersion],
+    jobs: &[&Job],
+    deployments: &[&Deployment],
+) -> Result<Observed, OperatorError> {
+    let mut obs = Observations::at(ctx.clock.now());
+    obs.generation = model.metadata.generation;
+    obs.jobs = jobs
+        .iter()
+        .filter_map(|j| {
+            Some(TrainingJob {
+                version: names::training_job_version(name, j.metadata.name.as_deref()?)?,
+                state: observe::job_state(j),
+            })
+        })
+        .collect();
+    for (version, artifact) in observe::awaiting_gate(versions) {
+        if let Some(report) = observe::read_gate_report(&artifact).await? {
+            obs.gate_results.push(GateResult {
+                version,
+                verdict: report.verdict,
+            });
+        }
+    }
+    obs.ready_versions = observe::ready_versions(name, deployments);
+
+    let mut acknowledged = None;
+    match observe::manual_requests(model) {
+        Ok(requests) => {
+            if let Some((annotation, request)) = requests.into_iter().next() {
+                obs.request = Some(request);
+                acknowledged = Some(annotation);
+            }
+        }
+        Err(message) => {
+            apply::event(
+                &ctx.recorder,
+                model,
+                EventKind::Warning,
+                "RequestRefused",
+                "Request",
+                &message,
+            )
+            .await?;
+        }
+    }
+
+    if let Some(metrics) = scrape_canary(model, ctx, &obs).await {
+        obs.canary_metrics = Some(metrics);
+    }
+    Ok(Observed {
+        observations: obs,
+        acknowledged,
+    })
+}
+
+/// Sums `/metrics` over the version's Service (the Service spreads over
+/// replicas; one scrape per replica would need pod addresses).
+async fn scrape_version(ctx: &Context, ns: &str, model: &str, n: u32) -> Option<ServingCounters> {
+    let url = format!("{}/metrics", names::serving_url(model, ns, n));
+    let answer = ctx.http.get(&url).send().await.ok()?;
+    if !answer.status().is_success() {
+        return None;
+    }
+    let text = answer.text().await.ok()?;
+    Some(ServingCounters::from_metrics(&text))
+}
+
+/// Canary and stable metrics since the current step began, when a step runs.
+async fn scrape_canary(
+    model: &Model,
+    ctx: &Context,
+    obs: &Observations,
+) -> Option<crate::policy::CanaryMetrics> {
+    let status = model.status.as_ref()?;
+    let canary = status.canary.as_ref()?;
+    let step_started = canary.step_started_at?;
+    let n = version_number(&canary.version)?;
+    let champion = status.champion.as_deref().and_then(version_number)?;
+    let ns = model.namespace()?;
+    let name = model.name_any();
+    let (canary_now, stable_now) = tokio::join!(
+        scrape_version(ctx, &ns, &name, n),
+        scrape_version(ctx, &ns, &name, champion)
+    );
+    let (canary_now, stable_now) = (canary_now?, stable_now?);
+    let key = ObjectRef::from_obj(model);
+    let mut baselines = ctx.baselines.lock().unwrap_or_else(|p| p.into_inner());
+    let entry = baselines
+        .get(&key)
+        .filter(|b| b.version == n && b.step_started == step_started);
+    let baseline = match entry {
+        Some(b) => b.clone(),
+        None => {
+            // The window starts at the first scrape of this step.
+            let b = Baseline {
+                version: n,
+                step_started,
+                taken_at: obs.now.max(step_started),
+                canary: canary_now,
+                stable: stable_now,
+            };
+            baselines.insert(key, b);
+            return None;
+        }
+    };
+    Some(observe::canary_metrics(
+        n,
+        &baseline,
+        &canary_now,
+        &stable_now,
+        obs.now,
+    ))
+}
+
+async fn apply_decision(
+    model: &Model,
+    ctx: &Context,
+    versions: &[ModelVersion],
+    decision: &Decision,
+) -> Result<(), OperatorError> {
+    let name = model.name_any();
+    let ns = model.namespace().unwrap_or_default();
+    let mut statuses: HashMap<u32, (ModelVersion, ModelVersionStatus)> = versions
+        .iter()
+        .map(|v| {
+            (
+                v.spec.version,
+                (v.clone(), v.status.clone().unwrap_or_default()),
+            )
+        })
+        .collect();
+    let mut touched: BTreeSet<u32> = BTreeSet::new();
+    let now = ctx.clock.now();
+    for action in &decision.actions {
+        match action {
+            Action::StartTraining {
+                version,
+                trigger,
+                reason,
+                config_hash,
+            } => {
+                let n = *version;
+                let mv = children::model_version(
+                    model,
+                    n,
+                    *trigger,
+                    reason,
+                    config_hash,
+                    decision.status.data_digest.clone(),
+                )?;
+                apply::create_once(&ctx.client, &mv).await?;
+                let artifact = children::artifact_uri(model, n, &ctx.settings)?;
+                let status =
+                    children::initial_version_status(artifact, names::training_job(&name, n));
+                statuses.insert(n, (mv, status));
+                touched.insert(n);
+                ctx.telemetry.training_started(*trigger);
+                info!(version = %version_name(n), ?trigger, %reason, "training started");
+            }
+            Action::SetVersionPhase {
+                version,
+                phase,
+                reason,
+            } => {
+                if let Some((_, s)) = statuses.get_mut(version) {
+                    s.phase = *phase;
+                    s.message = Some(reason.clone());
+                    match phase {
+                        VersionPhase::Champion => s.champion_since = Some(now),
+                        VersionPhase::Superseded | VersionPhase::RolledBack
+                            if s.champion_since.is_some() && s.champion_until.is_none() =>
+                        {
+                            s.champion_until = Some(now)
+                        }
+                        _ => {}
+                    }
+                    touched.insert(*version);
+                }
+            }
+            Action::RecordGate { version, gate } => {
+                if let Some((_, s)) = statuses.get_mut(version) {
+                    s.gate = Some(gate.clone());
+                    touched.insert(*version);
+                }
+            }
+            Action::RecordRollout { version, rollout } => {
+                if let Some((_, s)) = statuses.get_mut(version) {
+                    s.rollout = Some(rollout.clone());
+                    touched.insert(*version);
+                }
+            }
+            Action::DeleteVersion { version, .. } => {
+                let n = *version;
+                apply::delete::<Job>(&ctx.client, &ns, &names::training_job(&name, n)).await?;
+                apply::delete::<Deployment>(&ctx.client, &ns, &names::serving(&name, n)).await?;
+                apply::delete::<Service>(&ctx.client, &ns, &names::serving(&name, n)).await?;
+                apply::delete::<ModelVersion>(&ctx.client, &ns, &names::version_object(&name, n))
+                    .await?;
+                statuses.remove(&n);
+                touched.remove(&n);
+            }
+            Action::RecordEvent {
+                kind,
+                reason,
+                message,
+            } => {
+                apply::event(&ctx.recorder, model, *kind, reason, "Decide", message).await?;
+            }
+            // Serving objects and traffic follow the status (ensure_children).
+            Action::CreateCanary { .. }
+            | Action::SetTraffic { .. }
+            | Action::Promote { .. }
+            | Action::Rollback { .. } => {}
+        }
+    }
+    for n in touched {
+        if let Some((mv, status)) = statuses.get(&n)
+            && mv.status.as_ref() != Some(status)
+        {
+            apply::write_status(&ctx.client, mv, status).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The versions that must have a model server: the champion, the canary
+/// and every version with traffic.
+pub fn serving_set(status: &ModelStatus) -> BTreeSet<u32> {
+    let mut set: BTreeSet<u32> = status
+        .traffic
+        .iter()
+        .filter_map(|t| version_number(&t.version))
+        .collect();
+    set.extend(status.champion.as_deref().and_then(version_number));
+    set.extend(
+        status
+            .canary
+            .as_ref()
+            .and_then(|c| version_number(&c.version)),
+    );
+    set
+}
+
+/// Children follow the status declaratively, so a restart at any point
+/// converges: the running training has its Job, serving versions have
+/// Deployment + Service, others have none, and a serving Model has a gateway.
+async fn ensure_children(
+    model: &Model,
+    ctx: &Context,
+    status: &ModelStatus,
+    versions: &[ModelVersion],
+    jobs: &[&Job],
+    deployments: &[&Deployment],
+) -> Result<(), OperatorError> {
+    let name = model.name_any();
+    let ns = model.namespace().unwrap_or_default();
+    let artifact_of = |n: u32| -> Result<String, OperatorError> {
+        let recorded = versions
+            .iter()
+            .find(|v| v.spec.version == n)
+            .and_then(|v| v.status.as_ref()?.artifact.as_ref().map(|a| a.uri.clone()));
+        match recorded {
+            Some(uri) => Ok(uri),
+            None => children::artifact_uri(model, n, &ctx.settings),
+        }
+    };
+
+    if let Some(n) = status
+        .training
+        .as_ref()
+        .and_then(|t| version_number(&t.version))
+    {
+        let job_name = names::training_job(&name, n);
+        if !jobs
+            .iter()
+            .any(|j| j.metadata.name.as_deref() == Some(job_name.as_str()))
+        {
+            let champion = match status.champion.as_deref().and_then(version_number) {
+                Some(c) => Some(artifact_of(c)?),
+                None => None,
+            };
+            let job = children::training_job(model, n, champion.as_deref(), &ctx.settings)?;
+            apply::create_once(&ctx.client, &job).await?;
+        }
+    }
+
+    let serving = serving_set(status);
+    let all_services = ctx.stores.services.state();
+    let services = owned_by(&all_services, &ns, &name);
+    for n in &serving {
+        let (deployment, service) = children::serving(model, *n, &artifact_of(*n)?, &ctx.settings)?;
+        let live_d = deployments
+            .iter()
+            .find(|d| d.metadata.name == deployment.metadata.name)
+            .copied();
+        let live_s = services
+            .iter()
+            .find(|s| s.metadata.name == service.metadata.name)
+            .copied();
+        apply::apply_child(&ctx.client, deployment, live_d).await?;
+        apply::apply_child(&ctx.client, service, live_s).await?;
+    }
+    let role = |o: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        o.labels
+            .as_ref()
+            .and_then(|l| l.get(ROLE_LABEL))
+            .map(String::as_str)
+            == Some("serving")
+    };
+    for d in deployments.iter().filter(|d| role(&d.metadata)) {
+        let Some(dn) = d.metadata.name.as_deref() else {
+            continue;
+        };
+        if names::serving_version(&name, dn).is_some_and(|n| !serving.contains(&n)) {
+            apply::delete::<Deployment>(&ctx.client, &ns, dn).await?;
+        }
+    }
+    for s in services.iter().filter(|s| role(&s.metadata)) {
+        let Some(sn) = s.metadata.name.as_deref() else {
+            continue;
+        };
+        if names::serving_version(&name, sn).is_some_and(|n| !serving.contains(&n)) {
+            apply::delete::<Service>(&ctx.client, &ns, sn).await?;
+        }
+    }
+
+    if !serving.is_empty() {
+        let (deployment, service) = children::gateway(model, &ctx.settings)?;
+        let live_d = deployments
+            .iter()
+            .find(|d| d.metadata.name == deployment.metadata.name)
+            .copied();
+        let live_s = services
+            .iter()
+            .find(|s| s.metadata.name == service.metadata.name)
+            .copied();
+        apply::apply_child(&ctx.client, deployment, live_d).await?;
+        apply::apply_child(&ctx.client, service, live_s).await?;
+    }
+    Ok(())
+}

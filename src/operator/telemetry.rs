@@ -1,0 +1,188 @@
+//! The operator's own `/metrics`, `/healthz` and `/readyz`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use kube::runtime::reflector::ObjectRef;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::api::{Model, ModelPhase, TrainingTrigger};
+
+use super::error::OperatorError;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TriggerLabels {
+    trigger: String,
+}
+
+/// Counters and gauges of the operator.
+pub struct Telemetry {
+    registry: Registry,
+    reconciles: Counter,
+    errors: Family<KindLabels, Counter>,
+    duration: Histogram,
+    models: Family<PhaseLabels, Gauge>,
+    trainings: Family<TriggerLabels, Counter>,
+    phases: Mutex<HashMap<ObjectRef<Model>, ModelPhase>>,
+    ready: AtomicBool,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn phase_name(p: ModelPhase) -> String {
+    format!("{p:?}")
+}
+
+impl Telemetry {
+    /// Registers every metric under `driftline_operator_`.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("driftline_operator");
+        let reconciles = Counter::default();
+        let errors = Family::<KindLabels, Counter>::default();
+        // 100 µs … ~3 s.
+        let duration = Histogram::new(exponential_buckets(0.000_1, 2.0, 16));
+        let models = Family::<PhaseLabels, Gauge>::default();
+        let trainings = Family::<TriggerLabels, Counter>::default();
+        registry.register("reconciles", "Reconciles of Models", reconciles.clone());
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles by kind of error",
+            errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconcile took",
+            duration.clone(),
+        );
+        registry.register("models", "Models by phase", models.clone());
+        registry.register(
+            "trainings_started",
+            "Training runs started by trigger",
+            trainings.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            errors,
+            duration,
+            models,
+            trainings,
+            phases: Mutex::new(HashMap::new()),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Counts one reconcile, its duration and its error kind.
+    pub fn observe_reconcile(&self, took: Duration, error: Option<&OperatorError>) {
+        self.reconciles.inc();
+        self.duration.observe(took.as_secs_f64());
+        if let Some(e) = error {
+            self.errors
+                .get_or_create(&KindLabels {
+                    kind: e.metric_label().into(),
+                })
+                .inc();
+        }
+    }
+
+    /// Counts a training start.
+    pub fn training_started(&self, trigger: TrainingTrigger) {
+        self.trainings
+            .get_or_create(&TriggerLabels {
+                trigger: format!("{trigger:?}"),
+            })
+            .inc();
+    }
+
+    /// Records the phase of a Model for the `models{phase}` gauge.
+    pub fn set_phase(&self, model: &ObjectRef<Model>, phase: ModelPhase) {
+        let mut phases = self.phases.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = phases.insert(model.clone(), phase) {
+            if old == phase {
+                return;
+            }
+            self.models
+                .get_or_create(&PhaseLabels {
+                    phase: phase_name(old),
+                })
+                .dec();
+        }
+        self.models
+            .get_or_create(&PhaseLabels {
+                phase: phase_name(phase),
+            })
+            .inc();
+    }
+
+    /// Marks the operator ready (caches synced, leading or standing by).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// The OpenMetrics text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+async fn metrics(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        t.render(),
+    )
+}
+
+async fn readyz(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
+    if t.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet")
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` until the process ends.
+pub async fn serve(addr: SocketAddr, telemetry: Arc<Telemetry>) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(telemetry);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(local)
+}

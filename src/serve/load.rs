@@ -1,0 +1,344 @@
+//! A load generator for the Open Inference Protocol: sends a dataset's rows
+//! to a server or gateway at a steady rate, labels them through the feedback
+//! endpoint, and can switch to a shifted dataset part-way (to watch drift
+//! trigger a retraining). Used by `driftline load`, `driftline demo` and tests.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+use crate::api::Task;
+use crate::ml::data::{Cell, Table};
+
+/// Why load could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The model's metadata could not be read.
+    #[error("cannot read the model's inputs from {url}: {reason}")]
+    Metadata {
+        /// The metadata URL.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A column the model needs is not in the data.
+    #[error("column `{column}` missing in {source_name}; the model's inputs are {inputs}")]
+    MissingColumn {
+        /// The missing column.
+        column: String,
+        /// Where the rows came from.
+        source_name: String,
+        /// The model's input names.
+        inputs: String,
+    },
+    /// The data has no rows.
+    #[error("{0} has no rows to send")]
+    Empty(String),
+}
+
+/// Cell as a tensor element of `datatype`.
+pub fn cell_json(cell: &Cell, datatype: &str) -> Value {
+    match (cell, datatype) {
+        (Cell::Number(x), "BYTES") => json!(x.to_string()),
+        (Cell::Number(x), _) => json!(x),
+        (Cell::Text(s), _) => json!(s),
+        (Cell::Missing, "BYTES") => json!(""),
+        (Cell::Missing, _) => Value::Null,
+    }
+}
+
+/// Cell as a feedback label: class names are strings, regression targets numbers.
+pub fn label_json(cell: &Cell, task: Task) -> Value {
+    match (cell, task) {
+        (Cell::Number(x), Task::Classification) if x.fract() == 0.0 => {
+            json!((*x as i64).to_string())
+        }
+        (Cell::Number(x), Task::Classification) => json!(x.to_string()),
+        (Cell::Number(x), Task::Regression) => json!(x),
+        (Cell::Text(s), _) => json!(s),
+        (Cell::Missing, _) => Value::Null,
+    }
+}
+
+/// Whether a served prediction equals a label (both as text).
+pub fn same_label(prediction: &Value, label: &Value) -> bool {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    text(prediction) == text(label)
+}
+
+/// The model's inputs as `(name, datatype)`, from `GET /v2/models/{name}`.
+pub async fn model_inputs(
+    http: &reqwest::Client,
+    base: &str,
+    model: &str,
+) -> Result<Vec<(String, String)>, LoadError> {
+    let url = format!("{}/v2/models/{model}", base.trim_end_matches('/'));
+    let err = |reason: String| LoadError::Metadata {
+        url: url.clone(),
+        reason,
+    };
+    let answer = http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    if !answer.status().is_success() {
+        return Err(err(format!("status {}", answer.status())));
+    }
+    let metadata: Value = answer.json().await.map_err(|e| err(e.to_string()))?;
+    let inputs: Vec<(String, String)> = metadata["inputs"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| {
+                    Some((
+                        i["name"].as_str()?.to_string(),
+                        i["datatype"].as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if inputs.is_empty() {
+        return Err(err("the answer lists no inputs".into()));
+    }
+    Ok(inputs)
+}
+
+/// The column index of each input, or the first one the data lacks.
+pub fn input_columns(table: &Table, inputs: &[(String, String)]) -> Result<Vec<usize>, LoadError> {
+    inputs
+        .iter()
+        .map(|(name, _)| {
+            table
+                .position(name)
+                .ok_or_else(|| LoadError::MissingColumn {
+                    column: name.clone(),
+                    source_name: table.source.clone(),
+                    inputs: inputs
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+        })
+        .collect()
+}
+
+/// The infer request for rows `start..end` of `table`.
+pub fn infer_body(
+    table: &Table,
+    columns: &[usize],
+    inputs: &[(String, String)],
+    start: usize,
+    end: usize,
+    id: &str,
+) -> Value {
+    let tensors: Vec<Value> = inputs
+        .iter()
+        .zip(columns)
+        .map(|((name, datatype), col)| {
+            let data: Vec<Value> = table.columns[*col][start..end]
+                .iter()
+                .map(|c| cell_json(c, datatype))
+                .collect();
+            json!({"name": name, "datatype": datatype, "shape": [end - start, 1], "data": data})
+        })
+        .collect();
+    json!({"id": id, "inputs": tensors})
+}
+
+/// What to send, and how fast.
+#[derive(Clone)]
+pub struct LoadPlan {
+    /// Base URL of the server or gateway.
+    pub base: String,
+    /// Model name in the URL.
+    pub model: String,
+    /// Rows to send, cycled.
+    pub data: Arc<Table>,
+    /// Rows to send instead once `shift_after` has passed.
+    pub shifted: Option<Arc<Table>>,
+    pub shift_after: Duration,
+    /// Requests per second.
+    pub rate: f64,
+    /// How long to send.
+    pub duration: Duration,
+    /// Rows per request.
+    pub batch: usize,
+    /// Label every request through the feedback endpoint with this column.
+    pub label: Option<(String, Task)>,
+    /// Most requests in flight.
+    pub concurrency: usize,
+}
+
+/// What the load produced.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LoadReport {
+    pub sent: u64,
+    pub ok: u64,
+    pub errors: u64,
+    /// Answered requests by the `model_version` that answered.
+    pub by_version: BTreeMap<String, u64>,
+    /// Requests sent from the shifted rows.
+    pub shifted: u64,
+    pub labelled: u64,
+    /// Rows whose prediction matched the label.
+    pub correct: u64,
+    pub scored: u64,
+}
+
+struct Outcome {
+    version: Option<String>,
+    ok: bool,
+    labelled: bool,
+    correct: u64,
+    scored: u64,
+}
+
+async fn one(
+    http: reqwest::Client,
+    plan: Arc<LoadPlan>,
+    table: Arc<Table>,
+    columns: Arc<Vec<usize>>,
+    inputs: Arc<Vec<(String, String)>>,
+    start: usize,
+    id: String,
+) -> Outcome {
+    let end = (start + plan.batch).min(table.rows);
+    let base = plan.base.trim_end_matches('/');
+    let body = infer_body(&table, &columns, &inputs, start, end, &id);
+    let mut out = Outcome {
+        version: None,
+        ok: false,
+        labelled: false,
+        correct: 0,
+        scored: 0,
+    };
+    let Ok(answer) = http
+        .post(format!("{base}/v2/models/{}/infer", plan.model))
+        .json(&body)
+        .send()
+        .await
+    else {
+        return out;
+    };
+    if !answer.status().is_success() {
+        return out;
+    }
+    let Ok(response) = answer.json::<Value>().await else {
+        return out;
+    };
+    out.ok = true;
+    out.version = response["model_version"].as_str().map(String::from);
+    let Some((target, task)) = &plan.label else {
+        return out;
+    };
+    let Some(col) = table.position(target) else {
+        return out;
+    };
+    let labels: Vec<Value> = table.columns[col][start..end]
+        .iter()
+        .map(|c| label_json(c, *task))
+        .collect();
+    let predictions = response["outputs"]
+        .as_array()
+        .and_then(|o| o.iter().find(|t| t["name"] == "predictions").or(o.first()))
+        .and_then(|t| t["data"].as_array().cloned())
+        .unwrap_or_default();
+    for (p, l) in predictions.iter().zip(&labels) {
+        out.scored += 1;
+        out.correct += u64::from(same_label(p, l));
+    }
+    out.labelled = http
+        .post(format!("{base}/v2/models/{}/feedback", plan.model))
+        .json(&json!({"id": id, "label": labels}))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success());
+    out
+}
+
+/// Sends the plan's load and reports what came back.
+pub async fn run(http: &reqwest::Client, plan: LoadPlan) -> Result<LoadReport, LoadError> {
+    if plan.data.rows == 0 {
+        return Err(LoadError::Empty(plan.data.source.clone()));
+    }
+    let inputs = model_inputs(http, &plan.base, &plan.model).await?;
+    let columns = Arc::new(input_columns(&plan.data, &inputs)?);
+    let shifted_columns = match &plan.shifted {
+        Some(t) if t.rows == 0 => return Err(LoadError::Empty(t.source.clone())),
+        Some(t) => Some(Arc::new(input_columns(t, &inputs)?)),
+        None => None,
+    };
+    let inputs = Arc::new(inputs);
+    let plan = Arc::new(plan);
+    let batch = plan.batch.max(1);
+    let gap = Duration::from_secs_f64(1.0 / plan.rate.max(0.001));
+    let slots = Arc::new(Semaphore::new(plan.concurrency.max(1)));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut report = LoadReport::default();
+    let (mut row, mut shifted_row) = (0usize, 0usize);
+    let mut tick = tokio::time::interval(gap);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while started.elapsed() < plan.duration {
+        tick.tick().await;
+        let shift = started.elapsed() >= plan.shift_after;
+        let (table, cols, at) = match (&plan.shifted, &shifted_columns) {
+            (Some(t), Some(c)) if shift => {
+                let at = shifted_row % t.rows;
+                shifted_row = at + batch;
+                report.shifted += 1;
+                (t.clone(), c.clone(), at)
+            }
+            _ => {
+                let at = row % plan.data.rows;
+                row = at + batch;
+                (plan.data.clone(), columns.clone(), at)
+            }
+        };
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        report.sent += 1;
+        let id = format!("load-{}-{}", std::process::id(), report.sent);
+        let (http, plan, inputs) = (http.clone(), plan.clone(), inputs.clone());
+        tasks.spawn(async move {
+            let out = one(http, plan, table, cols, inputs, at, id).await;
+            drop(permit);
+            out
+        });
+        while let Some(done) = tasks.try_join_next() {
+            tally(&mut report, done.ok());
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        tally(&mut report, done.ok());
+    }
+    Ok(report)
+}
+
+fn tally(report: &mut LoadReport, outcome: Option<Outcome>) {
+    let Some(o) = outcome else {
+        report.errors += 1;
+        return;
+    };
+    if o.ok {
+        report.ok += 1;
+    } else {
+        report.errors += 1;
+    }
+    if let Some(v) = o.version {
+        *report.by_version.entry(v).or_default() += 1;
+    }
+    report.labelled += u64::from(o.labelled);
+    report.correct += o.correct;
+    report.scored += o.scored;
+}

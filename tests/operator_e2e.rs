@@ -1,0 +1,210 @@
+//! The operator end to end on the embedded cluster, the real driftline
+//! binary in every pod: apply a Model and it trains, gates, serves and
+//! explains itself.
+
+mod operator_support;
+
+use std::time::Duration;
+
+use driftline::api::{ConditionStatus, ModelPhase, VersionPhase, names};
+use k8s_openapi::api::batch::v1::Job;
+use kube::Api;
+use kube::api::ListParams;
+use operator_support::*;
+
+const MINUTES: Duration = Duration::from_secs(240);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_model_trains_passes_its_gate_and_serves_through_its_gateway() {
+    let h = Harness::start(151, 1.0).await;
+    let mut spec = pipeline("wine-quality.yaml");
+    spec.training.epochs = 20;
+    spec.serving.replicas = 1;
+    spec.retrain = None;
+    h.apply("wine-quality", spec).await;
+
+    let status = h
+        .wait_model("wine-quality", MINUTES, "v1 champion serving", |m| {
+            let s = m.status.as_ref()?;
+            (s.champion.as_deref() == Some("v1") && s.phase == ModelPhase::Serving)
+                .then(|| s.clone())
+        })
+        .await;
+    assert_eq!(status.traffic_summary.as_deref(), Some("v1:100"));
+    let ready = status.condition("Ready").expect("Ready condition");
+    assert_eq!(ready.status, ConditionStatus::True);
+
+    let v1 = h
+        .versions()
+        .get("wine-quality-v1")
+        .await
+        .expect("ModelVersion v1");
+    let v1s = v1.status.expect("v1 status");
+    assert_eq!(v1s.phase, VersionPhase::Champion);
+    let gate = v1s.gate.expect("gate summary recorded");
+    assert!(gate.passed, "{gate:?}");
+    assert!(gate.summary.starts_with("passed "), "{}", gate.summary);
+    let artifact = v1s.artifact.expect("artifact").uri;
+    assert!(
+        std::path::Path::new(&artifact)
+            .join("manifest.json")
+            .exists(),
+        "artifact at {artifact}"
+    );
+    assert!(std::path::Path::new(&names::gate_report_uri(&artifact)).exists());
+
+    // One training Job, named by the contract.
+    let jobs: Api<Job> = Api::namespaced(h.client.clone(), NS);
+    let names_: Vec<String> = jobs
+        .list(&ListParams::default())
+        .await
+        .expect("jobs")
+        .items
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect();
+    assert_eq!(names_, vec!["wine-quality-train-1".to_string()]);
+
+    // A request through the gateway Service is answered by v1.
+    let ip =
+        driftline::cluster::runner::resolve_service_host(&h.hosts_file(), "wine-quality.ml.svc")
+            .expect("gateway Service has a cluster IP");
+    let url = format!("http://{ip}:8080/v2/models/wine-quality/infer");
+    let body = serde_json::json!({
+        "inputs": [
+            {"name": "fixed_acidity", "shape": [1], "datatype": "FP64", "data": [7.4]},
+            {"name": "volatile_acidity", "shape": [1], "datatype": "FP64", "data": [0.7]},
+            {"name": "citric_acid", "shape": [1], "datatype": "FP64", "data": [0.0]},
+            {"name": "residual_sugar", "shape": [1], "datatype": "FP64", "data": [1.9]},
+            {"name": "chlorides", "shape": [1], "datatype": "FP64", "data": [0.076]},
+            {"name": "free_sulfur_dioxide", "shape": [1], "datatype": "FP64", "data": [11.0]},
+            {"name": "total_sulfur_dioxide", "shape": [1], "datatype": "FP64", "data": [34.0]},
+            {"name": "density", "shape": [1], "datatype": "FP64", "data": [0.9978]},
+            {"name": "ph", "shape": [1], "datatype": "FP64", "data": [3.51]},
+            {"name": "sulphates", "shape": [1], "datatype": "FP64", "data": [0.56]},
+            {"name": "alcohol", "shape": [1], "datatype": "FP64", "data": [9.4]}
+        ]
+    });
+    let http = reqwest::Client::new();
+    let mut answer = None;
+    for _ in 0..120 {
+        if let Ok(r) = http.post(&url).json(&body).send().await
+            && r.status().is_success()
+        {
+            answer = Some(r.json::<serde_json::Value>().await.expect("JSON answer"));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let answer = answer.expect("the gateway answers an infer request");
+    assert_eq!(answer["model_version"], "v1", "{answer}");
+    assert!(
+        answer["outputs"][0]["data"]
+            .as_array()
+            .is_some_and(|d| d.len() == 1),
+        "{answer}"
+    );
+
+    let events = h.events("wine-quality").await;
+    assert!(
+        events.iter().any(|e| e.starts_with("TrainingStarted: v1")),
+        "{events:?}"
+    );
+
+    // A change that trains a poor model: retrained, rejected, champion untouched.
+    let mut model = h.models().get("wine-quality").await.expect("Model");
+    model.spec.architecture.hidden_layers = vec![1];
+    model.spec.training.epochs = 1;
+    model.spec.training.learning_rate = 0.000_01;
+    model.metadata.managed_fields = None;
+    h.models()
+        .replace("wine-quality", &Default::default(), &model)
+        .await
+        .expect("spec change accepted");
+    h.wait_model("wine-quality", MINUTES, "v2 rejected", |m| {
+        let s = m.status.as_ref()?;
+        let t = s.last_training.as_ref()?;
+        (t.version == "v2" && s.candidate.is_none() && s.training.is_none()).then_some(())
+    })
+    .await;
+    let v2 = h
+        .versions()
+        .get("wine-quality-v2")
+        .await
+        .expect("ModelVersion v2");
+    let v2s = v2.status.expect("v2 status");
+    assert_eq!(v2s.phase, VersionPhase::Rejected, "{:?}", v2s.message);
+    assert_eq!(
+        v2.spec.lineage.trigger,
+        driftline::api::TrainingTrigger::ConfigChanged
+    );
+    let gate = v2s.gate.expect("gate recorded on the rejected version");
+    assert!(!gate.passed);
+    assert!(!gate.failed_checks.is_empty());
+    for check in &gate.failed_checks {
+        assert!(!check.passed);
+        assert!(check.value.is_some() && check.bound.is_some(), "{check:?}");
+        assert!(!check.message.is_empty());
+    }
+    assert!(
+        gate.failed_checks.iter().any(|c| c.name == "accuracy"),
+        "{:?}",
+        gate.failed_checks
+    );
+    let status = h
+        .models()
+        .get("wine-quality")
+        .await
+        .expect("Model")
+        .status
+        .expect("status");
+    assert_eq!(status.champion.as_deref(), Some("v1"));
+    assert_eq!(status.traffic_summary.as_deref(), Some("v1:100"));
+    let events = h.events("wine-quality").await;
+    assert!(
+        events.iter().any(|e| e.starts_with("GateFailed:")),
+        "{events:?}"
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_model_that_passes_the_schema_but_fails_validation_gets_a_condition_an_event_and_no_job()
+{
+    let h = Harness::start(152, 1.0).await;
+    let mut spec = pipeline("wine-quality.yaml");
+    // The CRD's shape rule accepts a reversed range; the schedule parser does not.
+    spec.retrain.as_mut().expect("retrain").schedule = Some("30-10 * * * *".into());
+    h.apply("bad", spec).await;
+    let cond = h
+        .wait_model("bad", Duration::from_secs(60), "SpecValid=False", |m| {
+            m.status
+                .as_ref()?
+                .condition("SpecValid")
+                .filter(|c| c.status == ConditionStatus::False)
+                .cloned()
+        })
+        .await;
+    assert_eq!(cond.reason, "InvalidSpec");
+    assert!(
+        cond.message.contains("spec.retrain.schedule"),
+        "{}",
+        cond.message
+    );
+    let events = h.events("bad").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("InvalidSpec:") && e.contains("spec.retrain.schedule")),
+        "{events:?}"
+    );
+    let jobs: Api<Job> = Api::namespaced(h.client.clone(), NS);
+    assert!(
+        jobs.list(&ListParams::default())
+            .await
+            .expect("jobs")
+            .items
+            .is_empty()
+    );
+    h.shutdown().await;
+}

@@ -1,0 +1,205 @@
+//! A running operator on the embedded cluster, with the real driftline
+//! binary in every pod, and helpers to wait on what users would watch.
+
+#![allow(dead_code)]
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use driftline::api::crd::all_crds;
+use driftline::api::{Model, ModelSpec, ModelVersion, load_model_config};
+use driftline::cluster::runner::NodeConfig;
+use driftline::cluster::{ClusterConfig, EmbeddedCluster};
+use driftline::operator::{ChildSettings, Clock, OperatorConfig, Telemetry};
+use k8s_openapi::api::core::v1::{Event, Namespace};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client};
+
+pub const NS: &str = "ml";
+
+/// The embedded cluster plus one in-process operator.
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub cluster: EmbeddedCluster,
+    pub client: Client,
+    pub clock: Arc<Clock>,
+    pub telemetry: Arc<Telemetry>,
+    pub artifacts: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    operator: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Harness {
+    /// Starts a cluster on its own loopback /16 and an operator whose clock
+    /// runs `time_scale` times as fast as the wall clock.
+    pub async fn start(subnet: u8, time_scale: f64) -> Harness {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let node = NodeConfig {
+            state_dir: dir.path().to_path_buf(),
+            driftline_exe: env!("CARGO_BIN_EXE_driftline").into(),
+            pod_ip_base: Ipv4Addr::new(127, subnet, 0, 0),
+            restart_backoff: Duration::from_millis(200),
+            job_backoff: Duration::from_millis(200),
+            ..NodeConfig::default()
+        };
+        let cluster = EmbeddedCluster::start(ClusterConfig::new(dir.path()).with_node(node))
+            .await
+            .expect("embedded cluster starts");
+        let client = cluster.client().await;
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for crd in all_crds() {
+            crds.create(&PostParams::default(), &crd)
+                .await
+                .expect("CRD installs");
+        }
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": NS}}))
+            .expect("namespace");
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("namespace ml");
+        let artifacts = dir.path().join("artifacts");
+        let mut h = Harness {
+            dir,
+            cluster,
+            client,
+            clock: Arc::new(Clock::scaled(time_scale)),
+            telemetry: Arc::new(Telemetry::new()),
+            artifacts,
+            stop: None,
+            operator: None,
+        };
+        h.start_operator();
+        h
+    }
+
+    pub fn hosts_file(&self) -> PathBuf {
+        self.dir.path().join("hosts")
+    }
+
+    /// (Re)starts the operator in this process.
+    pub fn start_operator(&mut self) {
+        let config = OperatorConfig {
+            settings: ChildSettings {
+                artifact_root: self.artifacts.display().to_string(),
+                image: "driftline:test".into(),
+                credentials_secret: None,
+                gateway_service_account: None,
+            },
+            namespace: None,
+            clock: self.clock.clone(),
+            instance: "test-operator".into(),
+            leader: None,
+            scrape_timeout: Duration::from_secs(2),
+            hosts_file: Some(self.hosts_file()),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let client = self.client.clone();
+        let telemetry = self.telemetry.clone();
+        self.operator = Some(tokio::spawn(async move {
+            driftline::operator::run(client, config, telemetry, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("operator runs");
+        }));
+        self.stop = Some(tx);
+    }
+
+    /// Kills the operator (abort: no graceful end, as a crash).
+    pub async fn kill_operator(&mut self) {
+        self.stop.take();
+        if let Some(task) = self.operator.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    pub fn models(&self) -> Api<Model> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    pub fn versions(&self) -> Api<ModelVersion> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    pub async fn apply(&self, name: &str, spec: ModelSpec) -> Model {
+        let mut m = Model::new(name, spec);
+        m.metadata.namespace = Some(NS.into());
+        self.models()
+            .create(&PostParams::default(), &m)
+            .await
+            .expect("Model created")
+    }
+
+    /// Polls `check` on the Model until it returns `Some`, or panics with the
+    /// last status after `timeout`.
+    pub async fn wait_model<T>(
+        &self,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        mut check: impl FnMut(&Model) -> Option<T>,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            if let Ok(m) = self.models().get(name).await {
+                if let Some(t) = check(&m) {
+                    return t;
+                }
+                last = Some(m);
+            }
+            if tokio::time::Instant::now() > deadline {
+                let status = last
+                    .and_then(|m| m.status)
+                    .map(|s| serde_json::to_string_pretty(&s).unwrap_or_default());
+                let events = self.events(name).await.join("\n");
+                panic!("timed out waiting for {what}; status: {status:?}\nevents:\n{events}");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// `reason: message` of every Event on the Model, oldest first.
+    pub async fn events(&self, name: &str) -> Vec<String> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), NS);
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        list.into_iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some(name))
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e.reason.unwrap_or_default(),
+                    e.message.unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    pub async fn shutdown(mut self) {
+        self.kill_operator().await;
+        self.cluster.shutdown().await;
+    }
+}
+
+/// A bundled pipeline with data paths made absolute (pods run elsewhere) and
+/// training kept short.
+pub fn pipeline(file: &str) -> ModelSpec {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("pipelines").join(file)).expect("pipeline");
+    let text = text.replace(
+        "file://pipelines/",
+        &format!("file://{}/pipelines/", root.display()),
+    );
+    load_model_config(&text).expect("bundled pipeline is valid")
+}

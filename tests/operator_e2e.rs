@@ -208,3 +208,149 @@ async fn a_model_that_passes_the_schema_but_fails_validation_gets_a_condition_an
     );
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_nightly_retrain_is_canaried_step_by_step_and_promoted_on_live_evidence() {
+    // 20x: a 10-minute canary pause passes in 30 s.
+    let h = Harness::start(153, 20.0).await;
+    let mut spec = pipeline("wine-quality.yaml");
+    spec.training.epochs = 20;
+    spec.serving.replicas = 1;
+    let retrain = spec.retrain.as_mut().expect("retrain");
+    retrain.schedule = Some("0 2 * * *".into());
+    retrain.time_zone = None;
+    retrain.on_drift = false;
+    spec.rollout.steps = vec![
+        driftline::api::CanaryStep {
+            weight: 10,
+            pause: "10m".into(),
+        },
+        driftline::api::CanaryStep {
+            weight: 25,
+            pause: "10m".into(),
+        },
+        driftline::api::CanaryStep {
+            weight: 50,
+            pause: "10m".into(),
+        },
+    ];
+    spec.rollout.analysis.min_requests = 30;
+    spec.rollout.analysis.max_p99_latency_ms = Some(500.0);
+    // Two independently seeded models of the same data disagree on a few rows.
+    spec.rollout.analysis.max_prediction_divergence = Some(0.3);
+    h.apply("wine-quality", spec.clone()).await;
+    h.wait_model("wine-quality", MINUTES, "v1 champion", |m| {
+        (m.status.as_ref()?.champion.as_deref() == Some("v1")).then_some(())
+    })
+    .await;
+
+    // The schedule comes due a few (test-clock) minutes ahead.
+    let now = h.clock.now();
+    let slot = (now + chrono::Duration::days(1))
+        .date_naive()
+        .and_hms_opt(2, 0, 0)
+        .expect("02:00")
+        .and_utc();
+    h.clock.advance(slot - now - chrono::Duration::minutes(3));
+    h.poke("wine-quality").await;
+
+    let gateway = h.service_url("wine-quality");
+    let background = {
+        let (http, gateway, spec) = (h.http(), gateway.clone(), spec.clone());
+        tokio::spawn(
+            async move { load(http, gateway, "wine-quality", &spec, 60.0, 900, None).await },
+        )
+    };
+
+    let started = h
+        .wait_model("wine-quality", MINUTES, "the scheduled v2", |m| {
+            let t = m.status.as_ref()?.last_training.as_ref()?;
+            (t.version == "v2").then(|| t.clone())
+        })
+        .await;
+    assert_eq!(started.trigger, driftline::api::TrainingTrigger::Schedule);
+    assert!(started.reason.contains("0 2 * * *"), "{}", started.reason);
+
+    // At the 25 % step, 2,000 requests through the gateway split 75/25 (±3).
+    h.wait_model("wine-quality", MINUTES, "canary at step 2", |m| {
+        let c = m.status.as_ref()?.canary.as_ref()?;
+        (c.step == 1 && c.step_started_at.is_some()).then_some(())
+    })
+    .await;
+    let split = load(
+        h.http(),
+        gateway.clone(),
+        "wine-quality",
+        &spec,
+        1000.0,
+        25,
+        Some(2000),
+    )
+    .await;
+    let total: u64 = split.by_version.values().sum();
+    assert!(total >= 2000, "{split:?}");
+    let canary = *split.by_version.get("v2").unwrap_or(&0) as f64 / total as f64 * 100.0;
+    assert!(
+        (22.0..=28.0).contains(&canary),
+        "v2 took {canary:.1} % of {total}: {split:?}"
+    );
+
+    let status = h
+        .wait_model("wine-quality", MINUTES, "v2 promoted", |m| {
+            let s = m.status.as_ref()?;
+            (s.champion.as_deref() == Some("v2")).then(|| s.clone())
+        })
+        .await;
+    background.abort();
+    assert_eq!(status.traffic_summary.as_deref(), Some("v2:100"));
+    let v2 = h
+        .versions()
+        .get("wine-quality-v2")
+        .await
+        .expect("v2")
+        .status
+        .expect("status");
+    assert_eq!(v2.phase, VersionPhase::Champion);
+    let rollout = v2.rollout.expect("rollout recorded");
+    assert_eq!(rollout.result, "Promoted");
+    assert_eq!(rollout.steps_passed, 3);
+    let passed: Vec<u32> = rollout
+        .analyses
+        .iter()
+        .filter(|a| a.outcome == driftline::api::AnalysisOutcome::Passed)
+        .map(|a| a.weight)
+        .collect();
+    assert_eq!(passed, vec![10, 25, 50], "{:?}", rollout.analyses);
+    for a in rollout
+        .analyses
+        .iter()
+        .filter(|a| a.outcome == driftline::api::AnalysisOutcome::Passed)
+    {
+        // Both sides measured over the same window, split by the step's weight.
+        let share =
+            a.canary_requests as f64 * 100.0 / (a.canary_requests + a.stable_requests) as f64;
+        assert!(
+            a.canary_requests >= 30 && (share - f64::from(a.weight)).abs() < 10.0,
+            "{a:?}"
+        );
+    }
+    let v1 = h
+        .versions()
+        .get("wine-quality-v1")
+        .await
+        .expect("v1")
+        .status
+        .expect("status");
+    assert_eq!(v1.phase, VersionPhase::Superseded);
+    assert!(v1.champion_until.is_some());
+    let events = h.events("wine-quality").await;
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.starts_with("CanaryStepPassed:"))
+            .count()
+            >= 2,
+        "{events:?}"
+    );
+    h.shutdown().await;
+}

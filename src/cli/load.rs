@@ -44,6 +44,9 @@ pub struct LoadArgs {
     /// How long to send.
     #[arg(long, default_value = "60s", value_parser = duration)]
     pub duration: Duration,
+    /// Stop after this many requests (default: when `--duration` ends).
+    #[arg(long)]
+    pub requests: Option<u64>,
     /// Rows per request.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch: u32,
@@ -95,6 +98,7 @@ pub async fn run_load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         shift_after: args.shift_after,
         rate: args.rate,
         duration: args.duration,
+        requests: args.requests,
         batch: args.batch as usize,
         label: (!args.no_labels).then(|| (spec.data.target.clone(), task)),
         concurrency: args.concurrency as usize,

@@ -156,8 +156,10 @@ where
     Ok(())
 }
 
-/// Publishes an Event on `obj`; Events with the same reason and message
-/// are aggregated by the recorder (one object with a count).
+/// Publishes an Event on `obj`. The recorder aggregates Events with the
+/// same reason and action into one object with a count, keeping the first
+/// note; the action carries a digest of the message so that only true
+/// repeats aggregate and every decision keeps its own numbers.
 pub async fn event<K: Resource<DynamicType = ()>>(
     recorder: &Recorder,
     obj: &K,
@@ -174,7 +176,11 @@ pub async fn event<K: Resource<DynamicType = ()>>(
         reason: reason.chars().take(128).collect(),
         // The Events API caps a note at 1 kB.
         note: Some(message.chars().take(1000).collect()),
-        action: action.chars().take(128).collect(),
+        action: format!(
+            "{}-{}",
+            action.chars().take(100).collect::<String>(),
+            hex::encode(&Sha256::digest(message.as_bytes())[..4])
+        ),
         secondary: None,
     };
     recorder

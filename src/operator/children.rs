@@ -491,7 +491,10 @@ pub fn gateway(
         containers: vec![Container {
             name: "gateway".into(),
             image: Some(settings.image.clone()),
-            command: Some(driftline(&["gateway", "--model", &target, "--port", &port])),
+            // Sticky: a label must reach the version that served its request.
+            command: Some(driftline(&[
+                "gateway", "--model", &target, "--port", &port, "--sticky",
+            ])),
             ports: container_ports(),
             readiness_probe: Some(http_probe("/healthz")),
             ..Default::default()
@@ -686,7 +689,7 @@ mod tests {
                 .as_ref()
                 .expect("command")
                 .join(" "),
-            "driftline gateway --model ml/wine-quality --port 8080"
+            "driftline gateway --model ml/wine-quality --port 8080 --sticky"
         );
         // The gateway's default backend template is the serving Service's address.
         let status = serde_json::json!({"traffic": [{"version": "v7", "weight": 100}]});

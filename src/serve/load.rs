@@ -170,6 +170,8 @@ pub struct LoadPlan {
     pub rate: f64,
     /// How long to send.
     pub duration: Duration,
+    /// Stop after this many requests, if sooner.
+    pub requests: Option<u64>,
     /// Rows per request.
     pub batch: usize,
     /// Label every request through the feedback endpoint with this column.
@@ -288,7 +290,7 @@ pub async fn run(http: &reqwest::Client, plan: LoadPlan) -> Result<LoadReport, L
     let (mut row, mut shifted_row) = (0usize, 0usize);
     let mut tick = tokio::time::interval(gap);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while started.elapsed() < plan.duration {
+    while started.elapsed() < plan.duration && plan.requests.is_none_or(|n| report.sent < n) {
         tick.tick().await;
         let shift = started.elapsed() >= plan.shift_after;
         let (table, cols, at) = match (&plan.shifted, &shifted_columns) {

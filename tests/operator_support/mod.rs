@@ -203,3 +203,82 @@ pub fn pipeline(file: &str) -> ModelSpec {
     );
     load_model_config(&text).expect("bundled pipeline is valid")
 }
+
+impl Harness {
+    /// Makes the operator look at the Model now (a watch event), as any edit would.
+    pub async fn poke(&self, name: &str) {
+        use kube::api::{Patch, PatchParams};
+        let patch = serde_json::json!({"metadata": {"annotations": {
+            "test.driftline.dev/poke": format!("{}", self.clock.now().timestamp_millis())
+        }}});
+        self.models()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("poke the Model");
+    }
+
+    /// Base URL of a Service, through the cluster's hosts file.
+    pub fn service_url(&self, service: &str) -> String {
+        let ip = driftline::cluster::runner::resolve_service_host(
+            &self.hosts_file(),
+            &format!("{service}.{NS}.svc"),
+        )
+        .unwrap_or_else(|| panic!("Service {service} has no cluster IP"));
+        format!("http://{ip}:8080")
+    }
+
+    /// An HTTP client that resolves the cluster's Services.
+    pub fn http(&self) -> reqwest::Client {
+        driftline::operator::service_http_client(Duration::from_secs(10), Some(self.hosts_file()))
+    }
+}
+
+/// Waits until `base` answers the model's metadata (its pods are ready).
+pub async fn wait_serving(http: &reqwest::Client, base: &str, model: &str) {
+    let url = format!("{base}/v2/models/{model}");
+    for _ in 0..240 {
+        if http
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("{url} never answered");
+}
+
+/// Sends `spec`'s test rows through `base` for `seconds` at `rate`, labelled.
+pub async fn load(
+    http: reqwest::Client,
+    base: String,
+    model: &str,
+    spec: &ModelSpec,
+    rate: f64,
+    seconds: u64,
+    requests: Option<u64>,
+) -> driftline::serve::load::LoadReport {
+    wait_serving(&http, &base, model).await;
+    let test_set = spec.gate.as_ref().expect("gate").test_set.clone();
+    let table = driftline::ml::read_table(&test_set, None)
+        .await
+        .expect("test set");
+    let plan = driftline::serve::load::LoadPlan {
+        base,
+        model: model.into(),
+        data: Arc::new(table),
+        shifted: None,
+        shift_after: Duration::MAX,
+        rate,
+        duration: Duration::from_secs(seconds),
+        requests,
+        batch: 1,
+        label: Some((spec.data.target.clone(), spec.task)),
+        concurrency: 32,
+    };
+    driftline::serve::load::run(&http, plan)
+        .await
+        .expect("load runs")
+}

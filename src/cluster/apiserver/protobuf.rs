@@ -598,6 +598,24 @@ mod tests {
     }
 
     #[test]
+    fn every_served_builtin_kind_and_scale_have_a_descriptor() {
+        let schema = schema().unwrap();
+        let registry = super::super::resources::Registry::with_builtins();
+        for ty in registry.types().iter().filter(|t| !t.custom) {
+            assert!(
+                kind_message(schema, &ty.api_version(), &ty.kind).is_some(),
+                "{} {} has no protobuf descriptor: add its group to tools/k8s-proto",
+                ty.api_version(),
+                ty.kind
+            );
+        }
+        let scale = kind_message(schema, "autoscaling/v1", "Scale").unwrap();
+        assert_eq!(scale.full_name(), "k8s.io.api.autoscaling.v1.Scale");
+        let core_event = kind_message(schema, "v1", "Event").unwrap();
+        assert_eq!(core_event.full_name(), "k8s.io.api.core.v1.Event");
+    }
+
+    #[test]
     fn malformed_and_unsupported_bodies_are_status_errors_that_say_why() {
         let err = decode_object(b"{\"kind\":\"Secret\"}").unwrap_err();
         assert_eq!(err.code(), 400);

@@ -536,8 +536,10 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     }
 }
 
-/// Answers are JSON only: a client that accepts nothing else gets 406. kubectl
-/// and client-go offer protobuf first with JSON as a fallback, and get JSON.
+/// Answers are JSON only. A client that offers only binary encodings
+/// (protobuf, CBOR) gets 406; kubectl and client-go offer protobuf first with
+/// JSON as a fallback, and get JSON. Other offers (YAML, text) keep getting
+/// JSON as before, which YAML readers parse too.
 fn check_accept(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(accept) = headers
         .get(header::ACCEPT)
@@ -546,24 +548,21 @@ fn check_accept(headers: &HeaderMap) -> Result<(), ApiError> {
     else {
         return Ok(());
     };
-    let json_ok = accept.split(',').any(|r| {
+    let binary_only = accept.split(',').all(|r| {
         let media = r
             .split(';')
             .next()
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
-        matches!(
-            media.as_str(),
-            "application/json" | "application/*" | "*/*" | "application/json-seq"
-        ) || media.ends_with("+json")
+        media.contains("protobuf") || media == "application/cbor"
     });
-    if json_ok {
-        Ok(())
-    } else {
+    if binary_only {
         Err(ApiError::NotAcceptable {
             requested: accept.to_string(),
         })
+    } else {
+        Ok(())
     }
 }
 

@@ -947,3 +947,242 @@ async fn snapshot_is_written_shortly_after_a_change_without_shutdown() {
     );
     cluster.shutdown().await;
 }
+
+/// A protobuf length-delimited field: tag, length, bytes.
+fn pb_field(number: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![(number << 3) | 2];
+    let mut len = bytes.len();
+    while len >= 0x80 {
+        out.push((len as u8) | 0x80);
+        len >>= 7;
+    }
+    out.push(len as u8);
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// `k8s\0` + runtime.Unknown{typeMeta, raw}, written by hand from the proto
+/// field numbers so the test does not share the server's decoder.
+fn pb_envelope(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
+    let type_meta = [
+        pb_field(1, api_version.as_bytes()),
+        pb_field(2, kind.as_bytes()),
+    ]
+    .concat();
+    let mut body = b"k8s\0".to_vec();
+    body.extend(pb_field(1, &type_meta));
+    body.extend(pb_field(2, raw));
+    body
+}
+
+#[tokio::test]
+async fn protobuf_bodies_create_builtin_objects_and_bad_ones_get_a_status_that_says_why() {
+    let t = start().await;
+    let url = t.cluster.url();
+    let kubeconfig = std::fs::read_to_string(t.cluster.kubeconfig_path()).unwrap();
+    let token = kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .unwrap()
+        .to_string();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = reqwest::Certificate::from_pem(t.cluster.ca_certificate_pem().as_bytes()).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let post = |body: Vec<u8>, accept: &'static str| {
+        http.post(format!("{url}/api/v1/namespaces/default/configmaps"))
+            .bearer_auth(&token)
+            .header("content-type", "application/vnd.kubernetes.protobuf")
+            .header("accept", accept)
+            .body(body)
+            .send()
+    };
+    const CLIENT_GO_ACCEPT: &str = "application/vnd.kubernetes.protobuf,application/json";
+
+    // ConfigMap{metadata{name: "pb"}, data{"k": "v"}}; client-go also writes empty strings.
+    let meta = [pb_field(1, b"pb"), pb_field(3, b"")].concat();
+    let entry = [pb_field(1, b"k"), pb_field(2, b"v")].concat();
+    let config_map = [pb_field(1, &meta), pb_field(2, &entry)].concat();
+    let resp = post(
+        pb_envelope("v1", "ConfigMap", &config_map),
+        CLIENT_GO_ACCEPT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/json",
+        "answers stay JSON when JSON is acceptable"
+    );
+    let created: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(created["data"], json!({"k": "v"}));
+    assert_eq!(created["metadata"]["namespace"], "default");
+    let cms: Api<ConfigMap> = Api::namespaced(t.client.clone(), "default");
+    let read = cms.get("pb").await.unwrap();
+    assert_eq!(read.data.unwrap()["k"], "v");
+
+    let garbage_raw = pb_envelope("v1", "ConfigMap", &[0x0a, 0xff, 0xff, 0xff]);
+    let cases: [(Vec<u8>, &str, u16, &str, &str); 5] = [
+        (
+            br#"{"kind":"ConfigMap"}"#.to_vec(),
+            CLIENT_GO_ACCEPT,
+            400,
+            "BadRequest",
+            "k8s\\0",
+        ),
+        (
+            b"k8s\0\x0a\xff".to_vec(),
+            CLIENT_GO_ACCEPT,
+            400,
+            "BadRequest",
+            "not a runtime.Unknown envelope",
+        ),
+        (
+            garbage_raw,
+            CLIENT_GO_ACCEPT,
+            400,
+            "BadRequest",
+            "does not decode as a ConfigMap of v1",
+        ),
+        (
+            pb_envelope("example.dev/v1", "Widget", &config_map),
+            CLIENT_GO_ACCEPT,
+            415,
+            "UnsupportedMediaType",
+            "Widget of example.dev/v1 is not one",
+        ),
+        (
+            pb_envelope("v1", "ConfigMap", &config_map),
+            "application/vnd.kubernetes.protobuf",
+            406,
+            "NotAcceptable",
+            "only application/json responses are served",
+        ),
+    ];
+    for (body, accept, code, reason, says) in cases {
+        let resp = post(body, accept).await.unwrap();
+        assert_eq!(resp.status().as_u16(), code, "{says}");
+        let status: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(status["kind"], "Status");
+        assert_eq!(status["reason"], reason, "{status}");
+        let message = status["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "`{says}` in {message}");
+    }
+    // Still serving.
+    assert!(cms.get("pb").await.is_ok());
+    t.cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn deployment_scale_subresource_reads_and_writes_replicas_with_versions() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::autoscaling::v1::{Scale, ScaleSpec};
+    let t = start().await;
+    let deployments: Api<Deployment> = Api::namespaced(t.client.clone(), "default");
+    let web: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "x"}]}}}
+    }))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &web)
+        .await
+        .unwrap();
+
+    let scale = deployments.get_scale("web").await.unwrap();
+    assert_eq!(scale.spec.as_ref().and_then(|s| s.replicas), Some(2));
+    let status = scale.status.clone().unwrap();
+    assert_eq!(status.selector.as_deref(), Some("app=web"));
+    let first_rv = scale.metadata.resource_version.clone().unwrap();
+
+    let patched = deployments
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.spec.unwrap().replicas, Some(4));
+    let live = deployments.get("web").await.unwrap();
+    assert_eq!(live.spec.unwrap().replicas, Some(4));
+    assert_ne!(
+        live.metadata.resource_version.as_deref(),
+        Some(first_rv.as_str())
+    );
+
+    let json_patched = deployments
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Json::<()>(
+                serde_json::from_value(
+                    json!([{"op": "replace", "path": "/spec/replicas", "value": 0}]),
+                )
+                .unwrap(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(json_patched.spec.unwrap().replicas, Some(0));
+    assert_eq!(
+        deployments.get("web").await.unwrap().spec.unwrap().replicas,
+        Some(0),
+        "scale to zero is kept as 0, not dropped"
+    );
+
+    // A Scale read before those writes is stale: 409, nothing changes.
+    let stale = Scale {
+        metadata: ObjectMeta {
+            name: Some("web".into()),
+            resource_version: Some(first_rv),
+            ..Default::default()
+        },
+        spec: Some(ScaleSpec { replicas: Some(7) }),
+        status: None,
+    };
+    let err = deployments
+        .replace_scale("web", &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
+    assert_eq!(status_code(&err), 409);
+    let mut fresh = deployments.get_scale("web").await.unwrap();
+    fresh.spec = Some(ScaleSpec { replicas: Some(7) });
+    let replaced = deployments
+        .replace_scale("web", &PostParams::default(), &fresh)
+        .await
+        .unwrap();
+    assert_eq!(replaced.spec.unwrap().replicas, Some(7));
+    assert_eq!(
+        deployments.get("web").await.unwrap().spec.unwrap().replicas,
+        Some(7)
+    );
+
+    let negative = deployments
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": -1}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status_code(&negative), 422);
+    let missing = deployments.get_scale("nope").await.unwrap_err();
+    assert_eq!(status_code(&missing), 404);
+
+    // Discovery lists the subresource with its own kind, as kubectl expects.
+    let resources = t.client.list_api_group_resources("apps/v1").await.unwrap();
+    let scale_resource = resources
+        .resources
+        .iter()
+        .find(|r| r.name == "deployments/scale")
+        .expect("deployments/scale in discovery");
+    assert_eq!(scale_resource.kind, "Scale");
+    assert_eq!(scale_resource.group.as_deref(), Some("autoscaling"));
+    t.cluster.shutdown().await;
+}

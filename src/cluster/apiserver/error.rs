@@ -80,6 +80,14 @@ pub enum ApiError {
         /// Media types that would be accepted.
         accepted: String,
     },
+    /// The client accepts no response media type this server writes.
+    #[error(
+        "only application/json responses are served, and the request's Accept header (`{requested}`) does not allow them; add application/json"
+    )]
+    NotAcceptable {
+        /// The Accept header as sent.
+        requested: String,
+    },
     /// The verb is not supported on this path.
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
@@ -136,6 +144,7 @@ impl ApiError {
             ApiError::BadRequest(_) => 400,
             ApiError::Invalid { .. } => 422,
             ApiError::UnsupportedMediaType { .. } => 415,
+            ApiError::NotAcceptable { .. } => 406,
             ApiError::MethodNotAllowed => 405,
             ApiError::Gone { .. } => 410,
             ApiError::Injected { code } => *code,
@@ -153,6 +162,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Invalid { .. } => "Invalid",
             ApiError::UnsupportedMediaType { .. } => "UnsupportedMediaType",
+            ApiError::NotAcceptable { .. } => "NotAcceptable",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::Gone { .. } => "Expired",
             ApiError::Injected { code } => reason_for_code(*code),

@@ -65,6 +65,8 @@ pub struct RequestInfo {
     pub namespace: String,
     /// Object name or "".
     pub name: String,
+    /// Media type of the request body (`Content-Type` without parameters), or "".
+    pub content_type: String,
 }
 
 /// One served request.

@@ -1,11 +1,12 @@
 //! The embedded Kubernetes API server: a faithful subset of the real HTTP
-//! API (discovery, CRUD, list/watch, patches, server-side apply, status
-//! subresource, finalizers, garbage collection, CRDs) over one in-memory
+//! API (discovery, CRUD, list/watch, patches, server-side apply, status and
+//! scale subresources, finalizers, garbage collection, CRDs) over one in-memory
 //! store, for kube-rs and kubectl.
 //!
 //! Served over HTTPS with a CA made per run (client-go sends bearer tokens
 //! only over TLS); every request but `/healthz` needs the token. Known
-//! differences from a real API server: JSON only (no protobuf or CBOR), legacy
+//! differences from a real API server: JSON answers only (protobuf request
+//! bodies of built-in kinds are decoded; no CBOR), legacy
 //! discovery only (kubectl falls back from aggregated discovery), no RBAC or
 //! admission webhooks, `Foreground` deletion behaves like `Background`,
 //! server-side apply treats lists as atomic (ownership per map field, not per
@@ -19,8 +20,10 @@ mod logs;
 mod objects;
 mod openapi;
 pub mod patch;
+mod protobuf;
 mod request;
 pub mod resources;
+pub mod scale;
 pub mod selector;
 mod server;
 pub mod snapshot;

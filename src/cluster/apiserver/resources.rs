@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::scale::ScalePaths;
 use crate::cluster::schema::{self, CrdSchema};
 
 /// One served resource type at one group/version.
@@ -47,6 +48,8 @@ pub struct ResourceType {
     pub storage_group: String,
     /// Whether this type comes from a CRD.
     pub custom: bool,
+    /// Where the replica counts live, when `/scale` is a subresource.
+    pub scale: Option<ScalePaths>,
 }
 
 impl ResourceType {
@@ -68,12 +71,18 @@ impl ResourceType {
             crd: None,
             storage_group: group.into(),
             custom: false,
+            scale: None,
         }
     }
 
     fn with_status(mut self) -> Self {
         self.status_subresource = true;
         self.generation = true;
+        self
+    }
+
+    fn with_scale(mut self) -> Self {
+        self.scale = Some(ScalePaths::workload());
         self
     }
 
@@ -128,6 +137,12 @@ impl ResourceType {
                 "kind": self.kind, "verbs": ["get", "patch", "update"],
             }));
         }
+        if self.scale.is_some() {
+            out.push(json!({
+                "name": format!("{}/scale", self.plural), "singularName": "", "namespaced": self.namespaced,
+                "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"],
+            }));
+        }
         if self.plural == "pods" && self.group.is_empty() {
             out.push(json!({"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]}));
         }
@@ -175,6 +190,7 @@ pub fn builtin_types() -> Vec<ResourceType> {
             .all(),
         ResourceType::builtin("apps", "v1", "Deployment", "deployments", true)
             .with_status()
+            .with_scale()
             .short(&["deploy"])
             .all(),
         ResourceType::builtin("coordination.k8s.io", "v1", "Lease", "leases", true),
@@ -226,6 +242,17 @@ pub fn crd_types(crd: &CustomResourceDefinition) -> Vec<ResourceType> {
             crd: Some(shared.clone()),
             storage_group: spec.group.clone(),
             custom: true,
+            scale: v
+                .subresources
+                .as_ref()
+                .and_then(|s| s.scale.as_ref())
+                .map(|s| {
+                    ScalePaths::from_crd(
+                        &s.spec_replicas_path,
+                        &s.status_replicas_path,
+                        s.label_selector_path.as_deref(),
+                    )
+                }),
         })
         .collect()
 }

@@ -22,9 +22,10 @@ use super::objects::{self, Deletion, Ownership, Propagation};
 use super::patch::{self, Scope};
 use super::request::{Endpoint, ResourcePath, parse_path, parse_query};
 use super::resources::ResourceType;
+use super::scale::{self, ScalePaths};
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{EventType, Store, object_key};
-use super::{discovery, schema_hook, table};
+use super::{discovery, protobuf, schema_hook, table};
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 32 * 1024 * 1024;
@@ -121,6 +122,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
     }
     let query = parse_query(parts.uri.query());
     let mut info = request_info(&parts.method, &parts.uri, &endpoint, &query);
+    info.content_type = content_type(&parts.headers);
     let authorized = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -137,7 +139,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
                 // A create names its object in the body; fault rules and the log see that name.
                 if info.verb == "create"
                     && info.name.is_empty()
-                    && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
+                    && let Ok(v) = parse_body(&parts.headers, &bytes)
                     && let Some(n) = v.pointer("/metadata/name").and_then(Value::as_str)
                 {
                     info.name = n.to_string();
@@ -233,6 +235,9 @@ async fn dispatch(
                 .map(|v| json_response(StatusCode::OK, &v));
         }
     };
+    // Only resource answers: kubectl asks for OpenAPI v2 as protobuf only and
+    // must see the 404 that sends it to v3.
+    check_accept(headers)?;
     let ty = {
         let store = shared.store();
         store
@@ -252,6 +257,10 @@ async fn dispatch(
         None | Some("status") => {}
         Some("log") if ty.plural == "pods" && ty.group.is_empty() && *method == Method::GET => {
             return super::logs::serve(shared.clone(), &p, query).await;
+        }
+        Some("scale") => {
+            let paths = ty.scale.clone().ok_or(ApiError::UnknownPath)?;
+            return scale_subresource(shared, method, headers, query, &ty, &paths, &p, &body);
         }
         Some(_) => return Err(ApiError::UnknownPath),
     }
@@ -517,9 +526,43 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     match content_type(headers).as_str() {
         "application/json" | "" => parse_json(body),
         "application/yaml" => parse_yaml(body),
+        ct if protobuf::is_protobuf(ct) => protobuf::decode_object(body),
         _ => Err(ApiError::UnsupportedMediaType {
-            accepted: "application/json, application/yaml".into(),
+            accepted: format!(
+                "application/json, application/yaml, {} (built-in kinds)",
+                protobuf::MEDIA_TYPE
+            ),
         }),
+    }
+}
+
+/// Answers are JSON only. A client that offers only binary encodings
+/// (protobuf, CBOR) gets 406; kubectl and client-go offer protobuf first with
+/// JSON as a fallback, and get JSON. Other offers (YAML, text) keep getting
+/// JSON as before, which YAML readers parse too.
+fn check_accept(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(accept) = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .filter(|a| !a.trim().is_empty())
+    else {
+        return Ok(());
+    };
+    let binary_only = accept.split(',').all(|r| {
+        let media = r
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        media.contains("protobuf") || media == "application/cbor"
+    });
+    if binary_only {
+        Err(ApiError::NotAcceptable {
+            requested: accept.to_string(),
+        })
+    } else {
+        Ok(())
     }
 }
 
@@ -692,6 +735,86 @@ fn patch_object(
     Ok(with_warnings(
         json_response(code, &present(ty, &result)),
         &warnings,
+    ))
+}
+
+/// `{plural}/{name}/scale`: the replica count read and written as an
+/// `autoscaling/v1 Scale` (GET, PUT, and merge, JSON or strategic PATCH).
+#[allow(clippy::too_many_arguments)]
+fn scale_subresource(
+    shared: &Arc<Shared>,
+    method: &Method,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    ty: &ResourceType,
+    paths: &ScalePaths,
+    p: &ResourcePath,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let name = p.name.as_deref().ok_or(ApiError::UnknownPath)?;
+    let ns = p.namespace.clone().unwrap_or_default();
+    let current = |s: &Store| {
+        s.get(&ty.storage_key(), &ns, name)
+            .ok_or_else(|| ApiError::not_found(&ty.group, &ty.plural, name))
+    };
+    // What the write asks for: a whole Scale (PUT) or a patch of the current one.
+    enum ScaleWrite {
+        Replace(Value),
+        Patch(String, Value),
+    }
+    let request = match method.as_str() {
+        "GET" => {
+            let obj = current(&shared.store())?;
+            return Ok(json_response(StatusCode::OK, &scale::to_scale(paths, &obj)));
+        }
+        "PUT" => ScaleWrite::Replace(parse_body(headers, body)?),
+        "PATCH" => {
+            let ct = content_type(headers);
+            match ct.as_str() {
+                "application/merge-patch+json"
+                | "application/json-patch+json"
+                | "application/strategic-merge-patch+json" => {
+                    ScaleWrite::Patch(ct, parse_json(body)?)
+                }
+                _ => {
+                    return Err(ApiError::UnsupportedMediaType {
+                        accepted: "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (the scale subresource takes no server-side apply)".into(),
+                    });
+                }
+            }
+        }
+        _ => return Err(ApiError::MethodNotAllowed),
+    };
+    let dry = is_dry_run(query)?;
+    let manager = field_manager(headers, query);
+    let updated = shared.write_or_dry(dry, |s| {
+        let old = current(s)?;
+        let wanted = match request {
+            ScaleWrite::Replace(v) => v,
+            ScaleWrite::Patch(ct, patch_body) => {
+                let mut target = scale::to_scale(paths, &old);
+                match ct.as_str() {
+                    "application/merge-patch+json" => patch::merge_patch(&mut target, &patch_body),
+                    "application/json-patch+json" => patch::json_patch(&mut target, &patch_body)?,
+                    _ => patch::strategic_merge(&mut target, &patch_body),
+                }
+                target
+            }
+        };
+        let candidate = scale::apply_scale(ty, paths, &old, &wanted)?;
+        objects::update(
+            s,
+            ty,
+            &old,
+            candidate,
+            false,
+            Ownership::Update(&manager),
+            schema_hook,
+        )
+    })?;
+    Ok(json_response(
+        StatusCode::OK,
+        &scale::to_scale(paths, &updated),
     ))
 }
 

@@ -37,6 +37,8 @@ enum Command {
     Gateway(driftline::serve::cli::GatewayArgs),
     /// Run the embedded Kubernetes cluster in the foreground.
     Cluster(driftline::cluster::cli::ClusterArgs),
+    /// The product on a laptop: embedded cluster + operator + the bundled Models.
+    Up(driftline::cli::up::UpArgs),
     /// Run the Model controller: train, gate, serve and roll out every Model.
     Operator(driftline::cli::operator::OperatorArgs),
     /// Send a pipeline's rows to a gateway or server at a steady rate, with labels.
@@ -131,6 +133,7 @@ async fn run(cli: Cli) -> ExitCode {
             .map_err(anyhow::Error::from),
         Command::Cluster(args) => driftline::cluster::cli::run(args).await,
         Command::Operator(args) => driftline::cli::operator::run(args).await,
+        Command::Up(args) => driftline::cli::up::run(args).await,
         Command::Load(args) => driftline::cli::load::run_load(args).await,
         Command::Crd => driftline::api::crd::all_crds_yaml()
             .map_err(anyhow::Error::from)

@@ -52,6 +52,16 @@ fn local_path(uri: &str) -> Option<PathBuf> {
     None
 }
 
+/// `uri` with a relative local path made absolute against `base` (a
+/// process started elsewhere, such as a pod, would not find it); object-store
+/// URIs and absolute paths are returned as they are.
+pub fn absolute(uri: &str, base: &Path) -> String {
+    match local_path(uri) {
+        Some(p) if p.is_relative() => format!("file://{}", base.join(p).display()),
+        _ => uri.to_string(),
+    }
+}
+
 fn parse(uri: &str) -> Result<Location, StoreError> {
     if uri.trim().is_empty() {
         return Err(StoreError::InvalidUri {

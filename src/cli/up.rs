@@ -1,0 +1,223 @@
+//! `driftline up`: the product on a laptop. Starts the embedded cluster,
+//! installs the CRDs, runs the operator (the same code as `driftline
+//! operator`) and applies the bundled (or given) Models. Ctrl-C stops it all;
+//! a rerun resumes from the state directory.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+
+use crate::api::names::{self, MANAGER};
+use crate::api::{Model, load_model_config};
+use crate::cluster::runner::NodeConfig;
+use crate::cluster::{ClusterConfig, EmbeddedCluster};
+use crate::operator::{ChildSettings, Clock, OperatorConfig, Telemetry};
+
+fn positive_scale(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 => Ok(s),
+        _ => Err(format!("`{text}` is not a number > 0")),
+    }
+}
+
+/// Flags of `driftline up`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct UpArgs {
+    /// Model YAML files, or directories of them.
+    #[arg(
+        short = 'f',
+        long = "file",
+        default_value = "pipelines/wine-quality.yaml"
+    )]
+    pub files: Vec<PathBuf>,
+    /// Where the cluster's state, the artifacts and the kubeconfig live.
+    #[arg(long, default_value = ".driftline")]
+    pub state_dir: PathBuf,
+    /// Port of the API server on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 6443)]
+    pub port: u16,
+    /// `nvidia.com/gpu` devices the node offers (default: those detected).
+    #[arg(long)]
+    pub gpus: Option<u64>,
+    /// Run the operator's clock this many times faster (a 10m canary pause
+    /// passes in 10 s at 60): watch a whole rollout in minutes.
+    #[arg(long, default_value = "1", value_parser = positive_scale)]
+    pub time_scale: f64,
+}
+
+/// Model YAML files named by `-f` (directories: their `*.yaml`/`*.yml`, sorted).
+fn model_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("cannot list {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| matches!(f.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else if p.is_file() {
+            files.push(p.clone());
+        } else {
+            bail!("-f {}: no such file or directory", p.display());
+        }
+    }
+    if files.is_empty() {
+        bail!("no Model YAML found in {:?}", paths);
+    }
+    Ok(files)
+}
+
+/// Reads a Model YAML and makes its local data paths absolute against the
+/// current directory: pods run elsewhere and would not find `pipelines/…`.
+fn read_model(file: &Path, cwd: &Path) -> anyhow::Result<Model> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut spec = load_model_config(&text).with_context(|| file.display().to_string())?;
+    let absolute = |uri: &str| crate::ml::store::absolute(uri, cwd);
+    spec.data.source = absolute(&spec.data.source);
+    if let Some(gate) = spec.gate.as_mut() {
+        gate.test_set = absolute(&gate.test_set);
+        gate.must_pass = gate.must_pass.as_deref().map(absolute);
+    }
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text)?;
+    let name = doc["metadata"]["name"]
+        .as_str()
+        .with_context(|| format!("{}: metadata.name is missing", file.display()))?;
+    let namespace = doc["metadata"]["namespace"].as_str().unwrap_or("default");
+    let mut model = Model::new(name, spec);
+    model.metadata.namespace = Some(namespace.to_string());
+    Ok(model)
+}
+
+/// Runs `driftline up` until Ctrl-C.
+pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let cwd = std::env::current_dir()?;
+    let models: Vec<Model> = model_files(&args.files)?
+        .iter()
+        .map(|f| read_model(f, &cwd))
+        .collect::<anyhow::Result<_>>()?;
+    std::fs::create_dir_all(&args.state_dir)
+        .with_context(|| format!("cannot create {}", args.state_dir.display()))?;
+    let state = args.state_dir.canonicalize()?;
+    let exe = std::env::current_exe().context("cannot find the driftline binary")?;
+
+    let mut cfg = ClusterConfig::new(state.join("cluster"));
+    cfg.port = args.port;
+    cfg.kubeconfig = Some(state.join("kubeconfig"));
+    cfg.snapshot = Some(state.join("cluster").join("snapshot.json"));
+    cfg.node = Some(NodeConfig {
+        gpus: args
+            .gpus
+            .unwrap_or_else(crate::cluster::runner::detect_gpus),
+        driftline_exe: exe,
+        ..Default::default()
+    });
+    let cluster = EmbeddedCluster::start(cfg).await?;
+    let client = cluster.client().await;
+
+    let ssa = PatchParams::apply(MANAGER).force();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crate::api::crd::all_crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        crds.patch(&name, &ssa, &Patch::Apply(&crd))
+            .await
+            .with_context(|| format!("cannot install CRD {name}"))?;
+    }
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for m in &models {
+        let ns = m.metadata.namespace.clone().unwrap_or_default();
+        let object: Namespace = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}
+        }))?;
+        namespaces
+            .patch(&ns, &ssa, &Patch::Apply(&object))
+            .await
+            .with_context(|| format!("cannot create namespace {ns}"))?;
+    }
+
+    let hosts = state.join("cluster").join("hosts");
+    let telemetry = Arc::new(Telemetry::new());
+    let config = OperatorConfig {
+        settings: ChildSettings {
+            artifact_root: state.join("artifacts").display().to_string(),
+            image: ChildSettings::default().image,
+            credentials_secret: None,
+            gateway_service_account: None,
+        },
+        namespace: None,
+        clock: Arc::new(Clock::scaled(args.time_scale)),
+        instance: "driftline-up".into(),
+        leader: None,
+        scrape_timeout: Duration::from_secs(5),
+        hosts_file: Some(hosts.clone()),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let operator = tokio::spawn(crate::operator::run(
+        client.clone(),
+        config,
+        telemetry,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    for m in &models {
+        let ns = m.metadata.namespace.clone().unwrap_or_default();
+        let name = m.metadata.name.clone().unwrap_or_default();
+        let api: Api<Model> = Api::namespaced(client.clone(), &ns);
+        let mut object = serde_json::to_value(m)?;
+        object["apiVersion"] = "driftline.dev/v1alpha1".into();
+        object["kind"] = "Model".into();
+        api.patch(&name, &ssa, &Patch::Apply(&object))
+            .await
+            .with_context(|| format!("cannot apply Model {ns}/{name}"))?;
+    }
+
+    let kubeconfig = cluster.kubeconfig_path().display().to_string();
+    println!("driftline is up: embedded cluster at {}", cluster.url());
+    println!();
+    println!("    export KUBECONFIG={kubeconfig}");
+    println!("    kubectl get models -A -w");
+    println!("    kubectl get modelversions -A");
+    println!("    kubectl describe model -n <namespace> <name>");
+    println!();
+    for m in &models {
+        let ns = m.metadata.namespace.clone().unwrap_or_default();
+        let name = m.metadata.name.clone().unwrap_or_default();
+        println!(
+            "Model {ns}/{name}: gateway {} (from this machine: DRIFTLINE_HOSTS_FILE={} driftline load --url {} -f <model.yaml>)",
+            names::service_url(&names::gateway_service(&name), &ns),
+            hosts.display(),
+            names::service_url(&names::gateway_service(&name), &ns),
+        );
+    }
+    println!();
+    println!("Artifacts: {}", state.join("artifacts").display());
+    println!(
+        "Press Ctrl-C to stop; run again to resume from {}.",
+        state.display()
+    );
+
+    tokio::select! {
+        _ = crate::cli::operator::shutdown_signal() => {}
+        result = operator => {
+            match result {
+                Ok(Ok(())) => bail!("the operator stopped"),
+                Ok(Err(e)) => return Err(e).context("the operator failed"),
+                Err(e) => bail!("the operator task failed: {e}"),
+            }
+        }
+    }
+    println!("stopping: operator, model servers, embedded cluster");
+    let _ = stop.send(());
+    cluster.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}

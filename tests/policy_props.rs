@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use chrono::Duration;
 use driftline::api::{CanaryStep, TrafficWeight, VersionPhase, version_number};
+use driftline::drift::ColumnReading;
 use driftline::policy::{
     Action, DriftReading, JobState, ManualAction, ManualRequest, ServingMetrics, decide,
 };
@@ -159,7 +160,8 @@ proptest! {
                 Event::Drift(drifted) => {
                     drift_end += Duration::minutes(1);
                     let v = if drifted { 0.5 } else { 0.01 };
-                    obs.drift = vec![DriftReading { window_end: drift_end, rows: 1000, features: vec![("alcohol".into(), v), ("ph".into(), v)] }];
+                    let column = |name: &str| ColumnReading { name: name.into(), value: v, threshold: 0.1, weight: 1.0 };
+                    obs.drift = vec![DriftReading { window_end: drift_end, rows: 1000, features: vec![column("alcohol"), column("ph")], prediction: None }];
                 }
                 Event::Pause(p) => {
                     w.model.spec.paused = p;

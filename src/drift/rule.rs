@@ -200,7 +200,8 @@ pub fn window_verdict(
     } else {
         drivers.len() as f64 / n as f64
     };
-    let drifted_weight: f64 = drivers.iter().map(|c| c.weight).sum();
+    // fold from +0: an empty f64 `sum()` is -0.0, which would print as "-0.00".
+    let drifted_weight = drivers.iter().fold(0.0, |total, c| total + c.weight);
     let prediction_drifted = prediction.as_ref().is_some_and(|p| p.drifted);
     let share = rule.drifted_share;
     let any_feature = !drivers.is_empty();
@@ -209,7 +210,7 @@ pub fn window_verdict(
             // Rounding must not let 0.4999999 of the weight miss a 0.5 share.
             let by_weight = any_feature && drifted_weight + 1e-9 >= share;
             let cmp = if by_weight { "≥" } else { "<" };
-            let mut why = format!("drifted importance weight {drifted_weight:.2} {cmp} {share}");
+            let mut why = format!("drifted importance weight {drifted_weight:.3} {cmp} {share}");
             if prediction_drifted {
                 why.push_str("; the predictions drifted");
             }
@@ -385,5 +386,10 @@ mod tests {
         assert!(!empty.drifted);
         assert_eq!(empty.drifted_share, 0.0);
         assert!(empty.reason.contains("drifted: none"), "{}", empty.reason);
+        assert!(
+            empty.reason.contains("weight 0.000 < 0.5"),
+            "no minus zero: {}",
+            empty.reason
+        );
     }
 }

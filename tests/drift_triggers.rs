@@ -9,6 +9,7 @@ use candle_core::Device;
 use chrono::{TimeZone, Utc};
 use driftline::api::{ModelSpec, load_model_config};
 use driftline::drift::{DriftConfig, DriftMonitor, Observation, WindowReport};
+use driftline::ml::artifact::MANIFEST_FILE;
 use driftline::ml::synth::{self, Shift};
 use driftline::ml::{Cell, FeatureBatch, LoadedModel, Table, fit};
 use driftline::serve::model::load_artifact;
@@ -379,4 +380,45 @@ async fn wine_quality_triggers_on_its_most_important_feature_and_not_its_least()
         "{}: {}",
         least.name, on_least.reason
     );
+}
+
+#[tokio::test]
+async fn an_artifact_trained_before_calibration_still_serves_with_the_fixed_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = read(&format!("{SYNTHETIC}/reference.csv"));
+    let model = train_and_load(&synthetic_spec(), &rows(&reference, 0..2_000), dir.path()).await;
+    // The manifest as an older driftline wrote it: no calibration, no importance.
+    let mut old = model.manifest().clone();
+    old.reference.calibration = None;
+    old.reference.importance.clear();
+    let json = String::from_utf8(old.signed_json().unwrap()).unwrap();
+    assert!(!json.contains("calibration") && !json.contains("importance"));
+    let uri = dir.path().join("model").join("v1");
+    std::fs::write(uri.join(MANIFEST_FILE), json).unwrap();
+    let old = LoadedModel::load(&uri.display().to_string())
+        .await
+        .expect("an older manifest still loads verified");
+    assert!(old.manifest().reference.calibration.is_none());
+    let mut m = monitor(&old, 500);
+    let w = windows(
+        &old,
+        &mut m,
+        &read(&format!("{SYNTHETIC}/covariate-shift.csv")),
+    )
+    .remove(0);
+    assert!(
+        !w.calibrated,
+        "the report says the thresholds are not calibrated"
+    );
+    assert!(w.features.iter().all(|f| f.threshold == 0.1));
+    // Every feature weighs the same; the shifted ones and the predictions are named.
+    assert!(
+        w.features
+            .iter()
+            .all(|f| (f.weight - 1.0 / 9.0).abs() < 1e-12)
+    );
+    for name in ["x1", "x2", "segment"] {
+        assert!(w.drifted_features.iter().any(|f| f == name), "{}", w.reason);
+    }
+    assert!(w.prediction.drifted && w.dataset_drifted, "{}", w.reason);
 }

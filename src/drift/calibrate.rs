@@ -37,7 +37,7 @@ use super::stats;
 /// Resampled (reference, window) pairs per column and window size.
 pub const DEFAULT_RESAMPLES: usize = 400;
 /// Window sizes calibrated besides the Model's own `drift.window`.
-pub const WINDOW_LADDER: [u64; 7] = [100, 200, 500, 1_000, 2_000, 5_000, 10_000];
+pub const WINDOW_LADDER: [u64; 5] = [100, 300, 1_000, 3_000, 10_000];
 
 /// A statistic's null distribution at one window size: `g ≈ scale · χ²(dof)`
 /// where `g` is the squared value for distances and the value itself for PSI.

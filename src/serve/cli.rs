@@ -411,6 +411,47 @@ mod tests {
     }
 
     #[test]
+    fn drift_flags_default_to_calibrated_weighted_and_take_a_fixed_threshold() {
+        let defaults = parse_serve(&["--artifact", "/a"])
+            .unwrap()
+            .config()
+            .unwrap()
+            .drift;
+        assert_eq!(defaults.threshold, Threshold::Auto);
+        assert_eq!(defaults.trigger, Trigger::Weighted);
+        assert_eq!(defaults.control, Control::FamilyWise);
+        assert_eq!(defaults.false_alarm_rate, 0.01);
+        let set = parse_serve(&[
+            "--artifact",
+            "/a",
+            "--drift-threshold",
+            "0.2",
+            "--drift-trigger",
+            "share",
+            "--drift-control",
+            "fdr",
+        ])
+        .unwrap()
+        .config()
+        .unwrap()
+        .drift;
+        assert_eq!(set.threshold, Threshold::Fixed(0.2));
+        assert_eq!(set.trigger, Trigger::Share);
+        assert_eq!(set.control, Control::FalseDiscoveryRate);
+        let Err(err) = parse_serve(&["--artifact", "/a", "--drift-threshold", "high"]) else {
+            panic!("`high` was accepted as a threshold")
+        };
+        assert!(
+            err.to_string().contains("expected `auto` or a number"),
+            "{err}"
+        );
+        let Err(err) = parse_serve(&["--artifact", "/a", "--drift-trigger", "most"]) else {
+            panic!("`most` was accepted as a trigger")
+        };
+        assert!(err.to_string().contains("weighted, share or any"), "{err}");
+    }
+
+    #[test]
     fn a_feature_overridden_twice_is_refused() {
         let parse = |second: &str| {
             parse_serve(&[

@@ -76,7 +76,12 @@ fn main() -> std::io::Result<()> {
     let started = Instant::now();
     let trained = fit(&spec, &train, None, &Device::Cpu, false).map_err(io)?;
     let train_seconds = started.elapsed().as_secs_f64();
-    let uri = work.join("model").display().to_string();
+    let dir = work.join("model");
+    // Artifacts are immutable; this run's model replaces the last run's.
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    let uri = dir.display().to_string();
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(trained.save(&uri)).map_err(io)?;
     let model = rt.block_on(LoadedModel::load(&uri)).map_err(io)?;

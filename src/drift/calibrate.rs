@@ -230,17 +230,22 @@ fn column_null(
     let total: f64 = pooled.iter().sum();
     let pooled: Vec<f64> = pooled.iter().map(|c| c / total.max(1.0)).collect();
     let numeric = matches!(profile, FeatureProfile::Numeric { .. });
+    // values[size][statistic]: one reference draw serves every window size
+    // of a resample, which halves the draws and keeps the sizes' fits consistent.
+    let mut values: Vec<[Vec<f64>; 4]> = sizes.iter().map(|_| Default::default()).collect();
+    for _ in 0..resamples {
+        let reference = stats::shares(&multinomial(reference_rows, &pooled, rng));
+        for (&rows, values) in sizes.iter().zip(values.iter_mut()) {
+            let window = stats::shares(&multinomial(rows, &pooled, rng));
+            for (k, statistic) in STATISTICS.iter().enumerate() {
+                values[k].push(statistic_value(profile, &reference, &window, *statistic).1);
+            }
+        }
+    }
     let windows = sizes
         .iter()
-        .map(|&rows| {
-            let mut values: [Vec<f64>; 4] = Default::default();
-            for _ in 0..resamples {
-                let reference = stats::shares(&multinomial(reference_rows, &pooled, rng));
-                let window = stats::shares(&multinomial(rows, &pooled, rng));
-                for (k, statistic) in STATISTICS.iter().enumerate() {
-                    values[k].push(statistic_value(profile, &reference, &window, *statistic).1);
-                }
-            }
+        .zip(values.iter_mut())
+        .map(|(&rows, values)| {
             let [js, psi, ks, w] = [0, 1, 2, 3].map(|k| fit(&mut values[k], STATISTICS[k]));
             WindowNull {
                 rows,

@@ -469,10 +469,16 @@ fn print_drift(drift: &Value) {
         window["reason"].as_str().unwrap_or("no verdict")
     );
     for feature in window["features"].as_array().into_iter().flatten() {
+        let statistic = match feature["statistic"].as_str().unwrap_or("?") {
+            "jensenShannon" => "Jensen-Shannon distance",
+            "psi" => "PSI",
+            "ks" => "Kolmogorov-Smirnov",
+            "wasserstein" => "normalised Wasserstein",
+            other => other,
+        };
         println!(
-            "     {:<24} {} {:.3} (threshold {:.3}, weight {:.2}){}",
+            "     {:<24} {statistic} {:.3} (threshold {:.3}, weight {:.2}){}",
             feature["name"].as_str().unwrap_or("?"),
-            feature["statistic"].as_str().unwrap_or("?"),
             feature["value"].as_f64().unwrap_or(f64::NAN),
             feature["threshold"].as_f64().unwrap_or(f64::NAN),
             feature["weight"].as_f64().unwrap_or(f64::NAN),

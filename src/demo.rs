@@ -426,26 +426,35 @@ async fn exercise_server(
 }
 
 fn print_drift(drift: &Value) {
-    // The server's report holds every statistic; show the default one per feature.
+    // The server's report holds every statistic; show the configured one per feature.
     let window = drift.get("current").unwrap_or(drift);
     let rows = window["rows"].as_u64().unwrap_or(0);
     let complete = window["complete"].as_bool().unwrap_or(false);
     println!(
-        "   drift of this window ({rows} rows{}): {:.0} % of features over the threshold",
+        "   drift of this window ({rows} rows{}): {}",
         if complete {
             ""
         } else {
             ", window not yet full"
         },
-        window["driftedShare"].as_f64().unwrap_or(0.0) * 100.0
+        window["reason"].as_str().unwrap_or("no verdict")
     );
     for feature in window["features"].as_array().into_iter().flatten() {
+        let statistic = match feature["statistic"].as_str().unwrap_or("?") {
+            "jensenShannon" => "Jensen-Shannon distance",
+            "psi" => "PSI",
+            "ks" => "Kolmogorov-Smirnov",
+            "wasserstein" => "normalised Wasserstein",
+            other => other,
+        };
         println!(
-            "     {:<24} Jensen-Shannon distance {:.3}{}",
+            "     {:<24} {statistic} {:.3} (threshold {:.3}, weight {:.2}){}",
             feature["name"].as_str().unwrap_or("?"),
-            feature["jensenShannon"].as_f64().unwrap_or(f64::NAN),
+            feature["value"].as_f64().unwrap_or(f64::NAN),
+            feature["threshold"].as_f64().unwrap_or(f64::NAN),
+            feature["weight"].as_f64().unwrap_or(f64::NAN),
             if feature["drifted"].as_bool().unwrap_or(false) {
-                "  (over threshold)"
+                "  over threshold"
             } else {
                 ""
             }

@@ -243,6 +243,13 @@ fn cases() -> Vec<(
             "spec.drift",
         ),
         (
+            "false-alarm rate of 1",
+            "/spec/drift/falseAlarmRate",
+            json!(1.0),
+            msg::FALSE_ALARM_RATE,
+            "spec.drift.falseAlarmRate",
+        ),
+        (
             "zero-row drift window",
             "/spec/drift/window",
             json!(0),
@@ -554,6 +561,35 @@ fn the_schedule_check_in_validate_explains_the_field_in_error() {
             msg::SCHEDULE_SHAPE
         )
     );
+}
+
+#[test]
+fn drift_thresholds_are_auto_or_a_number_at_both_layers() {
+    for threshold in [json!("auto"), json!(0.2), json!(1)] {
+        let model: Model = serde_json::from_value(with("/spec/drift/threshold", threshold.clone()))
+            .expect("deserialises");
+        assert!(model.validate_cel().is_ok(), "CEL refused {threshold}");
+        assert!(
+            model.spec.validate().is_ok(),
+            "validate() refused {threshold}"
+        );
+    }
+    // Absent means auto, the calibrated default.
+    let mut doc = with("/spec/drift/window", json!(500));
+    doc["spec"]["drift"]
+        .as_object_mut()
+        .unwrap()
+        .remove("threshold");
+    let model: Model = serde_json::from_value(doc).expect("deserialises");
+    assert_eq!(
+        model.spec.drift.threshold,
+        driftline::api::DriftThreshold::Auto
+    );
+    assert!(model.validate_cel().is_ok());
+    // Any other word is refused when the spec is read, naming the value.
+    let err = serde_json::from_value::<Model>(with("/spec/drift/threshold", json!("high")))
+        .expect_err("`high` is no threshold");
+    assert!(err.to_string().contains("`high`"), "{err}");
 }
 
 #[test]

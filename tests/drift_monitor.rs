@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use driftline::drift::{
     CategoricalProfile, DatasetSketch, DriftConfig, DriftMonitor, FeatureProfile, NumericProfile,
-    Observation, ReferenceProfile, Statistic,
+    Observation, ReferenceProfile, Statistic, Trigger,
 };
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -74,6 +74,8 @@ fn profile_of(r: &Rows) -> ReferenceProfile {
             name: "prediction".into(),
             profile: CategoricalProfile::fit("prediction", &r.prediction).unwrap(),
         },
+        calibration: None,
+        importance: Vec::new(),
     }
 }
 
@@ -142,13 +144,46 @@ fn a_feature_shifted_by_one_standard_deviation_is_flagged_by_name_in_the_first_f
     assert!(alcohol.value > 0.2, "JS = {}", alcohol.value);
     assert!(alcohol.adjusted_p_value < 0.001);
     assert!(!window.features[1].drifted && !window.features[2].drifted);
-    // One of three features drifting is under the 50 % dataset share.
     assert!((window.drifted_share - 1.0 / 3.0).abs() < 1e-12);
-    assert!(!window.dataset_drifted);
-    // The predictions follow alcohol and drift too.
+    // The predictions follow alcohol and drift too, which the default
+    // (weighted) trigger counts: the window drifted, and says why.
     assert!(window.prediction.drifted);
+    assert!(window.dataset_drifted, "{}", window.reason);
+    assert!(
+        window.reason.contains("the predictions drifted"),
+        "{}",
+        window.reason
+    );
+    assert!(
+        window.reason.contains("alcohol (weight 0.33"),
+        "{}",
+        window.reason
+    );
+    // Without calibration in the profile, `auto` falls back to the fixed default.
+    assert!(!window.calibrated);
+    assert_eq!(alcohol.threshold, 0.1);
     // The report keeps the window.
     assert_eq!(monitor.report().recent[0], *window);
+
+    // Counted Evidently's way, one of three features is under the 50 % share.
+    let mut share = DriftMonitor::new(
+        profile_of(&reference),
+        DriftConfig {
+            trigger: Trigger::Share,
+            ..DriftConfig::default()
+        },
+        t0(),
+    )
+    .unwrap();
+    let window = &feed(&mut share, &live, t0())[0];
+    assert!(!window.dataset_drifted, "{}", window.reason);
+    assert!(
+        window
+            .reason
+            .contains("1 of 3 features drifted (33 % < driftedShare 50 %)"),
+        "{}",
+        window.reason
+    );
 }
 
 #[test]
@@ -216,6 +251,7 @@ fn overrides_naming_unknown_features_are_refused() {
 fn ignored_features_do_not_count_towards_dataset_drift() {
     let reference = rows(20_000, 1, 0.0);
     let mut config = DriftConfig {
+        trigger: Trigger::Share,
         drifted_share: 0.3,
         ..DriftConfig::default()
     };

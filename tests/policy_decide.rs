@@ -6,6 +6,7 @@ use chrono::Duration;
 use driftline::api::{
     AnalysisOutcome, ConditionStatus, ModelPhase, TrafficWeight, TrainingTrigger, VersionPhase,
 };
+use driftline::drift::ColumnReading;
 use driftline::policy::{Action, DriftReading, JobState, ManualAction, ServingMetrics};
 use policy_support::*;
 
@@ -628,15 +629,24 @@ fn pausing_holds_the_canary_and_blocks_training_until_resumed() {
     assert_eq!(d.traffic(), Some(&weights(&[("v1", 75), ("v2", 25)])[..]));
 }
 
+/// A window as the server reports it: the spec's fixed threshold 0.1 and
+/// equal importance weights (so `weighted` counts like `share`).
 fn reading(end: &str, alcohol: f64, ph: f64) -> DriftReading {
+    let column = |name: &str, value: f64| ColumnReading {
+        name: name.into(),
+        value,
+        threshold: 0.1,
+        weight: 1.0,
+    };
     DriftReading {
         window_end: t(end),
         rows: 1000,
         features: vec![
-            ("alcohol".into(), alcohol),
-            ("ph".into(), ph),
-            ("color".into(), 0.9),
+            column("alcohol", alcohol),
+            column("ph", ph),
+            column("color", 0.9),
         ],
+        prediction: None,
     }
 }
 

@@ -18,12 +18,30 @@ use driftline::api::{
     CanaryStep, MissedRunPolicy, TrafficWeight, TrainingTrigger, VersionPhase, parse_duration,
     version_number,
 };
+use driftline::drift::ColumnReading;
 use driftline::policy::{
     Action, DriftReading, JobState, ManualAction, ManualRequest, ServingMetrics, decide,
 };
 use policy_support::*;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
+
+/// A complete window where `alcohol` and `ph` both read `value` (threshold
+/// 0.1, equal weights): 0.5 drifts, 0.01 does not.
+fn reading(window_end: DateTime<Utc>, value: f64) -> DriftReading {
+    let column = |name: &str| ColumnReading {
+        name: name.into(),
+        value,
+        threshold: 0.1,
+        weight: 1.0,
+    };
+    DriftReading {
+        window_end,
+        rows: 1000,
+        features: vec![column("alcohol"), column("ph")],
+        prediction: None,
+    }
+}
 
 /// Cases per property: `PROPTEST_CASES` when set (long searches), else `default`.
 fn config(default: u32) -> ProptestConfig {
@@ -186,7 +204,7 @@ proptest! {
                 Event::Drift(drifted) => {
                     drift_end += Duration::minutes(1);
                     let v = if drifted { 0.5 } else { 0.01 };
-                    obs.drift = vec![DriftReading { window_end: drift_end, rows: 1000, features: vec![("alcohol".into(), v), ("ph".into(), v)] }];
+                    obs.drift = vec![reading(drift_end, v)];
                 }
                 Event::Pause(p) => {
                     w.model.spec.paused = p;
@@ -427,7 +445,7 @@ proptest! {
                 TriggerEvent::Drift(drifted) => {
                     drift_end += Duration::minutes(1);
                     let v = if drifted { 0.5 } else { 0.01 };
-                    obs.drift = vec![DriftReading { window_end: drift_end, rows: 1000, features: vec![("alcohol".into(), v), ("ph".into(), v)] }];
+                    obs.drift = vec![reading(drift_end, v)];
                     ev.drifted_in_a_row = if drifted { ev.drifted_in_a_row + 1 } else { 0 };
                 }
                 TriggerEvent::Retrain | TriggerEvent::Rollback => {
@@ -518,11 +536,7 @@ fn drift_pending_during_a_failed_run_does_not_restart_it_at_once() {
     for _ in 0..3 {
         end += Duration::minutes(1);
         let mut obs = w.observations();
-        obs.drift = vec![DriftReading {
-            window_end: end,
-            rows: 1000,
-            features: vec![("alcohol".into(), 0.5), ("ph".into(), 0.5)],
-        }];
+        obs.drift = vec![reading(end, 0.5)];
         assert!(
             w.step_with(obs).started_training().is_none(),
             "v1 still trains"
@@ -553,11 +567,7 @@ fn drift_pending_during_a_failed_run_does_not_restart_it_at_once() {
     for i in 0..3 {
         end += Duration::minutes(1);
         let mut obs = w.observations();
-        obs.drift = vec![DriftReading {
-            window_end: end,
-            rows: 1000,
-            features: vec![("alcohol".into(), 0.5), ("ph".into(), 0.5)],
-        }];
+        obs.drift = vec![reading(end, 0.5)];
         let d = w.step_with(obs);
         let started = d.started_training().map(|(n, t, _)| (n, t));
         if i < 2 {

@@ -63,6 +63,8 @@ impl AlcoholRule {
                         name: "prediction".into(),
                         profile: CategoricalProfile::fit("prediction", &labels).unwrap(),
                     },
+                    calibration: None,
+                    importance: Vec::new(),
                 },
             },
             delay,

@@ -77,10 +77,7 @@ fn main() -> std::io::Result<()> {
         profile: NumericProfile::fit("prediction", &[0.0, 1.0], 1)
             .map_err(|e| std::io::Error::other(e.to_string()))?,
     };
-    let profile = ReferenceProfile {
-        features,
-        prediction,
-    };
+    let profile = ReferenceProfile::new(features, prediction);
 
     let started = Instant::now();
     let mut sketch = DatasetSketch::for_profile(&profile);

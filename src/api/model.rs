@@ -368,6 +368,90 @@ pub enum DriftStatistic {
     Wasserstein,
 }
 
+/// How drifted features add up to a drifted window.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum DriftTrigger {
+    /// The drifted features carry at least `driftedShare` of the model's
+    /// importance (permutation importance, measured at training), or the
+    /// predictions drifted.
+    #[default]
+    Weighted,
+    /// At least `driftedShare` of the features drifted.
+    Share,
+    /// Any feature, or the predictions, drifted.
+    Any,
+}
+
+/// Which false-flag rate `falseAlarmRate` bounds for calibrated thresholds.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum DriftControl {
+    /// The chance that any feature of a drift-free window is flagged (Bonferroni).
+    #[default]
+    FamilyWise,
+    /// The expected share of flagged features that did not drift (Benjamini-Hochberg).
+    FalseDiscoveryRate,
+    /// Each feature's own chance of a false flag, uncorrected.
+    PerFeature,
+}
+
+/// A drift threshold: `auto`, or a fixed number for every feature.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum DriftThreshold {
+    /// Each feature's null quantile for the window's size, calibrated at
+    /// training on held-out rows, at `falseAlarmRate` under `control`.
+    #[default]
+    Auto,
+    Fixed(f64),
+}
+
+impl Serialize for DriftThreshold {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Auto => s.serialize_str("auto"),
+            Self::Fixed(t) => s.serialize_f64(*t),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DriftThreshold {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(f64),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(t) => Ok(Self::Fixed(t)),
+            Raw::Word(w) if w == "auto" => Ok(Self::Auto),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                "drift threshold `{w}`: expected `auto` or a number"
+            ))),
+        }
+    }
+}
+
+impl JsonSchema for DriftThreshold {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DriftThreshold".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    // A number or the word `auto`: structural schemas allow two types on one
+    // field only by leaving it untyped; the CEL rule on the field checks it.
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`auto` (calibrated at training, the default) or a number > 0 for every feature",
+            "x-kubernetes-preserve-unknown-fields": true,
+        })
+    }
+}
+
 /// Per-feature override of the drift threshold.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -383,15 +467,23 @@ pub struct FeatureDriftOverride {
 
 /// Drift monitoring.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
-#[x_kube(validation = Rule::new("!(self.statistic in ['jensenShannon', 'ks']) || double(self.threshold) <= 1.0").message(msg::DRIFT_THRESHOLD_BOUNDED))]
+#[x_kube(validation = Rule::new("!has(self.threshold) || self.threshold == 'auto' || !(self.statistic in ['jensenShannon', 'ks']) || double(self.threshold) <= 1.0").message(msg::DRIFT_THRESHOLD_BOUNDED))]
 #[serde(rename_all = "camelCase")]
 pub struct DriftSpec {
     #[serde(default)]
     pub statistic: DriftStatistic,
-    /// A feature drifts when its statistic exceeds this.
-    #[serde(default = "default_drift_threshold")]
-    #[x_kube(validation = Rule::new("double(self) > 0.0").message(msg::DRIFT_THRESHOLD_POSITIVE))]
-    pub threshold: f64,
+    /// A feature drifts when its statistic exceeds this: `auto` (each
+    /// feature's calibrated null quantile for the window's size) or a number.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == 'auto' || double(self) > 0.0").message(msg::DRIFT_THRESHOLD_POSITIVE))]
+    pub threshold: DriftThreshold,
+    /// With `threshold: auto`: the false-flag rate allowed per window.
+    #[serde(default = "default_false_alarm_rate")]
+    #[x_kube(validation = Rule::new("double(self) > 0.0 && double(self) < 1.0").message(msg::FALSE_ALARM_RATE))]
+    pub false_alarm_rate: f64,
+    /// With `threshold: auto`: which rate `falseAlarmRate` bounds.
+    #[serde(default)]
+    pub control: DriftControl,
     /// Rows per window.
     #[serde(default = "default_drift_window")]
     #[x_kube(validation = Rule::new("self > 0").message(msg::DRIFT_WINDOW))]
@@ -400,7 +492,12 @@ pub struct DriftSpec {
     #[serde(default = "default_consecutive_windows")]
     #[x_kube(validation = Rule::new("self > 0").message(msg::CONSECUTIVE_WINDOWS))]
     pub consecutive_windows: u32,
-    /// Share of features that must drift for the dataset to drift.
+    /// How drifted features add up to a drifted window: `weighted` (by the
+    /// model's feature importance, or drifted predictions), `share` or `any`.
+    #[serde(default)]
+    pub trigger: DriftTrigger,
+    /// Share of the features (`share`) or of their importance weight
+    /// (`weighted`) that must drift for a window to drift.
     #[serde(default = "default_drifted_share")]
     #[x_kube(validation = Rule::new("double(self) > 0.0 && double(self) <= 1.0").message(msg::DRIFTED_SHARE))]
     pub drifted_share: f64,
@@ -408,8 +505,8 @@ pub struct DriftSpec {
     pub features: BTreeMap<String, FeatureDriftOverride>,
 }
 
-fn default_drift_threshold() -> f64 {
-    0.1
+fn default_false_alarm_rate() -> f64 {
+    0.01
 }
 fn default_drift_window() -> u32 {
     1000
@@ -425,9 +522,12 @@ impl Default for DriftSpec {
     fn default() -> Self {
         Self {
             statistic: DriftStatistic::JensenShannon,
-            threshold: default_drift_threshold(),
+            threshold: DriftThreshold::Auto,
+            false_alarm_rate: default_false_alarm_rate(),
+            control: DriftControl::FamilyWise,
             window: default_drift_window(),
             consecutive_windows: default_consecutive_windows(),
+            trigger: DriftTrigger::Weighted,
             drifted_share: default_drifted_share(),
             features: BTreeMap::new(),
         }

@@ -139,6 +139,18 @@ pub struct DriftSummary {
     /// Features over their threshold in that window.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drifted_features: Vec<String>,
+    /// Share of the model's feature importance that drifted in that window.
+    #[serde(default)]
+    pub drifted_weight: f64,
+    /// Whether the drift rule counted that window as drifted.
+    #[serde(default)]
+    pub window_drifted: bool,
+    /// Why: the features over their threshold with weight, value and threshold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drivers: Vec<DriftDriver>,
+    /// The drift rule's reason for that window, with the numbers.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
     /// Drifted windows in a row, up to now.
     #[serde(default)]
     pub consecutive_windows: u32,
@@ -149,6 +161,19 @@ pub struct DriftSummary {
     /// One line for `kubectl get models`, e.g. `0.14 (2/3 windows)`.
     #[serde(default)]
     pub summary: String,
+}
+
+/// A feature (or the predictions) over its threshold in the latest window.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftDriver {
+    pub name: String,
+    /// Share of the model's importance it carries (1 for the predictions).
+    pub weight: f64,
+    /// The statistic's value in the window.
+    pub value: f64,
+    /// The threshold it exceeded (calibrated at training, or fixed).
+    pub threshold: f64,
 }
 
 /// The verdict of one canary analysis.

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use super::duration::parse_duration;
-use super::model::{AnalysisSpec, DriftStatistic, MetricThreshold, ModelSpec};
+use super::model::{AnalysisSpec, DriftStatistic, DriftThreshold, MetricThreshold, ModelSpec};
 use super::schedule::{RetrainSchedule, time_zone_names};
 use super::slice::SliceCondition;
 
@@ -38,7 +38,10 @@ pub mod msg {
         "timeZone is set but schedule is not; add a schedule or remove timeZone";
     pub const COOLDOWN_DURATION: &str = "cooldown must be a duration such as `30m`, `6h` or `1d`";
     pub const MAX_PER_DAY: &str = "maxPerDay must be at least 1";
-    pub const DRIFT_THRESHOLD_POSITIVE: &str = "drift threshold must be greater than 0";
+    pub const DRIFT_THRESHOLD_POSITIVE: &str =
+        "drift threshold must be `auto` or a number greater than 0";
+    pub const FALSE_ALARM_RATE: &str =
+        "drift falseAlarmRate must be greater than 0 and less than 1";
     pub const DRIFT_THRESHOLD_BOUNDED: &str =
         "drift threshold must be at most 1 for jensenShannon and ks, which lie in [0, 1]";
     pub const DRIFT_WINDOW: &str = "drift window must be at least 1 row";
@@ -377,19 +380,26 @@ impl ModelSpec {
         }
 
         let dr = &self.drift;
+        if let DriftThreshold::Fixed(t) = dr.threshold {
+            c.check(
+                t > 0.0,
+                "spec.drift.threshold",
+                msg::DRIFT_THRESHOLD_POSITIVE,
+            );
+            let bounded = matches!(
+                dr.statistic,
+                DriftStatistic::JensenShannon | DriftStatistic::Ks
+            );
+            c.check(
+                !bounded || t <= 1.0,
+                "spec.drift",
+                msg::DRIFT_THRESHOLD_BOUNDED,
+            );
+        }
         c.check(
-            dr.threshold > 0.0,
-            "spec.drift.threshold",
-            msg::DRIFT_THRESHOLD_POSITIVE,
-        );
-        let bounded = matches!(
-            dr.statistic,
-            DriftStatistic::JensenShannon | DriftStatistic::Ks
-        );
-        c.check(
-            !bounded || dr.threshold <= 1.0,
-            "spec.drift",
-            msg::DRIFT_THRESHOLD_BOUNDED,
+            dr.false_alarm_rate > 0.0 && dr.false_alarm_rate < 1.0,
+            "spec.drift.falseAlarmRate",
+            msg::FALSE_ALARM_RATE,
         );
         c.check(dr.window > 0, "spec.drift.window", msg::DRIFT_WINDOW);
         c.check(

@@ -5,16 +5,22 @@
 //! [`profile::ReferenceProfile`] at training time and `serve` fills sketches
 //! keyed to its bins.
 
+pub mod calibrate;
 pub mod monitor;
 pub mod profile;
+pub mod rule;
 pub mod sketch;
 pub mod stats;
 
+pub use calibrate::{Calibration, ColumnNull, NullFit, WindowNull, calibrate};
 pub use monitor::{
-    ColumnDrift, DriftConfig, DriftError, DriftMonitor, DriftReport, FeatureOverride, Statistic,
-    WindowReport,
+    ColumnDrift, DriftConfig, DriftError, DriftMonitor, DriftReport, Statistic, WindowReport,
 };
 pub use profile::{
-    CategoricalProfile, FeatureProfile, NumericProfile, ProfileError, ReferenceProfile,
+    CategoricalProfile, FeatureImportance, FeatureProfile, NumericProfile, ProfileError,
+    ReferenceProfile,
+};
+pub use rule::{
+    ColumnReading, ColumnVerdict, DriftRule, FeatureOverride, Trigger, Verdict, window_verdict,
 };
 pub use sketch::{ColumnSketch, DatasetSketch, Observation, SketchError};

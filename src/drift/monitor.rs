@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::profile::{FeatureProfile, ReferenceProfile};
+use super::rule::{self, ColumnReading, DriftRule, FeatureOverride, Trigger};
 use super::sketch::{ColumnSketch, DatasetSketch, Observation};
 use super::stats;
 
@@ -21,6 +22,8 @@ pub enum DriftError {
     EmptyWindow,
     #[error("drift threshold must be a finite number ≥ 0 (got {0})")]
     BadThreshold(f64),
+    #[error("drift false-alarm rate must be in (0, 1) (got {0})")]
+    BadFalseAlarmRate(f64),
     #[error("drifted share must be in [0, 1] (got {0})")]
     BadDriftedShare(f64),
     #[error("drift override names feature `{0}`, which the model does not have")]
@@ -58,15 +61,94 @@ impl std::str::FromStr for Statistic {
     }
 }
 
-/// Per-feature override of the threshold.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Threshold used with `threshold: auto` when the artifact carries no
+/// calibration (trained before it existed): the usual fixed default.
+pub const UNCALIBRATED_THRESHOLD: f64 = 0.1;
+
+/// What a column's statistic is compared with.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum Threshold {
+    /// The column's null quantile at this window's size, calibrated at
+    /// training, at the tail `false_alarm_rate` under `control`.
+    #[default]
+    Auto,
+    /// The same number for every column.
+    Fixed(f64),
+}
+
+impl std::str::FromStr for Threshold {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case("auto") {
+            return Ok(Self::Auto);
+        }
+        match s.trim().parse::<f64>() {
+            Ok(t) if t.is_finite() && t >= 0.0 => Ok(Self::Fixed(t)),
+            _ => Err(format!(
+                "drift threshold `{s}`: expected `auto` or a number ≥ 0"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Threshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Fixed(t) => write!(f, "{t}"),
+        }
+    }
+}
+
+impl Serialize for Threshold {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Auto => s.serialize_str("auto"),
+            Self::Fixed(t) => s.serialize_f64(*t),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Threshold {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(t) => Ok(Self::Fixed(t)),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Which error a calibrated threshold bounds at `false_alarm_rate`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct FeatureOverride {
-    #[serde(default)]
-    pub threshold: Option<f64>,
-    /// Never count this feature as drifted.
-    #[serde(default)]
-    pub ignore: bool,
+pub enum Control {
+    /// The chance that any column of a drift-free window is flagged (Bonferroni).
+    #[default]
+    FamilyWise,
+    /// The expected share of flagged columns that did not drift (Benjamini-Hochberg).
+    FalseDiscoveryRate,
+    /// Each column's own chance of a false flag, uncorrected.
+    PerFeature,
+}
+
+impl std::str::FromStr for Control {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
+            "familywise" | "fwer" | "bonferroni" => Ok(Self::FamilyWise),
+            "falsediscoveryrate" | "fdr" => Ok(Self::FalseDiscoveryRate),
+            "perfeature" | "none" => Ok(Self::PerFeature),
+            _ => Err(format!(
+                "unknown drift control `{s}`; expected familyWise, falseDiscoveryRate or perFeature"
+            )),
+        }
+    }
 }
 
 /// How drift is measured.
@@ -74,8 +156,15 @@ pub struct FeatureOverride {
 #[serde(rename_all = "camelCase")]
 pub struct DriftConfig {
     pub statistic: Statistic,
-    /// A feature drifts when its statistic exceeds this.
-    pub threshold: f64,
+    /// A column drifts when its statistic exceeds this: `auto` (calibrated) or a number.
+    #[serde(default)]
+    pub threshold: Threshold,
+    /// With `threshold: auto`, the rate of false flags allowed per window (see `control`).
+    #[serde(default = "default_false_alarm_rate")]
+    pub false_alarm_rate: f64,
+    /// With `threshold: auto`, which false-flag rate `false_alarm_rate` bounds.
+    #[serde(default)]
+    pub control: Control,
     /// Rows per window.
     pub window_rows: u64,
     /// Close a window after this long even if it is not full.
@@ -83,25 +172,44 @@ pub struct DriftConfig {
     pub window_duration: Option<std::time::Duration>,
     /// Closed windows kept with their reports.
     pub recent_windows: usize,
-    /// The dataset drifts when at least this share of features drift.
+    /// How drifted features add up to a drifted window.
+    #[serde(default)]
+    pub trigger: Trigger,
+    /// The window drifts when at least this share of the features (`share`)
+    /// or of their importance weight (`weighted`) drifts.
     pub drifted_share: f64,
-    /// False-discovery rate for the Benjamini-Hochberg adjusted p-values.
-    pub false_discovery_rate: f64,
     #[serde(default)]
     pub features: BTreeMap<String, FeatureOverride>,
+}
+
+fn default_false_alarm_rate() -> f64 {
+    0.01
 }
 
 impl Default for DriftConfig {
     fn default() -> Self {
         Self {
             statistic: Statistic::JensenShannon,
-            threshold: 0.1,
+            threshold: Threshold::Auto,
+            false_alarm_rate: default_false_alarm_rate(),
+            control: Control::FamilyWise,
             window_rows: 1000,
             window_duration: None,
             recent_windows: 5,
+            trigger: Trigger::Weighted,
             drifted_share: 0.5,
-            false_discovery_rate: 0.05,
             features: BTreeMap::new(),
+        }
+    }
+}
+
+impl DriftConfig {
+    /// The drift rule this configuration names.
+    pub fn rule(&self) -> DriftRule<'_> {
+        DriftRule {
+            trigger: self.trigger,
+            drifted_share: self.drifted_share,
+            features: &self.features,
         }
     }
 }
@@ -144,8 +252,14 @@ pub struct ColumnDrift {
     pub statistic: Statistic,
     /// Its value.
     pub value: f64,
+    /// The threshold applied (a feature override's when set).
     pub threshold: f64,
+    /// Over its threshold (an ignored feature is still reported).
     pub drifted: bool,
+    /// Share of the model's importance this feature carries in the drift
+    /// rule (0 when ignored; 1 for the predictions).
+    #[serde(default)]
+    pub weight: f64,
     /// Jensen-Shannon distance (base 2).
     pub jensen_shannon: f64,
     /// Population stability index.
@@ -163,6 +277,10 @@ pub struct ColumnDrift {
     pub p_value: f64,
     /// Benjamini-Hochberg adjusted p-value across the features of the window.
     pub adjusted_p_value: f64,
+    /// Chance of a value at least this large in a drift-free window of this
+    /// size, from the artifact's calibration (absent without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibrated_p_value: Option<f64>,
     /// Share of values the reference never saw: an unseen category, or a
     /// number outside the reference range.
     pub unseen_share: f64,
@@ -180,12 +298,23 @@ pub struct WindowReport {
     pub complete: bool,
     pub features: Vec<ColumnDrift>,
     pub prediction: ColumnDrift,
-    /// Names of the drifted features.
+    /// Names of the counted features over their threshold, heaviest first.
     pub drifted_features: Vec<String>,
     /// Share of (not ignored) features that drifted.
     pub drifted_share: f64,
-    /// Whether the drifted share reached the configured share.
+    /// Share of the (not ignored) features' importance weight that drifted.
+    #[serde(default)]
+    pub drifted_weight: f64,
+    /// Whether the thresholds are the artifact's calibrated null quantiles
+    /// (`threshold: auto` with a calibrated artifact).
+    #[serde(default)]
+    pub calibrated: bool,
+    /// The drift rule's verdict on this window (see `reason`).
     pub dataset_drifted: bool,
+    /// Why the window counts as drifted or not: trigger, features with
+    /// weight, value and threshold.
+    #[serde(default)]
+    pub reason: String,
     /// Raw counts, so windows of several replicas can be merged.
     pub sketch: DatasetSketch,
 }
@@ -224,8 +353,16 @@ impl DriftMonitor {
         if config.window_rows == 0 {
             return Err(DriftError::EmptyWindow);
         }
-        if !config.threshold.is_finite() || config.threshold < 0.0 {
-            return Err(DriftError::BadThreshold(config.threshold));
+        if let Threshold::Fixed(t) = config.threshold
+            && (!t.is_finite() || t < 0.0)
+        {
+            return Err(DriftError::BadThreshold(t));
+        }
+        if config.false_alarm_rate.is_nan()
+            || config.false_alarm_rate <= 0.0
+            || config.false_alarm_rate >= 1.0
+        {
+            return Err(DriftError::BadFalseAlarmRate(config.false_alarm_rate));
         }
         if !(0.0..=1.0).contains(&config.drifted_share) {
             return Err(DriftError::BadDriftedShare(config.drifted_share));
@@ -329,7 +466,8 @@ impl DriftMonitor {
     }
 }
 
-/// Compares a sketch with the reference under `config`.
+/// Compares a sketch with the reference under `config` and judges the
+/// window with the drift rule.
 pub fn compare(
     profile: &ReferenceProfile,
     config: &DriftConfig,
@@ -341,14 +479,7 @@ pub fn compare(
         .features
         .iter()
         .zip(&sketch.features)
-        .map(|(p, s)| {
-            let threshold = config
-                .features
-                .get(p.name())
-                .and_then(|o| o.threshold)
-                .unwrap_or(config.threshold);
-            column_drift(p, s, config.statistic, threshold)
-        })
+        .map(|(p, s)| column_drift(p, s, config.statistic, UNCALIBRATED_THRESHOLD))
         .collect();
     let adjusted =
         stats::benjamini_hochberg(&features.iter().map(|f| f.p_value).collect::<Vec<_>>());
@@ -359,33 +490,136 @@ pub fn compare(
         &profile.prediction,
         &sketch.prediction,
         config.statistic,
-        config.threshold,
+        UNCALIBRATED_THRESHOLD,
     );
     prediction.adjusted_p_value = prediction.p_value;
+    let calibrated = set_thresholds(profile, config, sketch.rows, &mut features, &mut prediction);
 
-    let counted: Vec<&ColumnDrift> = features
+    let reading = |c: &ColumnDrift, weight: f64| ColumnReading {
+        name: c.name.clone(),
+        value: c.value,
+        threshold: c.threshold,
+        weight,
+    };
+    let readings: Vec<ColumnReading> = features
         .iter()
-        .filter(|f| !config.features.get(&f.name).is_some_and(|o| o.ignore))
+        .enumerate()
+        .map(|(j, c)| reading(c, profile.weight(j)))
         .collect();
-    let drifted_features: Vec<String> = counted
-        .iter()
-        .filter(|f| f.drifted)
-        .map(|f| f.name.clone())
-        .collect();
-    let drifted_share =
-        stats::drifted_share(&counted.iter().map(|f| f.drifted).collect::<Vec<_>>());
-    let dataset_drifted = !drifted_features.is_empty() && drifted_share >= config.drifted_share;
+    // An empty window says nothing about the predictions.
+    let prediction_reading = (prediction.rows > 0).then(|| reading(&prediction, 1.0));
+    let verdict = rule::window_verdict(&readings, prediction_reading.as_ref(), &config.rule());
+    for (f, v) in features.iter_mut().zip(&verdict.features) {
+        f.threshold = v.threshold;
+        f.drifted = f.rows > 0 && v.drifted;
+        f.weight = v.weight;
+    }
+    if let Some(v) = &verdict.prediction {
+        prediction.drifted = v.drifted;
+        prediction.weight = v.weight;
+    }
     WindowReport {
         started,
         ended,
         rows: sketch.rows,
         complete: sketch.rows >= config.window_rows,
-        dataset_drifted,
+        dataset_drifted: verdict.drifted,
         features,
         prediction,
-        drifted_features,
-        drifted_share,
+        drifted_features: verdict.drifted_features,
+        drifted_share: verdict.drifted_share,
+        drifted_weight: verdict.drifted_weight,
+        calibrated,
+        reason: verdict.reason,
         sketch: sketch.clone(),
+    }
+}
+
+/// Sets every column's threshold (before overrides) for a window of `rows`
+/// rows: the fixed one, or each column's calibrated null quantile at the
+/// tail `config.control` gives `config.false_alarm_rate`. Returns whether
+/// the thresholds are calibrated.
+fn set_thresholds(
+    profile: &ReferenceProfile,
+    config: &DriftConfig,
+    rows: u64,
+    features: &mut [ColumnDrift],
+    prediction: &mut ColumnDrift,
+) -> bool {
+    let fixed = match (config.threshold, &profile.calibration) {
+        (Threshold::Fixed(t), _) => Some(t),
+        (Threshold::Auto, Some(c)) if c.features.len() == features.len() => None,
+        // An artifact trained before calibration: the fixed default, and the report says so.
+        (Threshold::Auto, _) => Some(UNCALIBRATED_THRESHOLD),
+    };
+    let (Some(calibration), None) = (&profile.calibration, fixed) else {
+        for c in features.iter_mut().chain([prediction]) {
+            c.threshold = fixed.unwrap_or(UNCALIBRATED_THRESHOLD);
+        }
+        return false;
+    };
+    let nulls: Vec<_> = calibration
+        .features
+        .iter()
+        .chain([&calibration.prediction])
+        .zip(features.iter_mut().chain([prediction]))
+        .map(|(null, c)| {
+            let fit = null.fit_at(c.statistic, rows);
+            c.calibrated_p_value = fit.map(|f| f.p_value(c.statistic, c.value));
+            (fit, c)
+        })
+        .collect();
+    // The family: every counted feature and the predictions.
+    let ignored = |c: &ColumnDrift| config.features.get(&c.name).is_some_and(|o| o.ignore);
+    let counted: Vec<f64> = nulls
+        .iter()
+        .filter(|(_, c)| !ignored(c))
+        .map(|(_, c)| c.calibrated_p_value.unwrap_or(1.0))
+        .collect();
+    let m = counted.len().max(1) as f64;
+    let alpha = config.false_alarm_rate;
+    let tail = match config.control {
+        Control::PerFeature => alpha,
+        Control::FamilyWise => alpha / m,
+        Control::FalseDiscoveryRate => {
+            // Benjamini-Hochberg: the k smallest p-values with p(k) ≤ kα/m are
+            // flagged, which is every column over its (1 - kα/m) quantile.
+            let mut sorted = counted.clone();
+            sorted.sort_unstable_by(f64::total_cmp);
+            let k = (1..=sorted.len())
+                .rev()
+                .find(|&k| sorted[k - 1] <= k as f64 * alpha / m)
+                .unwrap_or(1);
+            k as f64 * alpha / m
+        }
+    };
+    for (fit, c) in nulls {
+        c.threshold = fit.map_or(UNCALIBRATED_THRESHOLD, |f| f.quantile(c.statistic, tail));
+    }
+    true
+}
+
+/// The configured statistic's value, and which statistic that is for this
+/// column (categorical columns answer KS and Wasserstein with Jensen-Shannon).
+pub(crate) fn statistic_value(
+    profile: &FeatureProfile,
+    reference: &[f64],
+    current: &[f64],
+    statistic: Statistic,
+) -> (Statistic, f64) {
+    match (statistic, profile) {
+        (Statistic::Psi, _) => (Statistic::Psi, stats::psi(reference, current)),
+        (Statistic::Ks, FeatureProfile::Numeric { .. }) => {
+            (Statistic::Ks, stats::ks_statistic(reference, current))
+        }
+        (Statistic::Wasserstein, FeatureProfile::Numeric { profile: p, .. }) => (
+            Statistic::Wasserstein,
+            stats::normalised_wasserstein(reference, current, &stats::bin_centres(&p.edges), p.std),
+        ),
+        _ => (
+            Statistic::JensenShannon,
+            stats::jensen_shannon_distance(reference, current),
+        ),
     }
 }
 
@@ -459,11 +693,13 @@ pub fn column_drift(
             ("categorical", None, None, chi.p_value, unseen)
         }
     };
-    let (statistic, value) = match (statistic, ks, wasserstein) {
-        (Statistic::Psi, _, _) => (Statistic::Psi, psi),
-        (Statistic::Ks, Some(ks), _) => (Statistic::Ks, ks),
-        (Statistic::Wasserstein, _, Some(w)) => (Statistic::Wasserstein, w),
-        _ => (Statistic::JensenShannon, js),
+    let (statistic, value) = if empty {
+        (
+            statistic_value(profile, reference, reference, statistic).0,
+            0.0,
+        )
+    } else {
+        statistic_value(profile, reference, &current, statistic)
     };
     ColumnDrift {
         name: profile.name().to_string(),
@@ -474,6 +710,7 @@ pub fn column_drift(
         value,
         threshold,
         drifted: !empty && value > threshold,
+        weight: 0.0,
         jensen_shannon: js,
         psi,
         ks,
@@ -482,6 +719,7 @@ pub fn column_drift(
         chi_square: chi.statistic,
         p_value,
         adjusted_p_value: p_value,
+        calibrated_p_value: None,
         unseen_share,
     }
 }

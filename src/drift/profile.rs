@@ -8,6 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::calibrate::Calibration;
+
 /// Default number of inner quantile bins for numeric features.
 pub const DEFAULT_BINS: usize = 10;
 
@@ -76,6 +78,20 @@ impl FeatureProfile {
     }
 }
 
+/// How much the model relies on one feature: the increase of the
+/// validation loss when that feature's values are shuffled across rows
+/// (permutation importance), measured at training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeatureImportance {
+    pub name: String,
+    /// Validation loss with the feature shuffled minus the loss without (≥ 0).
+    pub loss_increase: f64,
+    /// Its share of all features' loss increase: the weight the `weighted`
+    /// drift trigger gives the feature.
+    pub weight: f64,
+}
+
 /// Everything drift monitoring compares live traffic with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReferenceProfile {
@@ -83,6 +99,34 @@ pub struct ReferenceProfile {
     pub features: Vec<FeatureProfile>,
     /// Distribution of the model's predictions on the reference rows.
     pub prediction: FeatureProfile,
+    /// Null distributions of the statistics, for `threshold: auto`; absent
+    /// in artifacts trained before calibration (they get the fixed default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
+    /// Permutation importance per feature, in the features' order; absent
+    /// in older artifacts (every feature then weighs the same).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub importance: Vec<FeatureImportance>,
+}
+
+impl ReferenceProfile {
+    /// A profile without calibration or importance.
+    pub fn new(features: Vec<FeatureProfile>, prediction: FeatureProfile) -> Self {
+        Self {
+            features,
+            prediction,
+            calibration: None,
+            importance: Vec::new(),
+        }
+    }
+
+    /// The importance weight of feature `j`; 1 (equal) when unknown.
+    pub fn weight(&self, j: usize) -> f64 {
+        if self.importance.len() != self.features.len() {
+            return 1.0;
+        }
+        self.importance[j].weight
+    }
 }
 
 impl NumericProfile {

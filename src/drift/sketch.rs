@@ -231,6 +231,8 @@ mod tests {
                 name: "prediction".into(),
                 profile: CategoricalProfile::fit("prediction", &["0", "1"]).unwrap(),
             },
+            calibration: None,
+            importance: Vec::new(),
         }
     }
 

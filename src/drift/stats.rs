@@ -211,6 +211,39 @@ pub fn chi_square_survival(x: f64, dof: f64) -> f64 {
     regularized_upper_gamma(dof / 2.0, x / 2.0)
 }
 
+/// The `x` with `P(X > x) = tail` for a chi-square variable with `dof`
+/// degrees of freedom (any positive real): the upper quantile, by bisection
+/// on [`chi_square_survival`], to a relative 1e-10.
+pub fn chi_square_upper_quantile(tail: f64, dof: f64) -> f64 {
+    // NaN lands here too: no quantile is a safe "never over".
+    if tail.is_nan() || tail <= 0.0 || dof.is_nan() || dof <= 0.0 {
+        return f64::INFINITY;
+    }
+    if tail >= 1.0 {
+        return 0.0;
+    }
+    let mut hi = dof.max(1.0);
+    while chi_square_survival(hi, dof) > tail {
+        hi *= 2.0;
+        if !hi.is_finite() {
+            return f64::INFINITY;
+        }
+    }
+    let mut lo = 0.0;
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if chi_square_survival(mid, dof) > tail {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+        if hi - lo <= 1e-10 * hi {
+            break;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
 // Hand-written incomplete gamma (series / Lentz continued fraction) to avoid
 // pulling a statistics crate and its linear-algebra dependencies for one function.
 fn regularized_upper_gamma(a: f64, x: f64) -> f64 {
@@ -306,14 +339,6 @@ pub fn benjamini_hochberg(p_values: &[f64]) -> Vec<f64> {
         adjusted[i] = running_min;
     }
     adjusted
-}
-
-/// Share of the counted features that drifted; 0 when none are counted.
-pub fn drifted_share(drifted: &[bool]) -> f64 {
-    if drifted.is_empty() {
-        return 0.0;
-    }
-    drifted.iter().filter(|d| **d).count() as f64 / drifted.len() as f64
 }
 
 #[cfg(test)]
@@ -451,6 +476,28 @@ mod tests {
     }
 
     #[test]
+    fn chi_square_upper_quantiles_match_tables() {
+        // scipy.stats.chi2.isf(p, k)
+        assert!(close(
+            chi_square_upper_quantile(0.05, 1.0),
+            3.841_458_820_694_124,
+            1e-7
+        ));
+        assert!(close(
+            chi_square_upper_quantile(0.001, 10.0),
+            29.588_298_445_074_4,
+            1e-6
+        ));
+        assert!(close(
+            chi_square_upper_quantile(1e-4, 2.5),
+            19.810_399_317_201_476,
+            1e-6
+        ));
+        assert_eq!(chi_square_upper_quantile(1.0, 3.0), 0.0);
+        assert!(chi_square_upper_quantile(0.0, 3.0).is_infinite());
+    }
+
+    #[test]
     fn chi_square_stays_finite_when_an_unseen_bin_fills() {
         let chi = chi_square(&[50.0, 50.0, 0.0], &[40.0, 40.0, 20.0]);
         assert!(chi.statistic.is_finite());
@@ -469,12 +516,6 @@ mod tests {
         // Monotone in the p-values and capped at 1.
         let q = benjamini_hochberg(&[0.9, 0.8]);
         assert_eq!(q, vec![0.9, 0.9]);
-    }
-
-    #[test]
-    fn drifted_share_counts_flags() {
-        assert_eq!(drifted_share(&[true, false, true, false]), 0.5);
-        assert_eq!(drifted_share(&[]), 0.0);
     }
 
     #[test]

@@ -15,8 +15,12 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::api::{FeatureKind, ModelSpec, Optimizer, Task, TrainingDevice};
+use crate::drift::calibrate::{self, DEFAULT_RESAMPLES};
 use crate::drift::profile::DEFAULT_BINS;
-use crate::drift::{CategoricalProfile, FeatureProfile, NumericProfile, ReferenceProfile};
+use crate::drift::{
+    CategoricalProfile, DatasetSketch, FeatureImportance, FeatureProfile, NumericProfile,
+    Observation, ReferenceProfile,
+};
 
 use super::arch::{self, Architecture};
 use super::artifact::{
@@ -32,6 +36,10 @@ use super::preprocess::{self, FeatureBatch, FeatureSchema};
 const SPLIT_STREAM: u64 = 1;
 const INIT_STREAM: u64 = 2;
 const TRAIN_STREAM: u64 = 3;
+const CALIBRATION_STREAM: u64 = 4;
+const IMPORTANCE_STREAM: u64 = 5;
+/// Shuffles per feature for permutation importance (their mean is kept).
+const IMPORTANCE_REPEATS: usize = 5;
 
 /// How a training run is started.
 #[derive(Debug, Clone, Default)]
@@ -620,6 +628,69 @@ pub fn fit(
         },
     };
 
+    let mut reference = ReferenceProfile::new(feature_profiles, prediction);
+    // Calibration and importance are measured on held-out rows; a run
+    // without a validation split falls back to the training rows.
+    let (held_rows, held_labels, held_values, held_pred) = if val_idx.is_empty() {
+        let labels = match task {
+            Task::Classification => preprocess::labels(table, target)?,
+            Task::Regression => Vec::new(),
+        };
+        let values = match task {
+            Task::Classification => Vec::new(),
+            Task::Regression => preprocess::values(table, target)?,
+        };
+        (
+            train_idx.clone(),
+            train_idx
+                .iter()
+                .filter_map(|&r| labels.get(r).cloned())
+                .collect(),
+            train_idx
+                .iter()
+                .filter_map(|&r| values.get(r).copied())
+                .collect(),
+            ref_pred.clone(),
+        )
+    } else {
+        (
+            val_idx.clone(),
+            val_labels.clone(),
+            val_values.clone(),
+            val_pred.clone(),
+        )
+    };
+    let calibration_started = Instant::now();
+    let held_out = held_out_sketch(&reference, &features, table, &held_rows, &held_pred)?;
+    let mut calibration_rng = ChaCha8Rng::seed_from_u64(seed);
+    calibration_rng.set_stream(CALIBRATION_STREAM);
+    reference.calibration = Some(calibrate::calibrate(
+        &reference,
+        &held_out,
+        &[u64::from(spec.drift.window)],
+        DEFAULT_RESAMPLES,
+        &mut calibration_rng,
+    ));
+    let calibration_seconds = calibration_started.elapsed().as_secs_f64();
+    let importance_started = Instant::now();
+    let mut importance_rng = ChaCha8Rng::seed_from_u64(seed);
+    importance_rng.set_stream(IMPORTANCE_STREAM);
+    reference.importance = permutation_importance(
+        &predictor,
+        &gather(&all_x, inputs, &held_rows),
+        &Held {
+            classes: &classes,
+            labels: &held_labels,
+            values: &held_values,
+        },
+        &mut importance_rng,
+    )?;
+    tracing::info!(
+        calibration_seconds,
+        importance_seconds = importance_started.elapsed().as_secs_f64(),
+        "drift calibration and permutation importance measured"
+    );
+
     let weights = artifact::weights_to_bytes(&named)?;
     let tensors = artifact::tensor_infos(&named);
     let parameters = tensors
@@ -650,10 +721,7 @@ pub fn fit(
         tensors,
         parameters,
         fingerprint,
-        reference: ReferenceProfile {
-            features: feature_profiles,
-            prediction,
-        },
+        reference,
         metrics,
         curve,
         dataset: DatasetLineage {
@@ -683,6 +751,126 @@ pub fn fit(
         manifest,
         weights: Bytes::from(weights),
     })
+}
+
+/// Counts of the held-out rows (and the model's predictions on them) over
+/// the reference profile's bins: what calibration pools with the reference.
+fn held_out_sketch(
+    reference: &ReferenceProfile,
+    features: &[FeatureSchema],
+    table: &Table,
+    rows: &[usize],
+    predictions: &artifact::Predictions,
+) -> Result<DatasetSketch, MlError> {
+    let columns = features
+        .iter()
+        .map(|f| table.column(&f.name, "data.features"))
+        .collect::<Result<Vec<_>, _>>()?;
+    fn observe(cell: &Cell) -> Observation<'_> {
+        match cell {
+            Cell::Number(x) => Observation::Number(*x),
+            Cell::Text(t) => Observation::Text(t),
+            Cell::Missing => Observation::Missing,
+        }
+    }
+    let mut sketch = DatasetSketch::for_profile(reference);
+    for (i, &r) in rows.iter().enumerate() {
+        let prediction = match (predictions.labels.get(i), predictions.values.get(i)) {
+            (Some(label), _) => Observation::Text(label),
+            (None, Some(v)) => Observation::Number(*v),
+            (None, None) => Observation::Missing,
+        };
+        sketch.observe_row(reference, |j| observe(&columns[j][r]), prediction);
+    }
+    Ok(sketch)
+}
+
+/// The held-out rows' targets.
+struct Held<'a> {
+    classes: &'a [String],
+    /// Class labels (classification).
+    labels: &'a [String],
+    /// Values (regression).
+    values: &'a [f64],
+}
+
+impl Held<'_> {
+    /// Mean cross-entropy (classification) or squared error (regression) of predictions.
+    fn loss(&self, p: &artifact::Predictions) -> f64 {
+        match &p.probabilities {
+            Some(probabilities) => {
+                let n = self.labels.len().max(1) as f64;
+                self.labels
+                    .iter()
+                    .zip(probabilities)
+                    .map(|(label, row)| {
+                        let k = self.classes.iter().position(|c| c == label);
+                        let q = k.and_then(|k| row.get(k)).map_or(0.0, |&q| f64::from(q));
+                        -q.max(1e-7).ln()
+                    })
+                    .sum::<f64>()
+                    / n
+            }
+            None => {
+                let n = self.values.len().max(1) as f64;
+                self.values
+                    .iter()
+                    .zip(&p.values)
+                    .map(|(y, q)| (y - q).powi(2))
+                    .sum::<f64>()
+                    / n
+            }
+        }
+    }
+}
+
+/// Permutation importance: how much the held-out loss grows when one
+/// feature's encoded columns are shuffled across rows (the mean of
+/// [`IMPORTANCE_REPEATS`] shuffles, floored at 0), and each feature's share.
+fn permutation_importance(
+    predictor: &Predictor,
+    encoded: &[f32],
+    held: &Held<'_>,
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<FeatureImportance>, MlError> {
+    let width = predictor.inputs;
+    let rows = encoded.len() / width.max(1);
+    let base = held.loss(&predictor.predict_encoded(encoded.to_vec(), rows)?);
+    let mut start = 0;
+    let mut increases = Vec::with_capacity(predictor.features.len());
+    for f in &predictor.features {
+        let columns = start..start + f.width();
+        start = columns.end;
+        let mut total = 0.0;
+        for _ in 0..IMPORTANCE_REPEATS {
+            let mut order: Vec<usize> = (0..rows).collect();
+            order.shuffle(rng);
+            let mut shuffled = encoded.to_vec();
+            for (to, &from) in order.iter().enumerate() {
+                for c in columns.clone() {
+                    shuffled[to * width + c] = encoded[from * width + c];
+                }
+            }
+            total += held.loss(&predictor.predict_encoded(shuffled, rows)?);
+        }
+        increases.push((total / IMPORTANCE_REPEATS as f64 - base).max(0.0));
+    }
+    let sum: f64 = increases.iter().sum();
+    let n = increases.len().max(1) as f64;
+    Ok(predictor
+        .features
+        .iter()
+        .zip(increases)
+        .map(|(f, loss_increase)| FeatureImportance {
+            name: f.name.clone(),
+            loss_increase,
+            weight: if sum > 0.0 {
+                loss_increase / sum
+            } else {
+                1.0 / n
+            },
+        })
+        .collect())
 }
 
 enum Opt {

@@ -1,10 +1,63 @@
-//! Drift trigger: a window drifts when enough features exceed their
-//! threshold; retraining is due after `consecutiveWindows` drifted windows in a row.
+//! Drift trigger: each window is judged by the drift rule the model server
+//! uses ([`crate::drift::window_verdict`]); retraining is due after
+//! `consecutiveWindows` drifted windows in a row.
 
-use crate::api::{ConditionStatus, ModelSpec, ModelStatus};
+use std::collections::BTreeMap;
+
+use crate::api::{
+    ConditionStatus, DriftControl, DriftDriver, DriftSpec, DriftStatistic, DriftThreshold,
+    DriftTrigger, ModelSpec, ModelStatus,
+};
+use crate::drift::monitor::{Control, Threshold};
+use crate::drift::{DriftConfig, FeatureOverride, Statistic, Trigger, window_verdict};
 
 use super::conditions::set_condition;
 use super::observe::Observations;
+
+/// The monitor configuration a Model's `spec.drift` stands for: the one
+/// conversion from the API's drift spec to what the model server's monitor
+/// and the drift rule take.
+pub fn monitor_config(spec: &DriftSpec) -> DriftConfig {
+    DriftConfig {
+        statistic: match spec.statistic {
+            DriftStatistic::JensenShannon => Statistic::JensenShannon,
+            DriftStatistic::Psi => Statistic::Psi,
+            DriftStatistic::Ks => Statistic::Ks,
+            DriftStatistic::Wasserstein => Statistic::Wasserstein,
+        },
+        threshold: match spec.threshold {
+            DriftThreshold::Auto => Threshold::Auto,
+            DriftThreshold::Fixed(t) => Threshold::Fixed(t),
+        },
+        false_alarm_rate: spec.false_alarm_rate,
+        control: match spec.control {
+            DriftControl::FamilyWise => Control::FamilyWise,
+            DriftControl::FalseDiscoveryRate => Control::FalseDiscoveryRate,
+            DriftControl::PerFeature => Control::PerFeature,
+        },
+        window_rows: u64::from(spec.window),
+        trigger: match spec.trigger {
+            DriftTrigger::Weighted => Trigger::Weighted,
+            DriftTrigger::Share => Trigger::Share,
+            DriftTrigger::Any => Trigger::Any,
+        },
+        drifted_share: spec.drifted_share,
+        features: spec
+            .features
+            .iter()
+            .map(|(name, o)| {
+                (
+                    name.clone(),
+                    FeatureOverride {
+                        threshold: o.threshold,
+                        ignore: o.ignore,
+                    },
+                )
+            })
+            .collect::<BTreeMap<_, _>>(),
+        ..DriftConfig::default()
+    }
+}
 
 /// What the drift readings of this decision amount to.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -20,6 +73,7 @@ pub struct DriftUpdate {
 /// Folds new complete windows into `status.drift` and sets `DriftDetected`.
 pub fn update_drift(status: &mut ModelStatus, spec: &ModelSpec, obs: &Observations) -> DriftUpdate {
     let d = &spec.drift;
+    let config = monitor_config(d);
     let mut summary = status.drift.clone().unwrap_or_default();
     let mut readings: Vec<_> = obs
         .drift
@@ -34,36 +88,34 @@ pub fn update_drift(status: &mut ModelStatus, spec: &ModelSpec, obs: &Observatio
     readings.sort_by_key(|r| r.window_end);
     let new_windows = !readings.is_empty();
     for r in readings {
-        let mut monitored = 0usize;
-        let mut drifted: Vec<(String, f64)> = Vec::new();
-        let mut score = 0.0f64;
-        for (name, value) in &r.features {
-            let over = d.features.get(name);
-            if over.is_some_and(|o| o.ignore) {
-                continue;
-            }
-            monitored += 1;
-            score = score.max(*value);
-            let threshold = over.and_then(|o| o.threshold).unwrap_or(d.threshold);
-            if *value > threshold {
-                drifted.push((name.clone(), *value));
-            }
-        }
-        let share = if monitored == 0 {
-            0.0
-        } else {
-            drifted.len() as f64 / monitored as f64
-        };
-        let window_drifted = !drifted.is_empty() && share >= d.drifted_share;
-        summary.consecutive_windows = if window_drifted {
+        let verdict = window_verdict(&r.features, r.prediction.as_ref(), &config.rule());
+        summary.consecutive_windows = if verdict.drifted {
             summary.consecutive_windows + 1
         } else {
             0
         };
-        summary.score = score;
-        summary.drifted_share = share;
-        drifted.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        summary.drifted_features = drifted.iter().map(|(n, _)| n.clone()).collect();
+        summary.score = verdict
+            .features
+            .iter()
+            .filter(|f| !f.ignored)
+            .map(|f| f.value)
+            .fold(0.0, f64::max);
+        summary.drifted_share = verdict.drifted_share;
+        summary.drifted_weight = verdict.drifted_weight;
+        summary.window_drifted = verdict.drifted;
+        summary.drivers = verdict
+            .drivers()
+            .into_iter()
+            .chain(verdict.prediction.iter().filter(|p| p.drifted))
+            .map(|c| DriftDriver {
+                name: c.name.clone(),
+                weight: c.weight,
+                value: c.value,
+                threshold: c.threshold,
+            })
+            .collect();
+        summary.drifted_features = verdict.drifted_features;
+        summary.reason = verdict.reason;
         summary.last_window_end = Some(r.window_end);
     }
     summary.summary = format!(
@@ -73,18 +125,11 @@ pub fn update_drift(status: &mut ModelStatus, spec: &ModelSpec, obs: &Observatio
         d.consecutive_windows
     );
     let due = summary.consecutive_windows >= d.consecutive_windows;
-    let features = if summary.drifted_features.is_empty() {
-        "none".to_string()
-    } else {
-        summary.drifted_features.join(", ")
-    };
     let reason = format!(
-        "drift for {} windows in a row (needed {}): {:.0} % of features over threshold {} (driftedShare {}), max {:?} {:.3}; drifted: {features}",
+        "drift for {} windows in a row (needed {}); latest window {} (max {:?} {:.3})",
         summary.consecutive_windows,
         d.consecutive_windows,
-        summary.drifted_share * 100.0,
-        d.threshold,
-        d.drifted_share,
+        summary.reason,
         d.statistic,
         summary.score
     );
@@ -99,11 +144,8 @@ pub fn update_drift(status: &mut ModelStatus, spec: &ModelSpec, obs: &Observatio
         );
     } else if summary.last_window_end.is_some() {
         let msg = format!(
-            "{} of {} drifted windows in a row; latest max {:.3}, {:.0} % of features over threshold",
-            summary.consecutive_windows,
-            d.consecutive_windows,
-            summary.score,
-            summary.drifted_share * 100.0
+            "{} of {} drifted windows in a row; latest window {}",
+            summary.consecutive_windows, d.consecutive_windows, summary.reason
         );
         set_condition(
             status,

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::api::GateVerdict;
+use crate::drift::{ColumnDrift, ColumnReading, WindowReport};
 
 /// State of one training Job (`<model>-train-<n>`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -73,14 +74,39 @@ pub struct CanaryMetrics {
     pub prediction_divergence: Option<f64>,
 }
 
-/// Drift of one complete window of live inputs against the training reference.
+/// Drift of one complete window of live inputs against the training
+/// reference, as the model server measured it (`/v2/models/{name}/drift`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DriftReading {
     pub window_end: DateTime<Utc>,
     /// Rows in the window; windows shorter than `spec.drift.window` are ignored.
     pub rows: u64,
-    /// Statistic (as `spec.drift.statistic`) per feature.
-    pub features: Vec<(String, f64)>,
+    /// Per feature: the statistic's value (as `spec.drift.statistic`), the
+    /// threshold the server applied (calibrated or fixed) and the feature's
+    /// importance weight; `spec.drift.features` overrides still apply.
+    pub features: Vec<ColumnReading>,
+    /// The predictions' reading, when the server reported one.
+    #[serde(default)]
+    pub prediction: Option<ColumnReading>,
+}
+
+impl DriftReading {
+    /// The reading of a closed window as the model server reports it at
+    /// `/v2/models/{name}/drift` (`recent[]`); `None` for the open window.
+    pub fn from_window(window: &WindowReport) -> Option<Self> {
+        let column = |c: &ColumnDrift| ColumnReading {
+            name: c.name.clone(),
+            value: c.value,
+            threshold: c.threshold,
+            weight: c.weight,
+        };
+        Some(Self {
+            window_end: window.ended?,
+            rows: window.rows,
+            features: window.features.iter().map(column).collect(),
+            prediction: (window.prediction.rows > 0).then(|| column(&window.prediction)),
+        })
+    }
 }
 
 /// What a user asked for through the CLI or an annotation.

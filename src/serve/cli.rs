@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
-use crate::drift::{DriftConfig, FeatureOverride, Statistic};
+use crate::drift::monitor::{Control, Threshold};
+use crate::drift::{DriftConfig, FeatureOverride, Statistic, Trigger};
 
 use super::error::ServeError;
 use super::feedback::{FeedbackConfig, FeedbackSink};
@@ -54,9 +55,18 @@ pub struct ServeArgs {
     /// Drift statistic compared with the threshold: jensenShannon, psi, ks, wasserstein.
     #[arg(long, default_value = "jensenShannon")]
     pub drift_statistic: Statistic,
-    /// A feature drifts when its statistic exceeds this.
-    #[arg(long, default_value_t = 0.1)]
-    pub drift_threshold: f64,
+    /// A feature drifts when its statistic exceeds this: `auto` (each
+    /// feature's null quantile for the window's size, calibrated at
+    /// training) or a number for every feature.
+    #[arg(long, default_value = "auto")]
+    pub drift_threshold: Threshold,
+    /// With `--drift-threshold auto`: the false-flag rate allowed per window.
+    #[arg(long, default_value_t = 0.01)]
+    pub drift_false_alarm_rate: f64,
+    /// With `--drift-threshold auto`: which rate that is: `familyWise` (any
+    /// feature of a drift-free window), `falseDiscoveryRate` or `perFeature`.
+    #[arg(long, default_value = "familyWise")]
+    pub drift_control: Control,
     /// Rows per drift window.
     #[arg(long, default_value_t = 1000)]
     pub drift_window: u64,
@@ -66,7 +76,13 @@ pub struct ServeArgs {
     /// Closed drift windows kept.
     #[arg(long, default_value_t = 5)]
     pub drift_recent: usize,
-    /// The dataset drifts when at least this share of features drift.
+    /// How drifted features add up to a drifted window: `weighted` (by the
+    /// model's feature importance; drifted predictions count too), `share`
+    /// (of features, as Evidently) or `any`.
+    #[arg(long, default_value = "weighted")]
+    pub drift_trigger: Trigger,
+    /// A window drifts when at least this share of the features (`share`) or
+    /// of their importance weight (`weighted`) drifts.
     #[arg(long, default_value_t = 0.5)]
     pub drifted_share: f64,
     /// One feature's own drift threshold, or `ignore` to never count it:
@@ -223,13 +239,15 @@ impl ServeArgs {
             drift: DriftConfig {
                 statistic: self.drift_statistic,
                 threshold: self.drift_threshold,
+                false_alarm_rate: self.drift_false_alarm_rate,
+                control: self.drift_control,
                 window_rows: self.drift_window,
                 window_duration: self.drift_window_time,
                 recent_windows: self.drift_recent,
+                trigger: self.drift_trigger,
                 drifted_share: self.drifted_share,
                 // Names the model lacks are refused when it loads.
                 features: self.drift_overrides()?,
-                ..DriftConfig::default()
             },
             feedback: FeedbackConfig {
                 sample_rate: self.feedback_sample_rate,
@@ -390,6 +408,47 @@ mod tests {
                 .unwrap_err()
                 .contains("> 0")
         );
+    }
+
+    #[test]
+    fn drift_flags_default_to_calibrated_weighted_and_take_a_fixed_threshold() {
+        let defaults = parse_serve(&["--artifact", "/a"])
+            .unwrap()
+            .config()
+            .unwrap()
+            .drift;
+        assert_eq!(defaults.threshold, Threshold::Auto);
+        assert_eq!(defaults.trigger, Trigger::Weighted);
+        assert_eq!(defaults.control, Control::FamilyWise);
+        assert_eq!(defaults.false_alarm_rate, 0.01);
+        let set = parse_serve(&[
+            "--artifact",
+            "/a",
+            "--drift-threshold",
+            "0.2",
+            "--drift-trigger",
+            "share",
+            "--drift-control",
+            "fdr",
+        ])
+        .unwrap()
+        .config()
+        .unwrap()
+        .drift;
+        assert_eq!(set.threshold, Threshold::Fixed(0.2));
+        assert_eq!(set.trigger, Trigger::Share);
+        assert_eq!(set.control, Control::FalseDiscoveryRate);
+        let Err(err) = parse_serve(&["--artifact", "/a", "--drift-threshold", "high"]) else {
+            panic!("`high` was accepted as a threshold")
+        };
+        assert!(
+            err.to_string().contains("expected `auto` or a number"),
+            "{err}"
+        );
+        let Err(err) = parse_serve(&["--artifact", "/a", "--drift-trigger", "most"]) else {
+            panic!("`most` was accepted as a trigger")
+        };
+        assert!(err.to_string().contains("weighted, share or any"), "{err}");
     }
 
     #[test]

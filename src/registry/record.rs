@@ -1,0 +1,270 @@
+//! What the registry keeps: plain records, independent of the CRD types so the
+//! room needs nothing but sqlx. Each record has a natural key; writing it
+//! again (a restarted operator) changes nothing.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+/// A Model, by namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ModelRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ModelRef {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> ModelRef {
+        ModelRef {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// One version and its lineage. Key: (model, version). Written when training
+/// starts, and again when it ends: the later write fills in what became known
+/// (artifact, dataset digest, feedback rows) and never erases a known value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VersionRecord {
+    pub model: ModelRef,
+    /// `n` of `v<n>`.
+    pub version: u32,
+    /// What started the training: `Initial`, `Schedule`, `Drift`, `Manual`…
+    pub trigger: String,
+    /// Why, with the numbers.
+    pub reason: String,
+    pub seed: u64,
+    /// Hash of the training-relevant spec.
+    pub config_hash: String,
+    /// sha256 of the training data, once read.
+    pub dataset_digest: Option<String>,
+    /// Object-store URI of the artifact, once written.
+    pub artifact_uri: Option<String>,
+    /// Labelled feedback rows included in the training data.
+    pub feedback_rows: Option<u64>,
+    /// Version of the driftline binary that trained it.
+    pub code_version: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The gate's evaluation of one version. Key: (model, version).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvaluationRecord {
+    pub model: ModelRef,
+    pub version: u32,
+    pub passed: bool,
+    /// `passed 7/7` or `failed 2/7`.
+    pub summary: String,
+    /// Whole-test-set metrics of the candidate by name, for `history`.
+    pub metrics: BTreeMap<String, f64>,
+    /// The whole gate evaluation as JSON (reports, verdict, every check).
+    pub report: serde_json::Value,
+    pub evaluated_at: DateTime<Utc>,
+}
+
+/// One epoch of a training curve. Key: (model, version, epoch).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochRecord {
+    pub model: ModelRef,
+    pub version: u32,
+    /// From 1.
+    pub epoch: u32,
+    pub train_loss: f64,
+    pub validation_loss: Option<f64>,
+    /// The task's validation metric (`accuracy`, `r2`…), when measured.
+    pub validation_metric: Option<ValidationMetric>,
+}
+
+/// A named validation metric value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidationMetric {
+    pub name: String,
+    pub value: f64,
+}
+
+/// One feature's drift statistic in one window, as a served version measured
+/// it. Key: (model, version, window end, feature).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DriftReading {
+    pub model: ModelRef,
+    /// The version whose server measured it.
+    pub version: u32,
+    pub window_end: DateTime<Utc>,
+    pub feature: String,
+    /// `jensenShannon`, `psi`, `ks` or `wasserstein`.
+    pub statistic: String,
+    pub value: f64,
+    pub threshold: f64,
+    pub drifted: bool,
+}
+
+/// Verdict of one canary analysis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnalysisVerdict {
+    Passed,
+    Failed,
+    /// Too few requests to judge.
+    Inconclusive,
+}
+
+impl AnalysisVerdict {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnalysisVerdict::Passed => "Passed",
+            AnalysisVerdict::Failed => "Failed",
+            AnalysisVerdict::Inconclusive => "Inconclusive",
+        }
+    }
+
+    /// Reads the stored spelling.
+    pub fn parse(text: &str) -> Option<AnalysisVerdict> {
+        match text {
+            "Passed" => Some(AnalysisVerdict::Passed),
+            "Failed" => Some(AnalysisVerdict::Failed),
+            "Inconclusive" => Some(AnalysisVerdict::Inconclusive),
+            _ => None,
+        }
+    }
+}
+
+/// One analysis of one canary step. Key: (model, version, step, window end).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CanaryAnalysis {
+    pub model: ModelRef,
+    /// The canary version.
+    pub version: u32,
+    /// 0-based index in `spec.rollout.steps`.
+    pub step: u32,
+    /// Canary traffic weight during the window, percent.
+    pub weight: u32,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    pub canary_requests: u64,
+    pub stable_requests: u64,
+    pub canary_errors: u64,
+    pub stable_errors: u64,
+    pub canary_p99_ms: Option<f64>,
+    pub stable_p99_ms: Option<f64>,
+    /// Prediction divergence between canary and stable, when measured.
+    pub divergence: Option<f64>,
+    pub verdict: AnalysisVerdict,
+    /// One sentence with the numbers.
+    pub message: String,
+}
+
+/// What happened to the champion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChampionAction {
+    /// `to` became champion, replacing `from`.
+    Promote,
+    /// `from` lost its traffic; `to` (if any) serves again.
+    Rollback,
+}
+
+impl ChampionAction {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChampionAction::Promote => "Promote",
+            ChampionAction::Rollback => "Rollback",
+        }
+    }
+
+    /// Reads the stored spelling.
+    pub fn parse(text: &str) -> Option<ChampionAction> {
+        match text {
+            "Promote" => Some(ChampionAction::Promote),
+            "Rollback" => Some(ChampionAction::Rollback),
+            _ => None,
+        }
+    }
+}
+
+/// One change of champion: the audit trail MLflow's aliases lack. Key:
+/// (model, time, to). `at` should be the time the operator stored in status
+/// (`championSince`), so a rewrite after a restart has the same key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChampionChange {
+    pub model: ModelRef,
+    pub at: DateTime<Utc>,
+    pub action: ChampionAction,
+    /// Champion before (`None`: nothing served).
+    pub from: Option<u32>,
+    /// Champion after (`None`: nothing serves).
+    pub to: Option<u32>,
+    /// What caused it: `CanaryPassed`, `CanaryFailed`, `Manual`…
+    pub trigger: String,
+    /// The user who asked, for manual changes; `None` for the operator.
+    pub actor: Option<String>,
+    /// Why, with the numbers.
+    pub reason: String,
+}
+
+/// One version as `driftline history` shows it: lineage and gate outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VersionHistory {
+    pub version: VersionRecord,
+    /// `None` until the gate has evaluated it.
+    pub gate: Option<GateOutcome>,
+}
+
+/// The gate's outcome without the full report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GateOutcome {
+    pub passed: bool,
+    pub summary: String,
+    pub metrics: BTreeMap<String, f64>,
+    pub evaluated_at: DateTime<Utc>,
+}
+
+/// Any record the registry keeps: what the buffered writer queues.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    Version(VersionRecord),
+    Evaluation(EvaluationRecord),
+    Epoch(EpochRecord),
+    Drift(DriftReading),
+    Canary(CanaryAnalysis),
+    ChampionChange(ChampionChange),
+}
+
+impl Record {
+    /// The model the record belongs to.
+    pub fn model(&self) -> &ModelRef {
+        match self {
+            Record::Version(r) => &r.model,
+            Record::Evaluation(r) => &r.model,
+            Record::Epoch(r) => &r.model,
+            Record::Drift(r) => &r.model,
+            Record::Canary(r) => &r.model,
+            Record::ChampionChange(r) => &r.model,
+        }
+    }
+}
+
+macro_rules! record_from {
+    ($($variant:ident($ty:ty)),* $(,)?) => {$(
+        impl From<$ty> for Record {
+            fn from(r: $ty) -> Record {
+                Record::$variant(r)
+            }
+        }
+    )*};
+}
+
+record_from!(
+    Version(VersionRecord),
+    Evaluation(EvaluationRecord),
+    Epoch(EpochRecord),
+    Drift(DriftReading),
+    Canary(CanaryAnalysis),
+    ChampionChange(ChampionChange),
+);

@@ -19,7 +19,7 @@ use tokio::process::{Child, Command};
 
 use crate::api::{ModelSpec, Task, load_model_config};
 use crate::ml::read_table;
-use crate::serve::load::{cell_json, label_json, same_label};
+use crate::serve::load::{infer_body, input_columns, label_json, model_inputs, same_label};
 
 /// Arguments of `driftline demo`.
 #[derive(Debug, clap::Args)]
@@ -328,29 +328,15 @@ async fn exercise_server(
 ) -> Result<(), DemoError> {
     let http = reqwest::Client::new();
     wait_ready(&http, base).await?;
-    let metadata: Value = get_json(&http, &format!("{base}/v2/models/{name}")).await?;
-    let inputs: Vec<(String, String)> = metadata["inputs"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|i| {
-                    Some((
-                        i["name"].as_str()?.to_string(),
-                        i["datatype"].as_str()?.to_string(),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    println!(
-        "   ready: {} inputs, platform {}",
-        inputs.len(),
-        metadata["platform"].as_str().unwrap_or("?")
-    );
+    let inputs = model_inputs(&http, base, name)
+        .await
+        .map_err(|e| DemoError::TestSet(e.to_string()))?;
+    println!("   ready: {} inputs", inputs.len());
 
     let table = read_table(test_set, None)
         .await
         .map_err(|e| DemoError::TestSet(e.to_string()))?;
+    let columns = input_columns(&table, &inputs).map_err(|e| DemoError::TestSet(e.to_string()))?;
     let target = &spec.data.target;
     let target_col = table
         .position(target)
@@ -365,22 +351,11 @@ async fn exercise_server(
     let mut scored = 0usize;
     for start in (0..table.rows).step_by(batch) {
         let end = (start + batch).min(table.rows);
-        let mut tensors = Vec::new();
-        for (input, datatype) in &inputs {
-            let col = table.position(input).ok_or_else(|| {
-                DemoError::TestSet(format!("column `{input}` missing in {test_set}"))
-            })?;
-            let data: Vec<Value> = table.columns[col][start..end]
-                .iter()
-                .map(|c| cell_json(c, datatype))
-                .collect();
-            tensors.push(json!({"name": input, "datatype": datatype, "shape": [end - start, 1], "data": data}));
-        }
         let id = format!("demo-{start}");
         let response: Value = post_json(
             &http,
             &format!("{base}/v2/models/{name}/infer"),
-            &json!({"id": id, "inputs": tensors}),
+            &infer_body(&table, &columns, &inputs, start, end, &id),
         )
         .await?;
         let predictions = response["outputs"]

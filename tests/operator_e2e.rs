@@ -354,3 +354,100 @@ async fn the_nightly_retrain_is_canaried_step_by_step_and_promoted_on_live_evide
     );
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_two_replicas_one_leads_and_the_other_takes_over_when_it_dies() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let mut h = Harness::start_idle(154, 1.0).await;
+    h.lease = Some(driftline::operator::leader::LeaseConfig {
+        name: "driftline-operator".into(),
+        namespace: NS.into(),
+        duration: Duration::from_secs(3),
+    });
+    h.instance = "replica-a".into();
+    h.start_operator();
+    let leases: Api<Lease> = Api::namespaced(h.client.clone(), NS);
+    let holder = || async {
+        leases
+            .get_opt("driftline-operator")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+    for _ in 0..100 {
+        if holder().await.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(holder().await.as_deref(), Some("replica-a"));
+    let (_stop_b, replica_b) = h.spawn_replica("replica-b");
+
+    let mut spec = pipeline("wine-quality.yaml");
+    spec.training.epochs = 5;
+    spec.serving.replicas = 1;
+    spec.retrain = None;
+    h.apply("wine-quality", spec).await;
+    h.wait_model("wine-quality", MINUTES, "v1 champion", |m| {
+        (m.status.as_ref()?.champion.as_deref() == Some("v1")).then_some(())
+    })
+    .await;
+    // Exactly one acted: one Job, one version, and b never held the lease.
+    let jobs: Api<Job> = Api::namespaced(h.client.clone(), NS);
+    assert_eq!(
+        jobs.list(&ListParams::default())
+            .await
+            .expect("jobs")
+            .items
+            .len(),
+        1
+    );
+    assert_eq!(holder().await.as_deref(), Some("replica-a"));
+
+    // The leader dies without releasing; b takes over within the lease and acts.
+    h.kill_operator().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while holder().await.as_deref() != Some("replica-b") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replica-b never took the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut model = h.models().get("wine-quality").await.expect("Model");
+    model
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(names::RETRAIN_ANNOTATION.into(), "after-failover".into());
+    model.metadata.managed_fields = None;
+    h.models()
+        .replace("wine-quality", &Default::default(), &model)
+        .await
+        .expect("annotate");
+    let handled = h
+        .wait_model("wine-quality", MINUTES, "the new leader acts", |m| {
+            let s = m.status.as_ref()?;
+            let t = s.last_training.as_ref().or(s.training.as_ref())?;
+            (t.version == "v2").then(|| s.handled_request.clone())
+        })
+        .await;
+    assert_eq!(
+        handled.as_deref(),
+        Some("driftline.dev/retrain=after-failover")
+    );
+    let annotations = h
+        .models()
+        .get("wine-quality")
+        .await
+        .expect("Model")
+        .metadata
+        .annotations;
+    assert!(
+        annotations.is_none_or(|a| !a.contains_key(names::RETRAIN_ANNOTATION)),
+        "the request annotation is removed once acted on"
+    );
+    replica_b.abort();
+    h.shutdown().await;
+}

@@ -328,17 +328,29 @@ pub fn training_job(
     })
 }
 
-/// `driftline serve` flags for the Model's drift settings.
+/// A spec value as the YAML/JSON word users write (`jensenShannon`, `auto`, `0.1`).
+fn spec_word(value: &impl serde::Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+/// `driftline serve` flags for the Model's drift settings: the server's
+/// window verdict then follows the same spec as the decision core.
 pub fn drift_flags(d: &DriftSpec) -> Vec<String> {
-    let statistic = serde_json::to_value(d.statistic)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_else(|| "jensenShannon".into());
     let mut flags = vec![
         "--drift-statistic".to_string(),
-        statistic,
+        spec_word(&d.statistic),
         "--drift-threshold".into(),
-        d.threshold.to_string(),
+        spec_word(&d.threshold),
+        "--drift-false-alarm-rate".into(),
+        d.false_alarm_rate.to_string(),
+        "--drift-control".into(),
+        spec_word(&d.control),
+        "--drift-trigger".into(),
+        spec_word(&d.trigger),
         "--drift-window".into(),
         d.window.to_string(),
         "--drifted-share".into(),
@@ -652,7 +664,8 @@ mod tests {
         assert!(
             cmd.starts_with(
                 "driftline serve --artifact s3://a/v4 --name wine-quality --model-version v4 --port 8080 \
-                 --drift-statistic jensenShannon --drift-threshold 0.1 --drift-window 1000 --drifted-share 0.5"
+                 --drift-statistic jensenShannon --drift-threshold 0.1 --drift-false-alarm-rate 0.01 \
+                 --drift-control familyWise --drift-trigger weighted --drift-window 1000 --drifted-share 0.5"
             ),
             "{cmd}"
         );
@@ -664,6 +677,16 @@ mod tests {
             cmd.ends_with("--feedback s3://models/root/ml/wine-quality/feedback/"),
             "{cmd}"
         );
+        // The model server accepts exactly these flags.
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: crate::serve::cli::ServeArgs,
+        }
+        let argv = c.command.as_ref().expect("command").iter().skip(1);
+        let parsed = <Serve as clap::Parser>::try_parse_from(argv).expect("serve parses its flags");
+        assert_eq!(parsed.args.drift_window, 1000);
+        assert_eq!(parsed.args.drift_features.len(), 2);
         let probe = c
             .readiness_probe
             .as_ref()

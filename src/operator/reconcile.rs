@@ -498,17 +498,8 @@ async fn ensure_children(
     let all_services = ctx.stores.services.state();
     let services = owned_by(&all_services, &ns, &name);
     for n in &serving {
-        let (deployment, service) = children::serving(model, *n, &artifact_of(*n)?, &ctx.settings)?;
-        let live_d = deployments
-            .iter()
-            .find(|d| d.metadata.name == deployment.metadata.name)
-            .copied();
-        let live_s = services
-            .iter()
-            .find(|s| s.metadata.name == service.metadata.name)
-            .copied();
-        apply::apply_child(&ctx.client, deployment, live_d).await?;
-        apply::apply_child(&ctx.client, service, live_s).await?;
+        let pair = children::serving(model, *n, &artifact_of(*n)?, &ctx.settings)?;
+        apply_pair(ctx, pair, deployments, &services).await?;
     }
     let role = |o: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
         o.labels
@@ -535,17 +526,28 @@ async fn ensure_children(
     }
 
     if !serving.is_empty() {
-        let (deployment, service) = children::gateway(model, &ctx.settings)?;
-        let live_d = deployments
-            .iter()
-            .find(|d| d.metadata.name == deployment.metadata.name)
-            .copied();
-        let live_s = services
-            .iter()
-            .find(|s| s.metadata.name == service.metadata.name)
-            .copied();
-        apply::apply_child(&ctx.client, deployment, live_d).await?;
-        apply::apply_child(&ctx.client, service, live_s).await?;
+        let pair = children::gateway(model, &ctx.settings)?;
+        apply_pair(ctx, pair, deployments, &services).await?;
     }
+    Ok(())
+}
+
+/// Applies a Deployment and its Service against their live copies.
+async fn apply_pair(
+    ctx: &Context,
+    (deployment, service): (Deployment, Service),
+    deployments: &[&Deployment],
+    services: &[&Service],
+) -> Result<(), OperatorError> {
+    let live_d = deployments
+        .iter()
+        .find(|d| d.metadata.name == deployment.metadata.name)
+        .copied();
+    let live_s = services
+        .iter()
+        .find(|s| s.metadata.name == service.metadata.name)
+        .copied();
+    apply::apply_child(&ctx.client, deployment, live_d).await?;
+    apply::apply_child(&ctx.client, service, live_s).await?;
     Ok(())
 }

@@ -30,12 +30,22 @@ pub struct Harness {
     pub artifacts: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     operator: Option<tokio::task::JoinHandle<()>>,
+    /// Elect a leader on this Lease when set (before `start_operator`).
+    pub lease: Option<driftline::operator::leader::LeaseConfig>,
+    pub instance: String,
 }
 
 impl Harness {
     /// Starts a cluster on its own loopback /16 and an operator whose clock
     /// runs `time_scale` times as fast as the wall clock.
     pub async fn start(subnet: u8, time_scale: f64) -> Harness {
+        let mut h = Self::start_idle(subnet, time_scale).await;
+        h.start_operator();
+        h
+    }
+
+    /// The cluster without an operator yet.
+    pub async fn start_idle(subnet: u8, time_scale: f64) -> Harness {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("temp dir");
         let node = NodeConfig {
@@ -64,7 +74,7 @@ impl Harness {
             .await
             .expect("namespace ml");
         let artifacts = dir.path().join("artifacts");
-        let mut h = Harness {
+        Harness {
             dir,
             cluster,
             client,
@@ -73,13 +83,47 @@ impl Harness {
             artifacts,
             stop: None,
             operator: None,
-        };
-        h.start_operator();
-        h
+            lease: None,
+            instance: "test-operator".into(),
+        }
     }
 
     pub fn hosts_file(&self) -> PathBuf {
         self.dir.path().join("hosts")
+    }
+
+    /// A second operator replica on the same cluster, started now.
+    pub fn spawn_replica(
+        &self,
+        instance: &str,
+    ) -> (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let config = OperatorConfig {
+            settings: ChildSettings {
+                artifact_root: self.artifacts.display().to_string(),
+                image: "driftline:test".into(),
+                credentials_secret: None,
+                gateway_service_account: None,
+            },
+            namespace: None,
+            clock: self.clock.clone(),
+            instance: instance.into(),
+            leader: self.lease.clone(),
+            scrape_timeout: Duration::from_secs(2),
+            hosts_file: Some(self.hosts_file()),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let client = self.client.clone();
+        let telemetry = Arc::new(Telemetry::new());
+        let task = tokio::spawn(async move {
+            let _ = driftline::operator::run(client, config, telemetry, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        (tx, task)
     }
 
     /// (Re)starts the operator in this process.
@@ -93,8 +137,8 @@ impl Harness {
             },
             namespace: None,
             clock: self.clock.clone(),
-            instance: "test-operator".into(),
-            leader: None,
+            instance: self.instance.clone(),
+            leader: self.lease.clone(),
             scrape_timeout: Duration::from_secs(2),
             hosts_file: Some(self.hosts_file()),
         };

@@ -451,3 +451,111 @@ async fn with_two_replicas_one_leads_and_the_other_takes_over_when_it_dies() {
     replica_b.abort();
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_distribution_traffic_starts_nothing_and_a_shift_in_the_key_feature_retrains() {
+    let h = Harness::start(155, 1.0).await;
+    let mut spec = pipeline("wine-quality.yaml");
+    spec.training.epochs = 20;
+    spec.serving.replicas = 1;
+    let retrain = spec.retrain.as_mut().expect("retrain");
+    retrain.schedule = None;
+    retrain.time_zone = None;
+    retrain.cooldown = None;
+    retrain.on_drift = true;
+    spec.drift.window = 100;
+    spec.drift.consecutive_windows = 2;
+    h.apply("wine-quality", spec.clone()).await;
+    h.wait_model("wine-quality", MINUTES, "v1 champion", |m| {
+        (m.status.as_ref()?.champion.as_deref() == Some("v1")).then_some(())
+    })
+    .await;
+    let gateway = h.service_url("wine-quality");
+
+    // Ten in-distribution windows of 100 rows: no retraining.
+    let quiet = load(
+        h.http(),
+        gateway.clone(),
+        "wine-quality",
+        &spec,
+        200.0,
+        30,
+        Some(1000),
+    )
+    .await;
+    assert_eq!(quiet.ok, 1000, "{quiet:?}");
+    let seen = h
+        .wait_model("wine-quality", MINUTES, "the windows read", |m| {
+            m.status.as_ref()?.drift.clone()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = h
+        .models()
+        .get("wine-quality")
+        .await
+        .expect("Model")
+        .status
+        .expect("status");
+    assert_eq!(
+        status.last_training.as_ref().map(|t| t.version.as_str()),
+        Some("v1"),
+        "{:?}",
+        status.drift
+    );
+    assert!(
+        status.training.is_none(),
+        "in-distribution traffic started {:?}",
+        status.training
+    );
+    assert!(seen.last_window_end.is_some(), "{seen:?}");
+
+    // The same rows with alcohol (the feature the model leans on most) shifted up.
+    let test_set = spec.gate.as_ref().expect("gate").test_set.clone();
+    let text = std::fs::read_to_string(test_set.trim_start_matches("file://")).expect("test set");
+    let mut lines = text.lines();
+    let header = lines.next().expect("header");
+    let alcohol = header
+        .split(',')
+        .position(|c| c == "alcohol")
+        .expect("alcohol column");
+    let mut shifted = format!("{header}\n");
+    for line in lines {
+        let mut cells: Vec<String> = line.split(',').map(String::from).collect();
+        let v: f64 = cells[alcohol].parse().expect("number");
+        cells[alcohol] = format!("{}", v + 3.0);
+        shifted.push_str(&cells.join(","));
+        shifted.push('\n');
+    }
+    let path = h.dir.path().join("shifted.csv");
+    std::fs::write(&path, shifted).expect("write shifted rows");
+    let mut shifted_spec = spec.clone();
+    shifted_spec.gate.as_mut().expect("gate").test_set = path.display().to_string();
+    let drifted = load(
+        h.http(),
+        gateway,
+        "wine-quality",
+        &shifted_spec,
+        200.0,
+        30,
+        Some(500),
+    )
+    .await;
+    assert_eq!(drifted.ok, 500, "{drifted:?}");
+
+    let run = h
+        .wait_model("wine-quality", MINUTES, "a drift-triggered v2", |m| {
+            let s = m.status.as_ref()?;
+            let t = s.training.as_ref().or(s.last_training.as_ref())?;
+            (t.version == "v2").then(|| t.clone())
+        })
+        .await;
+    assert_eq!(
+        run.trigger,
+        driftline::api::TrainingTrigger::Drift,
+        "{}",
+        run.reason
+    );
+    assert!(run.reason.contains("alcohol"), "{}", run.reason);
+    h.shutdown().await;
+}

@@ -65,6 +65,9 @@ pub struct OperatorArgs {
     /// Longest wait for a model server's `/metrics`.
     #[arg(long, default_value = "5s", value_parser = duration)]
     pub scrape_timeout: Duration,
+    /// How often to read the champion's drift windows when a Model retrains on drift.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub drift_poll: Duration,
     /// The embedded cluster's hosts file (`driftline up` sets it); in a real
     /// cluster Services resolve through DNS.
     #[arg(long, env = "DRIFTLINE_HOSTS_FILE")]
@@ -95,6 +98,7 @@ impl OperatorArgs {
             instance,
             scrape_timeout: self.scrape_timeout,
             hosts_file: self.hosts_file.clone(),
+            drift_poll: self.drift_poll,
         }
     }
 }

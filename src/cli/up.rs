@@ -158,6 +158,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         leader: None,
         scrape_timeout: Duration::from_secs(5),
         hosts_file: Some(hosts.clone()),
+        drift_poll: Duration::from_secs(10),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let operator = tokio::spawn(crate::operator::run(

@@ -49,6 +49,9 @@ pub struct OperatorConfig {
     pub leader: Option<leader::LeaseConfig>,
     /// Longest wait for a model server's `/metrics`.
     pub scrape_timeout: Duration,
+    /// How often to read the champion's drift windows when the Model retrains
+    /// on drift (a server keeps its last few closed windows).
+    pub drift_poll: Duration,
     /// The embedded cluster's hosts file, to reach its Services from outside
     /// (`None`: `DRIFTLINE_HOSTS_FILE`, then DNS).
     pub hosts_file: Option<std::path::PathBuf>,
@@ -158,6 +161,7 @@ async fn controller(
         telemetry: telemetry.clone(),
         baselines: Mutex::new(HashMap::new()),
         stale: Mutex::new(HashMap::new()),
+        drift_poll: config.drift_poll,
     });
 
     let controller = Controller::new(api::<Model>(&client, ns), watcher::Config::default())

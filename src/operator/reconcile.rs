@@ -19,8 +19,11 @@ use crate::api::{
     ConditionStatus, Model, ModelStatus, ModelVersion, ModelVersionStatus, VersionPhase,
     version_name, version_number,
 };
+use crate::drift::DriftReport;
 use crate::policy::conditions::set_condition;
-use crate::policy::{Action, Decision, EventKind, GateResult, Observations, TrainingJob, decide};
+use crate::policy::{
+    Action, Decision, DriftReading, EventKind, GateResult, Observations, TrainingJob, decide,
+};
 
 use super::apply;
 use super::children::{self, ChildSettings};
@@ -57,6 +60,8 @@ pub struct Context {
     /// The resourceVersion each Model had before our last status write: a
     /// reconcile that sees it again runs on a stale cache and waits.
     pub stale: Mutex<HashMap<ObjectRef<Model>, String>>,
+    /// Real time between two reads of the champion's drift windows.
+    pub drift_poll: Duration,
 }
 
 fn owned_by<'a, K: kube::Resource>(items: &'a [Arc<K>], ns: &str, model: &str) -> Vec<&'a K> {
@@ -195,6 +200,10 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Requeue, Operat
     if status.canary.is_some() {
         wait = wait.min(CANARY_POLL);
     }
+    let on_drift = model.spec.retrain.as_ref().is_some_and(|r| r.on_drift);
+    if on_drift && status.champion.is_some() {
+        wait = wait.min(ctx.drift_poll);
+    }
     Ok(Requeue::requeue(wait.max(Duration::from_millis(100))))
 }
 
@@ -257,6 +266,14 @@ async fn observe_all(
     if let Some(metrics) = scrape_canary(model, ctx, &obs).await {
         obs.canary_metrics = Some(metrics);
     }
+    if let Some(champion) = model
+        .status
+        .as_ref()
+        .and_then(|s| s.champion.as_deref())
+        .and_then(version_number)
+    {
+        obs.drift = scrape_drift(ctx, &model.namespace().unwrap_or_default(), name, champion).await;
+    }
     Ok(Observed {
         observations: obs,
         acknowledged,
@@ -273,6 +290,32 @@ async fn scrape_version(ctx: &Context, ns: &str, model: &str, n: u32) -> Option<
     }
     let text = answer.text().await.ok()?;
     Some(ServingCounters::from_metrics(&text))
+}
+
+/// The champion's closed drift windows from `/v2/models/{name}/drift`, as
+/// the decision core reads them (it skips windows it has counted). One
+/// scrape goes through the Service, so with several replicas each reconcile
+/// sees one replica's windows.
+async fn scrape_drift(ctx: &Context, ns: &str, model: &str, n: u32) -> Vec<DriftReading> {
+    let url = format!(
+        "{}/v2/models/{model}/drift",
+        names::serving_url(model, ns, n)
+    );
+    let Ok(answer) = ctx.http.get(&url).send().await else {
+        return Vec::new();
+    };
+    if !answer.status().is_success() {
+        return Vec::new();
+    }
+    let Ok(report) = answer.json::<DriftReport>().await else {
+        warn!(%url, "drift report is not in the expected shape");
+        return Vec::new();
+    };
+    report
+        .recent
+        .iter()
+        .filter_map(DriftReading::from_window)
+        .collect()
 }
 
 /// Canary and stable metrics since the current step began, when a step runs.

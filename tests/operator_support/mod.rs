@@ -113,6 +113,7 @@ impl Harness {
             leader: self.lease.clone(),
             scrape_timeout: Duration::from_secs(2),
             hosts_file: Some(self.hosts_file()),
+            drift_poll: Duration::from_millis(500),
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let client = self.client.clone();
@@ -141,6 +142,7 @@ impl Harness {
             leader: self.lease.clone(),
             scrape_timeout: Duration::from_secs(2),
             hosts_file: Some(self.hosts_file()),
+            drift_poll: Duration::from_millis(500),
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let client = self.client.clone();

@@ -559,3 +559,129 @@ async fn in_distribution_traffic_starts_nothing_and_a_shift_in_the_key_feature_r
     assert!(run.reason.contains("alcohol"), "{}", run.reason);
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operator_killed_mid_training_and_mid_canary_resumes_without_duplicates() {
+    let mut h = Harness::start(156, 30.0).await;
+    let mut spec = pipeline("wine-quality.yaml");
+    spec.training.epochs = 20;
+    spec.serving.replicas = 1;
+    spec.retrain = None;
+    spec.rollout.steps = vec![
+        driftline::api::CanaryStep {
+            weight: 20,
+            pause: "10m".into(),
+        },
+        driftline::api::CanaryStep {
+            weight: 50,
+            pause: "10m".into(),
+        },
+    ];
+    spec.rollout.analysis.min_requests = 20;
+    spec.rollout.analysis.max_p99_latency_ms = Some(500.0);
+    spec.rollout.analysis.max_prediction_divergence = Some(0.3);
+    h.apply("wine-quality", spec.clone()).await;
+
+    // Killed as soon as v1's training is recorded.
+    h.wait_model("wine-quality", MINUTES, "v1 training", |m| {
+        m.status.as_ref()?.training.as_ref().map(|_| ())
+    })
+    .await;
+    h.kill_operator().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    h.start_operator();
+    h.wait_model("wine-quality", MINUTES, "v1 champion", |m| {
+        (m.status.as_ref()?.champion.as_deref() == Some("v1")).then_some(())
+    })
+    .await;
+
+    // A retrain; killed again once v2's canary has its first step.
+    let mut model = h.models().get("wine-quality").await.expect("Model");
+    model
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(names::RETRAIN_ANNOTATION.into(), "crash-test".into());
+    model.metadata.managed_fields = None;
+    h.models()
+        .replace("wine-quality", &Default::default(), &model)
+        .await
+        .expect("annotate");
+    let gateway = h.service_url("wine-quality");
+    let background = {
+        let (http, gateway, spec) = (h.http(), gateway.clone(), spec.clone());
+        tokio::spawn(
+            async move { load(http, gateway, "wine-quality", &spec, 40.0, 900, None).await },
+        )
+    };
+    h.wait_model("wine-quality", MINUTES, "v2 canary step 1", |m| {
+        m.status
+            .as_ref()?
+            .canary
+            .as_ref()?
+            .step_started_at
+            .map(|_| ())
+    })
+    .await;
+    h.kill_operator().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    h.start_operator();
+    let status = h
+        .wait_model(
+            "wine-quality",
+            MINUTES,
+            "v2 promoted after the restart",
+            |m| {
+                let s = m.status.as_ref()?;
+                (s.champion.as_deref() == Some("v2")).then(|| s.clone())
+            },
+        )
+        .await;
+    background.abort();
+    assert_eq!(status.traffic_summary.as_deref(), Some("v2:100"));
+
+    // Exactly what an uninterrupted run leaves: two Jobs, two versions.
+    let jobs: Api<Job> = Api::namespaced(h.client.clone(), NS);
+    let mut job_names: Vec<String> = jobs
+        .list(&ListParams::default())
+        .await
+        .expect("jobs")
+        .items
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect();
+    job_names.sort();
+    assert_eq!(
+        job_names,
+        vec!["wine-quality-train-1", "wine-quality-train-2"]
+    );
+    let versions = h
+        .versions()
+        .list(&ListParams::default())
+        .await
+        .expect("versions")
+        .items;
+    let phases: Vec<(u32, VersionPhase)> = versions
+        .iter()
+        .map(|v| {
+            (
+                v.spec.version,
+                v.status.as_ref().map(|s| s.phase).unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        phases,
+        vec![(1, VersionPhase::Superseded), (2, VersionPhase::Champion)]
+    );
+    let rollout = versions[1]
+        .status
+        .as_ref()
+        .and_then(|s| s.rollout.clone())
+        .expect("rollout");
+    assert_eq!(
+        (rollout.result.as_str(), rollout.steps_passed),
+        ("Promoted", 2)
+    );
+    h.shutdown().await;
+}

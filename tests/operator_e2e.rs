@@ -685,3 +685,87 @@ async fn an_operator_killed_mid_training_and_mid_canary_resumes_without_duplicat
     );
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_without_enough_traffic_is_never_promoted_and_rolls_back_at_its_deadline() {
+    // 60x: the 5-minute pause passes in 5 s, the 20-minute deadline in 20 s.
+    let h = Harness::start(157, 60.0).await;
+    let mut spec = pipeline("wine-quality.yaml");
+    spec.training.epochs = 20;
+    spec.serving.replicas = 1;
+    spec.retrain = None;
+    spec.rollout.steps = vec![driftline::api::CanaryStep {
+        weight: 50,
+        pause: "5m".into(),
+    }];
+    spec.rollout.analysis.min_requests = 100;
+    spec.rollout.progress_deadline = Some("20m".into());
+    h.apply("wine-quality", spec).await;
+    h.wait_model("wine-quality", MINUTES, "v1 champion", |m| {
+        (m.status.as_ref()?.champion.as_deref() == Some("v1")).then_some(())
+    })
+    .await;
+    let mut model = h.models().get("wine-quality").await.expect("Model");
+    model
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(names::RETRAIN_ANNOTATION.into(), "quiet-canary".into());
+    model.metadata.managed_fields = None;
+    h.models()
+        .replace("wine-quality", &Default::default(), &model)
+        .await
+        .expect("annotate");
+
+    // No traffic at all: inconclusive while it waits, never promoted.
+    let inconclusive = h
+        .wait_model("wine-quality", MINUTES, "an inconclusive analysis", |m| {
+            let c = m.status.as_ref()?.canary.as_ref()?;
+            c.analyses
+                .iter()
+                .find(|a| a.outcome == driftline::api::AnalysisOutcome::Inconclusive)
+                .cloned()
+        })
+        .await;
+    assert_eq!(inconclusive.canary_requests, 0);
+    assert!(
+        inconclusive.message.contains("minRequests 100"),
+        "{}",
+        inconclusive.message
+    );
+
+    let status = h
+        .wait_model("wine-quality", MINUTES, "v2 rolled back", |m| {
+            let s = m.status.as_ref()?;
+            (s.canary.is_none() && s.last_training.as_ref()?.version == "v2").then(|| s.clone())
+        })
+        .await;
+    assert_eq!(status.champion.as_deref(), Some("v1"));
+    assert_eq!(status.traffic_summary.as_deref(), Some("v1:100"));
+    let v2 = h
+        .versions()
+        .get("wine-quality-v2")
+        .await
+        .expect("v2")
+        .status
+        .expect("status");
+    assert_eq!(v2.phase, VersionPhase::RolledBack, "{:?}", v2.message);
+    let rollout = v2.rollout.expect("rollout");
+    assert_eq!(
+        (rollout.result.as_str(), rollout.steps_passed),
+        ("RolledBack", 0)
+    );
+    assert!(
+        rollout.message.contains("progressDeadline"),
+        "{}",
+        rollout.message
+    );
+    let events = h.events("wine-quality").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("RolledBack:") && e.contains("progressDeadline")),
+        "{events:?}"
+    );
+    h.shutdown().await;
+}

@@ -737,7 +737,10 @@ async fn a_canary_without_enough_traffic_is_never_promoted_and_rolls_back_at_its
     let status = h
         .wait_model("wine-quality", MINUTES, "v2 rolled back", |m| {
             let s = m.status.as_ref()?;
-            (s.canary.is_none() && s.last_training.as_ref()?.version == "v2").then(|| s.clone())
+            (s.canary.is_none()
+                && s.candidate.is_none()
+                && s.last_training.as_ref()?.version == "v2")
+                .then(|| s.clone())
         })
         .await;
     assert_eq!(status.champion.as_deref(), Some("v1"));
@@ -765,6 +768,106 @@ async fn a_canary_without_enough_traffic_is_never_promoted_and_rolls_back_at_its
         events
             .iter()
             .any(|e| e.starts_with("RolledBack:") && e.contains("progressDeadline")),
+        "{events:?}"
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_that_fails_live_analysis_is_rolled_back_after_its_failure_limit() {
+    let h = Harness::start(158, 60.0).await;
+    let mut spec = pipeline("wine-quality.yaml");
+    spec.training.epochs = 20;
+    spec.serving.replicas = 1;
+    spec.retrain = None;
+    spec.rollout.steps = vec![
+        driftline::api::CanaryStep {
+            weight: 30,
+            pause: "5m".into(),
+        },
+        driftline::api::CanaryStep {
+            weight: 60,
+            pause: "5m".into(),
+        },
+    ];
+    spec.rollout.analysis.min_requests = 20;
+    // Slower than any real answer: every analysis of this canary fails on latency.
+    spec.rollout.analysis.max_p99_latency_ms = Some(0.001);
+    spec.rollout.analysis.failure_limit = 1;
+    h.apply("wine-quality", spec.clone()).await;
+    h.wait_model("wine-quality", MINUTES, "v1 champion", |m| {
+        (m.status.as_ref()?.champion.as_deref() == Some("v1")).then_some(())
+    })
+    .await;
+    let gateway = h.service_url("wine-quality");
+    let background = {
+        let (http, gateway, spec) = (h.http(), gateway, spec.clone());
+        tokio::spawn(
+            async move { load(http, gateway, "wine-quality", &spec, 60.0, 900, None).await },
+        )
+    };
+    let mut model = h.models().get("wine-quality").await.expect("Model");
+    model
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(names::RETRAIN_ANNOTATION.into(), "bad-canary".into());
+    model.metadata.managed_fields = None;
+    h.models()
+        .replace("wine-quality", &Default::default(), &model)
+        .await
+        .expect("annotate");
+
+    let status = h
+        .wait_model("wine-quality", MINUTES, "v2 rolled back", |m| {
+            let s = m.status.as_ref()?;
+            (s.canary.is_none()
+                && s.candidate.is_none()
+                && s.last_training.as_ref()?.version == "v2")
+                .then(|| s.clone())
+        })
+        .await;
+    background.abort();
+    assert_eq!(status.champion.as_deref(), Some("v1"));
+    assert_eq!(status.traffic_summary.as_deref(), Some("v1:100"));
+    let v2 = h
+        .versions()
+        .get("wine-quality-v2")
+        .await
+        .expect("v2")
+        .status
+        .expect("status");
+    assert_eq!(v2.phase, VersionPhase::RolledBack, "{:?}", v2.message);
+    let rollout = v2.rollout.expect("rollout");
+    assert_eq!(
+        (rollout.result.as_str(), rollout.steps_passed),
+        ("RolledBack", 0)
+    );
+    let failed: Vec<_> = rollout
+        .analyses
+        .iter()
+        .filter(|a| a.outcome == driftline::api::AnalysisOutcome::Failed)
+        .collect();
+    assert_eq!(
+        failed.len(),
+        2,
+        "failureLimit 1: the second failure rolls back: {:?}",
+        rollout.analyses
+    );
+    for a in &failed {
+        let check = a
+            .checks
+            .iter()
+            .find(|c| c.name == "maxP99LatencyMs")
+            .expect("latency check");
+        assert!(!check.passed && check.value > 0.001, "{check:?}");
+        assert!(a.canary_requests >= 20, "{a:?}");
+    }
+    let events = h.events("wine-quality").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("CanaryAnalysisFailed:") && e.contains("p99")),
         "{events:?}"
     );
     h.shutdown().await;

@@ -872,3 +872,77 @@ async fn a_canary_that_fails_live_analysis_is_rolled_back_after_its_failure_limi
     );
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bootstrap_converges_with_about_one_api_request_in_ten_failing() {
+    let h = Harness::start_idle(159, 1.0).await;
+    let faults = h.cluster.faults();
+    // Every tenth request (any client: operator, runner, gateway) gets a 500
+    // or a 409, as a flaky API server would answer.
+    let injector = {
+        let faults = faults.clone();
+        tokio::spawn(async move {
+            let mut injected = 0usize;
+            loop {
+                let seen = faults.requests().len();
+                if seen / 10 > injected {
+                    let code = if injected % 2 == 0 { 500 } else { 409 };
+                    faults.fail_next(driftline::cluster::FaultRule::new("*", "*"), 1, code);
+                    injected += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let mut h = h;
+    h.start_operator();
+    let mut spec = pipeline("wine-quality.yaml");
+    spec.training.epochs = 20;
+    spec.serving.replicas = 1;
+    spec.retrain = None;
+    // The Model itself may meet a fault: a user would apply again.
+    let mut m = driftline::api::Model::new("wine-quality", spec);
+    m.metadata.namespace = Some(NS.into());
+    for _ in 0..20 {
+        match h.models().create(&Default::default(), &m).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => break,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let status = h
+        .wait_model("wine-quality", MINUTES, "v1 champion despite faults", |m| {
+            let s = m.status.as_ref()?;
+            (s.champion.as_deref() == Some("v1") && s.traffic_summary.as_deref() == Some("v1:100"))
+                .then(|| s.clone())
+        })
+        .await;
+    injector.abort();
+    let used = faults.faults_used();
+    let total = faults.requests().len();
+    assert!(
+        used >= 5 && used * 100 >= total * 5,
+        "{used} faults over {total} requests"
+    );
+    assert_eq!(status.phase, ModelPhase::Serving);
+    // No duplicates: one Job, one version.
+    let jobs: Api<Job> = Api::namespaced(h.client.clone(), NS);
+    assert_eq!(
+        jobs.list(&ListParams::default())
+            .await
+            .expect("jobs")
+            .items
+            .len(),
+        1
+    );
+    assert_eq!(
+        h.versions()
+            .list(&ListParams::default())
+            .await
+            .expect("versions")
+            .items
+            .len(),
+        1
+    );
+    h.shutdown().await;
+}

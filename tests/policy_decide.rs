@@ -981,3 +981,25 @@ fn a_canary_without_traffic_is_rolled_back_at_its_progress_deadline() {
         "{message}"
     );
 }
+
+#[test]
+fn a_stale_cache_showing_the_champion_as_trained_does_not_make_it_its_own_candidate() {
+    let mut w = World::new(quiet_spec(), t("2026-06-01T08:00:00Z"));
+    w.bootstrap();
+    // The operator's cache has not seen v1's Champion phase yet.
+    for v in &mut w.versions {
+        if v.spec.version == 1 {
+            v.status.get_or_insert_with(Default::default).phase = VersionPhase::Trained;
+        }
+    }
+    w.step();
+    assert_eq!(status(&w).candidate, None);
+    assert_eq!(status(&w).phase, ModelPhase::Serving);
+    // A status that already names the champion as candidate heals too.
+    let mut s = status(&w).clone();
+    s.candidate = Some("v1".into());
+    w.model.status = Some(s);
+    w.step();
+    assert_eq!(status(&w).candidate, None);
+    assert_eq!(status(&w).phase, ModelPhase::Serving);
+}

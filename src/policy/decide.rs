@@ -253,10 +253,11 @@ pub fn decide(model: &Model, versions: &[ModelVersion], obs: &Observations) -> D
     finish(ctx)
 }
 
-/// The newest version in `phase`.
-fn newest_in(versions: &[ModelVersion], phase: VersionPhase) -> Option<&ModelVersion> {
+/// The newest version in `phase` numbered above `after`.
+fn newest_in(versions: &[ModelVersion], phase: VersionPhase, after: u32) -> Option<&ModelVersion> {
     versions
         .iter()
+        .filter(|v| v.spec.version > after)
         .filter(|v| v.status.as_ref().map(|s| s.phase).unwrap_or_default() == phase)
         .max_by_key(|v| v.spec.version)
 }
@@ -267,7 +268,7 @@ fn newest_in(versions: &[ModelVersion], phase: VersionPhase) -> Option<&ModelVer
 /// duplicated.
 fn adopt_orphaned_training(ctx: &mut Ctx, versions: &[ModelVersion]) {
     if ctx.status.champion.is_none()
-        && let Some(v) = newest_in(versions, VersionPhase::Champion)
+        && let Some(v) = newest_in(versions, VersionPhase::Champion, 0)
     {
         let n = v.spec.version;
         ctx.status.champion = Some(version_name(n));
@@ -281,8 +282,15 @@ fn adopt_orphaned_training(ctx: &mut Ctx, versions: &[ModelVersion]) {
             );
         }
     }
+    // Only versions newer than the champion can be its candidate: a cache that
+    // still shows the champion as Trained (its phase write not yet seen) must
+    // not make it a candidate of itself.
+    let champion = ctx.champion().unwrap_or(0);
+    if ctx.status.candidate.is_some() && ctx.candidate() == ctx.champion() {
+        ctx.status.candidate = None;
+    }
     if ctx.status.candidate.is_none() && ctx.status.champion.is_some() {
-        if let Some(v) = newest_in(versions, VersionPhase::Canary) {
+        if let Some(v) = newest_in(versions, VersionPhase::Canary, champion) {
             ctx.status.candidate = Some(version_name(v.spec.version));
             ctx.status.canary = Some(CanaryStatus {
                 version: version_name(v.spec.version),
@@ -292,14 +300,14 @@ fn adopt_orphaned_training(ctx: &mut Ctx, versions: &[ModelVersion]) {
                 awaiting_promotion: false,
                 analyses: Vec::new(),
             });
-        } else if let Some(v) = newest_in(versions, VersionPhase::Trained) {
+        } else if let Some(v) = newest_in(versions, VersionPhase::Trained, champion) {
             ctx.status.candidate = Some(version_name(v.spec.version));
         }
     }
     if ctx.status.training.is_some() {
         return;
     }
-    if let Some(v) = newest_in(versions, VersionPhase::Training) {
+    if let Some(v) = newest_in(versions, VersionPhase::Training, 0) {
         let lineage = &v.spec.lineage;
         ctx.status.training = Some(TrainingRun {
             version: version_name(v.spec.version),

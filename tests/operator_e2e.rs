@@ -886,7 +886,7 @@ async fn bootstrap_converges_with_about_one_api_request_in_ten_failing() {
             loop {
                 let seen = faults.requests().len();
                 if seen / 10 > injected {
-                    let code = if injected % 2 == 0 { 500 } else { 409 };
+                    let code = if injected.is_multiple_of(2) { 500 } else { 409 };
                     faults.fail_next(driftline::cluster::FaultRule::new("*", "*"), 1, code);
                     injected += 1;
                 }

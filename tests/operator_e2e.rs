@@ -17,10 +17,7 @@ const MINUTES: Duration = Duration::from_secs(240);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_new_model_trains_passes_its_gate_and_serves_through_its_gateway() {
     let h = Harness::start(151, 1.0).await;
-    let mut spec = pipeline("wine-quality.yaml");
-    spec.training.epochs = 20;
-    spec.serving.replicas = 1;
-    spec.retrain = None;
+    let spec = quick_wine();
     h.apply("wine-quality", spec).await;
 
     let status = h
@@ -239,10 +236,7 @@ async fn the_nightly_retrain_is_canaried_step_by_step_and_promoted_on_live_evide
     // Two independently seeded models of the same data disagree on a few rows.
     spec.rollout.analysis.max_prediction_divergence = Some(0.3);
     h.apply("wine-quality", spec.clone()).await;
-    h.wait_model("wine-quality", MINUTES, "v1 champion", |m| {
-        (m.status.as_ref()?.champion.as_deref() == Some("v1")).then_some(())
-    })
-    .await;
+    h.wait_champion("wine-quality", 1).await;
 
     // The schedule comes due a few (test-clock) minutes ahead.
     let now = h.clock.now();
@@ -389,10 +383,7 @@ async fn with_two_replicas_one_leads_and_the_other_takes_over_when_it_dies() {
     spec.serving.replicas = 1;
     spec.retrain = None;
     h.apply("wine-quality", spec).await;
-    h.wait_model("wine-quality", MINUTES, "v1 champion", |m| {
-        (m.status.as_ref()?.champion.as_deref() == Some("v1")).then_some(())
-    })
-    .await;
+    h.wait_champion("wine-quality", 1).await;
     // Exactly one acted: one Job, one version, and b never held the lease.
     let jobs: Api<Job> = Api::namespaced(h.client.clone(), NS);
     assert_eq!(
@@ -415,17 +406,7 @@ async fn with_two_replicas_one_leads_and_the_other_takes_over_when_it_dies() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut model = h.models().get("wine-quality").await.expect("Model");
-    model
-        .metadata
-        .annotations
-        .get_or_insert_with(Default::default)
-        .insert(names::RETRAIN_ANNOTATION.into(), "after-failover".into());
-    model.metadata.managed_fields = None;
-    h.models()
-        .replace("wine-quality", &Default::default(), &model)
-        .await
-        .expect("annotate");
+    h.retrain("wine-quality", "after-failover").await;
     let handled = h
         .wait_model("wine-quality", MINUTES, "the new leader acts", |m| {
             let s = m.status.as_ref()?;
@@ -466,10 +447,7 @@ async fn in_distribution_traffic_starts_nothing_and_a_shift_in_the_key_feature_r
     spec.drift.window = 100;
     spec.drift.consecutive_windows = 2;
     h.apply("wine-quality", spec.clone()).await;
-    h.wait_model("wine-quality", MINUTES, "v1 champion", |m| {
-        (m.status.as_ref()?.champion.as_deref() == Some("v1")).then_some(())
-    })
-    .await;
+    h.wait_champion("wine-quality", 1).await;
     let gateway = h.service_url("wine-quality");
 
     // Ten in-distribution windows of 100 rows: no retraining.
@@ -563,10 +541,7 @@ async fn in_distribution_traffic_starts_nothing_and_a_shift_in_the_key_feature_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_operator_killed_mid_training_and_mid_canary_resumes_without_duplicates() {
     let mut h = Harness::start(156, 30.0).await;
-    let mut spec = pipeline("wine-quality.yaml");
-    spec.training.epochs = 20;
-    spec.serving.replicas = 1;
-    spec.retrain = None;
+    let mut spec = quick_wine();
     spec.rollout.steps = vec![
         driftline::api::CanaryStep {
             weight: 20,
@@ -590,23 +565,10 @@ async fn an_operator_killed_mid_training_and_mid_canary_resumes_without_duplicat
     h.kill_operator().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     h.start_operator();
-    h.wait_model("wine-quality", MINUTES, "v1 champion", |m| {
-        (m.status.as_ref()?.champion.as_deref() == Some("v1")).then_some(())
-    })
-    .await;
+    h.wait_champion("wine-quality", 1).await;
 
     // A retrain; killed again once v2's canary has its first step.
-    let mut model = h.models().get("wine-quality").await.expect("Model");
-    model
-        .metadata
-        .annotations
-        .get_or_insert_with(Default::default)
-        .insert(names::RETRAIN_ANNOTATION.into(), "crash-test".into());
-    model.metadata.managed_fields = None;
-    h.models()
-        .replace("wine-quality", &Default::default(), &model)
-        .await
-        .expect("annotate");
+    h.retrain("wine-quality", "crash-test").await;
     let gateway = h.service_url("wine-quality");
     let background = {
         let (http, gateway, spec) = (h.http(), gateway.clone(), spec.clone());
@@ -690,10 +652,7 @@ async fn an_operator_killed_mid_training_and_mid_canary_resumes_without_duplicat
 async fn a_canary_without_enough_traffic_is_never_promoted_and_rolls_back_at_its_deadline() {
     // 60x: the 5-minute pause passes in 5 s, the 20-minute deadline in 20 s.
     let h = Harness::start(157, 60.0).await;
-    let mut spec = pipeline("wine-quality.yaml");
-    spec.training.epochs = 20;
-    spec.serving.replicas = 1;
-    spec.retrain = None;
+    let mut spec = quick_wine();
     spec.rollout.steps = vec![driftline::api::CanaryStep {
         weight: 50,
         pause: "5m".into(),
@@ -701,21 +660,8 @@ async fn a_canary_without_enough_traffic_is_never_promoted_and_rolls_back_at_its
     spec.rollout.analysis.min_requests = 100;
     spec.rollout.progress_deadline = Some("20m".into());
     h.apply("wine-quality", spec).await;
-    h.wait_model("wine-quality", MINUTES, "v1 champion", |m| {
-        (m.status.as_ref()?.champion.as_deref() == Some("v1")).then_some(())
-    })
-    .await;
-    let mut model = h.models().get("wine-quality").await.expect("Model");
-    model
-        .metadata
-        .annotations
-        .get_or_insert_with(Default::default)
-        .insert(names::RETRAIN_ANNOTATION.into(), "quiet-canary".into());
-    model.metadata.managed_fields = None;
-    h.models()
-        .replace("wine-quality", &Default::default(), &model)
-        .await
-        .expect("annotate");
+    h.wait_champion("wine-quality", 1).await;
+    h.retrain("wine-quality", "quiet-canary").await;
 
     // No traffic at all: inconclusive while it waits, never promoted.
     let inconclusive = h
@@ -776,10 +722,7 @@ async fn a_canary_without_enough_traffic_is_never_promoted_and_rolls_back_at_its
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_canary_that_fails_live_analysis_is_rolled_back_after_its_failure_limit() {
     let h = Harness::start(158, 60.0).await;
-    let mut spec = pipeline("wine-quality.yaml");
-    spec.training.epochs = 20;
-    spec.serving.replicas = 1;
-    spec.retrain = None;
+    let mut spec = quick_wine();
     spec.rollout.steps = vec![
         driftline::api::CanaryStep {
             weight: 30,
@@ -795,10 +738,7 @@ async fn a_canary_that_fails_live_analysis_is_rolled_back_after_its_failure_limi
     spec.rollout.analysis.max_p99_latency_ms = Some(0.001);
     spec.rollout.analysis.failure_limit = 1;
     h.apply("wine-quality", spec.clone()).await;
-    h.wait_model("wine-quality", MINUTES, "v1 champion", |m| {
-        (m.status.as_ref()?.champion.as_deref() == Some("v1")).then_some(())
-    })
-    .await;
+    h.wait_champion("wine-quality", 1).await;
     let gateway = h.service_url("wine-quality");
     let background = {
         let (http, gateway, spec) = (h.http(), gateway, spec.clone());
@@ -806,17 +746,7 @@ async fn a_canary_that_fails_live_analysis_is_rolled_back_after_its_failure_limi
             async move { load(http, gateway, "wine-quality", &spec, 60.0, 900, None).await },
         )
     };
-    let mut model = h.models().get("wine-quality").await.expect("Model");
-    model
-        .metadata
-        .annotations
-        .get_or_insert_with(Default::default)
-        .insert(names::RETRAIN_ANNOTATION.into(), "bad-canary".into());
-    model.metadata.managed_fields = None;
-    h.models()
-        .replace("wine-quality", &Default::default(), &model)
-        .await
-        .expect("annotate");
+    h.retrain("wine-quality", "bad-canary").await;
 
     let status = h
         .wait_model("wine-quality", MINUTES, "v2 rolled back", |m| {
@@ -896,10 +826,7 @@ async fn bootstrap_converges_with_about_one_api_request_in_ten_failing() {
     };
     let mut h = h;
     h.start_operator();
-    let mut spec = pipeline("wine-quality.yaml");
-    spec.training.epochs = 20;
-    spec.serving.replicas = 1;
-    spec.retrain = None;
+    let spec = quick_wine();
     // The Model itself may meet a fault: a user would apply again.
     let mut m = driftline::api::Model::new("wine-quality", spec);
     m.metadata.namespace = Some(NS.into());

@@ -75,7 +75,7 @@ pub struct WriterStats {
     pub submitted: u64,
     /// Written to the database.
     pub written: u64,
-    /// Refused by the database for good (logged, then skipped so one bad
+    /// Refused by the database for good (logged, then passed over so one bad
     /// record cannot stall the queue).
     pub rejected: u64,
     /// Refused by `submit` because the buffer was full.
@@ -262,7 +262,7 @@ async fn run(shared: Arc<Shared>, url: RegistryUrl, options: WriterOptions) {
             }
             Err(_) => {
                 // Some record in the batch is refused for good: write them
-                // one by one so only that one is skipped.
+                // one by one so only that one is passed over.
                 match write_one_by_one(&shared, &registry_now, &batch).await {
                     Ok(()) => {
                         set_available(&shared);
@@ -278,7 +278,7 @@ async fn run(shared: Arc<Shared>, url: RegistryUrl, options: WriterOptions) {
     }
 }
 
-/// Writes `batch` record by record, skipping (and counting) records the
+/// Writes `batch` record by record, passing over (and counting) records the
 /// database refuses for good; stops at the first transient error.
 async fn write_one_by_one(
     shared: &Shared,
@@ -293,7 +293,7 @@ async fn write_one_by_one(
                 tracing::error!(
                     model = %record.model(),
                     error = %error_chain(&e),
-                    "registry refused a record; skipped"
+                    "registry refused a record; passed over"
                 );
                 finish(shared, 0, 1);
             }

@@ -92,15 +92,9 @@ impl Harness {
         self.dir.path().join("hosts")
     }
 
-    /// A second operator replica on the same cluster, started now.
-    pub fn spawn_replica(
-        &self,
-        instance: &str,
-    ) -> (
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<()>,
-    ) {
-        let config = OperatorConfig {
+    /// The operator's configuration for replica `instance` of this harness.
+    pub fn operator_config(&self, instance: &str) -> OperatorConfig {
+        OperatorConfig {
             settings: ChildSettings {
                 artifact_root: self.artifacts.display().to_string(),
                 image: "driftline:test".into(),
@@ -114,7 +108,18 @@ impl Harness {
             scrape_timeout: Duration::from_secs(2),
             hosts_file: Some(self.hosts_file()),
             drift_poll: Duration::from_millis(500),
-        };
+        }
+    }
+
+    /// A second operator replica on the same cluster, started now.
+    pub fn spawn_replica(
+        &self,
+        instance: &str,
+    ) -> (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let config = self.operator_config(instance);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let client = self.client.clone();
         let telemetry = Arc::new(Telemetry::new());
@@ -129,21 +134,7 @@ impl Harness {
 
     /// (Re)starts the operator in this process.
     pub fn start_operator(&mut self) {
-        let config = OperatorConfig {
-            settings: ChildSettings {
-                artifact_root: self.artifacts.display().to_string(),
-                image: "driftline:test".into(),
-                credentials_secret: None,
-                gateway_service_account: None,
-            },
-            namespace: None,
-            clock: self.clock.clone(),
-            instance: self.instance.clone(),
-            leader: self.lease.clone(),
-            scrape_timeout: Duration::from_secs(2),
-            hosts_file: Some(self.hosts_file()),
-            drift_poll: Duration::from_millis(500),
-        };
+        let config = self.operator_config(&self.instance);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let client = self.client.clone();
         let telemetry = self.telemetry.clone();
@@ -238,6 +229,16 @@ impl Harness {
     }
 }
 
+/// The wine-quality pipeline, quick to train, one server per version, no
+/// automatic retraining (tests turn on what they exercise).
+pub fn quick_wine() -> ModelSpec {
+    let mut spec = pipeline("wine-quality.yaml");
+    spec.training.epochs = 20;
+    spec.serving.replicas = 1;
+    spec.retrain = None;
+    spec
+}
+
 /// A bundled pipeline with data paths made absolute (pods run elsewhere) and
 /// training kept short.
 pub fn pipeline(file: &str) -> ModelSpec {
@@ -251,6 +252,30 @@ pub fn pipeline(file: &str) -> ModelSpec {
 }
 
 impl Harness {
+    /// Asks for a retraining the way `driftline retrain` does: an annotation.
+    pub async fn retrain(&self, name: &str, id: &str) {
+        use kube::api::{Patch, PatchParams};
+        let patch = serde_json::json!({"metadata": {"annotations": {
+            driftline::api::names::RETRAIN_ANNOTATION: id
+        }}});
+        self.models()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("annotate the Model");
+    }
+
+    /// Waits until `v<n>` is champion.
+    pub async fn wait_champion(&self, name: &str, n: u32) {
+        let want = format!("v{n}");
+        self.wait_model(
+            name,
+            Duration::from_secs(240),
+            &format!("{want} champion"),
+            |m| (m.status.as_ref()?.champion.as_deref() == Some(want.as_str())).then_some(()),
+        )
+        .await
+    }
+
     /// Makes the operator look at the Model now (a watch event), as any edit would.
     pub async fn poke(&self, name: &str) {
         use kube::api::{Patch, PatchParams};

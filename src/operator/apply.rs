@@ -53,9 +53,7 @@ where
     if unchanged(&desired, live) {
         return Ok(false);
     }
-    let ns = desired.namespace().unwrap_or_default();
-    let name = desired.name_any();
-    let api: Api<K> = Api::namespaced(client.clone(), &ns);
+    let (api, ns, name) = api_of(client, &desired);
     api.patch(
         &name,
         &PatchParams::apply(MANAGER).force(),
@@ -64,6 +62,19 @@ where
     .await
     .map_err(kube(format!("apply {} {ns}/{name}", K::kind(&()))))?;
     Ok(true)
+}
+
+/// The API of `obj`'s kind in its namespace, with its namespace and name.
+fn api_of<K>(client: &Client, obj: &K) -> (Api<K>, String, String)
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let ns = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    (Api::namespaced(client.clone(), &ns), ns, name)
 }
 
 /// Creates an object unless it exists (training Jobs and ModelVersions are
@@ -76,9 +87,7 @@ where
         + Serialize
         + DeserializeOwned,
 {
-    let ns = obj.namespace().unwrap_or_default();
-    let name = obj.name_any();
-    let api: Api<K> = Api::namespaced(client.clone(), &ns);
+    let (api, ns, name) = api_of(client, obj);
     match api.create(&PostParams::default(), obj).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
@@ -97,9 +106,7 @@ where
         + DeserializeOwned,
     S: Serialize,
 {
-    let ns = obj.namespace().unwrap_or_default();
-    let name = obj.name_any();
-    let api: Api<K> = Api::namespaced(client.clone(), &ns);
+    let (api, ns, name) = api_of(client, obj);
     let value = serde_json::to_value(status).map_err(|e| OperatorError::Build {
         what: format!("status of {ns}/{name}"),
         reason: e.to_string(),
@@ -146,9 +153,7 @@ where
         + Debug
         + DeserializeOwned,
 {
-    let ns = obj.namespace().unwrap_or_default();
-    let name = obj.name_any();
-    let api: Api<K> = Api::namespaced(client.clone(), &ns);
+    let (api, ns, name) = api_of(client, obj);
     let patch = serde_json::json!({"metadata": {"annotations": {key: null}}});
     api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await

@@ -229,6 +229,16 @@ impl Harness {
     }
 }
 
+/// Canary steps from `(weight, pause)` pairs.
+pub fn steps(list: &[(u32, &str)]) -> Vec<driftline::api::CanaryStep> {
+    list.iter()
+        .map(|(weight, pause)| driftline::api::CanaryStep {
+            weight: *weight,
+            pause: (*pause).into(),
+        })
+        .collect()
+}
+
 /// The wine-quality pipeline, quick to train, one server per version, no
 /// automatic retraining (tests turn on what they exercise).
 pub fn quick_wine() -> ModelSpec {

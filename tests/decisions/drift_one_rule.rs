@@ -12,7 +12,7 @@ use driftline::policy::drift::{monitor_config, update_drift};
 use driftline::policy::{DriftReading, Observations};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-const FIXTURE: &str = include_str!("fixtures/wine-quality.yaml");
+const FIXTURE: &str = include_str!("../fixtures/wine-quality.yaml");
 
 fn normal(rng: &mut StdRng) -> f64 {
     let u1: f64 = rng.random_range(f64::EPSILON..1.0);

@@ -5,11 +5,11 @@
 //! retrains keep to the schedule, cooldown, `maxPerDay` and "a failed run is
 //! not retried until something changes".
 //!
-//! `PROPTEST_CASES=100000 cargo test --test policy_props` runs a long search;
+//! `PROPTEST_CASES=100000 cargo test --test decisions policy_props` runs a long search;
 //! failures are written to `tests/policy_props.proptest-regressions` (commit
 //! it) and replayed first on every run.
 
-mod policy_support;
+use crate::policy_support;
 
 use std::collections::BTreeMap;
 

@@ -2,7 +2,7 @@
 //! binary in every pod: apply a Model and it trains, gates, serves and
 //! explains itself.
 
-mod operator_support;
+use crate::operator_support;
 
 use std::time::Duration;
 

@@ -8,7 +8,7 @@ use driftline::api::{
 };
 use serde_json::{Value, json};
 
-const FIXTURE: &str = include_str!("fixtures/wine-quality.yaml");
+const FIXTURE: &str = include_str!("../fixtures/wine-quality.yaml");
 
 fn base() -> Value {
     let yaml: serde_yaml::Value = serde_yaml::from_str(FIXTURE).expect("fixture is YAML");

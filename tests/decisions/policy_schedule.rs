@@ -1,6 +1,6 @@
 //! Scheduled retraining: time zones, daylight-saving changes and missed runs.
 
-mod policy_support;
+use crate::policy_support;
 
 use chrono::{DateTime, Duration, Utc};
 use driftline::api::{MissedRunPolicy, RetrainSchedule, TrainingTrigger};

@@ -45,7 +45,7 @@ async fn gateway_weights_follow_the_model_status_through_the_kubernetes_api() {
     for crd in all_crds() {
         crds.create(&PostParams::default(), &crd).await.unwrap();
     }
-    let spec = load_model_config(include_str!("../pipelines/wine-good.yaml")).unwrap();
+    let spec = load_model_config(include_str!("../../pipelines/wine-good.yaml")).unwrap();
     let models: Api<Model> = Api::namespaced(client.clone(), "default");
     models
         .create(&PostParams::default(), &Model::new("wine", spec))

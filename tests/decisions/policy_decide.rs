@@ -1,6 +1,6 @@
 //! Table-driven transitions of the decision core, as user stories.
 
-mod policy_support;
+use crate::policy_support;
 
 use chrono::Duration;
 use driftline::api::{

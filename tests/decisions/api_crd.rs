@@ -2,7 +2,7 @@
 //! generate, structural, and show what `kubectl get` users expect.
 //!
 //! Regenerate after changing `src/api/`:
-//! `DRIFTLINE_UPDATE_CRDS=1 cargo test --test api_crd`
+//! `DRIFTLINE_UPDATE_CRDS=1 cargo test --test decisions api_crd`
 
 use std::path::{Path, PathBuf};
 
@@ -39,7 +39,7 @@ fn committed_crds_are_fresh() {
             let committed = std::fs::read_to_string(&path).unwrap_or_default();
             assert!(
                 committed == *yaml,
-                "{} is stale; regenerate with `DRIFTLINE_UPDATE_CRDS=1 cargo test --test api_crd`",
+                "{} is stale; regenerate with `DRIFTLINE_UPDATE_CRDS=1 cargo test --test decisions api_crd`",
                 path.display()
             );
         }

@@ -1,0 +1,10 @@
+//! The embedded cluster: API server, CRDs, kubectl, workloads, and the gateway on it.
+//!
+//! One test binary per group: each tests/*.rs or tests/*/main.rs links the whole
+//! library, so grouping keeps CI's link time and disk use down.
+
+mod cluster_api;
+mod cluster_api_crd;
+mod cluster_kubectl;
+mod cluster_workloads;
+mod serve_gateway_k8s;

@@ -1,0 +1,16 @@
+//! Pure decisions and contracts: the API types, CEL rules, CRD schemas, the decision core, drift rules, the request decoder.
+//!
+//! One test binary per group: each tests/*.rs or tests/*/main.rs links the whole
+//! library, so grouping keeps CI's link time and disk use down.
+
+mod policy_support;
+mod api_cel;
+mod api_crd;
+mod cluster_schema;
+mod cluster_schema_driftline_crd;
+mod drift_monitor;
+mod drift_one_rule;
+mod policy_decide;
+mod policy_props;
+mod policy_schedule;
+mod serve_decoder_props;

@@ -1,0 +1,8 @@
+//! The operator and `driftline up` on the embedded cluster, with the real binary in every pod.
+//!
+//! One test binary per group: each tests/*.rs or tests/*/main.rs links the whole
+//! library, so grouping keeps CI's link time and disk use down.
+
+mod operator_support;
+mod operator_e2e;
+mod up;

@@ -1,0 +1,15 @@
+//! The pipeline parts end to end: training, stores, the registry, drift triggers, the model server and the gateway.
+//!
+//! One test binary per group: each tests/*.rs or tests/*/main.rs links the whole
+//! library, so grouping keeps CI's link time and disk use down.
+
+mod demo;
+mod drift_triggers;
+mod ml_cli;
+mod ml_store_http;
+mod ml_store_s3;
+mod ml_train;
+mod registry;
+mod serve_artifact;
+mod serve_gateway;
+mod serve_protocol;

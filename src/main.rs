@@ -43,13 +43,34 @@ enum Command {
     Operator(driftline::cli::operator::OperatorArgs),
     /// Send a pipeline's rows to a gateway or server at a steady rate, with labels.
     Load(driftline::cli::load::LoadArgs),
+    /// Phase, champion, candidate, traffic, drift and training of Models.
+    Status(driftline::cli::user::StatusArgs),
+    /// A Model's versions with their gate results, and every champion change.
+    History(driftline::cli::user::HistoryArgs),
+    /// Make a version (default: the canary) champion; recorded with your name.
+    Promote(driftline::cli::user::PromoteArgs),
+    /// Roll back the canary, or the champion to the one before it.
+    Rollback(driftline::cli::user::ModelRequestArgs),
+    /// Train a new version now.
+    Retrain(driftline::cli::user::ModelRequestArgs),
     /// Print the CustomResourceDefinitions as YAML.
     Crd,
 }
 
-fn init_tracing(json: bool) {
+fn init_tracing(json: bool, command: &Command) {
     use tracing_subscriber::{EnvFilter, fmt};
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Commands that answer and exit say what went wrong in their one error
+    // line; library logs (kube's connection errors) would only repeat it.
+    let default = match command {
+        Command::Status(_)
+        | Command::History(_)
+        | Command::Promote(_)
+        | Command::Rollback(_)
+        | Command::Retrain(_)
+        | Command::Crd => "driftline=warn",
+        _ => "info",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -112,7 +133,7 @@ fn write_stdout(text: &str) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(cli: Cli) -> ExitCode {
-    init_tracing(cli.log_json);
+    init_tracing(cli.log_json, &cli.command);
     // One TLS provider for kube, reqwest and object_store (ring; no C toolchain needed).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match cli.command {
@@ -135,6 +156,11 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Operator(args) => driftline::cli::operator::run(args).await,
         Command::Up(args) => driftline::cli::up::run(args).await,
         Command::Load(args) => driftline::cli::load::run_load(args).await,
+        Command::Status(args) => driftline::cli::user::status(args).await,
+        Command::History(args) => driftline::cli::user::history(args).await,
+        Command::Promote(args) => driftline::cli::user::promote(args).await,
+        Command::Rollback(args) => driftline::cli::user::rollback(args).await,
+        Command::Retrain(args) => driftline::cli::user::retrain(args).await,
         Command::Crd => driftline::api::crd::all_crds_yaml()
             .map_err(anyhow::Error::from)
             .and_then(|yaml| write_stdout(&yaml)),

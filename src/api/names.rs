@@ -18,10 +18,18 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGER: &str = "driftline-operator";
 /// Annotation asking for a retraining now; its value is the request id.
 pub const RETRAIN_ANNOTATION: &str = "driftline.dev/retrain";
-/// Annotation asking to promote a version: `v3`, optionally `v3 <request id>`.
+/// Annotation asking to promote a version: `v3` or [`PROMOTE_CANARY`] (empty
+/// also means the canary), optionally followed by the request id: `v3 <id>`.
 pub const PROMOTE_ANNOTATION: &str = "driftline.dev/promote";
+/// The value of [`PROMOTE_ANNOTATION`] that promotes the running canary.
+pub const PROMOTE_CANARY: &str = "canary";
 /// Annotation asking to roll back; its value is the request id.
 pub const ROLLBACK_ANNOTATION: &str = "driftline.dev/rollback";
+/// Annotation naming the user behind a retrain, promote or rollback request
+/// (`driftline promote` writes the kubeconfig's user), for the audit trail.
+pub const REQUESTED_BY_ANNOTATION: &str = "driftline.dev/requested-by";
+/// The manifest every artifact carries (written by `ml::artifact`).
+pub const MANIFEST_FILE: &str = "manifest.json";
 /// The gate report a training Job leaves beside its artifact.
 pub const GATE_REPORT_FILE: &str = "gate.json";
 /// Environment variable through which a training Job gets its Model as YAML.
@@ -98,6 +106,11 @@ pub fn feedback_prefix(root: &str, namespace: &str, model: &str) -> String {
 /// The gate report of the artifact at `artifact`.
 pub fn gate_report_uri(artifact: &str) -> String {
     format!("{}/{GATE_REPORT_FILE}", artifact.trim_end_matches('/'))
+}
+
+/// URI of an artifact's manifest.
+pub fn manifest_uri(artifact: &str) -> String {
+    format!("{}/{MANIFEST_FILE}", artifact.trim_end_matches('/'))
 }
 
 #[cfg(test)]

@@ -3,4 +3,6 @@
 
 pub mod load;
 pub mod operator;
+pub mod output;
 pub mod up;
+pub mod user;

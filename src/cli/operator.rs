@@ -72,6 +72,12 @@ pub struct OperatorArgs {
     /// cluster Services resolve through DNS.
     #[arg(long, env = "DRIFTLINE_HOSTS_FILE")]
     pub hosts_file: Option<std::path::PathBuf>,
+    /// Record lineage, evaluations, training curves, drift series, canary
+    /// analyses and every champion change here: `sqlite://PATH` or
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`. A registry that is
+    /// down never blocks reconciles (Models show `RegistryAvailable=False`).
+    #[arg(long, env = "DRIFTLINE_REGISTRY")]
+    pub registry: Option<String>,
 }
 
 impl OperatorArgs {
@@ -99,6 +105,7 @@ impl OperatorArgs {
             scrape_timeout: self.scrape_timeout,
             hosts_file: self.hosts_file.clone(),
             drift_poll: self.drift_poll,
+            registry: None,
         }
     }
 }
@@ -115,7 +122,14 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on --metrics-addr {}", args.metrics_addr))?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
-    crate::operator::run(client, args.config(), telemetry, shutdown_signal()).await?;
+    let mut config = args.config();
+    if let Some(url) = &args.registry {
+        config.registry = Some(Arc::new(
+            crate::registry::RegistryWriter::start(url, Default::default())
+                .context("--registry")?,
+        ));
+    }
+    crate::operator::run(client, config, telemetry, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

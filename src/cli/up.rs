@@ -49,6 +49,16 @@ pub struct UpArgs {
     /// passes in 10 s at 60): watch a whole rollout in minutes.
     #[arg(long, default_value = "1", value_parser = positive_scale)]
     pub time_scale: f64,
+    /// The model registry (default: `sqlite://<state-dir>/registry.db`);
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` for PostgreSQL.
+    #[arg(long, env = "DRIFTLINE_REGISTRY")]
+    pub registry: Option<String>,
+}
+
+/// The registry `driftline up` uses for a state directory: the one place
+/// both `up` and the user commands (`driftline history`) derive it from.
+pub fn default_registry(state_dir: &Path) -> String {
+    format!("sqlite://{}", state_dir.join("registry.db").display())
 }
 
 /// Model YAML files named by `-f` (directories: their `*.yaml`/`*.yml`, sorted).
@@ -143,6 +153,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot create namespace {ns}"))?;
     }
 
+    let registry_url = args
+        .registry
+        .clone()
+        .unwrap_or_else(|| default_registry(&state));
+    let registry = Arc::new(
+        crate::registry::RegistryWriter::start(&registry_url, Default::default())
+            .context("--registry")?,
+    );
     let hosts = state.join("cluster").join("hosts");
     let telemetry = Arc::new(Telemetry::new());
     let config = OperatorConfig {
@@ -159,6 +177,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         scrape_timeout: Duration::from_secs(5),
         hosts_file: Some(hosts.clone()),
         drift_poll: Duration::from_secs(10),
+        registry: Some(registry.clone()),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let operator = tokio::spawn(crate::operator::run(
@@ -202,6 +221,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     println!();
     println!("Artifacts: {}", state.join("artifacts").display());
+    println!("Registry:  {} (driftline history <model>)", registry.url());
     println!(
         "Press Ctrl-C to stop; run again to resume from {}.",
         state.display()
@@ -219,6 +239,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     println!("stopping: operator, model servers, embedded cluster");
     let _ = stop.send(());
+    // Rows still queued reach the registry before the process ends.
+    registry.flush().await;
     cluster.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -23,7 +23,7 @@ use super::store;
 pub const FORMAT_VERSION: u32 = 1;
 /// File names inside an artifact directory.
 pub const WEIGHTS_FILE: &str = "weights.safetensors";
-pub const MANIFEST_FILE: &str = "manifest.json";
+pub const MANIFEST_FILE: &str = crate::api::names::MANIFEST_FILE;
 
 /// A tensor as stored in `weights.safetensors`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

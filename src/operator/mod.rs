@@ -4,6 +4,7 @@
 //! ([`reconcile`]); building children is pure ([`children`]).
 
 pub mod apply;
+pub mod audit;
 pub mod children;
 pub mod clock;
 pub mod error;
@@ -55,6 +56,9 @@ pub struct OperatorConfig {
     /// The embedded cluster's hosts file, to reach its Services from outside
     /// (`None`: `DRIFTLINE_HOSTS_FILE`, then DNS).
     pub hosts_file: Option<std::path::PathBuf>,
+    /// Where decisions are recorded: lineage, evaluations, training curves,
+    /// drift series, canary analyses and the audit trail (`None`: nowhere).
+    pub registry: Option<Arc<crate::registry::RegistryWriter>>,
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -162,14 +166,27 @@ async fn controller(
         baselines: Mutex::new(HashMap::new()),
         stale: Mutex::new(HashMap::new()),
         drift_poll: config.drift_poll,
+        registry: config.registry.clone(),
     });
 
     let controller = Controller::new(api::<Model>(&client, ns), watcher::Config::default())
         .owns_stream(version_events)
         .owns_stream(job_events)
         .owns_stream(deployment_events)
-        .owns_stream(service_events)
-        .graceful_shutdown_on(shutdown);
+        .owns_stream(service_events);
+    // A registry going down or coming back changes every Model's
+    // `RegistryAvailable` condition: look at each one again.
+    let controller = match &config.registry {
+        Some(registry) => {
+            let changes = futures::stream::unfold(registry.subscribe(), |mut rx| async move {
+                rx.changed().await.ok()?;
+                Some(((), rx))
+            });
+            controller.reconcile_all_on(changes)
+        }
+        None => controller,
+    };
+    let controller = controller.graceful_shutdown_on(shutdown);
     // No decision before every child cache is complete: an empty cache would
     // look like a Model with no versions and start a duplicate training.
     let ready = telemetry.clone();

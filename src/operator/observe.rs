@@ -83,7 +83,10 @@ pub fn ready_versions(model: &str, deployments: &[&Deployment]) -> BTreeSet<u32>
 
 /// The manual requests in the Model's annotations, oldest kind first; each
 /// id is `<annotation>=<value>`, so writing a new value makes a new request.
-pub fn manual_requests(model: &Model) -> Result<Vec<(String, ManualRequest)>, String> {
+///
+/// A malformed value is refused with the annotation it came from, so the
+/// caller can say why and remove it (it would be refused again otherwise).
+pub fn manual_requests(model: &Model) -> Result<Vec<(String, ManualRequest)>, (String, String)> {
     let mut out = Vec::new();
     let Some(annotations) = &model.metadata.annotations else {
         return Ok(out);
@@ -102,12 +105,16 @@ pub fn manual_requests(model: &Model) -> Result<Vec<(String, ManualRequest)>, St
             },
             names::PROMOTE_ANNOTATION => {
                 let first = value.split_whitespace().next().unwrap_or("");
-                let version = if first.is_empty() {
+                let version = if first.is_empty() || first == names::PROMOTE_CANARY {
                     None
                 } else {
                     Some(crate::api::version_number(first).ok_or_else(|| {
-                        format!(
-                            "annotation {key}: `{value}` does not name a version; write `v<n>`, e.g. v3"
+                        (
+                            key.to_string(),
+                            format!(
+                                "annotation {key}: `{value}` does not name a version; write `v<n>` (e.g. v3) or `{}`",
+                                names::PROMOTE_CANARY
+                            ),
                         )
                     })?)
                 };
@@ -144,6 +151,22 @@ pub async fn read_gate_report(artifact: &str) -> Result<Option<GateEvaluation>, 
             source,
         }),
     }
+}
+
+/// The training curve and lineage in a trained artifact's `manifest.json`,
+/// for the registry; `None` (logged) when it cannot be read: the registry
+/// then lacks the curve, nothing else changes.
+pub async fn read_training_facts(artifact: &str) -> Option<super::audit::TrainingFacts> {
+    let uri = names::manifest_uri(artifact);
+    let bytes = match crate::ml::store::read_bytes(&uri).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::warn!(%uri, error = %e, "cannot read the manifest for the registry");
+            return None;
+        }
+    };
+    let manifest: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    super::audit::TrainingFacts::from_manifest(&manifest)
 }
 
 /// Versions the decision core still needs a gate verdict for.
@@ -295,8 +318,17 @@ mod tests {
             names::PROMOTE_ANNOTATION.to_string(),
             "three".to_string(),
         )]));
-        let err = manual_requests(&m).expect_err("not a version");
+        let (key, err) = manual_requests(&m).expect_err("not a version");
+        assert_eq!(key, names::PROMOTE_ANNOTATION);
         assert!(err.contains("`three` does not name a version"), "{err}");
+        m.metadata.annotations = Some(BTreeMap::from([(
+            names::PROMOTE_ANNOTATION.to_string(),
+            "canary by ada".to_string(),
+        )]));
+        assert_eq!(
+            manual_requests(&m).expect("the canary").remove(0).1.action,
+            ManualAction::Promote { version: None }
+        );
     }
 
     #[test]

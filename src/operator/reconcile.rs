@@ -1,6 +1,6 @@
 //! One reconcile of one Model: observe → `policy::decide` → apply → status.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,16 +16,18 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::api::names::{self, ROLE_LABEL};
 use crate::api::scrape::ServingCounters;
 use crate::api::{
-    ConditionStatus, Model, ModelStatus, ModelVersion, ModelVersionStatus, VersionPhase,
-    version_name, version_number,
+    ConditionStatus, GateEvaluation, Model, ModelStatus, ModelVersion, ModelVersionStatus,
+    VersionPhase, version_name, version_number,
 };
 use crate::drift::DriftReport;
 use crate::policy::conditions::set_condition;
 use crate::policy::{
     Action, Decision, DriftReading, EventKind, GateResult, Observations, TrainingJob, decide,
 };
+use crate::registry::RegistryWriter;
 
 use super::apply;
+use super::audit;
 use super::children::{self, ChildSettings};
 use super::clock::Clock;
 use super::error::OperatorError;
@@ -62,6 +64,8 @@ pub struct Context {
     pub stale: Mutex<HashMap<ObjectRef<Model>, String>>,
     /// Real time between two reads of the champion's drift windows.
     pub drift_poll: Duration,
+    /// Where decisions are recorded (lineage, evaluations, audit trail), if anywhere.
+    pub registry: Option<Arc<RegistryWriter>>,
 }
 
 fn owned_by<'a, K: kube::Resource>(items: &'a [Arc<K>], ns: &str, model: &str) -> Vec<&'a K> {
@@ -179,6 +183,9 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Requeue, Operat
         "Reconciled",
         "children and status match the latest decision",
     );
+    if let Some(registry) = &ctx.registry {
+        registry_condition(model, ctx, registry, &mut status, &obs.observations).await?;
+    }
     if model.status.as_ref() != Some(&status) {
         apply::write_status(&ctx.client, model, &status).await?;
         if let Some(rv) = rv {
@@ -188,8 +195,26 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Requeue, Operat
                 .insert(key.clone(), rv);
         }
     }
+    // Only now, with the decision in the Model's status: a decision that must
+    // be made again (a failed write) leaves no row behind.
+    if let Some(registry) = &ctx.registry {
+        let observed = audit::Observed {
+            gate_reports: obs.gate_reports.iter().map(|(n, r)| (*n, r)).collect(),
+            training: obs.training.iter().map(|(n, f)| (*n, f)).collect(),
+            drift: &obs.observations.drift,
+            actor: obs.actor.as_deref(),
+        };
+        for record in audit::records(model, &versions, &decision, &observed, obs.observations.now) {
+            if let Err(e) = registry.submit(record) {
+                warn!(error = %e, "registry record dropped");
+            }
+        }
+    }
     if let Some(annotation) = &obs.acknowledged {
         apply::remove_annotation(&ctx.client, model, annotation).await?;
+        if obs.actor.is_some() {
+            apply::remove_annotation(&ctx.client, model, names::REQUESTED_BY_ANNOTATION).await?;
+        }
     }
     ctx.telemetry.set_phase(&key, status.phase);
 
@@ -211,6 +236,53 @@ struct Observed {
     observations: Observations,
     /// The annotation of the manual request handed to the core, removed once acted on.
     acknowledged: Option<String>,
+    /// Who asked (`driftline.dev/requested-by`), for the audit trail.
+    actor: Option<String>,
+    /// Full gate evaluations read this reconcile, for the registry.
+    gate_reports: BTreeMap<u32, GateEvaluation>,
+    /// Training curve and lineage of those versions (with a registry only).
+    training: BTreeMap<u32, audit::TrainingFacts>,
+}
+
+/// `RegistryAvailable`: whether decisions reach the registry now; a flip to
+/// False is also a Warning Event (rows wait in memory meanwhile).
+async fn registry_condition(
+    model: &Model,
+    ctx: &Context,
+    registry: &RegistryWriter,
+    status: &mut ModelStatus,
+    obs: &Observations,
+) -> Result<(), OperatorError> {
+    let availability = registry.availability();
+    let (value, reason, message) = if registry.is_available() {
+        (
+            ConditionStatus::True,
+            "RegistryReachable",
+            format!("records reach the registry at {}", registry.url()),
+        )
+    } else {
+        (
+            ConditionStatus::False,
+            "RegistryUnreachable",
+            format!(
+                "the registry at {} is unreachable ({availability:?}); records wait in memory and are retried",
+                registry.url()
+            ),
+        )
+    };
+    let flipped = set_condition(status, obs, "RegistryAvailable", value, reason, &message);
+    if flipped && value == ConditionStatus::False {
+        apply::event(
+            &ctx.recorder,
+            model,
+            EventKind::Warning,
+            reason,
+            "Registry",
+            &message,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 async fn observe_all(
@@ -232,12 +304,20 @@ async fn observe_all(
             })
         })
         .collect();
+    let mut gate_reports = BTreeMap::new();
+    let mut training = BTreeMap::new();
     for (version, artifact) in observe::awaiting_gate(versions) {
         if let Some(report) = observe::read_gate_report(&artifact).await? {
             obs.gate_results.push(GateResult {
                 version,
-                verdict: report.verdict,
+                verdict: report.verdict.clone(),
             });
+            if ctx.registry.is_some() {
+                if let Some(facts) = observe::read_training_facts(&artifact).await {
+                    training.insert(version, facts);
+                }
+                gate_reports.insert(version, report);
+            }
         }
     }
     obs.ready_versions = observe::ready_versions(name, deployments);
@@ -250,7 +330,7 @@ async fn observe_all(
                 acknowledged = Some(annotation);
             }
         }
-        Err(message) => {
+        Err((annotation, message)) => {
             apply::event(
                 &ctx.recorder,
                 model,
@@ -260,6 +340,8 @@ async fn observe_all(
                 &message,
             )
             .await?;
+            // Said once: removed, it is not refused again at every reconcile.
+            acknowledged = Some(annotation);
         }
     }
 
@@ -274,9 +356,20 @@ async fn observe_all(
     {
         obs.drift = scrape_drift(ctx, &model.namespace().unwrap_or_default(), name, champion).await;
     }
+    let actor = acknowledged.as_ref().and_then(|_| {
+        model
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(names::REQUESTED_BY_ANNOTATION)
+            .cloned()
+    });
     Ok(Observed {
         observations: obs,
         acknowledged,
+        actor,
+        gate_reports,
+        training,
     })
 }
 

@@ -55,6 +55,19 @@ impl RegistryUrl {
         self.in_memory
     }
 
+    /// The database file of a SQLite registry (`None`: PostgreSQL or in memory).
+    pub fn file(&self) -> Option<std::path::PathBuf> {
+        if self.backend != Backend::Sqlite || self.in_memory {
+            return None;
+        }
+        let rest = self
+            .connect
+            .strip_prefix("sqlite://")
+            .or_else(|| self.connect.strip_prefix("sqlite:"))?;
+        let path = rest.split_once('?').map_or(rest, |(p, _)| p);
+        Some(std::path::PathBuf::from(path))
+    }
+
     /// The URL sqlx connects to (with the password): never log it.
     pub(crate) fn connect_url(&self) -> &str {
         &self.connect
@@ -194,6 +207,21 @@ mod tests {
             url.connect_url(),
             "sqlite:///var/lib/driftline/registry.db?mode=rwc"
         );
+    }
+
+    #[test]
+    fn the_database_file_of_a_sqlite_registry_is_known() {
+        let file = |u: &str| RegistryUrl::parse(u).unwrap().file();
+        assert_eq!(
+            file("/var/lib/driftline/registry.db"),
+            Some("/var/lib/driftline/registry.db".into())
+        );
+        assert_eq!(
+            file("sqlite://.driftline/r.db?mode=ro"),
+            Some(".driftline/r.db".into())
+        );
+        assert_eq!(file("sqlite::memory:"), None);
+        assert_eq!(file("postgres://u@db/driftline"), None);
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! One test binary per group: each tests/*.rs or tests/*/main.rs links the whole
 //! library, so grouping keeps CI's link time and disk use down.
 
-mod policy_support;
 mod api_cel;
 mod api_crd;
 mod cluster_schema;
@@ -13,4 +12,5 @@ mod drift_one_rule;
 mod policy_decide;
 mod policy_props;
 mod policy_schedule;
+mod policy_support;
 mod serve_decoder_props;

@@ -3,6 +3,8 @@
 //! One test binary per group: each tests/*.rs or tests/*/main.rs links the whole
 //! library, so grouping keeps CI's link time and disk use down.
 
-mod operator_support;
 mod operator_e2e;
+mod operator_support;
+#[path = "../support/postgres.rs"]
+mod postgres;
 mod up;

@@ -873,3 +873,151 @@ async fn bootstrap_converges_with_about_one_api_request_in_ten_failing() {
     );
     h.shutdown().await;
 }
+
+/// The registry's side of the loop on real PostgreSQL: the operator records
+/// versions, evaluations, curves and champion changes; while the database is
+/// down the Model says so (condition + Event) and the loop goes on; when it is
+/// back the buffered rows arrive, and a restarted operator adds no duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_registry_outage_never_blocks_the_loop_and_its_rows_arrive_once_afterwards() {
+    use driftline::registry::{
+        ChampionAction, ConnectOptions, ModelRef, Registry, RegistryWriter, WriterOptions,
+    };
+    use std::sync::Arc;
+    let Some(pg) = crate::postgres::Postgres::start("operator_registry_outage") else {
+        return;
+    };
+    let options = WriterOptions {
+        initial_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(200),
+        ping_interval: Duration::from_millis(200),
+        connect: ConnectOptions {
+            connect_timeout: Duration::from_secs(2),
+            ..ConnectOptions::default()
+        },
+        ..WriterOptions::default()
+    };
+    let writer = Arc::new(RegistryWriter::start(&pg.url(), options).expect("registry URL"));
+    let mut h = Harness::start_idle(160, 1.0).await;
+    h.registry = Some(writer.clone());
+    h.start_operator();
+    h.apply("wine-quality", quick_wine()).await;
+    h.wait_champion("wine-quality", 1).await;
+    let condition = |m: &driftline::api::Model| {
+        m.status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "RegistryAvailable")
+            .map(|c| c.status)
+    };
+    h.wait_model("wine-quality", MINUTES, "RegistryAvailable=True", |m| {
+        (condition(m) == Some(ConditionStatus::True)).then_some(())
+    })
+    .await;
+
+    pg.stop();
+    h.wait_model("wine-quality", MINUTES, "RegistryAvailable=False", |m| {
+        (condition(m) == Some(ConditionStatus::False)).then_some(())
+    })
+    .await;
+    let events = h.events("wine-quality").await;
+    assert!(
+        events.iter().any(|e| e.starts_with("RegistryUnreachable:")),
+        "{events:?}"
+    );
+    // The loop goes on without the database: retrain, canary, promotion.
+    h.retrain("wine-quality", "during-the-outage").await;
+    h.wait_model("wine-quality", MINUTES, "v2 in its canary", |m| {
+        (m.status.as_ref()?.canary.as_ref()?.version == "v2").then_some(())
+    })
+    .await;
+    {
+        use kube::api::{Patch, PatchParams};
+        let patch = serde_json::json!({"metadata": {"annotations": {
+            names::PROMOTE_ANNOTATION: format!("{} by bob", names::PROMOTE_CANARY),
+            names::REQUESTED_BY_ANNOTATION: "bob",
+        }}});
+        h.models()
+            .patch(
+                "wine-quality",
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .expect("annotate");
+    }
+    h.wait_champion("wine-quality", 2).await;
+
+    pg.start_again();
+    h.wait_model(
+        "wine-quality",
+        MINUTES,
+        "RegistryAvailable=True again",
+        |m| (condition(m) == Some(ConditionStatus::True)).then_some(()),
+    )
+    .await;
+    // A restarted operator decides nothing new and writes no duplicate.
+    h.kill_operator().await;
+    h.start_operator();
+    h.poke("wine-quality").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::timeout(MINUTES, writer.flush())
+        .await
+        .expect("the buffered rows reach PostgreSQL");
+
+    let registry = Registry::connect(&pg.url()).await.expect("registry");
+    let model = ModelRef::new(NS, "wine-quality");
+    let trail = registry.audit_trail(&model).await.expect("audit trail");
+    let rows: Vec<_> = trail
+        .iter()
+        .map(|c| {
+            (
+                c.action,
+                c.from,
+                c.to,
+                c.trigger.as_str(),
+                c.actor.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (ChampionAction::Promote, None, Some(1), "FirstVersion", None),
+            (
+                ChampionAction::Promote,
+                Some(1),
+                Some(2),
+                "Manual",
+                Some("bob")
+            ),
+        ]
+    );
+    let history = registry.history(&model, None).await.expect("history");
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1].version.trigger, "Manual");
+    assert!(
+        history[1].version.reason.contains("during-the-outage"),
+        "{:?}",
+        history[1].version
+    );
+    for v in &history {
+        let gate = v.gate.as_ref().expect("gate recorded");
+        assert!(
+            gate.passed && gate.metrics.contains_key("accuracy"),
+            "{gate:?}"
+        );
+        assert!(v.version.artifact_uri.is_some() && v.version.dataset_digest.is_some());
+    }
+    let curve = registry.training_curve(&model, 2).await.expect("curve");
+    assert!(!curve.is_empty() && curve.len() <= 20, "{curve:?}");
+    assert!(
+        curve
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.epoch == i as u32 + 1)
+    );
+    assert!(writer.stats().rejected == 0, "{:?}", writer.stats());
+    h.shutdown().await;
+}

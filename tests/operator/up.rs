@@ -15,7 +15,11 @@ fn up(state: &Path) -> Child {
         .arg(state)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(
+            // Beside the state directory, for reading after a failure.
+            std::fs::File::create(state.with_extension("log"))
+                .map_or_else(|_| Stdio::null(), Stdio::from),
+        )
         .spawn()
         .expect("driftline up starts")
 }
@@ -126,4 +130,291 @@ async fn resumed_client(state: &Path) -> kube::Client {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Runs a user command (blocking, in a worker thread) and returns exit
+/// success, stdout and stderr.
+async fn driftline(args: Vec<String>) -> (bool, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new(env!("CARGO_BIN_EXE_driftline"))
+            .args(&args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("driftline runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .expect("command thread")
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Waits until the Model's status satisfies `done`.
+async fn wait_status(
+    client: &kube::Client,
+    what: &str,
+    done: impl Fn(&driftline::api::ModelStatus) -> bool,
+) {
+    let models: Api<Model> = Api::namespaced(client.clone(), "ml");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Ok(m) = models.get("wine-quality").await
+            && m.status.as_ref().is_some_and(&done)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_commands_act_through_the_model_and_land_in_the_audit_trail() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = dir.path().join("state");
+    let child = up(&state);
+    let client = client(&state).await;
+    assert_eq!(serving_champion(&client).await, "v1");
+
+    // The audit trail names the kubeconfig's user: act as "alice".
+    let original = std::fs::read_to_string(state.join("kubeconfig")).expect("kubeconfig");
+    let alice = original
+        .replace("- name: driftline\n  user:", "- name: alice\n  user:")
+        .replace("user: driftline", "user: alice");
+    assert_ne!(alice, original, "the kubeconfig names its user");
+    let kubeconfig = dir.path().join("alice.yaml");
+    std::fs::write(&kubeconfig, alice).expect("write kubeconfig");
+    let kc = kubeconfig.display().to_string();
+    let registry = format!("sqlite://{}", state.join("registry.db").display());
+    let cmd = |list: &[&str]| {
+        let mut a = args(list);
+        a.extend(args(&["-n", "ml", "--kubeconfig", &kc]));
+        a
+    };
+
+    // Bad input: one clear line, non-zero.
+    let (ok, _, err) = driftline(cmd(&["status", "no-such-model"])).await;
+    assert!(
+        !ok && err.contains("no Model no-such-model in namespace ml"),
+        "{err}"
+    );
+    let (ok, _, err) = driftline(cmd(&["promote", "wine-quality", "v9"])).await;
+    assert!(
+        !ok && err.contains("has no version v9 (versions: v1)"),
+        "{err}"
+    );
+    let (ok, _, err) = driftline(cmd(&["promote", "wine-quality", "v1"])).await;
+    assert!(!ok && err.contains("v1 is already champion"), "{err}");
+    let (ok, _, err) = driftline(cmd(&["promote", "wine-quality"])).await;
+    assert!(!ok && err.contains("no canary in progress"), "{err}");
+    let (ok, _, err) = driftline(args(&[
+        "history",
+        "wine-quality",
+        "-n",
+        "ml",
+        "--registry",
+        "sqlite:///nonexistent/registry.db",
+    ]))
+    .await;
+    assert!(
+        !ok && err.contains("no registry at /nonexistent/registry.db"),
+        "{err}"
+    );
+    let (ok, _, err) = driftline(args(&[
+        "history",
+        "wine-quality",
+        "-n",
+        "ml",
+        "--registry",
+        "mysql://db/x",
+    ]))
+    .await;
+    assert!(
+        !ok && err.contains("scheme `mysql` is not supported"),
+        "{err}"
+    );
+    let (ok, _, err) = driftline(args(&[
+        "history",
+        "nope",
+        "-n",
+        "ml",
+        "--registry",
+        &registry,
+    ]))
+    .await;
+    assert!(!ok && err.contains("no record of Model ml/nope"), "{err}");
+    let closed = dir.path().join("closed.yaml");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        &closed,
+        std::fs::read_to_string(&kubeconfig)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("server:") {
+                    format!("    server: https://127.0.0.1:{port}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    let (ok, _, err) = driftline(args(&[
+        "status",
+        "--kubeconfig",
+        &closed.display().to_string(),
+    ]))
+    .await;
+    assert!(
+        !ok && err.contains("no Kubernetes API server answers at"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // status: the same facts as the Model's status, as JSON.
+    let (ok, out, err) = driftline(cmd(&["status", "wine-quality", "-o", "json"])).await;
+    assert!(ok, "{err}");
+    let view: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(view["champion"], "v1");
+    assert_eq!(view["phase"], "Serving");
+    assert_eq!(view["traffic"], "v1:100");
+    assert_eq!(view["lastTraining"]["version"], "v1");
+    let (ok, out, _) = driftline(cmd(&["status"])).await;
+    assert!(
+        ok && out.starts_with("NAMESPACE")
+            && out.contains("wine-quality")
+            && out.contains("v1:100"),
+        "{out}"
+    );
+
+    // retrain → v2 trains, passes its gate and enters its canary.
+    let (ok, out, err) = driftline(cmd(&[
+        "retrain",
+        "wine-quality",
+        "--reason",
+        "asked by the test",
+    ]))
+    .await;
+    assert!(ok && out.contains("training v2 started"), "{out}{err}");
+    wait_status(&client, "v2 in its canary", |s| {
+        s.canary.as_ref().is_some_and(|c| c.version == "v2")
+    })
+    .await;
+    // promote (the canary) → v2 is champion.
+    let (ok, out, err) = driftline(cmd(&["promote", "wine-quality"])).await;
+    assert!(ok && out.contains("champion is now v2"), "{out}{err}");
+    // rollback → v1 again, 100 %.
+    let (ok, out, err) = driftline(cmd(&["rollback", "wine-quality"])).await;
+    assert!(
+        ok && out.contains("champion v1, traffic v1:100"),
+        "{out}{err}"
+    );
+    // A second rollback has nothing to restore: the operator refuses, and says why.
+    let (ok, _, err) = driftline(cmd(&["rollback", "wine-quality"])).await;
+    assert!(
+        !ok && err.contains("refused: no superseded version to restore before v1"),
+        "{err}"
+    );
+
+    // history: both versions with their gate, and every champion change with who and why.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let history = loop {
+        let (ok, out, err) = driftline(args(&[
+            "history",
+            "wine-quality",
+            "-n",
+            "ml",
+            "--registry",
+            &registry,
+            "-o",
+            "json",
+        ]))
+        .await;
+        assert!(ok, "{err}");
+        let h: serde_json::Value = serde_json::from_str(&out).expect("json");
+        if h["championChanges"]
+            .as_array()
+            .is_some_and(|c| c.len() >= 3)
+        {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "audit rows never arrived: {out}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let versions = history["versions"].as_array().expect("versions");
+    assert_eq!(versions.len(), 2, "{history}");
+    assert_eq!(versions[0]["version"], "v1");
+    assert_eq!(versions[0]["trigger"], "Initial");
+    assert_eq!(versions[1]["version"], "v2");
+    assert_eq!(versions[1]["trigger"], "Manual");
+    assert!(
+        versions[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("asked by the test"),
+        "{history}"
+    );
+    for v in versions {
+        assert_eq!(v["gatePassed"], true, "{v}");
+        assert!(v["metrics"]["accuracy"].as_f64().unwrap() >= 0.55, "{v}");
+        assert!(
+            v["artifact"].as_str().unwrap().ends_with(&format!(
+                "/ml/wine-quality/{}",
+                v["version"].as_str().unwrap()
+            )),
+            "{v}"
+        );
+    }
+    let changes = history["championChanges"].as_array().expect("changes");
+    let summary: Vec<(String, String, String, String, String)> = changes
+        .iter()
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap_or("-").to_string();
+            (s("action"), s("from"), s("to"), s("trigger"), s("actor"))
+        })
+        .collect();
+    let row = |a: &str, f: &str, t: &str, tr: &str, who: &str| {
+        (
+            a.to_string(),
+            f.to_string(),
+            t.to_string(),
+            tr.to_string(),
+            who.to_string(),
+        )
+    };
+    assert_eq!(
+        summary,
+        vec![
+            row("Promote", "-", "v1", "FirstVersion", "-"),
+            row("Promote", "v1", "v2", "Manual", "alice"),
+            row("Rollback", "v2", "v1", "Manual", "alice"),
+        ],
+        "{history}"
+    );
+    let (ok, table, _) = driftline(args(&[
+        "history",
+        "wine-quality",
+        "-n",
+        "ml",
+        "--registry",
+        &registry,
+    ]))
+    .await;
+    assert!(
+        ok && table.contains("Champion changes") && table.contains("alice"),
+        "{table}"
+    );
+    stop(child);
 }

@@ -9,6 +9,8 @@ mod ml_cli;
 mod ml_store_http;
 mod ml_store_s3;
 mod ml_train;
+#[path = "../support/postgres.rs"]
+mod postgres;
 mod registry;
 mod serve_artifact;
 mod serve_gateway;

@@ -33,6 +33,8 @@ pub struct Harness {
     /// Elect a leader on this Lease when set (before `start_operator`).
     pub lease: Option<driftline::operator::leader::LeaseConfig>,
     pub instance: String,
+    /// Where the operator records decisions (set before `start_operator`).
+    pub registry: Option<Arc<driftline::registry::RegistryWriter>>,
 }
 
 impl Harness {
@@ -85,6 +87,7 @@ impl Harness {
             operator: None,
             lease: None,
             instance: "test-operator".into(),
+            registry: None,
         }
     }
 
@@ -108,6 +111,7 @@ impl Harness {
             scrape_timeout: Duration::from_secs(2),
             hosts_file: Some(self.hosts_file()),
             drift_poll: Duration::from_millis(500),
+            registry: self.registry.clone(),
         }
     }
 

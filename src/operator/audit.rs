@@ -1,0 +1,339 @@
+//! What a decision leaves in the registry: pure mapping from a decision (and
+//! what was observed for it) to registry records. The reconcile submits them
+//! only after the Model's status is written, so a decision that must be made
+//! again (a failed write) leaves no row behind; every record has a natural
+//! key, so a rewrite after a restart changes nothing.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::api::{
+    AnalysisOutcome, GateEvaluation, Model, ModelStatus, ModelVersion, ModelVersionSpec,
+};
+use crate::policy::{Action, Decision, DriftReading as PolicyDriftReading};
+use crate::registry::{
+    AnalysisVerdict, CanaryAnalysis, ChampionAction, ChampionChange, DriftReading, EpochRecord,
+    EvaluationRecord, ModelRef, Record, ValidationMetric, VersionRecord,
+};
+
+/// What a finished training left beside its artifact, as far as the registry
+/// keeps it (read from `manifest.json`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TrainingFacts {
+    /// One entry per epoch: train loss, validation loss and metric.
+    pub curve: Vec<(f64, Option<f64>, Option<f64>)>,
+    /// Name of the validation metric (`accuracy` for classification, `rmse` for regression).
+    pub metric_name: String,
+    /// sha256 of the training data as read.
+    pub dataset_digest: Option<String>,
+    /// Labelled feedback rows added to the training split.
+    pub feedback_rows: Option<u64>,
+}
+
+impl TrainingFacts {
+    /// Reads the parts of an artifact's `manifest.json` the registry keeps;
+    /// `None` when it is not a manifest.
+    pub fn from_manifest(manifest: &serde_json::Value) -> Option<TrainingFacts> {
+        let curve = manifest
+            .get("curve")?
+            .as_array()?
+            .iter()
+            .map(|e| {
+                Some((
+                    e.get("trainLoss")?.as_f64()?,
+                    e.get("validationLoss").and_then(serde_json::Value::as_f64),
+                    e.get("validationMetric")
+                        .and_then(serde_json::Value::as_f64),
+                ))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let metric_name = match manifest.get("task").and_then(|t| t.as_str()) {
+            Some("regression") => "rmse",
+            _ => "accuracy",
+        };
+        let dataset = manifest.get("dataset");
+        Some(TrainingFacts {
+            curve,
+            metric_name: metric_name.into(),
+            dataset_digest: dataset
+                .and_then(|d| d.get("digest"))
+                .and_then(|d| d.as_str())
+                .map(str::to_string),
+            feedback_rows: dataset
+                .and_then(|d| d.get("feedback"))
+                .and_then(|f| f.get("rows"))
+                .and_then(serde_json::Value::as_u64),
+        })
+    }
+}
+
+/// What the reconcile observed that the registry keeps beyond the decision.
+#[derive(Clone, Debug, Default)]
+pub struct Observed<'a> {
+    /// Full gate evaluations read this reconcile, by version.
+    pub gate_reports: BTreeMap<u32, &'a GateEvaluation>,
+    /// Training facts of versions whose gate report was read, by version.
+    pub training: BTreeMap<u32, &'a TrainingFacts>,
+    /// The champion's drift windows as scraped (the core skips counted ones).
+    pub drift: &'a [PolicyDriftReading],
+    /// The user behind the manual request this decision handled
+    /// (`driftline.dev/requested-by`), if any.
+    pub actor: Option<&'a str>,
+}
+
+/// The records one decision produces.
+pub fn records(
+    model: &Model,
+    versions: &[ModelVersion],
+    decision: &Decision,
+    observed: &Observed<'_>,
+    now: DateTime<Utc>,
+) -> Vec<Record> {
+    let model_ref = ModelRef::new(
+        model.metadata.namespace.clone().unwrap_or_default(),
+        model.metadata.name.clone().unwrap_or_default(),
+    );
+    let before = model.status.clone().unwrap_or_default();
+    // A request handled by this decision caused its promotions and rollbacks.
+    let manual = decision.status.handled_request.is_some()
+        && decision.status.handled_request != before.handled_request;
+    let spec_of = |n: u32| versions.iter().find(|v| v.spec.version == n);
+    let mut out = Vec::new();
+    for action in &decision.actions {
+        match action {
+            Action::StartTraining {
+                version,
+                trigger,
+                reason,
+                config_hash,
+            } => out.push(
+                VersionRecord {
+                    model: model_ref.clone(),
+                    version: *version,
+                    trigger: format!("{trigger:?}"),
+                    reason: reason.clone(),
+                    seed: model.spec.training.seed,
+                    config_hash: config_hash.clone(),
+                    dataset_digest: decision.status.data_digest.clone(),
+                    artifact_uri: None,
+                    feedback_rows: None,
+                    code_version: env!("CARGO_PKG_VERSION").into(),
+                    created_at: now,
+                }
+                .into(),
+            ),
+            Action::RecordGate { version, gate } => {
+                let n = *version;
+                if let Some(mv) = spec_of(n) {
+                    out.push(finished_version(&model_ref, mv, observed.training.get(&n)).into());
+                }
+                if let Some(facts) = observed.training.get(&n) {
+                    out.extend(curve(&model_ref, n, facts));
+                }
+                let report = observed.gate_reports.get(&n);
+                out.push(
+                    EvaluationRecord {
+                        model: model_ref.clone(),
+                        version: n,
+                        passed: gate.passed,
+                        summary: gate.summary.clone(),
+                        metrics: report
+                            .map(|r| r.candidate.metrics.clone())
+                            .unwrap_or_default(),
+                        report: report
+                            .and_then(|r| serde_json::to_value(r).ok())
+                            .unwrap_or_else(|| serde_json::to_value(gate).unwrap_or_default()),
+                        evaluated_at: now,
+                    }
+                    .into(),
+                );
+            }
+            Action::RecordRollout { version, rollout } => {
+                out.extend(rollout.analyses.iter().map(|a| {
+                    let check =
+                        |name: &str| a.checks.iter().find(|c| c.name == name).map(|c| c.value);
+                    Record::from(CanaryAnalysis {
+                        model: model_ref.clone(),
+                        version: *version,
+                        step: a.step,
+                        weight: a.weight,
+                        window_start: a.window_start,
+                        window_end: a.window_end,
+                        canary_requests: a.canary_requests,
+                        stable_requests: a.stable_requests,
+                        canary_errors: 0,
+                        stable_errors: 0,
+                        canary_p99_ms: check("maxP99LatencyMs"),
+                        stable_p99_ms: None,
+                        divergence: check("maxPredictionDivergence"),
+                        verdict: match a.outcome {
+                            AnalysisOutcome::Passed => AnalysisVerdict::Passed,
+                            AnalysisOutcome::Failed => AnalysisVerdict::Failed,
+                            AnalysisOutcome::Inconclusive => AnalysisVerdict::Inconclusive,
+                        },
+                        message: a.message.clone(),
+                    })
+                }));
+            }
+            Action::Promote {
+                version,
+                previous,
+                reason,
+            } => out.push(
+                ChampionChange {
+                    model: model_ref.clone(),
+                    at: now,
+                    action: ChampionAction::Promote,
+                    from: *previous,
+                    to: Some(*version),
+                    trigger: trigger_of(manual, ChampionAction::Promote, *previous, &before).into(),
+                    actor: manual.then(|| observed.actor.unwrap_or("unknown").to_string()),
+                    reason: reason.clone(),
+                }
+                .into(),
+            ),
+            Action::Rollback {
+                version,
+                restored,
+                reason,
+            } => out.push(
+                ChampionChange {
+                    model: model_ref.clone(),
+                    at: now,
+                    action: ChampionAction::Rollback,
+                    from: Some(*version),
+                    to: *restored,
+                    trigger: trigger_of(manual, ChampionAction::Rollback, Some(*version), &before)
+                        .into(),
+                    actor: manual.then(|| observed.actor.unwrap_or("unknown").to_string()),
+                    reason: reason.clone(),
+                }
+                .into(),
+            ),
+            _ => {}
+        }
+    }
+    out.extend(drift_series(model, &model_ref, &before, observed.drift));
+    out
+}
+
+/// What caused a champion change, in the registry's words.
+fn trigger_of(
+    manual: bool,
+    action: ChampionAction,
+    from: Option<u32>,
+    before: &ModelStatus,
+) -> &'static str {
+    let canary = before
+        .canary
+        .as_ref()
+        .and_then(|c| crate::api::version_number(&c.version));
+    match (manual, action) {
+        (true, _) => "Manual",
+        (false, ChampionAction::Promote) if from.is_none() => "FirstVersion",
+        (false, ChampionAction::Promote) => "CanaryPassed",
+        (false, ChampionAction::Rollback) if canary.is_some() && canary == from => "CanaryFailed",
+        (false, ChampionAction::Rollback) => "Rollback",
+    }
+}
+
+/// The version's lineage once training finished: artifact, data digest, feedback rows.
+fn finished_version(
+    model_ref: &ModelRef,
+    mv: &ModelVersion,
+    facts: Option<&&TrainingFacts>,
+) -> VersionRecord {
+    let ModelVersionSpec {
+        version, lineage, ..
+    } = &mv.spec;
+    let status = mv.status.clone().unwrap_or_default();
+    let artifact = status.artifact.as_ref();
+    VersionRecord {
+        model: model_ref.clone(),
+        version: *version,
+        trigger: format!("{:?}", lineage.trigger),
+        reason: lineage.reason.clone(),
+        seed: lineage.seed,
+        config_hash: lineage.config_hash.clone(),
+        dataset_digest: artifact
+            .and_then(|a| a.dataset_digest.clone())
+            .or_else(|| facts.and_then(|f| f.dataset_digest.clone()))
+            .or_else(|| lineage.source_digest.clone()),
+        artifact_uri: artifact.map(|a| a.uri.clone()),
+        feedback_rows: facts.and_then(|f| f.feedback_rows),
+        code_version: lineage.driftline_version.clone(),
+        created_at: mv
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or_else(Utc::now, |t| {
+                DateTime::<Utc>::from_timestamp(t.0.as_second(), 0).unwrap_or_else(Utc::now)
+            }),
+    }
+}
+
+fn curve<'a>(
+    model_ref: &'a ModelRef,
+    version: u32,
+    facts: &'a TrainingFacts,
+) -> impl Iterator<Item = Record> + 'a {
+    facts
+        .curve
+        .iter()
+        .enumerate()
+        .map(move |(i, (train, val_loss, val_metric))| {
+            EpochRecord {
+                model: model_ref.clone(),
+                version,
+                epoch: i as u32 + 1,
+                train_loss: *train,
+                validation_loss: *val_loss,
+                validation_metric: val_metric.map(|value| ValidationMetric {
+                    name: facts.metric_name.clone(),
+                    value,
+                }),
+            }
+            .into()
+        })
+}
+
+/// Per-feature readings of the champion's windows the core has not counted yet.
+fn drift_series(
+    model: &Model,
+    model_ref: &ModelRef,
+    before: &ModelStatus,
+    windows: &[PolicyDriftReading],
+) -> Vec<Record> {
+    let Some(champion) = before
+        .champion
+        .as_deref()
+        .and_then(crate::api::version_number)
+    else {
+        return Vec::new();
+    };
+    let counted = before.drift.as_ref().and_then(|d| d.last_window_end);
+    // The spelling the Model YAML uses (`jensenShannon`, `psi`…).
+    let statistic = serde_json::to_value(model.spec.drift.statistic)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    windows
+        .iter()
+        .filter(|w| counted.is_none_or(|c| w.window_end > c))
+        .flat_map(|w| {
+            w.features.iter().map(|f| {
+                Record::from(DriftReading {
+                    model: model_ref.clone(),
+                    version: champion,
+                    window_end: w.window_end,
+                    feature: f.name.clone(),
+                    statistic: statistic.clone(),
+                    value: f.value,
+                    threshold: f.threshold,
+                    drifted: f.value > f.threshold,
+                })
+            })
+        })
+        .collect()
+}

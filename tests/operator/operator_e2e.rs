@@ -63,10 +63,8 @@ async fn a_new_model_trains_passes_its_gate_and_serves_through_its_gateway() {
     assert_eq!(names_, vec!["wine-quality-train-1".to_string()]);
 
     // A request through the gateway Service is answered by v1.
-    let ip =
-        driftline::cluster::runner::resolve_service_host(&h.hosts_file(), "wine-quality.ml.svc")
-            .expect("gateway Service has a cluster IP");
-    let url = format!("http://{ip}:8080/v2/models/wine-quality/infer");
+    let gateway = h.service_url("wine-quality").await;
+    let url = format!("{gateway}/v2/models/wine-quality/infer");
     let body = serde_json::json!({
         "inputs": [
             {"name": "fixed_acidity", "shape": [1], "datatype": "FP64", "data": [7.4]},
@@ -248,7 +246,7 @@ async fn the_nightly_retrain_is_canaried_step_by_step_and_promoted_on_live_evide
     h.clock.advance(slot - now - chrono::Duration::minutes(3));
     h.poke("wine-quality").await;
 
-    let gateway = h.service_url("wine-quality");
+    let gateway = h.service_url("wine-quality").await;
     let background = {
         let (http, gateway, spec) = (h.http(), gateway.clone(), spec.clone());
         tokio::spawn(
@@ -448,7 +446,7 @@ async fn in_distribution_traffic_starts_nothing_and_a_shift_in_the_key_feature_r
     spec.drift.consecutive_windows = 2;
     h.apply("wine-quality", spec.clone()).await;
     h.wait_champion("wine-quality", 1).await;
-    let gateway = h.service_url("wine-quality");
+    let gateway = h.service_url("wine-quality").await;
 
     // Ten in-distribution windows of 100 rows: no retraining.
     let quiet = load(
@@ -569,7 +567,7 @@ async fn an_operator_killed_mid_training_and_mid_canary_resumes_without_duplicat
 
     // A retrain; killed again once v2's canary has its first step.
     h.retrain("wine-quality", "crash-test").await;
-    let gateway = h.service_url("wine-quality");
+    let gateway = h.service_url("wine-quality").await;
     let background = {
         let (http, gateway, spec) = (h.http(), gateway.clone(), spec.clone());
         tokio::spawn(
@@ -739,7 +737,7 @@ async fn a_canary_that_fails_live_analysis_is_rolled_back_after_its_failure_limi
     spec.rollout.analysis.failure_limit = 1;
     h.apply("wine-quality", spec.clone()).await;
     h.wait_champion("wine-quality", 1).await;
-    let gateway = h.service_url("wine-quality");
+    let gateway = h.service_url("wine-quality").await;
     let background = {
         let (http, gateway, spec) = (h.http(), gateway, spec.clone());
         tokio::spawn(

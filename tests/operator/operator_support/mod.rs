@@ -302,14 +302,20 @@ impl Harness {
             .expect("poke the Model");
     }
 
-    /// Base URL of a Service, through the cluster's hosts file.
-    pub fn service_url(&self, service: &str) -> String {
-        let ip = driftline::cluster::runner::resolve_service_host(
-            &self.hosts_file(),
-            &format!("{service}.{NS}.svc"),
-        )
-        .unwrap_or_else(|| panic!("Service {service} has no cluster IP"));
-        format!("http://{ip}:8080")
+    /// Base URL of a Service, through the cluster's hosts file. The runner
+    /// writes the file shortly after the Service exists (the Model's status
+    /// may say "serving" first), so this waits for the entry.
+    pub async fn service_url(&self, service: &str) -> String {
+        let host = format!("{service}.{NS}.svc");
+        for _ in 0..600 {
+            if let Some(ip) =
+                driftline::cluster::runner::resolve_service_host(&self.hosts_file(), &host)
+            {
+                return format!("http://{ip}:8080");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("Service {service} has no cluster IP")
     }
 
     /// An HTTP client that resolves the cluster's Services.

@@ -26,6 +26,17 @@ fn positive_scale(text: &str) -> Result<f64, String> {
     }
 }
 
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("`{text}` is not a rate > 0 (requests per second)")),
+    }
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    crate::api::parse_duration(text).map_err(|e| e.to_string())
+}
+
 /// Flags of `driftline up`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct UpArgs {
@@ -49,6 +60,18 @@ pub struct UpArgs {
     /// passes in 10 s at 60): watch a whole rollout in minutes.
     #[arg(long, default_value = "1", value_parser = positive_scale)]
     pub time_scale: f64,
+    /// Drive each Model's gateway with its test rows (labelled, so online
+    /// accuracy and feedback retraining have data) once it serves.
+    #[arg(long)]
+    pub load: bool,
+    /// Requests per second into each gateway with `--load`.
+    #[arg(long, default_value = "20", value_parser = positive_rate)]
+    pub load_rate: f64,
+    /// With `--load`: after this long, send the same rows with every numeric
+    /// feature moved up by one standard deviation, so drift-triggered
+    /// retraining can be watched (`--drift-after 5m`).
+    #[arg(long, value_parser = duration, requires = "load")]
+    pub drift_after: Option<Duration>,
     /// The model registry (default: `sqlite://<state-dir>/registry.db`);
     /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` for PostgreSQL.
     #[arg(long, env = "DRIFTLINE_REGISTRY")]
@@ -227,6 +250,27 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         state.display()
     );
 
+    let mut loads = Vec::new();
+    if args.load {
+        for m in &models {
+            loads.push(tokio::spawn(drive(
+                client.clone(),
+                m.clone(),
+                hosts.clone(),
+                args.load_rate,
+                args.drift_after,
+            )));
+        }
+        println!(
+            "Load: {} requests/s into each gateway once it serves{}.",
+            args.load_rate,
+            args.drift_after.map_or(String::new(), |d| format!(
+                "; shifted rows after {}s (watch `kubectl get models -A -w` for the drift retrain)",
+                d.as_secs()
+            ))
+        );
+    }
+
     tokio::select! {
         _ = crate::cli::operator::shutdown_signal() => {}
         result = operator => {
@@ -237,10 +281,71 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    for load in &loads {
+        load.abort();
+    }
     println!("stopping: operator, model servers, embedded cluster");
     let _ = stop.send(());
     // Rows still queued reach the registry before the process ends.
     registry.flush().await;
     cluster.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--load`: waits until the Model serves, then sends its test rows (and,
+/// after `drift_after`, shifted ones) through its gateway until stopped.
+async fn drive(
+    client: kube::Client,
+    model: Model,
+    hosts: PathBuf,
+    rate: f64,
+    drift_after: Option<Duration>,
+) {
+    let ns = model.metadata.namespace.clone().unwrap_or_default();
+    let name = model.metadata.name.clone().unwrap_or_default();
+    let api: Api<Model> = Api::namespaced(client, &ns);
+    loop {
+        let serving = api
+            .get(&name)
+            .await
+            .ok()
+            .and_then(|m| m.status)
+            .is_some_and(|s| s.champion.is_some() && !s.traffic.is_empty());
+        if serving {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let spec = &model.spec;
+    let source = spec
+        .gate
+        .as_ref()
+        .map_or_else(|| spec.data.source.clone(), |g| g.test_set.clone());
+    let data = match crate::ml::read_table(&source, None).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(model = %name, error = %e, "--load: cannot read rows; no load for this Model");
+            return;
+        }
+    };
+    let shifted = drift_after
+        .map(|_| std::sync::Arc::new(crate::serve::load::shifted(&data, &spec.data.target, 1.0)));
+    let plan = crate::serve::load::LoadPlan {
+        base: names::service_url(&names::gateway_service(&name), &ns),
+        model: name.clone(),
+        data: std::sync::Arc::new(data),
+        shifted,
+        shift_after: drift_after.unwrap_or_default(),
+        rate,
+        // Until Ctrl-C aborts it.
+        duration: Duration::from_secs(10 * 365 * 24 * 3600),
+        requests: None,
+        batch: 1,
+        label: Some((spec.data.target.clone(), spec.task)),
+        concurrency: 16,
+    };
+    let http = crate::operator::service_http_client(Duration::from_secs(30), Some(hosts));
+    if let Err(e) = crate::serve::load::run(&http, plan).await {
+        tracing::warn!(model = %name, error = %e, "--load stopped");
+    }
 }

@@ -154,6 +154,10 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Requeue, Operat
             .get(&key)
             == rv.as_ref()
     {
+        tracing::debug!(
+            resource_version = rv.as_deref().unwrap_or_default(),
+            "the cache still shows the Model before our last status write; waiting"
+        );
         return Ok(Requeue::requeue(Duration::from_millis(200)));
     }
 
@@ -171,6 +175,17 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Requeue, Operat
 
     let obs = observe_all(model, ctx, &name, &versions, &jobs, &deployments).await?;
     let decision = decide(model, &versions, &obs.observations);
+    tracing::debug!(
+        resource_version = rv.as_deref().unwrap_or_default(),
+        versions = ?versions
+            .iter()
+            .map(|v| (v.spec.version, v.status.as_ref().map(|s| s.phase)))
+            .collect::<Vec<_>>(),
+        jobs = ?obs.observations.jobs,
+        gate_results = obs.observations.gate_results.len(),
+        actions = decision.actions.len(),
+        "decided"
+    );
     apply_decision(model, ctx, &versions, &decision).await?;
     ensure_children(model, ctx, &decision.status, &versions, &jobs, &deployments).await?;
 
@@ -466,16 +481,26 @@ async fn apply_decision(
 ) -> Result<(), OperatorError> {
     let name = model.name_any();
     let ns = model.namespace().unwrap_or_default();
-    let mut statuses: HashMap<u32, (ModelVersion, ModelVersionStatus)> = versions
-        .iter()
-        .map(|v| {
-            (
-                v.spec.version,
-                (v.clone(), v.status.clone().unwrap_or_default()),
-            )
-        })
-        .collect();
+    let mut statuses: HashMap<u32, (ModelVersion, ModelVersionStatus)> = HashMap::new();
     let mut touched: BTreeSet<u32> = BTreeSet::new();
+    for v in versions {
+        let n = v.spec.version;
+        let status = match &v.status {
+            Some(s) => s.clone(),
+            None => {
+                // The write of its first status failed after the version was
+                // created (the create is not repeated): write it now, or the
+                // version would never learn where its artifact and gate
+                // report are, and wait for them forever.
+                touched.insert(n);
+                children::initial_version_status(
+                    children::artifact_uri(model, n, &ctx.settings)?,
+                    names::training_job(&name, n),
+                )
+            }
+        };
+        statuses.insert(n, (v.clone(), status));
+    }
     let now = ctx.clock.now();
     for action in &decision.actions {
         match action {

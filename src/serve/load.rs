@@ -344,3 +344,71 @@ fn tally(report: &mut LoadReport, outcome: Option<Outcome>) {
     report.correct += o.correct;
     report.scored += o.scored;
 }
+
+/// The same rows with every numeric column but `target` moved up by `by_std`
+/// of its own standard deviation: a covariate shift every feature shares,
+/// so the drift rule fires whatever the model leans on (`driftline up
+/// --drift-after`). Text and missing cells stay as they are.
+pub fn shifted(table: &Table, target: &str, by_std: f64) -> Table {
+    let mut out = table.clone();
+    out.source = format!("{} (numeric features shifted by {by_std} sd)", table.source);
+    for (name, column) in out.names.iter().zip(out.columns.iter_mut()) {
+        if name == target {
+            continue;
+        }
+        let values: Vec<f64> = column
+            .iter()
+            .filter_map(|c| match c {
+                Cell::Number(v) if v.is_finite() => Some(*v),
+                _ => None,
+            })
+            .collect();
+        if values.len() < 2 {
+            continue;
+        }
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        let var =
+            values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (values.len() - 1) as f64;
+        let delta = by_std * var.sqrt();
+        for cell in column.iter_mut() {
+            if let Cell::Number(v) = cell {
+                *v += delta;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod shift_tests {
+    use super::*;
+
+    #[test]
+    fn numeric_features_move_by_their_spread_and_the_target_stays() {
+        let table = Table {
+            source: "t".into(),
+            names: vec!["x".into(), "colour".into(), "y".into()],
+            columns: vec![
+                vec![Cell::Number(1.0), Cell::Number(3.0), Cell::Missing],
+                vec![
+                    Cell::Text("red".into()),
+                    Cell::Text("blue".into()),
+                    Cell::Missing,
+                ],
+                vec![Cell::Number(0.0), Cell::Number(1.0), Cell::Number(1.0)],
+            ],
+            rows: 3,
+            digest: String::new(),
+        };
+        let s = shifted(&table, "y", 2.0);
+        // x: mean 2, sample sd sqrt(2): moved by 2*sqrt(2).
+        let d = 2.0 * 2f64.sqrt();
+        assert_eq!(
+            s.columns[0],
+            vec![Cell::Number(1.0 + d), Cell::Number(3.0 + d), Cell::Missing]
+        );
+        assert_eq!(s.columns[1], table.columns[1]);
+        assert_eq!(s.columns[2], table.columns[2]);
+        assert_eq!(s.rows, 3);
+    }
+}

@@ -10,9 +10,14 @@ use driftline::api::{Model, ModelPhase, ModelVersion};
 use kube::Api;
 
 fn up(state: &Path) -> Child {
+    up_with(state, &[])
+}
+
+fn up_with(state: &Path, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_driftline"))
         .args(["up", "--port", "0", "--state-dir"])
         .arg(state)
+        .args(extra)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::piped())
         .stderr(
@@ -417,4 +422,49 @@ async fn user_commands_act_through_the_model_and_land_in_the_audit_trail() {
         "{table}"
     );
     stop(child);
+}
+
+/// `up --load --drift-after`: the laptop loop shows drift-triggered retraining
+/// on its own: in-distribution traffic first (no retrain), then shifted rows
+/// until the operator retrains with the drift reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_with_load_and_drift_after_retrains_on_drift() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = dir.path().join("state");
+    // 1 000-row windows, 3 in a row: at 400 requests/s the shift shows in
+    // under 10 s of shifted traffic.
+    let child = up_with(
+        &state,
+        &["--load", "--load-rate", "400", "--drift-after", "8s"],
+    );
+    let client = client(&state).await;
+    assert_eq!(serving_champion(&client).await, "v1");
+    wait_status(&client, "a drift-triggered v2", |s| {
+        s.training
+            .as_ref()
+            .or(s.last_training.as_ref())
+            .is_some_and(|t| t.version == "v2")
+    })
+    .await;
+    let models: Api<Model> = Api::namespaced(client.clone(), "ml");
+    let status = models
+        .get("wine-quality")
+        .await
+        .expect("model")
+        .status
+        .expect("status");
+    let run = status.training.or(status.last_training).expect("v2 run");
+    assert_eq!(
+        run.trigger,
+        driftline::api::TrainingTrigger::Drift,
+        "{run:?}"
+    );
+    let drift = status.drift.expect("drift measured");
+    assert!(
+        drift.consecutive_windows >= 3 || run.reason.contains("3 windows"),
+        "{drift:?} {run:?}"
+    );
+    // Labels flowed too: the champion's feedback endpoint has scored rows.
+    let stdout = stop(child);
+    assert!(stdout.contains("Load: 400 requests/s"), "{stdout}");
 }

@@ -123,6 +123,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
     let query = parse_query(parts.uri.query());
     let mut info = request_info(&parts.method, &parts.uri, &endpoint, &query);
     info.content_type = content_type(&parts.headers);
+    tracing::trace!(method = %info.method, uri = %info.uri, "request");
     let authorized = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -165,6 +166,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
             }
         }
     };
+    tracing::trace!(method = %info.method, uri = %info.uri, status = response.status().as_u16(), "served");
     shared.faults.log(info, response.status().as_u16());
     response
 }

@@ -49,6 +49,14 @@ impl Harness {
     /// The cluster without an operator yet.
     pub async fn start_idle(subnet: u8, time_scale: f64) -> Harness {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // `DRIFTLINE_TEST_LOG=driftline=debug` writes the operator's and the
+        // cluster's logs to stderr, for diagnosing a failure.
+        if let Ok(filter) = std::env::var("DRIFTLINE_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
         let dir = tempfile::tempdir().expect("temp dir");
         let node = NodeConfig {
             state_dir: dir.path().to_path_buf(),

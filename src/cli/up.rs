@@ -132,6 +132,11 @@ fn read_model(file: &Path, cwd: &Path) -> anyhow::Result<Model> {
 
 /// Runs `driftline up` until Ctrl-C.
 pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
+    // Listen for Ctrl-C from the start: without a handler the first signal
+    // kills the process mid-startup, and pods the resumed cluster already
+    // started would be left behind. A Ctrl-C during startup stops us once
+    // everything is up, through the same clean shutdown.
+    let interrupted = tokio::spawn(crate::cli::operator::shutdown_signal());
     let cwd = std::env::current_dir()?;
     let models: Vec<Model> = model_files(&args.files)?
         .iter()
@@ -272,7 +277,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
 
     tokio::select! {
-        _ = crate::cli::operator::shutdown_signal() => {}
+        _ = interrupted => {}
         result = operator => {
             match result {
                 Ok(Ok(())) => bail!("the operator stopped"),
@@ -345,6 +350,17 @@ async fn drive(
         concurrency: 16,
     };
     let http = crate::operator::service_http_client(Duration::from_secs(30), Some(hosts));
+    // The status says "serving" a moment before the gateway's Service
+    // resolves and its pod answers: wait for the model's metadata.
+    let metadata = format!("{}/v2/models/{name}", plan.base);
+    while !http
+        .get(&metadata)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     if let Err(e) = crate::serve::load::run(&http, plan).await {
         tracing::warn!(model = %name, error = %e, "--load stopped");
     }

@@ -63,15 +63,27 @@ async fn serving_champion(client: &kube::Client) -> String {
     }
 }
 
-fn stop(child: Child) -> String {
+fn stop(child: Child, state: &Path) -> String {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
     )
     .expect("SIGINT");
     let out = child.wait_with_output().expect("driftline up exits");
-    assert!(out.status.success(), "exit {:?}", out.status);
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nlog (last 20 lines):\n{}",
+        out.status,
+        std::fs::read_to_string(state.with_extension("log"))
+            .unwrap_or_default()
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    stdout
 }
 
 /// Processes whose command line names this state directory.
@@ -93,7 +105,7 @@ async fn up_serves_the_bundled_model_stops_cleanly_and_resumes() {
     let child = up(&state);
     let client = client(&state).await;
     assert_eq!(serving_champion(&client).await, "v1");
-    let stdout = stop(child);
+    let stdout = stop(child, &state);
     assert!(stdout.contains("export KUBECONFIG="), "{stdout}");
     assert!(
         stdout.contains("gateway http://wine-quality.ml.svc:8080"),
@@ -117,7 +129,7 @@ async fn up_serves_the_bundled_model_stops_cleanly_and_resumes() {
         .filter_map(|v| v.metadata.name)
         .collect();
     assert_eq!(names, vec!["wine-quality-v1".to_string()]);
-    stop(child);
+    stop(child, &state);
 }
 
 /// The kubeconfig of a resumed cluster (rewritten with the new port).
@@ -421,7 +433,7 @@ async fn user_commands_act_through_the_model_and_land_in_the_audit_trail() {
         ok && table.contains("Champion changes") && table.contains("alice"),
         "{table}"
     );
-    stop(child);
+    stop(child, &state);
 }
 
 /// `up --load --drift-after`: the laptop loop shows drift-triggered retraining
@@ -431,11 +443,32 @@ async fn user_commands_act_through_the_model_and_land_in_the_audit_trail() {
 async fn up_with_load_and_drift_after_retrains_on_drift() {
     let dir = tempfile::tempdir().expect("temp dir");
     let state = dir.path().join("state");
+    // The bundled Model with its 6h cooldown (counted from v1's training)
+    // cut to 1s; data paths stay relative to the repository, as for `up`.
+    let yaml = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/wine-quality.yaml"),
+    )
+    .expect("bundled pipeline");
+    assert!(
+        yaml.contains("cooldown: 6h"),
+        "the bundled pipeline changed"
+    );
+    let model = dir.path().join("wine-quality.yaml");
+    std::fs::write(&model, yaml.replace("cooldown: 6h", "cooldown: 1s")).expect("write");
+    let model = model.display().to_string();
     // 1 000-row windows, 3 in a row: at 400 requests/s the shift shows in
     // under 10 s of shifted traffic.
     let child = up_with(
         &state,
-        &["--load", "--load-rate", "400", "--drift-after", "8s"],
+        &[
+            "-f",
+            &model,
+            "--load",
+            "--load-rate",
+            "400",
+            "--drift-after",
+            "8s",
+        ],
     );
     let client = client(&state).await;
     assert_eq!(serving_champion(&client).await, "v1");
@@ -459,12 +492,16 @@ async fn up_with_load_and_drift_after_retrains_on_drift() {
         driftline::api::TrainingTrigger::Drift,
         "{run:?}"
     );
+    assert!(
+        run.reason.contains("windows in a row (needed 3)"),
+        "{run:?}"
+    );
+    // The shift is in the features the model leans on, as the reason says.
     let drift = status.drift.expect("drift measured");
     assert!(
-        drift.consecutive_windows >= 3 || run.reason.contains("3 windows"),
-        "{drift:?} {run:?}"
+        drift.drifted_weight > 0.5 && drift.drifted_features.iter().any(|f| f == "alcohol"),
+        "{drift:?}"
     );
-    // Labels flowed too: the champion's feedback endpoint has scored rows.
-    let stdout = stop(child);
+    let stdout = stop(child, &state);
     assert!(stdout.contains("Load: 400 requests/s"), "{stdout}");
 }

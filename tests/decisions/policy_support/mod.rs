@@ -15,7 +15,7 @@ use driftline::policy::{
     Observations, ServingMetrics, TrainingJob, decide,
 };
 
-pub const FIXTURE: &str = include_str!("../fixtures/wine-quality.yaml");
+pub const FIXTURE: &str = include_str!("../../fixtures/wine-quality.yaml");
 
 pub fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)

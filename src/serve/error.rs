@@ -23,6 +23,15 @@ pub enum ServeError {
     BodyTooLarge { limit: usize },
     #[error("could not read the request body: {0}")]
     Body(String),
+    #[error("header {header}: {reason}")]
+    BadHeader {
+        header: &'static str,
+        reason: String,
+    },
+    #[error("Content-Encoding `{0}` is not supported; send gzip, deflate or an uncompressed body")]
+    UnsupportedEncoding(String),
+    #[error("request body is not valid {encoding}: {reason}")]
+    Inflate { encoding: String, reason: String },
     #[error("server is busy: all {0} inference slots are in use; retry shortly")]
     Overloaded(usize),
     #[error("request did not finish within {0:?}")]
@@ -73,9 +82,12 @@ impl ServeError {
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            ServeError::BadRequest(_) | ServeError::Body(_) | ServeError::BadFeedback(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ServeError::BadRequest(_)
+            | ServeError::Body(_)
+            | ServeError::BadFeedback(_)
+            | ServeError::BadHeader { .. }
+            | ServeError::Inflate { .. } => StatusCode::BAD_REQUEST,
+            ServeError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ServeError::UnknownModel { .. }
             | ServeError::UnknownVersion { .. }
             | ServeError::UnknownFeedbackId(_) => StatusCode::NOT_FOUND,

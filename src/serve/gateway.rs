@@ -325,8 +325,13 @@ struct RequestId {
 }
 
 /// Feedback bodies may be `{id, label}` or a batch; the first id decides.
-fn first_id(body: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+/// A binary infer body's JSON is its first `json_length` bytes.
+fn first_id(body: &[u8], json_length: Option<usize>) -> Option<String> {
+    let json = match json_length {
+        Some(n) => body.get(..n)?,
+        None => body,
+    };
+    let value: serde_json::Value = serde_json::from_slice(json).ok()?;
     let id = match &value {
         serde_json::Value::Array(items) => items.first()?.get("id")?.clone(),
         serde_json::Value::Object(map) => match map.get("feedback") {
@@ -358,7 +363,11 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
     let route = route_of(parts.uri.path());
     let (body, sticky_id) = if state.config.sticky && !matches!(route, Route::Version(_)) {
         let bytes = read_body(body, state.config.body_limit).await?;
-        let id = first_id(&bytes);
+        let json_length = parts
+            .headers
+            .get(super::binary::HEADER_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        let id = first_id(&bytes, json_length);
         (Body::from(bytes), id)
     } else {
         (body, None)
@@ -741,13 +750,25 @@ mod tests {
 
     #[test]
     fn sticky_ids_are_read_from_infer_and_feedback_bodies() {
-        assert_eq!(first_id(br#"{"id":"a","inputs":[]}"#).as_deref(), Some("a"));
-        assert_eq!(first_id(br#"[{"id":"b","label":1}]"#).as_deref(), Some("b"));
         assert_eq!(
-            first_id(br#"{"feedback":[{"id":"c","label":1}]}"#).as_deref(),
+            first_id(br#"{"id":"a","inputs":[]}"#, None).as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            first_id(br#"[{"id":"b","label":1}]"#, None).as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            first_id(br#"{"feedback":[{"id":"c","label":1}]}"#, None).as_deref(),
             Some("c")
         );
-        assert_eq!(first_id(br#"{"inputs":[]}"#), None);
+        assert_eq!(first_id(br#"{"inputs":[]}"#, None), None);
+        // A binary body: the id is in the JSON before the tensor bytes.
+        let mut binary = br#"{"id":"d","inputs":[]}"#.to_vec();
+        let json_length = binary.len();
+        binary.extend_from_slice(&[0, 0, 128, 63]);
+        assert_eq!(first_id(&binary, Some(json_length)).as_deref(), Some("d"));
+        assert_eq!(first_id(&binary, Some(binary.len() + 1)), None);
         assert_eq!(sticky_point("a"), sticky_point("a"));
     }
 }

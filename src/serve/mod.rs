@@ -1,6 +1,8 @@
 //! The model server (Open Inference Protocol v2) and the per-Model gateway.
 
+pub mod binary;
 pub mod cli;
+pub mod encoding;
 pub mod error;
 pub mod feedback;
 pub mod gateway;

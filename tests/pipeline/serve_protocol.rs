@@ -758,3 +758,219 @@ async fn feedback_labels_join_their_request_and_land_as_jsonl_files() {
         "{metrics}"
     );
 }
+
+/// A binary-extension body: the JSON header, then alcohol as FP32 and color
+/// as length-prefixed BYTES; `extra` goes into the JSON (outputs, parameters).
+fn binary_body(alcohol: &[f32], color: &[&str], extra: Value) -> (Vec<u8>, usize) {
+    let a: Vec<u8> = alcohol.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let c: Vec<u8> = color
+        .iter()
+        .flat_map(|s| [&(s.len() as u32).to_le_bytes()[..], s.as_bytes()].concat())
+        .collect();
+    let mut header = json!({"id": "bin-1", "inputs": [
+        {"name": "alcohol", "shape": [alcohol.len()], "datatype": "FP32", "parameters": {"binary_data_size": a.len()}},
+        {"name": "color", "shape": [color.len()], "datatype": "BYTES", "parameters": {"binary_data_size": c.len()}},
+    ]});
+    if let Value::Object(extra) = extra {
+        header.as_object_mut().unwrap().extend(extra);
+    }
+    let header = serde_json::to_vec(&header).unwrap();
+    let length = header.len();
+    ([header, a, c].concat(), length)
+}
+
+async fn post_binary(
+    server: &RunningServer,
+    body: Vec<u8>,
+    header_length: usize,
+    encoding: Option<&str>,
+) -> reqwest::Response {
+    let mut request = client()
+        .post(url(server, "/v2/models/wine-quality/infer"))
+        .header("content-type", "application/octet-stream")
+        .header("inference-header-content-length", header_length.to_string());
+    if let Some(e) = encoding {
+        request = request.header("content-encoding", e);
+    }
+    request.body(body).send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_bodies_answer_as_json_ones_and_binary_outputs_come_back_when_asked() {
+    let s = serve().await;
+    let (_, json_answer) = post(
+        &s,
+        "/v2/models/wine-quality/infer",
+        per_feature(&[11.0, 9.0], &["red", "white"]).to_string(),
+    )
+    .await;
+    // Binary in, JSON out.
+    let (body, length) = binary_body(&[11.0, 9.0], &["red", "white"], json!({}));
+    let r = post_binary(&s, body, length, None).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("inference-header-content-length").is_none());
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["id"], "bin-1");
+    assert_eq!(answer["outputs"], json_answer["outputs"]);
+    // Binary in, binary out for every output.
+    let (body, length) = binary_body(
+        &[11.0, 9.0],
+        &["red", "white"],
+        json!({"parameters": {"binary_data_output": true}}),
+    );
+    let r = post_binary(&s, body, length, None).await;
+    assert_eq!(r.status(), 200);
+    let json_length: usize = r.headers()["inference-header-content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let bytes = r.bytes().await.unwrap();
+    let header: Value = serde_json::from_slice(&bytes[..json_length]).unwrap();
+    let predictions = &header["outputs"][0];
+    assert_eq!(predictions["name"], "predictions");
+    assert!(predictions.get("data").is_none(), "{header}");
+    let p_size = predictions["parameters"]["binary_data_size"]
+        .as_u64()
+        .unwrap() as usize;
+    let raw = &bytes[json_length..];
+    // "good" and "bad", each behind a 4-byte little-endian length.
+    assert_eq!(&raw[..p_size], b"\x04\x00\x00\x00good\x03\x00\x00\x00bad");
+    let probabilities: Vec<f32> = raw[p_size..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let expected: Vec<f32> = json_answer["outputs"][1]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(probabilities, expected);
+    assert_eq!(
+        header["outputs"][1]["parameters"]["binary_data_size"],
+        json!(16)
+    );
+    // One output binary by its own parameter, the other JSON.
+    let (body, length) = binary_body(
+        &[11.0],
+        &["red"],
+        json!({"outputs": [{"name": "predictions", "parameters": {"binary_data": false}}, {"name": "probabilities", "parameters": {"binary_data": true}}]}),
+    );
+    let r = post_binary(&s, body, length, None).await;
+    let json_length: usize = r.headers()["inference-header-content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let bytes = r.bytes().await.unwrap();
+    let header: Value = serde_json::from_slice(&bytes[..json_length]).unwrap();
+    assert_eq!(header["outputs"][0]["data"], json!(["good"]));
+    assert_eq!(bytes.len() - json_length, 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_and_deflate_bodies_are_inflated_and_other_encodings_refused() {
+    use std::io::Write;
+    let s = serve().await;
+    let (body, length) = binary_body(&[11.0, 9.0], &["red", "white"], json!({}));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&body).unwrap();
+    let r = post_binary(&s, gz.finish().unwrap(), length, Some("gzip")).await;
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["outputs"][0]["data"], json!(["good", "bad"]));
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(&body).unwrap();
+    let r = post_binary(&s, z.finish().unwrap(), length, Some("deflate")).await;
+    assert_eq!(r.status(), 200);
+    let r = post_binary(&s, body.clone(), length, Some("gzip")).await;
+    assert_eq!(r.status(), 400);
+    let r = post_binary(&s, body, length, Some("br")).await;
+    assert_eq!(r.status(), 415);
+    let error: Value = r.json().await.unwrap();
+    assert!(error["error"].as_str().unwrap().contains("`br`"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lying_binary_bodies_get_400_naming_the_input_and_the_server_stays_up() {
+    let s = serve().await;
+    let (body, length) = binary_body(&[11.0, 9.0], &["red", "white"], json!({}));
+    let color = body[length + 8..].to_vec();
+    // Alcohol's bytes and declared size, color's declared size, alcohol's shape, bytes appended.
+    let custom = |alcohol: &[f32], a: usize, c: usize, shape: usize, tail: &[u8]| {
+        let header = serde_json::to_vec(&json!({"inputs": [
+            {"name": "alcohol", "shape": [shape], "datatype": "FP32", "parameters": {"binary_data_size": a}},
+            {"name": "color", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": c}},
+        ]}))
+        .unwrap();
+        let n = header.len();
+        let a: Vec<u8> = alcohol.iter().flat_map(|x| x.to_le_bytes()).collect();
+        ([header, a, color.clone(), tail.to_vec()].concat(), n)
+    };
+    let cases: Vec<((Vec<u8>, usize), &str)> = vec![
+        // Cut inside the color tensor.
+        (
+            (body[..body.len() - 3].to_vec(), length),
+            "input `color`: binary_data_size is 16 bytes but only 13 bytes are left",
+        ),
+        (
+            custom(&[11.0, 9.0, 10.0], 12, 16, 2, &[]),
+            "input `alcohol`: shape [2] holds 2 values but data has 3",
+        ),
+        (
+            custom(&[11.0, 9.0], 6, 18, 2, &[]),
+            "input `alcohol`: 6 bytes is not a whole number of FP32 values",
+        ),
+        (
+            custom(&[11.0, 9.0], 8, 20, 2, &[]),
+            "input `color`: binary_data_size is 20 bytes but only 16",
+        ),
+        (
+            custom(&[11.0, 9.0], 8, 16, 2, &[0; 4]),
+            "4 bytes follow the last binary input",
+        ),
+        (
+            custom(&[11.0, 9.0], 8, 16, 3, &[]),
+            "input `alcohol`: shape [3] holds 3 values but data has 2",
+        ),
+        (
+            custom(&[11.0, 9.0], 8, 15, 2, &[]),
+            "input `color`: BYTES element 1: length prefix says 5 bytes but only 4 remain",
+        ),
+        (
+            (body.clone(), body.len() + 1),
+            "Inference-Header-Content-Length is",
+        ),
+    ];
+    for ((bad, header_length), needle) in cases {
+        let r = post_binary(&s, bad, header_length, None).await;
+        assert_eq!(r.status(), 400, "{needle}");
+        let error: Value = r.json().await.unwrap();
+        let message = error["error"].as_str().unwrap();
+        assert!(message.contains(needle), "`{message}` lacks `{needle}`");
+    }
+    // binary_data_size without the header, and a header that is not a number.
+    let (code, error) = post(&s, "/v2/models/wine-quality/infer", body.clone()).await;
+    assert_eq!(code, 400, "{error}");
+    let r = client()
+        .post(url(&s, "/v2/models/wine-quality/infer"))
+        .header("inference-header-content-length", "many")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let (header_only, _) = binary_body(&[11.0], &["red"], json!({}));
+    let json_part = &header_only[..header_only.len() - 11];
+    let (code, error) = post(&s, "/v2/models/wine-quality/infer", json_part.to_vec()).await;
+    assert_eq!(code, 400);
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("input `alcohol` sets `binary_data_size` but the request has no Inference-Header-Content-Length"),
+        "{error}"
+    );
+    assert_eq!(post_binary(&s, body, length, None).await.status(), 200);
+}

@@ -103,6 +103,23 @@ impl ServeError {
     }
 }
 
+impl From<ServeError> for tonic::Status {
+    /// The gRPC code a REST status would be, with the same message.
+    fn from(e: ServeError) -> Self {
+        let code = match e.status() {
+            StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                tonic::Code::InvalidArgument
+            }
+            StatusCode::NOT_FOUND => tonic::Code::NotFound,
+            StatusCode::PAYLOAD_TOO_LARGE => tonic::Code::ResourceExhausted,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY => tonic::Code::Unavailable,
+            StatusCode::GATEWAY_TIMEOUT => tonic::Code::DeadlineExceeded,
+            _ => tonic::Code::Internal,
+        };
+        tonic::Status::new(code, e.to_string())
+    }
+}
+
 impl IntoResponse for ServeError {
     fn into_response(self) -> Response {
         let status = self.status();

@@ -331,6 +331,10 @@ fn router(state: Arc<AppState>) -> Router {
             post(feedback).get(feedback_stats),
         )
         .route("/v2/models/{name}/drift", get(drift))
+        .route_service(
+            "/inference.GRPCInferenceService/{*method}",
+            super::grpc::service(state.clone()),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -974,3 +974,163 @@ async fn lying_binary_bodies_get_400_naming_the_input_and_the_server_stays_up() 
     );
     assert_eq!(post_binary(&s, body, length, None).await.status(), 200);
 }
+
+/// Sends one unary gRPC call over HTTP/2 and returns the `grpc-status` and the reply.
+async fn grpc_call<M: prost::Message, R: prost::Message + Default>(
+    server: &RunningServer,
+    method: &str,
+    message: &M,
+) -> (String, Option<R>) {
+    let payload = message.encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&payload);
+    let http = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = http
+        .post(url(
+            server,
+            &format!("/inference.GRPCInferenceService/{method}"),
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(frame)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // An error comes as a trailers-only answer: the status is in the headers.
+    let status = r
+        .headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap().to_string());
+    let bytes = r.bytes().await.unwrap();
+    if bytes.len() < 5 {
+        return (status.unwrap_or_default(), None);
+    }
+    let reply = R::decode(&bytes[5..]).unwrap();
+    (status.unwrap_or_else(|| "0".into()), Some(reply))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_and_rest_share_one_model_and_its_metrics() {
+    use driftline::serve::grpc::pb;
+    let s = serve().await;
+    let input = |name: &str, datatype: &str, raw: bool| pb::model_infer_request::InferInputTensor {
+        name: name.into(),
+        datatype: datatype.into(),
+        shape: vec![2],
+        parameters: Default::default(),
+        contents: (!raw).then(|| match name {
+            "alcohol" => pb::InferTensorContents {
+                fp32_contents: vec![11.0, 9.0],
+                ..Default::default()
+            },
+            _ => pb::InferTensorContents {
+                bytes_contents: vec![b"red".to_vec(), b"white".to_vec()],
+                ..Default::default()
+            },
+        }),
+    };
+    let typed = pb::ModelInferRequest {
+        model_name: "wine-quality".into(),
+        id: "grpc-7".into(),
+        inputs: vec![
+            input("alcohol", "FP32", false),
+            input("color", "BYTES", false),
+        ],
+        ..Default::default()
+    };
+    let (status, reply) = grpc_call::<_, pb::ModelInferResponse>(&s, "ModelInfer", &typed).await;
+    let reply = reply.unwrap();
+    assert_eq!(status, "0");
+    assert_eq!(
+        (
+            reply.model_name.as_str(),
+            reply.model_version.as_str(),
+            reply.id.as_str()
+        ),
+        ("wine-quality", "3", "grpc-7")
+    );
+    assert_eq!(reply.outputs[0].name, "predictions");
+    assert_eq!(reply.outputs[1].shape, vec![2, 2]);
+    assert_eq!(
+        reply.raw_output_contents[0],
+        b"\x04\x00\x00\x00good\x03\x00\x00\x00bad"
+    );
+    // The same tensors in raw_input_contents answer the same.
+    let raw = pb::ModelInferRequest {
+        model_name: "wine-quality".into(),
+        inputs: vec![
+            input("alcohol", "FP32", true),
+            input("color", "BYTES", true),
+        ],
+        raw_input_contents: vec![
+            [11.0f32.to_le_bytes(), 9.0f32.to_le_bytes()].concat(),
+            b"\x03\x00\x00\x00red\x05\x00\x00\x00white".to_vec(),
+        ],
+        ..Default::default()
+    };
+    let (_, raw_reply) = grpc_call::<_, pb::ModelInferResponse>(&s, "ModelInfer", &raw).await;
+    assert_eq!(
+        raw_reply.unwrap().raw_output_contents,
+        reply.raw_output_contents
+    );
+    // Errors are gRPC codes with the REST message.
+    let mut short = raw.clone();
+    short.raw_input_contents[0].truncate(6);
+    let (status, _) = grpc_call::<_, pb::ModelInferResponse>(&s, "ModelInfer", &short).await;
+    assert_eq!(status, "3", "INVALID_ARGUMENT");
+    let mut beer = raw.clone();
+    beer.model_name = "beer".into();
+    let (status, _) = grpc_call::<_, pb::ModelInferResponse>(&s, "ModelInfer", &beer).await;
+    assert_eq!(status, "5", "NOT_FOUND");
+    let (status, ready) = grpc_call::<_, pb::ModelReadyResponse>(
+        &s,
+        "ModelReady",
+        &pb::ModelReadyRequest {
+            name: "wine-quality".into(),
+            version: "3".into(),
+        },
+    )
+    .await;
+    assert_eq!((status.as_str(), ready.unwrap().ready), ("0", true));
+    let (_, meta) = grpc_call::<_, pb::ModelMetadataResponse>(
+        &s,
+        "ModelMetadata",
+        &pb::ModelMetadataRequest {
+            name: "wine-quality".into(),
+            version: String::new(),
+        },
+    )
+    .await;
+    let meta = meta.unwrap();
+    assert_eq!(meta.inputs[1].name, "color");
+    assert_eq!(meta.inputs[1].datatype, "BYTES");
+    // One REST inference too: the metrics count all of them together.
+    post(
+        &s,
+        "/v2/models/wine-quality/infer",
+        per_feature(&[11.0], &["red"]).to_string(),
+    )
+    .await;
+    let text = client()
+        .get(url(&s, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "driftline_serve_rows_total 5",
+        r#"driftline_serve_requests_total{endpoint="infer",code="200"} 3"#,
+        r#"driftline_serve_requests_total{endpoint="infer",code="400"} 1"#,
+        r#"driftline_serve_requests_total{endpoint="infer",code="404"} 1"#,
+        r#"driftline_serve_predictions_total{class="good"} 3"#,
+    ] {
+        assert!(text.contains(needle), "metrics lack `{needle}`:\n{text}");
+    }
+}

@@ -200,6 +200,8 @@ impl Default for GatewayConfig {
 struct GatewayState {
     weights: watch::Receiver<Arc<WeightTable>>,
     client: Client<HttpConnector<HostsFileResolver>, Body>,
+    /// HTTP/2 with prior knowledge, for gRPC calls.
+    grpc_client: Client<HttpConnector<HostsFileResolver>, Body>,
     metrics: GatewayMetrics,
     config: GatewayConfig,
 }
@@ -254,10 +256,15 @@ pub fn gateway_router(initial: WeightTable, config: GatewayConfig) -> (Router, W
     connector.set_nodelay(true);
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector.clone());
+    let grpc_client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .http2_only(true)
         .build(connector);
     let state = Arc::new(GatewayState {
         weights: receiver,
         client,
+        grpc_client,
         metrics: GatewayMetrics::new(),
         config,
     });
@@ -306,6 +313,7 @@ fn route_of(path: &str) -> Route {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match parts.as_slice() {
         ["v2", "models", _, "infer"] => Route::Weighted,
+        ["inference.GRPCInferenceService", "ModelInfer"] => Route::Weighted,
         ["v2", "models", _, "versions", v, ..] => Route::Version((*v).to_string()),
         _ => Route::Stable,
     }
@@ -322,6 +330,14 @@ fn sticky_point(id: &str) -> u64 {
 struct RequestId {
     #[serde(default)]
     id: Option<serde_json::Value>,
+}
+
+/// Whether a request is a gRPC call (routed over HTTP/2, answered with gRPC statuses).
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
 /// Feedback bodies may be `{id, label}` or a batch; the first id decides.
@@ -351,8 +367,10 @@ fn first_id(body: &[u8], json_length: Option<usize>) -> Option<String> {
 }
 
 async fn proxy(State(state): State<Arc<GatewayState>>, request: Request) -> Response {
+    let grpc = is_grpc(request.headers());
     match forward(&state, request).await {
         Ok(response) => response,
+        Err(e) if grpc => tonic::Status::from(e).into_http(),
         Err(e) => e.into_response(),
     }
 }
@@ -361,7 +379,8 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
     let table = state.weights.borrow().clone();
     let (mut parts, body) = request.into_parts();
     let route = route_of(parts.uri.path());
-    let (body, sticky_id) = if state.config.sticky && !matches!(route, Route::Version(_)) {
+    let grpc = is_grpc(&parts.headers);
+    let (body, sticky_id) = if state.config.sticky && !grpc && !matches!(route, Route::Version(_)) {
         let bytes = read_body(body, state.config.body_limit).await?;
         let json_length = parts
             .headers
@@ -414,14 +433,20 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
         parts.headers.remove(h);
     }
     parts.headers.remove(HeaderName::from_static("keep-alive"));
-    parts.version = http::Version::HTTP_11;
+    let client = if grpc {
+        parts.version = http::Version::HTTP_2;
+        &state.grpc_client
+    } else {
+        parts.version = http::Version::HTTP_11;
+        &state.client
+    };
     let labels = BackendLabels {
         version: backend.version.clone(),
     };
     let started = Instant::now();
     let sent = tokio::time::timeout(
         state.config.backend_timeout,
-        state.client.request(Request::from_parts(parts, body)),
+        client.request(Request::from_parts(parts, body)),
     )
     .await;
     state
@@ -746,6 +771,15 @@ mod tests {
         assert!(matches!(route_of("/v2/models/m/ready"), Route::Stable));
         // Feedback follows the id when sticky (see `forward`), else the stable version.
         assert!(matches!(route_of("/v2/models/m/feedback"), Route::Stable));
+        // gRPC: inference by weight, health and metadata to the stable version.
+        assert!(matches!(
+            route_of("/inference.GRPCInferenceService/ModelInfer"),
+            Route::Weighted
+        ));
+        assert!(matches!(
+            route_of("/inference.GRPCInferenceService/ModelReady"),
+            Route::Stable
+        ));
     }
 
     #[test]

@@ -11,5 +11,6 @@ mod ml_store_s3;
 mod ml_train;
 mod registry;
 mod serve_artifact;
+mod serve_clients;
 mod serve_gateway;
 mod serve_protocol;

@@ -25,11 +25,14 @@ pub mod pb {
 
 use pb::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 use pb::infer_parameter::ParameterChoice;
+use tonic::codec::CompressionEncoding;
 
 /// The gRPC service for a server's state, ready to mount in its router.
 pub(super) fn service(state: Arc<AppState>) -> GrpcInferenceServiceServer<GrpcFront> {
     let limit = state.config.body_limit;
     GrpcInferenceServiceServer::new(GrpcFront { state })
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Deflate)
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX)
 }
@@ -275,5 +278,101 @@ impl GrpcInferenceService for GrpcFront {
         })
         .await?;
         Ok(tonic::Response::new(response_to_grpc(response)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(datatype: &str, contents: pb::InferTensorContents) -> pb::ModelInferRequest {
+        pb::ModelInferRequest {
+            model_name: "m".into(),
+            id: "r".into(),
+            inputs: vec![pb::model_infer_request::InferInputTensor {
+                name: "x".into(),
+                datatype: datatype.into(),
+                shape: vec![2],
+                contents: Some(contents),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn typed_contents_are_read_from_the_field_the_datatype_names() {
+        let c = pb::InferTensorContents {
+            bool_contents: vec![true, false],
+            int_contents: vec![-3, 4],
+            int64_contents: vec![-5, 6],
+            uint_contents: vec![7, 8],
+            uint64_contents: vec![9, 10],
+            fp32_contents: vec![1.5, 2.5],
+            fp64_contents: vec![0.25, 0.5],
+            bytes_contents: vec![b"red".to_vec(), b"white".to_vec()],
+        };
+        let cases: [(&str, TensorData); 14] = [
+            ("BOOL", TensorData::Bools(vec![true, false])),
+            ("INT8", TensorData::Numbers(vec![-3.0, 4.0])),
+            ("INT16", TensorData::Numbers(vec![-3.0, 4.0])),
+            ("INT32", TensorData::Numbers(vec![-3.0, 4.0])),
+            ("INT64", TensorData::Numbers(vec![-5.0, 6.0])),
+            ("UINT8", TensorData::Numbers(vec![7.0, 8.0])),
+            ("UINT16", TensorData::Numbers(vec![7.0, 8.0])),
+            ("UINT32", TensorData::Numbers(vec![7.0, 8.0])),
+            ("UINT64", TensorData::Numbers(vec![9.0, 10.0])),
+            ("FP32", TensorData::Numbers(vec![1.5, 2.5])),
+            ("FP64", TensorData::Numbers(vec![0.25, 0.5])),
+            (
+                "BYTES",
+                TensorData::Texts(vec!["red".into(), "white".into()]),
+            ),
+            ("FP16", TensorData::Numbers(vec![])),
+            ("FLOAT", TensorData::Numbers(vec![])),
+        ];
+        for (datatype, want) in cases {
+            let got = request_from_grpc(input(datatype, c.clone()));
+            match datatype {
+                "FP16" => assert_eq!(
+                    got.unwrap_err(),
+                    DecodeError::MissingData { input: "x".into() }
+                ),
+                "FLOAT" => assert!(got.unwrap_err().to_string().contains("`FLOAT`")),
+                _ => {
+                    let (name, version, request) = got.unwrap();
+                    assert_eq!((name.as_str(), version.as_str()), ("m", ""));
+                    assert_eq!(request.id.as_deref(), Some("r"));
+                    assert_eq!(request.inputs[0].data, want, "{datatype}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn raw_contents_must_match_the_inputs_one_to_one() {
+        let mut both = input("FP32", pb::InferTensorContents::default());
+        both.raw_input_contents = vec![vec![0; 8]];
+        assert_eq!(
+            request_from_grpc(both).unwrap_err(),
+            DecodeError::DataAndBinary { input: "x".into() }
+        );
+        let mut two = input("FP32", pb::InferTensorContents::default());
+        two.inputs[0].contents = None;
+        two.raw_input_contents = vec![vec![0; 8], vec![0; 8]];
+        assert_eq!(
+            request_from_grpc(two).unwrap_err(),
+            DecodeError::RawContentsCount { raw: 2, inputs: 1 }
+        );
+        let mut bad_text = input("BYTES", pb::InferTensorContents::default());
+        bad_text.inputs[0].contents = Some(pb::InferTensorContents {
+            bytes_contents: vec![vec![0xff]],
+            ..Default::default()
+        });
+        let err = request_from_grpc(bad_text).unwrap_err().to_string();
+        assert!(
+            err.contains("input `x`: BYTES element 0: not UTF-8"),
+            "{err}"
+        );
     }
 }

@@ -270,7 +270,10 @@ client = grpcclient.InferenceServerClient(url=sys.argv[1])
 meta = client.get_model_metadata("wine-quality", as_json=True)
 server = client.get_server_metadata(as_json=True)
 result = client.infer("wine-quality", inputs(grpcclient), request_id="grpc-1")
+gzip = client.infer("wine-quality", inputs(grpcclient), compression_algorithm="gzip")
+deflate = client.infer("wine-quality", inputs(grpcclient), compression_algorithm="deflate")
 print(json.dumps({
+    "gzip": outputs(gzip), "deflate": outputs(deflate),
     "live": client.is_server_live(), "ready": client.is_server_ready(),
     "model_ready": client.is_model_ready("wine-quality", "3"),
     "server": server["name"], "extensions": server.get("extensions", []),
@@ -295,9 +298,11 @@ print(json.dumps({
         json!([["alcohol", "FP32"], ["color", "BYTES"]])
     );
     assert_outputs(&got["outputs"], "gRPC");
+    assert_outputs(&got["gzip"], "gRPC, gzip message");
+    assert_outputs(&got["deflate"], "gRPC, deflate message");
     assert_eq!(got["id"], "grpc-1");
     assert_eq!(got["model_version"], "3");
-    // The gRPC rows landed in the same metrics as REST's would.
+    // The gRPC rows (three calls of four) landed in the same metrics as REST's would.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let metrics = reqwest::get(format!("http://{}/metrics", s.addr))
         .await
@@ -306,7 +311,7 @@ print(json.dumps({
         .await
         .unwrap();
     assert!(
-        metrics.contains("driftline_serve_rows_total 4"),
+        metrics.contains("driftline_serve_rows_total 12"),
         "{metrics}"
     );
 }

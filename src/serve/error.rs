@@ -136,3 +136,36 @@ impl IntoResponse for ServeError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_codes_follow_the_rest_status() {
+        let code = |e: ServeError| tonic::Status::from(e).code();
+        let bad = DecodeError::MissingData { input: "x".into() };
+        assert_eq!(code(bad.into()), tonic::Code::InvalidArgument);
+        let unknown = ServeError::UnknownModel {
+            requested: "beer".into(),
+            served: "wine".into(),
+        };
+        let status = tonic::Status::from(unknown);
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        assert!(status.message().contains("`beer` is not served here"));
+        assert_eq!(code(ServeError::NotReady), tonic::Code::Unavailable);
+        assert_eq!(code(ServeError::Overloaded(4)), tonic::Code::Unavailable);
+        assert_eq!(
+            code(ServeError::Timeout(std::time::Duration::from_secs(1))),
+            tonic::Code::DeadlineExceeded
+        );
+        assert_eq!(
+            code(ServeError::BodyTooLarge { limit: 1 }),
+            tonic::Code::ResourceExhausted
+        );
+        assert_eq!(
+            code(ServeError::Inference("boom".into())),
+            tonic::Code::Internal
+        );
+    }
+}

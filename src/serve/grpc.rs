@@ -103,8 +103,9 @@ fn typed_contents(
             .collect::<Result<_, _>>()
             .map(TensorData::Texts),
         // FP16 has no typed field in the protocol: it travels in raw_input_contents.
-        "FP16" => Err(DecodeError::MissingData {
+        "FP16" => Err(DecodeError::NoTypedContents {
             input: input.to_string(),
+            datatype: datatype.to_string(),
         }),
         other => Err(DecodeError::UnknownDatatype {
             input: input.to_string(),
@@ -334,9 +335,10 @@ mod tests {
         for (datatype, want) in cases {
             let got = request_from_grpc(input(datatype, c.clone()));
             match datatype {
-                "FP16" => assert_eq!(
-                    got.unwrap_err(),
-                    DecodeError::MissingData { input: "x".into() }
+                "FP16" => assert!(
+                    got.unwrap_err()
+                        .to_string()
+                        .contains("send it in raw_input_contents")
                 ),
                 "FLOAT" => assert!(got.unwrap_err().to_string().contains("`FLOAT`")),
                 _ => {

@@ -98,6 +98,10 @@ pub enum DecodeError {
         "input `{input}` has no data; send `data`, or `parameters.binary_data_size` with the tensor's bytes after the JSON"
     )]
     MissingData { input: String },
+    #[error(
+        "input `{input}`: {datatype} has no typed contents field in gRPC; send it in raw_input_contents"
+    )]
+    NoTypedContents { input: String, datatype: String },
     #[error("input `{input}` has both `data` and binary data; send one of them")]
     DataAndBinary { input: String },
     #[error(
@@ -1014,6 +1018,18 @@ mod tests {
             ),
             (r#"{"inputs":[]}"#, "no inputs"),
             (
+                r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32"}]}"#,
+                "input `x` has no data",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2],"parameters":{"binary_data_size":8}}]}"#,
+                "input `x` has both `data` and binary data",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","parameters":{"binary_data_size":-8}}]}"#,
+                "input `x`: parameter `binary_data_size` must be a non-negative integer",
+            ),
+            (
                 r#"{"inputs":[{"name":"x","shape":[0,2],"datatype":"FP32","data":[]}]}"#,
                 "no rows",
             ),
@@ -1035,6 +1051,27 @@ mod tests {
             let err = decode(body, &s).expect_err(body).to_string();
             assert!(err.contains(needle), "{body}: `{err}` lacks `{needle}`");
         }
+    }
+
+    #[test]
+    fn an_output_is_binary_by_its_own_parameter_else_the_requests() {
+        let request = parse_request(
+            br#"{"parameters":{"binary_data_output":true},"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],
+                "outputs":[{"name":"predictions","parameters":{"binary_data":false}},{"name":"probabilities"}]}"#,
+        )
+        .unwrap();
+        assert!(!wants_binary(&request, "predictions").unwrap());
+        assert!(wants_binary(&request, "probabilities").unwrap());
+        let plain = parse_request(br#"{"inputs":[]}"#).unwrap();
+        assert!(!wants_binary(&plain, "predictions").unwrap());
+        let bad =
+            parse_request(br#"{"parameters":{"binary_data_output":"yes"},"inputs":[]}"#).unwrap();
+        let err = wants_binary(&bad, "predictions").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("parameter `binary_data_output` must be true or false"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -635,6 +635,10 @@ pub async fn run_gateway(
             source,
         })?;
     tracing::info!(%addr, "gateway listening");
+    // No Nagle, as for the model server: gRPC answers are several small writes.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router)
         .await
         .map_err(ServeError::Server)

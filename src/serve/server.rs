@@ -14,6 +14,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use chrono::Utc;
 use http_body_util::BodyExt;
 use serde::Deserialize;
@@ -204,6 +205,11 @@ where
         })?;
     let addr = listener.local_addr().map_err(ServeError::Server)?;
     let app = router(state.clone());
+    // No Nagle: an HTTP/2 (gRPC) answer is several small writes, and the last
+    // one would wait for the client's delayed ACK (~40 ms a call).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let serve =
         tokio::spawn(async move { axum::serve(listener, app).await.map_err(ServeError::Server) });
     let load_state = state.clone();

@@ -1,11 +1,17 @@
-//! Any byte string as an infer request body: decoding must return a value or
-//! an error, never panic, for every model schema shape.
+//! Any byte string as an infer request body, JSON or binary (the first two
+//! bytes pick the Inference-Header-Content-Length): decoding must return a
+//! value or an error, never panic or over-read, for every model schema shape.
 #![no_main]
 
-use driftline::serve::protocol::{FeatureKind, InputSchema, decode_inputs, parse_request};
+use driftline::serve::protocol::{FeatureKind, InputSchema, decode_inputs, parse_infer_body};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|body: &[u8]| {
+fuzz_target!(|input: &[u8]| {
+    let (header_length, body) = match input {
+        [0, 0, rest @ ..] => (None, rest),
+        [hi, lo, rest @ ..] => (Some(usize::from(u16::from_be_bytes([*hi, *lo]))), rest),
+        _ => (None, input),
+    };
     let schemas = [
         InputSchema {
             features: vec![
@@ -23,7 +29,7 @@ fuzz_target!(|body: &[u8]| {
             max_rows: 1024,
         },
     ];
-    if let Ok(request) = parse_request(body) {
+    if let Ok(request) = parse_infer_body(body, header_length) {
         for schema in &schemas {
             if let Ok(batch) = decode_inputs(&request, schema) {
                 assert_eq!(batch.columns.len(), schema.features.len());

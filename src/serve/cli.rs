@@ -275,7 +275,7 @@ pub async fn serve(args: ServeArgs) -> Result<ExitCode, ServeError> {
         Ok(model)
     })
     .await?;
-    tracing::info!(addr = %server.addr, artifact = %args.artifact, "model server listening");
+    tracing::info!(addr = %server.addr, artifact = %args.artifact, "model server listening (REST and gRPC, Open Inference Protocol v2)");
     tokio::select! {
         result = server.wait() => result?,
         () = server_shutdown_signal() => tracing::info!("shutting down"),

@@ -23,6 +23,15 @@ pub enum ServeError {
     BodyTooLarge { limit: usize },
     #[error("could not read the request body: {0}")]
     Body(String),
+    #[error("header {header}: {reason}")]
+    BadHeader {
+        header: &'static str,
+        reason: String,
+    },
+    #[error("Content-Encoding `{0}` is not supported; send gzip, deflate or an uncompressed body")]
+    UnsupportedEncoding(String),
+    #[error("request body is not valid {encoding}: {reason}")]
+    Inflate { encoding: String, reason: String },
     #[error("server is busy: all {0} inference slots are in use; retry shortly")]
     Overloaded(usize),
     #[error("request did not finish within {0:?}")]
@@ -73,9 +82,12 @@ impl ServeError {
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            ServeError::BadRequest(_) | ServeError::Body(_) | ServeError::BadFeedback(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ServeError::BadRequest(_)
+            | ServeError::Body(_)
+            | ServeError::BadFeedback(_)
+            | ServeError::BadHeader { .. }
+            | ServeError::Inflate { .. } => StatusCode::BAD_REQUEST,
+            ServeError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ServeError::UnknownModel { .. }
             | ServeError::UnknownVersion { .. }
             | ServeError::UnknownFeedbackId(_) => StatusCode::NOT_FOUND,
@@ -88,6 +100,23 @@ impl ServeError {
             ServeError::Backend { .. } => StatusCode::BAD_GATEWAY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+}
+
+impl From<ServeError> for tonic::Status {
+    /// The gRPC code a REST status would be, with the same message.
+    fn from(e: ServeError) -> Self {
+        let code = match e.status() {
+            StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                tonic::Code::InvalidArgument
+            }
+            StatusCode::NOT_FOUND => tonic::Code::NotFound,
+            StatusCode::PAYLOAD_TOO_LARGE => tonic::Code::ResourceExhausted,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY => tonic::Code::Unavailable,
+            StatusCode::GATEWAY_TIMEOUT => tonic::Code::DeadlineExceeded,
+            _ => tonic::Code::Internal,
+        };
+        tonic::Status::new(code, e.to_string())
     }
 }
 
@@ -105,5 +134,38 @@ impl IntoResponse for ServeError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_codes_follow_the_rest_status() {
+        let code = |e: ServeError| tonic::Status::from(e).code();
+        let bad = DecodeError::MissingData { input: "x".into() };
+        assert_eq!(code(bad.into()), tonic::Code::InvalidArgument);
+        let unknown = ServeError::UnknownModel {
+            requested: "beer".into(),
+            served: "wine".into(),
+        };
+        let status = tonic::Status::from(unknown);
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        assert!(status.message().contains("`beer` is not served here"));
+        assert_eq!(code(ServeError::NotReady), tonic::Code::Unavailable);
+        assert_eq!(code(ServeError::Overloaded(4)), tonic::Code::Unavailable);
+        assert_eq!(
+            code(ServeError::Timeout(std::time::Duration::from_secs(1))),
+            tonic::Code::DeadlineExceeded
+        );
+        assert_eq!(
+            code(ServeError::BodyTooLarge { limit: 1 }),
+            tonic::Code::ResourceExhausted
+        );
+        assert_eq!(
+            code(ServeError::Inference("boom".into())),
+            tonic::Code::Internal
+        );
     }
 }

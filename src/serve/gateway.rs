@@ -200,6 +200,8 @@ impl Default for GatewayConfig {
 struct GatewayState {
     weights: watch::Receiver<Arc<WeightTable>>,
     client: Client<HttpConnector<HostsFileResolver>, Body>,
+    /// HTTP/2 with prior knowledge, for gRPC calls.
+    grpc_client: Client<HttpConnector<HostsFileResolver>, Body>,
     metrics: GatewayMetrics,
     config: GatewayConfig,
 }
@@ -254,10 +256,15 @@ pub fn gateway_router(initial: WeightTable, config: GatewayConfig) -> (Router, W
     connector.set_nodelay(true);
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector.clone());
+    let grpc_client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .http2_only(true)
         .build(connector);
     let state = Arc::new(GatewayState {
         weights: receiver,
         client,
+        grpc_client,
         metrics: GatewayMetrics::new(),
         config,
     });
@@ -306,6 +313,7 @@ fn route_of(path: &str) -> Route {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match parts.as_slice() {
         ["v2", "models", _, "infer"] => Route::Weighted,
+        ["inference.GRPCInferenceService", "ModelInfer"] => Route::Weighted,
         ["v2", "models", _, "versions", v, ..] => Route::Version((*v).to_string()),
         _ => Route::Stable,
     }
@@ -324,9 +332,22 @@ struct RequestId {
     id: Option<serde_json::Value>,
 }
 
+/// Whether a request is a gRPC call (routed over HTTP/2, answered with gRPC statuses).
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
 /// Feedback bodies may be `{id, label}` or a batch; the first id decides.
-fn first_id(body: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+/// A binary infer body's JSON is its first `json_length` bytes.
+fn first_id(body: &[u8], json_length: Option<usize>) -> Option<String> {
+    let json = match json_length {
+        Some(n) => body.get(..n)?,
+        None => body,
+    };
+    let value: serde_json::Value = serde_json::from_slice(json).ok()?;
     let id = match &value {
         serde_json::Value::Array(items) => items.first()?.get("id")?.clone(),
         serde_json::Value::Object(map) => match map.get("feedback") {
@@ -346,8 +367,10 @@ fn first_id(body: &[u8]) -> Option<String> {
 }
 
 async fn proxy(State(state): State<Arc<GatewayState>>, request: Request) -> Response {
+    let grpc = is_grpc(request.headers());
     match forward(&state, request).await {
         Ok(response) => response,
+        Err(e) if grpc => tonic::Status::from(e).into_http(),
         Err(e) => e.into_response(),
     }
 }
@@ -356,9 +379,14 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
     let table = state.weights.borrow().clone();
     let (mut parts, body) = request.into_parts();
     let route = route_of(parts.uri.path());
-    let (body, sticky_id) = if state.config.sticky && !matches!(route, Route::Version(_)) {
+    let grpc = is_grpc(&parts.headers);
+    let (body, sticky_id) = if state.config.sticky && !grpc && !matches!(route, Route::Version(_)) {
         let bytes = read_body(body, state.config.body_limit).await?;
-        let id = first_id(&bytes);
+        let json_length = parts
+            .headers
+            .get(super::binary::HEADER_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        let id = first_id(&bytes, json_length);
         (Body::from(bytes), id)
     } else {
         (body, None)
@@ -405,14 +433,20 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
         parts.headers.remove(h);
     }
     parts.headers.remove(HeaderName::from_static("keep-alive"));
-    parts.version = http::Version::HTTP_11;
+    let client = if grpc {
+        parts.version = http::Version::HTTP_2;
+        &state.grpc_client
+    } else {
+        parts.version = http::Version::HTTP_11;
+        &state.client
+    };
     let labels = BackendLabels {
         version: backend.version.clone(),
     };
     let started = Instant::now();
     let sent = tokio::time::timeout(
         state.config.backend_timeout,
-        state.client.request(Request::from_parts(parts, body)),
+        client.request(Request::from_parts(parts, body)),
     )
     .await;
     state
@@ -601,6 +635,10 @@ pub async fn run_gateway(
             source,
         })?;
     tracing::info!(%addr, "gateway listening");
+    // No Nagle, as for the model server: gRPC answers are several small writes.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router)
         .await
         .map_err(ServeError::Server)
@@ -737,17 +775,38 @@ mod tests {
         assert!(matches!(route_of("/v2/models/m/ready"), Route::Stable));
         // Feedback follows the id when sticky (see `forward`), else the stable version.
         assert!(matches!(route_of("/v2/models/m/feedback"), Route::Stable));
+        // gRPC: inference by weight, health and metadata to the stable version.
+        assert!(matches!(
+            route_of("/inference.GRPCInferenceService/ModelInfer"),
+            Route::Weighted
+        ));
+        assert!(matches!(
+            route_of("/inference.GRPCInferenceService/ModelReady"),
+            Route::Stable
+        ));
     }
 
     #[test]
     fn sticky_ids_are_read_from_infer_and_feedback_bodies() {
-        assert_eq!(first_id(br#"{"id":"a","inputs":[]}"#).as_deref(), Some("a"));
-        assert_eq!(first_id(br#"[{"id":"b","label":1}]"#).as_deref(), Some("b"));
         assert_eq!(
-            first_id(br#"{"feedback":[{"id":"c","label":1}]}"#).as_deref(),
+            first_id(br#"{"id":"a","inputs":[]}"#, None).as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            first_id(br#"[{"id":"b","label":1}]"#, None).as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            first_id(br#"{"feedback":[{"id":"c","label":1}]}"#, None).as_deref(),
             Some("c")
         );
-        assert_eq!(first_id(br#"{"inputs":[]}"#), None);
+        assert_eq!(first_id(br#"{"inputs":[]}"#, None), None);
+        // A binary body: the id is in the JSON before the tensor bytes.
+        let mut binary = br#"{"id":"d","inputs":[]}"#.to_vec();
+        let json_length = binary.len();
+        binary.extend_from_slice(&[0, 0, 128, 63]);
+        assert_eq!(first_id(&binary, Some(json_length)).as_deref(), Some("d"));
+        assert_eq!(first_id(&binary, Some(binary.len() + 1)), None);
         assert_eq!(sticky_point("a"), sticky_point("a"));
     }
 }

@@ -1,9 +1,12 @@
 //! The model server (Open Inference Protocol v2) and the per-Model gateway.
 
+pub mod binary;
 pub mod cli;
+pub mod encoding;
 pub mod error;
 pub mod feedback;
 pub mod gateway;
+pub mod grpc;
 pub mod load;
 pub mod metrics;
 pub mod model;

@@ -94,31 +94,108 @@ pub enum DecodeError {
     TooManyRows { rows: usize, max: usize },
     #[error("unknown output `{output}`; this model has outputs: {outputs}")]
     UnknownOutput { output: String, outputs: String },
+    #[error(
+        "input `{input}` has no data; send `data`, or `parameters.binary_data_size` with the tensor's bytes after the JSON"
+    )]
+    MissingData { input: String },
+    #[error(
+        "input `{input}`: {datatype} has no typed contents field in gRPC; send it in raw_input_contents"
+    )]
+    NoTypedContents { input: String, datatype: String },
+    #[error("input `{input}` has both `data` and binary data; send one of them")]
+    DataAndBinary { input: String },
+    #[error(
+        "input `{input}` sets `binary_data_size` but the request has no Inference-Header-Content-Length header"
+    )]
+    BinaryWithoutHeader { input: String },
+    #[error("input `{input}`: parameter `{parameter}` {reason}")]
+    BadParameter {
+        input: String,
+        parameter: &'static str,
+        reason: &'static str,
+    },
+    #[error("Inference-Header-Content-Length is {declared} but the body has only {body} bytes")]
+    HeaderLength { declared: usize, body: usize },
+    #[error(
+        "input `{input}`: binary_data_size is {size} bytes but only {left} bytes are left in the body; the body is truncated"
+    )]
+    TruncatedBinary {
+        input: String,
+        size: u64,
+        left: usize,
+    },
+    #[error(
+        "{bytes} bytes follow the last binary input; the binary_data_size values do not add up to the body"
+    )]
+    TrailingBinary { bytes: usize },
+    #[error(
+        "input `{input}`: {size} bytes is not a whole number of {datatype} values ({element} bytes each)"
+    )]
+    BinarySize {
+        input: String,
+        datatype: String,
+        size: usize,
+        element: usize,
+    },
+    #[error("input `{input}`: BYTES element {index}: {reason}")]
+    BytesElement {
+        input: String,
+        index: usize,
+        reason: String,
+    },
+    #[error(
+        "request has {raw} raw_input_contents for {inputs} inputs; send one per input, in order, or none"
+    )]
+    RawContentsCount { raw: usize, inputs: usize },
+    #[error("parameter `{parameter}` {reason}")]
+    BadRequestParameter {
+        parameter: &'static str,
+        reason: &'static str,
+    },
 }
 
-/// `POST …/infer` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// An infer request, from a REST body (JSON, with or without binary tensors) or gRPC.
+#[derive(Debug)]
 pub struct InferRequest {
-    #[serde(default)]
     pub id: Option<String>,
-    #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
     pub inputs: Vec<RequestInput>,
-    #[serde(default)]
     pub outputs: Option<Vec<RequestOutput>>,
 }
 
 /// One input tensor.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct RequestInput {
     pub name: String,
     pub shape: Vec<i64>,
     pub datatype: String,
     pub data: TensorData,
-    #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The JSON of a REST infer body, before binary tensors are attached.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireRequest {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    inputs: Vec<WireInput>,
+    #[serde(default)]
+    outputs: Option<Vec<RequestOutput>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireInput {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    #[serde(default)]
+    data: Option<TensorData>,
+    #[serde(default)]
+    parameters: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// One requested output.
@@ -316,9 +393,104 @@ pub struct DecodedBatch {
     pub columns: Vec<Column>,
 }
 
-/// Parses and validates an infer request body.
+/// Parses a JSON infer request body (no binary tensors).
 pub fn parse_request(body: &[u8]) -> Result<InferRequest, DecodeError> {
-    serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))
+    parse_infer_body(body, None)
+}
+
+/// Parses a REST infer body: JSON, followed by binary tensors when
+/// `header_length` (the `Inference-Header-Content-Length` header) is given.
+/// Inputs with `parameters.binary_data_size` take their bytes from the binary
+/// part in order; the values then go through the same validation as JSON data.
+pub fn parse_infer_body(
+    body: &[u8],
+    header_length: Option<usize>,
+) -> Result<InferRequest, DecodeError> {
+    let (json, mut binary) = super::binary::split_body(body, header_length)?;
+    let wire: WireRequest =
+        serde_json::from_slice(json).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let inputs = wire
+        .inputs
+        .into_iter()
+        .map(|input| {
+            let size = binary_data_size(&input.name, input.parameters.as_ref())?;
+            let data = match (input.data, size) {
+                (Some(_), Some(_)) => return Err(DecodeError::DataAndBinary { input: input.name }),
+                (Some(data), None) => data,
+                (None, None) => return Err(DecodeError::MissingData { input: input.name }),
+                (None, Some(_)) if header_length.is_none() => {
+                    return Err(DecodeError::BinaryWithoutHeader { input: input.name });
+                }
+                (None, Some(size)) => {
+                    let raw = super::binary::take(&mut binary, &input.name, size)?;
+                    super::binary::decode_tensor(&input.name, &input.datatype, raw)?
+                }
+            };
+            Ok(RequestInput {
+                name: input.name,
+                shape: input.shape,
+                datatype: input.datatype,
+                data,
+                parameters: input.parameters,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if !binary.is_empty() {
+        return Err(DecodeError::TrailingBinary {
+            bytes: binary.len(),
+        });
+    }
+    Ok(InferRequest {
+        id: wire.id,
+        parameters: wire.parameters,
+        inputs,
+        outputs: wire.outputs,
+    })
+}
+
+/// An input's `binary_data_size` parameter, if it has one.
+fn binary_data_size(
+    input: &str,
+    parameters: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<Option<u64>, DecodeError> {
+    match parameters.and_then(|p| p.get("binary_data_size")) {
+        None => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or(DecodeError::BadParameter {
+            input: input.to_string(),
+            parameter: "binary_data_size",
+            reason: "must be a non-negative integer (the tensor's size in bytes)",
+        }),
+    }
+}
+
+/// Whether output `output` should come back as binary data: its own
+/// `binary_data` parameter, else the request's `binary_data_output`.
+pub fn wants_binary(request: &InferRequest, output: &str) -> Result<bool, DecodeError> {
+    let own = request
+        .outputs
+        .iter()
+        .flatten()
+        .find(|o| o.name == output)
+        .and_then(|o| o.parameters.as_ref())
+        .filter(|p| p.contains_key("binary_data"));
+    match own {
+        Some(p) => flag(Some(p), "binary_data"),
+        None => flag(request.parameters.as_ref(), "binary_data_output"),
+    }
+}
+
+/// Whether a `binary_data` / `binary_data_output` parameter is set to true.
+pub fn flag(
+    parameters: Option<&serde_json::Map<String, serde_json::Value>>,
+    name: &'static str,
+) -> Result<bool, DecodeError> {
+    match parameters.and_then(|p| p.get(name)) {
+        None => Ok(false),
+        Some(v) => v.as_bool().ok_or(DecodeError::BadRequestParameter {
+            parameter: name,
+            reason: "must be true or false",
+        }),
+    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -679,6 +851,53 @@ pub struct ResponseOutput {
     pub data: OutputData,
 }
 
+/// One output tensor whose data follows the JSON as raw bytes.
+#[derive(Debug, Serialize)]
+struct BinaryOutput<'a> {
+    name: &'a str,
+    shape: &'a [usize],
+    datatype: &'a str,
+    parameters: serde_json::Value,
+}
+
+/// An infer response as a REST body: plain JSON when no output is binary,
+/// else the JSON (with `binary_data_size` on each binary output) followed by
+/// their bytes; returns the body and the JSON's length for
+/// `Inference-Header-Content-Length`.
+pub fn encode_response(response: &InferResponse, binary: &[bool]) -> (Vec<u8>, Option<usize>) {
+    if !binary.iter().any(|&b| b) {
+        let json = serde_json::to_vec(response).expect("an infer response serializes");
+        return (json, None);
+    }
+    let mut raw = Vec::new();
+    let outputs: Vec<serde_json::Value> = response
+        .outputs
+        .iter()
+        .zip(binary.iter().copied().chain(std::iter::repeat(false)))
+        .map(|(o, is_binary)| {
+            if !is_binary {
+                return serde_json::to_value(o).expect("an output serializes");
+            }
+            let bytes = super::binary::encode_output(&o.data);
+            let value = serde_json::to_value(BinaryOutput {
+                name: &o.name,
+                shape: &o.shape,
+                datatype: &o.datatype,
+                parameters: serde_json::json!({ "binary_data_size": bytes.len() }),
+            })
+            .expect("an output serializes");
+            raw.extend_from_slice(&bytes);
+            value
+        })
+        .collect();
+    let mut header = serde_json::to_value(response).expect("an infer response serializes");
+    header["outputs"] = serde_json::Value::Array(outputs);
+    let mut body = serde_json::to_vec(&header).expect("JSON serializes");
+    let json_len = body.len();
+    body.extend_from_slice(&raw);
+    (body, Some(json_len))
+}
+
 /// Output tensor contents.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 #[serde(untagged)]
@@ -799,6 +1018,18 @@ mod tests {
             ),
             (r#"{"inputs":[]}"#, "no inputs"),
             (
+                r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32"}]}"#,
+                "input `x` has no data",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2],"parameters":{"binary_data_size":8}}]}"#,
+                "input `x` has both `data` and binary data",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","parameters":{"binary_data_size":-8}}]}"#,
+                "input `x`: parameter `binary_data_size` must be a non-negative integer",
+            ),
+            (
                 r#"{"inputs":[{"name":"x","shape":[0,2],"datatype":"FP32","data":[]}]}"#,
                 "no rows",
             ),
@@ -820,6 +1051,27 @@ mod tests {
             let err = decode(body, &s).expect_err(body).to_string();
             assert!(err.contains(needle), "{body}: `{err}` lacks `{needle}`");
         }
+    }
+
+    #[test]
+    fn an_output_is_binary_by_its_own_parameter_else_the_requests() {
+        let request = parse_request(
+            br#"{"parameters":{"binary_data_output":true},"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],
+                "outputs":[{"name":"predictions","parameters":{"binary_data":false}},{"name":"probabilities"}]}"#,
+        )
+        .unwrap();
+        assert!(!wants_binary(&request, "predictions").unwrap());
+        assert!(wants_binary(&request, "probabilities").unwrap());
+        let plain = parse_request(br#"{"inputs":[]}"#).unwrap();
+        assert!(!wants_binary(&plain, "predictions").unwrap());
+        let bad =
+            parse_request(br#"{"parameters":{"binary_data_output":"yes"},"inputs":[]}"#).unwrap();
+        let err = wants_binary(&bad, "predictions").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("parameter `binary_data_output` must be true or false"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -11,9 +11,10 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{Method, StatusCode, Uri, header};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use chrono::Utc;
 use http_body_util::BodyExt;
 use serde::Deserialize;
@@ -21,6 +22,7 @@ use tokio::sync::Semaphore;
 
 use crate::drift::{DriftConfig, DriftMonitor, Observation, ReferenceProfile, WindowReport};
 
+use super::binary::HEADER_LENGTH;
 use super::error::ServeError;
 use super::feedback::{
     FeedbackBody, FeedbackConfig, FeedbackHandle, FeedbackSink, LabelKind, ServedPredictions,
@@ -28,8 +30,9 @@ use super::feedback::{
 };
 use super::metrics::{ClassLabels, CodeLabels, FeatureLabels, RequestLabels, ServeMetrics};
 use super::protocol::{
-    Column, DecodeError, DecodedBatch, FeatureKind, InferResponse, InputSchema, ModelMetadata,
-    OutputData, ResponseOutput, ServerMetadata, TensorMetadata, decode_inputs, parse_request,
+    Column, DecodeError, DecodedBatch, FeatureKind, InferRequest, InferResponse, InputSchema,
+    ModelMetadata, OutputData, ResponseOutput, ServerMetadata, TensorMetadata, decode_inputs,
+    encode_response, parse_infer_body, wants_binary,
 };
 
 /// What the model predicts.
@@ -111,7 +114,7 @@ impl Default for ServerConfig {
 /// Batches above this many rows run on the blocking pool so they do not stall other requests.
 const INLINE_ROWS: usize = 64;
 
-struct Loaded {
+pub(super) struct Loaded {
     model: Arc<dyn Predictor>,
     name: String,
     version: String,
@@ -122,9 +125,9 @@ struct Loaded {
     feedback: FeedbackHandle,
 }
 
-struct AppState {
+pub(super) struct AppState {
     loaded: OnceLock<Loaded>,
-    config: ServerConfig,
+    pub(super) config: ServerConfig,
     metrics: Arc<ServeMetrics>,
     permits: Arc<Semaphore>,
 }
@@ -202,6 +205,11 @@ where
         })?;
     let addr = listener.local_addr().map_err(ServeError::Server)?;
     let app = router(state.clone());
+    // No Nagle: an HTTP/2 (gRPC) answer is several small writes, and the last
+    // one would wait for the client's delayed ACK (~40 ms a call).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let serve =
         tokio::spawn(async move { axum::serve(listener, app).await.map_err(ServeError::Server) });
     let load_state = state.clone();
@@ -329,6 +337,10 @@ fn router(state: Arc<AppState>) -> Router {
             post(feedback).get(feedback_stats),
         )
         .route("/v2/models/{name}/drift", get(drift))
+        .route_service(
+            "/inference.GRPCInferenceService/{*method}",
+            super::grpc::service(state.clone()),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -351,19 +363,19 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
 }
 
 #[derive(Deserialize)]
-struct ModelPath {
-    name: String,
+pub(super) struct ModelPath {
+    pub(super) name: String,
     #[serde(default)]
-    version: Option<String>,
+    pub(super) version: Option<String>,
 }
 
 impl AppState {
-    fn loaded(&self) -> Result<&Loaded, ServeError> {
+    pub(super) fn loaded(&self) -> Result<&Loaded, ServeError> {
         self.loaded.get().ok_or(ServeError::NotReady)
     }
 
     /// The loaded model, if `path` names it (and its version).
-    fn model_for(&self, path: &ModelPath) -> Result<&Loaded, ServeError> {
+    pub(super) fn model_for(&self, path: &ModelPath) -> Result<&Loaded, ServeError> {
         let loaded = self.loaded()?;
         if path.name != loaded.name {
             return Err(ServeError::UnknownModel {
@@ -430,11 +442,16 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn server_metadata() -> Json<ServerMetadata> {
-    Json(ServerMetadata {
+    Json(server_metadata_value())
+}
+
+/// The server's name, version and protocol extensions.
+pub(super) fn server_metadata_value() -> ServerMetadata {
+    ServerMetadata {
         name: "driftline".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        extensions: vec![],
-    })
+        extensions: vec!["binary_tensor_data".into()],
+    }
 }
 
 async fn health_ready(State(state): State<Arc<AppState>>) -> Response {
@@ -465,7 +482,13 @@ async fn model_metadata(
     State(state): State<Arc<AppState>>,
     Path(path): Path<ModelPath>,
 ) -> Response {
-    let result = state.model_for(&path).map(|loaded| {
+    let result = state.model_for(&path).map(metadata_of);
+    answer(&state, "metadata", result)
+}
+
+/// A loaded model's metadata, as both front ends report it.
+pub(super) fn metadata_of(loaded: &Loaded) -> ModelMetadata {
+    {
         let info = loaded.model.info();
         let inputs = info
             .features
@@ -502,8 +525,7 @@ async fn model_metadata(
             inputs,
             outputs,
         }
-    });
-    answer(&state, "metadata", result)
+    }
 }
 
 /// Reads a whole request body, refusing more than `limit` bytes (413).
@@ -537,32 +559,41 @@ async fn infer(
     Path(path): Path<ModelPath>,
     request: Request,
 ) -> Response {
+    match guarded(&state, infer_rest(&state, &path, request)).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Runs one inference under the inference slots and the request timeout, and
+/// counts its latency and status: the same for the REST and gRPC front ends.
+pub(super) async fn guarded<T>(
+    state: &AppState,
+    work: impl Future<Output = Result<T, ServeError>>,
+) -> Result<T, ServeError> {
     let started = Instant::now();
     let result = match state.permits.clone().try_acquire_owned() {
         Err(_) => Err(ServeError::Overloaded(state.config.max_concurrency)),
-        Ok(_permit) => match tokio::time::timeout(
-            state.config.request_timeout,
-            infer_inner(&state, &path, request),
-        )
-        .await
-        {
+        Ok(_permit) => match tokio::time::timeout(state.config.request_timeout, work).await {
             Ok(r) => r,
             Err(_) => Err(ServeError::Timeout(state.config.request_timeout)),
         },
-    };
-    let response = match result {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
     };
     state
         .metrics
         .infer_latency
         .observe(started.elapsed().as_secs_f64());
-    state.count("infer", response.status());
-    response
+    let status = match &result {
+        Ok(_) => StatusCode::OK,
+        Err(e) => e.status(),
+    };
+    state.count("infer", status);
+    result
 }
 
-async fn infer_inner(
+/// The REST front end: reads (and inflates) the body, JSON or binary, and
+/// answers in JSON or binary as the request asks.
+async fn infer_rest(
     state: &AppState,
     path: &ModelPath,
     request: Request,
@@ -572,9 +603,72 @@ async fn infer_inner(
     if declared_too_large(&request, limit) {
         return Err(ServeError::BodyTooLarge { limit });
     }
+    let header_length = header_length(request.headers())?;
+    let encoding = request
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("(not text)").to_ascii_lowercase());
     let body = read_body(request.into_body(), limit).await?;
-    let request = parse_request(&body)?;
-    let batch = decode_inputs(&request, &loaded.schema)?;
+    let body = super::encoding::inflate(body, encoding.as_deref(), limit)?;
+    let request = parse_infer_body(&body, header_length)?;
+    let binary = [
+        wants_binary(&request, "predictions")?,
+        wants_binary(&request, "probabilities")?,
+    ];
+    let response = run_inference(state, loaded, &request).await?;
+    let flags: Vec<bool> = response
+        .outputs
+        .iter()
+        .map(|o| binary[usize::from(o.name == "probabilities")])
+        .collect();
+    let (body, json_length) = encode_response(&response, &flags);
+    let mut answer = Response::new(Body::from(body));
+    let headers = answer.headers_mut();
+    match json_length {
+        Some(n) => {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            headers.insert(HEADER_LENGTH, HeaderValue::from(n));
+        }
+        None => {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+    }
+    Ok(answer)
+}
+
+/// The `Inference-Header-Content-Length` header, if present.
+fn header_length(headers: &http::HeaderMap) -> Result<Option<usize>, ServeError> {
+    let Some(value) = headers.get(HEADER_LENGTH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map(Some)
+        .ok_or_else(|| ServeError::BadHeader {
+            header: "Inference-Header-Content-Length",
+            reason: format!(
+                "`{}` is not a length in bytes",
+                String::from_utf8_lossy(value.as_bytes())
+            ),
+        })
+}
+
+/// One inference on the loaded model, shared by both front ends: decoding to
+/// columns, the model, drift, feedback and metrics.
+pub(super) async fn run_inference(
+    state: &AppState,
+    loaded: &Loaded,
+    request: &InferRequest,
+) -> Result<InferResponse, ServeError> {
+    let batch = decode_inputs(request, &loaded.schema)?;
     let info = loaded.model.info();
     let wanted = requested_outputs(&request.outputs, &info.task)?;
     let (batch, output) = if batch.rows <= INLINE_ROWS {
@@ -643,14 +737,13 @@ async fn infer_inner(
             data: OutputData::Numbers(p.into_iter().flatten().collect()),
         });
     }
-    let response = InferResponse {
+    Ok(InferResponse {
         model_name: loaded.name.clone(),
         model_version: Some(loaded.version.clone()),
         id: Some(id),
         parameters: None,
         outputs,
-    };
-    Ok(Json(response).into_response())
+    })
 }
 
 struct WantedOutputs {

@@ -3,7 +3,9 @@
 //! requests and raw bytes at the same two functions. Every input must give a
 //! batch that fits the schema or an error with a message, never a panic.
 
-use driftline::serve::protocol::{FeatureKind, InputSchema, decode_inputs, parse_request};
+use driftline::serve::protocol::{
+    FeatureKind, InputSchema, decode_inputs, parse_infer_body, parse_request,
+};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -29,7 +31,12 @@ fn schemas() -> [InputSchema; 2] {
 
 /// Decodes `body` against every schema and checks what comes back.
 fn check(body: &[u8]) -> Result<(), TestCaseError> {
-    let request = match parse_request(body) {
+    check_binary(body, None)
+}
+
+/// The same for a body of the binary tensor extension, JSON `header_length` bytes long.
+fn check_binary(body: &[u8], header_length: Option<usize>) -> Result<(), TestCaseError> {
+    let request = match parse_infer_body(body, header_length) {
         Ok(r) => r,
         Err(e) => {
             prop_assert!(!e.to_string().is_empty());
@@ -222,8 +229,61 @@ fn mutated_request() -> impl Strategy<Value = Value> {
         })
 }
 
+/// A valid binary-extension body for the mixed schema: JSON header, then
+/// FP32 `a`, BYTES `color` (length-prefixed) and BOOL `flag`.
+fn binary_body(rows: usize) -> (Vec<u8>, usize) {
+    let a: Vec<u8> = (0..rows)
+        .flat_map(|i| (i as f32 + 0.5).to_le_bytes())
+        .collect();
+    let color: Vec<u8> = (0..rows)
+        .flat_map(|i| {
+            let c: &[u8] = if i % 2 == 0 { b"red" } else { b"blue" };
+            [&(c.len() as u32).to_le_bytes()[..], c].concat()
+        })
+        .collect();
+    let flag: Vec<u8> = (0..rows).map(|i| u8::from(i % 3 == 0)).collect();
+    let header = serde_json::to_vec(&json!({"id": "b", "inputs": [
+        {"name": "a", "shape": [rows], "datatype": "FP32", "parameters": {"binary_data_size": a.len()}},
+        {"name": "color", "shape": [rows], "datatype": "BYTES", "parameters": {"binary_data_size": color.len()}},
+        {"name": "flag", "shape": [rows], "datatype": "BOOL", "parameters": {"binary_data_size": flag.len()}}
+    ]}))
+    .unwrap();
+    let length = header.len();
+    ([header, a, color, flag].concat(), length)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_bytes_with_any_header_length_decode_or_say_why(
+        body in prop::collection::vec(any::<u8>(), 0..512),
+        header_length in prop::option::of(0usize..600),
+    ) {
+        check_binary(&body, header_length)?;
+    }
+
+    #[test]
+    fn damaged_binary_bodies_decode_or_say_why(
+        rows in 1usize..6,
+        cut in any::<prop::sample::Index>(),
+        flip in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        shift in -8i64..8,
+        junk in prop::collection::vec(any::<u8>(), 0..8),
+    ) {
+        let (body, length) = binary_body(rows);
+        // Cut short, one byte changed, the header length off, or bytes added.
+        check_binary(&body[..cut.index(body.len() + 1)], Some(length))?;
+        let mut changed = body.clone();
+        changed[flip.index(body.len())] = byte;
+        check_binary(&changed, Some(length))?;
+        check_binary(&body, Some((length as i64 + shift).max(0) as usize))?;
+        check_binary(&[body.clone(), junk.clone()].concat(), Some(length))?;
+        let truncated = body.len() - 1;
+        let err = parse_infer_body(&body[..truncated], Some(length)).unwrap_err();
+        prop_assert!(err.to_string().contains("input `flag`"), "{}", err);
+    }
 
     #[test]
     fn near_protocol_requests_decode_or_say_why(body in prop_oneof![request(), mutated_request()]) {
@@ -265,6 +325,26 @@ fn the_request_the_strategies_vary_decodes() {
     let request = parse_request(&body).unwrap();
     let batch = decode_inputs(&request, &schemas()[1]).unwrap();
     assert_eq!(batch.rows, 2);
+}
+
+/// A binary body decodes to exactly the batch its JSON twin decodes to: one
+/// validation and one set of columns for both encodings.
+#[test]
+fn binary_and_json_bodies_decode_to_the_same_batch() {
+    let (body, length) = binary_body(3);
+    let binary = decode_inputs(
+        &parse_infer_body(&body, Some(length)).unwrap(),
+        &schemas()[1],
+    )
+    .unwrap();
+    let json_body = serde_json::to_vec(&json!({"inputs": [
+        {"name": "a", "shape": [3], "datatype": "FP32", "data": [0.5, 1.5, 2.5]},
+        {"name": "color", "shape": [3], "datatype": "BYTES", "data": ["red", "blue", "red"]},
+        {"name": "flag", "shape": [3], "datatype": "BOOL", "data": [true, false, false]}
+    ]}))
+    .unwrap();
+    let json = decode_inputs(&parse_request(&json_body).unwrap(), &schemas()[1]).unwrap();
+    assert_eq!(binary, json);
 }
 
 /// The near-miss strategy also lands on valid requests, so the properties

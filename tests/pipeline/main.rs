@@ -13,5 +13,6 @@ mod ml_train;
 mod postgres;
 mod registry;
 mod serve_artifact;
+mod serve_clients;
 mod serve_gateway;
 mod serve_protocol;

@@ -758,3 +758,379 @@ async fn feedback_labels_join_their_request_and_land_as_jsonl_files() {
         "{metrics}"
     );
 }
+
+/// A binary-extension body: the JSON header, then alcohol as FP32 and color
+/// as length-prefixed BYTES; `extra` goes into the JSON (outputs, parameters).
+fn binary_body(alcohol: &[f32], color: &[&str], extra: Value) -> (Vec<u8>, usize) {
+    let a: Vec<u8> = alcohol.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let c: Vec<u8> = color
+        .iter()
+        .flat_map(|s| [&(s.len() as u32).to_le_bytes()[..], s.as_bytes()].concat())
+        .collect();
+    let mut header = json!({"id": "bin-1", "inputs": [
+        {"name": "alcohol", "shape": [alcohol.len()], "datatype": "FP32", "parameters": {"binary_data_size": a.len()}},
+        {"name": "color", "shape": [color.len()], "datatype": "BYTES", "parameters": {"binary_data_size": c.len()}},
+    ]});
+    if let Value::Object(extra) = extra {
+        header.as_object_mut().unwrap().extend(extra);
+    }
+    let header = serde_json::to_vec(&header).unwrap();
+    let length = header.len();
+    ([header, a, c].concat(), length)
+}
+
+async fn post_binary(
+    server: &RunningServer,
+    body: Vec<u8>,
+    header_length: usize,
+    encoding: Option<&str>,
+) -> reqwest::Response {
+    let mut request = client()
+        .post(url(server, "/v2/models/wine-quality/infer"))
+        .header("content-type", "application/octet-stream")
+        .header("inference-header-content-length", header_length.to_string());
+    if let Some(e) = encoding {
+        request = request.header("content-encoding", e);
+    }
+    request.body(body).send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_bodies_answer_as_json_ones_and_binary_outputs_come_back_when_asked() {
+    let s = serve().await;
+    let (_, json_answer) = post(
+        &s,
+        "/v2/models/wine-quality/infer",
+        per_feature(&[11.0, 9.0], &["red", "white"]).to_string(),
+    )
+    .await;
+    // Binary in, JSON out.
+    let (body, length) = binary_body(&[11.0, 9.0], &["red", "white"], json!({}));
+    let r = post_binary(&s, body, length, None).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("inference-header-content-length").is_none());
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["id"], "bin-1");
+    assert_eq!(answer["outputs"], json_answer["outputs"]);
+    // Binary in, binary out for every output.
+    let (body, length) = binary_body(
+        &[11.0, 9.0],
+        &["red", "white"],
+        json!({"parameters": {"binary_data_output": true}}),
+    );
+    let r = post_binary(&s, body, length, None).await;
+    assert_eq!(r.status(), 200);
+    let json_length: usize = r.headers()["inference-header-content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let bytes = r.bytes().await.unwrap();
+    let header: Value = serde_json::from_slice(&bytes[..json_length]).unwrap();
+    let predictions = &header["outputs"][0];
+    assert_eq!(predictions["name"], "predictions");
+    assert!(predictions.get("data").is_none(), "{header}");
+    let p_size = predictions["parameters"]["binary_data_size"]
+        .as_u64()
+        .unwrap() as usize;
+    let raw = &bytes[json_length..];
+    // "good" and "bad", each behind a 4-byte little-endian length.
+    assert_eq!(&raw[..p_size], b"\x04\x00\x00\x00good\x03\x00\x00\x00bad");
+    let probabilities: Vec<f32> = raw[p_size..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let expected: Vec<f32> = json_answer["outputs"][1]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(probabilities, expected);
+    assert_eq!(
+        header["outputs"][1]["parameters"]["binary_data_size"],
+        json!(16)
+    );
+    // One output binary by its own parameter, the other JSON.
+    let (body, length) = binary_body(
+        &[11.0],
+        &["red"],
+        json!({"outputs": [{"name": "predictions", "parameters": {"binary_data": false}}, {"name": "probabilities", "parameters": {"binary_data": true}}]}),
+    );
+    let r = post_binary(&s, body, length, None).await;
+    let json_length: usize = r.headers()["inference-header-content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let bytes = r.bytes().await.unwrap();
+    let header: Value = serde_json::from_slice(&bytes[..json_length]).unwrap();
+    assert_eq!(header["outputs"][0]["data"], json!(["good"]));
+    assert_eq!(bytes.len() - json_length, 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_and_deflate_bodies_are_inflated_and_other_encodings_refused() {
+    use std::io::Write;
+    let s = serve().await;
+    let (body, length) = binary_body(&[11.0, 9.0], &["red", "white"], json!({}));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&body).unwrap();
+    let r = post_binary(&s, gz.finish().unwrap(), length, Some("gzip")).await;
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["outputs"][0]["data"], json!(["good", "bad"]));
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(&body).unwrap();
+    let r = post_binary(&s, z.finish().unwrap(), length, Some("deflate")).await;
+    assert_eq!(r.status(), 200);
+    let r = post_binary(&s, body.clone(), length, Some("gzip")).await;
+    assert_eq!(r.status(), 400);
+    let r = post_binary(&s, body, length, Some("br")).await;
+    assert_eq!(r.status(), 415);
+    let error: Value = r.json().await.unwrap();
+    assert!(error["error"].as_str().unwrap().contains("`br`"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lying_binary_bodies_get_400_naming_the_input_and_the_server_stays_up() {
+    let s = serve().await;
+    let (body, length) = binary_body(&[11.0, 9.0], &["red", "white"], json!({}));
+    let color = body[length + 8..].to_vec();
+    // Alcohol's bytes and declared size, color's declared size, alcohol's shape, bytes appended.
+    let custom = |alcohol: &[f32], a: usize, c: usize, shape: usize, tail: &[u8]| {
+        let header = serde_json::to_vec(&json!({"inputs": [
+            {"name": "alcohol", "shape": [shape], "datatype": "FP32", "parameters": {"binary_data_size": a}},
+            {"name": "color", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": c}},
+        ]}))
+        .unwrap();
+        let n = header.len();
+        let a: Vec<u8> = alcohol.iter().flat_map(|x| x.to_le_bytes()).collect();
+        ([header, a, color.clone(), tail.to_vec()].concat(), n)
+    };
+    let cases: Vec<((Vec<u8>, usize), &str)> = vec![
+        // Cut inside the color tensor.
+        (
+            (body[..body.len() - 3].to_vec(), length),
+            "input `color`: binary_data_size is 16 bytes but only 13 bytes are left",
+        ),
+        (
+            custom(&[11.0, 9.0, 10.0], 12, 16, 2, &[]),
+            "input `alcohol`: shape [2] holds 2 values but data has 3",
+        ),
+        (
+            custom(&[11.0, 9.0], 6, 18, 2, &[]),
+            "input `alcohol`: 6 bytes is not a whole number of FP32 values",
+        ),
+        (
+            custom(&[11.0, 9.0], 8, 20, 2, &[]),
+            "input `color`: binary_data_size is 20 bytes but only 16",
+        ),
+        (
+            custom(&[11.0, 9.0], 8, 16, 2, &[0; 4]),
+            "4 bytes follow the last binary input",
+        ),
+        (
+            custom(&[11.0, 9.0], 8, 16, 3, &[]),
+            "input `alcohol`: shape [3] holds 3 values but data has 2",
+        ),
+        (
+            custom(&[11.0, 9.0], 8, 15, 2, &[]),
+            "input `color`: BYTES element 1: length prefix says 5 bytes but only 4 remain",
+        ),
+        (
+            (body.clone(), body.len() + 1),
+            "Inference-Header-Content-Length is",
+        ),
+    ];
+    for ((bad, header_length), needle) in cases {
+        let r = post_binary(&s, bad, header_length, None).await;
+        assert_eq!(r.status(), 400, "{needle}");
+        let error: Value = r.json().await.unwrap();
+        let message = error["error"].as_str().unwrap();
+        assert!(message.contains(needle), "`{message}` lacks `{needle}`");
+    }
+    // binary_data_size without the header, and a header that is not a number.
+    let (code, error) = post(&s, "/v2/models/wine-quality/infer", body.clone()).await;
+    assert_eq!(code, 400, "{error}");
+    let r = client()
+        .post(url(&s, "/v2/models/wine-quality/infer"))
+        .header("inference-header-content-length", "many")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let (header_only, _) = binary_body(&[11.0], &["red"], json!({}));
+    let json_part = &header_only[..header_only.len() - 11];
+    let (code, error) = post(&s, "/v2/models/wine-quality/infer", json_part.to_vec()).await;
+    assert_eq!(code, 400);
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("input `alcohol` sets `binary_data_size` but the request has no Inference-Header-Content-Length"),
+        "{error}"
+    );
+    assert_eq!(post_binary(&s, body, length, None).await.status(), 200);
+}
+
+/// Sends one unary gRPC call over HTTP/2 and returns the `grpc-status` and the reply.
+async fn grpc_call<M: prost::Message, R: prost::Message + Default>(
+    server: &RunningServer,
+    method: &str,
+    message: &M,
+) -> (String, Option<R>) {
+    let payload = message.encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&payload);
+    let http = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = http
+        .post(url(
+            server,
+            &format!("/inference.GRPCInferenceService/{method}"),
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(frame)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // An error comes as a trailers-only answer: the status is in the headers.
+    let status = r
+        .headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap().to_string());
+    let bytes = r.bytes().await.unwrap();
+    if bytes.len() < 5 {
+        return (status.unwrap_or_default(), None);
+    }
+    let reply = R::decode(&bytes[5..]).unwrap();
+    (status.unwrap_or_else(|| "0".into()), Some(reply))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_and_rest_share_one_model_and_its_metrics() {
+    use driftline::serve::grpc::pb;
+    let s = serve().await;
+    let input = |name: &str, datatype: &str, raw: bool| pb::model_infer_request::InferInputTensor {
+        name: name.into(),
+        datatype: datatype.into(),
+        shape: vec![2],
+        parameters: Default::default(),
+        contents: (!raw).then(|| match name {
+            "alcohol" => pb::InferTensorContents {
+                fp32_contents: vec![11.0, 9.0],
+                ..Default::default()
+            },
+            _ => pb::InferTensorContents {
+                bytes_contents: vec![b"red".to_vec(), b"white".to_vec()],
+                ..Default::default()
+            },
+        }),
+    };
+    let typed = pb::ModelInferRequest {
+        model_name: "wine-quality".into(),
+        id: "grpc-7".into(),
+        inputs: vec![
+            input("alcohol", "FP32", false),
+            input("color", "BYTES", false),
+        ],
+        ..Default::default()
+    };
+    let (status, reply) = grpc_call::<_, pb::ModelInferResponse>(&s, "ModelInfer", &typed).await;
+    let reply = reply.unwrap();
+    assert_eq!(status, "0");
+    assert_eq!(
+        (
+            reply.model_name.as_str(),
+            reply.model_version.as_str(),
+            reply.id.as_str()
+        ),
+        ("wine-quality", "3", "grpc-7")
+    );
+    assert_eq!(reply.outputs[0].name, "predictions");
+    assert_eq!(reply.outputs[1].shape, vec![2, 2]);
+    assert_eq!(
+        reply.raw_output_contents[0],
+        b"\x04\x00\x00\x00good\x03\x00\x00\x00bad"
+    );
+    // The same tensors in raw_input_contents answer the same.
+    let raw = pb::ModelInferRequest {
+        model_name: "wine-quality".into(),
+        inputs: vec![
+            input("alcohol", "FP32", true),
+            input("color", "BYTES", true),
+        ],
+        raw_input_contents: vec![
+            [11.0f32.to_le_bytes(), 9.0f32.to_le_bytes()].concat(),
+            b"\x03\x00\x00\x00red\x05\x00\x00\x00white".to_vec(),
+        ],
+        ..Default::default()
+    };
+    let (_, raw_reply) = grpc_call::<_, pb::ModelInferResponse>(&s, "ModelInfer", &raw).await;
+    assert_eq!(
+        raw_reply.unwrap().raw_output_contents,
+        reply.raw_output_contents
+    );
+    // Errors are gRPC codes with the REST message.
+    let mut short = raw.clone();
+    short.raw_input_contents[0].truncate(6);
+    let (status, _) = grpc_call::<_, pb::ModelInferResponse>(&s, "ModelInfer", &short).await;
+    assert_eq!(status, "3", "INVALID_ARGUMENT");
+    let mut beer = raw.clone();
+    beer.model_name = "beer".into();
+    let (status, _) = grpc_call::<_, pb::ModelInferResponse>(&s, "ModelInfer", &beer).await;
+    assert_eq!(status, "5", "NOT_FOUND");
+    let (status, ready) = grpc_call::<_, pb::ModelReadyResponse>(
+        &s,
+        "ModelReady",
+        &pb::ModelReadyRequest {
+            name: "wine-quality".into(),
+            version: "3".into(),
+        },
+    )
+    .await;
+    assert_eq!((status.as_str(), ready.unwrap().ready), ("0", true));
+    let (_, meta) = grpc_call::<_, pb::ModelMetadataResponse>(
+        &s,
+        "ModelMetadata",
+        &pb::ModelMetadataRequest {
+            name: "wine-quality".into(),
+            version: String::new(),
+        },
+    )
+    .await;
+    let meta = meta.unwrap();
+    assert_eq!(meta.inputs[1].name, "color");
+    assert_eq!(meta.inputs[1].datatype, "BYTES");
+    // One REST inference too: the metrics count all of them together.
+    post(
+        &s,
+        "/v2/models/wine-quality/infer",
+        per_feature(&[11.0], &["red"]).to_string(),
+    )
+    .await;
+    let text = client()
+        .get(url(&s, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "driftline_serve_rows_total 5",
+        r#"driftline_serve_requests_total{endpoint="infer",code="200"} 3"#,
+        r#"driftline_serve_requests_total{endpoint="infer",code="400"} 1"#,
+        r#"driftline_serve_requests_total{endpoint="infer",code="404"} 1"#,
+        r#"driftline_serve_predictions_total{class="good"} 3"#,
+    ] {
+        assert!(text.contains(needle), "metrics lack `{needle}`:\n{text}");
+    }
+}

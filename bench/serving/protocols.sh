@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# driftline serve vs MLServer on the other two wire formats, in one run:
+# gRPC (ModelInfer with raw_input_contents, both servers; ghz as the load
+# generator) and REST with the binary tensor data extension (driftline; MLServer
+# 1.7.1 has no binary REST, so its REST row is JSON, run.sh's body). Same model
+# sizes, data and tensors as run.sh; one server process each, on loopback.
+#
+#   bench/serving/run.sh && bench/serving/protocols.sh     # from the repository root
+#   DURATION=10s CONNECTIONS=16 bench/serving/protocols.sh
+# run.sh trains the models and writes the JSON bodies this script starts from.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+HERE=bench/serving
+WORK=$HERE/work
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-16}
+THREADS=${THREADS:-2}
+[ -f "$WORK/body-1.json" ] && [ -d "$WORK/mlserver" ] || { echo "run bench/serving/run.sh first" >&2; exit 2; }
+# ghz (a gRPC load generator) from the Go module proxy, once.
+GHZ=${GHZ:-$(command -v ghz || echo "$HOME/go/bin/ghz")}
+[ -x "$GHZ" ] || go install github.com/bojand/ghz/cmd/ghz@v0.120.0
+"$HERE/.venv/bin/pip" install --quiet 'tritonclient[grpc]==2.73.0'
+"$HERE/.venv/bin/python" "$HERE/protocols.py" "$WORK"
+
+BIN=$WORK/driftline
+ARTIFACT="file://$PWD/$WORK/artifacts/wine-quality/v1/"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+wait_ready() { for _ in $(seq 1 300); do curl -sf "$1" >/dev/null && return 0; sleep 0.2; done; echo "not ready: $1" >&2; return 1; }
+
+# REST and gRPC share driftline's port; MLServer's are 18081 (REST) and 18082 (gRPC).
+RUST_LOG=warn "$BIN" serve --artifact "$ARTIFACT" --name wine-quality --host 127.0.0.1 --port 18090 >"$WORK/driftline-protocols.log" 2>&1 &
+pids+=($!)
+"$HERE/.venv/bin/mlserver" start "$WORK/mlserver" >"$WORK/mlserver-protocols.log" 2>&1 &
+pids+=($!)
+wait_ready http://127.0.0.1:18090/v2/health/ready
+wait_ready http://127.0.0.1:18081/v2/health/ready
+
+rest() { # url body-file header-length|"" duration → "rps= p50_us= p99_us= errors= requests="
+  if [ -n "$3" ]; then
+    BODY_FILE="$2" HEADER_LENGTH="$3" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$4" --latency -s "$HERE/post_binary.lua" "$1"
+  else
+    BODY_FILE="$2" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$4" --latency -s "$HERE/post.lua" "$1"
+  fi | sed -n 's/^RESULT //p'
+}
+grpc() { # host:port message-file duration → the same fields
+  "$GHZ" --insecure --proto proto/grpc_predict_v2.proto --call inference.GRPCInferenceService/ModelInfer \
+    --binary-file "$2" -c "$CONNECTIONS" --connections "$CONNECTIONS" -z "$3" --format json "$1" |
+    python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+p = {d["percentage"]: d["latency"] // 1000 for d in r.get("latencyDistribution") or []}
+# Calls in flight when the duration ends are cut by ghz itself (Canceled, or
+# Unavailable on "use of closed network connection"): not server failures.
+codes = r.get("statusCodeDistribution", {})
+cut = sum(n for e, n in (r.get("errorDistribution") or {}).items() if "use of closed network connection" in e)
+ok = codes.get("OK", 0) + codes.get("Canceled", 0) + cut
+rps, count = r["rps"], r["count"]
+print(f"rps={rps:.1f} p50_us={p.get(50, 0)} p99_us={p.get(99, 0)} errors={count - ok} requests={count}")'
+}
+field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+row() { printf '%-5s %-10s %-12s %12s %10s %10s %7s\n' "$1" "$2" "$3" "$(field "$4" rps)" "$(field "$4" p50_us)" "$(field "$4" p99_us)" "$(field "$4" errors)"; }
+
+printf '%-5s %-10s %-12s %12s %10s %10s %7s\n' rows server protocol "req/s" "p50 µs" "p99 µs" errors
+infer=/v2/models/wine-quality/infer
+for n in 1 32; do
+  len=$(cat "$WORK/body-$n.len")
+  # Warm up each server and protocol, then measure.
+  rest "http://127.0.0.1:18090$infer" "$WORK/body-$n.bin" "$len" 2s >/dev/null
+  rest "http://127.0.0.1:18081$infer" "$WORK/body-$n.json" "" 2s >/dev/null
+  grpc 127.0.0.1:18090 "$WORK/grpc-$n.bin" 2s >/dev/null
+  grpc 127.0.0.1:18082 "$WORK/grpc-$n.bin" 2s >/dev/null
+  row "$n" driftline grpc "$(grpc 127.0.0.1:18090 "$WORK/grpc-$n.bin" "$DURATION")"
+  row "$n" mlserver grpc "$(grpc 127.0.0.1:18082 "$WORK/grpc-$n.bin" "$DURATION")"
+  row "$n" driftline rest-binary "$(rest "http://127.0.0.1:18090$infer" "$WORK/body-$n.bin" "$len" "$DURATION")"
+  row "$n" mlserver rest-json "$(rest "http://127.0.0.1:18081$infer" "$WORK/body-$n.json" "" "$DURATION")"
+done

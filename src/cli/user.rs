@@ -649,19 +649,22 @@ pub async fn promote(args: PromoteArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `driftline rollback MODEL`.
-pub async fn rollback(args: ModelRequestArgs) -> anyhow::Result<ExitCode> {
+/// Sends a rollback or retrain request for the Model and waits for the
+/// operator's answer.
+async fn model_request(
+    args: &ModelRequestArgs,
+    key: &str,
+) -> anyhow::Result<(Session, Option<Model>)> {
     let session = connect(&args.request.cluster).await?;
     let model = get_model(&session, &args.model).await?;
     let value = with_reason(request_stamp(&session.user), args.reason.as_deref());
-    let done = send_request(
-        &session,
-        &model,
-        names::ROLLBACK_ANNOTATION,
-        &value,
-        args.request.wait,
-    )
-    .await?;
+    let done = send_request(&session, &model, key, &value, args.request.wait).await?;
+    Ok((session, done))
+}
+
+/// `driftline rollback MODEL`.
+pub async fn rollback(args: ModelRequestArgs) -> anyhow::Result<ExitCode> {
+    let (session, done) = model_request(&args, names::ROLLBACK_ANNOTATION).await?;
     if let Some(m) = done {
         let s = m.status.unwrap_or_default();
         println!(
@@ -677,17 +680,7 @@ pub async fn rollback(args: ModelRequestArgs) -> anyhow::Result<ExitCode> {
 
 /// `driftline retrain MODEL`.
 pub async fn retrain(args: ModelRequestArgs) -> anyhow::Result<ExitCode> {
-    let session = connect(&args.request.cluster).await?;
-    let model = get_model(&session, &args.model).await?;
-    let value = with_reason(request_stamp(&session.user), args.reason.as_deref());
-    let done = send_request(
-        &session,
-        &model,
-        names::RETRAIN_ANNOTATION,
-        &value,
-        args.request.wait,
-    )
-    .await?;
+    let (session, done) = model_request(&args, names::RETRAIN_ANNOTATION).await?;
     if let Some(m) = done {
         let training = m
             .status

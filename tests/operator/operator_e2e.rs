@@ -963,9 +963,58 @@ async fn a_registry_outage_never_blocks_the_loop_and_its_rows_arrive_once_afterw
     h.start_operator();
     h.poke("wine-quality").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    // A manual rollback with the database back: v1 serves again.
+    {
+        use kube::api::{Patch, PatchParams};
+        let patch = serde_json::json!({"metadata": {"annotations": {
+            names::ROLLBACK_ANNOTATION: "by carol",
+            names::REQUESTED_BY_ANNOTATION: "carol",
+        }}});
+        h.models()
+            .patch(
+                "wine-quality",
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .expect("annotate");
+    }
+    h.wait_champion("wine-quality", 1).await;
     tokio::time::timeout(MINUTES, writer.flush())
         .await
         .expect("the buffered rows reach PostgreSQL");
+
+    // What a user reads: `driftline history` on PostgreSQL.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_driftline"))
+        .args([
+            "history",
+            "wine-quality",
+            "-n",
+            NS,
+            "-o",
+            "json",
+            "--registry",
+        ])
+        .arg(pg.url())
+        .output()
+        .expect("driftline history");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let changes = shown["championChanges"].as_array().expect("changes");
+    assert_eq!(changes.len(), 3, "{shown}");
+    assert_eq!(changes[2]["action"], "Rollback");
+    assert_eq!(changes[2]["from"], "v2");
+    assert_eq!(changes[2]["to"], "v1");
+    assert_eq!(changes[2]["actor"], "carol");
+    assert_eq!(
+        shown["versions"].as_array().map(Vec::len),
+        Some(2),
+        "{shown}"
+    );
 
     let registry = Registry::connect(&pg.url()).await.expect("registry");
     let model = ModelRef::new(NS, "wine-quality");
@@ -992,6 +1041,13 @@ async fn a_registry_outage_never_blocks_the_loop_and_its_rows_arrive_once_afterw
                 Some(2),
                 "Manual",
                 Some("bob")
+            ),
+            (
+                ChampionAction::Rollback,
+                Some(2),
+                Some(1),
+                "Manual",
+                Some("carol")
             ),
         ]
     );

@@ -53,6 +53,12 @@ pub struct TrainArgs {
     /// Overrides `training.seed`.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// When `--out` already holds a complete artifact that verifies, keep it
+    /// and exit 0 instead of refusing: a training Job's retried pod (its
+    /// evaluate step failed, or the node went away) finds what its first
+    /// attempt wrote. Anything there that does not verify is still an error.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// Arguments of `driftline evaluate`.
@@ -100,6 +106,22 @@ pub async fn train(args: TrainArgs) -> Result<ExitCode, MlError> {
     if let Some(seed) = args.seed {
         spec.training.seed = seed;
     }
+    if args.resume
+        && let Some(existing) = complete_artifact(&args.out).await?
+    {
+        let manifest = existing.manifest();
+        let summary = serde_json::json!({
+            "artifact": args.out,
+            "resumed": true,
+            "fingerprint": manifest.fingerprint,
+            "weightsDigest": manifest.files.get(super::artifact::WEIGHTS_FILE).map(|f| f.sha256.clone()),
+            "epochs": manifest.curve.len(),
+            "trainingSeconds": manifest.training_seconds,
+            "metrics": manifest.metrics,
+        });
+        println!("{summary}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let options = TrainOptions {
         feedback: args.feedback.clone(),
         device: args.device.map(Into::into),
@@ -117,6 +139,21 @@ pub async fn train(args: TrainArgs) -> Result<ExitCode, MlError> {
     });
     println!("{summary}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The verified artifact at `uri`, `None` when nothing is there yet (no
+/// manifest: artifacts are written manifest last), an error when what is
+/// there does not verify.
+async fn complete_artifact(uri: &str) -> Result<Option<LoadedModel>, MlError> {
+    match LoadedModel::load(uri).await {
+        Ok(model) => Ok(Some(model)),
+        Err(super::error::ArtifactError::MissingFile { file, .. })
+            if file == super::artifact::MANIFEST_FILE =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Runs `driftline evaluate`.

@@ -248,7 +248,8 @@ pub fn training_job(
     let t = &model.spec.training;
     let artifact = names::artifact_uri(&settings.artifact_root, o.namespace, o.name, n);
     let config = format!("env:{MODEL_ENV}");
-    let mut train = vec!["train", "--config", &config, "--out", &artifact];
+    // `--resume`: a retried pod keeps the artifact its first attempt wrote.
+    let mut train = vec!["train", "--config", &config, "--out", &artifact, "--resume"];
     let feedback = feedback_prefix(model, settings);
     if let Some(prefix) = &feedback {
         train.extend(["--feedback", prefix.as_str()]);
@@ -583,7 +584,7 @@ mod tests {
         assert_eq!(
             cmd,
             "driftline train --config env:DRIFTLINE_MODEL --out s3://models/root/ml/wine-quality/v3 \
-             --feedback s3://models/root/ml/wine-quality/feedback/"
+             --resume --feedback s3://models/root/ml/wine-quality/feedback/"
         );
         let limits = train
             .resources
@@ -641,7 +642,7 @@ mod tests {
             .join(" ");
         assert_eq!(
             cmd,
-            "driftline train --config env:DRIFTLINE_MODEL --out s3://models/root/ml/wine-quality/v1"
+            "driftline train --config env:DRIFTLINE_MODEL --out s3://models/root/ml/wine-quality/v1 --resume"
         );
     }
 

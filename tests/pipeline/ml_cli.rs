@@ -331,3 +331,47 @@ fn evaluate_refuses_a_test_set_missing_a_model_column_and_a_missing_artifact() {
         stderr(&out)
     );
 }
+
+/// A training Job's retried pod runs `train --resume` again: the artifact
+/// its first attempt wrote is kept (not retrained, not refused); without
+/// `--resume` a written version is refused; a damaged one is never reused.
+#[test]
+fn a_retried_training_keeps_the_verified_artifact_and_refuses_a_damaged_one() {
+    let ws = Workspace::new();
+    let data = ws.write("train.csv", &synth::generate(600, 1, Shift::None));
+    let config = ws.config("model.yaml", &data, GOOD_TRAINING, MLP);
+    let v1 = ws.path("v1").display().to_string();
+    let first = driftline(&["train", "--config", &config, "--out", &v1, "--resume"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let manifest = std::fs::read(ws.path("v1/manifest.json")).unwrap();
+
+    let again = driftline(&["train", "--config", &config, "--out", &v1, "--resume"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let summary: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(summary["resumed"], true);
+    let trained: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(summary["weightsDigest"], trained["weightsDigest"]);
+    assert_eq!(
+        std::fs::read(ws.path("v1/manifest.json")).unwrap(),
+        manifest,
+        "kept as it was"
+    );
+
+    let refused = driftline(&["train", "--config", &config, "--out", &v1]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("already holds an artifact"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // Damaged weights: --resume does not take them for a finished version.
+    let weights = ws.path("v1/weights.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&weights, bytes).unwrap();
+    let damaged = driftline(&["train", "--config", &config, "--out", &v1, "--resume"]);
+    assert_eq!(damaged.status.code(), Some(2), "{}", stderr(&damaged));
+    assert!(stderr(&damaged).contains("v1"), "{}", stderr(&damaged));
+}

@@ -65,7 +65,8 @@ pub struct OperatorArgs {
     /// Longest wait for a model server's `/metrics`.
     #[arg(long, default_value = "5s", value_parser = duration)]
     pub scrape_timeout: Duration,
-    /// How often to read the champion's drift windows when a Model retrains on drift.
+    /// How often to read the champion's drift windows (`retrain.onDrift`) and
+    /// the data source's version (`retrain.onNewData`).
     #[arg(long, default_value = "30s", value_parser = duration)]
     pub drift_poll: Duration,
     /// The embedded cluster's hosts file (`driftline up` sets it); in a real

@@ -199,6 +199,50 @@ pub async fn size_of(uri: &str) -> Result<u64, StoreError> {
     }
 }
 
+/// A cheap tag of the object's current version, which changes when its bytes
+/// do: the store's ETag, else size and modification time (a local file:
+/// size and mtime in nanoseconds; https: the whole body's sha256). Used to
+/// notice new training data without reading it.
+pub async fn version_tag(uri: &str) -> Result<String, StoreError> {
+    let read_err = |reason: String| StoreError::Read {
+        uri: uri.into(),
+        reason,
+    };
+    match parse(uri)? {
+        Location::Local(path) => {
+            let meta = tokio::fs::metadata(&path)
+                .await
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => StoreError::NotFound { uri: uri.into() },
+                    _ => read_err(e.to_string()),
+                })?;
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            Ok(format!("size:{} mtime:{mtime}", meta.len()))
+        }
+        Location::Remote { store, path } => {
+            let meta = store.head(&path).await.map_err(|e| match e {
+                object_store::Error::NotFound { .. } => StoreError::NotFound { uri: uri.into() },
+                other => read_err(other.to_string()),
+            })?;
+            Ok(match meta.e_tag {
+                Some(tag) => format!("etag:{tag}"),
+                None => format!(
+                    "size:{} modified:{}",
+                    meta.size,
+                    meta.last_modified.to_rfc3339()
+                ),
+            })
+        }
+        Location::Http(_) => read_bytes(uri)
+            .await
+            .map(|b| format!("sha256:{}", super::data::sha256_hex(&b))),
+    }
+}
+
 /// URIs of every object under `prefix` whose name ends with `suffix`, sorted.
 /// A prefix that does not exist lists as empty.
 pub async fn list(prefix: &str, suffix: &str) -> Result<Vec<String>, StoreError> {
@@ -413,6 +457,27 @@ async fn write_local(prefix: &str, dir: &Path, files: &[(&str, Bytes)]) -> Resul
         return Err(write_err(e));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod version_tag_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_local_file_gets_a_new_tag_when_rows_are_added_and_the_same_tag_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("train.csv");
+        std::fs::write(&file, "a,b\n1,2\n").unwrap();
+        let uri = file.display().to_string();
+        let first = version_tag(&uri).await.unwrap();
+        assert_eq!(version_tag(&uri).await.unwrap(), first);
+        std::fs::write(&file, "a,b\n1,2\n3,4\n").unwrap();
+        assert_ne!(version_tag(&uri).await.unwrap(), first);
+        assert!(matches!(
+            version_tag(&dir.path().join("none.csv").display().to_string()).await,
+            Err(StoreError::NotFound { .. })
+        ));
+    }
 }
 
 #[cfg(test)]

@@ -240,8 +240,12 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Requeue, Operat
     if status.canary.is_some() {
         wait = wait.min(CANARY_POLL);
     }
-    let on_drift = model.spec.retrain.as_ref().is_some_and(|r| r.on_drift);
-    if on_drift && status.champion.is_some() {
+    let watches = model
+        .spec
+        .retrain
+        .as_ref()
+        .is_some_and(|r| r.on_drift || r.on_new_data);
+    if watches && status.champion.is_some() {
         wait = wait.min(ctx.drift_poll);
     }
     Ok(Requeue::requeue(wait.max(Duration::from_millis(100))))
@@ -357,6 +361,18 @@ async fn observe_all(
             .await?;
             // Said once: removed, it is not refused again at every reconcile.
             acknowledged = Some(annotation);
+        }
+    }
+
+    // `retrain.onNewData`: the data source's version (ETag, or size and
+    // modification time), compared by the core with the one the latest
+    // training started from. A source that cannot be read is not "new".
+    if model.spec.retrain.as_ref().is_some_and(|r| r.on_new_data) {
+        match crate::ml::store::version_tag(&model.spec.data.source).await {
+            Ok(tag) => obs.source_digest = Some(tag),
+            Err(e) => {
+                warn!(source = %model.spec.data.source, error = %e, "cannot read the data source's version")
+            }
         }
     }
 

@@ -1110,3 +1110,65 @@ async fn a_lost_first_status_write_of_a_version_is_repaired() {
     );
     h.shutdown().await;
 }
+
+/// `retrain.onNewData`: rows added to the data source start a `NewData`
+/// retrain (the operator notices the file's new version without reading
+/// it); an unchanged source starts nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn new_rows_in_the_data_source_start_a_new_data_retrain() {
+    let h = Harness::start(162, 1.0).await;
+    let mut spec = quick_wine();
+    let source = h.dir.path().join("train.csv");
+    let rows = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("pipelines/data/wine-quality/train.csv"),
+    )
+    .expect("bundled rows");
+    std::fs::write(&source, &rows).expect("copy rows");
+    spec.data.source = source.display().to_string();
+    spec.retrain = Some(driftline::api::RetrainSpec {
+        on_new_data: true,
+        ..Default::default()
+    });
+    h.apply("wine-quality", spec).await;
+    h.wait_champion("wine-quality", 1).await;
+    // Nothing changed: a few polls start nothing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = h
+        .models()
+        .get("wine-quality")
+        .await
+        .expect("model")
+        .status
+        .expect("status");
+    assert!(
+        status.training.is_none() && status.next_version == 2,
+        "{status:?}"
+    );
+
+    // New labelled rows arrive.
+    let more: String = rows
+        .lines()
+        .skip(1)
+        .take(200)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut all = rows.clone();
+    all.push_str(&more);
+    std::fs::write(&source, all).expect("append rows");
+    let run = h
+        .wait_model("wine-quality", MINUTES, "a NewData retrain", |m| {
+            let s = m.status.as_ref()?;
+            s.training
+                .clone()
+                .or(s.last_training.clone())
+                .filter(|t| t.version == "v2")
+        })
+        .await;
+    assert_eq!(
+        run.trigger,
+        driftline::api::TrainingTrigger::NewData,
+        "{run:?}"
+    );
+    h.shutdown().await;
+}

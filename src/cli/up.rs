@@ -236,6 +236,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     println!("    kubectl get models -A -w");
     println!("    kubectl get modelversions -A");
     println!("    kubectl describe model -n <namespace> <name>");
+    println!(
+        "    driftline status -A                        # phase, champion, traffic, drift, training"
+    );
+    println!(
+        "    driftline history -n <namespace> <name>    # versions, gate results, champion changes"
+    );
     println!();
     for m in &models {
         let ns = m.metadata.namespace.clone().unwrap_or_default();

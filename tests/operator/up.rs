@@ -107,6 +107,7 @@ async fn up_serves_the_bundled_model_stops_cleanly_and_resumes() {
     assert_eq!(serving_champion(&client).await, "v1");
     let stdout = stop(child, &state);
     assert!(stdout.contains("export KUBECONFIG="), "{stdout}");
+    assert!(stdout.contains("driftline status -A"), "{stdout}");
     assert!(
         stdout.contains("gateway http://wine-quality.ml.svc:8080"),
         "{stdout}"

@@ -1,8 +1,8 @@
 //! The model registry, as the operator and the user commands rely on it. The
 //! same suite runs on SQLite and on a real PostgreSQL: each PostgreSQL test
 //! starts its own throwaway cluster (initdb + pg_ctl on a free loopback port
-//! in a temp dir). Under `CI=true` a missing PostgreSQL fails the tests;
-//! elsewhere they print a SKIPPED line and pass.
+//! in a temp dir; see `tests/support/postgres.rs`): under CI a missing
+//! PostgreSQL fails the tests, elsewhere they say why and pass.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -6,19 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::api::{Task, load_model_config, parse_duration};
+use crate::api::{Task, load_model_config};
 use crate::serve::load::{LoadPlan, run};
-
-fn duration(text: &str) -> Result<Duration, String> {
-    parse_duration(text).map_err(|e| e.to_string())
-}
-
-fn rate(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err(format!("`{text}` is not a rate > 0 (requests per second)")),
-    }
-}
 
 /// Flags of `driftline load`.
 #[derive(clap::Args, Debug, Clone)]
@@ -36,13 +25,13 @@ pub struct LoadArgs {
     #[arg(long)]
     pub shifted: Option<String>,
     /// When to switch to `--shifted`.
-    #[arg(long, default_value = "0s", value_parser = duration)]
+    #[arg(long, default_value = "0s", value_parser = super::flags::duration)]
     pub shift_after: Duration,
     /// Requests per second.
-    #[arg(long, default_value = "20", value_parser = rate)]
+    #[arg(long, default_value = "20", value_parser = super::flags::rate)]
     pub rate: f64,
     /// How long to send.
-    #[arg(long, default_value = "60s", value_parser = duration)]
+    #[arg(long, default_value = "60s", value_parser = super::flags::duration)]
     pub duration: Duration,
     /// Stop after this many requests (default: when `--duration` ends).
     #[arg(long)]

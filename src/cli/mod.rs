@@ -1,6 +1,7 @@
 //! Command wiring: one module per subcommand parses its flags, calls the
 //! rooms and prints. Library rooms never import each other for CLI needs.
 
+pub mod flags;
 pub mod load;
 pub mod operator;
 pub mod output;

@@ -7,20 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::api::parse_duration;
 use crate::operator::leader::LeaseConfig;
 use crate::operator::{ChildSettings, Clock, OperatorConfig, Telemetry};
-
-fn duration(text: &str) -> Result<Duration, String> {
-    parse_duration(text).map_err(|e| e.to_string())
-}
-
-fn positive_scale(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(s) if s.is_finite() && s > 0.0 => Ok(s),
-        _ => Err(format!("`{text}` is not a number > 0")),
-    }
-}
 
 /// Flags of `driftline operator`.
 #[derive(clap::Args, Debug, Clone)]
@@ -53,21 +41,21 @@ pub struct OperatorArgs {
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
     /// A leader that has not renewed for this long is replaced.
-    #[arg(long, default_value = "15s", value_parser = duration)]
+    #[arg(long, default_value = "15s", value_parser = super::flags::duration)]
     pub lease_duration: Duration,
     /// This replica's name (Events, Lease holder).
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
     /// Run the operator's clock this many times faster than the wall clock,
     /// for demos and tests (`60`: a 10m canary pause passes in 10 s).
-    #[arg(long, default_value = "1", value_parser = positive_scale)]
+    #[arg(long, default_value = "1", value_parser = super::flags::positive_scale)]
     pub time_scale: f64,
     /// Longest wait for a model server's `/metrics`.
-    #[arg(long, default_value = "5s", value_parser = duration)]
+    #[arg(long, default_value = "5s", value_parser = super::flags::duration)]
     pub scrape_timeout: Duration,
     /// How often to read the champion's drift windows (`retrain.onDrift`) and
     /// the data source's version (`retrain.onNewData`).
-    #[arg(long, default_value = "30s", value_parser = duration)]
+    #[arg(long, default_value = "30s", value_parser = super::flags::duration)]
     pub drift_poll: Duration,
     /// The embedded cluster's hosts file (`driftline up` sets it); in a real
     /// cluster Services resolve through DNS.

@@ -19,24 +19,6 @@ use crate::cluster::runner::NodeConfig;
 use crate::cluster::{ClusterConfig, EmbeddedCluster};
 use crate::operator::{ChildSettings, Clock, OperatorConfig, Telemetry};
 
-fn positive_scale(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(s) if s.is_finite() && s > 0.0 => Ok(s),
-        _ => Err(format!("`{text}` is not a number > 0")),
-    }
-}
-
-fn positive_rate(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err(format!("`{text}` is not a rate > 0 (requests per second)")),
-    }
-}
-
-fn duration(text: &str) -> Result<Duration, String> {
-    crate::api::parse_duration(text).map_err(|e| e.to_string())
-}
-
 /// Flags of `driftline up`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct UpArgs {
@@ -58,19 +40,19 @@ pub struct UpArgs {
     pub gpus: Option<u64>,
     /// Run the operator's clock this many times faster (a 10m canary pause
     /// passes in 10 s at 60): watch a whole rollout in minutes.
-    #[arg(long, default_value = "1", value_parser = positive_scale)]
+    #[arg(long, default_value = "1", value_parser = super::flags::positive_scale)]
     pub time_scale: f64,
     /// Drive each Model's gateway with its test rows (labelled, so online
     /// accuracy and feedback retraining have data) once it serves.
     #[arg(long)]
     pub load: bool,
     /// Requests per second into each gateway with `--load`.
-    #[arg(long, default_value = "20", value_parser = positive_rate)]
+    #[arg(long, default_value = "20", value_parser = super::flags::rate)]
     pub load_rate: f64,
     /// With `--load`: after this long, send the same rows with every numeric
     /// feature moved up by one standard deviation, so drift-triggered
     /// retraining can be watched (`--drift-after 5m`).
-    #[arg(long, value_parser = duration, requires = "load")]
+    #[arg(long, value_parser = super::flags::duration, requires = "load")]
     pub drift_after: Option<Duration>,
     /// The model registry (default: `sqlite://<state-dir>/registry.db`);
     /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` for PostgreSQL.

@@ -18,8 +18,8 @@ use serde::Serialize;
 use super::output::{Output, render, table};
 use crate::api::names;
 use crate::api::{
-    DriftSummary, Model, ModelVersion, NextTraining, TrainingRun, VersionPhase, parse_duration,
-    version_name, version_number,
+    DriftSummary, Model, ModelVersion, NextTraining, TrainingRun, VersionPhase, version_name,
+    version_number,
 };
 use crate::registry::{ChampionChange, ModelRef, Registry, RegistryUrl, VersionHistory};
 
@@ -514,17 +514,13 @@ fn history_table(view: &HistoryView) -> String {
 
 // ----------------------------------------------- promote, rollback, retrain ---
 
-fn wait_flag(text: &str) -> Result<Duration, String> {
-    parse_duration(text).map_err(|e| e.to_string())
-}
-
 /// Flags every request command shares.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RequestFlags {
     #[command(flatten)]
     pub cluster: ClusterFlags,
     /// How long to wait for the operator to act (`0s`: do not wait).
-    #[arg(long, default_value = "60s", value_parser = wait_flag)]
+    #[arg(long, default_value = "60s", value_parser = super::flags::duration)]
     pub wait: Duration,
 }
 

@@ -411,7 +411,7 @@ impl LoadedModel {
     }
 }
 
-fn parse_manifest(uri: &str, bytes: &[u8]) -> Result<Manifest, ArtifactError> {
+pub fn parse_manifest(uri: &str, bytes: &[u8]) -> Result<Manifest, ArtifactError> {
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| ArtifactError::ManifestInvalid {
             uri: uri.into(),

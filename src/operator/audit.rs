@@ -32,49 +32,32 @@ pub struct TrainingFacts {
 }
 
 impl TrainingFacts {
-    /// Reads the parts of an artifact's `manifest.json` the registry keeps;
-    /// `None` when it is not a manifest.
-    pub fn from_manifest(manifest: &serde_json::Value) -> Option<TrainingFacts> {
-        let curve = manifest
-            .get("curve")?
-            .as_array()?
-            .iter()
-            .map(|e| {
-                Some((
-                    e.get("trainLoss")?.as_f64()?,
-                    e.get("validationLoss").and_then(serde_json::Value::as_f64),
-                    e.get("validationMetric")
-                        .and_then(serde_json::Value::as_f64),
-                ))
-            })
-            .collect::<Option<Vec<_>>>()?;
-        let metric_name = match manifest.get("task").and_then(|t| t.as_str()) {
-            Some("regression") => "rmse",
-            _ => "accuracy",
-        };
-        let dataset = manifest.get("dataset");
-        Some(TrainingFacts {
-            curve,
-            metric_name: metric_name.into(),
-            dataset_digest: dataset
-                .and_then(|d| d.get("digest"))
-                .and_then(|d| d.as_str())
-                .map(str::to_string),
-            feedback_rows: dataset
-                .and_then(|d| d.get("feedback"))
-                .and_then(|f| f.get("rows"))
-                .and_then(serde_json::Value::as_u64),
-        })
+    /// The parts of an artifact's manifest the registry keeps.
+    pub fn from_manifest(manifest: &crate::ml::artifact::Manifest) -> TrainingFacts {
+        TrainingFacts {
+            curve: manifest
+                .curve
+                .iter()
+                .map(|e| (e.train_loss, e.validation_loss, e.validation_metric))
+                .collect(),
+            metric_name: match manifest.task {
+                crate::api::Task::Regression => "rmse",
+                _ => "accuracy",
+            }
+            .into(),
+            dataset_digest: Some(manifest.dataset.digest.clone()),
+            feedback_rows: manifest.dataset.feedback.as_ref().map(|f| f.rows as u64),
+        }
     }
 }
 
 /// What the reconcile observed that the registry keeps beyond the decision.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Observed<'a> {
     /// Full gate evaluations read this reconcile, by version.
-    pub gate_reports: BTreeMap<u32, &'a GateEvaluation>,
+    pub gate_reports: &'a BTreeMap<u32, GateEvaluation>,
     /// Training facts of versions whose gate report was read, by version.
-    pub training: BTreeMap<u32, &'a TrainingFacts>,
+    pub training: &'a BTreeMap<u32, TrainingFacts>,
     /// The champion's drift windows as scraped (the core skips counted ones).
     pub drift: &'a [PolicyDriftReading],
     /// The user behind the manual request this decision handled
@@ -242,7 +225,7 @@ fn trigger_of(
 fn finished_version(
     model_ref: &ModelRef,
     mv: &ModelVersion,
-    facts: Option<&&TrainingFacts>,
+    facts: Option<&TrainingFacts>,
 ) -> VersionRecord {
     let ModelVersionSpec {
         version, lineage, ..

@@ -165,8 +165,13 @@ pub async fn read_training_facts(artifact: &str) -> Option<super::audit::Trainin
             return None;
         }
     };
-    let manifest: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    super::audit::TrainingFacts::from_manifest(&manifest)
+    match crate::ml::artifact::parse_manifest(artifact, &bytes) {
+        Ok(manifest) => Some(super::audit::TrainingFacts::from_manifest(&manifest)),
+        Err(e) => {
+            tracing::warn!(%uri, error = %e, "the manifest is not readable for the registry");
+            None
+        }
+    }
 }
 
 /// Versions the decision core still needs a gate verdict for.

@@ -214,8 +214,8 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Requeue, Operat
     // be made again (a failed write) leaves no row behind.
     if let Some(registry) = &ctx.registry {
         let observed = audit::Observed {
-            gate_reports: obs.gate_reports.iter().map(|(n, r)| (*n, r)).collect(),
-            training: obs.training.iter().map(|(n, f)| (*n, f)).collect(),
+            gate_reports: &obs.gate_reports,
+            training: &obs.training,
             drift: &obs.observations.drift,
             actor: obs.actor.as_deref(),
         };

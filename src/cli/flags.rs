@@ -1,0 +1,44 @@
+//! Value parsers shared by the commands' flags: one grammar for durations
+//! (`api::parse_duration`), one rule for rates and scales.
+
+use std::time::Duration;
+
+/// A duration flag (`30s`, `5m`, `1h30m`), in `api::parse_duration`'s grammar.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    crate::api::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// A requests-per-second flag: a finite number > 0.
+pub fn rate(text: &str) -> Result<f64, String> {
+    positive(text).map_err(|_| format!("`{text}` is not a rate > 0 (requests per second)"))
+}
+
+/// A clock-scale flag (`--time-scale`): a finite number > 0.
+pub fn positive_scale(text: &str) -> Result<f64, String> {
+    positive(text).map_err(|_| format!("`{text}` is not a number > 0"))
+}
+
+fn positive(text: &str) -> Result<f64, ()> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_and_scales_must_be_finite_and_positive() {
+        assert_eq!(rate("20"), Ok(20.0));
+        assert!(rate("0").unwrap_err().contains("not a rate > 0"));
+        assert!(
+            positive_scale("inf")
+                .unwrap_err()
+                .contains("not a number > 0")
+        );
+        assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(duration("soon").is_err());
+    }
+}

@@ -6,7 +6,7 @@
 //! not retried until something changes".
 //!
 //! `PROPTEST_CASES=100000 cargo test --test decisions policy_props` runs a long search;
-//! failures are written to `tests/policy_props.proptest-regressions` (commit
+//! failures are written to `tests/decisions/policy_props.proptest-regressions` (commit
 //! it) and replayed first on every run.
 
 use crate::policy_support;

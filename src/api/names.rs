@@ -12,6 +12,14 @@ pub const MODEL_LABEL: &str = "driftline.dev/model";
 pub const VERSION_LABEL: &str = "driftline.dev/version";
 /// Label on every child: `training`, `serving` or `gateway`.
 pub const ROLE_LABEL: &str = "driftline.dev/role";
+/// [`ROLE_LABEL`] of training Jobs and their pods.
+pub const ROLE_TRAINING: &str = "training";
+/// [`ROLE_LABEL`] of a version's serving Deployment, Service and pods.
+pub const ROLE_SERVING: &str = "serving";
+/// [`ROLE_LABEL`] of the Model's gateway.
+pub const ROLE_GATEWAY: &str = "gateway";
+/// [`ROLE_LABEL`] of ModelVersions.
+pub const ROLE_VERSION: &str = "version";
 /// Standard label naming the manager of every child.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// The value of [`MANAGED_BY_LABEL`], also the server-side-apply field manager.

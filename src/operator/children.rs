@@ -212,7 +212,7 @@ pub fn model_version(
     v.metadata = meta(
         &o,
         names::version_object(o.name, n),
-        labels(o.name, "version", Some(n)),
+        labels(o.name, names::ROLE_VERSION, Some(n)),
     );
     Ok(v)
 }
@@ -302,7 +302,7 @@ pub fn training_job(
         ),
         None => None,
     };
-    let l = labels(o.name, "training", Some(n));
+    let l = labels(o.name, names::ROLE_TRAINING, Some(n));
     Ok(Job {
         metadata: meta(&o, names::training_job(o.name, n), l.clone()),
         spec: Some(JobSpec {
@@ -484,7 +484,7 @@ pub fn serving(
         automount_service_account_token: Some(false),
         ..Default::default()
     };
-    let l = labels(o.name, "serving", Some(n));
+    let l = labels(o.name, names::ROLE_SERVING, Some(n));
     Ok((
         deployment(&o, name.clone(), l.clone(), s.replicas, pod),
         service(&o, name, l),
@@ -515,7 +515,7 @@ pub fn gateway(
         service_account_name: settings.gateway_service_account.clone(),
         ..Default::default()
     };
-    let l = labels(o.name, "gateway", None);
+    let l = labels(o.name, names::ROLE_GATEWAY, None);
     Ok((
         deployment(&o, names::gateway_deployment(o.name), l.clone(), 1, pod),
         service(&o, names::gateway_service(o.name), l),

@@ -21,14 +21,15 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 use tracing::info;
 
-use crate::api::names::{MANAGED_BY_LABEL, MANAGER};
+use crate::api::names::{MANAGED_BY_LABEL, MANAGER, MODEL_LABEL, ROLE_LABEL, ROLE_TRAINING};
 use crate::api::{Model, ModelVersion};
 
 pub use children::ChildSettings;
@@ -143,6 +144,18 @@ async fn controller(
         .default_backoff()
         .reflect(services_writer)
         .touched_objects();
+    // Training pods are the Jobs' children, not the Model's: a pod the
+    // scheduler cannot place reaches its Model through the model label.
+    let (training_pods, pods_writer) = reflector::store::<Pod>();
+    let pod_events = watcher(
+        api::<Pod>(&client, ns),
+        watcher::Config::default().labels(&format!(
+            "{MANAGED_BY_LABEL}={MANAGER},{ROLE_LABEL}={ROLE_TRAINING}"
+        )),
+    )
+    .default_backoff()
+    .reflect(pods_writer)
+    .touched_objects();
 
     let ctx = Arc::new(reconcile::Context {
         client: client.clone(),
@@ -160,6 +173,7 @@ async fn controller(
             jobs: jobs.clone(),
             deployments: deployments.clone(),
             services: services.clone(),
+            training_pods: training_pods.clone(),
         },
         http: service_http_client(config.scrape_timeout, config.hosts_file),
         telemetry: telemetry.clone(),
@@ -173,7 +187,12 @@ async fn controller(
         .owns_stream(version_events)
         .owns_stream(job_events)
         .owns_stream(deployment_events)
-        .owns_stream(service_events);
+        .owns_stream(service_events)
+        .watches_stream(pod_events, |pod: Pod| {
+            let model = pod.metadata.labels.as_ref()?.get(MODEL_LABEL)?.clone();
+            let ns = pod.metadata.namespace.clone()?;
+            Some(ObjectRef::<Model>::new(&model).within(&ns))
+        });
     // A registry going down or coming back changes every Model's
     // `RegistryAvailable` condition: look at each one again.
     let controller = match &config.registry {
@@ -195,6 +214,7 @@ async fn controller(
         let _ = jobs.wait_until_ready().await;
         let _ = deployments.wait_until_ready().await;
         let _ = services.wait_until_ready().await;
+        let _ = training_pods.wait_until_ready().await;
         ready.set_ready(true);
         info!("caches synced; reconciling");
     };

@@ -46,6 +46,22 @@ pub fn job_state(job: &Job) -> JobState {
     }
 }
 
+/// The pods of version `n`'s training Job (by the version label the Job's
+/// pod template carries).
+pub fn pods_of_version<'a>(pods: &[&'a Pod], n: u32) -> Vec<&'a Pod> {
+    let n = n.to_string();
+    pods.iter()
+        .copied()
+        .filter(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(names::VERSION_LABEL))
+                .is_some_and(|v| *v == n)
+        })
+        .collect()
+}
+
 /// Why a training pod cannot be scheduled (the scheduler's message), if so.
 pub fn unschedulable(pods: &[&Pod]) -> Option<String> {
     pods.iter().find_map(|pod| {

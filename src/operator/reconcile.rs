@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -22,7 +22,8 @@ use crate::api::{
 use crate::drift::DriftReport;
 use crate::policy::conditions::set_condition;
 use crate::policy::{
-    Action, Decision, DriftReading, EventKind, GateResult, Observations, TrainingJob, decide,
+    Action, Decision, DriftReading, EventKind, GateResult, JobState, Observations, TrainingJob,
+    decide,
 };
 use crate::registry::RegistryWriter;
 
@@ -46,6 +47,8 @@ pub struct Stores {
     pub jobs: Store<Job>,
     pub deployments: Store<Deployment>,
     pub services: Store<Service>,
+    /// Training pods, for why a Job stays Pending (the scheduler's message).
+    pub training_pods: Store<Pod>,
 }
 
 /// What every reconcile shares.
@@ -173,7 +176,18 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Requeue, Operat
     let all_deployments = ctx.stores.deployments.state();
     let deployments = owned_by(&all_deployments, &ns, &name);
 
-    let obs = observe_all(model, ctx, &name, &versions, &jobs, &deployments).await?;
+    let all_pods = ctx.stores.training_pods.state();
+    let training_pods = owned_by(&all_pods, &ns, &name);
+    let obs = observe_all(
+        model,
+        ctx,
+        &name,
+        &versions,
+        &jobs,
+        &training_pods,
+        &deployments,
+    )
+    .await?;
     let decision = decide(model, &versions, &obs.observations);
     tracing::debug!(
         resource_version = rv.as_deref().unwrap_or_default(),
@@ -310,6 +324,7 @@ async fn observe_all(
     name: &str,
     versions: &[ModelVersion],
     jobs: &[&Job],
+    training_pods: &[&Pod],
     deployments: &[&Deployment],
 ) -> Result<Observed, OperatorError> {
     let mut obs = Observations::at(ctx.clock.now());
@@ -317,9 +332,18 @@ async fn observe_all(
     obs.jobs = jobs
         .iter()
         .filter_map(|j| {
+            let version = names::training_job_version(name, j.metadata.name.as_deref()?)?;
+            let state = observe::job_state(j);
+            let unschedulable = match state {
+                JobState::Pending => {
+                    observe::unschedulable(&observe::pods_of_version(training_pods, version))
+                }
+                _ => None,
+            };
             Some(TrainingJob {
-                version: names::training_job_version(name, j.metadata.name.as_deref()?)?,
-                state: observe::job_state(j),
+                version,
+                state,
+                unschedulable,
             })
         })
         .collect();
@@ -683,7 +707,7 @@ async fn ensure_children(
             .as_ref()
             .and_then(|l| l.get(ROLE_LABEL))
             .map(String::as_str)
-            == Some("serving")
+            == Some(names::ROLE_SERVING)
     };
     for d in deployments.iter().filter(|d| role(&d.metadata)) {
         let Some(dn) = d.metadata.name.as_deref() else {

@@ -1281,6 +1281,9 @@ fn retention(ctx: &mut Ctx) {
     }
 }
 
+/// The condition saying a training pod waits for a node that can take it.
+pub const TRAINING_UNSCHEDULABLE: &str = "TrainingUnschedulable";
+
 /// Phase, conditions and the traffic summary, from the state decided above.
 fn finish(mut ctx: Ctx) -> Decision {
     let s = &mut ctx.status;
@@ -1372,6 +1375,48 @@ fn finish(mut ctx: Ctx) -> Decision {
             "no training running",
         ),
     };
+    // A training pod no node can take (a GPU request on a cluster without
+    // GPUs, a nodeSelector nothing matches) is Pending for good, not slow:
+    // say so with the scheduler's own words, and again once it is placed.
+    let unschedulable = s.training.as_ref().and_then(|t| {
+        let n = version_number(&t.version)?;
+        Some((t.version.clone(), obs.unschedulable(n)?.to_string()))
+    });
+    let was_unschedulable = s
+        .condition(TRAINING_UNSCHEDULABLE)
+        .is_some_and(|c| c.status == ConditionStatus::True);
+    let mut scheduling_event = None;
+    match unschedulable {
+        Some((version, why)) => {
+            let msg = format!("{version}'s training pod cannot be scheduled: {why}");
+            if set_condition(
+                s,
+                obs,
+                TRAINING_UNSCHEDULABLE,
+                ConditionStatus::True,
+                "Unschedulable",
+                &msg,
+            ) {
+                scheduling_event = Some((EventKind::Warning, TRAINING_UNSCHEDULABLE, msg));
+            }
+        }
+        None if was_unschedulable => {
+            let msg = match &s.training {
+                Some(t) => format!("{}'s training pod was scheduled", t.version),
+                None => "no training waits for a node".to_string(),
+            };
+            set_condition(
+                s,
+                obs,
+                TRAINING_UNSCHEDULABLE,
+                ConditionStatus::False,
+                "Scheduled",
+                &msg,
+            );
+            scheduling_event = Some((EventKind::Normal, "TrainingScheduled", msg));
+        }
+        None => {}
+    }
     match s.canary.clone() {
         Some(c) if c.awaiting_promotion => {
             let msg = format!(
@@ -1426,6 +1471,14 @@ fn finish(mut ctx: Ctx) -> Decision {
             "no canary in progress",
         ),
     };
+    if let Some((kind, reason, message)) = scheduling_event {
+        ctx.actions.push(Action::RecordEvent {
+            kind,
+            reason: reason.into(),
+            message,
+        });
+    }
+    let s = &mut ctx.status;
     let seen_before = s.condition("Paused").is_some();
     let flipped = if ctx.spec.paused {
         set_condition(

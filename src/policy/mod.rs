@@ -26,7 +26,7 @@ pub mod gate;
 pub mod observe;
 
 pub use action::{Action, Decision, EventKind};
-pub use decide::{SCHEDULE_GRACE, config_hash, decide};
+pub use decide::{SCHEDULE_GRACE, TRAINING_UNSCHEDULABLE, config_hash, decide};
 pub use observe::{
     CanaryMetrics, DriftReading, GateResult, JobState, ManualAction, ManualRequest, Observations,
     ServingMetrics, TrainingJob,

@@ -27,6 +27,11 @@ pub struct TrainingJob {
     /// Version number `n` the Job trains.
     pub version: u32,
     pub state: JobState,
+    /// Why its pod cannot be placed on a node, in the scheduler's words (e.g.
+    /// "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."), while the
+    /// Job is Pending for that reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unschedulable: Option<String>,
 }
 
 /// The gate verdict on one candidate.
@@ -165,6 +170,14 @@ impl Observations {
     /// The observed state of version `n`'s training Job.
     pub fn job(&self, n: u32) -> Option<&JobState> {
         self.jobs.iter().find(|j| j.version == n).map(|j| &j.state)
+    }
+
+    /// Why version `n`'s training pod cannot be scheduled, if it cannot.
+    pub fn unschedulable(&self, n: u32) -> Option<&str> {
+        self.jobs
+            .iter()
+            .find(|j| j.version == n)
+            .and_then(|j| j.unschedulable.as_deref())
     }
 
     /// The gate verdict on version `n`.

@@ -7,7 +7,9 @@ use driftline::api::{
     AnalysisOutcome, ConditionStatus, ModelPhase, TrafficWeight, TrainingTrigger, VersionPhase,
 };
 use driftline::drift::ColumnReading;
-use driftline::policy::{Action, DriftReading, JobState, ManualAction, ServingMetrics};
+use driftline::policy::{
+    Action, DriftReading, JobState, ManualAction, ServingMetrics, TrainingJob,
+};
 use policy_support::*;
 
 fn weights(pairs: &[(&str, u32)]) -> Vec<TrafficWeight> {
@@ -81,6 +83,72 @@ fn a_new_model_trains_its_first_version() {
         (training.status, training.reason.as_str()),
         (ConditionStatus::True, "TrainingRunning")
     );
+}
+
+#[test]
+fn a_training_pod_no_node_can_take_is_reported_with_the_schedulers_words_once() {
+    let mut w = World::new(quiet_spec(), t("2026-06-01T08:00:00Z"));
+    w.step();
+    let why = "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.";
+    w.jobs = vec![TrainingJob {
+        version: 1,
+        state: JobState::Pending,
+        unschedulable: Some(why.into()),
+    }];
+    let d = w.step();
+    let c = status(&w)
+        .condition("TrainingUnschedulable")
+        .expect("TrainingUnschedulable condition")
+        .clone();
+    assert_eq!(
+        (c.status, c.reason.as_str(), c.message.as_str()),
+        (
+            ConditionStatus::True,
+            "Unschedulable",
+            "v1's training pod cannot be scheduled: 0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
+        )
+    );
+    assert_eq!(event(&d, "TrainingUnschedulable"), Some(c.message.as_str()));
+    assert_eq!(
+        status(&w).phase,
+        ModelPhase::Training,
+        "still training, waiting"
+    );
+    // Still unschedulable: the condition stays, no second Event.
+    w.advance(Duration::minutes(5));
+    let d = w.step();
+    assert_eq!(event(&d, "TrainingUnschedulable"), None);
+    assert_eq!(
+        status(&w)
+            .condition("TrainingUnschedulable")
+            .map(|c| c.status),
+        Some(ConditionStatus::True)
+    );
+    // A GPU node appears: the pod is placed and runs.
+    w.jobs = vec![TrainingJob {
+        version: 1,
+        state: JobState::Running,
+        unschedulable: None,
+    }];
+    let d = w.step();
+    let c = status(&w)
+        .condition("TrainingUnschedulable")
+        .expect("condition kept, now False");
+    assert_eq!(
+        (c.status, c.reason.as_str()),
+        (ConditionStatus::False, "Scheduled")
+    );
+    assert_eq!(
+        event(&d, "TrainingScheduled"),
+        Some("v1's training pod was scheduled")
+    );
+}
+
+#[test]
+fn a_model_whose_training_pods_are_placed_has_no_unschedulable_condition() {
+    let mut w = World::new(quiet_spec(), t("2026-06-01T08:00:00Z"));
+    w.bootstrap();
+    assert!(status(&w).condition("TrainingUnschedulable").is_none());
 }
 
 #[test]

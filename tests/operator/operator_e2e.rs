@@ -1172,3 +1172,75 @@ async fn new_rows_in_the_data_source_start_a_new_data_retrain() {
     );
     h.shutdown().await;
 }
+
+/// Scenario 7: a GPU training on a cluster without GPUs stays Pending, and
+/// the Model says why in the scheduler's words; once the node offers a GPU
+/// (a device plugin registering one), training proceeds to a champion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gpu_training_without_a_gpu_node_waits_unschedulable_then_proceeds() {
+    let h = Harness::start(163, 1.0).await;
+    let mut spec = quick_wine();
+    spec.training.resources = Some(driftline::api::ComputeResources {
+        gpu: Some(1),
+        ..Default::default()
+    });
+    h.apply("wine-quality", spec).await;
+    let cond = h
+        .wait_model(
+            "wine-quality",
+            Duration::from_secs(60),
+            "TrainingUnschedulable=True",
+            |m| {
+                m.status
+                    .as_ref()?
+                    .condition("TrainingUnschedulable")
+                    .filter(|c| c.status == ConditionStatus::True)
+                    .cloned()
+            },
+        )
+        .await;
+    assert_eq!(cond.reason, "Unschedulable");
+    assert_eq!(
+        cond.message,
+        "v1's training pod cannot be scheduled: 0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
+    );
+    let model = h.models().get("wine-quality").await.expect("model");
+    let status = model.status.expect("status");
+    assert_eq!(status.phase, ModelPhase::Training);
+    assert!(status.champion.is_none());
+    let events = h.events("wine-quality").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("TrainingUnschedulable:")
+                && e.contains("Insufficient nvidia.com/gpu")),
+        "{events:?}"
+    );
+    let jobs: Api<Job> = Api::namespaced(h.client.clone(), NS);
+    let job = jobs
+        .get("wine-quality-train-1")
+        .await
+        .expect("the Job exists");
+    let active = job.status.and_then(|s| s.ready).unwrap_or(0);
+    assert_eq!(active, 0, "no training pod runs");
+
+    h.cluster.runner().expect("the node").set_gpus(1);
+    h.wait_champion("wine-quality", 1).await;
+    let model = h.models().get("wine-quality").await.expect("model");
+    let cond = model
+        .status
+        .as_ref()
+        .and_then(|s| s.condition("TrainingUnschedulable"))
+        .cloned()
+        .expect("condition kept");
+    assert_eq!(
+        (cond.status, cond.reason.as_str()),
+        (ConditionStatus::False, "Scheduled")
+    );
+    let events = h.events("wine-quality").await;
+    assert!(
+        events.iter().any(|e| e.starts_with("TrainingScheduled:")),
+        "{events:?}"
+    );
+    h.shutdown().await;
+}

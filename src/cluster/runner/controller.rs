@@ -159,6 +159,7 @@ pub async fn run(
     client: Client,
     cfg: NodeConfig,
     workers: Workers,
+    mut gpus: watch::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
 ) {
     let notify = Arc::new(Notify::new());
@@ -212,6 +213,13 @@ pub async fn run(
         _ = stop.changed() => {}
     }
     while !*stop.borrow() {
+        let offered = *gpus.borrow_and_update();
+        if offered != node.cfg.gpus {
+            node.cfg.gpus = offered;
+            if let Err(err) = register_node(&node.client, &node.cfg).await {
+                tracing::warn!(%err, gpus = offered, "cannot update the node's GPU capacity");
+            }
+        }
         node.tick().await;
         let next = node
             .requeue
@@ -223,6 +231,7 @@ pub async fn run(
         tokio::select! {
             _ = notify.notified() => {}
             _ = tokio::time::sleep_until(next) => {}
+            _ = gpus.changed() => {}
             _ = stop.changed() => {}
         }
     }

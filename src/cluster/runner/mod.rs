@@ -183,11 +183,19 @@ impl Runner {
         controller::register_node(&client, &cfg).await?;
         let workers: Workers = Arc::new(Mutex::new(HashMap::new()));
         let (stop_tx, stop_rx) = watch::channel(false);
+        let (gpus_tx, gpus_rx) = watch::channel(cfg.gpus);
         let hosts_file = cfg.state_dir.join("hosts");
-        let task = tokio::spawn(controller::run(client, cfg, workers.clone(), stop_rx));
+        let task = tokio::spawn(controller::run(
+            client,
+            cfg,
+            workers.clone(),
+            gpus_rx,
+            stop_rx,
+        ));
         Ok(RunnerHandle {
             workers,
             stop: stop_tx,
+            gpus: gpus_tx,
             task,
             hosts_file,
         })
@@ -201,6 +209,7 @@ pub(crate) type Workers = Arc<Mutex<HashMap<(String, String), controller::Worker
 pub struct RunnerHandle {
     workers: Workers,
     stop: watch::Sender<bool>,
+    gpus: watch::Sender<u64>,
     task: JoinHandle<()>,
     hosts_file: PathBuf,
 }
@@ -221,6 +230,13 @@ impl RunnerHandle {
             .commands
             .send(kubelet::PodCommand::KillProcesses)
             .map_err(|_| not_running())
+    }
+
+    /// Changes how many `nvidia.com/gpu` the node offers, as a device plugin
+    /// registering (or losing) GPUs does: the Node's capacity is rewritten and
+    /// Pending pods that now fit are scheduled.
+    pub fn set_gpus(&self, gpus: u64) {
+        let _ = self.gpus.send(gpus);
     }
 
     /// The hosts file mapping Service names to cluster IPs.

@@ -172,7 +172,11 @@ impl World {
 
     pub fn finish_job(&mut self, version: u32, state: JobState) {
         self.jobs.retain(|j| j.version != version);
-        self.jobs.push(TrainingJob { version, state });
+        self.jobs.push(TrainingJob {
+            version,
+            state,
+            unschedulable: None,
+        });
     }
 
     pub fn gate(&mut self, version: u32, verdict: GateVerdict) {
@@ -221,6 +225,7 @@ impl World {
                     self.jobs.push(TrainingJob {
                         version: *version,
                         state: JobState::Running,
+                        unschedulable: None,
                     });
                 }
                 Action::SetVersionPhase { version, phase, .. } => {

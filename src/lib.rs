@@ -6,7 +6,6 @@
 pub mod api;
 pub mod cli;
 pub mod cluster;
-pub mod demo;
 pub mod drift;
 pub mod ml;
 pub mod operator;

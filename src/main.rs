@@ -26,17 +26,17 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the whole loop on a bundled pipeline: train, gate, serve, infer, label, drift.
-    Demo(driftline::demo::DemoArgs),
+    Demo(driftline::cli::demo::DemoArgs),
     /// Train a model from a Model YAML and write a verified artifact.
-    Train(driftline::ml::cli::TrainArgs),
+    Train(driftline::cli::ml::TrainArgs),
     /// Evaluate a candidate (and the champion) on a regression test-set and apply the gate.
-    Evaluate(driftline::ml::cli::EvaluateArgs),
+    Evaluate(driftline::cli::ml::EvaluateArgs),
     /// Serve an artifact over the Open Inference Protocol v2.
-    Serve(driftline::serve::cli::ServeArgs),
+    Serve(driftline::cli::serve::ServeArgs),
     /// Split one Model's traffic across its versions by weight.
-    Gateway(driftline::serve::cli::GatewayArgs),
+    Gateway(driftline::cli::serve::GatewayArgs),
     /// Run the embedded Kubernetes cluster in the foreground.
-    Cluster(driftline::cluster::cli::ClusterArgs),
+    Cluster(driftline::cli::cluster::ClusterArgs),
     /// The product on a laptop: embedded cluster + operator + the bundled Models.
     Up(driftline::cli::up::UpArgs),
     /// Run the Model controller: train, gate, serve and roll out every Model.
@@ -137,22 +137,22 @@ async fn run(cli: Cli) -> ExitCode {
     // One TLS provider for kube, reqwest and object_store (ring; no C toolchain needed).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match cli.command {
-        Command::Demo(args) => driftline::demo::run(args)
+        Command::Demo(args) => driftline::cli::demo::run(args)
             .await
             .map_err(anyhow::Error::from),
-        Command::Train(args) => driftline::ml::cli::train(args)
+        Command::Train(args) => driftline::cli::ml::train(args)
             .await
             .map_err(anyhow::Error::from),
-        Command::Evaluate(args) => driftline::ml::cli::evaluate(args)
+        Command::Evaluate(args) => driftline::cli::ml::evaluate(args)
             .await
             .map_err(anyhow::Error::from),
-        Command::Serve(args) => driftline::serve::cli::serve(args)
+        Command::Serve(args) => driftline::cli::serve::serve(args)
             .await
             .map_err(anyhow::Error::from),
-        Command::Gateway(args) => driftline::serve::cli::gateway(args)
+        Command::Gateway(args) => driftline::cli::serve::gateway(args)
             .await
             .map_err(anyhow::Error::from),
-        Command::Cluster(args) => driftline::cluster::cli::run(args).await,
+        Command::Cluster(args) => driftline::cli::cluster::run(args).await,
         Command::Operator(args) => driftline::cli::operator::run(args).await,
         Command::Up(args) => driftline::cli::up::run(args).await,
         Command::Load(args) => driftline::cli::load::run_load(args).await,

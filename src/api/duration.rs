@@ -1,5 +1,7 @@
-//! Kubernetes-style durations as users write them in YAML: `90s`, `10m`,
-//! `6h`, `1d`, or combinations such as `1h30m`.
+//! Go-style durations as users write them in YAML and on the command line:
+//! `250ms`, `90s`, `10m`, `6h`, `1d`, or combinations such as `1h30m`. One
+//! grammar for the CRDs (their CEL rule matches it), the operator, the
+//! decision core and every flag (`cli::flags::duration`).
 
 use std::time::Duration;
 
@@ -8,13 +10,15 @@ use std::time::Duration;
 pub enum DurationError {
     #[error("duration is empty; write e.g. `10m`, `6h` or `90s`")]
     Empty,
-    #[error("duration `{0}`: expected a number followed by a unit (s, m, h, d), e.g. `10m`")]
+    #[error(
+        "duration `{0}`: expected whole numbers each followed by a unit (ms, s, m, h, d), e.g. `10m` or `1h30m`"
+    )]
     Malformed(String),
-    #[error("duration `{input}`: unknown unit `{unit}`; use s, m, h or d")]
+    #[error("duration `{input}`: unknown unit `{unit}`; use ms, s, m, h or d")]
     UnknownUnit { input: String, unit: String },
 }
 
-/// Parses `10m`, `6h`, `1h30m`, `45s`, `2d` and `0s`.
+/// Parses `10m`, `6h`, `1h30m`, `45s`, `2d`, `250ms` and `0s`.
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     let s = input.trim();
     if s.is_empty() {
@@ -38,11 +42,12 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
             .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
-        let scale = match unit {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
+        let scale: u64 = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
             "" => return Err(DurationError::Malformed(input.to_string())),
             other => {
                 return Err(DurationError::UnknownUnit {
@@ -56,7 +61,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
             .and_then(|v| total.checked_add(v))
             .ok_or_else(|| DurationError::Malformed(input.to_string()))?;
     }
-    Ok(Duration::from_secs(total))
+    Ok(Duration::from_millis(total))
 }
 
 #[cfg(test)]
@@ -70,6 +75,11 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5_400));
         assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
         assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            parse_duration("1s500ms").unwrap(),
+            Duration::from_millis(1_500)
+        );
     }
 
     #[test]
@@ -82,6 +92,10 @@ mod tests {
         assert!(matches!(
             parse_duration("m"),
             Err(DurationError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_duration("1.5s"),
+            Err(DurationError::UnknownUnit { .. })
         ));
         assert!(matches!(
             parse_duration("3w"),

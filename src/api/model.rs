@@ -770,8 +770,8 @@ impl Default for ServingSpec {
     }
 }
 
-/// A Go-style duration as `api::parse_duration` accepts it: `90s`, `10m`, `1h30m`, `2d`.
-const DURATION_RULE: &str = "self.matches('^([0-9]+[smhd])+$')";
+/// A Go-style duration as `api::parse_duration` accepts it: `250ms`, `90s`, `10m`, `1h30m`, `2d`.
+const DURATION_RULE: &str = "self.matches('^([0-9]+(ms|[smhd]))+$')";
 
 /// Metrics that lie in [0, 1]: their bounds must too.
 const UNIT_METRIC_RULE: &str = "!(self.name in ['accuracy', 'macroF1', 'rocAuc']) || \

@@ -102,6 +102,15 @@ pub fn artifact_uri(root: &str, namespace: &str, model: &str, n: u32) -> String 
     )
 }
 
+/// The version an artifact URI names by its last segment (`…/v3/` → 3): the
+/// inverse of [`artifact_uri`].
+pub fn artifact_version(uri: &str) -> Option<u32> {
+    uri.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .and_then(super::status::version_number)
+}
+
 /// Where the model servers of a Model write labelled feedback:
 /// `<root>/<namespace>/<model>/feedback/`.
 pub fn feedback_prefix(root: &str, namespace: &str, model: &str) -> String {
@@ -124,6 +133,16 @@ pub fn manifest_uri(artifact: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn artifact_uris_name_their_version() {
+        let uri = artifact_uri("s3://models/root/", "ml", "wine", 12);
+        assert_eq!(uri, "s3://models/root/ml/wine/v12");
+        assert_eq!(artifact_version(&uri), Some(12));
+        assert_eq!(artifact_version(&format!("{uri}/")), Some(12));
+        assert_eq!(artifact_version("file:///tmp/my-model"), None);
+        assert_eq!(artifact_version("/tmp/12"), None);
+    }
 
     #[test]
     fn names_round_trip_and_refuse_other_models() {

@@ -8,7 +8,6 @@
 //!   local processes, plus the Job, Deployment and Service controllers.
 
 pub mod apiserver;
-pub mod cli;
 pub mod layout;
 pub mod runner;
 pub mod schema;

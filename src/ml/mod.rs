@@ -8,7 +8,6 @@
 
 pub mod arch;
 pub mod artifact;
-pub mod cli;
 pub mod data;
 pub mod error;
 pub mod eval;

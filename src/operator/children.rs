@@ -682,7 +682,7 @@ mod tests {
         #[derive(clap::Parser)]
         struct Serve {
             #[command(flatten)]
-            args: crate::serve::cli::ServeArgs,
+            args: crate::cli::serve::ServeArgs,
         }
         let argv = c.command.as_ref().expect("command").iter().skip(1);
         let parsed = <Serve as clap::Parser>::try_parse_from(argv).expect("serve parses its flags");

@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use super::error::ServeError;
 use super::metrics::{BackendCodeLabels, BackendLabels, GatewayMetrics};
 use super::server::read_body;
+use crate::api::{TrafficWeight, version_name, version_number};
 
 /// Response header naming the version that answered.
 pub const VERSION_HEADER: &str = "x-driftline-version";
@@ -134,9 +135,9 @@ impl WeightTable {
 /// Default backend URL for version `n` of Model `model` in `namespace`.
 pub const DEFAULT_URL_TEMPLATE: &str = "http://{model}-v{version}.{namespace}.svc:8080";
 
-/// Maps a Model's `status` (as JSON) to a weight table: `status.traffic` is a
-/// list of `{version, weight}`; each version resolves through `template`
-/// (`{model}`, `{namespace}`, `{version}` = the bare version number).
+/// Maps a Model's `status` (as JSON, as the watch delivers it) to a weight
+/// table: `status.traffic` is read as the API's [`TrafficWeight`] list, so
+/// the gateway and the operator share one shape; see [`weights_from_traffic`].
 pub fn weights_from_status(
     model: &str,
     namespace: &str,
@@ -145,30 +146,38 @@ pub fn weights_from_status(
 ) -> Result<WeightTable, String> {
     let traffic = status
         .get("traffic")
-        .and_then(|t| t.as_array())
+        .filter(|t| t.is_array())
         .ok_or_else(|| format!("Model {namespace}/{model} has no status.traffic list yet"))?;
+    let traffic: Vec<TrafficWeight> = serde_json::from_value(traffic.clone()).map_err(|e| {
+        format!("Model {namespace}/{model}: status.traffic is not a list of {{version: v<n>, weight: 0..100}}: {e}")
+    })?;
+    weights_from_traffic(model, namespace, &traffic, template)
+}
+
+/// The weight table of a Model's `status.traffic`: each version `v<n>`
+/// resolves through `template` (`{model}`, `{namespace}`, `{version}` = `n`).
+pub fn weights_from_traffic(
+    model: &str,
+    namespace: &str,
+    traffic: &[TrafficWeight],
+    template: &str,
+) -> Result<WeightTable, String> {
     let mut backends = Vec::with_capacity(traffic.len());
     for (i, entry) in traffic.iter().enumerate() {
-        let bare = match entry.get("version") {
-            Some(serde_json::Value::Number(n)) => n.to_string(),
-            Some(serde_json::Value::String(s)) => s.strip_prefix('v').unwrap_or(s).to_string(),
-            _ => return Err(format!("status.traffic[{i}] has no version")),
-        };
-        let weight = entry
-            .get("weight")
-            .and_then(|w| w.as_u64())
-            .and_then(|w| u32::try_from(w).ok())
-            .ok_or_else(|| {
-                format!("status.traffic[{i}] (version {bare}) has no whole-number weight")
-            })?;
+        let n = version_number(&entry.version).ok_or_else(|| {
+            format!(
+                "status.traffic[{i}]: version `{}` is not `v<n>`",
+                entry.version
+            )
+        })?;
         let url = template
             .replace("{model}", model)
             .replace("{namespace}", namespace)
-            .replace("{version}", &bare);
+            .replace("{version}", &n.to_string());
         backends.push(Backend {
-            version: format!("v{bare}"),
+            version: version_name(n),
             url: url.trim_end_matches('/').to_string(),
-            weight,
+            weight: entry.weight,
         });
     }
     let table = WeightTable { backends };
@@ -561,11 +570,12 @@ pub async fn watch_model_status(
     handle: WeightsHandle,
 ) -> Result<(), ServeError> {
     use futures::StreamExt;
-    use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+    use kube::api::{Api, ApiResource, DynamicObject};
     use kube::runtime::watcher;
 
-    let gvk = GroupVersionKind::gvk("driftline.dev", "v1alpha1", "Model");
-    let resource = ApiResource::from_gvk_with_plural(&gvk, "models");
+    // Untyped on purpose: a status the gateway cannot route is counted as a
+    // refusal (and the last good table kept), not a watch error.
+    let resource = ApiResource::erase::<crate::api::Model>(&());
     let api: Api<DynamicObject> = Api::namespaced_with(client, &namespace, &resource);
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut events = watcher(api, config).boxed();
@@ -684,7 +694,7 @@ mod tests {
     #[test]
     fn model_status_maps_to_backends_through_the_url_template() {
         let status =
-            json!({"traffic": [{"version": 3, "weight": 90}, {"version": "v4", "weight": 10}]});
+            json!({"traffic": [{"version": "v3", "weight": 90}, {"version": "v4", "weight": 10}]});
         let t = weights_from_status("wine-quality", "ml", &status, DEFAULT_URL_TEMPLATE).unwrap();
         assert_eq!(
             t.backends,
@@ -716,7 +726,18 @@ mod tests {
             DEFAULT_URL_TEMPLATE,
         )
         .unwrap_err();
-        assert!(err.contains("traffic[0] has no version"), "{err}");
+        assert!(err.contains("status.traffic is not a list"), "{err}");
+        let err = weights_from_status(
+            "m",
+            "ns",
+            &json!({"traffic": [{"version": "3", "weight": 100}]}),
+            DEFAULT_URL_TEMPLATE,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("status.traffic[0]: version `3` is not `v<n>`"),
+            "{err}"
+        );
         let err = weights_from_status(
             "m",
             "ns",
@@ -724,11 +745,11 @@ mod tests {
             DEFAULT_URL_TEMPLATE,
         )
         .unwrap_err();
-        assert!(err.contains("whole-number weight"), "{err}");
+        assert!(err.contains("status.traffic is not a list"), "{err}");
         let err = weights_from_status(
             "m",
             "ns",
-            &json!({"traffic": [{"version": 1, "weight": 0}]}),
+            &json!({"traffic": [{"version": "v1", "weight": 0}]}),
             DEFAULT_URL_TEMPLATE,
         )
         .unwrap_err();

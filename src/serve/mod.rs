@@ -1,7 +1,6 @@
 //! The model server (Open Inference Protocol v2) and the per-Model gateway.
 
 pub mod binary;
-pub mod cli;
 pub mod encoding;
 pub mod error;
 pub mod feedback;

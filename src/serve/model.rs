@@ -9,6 +9,7 @@ use super::error::ServeError;
 use super::feedback::FeedbackSink;
 use super::protocol::{Column, DecodedBatch, FeatureKind};
 use super::server::{ModelInfo, ModelOutput, Predictor, Task};
+use crate::api::names;
 
 /// A verified artifact served by the model server.
 pub struct ArtifactModel {
@@ -16,19 +17,10 @@ pub struct ArtifactModel {
     info: ModelInfo,
 }
 
-/// The version an artifact URI names: its last path segment (`…/v3/` → `3`), else `1`.
+/// The version an artifact URI names (`…/v3/` → `3`, [`names::artifact_version`]),
+/// else `1` (an artifact trained outside the operator).
 pub fn version_from_uri(uri: &str) -> String {
-    let last = uri
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or_default();
-    let bare = last.strip_prefix('v').unwrap_or(last);
-    if !bare.is_empty() && bare.chars().all(|c| c.is_ascii_digit()) {
-        bare.to_string()
-    } else {
-        "1".to_string()
-    }
+    names::artifact_version(uri).map_or_else(|| "1".to_string(), |n| n.to_string())
 }
 
 /// The model name an artifact URI suggests: the segment before the version (`…/wine-quality/v3/`).

@@ -70,3 +70,24 @@ pub fn lookup(name: &str) -> Result<&'static dyn Architecture, MlError> {
                 .join(", "),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CRD's `architecture.type` rule and `validate()` accept exactly the
+    /// architectures training can build: a new one needs both, or a Model
+    /// would pass `kubectl apply` and fail in its training Job.
+    #[test]
+    fn the_api_knows_exactly_the_registered_architectures() {
+        let mut registered: Vec<&str> = REGISTRY.iter().map(|a| a.name()).collect();
+        let mut known = crate::api::validate::KNOWN_ARCHITECTURES.to_vec();
+        registered.sort_unstable();
+        known.sort_unstable();
+        assert_eq!(registered, known);
+        for name in crate::api::validate::KNOWN_ARCHITECTURES {
+            assert!(lookup(name).is_ok(), "{name}");
+        }
+        assert!(lookup("transformer").is_err());
+    }
+}

@@ -10,12 +10,12 @@ use bytes::Bytes;
 use crate::api::{GateEvaluation, GateSpec, ModelSpec, TrainingDevice, load_model_config};
 use crate::policy;
 
-use super::artifact::LoadedModel;
-use super::data;
-use super::error::MlError;
-use super::eval;
-use super::store;
-use super::train::{self, TrainOptions};
+use crate::ml::artifact::LoadedModel;
+use crate::ml::data;
+use crate::ml::error::MlError;
+use crate::ml::eval;
+use crate::ml::store;
+use crate::ml::train::{self, TrainOptions};
 
 /// Device choice on the command line.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -114,7 +114,7 @@ pub async fn train(args: TrainArgs) -> Result<ExitCode, MlError> {
             "artifact": args.out,
             "resumed": true,
             "fingerprint": manifest.fingerprint,
-            "weightsDigest": manifest.files.get(super::artifact::WEIGHTS_FILE).map(|f| f.sha256.clone()),
+            "weightsDigest": manifest.files.get(crate::ml::artifact::WEIGHTS_FILE).map(|f| f.sha256.clone()),
             "epochs": manifest.curve.len(),
             "trainingSeconds": manifest.training_seconds,
             "metrics": manifest.metrics,
@@ -147,8 +147,8 @@ pub async fn train(args: TrainArgs) -> Result<ExitCode, MlError> {
 async fn complete_artifact(uri: &str) -> Result<Option<LoadedModel>, MlError> {
     match LoadedModel::load(uri).await {
         Ok(model) => Ok(Some(model)),
-        Err(super::error::ArtifactError::MissingFile { file, .. })
-            if file == super::artifact::MANIFEST_FILE =>
+        Err(crate::ml::error::ArtifactError::MissingFile { file, .. })
+            if file == crate::ml::artifact::MANIFEST_FILE =>
         {
             Ok(None)
         }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{ClusterConfig, EmbeddedCluster};
+use crate::cluster::{ClusterConfig, EmbeddedCluster};
 
 /// Arguments of `driftline cluster`.
 #[derive(Debug, clap::Args)]
@@ -35,8 +35,8 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
     cfg.port = args.port;
     cfg.kubeconfig = args.kubeconfig;
     cfg.snapshot = args.snapshot;
-    cfg.node = Some(super::runner::NodeConfig {
-        gpus: super::runner::detect_gpus(),
+    cfg.node = Some(crate::cluster::runner::NodeConfig {
+        gpus: crate::cluster::runner::detect_gpus(),
         ..Default::default()
     });
     let cluster = EmbeddedCluster::start(cfg).await?;

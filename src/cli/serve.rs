@@ -8,14 +8,15 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
+use super::flags;
 use crate::drift::monitor::{Control, Threshold};
 use crate::drift::{DriftConfig, FeatureOverride, Statistic, Trigger};
 
-use super::error::ServeError;
-use super::feedback::{FeedbackConfig, FeedbackSink};
-use super::gateway::{DEFAULT_URL_TEMPLATE, GatewayConfig, WeightsSource, run_gateway};
-use super::model::{StoreFeedbackSink, load_artifact};
-use super::server::{Predictor, ServerConfig, start};
+use crate::serve::error::ServeError;
+use crate::serve::feedback::{FeedbackConfig, FeedbackSink};
+use crate::serve::gateway::{DEFAULT_URL_TEMPLATE, GatewayConfig, WeightsSource, run_gateway};
+use crate::serve::model::{StoreFeedbackSink, load_artifact};
+use crate::serve::server::{Predictor, ServerConfig, start};
 
 /// Arguments of `driftline serve`.
 #[derive(Debug, clap::Args)]
@@ -39,7 +40,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 8 * 1024 * 1024)]
     pub body_limit: usize,
     /// Time allowed per request, e.g. `500ms`, `10s`.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = flags::duration)]
     pub request_timeout: Duration,
     /// Inferences running at once; more get 503 with Retry-After.
     #[arg(long, default_value_t = 256)]
@@ -71,7 +72,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1000)]
     pub drift_window: u64,
     /// Also close a drift window after this long, e.g. `10m`.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = flags::duration)]
     pub drift_window_time: Option<Duration>,
     /// Closed drift windows kept.
     #[arg(long, default_value_t = 5)]
@@ -96,7 +97,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1.0)]
     pub feedback_sample_rate: f64,
     /// How long a request waits for its label, e.g. `1h`.
-    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = flags::duration)]
     pub feedback_horizon: Duration,
     /// Most requests kept waiting for labels (oldest forgotten first). A
     /// pending 1-row request of the 11-feature wine model takes about 1.3 KB
@@ -110,7 +111,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub feedback_batch_rows: u64,
     /// Write a partial feedback file after this long.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = flags::duration)]
     pub feedback_flush_interval: Duration,
 }
 
@@ -132,10 +133,10 @@ pub struct GatewayArgs {
     pub sticky: bool,
     /// How often the weights file is re-read; any change to its contents is
     /// loaded, including a ConfigMap volume's symlink swap.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = flags::duration)]
     pub reload_interval: Duration,
     /// Time allowed for a backend to answer.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = flags::duration)]
     pub backend_timeout: Duration,
     /// Largest request body read when stickiness needs the `id`.
     #[arg(long, default_value_t = 8 * 1024 * 1024)]
@@ -146,30 +147,6 @@ pub struct GatewayArgs {
     /// Port to listen on.
     #[arg(long, env = "DRIFTLINE_PORT", default_value_t = 8080)]
     pub port: u16,
-}
-
-/// Parses `250ms`, `10s`, `5m`, `1h` (a bare number is seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let value: f64 = number.parse().map_err(|_| {
-        format!("duration `{text}`: expected a number and a unit, e.g. `500ms`, `10s`, `5m`")
-    })?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "duration `{text}`: unknown unit `{other}`; use ms, s, m or h"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("duration `{text}`: {e}"))
 }
 
 /// Parses `NAME=THRESHOLD` or `NAME=ignore` for `--drift-feature`.
@@ -523,20 +500,16 @@ mod tests {
     }
 
     #[test]
-    fn durations_read_like_users_write_them() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert!(
-            parse_duration("5 weeks")
-                .unwrap_err()
-                .contains("unknown unit")
-        );
-        assert!(
-            parse_duration("fast")
-                .unwrap_err()
-                .contains("expected a number")
-        );
+    fn duration_flags_take_the_one_grammar_of_the_crds() {
+        let p = |flag: &str, value: &str| parse_serve(&["--artifact", "/a", flag, value]);
+        let args = p("--drift-window-time", "1m30s").expect("1m30s");
+        assert_eq!(args.drift_window_time, Some(Duration::from_secs(90)));
+        let args = p("--drift-window-time", "250ms").expect("250ms");
+        assert_eq!(args.drift_window_time, Some(Duration::from_millis(250)));
+        let Err(err) = p("--drift-window-time", "2") else {
+            panic!("a bare number was accepted")
+        };
+        assert!(err.to_string().contains("--drift-window-time"), "{err}");
+        assert!(err.to_string().contains("unit"), "{err}");
     }
 }

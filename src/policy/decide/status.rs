@@ -1,0 +1,293 @@
+//! The status a decision ends with: retention of old versions, the phase,
+//! the conditions and the traffic summary.
+
+use super::*;
+
+/// Keeps the newest `retainSuperseded` superseded versions and the newest
+/// `retainFailed` rejected, rolled-back or failed ones; deletes the rest.
+pub(super) fn retention(ctx: &mut Ctx) {
+    let keep_superseded = ctx.spec.rollout.retain_superseded as usize;
+    let keep_failed = ctx.spec.rollout.retain_failed as usize;
+    let protected = [ctx.champion(), ctx.candidate(), ctx.training()];
+    let superseded: Vec<u32> = ctx
+        .versions
+        .iter()
+        .rev()
+        .filter(|(v, p)| **p == VersionPhase::Superseded && !protected.contains(&Some(**v)))
+        .map(|(v, _)| *v)
+        .collect();
+    let failed: Vec<u32> = ctx
+        .versions
+        .iter()
+        .rev()
+        .filter(|(v, p)| {
+            matches!(
+                p,
+                VersionPhase::Rejected | VersionPhase::RolledBack | VersionPhase::Failed
+            ) && !protected.contains(&Some(**v))
+        })
+        .map(|(v, _)| *v)
+        .collect();
+    for v in superseded.iter().skip(keep_superseded) {
+        ctx.actions.push(Action::DeleteVersion {
+            version: *v,
+            reason: format!("retention: keeping the newest {keep_superseded} superseded versions"),
+        });
+    }
+    for v in failed.iter().skip(keep_failed) {
+        ctx.actions.push(Action::DeleteVersion {
+            version: *v,
+            reason: format!("retention: keeping the newest {keep_failed} rejected, rolled-back or failed versions"),
+        });
+    }
+    for v in superseded
+        .iter()
+        .skip(keep_superseded)
+        .chain(failed.iter().skip(keep_failed))
+    {
+        ctx.versions.remove(v);
+    }
+}
+
+/// The condition saying a training pod waits for a node that can take it.
+pub const TRAINING_UNSCHEDULABLE: &str = "TrainingUnschedulable";
+
+/// Phase, conditions and the traffic summary, from the state decided above.
+pub(super) fn finish(mut ctx: Ctx) -> Decision {
+    let s = &mut ctx.status;
+    let obs = ctx.obs;
+    let last_failed = s
+        .last_training
+        .as_ref()
+        .and_then(|t| t.outcome.as_deref())
+        .is_some_and(|o| o.starts_with("Failed"));
+    s.phase = if ctx.spec.paused {
+        ModelPhase::Paused
+    } else if s.canary.is_some() {
+        ModelPhase::Canary
+    } else if s.training.is_some() {
+        ModelPhase::Training
+    } else if s.candidate.is_some() {
+        ModelPhase::Gating
+    } else if s.champion.is_some() {
+        ModelPhase::Serving
+    } else if last_failed {
+        ModelPhase::Failed
+    } else {
+        ModelPhase::Pending
+    };
+
+    let summary = s
+        .traffic
+        .iter()
+        .map(|t| format!("{}:{}", t.version, t.weight))
+        .collect::<Vec<_>>()
+        .join(" ");
+    s.traffic_summary = (!summary.is_empty()).then_some(summary.clone());
+
+    match &s.champion {
+        Some(c) => {
+            let msg = format!("{c} is champion; traffic {summary}");
+            set_condition(
+                s,
+                obs,
+                "Ready",
+                ConditionStatus::True,
+                "ChampionServing",
+                &msg,
+            )
+        }
+        None => set_condition(
+            s,
+            obs,
+            "Ready",
+            ConditionStatus::False,
+            "NoChampion",
+            "no version has passed the gate yet",
+        ),
+    };
+    match (&s.training, &s.last_training) {
+        (Some(t), _) => {
+            let msg = format!(
+                "{} training since {}: {}",
+                t.version,
+                t.started_at.to_rfc3339(),
+                t.reason
+            );
+            set_condition(
+                s,
+                obs,
+                "Training",
+                ConditionStatus::True,
+                "TrainingRunning",
+                &msg,
+            )
+        }
+        (None, Some(t)) if last_failed => {
+            let msg = format!("{} {}", t.version, t.outcome.as_deref().unwrap_or_default());
+            set_condition(
+                s,
+                obs,
+                "Training",
+                ConditionStatus::False,
+                "TrainingFailed",
+                &msg,
+            )
+        }
+        _ => set_condition(
+            s,
+            obs,
+            "Training",
+            ConditionStatus::False,
+            "Idle",
+            "no training running",
+        ),
+    };
+    // A training pod no node can take (a GPU request on a cluster without
+    // GPUs, a nodeSelector nothing matches) is Pending for good, not slow:
+    // say so with the scheduler's own words, and again once it is placed.
+    let unschedulable = s.training.as_ref().and_then(|t| {
+        let n = version_number(&t.version)?;
+        Some((t.version.clone(), obs.unschedulable(n)?.to_string()))
+    });
+    let was_unschedulable = s
+        .condition(TRAINING_UNSCHEDULABLE)
+        .is_some_and(|c| c.status == ConditionStatus::True);
+    let mut scheduling_event = None;
+    match unschedulable {
+        Some((version, why)) => {
+            let msg = format!("{version}'s training pod cannot be scheduled: {why}");
+            if set_condition(
+                s,
+                obs,
+                TRAINING_UNSCHEDULABLE,
+                ConditionStatus::True,
+                "Unschedulable",
+                &msg,
+            ) {
+                scheduling_event = Some((EventKind::Warning, TRAINING_UNSCHEDULABLE, msg));
+            }
+        }
+        None if was_unschedulable => {
+            let msg = match &s.training {
+                Some(t) => format!("{}'s training pod was scheduled", t.version),
+                None => "no training waits for a node".to_string(),
+            };
+            set_condition(
+                s,
+                obs,
+                TRAINING_UNSCHEDULABLE,
+                ConditionStatus::False,
+                "Scheduled",
+                &msg,
+            );
+            scheduling_event = Some((EventKind::Normal, "TrainingScheduled", msg));
+        }
+        None => {}
+    }
+    match s.canary.clone() {
+        Some(c) if c.awaiting_promotion => {
+            let msg = format!(
+                "{} passed every step; waiting for `driftline promote`",
+                c.version
+            );
+            set_condition(
+                s,
+                obs,
+                "Progressing",
+                ConditionStatus::True,
+                "AwaitingPromotion",
+                &msg,
+            )
+        }
+        Some(c) => {
+            let steps = ctx.spec.rollout.steps.len();
+            let weight = ctx
+                .spec
+                .rollout
+                .steps
+                .get(c.step as usize)
+                .map_or(0, |st| st.weight);
+            let msg = match c.step_started_at {
+                Some(_) => format!(
+                    "{} canary at {weight} % (step {}/{steps}), failed analyses {}/{}",
+                    c.version,
+                    c.step + 1,
+                    c.failures,
+                    ctx.spec.rollout.analysis.failure_limit
+                ),
+                None => format!(
+                    "{} canary waits for its Deployment to be ready; stable keeps 100 %",
+                    c.version
+                ),
+            };
+            set_condition(
+                s,
+                obs,
+                "Progressing",
+                ConditionStatus::True,
+                "CanaryInProgress",
+                &msg,
+            )
+        }
+        None => set_condition(
+            s,
+            obs,
+            "Progressing",
+            ConditionStatus::False,
+            "NoRollout",
+            "no canary in progress",
+        ),
+    };
+    if let Some((kind, reason, message)) = scheduling_event {
+        ctx.actions.push(Action::RecordEvent {
+            kind,
+            reason: reason.into(),
+            message,
+        });
+    }
+    let s = &mut ctx.status;
+    let seen_before = s.condition("Paused").is_some();
+    let flipped = if ctx.spec.paused {
+        set_condition(
+            s,
+            obs,
+            "Paused",
+            ConditionStatus::True,
+            "PausedBySpec",
+            "spec.paused is true: no training or rollout steps start",
+        )
+    } else {
+        set_condition(
+            s,
+            obs,
+            "Paused",
+            ConditionStatus::False,
+            "Active",
+            "spec.paused is false",
+        )
+    };
+    if flipped && (seen_before || ctx.spec.paused) {
+        let (reason, message) = if ctx.spec.paused {
+            (
+                "Paused",
+                "spec.paused set: no new training, canary weights held",
+            )
+        } else {
+            (
+                "Resumed",
+                "spec.paused cleared: training triggers and canary steps resume",
+            )
+        };
+        ctx.actions.push(Action::RecordEvent {
+            kind: EventKind::Normal,
+            reason: reason.into(),
+            message: message.into(),
+        });
+    }
+    Decision {
+        actions: ctx.actions,
+        status: ctx.status,
+        requeue_after: ctx.requeue,
+    }
+}

@@ -2,10 +2,10 @@
 //! was observed (and `now`) to actions and the new status.
 //!
 //! [`decide`] runs the steps in order; each concern has its module:
-//! [`training`] (triggers, blocks, finished Jobs), [`gating`] (the gate
-//! verdict), [`rollout`] (canary steps, analysis, promotion, rollback),
-//! [`requests`] (manual requests) and [`status`] (retention, phase,
-//! conditions). They share the decision's working state, [`Ctx`].
+//! `training` (triggers, blocks, finished Jobs), `gating` (the gate
+//! verdict), `rollout` (canary steps, analysis, promotion, rollback),
+//! `requests` (manual requests) and `status` (retention, phase,
+//! conditions). They share the decision's working state, `Ctx`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -259,6 +259,11 @@ fn profile_of(schema: &FeatureSchema, cells: &[Cell]) -> Result<FeatureProfile, 
 }
 
 /// Trains on an already-read table. `feedback` rows join the training split only.
+///
+/// The steps, each its own function: split the rows, encode the inputs,
+/// encode the targets, initialise the parameters, run the epochs, measure
+/// on the validation split, build the drift reference (calibrated, with
+/// importance), and assemble the manifest.
 pub fn fit(
     spec: &ModelSpec,
     table: &Table,
@@ -268,34 +273,191 @@ pub fn fit(
 ) -> Result<TrainedModel, MlError> {
     let started = Instant::now();
     let arch = validate(spec)?;
-    let target = &spec.data.target;
     let names = feature_names(spec, table)?;
-    let seed = spec.training.seed;
+    let split = Split::new(spec, table.rows);
+    let encoded = encode_inputs(spec, table, &names, &split, feedback)?;
+    let targets = encode_targets(spec, table, feedback, &split, encoded.n_train, device)?;
+    let task = spec.task;
+    let inputs = encoded.inputs;
+    let outputs = match task {
+        Task::Classification => targets.classes.len(),
+        Task::Regression => 1,
+    };
+    let params = Parameters::init(arch, spec, inputs, outputs, device)?;
+    let x_train = Tensor::from_vec(encoded.x_train.clone(), (encoded.n_train, inputs), device)?;
+    let x_val = Tensor::from_vec(
+        gather(&encoded.all_x, inputs, &split.val),
+        (split.val.len(), inputs),
+        device,
+    )?;
+    let curve = run_epochs(
+        spec,
+        &params,
+        (&x_train, &targets.y_train),
+        (&x_val, &targets.y_val),
+        targets.target_scale,
+        progress,
+    )?;
 
-    // Deterministic split from the seed.
-    let mut order: Vec<usize> = (0..table.rows).collect();
-    let mut split_rng = ChaCha8Rng::seed_from_u64(seed);
-    split_rng.set_stream(SPLIT_STREAM);
-    order.shuffle(&mut split_rng);
-    let mut n_val = (table.rows as f64 * spec.data.validation_fraction).round() as usize;
-    if spec.data.validation_fraction > 0.0 && n_val == 0 && table.rows >= 2 {
-        n_val = 1;
+    let Parameters {
+        shapes,
+        vars,
+        network,
+    } = params;
+    let named: Vec<(String, Tensor)> = shapes
+        .iter()
+        .zip(&vars)
+        .map(|(s, v)| (s.name.clone(), v.as_tensor().clone()))
+        .collect();
+    let predictor = Predictor {
+        features: encoded.features.clone(),
+        task,
+        classes: targets.classes.clone(),
+        target_scale: targets.target_scale,
+        inputs,
+        network,
+        device: device.clone(),
+    };
+
+    // Validation metrics through the same prediction path as serving.
+    let val_pred =
+        predictor.predict_encoded(gather(&encoded.all_x, inputs, &split.val), split.val.len())?;
+    let metrics = match task {
+        Task::Classification => metrics::classification(
+            &targets.classes,
+            &targets.val_labels,
+            &val_pred.labels,
+            val_pred.probabilities.as_deref().unwrap_or(&[]),
+        ),
+        Task::Regression => metrics::regression(&targets.val_values, &val_pred.values),
+    };
+    let reference = drift_reference(
+        spec, table, &encoded, &split, &targets, &predictor, &val_pred,
+    )?;
+
+    let weights = artifact::weights_to_bytes(&named)?;
+    let tensors = artifact::tensor_infos(&named);
+    let parameters = tensors
+        .iter()
+        .map(|t| t.shape.iter().product::<usize>() as u64)
+        .sum();
+    let fingerprint = artifact::fingerprint(&spec.architecture, task, inputs, outputs, &tensors);
+    let training_seconds = started.elapsed().as_secs_f64();
+    tracing::info!(training_seconds, parameters, %fingerprint, "training finished");
+    let mut files = BTreeMap::new();
+    files.insert(
+        artifact::WEIGHTS_FILE.to_string(),
+        FileDigest {
+            sha256: data::sha256_hex(&weights),
+            bytes: weights.len() as u64,
+        },
+    );
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        task,
+        target: spec.data.target.clone(),
+        features: encoded.features,
+        classes: targets.classes,
+        target_scale: targets.target_scale,
+        architecture: spec.architecture.clone(),
+        inputs,
+        outputs,
+        tensors,
+        parameters,
+        fingerprint,
+        reference,
+        metrics,
+        curve,
+        dataset: DatasetLineage {
+            source: spec.data.source.clone(),
+            digest: table.digest.clone(),
+            rows: table.rows,
+            training_rows: encoded.n_train,
+            validation_rows: split.val.len(),
+            feedback: feedback.map(|(prefix, fb)| FeedbackLineage {
+                prefix: prefix.to_string(),
+                files: fb.files,
+                rows: fb.table.rows,
+                skipped_rows: fb.skipped_rows,
+                digest: fb.table.digest.clone(),
+            }),
+        },
+        seed: spec.training.seed,
+        training: spec.training.clone(),
+        device: device_name(device),
+        driftline_version: env!("CARGO_PKG_VERSION").to_string(),
+        trained_at: chrono::Utc::now().to_rfc3339(),
+        training_seconds,
+        files,
+        manifest_digest: String::new(),
+    };
+    Ok(TrainedModel {
+        manifest,
+        weights: Bytes::from(weights),
+    })
+}
+
+/// The deterministic training/validation split of the file's rows.
+struct Split {
+    /// Training rows of the file, ascending (feedback rows come after them).
+    train: Vec<usize>,
+    /// Validation rows, ascending.
+    val: Vec<usize>,
+}
+
+impl Split {
+    /// `data.validationFraction` of the rows (at least one when asked and
+    /// possible, never all), drawn from the seed's split stream.
+    fn new(spec: &ModelSpec, rows: usize) -> Split {
+        let mut order: Vec<usize> = (0..rows).collect();
+        let mut split_rng = ChaCha8Rng::seed_from_u64(spec.training.seed);
+        split_rng.set_stream(SPLIT_STREAM);
+        order.shuffle(&mut split_rng);
+        let mut n_val = (rows as f64 * spec.data.validation_fraction).round() as usize;
+        if spec.data.validation_fraction > 0.0 && n_val == 0 && rows >= 2 {
+            n_val = 1;
+        }
+        n_val = n_val.min(rows.saturating_sub(1));
+        let (val, train) = order.split_at(n_val);
+        let (mut val, mut train) = (val.to_vec(), train.to_vec());
+        val.sort_unstable();
+        train.sort_unstable();
+        Split { train, val }
     }
-    n_val = n_val.min(table.rows.saturating_sub(1));
-    let (val_idx, train_idx) = order.split_at(n_val);
-    let (mut val_idx, mut train_idx) = (val_idx.to_vec(), train_idx.to_vec());
-    val_idx.sort_unstable();
-    train_idx.sort_unstable();
+}
 
+/// The inputs, encoded by preprocessing fitted on the training split.
+struct Encoded {
+    features: Vec<FeatureSchema>,
+    /// Width of an encoded row.
+    inputs: usize,
+    /// Every row of the file, encoded (row-major, `inputs` wide).
+    all_x: Vec<f32>,
+    /// The training rows, then the feedback rows, encoded.
+    x_train: Vec<f32>,
+    /// The training split's raw rows plus feedback (what preprocessing and
+    /// the drift reference are fitted on).
+    train_table: Table,
+    /// Training rows including feedback.
+    n_train: usize,
+}
+
+fn encode_inputs(
+    spec: &ModelSpec,
+    table: &Table,
+    names: &[String],
+    split: &Split,
+    feedback: Option<(&str, &Feedback)>,
+) -> Result<Encoded, MlError> {
     // Kinds are inferred on the whole file so a stray word is reported at its real row;
     // preprocessing is fitted on the training split (plus feedback) only.
-    let mut train_table = table.select(&train_idx);
+    let mut train_table = table.select(&split.train);
     let fb_rows = feedback.map_or(0, |(_, f)| f.table.rows);
     if let Some((_, fb)) = feedback {
         train_table.append(&fb.table);
     }
     let mut features = Vec::with_capacity(names.len());
-    for name in &names {
+    for name in names {
         let kind = match spec.data.feature_kinds.get(name) {
             Some(k) => *k,
             None => {
@@ -321,27 +483,55 @@ pub fn fit(
         &FeatureBatch::from_table(&features, table)?,
         &table.source,
     )?;
-    let mut x_train = gather(&all_x, inputs, &train_idx);
-    let x_val = gather(&all_x, inputs, &val_idx);
-    let fb_x = match feedback {
-        Some((prefix, fb)) if fb.table.rows > 0 => preprocess::encode(
+    let mut x_train = gather(&all_x, inputs, &split.train);
+    if let Some((prefix, fb)) = feedback
+        && fb.table.rows > 0
+    {
+        x_train.extend(preprocess::encode(
             &features,
             &FeatureBatch::from_table(&features, &fb.table)?,
             prefix,
-        )?,
-        _ => Vec::new(),
-    };
-    x_train.extend_from_slice(&fb_x);
-    let n_train = train_idx.len() + fb_rows;
+        )?);
+    }
+    Ok(Encoded {
+        features,
+        inputs,
+        all_x,
+        x_train,
+        train_table,
+        n_train: split.train.len() + fb_rows,
+    })
+}
 
-    // Targets.
-    let task = spec.task;
-    let (classes, y_train, y_val, target_scale, val_labels, val_values) = match task {
+/// The targets: class indices (classification) or standardised values
+/// (regression), for the training rows (then feedback) and the validation rows.
+struct Targets {
+    /// Class labels in their sorted order (classification).
+    classes: Vec<String>,
+    y_train: Tensor,
+    y_val: Tensor,
+    /// Mean and standard deviation the regression target is scaled by.
+    target_scale: Option<TargetScale>,
+    /// Raw labels of the validation rows (classification).
+    val_labels: Vec<String>,
+    /// Raw values of the validation rows (regression).
+    val_values: Vec<f64>,
+}
+
+fn encode_targets(
+    spec: &ModelSpec,
+    table: &Table,
+    feedback: Option<(&str, &Feedback)>,
+    split: &Split,
+    n_train: usize,
+    device: &Device,
+) -> Result<Targets, MlError> {
+    let target = &spec.data.target;
+    let feedback = feedback.filter(|(_, fb)| fb.table.rows > 0);
+    match spec.task {
         Task::Classification => {
             let mut labels = preprocess::labels(table, target)?;
-            if let Some((_, fb)) = feedback
-                && fb.table.rows > 0
-            {
+            if let Some((_, fb)) = feedback {
                 labels.extend(preprocess::labels(&fb.table, target)?);
             }
             let mut classes: Vec<String> = labels
@@ -366,27 +556,26 @@ pub fn fit(
                 .iter()
                 .map(|l| index.get(l.as_str()).copied().unwrap_or(0))
                 .collect();
-            let mut ytr: Vec<u32> = train_idx.iter().map(|&r| encoded[r]).collect();
+            let mut ytr: Vec<u32> = split.train.iter().map(|&r| encoded[r]).collect();
             ytr.extend_from_slice(&encoded[table.rows..]);
-            let yv: Vec<u32> = val_idx.iter().map(|&r| encoded[r]).collect();
-            let val_labels: Vec<String> = val_idx.iter().map(|&r| labels[r].clone()).collect();
-            (
+            let yv: Vec<u32> = split.val.iter().map(|&r| encoded[r]).collect();
+            let val_labels: Vec<String> = split.val.iter().map(|&r| labels[r].clone()).collect();
+            Ok(Targets {
                 classes,
-                Tensor::from_vec(ytr, n_train, device)?,
-                Tensor::from_vec(yv, val_idx.len(), device)?,
-                None,
+                y_train: Tensor::from_vec(ytr, n_train, device)?,
+                y_val: Tensor::from_vec(yv, split.val.len(), device)?,
+                target_scale: None,
                 val_labels,
-                Vec::new(),
-            )
+                val_values: Vec::new(),
+            })
         }
         Task::Regression => {
             let mut values = preprocess::values(table, target)?;
-            if let Some((_, fb)) = feedback
-                && fb.table.rows > 0
-            {
+            if let Some((_, fb)) = feedback {
                 values.extend(preprocess::values(&fb.table, target)?);
             }
-            let train_values: Vec<f64> = train_idx
+            let train_values: Vec<f64> = split
+                .train
                 .iter()
                 .map(|&r| values[r])
                 .chain(values[table.rows..].iter().copied())
@@ -397,40 +586,74 @@ pub fn fit(
             let std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
             let scale = |v: f64| ((v - mean) / std) as f32;
             let ytr: Vec<f32> = train_values.iter().map(|&v| scale(v)).collect();
-            let yv: Vec<f32> = val_idx.iter().map(|&r| scale(values[r])).collect();
-            let val_values: Vec<f64> = val_idx.iter().map(|&r| values[r]).collect();
-            (
-                Vec::new(),
-                Tensor::from_vec(ytr, (n_train, 1), device)?,
-                Tensor::from_vec(yv, (val_idx.len(), 1), device)?,
-                Some(TargetScale { mean, std }),
-                Vec::new(),
-                val_values,
-            )
+            let yv: Vec<f32> = split.val.iter().map(|&r| scale(values[r])).collect();
+            Ok(Targets {
+                classes: Vec::new(),
+                y_train: Tensor::from_vec(ytr, (n_train, 1), device)?,
+                y_val: Tensor::from_vec(yv, (split.val.len(), 1), device)?,
+                target_scale: Some(TargetScale { mean, std }),
+                val_labels: Vec::new(),
+                val_values: split.val.iter().map(|&r| values[r]).collect(),
+            })
         }
-    };
-    let outputs = if task == Task::Classification {
-        classes.len()
-    } else {
-        1
-    };
-
-    // Parameters, initialised from the run's own RNG.
-    let shapes = arch.tensors(&spec.architecture, inputs, outputs);
-    let mut init_rng = ChaCha8Rng::seed_from_u64(seed);
-    init_rng.set_stream(INIT_STREAM);
-    let initial = arch.init(&spec.architecture, inputs, outputs, &mut init_rng);
-    let mut vars = Vec::with_capacity(shapes.len());
-    let mut tensor_map = std::collections::HashMap::new();
-    for (shape, values) in shapes.iter().zip(initial) {
-        let var = Var::from_tensor(&Tensor::from_vec(values, shape.shape.as_slice(), device)?)?;
-        tensor_map.insert(shape.name.clone(), var.as_tensor().clone());
-        vars.push(var);
     }
-    let network = arch.build(&spec.architecture, &tensor_map)?;
+}
 
-    let x_train = Tensor::from_vec(x_train, (n_train, inputs), device)?;
-    let x_val = Tensor::from_vec(x_val, (val_idx.len(), inputs), device)?;
+/// The network and its trainable tensors.
+struct Parameters {
+    shapes: Vec<arch::TensorShape>,
+    vars: Vec<Var>,
+    network: Box<dyn arch::Network>,
+}
+
+impl Parameters {
+    /// Initialised from the run's own RNG stream.
+    fn init(
+        arch: &dyn Architecture,
+        spec: &ModelSpec,
+        inputs: usize,
+        outputs: usize,
+        device: &Device,
+    ) -> Result<Parameters, MlError> {
+        let shapes = arch.tensors(&spec.architecture, inputs, outputs);
+        let mut init_rng = ChaCha8Rng::seed_from_u64(spec.training.seed);
+        init_rng.set_stream(INIT_STREAM);
+        let initial = arch.init(&spec.architecture, inputs, outputs, &mut init_rng);
+        let mut vars = Vec::with_capacity(shapes.len());
+        let mut tensor_map = std::collections::HashMap::new();
+        for (shape, values) in shapes.iter().zip(initial) {
+            let var = Var::from_tensor(&Tensor::from_vec(values, shape.shape.as_slice(), device)?)?;
+            tensor_map.insert(shape.name.clone(), var.as_tensor().clone());
+            vars.push(var);
+        }
+        let network = arch.build(&spec.architecture, &tensor_map)?;
+        Ok(Parameters {
+            shapes,
+            vars,
+            network,
+        })
+    }
+}
+
+/// Runs the epochs (mini-batches, the optimizer, validation after each, early
+/// stopping) and leaves the best parameters in `params`; returns the curve.
+fn run_epochs(
+    spec: &ModelSpec,
+    params: &Parameters,
+    (x_train, y_train): (&Tensor, &Tensor),
+    (x_val, y_val): (&Tensor, &Tensor),
+    target_scale: Option<TargetScale>,
+    progress: bool,
+) -> Result<Vec<EpochRecord>, MlError> {
+    let task = spec.task;
+    let device = x_train.device();
+    let n_train = x_train.dim(0)?;
+    let n_val = x_val.dim(0)?;
+    let Parameters {
+        shapes,
+        vars,
+        network,
+    } = params;
     let loss_of = |out: &Tensor, y: &Tensor| match task {
         Task::Classification => candle_nn::loss::cross_entropy(out, y),
         Task::Regression => candle_nn::loss::mse(out, y),
@@ -455,12 +678,12 @@ pub fn fit(
     };
     let weight_vars: Vec<&Var> = shapes
         .iter()
-        .zip(&vars)
+        .zip(vars)
         .filter(|(s, _)| s.shape.len() > 1)
         .map(|(_, v)| v)
         .collect();
 
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(t.seed);
     rng.set_stream(TRAIN_STREAM);
     let bar = if progress {
         indicatif::ProgressBar::new(u64::from(t.epochs))
@@ -509,20 +732,20 @@ pub fn fit(
                 loss: train_loss,
             });
         }
-        let (validation_loss, validation_metric) = if val_idx.is_empty() {
+        let (validation_loss, validation_metric) = if n_val == 0 {
             (None, None)
         } else {
-            let out = network.forward(&x_val, None)?;
-            let vloss = f64::from(loss_of(&out, &y_val)?.to_scalar::<f32>()?);
+            let out = network.forward(x_val, None)?;
+            let vloss = f64::from(loss_of(&out, y_val)?.to_scalar::<f32>()?);
             let metric = match task {
                 Task::Classification => {
                     let pred = out.argmax(1)?.to_dtype(candle_core::DType::U32)?;
                     let correct = pred
-                        .eq(&y_val)?
+                        .eq(y_val)?
                         .to_dtype(candle_core::DType::F32)?
                         .sum_all()?
                         .to_scalar::<f32>()?;
-                    f64::from(correct) / val_idx.len() as f64
+                    f64::from(correct) / n_val as f64
                 }
                 Task::Regression => vloss.sqrt() * target_scale.map_or(1.0, |s| s.std),
             };
@@ -578,46 +801,36 @@ pub fn fit(
             var.set(value)?;
         }
     }
+    Ok(curve)
+}
 
-    let named: Vec<(String, Tensor)> = shapes
-        .iter()
-        .zip(&vars)
-        .map(|(s, v)| (s.name.clone(), v.as_tensor().clone()))
-        .collect();
-    let predictor = Predictor {
-        features: features.clone(),
-        task,
-        classes: classes.clone(),
-        target_scale,
-        inputs,
-        network,
-        device: device.clone(),
-    };
-
-    // Validation metrics through the same prediction path as serving.
-    let x_val_host = gather(&all_x, inputs, &val_idx);
-    let val_pred = predictor.predict_encoded(x_val_host, val_idx.len())?;
-    let metrics = match task {
-        Task::Classification => metrics::classification(
-            &classes,
-            &val_labels,
-            &val_pred.labels,
-            val_pred.probabilities.as_deref().unwrap_or(&[]),
-        ),
-        Task::Regression => metrics::regression(&val_values, &val_pred.values),
-    };
-
-    // Drift reference: training-split features and the predictions on them.
-    let train_host = gather(&all_x, inputs, &train_idx);
-    let ref_pred = predictor.predict_encoded(train_host, train_idx.len())?;
-    let mut feature_profiles = Vec::with_capacity(features.len());
-    for f in &features {
+/// The drift reference stored in the artifact: the training split's feature
+/// profiles and the predictions on them, calibrated thresholds and
+/// permutation importance, both measured on held-out rows (the training
+/// rows when there is no validation split).
+fn drift_reference(
+    spec: &ModelSpec,
+    table: &Table,
+    encoded: &Encoded,
+    split: &Split,
+    targets: &Targets,
+    predictor: &Predictor,
+    val_pred: &artifact::Predictions,
+) -> Result<ReferenceProfile, MlError> {
+    let target = &spec.data.target;
+    let inputs = encoded.inputs;
+    let ref_pred = predictor.predict_encoded(
+        gather(&encoded.all_x, inputs, &split.train),
+        split.train.len(),
+    )?;
+    let mut feature_profiles = Vec::with_capacity(encoded.features.len());
+    for f in &encoded.features {
         feature_profiles.push(profile_of(
             f,
-            train_table.column(&f.name, "data.features")?,
+            encoded.train_table.column(&f.name, "data.features")?,
         )?);
     }
-    let prediction = match task {
+    let prediction = match spec.task {
         Task::Classification => FeatureProfile::Categorical {
             name: target.clone(),
             profile: CategoricalProfile::fit(target, &ref_pred.labels)?,
@@ -627,41 +840,41 @@ pub fn fit(
             profile: NumericProfile::fit(target, &ref_pred.values, DEFAULT_BINS)?,
         },
     };
-
     let mut reference = ReferenceProfile::new(feature_profiles, prediction);
-    // Calibration and importance are measured on held-out rows; a run
-    // without a validation split falls back to the training rows.
-    let (held_rows, held_labels, held_values, held_pred) = if val_idx.is_empty() {
-        let labels = match task {
+    let (held_rows, held_labels, held_values, held_pred) = if split.val.is_empty() {
+        let labels = match spec.task {
             Task::Classification => preprocess::labels(table, target)?,
             Task::Regression => Vec::new(),
         };
-        let values = match task {
+        let values = match spec.task {
             Task::Classification => Vec::new(),
             Task::Regression => preprocess::values(table, target)?,
         };
         (
-            train_idx.clone(),
-            train_idx
+            split.train.clone(),
+            split
+                .train
                 .iter()
                 .filter_map(|&r| labels.get(r).cloned())
                 .collect(),
-            train_idx
+            split
+                .train
                 .iter()
                 .filter_map(|&r| values.get(r).copied())
                 .collect(),
-            ref_pred.clone(),
+            ref_pred,
         )
     } else {
         (
-            val_idx.clone(),
-            val_labels.clone(),
-            val_values.clone(),
+            split.val.clone(),
+            targets.val_labels.clone(),
+            targets.val_values.clone(),
             val_pred.clone(),
         )
     };
+    let seed = spec.training.seed;
     let calibration_started = Instant::now();
-    let held_out = held_out_sketch(&reference, &features, table, &held_rows, &held_pred)?;
+    let held_out = held_out_sketch(&reference, &encoded.features, table, &held_rows, &held_pred)?;
     let mut calibration_rng = ChaCha8Rng::seed_from_u64(seed);
     calibration_rng.set_stream(CALIBRATION_STREAM);
     reference.calibration = Some(calibrate::calibrate(
@@ -676,10 +889,10 @@ pub fn fit(
     let mut importance_rng = ChaCha8Rng::seed_from_u64(seed);
     importance_rng.set_stream(IMPORTANCE_STREAM);
     reference.importance = permutation_importance(
-        &predictor,
-        &gather(&all_x, inputs, &held_rows),
+        predictor,
+        &gather(&encoded.all_x, inputs, &held_rows),
         &Held {
-            classes: &classes,
+            classes: &targets.classes,
             labels: &held_labels,
             values: &held_values,
         },
@@ -690,67 +903,7 @@ pub fn fit(
         importance_seconds = importance_started.elapsed().as_secs_f64(),
         "drift calibration and permutation importance measured"
     );
-
-    let weights = artifact::weights_to_bytes(&named)?;
-    let tensors = artifact::tensor_infos(&named);
-    let parameters = tensors
-        .iter()
-        .map(|t| t.shape.iter().product::<usize>() as u64)
-        .sum();
-    let fingerprint = artifact::fingerprint(&spec.architecture, task, inputs, outputs, &tensors);
-    let training_seconds = started.elapsed().as_secs_f64();
-    tracing::info!(training_seconds, parameters, %fingerprint, "training finished");
-    let mut files = BTreeMap::new();
-    files.insert(
-        artifact::WEIGHTS_FILE.to_string(),
-        FileDigest {
-            sha256: data::sha256_hex(&weights),
-            bytes: weights.len() as u64,
-        },
-    );
-    let manifest = Manifest {
-        format_version: FORMAT_VERSION,
-        task,
-        target: target.clone(),
-        features,
-        classes,
-        target_scale,
-        architecture: spec.architecture.clone(),
-        inputs,
-        outputs,
-        tensors,
-        parameters,
-        fingerprint,
-        reference,
-        metrics,
-        curve,
-        dataset: DatasetLineage {
-            source: spec.data.source.clone(),
-            digest: table.digest.clone(),
-            rows: table.rows,
-            training_rows: n_train,
-            validation_rows: val_idx.len(),
-            feedback: feedback.map(|(prefix, fb)| FeedbackLineage {
-                prefix: prefix.to_string(),
-                files: fb.files,
-                rows: fb.table.rows,
-                skipped_rows: fb.skipped_rows,
-                digest: fb.table.digest.clone(),
-            }),
-        },
-        seed,
-        training: spec.training.clone(),
-        device: device_name(device),
-        driftline_version: env!("CARGO_PKG_VERSION").to_string(),
-        trained_at: chrono::Utc::now().to_rfc3339(),
-        training_seconds,
-        files,
-        manifest_digest: String::new(),
-    };
-    Ok(TrainedModel {
-        manifest,
-        weights: Bytes::from(weights),
-    })
+    Ok(reference)
 }
 
 /// Counts of the held-out rows (and the model's predictions on them) over

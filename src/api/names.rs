@@ -82,6 +82,11 @@ pub fn gateway_service(model: &str) -> String {
     model.to_string()
 }
 
+/// The Gateway API `HTTPRoute` of a Model: its name, like the gateway Service.
+pub fn http_route(model: &str) -> String {
+    model.to_string()
+}
+
 /// In-cluster URL of a Service.
 pub fn service_url(service: &str, namespace: &str) -> String {
     format!("http://{service}.{namespace}.svc:{SERVE_PORT}")

@@ -18,6 +18,24 @@ pub fn positive_scale(text: &str) -> Result<f64, String> {
     positive(text).map_err(|_| format!("`{text}` is not a number > 0"))
 }
 
+/// A `NAMESPACE/NAME` flag: both parts DNS-1123 names.
+pub fn namespaced_name(text: &str) -> Result<(String, String), String> {
+    let dns = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 253
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+    };
+    match text.split_once('/') {
+        Some((ns, name)) if dns(ns) && dns(name) => Ok((ns.to_string(), name.to_string())),
+        _ => Err(format!(
+            "`{text}` is not NAMESPACE/NAME (lowercase letters, digits, '-' and '.')"
+        )),
+    }
+}
+
 fn positive(text: &str) -> Result<f64, ()> {
     match text.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
@@ -28,6 +46,17 @@ fn positive(text: &str) -> Result<f64, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn namespaced_names_are_two_dns_names() {
+        assert_eq!(
+            namespaced_name("gateways/public"),
+            Ok(("gateways".to_string(), "public".to_string()))
+        );
+        for bad in ["public", "/public", "gateways/", "Gateways/public", "a/b/c"] {
+            assert!(namespaced_name(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn rates_and_scales_must_be_finite_and_positive() {

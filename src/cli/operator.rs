@@ -28,6 +28,10 @@ pub struct OperatorArgs {
     /// ServiceAccount of gateway pods (they read their Model's status).
     #[arg(long, env = "DRIFTLINE_GATEWAY_SERVICE_ACCOUNT")]
     pub gateway_service_account: Option<String>,
+    /// Where the cluster serves the Gateway API, attach each Model's HTTPRoute
+    /// (weighted like its gateway) to this Gateway: `NAMESPACE/NAME`.
+    #[arg(long, env = "DRIFTLINE_HTTP_ROUTE_PARENT", value_parser = super::flags::namespaced_name)]
+    pub http_route_parent: Option<(String, String)>,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "DRIFTLINE_WATCH_NAMESPACE")]
     pub namespace: Option<String>,
@@ -82,6 +86,7 @@ impl OperatorArgs {
                 image: self.image.clone(),
                 credentials_secret: self.credentials_secret.clone(),
                 gateway_service_account: self.gateway_service_account.clone(),
+                http_route_parent: self.http_route_parent.clone(),
             },
             namespace: self.namespace.clone(),
             clock: Arc::new(Clock::scaled(self.time_scale)),

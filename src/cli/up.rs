@@ -179,6 +179,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             image: ChildSettings::default().image,
             credentials_secret: None,
             gateway_service_account: None,
+            http_route_parent: None,
         },
         namespace: None,
         clock: Arc::new(Clock::scaled(args.time_scale)),

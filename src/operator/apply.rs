@@ -1,10 +1,14 @@
 //! Apply: write children (server-side apply under one field manager, skipped
 //! when unchanged), statuses (through the status subresource) and Events.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
 use kube::core::NamespaceResourceScope;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
@@ -61,6 +65,65 @@ where
     )
     .await
     .map_err(kube(format!("apply {} {ns}/{name}", K::kind(&()))))?;
+    Ok(true)
+}
+
+/// How long an applied object without a watch cache is trusted unchanged.
+pub const REAPPLY_AFTER: Duration = Duration::from_secs(600);
+
+/// Server-side applies a stamped object of a kind known only at run time
+/// (the Gateway API's `HTTPRoute`), unless `applied` records that this exact
+/// content was applied already (there is no watch cache to compare with)
+/// less than [`REAPPLY_AFTER`] ago; applying again after that restores an
+/// object someone deleted or edited.
+pub async fn apply_dynamic(
+    client: &Client,
+    desired: DynamicObject,
+    applied: &Mutex<HashMap<String, (String, Instant)>>,
+) -> Result<bool, OperatorError> {
+    let desired = stamp(desired);
+    let resource = desired
+        .types
+        .as_ref()
+        .map(|t| {
+            let (group, version) = match t.api_version.split_once('/') {
+                Some((g, v)) => (g, v),
+                None => ("", t.api_version.as_str()),
+            };
+            ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &t.kind))
+        })
+        .ok_or_else(|| OperatorError::Build {
+            what: desired.name_any(),
+            reason: "an object without apiVersion and kind".into(),
+        })?;
+    let ns = desired.namespace().unwrap_or_default();
+    let name = desired.name_any();
+    let key = format!("{ns}/{name}");
+    let hash = desired
+        .annotations()
+        .get(APPLIED_HASH)
+        .cloned()
+        .unwrap_or_default();
+    if applied
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .is_some_and(|(h, at)| *h == hash && at.elapsed() < REAPPLY_AFTER)
+    {
+        return Ok(false);
+    }
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&desired),
+    )
+    .await
+    .map_err(kube(format!("apply {} {key}", resource.kind)))?;
+    applied
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, (hash, Instant::now()));
     Ok(true)
 }
 

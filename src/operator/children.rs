@@ -14,11 +14,13 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 
 use crate::api::names::{self, MODEL_ENV, SERVE_PORT};
 use crate::api::{
     ArtifactRef, ComputeResources, DriftSpec, Lineage, Model, ModelVersion, ModelVersionSpec,
-    ModelVersionStatus, TrainingTrigger, VersionPhase, parse_duration,
+    ModelVersionStatus, TrafficWeight, TrainingTrigger, VersionPhase, parse_duration,
+    version_number,
 };
 
 use super::error::OperatorError;
@@ -36,6 +38,9 @@ pub struct ChildSettings {
     pub credentials_secret: Option<String>,
     /// ServiceAccount of gateway pods (they read their Model's status).
     pub gateway_service_account: Option<String>,
+    /// The Gateway API `Gateway` (namespace, name) each Model's `HTTPRoute`
+    /// attaches to, where the cluster serves the Gateway API.
+    pub http_route_parent: Option<(String, String)>,
 }
 
 impl Default for ChildSettings {
@@ -45,6 +50,7 @@ impl Default for ChildSettings {
             image: format!("ghcr.io/driftline/driftline:{}", env!("CARGO_PKG_VERSION")),
             credentials_secret: None,
             gateway_service_account: None,
+            http_route_parent: None,
         }
     }
 }
@@ -522,6 +528,50 @@ pub fn gateway(
     ))
 }
 
+/// The Gateway API group, version and kind of [`http_route`].
+pub const HTTP_ROUTE_API: (&str, &str, &str) = ("gateway.networking.k8s.io", "v1", "HTTPRoute");
+
+/// The `HTTPRoute` of a Model, where the cluster serves the Gateway API: one
+/// rule whose weighted `backendRefs` are the versions' Services, following
+/// `status.traffic` as the Model's own gateway does. `None` without traffic.
+pub fn http_route(
+    model: &Model,
+    traffic: &[TrafficWeight],
+    settings: &ChildSettings,
+) -> Result<Option<DynamicObject>, OperatorError> {
+    if traffic.is_empty() {
+        return Ok(None);
+    }
+    let o = owner(model)?;
+    let mut backends = Vec::with_capacity(traffic.len());
+    for t in traffic {
+        let n = version_number(&t.version).ok_or_else(|| OperatorError::Build {
+            what: format!("HTTPRoute {}/{}", o.namespace, names::http_route(o.name)),
+            reason: format!("status.traffic names `{}`, not a version `v<n>`", t.version),
+        })?;
+        backends.push(serde_json::json!({
+            "kind": "Service",
+            "name": names::serving(o.name, n),
+            "port": SERVE_PORT,
+            "weight": t.weight,
+        }));
+    }
+    let mut spec = serde_json::json!({"rules": [{"backendRefs": backends}]});
+    if let Some((namespace, name)) = &settings.http_route_parent {
+        spec["parentRefs"] = serde_json::json!([{"namespace": namespace, "name": name}]);
+    }
+    let (group, version, kind) = HTTP_ROUTE_API;
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+    let mut route = DynamicObject::new(&names::http_route(o.name), &resource)
+        .data(serde_json::json!({ "spec": spec }));
+    route.metadata = meta(
+        &o,
+        names::http_route(o.name),
+        labels(o.name, names::ROLE_GATEWAY, None),
+    );
+    Ok(Some(route))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,6 +592,7 @@ mod tests {
             image: "driftline:1".into(),
             credentials_secret: Some("s3-creds".into()),
             gateway_service_account: Some("driftline-gateway".into()),
+            http_route_parent: Some(("gateways".into(), "public".into())),
         }
     }
 
@@ -728,6 +779,53 @@ mod tests {
             table.backends[0].url,
             names::serving_url("wine-quality", "ml", 7)
         );
+    }
+
+    #[test]
+    fn the_http_route_weights_each_versions_service_as_status_traffic_does() {
+        let m = fixture();
+        let traffic = [
+            TrafficWeight {
+                version: "v3".into(),
+                weight: 80,
+            },
+            TrafficWeight {
+                version: "v4".into(),
+                weight: 20,
+            },
+        ];
+        assert!(http_route(&m, &[], &settings()).expect("builds").is_none());
+        let route = http_route(&m, &traffic, &settings())
+            .expect("builds")
+            .expect("a route with traffic");
+        let types = route.types.as_ref().expect("types");
+        assert_eq!(
+            (types.api_version.as_str(), types.kind.as_str()),
+            ("gateway.networking.k8s.io/v1", "HTTPRoute")
+        );
+        assert_eq!(route.metadata.name.as_deref(), Some("wine-quality"));
+        assert_eq!(route.metadata.namespace.as_deref(), Some("ml"));
+        let owner = &route.metadata.owner_references.as_ref().expect("owner")[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("Model", Some(true))
+        );
+        assert_eq!(
+            route.data["spec"],
+            serde_json::json!({
+                "parentRefs": [{"namespace": "gateways", "name": "public"}],
+                "rules": [{"backendRefs": [
+                    {"kind": "Service", "name": "wine-quality-v3", "port": 8080, "weight": 80},
+                    {"kind": "Service", "name": "wine-quality-v4", "port": 8080, "weight": 20},
+                ]}]
+            })
+        );
+        let bad = [TrafficWeight {
+            version: "latest".into(),
+            weight: 100,
+        }];
+        let err = http_route(&m, &bad, &settings()).unwrap_err().to_string();
+        assert!(err.contains("`latest`, not a version"), "{err}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod children;
 pub mod clock;
 pub mod error;
+pub mod gateway_api;
 pub mod leader;
 pub mod observe;
 pub mod reconcile;
@@ -181,6 +182,8 @@ async fn controller(
         stale: Mutex::new(HashMap::new()),
         drift_poll: config.drift_poll,
         registry: config.registry.clone(),
+        gateway_api: gateway_api::GatewayApiProbe::default(),
+        routes_applied: Mutex::new(HashMap::new()),
     });
 
     let controller = Controller::new(api::<Model>(&client, ns), watcher::Config::default())

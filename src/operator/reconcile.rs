@@ -69,6 +69,13 @@ pub struct Context {
     pub drift_poll: Duration,
     /// Where decisions are recorded (lineage, evaluations, audit trail), if anywhere.
     pub registry: Option<Arc<RegistryWriter>>,
+    /// Whether the cluster serves the Gateway API (then each Model also gets
+    /// an HTTPRoute).
+    pub gateway_api: super::gateway_api::GatewayApiProbe,
+    /// What was last applied to each HTTPRoute (`namespace/name` → content
+    /// hash, when): routes have no watch cache, and an unchanged one is not
+    /// written again for [`super::apply::REAPPLY_AFTER`].
+    pub routes_applied: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 fn owned_by<'a, K: kube::Resource>(items: &'a [Arc<K>], ns: &str, model: &str) -> Vec<&'a K> {
@@ -729,6 +736,11 @@ async fn ensure_children(
     if !serving.is_empty() {
         let pair = children::gateway(model, &ctx.settings)?;
         apply_pair(ctx, pair, deployments, &services).await?;
+        if ctx.gateway_api.served(&ctx.client).await
+            && let Some(route) = children::http_route(model, &status.traffic, &ctx.settings)?
+        {
+            apply::apply_dynamic(&ctx.client, route, &ctx.routes_applied).await?;
+        }
     }
     Ok(())
 }

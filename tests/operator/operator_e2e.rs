@@ -1244,3 +1244,136 @@ async fn a_gpu_training_without_a_gpu_node_waits_unschedulable_then_proceeds() {
     );
     h.shutdown().await;
 }
+
+/// The Gateway API's HTTPRoute, as a cluster that serves it has it: the
+/// upstream CRD's group, names and the schema of the fields driftline writes.
+fn http_route_crd()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    serde_yaml::from_str(
+        r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: httproutes.gateway.networking.k8s.io}
+spec:
+  group: gateway.networking.k8s.io
+  scope: Namespaced
+  names: {plural: httproutes, singular: httproute, kind: HTTPRoute, listKind: HTTPRouteList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              parentRefs:
+                type: array
+                items:
+                  type: object
+                  required: [name]
+                  properties: {name: {type: string}, namespace: {type: string}}
+              rules:
+                type: array
+                items:
+                  type: object
+                  properties:
+                    backendRefs:
+                      type: array
+                      items:
+                        type: object
+                        required: [name]
+                        properties:
+                          kind: {type: string}
+                          name: {type: string}
+                          port: {type: integer}
+                          weight: {type: integer, minimum: 0, maximum: 1000000}
+          status: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#,
+    )
+    .expect("HTTPRoute CRD")
+}
+
+/// Where the cluster serves the Gateway API, each Model also gets an
+/// HTTPRoute whose weighted backendRefs follow `status.traffic`: the
+/// champion alone, then the canary split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn where_the_gateway_api_is_served_an_http_route_follows_the_traffic_split() {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
+    let mut h = Harness::start_idle(164, 1.0).await;
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(h.client.clone());
+    crds.create(&PostParams::default(), &http_route_crd())
+        .await
+        .expect("the HTTPRoute CRD installs");
+    h.start_operator();
+    let mut spec = quick_wine();
+    // One long step: the canary holds at 30 % while the test looks.
+    spec.rollout.steps = steps(&[(30, "1h")]);
+    h.apply("wine-quality", spec).await;
+    h.wait_champion("wine-quality", 1).await;
+
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "gateway.networking.k8s.io",
+        "v1",
+        "HTTPRoute",
+    ));
+    let routes: Api<DynamicObject> = Api::namespaced_with(h.client.clone(), NS, &resource);
+    let backends = |route: &DynamicObject| route.data["spec"]["rules"][0]["backendRefs"].clone();
+    let wait_route = |want: serde_json::Value| {
+        let routes = routes.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let got = routes
+                    .get_opt("wine-quality")
+                    .await
+                    .expect("read the route");
+                if let Some(route) = got {
+                    if backends(&route) == want {
+                        return route;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "route backends {} never became {want}",
+                        backends(&route)
+                    );
+                } else {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "no HTTPRoute wine-quality"
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let route = wait_route(serde_json::json!([
+        {"kind": "Service", "name": "wine-quality-v1", "port": 8080, "weight": 100}
+    ]))
+    .await;
+    let owner = &route.metadata.owner_references.as_ref().expect("owned")[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Model", "wine-quality")
+    );
+
+    h.retrain("wine-quality", "route-canary").await;
+    let traffic = h
+        .wait_model("wine-quality", MINUTES, "v2 canary at 30 %", |m| {
+            let s = m.status.as_ref()?;
+            (s.traffic.len() == 2).then(|| s.traffic.clone())
+        })
+        .await;
+    let weight = |v: &str| traffic.iter().find(|t| t.version == v).map(|t| t.weight);
+    assert_eq!((weight("v1"), weight("v2")), (Some(70), Some(30)));
+    wait_route(serde_json::json!([
+        {"kind": "Service", "name": "wine-quality-v1", "port": 8080, "weight": 70},
+        {"kind": "Service", "name": "wine-quality-v2", "port": 8080, "weight": 30}
+    ]))
+    .await;
+    h.shutdown().await;
+}

@@ -111,6 +111,7 @@ impl Harness {
                 image: "driftline:test".into(),
                 credentials_secret: None,
                 gateway_service_account: None,
+                http_route_parent: None,
             },
             namespace: None,
             clock: self.clock.clone(),

@@ -145,14 +145,13 @@ async fn controller(
         .default_backoff()
         .reflect(services_writer)
         .touched_objects();
-    // Training pods are the Jobs' children, not the Model's: a pod the
-    // scheduler cannot place reaches its Model through the model label.
-    let (training_pods, pods_writer) = reflector::store::<Pod>();
+    // Pods are the Jobs' and Deployments' children, not the Model's: they
+    // reach their Model through the model label. Training pods say why they
+    // are not scheduled; serving pods are the replicas scraped one by one.
+    let (pods, pods_writer) = reflector::store::<Pod>();
     let pod_events = watcher(
         api::<Pod>(&client, ns),
-        watcher::Config::default().labels(&format!(
-            "{MANAGED_BY_LABEL}={MANAGER},{ROLE_LABEL}={ROLE_TRAINING}"
-        )),
+        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}")),
     )
     .default_backoff()
     .reflect(pods_writer)
@@ -174,7 +173,7 @@ async fn controller(
             jobs: jobs.clone(),
             deployments: deployments.clone(),
             services: services.clone(),
-            training_pods: training_pods.clone(),
+            pods: pods.clone(),
         },
         http: service_http_client(config.scrape_timeout, config.hosts_file),
         telemetry: telemetry.clone(),
@@ -191,8 +190,15 @@ async fn controller(
         .owns_stream(job_events)
         .owns_stream(deployment_events)
         .owns_stream(service_events)
+        // Only training pods wake their Model (a pod the scheduler cannot
+        // place): serving pods change with every probe, and their Deployment's
+        // status already says when replicas become ready.
         .watches_stream(pod_events, |pod: Pod| {
-            let model = pod.metadata.labels.as_ref()?.get(MODEL_LABEL)?.clone();
+            let labels = pod.metadata.labels.as_ref()?;
+            if labels.get(ROLE_LABEL).map(String::as_str) != Some(ROLE_TRAINING) {
+                return None;
+            }
+            let model = labels.get(MODEL_LABEL)?.clone();
             let ns = pod.metadata.namespace.clone()?;
             Some(ObjectRef::<Model>::new(&model).within(&ns))
         });
@@ -217,7 +223,7 @@ async fn controller(
         let _ = jobs.wait_until_ready().await;
         let _ = deployments.wait_until_ready().await;
         let _ = services.wait_until_ready().await;
-        let _ = training_pods.wait_until_ready().await;
+        let _ = pods.wait_until_ready().await;
         ready.set_ready(true);
         info!("caches synced; reconciling");
     };

@@ -46,20 +46,42 @@ pub fn job_state(job: &Job) -> JobState {
     }
 }
 
-/// The pods of version `n`'s training Job (by the version label the Job's
-/// pod template carries).
-pub fn pods_of_version<'a>(pods: &[&'a Pod], n: u32) -> Vec<&'a Pod> {
+/// The pods of version `n` in `role` (`names::ROLE_TRAINING`: its training
+/// Job's; `names::ROLE_SERVING`: its serving replicas), by the labels the
+/// pod templates carry.
+pub fn pods_of_version<'a>(pods: &[&'a Pod], role: &str, n: u32) -> Vec<&'a Pod> {
     let n = n.to_string();
     pods.iter()
         .copied()
         .filter(|p| {
-            p.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(names::VERSION_LABEL))
-                .is_some_and(|v| *v == n)
+            let labels = p.metadata.labels.as_ref();
+            let label = |key: &str| labels.and_then(|l| l.get(key)).map(String::as_str);
+            label(names::ROLE_LABEL) == Some(role) && label(names::VERSION_LABEL) == Some(&n)
         })
         .collect()
+}
+
+/// Base URLs of version `n`'s ready serving replicas (`http://<pod IP>:8080`),
+/// scraped one by one: through the Service each scrape would reach one
+/// replica at random, and counters of different replicas cannot be
+/// subtracted from each other.
+pub fn replica_urls(pods: &[&Pod], n: u32) -> Vec<String> {
+    let mut urls: Vec<String> = pods_of_version(pods, names::ROLE_SERVING, n)
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| {
+            let status = p.status.as_ref()?;
+            let ready = status
+                .conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            let ip = status.pod_ip.as_deref().filter(|ip| !ip.is_empty())?;
+            ready.then(|| format!("http://{ip}:{}", names::SERVE_PORT))
+        })
+        .collect();
+    urls.sort();
+    urls
 }
 
 /// Why a training pod cannot be scheduled (the scheduler's message), if so.
@@ -273,6 +295,39 @@ mod tests {
             status: Some(status),
             ..Default::default()
         }
+    }
+
+    fn pod(role: &str, version: u32, ip: Option<&str>, ready: bool) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("{role}-{version}-{}", ip.unwrap_or("none")), "labels": {
+                names::ROLE_LABEL: role, names::VERSION_LABEL: version.to_string()}},
+            "status": {"podIP": ip, "conditions": [
+                {"type": "Ready", "status": if ready { "True" } else { "False" }}]}
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn each_ready_replica_of_a_version_is_scraped_at_its_own_address() {
+        let pods = [
+            pod(names::ROLE_SERVING, 3, Some("127.16.0.9"), true),
+            pod(names::ROLE_SERVING, 3, Some("127.16.0.4"), true),
+            pod(names::ROLE_SERVING, 3, Some("127.16.0.5"), false),
+            pod(names::ROLE_SERVING, 3, None, true),
+            pod(names::ROLE_SERVING, 4, Some("127.16.0.6"), true),
+            pod(names::ROLE_TRAINING, 3, Some("127.16.0.7"), true),
+        ];
+        let refs: Vec<&Pod> = pods.iter().collect();
+        assert_eq!(
+            replica_urls(&refs, 3),
+            vec!["http://127.16.0.4:8080", "http://127.16.0.9:8080"]
+        );
+        assert_eq!(
+            pods_of_version(&refs, names::ROLE_TRAINING, 3).len(),
+            1,
+            "training pods are told apart by role"
+        );
+        assert!(replica_urls(&refs, 5).is_empty());
     }
 
     #[test]

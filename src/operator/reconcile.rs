@@ -47,8 +47,9 @@ pub struct Stores {
     pub jobs: Store<Job>,
     pub deployments: Store<Deployment>,
     pub services: Store<Service>,
-    /// Training pods, for why a Job stays Pending (the scheduler's message).
-    pub training_pods: Store<Pod>,
+    /// The children's pods: why a training Job stays Pending (the
+    /// scheduler's message), and the serving replicas to scrape.
+    pub pods: Store<Pod>,
 }
 
 /// What every reconcile shares.
@@ -183,18 +184,9 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Requeue, Operat
     let all_deployments = ctx.stores.deployments.state();
     let deployments = owned_by(&all_deployments, &ns, &name);
 
-    let all_pods = ctx.stores.training_pods.state();
-    let training_pods = owned_by(&all_pods, &ns, &name);
-    let obs = observe_all(
-        model,
-        ctx,
-        &name,
-        &versions,
-        &jobs,
-        &training_pods,
-        &deployments,
-    )
-    .await?;
+    let all_pods = ctx.stores.pods.state();
+    let pods = owned_by(&all_pods, &ns, &name);
+    let obs = observe_all(model, ctx, &name, &versions, &jobs, &pods, &deployments).await?;
     let decision = decide(model, &versions, &obs.observations);
     tracing::debug!(
         resource_version = rv.as_deref().unwrap_or_default(),
@@ -331,7 +323,7 @@ async fn observe_all(
     name: &str,
     versions: &[ModelVersion],
     jobs: &[&Job],
-    training_pods: &[&Pod],
+    pods: &[&Pod],
     deployments: &[&Deployment],
 ) -> Result<Observed, OperatorError> {
     let mut obs = Observations::at(ctx.clock.now());
@@ -342,9 +334,11 @@ async fn observe_all(
             let version = names::training_job_version(name, j.metadata.name.as_deref()?)?;
             let state = observe::job_state(j);
             let unschedulable = match state {
-                JobState::Pending => {
-                    observe::unschedulable(&observe::pods_of_version(training_pods, version))
-                }
+                JobState::Pending => observe::unschedulable(&observe::pods_of_version(
+                    pods,
+                    names::ROLE_TRAINING,
+                    version,
+                )),
                 _ => None,
             };
             Some(TrainingJob {
@@ -407,7 +401,7 @@ async fn observe_all(
         }
     }
 
-    if let Some(metrics) = scrape_canary(model, ctx, &obs).await {
+    if let Some(metrics) = scrape_canary(model, ctx, pods, &obs).await {
         obs.canary_metrics = Some(metrics);
     }
     if let Some(champion) = model
@@ -416,7 +410,8 @@ async fn observe_all(
         .and_then(|s| s.champion.as_deref())
         .and_then(version_number)
     {
-        obs.drift = scrape_drift(ctx, &model.namespace().unwrap_or_default(), name, champion).await;
+        let replicas = replica_urls(model, pods, champion);
+        obs.drift = scrape_drift(ctx, name, &replicas).await;
     }
     let actor = acknowledged.as_ref().and_then(|_| {
         model
@@ -435,48 +430,88 @@ async fn observe_all(
     })
 }
 
-/// Sums `/metrics` over the version's Service (the Service spreads over
-/// replicas; one scrape per replica would need pod addresses).
-async fn scrape_version(ctx: &Context, ns: &str, model: &str, n: u32) -> Option<ServingCounters> {
-    let url = format!("{}/metrics", names::serving_url(model, ns, n));
-    let answer = ctx.http.get(&url).send().await.ok()?;
-    if !answer.status().is_success() {
-        return None;
+/// The base URLs to scrape version `n` at: each ready replica, or the
+/// version's Service while no replica address is known.
+fn replica_urls(model: &Model, pods: &[&Pod], n: u32) -> Vec<String> {
+    let urls = observe::replica_urls(pods, n);
+    if urls.is_empty() {
+        tracing::debug!(
+            version = n,
+            "no ready replica address; scraping through the Service"
+        );
+        let ns = model.namespace().unwrap_or_default();
+        vec![names::serving_url(&model.name_any(), &ns, n)]
+    } else {
+        urls
     }
-    let text = answer.text().await.ok()?;
-    Some(ServingCounters::from_metrics(&text))
 }
 
-/// The champion's closed drift windows from `/v2/models/{name}/drift`, as
-/// the decision core reads them (it skips windows it has counted). One
-/// scrape goes through the Service, so with several replicas each reconcile
-/// sees one replica's windows.
-async fn scrape_drift(ctx: &Context, ns: &str, model: &str, n: u32) -> Vec<DriftReading> {
-    let url = format!(
-        "{}/v2/models/{model}/drift",
-        names::serving_url(model, ns, n)
-    );
-    let Ok(answer) = ctx.http.get(&url).send().await else {
-        return Vec::new();
-    };
-    if !answer.status().is_success() {
-        return Vec::new();
+/// `/metrics` of every replica, summed; `None` unless every replica answered
+/// (a partial sum would read as lost requests).
+async fn scrape_version(ctx: &Context, replicas: &[String]) -> Option<ServingCounters> {
+    let scrapes = replicas.iter().map(|base| async move {
+        let url = format!("{base}/metrics");
+        let answer = match ctx.http.get(&url).send().await {
+            Ok(answer) if answer.status().is_success() => answer,
+            Ok(answer) => {
+                tracing::debug!(%url, status = %answer.status(), "scrape refused");
+                return None;
+            }
+            Err(err) => {
+                tracing::debug!(%url, %err, "scrape failed");
+                return None;
+            }
+        };
+        Some(ServingCounters::from_metrics(&answer.text().await.ok()?))
+    });
+    let mut total = ServingCounters::default();
+    for counters in futures::future::join_all(scrapes).await {
+        total.merge(&counters?);
     }
-    let Ok(report) = answer.json::<DriftReport>().await else {
-        warn!(%url, "drift report is not in the expected shape");
-        return Vec::new();
-    };
-    report
-        .recent
-        .iter()
-        .filter_map(DriftReading::from_window)
-        .collect()
+    Some(total)
+}
+
+/// The champion's closed drift windows from every replica's
+/// `/v2/models/{name}/drift`, as the decision core reads them (it skips
+/// windows it has counted). Each replica closes its own windows of
+/// `drift.window` rows; all of them are readings, newest last.
+async fn scrape_drift(ctx: &Context, model: &str, replicas: &[String]) -> Vec<DriftReading> {
+    let scrapes = replicas.iter().map(|base| async move {
+        let url = format!("{base}/v2/models/{model}/drift");
+        let answer = ctx.http.get(&url).send().await.ok()?;
+        if !answer.status().is_success() {
+            return None;
+        }
+        match answer.json::<DriftReport>().await {
+            Ok(report) => Some(report),
+            Err(_) => {
+                warn!(%url, "drift report is not in the expected shape");
+                None
+            }
+        }
+    });
+    let mut readings: Vec<DriftReading> = futures::future::join_all(scrapes)
+        .await
+        .into_iter()
+        .flatten()
+        .flat_map(|report| {
+            report
+                .recent
+                .iter()
+                .filter_map(DriftReading::from_window)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    readings.sort_by_key(|r| r.window_end);
+    readings.dedup_by_key(|r| r.window_end);
+    readings
 }
 
 /// Canary and stable metrics since the current step began, when a step runs.
 async fn scrape_canary(
     model: &Model,
     ctx: &Context,
+    pods: &[&Pod],
     obs: &Observations,
 ) -> Option<crate::policy::CanaryMetrics> {
     let status = model.status.as_ref()?;
@@ -484,11 +519,13 @@ async fn scrape_canary(
     let step_started = canary.step_started_at?;
     let n = version_number(&canary.version)?;
     let champion = status.champion.as_deref().and_then(version_number)?;
-    let ns = model.namespace()?;
-    let name = model.name_any();
+    let (canary_replicas, stable_replicas) = (
+        replica_urls(model, pods, n),
+        replica_urls(model, pods, champion),
+    );
     let (canary_now, stable_now) = tokio::join!(
-        scrape_version(ctx, &ns, &name, n),
-        scrape_version(ctx, &ns, &name, champion)
+        scrape_version(ctx, &canary_replicas),
+        scrape_version(ctx, &stable_replicas)
     );
     let (canary_now, stable_now) = (canary_now?, stable_now?);
     let key = ObjectRef::from_obj(model);

@@ -67,6 +67,10 @@ pub struct OperatorArgs {
     /// down never blocks reconciles (Models show `RegistryAvailable=False`).
     #[arg(long, env = "DRIFTLINE_REGISTRY")]
     pub registry: Option<String>,
+    /// Where the read-only dashboard listens (`off`: nowhere). Loopback by
+    /// default: reach it with `kubectl port-forward`.
+    #[arg(long, env = "DRIFTLINE_DASHBOARD_ADDR", default_value = "127.0.0.1:9091", value_parser = super::flags::listen)]
+    pub dashboard_addr: super::flags::Listen,
 }
 
 impl OperatorArgs {
@@ -117,6 +121,18 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<ExitCode> {
             crate::registry::RegistryWriter::start(url, Default::default())
                 .context("--registry")?,
         ));
+    }
+    if let Some(addr) = args.dashboard_addr.0 {
+        let dashboard = crate::dashboard::DashboardConfig {
+            client: client.clone(),
+            namespace: args.namespace.clone(),
+            registry: args.registry.clone(),
+            hosts_file: args.hosts_file.clone(),
+        };
+        let (addr, _) = crate::dashboard::serve(addr, dashboard)
+            .await
+            .with_context(|| format!("cannot listen on --dashboard-addr {addr}"))?;
+        tracing::info!(url = %format!("http://{addr}/"), "serving the dashboard");
     }
     crate::operator::run(client, config, telemetry, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

@@ -61,6 +61,15 @@ fn time(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
+/// Long text cut to `max` characters, whole in a tooltip.
+fn clipped(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return escape(text);
+    }
+    let cut: String = text.chars().take(max).collect();
+    format!("<span title=\"{}\">{}…</span>", escape(text), escape(&cut))
+}
+
 fn opt(text: Option<&str>) -> String {
     text.map_or_else(|| "<span class=\"muted\">–</span>".into(), escape)
 }
@@ -331,12 +340,14 @@ fn drift_section(drift: &DriftView, out: &mut String) {
                 })
         })
         .collect();
+    out.push_str("<div id=\"heatmap\">");
     out.push_str(&svg::heatmap(
         "drift statistic per feature and window, relative to the threshold",
         &rows,
         drift.columns as usize,
         &cells,
     ));
+    out.push_str("</div>");
 }
 
 fn histogram_section(page: &ModelPage, out: &mut String) {
@@ -467,7 +478,7 @@ fn versions_table(rows: &[VersionRow], all: bool, out: &mut String) {
                 number(r.metrics.get(*m).copied())
             );
         }
-        let _ = write!(out, "<td>{}</td></tr>", escape(&r.reason));
+        let _ = write!(out, "<td>{}</td></tr>", clipped(&r.reason, 120));
     }
     out.push_str("</table>");
     if !all && rows.len() > VERSION_ROWS {

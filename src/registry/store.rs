@@ -819,3 +819,107 @@ fn query_error(operation: impl Into<String>, source: sqlx::Error) -> RegistryErr
         source,
     }
 }
+
+#[cfg(test)]
+mod dashboard_query_tests {
+    use super::*;
+
+    fn wine() -> ModelRef {
+        ModelRef::new("ml", "wine")
+    }
+
+    async fn fresh() -> (tempfile::TempDir, Registry) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("registry.db").display());
+        let registry = Registry::connect(&url).await.unwrap();
+        (dir, registry)
+    }
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_780_000_000 + seconds, 0).unwrap()
+    }
+
+    fn reading(window: i64, feature: &str, value: f64) -> Record {
+        Record::from(DriftReading {
+            model: wine(),
+            version: 1,
+            window_end: at(window),
+            feature: feature.into(),
+            statistic: "jensenShannon".into(),
+            value,
+            threshold: 0.1,
+            drifted: value > 0.1,
+        })
+    }
+
+    fn analysis(version: u32, step: u32, end: i64) -> Record {
+        Record::from(CanaryAnalysis {
+            model: wine(),
+            version,
+            step,
+            weight: 10 * (step + 1),
+            window_start: at(end - 60),
+            window_end: at(end),
+            canary_requests: 100,
+            stable_requests: 900,
+            canary_errors: 0,
+            stable_errors: 0,
+            canary_p99_ms: Some(3.0),
+            stable_p99_ms: None,
+            divergence: None,
+            verdict: AnalysisVerdict::Passed,
+            message: "ok".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn the_drift_heatmap_folds_windows_into_columns_per_feature() {
+        let (_dir, registry) = fresh().await;
+        assert_eq!(
+            registry.drift_heatmap(&wine(), 10).await.unwrap(),
+            DriftHeatmap::default()
+        );
+        // 100 windows a minute apart; `ph` drifts in the last 10 only.
+        let mut records = Vec::new();
+        for w in 0..100 {
+            records.push(reading(w * 60, "alcohol", 0.05));
+            records.push(reading(w * 60, "ph", if w >= 90 { 0.3 } else { 0.02 }));
+        }
+        registry.write_all(&records).await.unwrap();
+        let map = registry.drift_heatmap(&wine(), 10).await.unwrap();
+        assert_eq!(map.windows, 100);
+        assert_eq!(map.columns, 10);
+        assert_eq!(map.first_window_end, Some(at(0)));
+        assert_eq!(map.last_window_end, Some(at(99 * 60)));
+        assert_eq!(map.cells.len(), 20, "{map:?}");
+        let ph: Vec<&DriftCell> = map.cells.iter().filter(|c| c.feature == "ph").collect();
+        assert!(ph.iter().all(|c| c.readings == 10), "{ph:?}");
+        assert_eq!(ph[9].drifted, 10);
+        assert!((ph[9].max_value - 0.3).abs() < 1e-12);
+        assert!(ph[..9].iter().all(|c| c.drifted == 0));
+        // Fewer windows than columns: one column per window at most.
+        assert_eq!(
+            registry.drift_heatmap(&wine(), 1000).await.unwrap().columns,
+            100
+        );
+    }
+
+    #[tokio::test]
+    async fn the_canary_history_keeps_the_newest_analyses_of_every_version() {
+        let (_dir, registry) = fresh().await;
+        registry
+            .write_all(&[
+                analysis(2, 0, 100),
+                analysis(2, 1, 200),
+                analysis(3, 0, 300),
+                analysis(3, 1, 400),
+            ])
+            .await
+            .unwrap();
+        let last3 = registry.canary_history(&wine(), 3).await.unwrap();
+        let seen: Vec<(u32, u32)> = last3.iter().map(|a| (a.version, a.step)).collect();
+        assert_eq!(seen, vec![(2, 1), (3, 0), (3, 1)]);
+        assert_eq!(last3[0].weight, 20);
+        assert_eq!(last3[2].window_end, at(400));
+    }
+}

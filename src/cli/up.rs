@@ -260,6 +260,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     println!("Registry:  {} (driftline history <model>)", registry.url());
     if let Some(url) = &dashboard {
         println!("Dashboard: {url}/");
+        println!(
+            "    export {}={url}    # driftline status links each Model to its page",
+            crate::dashboard::links::DASHBOARD_ENV
+        );
     }
     println!(
         "Press Ctrl-C to stop; run again to resume from {}.",

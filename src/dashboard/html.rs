@@ -12,9 +12,15 @@ use super::view::{
     ModelsPage, VersionPage, VersionRow,
 };
 
-/// Rows of the version history the HTML page shows unless `?versions=all`
-/// (the JSON twin always has every version).
+/// Rows of the version history the HTML page shows unless `?all=1` (the
+/// JSON twin always has every version).
 pub const VERSION_ROWS: usize = 100;
+/// Rows of the audit trail the HTML page shows unless `?all=1`.
+pub const AUDIT_ROWS: usize = 100;
+/// Points of the traffic timeline the chart draws (the newest); champion
+/// changes among them are labelled when few enough to read.
+pub const TRAFFIC_POINTS: usize = 200;
+const LABELLED_MARKERS: usize = 12;
 /// Canary analyses the HTML page lists (the newest).
 pub const CANARY_ROWS: usize = 50;
 
@@ -202,7 +208,9 @@ fn traffic_section(page: &ModelPage, out: &mut String) {
     // Canary share as a step line; champion changes as markers.
     let mut points = Vec::new();
     let mut markers = Vec::new();
-    for p in &page.traffic {
+    let newest = &page.traffic[page.traffic.len().saturating_sub(TRAFFIC_POINTS)..];
+    let changes = newest.iter().filter(|p| p.canary.is_none()).count();
+    for p in newest {
         let x = seconds(&p.at);
         if p.canary.is_some() {
             if let Some(&(_, prev)) = points.last() {
@@ -216,7 +224,11 @@ fn traffic_section(page: &ModelPage, out: &mut String) {
             points.push((x, 0.0));
             markers.push(Marker {
                 x,
-                label: &p.mark,
+                label: if changes <= LABELLED_MARKERS || p.mark.starts_with("Rollback") {
+                    &p.mark
+                } else {
+                    ""
+                },
                 colour: if p.mark.starts_with("Rollback") {
                     "#b00"
                 } else {
@@ -299,7 +311,7 @@ fn drift_section(drift: &DriftView, out: &mut String) {
     out.push_str("<h2 id=\"drift\">Drift per feature</h2>");
     let _ = write!(
         out,
-        "<p>{} windows{}. Drifted features: <span id=\"drifted-features\" class=\"drift\">{}</span></p>",
+        "<p>The newest {} windows{}{}. Drifted features: <span id=\"drifted-features\" class=\"drift\">{}</span></p>",
         drift.windows,
         match (&drift.first_window_end, &drift.last_window_end) {
             (Some(a), Some(b)) => format!(
@@ -307,6 +319,14 @@ fn drift_section(drift: &DriftView, out: &mut String) {
                 time(a),
                 time(b),
                 drift.columns
+            ),
+            _ => String::new(),
+        },
+        match (&drift.earliest_window_end, &drift.first_window_end) {
+            (Some(e), Some(f)) if e < f => format!(
+                " (recorded since {}: <a href=\"?windows={}\">more windows</a>)",
+                time(e),
+                drift.windows.saturating_mul(5)
             ),
             _ => String::new(),
         },
@@ -484,15 +504,16 @@ fn versions_table(rows: &[VersionRow], all: bool, out: &mut String) {
     if !all && rows.len() > VERSION_ROWS {
         let _ = write!(
             out,
-            "<p>Newest {VERSION_ROWS} of {} versions. <a href=\"?versions=all\">Show all</a></p>",
+            "<p>Newest {VERSION_ROWS} of {} versions. <a href=\"?all=1\">Show all</a></p>",
             rows.len()
         );
     }
 }
 
-fn audit_table(rows: &[AuditRow], out: &mut String) {
+fn audit_table(rows: &[AuditRow], all: bool, out: &mut String) {
     out.push_str("<table id=\"audit\"><tr><th>When</th><th>Action</th><th>From</th><th>To</th><th>Trigger</th><th>Who</th><th>Why</th></tr>");
-    for r in rows.iter().rev() {
+    let shown = if all { rows.len() } else { AUDIT_ROWS };
+    for r in rows.iter().rev().take(shown) {
         let class = if r.action == "Rollback" {
             "fail"
         } else {
@@ -513,11 +534,17 @@ fn audit_table(rows: &[AuditRow], out: &mut String) {
     out.push_str("</table>");
     if rows.is_empty() {
         out.push_str("<p class=\"muted\">No champion changes recorded.</p>");
+    } else if !all && rows.len() > AUDIT_ROWS {
+        let _ = write!(
+            out,
+            "<p>Newest {AUDIT_ROWS} of {} champion changes. <a href=\"?all=1\">Show all</a></p>",
+            rows.len()
+        );
     }
 }
 
-/// A Model's page; `all_versions` lists every version instead of the newest
-/// [`VERSION_ROWS`].
+/// A Model's page; `all_versions` lists every version and champion change
+/// instead of the newest [`VERSION_ROWS`] and [`AUDIT_ROWS`].
 pub fn model_page(page: &ModelPage, all_versions: bool) -> String {
     let m = &page.model;
     let mut body = String::new();
@@ -550,7 +577,7 @@ pub fn model_page(page: &ModelPage, all_versions: bool) -> String {
     body.push_str("<h2 id=\"history\">Versions</h2>");
     versions_table(&page.versions, all_versions, &mut body);
     body.push_str("<h2 id=\"audit-trail\">Audit trail</h2>");
-    audit_table(&page.audit, &mut body);
+    audit_table(&page.audit, all_versions, &mut body);
     let json = format!(
         "{}?format=json{}",
         m.url,

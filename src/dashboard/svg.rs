@@ -123,17 +123,24 @@ pub fn line_chart(
             escape(&x_label(x))
         );
     }
-    for m in markers {
+    for (i, m) in markers.iter().enumerate() {
         let x = sx(m.x);
         let _ = write!(
             out,
-            r#"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="{c}" stroke-dasharray="3 2"/><text x="{:.1}" y="{:.1}" class="ax" fill="{c}">{}</text>"#,
-            TOP + plot_h,
-            x + 2.0,
-            TOP + 10.0,
-            escape(m.label),
-            c = escape(m.colour),
+            r#"<path d="M{x:.1} {TOP}v{plot_h}" stroke="{}" stroke-dasharray="3 2"/>"#,
+            escape(m.colour),
         );
+        if !m.label.is_empty() {
+            // Stagger labels down the plot so neighbours stay readable.
+            let _ = write!(
+                out,
+                r#"<text x="{:.1}" y="{:.1}" class="ax" fill="{}">{}</text>"#,
+                x + 2.0,
+                TOP + 10.0 + 12.0 * (i % 8) as f64,
+                escape(m.colour),
+                escape(m.label),
+            );
+        }
     }
     let mut legend_x = LEFT;
     for s in series {

@@ -113,6 +113,7 @@ fn page() -> ModelPage {
     ];
     let analyses = vec![canary(0, AnalysisVerdict::Failed)];
     let heatmap = DriftHeatmap {
+        earliest_window_end: Some(at(0)),
         first_window_end: Some(at(0)),
         last_window_end: Some(at(900)),
         windows: 10,

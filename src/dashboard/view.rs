@@ -259,7 +259,10 @@ pub fn canary_view(a: &CanaryAnalysis, spec: &AnalysisSpec) -> CanaryView {
 #[derive(Serialize, Debug, Clone, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DriftView {
+    /// Windows folded into the heatmap (the newest).
     pub windows: u64,
+    /// End of the earliest window recorded at all.
+    pub earliest_window_end: Option<DateTime<Utc>>,
     pub first_window_end: Option<DateTime<Utc>>,
     pub last_window_end: Option<DateTime<Utc>>,
     pub columns: u32,
@@ -306,6 +309,7 @@ pub fn drift_view(heatmap: &DriftHeatmap) -> DriftView {
     drifted.sort_by_key(|f| std::cmp::Reverse(f.drifted_readings));
     DriftView {
         windows: heatmap.windows,
+        earliest_window_end: heatmap.earliest_window_end,
         first_window_end: heatmap.first_window_end,
         last_window_end: heatmap.last_window_end,
         columns: heatmap.columns,

@@ -225,13 +225,16 @@ pub struct GateOutcome {
     pub evaluated_at: DateTime<Utc>,
 }
 
-/// A model's drift series folded into time columns: feature × column cells.
+/// The newest windows of a model's drift series folded into time columns:
+/// feature × column cells.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DriftHeatmap {
-    /// End of the first and the last window recorded (`None`: no readings).
+    /// End of the earliest window recorded at all (`None`: no readings).
+    pub earliest_window_end: Option<DateTime<Utc>>,
+    /// End of the first and the last window folded in.
     pub first_window_end: Option<DateTime<Utc>>,
     pub last_window_end: Option<DateTime<Utc>>,
-    /// Distinct windows recorded.
+    /// Distinct windows folded in.
     pub windows: u64,
     /// Columns the span was folded into (at most the number of windows).
     pub columns: u32,

@@ -164,6 +164,23 @@ async fn chromium_shows_the_drift_the_retrain_and_the_rollback() {
         .collect();
     assert!(drifted.contains(&"alcohol"), "{drifted:?}");
 
+    // `driftline status` links the Model to this page when told the dashboard's URL.
+    let (ok, out, err) = driftline(cmd(&[
+        "status",
+        "wine-quality",
+        "-o",
+        "json",
+        "--dashboard",
+        &base,
+    ]))
+    .await;
+    assert!(ok, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).expect("status json");
+    let link = status["dashboard"].as_str().expect("a dashboard link");
+    assert_eq!(link, format!("{base}/models/ml/wine-quality"));
+    let linked = reqwest::get(link).await.expect("the link answers");
+    assert!(linked.status().is_success(), "{link}: {}", linked.status());
+
     let shots = repo().join("target/dashboard-screenshots");
     let browser = Command::new("node")
         .arg("tests/browser/dashboard.mjs")

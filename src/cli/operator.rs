@@ -129,10 +129,16 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<ExitCode> {
             registry: args.registry.clone(),
             hosts_file: args.hosts_file.clone(),
         };
-        let (addr, _) = crate::dashboard::serve(addr, dashboard)
-            .await
-            .with_context(|| format!("cannot listen on --dashboard-addr {addr}"))?;
-        tracing::info!(url = %format!("http://{addr}/"), "serving the dashboard");
+        // A read-only view: a taken port must not keep the controller from running.
+        match crate::dashboard::serve(addr, dashboard).await {
+            Ok((addr, _)) => {
+                tracing::info!(url = %format!("http://{addr}/"), "serving the dashboard")
+            }
+            Err(e) => tracing::warn!(
+                %addr, error = %e,
+                "cannot listen on --dashboard-addr; running without the dashboard"
+            ),
+        }
     }
     crate::operator::run(client, config, telemetry, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

@@ -36,6 +36,20 @@ pub fn namespaced_name(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// An address to listen on, or `off` (`--dashboard-addr`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listen(pub Option<std::net::SocketAddr>);
+
+/// A listen-address flag: `HOST:PORT` (port 0: any free one) or `off`.
+pub fn listen(text: &str) -> Result<Listen, String> {
+    if text == "off" {
+        return Ok(Listen(None));
+    }
+    text.parse()
+        .map(|a| Listen(Some(a)))
+        .map_err(|_| format!("`{text}` is not an address like 127.0.0.1:9091, or `off`"))
+}
+
 fn positive(text: &str) -> Result<f64, ()> {
     match text.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
@@ -69,5 +83,11 @@ mod tests {
         );
         assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
         assert!(duration("soon").is_err());
+        assert_eq!(listen("off"), Ok(Listen(None)));
+        assert_eq!(
+            listen("127.0.0.1:0"),
+            Ok(Listen(Some("127.0.0.1:0".parse().unwrap())))
+        );
+        assert!(listen("localhost").unwrap_err().contains("not an address"));
     }
 }

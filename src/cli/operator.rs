@@ -71,6 +71,10 @@ pub struct OperatorArgs {
     /// down never blocks reconciles (Models show `RegistryAvailable=False`).
     #[arg(long, env = "DRIFTLINE_REGISTRY")]
     pub registry: Option<String>,
+    /// Where the read-only dashboard listens (`off`: nowhere). Loopback by
+    /// default: reach it with `kubectl port-forward`.
+    #[arg(long, env = "DRIFTLINE_DASHBOARD_ADDR", default_value = "127.0.0.1:9091", value_parser = super::flags::listen)]
+    pub dashboard_addr: super::flags::Listen,
 }
 
 impl OperatorArgs {
@@ -122,6 +126,24 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<ExitCode> {
             crate::registry::RegistryWriter::start(url, Default::default())
                 .context("--registry")?,
         ));
+    }
+    if let Some(addr) = args.dashboard_addr.0 {
+        let dashboard = crate::dashboard::DashboardConfig {
+            client: client.clone(),
+            namespace: args.namespace.clone(),
+            registry: args.registry.clone(),
+            hosts_file: args.hosts_file.clone(),
+        };
+        // A read-only view: a taken port must not keep the controller from running.
+        match crate::dashboard::serve(addr, dashboard).await {
+            Ok((addr, _)) => {
+                tracing::info!(url = %format!("http://{addr}/"), "serving the dashboard")
+            }
+            Err(e) => tracing::warn!(
+                %addr, error = %e,
+                "cannot listen on --dashboard-addr; running without the dashboard"
+            ),
+        }
     }
     crate::operator::run(client, config, telemetry, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

@@ -58,6 +58,10 @@ pub struct UpArgs {
     /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` for PostgreSQL.
     #[arg(long, env = "DRIFTLINE_REGISTRY")]
     pub registry: Option<String>,
+    /// Where the read-only dashboard listens (`off`: nowhere); by default a
+    /// free loopback port, printed at start.
+    #[arg(long, default_value = "127.0.0.1:0", value_parser = super::flags::listen)]
+    pub dashboard_addr: super::flags::Listen,
 }
 
 /// The registry `driftline up` uses for a state directory: the one place
@@ -200,6 +204,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         },
     ));
 
+    let dashboard = match args.dashboard_addr.0 {
+        None => None,
+        Some(addr) => {
+            let config = crate::dashboard::DashboardConfig {
+                client: client.clone(),
+                namespace: None,
+                registry: Some(registry_url.clone()),
+                hosts_file: Some(hosts.clone()),
+            };
+            let (addr, _) = crate::dashboard::serve(addr, config)
+                .await
+                .with_context(|| format!("cannot listen on --dashboard-addr {addr}"))?;
+            Some(format!("http://{addr}"))
+        }
+    };
+
     for m in &models {
         let ns = m.metadata.namespace.clone().unwrap_or_default();
         let name = m.metadata.name.clone().unwrap_or_default();
@@ -239,6 +259,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     println!();
     println!("Artifacts: {}", state.join("artifacts").display());
     println!("Registry:  {} (driftline history <model>)", registry.url());
+    if let Some(url) = &dashboard {
+        println!("Dashboard: {url}/");
+        println!(
+            "    export {}={url}    # driftline status links each Model to its page",
+            crate::dashboard::links::DASHBOARD_ENV
+        );
+    }
     println!(
         "Press Ctrl-C to stop; run again to resume from {}.",
         state.display()

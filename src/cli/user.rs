@@ -133,6 +133,10 @@ pub struct StatusArgs {
     pub cluster: ClusterFlags,
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,
+    /// Base URL of the dashboard (`driftline up` prints it): each Model then
+    /// links to its page.
+    #[arg(long, env = crate::dashboard::links::DASHBOARD_ENV)]
+    pub dashboard: Option<String>,
 }
 
 /// One Model as `driftline status` shows it.
@@ -151,14 +155,25 @@ struct StatusView {
     next_training: Option<NextTraining>,
     /// Every condition, as `Type=Status: reason: message`.
     conditions: Vec<String>,
+    /// The Model's dashboard page, when a dashboard URL is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dashboard: Option<String>,
 }
 
 impl StatusView {
-    fn of(m: &Model) -> StatusView {
+    fn of(m: &Model, dashboard: Option<&str>) -> StatusView {
         let s = m.status.clone().unwrap_or_default();
+        let namespace = m.metadata.namespace.clone().unwrap_or_default();
+        let name = m.metadata.name.clone().unwrap_or_default();
         StatusView {
-            namespace: m.metadata.namespace.clone().unwrap_or_default(),
-            name: m.metadata.name.clone().unwrap_or_default(),
+            dashboard: dashboard.map(|base| {
+                crate::dashboard::links::absolute(
+                    base,
+                    &crate::dashboard::links::model_path(&namespace, &name),
+                )
+            }),
+            namespace,
+            name,
             phase: format!("{:?}", s.phase),
             champion: s.champion,
             candidate: s.candidate,
@@ -243,7 +258,10 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 .items
         }
     };
-    let views: Vec<StatusView> = models.iter().map(StatusView::of).collect();
+    let views: Vec<StatusView> = models
+        .iter()
+        .map(|m| StatusView::of(m, args.dashboard.as_deref()))
+        .collect();
     let text = match (&args.model, views.as_slice()) {
         (Some(_), [one]) => render(args.output, one, status_detail)?,
         _ => render(args.output, &views, |views| {
@@ -317,6 +335,9 @@ fn status_detail(v: &StatusView) -> String {
             )
         }),
     );
+    if let Some(url) = &v.dashboard {
+        line("Dashboard:", url.clone());
+    }
     out.push_str("Conditions:\n");
     for c in &v.conditions {
         out.push_str(&format!("  {c}\n"));

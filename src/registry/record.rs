@@ -225,6 +225,41 @@ pub struct GateOutcome {
     pub evaluated_at: DateTime<Utc>,
 }
 
+/// The newest windows of a model's drift series folded into time columns:
+/// feature × column cells.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DriftHeatmap {
+    /// End of the earliest window recorded at all (`None`: no readings).
+    pub earliest_window_end: Option<DateTime<Utc>>,
+    /// End of the first and the last window folded in.
+    pub first_window_end: Option<DateTime<Utc>>,
+    pub last_window_end: Option<DateTime<Utc>>,
+    /// Distinct windows folded in.
+    pub windows: u64,
+    /// Columns the span was folded into (at most the number of windows).
+    pub columns: u32,
+    /// One cell per feature and column that has readings, by feature then column.
+    pub cells: Vec<DriftCell>,
+}
+
+/// One feature in one column of a [`DriftHeatmap`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct DriftCell {
+    pub feature: String,
+    /// From 0, in time order.
+    pub column: u32,
+    /// Readings folded into the cell.
+    pub readings: u64,
+    /// The largest statistic among them.
+    pub max_value: f64,
+    /// The largest threshold among them.
+    pub threshold: f64,
+    /// How many of them were over their threshold.
+    pub drifted: u64,
+    /// End of the latest window in the cell.
+    pub last_window_end: DateTime<Utc>,
+}
+
 /// Any record the registry keeps: what the buffered writer queues.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {

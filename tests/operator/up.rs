@@ -13,7 +13,7 @@ fn up(state: &Path) -> Child {
     up_with(state, &[])
 }
 
-fn up_with(state: &Path, extra: &[&str]) -> Child {
+pub(crate) fn up_with(state: &Path, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_driftline"))
         .args(["up", "--port", "0", "--state-dir"])
         .arg(state)
@@ -29,7 +29,7 @@ fn up_with(state: &Path, extra: &[&str]) -> Child {
         .expect("driftline up starts")
 }
 
-async fn client(state: &Path) -> kube::Client {
+pub(crate) async fn client(state: &Path) -> kube::Client {
     let path = state.join("kubeconfig");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !path.exists() {
@@ -47,7 +47,7 @@ async fn client(state: &Path) -> kube::Client {
     kube::Client::try_from(config).expect("client")
 }
 
-async fn serving_champion(client: &kube::Client) -> String {
+pub(crate) async fn serving_champion(client: &kube::Client) -> String {
     let models: Api<Model> = Api::namespaced(client.clone(), "ml");
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
@@ -63,7 +63,7 @@ async fn serving_champion(client: &kube::Client) -> String {
     }
 }
 
-fn stop(child: Child, state: &Path) -> String {
+pub(crate) fn stop(child: Child, state: &Path) -> String {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
@@ -152,7 +152,7 @@ async fn resumed_client(state: &Path) -> kube::Client {
 
 /// Runs a user command (blocking, in a worker thread) and returns exit
 /// success, stdout and stderr.
-async fn driftline(args: Vec<String>) -> (bool, String, String) {
+pub(crate) async fn driftline(args: Vec<String>) -> (bool, String, String) {
     tokio::task::spawn_blocking(move || {
         let out = Command::new(env!("CARGO_BIN_EXE_driftline"))
             .args(&args)
@@ -169,12 +169,12 @@ async fn driftline(args: Vec<String>) -> (bool, String, String) {
     .expect("command thread")
 }
 
-fn args(list: &[&str]) -> Vec<String> {
+pub(crate) fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
 /// Waits until the Model's status satisfies `done`.
-async fn wait_status(
+pub(crate) async fn wait_status(
     client: &kube::Client,
     what: &str,
     done: impl Fn(&driftline::api::ModelStatus) -> bool,

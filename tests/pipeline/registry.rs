@@ -11,8 +11,9 @@ use crate::postgres::{Postgres, free_port};
 use chrono::{DateTime, TimeZone, Utc};
 use driftline::registry::{
     AnalysisVerdict, Availability, Backend, CanaryAnalysis, ChampionAction, ChampionChange,
-    ConnectOptions, DriftReading, EpochRecord, EvaluationRecord, ModelRef, Record, Registry,
-    RegistryError, RegistryUrl, RegistryWriter, ValidationMetric, VersionRecord, WriterOptions,
+    ConnectOptions, DriftCell, DriftReading, EpochRecord, EvaluationRecord, ModelRef, Record,
+    Registry, RegistryError, RegistryUrl, RegistryWriter, ValidationMetric, VersionRecord,
+    WriterOptions,
 };
 
 // ---------------------------------------------------------------- fixtures
@@ -352,6 +353,88 @@ async fn training_curves_and_canary_analyses_read_back_in_order(url: &str) {
     );
 }
 
+/// The dashboard's drift heatmap: the newest windows, folded into columns
+/// per feature in SQL.
+async fn drift_heatmap_folds_the_newest_windows_per_feature(url: &str) {
+    let registry = Registry::connect(url).await.unwrap();
+    assert_eq!(
+        registry.drift_heatmap(&wine(), 1000, 10).await.unwrap(),
+        Default::default()
+    );
+    // 100 windows a minute apart; `ph` drifts in the last 10 only.
+    let reading = |w: i64, feature: &str, value: f64| {
+        Record::from(DriftReading {
+            model: wine(),
+            version: 1,
+            window_end: at(w * 60),
+            feature: feature.into(),
+            statistic: "jensenShannon".into(),
+            value,
+            threshold: 0.1,
+            drifted: value > 0.1,
+        })
+    };
+    let mut records = Vec::new();
+    for w in 0..100 {
+        records.push(reading(w, "alcohol", 0.05));
+        records.push(reading(w, "ph", if w >= 90 { 0.3 } else { 0.02 }));
+    }
+    registry.write_all(&records).await.unwrap();
+    let map = registry.drift_heatmap(&wine(), 1000, 10).await.unwrap();
+    assert_eq!(map.windows, 100);
+    assert_eq!(map.columns, 10);
+    assert_eq!(map.first_window_end, Some(at(0)));
+    assert_eq!(map.last_window_end, Some(at(99 * 60)));
+    assert_eq!(map.cells.len(), 20, "{map:?}");
+    let ph: Vec<&DriftCell> = map.cells.iter().filter(|c| c.feature == "ph").collect();
+    assert!(ph.iter().all(|c| c.readings == 10), "{ph:?}");
+    assert_eq!(ph[9].drifted, 10);
+    assert!((ph[9].max_value - 0.3).abs() < 1e-12);
+    assert!(ph[..9].iter().all(|c| c.drifted == 0));
+    // Only the newest windows asked for, with where the series began.
+    let newest = registry.drift_heatmap(&wine(), 20, 10).await.unwrap();
+    assert_eq!(newest.windows, 20);
+    assert_eq!(newest.first_window_end, Some(at(80 * 60)));
+    assert_eq!(newest.earliest_window_end, Some(at(0)));
+    assert_eq!(newest.cells.len(), 20, "{newest:?}");
+    assert!(newest.cells.iter().all(|c| c.readings == 2));
+    // Fewer windows than columns: one column per window at most.
+    assert_eq!(
+        registry
+            .drift_heatmap(&wine(), 1000, 1000)
+            .await
+            .unwrap()
+            .columns,
+        100
+    );
+}
+
+/// The dashboard's traffic timeline: the newest canary analyses of every version.
+async fn canary_history_keeps_the_newest_analyses_of_every_version(url: &str) {
+    let registry = Registry::connect(url).await.unwrap();
+    let analysis = |n: u32, step: u32, end: i64| {
+        Record::from(CanaryAnalysis {
+            window_start: at(end - 60),
+            window_end: at(end),
+            ..canary(n, step, AnalysisVerdict::Passed)
+        })
+    };
+    registry
+        .write_all(&[
+            analysis(2, 0, 100),
+            analysis(2, 1, 200),
+            analysis(3, 0, 300),
+            analysis(3, 1, 400),
+        ])
+        .await
+        .unwrap();
+    let last3 = registry.canary_history(&wine(), 3).await.unwrap();
+    let seen: Vec<(u32, u32)> = last3.iter().map(|a| (a.version, a.step)).collect();
+    assert_eq!(seen, vec![(2, 1), (3, 0), (3, 1)]);
+    assert_eq!(last3[0].weight, 25);
+    assert_eq!(last3[2].window_end, at(400));
+}
+
 macro_rules! on_sqlite_and_postgres {
     ($($scenario:ident),* $(,)?) => {$(
         mod $scenario {
@@ -380,6 +463,8 @@ on_sqlite_and_postgres!(
     audit_trail_lists_champion_changes_in_time_order,
     drift_series_returns_the_latest_windows,
     training_curves_and_canary_analyses_read_back_in_order,
+    drift_heatmap_folds_the_newest_windows_per_feature,
+    canary_history_keeps_the_newest_analyses_of_every_version,
 );
 
 // ------------------------------------------------ the buffered writer

@@ -1,0 +1,304 @@
+//! Pages rendered from fixtures: what a user sees, and that nothing a user
+//! wrote can run in the page.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::html;
+use super::view::{self, ModelPage};
+use crate::api::{Model, ModelVersion};
+use crate::drift::{CategoricalProfile, ColumnSketch, FeatureProfile, NumericProfile};
+use crate::registry::{
+    AnalysisVerdict, CanaryAnalysis, ChampionAction, ChampionChange, DriftCell, DriftHeatmap,
+    EpochRecord, GateOutcome, ModelRef, ValidationMetric, VersionHistory, VersionRecord,
+};
+
+const EVIL: &str = "<script>alert(1)</script><img src=x onerror=alert(2)>";
+
+fn at(s: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_780_000_000 + s, 0).unwrap()
+}
+
+fn model(name: &str, labels: serde_json::Value) -> Model {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "driftline.dev/v1alpha1",
+        "kind": "Model",
+        "metadata": {"name": name, "namespace": "ml", "labels": labels},
+        "spec": {
+            "task": "classification",
+            "data": {"source": "file:///data.csv", "target": "quality"},
+            "architecture": {"type": "mlp", "hiddenLayers": [8]},
+            "rollout": {"steps": [{"weight": 10, "pause": "1m"}],
+                        "analysis": {"minRequests": 50, "maxErrorRate": 0.01,
+                                     "maxPredictionDivergence": 0.1}}
+        },
+        "status": {
+            "phase": "Serving",
+            "champion": "v1",
+            "traffic": [{"version": "v1", "weight": 100}],
+            "nextVersion": 3,
+            "drift": {"score": 0.4, "driftedShare": 0.5, "driftedFeatures": [EVIL, "alcohol"],
+                      "driftedWeight": 0.7, "windowDrifted": true, "drivers": [],
+                      "reason": EVIL, "consecutiveWindows": 3, "summary": "drifted"}
+        }
+    }))
+    .expect("model fixture")
+}
+
+fn version(n: u32, trigger: &str, accuracy: f64) -> VersionHistory {
+    VersionHistory {
+        version: VersionRecord {
+            model: ModelRef::new("ml", "wine"),
+            version: n,
+            trigger: trigger.into(),
+            reason: format!("reason {n} {EVIL}"),
+            seed: 7,
+            config_hash: "abc".into(),
+            dataset_digest: None,
+            artifact_uri: Some(format!("file:///a/v{n}")),
+            feedback_rows: None,
+            code_version: "0.1.0".into(),
+            created_at: at(i64::from(n) * 100),
+        },
+        gate: Some(GateOutcome {
+            passed: true,
+            summary: "passed 3/3".into(),
+            metrics: BTreeMap::from([("accuracy".to_string(), accuracy)]),
+            evaluated_at: at(i64::from(n) * 100 + 10),
+        }),
+    }
+}
+
+fn change(s: i64, action: ChampionAction, from: Option<u32>, to: Option<u32>) -> ChampionChange {
+    ChampionChange {
+        model: ModelRef::new("ml", "wine"),
+        at: at(s),
+        action,
+        from,
+        to,
+        trigger: "Manual".into(),
+        actor: Some(EVIL.into()),
+        reason: format!("asked {EVIL}"),
+    }
+}
+
+fn canary(step: u32, verdict: AnalysisVerdict) -> CanaryAnalysis {
+    CanaryAnalysis {
+        model: ModelRef::new("ml", "wine"),
+        version: 2,
+        step,
+        weight: 10,
+        window_start: at(300),
+        window_end: at(360),
+        canary_requests: 200,
+        stable_requests: 1800,
+        canary_errors: 10,
+        stable_errors: 0,
+        canary_p99_ms: Some(4.0),
+        stable_p99_ms: Some(3.0),
+        divergence: Some(0.02),
+        verdict,
+        message: format!("error rate 0.05 > 0.01 {EVIL}"),
+    }
+}
+
+fn page() -> ModelPage {
+    let m = model(EVIL, serde_json::json!({"team": EVIL}));
+    let history = vec![version(1, "Initial", 0.8), version(2, "Drift", 0.78)];
+    let changes = vec![
+        change(150, ChampionAction::Promote, None, Some(1)),
+        change(400, ChampionAction::Promote, Some(1), Some(2)),
+        change(500, ChampionAction::Rollback, Some(2), Some(1)),
+    ];
+    let analyses = vec![canary(0, AnalysisVerdict::Failed)];
+    let heatmap = DriftHeatmap {
+        earliest_window_end: Some(at(0)),
+        first_window_end: Some(at(0)),
+        last_window_end: Some(at(900)),
+        windows: 10,
+        columns: 10,
+        cells: (0..10)
+            .flat_map(|c| {
+                [EVIL, "alcohol", "pH"].map(|f| DriftCell {
+                    feature: f.into(),
+                    column: c,
+                    readings: 1,
+                    max_value: if f == "pH" { 0.01 } else { 0.3 },
+                    threshold: 0.1,
+                    drifted: u64::from(f != "pH" && c > 5),
+                    last_window_end: at(i64::from(c) * 100),
+                })
+            })
+            .collect(),
+    };
+    let profile = FeatureProfile::Categorical {
+        name: EVIL.into(),
+        profile: CategoricalProfile {
+            categories: vec![EVIL.into(), "red".into()],
+            shares: vec![0.5, 0.5, 0.0],
+            count: 10,
+        },
+    };
+    let live = ColumnSketch {
+        name: EVIL.into(),
+        counts: vec![1, 1, 8],
+        missing: 0,
+    };
+    let drift = view::drift_view(&heatmap);
+    let objects: Vec<ModelVersion> = Vec::new();
+    ModelPage {
+        analysis: m.spec.rollout.analysis.clone(),
+        model: view::ModelRow::of(&m),
+        notes: vec![format!("note {EVIL}")],
+        traffic: view::traffic_timeline(&analyses, &changes),
+        canary_analyses: analyses
+            .iter()
+            .map(|a| view::canary_view(a, &m.spec.rollout.analysis))
+            .collect(),
+        histogram: Some(view::histogram("v1", &profile, Some(&live))),
+        features: vec![EVIL.into(), "alcohol".into()],
+        curves: vec![view::curve_view(
+            1,
+            &[EpochRecord {
+                model: ModelRef::new("ml", "wine"),
+                version: 1,
+                epoch: 1,
+                train_loss: 1.0,
+                validation_loss: Some(1.1),
+                validation_metric: Some(ValidationMetric {
+                    name: "accuracy".into(),
+                    value: 0.7,
+                }),
+            }],
+        )],
+        versions: view::version_rows("ml", EVIL, &history, &objects, Some("v1")),
+        audit: view::audit_rows(&changes),
+        drift,
+    }
+}
+
+/// No tag, attribute or script a user wrote survives: only escaped text.
+fn assert_inert(html: &str) {
+    // Every real tag of the page: user text cannot open one (`<` is
+    // escaped) nor leave an attribute (quotes are escaped).
+    for tag in html.split('<').skip(1).filter_map(|t| t.split('>').next()) {
+        let name = tag.trim_start_matches('/').split(' ').next().unwrap_or("");
+        assert!(
+            !matches!(name, "script" | "img" | "b"),
+            "a user's <{name}> became a tag: <{tag}>"
+        );
+        // Outside the quoted values (a user's quote is escaped, so every
+        // real `"` is the page's), no attribute a user wrote.
+        let unquoted: String = tag.split('"').step_by(2).collect();
+        assert!(
+            !unquoted.contains("onerror"),
+            "a user's attribute entered <{tag}>"
+        );
+    }
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+}
+
+#[test]
+fn a_model_with_html_in_its_name_labels_and_features_renders_inert() {
+    let m = model(EVIL, serde_json::json!({"team": EVIL, "x": "\"><b>"}));
+    let list = html::models_page(&view::models_page(&[m]));
+    assert_inert(&list);
+    assert!(!list.contains("\"><b>"), "{list}");
+    let page = page();
+    let rendered = html::model_page(&page, false);
+    assert_inert(&rendered);
+    // The links still work: the name is percent-encoded in the path.
+    assert!(rendered.contains("/models/ml/%3Cscript%3E"), "{rendered}");
+}
+
+#[test]
+fn the_model_page_shows_rollback_drifted_features_and_audit_rows() {
+    let page = page();
+    let html = html::model_page(&page, false);
+    // The rollback is in the audit trail and marked on the traffic timeline.
+    assert!(html.contains(r#"<tr data-action="Rollback">"#), "{html}");
+    assert!(html.contains("Rollback v2 → v1"), "{html}");
+    assert_eq!(html.matches("<tr data-action=").count(), 3);
+    // The features over threshold, most often drifted first; pH never drifted.
+    assert_eq!(page.drift.drifted_features.len(), 2);
+    assert!(!page.drift.drifted_features.contains(&"pH".to_string()));
+    assert!(html.contains("id=\"drifted-features\""));
+    // The failed canary check is shown against its bound.
+    let errors = &page.canary_analyses[0].checks[1];
+    assert_eq!(errors.name, "error rate");
+    assert_eq!(errors.value, Some(0.05));
+    assert_eq!(errors.passed, Some(false));
+    assert!(html.contains("≤ 0.01"));
+    // v2 is compared with the champion v1.
+    let v2 = &page.versions[1];
+    assert!((v2.vs_champion["accuracy"] + 0.02).abs() < 1e-9, "{v2:?}");
+    // Live shares come from the sketch's counts.
+    let h = page.histogram.as_ref().unwrap();
+    assert_eq!(h.live.as_deref(), Some(&[0.1, 0.1, 0.8][..]));
+}
+
+#[test]
+fn the_json_twin_carries_the_same_facts() {
+    let json = serde_json::to_value(page()).unwrap();
+    assert_eq!(json["model"]["champion"], "v1");
+    assert_eq!(json["audit"][2]["action"], "Rollback");
+    assert_eq!(json["drift"]["windows"], 10);
+    assert_eq!(
+        json["versions"][1]["url"],
+        "/models/ml/%3Cscript%3Ealert%281%29%3C%2Fscript%3E%3Cimg+src%3Dx+onerror%3Dalert%282%29%3E/versions/v2"
+    );
+}
+
+#[test]
+fn numeric_histograms_label_their_bins_with_the_reference_edges() {
+    let profile = FeatureProfile::Numeric {
+        name: "alcohol".into(),
+        profile: NumericProfile {
+            edges: vec![8.0, 10.0, 12.0],
+            shares: vec![0.0, 0.5, 0.5, 0.0],
+            mean: 10.0,
+            std: 1.0,
+            count: 100,
+        },
+    };
+    let h = view::histogram("v3", &profile, None);
+    assert_eq!(h.bins, vec!["< 8", "8–10", "10–12", "> 12"]);
+    assert_eq!(h.live, None);
+    // A sketch with other bins (a newer reference) is not drawn against it.
+    let other = ColumnSketch {
+        name: "alcohol".into(),
+        counts: vec![1, 2],
+        missing: 0,
+    };
+    assert_eq!(view::histogram("v3", &profile, Some(&other)).live, None);
+}
+
+#[test]
+fn the_histogram_feature_is_the_one_asked_else_the_most_drifted() {
+    let page = page();
+    let features = vec!["pH".to_string(), "alcohol".to_string()];
+    assert_eq!(
+        view::chosen_feature(Some("pH"), &features, &page.drift).as_deref(),
+        Some("pH")
+    );
+    assert_eq!(
+        view::chosen_feature(Some("nope"), &features, &page.drift).as_deref(),
+        Some("alcohol")
+    );
+}
+
+#[test]
+fn long_histories_show_the_newest_versions_with_a_link_to_all() {
+    let mut page = page();
+    let history: Vec<VersionHistory> = (1..=250).map(|n| version(n, "Schedule", 0.8)).collect();
+    page.versions = view::version_rows("ml", "wine", &history, &[], Some("v1"));
+    let short = html::model_page(&page, false);
+    assert!(short.contains("Newest 100 of 250 versions"), "{short}");
+    assert!(short.contains(">v250<") && !short.contains(">v150<"));
+    let all = html::model_page(&page, true);
+    assert!(all.contains(">v1<") && !all.contains("Newest 100"));
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use crate::operator::children::GpuPlacement;
 use crate::operator::leader::LeaseConfig;
 use crate::operator::{ChildSettings, Clock, OperatorConfig, Telemetry};
 
@@ -67,6 +68,16 @@ pub struct OperatorArgs {
     /// down never blocks reconciles (Models show `RegistryAvailable=False`).
     #[arg(long, env = "DRIFTLINE_REGISTRY")]
     pub registry: Option<String>,
+    /// Where training Jobs that request a GPU go when their Model names no
+    /// placement: `{"nodeSelector": {"pool": "gpu"}, "tolerations": [...]}`.
+    #[arg(long, env = "DRIFTLINE_GPU_PLACEMENT", value_parser = gpu_placement)]
+    pub gpu_placement: Option<GpuPlacement>,
+}
+
+fn gpu_placement(text: &str) -> Result<GpuPlacement, String> {
+    serde_json::from_str(text).map_err(|e| {
+        format!("expected {{\"nodeSelector\": {{...}}, \"tolerations\": [...]}} as JSON: {e}")
+    })
 }
 
 impl OperatorArgs {
@@ -82,6 +93,7 @@ impl OperatorArgs {
                 image: self.image.clone(),
                 credentials_secret: self.credentials_secret.clone(),
                 gateway_service_account: self.gateway_service_account.clone(),
+                gpu_placement: self.gpu_placement.clone().unwrap_or_default(),
             },
             namespace: self.namespace.clone(),
             clock: Arc::new(Clock::scaled(self.time_scale)),

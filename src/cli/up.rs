@@ -179,6 +179,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             image: ChildSettings::default().image,
             credentials_secret: None,
             gateway_service_account: None,
+            gpu_placement: Default::default(),
         },
         namespace: None,
         clock: Arc::new(Clock::scaled(args.time_scale)),

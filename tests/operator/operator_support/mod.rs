@@ -111,6 +111,7 @@ impl Harness {
                 image: "driftline:test".into(),
                 credentials_secret: None,
                 gateway_service_account: None,
+                gpu_placement: Default::default(),
             },
             namespace: None,
             clock: self.clock.clone(),

@@ -248,6 +248,12 @@ impl RealControlPlane {
         self.children.push((name, child));
     }
 
+    /// Each component's name and process id (bench/k8s reads their memory).
+    #[allow(dead_code)]
+    pub fn pids(&self) -> Vec<(&'static str, u32)> {
+        self.children.iter().map(|(n, c)| (*n, c.id())).collect()
+    }
+
     /// The last lines of a component's log, for failure messages.
     pub fn log_tail(&self, name: &str) -> String {
         let text = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))

@@ -5,6 +5,7 @@
 
 mod cluster_api;
 mod cluster_api_crd;
+mod cluster_differential;
 mod cluster_helm_chart;
 mod cluster_kubectl;
 mod cluster_real_k8s;

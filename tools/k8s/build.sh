@@ -29,7 +29,7 @@ done
 
 build() { # module dir, package, binary name, ldflags
   local start=$SECONDS
-  (cd "$here/$1" && go build -trimpath -o "$out/$3.tmp" -ldflags "-s -w $4" "$2")
+  (cd "$here/$1" && go build -trimpath -buildvcs=false -o "$out/$3.tmp" -ldflags "-s -w $4" "$2")
   mv "$out/$3.tmp" "$out/$3"
   echo "built $3 in $((SECONDS - start))s"
 }

@@ -372,3 +372,121 @@ fn every_rule_of_the_charts_cluster_role_is_needed() {
         ]);
     }
 }
+
+/// The runner as the only node of a real control plane (kubelet-only mode):
+/// the real Job and Deployment/ReplicaSet controllers make the pods, the
+/// real scheduler binds them to the runner's Node, the runner runs them as
+/// local processes and reports their status, and the real controllers see
+/// the Job complete and the Deployment roll out.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_runner_is_a_real_clusters_node_and_runs_what_the_real_controllers_make() {
+    let Some(plane) = RealControlPlane::start_or_skip(
+        "the_runner_is_a_real_clusters_node_and_runs_what_the_real_controllers_make",
+    ) else {
+        return;
+    };
+    let kubeconfig = kube::config::Kubeconfig::read_from(&plane.kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let node = driftline::cluster::runner::NodeConfig {
+        state_dir: plane.dir.path().join("node"),
+        driftline_exe: env!("CARGO_BIN_EXE_driftline").into(),
+        restart_backoff: Duration::from_millis(200),
+        kubelet_only: true,
+        ..Default::default()
+    };
+    let runner = driftline::cluster::runner::Runner::start(client, node)
+        .await
+        .expect("the runner registers its Node");
+    let plane = std::sync::Arc::new(plane);
+    let p = plane.clone();
+    tokio::task::spawn_blocking(move || {
+        p.kubectl_ok(&[
+            "wait",
+            "--for=condition=Ready",
+            "node/driftline-node",
+            "--timeout=60s",
+        ]);
+        // No token volumes: the runner does not project ServiceAccount tokens (yet).
+        let manifests = r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: hello, namespace: default}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      automountServiceAccountToken: false
+      containers:
+      - {name: hello, image: busybox, command: [sh, -c, "echo hello from the runner"]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: sleeper, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: sleeper}}
+  template:
+    metadata: {labels: {app: sleeper}}
+    spec:
+      automountServiceAccountToken: false
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: sleeper, image: busybox, command: [sleep, "600"]}
+"#;
+        let file = p.dir.path().join("workloads.yaml");
+        std::fs::write(&file, manifests).unwrap();
+        p.kubectl_ok(&["apply", "-f", file.to_str().unwrap()]);
+        let (ok, out) = p.kubectl(&[
+            "wait",
+            "--for=condition=Complete",
+            "job/hello",
+            "--timeout=120s",
+        ]);
+        assert!(
+            ok,
+            "the Job did not complete: {out}\n{}",
+            p.kubectl(&["get", "pods", "-o", "wide", "-A"]).1
+        );
+        let bound = p.kubectl_ok(&[
+            "get",
+            "pods",
+            "-l",
+            "job-name=hello",
+            "-o",
+            "jsonpath={.items[0].spec.nodeName}",
+        ]);
+        assert_eq!(
+            bound.trim(),
+            "driftline-node",
+            "bound by the real scheduler"
+        );
+        let (ok, out) = p.kubectl(&["rollout", "status", "deployment/sleeper", "--timeout=120s"]);
+        assert!(
+            ok && out.contains("successfully rolled out"),
+            "{out}\n{}",
+            p.kubectl(&["get", "pods", "-o", "wide", "-A"]).1
+        );
+        // The node's heartbeat is its Lease.
+        let holder = p.kubectl_ok(&[
+            "get",
+            "lease",
+            "driftline-node",
+            "-n",
+            "kube-node-lease",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ]);
+        assert_eq!(holder.trim(), "driftline-node");
+        // Scaling down stops a process; the real ReplicaSet controller deletes the pod.
+        p.kubectl_ok(&["scale", "deployment", "sleeper", "--replicas=1"]);
+        let (ok, out) = p.kubectl(&["rollout", "status", "deployment/sleeper", "--timeout=60s"]);
+        assert!(ok, "{out}");
+    })
+    .await
+    .unwrap();
+    runner.shutdown().await;
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use crate::operator::children::GpuPlacement;
 use crate::operator::leader::LeaseConfig;
 use crate::operator::{ChildSettings, Clock, OperatorConfig, Telemetry};
 
@@ -75,6 +76,16 @@ pub struct OperatorArgs {
     /// default: reach it with `kubectl port-forward`.
     #[arg(long, env = "DRIFTLINE_DASHBOARD_ADDR", default_value = "127.0.0.1:9091", value_parser = super::flags::listen)]
     pub dashboard_addr: super::flags::Listen,
+    /// Where training Jobs that request a GPU go when their Model names no
+    /// placement: `{"nodeSelector": {"pool": "gpu"}, "tolerations": [...]}`.
+    #[arg(long, env = "DRIFTLINE_GPU_PLACEMENT", value_parser = gpu_placement)]
+    pub gpu_placement: Option<GpuPlacement>,
+}
+
+fn gpu_placement(text: &str) -> Result<GpuPlacement, String> {
+    serde_json::from_str(text).map_err(|e| {
+        format!("expected {{\"nodeSelector\": {{...}}, \"tolerations\": [...]}} as JSON: {e}")
+    })
 }
 
 impl OperatorArgs {
@@ -91,6 +102,7 @@ impl OperatorArgs {
                 credentials_secret: self.credentials_secret.clone(),
                 gateway_service_account: self.gateway_service_account.clone(),
                 http_route_parent: self.http_route_parent.clone(),
+                gpu_placement: self.gpu_placement.clone().unwrap_or_default(),
             },
             namespace: self.namespace.clone(),
             clock: Arc::new(Clock::scaled(self.time_scale)),

@@ -184,6 +184,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             credentials_secret: None,
             gateway_service_account: None,
             http_route_parent: None,
+            gpu_placement: Default::default(),
         },
         namespace: None,
         clock: Arc::new(Clock::scaled(args.time_scale)),

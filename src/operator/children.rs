@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy}
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvFromSource, EnvVar, HTTPGetAction, PodSpec, PodTemplateSpec,
-    Probe, ResourceRequirements, SecretEnvSource, Service, ServicePort, ServiceSpec,
+    Probe, ResourceRequirements, SecretEnvSource, Service, ServicePort, ServiceSpec, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -41,6 +41,20 @@ pub struct ChildSettings {
     /// The Gateway API `Gateway` (namespace, name) each Model's `HTTPRoute`
     /// attaches to, where the cluster serves the Gateway API.
     pub http_route_parent: Option<(String, String)>,
+    /// Where training Jobs that request a GPU go when their Model names no
+    /// nodeSelector or tolerations of its own.
+    pub gpu_placement: GpuPlacement,
+}
+
+/// The cluster's GPU nodes: a nodeSelector and the tolerations of their
+/// taints (`--gpu-placement '{"nodeSelector": {...}, "tolerations": [...]}'`).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GpuPlacement {
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tolerations: Vec<Toleration>,
 }
 
 impl Default for ChildSettings {
@@ -51,6 +65,7 @@ impl Default for ChildSettings {
             credentials_secret: None,
             gateway_service_account: None,
             http_route_parent: None,
+            gpu_placement: GpuPlacement::default(),
         }
     }
 }
@@ -308,6 +323,21 @@ pub fn training_job(
         ),
         None => None,
     };
+    // The Model's own placement wins; a GPU Job without one gets the cluster's GPU nodes.
+    let wants_gpu = t
+        .resources
+        .as_ref()
+        .and_then(|r| r.gpu)
+        .is_some_and(|g| g > 0);
+    let gpu = &settings.gpu_placement;
+    let node_selector = match (t.node_selector.is_empty(), wants_gpu) {
+        (true, true) => &gpu.node_selector,
+        _ => &t.node_selector,
+    };
+    let tolerations = match (t.tolerations.is_empty(), wants_gpu) {
+        (true, true) => &gpu.tolerations,
+        _ => &t.tolerations,
+    };
     let l = labels(o.name, names::ROLE_TRAINING, Some(n));
     Ok(Job {
         metadata: meta(&o, names::training_job(o.name, n), l.clone()),
@@ -323,8 +353,8 @@ pub fn training_job(
                     restart_policy: Some("Never".into()),
                     init_containers: init,
                     containers: vec![main],
-                    node_selector: (!t.node_selector.is_empty()).then(|| t.node_selector.clone()),
-                    tolerations: (!t.tolerations.is_empty()).then(|| t.tolerations.clone()),
+                    node_selector: (!node_selector.is_empty()).then(|| node_selector.clone()),
+                    tolerations: (!tolerations.is_empty()).then(|| tolerations.clone()),
                     automount_service_account_token: Some(false),
                     ..Default::default()
                 }),
@@ -593,7 +623,58 @@ mod tests {
             credentials_secret: Some("s3-creds".into()),
             gateway_service_account: Some("driftline-gateway".into()),
             http_route_parent: Some(("gateways".into(), "public".into())),
+            gpu_placement: GpuPlacement::default(),
         }
+    }
+
+    #[test]
+    fn a_gpu_training_job_without_placement_of_its_own_gets_the_clusters_gpu_nodes() {
+        let placement: GpuPlacement = serde_json::from_str(
+            r#"{"nodeSelector": {"pool": "gpu"}, "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}"#,
+        )
+        .expect("placement parses");
+        let with_defaults = ChildSettings {
+            gpu_placement: placement,
+            ..settings()
+        };
+        let pod = |m: &Model| {
+            training_job(m, 1, None, &with_defaults)
+                .expect("job builds")
+                .spec
+                .expect("spec")
+                .template
+                .spec
+                .expect("pod")
+        };
+        // The fixture names its own nodeSelector and toleration: they win.
+        let own = pod(&fixture());
+        assert_eq!(
+            own.node_selector.as_ref().and_then(|s| s.get("pool")),
+            None,
+            "{own:?}"
+        );
+        let mut bare = fixture();
+        bare.spec.training.node_selector.clear();
+        bare.spec.training.tolerations.clear();
+        let gpu = pod(&bare);
+        assert_eq!(
+            gpu.node_selector
+                .as_ref()
+                .and_then(|s| s.get("pool"))
+                .map(String::as_str),
+            Some("gpu")
+        );
+        assert_eq!(
+            gpu.tolerations.as_ref().and_then(|t| t[0].key.as_deref()),
+            Some("nvidia.com/gpu")
+        );
+        // A CPU Job stays where the scheduler puts it.
+        let mut cpu = bare;
+        if let Some(r) = cpu.spec.training.resources.as_mut() {
+            r.gpu = None;
+        }
+        let plain = pod(&cpu);
+        assert_eq!((plain.node_selector, plain.tolerations), (None, None));
     }
 
     #[test]

@@ -28,7 +28,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::api::names::{MANAGED_BY_LABEL, MANAGER, MODEL_LABEL, ROLE_LABEL, ROLE_TRAINING};
 use crate::api::{Model, ModelVersion};
@@ -240,7 +240,15 @@ async fn controller(
             reconcile::error_policy,
             ctx,
         )
-        .for_each(|_| futures::future::ready(()))
+        .for_each(|result| {
+            // A watch the API server refuses (RBAC, a missing CRD) would
+            // otherwise retry in silence: say which and why. Reconcile
+            // errors are logged by the error policy.
+            if let Err(kube::runtime::controller::Error::QueueError(error)) = result {
+                warn!(%error, "watch failed; retrying with backoff");
+            }
+            futures::future::ready(())
+        })
         .await;
     Ok(())
 }

@@ -113,7 +113,10 @@ pub async fn reconcile(model: Arc<Model>, ctx: Arc<Context>) -> Result<Requeue, 
 
 /// Backoff after a failed reconcile: permanent errors wait for a change to
 /// the Model (a watch event), transient ones retry soon.
-pub fn error_policy(_model: Arc<Model>, error: &OperatorError, _ctx: Arc<Context>) -> Requeue {
+pub fn error_policy(model: Arc<Model>, error: &OperatorError, _ctx: Arc<Context>) -> Requeue {
+    // Also in the log: the condition and Event it reports may themselves be
+    // refused (RBAC), and then the log is the only place left.
+    tracing::warn!(model = %kube::ResourceExt::name_any(model.as_ref()), %error, "reconcile failed");
     if error.is_permanent() {
         Requeue::requeue(MAX_REQUEUE)
     } else {

@@ -471,3 +471,74 @@ async fn kubectl_create_sends_protobuf_for_builtin_kinds_and_scale_works() {
     );
     cluster.shutdown().await;
 }
+
+/// `kubectl scale` moves the runner: the pods follow the Scale it writes.
+#[tokio::test]
+async fn kubectl_scale_deployment_and_the_runners_pods_follow() {
+    let Some(bin) = kubectl_or_skip("kubectl_scale_deployment_and_the_runners_pods_follow") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let node = driftline::cluster::runner::NodeConfig {
+        state_dir: dir.path().to_path_buf(),
+        driftline_exe: env!("CARGO_BIN_EXE_driftline").into(),
+        restart_backoff: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let cluster =
+        EmbeddedCluster::start(ClusterConfig::new(dir.path().join("state")).with_node(node))
+            .await
+            .unwrap();
+    let k = Kubectl {
+        bin,
+        kubeconfig: cluster.kubeconfig_path().to_path_buf(),
+    };
+    // A pod that runs until stopped (the runner runs the command as a local process).
+    k.run(&[
+        "create",
+        "deployment",
+        "sleeper",
+        "--image=busybox",
+        "--replicas=1",
+        "--",
+        "sleep",
+        "600",
+    ])
+    .await;
+    let ready = |n: usize| {
+        let k = &k;
+        async move {
+            for _ in 0..300 {
+                let pods = k.json(&["get", "pods", "-l", "app=sleeper"]).await;
+                let running = pods["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                    .filter(|p| p["status"]["phase"] == "Running")
+                    .count();
+                let d = k.json(&["get", "deployment", "sleeper"]).await;
+                if running == n && d["status"]["readyReplicas"].as_u64().unwrap_or(0) as usize == n
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            panic!(
+                "{n} running pods: {}",
+                k.run(&["get", "pods", "-l", "app=sleeper", "-o", "wide"])
+                    .await
+            );
+        }
+    };
+    ready(1).await;
+    let out = k
+        .run(&["scale", "deployment", "sleeper", "--replicas=3"])
+        .await;
+    assert!(out.contains("deployment.apps/sleeper scaled"), "{out}");
+    ready(3).await;
+    k.run(&["scale", "deployment", "sleeper", "--replicas=1"])
+        .await;
+    ready(1).await;
+    cluster.shutdown().await;
+}

@@ -5,6 +5,11 @@
 
 mod cluster_api;
 mod cluster_api_crd;
+mod cluster_differential;
+mod cluster_helm_chart;
 mod cluster_kubectl;
+mod cluster_real_k8s;
 mod cluster_workloads;
+mod k8s_tools;
+mod real_control_plane;
 mod serve_gateway_k8s;

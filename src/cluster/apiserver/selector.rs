@@ -138,6 +138,66 @@ impl FieldSelector {
         Ok(FieldSelector { terms })
     }
 
+    /// Refuses a term on a field the real API server cannot select on, with
+    /// its words: every kind selects on `metadata.name` and
+    /// `metadata.namespace`; the kinds with extra field labels (pods,
+    /// events, secrets, ...) answer `field label not supported` for others.
+    pub fn check(&self, group: &str, kind: &str) -> Result<(), ApiError> {
+        const POD: &[&str] = &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.podIPs",
+            "status.nominatedNodeName",
+        ];
+        const EVENT: &[&str] = &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ];
+        let extra: Option<&[&str]> = match (group, kind) {
+            ("", "Pod") => Some(POD),
+            ("", "Event") | ("events.k8s.io", "Event") => Some(EVENT),
+            ("", "Secret") => Some(&["type"]),
+            ("", "Node") => Some(&["spec.unschedulable"]),
+            ("", "Namespace") => Some(&["status.phase"]),
+            ("", "ReplicationController") | ("apps", "ReplicaSet") => Some(&["status.replicas"]),
+            ("batch", "Job") => Some(&["status.successful"]),
+            _ => None,
+        };
+        for (path, _, _) in &self.terms {
+            if path == "metadata.name" || path == "metadata.namespace" {
+                continue;
+            }
+            match extra {
+                Some(fields) if fields.contains(&path.as_str()) => {}
+                Some(_) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "field label not supported: {path}"
+                    )));
+                }
+                None => {
+                    return Err(ApiError::BadRequest(format!(
+                        "\"{path}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The value a `metadata.name=` term pins, if any (lets lookups skip scans).
     pub fn name(&self) -> Option<&str> {
         self.terms
@@ -216,5 +276,28 @@ mod tests {
                 .matches(&obj)
         );
         assert!(FieldSelector::parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn field_selectors_on_fields_the_real_server_cannot_select_are_refused_in_its_words() {
+        let check = |sel: &str, group: &str, kind: &str| {
+            FieldSelector::parse(sel)
+                .unwrap()
+                .check(group, kind)
+                .map_err(|e| e.to_string())
+        };
+        assert!(check("metadata.name=a,metadata.namespace=b", "", "ConfigMap").is_ok());
+        assert!(check("spec.nodeName=n,status.phase!=Running", "", "Pod").is_ok());
+        assert!(check("involvedObject.kind=Model", "events.k8s.io", "Event").is_ok());
+        let refused = check("data.a=b", "", "ConfigMap").unwrap_err();
+        assert!(
+            refused.contains(r#""data.a" is not a known field selector: only "metadata.name", "metadata.namespace""#),
+            "{refused}"
+        );
+        let refused = check("spec.image=x", "", "Pod").unwrap_err();
+        assert!(
+            refused.contains("field label not supported: spec.image"),
+            "{refused}"
+        );
     }
 }

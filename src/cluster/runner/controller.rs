@@ -93,6 +93,32 @@ pub async fn register_node(client: &Client, cfg: &NodeConfig) -> Result<(), Runn
     Ok(())
 }
 
+/// Renews `kube-node-lease/<node>` every 10 s (40 s duration), as kubelet
+/// does; nothing when `enabled` is false (the embedded cluster has no node
+/// lifecycle controller).
+async fn renew_node_lease(client: Client, node: String, enabled: bool) {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    if !enabled {
+        return;
+    }
+    let api: Api<Lease> = Api::namespaced(client, "kube-node-lease");
+    loop {
+        let lease = serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": node},
+            "spec": {"holderIdentity": node, "leaseDurationSeconds": 40,
+                "renewTime": MicroTime(Timestamp::now())},
+        });
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        if let Err(err) = api.patch(&node, &params, &Patch::Apply(&lease)).await {
+            tracing::warn!(%err, node, "cannot renew the node Lease");
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+}
+
 fn go_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
@@ -167,7 +193,14 @@ pub async fn run(
     let (jobs, t2) = reflect(Api::<Job>::all(client.clone()), notify.clone());
     let (deployments, t3) = reflect(Api::<Deployment>::all(client.clone()), notify.clone());
     let (services, t4) = reflect(Api::<Service>::all(client.clone()), notify.clone());
-    let watch_tasks = [t1, t2, t3, t4];
+    // As a kubelet on a real control plane, the node's Lease is its heartbeat:
+    // the node lifecycle controller marks a node without one NotReady.
+    let t5 = tokio::spawn(renew_node_lease(
+        client.clone(),
+        cfg.name.clone(),
+        cfg.kubelet_only,
+    ));
+    let watch_tasks = [t1, t2, t3, t4, t5];
     let events = Arc::new(AsyncMutex::new(EventRecorder::new(
         client.clone(),
         &cfg.name,
@@ -274,6 +307,11 @@ impl NodeLoop {
             )
             .collect();
         self.expectations.retain(|u, _| owners.contains(u));
+        if self.cfg.kubelet_only {
+            // The real controllers and scheduler own the rest.
+            self.sync_pods(&pods).await;
+            return;
+        }
         for job in self.caches.jobs.state() {
             self.sync_job(&job, &pods, now).await;
         }

@@ -69,6 +69,11 @@ pub struct NodeConfig {
     pub restart_backoff: Duration,
     /// First delay before a Job replaces a failed pod (Kubernetes: 10 s, doubling up to 6 min).
     pub job_backoff: Duration,
+    /// Be only the node, for a real control plane: register the Node, renew
+    /// its Lease in `kube-node-lease`, run the pods bound to it and report
+    /// their status; leave Jobs, Deployments, scheduling, Services and
+    /// Endpoints to the real controllers and scheduler.
+    pub kubelet_only: bool,
 }
 
 impl Default for NodeConfig {
@@ -88,6 +93,7 @@ impl Default for NodeConfig {
             kubeconfig: None,
             restart_backoff: Duration::from_secs(10),
             job_backoff: Duration::from_secs(10),
+            kubelet_only: false,
         }
     }
 }

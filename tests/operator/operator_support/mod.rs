@@ -112,6 +112,7 @@ impl Harness {
                 credentials_secret: None,
                 gateway_service_account: None,
                 http_route_parent: None,
+                gpu_placement: Default::default(),
             },
             namespace: None,
             clock: self.clock.clone(),

@@ -776,7 +776,10 @@ async fn ensure_children(
     if !serving.is_empty() {
         let pair = children::gateway(model, &ctx.settings)?;
         apply_pair(ctx, pair, deployments, &services).await?;
-        if ctx.gateway_api.served(&ctx.client).await
+        // An HTTPRoute attaches to a Gateway: without one configured there
+        // is nothing to write (and no permission to write it).
+        if ctx.settings.http_route_parent.is_some()
+            && ctx.gateway_api.served(&ctx.client).await
             && let Some(route) = children::http_route(model, &status.traffic, &ctx.settings)?
         {
             apply::apply_dynamic(&ctx.client, route, &ctx.routes_applied).await?;

@@ -128,6 +128,7 @@ fn operator_rules() -> Value {
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch", "create", "delete"]},
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch", "create", "patch", "delete"]},
         {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch", "create", "patch", "delete"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     ])
 }
@@ -289,6 +290,26 @@ fn the_cluster_wide_chart_renders_valid_least_privilege_objects() {
     .unwrap();
     assert_eq!(placement["nodeSelector"], json!({"accelerator": "nvidia"}));
     assert_eq!(placement["tolerations"][0]["key"], "nvidia.com/gpu");
+    assert!(
+        env(c, "DRIFTLINE_HTTP_ROUTE_PARENT").is_none(),
+        "no Gateway named, no HTTPRoutes: {c}"
+    );
+    // With a Gateway named, the operator attaches HTTPRoutes to it and may
+    // write them; without one it may not.
+    let (_, with_gateway) = render(
+        &bin,
+        "cluster-values.yaml",
+        &["--set", "gatewayAPI.parent=gateways/public"],
+    );
+    let role = one(&with_gateway, "ClusterRole");
+    let mut rules = operator_rules().as_array().unwrap().clone();
+    rules.push(json!({"apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes"], "verbs": ["create", "patch"]}));
+    assert_eq!(role["rules"], Value::Array(rules));
+    let c = &one(&with_gateway, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        env(c, "DRIFTLINE_HTTP_ROUTE_PARENT").unwrap()["value"],
+        "gateways/public"
+    );
     let monitor = one(&docs, "ServiceMonitor");
     assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
@@ -408,6 +429,7 @@ fn bad_values_are_refused_with_the_value_named() {
         ("artifacts.root=", "artifacts.root is required"),
         ("unknownKey=1", "unknownKey"),
         ("metrics.port=70000", "port"),
+        ("gatewayAPI.parent=public", "parent"),
     ] {
         let (ok, text) = helm(
             &bin,

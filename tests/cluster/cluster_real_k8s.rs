@@ -303,7 +303,7 @@ fn helm_installs_the_chart_on_a_real_control_plane_and_the_operator_reconciles_u
 
 /// Each rule of the chart's ClusterRole, and the refusal that shows the
 /// operator needs it: the first call it makes with that rule's rights.
-const RULE_NEEDED_BY: [(&str, &str); 8] = [
+const RULE_NEEDED_BY: [(&str, &str); 9] = [
     ("models", r#"cannot list resource "models""#),
     ("models/status", r#"cannot patch resource "models/status""#),
     ("modelversions", r#"cannot list resource "modelversions""#),
@@ -314,6 +314,7 @@ const RULE_NEEDED_BY: [(&str, &str); 8] = [
     ("jobs", r#"cannot list resource "jobs""#),
     ("deployments", r#"cannot list resource "deployments""#),
     ("services", r#"cannot list resource "services""#),
+    ("pods", r#"cannot list resource "pods""#),
     ("events", r#"cannot create resource "events""#),
 ];
 

@@ -1309,6 +1309,7 @@ async fn where_the_gateway_api_is_served_an_http_route_follows_the_traffic_split
     crds.create(&PostParams::default(), &http_route_crd())
         .await
         .expect("the HTTPRoute CRD installs");
+    h.http_route_parent = Some(("gateways".into(), "public".into()));
     h.start_operator();
     let mut spec = quick_wine();
     // One long step: the canary holds at 30 % while the test looks.
@@ -1355,6 +1356,10 @@ async fn where_the_gateway_api_is_served_an_http_route_follows_the_traffic_split
         {"kind": "Service", "name": "wine-quality-v1", "port": 8080, "weight": 100}
     ]))
     .await;
+    assert_eq!(
+        route.data["spec"]["parentRefs"],
+        serde_json::json!([{"namespace": "gateways", "name": "public"}])
+    );
     let owner = &route.metadata.owner_references.as_ref().expect("owned")[0];
     assert_eq!(
         (owner.kind.as_str(), owner.name.as_str()),

@@ -35,6 +35,8 @@ pub struct Harness {
     pub instance: String,
     /// Where the operator records decisions (set before `start_operator`).
     pub registry: Option<Arc<driftline::registry::RegistryWriter>>,
+    /// The Gateway HTTPRoutes attach to (set before `start_operator`).
+    pub http_route_parent: Option<(String, String)>,
 }
 
 impl Harness {
@@ -96,6 +98,7 @@ impl Harness {
             lease: None,
             instance: "test-operator".into(),
             registry: None,
+            http_route_parent: None,
         }
     }
 
@@ -111,7 +114,7 @@ impl Harness {
                 image: "driftline:test".into(),
                 credentials_secret: None,
                 gateway_service_account: None,
-                http_route_parent: None,
+                http_route_parent: self.http_route_parent.clone(),
                 gpu_placement: Default::default(),
             },
             namespace: None,

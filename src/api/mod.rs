@@ -8,6 +8,7 @@ pub mod config;
 pub mod crd;
 pub mod duration;
 pub mod gate;
+pub mod links;
 pub mod model;
 pub mod names;
 pub mod schedule;

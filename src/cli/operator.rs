@@ -76,6 +76,11 @@ pub struct OperatorArgs {
     /// default: reach it with `kubectl port-forward`.
     #[arg(long, env = "DRIFTLINE_DASHBOARD_ADDR", default_value = "127.0.0.1:9091", value_parser = super::flags::listen)]
     pub dashboard_addr: super::flags::Listen,
+    /// The dashboard's address as users open it (`https://ml.example.com/driftline`),
+    /// for the links in Events; default: `http://<dashboard-addr>` when that is
+    /// a loopback address (reached through `kubectl port-forward`).
+    #[arg(long, env = "DRIFTLINE_DASHBOARD_URL")]
+    pub dashboard_url: Option<String>,
     /// Where training Jobs that request a GPU go when their Model names no
     /// placement: `{"nodeSelector": {"pool": "gpu"}, "tolerations": [...]}`.
     #[arg(long, env = "DRIFTLINE_GPU_PLACEMENT", value_parser = gpu_placement)]
@@ -116,6 +121,10 @@ impl OperatorArgs {
             hosts_file: self.hosts_file.clone(),
             drift_poll: self.drift_poll,
             registry: None,
+            dashboard_url: self.dashboard_url.clone().or_else(|| {
+                let addr = self.dashboard_addr.0?;
+                addr.ip().is_loopback().then(|| format!("http://{addr}"))
+            }),
         }
     }
 }

@@ -177,6 +177,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     );
     let hosts = state.join("cluster").join("hosts");
     let telemetry = Arc::new(Telemetry::new());
+    let dashboard = match args.dashboard_addr.0 {
+        None => None,
+        Some(addr) => {
+            let config = crate::dashboard::DashboardConfig {
+                client: client.clone(),
+                namespace: None,
+                registry: Some(registry_url.clone()),
+                hosts_file: Some(hosts.clone()),
+            };
+            let (addr, _) = crate::dashboard::serve(addr, config)
+                .await
+                .with_context(|| format!("cannot listen on --dashboard-addr {addr}"))?;
+            Some(format!("http://{addr}"))
+        }
+    };
     let config = OperatorConfig {
         settings: ChildSettings {
             artifact_root: state.join("artifacts").display().to_string(),
@@ -194,6 +209,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         hosts_file: Some(hosts.clone()),
         drift_poll: Duration::from_secs(10),
         registry: Some(registry.clone()),
+        dashboard_url: dashboard.clone(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let operator = tokio::spawn(crate::operator::run(
@@ -204,22 +220,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             let _ = stopped.await;
         },
     ));
-
-    let dashboard = match args.dashboard_addr.0 {
-        None => None,
-        Some(addr) => {
-            let config = crate::dashboard::DashboardConfig {
-                client: client.clone(),
-                namespace: None,
-                registry: Some(registry_url.clone()),
-                hosts_file: Some(hosts.clone()),
-            };
-            let (addr, _) = crate::dashboard::serve(addr, config)
-                .await
-                .with_context(|| format!("cannot listen on --dashboard-addr {addr}"))?;
-            Some(format!("http://{addr}"))
-        }
-    };
 
     for m in &models {
         let ns = m.metadata.namespace.clone().unwrap_or_default();

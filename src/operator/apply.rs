@@ -228,6 +228,17 @@ where
 /// same reason and action into one object with a count, keeping the first
 /// note; the action carries a digest of the message so that only true
 /// repeats aggregate and every decision keeps its own numbers.
+/// Longest Event note the Events API keeps.
+const NOTE_LIMIT: usize = 1000;
+
+/// `message`, then a link to the page that shows it; the message is cut,
+/// never the link, to fit an Event's note.
+pub fn with_link(message: &str, link: &str) -> String {
+    let room = NOTE_LIMIT.saturating_sub(link.chars().count() + 3);
+    let message: String = message.chars().take(room).collect();
+    format!("{message} · {link}")
+}
+
 pub async fn event<K: Resource<DynamicType = ()>>(
     recorder: &Recorder,
     obj: &K,
@@ -243,7 +254,7 @@ pub async fn event<K: Resource<DynamicType = ()>>(
         },
         reason: reason.chars().take(128).collect(),
         // The Events API caps a note at 1 kB.
-        note: Some(message.chars().take(1000).collect()),
+        note: Some(message.chars().take(NOTE_LIMIT).collect()),
         action: format!(
             "{}-{}",
             action.chars().take(100).collect::<String>(),
@@ -255,4 +266,22 @@ pub async fn event<K: Resource<DynamicType = ()>>(
         .publish(&ev, &obj.object_ref(&()))
         .await
         .map_err(kube(format!("record Event {reason}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_survives_a_message_cut_to_fit_the_note() {
+        let link = "http://127.0.0.1:9091/models/ml/wine-quality";
+        assert_eq!(
+            with_link("v2 promoted", link),
+            format!("v2 promoted · {link}")
+        );
+        let long = "x".repeat(5000);
+        let note = with_link(&long, link);
+        assert_eq!(note.chars().count(), NOTE_LIMIT);
+        assert!(note.ends_with(link), "{note}");
+    }
 }

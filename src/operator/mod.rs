@@ -61,6 +61,9 @@ pub struct OperatorConfig {
     /// Where decisions are recorded: lineage, evaluations, training curves,
     /// drift series, canary analyses and the audit trail (`None`: nowhere).
     pub registry: Option<Arc<crate::registry::RegistryWriter>>,
+    /// Base URL of the dashboard as users open it: decision Events end with
+    /// a link to the Model's page (`None`: no links).
+    pub dashboard_url: Option<String>,
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -182,6 +185,7 @@ async fn controller(
         drift_poll: config.drift_poll,
         registry: config.registry.clone(),
         gateway_api: gateway_api::GatewayApiProbe::default(),
+        dashboard_url: config.dashboard_url.clone(),
         routes_applied: Mutex::new(HashMap::new()),
     });
 

@@ -77,6 +77,8 @@ pub struct Context {
     /// hash, when): routes have no watch cache, and an unchanged one is not
     /// written again for [`super::apply::REAPPLY_AFTER`].
     pub routes_applied: Mutex<HashMap<String, (String, Instant)>>,
+    /// Base URL of the dashboard, for the links in decision Events.
+    pub dashboard_url: Option<String>,
 }
 
 fn owned_by<'a, K: kube::Resource>(items: &'a [Arc<K>], ns: &str, model: &str) -> Vec<&'a K> {
@@ -662,7 +664,17 @@ async fn apply_decision(
                 reason,
                 message,
             } => {
-                apply::event(&ctx.recorder, model, *kind, reason, "Decide", message).await?;
+                let message = match &ctx.dashboard_url {
+                    Some(base) => apply::with_link(
+                        message,
+                        &crate::api::links::absolute(
+                            base,
+                            &crate::api::links::model_path(&ns, &name),
+                        ),
+                    ),
+                    None => message.clone(),
+                };
+                apply::event(&ctx.recorder, model, *kind, reason, "Decide", &message).await?;
             }
             // Serving objects and traffic follow the status (ensure_children).
             Action::CreateCanary { .. }

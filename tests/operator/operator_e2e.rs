@@ -1310,6 +1310,7 @@ async fn where_the_gateway_api_is_served_an_http_route_follows_the_traffic_split
         .await
         .expect("the HTTPRoute CRD installs");
     h.http_route_parent = Some(("gateways".into(), "public".into()));
+    h.dashboard_url = Some("http://127.0.0.1:9091".into());
     h.start_operator();
     let mut spec = quick_wine();
     // One long step: the canary holds at 30 % while the test looks.

@@ -37,6 +37,8 @@ pub struct Harness {
     pub registry: Option<Arc<driftline::registry::RegistryWriter>>,
     /// The Gateway HTTPRoutes attach to (set before `start_operator`).
     pub http_route_parent: Option<(String, String)>,
+    /// The dashboard Events link to (set before `start_operator`).
+    pub dashboard_url: Option<String>,
 }
 
 impl Harness {
@@ -99,6 +101,7 @@ impl Harness {
             instance: "test-operator".into(),
             registry: None,
             http_route_parent: None,
+            dashboard_url: None,
         }
     }
 
@@ -125,6 +128,7 @@ impl Harness {
             hosts_file: Some(self.hosts_file()),
             drift_poll: Duration::from_millis(500),
             registry: self.registry.clone(),
+            dashboard_url: self.dashboard_url.clone(),
         }
     }
 

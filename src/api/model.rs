@@ -443,7 +443,9 @@ impl JsonSchema for DriftThreshold {
     }
 
     // A number or the word `auto`: structural schemas allow two types on one
-    // field only by leaving it untyped; the CEL rule on the field checks it.
+    // field only by leaving it untyped, and CEL cannot read an untyped field
+    // (a real API server refuses such a rule), so `Model::validate` checks it:
+    // a bad threshold shows as `SpecValid=False` with an Event.
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "description": "`auto` (calibrated at training, the default) or a number > 0 for every feature",
@@ -467,7 +469,6 @@ pub struct FeatureDriftOverride {
 
 /// Drift monitoring.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
-#[x_kube(validation = Rule::new("!has(self.threshold) || self.threshold == 'auto' || !(self.statistic in ['jensenShannon', 'ks']) || double(self.threshold) <= 1.0").message(msg::DRIFT_THRESHOLD_BOUNDED))]
 #[serde(rename_all = "camelCase")]
 pub struct DriftSpec {
     #[serde(default)]
@@ -475,7 +476,6 @@ pub struct DriftSpec {
     /// A feature drifts when its statistic exceeds this: `auto` (each
     /// feature's calibrated null quantile for the window's size) or a number.
     #[serde(default)]
-    #[x_kube(validation = Rule::new("self == 'auto' || double(self) > 0.0").message(msg::DRIFT_THRESHOLD_POSITIVE))]
     pub threshold: DriftThreshold,
     /// With `threshold: auto`: the false-flag rate allowed per window.
     #[serde(default = "default_false_alarm_rate")]
@@ -541,6 +541,7 @@ impl Default for DriftSpec {
 #[serde(rename_all = "camelCase")]
 pub struct MetricThreshold {
     /// `accuracy`, `macroF1`, `logLoss`, `rocAuc`, `recall:<class>`, `rmse`, `mae`, `r2`.
+    #[schemars(length(max = 63))]
     #[x_kube(validation = Rule::new("size(self) > 0").message(msg::METRIC_NAME_EMPTY))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -561,12 +562,14 @@ pub struct MetricThreshold {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SliceSpec {
+    #[schemars(length(max = 63))]
     #[x_kube(validation = Rule::new("size(self) > 0").message(msg::SLICE_NAME_EMPTY))]
     pub name: String,
     /// Column → condition: `red`, `a|b`, `>=10`, `<5`, `10..12`.
     #[serde(rename = "where")]
     #[x_kube(validation = Rule::new("size(self) > 0").message(msg::SLICE_WHERE_EMPTY))]
     pub where_: BTreeMap<String, String>,
+    #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new("size(self) > 0").message(msg::SLICE_METRICS_EMPTY))]
     pub metrics: Vec<MetricThreshold>,
 }
@@ -601,9 +604,10 @@ pub struct GateSpec {
     #[x_kube(validation = Rule::new("size(self) > 0").message(msg::TEST_SET_EMPTY))]
     pub test_set: String,
     #[serde(default)]
+    #[schemars(length(max = 32))]
     pub metrics: Vec<MetricThreshold>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message(msg::SLICE_NAMES_UNIQUE))]
     pub slices: Vec<SliceSpec>,
     /// URI of golden examples every candidate must get right.
@@ -625,6 +629,7 @@ pub struct CanaryStep {
     #[x_kube(validation = Rule::new("self >= 1 && self <= 100").message(msg::CANARY_WEIGHT))]
     pub weight: u32,
     /// How long to hold this weight before the analysis (`10m`).
+    #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::PAUSE_DURATION))]
     pub pause: String,
 }

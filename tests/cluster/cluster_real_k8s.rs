@@ -77,40 +77,13 @@ impl Drop for Operator {
     }
 }
 
-/// KNOWN DIFFERENCES (not fixed here: src/api owns the schema). The real
-/// API server refuses the Model CRD as generated, twice over:
-/// 1. two CEL rules read `drift.threshold`, which is untyped
-///    (`x-kubernetes-preserve-unknown-fields`: a number or `auto`) and so has
-///    no CEL type ("undefined field 'threshold'", "failed to convert to
-///    declType");
-/// 2. without those, the estimated CEL cost exceeds the budget 14x (rules on
-///    `gate.slices`, `rollout.steps[].pause`, `maxRelativeDropFromChampion`:
-///    their arrays and strings declare no maxItems/maxLength).
-///
-/// The embedded server accepts it. This proves the first refusal, then
-/// installs the chart's CRDs without their CEL rules so that the chart's
-/// RBAC and the operator can be tested; the Model CRD needs a threshold
-/// schema CEL can type and bounds on its lists and strings before the chart
-/// installs on a real cluster as it is.
-fn install_crds_without_cel(plane: &RealControlPlane) {
-    let crd = format!("{CHART}/crds/models.driftline.dev.yaml");
-    let (ok, out) = plane.kubectl(&["apply", "--server-side", "-f", &crd]);
-    assert!(
-        !ok && out.contains("undefined field 'threshold'"),
-        "the real API server's answer to the Model CRD changed (fixed? then install \
-         it with the chart and drop this workaround): {out}"
-    );
-    for file in [
-        "models.driftline.dev.yaml",
-        "modelversions.driftline.dev.yaml",
-    ] {
-        let text = std::fs::read_to_string(format!("{CHART}/crds/{file}")).unwrap();
-        let mut crd: serde_json::Value = serde_yaml::from_str(&text).unwrap();
-        strip_cel(&mut crd);
-        let path = plane.dir.path().join(format!("{file}.json"));
-        std::fs::write(&path, crd.to_string()).unwrap();
-        plane.kubectl_ok(&["apply", "--server-side", "-f", path.to_str().unwrap()]);
-    }
+/// The chart's CRDs, as they are, on the real API server: it refuses CEL
+/// rules on untyped fields and rules whose estimated cost exceeds its
+/// budget, which the embedded server does not check.
+fn install_crds(plane: &RealControlPlane) {
+    let crds = format!("{CHART}/crds");
+    let (ok, out) = plane.kubectl(&["apply", "--server-side", "-f", &crds]);
+    assert!(ok, "the real API server refuses the chart's CRDs: {out}");
     plane.kubectl_ok(&[
         "wait",
         "--for=condition=Established",
@@ -120,20 +93,9 @@ fn install_crds_without_cel(plane: &RealControlPlane) {
     ]);
 }
 
-fn strip_cel(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Object(map) => {
-            map.remove("x-kubernetes-validations");
-            map.values_mut().for_each(strip_cel);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_cel),
-        _ => {}
-    }
-}
-
 fn install(plane: &RealControlPlane, helm: &Path, artifacts: &Path) {
     plane.kubectl_ok(&["create", "namespace", "ml"]);
-    install_crds_without_cel(plane);
+    install_crds(plane);
     let out = Command::new(helm)
         .args([
             "install",

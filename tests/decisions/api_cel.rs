@@ -489,23 +489,28 @@ fn validate_only_cases() -> Vec<Case> {
     ]
 }
 
+/// `validate()` refuses `model` with `message` at `path`.
+fn assert_validate_refuses(what: &str, model: &Model, message: &str, path: &str) {
+    let invalid = model
+        .spec
+        .validate()
+        .err()
+        .unwrap_or_else(|| panic!("{what}: validate() accepted it"));
+    assert!(
+        invalid
+            .errors
+            .iter()
+            .any(|e| e.path == path && e.message.starts_with(message)),
+        "{what}: expected `{path}: {message}` from validate(), got: {invalid}"
+    );
+}
+
 #[test]
 fn untyped_drift_thresholds_are_left_to_validate_not_cel() {
     for (what, pointer, value, message, path) in validate_only_cases() {
         let model: Model = serde_json::from_value(with(pointer, value)).expect("deserialises");
         assert!(model.validate_cel().is_ok(), "{what}: no CEL rule reads it");
-        let invalid = model
-            .spec
-            .validate()
-            .err()
-            .unwrap_or_else(|| panic!("{what}: validate() accepted it"));
-        assert!(
-            invalid
-                .errors
-                .iter()
-                .any(|e| e.path == path && e.message.starts_with(message)),
-            "{what}: expected `{path}: {message}` from validate(), got: {invalid}"
-        );
+        assert_validate_refuses(what, &model, message, path);
     }
 }
 
@@ -537,18 +542,7 @@ fn each_cel_rule_rejects_its_mistake_with_the_users_message() {
 fn validate_gives_the_same_message_at_the_same_path_for_the_cli() {
     for (what, pointer, value, message, path) in cases() {
         let model: Model = serde_json::from_value(with(pointer, value)).expect("deserialises");
-        let invalid = model
-            .spec
-            .validate()
-            .err()
-            .unwrap_or_else(|| panic!("{what}: validate() accepted it"));
-        assert!(
-            invalid
-                .errors
-                .iter()
-                .any(|e| e.path == path && e.message.starts_with(message)),
-            "{what}: expected `{path}: {message}` from validate(), got: {invalid}"
-        );
+        assert_validate_refuses(what, &model, message, path);
     }
 }
 

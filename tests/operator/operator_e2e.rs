@@ -933,21 +933,15 @@ async fn a_registry_outage_never_blocks_the_loop_and_its_rows_arrive_once_afterw
         (m.status.as_ref()?.canary.as_ref()?.version == "v2").then_some(())
     })
     .await;
-    {
-        use kube::api::{Patch, PatchParams};
-        let patch = serde_json::json!({"metadata": {"annotations": {
-            names::PROMOTE_ANNOTATION: format!("{} by bob", names::PROMOTE_CANARY),
-            names::REQUESTED_BY_ANNOTATION: "bob",
-        }}});
-        h.models()
-            .patch(
-                "wine-quality",
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-            .expect("annotate");
-    }
+    let promote = format!("{} by bob", names::PROMOTE_CANARY);
+    h.annotate(
+        "wine-quality",
+        &[
+            (names::PROMOTE_ANNOTATION, &promote),
+            (names::REQUESTED_BY_ANNOTATION, "bob"),
+        ],
+    )
+    .await;
     h.wait_champion("wine-quality", 2).await;
 
     pg.start_again();
@@ -964,21 +958,14 @@ async fn a_registry_outage_never_blocks_the_loop_and_its_rows_arrive_once_afterw
     h.poke("wine-quality").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     // A manual rollback with the database back: v1 serves again.
-    {
-        use kube::api::{Patch, PatchParams};
-        let patch = serde_json::json!({"metadata": {"annotations": {
-            names::ROLLBACK_ANNOTATION: "by carol",
-            names::REQUESTED_BY_ANNOTATION: "carol",
-        }}});
-        h.models()
-            .patch(
-                "wine-quality",
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-            .expect("annotate");
-    }
+    h.annotate(
+        "wine-quality",
+        &[
+            (names::ROLLBACK_ANNOTATION, "by carol"),
+            (names::REQUESTED_BY_ANNOTATION, "carol"),
+        ],
+    )
+    .await;
     h.wait_champion("wine-quality", 1).await;
     tokio::time::timeout(MINUTES, writer.flush())
         .await

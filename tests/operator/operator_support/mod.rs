@@ -285,10 +285,19 @@ pub fn pipeline(file: &str) -> ModelSpec {
 impl Harness {
     /// Asks for a retraining the way `driftline retrain` does: an annotation.
     pub async fn retrain(&self, name: &str, id: &str) {
+        self.annotate(name, &[(driftline::api::names::RETRAIN_ANNOTATION, id)])
+            .await;
+    }
+
+    /// Sets annotations on a Model, as `kubectl annotate` (and the user
+    /// commands) do.
+    pub async fn annotate(&self, name: &str, annotations: &[(&str, &str)]) {
         use kube::api::{Patch, PatchParams};
-        let patch = serde_json::json!({"metadata": {"annotations": {
-            driftline::api::names::RETRAIN_ANNOTATION: id
-        }}});
+        let annotations: serde_json::Map<String, serde_json::Value> = annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+            .collect();
+        let patch = serde_json::json!({"metadata": {"annotations": annotations}});
         self.models()
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -309,14 +318,9 @@ impl Harness {
 
     /// Makes the operator look at the Model now (a watch event), as any edit would.
     pub async fn poke(&self, name: &str) {
-        use kube::api::{Patch, PatchParams};
-        let patch = serde_json::json!({"metadata": {"annotations": {
-            "test.driftline.dev/poke": format!("{}", self.clock.now().timestamp_millis())
-        }}});
-        self.models()
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .expect("poke the Model");
+        let at = self.clock.now().timestamp_millis().to_string();
+        self.annotate(name, &[("test.driftline.dev/poke", &at)])
+            .await;
     }
 
     /// Base URL of a Service, through the cluster's hosts file. The runner

@@ -210,7 +210,9 @@ async fn the_nightly_retrain_is_canaried_step_by_step_and_promoted_on_live_evide
     let h = Harness::start(153, 20.0).await;
     let mut spec = pipeline("wine-quality.yaml");
     spec.training.epochs = 20;
-    spec.serving.replicas = 1;
+    // Two replicas per version: each step's analysis sums the replicas'
+    // counters (one scrape through the Service would reach one at random).
+    spec.serving.replicas = 2;
     let retrain = spec.retrain.as_mut().expect("retrain");
     retrain.schedule = Some("0 2 * * *".into());
     retrain.time_zone = None;
@@ -281,7 +283,8 @@ async fn the_nightly_retrain_is_canaried_step_by_step_and_promoted_on_live_evide
     .await;
     let total: u64 = split.by_version.values().sum();
     assert!(total >= 2000, "{split:?}");
-    let canary = *split.by_version.get("v2").unwrap_or(&0) as f64 / total as f64 * 100.0;
+    // 100 * n / total, not n / total * 100: 560 of 2 000 must read 28, not 28.000000000000004.
+    let canary = 100.0 * *split.by_version.get("v2").unwrap_or(&0) as f64 / total as f64;
     assert!(
         (22.0..=28.0).contains(&canary),
         "v2 took {canary:.1} % of {total}: {split:?}"

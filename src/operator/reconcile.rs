@@ -415,7 +415,7 @@ async fn observe_all(
         .and_then(|s| s.champion.as_deref())
         .and_then(version_number)
     {
-        let replicas = replica_urls(model, pods, champion);
+        let replicas = scrape_targets(model, pods, champion);
         obs.drift = scrape_drift(ctx, name, &replicas).await;
     }
     let actor = acknowledged.as_ref().and_then(|_| {
@@ -437,7 +437,7 @@ async fn observe_all(
 
 /// The base URLs to scrape version `n` at: each ready replica, or the
 /// version's Service while no replica address is known.
-fn replica_urls(model: &Model, pods: &[&Pod], n: u32) -> Vec<String> {
+fn scrape_targets(model: &Model, pods: &[&Pod], n: u32) -> Vec<String> {
     let urls = observe::replica_urls(pods, n);
     if urls.is_empty() {
         tracing::debug!(
@@ -525,8 +525,8 @@ async fn scrape_canary(
     let n = version_number(&canary.version)?;
     let champion = status.champion.as_deref().and_then(version_number)?;
     let (canary_replicas, stable_replicas) = (
-        replica_urls(model, pods, n),
-        replica_urls(model, pods, champion),
+        scrape_targets(model, pods, n),
+        scrape_targets(model, pods, champion),
     );
     let (canary_now, stable_now) = tokio::join!(
         scrape_version(ctx, &canary_replicas),

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::up::{args, client, driftline, serving_champion, stop, up_with, wait_status};
+use super::up::{
+    args, client, driftline, serving_champion, stop, up_with, wait_status, wine_without_cooldown,
+};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -73,16 +75,7 @@ async fn chromium_shows_the_drift_the_retrain_and_the_rollback() {
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let state = dir.path().join("state");
-    // The bundled Model with its cooldown cut to 1s (as in up.rs's drift test).
-    let yaml = std::fs::read_to_string(repo().join("pipelines/wine-quality.yaml"))
-        .expect("bundled pipeline");
-    assert!(
-        yaml.contains("cooldown: 6h"),
-        "the bundled pipeline changed"
-    );
-    let model = dir.path().join("wine-quality.yaml");
-    std::fs::write(&model, yaml.replace("cooldown: 6h", "cooldown: 1s")).expect("write");
-    let model = model.display().to_string();
+    let model = wine_without_cooldown(dir.path());
     let mut child = up_with(
         &state,
         &[

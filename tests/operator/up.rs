@@ -444,19 +444,7 @@ async fn user_commands_act_through_the_model_and_land_in_the_audit_trail() {
 async fn up_with_load_and_drift_after_retrains_on_drift() {
     let dir = tempfile::tempdir().expect("temp dir");
     let state = dir.path().join("state");
-    // The bundled Model with its 6h cooldown (counted from v1's training)
-    // cut to 1s; data paths stay relative to the repository, as for `up`.
-    let yaml = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/wine-quality.yaml"),
-    )
-    .expect("bundled pipeline");
-    assert!(
-        yaml.contains("cooldown: 6h"),
-        "the bundled pipeline changed"
-    );
-    let model = dir.path().join("wine-quality.yaml");
-    std::fs::write(&model, yaml.replace("cooldown: 6h", "cooldown: 1s")).expect("write");
-    let model = model.display().to_string();
+    let model = wine_without_cooldown(dir.path());
     // 1 000-row windows, 3 in a row: at 400 requests/s the shift shows in
     // under 10 s of shifted traffic.
     let child = up_with(
@@ -505,4 +493,21 @@ async fn up_with_load_and_drift_after_retrains_on_drift() {
     );
     let stdout = stop(child, &state);
     assert!(stdout.contains("Load: 400 requests/s"), "{stdout}");
+}
+
+/// The bundled wine-quality Model with its 6h cooldown (counted from v1's
+/// training) cut to 1s, written into `dir`; data paths stay relative to the
+/// repository, as for `up`. Returns the file's path.
+pub(crate) fn wine_without_cooldown(dir: &Path) -> String {
+    let yaml = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/wine-quality.yaml"),
+    )
+    .expect("bundled pipeline");
+    assert!(
+        yaml.contains("cooldown: 6h"),
+        "the bundled pipeline changed"
+    );
+    let model = dir.join("wine-quality.yaml");
+    std::fs::write(&model, yaml.replace("cooldown: 6h", "cooldown: 1s")).expect("write");
+    model.display().to_string()
 }

@@ -17,6 +17,18 @@ pub const ONLINE_ACCURACY: &str = "online_accuracy";
 /// Labelled rows behind the online accuracy (gauge).
 pub const ONLINE_LABELLED: &str = "online_labelled";
 
+/// Prefix of every gateway metric.
+pub const GATEWAY_PREFIX: &str = "driftline_gateway";
+/// Proxied requests answered, by backend `version` and `code` (counter).
+pub const GATEWAY_REQUESTS: &str = "requests";
+/// Time until the backend answered, by `version` (histogram, seconds).
+pub const GATEWAY_BACKEND_LATENCY: &str = "backend_latency_seconds";
+/// Requests no backend answer came back for (refused, reset, timed out),
+/// by `version` (counter).
+pub const GATEWAY_BACKEND_ERRORS: &str = "backend_errors";
+/// Current traffic weight per backend `version` (gauge).
+pub const GATEWAY_WEIGHT: &str = "weight";
+
 /// Cumulative serving counters of one server (or the sum of several
 /// replicas), as scraped at one moment.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -131,6 +143,159 @@ fn family(suffix: &str) -> String {
     format!("{SERVE_PREFIX}_{suffix}")
 }
 
+fn gateway_family(suffix: &str) -> String {
+    format!("{GATEWAY_PREFIX}_{suffix}")
+}
+
+fn bucket_bound(s: &Sample) -> Option<OrderedBound> {
+    match s.labels.get("le").map(String::as_str) {
+        Some("+Inf") => Some(OrderedBound(f64::INFINITY)),
+        Some(b) => b.parse().ok().map(OrderedBound),
+        None => None,
+    }
+}
+
+/// The 99th-percentile of a cumulative histogram in milliseconds, as the
+/// upper bound of the bucket that holds it; `None` without observations.
+fn p99_ms_of(buckets: &BTreeMap<OrderedBound, u64>) -> Option<f64> {
+    let total = buckets.values().copied().max()?;
+    if total == 0 {
+        return None;
+    }
+    let rank = (total as f64 * 0.99).ceil() as u64;
+    buckets.iter().find(|(_, n)| **n >= rank).map(|(b, _)| {
+        if b.0.is_finite() {
+            b.0 * 1000.0
+        } else {
+            f64::INFINITY
+        }
+    })
+}
+
+/// A counter's growth since `then`; a counter that went down was reset
+/// (its process restarted), so all of its value is new.
+fn grown(now: u64, then: u64) -> u64 {
+    if now >= then { now - then } else { now }
+}
+
+/// What a gateway saw of one backend version: the client's view, which
+/// includes requests the backend never counted because they never reached
+/// it (a crashed or unreachable canary).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BackendCounters {
+    /// Requests the backend answered, with any status.
+    pub answered: u64,
+    /// Of those, answered with a 5xx.
+    pub errors: u64,
+    /// Requests no answer came back for (refused, reset, timed out).
+    pub unreachable: u64,
+    /// Time until the backend answered: upper bound (seconds) → cumulative count.
+    pub latency_buckets: BTreeMap<OrderedBound, u64>,
+}
+
+impl BackendCounters {
+    /// The 99th-percentile time until the backend answered, in milliseconds.
+    pub fn p99_ms(&self) -> Option<f64> {
+        p99_ms_of(&self.latency_buckets)
+    }
+
+    fn merge(&mut self, other: &BackendCounters) {
+        self.answered += other.answered;
+        self.errors += other.errors;
+        self.unreachable += other.unreachable;
+        for (b, n) in &other.latency_buckets {
+            *self.latency_buckets.entry(*b).or_default() += n;
+        }
+    }
+
+    fn since(&self, then: &BackendCounters) -> BackendCounters {
+        let base = if self.answered < then.answered || self.unreachable < then.unreachable {
+            BackendCounters::default()
+        } else {
+            then.clone()
+        };
+        BackendCounters {
+            answered: grown(self.answered, base.answered),
+            errors: grown(self.errors, base.errors),
+            unreachable: grown(self.unreachable, base.unreachable),
+            latency_buckets: self
+                .latency_buckets
+                .iter()
+                .map(|(b, n)| {
+                    (
+                        *b,
+                        grown(*n, base.latency_buckets.get(b).copied().unwrap_or(0)),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A gateway's per-backend counters (or the sum of several gateway
+/// replicas), by version name (`v3`), as scraped at one moment.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GatewayCounters {
+    pub backends: BTreeMap<String, BackendCounters>,
+}
+
+impl GatewayCounters {
+    /// Reads the gateway's families from a `/metrics` answer.
+    pub fn from_metrics(text: &str) -> Self {
+        let requests = format!("{}_total", gateway_family(GATEWAY_REQUESTS));
+        let errors = format!("{}_total", gateway_family(GATEWAY_BACKEND_ERRORS));
+        let bucket = format!("{}_bucket", gateway_family(GATEWAY_BACKEND_LATENCY));
+        let mut g = GatewayCounters::default();
+        for s in parse_samples(text) {
+            let Some(version) = s.labels.get("version") else {
+                continue;
+            };
+            let count = s.value.max(0.0) as u64;
+            if s.name == requests {
+                let b = g.backends.entry(version.clone()).or_default();
+                b.answered += count;
+                if s.labels.get("code").is_some_and(|c| c.starts_with('5')) {
+                    b.errors += count;
+                }
+            } else if s.name == errors {
+                g.backends.entry(version.clone()).or_default().unreachable += count;
+            } else if s.name == bucket
+                && let Some(bound) = bucket_bound(&s)
+            {
+                let b = g.backends.entry(version.clone()).or_default();
+                *b.latency_buckets.entry(bound).or_default() += count;
+            }
+        }
+        g
+    }
+
+    /// Adds another gateway replica's counters.
+    pub fn merge(&mut self, other: &GatewayCounters) {
+        for (version, b) in &other.backends {
+            self.backends.entry(version.clone()).or_default().merge(b);
+        }
+    }
+
+    /// What happened since `baseline`, per backend.
+    pub fn since(&self, baseline: &GatewayCounters) -> GatewayCounters {
+        GatewayCounters {
+            backends: self
+                .backends
+                .iter()
+                .map(|(v, b)| {
+                    let then = baseline.backends.get(v).cloned().unwrap_or_default();
+                    (v.clone(), b.since(&then))
+                })
+                .collect(),
+        }
+    }
+
+    /// The counters of one backend version (zero when it saw no traffic).
+    pub fn backend(&self, version: &str) -> BackendCounters {
+        self.backends.get(version).cloned().unwrap_or_default()
+    }
+}
+
 impl ServingCounters {
     /// Reads the model server's families from a `/metrics` answer.
     pub fn from_metrics(text: &str) -> Self {
@@ -155,15 +320,10 @@ impl ServingCounters {
                     c.errors += count;
                 }
             } else if s.name == bucket {
-                let bound = match s.labels.get("le").map(String::as_str) {
-                    Some("+Inf") => f64::INFINITY,
-                    Some(b) => match b.parse() {
-                        Ok(b) => b,
-                        Err(_) => continue,
-                    },
-                    None => continue,
+                let Some(bound) = bucket_bound(&s) else {
+                    continue;
                 };
-                *c.latency_buckets.entry(OrderedBound(bound)).or_default() += count;
+                *c.latency_buckets.entry(bound).or_default() += count;
             } else if s.name == predictions {
                 if let Some(class) = s.labels.get("class") {
                     *c.predictions.entry(class.clone()).or_default() += count;
@@ -197,7 +357,7 @@ impl ServingCounters {
     /// What happened since `baseline` (a restarted server starts from zero,
     /// so a counter that went down counts from zero).
     pub fn since(&self, baseline: &ServingCounters) -> ServingCounters {
-        let delta = |now: u64, then: u64| if now >= then { now - then } else { now };
+        let delta = grown;
         let restarted = self.requests < baseline.requests;
         let base = if restarted {
             ServingCounters::default()
@@ -236,21 +396,7 @@ impl ServingCounters {
     /// The 99th-percentile latency in milliseconds, as the upper bound of the
     /// bucket that holds it; `None` without requests.
     pub fn p99_ms(&self) -> Option<f64> {
-        let total = self.latency_buckets.values().copied().max()?;
-        if total == 0 {
-            return None;
-        }
-        let rank = (total as f64 * 0.99).ceil() as u64;
-        self.latency_buckets
-            .iter()
-            .find(|(_, n)| **n >= rank)
-            .map(|(b, _)| {
-                if b.0.is_finite() {
-                    b.0 * 1000.0
-                } else {
-                    f64::INFINITY
-                }
-            })
+        p99_ms_of(&self.latency_buckets)
     }
 }
 

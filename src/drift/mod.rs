@@ -8,18 +8,21 @@
 pub mod calibrate;
 pub mod monitor;
 pub mod profile;
+pub mod replicas;
 pub mod rule;
 pub mod sketch;
 pub mod stats;
 
 pub use calibrate::{Calibration, ColumnNull, NullFit, WindowNull, calibrate};
 pub use monitor::{
-    ColumnDrift, DriftConfig, DriftError, DriftMonitor, DriftReport, Statistic, WindowReport,
+    ColumnDrift, DriftConfig, DriftError, DriftMonitor, DriftReport, RunningTotal, Statistic,
+    WindowReport,
 };
 pub use profile::{
     CategoricalProfile, FeatureImportance, FeatureProfile, NumericProfile, ProfileError,
     ReferenceProfile,
 };
+pub use replicas::{MergedWindow, ReplicaWindows};
 pub use rule::{
     ColumnReading, ColumnVerdict, DriftRule, FeatureOverride, Trigger, Verdict, window_verdict,
 };

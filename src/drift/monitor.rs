@@ -328,6 +328,19 @@ pub struct DriftReport {
     pub current: WindowReport,
     /// Closed windows, newest first.
     pub recent: Vec<WindowReport>,
+    /// Everything counted since the server started: the operator subtracts
+    /// two reads of it and merges what all replicas counted in between.
+    pub total: RunningTotal,
+}
+
+/// The counts of every row a monitor has seen since it started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunningTotal {
+    /// When the monitor started: a later read with another `since` comes
+    /// from a restarted server, whose counts began again at zero.
+    pub since: DateTime<Utc>,
+    pub sketch: DatasetSketch,
 }
 
 struct ClosedWindow {
@@ -341,6 +354,9 @@ pub struct DriftMonitor {
     current: DatasetSketch,
     started: DateTime<Utc>,
     recent: VecDeque<ClosedWindow>,
+    /// When the monitor started, and the counts of every closed window.
+    since: DateTime<Utc>,
+    counted: DatasetSketch,
 }
 
 impl DriftMonitor {
@@ -381,9 +397,11 @@ impl DriftMonitor {
         Ok(Self {
             profile,
             config,
+            counted: current.clone(),
             current,
             started: now,
             recent: VecDeque::new(),
+            since: now,
         })
     }
 
@@ -436,6 +454,9 @@ impl DriftMonitor {
             report: report.clone(),
         });
         self.recent.truncate(self.config.recent_windows);
+        self.counted
+            .merge(&self.current)
+            .expect("the current window is a sketch over the monitor's own profile");
         self.current.clear();
         self.started = now;
         report
@@ -452,6 +473,19 @@ impl DriftMonitor {
             config: self.config.clone(),
             current: self.report_for(&self.current, self.started, None),
             recent: self.recent.iter().map(|w| w.report.clone()).collect(),
+            total: self.total(),
+        }
+    }
+
+    /// Every row counted since the monitor started.
+    pub fn total(&self) -> RunningTotal {
+        let mut sketch = self.counted.clone();
+        sketch
+            .merge(&self.current)
+            .expect("the current window is a sketch over the monitor's own profile");
+        RunningTotal {
+            since: self.since,
+            sketch,
         }
     }
 

@@ -112,6 +112,26 @@ impl ColumnSketch {
         self.counts.iter_mut().for_each(|c| *c = 0);
         self.missing = 0;
     }
+
+    /// What was counted after `earlier`, an older state of this same sketch;
+    /// `None` when `earlier` is not one (another column or bins, or a count
+    /// that went down).
+    pub fn since(&self, earlier: &ColumnSketch) -> Option<ColumnSketch> {
+        if self.name != earlier.name || self.counts.len() != earlier.counts.len() {
+            return None;
+        }
+        let counts = self
+            .counts
+            .iter()
+            .zip(&earlier.counts)
+            .map(|(now, then)| now.checked_sub(*then))
+            .collect::<Option<Vec<u64>>>()?;
+        Some(ColumnSketch {
+            name: self.name.clone(),
+            counts,
+            missing: self.missing.checked_sub(earlier.missing)?,
+        })
+    }
 }
 
 /// Renders a number the way a category label written as a number reads
@@ -206,6 +226,26 @@ impl DatasetSketch {
         self.features.iter_mut().for_each(ColumnSketch::clear);
         self.prediction.clear();
         self.rows = 0;
+    }
+
+    /// What was counted after `earlier`, an older state of this same
+    /// sketch (a running total read twice); `None` when `earlier` is not one
+    /// (other columns or bins, or any count lower than before, as after a
+    /// restart).
+    pub fn since(&self, earlier: &DatasetSketch) -> Option<DatasetSketch> {
+        if self.features.len() != earlier.features.len() {
+            return None;
+        }
+        Some(DatasetSketch {
+            rows: self.rows.checked_sub(earlier.rows)?,
+            features: self
+                .features
+                .iter()
+                .zip(&earlier.features)
+                .map(|(now, then)| now.since(then))
+                .collect::<Option<Vec<_>>>()?,
+            prediction: self.prediction.since(&earlier.prediction)?,
+        })
     }
 }
 

@@ -7,6 +7,7 @@ pub mod apply;
 pub mod audit;
 pub mod children;
 pub mod clock;
+pub mod drift_windows;
 pub mod error;
 pub mod gateway_api;
 pub mod leader;
@@ -181,6 +182,7 @@ async fn controller(
         http: service_http_client(config.scrape_timeout, config.hosts_file),
         telemetry: telemetry.clone(),
         baselines: Mutex::new(HashMap::new()),
+        drift_windows: Default::default(),
         stale: Mutex::new(HashMap::new()),
         drift_poll: config.drift_poll,
         registry: config.registry.clone(),

@@ -10,7 +10,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::api::names;
-use crate::api::scrape::ServingCounters;
+use crate::api::scrape::{BackendCounters, GatewayCounters, ServingCounters};
 use crate::api::{GateEvaluation, Model, ModelVersion, VersionPhase};
 use crate::policy::{CanaryMetrics, JobState, ManualAction, ManualRequest, ServingMetrics};
 
@@ -66,7 +66,28 @@ pub fn pods_of_version<'a>(pods: &[&'a Pod], role: &str, n: u32) -> Vec<&'a Pod>
 /// replica at random, and counters of different replicas cannot be
 /// subtracted from each other.
 pub fn replica_urls(pods: &[&Pod], n: u32) -> Vec<String> {
-    let mut urls: Vec<String> = pods_of_version(pods, names::ROLE_SERVING, n)
+    ready_urls(pods_of_version(pods, names::ROLE_SERVING, n))
+}
+
+/// Base URLs of the Model's ready gateway replicas, scraped one by one for
+/// the same reason.
+pub fn gateway_urls(pods: &[&Pod]) -> Vec<String> {
+    ready_urls(
+        pods.iter()
+            .copied()
+            .filter(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(names::ROLE_LABEL))
+                    .is_some_and(|r| r == names::ROLE_GATEWAY)
+            })
+            .collect(),
+    )
+}
+
+fn ready_urls(pods: Vec<&Pod>) -> Vec<String> {
+    let mut urls: Vec<String> = pods
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter_map(|p| {
@@ -233,6 +254,8 @@ pub struct Baseline {
     pub taken_at: DateTime<Utc>,
     pub canary: ServingCounters,
     pub stable: ServingCounters,
+    /// The gateways' per-backend counters, when every gateway answered.
+    pub gateway: Option<GatewayCounters>,
 }
 
 fn serving_metrics(c: &ServingCounters) -> ServingMetrics {
@@ -265,24 +288,52 @@ fn prediction_divergence(a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>) -
     Some(crate::drift::stats::jensen_shannon_distance(&sa, &sb))
 }
 
+/// Adds what only the gateway saw: requests that never reached the version
+/// (refused, reset, timed out) are requests and errors its server could not
+/// count.
+fn add_unreachable(m: &mut ServingMetrics, seen: &BackendCounters) {
+    m.requests += seen.unreachable;
+    m.errors += seen.unreachable;
+}
+
 /// Canary and stable over the same window: what happened since `baseline`.
+///
+/// With the gateways' per-backend counters at both ends of the window,
+/// requests the gateway could not deliver count as errors, and the p99
+/// latency is the one clients saw through the gateway (for both versions,
+/// when both answered any request; otherwise the servers' own).
 pub fn canary_metrics(
     version: u32,
+    stable_version: u32,
     baseline: &Baseline,
-    canary_now: &ServingCounters,
-    stable_now: &ServingCounters,
+    now_counters: (&ServingCounters, &ServingCounters, Option<&GatewayCounters>),
     now: DateTime<Utc>,
 ) -> CanaryMetrics {
+    let (canary_now, stable_now, gateway_now) = now_counters;
     let canary = canary_now.since(&baseline.canary);
     let stable = stable_now.since(&baseline.stable);
-    CanaryMetrics {
+    let mut m = CanaryMetrics {
         version,
         window_start: baseline.taken_at,
         window_end: now,
         prediction_divergence: prediction_divergence(&canary.predictions, &stable.predictions),
         canary: serving_metrics(&canary),
         stable: serving_metrics(&stable),
+    };
+    if let (Some(g_now), Some(g_then)) = (gateway_now, &baseline.gateway) {
+        let g = g_now.since(g_then);
+        let (c, s) = (
+            g.backend(&crate::api::version_name(version)),
+            g.backend(&crate::api::version_name(stable_version)),
+        );
+        add_unreachable(&mut m.canary, &c);
+        add_unreachable(&mut m.stable, &s);
+        if c.answered > 0 && s.answered > 0 {
+            m.canary.p99_latency_ms = c.p99_ms();
+            m.stable.p99_latency_ms = s.p99_ms();
+        }
     }
+    m
 }
 
 #[cfg(test)]
@@ -420,6 +471,7 @@ mod tests {
             taken_at: t0,
             canary: base.clone(),
             stable: base,
+            gateway: None,
         };
         let mut canary = ServingCounters {
             requests: 100,
@@ -435,14 +487,86 @@ mod tests {
         stable.predictions.insert("a".into(), 10);
         let m = canary_metrics(
             2,
+            1,
             &baseline,
-            &canary,
-            &stable,
+            (&canary, &stable, None),
             t0 + chrono::Duration::minutes(5),
         );
         assert_eq!((m.canary.requests, m.canary.errors), (100, 2));
         assert_eq!(m.stable.requests, 900);
         let d = m.prediction_divergence.expect("both predicted");
         assert!((d - 1.0).abs() < 1e-9, "disjoint classes are 1 apart: {d}");
+    }
+
+    /// A canary that crashes is invisible to its own server's counters: the
+    /// gateway's refused requests are its errors, and the latency compared
+    /// is what clients saw.
+    #[test]
+    fn requests_the_gateway_could_not_deliver_count_against_the_version() {
+        let t0 = DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let gateway = |v1: u64, v2_answered: u64, v2_refused: u64, slow: u64| {
+            let mut text = format!(
+                "driftline_gateway_requests_total{{version=\"v1\",code=\"200\"}} {v1}\n\
+                 driftline_gateway_requests_total{{version=\"v2\",code=\"200\"}} {v2_answered}\n\
+                 driftline_gateway_backend_errors_total{{version=\"v2\"}} {v2_refused}\n\
+                 driftline_gateway_backend_latency_seconds_bucket{{version=\"v1\",le=\"0.001\"}} {v1}\n\
+                 driftline_gateway_backend_latency_seconds_bucket{{version=\"v1\",le=\"+Inf\"}} {v1}\n"
+            );
+            text.push_str(&format!(
+                "driftline_gateway_backend_latency_seconds_bucket{{version=\"v2\",le=\"0.001\"}} {}\n\
+                 driftline_gateway_backend_latency_seconds_bucket{{version=\"v2\",le=\"0.5\"}} {v2_answered}\n\
+                 driftline_gateway_backend_latency_seconds_bucket{{version=\"v2\",le=\"+Inf\"}} {v2_answered}\n",
+                v2_answered - slow
+            ));
+            GatewayCounters::from_metrics(&text)
+        };
+        let zero = ServingCounters::default();
+        let baseline = Baseline {
+            version: 2,
+            step_started: t0,
+            taken_at: t0,
+            canary: zero.clone(),
+            stable: zero.clone(),
+            gateway: Some(gateway(0, 0, 0, 0)),
+        };
+        // The canary's server answered 60 requests, all fine and fast by its
+        // own clock; the gateway saw 40 more refused, and 10 of the 60 slow.
+        let canary = ServingCounters {
+            requests: 60,
+            ..Default::default()
+        };
+        let stable = ServingCounters {
+            requests: 900,
+            ..Default::default()
+        };
+        let later = t0 + chrono::Duration::minutes(1);
+        let m = canary_metrics(
+            2,
+            1,
+            &baseline,
+            (&canary, &stable, Some(&gateway(900, 60, 40, 10))),
+            later,
+        );
+        assert_eq!((m.canary.requests, m.canary.errors), (100, 40));
+        assert!((m.canary.error_rate() - 0.4).abs() < 1e-12);
+        assert_eq!((m.stable.requests, m.stable.errors), (900, 0));
+        assert_eq!(m.canary.p99_latency_ms, Some(500.0));
+        assert_eq!(m.stable.p99_latency_ms, Some(1.0));
+        // Without the gateway at the window's start, the servers' own view.
+        let no_gateway = Baseline {
+            gateway: None,
+            ..baseline
+        };
+        let m = canary_metrics(
+            2,
+            1,
+            &no_gateway,
+            (&canary, &stable, Some(&gateway(900, 60, 40, 10))),
+            later,
+        );
+        assert_eq!((m.canary.requests, m.canary.errors), (60, 0));
+        assert_eq!(m.canary.p99_latency_ms, None);
     }
 }

@@ -22,8 +22,7 @@ use crate::api::{
 use crate::drift::DriftReport;
 use crate::policy::conditions::set_condition;
 use crate::policy::{
-    Action, Decision, DriftReading, EventKind, GateResult, JobState, Observations, TrainingJob,
-    decide,
+    Action, Decision, EventKind, GateResult, JobState, Observations, TrainingJob, decide,
 };
 use crate::registry::RegistryWriter;
 
@@ -63,6 +62,8 @@ pub struct Context {
     pub telemetry: Arc<Telemetry>,
     /// Canary counters at the start of each step, by Model.
     pub baselines: Mutex<HashMap<ObjectRef<Model>, Baseline>>,
+    /// The champion's drift windows over all its replicas, by Model.
+    pub drift_windows: super::drift_windows::DriftWindows,
     /// The resourceVersion each Model had before our last status write: a
     /// reconcile that sees it again runs on a stale cache and waits.
     pub stale: Mutex<HashMap<ObjectRef<Model>, String>>,
@@ -415,8 +416,18 @@ async fn observe_all(
         .and_then(|s| s.champion.as_deref())
         .and_then(version_number)
     {
-        let replicas = scrape_targets(model, pods, champion);
-        obs.drift = scrape_drift(ctx, name, &replicas).await;
+        let artifact = versions
+            .iter()
+            .find(|v| v.spec.version == champion)
+            .and_then(|v| Some(v.status.as_ref()?.artifact.as_ref()?.uri.clone()));
+        if let Some(artifact) = artifact {
+            let replicas = scrape_targets(model, pods, champion);
+            let totals = scrape_drift_totals(ctx, name, &replicas).await;
+            obs.drift = ctx
+                .drift_windows
+                .readings(model, champion, &artifact, &totals, obs.now)
+                .await;
+        }
     }
     let actor = acknowledged.as_ref().and_then(|_| {
         model
@@ -476,11 +487,14 @@ async fn scrape_version(ctx: &Context, replicas: &[String]) -> Option<ServingCou
     Some(total)
 }
 
-/// The champion's closed drift windows from every replica's
-/// `/v2/models/{name}/drift`, as the decision core reads them (it skips
-/// windows it has counted). Each replica closes its own windows of
-/// `drift.window` rows; all of them are readings, newest last.
-async fn scrape_drift(ctx: &Context, model: &str, replicas: &[String]) -> Vec<DriftReading> {
+/// Each replica's running drift total from its `/v2/models/{name}/drift`,
+/// by replica address; replicas that do not answer are left out (and
+/// forgotten by the merge until they answer again).
+async fn scrape_drift_totals(
+    ctx: &Context,
+    model: &str,
+    replicas: &[String],
+) -> Vec<(String, crate::drift::RunningTotal)> {
     let scrapes = replicas.iter().map(|base| async move {
         let url = format!("{base}/v2/models/{model}/drift");
         let answer = ctx.http.get(&url).send().await.ok()?;
@@ -488,28 +502,18 @@ async fn scrape_drift(ctx: &Context, model: &str, replicas: &[String]) -> Vec<Dr
             return None;
         }
         match answer.json::<DriftReport>().await {
-            Ok(report) => Some(report),
-            Err(_) => {
-                warn!(%url, "drift report is not in the expected shape");
+            Ok(report) => Some((base.clone(), report.total)),
+            Err(e) => {
+                warn!(%url, error = %e, "drift report is not in the expected shape");
                 None
             }
         }
     });
-    let mut readings: Vec<DriftReading> = futures::future::join_all(scrapes)
+    futures::future::join_all(scrapes)
         .await
         .into_iter()
         .flatten()
-        .flat_map(|report| {
-            report
-                .recent
-                .iter()
-                .filter_map(DriftReading::from_window)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    readings.sort_by_key(|r| r.window_end);
-    readings.dedup_by_key(|r| r.window_end);
-    readings
+        .collect()
 }
 
 /// Canary and stable metrics since the current step began, when a step runs.
@@ -528,9 +532,11 @@ async fn scrape_canary(
         scrape_targets(model, pods, n),
         scrape_targets(model, pods, champion),
     );
-    let (canary_now, stable_now) = tokio::join!(
+    let gateways = observe::gateway_urls(pods);
+    let (canary_now, stable_now, gateway_now) = tokio::join!(
         scrape_version(ctx, &canary_replicas),
-        scrape_version(ctx, &stable_replicas)
+        scrape_version(ctx, &stable_replicas),
+        scrape_gateway(ctx, &gateways),
     );
     let (canary_now, stable_now) = (canary_now?, stable_now?);
     let key = ObjectRef::from_obj(model);
@@ -548,6 +554,7 @@ async fn scrape_canary(
                 taken_at: obs.now.max(step_started),
                 canary: canary_now,
                 stable: stable_now,
+                gateway: gateway_now,
             };
             baselines.insert(key, b);
             return None;
@@ -555,11 +562,44 @@ async fn scrape_canary(
     };
     Some(observe::canary_metrics(
         n,
+        champion,
         &baseline,
-        &canary_now,
-        &stable_now,
+        (&canary_now, &stable_now, gateway_now.as_ref()),
         obs.now,
     ))
+}
+
+/// Every ready gateway replica's per-backend counters, summed; `None` when
+/// there is none or any did not answer (the analysis then uses the model
+/// servers' own counters alone).
+async fn scrape_gateway(
+    ctx: &Context,
+    replicas: &[String],
+) -> Option<crate::api::scrape::GatewayCounters> {
+    if replicas.is_empty() {
+        return None;
+    }
+    let scrapes = replicas.iter().map(|base| async move {
+        let url = format!("{base}/metrics");
+        match ctx.http.get(&url).send().await {
+            Ok(answer) if answer.status().is_success() => Some(
+                crate::api::scrape::GatewayCounters::from_metrics(&answer.text().await.ok()?),
+            ),
+            Ok(answer) => {
+                tracing::debug!(%url, status = %answer.status(), "gateway scrape refused");
+                None
+            }
+            Err(err) => {
+                tracing::debug!(%url, %err, "gateway scrape failed");
+                None
+            }
+        }
+    });
+    let mut total = crate::api::scrape::GatewayCounters::default();
+    for counters in futures::future::join_all(scrapes).await {
+        total.merge(&counters?);
+    }
+    Some(total)
 }
 
 async fn apply_decision(

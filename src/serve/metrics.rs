@@ -233,7 +233,7 @@ impl Default for GatewayMetrics {
 impl GatewayMetrics {
     /// Registers every metric under the `driftline_gateway` prefix.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("driftline_gateway");
+        let mut registry = Registry::with_prefix(scrape::GATEWAY_PREFIX);
         let requests = Family::<BackendCodeLabels, Counter>::default();
         let latency = Family::<BackendLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_histogram,
@@ -243,22 +243,22 @@ impl GatewayMetrics {
         let reloads = Counter::default();
         let reload_errors = Counter::default();
         registry.register(
-            "requests",
+            scrape::GATEWAY_REQUESTS,
             "Proxied requests by backend version and status code",
             requests.clone(),
         );
         registry.register(
-            "backend_latency_seconds",
+            scrape::GATEWAY_BACKEND_LATENCY,
             "Time until the backend answered",
             latency.clone(),
         );
         registry.register(
-            "backend_errors",
+            scrape::GATEWAY_BACKEND_ERRORS,
             "Requests the backend could not answer",
             errors.clone(),
         );
         registry.register(
-            "weight",
+            scrape::GATEWAY_WEIGHT,
             "Current traffic weight per backend version",
             weight.clone(),
         );
@@ -284,5 +284,50 @@ impl GatewayMetrics {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::scrape::GatewayCounters;
+
+    /// The operator reads the gateway's `/metrics` with `GatewayCounters`:
+    /// the names registered here and the names read there are one list.
+    #[test]
+    fn the_operator_reads_what_the_gateway_exports_per_backend() {
+        let m = GatewayMetrics::new();
+        let v = |version: &str| BackendLabels {
+            version: version.into(),
+        };
+        let code = |version: &str, code| BackendCodeLabels {
+            version: version.into(),
+            code,
+        };
+        m.requests.get_or_create(&code("v1", 200)).inc_by(90);
+        m.requests.get_or_create(&code("v2", 200)).inc_by(7);
+        m.requests.get_or_create(&code("v2", 503)).inc_by(2);
+        m.errors.get_or_create(&v("v2")).inc_by(4);
+        for _ in 0..9 {
+            m.latency.get_or_create(&v("v2")).observe(0.000_07);
+        }
+        m.latency.get_or_create(&v("v2")).observe(0.3);
+        m.weight.get_or_create(&v("v2")).set(10);
+        let g = GatewayCounters::from_metrics(&m.render());
+        let v1 = g.backend("v1");
+        assert_eq!((v1.answered, v1.errors, v1.unreachable), (90, 0, 0));
+        let v2 = g.backend("v2");
+        assert_eq!((v2.answered, v2.errors, v2.unreachable), (9, 2, 4));
+        let fast = v2
+            .latency_buckets
+            .iter()
+            .find(|(b, _)| (b.0 - 0.0001).abs() < 1e-12)
+            .map(|(_, n)| *n);
+        assert_eq!(fast, Some(9), "{:?}", v2.latency_buckets);
+        // 10 observations: the 99th percentile is the slow one's bucket
+        // (50 µs · 2^13 = 409.6 ms).
+        let p99 = v2.p99_ms().expect("observed");
+        assert!((p99 - 409.6).abs() < 1e-6, "{p99}");
+        assert_eq!(g.backend("v3"), Default::default());
     }
 }

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use driftline::drift::{
     CategoricalProfile, DatasetSketch, DriftConfig, DriftMonitor, FeatureProfile, NumericProfile,
-    Observation, ReferenceProfile, Statistic, Trigger,
+    Observation, ReferenceProfile, ReplicaWindows, RunningTotal, Statistic, Trigger, monitor,
 };
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -299,5 +299,55 @@ proptest! {
         let b: DatasetSketch = serde_json::from_str(&serde_json::to_string(&b).unwrap()).unwrap();
         a.merge(&b).unwrap();
         prop_assert_eq!(a, sketch_of(&profile, &traffic, 0..n));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// The operator's windows over several replicas (`ReplicaWindows`, fed
+    /// each replica's running total) hold exactly the rows all of them
+    /// served, and judge them as one server that saw all of it would.
+    #[test]
+    fn windows_merged_from_replicas_running_totals_judge_all_their_traffic_as_one_server(
+        seed in 0u64..1000, n in 200usize..600, split in 0usize..600, shift in prop::sample::select(vec![0.0f64, 1.5]),
+        replica_window in prop::sample::select(vec![50u64, 10_000]),
+    ) {
+        let reference = rows(5_000, 7, 0.0);
+        let profile = profile_of(&reference);
+        let traffic = rows(n, seed, shift);
+        let split = split.min(n);
+        let part = |range: std::ops::Range<usize>| Rows {
+            alcohol: traffic.alcohol[range.clone()].to_vec(),
+            acidity: traffic.acidity[range.clone()].to_vec(),
+            color: traffic.color[range.clone()].to_vec(),
+            prediction: traffic.prediction[range].to_vec(),
+        };
+        // Each replica closes its own windows (or not) as it likes; only its
+        // running total travels to the operator.
+        let replica_config = DriftConfig { window_rows: replica_window, ..DriftConfig::default() };
+        let mut a = DriftMonitor::new(profile.clone(), replica_config.clone(), t0()).unwrap();
+        let mut b = DriftMonitor::new(profile.clone(), replica_config, t0()).unwrap();
+        let wire = |m: &DriftMonitor| -> RunningTotal {
+            serde_json::from_str(&serde_json::to_string(&m.report().total).unwrap()).unwrap()
+        };
+        let mut merge = ReplicaWindows::new(t0());
+        let read = |a: &DriftMonitor, b: &DriftMonitor| vec![("a".to_string(), wire(a)), ("b".to_string(), wire(b))];
+        prop_assert!(merge.advance(&read(&a, &b), n as u64, None, t0()).unwrap().is_none());
+        feed(&mut a, &part(0..split), t0());
+        feed(&mut b, &part(split..n), t0());
+        let later = t0() + Duration::seconds(30);
+        let window = merge.advance(&read(&a, &b), n as u64, None, later).unwrap().expect("n rows close the window");
+        prop_assert_eq!(&window.sketch, &sketch_of(&profile, &traffic, 0..n));
+        // The same verdict as one server whose window was all of it.
+        let operator_config = DriftConfig { window_rows: n as u64, ..DriftConfig::default() };
+        let merged = monitor::compare(&profile, &operator_config, &window.sketch, window.started, Some(window.ended));
+        let mut one = DriftMonitor::new(profile.clone(), operator_config, t0()).unwrap();
+        let single = feed(&mut one, &traffic, later).remove(0);
+        prop_assert_eq!(merged.dataset_drifted, single.dataset_drifted);
+        prop_assert_eq!(&merged.drifted_features, &single.drifted_features);
+        if shift > 0.0 {
+            prop_assert!(merged.drifted_features.contains(&"alcohol".to_string()), "{}", merged.reason);
+        }
     }
 }

@@ -1,0 +1,144 @@
+//! The champion's drift windows over all of its replicas' traffic.
+//!
+//! Every drift poll reads each ready replica's `/v2/models/{name}/drift`;
+//! [`ReplicaWindows`] adds what each counted since the last read and closes
+//! one window per `drift.window` rows of the version's whole traffic, which
+//! is compared with the champion's reference profile (from its manifest)
+//! under the Model's drift settings. The decision core counts each window
+//! once (by its end); the newest few are offered again at every reconcile
+//! so that a window whose status write failed is not lost.
+//!
+//! The state lives in the operator's memory: after a restart, windows start
+//! again from each replica's next read (rows served while no operator ran
+//! are not placed in any window).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use kube::runtime::reflector::ObjectRef;
+use tracing::warn;
+
+use crate::api::{Model, names};
+use crate::drift::{ReferenceProfile, ReplicaWindows, RunningTotal, monitor};
+use crate::policy::DriftReading;
+
+/// Merged windows kept per Model, offered to the decision core each time.
+const KEEP_READINGS: usize = 8;
+
+/// One Model's merge: the champion it belongs to and its windows so far.
+struct ChampionWindows {
+    version: u32,
+    artifact: String,
+    profile: Arc<ReferenceProfile>,
+    windows: ReplicaWindows,
+    readings: VecDeque<DriftReading>,
+}
+
+/// Every Model's merge, shared by all reconciles.
+#[derive(Default)]
+pub struct DriftWindows {
+    models: Mutex<HashMap<ObjectRef<Model>, ChampionWindows>>,
+}
+
+impl DriftWindows {
+    /// Adds the replicas' totals read now to `model`'s merge for champion
+    /// `version` (whose artifact is `artifact`; its reference profile is read
+    /// once per champion) and returns the merged windows, oldest first.
+    pub async fn readings(
+        &self,
+        model: &Model,
+        version: u32,
+        artifact: &str,
+        totals: &[(String, RunningTotal)],
+        now: DateTime<Utc>,
+    ) -> Vec<DriftReading> {
+        let key = ObjectRef::from_obj(model);
+        let known = {
+            let models = self.models.lock().unwrap_or_else(|p| p.into_inner());
+            models
+                .get(&key)
+                .filter(|c| c.version == version && c.artifact == artifact)
+                .map(|c| c.profile.clone())
+        };
+        let profile = match known {
+            Some(p) => p,
+            None => match reference_profile(artifact).await {
+                Some(p) => Arc::new(p),
+                None => return Vec::new(),
+            },
+        };
+        let config = crate::policy::drift::monitor_config(&model.spec.drift);
+        let mut models = self.models.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = models
+            .entry(key)
+            .and_modify(|c| {
+                if c.version != version || c.artifact != artifact {
+                    *c = ChampionWindows::new(version, artifact, profile.clone(), now);
+                }
+            })
+            .or_insert_with(|| ChampionWindows::new(version, artifact, profile.clone(), now));
+        match entry
+            .windows
+            .advance(totals, config.window_rows, config.window_duration, now)
+        {
+            Ok(Some(window)) => {
+                let report = monitor::compare(
+                    &entry.profile,
+                    &config,
+                    &window.sketch,
+                    window.started,
+                    Some(window.ended),
+                );
+                if let Some(reading) = DriftReading::from_window(&report) {
+                    entry.readings.push_back(reading);
+                    while entry.readings.len() > KEEP_READINGS {
+                        entry.readings.pop_front();
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warn!(model = %model.metadata.name.as_deref().unwrap_or_default(), error = %e,
+                    "a replica's drift counts do not fit the champion's reference profile; skipped")
+            }
+        }
+        entry.readings.iter().cloned().collect()
+    }
+}
+
+impl ChampionWindows {
+    fn new(
+        version: u32,
+        artifact: &str,
+        profile: Arc<ReferenceProfile>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            version,
+            artifact: artifact.to_string(),
+            profile,
+            windows: ReplicaWindows::new(now),
+            readings: VecDeque::new(),
+        }
+    }
+}
+
+/// The reference profile in the champion's `manifest.json`.
+async fn reference_profile(artifact: &str) -> Option<ReferenceProfile> {
+    let uri = names::manifest_uri(artifact);
+    let bytes = match crate::ml::store::read_bytes(&uri).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            warn!(%uri, error = %e, "cannot read the champion's manifest for drift windows");
+            return None;
+        }
+    };
+    match crate::ml::artifact::parse_manifest(artifact, &bytes) {
+        Ok(manifest) => Some(manifest.reference),
+        Err(e) => {
+            warn!(%uri, error = %e, "the champion's manifest is not readable for drift windows");
+            None
+        }
+    }
+}

@@ -36,6 +36,26 @@ pub fn namespaced_name(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// A namespace flag: a DNS-1123 label (lowercase letters, digits and '-',
+/// at most 63 characters, starting and ending with a letter or digit).
+pub fn namespace(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text.len() <= 63
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && text.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && text.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "`{text}` is not a namespace name: at most 63 lowercase letters, digits and '-', \
+             starting and ending with a letter or digit"
+        ))
+    }
+}
+
 /// An address to listen on, or `off` (`--dashboard-addr`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Listen(pub Option<std::net::SocketAddr>);
@@ -69,6 +89,15 @@ mod tests {
         );
         for bad in ["public", "/public", "gateways/", "Gateways/public", "a/b/c"] {
             assert!(namespaced_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn namespaces_are_dns_labels() {
+        assert_eq!(namespace("team-a"), Ok("team-a".to_string()));
+        for bad in ["", "Team", "a.b", "-a", "a-", &"a".repeat(64)] {
+            let error = namespace(bad).unwrap_err();
+            assert!(error.contains("is not a namespace name"), "{bad}: {error}");
         }
     }
 

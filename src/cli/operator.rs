@@ -33,9 +33,15 @@ pub struct OperatorArgs {
     /// (weighted like its gateway) to this Gateway: `NAMESPACE/NAME`.
     #[arg(long, env = "DRIFTLINE_HTTP_ROUTE_PARENT", value_parser = super::flags::namespaced_name)]
     pub http_route_parent: Option<(String, String)>,
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "DRIFTLINE_WATCH_NAMESPACE")]
-    pub namespace: Option<String>,
+    /// Watch only these namespaces (repeat the flag or separate with commas;
+    /// default: all namespaces).
+    #[arg(
+        long = "namespace",
+        env = "DRIFTLINE_WATCH_NAMESPACE",
+        value_delimiter = ',',
+        value_parser = super::flags::namespace
+    )]
+    pub namespaces: Vec<String>,
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     #[arg(long, env = "DRIFTLINE_METRICS_ADDR", default_value = "0.0.0.0:9090")]
     pub metrics_addr: SocketAddr,
@@ -94,6 +100,17 @@ fn gpu_placement(text: &str) -> Result<GpuPlacement, String> {
 }
 
 impl OperatorArgs {
+    /// The namespaces to watch, each once, in the order given (empty: all).
+    pub fn watched_namespaces(&self) -> Vec<String> {
+        let mut seen = Vec::new();
+        for ns in &self.namespaces {
+            if !seen.contains(ns) {
+                seen.push(ns.clone());
+            }
+        }
+        seen
+    }
+
     /// The operator's configuration from these flags.
     pub fn config(&self) -> OperatorConfig {
         let instance = self
@@ -109,7 +126,7 @@ impl OperatorArgs {
                 http_route_parent: self.http_route_parent.clone(),
                 gpu_placement: self.gpu_placement.clone().unwrap_or_default(),
             },
-            namespace: self.namespace.clone(),
+            namespaces: self.watched_namespaces(),
             clock: Arc::new(Clock::scaled(self.time_scale)),
             leader: self.leader_lease.as_ref().map(|name| LeaseConfig {
                 name: name.clone(),
@@ -151,7 +168,11 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<ExitCode> {
     if let Some(addr) = args.dashboard_addr.0 {
         let dashboard = crate::dashboard::DashboardConfig {
             client: client.clone(),
-            namespace: args.namespace.clone(),
+            // The dashboard reads one namespace or all of them.
+            namespace: match args.namespaces.as_slice() {
+                [one] => Some(one.clone()),
+                _ => None,
+            },
             registry: args.registry.clone(),
             hosts_file: args.hosts_file.clone(),
         };
@@ -191,5 +212,39 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        operator: OperatorArgs,
+    }
+
+    fn parse(argv: &[&str]) -> Result<OperatorArgs, clap::Error> {
+        let argv = ["driftline", "--artifact-root", "/tmp/a"]
+            .iter()
+            .chain(argv);
+        <Cli as clap::Parser>::try_parse_from(argv).map(|cli| cli.operator)
+    }
+
+    #[test]
+    fn watched_namespaces_repeat_or_separate_with_commas_each_once() {
+        let args = parse(&["--namespace", "a,b", "--namespace", "c", "--namespace", "a"]).unwrap();
+        assert_eq!(args.watched_namespaces(), ["a", "b", "c"]);
+        assert_eq!(args.config().namespaces, ["a", "b", "c"]);
+        assert!(parse(&[]).unwrap().watched_namespaces().is_empty());
+        let error = parse(&["--namespace", "a,Bad_One"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("`Bad_One` is not a namespace name"),
+            "{error}"
+        );
     }
 }

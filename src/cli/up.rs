@@ -201,7 +201,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             http_route_parent: None,
             gpu_placement: Default::default(),
         },
-        namespace: None,
+        namespaces: Vec::new(),
         clock: Arc::new(Clock::scaled(args.time_scale)),
         instance: "driftline-up".into(),
         leader: None,

@@ -43,8 +43,8 @@ pub use telemetry::Telemetry;
 pub struct OperatorConfig {
     /// What shapes the children (artifact root, image, credentials).
     pub settings: ChildSettings,
-    /// Watch only this namespace; all namespaces when `None`.
-    pub namespace: Option<String>,
+    /// Watch only these namespaces (each once); all namespaces when empty.
+    pub namespaces: Vec<String>,
     /// The operator's clock (scaled in tests and demos).
     pub clock: Arc<Clock>,
     /// This replica's name, for Events and the leader Lease.
@@ -120,13 +120,53 @@ pub async fn run(
     }
 }
 
+/// One controller per watched namespace (or one for all), under one leader
+/// and one metrics registry; namespaces do not overlap, so no Model is
+/// reconciled twice. Ready once every controller's caches are complete.
 async fn controller(
     client: Client,
     config: OperatorConfig,
     telemetry: Arc<Telemetry>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), OperatorError> {
-    let ns = config.namespace.as_deref();
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    let mut scopes: Vec<Option<String>> = Vec::new();
+    for ns in &config.namespaces {
+        if !scopes.iter().flatten().any(|s| s == ns) {
+            scopes.push(Some(ns.clone()));
+        }
+    }
+    if scopes.is_empty() {
+        scopes.push(None);
+    }
+    let unsynced = Arc::new(std::sync::atomic::AtomicUsize::new(scopes.len()));
+    let config = Arc::new(config);
+    let controllers = scopes.into_iter().map(|ns| {
+        scope_controller(
+            client.clone(),
+            config.clone(),
+            ns,
+            telemetry.clone(),
+            unsynced.clone(),
+            shutdown.clone(),
+        )
+    });
+    for result in futures::future::join_all(controllers).await {
+        result?;
+    }
+    Ok(())
+}
+
+/// The controller of one namespace (`None`: all of them).
+async fn scope_controller(
+    client: Client,
+    config: Arc<OperatorConfig>,
+    scope: Option<String>,
+    telemetry: Arc<Telemetry>,
+    unsynced: Arc<std::sync::atomic::AtomicUsize>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), OperatorError> {
+    let ns = scope.as_deref();
     let children = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
 
     let (versions, versions_writer) = reflector::store::<ModelVersion>();
@@ -163,13 +203,13 @@ async fn controller(
 
     let ctx = Arc::new(reconcile::Context {
         client: client.clone(),
-        settings: config.settings,
-        clock: config.clock,
+        settings: config.settings.clone(),
+        clock: config.clock.clone(),
         recorder: Recorder::new(
             client.clone(),
             Reporter {
                 controller: MANAGER.into(),
-                instance: Some(config.instance),
+                instance: Some(config.instance.clone()),
             },
         ),
         stores: reconcile::Stores {
@@ -179,7 +219,7 @@ async fn controller(
             services: services.clone(),
             pods: pods.clone(),
         },
-        http: service_http_client(config.scrape_timeout, config.hosts_file),
+        http: service_http_client(config.scrape_timeout, config.hosts_file.clone()),
         telemetry: telemetry.clone(),
         baselines: Mutex::new(HashMap::new()),
         drift_windows: Default::default(),
@@ -224,14 +264,17 @@ async fn controller(
     // No decision before every child cache is complete: an empty cache would
     // look like a Model with no versions and start a duplicate training.
     let ready = telemetry.clone();
+    let namespace = scope.unwrap_or_else(|| "all namespaces".into());
     let wait_for_caches = async move {
         let _ = versions.wait_until_ready().await;
         let _ = jobs.wait_until_ready().await;
         let _ = deployments.wait_until_ready().await;
         let _ = services.wait_until_ready().await;
         let _ = pods.wait_until_ready().await;
-        ready.set_ready(true);
-        info!("caches synced; reconciling");
+        info!(%namespace, "caches synced; reconciling");
+        if unsynced.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            ready.set_ready(true);
+        }
     };
     let gate = futures::future::FutureExt::shared(Box::pin(wait_for_caches));
     controller

@@ -415,6 +415,76 @@ fn the_namespaced_chart_has_nothing_cluster_scoped_and_elects_a_leader() {
 }
 
 #[test]
+fn a_chart_watching_two_namespaces_has_a_role_in_each_and_nothing_cluster_scoped() {
+    let Some(bin) = helm_or_skip(
+        "a_chart_watching_two_namespaces_has_a_role_in_each_and_nothing_cluster_scoped",
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_, docs) = render(
+        &bin,
+        "namespace-values.yaml",
+        &["--set", "watchNamespaces={team-a,team-b,team-a}"],
+    );
+    validate(dir.path(), "two-namespaces", &docs);
+    no_wildcards(&docs);
+    let mut placed: Vec<String> = docs
+        .iter()
+        .map(|d| {
+            format!(
+                "{}/{} in {}",
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["name"].as_str().unwrap(),
+                d["metadata"]["namespace"].as_str().unwrap_or("<cluster>")
+            )
+        })
+        .collect();
+    placed.sort();
+    assert_eq!(
+        placed,
+        [
+            "Deployment/ops-driftline in driftline-system",
+            "Role/driftline-gateway in team-a",
+            "Role/driftline-gateway in team-b",
+            "Role/ops-driftline in team-a",
+            "Role/ops-driftline in team-b",
+            "Role/ops-driftline-leader in driftline-system",
+            "RoleBinding/driftline-gateway in team-a",
+            "RoleBinding/driftline-gateway in team-b",
+            "RoleBinding/ops-driftline in team-a",
+            "RoleBinding/ops-driftline in team-b",
+            "RoleBinding/ops-driftline-leader in driftline-system",
+            "Service/ops-driftline-metrics in driftline-system",
+            "ServiceAccount/driftline-gateway in team-a",
+            "ServiceAccount/driftline-gateway in team-b",
+            "ServiceAccount/ops-driftline in driftline-system",
+        ]
+    );
+    for role in docs
+        .iter()
+        .filter(|d| d["kind"] == "Role" && d["metadata"]["name"] == "ops-driftline")
+    {
+        assert_eq!(role["rules"], operator_rules());
+    }
+    for binding in docs
+        .iter()
+        .filter(|d| d["kind"] == "RoleBinding" && d["metadata"]["name"] == "ops-driftline")
+    {
+        assert_eq!(
+            binding["subjects"],
+            json!([{"kind": "ServiceAccount", "name": "ops-driftline", "namespace": "driftline-system"}])
+        );
+    }
+    let c = &one(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        env(c, "DRIFTLINE_WATCH_NAMESPACE").unwrap()["value"],
+        "team-a,team-b",
+        "the operator's --namespace list, each once"
+    );
+}
+
+#[test]
 fn bad_values_are_refused_with_the_value_named() {
     let Some(bin) = helm_or_skip("bad_values_are_refused_with_the_value_named") else {
         return;
@@ -430,6 +500,7 @@ fn bad_values_are_refused_with_the_value_named() {
         ("unknownKey=1", "unknownKey"),
         ("metrics.port=70000", "port"),
         ("gatewayAPI.parent=public", "parent"),
+        ("watchNamespaces={team-a,Bad_Ns}", "watchNamespaces"),
     ] {
         let (ok, text) = helm(
             &bin,

@@ -33,9 +33,14 @@ app.kubernetes.io/component: operator
 {{- end -}}
 {{- end -}}
 
-{{/* The namespace watched in namespace scope. */}}
-{{- define "driftline.watchNamespace" -}}
+{{/* The namespaces watched in namespace scope, comma separated:
+watchNamespaces, else watchNamespace, else the release namespace. */}}
+{{- define "driftline.watchNamespaces" -}}
+{{- if .Values.watchNamespaces -}}
+{{- join "," (uniq .Values.watchNamespaces) -}}
+{{- else -}}
 {{- default .Release.Namespace .Values.watchNamespace -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Namespaces that get the gateway ServiceAccount. */}}
@@ -43,7 +48,7 @@ app.kubernetes.io/component: operator
 {{- if .Values.gateway.namespaces -}}
 {{- join "," .Values.gateway.namespaces -}}
 {{- else if eq .Values.scope "namespace" -}}
-{{- include "driftline.watchNamespace" . -}}
+{{- include "driftline.watchNamespaces" . -}}
 {{- else -}}
 {{- .Release.Namespace -}}
 {{- end -}}

@@ -8,8 +8,7 @@
 //! differences from a real API server: JSON answers only (protobuf request
 //! bodies of built-in kinds are decoded; no CBOR), legacy
 //! discovery only (kubectl falls back from aggregated discovery), no RBAC or
-//! admission webhooks, `Foreground` deletion behaves like `Background`,
-//! server-side apply treats lists as atomic (ownership per map field, not per
+//! admission webhooks, server-side apply treats lists as atomic (ownership per map field, not per
 //! list item), and a paged list reads the current state, not a snapshot.
 
 mod convert;
@@ -157,14 +156,30 @@ impl ApiServer {
     }
 }
 
+/// The defaults of built-in kinds that users read back (the real server runs
+/// Go defaulting functions per type; only these are copied so far).
+fn default_builtin(ty: &ResourceType, obj: &mut Value) {
+    if ty.group.is_empty()
+        && ty.kind == "Secret"
+        && obj.get("type").is_none_or(Value::is_null)
+        && let Some(map) = obj.as_object_mut()
+    {
+        map.insert("type".into(), Value::String("Opaque".into()));
+    }
+}
+
 /// Admission of every write: object metadata is checked for all kinds; custom
 /// objects are pruned, defaulted and validated (CEL included) against their
 /// CRD version's schema. Failures are the 422 a real API server sends.
 fn schema_hook(ty: &ResourceType, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
-    let mut errors = crate::cluster::schema::validate_object_meta(
-        obj.get("metadata").unwrap_or(&Value::Null),
-        "metadata",
-    );
+    default_builtin(ty, obj);
+    let meta = obj.get("metadata").unwrap_or(&Value::Null);
+    let mut errors = crate::cluster::schema::validate_object_meta(meta, "metadata");
+    if let Some(old_meta) = old.and_then(|o| o.get("metadata")) {
+        errors.extend(crate::cluster::schema::validate_finalizers_update(
+            meta, old_meta,
+        ));
+    }
     if let Some(admission) = &ty.admission {
         errors.extend(admission.admit(obj, old));
     }

@@ -28,7 +28,8 @@ pub enum Ownership<'a> {
 pub enum Propagation {
     /// Dependents are deleted by the garbage collector (the default).
     Background,
-    /// Dependents are deleted before the owner is gone (treated like Background here).
+    /// Dependents are deleted first: the owner stays, with the
+    /// `foregroundDeletion` finalizer, until its blocking dependents are gone.
     Foreground,
     /// Dependents keep running; their owner references are removed.
     Orphan,
@@ -446,6 +447,13 @@ pub fn delete(
     {
         return Err(ApiError::stale(&ty.group, &ty.plural, name));
     }
+    if propagation == Propagation::Foreground
+        && old.pointer("/metadata/deletionTimestamp").is_none()
+        && let Some(uid) = meta_str(&old, "uid").map(String::from)
+        && !dependents_of(store, &uid, false).is_empty()
+    {
+        return delete_in_foreground(store, ty, ns, name, &old, &uid);
+    }
     let has_finalizers = old
         .pointer("/metadata/finalizers")
         .and_then(Value::as_array)
@@ -470,6 +478,117 @@ pub fn delete(
         name,
         propagation,
     )?))
+}
+
+/// The finalizer that holds an owner deleted in the foreground.
+const FOREGROUND_DELETION: &str = "foregroundDeletion";
+
+/// Objects whose owner references name `uid` (only those with
+/// `blockOwnerDeletion` when `blocking`).
+fn dependents_of(
+    store: &Store,
+    uid: &str,
+    blocking: bool,
+) -> Vec<(super::store::TypeKey, Arc<Value>)> {
+    store
+        .all()
+        .filter(|(_, o)| {
+            o.pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(|refs| {
+                    refs.iter().any(|r| {
+                        r.get("uid").and_then(Value::as_str) == Some(uid)
+                            && (!blocking
+                                || r.get("blockOwnerDeletion").and_then(Value::as_bool)
+                                    == Some(true))
+                    })
+                })
+        })
+        .map(|(t, o)| (t.clone(), o.clone()))
+        .collect()
+}
+
+/// Foreground deletion, as the apiserver and garbage collector do it: the
+/// owner gains a deletionTimestamp and the `foregroundDeletion` finalizer,
+/// its dependents are deleted (those with finalizers keep their owner
+/// reference until they go), and the owner goes once no dependent that
+/// blocks its deletion is left (see [`finish_foreground_deletions`]).
+fn delete_in_foreground(
+    store: &mut Store,
+    ty: &ResourceType,
+    ns: &str,
+    name: &str,
+    old: &Value,
+    uid: &str,
+) -> Result<Deletion, ApiError> {
+    let key = ty.storage_key();
+    let mut new = old.clone();
+    let mut finalizers = new
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    finalizers.push(json!(FOREGROUND_DELETION));
+    new["metadata"]["finalizers"] = Value::Array(finalizers);
+    new["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+    new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+    store.insert_raw(&key, new, EventType::Modified);
+    for (tk, dependent) in dependents_of(store, uid, false) {
+        let Some(dty) = store.type_for_key(&tk).cloned() else {
+            continue;
+        };
+        let dns = meta_str(&dependent, "namespace")
+            .unwrap_or_default()
+            .to_string();
+        let dname = meta_str(&dependent, "name").unwrap_or_default().to_string();
+        delete_dependent(store, &dty, &dns, &dname, true)?;
+    }
+    collect_garbage(store, Propagation::Background);
+    Ok(match store.get(&key, ns, name) {
+        Some(owner) => Deletion::Pending(owner),
+        None => Deletion::Removed(Arc::new(old.clone())),
+    })
+}
+
+/// Owners deleted in the foreground whose blocking dependents are all gone
+/// lose the `foregroundDeletion` finalizer, and go when it was the last.
+/// Returns whether anything changed.
+fn finish_foreground_deletions(store: &mut Store) -> bool {
+    let waiting: Vec<(super::store::TypeKey, Arc<Value>)> = store
+        .all()
+        .filter(|(_, o)| {
+            o.pointer("/metadata/deletionTimestamp").is_some()
+                && o.pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|f| f.iter().any(|f| f == FOREGROUND_DELETION))
+        })
+        .map(|(t, o)| (t.clone(), o.clone()))
+        .collect();
+    let mut changed = false;
+    for (tk, owner) in waiting {
+        let uid = meta_str(&owner, "uid").unwrap_or_default();
+        if !dependents_of(store, uid, true).is_empty() {
+            continue;
+        }
+        changed = true;
+        let mut new = (*owner).clone();
+        if let Some(f) = new["metadata"]["finalizers"].as_array_mut() {
+            f.retain(|f| f != FOREGROUND_DELETION);
+        }
+        let last = new["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(Vec::is_empty);
+        if last {
+            let ns = meta_str(&owner, "namespace")
+                .unwrap_or_default()
+                .to_string();
+            let name = meta_str(&owner, "name").unwrap_or_default().to_string();
+            store.remove_raw(&tk, &ns, &name);
+        } else {
+            store.insert_raw(&tk, new, EventType::Modified);
+        }
+    }
+    changed
 }
 
 /// Removes an object and everything that depended on it.
@@ -550,6 +669,9 @@ pub fn collect_garbage(store: &mut Store, propagation: Propagation) {
             }
         }
         if work.is_empty() {
+            if finish_foreground_deletions(store) {
+                continue;
+            }
             return;
         }
         for (tk, obj) in work {
@@ -572,7 +694,7 @@ pub fn collect_garbage(store: &mut Store, propagation: Propagation) {
                 continue;
             };
             if live.is_empty() && propagation != Propagation::Orphan {
-                let _ = delete_dependent(store, &ty, &ns, &name);
+                let _ = delete_dependent(store, &ty, &ns, &name, false);
             } else {
                 let mut new = (*obj).clone();
                 if live.is_empty() {
@@ -588,11 +710,15 @@ pub fn collect_garbage(store: &mut Store, propagation: Propagation) {
     }
 }
 
+/// Deletes a dependent for the garbage collector. One with finalizers only
+/// gains a deletionTimestamp; `keep_owner` keeps its owner reference (the
+/// owner, deleted in the foreground, waits for it).
 fn delete_dependent(
     store: &mut Store,
     ty: &ResourceType,
     ns: &str,
     name: &str,
+    keep_owner: bool,
 ) -> Result<(), ApiError> {
     let key = ty.storage_key();
     let Some(old) = store.get(&key, ns, name) else {
@@ -603,13 +729,16 @@ fn delete_dependent(
         .and_then(Value::as_array)
         .is_some_and(|f| !f.is_empty());
     if has_finalizers {
+        let mut new = (*old).clone();
         if old.pointer("/metadata/deletionTimestamp").is_none() {
-            let mut new = (*old).clone();
             new["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
-            // Keep the owner reference out of the way so the collector does not revisit it.
-            if let Some(m) = new["metadata"].as_object_mut() {
-                m.remove("ownerReferences");
-            }
+            new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        }
+        // Keep a dead owner reference out of the way so the collector does not revisit it.
+        if !keep_owner && let Some(m) = new["metadata"].as_object_mut() {
+            m.remove("ownerReferences");
+        }
+        if new != *old {
             store.insert_raw(&key, new, EventType::Modified);
         }
         return Ok(());
@@ -695,6 +824,74 @@ mod tests {
         delete(&mut store, &jobs, "default", "k", Propagation::Orphan, None).unwrap();
         let orphan = store.get(&pods.storage_key(), "default", "p3").unwrap();
         assert!(orphan.pointer("/metadata/ownerReferences").is_none());
+    }
+
+    #[test]
+    fn foreground_deletion_waits_for_blocking_dependents() {
+        let mut store = Store::new(1000);
+        let cms = ty("configmaps");
+        let key = cms.storage_key();
+        let put = |store: &mut Store, obj: Value| {
+            create(
+                store,
+                &cms,
+                Some("default"),
+                obj,
+                Ownership::Update("t"),
+                no_schema,
+            )
+            .unwrap()
+        };
+        let owner = put(&mut store, json!({"metadata": {"name": "owner"}}));
+        let owner_ref = |block: bool| {
+            json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
+                    "uid": owner["metadata"]["uid"], "blockOwnerDeletion": block}])
+        };
+        put(
+            &mut store,
+            json!({"metadata": {"name": "plain", "ownerReferences": owner_ref(false)}}),
+        );
+        put(
+            &mut store,
+            json!({"metadata": {"name": "held", "finalizers": ["x/hold"], "ownerReferences": owner_ref(true)}}),
+        );
+        let deletion = delete(
+            &mut store,
+            &cms,
+            "default",
+            "owner",
+            Propagation::Foreground,
+            None,
+        );
+        assert!(matches!(deletion, Ok(Deletion::Pending(_))));
+        let waiting = store
+            .get(&key, "default", "owner")
+            .expect("the owner waits");
+        assert_eq!(
+            waiting["metadata"]["finalizers"],
+            json!([FOREGROUND_DELETION])
+        );
+        assert!(store.get(&key, "default", "plain").is_none());
+        let held = store.get(&key, "default", "held").unwrap();
+        assert!(held.pointer("/metadata/deletionTimestamp").is_some());
+        assert_eq!(held["metadata"]["deletionGracePeriodSeconds"], 0);
+        assert!(held.pointer("/metadata/ownerReferences").is_some());
+
+        // The dependent's finalizer goes: it goes, and so does its owner.
+        let mut released = (*held).clone();
+        released["metadata"]["finalizers"] = json!([]);
+        update(
+            &mut store,
+            &cms,
+            &held,
+            released,
+            false,
+            Ownership::Update("t"),
+            no_schema,
+        )
+        .unwrap();
+        assert!(store.get(&key, "default", "held").is_none());
+        assert!(store.get(&key, "default", "owner").is_none());
     }
 
     #[test]

@@ -25,6 +25,15 @@ pub enum FieldErrorKind {
 }
 
 impl FieldErrorKind {
+    /// Whether the apiserver skips CEL rules after an error of this kind
+    /// (apiextensions-apiserver's `hasBlockingErr`).
+    pub fn blocks_rules(self) -> bool {
+        matches!(
+            self,
+            Self::NotSupported | Self::Required | Self::TooLong | Self::TooMany | Self::TypeInvalid
+        )
+    }
+
     /// The phrase the apiserver prints, e.g. `Invalid value`.
     pub fn phrase(self) -> &'static str {
         match self {

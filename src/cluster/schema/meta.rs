@@ -65,6 +65,40 @@ fn qualified_name_problems(key: &str) -> Vec<String> {
     problems
 }
 
+/// Refuses finalizers added to an object that is being deleted, as the
+/// apiserver does on every update (`ValidateObjectMetaUpdate`).
+pub fn validate_finalizers_update(meta: &Value, old_meta: &Value) -> Vec<FieldError> {
+    if old_meta.get("deletionTimestamp").is_none_or(Value::is_null) {
+        return Vec::new();
+    }
+    let list = |m: &Value| -> Vec<String> {
+        m.get("finalizers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str().map(String::from))
+            .collect()
+    };
+    let old = list(old_meta);
+    let added: Vec<String> = list(meta)
+        .into_iter()
+        .filter(|f| !old.contains(f))
+        .map(|f| super::errors::go_quote(&f))
+        .collect();
+    if added.is_empty() {
+        return Vec::new();
+    }
+    vec![FieldError::new(
+        "metadata.finalizers",
+        FieldErrorKind::Forbidden,
+        None,
+        format!(
+            "no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+            added.join(", ")
+        ),
+    )]
+}
+
 /// Checks `metadata` as the apiserver does for every object: a name (or
 /// generateName) that is a DNS-1123 subdomain, a DNS-1123 label namespace,
 /// and well-formed label keys and values. `path` is usually `metadata`.
@@ -276,5 +310,22 @@ mod tests {
         check_embedded(&map, "t", &mut errors);
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].path, "t.kind");
+    }
+
+    #[test]
+    fn no_finalizer_may_be_added_to_an_object_being_deleted() {
+        let deleting = json!({"deletionTimestamp": "2025-01-01T00:00:00Z", "finalizers": ["a"]});
+        let more = json!({"finalizers": ["a", "b", "c"]});
+        let errors = validate_finalizers_update(&more, &deleting);
+        assert_eq!(
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [
+                "metadata.finalizers: Forbidden: no new finalizers can be added if the object \
+              is being deleted, found new finalizers []string{\"b\", \"c\"}"
+            ]
+        );
+        // Removing finalizers is fine, and so is adding them before deletion.
+        assert!(validate_finalizers_update(&json!({"finalizers": []}), &deleting).is_empty());
+        assert!(validate_finalizers_update(&more, &json!({"finalizers": ["a"]})).is_empty());
     }
 }

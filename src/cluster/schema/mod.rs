@@ -26,7 +26,7 @@ mod validation;
 
 pub use errors::{FieldError, FieldErrorKind, SchemaError, invalid_status};
 pub use jsonpath::{JsonPath, JsonPathError};
-pub use meta::validate_object_meta;
+pub use meta::{validate_finalizers_update, validate_object_meta};
 pub use openapi::openapi_v3_for_crd;
 pub use structural::{apply_defaults, prune, unknown_fields};
 pub use table::{

@@ -45,10 +45,27 @@ pub(crate) fn validate_with_rules(
 ) -> Vec<FieldError> {
     let mut errors = Vec::new();
     validate_node(schema, obj, old, "", &mut errors);
-    // The apiserver runs the CEL rules as a second pass, after schema validation.
+    // The apiserver runs the CEL rules as a second pass, after schema
+    // validation, and only when no error makes the object unfit for them.
+    if rules.is_empty() {
+        return errors;
+    }
+    if errors.iter().any(|e| e.kind.blocks_rules()) {
+        errors.push(FieldError::new(
+            "",
+            FieldErrorKind::Invalid,
+            Some(Value::Null),
+            RULES_NOT_CHECKED,
+        ));
+        return errors;
+    }
     walk_rules(schema, rules, obj, old, "", &mut errors);
     errors
 }
+
+/// What the apiserver adds when schema errors keep the CEL rules from running.
+const RULES_NOT_CHECKED: &str = "some validation rules were not checked because the object \
+    was invalid; correct the existing errors to complete validation";
 
 /// Evaluates CEL rules top-down, each node before its children, correlating
 /// the old object by field name, map key, or list-map key for `oldSelf`.
@@ -244,6 +261,8 @@ fn validate_node(
         && !matches_type(type_, value)
     {
         errors.push(type_error(path, type_, value));
+        // The apiserver's enum check runs whatever the type.
+        check_enum(schema, value, path, errors);
         return;
     }
 
@@ -982,6 +1001,30 @@ mod tests {
     }
 
     #[test]
+    fn schema_errors_that_block_cel_rules_say_the_rules_were_not_checked() {
+        let s = schema(json!({"type": "object", "properties": {
+            "task": {"type": "string", "enum": ["classification", "regression"]},
+            "dropout": {"type": "number", "multipleOf": 0.5,
+                        "x-kubernetes-validations": [{"rule": "self < 1.0", "message": "dropout below 1"}]}}}));
+        assert_eq!(
+            messages(&s, json!({"task": 5, "dropout": 2.0})),
+            [
+                "task: Invalid value: \"integer\": task in body must be of type string: \"integer\"",
+                "task: Unsupported value: 5: supported values: \"classification\", \"regression\"",
+                format!("<nil>: Invalid value: null: {RULES_NOT_CHECKED}").as_str(),
+            ]
+        );
+        // A range error does not block the rules (as in the apiserver).
+        let both = messages(&s, json!({"dropout": 1.25}));
+        assert_eq!(both.len(), 2, "{both:?}");
+        assert!(both[0].contains("multiple of 0.5"), "{both:?}");
+        assert_eq!(
+            both[1],
+            "dropout: Invalid value: \"number\": dropout below 1"
+        );
+    }
+
+    #[test]
     fn enum_lists_supported_values() {
         let s = spec_with(json!({"type": "string", "enum": ["classification", "regression"]}));
         assert_eq!(
@@ -1248,7 +1291,11 @@ mod tests {
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>(),
-            vec!["spec.data: Required value"]
+            vec![
+                "spec.data: Required value".to_string(),
+                // A missing field keeps the CEL rules from running, as in the apiserver.
+                format!("<nil>: Invalid value: null: {RULES_NOT_CHECKED}"),
+            ]
         );
         edit["spec"]["epochs"] = json!(-1);
         edit["spec"]["steps"][0]["weight"] = json!(-2);
@@ -1259,9 +1306,11 @@ mod tests {
         assert_eq!(
             messages,
             vec![
-                "spec.data: Required value",
-                "spec.epochs: Invalid value: -1: spec.epochs in body should be greater than or equal to 1",
-                "spec.steps[0]: Invalid value: \"object\": weight must be positive",
+                "spec.data: Required value".to_string(),
+                "spec.epochs: Invalid value: -1: spec.epochs in body should be greater than or equal to 1"
+                    .to_string(),
+                // The missing field blocks the CEL rule on the changed step.
+                format!("<nil>: Invalid value: null: {RULES_NOT_CHECKED}"),
             ]
         );
     }

@@ -120,7 +120,7 @@ impl Harness {
                 http_route_parent: self.http_route_parent.clone(),
                 gpu_placement: Default::default(),
             },
-            namespace: None,
+            namespaces: Vec::new(),
             clock: self.clock.clone(),
             instance: instance.into(),
             leader: self.lease.clone(),

@@ -372,7 +372,8 @@ async fn the_runner_is_a_real_clusters_node_and_runs_what_the_real_controllers_m
             "node/driftline-node",
             "--timeout=60s",
         ]);
-        // No token volumes: the runner does not project ServiceAccount tokens (yet).
+        // No token volumes here (the runner projects them when it knows the
+        // API server URL for pods: see the operator scenarios on a real control plane).
         let manifests = r#"
 apiVersion: batch/v1
 kind: Job

@@ -6,9 +6,12 @@
 //! when the value is dropped.
 //!
 //! No node runs here: pods are created and scheduled (or found unschedulable)
-//! by the real controllers, but nothing runs them. Processes that must run
-//! "in" the cluster (the operator) are started by the test beside it, with a
+//! by the real controllers, and run where a test adds driftline's runner as
+//! the node (`NodeConfig::kubelet_only`). Processes that must run "in" the
+//! cluster (the operator) may also be started by the test beside it, with a
 //! kubeconfig holding a ServiceAccount token (see [`RealControlPlane::token_kubeconfig`]).
+//!
+//! Shared by the `cluster` and `operator` test binaries (`#[path]` modules).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -22,13 +25,16 @@ use rcgen::{
 
 use super::k8s_tools::tools_or_skip;
 
-/// The tools a control plane needs, in the order [`RealControlPlane::start`] takes them.
+/// The tools a control plane needs, in the order [`RealControlPlane::start_with`] takes them.
 pub const TOOLS: [&str; 4] = [
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
 ];
+
+/// Where Services get their cluster IPs unless a test asks otherwise.
+pub const DEFAULT_SERVICE_CIDR: &str = "10.96.0.0/16";
 
 pub struct RealControlPlane {
     pub dir: tempfile::TempDir,
@@ -107,14 +113,28 @@ impl RealControlPlane {
     /// Starts a control plane, or `None` (after saying why) where the tools
     /// are not built and CI is not set.
     pub fn start_or_skip(test: &str) -> Option<Self> {
+        Self::start_or_skip_with(test, DEFAULT_SERVICE_CIDR)
+    }
+
+    /// [`Self::start_or_skip`] with Services' cluster IPs from `service_cidr`
+    /// (a loopback range makes them reachable through the runner's proxies,
+    /// as kube-proxy makes them on a real node).
+    pub fn start_or_skip_with(test: &str, service_cidr: &str) -> Option<Self> {
         let tools = tools_or_skip(test, TOOLS)?;
-        Some(Self::start(&tools))
+        Some(Self::start_with(&tools, service_cidr))
+    }
+
+    /// Starts a control plane whose Services get cluster IPs in
+    /// [`DEFAULT_SERVICE_CIDR`] (bench/k8s starts one so).
+    #[allow(dead_code)]
+    pub fn start(tools: &[PathBuf; 4]) -> Self {
+        Self::start_with(tools, DEFAULT_SERVICE_CIDR)
     }
 
     /// Starts etcd, then the API server, then the controller manager and
     /// the scheduler; returns once the API server is ready and the default
     /// ServiceAccount exists (the controllers work).
-    pub fn start(tools: &[PathBuf; 4]) -> Self {
+    pub fn start_with(tools: &[PathBuf; 4], service_cidr: &str) -> Self {
         let [etcd, apiserver, controller_manager, scheduler] = tools;
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -182,7 +202,7 @@ impl RealControlPlane {
                 "--service-account-issuer=https://kubernetes.default.svc".to_string(),
                 format!("--service-account-key-file={}", p("sa.pub")),
                 format!("--service-account-signing-key-file={}", p("sa.key")),
-                "--service-cluster-ip-range=10.96.0.0/16".to_string(),
+                format!("--service-cluster-ip-range={service_cidr}"),
                 "--allow-privileged=true".to_string(),
                 "--v=0".to_string(),
             ]),

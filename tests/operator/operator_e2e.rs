@@ -14,9 +14,39 @@ use operator_support::*;
 
 const MINUTES: Duration = Duration::from_secs(240);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_new_model_trains_passes_its_gate_and_serves_through_its_gateway() {
-    let h = Harness::start(151, 1.0).await;
+/// Runs `scenario` on the embedded cluster (its own, on loopback /16
+/// `subnet`) or on the shared real control plane (in namespace `ns`).
+macro_rules! on_both_control_planes {
+    ($scenario:ident, $subnet:expr, $ns:expr, $time_scale:expr) => {
+        mod $scenario {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn on_the_embedded_cluster() {
+                $scenario(Harness::start($subnet, $time_scale).await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn on_a_real_control_plane() {
+                let test = concat!(stringify!($scenario), "::on_a_real_control_plane");
+                if let Some(h) = Harness::start_real(test, $ns, $time_scale).await {
+                    $scenario(h).await;
+                }
+            }
+        }
+    };
+}
+
+on_both_control_planes!(
+    a_new_model_trains_passes_its_gate_and_serves_through_its_gateway,
+    151,
+    "bootstrap",
+    1.0
+);
+
+/// Bootstrap (v1 trained, gated, serving through the gateway Service), then
+/// a bad candidate: rejected at the gate, the champion untouched.
+async fn a_new_model_trains_passes_its_gate_and_serves_through_its_gateway(h: Harness) {
     let spec = quick_wine();
     h.apply("wine-quality", spec).await;
 
@@ -51,7 +81,7 @@ async fn a_new_model_trains_passes_its_gate_and_serves_through_its_gateway() {
     assert!(std::path::Path::new(&names::gate_report_uri(&artifact)).exists());
 
     // One training Job, named by the contract.
-    let jobs: Api<Job> = Api::namespaced(h.client.clone(), NS);
+    let jobs: Api<Job> = Api::namespaced(h.client.clone(), &h.ns);
     let names_: Vec<String> = jobs
         .list(&ListParams::default())
         .await
@@ -539,9 +569,14 @@ async fn in_distribution_traffic_starts_nothing_and_a_shift_in_the_key_feature_r
     h.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_operator_killed_mid_training_and_mid_canary_resumes_without_duplicates() {
-    let mut h = Harness::start(156, 30.0).await;
+on_both_control_planes!(
+    an_operator_killed_mid_training_and_mid_canary_resumes_without_duplicates,
+    156,
+    "crash-resume",
+    30.0
+);
+
+async fn an_operator_killed_mid_training_and_mid_canary_resumes_without_duplicates(mut h: Harness) {
     let mut spec = quick_wine();
     spec.rollout.steps = vec![
         driftline::api::CanaryStep {
@@ -604,7 +639,7 @@ async fn an_operator_killed_mid_training_and_mid_canary_resumes_without_duplicat
     assert_eq!(status.traffic_summary.as_deref(), Some("v2:100"));
 
     // Exactly what an uninterrupted run leaves: two Jobs, two versions.
-    let jobs: Api<Job> = Api::namespaced(h.client.clone(), NS);
+    let jobs: Api<Job> = Api::namespaced(h.client.clone(), &h.ns);
     let mut job_names: Vec<String> = jobs
         .list(&ListParams::default())
         .await
@@ -720,9 +755,14 @@ async fn a_canary_without_enough_traffic_is_never_promoted_and_rolls_back_at_its
     h.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_canary_that_fails_live_analysis_is_rolled_back_after_its_failure_limit() {
-    let h = Harness::start(158, 60.0).await;
+on_both_control_planes!(
+    a_canary_that_fails_live_analysis_is_rolled_back_after_its_failure_limit,
+    158,
+    "bad-canary",
+    60.0
+);
+
+async fn a_canary_that_fails_live_analysis_is_rolled_back_after_its_failure_limit(h: Harness) {
     let mut spec = quick_wine();
     spec.rollout.steps = vec![
         driftline::api::CanaryStep {
@@ -807,7 +847,7 @@ async fn a_canary_that_fails_live_analysis_is_rolled_back_after_its_failure_limi
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bootstrap_converges_with_about_one_api_request_in_ten_failing() {
     let h = Harness::start_idle(159, 1.0).await;
-    let faults = h.cluster.faults();
+    let faults = h.cluster().faults();
     // Every tenth request (any client: operator, runner, gateway) gets a 500
     // or a 409, as a flaky API server would answer.
     let injector = {
@@ -1076,7 +1116,7 @@ async fn a_registry_outage_never_blocks_the_loop_and_its_rows_arrive_once_afterw
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lost_first_status_write_of_a_version_is_repaired() {
     let mut h = Harness::start_idle(161, 1.0).await;
-    h.cluster.faults().fail_next(
+    h.cluster().faults().fail_next(
         driftline::cluster::FaultRule::new("patch", "modelversions/status")
             .named("wine-quality-v1"),
         1,
@@ -1085,7 +1125,7 @@ async fn a_lost_first_status_write_of_a_version_is_repaired() {
     h.start_operator();
     h.apply("wine-quality", quick_wine()).await;
     h.wait_champion("wine-quality", 1).await;
-    assert_eq!(h.cluster.faults().faults_used(), 1, "the fault was met");
+    assert_eq!(h.cluster().faults().faults_used(), 1, "the fault was met");
     let v1 = h
         .versions()
         .get("wine-quality-v1")
@@ -1214,7 +1254,7 @@ async fn a_gpu_training_without_a_gpu_node_waits_unschedulable_then_proceeds() {
     let active = job.status.and_then(|s| s.ready).unwrap_or(0);
     assert_eq!(active, 0, "no training pod runs");
 
-    h.cluster.runner().expect("the node").set_gpus(1);
+    h.cluster().runner().expect("the node").set_gpus(1);
     h.wait_champion("wine-quality", 1).await;
     let model = h.models().get("wine-quality").await.expect("model");
     let cond = model

@@ -212,6 +212,7 @@ pub async fn run(
         driftline_exe: cfg.driftline_exe.clone(),
         restart_backoff: cfg.restart_backoff,
         events: events.clone(),
+        api_server_url: cfg.api_server_url.clone(),
     });
     let mut node = NodeLoop {
         client,
@@ -308,8 +309,11 @@ impl NodeLoop {
             .collect();
         self.expectations.retain(|u, _| owners.contains(u));
         if self.cfg.kubelet_only {
-            // The real controllers and scheduler own the rest.
+            // The real controllers and scheduler own the rest; the node is
+            // also kube-proxy and cluster DNS for its pods.
             self.sync_pods(&pods).await;
+            let services = self.services();
+            self.serve_services(&services, &pods).await;
             return;
         }
         for job in self.caches.jobs.state() {
@@ -795,15 +799,18 @@ impl NodeLoop {
             .unwrap_or(Ipv4Addr::from(base + 0x7fff))
     }
 
-    /// Cluster IPs, Endpoints, proxies and the hosts file.
-    async fn sync_services(&mut self, pods: &[Pod]) {
-        let mut services: Vec<Service> = self
-            .caches
+    fn services(&self) -> Vec<Service> {
+        self.caches
             .services
             .state()
             .iter()
             .map(|s| (**s).clone())
-            .collect();
+            .collect()
+    }
+
+    /// Cluster IPs, Endpoints, proxies and the hosts file.
+    async fn sync_services(&mut self, pods: &[Pod]) {
+        let mut services = self.services();
         for index in 0..services.len() {
             let svc = &services[index];
             let spec = svc.spec.clone().unwrap_or_default();
@@ -828,8 +835,15 @@ impl NodeLoop {
                 Err(err) => tracing::warn!(%err, service = %name, "cannot assign a cluster IP"),
             }
         }
+        self.serve_services(&services, pods).await;
+        self.write_endpoints(&services, pods).await;
+    }
+
+    /// A proxy on each Service port's cluster IP to the ready pods, and the
+    /// hosts file naming the Services (what kube-proxy and DNS give pods).
+    async fn serve_services(&mut self, services: &[Service], pods: &[Pod]) {
         let mut targets = Vec::new();
-        for svc in &services {
+        for svc in services {
             let Some(ip) = cluster_ip(svc) else { continue };
             for (port, addrs) in backends(svc, pods) {
                 targets.push(ProxyTarget {
@@ -839,7 +853,7 @@ impl NodeLoop {
             }
         }
         self.proxies.sync(&targets).await;
-        let text = hosts_file_text(&services);
+        let text = hosts_file_text(services);
         if self.hosts_written.as_ref() != Some(&text) {
             let path = self.cfg.state_dir.join("hosts");
             let tmp = self.cfg.state_dir.join("hosts.tmp");
@@ -850,6 +864,10 @@ impl NodeLoop {
                 }
             }
         }
+    }
+
+    /// One Endpoints object per Service with a selector, from the pods it selects.
+    async fn write_endpoints(&mut self, services: &[Service], pods: &[Pod]) {
         let mut live = HashSet::new();
         for svc in services
             .iter()

@@ -10,15 +10,16 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
     ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus, Probe,
-    Secret,
+    Secret, ServiceAccount, ServiceAccountTokenProjection, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -30,6 +31,9 @@ use super::container::{
     PodEnvironment, ProcessSpec, build_process, projected_files, volume_dirs, write_projected_files,
 };
 use super::events::{EventNote, EventRecorder, object_ref};
+use super::service_account::{
+    api_access_volume, pod_kubeconfig_yaml, projected_volume_files, token_sources,
+};
 use crate::cluster::layout::pod_log_path;
 
 /// What the node tells a pod worker.
@@ -60,6 +64,9 @@ pub struct WorkerContext {
     pub restart_backoff: Duration,
     /// Event recorder shared with the controllers.
     pub events: Arc<Mutex<EventRecorder>>,
+    /// The API server URL for pods' ServiceAccount kubeconfigs; `None`: no
+    /// tokens are projected (see [`super::NodeConfig::api_server_url`]).
+    pub api_server_url: Option<String>,
 }
 
 /// What one pod worker needs to start.
@@ -171,6 +178,8 @@ struct PodWorker {
     last_written: Option<serde_json::Value>,
     exits: mpsc::UnboundedSender<(usize, u32, std::io::Result<ExitStatus>)>,
     config_error: Option<String>,
+    /// When the projected ServiceAccount tokens are renewed.
+    token_refresh_at: Option<Instant>,
 }
 
 /// Runs one pod to completion or deletion. Returns when its processes are gone.
@@ -217,6 +226,7 @@ pub async fn run_pod(
         last_written: None,
         exits: exit_tx,
         config_error: None,
+        token_refresh_at: None,
     };
     worker.write_status().await;
     loop {
@@ -247,6 +257,7 @@ pub async fn run_pod(
                 }
             },
             _ = tokio::time::sleep_until(wake) => {
+                worker.refresh_tokens().await;
                 worker.run_probes().await;
             }
         }
@@ -366,6 +377,11 @@ impl PodWorker {
         let files = projected_files(&volumes, &config_maps, &secrets);
         write_projected_files(&files, &dirs)
             .map_err(|e| format!("cannot write volume files: {e}"))?;
+        let mut extra_env = self.extra_env.clone();
+        extra_env.extend(
+            self.project_volumes(&volumes, &dirs, &config_maps, &secrets)
+                .await?,
+        );
         Ok(PodEnvironment {
             pod_ip: self.ip,
             host_ip: Ipv4Addr::LOCALHOST,
@@ -375,8 +391,129 @@ impl PodWorker {
             volumes: dirs,
             config_maps,
             secrets,
-            extra_env: self.extra_env.clone(),
+            extra_env,
         })
+    }
+
+    /// Fills the pod's projected volumes. Where the node gives pods API
+    /// access, it asks the TokenRequest API for their ServiceAccount tokens
+    /// (bound to the pod, renewed at 80% of their lifetime, as kubelet does)
+    /// and returns `KUBECONFIG` for a pod that mounts one at the well-known
+    /// path (see [`super::service_account`]).
+    async fn project_volumes(
+        &mut self,
+        volumes: &[Volume],
+        dirs: &BTreeMap<String, PathBuf>,
+        config_maps: &BTreeMap<String, BTreeMap<String, String>>,
+        secrets: &BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Result<Vec<(String, String)>, String> {
+        let mut files = BTreeMap::new();
+        let mut shortest: Option<Duration> = None;
+        for v in volumes {
+            let Some(source) = &v.projected else { continue };
+            let mut tokens = BTreeMap::new();
+            if self.ctx.api_server_url.is_some() {
+                for projection in token_sources(source) {
+                    let (token, lifetime) = self.request_token(projection).await?;
+                    tokens.insert(projection.path.clone(), token);
+                    shortest = Some(shortest.map_or(lifetime, |s| s.min(lifetime)));
+                }
+            }
+            let content = projected_volume_files(source, &self.pod, config_maps, secrets, &tokens)
+                .map_err(|m| format!("volume `{}`: {m}", v.name))?;
+            files.insert(v.name.clone(), content);
+        }
+        write_projected_files(&files, dirs)
+            .map_err(|e| format!("cannot write volume files: {e}"))?;
+        self.token_refresh_at = shortest.map(|l| Instant::now() + l.mul_f64(0.8));
+        let (Some(server), Some((volume, token_path))) =
+            (&self.ctx.api_server_url, api_access_volume(&self.pod))
+        else {
+            return Ok(Vec::new());
+        };
+        let (Some(dir), Some(content)) = (dirs.get(&volume), files.get(&volume)) else {
+            return Ok(Vec::new());
+        };
+        // `ca.crt` is where the admission plugin projects kube-root-ca.crt.
+        let ca = content.get("ca.crt").cloned().unwrap_or_default();
+        let text = pod_kubeconfig_yaml(server, &ca, &dir.join(token_path), &self.namespace());
+        let path = self.pod_dir.join("kubeconfig");
+        let tmp = self.pod_dir.join("kubeconfig.tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(vec![(
+            "KUBECONFIG".into(),
+            path.to_string_lossy().into_owned(),
+        )])
+    }
+
+    /// A token for the pod's ServiceAccount, bound to the pod, and how long it lives.
+    async fn request_token(
+        &self,
+        projection: &ServiceAccountTokenProjection,
+    ) -> Result<(String, Duration), String> {
+        let namespace = self.namespace();
+        let account = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_else(|| "default".into());
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: projection.audience.clone().into_iter().collect(),
+                expiration_seconds: projection.expiration_seconds,
+                bound_object_ref: Some(BoundObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    name: self.pod.metadata.name.clone(),
+                    uid: self.pod.metadata.uid.clone(),
+                }),
+            },
+            ..Default::default()
+        };
+        let api: Api<ServiceAccount> = Api::namespaced(self.ctx.client.clone(), &namespace);
+        let answer = api
+            .create_token_request(&account, &PostParams::default(), &request)
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot request a token for serviceaccount `{account}` in namespace `{namespace}`: {e}"
+                )
+            })?;
+        let status = answer.status.ok_or_else(|| {
+            format!("the token request for serviceaccount `{account}` returned no token")
+        })?;
+        let lifetime = Duration::try_from(
+            status
+                .expiration_timestamp
+                .0
+                .duration_since(Timestamp::now()),
+        )
+        .unwrap_or(Duration::from_secs(60));
+        Ok((status.token, lifetime))
+    }
+
+    /// Renews the projected tokens when due; a failure is retried in 10 s.
+    async fn refresh_tokens(&mut self) {
+        if self.token_refresh_at.is_none_or(|t| t > Instant::now()) {
+            return;
+        }
+        let Some(env) = self.env.clone() else { return };
+        let volumes = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.clone())
+            .unwrap_or_default();
+        if let Err(message) = self
+            .project_volumes(&volumes, &env.volumes, &env.config_maps, &env.secrets)
+            .await
+        {
+            tracing::warn!(pod = %self.name(), %message, "cannot renew the pod's token");
+            self.token_refresh_at = Some(Instant::now() + Duration::from_secs(10));
+        }
     }
 
     /// Starts every container whose turn it is (init containers one by one first).
@@ -649,6 +786,9 @@ impl PodWorker {
             for t in [c.readiness_next, c.liveness_next].into_iter().flatten() {
                 wake = wake.min(t);
             }
+        }
+        if let Some(t) = self.token_refresh_at {
+            wake = wake.min(t);
         }
         if self.env.is_none() {
             wake = wake.min(Instant::now() + Duration::from_secs(2));
@@ -963,6 +1103,14 @@ fn referenced_objects(pod: &Pod) -> (Vec<String>, Vec<String>) {
         }
         if let Some(s) = v.secret.as_ref().and_then(|s| s.secret_name.clone()) {
             secrets.push(s);
+        }
+        for source in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+            if let Some(cm) = &source.config_map {
+                cms.push(cm.name.clone());
+            }
+            if let Some(s) = &source.secret {
+                secrets.push(s.name.clone());
+            }
         }
     }
     cms.sort();

@@ -16,7 +16,10 @@
 //!    containers as local processes and writes the pod status,
 //! 4. keeps Services reachable ([`service`]): loopback cluster IPs (upper half
 //!    of the same /16), Endpoints objects, a TCP proxy per Service port and a
-//!    hosts file at `<state_dir>/hosts` read by [`resolve_service_host`].
+//!    hosts file at `<state_dir>/hosts` read by [`resolve_service_host`],
+//! 5. on a real control plane ([`NodeConfig::kubelet_only`]) does only the
+//!    node's part: 3., the proxies and hosts file of 4., and pods' API access
+//!    through projected ServiceAccount tokens ([`service_account`]).
 //!
 //! What a user would see as a failure lands in pod / Job conditions and Events.
 
@@ -30,6 +33,7 @@ pub mod pods;
 pub mod quantity;
 pub mod scheduler;
 pub mod service;
+pub mod service_account;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
@@ -71,9 +75,21 @@ pub struct NodeConfig {
     pub job_backoff: Duration,
     /// Be only the node, for a real control plane: register the Node, renew
     /// its Lease in `kube-node-lease`, run the pods bound to it and report
-    /// their status; leave Jobs, Deployments, scheduling, Services and
-    /// Endpoints to the real controllers and scheduler.
+    /// their status, and reach Services as kube-proxy and cluster DNS would
+    /// (proxies on their cluster IPs, names in the hosts file); leave Jobs,
+    /// Deployments, scheduling, cluster IPs and Endpoints to the real
+    /// controllers and scheduler. Services are reachable where their cluster
+    /// IPs are loopback addresses this machine may bind (a control plane
+    /// with `--service-cluster-ip-range` in the upper half of
+    /// [`NodeConfig::pod_ip_base`]'s /16); the proxies send to the ready pods
+    /// the node sees, since the API server refuses loopback addresses in
+    /// Endpoints and EndpointSlices.
     pub kubelet_only: bool,
+    /// The API server's URL as pods should reach it. When set, the node
+    /// fills `serviceAccountToken` projections through the TokenRequest API
+    /// and gives a pod that mounts its ServiceAccount volume a `KUBECONFIG`
+    /// with this URL, the projected CA and token (see [`service_account`]).
+    pub api_server_url: Option<String>,
 }
 
 impl Default for NodeConfig {
@@ -94,6 +110,7 @@ impl Default for NodeConfig {
             restart_backoff: Duration::from_secs(10),
             job_backoff: Duration::from_secs(10),
             kubelet_only: false,
+            api_server_url: None,
         }
     }
 }

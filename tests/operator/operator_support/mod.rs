@@ -1,7 +1,11 @@
-//! A running operator on the embedded cluster, with the real driftline
-//! binary in every pod, and helpers to wait on what users would watch.
+//! A running operator on a cluster — the embedded one, or a real control
+//! plane with driftline's runner as its node ([`real`]) — with the real
+//! driftline binary in every pod, and helpers to wait on what users would
+//! watch. Scenarios take a [`Harness`] and run unchanged on either.
 
 #![allow(dead_code)]
+
+pub mod real;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -18,13 +22,25 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 
+/// The namespace of the scenarios on the embedded cluster.
 pub const NS: &str = "ml";
 
-/// The embedded cluster plus one in-process operator.
+/// Where the Harness's cluster runs.
+pub enum Plane {
+    /// The embedded API server and runner, this test's alone.
+    Embedded(Box<EmbeddedCluster>),
+    /// A real control plane shared with other scenarios (each in its own
+    /// namespace, with its own operator watching only that namespace).
+    Real(Arc<real::RealCluster>),
+}
+
+/// A cluster plus one in-process operator.
 pub struct Harness {
     pub dir: tempfile::TempDir,
-    pub cluster: EmbeddedCluster,
+    pub plane: Plane,
     pub client: Client,
+    /// The namespace the scenario's Models live in.
+    pub ns: String,
     pub clock: Arc<Clock>,
     pub telemetry: Arc<Telemetry>,
     pub artifacts: PathBuf,
@@ -41,6 +57,18 @@ pub struct Harness {
     pub dashboard_url: Option<String>,
 }
 
+fn init_test_logging() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // `DRIFTLINE_TEST_LOG=driftline=debug` writes the operator's and the
+    // cluster's logs to stderr, for diagnosing a failure.
+    if let Ok(filter) = std::env::var("DRIFTLINE_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+}
+
 impl Harness {
     /// Starts a cluster on its own loopback /16 and an operator whose clock
     /// runs `time_scale` times as fast as the wall clock.
@@ -52,15 +80,7 @@ impl Harness {
 
     /// The cluster without an operator yet.
     pub async fn start_idle(subnet: u8, time_scale: f64) -> Harness {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        // `DRIFTLINE_TEST_LOG=driftline=debug` writes the operator's and the
-        // cluster's logs to stderr, for diagnosing a failure.
-        if let Ok(filter) = std::env::var("DRIFTLINE_TEST_LOG") {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-                .with_writer(std::io::stderr)
-                .try_init();
-        }
+        init_test_logging();
         let dir = tempfile::tempdir().expect("temp dir");
         let node = NodeConfig {
             state_dir: dir.path().to_path_buf(),
@@ -87,11 +107,42 @@ impl Harness {
             .create(&PostParams::default(), &ns)
             .await
             .expect("namespace ml");
+        Self::new(
+            dir,
+            Plane::Embedded(Box::new(cluster)),
+            client,
+            NS,
+            time_scale,
+        )
+    }
+
+    /// On the shared real control plane (started if none runs), in a fresh
+    /// namespace `ns`, with an operator running; `None` (after saying why)
+    /// where the tools are missing outside CI.
+    pub async fn start_real(test: &str, ns: &str, time_scale: f64) -> Option<Harness> {
+        init_test_logging();
+        let cluster = real::RealCluster::shared(test)?;
+        let client = cluster.client().await;
+        cluster.prepare_namespace(ns).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut h = Self::new(dir, Plane::Real(cluster), client, ns, time_scale);
+        h.start_operator();
+        Some(h)
+    }
+
+    fn new(
+        dir: tempfile::TempDir,
+        plane: Plane,
+        client: Client,
+        ns: &str,
+        time_scale: f64,
+    ) -> Harness {
         let artifacts = dir.path().join("artifacts");
         Harness {
             dir,
-            cluster,
+            plane,
             client,
+            ns: ns.into(),
             clock: Arc::new(Clock::scaled(time_scale)),
             telemetry: Arc::new(Telemetry::new()),
             artifacts,
@@ -105,8 +156,21 @@ impl Harness {
         }
     }
 
+    /// The embedded cluster (fault injection, the node's GPUs); scenarios
+    /// that need it run on the embedded cluster only.
+    pub fn cluster(&self) -> &EmbeddedCluster {
+        match &self.plane {
+            Plane::Embedded(cluster) => cluster,
+            Plane::Real(_) => panic!("this scenario needs the embedded cluster"),
+        }
+    }
+
+    /// The hosts file the node writes for Service names.
     pub fn hosts_file(&self) -> PathBuf {
-        self.dir.path().join("hosts")
+        match &self.plane {
+            Plane::Embedded(_) => self.dir.path().join("hosts"),
+            Plane::Real(cluster) => cluster.hosts_file(),
+        }
     }
 
     /// The operator's configuration for replica `instance` of this harness.
@@ -116,11 +180,18 @@ impl Harness {
                 artifact_root: self.artifacts.display().to_string(),
                 image: "driftline:test".into(),
                 credentials_secret: None,
-                gateway_service_account: None,
+                gateway_service_account: match self.plane {
+                    Plane::Embedded(_) => None,
+                    Plane::Real(_) => Some(real::GATEWAY_SERVICE_ACCOUNT.into()),
+                },
                 http_route_parent: self.http_route_parent.clone(),
                 gpu_placement: Default::default(),
             },
-            namespaces: Vec::new(),
+            // On a shared cluster each scenario's operator keeps to its namespace.
+            namespaces: match self.plane {
+                Plane::Embedded(_) => Vec::new(),
+                Plane::Real(_) => vec![self.ns.clone()],
+            },
             clock: self.clock.clone(),
             instance: instance.into(),
             leader: self.lease.clone(),
@@ -179,16 +250,16 @@ impl Harness {
     }
 
     pub fn models(&self) -> Api<Model> {
-        Api::namespaced(self.client.clone(), NS)
+        Api::namespaced(self.client.clone(), &self.ns)
     }
 
     pub fn versions(&self) -> Api<ModelVersion> {
-        Api::namespaced(self.client.clone(), NS)
+        Api::namespaced(self.client.clone(), &self.ns)
     }
 
     pub async fn apply(&self, name: &str, spec: ModelSpec) -> Model {
         let mut m = Model::new(name, spec);
-        m.metadata.namespace = Some(NS.into());
+        m.metadata.namespace = Some(self.ns.clone());
         self.models()
             .create(&PostParams::default(), &m)
             .await
@@ -226,7 +297,7 @@ impl Harness {
 
     /// `reason: message` of every Event on the Model, oldest first.
     pub async fn events(&self, name: &str) -> Vec<String> {
-        let api: Api<Event> = Api::namespaced(self.client.clone(), NS);
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
         let list = api
             .list(&ListParams::default())
             .await
@@ -246,7 +317,12 @@ impl Harness {
 
     pub async fn shutdown(mut self) {
         self.kill_operator().await;
-        self.cluster.shutdown().await;
+        match self.plane {
+            Plane::Embedded(cluster) => cluster.shutdown().await,
+            // The namespace goes, and with it the scenario's pods; the
+            // control plane stops with the last scenario using it.
+            Plane::Real(cluster) => cluster.delete_namespace(&self.ns).await,
+        }
     }
 }
 
@@ -327,7 +403,7 @@ impl Harness {
     /// writes the file shortly after the Service exists (the Model's status
     /// may say "serving" first), so this waits for the entry.
     pub async fn service_url(&self, service: &str) -> String {
-        let host = format!("{service}.{NS}.svc");
+        let host = format!("{service}.{}.svc", self.ns);
         for _ in 0..600 {
             if let Some(ip) =
                 driftline::cluster::runner::resolve_service_host(&self.hosts_file(), &host)

@@ -234,6 +234,78 @@ async fn a_model_that_passes_the_schema_but_fails_validation_gets_a_condition_an
     h.shutdown().await;
 }
 
+/// `--namespace team-a,team-b`: the operator reconciles Models in each
+/// namespace it watches, and leaves the others alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operator_watching_two_namespaces_reconciles_both_and_ignores_a_third() {
+    let mut h = Harness::start_idle(173, 1.0).await;
+    h.watch_namespaces = Some(vec!["team-a".into(), "team-b".into()]);
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(h.client.clone());
+    let mut models = Vec::new();
+    for ns in ["team-a", "team-b", "team-c"] {
+        let namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))
+            .expect("namespace");
+        namespaces
+            .create(&kube::api::PostParams::default(), &namespace)
+            .await
+            .expect("namespace created");
+        // Invalid for `validate()` (a reversed cron range), so the operator
+        // answers at once with a condition and starts no training.
+        let mut spec = pipeline("wine-quality.yaml");
+        spec.retrain.as_mut().expect("retrain").schedule = Some("30-10 * * * *".into());
+        let mut m = driftline::api::Model::new("wine", spec);
+        m.metadata.namespace = Some(ns.into());
+        let api: Api<driftline::api::Model> = Api::namespaced(h.client.clone(), ns);
+        api.create(&kube::api::PostParams::default(), &m)
+            .await
+            .expect("Model created");
+        models.push((ns, api));
+    }
+    h.start_operator();
+    let spec_valid = |m: &driftline::api::Model| {
+        m.status
+            .as_ref()
+            .and_then(|s| s.condition("SpecValid"))
+            .map(|c| c.status)
+    };
+    for (ns, api) in &models[..2] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let m = api.get("wine").await.expect("Model");
+            if spec_valid(&m) == Some(ConditionStatus::False) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{ns}/wine never got SpecValid=False: {:?}",
+                m.status
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // Both watched Models were answered; the third, created before either,
+    // still has no status a few seconds later.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ignored = models[2].1.get("wine").await.expect("Model");
+    assert!(
+        ignored.status.is_none(),
+        "team-c is not watched: {:?}",
+        ignored.status
+    );
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(h.client.clone(), "team-c");
+    assert!(
+        events
+            .list(&ListParams::default())
+            .await
+            .expect("events")
+            .items
+            .is_empty(),
+        "no Event in an unwatched namespace"
+    );
+    h.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_nightly_retrain_is_canaried_step_by_step_and_promoted_on_live_evidence() {
     // 20x: a 10-minute canary pause passes in 30 s.

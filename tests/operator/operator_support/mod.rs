@@ -55,6 +55,9 @@ pub struct Harness {
     pub http_route_parent: Option<(String, String)>,
     /// The dashboard Events link to (set before `start_operator`).
     pub dashboard_url: Option<String>,
+    /// The namespaces the operator watches (set before `start_operator`;
+    /// default: all on the embedded cluster, the scenario's on a real one).
+    pub watch_namespaces: Option<Vec<String>>,
 }
 
 fn init_test_logging() {
@@ -153,6 +156,7 @@ impl Harness {
             registry: None,
             http_route_parent: None,
             dashboard_url: None,
+            watch_namespaces: None,
         }
     }
 
@@ -188,9 +192,10 @@ impl Harness {
                 gpu_placement: Default::default(),
             },
             // On a shared cluster each scenario's operator keeps to its namespace.
-            namespaces: match self.plane {
-                Plane::Embedded(_) => Vec::new(),
-                Plane::Real(_) => vec![self.ns.clone()],
+            namespaces: match (&self.watch_namespaces, &self.plane) {
+                (Some(watched), _) => watched.clone(),
+                (None, Plane::Embedded(_)) => Vec::new(),
+                (None, Plane::Real(_)) => vec![self.ns.clone()],
             },
             clock: self.clock.clone(),
             instance: instance.into(),

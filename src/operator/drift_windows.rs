@@ -63,6 +63,8 @@ impl DriftWindows {
         };
         let profile = match known {
             Some(p) => p,
+            // No replica answered and nothing merged yet: nothing to read.
+            None if totals.is_empty() => return Vec::new(),
             None => match reference_profile(artifact).await {
                 Some(p) => Arc::new(p),
                 None => return Vec::new(),

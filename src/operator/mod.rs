@@ -157,6 +157,16 @@ async fn controller(
     Ok(())
 }
 
+/// What the caches of children never need: the field managers (often the
+/// largest part of an object's metadata). Children are compared through
+/// their applied-hash annotation, and only labels, names, owners, status and
+/// a Deployment's replica count are read, so each watcher also drops the
+/// spec parts nothing reads: with a thousand Models the caches hold
+/// thousands of pods.
+fn forget_unread(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
+    meta.managed_fields = None;
+}
+
 /// The controller of one namespace (`None`: all of them).
 async fn scope_controller(
     client: Client,
@@ -179,14 +189,32 @@ async fn scope_controller(
         .touched_objects();
     let job_events = watcher(api::<Job>(&client, ns), children.clone())
         .default_backoff()
+        .modify(|job| {
+            forget_unread(&mut job.metadata);
+            if let Some(spec) = job.spec.as_mut() {
+                spec.template = Default::default();
+            }
+        })
         .reflect(jobs_writer)
         .touched_objects();
     let deployment_events = watcher(api::<Deployment>(&client, ns), children.clone())
         .default_backoff()
+        .modify(|d| {
+            forget_unread(&mut d.metadata);
+            // `spec.replicas` is read (readiness); the pod template is
+            // compared through the applied-hash annotation.
+            if let Some(spec) = d.spec.as_mut() {
+                spec.template = Default::default();
+            }
+        })
         .reflect(deployments_writer)
         .touched_objects();
     let service_events = watcher(api::<Service>(&client, ns), children)
         .default_backoff()
+        .modify(|svc| {
+            forget_unread(&mut svc.metadata);
+            svc.spec = None;
+        })
         .reflect(services_writer)
         .touched_objects();
     // Pods are the Jobs' and Deployments' children, not the Model's: they
@@ -198,6 +226,12 @@ async fn scope_controller(
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}")),
     )
     .default_backoff()
+    // Labels and status are read; the spec (a training pod's carries the
+    // whole Model as YAML) is not.
+    .modify(|pod| {
+        forget_unread(&mut pod.metadata);
+        pod.spec = None;
+    })
     .reflect(pods_writer)
     .touched_objects();
 

@@ -446,14 +446,18 @@ async fn observe_all(
     })
 }
 
-/// The base URLs to scrape version `n` at: each ready replica, or the
-/// version's Service while no replica address is known.
+/// The base URLs to scrape version `n` at: each ready replica; or the
+/// version's Service while the operator sees none of the version's pods
+/// (pods without the labels it watches). Pods that exist but are not ready
+/// yet are not scraped at all: nothing would answer through the Service
+/// either, and a lookup of its name outside the cluster's DNS (the
+/// embedded cluster without a hosts file) waits for the scrape timeout.
 fn scrape_targets(model: &Model, pods: &[&Pod], n: u32) -> Vec<String> {
     let urls = observe::replica_urls(pods, n);
-    if urls.is_empty() {
+    if urls.is_empty() && observe::pods_of_version(pods, names::ROLE_SERVING, n).is_empty() {
         tracing::debug!(
             version = n,
-            "no ready replica address; scraping through the Service"
+            "no pod of the version is visible; scraping through the Service"
         );
         let ns = model.namespace().unwrap_or_default();
         vec![names::serving_url(&model.name_any(), &ns, n)]

@@ -900,3 +900,80 @@ async fn each_gpu_pod_sees_only_the_devices_it_was_given() {
     .await;
     cluster.shutdown().await;
 }
+
+/// `simulate_processes` (benchmarks of what runs above the node): Jobs
+/// succeed and Deployments roll out with no process behind their pods, and
+/// such pods still go away when deleted.
+#[tokio::test]
+async fn a_simulating_node_marks_pods_as_run_without_starting_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeConfig {
+        state_dir: dir.path().to_path_buf(),
+        pod_ip_base: Ipv4Addr::new(127, 58, 0, 0),
+        simulate_processes: true,
+        ..NodeConfig::default()
+    };
+    let cluster = EmbeddedCluster::start(ClusterConfig::new(dir.path()).with_node(node))
+        .await
+        .expect("embedded cluster starts");
+    let client = cluster.client().await;
+    // A program that does not exist: started for real, the Job would fail.
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    jobs.create(
+        &PostParams::default(),
+        &job("sim", &["/nonexistent/program"], 0, json!({})),
+    )
+    .await
+    .unwrap();
+    wait_for(&jobs, "sim", "Complete", job_condition("Complete")).await;
+    let pods = job_pods(&client, "sim").await;
+    assert_eq!(pods.len(), 1);
+    let state = pods[0]
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0]
+        .state
+        .clone()
+        .unwrap();
+    assert_eq!(state.terminated.map(|t| t.exit_code), Some(0));
+    // A readiness probe no server answers: simulated pods are Ready anyway.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    deployments
+        .create(&PostParams::default(), &web_deployment("1"))
+        .await
+        .unwrap();
+    wait_for(&deployments, "web", "2 ready replicas", rolled_out(1)).await;
+    assert!(
+        std::fs::read_dir(dir.path().join("logs"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0,
+        "no container wrote a log: none was started"
+    );
+    deployments
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let web = pods
+            .list(&ListParams::default().labels("app=web"))
+            .await
+            .unwrap()
+            .items;
+        if web.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "simulated pods were not removed: {}",
+            web.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cluster.shutdown().await;
+}

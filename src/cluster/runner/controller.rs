@@ -213,6 +213,7 @@ pub async fn run(
         restart_backoff: cfg.restart_backoff,
         events: events.clone(),
         api_server_url: cfg.api_server_url.clone(),
+        simulate_processes: cfg.simulate_processes,
     });
     let mut node = NodeLoop {
         client,

@@ -90,6 +90,12 @@ pub struct NodeConfig {
     /// and gives a pod that mounts its ServiceAccount volume a `KUBECONFIG`
     /// with this URL, the projected CA and token (see [`service_account`]).
     pub api_server_url: Option<String>,
+    /// For benchmarks of what runs above the node (the operator at a
+    /// thousand Models): pods are marked as run without starting
+    /// processes. A container of a pod that runs to completion (restart
+    /// policy `Never` or `OnFailure`, and init containers) succeeds at once;
+    /// others run, ready, until their pod is deleted. Probes are not run.
+    pub simulate_processes: bool,
 }
 
 impl Default for NodeConfig {
@@ -111,6 +117,7 @@ impl Default for NodeConfig {
             job_backoff: Duration::from_secs(10),
             kubelet_only: false,
             api_server_url: None,
+            simulate_processes: false,
         }
     }
 }

@@ -10,16 +10,9 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, ObjectMeta, PostParams, WatchEvent, WatchParams};
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
+#[path = "../common/rss.rs"]
+mod rss;
+use rss::rss_kib;
 
 fn config_map(i: usize) -> ConfigMap {
     ConfigMap {
@@ -88,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
         }));
     }
 
-    let rss_before = rss_kib();
+    let rss_before = rss_kib(std::process::id());
     let started = Instant::now();
     futures::stream::iter(0..objects)
         .map(|i| {
@@ -109,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let fanout_time = last_seen - started;
     // Measured before any list: lists make client-side copies the allocator keeps.
-    let rss_after = rss_kib();
+    let rss_after = rss_kib(std::process::id());
 
     let t = Instant::now();
     let all = api.list(&ListParams::default()).await?;

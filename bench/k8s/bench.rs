@@ -16,23 +16,16 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, ObjectMeta, PostParams, WatchEvent, WatchParams};
 
+#[path = "../common/rss.rs"]
+mod rss;
+use rss::rss_kib;
+
 #[path = "../../tests/cluster/k8s_tools.rs"]
 #[allow(dead_code)]
 mod k8s_tools;
 #[path = "../../tests/cluster/real_control_plane.rs"]
 #[allow(dead_code)]
 mod real_control_plane;
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 fn config_map(i: usize) -> ConfigMap {
     ConfigMap {

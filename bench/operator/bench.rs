@@ -45,6 +45,10 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{Layer, filter::Targets};
 
+#[path = "../common/rss.rs"]
+mod rss;
+use rss::rss_kib;
+
 const NS: &str = "bench";
 const DRIFT_POLL: Duration = Duration::from_secs(30);
 
@@ -73,17 +77,6 @@ fn driftline_bin() -> PathBuf {
     std::env::var_os("DRIFTLINE_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/debug/driftline"))
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------- child --
@@ -811,7 +804,6 @@ async fn apply_to_serving(dir: &Path) {
     let models: Api<Model> = Api::namespaced(client.clone(), NS);
     let mut m = Model::new("wine", bundled_spec());
     m.metadata.namespace = Some(NS.into());
-    let applied = Instant::now();
     models
         .create(&PostParams::default(), &m)
         .await
@@ -863,7 +855,6 @@ async fn apply_to_serving(dir: &Path) {
         "single.apply_to_first_answer_s",
         format!("{:.1}", (champion + answered).as_secs_f64()),
     );
-    let _ = applied;
     op.stop();
     cluster.shutdown().await;
 }

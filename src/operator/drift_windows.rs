@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use kube::runtime::reflector::ObjectRef;
 use tracing::warn;
 
-use crate::api::{Model, names};
+use crate::api::Model;
 use crate::drift::{ReferenceProfile, ReplicaWindows, RunningTotal, monitor};
 use crate::policy::DriftReading;
 
@@ -128,19 +128,7 @@ impl ChampionWindows {
 
 /// The reference profile in the champion's `manifest.json`.
 async fn reference_profile(artifact: &str) -> Option<ReferenceProfile> {
-    let uri = names::manifest_uri(artifact);
-    let bytes = match crate::ml::store::read_bytes(&uri).await {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            warn!(%uri, error = %e, "cannot read the champion's manifest for drift windows");
-            return None;
-        }
-    };
-    match crate::ml::artifact::parse_manifest(artifact, &bytes) {
-        Ok(manifest) => Some(manifest.reference),
-        Err(e) => {
-            warn!(%uri, error = %e, "the champion's manifest is not readable for drift windows");
-            None
-        }
-    }
+    super::observe::read_manifest(artifact, "drift windows")
+        .await
+        .map(|m| m.reference)
 }

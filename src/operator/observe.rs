@@ -212,25 +212,31 @@ pub async fn read_gate_report(artifact: &str) -> Result<Option<GateEvaluation>, 
     }
 }
 
-/// The training curve and lineage in a trained artifact's `manifest.json`,
-/// for the registry; `None` (logged) when it cannot be read: the registry
-/// then lacks the curve, nothing else changes.
-pub async fn read_training_facts(artifact: &str) -> Option<super::audit::TrainingFacts> {
+/// A trained artifact's `manifest.json`; `None` (logged, naming `purpose`)
+/// when it cannot be read: what needed it goes without, nothing else changes.
+pub async fn read_manifest(artifact: &str, purpose: &str) -> Option<crate::ml::artifact::Manifest> {
     let uri = names::manifest_uri(artifact);
     let bytes = match crate::ml::store::read_bytes(&uri).await {
         Ok(bytes) => bytes,
         Err(e) => {
-            tracing::warn!(%uri, error = %e, "cannot read the manifest for the registry");
+            tracing::warn!(%uri, error = %e, "cannot read the manifest for {purpose}");
             return None;
         }
     };
     match crate::ml::artifact::parse_manifest(artifact, &bytes) {
-        Ok(manifest) => Some(super::audit::TrainingFacts::from_manifest(&manifest)),
+        Ok(manifest) => Some(manifest),
         Err(e) => {
-            tracing::warn!(%uri, error = %e, "the manifest is not readable for the registry");
+            tracing::warn!(%uri, error = %e, "the manifest is not readable for {purpose}");
             None
         }
     }
+}
+
+/// The training curve and lineage in a trained artifact's `manifest.json`,
+/// for the registry.
+pub async fn read_training_facts(artifact: &str) -> Option<super::audit::TrainingFacts> {
+    let manifest = read_manifest(artifact, "the registry").await?;
+    Some(super::audit::TrainingFacts::from_manifest(&manifest))
 }
 
 /// Versions the decision core still needs a gate verdict for.

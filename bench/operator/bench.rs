@@ -67,8 +67,16 @@ fn main() {
             Path::new(&args[5]),
         ));
     } else {
-        let models: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
-        let window: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(60);
+        let number = |i: usize, what: &str, default: u64| -> u64 {
+            args.get(i).map_or(default, |a| {
+                a.parse().unwrap_or_else(|_| {
+                    eprintln!("operator_bench: {what} must be a whole number, not `{a}`");
+                    std::process::exit(2)
+                })
+            })
+        };
+        let models = number(1, "the number of Models (first argument)", 1000) as usize;
+        let window = number(2, "the steady window in seconds (second argument)", 60);
         runtime.block_on(orchestrate(models, Duration::from_secs(window)));
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::api::{Task, load_model_config};
-use crate::serve::load::{LoadPlan, run};
+use crate::serve::load::{LoadPlan, RowOrder, run};
 
 /// Flags of `driftline load`.
 #[derive(clap::Args, Debug, Clone)]
@@ -39,6 +39,14 @@ pub struct LoadArgs {
     /// Rows per request.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch: u32,
+    /// The order rows are sent in: `shuffled` (each pass in a fresh random
+    /// order, as independent clients would send them) or `file` (the file's
+    /// own order, to replay a log).
+    #[arg(long, default_value = "shuffled")]
+    pub order: RowOrder,
+    /// Seed of the shuffled order (the same seed sends the same rows).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// Do not send labels through the feedback endpoint.
     #[arg(long)]
     pub no_labels: bool,
@@ -89,6 +97,10 @@ pub async fn run_load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         duration: args.duration,
         requests: args.requests,
         batch: args.batch as usize,
+        order: match args.order {
+            RowOrder::Shuffled { .. } => RowOrder::Shuffled { seed: args.seed },
+            RowOrder::File => RowOrder::File,
+        },
         label: (!args.no_labels).then(|| (spec.data.target.clone(), task)),
         concurrency: args.concurrency as usize,
     };

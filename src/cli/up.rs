@@ -363,6 +363,7 @@ async fn drive(
         duration: Duration::from_secs(10 * 365 * 24 * 3600),
         requests: None,
         batch: 1,
+        order: crate::serve::load::RowOrder::default(),
         label: Some((spec.data.target.clone(), spec.task)),
         concurrency: 16,
     };

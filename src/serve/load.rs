@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
@@ -154,6 +157,82 @@ pub fn infer_body(
     json!({"id": id, "inputs": tensors})
 }
 
+/// The order a dataset's rows are sent in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowOrder {
+    /// Each pass over the rows in a fresh random order drawn from `seed`:
+    /// every stretch of traffic is a random sample of the rows, as requests
+    /// from independent clients are. The default: a file sorted or clustered
+    /// by anything (time, label, source) sent in its own order would make a
+    /// window of in-distribution rows look drifted.
+    Shuffled { seed: u64 },
+    /// The file's own order, cycled (to replay a log as it happened).
+    File,
+}
+
+impl Default for RowOrder {
+    fn default() -> Self {
+        Self::Shuffled { seed: 0 }
+    }
+}
+
+impl std::str::FromStr for RowOrder {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "shuffled" | "shuffle" | "random" => Ok(Self::default()),
+            "file" | "in-order" => Ok(Self::File),
+            _ => Err(format!("row order `{s}`: expected `shuffled` or `file`")),
+        }
+    }
+}
+
+/// Hands out the rows of a table batch by batch in a [`RowOrder`]. A batch
+/// never spans two passes; each pass sends every row once.
+#[derive(Debug)]
+pub struct RowCycle {
+    order: Vec<usize>,
+    at: usize,
+    rng: Option<ChaCha8Rng>,
+}
+
+impl RowCycle {
+    pub fn new(rows: usize, order: RowOrder) -> Self {
+        let mut cycle = Self {
+            order: (0..rows).collect(),
+            at: 0,
+            rng: match order {
+                RowOrder::Shuffled { seed } => Some(ChaCha8Rng::seed_from_u64(seed)),
+                RowOrder::File => None,
+            },
+        };
+        cycle.reshuffle();
+        cycle
+    }
+
+    fn reshuffle(&mut self) {
+        if let Some(rng) = &mut self.rng {
+            self.order.shuffle(rng);
+        }
+    }
+
+    /// The next `batch` row indices (fewer at the end of a pass; none for an
+    /// empty table).
+    pub fn next_batch(&mut self, batch: usize) -> Vec<usize> {
+        if self.order.is_empty() {
+            return Vec::new();
+        }
+        if self.at >= self.order.len() {
+            self.at = 0;
+            self.reshuffle();
+        }
+        let end = (self.at + batch.max(1)).min(self.order.len());
+        let rows = self.order[self.at..end].to_vec();
+        self.at = end;
+        rows
+    }
+}
+
 /// What to send, and how fast.
 #[derive(Clone)]
 pub struct LoadPlan {
@@ -174,6 +253,8 @@ pub struct LoadPlan {
     pub requests: Option<u64>,
     /// Rows per request.
     pub batch: usize,
+    /// The order rows are sent in (the shifted rows too).
+    pub order: RowOrder,
     /// Label every request through the feedback endpoint with this column.
     pub label: Option<(String, Task)>,
     /// Most requests in flight.
@@ -207,13 +288,12 @@ struct Outcome {
 async fn one(
     http: reqwest::Client,
     plan: Arc<LoadPlan>,
-    table: Arc<Table>,
+    table: Table,
     columns: Arc<Vec<usize>>,
     inputs: Arc<Vec<(String, String)>>,
-    start: usize,
     id: String,
 ) -> Outcome {
-    let end = (start + plan.batch).min(table.rows);
+    let (start, end) = (0, table.rows);
     let base = plan.base.trim_end_matches('/');
     let body = infer_body(&table, &columns, &inputs, start, end, &id);
     let mut out = Outcome {
@@ -287,24 +367,22 @@ pub async fn run(http: &reqwest::Client, plan: LoadPlan) -> Result<LoadReport, L
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     let mut report = LoadReport::default();
-    let (mut row, mut shifted_row) = (0usize, 0usize);
+    let mut rows = RowCycle::new(plan.data.rows, plan.order);
+    let mut shifted_rows = plan
+        .shifted
+        .as_ref()
+        .map(|t| RowCycle::new(t.rows, plan.order));
     let mut tick = tokio::time::interval(gap);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while started.elapsed() < plan.duration && plan.requests.is_none_or(|n| report.sent < n) {
         tick.tick().await;
         let shift = started.elapsed() >= plan.shift_after;
-        let (table, cols, at) = match (&plan.shifted, &shifted_columns) {
-            (Some(t), Some(c)) if shift => {
-                let at = shifted_row % t.rows;
-                shifted_row = at + batch;
+        let (table, cols) = match (&plan.shifted, &shifted_columns, &mut shifted_rows) {
+            (Some(t), Some(c), Some(cycle)) if shift => {
                 report.shifted += 1;
-                (t.clone(), c.clone(), at)
+                (t.select(&cycle.next_batch(batch)), c.clone())
             }
-            _ => {
-                let at = row % plan.data.rows;
-                row = at + batch;
-                (plan.data.clone(), columns.clone(), at)
-            }
+            _ => (plan.data.select(&rows.next_batch(batch)), columns.clone()),
         };
         let Ok(permit) = slots.clone().acquire_owned().await else {
             break;
@@ -313,7 +391,7 @@ pub async fn run(http: &reqwest::Client, plan: LoadPlan) -> Result<LoadReport, L
         let id = format!("load-{}-{}", std::process::id(), report.sent);
         let (http, plan, inputs) = (http.clone(), plan.clone(), inputs.clone());
         tasks.spawn(async move {
-            let out = one(http, plan, table, cols, inputs, at, id).await;
+            let out = one(http, plan, table, cols, inputs, id).await;
             drop(permit);
             out
         });
@@ -410,5 +488,55 @@ mod shift_tests {
         assert_eq!(s.columns[1], table.columns[1]);
         assert_eq!(s.columns[2], table.columns[2]);
         assert_eq!(s.rows, 3);
+    }
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+
+    fn passes(order: RowOrder, rows: usize, batch: usize, n: usize) -> Vec<Vec<usize>> {
+        let mut cycle = RowCycle::new(rows, order);
+        (0..n).map(|_| cycle.next_batch(batch)).collect()
+    }
+
+    #[test]
+    fn shuffled_rows_visit_every_row_once_per_pass_in_a_new_order_each_pass() {
+        let seen = passes(RowOrder::Shuffled { seed: 7 }, 50, 1, 150);
+        let pass: Vec<Vec<usize>> = seen.chunks(50).map(|c| c.concat()).collect();
+        for p in &pass {
+            let mut sorted = p.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..50).collect::<Vec<_>>(), "each row once a pass");
+        }
+        assert_ne!(pass[0], (0..50).collect::<Vec<_>>(), "not the file's order");
+        assert_ne!(pass[0], pass[1], "each pass in a new order");
+        assert_eq!(
+            seen,
+            passes(RowOrder::Shuffled { seed: 7 }, 50, 1, 150),
+            "the same seed sends the same rows"
+        );
+        assert_ne!(seen, passes(RowOrder::Shuffled { seed: 8 }, 50, 1, 150));
+    }
+
+    #[test]
+    fn file_order_cycles_and_a_batch_never_spans_two_passes() {
+        assert_eq!(
+            passes(RowOrder::File, 5, 2, 5),
+            vec![vec![0, 1], vec![2, 3], vec![4], vec![0, 1], vec![2, 3]]
+        );
+        assert!(
+            RowCycle::new(0, RowOrder::default())
+                .next_batch(3)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_order_flag_reads_shuffled_or_file_and_names_both_when_wrong() {
+        assert_eq!("shuffled".parse(), Ok(RowOrder::Shuffled { seed: 0 }));
+        assert_eq!("File".parse(), Ok(RowOrder::File));
+        let err = "sorted".parse::<RowOrder>().unwrap_err();
+        assert!(err.contains("`shuffled` or `file`"), "{err}");
     }
 }

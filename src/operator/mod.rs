@@ -10,6 +10,7 @@ pub mod clock;
 pub mod drift_windows;
 pub mod error;
 pub mod gateway_api;
+pub mod index;
 pub mod leader;
 pub mod observe;
 pub mod reconcile;
@@ -20,8 +21,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::events::{Recorder, Reporter};
@@ -31,7 +32,9 @@ use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
-use crate::api::names::{MANAGED_BY_LABEL, MANAGER, MODEL_LABEL, ROLE_LABEL, ROLE_TRAINING};
+use crate::api::names::{
+    MANAGED_BY_LABEL, MANAGER, MODEL_LABEL, ROLE_LABEL, ROLE_TRAINING, VERSION_LABEL,
+};
 use crate::api::{Model, ModelVersion};
 
 pub use children::ChildSettings;
@@ -157,14 +160,56 @@ async fn controller(
     Ok(())
 }
 
-/// What the caches of children never need: the field managers (often the
-/// largest part of an object's metadata). Children are compared through
-/// their applied-hash annotation, and only labels, names, owners, status and
-/// a Deployment's replica count are read, so each watcher also drops the
-/// spec parts nothing reads: with a thousand Models the caches hold
-/// thousands of pods.
+/// What the caches never read, dropped as objects arrive: with a thousand
+/// Models the caches hold thousands of children, and field managers, other
+/// tools' labels and annotations, and unread spec parts are most of each.
+/// Children are compared through their applied-hash annotation and found
+/// through driftline's own labels; owner references stay (they map a child
+/// to its Model).
 fn forget_unread(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
     meta.managed_fields = None;
+    // Rebuilt rather than filtered in place: a map keeps its nodes (each
+    // a few hundred bytes) after its entries are removed.
+    let keep = |map: Option<std::collections::BTreeMap<String, String>>, keys: &[&str]| {
+        let kept: std::collections::BTreeMap<String, String> = map?
+            .into_iter()
+            .filter(|(k, _)| keys.contains(&k.as_str()))
+            .collect();
+        (!kept.is_empty()).then_some(kept)
+    };
+    meta.labels = keep(
+        meta.labels.take(),
+        &[MODEL_LABEL, VERSION_LABEL, ROLE_LABEL],
+    );
+    meta.annotations = keep(meta.annotations.take(), &[apply::APPLIED_HASH]);
+}
+
+/// A pod as the operator reads it: its labels, whether it is being deleted,
+/// its IP, and its `Ready` and `PodScheduled` conditions. Everything else
+/// (the spec carries the whole Model as YAML for a training pod; container
+/// statuses, host IPs, times) goes.
+fn forget_unread_of_pod(pod: &mut Pod) {
+    forget_unread(&mut pod.metadata);
+    pod.metadata.owner_references = None;
+    pod.metadata.generate_name = None;
+    pod.spec = None;
+    if let Some(status) = pod.status.take() {
+        let conditions = status.conditions.map(|c| {
+            c.into_iter()
+                .filter(|c| c.type_ == "Ready" || c.type_ == "PodScheduled")
+                .map(|c| k8s_openapi::api::core::v1::PodCondition {
+                    last_probe_time: None,
+                    last_transition_time: None,
+                    ..c
+                })
+                .collect()
+        });
+        pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            conditions,
+            pod_ip: status.pod_ip,
+            ..Default::default()
+        });
+    }
 }
 
 /// The controller of one namespace (`None`: all of them).
@@ -180,20 +225,32 @@ async fn scope_controller(
     let children = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
 
     let (versions, versions_writer) = reflector::store::<ModelVersion>();
+    let (versions, versions_index) = index::Children::new(versions);
     let (jobs, jobs_writer) = reflector::store::<Job>();
+    let (jobs, jobs_index) = index::Children::new(jobs);
     let (deployments, deployments_writer) = reflector::store::<Deployment>();
+    let (deployments, deployments_index) = index::Children::new(deployments);
     let (services, services_writer) = reflector::store::<Service>();
+    let (services, services_index) = index::Children::new(services);
     let version_events = watcher(api::<ModelVersion>(&client, ns), children.clone())
         .default_backoff()
+        .modify(|v| v.metadata.managed_fields = None)
+        .map_ok(move |event| {
+            versions_index.apply(&event);
+            event
+        })
         .reflect(versions_writer)
         .touched_objects();
     let job_events = watcher(api::<Job>(&client, ns), children.clone())
         .default_backoff()
         .modify(|job| {
             forget_unread(&mut job.metadata);
-            if let Some(spec) = job.spec.as_mut() {
-                spec.template = Default::default();
-            }
+            // Only the Job's status is read.
+            job.spec = None;
+        })
+        .map_ok(move |event| {
+            jobs_index.apply(&event);
+            event
         })
         .reflect(jobs_writer)
         .touched_objects();
@@ -203,9 +260,14 @@ async fn scope_controller(
             forget_unread(&mut d.metadata);
             // `spec.replicas` is read (readiness); the pod template is
             // compared through the applied-hash annotation.
-            if let Some(spec) = d.spec.as_mut() {
-                spec.template = Default::default();
-            }
+            d.spec = d.spec.take().map(|spec| DeploymentSpec {
+                replicas: spec.replicas,
+                ..Default::default()
+            });
+        })
+        .map_ok(move |event| {
+            deployments_index.apply(&event);
+            event
         })
         .reflect(deployments_writer)
         .touched_objects();
@@ -215,12 +277,17 @@ async fn scope_controller(
             forget_unread(&mut svc.metadata);
             svc.spec = None;
         })
+        .map_ok(move |event| {
+            services_index.apply(&event);
+            event
+        })
         .reflect(services_writer)
         .touched_objects();
     // Pods are the Jobs' and Deployments' children, not the Model's: they
     // reach their Model through the model label. Training pods say why they
     // are not scheduled; serving pods are the replicas scraped one by one.
     let (pods, pods_writer) = reflector::store::<Pod>();
+    let (pods, pods_index) = index::Children::new(pods);
     let pod_events = watcher(
         api::<Pod>(&client, ns),
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}")),
@@ -228,9 +295,10 @@ async fn scope_controller(
     .default_backoff()
     // Labels and status are read; the spec (a training pod's carries the
     // whole Model as YAML) is not.
-    .modify(|pod| {
-        forget_unread(&mut pod.metadata);
-        pod.spec = None;
+    .modify(forget_unread_of_pod)
+    .map_ok(move |event| {
+        pods_index.apply(&event);
+        event
     })
     .reflect(pods_writer)
     .touched_objects();
@@ -265,7 +333,15 @@ async fn scope_controller(
         routes_applied: Mutex::new(HashMap::new()),
     });
 
-    let controller = Controller::new(api::<Model>(&client, ns), watcher::Config::default())
+    // The Models' own cache, without their field managers (kubectl's and
+    // the status writer's are each as large as the spec).
+    let (models, models_writer) = reflector::store::<Model>();
+    let model_events = watcher(api::<Model>(&client, ns), watcher::Config::default())
+        .default_backoff()
+        .modify(|m| m.metadata.managed_fields = None)
+        .reflect(models_writer)
+        .applied_objects();
+    let controller = Controller::for_stream(model_events, models)
         .owns_stream(version_events)
         .owns_stream(job_events)
         .owns_stream(deployment_events)
@@ -300,11 +376,11 @@ async fn scope_controller(
     let ready = telemetry.clone();
     let namespace = scope.unwrap_or_else(|| "all namespaces".into());
     let wait_for_caches = async move {
-        let _ = versions.wait_until_ready().await;
-        let _ = jobs.wait_until_ready().await;
-        let _ = deployments.wait_until_ready().await;
-        let _ = services.wait_until_ready().await;
-        let _ = pods.wait_until_ready().await;
+        let _ = versions.store().wait_until_ready().await;
+        let _ = jobs.store().wait_until_ready().await;
+        let _ = deployments.store().wait_until_ready().await;
+        let _ = services.store().wait_until_ready().await;
+        let _ = pods.store().wait_until_ready().await;
         info!(%namespace, "caches synced; reconciling");
         if unsynced.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
             ready.set_ready(true);
@@ -334,4 +410,121 @@ async fn scope_controller(
         })
         .await;
     Ok(())
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+    use crate::api::names;
+
+    fn serving_pod(ready: &str, scheduled: Option<&str>) -> Pod {
+        let mut conditions = vec![
+            serde_json::json!({"type": "Initialized", "status": "True"}),
+            serde_json::json!({"type": "Ready", "status": ready,
+                "lastTransitionTime": "2026-11-29T00:00:00Z"}),
+        ];
+        if let Some(message) = scheduled {
+            conditions.push(
+                serde_json::json!({"type": "PodScheduled", "status": "False",
+                "reason": "Unschedulable", "message": message}),
+            );
+        }
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "wine-v3-abc", "namespace": "ml", "generateName": "wine-v3-",
+                "labels": {
+                    names::MODEL_LABEL: "wine", names::VERSION_LABEL: "3",
+                    names::ROLE_LABEL: names::ROLE_SERVING,
+                    "pod-template-hash": "5d8f", names::MANAGED_BY_LABEL: names::MANAGER,
+                },
+                "annotations": {"kubectl.kubernetes.io/restartedAt": "now"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                    "name": "wine-v3-5d8f", "uid": "u1"}],
+                "managedFields": [{"manager": "kubelet", "operation": "Update"}],
+            },
+            "spec": {"containers": [{"name": "serve", "image": "driftline:dev",
+                "args": ["serve", "--model-yaml", "a long Model"]}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.7", "hostIP": "10.0.0.1",
+                "conditions": conditions,
+                "containerStatuses": [{"name": "serve", "image": "driftline:dev",
+                    "imageID": "sha256:1", "ready": true, "restartCount": 0}]},
+        }))
+        .expect("a pod")
+    }
+
+    #[test]
+    fn a_cached_pod_keeps_what_the_operator_reads_and_nothing_else() {
+        for (ready, scheduled) in [
+            ("True", None),
+            ("False", None),
+            ("False", Some("0/1 nodes have nvidia.com/gpu")),
+        ] {
+            let full = serving_pod(ready, scheduled);
+            let mut cached = full.clone();
+            forget_unread_of_pod(&mut cached);
+            assert_eq!(
+                observe::replica_urls(&[&cached], 3),
+                observe::replica_urls(&[&full], 3)
+            );
+            assert_eq!(
+                observe::unschedulable(&[&cached]),
+                observe::unschedulable(&[&full])
+            );
+            assert_eq!(
+                observe::pods_of_version(&[&cached], names::ROLE_SERVING, 3).len(),
+                1
+            );
+            let labels = cached.metadata.labels.as_ref().expect("labels");
+            assert_eq!(labels.len(), 3, "only driftline's own labels: {labels:?}");
+            assert!(cached.metadata.annotations.is_none());
+            assert!(cached.metadata.managed_fields.is_none());
+            assert!(cached.metadata.owner_references.is_none());
+            assert!(cached.spec.is_none());
+            let status = cached.status.as_ref().expect("status");
+            assert!(status.container_statuses.is_none() && status.host_ip.is_none());
+            assert!(
+                status
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .all(|c| c.type_ == "Ready" || c.type_ == "PodScheduled")
+            );
+        }
+        assert_eq!(
+            observe::replica_urls(&[&serving_pod("True", None)], 3),
+            vec![format!("http://10.0.0.7:{}", names::SERVE_PORT)],
+            "the fixture is a ready replica"
+        );
+    }
+
+    #[test]
+    fn a_cached_child_keeps_its_hash_its_labels_and_its_owner() {
+        let mut meta: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta =
+            serde_json::from_value(serde_json::json!({
+                "name": "wine-v3",
+                "labels": {names::MODEL_LABEL: "wine", "app": "x"},
+                "annotations": {apply::APPLIED_HASH: "abc", "deployment.kubernetes.io/revision": "2"},
+                "ownerReferences": [{"apiVersion": "driftline.dev/v1alpha1", "kind": "Model",
+                    "name": "wine", "uid": "u1", "controller": true}],
+                "managedFields": [{"manager": "driftline", "operation": "Apply"}],
+            }))
+            .expect("metadata");
+        forget_unread(&mut meta);
+        assert_eq!(
+            meta.labels,
+            Some([(names::MODEL_LABEL.to_string(), "wine".to_string())].into())
+        );
+        assert_eq!(
+            meta.annotations,
+            Some([(apply::APPLIED_HASH.to_string(), "abc".to_string())].into())
+        );
+        assert_eq!(meta.owner_references.map(|o| o.len()), Some(1));
+        assert!(meta.managed_fields.is_none());
+        let mut bare = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            annotations: Some([("other".to_string(), "x".to_string())].into()),
+            ..Default::default()
+        };
+        forget_unread(&mut bare);
+        assert!(bare.annotations.is_none(), "an emptied map is dropped");
+    }
 }

@@ -9,7 +9,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 use tracing::{Instrument, info, info_span, warn};
 
@@ -31,6 +31,7 @@ use super::audit;
 use super::children::{self, ChildSettings};
 use super::clock::Clock;
 use super::error::OperatorError;
+use super::index::Children;
 use super::observe::{self, Baseline};
 use super::telemetry::Telemetry;
 
@@ -42,13 +43,13 @@ const CANARY_POLL: Duration = Duration::from_secs(5);
 /// Reflector caches of the Model's children.
 #[derive(Clone)]
 pub struct Stores {
-    pub versions: Store<ModelVersion>,
-    pub jobs: Store<Job>,
-    pub deployments: Store<Deployment>,
-    pub services: Store<Service>,
+    pub versions: Children<ModelVersion>,
+    pub jobs: Children<Job>,
+    pub deployments: Children<Deployment>,
+    pub services: Children<Service>,
     /// The children's pods: why a training Job stays Pending (the
     /// scheduler's message), and the serving replicas to scrape.
-    pub pods: Store<Pod>,
+    pub pods: Children<Pod>,
 }
 
 /// What every reconcile shares.
@@ -82,19 +83,8 @@ pub struct Context {
     pub dashboard_url: Option<String>,
 }
 
-fn owned_by<'a, K: kube::Resource>(items: &'a [Arc<K>], ns: &str, model: &str) -> Vec<&'a K> {
-    items
-        .iter()
-        .filter(|o| o.meta().namespace.as_deref() == Some(ns))
-        .filter(|o| {
-            o.meta()
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(names::MODEL_LABEL))
-                .is_some_and(|m| m == model)
-        })
-        .map(|o| o.as_ref())
-        .collect()
+fn borrowed<K>(items: &[Arc<K>]) -> Vec<&K> {
+    items.iter().map(Arc::as_ref).collect()
 }
 
 /// The kube-runtime entry point: reconciles one Model and records the outcome.
@@ -178,20 +168,22 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Requeue, Operat
         return Ok(Requeue::requeue(Duration::from_millis(200)));
     }
 
-    let all_versions = ctx.stores.versions.state();
-    let mut versions: Vec<ModelVersion> = owned_by(&all_versions, &ns, &name)
-        .into_iter()
+    let mut versions: Vec<ModelVersion> = ctx
+        .stores
+        .versions
+        .of(&ns, &name)
+        .iter()
         .filter(|v| v.spec.model == name)
-        .cloned()
+        .map(|v| v.as_ref().clone())
         .collect();
     versions.sort_by_key(|v| v.spec.version);
-    let all_jobs = ctx.stores.jobs.state();
-    let jobs = owned_by(&all_jobs, &ns, &name);
-    let all_deployments = ctx.stores.deployments.state();
-    let deployments = owned_by(&all_deployments, &ns, &name);
+    let all_jobs = ctx.stores.jobs.of(&ns, &name);
+    let jobs = borrowed(&all_jobs);
+    let all_deployments = ctx.stores.deployments.of(&ns, &name);
+    let deployments = borrowed(&all_deployments);
 
-    let all_pods = ctx.stores.pods.state();
-    let pods = owned_by(&all_pods, &ns, &name);
+    let all_pods = ctx.stores.pods.of(&ns, &name);
+    let pods = borrowed(&all_pods);
     let obs = observe_all(model, ctx, &name, &versions, &jobs, &pods, &deployments).await?;
     let decision = decide(model, &versions, &obs.observations);
     tracing::debug!(
@@ -799,8 +791,8 @@ async fn ensure_children(
     }
 
     let serving = serving_set(status);
-    let all_services = ctx.stores.services.state();
-    let services = owned_by(&all_services, &ns, &name);
+    let all_services = ctx.stores.services.of(&ns, &name);
+    let services = borrowed(&all_services);
     for n in &serving {
         let pair = children::serving(model, *n, &artifact_of(*n)?, &ctx.settings)?;
         apply_pair(ctx, pair, deployments, &services).await?;

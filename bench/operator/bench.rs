@@ -50,6 +50,39 @@ mod rss;
 use rss::rss_kib;
 
 const NS: &str = "bench";
+
+/// Live heap bytes, so the record tells the objects a process holds from
+/// what the allocator keeps around them (RSS counts both).
+static LIVE_HEAP: AtomicU64 = AtomicU64::new(0);
+
+struct CountingAlloc;
+
+// SAFETY: every call is forwarded to the system allocator unchanged; the
+// counter only adds and subtracts the sizes it was given.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let p = unsafe { std::alloc::System.alloc(layout) };
+        if !p.is_null() {
+            LIVE_HEAP.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) };
+        LIVE_HEAP.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        let p = unsafe { std::alloc::System.realloc(ptr, layout, new) };
+        if !p.is_null() {
+            LIVE_HEAP.fetch_add(new as u64, Ordering::Relaxed);
+            LIVE_HEAP.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
 const DRIFT_POLL: Duration = Duration::from_secs(30);
 
 fn main() {
@@ -256,10 +289,11 @@ async fn child(kind: &str, kubeconfig: &Path, artifact_root: &str, record: &Path
                 let mut o = out.lock().unwrap();
                 let _ = writeln!(
                     o,
-                    "m {} {} {}",
+                    "m {} {} {} {}",
                     epoch.elapsed().as_micros(),
                     rss_kib(std::process::id()),
-                    outside.load(Ordering::Relaxed)
+                    outside.load(Ordering::Relaxed),
+                    LIVE_HEAP.load(Ordering::Relaxed) / 1024
                 );
                 let _ = o.flush();
             }
@@ -346,8 +380,8 @@ struct Reconcile {
 
 struct Record {
     reconciles: Vec<Reconcile>,
-    /// (seconds since start, RSS KiB, writes outside any reconcile)
-    samples: Vec<(f64, u64, u64)>,
+    /// (seconds since start, RSS KiB, writes outside any reconcile, live heap KiB)
+    samples: Vec<(f64, u64, u64, u64)>,
 }
 
 fn spawn_child(kind: &str, dir: &Path, kubeconfig: &Path, artifacts: &Path, tag: &str) -> ChildRun {
@@ -408,10 +442,11 @@ fn read_record(path: &Path) -> Record {
                     .map(|k| k.replace('_', " "))
                     .collect(),
             }),
-            ["m", t, rss, outside] => r.samples.push((
+            ["m", t, rss, outside, heap] => r.samples.push((
                 t.parse::<f64>().unwrap_or(0.0) / 1e6,
                 rss.parse().unwrap_or(0),
                 outside.parse().unwrap_or(0),
+                heap.parse().unwrap_or(0),
             )),
             _ => {}
         }
@@ -474,6 +509,17 @@ fn steady_stats(tag: &str, r: &Record, from: f64, to: f64) {
         format!("{:.3}", took.last().copied().unwrap_or(f64::NAN)),
     );
     print(&format!("{tag}.steady_api_writes"), writes);
+    let heap = r
+        .samples
+        .iter()
+        .filter(|s| s.0 <= to)
+        .map(|s| s.3)
+        .next_back()
+        .unwrap_or(0);
+    print(
+        &format!("{tag}.heap_mib"),
+        format!("{:.1}", heap as f64 / 1024.0),
+    );
     let outside = |t: f64| {
         r.samples
             .iter()

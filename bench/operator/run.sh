@@ -27,6 +27,7 @@ def ratio(a, b):
         return "-"
 rows = [
     ("RSS in steady state (MiB)", "rss_mib"),
+    ("live heap in steady state (MiB)", "heap_mib"),
     ("reconcile p50 (ms)", "reconcile_p50_ms"),
     ("reconcile p99 (ms)", "reconcile_p99_ms"),
     ("full resync: every Model reconciled (s)", "full_resync_s"),

@@ -88,6 +88,15 @@ impl IndexWriter {
             .unwrap_or_else(|p| p.into_inner())
             .apply(event);
     }
+
+    /// The step of a watch stream that feeds the index and passes each
+    /// event on: `.map_ok(writer.feed())` before `.reflect(cache_writer)`.
+    pub fn feed<K: Resource>(self) -> impl FnMut(watcher::Event<K>) -> watcher::Event<K> {
+        move |event| {
+            self.apply(&event);
+            event
+        }
+    }
 }
 
 impl<K: Resource<DynamicType = ()> + Clone + 'static> Children<K> {

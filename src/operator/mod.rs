@@ -235,10 +235,7 @@ async fn scope_controller(
     let version_events = watcher(api::<ModelVersion>(&client, ns), children.clone())
         .default_backoff()
         .modify(|v| v.metadata.managed_fields = None)
-        .map_ok(move |event| {
-            versions_index.apply(&event);
-            event
-        })
+        .map_ok(versions_index.feed())
         .reflect(versions_writer)
         .touched_objects();
     let job_events = watcher(api::<Job>(&client, ns), children.clone())
@@ -248,10 +245,7 @@ async fn scope_controller(
             // Only the Job's status is read.
             job.spec = None;
         })
-        .map_ok(move |event| {
-            jobs_index.apply(&event);
-            event
-        })
+        .map_ok(jobs_index.feed())
         .reflect(jobs_writer)
         .touched_objects();
     let deployment_events = watcher(api::<Deployment>(&client, ns), children.clone())
@@ -265,10 +259,7 @@ async fn scope_controller(
                 ..Default::default()
             });
         })
-        .map_ok(move |event| {
-            deployments_index.apply(&event);
-            event
-        })
+        .map_ok(deployments_index.feed())
         .reflect(deployments_writer)
         .touched_objects();
     let service_events = watcher(api::<Service>(&client, ns), children)
@@ -277,10 +268,7 @@ async fn scope_controller(
             forget_unread(&mut svc.metadata);
             svc.spec = None;
         })
-        .map_ok(move |event| {
-            services_index.apply(&event);
-            event
-        })
+        .map_ok(services_index.feed())
         .reflect(services_writer)
         .touched_objects();
     // Pods are the Jobs' and Deployments' children, not the Model's: they
@@ -296,10 +284,7 @@ async fn scope_controller(
     // Labels and status are read; the spec (a training pod's carries the
     // whole Model as YAML) is not.
     .modify(forget_unread_of_pod)
-    .map_ok(move |event| {
-        pods_index.apply(&event);
-        event
-    })
+    .map_ok(pods_index.feed())
     .reflect(pods_writer)
     .touched_objects();
 

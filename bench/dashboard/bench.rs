@@ -176,13 +176,7 @@ async fn main() -> anyhow::Result<()> {
 
     let cluster = EmbeddedCluster::start(ClusterConfig::new(dir.path().join("cluster"))).await?;
     let client = cluster.client().await;
-    let ssa = PatchParams::apply("bench").force();
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(client.clone());
-    for crd in driftline::api::crd::all_crds() {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        crds.patch(&name, &ssa, &Patch::Apply(&crd)).await?;
-    }
+    driftline::operator::apply::install_crds(&client).await?;
     let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": "ml"}}))?;
     Api::<Namespace>::all(client.clone())
         .create(&PostParams::default(), &ns)

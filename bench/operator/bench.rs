@@ -27,7 +27,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use driftline::api::crd::all_crds;
 use driftline::api::{Model, ModelPhase, ModelVersion, load_model_config, names};
 use driftline::cluster::runner::NodeConfig;
 use driftline::cluster::{ClusterConfig, EmbeddedCluster};
@@ -35,7 +34,6 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::{Controller, watcher};
@@ -578,12 +576,9 @@ async fn start_cluster(dir: &Path, node: NodeConfig) -> (EmbeddedCluster, Client
         .await
         .expect("embedded cluster starts");
     let client = cluster.client().await;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in all_crds() {
-        crds.create(&PostParams::default(), &crd)
-            .await
-            .expect("CRD");
-    }
+    driftline::operator::apply::install_crds(&client)
+        .await
+        .expect("CRDs install");
     let ns: Namespace =
         serde_json::from_value(serde_json::json!({"metadata": {"name": NS}})).expect("ns");
     Api::<Namespace>::all(client.clone())

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
 
 use crate::api::names::{self, MANAGER};
@@ -148,13 +147,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let client = cluster.client().await;
 
     let ssa = PatchParams::apply(MANAGER).force();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in crate::api::crd::all_crds() {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        crds.patch(&name, &ssa, &Patch::Apply(&crd))
-            .await
-            .with_context(|| format!("cannot install CRD {name}"))?;
-    }
+    crate::operator::apply::install_crds(&client).await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for m in &models {
         let ns = m.metadata.namespace.clone().unwrap_or_default();

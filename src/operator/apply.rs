@@ -24,6 +24,22 @@ use super::error::{OperatorError, kube};
 /// Annotation holding the hash of what the operator last applied to a child.
 pub const APPLIED_HASH: &str = "driftline.dev/applied-hash";
 
+/// Installs (or updates) driftline's CustomResourceDefinitions by
+/// server-side apply under the operator's field manager: `driftline up`, the
+/// tests and the benchmarks install them the same way.
+pub async fn install_crds(client: &Client) -> Result<(), OperatorError> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let ssa = PatchParams::apply(MANAGER).force();
+    for crd in crate::api::crd::all_crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        crds.patch(&name, &ssa, &Patch::Apply(&crd))
+            .await
+            .map_err(kube(format!("install CRD {name}")))?;
+    }
+    Ok(())
+}
+
 /// Stamps `obj` with the hash of its desired content.
 pub fn stamp<K: Resource + Serialize>(mut obj: K) -> K {
     let digest = Sha256::digest(serde_json::to_vec(&obj).unwrap_or_default());

@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use driftline::api::{Model, crd::all_crds, load_model_config};
+use driftline::api::{Model, load_model_config};
 use driftline::cluster::{ClusterConfig, EmbeddedCluster};
 use driftline::serve::gateway::{GatewayConfig, WeightTable, gateway_router, watch_model_status};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
@@ -41,10 +40,9 @@ async fn gateway_weights_follow_the_model_status_through_the_kubernetes_api() {
         .unwrap();
     let client = cluster.client().await;
 
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in all_crds() {
-        crds.create(&PostParams::default(), &crd).await.unwrap();
-    }
+    driftline::operator::apply::install_crds(&client)
+        .await
+        .unwrap();
     let spec = load_model_config(include_str!("../../pipelines/wine-good.yaml")).unwrap();
     let models: Api<Model> = Api::namespaced(client.clone(), "default");
     models

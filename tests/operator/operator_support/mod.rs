@@ -12,13 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use driftline::api::crd::all_crds;
 use driftline::api::{Model, ModelSpec, ModelVersion, load_model_config};
 use driftline::cluster::runner::NodeConfig;
 use driftline::cluster::{ClusterConfig, EmbeddedCluster};
 use driftline::operator::{ChildSettings, Clock, OperatorConfig, Telemetry};
 use k8s_openapi::api::core::v1::{Event, Namespace};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 
@@ -97,12 +95,9 @@ impl Harness {
             .await
             .expect("embedded cluster starts");
         let client = cluster.client().await;
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        for crd in all_crds() {
-            crds.create(&PostParams::default(), &crd)
-                .await
-                .expect("CRD installs");
-        }
+        driftline::operator::apply::install_crds(&client)
+            .await
+            .expect("CRDs install");
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": NS}}))
             .expect("namespace");

@@ -892,10 +892,10 @@ async fn apply_to_serving(dir: &Path) {
         "an answer through the gateway",
         Duration::from_secs(300),
         async || {
-            let Some(ip) = gateway_ip(&client).await else {
+            let Some(base) = gateway_url(&client).await else {
                 return false;
             };
-            let url = format!("http://{ip}:{}/v2/models/wine/infer", names::SERVE_PORT);
+            let url = format!("{base}/v2/models/wine/infer");
             matches!(http.post(&url).json(&body).send().await, Ok(r) if r.status().is_success())
         },
     )
@@ -908,7 +908,8 @@ async fn apply_to_serving(dir: &Path) {
     cluster.shutdown().await;
 }
 
-async fn gateway_ip(client: &Client) -> Option<String> {
+/// Base URL of a ready gateway pod, as the operator itself finds it.
+async fn gateway_url(client: &Client) -> Option<String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let list = pods
         .list(&ListParams::default().labels(&format!(
@@ -918,15 +919,10 @@ async fn gateway_ip(client: &Client) -> Option<String> {
         )))
         .await
         .ok()?;
-    list.items.iter().find_map(|p| {
-        let s = p.status.as_ref()?;
-        let ready = s
-            .conditions
-            .iter()
-            .flatten()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        ready.then(|| s.pod_ip.clone()).flatten()
-    })
+    let pods: Vec<&Pod> = list.items.iter().collect();
+    driftline::operator::observe::gateway_urls(&pods)
+        .into_iter()
+        .next()
 }
 
 /// An Open Inference Protocol v2 request for one CSV row (header, row),

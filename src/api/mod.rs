@@ -11,14 +11,16 @@ pub mod gate;
 pub mod links;
 pub mod model;
 pub mod names;
+pub mod routes;
 pub mod schedule;
 pub mod scrape;
 pub mod slice;
 pub mod status;
 pub mod validate;
 pub mod version;
+pub mod words;
 
-pub use config::{ConfigError, load_model_config};
+pub use config::{ConfigError, ModelFile, load_model_config, load_model_file};
 pub use duration::{DurationError, parse_duration};
 pub use gate::{
     BudgetReport, GateCheck, GateEvaluation, GateReport, GateVerdict, MustPassFailure,
@@ -31,7 +33,28 @@ pub use status::*;
 pub use validate::{FieldError, InvalidModel};
 pub use version::*;
 
+words::spec_words!(
+    Task,
+    DataFormat,
+    FeatureKind,
+    Activation,
+    Optimizer,
+    TrainingDevice,
+    MissedRunPolicy,
+    DriftStatistic,
+    DriftTrigger,
+    DriftControl,
+    DriftThreshold,
+    ModelPhase,
+    ConditionStatus,
+    TrainingTrigger,
+    AnalysisOutcome,
+    VersionPhase,
+);
+
 /// API group of every driftline resource.
 pub const GROUP: &str = "driftline.dev";
 /// API version of every driftline resource.
 pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` of every driftline resource: [`GROUP`]/[`VERSION`].
+pub const API_VERSION: &str = "driftline.dev/v1alpha1";

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use crate::api::{ModelSpec, Task, load_model_config};
+use crate::api::{ModelSpec, Task, load_model_file, routes};
 use crate::ml::read_table;
 use crate::serve::load::{infer_body, input_columns, label_json, model_inputs, same_label};
 
@@ -42,7 +42,7 @@ pub struct DemoArgs {
 /// Why the demo stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
-    #[error("cannot read pipeline `{path}`: {source}")]
+    #[error("cannot read pipeline `{path}`")]
     Pipeline {
         path: String,
         #[source]
@@ -52,13 +52,13 @@ pub enum DemoError {
     InvalidPipeline { path: String, message: String },
     #[error("pipeline `{0}` has no `gate.testSet`; the demo needs a regression test-set")]
     NoTestSet(String),
-    #[error("cannot create `{path}`: {source}")]
+    #[error("cannot create `{path}`")]
     Workdir {
         path: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot start `driftline {step}`: {source}")]
+    #[error("cannot start `driftline {step}`")]
     Spawn {
         step: &'static str,
         #[source]
@@ -68,7 +68,7 @@ pub enum DemoError {
     StepFailed { step: &'static str, code: i32 },
     #[error("the model server did not become ready within 60 s")]
     NotReady,
-    #[error("request to the model server failed: {0}")]
+    #[error("request to the model server failed")]
     Http(#[from] reqwest::Error),
     #[error("the model server answered {status} to {what}: {body}")]
     Refused {
@@ -87,11 +87,18 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, DemoError> {
         path: pipeline.clone(),
         source,
     })?;
-    let spec = load_model_config(&yaml).map_err(|e| DemoError::InvalidPipeline {
+    let file = load_model_file(&yaml).map_err(|e| DemoError::InvalidPipeline {
         path: pipeline.clone(),
         message: e.to_string(),
     })?;
-    let name = model_name(&yaml, &args.pipeline);
+    let name = file.name.unwrap_or_else(|| {
+        let stem = args
+            .pipeline
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned());
+        stem.unwrap_or_else(|| "model".to_string())
+    });
+    let spec = file.spec;
     let test_set = spec
         .gate
         .as_ref()
@@ -195,7 +202,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, DemoError> {
     let outcome = exercise_server(&base, &name, &spec, &test_set, args.batch).await;
     let outcome = match outcome {
         Ok(()) if args.keep_serving => {
-            println!("\nServing at {base}/v2/models/{name}/infer — Ctrl-C to stop.");
+            println!(
+                "\nServing at {} — Ctrl-C to stop.",
+                routes::url(&base, routes::INFER, &name)
+            );
             let _ = tokio::signal::ctrl_c().await;
             Ok(())
         }
@@ -212,14 +222,6 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, DemoError> {
 
 fn step(n: u32, what: &str) {
     println!("\n[{n}/5] {what}");
-}
-
-fn model_name(yaml: &str, path: &Path) -> String {
-    serde_yaml::from_str::<serde_yaml::Value>(yaml)
-        .ok()
-        .and_then(|v| v.get("metadata")?.get("name")?.as_str().map(str::to_string))
-        .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "model".to_string())
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -354,7 +356,7 @@ async fn exercise_server(
         let id = format!("demo-{start}");
         let response: Value = post_json(
             &http,
-            &format!("{base}/v2/models/{name}/infer"),
+            &routes::url(base, routes::INFER, name),
             &infer_body(&table, &columns, &inputs, start, end, &id),
         )
         .await?;
@@ -380,7 +382,7 @@ async fn exercise_server(
         }
         post_json(
             &http,
-            &format!("{base}/v2/models/{name}/feedback"),
+            &routes::url(base, routes::FEEDBACK, name),
             &json!({"id": id, "label": labels}),
         )
         .await?;
@@ -395,7 +397,7 @@ async fn exercise_server(
             (squared_error / scored.max(1) as f64).sqrt()
         ),
     }
-    let drift: Value = get_json(&http, &format!("{base}/v2/models/{name}/drift")).await?;
+    let drift: Value = get_json(&http, &routes::url(base, routes::DRIFT, name)).await?;
     print_drift(&drift);
     Ok(())
 }
@@ -439,7 +441,7 @@ fn print_drift(drift: &Value) {
 
 async fn wait_ready(http: &reqwest::Client, base: &str) -> Result<(), DemoError> {
     for _ in 0..240 {
-        let ready = http.get(format!("{base}/v2/health/ready")).send().await;
+        let ready = http.get(format!("{base}{}", routes::READY)).send().await;
         if ready.is_ok_and(|r| r.status().is_success()) {
             return Ok(());
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::api::{Task, load_model_config};
+use crate::api::{Task, load_model_file};
 use crate::serve::load::{LoadPlan, RowOrder, run};
 
 /// Flags of `driftline load`.
@@ -64,11 +64,9 @@ pub async fn run_load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot read --file {}", args.file))?;
     let text = String::from_utf8_lossy(&bytes);
-    let spec = load_model_config(&text).with_context(|| format!("--file {}", args.file))?;
-    let model = serde_yaml::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| v["metadata"]["name"].as_str().map(String::from))
-        .context("--file has no metadata.name")?;
+    let file = load_model_file(&text).with_context(|| format!("--file {}", args.file))?;
+    let model = file.name.context("--file has no metadata.name")?;
+    let spec = file.spec;
     let source = args
         .data
         .clone()

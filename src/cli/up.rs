@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams};
 
 use crate::api::names::{self, MANAGER};
-use crate::api::{Model, load_model_config};
+use crate::api::{Model, ModelFile, load_model_file};
 use crate::cluster::runner::NodeConfig;
 use crate::cluster::{ClusterConfig, EmbeddedCluster};
 use crate::operator::{ChildSettings, Clock, OperatorConfig, Telemetry};
@@ -98,20 +98,20 @@ fn model_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 fn read_model(file: &Path, cwd: &Path) -> anyhow::Result<Model> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let mut spec = load_model_config(&text).with_context(|| file.display().to_string())?;
+    let ModelFile {
+        name,
+        namespace,
+        mut spec,
+    } = load_model_file(&text).with_context(|| file.display().to_string())?;
     let absolute = |uri: &str| crate::ml::store::absolute(uri, cwd);
     spec.data.source = absolute(&spec.data.source);
     if let Some(gate) = spec.gate.as_mut() {
         gate.test_set = absolute(&gate.test_set);
         gate.must_pass = gate.must_pass.as_deref().map(absolute);
     }
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text)?;
-    let name = doc["metadata"]["name"]
-        .as_str()
-        .with_context(|| format!("{}: metadata.name is missing", file.display()))?;
-    let namespace = doc["metadata"]["namespace"].as_str().unwrap_or("default");
-    let mut model = Model::new(name, spec);
-    model.metadata.namespace = Some(namespace.to_string());
+    let name = name.with_context(|| format!("{}: metadata.name is missing", file.display()))?;
+    let mut model = Model::new(&name, spec);
+    model.metadata.namespace = Some(namespace.unwrap_or_else(|| "default".into()));
     Ok(model)
 }
 
@@ -363,7 +363,7 @@ async fn drive(
     let http = crate::operator::service_http_client(Duration::from_secs(30), Some(hosts));
     // The status says "serving" a moment before the gateway's Service
     // resolves and its pod answers: wait for the model's metadata.
-    let metadata = format!("{}/v2/models/{name}", plan.base);
+    let metadata = crate::api::routes::url(&plan.base, crate::api::routes::MODEL, &name);
     while !http
         .get(&metadata)
         .send()

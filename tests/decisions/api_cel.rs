@@ -654,23 +654,27 @@ fn valid_schedules_and_zones_pass_cel() {
 fn schema_types_refuse_what_cel_never_sees() {
     // Enums and unsigned integers are schema constraints: the API server
     // refuses them before CEL runs; the CLI refuses them while parsing.
-    for (from, to, needle) in [
+    // The CLI names the field, then the decoder's reason, once.
+    for (from, to, expected) in [
         (
             "task: classification",
             "task: clustering",
-            "unknown variant `clustering`",
+            "`spec.task`: unknown variant `clustering`",
         ),
         (
             "missedRuns: RunLatest",
             "missedRuns: Sometimes",
-            "unknown variant `Sometimes`",
+            "`spec.retrain.missedRuns`: unknown variant `Sometimes`",
         ),
-        ("epochs: 40", "epochs: -3", "invalid value"),
+        (
+            "epochs: 40",
+            "epochs: -3",
+            "`spec.training.epochs`: invalid value",
+        ),
     ] {
-        let err = load_model_config(&FIXTURE.replace(from, to))
-            .expect_err(to)
-            .to_string();
-        assert!(err.contains(needle), "{to}: {err}");
+        let err = load_model_config(&FIXTURE.replace(from, to)).expect_err(to);
+        let chain = driftline::error_chain(&err);
+        assert!(chain.starts_with(expected), "{to}: {chain}");
     }
 }
 

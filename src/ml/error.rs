@@ -90,11 +90,11 @@ pub enum MlError {
     },
     #[error("device: {0}")]
     Device(String),
-    #[error("tensor computation failed: {0}")]
+    #[error("tensor computation failed")]
     Tensor(#[from] candle_core::Error),
-    #[error("reference profile: {0}")]
+    #[error("cannot build the drift reference profile")]
     Profile(#[from] ProfileError),
-    #[error("gate slice `{slice}`: {source}")]
+    #[error("gate slice `{slice}`")]
     Slice {
         slice: String,
         #[source]
@@ -102,7 +102,7 @@ pub enum MlError {
     },
     #[error("training diverged at epoch {epoch}: loss is {loss}; lower training.learningRate")]
     Diverged { epoch: u32, loss: f64 },
-    #[error("cannot encode the report as JSON: {0}")]
+    #[error("cannot encode the report as JSON")]
     Json(#[from] serde_json::Error),
 }
 

@@ -12,19 +12,38 @@ use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
+/// A cause of another library's kind (object_store, io, reqwest), kept whole.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why a URI could not be read, listed or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("`{uri}` is not a location driftline can use: {reason}")]
-    InvalidUri { uri: String, reason: String },
+    #[error("`{uri}` is not a location driftline can use")]
+    InvalidUri {
+        uri: String,
+        #[source]
+        source: Cause,
+    },
     #[error("`{uri}` does not exist")]
     NotFound { uri: String },
-    #[error("cannot read `{uri}`: {reason}")]
-    Read { uri: String, reason: String },
-    #[error("cannot list `{uri}`: {reason}")]
-    List { uri: String, reason: String },
-    #[error("cannot write `{uri}`: {reason}")]
-    Write { uri: String, reason: String },
+    #[error("cannot read `{uri}`")]
+    Read {
+        uri: String,
+        #[source]
+        source: Cause,
+    },
+    #[error("cannot list `{uri}`")]
+    List {
+        uri: String,
+        #[source]
+        source: Cause,
+    },
+    #[error("cannot write `{uri}`")]
+    Write {
+        uri: String,
+        #[source]
+        source: Cause,
+    },
     #[error(
         "`{uri}` already holds an artifact; versions are immutable, write the new one to a new location"
     )]
@@ -66,7 +85,7 @@ fn parse(uri: &str) -> Result<Location, StoreError> {
     if uri.trim().is_empty() {
         return Err(StoreError::InvalidUri {
             uri: uri.into(),
-            reason: "it is empty".into(),
+            source: "it is empty".into(),
         });
     }
     if let Some(path) = local_path(uri) {
@@ -74,7 +93,7 @@ fn parse(uri: &str) -> Result<Location, StoreError> {
     }
     let url = url::Url::parse(uri).map_err(|e| StoreError::InvalidUri {
         uri: uri.into(),
-        reason: e.to_string(),
+        source: e.into(),
     })?;
     match url.scheme() {
         "http" | "https" => Ok(Location::Http(url)),
@@ -86,7 +105,7 @@ fn parse(uri: &str) -> Result<Location, StoreError> {
             let (store, path) = object_store::parse_url_opts(&url, options).map_err(|e| {
                 StoreError::InvalidUri {
                     uri: uri.into(),
-                    reason: e.to_string(),
+                    source: e.into(),
                 }
             })?;
             Ok(Location::Remote {
@@ -96,9 +115,10 @@ fn parse(uri: &str) -> Result<Location, StoreError> {
         }
         other => Err(StoreError::InvalidUri {
             uri: uri.into(),
-            reason: format!(
+            source: format!(
                 "unsupported scheme `{other}`; use a path, file://, s3://, gs://, az:// or https://"
-            ),
+            )
+            .into(),
         }),
     }
 }
@@ -115,7 +135,7 @@ fn http_client(uri: &str) -> Result<reqwest::Client, StoreError> {
         .build()
         .map_err(|e| StoreError::Read {
             uri: uri.into(),
-            reason: e.to_string(),
+            source: e.into(),
         })
 }
 
@@ -129,7 +149,7 @@ pub async fn read_bytes(uri: &str) -> Result<Bytes, StoreError> {
             }
             Err(e) => Err(StoreError::Read {
                 uri: uri.into(),
-                reason: e.to_string(),
+                source: e.into(),
             }),
         },
         Location::Remote { store, path } => {
@@ -137,12 +157,12 @@ pub async fn read_bytes(uri: &str) -> Result<Bytes, StoreError> {
                 object_store::Error::NotFound { .. } => StoreError::NotFound { uri: uri.into() },
                 other => StoreError::Read {
                     uri: uri.into(),
-                    reason: other.to_string(),
+                    source: other.into(),
                 },
             })?;
             got.bytes().await.map_err(|e| StoreError::Read {
                 uri: uri.into(),
-                reason: e.to_string(),
+                source: e.into(),
             })
         }
         Location::Http(url) => {
@@ -153,7 +173,7 @@ pub async fn read_bytes(uri: &str) -> Result<Bytes, StoreError> {
                     .await
                     .map_err(|e| StoreError::Read {
                         uri: uri.into(),
-                        reason: e.to_string(),
+                        source: e.into(),
                     })?;
             if response.status() == reqwest::StatusCode::NOT_FOUND {
                 return Err(StoreError::NotFound { uri: uri.into() });
@@ -161,12 +181,12 @@ pub async fn read_bytes(uri: &str) -> Result<Bytes, StoreError> {
             if !response.status().is_success() {
                 return Err(StoreError::Read {
                     uri: uri.into(),
-                    reason: format!("HTTP status {}", response.status()),
+                    source: format!("HTTP status {}", response.status()).into(),
                 });
             }
             response.bytes().await.map_err(|e| StoreError::Read {
                 uri: uri.into(),
-                reason: e.to_string(),
+                source: e.into(),
             })
         }
     }
@@ -182,7 +202,7 @@ pub async fn size_of(uri: &str) -> Result<u64, StoreError> {
                 std::io::ErrorKind::NotFound => StoreError::NotFound { uri: uri.into() },
                 _ => StoreError::Read {
                     uri: uri.into(),
-                    reason: e.to_string(),
+                    source: e.into(),
                 },
             }),
         Location::Remote { store, path } => {
@@ -192,7 +212,7 @@ pub async fn size_of(uri: &str) -> Result<u64, StoreError> {
                 .map(|m| m.size)
                 .map_err(|e| StoreError::Read {
                     uri: uri.into(),
-                    reason: e.to_string(),
+                    source: e.into(),
                 })
         }
         Location::Http(_) => read_bytes(uri).await.map(|b| b.len() as u64),
@@ -204,9 +224,9 @@ pub async fn size_of(uri: &str) -> Result<u64, StoreError> {
 /// size and mtime in nanoseconds; https: the whole body's sha256). Used to
 /// notice new training data without reading it.
 pub async fn version_tag(uri: &str) -> Result<String, StoreError> {
-    let read_err = |reason: String| StoreError::Read {
+    let read_err = |source: Cause| StoreError::Read {
         uri: uri.into(),
-        reason,
+        source,
     };
     match parse(uri)? {
         Location::Local(path) => {
@@ -214,7 +234,7 @@ pub async fn version_tag(uri: &str) -> Result<String, StoreError> {
                 .await
                 .map_err(|e| match e.kind() {
                     std::io::ErrorKind::NotFound => StoreError::NotFound { uri: uri.into() },
-                    _ => read_err(e.to_string()),
+                    _ => read_err(e.into()),
                 })?;
             let mtime = meta
                 .modified()
@@ -226,7 +246,7 @@ pub async fn version_tag(uri: &str) -> Result<String, StoreError> {
         Location::Remote { store, path } => {
             let meta = store.head(&path).await.map_err(|e| match e {
                 object_store::Error::NotFound { .. } => StoreError::NotFound { uri: uri.into() },
-                other => read_err(other.to_string()),
+                other => read_err(other.into()),
             })?;
             Ok(match meta.e_tag {
                 Some(tag) => format!("etag:{tag}"),
@@ -257,20 +277,20 @@ pub async fn list(prefix: &str, suffix: &str) -> Result<Vec<String>, StoreError>
                     Err(e) => {
                         return Err(StoreError::List {
                             uri: prefix.into(),
-                            reason: e.to_string(),
+                            source: e.into(),
                         });
                     }
                 };
                 while let Some(entry) =
                     entries.next_entry().await.map_err(|e| StoreError::List {
                         uri: prefix.into(),
-                        reason: e.to_string(),
+                        source: e.into(),
                     })?
                 {
                     let path = entry.path();
                     let kind = entry.file_type().await.map_err(|e| StoreError::List {
                         uri: prefix.into(),
-                        reason: e.to_string(),
+                        source: e.into(),
                     })?;
                     if kind.is_dir() {
                         pending.push(path);
@@ -301,7 +321,7 @@ pub async fn list(prefix: &str, suffix: &str) -> Result<Vec<String>, StoreError>
                     .await
                     .map_err(|e| StoreError::List {
                         uri: prefix.into(),
-                        reason: e.to_string(),
+                        source: e.into(),
                     })?;
             let base = prefix.trim_end_matches('/');
             let mut found: Vec<String> = metas
@@ -321,7 +341,7 @@ pub async fn list(prefix: &str, suffix: &str) -> Result<Vec<String>, StoreError>
         }
         Location::Http(_) => Err(StoreError::List {
             uri: prefix.into(),
-            reason: "https locations cannot be listed; use a path or an object store".into(),
+            source: "https locations cannot be listed; use a path or an object store".into(),
         }),
     }
 }
@@ -336,9 +356,9 @@ pub fn check(uri: &str) -> Result<(), StoreError> {
 /// a temporary sibling renamed into place, on an object store one put (which
 /// stores publish atomically). Creates missing local directories.
 pub async fn write_object(uri: &str, data: Bytes) -> Result<(), StoreError> {
-    let write_err = |reason: String| StoreError::Write {
+    let write_err = |source: Cause| StoreError::Write {
         uri: uri.into(),
-        reason,
+        source,
     };
     match parse(uri)? {
         Location::Local(path) => {
@@ -352,7 +372,7 @@ pub async fn write_object(uri: &str, data: Bytes) -> Result<(), StoreError> {
             .await;
             if let Err(e) = result {
                 let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(write_err(e.to_string()));
+                return Err(write_err(e.into()));
             }
             Ok(())
         }
@@ -360,7 +380,7 @@ pub async fn write_object(uri: &str, data: Bytes) -> Result<(), StoreError> {
             .put(&path, data.into())
             .await
             .map(|_| ())
-            .map_err(|e| write_err(e.to_string())),
+            .map_err(|e| write_err(e.into())),
         Location::Http(_) => Err(write_err(
             "https locations are read-only; write to a path or an object store".into(),
         )),
@@ -387,7 +407,7 @@ pub async fn write_atomically(prefix: &str, files: &[(&str, Bytes)]) -> Result<(
                 Err(e) => {
                     return Err(StoreError::Write {
                         uri: prefix.into(),
-                        reason: e.to_string(),
+                        source: e.into(),
                     });
                 }
             }
@@ -397,14 +417,14 @@ pub async fn write_atomically(prefix: &str, files: &[(&str, Bytes)]) -> Result<(
                     .await
                     .map_err(|e| StoreError::Write {
                         uri: join(prefix, name),
-                        reason: e.to_string(),
+                        source: e.into(),
                     })?;
             }
             Ok(())
         }
         Location::Http(_) => Err(StoreError::Write {
             uri: prefix.into(),
-            reason: "https locations are read-only; write artifacts to a path or an object store"
+            source: "https locations are read-only; write artifacts to a path or an object store"
                 .into(),
         }),
     }
@@ -426,7 +446,7 @@ fn staging_sibling(path: &Path) -> Option<(PathBuf, PathBuf)> {
 async fn write_local(prefix: &str, dir: &Path, files: &[(&str, Bytes)]) -> Result<(), StoreError> {
     let write_err = |e: std::io::Error| StoreError::Write {
         uri: prefix.into(),
-        reason: e.to_string(),
+        source: e.into(),
     };
     if let Ok(mut entries) = tokio::fs::read_dir(dir).await
         && entries.next_entry().await.map_err(write_err)?.is_some()
@@ -435,7 +455,7 @@ async fn write_local(prefix: &str, dir: &Path, files: &[(&str, Bytes)]) -> Resul
     }
     let (parent, tmp) = staging_sibling(dir).ok_or_else(|| StoreError::InvalidUri {
         uri: prefix.into(),
-        reason: "names no directory".into(),
+        source: "names no directory".into(),
     })?;
     tokio::fs::create_dir_all(&parent)
         .await
@@ -539,9 +559,10 @@ mod tests {
             "{err}"
         );
         let err = read_bytes("ftp://host/x.csv").await.unwrap_err();
-        assert!(
-            err.to_string().contains("unsupported scheme `ftp`"),
-            "{err}"
+        assert_eq!(
+            crate::error_chain(&err),
+            "`ftp://host/x.csv` is not a location driftline can use: unsupported scheme `ftp`; \
+             use a path, file://, s3://, gs://, az:// or https://"
         );
     }
 

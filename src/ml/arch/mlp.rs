@@ -29,22 +29,6 @@ impl Architecture for Mlp {
         "mlp"
     }
 
-    fn validate(&self, spec: &ArchitectureSpec) -> Result<(), MlError> {
-        if let Some(i) = spec.hidden_layers.iter().position(|&h| h == 0) {
-            return Err(MlError::InvalidConfig {
-                field: format!("architecture.hiddenLayers[{i}]"),
-                reason: "a hidden layer needs at least one unit".into(),
-            });
-        }
-        if !(0.0..1.0).contains(&spec.dropout) {
-            return Err(MlError::InvalidConfig {
-                field: "architecture.dropout".into(),
-                reason: format!("{} is outside [0, 1)", spec.dropout),
-            });
-        }
-        Ok(())
-    }
-
     fn tensors(&self, spec: &ArchitectureSpec, inputs: usize, outputs: usize) -> Vec<TensorShape> {
         let w = widths(spec, inputs, outputs);
         let mut out = Vec::new();

@@ -32,8 +32,6 @@ pub trait Network: Send + Sync {
 pub trait Architecture: Sync {
     /// The `architecture.type` users write.
     fn name(&self) -> &'static str;
-    /// Refuses specs this architecture cannot build.
-    fn validate(&self, spec: &ArchitectureSpec) -> Result<(), MlError>;
     /// Every tensor, in a stable order.
     fn tensors(&self, spec: &ArchitectureSpec, inputs: usize, outputs: usize) -> Vec<TensorShape>;
     /// Initial values of [`Architecture::tensors`], drawn from `rng`.

@@ -9,6 +9,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use chrono::Utc;
+use driftline::api::DriftSpec;
 use driftline::drift::{
     DatasetSketch, DriftConfig, FeatureProfile, NumericProfile, Observation, ReferenceProfile,
     monitor::compare,
@@ -92,10 +93,10 @@ fn main() -> std::io::Result<()> {
     }
     let update_seconds = started.elapsed().as_secs_f64();
 
-    let config = DriftConfig {
-        window_rows: ROWS as u64,
-        ..DriftConfig::default()
-    };
+    let config = DriftConfig::from(DriftSpec {
+        window: ROWS as u32,
+        ..Default::default()
+    });
     let started = Instant::now();
     let report = compare(&profile, &config, &sketch, Utc::now(), None);
     let stats_seconds = started.elapsed().as_secs_f64();

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use candle_core::Device;
 use chrono::Utc;
+use driftline::api::DriftSpec;
 use driftline::api::load_model_config;
 use driftline::drift::{DriftConfig, DriftMonitor, Observation};
 use driftline::ml::synth::{self, Shift};
@@ -115,10 +116,10 @@ fn main() -> std::io::Result<()> {
     );
 
     let features = &model.manifest().features;
-    let config = DriftConfig {
-        window_rows: WINDOW as u64,
-        ..DriftConfig::default()
-    };
+    let config = DriftConfig::from(DriftSpec {
+        window: WINDOW as u32,
+        ..Default::default()
+    });
     let mut monitor =
         DriftMonitor::new(model.manifest().reference.clone(), config, Utc::now()).map_err(io)?;
     let mut verdicts = Vec::new();

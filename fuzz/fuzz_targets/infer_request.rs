@@ -3,7 +3,8 @@
 //! value or an error, never panic or over-read, for every model schema shape.
 #![no_main]
 
-use driftline::serve::protocol::{FeatureKind, InputSchema, decode_inputs, parse_infer_body};
+use driftline::api::FeatureKind;
+use driftline::serve::protocol::{InputSchema, decode_inputs, parse_infer_body};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {

@@ -455,7 +455,7 @@ impl JsonSchema for DriftThreshold {
 }
 
 /// Per-feature override of the drift threshold.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FeatureDriftOverride {
     /// This feature's threshold instead of `drift.threshold`.

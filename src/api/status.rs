@@ -345,7 +345,37 @@ pub fn version_name(n: u32) -> String {
     format!("v{n}")
 }
 
-/// The number in a version name `v<n>`.
+/// The number in a version name `v<n>`: the one version grammar (`v1`,
+/// `v12`; not `3`, `v03`, `v+3` or `v0`), for names, annotations, flags and
+/// the gateway's per-version routes.
 pub fn version_number(name: &str) -> Option<u32> {
-    name.strip_prefix('v')?.parse().ok()
+    let digits = name.strip_prefix('v')?;
+    let canonical = digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
+    canonical.then(|| digits.parse().ok()).flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_is_v_and_a_positive_number_written_plainly() {
+        assert_eq!(version_number("v1"), Some(1));
+        assert_eq!(version_number("v12"), Some(12));
+        assert_eq!(version_name(12), "v12");
+        for bad in [
+            "3",
+            "v",
+            "v0",
+            "v03",
+            "v+3",
+            "v-1",
+            "V3",
+            "v3 ",
+            "v1.0",
+            "v99999999999",
+        ] {
+            assert_eq!(version_number(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -5,7 +5,9 @@
 use std::fmt;
 
 use super::duration::parse_duration;
-use super::model::{AnalysisSpec, DriftStatistic, DriftThreshold, MetricThreshold, ModelSpec};
+use super::model::{
+    AnalysisSpec, DriftSpec, DriftStatistic, DriftThreshold, MetricThreshold, ModelSpec,
+};
 use super::schedule::{RetrainSchedule, time_zone_names};
 use super::slice::SliceCondition;
 
@@ -141,6 +143,13 @@ pub struct InvalidModel {
 struct Collector(Vec<FieldError>);
 
 impl Collector {
+    fn finish(self) -> Result<(), InvalidModel> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(InvalidModel { errors: self.0 })
+        }
+    }
     fn check(&mut self, ok: bool, path: impl Into<String>, message: &str) {
         if !ok {
             self.0.push(FieldError {
@@ -261,6 +270,60 @@ fn analysis(c: &mut Collector, a: &AnalysisSpec) {
     }
 }
 
+fn drift(c: &mut Collector, dr: &DriftSpec) {
+    if let DriftThreshold::Fixed(t) = dr.threshold {
+        c.check(
+            t.is_finite() && t > 0.0,
+            "spec.drift.threshold",
+            msg::DRIFT_THRESHOLD_POSITIVE,
+        );
+        let bounded = matches!(
+            dr.statistic,
+            DriftStatistic::JensenShannon | DriftStatistic::Ks
+        );
+        c.check(
+            !bounded || t <= 1.0,
+            "spec.drift",
+            msg::DRIFT_THRESHOLD_BOUNDED,
+        );
+    }
+    c.check(
+        dr.false_alarm_rate > 0.0 && dr.false_alarm_rate < 1.0,
+        "spec.drift.falseAlarmRate",
+        msg::FALSE_ALARM_RATE,
+    );
+    c.check(dr.window > 0, "spec.drift.window", msg::DRIFT_WINDOW);
+    c.check(
+        dr.consecutive_windows > 0,
+        "spec.drift.consecutiveWindows",
+        msg::CONSECUTIVE_WINDOWS,
+    );
+    c.check(
+        dr.drifted_share > 0.0 && dr.drifted_share <= 1.0,
+        "spec.drift.driftedShare",
+        msg::DRIFTED_SHARE,
+    );
+    for (name, o) in &dr.features {
+        if let Some(th) = o.threshold {
+            c.check(
+                th.is_finite() && th > 0.0,
+                format!("spec.drift.features.{name}.threshold"),
+                msg::FEATURE_THRESHOLD,
+            );
+        }
+    }
+}
+
+impl DriftSpec {
+    /// The `spec.drift` part of [`ModelSpec::validate`], for the model
+    /// server, whose drift settings come as flags rather than a whole Model.
+    pub fn validate(&self) -> Result<(), InvalidModel> {
+        let mut c = Collector(Vec::new());
+        drift(&mut c, self);
+        c.finish()
+    }
+}
+
 impl ModelSpec {
     /// Checks what the CRD's CEL rules check, with the same messages and
     /// paths, plus what CEL cannot express (cron field semantics, duration
@@ -270,7 +333,11 @@ impl ModelSpec {
 
         let d = &self.data;
         c.check(!d.source.is_empty(), "spec.data.source", msg::SOURCE_EMPTY);
-        c.check(!d.target.is_empty(), "spec.data.target", msg::TARGET_EMPTY);
+        c.check(
+            !d.target.trim().is_empty(),
+            "spec.data.target",
+            msg::TARGET_EMPTY,
+        );
         c.check(
             !d.features.contains(&d.target),
             "spec.data",
@@ -307,12 +374,12 @@ impl ModelSpec {
             msg::BATCH_SIZE_POSITIVE,
         );
         c.check(
-            t.learning_rate > 0.0,
+            t.learning_rate.is_finite() && t.learning_rate > 0.0,
             "spec.training.learningRate",
             msg::LEARNING_RATE_POSITIVE,
         );
         c.check(
-            t.weight_decay >= 0.0,
+            t.weight_decay.is_finite() && t.weight_decay >= 0.0,
             "spec.training.weightDecay",
             msg::WEIGHT_DECAY,
         );
@@ -379,48 +446,7 @@ impl ModelSpec {
             }
         }
 
-        let dr = &self.drift;
-        if let DriftThreshold::Fixed(t) = dr.threshold {
-            c.check(
-                t > 0.0,
-                "spec.drift.threshold",
-                msg::DRIFT_THRESHOLD_POSITIVE,
-            );
-            let bounded = matches!(
-                dr.statistic,
-                DriftStatistic::JensenShannon | DriftStatistic::Ks
-            );
-            c.check(
-                !bounded || t <= 1.0,
-                "spec.drift",
-                msg::DRIFT_THRESHOLD_BOUNDED,
-            );
-        }
-        c.check(
-            dr.false_alarm_rate > 0.0 && dr.false_alarm_rate < 1.0,
-            "spec.drift.falseAlarmRate",
-            msg::FALSE_ALARM_RATE,
-        );
-        c.check(dr.window > 0, "spec.drift.window", msg::DRIFT_WINDOW);
-        c.check(
-            dr.consecutive_windows > 0,
-            "spec.drift.consecutiveWindows",
-            msg::CONSECUTIVE_WINDOWS,
-        );
-        c.check(
-            dr.drifted_share > 0.0 && dr.drifted_share <= 1.0,
-            "spec.drift.driftedShare",
-            msg::DRIFTED_SHARE,
-        );
-        for (name, o) in &dr.features {
-            if let Some(th) = o.threshold {
-                c.check(
-                    th > 0.0,
-                    format!("spec.drift.features.{name}.threshold"),
-                    msg::FEATURE_THRESHOLD,
-                );
-            }
-        }
+        drift(&mut c, &self.drift);
 
         if let Some(g) = &self.gate {
             c.check(
@@ -524,10 +550,6 @@ impl ModelSpec {
             msg::REPLICAS,
         );
 
-        if c.0.is_empty() {
-            Ok(())
-        } else {
-            Err(InvalidModel { errors: c.0 })
-        }
+        c.finish()
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod demo;
+pub mod drift_flags;
 pub mod flags;
 pub mod load;
 pub mod ml;

@@ -6,15 +6,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::collections::BTreeMap;
-
+use super::drift_flags::DriftFlags;
 use super::flags;
-use crate::drift::monitor::{Control, Threshold};
-use crate::drift::{DriftConfig, FeatureOverride, Statistic, Trigger};
 
 use crate::serve::error::ServeError;
 use crate::serve::feedback::{FeedbackConfig, FeedbackSink};
-use crate::serve::gateway::{DEFAULT_URL_TEMPLATE, GatewayConfig, WeightsSource, run_gateway};
+use crate::serve::gateway::{GatewayConfig, WeightsSource, run_gateway};
 use crate::serve::model::{StoreFeedbackSink, load_artifact};
 use crate::serve::server::{Predictor, ServerConfig, start};
 
@@ -53,43 +50,8 @@ pub struct ServeArgs {
     /// Largest number of rows in one request.
     #[arg(long, default_value_t = 65_536)]
     pub max_rows: usize,
-    /// Drift statistic compared with the threshold: jensenShannon, psi, ks, wasserstein.
-    #[arg(long, default_value = "jensenShannon")]
-    pub drift_statistic: Statistic,
-    /// A feature drifts when its statistic exceeds this: `auto` (each
-    /// feature's null quantile for the window's size, calibrated at
-    /// training) or a number for every feature.
-    #[arg(long, default_value = "auto")]
-    pub drift_threshold: Threshold,
-    /// With `--drift-threshold auto`: the false-flag rate allowed per window.
-    #[arg(long, default_value_t = 0.01)]
-    pub drift_false_alarm_rate: f64,
-    /// With `--drift-threshold auto`: which rate that is: `familyWise` (any
-    /// feature of a drift-free window), `falseDiscoveryRate` or `perFeature`.
-    #[arg(long, default_value = "familyWise")]
-    pub drift_control: Control,
-    /// Rows per drift window.
-    #[arg(long, default_value_t = 1000)]
-    pub drift_window: u64,
-    /// Also close a drift window after this long, e.g. `10m`.
-    #[arg(long, value_parser = flags::duration)]
-    pub drift_window_time: Option<Duration>,
-    /// Closed drift windows kept.
-    #[arg(long, default_value_t = 5)]
-    pub drift_recent: usize,
-    /// How drifted features add up to a drifted window: `weighted` (by the
-    /// model's feature importance; drifted predictions count too), `share`
-    /// (of features, as Evidently) or `any`.
-    #[arg(long, default_value = "weighted")]
-    pub drift_trigger: Trigger,
-    /// A window drifts when at least this share of the features (`share`) or
-    /// of their importance weight (`weighted`) drifts.
-    #[arg(long, default_value_t = 0.5)]
-    pub drifted_share: f64,
-    /// One feature's own drift threshold, or `ignore` to never count it:
-    /// `--drift-feature alcohol=0.2 --drift-feature id=ignore`.
-    #[arg(long = "drift-feature", value_name = "NAME=THRESHOLD|ignore", value_parser = parse_drift_feature)]
-    pub drift_features: Vec<(String, FeatureOverride)>,
+    #[command(flatten)]
+    pub drift: DriftFlags,
     /// Prefix URI for labelled feedback files (JSON Lines), e.g. file:///store/feedback/wine-quality/.
     #[arg(long, env = "DRIFTLINE_FEEDBACK")]
     pub feedback: Option<String>,
@@ -125,9 +87,10 @@ pub struct GatewayArgs {
     /// Read weights from this Model's status.traffic through the Kubernetes API: `namespace/name`.
     #[arg(long)]
     pub model: Option<String>,
-    /// Backend URL per version; `{model}`, `{namespace}`, `{version}` are filled in.
-    #[arg(long, default_value = DEFAULT_URL_TEMPLATE)]
-    pub url_template: String,
+    /// Backend URL per version; `{model}`, `{namespace}`, `{version}` are
+    /// filled in (default: each version's serving Service in the cluster).
+    #[arg(long)]
+    pub url_template: Option<String>,
     /// Send requests with the same `id` to the same version.
     #[arg(long)]
     pub sticky: bool,
@@ -149,51 +112,7 @@ pub struct GatewayArgs {
     pub port: u16,
 }
 
-/// Parses `NAME=THRESHOLD` or `NAME=ignore` for `--drift-feature`.
-pub fn parse_drift_feature(text: &str) -> Result<(String, FeatureOverride), String> {
-    let (name, value) = text
-        .split_once('=')
-        .ok_or_else(|| format!("`{text}`: expected NAME=THRESHOLD or NAME=ignore"))?;
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(format!("`{text}`: the feature name is empty"));
-    }
-    let value = value.trim();
-    let o = if value.eq_ignore_ascii_case("ignore") {
-        FeatureOverride {
-            threshold: None,
-            ignore: true,
-        }
-    } else {
-        let threshold: f64 = value.parse().map_err(|_| {
-            format!("`{text}`: `{value}` is neither a threshold number nor `ignore`")
-        })?;
-        if !threshold.is_finite() || threshold <= 0.0 {
-            return Err(format!(
-                "`{text}`: the threshold must be a number > 0 (got {value})"
-            ));
-        }
-        FeatureOverride {
-            threshold: Some(threshold),
-            ignore: false,
-        }
-    };
-    Ok((name.to_string(), o))
-}
-
 impl ServeArgs {
-    fn drift_overrides(&self) -> Result<BTreeMap<String, FeatureOverride>, ServeError> {
-        let mut features = BTreeMap::new();
-        for (name, o) in &self.drift_features {
-            if features.insert(name.clone(), o.clone()).is_some() {
-                return Err(ServeError::Config(format!(
-                    "--drift-feature names `{name}` twice"
-                )));
-            }
-        }
-        Ok(features)
-    }
-
     fn config(&self) -> Result<ServerConfig, ServeError> {
         if !(0.0..=1.0).contains(&self.feedback_sample_rate) {
             return Err(ServeError::Config(format!(
@@ -213,19 +132,7 @@ impl ServeArgs {
             request_timeout: self.request_timeout,
             max_concurrency: self.max_concurrency,
             max_rows: self.max_rows,
-            drift: DriftConfig {
-                statistic: self.drift_statistic,
-                threshold: self.drift_threshold,
-                false_alarm_rate: self.drift_false_alarm_rate,
-                control: self.drift_control,
-                window_rows: self.drift_window,
-                window_duration: self.drift_window_time,
-                recent_windows: self.drift_recent,
-                trigger: self.drift_trigger,
-                drifted_share: self.drifted_share,
-                // Names the model lacks are refused when it loads.
-                features: self.drift_overrides()?,
-            },
+            drift: self.drift.config().map_err(ServeError::Config)?,
             feedback: FeedbackConfig {
                 sample_rate: self.feedback_sample_rate,
                 horizon: self.feedback_horizon,
@@ -313,6 +220,12 @@ pub async fn gateway(args: GatewayArgs) -> Result<ExitCode, ServeError> {
         sticky: args.sticky,
         body_limit: args.body_limit,
         backend_timeout: args.backend_timeout,
+        model: match &source {
+            WeightsSource::File { path, .. } => path.display().to_string(),
+            WeightsSource::Model {
+                namespace, name, ..
+            } => format!("{namespace}/{name}"),
+        },
     };
     let addr = SocketAddr::new(args.host, args.port);
     tokio::select! {
@@ -339,118 +252,8 @@ mod tests {
     }
 
     #[test]
-    fn drift_feature_overrides_parse_and_bad_ones_say_why() {
-        assert_eq!(
-            parse_drift_feature("alcohol=0.2"),
-            Ok((
-                "alcohol".into(),
-                FeatureOverride {
-                    threshold: Some(0.2),
-                    ignore: false
-                }
-            ))
-        );
-        assert_eq!(
-            parse_drift_feature("id=ignore"),
-            Ok((
-                "id".into(),
-                FeatureOverride {
-                    threshold: None,
-                    ignore: true
-                }
-            ))
-        );
-        assert!(
-            parse_drift_feature("alcohol")
-                .unwrap_err()
-                .contains("NAME=THRESHOLD")
-        );
-        assert!(
-            parse_drift_feature("=0.2")
-                .unwrap_err()
-                .contains("name is empty")
-        );
-        assert!(
-            parse_drift_feature("alcohol=high")
-                .unwrap_err()
-                .contains("`high`")
-        );
-        assert!(
-            parse_drift_feature("alcohol=-1")
-                .unwrap_err()
-                .contains("> 0")
-        );
-        assert!(
-            parse_drift_feature("alcohol=inf")
-                .unwrap_err()
-                .contains("> 0")
-        );
-    }
-
-    #[test]
-    fn drift_flags_default_to_calibrated_weighted_and_take_a_fixed_threshold() {
-        let defaults = parse_serve(&["--artifact", "/a"])
-            .unwrap()
-            .config()
-            .unwrap()
-            .drift;
-        assert_eq!(defaults.threshold, Threshold::Auto);
-        assert_eq!(defaults.trigger, Trigger::Weighted);
-        assert_eq!(defaults.control, Control::FamilyWise);
-        assert_eq!(defaults.false_alarm_rate, 0.01);
-        let set = parse_serve(&[
-            "--artifact",
-            "/a",
-            "--drift-threshold",
-            "0.2",
-            "--drift-trigger",
-            "share",
-            "--drift-control",
-            "fdr",
-        ])
-        .unwrap()
-        .config()
-        .unwrap()
-        .drift;
-        assert_eq!(set.threshold, Threshold::Fixed(0.2));
-        assert_eq!(set.trigger, Trigger::Share);
-        assert_eq!(set.control, Control::FalseDiscoveryRate);
-        let Err(err) = parse_serve(&["--artifact", "/a", "--drift-threshold", "high"]) else {
-            panic!("`high` was accepted as a threshold")
-        };
-        assert!(
-            err.to_string().contains("expected `auto` or a number"),
-            "{err}"
-        );
-        let Err(err) = parse_serve(&["--artifact", "/a", "--drift-trigger", "most"]) else {
-            panic!("`most` was accepted as a trigger")
-        };
-        assert!(err.to_string().contains("weighted, share or any"), "{err}");
-    }
-
-    #[test]
-    fn a_feature_overridden_twice_is_refused() {
-        let parse = |second: &str| {
-            parse_serve(&[
-                "--artifact",
-                "/nowhere",
-                "--drift-feature",
-                "a=0.2",
-                "--drift-feature",
-                second,
-            ])
-            .unwrap()
-        };
-        let Err(err) = parse("a=ignore").config() else {
-            panic!("a feature given twice was accepted")
-        };
-        assert!(err.to_string().contains("`a` twice"), "{err}");
-        let features = parse("b=ignore").config().unwrap().drift.features;
-        assert_eq!(features["a"].threshold, Some(0.2));
-        assert!(features["b"].ignore);
-        // Zero compute threads is a usage error, not a silent default.
-        let zero = parse_serve(&["--artifact", "/a", "--compute-threads", "0"]);
-        assert!(zero.is_err());
+    fn zero_compute_threads_is_a_usage_error() {
+        assert!(parse_serve(&["--artifact", "/a", "--compute-threads", "0"]).is_err());
         let two = parse_serve(&["--artifact", "/a", "--compute-threads", "2"]);
         assert_eq!(two.unwrap().compute_threads, 2);
     }
@@ -503,9 +306,9 @@ mod tests {
     fn duration_flags_take_the_one_grammar_of_the_crds() {
         let p = |flag: &str, value: &str| parse_serve(&["--artifact", "/a", flag, value]);
         let args = p("--drift-window-time", "1m30s").expect("1m30s");
-        assert_eq!(args.drift_window_time, Some(Duration::from_secs(90)));
+        assert_eq!(args.drift.window_time, Some(Duration::from_secs(90)));
         let args = p("--drift-window-time", "250ms").expect("250ms");
-        assert_eq!(args.drift_window_time, Some(Duration::from_millis(250)));
+        assert_eq!(args.drift.window_time, Some(Duration::from_millis(250)));
         let Err(err) = p("--drift-window-time", "2") else {
             panic!("a bare number was accepted")
         };

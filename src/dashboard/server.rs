@@ -241,10 +241,8 @@ impl Dashboard {
         version: u32,
         feature: &str,
     ) -> Option<crate::drift::ColumnSketch> {
-        let url = format!(
-            "{}/v2/models/{model}/drift",
-            crate::api::names::serving_url(model, ns, version)
-        );
+        let base = crate::api::names::serving_url(model, ns, version);
+        let url = crate::api::routes::url(&base, crate::api::routes::DRIFT, model);
         let report: DriftReport = self.http.get(&url).send().await.ok()?.json().await.ok()?;
         let window = report.recent.first().unwrap_or(&report.current);
         window

@@ -29,7 +29,9 @@ use rand::Rng;
 use rand_distr::{Binomial, Distribution};
 use serde::{Deserialize, Serialize};
 
-use super::monitor::{Statistic, statistic_value};
+use crate::api::DriftStatistic;
+
+use super::monitor::statistic_value;
 use super::profile::{FeatureProfile, ReferenceProfile};
 use super::sketch::DatasetSketch;
 use super::stats;
@@ -52,7 +54,7 @@ pub struct NullFit {
 
 impl NullFit {
     /// The statistic's value exceeded with probability `tail` when nothing drifted.
-    pub fn quantile(&self, statistic: Statistic, tail: f64) -> f64 {
+    pub fn quantile(&self, statistic: DriftStatistic, tail: f64) -> f64 {
         if self.scale <= 0.0 {
             return 0.0;
         }
@@ -63,7 +65,7 @@ impl NullFit {
     }
 
     /// Probability of a value at least this large when nothing drifted.
-    pub fn p_value(&self, statistic: Statistic, value: f64) -> f64 {
+    pub fn p_value(&self, statistic: DriftStatistic, value: f64) -> f64 {
         if self.scale <= 0.0 {
             return if value > 0.0 { 0.0 } else { 1.0 };
         }
@@ -72,16 +74,16 @@ impl NullFit {
 }
 
 /// PSI is a divergence; the others are distances, whose squares behave like divergences.
-fn to_g(statistic: Statistic, value: f64) -> f64 {
+fn to_g(statistic: DriftStatistic, value: f64) -> f64 {
     match statistic {
-        Statistic::Psi => value,
+        DriftStatistic::Psi => value,
         _ => value * value,
     }
 }
 
-fn from_g(statistic: Statistic, g: f64) -> f64 {
+fn from_g(statistic: DriftStatistic, g: f64) -> f64 {
     match statistic {
-        Statistic::Psi => g,
+        DriftStatistic::Psi => g,
         _ => g.max(0.0).sqrt(),
     }
 }
@@ -101,10 +103,10 @@ pub struct WindowNull {
 }
 
 impl WindowNull {
-    fn fit(&self, statistic: Statistic) -> NullFit {
+    fn fit(&self, statistic: DriftStatistic) -> NullFit {
         match (statistic, self.ks, self.wasserstein) {
-            (Statistic::Psi, _, _) => self.psi,
-            (Statistic::Ks, Some(f), _) | (Statistic::Wasserstein, _, Some(f)) => f,
+            (DriftStatistic::Psi, _, _) => self.psi,
+            (DriftStatistic::Ks, Some(f), _) | (DriftStatistic::Wasserstein, _, Some(f)) => f,
             _ => self.jensen_shannon,
         }
     }
@@ -121,7 +123,7 @@ pub struct ColumnNull {
 impl ColumnNull {
     /// The null of `statistic` for a window of `rows` rows (see the module
     /// doc for sizes between and beyond the stored ones).
-    pub fn fit_at(&self, statistic: Statistic, rows: u64) -> Option<NullFit> {
+    pub fn fit_at(&self, statistic: DriftStatistic, rows: u64) -> Option<NullFit> {
         let sizes = &self.windows;
         let first = sizes.first()?;
         let rows = rows.max(1);
@@ -262,15 +264,15 @@ fn column_null(
     }
 }
 
-const STATISTICS: [Statistic; 4] = [
-    Statistic::JensenShannon,
-    Statistic::Psi,
-    Statistic::Ks,
-    Statistic::Wasserstein,
+const STATISTICS: [DriftStatistic; 4] = [
+    DriftStatistic::JensenShannon,
+    DriftStatistic::Psi,
+    DriftStatistic::Ks,
+    DriftStatistic::Wasserstein,
 ];
 
 /// Scaled chi-square with the resampled `g`'s mean and variance.
-fn fit(values: &mut [f64], statistic: Statistic) -> NullFit {
+fn fit(values: &mut [f64], statistic: DriftStatistic) -> NullFit {
     let n = values.len().max(1) as f64;
     let g: Vec<f64> = values.iter().map(|&v| to_g(statistic, v)).collect();
     let mean = g.iter().sum::<f64>() / n;
@@ -385,8 +387,8 @@ mod tests {
         let held_out = DatasetSketch::for_profile(&reference);
         let calibration = calibrate(&reference, &held_out, &[], DEFAULT_RESAMPLES, &mut rng);
         let x = &calibration.features[0];
-        let fit = x.fit_at(Statistic::JensenShannon, 500).unwrap();
-        let threshold = fit.quantile(Statistic::JensenShannon, 0.01);
+        let fit = x.fit_at(DriftStatistic::JensenShannon, 500).unwrap();
+        let threshold = fit.quantile(DriftStatistic::JensenShannon, 0.01);
         // Fresh windows of 500 N(0, 1) rows against the stored reference.
         let FeatureProfile::Numeric { profile: p, .. } = &reference.features[0] else {
             unreachable!()
@@ -408,13 +410,13 @@ mod tests {
             "rate {rate} over {threshold}"
         );
         // And the fit's own 99th percentile sits near the resampled one.
-        let q99 = fit.quantile(Statistic::JensenShannon, 0.01);
+        let q99 = fit.quantile(DriftStatistic::JensenShannon, 0.01);
         assert!((q99 / fit.q99 - 1.0).abs() < 0.2, "{q99} vs {}", fit.q99);
         // A window 4× larger has a threshold about half as high (1/sqrt(n)), never higher.
         let big = x
-            .fit_at(Statistic::JensenShannon, 2_000)
+            .fit_at(DriftStatistic::JensenShannon, 2_000)
             .unwrap()
-            .quantile(Statistic::JensenShannon, 0.01);
+            .quantile(DriftStatistic::JensenShannon, 0.01);
         assert!(
             big < threshold && big > 0.4 * threshold,
             "{big} vs {threshold}"
@@ -433,9 +435,9 @@ mod tests {
             "the Model's window is stored"
         );
         let q = |n| {
-            x.fit_at(Statistic::Ks, n)
+            x.fit_at(DriftStatistic::Ks, n)
                 .unwrap()
-                .quantile(Statistic::Ks, 0.001)
+                .quantile(DriftStatistic::Ks, 0.001)
         };
         // Monotone: smaller windows need higher thresholds.
         let ladder = [20, 100, 150, 300, 750, 3_000, 10_000, 100_000];
@@ -452,8 +454,8 @@ mod tests {
         // Categorical columns have no KS: they fall back to Jensen-Shannon.
         let color = &c.features[1];
         assert_eq!(
-            color.fit_at(Statistic::Ks, 500),
-            color.fit_at(Statistic::JensenShannon, 500)
+            color.fit_at(DriftStatistic::Ks, 500),
+            color.fit_at(DriftStatistic::JensenShannon, 500)
         );
     }
 
@@ -480,9 +482,11 @@ mod tests {
         }
         let c = calibrate(&constant, &held_out, &[], 50, &mut rng);
         assert_eq!(c.pooled_rows, 150);
-        let fit = c.features[0].fit_at(Statistic::JensenShannon, 500).unwrap();
-        assert_eq!(fit.quantile(Statistic::JensenShannon, 0.001), 0.0);
-        assert_eq!(fit.p_value(Statistic::JensenShannon, 0.01), 0.0);
-        assert_eq!(fit.p_value(Statistic::JensenShannon, 0.0), 1.0);
+        let fit = c.features[0]
+            .fit_at(DriftStatistic::JensenShannon, 500)
+            .unwrap();
+        assert_eq!(fit.quantile(DriftStatistic::JensenShannon, 0.001), 0.0);
+        assert_eq!(fit.p_value(DriftStatistic::JensenShannon, 0.01), 0.0);
+        assert_eq!(fit.p_value(DriftStatistic::JensenShannon, 0.0), 1.0);
     }
 }

@@ -5,211 +5,79 @@
 //! `window_duration`. The last `recent_windows` closed windows are kept with
 //! their reports, so memory stays O(features × bins × kept windows).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::profile::{FeatureProfile, ReferenceProfile};
-use super::rule::{self, ColumnReading, DriftRule, FeatureOverride, Trigger};
+use crate::api::{DriftControl, DriftSpec, DriftStatistic, DriftThreshold, InvalidModel};
+
+use super::rule::{self, ColumnReading, DriftRule};
 use super::sketch::{ColumnSketch, DatasetSketch, Observation};
 use super::stats;
 
 /// Why a drift monitor could not be set up.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DriftError {
-    #[error("drift window must hold at least one row (got window_rows = 0)")]
-    EmptyWindow,
-    #[error("drift threshold must be a finite number ≥ 0 (got {0})")]
-    BadThreshold(f64),
-    #[error("drift false-alarm rate must be in (0, 1) (got {0})")]
-    BadFalseAlarmRate(f64),
-    #[error("drifted share must be in [0, 1] (got {0})")]
-    BadDriftedShare(f64),
+    #[error("drift settings: {0}")]
+    Invalid(InvalidModel),
     #[error("drift override names feature `{0}`, which the model does not have")]
     UnknownFeature(String),
-}
-
-/// The statistic compared with the threshold.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Statistic {
-    /// Jensen-Shannon distance, base 2, in [0, 1].
-    #[default]
-    JensenShannon,
-    /// Population stability index (a divergence, unbounded).
-    Psi,
-    /// Kolmogorov-Smirnov statistic (numeric; categorical features use Jensen-Shannon).
-    Ks,
-    /// Wasserstein distance over the reference standard deviation (numeric;
-    /// categorical features use Jensen-Shannon).
-    Wasserstein,
-}
-
-impl std::str::FromStr for Statistic {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
-            "jensenshannon" | "js" => Ok(Self::JensenShannon),
-            "psi" => Ok(Self::Psi),
-            "ks" => Ok(Self::Ks),
-            "wasserstein" => Ok(Self::Wasserstein),
-            _ => Err(format!(
-                "unknown drift statistic `{s}`; expected jensenShannon, psi, ks or wasserstein"
-            )),
-        }
-    }
 }
 
 /// Threshold used with `threshold: auto` when the artifact carries no
 /// calibration (trained before it existed): the usual fixed default.
 pub const UNCALIBRATED_THRESHOLD: f64 = 0.1;
 
-/// What a column's statistic is compared with.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub enum Threshold {
-    /// The column's null quantile at this window's size, calibrated at
-    /// training, at the tail `false_alarm_rate` under `control`.
-    #[default]
-    Auto,
-    /// The same number for every column.
-    Fixed(f64),
-}
-
-impl std::str::FromStr for Threshold {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.trim().eq_ignore_ascii_case("auto") {
-            return Ok(Self::Auto);
-        }
-        match s.trim().parse::<f64>() {
-            Ok(t) if t.is_finite() && t >= 0.0 => Ok(Self::Fixed(t)),
-            _ => Err(format!(
-                "drift threshold `{s}`: expected `auto` or a number ≥ 0"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for Threshold {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Auto => f.write_str("auto"),
-            Self::Fixed(t) => write!(f, "{t}"),
-        }
-    }
-}
-
-impl Serialize for Threshold {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Auto => s.serialize_str("auto"),
-            Self::Fixed(t) => s.serialize_f64(*t),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Threshold {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(f64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Number(t) => Ok(Self::Fixed(t)),
-            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-/// Which error a calibrated threshold bounds at `false_alarm_rate`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Control {
-    /// The chance that any column of a drift-free window is flagged (Bonferroni).
-    #[default]
-    FamilyWise,
-    /// The expected share of flagged columns that did not drift (Benjamini-Hochberg).
-    FalseDiscoveryRate,
-    /// Each column's own chance of a false flag, uncorrected.
-    PerFeature,
-}
-
-impl std::str::FromStr for Control {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
-            "familywise" | "fwer" | "bonferroni" => Ok(Self::FamilyWise),
-            "falsediscoveryrate" | "fdr" => Ok(Self::FalseDiscoveryRate),
-            "perfeature" | "none" => Ok(Self::PerFeature),
-            _ => Err(format!(
-                "unknown drift control `{s}`; expected familyWise, falseDiscoveryRate or perFeature"
-            )),
-        }
-    }
-}
-
-/// How drift is measured.
+/// How the model server measures drift: the Model's `spec.drift` (the one
+/// definition of those settings and their defaults, in `api`), plus what
+/// only a server has: time-closed windows and how many closed ones to keep.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DriftConfig {
-    pub statistic: Statistic,
-    /// A column drifts when its statistic exceeds this: `auto` (calibrated) or a number.
-    #[serde(default)]
-    pub threshold: Threshold,
-    /// With `threshold: auto`, the rate of false flags allowed per window (see `control`).
-    #[serde(default = "default_false_alarm_rate")]
-    pub false_alarm_rate: f64,
-    /// With `threshold: auto`, which false-flag rate `false_alarm_rate` bounds.
-    #[serde(default)]
-    pub control: Control,
-    /// Rows per window.
-    pub window_rows: u64,
+    #[serde(flatten)]
+    pub spec: DriftSpec,
     /// Close a window after this long even if it is not full.
     #[serde(default, with = "optional_seconds", rename = "windowSeconds")]
     pub window_duration: Option<std::time::Duration>,
     /// Closed windows kept with their reports.
+    #[serde(default = "default_recent_windows")]
     pub recent_windows: usize,
-    /// How drifted features add up to a drifted window.
-    #[serde(default)]
-    pub trigger: Trigger,
-    /// The window drifts when at least this share of the features (`share`)
-    /// or of their importance weight (`weighted`) drifts.
-    pub drifted_share: f64,
-    #[serde(default)]
-    pub features: BTreeMap<String, FeatureOverride>,
 }
 
-fn default_false_alarm_rate() -> f64 {
-    0.01
+fn default_recent_windows() -> usize {
+    5
 }
 
 impl Default for DriftConfig {
     fn default() -> Self {
+        Self::from(DriftSpec::default())
+    }
+}
+
+impl From<DriftSpec> for DriftConfig {
+    fn from(spec: DriftSpec) -> Self {
         Self {
-            statistic: Statistic::JensenShannon,
-            threshold: Threshold::Auto,
-            false_alarm_rate: default_false_alarm_rate(),
-            control: Control::FamilyWise,
-            window_rows: 1000,
+            spec,
             window_duration: None,
-            recent_windows: 5,
-            trigger: Trigger::Weighted,
-            drifted_share: 0.5,
-            features: BTreeMap::new(),
+            recent_windows: default_recent_windows(),
         }
     }
 }
 
 impl DriftConfig {
+    /// Rows per window.
+    pub fn window_rows(&self) -> u64 {
+        u64::from(self.spec.window)
+    }
+
     /// The drift rule this configuration names.
     pub fn rule(&self) -> DriftRule<'_> {
         DriftRule {
-            trigger: self.trigger,
-            drifted_share: self.drifted_share,
-            features: &self.features,
+            trigger: self.spec.trigger,
+            drifted_share: self.spec.drifted_share,
+            features: &self.spec.features,
         }
     }
 }
@@ -249,7 +117,7 @@ pub struct ColumnDrift {
     pub rows: u64,
     pub missing: u64,
     /// The statistic compared with the threshold.
-    pub statistic: Statistic,
+    pub statistic: DriftStatistic,
     /// Its value.
     pub value: f64,
     /// The threshold applied (a feature override's when set).
@@ -366,32 +234,14 @@ impl DriftMonitor {
         config: DriftConfig,
         now: DateTime<Utc>,
     ) -> Result<Self, DriftError> {
-        if config.window_rows == 0 {
-            return Err(DriftError::EmptyWindow);
-        }
-        if let Threshold::Fixed(t) = config.threshold
-            && (!t.is_finite() || t < 0.0)
+        config.spec.validate().map_err(DriftError::Invalid)?;
+        if let Some(name) = config
+            .spec
+            .features
+            .keys()
+            .find(|name| !profile.features.iter().any(|f| f.name() == name.as_str()))
         {
-            return Err(DriftError::BadThreshold(t));
-        }
-        if config.false_alarm_rate.is_nan()
-            || config.false_alarm_rate <= 0.0
-            || config.false_alarm_rate >= 1.0
-        {
-            return Err(DriftError::BadFalseAlarmRate(config.false_alarm_rate));
-        }
-        if !(0.0..=1.0).contains(&config.drifted_share) {
-            return Err(DriftError::BadDriftedShare(config.drifted_share));
-        }
-        for (name, o) in &config.features {
-            if !profile.features.iter().any(|f| f.name() == name) {
-                return Err(DriftError::UnknownFeature(name.clone()));
-            }
-            if let Some(t) = o.threshold
-                && (!t.is_finite() || t < 0.0)
-            {
-                return Err(DriftError::BadThreshold(t));
-            }
+            return Err(DriftError::UnknownFeature(name.clone()));
         }
         let current = DatasetSketch::for_profile(&profile);
         Ok(Self {
@@ -429,7 +279,7 @@ impl DriftMonitor {
         for i in 0..rows {
             self.current
                 .observe_row(&self.profile, |j| feature(j, i), prediction(i));
-            if self.current.rows >= self.config.window_rows {
+            if self.current.rows >= self.config.window_rows() {
                 closed.push(self.close(now));
             }
         }
@@ -513,7 +363,7 @@ pub fn compare(
         .features
         .iter()
         .zip(&sketch.features)
-        .map(|(p, s)| column_drift(p, s, config.statistic, UNCALIBRATED_THRESHOLD))
+        .map(|(p, s)| column_drift(p, s, config.spec.statistic, UNCALIBRATED_THRESHOLD))
         .collect();
     let adjusted =
         stats::benjamini_hochberg(&features.iter().map(|f| f.p_value).collect::<Vec<_>>());
@@ -523,7 +373,7 @@ pub fn compare(
     let mut prediction = column_drift(
         &profile.prediction,
         &sketch.prediction,
-        config.statistic,
+        config.spec.statistic,
         UNCALIBRATED_THRESHOLD,
     );
     prediction.adjusted_p_value = prediction.p_value;
@@ -556,7 +406,7 @@ pub fn compare(
         started,
         ended,
         rows: sketch.rows,
-        complete: sketch.rows >= config.window_rows,
+        complete: sketch.rows >= config.window_rows(),
         dataset_drifted: verdict.drifted,
         features,
         prediction,
@@ -571,7 +421,7 @@ pub fn compare(
 
 /// Sets every column's threshold (before overrides) for a window of `rows`
 /// rows: the fixed one, or each column's calibrated null quantile at the
-/// tail `config.control` gives `config.false_alarm_rate`. Returns whether
+/// tail `config.spec.control` gives `config.spec.false_alarm_rate`. Returns whether
 /// the thresholds are calibrated.
 fn set_thresholds(
     profile: &ReferenceProfile,
@@ -580,11 +430,11 @@ fn set_thresholds(
     features: &mut [ColumnDrift],
     prediction: &mut ColumnDrift,
 ) -> bool {
-    let fixed = match (config.threshold, &profile.calibration) {
-        (Threshold::Fixed(t), _) => Some(t),
-        (Threshold::Auto, Some(c)) if c.features.len() == features.len() => None,
+    let fixed = match (config.spec.threshold, &profile.calibration) {
+        (DriftThreshold::Fixed(t), _) => Some(t),
+        (DriftThreshold::Auto, Some(c)) if c.features.len() == features.len() => None,
         // An artifact trained before calibration: the fixed default, and the report says so.
-        (Threshold::Auto, _) => Some(UNCALIBRATED_THRESHOLD),
+        (DriftThreshold::Auto, _) => Some(UNCALIBRATED_THRESHOLD),
     };
     let (Some(calibration), None) = (&profile.calibration, fixed) else {
         for c in features.iter_mut().chain([prediction]) {
@@ -604,18 +454,18 @@ fn set_thresholds(
         })
         .collect();
     // The family: every counted feature and the predictions.
-    let ignored = |c: &ColumnDrift| config.features.get(&c.name).is_some_and(|o| o.ignore);
+    let ignored = |c: &ColumnDrift| config.spec.features.get(&c.name).is_some_and(|o| o.ignore);
     let counted: Vec<f64> = nulls
         .iter()
         .filter(|(_, c)| !ignored(c))
         .map(|(_, c)| c.calibrated_p_value.unwrap_or(1.0))
         .collect();
     let m = counted.len().max(1) as f64;
-    let alpha = config.false_alarm_rate;
-    let tail = match config.control {
-        Control::PerFeature => alpha,
-        Control::FamilyWise => alpha / m,
-        Control::FalseDiscoveryRate => {
+    let alpha = config.spec.false_alarm_rate;
+    let tail = match config.spec.control {
+        DriftControl::PerFeature => alpha,
+        DriftControl::FamilyWise => alpha / m,
+        DriftControl::FalseDiscoveryRate => {
             // Benjamini-Hochberg: the k smallest p-values with p(k) ≤ kα/m are
             // flagged, which is every column over its (1 - kα/m) quantile.
             let mut sorted = counted.clone();
@@ -639,19 +489,19 @@ pub(crate) fn statistic_value(
     profile: &FeatureProfile,
     reference: &[f64],
     current: &[f64],
-    statistic: Statistic,
-) -> (Statistic, f64) {
+    statistic: DriftStatistic,
+) -> (DriftStatistic, f64) {
     match (statistic, profile) {
-        (Statistic::Psi, _) => (Statistic::Psi, stats::psi(reference, current)),
-        (Statistic::Ks, FeatureProfile::Numeric { .. }) => {
-            (Statistic::Ks, stats::ks_statistic(reference, current))
+        (DriftStatistic::Psi, _) => (DriftStatistic::Psi, stats::psi(reference, current)),
+        (DriftStatistic::Ks, FeatureProfile::Numeric { .. }) => {
+            (DriftStatistic::Ks, stats::ks_statistic(reference, current))
         }
-        (Statistic::Wasserstein, FeatureProfile::Numeric { profile: p, .. }) => (
-            Statistic::Wasserstein,
+        (DriftStatistic::Wasserstein, FeatureProfile::Numeric { profile: p, .. }) => (
+            DriftStatistic::Wasserstein,
             stats::normalised_wasserstein(reference, current, &stats::bin_centres(&p.edges), p.std),
         ),
         _ => (
-            Statistic::JensenShannon,
+            DriftStatistic::JensenShannon,
             stats::jensen_shannon_distance(reference, current),
         ),
     }
@@ -661,7 +511,7 @@ pub(crate) fn statistic_value(
 pub fn column_drift(
     profile: &FeatureProfile,
     sketch: &ColumnSketch,
-    statistic: Statistic,
+    statistic: DriftStatistic,
     threshold: f64,
 ) -> ColumnDrift {
     let rows = sketch.rows();

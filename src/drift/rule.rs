@@ -10,65 +10,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// How drifted columns add up to a drifted window.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Trigger {
-    /// The importance weight of the drifted features reaches `drifted_share`,
-    /// or the predictions drifted: a feature the model relies on triggers on
-    /// its own, one it ignores never does.
-    #[default]
-    Weighted,
-    /// At least `drifted_share` of the features drifted (Evidently's dataset
-    /// drift rule); predictions are reported, not counted.
-    Share,
-    /// Any feature, or the predictions, drifted.
-    Any,
-}
-
-impl std::str::FromStr for Trigger {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "weighted" => Ok(Self::Weighted),
-            "share" => Ok(Self::Share),
-            "any" => Ok(Self::Any),
-            _ => Err(format!(
-                "unknown drift trigger `{s}`; expected weighted, share or any"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for Trigger {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Weighted => "weighted",
-            Self::Share => "share",
-            Self::Any => "any",
-        })
-    }
-}
-
-/// Per-feature override of the threshold.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FeatureOverride {
-    /// A fixed threshold for this feature instead of the configured or calibrated one.
-    #[serde(default)]
-    pub threshold: Option<f64>,
-    /// Never count this feature as drifted.
-    #[serde(default)]
-    pub ignore: bool,
-}
+use crate::api::{DriftTrigger, FeatureDriftOverride};
 
 /// What the rule needs from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DriftRule<'a> {
-    pub trigger: Trigger,
+    pub trigger: DriftTrigger,
     /// Share of features (`share`) or of importance weight (`weighted`) that makes a window drift.
     pub drifted_share: f64,
-    pub features: &'a BTreeMap<String, FeatureOverride>,
+    pub features: &'a BTreeMap<String, FeatureDriftOverride>,
 }
 
 /// One column of one window, as measured.
@@ -206,7 +156,7 @@ pub fn window_verdict(
     let share = rule.drifted_share;
     let any_feature = !drivers.is_empty();
     let (drifted, why) = match rule.trigger {
-        Trigger::Weighted => {
+        DriftTrigger::Weighted => {
             // Rounding must not let 0.4999999 of the weight miss a 0.5 share.
             let by_weight = any_feature && drifted_weight + 1e-9 >= share;
             let cmp = if by_weight { "≥" } else { "<" };
@@ -216,7 +166,7 @@ pub fn window_verdict(
             }
             (by_weight || prediction_drifted, why)
         }
-        Trigger::Share => {
+        DriftTrigger::Share => {
             let by_share = any_feature && drifted_share + 1e-9 >= share;
             let cmp = if by_share { "≥" } else { "<" };
             (
@@ -229,7 +179,7 @@ pub fn window_verdict(
                 ),
             )
         }
-        Trigger::Any => {
+        DriftTrigger::Any => {
             let why = match (any_feature, prediction_drifted) {
                 (true, true) => "features and predictions drifted",
                 (true, false) => "a feature drifted",
@@ -287,7 +237,10 @@ mod tests {
         }
     }
 
-    fn rule(trigger: Trigger, features: &BTreeMap<String, FeatureOverride>) -> DriftRule<'_> {
+    fn rule(
+        trigger: DriftTrigger,
+        features: &BTreeMap<String, FeatureDriftOverride>,
+    ) -> DriftRule<'_> {
         DriftRule {
             trigger,
             drifted_share: 0.5,
@@ -299,7 +252,7 @@ mod tests {
     fn a_heavy_feature_triggers_alone_and_a_light_one_never_does() {
         let none = BTreeMap::new();
         let heavy = [col("a", 0.3, 6.0), col("b", 0.0, 3.0), col("c", 0.0, 1.0)];
-        let v = window_verdict(&heavy, None, &rule(Trigger::Weighted, &none));
+        let v = window_verdict(&heavy, None, &rule(DriftTrigger::Weighted, &none));
         assert!(v.drifted, "{}", v.reason);
         assert!((v.drifted_weight - 0.6).abs() < 1e-12);
         assert_eq!(v.drifted_features, vec!["a"]);
@@ -310,14 +263,14 @@ mod tests {
         );
         // Two light features drifting carry 0.4 of the weight: not enough.
         let light = [col("a", 0.0, 6.0), col("b", 0.9, 3.0), col("c", 0.9, 1.0)];
-        let v = window_verdict(&light, None, &rule(Trigger::Weighted, &none));
+        let v = window_verdict(&light, None, &rule(DriftTrigger::Weighted, &none));
         assert!(!v.drifted, "{}", v.reason);
         assert_eq!(v.drifted_features, vec!["b", "c"], "heaviest first");
         // The same windows under `share`: 1 of 3 is not enough, 2 of 3 is.
-        assert!(!window_verdict(&heavy, None, &rule(Trigger::Share, &none)).drifted);
-        assert!(window_verdict(&light, None, &rule(Trigger::Share, &none)).drifted);
+        assert!(!window_verdict(&heavy, None, &rule(DriftTrigger::Share, &none)).drifted);
+        assert!(window_verdict(&light, None, &rule(DriftTrigger::Share, &none)).drifted);
         // `any` fires on either.
-        assert!(window_verdict(&heavy, None, &rule(Trigger::Any, &none)).drifted);
+        assert!(window_verdict(&heavy, None, &rule(DriftTrigger::Any, &none)).drifted);
     }
 
     #[test]
@@ -326,16 +279,16 @@ mod tests {
         let quiet = [col("a", 0.0, 1.0), col("b", 0.0, 1.0)];
         let p = col("prediction", 0.4, 1.0);
         for (trigger, expected) in [
-            (Trigger::Weighted, true),
-            (Trigger::Any, true),
-            (Trigger::Share, false),
+            (DriftTrigger::Weighted, true),
+            (DriftTrigger::Any, true),
+            (DriftTrigger::Share, false),
         ] {
             let v = window_verdict(&quiet, Some(&p), &rule(trigger, &none));
             assert_eq!(v.drifted, expected, "{trigger}: {}", v.reason);
             assert!(v.prediction.as_ref().is_some_and(|p| p.drifted));
         }
         let calm = col("prediction", 0.05, 1.0);
-        assert!(!window_verdict(&quiet, Some(&calm), &rule(Trigger::Weighted, &none)).drifted);
+        assert!(!window_verdict(&quiet, Some(&calm), &rule(DriftTrigger::Weighted, &none)).drifted);
     }
 
     #[test]
@@ -343,20 +296,20 @@ mod tests {
         let mut o = BTreeMap::new();
         o.insert(
             "b".to_string(),
-            FeatureOverride {
+            FeatureDriftOverride {
                 threshold: Some(0.5),
                 ignore: false,
             },
         );
         o.insert(
             "c".to_string(),
-            FeatureOverride {
+            FeatureDriftOverride {
                 threshold: None,
                 ignore: true,
             },
         );
         let w = [col("a", 0.2, 1.0), col("b", 0.3, 1.0), col("c", 0.9, 8.0)];
-        let v = window_verdict(&w, None, &rule(Trigger::Share, &o));
+        let v = window_verdict(&w, None, &rule(DriftTrigger::Share, &o));
         // a drifted, b under its 0.5 override, c ignored: 1 of 2 counted.
         assert_eq!(v.drifted_features, vec!["a"]);
         assert_eq!(v.drifted_share, 0.5);
@@ -379,10 +332,10 @@ mod tests {
             col("b", 0.0, f64::NAN),
             col("c", 0.0, -1.0),
         ];
-        let v = window_verdict(&w, None, &rule(Trigger::Weighted, &none));
+        let v = window_verdict(&w, None, &rule(DriftTrigger::Weighted, &none));
         assert!((v.drifted_weight - 1.0 / 3.0).abs() < 1e-12);
         assert!(!v.drifted);
-        let empty = window_verdict(&[], None, &rule(Trigger::Weighted, &none));
+        let empty = window_verdict(&[], None, &rule(DriftTrigger::Weighted, &none));
         assert!(!empty.drifted);
         assert_eq!(empty.drifted_share, 0.0);
         assert!(empty.reason.contains("drifted: none"), "{}", empty.reason);

@@ -365,29 +365,20 @@ pub fn training_job(
     })
 }
 
-/// A spec value as the YAML/JSON word users write (`jensenShannon`, `auto`, `0.1`).
-fn spec_word(value: &impl serde::Serialize) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        Ok(other) => other.to_string(),
-        Err(_) => String::new(),
-    }
-}
-
 /// `driftline serve` flags for the Model's drift settings: the server's
 /// window verdict then follows the same spec as the decision core.
 pub fn drift_flags(d: &DriftSpec) -> Vec<String> {
     let mut flags = vec![
         "--drift-statistic".to_string(),
-        spec_word(&d.statistic),
+        d.statistic.to_string(),
         "--drift-threshold".into(),
-        spec_word(&d.threshold),
+        d.threshold.to_string(),
         "--drift-false-alarm-rate".into(),
         d.false_alarm_rate.to_string(),
         "--drift-control".into(),
-        spec_word(&d.control),
+        d.control.to_string(),
         "--drift-trigger".into(),
-        spec_word(&d.trigger),
+        d.trigger.to_string(),
         "--drift-window".into(),
         d.window.to_string(),
         "--drifted-share".into(),
@@ -818,8 +809,10 @@ mod tests {
         }
         let argv = c.command.as_ref().expect("command").iter().skip(1);
         let parsed = <Serve as clap::Parser>::try_parse_from(argv).expect("serve parses its flags");
-        assert_eq!(parsed.args.drift_window, 1000);
-        assert_eq!(parsed.args.drift_features.len(), 2);
+        // ... and reads back exactly the Model's drift settings.
+        let mut served = parsed.args.drift.config().expect("valid flags").spec;
+        served.consecutive_windows = m.spec.drift.consecutive_windows;
+        assert_eq!(served, m.spec.drift);
         let probe = c
             .readiness_probe
             .as_ref()
@@ -849,13 +842,8 @@ mod tests {
         );
         // The gateway's default backend template is the serving Service's address.
         let status = serde_json::json!({"traffic": [{"version": "v7", "weight": 100}]});
-        let table = crate::serve::gateway::weights_from_status(
-            "wine-quality",
-            "ml",
-            &status,
-            crate::serve::gateway::DEFAULT_URL_TEMPLATE,
-        )
-        .expect("table");
+        let table = crate::serve::gateway::weights_from_status("wine-quality", "ml", &status, None)
+            .expect("table");
         assert_eq!(
             table.backends[0].url,
             names::serving_url("wine-quality", "ml", 7)

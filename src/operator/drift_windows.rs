@@ -20,7 +20,7 @@ use kube::runtime::reflector::ObjectRef;
 use tracing::warn;
 
 use crate::api::Model;
-use crate::drift::{ReferenceProfile, ReplicaWindows, RunningTotal, monitor};
+use crate::drift::{DriftConfig, ReferenceProfile, ReplicaWindows, RunningTotal, monitor};
 use crate::policy::DriftReading;
 
 /// Merged windows kept per Model, offered to the decision core each time.
@@ -70,7 +70,7 @@ impl DriftWindows {
                 None => return Vec::new(),
             },
         };
-        let config = crate::policy::drift::monitor_config(&model.spec.drift);
+        let config = DriftConfig::from(model.spec.drift.clone());
         let mut models = self.models.lock().unwrap_or_else(|p| p.into_inner());
         let entry = models
             .entry(key)
@@ -82,7 +82,7 @@ impl DriftWindows {
             .or_insert_with(|| ChampionWindows::new(version, artifact, profile.clone(), now));
         match entry
             .windows
-            .advance(totals, config.window_rows, config.window_duration, now)
+            .advance(totals, config.window_rows(), config.window_duration, now)
         {
             Ok(Some(window)) => {
                 let report = monitor::compare(

@@ -2,62 +2,11 @@
 //! uses ([`crate::drift::window_verdict`]); retraining is due after
 //! `consecutiveWindows` drifted windows in a row.
 
-use std::collections::BTreeMap;
-
-use crate::api::{
-    ConditionStatus, DriftControl, DriftDriver, DriftSpec, DriftStatistic, DriftThreshold,
-    DriftTrigger, ModelSpec, ModelStatus,
-};
-use crate::drift::monitor::{Control, Threshold};
-use crate::drift::{DriftConfig, FeatureOverride, Statistic, Trigger, window_verdict};
+use crate::api::{ConditionStatus, DriftDriver, ModelSpec, ModelStatus};
+use crate::drift::{DriftConfig, window_verdict};
 
 use super::conditions::set_condition;
 use super::observe::Observations;
-
-/// The monitor configuration a Model's `spec.drift` stands for: the one
-/// conversion from the API's drift spec to what the model server's monitor
-/// and the drift rule take.
-pub fn monitor_config(spec: &DriftSpec) -> DriftConfig {
-    DriftConfig {
-        statistic: match spec.statistic {
-            DriftStatistic::JensenShannon => Statistic::JensenShannon,
-            DriftStatistic::Psi => Statistic::Psi,
-            DriftStatistic::Ks => Statistic::Ks,
-            DriftStatistic::Wasserstein => Statistic::Wasserstein,
-        },
-        threshold: match spec.threshold {
-            DriftThreshold::Auto => Threshold::Auto,
-            DriftThreshold::Fixed(t) => Threshold::Fixed(t),
-        },
-        false_alarm_rate: spec.false_alarm_rate,
-        control: match spec.control {
-            DriftControl::FamilyWise => Control::FamilyWise,
-            DriftControl::FalseDiscoveryRate => Control::FalseDiscoveryRate,
-            DriftControl::PerFeature => Control::PerFeature,
-        },
-        window_rows: u64::from(spec.window),
-        trigger: match spec.trigger {
-            DriftTrigger::Weighted => Trigger::Weighted,
-            DriftTrigger::Share => Trigger::Share,
-            DriftTrigger::Any => Trigger::Any,
-        },
-        drifted_share: spec.drifted_share,
-        features: spec
-            .features
-            .iter()
-            .map(|(name, o)| {
-                (
-                    name.clone(),
-                    FeatureOverride {
-                        threshold: o.threshold,
-                        ignore: o.ignore,
-                    },
-                )
-            })
-            .collect::<BTreeMap<_, _>>(),
-        ..DriftConfig::default()
-    }
-}
 
 /// What the drift readings of this decision amount to.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -73,7 +22,7 @@ pub struct DriftUpdate {
 /// Folds new complete windows into `status.drift` and sets `DriftDetected`.
 pub fn update_drift(status: &mut ModelStatus, spec: &ModelSpec, obs: &Observations) -> DriftUpdate {
     let d = &spec.drift;
-    let config = monitor_config(d);
+    let config = DriftConfig::from(d.clone());
     let mut summary = status.drift.clone().unwrap_or_default();
     let mut readings: Vec<_> = obs
         .drift

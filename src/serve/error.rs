@@ -6,7 +6,13 @@ use axum::response::{IntoResponse, Response};
 
 use super::protocol::DecodeError;
 
+/// A cause of another library's kind, kept whole for the error chain.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 /// Everything that can go wrong in `driftline serve` and `driftline gateway`.
+/// Causes stay `#[source]`s and are not repeated in the messages: the
+/// answer's body and the logs print the whole chain once
+/// ([`crate::error_chain`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
@@ -21,8 +27,8 @@ pub enum ServeError {
     },
     #[error("request body is larger than the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
-    #[error("could not read the request body: {0}")]
-    Body(String),
+    #[error("could not read the request body")]
+    Body(#[source] Cause),
     #[error("header {header}: {reason}")]
     BadHeader {
         header: &'static str,
@@ -38,8 +44,11 @@ pub enum ServeError {
     Timeout(std::time::Duration),
     #[error("model is not ready yet (loading or warming up)")]
     NotReady,
+    /// The model's own answer to a batch it could not predict.
     #[error("inference failed: {0}")]
     Inference(String),
+    #[error("inference stopped before it finished")]
+    InferenceAborted(#[source] tokio::task::JoinError),
     #[error("feedback: {0}")]
     BadFeedback(String),
     #[error(
@@ -48,38 +57,65 @@ pub enum ServeError {
     UnknownFeedbackId(String),
     #[error("feedback capture is shutting down")]
     FeedbackClosed,
-    #[error("cannot load artifact `{uri}`: {reason}")]
-    Load { uri: String, reason: String },
+    #[error("cannot load artifact `{uri}`")]
+    Load {
+        uri: String,
+        #[source]
+        source: Cause,
+    },
     #[error("warm-up inference failed: {0}")]
     WarmUp(String),
     #[error("invalid configuration: {0}")]
     Config(String),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error(transparent)]
+    Drift(#[from] crate::drift::DriftError),
+    #[error("cannot listen on {addr} (choose another --port, or stop what holds it)")]
     Bind {
         addr: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("server stopped: {0}")]
+    #[error("server stopped")]
     Server(#[source] std::io::Error),
-    #[error("cannot write feedback file `{uri}`: {reason}")]
-    FeedbackWrite { uri: String, reason: String },
+    #[error("--feedback `{prefix}` is not a location driftline can write")]
+    FeedbackPrefix {
+        prefix: String,
+        #[source]
+        source: Cause,
+    },
+    #[error("cannot write feedback file `{uri}`")]
+    FeedbackWrite {
+        uri: String,
+        #[source]
+        source: Cause,
+    },
     #[error("weights file `{path}`: {reason}")]
-    Weights { path: String, reason: String },
+    Weights {
+        path: String,
+        reason: String,
+        #[source]
+        source: Option<Cause>,
+    },
     #[error("no backend can take the request: every weight is 0")]
     NoBackend,
-    #[error("backend `{version}` at {url} failed: {reason}")]
+    #[error("backend `{version}` at {url} failed")]
     Backend {
         version: String,
         url: String,
-        reason: String,
+        #[source]
+        source: Cause,
     },
-    #[error("Kubernetes: {0}")]
-    Kube(String),
+    #[error("Kubernetes: {action}")]
+    Kube {
+        action: String,
+        #[source]
+        source: Option<kube::Error>,
+    },
 }
 
 impl ServeError {
-    /// The HTTP status this error answers with.
+    /// The HTTP status this error answers with. Every variant is named, so a
+    /// new one must be given its status here.
     pub fn status(&self) -> StatusCode {
         match self {
             ServeError::BadRequest(_)
@@ -98,7 +134,31 @@ impl ServeError {
             | ServeError::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
             ServeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ServeError::Backend { .. } => StatusCode::BAD_GATEWAY,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+            ServeError::Inference(_)
+            | ServeError::InferenceAborted(_)
+            | ServeError::Load { .. }
+            | ServeError::WarmUp(_)
+            | ServeError::Config(_)
+            | ServeError::Drift(_)
+            | ServeError::Bind { .. }
+            | ServeError::Server(_)
+            | ServeError::FeedbackWrite { .. }
+            | ServeError::FeedbackPrefix { .. }
+            | ServeError::Weights { .. }
+            | ServeError::Kube { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The message a client reads: this error and every cause, once each.
+    pub fn message(&self) -> String {
+        crate::error_chain(self)
+    }
+
+    /// A 5xx is the server's failure, not the client's: it goes to the log,
+    /// with its cause, inside the request's span (model, version, trace id).
+    fn log_if_server_error(&self, status: StatusCode) {
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), error = %self.message(), "request failed");
         }
     }
 }
@@ -116,18 +176,17 @@ impl From<ServeError> for tonic::Status {
             StatusCode::GATEWAY_TIMEOUT => tonic::Code::DeadlineExceeded,
             _ => tonic::Code::Internal,
         };
-        tonic::Status::new(code, e.to_string())
+        e.log_if_server_error(e.status());
+        tonic::Status::new(code, e.message())
     }
 }
 
 impl IntoResponse for ServeError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut response = (
-            status,
-            Json(serde_json::json!({ "error": self.to_string() })),
-        )
-            .into_response();
+        self.log_if_server_error(status);
+        let mut response =
+            (status, Json(serde_json::json!({ "error": self.message() }))).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

@@ -554,7 +554,7 @@ impl Worker {
             // A map of JSON values always serialises.
             serde_json::to_writer(&mut contents, row).map_err(|e| ServeError::FeedbackWrite {
                 uri: sink.prefix(),
-                reason: e.to_string(),
+                source: Box::new(e),
             })?;
             contents.push(b'\n');
         }

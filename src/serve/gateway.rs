@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use super::error::ServeError;
 use super::metrics::{BackendCodeLabels, BackendLabels, GatewayMetrics};
 use super::server::read_body;
-use crate::api::{TrafficWeight, version_name, version_number};
+use crate::api::{TrafficWeight, names, routes, version_name, version_number};
 
 /// Response header naming the version that answered.
 pub const VERSION_HEADER: &str = "x-driftline-version";
@@ -57,13 +57,13 @@ impl WeightTable {
     pub fn parse(text: &str, source: &str) -> Result<Self, ServeError> {
         let table: WeightTable = serde_yaml::from_str(text).map_err(|e| ServeError::Weights {
             path: source.to_string(),
-            reason: format!(
-                "expected {{\"backends\": [{{\"version\", \"url\", \"weight\"}}, …]}}: {e}"
-            ),
+            reason: "expected {\"backends\": [{\"version\", \"url\", \"weight\"}, …]}".into(),
+            source: Some(Box::new(e)),
         })?;
         table.validate().map_err(|reason| ServeError::Weights {
             path: source.to_string(),
             reason,
+            source: None,
         })?;
         Ok(table)
     }
@@ -123,17 +123,15 @@ impl WeightTable {
         self.backends.iter().rev().max_by_key(|b| b.weight)
     }
 
-    /// The backend serving `version` (`v3` or `3`).
+    /// The backend serving `version` (`v3`: the one version grammar,
+    /// [`version_number`]; anything else names no backend).
     pub fn by_version(&self, version: &str) -> Option<&Backend> {
-        let bare = version.strip_prefix('v').unwrap_or(version);
-        self.backends.iter().find(|b| {
-            b.version == version || b.version.strip_prefix('v').unwrap_or(&b.version) == bare
-        })
+        let n = version_number(version)?;
+        self.backends
+            .iter()
+            .find(|b| version_number(&b.version) == Some(n))
     }
 }
-
-/// Default backend URL for version `n` of Model `model` in `namespace`.
-pub const DEFAULT_URL_TEMPLATE: &str = "http://{model}-v{version}.{namespace}.svc:8080";
 
 /// Maps a Model's `status` (as JSON, as the watch delivers it) to a weight
 /// table: `status.traffic` is read as the API's [`TrafficWeight`] list, so
@@ -142,7 +140,7 @@ pub fn weights_from_status(
     model: &str,
     namespace: &str,
     status: &serde_json::Value,
-    template: &str,
+    template: Option<&str>,
 ) -> Result<WeightTable, String> {
     let traffic = status
         .get("traffic")
@@ -155,12 +153,13 @@ pub fn weights_from_status(
 }
 
 /// The weight table of a Model's `status.traffic`: each version `v<n>`
-/// resolves through `template` (`{model}`, `{namespace}`, `{version}` = `n`).
+/// resolves to its serving Service ([`names::serving_url`]), or through
+/// `template` (`{model}`, `{namespace}`, `{version}` = `n`) when one is given.
 pub fn weights_from_traffic(
     model: &str,
     namespace: &str,
     traffic: &[TrafficWeight],
-    template: &str,
+    template: Option<&str>,
 ) -> Result<WeightTable, String> {
     let mut backends = Vec::with_capacity(traffic.len());
     for (i, entry) in traffic.iter().enumerate() {
@@ -170,10 +169,13 @@ pub fn weights_from_traffic(
                 entry.version
             )
         })?;
-        let url = template
-            .replace("{model}", model)
-            .replace("{namespace}", namespace)
-            .replace("{version}", &n.to_string());
+        let url = match template {
+            Some(t) => t
+                .replace("{model}", model)
+                .replace("{namespace}", namespace)
+                .replace("{version}", &n.to_string()),
+            None => names::serving_url(model, namespace, n),
+        };
         backends.push(Backend {
             version: version_name(n),
             url: url.trim_end_matches('/').to_string(),
@@ -194,6 +196,8 @@ pub struct GatewayConfig {
     pub body_limit: usize,
     /// Time allowed for a backend to answer.
     pub backend_timeout: Duration,
+    /// What the gateway routes for (`ns/name`, or the weights file), for its logs.
+    pub model: String,
 }
 
 impl Default for GatewayConfig {
@@ -202,6 +206,7 @@ impl Default for GatewayConfig {
             sticky: false,
             body_limit: 8 * 1024 * 1024,
             backend_timeout: Duration::from_secs(30),
+            model: String::new(),
         }
     }
 }
@@ -213,6 +218,16 @@ struct GatewayState {
     grpc_client: Client<HttpConnector<HostsFileResolver>, Body>,
     metrics: GatewayMetrics,
     config: GatewayConfig,
+}
+
+/// The gateway's request spans name its Model; the version is chosen per request.
+#[derive(Clone)]
+struct GatewayModel(Arc<str>);
+
+impl super::trace::ServedModel for GatewayModel {
+    fn model_and_version(&self) -> (String, String) {
+        (self.0.to_string(), "gateway".into())
+    }
 }
 
 /// Publishes new weight tables to a running gateway.
@@ -283,11 +298,14 @@ pub fn gateway_router(initial: WeightTable, config: GatewayConfig) -> (Router, W
     };
     handle.set(initial);
     let router = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
+        .route(routes::METRICS, get(metrics))
+        .route(routes::HEALTHZ, get(|| async { "ok" }))
+        .route(routes::READYZ, get(|| async { "ok" }))
         .route("/gateway/weights", get(current_weights))
         .fallback(proxy)
+        .layer(super::trace::layer(GatewayModel(
+            state.config.model.clone().into(),
+        )))
         .with_state(state);
     (router, handle)
 }
@@ -430,7 +448,7 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
     parts.uri = target.parse().map_err(|e| ServeError::Backend {
         version: backend.version.clone(),
         url: target.clone(),
-        reason: format!("not a valid URL: {e}"),
+        source: Box::new(e),
     })?;
     // Hop-by-hop headers belong to the client's connection, not the backend's.
     for h in [
@@ -470,7 +488,7 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
             return Err(ServeError::Backend {
                 version: backend.version.clone(),
                 url: backend.url.clone(),
-                reason: e.to_string(),
+                source: Box::new(e),
             });
         }
         Err(_) => {
@@ -504,7 +522,8 @@ pub enum WeightsSource {
     Model {
         namespace: String,
         name: String,
-        url_template: String,
+        /// Backend URLs; `None`: each version's serving Service.
+        url_template: Option<String>,
     },
 }
 
@@ -524,9 +543,14 @@ fn weights_from_read(
     let failed = |reason: String| ServeError::Weights {
         path: path.display().to_string(),
         reason,
+        source: None,
     };
     let bytes = read.as_ref().map_err(|e| failed(e.clone()))?;
-    let text = std::str::from_utf8(bytes).map_err(|e| failed(format!("not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(bytes).map_err(|e| ServeError::Weights {
+        path: path.display().to_string(),
+        reason: "not UTF-8".into(),
+        source: Some(Box::new(e)),
+    })?;
     WeightTable::parse(text, &path.display().to_string())
 }
 
@@ -566,7 +590,7 @@ pub async fn watch_model_status(
     client: kube::Client,
     namespace: String,
     name: String,
-    url_template: String,
+    url_template: Option<String>,
     handle: WeightsHandle,
 ) -> Result<(), ServeError> {
     use futures::StreamExt;
@@ -594,15 +618,16 @@ pub async fn watch_model_status(
             .get("status")
             .cloned()
             .unwrap_or(serde_json::Value::Null);
-        match weights_from_status(&name, &namespace, &status, &url_template) {
+        match weights_from_status(&name, &namespace, &status, url_template.as_deref()) {
             Ok(table) if *handle.current() == table => {}
             Ok(table) => handle.set(table),
             Err(reason) => handle.refused(&reason),
         }
     }
-    Err(ServeError::Kube(format!(
-        "watch of Model {namespace}/{name} ended"
-    )))
+    Err(ServeError::Kube {
+        action: format!("watch of Model {namespace}/{name} ended"),
+        source: None,
+    })
 }
 
 /// Binds the gateway and serves until the process ends.
@@ -627,7 +652,10 @@ pub async fn run_gateway(
         } => {
             let client = kube::Client::try_default()
                 .await
-                .map_err(|e| ServeError::Kube(e.to_string()))?;
+                .map_err(|e| ServeError::Kube {
+                    action: "cannot connect to the API server".into(),
+                    source: Some(e),
+                })?;
             let handle = handle.clone();
             tokio::spawn(async move {
                 if let Err(e) =
@@ -688,14 +716,17 @@ mod tests {
             .collect();
         assert_eq!(picks.iter().filter(|v| **v == "v1").count(), 90);
         assert_eq!(t.heaviest().unwrap().version, "v1");
-        assert_eq!(t.by_version("2").unwrap().version, "v2");
+        assert_eq!(t.by_version("v2").unwrap().version, "v2");
+        // One version grammar: a bare number, or a padded one, names no version.
+        assert!(t.by_version("2").is_none());
+        assert!(t.by_version("v02").is_none());
     }
 
     #[test]
     fn model_status_maps_to_backends_through_the_url_template() {
         let status =
             json!({"traffic": [{"version": "v3", "weight": 90}, {"version": "v4", "weight": 10}]});
-        let t = weights_from_status("wine-quality", "ml", &status, DEFAULT_URL_TEMPLATE).unwrap();
+        let t = weights_from_status("wine-quality", "ml", &status, None).unwrap();
         assert_eq!(
             t.backends,
             vec![
@@ -711,27 +742,23 @@ mod tests {
                 },
             ]
         );
-        let t = weights_from_status("m", "ns", &status, "http://127.0.0.1:{version}000").unwrap();
+        let t =
+            weights_from_status("m", "ns", &status, Some("http://127.0.0.1:{version}000")).unwrap();
         assert_eq!(t.backends[0].url, "http://127.0.0.1:3000");
     }
 
     #[test]
     fn model_status_without_traffic_or_with_bad_entries_is_refused() {
-        let err = weights_from_status("m", "ns", &json!({}), DEFAULT_URL_TEMPLATE).unwrap_err();
+        let err = weights_from_status("m", "ns", &json!({}), None).unwrap_err();
         assert!(err.contains("no status.traffic"), "{err}");
-        let err = weights_from_status(
-            "m",
-            "ns",
-            &json!({"traffic": [{"weight": 1}]}),
-            DEFAULT_URL_TEMPLATE,
-        )
-        .unwrap_err();
+        let err =
+            weights_from_status("m", "ns", &json!({"traffic": [{"weight": 1}]}), None).unwrap_err();
         assert!(err.contains("status.traffic is not a list"), "{err}");
         let err = weights_from_status(
             "m",
             "ns",
             &json!({"traffic": [{"version": "3", "weight": 100}]}),
-            DEFAULT_URL_TEMPLATE,
+            None,
         )
         .unwrap_err();
         assert!(
@@ -742,7 +769,7 @@ mod tests {
             "m",
             "ns",
             &json!({"traffic": [{"version": 1, "weight": -5}]}),
-            DEFAULT_URL_TEMPLATE,
+            None,
         )
         .unwrap_err();
         assert!(err.contains("status.traffic is not a list"), "{err}");
@@ -750,7 +777,7 @@ mod tests {
             "m",
             "ns",
             &json!({"traffic": [{"version": "v1", "weight": 0}]}),
-            DEFAULT_URL_TEMPLATE,
+            None,
         )
         .unwrap_err();
         assert!(err.contains("every weight is 0"), "{err}");
@@ -784,7 +811,7 @@ mod tests {
                 "missing field `weight`",
             ),
         ] {
-            let err = WeightTable::parse(text, "w.json").unwrap_err().to_string();
+            let err = WeightTable::parse(text, "w.json").unwrap_err().message();
             assert!(err.contains("w.json") && err.contains(needle), "{err}");
         }
     }

@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::api::Task;
+use crate::api::{Task, routes};
 use crate::ml::data::{Cell, Table};
 
 /// Why load could not be sent.
@@ -81,7 +81,7 @@ pub async fn model_inputs(
     base: &str,
     model: &str,
 ) -> Result<Vec<(String, String)>, LoadError> {
-    let url = format!("{}/v2/models/{model}", base.trim_end_matches('/'));
+    let url = routes::url(base, routes::MODEL, model);
     let err = |reason: String| LoadError::Metadata {
         url: url.clone(),
         reason,
@@ -304,7 +304,7 @@ async fn one(
         scored: 0,
     };
     let Ok(answer) = http
-        .post(format!("{base}/v2/models/{}/infer", plan.model))
+        .post(routes::url(base, routes::INFER, &plan.model))
         .json(&body)
         .send()
         .await
@@ -339,7 +339,7 @@ async fn one(
         out.correct += u64::from(same_label(p, l));
     }
     out.labelled = http
-        .post(format!("{base}/v2/models/{}/feedback", plan.model))
+        .post(routes::url(base, routes::FEEDBACK, &plan.model))
         .json(&json!({"id": id, "label": labels}))
         .send()
         .await

@@ -11,5 +11,6 @@ pub mod metrics;
 pub mod model;
 pub mod protocol;
 pub mod server;
+pub mod trace;
 
 pub use error::ServeError;

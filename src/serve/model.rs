@@ -1,14 +1,13 @@
 //! Glue between the server and the `ml` room: loading an artifact as a
 //! [`Predictor`], and writing feedback files to the artifact store.
 
-use crate::api::{FeatureKind as SchemaKind, Task as SchemaTask};
-use crate::ml::store::{self, StoreError};
+use crate::ml::store;
 use crate::ml::{Cell, FeatureBatch, LoadedModel};
 
 use super::error::ServeError;
 use super::feedback::FeedbackSink;
-use super::protocol::{Column, DecodedBatch, FeatureKind};
-use super::server::{ModelInfo, ModelOutput, Predictor, Task};
+use super::protocol::{Column, DecodedBatch};
+use super::server::{ModelInfo, ModelOutput, Predictor};
 use crate::api::names;
 
 /// A verified artifact served by the model server.
@@ -41,33 +40,21 @@ pub async fn load_artifact(
 ) -> Result<ArtifactModel, ServeError> {
     let model = LoadedModel::load(uri).await.map_err(|e| ServeError::Load {
         uri: uri.to_string(),
-        reason: e.to_string(),
+        source: Box::new(e),
     })?;
     let manifest = model.manifest();
-    let task = match manifest.task {
-        SchemaTask::Classification => Task::Classification {
-            classes: manifest.classes.clone(),
-        },
-        SchemaTask::Regression => Task::Regression,
-    };
     let features = manifest
         .features
         .iter()
-        .map(|f| {
-            let kind = match f.kind {
-                SchemaKind::Numeric => FeatureKind::Numeric,
-                SchemaKind::Categorical => FeatureKind::Categorical,
-                SchemaKind::Boolean => FeatureKind::Boolean,
-            };
-            (f.name.clone(), kind)
-        })
+        .map(|f| (f.name.clone(), f.kind))
         .collect();
     let info = ModelInfo {
         name: name
             .or_else(|| name_from_uri(uri))
             .unwrap_or_else(|| "model".to_string()),
         version: version.unwrap_or_else(|| version_from_uri(uri)),
-        task,
+        task: manifest.task,
+        classes: manifest.classes.clone(),
         target: manifest.target.clone(),
         features,
         reference: manifest.reference.clone(),
@@ -124,20 +111,23 @@ pub struct StoreFeedbackSink {
 impl StoreFeedbackSink {
     /// A sink for `prefix` (`file:///…/`, `s3://bucket/…/`, … or a local directory path).
     pub fn new(prefix: &str) -> Result<Self, ServeError> {
-        let bad = |reason: String| ServeError::Config(format!("--feedback `{prefix}`: {reason}"));
+        let bad = |source: super::error::Cause| ServeError::FeedbackPrefix {
+            prefix: prefix.to_string(),
+            source,
+        };
         // The store's own rule: no `://` means a local path. It is made
         // absolute so the files the server reports can be found from anywhere.
         let uri = if prefix.contains("://") {
             prefix.to_string()
         } else {
-            let absolute = std::path::absolute(prefix).map_err(|e| bad(e.to_string()))?;
+            let absolute = std::path::absolute(prefix).map_err(|e| bad(e.into()))?;
             format!(
                 "file://{}/",
                 absolute.display().to_string().trim_end_matches('/')
             )
         };
         // Cloud credentials come from the environment, as for artifacts.
-        store::check(&uri).map_err(|e| bad(e.to_string()))?;
+        store::check(&uri).map_err(|e| bad(e.into()))?;
         Ok(Self { uri })
     }
 }
@@ -150,10 +140,7 @@ impl FeedbackSink for StoreFeedbackSink {
             .await
             .map_err(|e| ServeError::FeedbackWrite {
                 uri: uri.clone(),
-                reason: match e {
-                    StoreError::Write { reason, .. } => reason,
-                    other => other.to_string(),
-                },
+                source: Box::new(e),
             })?;
         Ok(uri)
     }

@@ -9,6 +9,8 @@
 use std::fmt;
 
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+
+use crate::api::FeatureKind;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Why an infer request was refused; each message names the input and the problem.
@@ -360,15 +362,6 @@ impl<'de> Visitor<'de> for Flatten<'_> {
             "data contains an object; expected numbers, strings or booleans",
         ))
     }
-}
-
-/// Whether a feature holds numbers or categories.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FeatureKind {
-    Numeric,
-    Categorical,
-    /// true/false: BOOL, 0/1 numbers, or BYTES strings such as `"true"`.
-    Boolean,
 }
 
 /// The inputs a model expects, in its feature order.

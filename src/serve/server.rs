@@ -29,20 +29,13 @@ use super::feedback::{
     ServedRecord, start_feedback,
 };
 use super::metrics::{ClassLabels, CodeLabels, FeatureLabels, RequestLabels, ServeMetrics};
-use super::protocol::{
-    Column, DecodeError, DecodedBatch, FeatureKind, InferRequest, InferResponse, InputSchema,
-    ModelMetadata, OutputData, ResponseOutput, ServerMetadata, TensorMetadata, decode_inputs,
-    encode_response, parse_infer_body, wants_binary,
-};
+use crate::api::{FeatureKind, Task};
 
-/// What the model predicts.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Task {
-    /// One of these classes (output `predictions` holds class names).
-    Classification { classes: Vec<String> },
-    /// A number.
-    Regression,
-}
+use super::protocol::{
+    Column, DecodeError, DecodedBatch, InferRequest, InferResponse, InputSchema, ModelMetadata,
+    OutputData, ResponseOutput, ServerMetadata, TensorMetadata, decode_inputs, encode_response,
+    parse_infer_body, wants_binary,
+};
 
 /// Everything the server needs to know about a loaded model.
 #[derive(Debug, Clone)]
@@ -50,6 +43,8 @@ pub struct ModelInfo {
     pub name: String,
     pub version: String,
     pub task: Task,
+    /// The classes a classifier chooses from, in its output order (empty for regression).
+    pub classes: Vec<String>,
     /// The label column (the key labels are written under in feedback files).
     pub target: String,
     /// Features in the model's order.
@@ -148,7 +143,7 @@ impl RunningServer {
         if let Some(load) = self.load.take() {
             load.await.map_err(|e| ServeError::Load {
                 uri: "model".into(),
-                reason: e.to_string(),
+                source: Box::new(e),
             })??;
         }
         self.state
@@ -234,10 +229,10 @@ async fn prepare(state: &AppState, model: Arc<dyn Predictor>) -> Result<Loaded, 
     let warm_model = model.clone();
     let output = tokio::task::spawn_blocking(move || warm_model.predict(&warm))
         .await
-        .map_err(|e| ServeError::WarmUp(e.to_string()))?
+        .map_err(ServeError::InferenceAborted)?
         .map_err(ServeError::WarmUp)?;
     let answered = match info.task {
-        Task::Classification { .. } => output.labels.len(),
+        Task::Classification => output.labels.len(),
         Task::Regression => output.values.len(),
     };
     if answered != 1 {
@@ -249,10 +244,9 @@ async fn prepare(state: &AppState, model: Arc<dyn Predictor>) -> Result<Loaded, 
         info.reference.clone(),
         state.config.drift.clone(),
         Utc::now(),
-    )
-    .map_err(|e| ServeError::Config(e.to_string()))?;
-    let labels = match &info.task {
-        Task::Classification { classes } => LabelKind::Class(classes.clone()),
+    )?;
+    let labels = match info.task {
+        Task::Classification => LabelKind::Class(info.classes.clone()),
         Task::Regression => LabelKind::Value,
     };
     let feedback = start_feedback(
@@ -313,37 +307,49 @@ fn warm_up_batch(info: &ModelInfo) -> DecodedBatch {
 }
 
 fn router(state: Arc<AppState>) -> Router {
+    use crate::api::routes;
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/v2", get(server_metadata))
+        .route(routes::HEALTHZ, get(|| async { "ok" }))
+        .route(routes::READYZ, get(readyz))
+        .route(routes::METRICS, get(metrics))
+        .route(routes::SERVER_METADATA, get(server_metadata))
         .route(
-            "/v2/health/live",
+            routes::LIVE,
             get(|| async { Json(serde_json::json!({ "live": true })) }),
         )
-        .route("/v2/health/ready", get(health_ready))
-        .route("/v2/models/{name}", get(model_metadata))
-        .route("/v2/models/{name}/versions/{version}", get(model_metadata))
-        .route("/v2/models/{name}/ready", get(model_ready))
-        .route(
-            "/v2/models/{name}/versions/{version}/ready",
-            get(model_ready),
-        )
-        .route("/v2/models/{name}/infer", post(infer))
-        .route("/v2/models/{name}/versions/{version}/infer", post(infer))
-        .route(
-            "/v2/models/{name}/feedback",
-            post(feedback).get(feedback_stats),
-        )
-        .route("/v2/models/{name}/drift", get(drift))
+        .route(routes::READY, get(health_ready))
+        .route(routes::MODEL, get(model_metadata))
+        .route(routes::MODEL_VERSION, get(model_metadata))
+        .route(routes::MODEL_READY, get(model_ready))
+        .route(routes::MODEL_VERSION_READY, get(model_ready))
+        .route(routes::INFER, post(infer))
+        .route(routes::VERSION_INFER, post(infer))
+        .route(routes::FEEDBACK, post(feedback).get(feedback_stats))
+        .route(routes::DRIFT, get(drift))
         .route_service(
             "/inference.GRPCInferenceService/{*method}",
             super::grpc::service(state.clone()),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(super::trace::layer(state.clone()))
         .with_state(state)
+}
+
+impl super::trace::ServedModel for Arc<AppState> {
+    fn model_and_version(&self) -> (String, String) {
+        match self.loaded.get() {
+            Some(loaded) => {
+                let info = loaded.model.info();
+                (info.name.clone(), info.version.clone())
+            }
+            // Still loading: what the flags named, if anything.
+            None => (
+                self.config.name.clone().unwrap_or_default(),
+                self.config.version.clone().unwrap_or_default(),
+            ),
+        }
+    }
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {
@@ -506,12 +512,13 @@ pub(super) fn metadata_of(loaded: &Loaded) -> ModelMetadata {
         let mut outputs = vec![TensorMetadata {
             name: "predictions".into(),
             datatype: match info.task {
-                Task::Classification { .. } => "BYTES".into(),
+                Task::Classification => "BYTES".into(),
                 Task::Regression => "FP64".into(),
             },
             shape: vec![-1],
         }];
-        if let Task::Classification { classes } = &info.task {
+        if info.task == Task::Classification {
+            let classes = &info.classes;
             outputs.push(TensorMetadata {
                 name: "probabilities".into(),
                 datatype: "FP32".into(),
@@ -540,7 +547,7 @@ pub(super) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, 
             {
                 ServeError::BodyTooLarge { limit }
             } else {
-                ServeError::Body(e.to_string())
+                ServeError::Body(e)
             }
         })
 }
@@ -670,7 +677,7 @@ pub(super) async fn run_inference(
 ) -> Result<InferResponse, ServeError> {
     let batch = decode_inputs(request, &loaded.schema)?;
     let info = loaded.model.info();
-    let wanted = requested_outputs(&request.outputs, &info.task)?;
+    let wanted = requested_outputs(&request.outputs, info.task)?;
     let (batch, output) = if batch.rows <= INLINE_ROWS {
         let output = loaded
             .model
@@ -685,10 +692,10 @@ pub(super) async fn run_inference(
         })
         .await
         .map(|(b, o)| o.map(|o| (b, o)))
-        .map_err(|e| ServeError::Inference(e.to_string()))?
+        .map_err(ServeError::InferenceAborted)?
         .map_err(ServeError::Inference)?
     };
-    check_output(&output, &info.task, batch.rows)?;
+    check_output(&output, info.task, batch.rows)?;
     let id = request
         .id
         .clone()
@@ -697,7 +704,7 @@ pub(super) async fn run_inference(
     let rows = batch.rows;
     if loaded.feedback.should_sample() {
         let predictions = match info.task {
-            Task::Classification { .. } => ServedPredictions::Labels(output.labels.clone()),
+            Task::Classification => ServedPredictions::Labels(output.labels.clone()),
             Task::Regression => ServedPredictions::Values(output.values.clone()),
         };
         loaded.feedback.record(ServedRecord {
@@ -711,8 +718,8 @@ pub(super) async fn run_inference(
     }
     let mut outputs = Vec::with_capacity(2);
     if wanted.predictions {
-        outputs.push(match &info.task {
-            Task::Classification { .. } => ResponseOutput {
+        outputs.push(match info.task {
+            Task::Classification => ResponseOutput {
                 name: "predictions".into(),
                 shape: vec![rows],
                 datatype: "BYTES".into(),
@@ -753,9 +760,9 @@ struct WantedOutputs {
 
 fn requested_outputs(
     outputs: &Option<Vec<super::protocol::RequestOutput>>,
-    task: &Task,
+    task: Task,
 ) -> Result<WantedOutputs, ServeError> {
-    let classification = matches!(task, Task::Classification { .. });
+    let classification = task == Task::Classification;
     let Some(list) = outputs else {
         return Ok(WantedOutputs {
             predictions: true,
@@ -787,9 +794,9 @@ fn requested_outputs(
     Ok(wanted)
 }
 
-fn check_output(output: &ModelOutput, task: &Task, rows: usize) -> Result<(), ServeError> {
+fn check_output(output: &ModelOutput, task: Task, rows: usize) -> Result<(), ServeError> {
     let n = match task {
-        Task::Classification { .. } => output.labels.len(),
+        Task::Classification => output.labels.len(),
         Task::Regression => output.values.len(),
     };
     if n != rows {
@@ -811,7 +818,7 @@ fn observation(column: &Column, row: usize) -> Observation<'_> {
 fn observe(state: &AppState, loaded: &Loaded, batch: &DecodedBatch, output: &ModelOutput) {
     let metrics = &state.metrics;
     metrics.rows.inc_by(batch.rows as u64);
-    let classification = matches!(loaded.model.info().task, Task::Classification { .. });
+    let classification = matches!(loaded.model.info().task, Task::Classification);
     if classification {
         let mut counts: HashMap<&str, u64> = HashMap::new();
         for l in &output.labels {

@@ -56,7 +56,7 @@ async fn gateway_weights_follow_the_model_status_through_the_kubernetes_api() {
         client.clone(),
         "default".into(),
         "wine".into(),
-        "http://{model}-v{version}.{namespace}.svc:8080".into(),
+        None,
         handle.clone(),
     ));
 

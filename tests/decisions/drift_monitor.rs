@@ -3,9 +3,10 @@
 //! merge across replicas exactly.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use driftline::api::{DriftSpec, DriftStatistic, DriftTrigger};
 use driftline::drift::{
     CategoricalProfile, DatasetSketch, DriftConfig, DriftMonitor, FeatureProfile, NumericProfile,
-    Observation, ReferenceProfile, ReplicaWindows, RunningTotal, Statistic, Trigger, monitor,
+    Observation, ReferenceProfile, ReplicaWindows, RunningTotal, monitor,
 };
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -103,10 +104,10 @@ fn feed(
 #[test]
 fn training_like_traffic_stays_under_the_noise_floor() {
     let reference = rows(20_000, 1, 0.0);
-    let config = DriftConfig {
-        window_rows: 10_000,
-        ..DriftConfig::default()
-    };
+    let config = DriftConfig::from(DriftSpec {
+        window: 10_000,
+        ..Default::default()
+    });
     let mut monitor = DriftMonitor::new(profile_of(&reference), config, t0()).unwrap();
     let closed = feed(&mut monitor, &rows(20_000, 2, 0.0), t0());
     assert_eq!(closed.len(), 2);
@@ -140,7 +141,7 @@ fn a_feature_shifted_by_one_standard_deviation_is_flagged_by_name_in_the_first_f
     let window = &closed[0];
     assert_eq!(window.drifted_features, vec!["alcohol".to_string()]);
     let alcohol = &window.features[0];
-    assert_eq!(alcohol.statistic, Statistic::JensenShannon);
+    assert_eq!(alcohol.statistic, DriftStatistic::JensenShannon);
     assert!(alcohol.value > 0.2, "JS = {}", alcohol.value);
     assert!(alcohol.adjusted_p_value < 0.001);
     assert!(!window.features[1].drifted && !window.features[2].drifted);
@@ -168,10 +169,10 @@ fn a_feature_shifted_by_one_standard_deviation_is_flagged_by_name_in_the_first_f
     // Counted Evidently's way, one of three features is under the 50 % share.
     let mut share = DriftMonitor::new(
         profile_of(&reference),
-        DriftConfig {
-            trigger: Trigger::Share,
-            ..DriftConfig::default()
-        },
+        DriftConfig::from(DriftSpec {
+            trigger: DriftTrigger::Share,
+            ..Default::default()
+        }),
         t0(),
     )
     .unwrap();
@@ -189,10 +190,10 @@ fn a_feature_shifted_by_one_standard_deviation_is_flagged_by_name_in_the_first_f
 #[test]
 fn unseen_categories_are_counted_and_reported() {
     let reference = rows(5_000, 1, 0.0);
-    let config = DriftConfig {
-        window_rows: 100,
-        ..DriftConfig::default()
-    };
+    let config = DriftConfig::from(DriftSpec {
+        window: 100,
+        ..Default::default()
+    });
     let mut monitor = DriftMonitor::new(profile_of(&reference), config, t0()).unwrap();
     let mut live = rows(100, 4, 0.0);
     for c in live.color.iter_mut().take(30) {
@@ -209,10 +210,12 @@ fn unseen_categories_are_counted_and_reported() {
 fn windows_close_by_time_and_only_recent_ones_are_kept() {
     let reference = rows(5_000, 1, 0.0);
     let config = DriftConfig {
-        window_rows: 1_000_000,
         window_duration: Some(std::time::Duration::from_secs(60)),
         recent_windows: 2,
-        ..DriftConfig::default()
+        ..DriftConfig::from(DriftSpec {
+            window: 1_000_000,
+            ..Default::default()
+        })
     };
     let mut monitor = DriftMonitor::new(profile_of(&reference), config, t0()).unwrap();
     for minute in 0..4 {
@@ -240,7 +243,10 @@ fn windows_close_by_time_and_only_recent_ones_are_kept() {
 fn overrides_naming_unknown_features_are_refused() {
     let reference = rows(100, 1, 0.0);
     let mut config = DriftConfig::default();
-    config.features.insert("sugar".into(), Default::default());
+    config
+        .spec
+        .features
+        .insert("sugar".into(), Default::default());
     let err = DriftMonitor::new(profile_of(&reference), config, t0())
         .err()
         .unwrap();
@@ -250,14 +256,14 @@ fn overrides_naming_unknown_features_are_refused() {
 #[test]
 fn ignored_features_do_not_count_towards_dataset_drift() {
     let reference = rows(20_000, 1, 0.0);
-    let mut config = DriftConfig {
-        trigger: Trigger::Share,
+    let mut config = DriftConfig::from(DriftSpec {
+        trigger: DriftTrigger::Share,
         drifted_share: 0.3,
-        ..DriftConfig::default()
-    };
-    config.features.insert(
+        ..Default::default()
+    });
+    config.spec.features.insert(
         "alcohol".into(),
-        driftline::drift::FeatureOverride {
+        driftline::api::FeatureDriftOverride {
             threshold: None,
             ignore: true,
         },
@@ -325,7 +331,7 @@ proptest! {
         };
         // Each replica closes its own windows (or not) as it likes; only its
         // running total travels to the operator.
-        let replica_config = DriftConfig { window_rows: replica_window, ..DriftConfig::default() };
+        let replica_config = DriftConfig::from(DriftSpec { window: replica_window as u32, ..Default::default() });
         let mut a = DriftMonitor::new(profile.clone(), replica_config.clone(), t0()).unwrap();
         let mut b = DriftMonitor::new(profile.clone(), replica_config, t0()).unwrap();
         let wire = |m: &DriftMonitor| -> RunningTotal {
@@ -340,7 +346,7 @@ proptest! {
         let window = merge.advance(&read(&a, &b), n as u64, None, later).unwrap().expect("n rows close the window");
         prop_assert_eq!(&window.sketch, &sketch_of(&profile, &traffic, 0..n));
         // The same verdict as one server whose window was all of it.
-        let operator_config = DriftConfig { window_rows: n as u64, ..DriftConfig::default() };
+        let operator_config = DriftConfig::from(DriftSpec { window: n as u32, ..Default::default() });
         let merged = monitor::compare(&profile, &operator_config, &window.sketch, window.started, Some(window.ended));
         let mut one = DriftMonitor::new(profile.clone(), operator_config, t0()).unwrap();
         let single = feed(&mut one, &traffic, later).remove(0);

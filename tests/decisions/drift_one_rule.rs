@@ -4,11 +4,12 @@
 
 use chrono::{TimeZone, Utc};
 use driftline::api::{ModelStatus, load_model_config};
+use driftline::drift::DriftConfig;
 use driftline::drift::{
     CategoricalProfile, DriftMonitor, FeatureImportance, FeatureProfile, NumericProfile,
     Observation, ReferenceProfile,
 };
-use driftline::policy::drift::{monitor_config, update_drift};
+use driftline::policy::drift::update_drift;
 use driftline::policy::{DriftReading, Observations};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -84,8 +85,8 @@ fn profile() -> ReferenceProfile {
 fn the_server_and_the_decision_core_reach_the_same_verdict_for_the_same_reasons() {
     // The north-star fixture: threshold 0.1, ph's own 0.2, color ignored, window 1000.
     let spec = load_model_config(FIXTURE).expect("fixture parses");
-    let config = monitor_config(&spec.drift);
-    assert_eq!(config.window_rows, 1000);
+    let config = DriftConfig::from(spec.drift.clone());
+    assert_eq!(config.window_rows(), 1000);
     let t0 = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
     let mut monitor = DriftMonitor::new(profile(), config, t0).unwrap();
     let mut status = ModelStatus::default();

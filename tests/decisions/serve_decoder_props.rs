@@ -3,9 +3,8 @@
 //! requests and raw bytes at the same two functions. Every input must give a
 //! batch that fits the schema or an error with a message, never a panic.
 
-use driftline::serve::protocol::{
-    FeatureKind, InputSchema, decode_inputs, parse_infer_body, parse_request,
-};
+use driftline::api::FeatureKind;
+use driftline::serve::protocol::{InputSchema, decode_inputs, parse_infer_body, parse_request};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use candle_core::Device;
 use chrono::{TimeZone, Utc};
+use driftline::api::DriftSpec;
 use driftline::api::{ModelSpec, load_model_config};
 use driftline::drift::{DriftConfig, DriftMonitor, Observation, WindowReport};
 use driftline::ml::artifact::MANIFEST_FILE;
@@ -76,10 +77,10 @@ fn windows(model: &LoadedModel, monitor: &mut DriftMonitor, table: &Table) -> Ve
 }
 
 fn monitor(model: &LoadedModel, window_rows: u64) -> DriftMonitor {
-    let config = DriftConfig {
-        window_rows,
-        ..DriftConfig::default()
-    };
+    let config = DriftConfig::from(DriftSpec {
+        window: window_rows as u32,
+        ..Default::default()
+    });
     DriftMonitor::new(model.manifest().reference.clone(), config, Utc::now()).unwrap()
 }
 
@@ -258,10 +259,10 @@ async fn concept_drift_is_caught_by_online_accuracy_not_by_input_drift() {
         .collect();
     let config = ServerConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
-        drift: DriftConfig {
-            window_rows: 500,
-            ..DriftConfig::default()
-        },
+        drift: DriftConfig::from(DriftSpec {
+            window: 500,
+            ..Default::default()
+        }),
         feedback: driftline::serve::feedback::FeedbackConfig {
             online_window: 500,
             ..Default::default()

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use candle_core::Device;
+use driftline::api::{DriftSpec, FeatureDriftOverride};
 use driftline::api::{GateSpec, ModelSpec, load_model_config};
-use driftline::drift::{DriftConfig, FeatureOverride};
+use driftline::drift::DriftConfig;
 use driftline::ml::synth::{self, Shift};
 use driftline::ml::{Cell, FeatureBatch, LoadedModel, Table, evaluate, fit, load_feedback};
 use driftline::serve::feedback::FeedbackConfig;
@@ -195,10 +196,10 @@ async fn drift_is_quiet_on_training_traffic_and_names_shifted_features() {
     // A large reference: with few reference rows, fresh values outside its range alone add noise.
     let uri = artifact_of(dir.path(), 20_000).await;
     let config = ServerConfig {
-        drift: DriftConfig {
-            window_rows: 10_000,
-            ..DriftConfig::default()
-        },
+        drift: DriftConfig::from(DriftSpec {
+            window: 10_000,
+            ..Default::default()
+        }),
         ..ServerConfig::default()
     };
     let server = serve(&uri, config).await;
@@ -242,15 +243,17 @@ async fn drift_is_quiet_on_training_traffic_and_names_shifted_features() {
 async fn per_feature_overrides_silence_a_feature_and_unknown_names_stop_the_load() {
     let dir = tempfile::tempdir().unwrap();
     let uri = artifact_of(dir.path(), 5_000).await;
-    let overrides = |pairs: &[(&str, FeatureOverride)]| DriftConfig {
-        window_rows: 4_000,
-        features: pairs
-            .iter()
-            .map(|(n, o)| (n.to_string(), o.clone()))
-            .collect(),
-        ..DriftConfig::default()
+    let overrides = |pairs: &[(&str, FeatureDriftOverride)]| {
+        DriftConfig::from(DriftSpec {
+            window: 4_000,
+            features: pairs
+                .iter()
+                .map(|(n, o)| (n.to_string(), o.clone()))
+                .collect(),
+            ..Default::default()
+        })
     };
-    let ignore = FeatureOverride {
+    let ignore = FeatureDriftOverride {
         threshold: None,
         ignore: true,
     };

@@ -9,11 +9,12 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
 
+use driftline::api::{FeatureKind, Task};
 use driftline::drift::{CategoricalProfile, FeatureProfile, NumericProfile, ReferenceProfile};
 use driftline::serve::gateway::{WeightTable, gateway_router};
-use driftline::serve::protocol::{Column, DecodedBatch, FeatureKind};
+use driftline::serve::protocol::{Column, DecodedBatch};
 use driftline::serve::server::{
-    ModelInfo, ModelOutput, Predictor, RunningServer, ServerConfig, Task, start,
+    ModelInfo, ModelOutput, Predictor, RunningServer, ServerConfig, start,
 };
 use serde_json::{Value, json};
 
@@ -33,9 +34,8 @@ impl WineRule {
             info: ModelInfo {
                 name: "wine-quality".into(),
                 version: version.into(),
-                task: Task::Classification {
-                    classes: vec!["bad".into(), "good".into()],
-                },
+                task: Task::Classification,
+                classes: vec!["bad".into(), "good".into()],
                 target: "quality".into(),
                 features: vec![
                     ("alcohol".into(), FeatureKind::Numeric),

@@ -8,14 +8,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use driftline::api::DriftSpec;
+use driftline::api::{FeatureKind, Task};
 use driftline::drift::{
     CategoricalProfile, DriftConfig, FeatureProfile, NumericProfile, ReferenceProfile,
 };
 use driftline::serve::feedback::FeedbackConfig;
 use driftline::serve::model::StoreFeedbackSink;
-use driftline::serve::protocol::{Column, DecodedBatch, FeatureKind};
+use driftline::serve::protocol::{Column, DecodedBatch};
 use driftline::serve::server::{
-    ModelInfo, ModelOutput, Predictor, RunningServer, ServerConfig, Task, start,
+    ModelInfo, ModelOutput, Predictor, RunningServer, ServerConfig, start,
 };
 use serde_json::{Value, json};
 
@@ -40,9 +42,8 @@ impl AlcoholRule {
             info: ModelInfo {
                 name: "wine-quality".into(),
                 version: "3".into(),
-                task: Task::Classification {
-                    classes: vec!["bad".into(), "good".into()],
-                },
+                task: Task::Classification,
+                classes: vec!["bad".into(), "good".into()],
                 target: "quality".into(),
                 features: vec![
                     ("alcohol".into(), FeatureKind::Numeric),
@@ -569,10 +570,10 @@ async fn saturation_answers_503_with_retry_after_and_slow_inference_times_out() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_errors_rows_classes_and_drift() {
     let config = ServerConfig {
-        drift: DriftConfig {
-            window_rows: 4,
-            ..DriftConfig::default()
-        },
+        drift: DriftConfig::from(DriftSpec {
+            window: 4,
+            ..Default::default()
+        }),
         ..ServerConfig::default()
     };
     let s = serve_with(config, Duration::ZERO).await;
@@ -610,10 +611,10 @@ async fn metrics_count_requests_errors_rows_classes_and_drift() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_endpoint_reports_statistics_and_raw_counts() {
     let config = ServerConfig {
-        drift: DriftConfig {
-            window_rows: 200,
-            ..DriftConfig::default()
-        },
+        drift: DriftConfig::from(DriftSpec {
+            window: 200,
+            ..Default::default()
+        }),
         ..ServerConfig::default()
     };
     let s = serve_with(config, Duration::ZERO).await;

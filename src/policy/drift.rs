@@ -11,7 +11,7 @@ use crate::api::{
 use crate::drift::monitor::{Control, Threshold};
 use crate::drift::{DriftConfig, FeatureOverride, Statistic, Trigger, window_verdict};
 
-use super::conditions::set_condition;
+use super::conditions::{self, set_condition};
 use super::observe::Observations;
 
 /// The monitor configuration a Model's `spec.drift` stands for: the one
@@ -137,7 +137,7 @@ pub fn update_drift(status: &mut ModelStatus, spec: &ModelSpec, obs: &Observatio
         set_condition(
             status,
             obs,
-            "DriftDetected",
+            conditions::DRIFT_DETECTED,
             ConditionStatus::True,
             "DriftDetected",
             &reason,
@@ -150,7 +150,7 @@ pub fn update_drift(status: &mut ModelStatus, spec: &ModelSpec, obs: &Observatio
         set_condition(
             status,
             obs,
-            "DriftDetected",
+            conditions::DRIFT_DETECTED,
             ConditionStatus::False,
             "NoDrift",
             &msg,

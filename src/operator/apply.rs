@@ -263,37 +263,6 @@ pub async fn apply_dynamic(
     Ok(true)
 }
 
-/// Deletes an object of a kind known only at run time that `applied`
-/// records as applied (a Model's HTTPRoute once it has no traffic); one
-/// already gone is fine.
-pub async fn delete_dynamic(
-    client: &Client,
-    resource: &ApiResource,
-    namespace: &str,
-    name: &str,
-    applied: &Mutex<HashMap<String, (String, Instant)>>,
-) -> Result<(), OperatorError> {
-    let key = format!("{namespace}/{name}");
-    if !applied
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .contains_key(&key)
-    {
-        return Ok(());
-    }
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, resource);
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => {}
-        Err(e) => return Err(kube(format!("delete {} {key}", resource.kind))(e)),
-    }
-    applied
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&key);
-    Ok(())
-}
-
 /// The API of `obj`'s kind in its namespace, with its namespace and name.
 fn api_of<K>(client: &Client, obj: &K) -> (Api<K>, String, String)
 where

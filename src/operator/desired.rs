@@ -128,9 +128,10 @@ pub fn children(
 
 /// What one reconcile applied or kept for a Model, by kind and name; every
 /// other child carrying the Model's label is an orphan and is deleted at the
-/// end of the reconcile, for every kind alike (the pattern of stackable's
-/// `ClusterResources`). ModelVersions are history, not children of the
-/// status: retention deletes them.
+/// end of the reconcile, for every cached kind alike (the pattern of
+/// stackable's `ClusterResources`). ModelVersions are history, not children
+/// of the status: retention deletes them. The HTTPRoute (no cache) goes
+/// with its Model.
 #[derive(Debug, Default)]
 pub struct Kept {
     names: BTreeSet<(String, String)>,

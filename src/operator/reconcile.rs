@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kube::api::ApiResource;
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
@@ -23,7 +22,6 @@ use crate::registry::RegistryWriter;
 use super::act;
 use super::apply;
 use super::audit;
-use super::children::HTTP_ROUTE_API;
 use super::desired::{self, Kept};
 use super::error::OperatorError;
 use super::observe;
@@ -344,25 +342,13 @@ async fn apply_children(
         let live = named(&services, &service.metadata.name);
         apply::apply_child(&ctx.client, &ctx.applied, service, live).await?;
     }
-    let (group, version, kind) = HTTP_ROUTE_API;
-    match desired.http_route {
-        Some(route) if ctx.gateway_api.served(&ctx.client).await => {
-            apply::apply_dynamic(&ctx.client, route, &ctx.routes_applied).await?;
-        }
-        Some(_) => {}
-        // Routes have no cache: the one driftline applied is the one to remove.
-        None => {
-            let resource =
-                ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(group, version, kind));
-            apply::delete_dynamic(
-                &ctx.client,
-                &resource,
-                &ns,
-                &names::http_route(&name),
-                &ctx.routes_applied,
-            )
-            .await?;
-        }
+    // The HTTPRoute has no cache to find an orphan in, and the chart grants
+    // no `delete` on it: it goes with its Model (owner reference), and a
+    // Model that has traffic never loses it (a rollback restores the champion).
+    if let Some(route) = desired.http_route
+        && ctx.gateway_api.served(&ctx.client).await
+    {
+        apply::apply_dynamic(&ctx.client, route, &ctx.routes_applied).await?;
     }
     delete_orphans(ctx, &kept, &jobs).await?;
     delete_orphans(ctx, &kept, &deployments).await?;

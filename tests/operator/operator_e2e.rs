@@ -7,6 +7,7 @@ use crate::operator_support;
 use std::time::Duration;
 
 use driftline::api::{ConditionStatus, ModelPhase, VersionPhase, names};
+use driftline::policy::conditions;
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 use kube::api::ListParams;
@@ -58,7 +59,9 @@ async fn a_new_model_trains_passes_its_gate_and_serves_through_its_gateway(h: Ha
         })
         .await;
     assert_eq!(status.traffic_summary.as_deref(), Some("v1:100"));
-    let ready = status.condition("Ready").expect("Ready condition");
+    let ready = status
+        .condition(conditions::READY)
+        .expect("Ready condition");
     assert_eq!(ready.status, ConditionStatus::True);
 
     let v1 = h
@@ -205,7 +208,7 @@ async fn a_model_that_passes_the_schema_but_fails_validation_gets_a_condition_an
         .wait_model("bad", Duration::from_secs(60), "SpecValid=False", |m| {
             m.status
                 .as_ref()?
-                .condition("SpecValid")
+                .condition(conditions::SPEC_VALID)
                 .filter(|c| c.status == ConditionStatus::False)
                 .cloned()
         })
@@ -265,7 +268,7 @@ async fn an_operator_watching_two_namespaces_reconciles_both_and_ignores_a_third
     let spec_valid = |m: &driftline::api::Model| {
         m.status
             .as_ref()
-            .and_then(|s| s.condition("SpecValid"))
+            .and_then(|s| s.condition(conditions::SPEC_VALID))
             .map(|c| c.status)
     };
     for (ns, api) in &models[..2] {
@@ -1024,7 +1027,7 @@ async fn a_registry_outage_never_blocks_the_loop_and_its_rows_arrive_once_afterw
             .as_ref()?
             .conditions
             .iter()
-            .find(|c| c.type_ == "RegistryAvailable")
+            .find(|c| c.type_ == conditions::REGISTRY_AVAILABLE)
             .map(|c| c.status)
     };
     h.wait_model("wine-quality", MINUTES, "RegistryAvailable=True", |m| {
@@ -1295,7 +1298,7 @@ async fn a_gpu_training_without_a_gpu_node_waits_unschedulable_then_proceeds() {
             |m| {
                 m.status
                     .as_ref()?
-                    .condition("TrainingUnschedulable")
+                    .condition(conditions::TRAINING_UNSCHEDULABLE)
                     .filter(|c| c.status == ConditionStatus::True)
                     .cloned()
             },
@@ -1332,7 +1335,7 @@ async fn a_gpu_training_without_a_gpu_node_waits_unschedulable_then_proceeds() {
     let cond = model
         .status
         .as_ref()
-        .and_then(|s| s.condition("TrainingUnschedulable"))
+        .and_then(|s| s.condition(conditions::TRAINING_UNSCHEDULABLE))
         .cloned()
         .expect("condition kept");
     assert_eq!(

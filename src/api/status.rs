@@ -49,7 +49,8 @@ pub enum ConditionStatus {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// `Ready`, `Training`, `Progressing`, `DriftDetected`, `SpecValid`, `Paused`.
+    /// `Ready`, `Training`, `TrainingUnschedulable`, `Progressing`, `Paused`,
+    /// `SpecValid`, `DriftDetected`, `Reconciled`, `RegistryAvailable`.
     #[serde(rename = "type")]
     pub type_: String,
     pub status: ConditionStatus,

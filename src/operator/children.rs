@@ -174,10 +174,8 @@ pub fn model_yaml(model: &Model) -> Result<String, OperatorError> {
         },
         "spec": model.spec,
     });
-    serde_yaml::to_string(&doc).map_err(|e| OperatorError::Build {
-        what: "the Model YAML for the training Job".into(),
-        reason: e.to_string(),
-    })
+    serde_yaml::to_string(&doc)
+        .map_err(|e| OperatorError::build("the Model YAML for the training Job")(e.into()))
 }
 
 /// Artifact directory of version `n`.
@@ -315,10 +313,7 @@ pub fn training_job(
     let deadline = match &t.deadline {
         Some(d) => Some(
             parse_duration(d)
-                .map_err(|e| OperatorError::Build {
-                    what: "spec.training.deadline".into(),
-                    reason: e.to_string(),
-                })?
+                .map_err(|e| OperatorError::build("spec.training.deadline")(e.into()))?
                 .as_secs() as i64,
         ),
         None => None,
@@ -566,9 +561,11 @@ pub fn http_route(
     let o = owner(model)?;
     let mut backends = Vec::with_capacity(traffic.len());
     for t in traffic {
-        let n = version_number(&t.version).ok_or_else(|| OperatorError::Build {
-            what: format!("HTTPRoute {}/{}", o.namespace, names::http_route(o.name)),
-            reason: format!("status.traffic names `{}`, not a version `v<n>`", t.version),
+        let n = version_number(&t.version).ok_or_else(|| {
+            OperatorError::rule(
+                format!("HTTPRoute {}/{}", o.namespace, names::http_route(o.name)),
+                format!("status.traffic names `{}`, not a version `v<n>`", t.version),
+            )
         })?;
         backends.push(serde_json::json!({
             "kind": "Service",
@@ -893,7 +890,10 @@ mod tests {
             version: "latest".into(),
             weight: 100,
         }];
-        let err = http_route(&m, &bad, &settings()).unwrap_err().to_string();
+        let err = http_route(&m, &bad, &settings())
+            .unwrap_err()
+            .chain()
+            .to_string();
         assert!(err.contains("`latest`, not a version"), "{err}");
     }
 

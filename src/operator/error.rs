@@ -1,5 +1,9 @@
 //! The operator's one error type. Each variant says whether waiting helps
-//! ([`OperatorError::is_permanent`]) and carries a metric label.
+//! ([`OperatorError::is_permanent`]), carries a metric label and a condition
+//! reason, and keeps its cause as `#[source]`: a message names what the
+//! operator was doing, the cause follows once in [`OperatorError::chain`].
+
+use std::fmt;
 
 /// Why a reconcile could not finish.
 #[derive(Debug, thiserror::Error)]
@@ -8,15 +12,16 @@ pub enum OperatorError {
     #[error("the Model has no name or namespace")]
     Unnamed,
     /// A child object could not be built from the spec.
-    #[error("cannot build {what}: {reason}")]
+    #[error("cannot build {what}")]
     Build {
         /// What was being built, in the user's words.
         what: String,
         /// Why.
-        reason: String,
+        #[source]
+        source: BuildError,
     },
     /// The Kubernetes API refused or failed a request.
-    #[error("{action}: {source}")]
+    #[error("{action}")]
     Kube {
         /// What the operator was doing (`apply Job ml/wine-train-2`).
         action: String,
@@ -25,7 +30,7 @@ pub enum OperatorError {
         source: kube::Error,
     },
     /// The artifact store could not be read or written.
-    #[error("{action}: {source}")]
+    #[error("{action}")]
     Store {
         /// What the operator was doing.
         action: String,
@@ -40,16 +45,48 @@ pub enum OperatorError {
         lease: String,
     },
     /// A gate report exists but cannot be read as one.
-    #[error("gate report {uri} is not a driftline gate report: {reason}")]
+    #[error("gate report {uri} is not a driftline gate report")]
     GateReport {
         /// Where it is.
         uri: String,
-        /// What was wrong.
-        reason: String,
+        /// What was wrong with it.
+        #[source]
+        source: serde_json::Error,
     },
 }
 
+/// Why a child object could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A rule of the operator's own (a traffic entry that names no version).
+    #[error("{0}")]
+    Rule(String),
+    /// A spec field the child needs does not parse.
+    #[error(transparent)]
+    Duration(#[from] crate::api::DurationError),
+    /// The object or a document it carries does not encode.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// The Model YAML a training pod reads does not encode.
+    #[error(transparent)]
+    Yaml(#[from] serde_yaml::Error),
+}
+
 impl OperatorError {
+    /// A build error of `what` from a rule of the operator's own.
+    pub fn rule(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        OperatorError::Build {
+            what: what.into(),
+            source: BuildError::Rule(reason.into()),
+        }
+    }
+
+    /// A build error of `what` from a cause.
+    pub fn build(what: impl Into<String>) -> impl FnOnce(BuildError) -> Self {
+        let what = what.into();
+        move |source| OperatorError::Build { what, source }
+    }
+
     /// Errors that a retry cannot fix: the spec must change first.
     pub fn is_permanent(&self) -> bool {
         matches!(self, OperatorError::Unnamed | OperatorError::Build { .. })
@@ -77,10 +114,108 @@ impl OperatorError {
             OperatorError::LeaseLost { .. } => "LeaseLost",
         }
     }
+
+    /// The message and every cause after it, each once, on one line: what a
+    /// condition, an Event and the log say.
+    pub fn chain(&self) -> Chain<'_> {
+        Chain(self)
+    }
+}
+
+/// An error and its causes, `what: why: deeper why` (see [`OperatorError::chain`]).
+pub struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut printed = self.0.to_string().replace('\n', " ");
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            let text = match e.downcast_ref::<kube::Error>() {
+                // kube's API error prints its Status twice (message and
+                // debug dump): the Status's own `message: reason` is enough.
+                Some(kube::Error::Api(status)) => status.to_string(),
+                _ => e.to_string(),
+            };
+            let text = text.replace('\n', " ");
+            // A wrapper that prints its inner error already said it.
+            if !text.is_empty() && !printed.contains(&text) {
+                printed.push_str(": ");
+                printed.push_str(&text);
+            }
+            cause = e.source();
+        }
+        f.write_str(&printed)
+    }
 }
 
 /// Wraps a kube error with what was being done.
 pub(crate) fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> OperatorError {
     let action = action.into();
     move |source| OperatorError::Kube { action, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused() -> OperatorError {
+        let status =
+            kube::core::Status::failure("jobs.batch is forbidden", "Forbidden").with_code(403);
+        kube(format!("create Job {}", "ml/wine-quality-train-2"))(kube::Error::Api(status.boxed()))
+    }
+
+    #[test]
+    fn each_cause_is_said_once_after_what_was_being_done() {
+        let e = refused();
+        let line = e.chain().to_string();
+        assert!(
+            line.starts_with("create Job ml/wine-quality-train-2: "),
+            "{line}"
+        );
+        assert_eq!(
+            line.matches("jobs.batch is forbidden").count(),
+            1,
+            "the API's message once: {line}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "create Job ml/wine-quality-train-2",
+            "the message itself names no cause"
+        );
+    }
+
+    #[test]
+    fn every_variant_keeps_its_cause_as_a_source() {
+        let bad_duration = crate::api::parse_duration("soon").expect_err("not a duration");
+        let json = serde_json::from_str::<u32>("x").expect_err("not JSON");
+        let store = crate::ml::store::StoreError::NotFound {
+            uri: "s3://models/v1/gate.json".into(),
+        };
+        let with_cause = [
+            refused(),
+            OperatorError::build("spec.training.deadline")(bad_duration.into()),
+            OperatorError::rule("HTTPRoute ml/wine", "status.traffic names `latest`"),
+            OperatorError::Store {
+                action: "read gate report s3://models/v1/gate.json".into(),
+                source: store,
+            },
+            OperatorError::GateReport {
+                uri: "s3://models/v1/gate.json".into(),
+                source: json,
+            },
+        ];
+        for e in &with_cause {
+            let mut deepest = std::error::Error::source(e).expect("a cause");
+            while let Some(deeper) = deepest.source() {
+                deepest = deeper;
+            }
+            let line = e.chain().to_string();
+            assert_eq!(
+                line.matches(&deepest.to_string()).count(),
+                1,
+                "the deepest cause once: {line}"
+            );
+            assert!(line.starts_with(&e.to_string()), "{line}");
+        }
+    }
 }

@@ -1,12 +1,17 @@
 //! The operator: a kube-runtime controller for `Model` that owns its
 //! `ModelVersion`s, training Jobs, serving Deployments and Services. Each
-//! reconcile is observe → [`crate::policy::decide`] → apply → status
-//! ([`reconcile`]); building children is pure ([`children`]).
+//! reconcile ([`reconcile`]) is observe ([`observe`], [`scrape`]) →
+//! [`crate::policy::decide`] → act on the decision's actions ([`act`]) →
+//! write the status → apply the children the status calls for
+//! ([`desired`], built purely by [`children`]) and delete the rest.
 
+pub mod act;
 pub mod apply;
 pub mod audit;
 pub mod children;
 pub mod clock;
+pub mod context;
+pub mod desired;
 pub mod drift_windows;
 pub mod error;
 pub mod gateway_api;
@@ -14,6 +19,7 @@ pub mod index;
 pub mod leader;
 pub mod observe;
 pub mod reconcile;
+pub mod scrape;
 pub mod telemetry;
 
 use std::collections::HashMap;
@@ -163,9 +169,10 @@ async fn controller(
 /// What the caches never read, dropped as objects arrive: with a thousand
 /// Models the caches hold thousands of children, and field managers, other
 /// tools' labels and annotations, and unread spec parts are most of each.
-/// Children are compared through their applied-hash annotation and found
-/// through driftline's own labels; owner references stay (they map a child
-/// to its Model).
+/// Children are compared through their applied-hash annotation and the
+/// digest of their live content ([`keep_live_digest`]), and found through
+/// driftline's own labels; owner references stay (they map a child to its
+/// Model).
 fn forget_unread(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
     meta.managed_fields = None;
     // Rebuilt rather than filtered in place: a map keeps its nodes (each
@@ -182,6 +189,41 @@ fn forget_unread(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::Obje
         &[MODEL_LABEL, VERSION_LABEL, ROLE_LABEL],
     );
     meta.annotations = keep(meta.annotations.take(), &[apply::APPLIED_HASH]);
+}
+
+/// Keeps, on the cache's copy of a child, the digest of the live object it
+/// was made from ([`apply::live_digest`]): an out-of-band edit is told by it
+/// after the spec itself is dropped. Call it before trimming the object.
+fn keep_live_digest<K: kube::Resource + serde::Serialize>(obj: &K) -> impl FnOnce(&mut K) + use<K> {
+    let digest = apply::live_digest(obj);
+    move |trimmed: &mut K| {
+        trimmed
+            .meta_mut()
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(apply::LIVE_DIGEST.into(), digest);
+    }
+}
+
+/// A Deployment as the operator reads it: its replica count (readiness),
+/// driftline's labels, the applied hash and the live digest.
+fn trim_deployment(d: &mut Deployment) {
+    let digest = keep_live_digest(d);
+    forget_unread(&mut d.metadata);
+    d.spec = d.spec.take().map(|spec| DeploymentSpec {
+        replicas: spec.replicas,
+        ..Default::default()
+    });
+    digest(d);
+}
+
+/// A Service as the operator reads it: driftline's labels, the applied
+/// hash and the live digest.
+fn trim_service(svc: &mut Service) {
+    let digest = keep_live_digest(svc);
+    forget_unread(&mut svc.metadata);
+    svc.spec = None;
+    digest(svc);
 }
 
 /// A pod as the operator reads it: its labels, whether it is being deleted,
@@ -248,26 +290,18 @@ async fn scope_controller(
         .map_ok(jobs_index.feed())
         .reflect(jobs_writer)
         .touched_objects();
+    let applied = Arc::new(apply::Applied::default());
     let deployment_events = watcher(api::<Deployment>(&client, ns), children.clone())
         .default_backoff()
-        .modify(|d| {
-            forget_unread(&mut d.metadata);
-            // `spec.replicas` is read (readiness); the pod template is
-            // compared through the applied-hash annotation.
-            d.spec = d.spec.take().map(|spec| DeploymentSpec {
-                replicas: spec.replicas,
-                ..Default::default()
-            });
-        })
+        .modify(trim_deployment)
+        .map_ok(applied.forget_deleted())
         .map_ok(deployments_index.feed())
         .reflect(deployments_writer)
         .touched_objects();
     let service_events = watcher(api::<Service>(&client, ns), children)
         .default_backoff()
-        .modify(|svc| {
-            forget_unread(&mut svc.metadata);
-            svc.spec = None;
-        })
+        .modify(trim_service)
+        .map_ok(applied.forget_deleted())
         .map_ok(services_index.feed())
         .reflect(services_writer)
         .touched_objects();
@@ -288,7 +322,7 @@ async fn scope_controller(
     .reflect(pods_writer)
     .touched_objects();
 
-    let ctx = Arc::new(reconcile::Context {
+    let ctx = Arc::new(context::Context {
         client: client.clone(),
         settings: config.settings.clone(),
         clock: config.clock.clone(),
@@ -299,7 +333,7 @@ async fn scope_controller(
                 instance: Some(config.instance.clone()),
             },
         ),
-        stores: reconcile::Stores {
+        stores: context::Stores {
             versions: versions.clone(),
             jobs: jobs.clone(),
             deployments: deployments.clone(),
@@ -314,6 +348,7 @@ async fn scope_controller(
         drift_poll: config.drift_poll,
         registry: config.registry.clone(),
         gateway_api: gateway_api::GatewayApiProbe::default(),
+        applied,
         dashboard_url: config.dashboard_url.clone(),
         routes_applied: Mutex::new(HashMap::new()),
     });
@@ -398,6 +433,9 @@ async fn scope_controller(
 }
 
 #[cfg(test)]
+mod fixtures;
+
+#[cfg(test)]
 mod cache_tests {
     use super::*;
     use crate::api::names;
@@ -480,6 +518,45 @@ mod cache_tests {
             vec![format!("http://10.0.0.7:{}", names::SERVE_PORT)],
             "the fixture is a ready replica"
         );
+    }
+
+    #[test]
+    fn a_cached_server_tells_an_edit_from_what_was_applied_without_its_spec() {
+        let (deployment, service) = children::serving(
+            &fixtures::wine(),
+            1,
+            "s3://models/v1",
+            &fixtures::settings(),
+        )
+        .expect("builds");
+        let as_applied = apply::stamp(deployment);
+        let mut edited = as_applied.clone();
+        if let Some(pod) = edited.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+            pod.containers[0].image = Some("someone/else:latest".into());
+        }
+        let digest = |d: &Deployment| {
+            let mut cached = d.clone();
+            trim_deployment(&mut cached);
+            let spec = cached.spec.clone().expect("spec");
+            assert!(spec.template.spec.is_none(), "the pod template is not kept");
+            assert_eq!(spec.replicas, Some(2));
+            cached
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(apply::LIVE_DIGEST).cloned())
+                .expect("the live digest is kept")
+        };
+        assert_eq!(digest(&as_applied), apply::live_digest(&as_applied));
+        assert_ne!(digest(&as_applied), digest(&edited));
+        let mut cached = apply::stamp(service);
+        trim_service(&mut cached);
+        let annotations = cached.metadata.annotations.as_ref().expect("annotations");
+        assert!(
+            annotations.contains_key(apply::APPLIED_HASH)
+                && annotations.contains_key(apply::LIVE_DIGEST)
+        );
+        assert!(cached.spec.is_none());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Observe: turn what the cluster and the model servers show into the
 //! decision core's [`Observations`]. Reading objects is pure (from the
-//! reflector stores); reading gate reports and scraping servers is IO.
+//! reflector stores); reading gate reports and the data source's version is
+//! IO here, scraping the pods is [`scrape`]'s.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,10 +12,17 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::api::names;
 use crate::api::scrape::{BackendCounters, GatewayCounters, ServingCounters};
-use crate::api::{GateEvaluation, Model, ModelVersion, VersionPhase};
-use crate::policy::{CanaryMetrics, JobState, ManualAction, ManualRequest, ServingMetrics};
+use crate::api::{GateEvaluation, Model, ModelVersion, VersionPhase, version_number};
+use crate::policy::{
+    CanaryMetrics, EventKind, GateResult, JobState, ManualAction, ManualRequest, Observations,
+    ServingMetrics, TrainingJob,
+};
 
+use super::apply;
+use super::audit;
+use super::context::Context;
 use super::error::OperatorError;
+use super::scrape;
 
 /// The state of a training Job as the decision core sees it.
 pub fn job_state(job: &Job) -> JobState {
@@ -196,14 +204,9 @@ pub fn manual_requests(model: &Model) -> Result<Vec<(String, ManualRequest)>, (S
 pub async fn read_gate_report(artifact: &str) -> Result<Option<GateEvaluation>, OperatorError> {
     let uri = names::gate_report_uri(artifact);
     match crate::ml::store::read_bytes(&uri).await {
-        Ok(bytes) => {
-            serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| OperatorError::GateReport {
-                    uri,
-                    reason: e.to_string(),
-                })
-        }
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| OperatorError::GateReport { uri, source }),
         Err(crate::ml::store::StoreError::NotFound { .. }) => Ok(None),
         Err(source) => Err(OperatorError::Store {
             action: format!("read gate report {uri}"),
@@ -340,6 +343,143 @@ pub fn canary_metrics(
         }
     }
     m
+}
+
+/// What one reconcile observed: the decision core's [`Observations`] and
+/// what the operator keeps for itself around the decision.
+pub struct Observed {
+    pub observations: Observations,
+    /// The annotation of the manual request handed to the core, removed once acted on.
+    pub acknowledged: Option<String>,
+    /// Who asked (`driftline.dev/requested-by`), for the audit trail.
+    pub actor: Option<String>,
+    /// Full gate evaluations read this reconcile, for the registry.
+    pub gate_reports: BTreeMap<u32, GateEvaluation>,
+    /// Training curve and lineage of those versions (with a registry only).
+    pub training: BTreeMap<u32, audit::TrainingFacts>,
+}
+
+/// Everything the decision core needs, read from the caches (pure), the
+/// artifact store and the Model's pods (IO).
+pub async fn observations(
+    model: &Model,
+    ctx: &Context,
+    name: &str,
+    versions: &[ModelVersion],
+    jobs: &[&Job],
+    pods: &[&Pod],
+    deployments: &[&Deployment],
+) -> Result<Observed, OperatorError> {
+    let mut obs = Observations::at(ctx.clock.now());
+    obs.generation = model.metadata.generation;
+    obs.jobs = jobs
+        .iter()
+        .filter_map(|j| {
+            let version = names::training_job_version(name, j.metadata.name.as_deref()?)?;
+            let state = job_state(j);
+            let unschedulable = match state {
+                JobState::Pending => {
+                    unschedulable(&pods_of_version(pods, names::ROLE_TRAINING, version))
+                }
+                _ => None,
+            };
+            Some(TrainingJob {
+                version,
+                state,
+                unschedulable,
+            })
+        })
+        .collect();
+    let mut gate_reports = BTreeMap::new();
+    let mut training = BTreeMap::new();
+    for (version, artifact) in awaiting_gate(versions) {
+        if let Some(report) = read_gate_report(&artifact).await? {
+            obs.gate_results.push(GateResult {
+                version,
+                verdict: report.verdict.clone(),
+            });
+            if ctx.registry.is_some() {
+                if let Some(facts) = read_training_facts(&artifact).await {
+                    training.insert(version, facts);
+                }
+                gate_reports.insert(version, report);
+            }
+        }
+    }
+    obs.ready_versions = ready_versions(name, deployments);
+
+    let mut acknowledged = None;
+    match manual_requests(model) {
+        Ok(requests) => {
+            if let Some((annotation, request)) = requests.into_iter().next() {
+                obs.request = Some(request);
+                acknowledged = Some(annotation);
+            }
+        }
+        Err((annotation, message)) => {
+            apply::event(
+                &ctx.recorder,
+                model,
+                EventKind::Warning,
+                "RequestRefused",
+                "Request",
+                &message,
+            )
+            .await?;
+            // Said once: removed, it is not refused again at every reconcile.
+            acknowledged = Some(annotation);
+        }
+    }
+
+    // `retrain.onNewData`: the data source's version (ETag, or size and
+    // modification time), compared by the core with the one the latest
+    // training started from. A source that cannot be read is not "new".
+    if model.spec.retrain.as_ref().is_some_and(|r| r.on_new_data) {
+        match crate::ml::store::version_tag(&model.spec.data.source).await {
+            Ok(tag) => obs.source_digest = Some(tag),
+            Err(e) => {
+                tracing::warn!(source = %model.spec.data.source, error = %e, "cannot read the data source's version")
+            }
+        }
+    }
+
+    if let Some(metrics) = scrape::canary(model, ctx, pods, &obs).await {
+        obs.canary_metrics = Some(metrics);
+    }
+    if let Some(champion) = model
+        .status
+        .as_ref()
+        .and_then(|s| s.champion.as_deref())
+        .and_then(version_number)
+    {
+        let artifact = versions
+            .iter()
+            .find(|v| v.spec.version == champion)
+            .and_then(|v| Some(v.status.as_ref()?.artifact.as_ref()?.uri.clone()));
+        if let Some(artifact) = artifact {
+            let replicas = scrape::targets(model, pods, champion);
+            let totals = scrape::drift_totals(ctx, name, &replicas).await;
+            obs.drift = ctx
+                .drift_windows
+                .readings(model, champion, &artifact, &totals, obs.now)
+                .await;
+        }
+    }
+    let actor = acknowledged.as_ref().and_then(|_| {
+        model
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(names::REQUESTED_BY_ANNOTATION)
+            .cloned()
+    });
+    Ok(Observed {
+        observations: obs,
+        acknowledged,
+        actor,
+        gate_reports,
+        training,
+    })
 }
 
 #[cfg(test)]

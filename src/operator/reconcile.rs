@@ -1,115 +1,90 @@
-//! One reconcile of one Model: observe → `policy::decide` → apply → status.
+//! One reconcile of one Model: observe → `policy::decide` → act → status →
+//! children. This file is the orchestration: reading is [`super::observe`]
+//! and [`super::scrape`], carrying out actions [`super::act`], which
+//! children exist [`super::desired`], writing [`super::apply`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Client, ResourceExt};
-use tracing::{Instrument, info, info_span, warn};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{Span, field, instrument, warn};
 
-use crate::api::names::{self, ROLE_LABEL};
-use crate::api::scrape::ServingCounters;
-use crate::api::{
-    ConditionStatus, GateEvaluation, Model, ModelStatus, ModelVersion, ModelVersionStatus,
-    VersionPhase, version_name, version_number,
-};
-use crate::drift::DriftReport;
-use crate::policy::conditions::set_condition;
-use crate::policy::{
-    Action, Decision, EventKind, GateResult, JobState, Observations, TrainingJob, decide,
-};
+use crate::api::names;
+use crate::api::{ConditionStatus, Model, ModelSpec, ModelStatus, ModelVersion};
+use crate::policy::conditions::{self, set_condition};
+use crate::policy::{EventKind, Observations, decide};
 use crate::registry::RegistryWriter;
 
+use super::act;
 use super::apply;
 use super::audit;
-use super::children::{self, ChildSettings};
-use super::clock::Clock;
+use super::desired::{self, Kept};
 use super::error::OperatorError;
-use super::index::Children;
-use super::observe::{self, Baseline};
-use super::telemetry::Telemetry;
+use super::observe;
+
+pub use super::context::{Context, Stores};
 
 /// Longest real wait between two reconciles of a Model.
 const MAX_REQUEUE: Duration = Duration::from_secs(300);
 /// Real wait between reconciles while a canary collects evidence.
 const CANARY_POLL: Duration = Duration::from_secs(5);
 
-/// Reflector caches of the Model's children.
-#[derive(Clone)]
-pub struct Stores {
-    pub versions: Children<ModelVersion>,
-    pub jobs: Children<Job>,
-    pub deployments: Children<Deployment>,
-    pub services: Children<Service>,
-    /// The children's pods: why a training Job stays Pending (the
-    /// scheduler's message), and the serving replicas to scrape.
-    pub pods: Children<Pod>,
-}
-
-/// What every reconcile shares.
-pub struct Context {
-    pub client: Client,
-    pub settings: ChildSettings,
-    pub clock: Arc<Clock>,
-    pub recorder: Recorder,
-    pub stores: Stores,
-    pub http: reqwest::Client,
-    pub telemetry: Arc<Telemetry>,
-    /// Canary counters at the start of each step, by Model.
-    pub baselines: Mutex<HashMap<ObjectRef<Model>, Baseline>>,
-    /// The champion's drift windows over all its replicas, by Model.
-    pub drift_windows: super::drift_windows::DriftWindows,
-    /// The resourceVersion each Model had before our last status write: a
-    /// reconcile that sees it again runs on a stale cache and waits.
-    pub stale: Mutex<HashMap<ObjectRef<Model>, String>>,
-    /// Real time between two reads of the champion's drift windows.
-    pub drift_poll: Duration,
-    /// Where decisions are recorded (lineage, evaluations, audit trail), if anywhere.
-    pub registry: Option<Arc<RegistryWriter>>,
-    /// Whether the cluster serves the Gateway API (then each Model also gets
-    /// an HTTPRoute).
-    pub gateway_api: super::gateway_api::GatewayApiProbe,
-    /// What was last applied to each HTTPRoute (`namespace/name` → content
-    /// hash, when): routes have no watch cache, and an unchanged one is not
-    /// written again for [`super::apply::REAPPLY_AFTER`].
-    pub routes_applied: Mutex<HashMap<String, (String, Instant)>>,
-    /// Base URL of the dashboard, for the links in decision Events.
-    pub dashboard_url: Option<String>,
-}
-
-fn borrowed<K>(items: &[Arc<K>]) -> Vec<&K> {
-    items.iter().map(Arc::as_ref).collect()
-}
-
-/// The kube-runtime entry point: reconciles one Model and records the outcome.
+/// The kube-runtime entry point: reconciles one Model and records the
+/// outcome. Its span carries the Model, the version it works on and a trace
+/// id; a failure is logged once, inside it, with its whole cause.
+#[instrument(
+    name = "reconcile",
+    skip_all,
+    fields(model = %model_key(&model), version = field::Empty, trace_id = field::Empty)
+)]
 pub async fn reconcile(model: Arc<Model>, ctx: Arc<Context>) -> Result<Requeue, OperatorError> {
-    let name = model.name_any();
-    let ns = model.namespace().unwrap_or_default();
-    let span = info_span!("reconcile", model = %format!("{ns}/{name}"));
+    let span = Span::current();
+    span.record("trace_id", field::display(uuid::Uuid::new_v4().simple()));
+    if let Some(version) = model.status.as_ref().and_then(focus_version) {
+        span.record("version", version);
+    }
     let started = Instant::now();
-    let result = reconcile_model(&model, &ctx).instrument(span.clone()).await;
+    let result = reconcile_model(&model, &ctx).await;
     ctx.telemetry
         .observe_reconcile(started.elapsed(), result.as_ref().err());
     if let Err(e) = &result {
-        let _enter = span.enter();
-        warn!(error = %e, "reconcile failed");
+        // The one log line of a failure: the condition and Event below may
+        // themselves be refused (RBAC), and then the log is all that is left.
+        warn!(error = %e.chain(), reason = e.reason(), "reconcile failed");
         report_error(&model, &ctx, e).await;
     }
     result
 }
 
-/// Backoff after a failed reconcile: permanent errors wait for a change to
-/// the Model (a watch event), transient ones retry soon.
-pub fn error_policy(model: Arc<Model>, error: &OperatorError, _ctx: Arc<Context>) -> Requeue {
-    // Also in the log: the condition and Event it reports may themselves be
-    // refused (RBAC), and then the log is the only place left.
-    tracing::warn!(model = %kube::ResourceExt::name_any(model.as_ref()), %error, "reconcile failed");
+/// `namespace/name` of a Model, as its logs and metrics name it.
+fn model_key(model: &Model) -> String {
+    format!(
+        "{}/{}",
+        model.namespace().unwrap_or_default(),
+        model.name_any()
+    )
+}
+
+/// The version a reconcile works on, for its span: the one training, else
+/// the canary, else the candidate, else the champion.
+pub fn focus_version(status: &ModelStatus) -> Option<String> {
+    status
+        .training
+        .as_ref()
+        .map(|t| t.version.clone())
+        .or_else(|| status.canary.as_ref().map(|c| c.version.clone()))
+        .or_else(|| status.candidate.clone())
+        .or_else(|| status.champion.clone())
+}
+
+/// Backoff after a failed reconcile (logged by [`reconcile`]): permanent
+/// errors wait for a change to the Model (a watch event), transient ones
+/// retry soon.
+pub fn error_policy(_model: Arc<Model>, error: &OperatorError, _ctx: Arc<Context>) -> Requeue {
     if error.is_permanent() {
         Requeue::requeue(MAX_REQUEUE)
     } else {
@@ -122,13 +97,14 @@ pub fn error_policy(model: Arc<Model>, error: &OperatorError, _ctx: Arc<Context>
 async fn report_error(model: &Model, ctx: &Context, e: &OperatorError) {
     let mut status = model.status.clone().unwrap_or_default();
     let obs = Observations::at(ctx.clock.now());
+    let message = e.chain().to_string();
     let changed = set_condition(
         &mut status,
         &obs,
-        "Reconciled",
+        conditions::RECONCILED,
         ConditionStatus::False,
         e.reason(),
-        &e.to_string(),
+        &message,
     );
     if changed || model.status.as_ref() != Some(&status) {
         let _ = apply::write_status(&ctx.client, model, &status).await;
@@ -139,7 +115,7 @@ async fn report_error(model: &Model, ctx: &Context, e: &OperatorError) {
         EventKind::Warning,
         e.reason(),
         "Reconcile",
-        &e.to_string(),
+        &message,
     )
     .await;
 }
@@ -177,40 +153,47 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Requeue, Operat
         .map(|v| v.as_ref().clone())
         .collect();
     versions.sort_by_key(|v| v.spec.version);
-    let all_jobs = ctx.stores.jobs.of(&ns, &name);
-    let jobs = borrowed(&all_jobs);
-    let all_deployments = ctx.stores.deployments.of(&ns, &name);
-    let deployments = borrowed(&all_deployments);
-
-    let all_pods = ctx.stores.pods.of(&ns, &name);
-    let pods = borrowed(&all_pods);
-    let obs = observe_all(model, ctx, &name, &versions, &jobs, &pods, &deployments).await?;
-    let decision = decide(model, &versions, &obs.observations);
+    let jobs = ctx.stores.jobs.of(&ns, &name);
+    let deployments = ctx.stores.deployments.of(&ns, &name);
+    let pods = ctx.stores.pods.of(&ns, &name);
+    let observed = observe::observations(
+        model,
+        ctx,
+        &name,
+        &versions,
+        &borrowed(&jobs),
+        &borrowed(&pods),
+        &borrowed(&deployments),
+    )
+    .await?;
+    let decision = decide(model, &versions, &observed.observations);
+    if let Some(version) = focus_version(&decision.status) {
+        Span::current().record("version", version);
+    }
     tracing::debug!(
         resource_version = rv.as_deref().unwrap_or_default(),
         versions = ?versions
             .iter()
             .map(|v| (v.spec.version, v.status.as_ref().map(|s| s.phase)))
             .collect::<Vec<_>>(),
-        jobs = ?obs.observations.jobs,
-        gate_results = obs.observations.gate_results.len(),
+        jobs = ?observed.observations.jobs,
+        gate_results = observed.observations.gate_results.len(),
         actions = decision.actions.len(),
         "decided"
     );
-    apply_decision(model, ctx, &versions, &decision).await?;
-    ensure_children(model, ctx, &decision.status, &versions, &jobs, &deployments).await?;
+    let versions = act::act(model, ctx, &versions, &decision).await?;
 
     let mut status = decision.status.clone();
     set_condition(
         &mut status,
-        &obs.observations,
-        "Reconciled",
+        &observed.observations,
+        conditions::RECONCILED,
         ConditionStatus::True,
         "Reconciled",
         "children and status match the latest decision",
     );
     if let Some(registry) = &ctx.registry {
-        registry_condition(model, ctx, registry, &mut status, &obs.observations).await?;
+        registry_condition(model, ctx, registry, &mut status, &observed.observations).await?;
     }
     if model.status.as_ref() != Some(&status) {
         apply::write_status(&ctx.client, model, &status).await?;
@@ -224,54 +207,64 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Requeue, Operat
     // Only now, with the decision in the Model's status: a decision that must
     // be made again (a failed write) leaves no row behind.
     if let Some(registry) = &ctx.registry {
-        let observed = audit::Observed {
-            gate_reports: &obs.gate_reports,
-            training: &obs.training,
-            drift: &obs.observations.drift,
-            actor: obs.actor.as_deref(),
+        let facts = audit::Observed {
+            gate_reports: &observed.gate_reports,
+            training: &observed.training,
+            drift: &observed.observations.drift,
+            actor: observed.actor.as_deref(),
         };
-        for record in audit::records(model, &versions, &decision, &observed, obs.observations.now) {
+        let now = observed.observations.now;
+        for record in audit::records(model, &versions, &decision, &facts, now) {
             if let Err(e) = registry.submit(record) {
                 warn!(error = %e, "registry record dropped");
             }
         }
     }
-    if let Some(annotation) = &obs.acknowledged {
+    // Children after the status: a version the status no longer serves is
+    // removed only once the gateway can read that it gets no traffic.
+    apply_children(model, ctx, &status, &versions).await?;
+    if let Some(annotation) = &observed.acknowledged {
         apply::remove_annotation(&ctx.client, model, annotation).await?;
-        if obs.actor.is_some() {
+        if observed.actor.is_some() {
             apply::remove_annotation(&ctx.client, model, names::REQUESTED_BY_ANNOTATION).await?;
         }
     }
     ctx.telemetry.set_phase(&key, status.phase);
+    let decided = decision.requeue_after.map(|d| ctx.clock.real(d));
+    Ok(Requeue::requeue(next_wait(
+        decided,
+        &status,
+        &model.spec,
+        ctx.drift_poll,
+    )))
+}
 
-    let mut wait = decision
-        .requeue_after
-        .map_or(MAX_REQUEUE, |d| ctx.clock.real(d))
-        .min(MAX_REQUEUE);
+fn borrowed<K>(items: &[Arc<K>]) -> Vec<&K> {
+    items.iter().map(Arc::as_ref).collect()
+}
+
+/// Real time until the next reconcile when nothing else wakes the Model:
+/// what the decision asked for, at most [`MAX_REQUEUE`]; [`CANARY_POLL`]
+/// while a canary collects evidence; the drift poll while a champion is
+/// watched for drift or new data.
+pub fn next_wait(
+    decided: Option<Duration>,
+    status: &ModelStatus,
+    spec: &ModelSpec,
+    drift_poll: Duration,
+) -> Duration {
+    let mut wait = decided.map_or(MAX_REQUEUE, |d| d.min(MAX_REQUEUE));
     if status.canary.is_some() {
         wait = wait.min(CANARY_POLL);
     }
-    let watches = model
-        .spec
+    let watches = spec
         .retrain
         .as_ref()
         .is_some_and(|r| r.on_drift || r.on_new_data);
     if watches && status.champion.is_some() {
-        wait = wait.min(ctx.drift_poll);
+        wait = wait.min(drift_poll);
     }
-    Ok(Requeue::requeue(wait.max(Duration::from_millis(100))))
-}
-
-struct Observed {
-    observations: Observations,
-    /// The annotation of the manual request handed to the core, removed once acted on.
-    acknowledged: Option<String>,
-    /// Who asked (`driftline.dev/requested-by`), for the audit trail.
-    actor: Option<String>,
-    /// Full gate evaluations read this reconcile, for the registry.
-    gate_reports: BTreeMap<u32, GateEvaluation>,
-    /// Training curve and lineage of those versions (with a registry only).
-    training: BTreeMap<u32, audit::TrainingFacts>,
+    wait.max(Duration::from_millis(100))
 }
 
 /// `RegistryAvailable`: whether decisions reach the registry now; a flip to
@@ -300,7 +293,14 @@ async fn registry_condition(
             ),
         )
     };
-    let flipped = set_condition(status, obs, "RegistryAvailable", value, reason, &message);
+    let flipped = set_condition(
+        status,
+        obs,
+        conditions::REGISTRY_AVAILABLE,
+        value,
+        reason,
+        &message,
+    );
     if flipped && value == ConditionStatus::False {
         apply::event(
             &ctx.recorder,
@@ -315,543 +315,282 @@ async fn registry_condition(
     Ok(())
 }
 
-async fn observe_all(
-    model: &Model,
-    ctx: &Context,
-    name: &str,
-    versions: &[ModelVersion],
-    jobs: &[&Job],
-    pods: &[&Pod],
-    deployments: &[&Deployment],
-) -> Result<Observed, OperatorError> {
-    let mut obs = Observations::at(ctx.clock.now());
-    obs.generation = model.metadata.generation;
-    obs.jobs = jobs
-        .iter()
-        .filter_map(|j| {
-            let version = names::training_job_version(name, j.metadata.name.as_deref()?)?;
-            let state = observe::job_state(j);
-            let unschedulable = match state {
-                JobState::Pending => observe::unschedulable(&observe::pods_of_version(
-                    pods,
-                    names::ROLE_TRAINING,
-                    version,
-                )),
-                _ => None,
-            };
-            Some(TrainingJob {
-                version,
-                state,
-                unschedulable,
-            })
-        })
-        .collect();
-    let mut gate_reports = BTreeMap::new();
-    let mut training = BTreeMap::new();
-    for (version, artifact) in observe::awaiting_gate(versions) {
-        if let Some(report) = observe::read_gate_report(&artifact).await? {
-            obs.gate_results.push(GateResult {
-                version,
-                verdict: report.verdict.clone(),
-            });
-            if ctx.registry.is_some() {
-                if let Some(facts) = observe::read_training_facts(&artifact).await {
-                    training.insert(version, facts);
-                }
-                gate_reports.insert(version, report);
-            }
-        }
-    }
-    obs.ready_versions = observe::ready_versions(name, deployments);
-
-    let mut acknowledged = None;
-    match observe::manual_requests(model) {
-        Ok(requests) => {
-            if let Some((annotation, request)) = requests.into_iter().next() {
-                obs.request = Some(request);
-                acknowledged = Some(annotation);
-            }
-        }
-        Err((annotation, message)) => {
-            apply::event(
-                &ctx.recorder,
-                model,
-                EventKind::Warning,
-                "RequestRefused",
-                "Request",
-                &message,
-            )
-            .await?;
-            // Said once: removed, it is not refused again at every reconcile.
-            acknowledged = Some(annotation);
-        }
-    }
-
-    // `retrain.onNewData`: the data source's version (ETag, or size and
-    // modification time), compared by the core with the one the latest
-    // training started from. A source that cannot be read is not "new".
-    if model.spec.retrain.as_ref().is_some_and(|r| r.on_new_data) {
-        match crate::ml::store::version_tag(&model.spec.data.source).await {
-            Ok(tag) => obs.source_digest = Some(tag),
-            Err(e) => {
-                warn!(source = %model.spec.data.source, error = %e, "cannot read the data source's version")
-            }
-        }
-    }
-
-    if let Some(metrics) = scrape_canary(model, ctx, pods, &obs).await {
-        obs.canary_metrics = Some(metrics);
-    }
-    if let Some(champion) = model
-        .status
-        .as_ref()
-        .and_then(|s| s.champion.as_deref())
-        .and_then(version_number)
-    {
-        let artifact = versions
-            .iter()
-            .find(|v| v.spec.version == champion)
-            .and_then(|v| Some(v.status.as_ref()?.artifact.as_ref()?.uri.clone()));
-        if let Some(artifact) = artifact {
-            let replicas = scrape_targets(model, pods, champion);
-            let totals = scrape_drift_totals(ctx, name, &replicas).await;
-            obs.drift = ctx
-                .drift_windows
-                .readings(model, champion, &artifact, &totals, obs.now)
-                .await;
-        }
-    }
-    let actor = acknowledged.as_ref().and_then(|_| {
-        model
-            .metadata
-            .annotations
-            .as_ref()?
-            .get(names::REQUESTED_BY_ANNOTATION)
-            .cloned()
-    });
-    Ok(Observed {
-        observations: obs,
-        acknowledged,
-        actor,
-        gate_reports,
-        training,
-    })
-}
-
-/// The base URLs to scrape version `n` at: each ready replica; or the
-/// version's Service while the operator sees none of the version's pods
-/// (pods without the labels it watches). Pods that exist but are not ready
-/// yet are not scraped at all: nothing would answer through the Service
-/// either, and a lookup of its name outside the cluster's DNS (the
-/// embedded cluster without a hosts file) waits for the scrape timeout.
-fn scrape_targets(model: &Model, pods: &[&Pod], n: u32) -> Vec<String> {
-    let urls = observe::replica_urls(pods, n);
-    if urls.is_empty() && observe::pods_of_version(pods, names::ROLE_SERVING, n).is_empty() {
-        tracing::debug!(
-            version = n,
-            "no pod of the version is visible; scraping through the Service"
-        );
-        let ns = model.namespace().unwrap_or_default();
-        vec![names::serving_url(&model.name_any(), &ns, n)]
-    } else {
-        urls
-    }
-}
-
-/// `/metrics` of every replica, summed; `None` unless every replica answered
-/// (a partial sum would read as lost requests).
-async fn scrape_version(ctx: &Context, replicas: &[String]) -> Option<ServingCounters> {
-    let scrapes = replicas.iter().map(|base| async move {
-        let url = format!("{base}/metrics");
-        let answer = match ctx.http.get(&url).send().await {
-            Ok(answer) if answer.status().is_success() => answer,
-            Ok(answer) => {
-                tracing::debug!(%url, status = %answer.status(), "scrape refused");
-                return None;
-            }
-            Err(err) => {
-                tracing::debug!(%url, %err, "scrape failed");
-                return None;
-            }
-        };
-        Some(ServingCounters::from_metrics(&answer.text().await.ok()?))
-    });
-    let mut total = ServingCounters::default();
-    for counters in futures::future::join_all(scrapes).await {
-        total.merge(&counters?);
-    }
-    Some(total)
-}
-
-/// Each replica's running drift total from its `/v2/models/{name}/drift`,
-/// by replica address; replicas that do not answer are left out (and
-/// forgotten by the merge until they answer again).
-async fn scrape_drift_totals(
-    ctx: &Context,
-    model: &str,
-    replicas: &[String],
-) -> Vec<(String, crate::drift::RunningTotal)> {
-    let scrapes = replicas.iter().map(|base| async move {
-        let url = format!("{base}/v2/models/{model}/drift");
-        let answer = ctx.http.get(&url).send().await.ok()?;
-        if !answer.status().is_success() {
-            return None;
-        }
-        match answer.json::<DriftReport>().await {
-            Ok(report) => Some((base.clone(), report.total)),
-            Err(e) => {
-                warn!(%url, error = %e, "drift report is not in the expected shape");
-                None
-            }
-        }
-    });
-    futures::future::join_all(scrapes)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
-}
-
-/// Canary and stable metrics since the current step began, when a step runs.
-async fn scrape_canary(
-    model: &Model,
-    ctx: &Context,
-    pods: &[&Pod],
-    obs: &Observations,
-) -> Option<crate::policy::CanaryMetrics> {
-    let status = model.status.as_ref()?;
-    let canary = status.canary.as_ref()?;
-    let step_started = canary.step_started_at?;
-    let n = version_number(&canary.version)?;
-    let champion = status.champion.as_deref().and_then(version_number)?;
-    let (canary_replicas, stable_replicas) = (
-        scrape_targets(model, pods, n),
-        scrape_targets(model, pods, champion),
-    );
-    let gateways = observe::gateway_urls(pods);
-    let (canary_now, stable_now, gateway_now) = tokio::join!(
-        scrape_version(ctx, &canary_replicas),
-        scrape_version(ctx, &stable_replicas),
-        scrape_gateway(ctx, &gateways),
-    );
-    let (canary_now, stable_now) = (canary_now?, stable_now?);
-    let key = ObjectRef::from_obj(model);
-    let mut baselines = ctx.baselines.lock().unwrap_or_else(|p| p.into_inner());
-    let entry = baselines
-        .get(&key)
-        .filter(|b| b.version == n && b.step_started == step_started);
-    let baseline = match entry {
-        Some(b) => b.clone(),
-        None => {
-            // The window starts at the first scrape of this step.
-            let b = Baseline {
-                version: n,
-                step_started,
-                taken_at: obs.now.max(step_started),
-                canary: canary_now,
-                stable: stable_now,
-                gateway: gateway_now,
-            };
-            baselines.insert(key, b);
-            return None;
-        }
-    };
-    Some(observe::canary_metrics(
-        n,
-        champion,
-        &baseline,
-        (&canary_now, &stable_now, gateway_now.as_ref()),
-        obs.now,
-    ))
-}
-
-/// Every ready gateway replica's per-backend counters, summed; `None` when
-/// there is none or any did not answer (the analysis then uses the model
-/// servers' own counters alone).
-async fn scrape_gateway(
-    ctx: &Context,
-    replicas: &[String],
-) -> Option<crate::api::scrape::GatewayCounters> {
-    if replicas.is_empty() {
-        return None;
-    }
-    let scrapes = replicas.iter().map(|base| async move {
-        let url = format!("{base}/metrics");
-        match ctx.http.get(&url).send().await {
-            Ok(answer) if answer.status().is_success() => Some(
-                crate::api::scrape::GatewayCounters::from_metrics(&answer.text().await.ok()?),
-            ),
-            Ok(answer) => {
-                tracing::debug!(%url, status = %answer.status(), "gateway scrape refused");
-                None
-            }
-            Err(err) => {
-                tracing::debug!(%url, %err, "gateway scrape failed");
-                None
-            }
-        }
-    });
-    let mut total = crate::api::scrape::GatewayCounters::default();
-    for counters in futures::future::join_all(scrapes).await {
-        total.merge(&counters?);
-    }
-    Some(total)
-}
-
-async fn apply_decision(
-    model: &Model,
-    ctx: &Context,
-    versions: &[ModelVersion],
-    decision: &Decision,
-) -> Result<(), OperatorError> {
-    let name = model.name_any();
-    let ns = model.namespace().unwrap_or_default();
-    let mut statuses: HashMap<u32, (ModelVersion, ModelVersionStatus)> = HashMap::new();
-    let mut touched: BTreeSet<u32> = BTreeSet::new();
-    for v in versions {
-        let n = v.spec.version;
-        let status = match &v.status {
-            Some(s) => s.clone(),
-            None => {
-                // The write of its first status failed after the version was
-                // created (the create is not repeated): write it now, or the
-                // version would never learn where its artifact and gate
-                // report are, and wait for them forever.
-                touched.insert(n);
-                children::initial_version_status(
-                    children::artifact_uri(model, n, &ctx.settings)?,
-                    names::training_job(&name, n),
-                )
-            }
-        };
-        statuses.insert(n, (v.clone(), status));
-    }
-    let now = ctx.clock.now();
-    for action in &decision.actions {
-        match action {
-            Action::StartTraining {
-                version,
-                trigger,
-                reason,
-                config_hash,
-            } => {
-                let n = *version;
-                let mv = children::model_version(
-                    model,
-                    n,
-                    *trigger,
-                    reason,
-                    config_hash,
-                    decision.status.data_digest.clone(),
-                )?;
-                apply::create_once(&ctx.client, &mv).await?;
-                let artifact = children::artifact_uri(model, n, &ctx.settings)?;
-                let status =
-                    children::initial_version_status(artifact, names::training_job(&name, n));
-                statuses.insert(n, (mv, status));
-                touched.insert(n);
-                ctx.telemetry.training_started(*trigger);
-                info!(version = %version_name(n), ?trigger, %reason, "training started");
-            }
-            Action::SetVersionPhase {
-                version,
-                phase,
-                reason,
-            } => {
-                if let Some((_, s)) = statuses.get_mut(version) {
-                    s.phase = *phase;
-                    s.message = Some(reason.clone());
-                    match phase {
-                        VersionPhase::Champion => s.champion_since = Some(now),
-                        VersionPhase::Superseded | VersionPhase::RolledBack
-                            if s.champion_since.is_some() && s.champion_until.is_none() =>
-                        {
-                            s.champion_until = Some(now)
-                        }
-                        _ => {}
-                    }
-                    touched.insert(*version);
-                }
-            }
-            Action::RecordGate { version, gate } => {
-                if let Some((_, s)) = statuses.get_mut(version) {
-                    s.gate = Some(gate.clone());
-                    touched.insert(*version);
-                }
-            }
-            Action::RecordRollout { version, rollout } => {
-                if let Some((_, s)) = statuses.get_mut(version) {
-                    s.rollout = Some(rollout.clone());
-                    touched.insert(*version);
-                }
-            }
-            Action::DeleteVersion { version, .. } => {
-                let n = *version;
-                apply::delete::<Job>(&ctx.client, &ns, &names::training_job(&name, n)).await?;
-                apply::delete::<Deployment>(&ctx.client, &ns, &names::serving(&name, n)).await?;
-                apply::delete::<Service>(&ctx.client, &ns, &names::serving(&name, n)).await?;
-                apply::delete::<ModelVersion>(&ctx.client, &ns, &names::version_object(&name, n))
-                    .await?;
-                statuses.remove(&n);
-                touched.remove(&n);
-            }
-            Action::RecordEvent {
-                kind,
-                reason,
-                message,
-            } => {
-                let message = match &ctx.dashboard_url {
-                    Some(base) => apply::with_link(
-                        message,
-                        &crate::api::links::absolute(
-                            base,
-                            &crate::api::links::model_path(&ns, &name),
-                        ),
-                    ),
-                    None => message.clone(),
-                };
-                apply::event(&ctx.recorder, model, *kind, reason, "Decide", &message).await?;
-            }
-            // Serving objects and traffic follow the status (ensure_children).
-            Action::CreateCanary { .. }
-            | Action::SetTraffic { .. }
-            | Action::Promote { .. }
-            | Action::Rollback { .. } => {}
-        }
-    }
-    for n in touched {
-        if let Some((mv, status)) = statuses.get(&n)
-            && mv.status.as_ref() != Some(status)
-        {
-            apply::write_status(&ctx.client, mv, status).await?;
-        }
-    }
-    Ok(())
-}
-
-/// The versions that must have a model server: the champion, the canary
-/// and every version with traffic.
-pub fn serving_set(status: &ModelStatus) -> BTreeSet<u32> {
-    let mut set: BTreeSet<u32> = status
-        .traffic
-        .iter()
-        .filter_map(|t| version_number(&t.version))
-        .collect();
-    set.extend(status.champion.as_deref().and_then(version_number));
-    set.extend(
-        status
-            .canary
-            .as_ref()
-            .and_then(|c| version_number(&c.version)),
-    );
-    set
-}
-
-/// Children follow the status declaratively, so a restart at any point
-/// converges: the running training has its Job, serving versions have
-/// Deployment + Service, others have none, and a serving Model has a gateway.
-async fn ensure_children(
+/// Applies the children the status calls for ([`desired::children`]), then
+/// deletes every child carrying the Model's label that none of them is.
+async fn apply_children(
     model: &Model,
     ctx: &Context,
     status: &ModelStatus,
     versions: &[ModelVersion],
-    jobs: &[&Job],
-    deployments: &[&Deployment],
 ) -> Result<(), OperatorError> {
     let name = model.name_any();
     let ns = model.namespace().unwrap_or_default();
-    let artifact_of = |n: u32| -> Result<String, OperatorError> {
-        let recorded = versions
-            .iter()
-            .find(|v| v.spec.version == n)
-            .and_then(|v| v.status.as_ref()?.artifact.as_ref().map(|a| a.uri.clone()));
-        match recorded {
-            Some(uri) => Ok(uri),
-            None => children::artifact_uri(model, n, &ctx.settings),
-        }
-    };
-
-    if let Some(n) = status
-        .training
-        .as_ref()
-        .and_then(|t| version_number(&t.version))
+    let desired = desired::children(model, status, versions, &ctx.settings)?;
+    let jobs = ctx.stores.jobs.of(&ns, &name);
+    let deployments = ctx.stores.deployments.of(&ns, &name);
+    let services = ctx.stores.services.of(&ns, &name);
+    if let Some(job) = &desired.training_job
+        && named(&jobs, &job.metadata.name).is_none()
     {
-        let job_name = names::training_job(&name, n);
-        if !jobs
-            .iter()
-            .any(|j| j.metadata.name.as_deref() == Some(job_name.as_str()))
-        {
-            let champion = match status.champion.as_deref().and_then(version_number) {
-                Some(c) => Some(artifact_of(c)?),
-                None => None,
-            };
-            let job = children::training_job(model, n, champion.as_deref(), &ctx.settings)?;
-            apply::create_once(&ctx.client, &job).await?;
-        }
+        apply::create_once(&ctx.client, job).await?;
     }
+    let mut kept = Kept::default();
+    kept.keep_all(&desired);
+    for (deployment, service) in desired.serving {
+        let live = named(&deployments, &deployment.metadata.name);
+        apply::apply_child(&ctx.client, &ctx.applied, deployment, live).await?;
+        let live = named(&services, &service.metadata.name);
+        apply::apply_child(&ctx.client, &ctx.applied, service, live).await?;
+    }
+    // The HTTPRoute has no cache to find an orphan in, and the chart grants
+    // no `delete` on it: it goes with its Model (owner reference), and a
+    // Model that has traffic never loses it (a rollback restores the champion).
+    if let Some(route) = desired.http_route
+        && ctx.gateway_api.served(&ctx.client).await
+    {
+        apply::apply_dynamic(&ctx.client, route, &ctx.routes_applied).await?;
+    }
+    delete_orphans(ctx, &kept, &jobs).await?;
+    delete_orphans(ctx, &kept, &deployments).await?;
+    delete_orphans(ctx, &kept, &services).await?;
+    Ok(())
+}
 
-    let serving = serving_set(status);
-    let all_services = ctx.stores.services.of(&ns, &name);
-    let services = borrowed(&all_services);
-    for n in &serving {
-        let pair = children::serving(model, *n, &artifact_of(*n)?, &ctx.settings)?;
-        apply_pair(ctx, pair, deployments, &services).await?;
-    }
-    let role = |o: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-        o.labels
-            .as_ref()
-            .and_then(|l| l.get(ROLE_LABEL))
-            .map(String::as_str)
-            == Some(names::ROLE_SERVING)
-    };
-    for d in deployments.iter().filter(|d| role(&d.metadata)) {
-        let Some(dn) = d.metadata.name.as_deref() else {
-            continue;
-        };
-        if names::serving_version(&name, dn).is_some_and(|n| !serving.contains(&n)) {
-            apply::delete::<Deployment>(&ctx.client, &ns, dn).await?;
-        }
-    }
-    for s in services.iter().filter(|s| role(&s.metadata)) {
-        let Some(sn) = s.metadata.name.as_deref() else {
-            continue;
-        };
-        if names::serving_version(&name, sn).is_some_and(|n| !serving.contains(&n)) {
-            apply::delete::<Service>(&ctx.client, &ns, sn).await?;
-        }
-    }
+/// The cached child named `name`.
+fn named<'a, K: Resource>(children: &'a [Arc<K>], name: &Option<String>) -> Option<&'a K> {
+    children
+        .iter()
+        .map(Arc::as_ref)
+        .find(|c| c.meta().name == *name)
+}
 
-    if !serving.is_empty() {
-        let pair = children::gateway(model, &ctx.settings)?;
-        apply_pair(ctx, pair, deployments, &services).await?;
-        // An HTTPRoute attaches to a Gateway: without one configured there
-        // is nothing to write (and no permission to write it).
-        if ctx.settings.http_route_parent.is_some()
-            && ctx.gateway_api.served(&ctx.client).await
-            && let Some(route) = children::http_route(model, &status.traffic, &ctx.settings)?
-        {
-            apply::apply_dynamic(&ctx.client, route, &ctx.routes_applied).await?;
-        }
+/// Deletes the children among `labelled` that `kept` does not name.
+async fn delete_orphans<K>(
+    ctx: &Context,
+    kept: &Kept,
+    labelled: &[Arc<K>],
+) -> Result<(), OperatorError>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    for orphan in kept.orphans(labelled) {
+        let ns = orphan.namespace().unwrap_or_default();
+        apply::delete::<K>(&ctx.client, &ns, &orphan.name_any()).await?;
+        ctx.applied.forget(orphan);
+        tracing::info!(kind = %K::kind(&()), child = %orphan.name_any(), "deleted a child no status calls for");
     }
     Ok(())
 }
 
-/// Applies a Deployment and its Service against their live copies.
-async fn apply_pair(
-    ctx: &Context,
-    (deployment, service): (Deployment, Service),
-    deployments: &[&Deployment],
-    services: &[&Service],
-) -> Result<(), OperatorError> {
-    let live_d = deployments
-        .iter()
-        .find(|d| d.metadata.name == deployment.metadata.name)
-        .copied();
-    let live_s = services
-        .iter()
-        .find(|s| s.metadata.name == service.metadata.name)
-        .copied();
-    apply::apply_child(&ctx.client, deployment, live_d).await?;
-    apply::apply_child(&ctx.client, service, live_s).await?;
-    Ok(())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::fixtures::{canary, training_run};
+
+    #[test]
+    fn a_reconcile_is_about_the_version_in_motion() {
+        let mut status = ModelStatus {
+            champion: Some("v1".into()),
+            ..Default::default()
+        };
+        assert_eq!(focus_version(&status).as_deref(), Some("v1"));
+        status.candidate = Some("v2".into());
+        assert_eq!(focus_version(&status).as_deref(), Some("v2"));
+        status.canary = Some(canary(3));
+        assert_eq!(focus_version(&status).as_deref(), Some("v3"));
+        status.training = Some(training_run(4));
+        assert_eq!(focus_version(&status).as_deref(), Some("v4"));
+        assert_eq!(focus_version(&ModelStatus::default()), None);
+    }
+
+    #[test]
+    fn a_model_is_looked_at_again_as_soon_as_anything_it_waits_for_can_change() {
+        let mut spec = crate::operator::fixtures::wine().spec;
+        spec.retrain = None;
+        let idle = ModelStatus::default();
+        let poll = Duration::from_millis(500);
+        assert_eq!(next_wait(None, &idle, &spec, poll), MAX_REQUEUE);
+        assert_eq!(
+            next_wait(Some(Duration::from_secs(3600)), &idle, &spec, poll),
+            MAX_REQUEUE,
+            "never longer than the longest wait"
+        );
+        assert_eq!(
+            next_wait(Some(Duration::ZERO), &idle, &spec, poll),
+            Duration::from_millis(100),
+            "never a busy loop"
+        );
+        let in_canary = ModelStatus {
+            champion: Some("v1".into()),
+            canary: Some(canary(2)),
+            ..Default::default()
+        };
+        assert_eq!(next_wait(None, &in_canary, &spec, poll), CANARY_POLL);
+        spec.retrain = Some(crate::api::RetrainSpec {
+            on_drift: true,
+            ..Default::default()
+        });
+        assert_eq!(next_wait(None, &in_canary, &spec, poll), poll);
+        assert_eq!(
+            next_wait(None, &idle, &spec, poll),
+            MAX_REQUEUE,
+            "no champion, no drift to watch"
+        );
+    }
+
+    /// Every request answered as an API server refusing the operator's
+    /// ServiceAccount.
+    fn refusing_client() -> kube::Client {
+        let refuse = tower::service_fn(|_: http::Request<kube::client::Body>| async {
+            let status = serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403,
+                "reason": "Forbidden",
+                "message": "models.driftline.dev \"wine-quality\" is forbidden: User \"system:serviceaccount:ml:driftline\" cannot patch resource \"models/status\"",
+            });
+            http::Response::builder()
+                .status(403)
+                .header("content-type", "application/json")
+                .body(kube::client::Body::from(
+                    serde_json::to_vec(&status).expect("JSON"),
+                ))
+        });
+        kube::Client::new(refuse, "ml")
+    }
+
+    fn context(client: kube::Client, versions: &[ModelVersion]) -> Context {
+        use crate::operator::index::Children;
+        use kube::runtime::{reflector, watcher};
+        fn empty<K>() -> Children<K>
+        where
+            K: Resource<DynamicType = ()> + Clone + 'static,
+        {
+            Children::new(reflector::store::<K>().0).0
+        }
+        let (store, mut writer) = reflector::store::<ModelVersion>();
+        let (cached, index) = Children::new(store);
+        for v in versions {
+            let event = watcher::Event::Apply(v.clone());
+            index.apply(&event);
+            writer.apply_watcher_event(&event);
+        }
+        Context {
+            recorder: kube::runtime::events::Recorder::new(
+                client.clone(),
+                kube::runtime::events::Reporter {
+                    controller: names::MANAGER.into(),
+                    instance: None,
+                },
+            ),
+            client,
+            settings: crate::operator::fixtures::settings(),
+            clock: Arc::new(crate::operator::Clock::default()),
+            stores: Stores {
+                versions: cached,
+                jobs: empty(),
+                deployments: empty(),
+                services: empty(),
+                pods: empty(),
+            },
+            http: {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                reqwest::Client::new()
+            },
+            telemetry: Arc::new(crate::operator::Telemetry::new()),
+            baselines: Default::default(),
+            drift_windows: Default::default(),
+            stale: Default::default(),
+            drift_poll: Duration::from_secs(1),
+            registry: None,
+            gateway_api: Default::default(),
+            applied: Default::default(),
+            routes_applied: Default::default(),
+            dashboard_url: None,
+        }
+    }
+
+    /// The JSON log `driftline operator --log-json` writes, captured.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log buffer").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_failed_reconcile_is_logged_once_with_its_model_version_and_whole_cause() {
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_writer(move || writer.clone())
+            .json()
+            .finish();
+        let _installed = tracing::subscriber::set_default(subscriber);
+
+        let mut model = crate::operator::fixtures::wine();
+        model.spec.retrain = None;
+        model.metadata.resource_version = Some("7".into());
+        model.status = Some(ModelStatus {
+            champion: Some("v1".into()),
+            traffic: vec![crate::api::TrafficWeight {
+                version: "v1".into(),
+                weight: 100,
+            }],
+            next_version: 2,
+            ..Default::default()
+        });
+        let mut v1 =
+            crate::operator::fixtures::model_version(1, crate::api::VersionPhase::Champion);
+        v1.spec.lineage.config_hash = crate::policy::config_hash(&model.spec);
+        let ctx = Arc::new(context(refusing_client(), &[v1]));
+        let result = reconcile(Arc::new(model), ctx).await;
+        let error = result.expect_err("every write is refused");
+        assert_eq!(error.reason(), "KubernetesApiError");
+
+        let text = String::from_utf8(log.0.lock().expect("log").clone()).expect("UTF-8");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect();
+        let failures: Vec<&serde_json::Value> = lines
+            .iter()
+            .filter(|l| l["fields"]["message"] == "reconcile failed")
+            .collect();
+        assert_eq!(failures.len(), 1, "logged once: {text}");
+        let line = failures[0];
+        assert_eq!(line["level"], "WARN");
+        assert_eq!(line["span"]["name"], "reconcile");
+        assert_eq!(line["span"]["model"], "ml/wine-quality");
+        assert_eq!(line["span"]["version"], "v1");
+        let trace_id = line["span"]["trace_id"].as_str().expect("a trace id");
+        assert!(
+            trace_id.len() == 32 && trace_id.chars().all(|c| c.is_ascii_hexdigit()),
+            "{trace_id}"
+        );
+        let cause = line["fields"]["error"].as_str().expect("the cause");
+        assert!(
+            cause.starts_with("write status of Model ml/wine-quality: "),
+            "what was being done, then why: {cause}"
+        );
+        assert_eq!(
+            cause.matches("cannot patch resource").count(),
+            1,
+            "the API server's words once: {cause}"
+        );
+        assert_eq!(
+            text.matches("cannot patch resource").count(),
+            1,
+            "nowhere else in the log: {text}"
+        );
+    }
 }

@@ -1,13 +1,16 @@
-//! What the decision core asks the operator to do: plain data, each with the
-//! reason a user reads in `kubectl describe`.
+//! What the decision core asks the operator to do beyond writing the new
+//! status: plain data, each with the reason a user reads in `kubectl describe`.
+//!
+//! The children that serve and train (Jobs, Deployments, Services, the
+//! gateway, the HTTPRoute) are no action: they are derived from the decided
+//! status by one pure function (`operator::desired::children`), so a restart at
+//! any point converges and an edited child is put back.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{
-    GateSummary, ModelStatus, RolloutOutcome, TrafficWeight, TrainingTrigger, VersionPhase,
-};
+use crate::api::{GateSummary, ModelStatus, RolloutOutcome, TrainingTrigger, VersionPhase};
 
 /// Kubernetes Event type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,7 +19,9 @@ pub enum EventKind {
     Warning,
 }
 
-/// One thing to do. The operator applies them in order.
+/// One thing to do. The operator carries each out: on the cluster
+/// (ModelVersions, their statuses, Events), in the registry (the audit
+/// trail), or both.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Action {
     /// Create ModelVersion `v<n>` (phase Training) and Job `<model>-train-<n>`.
@@ -40,26 +45,23 @@ pub enum Action {
         version: u32,
         rollout: RolloutOutcome,
     },
-    /// Create the candidate's serving Deployment and Service (no traffic yet).
-    CreateCanary { version: u32, reason: String },
-    /// Apply this traffic split (weights sum to 100) to the gateway.
-    SetTraffic {
-        weights: Vec<TrafficWeight>,
-        reason: String,
-    },
-    /// `version` becomes champion; `previous` is superseded.
+    /// Record in the registry's audit trail that `version` became champion
+    /// and `previous` was superseded. Serving follows `status.champion` and
+    /// `status.traffic`, not this record.
     Promote {
         version: u32,
         previous: Option<u32>,
         reason: String,
     },
-    /// `version` loses its traffic; `restored` serves 100 %.
+    /// Record in the registry's audit trail that `version` lost its traffic
+    /// and `restored` serves 100 %. Serving follows the status, as above.
     Rollback {
         version: u32,
         restored: Option<u32>,
         reason: String,
     },
-    /// Delete the version's ModelVersion, serving objects and artifact (retention).
+    /// Delete the version's ModelVersion (retention); its Job, Deployment and
+    /// Service go with it, as children no status calls for.
     DeleteVersion { version: u32, reason: String },
     /// Emit a Kubernetes Event on the Model.
     RecordEvent {
@@ -80,14 +82,6 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The traffic split this decision sets, if any.
-    pub fn traffic(&self) -> Option<&[TrafficWeight]> {
-        self.actions.iter().rev().find_map(|a| match a {
-            Action::SetTraffic { weights, .. } => Some(weights.as_slice()),
-            _ => None,
-        })
-    }
-
     /// Events this decision records, as `(reason, message)`.
     pub fn events(&self) -> impl Iterator<Item = (&str, &str)> {
         self.actions.iter().filter_map(|a| match a {

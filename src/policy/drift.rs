@@ -5,7 +5,7 @@
 use crate::api::{ConditionStatus, DriftDriver, ModelSpec, ModelStatus};
 use crate::drift::{DriftConfig, window_verdict};
 
-use super::conditions::set_condition;
+use super::conditions::{self, set_condition};
 use super::observe::Observations;
 
 /// What the drift readings of this decision amount to.
@@ -86,7 +86,7 @@ pub fn update_drift(status: &mut ModelStatus, spec: &ModelSpec, obs: &Observatio
         set_condition(
             status,
             obs,
-            "DriftDetected",
+            conditions::DRIFT_DETECTED,
             ConditionStatus::True,
             "DriftDetected",
             &reason,
@@ -99,7 +99,7 @@ pub fn update_drift(status: &mut ModelStatus, spec: &ModelSpec, obs: &Observatio
         set_condition(
             status,
             obs,
-            "DriftDetected",
+            conditions::DRIFT_DETECTED,
             ConditionStatus::False,
             "NoDrift",
             &msg,

@@ -10,8 +10,10 @@
 //!    ready, merged canary and stable metrics over one window, drift windows,
 //!    the data source's digest, and at most one manual request;
 //! 2. `decide(model, versions, observations)`;
-//! 3. apply the actions in order, write the status (server-side apply),
-//!    requeue after `requeue_after`.
+//! 3. carry out the actions ([`version_status`] says what each leaves in a
+//!    ModelVersion's status), write the Model's status (one replacing patch),
+//!    derive the children from that status and apply them, requeue after
+//!    `requeue_after`.
 //!
 //! Pause and resume are `spec.paused` (the CLI patches it): while paused no
 //! training starts and canary weights are held; explicit promote and rollback
@@ -24,9 +26,10 @@ pub mod decide;
 pub mod drift;
 pub mod gate;
 pub mod observe;
+pub mod version_status;
 
 pub use action::{Action, Decision, EventKind};
-pub use decide::{SCHEDULE_GRACE, TRAINING_UNSCHEDULABLE, config_hash, decide};
+pub use decide::{SCHEDULE_GRACE, config_hash, decide};
 pub use observe::{
     CanaryMetrics, DriftReading, GateResult, JobState, ManualAction, ManualRequest, Observations,
     ServingMetrics, TrainingJob,

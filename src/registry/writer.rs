@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::error::RegistryError;
 use super::record::Record;
@@ -192,6 +193,7 @@ impl RegistryWriter {
     /// Waits until every record submitted before this call is written (or
     /// rejected for good). Waits as long as the database stays down: bound
     /// it with `tokio::time::timeout` where that matters.
+    #[tracing::instrument(name = "registry_wait_flushed", skip_all)]
     pub async fn flush(&self) {
         let target = self.shared.submitted.load(Ordering::Relaxed);
         let mut done = self.shared.done.subscribe();
@@ -250,7 +252,11 @@ async fn run(shared: Arc<Shared>, url: RegistryUrl, options: WriterOptions) {
             continue;
         }
 
-        match registry_now.write_all(&batch).await {
+        // One span per batch flushed to the database, so a slow or failing
+        // write is seen with its size and backend.
+        let flush =
+            tracing::info_span!("registry_flush", records = batch.len(), backend = ?url.backend());
+        match registry_now.write_all(&batch).instrument(flush).await {
             Ok(()) => {
                 finish(&shared, batch.len(), 0);
                 set_available(&shared);

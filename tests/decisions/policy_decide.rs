@@ -38,13 +38,14 @@ fn canary_world() -> World {
     );
     w.finish_job(2, JobState::Succeeded);
     w.gate(2, passed_gate());
-    let d = w.step();
-    assert!(has_action(&d, |a| matches!(
-        a,
-        Action::CreateCanary { version: 2, .. }
-    )));
+    w.step();
     assert_eq!(
-        d.traffic(),
+        status(&w).canary.as_ref().map(|c| c.version.as_str()),
+        Some("v2"),
+        "v2 starts its canary"
+    );
+    assert_eq!(
+        w.moved_traffic.as_deref(),
         None,
         "stable keeps 100 % until the canary is ready"
     );
@@ -53,8 +54,11 @@ fn canary_world() -> World {
         Some(weights(&[("v1", 100)]))
     );
     w.ready.insert(2);
-    let d = w.step();
-    assert_eq!(d.traffic(), Some(&weights(&[("v1", 95), ("v2", 5)])[..]));
+    w.step();
+    assert_eq!(
+        w.moved_traffic.as_deref(),
+        Some(&weights(&[("v1", 95), ("v2", 5)])[..])
+    );
     w
 }
 
@@ -156,10 +160,10 @@ fn the_first_version_that_passes_the_gate_takes_all_traffic() {
     let mut w = World::new(quiet_spec(), t("2026-06-01T08:00:00Z"));
     w.step();
     w.finish_job(1, JobState::Succeeded);
-    let d = w.step();
+    w.step();
     assert_eq!(w.phase(1), Some(VersionPhase::Trained));
     assert_eq!(status(&w).phase, ModelPhase::Gating);
-    assert!(d.traffic().is_none());
+    assert!(w.moved_traffic.as_deref().is_none());
     w.gate(1, passed_gate());
     let d = w.step();
     assert!(has_action(&d, |a| matches!(
@@ -170,7 +174,10 @@ fn the_first_version_that_passes_the_gate_takes_all_traffic() {
             ..
         }
     )));
-    assert_eq!(d.traffic(), Some(&weights(&[("v1", 100)])[..]));
+    assert_eq!(
+        w.moved_traffic.as_deref(),
+        Some(&weights(&[("v1", 100)])[..])
+    );
     assert_eq!(status(&w).champion.as_deref(), Some("v1"));
     assert_eq!(status(&w).phase, ModelPhase::Serving);
     assert_eq!(status(&w).traffic_summary.as_deref(), Some("v1:100"));
@@ -229,10 +236,10 @@ fn a_candidate_that_fails_the_gate_is_rejected_with_every_failed_check() {
     assert!(message.contains("accuracy 0.810 < min 0.850"), "{message}");
     assert_eq!(status(&w).candidate, None);
     assert_eq!(status(&w).traffic, weights(&[("v1", 100)]));
-    assert!(!has_action(&d, |a| matches!(
-        a,
-        Action::CreateCanary { .. }
-    )));
+    assert!(
+        status(&w).canary.is_none(),
+        "no canary for a rejected version"
+    );
 }
 
 #[test]
@@ -260,7 +267,7 @@ fn canary_waits_out_each_pause_before_analysing() {
     let mut w = canary_world();
     w.advance(Duration::minutes(4));
     let d = w.step();
-    assert!(d.traffic().is_none());
+    assert!(w.moved_traffic.as_deref().is_none());
     assert_eq!(
         d.requeue_after,
         Some(std::time::Duration::from_secs(6 * 60))
@@ -289,7 +296,7 @@ fn canary_advances_through_every_step_then_promotes() {
         let d = w.step_with(obs);
         match expected.next() {
             Some(next) => {
-                assert_eq!(d.traffic(), Some(&next[..]));
+                assert_eq!(w.moved_traffic.as_deref(), Some(&next[..]));
                 assert!(event(&d, "CanaryStepPassed").is_some_and(|m| m.contains("800 requests")));
             }
             None => {
@@ -301,7 +308,10 @@ fn canary_advances_through_every_step_then_promotes() {
                         ..
                     }
                 )));
-                assert_eq!(d.traffic(), Some(&weights(&[("v2", 100)])[..]));
+                assert_eq!(
+                    w.moved_traffic.as_deref(),
+                    Some(&weights(&[("v2", 100)])[..])
+                );
             }
         }
     }
@@ -321,7 +331,7 @@ fn too_few_requests_is_inconclusive_never_a_pass() {
         obs.canary_metrics = Some(window(2, start, w.now, healthy(120)));
         let d = w.step_with(obs);
         assert!(
-            d.traffic().is_none(),
+            w.moved_traffic.as_deref().is_none(),
             "no advance on {minutes}m of thin traffic"
         );
         assert!(!has_action(&d, |a| matches!(
@@ -372,7 +382,10 @@ fn failed_analyses_within_the_failure_limit_retry_then_roll_back() {
                 event(&d, "CanaryAnalysisFailed")
                     .is_some_and(|m| m.contains(&format!("failure {failure} of 2")))
             );
-            assert!(d.traffic().is_none(), "weight held while retrying");
+            assert!(
+                w.moved_traffic.as_deref().is_none(),
+                "weight held while retrying"
+            );
         } else {
             assert!(has_action(&d, |a| matches!(
                 a,
@@ -382,7 +395,10 @@ fn failed_analyses_within_the_failure_limit_retry_then_roll_back() {
                     ..
                 }
             )));
-            assert_eq!(d.traffic(), Some(&weights(&[("v1", 100)])[..]));
+            assert_eq!(
+                w.moved_traffic.as_deref(),
+                Some(&weights(&[("v1", 100)])[..])
+            );
             let message = event(&d, "RolledBack").expect("RolledBack event");
             assert!(
                 message.contains("canary error rate 5.00 % (50/1000) vs max 1.00 %"),
@@ -576,8 +592,8 @@ fn metrics_from_before_the_step_are_inconclusive() {
         w.now,
         healthy(5000),
     ));
-    let d = w.step_with(obs);
-    assert!(d.traffic().is_none());
+    w.step_with(obs);
+    assert!(w.moved_traffic.as_deref().is_none());
     let c = status(&w).canary.clone().expect("canary running");
     assert_eq!(
         c.analyses.last().map(|a| a.outcome),
@@ -633,7 +649,10 @@ fn manual_rollback_of_a_canary_restores_the_champion() {
             ..
         }
     )));
-    assert_eq!(d.traffic(), Some(&weights(&[("v1", 100)])[..]));
+    assert_eq!(
+        w.moved_traffic.as_deref(),
+        Some(&weights(&[("v1", 100)])[..])
+    );
     assert_eq!(w.phase(2), Some(VersionPhase::RolledBack));
 }
 
@@ -651,7 +670,10 @@ fn manual_rollback_of_a_champion_restores_the_previous_one() {
             ..
         }
     )));
-    assert_eq!(d.traffic(), Some(&weights(&[("v1", 100)])[..]));
+    assert_eq!(
+        w.moved_traffic.as_deref(),
+        Some(&weights(&[("v1", 100)])[..])
+    );
     assert_eq!(w.phase(1), Some(VersionPhase::Champion));
     assert_eq!(w.phase(2), Some(VersionPhase::RolledBack));
     let d = w.request("rb2", ManualAction::Rollback);
@@ -686,7 +708,10 @@ fn pausing_holds_the_canary_and_blocks_training_until_resumed() {
     let mut obs = w.observations();
     obs.canary_metrics = Some(window(2, start, w.now, healthy(900)));
     let d = w.step_with(obs.clone());
-    assert!(d.traffic().is_none(), "weights held while paused");
+    assert!(
+        w.moved_traffic.as_deref().is_none(),
+        "weights held while paused"
+    );
     assert_eq!(status(&w).phase, ModelPhase::Paused);
     assert!(event(&d, "Paused").is_some());
     let d = w.request("r9", ManualAction::Retrain { reason: None });
@@ -694,7 +719,10 @@ fn pausing_holds_the_canary_and_blocks_training_until_resumed() {
     w.model.spec.paused = false;
     let d = w.step_with(obs);
     assert!(event(&d, "Resumed").is_some());
-    assert_eq!(d.traffic(), Some(&weights(&[("v1", 75), ("v2", 25)])[..]));
+    assert_eq!(
+        w.moved_traffic.as_deref(),
+        Some(&weights(&[("v1", 75), ("v2", 25)])[..])
+    );
 }
 
 /// A window as the server reports it: the spec's fixed threshold 0.1 and
@@ -982,7 +1010,10 @@ fn a_lost_status_mid_canary_keeps_the_champion_and_restarts_the_canary() {
     assert_eq!(status(&w).champion.as_deref(), Some("v1"));
     assert_eq!(status(&w).candidate.as_deref(), Some("v2"));
     // v2 is ready, so the first step's weight is applied again and its pause restarts.
-    assert_eq!(d.traffic(), Some(&weights(&[("v1", 95), ("v2", 5)])[..]));
+    assert_eq!(
+        w.moved_traffic.as_deref(),
+        Some(&weights(&[("v1", 95), ("v2", 5)])[..])
+    );
     let canary = status(&w).canary.clone().expect("canary restored");
     assert_eq!((canary.step, canary.step_started_at), (0, Some(w.now)));
     assert!(
@@ -1038,7 +1069,10 @@ fn a_canary_without_traffic_is_rolled_back_at_its_progress_deadline() {
             ..
         }
     )));
-    assert_eq!(d.traffic(), Some(&weights(&[("v1", 100)])[..]));
+    assert_eq!(
+        w.moved_traffic.as_deref(),
+        Some(&weights(&[("v1", 100)])[..])
+    );
     let message = event(&d, "RolledBack").expect("RolledBack event");
     assert!(
         message.contains("no conclusive analysis 2h00m after the pause (progressDeadline 2h00m)"),

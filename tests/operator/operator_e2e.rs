@@ -7,6 +7,7 @@ use crate::operator_support;
 use std::time::Duration;
 
 use driftline::api::{ConditionStatus, ModelPhase, VersionPhase, names};
+use driftline::policy::conditions;
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 use kube::api::ListParams;
@@ -58,7 +59,9 @@ async fn a_new_model_trains_passes_its_gate_and_serves_through_its_gateway(h: Ha
         })
         .await;
     assert_eq!(status.traffic_summary.as_deref(), Some("v1:100"));
-    let ready = status.condition("Ready").expect("Ready condition");
+    let ready = status
+        .condition(conditions::READY)
+        .expect("Ready condition");
     assert_eq!(ready.status, ConditionStatus::True);
 
     let v1 = h
@@ -205,7 +208,7 @@ async fn a_model_that_passes_the_schema_but_fails_validation_gets_a_condition_an
         .wait_model("bad", Duration::from_secs(60), "SpecValid=False", |m| {
             m.status
                 .as_ref()?
-                .condition("SpecValid")
+                .condition(conditions::SPEC_VALID)
                 .filter(|c| c.status == ConditionStatus::False)
                 .cloned()
         })
@@ -265,7 +268,7 @@ async fn an_operator_watching_two_namespaces_reconciles_both_and_ignores_a_third
     let spec_valid = |m: &driftline::api::Model| {
         m.status
             .as_ref()
-            .and_then(|s| s.condition("SpecValid"))
+            .and_then(|s| s.condition(conditions::SPEC_VALID))
             .map(|c| c.status)
     };
     for (ns, api) in &models[..2] {
@@ -1024,7 +1027,7 @@ async fn a_registry_outage_never_blocks_the_loop_and_its_rows_arrive_once_afterw
             .as_ref()?
             .conditions
             .iter()
-            .find(|c| c.type_ == "RegistryAvailable")
+            .find(|c| c.type_ == conditions::REGISTRY_AVAILABLE)
             .map(|c| c.status)
     };
     h.wait_model("wine-quality", MINUTES, "RegistryAvailable=True", |m| {
@@ -1295,7 +1298,7 @@ async fn a_gpu_training_without_a_gpu_node_waits_unschedulable_then_proceeds() {
             |m| {
                 m.status
                     .as_ref()?
-                    .condition("TrainingUnschedulable")
+                    .condition(conditions::TRAINING_UNSCHEDULABLE)
                     .filter(|c| c.status == ConditionStatus::True)
                     .cloned()
             },
@@ -1332,7 +1335,7 @@ async fn a_gpu_training_without_a_gpu_node_waits_unschedulable_then_proceeds() {
     let cond = model
         .status
         .as_ref()
-        .and_then(|s| s.condition("TrainingUnschedulable"))
+        .and_then(|s| s.condition(conditions::TRAINING_UNSCHEDULABLE))
         .cloned()
         .expect("condition kept");
     assert_eq!(
@@ -1483,5 +1486,261 @@ async fn where_the_gateway_api_is_served_an_http_route_follows_the_traffic_split
         {"kind": "Service", "name": "wine-quality-v2", "port": 8080, "weight": 30}
     ]))
     .await;
+    h.shutdown().await;
+}
+
+/// Whether a logged request is a write the operator could have made: not a
+/// read, in the scenario's namespace, to a kind the operator writes
+/// (the node writes pods, their bindings, the children's `/status`,
+/// Endpoints and core Events; the operator's Events are `events.k8s.io`).
+fn operator_write(r: &driftline::cluster::LoggedRequest) -> bool {
+    const WRITTEN: [&str; 9] = [
+        "models",
+        "models/status",
+        "modelversions",
+        "modelversions/status",
+        "jobs",
+        "deployments",
+        "services",
+        "httproutes",
+        "leases",
+    ];
+    r.request.method != "GET"
+        && r.request.namespace == NS
+        && (WRITTEN.contains(&r.request.resource.as_str())
+            || r.request.uri.starts_with("/apis/events.k8s.io/"))
+}
+
+/// Whether a logged request is a server-side apply under driftline's field manager.
+fn applied_by_driftline(r: &driftline::cluster::LoggedRequest) -> bool {
+    r.request.method == "PATCH"
+        && r.request.content_type == "application/apply-patch+yaml"
+        && r.request
+            .uri
+            .contains(&format!("fieldManager={}", names::MANAGER))
+}
+
+/// A Model that has settled makes no write while the operator keeps
+/// looking at it; and what it wrote to get there it wrote under its one
+/// field manager: children by server-side apply, statuses replaced whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_settled_model_is_reconciled_without_writes_and_written_under_one_field_manager() {
+    let h = Harness::start(176, 1.0).await;
+    let mut spec = quick_wine();
+    // Watching for drift brings the Model back every drift poll (500 ms in
+    // the harness): idle reconciles come by themselves, the test writes nothing.
+    spec.retrain = Some(driftline::api::RetrainSpec {
+        on_drift: true,
+        ..Default::default()
+    });
+    h.apply("wine-quality", spec).await;
+    h.wait_model("wine-quality", MINUTES, "v1 champion serving", |m| {
+        let s = m.status.as_ref()?;
+        (s.champion.as_deref() == Some("v1") && s.phase == ModelPhase::Serving).then_some(())
+    })
+    .await;
+    // Settled: the gateway answers, so every child is there and ready.
+    let gateway = h.service_url("wine-quality").await;
+    wait_serving(&h.http(), &gateway, "wine-quality").await;
+
+    let log = h.cluster().faults();
+    let writes: Vec<_> = log.requests().into_iter().filter(operator_write).collect();
+    let of = |resource: &str| -> Vec<&driftline::cluster::LoggedRequest> {
+        writes
+            .iter()
+            .filter(|r| r.request.resource == resource && r.request.method == "PATCH")
+            .collect()
+    };
+    let deployments = of("deployments");
+    assert!(!deployments.is_empty(), "no Deployment written");
+    for r in deployments {
+        assert!(
+            applied_by_driftline(r) && r.request.uri.contains("force=true"),
+            "a Deployment written otherwise than by driftline's server-side apply: {r:?}"
+        );
+    }
+    // The node gives each Service its cluster IP (a merge patch of its
+    // own); every Service write of the operator's is an apply.
+    let manager = format!("fieldManager={}", names::MANAGER);
+    let services = of("services");
+    assert!(
+        services.iter().any(|r| applied_by_driftline(r)),
+        "{services:#?}"
+    );
+    assert!(
+        services
+            .iter()
+            .all(|r| applied_by_driftline(r) || !r.request.uri.contains(&manager)),
+        "{services:#?}"
+    );
+    // Statuses are replaced whole, under the same field manager.
+    for resource in ["models/status", "modelversions/status"] {
+        let patches = of(resource);
+        assert!(!patches.is_empty(), "no write of {resource} seen");
+        for r in patches {
+            assert!(
+                r.request.content_type == "application/json-patch+json"
+                    && r.request.uri.contains(&manager),
+                "{resource} written otherwise than by driftline's replacing patch: {r:?}"
+            );
+        }
+    }
+    // The API server records the status as driftline's alone.
+    let model = h.models().get("wine-quality").await.expect("Model");
+    let managers = model.metadata.managed_fields.unwrap_or_default();
+    let status_manager = managers
+        .iter()
+        .find(|m| m.subresource.as_deref() == Some("status"))
+        .expect("the status has a manager");
+    assert_eq!(
+        (
+            status_manager.manager.as_deref(),
+            status_manager.operation.as_deref()
+        ),
+        (Some(names::MANAGER), Some("Update")),
+        "{managers:#?}"
+    );
+    assert!(
+        status_manager
+            .fields_v1
+            .as_ref()
+            .is_some_and(|f| f.0.pointer("/f:status/f:champion").is_some()),
+        "{status_manager:?}"
+    );
+    assert_eq!(
+        managers
+            .iter()
+            .filter(|m| m.subresource.as_deref() == Some("status"))
+            .count(),
+        1,
+        "one writer of the status: {managers:#?}"
+    );
+
+    // Idle: a few reconciles to let the last watch events land, then ten
+    // more with the request log cleared.
+    let settled = h.reconciles();
+    h.wait_reconciles(settled + 3, Duration::from_secs(60))
+        .await;
+    log.clear_requests();
+    let start = h.reconciles();
+    h.wait_reconciles(start + 10, Duration::from_secs(60)).await;
+    let idle_writes: Vec<_> = log.requests().into_iter().filter(operator_write).collect();
+    assert!(
+        idle_writes.is_empty(),
+        "{} idle reconciles wrote: {idle_writes:#?}",
+        h.reconciles() - start
+    );
+    // The log still records: a read of the test's own shows up in it.
+    h.models().get("wine-quality").await.expect("Model");
+    assert!(
+        log.requests()
+            .iter()
+            .any(|r| r.request.method == "GET" && r.request.resource == "models"),
+        "the request log was not recording"
+    );
+    h.shutdown().await;
+}
+
+/// `kubectl set image` on a serving Deployment (keeping driftline's
+/// annotations) is put back; a Deployment carrying the Model's labels that
+/// no status calls for (left by an older operator) is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_edited_serving_deployment_is_put_back_and_an_orphaned_one_deleted() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::{Patch, PatchParams, PostParams};
+
+    let h = Harness::start(177, 1.0).await;
+    h.apply("wine-quality", quick_wine()).await;
+    h.wait_champion("wine-quality", 1).await;
+    let deployments: Api<Deployment> = Api::namespaced(h.client.clone(), &h.ns);
+    let image = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|p| p.containers[0].image.clone())
+    };
+    let hash = |d: &Deployment| {
+        d.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("driftline.dev/applied-hash").cloned())
+    };
+    let applied = deployments.get("wine-quality-v1").await.expect("v1 serves");
+    assert_eq!(image(&applied).as_deref(), Some("driftline:test"));
+
+    let set_image: json_patch::Patch = serde_json::from_value(serde_json::json!([
+        {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "someone/else:latest"}
+    ]))
+    .expect("a JSON patch");
+    let by_hand = PatchParams {
+        field_manager: Some("kubectl-set".into()),
+        ..Default::default()
+    };
+    let edited = deployments
+        .patch("wine-quality-v1", &by_hand, &Patch::Json::<()>(set_image))
+        .await
+        .expect("the edit is accepted");
+    assert_eq!(image(&edited).as_deref(), Some("someone/else:latest"));
+    assert_eq!(
+        hash(&edited),
+        hash(&applied),
+        "the edit keeps the annotation"
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let restored = loop {
+        let d = deployments.get("wine-quality-v1").await.expect("v1");
+        if image(&d).as_deref() == Some("driftline:test") {
+            break d;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the edited image was never put back: {:?}",
+            image(&d)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(hash(&restored), hash(&applied));
+
+    // A leftover child: the Model's labels and owner, a version nothing serves.
+    let model = h.models().get("wine-quality").await.expect("Model");
+    let owner = kube::Resource::controller_owner_ref(&model, &()).expect("owner reference");
+    let labels = serde_json::json!({
+        names::MODEL_LABEL: "wine-quality", names::ROLE_LABEL: names::ROLE_SERVING,
+        names::VERSION_LABEL: "9", names::MANAGED_BY_LABEL: names::MANAGER,
+    });
+    let leftover: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "wine-quality-v9", "namespace": h.ns, "labels": labels,
+            "ownerReferences": [owner]},
+        "spec": {"replicas": 0, "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "serve", "image": "driftline:old"}]}}},
+    }))
+    .expect("a Deployment");
+    deployments
+        .create(&PostParams::default(), &leftover)
+        .await
+        .expect("created");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while deployments
+        .get_opt("wine-quality-v9")
+        .await
+        .expect("get")
+        .is_some()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the orphaned Deployment was never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        deployments
+            .get_opt("wine-quality-v1")
+            .await
+            .expect("get")
+            .is_some(),
+        "the champion's server stays"
+    );
     h.shutdown().await;
 }

@@ -22,7 +22,7 @@ use crate::api::{
 
 use super::action::{Action, Decision, EventKind};
 use super::canary::{StepWindow, analyse};
-use super::conditions::set_condition;
+use super::conditions::{self, set_condition};
 use super::drift::{DriftUpdate, update_drift};
 use super::observe::{JobState, ManualAction, Observations};
 
@@ -35,7 +35,6 @@ mod training;
 use gating::*;
 use requests::*;
 use rollout::*;
-pub use status::TRAINING_UNSCHEDULABLE;
 use status::*;
 use training::*;
 
@@ -126,11 +125,6 @@ impl Ctx<'_> {
     fn requeue_in(&mut self, d: Duration) {
         let d = d.max(Duration::from_secs(1));
         self.requeue = Some(self.requeue.map_or(d, |r| r.min(d)));
-    }
-
-    fn set_traffic(&mut self, weights: Vec<TrafficWeight>, reason: String) {
-        self.status.traffic = weights.clone();
-        self.actions.push(Action::SetTraffic { weights, reason });
     }
 
     fn champion(&self) -> Option<u32> {
@@ -233,7 +227,7 @@ pub fn decide(model: &Model, versions: &[ModelVersion], obs: &Observations) -> D
             let changed = set_condition(
                 &mut ctx.status,
                 obs,
-                "SpecValid",
+                conditions::SPEC_VALID,
                 ConditionStatus::False,
                 "InvalidSpec",
                 &message,
@@ -248,7 +242,7 @@ pub fn decide(model: &Model, versions: &[ModelVersion], obs: &Observations) -> D
             set_condition(
                 &mut ctx.status,
                 obs,
-                "SpecValid",
+                conditions::SPEC_VALID,
                 ConditionStatus::True,
                 "Valid",
                 "spec passed validation",

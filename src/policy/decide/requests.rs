@@ -146,7 +146,7 @@ pub(super) fn handle_request(ctx: &mut Ctx) {
                 "champion {} rolled back by request {id}",
                 version_name(champion)
             );
-            ctx.set_traffic(only(previous), reason.clone());
+            ctx.status.traffic = only(previous);
             ctx.actions.push(Action::Rollback {
                 version: champion,
                 restored: Some(previous),

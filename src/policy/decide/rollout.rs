@@ -4,10 +4,6 @@
 use super::*;
 
 pub(super) fn start_canary(ctx: &mut Ctx, n: u32, passed_reason: String) {
-    ctx.actions.push(Action::CreateCanary {
-        version: n,
-        reason: passed_reason.clone(),
-    });
     ctx.set_phase(
         n,
         VersionPhase::Canary,
@@ -52,17 +48,7 @@ pub(super) fn set_canary_weight(ctx: &mut Ctx) {
     canary.step = i as u32;
     canary.step_started_at = Some(ctx.now);
     let pause = parse_duration(&step.pause).unwrap_or(Duration::ZERO);
-    ctx.set_traffic(
-        canary_split(champion, n, step.weight),
-        format!(
-            "canary {} step {}/{}: {} % for {}",
-            canary.version,
-            i + 1,
-            steps.len(),
-            step.weight,
-            step.pause
-        ),
-    );
+    ctx.status.traffic = canary_split(champion, n, step.weight);
     ctx.status.canary = Some(canary);
     ctx.requeue_in(pause);
 }
@@ -106,7 +92,7 @@ pub(super) fn promote(ctx: &mut Ctx, n: u32, reason: String, manual: bool) {
         &reason,
     );
     let previous = ctx.champion().filter(|p| *p != n);
-    ctx.set_traffic(only(n), format!("{} promoted: {reason}", version_name(n)));
+    ctx.status.traffic = only(n);
     ctx.actions.push(Action::Promote {
         version: n,
         previous,
@@ -141,10 +127,7 @@ pub(super) fn rollback_canary(ctx: &mut Ctx, n: u32, reason: String) {
     record_rollout(ctx, n, "RolledBack", &reason);
     let champion = ctx.champion();
     if let Some(c) = champion {
-        ctx.set_traffic(
-            only(c),
-            format!("{} rolled back: {reason}", version_name(n)),
-        );
+        ctx.status.traffic = only(c);
     }
     ctx.actions.push(Action::Rollback {
         version: n,

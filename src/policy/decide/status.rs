@@ -49,9 +49,6 @@ pub(super) fn retention(ctx: &mut Ctx) {
     }
 }
 
-/// The condition saying a training pod waits for a node that can take it.
-pub const TRAINING_UNSCHEDULABLE: &str = "TrainingUnschedulable";
-
 /// Phase, conditions and the traffic summary, from the state decided above.
 pub(super) fn finish(mut ctx: Ctx) -> Decision {
     let s = &mut ctx.status;
@@ -91,7 +88,7 @@ pub(super) fn finish(mut ctx: Ctx) -> Decision {
             set_condition(
                 s,
                 obs,
-                "Ready",
+                conditions::READY,
                 ConditionStatus::True,
                 "ChampionServing",
                 &msg,
@@ -100,7 +97,7 @@ pub(super) fn finish(mut ctx: Ctx) -> Decision {
         None => set_condition(
             s,
             obs,
-            "Ready",
+            conditions::READY,
             ConditionStatus::False,
             "NoChampion",
             "no version has passed the gate yet",
@@ -117,7 +114,7 @@ pub(super) fn finish(mut ctx: Ctx) -> Decision {
             set_condition(
                 s,
                 obs,
-                "Training",
+                conditions::TRAINING,
                 ConditionStatus::True,
                 "TrainingRunning",
                 &msg,
@@ -128,7 +125,7 @@ pub(super) fn finish(mut ctx: Ctx) -> Decision {
             set_condition(
                 s,
                 obs,
-                "Training",
+                conditions::TRAINING,
                 ConditionStatus::False,
                 "TrainingFailed",
                 &msg,
@@ -137,7 +134,7 @@ pub(super) fn finish(mut ctx: Ctx) -> Decision {
         _ => set_condition(
             s,
             obs,
-            "Training",
+            conditions::TRAINING,
             ConditionStatus::False,
             "Idle",
             "no training running",
@@ -151,7 +148,7 @@ pub(super) fn finish(mut ctx: Ctx) -> Decision {
         Some((t.version.clone(), obs.unschedulable(n)?.to_string()))
     });
     let was_unschedulable = s
-        .condition(TRAINING_UNSCHEDULABLE)
+        .condition(conditions::TRAINING_UNSCHEDULABLE)
         .is_some_and(|c| c.status == ConditionStatus::True);
     let mut scheduling_event = None;
     match unschedulable {
@@ -160,12 +157,13 @@ pub(super) fn finish(mut ctx: Ctx) -> Decision {
             if set_condition(
                 s,
                 obs,
-                TRAINING_UNSCHEDULABLE,
+                conditions::TRAINING_UNSCHEDULABLE,
                 ConditionStatus::True,
                 "Unschedulable",
                 &msg,
             ) {
-                scheduling_event = Some((EventKind::Warning, TRAINING_UNSCHEDULABLE, msg));
+                scheduling_event =
+                    Some((EventKind::Warning, conditions::TRAINING_UNSCHEDULABLE, msg));
             }
         }
         None if was_unschedulable => {
@@ -176,7 +174,7 @@ pub(super) fn finish(mut ctx: Ctx) -> Decision {
             set_condition(
                 s,
                 obs,
-                TRAINING_UNSCHEDULABLE,
+                conditions::TRAINING_UNSCHEDULABLE,
                 ConditionStatus::False,
                 "Scheduled",
                 &msg,
@@ -194,7 +192,7 @@ pub(super) fn finish(mut ctx: Ctx) -> Decision {
             set_condition(
                 s,
                 obs,
-                "Progressing",
+                conditions::PROGRESSING,
                 ConditionStatus::True,
                 "AwaitingPromotion",
                 &msg,
@@ -224,7 +222,7 @@ pub(super) fn finish(mut ctx: Ctx) -> Decision {
             set_condition(
                 s,
                 obs,
-                "Progressing",
+                conditions::PROGRESSING,
                 ConditionStatus::True,
                 "CanaryInProgress",
                 &msg,
@@ -233,7 +231,7 @@ pub(super) fn finish(mut ctx: Ctx) -> Decision {
         None => set_condition(
             s,
             obs,
-            "Progressing",
+            conditions::PROGRESSING,
             ConditionStatus::False,
             "NoRollout",
             "no canary in progress",
@@ -247,12 +245,12 @@ pub(super) fn finish(mut ctx: Ctx) -> Decision {
         });
     }
     let s = &mut ctx.status;
-    let seen_before = s.condition("Paused").is_some();
+    let seen_before = s.condition(conditions::PAUSED).is_some();
     let flipped = if ctx.spec.paused {
         set_condition(
             s,
             obs,
-            "Paused",
+            conditions::PAUSED,
             ConditionStatus::True,
             "PausedBySpec",
             "spec.paused is true: no training or rollout steps start",
@@ -261,7 +259,7 @@ pub(super) fn finish(mut ctx: Ctx) -> Decision {
         set_condition(
             s,
             obs,
-            "Paused",
+            conditions::PAUSED,
             ConditionStatus::False,
             "Active",
             "spec.paused is false",

@@ -15,13 +15,7 @@ pub(super) fn adopt_orphaned_training(ctx: &mut Ctx, versions: &[ModelVersion]) 
         let n = v.spec.version;
         ctx.status.champion = Some(version_name(n));
         if ctx.status.traffic.is_empty() {
-            ctx.set_traffic(
-                only(n),
-                format!(
-                    "{} restored as champion from its ModelVersion",
-                    version_name(n)
-                ),
-            );
+            ctx.status.traffic = only(n);
         }
     }
     // Only versions newer than the champion can be its candidate: a cache that

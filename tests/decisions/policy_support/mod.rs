@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Duration, Utc};
 use driftline::api::{
     GateCheck, GateVerdict, Lineage, Model, ModelSpec, ModelVersion, ModelVersionSpec,
-    ModelVersionStatus, VersionPhase, load_model_config,
+    ModelVersionStatus, TrafficWeight, VersionPhase, load_model_config,
 };
 use driftline::policy::{
     Action, CanaryMetrics, Decision, GateResult, JobState, ManualAction, ManualRequest,
@@ -120,6 +120,8 @@ pub struct World {
     pub gates: Vec<GateResult>,
     pub ready: BTreeSet<u32>,
     pub source_digest: Option<String>,
+    /// The traffic split the last decision moved to, if it moved traffic.
+    pub moved_traffic: Option<Vec<TrafficWeight>>,
 }
 
 impl World {
@@ -132,6 +134,7 @@ impl World {
             gates: Vec::new(),
             ready: BTreeSet::new(),
             source_digest: None,
+            moved_traffic: None,
         }
     }
 
@@ -193,6 +196,10 @@ impl World {
     }
 
     pub fn apply(&mut self, d: &Decision) {
+        let before = self.model.status.as_ref().map(|s| s.traffic.clone());
+        self.moved_traffic = (before.as_ref() != Some(&d.status.traffic)
+            && !(before.is_none() && d.status.traffic.is_empty()))
+        .then(|| d.status.traffic.clone());
         self.model.status = Some(d.status.clone());
         for a in &d.actions {
             match a {

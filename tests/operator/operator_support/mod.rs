@@ -392,6 +392,30 @@ impl Harness {
         .await
     }
 
+    /// Reconciles the operator has finished so far (its
+    /// `driftline_operator_reconciles_total`).
+    pub fn reconciles(&self) -> u64 {
+        let metrics = self.telemetry.render();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("driftline_operator_reconciles_total "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no reconcile counter in:\n{metrics}"))
+    }
+
+    /// Waits until the operator has finished `count` reconciles in all.
+    pub async fn wait_reconciles(&self, count: u64, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.reconciles() < count {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {count} reconciles after {timeout:?}",
+                self.reconciles()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Makes the operator look at the Model now (a watch event), as any edit would.
     pub async fn poke(&self, name: &str) {
         let at = self.clock.now().timestamp_millis().to_string();

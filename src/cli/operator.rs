@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::operator::children::GpuPlacement;
-use crate::operator::leader::LeaseConfig;
+use crate::operator::leader::{LeaseConfig, LeaseTiming};
 use crate::operator::{ChildSettings, Clock, OperatorConfig, Telemetry};
 
 /// Flags of `driftline operator`.
@@ -51,9 +51,18 @@ pub struct OperatorArgs {
     /// Namespace of the leader Lease.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
-    /// A leader that has not renewed for this long is replaced.
+    /// A leader whose Lease has not been renewed for this long (as another
+    /// replica sees it) is replaced.
     #[arg(long, default_value = "15s", value_parser = super::flags::duration)]
     pub lease_duration: Duration,
+    /// A leader that has not renewed its Lease for this long stops
+    /// reconciling and exits (shorter than --lease-duration: it stops before
+    /// another replica may take over).
+    #[arg(long, default_value = "10s", value_parser = super::flags::duration)]
+    pub lease_renew_deadline: Duration,
+    /// How often the leader renews its Lease and the others try to take it.
+    #[arg(long, default_value = "2s", value_parser = super::flags::duration)]
+    pub lease_retry_period: Duration,
     /// This replica's name (Events, Lease holder).
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
@@ -111,13 +120,26 @@ impl OperatorArgs {
         seen
     }
 
-    /// The operator's configuration from these flags.
-    pub fn config(&self) -> OperatorConfig {
+    /// The operator's configuration from these flags; refused when the
+    /// Lease timing could let two leaders act at once.
+    pub fn config(&self) -> Result<OperatorConfig, crate::operator::OperatorError> {
         let instance = self
             .instance
             .clone()
             .unwrap_or_else(|| format!("driftline-operator-{}", std::process::id()));
-        OperatorConfig {
+        let leader = match &self.leader_lease {
+            Some(name) => Some(LeaseConfig {
+                name: name.clone(),
+                namespace: self.lease_namespace.clone(),
+                timing: LeaseTiming::new(
+                    self.lease_duration,
+                    self.lease_renew_deadline,
+                    self.lease_retry_period,
+                )?,
+            }),
+            None => None,
+        };
+        Ok(OperatorConfig {
             settings: ChildSettings {
                 artifact_root: self.artifact_root.clone(),
                 image: self.image.clone(),
@@ -128,11 +150,7 @@ impl OperatorArgs {
             },
             namespaces: self.watched_namespaces(),
             clock: Arc::new(Clock::scaled(self.time_scale)),
-            leader: self.leader_lease.as_ref().map(|name| LeaseConfig {
-                name: name.clone(),
-                namespace: self.lease_namespace.clone(),
-                duration: self.lease_duration,
-            }),
+            leader,
             instance,
             scrape_timeout: self.scrape_timeout,
             hosts_file: self.hosts_file.clone(),
@@ -142,7 +160,7 @@ impl OperatorArgs {
                 let addr = self.dashboard_addr.0?;
                 addr.ip().is_loopback().then(|| format!("http://{addr}"))
             }),
-        }
+        })
     }
 }
 
@@ -158,7 +176,9 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on --metrics-addr {}", args.metrics_addr))?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
-    let mut config = args.config();
+    let mut config = args
+        .config()
+        .context("--lease-duration, --lease-renew-deadline, --lease-retry-period")?;
     if let Some(url) = &args.registry {
         config.registry = Some(Arc::new(
             crate::registry::RegistryWriter::start(url, Default::default())
@@ -233,10 +253,43 @@ mod tests {
     }
 
     #[test]
+    fn a_renew_deadline_not_shorter_than_the_lease_is_refused() {
+        let lease = |extra: &[&str]| {
+            let mut argv = vec!["--leader-lease", "ops"];
+            argv.extend(extra);
+            parse(&argv).unwrap().config()
+        };
+        let timing = lease(&[]).unwrap().leader.expect("a Lease").timing;
+        assert_eq!(timing, LeaseTiming::default());
+        let Err(err) = lease(&["--lease-duration", "10s"]) else {
+            panic!("a renew deadline as long as the lease is refused")
+        };
+        assert!(
+            format!("{err:#}")
+                .contains("renew deadline (10s) must be shorter than the lease duration (10s)"),
+            "{err:#}"
+        );
+        let ok = lease(&[
+            "--lease-duration",
+            "6s",
+            "--lease-renew-deadline",
+            "4s",
+            "--lease-retry-period",
+            "1s",
+        ]);
+        assert_eq!(
+            ok.unwrap().leader.unwrap().timing.renew_deadline(),
+            Duration::from_secs(4)
+        );
+        // Without a Lease the timing is not read.
+        assert!(parse(&["--lease-duration", "1s"]).unwrap().config().is_ok());
+    }
+
+    #[test]
     fn watched_namespaces_repeat_or_separate_with_commas_each_once() {
         let args = parse(&["--namespace", "a,b", "--namespace", "c", "--namespace", "a"]).unwrap();
         assert_eq!(args.watched_namespaces(), ["a", "b", "c"]);
-        assert_eq!(args.config().namespaces, ["a", "b", "c"]);
+        assert_eq!(args.config().unwrap().namespaces, ["a", "b", "c"]);
         assert!(parse(&[]).unwrap().watched_namespaces().is_empty());
         let error = parse(&["--namespace", "a,Bad_One"])
             .err()

@@ -33,11 +33,14 @@ pub enum OperatorError {
         #[source]
         source: crate::ml::store::StoreError,
     },
-    /// Another replica took the leader Lease: stop acting at once.
-    #[error("lost the leader Lease {lease} to another replica")]
+    /// This replica stopped leading (see [`super::leader`]): it stops acting at once.
+    #[error("lost the leader Lease {lease}; this replica stops reconciling")]
     LeaseLost {
-        /// The Lease's name.
+        /// The Lease, `namespace/name`.
         lease: String,
+        /// Why: another holder, or no renewal within the renew deadline.
+        #[source]
+        cause: super::leader::StoppedLeading,
     },
     /// A gate report exists but cannot be read as one.
     #[error("gate report {uri} is not a driftline gate report: {reason}")]

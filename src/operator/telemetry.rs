@@ -48,6 +48,8 @@ pub struct Telemetry {
     trainings: Family<TriggerLabels, Counter>,
     phases: Mutex<HashMap<ObjectRef<Model>, ModelPhase>>,
     ready: AtomicBool,
+    leading: Gauge,
+    leases_lost: Counter,
 }
 
 impl Default for Telemetry {
@@ -87,6 +89,18 @@ impl Telemetry {
             "Training runs started by trigger",
             trainings.clone(),
         );
+        let leading = Gauge::default();
+        let leases_lost = Counter::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease (with leader election)",
+            leading.clone(),
+        );
+        registry.register(
+            "leases_lost",
+            "Times this replica stopped leading: another held the Lease, or no renewal within the renew deadline",
+            leases_lost.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -96,6 +110,8 @@ impl Telemetry {
             trainings,
             phases: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
+            leading,
+            leases_lost,
         }
     }
 
@@ -144,6 +160,21 @@ impl Telemetry {
     /// Marks the operator ready (caches synced, leading or standing by).
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Records whether this replica leads (`driftline_operator_leader`).
+    pub fn set_leading(&self, leading: bool) {
+        self.leading.set(i64::from(leading));
+    }
+
+    /// Counts a lost leader Lease (`driftline_operator_leases_lost_total`).
+    pub fn lease_lost(&self) {
+        self.leases_lost.inc();
+    }
+
+    /// Whether `/readyz` answers ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
     }
 
     /// The OpenMetrics text.

@@ -378,8 +378,21 @@ fn the_namespaced_chart_has_nothing_cluster_scoped_and_elects_a_leader() {
         json!([
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["ops-driftline"], "verbs": ["get", "update"]},
+            // Events on the Lease: the release namespace is not watched here.
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
         ])
     );
+    // Watching the release namespace, the operator's own rules cover its Events.
+    let (_, watching_release) = render(
+        &bin,
+        "namespace-values.yaml",
+        &["--set", "watchNamespace=driftline-system"],
+    );
+    let leader = watching_release
+        .iter()
+        .find(|d| d["kind"] == "Role" && d["metadata"]["name"] == "ops-driftline-leader")
+        .unwrap();
+    assert_eq!(leader["rules"].as_array().unwrap().len(), 2, "{leader}");
 
     let operator = one(&docs, "Deployment");
     locked_down(operator);
@@ -396,6 +409,13 @@ fn the_namespaced_chart_has_nothing_cluster_scoped_and_elects_a_leader() {
         .map(|a| a.as_str().unwrap())
         .collect();
     assert!(args.contains(&"--leader-lease=ops-driftline"), "{args:?}");
+    for timing in [
+        "--lease-duration=15s",
+        "--lease-renew-deadline=10s",
+        "--lease-retry-period=2s",
+    ] {
+        assert!(args.contains(&timing), "client-go's timing: {args:?}");
+    }
     assert_eq!(env(c, "DRIFTLINE_WATCH_NAMESPACE").unwrap()["value"], "ml");
     assert_eq!(
         env(c, "DRIFTLINE_REGISTRY").unwrap()["valueFrom"],
@@ -501,6 +521,7 @@ fn bad_values_are_refused_with_the_value_named() {
         ("metrics.port=70000", "port"),
         ("gatewayAPI.parent=public", "parent"),
         ("watchNamespaces={team-a,Bad_Ns}", "watchNamespaces"),
+        ("leaderElection.renewDeadline=10", "renewDeadline"),
     ] {
         let (ok, text) = helm(
             &bin,

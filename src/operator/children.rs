@@ -24,6 +24,7 @@ use crate::api::{
 };
 
 use super::error::OperatorError;
+use super::pod_security;
 
 /// The operator's settings that shape its children.
 #[derive(Debug, Clone)]
@@ -349,7 +350,7 @@ pub fn training_job(
                     labels: Some(l),
                     ..Default::default()
                 }),
-                spec: Some(PodSpec {
+                spec: Some(pod_security::restricted(PodSpec {
                     restart_policy: Some("Never".into()),
                     init_containers: init,
                     containers: vec![main],
@@ -357,7 +358,7 @@ pub fn training_job(
                     tolerations: (!tolerations.is_empty()).then(|| tolerations.clone()),
                     automount_service_account_token: Some(false),
                     ..Default::default()
-                }),
+                })),
             },
             ..Default::default()
         }),
@@ -506,7 +507,7 @@ pub fn serving(
     if let Some(prefix) = feedback_prefix(model, settings) {
         args.extend(["--feedback".to_string(), prefix]);
     }
-    let pod = PodSpec {
+    let pod = pod_security::restricted(PodSpec {
         containers: vec![Container {
             name: "serve".into(),
             image: Some(s.image.clone().unwrap_or_else(|| settings.image.clone())),
@@ -519,7 +520,7 @@ pub fn serving(
         }],
         automount_service_account_token: Some(false),
         ..Default::default()
-    };
+    });
     let l = labels(o.name, names::ROLE_SERVING, Some(n));
     Ok((
         deployment(&o, name.clone(), l.clone(), s.replicas, pod),
@@ -536,7 +537,7 @@ pub fn gateway(
     let o = owner(model)?;
     let target = format!("{}/{}", o.namespace, o.name);
     let port = SERVE_PORT.to_string();
-    let pod = PodSpec {
+    let pod = pod_security::restricted(PodSpec {
         containers: vec![Container {
             name: "gateway".into(),
             image: Some(settings.image.clone()),
@@ -550,7 +551,7 @@ pub fn gateway(
         }],
         service_account_name: settings.gateway_service_account.clone(),
         ..Default::default()
-    };
+    });
     let l = labels(o.name, names::ROLE_GATEWAY, None);
     Ok((
         deployment(&o, names::gateway_deployment(o.name), l.clone(), 1, pod),

@@ -13,6 +13,7 @@ pub mod gateway_api;
 pub mod index;
 pub mod leader;
 pub mod observe;
+pub mod pod_security;
 pub mod reconcile;
 pub mod telemetry;
 

@@ -3,7 +3,8 @@
 //! election and PostgreSQL) are valid Kubernetes 1.33 objects
 //! (`python3 -m kubernetes_validate --strict`), least-privilege (no wildcard,
 //! exactly the operator's rules, nothing cluster-scoped when namespaced) and
-//! locked down (non-root, read-only root filesystem, no capabilities). Bad
+//! locked down (non-root as the image's user, RuntimeDefault seccomp,
+//! read-only root filesystem, no capabilities). Bad
 //! values are refused by `values.schema.json` or the templates with a message
 //! that names the value. The CRDs under `charts/driftline/crds/` are checked
 //! against the generated ones by tests/decisions/api_crd.rs.
@@ -162,6 +163,15 @@ fn no_wildcards(docs: &[Value]) {
 fn locked_down(operator: &Value) {
     let pod = &operator["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{pod}");
+    assert_eq!(
+        pod["securityContext"]["runAsUser"],
+        driftline::operator::pod_security::RUN_AS_USER,
+        "docker/Dockerfile's user: {pod}"
+    );
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+        "{pod}"
+    );
     let c = &pod["containers"][0];
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true, "{c}");
     assert_eq!(

@@ -9,6 +9,7 @@ use anyhow::Context as _;
 
 use crate::operator::children::GpuPlacement;
 use crate::operator::leader::{LeaseConfig, LeaseTiming};
+use crate::operator::network_policy::NetworkPolicySettings;
 use crate::operator::{ChildSettings, Clock, OperatorConfig, Telemetry};
 
 /// Flags of `driftline operator`.
@@ -100,6 +101,21 @@ pub struct OperatorArgs {
     /// placement: `{"nodeSelector": {"pool": "gpu"}, "tolerations": [...]}`.
     #[arg(long, env = "DRIFTLINE_GPU_PLACEMENT", value_parser = gpu_placement)]
     pub gpu_placement: Option<GpuPlacement>,
+    /// Give each Model NetworkPolicies: its model servers accept only its
+    /// gateway and the operator's pods, its gateway any pod of its namespace
+    /// and the operator's pods: `{"operatorNamespace": "driftline-system",
+    /// "operatorPodLabels": {"app.kubernetes.io/name": "driftline", ...}}`
+    /// (the chart sets it with `networkPolicy.enabled`).
+    #[arg(long, env = "DRIFTLINE_NETWORK_POLICIES", value_parser = network_policies)]
+    pub network_policies: Option<NetworkPolicySettings>,
+}
+
+fn network_policies(text: &str) -> Result<NetworkPolicySettings, String> {
+    serde_json::from_str(text).map_err(|e| {
+        format!(
+            "expected {{\"operatorNamespace\": \"...\", \"operatorPodLabels\": {{...}}}} as JSON: {e}"
+        )
+    })
 }
 
 fn gpu_placement(text: &str) -> Result<GpuPlacement, String> {
@@ -147,6 +163,7 @@ impl OperatorArgs {
                 gateway_service_account: self.gateway_service_account.clone(),
                 http_route_parent: self.http_route_parent.clone(),
                 gpu_placement: self.gpu_placement.clone().unwrap_or_default(),
+                network_policies: self.network_policies.clone(),
             },
             namespaces: self.watched_namespaces(),
             clock: Arc::new(Clock::scaled(self.time_scale)),
@@ -283,6 +300,25 @@ mod tests {
         );
         // Without a Lease the timing is not read.
         assert!(parse(&["--lease-duration", "1s"]).unwrap().config().is_ok());
+    }
+
+    #[test]
+    fn network_policies_name_the_operators_namespace_and_pod_labels() {
+        let json = r#"{"operatorNamespace": "ops", "operatorPodLabels": {"app": "driftline"}}"#;
+        let settings = parse(&["--network-policies", json])
+            .unwrap()
+            .config()
+            .unwrap()
+            .settings
+            .network_policies
+            .expect("asked for");
+        assert_eq!(settings.operator_namespace, "ops");
+        assert_eq!(settings.operator_pod_labels["app"], "driftline");
+        let err = parse(&["--network-policies", r#"{"operatorNamespace": "ops"}"#])
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("operatorPodLabels"), "{err}");
+        assert!(parse(&[]).unwrap().network_policies.is_none());
     }
 
     #[test]

@@ -193,6 +193,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             gateway_service_account: None,
             http_route_parent: None,
             gpu_placement: Default::default(),
+            network_policies: None,
         },
         namespaces: Vec::new(),
         clock: Arc::new(Clock::scaled(args.time_scale)),

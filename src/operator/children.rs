@@ -45,6 +45,8 @@ pub struct ChildSettings {
     /// Where training Jobs that request a GPU go when their Model names no
     /// nodeSelector or tolerations of its own.
     pub gpu_placement: GpuPlacement,
+    /// Write each Model's NetworkPolicies, admitting the operator's pods (`None`: none).
+    pub network_policies: Option<super::network_policy::NetworkPolicySettings>,
 }
 
 /// The cluster's GPU nodes: a nodeSelector and the tolerations of their
@@ -67,6 +69,7 @@ impl Default for ChildSettings {
             gateway_service_account: None,
             http_route_parent: None,
             gpu_placement: GpuPlacement::default(),
+            network_policies: None,
         }
     }
 }
@@ -122,6 +125,17 @@ fn meta(o: &Owner, name: String, labels: BTreeMap<String, String>) -> ObjectMeta
         owner_references: Some(vec![o.reference.clone()]),
         ..Default::default()
     }
+}
+
+/// Metadata of `model`'s child `name` in `role`: its namespace, driftline's
+/// labels and the Model as controlling owner.
+pub(crate) fn child_meta(
+    model: &Model,
+    name: String,
+    role: &str,
+) -> Result<ObjectMeta, OperatorError> {
+    let o = owner(model)?;
+    Ok(meta(&o, name, labels(o.name, role, None)))
 }
 
 fn resources(r: Option<&ComputeResources>) -> Option<ResourceRequirements> {
@@ -625,6 +639,7 @@ mod tests {
             gateway_service_account: Some("driftline-gateway".into()),
             http_route_parent: Some(("gateways".into(), "public".into())),
             gpu_placement: GpuPlacement::default(),
+            network_policies: None,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod gateway_api;
 pub mod index;
 pub mod leader;
+pub mod network_policy;
 pub mod observe;
 pub mod pod_security;
 pub mod reconcile;

@@ -75,9 +75,10 @@ pub struct Context {
     /// Whether the cluster serves the Gateway API (then each Model also gets
     /// an HTTPRoute).
     pub gateway_api: super::gateway_api::GatewayApiProbe,
-    /// What was last applied to each HTTPRoute (`namespace/name` → content
-    /// hash, when): routes have no watch cache, and an unchanged one is not
-    /// written again for [`super::apply::REAPPLY_AFTER`].
+    /// What was last applied to each HTTPRoute and NetworkPolicy
+    /// (`kind/namespace/name` → content hash, when): they have no watch
+    /// cache, and an unchanged one is not written again for
+    /// [`super::apply::REAPPLY_AFTER`].
     pub routes_applied: Mutex<HashMap<String, (String, Instant)>>,
     /// Base URL of the dashboard, for the links in decision Events.
     pub dashboard_url: Option<String>,
@@ -790,6 +791,10 @@ async fn ensure_children(
         }
     }
 
+    // Before any server or gateway pod starts: the Model's NetworkPolicies.
+    for policy in super::network_policy::network_policy_objects(model, &ctx.settings)? {
+        apply::apply_dynamic(&ctx.client, policy, &ctx.routes_applied).await?;
+    }
     let serving = serving_set(status);
     let all_services = ctx.stores.services.of(&ns, &name);
     let services = borrowed(&all_services);

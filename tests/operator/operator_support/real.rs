@@ -11,7 +11,7 @@
 //! drops its handle. Each scenario gets its own namespace, which enforces
 //! Pod Security `restricted` (so every pod the operator makes is admitted
 //! under it: the scenarios train, serve and canary there), and an operator
-//! that watches only it.
+//! that watches only it and writes each Model's NetworkPolicies.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -27,6 +27,20 @@ use crate::real_control_plane::RealControlPlane;
 /// The ServiceAccount the Models' gateways run as, with the chart's rights
 /// (list and watch Models in their namespace).
 pub const GATEWAY_SERVICE_ACCOUNT: &str = "driftline-gateway";
+
+/// What a scenario's operator gives each Model's NetworkPolicies: the real
+/// API server validates them (it has no CNI to enforce them); the operator
+/// runs in the test process, so its "pods" are none.
+pub fn network_policies() -> driftline::operator::network_policy::NetworkPolicySettings {
+    driftline::operator::network_policy::NetworkPolicySettings {
+        operator_namespace: "driftline-system".into(),
+        operator_pod_labels: [(
+            "app.kubernetes.io/name".to_string(),
+            "driftline".to_string(),
+        )]
+        .into(),
+    }
+}
 
 /// Loopback /16s of the real-cluster scenarios (165 and 166, alternating, so
 /// that one starting while the last one stops never shares addresses).

@@ -14,20 +14,27 @@ pub mod policy;
 pub mod registry;
 pub mod serve;
 
-/// An error and each of its causes, once each, joined by `: ` (what
-/// anyhow's `{:#}` prints): for messages that leave the process (HTTP error
-/// bodies, Events, conditions), where only a string travels.
+/// An error and each of its causes, once each, joined by `: ` on one line
+/// (what anyhow's `{:#}` prints): for messages that leave the process (HTTP
+/// error bodies, Events, conditions, JSON logs), where only a string
+/// travels. The one home of that formatting.
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
+    let mut printed = error.to_string().replace('\n', " ");
     let mut cause = error.source();
     while let Some(e) = cause {
-        let next = e.to_string();
-        // `#[error(transparent)]` wrappers repeat their source's message.
-        if !text.ends_with(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
+        let text = match e.downcast_ref::<kube::Error>() {
+            // kube's API error prints its Status twice (message and debug
+            // dump): the Status's own `message: reason` is enough.
+            Some(kube::Error::Api(status)) => status.to_string(),
+            _ => e.to_string(),
+        };
+        let text = text.replace('\n', " ");
+        // A wrapper that prints its inner error already said it.
+        if !text.is_empty() && !printed.contains(&text) {
+            printed.push_str(": ");
+            printed.push_str(&text);
         }
         cause = e.source();
     }
-    text
+    printed
 }

@@ -40,7 +40,8 @@ enum Command {
     /// The product on a laptop: embedded cluster + operator + the bundled Models.
     Up(driftline::cli::up::UpArgs),
     /// Run the Model controller: train, gate, serve and roll out every Model.
-    Operator(driftline::cli::operator::OperatorArgs),
+    // Boxed: its flags are most of the enum's size.
+    Operator(Box<driftline::cli::operator::OperatorArgs>),
     /// Send a pipeline's rows to a gateway or server at a steady rate, with labels.
     Load(driftline::cli::load::LoadArgs),
     /// Phase, champion, candidate, traffic, drift and training of Models.
@@ -153,7 +154,7 @@ async fn run(cli: Cli) -> ExitCode {
             .await
             .map_err(anyhow::Error::from),
         Command::Cluster(args) => driftline::cli::cluster::run(args).await,
-        Command::Operator(args) => driftline::cli::operator::run(args).await,
+        Command::Operator(args) => driftline::cli::operator::run(*args).await,
         Command::Up(args) => driftline::cli::up::run(args).await,
         Command::Load(args) => driftline::cli::load::run_load(args).await,
         Command::Status(args) => driftline::cli::user::status(args).await,

@@ -308,6 +308,7 @@ async fn child(kind: &str, kubeconfig: &Path, artifact_root: &str, record: &Path
                     gateway_service_account: None,
                     http_route_parent: None,
                     gpu_placement: Default::default(),
+                    network_policies: None,
                 },
                 namespaces: Vec::new(),
                 clock: Arc::new(driftline::operator::Clock::scaled(1.0)),

@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::operator::children::GpuPlacement;
-use crate::operator::leader::LeaseConfig;
+use crate::operator::leader::{LeaseConfig, LeaseTiming};
+use crate::operator::network_policy::NetworkPolicySettings;
 use crate::operator::{ChildSettings, Clock, OperatorConfig, Telemetry};
 
 /// Flags of `driftline operator`.
@@ -51,9 +52,18 @@ pub struct OperatorArgs {
     /// Namespace of the leader Lease.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
-    /// A leader that has not renewed for this long is replaced.
+    /// A leader whose Lease has not been renewed for this long (as another
+    /// replica sees it) is replaced.
     #[arg(long, default_value = "15s", value_parser = super::flags::duration)]
     pub lease_duration: Duration,
+    /// A leader that has not renewed its Lease for this long stops
+    /// reconciling and exits (shorter than --lease-duration: it stops before
+    /// another replica may take over).
+    #[arg(long, default_value = "10s", value_parser = super::flags::duration)]
+    pub lease_renew_deadline: Duration,
+    /// How often the leader renews its Lease and the others try to take it.
+    #[arg(long, default_value = "2s", value_parser = super::flags::duration)]
+    pub lease_retry_period: Duration,
     /// This replica's name (Events, Lease holder).
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
@@ -91,6 +101,21 @@ pub struct OperatorArgs {
     /// placement: `{"nodeSelector": {"pool": "gpu"}, "tolerations": [...]}`.
     #[arg(long, env = "DRIFTLINE_GPU_PLACEMENT", value_parser = gpu_placement)]
     pub gpu_placement: Option<GpuPlacement>,
+    /// Give each Model NetworkPolicies: its model servers accept only its
+    /// gateway and the operator's pods, its gateway any pod of its namespace
+    /// and the operator's pods: `{"operatorNamespace": "driftline-system",
+    /// "operatorPodLabels": {"app.kubernetes.io/name": "driftline", ...}}`
+    /// (the chart sets it with `networkPolicy.enabled`).
+    #[arg(long, env = "DRIFTLINE_NETWORK_POLICIES", value_parser = network_policies)]
+    pub network_policies: Option<NetworkPolicySettings>,
+}
+
+fn network_policies(text: &str) -> Result<NetworkPolicySettings, String> {
+    serde_json::from_str(text).map_err(|e| {
+        format!(
+            "expected {{\"operatorNamespace\": \"...\", \"operatorPodLabels\": {{...}}}} as JSON: {e}"
+        )
+    })
 }
 
 fn gpu_placement(text: &str) -> Result<GpuPlacement, String> {
@@ -111,13 +136,26 @@ impl OperatorArgs {
         seen
     }
 
-    /// The operator's configuration from these flags.
-    pub fn config(&self) -> OperatorConfig {
+    /// The operator's configuration from these flags; refused when the
+    /// Lease timing could let two leaders act at once.
+    pub fn config(&self) -> Result<OperatorConfig, crate::operator::OperatorError> {
         let instance = self
             .instance
             .clone()
             .unwrap_or_else(|| format!("driftline-operator-{}", std::process::id()));
-        OperatorConfig {
+        let leader = match &self.leader_lease {
+            Some(name) => Some(LeaseConfig {
+                name: name.clone(),
+                namespace: self.lease_namespace.clone(),
+                timing: LeaseTiming::new(
+                    self.lease_duration,
+                    self.lease_renew_deadline,
+                    self.lease_retry_period,
+                )?,
+            }),
+            None => None,
+        };
+        Ok(OperatorConfig {
             settings: ChildSettings {
                 artifact_root: self.artifact_root.clone(),
                 image: self.image.clone(),
@@ -125,14 +163,11 @@ impl OperatorArgs {
                 gateway_service_account: self.gateway_service_account.clone(),
                 http_route_parent: self.http_route_parent.clone(),
                 gpu_placement: self.gpu_placement.clone().unwrap_or_default(),
+                network_policies: self.network_policies.clone(),
             },
             namespaces: self.watched_namespaces(),
             clock: Arc::new(Clock::scaled(self.time_scale)),
-            leader: self.leader_lease.as_ref().map(|name| LeaseConfig {
-                name: name.clone(),
-                namespace: self.lease_namespace.clone(),
-                duration: self.lease_duration,
-            }),
+            leader,
             instance,
             scrape_timeout: self.scrape_timeout,
             hosts_file: self.hosts_file.clone(),
@@ -142,7 +177,7 @@ impl OperatorArgs {
                 let addr = self.dashboard_addr.0?;
                 addr.ip().is_loopback().then(|| format!("http://{addr}"))
             }),
-        }
+        })
     }
 }
 
@@ -158,7 +193,9 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on --metrics-addr {}", args.metrics_addr))?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
-    let mut config = args.config();
+    let mut config = args
+        .config()
+        .context("--lease-duration, --lease-renew-deadline, --lease-retry-period")?;
     if let Some(url) = &args.registry {
         config.registry = Some(Arc::new(
             crate::registry::RegistryWriter::start(url, Default::default())
@@ -233,10 +270,62 @@ mod tests {
     }
 
     #[test]
+    fn a_renew_deadline_not_shorter_than_the_lease_is_refused() {
+        let lease = |extra: &[&str]| {
+            let mut argv = vec!["--leader-lease", "ops"];
+            argv.extend(extra);
+            parse(&argv).unwrap().config()
+        };
+        let timing = lease(&[]).unwrap().leader.expect("a Lease").timing;
+        assert_eq!(timing, LeaseTiming::default());
+        let Err(err) = lease(&["--lease-duration", "10s"]) else {
+            panic!("a renew deadline as long as the lease is refused")
+        };
+        assert!(
+            format!("{err:#}")
+                .contains("renew deadline (10s) must be shorter than the lease duration (10s)"),
+            "{err:#}"
+        );
+        let ok = lease(&[
+            "--lease-duration",
+            "6s",
+            "--lease-renew-deadline",
+            "4s",
+            "--lease-retry-period",
+            "1s",
+        ]);
+        assert_eq!(
+            ok.unwrap().leader.unwrap().timing.renew_deadline(),
+            Duration::from_secs(4)
+        );
+        // Without a Lease the timing is not read.
+        assert!(parse(&["--lease-duration", "1s"]).unwrap().config().is_ok());
+    }
+
+    #[test]
+    fn network_policies_name_the_operators_namespace_and_pod_labels() {
+        let json = r#"{"operatorNamespace": "ops", "operatorPodLabels": {"app": "driftline"}}"#;
+        let settings = parse(&["--network-policies", json])
+            .unwrap()
+            .config()
+            .unwrap()
+            .settings
+            .network_policies
+            .expect("asked for");
+        assert_eq!(settings.operator_namespace, "ops");
+        assert_eq!(settings.operator_pod_labels["app"], "driftline");
+        let err = parse(&["--network-policies", r#"{"operatorNamespace": "ops"}"#])
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("operatorPodLabels"), "{err}");
+        assert!(parse(&[]).unwrap().network_policies.is_none());
+    }
+
+    #[test]
     fn watched_namespaces_repeat_or_separate_with_commas_each_once() {
         let args = parse(&["--namespace", "a,b", "--namespace", "c", "--namespace", "a"]).unwrap();
         assert_eq!(args.watched_namespaces(), ["a", "b", "c"]);
-        assert_eq!(args.config().namespaces, ["a", "b", "c"]);
+        assert_eq!(args.config().unwrap().namespaces, ["a", "b", "c"]);
         assert!(parse(&[]).unwrap().watched_namespaces().is_empty());
         let error = parse(&["--namespace", "a,Bad_One"])
             .err()

@@ -193,6 +193,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             gateway_service_account: None,
             http_route_parent: None,
             gpu_placement: Default::default(),
+            network_policies: None,
         },
         namespaces: Vec::new(),
         clock: Arc::new(Clock::scaled(args.time_scale)),
@@ -219,7 +220,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         let name = m.metadata.name.clone().unwrap_or_default();
         let api: Api<Model> = Api::namespaced(client.clone(), &ns);
         let mut object = serde_json::to_value(m)?;
-        object["apiVersion"] = "driftline.dev/v1alpha1".into();
+        object["apiVersion"] = crate::api::API_VERSION.into();
         object["kind"] = "Model".into();
         api.patch(&name, &ssa, &Patch::Apply(&object))
             .await

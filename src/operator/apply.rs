@@ -238,7 +238,7 @@ pub async fn apply_dynamic(
         })?;
     let ns = desired.namespace().unwrap_or_default();
     let name = desired.name_any();
-    let key = format!("{ns}/{name}");
+    let key = format!("{}/{ns}/{name}", resource.kind);
     let hash = desired
         .annotations()
         .get(APPLIED_HASH)

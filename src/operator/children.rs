@@ -2,6 +2,7 @@
 //! Model, the version and the operator's settings, tested from fixtures.
 //! Applying them is `apply.rs`'s job.
 
+use crate::api::routes;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
@@ -24,6 +25,7 @@ use crate::api::{
 };
 
 use super::error::OperatorError;
+use super::pod_security;
 
 /// The operator's settings that shape its children.
 #[derive(Debug, Clone)]
@@ -44,6 +46,8 @@ pub struct ChildSettings {
     /// Where training Jobs that request a GPU go when their Model names no
     /// nodeSelector or tolerations of its own.
     pub gpu_placement: GpuPlacement,
+    /// Write each Model's NetworkPolicies, admitting the operator's pods (`None`: none).
+    pub network_policies: Option<super::network_policy::NetworkPolicySettings>,
 }
 
 /// The cluster's GPU nodes: a nodeSelector and the tolerations of their
@@ -66,6 +70,7 @@ impl Default for ChildSettings {
             gateway_service_account: None,
             http_route_parent: None,
             gpu_placement: GpuPlacement::default(),
+            network_policies: None,
         }
     }
 }
@@ -123,6 +128,17 @@ fn meta(o: &Owner, name: String, labels: BTreeMap<String, String>) -> ObjectMeta
     }
 }
 
+/// Metadata of `model`'s child `name` in `role`: its namespace, driftline's
+/// labels and the Model as controlling owner.
+pub(crate) fn child_meta(
+    model: &Model,
+    name: String,
+    role: &str,
+) -> Result<ObjectMeta, OperatorError> {
+    let o = owner(model)?;
+    Ok(meta(&o, name, labels(o.name, role, None)))
+}
+
 fn resources(r: Option<&ComputeResources>) -> Option<ResourceRequirements> {
     let r = r?;
     let mut limits = BTreeMap::new();
@@ -166,7 +182,7 @@ fn driftline(args: &[&str]) -> Vec<String> {
 /// at the time training started, which is the version's configuration.
 pub fn model_yaml(model: &Model) -> Result<String, OperatorError> {
     let doc = serde_json::json!({
-        "apiVersion": "driftline.dev/v1alpha1",
+        "apiVersion": crate::api::API_VERSION,
         "kind": "Model",
         "metadata": {
             "name": model.metadata.name,
@@ -344,7 +360,7 @@ pub fn training_job(
                     labels: Some(l),
                     ..Default::default()
                 }),
-                spec: Some(PodSpec {
+                spec: Some(pod_security::restricted(PodSpec {
                     restart_policy: Some("Never".into()),
                     init_containers: init,
                     containers: vec![main],
@@ -352,7 +368,7 @@ pub fn training_job(
                     tolerations: (!tolerations.is_empty()).then(|| tolerations.clone()),
                     automount_service_account_token: Some(false),
                     ..Default::default()
-                }),
+                })),
             },
             ..Default::default()
         }),
@@ -492,7 +508,7 @@ pub fn serving(
     if let Some(prefix) = feedback_prefix(model, settings) {
         args.extend(["--feedback".to_string(), prefix]);
     }
-    let pod = PodSpec {
+    let pod = pod_security::restricted(PodSpec {
         containers: vec![Container {
             name: "serve".into(),
             image: Some(s.image.clone().unwrap_or_else(|| settings.image.clone())),
@@ -500,12 +516,12 @@ pub fn serving(
             env_from: credentials(settings),
             resources: resources(s.resources.as_ref()),
             ports: container_ports(),
-            readiness_probe: Some(http_probe("/v2/health/ready")),
+            readiness_probe: Some(http_probe(routes::READY)),
             ..Default::default()
         }],
         automount_service_account_token: Some(false),
         ..Default::default()
-    };
+    });
     let l = labels(o.name, names::ROLE_SERVING, Some(n));
     Ok((
         deployment(&o, name.clone(), l.clone(), s.replicas, pod),
@@ -522,7 +538,7 @@ pub fn gateway(
     let o = owner(model)?;
     let target = format!("{}/{}", o.namespace, o.name);
     let port = SERVE_PORT.to_string();
-    let pod = PodSpec {
+    let pod = pod_security::restricted(PodSpec {
         containers: vec![Container {
             name: "gateway".into(),
             image: Some(settings.image.clone()),
@@ -531,12 +547,12 @@ pub fn gateway(
                 "gateway", "--model", &target, "--port", &port, "--sticky",
             ])),
             ports: container_ports(),
-            readiness_probe: Some(http_probe("/healthz")),
+            readiness_probe: Some(http_probe(routes::HEALTHZ)),
             ..Default::default()
         }],
         service_account_name: settings.gateway_service_account.clone(),
         ..Default::default()
-    };
+    });
     let l = labels(o.name, names::ROLE_GATEWAY, None);
     Ok((
         deployment(&o, names::gateway_deployment(o.name), l.clone(), 1, pod),
@@ -612,6 +628,7 @@ mod tests {
             gateway_service_account: Some("driftline-gateway".into()),
             http_route_parent: Some(("gateways".into(), "public".into())),
             gpu_placement: GpuPlacement::default(),
+            network_policies: None,
         }
     }
 

@@ -62,9 +62,10 @@ pub struct Context {
     /// What each child looked like after driftline last applied it: how an
     /// out-of-band edit is told from a child that is as applied.
     pub applied: Arc<Applied>,
-    /// What was last applied to each HTTPRoute (`namespace/name` → content
-    /// hash, when): routes have no watch cache, and an unchanged one is not
-    /// written again for [`super::apply::REAPPLY_AFTER`].
+    /// What was last applied to each HTTPRoute and NetworkPolicy
+    /// (`kind/namespace/name` → content hash, when): they have no watch
+    /// cache, and an unchanged one is not written again for
+    /// [`super::apply::REAPPLY_AFTER`].
     pub routes_applied: Mutex<HashMap<String, (String, Instant)>>,
     /// Base URL of the dashboard, for the links in decision Events.
     pub dashboard_url: Option<String>,

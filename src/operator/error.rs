@@ -38,11 +38,14 @@ pub enum OperatorError {
         #[source]
         source: crate::ml::store::StoreError,
     },
-    /// Another replica took the leader Lease: stop acting at once.
-    #[error("lost the leader Lease {lease} to another replica")]
+    /// This replica stopped leading (see [`super::leader`]): it stops acting at once.
+    #[error("lost the leader Lease {lease}; this replica stops reconciling")]
     LeaseLost {
-        /// The Lease's name.
+        /// The Lease, `namespace/name`.
         lease: String,
+        /// Why: another holder, or no renewal within the renew deadline.
+        #[source]
+        cause: super::leader::StoppedLeading,
     },
     /// A gate report exists but cannot be read as one.
     #[error("gate report {uri} is not a driftline gate report")]
@@ -127,24 +130,7 @@ pub struct Chain<'a>(&'a (dyn std::error::Error + 'static));
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut printed = self.0.to_string().replace('\n', " ");
-        let mut cause = self.0.source();
-        while let Some(e) = cause {
-            let text = match e.downcast_ref::<kube::Error>() {
-                // kube's API error prints its Status twice (message and
-                // debug dump): the Status's own `message: reason` is enough.
-                Some(kube::Error::Api(status)) => status.to_string(),
-                _ => e.to_string(),
-            };
-            let text = text.replace('\n', " ");
-            // A wrapper that prints its inner error already said it.
-            if !text.is_empty() && !printed.contains(&text) {
-                printed.push_str(": ");
-                printed.push_str(&text);
-            }
-            cause = e.source();
-        }
-        f.write_str(&printed)
+        f.write_str(&crate::error_chain(self.0))
     }
 }
 

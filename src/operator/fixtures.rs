@@ -38,6 +38,7 @@ pub fn settings() -> ChildSettings {
         gateway_service_account: Some("driftline-gateway".into()),
         http_route_parent: Some(("gateways".into(), "public".into())),
         gpu_placement: GpuPlacement::default(),
+        network_policies: None,
     }
 }
 

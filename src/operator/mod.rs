@@ -17,7 +17,9 @@ pub mod error;
 pub mod gateway_api;
 pub mod index;
 pub mod leader;
+pub mod network_policy;
 pub mod observe;
+pub mod pod_security;
 pub mod reconcile;
 pub mod scrape;
 pub mod telemetry;
@@ -105,7 +107,8 @@ pub fn service_http_client(
 }
 
 /// Runs the controller until `shutdown` resolves. With a leader Lease, only
-/// the holder reconciles; the others wait to take over.
+/// the holder reconciles; the others wait to take over, and a leader that
+/// stops leading returns [`OperatorError::LeaseLost`] at once ([`leader`]).
 pub async fn run(
     client: Client,
     config: OperatorConfig,
@@ -113,17 +116,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), OperatorError> {
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
-    if let Some(lease) = &config.leader {
-        telemetry.set_ready(true);
-        let acquired = leader::acquire(&client, lease, &config.instance, shutdown.clone()).await?;
-        if !acquired {
-            return Ok(());
-        }
-        let renew = leader::keep(client.clone(), lease.clone(), config.instance.clone());
-        tokio::select! {
-            result = controller(client, config, telemetry, shutdown) => result,
-            lost = renew => Err(lost),
-        }
+    if let Some(lease) = config.leader.clone() {
+        let (me, t) = (config.instance.clone(), telemetry.clone());
+        let work = controller(client.clone(), config, telemetry, shutdown.clone());
+        leader::lead(&client, &lease, &me, &t, shutdown, work).await
     } else {
         controller(client, config, telemetry, shutdown).await
     }

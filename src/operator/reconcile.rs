@@ -336,6 +336,11 @@ async fn apply_children(
     }
     let mut kept = Kept::default();
     kept.keep_all(&desired);
+    // Before any server or gateway pod starts: the Model's NetworkPolicies
+    // (no cache holds them, so the label sweep below never meets them).
+    for policy in super::network_policy::network_policy_objects(model, &ctx.settings)? {
+        apply::apply_dynamic(&ctx.client, policy, &ctx.routes_applied).await?;
+    }
     for (deployment, service) in desired.serving {
         let live = named(&deployments, &deployment.metadata.name);
         apply::apply_child(&ctx.client, &ctx.applied, deployment, live).await?;

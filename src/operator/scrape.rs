@@ -11,6 +11,7 @@ use kube::runtime::reflector::ObjectRef;
 use tracing::warn;
 
 use crate::api::names;
+use crate::api::routes;
 use crate::api::scrape::{GatewayCounters, ServingCounters};
 use crate::api::{Model, version_number};
 use crate::drift::{DriftReport, RunningTotal};
@@ -43,7 +44,7 @@ pub fn targets(model: &Model, pods: &[&Pod], n: u32) -> Vec<String> {
 /// (a partial sum would read as lost requests).
 async fn version(ctx: &Context, replicas: &[String]) -> Option<ServingCounters> {
     let scrapes = replicas.iter().map(|base| async move {
-        let url = format!("{base}/metrics");
+        let url = format!("{base}{}", routes::METRICS);
         let answer = match ctx.http.get(&url).send().await {
             Ok(answer) if answer.status().is_success() => answer,
             Ok(answer) => {
@@ -73,7 +74,7 @@ pub async fn drift_totals(
     replicas: &[String],
 ) -> Vec<(String, RunningTotal)> {
     let scrapes = replicas.iter().map(|base| async move {
-        let url = format!("{base}/v2/models/{model}/drift");
+        let url = routes::url(base, routes::DRIFT, model);
         let answer = ctx.http.get(&url).send().await.ok()?;
         if !answer.status().is_success() {
             return None;
@@ -160,7 +161,7 @@ async fn gateway(ctx: &Context, replicas: &[String]) -> Option<GatewayCounters> 
         return None;
     }
     let scrapes = replicas.iter().map(|base| async move {
-        let url = format!("{base}/metrics");
+        let url = format!("{base}{}", routes::METRICS);
         match ctx.http.get(&url).send().await {
             Ok(answer) if answer.status().is_success() => {
                 Some(GatewayCounters::from_metrics(&answer.text().await.ok()?))

@@ -1,5 +1,6 @@
 //! The operator's own `/metrics`, `/healthz` and `/readyz`.
 
+use crate::api::routes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +49,8 @@ pub struct Telemetry {
     trainings: Family<TriggerLabels, Counter>,
     phases: Mutex<HashMap<ObjectRef<Model>, ModelPhase>>,
     ready: AtomicBool,
+    leading: Gauge,
+    leases_lost: Counter,
 }
 
 impl Default for Telemetry {
@@ -87,6 +90,18 @@ impl Telemetry {
             "Training runs started by trigger",
             trainings.clone(),
         );
+        let leading = Gauge::default();
+        let leases_lost = Counter::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease (with leader election)",
+            leading.clone(),
+        );
+        registry.register(
+            "leases_lost",
+            "Times this replica stopped leading: another held the Lease, or no renewal within the renew deadline",
+            leases_lost.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -96,6 +111,8 @@ impl Telemetry {
             trainings,
             phases: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
+            leading,
+            leases_lost,
         }
     }
 
@@ -146,6 +163,21 @@ impl Telemetry {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
+    /// Records whether this replica leads (`driftline_operator_leader`).
+    pub fn set_leading(&self, leading: bool) {
+        self.leading.set(i64::from(leading));
+    }
+
+    /// Counts a lost leader Lease (`driftline_operator_leases_lost_total`).
+    pub fn lease_lost(&self) {
+        self.leases_lost.inc();
+    }
+
+    /// Whether `/readyz` answers ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
     /// The OpenMetrics text.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -177,9 +209,9 @@ pub async fn serve(addr: SocketAddr, telemetry: Arc<Telemetry>) -> std::io::Resu
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let app = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .route(routes::METRICS, get(metrics))
+        .route(routes::HEALTHZ, get(|| async { "ok" }))
+        .route(routes::READYZ, get(readyz))
         .with_state(telemetry);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;

@@ -298,7 +298,7 @@ async fn write_one_by_one(
             Err(e) => {
                 tracing::error!(
                     model = %record.model(),
-                    error = %error_chain(&e),
+                    error = %crate::error_chain(&e),
                     "registry refused a record; passed over"
                 );
                 finish(shared, 0, 1);
@@ -333,7 +333,7 @@ fn set_available(shared: &Shared) {
 }
 
 fn set_unavailable(shared: &Shared, error: &RegistryError) {
-    let reason = error_chain(error);
+    let reason = crate::error_chain(error);
     shared.availability.send_if_modified(|a| match a {
         Availability::Unavailable { reason: old, .. } if *old == reason => false,
         Availability::Unavailable { reason: old, .. } => {
@@ -354,19 +354,4 @@ fn set_unavailable(shared: &Shared, error: &RegistryError) {
 async fn wait(backoff: &mut Duration, options: &WriterOptions) {
     tokio::time::sleep(*backoff).await;
     *backoff = (*backoff * 2).min(options.max_backoff);
-}
-
-/// The error and its causes on one line.
-fn error_chain(error: &RegistryError) -> String {
-    let mut line = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        source = cause.source();
-    }
-    line.replace('\n', " ")
 }

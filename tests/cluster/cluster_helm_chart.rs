@@ -3,7 +3,9 @@
 //! election and PostgreSQL) are valid Kubernetes 1.33 objects
 //! (`python3 -m kubernetes_validate --strict`), least-privilege (no wildcard,
 //! exactly the operator's rules, nothing cluster-scoped when namespaced) and
-//! locked down (non-root, read-only root filesystem, no capabilities). Bad
+//! locked down (non-root as the image's user, RuntimeDefault seccomp,
+//! read-only root filesystem, no capabilities), with opt-in NetworkPolicies
+//! whose selectors and ports match what they protect. Bad
 //! values are refused by `values.schema.json` or the templates with a message
 //! that names the value. The CRDs under `charts/driftline/crds/` are checked
 //! against the generated ones by tests/decisions/api_crd.rs.
@@ -162,6 +164,15 @@ fn no_wildcards(docs: &[Value]) {
 fn locked_down(operator: &Value) {
     let pod = &operator["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{pod}");
+    assert_eq!(
+        pod["securityContext"]["runAsUser"],
+        driftline::operator::pod_security::RUN_AS_USER,
+        "docker/Dockerfile's user: {pod}"
+    );
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+        "{pod}"
+    );
     let c = &pod["containers"][0];
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true, "{c}");
     assert_eq!(
@@ -325,6 +336,92 @@ fn the_cluster_wide_chart_renders_valid_least_privilege_objects() {
     }
 }
 
+/// Whether `selector`'s matchLabels select a pod labelled `labels`.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    selector["matchLabels"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .all(|(k, v)| &labels[k] == v)
+}
+
+#[test]
+fn with_network_policies_the_operator_admits_only_scrapes_and_writes_valid_policies_per_model() {
+    let Some(bin) = helm_or_skip(
+        "with_network_policies_the_operator_admits_only_scrapes_and_writes_valid_policies_per_model",
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_, docs) = render(
+        &bin,
+        "cluster-values.yaml",
+        &["--set", "networkPolicy.enabled=true"],
+    );
+    validate(dir.path(), "network-policy", &docs);
+    let operator = one(&docs, "Deployment");
+    let pod_labels = &operator["spec"]["template"]["metadata"]["labels"];
+    let c = &operator["spec"]["template"]["spec"]["containers"][0];
+
+    // The operator's own pod: scrapes of its metrics port, nothing else.
+    let own = one(&docs, "NetworkPolicy");
+    assert_eq!(own["metadata"]["namespace"], "driftline-system");
+    assert!(selects(&own["spec"]["podSelector"], pod_labels), "{own}");
+    assert_eq!(own["spec"]["policyTypes"], json!(["Ingress"]));
+    assert_eq!(
+        own["spec"]["ingress"],
+        json!([{"ports": [{"port": "metrics", "protocol": "TCP"}]}])
+    );
+    assert_eq!(c["ports"][0]["name"], "metrics", "the port it names: {c}");
+
+    // The operator may write each Model's policies.
+    let mut rules = operator_rules().as_array().unwrap().clone();
+    rules.push(json!({"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create", "patch"]}));
+    assert_eq!(one(&docs, "ClusterRole")["rules"], Value::Array(rules));
+
+    // What the chart tells the operator selects the operator's own pods.
+    let settings: driftline::operator::network_policy::NetworkPolicySettings =
+        serde_json::from_str(
+            env(c, "DRIFTLINE_NETWORK_POLICIES").unwrap()["value"]
+                .as_str()
+                .unwrap(),
+        )
+        .expect("the operator's --network-policies shape");
+    assert_eq!(settings.operator_namespace, "driftline-system");
+    assert!(selects(
+        &json!({"matchLabels": settings.operator_pod_labels}),
+        pod_labels
+    ));
+
+    // A Model's policies as the operator writes them with it: valid objects
+    // whose operator peer is the chart's operator.
+    let spec = driftline::api::load_model_config(include_str!("../fixtures/wine-quality.yaml"))
+        .expect("fixture");
+    let mut model = driftline::api::Model::new("wine-quality", spec);
+    model.metadata.namespace = Some("ml".into());
+    model.metadata.uid = Some("uid-1".into());
+    let child_settings = driftline::operator::ChildSettings {
+        network_policies: Some(settings),
+        ..Default::default()
+    };
+    let policies: Vec<Value> =
+        driftline::operator::network_policy::network_policies(&model, &child_settings)
+            .expect("policies")
+            .iter()
+            .map(|p| serde_json::to_value(p).unwrap())
+            .collect();
+    assert_eq!(policies.len(), 2);
+    validate(dir.path(), "model-policies", &policies);
+    for p in &policies {
+        let peer = &p["spec"]["ingress"][0]["from"][1];
+        assert_eq!(
+            peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            "driftline-system"
+        );
+        assert!(selects(&peer["podSelector"], pod_labels), "{p}");
+    }
+}
+
 #[test]
 fn the_namespaced_chart_has_nothing_cluster_scoped_and_elects_a_leader() {
     let Some(bin) =
@@ -378,8 +475,21 @@ fn the_namespaced_chart_has_nothing_cluster_scoped_and_elects_a_leader() {
         json!([
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["ops-driftline"], "verbs": ["get", "update"]},
+            // Events on the Lease: the release namespace is not watched here.
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
         ])
     );
+    // Watching the release namespace, the operator's own rules cover its Events.
+    let (_, watching_release) = render(
+        &bin,
+        "namespace-values.yaml",
+        &["--set", "watchNamespace=driftline-system"],
+    );
+    let leader = watching_release
+        .iter()
+        .find(|d| d["kind"] == "Role" && d["metadata"]["name"] == "ops-driftline-leader")
+        .unwrap();
+    assert_eq!(leader["rules"].as_array().unwrap().len(), 2, "{leader}");
 
     let operator = one(&docs, "Deployment");
     locked_down(operator);
@@ -396,6 +506,13 @@ fn the_namespaced_chart_has_nothing_cluster_scoped_and_elects_a_leader() {
         .map(|a| a.as_str().unwrap())
         .collect();
     assert!(args.contains(&"--leader-lease=ops-driftline"), "{args:?}");
+    for timing in [
+        "--lease-duration=15s",
+        "--lease-renew-deadline=10s",
+        "--lease-retry-period=2s",
+    ] {
+        assert!(args.contains(&timing), "client-go's timing: {args:?}");
+    }
     assert_eq!(env(c, "DRIFTLINE_WATCH_NAMESPACE").unwrap()["value"], "ml");
     assert_eq!(
         env(c, "DRIFTLINE_REGISTRY").unwrap()["valueFrom"],
@@ -501,6 +618,7 @@ fn bad_values_are_refused_with_the_value_named() {
         ("metrics.port=70000", "port"),
         ("gatewayAPI.parent=public", "parent"),
         ("watchNamespaces={team-a,Bad_Ns}", "watchNamespaces"),
+        ("leaderElection.renewDeadline=10", "renewDeadline"),
     ] {
         let (ok, text) = helm(
             &bin,

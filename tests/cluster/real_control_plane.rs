@@ -36,6 +36,19 @@ pub const TOOLS: [&str; 4] = [
 /// Where Services get their cluster IPs unless a test asks otherwise.
 pub const DEFAULT_SERVICE_CIDR: &str = "10.96.0.0/16";
 
+/// One request in the API server's audit log.
+#[derive(Debug, Clone)]
+pub struct Audited {
+    /// `list`, `watch`, `create`, `patch`... (a server-side apply is a `patch`).
+    pub verb: String,
+    /// Plural resource, with `/subresource`.
+    pub resource: String,
+    /// HTTP status of the answer (403: refused by the authorizer).
+    pub code: u16,
+    /// The answer's message (for a 403: `... cannot patch resource "models/status" ...`).
+    pub message: String,
+}
+
 pub struct RealControlPlane {
     pub dir: tempfile::TempDir,
     /// `https://127.0.0.1:PORT`.
@@ -149,6 +162,15 @@ impl RealControlPlane {
         ] {
             write(&d.join(name), text);
         }
+        // ServiceAccounts' requests go to the audit log (the controllers'
+        // own, in kube-system, do not): what RBAC let through or refused,
+        // call by call.
+        write(
+            &d.join("audit-policy.yaml"),
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n\
+             - {level: None, userGroups: [\"system:serviceaccounts:kube-system\"]}\n\
+             - {level: Metadata, userGroups: [\"system:serviceaccounts\"]}\n- {level: None}\n",
+        );
         let admin_token = uuid::Uuid::new_v4().simple().to_string();
         write(
             &d.join("tokens.csv"),
@@ -204,6 +226,8 @@ impl RealControlPlane {
                 format!("--service-account-signing-key-file={}", p("sa.key")),
                 format!("--service-cluster-ip-range={service_cidr}"),
                 "--allow-privileged=true".to_string(),
+                format!("--audit-policy-file={}", p("audit-policy.yaml")),
+                format!("--audit-log-path={}", p("audit.log")),
                 "--v=0".to_string(),
             ]),
         );
@@ -346,6 +370,32 @@ impl RealControlPlane {
         let (ok, out) = self.kubectl(args);
         assert!(ok, "kubectl {args:?}: {out}");
         out
+    }
+
+    /// The requests of `user` so far, from the API server's audit log (it
+    /// logs ServiceAccounts' requests), oldest first.
+    pub fn audited(&self, user: &str) -> Vec<Audited> {
+        let text = std::fs::read_to_string(self.dir.path().join("audit.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|e| e["user"]["username"] == user)
+            .map(|e| {
+                let object = &e["objectRef"];
+                let mut resource = object["resource"].as_str().unwrap_or_default().to_string();
+                if let Some(sub) = object["subresource"].as_str() {
+                    resource = format!("{resource}/{sub}");
+                }
+                Audited {
+                    verb: e["verb"].as_str().unwrap_or_default().to_string(),
+                    resource,
+                    code: e["responseStatus"]["code"].as_u64().unwrap_or_default() as u16,
+                    message: e["responseStatus"]["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                }
+            })
+            .collect()
     }
 
     /// A kubeconfig that authenticates as ServiceAccount `namespace/name`

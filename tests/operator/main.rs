@@ -7,6 +7,7 @@
 mod dashboard;
 #[path = "../cluster/k8s_tools.rs"]
 mod k8s_tools;
+mod leader_election;
 mod operator_e2e;
 mod operator_support;
 #[path = "../support/postgres.rs"]

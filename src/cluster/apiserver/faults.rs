@@ -2,7 +2,7 @@
 //! or stall the way a real cluster sometimes does.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Which requests a fault applies to; `None` fields match anything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -15,6 +15,8 @@ pub struct FaultRule {
     pub name: Option<String>,
     /// Namespace.
     pub namespace: Option<String>,
+    /// The client's `User-Agent`: one replica's requests fail, another's pass.
+    pub user_agent: Option<String>,
 }
 
 impl FaultRule {
@@ -26,6 +28,7 @@ impl FaultRule {
             resource: any(resource),
             name: None,
             namespace: None,
+            user_agent: None,
         }
     }
 
@@ -41,12 +44,19 @@ impl FaultRule {
         self
     }
 
+    /// Narrows the rule to the requests of one client, by its `User-Agent`.
+    pub fn from_client(mut self, user_agent: &str) -> Self {
+        self.user_agent = Some(user_agent.into());
+        self
+    }
+
     fn matches(&self, req: &RequestInfo) -> bool {
         let eq = |want: &Option<String>, got: &str| want.as_deref().is_none_or(|w| w == got);
         eq(&self.verb, &req.verb)
             && eq(&self.resource, &req.resource)
             && eq(&self.name, &req.name)
             && eq(&self.namespace, &req.namespace)
+            && eq(&self.user_agent, &req.user_agent)
     }
 }
 
@@ -67,6 +77,9 @@ pub struct RequestInfo {
     pub name: String,
     /// Media type of the request body (`Content-Type` without parameters), or "".
     pub content_type: String,
+    /// The client's `User-Agent` header, or "" (tells replicas apart, as a
+    /// real API server's audit log does).
+    pub user_agent: String,
 }
 
 /// One served request.
@@ -76,6 +89,10 @@ pub struct LoggedRequest {
     pub request: RequestInfo,
     /// HTTP status of the response (200 for a watch that started).
     pub status: u16,
+    /// When the server began handling it (wall clock, as Lease times are).
+    pub received: SystemTime,
+    /// When the server answered it (a watch: when it started).
+    pub answered: SystemTime,
 }
 
 #[derive(Debug, Clone)]
@@ -186,13 +203,20 @@ impl FaultInjector {
         verdict
     }
 
-    /// Appends a served request to the log (capped so long runs stay bounded).
-    pub fn log(&self, request: RequestInfo, status: u16) {
+    /// Appends a served request, received at `received` and answered now,
+    /// to the log (capped so long runs stay bounded).
+    pub fn log(&self, request: RequestInfo, received: SystemTime, status: u16) {
+        let answered = SystemTime::now();
         let mut inner = self.lock();
         if inner.log.len() >= 100_000 {
             inner.log.drain(..50_000);
         }
-        inner.log.push(LoggedRequest { request, status });
+        inner.log.push(LoggedRequest {
+            request,
+            status,
+            received,
+            answered,
+        });
     }
 }
 
@@ -229,5 +253,22 @@ mod tests {
             Verdict::Delay(Duration::from_millis(5))
         );
         assert_eq!(faults.check(&req("list", "pods", "")), Verdict::Serve);
+    }
+
+    #[test]
+    fn a_fault_from_one_client_leaves_another_clients_requests_alone() {
+        let faults = FaultInjector::default();
+        faults.fail_next(
+            FaultRule::new("update", "leases").from_client("replica-a"),
+            1,
+            500,
+        );
+        let from = |agent: &str| RequestInfo {
+            user_agent: agent.into(),
+            ..req("update", "leases", "op")
+        };
+        assert_eq!(faults.check(&from("replica-b")), Verdict::Serve);
+        assert_eq!(faults.check(&from("replica-a")), Verdict::Fail(500));
+        assert_eq!(faults.check(&from("replica-a")), Verdict::Serve);
     }
 }

@@ -115,6 +115,7 @@ impl Shared {
 
 /// The single entry point: every path goes through here.
 pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let received = std::time::SystemTime::now();
     let (parts, body) = req.into_parts();
     let endpoint = parse_path(parts.uri.path());
     if endpoint == Endpoint::Health {
@@ -123,6 +124,10 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
     let query = parse_query(parts.uri.query());
     let mut info = request_info(&parts.method, &parts.uri, &endpoint, &query);
     info.content_type = content_type(&parts.headers);
+    info.user_agent = (parts.headers.get(header::USER_AGENT))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .into();
     tracing::trace!(method = %info.method, uri = %info.uri, "request");
     let authorized = parts
         .headers
@@ -167,7 +172,9 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         }
     };
     tracing::trace!(method = %info.method, uri = %info.uri, status = response.status().as_u16(), "served");
-    shared.faults.log(info, response.status().as_u16());
+    shared
+        .faults
+        .log(info, received, response.status().as_u16());
     response
 }
 

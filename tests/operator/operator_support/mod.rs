@@ -185,6 +185,10 @@ impl Harness {
                 },
                 http_route_parent: self.http_route_parent.clone(),
                 gpu_placement: Default::default(),
+                network_policies: match self.plane {
+                    Plane::Embedded(_) => None,
+                    Plane::Real(_) => Some(real::network_policies()),
+                },
             },
             // On a shared cluster each scenario's operator keeps to its namespace.
             namespaces: match (&self.watch_namespaces, &self.plane) {

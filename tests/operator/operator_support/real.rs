@@ -8,8 +8,10 @@
 //! of the node's /16).
 //!
 //! Scenarios share one: it starts with the first and stops when the last
-//! drops its handle. Each scenario gets its own namespace and an operator
-//! that watches only it.
+//! drops its handle. Each scenario gets its own namespace, which enforces
+//! Pod Security `restricted` (so every pod the operator makes is admitted
+//! under it: the scenarios train, serve and canary there), and an operator
+//! that watches only it and writes each Model's NetworkPolicies.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -25,6 +27,20 @@ use crate::real_control_plane::RealControlPlane;
 /// The ServiceAccount the Models' gateways run as, with the chart's rights
 /// (list and watch Models in their namespace).
 pub const GATEWAY_SERVICE_ACCOUNT: &str = "driftline-gateway";
+
+/// What a scenario's operator gives each Model's NetworkPolicies: the real
+/// API server validates them (it has no CNI to enforce them); the operator
+/// runs in the test process, so its "pods" are none.
+pub fn network_policies() -> driftline::operator::network_policy::NetworkPolicySettings {
+    driftline::operator::network_policy::NetworkPolicySettings {
+        operator_namespace: "driftline-system".into(),
+        operator_pod_labels: [(
+            "app.kubernetes.io/name".to_string(),
+            "driftline".to_string(),
+        )]
+        .into(),
+    }
+}
 
 /// Loopback /16s of the real-cluster scenarios (165 and 166, alternating, so
 /// that one starting while the last one stops never shares addresses).
@@ -131,7 +147,9 @@ impl RealCluster {
         self.node_dir.join("hosts")
     }
 
-    /// Creates namespace `ns` with the gateway's ServiceAccount and the
+    /// Creates namespace `ns`, enforcing Pod Security `restricted` (the
+    /// scenarios' training, serving and gateway pods are admitted there),
+    /// with the gateway's ServiceAccount and the
     /// chart's Role for it, and waits for what the controllers add to a
     /// namespace (the `default` ServiceAccount, the `kube-root-ca.crt`
     /// ConfigMap) so that pods are admitted and get their API access.
@@ -140,7 +158,12 @@ impl RealCluster {
             r#"
 apiVersion: v1
 kind: Namespace
-metadata: {{name: {ns}}}
+metadata:
+  name: {ns}
+  # Every pod driftline creates meets the restricted profile.
+  labels:
+    pod-security.kubernetes.io/enforce: restricted
+    pod-security.kubernetes.io/enforce-version: latest
 ---
 apiVersion: v1
 kind: ServiceAccount
@@ -166,6 +189,20 @@ subjects:
             std::fs::write(&file, manifest).expect("write the namespace manifest");
             self.plane
                 .kubectl_ok(&["apply", "-f", file.to_str().expect("utf-8 path")]);
+            // The label is enforced: a pod without the profile is refused.
+            let (admitted, out) = self.plane.kubectl(&[
+                "run",
+                "bare",
+                "-n",
+                ns,
+                "--image=busybox",
+                "--restart=Never",
+                "--dry-run=server",
+            ]);
+            assert!(
+                !admitted && out.contains("violates PodSecurity \"restricted:latest\""),
+                "namespace {ns} must enforce Pod Security restricted: {out}"
+            );
             let start = Instant::now();
             loop {
                 let sa = self.plane.kubectl(&[

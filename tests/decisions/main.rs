@@ -13,4 +13,5 @@ mod policy_decide;
 mod policy_props;
 mod policy_schedule;
 mod policy_support;
+mod room_boundaries;
 mod serve_decoder_props;

@@ -1170,16 +1170,43 @@ impl CapturedLogs {
     }
 }
 
-// One thread, so the subscriber set for this test sees the server's tasks too.
-#[tokio::test(flavor = "current_thread")]
-async fn a_failed_inference_is_logged_once_with_model_version_trace_id_and_cause() {
-    let logs = CapturedLogs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(logs.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+/// Set in the child process that runs the log test alone.
+const LOG_CHILD: &str = "DRIFTLINE_TEST_LOG_CHILD";
+
+// Logging is process-wide (tracing caches which call sites are on): the test
+// runs in a child process of its own, with its own global subscriber, as
+// `driftline serve --log-json` does.
+#[test]
+fn a_failed_inference_is_logged_once_with_model_version_trace_id_and_cause() {
+    if std::env::var_os(LOG_CHILD).is_some() {
+        let logs = CapturedLogs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(logs.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the child's only subscriber");
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(failed_inference_is_logged_once(logs));
+        return;
+    }
+    let this =
+        "serve_protocol::a_failed_inference_is_logged_once_with_model_version_trace_id_and_cause";
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", this, "--nocapture", "--test-threads", "1"])
+        .env(LOG_CHILD, "1")
+        .output()
+        .expect("the test binary runs");
+    let out = String::from_utf8_lossy(&child.stdout);
+    assert!(
+        child.status.success() && out.contains("1 passed"),
+        "the child process failed:\n{out}\n{}",
+        String::from_utf8_lossy(&child.stderr)
+    );
+}
+
+async fn failed_inference_is_logged_once(logs: CapturedLogs) {
     let server = serve().await;
     let response = client()
         .post(url(&server, "/v2/models/wine-quality/infer"))

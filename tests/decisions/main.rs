@@ -13,4 +13,6 @@ mod policy_decide;
 mod policy_props;
 mod policy_schedule;
 mod policy_support;
+#[path = "../support/require_tool.rs"]
+mod require_tool;
 mod serve_decoder_props;

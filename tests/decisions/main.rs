@@ -7,6 +7,7 @@ mod api_cel;
 mod api_crd;
 mod cluster_schema;
 mod cluster_schema_driftline_crd;
+mod drift_control;
 mod drift_monitor;
 mod drift_one_rule;
 mod policy_decide;

@@ -39,7 +39,7 @@ fn decide<T>(test: &str, tool: Result<T, String>, ci: bool) -> Option<T> {
             std::env::var("CI").unwrap_or_default()
         ),
         Err(missing) => {
-            eprintln!("SKIPPED {test}: {missing}");
+            eprintln!("SKIPPED: {test}: {missing}");
             None
         }
     }

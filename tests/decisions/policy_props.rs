@@ -1,9 +1,12 @@
 //! Invariants of the decision core over random histories: whatever happens,
 //! at most one training runs and none starts in the decision that sees one
 //! end, weights sum to 100, a canary only advances on passing evidence,
-//! rollback restores the champion, decisions are deterministic, and automatic
-//! retrains keep to the schedule, cooldown, `maxPerDay` and "a failed run is
-//! not retried until something changes".
+//! rollback restores the champion, decisions are deterministic; and every
+//! decision starts exactly the training the test's own model of the retrain
+//! rules expects: one whenever every rule allows it (liveness), none when the
+//! schedule (read by the independent evaluator in `policy_support/cron.rs`),
+//! `missedRuns`, cooldown, `maxPerDay`, a pause, a busy Model or "a failed run
+//! is not retried until something changes" forbids it.
 //!
 //! `PROPTEST_CASES=100000 cargo test --test decisions policy_props` runs a long search;
 //! failures are written to `tests/decisions/policy_props.proptest-regressions` (commit

@@ -15,4 +15,6 @@ mod postgres;
 #[allow(dead_code)]
 #[path = "../cluster/real_control_plane.rs"]
 mod real_control_plane;
+#[path = "../support/require_tool.rs"]
+mod require_tool;
 mod up;

@@ -12,6 +12,8 @@ mod ml_train;
 #[path = "../support/postgres.rs"]
 mod postgres;
 mod registry;
+#[path = "../support/require_tool.rs"]
+mod require_tool;
 mod serve_artifact;
 mod serve_clients;
 mod serve_gateway;

@@ -29,8 +29,8 @@ use super::pods::{Expect, is_owned_by, is_terminal};
 use super::quantity::{GPU_RESOURCE, Resources, format_bytes, format_cpu, pod_requests};
 use super::scheduler::{NodeView, Placement, place};
 use super::service::{
-    HOSTS_FILE_ENV, ProxyTarget, ServiceProxies, backends, cluster_ip, endpoints_object,
-    hosts_file_text, service_env,
+    ProxyTarget, ServiceProxies, backends, cluster_ip, endpoints_object, hosts_file_text,
+    service_env,
 };
 use super::{NodeConfig, RunnerError, Workers, deployment, job};
 
@@ -740,14 +740,10 @@ impl NodeLoop {
                 };
                 extra_env.push(("NVIDIA_VISIBLE_DEVICES".into(), nvidia));
             }
-            extra_env.push((
-                HOSTS_FILE_ENV.into(),
-                self.cfg
-                    .state_dir
-                    .join("hosts")
-                    .to_string_lossy()
-                    .into_owned(),
-            ));
+            if let Some(var) = &self.cfg.hosts_file_env {
+                let hosts = self.cfg.state_dir.join("hosts");
+                extra_env.push((var.clone(), hosts.to_string_lossy().into_owned()));
+            }
             if let Some(kubeconfig) = &self.cfg.kubeconfig {
                 extra_env.push((
                     "KUBECONFIG".into(),

@@ -85,7 +85,7 @@ pub fn router(config: DashboardConfig) -> Router {
         namespace: config.namespace,
         registry_url: config.registry,
         registry: tokio::sync::Mutex::new(None),
-        http: crate::operator::service_http_client(Duration::from_secs(2), config.hosts_file),
+        http: crate::net::service_http_client(Duration::from_secs(2), config.hosts_file),
         references: std::sync::Mutex::new(HashMap::new()),
     });
     Router::new()

@@ -4,7 +4,7 @@
 //! prints (which carries the status code's reason and the server's message).
 //!
 //! Differences that remain are listed in [`KNOWN`], each with why (and in
-//! the README). A new difference fails the test, and so does a listed one
+//! CONTRIBUTING.md). A new difference fails the test, and so does a listed one
 //! that is gone (then remove it from the list).
 
 use std::path::{Path, PathBuf};

@@ -281,10 +281,10 @@ mod tests {
         let Err(err) = lease(&["--lease-duration", "10s"]) else {
             panic!("a renew deadline as long as the lease is refused")
         };
+        let err = crate::error_chain(&err);
         assert!(
-            format!("{err:#}")
-                .contains("renew deadline (10s) must be shorter than the lease duration (10s)"),
-            "{err:#}"
+            err.contains("renew deadline (10s) must be shorter than the lease duration (10s)"),
+            "{err}"
         );
         let ok = lease(&[
             "--lease-duration",

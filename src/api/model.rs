@@ -11,6 +11,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::duration::SpecDuration;
 use super::status::ModelStatus;
 use super::validate::{architecture_rule, cron_rule, msg, time_zone_rule};
 
@@ -268,7 +269,7 @@ pub struct TrainingSpec {
     /// Longest a training Job may run (`2h`); the Job's activeDeadlineSeconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::DEADLINE_DURATION))]
-    pub deadline: Option<String>,
+    pub deadline: Option<SpecDuration>,
     /// Retries of a failed training Job (its backoffLimit).
     #[serde(default = "default_retries")]
     pub retries: u32,
@@ -337,7 +338,7 @@ pub struct RetrainSpec {
     /// Least time between two drift- or data-triggered retrains (`6h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::COOLDOWN_DURATION))]
-    pub cooldown: Option<String>,
+    pub cooldown: Option<SpecDuration>,
     /// Most drift- or data-triggered retrains in any 24 hours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self > 0").message(msg::MAX_PER_DAY))]
@@ -629,9 +630,8 @@ pub struct CanaryStep {
     #[x_kube(validation = Rule::new("self >= 1 && self <= 100").message(msg::CANARY_WEIGHT))]
     pub weight: u32,
     /// How long to hold this weight before the analysis (`10m`).
-    #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::PAUSE_DURATION))]
-    pub pause: String,
+    pub pause: SpecDuration,
 }
 
 /// Checks of the canary against the stable version on the same window.
@@ -708,13 +708,20 @@ pub struct RolloutSpec {
     /// pause before the canary is rolled back (`2h`); unset waits indefinitely.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::PROGRESS_DEADLINE_DURATION))]
-    pub progress_deadline: Option<String>,
+    pub progress_deadline: Option<SpecDuration>,
     /// Superseded versions kept (artifacts and ModelVersion objects).
     #[serde(default = "default_retain")]
     pub retain_superseded: u32,
     /// Rejected, rolled-back and failed versions kept for inspection.
     #[serde(default = "default_retain")]
     pub retain_failed: u32,
+}
+
+/// `n` minutes, as a default pause.
+fn minutes(n: u32) -> SpecDuration {
+    format!("{n}m")
+        .parse()
+        .unwrap_or_else(|e| unreachable!("a whole number of minutes is a duration: {e}"))
 }
 
 fn default_true() -> bool {
@@ -730,11 +737,11 @@ impl Default for RolloutSpec {
             steps: vec![
                 CanaryStep {
                     weight: 10,
-                    pause: "5m".into(),
+                    pause: minutes(5),
                 },
                 CanaryStep {
                     weight: 50,
-                    pause: "10m".into(),
+                    pause: minutes(10),
                 },
             ],
             analysis: AnalysisSpec::default(),
@@ -776,7 +783,7 @@ impl Default for ServingSpec {
 }
 
 /// A Go-style duration as `api::parse_duration` accepts it: `250ms`, `90s`, `10m`, `1h30m`, `2d`.
-const DURATION_RULE: &str = "self.matches('^([0-9]+(ms|[smhd]))+$')";
+const DURATION_RULE: &str = "self.matches('^([0-9]{1,9}(ms|[smhd]))+$')";
 
 /// Metrics that lie in [0, 1]: their bounds must too.
 const UNIT_METRIC_RULE: &str = "!(self.name in ['accuracy', 'macroF1', 'rocAuc']) || \

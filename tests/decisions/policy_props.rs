@@ -133,7 +133,7 @@ proptest! {
             r.max_per_day = None;
         }
         s.drift.features.clear();
-        s.rollout.steps = step_weights.iter().map(|w| CanaryStep { weight: *w, pause: "5m".into() }).collect();
+        s.rollout.steps = step_weights.iter().map(|w| CanaryStep { weight: *w, pause: "5m".parse().unwrap() }).collect();
         s.rollout.analysis.failure_limit = failure_limit;
         s.rollout.auto_promote = auto_promote;
         let mut w = World::new(s, t("2026-06-01T00:00:00Z"));
@@ -541,11 +541,11 @@ proptest! {
             r.missed_runs = if skip_missed { MissedRunPolicy::Skip } else { MissedRunPolicy::RunLatest };
             r.on_drift = on_drift;
             r.on_new_data = on_new_data;
-            r.cooldown = cooldown.map(String::from);
+            r.cooldown = cooldown.map(|c| c.parse().expect("a drawn cooldown is a duration"));
             r.max_per_day = max_per_day;
         }
         s.drift.consecutive_windows = consecutive;
-        s.rollout.steps = vec![CanaryStep { weight: 50, pause: "5m".into() }];
+        s.rollout.steps = vec![CanaryStep { weight: 50, pause: "5m".parse().unwrap() }];
         s.rollout.auto_promote = true;
         prop_assert!(s.validate().is_ok(), "{:?}", s.validate());
         let rules = RetrainRules {

@@ -336,7 +336,7 @@ pub fn steps(list: &[(u32, &str)]) -> Vec<driftline::api::CanaryStep> {
     list.iter()
         .map(|(weight, pause)| driftline::api::CanaryStep {
             weight: *weight,
-            pause: (*pause).into(),
+            pause: pause.parse().expect("a test pause is a duration"),
         })
         .collect()
 }

@@ -388,6 +388,9 @@ async fn scope_controller(
         }
     };
     let gate = futures::future::FutureExt::shared(Box::pin(wait_for_caches));
+    // Awaited eagerly, not only by the first reconcile: an operator with no
+    // Model yet is ready too (`/readyz`, the chart's probe, `helm --wait`).
+    tokio::spawn(gate.clone());
     controller
         .run(
             move |model, ctx| {

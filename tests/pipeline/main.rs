@@ -5,6 +5,8 @@
 
 mod demo;
 mod drift_triggers;
+#[path = "../support/json_logs.rs"]
+mod json_logs;
 mod ml_cli;
 mod ml_store_http;
 mod ml_store_s3;

@@ -21,6 +21,8 @@ use driftline::serve::server::{
 };
 use serde_json::{Value, json};
 
+use crate::json_logs::{CapturedLogs, in_child_process};
+
 /// `good` when alcohol > 10, with probability sigmoid(alcohol - 10); sleeps
 /// `delay` per call so overload and timeouts can be provoked.
 struct AlcoholRule {
@@ -1140,69 +1142,13 @@ async fn grpc_and_rest_share_one_model_and_its_metrics() {
     }
 }
 
-/// Log lines written as JSON, the way `driftline --log-json` writes them.
-#[derive(Clone, Default)]
-struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for CapturedLogs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
-    type Writer = CapturedLogs;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl CapturedLogs {
-    fn lines(&self) -> Vec<Value> {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .map(|l| serde_json::from_str(l).expect("every log line is JSON"))
-            .collect()
-    }
-}
-
-/// Set in the child process that runs the log test alone.
-const LOG_CHILD: &str = "DRIFTLINE_TEST_LOG_CHILD";
-
-// Logging is process-wide (tracing caches which call sites are on): the test
-// runs in a child process of its own, with its own global subscriber, as
-// `driftline serve --log-json` does.
+// Logging is process-wide: the test runs in a child process of its own,
+// with its own global subscriber, as `driftline serve --log-json` does.
 #[test]
 fn a_failed_inference_is_logged_once_with_model_version_trace_id_and_cause() {
-    if std::env::var_os(LOG_CHILD).is_some() {
-        let logs = CapturedLogs::default();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(logs.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the child's only subscriber");
-        tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(failed_inference_is_logged_once(logs));
-        return;
-    }
-    let this =
-        "serve_protocol::a_failed_inference_is_logged_once_with_model_version_trace_id_and_cause";
-    let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", this, "--nocapture", "--test-threads", "1"])
-        .env(LOG_CHILD, "1")
-        .output()
-        .expect("the test binary runs");
-    let out = String::from_utf8_lossy(&child.stdout);
-    assert!(
-        child.status.success() && out.contains("1 passed"),
-        "the child process failed:\n{out}\n{}",
-        String::from_utf8_lossy(&child.stderr)
+    in_child_process(
+        "serve_protocol::a_failed_inference_is_logged_once_with_model_version_trace_id_and_cause",
+        failed_inference_is_logged_once,
     );
 }
 

@@ -208,7 +208,7 @@ pub async fn evaluate(args: EvaluateArgs) -> Result<ExitCode, MlError> {
         .as_ref()
         .map(|c| eval::evaluate(c, &gate, &test, golden.as_ref()))
         .transpose()?;
-    let verdict = policy::gate::verdict(&gate, &candidate_report, champion_report.as_ref());
+    let verdict = policy::gate_verdict(&gate, &candidate_report, champion_report.as_ref());
     let evaluation = GateEvaluation {
         candidate: candidate_report,
         champion: champion_report,

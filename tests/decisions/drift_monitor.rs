@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use driftline::api::{DriftSpec, DriftStatistic, DriftTrigger};
 use driftline::drift::{
     CategoricalProfile, DatasetSketch, DriftConfig, DriftMonitor, FeatureProfile, NumericProfile,
-    Observation, ReferenceProfile, ReplicaWindows, RunningTotal, monitor,
+    Observation, ReferenceProfile, ReplicaWindows, RunningTotal, compare,
 };
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -359,7 +359,7 @@ proptest! {
         prop_assert_eq!(window.replicas, usize::from(split > 0) + usize::from(split < n));
         prop_assert_eq!((window.started, window.ended), (t0(), later));
         let operator_config = DriftConfig::from(DriftSpec { window: n as u32, ..Default::default() });
-        let merged = monitor::compare(&profile, &operator_config, &window.sketch, window.started, Some(window.ended));
+        let merged = compare(&profile, &operator_config, &window.sketch, window.started, Some(window.ended));
         if shift > 0.0 {
             prop_assert!(merged.drifted_features.contains(&"alcohol".to_string()), "{}", merged.reason);
         }

@@ -17,7 +17,7 @@ use driftline::drift::{RunningTotal, WindowReport};
 use driftline::operator::children::drift_flags;
 use driftline::operator::drift_windows::DriftWindows;
 use driftline::policy::Observations;
-use driftline::policy::drift::update_drift;
+use driftline::policy::update_drift;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 

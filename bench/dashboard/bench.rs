@@ -176,7 +176,7 @@ async fn main() -> anyhow::Result<()> {
 
     let cluster = EmbeddedCluster::start(ClusterConfig::new(dir.path().join("cluster"))).await?;
     let client = cluster.client().await;
-    driftline::operator::apply::install_crds(&client).await?;
+    driftline::operator::install_crds(&client).await?;
     let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": "ml"}}))?;
     Api::<Namespace>::all(client.clone())
         .create(&PostParams::default(), &ns)

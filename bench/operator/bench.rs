@@ -577,7 +577,7 @@ async fn start_cluster(dir: &Path, node: NodeConfig) -> (EmbeddedCluster, Client
         .await
         .expect("embedded cluster starts");
     let client = cluster.client().await;
-    driftline::operator::apply::install_crds(&client)
+    driftline::operator::install_crds(&client)
         .await
         .expect("CRDs install");
     let ns: Namespace =
@@ -921,9 +921,7 @@ async fn gateway_url(client: &Client) -> Option<String> {
         .await
         .ok()?;
     let pods: Vec<&Pod> = list.items.iter().collect();
-    driftline::operator::observe::gateway_urls(&pods)
-        .into_iter()
-        .next()
+    driftline::operator::gateway_urls(&pods).into_iter().next()
 }
 
 /// An Open Inference Protocol v2 request for one CSV row (header, row),

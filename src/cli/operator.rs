@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::operator::children::GpuPlacement;
-use crate::operator::leader::{LeaseConfig, LeaseTiming};
-use crate::operator::network_policy::NetworkPolicySettings;
-use crate::operator::{ChildSettings, Clock, OperatorConfig, Telemetry};
+use crate::operator::{
+    ChildSettings, Clock, GpuPlacement, LeaseConfig, LeaseTiming, NetworkPolicySettings,
+    OperatorConfig, Telemetry,
+};
 
 /// Flags of `driftline operator`.
 #[derive(clap::Args, Debug, Clone)]
@@ -189,7 +189,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("cannot reach a Kubernetes API server (set KUBECONFIG or run in a pod)")?;
     let telemetry = Arc::new(Telemetry::new());
-    let addr = crate::operator::telemetry::serve(args.metrics_addr, telemetry.clone())
+    let addr = crate::operator::serve_metrics(args.metrics_addr, telemetry.clone())
         .await
         .with_context(|| format!("cannot listen on --metrics-addr {}", args.metrics_addr))?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");

@@ -148,7 +148,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let client = cluster.client().await;
 
     let ssa = PatchParams::apply(MANAGER).force();
-    crate::operator::apply::install_crds(&client).await?;
+    crate::operator::install_crds(&client).await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for m in &models {
         let ns = m.metadata.namespace.clone().unwrap_or_default();

@@ -5,24 +5,24 @@
 //! write the status → apply the children the status calls for
 //! ([`desired`], built purely by [`children`]) and delete the rest.
 
-pub mod act;
-pub mod apply;
-pub mod audit;
-pub mod children;
-pub mod clock;
-pub mod context;
-pub mod desired;
-pub mod drift_windows;
-pub mod error;
-pub mod gateway_api;
-pub mod index;
-pub mod leader;
-pub mod network_policy;
-pub mod observe;
-pub mod pod_security;
-pub mod reconcile;
-pub mod scrape;
-pub mod telemetry;
+mod act;
+mod apply;
+mod audit;
+mod children;
+mod clock;
+mod context;
+mod desired;
+mod drift_windows;
+mod error;
+mod gateway_api;
+mod index;
+mod leader;
+mod network_policy;
+mod observe;
+mod pod_security;
+mod reconcile;
+mod scrape;
+mod telemetry;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -45,10 +45,19 @@ use crate::api::names::{
 };
 use crate::api::{Model, ModelVersion};
 
-pub use children::ChildSettings;
+pub use apply::install_crds;
+pub use children::{ChildSettings, GpuPlacement};
+// The children the operator builds, for the tests that check them against a
+// real API server.
+pub use children::{drift_flags, model_version, serving as serving_children, training_job};
 pub use clock::Clock;
+pub use drift_windows::DriftWindows;
 pub use error::OperatorError;
-pub use telemetry::Telemetry;
+pub use leader::{LeaseConfig, LeaseTiming, StoppedLeading};
+pub use network_policy::{NetworkPolicySettings, network_policies};
+pub use observe::gateway_urls;
+pub use pod_security::RUN_AS_USER;
+pub use telemetry::{Telemetry, serve as serve_metrics};
 
 /// How the operator runs.
 pub struct OperatorConfig {

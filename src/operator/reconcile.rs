@@ -26,7 +26,7 @@ use super::desired::{self, Kept};
 use super::error::OperatorError;
 use super::observe;
 
-pub use super::context::{Context, Stores};
+pub use super::context::Context;
 
 /// Longest real wait between two reconciles of a Model.
 const MAX_REQUEUE: Duration = Duration::from_secs(300);
@@ -493,7 +493,7 @@ mod tests {
             client,
             settings: crate::operator::fixtures::settings(),
             clock: Arc::new(crate::operator::Clock::default()),
-            stores: Stores {
+            stores: crate::operator::context::Stores {
                 versions: cached,
                 jobs: empty(),
                 deployments: empty(),

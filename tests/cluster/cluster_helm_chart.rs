@@ -166,7 +166,7 @@ fn locked_down(operator: &Value) {
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{pod}");
     assert_eq!(
         pod["securityContext"]["runAsUser"],
-        driftline::operator::pod_security::RUN_AS_USER,
+        driftline::operator::RUN_AS_USER,
         "docker/Dockerfile's user: {pod}"
     );
     assert_eq!(
@@ -380,13 +380,12 @@ fn with_network_policies_the_operator_admits_only_scrapes_and_writes_valid_polic
     assert_eq!(one(&docs, "ClusterRole")["rules"], Value::Array(rules));
 
     // What the chart tells the operator selects the operator's own pods.
-    let settings: driftline::operator::network_policy::NetworkPolicySettings =
-        serde_json::from_str(
-            env(c, "DRIFTLINE_NETWORK_POLICIES").unwrap()["value"]
-                .as_str()
-                .unwrap(),
-        )
-        .expect("the operator's --network-policies shape");
+    let settings: driftline::operator::NetworkPolicySettings = serde_json::from_str(
+        env(c, "DRIFTLINE_NETWORK_POLICIES").unwrap()["value"]
+            .as_str()
+            .unwrap(),
+    )
+    .expect("the operator's --network-policies shape");
     assert_eq!(settings.operator_namespace, "driftline-system");
     assert!(selects(
         &json!({"matchLabels": settings.operator_pod_labels}),
@@ -404,12 +403,11 @@ fn with_network_policies_the_operator_admits_only_scrapes_and_writes_valid_polic
         network_policies: Some(settings),
         ..Default::default()
     };
-    let policies: Vec<Value> =
-        driftline::operator::network_policy::network_policies(&model, &child_settings)
-            .expect("policies")
-            .iter()
-            .map(|p| serde_json::to_value(p).unwrap())
-            .collect();
+    let policies: Vec<Value> = driftline::operator::network_policies(&model, &child_settings)
+        .expect("policies")
+        .iter()
+        .map(|p| serde_json::to_value(p).unwrap())
+        .collect();
     assert_eq!(policies.len(), 2);
     validate(dir.path(), "model-policies", &policies);
     for p in &policies {

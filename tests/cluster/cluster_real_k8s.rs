@@ -431,7 +431,7 @@ fn stage_models(plane: &RealControlPlane, tag: &str) {
     };
     let version = |model: &str, n: u32| {
         let owner = owner_of(model);
-        let v = driftline::operator::children::model_version(
+        let v = driftline::operator::model_version(
             &owner,
             n,
             driftline::api::TrainingTrigger::Manual,
@@ -468,7 +468,7 @@ fn stage_models(plane: &RealControlPlane, tag: &str) {
     // replicas): once retention drops v9 they carry the Model's label and no
     // desired child's name, so the label sweep deletes them.
     {
-        use driftline::operator::children::{ChildSettings, serving, training_job};
+        use driftline::operator::{ChildSettings, serving_children as serving, training_job};
         let owner = owner_of(&lp);
         let settings = ChildSettings::default();
         let mut job = training_job(&owner, 9, None, &settings).unwrap();

@@ -40,9 +40,7 @@ async fn gateway_weights_follow_the_model_status_through_the_kubernetes_api() {
         .unwrap();
     let client = cluster.client().await;
 
-    driftline::operator::apply::install_crds(&client)
-        .await
-        .unwrap();
+    driftline::operator::install_crds(&client).await.unwrap();
     let spec = load_model_config(include_str!("../../pipelines/wine-good.yaml")).unwrap();
     let models: Api<Model> = Api::namespaced(client.clone(), "default");
     models

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use driftline::api::names;
 use driftline::cluster::{FaultRule, LoggedRequest};
-use driftline::operator::leader::{LeaseConfig, LeaseTiming, StoppedLeading};
+use driftline::operator::{LeaseConfig, LeaseTiming, StoppedLeading};
 use driftline::operator::{OperatorError, Telemetry};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use kube::{Api, Client};

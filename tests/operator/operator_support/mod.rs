@@ -45,7 +45,7 @@ pub struct Harness {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     operator: Option<tokio::task::JoinHandle<()>>,
     /// Elect a leader on this Lease when set (before `start_operator`).
-    pub lease: Option<driftline::operator::leader::LeaseConfig>,
+    pub lease: Option<driftline::operator::LeaseConfig>,
     pub instance: String,
     /// Where the operator records decisions (set before `start_operator`).
     pub registry: Option<Arc<driftline::registry::RegistryWriter>>,
@@ -96,7 +96,7 @@ impl Harness {
             .await
             .expect("embedded cluster starts");
         let client = cluster.client().await;
-        driftline::operator::apply::install_crds(&client)
+        driftline::operator::install_crds(&client)
             .await
             .expect("CRDs install");
         let namespaces: Api<Namespace> = Api::all(client.clone());

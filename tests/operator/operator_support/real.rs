@@ -31,8 +31,8 @@ pub const GATEWAY_SERVICE_ACCOUNT: &str = "driftline-gateway";
 /// What a scenario's operator gives each Model's NetworkPolicies: the real
 /// API server validates them (it has no CNI to enforce them); the operator
 /// runs in the test process, so its "pods" are none.
-pub fn network_policies() -> driftline::operator::network_policy::NetworkPolicySettings {
-    driftline::operator::network_policy::NetworkPolicySettings {
+pub fn network_policies() -> driftline::operator::NetworkPolicySettings {
+    driftline::operator::NetworkPolicySettings {
         operator_namespace: "driftline-system".into(),
         operator_pod_labels: [(
             "app.kubernetes.io/name".to_string(),

@@ -19,7 +19,7 @@ use tokio::process::{Child, Command};
 
 use crate::api::{ModelSpec, Task, load_model_file, routes};
 use crate::ml::read_table;
-use crate::serve::load::{infer_body, input_columns, label_json, model_inputs, same_label};
+use crate::serve::{infer_body, input_columns, label_json, model_inputs, same_label};
 
 /// Arguments of `driftline demo`.
 #[derive(Debug, clap::Args)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::api::{Task, load_model_file};
-use crate::serve::load::{LoadPlan, RowOrder, run};
+use crate::serve::{LoadPlan, RowOrder, run_load as run};
 
 /// Flags of `driftline load`.
 #[derive(clap::Args, Debug, Clone)]

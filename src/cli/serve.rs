@@ -9,11 +9,11 @@ use std::time::Duration;
 use super::drift_flags::DriftFlags;
 use super::flags;
 
-use crate::serve::error::ServeError;
-use crate::serve::feedback::{FeedbackConfig, FeedbackSink};
-use crate::serve::gateway::{GatewayConfig, WeightsSource, run_gateway};
-use crate::serve::model::{StoreFeedbackSink, load_artifact};
-use crate::serve::server::{Predictor, ServerConfig, start};
+use crate::serve::ServeError;
+use crate::serve::{FeedbackConfig, FeedbackSink};
+use crate::serve::{GatewayConfig, WeightsSource, run_gateway};
+use crate::serve::{Predictor, ServerConfig, start};
+use crate::serve::{StoreFeedbackSink, load_artifact};
 
 /// Arguments of `driftline serve`.
 #[derive(Debug, clap::Args)]

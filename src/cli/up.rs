@@ -347,8 +347,8 @@ async fn drive(
         }
     };
     let shifted = drift_after
-        .map(|_| std::sync::Arc::new(crate::serve::load::shifted(&data, &spec.data.target, 1.0)));
-    let plan = crate::serve::load::LoadPlan {
+        .map(|_| std::sync::Arc::new(crate::serve::shifted(&data, &spec.data.target, 1.0)));
+    let plan = crate::serve::LoadPlan {
         base: names::service_url(&names::gateway_service(&name), &ns),
         model: name.clone(),
         data: std::sync::Arc::new(data),
@@ -359,7 +359,7 @@ async fn drive(
         duration: Duration::from_secs(10 * 365 * 24 * 3600),
         requests: None,
         batch: 1,
-        order: crate::serve::load::RowOrder::default(),
+        order: crate::serve::RowOrder::default(),
         label: Some((spec.data.target.clone(), spec.task)),
         concurrency: 16,
     };
@@ -375,7 +375,7 @@ async fn drive(
     {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    if let Err(e) = crate::serve::load::run(&http, plan).await {
+    if let Err(e) = crate::serve::run_load(&http, plan).await {
         tracing::warn!(model = %name, error = %e, "--load stopped");
     }
 }

@@ -851,8 +851,8 @@ mod tests {
         );
         // The gateway's default backend template is the serving Service's address.
         let status = serde_json::json!({"traffic": [{"version": "v7", "weight": 100}]});
-        let table = crate::serve::gateway::weights_from_status("wine-quality", "ml", &status, None)
-            .expect("table");
+        let table =
+            crate::serve::weights_from_status("wine-quality", "ml", &status, None).expect("table");
         assert_eq!(
             table.backends[0].url,
             names::serving_url("wine-quality", "ml", 7)

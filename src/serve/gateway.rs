@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderName, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hyper_util::client::legacy::Client;
@@ -680,14 +680,6 @@ pub async fn run_gateway(
     axum::serve(listener, router)
         .await
         .map_err(ServeError::Server)
-}
-
-/// Status codes the gateway itself answers with (not the backend's).
-pub fn is_gateway_error(status: StatusCode) -> bool {
-    matches!(
-        status,
-        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE
-    )
 }
 
 #[cfg(test)]

@@ -1,16 +1,33 @@
 //! The model server (Open Inference Protocol v2) and the per-Model gateway.
 
-pub mod binary;
-pub mod encoding;
-pub mod error;
-pub mod feedback;
-pub mod gateway;
-pub mod grpc;
-pub mod load;
-pub mod metrics;
-pub mod model;
-pub mod protocol;
-pub mod server;
-pub mod trace;
+mod binary;
+mod encoding;
+mod error;
+mod feedback;
+mod gateway;
+mod grpc;
+mod load;
+mod metrics;
+mod model;
+mod protocol;
+mod server;
+mod trace;
 
 pub use error::ServeError;
+pub use feedback::{FeedbackConfig, FeedbackSink};
+pub use gateway::{
+    Backend, GatewayConfig, VERSION_HEADER, WeightTable, WeightsHandle, WeightsSource,
+    gateway_router, read_weights_file, run_gateway, watch_model_status, watch_weights_file,
+    weights_from_status,
+};
+pub use grpc::pb;
+// The load generator (`driftline load`, `up`'s traffic and `demo`'s requests).
+pub use load::{
+    LoadPlan, LoadReport, RowOrder, infer_body, input_columns, label_json, model_inputs,
+    run as run_load, same_label, shifted,
+};
+pub use model::{StoreFeedbackSink, load_artifact};
+pub use protocol::{
+    Column, DecodedBatch, InputSchema, decode_inputs, parse_infer_body, parse_request,
+};
+pub use server::{ModelInfo, ModelOutput, Predictor, RunningServer, ServerConfig, start};

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use driftline::api::{Model, load_model_config};
 use driftline::cluster::{ClusterConfig, EmbeddedCluster};
-use driftline::serve::gateway::{GatewayConfig, WeightTable, gateway_router, watch_model_status};
+use driftline::serve::{GatewayConfig, WeightTable, gateway_router, watch_model_status};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 async fn wait_for(
-    handle: &driftline::serve::gateway::WeightsHandle,
+    handle: &driftline::serve::WeightsHandle,
     want: &[(&str, &str, u32)],
 ) -> WeightTable {
     for _ in 0..100 {

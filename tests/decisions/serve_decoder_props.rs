@@ -4,7 +4,7 @@
 //! batch that fits the schema or an error with a message, never a panic.
 
 use driftline::api::FeatureKind;
-use driftline::serve::protocol::{InputSchema, decode_inputs, parse_infer_body, parse_request};
+use driftline::serve::{InputSchema, decode_inputs, parse_infer_body, parse_request};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

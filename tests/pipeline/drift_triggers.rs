@@ -13,8 +13,8 @@ use driftline::drift::{DriftConfig, DriftMonitor, Observation, WindowReport};
 use driftline::ml::artifact::MANIFEST_FILE;
 use driftline::ml::synth::{self, Shift};
 use driftline::ml::{Cell, FeatureBatch, LoadedModel, Table, fit};
-use driftline::serve::model::load_artifact;
-use driftline::serve::server::{Predictor, RunningServer, ServerConfig, start};
+use driftline::serve::load_artifact;
+use driftline::serve::{Predictor, RunningServer, ServerConfig, start};
 use serde_json::{Value, json};
 
 const SYNTHETIC: &str = "pipelines/data/synthetic";
@@ -263,7 +263,7 @@ async fn concept_drift_is_caught_by_online_accuracy_not_by_input_drift() {
             window: 500,
             ..Default::default()
         }),
-        feedback: driftline::serve::feedback::FeedbackConfig {
+        feedback: driftline::serve::FeedbackConfig {
             online_window: 500,
             ..Default::default()
         },

@@ -10,9 +10,9 @@ use driftline::api::{GateSpec, ModelSpec, load_model_config};
 use driftline::drift::DriftConfig;
 use driftline::ml::synth::{self, Shift};
 use driftline::ml::{Cell, FeatureBatch, LoadedModel, Table, evaluate, fit, load_feedback};
-use driftline::serve::feedback::FeedbackConfig;
-use driftline::serve::model::{StoreFeedbackSink, load_artifact};
-use driftline::serve::server::{Predictor, RunningServer, ServerConfig, start};
+use driftline::serve::FeedbackConfig;
+use driftline::serve::{Predictor, RunningServer, ServerConfig, start};
+use driftline::serve::{StoreFeedbackSink, load_artifact};
 use serde_json::{Value, json};
 
 fn spec() -> ModelSpec {

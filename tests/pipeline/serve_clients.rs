@@ -11,11 +11,9 @@ use std::sync::Arc;
 
 use driftline::api::{FeatureKind, Task};
 use driftline::drift::{CategoricalProfile, FeatureProfile, NumericProfile, ReferenceProfile};
-use driftline::serve::gateway::{WeightTable, gateway_router};
-use driftline::serve::protocol::{Column, DecodedBatch};
-use driftline::serve::server::{
-    ModelInfo, ModelOutput, Predictor, RunningServer, ServerConfig, start,
-};
+use driftline::serve::{Column, DecodedBatch};
+use driftline::serve::{ModelInfo, ModelOutput, Predictor, RunningServer, ServerConfig, start};
+use driftline::serve::{WeightTable, gateway_router};
 use serde_json::{Value, json};
 
 /// `good` when alcohol, plus one for a red wine, is over 10: the categorical
@@ -398,12 +396,12 @@ async fn the_gateway_routes_tritonclient_grpc_and_rest_by_weight() {
     let (v3, v4) = (serve("3").await, serve("4").await);
     let table = WeightTable {
         backends: vec![
-            driftline::serve::gateway::Backend {
+            driftline::serve::Backend {
                 version: "3".into(),
                 url: format!("http://{}", v3.addr),
                 weight: 50,
             },
-            driftline::serve::gateway::Backend {
+            driftline::serve::Backend {
                 version: "4".into(),
                 url: format!("http://{}", v4.addr),
                 weight: 50,

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use axum::Router;
-use driftline::serve::gateway::{
+use driftline::serve::{
     GatewayConfig, VERSION_HEADER, WeightTable, gateway_router, read_weights_file,
     watch_weights_file,
 };

@@ -13,12 +13,10 @@ use driftline::api::{FeatureKind, Task};
 use driftline::drift::{
     CategoricalProfile, DriftConfig, FeatureProfile, NumericProfile, ReferenceProfile,
 };
-use driftline::serve::feedback::FeedbackConfig;
-use driftline::serve::model::StoreFeedbackSink;
-use driftline::serve::protocol::{Column, DecodedBatch};
-use driftline::serve::server::{
-    ModelInfo, ModelOutput, Predictor, RunningServer, ServerConfig, start,
-};
+use driftline::serve::FeedbackConfig;
+use driftline::serve::StoreFeedbackSink;
+use driftline::serve::{Column, DecodedBatch};
+use driftline::serve::{ModelInfo, ModelOutput, Predictor, RunningServer, ServerConfig, start};
 use serde_json::{Value, json};
 
 use crate::json_logs::{CapturedLogs, in_child_process};
@@ -1023,7 +1021,7 @@ async fn grpc_call<M: prost::Message, R: prost::Message + Default>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_and_rest_share_one_model_and_its_metrics() {
-    use driftline::serve::grpc::pb;
+    use driftline::serve::pb;
     let s = serve().await;
     let input = |name: &str, datatype: &str, raw: bool| pb::model_infer_request::InferInputTensor {
         name: name.into(),

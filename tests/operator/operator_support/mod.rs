@@ -474,13 +474,13 @@ pub async fn load(
     rate: f64,
     seconds: u64,
     requests: Option<u64>,
-) -> driftline::serve::load::LoadReport {
+) -> driftline::serve::LoadReport {
     wait_serving(&http, &base, model).await;
     let test_set = spec.gate.as_ref().expect("gate").test_set.clone();
     let table = driftline::ml::read_table(&test_set, None)
         .await
         .expect("test set");
-    let plan = driftline::serve::load::LoadPlan {
+    let plan = driftline::serve::LoadPlan {
         base,
         model: model.into(),
         data: Arc::new(table),
@@ -493,11 +493,11 @@ pub async fn load(
         // In-distribution traffic is a random sample of the rows: the test
         // set's own order has stretches (rows 180-320 run high in alcohol)
         // that a 100-row window rightly reads as drift.
-        order: driftline::serve::load::RowOrder::Shuffled { seed: 1 },
+        order: driftline::serve::RowOrder::Shuffled { seed: 1 },
         label: Some((spec.data.target.clone(), spec.task)),
         concurrency: 32,
     };
-    driftline::serve::load::run(&http, plan)
+    driftline::serve::run_load(&http, plan)
         .await
         .expect("load runs")
 }

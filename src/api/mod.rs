@@ -4,33 +4,33 @@
 //! Every other room reads the spec through these types; a field is defined
 //! once, here.
 
-pub mod config;
+mod config;
 pub mod crd;
-pub mod duration;
-pub mod gate;
+mod duration;
+mod gate;
 pub mod links;
-pub mod model;
+mod model;
 pub mod names;
 pub mod routes;
-pub mod schedule;
+mod schedule;
 pub mod scrape;
-pub mod slice;
-pub mod status;
-pub mod validate;
-pub mod version;
-pub mod words;
+mod slice;
+mod status;
+mod validate;
+mod version;
+mod words;
 
 pub use config::{ConfigError, ModelFile, load_model_config, load_model_file};
 pub use duration::{DurationError, SpecDuration, parse_duration};
 pub use gate::{
     BudgetReport, GateCheck, GateEvaluation, GateReport, GateVerdict, MustPassFailure,
-    MustPassReport, SliceReport,
+    MustPassReport, SliceReport, higher_is_better,
 };
 pub use model::*;
 pub use schedule::{RetrainSchedule, ScheduleError};
 pub use slice::{SliceCondition, SliceConditionError};
 pub use status::*;
-pub use validate::{FieldError, InvalidModel};
+pub use validate::{FieldError, InvalidModel, KNOWN_ARCHITECTURES, msg};
 pub use version::*;
 
 words::spec_words!(

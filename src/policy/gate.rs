@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::gate::higher_is_better;
+use crate::api::higher_is_better;
 use crate::api::{GateCheck, GateReport, GateSpec, GateVerdict, MetricThreshold};
 
 /// Tolerance for comparing floats that went through JSON.

@@ -2,7 +2,7 @@
 //! the message a user would see from the API server — and `validate()` (the
 //! CLI's check without a server) says the same thing at the same path.
 
-use driftline::api::validate::msg;
+use driftline::api::msg;
 use driftline::api::{
     ConfigError, Lineage, Model, ModelVersion, ModelVersionSpec, TrainingTrigger, load_model_config,
 };

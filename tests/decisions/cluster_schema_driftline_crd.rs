@@ -6,7 +6,7 @@ use kube::CustomResourceExt;
 
 #[test]
 fn the_model_crd_is_a_valid_structural_schema() {
-    let crd = driftline::api::model::Model::crd();
+    let crd = driftline::api::Model::crd();
     let errors: Vec<String> = validate_crd(&crd).iter().map(ToString::to_string).collect();
     assert!(errors.is_empty(), "{errors:#?}");
     for version in &crd.spec.versions {

@@ -79,11 +79,11 @@ mod tests {
     #[test]
     fn the_api_knows_exactly_the_registered_architectures() {
         let mut registered: Vec<&str> = REGISTRY.iter().map(|a| a.name()).collect();
-        let mut known = crate::api::validate::KNOWN_ARCHITECTURES.to_vec();
+        let mut known = crate::api::KNOWN_ARCHITECTURES.to_vec();
         registered.sort_unstable();
         known.sort_unstable();
         assert_eq!(registered, known);
-        for name in crate::api::validate::KNOWN_ARCHITECTURES {
+        for name in crate::api::KNOWN_ARCHITECTURES {
             assert!(lookup(name).is_ok(), "{name}");
         }
         assert!(lookup("transformer").is_err());

@@ -24,7 +24,7 @@ use rand::Rng;
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     /// The state directory or kubeconfig could not be written.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Io {
         /// The path being written.
         path: PathBuf,
@@ -33,9 +33,7 @@ pub enum ClusterError {
         source: std::io::Error,
     },
     /// The listening port is taken or not allowed.
-    #[error(
-        "cannot listen on 127.0.0.1:{port}: {source} (choose another --port, or 0 for any free port)"
-    )]
+    #[error("cannot listen on 127.0.0.1:{port} (choose another --port, or 0 for any free port)")]
     Bind {
         /// The requested port.
         port: u16,
@@ -324,7 +322,51 @@ impl EmbeddedCluster {
             t.abort();
         }
         if let Err(e) = self.server.save_snapshot() {
-            tracing::warn!(error = %e, "could not write the final cluster snapshot");
+            tracing::warn!(error = ?e, "could not write the final cluster snapshot");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `{err:#}` of `err`: every message in its chain, each once.
+    fn chain(err: impl std::error::Error + Send + Sync + 'static) -> String {
+        format!("{:#}", anyhow::Error::from(err))
+    }
+
+    #[test]
+    fn each_cause_is_printed_once_in_an_error_chain() {
+        let io = || std::io::Error::other("disk full");
+        let path = PathBuf::from("/state/x");
+        let chains = [
+            chain(ClusterError::Io {
+                path: path.clone(),
+                source: io(),
+            }),
+            chain(ClusterError::Bind {
+                port: 6443,
+                source: io(),
+            }),
+            chain(ClusterError::Runner(runner::RunnerError::StateDir {
+                path: path.clone(),
+                source: io(),
+            })),
+            chain(ClusterError::Snapshot(apiserver::SnapshotError::Io {
+                path,
+                source: io(),
+            })),
+            chain(ClusterError::Tls(apiserver::tls::TlsError::Config(
+                rustls::Error::General("disk full".into()),
+            ))),
+            chain(schema::SchemaError::SchemaJson {
+                path: "spec".into(),
+                source: <serde_json::Error as serde::de::Error>::custom("disk full"),
+            }),
+        ];
+        for chain in chains {
+            assert_eq!(chain.matches("disk full").count(), 1, "{chain}");
         }
     }
 }

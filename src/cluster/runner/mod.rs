@@ -170,7 +170,7 @@ fn total_memory() -> Option<u64> {
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
     /// The Node object could not be registered with the API server.
-    #[error("cannot register node `{node}` with the API server: {source}")]
+    #[error("cannot register node `{node}` with the API server")]
     RegisterNode {
         /// Node name.
         node: String,
@@ -179,7 +179,7 @@ pub enum RunnerError {
         source: kube::Error,
     },
     /// The state directory is not usable.
-    #[error("cannot use state directory {path}: {source}")]
+    #[error("cannot use state directory {path}")]
     StateDir {
         /// The directory.
         path: PathBuf,

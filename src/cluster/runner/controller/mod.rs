@@ -179,7 +179,7 @@ pub async fn run(
         if offered != node.cfg.gpus {
             node.cfg.gpus = offered;
             if let Err(err) = register_node(&node.client, &node.cfg).await {
-                tracing::warn!(%err, gpus = offered, "cannot update the node's GPU capacity");
+                tracing::warn!(error = ?err, gpus = offered, "cannot update the node's GPU capacity");
             }
         }
         node.tick().await;

@@ -41,6 +41,16 @@ pub enum ClusterError {
         #[source]
         source: std::io::Error,
     },
+    /// Another cluster runs on the same state directory.
+    #[error(
+        "another driftline cluster is running on {state_dir} (it holds {lock}); stop it, or give this one another --state-dir"
+    )]
+    InUse {
+        /// The state directory.
+        state_dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
     /// The snapshot file could not be loaded.
     #[error(transparent)]
     Snapshot(#[from] apiserver::SnapshotError),
@@ -111,6 +121,8 @@ pub struct EmbeddedCluster {
     serving: tokio::task::JoinHandle<()>,
     snapshots: Option<tokio::task::JoinHandle<()>>,
     runner: Option<runner::RunnerHandle>,
+    // Held until the cluster is dropped, after its final snapshot.
+    _lock: std::fs::File,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError + '_ {
@@ -195,6 +207,15 @@ impl EmbeddedCluster {
     /// Starts the API server on 127.0.0.1 and writes its kubeconfig.
     pub async fn start(cfg: ClusterConfig) -> Result<EmbeddedCluster, ClusterError> {
         std::fs::create_dir_all(&cfg.state_dir).map_err(io_err(&cfg.state_dir))?;
+        // Before anything is read or written: a second cluster on the same
+        // directory would overwrite the first one's kubeconfig and snapshot.
+        let lock_path = layout::cluster_lock_path(&cfg.state_dir);
+        let Some(lock) = layout::try_lock(&lock_path).map_err(io_err(&lock_path))? else {
+            return Err(ClusterError::InUse {
+                state_dir: cfg.state_dir.clone(),
+                lock: lock_path,
+            });
+        };
         let token: String = {
             let mut rng = rand::rng();
             (0..32)
@@ -261,6 +282,7 @@ impl EmbeddedCluster {
             serving,
             snapshots,
             runner,
+            _lock: lock,
         })
     }
 

@@ -183,22 +183,14 @@ impl ProcessTable {
         };
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let lock_path = dir.join(".lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(ProcessTableError::InUse {
-                    state_dir: state_dir.to_path_buf(),
-                    lock: lock_path,
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
-        }
+        let Some(lock) =
+            crate::cluster::layout::try_lock(&lock_path).map_err(io_err(&lock_path))?
+        else {
+            return Err(ProcessTableError::InUse {
+                state_dir: state_dir.to_path_buf(),
+                lock: lock_path,
+            });
+        };
         let stopped = reap(&dir, grace).await;
         let handle = tokio::runtime::Handle::current();
         let (requests, incoming) = std::sync::mpsc::channel::<SpawnRequest>();

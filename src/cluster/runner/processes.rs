@@ -412,11 +412,38 @@ mod tests {
         assert_eq!(survivors(&record, &reused), Vec::<i32>::new());
     }
 
-    fn sleeper(script: &str) -> std::process::Child {
+    /// A shell leading its own process group; dropped unreaped (a failed
+    /// assertion), its whole group is killed, so a failing test leaves
+    /// nothing running.
+    struct Sleeper(std::process::Child);
+
+    impl std::ops::Deref for Sleeper {
+        type Target = std::process::Child;
+        fn deref(&self) -> &Self::Target {
+            &self.0
+        }
+    }
+
+    impl std::ops::DerefMut for Sleeper {
+        fn deref_mut(&mut self) -> &mut Self::Target {
+            &mut self.0
+        }
+    }
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            if matches!(self.0.try_wait(), Ok(None)) {
+                let _ = kill(Pid::from_raw(-(self.0.id() as i32)), Signal::SIGKILL);
+                let _ = self.0.wait();
+            }
+        }
+    }
+
+    fn sleeper(script: &str) -> Sleeper {
         let mut command = std::process::Command::new("sh");
         command.args(["-c", script]);
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        command.spawn().expect("sh runs")
+        Sleeper(command.spawn().expect("sh runs"))
     }
 
     fn record_of(child: &std::process::Child) -> ProcessRecord {
@@ -490,8 +517,6 @@ mod tests {
             stranger.try_wait().unwrap().is_none(),
             "a reused pid is never signalled"
         );
-        stranger.kill().unwrap();
-        let _ = stranger.wait();
         // The records are gone with what they described.
         let left: Vec<_> = std::fs::read_dir(&records)
             .unwrap()
@@ -529,7 +554,8 @@ mod tests {
         let mut child = std::thread::spawn(move || {
             runtime.block_on(async move {
                 let mut command = tokio::process::Command::new("sleep");
-                command.arg("600").kill_on_drop(false);
+                // Killed if a failed assertion drops it; held, it proves nothing.
+                command.arg("600").kill_on_drop(true);
                 asking.spawn(command, "test/pod/main").await
             })
         })

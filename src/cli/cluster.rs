@@ -29,8 +29,11 @@ fn default_state_dir() -> PathBuf {
     }
 }
 
-/// Runs `driftline cluster` until Ctrl-C.
+/// Runs `driftline cluster` until Ctrl-C or SIGTERM, then stops its pods.
 pub async fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
+    // From the start: a signal during startup stops the cluster once it is
+    // up, through the same shutdown, instead of leaving its pods running.
+    let stopped = tokio::spawn(crate::cli::operator::shutdown_signal());
     let mut cfg = ClusterConfig::new(args.state_dir.unwrap_or_else(default_state_dir));
     cfg.port = args.port;
     cfg.kubeconfig = args.kubeconfig;
@@ -49,8 +52,8 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
     println!("    kubectl get namespaces");
     println!();
     println!("Press Ctrl-C to stop.");
-    tokio::signal::ctrl_c().await?;
-    println!("stopping the embedded cluster");
+    stopped.await?;
+    println!("stopping the embedded cluster and its pods");
     cluster.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -24,7 +24,7 @@ use rand::Rng;
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     /// The state directory or kubeconfig could not be written.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Io {
         /// The path being written.
         path: PathBuf,
@@ -33,15 +33,23 @@ pub enum ClusterError {
         source: std::io::Error,
     },
     /// The listening port is taken or not allowed.
-    #[error(
-        "cannot listen on 127.0.0.1:{port}: {source} (choose another --port, or 0 for any free port)"
-    )]
+    #[error("cannot listen on 127.0.0.1:{port} (choose another --port, or 0 for any free port)")]
     Bind {
         /// The requested port.
         port: u16,
         /// The IO error.
         #[source]
         source: std::io::Error,
+    },
+    /// Another cluster runs on the same state directory.
+    #[error(
+        "another driftline cluster is running on {state_dir} (it holds {lock}); stop it, or give this one another --state-dir"
+    )]
+    InUse {
+        /// The state directory.
+        state_dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
     },
     /// The snapshot file could not be loaded.
     #[error(transparent)]
@@ -113,6 +121,8 @@ pub struct EmbeddedCluster {
     serving: tokio::task::JoinHandle<()>,
     snapshots: Option<tokio::task::JoinHandle<()>>,
     runner: Option<runner::RunnerHandle>,
+    // Held until the cluster is dropped, after its final snapshot.
+    _lock: std::fs::File,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError + '_ {
@@ -197,6 +207,15 @@ impl EmbeddedCluster {
     /// Starts the API server on 127.0.0.1 and writes its kubeconfig.
     pub async fn start(cfg: ClusterConfig) -> Result<EmbeddedCluster, ClusterError> {
         std::fs::create_dir_all(&cfg.state_dir).map_err(io_err(&cfg.state_dir))?;
+        // Before anything is read or written: a second cluster on the same
+        // directory would overwrite the first one's kubeconfig and snapshot.
+        let lock_path = layout::cluster_lock_path(&cfg.state_dir);
+        let Some(lock) = layout::try_lock(&lock_path).map_err(io_err(&lock_path))? else {
+            return Err(ClusterError::InUse {
+                state_dir: cfg.state_dir.clone(),
+                lock: lock_path,
+            });
+        };
         let token: String = {
             let mut rng = rand::rng();
             (0..32)
@@ -263,6 +282,7 @@ impl EmbeddedCluster {
             serving,
             snapshots,
             runner,
+            _lock: lock,
         })
     }
 
@@ -324,7 +344,51 @@ impl EmbeddedCluster {
             t.abort();
         }
         if let Err(e) = self.server.save_snapshot() {
-            tracing::warn!(error = %e, "could not write the final cluster snapshot");
+            tracing::warn!(error = ?e, "could not write the final cluster snapshot");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `{err:#}` of `err`: every message in its chain, each once.
+    fn chain(err: impl std::error::Error + Send + Sync + 'static) -> String {
+        format!("{:#}", anyhow::Error::from(err))
+    }
+
+    #[test]
+    fn each_cause_is_printed_once_in_an_error_chain() {
+        let io = || std::io::Error::other("disk full");
+        let path = PathBuf::from("/state/x");
+        let chains = [
+            chain(ClusterError::Io {
+                path: path.clone(),
+                source: io(),
+            }),
+            chain(ClusterError::Bind {
+                port: 6443,
+                source: io(),
+            }),
+            chain(ClusterError::Runner(runner::RunnerError::StateDir {
+                path: path.clone(),
+                source: io(),
+            })),
+            chain(ClusterError::Snapshot(apiserver::SnapshotError::Io {
+                path,
+                source: io(),
+            })),
+            chain(ClusterError::Tls(apiserver::tls::TlsError::Config(
+                rustls::Error::General("disk full".into()),
+            ))),
+            chain(schema::SchemaError::SchemaJson {
+                path: "spec".into(),
+                source: <serde_json::Error as serde::de::Error>::custom("disk full"),
+            }),
+        ];
+        for chain in chains {
+            assert_eq!(chain.matches("disk full").count(), 1, "{chain}");
         }
     }
 }

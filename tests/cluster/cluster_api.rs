@@ -1186,3 +1186,40 @@ async fn deployment_scale_subresource_reads_and_writes_replicas_with_versions() 
     assert_eq!(scale_resource.group.as_deref(), Some("autoscaling"));
     t.cluster.shutdown().await;
 }
+
+/// A second cluster on a state directory in use is refused before it
+/// touches anything: the first one's kubeconfig (and so its clients) keep
+/// working, and the directory is free again once the first stops.
+#[tokio::test]
+async fn a_second_cluster_on_a_state_directory_in_use_is_refused_and_changes_nothing() {
+    let first = start().await;
+    let state_dir = first
+        .cluster
+        .kubeconfig_path()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let kubeconfig = std::fs::read_to_string(first.cluster.kubeconfig_path()).unwrap();
+    let second = EmbeddedCluster::start(ClusterConfig::new(&state_dir)).await;
+    let err = second.err().expect("the second cluster is refused");
+    assert!(
+        matches!(err, driftline::cluster::ClusterError::InUse { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("another driftline cluster is running on")
+    );
+    assert_eq!(
+        std::fs::read_to_string(first.cluster.kubeconfig_path()).unwrap(),
+        kubeconfig,
+        "the refused cluster rewrote the running one's kubeconfig"
+    );
+    let namespaces: Api<Namespace> = Api::all(first.client.clone());
+    namespaces.list(&ListParams::default()).await.unwrap();
+    first.cluster.shutdown().await;
+    let third = EmbeddedCluster::start(ClusterConfig::new(&state_dir))
+        .await
+        .expect("a stopped cluster frees its state directory");
+    third.shutdown().await;
+}

@@ -17,6 +17,9 @@ use kube::{Api, Client};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+#[path = "../support/procs.rs"]
+mod procs;
+
 /// A cluster on its own loopback /16 (tests run in parallel), with quick backoffs.
 async fn cluster(dir: &Path, subnet: u8, gpus: u64) -> EmbeddedCluster {
     let node = NodeConfig {
@@ -983,4 +986,173 @@ async fn a_simulating_node_marks_pods_as_run_without_starting_processes() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     cluster.shutdown().await;
+}
+
+/// `driftline cluster` in the foreground, as a user runs it, on `state`.
+/// Dropped (a failed assertion), it is killed with its pods.
+struct ClusterCommand {
+    child: tokio::process::Child,
+}
+
+impl ClusterCommand {
+    /// Starts it and waits until it says it listens (its node is up by then:
+    /// whatever an earlier run left behind has been dealt with).
+    async fn start(state: &Path) -> ClusterCommand {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_driftline"))
+            .args(["cluster", "--port", "0", "--state-dir"])
+            .arg(state)
+            .stdout(std::process::Stdio::piped())
+            .stderr(
+                std::fs::File::create(state.with_extension("log"))
+                    .map_or_else(|_| std::process::Stdio::null(), Into::into),
+            )
+            .kill_on_drop(true)
+            .spawn()
+            .expect("driftline cluster starts");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // Read every line (a closed pipe would fail its later prints), and
+        // say when it listens.
+        tokio::spawn(async move {
+            let mut tx = Some(tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("listening on")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let cluster = ClusterCommand { child };
+        // Err: it exited without listening, or still had not after a minute.
+        let listening = tokio::time::timeout(Duration::from_secs(60), rx).await;
+        assert!(
+            matches!(listening, Ok(Ok(()))),
+            "driftline cluster never listened: {}",
+            std::fs::read_to_string(state.with_extension("log")).unwrap_or_default()
+        );
+        cluster
+    }
+
+    async fn client(state: &Path) -> Client {
+        let kc = kube::config::Kubeconfig::read_from(state.join("kubeconfig")).expect("kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("config");
+        Client::try_from(config).expect("client")
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().expect("driftline cluster runs")
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), signal)
+            .expect("signal driftline cluster");
+    }
+
+    /// Its exit status, once it exits; panics if it is still running after a minute.
+    async fn wait(mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("driftline cluster exits within a minute")
+            .expect("driftline cluster's status")
+    }
+}
+
+/// Starts a pod whose container (a shell) leaves a child of its own (a
+/// sleep) in its process group, and returns both once they run: the shell
+/// is the runner's child, the sleep is not.
+async fn pod_with_a_child_of_its_own(
+    client: &Client,
+    cluster_pid: u32,
+) -> (procs::Proc, procs::Proc) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "parent", "namespace": "default"},
+        "spec": {"restartPolicy": "Never", "containers": [{
+            "name": "main", "image": "busybox", "command": ["sh", "-c", "sleep 600 & wait"]}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let shell = procs::wait_for("the pod's shell runs", Duration::from_secs(60), || {
+        procs::children_of(cluster_pid)
+            .into_iter()
+            .find(|p| p.cmdline.contains("sleep 600 & wait"))
+    })
+    .await;
+    let sleep = procs::wait_for("the shell's sleep runs", Duration::from_secs(30), || {
+        procs::group(shell.pgrp)
+            .into_iter()
+            .find(|p| p.pid != shell.pid && p.cmdline.starts_with("sleep 600"))
+    })
+    .await;
+    assert_eq!(
+        shell.pgrp, shell.pid,
+        "a container leads its own process group"
+    );
+    (shell, sleep)
+}
+
+/// `driftline cluster` stopped with SIGTERM (as a service manager or
+/// `kill` stops it) shuts down like Ctrl-C: it stops its pods, including
+/// what their containers started, and exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driftline_cluster_stopped_with_sigterm_leaves_no_pod_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cluster = ClusterCommand::start(&state).await;
+    let client = ClusterCommand::client(&state).await;
+    let (shell, sleep) = pod_with_a_child_of_its_own(&client, cluster.pid()).await;
+
+    cluster.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = cluster.wait().await;
+    assert!(
+        status.success(),
+        "SIGTERM ends driftline cluster through its shutdown, not by the signal: {status:?}"
+    );
+    let left = procs::still_running_after(&[shell, sleep], Duration::from_secs(10)).await;
+    assert!(
+        left.is_empty(),
+        "pod processes outlived the cluster: {left:?}"
+    );
+}
+
+/// `driftline cluster` killed with SIGKILL cannot stop anything: its
+/// container processes die with it (parent-death signal), and what they
+/// started themselves is stopped by the next run on the same state
+/// directory, before it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_clusters_pod_processes_die_with_it_or_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cluster = ClusterCommand::start(&state).await;
+    let client = ClusterCommand::client(&state).await;
+    let (shell, sleep) = pod_with_a_child_of_its_own(&client, cluster.pid()).await;
+
+    cluster.signal(nix::sys::signal::Signal::SIGKILL);
+    cluster.wait().await;
+    let left =
+        procs::still_running_after(std::slice::from_ref(&shell), Duration::from_secs(10)).await;
+    assert!(
+        left.is_empty(),
+        "the container process outlived its node: {left:?}"
+    );
+    // The shell's own child escapes the signal: only the next run can stop it.
+    assert!(
+        sleep.running(),
+        "the container's own child should have outlived the killed node, or this test proves nothing"
+    );
+
+    let rerun = ClusterCommand::start(&state).await;
+    let left =
+        procs::still_running_after(std::slice::from_ref(&sleep), Duration::from_secs(10)).await;
+    assert!(
+        left.is_empty(),
+        "the rerun left the first run's processes running: {left:?}"
+    );
+    rerun.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(rerun.wait().await.success());
 }

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use driftline::api::{Model, ModelPhase, ModelVersion};
 use kube::Api;
 
+#[path = "../support/procs.rs"]
+mod procs;
+
 fn up(state: &Path) -> Child {
     up_with(state, &[])
 }
@@ -130,6 +133,68 @@ async fn up_serves_the_bundled_model_stops_cleanly_and_resumes() {
         .filter_map(|v| v.metadata.name)
         .collect();
     assert_eq!(names, vec!["wine-quality-v1".to_string()]);
+    stop(child, &state);
+}
+
+/// `driftline up` killed with SIGKILL (a crash, the OOM killer, `kill -9`)
+/// takes its model servers and gateway with it, and a rerun on the same
+/// state directory starts its own beside none of the first run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_killed_with_sigkill_leaves_no_pod_process_behind() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = dir.path().join("state");
+    let mut child = up(&state);
+    let client = client(&state).await;
+    assert_eq!(serving_champion(&client).await, "v1");
+    // The pods' processes: `driftline serve` and `driftline gateway`, children of `up`.
+    let exe = env!("CARGO_BIN_EXE_driftline");
+    let is_pod =
+        |p: &procs::Proc, command: &str| p.cmdline.starts_with(&format!("{exe} {command} "));
+    let containers = procs::wait_for(
+        "the model server and the gateway run",
+        Duration::from_secs(120),
+        || {
+            let children = procs::children_of(child.id());
+            let serving = children.iter().any(|p| is_pod(p, "serve"));
+            let gateway = children.iter().any(|p| is_pod(p, "gateway"));
+            (serving && gateway).then_some(children)
+        },
+    )
+    .await;
+    // With whatever they started themselves (each container leads its group).
+    let first_run: Vec<procs::Proc> = containers
+        .iter()
+        .flat_map(|c| procs::group(c.pgrp))
+        .collect();
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("SIGKILL");
+    child.wait().expect("driftline up is gone");
+    let left = procs::still_running_after(&containers, Duration::from_secs(10)).await;
+    assert!(
+        left.is_empty(),
+        "the model server and gateway outlived the killed `up`: {left:?}"
+    );
+
+    // A rerun resumes with processes of its own, and none of the first run's.
+    let child = up(&state);
+    let client = resumed_client(&state).await;
+    assert_eq!(serving_champion(&client).await, "v1");
+    procs::wait_for("the rerun's gateway runs", Duration::from_secs(120), || {
+        procs::children_of(child.id())
+            .iter()
+            .any(|p| is_pod(p, "gateway"))
+            .then_some(())
+    })
+    .await;
+    let first: Vec<&procs::Proc> = first_run.iter().filter(|p| p.running()).collect();
+    assert!(
+        first.is_empty(),
+        "processes of the first run still run beside the rerun's: {first:?}"
+    );
     stop(child, &state);
 }
 

@@ -154,7 +154,7 @@ impl ApiServer {
                 // Coalesce bursts of writes into one snapshot.
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 if let Err(e) = server.save_snapshot() {
-                    tracing::warn!(error = %e, "could not write cluster snapshot");
+                    tracing::warn!(error = ?e, "could not write cluster snapshot");
                 }
             }
         }))

@@ -12,7 +12,9 @@ use super::store::Store;
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     /// Reading or writing the file failed.
-    #[error("snapshot {path}: {source}")]
+    #[error(
+        "cannot read or write the snapshot {path} (check the state directory's permissions and free space)"
+    )]
     Io {
         /// The snapshot file.
         path: PathBuf,

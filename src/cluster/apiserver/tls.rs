@@ -13,10 +13,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// Generating or signing a certificate failed.
-    #[error("could not generate the API server certificate: {0}")]
+    #[error("could not generate the API server certificate")]
     Generate(#[from] rcgen::Error),
     /// rustls refused the certificate or key.
-    #[error("could not configure TLS for the API server: {0}")]
+    #[error("could not configure TLS for the API server")]
     Config(#[from] rustls::Error),
 }
 

@@ -22,6 +22,10 @@
 //!    node's part: 3., the proxies and hosts file of 4., and pods' API access
 //!    through projected ServiceAccount tokens ([`service_account`]).
 //!
+//! Nothing the node starts outlives it: container processes die with the
+//! node's process, and a node starting on a state directory first stops
+//! what a crashed one left there ([`processes`]).
+//!
 //! What a user would see as a failure lands in pod / Job conditions and Events.
 
 pub mod container;
@@ -31,6 +35,7 @@ pub mod events;
 pub mod job;
 pub mod kubelet;
 pub mod pods;
+pub mod processes;
 pub mod quantity;
 pub mod scheduler;
 pub mod service;
@@ -170,7 +175,7 @@ fn total_memory() -> Option<u64> {
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
     /// The Node object could not be registered with the API server.
-    #[error("cannot register node `{node}` with the API server: {source}")]
+    #[error("cannot register node `{node}` with the API server")]
     RegisterNode {
         /// Node name.
         node: String,
@@ -179,7 +184,7 @@ pub enum RunnerError {
         source: kube::Error,
     },
     /// The state directory is not usable.
-    #[error("cannot use state directory {path}: {source}")]
+    #[error("cannot use state directory {path}")]
     StateDir {
         /// The directory.
         path: PathBuf,
@@ -187,6 +192,9 @@ pub enum RunnerError {
         #[source]
         source: std::io::Error,
     },
+    /// The records of the node's processes could not be opened.
+    #[error(transparent)]
+    Processes(#[from] processes::ProcessTableError),
     /// `pod_ip_base` is not a loopback address.
     #[error("pod_ip_base {0} is not in 127.0.0.0/8; pods need loopback addresses")]
     NotLoopback(Ipv4Addr),
@@ -214,6 +222,14 @@ impl Runner {
             path: cfg.state_dir.clone(),
             source,
         })?;
+        let (processes, stopped) =
+            processes::ProcessTable::open(&cfg.state_dir, processes::SURVIVOR_GRACE).await?;
+        if !stopped.is_empty() {
+            tracing::warn!(
+                containers = stopped.len(),
+                "stopped the processes an earlier run of this node left behind"
+            );
+        }
         controller::register_node(&client, &cfg).await?;
         let workers: Workers = Arc::new(Mutex::new(HashMap::new()));
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -223,6 +239,7 @@ impl Runner {
             client,
             cfg,
             workers.clone(),
+            Arc::new(processes),
             gpus_rx,
             stop_rx,
         ));

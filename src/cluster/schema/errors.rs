@@ -162,7 +162,7 @@ pub enum SchemaError {
         version: String,
     },
     /// A schema could not be turned into JSON for the CEL engine.
-    #[error("schema at `{path}` cannot be serialized for CEL evaluation: {source}")]
+    #[error("schema at `{path}` cannot be serialized for CEL evaluation")]
     SchemaJson {
         /// Where in the schema.
         path: String,

@@ -36,6 +36,7 @@ use tokio::time::Instant;
 use super::events::{EventNote, EventRecorder, object_ref};
 use super::kubelet::{PodCommand, WorkerContext};
 use super::pods::{Expect, is_owned_by};
+use super::processes::ProcessTable;
 use super::service::ServiceProxies;
 use super::{NodeConfig, Workers, deployment, job};
 
@@ -112,6 +113,7 @@ pub async fn run(
     client: Client,
     cfg: NodeConfig,
     workers: Workers,
+    processes: Arc<ProcessTable>,
     mut gpus: watch::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -141,6 +143,7 @@ pub async fn run(
         events: events.clone(),
         api_server_url: cfg.api_server_url.clone(),
         simulate_processes: cfg.simulate_processes,
+        processes,
     });
     let mut node = NodeLoop {
         client,
@@ -179,7 +182,7 @@ pub async fn run(
         if offered != node.cfg.gpus {
             node.cfg.gpus = offered;
             if let Err(err) = register_node(&node.client, &node.cfg).await {
-                tracing::warn!(%err, gpus = offered, "cannot update the node's GPU capacity");
+                tracing::warn!(error = ?err, gpus = offered, "cannot update the node's GPU capacity");
             }
         }
         node.tick().await;

@@ -32,6 +32,7 @@ use tokio::time::Instant;
 
 use super::container::PodEnvironment;
 use super::events::{EventNote, EventRecorder, object_ref};
+use super::processes::ProcessTable;
 
 /// What the node tells a pod worker.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +68,8 @@ pub struct WorkerContext {
     /// Mark containers as run without starting them (see
     /// [`super::NodeConfig::simulate_processes`]).
     pub simulate_processes: bool,
+    /// Starts and records the container processes (see [`super::processes`]).
+    pub processes: Arc<ProcessTable>,
 }
 
 /// What one pod worker needs to start.

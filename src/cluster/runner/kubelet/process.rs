@@ -58,7 +58,12 @@ impl PodWorker {
             return;
         }
         let now = Timestamp::now();
-        match spawn(&spec, &log, first_start) {
+        let label = format!("{namespace}/{name}/{container_name}");
+        let started = match container_command(&spec, &log, first_start) {
+            Ok(command) => self.ctx.processes.spawn(command, &label).await,
+            Err(err) => Err(err),
+        };
+        match started {
             Ok(mut child) => {
                 let pid = child.id().unwrap_or_default();
                 let exits = self.exits.clone();
@@ -177,6 +182,7 @@ impl PodWorker {
         c.ready = false;
         // Reap anything the container left behind in its process group.
         signal_group(pid, Signal::SIGKILL);
+        self.ctx.processes.forget(pid);
         let (code, signal) = match result {
             Ok(status) => exit_code(status),
             Err(_) => (128, None),
@@ -314,8 +320,13 @@ fn exit_code(status: ExitStatus) -> (i32, Option<i32>) {
     }
 }
 
-/// Spawns a container process in its own process group, output appended to `log`.
-fn spawn(spec: &ProcessSpec, log: &Path, truncate: bool) -> std::io::Result<tokio::process::Child> {
+/// A container's command: its own process group, output appended to `log`
+/// (truncated first when `truncate`).
+fn container_command(
+    spec: &ProcessSpec,
+    log: &Path,
+    truncate: bool,
+) -> std::io::Result<tokio::process::Command> {
     if let Some(parent) = log.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -335,7 +346,7 @@ fn spawn(spec: &ProcessSpec, log: &Path, truncate: bool) -> std::io::Result<toki
         .stderr(Stdio::from(file))
         .process_group(0)
         .kill_on_drop(true);
-    command.spawn()
+    Ok(command)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod crd;
+pub mod data_check;
 pub mod duration;
 pub mod gate;
 pub mod links;
@@ -21,6 +22,9 @@ pub mod version;
 pub mod words;
 
 pub use config::{ConfigError, ModelFile, load_model_config, load_model_file};
+pub use data_check::{
+    ColumnStats, DataCheck, DataCheckReport, DataStats, DataVerdict, MAX_CATEGORIES,
+};
 pub use duration::{DurationError, parse_duration};
 pub use gate::{
     BudgetReport, GateCheck, GateEvaluation, GateReport, GateVerdict, MustPassFailure,
@@ -36,6 +40,7 @@ pub use version::*;
 words::spec_words!(
     Task,
     DataFormat,
+    Partitioning,
     FeatureKind,
     Activation,
     Optimizer,
@@ -48,6 +53,7 @@ words::spec_words!(
     ModelPhase,
     ConditionStatus,
     TrainingTrigger,
+    RunStage,
     AnalysisOutcome,
     VersionPhase,
 );

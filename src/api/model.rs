@@ -91,6 +91,41 @@ pub enum DataFormat {
     Csv,
     /// One JSON object per line.
     Jsonl,
+    /// Apache Parquet (uncompressed, snappy or zstd): numbers and booleans
+    /// as they are, strings and dictionaries as categories, nulls as missing.
+    Parquet,
+}
+
+/// How the files under a prefix are laid out.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Partitioning {
+    /// `key=value/` directories (`date=2026-12-01/part-0.parquet`): each key
+    /// is a column of its files' rows, usable as a feature, in `where` and
+    /// as the window's column; a key whose values are dates prunes whole
+    /// days outside the window before any file is opened.
+    Hive,
+}
+
+/// Train on recent rows only, counted back from the training start.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataWindow {
+    /// The column holding each row's time: a timestamp, a date, RFC 3339
+    /// text or a Hive partition key such as `date`.
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("size(self) > 0").message(msg::WINDOW_COLUMN_EMPTY))]
+    pub column: String,
+    /// How far back rows count (`30d`); older partitions are not read.
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::WINDOW_LAST_DURATION))]
+    pub last: String,
+    /// The newest span of the window (`1d`) is the validation split instead
+    /// of a random `validationFraction` share: a time-aware holdout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::WINDOW_HOLDOUT_DURATION))]
+    pub holdout: Option<String>,
 }
 
 /// How a feature column is treated.
@@ -107,12 +142,24 @@ pub enum FeatureKind {
 #[x_kube(validation = Rule::new("!has(self.features) || !(self.target in self.features)").message(msg::TARGET_IN_FEATURES))]
 #[serde(rename_all = "camelCase")]
 pub struct DataSpec {
-    /// `file://`, a plain path, `s3://`, `gs://`, `az://` or `https://`.
+    /// A file, a prefix ending in `/` (every file under it), or a glob
+    /// (`s3://b/events/*/part-*.parquet`): `file://`, a plain path, `s3://`,
+    /// `gs://`, `az://`, or `https://` for one file.
     #[x_kube(validation = Rule::new("size(self) > 0").message(msg::SOURCE_EMPTY))]
     pub source: String,
-    /// `csv` or `jsonl`; inferred from the extension when absent.
+    /// `csv`, `jsonl` or `parquet`; inferred from the file extensions when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<DataFormat>,
+    /// `hive`: the prefix holds `key=value/` directories whose keys are columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitioning: Option<Partitioning>,
+    /// Only rows of the last `last` before the training start, by `column`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<DataWindow>,
+    /// Column → condition (`eu`, `a|b`, `>=10`, `10..12`): only matching rows
+    /// train; on a partition key, other partitions are not read at all.
+    #[serde(rename = "where", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub where_: BTreeMap<String, String>,
     /// The column to predict.
     #[x_kube(validation = Rule::new("size(self) > 0").message(msg::TARGET_EMPTY))]
     pub target: String,
@@ -596,10 +643,93 @@ pub struct BudgetSpec {
     pub max_parameters: Option<u64>,
 }
 
+/// The data check before any training: the new training window against
+/// these bounds and against the champion's training data, on a CPU, before
+/// a GPU is requested. On by default, for Models without a `gate` too.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataCheckSpec {
+    /// `false` trains without checking.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Fewest rows the training window must hold.
+    #[serde(default = "default_min_rows")]
+    pub min_rows: u64,
+    /// Largest share of rows without a target value.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::DATA_RATE_RANGE))]
+    pub max_target_null_rate: f64,
+    /// Largest rise of a feature's null rate over the champion's training data.
+    #[serde(default = "default_null_rate_increase")]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::DATA_RATE_RANGE))]
+    pub max_null_rate_increase: f64,
+    /// Largest change of a class's share from the champion's; a class the
+    /// champion learnt that has no rows now always fails.
+    #[serde(default = "default_class_share_change")]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::DATA_RATE_RANGE))]
+    pub max_class_share_change: f64,
+    /// Largest share of a numeric feature's values outside the range the
+    /// champion was trained on.
+    #[serde(default = "default_out_of_range_rate")]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::DATA_RATE_RANGE))]
+    pub max_out_of_range_rate: f64,
+    /// Largest share of rows repeating an earlier row; unset reports them only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::DATA_RATE_RANGE))]
+    pub max_duplicate_rate: Option<f64>,
+}
+
+fn default_min_rows() -> u64 {
+    10
+}
+fn default_null_rate_increase() -> f64 {
+    0.1
+}
+fn default_class_share_change() -> f64 {
+    0.2
+}
+fn default_out_of_range_rate() -> f64 {
+    0.05
+}
+
+impl Default for DataCheckSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_rows: default_min_rows(),
+            max_target_null_rate: 0.0,
+            max_null_rate_increase: default_null_rate_increase(),
+            max_class_share_change: default_class_share_change(),
+            max_out_of_range_rate: default_out_of_range_rate(),
+            max_duplicate_rate: None,
+        }
+    }
+}
+
+impl DataCheckSpec {
+    fn is_default(&self) -> bool {
+        *self == DataCheckSpec::default()
+    }
+}
+
+impl ModelSpec {
+    /// The data check this Model asks for: `gate.data`, or the defaults
+    /// (on) when it has no gate or the gate does not say.
+    pub fn data_check(&self) -> DataCheckSpec {
+        self.gate
+            .as_ref()
+            .map(|g| g.data.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// The promotion gate: a curated regression test-set and its thresholds.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GateSpec {
+    /// The data check before training (on by default).
+    #[serde(default, skip_serializing_if = "DataCheckSpec::is_default")]
+    pub data: DataCheckSpec,
     /// URI of the regression test-set (same formats as `data.source`).
     #[x_kube(validation = Rule::new("size(self) > 0").message(msg::TEST_SET_EMPTY))]
     pub test_set: String,

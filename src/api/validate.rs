@@ -15,6 +15,16 @@ use super::slice::SliceCondition;
 pub mod msg {
     pub const SOURCE_EMPTY: &str =
         "data source must not be empty; write e.g. `s3://bucket/train.csv`";
+    pub const WINDOW_COLUMN_EMPTY: &str =
+        "data window column must name the column holding each row's time";
+    pub const WINDOW_LAST_DURATION: &str =
+        "data window last must be a duration such as `30d` or `12h`";
+    pub const WINDOW_HOLDOUT_DURATION: &str =
+        "data window holdout must be a duration such as `1d` or `6h`";
+    pub const WINDOW_HOLDOUT_SHORTER: &str = "data window holdout must be shorter than the window's `last`, or no rows are left to train on";
+    pub const WHERE_CONDITION: &str =
+        "a data `where` condition must be a value, `a|b`, `>=10`, `<5` or `10..12`";
+    pub const DATA_RATE_RANGE: &str = "a gate.data rate must be between 0 and 1";
     pub const TARGET_EMPTY: &str = "data target must name the column to predict";
     pub const TARGET_IN_FEATURES: &str =
         "the target column must not also be listed in data.features";
@@ -348,6 +358,43 @@ impl ModelSpec {
             "spec.data.validationFraction",
             msg::VALIDATION_FRACTION,
         );
+        if let Some(w) = &d.window {
+            c.check(
+                !w.column.trim().is_empty(),
+                "spec.data.window.column",
+                msg::WINDOW_COLUMN_EMPTY,
+            );
+            let last = parse_duration(&w.last);
+            c.check_detail(
+                last.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+                "spec.data.window.last",
+                msg::WINDOW_LAST_DURATION,
+            );
+            if let Some(holdout) = &w.holdout {
+                let held = parse_duration(holdout);
+                c.check_detail(
+                    held.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+                    "spec.data.window.holdout",
+                    msg::WINDOW_HOLDOUT_DURATION,
+                );
+                if let (Ok(last), Ok(held)) = (last, held) {
+                    c.check(
+                        held < last,
+                        "spec.data.window.holdout",
+                        msg::WINDOW_HOLDOUT_SHORTER,
+                    );
+                }
+            }
+        }
+        for (column, condition) in &d.where_ {
+            c.check_detail(
+                SliceCondition::parse(condition)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                format!("spec.data.where.{column}"),
+                msg::WHERE_CONDITION,
+            );
+        }
 
         let a = &self.architecture;
         c.check(
@@ -449,6 +496,22 @@ impl ModelSpec {
         drift(&mut c, &self.drift);
 
         if let Some(g) = &self.gate {
+            let d = &g.data;
+            for (value, name) in [
+                (Some(d.max_target_null_rate), "maxTargetNullRate"),
+                (Some(d.max_null_rate_increase), "maxNullRateIncrease"),
+                (Some(d.max_class_share_change), "maxClassShareChange"),
+                (Some(d.max_out_of_range_rate), "maxOutOfRangeRate"),
+                (d.max_duplicate_rate, "maxDuplicateRate"),
+            ] {
+                if let Some(v) = value {
+                    c.check(
+                        in_unit(v),
+                        format!("spec.gate.data.{name}"),
+                        msg::DATA_RATE_RANGE,
+                    );
+                }
+            }
             c.check(
                 !g.test_set.is_empty(),
                 "spec.gate.testSet",

@@ -13,7 +13,10 @@ use kube::ResourceExt;
 use tracing::info;
 
 use crate::api::names;
-use crate::api::{Model, ModelVersion, ModelVersionStatus, TrainingTrigger, version_name};
+use crate::api::{
+    Model, ModelVersion, ModelVersionStatus, RunStage, TrainingTrigger, VersionPhase, version_name,
+    version_number,
+};
 use crate::policy::{Action, Decision, EventKind, version_status};
 
 use super::apply;
@@ -45,7 +48,6 @@ pub fn plan(
     now: DateTime<Utc>,
     settings: &ChildSettings,
 ) -> Result<Plan, OperatorError> {
-    let name = model.name_any();
     let mut plan = Plan::default();
     let mut current: BTreeMap<u32, (ModelVersion, ModelVersionStatus)> = BTreeMap::new();
     for v in versions {
@@ -56,10 +58,21 @@ pub fn plan(
             // created (the create is not repeated): write it now, or the
             // version would never learn where its artifact and gate report
             // are, and wait for them forever.
-            None => children::initial_version_status(
-                children::artifact_uri(model, n, settings)?,
-                names::training_job(&name, n),
-            ),
+            None => {
+                let checking = decision.status.training.as_ref().is_some_and(|t| {
+                    version_number(&t.version) == Some(n) && t.stage == RunStage::CheckingData
+                });
+                children::initial_version_status(
+                    model,
+                    n,
+                    if checking {
+                        VersionPhase::CheckingData
+                    } else {
+                        VersionPhase::Training
+                    },
+                    settings,
+                )?
+            }
         };
         current.insert(n, (v.clone(), status));
     }
@@ -70,6 +83,7 @@ pub fn plan(
                 trigger,
                 reason,
                 config_hash,
+                phase,
             } => {
                 let n = *version;
                 let mv = children::model_version(
@@ -80,10 +94,7 @@ pub fn plan(
                     config_hash,
                     decision.status.data_digest.clone(),
                 )?;
-                let status = children::initial_version_status(
-                    children::artifact_uri(model, n, settings)?,
-                    names::training_job(&name, n),
-                );
+                let status = children::initial_version_status(model, n, *phase, settings)?;
                 plan.create.push(mv.clone());
                 plan.started.push((n, *trigger, reason.clone()));
                 current.insert(n, (mv, status));
@@ -196,6 +207,7 @@ mod tests {
             trigger: TrainingTrigger::Initial,
             reason: "first version".into(),
             config_hash: "abc".into(),
+            phase: VersionPhase::Training,
         }]);
         let plan = plan(&wine(), &[], &d, at("2026-06-01T08:00:00Z"), &settings()).expect("plans");
         assert_eq!(plan.create.len(), 1);

@@ -215,6 +215,58 @@ pub async fn read_gate_report(artifact: &str) -> Result<Option<GateEvaluation>, 
     }
 }
 
+/// The report of a version's data check, once its Job wrote one.
+async fn read_data_check_report(
+    artifact: &str,
+) -> Result<Option<crate::api::DataCheckReport>, OperatorError> {
+    let uri = names::data_check_report_uri(artifact);
+    match crate::ml::store::read_bytes(&uri).await {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| OperatorError::DataCheckReport { uri, source }),
+        Err(crate::ml::store::StoreError::NotFound { .. }) => Ok(None),
+        Err(source) => Err(OperatorError::Store {
+            action: format!("read data check report {uri}"),
+            source,
+        }),
+    }
+}
+
+/// What came of the data checks of versions checking their data: the
+/// report each Job left, or its failure when it left none.
+async fn data_checks(
+    name: &str,
+    versions: &[ModelVersion],
+    jobs: &[&Job],
+) -> Result<Vec<crate::policy::DataCheckResult>, OperatorError> {
+    use crate::policy::{DataCheckOutcome, DataCheckResult};
+    let mut out = Vec::new();
+    for v in versions {
+        let Some(s) = v.status.as_ref() else { continue };
+        let (VersionPhase::CheckingData, Some(artifact)) = (s.phase, s.artifact.as_ref()) else {
+            continue;
+        };
+        let n = v.spec.version;
+        let outcome = match read_data_check_report(&artifact.uri).await? {
+            Some(report) => Some(DataCheckOutcome::Verdict(report.verdict)),
+            None => jobs
+                .iter()
+                .find(|j| j.metadata.name.as_deref() == Some(&names::data_check_job(name, n)))
+                .and_then(|j| match job_state(j) {
+                    JobState::Failed { message } => Some(DataCheckOutcome::JobFailed(message)),
+                    _ => None,
+                }),
+        };
+        if let Some(outcome) = outcome {
+            out.push(DataCheckResult {
+                version: n,
+                outcome,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// A trained artifact's `manifest.json`; `None` (logged, naming `purpose`)
 /// when it cannot be read: what needed it goes without, nothing else changes.
 pub async fn read_manifest(artifact: &str, purpose: &str) -> Option<crate::ml::artifact::Manifest> {
@@ -406,6 +458,7 @@ pub async fn observations(
             }
         }
     }
+    obs.data_checks = data_checks(name, versions, jobs).await?;
     obs.ready_versions = ready_versions(name, deployments);
 
     let mut acknowledged = None;
@@ -431,11 +484,12 @@ pub async fn observations(
         }
     }
 
-    // `retrain.onNewData`: the data source's version (ETag, or size and
-    // modification time), compared by the core with the one the latest
+    // `retrain.onNewData`: the data's version (one file's ETag, or size and
+    // modification time; for a prefix, the digest of the files inside the
+    // window as of now), compared by the core with the one the latest
     // training started from. A source that cannot be read is not "new".
     if model.spec.retrain.as_ref().is_some_and(|r| r.on_new_data) {
-        match crate::ml::store::version_tag(&model.spec.data.source).await {
+        match crate::data::version(&model.spec.data, obs.now).await {
             Ok(tag) => obs.source_digest = Some(tag),
             Err(e) => {
                 tracing::warn!(source = %model.spec.data.source, error = %e, "cannot read the data source's version")

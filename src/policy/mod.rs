@@ -22,6 +22,7 @@
 pub mod action;
 pub mod canary;
 pub mod conditions;
+pub mod data_check;
 pub mod decide;
 pub mod drift;
 pub mod gate;
@@ -31,6 +32,6 @@ pub mod version_status;
 pub use action::{Action, Decision, EventKind};
 pub use decide::{SCHEDULE_GRACE, config_hash, decide};
 pub use observe::{
-    CanaryMetrics, DriftReading, GateResult, JobState, ManualAction, ManualRequest, Observations,
-    ServingMetrics, TrainingJob,
+    CanaryMetrics, DataCheckOutcome, DataCheckResult, DriftReading, GateResult, JobState,
+    ManualAction, ManualRequest, Observations, ServingMetrics, TrainingJob,
 };

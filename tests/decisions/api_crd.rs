@@ -239,6 +239,7 @@ fn version_phases_are_the_documented_ones() {
     assert_eq!(
         phases,
         &serde_json::json!([
+            "CheckingData",
             "Training",
             "Trained",
             "Rejected",
@@ -246,7 +247,8 @@ fn version_phases_are_the_documented_ones() {
             "Champion",
             "Superseded",
             "RolledBack",
-            "Failed"
+            "Failed",
+            "DataRejected"
         ])
     );
 }

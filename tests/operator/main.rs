@@ -5,6 +5,7 @@
 //! library, so grouping keeps CI's link time and disk use down.
 
 mod dashboard;
+mod data_check;
 #[path = "../cluster/k8s_tools.rs"]
 mod k8s_tools;
 mod leader_election;

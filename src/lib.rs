@@ -10,6 +10,7 @@ pub mod dashboard;
 pub mod data;
 pub mod drift;
 pub mod ml;
+pub mod net;
 pub mod operator;
 pub mod policy;
 pub mod registry;

@@ -9,6 +9,11 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use kube::KubeSchema;
+
+use super::model::{ModelSpec, default_true};
+use super::validate::msg;
+
 /// One column of a training window, counted.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -162,4 +167,84 @@ pub struct DataCheckReport {
     /// prefix, refused credentials), naming the file; the verdict then fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// The data check before any training: the new training window against
+/// these bounds and against the champion's training data, on a CPU, before
+/// a GPU is requested. On by default, for Models without a `gate` too.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataCheckSpec {
+    /// `false` trains without checking.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Fewest rows the training window must hold.
+    #[serde(default = "default_min_rows")]
+    pub min_rows: u64,
+    /// Largest share of rows without a target value.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::DATA_RATE_RANGE))]
+    pub max_target_null_rate: f64,
+    /// Largest rise of a feature's null rate over the champion's training data.
+    #[serde(default = "default_null_rate_increase")]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::DATA_RATE_RANGE))]
+    pub max_null_rate_increase: f64,
+    /// Largest change of a class's share from the champion's; a class the
+    /// champion learnt that has no rows now always fails.
+    #[serde(default = "default_class_share_change")]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::DATA_RATE_RANGE))]
+    pub max_class_share_change: f64,
+    /// Largest share of a numeric feature's values outside the range the
+    /// champion was trained on.
+    #[serde(default = "default_out_of_range_rate")]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::DATA_RATE_RANGE))]
+    pub max_out_of_range_rate: f64,
+    /// Largest share of rows repeating an earlier row; unset reports them only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::DATA_RATE_RANGE))]
+    pub max_duplicate_rate: Option<f64>,
+}
+
+fn default_min_rows() -> u64 {
+    10
+}
+fn default_null_rate_increase() -> f64 {
+    0.1
+}
+fn default_class_share_change() -> f64 {
+    0.2
+}
+fn default_out_of_range_rate() -> f64 {
+    0.05
+}
+
+impl Default for DataCheckSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_rows: default_min_rows(),
+            max_target_null_rate: 0.0,
+            max_null_rate_increase: default_null_rate_increase(),
+            max_class_share_change: default_class_share_change(),
+            max_out_of_range_rate: default_out_of_range_rate(),
+            max_duplicate_rate: None,
+        }
+    }
+}
+
+impl DataCheckSpec {
+    pub(super) fn is_default(&self) -> bool {
+        *self == DataCheckSpec::default()
+    }
+}
+
+impl ModelSpec {
+    /// The data check this Model asks for: `gate.data`, or the defaults
+    /// (on) when it has no gate or the gate does not say.
+    pub fn data_check(&self) -> DataCheckSpec {
+        self.gate
+            .as_ref()
+            .map(|g| g.data.clone())
+            .unwrap_or_default()
+    }
 }

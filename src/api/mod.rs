@@ -7,6 +7,7 @@
 pub mod config;
 pub mod crd;
 pub mod data_check;
+pub mod data_window;
 pub mod duration;
 pub mod gate;
 pub mod links;
@@ -23,9 +24,10 @@ pub mod words;
 
 pub use config::{ConfigError, ModelFile, load_model_config, load_model_file};
 pub use data_check::{
-    ColumnStats, DataCheck, DataCheckReport, DataStats, DataVerdict, MAX_CATEGORIES,
+    ColumnStats, DataCheck, DataCheckReport, DataCheckSpec, DataStats, DataVerdict, MAX_CATEGORIES,
 };
-pub use duration::{DurationError, parse_duration};
+pub use data_window::{DataWindow, Partitioning};
+pub use duration::{DurationError, SpecDuration, parse_duration};
 pub use gate::{
     BudgetReport, GateCheck, GateEvaluation, GateReport, GateVerdict, MustPassFailure,
     MustPassReport, SliceReport,

@@ -11,8 +11,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::status::ModelStatus;
-use super::validate::{architecture_rule, cron_rule, msg, time_zone_rule};
+use super::data_window::{DataWindow, Partitioning};
+use super::validate::time_zone_rule;
+use super::validate::{DURATION_RULE, UNIT_METRIC_RULE, architecture_rule, cron_rule, msg};
+use super::{data_check::DataCheckSpec, duration::SpecDuration, status::ModelStatus};
 
 /// A model that driftline trains, gates, serves and keeps healthy.
 // kube's repeated `printcolumn(type_ = ...)` is not a duplicated attribute.
@@ -91,41 +93,8 @@ pub enum DataFormat {
     Csv,
     /// One JSON object per line.
     Jsonl,
-    /// Apache Parquet (uncompressed, snappy or zstd): numbers and booleans
-    /// as they are, strings and dictionaries as categories, nulls as missing.
+    /// Apache Parquet (uncompressed, snappy or zstd); strings are categories.
     Parquet,
-}
-
-/// How the files under a prefix are laid out.
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub enum Partitioning {
-    /// `key=value/` directories (`date=2026-12-01/part-0.parquet`): each key
-    /// is a column of its files' rows, usable as a feature, in `where` and
-    /// as the window's column; a key whose values are dates prunes whole
-    /// days outside the window before any file is opened.
-    Hive,
-}
-
-/// Train on recent rows only, counted back from the training start.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct DataWindow {
-    /// The column holding each row's time: a timestamp, a date, RFC 3339
-    /// text or a Hive partition key such as `date`.
-    #[schemars(length(max = 253))]
-    #[x_kube(validation = Rule::new("size(self) > 0").message(msg::WINDOW_COLUMN_EMPTY))]
-    pub column: String,
-    /// How far back rows count (`30d`); older partitions are not read.
-    #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::WINDOW_LAST_DURATION))]
-    pub last: String,
-    /// The newest span of the window (`1d`) is the validation split instead
-    /// of a random `validationFraction` share: a time-aware holdout.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::WINDOW_HOLDOUT_DURATION))]
-    pub holdout: Option<String>,
 }
 
 /// How a feature column is treated.
@@ -142,9 +111,8 @@ pub enum FeatureKind {
 #[x_kube(validation = Rule::new("!has(self.features) || !(self.target in self.features)").message(msg::TARGET_IN_FEATURES))]
 #[serde(rename_all = "camelCase")]
 pub struct DataSpec {
-    /// A file, a prefix ending in `/` (every file under it), or a glob
-    /// (`s3://b/events/*/part-*.parquet`): `file://`, a plain path, `s3://`,
-    /// `gs://`, `az://`, or `https://` for one file.
+    /// A file, a prefix ending in `/` or a glob (`s3://b/events/*/*.parquet`):
+    /// `file://`, a plain path, `s3://`, `gs://`, `az://`; `https://` one file.
     #[x_kube(validation = Rule::new("size(self) > 0").message(msg::SOURCE_EMPTY))]
     pub source: String,
     /// `csv`, `jsonl` or `parquet`; inferred from the file extensions when absent.
@@ -156,8 +124,7 @@ pub struct DataSpec {
     /// Only rows of the last `last` before the training start, by `column`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<DataWindow>,
-    /// Column → condition (`eu`, `a|b`, `>=10`, `10..12`): only matching rows
-    /// train; on a partition key, other partitions are not read at all.
+    /// Column → condition (`eu`, `a|b`, `>=10`): only matching rows (partitions) are read.
     #[serde(rename = "where", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub where_: BTreeMap<String, String>,
     /// The column to predict.
@@ -315,7 +282,7 @@ pub struct TrainingSpec {
     /// Longest a training Job may run (`2h`); the Job's activeDeadlineSeconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::DEADLINE_DURATION))]
-    pub deadline: Option<String>,
+    pub deadline: Option<SpecDuration>,
     /// Retries of a failed training Job (its backoffLimit).
     #[serde(default = "default_retries")]
     pub retries: u32,
@@ -384,7 +351,7 @@ pub struct RetrainSpec {
     /// Least time between two drift- or data-triggered retrains (`6h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::COOLDOWN_DURATION))]
-    pub cooldown: Option<String>,
+    pub cooldown: Option<SpecDuration>,
     /// Most drift- or data-triggered retrains in any 24 hours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self > 0").message(msg::MAX_PER_DAY))]
@@ -643,86 +610,6 @@ pub struct BudgetSpec {
     pub max_parameters: Option<u64>,
 }
 
-/// The data check before any training: the new training window against
-/// these bounds and against the champion's training data, on a CPU, before
-/// a GPU is requested. On by default, for Models without a `gate` too.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct DataCheckSpec {
-    /// `false` trains without checking.
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// Fewest rows the training window must hold.
-    #[serde(default = "default_min_rows")]
-    pub min_rows: u64,
-    /// Largest share of rows without a target value.
-    #[serde(default)]
-    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::DATA_RATE_RANGE))]
-    pub max_target_null_rate: f64,
-    /// Largest rise of a feature's null rate over the champion's training data.
-    #[serde(default = "default_null_rate_increase")]
-    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::DATA_RATE_RANGE))]
-    pub max_null_rate_increase: f64,
-    /// Largest change of a class's share from the champion's; a class the
-    /// champion learnt that has no rows now always fails.
-    #[serde(default = "default_class_share_change")]
-    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::DATA_RATE_RANGE))]
-    pub max_class_share_change: f64,
-    /// Largest share of a numeric feature's values outside the range the
-    /// champion was trained on.
-    #[serde(default = "default_out_of_range_rate")]
-    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::DATA_RATE_RANGE))]
-    pub max_out_of_range_rate: f64,
-    /// Largest share of rows repeating an earlier row; unset reports them only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::DATA_RATE_RANGE))]
-    pub max_duplicate_rate: Option<f64>,
-}
-
-fn default_min_rows() -> u64 {
-    10
-}
-fn default_null_rate_increase() -> f64 {
-    0.1
-}
-fn default_class_share_change() -> f64 {
-    0.2
-}
-fn default_out_of_range_rate() -> f64 {
-    0.05
-}
-
-impl Default for DataCheckSpec {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            min_rows: default_min_rows(),
-            max_target_null_rate: 0.0,
-            max_null_rate_increase: default_null_rate_increase(),
-            max_class_share_change: default_class_share_change(),
-            max_out_of_range_rate: default_out_of_range_rate(),
-            max_duplicate_rate: None,
-        }
-    }
-}
-
-impl DataCheckSpec {
-    fn is_default(&self) -> bool {
-        *self == DataCheckSpec::default()
-    }
-}
-
-impl ModelSpec {
-    /// The data check this Model asks for: `gate.data`, or the defaults
-    /// (on) when it has no gate or the gate does not say.
-    pub fn data_check(&self) -> DataCheckSpec {
-        self.gate
-            .as_ref()
-            .map(|g| g.data.clone())
-            .unwrap_or_default()
-    }
-}
-
 /// The promotion gate: a curated regression test-set and its thresholds.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -759,9 +646,8 @@ pub struct CanaryStep {
     #[x_kube(validation = Rule::new("self >= 1 && self <= 100").message(msg::CANARY_WEIGHT))]
     pub weight: u32,
     /// How long to hold this weight before the analysis (`10m`).
-    #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::PAUSE_DURATION))]
-    pub pause: String,
+    pub pause: SpecDuration,
 }
 
 /// Checks of the canary against the stable version on the same window.
@@ -838,7 +724,7 @@ pub struct RolloutSpec {
     /// pause before the canary is rolled back (`2h`); unset waits indefinitely.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::PROGRESS_DEADLINE_DURATION))]
-    pub progress_deadline: Option<String>,
+    pub progress_deadline: Option<SpecDuration>,
     /// Superseded versions kept (artifacts and ModelVersion objects).
     #[serde(default = "default_retain")]
     pub retain_superseded: u32,
@@ -847,7 +733,14 @@ pub struct RolloutSpec {
     pub retain_failed: u32,
 }
 
-fn default_true() -> bool {
+/// `n` minutes, as a default pause.
+fn minutes(n: u32) -> SpecDuration {
+    format!("{n}m")
+        .parse()
+        .unwrap_or_else(|e| unreachable!("a whole number of minutes is a duration: {e}"))
+}
+
+pub(super) fn default_true() -> bool {
     true
 }
 fn default_retain() -> u32 {
@@ -860,11 +753,11 @@ impl Default for RolloutSpec {
             steps: vec![
                 CanaryStep {
                     weight: 10,
-                    pause: "5m".into(),
+                    pause: minutes(5),
                 },
                 CanaryStep {
                     weight: 50,
-                    pause: "10m".into(),
+                    pause: minutes(10),
                 },
             ],
             analysis: AnalysisSpec::default(),
@@ -904,11 +797,3 @@ impl Default for ServingSpec {
         }
     }
 }
-
-/// A Go-style duration as `api::parse_duration` accepts it: `250ms`, `90s`, `10m`, `1h30m`, `2d`.
-const DURATION_RULE: &str = "self.matches('^([0-9]+(ms|[smhd]))+$')";
-
-/// Metrics that lie in [0, 1]: their bounds must too.
-const UNIT_METRIC_RULE: &str = "!(self.name in ['accuracy', 'macroF1', 'rocAuc']) || \
-    ((!has(self.min) || (double(self.min) >= 0.0 && double(self.min) <= 1.0)) && \
-    (!has(self.max) || (double(self.max) >= 0.0 && double(self.max) <= 1.0)))";

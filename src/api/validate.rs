@@ -1,10 +1,12 @@
 //! What users get wrong in a Model, checked twice with the same words: by the
 //! API server (CEL rules in the CRD, built from the messages below) and by
 //! [`ModelSpec::validate`] for the CLI, which reads YAML without a server.
+//! Durations are the exception: they are typed ([`super::SpecDuration`]), so
+//! the CLI refuses a bad one while decoding, naming its field, and the API
+//! server by its CEL rule.
 
 use std::fmt;
 
-use super::duration::parse_duration;
 use super::model::{
     AnalysisSpec, DriftSpec, DriftStatistic, DriftThreshold, MetricThreshold, ModelSpec,
 };
@@ -180,10 +182,6 @@ impl Collector {
 
 fn in_unit(x: f64) -> bool {
     (0.0..=1.0).contains(&x)
-}
-
-fn duration(s: &str) -> Result<(), String> {
-    parse_duration(s).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// A Kubernetes quantity: a decimal number with an optional SI or binary suffix.
@@ -364,26 +362,12 @@ impl ModelSpec {
                 "spec.data.window.column",
                 msg::WINDOW_COLUMN_EMPTY,
             );
-            let last = parse_duration(&w.last);
-            c.check_detail(
-                last.as_ref().map(|_| ()).map_err(|e| e.to_string()),
-                "spec.data.window.last",
-                msg::WINDOW_LAST_DURATION,
-            );
             if let Some(holdout) = &w.holdout {
-                let held = parse_duration(holdout);
-                c.check_detail(
-                    held.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+                c.check(
+                    holdout.get() < w.last.get(),
                     "spec.data.window.holdout",
-                    msg::WINDOW_HOLDOUT_DURATION,
+                    msg::WINDOW_HOLDOUT_SHORTER,
                 );
-                if let (Ok(last), Ok(held)) = (last, held) {
-                    c.check(
-                        held < last,
-                        "spec.data.window.holdout",
-                        msg::WINDOW_HOLDOUT_SHORTER,
-                    );
-                }
             }
         }
         for (column, condition) in &d.where_ {
@@ -453,13 +437,6 @@ impl ModelSpec {
                 );
             }
         }
-        if let Some(deadline) = &t.deadline {
-            c.check_detail(
-                duration(deadline),
-                "spec.training.deadline",
-                msg::DEADLINE_DURATION,
-            );
-        }
 
         if let Some(r) = &self.retrain {
             c.check(
@@ -480,13 +457,6 @@ impl ModelSpec {
                     .map(|_| ())
                     .map_err(|e| e.to_string());
                 c.check_detail(parsed, "spec.retrain.schedule", msg::SCHEDULE_SHAPE);
-            }
-            if let Some(cooldown) = &r.cooldown {
-                c.check_detail(
-                    duration(cooldown),
-                    "spec.retrain.cooldown",
-                    msg::COOLDOWN_DURATION,
-                );
             }
             if let Some(n) = r.max_per_day {
                 c.check(n > 0, "spec.retrain.maxPerDay", msg::MAX_PER_DAY);
@@ -592,18 +562,6 @@ impl ModelSpec {
                 format!("{p}.weight"),
                 msg::CANARY_WEIGHT,
             );
-            c.check_detail(
-                duration(&s.pause),
-                format!("{p}.pause"),
-                msg::PAUSE_DURATION,
-            );
-        }
-        if let Some(deadline) = &r.progress_deadline {
-            c.check_detail(
-                duration(deadline),
-                "spec.rollout.progressDeadline",
-                msg::PROGRESS_DEADLINE_DURATION,
-            );
         }
         analysis(&mut c, &r.analysis);
 
@@ -616,3 +574,11 @@ impl ModelSpec {
         c.finish()
     }
 }
+
+/// A Go-style duration as `api::parse_duration` accepts it: `250ms`, `90s`, `10m`, `1h30m`, `2d`.
+pub(super) const DURATION_RULE: &str = "self.matches('^([0-9]{1,9}(ms|[smhd]))+$')";
+
+/// Metrics that lie in [0, 1]: their bounds must too.
+pub(super) const UNIT_METRIC_RULE: &str = "!(self.name in ['accuracy', 'macroF1', 'rocAuc']) || \
+    ((!has(self.min) || (double(self.min) >= 0.0 && double(self.min) <= 1.0)) && \
+    (!has(self.max) || (double(self.max) >= 0.0 && double(self.max) <= 1.0)))";

@@ -1,6 +1,6 @@
 //! `driftline datacheck`: the CPU step before training. Reads the run's
 //! window, computes its statistics, judges them against `gate.data` and the
-//! champion's training statistics (`policy::data_check`), and leaves the
+//! champion's training statistics (`policy::data_verdict`), and leaves the
 //! report (`datacheck.json`) for the operator.
 //!
 //! Exit codes: 0 passed (or `--report-only` with the report written), 1
@@ -48,7 +48,7 @@ async fn champion_stats(uri: &str) -> Result<Option<DataStats>, MlError> {
 
 /// Runs `driftline datacheck`.
 pub async fn run(args: DataCheckArgs) -> Result<ExitCode, MlError> {
-    let spec = read_config(&args.config).await?;
+    let spec = read_config(&args.config).await?.spec;
     let as_of = args.as_of.unwrap_or_else(chrono::Utc::now);
     let champion = match &args.champion {
         Some(uri) => champion_stats(uri).await?,
@@ -65,12 +65,8 @@ pub async fn run(args: DataCheckArgs) -> Result<ExitCode, MlError> {
                 .filter_map(|(name, s)| Some((name.clone(), (s.min?, s.max?))))
                 .collect();
             let stats = data::statistics(table, &features, &spec.data.target, &ranges);
-            let verdict = policy::data_check::verdict(
-                &spec.data_check(),
-                spec.task,
-                &stats,
-                champion.as_ref(),
-            );
+            let verdict =
+                policy::data_verdict(&spec.data_check(), spec.task, &stats, champion.as_ref());
             DataCheckReport {
                 source: spec.data.source.clone(),
                 digest: table.digest.clone(),

@@ -675,8 +675,8 @@ mod tests {
         spec.partitioning = Some(Partitioning::Hive);
         spec.window = Some(DataWindow {
             column: "event_time".into(),
-            last: last.into(),
-            holdout: holdout.map(Into::into),
+            last: last.parse().unwrap(),
+            holdout: holdout.map(|h| h.parse().unwrap()),
         });
         spec
     }

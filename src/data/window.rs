@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::api::{DataWindow, parse_duration};
+use crate::api::{DataWindow, SpecDuration};
 
 use super::error::DataError;
 
@@ -24,19 +24,16 @@ pub struct WindowBounds {
 impl WindowBounds {
     /// The window of `spec` for a run started at `as_of`.
     pub fn of(spec: &DataWindow, source: &str, as_of: DateTime<Utc>) -> Result<Self, DataError> {
-        let span = |field: &str, text: &str| {
-            parse_duration(text)
-                .ok()
-                .and_then(|d| TimeDelta::from_std(d).ok())
-                .ok_or_else(|| DataError::Source {
-                    source_uri: source.into(),
-                    reason: format!("data.window.{field} `{text}` is not a duration such as `30d`"),
-                })
+        let span = |field: &str, d: &SpecDuration| {
+            TimeDelta::from_std(d.get()).map_err(|_| DataError::Source {
+                source_uri: source.into(),
+                reason: format!("data.window.{field} `{d}` is too long"),
+            })
         };
         let last = span("last", &spec.last)?;
         let holdout = spec
             .holdout
-            .as_deref()
+            .as_ref()
             .map(|h| span("holdout", h))
             .transpose()?;
         Ok(WindowBounds {
@@ -114,8 +111,8 @@ mod tests {
     fn window(last: &str, holdout: Option<&str>) -> WindowBounds {
         let spec = DataWindow {
             column: "event_time".into(),
-            last: last.into(),
-            holdout: holdout.map(Into::into),
+            last: last.parse().unwrap(),
+            holdout: holdout.map(|h| h.parse().unwrap()),
         };
         WindowBounds::of(&spec, "s3://b/events/", at("2026-12-03T12:00:00Z")).unwrap()
     }

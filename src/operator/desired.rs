@@ -274,9 +274,12 @@ mod tests {
         assert_eq!(
             desired.kept_jobs,
             BTreeSet::from([
+                "wine-quality-datacheck-1".to_string(),
+                "wine-quality-datacheck-2".to_string(),
                 "wine-quality-train-1".to_string(),
                 "wine-quality-train-2".to_string()
-            ])
+            ]),
+            "each version's data check Job is kept beside its training Job"
         );
         assert!(desired.training_job.is_none());
     }

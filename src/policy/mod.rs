@@ -19,19 +19,23 @@
 //! training starts and canary weights are held; explicit promote and rollback
 //! requests still act.
 
-pub mod action;
-pub mod canary;
+mod action;
+mod canary;
 pub mod conditions;
-pub mod data_check;
-pub mod decide;
-pub mod drift;
-pub mod gate;
-pub mod observe;
-pub mod version_status;
+mod data_check;
+mod decide;
+mod drift;
+mod gate;
+mod observe;
+mod version_status;
 
 pub use action::{Action, Decision, EventKind};
+pub use data_check::verdict as data_verdict;
 pub use decide::{SCHEDULE_GRACE, config_hash, decide};
+pub use drift::{DriftUpdate, update_drift};
+pub use gate::verdict as gate_verdict;
 pub use observe::{
     CanaryMetrics, DataCheckOutcome, DataCheckResult, DriftReading, GateResult, JobState,
     ManualAction, ManualRequest, Observations, ServingMetrics, TrainingJob,
 };
+pub use version_status::{apply as apply_to_version_status, version_of as version_written_by};

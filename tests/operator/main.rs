@@ -6,6 +6,8 @@
 
 mod dashboard;
 mod data_check;
+#[path = "../support/json_logs.rs"]
+mod json_logs;
 #[path = "../cluster/k8s_tools.rs"]
 mod k8s_tools;
 mod leader_election;
@@ -16,4 +18,7 @@ mod postgres;
 #[allow(dead_code)]
 #[path = "../cluster/real_control_plane.rs"]
 mod real_control_plane;
+mod reconcile_log;
+#[path = "../support/require_tool.rs"]
+mod require_tool;
 mod up;

@@ -6,6 +6,8 @@
 mod data_parquet_s3;
 mod demo;
 mod drift_triggers;
+#[path = "../support/json_logs.rs"]
+mod json_logs;
 mod ml_cli;
 mod ml_store_http;
 mod ml_store_s3;
@@ -14,6 +16,8 @@ mod moto;
 #[path = "../support/postgres.rs"]
 mod postgres;
 mod registry;
+#[path = "../support/require_tool.rs"]
+mod require_tool;
 mod serve_artifact;
 mod serve_clients;
 mod serve_gateway;

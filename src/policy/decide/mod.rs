@@ -17,7 +17,7 @@ use crate::api::{
     AnalysisOutcome, CanaryStatus, ConditionStatus, DataCheckSummary, GateSummary, GateVerdict,
     MissedRunPolicy, Model, ModelPhase, ModelSpec, ModelStatus, ModelVersion, NextTraining,
     RetrainSchedule, RolloutOutcome, RunStage, TrafficWeight, TrainingRun, TrainingTrigger,
-    VersionPhase, parse_duration, version_name, version_number,
+    VersionPhase, version_name, version_number,
 };
 
 use super::action::{Action, Decision, EventKind};

@@ -2,8 +2,8 @@
 //! over daily Parquet partitions trains once its window passes; a new day
 //! whose labels are all empty, then the same day as a file that is not
 //! Parquet, are refused by a CPU Job before any training Job exists, with
-//! the reason on the version, the Model's `DataValid` condition and an
-//! Event; the day fixed upstream trains again.
+//! the reason on the version, the Model's `DataValid` condition, an Event
+//! and `driftline history`; the day fixed upstream trains again.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use arrow_array::{ArrayRef, RecordBatch, new_null_array};
 use arrow_schema::{Field, Schema};
 use driftline::api::{ConditionStatus, ModelVersion, RetrainSpec, VersionPhase, names};
 use driftline::policy::conditions;
+use driftline::registry::{RegistryWriter, WriterOptions};
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 use parquet::arrow::ArrowWriter;
@@ -124,7 +125,13 @@ async fn wait_checked(h: &Harness, n: u32) -> ModelVersion {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn refused_data_gets_no_training_job_and_the_next_clean_day_trains() {
-    let h = Harness::start(185, 1.0).await;
+    let mut h = Harness::start_idle(185, 1.0).await;
+    let registry_url = format!("sqlite://{}", h.dir.path().join("registry.db").display());
+    let writer = Arc::new(
+        RegistryWriter::start(&registry_url, WriterOptions::default()).expect("registry URL"),
+    );
+    h.registry = Some(writer.clone());
+    h.start_operator();
     let days = h.dir.path().join("daily");
     copy_days(&days);
     let mut spec = pipeline("wine-good-daily.yaml");
@@ -182,6 +189,29 @@ async fn refused_data_gets_no_training_job_and_the_next_clean_day_trains() {
             .iter()
             .any(|e| e.starts_with("DataRejected: v2's training window refused before training")),
         "{events:#?}"
+    );
+
+    // What a user reads: `driftline history` shows why v2 never trained.
+    tokio::time::timeout(MINUTES, writer.flush())
+        .await
+        .expect("the registry rows are written");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_driftline"))
+        .args(["history", MODEL, "-n", &h.ns, "--registry", &registry_url])
+        .output()
+        .expect("driftline history");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v2_line = shown
+        .lines()
+        .find(|l| l.starts_with("v2 "))
+        .unwrap_or_else(|| panic!("no v2 in the history:\n{shown}"));
+    assert!(
+        v2_line.contains("data check failed") && v2_line.contains("target `good` is empty"),
+        "{shown}"
     );
 
     // The day is rewritten, now as a file that is not Parquet: new data,

@@ -58,20 +58,27 @@ pub fn plan(
             // created (the create is not repeated): write it now, or the
             // version would never learn where its artifact and gate report
             // are, and wait for them forever.
+            // A version without a status never had its data checked: with the
+            // check on it starts there even when no run claims it (the status
+            // that started it was never written), or adoption would train it
+            // unchecked.
             None => {
-                let checking = decision.status.training.as_ref().is_some_and(|t| {
-                    version_number(&t.version) == Some(n) && t.stage == RunStage::CheckingData
-                });
-                children::initial_version_status(
-                    model,
-                    n,
-                    if checking {
-                        VersionPhase::CheckingData
+                let stage = decision
+                    .status
+                    .training
+                    .as_ref()
+                    .filter(|t| version_number(&t.version) == Some(n))
+                    .map(|t| t.stage)
+                    .unwrap_or(if model.spec.data_check().enabled {
+                        RunStage::CheckingData
                     } else {
-                        VersionPhase::Training
-                    },
-                    settings,
-                )?
+                        RunStage::Training
+                    });
+                let phase = match stage {
+                    RunStage::CheckingData => VersionPhase::CheckingData,
+                    RunStage::Training => VersionPhase::Training,
+                };
+                children::initial_version_status(model, n, phase, settings)?
             }
         };
         current.insert(n, (v.clone(), status));
@@ -292,7 +299,28 @@ mod tests {
             [3],
             "v2 is unchanged; v3 gets the status its creation lost"
         );
-        assert_eq!(plan.statuses[&3].1.phase, VersionPhase::Training);
+        assert_eq!(
+            plan.statuses[&3].1.phase,
+            VersionPhase::CheckingData,
+            "no run claims v3 (its Model's status was lost too): its data is checked first"
+        );
+        let mut unchecked = wine();
+        unchecked
+            .spec
+            .gate
+            .as_mut()
+            .expect("the fixture has a gate")
+            .data
+            .enabled = false;
+        let without_check = super::plan(
+            &unchecked,
+            &versions,
+            &d,
+            at("2026-06-01T08:00:00Z"),
+            &settings(),
+        )
+        .expect("plans");
+        assert_eq!(without_check.statuses[&3].1.phase, VersionPhase::Training);
         assert_eq!(
             plan.after
                 .iter()

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::api::names;
 use crate::api::scrape::{BackendCounters, GatewayCounters, ServingCounters};
-use crate::api::{GateEvaluation, Model, ModelVersion, VersionPhase, version_number};
+use crate::api::{GateEvaluation, Model, ModelVersion, RunStage, VersionPhase, version_number};
 use crate::policy::{
     CanaryMetrics, EventKind, GateResult, JobState, ManualAction, ManualRequest, Observations,
     ServingMetrics, TrainingJob,
@@ -232,39 +232,51 @@ async fn read_data_check_report(
     }
 }
 
-/// What came of the data checks of versions checking their data: the
-/// report each Job left, or its failure when it left none.
+/// What came of the running version's data check, while the Model's run
+/// is checking its data: the report its Job left, or its failure when it
+/// left none. Chosen by the Model's run, not the version's phase: a version
+/// whose phase was written before a failed Model status write still reads
+/// `Training`, and its report must still be read.
 async fn data_checks(
+    model: &Model,
     name: &str,
     versions: &[ModelVersion],
     jobs: &[&Job],
 ) -> Result<Vec<crate::policy::DataCheckResult>, OperatorError> {
     use crate::policy::{DataCheckOutcome, DataCheckResult};
-    let mut out = Vec::new();
-    for v in versions {
-        let Some(s) = v.status.as_ref() else { continue };
-        let (VersionPhase::CheckingData, Some(artifact)) = (s.phase, s.artifact.as_ref()) else {
-            continue;
-        };
-        let n = v.spec.version;
-        let outcome = match read_data_check_report(&artifact.uri).await? {
-            Some(report) => Some(DataCheckOutcome::Verdict(report.verdict)),
-            None => jobs
-                .iter()
-                .find(|j| j.metadata.name.as_deref() == Some(&names::data_check_job(name, n)))
-                .and_then(|j| match job_state(j) {
-                    JobState::Failed { message } => Some(DataCheckOutcome::JobFailed(message)),
-                    _ => None,
-                }),
-        };
-        if let Some(outcome) = outcome {
-            out.push(DataCheckResult {
-                version: n,
-                outcome,
-            });
-        }
-    }
-    Ok(out)
+    let Some(n) = model
+        .status
+        .as_ref()
+        .and_then(|s| s.training.as_ref())
+        .filter(|t| t.stage == RunStage::CheckingData)
+        .and_then(|t| version_number(&t.version))
+    else {
+        return Ok(Vec::new());
+    };
+    let Some(artifact) = versions
+        .iter()
+        .find(|v| v.spec.version == n)
+        .and_then(|v| v.status.as_ref()?.artifact.as_ref())
+    else {
+        return Ok(Vec::new());
+    };
+    let outcome = match read_data_check_report(&artifact.uri).await? {
+        Some(report) => Some(DataCheckOutcome::Verdict(report.verdict)),
+        None => jobs
+            .iter()
+            .find(|j| j.metadata.name.as_deref() == Some(&names::data_check_job(name, n)))
+            .and_then(|j| match job_state(j) {
+                JobState::Failed { message } => Some(DataCheckOutcome::JobFailed(message)),
+                _ => None,
+            }),
+    };
+    Ok(outcome
+        .map(|outcome| DataCheckResult {
+            version: n,
+            outcome,
+        })
+        .into_iter()
+        .collect())
 }
 
 /// A trained artifact's `manifest.json`; `None` (logged, naming `purpose`)
@@ -455,7 +467,7 @@ pub async fn observations(
             }
         }
     }
-    obs.data_checks = data_checks(name, versions, jobs).await?;
+    obs.data_checks = data_checks(model, name, versions, jobs).await?;
     obs.ready_versions = ready_versions(name, deployments);
 
     let mut acknowledged = None;

@@ -904,9 +904,22 @@ async fn bootstrap_converges_with_about_one_api_request_in_ten_failing() {
         .filter_map(|j| j.metadata.name)
         .collect();
     job_names.sort();
+    let v1 = h
+        .versions()
+        .get("wine-quality-v1")
+        .await
+        .expect("v1")
+        .status;
     assert_eq!(
         job_names,
-        ["wine-quality-datacheck-1", "wine-quality-train-1"]
+        ["wine-quality-datacheck-1", "wine-quality-train-1"],
+        "v1: {v1:#?}"
+    );
+    assert!(
+        v1.as_ref()
+            .and_then(|s| s.data_check.as_ref())
+            .is_some_and(|c| c.passed),
+        "v1 trained only after its data check passed: {v1:#?}"
     );
     assert_eq!(
         h.versions()

@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --example prepare_data                      # rewrite pipelines/data/
 //! cargo run --example prepare_data -- synthetic --rows 100000 --seed 1 --shift none --out /tmp/synth.csv
+//! cargo run --example prepare_data -- daily             # only pipelines/data/wine-good-daily/
 //! ```
 
 use std::fmt::Write as _;
@@ -37,6 +38,86 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Split wine-good's training rows into daily Hive partitions of Parquet
+    /// (`wine-good-daily/date=YYYY-MM-DD/part-0.parquet`), each row given an
+    /// `event_time` in its day (deterministic from a fixed seed).
+    Daily,
+}
+
+/// Days of the daily Parquet variant, ending on this date.
+const DAILY_DAYS: i64 = 14;
+const DAILY_END: &str = "2026-12-03";
+
+fn daily(dir: &Path) -> std::io::Result<()> {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampSecondArray};
+    use driftline::ml::{Cell, Table};
+
+    let source = dir.join("wine-good/train.csv");
+    let table = Table::from_csv(&source.display().to_string(), &std::fs::read(&source)?)
+        .map_err(std::io::Error::other)?;
+    let mut order: Vec<usize> = (0..table.rows).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(SPLIT_SEED));
+    let end =
+        chrono::NaiveDate::parse_from_str(DAILY_END, "%Y-%m-%d").map_err(std::io::Error::other)?;
+    let out = dir.join("wine-good-daily");
+    if out.exists() {
+        std::fs::remove_dir_all(&out)?;
+    }
+    for d in 0..DAILY_DAYS {
+        let day = end - chrono::Days::new((DAILY_DAYS - 1 - d) as u64);
+        let mut rows: Vec<usize> = order
+            .iter()
+            .copied()
+            .skip(d as usize)
+            .step_by(DAILY_DAYS as usize)
+            .collect();
+        rows.sort_unstable();
+        let midnight = day
+            .and_hms_opt(0, 0, 0)
+            .unwrap_or_default()
+            .and_utc()
+            .timestamp();
+        let step = 86_400 / rows.len().max(1) as i64;
+        let mut columns: Vec<(String, ArrayRef)> = vec![(
+            "event_time".into(),
+            Arc::new(
+                TimestampSecondArray::from_iter_values(
+                    (0..rows.len() as i64).map(|i| midnight + i * step),
+                )
+                .with_timezone("UTC"),
+            ),
+        )];
+        for (name, cells) in table.names.iter().zip(&table.columns) {
+            let numeric = cells
+                .iter()
+                .all(|c| matches!(c, Cell::Number(_) | Cell::Missing));
+            let array: ArrayRef = if numeric {
+                Arc::new(Float64Array::from_iter(rows.iter().map(|&r| {
+                    match cells[r] {
+                        Cell::Number(x) => Some(x),
+                        _ => None,
+                    }
+                })))
+            } else {
+                Arc::new(StringArray::from_iter(
+                    rows.iter().map(|&r| cells[r].as_text()),
+                ))
+            };
+            columns.push((name.clone(), array));
+        }
+        let batch = RecordBatch::try_from_iter(columns).map_err(std::io::Error::other)?;
+        let path = out.join(format!("date={day}/part-0.parquet"));
+        std::fs::create_dir_all(path.parent().unwrap_or(&out))?;
+        let file = std::fs::File::create(&path)?;
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)
+            .map_err(std::io::Error::other)?;
+        writer.write(&batch).map_err(std::io::Error::other)?;
+        writer.close().map_err(std::io::Error::other)?;
+        println!("wrote {} ({} rows)", path.display(), rows.len());
+    }
+    Ok(())
 }
 
 /// Share of rows held out as the curated regression test-set.
@@ -192,8 +273,10 @@ fn main() -> std::io::Result<()> {
             shift,
             out,
         }) => write(&out, &synth::generate(rows, seed, shift)),
+        Some(Command::Daily) => daily(&args.dir),
         None => {
             wine(&args.dir)?;
+            daily(&args.dir)?;
             diabetes(&args.dir)?;
             write(
                 &args.dir.join("synthetic/reference.csv"),

@@ -9,6 +9,7 @@ pub mod api;
 pub mod cli;
 pub mod cluster;
 pub mod dashboard;
+pub mod data;
 pub mod drift;
 pub mod ml;
 pub mod net;

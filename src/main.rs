@@ -31,6 +31,8 @@ enum Command {
     Train(driftline::cli::ml::TrainArgs),
     /// Evaluate a candidate (and the champion) on a regression test-set and apply the gate.
     Evaluate(driftline::cli::ml::EvaluateArgs),
+    /// Check a Model's training window before any training: statistics against gate.data and the champion's.
+    Datacheck(driftline::cli::datacheck::DataCheckArgs),
     /// Serve an artifact over the Open Inference Protocol v2.
     Serve(driftline::cli::serve::ServeArgs),
     /// Split one Model's traffic across its versions by weight.
@@ -145,6 +147,9 @@ async fn run(cli: Cli) -> ExitCode {
             .await
             .map_err(anyhow::Error::from),
         Command::Evaluate(args) => driftline::cli::ml::evaluate(args)
+            .await
+            .map_err(anyhow::Error::from),
+        Command::Datacheck(args) => driftline::cli::datacheck::run(args)
             .await
             .map_err(anyhow::Error::from),
         Command::Serve(args) => driftline::cli::serve::serve(args)

@@ -267,15 +267,15 @@ mod tests {
 
     #[test]
     fn a_wrong_type_names_where_and_prints_its_cause_once() {
-        let yaml = "task: classification\ndata: {source: d.csv, target: y, format: parquet}\n";
+        let yaml = "task: classification\ndata: {source: d.csv, target: y, format: xlsx}\n";
         let err = load_model_file(yaml).unwrap_err();
         let chain = format!("{:#}", anyhow::Error::new(err));
         assert!(
-            chain.starts_with("`spec.data.format`: unknown variant `parquet`"),
+            chain.starts_with("`spec.data.format`: unknown variant `xlsx`"),
             "{chain}"
         );
         assert_eq!(
-            chain.matches("unknown variant `parquet`").count(),
+            chain.matches("unknown variant `xlsx`").count(),
             1,
             "{chain}"
         );

@@ -6,6 +6,8 @@
 
 mod config;
 pub mod crd;
+mod data_check;
+mod data_window;
 mod duration;
 mod gate;
 pub mod links;
@@ -21,6 +23,10 @@ mod version;
 mod words;
 
 pub use config::{ConfigError, ModelFile, load_model_config, load_model_file};
+pub use data_check::{
+    ColumnStats, DataCheck, DataCheckReport, DataCheckSpec, DataStats, DataVerdict, MAX_CATEGORIES,
+};
+pub use data_window::{DataWindow, Partitioning};
 pub use duration::{DurationError, SpecDuration, parse_duration};
 pub use gate::{
     BudgetReport, GateCheck, GateEvaluation, GateReport, GateVerdict, MustPassFailure,
@@ -36,6 +42,7 @@ pub use version::*;
 words::spec_words!(
     Task,
     DataFormat,
+    Partitioning,
     FeatureKind,
     Activation,
     Optimizer,
@@ -48,6 +55,7 @@ words::spec_words!(
     ModelPhase,
     ConditionStatus,
     TrainingTrigger,
+    RunStage,
     AnalysisOutcome,
     VersionPhase,
 );

@@ -11,9 +11,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::duration::SpecDuration;
-use super::status::ModelStatus;
-use super::validate::{architecture_rule, cron_rule, msg, time_zone_rule};
+use super::data_window::{DataWindow, Partitioning};
+use super::validate::time_zone_rule;
+use super::validate::{DURATION_RULE, UNIT_METRIC_RULE, architecture_rule, cron_rule, msg};
+use super::{data_check::DataCheckSpec, duration::SpecDuration, status::ModelStatus};
 
 /// A model that driftline trains, gates, serves and keeps healthy.
 // kube's repeated `printcolumn(type_ = ...)` is not a duplicated attribute.
@@ -92,6 +93,8 @@ pub enum DataFormat {
     Csv,
     /// One JSON object per line.
     Jsonl,
+    /// Apache Parquet (uncompressed, snappy or zstd); strings are categories.
+    Parquet,
 }
 
 /// How a feature column is treated.
@@ -108,12 +111,22 @@ pub enum FeatureKind {
 #[x_kube(validation = Rule::new("!has(self.features) || !(self.target in self.features)").message(msg::TARGET_IN_FEATURES))]
 #[serde(rename_all = "camelCase")]
 pub struct DataSpec {
-    /// `file://`, a plain path, `s3://`, `gs://`, `az://` or `https://`.
+    /// A file, a prefix ending in `/` or a glob (`s3://b/events/*/*.parquet`):
+    /// `file://`, a plain path, `s3://`, `gs://`, `az://`; `https://` one file.
     #[x_kube(validation = Rule::new("size(self) > 0").message(msg::SOURCE_EMPTY))]
     pub source: String,
-    /// `csv` or `jsonl`; inferred from the extension when absent.
+    /// `csv`, `jsonl` or `parquet`; inferred from the file extensions when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<DataFormat>,
+    /// `hive`: the prefix holds `key=value/` directories whose keys are columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitioning: Option<Partitioning>,
+    /// Only rows of the last `last` before the training start, by `column`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<DataWindow>,
+    /// Column → condition (`eu`, `a|b`, `>=10`): only matching rows (partitions) are read.
+    #[serde(rename = "where", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub where_: BTreeMap<String, String>,
     /// The column to predict.
     #[x_kube(validation = Rule::new("size(self) > 0").message(msg::TARGET_EMPTY))]
     pub target: String,
@@ -601,6 +614,9 @@ pub struct BudgetSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GateSpec {
+    /// The data check before training (on by default).
+    #[serde(default, skip_serializing_if = "DataCheckSpec::is_default")]
+    pub data: DataCheckSpec,
     /// URI of the regression test-set (same formats as `data.source`).
     #[x_kube(validation = Rule::new("size(self) > 0").message(msg::TEST_SET_EMPTY))]
     pub test_set: String,
@@ -724,7 +740,7 @@ fn minutes(n: u32) -> SpecDuration {
         .unwrap_or_else(|e| unreachable!("a whole number of minutes is a duration: {e}"))
 }
 
-fn default_true() -> bool {
+pub(super) fn default_true() -> bool {
     true
 }
 fn default_retain() -> u32 {
@@ -781,11 +797,3 @@ impl Default for ServingSpec {
         }
     }
 }
-
-/// A Go-style duration as `api::parse_duration` accepts it: `250ms`, `90s`, `10m`, `1h30m`, `2d`.
-const DURATION_RULE: &str = "self.matches('^([0-9]{1,9}(ms|[smhd]))+$')";
-
-/// Metrics that lie in [0, 1]: their bounds must too.
-const UNIT_METRIC_RULE: &str = "!(self.name in ['accuracy', 'macroF1', 'rocAuc']) || \
-    ((!has(self.min) || (double(self.min) >= 0.0 && double(self.min) <= 1.0)) && \
-    (!has(self.max) || (double(self.max) >= 0.0 && double(self.max) <= 1.0)))";

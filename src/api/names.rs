@@ -14,6 +14,8 @@ pub const VERSION_LABEL: &str = "driftline.dev/version";
 pub const ROLE_LABEL: &str = "driftline.dev/role";
 /// [`ROLE_LABEL`] of training Jobs and their pods.
 pub const ROLE_TRAINING: &str = "training";
+/// [`ROLE_LABEL`] of a version's data check Job and its pod.
+pub const ROLE_DATA_CHECK: &str = "datacheck";
 /// [`ROLE_LABEL`] of a version's serving Deployment, Service and pods.
 pub const ROLE_SERVING: &str = "serving";
 /// [`ROLE_LABEL`] of the Model's gateway.
@@ -51,6 +53,26 @@ pub fn version_object(model: &str, n: u32) -> String {
 /// Training Job of version `n`: `<model>-train-<n>`.
 pub fn training_job(model: &str, n: u32) -> String {
     format!("{model}-train-{n}")
+}
+
+/// Data check Job of version `n`: `<model>-datacheck-<n>`.
+pub fn data_check_job(model: &str, n: u32) -> String {
+    format!("{model}-datacheck-{n}")
+}
+
+/// The version `n` a data check Job name belongs to, for this Model.
+pub fn data_check_job_version(model: &str, job: &str) -> Option<u32> {
+    job.strip_prefix(model)?
+        .strip_prefix("-datacheck-")?
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+}
+
+/// Where a version's data check leaves its report: beside the artifact
+/// directory, which must stay empty until the artifact is written whole.
+pub fn data_check_report_uri(artifact: &str) -> String {
+    format!("{}.datacheck.json", artifact.trim_end_matches('/'))
 }
 
 /// The version `n` a training Job name belongs to, for this Model.

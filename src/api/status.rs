@@ -50,7 +50,7 @@ pub enum ConditionStatus {
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// `Ready`, `Training`, `TrainingUnschedulable`, `Progressing`, `Paused`,
-    /// `SpecValid`, `DriftDetected`, `Reconciled`, `RegistryAvailable`.
+    /// `SpecValid`, `DriftDetected`, `DataValid`, `Reconciled`, `RegistryAvailable`.
     #[serde(rename = "type")]
     pub type_: String,
     pub status: ConditionStatus,
@@ -93,6 +93,16 @@ pub enum TrainingTrigger {
     Manual,
 }
 
+/// Where a running training stands.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RunStage {
+    /// Its data check Job reads the window; the training Job waits for it.
+    CheckingData,
+    /// Its training Job runs.
+    #[default]
+    Training,
+}
+
 /// A training run: started, or finished with its outcome.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -102,6 +112,9 @@ pub struct TrainingRun {
     pub trigger: TrainingTrigger,
     /// Why it started, with the numbers.
     pub reason: String,
+    /// Checking its data, or training (the default).
+    #[serde(default)]
+    pub stage: RunStage,
     #[schemars(schema_with = "date_time_schema")]
     pub started_at: DateTime<Utc>,
     /// Hash of the training-relevant spec (task, data, architecture, training).

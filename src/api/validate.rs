@@ -17,6 +17,16 @@ use super::slice::SliceCondition;
 pub mod msg {
     pub const SOURCE_EMPTY: &str =
         "data source must not be empty; write e.g. `s3://bucket/train.csv`";
+    pub const WINDOW_COLUMN_EMPTY: &str =
+        "data window column must name the column holding each row's time";
+    pub const WINDOW_LAST_DURATION: &str =
+        "data window last must be a duration such as `30d` or `12h`";
+    pub const WINDOW_HOLDOUT_DURATION: &str =
+        "data window holdout must be a duration such as `1d` or `6h`";
+    pub const WINDOW_HOLDOUT_SHORTER: &str = "data window holdout must be shorter than the window's `last`, or no rows are left to train on";
+    pub const WHERE_CONDITION: &str =
+        "a data `where` condition must be a value, `a|b`, `>=10`, `<5` or `10..12`";
+    pub const DATA_RATE_RANGE: &str = "a gate.data rate must be between 0 and 1";
     pub const TARGET_EMPTY: &str = "data target must name the column to predict";
     pub const TARGET_IN_FEATURES: &str =
         "the target column must not also be listed in data.features";
@@ -346,6 +356,29 @@ impl ModelSpec {
             "spec.data.validationFraction",
             msg::VALIDATION_FRACTION,
         );
+        if let Some(w) = &d.window {
+            c.check(
+                !w.column.trim().is_empty(),
+                "spec.data.window.column",
+                msg::WINDOW_COLUMN_EMPTY,
+            );
+            if let Some(holdout) = &w.holdout {
+                c.check(
+                    holdout.get() < w.last.get(),
+                    "spec.data.window.holdout",
+                    msg::WINDOW_HOLDOUT_SHORTER,
+                );
+            }
+        }
+        for (column, condition) in &d.where_ {
+            c.check_detail(
+                SliceCondition::parse(condition)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                format!("spec.data.where.{column}"),
+                msg::WHERE_CONDITION,
+            );
+        }
 
         let a = &self.architecture;
         c.check(
@@ -433,6 +466,22 @@ impl ModelSpec {
         drift(&mut c, &self.drift);
 
         if let Some(g) = &self.gate {
+            let d = &g.data;
+            for (value, name) in [
+                (Some(d.max_target_null_rate), "maxTargetNullRate"),
+                (Some(d.max_null_rate_increase), "maxNullRateIncrease"),
+                (Some(d.max_class_share_change), "maxClassShareChange"),
+                (Some(d.max_out_of_range_rate), "maxOutOfRangeRate"),
+                (d.max_duplicate_rate, "maxDuplicateRate"),
+            ] {
+                if let Some(v) = value {
+                    c.check(
+                        in_unit(v),
+                        format!("spec.gate.data.{name}"),
+                        msg::DATA_RATE_RANGE,
+                    );
+                }
+            }
             c.check(
                 !g.test_set.is_empty(),
                 "spec.gate.testSet",
@@ -525,3 +574,11 @@ impl ModelSpec {
         c.finish()
     }
 }
+
+/// A Go-style duration as `api::parse_duration` accepts it: `250ms`, `90s`, `10m`, `1h30m`, `2d`.
+pub(super) const DURATION_RULE: &str = "self.matches('^([0-9]{1,9}(ms|[smhd]))+$')";
+
+/// Metrics that lie in [0, 1]: their bounds must too.
+pub(super) const UNIT_METRIC_RULE: &str = "!(self.name in ['accuracy', 'macroF1', 'rocAuc']) || \
+    ((!has(self.min) || (double(self.min) >= 0.0 && double(self.min) <= 1.0)) && \
+    (!has(self.max) || (double(self.max) >= 0.0 && double(self.max) <= 1.0)))";

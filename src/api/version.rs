@@ -76,6 +76,8 @@ pub struct Lineage {
 /// Lifecycle of a version.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
 pub enum VersionPhase {
+    /// Its data check Job reads the training window; no training Job yet.
+    CheckingData,
     /// Its training Job runs.
     #[default]
     Training,
@@ -93,6 +95,9 @@ pub enum VersionPhase {
     RolledBack,
     /// Its training Job failed.
     Failed,
+    /// The data check refused its training window (see
+    /// `status.dataCheck.failedChecks`); it was never trained.
+    DataRejected,
 }
 
 impl VersionPhase {
@@ -104,6 +109,7 @@ impl VersionPhase {
                 | VersionPhase::Superseded
                 | VersionPhase::RolledBack
                 | VersionPhase::Failed
+                | VersionPhase::DataRejected
         )
     }
 }
@@ -163,6 +169,34 @@ pub struct GateSummary {
     pub champion: Option<String>,
 }
 
+/// The data check's decision on a version's training window.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataCheckSummary {
+    pub passed: bool,
+    /// `passed 9/9` or `failed 2/9: <the first failure>`.
+    pub summary: String,
+    /// Every check that failed (value, bound, column), blocking or reported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_checks: Vec<super::data_check::DataCheck>,
+}
+
+impl DataCheckSummary {
+    /// The summary of a verdict: its failed checks.
+    pub fn of(verdict: &super::data_check::DataVerdict) -> Self {
+        DataCheckSummary {
+            passed: verdict.passed,
+            summary: verdict.summary(),
+            failed_checks: verdict
+                .checks
+                .iter()
+                .filter(|c| !c.passed)
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
 /// How the canary ended.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -190,6 +224,8 @@ pub struct ModelVersionStatus {
     pub artifact: Option<ArtifactRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainingOutcome>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_check: Option<DataCheckSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<GateSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -12,8 +12,8 @@ use tracing::Instrument;
 use crate::api::{GateEvaluation, GateSpec, ModelFile, ModelSpec, TrainingDevice, load_model_file};
 use crate::policy;
 
+use crate::data;
 use crate::ml::artifact::LoadedModel;
-use crate::ml::data;
 use crate::ml::error::MlError;
 use crate::ml::eval;
 use crate::ml::store;
@@ -61,6 +61,11 @@ pub struct TrainArgs {
     /// attempt wrote. Anything there that does not verify is still an error.
     #[arg(long)]
     pub resume: bool,
+    /// The training start `data.window` counts back from (RFC 3339); now
+    /// when absent. The operator passes its decision time, so the data
+    /// check and the run read the same files.
+    #[arg(long)]
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Arguments of `driftline evaluate`.
@@ -89,7 +94,7 @@ pub struct EvaluateArgs {
 
 /// Reads a Model YAML from a path or URI, or from an environment variable
 /// with `env:NAME` (how a training Job hands its pod the Model).
-async fn read_config(uri: &str) -> Result<ModelFile, MlError> {
+pub(crate) async fn read_config(uri: &str) -> Result<ModelFile, MlError> {
     if let Some(var) = uri.strip_prefix("env:") {
         let text = std::env::var(var).map_err(|_| MlError::InvalidConfig {
             field: "--config".into(),
@@ -140,6 +145,7 @@ async fn train_model(args: TrainArgs, mut spec: ModelSpec) -> Result<ExitCode, M
         feedback: args.feedback.clone(),
         device: args.device.map(Into::into),
         progress: true,
+        as_of: args.as_of,
     };
     let model = train::train(&spec, &options).await?;
     model.save(&args.out).await?;
@@ -176,6 +182,7 @@ pub async fn evaluate(args: EvaluateArgs) -> Result<ExitCode, MlError> {
     let mut gate: GateSpec = match (spec.gate, &args.test_set) {
         (Some(gate), _) => gate,
         (None, Some(test_set)) => GateSpec {
+            data: Default::default(),
             test_set: test_set.clone(),
             metrics: Vec::new(),
             slices: Vec::new(),

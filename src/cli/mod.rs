@@ -2,6 +2,7 @@
 //! rooms and prints. Library rooms never import each other for CLI needs.
 
 pub mod cluster;
+pub mod datacheck;
 pub mod demo;
 pub mod drift_flags;
 pub mod flags;

@@ -14,10 +14,10 @@ use crate::api::{ArchitectureSpec, Task, TrainingSpec};
 use crate::drift::ReferenceProfile;
 
 use super::arch::{self, Network, TensorShape};
-use super::data::sha256_hex;
 use super::error::{ArtifactError, MlError};
 use super::preprocess::{self, FeatureBatch, FeatureSchema};
-use super::store;
+use crate::data::sha256_hex;
+use crate::data::store;
 
 /// Manifest format this driftline writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -79,6 +79,16 @@ pub struct DatasetLineage {
     pub validation_rows: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feedback: Option<FeedbackLineage>,
+    /// The files read: URI, size, version (ETag) and partition values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<crate::data::DataFile>,
+    /// Files listed under the source but outside the window or `where`,
+    /// never opened (a partition that fell out of the window shows here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pruned_files: Vec<String>,
+    /// The span of `data.window` this run read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<crate::data::WindowBounds>,
 }
 
 /// Standardisation of a regression target; predictions are scaled back.
@@ -119,6 +129,10 @@ pub struct Manifest {
     pub metrics: BTreeMap<String, f64>,
     pub curve: Vec<EpochRecord>,
     pub dataset: DatasetLineage,
+    /// The training window's statistics: the baseline the next version's
+    /// data check compares its window with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_stats: Option<crate::api::DataStats>,
     pub seed: u64,
     pub training: TrainingSpec,
     /// Where the weights were trained (`cpu`, `cuda:0`).

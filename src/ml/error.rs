@@ -3,7 +3,8 @@
 use crate::api::{ConfigError, SliceConditionError};
 use crate::drift::ProfileError;
 
-use super::store::StoreError;
+use crate::data::DataError;
+use crate::data::store::StoreError;
 
 /// Why training, evaluation or prediction was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -14,22 +15,8 @@ pub enum MlError {
     Artifact(#[from] ArtifactError),
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("dataset `{source_uri}` is empty; expected a header row and at least one data row")]
-    EmptyData { source_uri: String },
-    #[error("dataset `{source_uri}` has a header but no data rows")]
-    NoRows { source_uri: String },
-    #[error("dataset `{source_uri}` line {line}: {reason}")]
-    Malformed {
-        source_uri: String,
-        line: u64,
-        reason: String,
-    },
-    #[error("dataset `{source_uri}`: column `{column}` missing; expected by {needed_by}")]
-    MissingColumn {
-        source_uri: String,
-        column: String,
-        needed_by: String,
-    },
+    #[error(transparent)]
+    Data(#[from] DataError),
     #[error(
         "dataset `{source_uri}` row {row}, column `{column}`: `{value}` is not a number, but the column is numeric{hint}"
     )]

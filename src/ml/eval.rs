@@ -10,10 +10,10 @@ use crate::api::{
 };
 
 use super::artifact::{LoadedModel, Predictions};
-use super::data::Table;
 use super::error::MlError;
 use super::metrics;
 use super::preprocess::{self, FeatureBatch};
+use crate::data::Table;
 
 /// Single-row predictions timed for the latency percentiles.
 const LATENCY_SAMPLES: usize = 200;

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{FeatureKind, Task};
 
-use super::data::{Cell, Table};
 use super::error::MlError;
+use crate::data::{Cell, DataError, Table};
 
 /// One input column as the model expects it, with its fitted preprocessing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,10 +58,12 @@ impl FeatureBatch {
         let mut columns = Vec::with_capacity(features.len());
         let mut rows = None;
         for f in features {
-            let col = lookup(&f.name).ok_or_else(|| MlError::MissingColumn {
-                source_uri: source.into(),
-                column: f.name.clone(),
-                needed_by: "the model's feature schema".into(),
+            let col = lookup(&f.name).ok_or_else(|| {
+                MlError::Data(DataError::MissingColumn {
+                    source_uri: source.into(),
+                    column: f.name.clone(),
+                    needed_by: "the model's feature schema".into(),
+                })
             })?;
             match rows {
                 None => rows = Some(col.len()),

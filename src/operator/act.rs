@@ -13,7 +13,10 @@ use kube::ResourceExt;
 use tracing::info;
 
 use crate::api::names;
-use crate::api::{Model, ModelVersion, ModelVersionStatus, TrainingTrigger, version_name};
+use crate::api::{
+    Model, ModelVersion, ModelVersionStatus, RunStage, TrainingTrigger, VersionPhase, version_name,
+    version_number,
+};
 use crate::policy::{Action, Decision, EventKind, apply_to_version_status, version_written_by};
 
 use super::apply;
@@ -45,7 +48,6 @@ pub fn plan(
     now: DateTime<Utc>,
     settings: &ChildSettings,
 ) -> Result<Plan, OperatorError> {
-    let name = model.name_any();
     let mut plan = Plan::default();
     let mut current: BTreeMap<u32, (ModelVersion, ModelVersionStatus)> = BTreeMap::new();
     for v in versions {
@@ -56,10 +58,28 @@ pub fn plan(
             // created (the create is not repeated): write it now, or the
             // version would never learn where its artifact and gate report
             // are, and wait for them forever.
-            None => children::initial_version_status(
-                children::artifact_uri(model, n, settings)?,
-                names::training_job(&name, n),
-            ),
+            // A version without a status never had its data checked: with the
+            // check on it starts there even when no run claims it (the status
+            // that started it was never written), or adoption would train it
+            // unchecked.
+            None => {
+                let stage = decision
+                    .status
+                    .training
+                    .as_ref()
+                    .filter(|t| version_number(&t.version) == Some(n))
+                    .map(|t| t.stage)
+                    .unwrap_or(if model.spec.data_check().enabled {
+                        RunStage::CheckingData
+                    } else {
+                        RunStage::Training
+                    });
+                let phase = match stage {
+                    RunStage::CheckingData => VersionPhase::CheckingData,
+                    RunStage::Training => VersionPhase::Training,
+                };
+                children::initial_version_status(model, n, phase, settings)?
+            }
         };
         current.insert(n, (v.clone(), status));
     }
@@ -70,6 +90,7 @@ pub fn plan(
                 trigger,
                 reason,
                 config_hash,
+                phase,
             } => {
                 let n = *version;
                 let mv = children::model_version(
@@ -80,10 +101,7 @@ pub fn plan(
                     config_hash,
                     decision.status.data_digest.clone(),
                 )?;
-                let status = children::initial_version_status(
-                    children::artifact_uri(model, n, settings)?,
-                    names::training_job(&name, n),
-                );
+                let status = children::initial_version_status(model, n, *phase, settings)?;
                 plan.create.push(mv.clone());
                 plan.started.push((n, *trigger, reason.clone()));
                 current.insert(n, (mv, status));
@@ -196,6 +214,7 @@ mod tests {
             trigger: TrainingTrigger::Initial,
             reason: "first version".into(),
             config_hash: "abc".into(),
+            phase: VersionPhase::Training,
         }]);
         let plan = plan(&wine(), &[], &d, at("2026-06-01T08:00:00Z"), &settings()).expect("plans");
         assert_eq!(plan.create.len(), 1);
@@ -280,7 +299,28 @@ mod tests {
             [3],
             "v2 is unchanged; v3 gets the status its creation lost"
         );
-        assert_eq!(plan.statuses[&3].1.phase, VersionPhase::Training);
+        assert_eq!(
+            plan.statuses[&3].1.phase,
+            VersionPhase::CheckingData,
+            "no run claims v3 (its Model's status was lost too): its data is checked first"
+        );
+        let mut unchecked = wine();
+        unchecked
+            .spec
+            .gate
+            .as_mut()
+            .expect("the fixture has a gate")
+            .data
+            .enabled = false;
+        let without_check = super::plan(
+            &unchecked,
+            &versions,
+            &d,
+            at("2026-06-01T08:00:00Z"),
+            &settings(),
+        )
+        .expect("plans");
+        assert_eq!(without_check.statuses[&3].1.phase, VersionPhase::Training);
         assert_eq!(
             plan.after
                 .iter()

@@ -90,6 +90,7 @@ pub fn records(
                 trigger,
                 reason,
                 config_hash,
+                ..
             } => out.push(
                 VersionRecord {
                     model: model_ref.clone(),
@@ -132,6 +133,23 @@ pub fn records(
                     .into(),
                 );
             }
+            // A refused window is the version's one evaluation: `driftline
+            // history` shows why it never trained.
+            Action::RecordDataCheck {
+                version,
+                data_check,
+            } if !data_check.passed => out.push(
+                EvaluationRecord {
+                    model: model_ref.clone(),
+                    version: *version,
+                    passed: false,
+                    summary: format!("data check {}", data_check.summary),
+                    metrics: Default::default(),
+                    report: serde_json::to_value(data_check).unwrap_or_default(),
+                    evaluated_at: now,
+                }
+                .into(),
+            ),
             Action::RecordRollout { version, rollout } => {
                 out.extend(rollout.analyses.iter().map(|a| {
                     let check =

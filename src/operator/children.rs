@@ -251,13 +251,28 @@ pub fn model_version(
     Ok(v)
 }
 
-/// The status a new version starts with: Training, with its artifact's address.
-pub fn initial_version_status(artifact: String, job: String) -> ModelVersionStatus {
-    ModelVersionStatus {
-        phase: VersionPhase::Training,
-        message: Some(format!("training Job {job} created")),
+/// The status a new version starts with: CheckingData (its data check Job
+/// first) or Training, with its artifact's address.
+pub fn initial_version_status(
+    model: &Model,
+    n: u32,
+    phase: VersionPhase,
+    settings: &ChildSettings,
+) -> Result<ModelVersionStatus, OperatorError> {
+    let o = owner(model)?;
+    let job = names::training_job(o.name, n);
+    let message = match phase {
+        VersionPhase::CheckingData => format!(
+            "data check Job {} created; training Job {job} follows if the data passes",
+            names::data_check_job(o.name, n)
+        ),
+        _ => format!("training Job {job} created"),
+    };
+    Ok(ModelVersionStatus {
+        phase,
+        message: Some(message),
         artifact: Some(ArtifactRef {
-            uri: artifact,
+            uri: artifact_uri(model, n, settings)?,
             ..Default::default()
         }),
         training: Some(crate::api::TrainingOutcome {
@@ -265,7 +280,77 @@ pub fn initial_version_status(artifact: String, job: String) -> ModelVersionStat
             ..Default::default()
         }),
         ..Default::default()
+    })
+}
+
+/// Data check Job `<model>-datacheck-<n>`: `driftline datacheck` reads the
+/// window the run will train on (as of the run's start), compares it with
+/// the champion's training statistics and leaves its report beside the
+/// artifact. CPU only: no GPU request and no GPU placement, whatever the
+/// training asks for; one retry, since unreadable data is a report, not a
+/// crash.
+pub fn data_check_job(
+    model: &Model,
+    n: u32,
+    as_of: &str,
+    champion_artifact: Option<&str>,
+    settings: &ChildSettings,
+) -> Result<Job, OperatorError> {
+    let o = owner(model)?;
+    let t = &model.spec.training;
+    let artifact = names::artifact_uri(&settings.artifact_root, o.namespace, o.name, n);
+    let report = names::data_check_report_uri(&artifact);
+    let config = format!("env:{MODEL_ENV}");
+    let mut args = vec![
+        "datacheck",
+        "--config",
+        &config,
+        "--as-of",
+        as_of,
+        "--report",
+        &report,
+        "--report-only",
+    ];
+    if let Some(champion) = champion_artifact {
+        args.extend(["--champion", champion]);
     }
+    let cpu_only = t.resources.as_ref().map(|r| ComputeResources {
+        gpu: None,
+        ..r.clone()
+    });
+    let l = labels(o.name, names::ROLE_DATA_CHECK, Some(n));
+    Ok(Job {
+        metadata: meta(&o, names::data_check_job(o.name, n), l.clone()),
+        spec: Some(JobSpec {
+            backoff_limit: Some(1),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(l),
+                    ..Default::default()
+                }),
+                spec: Some(pod_security::restricted(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    containers: vec![Container {
+                        name: "datacheck".into(),
+                        image: Some(t.image.clone().unwrap_or_else(|| settings.image.clone())),
+                        command: Some(driftline(&args)),
+                        env: Some(vec![EnvVar {
+                            name: MODEL_ENV.into(),
+                            value: Some(model_yaml(model)?),
+                            ..Default::default()
+                        }]),
+                        env_from: credentials(settings),
+                        resources: resources(cpu_only.as_ref()),
+                        ..Default::default()
+                    }],
+                    automount_service_account_token: Some(false),
+                    ..Default::default()
+                })),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    })
 }
 
 /// Training Job `<model>-train-<n>`: `driftline train` writes the artifact,
@@ -275,6 +360,7 @@ pub fn initial_version_status(artifact: String, job: String) -> ModelVersionStat
 pub fn training_job(
     model: &Model,
     n: u32,
+    as_of: &str,
     champion_artifact: Option<&str>,
     settings: &ChildSettings,
 ) -> Result<Job, OperatorError> {
@@ -282,8 +368,11 @@ pub fn training_job(
     let t = &model.spec.training;
     let artifact = names::artifact_uri(&settings.artifact_root, o.namespace, o.name, n);
     let config = format!("env:{MODEL_ENV}");
-    // `--resume`: a retried pod keeps the artifact its first attempt wrote.
-    let mut train = vec!["train", "--config", &config, "--out", &artifact, "--resume"];
+    // `--resume`: a retried pod keeps the artifact its first attempt wrote;
+    // `--as-of`: the window its data check read.
+    let mut train = vec![
+        "train", "--config", &config, "--out", &artifact, "--resume", "--as-of", as_of,
+    ];
     let feedback = feedback_prefix(model, settings);
     if let Some(prefix) = &feedback {
         train.extend(["--feedback", prefix.as_str()]);
@@ -604,6 +693,9 @@ pub fn http_route(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The run's start the Jobs read their window as of.
+    const AS_OF: &str = "2026-06-01T08:00:00Z";
     use crate::api::load_model_config;
 
     fn fixture() -> Model {
@@ -638,7 +730,7 @@ mod tests {
             ..settings()
         };
         let pod = |m: &Model| {
-            training_job(m, 1, None, &with_defaults)
+            training_job(m, 1, AS_OF, None, &with_defaults)
                 .expect("job builds")
                 .spec
                 .expect("spec")
@@ -678,11 +770,54 @@ mod tests {
     }
 
     #[test]
+    fn the_data_check_job_reads_the_window_on_a_cpu_and_requests_no_gpu() {
+        let m = fixture();
+        assert_eq!(
+            m.spec.training.resources.as_ref().and_then(|r| r.gpu),
+            Some(1),
+            "the fixture trains on a GPU"
+        );
+        let job = data_check_job(
+            &m,
+            3,
+            AS_OF,
+            Some("s3://models/root/ml/wine-quality/v2"),
+            &settings(),
+        )
+        .expect("job builds");
+        assert_eq!(
+            job.metadata.name.as_deref(),
+            Some("wine-quality-datacheck-3")
+        );
+        let pod = job.spec.and_then(|s| s.template.spec).expect("pod");
+        assert_eq!(
+            (pod.node_selector, pod.tolerations),
+            (None, None),
+            "no GPU node"
+        );
+        let c = &pod.containers[0];
+        assert_eq!(
+            c.command.as_ref().expect("command").join(" "),
+            "driftline datacheck --config env:DRIFTLINE_MODEL --as-of 2026-06-01T08:00:00Z \
+             --report s3://models/root/ml/wine-quality/v3.datacheck.json --report-only \
+             --champion s3://models/root/ml/wine-quality/v2"
+        );
+        let limits = c
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.clone())
+            .expect("limits");
+        assert!(!limits.contains_key("nvidia.com/gpu"), "{limits:?}");
+        assert_eq!(limits.get("memory").map(|q| q.0.as_str()), Some("8Gi"));
+    }
+
+    #[test]
     fn the_training_job_trains_then_evaluates_against_the_champion_on_the_gpu_node() {
         let m = fixture();
         let job = training_job(
             &m,
             3,
+            AS_OF,
             Some("s3://models/root/ml/wine-quality/v2"),
             &settings(),
         )
@@ -716,7 +851,7 @@ mod tests {
         assert_eq!(
             cmd,
             "driftline train --config env:DRIFTLINE_MODEL --out s3://models/root/ml/wine-quality/v3 \
-             --resume --feedback s3://models/root/ml/wine-quality/feedback/"
+             --resume --as-of 2026-06-01T08:00:00Z --feedback s3://models/root/ml/wine-quality/feedback/"
         );
         let limits = train
             .resources
@@ -764,7 +899,7 @@ mod tests {
         let mut m = fixture();
         m.spec.gate = None;
         m.spec.data.include_feedback = false;
-        let job = training_job(&m, 1, None, &settings()).expect("job builds");
+        let job = training_job(&m, 1, AS_OF, None, &settings()).expect("job builds");
         let pod = job.spec.and_then(|s| s.template.spec).expect("pod");
         assert!(pod.init_containers.is_none());
         let cmd = pod.containers[0]
@@ -774,7 +909,8 @@ mod tests {
             .join(" ");
         assert_eq!(
             cmd,
-            "driftline train --config env:DRIFTLINE_MODEL --out s3://models/root/ml/wine-quality/v1 --resume"
+            "driftline train --config env:DRIFTLINE_MODEL --out s3://models/root/ml/wine-quality/v1 --resume \
+             --as-of 2026-06-01T08:00:00Z"
         );
     }
 

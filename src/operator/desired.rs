@@ -14,7 +14,7 @@ use kube::Resource;
 use kube::api::DynamicObject;
 
 use crate::api::names;
-use crate::api::{Model, ModelStatus, ModelVersion, version_number};
+use crate::api::{Model, ModelStatus, ModelVersion, RunStage, version_number};
 
 use super::children::{self, ChildSettings};
 use super::error::OperatorError;
@@ -78,22 +78,29 @@ pub fn children(
         }
     };
 
-    let training = status
+    let run = status
         .training
         .as_ref()
-        .and_then(|t| version_number(&t.version));
-    let training_job = match training {
-        Some(n) => {
+        .and_then(|t| Some((version_number(&t.version)?, t)));
+    let training = run.map(|(n, _)| n);
+    // A run checks its data first: the training Job only once that passed.
+    let training_job = match run {
+        Some((n, t)) => {
             let champion = match status.champion.as_deref().and_then(version_number) {
                 Some(c) => Some(artifact_of(c)?),
                 None => None,
             };
-            Some(children::training_job(
-                model,
-                n,
-                champion.as_deref(),
-                settings,
-            )?)
+            let as_of = t
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            Some(match t.stage {
+                RunStage::CheckingData => {
+                    children::data_check_job(model, n, &as_of, champion.as_deref(), settings)?
+                }
+                RunStage::Training => {
+                    children::training_job(model, n, &as_of, champion.as_deref(), settings)?
+                }
+            })
         }
         None => None,
     };
@@ -101,7 +108,7 @@ pub fn children(
         .iter()
         .map(|v| v.spec.version)
         .chain(training)
-        .map(|n| names::training_job(name, n))
+        .flat_map(|n| [names::training_job(name, n), names::data_check_job(name, n)])
         .collect();
 
     let serving_versions = serving_set(status);
@@ -267,9 +274,12 @@ mod tests {
         assert_eq!(
             desired.kept_jobs,
             BTreeSet::from([
+                "wine-quality-datacheck-1".to_string(),
+                "wine-quality-datacheck-2".to_string(),
                 "wine-quality-train-1".to_string(),
                 "wine-quality-train-2".to_string()
-            ])
+            ]),
+            "each version's data check Job is kept beside its training Job"
         );
         assert!(desired.training_job.is_none());
     }

@@ -47,6 +47,15 @@ pub enum OperatorError {
         #[source]
         cause: super::leader::StoppedLeading,
     },
+    /// A data check report exists but cannot be read as one.
+    #[error("data check report {uri} is not a driftline data check report")]
+    DataCheckReport {
+        /// Where it is.
+        uri: String,
+        /// What was wrong with it.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A gate report exists but cannot be read as one.
     #[error("gate report {uri} is not a driftline gate report")]
     GateReport {
@@ -100,6 +109,7 @@ impl OperatorError {
             OperatorError::Kube { .. } => "kube",
             OperatorError::Store { .. } => "store",
             OperatorError::GateReport { .. } => "gate_report",
+            OperatorError::DataCheckReport { .. } => "data_check_report",
             OperatorError::LeaseLost { .. } => "lease_lost",
         }
     }
@@ -111,6 +121,7 @@ impl OperatorError {
             OperatorError::Kube { .. } => "KubernetesApiError",
             OperatorError::Store { .. } => "ArtifactStoreError",
             OperatorError::GateReport { .. } => "GateReportUnreadable",
+            OperatorError::DataCheckReport { .. } => "DataCheckReportUnreadable",
             OperatorError::LeaseLost { .. } => "LeaseLost",
         }
     }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use crate::api::{
     ArtifactRef, CanaryStatus, Lineage, Model, ModelVersion, ModelVersionSpec, ModelVersionStatus,
-    TrainingRun, TrainingTrigger, VersionPhase, load_model_config, version_name,
+    RunStage, TrainingRun, TrainingTrigger, VersionPhase, load_model_config, version_name,
 };
 
 use super::children::{ChildSettings, GpuPlacement};
@@ -110,6 +110,7 @@ pub fn training_run(n: u32) -> TrainingRun {
         version: version_name(n),
         trigger: TrainingTrigger::Initial,
         reason: "first version".into(),
+        stage: RunStage::Training,
         started_at: at("2026-06-01T08:00:00Z"),
         config_hash: "abc".into(),
         generation: Some(1),

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::api::names;
 use crate::api::scrape::{BackendCounters, GatewayCounters, ServingCounters};
-use crate::api::{GateEvaluation, Model, ModelVersion, VersionPhase, version_number};
+use crate::api::{GateEvaluation, Model, ModelVersion, RunStage, VersionPhase, version_number};
 use crate::policy::{
     CanaryMetrics, EventKind, GateResult, JobState, ManualAction, ManualRequest, Observations,
     ServingMetrics, TrainingJob,
@@ -215,6 +215,70 @@ pub async fn read_gate_report(artifact: &str) -> Result<Option<GateEvaluation>, 
     }
 }
 
+/// The report of a version's data check, once its Job wrote one.
+async fn read_data_check_report(
+    artifact: &str,
+) -> Result<Option<crate::api::DataCheckReport>, OperatorError> {
+    let uri = names::data_check_report_uri(artifact);
+    match crate::ml::store::read_bytes(&uri).await {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| OperatorError::DataCheckReport { uri, source }),
+        Err(crate::ml::store::StoreError::NotFound { .. }) => Ok(None),
+        Err(source) => Err(OperatorError::Store {
+            action: format!("read data check report {uri}"),
+            source,
+        }),
+    }
+}
+
+/// What came of the running version's data check, while the Model's run
+/// is checking its data: the report its Job left, or its failure when it
+/// left none. Chosen by the Model's run, not the version's phase: a version
+/// whose phase was written before a failed Model status write still reads
+/// `Training`, and its report must still be read.
+async fn data_checks(
+    model: &Model,
+    name: &str,
+    versions: &[ModelVersion],
+    jobs: &[&Job],
+) -> Result<Vec<crate::policy::DataCheckResult>, OperatorError> {
+    use crate::policy::{DataCheckOutcome, DataCheckResult};
+    let Some(n) = model
+        .status
+        .as_ref()
+        .and_then(|s| s.training.as_ref())
+        .filter(|t| t.stage == RunStage::CheckingData)
+        .and_then(|t| version_number(&t.version))
+    else {
+        return Ok(Vec::new());
+    };
+    let Some(artifact) = versions
+        .iter()
+        .find(|v| v.spec.version == n)
+        .and_then(|v| v.status.as_ref()?.artifact.as_ref())
+    else {
+        return Ok(Vec::new());
+    };
+    let outcome = match read_data_check_report(&artifact.uri).await? {
+        Some(report) => Some(DataCheckOutcome::Verdict(report.verdict)),
+        None => jobs
+            .iter()
+            .find(|j| j.metadata.name.as_deref() == Some(&names::data_check_job(name, n)))
+            .and_then(|j| match job_state(j) {
+                JobState::Failed { message } => Some(DataCheckOutcome::JobFailed(message)),
+                _ => None,
+            }),
+    };
+    Ok(outcome
+        .map(|outcome| DataCheckResult {
+            version: n,
+            outcome,
+        })
+        .into_iter()
+        .collect())
+}
+
 /// A trained artifact's `manifest.json`; `None` (logged, naming `purpose`)
 /// when it cannot be read: what needed it goes without, nothing else changes.
 pub async fn read_manifest(artifact: &str, purpose: &str) -> Option<crate::ml::artifact::Manifest> {
@@ -403,6 +467,7 @@ pub async fn observations(
             }
         }
     }
+    obs.data_checks = data_checks(model, name, versions, jobs).await?;
     obs.ready_versions = ready_versions(name, deployments);
 
     let mut acknowledged = None;
@@ -428,11 +493,12 @@ pub async fn observations(
         }
     }
 
-    // `retrain.onNewData`: the data source's version (ETag, or size and
-    // modification time), compared by the core with the one the latest
+    // `retrain.onNewData`: the data's version (one file's ETag, or size and
+    // modification time; for a prefix, the digest of the files inside the
+    // window as of now), compared by the core with the one the latest
     // training started from. A source that cannot be read is not "new".
     if model.spec.retrain.as_ref().is_some_and(|r| r.on_new_data) {
-        match crate::ml::store::version_tag(&model.spec.data.source).await {
+        match crate::data::version(&model.spec.data, obs.now).await {
             Ok(tag) => obs.source_digest = Some(tag),
             Err(e) => {
                 tracing::warn!(source = %model.spec.data.source, error = %e, "cannot read the data source's version")

@@ -240,13 +240,19 @@ mod tests {
         let m = model();
         let s = settings();
         let job = |m: &Model| {
-            children::training_job(m, 2, Some("s3://models/ml/wine-quality/v1"), &s)
-                .expect("job")
-                .spec
-                .expect("job spec")
-                .template
-                .spec
-                .expect("pod")
+            children::training_job(
+                m,
+                2,
+                "2026-06-01T08:00:00Z",
+                Some("s3://models/ml/wine-quality/v1"),
+                &s,
+            )
+            .expect("job")
+            .spec
+            .expect("job spec")
+            .template
+            .spec
+            .expect("pod")
         };
         let mut ungated = m.clone();
         ungated.spec.gate = None;

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{GateSummary, ModelStatus, RolloutOutcome, TrainingTrigger, VersionPhase};
+use crate::api::{
+    DataCheckSummary, GateSummary, ModelStatus, RolloutOutcome, TrainingTrigger, VersionPhase,
+};
 
 /// Kubernetes Event type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,13 +26,21 @@ pub enum EventKind {
 /// trail), or both.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Action {
-    /// Create ModelVersion `v<n>` (phase Training) and Job `<model>-train-<n>`.
+    /// Create ModelVersion `v<n>` (phase CheckingData, or Training when
+    /// the data check is off); the status then calls for its Job.
     StartTraining {
         version: u32,
         trigger: TrainingTrigger,
         reason: String,
         /// Hash of the training-relevant spec, for the version's lineage.
         config_hash: String,
+        /// The version's first phase: `CheckingData` or `Training`.
+        phase: VersionPhase,
+    },
+    /// Write the data check's verdict into `ModelVersion.status.dataCheck`.
+    RecordDataCheck {
+        version: u32,
+        data_check: DataCheckSummary,
     },
     /// Set `ModelVersion.status.phase` (and its message).
     SetVersionPhase {

@@ -24,13 +24,16 @@ pub const PAUSED: &str = "Paused";
 pub const SPEC_VALID: &str = "SpecValid";
 /// Live inputs drifted for `consecutiveWindows` windows in a row.
 pub const DRIFT_DETECTED: &str = "DriftDetected";
+/// The latest data check passed (`True`), or refused the window (`False`,
+/// with every failed check).
+pub const DATA_VALID: &str = "DataValid";
 /// The operator's last reconcile finished (`True`), or the cause it met.
 pub const RECONCILED: &str = "Reconciled";
 /// Decisions reach the registry, or wait in memory while it is down.
 pub const REGISTRY_AVAILABLE: &str = "RegistryAvailable";
 
 /// Every condition type a Model can carry.
-pub const ALL: [&str; 9] = [
+pub const ALL: [&str; 10] = [
     READY,
     TRAINING,
     TRAINING_UNSCHEDULABLE,
@@ -38,6 +41,7 @@ pub const ALL: [&str; 9] = [
     PAUSED,
     SPEC_VALID,
     DRIFT_DETECTED,
+    DATA_VALID,
     RECONCILED,
     REGISTRY_AVAILABLE,
 ];

@@ -318,6 +318,7 @@ mod tests {
 
     fn spec(metrics: Vec<MetricThreshold>) -> GateSpec {
         GateSpec {
+            data: Default::default(),
             test_set: "t.csv".into(),
             metrics,
             slices: Vec::new(),

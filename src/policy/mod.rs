@@ -22,6 +22,7 @@
 mod action;
 mod canary;
 pub mod conditions;
+mod data_check;
 mod decide;
 mod drift;
 mod gate;
@@ -29,11 +30,12 @@ mod observe;
 mod version_status;
 
 pub use action::{Action, Decision, EventKind};
+pub use data_check::verdict as data_verdict;
 pub use decide::{SCHEDULE_GRACE, config_hash, decide};
 pub use drift::{DriftUpdate, update_drift};
 pub use gate::verdict as gate_verdict;
 pub use observe::{
-    CanaryMetrics, DriftReading, GateResult, JobState, ManualAction, ManualRequest, Observations,
-    ServingMetrics, TrainingJob,
+    CanaryMetrics, DataCheckOutcome, DataCheckResult, DriftReading, GateResult, JobState,
+    ManualAction, ManualRequest, Observations, ServingMetrics, TrainingJob,
 };
 pub use version_status::{apply as apply_to_version_status, version_of as version_written_by};

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::api::GateVerdict;
+use crate::api::{DataVerdict, GateVerdict};
 use crate::drift::{ColumnDrift, ColumnReading, WindowReport};
 
 /// State of one training Job (`<model>-train-<n>`).
@@ -39,6 +39,22 @@ pub struct TrainingJob {
 pub struct GateResult {
     pub version: u32,
     pub verdict: GateVerdict,
+}
+
+/// What came of one version's data check.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum DataCheckOutcome {
+    /// The report it left (`<artifact>.datacheck.json`).
+    Verdict(DataVerdict),
+    /// Its Job failed without leaving a report; why, in its last words.
+    JobFailed(String),
+}
+
+/// The data check of version `version`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataCheckResult {
+    pub version: u32,
+    pub outcome: DataCheckOutcome,
 }
 
 /// Request counts and latency of one version over a window.
@@ -141,6 +157,9 @@ pub struct Observations {
     pub generation: Option<i64>,
     pub jobs: Vec<TrainingJob>,
     pub gate_results: Vec<GateResult>,
+    /// Data checks that finished, for versions checking their data.
+    #[serde(default)]
+    pub data_checks: Vec<DataCheckResult>,
     /// Versions whose serving Deployment is ready.
     pub ready_versions: BTreeSet<u32>,
     pub canary_metrics: Option<CanaryMetrics>,
@@ -159,6 +178,7 @@ impl Observations {
             generation: None,
             jobs: Vec::new(),
             gate_results: Vec::new(),
+            data_checks: Vec::new(),
             ready_versions: BTreeSet::new(),
             canary_metrics: None,
             drift: Vec::new(),
@@ -178,6 +198,14 @@ impl Observations {
             .iter()
             .find(|j| j.version == n)
             .and_then(|j| j.unschedulable.as_deref())
+    }
+
+    /// What came of version `n`'s data check, once it finished.
+    pub fn data_check(&self, n: u32) -> Option<&DataCheckOutcome> {
+        self.data_checks
+            .iter()
+            .find(|d| d.version == n)
+            .map(|d| &d.outcome)
     }
 
     /// The gate verdict on version `n`.

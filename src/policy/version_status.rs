@@ -13,6 +13,7 @@ pub fn version_of(action: &Action) -> Option<u32> {
     match action {
         Action::SetVersionPhase { version, .. }
         | Action::RecordGate { version, .. }
+        | Action::RecordDataCheck { version, .. }
         | Action::RecordRollout { version, .. } => Some(*version),
         _ => None,
     }
@@ -28,6 +29,9 @@ pub fn apply(status: &mut ModelVersionStatus, action: &Action, now: DateTime<Utc
             champion_tenure(status, *phase, now);
         }
         Action::RecordGate { gate, .. } => status.gate = Some(gate.clone()),
+        Action::RecordDataCheck { data_check, .. } => {
+            status.data_check = Some(data_check.clone());
+        }
         Action::RecordRollout { rollout, .. } => status.rollout = Some(rollout.clone()),
         _ => {}
     }

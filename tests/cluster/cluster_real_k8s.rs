@@ -260,8 +260,10 @@ fn helm_installs_the_chart_on_a_real_control_plane_and_the_operator_reconciles_u
     // The operator under the chart's ServiceAccount reconciles a Model.
     let operator = Operator::start(&plane, &artifacts, "full");
     plane.kubectl_ok(&["apply", "-f", MODEL]);
-    // Made by the real Job controller and admitted in a `restricted`
-    // namespace (a refused pod shows as the Job's FailedCreate Event).
+    // The run's first pod, its data check (no node runs it here, so the
+    // training Job never follows): made by the real Job controller and
+    // admitted in a `restricted` namespace (a refused pod shows as the Job's
+    // FailedCreate Event).
     let start = Instant::now();
     loop {
         let (ok, out) = plane.kubectl(&[
@@ -270,7 +272,7 @@ fn helm_installs_the_chart_on_a_real_control_plane_and_the_operator_reconciles_u
             "-n",
             "ml",
             "-l",
-            "job-name=wine-quality-train-1",
+            "job-name=wine-quality-datacheck-1",
             "-o",
             "name",
         ]);
@@ -279,14 +281,14 @@ fn helm_installs_the_chart_on_a_real_control_plane_and_the_operator_reconciles_u
         }
         assert!(
             start.elapsed() < Duration::from_secs(120),
-            "no training pod; the Job's Events:\n{}",
+            "no data check pod; the Job's Events:\n{}",
             plane
                 .kubectl(&[
                     "get",
                     "events",
                     "-n",
                     "ml",
-                    "--field-selector=involvedObject.name=wine-quality-train-1",
+                    "--field-selector=involvedObject.name=wine-quality-datacheck-1",
                 ])
                 .1
         );
@@ -471,7 +473,7 @@ fn stage_models(plane: &RealControlPlane, tag: &str) {
         use driftline::operator::{ChildSettings, serving_children as serving, training_job};
         let owner = owner_of(&lp);
         let settings = ChildSettings::default();
-        let mut job = training_job(&owner, 9, None, &settings).unwrap();
+        let mut job = training_job(&owner, 9, "2026-12-01T00:00:00Z", None, &settings).unwrap();
         job.spec.as_mut().unwrap().suspend = Some(true);
         apply(&format!("{lp}-job-9"), serde_json::to_string(&job).unwrap());
         let (mut deployment, service) = serving(&owner, 9, "/artifacts/none", &settings).unwrap();

@@ -322,6 +322,7 @@ fn version_phases_are_the_documented_ones() {
     assert_eq!(
         phases,
         &serde_json::json!([
+            "CheckingData",
             "Training",
             "Trained",
             "Rejected",
@@ -329,7 +330,8 @@ fn version_phases_are_the_documented_ones() {
             "Champion",
             "Superseded",
             "RolledBack",
-            "Failed"
+            "Failed",
+            "DataRejected"
         ])
     );
 }

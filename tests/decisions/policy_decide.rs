@@ -1105,3 +1105,91 @@ fn a_stale_cache_showing_the_champion_as_trained_does_not_make_it_its_own_candid
     assert_eq!(status(&w).candidate, None);
     assert_eq!(status(&w).phase, ModelPhase::Serving);
 }
+
+/// A refused training window: the run ends before its training Job, the
+/// version is DataRejected with every failed check, the Model says
+/// `DataValid=False` with an Event, and the next data change retries.
+#[test]
+fn refused_data_ends_the_run_before_training_and_new_data_retries() {
+    let mut spec = quiet_spec();
+    spec.retrain = Some(driftline::api::RetrainSpec {
+        on_new_data: true,
+        ..Default::default()
+    });
+    let mut w = World::new(spec, t("2026-06-01T08:00:00Z"));
+    w.source_digest = Some("files:day1".into());
+    w.bootstrap();
+    w.source_digest = Some("files:day2".into());
+    let d = w.step();
+    assert_eq!(
+        d.started_training().map(|(n, trig, _)| (n, trig)),
+        Some((2, TrainingTrigger::NewData))
+    );
+    assert_eq!(w.phase(2), Some(VersionPhase::CheckingData));
+    let refused = driftline::api::DataVerdict {
+        passed: false,
+        checks: vec![driftline::api::DataCheck {
+            name: "maxTargetNullRate".into(),
+            column: Some("quality".into()),
+            value: Some(1.0),
+            bound: Some(0.0),
+            passed: false,
+            blocking: true,
+            message: "target `quality` is empty in 100.0 % of rows".into(),
+        }],
+    };
+    w.data_check(2, refused);
+    // Even a Job the cluster reports as done is not looked at: none was made.
+    w.finish_job(2, JobState::Succeeded);
+    w.advance(Duration::seconds(30));
+    let d = w.step();
+    assert_eq!(w.phase(2), Some(VersionPhase::DataRejected));
+    let recorded = d
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::RecordDataCheck {
+                version: 2,
+                data_check,
+            } => Some(data_check.clone()),
+            _ => None,
+        })
+        .expect("the verdict is recorded on v2");
+    assert!(!recorded.passed);
+    assert_eq!(recorded.failed_checks.len(), 1);
+    assert_eq!(recorded.failed_checks[0].column.as_deref(), Some("quality"));
+    let status = &d.status;
+    assert!(status.training.is_none(), "{status:?}");
+    assert_eq!(status.candidate, None, "nothing to gate");
+    assert_eq!(status.champion.as_deref(), Some("v1"));
+    let valid = status
+        .condition(driftline::policy::conditions::DATA_VALID)
+        .expect("DataValid");
+    assert_eq!(valid.status, ConditionStatus::False);
+    assert!(
+        valid.message.contains("target `quality` is empty"),
+        "{valid:?}"
+    );
+    let rejected = event(&d, "DataRejected").expect("a DataRejected Event");
+    assert!(
+        rejected.contains("no training Job was created"),
+        "{rejected}"
+    );
+
+    // The same data: nothing new starts.
+    w.advance(Duration::seconds(30));
+    assert!(w.step().started_training().is_none());
+    // The next data change retries, and its clean window trains.
+    w.source_digest = Some("files:day3".into());
+    let d = w.step();
+    assert_eq!(d.started_training().map(|(n, _, _)| n), Some(3));
+    w.advance(Duration::seconds(30));
+    let d = w.step();
+    assert_eq!(w.phase(3), Some(VersionPhase::Training));
+    assert!(event(&d, "DataCheckPassed").is_some());
+    let valid = d
+        .status
+        .condition(driftline::policy::conditions::DATA_VALID)
+        .expect("DataValid");
+    assert_eq!(valid.status, ConditionStatus::True);
+}

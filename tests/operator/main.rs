@@ -5,6 +5,7 @@
 //! library, so grouping keeps CI's link time and disk use down.
 
 mod dashboard;
+mod data_check;
 #[path = "../support/json_logs.rs"]
 mod json_logs;
 #[path = "../cluster/k8s_tools.rs"]

@@ -83,9 +83,9 @@ async fn a_new_model_trains_passes_its_gate_and_serves_through_its_gateway(h: Ha
     );
     assert!(std::path::Path::new(&names::gate_report_uri(&artifact)).exists());
 
-    // One training Job, named by the contract.
+    // One data check Job and one training Job, named by the contract.
     let jobs: Api<Job> = Api::namespaced(h.client.clone(), &h.ns);
-    let names_: Vec<String> = jobs
+    let mut names_: Vec<String> = jobs
         .list(&ListParams::default())
         .await
         .expect("jobs")
@@ -93,7 +93,8 @@ async fn a_new_model_trains_passes_its_gate_and_serves_through_its_gateway(h: Ha
         .into_iter()
         .filter_map(|j| j.metadata.name)
         .collect();
-    assert_eq!(names_, vec!["wine-quality-train-1".to_string()]);
+    names_.sort();
+    assert_eq!(names_, ["wine-quality-datacheck-1", "wine-quality-train-1"]);
 
     // A request through the gateway Service is answered by v1.
     let gateway = h.service_url("wine-quality").await;
@@ -642,7 +643,12 @@ async fn an_operator_killed_mid_training_and_mid_canary_resumes_without_duplicat
     job_names.sort();
     assert_eq!(
         job_names,
-        vec!["wine-quality-train-1", "wine-quality-train-2"]
+        vec![
+            "wine-quality-datacheck-1",
+            "wine-quality-datacheck-2",
+            "wine-quality-train-1",
+            "wine-quality-train-2"
+        ]
     );
     let versions = h
         .versions()
@@ -887,15 +893,33 @@ async fn bootstrap_converges_with_about_one_api_request_in_ten_failing() {
         "{used} faults over {total} requests"
     );
     assert_eq!(status.phase, ModelPhase::Serving);
-    // No duplicates: one Job, one version.
+    // No duplicates: one data check Job, one training Job, one version.
     let jobs: Api<Job> = Api::namespaced(h.client.clone(), NS);
+    let mut job_names: Vec<String> = jobs
+        .list(&ListParams::default())
+        .await
+        .expect("jobs")
+        .items
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect();
+    job_names.sort();
+    let v1 = h
+        .versions()
+        .get("wine-quality-v1")
+        .await
+        .expect("v1")
+        .status;
     assert_eq!(
-        jobs.list(&ListParams::default())
-            .await
-            .expect("jobs")
-            .items
-            .len(),
-        1
+        job_names,
+        ["wine-quality-datacheck-1", "wine-quality-train-1"],
+        "v1: {v1:#?}"
+    );
+    assert!(
+        v1.as_ref()
+            .and_then(|s| s.data_check.as_ref())
+            .is_some_and(|c| c.passed),
+        "v1 trained only after its data check passed: {v1:#?}"
     );
     assert_eq!(
         h.versions()

@@ -3,6 +3,7 @@
 //! One test binary per group: each tests/*.rs or tests/*/main.rs links the whole
 //! library, so grouping keeps CI's link time and disk use down.
 
+mod data_parquet_s3;
 mod demo;
 mod drift_triggers;
 #[path = "../support/json_logs.rs"]
@@ -11,6 +12,7 @@ mod ml_cli;
 mod ml_store_http;
 mod ml_store_s3;
 mod ml_train;
+mod moto;
 #[path = "../support/postgres.rs"]
 mod postgres;
 mod registry;

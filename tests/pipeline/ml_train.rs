@@ -380,6 +380,7 @@ async fn a_candidate_trained_on_shuffled_labels_fails_the_gate_against_a_good_ch
     let bad = save(&train(&good_spec, &shuffled), tmp.path(), "bad").await;
 
     let gate = GateSpec {
+        data: Default::default(),
         test_set: "test.csv".into(),
         metrics: vec![MetricThreshold {
             name: "accuracy".into(),

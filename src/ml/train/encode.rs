@@ -12,27 +12,18 @@ use rand_chacha::ChaCha8Rng;
 use crate::api::{ModelSpec, Task};
 
 use super::super::artifact::TargetScale;
-use super::super::data::{Feedback, Table};
 use super::super::error::MlError;
 use super::super::preprocess::{self, FeatureBatch, FeatureSchema};
 use super::SPLIT_STREAM;
+use crate::data::{Feedback, Table};
 
 /// Columns used as features, checked against the table.
 pub(super) fn feature_names(spec: &ModelSpec, table: &Table) -> Result<Vec<String>, MlError> {
     table.column(&spec.data.target, "data.target")?;
-    let names: Vec<String> = if spec.data.features.is_empty() {
-        table
-            .names
-            .iter()
-            .filter(|n| **n != spec.data.target)
-            .cloned()
-            .collect()
-    } else {
-        for f in &spec.data.features {
-            table.column(f, "data.features")?;
-        }
-        spec.data.features.clone()
-    };
+    let names = crate::data::feature_columns(&spec.data, &table.names);
+    for f in &spec.data.features {
+        table.column(f, "data.features")?;
+    }
     if names.is_empty() {
         return Err(MlError::InvalidConfig {
             field: "data.features".into(),
@@ -78,9 +69,38 @@ pub(super) struct Split {
 }
 
 impl Split {
+    /// The time-aware holdout when the dataset has one, else
     /// `data.validationFraction` of the rows (at least one when asked and
     /// possible, never all), drawn from the seed's split stream.
-    pub(super) fn new(spec: &ModelSpec, rows: usize) -> Split {
+    pub(super) fn new(
+        spec: &ModelSpec,
+        rows: usize,
+        holdout: Option<&[usize]>,
+    ) -> Result<Split, MlError> {
+        if let Some(held) = holdout {
+            if held.len() >= rows {
+                return Err(MlError::InvalidConfig {
+                    field: "data.window.holdout".into(),
+                    reason: format!(
+                        "holds out all {rows} rows of the window, leaving none to train on; \
+                         shorten it or widen data.window.last"
+                    ),
+                });
+            }
+            let mut is_held = vec![false; rows];
+            for &r in held {
+                is_held[r] = true;
+            }
+            let train = (0..rows).filter(|&r| !is_held[r]).collect();
+            return Ok(Split {
+                train,
+                val: held.to_vec(),
+            });
+        }
+        Ok(Split::random(spec, rows))
+    }
+
+    fn random(spec: &ModelSpec, rows: usize) -> Split {
         let mut order: Vec<usize> = (0..rows).collect();
         let mut split_rng = ChaCha8Rng::seed_from_u64(spec.training.seed);
         split_rng.set_stream(SPLIT_STREAM);

@@ -24,9 +24,9 @@ use super::arch::{self, Architecture};
 use super::artifact::{
     self, DatasetLineage, FORMAT_VERSION, FeedbackLineage, FileDigest, Manifest, Predictor,
 };
-use super::data::{self, Feedback, Table};
 use super::error::MlError;
 use super::metrics;
+use crate::data::{self, Dataset, Feedback, Table};
 use encode::{Split, encode_inputs, encode_targets, feature_names, gather};
 use epochs::{Parameters, run_epochs};
 use reference::drift_reference;
@@ -47,6 +47,10 @@ pub struct TrainOptions {
     pub device: Option<TrainingDevice>,
     /// Draw a progress bar on a terminal.
     pub progress: bool,
+    /// The training start `data.window` counts back from (the operator's
+    /// decision time, so the data check and the run read the same files);
+    /// now when absent.
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A trained model, not yet written anywhere.
@@ -107,7 +111,8 @@ fn device_name(device: &Device) -> String {
 pub async fn train(spec: &ModelSpec, options: &TrainOptions) -> Result<TrainedModel, MlError> {
     validate(spec)?;
     let device = select_device(options.device.unwrap_or(spec.training.device))?;
-    let table = data::read_table(&spec.data.source, spec.data.format).await?;
+    let as_of = options.as_of.unwrap_or_else(chrono::Utc::now);
+    let dataset = data::read(&spec.data, as_of).await?;
     let feedback = match (&options.feedback, spec.data.include_feedback) {
         (Some(prefix), true) => Some((
             prefix.clone(),
@@ -129,21 +134,17 @@ pub async fn train(spec: &ModelSpec, options: &TrainOptions) -> Result<TrainedMo
         }
         (None, false) => None,
     };
-    fit(
+    fit_dataset(
         spec,
-        &table,
+        &dataset,
         feedback.as_ref().map(|(p, f)| (p.as_str(), f)),
         &device,
         options.progress,
     )
 }
 
-/// Trains on an already-read table. `feedback` rows join the training split only.
-///
-/// The steps, each its own function: split the rows, encode the inputs,
-/// encode the targets, initialise the parameters, run the epochs, measure
-/// on the validation split, build the drift reference (calibrated, with
-/// importance), and assemble the manifest.
+/// Trains on an already-read table, all of it data (the validation split
+/// drawn by `data.validationFraction`).
 pub fn fit(
     spec: &ModelSpec,
     table: &Table,
@@ -151,10 +152,34 @@ pub fn fit(
     device: &Device,
     progress: bool,
 ) -> Result<TrainedModel, MlError> {
+    fit_dataset(
+        spec,
+        &Dataset::whole(table.clone()),
+        feedback,
+        device,
+        progress,
+    )
+}
+
+/// Trains on a read dataset. `feedback` rows join the training split only;
+/// the dataset's time-aware holdout, when it has one, is the validation split.
+///
+/// The steps, each its own function: split the rows, encode the inputs,
+/// encode the targets, initialise the parameters, run the epochs, measure
+/// on the validation split, build the drift reference (calibrated, with
+/// importance), and assemble the manifest.
+pub fn fit_dataset(
+    spec: &ModelSpec,
+    dataset: &Dataset,
+    feedback: Option<(&str, &Feedback)>,
+    device: &Device,
+    progress: bool,
+) -> Result<TrainedModel, MlError> {
     let started = Instant::now();
     let arch = validate(spec)?;
+    let table = &dataset.table;
     let names = feature_names(spec, table)?;
-    let split = Split::new(spec, table.rows);
+    let split = Split::new(spec, table.rows, dataset.holdout.as_deref())?;
     let encoded = encode_inputs(spec, table, &names, &split, feedback)?;
     let targets = encode_targets(spec, table, feedback, &split, encoded.n_train, device)?;
     let task = spec.task;
@@ -215,6 +240,7 @@ pub fn fit(
         spec, table, &encoded, &split, &targets, &predictor, &val_pred,
     )?;
 
+    let data_stats = data::statistics(table, &names, &spec.data.target, &BTreeMap::new());
     let weights = artifact::weights_to_bytes(&named)?;
     let tensors = artifact::tensor_infos(&named);
     let parameters = tensors
@@ -254,6 +280,9 @@ pub fn fit(
             rows: table.rows,
             training_rows: encoded.n_train,
             validation_rows: split.val.len(),
+            files: dataset.files.clone(),
+            pruned_files: dataset.pruned.iter().map(|f| f.uri.clone()).collect(),
+            window: dataset.window.clone(),
             feedback: feedback.map(|(prefix, fb)| FeedbackLineage {
                 prefix: prefix.to_string(),
                 files: fb.files,
@@ -262,6 +291,7 @@ pub fn fit(
                 digest: fb.table.digest.clone(),
             }),
         },
+        data_stats: Some(data_stats),
         seed: spec.training.seed,
         training: spec.training.clone(),
         device: device_name(device),

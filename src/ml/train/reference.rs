@@ -15,11 +15,11 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::super::artifact::{self, Predictor};
-use super::super::data::{Cell, Table};
 use super::super::error::MlError;
 use super::super::preprocess::{self, FeatureSchema};
 use super::encode::{Encoded, Split, Targets, gather};
 use super::{CALIBRATION_STREAM, IMPORTANCE_STREAM};
+use crate::data::{Cell, Table};
 
 /// Shuffles per feature for permutation importance (their mean is kept).
 const IMPORTANCE_REPEATS: usize = 5;

@@ -14,17 +14,17 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::api::{
-    AnalysisOutcome, CanaryStatus, ConditionStatus, GateSummary, GateVerdict, MissedRunPolicy,
-    Model, ModelPhase, ModelSpec, ModelStatus, ModelVersion, NextTraining, RetrainSchedule,
-    RolloutOutcome, TrafficWeight, TrainingRun, TrainingTrigger, VersionPhase, version_name,
-    version_number,
+    AnalysisOutcome, CanaryStatus, ConditionStatus, DataCheckSummary, GateSummary, GateVerdict,
+    MissedRunPolicy, Model, ModelPhase, ModelSpec, ModelStatus, ModelVersion, NextTraining,
+    RetrainSchedule, RolloutOutcome, RunStage, TrafficWeight, TrainingRun, TrainingTrigger,
+    VersionPhase, version_name, version_number,
 };
 
 use super::action::{Action, Decision, EventKind};
 use super::canary::{StepWindow, analyse};
 use super::conditions::{self, set_condition};
 use super::drift::{DriftUpdate, update_drift};
-use super::observe::{JobState, ManualAction, Observations};
+use super::observe::{DataCheckOutcome, JobState, ManualAction, Observations};
 
 mod gating;
 mod requests;

@@ -43,12 +43,20 @@ pub(super) fn adopt_orphaned_training(ctx: &mut Ctx, versions: &[ModelVersion]) 
     if ctx.status.training.is_some() {
         return;
     }
-    if let Some(v) = newest_in(versions, VersionPhase::Training, 0) {
+    let running = [
+        (VersionPhase::Training, RunStage::Training),
+        (VersionPhase::CheckingData, RunStage::CheckingData),
+    ]
+    .into_iter()
+    .filter_map(|(phase, stage)| Some((newest_in(versions, phase, 0)?, stage)))
+    .max_by_key(|(v, _)| v.spec.version);
+    if let Some((v, stage)) = running {
         let lineage = &v.spec.lineage;
         ctx.status.training = Some(TrainingRun {
             version: version_name(v.spec.version),
             trigger: lineage.trigger,
             reason: lineage.reason.clone(),
+            stage,
             started_at: v
                 .metadata
                 .creation_timestamp
@@ -72,6 +80,19 @@ pub(super) fn observe_training(ctx: &mut Ctx) {
         ctx.status.training = None;
         return;
     };
+    if run.stage == RunStage::CheckingData {
+        observe_data_check(ctx, &run, n);
+        // Passed: the run goes on as a training run (its Job comes next).
+        if ctx
+            .status
+            .training
+            .as_ref()
+            .is_none_or(|t| t.stage != RunStage::Training)
+        {
+            return;
+        }
+    }
+    let run = ctx.status.training.clone().unwrap_or(run);
     match ctx.obs.job(n) {
         Some(JobState::Succeeded) => {
             let mut done = run.clone();
@@ -130,6 +151,110 @@ pub(super) fn observe_training(ctx: &mut Ctx) {
     }
 }
 
+/// A finished data check: a passing window moves the run on to its
+/// training Job; a refused one ends it before any training Job (or GPU
+/// request) exists, with every failed check on the version and the Model.
+fn observe_data_check(ctx: &mut Ctx, run: &TrainingRun, n: u32) {
+    let Some(outcome) = ctx.obs.data_check(n).cloned() else {
+        return;
+    };
+    let verdict = match outcome {
+        DataCheckOutcome::Verdict(v) => v,
+        DataCheckOutcome::JobFailed(message) => {
+            let mut done = run.clone();
+            done.outcome = Some(format!("Failed: data check Job failed: {message}"));
+            done.finished_at = Some(ctx.now);
+            ctx.status.last_training = Some(done);
+            ctx.status.training = None;
+            ctx.training_ended = Some(format!(
+                "{}'s data check failed in this reconcile",
+                run.version
+            ));
+            ctx.training_failed = true;
+            ctx.set_phase(
+                n,
+                VersionPhase::Failed,
+                format!("data check Job failed: {message}"),
+            );
+            ctx.event(
+                EventKind::Warning,
+                "DataCheckFailed",
+                format!("{}'s data check Job failed: {message}", run.version),
+            );
+            return;
+        }
+    };
+    let summary = DataCheckSummary::of(&verdict);
+    ctx.actions.push(Action::RecordDataCheck {
+        version: n,
+        data_check: summary.clone(),
+    });
+    let failed: Vec<String> = verdict
+        .blocking_failures()
+        .map(|c| c.message.clone())
+        .collect();
+    if verdict.passed {
+        if let Some(t) = ctx.status.training.as_mut() {
+            t.stage = RunStage::Training;
+        }
+        ctx.set_phase(
+            n,
+            VersionPhase::Training,
+            format!("data check {}; training Job created", summary.summary),
+        );
+        set_condition(
+            &mut ctx.status,
+            ctx.obs,
+            conditions::DATA_VALID,
+            ConditionStatus::True,
+            "DataCheckPassed",
+            &format!(
+                "{}'s training window: data check {}",
+                run.version, summary.summary
+            ),
+        );
+        ctx.event(
+            EventKind::Normal,
+            "DataCheckPassed",
+            format!(
+                "{} data check {}; training starts",
+                run.version, summary.summary
+            ),
+        );
+        return;
+    }
+    let message = format!(
+        "{}'s training window refused before training: {}",
+        run.version,
+        failed.join("; ")
+    );
+    let mut done = run.clone();
+    done.outcome = Some(format!("DataRejected: {}", summary.summary));
+    done.finished_at = Some(ctx.now);
+    ctx.status.last_training = Some(done);
+    ctx.status.training = None;
+    ctx.training_ended = Some(format!(
+        "{}'s data was refused in this reconcile",
+        run.version
+    ));
+    // The evidence that started it is consumed: the next data change retries.
+    ctx.training_failed = true;
+    ctx.set_phase(n, VersionPhase::DataRejected, summary.summary.clone());
+    set_condition(
+        &mut ctx.status,
+        ctx.obs,
+        conditions::DATA_VALID,
+        ConditionStatus::False,
+        "DataRejected",
+        &message,
+    );
+    ctx.event(
+        EventKind::Warning,
+        "DataRejected",
+        format!("{message}; no training Job was created; the next data change retries"),
+    );
+}
+
 pub(super) fn start_training(ctx: &mut Ctx, trigger: TrainingTrigger, reason: String) {
     if ctx.status.training.is_some() {
         return;
@@ -137,17 +262,24 @@ pub(super) fn start_training(ctx: &mut Ctx, trigger: TrainingTrigger, reason: St
     let n = ctx.status.next_version;
     ctx.status.next_version = n + 1;
     let hash = config_hash(ctx.spec);
+    let (phase, stage) = if ctx.spec.data_check().enabled {
+        (VersionPhase::CheckingData, RunStage::CheckingData)
+    } else {
+        (VersionPhase::Training, RunStage::Training)
+    };
     ctx.actions.push(Action::StartTraining {
         version: n,
         trigger,
         reason: reason.clone(),
         config_hash: hash.clone(),
+        phase,
     });
-    ctx.versions.insert(n, VersionPhase::Training);
+    ctx.versions.insert(n, phase);
     ctx.status.training = Some(TrainingRun {
         version: version_name(n),
         trigger,
         reason: reason.clone(),
+        stage,
         started_at: ctx.now,
         config_hash: hash,
         generation: ctx.obs.generation,
@@ -158,10 +290,15 @@ pub(super) fn start_training(ctx: &mut Ctx, trigger: TrainingTrigger, reason: St
         ctx.status.automatic_retrains.push(ctx.now);
     }
     consume_pending_triggers(ctx);
+    let first = if stage == RunStage::CheckingData {
+        "; checking its data first"
+    } else {
+        ""
+    };
     ctx.event(
         EventKind::Normal,
         "TrainingStarted",
-        format!("{} training started: {reason}", version_name(n)),
+        format!("{} training started: {reason}{first}", version_name(n)),
     );
 }
 

@@ -9,12 +9,12 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};
 use driftline::api::{
-    GateCheck, GateVerdict, Lineage, Model, ModelSpec, ModelVersion, ModelVersionSpec,
+    DataVerdict, GateCheck, GateVerdict, Lineage, Model, ModelSpec, ModelVersion, ModelVersionSpec,
     ModelVersionStatus, TrafficWeight, VersionPhase, load_model_config,
 };
 use driftline::policy::{
-    Action, CanaryMetrics, Decision, GateResult, JobState, ManualAction, ManualRequest,
-    Observations, ServingMetrics, TrainingJob, decide,
+    Action, CanaryMetrics, DataCheckOutcome, DataCheckResult, Decision, GateResult, JobState,
+    ManualAction, ManualRequest, Observations, ServingMetrics, TrainingJob, decide,
 };
 
 pub const FIXTURE: &str = include_str!("../../fixtures/wine-quality.yaml");
@@ -122,6 +122,9 @@ pub struct World {
     pub gates: Vec<GateResult>,
     pub ready: BTreeSet<u32>,
     pub source_digest: Option<String>,
+    /// Finished data checks: every started version's data passes unless a
+    /// test says otherwise ([`World::data_check`]).
+    pub data_checks: Vec<DataCheckResult>,
     /// The traffic split the last decision moved to, if it moved traffic.
     pub moved_traffic: Option<Vec<TrafficWeight>>,
 }
@@ -136,6 +139,7 @@ impl World {
             gates: Vec::new(),
             ready: BTreeSet::new(),
             source_digest: None,
+            data_checks: Vec::new(),
             moved_traffic: None,
         }
     }
@@ -147,7 +151,17 @@ impl World {
         obs.gate_results = self.gates.clone();
         obs.ready_versions = self.ready.clone();
         obs.source_digest = self.source_digest.clone();
+        obs.data_checks = self.data_checks.clone();
         obs
+    }
+
+    /// What version `version`'s data check says.
+    pub fn data_check(&mut self, version: u32, verdict: DataVerdict) {
+        self.data_checks.retain(|d| d.version != version);
+        self.data_checks.push(DataCheckResult {
+            version,
+            outcome: DataCheckOutcome::Verdict(verdict),
+        });
     }
 
     /// Decides on `obs` and applies the decision.
@@ -210,6 +224,7 @@ impl World {
                     trigger,
                     reason,
                     config_hash,
+                    phase,
                 } => {
                     let mut v = ModelVersion::new(
                         &format!("wine-quality-v{version}"),
@@ -227,10 +242,17 @@ impl World {
                         },
                     );
                     v.status = Some(ModelVersionStatus {
-                        phase: VersionPhase::Training,
+                        phase: *phase,
                         ..Default::default()
                     });
                     self.versions.push(v);
+                    self.data_check(
+                        *version,
+                        DataVerdict {
+                            passed: true,
+                            checks: Vec::new(),
+                        },
+                    );
                     self.jobs.push(TrainingJob {
                         version: *version,
                         state: JobState::Running,

@@ -51,7 +51,7 @@ pub enum StoreError {
 }
 
 /// A parsed location.
-enum Location {
+pub(super) enum Location {
     Local(PathBuf),
     Remote {
         store: Arc<dyn ObjectStore>,
@@ -81,7 +81,7 @@ pub fn absolute(uri: &str, base: &Path) -> String {
     }
 }
 
-fn parse(uri: &str) -> Result<Location, StoreError> {
+pub(super) fn parse(uri: &str) -> Result<Location, StoreError> {
     if uri.trim().is_empty() {
         return Err(StoreError::InvalidUri {
             uri: uri.into(),
@@ -236,37 +236,51 @@ pub async fn version_tag(uri: &str) -> Result<String, StoreError> {
                     std::io::ErrorKind::NotFound => StoreError::NotFound { uri: uri.into() },
                     _ => read_err(e.into()),
                 })?;
-            let mtime = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_nanos());
-            Ok(format!("size:{} mtime:{mtime}", meta.len()))
+            Ok(local_tag(&meta))
         }
         Location::Remote { store, path } => {
             let meta = store.head(&path).await.map_err(|e| match e {
                 object_store::Error::NotFound { .. } => StoreError::NotFound { uri: uri.into() },
                 other => read_err(other.into()),
             })?;
-            Ok(match meta.e_tag {
-                Some(tag) => format!("etag:{tag}"),
-                None => format!(
-                    "size:{} modified:{}",
-                    meta.size,
-                    meta.last_modified.to_rfc3339()
-                ),
-            })
+            Ok(remote_tag(&meta))
         }
         Location::Http(_) => read_bytes(uri)
             .await
-            .map(|b| format!("sha256:{}", super::data::sha256_hex(&b))),
+            .map(|b| format!("sha256:{}", super::table::sha256_hex(&b))),
     }
+}
+
+/// One object found under a prefix: its URI, size and version tag (the
+/// store's ETag, else size and modification time), from the listing alone.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectInfo {
+    pub uri: String,
+    pub size: u64,
+    pub tag: String,
 }
 
 /// URIs of every object under `prefix` whose name ends with `suffix`, sorted.
 /// A prefix that does not exist lists as empty.
 pub async fn list(prefix: &str, suffix: &str) -> Result<Vec<String>, StoreError> {
-    match parse(prefix)? {
+    Ok(list_objects(prefix)
+        .await?
+        .into_iter()
+        .map(|o| o.uri)
+        .filter(|uri| uri.ends_with(suffix))
+        .collect())
+}
+
+/// Every object under `prefix` with its size and version tag, sorted by
+/// URI, from one listing (no object is opened). A prefix that does not
+/// exist lists as empty.
+pub async fn list_objects(prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+    let list_err = |source: Cause| StoreError::List {
+        uri: prefix.into(),
+        source,
+    };
+    let base = prefix.trim_end_matches('/');
+    let mut found = match parse(prefix)? {
         Location::Local(root) => {
             let mut found = Vec::new();
             let mut pending = vec![root.clone()];
@@ -274,75 +288,83 @@ pub async fn list(prefix: &str, suffix: &str) -> Result<Vec<String>, StoreError>
                 let mut entries = match tokio::fs::read_dir(&dir).await {
                     Ok(entries) => entries,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => {
-                        return Err(StoreError::List {
-                            uri: prefix.into(),
-                            source: e.into(),
-                        });
-                    }
+                    Err(e) => return Err(list_err(e.into())),
                 };
                 while let Some(entry) =
-                    entries.next_entry().await.map_err(|e| StoreError::List {
-                        uri: prefix.into(),
-                        source: e.into(),
-                    })?
+                    entries.next_entry().await.map_err(|e| list_err(e.into()))?
                 {
                     let path = entry.path();
-                    let kind = entry.file_type().await.map_err(|e| StoreError::List {
-                        uri: prefix.into(),
-                        source: e.into(),
-                    })?;
-                    if kind.is_dir() {
+                    let meta = entry.metadata().await.map_err(|e| list_err(e.into()))?;
+                    if meta.is_dir() {
                         pending.push(path);
-                    } else if path.to_string_lossy().ends_with(suffix) {
-                        found.push(path);
+                        continue;
                     }
-                }
-            }
-            found.sort();
-            let base = prefix.trim_end_matches('/');
-            Ok(found
-                .into_iter()
-                .map(|p| {
-                    let rel = p
+                    let rel = path
                         .strip_prefix(&root)
-                        .unwrap_or(&p)
+                        .unwrap_or(&path)
                         .to_string_lossy()
                         .into_owned();
-                    join(base, &rel)
-                })
-                .collect())
+                    found.push(ObjectInfo {
+                        uri: join(base, &rel),
+                        size: meta.len(),
+                        tag: local_tag(&meta),
+                    });
+                }
+            }
+            found
         }
         Location::Remote { store, path } => {
-            let metas: Vec<_> =
-                store
-                    .list(Some(&path))
-                    .try_collect()
-                    .await
-                    .map_err(|e| StoreError::List {
-                        uri: prefix.into(),
-                        source: e.into(),
-                    })?;
-            let base = prefix.trim_end_matches('/');
-            let mut found: Vec<String> = metas
+            let metas: Vec<_> = store
+                .list(Some(&path))
+                .try_collect()
+                .await
+                .map_err(|e| list_err(e.into()))?;
+            metas
                 .into_iter()
-                .filter(|m| m.location.as_ref().ends_with(suffix))
                 .filter_map(|m| {
                     let rel = m
                         .location
                         .as_ref()
                         .strip_prefix(path.as_ref())?
-                        .trim_start_matches('/');
-                    Some(join(base, rel))
+                        .trim_start_matches('/')
+                        .to_string();
+                    Some(ObjectInfo {
+                        uri: join(base, &rel),
+                        size: m.size,
+                        tag: remote_tag(&m),
+                    })
                 })
-                .collect();
-            found.sort();
-            Ok(found)
+                .collect()
         }
-        Location::Http(_) => Err(StoreError::List {
-            uri: prefix.into(),
-            source: "https locations cannot be listed; use a path or an object store".into(),
-        }),
+        Location::Http(_) => {
+            return Err(list_err(
+                "https locations cannot be listed; use a path or an object store".into(),
+            ));
+        }
+    };
+    found.sort_by(|a, b| a.uri.cmp(&b.uri));
+    Ok(found)
+}
+
+/// A local file's version: size and modification time in nanoseconds.
+fn local_tag(meta: &std::fs::Metadata) -> String {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("size:{} mtime:{mtime}", meta.len())
+}
+
+/// An object's version: its ETag, else size and modification time.
+fn remote_tag(meta: &object_store::ObjectMeta) -> String {
+    match &meta.e_tag {
+        Some(tag) => format!("etag:{tag}"),
+        None => format!(
+            "size:{} modified:{}",
+            meta.size,
+            meta.last_modified.to_rfc3339()
+        ),
     }
 }
 

@@ -1,6 +1,6 @@
-//! Tabular data: CSV with a header row and JSON Lines, read from any
-//! location `store` understands, kept as raw cells until the fitted
-//! preprocessing turns them into numbers.
+//! Tabular data as raw cells, column by column, until the fitted
+//! preprocessing turns them into numbers: CSV with a header row and JSON
+//! Lines parse here; Parquet arrives through `parquet.rs`.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::DataFormat;
 
-use super::error::MlError;
+use super::error::DataError;
 use super::store;
 
 /// One raw input value.
@@ -101,10 +101,10 @@ impl Table {
     }
 
     /// A column by name, or an error naming who needed it.
-    pub fn column(&self, name: &str, needed_by: &str) -> Result<&[Cell], MlError> {
+    pub fn column(&self, name: &str, needed_by: &str) -> Result<&[Cell], DataError> {
         self.position(name)
             .map(|i| self.columns[i].as_slice())
-            .ok_or_else(|| MlError::MissingColumn {
+            .ok_or_else(|| DataError::MissingColumn {
                 source_uri: self.source.clone(),
                 column: name.into(),
                 needed_by: needed_by.into(),
@@ -112,9 +112,9 @@ impl Table {
     }
 
     /// Parses CSV with a header row; ragged rows are refused with their line.
-    pub fn from_csv(source: &str, data: &[u8]) -> Result<Table, MlError> {
+    pub fn from_csv(source: &str, data: &[u8]) -> Result<Table, DataError> {
         if data.iter().all(|b| b.is_ascii_whitespace()) {
-            return Err(MlError::EmptyData {
+            return Err(DataError::EmptyData {
                 source_uri: source.into(),
             });
         }
@@ -123,7 +123,7 @@ impl Table {
             .flexible(false)
             .trim(csv::Trim::All)
             .from_reader(data);
-        let malformed = |line: u64, reason: String| MlError::Malformed {
+        let malformed = |line: u64, reason: String| DataError::Malformed {
             source_uri: source.into(),
             line,
             reason,
@@ -160,7 +160,7 @@ impl Table {
         }
         let rows = columns.first().map_or(0, Vec::len);
         if rows == 0 {
-            return Err(MlError::NoRows {
+            return Err(DataError::NoRows {
                 source_uri: source.into(),
             });
         }
@@ -175,8 +175,8 @@ impl Table {
 
     /// Parses JSON Lines: one object per line; keys starting with `_` are
     /// metadata and ignored; a key absent from a line is a missing cell.
-    pub fn from_jsonl(source: &str, data: &[u8]) -> Result<Table, MlError> {
-        let text = std::str::from_utf8(data).map_err(|e| MlError::Malformed {
+    pub fn from_jsonl(source: &str, data: &[u8]) -> Result<Table, DataError> {
+        let text = std::str::from_utf8(data).map_err(|e| DataError::Malformed {
             source_uri: source.into(),
             line: 0,
             reason: format!("not UTF-8: {e}"),
@@ -188,13 +188,13 @@ impl Table {
                 continue;
             }
             let value: serde_json::Value =
-                serde_json::from_str(line).map_err(|e| MlError::Malformed {
+                serde_json::from_str(line).map_err(|e| DataError::Malformed {
                     source_uri: source.into(),
                     line: i as u64 + 1,
                     reason: format!("not valid JSON: {e}"),
                 })?;
             let serde_json::Value::Object(object) = value else {
-                return Err(MlError::Malformed {
+                return Err(DataError::Malformed {
                     source_uri: source.into(),
                     line: i as u64 + 1,
                     reason: "expected a JSON object with one key per column".into(),
@@ -217,7 +217,7 @@ impl Table {
             }
         }
         if table.rows == 0 {
-            return Err(MlError::EmptyData {
+            return Err(DataError::EmptyData {
                 source_uri: source.into(),
             });
         }
@@ -225,10 +225,15 @@ impl Table {
     }
 
     /// Parses bytes in the given format, or by the URI's extension.
-    pub fn parse(source: &str, format: Option<DataFormat>, data: &[u8]) -> Result<Table, MlError> {
+    pub fn parse(
+        source: &str,
+        format: Option<DataFormat>,
+        data: &[u8],
+    ) -> Result<Table, DataError> {
         match format.unwrap_or_else(|| format_of(source)) {
             DataFormat::Csv => Table::from_csv(source, data),
             DataFormat::Jsonl => Table::from_jsonl(source, data),
+            DataFormat::Parquet => super::parquet::table_from_bytes(source, data),
         }
     }
 
@@ -260,18 +265,18 @@ impl Table {
     }
 }
 
-fn check_names(source: &str, names: &[String]) -> Result<(), MlError> {
+fn check_names(source: &str, names: &[String]) -> Result<(), DataError> {
     let mut seen = std::collections::BTreeSet::new();
     for (i, name) in names.iter().enumerate() {
         if name.is_empty() {
-            return Err(MlError::Malformed {
+            return Err(DataError::Malformed {
                 source_uri: source.into(),
                 line: 1,
                 reason: format!("header column {} has no name", i + 1),
             });
         }
         if !seen.insert(name.as_str()) {
-            return Err(MlError::Malformed {
+            return Err(DataError::Malformed {
                 source_uri: source.into(),
                 line: 1,
                 reason: format!("header names column `{name}` twice"),
@@ -281,70 +286,30 @@ fn check_names(source: &str, names: &[String]) -> Result<(), MlError> {
     Ok(())
 }
 
-/// The format a URI's extension implies (`.jsonl`/`.ndjson` or CSV).
+/// The format a URI's extension implies (`.jsonl`/`.ndjson`, `.parquet`,
+/// or CSV).
 pub fn format_of(uri: &str) -> DataFormat {
+    known_format(uri).unwrap_or(DataFormat::Csv)
+}
+
+/// The format a file name's extension names, if it names one.
+pub fn known_format(uri: &str) -> Option<DataFormat> {
     let lower = uri.to_ascii_lowercase();
     if lower.ends_with(".jsonl") || lower.ends_with(".ndjson") {
-        DataFormat::Jsonl
+        Some(DataFormat::Jsonl)
+    } else if lower.ends_with(".parquet") || lower.ends_with(".pq") {
+        Some(DataFormat::Parquet)
+    } else if lower.ends_with(".csv") {
+        Some(DataFormat::Csv)
     } else {
-        DataFormat::Csv
+        None
     }
 }
 
 /// Reads and parses a dataset from a URI.
-pub async fn read_table(uri: &str, format: Option<DataFormat>) -> Result<Table, MlError> {
+pub async fn read_table(uri: &str, format: Option<DataFormat>) -> Result<Table, DataError> {
     let data: Bytes = store::read_bytes(uri).await?;
     Table::parse(uri, format, &data)
-}
-
-/// Labelled traffic the model server captured under a prefix.
-#[derive(Debug, Clone)]
-pub struct Feedback {
-    /// All rows of all `*.jsonl` files, in file-name order.
-    pub table: Table,
-    /// How many files were read.
-    pub files: usize,
-    /// Rows dropped because their target was missing.
-    pub skipped_rows: usize,
-}
-
-/// Reads every `*.jsonl` file under `prefix`. Rows whose `target` is empty
-/// are skipped (a label that never arrived must not block retraining); a
-/// prefix with no files gives an empty table.
-pub async fn load_feedback(prefix: &str, target: &str) -> Result<Feedback, MlError> {
-    let files = store::list(prefix, ".jsonl").await?;
-    let mut table = Table::empty(prefix, Vec::new());
-    let mut hasher = Sha256::new();
-    let mut skipped_rows = 0;
-    for uri in &files {
-        let data = store::read_bytes(uri).await?;
-        hasher.update(&data);
-        if data.iter().all(|b| b.is_ascii_whitespace()) {
-            continue;
-        }
-        let part = Table::from_jsonl(uri, &data)?;
-        let labelled: Vec<usize> = match part.position(target) {
-            Some(t) => (0..part.rows)
-                .filter(|&r| part.columns[t][r] != Cell::Missing)
-                .collect(),
-            None => Vec::new(),
-        };
-        skipped_rows += part.rows - labelled.len();
-        let part = part.select(&labelled);
-        for name in &part.names {
-            if table.position(name).is_none() {
-                table.names.push(name.clone());
-                table.columns.push(vec![Cell::Missing; table.rows]);
-            }
-        }
-        table.append(&part);
-    }
-    table.digest = hex::encode(hasher.finalize());
-    Ok(Feedback {
-        table,
-        files: files.len(),
-        skipped_rows,
-    })
 }
 
 #[cfg(test)]
@@ -389,35 +354,5 @@ mod tests {
         assert_eq!(t.columns[2], vec![Cell::Missing, Cell::Text("true".into())]);
         let e = Table::from_jsonl("f.jsonl", b"{\"x\":1}\n[1]\n").unwrap_err();
         assert!(e.to_string().contains("line 2"), "{e}");
-    }
-
-    #[tokio::test]
-    async fn feedback_reads_every_jsonl_file_and_skips_unlabelled_rows() {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(tmp.path().join("2026-01-02")).unwrap();
-        std::fs::write(
-            tmp.path().join("a.jsonl"),
-            "{\"x\":1,\"y\":\"p\",\"_time\":3}\n",
-        )
-        .unwrap();
-        std::fs::write(
-            tmp.path().join("2026-01-02/b.jsonl"),
-            "{\"x\":2,\"y\":\"q\"}\n{\"x\":3}\n{\"x\":4,\"y\":null}\n",
-        )
-        .unwrap();
-        std::fs::write(tmp.path().join("ignored.csv"), "x,y\n9,z\n").unwrap();
-        let fb = load_feedback(&tmp.path().display().to_string(), "y")
-            .await
-            .unwrap();
-        assert_eq!(fb.files, 2);
-        assert_eq!(fb.table.rows, 2);
-        assert_eq!(fb.skipped_rows, 2);
-        let x = fb.table.column("x", "test").unwrap();
-        // File-name order: `2026-01-02/b.jsonl` sorts before `a.jsonl`.
-        assert_eq!(x, &[Cell::Number(2.0), Cell::Number(1.0)]);
-        let none = load_feedback(&tmp.path().join("none").display().to_string(), "y")
-            .await
-            .unwrap();
-        assert_eq!(none.table.rows, 0);
     }
 }

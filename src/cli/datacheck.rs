@@ -1,0 +1,126 @@
+//! `driftline datacheck`: the CPU step before training. Reads the run's
+//! window, computes its statistics, judges them against `gate.data` and the
+//! champion's training statistics (`policy::data_verdict`), and leaves the
+//! report (`datacheck.json`) for the operator.
+//!
+//! Exit codes: 0 passed (or `--report-only` with the report written), 1
+//! failed, 2 usage or input error.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use bytes::Bytes;
+
+use crate::api::{DataCheck, DataCheckReport, DataStats, DataVerdict};
+use crate::data;
+use crate::ml::artifact::{self, MANIFEST_FILE};
+use crate::ml::error::MlError;
+use crate::policy;
+
+use super::ml::read_config;
+
+/// Arguments of `driftline datacheck`.
+#[derive(Debug, clap::Args)]
+pub struct DataCheckArgs {
+    /// Model YAML: a `Model` resource or a bare spec (path, URI or `env:NAME`).
+    #[arg(long, short = 'c')]
+    pub config: String,
+    /// The training start `data.window` counts back from (RFC 3339); now when absent.
+    #[arg(long)]
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
+    /// The champion's artifact: its training statistics are the baseline.
+    #[arg(long)]
+    pub champion: Option<String>,
+    /// Also write the JSON report here (path or URI).
+    #[arg(long)]
+    pub report: Option<String>,
+    /// Exit 0 once the report is written, whatever the verdict (the
+    /// operator's Job: refused data is a result, not a failed Job).
+    #[arg(long, requires = "report")]
+    pub report_only: bool,
+}
+
+/// The champion's training statistics, when its artifact has them.
+async fn champion_stats(uri: &str) -> Result<Option<DataStats>, MlError> {
+    let bytes = data::store::read_bytes(&data::store::join(uri, MANIFEST_FILE)).await?;
+    Ok(artifact::parse_manifest(uri, &bytes)?.data_stats)
+}
+
+/// Runs `driftline datacheck`.
+pub async fn run(args: DataCheckArgs) -> Result<ExitCode, MlError> {
+    let spec = read_config(&args.config).await?.spec;
+    let as_of = args.as_of.unwrap_or_else(chrono::Utc::now);
+    let champion = match &args.champion {
+        Some(uri) => champion_stats(uri).await?,
+        None => None,
+    };
+    let report = match data::read(&spec.data, as_of).await {
+        Ok(dataset) => {
+            let table = &dataset.table;
+            let features = data::feature_columns(&spec.data, &table.names);
+            let ranges: BTreeMap<String, (f64, f64)> = champion
+                .iter()
+                .flat_map(|c| &c.columns)
+                .filter(|(_, s)| s.numeric())
+                .filter_map(|(name, s)| Some((name.clone(), (s.min?, s.max?))))
+                .collect();
+            let stats = data::statistics(table, &features, &spec.data.target, &ranges);
+            let verdict =
+                policy::data_verdict(&spec.data_check(), spec.task, &stats, champion.as_ref());
+            DataCheckReport {
+                source: spec.data.source.clone(),
+                digest: table.digest.clone(),
+                files: dataset.files.iter().map(|f| f.uri.clone()).collect(),
+                stats,
+                champion: args.champion.clone(),
+                verdict,
+                error: None,
+            }
+        }
+        // Unreadable data is refused data: the report names the file, and
+        // the operator shows it instead of retrying a Job that cannot pass.
+        Err(e) if args.report.is_some() => {
+            let message = crate::error_chain(&e);
+            DataCheckReport {
+                source: spec.data.source.clone(),
+                digest: String::new(),
+                files: Vec::new(),
+                stats: DataStats::default(),
+                champion: args.champion.clone(),
+                verdict: DataVerdict {
+                    passed: false,
+                    checks: vec![DataCheck {
+                        name: "readable".into(),
+                        column: None,
+                        value: None,
+                        bound: None,
+                        passed: false,
+                        blocking: true,
+                        message: message.clone(),
+                    }],
+                },
+                error: Some(message),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(uri) = &args.report {
+        data::store::write_object(uri, Bytes::from(json.clone())).await?;
+    }
+    println!("{json}");
+    for check in &report.verdict.checks {
+        let mark = match (check.passed, check.blocking) {
+            (true, _) => "pass",
+            (false, true) => "FAIL",
+            (false, false) => "warn",
+        };
+        eprintln!("{mark}  {}", check.message);
+    }
+    eprintln!("data check {}", report.verdict.summary());
+    Ok(if report.verdict.passed || args.report_only {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

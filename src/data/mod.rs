@@ -1,0 +1,26 @@
+//! Reading training data: CSV, JSON Lines and Parquet (arrow-rs over
+//! `object_store`) from a file, a prefix, a glob or a Hive layout; time
+//! windows with partition pruning before any file is opened; the digest of
+//! the files a run reads. Imports `api` only.
+//!
+//! Other rooms use: [`Table`] / [`Cell`] (raw rows), [`read`] (a Model's
+//! data for a run), [`list`] / [`version`] (what it would read, and that
+//! listing's digest), [`read_table`] (one file), [`load_feedback`], and
+//! [`store`] (bytes at a URI), [`statistics`] (what the data check compares).
+
+mod dataset;
+mod error;
+mod feedback;
+mod parquet;
+mod stats;
+pub mod store;
+mod table;
+mod window;
+
+pub use dataset::{DataFile, Dataset, Listing, feature_columns, list, read, version};
+pub use error::DataError;
+pub use feedback::{Feedback, load_feedback};
+pub use parquet::{ColumnClass, table_from_bytes};
+pub use stats::compute as statistics;
+pub use table::{Cell, Table, format_of, known_format, read_table, sha256_hex};
+pub use window::{WindowBounds, parse_day, parse_time};

@@ -8,9 +8,11 @@ pub mod config;
 pub mod crd;
 pub mod duration;
 pub mod gate;
+pub mod images;
 pub mod links;
 pub mod model;
 pub mod names;
+pub mod rollout;
 pub mod routes;
 pub mod schedule;
 pub mod scrape;
@@ -26,7 +28,9 @@ pub use gate::{
     BudgetReport, GateCheck, GateEvaluation, GateReport, GateVerdict, MustPassFailure,
     MustPassReport, SliceReport,
 };
+pub use images::*;
 pub use model::*;
+pub use rollout::*;
 pub use schedule::{RetrainSchedule, ScheduleError};
 pub use slice::{SliceCondition, SliceConditionError};
 pub use status::*;
@@ -36,6 +40,10 @@ pub use version::*;
 words::spec_words!(
     Task,
     DataFormat,
+    ImageChannels,
+    ChannelOrder,
+    Pooling,
+    WarmStart,
     FeatureKind,
     Activation,
     Optimizer,

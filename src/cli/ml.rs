@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use bytes::Bytes;
 
-use crate::api::{GateEvaluation, GateSpec, ModelSpec, TrainingDevice, load_model_config};
+use crate::api::{
+    DataFormat, GateEvaluation, GateSpec, ModelSpec, TrainingDevice, load_model_config,
+};
 use crate::policy;
 
 use crate::ml::artifact::LoadedModel;
@@ -16,6 +18,7 @@ use crate::ml::error::MlError;
 use crate::ml::eval;
 use crate::ml::store;
 use crate::ml::train::{self, TrainOptions};
+use crate::ml::vision::{DecodeLimits, read_image_set};
 
 /// Device choice on the command line.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -179,21 +182,42 @@ pub async fn evaluate(args: EvaluateArgs) -> Result<ExitCode, MlError> {
     if let Some(test_set) = &args.test_set {
         gate.test_set = test_set.clone();
     }
-    let test = data::read_table(&gate.test_set, None).await?;
-    let golden = match &gate.must_pass {
-        Some(uri) => Some(data::read_table(uri, None).await?),
-        None => None,
-    };
     let candidate = LoadedModel::load(&args.candidate).await?;
     let champion = match &args.champion {
         Some(uri) => Some(LoadedModel::load(uri).await?),
         None => None,
     };
-    let candidate_report = eval::evaluate(&candidate, &gate, &test, golden.as_ref())?;
-    let champion_report = champion
-        .as_ref()
-        .map(|c| eval::evaluate(c, &gate, &test, golden.as_ref()))
-        .transpose()?;
+    let (candidate_report, champion_report) = if spec.data.format == Some(DataFormat::Images) {
+        // The test set and golden images are image sets like the training data.
+        let max_bad = spec.data.images.as_ref().map_or(0, |i| i.max_bad_images);
+        let read = |uri: String| {
+            let target = spec.data.target.clone();
+            async move { read_image_set(&uri, &target, DecodeLimits::default(), max_bad).await }
+        };
+        let test = read(gate.test_set.clone()).await?;
+        let golden = match &gate.must_pass {
+            Some(uri) => Some(read(uri.clone()).await?),
+            None => None,
+        };
+        let candidate_report = eval::evaluate_images(&candidate, &gate, &test, golden.as_ref())?;
+        let champion_report = champion
+            .as_ref()
+            .map(|c| eval::evaluate_images(c, &gate, &test, golden.as_ref()))
+            .transpose()?;
+        (candidate_report, champion_report)
+    } else {
+        let test = data::read_table(&gate.test_set, None).await?;
+        let golden = match &gate.must_pass {
+            Some(uri) => Some(data::read_table(uri, None).await?),
+            None => None,
+        };
+        let candidate_report = eval::evaluate(&candidate, &gate, &test, golden.as_ref())?;
+        let champion_report = champion
+            .as_ref()
+            .map(|c| eval::evaluate(c, &gate, &test, golden.as_ref()))
+            .transpose()?;
+        (candidate_report, champion_report)
+    };
     let verdict = policy::gate::verdict(&gate, &candidate_report, champion_report.as_ref());
     let evaluation = GateEvaluation {
         candidate: candidate_report,

@@ -8,6 +8,7 @@
 //! keyed to its bins.
 
 pub mod calibrate;
+pub mod embedding;
 pub mod monitor;
 pub mod profile;
 pub mod replicas;
@@ -16,6 +17,7 @@ pub mod sketch;
 pub mod stats;
 
 pub use calibrate::{Calibration, ColumnNull, NullFit, WindowNull, calibrate};
+pub use embedding::{EMBEDDING_DIRECTIONS, EmbeddingProjection, direction_name};
 pub use monitor::{
     ColumnDrift, DriftConfig, DriftError, DriftMonitor, DriftReport, RunningTotal, WindowReport,
 };

@@ -227,7 +227,8 @@ impl Table {
     /// Parses bytes in the given format, or by the URI's extension.
     pub fn parse(source: &str, format: Option<DataFormat>, data: &[u8]) -> Result<Table, MlError> {
         match format.unwrap_or_else(|| format_of(source)) {
-            DataFormat::Csv => Table::from_csv(source, data),
+            // An image set's index is CSV; its images are read by `ml::vision`.
+            DataFormat::Csv | DataFormat::Images => Table::from_csv(source, data),
             DataFormat::Jsonl => Table::from_jsonl(source, data),
         }
     }

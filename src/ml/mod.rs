@@ -16,6 +16,7 @@ pub mod preprocess;
 pub mod store;
 pub mod synth;
 pub mod train;
+pub mod vision;
 
 pub use artifact::{LoadedModel, Manifest, Predictions, Predictor};
 pub use data::{Cell, Feedback, Table, load_feedback, read_table};

@@ -6,6 +6,7 @@ pub mod error;
 pub mod feedback;
 pub mod gateway;
 pub mod grpc;
+pub mod images;
 pub mod load;
 pub mod metrics;
 pub mod model;

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 use crate::drift::{DriftConfig, DriftMonitor, Observation, ReferenceProfile, WindowReport};
+use crate::ml::vision::Pixels;
 
 use super::binary::HEADER_LENGTH;
 use super::error::ServeError;
@@ -47,8 +48,10 @@ pub struct ModelInfo {
     pub classes: Vec<String>,
     /// The label column (the key labels are written under in feedback files).
     pub target: String,
-    /// Features in the model's order.
+    /// Features in the model's order (none for an image model).
     pub features: Vec<(String, FeatureKind)>,
+    /// Image models: the name of the one input that carries images.
+    pub image_input: Option<String>,
     pub reference: ReferenceProfile,
 }
 
@@ -61,6 +64,10 @@ pub struct ModelOutput {
     pub values: Vec<f64>,
     /// Class probabilities per row (classification).
     pub probabilities: Option<Vec<Vec<f32>>>,
+    /// Image models: what the drift monitor observes instead of input
+    /// columns (image statistics, embedding directions), one vector per
+    /// reference column; never sent to the client.
+    pub monitored: Option<Vec<Vec<f64>>>,
 }
 
 /// A loaded model the server can run.
@@ -69,6 +76,10 @@ pub trait Predictor: Send + Sync + 'static {
     fn info(&self) -> &ModelInfo;
     /// Predicts every row of the batch.
     fn predict(&self, batch: &DecodedBatch) -> Result<ModelOutput, String>;
+    /// Image models: predicts decoded images.
+    fn predict_images(&self, _images: &[Pixels]) -> Result<ModelOutput, String> {
+        Err("this model reads table columns, not images".into())
+    }
 }
 
 /// How the server runs.
@@ -84,6 +95,8 @@ pub struct ServerConfig {
     /// Inferences running at once; more get 503 with Retry-After.
     pub max_concurrency: usize,
     pub max_rows: usize,
+    /// Bounds on decoded images (image models).
+    pub images: super::images::ImageLimits,
     pub drift: DriftConfig,
     pub feedback: FeedbackConfig,
     pub feedback_sink: Option<Arc<dyn FeedbackSink>>,
@@ -99,6 +112,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(10),
             max_concurrency: 256,
             max_rows: 65_536,
+            images: super::images::ImageLimits::default(),
             drift: DriftConfig::default(),
             feedback: FeedbackConfig::default(),
             feedback_sink: None,
@@ -227,10 +241,18 @@ async fn prepare(state: &AppState, model: Arc<dyn Predictor>) -> Result<Loaded, 
     let info = model.info().clone();
     let warm = warm_up_batch(&info);
     let warm_model = model.clone();
-    let output = tokio::task::spawn_blocking(move || warm_model.predict(&warm))
-        .await
-        .map_err(ServeError::InferenceAborted)?
-        .map_err(ServeError::WarmUp)?;
+    let image = info.image_input.is_some();
+    let output = tokio::task::spawn_blocking(move || {
+        if image {
+            let gray = Pixels::from_raw(8, 8, 1, &[128; 64]).expect("64 gray pixels");
+            warm_model.predict_images(&[gray])
+        } else {
+            warm_model.predict(&warm)
+        }
+    })
+    .await
+    .map_err(ServeError::InferenceAborted)?
+    .map_err(ServeError::WarmUp)?;
     let answered = match info.task {
         Task::Classification => output.labels.len(),
         Task::Regression => output.values.len(),
@@ -496,10 +518,13 @@ async fn model_metadata(
 pub(super) fn metadata_of(loaded: &Loaded) -> ModelMetadata {
     {
         let info = loaded.model.info();
-        let inputs = info
-            .features
-            .iter()
-            .map(|(name, kind)| TensorMetadata {
+        let image = info.image_input.iter().map(|name| TensorMetadata {
+            name: name.clone(),
+            datatype: "BYTES".into(),
+            shape: vec![-1],
+        });
+        let inputs = image
+            .chain(info.features.iter().map(|(name, kind)| TensorMetadata {
                 name: name.clone(),
                 datatype: match kind {
                     FeatureKind::Numeric => "FP32".into(),
@@ -507,7 +532,7 @@ pub(super) fn metadata_of(loaded: &Loaded) -> ModelMetadata {
                     FeatureKind::Boolean => "BOOL".into(),
                 },
                 shape: vec![-1],
-            })
+            }))
             .collect();
         let mut outputs = vec![TensorMetadata {
             name: "predictions".into(),
@@ -675,25 +700,11 @@ pub(super) async fn run_inference(
     loaded: &Loaded,
     request: &InferRequest,
 ) -> Result<InferResponse, ServeError> {
-    let batch = decode_inputs(request, &loaded.schema)?;
     let info = loaded.model.info();
     let wanted = requested_outputs(&request.outputs, info.task)?;
-    let (batch, output) = if batch.rows <= INLINE_ROWS {
-        let output = loaded
-            .model
-            .predict(&batch)
-            .map_err(ServeError::Inference)?;
-        (batch, output)
-    } else {
-        let model = loaded.model.clone();
-        tokio::task::spawn_blocking(move || {
-            let output = model.predict(&batch);
-            (batch, output)
-        })
-        .await
-        .map(|(b, o)| o.map(|o| (b, o)))
-        .map_err(ServeError::InferenceAborted)?
-        .map_err(ServeError::Inference)?
+    let (batch, output) = match &info.image_input {
+        Some(name) => predict_images(state, loaded, request, name).await?,
+        None => predict_columns(loaded, request).await?,
     };
     check_output(&output, info.task, batch.rows)?;
     let id = request
@@ -751,6 +762,56 @@ pub(super) async fn run_inference(
         parameters: None,
         outputs,
     })
+}
+
+/// Decodes a table model's request into columns and predicts them.
+async fn predict_columns(
+    loaded: &Loaded,
+    request: &InferRequest,
+) -> Result<(DecodedBatch, ModelOutput), ServeError> {
+    let batch = decode_inputs(request, &loaded.schema)?;
+    if batch.rows <= INLINE_ROWS {
+        let output = loaded
+            .model
+            .predict(&batch)
+            .map_err(ServeError::Inference)?;
+        return Ok((batch, output));
+    }
+    let model = loaded.model.clone();
+    tokio::task::spawn_blocking(move || {
+        let output = model.predict(&batch);
+        (batch, output)
+    })
+    .await
+    .map(|(b, o)| o.map(|o| (b, o)))
+    .map_err(ServeError::InferenceAborted)?
+    .map_err(ServeError::Inference)
+}
+
+/// Decodes an image model's images and predicts them, off the async
+/// threads (decoding and convolutions are heavy). The batch has no columns:
+/// the drift monitor reads the output's monitored values instead.
+async fn predict_images(
+    state: &AppState,
+    loaded: &Loaded,
+    request: &InferRequest,
+    input: &str,
+) -> Result<(DecodedBatch, ModelOutput), ServeError> {
+    let images =
+        super::images::decode_images(request, input, state.config.images, state.config.max_rows)?;
+    let rows = images.len();
+    let model = loaded.model.clone();
+    let output = tokio::task::spawn_blocking(move || model.predict_images(&images))
+        .await
+        .map_err(ServeError::InferenceAborted)?
+        .map_err(ServeError::Inference)?;
+    Ok((
+        DecodedBatch {
+            rows,
+            columns: Vec::new(),
+        },
+        output,
+    ))
 }
 
 struct WantedOutputs {
@@ -837,7 +898,10 @@ fn observe(state: &AppState, loaded: &Loaded, batch: &DecodedBatch, output: &Mod
         let mut monitor = loaded.drift.lock().unwrap_or_else(|p| p.into_inner());
         monitor.observe_rows(
             batch.rows,
-            |j, i| observation(&batch.columns[j], i),
+            |j, i| match &output.monitored {
+                Some(columns) => Observation::Number(columns[j][i]),
+                None => observation(&batch.columns[j], i),
+            },
             |i| {
                 if classification {
                     Observation::Text(&output.labels[i])

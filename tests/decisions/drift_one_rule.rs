@@ -78,6 +78,7 @@ fn profile() -> ReferenceProfile {
             importance("ph", 0.2),
             importance("color", 0.1),
         ],
+        embedding: None,
     }
 }
 

@@ -6,6 +6,7 @@
 mod demo;
 mod drift_triggers;
 mod ml_cli;
+mod ml_images;
 mod ml_store_http;
 mod ml_store_s3;
 mod ml_train;

@@ -345,8 +345,9 @@ fn hyper_parameters_that_cannot_train_are_refused_by_name() {
     s.architecture.kind = "transformer".into();
     let err = fit(&s, &table, None, &Device::Cpu, false).unwrap_err();
     assert!(
-        err.to_string()
-            .contains("unknown architecture `transformer`; known: mlp"),
+        err.to_string().contains(
+            "spec.architecture.type: architecture type must be a known architecture: mlp, cnn"
+        ),
         "{err}"
     );
     let mut s = spec("");

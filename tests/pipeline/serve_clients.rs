@@ -41,6 +41,7 @@ impl WineRule {
                     ("alcohol".into(), FeatureKind::Numeric),
                     ("color".into(), FeatureKind::Categorical),
                 ],
+                image_input: None,
                 reference: ReferenceProfile {
                     features: vec![
                         FeatureProfile::Numeric {
@@ -58,6 +59,7 @@ impl WineRule {
                     },
                     calibration: None,
                     importance: Vec::new(),
+                    embedding: None,
                 },
             },
         }
@@ -90,6 +92,7 @@ impl Predictor for WineRule {
                 .collect(),
             values: vec![],
             probabilities: Some(p.iter().map(|p| vec![1.0 - p, *p]).collect()),
+            monitored: None,
         })
     }
 }

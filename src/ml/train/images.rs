@@ -1,0 +1,270 @@
+//! Training on an image set: the same steps as a table (seeded split,
+//! preprocessing fitted on the training split, epochs, validation, drift
+//! reference), with images decoded once, preprocessed into the tensor the
+//! network sees, and augmented afresh each epoch when asked.
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::api::{ModelSpec, Task};
+
+use super::super::artifact::{DatasetLineage, Predictor};
+use super::super::error::MlError;
+use super::super::vision::{self, DecodeLimits, ImagePreprocessing, ImageSet};
+use super::encode::{Split, encode_targets, gather};
+use super::epochs::{Parameters, run_epochs};
+use super::image_reference::image_reference;
+use super::{AUGMENT_STREAM, Finished, TrainedModel, finish, validate, validation_metrics};
+
+/// Reads and decodes the image set a spec names (`data.source`), skipping
+/// up to `data.images.maxBadImages` undecodable images.
+pub(super) async fn read(spec: &ModelSpec) -> Result<ImageSet, MlError> {
+    let images = spec.data.images.clone().unwrap_or_default();
+    vision::read_image_set(
+        &spec.data.source,
+        &spec.data.target,
+        DecodeLimits::default(),
+        images.max_bad_images,
+    )
+    .await
+}
+
+/// Trains an image model on a decoded image set.
+pub(super) fn fit_images(
+    spec: &ModelSpec,
+    set: &ImageSet,
+    device: &Device,
+    progress: bool,
+) -> Result<TrainedModel, MlError> {
+    let started = Instant::now();
+    let arch = validate(spec)?;
+    let image_spec = spec.data.images.clone().unwrap_or_default();
+    let split = Split::new(spec, set.index.rows);
+    let preprocessing =
+        ImagePreprocessing::fit(&image_spec, split.train.iter().map(|&r| &set.images[r]));
+    let input = preprocessing.shape();
+    let width = input.width();
+    let all_x = preprocessing.encode(&set.images);
+    let n_train = split.train.len();
+    let train_x = gather(&all_x, width, &split.train);
+    let targets = encode_targets(spec, &set.index, None, &split, n_train, device)?;
+    let outputs = match spec.task {
+        Task::Classification => targets.classes.len(),
+        Task::Regression => 1,
+    };
+    let params = Parameters::init(arch, spec, input, outputs, None, device)?;
+    let x_train = Tensor::from_vec(train_x.clone(), (n_train, width), device)?;
+    let x_val = Tensor::from_vec(
+        gather(&all_x, width, &split.val),
+        (split.val.len(), width),
+        device,
+    )?;
+    let mut augment_rng = ChaCha8Rng::seed_from_u64(spec.training.seed);
+    augment_rng.set_stream(AUGMENT_STREAM);
+    let (train_ref, prep) = (&train_x, &preprocessing);
+    let mut next_epoch = image_spec
+        .augment
+        .clone()
+        .filter(|a| a.flip || a.random_crop > 0)
+        .map(|augment| {
+            move || -> Result<Tensor, MlError> {
+                let mut x = train_ref.clone();
+                prep.augment(&mut x, &augment, &mut augment_rng);
+                Ok(Tensor::from_vec(x, (n_train, width), device)?)
+            }
+        });
+    let curve = run_epochs(
+        spec,
+        &params,
+        (&x_train, &targets.y_train),
+        (&x_val, &targets.y_val),
+        targets.target_scale,
+        progress,
+        next_epoch
+            .as_mut()
+            .map(|f| f as &mut dyn FnMut() -> Result<Tensor, MlError>),
+    )?;
+    let named = params.named();
+    let mut predictor = Predictor {
+        features: Vec::new(),
+        image: Some(preprocessing.clone()),
+        embedding: None,
+        task: spec.task,
+        classes: targets.classes.clone(),
+        target_scale: targets.target_scale,
+        inputs: width,
+        network: params.network,
+        device: device.clone(),
+    };
+    let val_pred = predictor.predict_encoded(gather(&all_x, width, &split.val), split.val.len())?;
+    let metrics = validation_metrics(spec.task, &targets, &val_pred);
+    let reference = image_reference(spec, set, &all_x, &split, &targets, &predictor, &val_pred)?;
+    predictor.embedding = reference.embedding.clone();
+    finish(
+        spec,
+        Finished {
+            started,
+            named,
+            input,
+            outputs,
+            features: Vec::new(),
+            classes: targets.classes,
+            target_scale: targets.target_scale,
+            image: Some(preprocessing),
+            reference,
+            metrics,
+            curve,
+            dataset: DatasetLineage {
+                source: spec.data.source.clone(),
+                digest: set.index.digest.clone(),
+                rows: set.index.rows,
+                training_rows: n_train,
+                validation_rows: split.val.len(),
+                feedback: None,
+                bad_images: set
+                    .bad
+                    .iter()
+                    .map(|b| format!("{}: {}", b.path, b.reason))
+                    .collect(),
+            },
+            device,
+        },
+    )
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use rand::Rng;
+
+    use super::*;
+    use crate::api::{ConvBlock, DataFormat, ImageChannels, ImageDataSpec, Pooling};
+    use crate::ml::data::{Cell, Table};
+    use crate::ml::vision::{IMAGE_STATISTICS, Pixels};
+
+    /// A bar across a noisy 16×16 image: `horizontal` or `vertical`, anywhere.
+    pub(crate) fn bar(horizontal: bool, rng: &mut ChaCha8Rng) -> Pixels {
+        let at = rng.random_range(3..13usize);
+        let mut values = vec![0u8; 256];
+        for (i, v) in values.iter_mut().enumerate() {
+            let (y, x) = (i / 16, i % 16);
+            let on = if horizontal {
+                y.abs_diff(at) <= 1
+            } else {
+                x.abs_diff(at) <= 1
+            };
+            *v = if on { 220 } else { 30 } + rng.random_range(0..30u8);
+        }
+        Pixels::from_raw(16, 16, 1, &values).unwrap()
+    }
+
+    pub(crate) fn bars(n: usize, seed: u64) -> ImageSet {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut images = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..n {
+            let horizontal = i % 2 == 0;
+            images.push(bar(horizontal, &mut rng));
+            labels.push(Cell::Text(
+                if horizontal { "horizontal" } else { "vertical" }.into(),
+            ));
+        }
+        ImageSet {
+            index: Table {
+                source: "bars".into(),
+                names: vec!["label".into()],
+                columns: vec![labels],
+                rows: n,
+                digest: "d".into(),
+            },
+            images,
+            files: Vec::new(),
+            bad: Vec::new(),
+        }
+    }
+
+    pub(crate) fn cnn_spec() -> ModelSpec {
+        let yaml = r#"
+task: classification
+data: {source: bars/, format: images, target: label}
+architecture:
+  type: cnn
+  convBlocks: [{channels: 8}, {channels: 16}]
+training: {epochs: 6, batchSize: 32, learningRate: 0.01, seed: 3}
+"#;
+        let mut spec: ModelSpec = serde_yaml::from_str(yaml).unwrap();
+        spec.data.images = Some(ImageDataSpec {
+            height: 16,
+            width: 16,
+            channels: ImageChannels::Grayscale,
+            ..ImageDataSpec::default()
+        });
+        assert_eq!(spec.data.format, Some(DataFormat::Images));
+        spec
+    }
+
+    #[tokio::test]
+    async fn a_cnn_learns_bars_and_its_artifact_predicts_images_after_verification() {
+        let spec = cnn_spec();
+        let set = bars(160, 1);
+        let model = fit_images(&spec, &set, &Device::Cpu, false).unwrap();
+        let m = &model.manifest;
+        assert!(m.metrics["accuracy"] >= 0.95, "{:?}", m.metrics);
+        assert_eq!(m.image.as_ref().unwrap().shape().width(), 256);
+        assert!(
+            m.tensors
+                .iter()
+                .any(|t| t.name == "conv1.weight" && t.shape == [16, 8, 3, 3])
+        );
+        assert!(m.tensors.iter().any(|t| t.name == "conv0.bn.running_var"));
+        // What the drift monitor watches: image statistics, then embedding directions.
+        let names: Vec<&str> = m.reference.features.iter().map(|f| f.name()).collect();
+        assert_eq!(&names[..5], IMAGE_STATISTICS);
+        assert!(
+            names[5..]
+                .iter()
+                .all(|n| n.starts_with("embedding direction"))
+        );
+        assert_eq!(m.reference.importance.len(), names.len());
+        assert_eq!(m.reference.embedding.as_ref().unwrap().dim(), 16);
+
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("a").display().to_string();
+        model.save(&out).await.unwrap();
+        let loaded = crate::ml::LoadedModel::load(&out).await.unwrap();
+        let fresh = bars(40, 99);
+        let answer = loaded.predict_images(&fresh.images).unwrap();
+        let truth = fresh.index.column("label", "t").unwrap();
+        let right = answer
+            .predictions
+            .labels
+            .iter()
+            .zip(truth)
+            .filter(|(p, t)| t.as_text().as_deref() == Some(p.as_str()))
+            .count();
+        assert!(right >= 38, "{right}/40 fresh bars right");
+        assert_eq!(answer.monitored.len(), names.len());
+        assert!(answer.monitored.iter().all(|c| c.len() == 40));
+
+        // Same seed, same data: bit-identical weights.
+        let again = fit_images(&spec, &set, &Device::Cpu, false).unwrap();
+        assert_eq!(again.weights_digest(), model.weights_digest());
+        // The fingerprint covers the layer graph: another kernel or pooling is another model.
+        let mut other = spec.clone();
+        other.architecture.conv_blocks[1] = ConvBlock {
+            channels: 16,
+            kernel: 3,
+            stride: 1,
+            batch_norm: true,
+            pool: Pooling::Avg,
+        };
+        let input = m.image.as_ref().unwrap().shape();
+        let fp = |a: &crate::api::ArchitectureSpec| {
+            crate::ml::artifact::fingerprint(a, spec.task, input, m.outputs, &m.tensors)
+        };
+        assert_eq!(fp(&spec.architecture), m.fingerprint);
+        assert_ne!(fp(&other.architecture), m.fingerprint);
+    }
+}

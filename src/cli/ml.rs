@@ -62,6 +62,11 @@ pub struct TrainArgs {
     /// attempt wrote. Anything there that does not verify is still an error.
     #[arg(long)]
     pub resume: bool,
+    /// The champion's artifact: with `training.warmStart: champion` the run
+    /// starts from its weights when the architecture fingerprint matches
+    /// (else cold, with the reason in the manifest's `start`).
+    #[arg(long)]
+    pub warm_start: Option<String>,
 }
 
 /// Arguments of `driftline evaluate`.
@@ -129,6 +134,7 @@ pub async fn train(args: TrainArgs) -> Result<ExitCode, MlError> {
         feedback: args.feedback.clone(),
         device: args.device.map(Into::into),
         progress: true,
+        warm_start: args.warm_start.clone(),
     };
     let model = train::train(&spec, &options).await?;
     model.save(&args.out).await?;
@@ -139,6 +145,7 @@ pub async fn train(args: TrainArgs) -> Result<ExitCode, MlError> {
         "epochs": model.manifest.curve.len(),
         "trainingSeconds": model.manifest.training_seconds,
         "metrics": model.manifest.metrics,
+        "start": model.manifest.start,
     });
     println!("{summary}");
     Ok(ExitCode::SUCCESS)

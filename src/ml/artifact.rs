@@ -85,6 +85,40 @@ pub struct DatasetLineage {
     pub bad_images: Vec<String>,
 }
 
+/// Where a run's first weights came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StartFrom {
+    /// Drawn from the seed.
+    Random,
+    /// The champion's weights (`training.warmStart: champion`).
+    Champion,
+    /// A base checkpoint (`architecture.init`).
+    Checkpoint,
+}
+
+/// The parent weights of a run that asked for any (`warmStart`, `init`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartLineage {
+    pub from: StartFrom,
+    /// The champion's artifact or the checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// sha256 of the parent weights file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_digest: Option<String>,
+    /// This run's architecture fingerprint, which a warm start matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Why `warmStart: champion` did not start from the champion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_reason: Option<String>,
+    /// Head tensors of the checkpoint that did not fit these classes and started afresh.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reinitialised: Vec<String>,
+}
+
 /// Standardisation of a regression target; predictions are scaled back.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -126,6 +160,9 @@ pub struct Manifest {
     pub metrics: BTreeMap<String, f64>,
     pub curve: Vec<EpochRecord>,
     pub dataset: DatasetLineage,
+    /// Where the first weights came from, when the run asked for any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<StartLineage>,
     pub seed: u64,
     pub training: TrainingSpec,
     /// Where the weights were trained (`cpu`, `cuda:0`).

@@ -87,6 +87,22 @@ pub enum MlError {
     SingleClass { target: String, class: String },
     #[error("unknown architecture `{name}`; known: {known}")]
     UnknownArchitecture { name: String, known: String },
+    #[error(
+        "base checkpoint `{uri}` does not fit architecture `{architecture}`: {problems}; train the base with this architecture, or change architecture.init"
+    )]
+    Checkpoint {
+        uri: String,
+        architecture: String,
+        problems: String,
+    },
+    #[error(
+        "`{file}` (architecture.init) is not a safetensors file; point architecture.init at a driftline artifact or a .safetensors file"
+    )]
+    NotSafetensors {
+        file: String,
+        #[source]
+        source: candle_core::Error,
+    },
     #[error("config `{field}`: {reason}")]
     InvalidConfig { field: String, reason: String },
     #[error("feature batch has {got} columns; the model expects {expected} ({names})")]

@@ -17,6 +17,7 @@ use super::super::vision::{self, DecodeLimits, ImagePreprocessing, ImageSet};
 use super::encode::{Split, encode_targets, gather};
 use super::epochs::{Parameters, run_epochs};
 use super::image_reference::image_reference;
+use super::start::{Checkpoints, choose};
 use super::{AUGMENT_STREAM, Finished, TrainedModel, finish, validate, validation_metrics};
 
 /// Reads and decodes the image set a spec names (`data.source`), skipping
@@ -38,6 +39,7 @@ pub(super) fn fit_images(
     set: &ImageSet,
     device: &Device,
     progress: bool,
+    checkpoints: &Checkpoints,
 ) -> Result<TrainedModel, MlError> {
     let started = Instant::now();
     let arch = validate(spec)?;
@@ -55,7 +57,8 @@ pub(super) fn fit_images(
         Task::Classification => targets.classes.len(),
         Task::Regression => 1,
     };
-    let params = Parameters::init(arch, spec, input, outputs, None, device)?;
+    let (initial, start) = choose(spec, arch, input, outputs, &targets.classes, checkpoints)?;
+    let params = Parameters::init(arch, spec, input, outputs, initial.as_ref(), device)?;
     let x_train = Tensor::from_vec(train_x.clone(), (n_train, width), device)?;
     let x_val = Tensor::from_vec(
         gather(&all_x, width, &split.val),
@@ -117,6 +120,7 @@ pub(super) fn fit_images(
             reference,
             metrics,
             curve,
+            start,
             dataset: DatasetLineage {
                 source: spec.data.source.clone(),
                 digest: set.index.digest.clone(),
@@ -209,7 +213,7 @@ training: {epochs: 6, batchSize: 32, learningRate: 0.01, seed: 3}
     async fn a_cnn_learns_bars_and_its_artifact_predicts_images_after_verification() {
         let spec = cnn_spec();
         let set = bars(160, 1);
-        let model = fit_images(&spec, &set, &Device::Cpu, false).unwrap();
+        let model = fit_images(&spec, &set, &Device::Cpu, false, &Checkpoints::default()).unwrap();
         let m = &model.manifest;
         assert!(m.metrics["accuracy"] >= 0.95, "{:?}", m.metrics);
         assert_eq!(m.image.as_ref().unwrap().shape().width(), 256);
@@ -249,7 +253,7 @@ training: {epochs: 6, batchSize: 32, learningRate: 0.01, seed: 3}
         assert!(answer.monitored.iter().all(|c| c.len() == 40));
 
         // Same seed, same data: bit-identical weights.
-        let again = fit_images(&spec, &set, &Device::Cpu, false).unwrap();
+        let again = fit_images(&spec, &set, &Device::Cpu, false, &Checkpoints::default()).unwrap();
         assert_eq!(again.weights_digest(), model.weights_digest());
         // The fingerprint covers the layer graph: another kernel or pooling is another model.
         let mut other = spec.clone();
@@ -266,5 +270,216 @@ training: {epochs: 6, batchSize: 32, learningRate: 0.01, seed: 3}
         };
         assert_eq!(fp(&spec.architecture), m.fingerprint);
         assert_ne!(fp(&other.architecture), m.fingerprint);
+    }
+
+    /// Bars plus a third class, `cross` (both bars), for fine-tuning on more classes.
+    fn bars_and_crosses(n: usize, seed: u64) -> ImageSet {
+        let mut set = bars(n, seed);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed + 1000);
+        for _ in 0..n / 2 {
+            let (h, v) = (bar(true, &mut rng), bar(false, &mut rng));
+            let rgb = h.rgb.iter().zip(&v.rgb).map(|(a, b)| *a.max(b)).collect();
+            set.images.push(Pixels { rgb, ..h });
+            set.index.columns[0].push(Cell::Text("cross".into()));
+        }
+        set.index.rows = set.images.len();
+        set
+    }
+
+    fn checkpoint_of(model: &TrainedModel, uri: &str) -> super::super::start::Checkpoint {
+        let bytes = model.weights.clone();
+        super::super::start::Checkpoint {
+            uri: uri.into(),
+            weights_digest: model.weights_digest(),
+            tensors: candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).unwrap(),
+            fingerprint: Some(model.manifest.fingerprint.clone()),
+            classes: Some(model.manifest.classes.clone()),
+        }
+    }
+
+    fn tensor_bytes(model: &TrainedModel, name: &str) -> Vec<u8> {
+        let st = safetensors::SafeTensors::deserialize(&model.weights).unwrap();
+        st.tensor(name).unwrap().data().to_vec()
+    }
+
+    #[test]
+    fn fine_tuning_a_base_on_more_classes_keeps_frozen_tensors_bit_identical() {
+        let base = fit_images(
+            &cnn_spec(),
+            &bars(160, 1),
+            &Device::Cpu,
+            false,
+            &Checkpoints::default(),
+        )
+        .unwrap();
+        let mut spec = cnn_spec();
+        spec.architecture.init = Some("mem://base".into());
+        spec.training.freeze = vec!["conv".into()];
+        spec.training.head_learning_rate = Some(0.05);
+        let checkpoints = Checkpoints {
+            champion: None,
+            base: Some(checkpoint_of(&base, "mem://base")),
+        };
+        let tuned = fit_images(
+            &spec,
+            &bars_and_crosses(160, 2),
+            &Device::Cpu,
+            false,
+            &checkpoints,
+        )
+        .unwrap();
+        assert_eq!(tuned.manifest.classes, ["cross", "horizontal", "vertical"]);
+        for t in tuned
+            .manifest
+            .tensors
+            .iter()
+            .filter(|t| t.name.starts_with("conv"))
+        {
+            assert_eq!(
+                tensor_bytes(&tuned, &t.name),
+                tensor_bytes(&base, &t.name),
+                "{} moved",
+                t.name
+            );
+        }
+        assert_ne!(
+            tensor_bytes(&tuned, "head0.bias").len(),
+            tensor_bytes(&base, "head0.bias").len()
+        );
+        let start = tuned.manifest.start.as_ref().unwrap();
+        assert_eq!(start.from, crate::ml::artifact::StartFrom::Checkpoint);
+        assert_eq!(
+            start.weights_digest.as_deref(),
+            Some(base.weights_digest().as_str())
+        );
+        assert_eq!(
+            start.reinitialised,
+            ["head0.weight [2, 16] → [3, 16]", "head0.bias [2] → [3]"]
+        );
+        assert!(
+            tuned.manifest.metrics["accuracy"] >= 0.9,
+            "{:?}",
+            tuned.manifest.metrics
+        );
+
+        // Without the freeze the same run moves the conv layers.
+        spec.training.freeze.clear();
+        let moved = fit_images(
+            &spec,
+            &bars_and_crosses(160, 2),
+            &Device::Cpu,
+            false,
+            &checkpoints,
+        )
+        .unwrap();
+        assert_ne!(
+            tensor_bytes(&moved, "conv0.weight"),
+            tensor_bytes(&base, "conv0.weight")
+        );
+
+        // A freeze entry that names nothing is refused with the tensors there are.
+        spec.training.freeze = vec!["convolution".into()];
+        let e = fit_images(
+            &spec,
+            &bars_and_crosses(40, 2),
+            &Device::Cpu,
+            false,
+            &checkpoints,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("`convolution` name no tensor") && e.contains("conv0.weight"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_base_checkpoint_of_another_shape_is_refused_listing_every_tensor() {
+        let mut narrow = cnn_spec();
+        narrow.architecture.conv_blocks[0].channels = 4;
+        narrow.training.epochs = 1;
+        let base = fit_images(
+            &narrow,
+            &bars(40, 1),
+            &Device::Cpu,
+            false,
+            &Checkpoints::default(),
+        )
+        .unwrap();
+        let mut spec = cnn_spec();
+        spec.architecture.init = Some("file:///bases/narrow".into());
+        let checkpoints = Checkpoints {
+            champion: None,
+            base: Some(checkpoint_of(&base, "file:///bases/narrow")),
+        };
+        let e = fit_images(&spec, &bars(40, 1), &Device::Cpu, false, &checkpoints)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("base checkpoint `file:///bases/narrow` does not fit architecture `cnn`"),
+            "{e}"
+        );
+        for listed in [
+            "`conv0.weight` is [4, 1, 3, 3]; expected [8, 1, 3, 3]",
+            "`conv0.bn.weight` is [4]; expected [8]",
+            "`conv0.bn.running_var` is [4]; expected [8]",
+            "`conv1.weight` is [16, 4, 3, 3]; expected [16, 8, 3, 3]",
+        ] {
+            assert!(e.contains(listed), "{listed} not in: {e}");
+        }
+    }
+
+    #[test]
+    fn a_warm_start_takes_the_champions_weights_only_when_its_fingerprint_matches() {
+        let spec = cnn_spec();
+        let set = bars(160, 1);
+        let champion =
+            fit_images(&spec, &set, &Device::Cpu, false, &Checkpoints::default()).unwrap();
+        let mut warm = spec.clone();
+        warm.training.warm_start = crate::api::WarmStart::Champion;
+        warm.training.epochs = 1;
+        let checkpoints = Checkpoints {
+            champion: Some(Ok(checkpoint_of(&champion, "file:///m/v1"))),
+            base: None,
+        };
+        let v2 = fit_images(&warm, &set, &Device::Cpu, false, &checkpoints).unwrap();
+        let start = v2.manifest.start.as_ref().unwrap();
+        assert_eq!(start.from, crate::ml::artifact::StartFrom::Champion);
+        assert_eq!(start.uri.as_deref(), Some("file:///m/v1"));
+        assert_eq!(
+            start.weights_digest.as_deref(),
+            Some(champion.weights_digest().as_str())
+        );
+        assert!(
+            v2.manifest.curve[0].validation_metric.unwrap() >= 0.95,
+            "{:?}",
+            v2.manifest.curve
+        );
+
+        // Another architecture: a cold start, and the lineage says why.
+        let mut wider = warm.clone();
+        wider.architecture.conv_blocks[1].channels = 24;
+        let v3 = fit_images(&wider, &set, &Device::Cpu, false, &checkpoints).unwrap();
+        let start = v3.manifest.start.as_ref().unwrap();
+        assert_eq!(start.from, crate::ml::artifact::StartFrom::Random);
+        let reason = start.cold_reason.as_deref().unwrap();
+        assert!(
+            reason.contains(&format!(
+                "has architecture fingerprint {}",
+                champion.manifest.fingerprint
+            )),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("the architecture, its input or its outputs changed"),
+            "{reason}"
+        );
+        // A first version has no champion: cold, said so.
+        let v1 = fit_images(&warm, &set, &Device::Cpu, false, &Checkpoints::default()).unwrap();
+        assert_eq!(
+            v1.manifest.start.unwrap().cold_reason.as_deref(),
+            Some("there is no champion yet")
+        );
     }
 }

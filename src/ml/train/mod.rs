@@ -15,6 +15,7 @@ mod epochs;
 mod image_reference;
 mod images;
 mod reference;
+pub mod start;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -54,6 +55,8 @@ pub struct TrainOptions {
     pub device: Option<TrainingDevice>,
     /// Draw a progress bar on a terminal.
     pub progress: bool,
+    /// The champion's artifact, for `training.warmStart: champion`.
+    pub warm_start: Option<String>,
 }
 
 /// A trained model, not yet written anywhere.
@@ -120,8 +123,10 @@ pub async fn train(spec: &ModelSpec, options: &TrainOptions) -> Result<TrainedMo
             tracing::warn!("image models do not train on feedback; training on the image set only");
         }
         let set = images::read(spec).await?;
-        return images::fit_images(spec, &set, &device, options.progress);
+        let checkpoints = start::read_checkpoints(spec, options.warm_start.as_deref()).await?;
+        return images::fit_images(spec, &set, &device, options.progress, &checkpoints);
     }
+    let checkpoints = start::read_checkpoints(spec, options.warm_start.as_deref()).await?;
     let table = data::read_table(&spec.data.source, spec.data.format).await?;
     let feedback = match (&options.feedback, spec.data.include_feedback) {
         (Some(prefix), true) => Some((
@@ -144,12 +149,13 @@ pub async fn train(spec: &ModelSpec, options: &TrainOptions) -> Result<TrainedMo
         }
         (None, false) => None,
     };
-    fit(
+    fit_from(
         spec,
         &table,
         feedback.as_ref().map(|(p, f)| (p.as_str(), f)),
         &device,
         options.progress,
+        &checkpoints,
     )
 }
 
@@ -166,6 +172,25 @@ pub fn fit(
     device: &Device,
     progress: bool,
 ) -> Result<TrainedModel, MlError> {
+    fit_from(
+        spec,
+        table,
+        feedback,
+        device,
+        progress,
+        &start::Checkpoints::default(),
+    )
+}
+
+/// [`fit`], starting from the champion or a base checkpoint when the spec asks.
+pub fn fit_from(
+    spec: &ModelSpec,
+    table: &Table,
+    feedback: Option<(&str, &Feedback)>,
+    device: &Device,
+    progress: bool,
+    checkpoints: &start::Checkpoints,
+) -> Result<TrainedModel, MlError> {
     let started = Instant::now();
     let arch = validate(spec)?;
     let names = feature_names(spec, table)?;
@@ -179,7 +204,9 @@ pub fn fit(
         Task::Regression => 1,
     };
     let input = InputShape::Features(inputs);
-    let params = Parameters::init(arch, spec, input, outputs, None, device)?;
+    let (initial, start) =
+        start::choose(spec, arch, input, outputs, &targets.classes, checkpoints)?;
+    let params = Parameters::init(arch, spec, input, outputs, initial.as_ref(), device)?;
     let x_train = Tensor::from_vec(encoded.x_train.clone(), (encoded.n_train, inputs), device)?;
     let x_val = Tensor::from_vec(
         gather(&encoded.all_x, inputs, &split.val),
@@ -240,6 +267,7 @@ pub fn fit(
             reference,
             metrics,
             curve,
+            start,
             dataset: DatasetLineage {
                 source: spec.data.source.clone(),
                 digest: table.digest.clone(),
@@ -290,6 +318,7 @@ struct Finished<'a> {
     reference: ReferenceProfile,
     metrics: BTreeMap<String, f64>,
     curve: Vec<EpochRecord>,
+    start: Option<artifact::StartLineage>,
     dataset: DatasetLineage,
     device: &'a Device,
 }
@@ -337,6 +366,7 @@ fn finish(spec: &ModelSpec, run: Finished<'_>) -> Result<TrainedModel, MlError> 
         metrics: run.metrics,
         curve: run.curve,
         dataset: run.dataset,
+        start: run.start,
         seed: spec.training.seed,
         training: spec.training.clone(),
         device: device_name(run.device),

@@ -301,3 +301,210 @@ async fn a_cnn_on_the_digits_trains_passes_its_gate_and_answers_png_bytes_throug
     );
     drop(server);
 }
+
+/// The first epoch (1-based) whose validation accuracy reaches `target`.
+fn epochs_to(curve: &[driftline::ml::artifact::EpochRecord], target: f64) -> Option<usize> {
+    curve
+        .iter()
+        .position(|e| e.validation_metric.unwrap_or(0.0) + 1e-12 >= target)
+        .map(|i| i + 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_retrain_reaches_the_champions_accuracy_in_a_third_of_the_cold_epochs() {
+    let tmp = tempfile::tempdir().unwrap();
+    if !digits(tmp.path(), 900, 100) {
+        return;
+    }
+    let spec = digits_model(tmp.path());
+    let cold = train(&spec, &TrainOptions::default()).await.unwrap();
+    let champion = tmp.path().join("digits/v1").display().to_string();
+    cold.save(&champion).await.unwrap();
+    let accuracy = cold.manifest.metrics["accuracy"];
+    let cold_epochs = epochs_to(&cold.manifest.curve, accuracy).unwrap();
+
+    // The nightly retrain: same Model, warm from the champion.
+    let mut nightly = spec.clone();
+    nightly.training.warm_start = driftline::api::WarmStart::Champion;
+    let options = TrainOptions {
+        warm_start: Some(champion.clone()),
+        ..TrainOptions::default()
+    };
+    let warm = train(&nightly, &options).await.unwrap();
+    let warm_epochs = epochs_to(&warm.manifest.curve, accuracy)
+        .unwrap_or_else(|| panic!("never reached {accuracy}: {:?}", warm.manifest.curve));
+    assert!(
+        warm_epochs * 3 <= cold_epochs,
+        "warm start reached the champion's {accuracy:.4} in {warm_epochs} epochs, cold in {cold_epochs}"
+    );
+    let start = warm.manifest.start.as_ref().expect("lineage of the start");
+    assert_eq!(start.from, driftline::ml::artifact::StartFrom::Champion);
+    assert_eq!(start.uri.as_deref(), Some(champion.as_str()));
+    assert_eq!(
+        start.weights_digest.as_deref(),
+        Some(cold.weights_digest().as_str()),
+        "the lineage records the parent weights' digest"
+    );
+    // Both curves stay with their versions, for the registry and the dashboard.
+    assert_eq!(cold.manifest.curve.len(), 12);
+    assert_eq!(warm.manifest.curve.len(), 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_trained_on_half_the_digits_is_fine_tuned_on_all_with_its_conv_layers_frozen() {
+    let tmp = tempfile::tempdir().unwrap();
+    if !digits(tmp.path(), 900, 300) {
+        return;
+    }
+    // The base sees digits 0–4 only.
+    let half = tmp.path().join("half");
+    for d in 0..5 {
+        let (from, to) = (
+            tmp.path().join(format!("train/{d}")),
+            half.join(d.to_string()),
+        );
+        std::fs::create_dir_all(&to).unwrap();
+        for f in std::fs::read_dir(&from).unwrap() {
+            let f = f.unwrap();
+            std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+        }
+    }
+    let mut base_spec = digits_model(tmp.path());
+    base_spec.data.source = half.display().to_string();
+    let base = train(&base_spec, &TrainOptions::default()).await.unwrap();
+    assert_eq!(base.manifest.classes.len(), 5);
+    let base_uri = tmp.path().join("base").display().to_string();
+    base.save(&base_uri).await.unwrap();
+
+    let mut tuned_spec = digits_model(tmp.path());
+    tuned_spec.architecture.init = Some(base_uri.clone());
+    tuned_spec.training.freeze = vec!["conv".into()];
+    tuned_spec.training.head_learning_rate = Some(0.02);
+    let tuned = train(&tuned_spec, &TrainOptions::default()).await.unwrap();
+    assert_eq!(tuned.manifest.classes.len(), 10);
+    let weights = |m: &driftline::ml::TrainedModel| {
+        safetensors::SafeTensors::deserialize(&m.weights)
+            .unwrap()
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| (name, view.data().to_vec()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let (before, after) = (weights(&base), weights(&tuned));
+    let frozen: Vec<&String> = after.keys().filter(|n| n.starts_with("conv")).collect();
+    assert_eq!(frozen.len(), 10, "{frozen:?}");
+    for name in frozen {
+        assert_eq!(before[name], after[name], "frozen tensor {name} changed");
+    }
+    let start = tuned.manifest.start.as_ref().unwrap();
+    assert_eq!(start.uri.as_deref(), Some(base_uri.as_str()));
+    assert_eq!(
+        start.reinitialised,
+        ["head0.weight [5, 32] → [10, 32]", "head0.bias [5] → [10]"]
+    );
+    assert!(
+        tuned.manifest.metrics["accuracy"] >= 0.85,
+        "frozen features of five digits carry to ten: {:?}",
+        tuned.manifest.metrics
+    );
+}
+
+/// The test images, each changed by `shift`, drawn `windows` times `size` at random.
+fn windows(
+    images: &[driftline::ml::vision::Pixels],
+    shift: impl Fn(&driftline::ml::vision::Pixels) -> driftline::ml::vision::Pixels,
+    windows: usize,
+    size: usize,
+    seed: u64,
+) -> Vec<Vec<driftline::ml::vision::Pixels>> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..windows)
+        .map(|_| {
+            (0..size)
+                .map(|_| shift(&images[rng.random_range(0..images.len())]))
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blurred_or_darkened_images_are_flagged_and_in_distribution_windows_are_not() {
+    use driftline::drift::{DriftConfig, DriftMonitor, Observation};
+    use driftline::ml::vision::Pixels;
+    let tmp = tempfile::tempdir().unwrap();
+    if !digits(tmp.path(), 900, 897) {
+        return;
+    }
+    let mut spec = digits_model(tmp.path());
+    spec.drift.window = 100;
+    let model = train(&spec, &TrainOptions::default()).await.unwrap();
+    let artifact = tmp.path().join("digits/v1").display().to_string();
+    model.save(&artifact).await.unwrap();
+    let loaded = LoadedModel::load(&artifact).await.unwrap();
+    let held_out = read_image_set(
+        &format!("{}/test/index.csv", tmp.path().display()),
+        "digit",
+        DecodeLimits::default(),
+        0,
+    )
+    .await
+    .unwrap();
+    // What the server does with each batch: predict, then feed the monitor what the model saw.
+    let judge = |batches: Vec<Vec<Pixels>>| {
+        let mut monitor = DriftMonitor::new(
+            loaded.manifest().reference.clone(),
+            DriftConfig::from(spec.drift.clone()),
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        let mut reports = Vec::new();
+        for batch in batches {
+            let answer = loaded.predict_images(&batch).unwrap();
+            reports.extend(monitor.observe_rows(
+                batch.len(),
+                |j, i| Observation::Number(answer.monitored[j][i]),
+                |i| Observation::Text(&answer.predictions.labels[i]),
+                chrono::Utc::now(),
+            ));
+        }
+        reports
+    };
+    let same = judge(windows(&held_out.images, Pixels::clone, 20, 100, 1));
+    assert_eq!(same.len(), 20);
+    for (i, w) in same.iter().enumerate() {
+        assert!(
+            !w.dataset_drifted,
+            "in-distribution window {i} flagged: {}",
+            w.reason
+        );
+    }
+    let consecutive = spec.drift.consecutive_windows as usize;
+    let darker = |p: &Pixels| Pixels {
+        rgb: p.rgb.iter().map(|&v| v / 2).collect(),
+        ..p.clone()
+    };
+    let blurred = |p: &Pixels| Pixels::from_image(&image::imageops::blur(&p.to_image(), 1.0));
+    for (name, reports, named) in [
+        (
+            "darkened",
+            judge(windows(&held_out.images, darker, consecutive, 100, 2)),
+            "brightness",
+        ),
+        (
+            "blurred",
+            judge(windows(&held_out.images, blurred, consecutive, 100, 3)),
+            "sharpness",
+        ),
+    ] {
+        for w in &reports {
+            assert!(w.dataset_drifted, "{name} window not flagged: {}", w.reason);
+            assert!(
+                w.reason.contains(named) || w.reason.contains("embedding direction"),
+                "{name}: {}",
+                w.reason
+            );
+        }
+        eprintln!("{name}: {}", reports[0].reason);
+    }
+}

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod dashboard;
 pub mod drift;
 pub mod ml;
+pub mod net;
 pub mod operator;
 pub mod policy;
 pub mod registry;

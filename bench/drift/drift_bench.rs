@@ -12,7 +12,7 @@ use chrono::Utc;
 use driftline::api::DriftSpec;
 use driftline::drift::{
     DatasetSketch, DriftConfig, FeatureProfile, NumericProfile, Observation, ReferenceProfile,
-    monitor::compare,
+    compare,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 

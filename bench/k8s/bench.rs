@@ -26,6 +26,8 @@ mod k8s_tools;
 #[path = "../../tests/cluster/real_control_plane.rs"]
 #[allow(dead_code)]
 mod real_control_plane;
+#[path = "../../tests/support/require_tool.rs"]
+mod require_tool;
 
 fn config_map(i: usize) -> ConfigMap {
     ConfigMap {

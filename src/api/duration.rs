@@ -11,7 +11,7 @@ pub enum DurationError {
     #[error("duration is empty; write e.g. `10m`, `6h` or `90s`")]
     Empty,
     #[error(
-        "duration `{0}`: expected whole numbers each followed by a unit (ms, s, m, h, d), e.g. `10m` or `1h30m`"
+        "duration `{0}`: expected whole numbers (at most 9 digits) each followed by a unit (ms, s, m, h, d), e.g. `10m` or `1h30m`"
     )]
     Malformed(String),
     #[error("duration `{input}`: unknown unit `{unit}`; use ms, s, m, h or d")]
@@ -30,7 +30,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
         let digits = rest
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(rest.len());
-        if digits == 0 {
+        if digits == 0 || digits > MAX_DIGITS {
             return Err(DurationError::Malformed(input.to_string()));
         }
         let value: u64 = rest[..digits]
@@ -64,6 +64,88 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_millis(total))
 }
 
+/// A duration in a Model's spec (`training.deadline`, `retrain.cooldown`,
+/// a canary step's `pause`, `rollout.progressDeadline`): decoded once, when
+/// the spec is, so no reader parses it again with a failure policy of its
+/// own. It keeps the words the user wrote, so writing a spec back changes
+/// nothing. The CRD's CEL rule (`DURATION_RULE`) and 32-character limit
+/// admit only strings this type decodes, so a stored Model always reads.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SpecDuration {
+    text: String,
+    value: Duration,
+}
+
+impl SpecDuration {
+    /// The duration.
+    pub fn get(&self) -> Duration {
+        self.value
+    }
+
+    /// As the user wrote it (`1h30m`).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::str::FromStr for SpecDuration {
+    type Err = DurationError;
+    fn from_str(text: &str) -> Result<Self, DurationError> {
+        Ok(SpecDuration {
+            value: parse_duration(text)?,
+            text: text.trim().to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for SpecDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::fmt::Debug for SpecDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.text)
+    }
+}
+
+impl serde::Serialize for SpecDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SpecDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl schemars::JsonSchema for SpecDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SpecDuration".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "maxLength": MAX_LENGTH,
+        })
+    }
+}
+
+/// The longest duration string a spec holds: with [`parse_duration`]'s
+/// per-number limit, no duration this long overflows.
+pub const MAX_LENGTH: usize = 32;
+/// Digits one number of a duration may have (`999999999d` is ~2.7 million years).
+pub const MAX_DIGITS: usize = 9;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +162,20 @@ mod tests {
             parse_duration("1s500ms").unwrap(),
             Duration::from_millis(1_500)
         );
+    }
+
+    #[test]
+    fn a_spec_duration_reads_once_and_writes_back_what_was_written() {
+        let d: SpecDuration = serde_json::from_str("\"1h30m\"").unwrap();
+        assert_eq!(d.get(), Duration::from_secs(5_400));
+        assert_eq!(serde_json::to_string(&d).unwrap(), "\"1h30m\"");
+        let err = serde_json::from_str::<SpecDuration>("\"2 hours\"").unwrap_err();
+        assert!(err.to_string().contains("duration `2 hours`"), "{err}");
+        // Every string the CRD admits decodes: 32 characters of 9-digit numbers do not overflow.
+        let longest = "999999999d999999999d999999999ms";
+        assert!(longest.len() <= MAX_LENGTH);
+        assert!(longest.parse::<SpecDuration>().is_ok());
+        assert!("9999999999d".parse::<SpecDuration>().is_err(), "10 digits");
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub mod version;
 pub mod words;
 
 pub use config::{ConfigError, ModelFile, load_model_config, load_model_file};
-pub use duration::{DurationError, parse_duration};
+pub use duration::{DurationError, SpecDuration, parse_duration};
 pub use gate::{
     BudgetReport, GateCheck, GateEvaluation, GateReport, GateVerdict, MustPassFailure,
     MustPassReport, SliceReport,

@@ -11,6 +11,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::duration::SpecDuration;
 use super::images::{ConvBlock, ImageDataSpec, WarmStart};
 use super::rollout::{RolloutSpec, ServingSpec};
 use super::status::ModelStatus;
@@ -288,7 +289,7 @@ pub struct TrainingSpec {
     /// Longest a training Job may run (`2h`); the Job's activeDeadlineSeconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::DEADLINE_DURATION))]
-    pub deadline: Option<String>,
+    pub deadline: Option<SpecDuration>,
     /// Retries of a failed training Job (its backoffLimit).
     #[serde(default = "default_retries")]
     pub retries: u32,
@@ -372,7 +373,7 @@ pub struct RetrainSpec {
     /// Least time between two drift- or data-triggered retrains (`6h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::COOLDOWN_DURATION))]
-    pub cooldown: Option<String>,
+    pub cooldown: Option<SpecDuration>,
     /// Most drift- or data-triggered retrains in any 24 hours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self > 0").message(msg::MAX_PER_DAY))]
@@ -666,7 +667,7 @@ pub struct GateSpec {
 }
 
 /// A Go-style duration as `api::parse_duration` accepts it: `250ms`, `90s`, `10m`, `1h30m`, `2d`.
-pub(super) const DURATION_RULE: &str = "self.matches('^([0-9]+(ms|[smhd]))+$')";
+pub(super) const DURATION_RULE: &str = "self.matches('^([0-9]{1,9}(ms|[smhd]))+$')";
 
 /// Metrics that lie in [0, 1]: their bounds must too.
 const UNIT_METRIC_RULE: &str = "!(self.name in ['accuracy', 'macroF1', 'rocAuc']) || \

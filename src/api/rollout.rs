@@ -4,6 +4,7 @@
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
+use super::duration::SpecDuration;
 use super::model::{ComputeResources, DURATION_RULE};
 use super::validate::msg;
 
@@ -15,9 +16,8 @@ pub struct CanaryStep {
     #[x_kube(validation = Rule::new("self >= 1 && self <= 100").message(msg::CANARY_WEIGHT))]
     pub weight: u32,
     /// How long to hold this weight before the analysis (`10m`).
-    #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::PAUSE_DURATION))]
-    pub pause: String,
+    pub pause: SpecDuration,
 }
 
 /// Checks of the canary against the stable version on the same window.
@@ -94,13 +94,20 @@ pub struct RolloutSpec {
     /// pause before the canary is rolled back (`2h`); unset waits indefinitely.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::PROGRESS_DEADLINE_DURATION))]
-    pub progress_deadline: Option<String>,
+    pub progress_deadline: Option<SpecDuration>,
     /// Superseded versions kept (artifacts and ModelVersion objects).
     #[serde(default = "default_retain")]
     pub retain_superseded: u32,
     /// Rejected, rolled-back and failed versions kept for inspection.
     #[serde(default = "default_retain")]
     pub retain_failed: u32,
+}
+
+/// `n` minutes, as a default pause.
+fn minutes(n: u32) -> SpecDuration {
+    format!("{n}m")
+        .parse()
+        .unwrap_or_else(|e| unreachable!("a whole number of minutes is a duration: {e}"))
 }
 
 fn default_true() -> bool {
@@ -116,11 +123,11 @@ impl Default for RolloutSpec {
             steps: vec![
                 CanaryStep {
                     weight: 10,
-                    pause: "5m".into(),
+                    pause: minutes(5),
                 },
                 CanaryStep {
                     weight: 50,
-                    pause: "10m".into(),
+                    pause: minutes(10),
                 },
             ],
             analysis: AnalysisSpec::default(),

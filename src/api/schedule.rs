@@ -311,7 +311,10 @@ impl RetrainSchedule {
 
     /// The latest slot at or before `t`.
     pub fn latest_at_or_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let just_after = self.local_as_utc(t) + chrono::Duration::seconds(1);
+        // Slots map to instants in wall-clock order, but in the second pass of
+        // a repeated hour the clock is behind slots that already fired in its
+        // first: start past any clock change's length.
+        let just_after = self.local_as_utc(t) + chrono::Duration::hours(3);
         self.wall_clock
             .after(&just_after)
             .rev()
@@ -386,6 +389,21 @@ mod tests {
         assert_eq!(
             daily.latest_at_or_before(utc("2026-01-01T00:00:00Z")),
             Some(utc("2026-01-01T00:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn the_latest_slot_in_a_repeated_hour_is_the_latest_that_fired() {
+        // London repeats 01:00-02:00 on 2026-10-25: at 01:10 GMT (01:10 UTC)
+        // the latest slot is 01:59 BST (00:59 UTC), not 01:10 BST.
+        let s = RetrainSchedule::parse("* 1 * * *", Some("Europe/London")).unwrap();
+        assert_eq!(
+            s.latest_at_or_before(utc("2026-10-25T01:10:00Z")),
+            Some(utc("2026-10-25T00:59:00Z"))
+        );
+        assert_eq!(
+            s.latest_at_or_before(utc("2026-10-25T00:30:00Z")),
+            Some(utc("2026-10-25T00:30:00Z"))
         );
     }
 

@@ -1,10 +1,12 @@
 //! What users get wrong in a Model, checked twice with the same words: by the
 //! API server (CEL rules in the CRD, built from the messages below) and by
 //! [`ModelSpec::validate`] for the CLI, which reads YAML without a server.
+//! Durations are the exception: they are typed ([`super::SpecDuration`]), so
+//! the CLI refuses a bad one while decoding, naming its field, and the API
+//! server by its CEL rule.
 
 use std::fmt;
 
-use super::duration::parse_duration;
 use super::images::conv_output_size;
 use super::model::{
     DataFormat, DriftSpec, DriftStatistic, DriftThreshold, MetricThreshold, ModelSpec,
@@ -190,10 +192,6 @@ impl Collector {
 
 fn in_unit(x: f64) -> bool {
     (0.0..=1.0).contains(&x)
-}
-
-fn duration(s: &str) -> Result<(), String> {
-    parse_duration(s).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// A Kubernetes quantity: a decimal number with an optional SI or binary suffix.
@@ -487,13 +485,6 @@ impl ModelSpec {
                 msg::HEAD_LEARNING_RATE,
             );
         }
-        if let Some(deadline) = &t.deadline {
-            c.check_detail(
-                duration(deadline),
-                "spec.training.deadline",
-                msg::DEADLINE_DURATION,
-            );
-        }
 
         if let Some(r) = &self.retrain {
             c.check(
@@ -514,13 +505,6 @@ impl ModelSpec {
                     .map(|_| ())
                     .map_err(|e| e.to_string());
                 c.check_detail(parsed, "spec.retrain.schedule", msg::SCHEDULE_SHAPE);
-            }
-            if let Some(cooldown) = &r.cooldown {
-                c.check_detail(
-                    duration(cooldown),
-                    "spec.retrain.cooldown",
-                    msg::COOLDOWN_DURATION,
-                );
             }
             if let Some(n) = r.max_per_day {
                 c.check(n > 0, "spec.retrain.maxPerDay", msg::MAX_PER_DAY);
@@ -613,18 +597,6 @@ impl ModelSpec {
                 (1..=100).contains(&s.weight),
                 format!("{p}.weight"),
                 msg::CANARY_WEIGHT,
-            );
-            c.check_detail(
-                duration(&s.pause),
-                format!("{p}.pause"),
-                msg::PAUSE_DURATION,
-            );
-        }
-        if let Some(deadline) = &r.progress_deadline {
-            c.check_detail(
-                duration(deadline),
-                "spec.rollout.progressDeadline",
-                msg::PROGRESS_DEADLINE_DURATION,
             );
         }
         analysis(&mut c, &r.analysis);

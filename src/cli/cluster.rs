@@ -37,6 +37,7 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
     cfg.snapshot = args.snapshot;
     cfg.node = Some(crate::cluster::runner::NodeConfig {
         gpus: crate::cluster::runner::detect_gpus(),
+        hosts_file_env: Some(crate::net::HOSTS_FILE_ENV.into()),
         ..Default::default()
     });
     let cluster = EmbeddedCluster::start(cfg).await?;

@@ -54,7 +54,7 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: u32,
     /// The embedded cluster's hosts file, to reach `*.svc` names from outside it.
-    #[arg(long, env = "DRIFTLINE_HOSTS_FILE")]
+    #[arg(long, env = crate::net::HOSTS_FILE_ENV)]
     pub hosts_file: Option<std::path::PathBuf>,
 }
 
@@ -84,7 +84,7 @@ pub async fn run_load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let task: Task = spec.task;
-    let http = crate::operator::service_http_client(Duration::from_secs(30), args.hosts_file);
+    let http = crate::net::service_http_client(Duration::from_secs(30), args.hosts_file);
     let plan = LoadPlan {
         base: args.url.clone(),
         model,

@@ -7,8 +7,10 @@ use std::process::ExitCode;
 
 use bytes::Bytes;
 
+use tracing::Instrument;
+
 use crate::api::{
-    DataFormat, GateEvaluation, GateSpec, ModelSpec, TrainingDevice, load_model_config,
+    DataFormat, GateEvaluation, GateSpec, ModelFile, ModelSpec, TrainingDevice, load_model_file,
 };
 use crate::policy;
 
@@ -95,22 +97,34 @@ pub struct EvaluateArgs {
 
 /// Reads a Model YAML from a path or URI, or from an environment variable
 /// with `env:NAME` (how a training Job hands its pod the Model).
-async fn read_config(uri: &str) -> Result<ModelSpec, MlError> {
+async fn read_config(uri: &str) -> Result<ModelFile, MlError> {
     if let Some(var) = uri.strip_prefix("env:") {
         let text = std::env::var(var).map_err(|_| MlError::InvalidConfig {
             field: "--config".into(),
             reason: format!("environment variable `{var}` is not set or not UTF-8"),
         })?;
-        return Ok(load_model_config(&text)?);
+        return Ok(load_model_file(&text)?);
     }
     let bytes = store::read_bytes(uri).await?;
     let text = String::from_utf8_lossy(&bytes);
-    Ok(load_model_config(&text)?)
+    Ok(load_model_file(&text)?)
 }
 
 /// Runs `driftline train`.
 pub async fn train(args: TrainArgs) -> Result<ExitCode, MlError> {
-    let mut spec = read_config(&args.config).await?;
+    let file = read_config(&args.config).await?;
+    // One span for the run: the logs of a training Job say which Model and version.
+    let span = tracing::info_span!(
+        "train",
+        model = file.name.as_deref().unwrap_or(""),
+        version = crate::api::names::artifact_version(&args.out)
+            .map(crate::api::version_name)
+            .unwrap_or_default(),
+    );
+    train_model(args, file.spec).instrument(span).await
+}
+
+async fn train_model(args: TrainArgs, mut spec: ModelSpec) -> Result<ExitCode, MlError> {
     if let Some(seed) = args.seed {
         spec.training.seed = seed;
     }
@@ -168,7 +182,7 @@ async fn complete_artifact(uri: &str) -> Result<Option<LoadedModel>, MlError> {
 
 /// Runs `driftline evaluate`.
 pub async fn evaluate(args: EvaluateArgs) -> Result<ExitCode, MlError> {
-    let spec = read_config(&args.config).await?;
+    let spec = read_config(&args.config).await?.spec;
     let mut gate: GateSpec = match (spec.gate, &args.test_set) {
         (Some(gate), _) => gate,
         (None, Some(test_set)) => GateSpec {
@@ -225,7 +239,7 @@ pub async fn evaluate(args: EvaluateArgs) -> Result<ExitCode, MlError> {
             .transpose()?;
         (candidate_report, champion_report)
     };
-    let verdict = policy::gate::verdict(&gate, &candidate_report, champion_report.as_ref());
+    let verdict = policy::gate_verdict(&gate, &candidate_report, champion_report.as_ref());
     let evaluation = GateEvaluation {
         candidate: candidate_report,
         champion: champion_report,

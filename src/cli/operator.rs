@@ -80,7 +80,7 @@ pub struct OperatorArgs {
     pub drift_poll: Duration,
     /// The embedded cluster's hosts file (`driftline up` sets it); in a real
     /// cluster Services resolve through DNS.
-    #[arg(long, env = "DRIFTLINE_HOSTS_FILE")]
+    #[arg(long, env = crate::net::HOSTS_FILE_ENV)]
     pub hosts_file: Option<std::path::PathBuf>,
     /// Record lineage, evaluations, training curves, drift series, canary
     /// analyses and every champion change here: `sqlite://PATH` or
@@ -281,10 +281,10 @@ mod tests {
         let Err(err) = lease(&["--lease-duration", "10s"]) else {
             panic!("a renew deadline as long as the lease is refused")
         };
+        let err = crate::error_chain(&err);
         assert!(
-            format!("{err:#}")
-                .contains("renew deadline (10s) must be shorter than the lease duration (10s)"),
-            "{err:#}"
+            err.contains("renew deadline (10s) must be shorter than the lease duration (10s)"),
+            "{err}"
         );
         let ok = lease(&[
             "--lease-duration",

@@ -32,7 +32,7 @@ pub struct ServeArgs {
     #[arg(long, env = "DRIFTLINE_HOST", default_value = "0.0.0.0")]
     pub host: IpAddr,
     /// Port to listen on (0 picks a free one).
-    #[arg(long, env = "DRIFTLINE_PORT", default_value_t = 8080)]
+    #[arg(long, env = "DRIFTLINE_PORT", default_value_t = crate::api::names::SERVE_PORT)]
     pub port: u16,
     /// Largest request body in bytes (larger ones get 413).
     #[arg(long, default_value_t = 8 * 1024 * 1024)]
@@ -115,7 +115,7 @@ pub struct GatewayArgs {
     #[arg(long, env = "DRIFTLINE_HOST", default_value = "0.0.0.0")]
     pub host: IpAddr,
     /// Port to listen on.
-    #[arg(long, env = "DRIFTLINE_PORT", default_value_t = 8080)]
+    #[arg(long, env = "DRIFTLINE_PORT", default_value_t = crate::api::names::SERVE_PORT)]
     pub port: u16,
 }
 

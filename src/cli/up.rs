@@ -141,6 +141,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             .gpus
             .unwrap_or_else(crate::cluster::runner::detect_gpus),
         driftline_exe: exe,
+        hosts_file_env: Some(crate::net::HOSTS_FILE_ENV.into()),
         ..Default::default()
     });
     let cluster = EmbeddedCluster::start(cfg).await?;
@@ -245,8 +246,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         let ns = m.metadata.namespace.clone().unwrap_or_default();
         let name = m.metadata.name.clone().unwrap_or_default();
         println!(
-            "Model {ns}/{name}: gateway {} (from this machine: DRIFTLINE_HOSTS_FILE={} driftline load --url {} -f <model.yaml>)",
+            "Model {ns}/{name}: gateway {} (from this machine: {}={} driftline load --url {} -f <model.yaml>)",
             names::service_url(&names::gateway_service(&name), &ns),
+            crate::net::HOSTS_FILE_ENV,
             hosts.display(),
             names::service_url(&names::gateway_service(&name), &ns),
         );
@@ -361,7 +363,7 @@ async fn drive(
         label: Some((spec.data.target.clone(), spec.task)),
         concurrency: 16,
     };
-    let http = crate::operator::service_http_client(Duration::from_secs(30), Some(hosts));
+    let http = crate::net::service_http_client(Duration::from_secs(30), Some(hosts));
     // The status says "serving" a moment before the gateway's Service
     // resolves and its pod answers: wait for the model's metadata.
     let metadata = crate::api::routes::url(&plan.base, crate::api::routes::MODEL, &name);

@@ -174,7 +174,7 @@ impl StatusView {
             }),
             namespace,
             name,
-            phase: format!("{:?}", s.phase),
+            phase: s.phase.to_string(),
             champion: s.champion,
             candidate: s.candidate,
             traffic: s.traffic_summary,
@@ -185,7 +185,7 @@ impl StatusView {
             conditions: s
                 .conditions
                 .iter()
-                .map(|c| format!("{}={:?}: {}: {}", c.type_, c.status, c.reason, c.message))
+                .map(|c| format!("{}={}: {}: {}", c.type_, c.status, c.reason, c.message))
                 .collect(),
         }
     }
@@ -194,7 +194,7 @@ impl StatusView {
         let training = |t: &TrainingRun| {
             let when = t.finished_at.unwrap_or(t.started_at);
             format!(
-                "{} {:?} {} ({})",
+                "{} {} {} ({})",
                 t.version,
                 t.trigger,
                 t.outcome.as_deref().unwrap_or("Running"),
@@ -311,7 +311,7 @@ fn status_detail(v: &StatusView) -> String {
     );
     let run = |t: &TrainingRun| {
         format!(
-            "{} {:?} {} ({}): {}",
+            "{} {} {} ({}): {}",
             t.version,
             t.trigger,
             t.outcome.as_deref().unwrap_or("Running"),
@@ -624,7 +624,7 @@ pub async fn promote(args: PromoteArgs) -> anyhow::Result<ExitCode> {
             ),
             VersionPhase::Champion => bail!("{} is already champion", version_name(n)),
             VersionPhase::Training | VersionPhase::Failed => bail!(
-                "{} is {:?}; only trained versions can be promoted",
+                "{} is {}; only trained versions can be promoted",
                 version_name(n),
                 status.phase
             ),

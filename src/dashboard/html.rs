@@ -120,7 +120,7 @@ fn training_cell(row: &ModelRow) -> String {
     if let Some(t) = &row.training {
         let _ = write!(
             out,
-            "training {} ({:?}) since {}",
+            "training {} ({}) since {}",
             escape(&t.version),
             t.trigger,
             time(&t.started_at)
@@ -128,7 +128,7 @@ fn training_cell(row: &ModelRow) -> String {
     } else if let Some(t) = &row.last_training {
         let _ = write!(
             out,
-            "{} ({:?}) {} {}",
+            "{} ({}) {} {}",
             escape(&t.version),
             t.trigger,
             t.finished_at.as_ref().map(time).unwrap_or_default(),
@@ -170,7 +170,7 @@ pub fn models_page(page: &ModelsPage) -> String {
     for m in &page.models {
         let _ = write!(
             body,
-            "<tr><td><a href=\"{}\">{}/{}</a> {}</td><td class=\"phase\">{:?}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><a href=\"{}\">{}/{}</a> {}</td><td class=\"phase\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&m.url),
             escape(&m.namespace),
             escape(&m.name),
@@ -550,7 +550,7 @@ pub fn model_page(page: &ModelPage, all_versions: bool) -> String {
     let mut body = String::new();
     let _ = write!(
         body,
-        "<h1>{}/{}</h1><p>{}</p><table id=\"summary\"><tr><th>Phase</th><td class=\"phase\">{:?}</td></tr>\
+        "<h1>{}/{}</h1><p>{}</p><table id=\"summary\"><tr><th>Phase</th><td class=\"phase\">{}</td></tr>\
          <tr><th>Champion</th><td>{}</td></tr><tr><th>Candidate</th><td>{}</td></tr>\
          <tr><th>Traffic</th><td>{}</td></tr><tr><th>Drift</th><td>{}</td></tr>\
          <tr><th>Last training</th><td>{}</td></tr><tr><th>Next training</th><td>{}</td></tr></table>",

@@ -1,16 +1,16 @@
 //! The dashboard: a read-only web UI over the cluster's Models and
 //! ModelVersions and the registry's history. Pages are built as data
-//! ([`view`]), drawn as HTML with server-side SVG plots ([`html`], [`svg`]),
-//! and served with their JSON twin (`?format=json`) by [`server`]. Only GET
+//! (`view`), drawn as HTML with server-side SVG plots (`html`, `svg`),
+//! and served with their JSON twin (`?format=json`) by [`serve`]. Only GET
 //! and HEAD; nothing is fetched from elsewhere (CSS embedded, no scripts
 //! needed), so it works offline.
 //!
 //! Served by `driftline operator --dashboard-addr` and by `driftline up`.
 
-pub mod html;
-pub mod server;
-pub mod svg;
-pub mod view;
+mod html;
+mod server;
+mod svg;
+mod view;
 
 #[cfg(test)]
 mod tests;

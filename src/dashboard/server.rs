@@ -85,7 +85,7 @@ pub fn router(config: DashboardConfig) -> Router {
         namespace: config.namespace,
         registry_url: config.registry,
         registry: tokio::sync::Mutex::new(None),
-        http: crate::operator::service_http_client(Duration::from_secs(2), config.hosts_file),
+        http: crate::net::service_http_client(Duration::from_secs(2), config.hosts_file),
         references: std::sync::Mutex::new(HashMap::new()),
     });
     Router::new()
@@ -324,7 +324,7 @@ async fn model_page(
                 version: crate::api::version_name(v.spec.version),
                 url: super::links::version_path(&ns, &name, v.spec.version),
                 phase: v.status.as_ref().map(|s| s.phase),
-                trigger: format!("{:?}", v.spec.lineage.trigger),
+                trigger: v.spec.lineage.trigger.to_string(),
                 reason: v.spec.lineage.reason.clone(),
                 created_at: view::created_at(v).unwrap_or_default(),
                 gate_passed: v

@@ -595,7 +595,7 @@ pub fn lineage_view(
     let l = &v.spec.lineage;
     let artifact = v.status.as_ref().and_then(|s| s.artifact.as_ref());
     Some(LineageView {
-        trigger: format!("{:?}", l.trigger),
+        trigger: l.trigger.to_string(),
         reason: l.reason.clone(),
         seed: l.seed,
         config_hash: l.config_hash.clone(),

@@ -7,24 +7,26 @@
 //! [`profile::ReferenceProfile`] at training time and `serve` fills sketches
 //! keyed to its bins.
 
-pub mod calibrate;
-pub mod embedding;
-pub mod monitor;
-pub mod profile;
-pub mod replicas;
-pub mod rule;
-pub mod sketch;
-pub mod stats;
+mod calibrate;
+mod embedding;
+mod monitor;
+mod profile;
+mod replicas;
+mod rule;
+mod sketch;
+mod stats;
 
-pub use calibrate::{Calibration, ColumnNull, NullFit, WindowNull, calibrate};
+pub use calibrate::{Calibration, ColumnNull, DEFAULT_RESAMPLES, NullFit, WindowNull, calibrate};
 pub use embedding::{EMBEDDING_DIRECTIONS, EmbeddingProjection, direction_name};
 pub use monitor::{
     ColumnDrift, DriftConfig, DriftError, DriftMonitor, DriftReport, RunningTotal, WindowReport,
+    compare,
 };
 pub use profile::{
-    CategoricalProfile, FeatureImportance, FeatureProfile, NumericProfile, ProfileError,
-    ReferenceProfile,
+    CategoricalProfile, DEFAULT_BINS, FeatureImportance, FeatureProfile, NumericProfile,
+    ProfileError, ReferenceProfile,
 };
 pub use replicas::{MergedWindow, ReplicaWindows};
 pub use rule::{ColumnReading, ColumnVerdict, DriftRule, Verdict, window_verdict};
-pub use sketch::{ColumnSketch, DatasetSketch, Observation, SketchError};
+pub use sketch::{ColumnSketch, DatasetSketch, Observation, SketchError, number_as_category};
+pub use stats::{jensen_shannon_distance, shares};

@@ -14,7 +14,7 @@ use tracing::info;
 
 use crate::api::names;
 use crate::api::{Model, ModelVersion, ModelVersionStatus, TrainingTrigger, version_name};
-use crate::policy::{Action, Decision, EventKind, version_status};
+use crate::policy::{Action, Decision, EventKind, apply_to_version_status, version_written_by};
 
 use super::apply;
 use super::children::{self, ChildSettings};
@@ -94,9 +94,9 @@ pub fn plan(
             }
             other => {
                 if let Some((_, status)) =
-                    version_status::version_of(other).and_then(|n| current.get_mut(&n))
+                    version_written_by(other).and_then(|n| current.get_mut(&n))
                 {
-                    version_status::apply(status, other, now);
+                    apply_to_version_status(status, other, now);
                 }
             }
         }

@@ -94,7 +94,7 @@ pub fn records(
                 VersionRecord {
                     model: model_ref.clone(),
                     version: *version,
-                    trigger: format!("{trigger:?}"),
+                    trigger: trigger.to_string(),
                     reason: reason.clone(),
                     seed: model.spec.training.seed,
                     config_hash: config_hash.clone(),
@@ -235,7 +235,7 @@ fn finished_version(
     VersionRecord {
         model: model_ref.clone(),
         version: *version,
-        trigger: format!("{:?}", lineage.trigger),
+        trigger: lineage.trigger.to_string(),
         reason: lineage.reason.clone(),
         seed: lineage.seed,
         config_hash: lineage.config_hash.clone(),

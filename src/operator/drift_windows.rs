@@ -20,7 +20,7 @@ use kube::runtime::reflector::ObjectRef;
 use tracing::warn;
 
 use crate::api::Model;
-use crate::drift::{DriftConfig, ReferenceProfile, ReplicaWindows, RunningTotal, monitor};
+use crate::drift::{DriftConfig, ReferenceProfile, ReplicaWindows, RunningTotal, compare};
 use crate::policy::DriftReading;
 
 /// Merged windows kept per Model, offered to the decision core each time.
@@ -85,7 +85,7 @@ impl DriftWindows {
             .advance(totals, config.window_rows(), config.window_duration, now)
         {
             Ok(Some(window)) => {
-                let report = monitor::compare(
+                let report = compare(
                     &entry.profile,
                     &config,
                     &window.sketch,

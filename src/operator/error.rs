@@ -64,9 +64,6 @@ pub enum BuildError {
     /// A rule of the operator's own (a traffic entry that names no version).
     #[error("{0}")]
     Rule(String),
-    /// A spec field the child needs does not parse.
-    #[error(transparent)]
-    Duration(#[from] crate::api::DurationError),
     /// The object or a document it carries does not encode.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
@@ -172,14 +169,14 @@ mod tests {
 
     #[test]
     fn every_variant_keeps_its_cause_as_a_source() {
-        let bad_duration = crate::api::parse_duration("soon").expect_err("not a duration");
+        let bad_yaml = serde_yaml::from_str::<u32>("[").expect_err("not YAML");
         let json = serde_json::from_str::<u32>("x").expect_err("not JSON");
         let store = crate::ml::store::StoreError::NotFound {
             uri: "s3://models/v1/gate.json".into(),
         };
         let with_cause = [
             refused(),
-            OperatorError::build("spec.training.deadline")(bad_duration.into()),
+            OperatorError::build("the training pod's Model")(bad_yaml.into()),
             OperatorError::rule("HTTPRoute ml/wine", "status.traffic names `latest`"),
             OperatorError::Store {
                 action: "read gate report s3://models/v1/gate.json".into(),

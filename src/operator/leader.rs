@@ -467,16 +467,12 @@ mod tests {
             "client-go's defaults"
         );
         assert!(LeaseTiming::new(s(15), s(10), s(2)).is_ok());
-        let err = LeaseTiming::new(s(15), s(15), s(2))
-            .unwrap_err()
-            .to_string();
+        let err = crate::error_chain(&LeaseTiming::new(s(15), s(15), s(2)).unwrap_err());
         assert!(
             err.contains("renew deadline (15s) must be shorter than the lease duration (15s)"),
             "{err}"
         );
-        let err = LeaseTiming::new(s(15), s(10), s(10))
-            .unwrap_err()
-            .to_string();
+        let err = crate::error_chain(&LeaseTiming::new(s(15), s(10), s(10)).unwrap_err());
         assert!(
             err.contains("retry period (10s) must be more than zero and shorter than the renew deadline (10s)"),
             "{err}"

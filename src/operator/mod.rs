@@ -91,21 +91,6 @@ where
     }
 }
 
-/// An HTTP client that finds Services of the embedded cluster by its hosts
-/// file and everything else by DNS.
-pub fn service_http_client(
-    timeout: Duration,
-    hosts_file: Option<std::path::PathBuf>,
-) -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .dns_resolver(Arc::new(
-            crate::cluster::runner::service::HostsFileResolver { path: hosts_file },
-        ))
-        .build()
-        .unwrap_or_default()
-}
-
 /// Runs the controller until `shutdown` resolves. With a leader Lease, only
 /// the holder reconciles; the others wait to take over, and a leader that
 /// stops leading returns [`OperatorError::LeaseLost`] at once ([`leader`]).
@@ -336,7 +321,7 @@ async fn scope_controller(
             services: services.clone(),
             pods: pods.clone(),
         },
-        http: service_http_client(config.scrape_timeout, config.hosts_file.clone()),
+        http: crate::net::service_http_client(config.scrape_timeout, config.hosts_file.clone()),
         telemetry: telemetry.clone(),
         baselines: Mutex::new(HashMap::new()),
         drift_windows: Default::default(),
@@ -403,6 +388,9 @@ async fn scope_controller(
         }
     };
     let gate = futures::future::FutureExt::shared(Box::pin(wait_for_caches));
+    // Awaited eagerly, not only by the first reconcile: an operator with no
+    // Model yet is ready too (`/readyz`, the chart's probe, `helm --wait`).
+    tokio::spawn(gate.clone());
     controller
         .run(
             move |model, ctx| {

@@ -290,11 +290,8 @@ fn prediction_divergence(a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>) -
     if ca.iter().sum::<u64>() == 0 || cb.iter().sum::<u64>() == 0 {
         return None;
     }
-    let (sa, sb) = (
-        crate::drift::stats::shares(&ca),
-        crate::drift::stats::shares(&cb),
-    );
-    Some(crate::drift::stats::jensen_shannon_distance(&sa, &sb))
+    let (sa, sb) = (crate::drift::shares(&ca), crate::drift::shares(&cb));
+    Some(crate::drift::jensen_shannon_distance(&sa, &sb))
 }
 
 /// Adds what only the gateway saw: requests that never reached the version

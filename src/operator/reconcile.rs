@@ -288,7 +288,7 @@ async fn registry_condition(
             ConditionStatus::False,
             "RegistryUnreachable",
             format!(
-                "the registry at {} is unreachable ({availability:?}); records wait in memory and are retried",
+                "the registry at {} is {availability}; records wait in memory and are retried",
                 registry.url()
             ),
         )

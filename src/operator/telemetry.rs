@@ -60,7 +60,7 @@ impl Default for Telemetry {
 }
 
 fn phase_name(p: ModelPhase) -> String {
-    format!("{p:?}")
+    p.to_string()
 }
 
 impl Telemetry {
@@ -133,7 +133,7 @@ impl Telemetry {
     pub fn training_started(&self, trigger: TrainingTrigger) {
         self.trainings
             .get_or_create(&TriggerLabels {
-                trigger: format!("{trigger:?}"),
+                trigger: trigger.to_string(),
             })
             .inc();
     }

@@ -75,7 +75,7 @@ pub fn update_drift(status: &mut ModelStatus, spec: &ModelSpec, obs: &Observatio
     );
     let due = summary.consecutive_windows >= d.consecutive_windows;
     let reason = format!(
-        "drift for {} windows in a row (needed {}); latest window {} (max {:?} {:.3})",
+        "drift for {} windows in a row (needed {}); latest window {} (max {} {:.3})",
         summary.consecutive_windows,
         d.consecutive_windows,
         summary.reason,

@@ -19,18 +19,21 @@
 //! training starts and canary weights are held; explicit promote and rollback
 //! requests still act.
 
-pub mod action;
-pub mod canary;
+mod action;
+mod canary;
 pub mod conditions;
-pub mod decide;
-pub mod drift;
-pub mod gate;
-pub mod observe;
-pub mod version_status;
+mod decide;
+mod drift;
+mod gate;
+mod observe;
+mod version_status;
 
 pub use action::{Action, Decision, EventKind};
 pub use decide::{SCHEDULE_GRACE, config_hash, decide};
+pub use drift::{DriftUpdate, update_drift};
+pub use gate::verdict as gate_verdict;
 pub use observe::{
     CanaryMetrics, DriftReading, GateResult, JobState, ManualAction, ManualRequest, Observations,
     ServingMetrics, TrainingJob,
 };
+pub use version_status::{apply as apply_to_version_status, version_of as version_written_by};

@@ -66,7 +66,7 @@ mod tests {
             &Action::SetVersionPhase {
                 version: 1,
                 phase,
-                reason: format!("{phase:?} at {hour}"),
+                reason: format!("{phase} at {hour}"),
             },
             at(hour),
         );

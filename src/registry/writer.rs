@@ -33,6 +33,17 @@ pub enum Availability {
     },
 }
 
+impl std::fmt::Display for Availability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Availability::Available => f.write_str("available"),
+            Availability::Unavailable { reason, since } => {
+                write!(f, "unreachable since {}: {reason}", since.to_rfc3339())
+            }
+        }
+    }
+}
+
 impl Availability {
     /// Whether writes currently reach the database.
     pub fn is_available(&self) -> bool {

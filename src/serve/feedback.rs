@@ -426,7 +426,7 @@ impl Worker {
                 Ok(label.clone())
             }
             (LabelKind::Class(classes), Value::Number(n)) => {
-                let name = crate::drift::sketch::number_as_category(n.as_f64().unwrap_or(f64::NAN));
+                let name = crate::drift::number_as_category(n.as_f64().unwrap_or(f64::NAN));
                 if classes.contains(&name) {
                     Ok(Value::String(name))
                 } else {

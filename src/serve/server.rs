@@ -105,7 +105,7 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            addr: SocketAddr::from(([0, 0, 0, 0], crate::api::names::SERVE_PORT)),
             name: None,
             version: None,
             body_limit: 8 * 1024 * 1024,

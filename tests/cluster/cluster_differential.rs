@@ -4,7 +4,7 @@
 //! prints (which carries the status code's reason and the server's message).
 //!
 //! Differences that remain are listed in [`KNOWN`], each with why (and in
-//! the README). A new difference fails the test, and so does a listed one
+//! CONTRIBUTING.md). A new difference fails the test, and so does a listed one
 //! that is gone (then remove it from the list).
 
 use std::path::{Path, PathBuf};
@@ -663,10 +663,10 @@ async fn kubectl_answers_like_the_real_api_server() {
     else {
         return;
     };
-    if which_kubectl().is_none() {
-        let ci = std::env::var("CI").unwrap_or_default();
-        assert!(ci.is_empty(), "kubectl is not on PATH and CI={ci}");
-        eprintln!("SKIPPED: kubectl_answers_like_the_real_api_server: kubectl not on PATH");
+    let found = which_kubectl().ok_or_else(|| "kubectl is not on PATH".to_string());
+    if crate::require_tool::require_tool("kubectl_answers_like_the_real_api_server", found)
+        .is_none()
+    {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

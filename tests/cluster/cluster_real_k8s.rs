@@ -408,7 +408,7 @@ fn stage_models(plane: &RealControlPlane, tag: &str) {
         "items": [model(&lp, true), model(&srv, false)]});
     std::fs::write(&file, list.to_string()).unwrap();
     plane.kubectl_ok(&["apply", "-f", file.to_str().unwrap()]);
-    let version = |model: &str, n: u32| {
+    let owner_of = |model: &str| {
         let uid = plane.kubectl_ok(&[
             "get",
             "model",
@@ -422,6 +422,15 @@ fn stage_models(plane: &RealControlPlane, tag: &str) {
             serde_json::from_value(self::model_of(&template, model)).unwrap();
         owner.metadata.namespace = Some("ml".into());
         owner.metadata.uid = Some(uid.trim().to_string());
+        owner
+    };
+    let apply = |name: &str, object: String| {
+        let file = plane.dir.path().join(format!("{name}.json"));
+        std::fs::write(&file, object).unwrap();
+        plane.kubectl_ok(&["apply", "-f", file.to_str().unwrap()]);
+    };
+    let version = |model: &str, n: u32| {
+        let owner = owner_of(model);
         let v = driftline::operator::children::model_version(
             &owner,
             n,
@@ -455,6 +464,27 @@ fn stage_models(plane: &RealControlPlane, tag: &str) {
         &format!("{lp}-v9"),
         serde_json::json!({"phase": "Failed"}),
     );
+    // The failed v9's children, as the operator built them (suspended, no
+    // replicas): once retention drops v9 they carry the Model's label and no
+    // desired child's name, so the label sweep deletes them.
+    {
+        use driftline::operator::children::{ChildSettings, serving, training_job};
+        let owner = owner_of(&lp);
+        let settings = ChildSettings::default();
+        let mut job = training_job(&owner, 9, None, &settings).unwrap();
+        job.spec.as_mut().unwrap().suspend = Some(true);
+        apply(&format!("{lp}-job-9"), serde_json::to_string(&job).unwrap());
+        let (mut deployment, service) = serving(&owner, 9, "/artifacts/none", &settings).unwrap();
+        deployment.spec.as_mut().unwrap().replicas = Some(0);
+        apply(
+            &format!("{lp}-deploy-9"),
+            serde_json::to_string(&deployment).unwrap(),
+        );
+        apply(
+            &format!("{lp}-svc-9"),
+            serde_json::to_string(&service).unwrap(),
+        );
+    }
     version(&srv, 1);
     status(
         "modelversion",

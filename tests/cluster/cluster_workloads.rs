@@ -5,8 +5,9 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
-use driftline::cluster::runner::{NodeConfig, resolve_service_host};
+use driftline::cluster::runner::NodeConfig;
 use driftline::cluster::{ClusterConfig, EmbeddedCluster};
+use driftline::net::{HOSTS_FILE_ENV, resolve_service_host};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod, Service};
@@ -25,6 +26,7 @@ async fn cluster(dir: &Path, subnet: u8, gpus: u64) -> EmbeddedCluster {
         pod_ip_base: Ipv4Addr::new(127, subnet, 0, 0),
         restart_backoff: Duration::from_millis(100),
         job_backoff: Duration::from_millis(100),
+        hosts_file_env: Some(HOSTS_FILE_ENV.into()),
         ..NodeConfig::default()
     };
     let cfg = ClusterConfig::new(dir).with_node(node);
@@ -595,7 +597,7 @@ async fn killing_a_pods_process_restarts_it_or_fails_the_pod() {
 }
 
 #[tokio::test]
-async fn pods_see_their_volumes_env_and_config_and_init_containers_run_first() {
+async fn pods_see_their_volumes_env_config_and_hosts_file_and_init_containers_run_first() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = cluster(dir.path(), 47, 0).await;
     let client = cluster.client().await;
@@ -628,7 +630,7 @@ async fn pods_see_their_volumes_env_and_config_and_init_containers_run_first() {
             }],
             "containers": [{
                 "name": "main", "image": "busybox",
-                "command": ["sh", "-c", "echo \"$ME $MY_IP $MODE $(cat /scratch/input) $(cat /etc/conf/threshold)\" > /models/out.txt"],
+                "command": ["sh", "-c", format!("echo \"$ME $MY_IP $MODE $(cat /scratch/input) $(cat /etc/conf/threshold) ${HOSTS_FILE_ENV}\" > /models/out.txt")],
                 "env": [
                     {"name": "ME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                     {"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
@@ -668,7 +670,12 @@ async fn pods_see_their_volumes_env_and_config_and_init_containers_run_first() {
     );
     // A PersistentVolumeClaim is a directory per claim that outlives the pod.
     let out = std::fs::read_to_string(dir.path().join("volumes/default/models/out.txt")).unwrap();
-    assert_eq!(out.trim(), format!("{name} {ip} fast fetched 0.1"));
+    // The node tells every pod where its hosts file of Service names is.
+    let hosts = dir.path().join("hosts");
+    assert_eq!(
+        out.trim(),
+        format!("{name} {ip} fast fetched 0.1 {}", hosts.display())
+    );
     cluster.shutdown().await;
 }
 

@@ -12,4 +12,6 @@ mod cluster_real_k8s;
 mod cluster_workloads;
 mod k8s_tools;
 mod real_control_plane;
+#[path = "../support/require_tool.rs"]
+mod require_tool;
 mod serve_gateway_k8s;

@@ -121,13 +121,6 @@ fn cases() -> Vec<Case> {
             "spec.training.resources.memory",
         ),
         (
-            "deadline in words",
-            "/spec/training/deadline",
-            json!("2 hours"),
-            msg::DEADLINE_DURATION,
-            "spec.training.deadline",
-        ),
-        (
             "unknown architecture",
             "/spec/architecture/type",
             json!("transformer"),
@@ -217,13 +210,6 @@ fn cases() -> Vec<Case> {
             Value::Null,
             msg::TIME_ZONE_NEEDS_SCHEDULE,
             "spec.retrain",
-        ),
-        (
-            "cooldown in words",
-            "/spec/retrain/cooldown",
-            json!("6 hours"),
-            msg::COOLDOWN_DURATION,
-            "spec.retrain.cooldown",
         ),
         (
             "zero retrains per day",
@@ -392,20 +378,6 @@ fn cases() -> Vec<Case> {
             json!([]),
             msg::STEPS_EMPTY,
             "spec.rollout.steps",
-        ),
-        (
-            "pause in words",
-            "/spec/rollout/steps/0",
-            json!({"weight": 5, "pause": "10 minutes"}),
-            msg::PAUSE_DURATION,
-            "spec.rollout.steps[0].pause",
-        ),
-        (
-            "progress deadline in words",
-            "/spec/rollout/progressDeadline",
-            json!("two hours"),
-            msg::PROGRESS_DEADLINE_DURATION,
-            "spec.rollout.progressDeadline",
         ),
         (
             "zero minRequests",
@@ -708,4 +680,63 @@ fn a_model_versions_lineage_cannot_be_rewritten() {
         old.validate_cel_update(&old).is_ok(),
         "an unchanged spec is fine"
     );
+}
+
+/// Durations are typed in the spec: the API server refuses a bad one by its
+/// CEL rule, the CLI while decoding, each naming the field.
+fn duration_cases() -> Vec<Case> {
+    vec![
+        (
+            "deadline in words",
+            "/spec/training/deadline",
+            json!("2 hours"),
+            msg::DEADLINE_DURATION,
+            "spec.training.deadline",
+        ),
+        (
+            "cooldown in words",
+            "/spec/retrain/cooldown",
+            json!("6 hours"),
+            msg::COOLDOWN_DURATION,
+            "spec.retrain.cooldown",
+        ),
+        (
+            "pause in words",
+            "/spec/rollout/steps/0",
+            json!({"weight": 5, "pause": "10 minutes"}),
+            msg::PAUSE_DURATION,
+            "spec.rollout.steps[0].pause",
+        ),
+        (
+            "progress deadline in words",
+            "/spec/rollout/progressDeadline",
+            json!("two hours"),
+            msg::PROGRESS_DEADLINE_DURATION,
+            "spec.rollout.progressDeadline",
+        ),
+    ]
+}
+
+#[test]
+fn a_bad_duration_is_refused_by_cel_and_by_the_clis_decoder_at_its_field() {
+    use kube::CustomResourceExt;
+    let crd = Model::crd();
+    let schema = driftline::cluster::schema::CrdSchema::for_version(&crd, driftline::api::VERSION)
+        .expect("the Model CRD compiles");
+    for (what, pointer, value, message, path) in duration_cases() {
+        let doc = with(pointer, value);
+        let errors = schema.validate(&doc, None);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.to_string().contains(message) && e.to_string().starts_with(path)),
+            "{what}: expected `{path}: … {message}` from the CRD, got: {errors:?}"
+        );
+        let yaml = serde_yaml::to_string(&doc).unwrap();
+        let chain = driftline::error_chain(&load_model_config(&yaml).expect_err(what));
+        assert!(
+            chain.starts_with(&format!("`{path}`: duration `")),
+            "{what}: {chain}"
+        );
+    }
 }

@@ -15,36 +15,62 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// How a developer regenerates the committed CRDs.
+const REGENERATE: &str = "DRIFTLINE_UPDATE_CRDS=1 cargo test --test decisions api_crd";
+
 fn write_atomically(path: &Path, content: &str) {
     let tmp = path.with_extension("yaml.tmp");
     std::fs::write(&tmp, content).expect("write temporary CRD file");
     std::fs::rename(&tmp, path).expect("rename CRD file into place");
 }
 
-#[test]
-fn committed_crds_are_fresh() {
+/// The committed CRD files under `root` that differ from what the types generate.
+fn stale(root: &Path, files: &[(String, String)]) -> Vec<PathBuf> {
+    DIRS.iter()
+        .flat_map(|dir| {
+            files
+                .iter()
+                .map(move |(name, yaml)| (root.join(dir).join(name), yaml))
+        })
+        .filter(|(path, yaml)| std::fs::read_to_string(path).ok().as_ref() != Some(*yaml))
+        .map(|(path, _)| path)
+        .collect()
+}
+
+/// Checks the CRDs committed under `root` against the types, or rewrites
+/// them when `update` is asked for; CI only checks (`update` is refused),
+/// so a stale copy can never pass there.
+fn check_or_update_crds(root: &Path, update: bool, ci: bool) -> Result<(), String> {
     let files = crd_files().expect("CRDs serialise");
-    let update = std::env::var_os("DRIFTLINE_UPDATE_CRDS").is_some();
+    if update && ci {
+        let stale: Vec<String> = stale(root, &files)
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let what = if stale.is_empty() {
+            "the committed CRDs are fresh; unset it".to_string()
+        } else {
+            format!(
+                "the committed CRDs are stale ({}); regenerate them with `{REGENERATE}` outside \
+                 CI and commit crds/ and charts/driftline/crds/",
+                stale.join(", ")
+            )
+        };
+        return Err(format!(
+            "DRIFTLINE_UPDATE_CRDS is refused under CI, which checks the committed CRDs and \
+             never rewrites them: {what}"
+        ));
+    }
     for dir in DIRS {
-        let dir = root().join(dir);
+        let dir = root.join(dir);
         if update {
             std::fs::create_dir_all(&dir).expect("create CRD directory");
-        }
-        for (name, yaml) in &files {
-            let path = dir.join(name);
-            if update {
-                write_atomically(&path, yaml);
-                continue;
+            for (name, yaml) in &files {
+                write_atomically(&dir.join(name), yaml);
             }
-            let committed = std::fs::read_to_string(&path).unwrap_or_default();
-            assert!(
-                committed == *yaml,
-                "{} is stale; regenerate with `DRIFTLINE_UPDATE_CRDS=1 cargo test --test decisions api_crd`",
-                path.display()
-            );
         }
         let mut present: Vec<String> = std::fs::read_dir(&dir)
-            .expect("CRD directory exists")
+            .map_err(|e| format!("{}: {e}", dir.display()))?
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n.ends_with(".yaml"))
@@ -52,13 +78,70 @@ fn committed_crds_are_fresh() {
         present.sort();
         let mut expected: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
         expected.sort();
-        assert_eq!(
-            present,
-            expected,
-            "{} holds CRD files the types do not generate",
-            dir.display()
-        );
+        if present != expected {
+            return Err(format!(
+                "{} holds CRD files {present:?}, the types generate {expected:?}",
+                dir.display()
+            ));
+        }
     }
+    match stale(root, &files).first() {
+        Some(path) => Err(format!(
+            "{} is stale; regenerate with `{REGENERATE}`",
+            path.display()
+        )),
+        None => Ok(()),
+    }
+}
+
+#[test]
+fn committed_crds_are_fresh() {
+    let update = std::env::var_os("DRIFTLINE_UPDATE_CRDS").is_some();
+    if let Err(e) = check_or_update_crds(&root(), update, crate::require_tool::in_ci()) {
+        panic!("{e}");
+    }
+}
+
+/// A copy of the committed CRD directories with one file out of date.
+fn stale_copy() -> (tempfile::TempDir, PathBuf) {
+    let copy = tempfile::tempdir().expect("temp dir");
+    for dir in DIRS {
+        std::fs::create_dir_all(copy.path().join(dir)).unwrap();
+        for (name, yaml) in crd_files().unwrap() {
+            std::fs::write(copy.path().join(dir).join(name), yaml).unwrap();
+        }
+    }
+    let (name, _) = &crd_files().unwrap()[0];
+    let old = copy.path().join(DIRS[0]).join(name);
+    std::fs::write(&old, "# an older schema\n").unwrap();
+    (copy, old)
+}
+
+#[test]
+fn a_stale_crd_fails_the_check_and_is_rewritten_only_outside_ci() {
+    let (copy, old) = stale_copy();
+    let err = check_or_update_crds(copy.path(), false, false).unwrap_err();
+    assert!(
+        err.contains("is stale") && err.contains(REGENERATE),
+        "{err}"
+    );
+
+    let refused = check_or_update_crds(copy.path(), true, true).unwrap_err();
+    assert!(
+        refused.contains("DRIFTLINE_UPDATE_CRDS is refused under CI")
+            && refused.contains("the committed CRDs are stale")
+            && refused.contains(&old.display().to_string())
+            && refused.contains(REGENERATE),
+        "{refused}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&old).unwrap(),
+        "# an older schema\n",
+        "CI must not rewrite the CRDs"
+    );
+
+    check_or_update_crds(copy.path(), true, false).expect("a developer regenerates them");
+    check_or_update_crds(copy.path(), false, true).expect("then CI finds them fresh");
 }
 
 #[test]

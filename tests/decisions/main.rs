@@ -7,10 +7,14 @@ mod api_cel;
 mod api_crd;
 mod cluster_schema;
 mod cluster_schema_driftline_crd;
+mod drift_control;
 mod drift_monitor;
 mod drift_one_rule;
 mod policy_decide;
 mod policy_props;
 mod policy_schedule;
 mod policy_support;
+#[path = "../support/require_tool.rs"]
+mod require_tool;
+mod room_boundaries;
 mod serve_decoder_props;

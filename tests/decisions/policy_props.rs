@@ -1,9 +1,12 @@
 //! Invariants of the decision core over random histories: whatever happens,
 //! at most one training runs and none starts in the decision that sees one
 //! end, weights sum to 100, a canary only advances on passing evidence,
-//! rollback restores the champion, decisions are deterministic, and automatic
-//! retrains keep to the schedule, cooldown, `maxPerDay` and "a failed run is
-//! not retried until something changes".
+//! rollback restores the champion, decisions are deterministic; and every
+//! decision starts exactly the training the test's own model of the retrain
+//! rules expects: one whenever every rule allows it (liveness), none when the
+//! schedule (read by the independent evaluator in `policy_support/cron.rs`),
+//! `missedRuns`, cooldown, `maxPerDay`, a pause, a busy Model or "a failed run
+//! is not retried until something changes" forbids it.
 //!
 //! `PROPTEST_CASES=100000 cargo test --test decisions policy_props` runs a long search;
 //! failures are written to `tests/decisions/policy_props.proptest-regressions` (commit
@@ -20,8 +23,10 @@ use driftline::api::{
 };
 use driftline::drift::ColumnReading;
 use driftline::policy::{
-    Action, DriftReading, JobState, ManualAction, ManualRequest, ServingMetrics, decide,
+    Action, DriftReading, JobState, ManualAction, ManualRequest, SCHEDULE_GRACE, ServingMetrics,
+    decide,
 };
+use policy_support::cron::{Cron, Slots};
 use policy_support::*;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -128,7 +133,7 @@ proptest! {
             r.max_per_day = None;
         }
         s.drift.features.clear();
-        s.rollout.steps = step_weights.iter().map(|w| CanaryStep { weight: *w, pause: "5m".into() }).collect();
+        s.rollout.steps = step_weights.iter().map(|w| CanaryStep { weight: *w, pause: "5m".parse().unwrap() }).collect();
         s.rollout.analysis.failure_limit = failure_limit;
         s.rollout.auto_promote = auto_promote;
         let mut w = World::new(s, t("2026-06-01T00:00:00Z"));
@@ -280,7 +285,7 @@ proptest! {
 }
 
 /// Events of the trigger property: time, training and gate outcomes, canary
-/// evidence, drift windows, data and spec changes, manual requests.
+/// evidence, drift windows, data and spec changes, pauses, manual requests.
 #[derive(Clone, Debug)]
 enum TriggerEvent {
     Tick(u32),
@@ -291,6 +296,7 @@ enum TriggerEvent {
     Drift(bool),
     NewData,
     Reconfigure,
+    Pause(bool),
     Retrain,
     Rollback,
 }
@@ -305,20 +311,110 @@ fn trigger_event() -> impl Strategy<Value = TriggerEvent> {
         5 => proptest::bool::weighted(0.8).prop_map(TriggerEvent::Drift),
         1 => Just(TriggerEvent::NewData),
         1 => Just(TriggerEvent::Reconfigure),
+        1 => proptest::bool::weighted(0.3).prop_map(TriggerEvent::Pause),
         1 => Just(TriggerEvent::Retrain),
         1 => Just(TriggerEvent::Rollback),
     ]
 }
 
-/// What the history so far allows an automatic training to start on, kept by
-/// the test independently of the core's status.
-struct TriggerEvidence {
+/// A 5-field cron expression as users write them (lists, ranges, steps,
+/// weekdays 0-7), never restricting both day fields, plus two fixed ones
+/// whose slots fall in the hours that clock changes skip or repeat.
+fn cron_expression() -> impl Strategy<Value = String> {
+    let minute = prop_oneof![
+        Just("*".to_string()),
+        (0u32..60).prop_map(|m| m.to_string()),
+        (5u32..=30).prop_map(|k| format!("*/{k}")),
+        (0u32..30, 30u32..60).prop_map(|(a, b)| format!("{a},{b}")),
+        (0u32..50).prop_map(|a| format!("{a}-{}/5", a + 9)),
+    ];
+    let hour = prop_oneof![
+        Just("*".to_string()),
+        (0u32..24).prop_map(|h| h.to_string()),
+        (0u32..12, 12u32..24).prop_map(|(a, b)| format!("{a},{b}")),
+        (0u32..20).prop_map(|a| format!("{a}-{}", a + 3)),
+        (2u32..=6).prop_map(|k| format!("*/{k}")),
+    ];
+    let days = prop_oneof![
+        3 => Just(("*".to_string(), "*".to_string())),
+        1 => (1u32..=28).prop_map(|d| (d.to_string(), "*".to_string())),
+        1 => (1u32..=20).prop_map(|d| (format!("{d}-{}", d + 7), "*".to_string())),
+        1 => Just(("*".to_string(), "1-5".to_string())),
+        1 => Just(("*".to_string(), "0,6".to_string())),
+        1 => (0u32..=7).prop_map(|d| ("*".to_string(), d.to_string())),
+    ];
+    prop_oneof![
+        1 => Just("30 1 * * *".to_string()),
+        1 => Just("0 2 * * *".to_string()),
+        6 => (minute, hour, days).prop_map(|(m, h, (dom, dow))| format!("{m} {h} {dom} * {dow}")),
+    ]
+}
+
+/// Schedule time zones with their 2026 clock changes (UTC): histories start
+/// up to two days before one.
+const ZONES: [(Option<&str>, [&str; 2]); 4] = [
+    (None, ["2026-01-01T00:00:00Z", "2026-06-30T23:00:00Z"]),
+    (
+        Some("Europe/London"),
+        ["2026-03-29T01:00:00Z", "2026-10-25T01:00:00Z"],
+    ),
+    (
+        Some("America/New_York"),
+        ["2026-03-08T07:00:00Z", "2026-11-01T06:00:00Z"],
+    ),
+    // Half-hour changes.
+    (
+        Some("Australia/Lord_Howe"),
+        ["2026-04-04T15:00:00Z", "2026-10-03T15:30:00Z"],
+    ),
+];
+
+/// The retrain settings of one history, as the test reads them.
+struct RetrainRules {
+    skip_missed: bool,
+    on_drift: bool,
+    on_new_data: bool,
+    consecutive: u32,
+    cooldown: Option<Duration>,
+    max_per_day: Option<u32>,
+}
+
+/// What the decision being checked sees, as the test knows it.
+struct Situation {
+    now: DateTime<Utc>,
+    paused: bool,
+    /// A manual retrain is asked for in this decision.
+    manual: bool,
+    /// A training, a candidate awaiting its gate or a canary, when the
+    /// request is handled.
+    busy_for_request: bool,
+    /// The same when automatic triggers are considered.
+    busy: bool,
+    /// A training run ended in this decision.
+    ended: bool,
+    digest: Option<String>,
+}
+
+/// What the decision should do about training.
+#[derive(Debug, PartialEq)]
+struct Expected {
+    trigger: Option<TrainingTrigger>,
+    /// The schedule slot due: the one a `Schedule` run starts for, or the
+    /// late one `missedRuns: Skip` passes over.
+    slot: Option<DateTime<Utc>>,
+    skipped: bool,
+}
+
+/// The retrain rules, kept by the test apart from the core's status, with
+/// the schedule read by the test's own cron evaluator.
+struct TriggerModel {
     /// Drifted windows in a row since the last start, failure or clean window.
     drifted_in_a_row: u32,
     /// Data digest at the last start or failure.
     digest_at_reset: Option<String>,
-    /// Schedule slots at or before this were due at a start or a failure.
+    /// Schedule slots after this one are due.
     schedule_anchor: DateTime<Utc>,
+    slots: Option<Slots>,
     /// The spec changed since the last start.
     reconfigured: bool,
     /// Start times of every run, newest last.
@@ -327,84 +423,183 @@ struct TriggerEvidence {
     automatic: Vec<DateTime<Utc>>,
 }
 
-impl TriggerEvidence {
+impl TriggerModel {
+    /// A start or a failure uses up the evidence pending: drift windows,
+    /// the schedule slots due so far and the data digest now seen.
     fn reset(&mut self, now: DateTime<Utc>, digest: Option<String>) {
         self.drifted_in_a_row = 0;
         self.digest_at_reset = digest;
-        self.schedule_anchor = self.schedule_anchor.max(now);
+        if let Some(latest) = self.slots.as_mut().and_then(|s| s.latest_at_or_before(now)) {
+            self.schedule_anchor = self.schedule_anchor.max(latest);
+        }
     }
+
+    /// Cooldown since the last start of any run, and `maxPerDay` automatic
+    /// runs in any 24 hours.
+    fn automatic_blocked(&self, now: DateTime<Utc>, rules: &RetrainRules) -> bool {
+        let cooling = rules
+            .cooldown
+            .zip(self.starts.last())
+            .is_some_and(|(c, last)| now - *last < c);
+        let in_day = self
+            .automatic
+            .iter()
+            .filter(|t| now - **t < Duration::hours(24))
+            .count() as u32;
+        cooling || rules.max_per_day.is_some_and(|max| in_day >= max)
+    }
+
+    /// What the rules say this decision does: a manual request that nothing
+    /// blocks starts; otherwise the first trigger present (first version or
+    /// spec change, schedule, drift, new data) starts a run unless the Model
+    /// is paused or busy or a run ended in this decision; drift and new data
+    /// also wait out the cooldown and `maxPerDay`. A schedule slot seen more
+    /// than `SCHEDULE_GRACE` late is passed over under `missedRuns: Skip`.
+    fn expect(&mut self, s: &Situation, rules: &RetrainRules) -> Expected {
+        if s.manual && !s.paused && !s.busy_for_request {
+            return Expected {
+                trigger: Some(TrainingTrigger::Manual),
+                slot: None,
+                skipped: false,
+            };
+        }
+        let blocked = s.paused || s.busy || s.ended;
+        let mut due = None;
+        let mut skipped = false;
+        let mut chosen = if self.starts.is_empty() {
+            Some(TrainingTrigger::Initial)
+        } else if self.reconfigured {
+            Some(TrainingTrigger::ConfigChanged)
+        } else {
+            None
+        };
+        if chosen.is_none()
+            && let Some(slot) = self
+                .slots
+                .as_mut()
+                .and_then(|slots| slots.latest_in(self.schedule_anchor, s.now))
+        {
+            let late = s.now - slot > Duration::from_std(SCHEDULE_GRACE).expect("fits");
+            due = Some(slot);
+            if late && rules.skip_missed && !blocked {
+                skipped = true;
+            } else {
+                chosen = Some(TrainingTrigger::Schedule);
+            }
+        }
+        if chosen.is_none() && !self.automatic_blocked(s.now, rules) {
+            if rules.on_drift && self.drifted_in_a_row >= rules.consecutive {
+                chosen = Some(TrainingTrigger::Drift);
+            } else if rules.on_new_data && s.digest != self.digest_at_reset {
+                chosen = Some(TrainingTrigger::NewData);
+            }
+        }
+        let trigger = chosen.filter(|_| !blocked);
+        Expected {
+            slot: due.filter(|_| skipped || trigger == Some(TrainingTrigger::Schedule)),
+            trigger,
+            skipped,
+        }
+    }
+}
+
+fn phase_of(v: &driftline::api::ModelVersion) -> VersionPhase {
+    v.status.as_ref().map(|s| s.phase).unwrap_or_default()
 }
 
 proptest! {
     #![proptest_config(config(128))]
 
+    /// Safety and liveness of automatic retraining together: every decision
+    /// starts exactly the training the test's own model of the rules
+    /// expects (none when any rule forbids one, the right trigger when all
+    /// allow one), with the schedule checked by an independent cron
+    /// evaluator across clock changes, and `missedRuns: Skip` passing over
+    /// late slots.
     #[test]
-    fn automatic_retrains_keep_to_schedule_cooldown_limits_and_failures(
-        schedule in proptest::option::of(prop_oneof![
-            Just("0 * * * *"), Just("*/20 * * * *"), Just("0 2 * * *"), Just("30 1 * * 1-5"),
-        ]),
-        london in any::<bool>(),
+    fn automatic_retrains_start_exactly_when_the_rules_allow(
+        schedule in proptest::option::of(cron_expression()),
+        zone in 0usize..ZONES.len(),
+        change in 0usize..2,
+        before_change in 0i64..2880,
         skip_missed in any::<bool>(),
+        on_drift in proptest::bool::weighted(0.8),
+        on_new_data in proptest::bool::weighted(0.8),
         cooldown in proptest::option::of(prop_oneof![Just("10m"), Just("1h"), Just("6h")]),
         max_per_day in proptest::option::of(1u32..4),
         consecutive in 1u32..4,
         bootstrap in any::<bool>(),
         events in proptest::collection::vec(trigger_event(), 1..150),
     ) {
+        let (time_zone, changes) = ZONES[zone];
         let mut s = spec();
         {
             let r = s.retrain.as_mut().expect("fixture retrains");
-            r.schedule = schedule.map(String::from);
+            r.schedule = schedule.clone();
             // A time zone without a schedule is refused by validate().
-            r.time_zone = (london && schedule.is_some()).then(|| "Europe/London".to_string());
+            r.time_zone = time_zone.filter(|_| schedule.is_some()).map(String::from);
             r.missed_runs = if skip_missed { MissedRunPolicy::Skip } else { MissedRunPolicy::RunLatest };
-            r.cooldown = cooldown.map(String::from);
+            r.on_drift = on_drift;
+            r.on_new_data = on_new_data;
+            r.cooldown = cooldown.map(|c| c.parse().expect("a drawn cooldown is a duration"));
             r.max_per_day = max_per_day;
         }
         s.drift.consecutive_windows = consecutive;
-        s.rollout.steps = vec![CanaryStep { weight: 50, pause: "5m".into() }];
+        s.rollout.steps = vec![CanaryStep { weight: 50, pause: "5m".parse().unwrap() }];
         s.rollout.auto_promote = true;
-        let parsed = s.retrain.as_ref().and_then(|r| r.parsed_schedule());
-        prop_assert_eq!(parsed.is_some(), schedule.is_some());
-        let cooldown = cooldown.map(|c| Duration::from_std(parse_duration(c).expect("cooldown")).expect("fits"));
+        prop_assert!(s.validate().is_ok(), "{:?}", s.validate());
+        let rules = RetrainRules {
+            skip_missed,
+            on_drift,
+            on_new_data,
+            consecutive,
+            cooldown: cooldown.map(|c| Duration::from_std(parse_duration(c).expect("cooldown")).expect("fits")),
+            max_per_day,
+        };
 
-        let mut w = World::new(s, t("2026-03-28T23:10:00Z"));
+        let created = t(changes[change]) - Duration::minutes(before_change);
+        let mut w = World::new(s, created);
         w.source_digest = Some("d0".into());
-        let created = w.now;
-        let mut ev = TriggerEvidence {
+        let mut model = TriggerModel {
             drifted_in_a_row: 0,
             digest_at_reset: w.source_digest.clone(),
+            // Slots before the Model existed are not missed runs.
             schedule_anchor: created,
+            slots: schedule.as_deref().map(|e| Slots::after(Cron::parse(e, time_zone), created)),
             reconfigured: false,
             starts: Vec::new(),
             automatic: Vec::new(),
         };
         if bootstrap {
-            let before = w.now;
             w.bootstrap();
-            ev.starts.push(before);
-            ev.schedule_anchor = before;
+            model.starts.push(created);
+            model.reset(created, w.source_digest.clone());
         }
         let mut drift_end = w.now;
         let mut digests = 0u32;
         let mut request_id = 0u32;
 
         for event in events {
-            let mut obs = w.observations();
-            match event {
-                TriggerEvent::Tick(m) => w.advance(Duration::minutes(i64::from(m))),
+            let running_before = w.jobs.iter().any(|j| j.state == JobState::Running);
+            let mut ended = false;
+            let mut failed = false;
+            match &event {
+                TriggerEvent::Tick(m) => w.advance(Duration::minutes(i64::from(*m))),
+                TriggerEvent::PassingCanary(m) => w.advance(Duration::minutes(i64::from(*m))),
                 TriggerEvent::JobDone(ok) => {
                     let running: Vec<u32> = w.jobs.iter().filter(|j| j.state == JobState::Running).map(|j| j.version).collect();
                     for n in running {
-                        w.finish_job(n, if ok { JobState::Succeeded } else { JobState::Failed { message: "OOMKilled".into() } });
+                        w.finish_job(n, if *ok { JobState::Succeeded } else { JobState::Failed { message: "OOMKilled".into() } });
                     }
+                    ended = running_before;
+                    failed = running_before && !ok;
                 }
                 TriggerEvent::Gate(pass) => {
                     let trained: Vec<u32> = w.versions.iter()
-                        .filter(|v| v.status.as_ref().is_some_and(|s| s.phase == VersionPhase::Trained))
+                        .filter(|v| phase_of(v) == VersionPhase::Trained)
                         .map(|v| v.spec.version).collect();
                     for n in trained {
-                        w.gate(n, if pass { passed_gate() } else { failed_gate() });
+                        w.gate(n, if *pass { passed_gate() } else { failed_gate() });
                     }
                 }
                 TriggerEvent::Ready => {
@@ -419,19 +614,17 @@ proptest! {
                     w.model.spec.training.epochs += 1;
                     let g = w.model.metadata.generation.unwrap_or(1);
                     w.model.metadata.generation = Some(g + 1);
-                    ev.reconfigured = true;
+                    model.reconfigured = true;
                 }
-                TriggerEvent::PassingCanary(_) | TriggerEvent::Drift(_) | TriggerEvent::Retrain | TriggerEvent::Rollback => {}
+                TriggerEvent::Pause(p) => w.model.spec.paused = *p,
+                TriggerEvent::Drift(drifted) => {
+                    model.drifted_in_a_row = if *drifted { model.drifted_in_a_row + 1 } else { 0 };
+                }
+                TriggerEvent::Retrain | TriggerEvent::Rollback => {}
             }
-            obs = match event {
-                TriggerEvent::Tick(_) | TriggerEvent::JobDone(_) | TriggerEvent::Gate(_) | TriggerEvent::Ready
-                | TriggerEvent::NewData | TriggerEvent::Reconfigure => w.observations(),
-                _ => obs,
-            };
-            match event {
-                TriggerEvent::PassingCanary(minutes) => {
-                    w.advance(Duration::minutes(i64::from(minutes)));
-                    obs = w.observations();
+            let mut obs = w.observations();
+            match &event {
+                TriggerEvent::PassingCanary(_) => {
                     if let Some(c) = w.model.status.as_ref().and_then(|s| s.canary.clone()) {
                         let n = version_number(&c.version).expect("canary version name");
                         obs.canary_metrics = Some(window(n, c.step_started_at.unwrap_or(w.now), w.now, healthy(1000)));
@@ -439,9 +632,7 @@ proptest! {
                 }
                 TriggerEvent::Drift(drifted) => {
                     drift_end += Duration::minutes(1);
-                    let v = if drifted { 0.5 } else { 0.01 };
-                    obs.drift = vec![reading(drift_end, v)];
-                    ev.drifted_in_a_row = if drifted { ev.drifted_in_a_row + 1 } else { 0 };
+                    obs.drift = vec![reading(drift_end, if *drifted { 0.5 } else { 0.01 })];
                 }
                 TriggerEvent::Retrain | TriggerEvent::Rollback => {
                     request_id += 1;
@@ -455,55 +646,68 @@ proptest! {
                 _ => {}
             }
 
-            let running_before = w.jobs.iter().any(|j| j.state == JobState::Running)
-                || w.versions.iter().any(|v| v.status.as_ref().is_some_and(|s| s.phase == VersionPhase::Training));
-            let manual = matches!(obs.request, Some(ManualRequest { action: ManualAction::Retrain { .. }, .. }));
+            let canaries_before: Vec<u32> = w.versions.iter()
+                .filter(|v| phase_of(v) == VersionPhase::Canary)
+                .map(|v| v.spec.version).collect();
             let now = obs.now;
+            let manual = matches!(obs.request, Some(ManualRequest { action: ManualAction::Retrain { .. }, .. }));
             let d = w.step_with(obs);
-            let failed = d.actions.iter().any(|a| matches!(a, Action::SetVersionPhase { phase: VersionPhase::Failed, .. }));
 
-            let started: Vec<_> = d.actions.iter().filter_map(|a| match a {
-                Action::StartTraining { trigger, .. } => Some(*trigger),
+            let started: Vec<(u32, TrainingTrigger)> = d.actions.iter().filter_map(|a| match a {
+                Action::StartTraining { version, trigger, .. } => Some((*version, *trigger)),
                 _ => None,
             }).collect();
             prop_assert!(started.len() <= 1, "two trainings in one decision: {:?}", started);
-            if let Some(trigger) = started.first().copied() {
-                prop_assert!(!running_before, "{:?} training started while one was running or ending", trigger);
-                match trigger {
-                    TrainingTrigger::Manual => prop_assert!(manual, "manual training without a request"),
-                    TrainingTrigger::Initial => prop_assert!(ev.starts.is_empty(), "a second initial training"),
-                    TrainingTrigger::ConfigChanged => prop_assert!(ev.reconfigured, "config-changed training without a spec change"),
-                    TrainingTrigger::Schedule => {
-                        let latest = parsed.as_ref().and_then(|p| p.latest_at_or_before(now));
-                        prop_assert!(latest.is_some_and(|l| l > ev.schedule_anchor),
-                            "scheduled training at {} without a slot after {} (latest {:?})", now, ev.schedule_anchor, latest);
-                    }
-                    TrainingTrigger::Drift | TrainingTrigger::NewData => {
-                        if trigger == TrainingTrigger::Drift {
-                            prop_assert!(ev.drifted_in_a_row >= consecutive,
-                                "drift training after {} drifted windows in a row (needs {})", ev.drifted_in_a_row, consecutive);
-                        } else {
-                            prop_assert_ne!(&w.source_digest, &ev.digest_at_reset, "new-data training on unchanged data");
-                        }
-                        if let (Some(c), Some(last)) = (cooldown, ev.starts.last()) {
-                            prop_assert!(now - *last >= c, "automatic training {} after the last start, cooldown {}", now - *last, c);
-                        }
-                        if let Some(max) = max_per_day {
-                            let in_day = ev.automatic.iter().filter(|t| now - **t < Duration::hours(24)).count() as u32 + 1;
-                            prop_assert!(in_day <= max, "{} automatic trainings in 24h, maxPerDay {}", in_day, max);
-                        }
-                        ev.automatic.push(now);
-                    }
+            // Busy as the ModelVersions show it after the decision: a run,
+            // a candidate awaiting its gate, or a canary.
+            let busy = w.versions.iter()
+                .filter(|v| started.iter().all(|(n, _)| *n != v.spec.version))
+                .any(|v| matches!(phase_of(v), VersionPhase::Training | VersionPhase::Trained | VersionPhase::Canary));
+            // A canary that the rollout ended in this decision still held
+            // the Model when the request was handled, before the rollout.
+            let canary_ended = d.actions.iter().any(|a| matches!(a,
+                Action::Promote { version, .. } | Action::Rollback { version, .. } if canaries_before.contains(version)));
+            let situation = Situation {
+                now,
+                paused: w.model.spec.paused,
+                manual,
+                busy_for_request: busy || canary_ended,
+                busy,
+                ended,
+                digest: w.source_digest.clone(),
+            };
+            let expected = model.expect(&situation, &rules);
+            let context = format!(
+                "at {now} after {event:?} (schedule {schedule:?} in {time_zone:?}, anchor {}, {} drifted windows, starts {:?}): {:?}",
+                model.schedule_anchor, model.drifted_in_a_row, model.starts, d.actions);
+            prop_assert_eq!(started.first().map(|(_, t)| *t), expected.trigger, "{}", context);
+            let skip_event = policy_support::event(&d, "ScheduledRunSkipped");
+            prop_assert_eq!(skip_event.is_some(), expected.skipped, "{}", context);
+            // The slot the core names is the one the test's evaluator found.
+            if let Some(slot) = expected.slot {
+                let zone: chrono_tz::Tz = time_zone.unwrap_or("UTC").parse().expect("zone");
+                let wall = slot.with_timezone(&zone).format("%Y-%m-%d %H:%M").to_string();
+                let named = skip_event.or_else(|| policy_support::event(&d, "TrainingStarted")).unwrap_or_default();
+                prop_assert!(named.contains(&wall), "slot {} ({}) not named: {}", slot, wall, context);
+            }
+            let marked_failed = has_action(&d, |a| matches!(a, Action::SetVersionPhase { phase: VersionPhase::Failed, .. }));
+            prop_assert_eq!(marked_failed, failed, "a run fails exactly when its Job does");
+
+            if let (Some(slot), true) = (expected.slot, expected.skipped) {
+                model.schedule_anchor = slot;
+            }
+            if let Some(trigger) = expected.trigger {
+                model.starts.push(now);
+                if matches!(trigger, TrainingTrigger::Drift | TrainingTrigger::NewData) {
+                    model.automatic.push(now);
                 }
-                ev.starts.push(now);
-                ev.reconfigured = false;
-                ev.reset(now, w.source_digest.clone());
+                model.reconfigured = false;
+                model.reset(now, w.source_digest.clone());
             }
             if failed {
-                // A failed run consumes the evidence that was pending.
-                ev.reset(now, w.source_digest.clone());
+                model.reset(now, w.source_digest.clone());
             }
-            let training_now = w.versions.iter().filter(|v| v.status.as_ref().is_some_and(|s| s.phase == VersionPhase::Training)).count();
+            let training_now = w.versions.iter().filter(|v| phase_of(v) == VersionPhase::Training).count();
             prop_assert!(training_now <= 1);
         }
     }

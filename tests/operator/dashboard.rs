@@ -5,12 +5,15 @@
 //! the audit rows, and saves screenshots in `target/dashboard-screenshots/`.
 //!
 //! Without chromium, node or `tests/browser/node_modules` the test is
-//! SKIPPED, except under `CI=true` where it fails (`.ci/run` installs them).
+//! skipped, or fails under CI (`tests/support/require_tool.rs`; `.ci/run`
+//! installs them).
 
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use crate::require_tool::require_tool;
 
 use super::up::{
     args, client, driftline, serving_champion, stop, up_with, wait_status, wine_without_cooldown,
@@ -60,18 +63,12 @@ async fn model_json(base: &str) -> Option<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_shows_the_drift_the_retrain_and_the_rollback() {
-    let chromium = match browser_tools() {
-        Ok(c) => c,
-        Err(missing) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true and the browser test lacks: {}", missing.join(", "))
-        }
-        Err(missing) => {
-            eprintln!(
-                "SKIPPED: the dashboard browser test needs {}",
-                missing.join(", ")
-            );
-            return;
-        }
+    let tools = browser_tools().map_err(|missing| format!("missing {}", missing.join(", ")));
+    let Some(chromium) = require_tool(
+        "chromium_shows_the_drift_the_retrain_and_the_rollback",
+        tools,
+    ) else {
+        return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let state = dir.path().join("state");

@@ -222,6 +222,19 @@ async fn a_leader_that_cannot_renew_stops_before_its_lease_expires_and_only_then
     wait_holder(&h, "replica-b").await;
     h.wait_champion("wine-quality", 1).await;
     assert!(b.telemetry.render().contains("driftline_operator_leader 1"));
+    // A settled Model is never written when idle, so give replica-b work of
+    // its own: a retrain it must start (and write into the status).
+    h.retrain("wine-quality", "after-takeover").await;
+    h.wait_model(
+        "wine-quality",
+        Duration::from_secs(60),
+        "replica-b acts on the retrain request",
+        |m| {
+            let handled = m.status.as_ref()?.handled_request.as_deref()?;
+            (handled == "driftline.dev/retrain=after-takeover").then_some(())
+        },
+    )
+    .await;
 
     let log = faults.requests();
     let a_last = by(&log, "replica-a")

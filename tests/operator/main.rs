@@ -5,6 +5,8 @@
 //! library, so grouping keeps CI's link time and disk use down.
 
 mod dashboard;
+#[path = "../support/json_logs.rs"]
+mod json_logs;
 #[path = "../cluster/k8s_tools.rs"]
 mod k8s_tools;
 mod leader_election;
@@ -15,4 +17,7 @@ mod postgres;
 #[allow(dead_code)]
 #[path = "../cluster/real_control_plane.rs"]
 mod real_control_plane;
+mod reconcile_log;
+#[path = "../support/require_tool.rs"]
+mod require_tool;
 mod up;

@@ -325,15 +325,15 @@ async fn the_nightly_retrain_is_canaried_step_by_step_and_promoted_on_live_evide
     spec.rollout.steps = vec![
         driftline::api::CanaryStep {
             weight: 10,
-            pause: "10m".into(),
+            pause: "10m".parse().unwrap(),
         },
         driftline::api::CanaryStep {
             weight: 25,
-            pause: "10m".into(),
+            pause: "10m".parse().unwrap(),
         },
         driftline::api::CanaryStep {
             weight: 50,
-            pause: "10m".into(),
+            pause: "10m".parse().unwrap(),
         },
     ];
     spec.rollout.analysis.min_requests = 30;
@@ -572,11 +572,11 @@ async fn an_operator_killed_mid_training_and_mid_canary_resumes_without_duplicat
     spec.rollout.steps = vec![
         driftline::api::CanaryStep {
             weight: 20,
-            pause: "10m".into(),
+            pause: "10m".parse().unwrap(),
         },
         driftline::api::CanaryStep {
             weight: 50,
-            pause: "10m".into(),
+            pause: "10m".parse().unwrap(),
         },
     ];
     spec.rollout.analysis.min_requests = 20;
@@ -682,10 +682,10 @@ async fn a_canary_without_enough_traffic_is_never_promoted_and_rolls_back_at_its
     let mut spec = quick_wine();
     spec.rollout.steps = vec![driftline::api::CanaryStep {
         weight: 50,
-        pause: "5m".into(),
+        pause: "5m".parse().unwrap(),
     }];
     spec.rollout.analysis.min_requests = 100;
-    spec.rollout.progress_deadline = Some("20m".into());
+    spec.rollout.progress_deadline = Some("20m".parse().unwrap());
     h.apply("wine-quality", spec).await;
     h.wait_champion("wine-quality", 1).await;
     h.retrain("wine-quality", "quiet-canary").await;
@@ -758,11 +758,11 @@ async fn a_canary_that_fails_live_analysis_is_rolled_back_after_its_failure_limi
     spec.rollout.steps = vec![
         driftline::api::CanaryStep {
             weight: 30,
-            pause: "5m".into(),
+            pause: "5m".parse().unwrap(),
         },
         driftline::api::CanaryStep {
             weight: 60,
-            pause: "5m".into(),
+            pause: "5m".parse().unwrap(),
         },
     ];
     spec.rollout.analysis.min_requests = 20;

@@ -1,5 +1,5 @@
-//! `driftline demo` is the README's first command: the whole loop on a bundled
-//! pipeline must run from a fresh checkout and report what it did.
+//! `driftline demo` runs the whole loop without a cluster: on a bundled
+//! pipeline it must run from a fresh checkout and report what it did.
 
 use std::process::Command;
 

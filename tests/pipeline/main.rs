@@ -5,6 +5,8 @@
 
 mod demo;
 mod drift_triggers;
+#[path = "../support/json_logs.rs"]
+mod json_logs;
 mod ml_cli;
 mod ml_images;
 mod ml_store_http;
@@ -13,6 +15,8 @@ mod ml_train;
 #[path = "../support/postgres.rs"]
 mod postgres;
 mod registry;
+#[path = "../support/require_tool.rs"]
+mod require_tool;
 mod serve_artifact;
 mod serve_clients;
 mod serve_gateway;

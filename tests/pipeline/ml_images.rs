@@ -220,7 +220,7 @@ async fn a_cnn_on_the_digits_trains_passes_its_gate_and_answers_png_bytes_throug
         .unwrap();
     let loaded = LoadedModel::load(&artifact).await.unwrap();
     let report = eval::evaluate_images(&loaded, &gate, &test, None).unwrap();
-    let verdict = driftline::policy::gate::verdict(&gate, &report, None);
+    let verdict = driftline::policy::gate_verdict(&gate, &report, None);
     assert!(verdict.passed, "{:#?}", verdict.checks);
     let names: Vec<&str> = verdict.checks.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["accuracy", "accuracy", "imagesPerSecond"]);

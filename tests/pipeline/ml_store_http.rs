@@ -46,14 +46,14 @@ async fn http_failures_name_the_uri_and_the_status() {
     let err = store::read_bytes(&missing).await.unwrap_err().to_string();
     assert!(err.contains(&missing), "{err}");
     let broken = format!("{base}/broken.csv");
-    let err = store::read_bytes(&broken).await.unwrap_err().to_string();
-    assert!(err.contains("500"), "{err}");
+    let err = driftline::error_chain(&store::read_bytes(&broken).await.unwrap_err());
+    assert!(err.contains(&broken) && err.contains("500"), "{err}");
     let err = store::write_atomically(
         &format!("{base}/out/"),
         &[("manifest.json", bytes::Bytes::from_static(b"{}"))],
     )
     .await
-    .unwrap_err()
-    .to_string();
+    .unwrap_err();
+    let err = driftline::error_chain(&err);
     assert!(err.contains("read-only"), "{err}");
 }

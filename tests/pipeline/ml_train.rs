@@ -344,8 +344,9 @@ fn hyper_parameters_that_cannot_train_are_refused_by_name() {
     let mut s = spec("");
     s.architecture.kind = "transformer".into();
     let err = fit(&s, &table, None, &Device::Cpu, false).unwrap_err();
+    // The same words as `kubectl apply` gives: one home for spec rules.
     assert!(
-        err.to_string().contains(
+        driftline::error_chain(&err).contains(
             "spec.architecture.type: architecture type must be a known architecture: mlp, cnn"
         ),
         "{err}"
@@ -362,7 +363,7 @@ fn hyper_parameters_that_cannot_train_are_refused_by_name() {
 
 #[tokio::test]
 async fn a_candidate_trained_on_shuffled_labels_fails_the_gate_against_a_good_champion() {
-    use driftline::policy::gate::verdict;
+    use driftline::policy::gate_verdict as verdict;
     let tmp = tempfile::tempdir().unwrap();
     let table = synthetic(1200, 1, Shift::None);
     let mut good_spec = spec("");

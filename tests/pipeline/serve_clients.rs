@@ -108,20 +108,17 @@ async fn serve(version: &str) -> RunningServer {
     server
 }
 
-/// Whether tritonclient can be imported; under CI its absence is a failure.
-fn tritonclient_installed() -> bool {
+/// Whether tritonclient can be imported; missing, `test` is skipped, or
+/// fails under CI (`tests/support/require_tool.rs`).
+fn tritonclient_installed(test: &str) -> bool {
     let ok = Command::new("python3")
         .args(["-c", "import tritonclient.http, tritonclient.grpc"])
         .output()
         .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "tritonclient[http,grpc] is not installed; .ci/run installs it from .ci/requirements.txt"
-        );
-        eprintln!("skipped: tritonclient is not installed (pip install -r .ci/requirements.txt)");
-    }
-    ok
+    let found = ok.then_some(()).ok_or_else(|| {
+        "tritonclient[http,grpc] is not installed (pip install -r .ci/requirements.txt)".to_string()
+    });
+    crate::require_tool::require_tool(test, found).is_some()
 }
 
 /// Shared by every script: the inputs of the two-feature model, in numpy.
@@ -210,7 +207,9 @@ fn assert_outputs(got: &Value, context: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tritonclient_http_binary_and_json_infer_a_model_with_a_categorical_feature() {
-    if !tritonclient_installed() {
+    if !tritonclient_installed(
+        "tritonclient_http_binary_and_json_infer_a_model_with_a_categorical_feature",
+    ) {
         return;
     }
     let s = serve("3").await;
@@ -263,7 +262,7 @@ print(json.dumps({
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tritonclient_grpc_infers_with_the_same_answers_and_metadata() {
-    if !tritonclient_installed() {
+    if !tritonclient_installed("tritonclient_grpc_infers_with_the_same_answers_and_metadata") {
         return;
     }
     let s = serve("3").await;
@@ -321,7 +320,9 @@ print(json.dumps({
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tritonclient_bad_requests_get_400_and_invalid_argument_and_the_server_stays_up() {
-    if !tritonclient_installed() {
+    if !tritonclient_installed(
+        "tritonclient_bad_requests_get_400_and_invalid_argument_and_the_server_stays_up",
+    ) {
         return;
     }
     let s = serve("3").await;
@@ -394,7 +395,7 @@ print(json.dumps({
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_routes_tritonclient_grpc_and_rest_by_weight() {
-    if !tritonclient_installed() {
+    if !tritonclient_installed("the_gateway_routes_tritonclient_grpc_and_rest_by_weight") {
         return;
     }
     let (v3, v4) = (serve("3").await, serve("4").await);

@@ -300,7 +300,10 @@ async fn sticky_ids_always_reach_the_same_version_and_version_paths_are_pinned()
     }
     let r = g
         .client
-        .post(format!("http://{}/v2/models/wine/versions/4/infer", g.addr))
+        .post(format!(
+            "http://{}/v2/models/wine/versions/v4/infer",
+            g.addr
+        ))
         .json(&json!({"inputs": []}))
         .send()
         .await
@@ -308,9 +311,18 @@ async fn sticky_ids_always_reach_the_same_version_and_version_paths_are_pinned()
     assert_eq!(r.headers()[VERSION_HEADER], "v4");
     let body: Value = r.json().await.unwrap();
     assert_eq!(
-        body["path"], "/v2/models/wine/versions/4/infer",
+        body["path"], "/v2/models/wine/versions/v4/infer",
         "the path reaches the backend unchanged"
     );
+    // One version grammar: a bare number names no version.
+    let bare = g
+        .client
+        .post(format!("http://{}/v2/models/wine/versions/4/infer", g.addr))
+        .json(&json!({"inputs": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), 404);
     let r = g
         .client
         .get(format!("http://{}/v2/models/wine/versions/9/ready", g.addr))

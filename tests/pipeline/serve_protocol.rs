@@ -21,6 +21,8 @@ use driftline::serve::server::{
 };
 use serde_json::{Value, json};
 
+use crate::json_logs::{CapturedLogs, in_child_process};
+
 /// `good` when alcohol > 10, with probability sigmoid(alcohol - 10); sleeps
 /// `delay` per call so overload and timeouts can be provoked.
 struct AlcoholRule {
@@ -85,6 +87,10 @@ impl Predictor for AlcoholRule {
         let Column::Numbers(alcohol) = &batch.columns[0] else {
             return Err("alcohol must be numeric".into());
         };
+        // A model that fails on some inputs: the server's 5xx path.
+        if alcohol.contains(&-999.0) {
+            return Err("the model cannot score alcohol -999".into());
+        }
         let p: Vec<f32> = alcohol
             .iter()
             .map(|a| 1.0 / (1.0 + (-(a - 10.0) as f32).exp()))
@@ -1137,4 +1143,68 @@ async fn grpc_and_rest_share_one_model_and_its_metrics() {
     ] {
         assert!(text.contains(needle), "metrics lack `{needle}`:\n{text}");
     }
+}
+
+// Logging is process-wide: the test runs in a child process of its own,
+// with its own global subscriber, as `driftline serve --log-json` does.
+#[test]
+fn a_failed_inference_is_logged_once_with_model_version_trace_id_and_cause() {
+    in_child_process(
+        "serve_protocol::a_failed_inference_is_logged_once_with_model_version_trace_id_and_cause",
+        failed_inference_is_logged_once,
+    );
+}
+
+async fn failed_inference_is_logged_once(logs: CapturedLogs) {
+    let server = serve().await;
+    let response = client()
+        .post(url(&server, "/v2/models/wine-quality/infer"))
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .json(&per_feature(&[-999.0], &["red"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 500);
+    let body: Value = response.json().await.unwrap();
+    let cause = "inference failed: the model cannot score alcohol -999";
+    assert_eq!(body["error"], cause);
+
+    let failures: Vec<Value> = logs
+        .lines()
+        .into_iter()
+        .filter(|l| l["level"] == "ERROR")
+        .collect();
+    assert_eq!(
+        failures.len(),
+        1,
+        "one line per failed request: {failures:?}"
+    );
+    let line = &failures[0];
+    assert_eq!(line["fields"]["error"], cause, "{line}");
+    assert_eq!(line["fields"]["status"], 500, "{line}");
+    assert_eq!(line["span"]["name"], "request", "{line}");
+    assert_eq!(line["span"]["model"], "wine-quality", "{line}");
+    assert_eq!(line["span"]["version"], "3", "{line}");
+    assert_eq!(
+        line["span"]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "the caller's trace id: {line}"
+    );
+
+    // A client's mistake (4xx) is the client's to see, not the server's log's.
+    let (status, _) = post(
+        &server,
+        "/v2/models/wine-quality/infer",
+        r#"{"inputs": []}"#,
+    )
+    .await;
+    assert_eq!(status, 400);
+    let errors = logs
+        .lines()
+        .into_iter()
+        .filter(|l| l["level"] == "ERROR")
+        .count();
+    assert_eq!(errors, 1);
 }

@@ -7,16 +7,14 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::require_tool::require_tool;
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
-}
-
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
 /// The directory holding `initdb` and `pg_ctl`: `$PG_BIN`, Debian's
@@ -56,17 +54,16 @@ pub struct Postgres {
 
 impl Postgres {
     /// Starts a cluster, or returns `None` after printing why when
-    /// PostgreSQL is not installed (outside CI only: under CI it panics).
+    /// PostgreSQL is not installed (outside CI only: see `require_tool`).
     pub fn start(test: &str) -> Option<Postgres> {
-        let Some(bin) = postgres_bin_dir() else {
-            let why = "PostgreSQL not found (no $PG_BIN, /usr/lib/postgresql/*/bin or initdb on PATH); \
-                       install Debian's `postgresql` package";
-            if in_ci() {
-                panic!("CI=true requires PostgreSQL for the registry tests: {why}");
-            }
-            eprintln!("SKIPPED {test} on PostgreSQL: {why}");
-            return None;
-        };
+        let bin = require_tool(
+            &format!("{test} on PostgreSQL"),
+            postgres_bin_dir().ok_or_else(|| {
+                "PostgreSQL not found (no $PG_BIN, /usr/lib/postgresql/*/bin or initdb on PATH); \
+                 install Debian's `postgresql` package"
+                    .to_string()
+            }),
+        )?;
         let dir = tempfile::tempdir().unwrap();
         let run_as = is_root().then(|| "postgres".to_string());
         if let Some(user) = &run_as {

@@ -1,7 +1,11 @@
 //! Conversion between core/v1 and events.k8s.io/v1 Events, which share storage
 //! as on a real cluster (so `kubectl describe` shows events kube-rs records).
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value, json};
+
+use super::resources::ResourceType;
 
 /// Field renames: (events.k8s.io/v1 name, core/v1 name).
 const RENAMES: &[(&str, &str)] = &[
@@ -39,6 +43,24 @@ pub fn event_to_core(obj: &Value) -> Value {
 /// core/v1 Event → events.k8s.io/v1 Event.
 pub fn event_from_core(obj: &Value) -> Value {
     rename(obj, false, "events.k8s.io/v1")
+}
+
+/// Events of events.k8s.io are stored in core form.
+pub(super) fn storage_form(ty: &ResourceType, obj: Value) -> Value {
+    if ty.group == "events.k8s.io" {
+        event_to_core(&obj)
+    } else {
+        obj
+    }
+}
+
+/// An object as this type's clients see it.
+pub(super) fn present<'a>(ty: &ResourceType, obj: &'a Value) -> Cow<'a, Value> {
+    if ty.group == "events.k8s.io" {
+        Cow::Owned(event_from_core(obj))
+    } else {
+        Cow::Borrowed(obj)
+    }
 }
 
 #[cfg(test)]

@@ -13,12 +13,17 @@
 
 mod convert;
 mod discovery;
+mod dispatch;
 pub mod error;
 pub mod faults;
+mod field_validation;
+mod listwatch;
 mod logs;
+mod negotiation;
 mod objects;
 mod openapi;
 pub mod patch;
+pub mod printers;
 mod protobuf;
 mod request;
 pub mod resources;
@@ -27,8 +32,8 @@ pub mod selector;
 mod server;
 pub mod snapshot;
 pub mod store;
-mod table;
 pub mod tls;
+mod writes;
 
 use std::path::PathBuf;
 use std::sync::Arc;

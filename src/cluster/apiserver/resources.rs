@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::scale::ScalePaths;
-use crate::cluster::schema::{self, CrdSchema};
+use crate::cluster::schema::CrdSchema;
 
 /// One served resource type at one group/version.
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ impl ResourceType {
             status_subresource: false,
             generation: false,
             schema: None,
-            columns: schema::builtin_columns(group, plural),
+            columns: super::printers::builtin_columns(group, plural),
             admission: None,
             crd: None,
             storage_group: group.into(),
@@ -233,7 +233,7 @@ pub fn crd_types(crd: &CustomResourceDefinition) -> Vec<ResourceType> {
                 .is_some(),
             generation: true,
             schema: v.schema.as_ref().and_then(|s| s.open_api_v3_schema.clone()),
-            columns: schema::crd_columns(crd, &v.name).unwrap_or_default(),
+            columns: super::printers::crd_columns(crd, &v.name).unwrap_or_default(),
             admission: v
                 .schema
                 .as_ref()

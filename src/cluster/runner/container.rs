@@ -461,7 +461,7 @@ mod tests {
             )]
             .into(),
             secrets: BTreeMap::new(),
-            extra_env: vec![("DRIFTLINE_HOSTS_FILE".into(), "/state/hosts".into())],
+            extra_env: vec![("NODE_HOSTS_FILE".into(), "/state/hosts".into())],
         }
     }
 
@@ -559,7 +559,7 @@ mod tests {
             get("OUT").as_deref(),
             Some("/state/pods/ml/p/volumes/data/out-ml")
         );
-        assert_eq!(get("DRIFTLINE_HOSTS_FILE").as_deref(), Some("/state/hosts"));
+        assert_eq!(get("NODE_HOSTS_FILE").as_deref(), Some("/state/hosts"));
         assert_eq!(spec.working_dir, PathBuf::from("/state/pods/ml/p"));
     }
 

@@ -16,7 +16,8 @@
 //!    containers as local processes and writes the pod status,
 //! 4. keeps Services reachable ([`service`]): loopback cluster IPs (upper half
 //!    of the same /16), Endpoints objects, a TCP proxy per Service port and a
-//!    hosts file at `<state_dir>/hosts` read by [`resolve_service_host`],
+//!    hosts file at `<state_dir>/hosts` whose path pods find in the variable
+//!    [`NodeConfig::hosts_file_env`] names,
 //! 5. on a real control plane ([`NodeConfig::kubelet_only`]) does only the
 //!    node's part: 3., the proxies and hosts file of 4., and pods' API access
 //!    through projected ServiceAccount tokens ([`service_account`]).
@@ -44,8 +45,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use service::{resolve_service_host, resolve_service_host_from_env};
-
 /// The one node of the embedded cluster.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -69,6 +68,10 @@ pub struct NodeConfig {
     pub pod_ip_base: Ipv4Addr,
     /// Kubeconfig handed to pods as `KUBECONFIG`, so in-pod clients reach the API server.
     pub kubeconfig: Option<PathBuf>,
+    /// The environment variable that tells pods where the hosts file of
+    /// Service names is (`None`: pods are not told). The name belongs to
+    /// the clients that read it, so the caller passes it in.
+    pub hosts_file_env: Option<String>,
     /// First CrashLoopBackOff delay (Kubernetes: 10 s, doubling up to 5 min).
     pub restart_backoff: Duration,
     /// First delay before a Job replaces a failed pod (Kubernetes: 10 s, doubling up to 6 min).
@@ -113,6 +116,7 @@ impl Default for NodeConfig {
             // A random /16 so that several embedded clusters on one machine do not collide.
             pod_ip_base: Ipv4Addr::new(127, rand::rng().random_range(16..=250), 0, 0),
             kubeconfig: None,
+            hosts_file_env: None,
             restart_backoff: Duration::from_secs(10),
             job_backoff: Duration::from_secs(10),
             kubelet_only: false,

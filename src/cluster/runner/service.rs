@@ -6,14 +6,12 @@
 //! proxy that spreads connections round-robin over those endpoints (like
 //! kube-proxy). Names resolve through `<state_dir>/hosts`, which maps
 //! `<svc>.<ns>.svc.cluster.local`, `<svc>.<ns>.svc` and `<svc>.<ns>` to the
-//! cluster IP; pods get its path as `DRIFTLINE_HOSTS_FILE` plus the standard
-//! `<SVC>_SERVICE_HOST` / `<SVC>_SERVICE_PORT` variables. HTTP clients
-//! resolve a host with [`resolve_service_host`] and pin it with reqwest's
-//! `ClientBuilder::resolve`.
+//! cluster IP (the `/etc/hosts` format); pods get its path in the variable
+//! [`super::NodeConfig::hosts_file_env`] names, plus the standard
+//! `<SVC>_SERVICE_HOST` / `<SVC>_SERVICE_PORT` variables.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -21,87 +19,6 @@ use k8s_openapi::api::core::v1::{Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-
-/// Environment variable naming the hosts file for Service names.
-pub const HOSTS_FILE_ENV: &str = "DRIFTLINE_HOSTS_FILE";
-
-/// Looks `host` up in a hosts file written by the runner (`IP name…` lines).
-/// Returns `None` when the file or the name is missing.
-pub fn resolve_service_host(hosts_file: &Path, host: &str) -> Option<IpAddr> {
-    let text = std::fs::read_to_string(hosts_file).ok()?;
-    let wanted = host.trim_end_matches('.').to_ascii_lowercase();
-    text.lines()
-        .map(|line| line.split('#').next().unwrap_or(""))
-        .find_map(|line| {
-            let mut fields = line.split_whitespace();
-            let ip: IpAddr = fields.next()?.parse().ok()?;
-            fields
-                .any(|name| name.eq_ignore_ascii_case(&wanted))
-                .then_some(ip)
-        })
-}
-
-/// [`resolve_service_host`] with the hosts file named by `DRIFTLINE_HOSTS_FILE`.
-pub fn resolve_service_host_from_env(host: &str) -> Option<IpAddr> {
-    let path = std::env::var_os(HOSTS_FILE_ENV)?;
-    resolve_service_host(Path::new(&path), host)
-}
-
-/// Resolves names through the embedded cluster's hosts file first (`path`,
-/// or `DRIFTLINE_HOSTS_FILE` when `None`), then the system resolver: clients
-/// outside and inside pods reach `<svc>.<ns>.svc` as in a real cluster.
-#[derive(Clone, Debug, Default)]
-pub struct HostsFileResolver {
-    /// The hosts file; `None` reads `DRIFTLINE_HOSTS_FILE`.
-    pub path: Option<PathBuf>,
-}
-
-impl HostsFileResolver {
-    /// The addresses of `host` (port 0): the hosts file's, else DNS's.
-    pub async fn lookup(&self, host: &str) -> std::io::Result<Vec<SocketAddr>> {
-        let found = match &self.path {
-            Some(p) => resolve_service_host(p, host),
-            None => resolve_service_host_from_env(host),
-        };
-        if let Some(ip) = found {
-            return Ok(vec![SocketAddr::new(ip, 0)]);
-        }
-        Ok(tokio::net::lookup_host((host, 0)).await?.collect())
-    }
-}
-
-impl reqwest::dns::Resolve for HostsFileResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let resolver = self.clone();
-        let host = name.as_str().to_string();
-        Box::pin(async move {
-            let addrs: reqwest::dns::Addrs = Box::new(resolver.lookup(&host).await?.into_iter());
-            Ok(addrs)
-        })
-    }
-}
-
-/// For hyper's `HttpConnector::new_with_resolver` (the gateway's client).
-impl tower::Service<hyper_util::client::legacy::connect::dns::Name> for HostsFileResolver {
-    type Response = std::vec::IntoIter<SocketAddr>;
-    type Error = std::io::Error;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, name: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
-        let resolver = self.clone();
-        let host = name.as_str().to_string();
-        Box::pin(async move { Ok(resolver.lookup(&host).await?.into_iter()) })
-    }
-}
 
 /// The hosts-file text for these Services (those with a loopback cluster IP).
 pub fn hosts_file_text(services: &[Service]) -> String {
@@ -461,32 +378,13 @@ mod tests {
     }
 
     #[test]
-    fn hosts_file_resolves_all_service_name_forms() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hosts");
-        std::fs::write(
-            &path,
-            hosts_file_text(&[svc("web", "127.1.128.1"), svc("db", "10.0.0.1")]),
-        )
-        .unwrap();
-        let ip: IpAddr = "127.1.128.1".parse().unwrap();
-        for host in [
-            "web.ml.svc.cluster.local",
-            "web.ml.svc",
-            "web.ml",
-            "WEB.ml.svc.",
-        ] {
-            assert_eq!(resolve_service_host(&path, host), Some(ip), "{host}");
-        }
+    fn the_hosts_file_names_each_loopback_service_in_every_form() {
+        let text = hosts_file_text(&[svc("web", "127.1.128.1"), svc("db", "10.0.0.1")]);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
-            resolve_service_host(&path, "db.ml"),
-            None,
-            "non-loopback IPs are not served"
-        );
-        assert_eq!(resolve_service_host(&path, "web.other"), None);
-        assert_eq!(
-            resolve_service_host(&dir.path().join("missing"), "web.ml"),
-            None
+            lines,
+            vec!["127.1.128.1 web.ml.svc.cluster.local web.ml.svc web.ml"],
+            "non-loopback cluster IPs are not served: {text}"
         );
     }
 

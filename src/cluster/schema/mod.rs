@@ -1,5 +1,4 @@
-//! CRD structural schemas: validation, defaulting, pruning, CEL rules, and
-//! server-side Table rendering of printer columns.
+//! CRD structural schemas: validation, defaulting, pruning and CEL rules.
 //!
 //! Everything here is a pure function of its inputs, so the API server calls
 //! these in its request path and the tests drive them with small JSON schemas.
@@ -9,31 +8,30 @@
 //! [`CrdSchema`] does the same with the CEL rules compiled once per version.
 //!
 //! - Writing a CRD: [`validate_crd`] (schema shape, patterns, CEL compiles,
-//!   defaults, printer columns).
+//!   defaults, printer columns: [`validate_printer_columns`]).
 //! - `fieldValidation=Strict|Warn`: [`unknown_fields`] lists what pruning drops.
 //! - Every object: [`validate_object_meta`] (name, namespace, labels).
-//! - `kubectl get`: [`crd_columns`] / [`builtin_columns`] then [`table`].
 //! - `/openapi/v3/apis/{group}/{version}`: [`openapi_v3_for_crd`].
 
 mod cel;
+mod columns;
+mod definition;
 mod errors;
 mod jsonpath;
 mod meta;
 mod openapi;
 mod structural;
-mod table;
 mod validation;
 
+pub use columns::validate_printer_columns;
+pub use definition::validate_schema_definition;
+pub(crate) use errors::go_number;
 pub use errors::{FieldError, FieldErrorKind, SchemaError, invalid_status};
 pub use jsonpath::{JsonPath, JsonPathError};
 pub use meta::{validate_finalizers_update, validate_object_meta};
 pub use openapi::openapi_v3_for_crd;
 pub use structural::{apply_defaults, prune, unknown_fields};
-pub use table::{
-    IncludeObject, builtin_columns, crd_columns, human_duration, table, table_at,
-    table_with_options, validate_printer_columns,
-};
-pub use validation::{validate, validate_schema_definition};
+pub use validation::validate;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps,

@@ -12,8 +12,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::api::{ModelSpec, Task};
-use crate::drift::calibrate::{self, DEFAULT_RESAMPLES};
-use crate::drift::profile::DEFAULT_BINS;
+use crate::drift::{self, DEFAULT_BINS, DEFAULT_RESAMPLES};
 use crate::drift::{
     CategoricalProfile, DatasetSketch, EMBEDDING_DIRECTIONS, EmbeddingProjection,
     FeatureImportance, FeatureProfile, NumericProfile, Observation, ReferenceProfile,
@@ -161,7 +160,7 @@ pub(super) fn image_reference(
     let seed = spec.training.seed;
     let mut calibration_rng = ChaCha8Rng::seed_from_u64(seed);
     calibration_rng.set_stream(CALIBRATION_STREAM);
-    reference.calibration = Some(calibrate::calibrate(
+    reference.calibration = Some(drift::calibrate(
         &reference,
         &held_out,
         &[u64::from(spec.drift.window)],

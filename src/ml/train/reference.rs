@@ -5,8 +5,7 @@
 use std::time::Instant;
 
 use crate::api::{FeatureKind, ModelSpec, Task};
-use crate::drift::calibrate::{self, DEFAULT_RESAMPLES};
-use crate::drift::profile::DEFAULT_BINS;
+use crate::drift::{self, DEFAULT_BINS, DEFAULT_RESAMPLES};
 use crate::drift::{
     CategoricalProfile, DatasetSketch, FeatureImportance, FeatureProfile, NumericProfile,
     Observation, ReferenceProfile,
@@ -125,7 +124,7 @@ pub(super) fn drift_reference(
     let held_out = held_out_sketch(&reference, &encoded.features, table, &held_rows, &held_pred)?;
     let mut calibration_rng = ChaCha8Rng::seed_from_u64(seed);
     calibration_rng.set_stream(CALIBRATION_STREAM);
-    reference.calibration = Some(calibrate::calibrate(
+    reference.calibration = Some(drift::calibrate(
         &reference,
         &held_out,
         &[u64::from(spec.drift.window)],

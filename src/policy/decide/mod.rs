@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 use crate::api::{
     AnalysisOutcome, CanaryStatus, ConditionStatus, GateSummary, GateVerdict, MissedRunPolicy,
     Model, ModelPhase, ModelSpec, ModelStatus, ModelVersion, NextTraining, RetrainSchedule,
-    RolloutOutcome, TrafficWeight, TrainingRun, TrainingTrigger, VersionPhase, parse_duration,
-    version_name, version_number,
+    RolloutOutcome, TrafficWeight, TrainingRun, TrainingTrigger, VersionPhase, version_name,
+    version_number,
 };
 
 use super::action::{Action, Decision, EventKind};

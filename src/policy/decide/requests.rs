@@ -89,7 +89,7 @@ pub(super) fn handle_request(ctx: &mut Ctx) {
                     promote(
                         ctx,
                         n,
-                        format!("promoted by request {id} from phase {phase:?}{note}"),
+                        format!("promoted by request {id} from phase {phase}{note}"),
                         true,
                     );
                 }
@@ -103,7 +103,7 @@ pub(super) fn handle_request(ctx: &mut Ctx) {
                     ctx,
                     id,
                     "promote",
-                    format!("{} is in phase {phase:?}", version_name(n)),
+                    format!("{} is in phase {phase}", version_name(n)),
                 ),
                 None => refuse(
                     ctx,

@@ -47,7 +47,7 @@ pub(super) fn set_canary_weight(ctx: &mut Ctx) {
     let Some(step) = steps.get(i) else { return };
     canary.step = i as u32;
     canary.step_started_at = Some(ctx.now);
-    let pause = parse_duration(&step.pause).unwrap_or(Duration::ZERO);
+    let pause = step.pause.get();
     ctx.status.traffic = canary_split(champion, n, step.weight);
     ctx.status.canary = Some(canary);
     ctx.requeue_in(pause);
@@ -165,7 +165,7 @@ pub(super) fn advance_canary(ctx: &mut Ctx) {
     let steps = ctx.spec.rollout.steps.clone();
     let i = (canary.step as usize).min(steps.len().saturating_sub(1));
     let Some(step) = steps.get(i) else { return };
-    let pause = chrono_duration(parse_duration(&step.pause).unwrap_or(Duration::ZERO));
+    let pause = chrono_duration(step.pause.get());
     if ctx.now < started + pause {
         ctx.requeue_in(std_duration(started + pause - ctx.now));
         return;
@@ -259,9 +259,8 @@ pub(super) fn advance_canary(ctx: &mut Ctx) {
                 .spec
                 .rollout
                 .progress_deadline
-                .as_deref()
-                .and_then(|d| parse_duration(d).ok())
-                .map(chrono_duration);
+                .as_ref()
+                .map(|d| chrono_duration(d.get()));
             let waited = ctx.now - (started + pause);
             ctx.status.canary = Some(canary);
             if let Some(deadline) = deadline.filter(|d| waited >= *d) {

@@ -206,11 +206,7 @@ pub(super) fn automatic_blocked(ctx: &mut Ctx) -> Option<(String, DateTime<Utc>)
     let now = ctx.now;
     ctx.status.automatic_retrains.retain(|t| now - *t < day);
     let retrain = ctx.spec.retrain.as_ref()?;
-    if let Some(cooldown) = retrain
-        .cooldown
-        .as_deref()
-        .and_then(|c| parse_duration(c).ok())
-    {
+    if let Some(cooldown) = retrain.cooldown.as_ref().map(|c| c.get()) {
         let last = [
             ctx.status.last_training.as_ref().map(|t| t.started_at),
             ctx.status.automatic_retrains.last().copied(),
@@ -224,7 +220,11 @@ pub(super) fn automatic_blocked(ctx: &mut Ctx) -> Option<(String, DateTime<Utc>)
                 return Some((
                     format!(
                         "cooldown {}: last training started {} ago; next allowed at {}",
-                        retrain.cooldown.as_deref().unwrap_or_default(),
+                        retrain
+                            .cooldown
+                            .as_ref()
+                            .map(|c| c.as_str())
+                            .unwrap_or_default(),
                         human(now - last),
                         until.to_rfc3339()
                     ),

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod cron;
+
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};

@@ -89,6 +89,7 @@ impl Harness {
             pod_ip_base: Ipv4Addr::new(127, subnet, 0, 0),
             restart_backoff: Duration::from_millis(200),
             job_backoff: Duration::from_millis(200),
+            hosts_file_env: Some(driftline::net::HOSTS_FILE_ENV.into()),
             ..NodeConfig::default()
         };
         let cluster = EmbeddedCluster::start(ClusterConfig::new(dir.path()).with_node(node))
@@ -335,7 +336,7 @@ pub fn steps(list: &[(u32, &str)]) -> Vec<driftline::api::CanaryStep> {
     list.iter()
         .map(|(weight, pause)| driftline::api::CanaryStep {
             weight: *weight,
-            pause: (*pause).into(),
+            pause: pause.parse().expect("a test pause is a duration"),
         })
         .collect()
 }
@@ -433,9 +434,7 @@ impl Harness {
     pub async fn service_url(&self, service: &str) -> String {
         let host = format!("{service}.{}.svc", self.ns);
         for _ in 0..600 {
-            if let Some(ip) =
-                driftline::cluster::runner::resolve_service_host(&self.hosts_file(), &host)
-            {
+            if let Some(ip) = driftline::net::resolve_service_host(&self.hosts_file(), &host) {
                 return format!("http://{ip}:8080");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -445,7 +444,7 @@ impl Harness {
 
     /// An HTTP client that resolves the cluster's Services.
     pub fn http(&self) -> reqwest::Client {
-        driftline::operator::service_http_client(Duration::from_secs(10), Some(self.hosts_file()))
+        driftline::net::service_http_client(Duration::from_secs(10), Some(self.hosts_file()))
     }
 }
 

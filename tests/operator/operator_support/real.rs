@@ -97,6 +97,7 @@ impl RealCluster {
             restart_backoff: Duration::from_millis(200),
             kubelet_only: true,
             api_server_url: Some(plane.url.clone()),
+            hosts_file_env: Some(driftline::net::HOSTS_FILE_ENV.into()),
             // Scenarios share the node: room for all their pods.
             cpu_millis: 64_000,
             memory_bytes: 256 << 30,

@@ -10,6 +10,7 @@ pub mod images;
 pub mod load;
 pub mod metrics;
 pub mod model;
+mod predict;
 pub mod protocol;
 pub mod server;
 pub mod trace;

@@ -21,7 +21,6 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 use crate::drift::{DriftConfig, DriftMonitor, Observation, ReferenceProfile, WindowReport};
-use crate::ml::vision::Pixels;
 
 use super::binary::HEADER_LENGTH;
 use super::error::ServeError;
@@ -34,8 +33,8 @@ use crate::api::{FeatureKind, Task};
 
 use super::protocol::{
     Column, DecodeError, DecodedBatch, InferRequest, InferResponse, InputSchema, ModelMetadata,
-    OutputData, ResponseOutput, ServerMetadata, TensorMetadata, decode_inputs, encode_response,
-    parse_infer_body, wants_binary,
+    OutputData, ResponseOutput, ServerMetadata, TensorMetadata, encode_response, parse_infer_body,
+    wants_binary,
 };
 
 /// Everything the server needs to know about a loaded model.
@@ -77,7 +76,7 @@ pub trait Predictor: Send + Sync + 'static {
     /// Predicts every row of the batch.
     fn predict(&self, batch: &DecodedBatch) -> Result<ModelOutput, String>;
     /// Image models: predicts decoded images.
-    fn predict_images(&self, _images: &[Pixels]) -> Result<ModelOutput, String> {
+    fn predict_images(&self, _images: &[crate::ml::vision::Pixels]) -> Result<ModelOutput, String> {
         Err("this model reads table columns, not images".into())
     }
 }
@@ -120,14 +119,11 @@ impl Default for ServerConfig {
     }
 }
 
-/// Batches above this many rows run on the blocking pool so they do not stall other requests.
-const INLINE_ROWS: usize = 64;
-
 pub(super) struct Loaded {
-    model: Arc<dyn Predictor>,
+    pub(super) model: Arc<dyn Predictor>,
     name: String,
     version: String,
-    schema: InputSchema,
+    pub(super) schema: InputSchema,
     /// Feature names in column order, shared with every feedback record.
     feature_names: Arc<[String]>,
     drift: Mutex<DriftMonitor>,
@@ -239,20 +235,7 @@ where
 
 async fn prepare(state: &AppState, model: Arc<dyn Predictor>) -> Result<Loaded, ServeError> {
     let info = model.info().clone();
-    let warm = warm_up_batch(&info);
-    let warm_model = model.clone();
-    let image = info.image_input.is_some();
-    let output = tokio::task::spawn_blocking(move || {
-        if image {
-            let gray = Pixels::from_raw(8, 8, 1, &[128; 64]).expect("64 gray pixels");
-            warm_model.predict_images(&[gray])
-        } else {
-            warm_model.predict(&warm)
-        }
-    })
-    .await
-    .map_err(ServeError::InferenceAborted)?
-    .map_err(ServeError::WarmUp)?;
+    let output = super::predict::warm_up(model.clone()).await?;
     let answered = match info.task {
         Task::Classification => output.labels.len(),
         Task::Regression => output.values.len(),
@@ -298,34 +281,6 @@ async fn prepare(state: &AppState, model: Arc<dyn Predictor>) -> Result<Loaded, 
         drift: Mutex::new(drift),
         feedback,
     })
-}
-
-/// One row at the centre of the reference: numeric means, first categories.
-fn warm_up_batch(info: &ModelInfo) -> DecodedBatch {
-    let columns = info
-        .features
-        .iter()
-        .enumerate()
-        .map(|(j, (_, kind))| {
-            let profile = info.reference.features.get(j);
-            match (kind, profile) {
-                (
-                    FeatureKind::Numeric,
-                    Some(crate::drift::FeatureProfile::Numeric { profile, .. }),
-                ) => Column::Numbers(vec![profile.mean]),
-                (FeatureKind::Numeric, _) => Column::Numbers(vec![0.0]),
-                (
-                    FeatureKind::Categorical,
-                    Some(crate::drift::FeatureProfile::Categorical { profile, .. }),
-                ) => Column::Texts(vec![
-                    profile.categories.first().cloned().unwrap_or_default(),
-                ]),
-                (FeatureKind::Categorical, _) => Column::Texts(vec![String::new()]),
-                (FeatureKind::Boolean, _) => Column::Texts(vec!["false".into()]),
-            }
-        })
-        .collect();
-    DecodedBatch { rows: 1, columns }
 }
 
 fn router(state: Arc<AppState>) -> Router {
@@ -703,8 +658,8 @@ pub(super) async fn run_inference(
     let info = loaded.model.info();
     let wanted = requested_outputs(&request.outputs, info.task)?;
     let (batch, output) = match &info.image_input {
-        Some(name) => predict_images(state, loaded, request, name).await?,
-        None => predict_columns(loaded, request).await?,
+        Some(name) => super::predict::images(state, loaded, request, name).await?,
+        None => super::predict::columns(loaded, request).await?,
     };
     check_output(&output, info.task, batch.rows)?;
     let id = request
@@ -762,56 +717,6 @@ pub(super) async fn run_inference(
         parameters: None,
         outputs,
     })
-}
-
-/// Decodes a table model's request into columns and predicts them.
-async fn predict_columns(
-    loaded: &Loaded,
-    request: &InferRequest,
-) -> Result<(DecodedBatch, ModelOutput), ServeError> {
-    let batch = decode_inputs(request, &loaded.schema)?;
-    if batch.rows <= INLINE_ROWS {
-        let output = loaded
-            .model
-            .predict(&batch)
-            .map_err(ServeError::Inference)?;
-        return Ok((batch, output));
-    }
-    let model = loaded.model.clone();
-    tokio::task::spawn_blocking(move || {
-        let output = model.predict(&batch);
-        (batch, output)
-    })
-    .await
-    .map(|(b, o)| o.map(|o| (b, o)))
-    .map_err(ServeError::InferenceAborted)?
-    .map_err(ServeError::Inference)
-}
-
-/// Decodes an image model's images and predicts them, off the async
-/// threads (decoding and convolutions are heavy). The batch has no columns:
-/// the drift monitor reads the output's monitored values instead.
-async fn predict_images(
-    state: &AppState,
-    loaded: &Loaded,
-    request: &InferRequest,
-    input: &str,
-) -> Result<(DecodedBatch, ModelOutput), ServeError> {
-    let images =
-        super::images::decode_images(request, input, state.config.images, state.config.max_rows)?;
-    let rows = images.len();
-    let model = loaded.model.clone();
-    let output = tokio::task::spawn_blocking(move || model.predict_images(&images))
-        .await
-        .map_err(ServeError::InferenceAborted)?
-        .map_err(ServeError::Inference)?;
-    Ok((
-        DecodedBatch {
-            rows,
-            columns: Vec::new(),
-        },
-        output,
-    ))
 }
 
 struct WantedOutputs {

@@ -119,6 +119,12 @@ pub struct BudgetReport {
     pub size_bytes: u64,
     pub size_mb: f64,
     pub parameters: u64,
+    /// Image models: images per second, decoding included, in batches of
+    /// `imageBatchSize` (what one request of that many images costs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images_per_second: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_batch_size: Option<u32>,
 }
 
 /// What `driftline evaluate` prints: both reports and the verdict.

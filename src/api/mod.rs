@@ -10,9 +10,11 @@ mod data_check;
 mod data_window;
 mod duration;
 mod gate;
+mod images;
 pub mod links;
 mod model;
 pub mod names;
+mod rollout;
 pub mod routes;
 mod schedule;
 pub mod scrape;
@@ -32,7 +34,9 @@ pub use gate::{
     BudgetReport, GateCheck, GateEvaluation, GateReport, GateVerdict, MustPassFailure,
     MustPassReport, SliceReport, higher_is_better,
 };
+pub use images::*;
 pub use model::*;
+pub use rollout::*;
 pub use schedule::{RetrainSchedule, ScheduleError};
 pub use slice::{SliceCondition, SliceConditionError};
 pub use status::*;
@@ -43,6 +47,10 @@ words::spec_words!(
     Task,
     DataFormat,
     Partitioning,
+    ImageChannels,
+    ChannelOrder,
+    Pooling,
+    WarmStart,
     FeatureKind,
     Activation,
     Optimizer,

@@ -12,6 +12,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::data_window::{DataWindow, Partitioning};
+use super::images::{ConvBlock, ImageDataSpec, WarmStart};
+use super::rollout::{RolloutSpec, ServingSpec};
 use super::validate::time_zone_rule;
 use super::validate::{DURATION_RULE, UNIT_METRIC_RULE, architecture_rule, cron_rule, msg};
 use super::{data_check::DataCheckSpec, duration::SpecDuration, status::ModelStatus};
@@ -95,6 +97,8 @@ pub enum DataFormat {
     Jsonl,
     /// Apache Parquet (uncompressed, snappy or zstd); strings are categories.
     Parquet,
+    /// PNG and JPEG files: class folders or a CSV index (`data.images`).
+    Images,
 }
 
 /// How a feature column is treated.
@@ -115,7 +119,7 @@ pub struct DataSpec {
     /// `file://`, a plain path, `s3://`, `gs://`, `az://`; `https://` one file.
     #[x_kube(validation = Rule::new("size(self) > 0").message(msg::SOURCE_EMPTY))]
     pub source: String,
-    /// `csv`, `jsonl` or `parquet`; inferred from the file extensions when absent.
+    /// `csv`, `jsonl`, `parquet` or `images`; inferred from the file extensions when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<DataFormat>,
     /// `hive`: the prefix holds `key=value/` directories whose keys are columns.
@@ -143,6 +147,9 @@ pub struct DataSpec {
     #[serde(default = "default_validation_fraction")]
     #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) < 1.0").message(msg::VALIDATION_FRACTION))]
     pub validation_fraction: f64,
+    /// How image files become the model's input (`format: images`; 32×32 RGB when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<ImageDataSpec>,
 }
 
 fn default_validation_fraction() -> f64 {
@@ -161,11 +168,12 @@ pub enum Activation {
     Silu,
 }
 
-/// The network. `type` names an architecture in the registry (`mlp`).
+/// The network. `type` names an architecture in the registry (`mlp`, `cnn`).
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.type != 'cnn' || (has(self.convBlocks) && size(self.convBlocks) > 0)").message(msg::CONV_BLOCKS_NEEDED))]
 #[serde(rename_all = "camelCase")]
 pub struct ArchitectureSpec {
-    /// Registered architecture name; `mlp` is built in.
+    /// Registered architecture name: `mlp` or `cnn`.
     #[serde(rename = "type", default = "default_architecture")]
     #[x_kube(validation = Rule::new(architecture_rule()).message(msg::ARCHITECTURE_UNKNOWN))]
     pub kind: String,
@@ -179,6 +187,16 @@ pub struct ArchitectureSpec {
     #[serde(default)]
     #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) < 1.0").message(msg::DROPOUT_RANGE))]
     pub dropout: f64,
+    /// `cnn`: convolutional blocks, then global average pooling and the
+    /// head (`hiddenLayers`, then the output layer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub conv_blocks: Vec<ConvBlock>,
+    /// A base checkpoint to start from: a driftline artifact directory or a
+    /// safetensors file whose tensor names and shapes match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("size(self) > 0").message(msg::INIT_EMPTY))]
+    pub init: Option<String>,
 }
 
 fn default_architecture() -> String {
@@ -192,6 +210,8 @@ impl Default for ArchitectureSpec {
             hidden_layers: vec![64, 32],
             activation: Activation::Relu,
             dropout: 0.0,
+            conv_blocks: Vec::new(),
+            init: None,
         }
     }
 }
@@ -286,6 +306,18 @@ pub struct TrainingSpec {
     /// Retries of a failed training Job (its backoffLimit).
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// `champion`: start from the champion's weights when its architecture matches.
+    #[serde(default, skip_serializing_if = "WarmStart::is_none")]
+    pub warm_start: WarmStart,
+    /// Tensors kept as loaded: layer names or prefixes (`conv`, `conv0.`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 253)))]
+    #[x_kube(validation = Rule::new("self.all(f, size(f) > 0)").message(msg::FREEZE_EMPTY))]
+    pub freeze: Vec<String>,
+    /// Learning rate of the output layer (`head`); `learningRate` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("double(self) > 0.0").message(msg::HEAD_LEARNING_RATE))]
+    pub head_learning_rate: Option<f64>,
 }
 
 fn default_retries() -> u32 {
@@ -309,6 +341,9 @@ impl Default for TrainingSpec {
             tolerations: Vec::new(),
             deadline: None,
             retries: default_retries(),
+            warm_start: WarmStart::None,
+            freeze: Vec::new(),
+            head_learning_rate: None,
         }
     }
 }
@@ -608,6 +643,15 @@ pub struct BudgetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self > 0").message(msg::BUDGET_POSITIVE))]
     pub max_parameters: Option<u64>,
+    /// Image models: least images per second, decoding included, on the
+    /// test set in batches of `imageBatchSize`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("double(self) > 0.0").message(msg::BUDGET_POSITIVE))]
+    pub min_images_per_second: Option<f64>,
+    /// Images per request `minImagesPerSecond` is measured at (32 when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0").message(msg::BUDGET_POSITIVE))]
+    pub image_batch_size: Option<u32>,
 }
 
 /// The promotion gate: a curated regression test-set and its thresholds.
@@ -638,162 +682,7 @@ pub struct GateSpec {
     pub budgets: Option<BudgetSpec>,
 }
 
-/// One canary step: set the weight, then wait and analyse.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CanaryStep {
-    /// Percent of traffic for the candidate, 1..=100.
-    #[x_kube(validation = Rule::new("self >= 1 && self <= 100").message(msg::CANARY_WEIGHT))]
-    pub weight: u32,
-    /// How long to hold this weight before the analysis (`10m`).
-    #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::PAUSE_DURATION))]
-    pub pause: SpecDuration,
-}
-
-/// Checks of the canary against the stable version on the same window.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AnalysisSpec {
-    /// Fewer canary requests than this make a step inconclusive, never a pass.
-    #[serde(default = "default_min_requests")]
-    #[x_kube(validation = Rule::new("self > 0").message(msg::MIN_REQUESTS))]
-    pub min_requests: u64,
-    /// Largest canary error rate (non-2xx share), in [0, 1].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::MAX_ERROR_RATE))]
-    pub max_error_rate: Option<f64>,
-    /// Largest canary p99 latency in milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("double(self) > 0.0").message(msg::MAX_P99_LATENCY))]
-    pub max_p99_latency_ms: Option<f64>,
-    /// Largest allowed canary error rate above stable's, absolute.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::MAX_ERROR_RATE_INCREASE))]
-    pub max_error_rate_increase: Option<f64>,
-    /// Largest allowed canary p99 as a multiple of stable's (1.2 = 20 % slower).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("double(self) >= 1.0").message(msg::MAX_P99_LATENCY_RATIO))]
-    pub max_p99_latency_ratio: Option<f64>,
-    /// Largest Jensen-Shannon distance between canary and stable predictions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::MAX_PREDICTION_DIVERGENCE))]
-    pub max_prediction_divergence: Option<f64>,
-    /// Least online accuracy on labelled canary traffic, when labels exist.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::MIN_ONLINE_ACCURACY))]
-    pub min_online_accuracy: Option<f64>,
-    /// Failed analyses tolerated before rolling back.
-    #[serde(default)]
-    pub failure_limit: u32,
-}
-
-fn default_min_requests() -> u64 {
-    100
-}
-
-impl Default for AnalysisSpec {
-    fn default() -> Self {
-        Self {
-            min_requests: default_min_requests(),
-            max_error_rate: Some(0.01),
-            max_p99_latency_ms: None,
-            max_error_rate_increase: None,
-            max_p99_latency_ratio: None,
-            max_prediction_divergence: None,
-            min_online_accuracy: None,
-            failure_limit: 0,
-        }
-    }
-}
-
-/// How a candidate that passed the gate takes traffic.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RolloutSpec {
-    /// Canary steps in order; weights increase from step to step.
-    #[schemars(length(max = 20))]
-    #[x_kube(validation = Rule::new("size(self) > 0").message(msg::STEPS_EMPTY))]
-    #[x_kube(validation = Rule::new("self.map(s, s.weight).isSorted() && self.all(s, self.exists_one(t, t.weight == s.weight))").message(msg::CANARY_INCREASING))]
-    pub steps: Vec<CanaryStep>,
-    #[serde(default)]
-    pub analysis: AnalysisSpec,
-    /// Promote after the last step passes; otherwise wait for `driftline promote`.
-    #[serde(default = "default_true")]
-    pub auto_promote: bool,
-    /// Longest a step may stay inconclusive (too little traffic) after its
-    /// pause before the canary is rolled back (`2h`); unset waits indefinitely.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::PROGRESS_DEADLINE_DURATION))]
-    pub progress_deadline: Option<SpecDuration>,
-    /// Superseded versions kept (artifacts and ModelVersion objects).
-    #[serde(default = "default_retain")]
-    pub retain_superseded: u32,
-    /// Rejected, rolled-back and failed versions kept for inspection.
-    #[serde(default = "default_retain")]
-    pub retain_failed: u32,
-}
-
-/// `n` minutes, as a default pause.
-fn minutes(n: u32) -> SpecDuration {
-    format!("{n}m")
-        .parse()
-        .unwrap_or_else(|e| unreachable!("a whole number of minutes is a duration: {e}"))
-}
-
+/// serde's default for the spec's switches that are on unless turned off.
 pub(super) fn default_true() -> bool {
     true
-}
-fn default_retain() -> u32 {
-    3
-}
-
-impl Default for RolloutSpec {
-    fn default() -> Self {
-        Self {
-            steps: vec![
-                CanaryStep {
-                    weight: 10,
-                    pause: minutes(5),
-                },
-                CanaryStep {
-                    weight: 50,
-                    pause: minutes(10),
-                },
-            ],
-            analysis: AnalysisSpec::default(),
-            auto_promote: true,
-            progress_deadline: None,
-            retain_superseded: default_retain(),
-            retain_failed: default_retain(),
-        }
-    }
-}
-
-/// The serving Deployment of each version.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ServingSpec {
-    /// Model-server pods per version.
-    #[serde(default = "default_replicas")]
-    #[x_kube(validation = Rule::new("self > 0").message(msg::REPLICAS))]
-    pub replicas: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ComputeResources>,
-    /// Container image of the model server (the driftline binary).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-}
-
-fn default_replicas() -> u32 {
-    1
-}
-
-impl Default for ServingSpec {
-    fn default() -> Self {
-        Self {
-            replicas: default_replicas(),
-            resources: None,
-            image: None,
-        }
-    }
 }

@@ -7,9 +7,11 @@
 
 use std::fmt;
 
+use super::images::conv_output_size;
 use super::model::{
-    AnalysisSpec, DriftSpec, DriftStatistic, DriftThreshold, MetricThreshold, ModelSpec,
+    DataFormat, DriftSpec, DriftStatistic, DriftThreshold, MetricThreshold, ModelSpec,
 };
+use super::rollout::AnalysisSpec;
 use super::schedule::{RetrainSchedule, time_zone_names};
 use super::slice::SliceCondition;
 
@@ -31,7 +33,25 @@ pub mod msg {
     pub const TARGET_IN_FEATURES: &str =
         "the target column must not also be listed in data.features";
     pub const VALIDATION_FRACTION: &str = "validationFraction must be at least 0 and below 1";
-    pub const ARCHITECTURE_UNKNOWN: &str = "architecture type must be a known architecture: mlp";
+    pub const ARCHITECTURE_UNKNOWN: &str =
+        "architecture type must be a known architecture: mlp, cnn";
+    pub const CONV_BLOCKS_NEEDED: &str =
+        "architecture type cnn needs at least one conv block in architecture.convBlocks";
+    pub const CONV_CHANNELS: &str = "a conv block needs at least 1 channel";
+    pub const CONV_KERNEL: &str =
+        "a conv block's kernel must be an odd number of pixels (1, 3, 5, …)";
+    pub const CONV_STRIDE: &str = "a conv block's stride must be at least 1";
+    pub const CONV_TOO_DEEP: &str = "the conv blocks shrink the image to nothing; use fewer pooling blocks or a larger data.images size";
+    pub const CNN_NEEDS_IMAGES: &str =
+        "architecture type cnn reads images; set data.format to images";
+    pub const INIT_EMPTY: &str = "architecture.init must name a base checkpoint (an artifact directory or a .safetensors file)";
+    pub const IMAGE_SIZE: &str = "image height and width must be at least 1 pixel";
+    pub const IMAGE_RESIZE: &str = "images resize must be at least 1 pixel";
+    pub const IMAGE_STD: &str = "every per-channel image std must be greater than 0";
+    pub const IMAGE_NORMALIZATION_CHANNELS: &str =
+        "images mean and std need one value per channel (1 for grayscale, 3 for rgb)";
+    pub const FREEZE_EMPTY: &str = "a freeze entry must name a layer or a prefix such as `conv`";
+    pub const HEAD_LEARNING_RATE: &str = "headLearningRate must be greater than 0";
     pub const HIDDEN_LAYER_EMPTY: &str = "every hidden layer needs at least 1 unit";
     pub const DROPOUT_RANGE: &str = "dropout must be at least 0 and below 1";
     pub const EPOCHS_POSITIVE: &str = "epochs must be at least 1";
@@ -98,7 +118,7 @@ pub mod msg {
 }
 
 /// Architectures the trainer knows.
-pub const KNOWN_ARCHITECTURES: &[&str] = &["mlp"];
+pub const KNOWN_ARCHITECTURES: &[&str] = &["mlp", "cnn"];
 
 /// CEL rule for `architecture.type`: one of [`KNOWN_ARCHITECTURES`].
 pub fn architecture_rule() -> String {
@@ -322,6 +342,54 @@ fn drift(c: &mut Collector, dr: &DriftSpec) {
     }
 }
 
+/// The image input and conv blocks: each field's own rule, then what CEL
+/// cannot see (the blocks' geometry on the image size, cnn without images).
+fn images(c: &mut Collector, spec: &ModelSpec) {
+    let a = &spec.architecture;
+    let p = "spec.architecture";
+    let cnn = a.kind == "cnn";
+    c.check(
+        !cnn || !a.conv_blocks.is_empty(),
+        p,
+        msg::CONV_BLOCKS_NEEDED,
+    );
+    for (i, b) in a.conv_blocks.iter().enumerate() {
+        let p = format!("{p}.convBlocks[{i}]");
+        c.check(b.channels > 0, format!("{p}.channels"), msg::CONV_CHANNELS);
+        c.check(b.kernel % 2 == 1, format!("{p}.kernel"), msg::CONV_KERNEL);
+        c.check(b.stride > 0, format!("{p}.stride"), msg::CONV_STRIDE);
+    }
+    if let Some(init) = &a.init {
+        c.check(!init.is_empty(), format!("{p}.init"), msg::INIT_EMPTY);
+    }
+    let is_images = spec.data.format == Some(DataFormat::Images);
+    c.check(!cnn || is_images, "spec.data.format", msg::CNN_NEEDS_IMAGES);
+    let image = spec.data.images.clone().unwrap_or_default();
+    let q = "spec.data.images";
+    c.check(image.height > 0, format!("{q}.height"), msg::IMAGE_SIZE);
+    c.check(image.width > 0, format!("{q}.width"), msg::IMAGE_SIZE);
+    if let Some(r) = image.resize {
+        c.check(r > 0, format!("{q}.resize"), msg::IMAGE_RESIZE);
+    }
+    c.check(
+        image.std.iter().all(|s| s.is_finite() && *s > 0.0),
+        format!("{q}.std"),
+        msg::IMAGE_STD,
+    );
+    let channels = image.channels.count();
+    c.check(
+        [0, channels].contains(&image.mean.len()) && image.mean.len() == image.std.len(),
+        q,
+        msg::IMAGE_NORMALIZATION_CHANNELS,
+    );
+    if cnn && image.height > 0 && image.width > 0 {
+        let size = conv_output_size(&a.conv_blocks, image.height as usize, image.width as usize);
+        if let Err(i) = size {
+            c.check(false, format!("{p}.convBlocks[{i}]"), msg::CONV_TOO_DEEP);
+        }
+    }
+}
+
 impl DriftSpec {
     /// The `spec.drift` part of [`ModelSpec::validate`], for the model
     /// server, whose drift settings come as flags rather than a whole Model.
@@ -396,6 +464,7 @@ impl ModelSpec {
             "spec.architecture.dropout",
             msg::DROPOUT_RANGE,
         );
+        images(&mut c, self);
 
         let t = &self.training;
         c.check(t.epochs > 0, "spec.training.epochs", msg::EPOCHS_POSITIVE);
@@ -436,6 +505,18 @@ impl ModelSpec {
                     msg::MEMORY_QUANTITY,
                 );
             }
+        }
+        c.check(
+            t.freeze.iter().all(|f| !f.is_empty()),
+            "spec.training.freeze",
+            msg::FREEZE_EMPTY,
+        );
+        if let Some(lr) = t.head_learning_rate {
+            c.check(
+                lr.is_finite() && lr > 0.0,
+                "spec.training.headLearningRate",
+                msg::HEAD_LEARNING_RATE,
+            );
         }
 
         if let Some(r) = &self.retrain {
@@ -537,6 +618,7 @@ impl ModelSpec {
                     (b.p99_latency_ms, "p99LatencyMs"),
                     (b.min_throughput_rows_per_sec, "minThroughputRowsPerSec"),
                     (b.max_size_mb, "maxSizeMB"),
+                    (b.min_images_per_second, "minImagesPerSecond"),
                 ] {
                     if let Some(v) = value {
                         c.check(v > 0.0, format!("{p}.{name}"), msg::BUDGET_POSITIVE);
@@ -544,6 +626,9 @@ impl ModelSpec {
                 }
                 if let Some(n) = b.max_parameters {
                     c.check(n > 0, format!("{p}.maxParameters"), msg::BUDGET_POSITIVE);
+                }
+                if let Some(n) = b.image_batch_size {
+                    c.check(n > 0, format!("{p}.imageBatchSize"), msg::BUDGET_POSITIVE);
                 }
             }
         }

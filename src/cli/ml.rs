@@ -9,7 +9,9 @@ use bytes::Bytes;
 
 use tracing::Instrument;
 
-use crate::api::{GateEvaluation, GateSpec, ModelFile, ModelSpec, TrainingDevice, load_model_file};
+use crate::api::{
+    DataFormat, GateEvaluation, GateSpec, ModelFile, ModelSpec, TrainingDevice, load_model_file,
+};
 use crate::policy;
 
 use crate::data;
@@ -18,6 +20,7 @@ use crate::ml::error::MlError;
 use crate::ml::eval;
 use crate::ml::store;
 use crate::ml::train::{self, TrainOptions};
+use crate::ml::vision::{DecodeLimits, read_image_set};
 
 /// Device choice on the command line.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -66,6 +69,11 @@ pub struct TrainArgs {
     /// check and the run read the same files.
     #[arg(long)]
     pub as_of: Option<chrono::DateTime<chrono::Utc>>,
+    /// The champion's artifact: with `training.warmStart: champion` the run
+    /// starts from its weights when the architecture fingerprint matches
+    /// (else cold, with the reason in the manifest's `start`).
+    #[arg(long)]
+    pub warm_start: Option<String>,
 }
 
 /// Arguments of `driftline evaluate`.
@@ -146,6 +154,7 @@ async fn train_model(args: TrainArgs, mut spec: ModelSpec) -> Result<ExitCode, M
         device: args.device.map(Into::into),
         progress: true,
         as_of: args.as_of,
+        warm_start: args.warm_start.clone(),
     };
     let model = train::train(&spec, &options).await?;
     model.save(&args.out).await?;
@@ -156,6 +165,7 @@ async fn train_model(args: TrainArgs, mut spec: ModelSpec) -> Result<ExitCode, M
         "epochs": model.manifest.curve.len(),
         "trainingSeconds": model.manifest.training_seconds,
         "metrics": model.manifest.metrics,
+        "start": model.manifest.start,
     });
     println!("{summary}");
     Ok(ExitCode::SUCCESS)
@@ -200,21 +210,42 @@ pub async fn evaluate(args: EvaluateArgs) -> Result<ExitCode, MlError> {
     if let Some(test_set) = &args.test_set {
         gate.test_set = test_set.clone();
     }
-    let test = data::read_table(&gate.test_set, None).await?;
-    let golden = match &gate.must_pass {
-        Some(uri) => Some(data::read_table(uri, None).await?),
-        None => None,
-    };
     let candidate = LoadedModel::load(&args.candidate).await?;
     let champion = match &args.champion {
         Some(uri) => Some(LoadedModel::load(uri).await?),
         None => None,
     };
-    let candidate_report = eval::evaluate(&candidate, &gate, &test, golden.as_ref())?;
-    let champion_report = champion
-        .as_ref()
-        .map(|c| eval::evaluate(c, &gate, &test, golden.as_ref()))
-        .transpose()?;
+    let (candidate_report, champion_report) = if spec.data.format == Some(DataFormat::Images) {
+        // The test set and golden images are image sets like the training data.
+        let max_bad = spec.data.images.as_ref().map_or(0, |i| i.max_bad_images);
+        let read = |uri: String| {
+            let target = spec.data.target.clone();
+            async move { read_image_set(&uri, &target, DecodeLimits::default(), max_bad).await }
+        };
+        let test = read(gate.test_set.clone()).await?;
+        let golden = match &gate.must_pass {
+            Some(uri) => Some(read(uri.clone()).await?),
+            None => None,
+        };
+        let candidate_report = eval::evaluate_images(&candidate, &gate, &test, golden.as_ref())?;
+        let champion_report = champion
+            .as_ref()
+            .map(|c| eval::evaluate_images(c, &gate, &test, golden.as_ref()))
+            .transpose()?;
+        (candidate_report, champion_report)
+    } else {
+        let test = data::read_table(&gate.test_set, None).await?;
+        let golden = match &gate.must_pass {
+            Some(uri) => Some(data::read_table(uri, None).await?),
+            None => None,
+        };
+        let candidate_report = eval::evaluate(&candidate, &gate, &test, golden.as_ref())?;
+        let champion_report = champion
+            .as_ref()
+            .map(|c| eval::evaluate(c, &gate, &test, golden.as_ref()))
+            .transpose()?;
+        (candidate_report, champion_report)
+    };
     let verdict = policy::gate_verdict(&gate, &candidate_report, champion_report.as_ref());
     let evaluation = GateEvaluation {
         candidate: candidate_report,

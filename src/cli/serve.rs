@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::drift_flags::DriftFlags;
 use super::flags;
 
+use crate::serve::ImageLimits;
 use crate::serve::ServeError;
 use crate::serve::{FeedbackConfig, FeedbackSink};
 use crate::serve::{GatewayConfig, WeightsSource, run_gateway};
@@ -50,6 +51,12 @@ pub struct ServeArgs {
     /// Largest number of rows in one request.
     #[arg(long, default_value_t = 65_536)]
     pub max_rows: usize,
+    /// Image models: most pixels one image may have (larger ones get 413 before decoding).
+    #[arg(long, default_value_t = ImageLimits::default().max_pixels)]
+    pub max_image_pixels: u64,
+    /// Image models: most pixels all images of one request may have together (else 413).
+    #[arg(long, default_value_t = ImageLimits::default().max_batch_pixels)]
+    pub max_batch_pixels: u64,
     #[command(flatten)]
     pub drift: DriftFlags,
     /// Prefix URI for labelled feedback files (JSON Lines), e.g. file:///store/feedback/wine-quality/.
@@ -132,6 +139,10 @@ impl ServeArgs {
             request_timeout: self.request_timeout,
             max_concurrency: self.max_concurrency,
             max_rows: self.max_rows,
+            images: ImageLimits {
+                max_pixels: self.max_image_pixels,
+                max_batch_pixels: self.max_batch_pixels,
+            },
             drift: self.drift.config().map_err(ServeError::Config)?,
             feedback: FeedbackConfig {
                 sample_rate: self.feedback_sample_rate,

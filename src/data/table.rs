@@ -231,7 +231,8 @@ impl Table {
         data: &[u8],
     ) -> Result<Table, DataError> {
         match format.unwrap_or_else(|| format_of(source)) {
-            DataFormat::Csv => Table::from_csv(source, data),
+            // An image set's index is CSV; its images are read by `ml::vision`.
+            DataFormat::Csv | DataFormat::Images => Table::from_csv(source, data),
             DataFormat::Jsonl => Table::from_jsonl(source, data),
             DataFormat::Parquet => super::parquet::table_from_bytes(source, data),
         }

@@ -8,6 +8,7 @@
 //! keyed to its bins.
 
 mod calibrate;
+mod embedding;
 mod monitor;
 mod profile;
 mod replicas;
@@ -16,6 +17,7 @@ mod sketch;
 mod stats;
 
 pub use calibrate::{Calibration, ColumnNull, DEFAULT_RESAMPLES, NullFit, WindowNull, calibrate};
+pub use embedding::{EMBEDDING_DIRECTIONS, EmbeddingProjection, direction_name};
 pub use monitor::{
     ColumnDrift, DriftConfig, DriftError, DriftMonitor, DriftReport, RunningTotal, WindowReport,
     compare,

@@ -107,6 +107,10 @@ pub struct ReferenceProfile {
     /// in older artifacts (every feature then weighs the same).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub importance: Vec<FeatureImportance>,
+    /// Image models: the embedding directions the `embedding direction k`
+    /// columns project onto (the other columns are image statistics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<super::embedding::EmbeddingProjection>,
 }
 
 impl ReferenceProfile {
@@ -117,6 +121,7 @@ impl ReferenceProfile {
             prediction,
             calibration: None,
             importance: Vec::new(),
+            embedding: None,
         }
     }
 

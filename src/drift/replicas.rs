@@ -137,6 +137,7 @@ mod tests {
             },
             calibration: None,
             importance: Vec::new(),
+            embedding: None,
         }
     }
 

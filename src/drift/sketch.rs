@@ -273,6 +273,7 @@ mod tests {
             },
             calibration: None,
             importance: Vec::new(),
+            embedding: None,
         }
     }
 

@@ -13,9 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::api::{ArchitectureSpec, Task, TrainingSpec};
 use crate::drift::ReferenceProfile;
 
-use super::arch::{self, Network, TensorShape};
+use super::arch::{self, InputShape, Network, TensorShape};
 use super::error::{ArtifactError, MlError};
 use super::preprocess::{self, FeatureBatch, FeatureSchema};
+use super::vision::{ImagePreprocessing, Pixels, image_statistics};
 use crate::data::sha256_hex;
 use crate::data::store;
 
@@ -89,6 +90,43 @@ pub struct DatasetLineage {
     /// The span of `data.window` this run read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<crate::data::WindowBounds>,
+    /// Image sets: the undecodable images skipped (`path: reason`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bad_images: Vec<String>,
+}
+
+/// Where a run's first weights came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StartFrom {
+    /// Drawn from the seed.
+    Random,
+    /// The champion's weights (`training.warmStart: champion`).
+    Champion,
+    /// A base checkpoint (`architecture.init`).
+    Checkpoint,
+}
+
+/// The parent weights of a run that asked for any (`warmStart`, `init`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartLineage {
+    pub from: StartFrom,
+    /// The champion's artifact or the checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// sha256 of the parent weights file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_digest: Option<String>,
+    /// This run's architecture fingerprint, which a warm start matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Why `warmStart: champion` did not start from the champion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_reason: Option<String>,
+    /// Head tensors of the checkpoint that did not fit these classes and started afresh.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reinitialised: Vec<String>,
 }
 
 /// Standardisation of a regression target; predictions are scaled back.
@@ -114,6 +152,9 @@ pub struct Manifest {
     pub classes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_scale: Option<TargetScale>,
+    /// Image models: how decoded images become the input (no `features` then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImagePreprocessing>,
     pub architecture: ArchitectureSpec,
     /// Width of the encoded input and of the output.
     pub inputs: usize,
@@ -133,6 +174,9 @@ pub struct Manifest {
     /// data check compares its window with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_stats: Option<crate::api::DataStats>,
+    /// Where the first weights came from, when the run asked for any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<StartLineage>,
     pub seed: u64,
     pub training: TrainingSpec,
     /// Where the weights were trained (`cpu`, `cuda:0`).
@@ -154,23 +198,30 @@ struct FingerprintInput<'a> {
     architecture: &'a ArchitectureSpec,
     task: Task,
     inputs: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<InputShape>,
     outputs: usize,
     tensors: &'a [TensorInfo],
 }
 
-/// The architecture fingerprint: a hash of the canonical spec plus tensor
-/// names, shapes and dtypes.
+/// The architecture fingerprint: a hash of the whole layer graph (the
+/// canonical spec: every layer and conv block), the input's shape, the
+/// outputs, and the tensor names, shapes and dtypes. Where the first
+/// weights came from (`architecture.init`) is lineage, not architecture.
 pub fn fingerprint(
     architecture: &ArchitectureSpec,
     task: Task,
-    inputs: usize,
+    input: InputShape,
     outputs: usize,
     tensors: &[TensorInfo],
 ) -> String {
+    let mut graph = architecture.clone();
+    graph.init = None;
     let canonical = serde_json::to_vec(&FingerprintInput {
-        architecture,
+        architecture: &graph,
         task,
-        inputs,
+        inputs: input.width(),
+        image: matches!(input, InputShape::Image { .. }).then_some(input),
         outputs,
         tensors,
     })
@@ -197,10 +248,18 @@ impl Manifest {
         fingerprint(
             &self.architecture,
             self.task,
-            self.inputs,
+            self.input_shape(),
             self.outputs,
             &self.tensors,
         )
+    }
+
+    /// What one example looks like to the network.
+    pub fn input_shape(&self) -> InputShape {
+        match &self.image {
+            Some(image) => image.shape(),
+            None => InputShape::Features(self.inputs),
+        }
     }
 
     /// sha256 of the weights file.
@@ -275,6 +334,9 @@ pub struct Predictions {
 /// training (validation, reference), evaluation and serving.
 pub struct Predictor {
     pub(crate) features: Vec<FeatureSchema>,
+    /// Image models: the preprocessing, and the drift reference's embedding directions.
+    pub(crate) image: Option<ImagePreprocessing>,
+    pub(crate) embedding: Option<crate::drift::EmbeddingProjection>,
     pub(crate) task: Task,
     pub(crate) classes: Vec<String>,
     pub(crate) target_scale: Option<TargetScale>,
@@ -304,9 +366,47 @@ impl Predictor {
         }
         let x = Tensor::from_vec(encoded, (rows, self.inputs), &self.device)?;
         let out = self.network.forward(&x, None)?;
+        self.predictions(&out)
+    }
+
+    /// Image models: predictions for decoded images, and what the drift
+    /// monitor watches for each (the reference's columns: the image
+    /// statistics, then the embedding directions), one vector per column.
+    pub fn predict_images(&self, images: &[Pixels]) -> Result<ImagePredictions, MlError> {
+        let image = self.image.as_ref().ok_or_else(|| MlError::InvalidConfig {
+            field: "data.format".into(),
+            reason: "this model reads table columns, not images".into(),
+        })?;
+        let rows = images.len();
+        let x = Tensor::from_vec(image.encode(images), (rows, self.inputs), &self.device)?;
+        let (out, embedding) = self.network.forward_with_embedding(&x)?;
+        let predictions = self.predictions(&out)?;
+        let embedding = embedding.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
+        let directions = self.embedding.as_ref().map_or(0, |e| e.directions.len());
+        let mut monitored = vec![Vec::with_capacity(rows); 5 + directions];
+        for (pixels, e) in images.iter().zip(&embedding) {
+            let stats = image_statistics(image, pixels);
+            let projected = self
+                .embedding
+                .as_ref()
+                .map(|p| p.project(e))
+                .unwrap_or_default();
+            for (column, v) in monitored.iter_mut().zip(stats.into_iter().chain(projected)) {
+                column.push(v);
+            }
+        }
+        Ok(ImagePredictions {
+            predictions,
+            monitored,
+            embedding,
+        })
+    }
+
+    /// Class probabilities and labels, or values, from the network's outputs.
+    pub(crate) fn predictions(&self, out: &Tensor) -> Result<Predictions, MlError> {
         match self.task {
             Task::Classification => {
-                let probs = candle_nn::ops::softmax_last_dim(&out)?
+                let probs = candle_nn::ops::softmax_last_dim(out)?
                     .to_device(&Device::Cpu)?
                     .to_vec2::<f32>()?;
                 let labels = probs
@@ -346,6 +446,16 @@ impl Predictor {
             }
         }
     }
+}
+
+/// An image model's answer for a batch of images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImagePredictions {
+    pub predictions: Predictions,
+    /// What the drift monitor observes, one vector per reference column.
+    pub monitored: Vec<Vec<f64>>,
+    /// The penultimate embedding of each image (never sent to clients).
+    pub embedding: Vec<Vec<f32>>,
 }
 
 /// A verified artifact, ready to predict.
@@ -414,6 +524,11 @@ impl LoadedModel {
         self.predictor.predict(batch)
     }
 
+    /// Image models: predicts decoded images.
+    pub fn predict_images(&self, images: &[Pixels]) -> Result<ImagePredictions, MlError> {
+        self.predictor.predict_images(images)
+    }
+
     /// Total bytes of the artifact's files.
     pub fn size_bytes(&self) -> u64 {
         self.size_bytes
@@ -472,6 +587,43 @@ pub fn parse_manifest(uri: &str, bytes: &[u8]) -> Result<Manifest, ArtifactError
     Ok(manifest)
 }
 
+/// Every way `loaded` differs from what an architecture expects: each
+/// missing tensor, each of another shape or dtype, each it does not have.
+pub fn tensor_mismatches(
+    expected: &[TensorShape],
+    loaded: &HashMap<String, Tensor>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for t in expected {
+        match loaded.get(&t.name) {
+            None => problems.push(format!("`{}` {:?} is missing", t.name, t.shape)),
+            Some(w) if w.dims() != t.shape.as_slice() => problems.push(format!(
+                "`{}` is {:?}; expected {:?}",
+                t.name,
+                w.dims(),
+                t.shape
+            )),
+            Some(w) if w.dtype() != DType::F32 => problems.push(format!(
+                "`{}` is {}; expected f32",
+                t.name,
+                dtype_name(w.dtype())
+            )),
+            Some(_) => {}
+        }
+    }
+    let mut extra: Vec<&String> = loaded
+        .keys()
+        .filter(|k| !expected.iter().any(|t| &t.name == *k))
+        .collect();
+    extra.sort();
+    problems.extend(
+        extra
+            .into_iter()
+            .map(|k| format!("`{k}` is not a tensor of this architecture")),
+    );
+    problems
+}
+
 /// Compares the tensors in the weights with what the architecture expects.
 fn check_tensors(
     uri: &str,
@@ -485,46 +637,21 @@ fn check_tensors(
         reason,
     };
     let arch = arch::lookup(&manifest.architecture.kind).map_err(|e| mismatch(e.to_string()))?;
-    let expected: Vec<TensorShape> =
-        arch.tensors(&manifest.architecture, manifest.inputs, manifest.outputs);
-    for t in &expected {
-        match loaded.get(&t.name) {
-            None => {
-                return Err(mismatch(format!(
-                    "tensor `{}` (shape {:?}) is not in the weights",
-                    t.name, t.shape
-                )));
-            }
-            Some(w) if w.dims() != t.shape.as_slice() => {
-                return Err(mismatch(format!(
-                    "tensor `{}` has shape {:?} in the weights; the architecture (hiddenLayers {:?}, {} inputs, {} outputs) expects {:?}",
-                    t.name,
-                    w.dims(),
-                    manifest.architecture.hidden_layers,
-                    manifest.inputs,
-                    manifest.outputs,
-                    t.shape
-                )));
-            }
-            Some(w) if w.dtype() != DType::F32 => {
-                return Err(mismatch(format!(
-                    "tensor `{}` is {:?}; expected f32",
-                    t.name,
-                    w.dtype()
-                )));
-            }
-            Some(_) => {}
-        }
+    let expected: Vec<TensorShape> = arch.tensors(
+        &manifest.architecture,
+        manifest.input_shape(),
+        manifest.outputs,
+    );
+    let problems = tensor_mismatches(&expected, loaded);
+    if problems.is_empty() {
+        return Ok(());
     }
-    if let Some(extra) = loaded
-        .keys()
-        .find(|k| !expected.iter().any(|t| &t.name == *k))
-    {
-        return Err(mismatch(format!(
-            "the weights hold tensor `{extra}`, which the architecture does not have"
-        )));
-    }
-    Ok(())
+    Err(mismatch(format!(
+        "{} inputs, {} outputs: {}",
+        manifest.inputs,
+        manifest.outputs,
+        problems.join("; ")
+    )))
 }
 
 fn verify_and_build(
@@ -574,15 +701,22 @@ fn verify_and_build(
             architecture: manifest.architecture.kind.clone(),
             reason: e.to_string(),
         })?;
-    let network =
-        arch.build(&manifest.architecture, &loaded)
-            .map_err(|e| ArtifactError::TensorMismatch {
-                uri: uri.into(),
-                architecture: manifest.architecture.kind.clone(),
-                reason: e.to_string(),
-            })?;
+    let network = arch
+        .build(
+            &manifest.architecture,
+            manifest.input_shape(),
+            &loaded,
+            &|_| false,
+        )
+        .map_err(|e| ArtifactError::TensorMismatch {
+            uri: uri.into(),
+            architecture: manifest.architecture.kind.clone(),
+            reason: e.to_string(),
+        })?;
     Ok(Predictor {
         features: manifest.features.clone(),
+        image: manifest.image.clone(),
+        embedding: manifest.reference.embedding.clone(),
         task: manifest.task,
         classes: manifest.classes.clone(),
         target_scale: manifest.target_scale,

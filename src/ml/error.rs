@@ -53,6 +53,19 @@ pub enum MlError {
         row: usize,
         target: String,
     },
+    #[error(
+        "image set `{source_uri}` has no images; expected `<prefix>/<class>/*.png` (or .jpg) or a CSV index `path,<target>,…`"
+    )]
+    NoImages { source_uri: String },
+    #[error(
+        "image set `{source_uri}`: {count} undecodable image(s), but data.images.maxBadImages is {max}: {listed}"
+    )]
+    BadImages {
+        source_uri: String,
+        count: usize,
+        max: u32,
+        listed: String,
+    },
     #[error("dataset `{source_uri}`: column `{column}` has no values at all")]
     EmptyColumn { source_uri: String, column: String },
     #[error(
@@ -61,6 +74,22 @@ pub enum MlError {
     SingleClass { target: String, class: String },
     #[error("unknown architecture `{name}`; known: {known}")]
     UnknownArchitecture { name: String, known: String },
+    #[error(
+        "base checkpoint `{uri}` does not fit architecture `{architecture}`: {problems}; train the base with this architecture, or change architecture.init"
+    )]
+    Checkpoint {
+        uri: String,
+        architecture: String,
+        problems: String,
+    },
+    #[error(
+        "`{file}` (architecture.init) is not a safetensors file; point architecture.init at a driftline artifact or a .safetensors file"
+    )]
+    NotSafetensors {
+        file: String,
+        #[source]
+        source: candle_core::Error,
+    },
     #[error("config `{field}`: {reason}")]
     InvalidConfig { field: String, reason: String },
     #[error("feature batch has {got} columns; the model expects {expected} ({names})")]

@@ -13,6 +13,7 @@ use super::artifact::{LoadedModel, Predictions};
 use super::error::MlError;
 use super::metrics;
 use super::preprocess::{self, FeatureBatch};
+use super::vision::{DecodeLimits, ImageSet, Pixels, decode};
 use crate::data::Table;
 
 /// Single-row predictions timed for the latency percentiles.
@@ -125,6 +126,8 @@ fn measure_budgets(model: &LoadedModel, batch: &FeatureBatch) -> Result<BudgetRe
         size_bytes,
         size_mb: size_bytes as f64 / 1e6,
         parameters: model.manifest().parameters,
+        images_per_second: None,
+        image_batch_size: None,
     })
 }
 
@@ -135,6 +138,15 @@ fn must_pass(
 ) -> Result<MustPassReport, MlError> {
     let batch = FeatureBatch::from_table(&model.manifest().features, golden)?;
     let pred = model.predict(&batch)?;
+    must_pass_of(model, spec, golden, &pred)
+}
+
+fn must_pass_of(
+    model: &LoadedModel,
+    spec: &GateSpec,
+    golden: &Table,
+    pred: &Predictions,
+) -> Result<MustPassReport, MlError> {
     let mut failures = Vec::new();
     match truth_of(model, golden)? {
         Truth::Labels(expected) => {
@@ -172,6 +184,133 @@ fn must_pass(
         total: golden.rows as u64,
         passed: (golden.rows - failures.len()) as u64,
         failures,
+    })
+}
+
+/// Images per forward pass when predicting a whole image set.
+const IMAGE_CHUNK: usize = 256;
+/// `gate.budgets.imageBatchSize` when unset: a typical request.
+pub const DEFAULT_IMAGE_BATCH: u32 = 32;
+
+/// Predictions for every image of a set, a chunk at a time.
+fn predict_image_set(model: &LoadedModel, images: &[Pixels]) -> Result<Predictions, MlError> {
+    let mut all = Predictions::default();
+    for chunk in images.chunks(IMAGE_CHUNK) {
+        let p = model.predict_images(chunk)?.predictions;
+        all.labels.extend(p.labels);
+        all.values.extend(p.values);
+        if let Some(probabilities) = p.probabilities {
+            all.probabilities
+                .get_or_insert_with(Vec::new)
+                .extend(probabilities);
+        }
+    }
+    Ok(all)
+}
+
+/// Decodes files and predicts them: what serving one request costs.
+fn serve_files(model: &LoadedModel, files: &[bytes::Bytes]) -> Result<(), MlError> {
+    let images = files
+        .iter()
+        .filter_map(|f| decode(f, DecodeLimits::default()).ok())
+        .collect::<Vec<_>>();
+    model.predict_images(&images)?;
+    Ok(())
+}
+
+fn image_budgets(
+    model: &LoadedModel,
+    test: &ImageSet,
+    batch: u32,
+) -> Result<BudgetReport, MlError> {
+    let files = &test.files;
+    let mut latencies = Vec::with_capacity(LATENCY_SAMPLES);
+    if !files.is_empty() {
+        for i in 0..files.len().min(10) {
+            serve_files(model, &files[i..=i])?;
+        }
+        for i in 0..LATENCY_SAMPLES {
+            let one = i % files.len();
+            let start = Instant::now();
+            serve_files(model, &files[one..=one])?;
+            latencies.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let batch = (batch.max(1) as usize).min(files.len().max(1));
+    let mut images = 0usize;
+    let mut next = 0usize;
+    let start = Instant::now();
+    while !files.is_empty() && (start.elapsed() < THROUGHPUT_TIME || images == 0) {
+        let requests: Vec<bytes::Bytes> = (0..batch)
+            .map(|k| files[(next + k) % files.len()].clone())
+            .collect();
+        serve_files(model, &requests)?;
+        next = (next + batch) % files.len();
+        images += batch;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let per_second = if elapsed > 0.0 {
+        images as f64 / elapsed
+    } else {
+        0.0
+    };
+    let size_bytes = model.size_bytes();
+    Ok(BudgetReport {
+        p50_latency_ms: percentile(&latencies, 0.50),
+        p99_latency_ms: percentile(&latencies, 0.99),
+        throughput_rows_per_sec: per_second,
+        size_bytes,
+        size_mb: size_bytes as f64 / 1e6,
+        parameters: model.manifest().parameters,
+        images_per_second: Some(per_second),
+        image_batch_size: Some(batch as u32),
+    })
+}
+
+/// Evaluates an image model on an image test set (and golden images, when
+/// given): metrics, slices over the index's columns, must-pass images, and
+/// the budgets with decoding included (`imagesPerSecond` in batches of
+/// `imageBatchSize`).
+pub fn evaluate_images(
+    model: &LoadedModel,
+    spec: &GateSpec,
+    test: &ImageSet,
+    golden: Option<&ImageSet>,
+) -> Result<GateReport, MlError> {
+    let truth = truth_of(model, &test.index)?;
+    let pred = predict_image_set(model, &test.images)?;
+    let all: Vec<usize> = (0..test.index.rows).collect();
+    let metrics = metrics_on(model, &truth, &pred, &all);
+    let mut slices = Vec::with_capacity(spec.slices.len());
+    for slice in &spec.slices {
+        let rows = slice_rows(&test.index, &slice.name, &slice.where_)?;
+        slices.push(SliceReport {
+            name: slice.name.clone(),
+            rows: rows.len() as u64,
+            metrics: metrics_on(model, &truth, &pred, &rows),
+        });
+    }
+    let must_pass = golden
+        .map(|g| must_pass_of(model, spec, &g.index, &predict_image_set(model, &g.images)?))
+        .transpose()?;
+    let batch = spec
+        .budgets
+        .as_ref()
+        .and_then(|b| b.image_batch_size)
+        .unwrap_or(DEFAULT_IMAGE_BATCH);
+    let budgets = image_budgets(model, test, batch)?;
+    Ok(GateReport {
+        model: model.uri().to_string(),
+        fingerprint: model.manifest().fingerprint.clone(),
+        weights_digest: model.manifest().weights_digest().to_string(),
+        test_set: test.index.source.clone(),
+        test_set_digest: test.index.digest.clone(),
+        rows: test.index.rows as u64,
+        metrics,
+        slices,
+        must_pass,
+        budgets,
     })
 }
 

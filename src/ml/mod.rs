@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod preprocess;
 pub mod synth;
 pub mod train;
+pub mod vision;
 
 /// Bytes at a URI: the `data` room's, which training data and artifacts share.
 pub use crate::data::store;

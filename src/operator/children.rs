@@ -20,7 +20,7 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use crate::api::names::{self, MODEL_ENV, SERVE_PORT};
 use crate::api::{
     ArtifactRef, ComputeResources, DriftSpec, Lineage, Model, ModelVersion, ModelVersionSpec,
-    ModelVersionStatus, TrafficWeight, TrainingTrigger, VersionPhase, version_number,
+    ModelVersionStatus, TrafficWeight, TrainingTrigger, VersionPhase, WarmStart, version_number,
 };
 
 use super::error::OperatorError;
@@ -376,6 +376,10 @@ pub fn training_job(
     let feedback = feedback_prefix(model, settings);
     if let Some(prefix) = &feedback {
         train.extend(["--feedback", prefix.as_str()]);
+    }
+    // The trainer decides whether the champion's weights fit; it needs to know where they are.
+    if let (WarmStart::Champion, Some(champion)) = (t.warm_start, champion_artifact) {
+        train.extend(["--warm-start", champion]);
     }
     let env = vec![EnvVar {
         name: MODEL_ENV.into(),
@@ -1043,5 +1047,29 @@ mod tests {
             .chain()
             .to_string();
         assert!(err.contains("`latest`, not a version"), "{err}");
+    }
+
+    #[test]
+    fn a_warm_started_model_hands_its_training_job_the_champions_artifact() {
+        let command = |warm: WarmStart, champion: Option<&str>| {
+            let mut m = fixture();
+            m.spec.training.warm_start = warm;
+            let job = training_job(&m, 3, AS_OF, champion, &settings()).expect("job builds");
+            let pod = job.spec.expect("spec").template.spec.expect("pod");
+            pod.init_containers.expect("train step")[0]
+                .command
+                .clone()
+                .expect("command")
+                .join(" ")
+        };
+        let champion = "s3://models/root/ml/wine-quality/v2";
+        assert!(
+            command(WarmStart::Champion, Some(champion))
+                .ends_with("--warm-start s3://models/root/ml/wine-quality/v2"),
+            "{}",
+            command(WarmStart::Champion, Some(champion))
+        );
+        assert!(!command(WarmStart::Champion, None).contains("--warm-start"));
+        assert!(!command(WarmStart::None, Some(champion)).contains("--warm-start"));
     }
 }

@@ -101,6 +101,20 @@ pub fn verdict(
             true,
             "",
         );
+        if let Some(bound) = budgets.min_images_per_second {
+            match b.images_per_second {
+                Some(value) => budget("imagesPerSecond", value, Some(bound), false, " images/s"),
+                None => checks.push(GateCheck {
+                    kind: "budget".into(),
+                    name: "imagesPerSecond".into(),
+                    slice: None,
+                    value: None,
+                    bound: Some(bound),
+                    passed: false,
+                    message: "imagesPerSecond was not measured: the model does not read images; remove gate.budgets.minImagesPerSecond".into(),
+                }),
+            }
+        }
     }
     GateVerdict {
         passed: checks.iter().all(|c| c.passed),
@@ -302,6 +316,8 @@ mod tests {
                 size_bytes: 20_000,
                 size_mb: 0.02,
                 parameters: 3_000,
+                images_per_second: None,
+                image_batch_size: None,
             },
         }
     }
@@ -502,10 +518,45 @@ mod tests {
             min_throughput_rows_per_sec: Some(1000.0),
             max_size_mb: Some(0.01),
             max_parameters: Some(10_000),
+            ..BudgetSpec::default()
         });
         let v = verdict(&s, &report(&[]), None);
         let failed: Vec<_> = v.failures().map(|c| c.name.as_str()).collect();
         assert_eq!(failed, vec!["sizeMB"]);
         assert_eq!(v.checks.len(), 4);
+    }
+
+    #[test]
+    fn the_images_per_second_budget_is_checked_and_a_table_model_cannot_meet_it() {
+        let spec = GateSpec {
+            data: Default::default(),
+            test_set: "t".into(),
+            metrics: Vec::new(),
+            slices: Vec::new(),
+            must_pass: None,
+            must_pass_tolerance: None,
+            budgets: Some(BudgetSpec {
+                min_images_per_second: Some(500.0),
+                ..BudgetSpec::default()
+            }),
+        };
+        let mut fast = report(&[]);
+        fast.budgets.images_per_second = Some(800.0);
+        let v = verdict(&spec, &fast, None);
+        assert!(v.passed, "{:?}", v.checks);
+        assert_eq!(v.checks[0].name, "imagesPerSecond");
+        let mut slow = report(&[]);
+        slow.budgets.images_per_second = Some(300.0);
+        let v = verdict(&spec, &slow, None);
+        assert!(!v.passed);
+        assert!(
+            v.checks[0]
+                .message
+                .contains("300.0000 images/s; the budget allows at least 500 images/s"),
+            "{}",
+            v.checks[0].message
+        );
+        let v = verdict(&spec, &report(&[]), None);
+        assert!(!v.passed && v.checks[0].message.contains("was not measured"));
     }
 }

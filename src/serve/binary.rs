@@ -28,7 +28,7 @@ pub fn element_size(datatype: &str) -> Option<usize> {
 /// have produced, so both feed the same validation.
 pub fn decode_tensor(input: &str, datatype: &str, raw: &[u8]) -> Result<TensorData, DecodeError> {
     if datatype == "BYTES" {
-        return decode_bytes(input, raw).map(TensorData::Texts);
+        return decode_bytes(input, raw).map(super::protocol::bytes_elements);
     }
     let Some(size) = element_size(datatype) else {
         return Err(DecodeError::UnknownDatatype {
@@ -96,7 +96,7 @@ fn double_word(c: &[u8]) -> [u8; 8] {
     [c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]
 }
 
-fn decode_bytes(input: &str, raw: &[u8]) -> Result<Vec<String>, DecodeError> {
+fn decode_bytes(input: &str, raw: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
     let element = |index: usize, reason: String| DecodeError::BytesElement {
         input: input.to_string(),
         index,
@@ -126,9 +126,7 @@ fn decode_bytes(input: &str, raw: &[u8]) -> Result<Vec<String>, DecodeError> {
             ));
         }
         let (bytes, after) = tail.split_at(len);
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| element(index, format!("not UTF-8 text: {e}")))?;
-        values.push(text.to_string());
+        values.push(bytes.to_vec());
         rest = after;
     }
     Ok(values)

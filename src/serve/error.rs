@@ -96,6 +96,30 @@ pub enum ServeError {
         #[source]
         source: Option<Cause>,
     },
+    #[error("this image model takes one input `{expected}`; the request has {got}")]
+    ImageInputs { expected: String, got: String },
+    #[error("input `{input}`: {reason}")]
+    ImageTensor { input: String, reason: String },
+    #[error("input `{input}` element {index}")]
+    BadImage {
+        input: String,
+        index: usize,
+        #[source]
+        source: crate::ml::vision::ImageError,
+    },
+    #[error(
+        "input `{input}`: images are {width}×{height} pixels; at most {max} pixels are allowed per image"
+    )]
+    PixelsTooLarge {
+        input: String,
+        width: i64,
+        height: i64,
+        max: u64,
+    },
+    #[error(
+        "the request's images have {pixels} pixels in all; at most {max} are allowed per request"
+    )]
+    BatchTooLarge { pixels: u64, max: u64 },
     #[error("no backend can take the request: every weight is 0")]
     NoBackend,
     #[error("backend `{version}` at {url} failed")]
@@ -122,7 +146,16 @@ impl ServeError {
             | ServeError::Body(_)
             | ServeError::BadFeedback(_)
             | ServeError::BadHeader { .. }
-            | ServeError::Inflate { .. } => StatusCode::BAD_REQUEST,
+            | ServeError::Inflate { .. }
+            | ServeError::ImageInputs { .. }
+            | ServeError::ImageTensor { .. } => StatusCode::BAD_REQUEST,
+            ServeError::BadImage { source, .. } if source.is_too_large() => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ServeError::BadImage { .. } => StatusCode::BAD_REQUEST,
+            ServeError::PixelsTooLarge { .. } | ServeError::BatchTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ServeError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ServeError::UnknownModel { .. }
             | ServeError::UnknownVersion { .. }

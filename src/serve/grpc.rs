@@ -89,19 +89,7 @@ fn typed_contents(
         "UINT64" => numbers(c.uint64_contents.into_iter().map(|x| x as f64).collect()),
         "FP32" => numbers(c.fp32_contents.into_iter().map(f64::from).collect()),
         "FP64" => numbers(c.fp64_contents),
-        "BYTES" => c
-            .bytes_contents
-            .into_iter()
-            .enumerate()
-            .map(|(index, b)| {
-                String::from_utf8(b).map_err(|e| DecodeError::BytesElement {
-                    input: input.to_string(),
-                    index,
-                    reason: format!("not UTF-8 text: {e}"),
-                })
-            })
-            .collect::<Result<_, _>>()
-            .map(TensorData::Texts),
+        "BYTES" => Ok(super::protocol::bytes_elements(c.bytes_contents)),
         // FP16 has no typed field in the protocol: it travels in raw_input_contents.
         "FP16" => Err(DecodeError::NoTypedContents {
             input: input.to_string(),
@@ -368,12 +356,24 @@ mod tests {
         );
         let mut bad_text = input("BYTES", pb::InferTensorContents::default());
         bad_text.inputs[0].contents = Some(pb::InferTensorContents {
-            bytes_contents: vec![vec![0xff]],
+            bytes_contents: vec![b"ok".to_vec(), vec![0xff]],
             ..Default::default()
         });
-        let err = request_from_grpc(bad_text).unwrap_err().to_string();
+        // Raw bytes (an encoded image) are kept; a categorical feature refuses them as text.
+        let (_, _, request) = request_from_grpc(bad_text).expect("raw BYTES are kept");
+        assert_eq!(
+            request.inputs[0].data,
+            TensorData::Blobs(vec![b"ok".to_vec(), vec![0xff]])
+        );
+        let schema = crate::serve::protocol::InputSchema {
+            features: vec![("x".into(), crate::api::FeatureKind::Categorical)],
+            max_rows: 10,
+        };
+        let err = crate::serve::protocol::decode_inputs(&request, &schema)
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.contains("input `x`: BYTES element 0: not UTF-8"),
+            err.contains("input `x`: BYTES element 1: not UTF-8"),
             "{err}"
         );
     }

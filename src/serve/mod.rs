@@ -6,9 +6,11 @@ mod error;
 mod feedback;
 mod gateway;
 mod grpc;
+mod images;
 mod load;
 mod metrics;
 mod model;
+mod predict;
 mod protocol;
 mod server;
 mod trace;
@@ -21,6 +23,7 @@ pub use gateway::{
     weights_from_status,
 };
 pub use grpc::pb;
+pub use images::ImageLimits;
 // The load generator (`driftline load`, `up`'s traffic and `demo`'s requests).
 pub use load::{
     LoadPlan, LoadReport, RowOrder, infer_body, input_columns, label_json, model_inputs,

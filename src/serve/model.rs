@@ -57,6 +57,7 @@ pub async fn load_artifact(
         classes: manifest.classes.clone(),
         target: manifest.target.clone(),
         features,
+        image_input: manifest.image.as_ref().map(|i| i.input.clone()),
         reference: manifest.reference.clone(),
     };
     Ok(ArtifactModel { model, info })
@@ -99,6 +100,20 @@ impl Predictor for ArtifactModel {
             labels: p.labels,
             values: p.values,
             probabilities: p.probabilities,
+            monitored: None,
+        })
+    }
+
+    fn predict_images(&self, images: &[crate::ml::vision::Pixels]) -> Result<ModelOutput, String> {
+        let p = self
+            .model
+            .predict_images(images)
+            .map_err(|e| e.to_string())?;
+        Ok(ModelOutput {
+            labels: p.predictions.labels,
+            values: p.predictions.values,
+            probabilities: p.predictions.probabilities,
+            monitored: Some(p.monitored),
         })
     }
 }

@@ -215,6 +215,8 @@ pub enum TensorData {
     Numbers(Vec<f64>),
     Texts(Vec<String>),
     Bools(Vec<bool>),
+    /// BYTES elements that are not all UTF-8 text (encoded images), kept raw.
+    Blobs(Vec<Vec<u8>>),
 }
 
 impl TensorData {
@@ -224,6 +226,7 @@ impl TensorData {
             TensorData::Numbers(v) => v.len(),
             TensorData::Texts(v) => v.len(),
             TensorData::Bools(v) => v.len(),
+            TensorData::Blobs(v) => v.len(),
         }
     }
 
@@ -236,8 +239,37 @@ impl TensorData {
         match self {
             TensorData::Numbers(_) => "numbers",
             TensorData::Texts(_) => "strings",
+            TensorData::Blobs(_) => "binary bytes",
             TensorData::Bools(_) => "booleans",
         }
+    }
+}
+
+/// BYTES elements as text when every one is UTF-8, else kept raw.
+pub fn bytes_elements(elements: Vec<Vec<u8>>) -> TensorData {
+    if elements.iter().all(|e| std::str::from_utf8(e).is_ok()) {
+        TensorData::Texts(
+            elements
+                .into_iter()
+                .map(|e| String::from_utf8(e).unwrap_or_default())
+                .collect(),
+        )
+    } else {
+        TensorData::Blobs(elements)
+    }
+}
+
+/// The error for raw BYTES where a feature needs text: the first element that is not UTF-8.
+fn not_utf8(input: &str, elements: &[Vec<u8>]) -> DecodeError {
+    let (index, error) = elements
+        .iter()
+        .enumerate()
+        .find_map(|(i, e)| std::str::from_utf8(e).err().map(|err| (i, err.to_string())))
+        .unwrap_or_default();
+    DecodeError::BytesElement {
+        input: input.to_string(),
+        index,
+        reason: format!("not UTF-8 text: {error}"),
     }
 }
 
@@ -783,6 +815,7 @@ fn decode_per_feature(
                 }
                 match &input.data {
                     TensorData::Texts(t) => Column::Texts(t.clone()),
+                    TensorData::Blobs(b) => return Err(not_utf8(&input.name, b)),
                     TensorData::Numbers(v) if v.is_empty() => Column::Texts(Vec::new()),
                     other => {
                         return Err(DecodeError::DataTypeMismatch {

@@ -33,8 +33,8 @@ use crate::api::{FeatureKind, Task};
 
 use super::protocol::{
     Column, DecodeError, DecodedBatch, InferRequest, InferResponse, InputSchema, ModelMetadata,
-    OutputData, ResponseOutput, ServerMetadata, TensorMetadata, decode_inputs, encode_response,
-    parse_infer_body, wants_binary,
+    OutputData, ResponseOutput, ServerMetadata, TensorMetadata, encode_response, parse_infer_body,
+    wants_binary,
 };
 
 /// Everything the server needs to know about a loaded model.
@@ -47,8 +47,10 @@ pub struct ModelInfo {
     pub classes: Vec<String>,
     /// The label column (the key labels are written under in feedback files).
     pub target: String,
-    /// Features in the model's order.
+    /// Features in the model's order (none for an image model).
     pub features: Vec<(String, FeatureKind)>,
+    /// Image models: the name of the one input that carries images.
+    pub image_input: Option<String>,
     pub reference: ReferenceProfile,
 }
 
@@ -61,6 +63,10 @@ pub struct ModelOutput {
     pub values: Vec<f64>,
     /// Class probabilities per row (classification).
     pub probabilities: Option<Vec<Vec<f32>>>,
+    /// Image models: what the drift monitor observes instead of input
+    /// columns (image statistics, embedding directions), one vector per
+    /// reference column; never sent to the client.
+    pub monitored: Option<Vec<Vec<f64>>>,
 }
 
 /// A loaded model the server can run.
@@ -69,6 +75,10 @@ pub trait Predictor: Send + Sync + 'static {
     fn info(&self) -> &ModelInfo;
     /// Predicts every row of the batch.
     fn predict(&self, batch: &DecodedBatch) -> Result<ModelOutput, String>;
+    /// Image models: predicts decoded images.
+    fn predict_images(&self, _images: &[crate::ml::vision::Pixels]) -> Result<ModelOutput, String> {
+        Err("this model reads table columns, not images".into())
+    }
 }
 
 /// How the server runs.
@@ -84,6 +94,8 @@ pub struct ServerConfig {
     /// Inferences running at once; more get 503 with Retry-After.
     pub max_concurrency: usize,
     pub max_rows: usize,
+    /// Bounds on decoded images (image models).
+    pub images: super::images::ImageLimits,
     pub drift: DriftConfig,
     pub feedback: FeedbackConfig,
     pub feedback_sink: Option<Arc<dyn FeedbackSink>>,
@@ -99,6 +111,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(10),
             max_concurrency: 256,
             max_rows: 65_536,
+            images: super::images::ImageLimits::default(),
             drift: DriftConfig::default(),
             feedback: FeedbackConfig::default(),
             feedback_sink: None,
@@ -106,14 +119,11 @@ impl Default for ServerConfig {
     }
 }
 
-/// Batches above this many rows run on the blocking pool so they do not stall other requests.
-const INLINE_ROWS: usize = 64;
-
 pub(super) struct Loaded {
-    model: Arc<dyn Predictor>,
+    pub(super) model: Arc<dyn Predictor>,
     name: String,
     version: String,
-    schema: InputSchema,
+    pub(super) schema: InputSchema,
     /// Feature names in column order, shared with every feedback record.
     feature_names: Arc<[String]>,
     drift: Mutex<DriftMonitor>,
@@ -225,12 +235,7 @@ where
 
 async fn prepare(state: &AppState, model: Arc<dyn Predictor>) -> Result<Loaded, ServeError> {
     let info = model.info().clone();
-    let warm = warm_up_batch(&info);
-    let warm_model = model.clone();
-    let output = tokio::task::spawn_blocking(move || warm_model.predict(&warm))
-        .await
-        .map_err(ServeError::InferenceAborted)?
-        .map_err(ServeError::WarmUp)?;
+    let output = super::predict::warm_up(model.clone()).await?;
     let answered = match info.task {
         Task::Classification => output.labels.len(),
         Task::Regression => output.values.len(),
@@ -276,34 +281,6 @@ async fn prepare(state: &AppState, model: Arc<dyn Predictor>) -> Result<Loaded, 
         drift: Mutex::new(drift),
         feedback,
     })
-}
-
-/// One row at the centre of the reference: numeric means, first categories.
-fn warm_up_batch(info: &ModelInfo) -> DecodedBatch {
-    let columns = info
-        .features
-        .iter()
-        .enumerate()
-        .map(|(j, (_, kind))| {
-            let profile = info.reference.features.get(j);
-            match (kind, profile) {
-                (
-                    FeatureKind::Numeric,
-                    Some(crate::drift::FeatureProfile::Numeric { profile, .. }),
-                ) => Column::Numbers(vec![profile.mean]),
-                (FeatureKind::Numeric, _) => Column::Numbers(vec![0.0]),
-                (
-                    FeatureKind::Categorical,
-                    Some(crate::drift::FeatureProfile::Categorical { profile, .. }),
-                ) => Column::Texts(vec![
-                    profile.categories.first().cloned().unwrap_or_default(),
-                ]),
-                (FeatureKind::Categorical, _) => Column::Texts(vec![String::new()]),
-                (FeatureKind::Boolean, _) => Column::Texts(vec!["false".into()]),
-            }
-        })
-        .collect();
-    DecodedBatch { rows: 1, columns }
 }
 
 fn router(state: Arc<AppState>) -> Router {
@@ -496,10 +473,13 @@ async fn model_metadata(
 pub(super) fn metadata_of(loaded: &Loaded) -> ModelMetadata {
     {
         let info = loaded.model.info();
-        let inputs = info
-            .features
-            .iter()
-            .map(|(name, kind)| TensorMetadata {
+        let image = info.image_input.iter().map(|name| TensorMetadata {
+            name: name.clone(),
+            datatype: "BYTES".into(),
+            shape: vec![-1],
+        });
+        let inputs = image
+            .chain(info.features.iter().map(|(name, kind)| TensorMetadata {
                 name: name.clone(),
                 datatype: match kind {
                     FeatureKind::Numeric => "FP32".into(),
@@ -507,7 +487,7 @@ pub(super) fn metadata_of(loaded: &Loaded) -> ModelMetadata {
                     FeatureKind::Boolean => "BOOL".into(),
                 },
                 shape: vec![-1],
-            })
+            }))
             .collect();
         let mut outputs = vec![TensorMetadata {
             name: "predictions".into(),
@@ -675,25 +655,11 @@ pub(super) async fn run_inference(
     loaded: &Loaded,
     request: &InferRequest,
 ) -> Result<InferResponse, ServeError> {
-    let batch = decode_inputs(request, &loaded.schema)?;
     let info = loaded.model.info();
     let wanted = requested_outputs(&request.outputs, info.task)?;
-    let (batch, output) = if batch.rows <= INLINE_ROWS {
-        let output = loaded
-            .model
-            .predict(&batch)
-            .map_err(ServeError::Inference)?;
-        (batch, output)
-    } else {
-        let model = loaded.model.clone();
-        tokio::task::spawn_blocking(move || {
-            let output = model.predict(&batch);
-            (batch, output)
-        })
-        .await
-        .map(|(b, o)| o.map(|o| (b, o)))
-        .map_err(ServeError::InferenceAborted)?
-        .map_err(ServeError::Inference)?
+    let (batch, output) = match &info.image_input {
+        Some(name) => super::predict::images(state, loaded, request, name).await?,
+        None => super::predict::columns(loaded, request).await?,
     };
     check_output(&output, info.task, batch.rows)?;
     let id = request
@@ -837,7 +803,10 @@ fn observe(state: &AppState, loaded: &Loaded, batch: &DecodedBatch, output: &Mod
         let mut monitor = loaded.drift.lock().unwrap_or_else(|p| p.into_inner());
         monitor.observe_rows(
             batch.rows,
-            |j, i| observation(&batch.columns[j], i),
+            |j, i| match &output.monitored {
+                Some(columns) => Observation::Number(columns[j][i]),
+                None => observation(&batch.columns[j], i),
+            },
             |i| {
                 if classification {
                     Observation::Text(&output.labels[i])

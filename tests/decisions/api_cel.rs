@@ -435,6 +435,27 @@ fn cases() -> Vec<Case> {
             msg::REPLICAS,
             "spec.serving.replicas",
         ),
+        (
+            "an empty freeze entry",
+            "/spec/training/freeze",
+            json!(["conv", ""]),
+            msg::FREEZE_EMPTY,
+            "spec.training.freeze",
+        ),
+        (
+            "a zero head learning rate",
+            "/spec/training/headLearningRate",
+            json!(0.0),
+            msg::HEAD_LEARNING_RATE,
+            "spec.training.headLearningRate",
+        ),
+        (
+            "an empty base checkpoint",
+            "/spec/architecture/init",
+            json!(""),
+            msg::INIT_EMPTY,
+            "spec.architecture.init",
+        ),
     ]
 }
 

@@ -73,6 +73,7 @@ fn profile() -> ReferenceProfile {
             prediction: null("quality"),
         }),
         importance: Vec::new(),
+        embedding: None,
     }
 }
 

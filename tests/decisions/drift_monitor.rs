@@ -77,6 +77,7 @@ fn profile_of(r: &Rows) -> ReferenceProfile {
         },
         calibration: None,
         importance: Vec::new(),
+        embedding: None,
     }
 }
 

@@ -9,6 +9,7 @@ mod drift_triggers;
 #[path = "../support/json_logs.rs"]
 mod json_logs;
 mod ml_cli;
+mod ml_images;
 mod ml_store_http;
 mod ml_store_s3;
 mod ml_train;

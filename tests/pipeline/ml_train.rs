@@ -347,7 +347,7 @@ fn hyper_parameters_that_cannot_train_are_refused_by_name() {
     // The same words as `kubectl apply` gives: one home for spec rules.
     assert!(
         driftline::error_chain(&err).contains(
-            "spec.architecture.type: architecture type must be a known architecture: mlp"
+            "spec.architecture.type: architecture type must be a known architecture: mlp, cnn"
         ),
         "{err}"
     );

@@ -49,6 +49,7 @@ impl AlcoholRule {
                     ("alcohol".into(), FeatureKind::Numeric),
                     ("color".into(), FeatureKind::Categorical),
                 ],
+                image_input: None,
                 reference: ReferenceProfile {
                     features: vec![
                         FeatureProfile::Numeric {
@@ -66,6 +67,7 @@ impl AlcoholRule {
                     },
                     calibration: None,
                     importance: Vec::new(),
+                    embedding: None,
                 },
             },
             delay,
@@ -104,6 +106,7 @@ impl Predictor for AlcoholRule {
                 .collect(),
             values: vec![],
             probabilities: Some(p.iter().map(|p| vec![1.0 - p, *p]).collect()),
+            monitored: None,
         })
     }
 }

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::api::{Activation, ArchitectureSpec};
 
-use super::{Architecture, Network, TensorShape};
+use super::{Architecture, InputShape, Network, TensorRole, TensorShape, tensor, uniform_fan_in};
 use crate::ml::error::MlError;
 
 /// The `mlp` architecture.
@@ -24,86 +24,104 @@ fn widths(spec: &ArchitectureSpec, inputs: usize, outputs: usize) -> Vec<usize> 
     w
 }
 
+/// Linear layers `{prefix}{i}.weight`/`.bias` over `widths`; the last one is the head.
+pub(crate) fn linear_tensors(prefix: &str, widths: &[usize]) -> Vec<TensorShape> {
+    let last = widths.len().saturating_sub(2);
+    let mut out = Vec::new();
+    for (i, pair) in widths.windows(2).enumerate() {
+        let role = if i == last {
+            TensorRole::Head
+        } else {
+            TensorRole::Body
+        };
+        out.push(TensorShape {
+            name: format!("{prefix}{i}.weight"),
+            shape: vec![pair[1], pair[0]],
+            role,
+        });
+        out.push(TensorShape {
+            name: format!("{prefix}{i}.bias"),
+            shape: vec![pair[1]],
+            role,
+        });
+    }
+    out
+}
+
+/// Initial values of [`linear_tensors`], in their order.
+pub(crate) fn linear_init(widths: &[usize], rng: &mut ChaCha8Rng) -> Vec<Vec<f32>> {
+    let mut out = Vec::new();
+    for pair in widths.windows(2) {
+        out.push(uniform_fan_in(pair[1] * pair[0], pair[0], rng));
+        out.push(uniform_fan_in(pair[1], pair[0], rng));
+    }
+    out
+}
+
+/// The linear layers of [`linear_tensors`], built from loaded tensors.
+pub(crate) fn linear_layers(
+    prefix: &str,
+    count: usize,
+    tensors: &HashMap<String, Tensor>,
+) -> Result<Vec<Linear>, MlError> {
+    (0..count)
+        .map(|i| {
+            let w = tensor(tensors, &format!("{prefix}{i}.weight"))?;
+            let b = tensor(tensors, &format!("{prefix}{i}.bias"))?;
+            Ok(Linear::new(w, Some(b)))
+        })
+        .collect()
+}
+
 impl Architecture for Mlp {
     fn name(&self) -> &'static str {
         "mlp"
     }
 
-    fn tensors(&self, spec: &ArchitectureSpec, inputs: usize, outputs: usize) -> Vec<TensorShape> {
-        let w = widths(spec, inputs, outputs);
-        let mut out = Vec::new();
-        for (i, pair) in w.windows(2).enumerate() {
-            out.push(TensorShape {
-                name: format!("layer{i}.weight"),
-                shape: vec![pair[1], pair[0]],
-            });
-            out.push(TensorShape {
-                name: format!("layer{i}.bias"),
-                shape: vec![pair[1]],
-            });
-        }
-        out
+    fn tensors(
+        &self,
+        spec: &ArchitectureSpec,
+        input: InputShape,
+        outputs: usize,
+    ) -> Vec<TensorShape> {
+        linear_tensors("layer", &widths(spec, input.width(), outputs))
     }
 
     fn init(
         &self,
         spec: &ArchitectureSpec,
-        inputs: usize,
+        input: InputShape,
         outputs: usize,
         rng: &mut ChaCha8Rng,
     ) -> Vec<Vec<f32>> {
-        // PyTorch's nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases.
-        self.tensors(spec, inputs, outputs)
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let fan_in = if i % 2 == 0 {
-                    t.shape[1]
-                } else {
-                    widths(spec, inputs, outputs)[i / 2]
-                };
-                let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
-                let n: usize = t.shape.iter().product();
-                (0..n).map(|_| rng.random_range(-bound..bound)).collect()
-            })
-            .collect()
+        linear_init(&widths(spec, input.width(), outputs), rng)
     }
 
     fn build(
         &self,
         spec: &ArchitectureSpec,
+        _input: InputShape,
         tensors: &HashMap<String, Tensor>,
+        _frozen: &dyn Fn(&str) -> bool,
     ) -> Result<Box<dyn Network>, MlError> {
-        let mut layers = Vec::new();
-        for i in 0..=spec.hidden_layers.len() {
-            let get = |name: String| {
-                tensors
-                    .get(&name)
-                    .cloned()
-                    .ok_or_else(|| MlError::InvalidConfig {
-                        field: "architecture".into(),
-                        reason: format!("tensor `{name}` missing"),
-                    })
-            };
-            let w = get(format!("layer{i}.weight"))?;
-            let b = get(format!("layer{i}.bias"))?;
-            layers.push(Linear::new(w, Some(b)));
-        }
-        Ok(Box::new(MlpNetwork {
-            layers,
+        Ok(Box::new(LinearStack {
+            layers: linear_layers("layer", spec.hidden_layers.len() + 1, tensors)?,
             activation: spec.activation,
             dropout: spec.dropout as f32,
         }))
     }
 }
 
-struct MlpNetwork {
-    layers: Vec<Linear>,
-    activation: Activation,
-    dropout: f32,
+/// Linear layers with an activation and dropout between them: the MLP,
+/// and the head of the CNN.
+pub(crate) struct LinearStack {
+    pub(crate) layers: Vec<Linear>,
+    pub(crate) activation: Activation,
+    pub(crate) dropout: f32,
 }
 
-fn activate(x: &Tensor, activation: Activation) -> candle_core::Result<Tensor> {
+/// The activation a spec names.
+pub(crate) fn activate(x: &Tensor, activation: Activation) -> candle_core::Result<Tensor> {
     match activation {
         Activation::Relu => x.relu(),
         Activation::Gelu => x.gelu_erf(),
@@ -113,39 +131,58 @@ fn activate(x: &Tensor, activation: Activation) -> candle_core::Result<Tensor> {
     }
 }
 
-impl Network for MlpNetwork {
-    fn forward(
+/// Inverted dropout with masks from the run's own RNG, so the same seed gives the same weights.
+fn dropout(h: Tensor, p: f32, rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
+    let keep = 1.0 - p;
+    let mask: Vec<f32> = (0..h.elem_count())
+        .map(|_| {
+            if rng.random::<f32>() < keep {
+                1.0 / keep
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mask = Tensor::from_vec(mask, h.shape(), h.device())?;
+    h * mask
+}
+
+impl LinearStack {
+    /// The hidden layers: the embedding the output layer sees.
+    pub(crate) fn hidden(
         &self,
         x: &Tensor,
-        mut dropout: Option<&mut ChaCha8Rng>,
+        mut train: Option<&mut ChaCha8Rng>,
     ) -> candle_core::Result<Tensor> {
-        let last = self.layers.len() - 1;
         let mut h = x.clone();
-        for (i, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(&h)?;
-            if i == last {
-                break;
-            }
-            h = activate(&h, self.activation)?;
-            if let Some(rng) = dropout.as_deref_mut()
+        for layer in &self.layers[..self.layers.len() - 1] {
+            h = activate(&layer.forward(&h)?, self.activation)?;
+            if let Some(rng) = train.as_deref_mut()
                 && self.dropout > 0.0
             {
-                // Masks come from the run's own RNG so the same seed gives the same weights.
-                let keep = 1.0 - self.dropout;
-                let n = h.elem_count();
-                let mask: Vec<f32> = (0..n)
-                    .map(|_| {
-                        if rng.random::<f32>() < keep {
-                            1.0 / keep
-                        } else {
-                            0.0
-                        }
-                    })
-                    .collect();
-                let mask = Tensor::from_vec(mask, h.shape(), h.device())?;
-                h = (h * mask)?;
+                h = dropout(h, self.dropout, rng)?;
             }
         }
         Ok(h)
+    }
+
+    /// The output layer.
+    pub(crate) fn output(&self, embedding: &Tensor) -> candle_core::Result<Tensor> {
+        self.layers[self.layers.len() - 1].forward(embedding)
+    }
+}
+
+impl Network for LinearStack {
+    fn forward(&self, x: &Tensor, train: Option<&mut ChaCha8Rng>) -> candle_core::Result<Tensor> {
+        self.output(&self.hidden(x, train)?)
+    }
+
+    fn forward_with_embedding(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let embedding = self.hidden(x, None)?;
+        Ok((self.output(&embedding)?, embedding))
+    }
+
+    fn head(&self, embedding: &Tensor) -> candle_core::Result<Tensor> {
+        self.output(embedding)
     }
 }

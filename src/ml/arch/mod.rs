@@ -3,29 +3,78 @@
 //! forward pass from loaded tensors. Add one by writing a file here and
 //! listing it in [`REGISTRY`].
 
+pub mod cnn;
 pub mod mlp;
 
 use std::collections::HashMap;
 
 use candle_core::Tensor;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::api::ArchitectureSpec;
 
 use super::error::MlError;
+
+/// What one example looks like to a network. Every network takes a
+/// `rows × width` batch; an image network reshapes it to `[N, C, H, W]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum InputShape {
+    /// Encoded table columns.
+    Features(usize),
+    /// A preprocessed image, channels first.
+    Image {
+        channels: usize,
+        height: usize,
+        width: usize,
+    },
+}
+
+impl InputShape {
+    /// Values per example.
+    pub fn width(&self) -> usize {
+        match *self {
+            InputShape::Features(n) => n,
+            InputShape::Image {
+                channels,
+                height,
+                width,
+            } => channels * height * width,
+        }
+    }
+}
+
+/// What a tensor is for, which decides how training treats it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TensorRole {
+    /// Trained at `training.learningRate`.
+    Body,
+    /// The output layer: trained at `training.headLearningRate` when set.
+    Head,
+    /// Batch-norm running statistics: updated by forward passes, never by the optimiser.
+    RunningStatistic,
+}
 
 /// A tensor an architecture expects: its safetensors key and shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorShape {
     pub name: String,
     pub shape: Vec<usize>,
+    pub role: TensorRole,
 }
 
 /// A built network ready to run.
 pub trait Network: Send + Sync {
-    /// Outputs (logits or values) for a `rows × inputs` batch. With `dropout`
-    /// the network is in training mode and draws masks from that RNG.
-    fn forward(&self, x: &Tensor, dropout: Option<&mut ChaCha8Rng>) -> candle_core::Result<Tensor>;
+    /// Outputs (logits or values) for a `rows × inputs` batch. With `train`
+    /// the network is in training mode (dropout masks from that RNG, batch
+    /// statistics in batch norm).
+    fn forward(&self, x: &Tensor, train: Option<&mut ChaCha8Rng>) -> candle_core::Result<Tensor>;
+    /// Outputs and the penultimate embedding (what the output layer sees),
+    /// in inference mode: what the drift monitor watches for image models.
+    fn forward_with_embedding(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor)>;
+    /// The output layer alone, on embeddings.
+    fn head(&self, embedding: &Tensor) -> candle_core::Result<Tensor>;
 }
 
 /// One registered architecture.
@@ -33,25 +82,52 @@ pub trait Architecture: Sync {
     /// The `architecture.type` users write.
     fn name(&self) -> &'static str;
     /// Every tensor, in a stable order.
-    fn tensors(&self, spec: &ArchitectureSpec, inputs: usize, outputs: usize) -> Vec<TensorShape>;
+    fn tensors(
+        &self,
+        spec: &ArchitectureSpec,
+        input: InputShape,
+        outputs: usize,
+    ) -> Vec<TensorShape>;
     /// Initial values of [`Architecture::tensors`], drawn from `rng`.
     fn init(
         &self,
         spec: &ArchitectureSpec,
-        inputs: usize,
+        input: InputShape,
         outputs: usize,
         rng: &mut ChaCha8Rng,
     ) -> Vec<Vec<f32>>;
-    /// A network over these tensors (shapes already checked).
+    /// A network over these tensors (shapes already checked). Tensors for
+    /// which `frozen` is true stay as they are in training mode too (batch
+    /// norm of a frozen block uses its running statistics).
     fn build(
         &self,
         spec: &ArchitectureSpec,
+        input: InputShape,
         tensors: &HashMap<String, Tensor>,
+        frozen: &dyn Fn(&str) -> bool,
     ) -> Result<Box<dyn Network>, MlError>;
 }
 
+/// A tensor by name, or an error naming it.
+pub(crate) fn tensor(tensors: &HashMap<String, Tensor>, name: &str) -> Result<Tensor, MlError> {
+    tensors
+        .get(name)
+        .cloned()
+        .ok_or_else(|| MlError::InvalidConfig {
+            field: "architecture".into(),
+            reason: format!("tensor `{name}` missing"),
+        })
+}
+
+/// PyTorch's default for linear and conv layers: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+pub(crate) fn uniform_fan_in(n: usize, fan_in: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    use rand::Rng;
+    let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+    (0..n).map(|_| rng.random_range(-bound..bound)).collect()
+}
+
 /// Every architecture driftline knows.
-pub static REGISTRY: &[&dyn Architecture] = &[&mlp::Mlp];
+pub static REGISTRY: &[&dyn Architecture] = &[&mlp::Mlp, &cnn::Cnn];
 
 /// The architecture a spec names.
 pub fn lookup(name: &str) -> Result<&'static dyn Architecture, MlError> {

@@ -10,46 +10,114 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::api::{ModelSpec, Optimizer, Task};
 
-use super::super::arch::{self, Architecture};
+use super::super::arch::{self, Architecture, InputShape, TensorRole};
 use super::super::artifact::{EpochRecord, TargetScale};
 use super::super::error::MlError;
 use super::{INIT_STREAM, TRAIN_STREAM};
 
-/// The network and its trainable tensors.
+/// The network and its tensors.
 pub(super) struct Parameters {
     pub(super) shapes: Vec<arch::TensorShape>,
     pub(super) vars: Vec<Var>,
+    /// Which tensors `training.freeze` keeps as they are.
+    pub(super) frozen: Vec<bool>,
     pub(super) network: Box<dyn arch::Network>,
 }
 
+/// Whether `training.freeze` names a tensor: its name, or a prefix of it.
+pub(super) fn is_frozen(freeze: &[String], name: &str) -> bool {
+    freeze.iter().any(|f| name.starts_with(f.as_str()))
+}
+
 impl Parameters {
-    /// Initialised from the run's own RNG stream.
+    /// Initialised from the run's own RNG stream, then overwritten by
+    /// `start` (a warm start or a base checkpoint), tensor by tensor.
     pub(super) fn init(
         arch: &dyn Architecture,
         spec: &ModelSpec,
-        inputs: usize,
+        input: InputShape,
         outputs: usize,
+        start: Option<&std::collections::HashMap<String, Tensor>>,
         device: &Device,
     ) -> Result<Parameters, MlError> {
-        let shapes = arch.tensors(&spec.architecture, inputs, outputs);
+        let shapes = arch.tensors(&spec.architecture, input, outputs);
         let mut init_rng = ChaCha8Rng::seed_from_u64(spec.training.seed);
         init_rng.set_stream(INIT_STREAM);
-        let initial = arch.init(&spec.architecture, inputs, outputs, &mut init_rng);
+        let initial = arch.init(&spec.architecture, input, outputs, &mut init_rng);
         let mut vars = Vec::with_capacity(shapes.len());
         let mut tensor_map = std::collections::HashMap::new();
         for (shape, values) in shapes.iter().zip(initial) {
-            let var = Var::from_tensor(&Tensor::from_vec(values, shape.shape.as_slice(), device)?)?;
+            let value = match start.and_then(|s| s.get(&shape.name)) {
+                Some(loaded) => loaded.to_device(device)?.copy()?,
+                None => Tensor::from_vec(values, shape.shape.as_slice(), device)?,
+            };
+            let var = Var::from_tensor(&value)?;
             tensor_map.insert(shape.name.clone(), var.as_tensor().clone());
             vars.push(var);
         }
-        let network = arch.build(&spec.architecture, &tensor_map)?;
+        let freeze = &spec.training.freeze;
+        let unknown: Vec<&String> = freeze
+            .iter()
+            .filter(|f| !shapes.iter().any(|s| s.name.starts_with(f.as_str())))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(MlError::InvalidConfig {
+                field: "training.freeze".into(),
+                reason: format!(
+                    "{} name no tensor of this architecture; its tensors: {}",
+                    unknown
+                        .iter()
+                        .map(|f| format!("`{f}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    shapes
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        let frozen = shapes.iter().map(|s| is_frozen(freeze, &s.name)).collect();
+        let network = arch.build(&spec.architecture, input, &tensor_map, &|name| {
+            is_frozen(freeze, name)
+        })?;
         Ok(Parameters {
             shapes,
             vars,
+            frozen,
             network,
         })
     }
+
+    /// Every tensor by name, as training left it.
+    pub(super) fn named(&self) -> Vec<(String, Tensor)> {
+        self.shapes
+            .iter()
+            .zip(&self.vars)
+            .map(|(s, v)| (s.name.clone(), v.as_tensor().clone()))
+            .collect()
+    }
+
+    /// The tensors the optimiser moves: not frozen, not running statistics;
+    /// split into the body and the head (its own learning rate).
+    fn trained(&self) -> (Vec<Var>, Vec<Var>) {
+        let mut body = Vec::new();
+        let mut head = Vec::new();
+        for ((shape, var), frozen) in self.shapes.iter().zip(&self.vars).zip(&self.frozen) {
+            match (shape.role, frozen) {
+                (_, true) | (TensorRole::RunningStatistic, _) => {}
+                (TensorRole::Body, false) => body.push(var.clone()),
+                (TensorRole::Head, false) => head.push(var.clone()),
+            }
+        }
+        (body, head)
+    }
 }
+
+/// Where each epoch's training inputs come from: the encoded training
+/// rows, or a fresh seeded augmentation of them.
+pub(super) type EpochInputs<'a> = Option<&'a mut dyn FnMut() -> Result<Tensor, MlError>>;
 
 /// Runs the epochs (mini-batches, the optimizer, validation after each, early
 /// stopping) and leaves the best parameters in `params`; returns the curve.
@@ -60,6 +128,7 @@ pub(super) fn run_epochs(
     (x_val, y_val): (&Tensor, &Tensor),
     target_scale: Option<TargetScale>,
     progress: bool,
+    mut augmented: EpochInputs<'_>,
 ) -> Result<Vec<EpochRecord>, MlError> {
     let task = spec.task;
     let device = x_train.device();
@@ -69,22 +138,24 @@ pub(super) fn run_epochs(
         shapes,
         vars,
         network,
+        ..
     } = params;
     let loss_of = |out: &Tensor, y: &Tensor| match task {
         Task::Classification => candle_nn::loss::cross_entropy(out, y),
         Task::Regression => candle_nn::loss::mse(out, y),
     };
     let t = &spec.training;
-    let mut optimizer = match t.optimizer {
-        Optimizer::Adamw => Opt::AdamW(candle_nn::AdamW::new(
-            vars.clone(),
-            candle_nn::ParamsAdamW {
-                lr: t.learning_rate,
-                weight_decay: t.weight_decay,
-                ..Default::default()
-            },
-        )?),
-        Optimizer::Sgd => Opt::Sgd(candle_nn::SGD::new(vars.clone(), t.learning_rate)?),
+    let (body, head) = params.trained();
+    let mut optimizers = match t.head_learning_rate {
+        Some(head_lr) => vec![
+            Opt::new(t, body, t.learning_rate)?,
+            Opt::new(t, head, head_lr)?,
+        ],
+        None => vec![Opt::new(
+            t,
+            body.into_iter().chain(head).collect(),
+            t.learning_rate,
+        )?],
     };
     // SGD has no decoupled decay in candle: add the L2 penalty to the loss instead.
     let l2 = if t.optimizer == Optimizer::Sgd && t.weight_decay > 0.0 {
@@ -95,8 +166,9 @@ pub(super) fn run_epochs(
     let weight_vars: Vec<&Var> = shapes
         .iter()
         .zip(vars)
-        .filter(|(s, _)| s.shape.len() > 1)
-        .map(|(_, v)| v)
+        .zip(&params.frozen)
+        .filter(|((s, _), frozen)| s.shape.len() > 1 && !**frozen)
+        .map(|((_, v), _)| v)
         .collect();
 
     let mut rng = ChaCha8Rng::seed_from_u64(t.seed);
@@ -121,7 +193,10 @@ pub(super) fn run_epochs(
         let mut batch_losses = Vec::with_capacity(n_train.div_ceil(batch_size));
         // One gather per epoch, then zero-copy batch views: fewer ops per step.
         let idx = Tensor::from_slice(&perm, n_train, device)?;
-        let x_epoch = x_train.index_select(&idx, 0)?;
+        let x_epoch = match augmented.as_deref_mut() {
+            Some(next) => next()?.index_select(&idx, 0)?,
+            None => x_train.index_select(&idx, 0)?,
+        };
         let y_epoch = y_train.index_select(&idx, 0)?;
         for start in (0..n_train).step_by(batch_size) {
             let len = batch_size.min(n_train - start);
@@ -135,7 +210,10 @@ pub(super) fn run_epochs(
                     loss = (loss + (w.as_tensor().sqr()?.sum_all()? * (l2 / 2.0))?)?;
                 }
             }
-            optimizer.backward_step(&loss)?;
+            let grads = loss.backward()?;
+            for optimizer in &mut optimizers {
+                optimizer.step(&grads)?;
+            }
         }
         let total = Tensor::stack(&batch_losses, 0)?
             .to_dtype(candle_core::DType::F64)?
@@ -226,10 +304,24 @@ enum Opt {
 }
 
 impl Opt {
-    fn backward_step(&mut self, loss: &Tensor) -> candle_core::Result<()> {
+    fn new(t: &crate::api::TrainingSpec, vars: Vec<Var>, lr: f64) -> candle_core::Result<Opt> {
+        Ok(match t.optimizer {
+            Optimizer::Adamw => Opt::AdamW(candle_nn::AdamW::new(
+                vars,
+                candle_nn::ParamsAdamW {
+                    lr,
+                    weight_decay: t.weight_decay,
+                    ..Default::default()
+                },
+            )?),
+            Optimizer::Sgd => Opt::Sgd(candle_nn::SGD::new(vars, lr)?),
+        })
+    }
+
+    fn step(&mut self, grads: &candle_core::backprop::GradStore) -> candle_core::Result<()> {
         match self {
-            Opt::AdamW(o) => o.backward_step(loss),
-            Opt::Sgd(o) => o.backward_step(loss),
+            Opt::AdamW(o) => o.step(grads),
+            Opt::Sgd(o) => o.step(grads),
         }
     }
 }

@@ -5,12 +5,17 @@
 //! own ChaCha RNG streams, never from candle's global RNG.
 //!
 //! The steps live beside this file: `encode` (split, inputs, targets),
-//! `epochs` (parameters and the optimisation loop) and `reference` (the
-//! drift reference with calibration and importance).
+//! `epochs` (parameters and the optimisation loop), `reference` (the
+//! drift reference with calibration and importance), and for image models
+//! `images` (the same steps on decoded images) and `image_reference`
+//! (image statistics and embedding directions).
 
 mod encode;
 mod epochs;
+mod image_reference;
+mod images;
 mod reference;
+pub mod start;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -18,11 +23,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use candle_core::{Device, Tensor};
 
-use crate::api::{ModelSpec, Task, TrainingDevice};
+use crate::api::{DataFormat, ModelSpec, Task, TrainingDevice};
+use crate::drift::ReferenceProfile;
 
-use super::arch::{self, Architecture};
+use super::arch::{self, Architecture, InputShape};
 use super::artifact::{
-    self, DatasetLineage, FORMAT_VERSION, FeedbackLineage, FileDigest, Manifest, Predictor,
+    self, DatasetLineage, EpochRecord, FORMAT_VERSION, FeedbackLineage, FileDigest, Manifest,
+    Predictor, TargetScale,
 };
 use super::error::MlError;
 use super::metrics;
@@ -37,6 +44,7 @@ const INIT_STREAM: u64 = 2;
 const TRAIN_STREAM: u64 = 3;
 const CALIBRATION_STREAM: u64 = 4;
 const IMPORTANCE_STREAM: u64 = 5;
+const AUGMENT_STREAM: u64 = 6;
 
 /// How a training run is started.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +55,8 @@ pub struct TrainOptions {
     pub device: Option<TrainingDevice>,
     /// Draw a progress bar on a terminal.
     pub progress: bool,
+    /// The champion's artifact, for `training.warmStart: champion`.
+    pub warm_start: Option<String>,
     /// The training start `data.window` counts back from (the operator's
     /// decision time, so the data check and the run read the same files);
     /// now when absent.
@@ -111,6 +121,16 @@ fn device_name(device: &Device) -> String {
 pub async fn train(spec: &ModelSpec, options: &TrainOptions) -> Result<TrainedModel, MlError> {
     validate(spec)?;
     let device = select_device(options.device.unwrap_or(spec.training.device))?;
+    if spec.data.format == Some(DataFormat::Images) {
+        if options.feedback.is_some() && spec.data.include_feedback {
+            // Captured traffic of an image model holds no images to train on.
+            tracing::warn!("image models do not train on feedback; training on the image set only");
+        }
+        let set = images::read(spec).await?;
+        let checkpoints = start::read_checkpoints(spec, options.warm_start.as_deref()).await?;
+        return images::fit_images(spec, &set, &device, options.progress, &checkpoints);
+    }
+    let checkpoints = start::read_checkpoints(spec, options.warm_start.as_deref()).await?;
     let as_of = options.as_of.unwrap_or_else(chrono::Utc::now);
     let dataset = data::read(&spec.data, as_of).await?;
     let feedback = match (&options.feedback, spec.data.include_feedback) {
@@ -134,17 +154,18 @@ pub async fn train(spec: &ModelSpec, options: &TrainOptions) -> Result<TrainedMo
         }
         (None, false) => None,
     };
-    fit_dataset(
+    fit_from(
         spec,
         &dataset,
         feedback.as_ref().map(|(p, f)| (p.as_str(), f)),
         &device,
         options.progress,
+        &checkpoints,
     )
 }
 
 /// Trains on an already-read table, all of it data (the validation split
-/// drawn by `data.validationFraction`).
+/// drawn by `data.validationFraction`), from random weights.
 pub fn fit(
     spec: &ModelSpec,
     table: &Table,
@@ -152,28 +173,32 @@ pub fn fit(
     device: &Device,
     progress: bool,
 ) -> Result<TrainedModel, MlError> {
-    fit_dataset(
+    fit_from(
         spec,
         &Dataset::whole(table.clone()),
         feedback,
         device,
         progress,
+        &start::Checkpoints::default(),
     )
 }
 
-/// Trains on a read dataset. `feedback` rows join the training split only;
-/// the dataset's time-aware holdout, when it has one, is the validation split.
+/// Trains on a read dataset, starting from the champion or a base
+/// checkpoint when the spec asks. `feedback` rows join the training split
+/// only; the dataset's time-aware holdout, when it has one, is the
+/// validation split.
 ///
 /// The steps, each its own function: split the rows, encode the inputs,
 /// encode the targets, initialise the parameters, run the epochs, measure
 /// on the validation split, build the drift reference (calibrated, with
 /// importance), and assemble the manifest.
-pub fn fit_dataset(
+pub fn fit_from(
     spec: &ModelSpec,
     dataset: &Dataset,
     feedback: Option<(&str, &Feedback)>,
     device: &Device,
     progress: bool,
+    checkpoints: &start::Checkpoints,
 ) -> Result<TrainedModel, MlError> {
     let started = Instant::now();
     let arch = validate(spec)?;
@@ -188,7 +213,10 @@ pub fn fit_dataset(
         Task::Classification => targets.classes.len(),
         Task::Regression => 1,
     };
-    let params = Parameters::init(arch, spec, inputs, outputs, device)?;
+    let input = InputShape::Features(inputs);
+    let (initial, start) =
+        start::choose(spec, arch, input, outputs, &targets.classes, checkpoints)?;
+    let params = Parameters::init(arch, spec, input, outputs, initial.as_ref(), device)?;
     let x_train = Tensor::from_vec(encoded.x_train.clone(), (encoded.n_train, inputs), device)?;
     let x_val = Tensor::from_vec(
         gather(&encoded.all_x, inputs, &split.val),
@@ -202,12 +230,14 @@ pub fn fit_dataset(
         (&x_val, &targets.y_val),
         targets.target_scale,
         progress,
+        None,
     )?;
 
     let Parameters {
         shapes,
         vars,
         network,
+        ..
     } = params;
     let named: Vec<(String, Tensor)> = shapes
         .iter()
@@ -216,6 +246,8 @@ pub fn fit_dataset(
         .collect();
     let predictor = Predictor {
         features: encoded.features.clone(),
+        image: None,
+        embedding: None,
         task,
         classes: targets.classes.clone(),
         target_scale: targets.target_scale,
@@ -227,7 +259,57 @@ pub fn fit_dataset(
     // Validation metrics through the same prediction path as serving.
     let val_pred =
         predictor.predict_encoded(gather(&encoded.all_x, inputs, &split.val), split.val.len())?;
-    let metrics = match task {
+    let metrics = validation_metrics(task, &targets, &val_pred);
+    let reference = drift_reference(
+        spec, table, &encoded, &split, &targets, &predictor, &val_pred,
+    )?;
+    let data_stats = data::statistics(table, &names, &spec.data.target, &BTreeMap::new());
+    finish(
+        spec,
+        Finished {
+            started,
+            named,
+            input,
+            outputs,
+            features: encoded.features,
+            classes: targets.classes,
+            target_scale: targets.target_scale,
+            image: None,
+            reference,
+            metrics,
+            curve,
+            start,
+            data_stats: Some(data_stats),
+            dataset: DatasetLineage {
+                source: spec.data.source.clone(),
+                digest: table.digest.clone(),
+                rows: table.rows,
+                training_rows: encoded.n_train,
+                validation_rows: split.val.len(),
+                files: dataset.files.clone(),
+                pruned_files: dataset.pruned.iter().map(|f| f.uri.clone()).collect(),
+                window: dataset.window.clone(),
+                feedback: feedback.map(|(prefix, fb)| FeedbackLineage {
+                    prefix: prefix.to_string(),
+                    files: fb.files,
+                    rows: fb.table.rows,
+                    skipped_rows: fb.skipped_rows,
+                    digest: fb.table.digest.clone(),
+                }),
+                bad_images: Vec::new(),
+            },
+            device,
+        },
+    )
+}
+
+/// Accuracy and friends (classification) or errors (regression) on the validation split.
+fn validation_metrics(
+    task: Task,
+    targets: &encode::Targets,
+    val_pred: &artifact::Predictions,
+) -> BTreeMap<String, f64> {
+    match task {
         Task::Classification => metrics::classification(
             &targets.classes,
             &targets.val_labels,
@@ -235,20 +317,44 @@ pub fn fit_dataset(
             val_pred.probabilities.as_deref().unwrap_or(&[]),
         ),
         Task::Regression => metrics::regression(&targets.val_values, &val_pred.values),
-    };
-    let reference = drift_reference(
-        spec, table, &encoded, &split, &targets, &predictor, &val_pred,
-    )?;
+    }
+}
 
-    let data_stats = data::statistics(table, &names, &spec.data.target, &BTreeMap::new());
-    let weights = artifact::weights_to_bytes(&named)?;
-    let tensors = artifact::tensor_infos(&named);
+/// What a run produced, before it becomes an artifact.
+struct Finished<'a> {
+    started: Instant,
+    named: Vec<(String, Tensor)>,
+    input: InputShape,
+    outputs: usize,
+    features: Vec<super::preprocess::FeatureSchema>,
+    classes: Vec<String>,
+    target_scale: Option<TargetScale>,
+    image: Option<super::vision::ImagePreprocessing>,
+    reference: ReferenceProfile,
+    metrics: BTreeMap<String, f64>,
+    curve: Vec<EpochRecord>,
+    start: Option<artifact::StartLineage>,
+    data_stats: Option<crate::api::DataStats>,
+    dataset: DatasetLineage,
+    device: &'a Device,
+}
+
+/// The weights, their fingerprint and the manifest of a finished run.
+fn finish(spec: &ModelSpec, run: Finished<'_>) -> Result<TrainedModel, MlError> {
+    let weights = artifact::weights_to_bytes(&run.named)?;
+    let tensors = artifact::tensor_infos(&run.named);
     let parameters = tensors
         .iter()
         .map(|t| t.shape.iter().product::<usize>() as u64)
         .sum();
-    let fingerprint = artifact::fingerprint(&spec.architecture, task, inputs, outputs, &tensors);
-    let training_seconds = started.elapsed().as_secs_f64();
+    let fingerprint = artifact::fingerprint(
+        &spec.architecture,
+        spec.task,
+        run.input,
+        run.outputs,
+        &tensors,
+    );
+    let training_seconds = run.started.elapsed().as_secs_f64();
     tracing::info!(training_seconds, parameters, %fingerprint, "training finished");
     let mut files = BTreeMap::new();
     files.insert(
@@ -260,41 +366,27 @@ pub fn fit_dataset(
     );
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
-        task,
+        task: spec.task,
         target: spec.data.target.clone(),
-        features: encoded.features,
-        classes: targets.classes,
-        target_scale: targets.target_scale,
+        features: run.features,
+        classes: run.classes,
+        target_scale: run.target_scale,
+        image: run.image,
         architecture: spec.architecture.clone(),
-        inputs,
-        outputs,
+        inputs: run.input.width(),
+        outputs: run.outputs,
         tensors,
         parameters,
         fingerprint,
-        reference,
-        metrics,
-        curve,
-        dataset: DatasetLineage {
-            source: spec.data.source.clone(),
-            digest: table.digest.clone(),
-            rows: table.rows,
-            training_rows: encoded.n_train,
-            validation_rows: split.val.len(),
-            files: dataset.files.clone(),
-            pruned_files: dataset.pruned.iter().map(|f| f.uri.clone()).collect(),
-            window: dataset.window.clone(),
-            feedback: feedback.map(|(prefix, fb)| FeedbackLineage {
-                prefix: prefix.to_string(),
-                files: fb.files,
-                rows: fb.table.rows,
-                skipped_rows: fb.skipped_rows,
-                digest: fb.table.digest.clone(),
-            }),
-        },
-        data_stats: Some(data_stats),
+        reference: run.reference,
+        metrics: run.metrics,
+        curve: run.curve,
+        dataset: run.dataset,
+        data_stats: run.data_stats,
+        start: run.start,
         seed: spec.training.seed,
         training: spec.training.clone(),
-        device: device_name(device),
+        device: device_name(run.device),
         driftline_version: env!("CARGO_PKG_VERSION").to_string(),
         trained_at: chrono::Utc::now().to_rfc3339(),
         training_seconds,

@@ -22,7 +22,7 @@ use super::{CALIBRATION_STREAM, IMPORTANCE_STREAM};
 use crate::data::{Cell, Table};
 
 /// Shuffles per feature for permutation importance (their mean is kept).
-const IMPORTANCE_REPEATS: usize = 5;
+pub(super) const IMPORTANCE_REPEATS: usize = 5;
 
 fn profile_of(schema: &FeatureSchema, cells: &[Cell]) -> Result<FeatureProfile, MlError> {
     let name = schema.name.clone();
@@ -186,17 +186,17 @@ fn held_out_sketch(
 }
 
 /// The held-out rows' targets.
-struct Held<'a> {
-    classes: &'a [String],
+pub(super) struct Held<'a> {
+    pub(super) classes: &'a [String],
     /// Class labels (classification).
-    labels: &'a [String],
+    pub(super) labels: &'a [String],
     /// Values (regression).
-    values: &'a [f64],
+    pub(super) values: &'a [f64],
 }
 
 impl Held<'_> {
     /// Mean cross-entropy (classification) or squared error (regression) of predictions.
-    fn loss(&self, p: &artifact::Predictions) -> f64 {
+    pub(super) fn loss(&self, p: &artifact::Predictions) -> f64 {
         match &p.probabilities {
             Some(probabilities) => {
                 let n = self.labels.len().max(1) as f64;

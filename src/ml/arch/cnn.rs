@@ -1,0 +1,241 @@
+//! Convolutional image classifier: `convBlocks` (conv2d with same padding,
+//! batch norm, the activation, 2×2 pooling), global average pooling, then
+//! the head: `hiddenLayers` linear layers and the output layer, as the MLP.
+//!
+//! Tensor names are the block's prefix, so `training.freeze: [conv]` keeps
+//! every block (batch norm included) and leaves the head to train:
+//! `conv{i}.weight`, `conv{i}.bias` (without batch norm), `conv{i}.bn.weight`,
+//! `conv{i}.bn.bias`, `conv{i}.bn.running_mean`, `conv{i}.bn.running_var`,
+//! then `head{j}.weight`, `head{j}.bias`.
+
+use std::collections::HashMap;
+
+use candle_core::{ModuleT, Tensor};
+use candle_nn::BatchNorm;
+use rand_chacha::ChaCha8Rng;
+
+use crate::api::{ArchitectureSpec, ConvBlock, Pooling};
+
+use super::mlp::{LinearStack, activate, linear_init, linear_layers, linear_tensors};
+use super::{Architecture, InputShape, Network, TensorRole, TensorShape, tensor, uniform_fan_in};
+use crate::ml::error::MlError;
+
+/// The `cnn` architecture.
+pub struct Cnn;
+
+/// PyTorch's batch-norm epsilon and momentum.
+const BN_EPS: f64 = 1e-5;
+const BN_MOMENTUM: f64 = 0.1;
+
+fn input_channels(input: InputShape) -> usize {
+    match input {
+        InputShape::Image { channels, .. } => channels,
+        // A feature vector is a 1×1 image with one channel per feature.
+        InputShape::Features(n) => n,
+    }
+}
+
+/// Widths of the head: the last block's channels, the hidden layers, the outputs.
+fn head_widths(spec: &ArchitectureSpec, input: InputShape, outputs: usize) -> Vec<usize> {
+    let last = spec
+        .conv_blocks
+        .last()
+        .map_or(input_channels(input), |b| b.channels as usize);
+    let mut w = vec![last];
+    w.extend(spec.hidden_layers.iter().map(|&h| h as usize));
+    w.push(outputs);
+    w
+}
+
+fn block_tensors(i: usize, block: &ConvBlock, c_in: usize) -> Vec<TensorShape> {
+    let c = block.channels as usize;
+    let k = block.kernel as usize;
+    let shape = |suffix: &str, shape: Vec<usize>, role| TensorShape {
+        name: format!("conv{i}.{suffix}"),
+        shape,
+        role,
+    };
+    let mut out = vec![shape("weight", vec![c, c_in, k, k], TensorRole::Body)];
+    if block.batch_norm {
+        out.push(shape("bn.weight", vec![c], TensorRole::Body));
+        out.push(shape("bn.bias", vec![c], TensorRole::Body));
+        out.push(shape(
+            "bn.running_mean",
+            vec![c],
+            TensorRole::RunningStatistic,
+        ));
+        out.push(shape(
+            "bn.running_var",
+            vec![c],
+            TensorRole::RunningStatistic,
+        ));
+    } else {
+        out.push(shape("bias", vec![c], TensorRole::Body));
+    }
+    out
+}
+
+impl Architecture for Cnn {
+    fn name(&self) -> &'static str {
+        "cnn"
+    }
+
+    fn tensors(
+        &self,
+        spec: &ArchitectureSpec,
+        input: InputShape,
+        outputs: usize,
+    ) -> Vec<TensorShape> {
+        let mut out = Vec::new();
+        let mut c_in = input_channels(input);
+        for (i, block) in spec.conv_blocks.iter().enumerate() {
+            out.extend(block_tensors(i, block, c_in));
+            c_in = block.channels as usize;
+        }
+        out.extend(linear_tensors("head", &head_widths(spec, input, outputs)));
+        out
+    }
+
+    fn init(
+        &self,
+        spec: &ArchitectureSpec,
+        input: InputShape,
+        outputs: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<Vec<f32>> {
+        let mut out = Vec::new();
+        let mut c_in = input_channels(input);
+        for block in &spec.conv_blocks {
+            let c = block.channels as usize;
+            let k = block.kernel as usize;
+            let fan_in = c_in * k * k;
+            out.push(uniform_fan_in(c * fan_in, fan_in, rng));
+            if block.batch_norm {
+                out.extend([vec![1.0; c], vec![0.0; c], vec![0.0; c], vec![1.0; c]]);
+            } else {
+                out.push(uniform_fan_in(c, fan_in, rng));
+            }
+            c_in = c;
+        }
+        out.extend(linear_init(&head_widths(spec, input, outputs), rng));
+        out
+    }
+
+    fn build(
+        &self,
+        spec: &ArchitectureSpec,
+        input: InputShape,
+        tensors: &HashMap<String, Tensor>,
+        frozen: &dyn Fn(&str) -> bool,
+    ) -> Result<Box<dyn Network>, MlError> {
+        let (height, width) = match input {
+            InputShape::Image { height, width, .. } => (height, width),
+            InputShape::Features(_) => (1, 1),
+        };
+        let mut blocks = Vec::with_capacity(spec.conv_blocks.len());
+        for (i, b) in spec.conv_blocks.iter().enumerate() {
+            let get = |suffix: &str| tensor(tensors, &format!("conv{i}.{suffix}"));
+            let norm = if b.batch_norm {
+                let bn = BatchNorm::new_with_momentum(
+                    b.channels as usize,
+                    get("bn.running_mean")?,
+                    get("bn.running_var")?,
+                    get("bn.weight")?,
+                    get("bn.bias")?,
+                    BN_EPS,
+                    BN_MOMENTUM,
+                )?;
+                Norm::Batch {
+                    bn,
+                    frozen: frozen(&format!("conv{i}.bn.running_mean")),
+                }
+            } else {
+                Norm::Bias(get("bias")?.reshape((1, b.channels as usize, 1, 1))?)
+            };
+            blocks.push(Block {
+                weight: get("weight")?,
+                stride: b.stride.max(1) as usize,
+                padding: (b.kernel as usize) / 2,
+                norm,
+                pool: b.pool,
+            });
+        }
+        let head = LinearStack {
+            layers: linear_layers("head", spec.hidden_layers.len() + 1, tensors)?,
+            activation: spec.activation,
+            dropout: spec.dropout as f32,
+        };
+        Ok(Box::new(CnnNetwork {
+            channels: input_channels(input),
+            height,
+            width,
+            blocks,
+            activation: spec.activation,
+            head,
+        }))
+    }
+}
+
+enum Norm {
+    /// Batch norm; a frozen one keeps its running statistics in training too.
+    Batch {
+        bn: BatchNorm,
+        frozen: bool,
+    },
+    Bias(Tensor),
+}
+
+struct Block {
+    weight: Tensor,
+    stride: usize,
+    padding: usize,
+    norm: Norm,
+    pool: Pooling,
+}
+
+struct CnnNetwork {
+    channels: usize,
+    height: usize,
+    width: usize,
+    blocks: Vec<Block>,
+    activation: crate::api::Activation,
+    head: LinearStack,
+}
+
+impl CnnNetwork {
+    /// The blocks and global average pooling: one vector per image.
+    fn features(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        let rows = x.dim(0)?;
+        let mut h = x.reshape((rows, self.channels, self.height, self.width))?;
+        for b in &self.blocks {
+            h = h.conv2d(&b.weight, b.padding, b.stride, 1, 1)?;
+            h = match &b.norm {
+                Norm::Batch { bn, frozen } => bn.forward_t(&h, train && !frozen)?,
+                Norm::Bias(bias) => h.broadcast_add(bias)?,
+            };
+            h = activate(&h, self.activation)?;
+            h = match b.pool {
+                Pooling::Max => h.max_pool2d(2)?,
+                Pooling::Avg => h.avg_pool2d(2)?,
+                Pooling::None => h,
+            };
+        }
+        h.mean((2, 3))
+    }
+}
+
+impl Network for CnnNetwork {
+    fn forward(&self, x: &Tensor, train: Option<&mut ChaCha8Rng>) -> candle_core::Result<Tensor> {
+        let pooled = self.features(x, train.is_some())?;
+        self.head.forward(&pooled, train)
+    }
+
+    fn forward_with_embedding(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let embedding = self.head.hidden(&self.features(x, false)?, None)?;
+        Ok((self.head.output(&embedding)?, embedding))
+    }
+
+    fn head(&self, embedding: &Tensor) -> candle_core::Result<Tensor> {
+        self.head.output(embedding)
+    }
+}

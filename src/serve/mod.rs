@@ -14,6 +14,7 @@ mod predict;
 mod protocol;
 mod server;
 mod trace;
+mod watch;
 
 pub use error::ServeError;
 pub use feedback::{FeedbackConfig, FeedbackSink};

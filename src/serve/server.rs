@@ -1,7 +1,6 @@
 //! The model server: Open Inference Protocol v2 endpoints, drift, feedback,
 //! health and metrics for one loaded model.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -20,20 +19,22 @@ use http_body_util::BodyExt;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
-use crate::drift::{DriftConfig, DriftMonitor, Observation, ReferenceProfile, WindowReport};
+use crate::drift::{DriftConfig, DriftMonitor, ReferenceProfile};
+
+use super::watch::{drift, feedback, feedback_stats, observe};
 
 use super::binary::HEADER_LENGTH;
 use super::error::ServeError;
 use super::feedback::{
-    FeedbackBody, FeedbackConfig, FeedbackHandle, FeedbackSink, LabelKind, ServedPredictions,
-    ServedRecord, start_feedback,
+    FeedbackConfig, FeedbackHandle, FeedbackSink, LabelKind, ServedPredictions, ServedRecord,
+    start_feedback,
 };
-use super::metrics::{ClassLabels, CodeLabels, FeatureLabels, RequestLabels, ServeMetrics};
+use super::metrics::{CodeLabels, RequestLabels, ServeMetrics};
 use crate::api::{FeatureKind, Task};
 
 use super::protocol::{
-    Column, DecodeError, DecodedBatch, InferRequest, InferResponse, InputSchema, ModelMetadata,
-    OutputData, ResponseOutput, ServerMetadata, TensorMetadata, encode_response, parse_infer_body,
+    DecodeError, DecodedBatch, InferRequest, InferResponse, InputSchema, ModelMetadata, OutputData,
+    ResponseOutput, ServerMetadata, TensorMetadata, encode_response, parse_infer_body,
     wants_binary,
 };
 
@@ -76,7 +77,7 @@ pub trait Predictor: Send + Sync + 'static {
     /// Predicts every row of the batch.
     fn predict(&self, batch: &DecodedBatch) -> Result<ModelOutput, String>;
     /// Image models: predicts decoded images.
-    fn predict_images(&self, _images: &[crate::ml::vision::Pixels]) -> Result<ModelOutput, String> {
+    fn predict_images(&self, _images: &[crate::ml::Pixels]) -> Result<ModelOutput, String> {
         Err("this model reads table columns, not images".into())
     }
 }
@@ -121,19 +122,19 @@ impl Default for ServerConfig {
 
 pub(super) struct Loaded {
     pub(super) model: Arc<dyn Predictor>,
-    name: String,
-    version: String,
+    pub(super) name: String,
+    pub(super) version: String,
     pub(super) schema: InputSchema,
     /// Feature names in column order, shared with every feedback record.
     feature_names: Arc<[String]>,
-    drift: Mutex<DriftMonitor>,
-    feedback: FeedbackHandle,
+    pub(super) drift: Mutex<DriftMonitor>,
+    pub(super) feedback: FeedbackHandle,
 }
 
 pub(super) struct AppState {
     loaded: OnceLock<Loaded>,
     pub(super) config: ServerConfig,
-    metrics: Arc<ServeMetrics>,
+    pub(super) metrics: Arc<ServeMetrics>,
     permits: Arc<Semaphore>,
 }
 
@@ -393,7 +394,7 @@ impl AppState {
     }
 }
 
-fn answer<T: serde::Serialize>(
+pub(super) fn answer<T: serde::Serialize>(
     state: &AppState,
     endpoint: &'static str,
     result: Result<T, ServeError>,
@@ -771,132 +772,4 @@ fn check_output(output: &ModelOutput, task: Task, rows: usize) -> Result<(), Ser
         )));
     }
     Ok(())
-}
-
-fn observation(column: &Column, row: usize) -> Observation<'_> {
-    match column {
-        Column::Numbers(v) => Observation::Number(v[row]),
-        Column::Texts(v) => Observation::Text(&v[row]),
-    }
-}
-
-/// Counts rows, classes and drift for a served batch.
-fn observe(state: &AppState, loaded: &Loaded, batch: &DecodedBatch, output: &ModelOutput) {
-    let metrics = &state.metrics;
-    metrics.rows.inc_by(batch.rows as u64);
-    let classification = matches!(loaded.model.info().task, Task::Classification);
-    if classification {
-        let mut counts: HashMap<&str, u64> = HashMap::new();
-        for l in &output.labels {
-            *counts.entry(l.as_str()).or_default() += 1;
-        }
-        for (class, n) in counts {
-            metrics
-                .predictions
-                .get_or_create(&ClassLabels {
-                    class: class.to_string(),
-                })
-                .inc_by(n);
-        }
-    }
-    let closed = {
-        let mut monitor = loaded.drift.lock().unwrap_or_else(|p| p.into_inner());
-        monitor.observe_rows(
-            batch.rows,
-            |j, i| match &output.monitored {
-                Some(columns) => Observation::Number(columns[j][i]),
-                None => observation(&batch.columns[j], i),
-            },
-            |i| {
-                if classification {
-                    Observation::Text(&output.labels[i])
-                } else {
-                    Observation::Number(output.values[i])
-                }
-            },
-            Utc::now(),
-        )
-    };
-    for window in closed {
-        publish_drift(metrics, &window);
-    }
-}
-
-fn publish_drift(metrics: &ServeMetrics, window: &WindowReport) {
-    metrics.drift_windows.inc();
-    for f in window.features.iter().chain([&window.prediction]) {
-        let labels = FeatureLabels {
-            feature: f.name.clone(),
-        };
-        metrics.drift.get_or_create(&labels).set(f.value);
-        metrics
-            .drifted
-            .get_or_create(&labels)
-            .set(i64::from(f.drifted));
-    }
-    metrics.dataset_drifted_share.set(window.drifted_share);
-    if window.dataset_drifted {
-        tracing::warn!(features = ?window.drifted_features, share = window.drifted_share, "dataset drift in the last window");
-    }
-}
-
-async fn feedback(
-    State(state): State<Arc<AppState>>,
-    Path(path): Path<ModelPath>,
-    request: Request,
-) -> Response {
-    let result = async {
-        let loaded = state.model_for(&path)?;
-        let body = read_body(request.into_body(), state.config.body_limit).await?;
-        let parsed: FeedbackBody = serde_json::from_slice(&body).map_err(|e| {
-            ServeError::BadFeedback(format!(
-                "expected {{\"id\", \"label\"}}, a list of them, or {{\"feedback\": [...]}}: {e}"
-            ))
-        })?;
-        let items = parsed.into_items();
-        let single = items.len() == 1;
-        let outcome = loaded.feedback.label(items).await?;
-        if single && outcome.joined == 0 && !outcome.unknown.is_empty() {
-            return Err(ServeError::UnknownFeedbackId(format!(
-                "`{}`",
-                outcome.unknown.join("`, `")
-            )));
-        }
-        Ok::<_, ServeError>(outcome)
-    }
-    .await;
-    answer(&state, "feedback", result)
-}
-
-async fn feedback_stats(
-    State(state): State<Arc<AppState>>,
-    Path(path): Path<ModelPath>,
-) -> Response {
-    let result = state.model_for(&path).map(|l| l.feedback.stats());
-    answer(&state, "feedback", result)
-}
-
-/// Body of `GET /v2/models/{name}/drift`.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct DriftAnswer {
-    model_name: String,
-    model_version: String,
-    #[serde(flatten)]
-    report: crate::drift::DriftReport,
-}
-
-async fn drift(State(state): State<Arc<AppState>>, Path(path): Path<ModelPath>) -> Response {
-    let result = state.model_for(&path).map(|loaded| {
-        let mut monitor = loaded.drift.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(window) = monitor.tick(Utc::now()) {
-            publish_drift(&state.metrics, &window);
-        }
-        DriftAnswer {
-            model_name: loaded.name.clone(),
-            model_version: loaded.version.clone(),
-            report: monitor.report(),
-        }
-    });
-    answer(&state, "drift", result)
 }

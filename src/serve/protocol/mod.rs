@@ -6,12 +6,19 @@
 //! `[N, 1]`; BYTES for categorical features). `data` may be flat or nested,
 //! row-major.
 
-use std::fmt;
+mod response;
+mod tensor;
 
-use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+use serde::Deserialize;
 
 use crate::api::FeatureKind;
-use serde::{Deserialize, Deserializer, Serialize};
+
+pub use response::{
+    InferResponse, ModelMetadata, OutputData, ResponseOutput, ServerMetadata, TensorMetadata,
+    encode_response,
+};
+use tensor::not_utf8;
+pub use tensor::{TensorData, bytes_elements};
 
 /// Why an infer request was refused; each message names the input and the problem.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -207,193 +214,6 @@ pub struct RequestOutput {
     pub name: String,
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
-}
-
-/// Tensor contents, flattened row-major from flat or nested JSON arrays.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TensorData {
-    Numbers(Vec<f64>),
-    Texts(Vec<String>),
-    Bools(Vec<bool>),
-    /// BYTES elements that are not all UTF-8 text (encoded images), kept raw.
-    Blobs(Vec<Vec<u8>>),
-}
-
-impl TensorData {
-    /// Number of scalar values.
-    pub fn len(&self) -> usize {
-        match self {
-            TensorData::Numbers(v) => v.len(),
-            TensorData::Texts(v) => v.len(),
-            TensorData::Bools(v) => v.len(),
-            TensorData::Blobs(v) => v.len(),
-        }
-    }
-
-    /// Whether there are no values.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn kind(&self) -> &'static str {
-        match self {
-            TensorData::Numbers(_) => "numbers",
-            TensorData::Texts(_) => "strings",
-            TensorData::Blobs(_) => "binary bytes",
-            TensorData::Bools(_) => "booleans",
-        }
-    }
-}
-
-/// BYTES elements as text when every one is UTF-8, else kept raw.
-pub fn bytes_elements(elements: Vec<Vec<u8>>) -> TensorData {
-    if elements.iter().all(|e| std::str::from_utf8(e).is_ok()) {
-        TensorData::Texts(
-            elements
-                .into_iter()
-                .map(|e| String::from_utf8(e).unwrap_or_default())
-                .collect(),
-        )
-    } else {
-        TensorData::Blobs(elements)
-    }
-}
-
-/// The error for raw BYTES where a feature needs text: the first element that is not UTF-8.
-fn not_utf8(input: &str, elements: &[Vec<u8>]) -> DecodeError {
-    let (index, error) = elements
-        .iter()
-        .enumerate()
-        .find_map(|(i, e)| std::str::from_utf8(e).err().map(|err| (i, err.to_string())))
-        .unwrap_or_default();
-    DecodeError::BytesElement {
-        input: input.to_string(),
-        index,
-        reason: format!("not UTF-8 text: {error}"),
-    }
-}
-
-impl<'de> Deserialize<'de> for TensorData {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut data = None;
-        d.deserialize_seq(Flatten {
-            data: &mut data,
-            depth: 0,
-        })?;
-        Ok(data.unwrap_or(TensorData::Numbers(Vec::new())))
-    }
-}
-
-/// Nesting deeper than this is refused (a tensor has few dimensions).
-const MAX_DEPTH: usize = 16;
-
-struct Flatten<'a> {
-    data: &'a mut Option<TensorData>,
-    depth: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for Flatten<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl Flatten<'_> {
-    fn push_number<E: serde::de::Error>(self, x: f64) -> Result<(), E> {
-        match self
-            .data
-            .get_or_insert_with(|| TensorData::Numbers(Vec::new()))
-        {
-            TensorData::Numbers(v) => {
-                v.push(x);
-                Ok(())
-            }
-            other => Err(E::custom(format!(
-                "data mixes numbers with {}",
-                other.kind()
-            ))),
-        }
-    }
-}
-
-impl<'de> Visitor<'de> for Flatten<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a flat or nested array of numbers, strings or booleans")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        if self.depth >= MAX_DEPTH {
-            return Err(serde::de::Error::custom(format!(
-                "data is nested deeper than {MAX_DEPTH} levels"
-            )));
-        }
-        let depth = self.depth + 1;
-        while seq
-            .next_element_seed(Flatten {
-                data: &mut *self.data,
-                depth,
-            })?
-            .is_some()
-        {}
-        Ok(())
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, x: f64) -> Result<(), E> {
-        self.push_number(x)
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, x: i64) -> Result<(), E> {
-        self.push_number(x as f64)
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, x: u64) -> Result<(), E> {
-        self.push_number(x as f64)
-    }
-
-    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<(), E> {
-        match self
-            .data
-            .get_or_insert_with(|| TensorData::Texts(Vec::new()))
-        {
-            TensorData::Texts(v) => {
-                v.push(s.to_string());
-                Ok(())
-            }
-            other => Err(E::custom(format!(
-                "data mixes strings with {}",
-                other.kind()
-            ))),
-        }
-    }
-
-    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<(), E> {
-        match self
-            .data
-            .get_or_insert_with(|| TensorData::Bools(Vec::new()))
-        {
-            TensorData::Bools(v) => {
-                v.push(b);
-                Ok(())
-            }
-            other => Err(E::custom(format!(
-                "data mixes booleans with {}",
-                other.kind()
-            ))),
-        }
-    }
-
-    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
-        Err(E::custom("data contains null; every value must be present"))
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, _map: A) -> Result<(), A::Error> {
-        Err(serde::de::Error::custom(
-            "data contains an object; expected numbers, strings or booleans",
-        ))
-    }
 }
 
 /// The inputs a model expects, in its feature order.
@@ -853,110 +673,6 @@ fn decode_per_feature(
         columns.push(column);
     }
     Ok(DecodedBatch { rows, columns })
-}
-
-/// `POST …/infer` response.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct InferResponse {
-    pub model_name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub model_version: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    pub outputs: Vec<ResponseOutput>,
-}
-
-/// One output tensor.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct ResponseOutput {
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub datatype: String,
-    pub data: OutputData,
-}
-
-/// One output tensor whose data follows the JSON as raw bytes.
-#[derive(Debug, Serialize)]
-struct BinaryOutput<'a> {
-    name: &'a str,
-    shape: &'a [usize],
-    datatype: &'a str,
-    parameters: serde_json::Value,
-}
-
-/// An infer response as a REST body: plain JSON when no output is binary,
-/// else the JSON (with `binary_data_size` on each binary output) followed by
-/// their bytes; returns the body and the JSON's length for
-/// `Inference-Header-Content-Length`.
-pub fn encode_response(response: &InferResponse, binary: &[bool]) -> (Vec<u8>, Option<usize>) {
-    if !binary.iter().any(|&b| b) {
-        let json = serde_json::to_vec(response).expect("an infer response serializes");
-        return (json, None);
-    }
-    let mut raw = Vec::new();
-    let outputs: Vec<serde_json::Value> = response
-        .outputs
-        .iter()
-        .zip(binary.iter().copied().chain(std::iter::repeat(false)))
-        .map(|(o, is_binary)| {
-            if !is_binary {
-                return serde_json::to_value(o).expect("an output serializes");
-            }
-            let bytes = super::binary::encode_output(&o.data);
-            let value = serde_json::to_value(BinaryOutput {
-                name: &o.name,
-                shape: &o.shape,
-                datatype: &o.datatype,
-                parameters: serde_json::json!({ "binary_data_size": bytes.len() }),
-            })
-            .expect("an output serializes");
-            raw.extend_from_slice(&bytes);
-            value
-        })
-        .collect();
-    let mut header = serde_json::to_value(response).expect("an infer response serializes");
-    header["outputs"] = serde_json::Value::Array(outputs);
-    let mut body = serde_json::to_vec(&header).expect("JSON serializes");
-    let json_len = body.len();
-    body.extend_from_slice(&raw);
-    (body, Some(json_len))
-}
-
-/// Output tensor contents.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-#[serde(untagged)]
-pub enum OutputData {
-    Numbers(Vec<f32>),
-    Doubles(Vec<f64>),
-    Texts(Vec<String>),
-}
-
-/// `GET /v2/models/{name}` response.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct ModelMetadata {
-    pub name: String,
-    pub versions: Vec<String>,
-    pub platform: String,
-    pub inputs: Vec<TensorMetadata>,
-    pub outputs: Vec<TensorMetadata>,
-}
-
-/// Name, datatype and shape of a tensor (−1 for a variable dimension).
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct TensorMetadata {
-    pub name: String,
-    pub datatype: String,
-    pub shape: Vec<i64>,
-}
-
-/// `GET /v2` response.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct ServerMetadata {
-    pub name: String,
-    pub version: String,
-    pub extensions: Vec<String>,
 }
 
 #[cfg(test)]

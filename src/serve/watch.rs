@@ -1,0 +1,168 @@
+//! What the server keeps about its traffic beside the answers: rows,
+//! predicted classes and drift per served batch, and the feedback and drift
+//! endpoints (`POST …/feedback`, `GET …/feedback`, `GET …/drift`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::response::Response;
+use chrono::Utc;
+
+use crate::api::Task;
+use crate::drift::{Observation, WindowReport};
+
+use super::error::ServeError;
+use super::feedback::FeedbackBody;
+use super::metrics::{ClassLabels, FeatureLabels, ServeMetrics};
+use super::protocol::{Column, DecodedBatch};
+use super::server::{AppState, Loaded, ModelOutput, ModelPath, answer, read_body};
+
+fn observation(column: &Column, row: usize) -> Observation<'_> {
+    match column {
+        Column::Numbers(v) => Observation::Number(v[row]),
+        Column::Texts(v) => Observation::Text(&v[row]),
+    }
+}
+
+/// Counts rows, classes and drift for a served batch.
+pub(super) fn observe(
+    state: &AppState,
+    loaded: &Loaded,
+    batch: &DecodedBatch,
+    output: &ModelOutput,
+) {
+    let metrics = &state.metrics;
+    metrics.rows.inc_by(batch.rows as u64);
+    let classification = matches!(loaded.model.info().task, Task::Classification);
+    if classification {
+        let mut counts: HashMap<&str, u64> = HashMap::new();
+        for l in &output.labels {
+            *counts.entry(l.as_str()).or_default() += 1;
+        }
+        for (class, n) in counts {
+            metrics
+                .predictions
+                .get_or_create(&ClassLabels {
+                    class: class.to_string(),
+                })
+                .inc_by(n);
+        }
+    }
+    let closed = {
+        let mut monitor = loaded.drift.lock().unwrap_or_else(|p| p.into_inner());
+        monitor.observe_rows(
+            batch.rows,
+            |j, i| match &output.monitored {
+                Some(columns) => Observation::Number(columns[j][i]),
+                None => observation(&batch.columns[j], i),
+            },
+            |i| {
+                if classification {
+                    Observation::Text(&output.labels[i])
+                } else {
+                    Observation::Number(output.values[i])
+                }
+            },
+            Utc::now(),
+        )
+    };
+    for window in closed {
+        publish_drift(metrics, &window);
+    }
+}
+
+fn publish_drift(metrics: &ServeMetrics, window: &WindowReport) {
+    metrics.drift_windows.inc();
+    for f in window.features.iter().chain([&window.prediction]) {
+        let labels = FeatureLabels {
+            feature: f.name.clone(),
+        };
+        metrics.drift.get_or_create(&labels).set(f.value);
+        metrics
+            .drifted
+            .get_or_create(&labels)
+            .set(i64::from(f.drifted));
+    }
+    metrics.dataset_drifted_share.set(window.drifted_share);
+    if window.dataset_drifted {
+        tracing::warn!(features = ?window.drifted_features, share = window.drifted_share, "dataset drift in the last window");
+    }
+}
+
+pub(super) async fn feedback(
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<ModelPath>,
+    request: Request,
+) -> Response {
+    let result = async {
+        let loaded = state.model_for(&path)?;
+        let body = read_body(request.into_body(), state.config.body_limit).await?;
+        let parsed: FeedbackBody = serde_json::from_slice(&body).map_err(|e| {
+            ServeError::BadFeedback(format!(
+                "expected {{\"id\", \"label\"}}, a list of them, or {{\"feedback\": [...]}}: {e}"
+            ))
+        })?;
+        let items = parsed.into_items();
+        let single = items.len() == 1;
+        let outcome = loaded.feedback.label(items).await?;
+        if single && outcome.joined == 0 && !outcome.unknown.is_empty() {
+            return Err(ServeError::UnknownFeedbackId(format!(
+                "`{}`",
+                outcome.unknown.join("`, `")
+            )));
+        }
+        Ok::<_, ServeError>(outcome)
+    }
+    .await;
+    answer(&state, "feedback", result)
+}
+
+pub(super) async fn feedback_stats(
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<ModelPath>,
+) -> Response {
+    let result = state.model_for(&path).map(|l| l.feedback.stats());
+    answer(&state, "feedback", result)
+}
+
+/// Body of `GET /v2/models/{name}/drift`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DriftAnswer {
+    model_name: String,
+    model_version: String,
+    #[serde(flatten)]
+    report: crate::drift::DriftReport,
+}
+
+pub(super) async fn drift(
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<ModelPath>,
+) -> Response {
+    let result = state.model_for(&path).map(|loaded| {
+        let mut monitor = loaded.drift.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(window) = monitor.tick(Utc::now()) {
+            publish_drift(&state.metrics, &window);
+        }
+        DriftAnswer {
+            model_name: loaded.name.clone(),
+            model_version: loaded.version.clone(),
+            report: monitor.report(),
+        }
+    });
+    answer(&state, "drift", result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_is_observed_as_its_columns_kind() {
+        let numbers = Column::Numbers(vec![1.5, -2.0]);
+        let texts = Column::Texts(vec!["red".into(), "white".into()]);
+        assert!(matches!(observation(&numbers, 1), Observation::Number(v) if v == -2.0));
+        assert!(matches!(observation(&texts, 0), Observation::Text("red")));
+    }
+}

@@ -52,7 +52,7 @@ fn daily(dir: &Path) -> std::io::Result<()> {
     use std::sync::Arc;
 
     use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampSecondArray};
-    use driftline::ml::{Cell, Table};
+    use driftline::data::{Cell, Table};
 
     let source = dir.join("wine-good/train.csv");
     let table = Table::from_csv(&source.display().to_string(), &std::fs::read(&source)?)

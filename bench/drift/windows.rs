@@ -16,9 +16,10 @@ use candle_core::Device;
 use chrono::Utc;
 use driftline::api::DriftSpec;
 use driftline::api::load_model_config;
+use driftline::data::{Cell, Table};
 use driftline::drift::{DriftConfig, DriftMonitor, Observation};
 use driftline::ml::synth::{self, Shift};
-use driftline::ml::{Cell, FeatureBatch, LoadedModel, Table, fit};
+use driftline::ml::{FeatureBatch, LoadedModel, fit};
 
 const WINDOW: usize = 500;
 

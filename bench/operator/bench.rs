@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use driftline::api::{Model, ModelPhase, ModelVersion, load_model_config, names};
-use driftline::cluster::runner::NodeConfig;
+use driftline::cluster::NodeConfig;
 use driftline::cluster::{ClusterConfig, EmbeddedCluster};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -595,7 +595,7 @@ fn bundled_spec() -> driftline::api::ModelSpec {
     let mut spec = load_model_config(include_str!("../../pipelines/wine-quality.yaml"))
         .expect("bundled Model");
     let cwd = std::env::current_dir().expect("cwd");
-    let absolute = |uri: &str| driftline::ml::store::absolute(uri, &cwd);
+    let absolute = |uri: &str| driftline::data::store::absolute(uri, &cwd);
     spec.data.source = absolute(&spec.data.source);
     if let Some(gate) = spec.gate.as_mut() {
         gate.test_set = absolute(&gate.test_set);

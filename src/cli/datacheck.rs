@@ -13,8 +13,8 @@ use bytes::Bytes;
 
 use crate::api::{DataCheck, DataCheckReport, DataStats, DataVerdict};
 use crate::data;
-use crate::ml::artifact::{self, MANIFEST_FILE};
-use crate::ml::error::MlError;
+use crate::ml::MlError;
+use crate::ml::{self, MANIFEST_FILE};
 use crate::policy;
 
 use super::ml::read_config;
@@ -43,7 +43,7 @@ pub struct DataCheckArgs {
 /// The champion's training statistics, when its artifact has them.
 async fn champion_stats(uri: &str) -> Result<Option<DataStats>, MlError> {
     let bytes = data::store::read_bytes(&data::store::join(uri, MANIFEST_FILE)).await?;
-    Ok(artifact::parse_manifest(uri, &bytes)?.data_stats)
+    Ok(ml::parse_manifest(uri, &bytes)?.data_stats)
 }
 
 /// Runs `driftline datacheck`.

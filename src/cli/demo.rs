@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 use crate::api::{ModelSpec, Task, load_model_file, routes};
-use crate::ml::read_table;
+use crate::data::read_table;
 use crate::serve::{infer_body, input_columns, label_json, model_inputs, same_label};
 
 /// Arguments of `driftline demo`.

@@ -60,7 +60,7 @@ pub struct LoadArgs {
 
 /// Runs `driftline load` and prints the report as JSON.
 pub async fn run_load(args: LoadArgs) -> anyhow::Result<ExitCode> {
-    let bytes = crate::ml::store::read_bytes(&args.file)
+    let bytes = crate::data::store::read_bytes(&args.file)
         .await
         .with_context(|| format!("cannot read --file {}", args.file))?;
     let text = String::from_utf8_lossy(&bytes);
@@ -72,12 +72,12 @@ pub async fn run_load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .or_else(|| spec.gate.as_ref().map(|g| g.test_set.clone()))
         .unwrap_or_else(|| spec.data.source.clone());
-    let data = crate::ml::read_table(&source, None)
+    let data = crate::data::read_table(&source, None)
         .await
         .with_context(|| format!("cannot read rows from {source}"))?;
     let shifted = match &args.shifted {
         Some(uri) => Some(Arc::new(
-            crate::ml::read_table(uri, None)
+            crate::data::read_table(uri, None)
                 .await
                 .with_context(|| format!("cannot read --shifted {uri}"))?,
         )),

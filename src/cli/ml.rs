@@ -15,12 +15,11 @@ use crate::api::{
 use crate::policy;
 
 use crate::data;
-use crate::ml::artifact::LoadedModel;
-use crate::ml::error::MlError;
-use crate::ml::eval;
-use crate::ml::store;
-use crate::ml::train::{self, TrainOptions};
-use crate::ml::vision::{DecodeLimits, read_image_set};
+use crate::data::store;
+use crate::ml::LoadedModel;
+use crate::ml::MlError;
+use crate::ml::TrainOptions;
+use crate::ml::{DecodeLimits, read_image_set};
 
 /// Device choice on the command line.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -141,7 +140,7 @@ async fn train_model(args: TrainArgs, mut spec: ModelSpec) -> Result<ExitCode, M
             "artifact": args.out,
             "resumed": true,
             "fingerprint": manifest.fingerprint,
-            "weightsDigest": manifest.files.get(crate::ml::artifact::WEIGHTS_FILE).map(|f| f.sha256.clone()),
+            "weightsDigest": manifest.files.get(crate::ml::WEIGHTS_FILE).map(|f| f.sha256.clone()),
             "epochs": manifest.curve.len(),
             "trainingSeconds": manifest.training_seconds,
             "metrics": manifest.metrics,
@@ -156,7 +155,7 @@ async fn train_model(args: TrainArgs, mut spec: ModelSpec) -> Result<ExitCode, M
         as_of: args.as_of,
         warm_start: args.warm_start.clone(),
     };
-    let model = train::train(&spec, &options).await?;
+    let model = crate::ml::train(&spec, &options).await?;
     model.save(&args.out).await?;
     let summary = serde_json::json!({
         "artifact": args.out,
@@ -177,8 +176,8 @@ async fn train_model(args: TrainArgs, mut spec: ModelSpec) -> Result<ExitCode, M
 async fn complete_artifact(uri: &str) -> Result<Option<LoadedModel>, MlError> {
     match LoadedModel::load(uri).await {
         Ok(model) => Ok(Some(model)),
-        Err(crate::ml::error::ArtifactError::MissingFile { file, .. })
-            if file == crate::ml::artifact::MANIFEST_FILE =>
+        Err(crate::ml::ArtifactError::MissingFile { file, .. })
+            if file == crate::ml::MANIFEST_FILE =>
         {
             Ok(None)
         }
@@ -227,10 +226,11 @@ pub async fn evaluate(args: EvaluateArgs) -> Result<ExitCode, MlError> {
             Some(uri) => Some(read(uri.clone()).await?),
             None => None,
         };
-        let candidate_report = eval::evaluate_images(&candidate, &gate, &test, golden.as_ref())?;
+        let candidate_report =
+            crate::ml::evaluate_images(&candidate, &gate, &test, golden.as_ref())?;
         let champion_report = champion
             .as_ref()
-            .map(|c| eval::evaluate_images(c, &gate, &test, golden.as_ref()))
+            .map(|c| crate::ml::evaluate_images(c, &gate, &test, golden.as_ref()))
             .transpose()?;
         (candidate_report, champion_report)
     } else {
@@ -239,10 +239,10 @@ pub async fn evaluate(args: EvaluateArgs) -> Result<ExitCode, MlError> {
             Some(uri) => Some(data::read_table(uri, None).await?),
             None => None,
         };
-        let candidate_report = eval::evaluate(&candidate, &gate, &test, golden.as_ref())?;
+        let candidate_report = crate::ml::evaluate(&candidate, &gate, &test, golden.as_ref())?;
         let champion_report = champion
             .as_ref()
-            .map(|c| eval::evaluate(c, &gate, &test, golden.as_ref()))
+            .map(|c| crate::ml::evaluate(c, &gate, &test, golden.as_ref()))
             .transpose()?;
         (candidate_report, champion_report)
     };

@@ -183,7 +183,7 @@ impl OperatorArgs {
 
 /// Runs the operator until SIGINT/SIGTERM.
 pub async fn run(args: OperatorArgs) -> anyhow::Result<ExitCode> {
-    crate::ml::store::check(&args.artifact_root)
+    crate::data::store::check(&args.artifact_root)
         .with_context(|| format!("--artifact-root `{}`", args.artifact_root))?;
     let client = kube::Client::try_default()
         .await

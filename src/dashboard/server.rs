@@ -220,10 +220,10 @@ impl Dashboard {
             return Ok(found);
         }
         let uri = crate::api::names::manifest_uri(artifact);
-        let bytes = crate::ml::store::read_bytes(&uri)
+        let bytes = crate::data::store::read_bytes(&uri)
             .await
             .map_err(|e| format!("cannot read {uri}: {e}"))?;
-        let manifest = crate::ml::artifact::parse_manifest(artifact, &bytes)
+        let manifest = crate::ml::parse_manifest(artifact, &bytes)
             .map_err(|e| format!("cannot read {uri}: {e}"))?;
         let features = Arc::new(manifest.reference.features);
         if let Ok(mut r) = self.references.lock() {

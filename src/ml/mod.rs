@@ -2,26 +2,26 @@
 //! the artifact format.
 //!
 //! Other rooms use: [`LoadedModel`] (load a verified artifact, predict),
-//! [`FeatureBatch`] / [`Cell`] (raw rows in), [`Predictions`] (out),
-//! [`Manifest`] (schema, classes, drift reference), [`store`] (bytes at a URI)
-//! and [`load_feedback`] (the last four from the `data` room).
+//! [`FeatureBatch`] (raw rows in), [`Predictions`] (out), [`Manifest`]
+//! (schema, classes, drift reference, lineage), [`train`] / [`fit`] and
+//! [`evaluate`]. Rows, files and the object store are the `data` room's.
 
-pub mod arch;
-pub mod artifact;
-pub mod error;
-pub mod eval;
-pub mod metrics;
-pub mod preprocess;
+mod arch;
+mod artifact;
+mod error;
+mod eval;
+mod metrics;
+mod preprocess;
 pub mod synth;
-pub mod train;
-pub mod vision;
+mod train;
+mod vision;
 
-/// Bytes at a URI: the `data` room's, which training data and artifacts share.
-pub use crate::data::store;
-
-pub use crate::data::{Cell, Feedback, Table, load_feedback, read_table};
-pub use artifact::{LoadedModel, Manifest, Predictions, Predictor};
+pub use artifact::{
+    DatasetLineage, EpochRecord, LoadedModel, MANIFEST_FILE, Manifest, Predictions, Predictor,
+    StartFrom, StartLineage, WEIGHTS_FILE, parse_manifest,
+};
 pub use error::{ArtifactError, MlError};
-pub use eval::evaluate;
+pub use eval::{evaluate, evaluate_images};
 pub use preprocess::{FeatureBatch, FeatureSchema};
 pub use train::{TrainOptions, TrainedModel, fit, train};
+pub use vision::{DecodeLimits, ImageError, Pixels, decode as decode_image, read_image_set};

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{FeatureKind, Task};
+use crate::api::FeatureKind;
 
 use super::error::MlError;
 use crate::data::{Cell, DataError, Table};
@@ -394,19 +394,6 @@ pub fn values(table: &Table, target: &str) -> Result<Vec<f64>, MlError> {
             numeric_value(cell, &table.source, row, target)
         })
         .collect()
-}
-
-/// How targets become training outputs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TargetEncoding {
-    pub task: Task,
-    /// Class labels in output order (classification).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub classes: Vec<String>,
-    /// Regression targets are trained standardised; predictions are scaled back.
-    pub mean: f64,
-    pub std: f64,
 }
 
 #[cfg(test)]

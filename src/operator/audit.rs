@@ -33,7 +33,7 @@ pub struct TrainingFacts {
 
 impl TrainingFacts {
     /// The parts of an artifact's manifest the registry keeps.
-    pub fn from_manifest(manifest: &crate::ml::artifact::Manifest) -> TrainingFacts {
+    pub fn from_manifest(manifest: &crate::ml::Manifest) -> TrainingFacts {
         TrainingFacts {
             curve: manifest
                 .curve

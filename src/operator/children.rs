@@ -954,7 +954,7 @@ mod tests {
         #[derive(clap::Parser)]
         struct Serve {
             #[command(flatten)]
-            args: crate::cli::serve::ServeArgs,
+            args: crate::cli::ServeArgs,
         }
         let argv = c.command.as_ref().expect("command").iter().skip(1);
         let parsed = <Serve as clap::Parser>::try_parse_from(argv).expect("serve parses its flags");

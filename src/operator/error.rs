@@ -36,7 +36,7 @@ pub enum OperatorError {
         action: String,
         /// The store's error.
         #[source]
-        source: crate::ml::store::StoreError,
+        source: crate::data::store::StoreError,
     },
     /// This replica stopped leading (see [`super::leader`]): it stops acting at once.
     #[error("lost the leader Lease {lease}; this replica stops reconciling")]
@@ -182,7 +182,7 @@ mod tests {
     fn every_variant_keeps_its_cause_as_a_source() {
         let bad_yaml = serde_yaml::from_str::<u32>("[").expect_err("not YAML");
         let json = serde_json::from_str::<u32>("x").expect_err("not JSON");
-        let store = crate::ml::store::StoreError::NotFound {
+        let store = crate::data::store::StoreError::NotFound {
             uri: "s3://models/v1/gate.json".into(),
         };
         let with_cause = [

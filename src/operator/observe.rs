@@ -203,11 +203,11 @@ pub fn manual_requests(model: &Model) -> Result<Vec<(String, ManualRequest)>, (S
 /// The gate verdict a finished training left beside its artifact.
 pub async fn read_gate_report(artifact: &str) -> Result<Option<GateEvaluation>, OperatorError> {
     let uri = names::gate_report_uri(artifact);
-    match crate::ml::store::read_bytes(&uri).await {
+    match crate::data::store::read_bytes(&uri).await {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|source| OperatorError::GateReport { uri, source }),
-        Err(crate::ml::store::StoreError::NotFound { .. }) => Ok(None),
+        Err(crate::data::store::StoreError::NotFound { .. }) => Ok(None),
         Err(source) => Err(OperatorError::Store {
             action: format!("read gate report {uri}"),
             source,
@@ -220,11 +220,11 @@ async fn read_data_check_report(
     artifact: &str,
 ) -> Result<Option<crate::api::DataCheckReport>, OperatorError> {
     let uri = names::data_check_report_uri(artifact);
-    match crate::ml::store::read_bytes(&uri).await {
+    match crate::data::store::read_bytes(&uri).await {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|source| OperatorError::DataCheckReport { uri, source }),
-        Err(crate::ml::store::StoreError::NotFound { .. }) => Ok(None),
+        Err(crate::data::store::StoreError::NotFound { .. }) => Ok(None),
         Err(source) => Err(OperatorError::Store {
             action: format!("read data check report {uri}"),
             source,
@@ -281,16 +281,16 @@ async fn data_checks(
 
 /// A trained artifact's `manifest.json`; `None` (logged, naming `purpose`)
 /// when it cannot be read: what needed it goes without, nothing else changes.
-pub async fn read_manifest(artifact: &str, purpose: &str) -> Option<crate::ml::artifact::Manifest> {
+pub async fn read_manifest(artifact: &str, purpose: &str) -> Option<crate::ml::Manifest> {
     let uri = names::manifest_uri(artifact);
-    let bytes = match crate::ml::store::read_bytes(&uri).await {
+    let bytes = match crate::data::store::read_bytes(&uri).await {
         Ok(bytes) => bytes,
         Err(e) => {
             tracing::warn!(%uri, error = %e, "cannot read the manifest for {purpose}");
             return None;
         }
     };
-    match crate::ml::artifact::parse_manifest(artifact, &bytes) {
+    match crate::ml::parse_manifest(artifact, &bytes) {
         Ok(manifest) => Some(manifest),
         Err(e) => {
             tracing::warn!(%uri, error = %e, "the manifest is not readable for {purpose}");

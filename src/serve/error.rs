@@ -105,7 +105,7 @@ pub enum ServeError {
         input: String,
         index: usize,
         #[source]
-        source: crate::ml::vision::ImageError,
+        source: crate::ml::ImageError,
     },
     #[error(
         "input `{input}`: images are {width}×{height} pixels; at most {max} pixels are allowed per image"

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::api::{Task, routes};
-use crate::ml::{Cell, Table};
+use crate::data::{Cell, Table};
 
 /// Why load could not be sent.
 #[derive(Debug, thiserror::Error)]

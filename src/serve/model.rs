@@ -1,8 +1,9 @@
 //! Glue between the server and the `ml` room: loading an artifact as a
 //! [`Predictor`], and writing feedback files to the artifact store.
 
-use crate::ml::store;
-use crate::ml::{Cell, FeatureBatch, LoadedModel};
+use crate::data::Cell;
+use crate::data::store;
+use crate::ml::{FeatureBatch, LoadedModel};
 
 use super::error::ServeError;
 use super::feedback::FeedbackSink;
@@ -104,7 +105,7 @@ impl Predictor for ArtifactModel {
         })
     }
 
-    fn predict_images(&self, images: &[crate::ml::vision::Pixels]) -> Result<ModelOutput, String> {
+    fn predict_images(&self, images: &[crate::ml::Pixels]) -> Result<ModelOutput, String> {
         let p = self
             .model
             .predict_images(images)

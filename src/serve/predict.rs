@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::api::FeatureKind;
-use crate::ml::vision::Pixels;
+use crate::ml::Pixels;
 
 use super::error::ServeError;
 use super::protocol::{Column, DecodedBatch, InferRequest, decode_inputs};

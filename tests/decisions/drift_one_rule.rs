@@ -191,7 +191,7 @@ async fn scrape(http: &reqwest::Client, server: &Server) -> (Option<WindowReport
 async fn the_servers_verdict_and_status_drift_agree_window_by_window() {
     let dir = tempfile::tempdir().unwrap();
     let m = wine();
-    let table = driftline::ml::Table::from_csv(
+    let table = driftline::data::Table::from_csv(
         "train.csv",
         training_csv(&rows(1_000, 1, 0.0, 0.0)).as_bytes(),
     )

@@ -14,8 +14,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use driftline::api::{GateSpec, ModelSpec, load_model_config};
-use driftline::ml::vision::{DecodeLimits, read_image_set};
-use driftline::ml::{LoadedModel, TrainOptions, eval, train};
+use driftline::ml::{DecodeLimits, read_image_set};
+use driftline::ml::{LoadedModel, TrainOptions, train};
 use driftline::serve::{
     Backend, ImageLimits, Predictor, RunningServer, ServerConfig, WeightTable, gateway_router,
     load_artifact, start,
@@ -221,7 +221,7 @@ async fn a_cnn_on_the_digits_trains_passes_its_gate_and_answers_png_bytes_throug
         .await
         .unwrap();
     let loaded = LoadedModel::load(&artifact).await.unwrap();
-    let report = eval::evaluate_images(&loaded, &gate, &test, None).unwrap();
+    let report = driftline::ml::evaluate_images(&loaded, &gate, &test, None).unwrap();
     let verdict = driftline::policy::gate_verdict(&gate, &report, None);
     assert!(verdict.passed, "{:#?}", verdict.checks);
     let names: Vec<&str> = verdict.checks.iter().map(|c| c.name.as_str()).collect();
@@ -305,7 +305,7 @@ async fn a_cnn_on_the_digits_trains_passes_its_gate_and_answers_png_bytes_throug
 }
 
 /// The first epoch (1-based) whose validation accuracy reaches `target`.
-fn epochs_to(curve: &[driftline::ml::artifact::EpochRecord], target: f64) -> Option<usize> {
+fn epochs_to(curve: &[driftline::ml::EpochRecord], target: f64) -> Option<usize> {
     curve
         .iter()
         .position(|e| e.validation_metric.unwrap_or(0.0) + 1e-12 >= target)
@@ -340,7 +340,7 @@ async fn a_warm_retrain_reaches_the_champions_accuracy_in_a_third_of_the_cold_ep
         "warm start reached the champion's {accuracy:.4} in {warm_epochs} epochs, cold in {cold_epochs}"
     );
     let start = warm.manifest.start.as_ref().expect("lineage of the start");
-    assert_eq!(start.from, driftline::ml::artifact::StartFrom::Champion);
+    assert_eq!(start.from, driftline::ml::StartFrom::Champion);
     assert_eq!(start.uri.as_deref(), Some(champion.as_str()));
     assert_eq!(
         start.weights_digest.as_deref(),
@@ -413,12 +413,12 @@ async fn a_base_trained_on_half_the_digits_is_fine_tuned_on_all_with_its_conv_la
 
 /// The test images, each changed by `shift`, drawn `windows` times `size` at random.
 fn windows(
-    images: &[driftline::ml::vision::Pixels],
-    shift: impl Fn(&driftline::ml::vision::Pixels) -> driftline::ml::vision::Pixels,
+    images: &[driftline::ml::Pixels],
+    shift: impl Fn(&driftline::ml::Pixels) -> driftline::ml::Pixels,
     windows: usize,
     size: usize,
     seed: u64,
-) -> Vec<Vec<driftline::ml::vision::Pixels>> {
+) -> Vec<Vec<driftline::ml::Pixels>> {
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     (0..windows)
@@ -433,7 +433,7 @@ fn windows(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blurred_or_darkened_images_are_flagged_and_in_distribution_windows_are_not() {
     use driftline::drift::{DriftConfig, DriftMonitor, Observation};
-    use driftline::ml::vision::Pixels;
+    use driftline::ml::Pixels;
     let tmp = tempfile::tempdir().unwrap();
     if !digits(tmp.path(), 900, 897) {
         return;

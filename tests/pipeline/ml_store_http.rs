@@ -2,7 +2,7 @@
 //! real HTTP server on loopback (plain http: no certificates on this machine).
 
 use axum::{Router, http::StatusCode, routing::get};
-use driftline::ml::{read_table, store};
+use driftline::data::{read_table, store};
 
 async fn serve() -> String {
     let app = Router::new()
@@ -28,7 +28,7 @@ async fn a_dataset_is_read_over_http_with_its_digest() {
         .unwrap();
     assert_eq!(table.names, vec!["alcohol", "color", "quality"]);
     assert_eq!(table.rows, 2);
-    let local = driftline::ml::Table::from_csv(
+    let local = driftline::data::Table::from_csv(
         "local",
         b"alcohol,color,quality\n9.4,red,5\n12.1,white,7\n",
     )

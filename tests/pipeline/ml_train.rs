@@ -5,10 +5,9 @@ use std::path::Path;
 
 use candle_core::Device;
 use driftline::api::{GateSpec, MetricThreshold, ModelSpec, load_model_config};
+use driftline::data::{Cell, Table};
 use driftline::ml::synth::{self, Shift};
-use driftline::ml::{
-    ArtifactError, Cell, FeatureBatch, LoadedModel, MlError, Table, TrainedModel, fit,
-};
+use driftline::ml::{ArtifactError, FeatureBatch, LoadedModel, MlError, TrainedModel, fit};
 
 fn spec(yaml_extra: &str) -> ModelSpec {
     let yaml = format!(

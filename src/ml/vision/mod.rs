@@ -8,7 +8,7 @@ pub mod decode;
 pub mod preprocess;
 pub mod stats;
 
-pub use dataset::{BadImage, ImageSet, read_image_set};
+pub use dataset::{ImageSet, read_image_set};
 pub use decode::{DecodeLimits, ImageError, Pixels, decode};
 pub use preprocess::ImagePreprocessing;
 pub use stats::{IMAGE_STATISTICS, image_statistics};

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use driftline::api::{Model, ModelSpec, ModelVersion, load_model_config};
-use driftline::cluster::runner::NodeConfig;
+use driftline::cluster::NodeConfig;
 use driftline::cluster::{ClusterConfig, EmbeddedCluster};
 use driftline::operator::{ChildSettings, Clock, OperatorConfig, Telemetry};
 use k8s_openapi::api::core::v1::{Event, Namespace};
@@ -477,7 +477,7 @@ pub async fn load(
 ) -> driftline::serve::LoadReport {
     wait_serving(&http, &base, model).await;
     let test_set = spec.gate.as_ref().expect("gate").test_set.clone();
-    let table = driftline::ml::read_table(&test_set, None)
+    let table = driftline::data::read_table(&test_set, None)
         .await
         .expect("test set");
     let plan = driftline::serve::LoadPlan {

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use driftline::cluster::runner::{NodeConfig, Runner};
+use driftline::cluster::{NodeConfig, Runner};
 use kube::Client;
 
 use crate::real_control_plane::RealControlPlane;

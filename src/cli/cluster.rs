@@ -38,8 +38,8 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
     cfg.port = args.port;
     cfg.kubeconfig = args.kubeconfig;
     cfg.snapshot = args.snapshot;
-    cfg.node = Some(crate::cluster::runner::NodeConfig {
-        gpus: crate::cluster::runner::detect_gpus(),
+    cfg.node = Some(crate::cluster::NodeConfig {
+        gpus: crate::cluster::detect_gpus(),
         hosts_file_env: Some(crate::net::HOSTS_FILE_ENV.into()),
         ..Default::default()
     });

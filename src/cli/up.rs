@@ -14,7 +14,7 @@ use kube::api::{Api, Patch, PatchParams};
 
 use crate::api::names::{self, MANAGER};
 use crate::api::{Model, ModelFile, load_model_file};
-use crate::cluster::runner::NodeConfig;
+use crate::cluster::NodeConfig;
 use crate::cluster::{ClusterConfig, EmbeddedCluster};
 use crate::operator::{ChildSettings, Clock, OperatorConfig, Telemetry};
 
@@ -103,7 +103,7 @@ fn read_model(file: &Path, cwd: &Path) -> anyhow::Result<Model> {
         namespace,
         mut spec,
     } = load_model_file(&text).with_context(|| file.display().to_string())?;
-    let absolute = |uri: &str| crate::ml::store::absolute(uri, cwd);
+    let absolute = |uri: &str| crate::data::store::absolute(uri, cwd);
     spec.data.source = absolute(&spec.data.source);
     if let Some(gate) = spec.gate.as_mut() {
         gate.test_set = absolute(&gate.test_set);
@@ -137,9 +137,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     cfg.kubeconfig = Some(state.join("kubeconfig"));
     cfg.snapshot = Some(state.join("cluster").join("snapshot.json"));
     cfg.node = Some(NodeConfig {
-        gpus: args
-            .gpus
-            .unwrap_or_else(crate::cluster::runner::detect_gpus),
+        gpus: args.gpus.unwrap_or_else(crate::cluster::detect_gpus),
         driftline_exe: exe,
         hosts_file_env: Some(crate::net::HOSTS_FILE_ENV.into()),
         ..Default::default()
@@ -339,7 +337,7 @@ async fn drive(
         .gate
         .as_ref()
         .map_or_else(|| spec.data.source.clone(), |g| g.test_set.clone());
-    let data = match crate::ml::read_table(&source, None).await {
+    let data = match crate::data::read_table(&source, None).await {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(model = %name, error = %e, "--load: cannot read rows; no load for this Model");

@@ -7,18 +7,21 @@
 //! - `runner`: one node that schedules pods and runs their containers as
 //!   local processes, plus the Job, Deployment and Service controllers.
 
-pub mod apiserver;
-pub mod layout;
-pub mod runner;
+mod apiserver;
+mod layout;
+mod runner;
 pub mod schema;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use apiserver::printers::{crd_columns, table_at};
 use apiserver::{ApiServer, ApiServerConfig};
 pub use apiserver::{FaultInjector, FaultRule, LoggedRequest};
+pub use layout::pod_log_path;
 use rand::Rng;
+pub use runner::{NodeConfig, Runner, detect_gpus};
 
 /// Why the embedded cluster could not start.
 #[derive(Debug, thiserror::Error)]

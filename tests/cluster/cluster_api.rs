@@ -818,7 +818,7 @@ async fn pod_logs_are_served_from_the_runner_log_files() {
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
     let state_dir = t.cluster.kubeconfig_path().parent().unwrap().to_path_buf();
-    let path = driftline::cluster::layout::pod_log_path(&state_dir, "default", "p", "main");
+    let path = driftline::cluster::pod_log_path(&state_dir, "default", "p", "main");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, "one\ntwo\nthree\n").unwrap();
     assert_eq!(
@@ -890,7 +890,7 @@ async fn followed_pod_logs_stream_new_output_until_the_pod_finishes() {
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
     let state_dir = t.cluster.kubeconfig_path().parent().unwrap().to_path_buf();
-    let path = driftline::cluster::layout::pod_log_path(&state_dir, "default", "f", "main");
+    let path = driftline::cluster::pod_log_path(&state_dir, "default", "f", "main");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, "epoch 1\n").unwrap();
     let params = kube::api::LogParams {

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use driftline::cluster::runner::NodeConfig;
+use driftline::cluster::NodeConfig;
 use driftline::cluster::{ClusterConfig, EmbeddedCluster};
 use k8s_openapi::api::core::v1::ConfigMap;
 

@@ -475,7 +475,7 @@ async fn kubectl_scale_deployment_and_the_runners_pods_follow() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let node = driftline::cluster::runner::NodeConfig {
+    let node = driftline::cluster::NodeConfig {
         state_dir: dir.path().to_path_buf(),
         driftline_exe: env!("CARGO_BIN_EXE_driftline").into(),
         restart_backoff: Duration::from_millis(100),

@@ -641,14 +641,14 @@ async fn the_runner_is_a_real_clusters_node_and_runs_what_the_real_controllers_m
         .await
         .unwrap();
     let client = kube::Client::try_from(config).unwrap();
-    let node = driftline::cluster::runner::NodeConfig {
+    let node = driftline::cluster::NodeConfig {
         state_dir: plane.dir.path().join("node"),
         driftline_exe: env!("CARGO_BIN_EXE_driftline").into(),
         restart_backoff: Duration::from_millis(200),
         kubelet_only: true,
         ..Default::default()
     };
-    let runner = driftline::cluster::runner::Runner::start(client, node)
+    let runner = driftline::cluster::Runner::start(client, node)
         .await
         .expect("the runner registers its Node");
     let plane = std::sync::Arc::new(plane);

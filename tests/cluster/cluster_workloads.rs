@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
-use driftline::cluster::runner::NodeConfig;
+use driftline::cluster::NodeConfig;
 use driftline::cluster::{ClusterConfig, EmbeddedCluster};
 use driftline::net::{HOSTS_FILE_ENV, resolve_service_host};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -148,7 +148,7 @@ async fn a_job_running_the_driftline_binary_completes() {
         (terminated.exit_code, terminated.reason.as_deref()),
         (0, Some("Completed"))
     );
-    let log = std::fs::read_to_string(driftline::cluster::layout::pod_log_path(
+    let log = std::fs::read_to_string(driftline::cluster::pod_log_path(
         dir.path(),
         "default",
         pod.metadata.name.as_deref().unwrap(),
@@ -872,7 +872,7 @@ async fn each_gpu_pod_sees_only_the_devices_it_was_given() {
     let mut seen = Vec::new();
     for name in ["gpu-a", "gpu-b", "cpu-only"] {
         wait_for(&pods, name, "running", running_with_restarts(0)).await;
-        let log = driftline::cluster::layout::pod_log_path(dir.path(), "default", name, "main");
+        let log = driftline::cluster::pod_log_path(dir.path(), "default", name, "main");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let line = loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();

@@ -3,11 +3,11 @@
 //! then Table rendering of its printer columns and its OpenAPI v3 document.
 
 use chrono::{DateTime, Utc};
-use driftline::cluster::apiserver::printers::{crd_columns, table_at};
 use driftline::cluster::schema::{
     self, FieldErrorKind, invalid_status, openapi_v3_for_crd, validate, validate_crd,
     validate_schema_definition,
 };
+use driftline::cluster::{crd_columns, table_at};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps,
 };

@@ -42,7 +42,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use error::ApiError;
-pub use faults::{FaultInjector, FaultRule, LoggedRequest, RequestInfo};
+pub use faults::{FaultInjector, FaultRule, LoggedRequest};
 use resources::ResourceType;
 use server::Shared;
 pub use snapshot::SnapshotError;

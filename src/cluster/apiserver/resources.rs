@@ -278,20 +278,6 @@ impl Registry {
             .find(|t| t.group == group && t.version == version && t.plural == plural)
     }
 
-    /// Finds any served version of a type by group and plural.
-    pub fn find_any_version(&self, group: &str, plural: &str) -> Option<&ResourceType> {
-        self.types
-            .iter()
-            .find(|t| t.group == group && t.plural == plural)
-    }
-
-    /// Finds a type by apiVersion and kind (for owner references and snapshots).
-    pub fn find_kind(&self, api_version: &str, kind: &str) -> Option<&ResourceType> {
-        self.types
-            .iter()
-            .find(|t| t.api_version() == api_version && t.kind == kind)
-    }
-
     /// Serves (or re-serves) the types of a CRD, replacing earlier ones.
     pub fn install_crd(&mut self, crd: &CustomResourceDefinition) {
         self.remove_crd(&crd.spec.group, &crd.spec.names.plural);

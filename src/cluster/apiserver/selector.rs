@@ -104,11 +104,6 @@ impl LabelSelector {
             Requirement::NotExists(k) => get(k).is_none(),
         })
     }
-
-    /// Whether this selector selects everything.
-    pub fn is_empty(&self) -> bool {
-        self.requirements.is_empty()
-    }
 }
 
 /// A parsed field selector (`metadata.name=x,status.phase!=Running`).

@@ -25,17 +25,6 @@ pub enum EventType {
     Deleted,
 }
 
-impl EventType {
-    /// The watch `type` string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::Added => "ADDED",
-            EventType::Modified => "MODIFIED",
-            EventType::Deleted => "DELETED",
-        }
-    }
-}
-
 /// One change, as replayed to watchers.
 #[derive(Debug)]
 pub struct Change {
@@ -115,11 +104,6 @@ impl Store {
         self.rv
     }
 
-    /// The oldest resourceVersion a watch may still start from.
-    pub fn history_floor(&self) -> u64 {
-        self.floor
-    }
-
     /// Drops the whole watch history, as etcd compaction does; watches from
     /// older versions then get 410 Gone.
     pub fn compact(&mut self) {
@@ -130,11 +114,6 @@ impl Store {
     /// Number of stored objects.
     pub fn len(&self) -> usize {
         self.objects.values().map(BTreeMap::len).sum()
-    }
-
-    /// Whether no object is stored.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Looks up one object.

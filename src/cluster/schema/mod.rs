@@ -34,7 +34,7 @@ pub use structural::{apply_defaults, prune, unknown_fields};
 pub use validation::validate;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-    CustomResourceDefinition, JSONSchemaProps,
+    CustomResourceDefinition, CustomResourceDefinitionVersion, JSONSchemaProps,
 };
 
 /// Everything [`validate_schema_definition`] and [`validate_printer_columns`]
@@ -89,22 +89,7 @@ impl CrdSchema {
     /// The schema of `version` of `crd`.
     pub fn for_version(crd: &CustomResourceDefinition, version: &str) -> Result<Self, SchemaError> {
         let crd_name = crd.metadata.name.clone().unwrap_or_default();
-        let found = crd
-            .spec
-            .versions
-            .iter()
-            .find(|v| v.name == version)
-            .ok_or_else(|| SchemaError::UnknownVersion {
-                crd: crd_name.clone(),
-                version: version.to_string(),
-                served: crd
-                    .spec
-                    .versions
-                    .iter()
-                    .map(|v| v.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?;
+        let found = crd_version(crd, version)?;
         let schema = found
             .schema
             .as_ref()
@@ -154,6 +139,29 @@ pub fn admit(
     prune(schema, obj);
     apply_defaults(schema, obj);
     validate(schema, obj, old)
+}
+
+/// `version` of `crd`, or the error naming the versions it serves: the one
+/// lookup behind schemas, printer columns and conversion.
+pub fn crd_version<'a>(
+    crd: &'a CustomResourceDefinition,
+    version: &str,
+) -> Result<&'a CustomResourceDefinitionVersion, SchemaError> {
+    crd.spec
+        .versions
+        .iter()
+        .find(|v| v.name == version)
+        .ok_or_else(|| SchemaError::UnknownVersion {
+            crd: crd.metadata.name.clone().unwrap_or_default(),
+            version: version.to_string(),
+            served: crd
+                .spec
+                .versions
+                .iter()
+                .map(|v| v.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }
 
 #[cfg(test)]

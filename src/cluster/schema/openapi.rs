@@ -27,18 +27,7 @@ pub fn openapi_v3_for_crd(
 ) -> Result<Value, SchemaError> {
     let spec = &crd.spec;
     let crd_name = crd.metadata.name.clone().unwrap_or_default();
-    let Some(found) = spec.versions.iter().find(|v| v.name == version) else {
-        return Err(SchemaError::UnknownVersion {
-            crd: crd_name,
-            version: version.to_string(),
-            served: spec
-                .versions
-                .iter()
-                .map(|v| v.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        });
-    };
+    let found = super::crd_version(crd, version)?;
     let Some(schema) = found
         .schema
         .as_ref()

@@ -47,16 +47,8 @@ impl IncludeObject {
 }
 
 /// Renders `objects` as a Table with a Name column followed by `columns`,
-/// ages measured from the current time and rows carrying object metadata.
-pub fn table(
-    columns: &[CustomResourceColumnDefinition],
-    objects: &[Value],
-    list_meta: Value,
-) -> Value {
-    table_at(columns, objects, list_meta, Utc::now())
-}
-
-/// [`table`] with the clock as an argument, so ages are reproducible.
+/// ages measured from `now` (an argument, so they are reproducible) and
+/// rows carrying object metadata.
 pub fn table_at(
     columns: &[CustomResourceColumnDefinition],
     objects: &[Value],
@@ -278,19 +270,7 @@ pub fn crd_columns(
     crd: &CustomResourceDefinition,
     version: &str,
 ) -> Result<Vec<CustomResourceColumnDefinition>, SchemaError> {
-    let Some(found) = crd.spec.versions.iter().find(|v| v.name == version) else {
-        return Err(SchemaError::UnknownVersion {
-            crd: crd.metadata.name.clone().unwrap_or_default(),
-            version: version.to_string(),
-            served: crd
-                .spec
-                .versions
-                .iter()
-                .map(|v| v.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        });
-    };
+    let found = crate::cluster::schema::crd_version(crd, version)?;
     Ok(match found.additional_printer_columns.as_ref() {
         Some(columns) if !columns.is_empty() => columns.clone(),
         _ => vec![age()],

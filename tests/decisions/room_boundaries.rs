@@ -159,3 +159,113 @@ fn the_check_catches_a_wrong_import_and_ignores_test_code_and_lookalikes() {
     assert_eq!(wrong.len(), 1, "{wrong:?}");
     assert!(wrong[0].0.ends_with("api/mod.rs") && wrong[0].1 == "policy");
 }
+
+/// `room::module` for every namespace CONTRIBUTING.md's "Public namespaces"
+/// paragraph lists.
+fn public_namespaces(contributing: &str) -> BTreeSet<String> {
+    let paragraph = contributing
+        .split("Public namespaces:")
+        .nth(1)
+        .expect("CONTRIBUTING.md has a `Public namespaces:` paragraph")
+        .split("\n\n")
+        .next()
+        .unwrap_or_default();
+    paragraph
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|name| name.contains("::"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `room::module` for every `pub mod` (of any `pub(…)` reach) a room's
+/// `mod.rs` declares.
+fn public_modules(src: &Path) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for entry in std::fs::read_dir(src).expect("readable src") {
+        let dir = entry.expect("dir entry").path();
+        let Ok(text) = std::fs::read_to_string(dir.join("mod.rs")) else {
+            continue;
+        };
+        let room = dir.file_name().unwrap().to_string_lossy().into_owned();
+        for line in production(&text).lines() {
+            let line = line.trim_start();
+            let Some(rest) = line.strip_prefix("pub") else {
+                continue;
+            };
+            let rest = match rest.strip_prefix('(') {
+                Some(reach) => reach.split_once(')').map_or("", |(_, r)| r),
+                None => rest,
+            };
+            if let Some(name) = rest.trim_start().strip_prefix("mod ") {
+                let name =
+                    name.trim_end_matches(|c: char| c == ';' || c == '{' || c.is_whitespace());
+                found.insert(format!("{room}::{name}"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn rooms_keep_their_modules_private_but_for_the_listed_namespaces() {
+    let listed =
+        public_namespaces(&std::fs::read_to_string("CONTRIBUTING.md").expect("CONTRIBUTING.md"));
+    let public = public_modules(Path::new("src"));
+    let unlisted: Vec<_> = public.difference(&listed).collect();
+    assert!(
+        unlisted.is_empty(),
+        "`pub mod` in a room's mod.rs that CONTRIBUTING.md does not list as a public namespace \
+         (make it private behind the room's `pub use` surface, or list it): {unlisted:?}"
+    );
+    let stale: Vec<_> = listed.difference(&public).collect();
+    assert!(
+        stale.is_empty(),
+        "CONTRIBUTING.md lists namespaces that are not `pub mod`: {stale:?}"
+    );
+}
+
+#[test]
+fn the_namespace_check_sees_every_reach_of_pub_and_skips_test_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path();
+    std::fs::create_dir_all(src.join("api")).unwrap();
+    std::fs::write(
+        src.join("api/mod.rs"),
+        "mod model;\npub mod names;\npub(crate) mod words;\n#[cfg(test)]\npub mod fixtures;\n",
+    )
+    .unwrap();
+    assert_eq!(
+        public_modules(src),
+        BTreeSet::from(["api::names".to_string(), "api::words".to_string()])
+    );
+    assert_eq!(
+        public_namespaces("Public namespaces: the rest\n`api::names`, `x`.\n\nnot `api::words`"),
+        BTreeSet::from(["api::names".to_string()])
+    );
+}
+
+/// Lines of a file before its first `#[cfg(test)]`: what the 800-line
+/// budget counts.
+fn production_lines(text: &str) -> usize {
+    production(text).lines().count()
+}
+
+#[test]
+fn no_source_file_has_more_than_800_production_lines() {
+    let mut files = Vec::new();
+    rust_files(Path::new("src"), &mut files);
+    let over: Vec<(String, usize)> = files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).expect("readable source");
+            (f.display().to_string(), production_lines(&text))
+        })
+        .filter(|(_, n)| *n > 800)
+        .collect();
+    assert!(
+        over.is_empty(),
+        "files over 800 production lines (split them along their seams): {over:?}"
+    );
+}

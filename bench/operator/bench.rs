@@ -8,9 +8,10 @@
 //! of this example, so its RSS is its own; the cluster stays in this process.
 //!
 //! The 1,000-Model part runs on a node that marks pods as run without
-//! starting processes (`NodeConfig::simulate_processes`): training Jobs
-//! succeed at once over a pre-made artifact and gate report (one real
-//! training, hard-linked under every Model's `v1`), serving and gateway pods
+//! starting processes (`NodeConfig::simulate_processes`): data check and
+//! training Jobs succeed at once over a pre-made data check report, artifact
+//! and gate report (one real run of each, hard-linked under every Model's
+//! `v1`), serving and gateway pods
 //! are Ready with nothing behind them, so the operator's drift and canary
 //! scrapes find no server (connection refused). The bundled-Model part runs
 //! real processes.
@@ -626,6 +627,10 @@ fn prepare_artifacts(root: &Path, n: usize) -> Duration {
     let report = names::gate_report_uri(&uri);
     let config = config.display().to_string();
     run(&["train", "--config", &config, "--out", &uri]);
+    // The data check the operator runs before each training Job: its Job
+    // "succeeds" on the simulated node, so the report must already be there.
+    let data_check = names::data_check_report_uri(&uri);
+    run(&["datacheck", "--config", &config, "--report", &data_check]);
     run(&[
         "evaluate",
         "--config",
@@ -643,6 +648,8 @@ fn prepare_artifacts(root: &Path, n: usize) -> Duration {
             let entry = entry.expect("entry");
             std::fs::hard_link(entry.path(), dir.join(entry.file_name())).expect("link");
         }
+        let report = names::data_check_report_uri(&dir.display().to_string());
+        std::fs::hard_link(&data_check, &report).expect("link the data check report");
     }
     started.elapsed()
 }
@@ -845,6 +852,9 @@ async fn apply_to_serving(dir: &Path) {
         state_dir: state.clone(),
         driftline_exe: std::fs::canonicalize(driftline_bin()).expect("driftline binary"),
         pod_ip_base: Ipv4Addr::new(127, 232, 0, 0),
+        // The gateway finds the model servers' Services through the node's
+        // hosts file, named by the variable driftline's resolver reads.
+        hosts_file_env: Some(driftline::net::HOSTS_FILE_ENV.into()),
         ..NodeConfig::default()
     };
     let (cluster, client) = start_cluster(&state, node).await;

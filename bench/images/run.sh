@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# CNN training on images: driftline (candle, CPU) against PyTorch on the same
+# digits (scikit-learn's 8x8 set upscaled to SIZE x SIZE, seeded; nothing
+# downloaded), the same layers, batch size, learning rate and epochs, one
+# run, at 1 and 2 threads; then a warm retrain from the champion against a
+# cold one: epochs and seconds to reach the champion's validation accuracy.
+#
+#   bash bench/images/run.sh               (SIZE=32 EPOCHS=15 THREADS="1 2")
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SIZE=${SIZE:-32}
+EPOCHS=${EPOCHS:-15}
+THREADS=${THREADS:-1 2}
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+python3 -c "import sklearn, torch" 2>/dev/null || python3 -m pip install --quiet -r bench/training/requirements.txt
+bench/build.sh "$WORK/driftline"
+BIN=$WORK/driftline
+python3 tests/fixtures/digits_images.py "$WORK/digits" --train 1400 --test 397 --size "$SIZE" >/dev/null
+
+model() { # name seed warmStart
+  cat <<YAML
+apiVersion: driftline.dev/v1alpha1
+kind: Model
+metadata: {name: $1}
+spec:
+  task: classification
+  data:
+    source: $WORK/digits/train
+    format: images
+    target: digit
+    validationFraction: 0.1
+    images: {height: $SIZE, width: $SIZE, channels: grayscale}
+  architecture: {type: cnn, convBlocks: [{channels: 16}, {channels: 32}], hiddenLayers: [64]}
+  training: {epochs: $EPOCHS, batchSize: 32, learningRate: 0.005, seed: $2, warmStart: $3}
+  gate:
+    testSet: $WORK/digits/test/index.csv
+    metrics: [{name: accuracy, min: 0.0}]
+YAML
+}
+accuracy() { "$BIN" evaluate --candidate "$1" -c "$2" 2>/dev/null | python3 -c 'import json,sys; e=json.load(sys.stdin); print(e["candidate"]["metrics"]["accuracy"])'; }
+field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+
+printf '%-8s %-10s %10s %12s %10s\n' threads tool seconds "s/epoch" accuracy
+for t in $THREADS; do
+  model digits 1 none > "$WORK/cold.yaml"
+  start=$(date +%s.%N)
+  out=$(RAYON_NUM_THREADS=$t RUST_LOG=warn "$BIN" train -c "$WORK/cold.yaml" --out "$WORK/cold-$t")
+  wall=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$start" "$(date +%s.%N)")
+  acc=$(accuracy "$WORK/cold-$t" "$WORK/cold.yaml")
+  per=$(python3 -c "import sys; print(float(sys.argv[1]) / int(sys.argv[2]))" "$(field "$out" trainingSeconds)" "$(field "$out" epochs)")
+  printf '%-8s %-10s %10.2f %12.3f %10.4f\n' "$t" driftline "$wall" "$per" "$acc"
+  torch=$(python3 bench/images/torch_cnn.py --size "$SIZE" --epochs "$EPOCHS" --threads "$t")
+  printf '%-8s %-10s %10.2f %12.3f %10.4f\n' "$t" pytorch "$(field "$torch" seconds)" "$(field "$torch" epoch_seconds)" "$(field "$torch" accuracy)"
+done
+echo "driftline seconds: the whole 'driftline train' process (PNG decoding, normalisation, epochs, validation, drift reference, artifact); s/epoch: its trainingSeconds / epochs. PyTorch: pixels already decoded in memory; s/epoch is the median epoch."
+
+# Warm against cold, one thread: the champion is the cold run above; a
+# retrain with another seed starts from its weights (warm) or from scratch.
+t=$(echo "$THREADS" | cut -d' ' -f1)
+model digits 2 none > "$WORK/again-cold.yaml"
+model digits 2 champion > "$WORK/again-warm.yaml"
+RAYON_NUM_THREADS=$t RUST_LOG=warn "$BIN" train -c "$WORK/again-cold.yaml" --out "$WORK/again-cold" >/dev/null
+RAYON_NUM_THREADS=$t RUST_LOG=warn "$BIN" train -c "$WORK/again-warm.yaml" --warm-start "$WORK/cold-$t" --out "$WORK/again-warm" >/dev/null
+python3 - "$WORK/cold-$t/manifest.json" "$WORK/again-cold/manifest.json" "$WORK/again-warm/manifest.json" <<'PY'
+import json, sys
+champ, cold, warm = (json.load(open(p)) for p in sys.argv[1:4])
+target = champ["curve"][-1]["validationMetric"]
+def reach(m):
+    """Epochs run until the validation accuracy first reached the target."""
+    for n, e in enumerate(m["curve"], start=1):
+        if e.get("validationMetric", 0) >= target:
+            return n
+    return None
+def seconds(m, epochs):
+    return None if epochs is None else m["trainingSeconds"] * epochs / len(m["curve"])
+print(f"warm start against cold: epochs to the champion's validation accuracy {target:.4f}")
+for name, m in (("cold", cold), ("warm", warm)):
+    n = reach(m)
+    s = seconds(m, n)
+    reached = n if n is not None else "not within %d" % len(m["curve"])
+    took = "" if s is None else "  ~%.2f s" % s
+    start = (m.get("start") or {}).get("from", "random")
+    print(f"{name:<6} epochs {reached}{took}  (start: {start})")
+PY

@@ -14,9 +14,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::api::{ModelSpec, Task};
 use crate::drift::{self, DEFAULT_BINS, DEFAULT_RESAMPLES};
 use crate::drift::{
-    CategoricalProfile, DatasetSketch, EMBEDDING_DIRECTIONS, EmbeddingProjection,
-    FeatureImportance, FeatureProfile, NumericProfile, Observation, ReferenceProfile,
-    direction_name,
+    DatasetSketch, EMBEDDING_DIRECTIONS, EmbeddingProjection, FeatureImportance, FeatureProfile,
+    NumericProfile, Observation, ReferenceProfile, direction_name,
 };
 
 use super::super::artifact::{Predictions, Predictor};
@@ -24,7 +23,7 @@ use super::super::error::MlError;
 use super::super::vision::stats::with_brightness_contrast;
 use super::super::vision::{IMAGE_STATISTICS, ImageSet, Pixels, image_statistics};
 use super::encode::{Split, Targets, gather};
-use super::reference::{Held, IMPORTANCE_REPEATS};
+use super::reference::{Held, IMPORTANCE_REPEATS, prediction_profile};
 use super::{CALIBRATION_STREAM, IMPORTANCE_STREAM};
 
 /// Images per forward pass when embedding the whole set.
@@ -107,16 +106,7 @@ pub(super) fn image_reference(
     let target = &spec.data.target;
     let train_pred =
         predictor.predict_encoded(gather(all_x, width, &split.train), split.train.len())?;
-    let prediction = match spec.task {
-        Task::Classification => FeatureProfile::Categorical {
-            name: target.clone(),
-            profile: CategoricalProfile::fit(target, &train_pred.labels)?,
-        },
-        Task::Regression => FeatureProfile::Numeric {
-            name: target.clone(),
-            profile: NumericProfile::fit(target, &train_pred.values, DEFAULT_BINS)?,
-        },
-    };
+    let prediction = prediction_profile(spec.task, target, &train_pred)?;
     let mut reference = ReferenceProfile::new(features, prediction);
 
     // Held-out images: the validation split, else the training split.

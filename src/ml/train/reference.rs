@@ -77,16 +77,7 @@ pub(super) fn drift_reference(
             encoded.train_table.column(&f.name, "data.features")?,
         )?);
     }
-    let prediction = match spec.task {
-        Task::Classification => FeatureProfile::Categorical {
-            name: target.clone(),
-            profile: CategoricalProfile::fit(target, &ref_pred.labels)?,
-        },
-        Task::Regression => FeatureProfile::Numeric {
-            name: target.clone(),
-            profile: NumericProfile::fit(target, &ref_pred.values, DEFAULT_BINS)?,
-        },
-    };
+    let prediction = prediction_profile(spec.task, target, &ref_pred)?;
     let mut reference = ReferenceProfile::new(feature_profiles, prediction);
     let (held_rows, held_labels, held_values, held_pred) = if split.val.is_empty() {
         let labels = match spec.task {
@@ -271,4 +262,23 @@ fn permutation_importance(
             },
         })
         .collect())
+}
+/// The reference profile of a model's own predictions on its training
+/// rows: class shares (classification) or a binned distribution
+/// (regression). One rule for table and image models.
+pub(super) fn prediction_profile(
+    task: Task,
+    target: &str,
+    predictions: &artifact::Predictions,
+) -> Result<FeatureProfile, MlError> {
+    Ok(match task {
+        Task::Classification => FeatureProfile::Categorical {
+            name: target.to_string(),
+            profile: CategoricalProfile::fit(target, &predictions.labels)?,
+        },
+        Task::Regression => FeatureProfile::Numeric {
+            name: target.to_string(),
+            profile: NumericProfile::fit(target, &predictions.values, DEFAULT_BINS)?,
+        },
+    })
 }

@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::api::{ModelSpec, Task};
+use crate::api::ModelSpec;
 use crate::drift::{self, DEFAULT_BINS, DEFAULT_RESAMPLES};
 use crate::drift::{
     DatasetSketch, EMBEDDING_DIRECTIONS, EmbeddingProjection, FeatureImportance, FeatureProfile,
@@ -23,7 +23,7 @@ use super::super::error::MlError;
 use super::super::vision::stats::with_brightness_contrast;
 use super::super::vision::{IMAGE_STATISTICS, ImageSet, Pixels, image_statistics};
 use super::encode::{Split, Targets, gather};
-use super::reference::{Held, IMPORTANCE_REPEATS, prediction_profile};
+use super::reference::{Held, HeldRows, IMPORTANCE_REPEATS, held_out_rows, prediction_profile};
 use super::{CALIBRATION_STREAM, IMPORTANCE_STREAM};
 
 /// Images per forward pass when embedding the whole set.
@@ -110,34 +110,14 @@ pub(super) fn image_reference(
     let mut reference = ReferenceProfile::new(features, prediction);
 
     // Held-out images: the validation split, else the training split.
-    let (held_rows, held_pred, held_labels, held_values) = if split.val.is_empty() {
-        let labels = super::super::preprocess::labels(&set.index, target).unwrap_or_default();
-        let values = match spec.task {
-            Task::Regression => super::super::preprocess::values(&set.index, target)?,
-            Task::Classification => Vec::new(),
-        };
-        (
-            split.train.clone(),
-            train_pred,
-            split
-                .train
-                .iter()
-                .filter_map(|&r| labels.get(r).cloned())
-                .collect(),
-            split
-                .train
-                .iter()
-                .filter_map(|&r| values.get(r).copied())
-                .collect(),
-        )
-    } else {
-        (
-            split.val.clone(),
-            val_pred.clone(),
-            targets.val_labels.clone(),
-            targets.val_values.clone(),
-        )
-    };
+    let HeldRows {
+        rows: held_rows,
+        predictions: held_pred,
+        labels: held_labels,
+        values: held_values,
+    } = held_out_rows(
+        spec.task, target, &set.index, split, targets, train_pred, val_pred,
+    )?;
     let mut held_out = DatasetSketch::for_profile(&reference);
     for (i, &r) in held_rows.iter().enumerate() {
         let prediction = match (held_pred.labels.get(i), held_pred.values.get(i)) {

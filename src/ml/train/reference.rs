@@ -79,37 +79,12 @@ pub(super) fn drift_reference(
     }
     let prediction = prediction_profile(spec.task, target, &ref_pred)?;
     let mut reference = ReferenceProfile::new(feature_profiles, prediction);
-    let (held_rows, held_labels, held_values, held_pred) = if split.val.is_empty() {
-        let labels = match spec.task {
-            Task::Classification => preprocess::labels(table, target)?,
-            Task::Regression => Vec::new(),
-        };
-        let values = match spec.task {
-            Task::Classification => Vec::new(),
-            Task::Regression => preprocess::values(table, target)?,
-        };
-        (
-            split.train.clone(),
-            split
-                .train
-                .iter()
-                .filter_map(|&r| labels.get(r).cloned())
-                .collect(),
-            split
-                .train
-                .iter()
-                .filter_map(|&r| values.get(r).copied())
-                .collect(),
-            ref_pred,
-        )
-    } else {
-        (
-            split.val.clone(),
-            targets.val_labels.clone(),
-            targets.val_values.clone(),
-            val_pred.clone(),
-        )
-    };
+    let HeldRows {
+        rows: held_rows,
+        predictions: held_pred,
+        labels: held_labels,
+        values: held_values,
+    } = held_out_rows(spec.task, target, table, split, targets, ref_pred, val_pred)?;
     let seed = spec.training.seed;
     let calibration_started = Instant::now();
     let held_out = held_out_sketch(&reference, &encoded.features, table, &held_rows, &held_pred)?;
@@ -263,6 +238,59 @@ fn permutation_importance(
         })
         .collect())
 }
+/// The rows drift calibration and importance are measured on, with the
+/// model's predictions and the true labels or values.
+pub(super) struct HeldRows {
+    pub(super) rows: Vec<usize>,
+    pub(super) predictions: artifact::Predictions,
+    pub(super) labels: Vec<String>,
+    pub(super) values: Vec<f64>,
+}
+
+/// The validation split, else (no validation rows) the training split with
+/// its labels or values read from `table`: one rule for table and image
+/// models.
+pub(super) fn held_out_rows(
+    task: Task,
+    target: &str,
+    table: &Table,
+    split: &Split,
+    targets: &Targets,
+    train_pred: artifact::Predictions,
+    val_pred: &artifact::Predictions,
+) -> Result<HeldRows, MlError> {
+    if !split.val.is_empty() {
+        return Ok(HeldRows {
+            rows: split.val.clone(),
+            predictions: val_pred.clone(),
+            labels: targets.val_labels.clone(),
+            values: targets.val_values.clone(),
+        });
+    }
+    let labels = match task {
+        Task::Classification => preprocess::labels(table, target)?,
+        Task::Regression => Vec::new(),
+    };
+    let values = match task {
+        Task::Classification => Vec::new(),
+        Task::Regression => preprocess::values(table, target)?,
+    };
+    Ok(HeldRows {
+        rows: split.train.clone(),
+        predictions: train_pred,
+        labels: split
+            .train
+            .iter()
+            .filter_map(|&r| labels.get(r).cloned())
+            .collect(),
+        values: split
+            .train
+            .iter()
+            .filter_map(|&r| values.get(r).copied())
+            .collect(),
+    })
+}
+
 /// The reference profile of a model's own predictions on its training
 /// rows: class shares (classification) or a binned distribution
 /// (regression). One rule for table and image models.

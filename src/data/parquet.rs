@@ -270,48 +270,36 @@ fn batch_table(uri: &str, batch: &RecordBatch) -> Result<Table, DataError> {
 
 /// Each value of `array` as a cell; nulls are missing.
 fn cells(uri: &str, column: &str, array: &dyn Array) -> Result<Vec<Cell>, DataError> {
-    macro_rules! numbers {
-        ($t:ty) => {{
+    // One cell per value, nulls missing; `$cell` turns a present value into its cell.
+    macro_rules! column {
+        ($t:ty, $cell:expr) => {{
             let a = array.as_primitive::<$t>();
             (0..a.len())
                 .map(|i| {
                     if a.is_null(i) {
                         Cell::Missing
                     } else {
-                        Cell::Number(f64::from(a.value(i)))
+                        $cell(a.value(i))
                     }
                 })
                 .collect()
         }};
+    }
+    macro_rules! numbers {
+        ($t:ty) => {
+            column!($t, |v| Cell::Number(f64::from(v)))
+        };
     }
     // 64-bit integers lose precision past 2^53, as a float feature must.
     macro_rules! wide_numbers {
-        ($t:ty) => {{
-            let a = array.as_primitive::<$t>();
-            (0..a.len())
-                .map(|i| {
-                    if a.is_null(i) {
-                        Cell::Missing
-                    } else {
-                        Cell::Number(a.value(i) as f64)
-                    }
-                })
-                .collect()
-        }};
+        ($t:ty) => {
+            column!($t, |v| Cell::Number(v as f64))
+        };
     }
     macro_rules! times {
-        ($t:ty, $to:expr) => {{
-            let a = array.as_primitive::<$t>();
-            (0..a.len())
-                .map(|i| {
-                    if a.is_null(i) {
-                        Cell::Missing
-                    } else {
-                        $to(a.value(i)).map_or(Cell::Missing, Cell::Text)
-                    }
-                })
-                .collect()
-        }};
+        ($t:ty, $to:expr) => {
+            column!($t, |v| $to(v).map_or(Cell::Missing, Cell::Text))
+        };
     }
     let text = |values: &mut dyn Iterator<Item = Option<&str>>| -> Vec<Cell> {
         values

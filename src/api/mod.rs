@@ -65,6 +65,8 @@ words::spec_words!(
     TrainingTrigger,
     RunStage,
     AnalysisOutcome,
+    AnalysisMethod,
+    Evidence,
     VersionPhase,
 );
 

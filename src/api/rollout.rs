@@ -2,6 +2,7 @@
 //! how each version is served (`spec.serving`).
 
 use kube::KubeSchema;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::duration::SpecDuration;
@@ -21,10 +22,34 @@ pub struct CanaryStep {
     pub pause: SpecDuration,
 }
 
+/// How a canary's checks are judged.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AnalysisMethod {
+    /// Each rate check is an always-valid confidence sequence read at every
+    /// poll: a clear harm rolls back at once (even inside the pause), a step
+    /// advances once harm beyond the margin is ruled out at `alpha`, and
+    /// anything else keeps watching.
+    #[default]
+    Sequential,
+    /// Each bound is compared with the window's value after the pause (the
+    /// behaviour before sequential analysis existed).
+    Threshold,
+}
+
 /// Checks of the canary against the stable version on the same window.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisSpec {
+    /// `sequential` (default) or `threshold`.
+    #[serde(default)]
+    pub method: AnalysisMethod,
+    /// For `sequential`: the largest chance that a canary worse than its
+    /// bound (or than stable by more than the margin) is promoted, however
+    /// often the operator reads the analysis.
+    #[serde(default = "default_alpha")]
+    #[x_kube(validation = Rule::new("double(self) > 0.0 && double(self) < 0.5").message(msg::ALPHA))]
+    pub alpha: f64,
     /// Fewer canary requests than this make a step inconclusive, never a pass.
     #[serde(default = "default_min_requests")]
     #[x_kube(validation = Rule::new("self > 0").message(msg::MIN_REQUESTS))]
@@ -53,6 +78,16 @@ pub struct AnalysisSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::MIN_ONLINE_ACCURACY))]
     pub min_online_accuracy: Option<f64>,
+    /// Largest drop of online accuracy below stable's on labelled requests of
+    /// the same window, absolute (the margin of that check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::MAX_ONLINE_ACCURACY_DROP))]
+    pub max_online_accuracy_drop: Option<f64>,
+    /// Latency as a rate: the share of canary requests slower than stable's
+    /// p99 in the same window may exceed stable's own 1 % by at most this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 0.99").message(msg::MAX_SLOW_SHARE_INCREASE))]
+    pub max_slow_share_increase: Option<f64>,
     /// Failed analyses tolerated before rolling back.
     #[serde(default)]
     pub failure_limit: u32,
@@ -62,9 +97,15 @@ fn default_min_requests() -> u64 {
     100
 }
 
+fn default_alpha() -> f64 {
+    0.05
+}
+
 impl Default for AnalysisSpec {
     fn default() -> Self {
         Self {
+            method: AnalysisMethod::default(),
+            alpha: default_alpha(),
             min_requests: default_min_requests(),
             max_error_rate: Some(0.01),
             max_p99_latency_ms: None,
@@ -72,6 +113,8 @@ impl Default for AnalysisSpec {
             max_p99_latency_ratio: None,
             max_prediction_divergence: None,
             min_online_accuracy: None,
+            max_online_accuracy_drop: None,
+            max_slow_share_increase: None,
             failure_limit: 0,
         }
     }

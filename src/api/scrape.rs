@@ -172,6 +172,23 @@ fn p99_ms_of(buckets: &BTreeMap<OrderedBound, u64>) -> Option<f64> {
     })
 }
 
+/// Observations of a cumulative histogram slower than `ms` milliseconds:
+/// all of them minus those in buckets whose upper bound is at most `ms`.
+/// Exact when `ms` is a bucket bound of the same layout (a p99 read from
+/// [`p99_ms_of`] of a histogram with the same buckets is); `None` without
+/// observations.
+fn slower_than_of(buckets: &BTreeMap<OrderedBound, u64>, ms: f64) -> Option<u64> {
+    let total = buckets.values().copied().max()?;
+    if total == 0 {
+        return None;
+    }
+    let within = buckets
+        .range(..=OrderedBound(ms / 1000.0))
+        .next_back()
+        .map_or(0, |(_, n)| *n);
+    Some(total.saturating_sub(within))
+}
+
 /// A counter's growth since `then`; a counter that went down was reset
 /// (its process restarted), so all of its value is new.
 fn grown(now: u64, then: u64) -> u64 {
@@ -197,6 +214,11 @@ impl BackendCounters {
     /// The 99th-percentile time until the backend answered, in milliseconds.
     pub fn p99_ms(&self) -> Option<f64> {
         p99_ms_of(&self.latency_buckets)
+    }
+
+    /// Requests answered slower than `ms` milliseconds (see [`slower_than_of`]).
+    pub fn slower_than(&self, ms: f64) -> Option<u64> {
+        slower_than_of(&self.latency_buckets, ms)
     }
 
     fn merge(&mut self, other: &BackendCounters) {
@@ -398,6 +420,11 @@ impl ServingCounters {
     pub fn p99_ms(&self) -> Option<f64> {
         p99_ms_of(&self.latency_buckets)
     }
+
+    /// Requests answered slower than `ms` milliseconds (see [`slower_than_of`]).
+    pub fn slower_than(&self, ms: f64) -> Option<u64> {
+        slower_than_of(&self.latency_buckets, ms)
+    }
 }
 
 #[cfg(test)]
@@ -419,6 +446,19 @@ driftline_serve_predictions_total{class="6"} 400
 driftline_serve_online_accuracy 0.75
 driftline_serve_online_labelled 200
 "#;
+
+    #[test]
+    fn requests_slower_than_a_bucket_bound_are_counted_exactly() {
+        let c = ServingCounters::from_metrics(TEXT);
+        // 1 005 requests; 980 within 2 ms, 1 000 within 4 ms.
+        assert_eq!(c.slower_than(2.0), Some(25));
+        assert_eq!(c.slower_than(4.0), Some(5));
+        // Between bounds, only what is known to be within counts.
+        assert_eq!(c.slower_than(3.0), Some(25));
+        assert_eq!(c.slower_than(0.5), Some(1005));
+        assert_eq!(c.slower_than(f64::INFINITY), Some(0));
+        assert_eq!(ServingCounters::default().slower_than(2.0), None);
+    }
 
     #[test]
     fn the_server_families_become_counters() {

@@ -201,12 +201,25 @@ pub enum AnalysisOutcome {
     Inconclusive,
 }
 
+/// What a sequential check's evidence says so far.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Evidence {
+    /// The canary is worse than its bound (or than stable): roll back now.
+    Harm,
+    /// Harm beyond the bound is ruled out at `alpha`: this check lets the step advance.
+    NoHarm,
+    /// Not enough evidence either way: neither a pass nor a failure.
+    KeepWatching,
+}
+
 /// One check of a canary analysis with the numbers behind it.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisCheck {
     /// `minRequests`, `maxErrorRate`, `maxP99LatencyMs`, `maxErrorRateIncrease`,
-    /// `maxP99LatencyRatio`, `maxPredictionDivergence`, `minOnlineAccuracy`.
+    /// `maxP99LatencyRatio`, `maxPredictionDivergence`, `minOnlineAccuracy`,
+    /// `maxOnlineAccuracyDrop`, `maxSlowShareIncrease`.
     pub name: String,
     /// Measured value (canary, or canary relative to stable).
     pub value: f64,
@@ -215,6 +228,14 @@ pub struct AnalysisCheck {
     pub passed: bool,
     /// One sentence with value, bound and sample counts.
     pub message: String,
+    /// Sequential checks: the evidence so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
+    /// Sequential checks: the always-valid 1 − alpha interval of the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lower: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upper: Option<f64>,
 }
 
 /// One analysis of one canary step, as recorded in status.

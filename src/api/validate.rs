@@ -110,6 +110,11 @@ pub mod msg {
         "maxP99LatencyRatio must be at least 1 (1.2 lets the canary be 20 % slower than stable)";
     pub const MAX_PREDICTION_DIVERGENCE: &str = "maxPredictionDivergence must be between 0 and 1";
     pub const MIN_ONLINE_ACCURACY: &str = "minOnlineAccuracy must be between 0 and 1";
+    pub const MAX_ONLINE_ACCURACY_DROP: &str = "maxOnlineAccuracyDrop must be between 0 and 1";
+    pub const MAX_SLOW_SHARE_INCREASE: &str =
+        "maxSlowShareIncrease must be between 0 and 0.99 (stable's own share above its p99 is 1 %)";
+    pub const ALPHA: &str =
+        "analysis alpha must be greater than 0 and less than 0.5 (0.05 is usual)";
     pub const REPLICAS: &str = "serving replicas must be at least 1";
     pub const VERSION_SPEC_IMMUTABLE: &str =
         "a ModelVersion's spec is immutable; train a new version instead";
@@ -255,6 +260,18 @@ fn metric(c: &mut Collector, m: &MetricThreshold, path: &str) {
 fn analysis(c: &mut Collector, a: &AnalysisSpec) {
     let p = "spec.rollout.analysis";
     c.check(
+        a.alpha > 0.0 && a.alpha < 0.5,
+        format!("{p}.alpha"),
+        msg::ALPHA,
+    );
+    if let Some(v) = a.max_slow_share_increase {
+        c.check(
+            (0.0..=0.99).contains(&v),
+            format!("{p}.maxSlowShareIncrease"),
+            msg::MAX_SLOW_SHARE_INCREASE,
+        );
+    }
+    c.check(
         a.min_requests > 0,
         format!("{p}.minRequests"),
         msg::MIN_REQUESTS,
@@ -275,6 +292,11 @@ fn analysis(c: &mut Collector, a: &AnalysisSpec) {
             a.min_online_accuracy,
             "minOnlineAccuracy",
             msg::MIN_ONLINE_ACCURACY,
+        ),
+        (
+            a.max_online_accuracy_drop,
+            "maxOnlineAccuracyDrop",
+            msg::MAX_ONLINE_ACCURACY_DROP,
         ),
     ];
     for (value, name, message) in unit {

@@ -29,4 +29,4 @@ pub use profile::{
 pub use replicas::{MergedWindow, ReplicaWindows};
 pub use rule::{ColumnReading, ColumnVerdict, DriftRule, Verdict, window_verdict};
 pub use sketch::{ColumnSketch, DatasetSketch, Observation, SketchError, number_as_category};
-pub use stats::{jensen_shannon_distance, shares};
+pub use stats::{jensen_shannon_distance, ln_gamma, shares};

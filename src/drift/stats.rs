@@ -298,7 +298,7 @@ fn upper_gamma_fraction(a: f64, x: f64) -> f64 {
 }
 
 /// Natural log of the gamma function (Lanczos approximation, g = 7).
-fn ln_gamma(x: f64) -> f64 {
+pub fn ln_gamma(x: f64) -> f64 {
     const COEFFS: [f64; 9] = [
         0.999_999_999_999_809_9,
         676.520_368_121_885_1,

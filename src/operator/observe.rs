@@ -338,6 +338,7 @@ fn serving_metrics(c: &ServingCounters) -> ServingMetrics {
         p99_latency_ms: c.p99_ms(),
         labelled: c.labelled,
         correct: c.correct,
+        slow: None,
     }
 }
 
@@ -390,6 +391,12 @@ pub fn canary_metrics(
         canary: serving_metrics(&canary),
         stable: serving_metrics(&stable),
     };
+    // Latency as a rate: canary requests slower than stable's p99 on the
+    // same window and the same bucket layout.
+    m.canary.slow = m
+        .stable
+        .p99_latency_ms
+        .and_then(|p99| canary.slower_than(p99));
     if let (Some(g_now), Some(g_then)) = (gateway_now, &baseline.gateway) {
         let g = g_now.since(g_then);
         let (c, s) = (
@@ -401,6 +408,7 @@ pub fn canary_metrics(
         if c.answered > 0 && s.answered > 0 {
             m.canary.p99_latency_ms = c.p99_ms();
             m.stable.p99_latency_ms = s.p99_ms();
+            m.canary.slow = m.stable.p99_latency_ms.and_then(|p99| c.slower_than(p99));
         }
     }
     m

@@ -230,6 +230,13 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Requeue, Operat
         }
     }
     ctx.telemetry.set_phase(&key, status.phase);
+    ctx.telemetry.set_canary(
+        &key,
+        status
+            .canary
+            .as_ref()
+            .and_then(|c| Some((c.version.as_str(), c.analyses.last()?))),
+    );
     let decided = decision.requeue_after.map(|d| ctx.clock.real(d));
     Ok(Requeue::requeue(next_wait(
         decided,

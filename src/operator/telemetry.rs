@@ -39,6 +39,19 @@ struct TriggerLabels {
     trigger: String,
 }
 
+/// One number of one check of a Model's latest canary analysis.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    namespace: String,
+    model: String,
+    version: String,
+    check: String,
+    /// `value`, `bound`, `lower` or `upper` (the always-valid interval).
+    quantity: String,
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 /// Counters and gauges of the operator.
 pub struct Telemetry {
     registry: Registry,
@@ -51,6 +64,9 @@ pub struct Telemetry {
     ready: AtomicBool,
     leading: Gauge,
     leases_lost: Counter,
+    canary_checks: Family<CheckLabels, FloatGauge>,
+    /// The series each Model's canary exports now, removed when it ends.
+    canary_series: Mutex<HashMap<ObjectRef<Model>, Vec<CheckLabels>>>,
 }
 
 impl Default for Telemetry {
@@ -102,7 +118,15 @@ impl Telemetry {
             "Times this replica stopped leading: another held the Lease, or no renewal within the renew deadline",
             leases_lost.clone(),
         );
+        let canary_checks = Family::<CheckLabels, FloatGauge>::default();
+        registry.register(
+            "canary_check",
+            "The latest canary analysis per check: its value, bound and always-valid interval (lower, upper)",
+            canary_checks.clone(),
+        );
         Self {
+            canary_checks,
+            canary_series: Mutex::new(HashMap::new()),
             registry,
             reconciles,
             errors,
@@ -156,6 +180,44 @@ impl Telemetry {
                 phase: phase_name(phase),
             })
             .inc();
+    }
+
+    /// Exports the latest analysis of a Model's canary; `None` (no canary)
+    /// removes what it exported.
+    pub fn set_canary(
+        &self,
+        model: &ObjectRef<Model>,
+        canary: Option<(&str, &crate::api::AnalysisRecord)>,
+    ) {
+        let mut series = self.canary_series.lock().unwrap_or_else(|p| p.into_inner());
+        for labels in series.remove(model).unwrap_or_default() {
+            self.canary_checks.remove(&labels);
+        }
+        let Some((version, analysis)) = canary else {
+            return;
+        };
+        let mut now = Vec::new();
+        for check in &analysis.checks {
+            let numbers = [
+                ("value", Some(check.value)),
+                ("bound", Some(check.bound)),
+                ("lower", check.lower),
+                ("upper", check.upper),
+            ];
+            for (quantity, number) in numbers {
+                let Some(number) = number else { continue };
+                let labels = CheckLabels {
+                    namespace: model.namespace.clone().unwrap_or_default(),
+                    model: model.name.clone(),
+                    version: version.to_string(),
+                    check: check.name.clone(),
+                    quantity: quantity.into(),
+                };
+                self.canary_checks.get_or_create(&labels).set(number);
+                now.push(labels);
+            }
+        }
+        series.insert(model.clone(), now);
     }
 
     /// Marks the operator ready (caches synced, leading or standing by).
@@ -217,4 +279,54 @@ pub async fn serve(addr: SocketAddr, telemetry: Arc<Telemetry>) -> std::io::Resu
         let _ = axum::serve(listener, app).await;
     });
     Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{AnalysisCheck, AnalysisOutcome, AnalysisRecord, Evidence};
+    use chrono::Utc;
+
+    fn analysis(upper: f64) -> AnalysisRecord {
+        AnalysisRecord {
+            step: 0,
+            weight: 10,
+            outcome: AnalysisOutcome::Inconclusive,
+            canary_requests: 500,
+            stable_requests: 4500,
+            checks: vec![AnalysisCheck {
+                name: "maxErrorRateIncrease".into(),
+                value: 0.004,
+                bound: 0.01,
+                passed: false,
+                message: String::new(),
+                evidence: Some(Evidence::KeepWatching),
+                lower: Some(-0.02),
+                upper: Some(upper),
+            }],
+            window_start: Utc::now(),
+            window_end: Utc::now(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_canarys_latest_checks_are_exported_and_removed_when_it_ends() {
+        let t = Telemetry::new();
+        let model = ObjectRef::<Model>::new("wine").within("ml");
+        t.set_canary(&model, Some(("v2", &analysis(0.03))));
+        t.set_canary(&model, Some(("v2", &analysis(0.025))));
+        let text = t.render();
+        let line = |q: &str| {
+            format!(
+                "driftline_operator_canary_check{{namespace=\"ml\",model=\"wine\",version=\"v2\",check=\"maxErrorRateIncrease\",quantity=\"{q}\"}}"
+            )
+        };
+        assert!(text.contains(&format!("{} 0.025", line("upper"))), "{text}");
+        assert!(!text.contains(&format!("{} 0.03", line("upper"))), "{text}");
+        assert!(text.contains(&format!("{} -0.02", line("lower"))), "{text}");
+        assert!(text.contains(&format!("{} 0.01", line("bound"))), "{text}");
+        t.set_canary(&model, None);
+        assert!(!t.render().contains("quantity="), "{}", t.render());
+    }
 }

@@ -22,6 +22,7 @@
 mod action;
 mod canary;
 pub mod conditions;
+mod confidence;
 mod data_check;
 mod decide;
 mod drift;
@@ -30,6 +31,7 @@ mod observe;
 mod version_status;
 
 pub use action::{Action, Decision, EventKind};
+pub use canary::{StepWindow, analyse as analyse_canary};
 pub use data_check::verdict as data_verdict;
 pub use decide::{SCHEDULE_GRACE, config_hash, decide};
 pub use drift::{DriftUpdate, update_drift};

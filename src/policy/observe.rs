@@ -69,6 +69,10 @@ pub struct ServingMetrics {
     pub labelled: u64,
     /// Of those, how many the version predicted correctly.
     pub correct: u64,
+    /// For the canary: requests slower than the stable's p99 over the same
+    /// window (from both latency histograms), when both were read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow: Option<u64>,
 }
 
 impl ServingMetrics {

@@ -13,6 +13,7 @@ mod drift_one_rule;
 mod policy_decide;
 mod policy_props;
 mod policy_schedule;
+mod policy_sequential;
 mod policy_support;
 #[path = "../support/require_tool.rs"]
 mod require_tool;

@@ -24,7 +24,11 @@ fn weights(pairs: &[(&str, u32)]) -> Vec<TrafficWeight> {
 
 /// v1 champion, v2 in its canary at step 1 (5 %) since `w.now`.
 fn canary_world() -> World {
-    let mut w = World::new(quiet_spec(), t("2026-06-01T08:00:00Z"));
+    canary_world_with(quiet_spec())
+}
+
+fn canary_world_with(spec: driftline::api::ModelSpec) -> World {
+    let mut w = World::new(spec, t("2026-06-01T08:00:00Z"));
     w.bootstrap();
     let d = w.request(
         "r1",
@@ -358,6 +362,84 @@ fn too_few_requests_is_inconclusive_never_a_pass() {
 }
 
 #[test]
+fn sequential_analysis_rolls_back_clear_harm_inside_the_pause_and_watches_quietly_before() {
+    let mut spec = quiet_spec();
+    let a = &mut spec.rollout.analysis;
+    a.method = driftline::api::AnalysisMethod::Sequential;
+    a.max_error_rate = None;
+    a.max_error_rate_increase = Some(0.01);
+    a.max_p99_latency_ms = None;
+    a.max_p99_latency_ratio = None;
+    a.max_prediction_divergence = None;
+    a.min_online_accuracy = None;
+    a.failure_limit = 0;
+    let mut w = canary_world_with(spec);
+    let start = status(&w)
+        .canary
+        .as_ref()
+        .and_then(|c| c.step_started_at)
+        .expect("step started");
+    let serving = |requests, errors| ServingMetrics {
+        requests,
+        errors,
+        p99_latency_ms: Some(20.0),
+        labelled: 0,
+        correct: 0,
+        slow: None,
+    };
+    // One minute into a 10-minute pause, too little to tell: no Event, no
+    // move, and a poll soon (the sequential read happens at every poll).
+    w.now = start + Duration::minutes(1);
+    let mut obs = w.observations();
+    let mut m = window(2, start, w.now, serving(200, 5));
+    m.stable = serving(3800, 76);
+    obs.canary_metrics = Some(m);
+    let d = w.step_with(obs);
+    assert_eq!(
+        d.events().count(),
+        0,
+        "{:?}",
+        d.events().collect::<Vec<_>>()
+    );
+    assert!(
+        d.requeue_after
+            .is_some_and(|r| r <= std::time::Duration::from_secs(30))
+    );
+    let last = status(&w)
+        .canary
+        .as_ref()
+        .unwrap()
+        .analyses
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(last.outcome, AnalysisOutcome::Inconclusive);
+    assert!(last.message.contains("keep watching"), "{}", last.message);
+    // Three minutes in: 12 % errors against stable's 2 %: harm, rolled back
+    // before the pause ends.
+    w.now = start + Duration::minutes(3);
+    let mut obs = w.observations();
+    let mut m = window(2, start, w.now, serving(600, 72));
+    m.stable = serving(11_400, 228);
+    obs.canary_metrics = Some(m);
+    let d = w.step_with(obs);
+    assert!(has_action(&d, |a| matches!(
+        a,
+        Action::Rollback {
+            version: 2,
+            restored: Some(1),
+            ..
+        }
+    )));
+    let message = event(&d, "RolledBack").expect("RolledBack event");
+    assert!(
+        message.contains("harm") && message.contains("canary error rate minus stable's"),
+        "{message}"
+    );
+    assert_eq!(w.phase(2), Some(VersionPhase::RolledBack));
+}
+
+#[test]
 fn failed_analyses_within_the_failure_limit_retry_then_roll_back() {
     let mut w = canary_world();
     let bad = ServingMetrics {
@@ -366,6 +448,7 @@ fn failed_analyses_within_the_failure_limit_retry_then_roll_back() {
         p99_latency_ms: Some(20.0),
         labelled: 0,
         correct: 0,
+        slow: None,
     };
     for failure in 1..=3u32 {
         let start = status(&w)

@@ -337,6 +337,9 @@ async fn the_nightly_retrain_is_canaried_step_by_step_and_promoted_on_live_evide
             pause: "10m".parse().unwrap(),
         },
     ];
+    // Rollout mechanics at test-sized traffic: fixed bounds decide after a
+    // few dozen requests; sequential analysis has its own tests.
+    spec.rollout.analysis.method = driftline::api::AnalysisMethod::Threshold;
     spec.rollout.analysis.min_requests = 30;
     spec.rollout.analysis.max_p99_latency_ms = Some(500.0);
     // Two independently seeded models of the same data disagree on a few rows.
@@ -580,6 +583,9 @@ async fn an_operator_killed_mid_training_and_mid_canary_resumes_without_duplicat
             pause: "10m".parse().unwrap(),
         },
     ];
+    // Rollout mechanics at test-sized traffic: fixed bounds decide after a
+    // few dozen requests; sequential analysis has its own tests.
+    spec.rollout.analysis.method = driftline::api::AnalysisMethod::Threshold;
     spec.rollout.analysis.min_requests = 20;
     spec.rollout.analysis.max_p99_latency_ms = Some(500.0);
     spec.rollout.analysis.max_prediction_divergence = Some(0.3);
@@ -690,6 +696,9 @@ async fn a_canary_without_enough_traffic_is_never_promoted_and_rolls_back_at_its
         weight: 50,
         pause: "5m".parse().unwrap(),
     }];
+    // Rollout mechanics at test-sized traffic: fixed bounds decide after a
+    // few dozen requests; sequential analysis has its own tests.
+    spec.rollout.analysis.method = driftline::api::AnalysisMethod::Threshold;
     spec.rollout.analysis.min_requests = 100;
     spec.rollout.progress_deadline = Some("20m".parse().unwrap());
     h.apply("wine-quality", spec).await;
@@ -771,6 +780,9 @@ async fn a_canary_that_fails_live_analysis_is_rolled_back_after_its_failure_limi
             pause: "5m".parse().unwrap(),
         },
     ];
+    // Rollout mechanics at test-sized traffic: fixed bounds decide after a
+    // few dozen requests; sequential analysis has its own tests.
+    spec.rollout.analysis.method = driftline::api::AnalysisMethod::Threshold;
     spec.rollout.analysis.min_requests = 20;
     // Slower than any real answer: every analysis of this canary fails on latency.
     spec.rollout.analysis.max_p99_latency_ms = Some(0.001);

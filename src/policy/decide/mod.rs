@@ -14,10 +14,10 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::api::{
-    AnalysisOutcome, CanaryStatus, ConditionStatus, DataCheckSummary, GateSummary, GateVerdict,
-    MissedRunPolicy, Model, ModelPhase, ModelSpec, ModelStatus, ModelVersion, NextTraining,
-    RetrainSchedule, RolloutOutcome, RunStage, TrafficWeight, TrainingRun, TrainingTrigger,
-    VersionPhase, version_name, version_number,
+    AnalysisMethod, AnalysisOutcome, CanaryStatus, ConditionStatus, DataCheckSummary, GateSummary,
+    GateVerdict, MissedRunPolicy, Model, ModelPhase, ModelSpec, ModelStatus, ModelVersion,
+    NextTraining, RetrainSchedule, RolloutOutcome, RunStage, TrafficWeight, TrainingRun,
+    TrainingTrigger, VersionPhase, version_name, version_number,
 };
 
 use super::action::{Action, Decision, EventKind};

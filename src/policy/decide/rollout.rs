@@ -166,9 +166,16 @@ pub(super) fn advance_canary(ctx: &mut Ctx) {
     let i = (canary.step as usize).min(steps.len().saturating_sub(1));
     let Some(step) = steps.get(i) else { return };
     let pause = chrono_duration(step.pause.get());
-    if ctx.now < started + pause {
+    let pause_over = ctx.now >= started + pause;
+    // A threshold is read once the pause is over; a sequential analysis is
+    // read at every poll, so clear harm rolls back inside the pause.
+    let sequential = ctx.spec.rollout.analysis.method == AnalysisMethod::Sequential;
+    if !pause_over {
         ctx.requeue_in(std_duration(started + pause - ctx.now));
-        return;
+        if !sequential {
+            return;
+        }
+        ctx.requeue_in(POLL);
     }
     let window = StepWindow {
         step: i as u32,
@@ -176,6 +183,7 @@ pub(super) fn advance_canary(ctx: &mut Ctx) {
         weight: step.weight,
         started_at: started,
         now: ctx.now,
+        pause_over,
     };
     let metrics = ctx.obs.canary_metrics.as_ref().filter(|m| m.version == n);
     let analysis = analyse(&ctx.spec.rollout.analysis, window, metrics);
@@ -253,6 +261,10 @@ pub(super) fn advance_canary(ctx: &mut Ctx) {
                 );
                 ctx.requeue_in(std_duration(pause));
             }
+        }
+        AnalysisOutcome::Inconclusive if !pause_over => {
+            // Watching inside the pause is the plan, not news: no Event.
+            ctx.status.canary = Some(canary);
         }
         AnalysisOutcome::Inconclusive => {
             let deadline = ctx

@@ -93,6 +93,7 @@ pub fn healthy(requests: u64) -> ServingMetrics {
         p99_latency_ms: Some(20.0),
         labelled: 0,
         correct: 0,
+        slow: None,
     }
 }
 

@@ -1,0 +1,181 @@
+//! Always-valid confidence sequences for the canary's pass/fail counts
+//! (errors per request, wrong answers per labelled request, requests slower
+//! than the stable's p99).
+//!
+//! Why this method: a fixed threshold read at every poll is a test peeked at
+//! again and again, so its error rate grows with every read. A confidence
+//! sequence is an interval that holds the true rate at every sample size at
+//! once with probability ≥ 1 − α, so the operator may read it after every
+//! poll, stop at the first clear answer, and still keep α. We use the
+//! beta-binomial mixture (Robbins 1970; Howard, Ramdas, McAuliffe & Sekhon
+//! 2021, "Time-uniform, nonparametric, nonasymptotic confidence sequences"):
+//! exact for 0/1 outcomes, with no normal approximation, so it stays right at
+//! error rates near 0 where canaries live, and its width adapts to the
+//! variance (narrow when the rate is small). Mixing over a uniform Beta(1, 1)
+//! makes it free of tuning. For `s` bad outcomes out of `t`, the set
+//!
+//! ```text
+//!   { p : (t + 1) · C(t, s) · p^s · (1 − p)^(t − s) > α }
+//! ```
+//!
+//! is that interval: the left side is the reciprocal of the mixture
+//! likelihood ratio, a nonnegative martingale under every `p`, and Ville's
+//! inequality bounds the chance it ever exceeds 1/α. A mixture SPRT would
+//! give one test per hypothesis; the interval gives every check its
+//! estimate, its bounds and the evidence so far in one record.
+
+use crate::api::Evidence;
+
+/// An interval for a rate or a difference of rates.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Interval {
+    pub lower: f64,
+    pub upper: f64,
+}
+
+fn ln_choose(t: u64, s: u64) -> f64 {
+    let g = crate::drift::ln_gamma;
+    g(t as f64 + 1.0) - g(s as f64 + 1.0) - g((t - s) as f64 + 1.0)
+}
+
+/// The 1 − α confidence sequence of a rate after `bad` of `total` outcomes.
+/// Holds the true rate at every `total` at once with probability ≥ 1 − α.
+pub fn rate(bad: u64, total: u64, alpha: f64) -> Interval {
+    let bad = bad.min(total);
+    if total == 0 {
+        return Interval {
+            lower: 0.0,
+            upper: 1.0,
+        };
+    }
+    let (s, t) = (bad as f64, total as f64);
+    let constant = (t + 1.0).ln() + ln_choose(total, bad) - alpha.ln();
+    // Concave in p, positive at the estimate s/t: the interval is where it is > 0.
+    let f = |p: f64| {
+        let a = if bad == 0 { 0.0 } else { s * p.ln() };
+        let b = if bad == total {
+            0.0
+        } else {
+            (t - s) * (1.0 - p).ln()
+        };
+        constant + a + b
+    };
+    let estimate = s / t;
+    let lower = if bad == 0 {
+        0.0
+    } else {
+        bisect(&f, 0.0, estimate)
+    };
+    let upper = if bad == total {
+        1.0
+    } else {
+        bisect(&f, 1.0, estimate)
+    };
+    Interval { lower, upper }
+}
+
+/// The boundary between `outside` (where `f` ≤ 0) and `inside` (where `f` >
+/// 0), to 1e-12.
+fn bisect(f: &dyn Fn(f64) -> f64, mut outside: f64, mut inside: f64) -> f64 {
+    for _ in 0..100 {
+        let mid = 0.5 * (outside + inside);
+        if f(mid) > 0.0 {
+            inside = mid;
+        } else {
+            outside = mid;
+        }
+        if (inside - outside).abs() < 1e-12 {
+            break;
+        }
+    }
+    // Report the edge inside the set, so the interval is never narrower than the set.
+    outside
+}
+
+/// The 1 − α confidence sequence of (canary rate − stable rate): each rate's
+/// own sequence at α/2, so both hold at once with probability ≥ 1 − α.
+pub fn difference(canary: (u64, u64), stable: (u64, u64), alpha: f64) -> Interval {
+    let c = rate(canary.0, canary.1, alpha / 2.0);
+    let s = rate(stable.0, stable.1, alpha / 2.0);
+    Interval {
+        lower: c.lower - s.upper,
+        upper: c.upper - s.lower,
+    }
+}
+
+/// What an interval of a "higher is worse" quantity says against the bound
+/// a Model allows (`bound`) and the value that means "no worse than stable"
+/// (`reference`: 0 for a difference, the bound itself for an absolute limit).
+///
+/// `NoHarm` when the whole interval is below the bound: promoting then is
+/// wrong with probability ≤ α however often this is read. `Harm` when the
+/// whole interval is above the reference and the bound is not yet excluded.
+/// Otherwise there is not enough evidence, which is neither.
+pub fn judge(interval: Interval, bound: f64, reference: f64) -> Evidence {
+    if interval.upper < bound {
+        Evidence::NoHarm
+    } else if interval.lower > reference {
+        Evidence::Harm
+    } else {
+        Evidence::KeepWatching
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_interval_holds_the_estimate_and_narrows_with_evidence() {
+        let small = rate(5, 100, 0.05);
+        let large = rate(50, 1000, 0.05);
+        for i in [small, large] {
+            assert!(i.lower < 0.05 && 0.05 < i.upper, "{i:?}");
+        }
+        assert!(large.upper - large.lower < small.upper - small.lower);
+        assert_eq!(
+            rate(0, 0, 0.05),
+            Interval {
+                lower: 0.0,
+                upper: 1.0
+            }
+        );
+        assert_eq!(rate(0, 10, 0.05).lower, 0.0);
+        assert_eq!(rate(10, 10, 0.05).upper, 1.0);
+    }
+
+    #[test]
+    fn with_no_failures_the_upper_end_is_the_closed_form() {
+        // s = 0: (t+1)(1-p)^t = α  =>  p = 1 - (α/(t+1))^(1/t).
+        let (t, alpha) = (400u64, 0.05);
+        let exact = 1.0 - (alpha / (t as f64 + 1.0)).powf(1.0 / t as f64);
+        assert!((rate(0, t, alpha).upper - exact).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_smaller_alpha_gives_a_wider_interval() {
+        let wide = rate(20, 500, 0.01);
+        let narrow = rate(20, 500, 0.10);
+        assert!(wide.lower < narrow.lower && wide.upper > narrow.upper);
+    }
+
+    #[test]
+    fn the_difference_spans_both_rates_uncertainty() {
+        let d = difference((40, 1000), (20, 1000), 0.05);
+        assert!(d.lower < 0.02 && 0.02 < d.upper, "{d:?}");
+        let c = rate(40, 1000, 0.025);
+        let s = rate(20, 1000, 0.025);
+        assert_eq!(d.lower, c.lower - s.upper);
+        assert_eq!(d.upper, c.upper - s.lower);
+    }
+
+    #[test]
+    fn judging_is_no_harm_below_the_bound_harm_above_the_reference() {
+        let i = |lower, upper| Interval { lower, upper };
+        assert_eq!(judge(i(-0.01, 0.009), 0.01, 0.0), Evidence::NoHarm);
+        assert_eq!(judge(i(0.001, 0.05), 0.01, 0.0), Evidence::Harm);
+        assert_eq!(judge(i(-0.01, 0.05), 0.01, 0.0), Evidence::KeepWatching);
+        // Shown worse than stable but also shown within the margin: allowed.
+        assert_eq!(judge(i(0.001, 0.009), 0.01, 0.0), Evidence::NoHarm);
+    }
+}

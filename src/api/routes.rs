@@ -33,6 +33,11 @@ pub const FEEDBACK: &str = "/v2/models/{name}/feedback";
 /// `GET`: the drift monitor's windows and running totals.
 pub const DRIFT: &str = "/v2/models/{name}/drift";
 
+/// Response header carrying the inference id (the OIP `id`: the client's,
+/// or one the server made up), so a label can be sent for it later without
+/// parsing the body.
+pub const INFERENCE_ID_HEADER: &str = "inference-id";
+
 /// A route with its `{name}` (and `{version}`) filled in.
 pub fn path(route: &str, model: &str) -> String {
     route.replace("{name}", model)

@@ -612,6 +612,14 @@ async fn infer_rest(
     let (body, json_length) = encode_response(&response, &flags);
     let mut answer = Response::new(Body::from(body));
     let headers = answer.headers_mut();
+    // A client id that is no valid header value stays in the body alone.
+    if let Some(id) = response
+        .id
+        .as_deref()
+        .and_then(|id| HeaderValue::from_str(id).ok())
+    {
+        headers.insert(crate::api::routes::INFERENCE_ID_HEADER, id);
+    }
     match json_length {
         Some(n) => {
             headers.insert(

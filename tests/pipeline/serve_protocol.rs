@@ -308,14 +308,22 @@ async fn infer_answers_with_predictions_probabilities_and_the_request_id() {
     assert_eq!(r["outputs"][1]["name"], "probabilities");
     assert_eq!(r["outputs"][1]["shape"], json!([2, 2]));
     assert_eq!(r["outputs"][1]["data"].as_array().unwrap().len(), 4);
-    // Without an id the server makes one up, so feedback can still refer to it.
-    let (_, r) = post(
-        &s,
-        "/v2/models/wine-quality/versions/3/infer",
-        per_feature(&[11.0], &["red"]).to_string(),
-    )
-    .await;
+    // Without an id the server makes one up, so feedback can still refer to
+    // it; the id also comes back as a header, the same in both places.
+    let answer = client()
+        .post(url(&s, "/v2/models/wine-quality/versions/3/infer"))
+        .body(per_feature(&[11.0], &["red"]).to_string())
+        .send()
+        .await
+        .unwrap();
+    let header = answer
+        .headers()
+        .get(driftline::api::routes::INFERENCE_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let r: Value = answer.json().await.unwrap();
     assert!(r["id"].as_str().is_some_and(|id| id.len() >= 16), "{r}");
+    assert_eq!(header.as_deref(), r["id"].as_str());
     // Only the requested outputs.
     let mut body = per_feature(&[11.0], &["red"]);
     body["outputs"] = json!([{"name": "probabilities"}]);

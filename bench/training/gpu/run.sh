@@ -162,6 +162,63 @@ for spec in "${RUNS[@]}"; do
   done
 done
 
+# --- 5b. The CNN on images (#22): driftline cuda vs cpu, PyTorch cuda vs cpu, same digits. ------------
+# The digits are generated here from scikit-learn's bundled set (no download), as bench/images does;
+# CNN_SIZE and CNN_EPOCHS match bench/images/run.sh's defaults.
+CNN_SIZE=${CNN_SIZE:-32}
+CNN_EPOCHS=${CNN_EPOCHS:-15}
+declare -A CNN
+cnn_runs() {
+  python3 tests/fixtures/digits_images.py "$WORK/digits" --train 1400 --test 397 --size "$CNN_SIZE" \
+    >"$OUT/logs/digits.log" 2>&1 || { fail "digits_images.py (see logs/digits.log)"; return; }
+  for dev in cuda cpu; do
+    [ "$(left)" -lt 30 ] && { CNN[driftline/$dev]="skipped"; continue; }
+    cat >"$WORK/cnn-$dev.yaml" <<YAML
+apiVersion: driftline.dev/v1alpha1
+kind: Model
+metadata: {name: digits, namespace: bench}
+spec:
+  task: classification
+  data:
+    source: $WORK/digits/train
+    format: images
+    target: digit
+    validationFraction: 0.1
+    images: {height: $CNN_SIZE, width: $CNN_SIZE, channels: grayscale}
+  architecture: {type: cnn, convBlocks: [{channels: 16}, {channels: 32}], hiddenLayers: [64]}
+  training: {epochs: $CNN_EPOCHS, batchSize: 32, learningRate: 0.005, seed: 1, device: $dev}
+  gate:
+    testSet: $WORK/digits/test/index.csv
+    metrics: [{name: accuracy, min: 0.0}]
+YAML
+    local log="$OUT/logs/cnn-$dev" t0 t1
+    t0=$(date +%s.%N)
+    if RUST_LOG=info timeout 240 "$BIN" train --config "$WORK/cnn-$dev.yaml" --out "$WORK/artifacts/cnn-$dev" >"$log.json" 2>"$log.log"; then
+      t1=$(date +%s.%N)
+      local per acc
+      per=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(f"{s[\"trainingSeconds\"]/s[\"epochs\"]:.3f}")' "$log.json" 2>/dev/null || echo "?")
+      acc=$("$BIN" evaluate --candidate "$WORK/artifacts/cnn-$dev" -c "$WORK/cnn-$dev.yaml" 2>/dev/null \
+        | python3 -c 'import json,sys; print(f"{json.load(sys.stdin)[\"candidate\"][\"metrics\"][\"accuracy\"]:.4f}")' 2>/dev/null || echo "?")
+      CNN[driftline/$dev]="$(python3 -c "print(f'{$t1-$t0:.2f}')") s wall, $per s/epoch, test accuracy $acc"
+    else
+      CNN[driftline/$dev]="fail"; fail "cnn $dev: driftline train failed (see logs/cnn-$dev.log)"; tail -5 "$log.log"
+    fi
+    say "driftline cnn $dev: ${CNN[driftline/$dev]}"
+  done
+  for dev in cuda cpu; do
+    [ "$(left)" -lt 20 ] && { CNN[pytorch/$dev]="skipped"; continue; }
+    local threads=$([ "$dev" = cpu ] && nproc || echo 1)
+    if out=$(timeout 180 python3 bench/images/torch_cnn.py --size "$CNN_SIZE" --epochs "$CNN_EPOCHS" \
+        --threads "$threads" --device "$dev" 2>"$OUT/logs/torch-cnn-$dev.log"); then
+      CNN[pytorch/$dev]=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(f"{r[\"seconds\"]:.2f} s, {r[\"epoch_seconds\"]:.3f} s/epoch, test accuracy {r[\"accuracy\"]:.4f}, torch {r[\"torch\"]}")' "$out")
+    else
+      CNN[pytorch/$dev]="fail"; fail "torch_cnn.py $dev (see logs/torch-cnn-$dev.log)"
+    fi
+    say "pytorch cnn $dev: ${CNN[pytorch/$dev]}"
+  done
+}
+[ "${CNN_RUNS:-1}" = 1 ] && cnn_runs
+
 # --- 6. Table. ---------------------------------------------------------------------------------------
 ratio() { python3 -c "print(f'{float(\"$1\")/float(\"$2\"):.2f}')" 2>/dev/null || echo "n/a"; }
 {
@@ -176,6 +233,11 @@ ratio() { python3 -c "print(f'{float(\"$1\")/float(\"$2\"):.2f}')" 2>/dev/null |
   done
   echo "seconds; ratio = cuda / cpu (below 1.0: the GPU is faster). wall = whole \`driftline train\` process;"
   echo "train = trainingSeconds from its summary (the epoch loop only)."
+  echo
+  echo "CNN on ${CNN_SIZE}x${CNN_SIZE} digits, ${CNN_EPOCHS} epochs, batch 32 (cpu: $(nproc) threads):"
+  for k in driftline/cuda driftline/cpu pytorch/cuda pytorch/cpu; do
+    printf "  %-16s %s\n" "$k" "${CNN[$k]:-not run}"
+  done
 } | tee "$OUT/results.txt"
 
 if [ ${#FAILURES[@]} -gt 0 ]; then

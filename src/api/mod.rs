@@ -18,6 +18,7 @@ mod rollout;
 pub mod routes;
 mod schedule;
 pub mod scrape;
+mod shadow;
 mod slice;
 mod status;
 mod validate;
@@ -38,6 +39,9 @@ pub use images::*;
 pub use model::*;
 pub use rollout::*;
 pub use schedule::{RetrainSchedule, ScheduleError};
+pub use shadow::{
+    Agreement, ShadowSpec, ShadowTally, bucket_quantile, magnitude_bucket, value_bucket,
+};
 pub use slice::{SliceCondition, SliceConditionError};
 pub use status::*;
 pub use validate::{FieldError, InvalidModel, KNOWN_ARCHITECTURES, msg};

@@ -113,6 +113,13 @@ pub mod msg {
     pub const MAX_ONLINE_ACCURACY_DROP: &str = "maxOnlineAccuracyDrop must be between 0 and 1";
     pub const MAX_SLOW_SHARE_INCREASE: &str =
         "maxSlowShareIncrease must be between 0 and 0.99 (stable's own share above its p99 is 1 %)";
+    pub const SHADOW_DURATION: &str = "shadow duration must be a duration such as `10m` or `1h`";
+    pub const SHADOW_MIN_REQUESTS: &str = "shadow minRequests must be at least 1";
+    pub const SHADOW_SAMPLE: &str =
+        "shadow sample is the share of live requests mirrored: greater than 0, at most 1";
+    pub const SHADOW_MAX_DISAGREEMENT: &str = "shadow maxDisagreement must be between 0 and 1";
+    pub const SHADOW_TOLERANCE: &str = "shadow tolerance must not be negative";
+    pub const SHADOW_LATENCY_RATIO: &str = "shadow maxP99LatencyRatio must be at least 1";
     pub const ALPHA: &str =
         "analysis alpha must be greater than 0 and less than 0.5 (0.05 is usual)";
     pub const REPLICAS: &str = "serving replicas must be at least 1";

@@ -28,6 +28,7 @@ mod decide;
 mod drift;
 mod gate;
 mod observe;
+mod shadow;
 mod version_status;
 
 pub use action::{Action, Decision, EventKind};
@@ -40,4 +41,5 @@ pub use observe::{
     CanaryMetrics, DataCheckOutcome, DataCheckResult, DriftReading, GateResult, JobState,
     ManualAction, ManualRequest, Observations, ServingMetrics, TrainingJob,
 };
+pub use shadow::{ShadowVerdict, verdict as shadow_verdict};
 pub use version_status::{apply as apply_to_version_status, version_of as version_written_by};

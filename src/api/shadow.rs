@@ -133,7 +133,8 @@ pub struct ShadowTally {
 /// anything below 2^-60 share the lowest bucket.
 pub fn magnitude_bucket(x: f64) -> i32 {
     let x = x.abs();
-    if !(x > 2f64.powi(-60)) {
+    // NaN (no magnitude) lands in the lowest bucket too.
+    if x.is_nan() || x <= 2f64.powi(-60) {
         return -60;
     }
     (x.log2().ceil() as i32).clamp(-60, 1023)

@@ -1696,3 +1696,70 @@ async fn an_edited_serving_deployment_is_put_back_and_an_orphaned_one_deleted() 
     );
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_that_agrees_is_promoted_by_the_sequential_analysis_with_its_evidence_recorded() {
+    // 20x: the 2-minute pause passes in 6 s; the evidence needs real requests.
+    let h = Harness::start(178, 20.0).await;
+    let mut spec = quick_wine();
+    spec.rollout.steps = vec![driftline::api::CanaryStep {
+        weight: 50,
+        pause: "2m".parse().unwrap(),
+    }];
+    let a = &mut spec.rollout.analysis;
+    a.method = driftline::api::AnalysisMethod::Sequential;
+    a.alpha = 0.05;
+    a.min_requests = 100;
+    a.max_error_rate = None;
+    // A generous margin, so that a few hundred clean canary requests rule
+    // out harm beyond it (the simulation tests cover tight margins).
+    a.max_error_rate_increase = Some(0.05);
+    a.max_p99_latency_ms = None;
+    a.max_prediction_divergence = Some(0.3);
+    h.apply("wine-quality", spec.clone()).await;
+    h.wait_champion("wine-quality", 1).await;
+    let gateway = h.service_url("wine-quality").await;
+    let background = {
+        let (http, gateway, spec) = (h.http(), gateway, spec.clone());
+        tokio::spawn(
+            async move { load(http, gateway, "wine-quality", &spec, 80.0, 900, None).await },
+        )
+    };
+    h.retrain("wine-quality", "sequential").await;
+    let status = h
+        .wait_model("wine-quality", MINUTES, "v2 promoted", |m| {
+            let s = m.status.as_ref()?;
+            (s.champion.as_deref() == Some("v2")).then(|| s.clone())
+        })
+        .await;
+    background.abort();
+    assert_eq!(status.traffic_summary.as_deref(), Some("v2:100"));
+    let v2 = h
+        .versions()
+        .get("wine-quality-v2")
+        .await
+        .expect("v2")
+        .status
+        .expect("status");
+    let rollout = v2.rollout.expect("rollout recorded");
+    assert_eq!(rollout.result, "Promoted");
+    let passed = rollout
+        .analyses
+        .iter()
+        .find(|a| a.outcome == driftline::api::AnalysisOutcome::Passed)
+        .unwrap_or_else(|| panic!("a passed analysis: {:?}", rollout.analyses));
+    let check = passed
+        .checks
+        .iter()
+        .find(|c| c.name == "maxErrorRateIncrease")
+        .unwrap_or_else(|| panic!("the sequential check: {passed:?}"));
+    assert_eq!(check.evidence, Some(driftline::api::Evidence::NoHarm));
+    let (lower, upper) = (check.lower.expect("lower"), check.upper.expect("upper"));
+    // Ruled out: the whole interval is below the margin, and it holds the estimate.
+    assert!(
+        lower <= check.value && check.value <= upper && upper < 0.05,
+        "{check:?}"
+    );
+    assert!(passed.canary_requests >= 100, "{passed:?}");
+    h.shutdown().await;
+}

@@ -40,6 +40,11 @@ pub const ROLLBACK_ANNOTATION: &str = "driftline.dev/rollback";
 pub const REQUESTED_BY_ANNOTATION: &str = "driftline.dev/requested-by";
 /// The manifest every artifact carries (written by `ml::artifact`).
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// Folder under a Model's feedback prefix where model servers log every
+/// sampled prediction in batches (`<prefix>/predictions/<date>/….jsonl`),
+/// for labels that arrive later than the server remembers. Training reads
+/// labelled rows from the prefix and never from this folder.
+pub const PREDICTION_LOG_DIR: &str = "predictions";
 /// The gate report a training Job leaves beside its artifact.
 pub const GATE_REPORT_FILE: &str = "gate.json";
 /// Environment variable through which a training Job gets its Model as YAML.

@@ -18,11 +18,21 @@ pub struct Feedback {
     pub skipped_rows: usize,
 }
 
-/// Reads every `*.jsonl` file under `prefix`. Rows whose `target` is empty
-/// are skipped (a label that never arrived must not block retraining); a
-/// prefix with no files gives an empty table.
+/// Reads every `*.jsonl` file under `prefix` but the prediction log
+/// (`predictions/`, unlabelled by design). Rows whose `target` is empty are
+/// skipped (a label that never arrived must not block retraining); a prefix
+/// with no files gives an empty table.
 pub async fn load_feedback(prefix: &str, target: &str) -> Result<Feedback, DataError> {
-    let files = store::list(prefix, ".jsonl").await?;
+    let log = format!(
+        "{}/{}/",
+        prefix.trim_end_matches('/'),
+        crate::api::names::PREDICTION_LOG_DIR
+    );
+    let files: Vec<String> = store::list(prefix, ".jsonl")
+        .await?
+        .into_iter()
+        .filter(|uri| !uri.starts_with(&log))
+        .collect();
     let mut table = Table::empty(prefix, Vec::new());
     let mut hasher = Sha256::new();
     let mut skipped_rows = 0;
@@ -76,6 +86,13 @@ mod tests {
         )
         .unwrap();
         std::fs::write(tmp.path().join("ignored.csv"), "x,y\n9,z\n").unwrap();
+        // The prediction log is no training data, labelled or not.
+        std::fs::create_dir_all(tmp.path().join("predictions/2026-01-02")).unwrap();
+        std::fs::write(
+            tmp.path().join("predictions/2026-01-02/p.jsonl"),
+            "{\"x\":5,\"y\":\"p\"}\n",
+        )
+        .unwrap();
         let fb = load_feedback(&tmp.path().display().to_string(), "y")
             .await
             .unwrap();

@@ -189,6 +189,11 @@ pub struct FeedbackStats {
     /// Where feedback files go (none: labels are joined for online metrics only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
+    /// Prediction log (`<prefix>/predictions/`): rows written, files written,
+    /// and rows dropped because the store stayed down past the bound.
+    pub logged_rows: u64,
+    pub log_files: u64,
+    pub log_dropped: u64,
 }
 
 /// Where labelled rows are written.
@@ -291,6 +296,7 @@ pub fn start_feedback(
         pending_rows: 0,
         order: VecDeque::with_capacity(presize),
         buffer: Vec::new(),
+        log: Vec::new(),
         online: VecDeque::new(),
         stats: FeedbackStats {
             prefix,
@@ -319,6 +325,8 @@ struct Worker {
     /// Ids in arrival order, for expiry.
     order: VecDeque<(DateTime<Utc>, String)>,
     buffer: Vec<Map<String, Value>>,
+    /// Served rows not yet written to the prediction log.
+    log: Vec<Map<String, Value>>,
     /// (prediction, label) of the most recent labelled rows.
     online: VecDeque<(Value, Value)>,
     stats: FeedbackStats,
@@ -333,7 +341,13 @@ impl Worker {
         loop {
             tokio::select! {
                 event = events.recv() => match event {
-                    Some(Event::Served(record)) => self.remember(record),
+                    Some(Event::Served(record)) => {
+                        self.log_rows(&record);
+                        self.remember(record);
+                        if self.log.len() >= self.config.batch_rows {
+                            let _ = self.write_log().await;
+                        }
+                    }
                     Some(Event::Labels { items, reply }) => {
                         let outcome = self.join(items);
                         if self.buffer.len() >= self.config.batch_rows {
@@ -342,21 +356,92 @@ impl Worker {
                         let _ = reply.send(outcome);
                     }
                     Some(Event::Flush(reply)) => {
+                        let _ = self.write_log().await;
                         let written = self.write_batch().await;
                         let _ = reply.send(written);
                     }
                     None => {
                         // Every handle is gone: write what is left and stop.
+                        let _ = self.write_log().await;
                         let _ = self.write_batch().await;
                         return;
                     }
                 },
                 _ = ticker.tick() => {
                     self.expire(Utc::now());
+                    let _ = self.write_log().await;
                     let _ = self.write_batch().await;
                 }
             }
             self.publish();
+        }
+    }
+
+    /// Queues a served request's rows for the prediction log: id, row,
+    /// version, time, features and prediction, so a label that arrives after
+    /// the server forgot the request can still be joined (by a later job).
+    fn log_rows(&mut self, record: &ServedRecord) {
+        if self.sink.is_none() {
+            return;
+        }
+        let time = Value::String(record.time.to_rfc3339());
+        for i in 0..record.rows() {
+            let mut row = record.row(i);
+            row.insert("_id".into(), Value::String(record.id.clone()));
+            row.insert("_row".into(), Value::from(i));
+            row.insert("_version".into(), Value::String(record.version.clone()));
+            row.insert("_time".into(), time.clone());
+            row.insert("_prediction".into(), record.predictions.value(i));
+            self.log.push(row);
+        }
+    }
+
+    /// Writes the queued prediction-log rows as one file under
+    /// `predictions/<date>/`. While the store is down the newest rows are
+    /// kept up to ten batches; older ones are dropped and counted.
+    async fn write_log(&mut self) -> Result<usize, ServeError> {
+        let Some(sink) = self.sink.clone() else {
+            return Ok(0);
+        };
+        if self.log.is_empty() {
+            return Ok(0);
+        }
+        let mut contents = Vec::with_capacity(self.log.len() * 128);
+        for row in &self.log {
+            serde_json::to_writer(&mut contents, row).map_err(|e| ServeError::FeedbackWrite {
+                uri: sink.prefix(),
+                source: Box::new(e),
+            })?;
+            contents.push(b'\n');
+        }
+        let now = Utc::now();
+        let name = format!(
+            "{}/{}/{}-{}.jsonl",
+            crate::api::names::PREDICTION_LOG_DIR,
+            now.format("%Y-%m-%d"),
+            now.format("%Y%m%dT%H%M%S%.6fZ"),
+            uuid::Uuid::new_v4().simple()
+        );
+        match sink.write(&name, contents).await {
+            Ok(uri) => {
+                let n = self.log.len();
+                self.log.clear();
+                self.stats.logged_rows += n as u64;
+                self.stats.log_files += 1;
+                tracing::debug!(%uri, rows = n, "prediction log written");
+                Ok(n)
+            }
+            Err(e) => {
+                self.metrics.feedback_write_errors.inc();
+                tracing::warn!(error = %e, "prediction log write failed; keeping rows for the next try");
+                let cap = self.config.batch_rows.saturating_mul(10).max(1);
+                if self.log.len() > cap {
+                    let excess = self.log.len() - cap;
+                    self.log.drain(..excess);
+                    self.stats.log_dropped += excess as u64;
+                }
+                Err(e)
+            }
         }
     }
 
@@ -672,7 +757,14 @@ mod tests {
             }
         );
         assert_eq!(handle.flush().await.unwrap(), 3);
-        let files = sink.files.lock().unwrap().clone();
+        let files: Vec<(String, Vec<u8>)> = sink
+            .files
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(name, _)| !name.starts_with("predictions/"))
+            .cloned()
+            .collect();
         assert_eq!(files.len(), 1);
         let lines: Vec<Value> = std::str::from_utf8(&files[0].1)
             .unwrap()
@@ -691,6 +783,62 @@ mod tests {
         assert_eq!(stats.labelled, 3);
         assert!((stats.accuracy.unwrap() - 2.0 / 3.0).abs() < 1e-12);
         assert_eq!(stats.written_rows, 3);
+    }
+
+    #[tokio::test]
+    async fn every_served_row_is_logged_in_batches_under_predictions_labelled_or_not() {
+        let sink = Arc::new(MemorySink::default());
+        let config = FeedbackConfig {
+            batch_rows: 3,
+            ..FeedbackConfig::default()
+        };
+        let handle = start(config, sink.clone());
+        let t = Utc::now();
+        handle.record(record("a", 1, t));
+        handle.record(record("b", 2, t));
+        handle.record(record("c", 1, t));
+        // "a" and "b" make a full batch of 3 rows; "c" waits for the flush.
+        assert_eq!(
+            handle.flush().await.unwrap(),
+            0,
+            "no labels, no training rows"
+        );
+        let files = sink.files.lock().unwrap().clone();
+        let logged: Vec<&(String, Vec<u8>)> = files
+            .iter()
+            .filter(|(n, _)| n.starts_with("predictions/"))
+            .collect();
+        assert_eq!(logged.len(), 2, "{files:?}");
+        assert_eq!(files.len(), 2, "only the prediction log was written");
+        let day = t.format("%Y-%m-%d").to_string();
+        assert!(
+            logged.iter().all(
+                |(n, _)| n.starts_with(&format!("predictions/{day}/")) && n.ends_with(".jsonl")
+            )
+        );
+        let rows: Vec<Value> = logged
+            .iter()
+            .flat_map(|(_, c)| std::str::from_utf8(c).unwrap().lines())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let ids: Vec<(&str, u64)> = rows
+            .iter()
+            .map(|r| (r["_id"].as_str().unwrap(), r["_row"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(ids, [("a", 0), ("b", 0), ("b", 1), ("c", 0)]);
+        assert_eq!(rows[2]["alcohol"], 11.0);
+        assert_eq!(rows[2]["_prediction"], "good");
+        assert_eq!(rows[2]["_version"], "v1");
+        assert_eq!(rows[0]["_time"], t.to_rfc3339());
+        assert!(
+            rows.iter().all(|r| r.get("quality").is_none()),
+            "no label yet"
+        );
+        let stats = handle.stats();
+        assert_eq!(
+            (stats.logged_rows, stats.log_files, stats.log_dropped),
+            (4, 2, 0)
+        );
     }
 
     #[tokio::test]

@@ -160,7 +160,15 @@ async fn data_artifacts_and_feedback_round_trip_through_s3() {
         .expect("the server stops on SIGTERM")
         .unwrap();
     assert!(status.success(), "serve exited with {status}");
-    let files = moto.keys("feedback/synth").await;
+    let keys = moto.keys("feedback/synth").await;
+    // The prediction log sits beside the labelled rows, under predictions/.
+    let (logged, files): (Vec<String>, Vec<String>) = keys
+        .iter()
+        .cloned()
+        .partition(|k| k.contains("/predictions/"));
+    assert_eq!(logged.len(), 1, "{keys:?}");
+    let log = String::from_utf8(moto.get(&logged[0]).await).unwrap();
+    assert!(log.contains("\"_id\":\"req-1\""), "{log}");
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(files[0].ends_with(".jsonl"), "{files:?}");
     let written = String::from_utf8(moto.get(&files[0]).await).unwrap();

@@ -745,8 +745,15 @@ async fn feedback_labels_join_their_request_and_land_as_jsonl_files() {
     let files: Vec<_> = std::fs::read_dir(dir.path().join("feedback/wine-quality"))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
+    assert!(
+        dir.path()
+            .join("feedback/wine-quality/predictions")
+            .is_dir(),
+        "the prediction log beside the labelled rows"
+    );
     assert_eq!(files[0].extension().unwrap(), "jsonl");
     let rows: Vec<Value> = std::fs::read_to_string(&files[0])
         .unwrap()

@@ -45,6 +45,10 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// for labels that arrive later than the server remembers. Training reads
 /// labelled rows from the prefix and never from this folder.
 pub const PREDICTION_LOG_DIR: &str = "predictions";
+/// Folder under a Model's feedback prefix where late labels are dropped as
+/// files (`id,label[,row]` CSV or JSON Lines), joined with the prediction
+/// log when the next training reads its feedback.
+pub const LABELS_DIR: &str = "labels";
 /// The gate report a training Job leaves beside its artifact.
 pub const GATE_REPORT_FILE: &str = "gate.json";
 /// Environment variable through which a training Job gets its Model as YAML.

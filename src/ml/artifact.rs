@@ -66,6 +66,24 @@ pub struct FeedbackLineage {
     pub skipped_rows: usize,
     /// sha256 over the bytes of all files read, in name order.
     pub digest: String,
+    /// Labels that arrived late (files under `labels/`), joined with the
+    /// prediction log; absent when there were none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_labels: Option<LateLabelLineage>,
+}
+
+/// What the late-label join of a training did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LateLabelLineage {
+    pub files: usize,
+    pub labels: usize,
+    /// Training rows it added.
+    pub joined: usize,
+    /// Labels whose request no logged prediction has.
+    pub unknown: usize,
+    /// Labels sent again for the same request row (the last one won).
+    pub duplicates: usize,
 }
 
 /// Where the training rows came from.

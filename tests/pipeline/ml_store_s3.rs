@@ -142,6 +142,19 @@ async fn data_artifacts_and_feedback_round_trip_through_s3() {
         .await
         .unwrap();
     assert_eq!(answer["id"], "req-1", "{answer}");
+    // A second request whose label will come late, as a file.
+    let mut late = row.clone();
+    late["id"] = json!("req-2");
+    let answer: Value = http
+        .post(format!("{base}/infer"))
+        .json(&late)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["id"], "req-2", "{answer}");
     let labelled = http
         .post(format!("{base}/feedback"))
         .json(&json!({"id": "req-1", "label": "1"}))
@@ -169,6 +182,7 @@ async fn data_artifacts_and_feedback_round_trip_through_s3() {
     assert_eq!(logged.len(), 1, "{keys:?}");
     let log = String::from_utf8(moto.get(&logged[0]).await).unwrap();
     assert!(log.contains("\"_id\":\"req-1\""), "{log}");
+    assert!(log.contains("\"_id\":\"req-2\""), "{log}");
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(files[0].ends_with(".jsonl"), "{files:?}");
     let written = String::from_utf8(moto.get(&files[0]).await).unwrap();
@@ -176,6 +190,15 @@ async fn data_artifacts_and_feedback_round_trip_through_s3() {
     assert_eq!(line["_id"], "req-1");
     assert_eq!(line["x2"], -1.2);
     assert_eq!(line["segment"], "a");
+
+    // Days later, after the server has forgotten req-2, its label arrives
+    // as a file (with one for an id never served); the next training joins
+    // it with the prediction log the server wrote.
+    moto.put(
+        "feedback/synth/labels/late.csv",
+        "id,label\nreq-2,0\nghost,1\n",
+    )
+    .await;
 
     // The next training run reads that feedback from S3 as training rows.
     let v2 = format!("s3://{BUCKET}/models/synth/v2");
@@ -198,8 +221,13 @@ async fn data_artifacts_and_feedback_round_trip_through_s3() {
     let manifest: Value =
         serde_json::from_slice(&moto.get("models/synth/v2/manifest.json").await).unwrap();
     let lineage = &manifest["dataset"]["feedback"];
-    assert_eq!(lineage["rows"], 1, "{lineage}");
+    assert_eq!(lineage["rows"], 2, "{lineage}");
     assert_eq!(lineage["files"], 1, "{lineage}");
+    assert_eq!(
+        lineage["lateLabels"],
+        json!({"files": 1, "labels": 2, "joined": 1, "unknown": 1, "duplicates": 0}),
+        "{lineage}"
+    );
 
     // Weights changed in the bucket are refused at load, by digest.
     moto.put("models/synth/v1/weights.safetensors", vec![0u8; 64])

@@ -28,8 +28,8 @@ use crate::drift::ReferenceProfile;
 
 use super::arch::{self, Architecture, InputShape};
 use super::artifact::{
-    self, DatasetLineage, EpochRecord, FORMAT_VERSION, FeedbackLineage, FileDigest, Manifest,
-    Predictor, TargetScale,
+    self, DatasetLineage, EpochRecord, FORMAT_VERSION, FeedbackLineage, FileDigest,
+    LateLabelLineage, Manifest, Predictor, TargetScale,
 };
 use super::error::MlError;
 use super::metrics;
@@ -295,6 +295,13 @@ pub fn fit_from(
                     rows: fb.table.rows,
                     skipped_rows: fb.skipped_rows,
                     digest: fb.table.digest.clone(),
+                    late_labels: (fb.late.files > 0).then(|| LateLabelLineage {
+                        files: fb.late.files,
+                        labels: fb.late.labels,
+                        joined: fb.late.joined,
+                        unknown: fb.late.unknown,
+                        duplicates: fb.late.duplicates,
+                    }),
                 }),
                 bad_images: Vec::new(),
             },

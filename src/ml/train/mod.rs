@@ -295,7 +295,7 @@ pub fn fit_from(
                     rows: fb.table.rows,
                     skipped_rows: fb.skipped_rows,
                     digest: fb.table.digest.clone(),
-                    late_labels: (fb.late.files > 0).then(|| LateLabelLineage {
+                    late_labels: (fb.late.files > 0).then_some(LateLabelLineage {
                         files: fb.late.files,
                         labels: fb.late.labels,
                         joined: fb.late.joined,

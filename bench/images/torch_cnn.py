@@ -46,6 +46,7 @@ def main():
     p.add_argument("--lr", type=float, default=0.005)
     p.add_argument("--validation", type=float, default=0.1)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (bench/training/gpu/run.sh)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
@@ -63,27 +64,32 @@ def main():
     x, y = pixels(keep)
     mean, std = x.mean(), x.std()
     x = (x - mean) / std
-    net = model([16, 32])
+    dev = torch.device(a.device)
+    x, y = x.to(dev), y.to(dev)
+    net = model([16, 32]).to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=a.lr, weight_decay=0.0)
     loss_fn = nn.CrossEntropyLoss()
     epoch_seconds = []
     for _ in range(a.epochs):
         t = time.perf_counter()
         net.train()
-        perm = torch.randperm(len(x))
+        perm = torch.randperm(len(x), device=dev)
         for i in range(0, len(x), a.batch):
             b = perm[i : i + a.batch]
             opt.zero_grad()
             loss_fn(net(x[b]), y[b]).backward()
             opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         epoch_seconds.append(time.perf_counter() - t)
     total = time.perf_counter() - started
     net.eval()
     xt, yt = pixels(test)
+    xt, yt, mean, std = xt.to(dev), yt.to(dev), mean.to(dev), std.to(dev)
     with torch.no_grad():
         accuracy = (net((xt - mean) / std).argmax(1) == yt).float().mean().item()
     print(json.dumps({"seconds": total, "epoch_seconds": sorted(epoch_seconds)[len(epoch_seconds) // 2],
-                      "epochs": a.epochs, "accuracy": accuracy, "threads": a.threads,
+                      "epochs": a.epochs, "accuracy": accuracy, "threads": a.threads, "device": a.device,
                       "torch": torch.__version__}))
 
 

@@ -196,9 +196,14 @@ YAML
     if RUST_LOG=info timeout 240 "$BIN" train --config "$WORK/cnn-$dev.yaml" --out "$WORK/artifacts/cnn-$dev" >"$log.json" 2>"$log.log"; then
       t1=$(date +%s.%N)
       local per acc
-      per=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(f"{s[\"trainingSeconds\"]/s[\"epochs\"]:.3f}")' "$log.json" 2>/dev/null || echo "?")
-      acc=$("$BIN" evaluate --candidate "$WORK/artifacts/cnn-$dev" -c "$WORK/cnn-$dev.yaml" 2>/dev/null \
-        | python3 -c 'import json,sys; print(f"{json.load(sys.stdin)[\"candidate\"][\"metrics\"][\"accuracy\"]:.4f}")' 2>/dev/null || echo "?")
+      per=$(python3 - "$log.json" <<'PY' 2>/dev/null || echo "?"
+import json, sys
+s = json.load(open(sys.argv[1]))
+print(f"{s['trainingSeconds'] / s['epochs']:.3f}")
+PY
+)
+      acc=$("$BIN" evaluate --candidate "$WORK/artifacts/cnn-$dev" -c "$WORK/cnn-$dev.yaml" 2>"$OUT/logs/cnn-$dev-eval.log" \
+        | python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["candidate"]["metrics"]["accuracy"])' 2>/dev/null || echo "?")
       CNN[driftline/$dev]="$(python3 -c "print(f'{$t1-$t0:.2f}')") s wall, $per s/epoch, test accuracy $acc"
     else
       CNN[driftline/$dev]="fail"; fail "cnn $dev: driftline train failed (see logs/cnn-$dev.log)"; tail -5 "$log.log"
@@ -210,7 +215,13 @@ YAML
     local threads=$([ "$dev" = cpu ] && nproc || echo 1)
     if out=$(timeout 180 python3 bench/images/torch_cnn.py --size "$CNN_SIZE" --epochs "$CNN_EPOCHS" \
         --threads "$threads" --device "$dev" 2>"$OUT/logs/torch-cnn-$dev.log"); then
-      CNN[pytorch/$dev]=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(f"{r[\"seconds\"]:.2f} s, {r[\"epoch_seconds\"]:.3f} s/epoch, test accuracy {r[\"accuracy\"]:.4f}, torch {r[\"torch\"]}")' "$out")
+      echo "$out" >"$OUT/logs/torch-cnn-$dev.json"
+      CNN[pytorch/$dev]=$(python3 - "$out" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+print(f"{r['seconds']:.2f} s, {r['epoch_seconds']:.3f} s/epoch, test accuracy {r['accuracy']:.4f}, torch {r['torch']}")
+PY
+)
     else
       CNN[pytorch/$dev]="fail"; fail "torch_cnn.py $dev (see logs/torch-cnn-$dev.log)"
     fi

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use driftline::api::{GateSpec, ModelSpec, load_model_config};
-use driftline::ml::{DecodeLimits, read_image_set};
+use driftline::data::{DecodeLimits, read_image_set};
 use driftline::ml::{LoadedModel, TrainOptions, train};
 use driftline::serve::{
     Backend, ImageLimits, Predictor, RunningServer, ServerConfig, WeightTable, gateway_router,
@@ -413,12 +413,12 @@ async fn a_base_trained_on_half_the_digits_is_fine_tuned_on_all_with_its_conv_la
 
 /// The test images, each changed by `shift`, drawn `windows` times `size` at random.
 fn windows(
-    images: &[driftline::ml::Pixels],
-    shift: impl Fn(&driftline::ml::Pixels) -> driftline::ml::Pixels,
+    images: &[driftline::data::Pixels],
+    shift: impl Fn(&driftline::data::Pixels) -> driftline::data::Pixels,
     windows: usize,
     size: usize,
     seed: u64,
-) -> Vec<Vec<driftline::ml::Pixels>> {
+) -> Vec<Vec<driftline::data::Pixels>> {
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     (0..windows)
@@ -432,8 +432,8 @@ fn windows(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blurred_or_darkened_images_are_flagged_and_in_distribution_windows_are_not() {
+    use driftline::data::Pixels;
     use driftline::drift::{DriftConfig, DriftMonitor, Observation};
-    use driftline::ml::Pixels;
     let tmp = tempfile::tempdir().unwrap();
     if !digits(tmp.path(), 900, 897) {
         return;

@@ -66,6 +66,7 @@ words::spec_words!(
     RunStage,
     AnalysisOutcome,
     VersionPhase,
+    StartKind,
 );
 
 /// API group of every driftline resource.

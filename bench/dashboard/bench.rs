@@ -39,6 +39,7 @@ fn records(model: &ModelRef, versions: u32, windows: u32, features: u32) -> Vec<
             feedback_rows: Some(u64::from(n) * 10),
             code_version: "0.1.0".into(),
             created_at: at(t),
+            start: None,
         }));
         let accuracy = 0.55 + f64::from(n % 50) / 1000.0;
         out.push(Record::from(EvaluationRecord {

@@ -42,6 +42,7 @@ fn version_records(model: &ModelRef, n: u32) -> Vec<Record> {
             feedback_rows: Some(u64::from(n) * 10),
             code_version: "0.1.0".into(),
             created_at: at(i64::from(n) * 3600),
+            start: None,
         }
         .into(),
         EvaluationRecord {

@@ -72,6 +72,7 @@ words::spec_words!(
     AnalysisMethod,
     Evidence,
     VersionPhase,
+    StartKind,
 );
 
 /// API group of every driftline resource.

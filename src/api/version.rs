@@ -133,6 +133,82 @@ pub struct ArtifactRef {
     pub size_bytes: Option<u64>,
 }
 
+/// Where a version's first weights came from: `warm` (the champion's,
+/// `training.warmStart: champion`), `init` (a base checkpoint,
+/// `architecture.init`) or `cold` (drawn from the seed).
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum StartKind {
+    Warm,
+    Init,
+    #[default]
+    Cold,
+}
+
+/// The short form of a version's start lineage, copied from its artifact's
+/// manifest once training finished (the registry keeps the same).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StartSummary {
+    pub from: StartKind,
+    /// The parent weights: the champion's artifact or the base checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// sha256 of the parent weights file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_digest: Option<String>,
+    /// Why `warmStart: champion` did not start from the champion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl StartSummary {
+    /// From the registry's columns (`from` as its word); `None` when the
+    /// word is not one of [`StartKind`]'s.
+    pub fn from_words(
+        from: &str,
+        parent: Option<String>,
+        parent_digest: Option<String>,
+        reason: Option<String>,
+    ) -> Option<StartSummary> {
+        Some(StartSummary {
+            from: from.parse().ok()?,
+            parent,
+            parent_digest,
+            reason,
+        })
+    }
+
+    /// The version a warm start's parent artifact is (`…/v3` → 3).
+    pub fn parent_version(&self) -> Option<u32> {
+        match self.from {
+            StartKind::Warm => super::names::artifact_version(self.parent.as_deref()?),
+            _ => None,
+        }
+    }
+
+    /// One line for tables: `warm from v2 (weights 1a2b3c4d5e6f)`,
+    /// `init from s3://b/base (weights …)`, `cold: <why>` or `cold`.
+    pub fn short(&self) -> String {
+        let weights = self
+            .parent_digest
+            .as_deref()
+            .map(|d| format!(" (weights {})", &d[..d.len().min(12)]))
+            .unwrap_or_default();
+        let parent = match (self.parent_version(), &self.parent) {
+            (Some(n), _) => format!(" from {}", super::status::version_name(n)),
+            (None, Some(uri)) => format!(" from {uri}"),
+            (None, None) => String::new(),
+        };
+        let reason = self
+            .reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        format!("{}{parent}{weights}{reason}", self.from)
+    }
+}
+
 /// How the training Job ended.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -224,6 +300,9 @@ pub struct ModelVersionStatus {
     pub artifact: Option<ArtifactRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainingOutcome>,
+    /// Where its first weights came from (warm, init or cold, and why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<StartSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_check: Option<DataCheckSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -240,4 +319,32 @@ pub struct ModelVersionStatus {
     pub champion_until: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_reads_as_one_line_naming_the_parent_version_and_weights() {
+        let warm = StartSummary {
+            from: StartKind::Warm,
+            parent: Some("s3://models/ml/digits/v2".into()),
+            parent_digest: Some("0123456789abcdef0123".into()),
+            reason: None,
+        };
+        assert_eq!(warm.short(), "warm from v2 (weights 0123456789ab)");
+        assert_eq!(warm.parent_version(), Some(2));
+        let cold = StartSummary {
+            reason: Some("there is no champion yet".into()),
+            ..Default::default()
+        };
+        assert_eq!(cold.short(), "cold: there is no champion yet");
+        assert_eq!(cold.parent_version(), None);
+        let init =
+            StartSummary::from_words("init", Some("s3://base/w.safetensors".into()), None, None)
+                .unwrap();
+        assert_eq!(init.short(), "init from s3://base/w.safetensors");
+        assert!(StartSummary::from_words("lukewarm", None, None, None).is_none());
+    }
 }

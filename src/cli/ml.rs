@@ -16,10 +16,10 @@ use crate::policy;
 
 use crate::data;
 use crate::data::store;
+use crate::data::{DecodeLimits, read_image_set};
 use crate::ml::LoadedModel;
 use crate::ml::MlError;
 use crate::ml::TrainOptions;
-use crate::ml::{DecodeLimits, read_image_set};
 
 /// Device choice on the command line.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

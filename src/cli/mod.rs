@@ -8,6 +8,7 @@ mod datacheck;
 mod demo;
 mod drift_flags;
 mod flags;
+mod history;
 mod load;
 mod ml;
 mod operator;
@@ -70,7 +71,7 @@ enum Command {
     /// Phase, champion, candidate, traffic, drift and training of Models.
     Status(user::StatusArgs),
     /// A Model's versions with their gate results, and every champion change.
-    History(user::HistoryArgs),
+    History(history::HistoryArgs),
     /// Make a version (default: the canary) champion; recorded with your name.
     Promote(user::PromoteArgs),
     /// Roll back the canary, or the champion to the one before it.
@@ -178,7 +179,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Up(args) => up::run(args).await,
         Command::Load(args) => load::run_load(args).await,
         Command::Status(args) => user::status(args).await,
-        Command::History(args) => user::history(args).await,
+        Command::History(args) => history::history(args).await,
         Command::Promote(args) => user::promote(args).await,
         Command::Rollback(args) => user::rollback(args).await,
         Command::Retrain(args) => user::retrain(args).await,

@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 use super::svg::{self, HeatCell, Marker, PALETTE, Series};
 use super::view::{
     AuditRow, CanaryView, CheckView, CurveView, DriftView, HistogramView, ModelPage, ModelRow,
-    ModelsPage, VersionPage, VersionRow,
+    ModelsPage, StartComparison, VersionPage, VersionRow,
 };
+use crate::api::StartSummary;
 
 /// Rows of the version history the HTML page shows unless `?all=1` (the
 /// JSON twin always has every version).
@@ -454,6 +455,65 @@ fn curves_section(curves: &[CurveView], out: &mut String) {
     ));
 }
 
+/// A warm retrain's validation curve on the same axes as the run it started
+/// from, and the epochs each needed to reach the parent's best.
+fn warm_start_section(this: &CurveView, w: &StartComparison, out: &mut String) {
+    let reference = &w.reference;
+    let metric = reference
+        .metric
+        .clone()
+        .unwrap_or_else(|| "validation metric".into());
+    let how =
+        |s: Option<&StartSummary>| s.map_or_else(|| "start unknown".into(), |s| s.from.to_string());
+    let _ = write!(
+        out,
+        "<h2 id=\"warm-start\">Warm start against {r}</h2>\
+         <table id=\"warm-start-table\"><tr><th></th><th>{t} (this run)</th><th>{r} ({rs})</th></tr>\
+         <tr><th>Epochs trained</th><td>{}</td><td>{}</td></tr>\
+         <tr><th>First epoch at {r}'s best {m} {target}</th><td>{}</td><td>{}</td></tr></table>",
+        this.epochs.len(),
+        reference.epochs.len(),
+        w.epochs_to_target
+            .map_or_else(|| "not reached".into(), |e| e.to_string()),
+        w.reference_epochs_to_target
+            .map_or_else(|| "–".into(), |e| e.to_string()),
+        t = escape(&this.version),
+        r = escape(&reference.version),
+        rs = escape(&how(w.reference_start.as_ref())),
+        m = escape(&metric),
+        target = number(w.target),
+    );
+    let validation = |c: &CurveView| -> Vec<(f64, f64)> {
+        c.epochs
+            .iter()
+            .filter_map(|e| Some((f64::from(e.0), e.3?)))
+            .collect()
+    };
+    let this_label = format!("{} (this run)", this.version);
+    let reference_label = format!("{} (its parent)", reference.version);
+    let series = [
+        Series {
+            label: &this_label,
+            colour: PALETTE[0],
+            dashed: false,
+            points: validation(this),
+        },
+        Series {
+            label: &reference_label,
+            colour: PALETTE[1],
+            dashed: true,
+            points: validation(reference),
+        },
+    ];
+    out.push_str(&svg::line_chart(
+        &format!("validation {metric} per epoch"),
+        &series,
+        &[],
+        None,
+        &|x| format!("{x:.0}"),
+    ));
+}
+
 fn versions_table(rows: &[VersionRow], all: bool, out: &mut String) {
     let metrics: std::collections::BTreeSet<&String> =
         rows.iter().flat_map(|r| r.metrics.keys()).collect();
@@ -616,7 +676,8 @@ pub fn version_page(page: &VersionPage) -> String {
                 "<table id=\"lineage\"><tr><th>Trigger</th><td>{}</td></tr><tr><th>Reason</th><td>{}</td></tr>\
                  <tr><th>Seed</th><td>{}</td></tr><tr><th>Config hash</th><td><code>{}</code></td></tr>\
                  <tr><th>Dataset digest</th><td><code>{}</code></td></tr><tr><th>Artifact</th><td><code>{}</code></td></tr>\
-                 <tr><th>Feedback rows</th><td>{}</td></tr><tr><th>driftline</th><td>{}</td></tr><tr><th>Created</th><td>{}</td></tr></table>",
+                 <tr><th>Feedback rows</th><td>{}</td></tr><tr><th>driftline</th><td>{}</td></tr><tr><th>Created</th><td>{}</td></tr>\
+                 <tr><th>Start</th><td id=\"start\">{}</td></tr></table>",
                 escape(&l.trigger),
                 escape(&l.reason),
                 l.seed,
@@ -627,6 +688,7 @@ pub fn version_page(page: &VersionPage) -> String {
                     .map_or_else(|| "–".into(), |r| r.to_string()),
                 escape(&l.driftline_version),
                 l.created_at.as_ref().map(time).unwrap_or_default(),
+                opt(l.start.as_ref().map(StartSummary::short).as_deref()),
             );
         }
         None => body.push_str("<p class=\"muted\">Unknown.</p>"),
@@ -710,6 +772,9 @@ pub fn version_page(page: &VersionPage) -> String {
     body.push_str("<h2>Canary analyses</h2>");
     canary_table(&page.canary_analyses, &mut body);
     curves_section(page.curve.as_slice(), &mut body);
+    if let (Some(c), Some(w)) = (&page.curve, &page.warm_start) {
+        warm_start_section(c, w, &mut body);
+    }
     layout(
         &format!("{}/{} {}", page.namespace, page.model, page.version),
         &format!(

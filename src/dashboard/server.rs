@@ -445,6 +445,7 @@ async fn version(
     let key = ModelRef::new(&ns, &name);
     let mut notes = Vec::new();
     let (mut record, mut evaluation, mut analyses, mut curve) = (None, None, Vec::new(), None);
+    let mut reference = None;
     match d.registry().await {
         Ok(None) => notes.push(
             "No registry configured: lineage and gate come from the ModelVersion.".to_string(),
@@ -457,6 +458,19 @@ async fn version(
                 analyses = r.canary_analyses(&key, n).await?;
                 let epochs = r.training_curve(&key, n).await?;
                 curve = (!epochs.is_empty()).then(|| view::curve_view(n, &epochs));
+                // A warm retrain is compared with the version it started from.
+                let parent = view::lineage_view(record.as_ref(), object)
+                    .and_then(|l| l.start?.parent_version());
+                if let Some(p) = parent {
+                    let epochs = r.training_curve(&key, p).await?;
+                    if !epochs.is_empty() {
+                        let parent_object = objects.iter().find(|v| v.spec.version == p);
+                        let lineage =
+                            view::lineage_view(r.version(&key, p).await?.as_ref(), parent_object);
+                        reference =
+                            Some((view::curve_view(p, &epochs), lineage.and_then(|l| l.start)));
+                    }
+                }
                 Ok::<(), RegistryError>(())
             };
             if let Err(e) = read.await {
@@ -493,6 +507,10 @@ async fn version(
             .iter()
             .map(|a| view::canary_view(a, &spec))
             .collect(),
+        warm_start: curve
+            .as_ref()
+            .zip(reference)
+            .map(|(c, (r, start))| view::start_comparison(c, r, start)),
         curve,
     };
     answer(&q, &page, html::version_page)

@@ -60,6 +60,7 @@ fn version(n: u32, trigger: &str, accuracy: f64) -> VersionHistory {
             feedback_rows: None,
             code_version: "0.1.0".into(),
             created_at: at(i64::from(n) * 100),
+            start: None,
         },
         gate: Some(GateOutcome {
             passed: true,
@@ -301,4 +302,91 @@ fn long_histories_show_the_newest_versions_with_a_link_to_all() {
     assert!(short.contains(">v250<") && !short.contains(">v150<"));
     let all = html::model_page(&page, true);
     assert!(all.contains(">v1<") && !all.contains("Newest 100"));
+}
+
+fn curve(n: u32, accuracies: &[f64]) -> Vec<EpochRecord> {
+    accuracies
+        .iter()
+        .enumerate()
+        .map(|(i, &a)| EpochRecord {
+            model: ModelRef::new("ml", "digits"),
+            version: n,
+            epoch: i as u32 + 1,
+            train_loss: 1.0 - a,
+            validation_loss: Some(1.1 - a),
+            validation_metric: Some(ValidationMetric {
+                name: "accuracy".into(),
+                value: a,
+            }),
+        })
+        .collect()
+}
+
+#[test]
+fn a_warm_retrains_page_shows_its_start_and_its_curve_beside_its_cold_parent() {
+    let mut record = version(3, "Schedule", 0.97).version;
+    record.start = Some(crate::registry::StartRecord {
+        from: "warm".into(),
+        parent: Some("file:///a/ml/wine/v2".into()),
+        parent_digest: Some("9f86d081884c7d659a2feaa0c55ad015".into()),
+        reason: None,
+    });
+    let lineage = view::lineage_view(Some(&record), None).expect("a lineage");
+    let start = lineage.start.clone().expect("the start lineage");
+    assert_eq!(start.parent_version(), Some(2));
+    let this = view::curve_view(3, &curve(3, &[0.93, 0.95, 0.96, 0.97]));
+    let cold = crate::api::StartSummary {
+        reason: Some("there is no champion yet".into()),
+        ..Default::default()
+    };
+    let parent = curve(
+        2,
+        &[0.3, 0.6, 0.8, 0.9, 0.93, 0.95, 0.96, 0.96, 0.97, 0.965],
+    );
+    let comparison = view::start_comparison(&this, view::curve_view(2, &parent), Some(cold));
+    assert_eq!(comparison.target, Some(0.97));
+    assert_eq!(
+        (
+            comparison.epochs_to_target,
+            comparison.reference_epochs_to_target
+        ),
+        (Some(4), Some(9))
+    );
+    let page = view::VersionPage {
+        namespace: "ml".into(),
+        model: "wine".into(),
+        model_url: "/models/ml/wine".into(),
+        version: "v3".into(),
+        notes: Vec::new(),
+        phase: None,
+        message: None,
+        lineage: Some(lineage),
+        gate: None,
+        rollout: None,
+        champion_since: None,
+        champion_until: None,
+        canary_analyses: Vec::new(),
+        curve: Some(this),
+        warm_start: Some(comparison),
+    };
+    let html = html::version_page(&page);
+    assert!(
+        html.contains(r#"<td id="start">warm from v2 (weights 9f86d081884c)</td>"#),
+        "{html}"
+    );
+    assert!(html.contains(r#"<h2 id="warm-start">Warm start against v2</h2>"#));
+    assert!(
+        html.contains(
+            "<tr><th>Epochs trained</th><td>4</td><td>10</td></tr>\
+             <tr><th>First epoch at v2's best accuracy 0.97</th><td>4</td><td>9</td></tr>"
+        ),
+        "{html}"
+    );
+    assert!(html.contains("<th>v2 (cold)</th>"), "{html}");
+    // Both runs' validation curves on one chart: this run solid, its parent dashed.
+    assert!(html.contains("validation accuracy per epoch"));
+    assert!(html.contains(">v3 (this run)</text>") && html.contains(">v2 (its parent)</text>"));
+    let json = serde_json::to_value(&page).unwrap();
+    assert_eq!(json["lineage"]["start"]["from"], "warm");
+    assert_eq!(json["warmStart"]["referenceEpochsToTarget"], 9);
 }

@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use crate::api::{
     AnalysisSpec, DriftSummary, GateCheck, GateEvaluation, Model, ModelPhase, ModelVersion,
-    NextTraining, RolloutOutcome, TrafficWeight, TrainingRun, VersionPhase, version_name,
+    NextTraining, RolloutOutcome, StartSummary, TrafficWeight, TrainingRun, VersionPhase,
+    version_name,
 };
 use crate::drift::{ColumnSketch, FeatureProfile};
 use crate::registry::{
@@ -543,6 +544,8 @@ pub struct VersionPage {
     pub champion_until: Option<DateTime<Utc>>,
     pub canary_analyses: Vec<CanaryView>,
     pub curve: Option<CurveView>,
+    /// A warm retrain's curve beside the run it started from.
+    pub warm_start: Option<StartComparison>,
 }
 
 /// Where a version came from.
@@ -558,6 +561,8 @@ pub struct LineageView {
     pub feedback_rows: Option<u64>,
     pub driftline_version: String,
     pub created_at: Option<DateTime<Utc>>,
+    /// Where its first weights came from (warm, init or cold, and why).
+    pub start: Option<StartSummary>,
 }
 
 /// The whole gate report: every check with value, bound and outcome.
@@ -589,6 +594,18 @@ pub fn lineage_view(
             feedback_rows: r.feedback_rows,
             driftline_version: r.code_version.clone(),
             created_at: Some(r.created_at),
+            start: r
+                .start
+                .as_ref()
+                .and_then(|s| {
+                    StartSummary::from_words(
+                        &s.from,
+                        s.parent.clone(),
+                        s.parent_digest.clone(),
+                        s.reason.clone(),
+                    )
+                })
+                .or_else(|| object.and_then(status_start)),
         });
     }
     let v = object?;
@@ -606,7 +623,70 @@ pub fn lineage_view(
         feedback_rows: None,
         driftline_version: l.driftline_version.clone(),
         created_at: created_at(v),
+        start: status_start(v),
     })
+}
+
+fn status_start(v: &ModelVersion) -> Option<StartSummary> {
+    v.status.as_ref()?.start.clone()
+}
+
+/// A warm retrain beside the run it is compared against: the version whose
+/// weights it started from (the champion then; usually a cold run).
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StartComparison {
+    /// The parent version's curve.
+    pub reference: CurveView,
+    /// How the parent itself started, when known.
+    pub reference_start: Option<StartSummary>,
+    /// The parent's best validation metric (highest accuracy, lowest RMSE).
+    pub target: Option<f64>,
+    /// The first epoch at which this run reached `target`.
+    pub epochs_to_target: Option<u32>,
+    /// The first epoch at which the parent reached it.
+    pub reference_epochs_to_target: Option<u32>,
+}
+
+/// Compares a run's curve with its parent's: how many epochs each needed to
+/// reach the parent's best validation metric.
+pub fn start_comparison(
+    this: &CurveView,
+    reference: CurveView,
+    reference_start: Option<StartSummary>,
+) -> StartComparison {
+    // RMSE falls as the model improves; every other metric rises.
+    let lower_is_better = reference.metric.as_deref() == Some("rmse");
+    let metrics = |c: &CurveView| -> Vec<(u32, f64)> {
+        c.epochs
+            .iter()
+            .filter_map(|e| Some((e.0, e.3?)))
+            .filter(|(_, v)| v.is_finite())
+            .collect()
+    };
+    let reached = |c: &CurveView, target: f64| {
+        metrics(c)
+            .into_iter()
+            .find(|&(_, v)| {
+                if lower_is_better {
+                    v <= target
+                } else {
+                    v >= target
+                }
+            })
+            .map(|(epoch, _)| epoch)
+    };
+    let target = metrics(&reference)
+        .into_iter()
+        .map(|(_, v)| v)
+        .reduce(|a, b| if lower_is_better { a.min(b) } else { a.max(b) });
+    StartComparison {
+        epochs_to_target: target.and_then(|t| reached(this, t)),
+        reference_epochs_to_target: target.and_then(|t| reached(&reference, t)),
+        target,
+        reference,
+        reference_start,
+    }
 }
 
 /// The gate from the registry's full evaluation, else the object's summary

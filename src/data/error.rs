@@ -100,4 +100,17 @@ pub enum DataError {
         #[source]
         source: crate::api::SliceConditionError,
     },
+    #[error(
+        "image set `{source_uri}` has no images; expected `<prefix>/<class>/*.png` (or .jpg) or a CSV index `path,<target>,…`"
+    )]
+    NoImages { source_uri: String },
+    #[error(
+        "image set `{source_uri}`: {count} undecodable image(s), but data.images.maxBadImages is {max}: {listed}"
+    )]
+    BadImages {
+        source_uri: String,
+        count: usize,
+        max: u32,
+        listed: String,
+    },
 }

@@ -1,16 +1,21 @@
 //! Reading training data: CSV, JSON Lines and Parquet (arrow-rs over
 //! `object_store`) from a file, a prefix, a glob or a Hive layout; time
 //! windows with partition pruning before any file is opened; the digest of
-//! the files a run reads. Imports `api` only.
+//! the files a run reads; labelled image sets (class folders or a CSV index)
+//! and the one PNG/JPEG decoder, bounded in pixels. Imports `api` only.
 //!
 //! Other rooms use: [`Table`] / [`Cell`] (raw rows), [`read`] (a Model's
 //! data for a run), [`list`] / [`version`] (what it would read, and that
 //! listing's digest), [`read_table`] (one file), [`load_feedback`], and
-//! [`store`] (bytes at a URI), [`statistics`] (what the data check compares).
+//! [`store`] (bytes at a URI), [`statistics`] (what the data check compares),
+//! [`read_image_set`] (a labelled image set) and [`decode_image`] (bytes to
+//! [`Pixels`] within [`DecodeLimits`]).
 
 mod dataset;
 mod error;
 mod feedback;
+mod image;
+mod image_set;
 mod parquet;
 mod stats;
 pub mod store;
@@ -20,6 +25,8 @@ mod window;
 pub use dataset::{DataFile, Dataset, Listing, feature_columns, list, read, version};
 pub use error::DataError;
 pub use feedback::{Feedback, load_feedback};
+pub use image::{DecodeLimits, ImageError, Pixels, decode as decode_image};
+pub use image_set::{BadImage, ImageSet, read_image_set};
 pub use parquet::{ColumnClass, table_from_bytes};
 pub use stats::compute as statistics;
 pub use table::{Cell, Table, format_of, known_format, read_table, sha256_hex};

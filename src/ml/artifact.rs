@@ -16,9 +16,9 @@ use crate::drift::ReferenceProfile;
 use super::arch::{self, InputShape, Network, TensorShape};
 use super::error::{ArtifactError, MlError};
 use super::preprocess::{self, FeatureBatch, FeatureSchema};
-use super::vision::{ImagePreprocessing, Pixels, image_statistics};
-use crate::data::sha256_hex;
+use super::vision::{ImagePreprocessing, image_statistics};
 use crate::data::store;
+use crate::data::{Pixels, sha256_hex};
 
 /// Manifest format this driftline writes and reads.
 pub const FORMAT_VERSION: u32 = 1;

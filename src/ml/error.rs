@@ -53,19 +53,6 @@ pub enum MlError {
         row: usize,
         target: String,
     },
-    #[error(
-        "image set `{source_uri}` has no images; expected `<prefix>/<class>/*.png` (or .jpg) or a CSV index `path,<target>,…`"
-    )]
-    NoImages { source_uri: String },
-    #[error(
-        "image set `{source_uri}`: {count} undecodable image(s), but data.images.maxBadImages is {max}: {listed}"
-    )]
-    BadImages {
-        source_uri: String,
-        count: usize,
-        max: u32,
-        listed: String,
-    },
     #[error("dataset `{source_uri}`: column `{column}` has no values at all")]
     EmptyColumn { source_uri: String, column: String },
     #[error(

@@ -13,8 +13,7 @@ use super::artifact::{LoadedModel, Predictions};
 use super::error::MlError;
 use super::metrics;
 use super::preprocess::{self, FeatureBatch};
-use super::vision::{DecodeLimits, ImageSet, Pixels, decode};
-use crate::data::Table;
+use crate::data::{DecodeLimits, ImageSet, Pixels, Table, decode_image as decode};
 
 /// Single-row predictions timed for the latency percentiles.
 const LATENCY_SAMPLES: usize = 200;

@@ -24,4 +24,3 @@ pub use error::{ArtifactError, MlError};
 pub use eval::{evaluate, evaluate_images};
 pub use preprocess::{FeatureBatch, FeatureSchema};
 pub use train::{TrainOptions, TrainedModel, fit, train};
-pub use vision::{DecodeLimits, ImageError, Pixels, decode as decode_image, read_image_set};

@@ -14,8 +14,8 @@ use tracing::info;
 
 use crate::api::names;
 use crate::api::{
-    Model, ModelVersion, ModelVersionStatus, RunStage, TrainingTrigger, VersionPhase, version_name,
-    version_number,
+    Model, ModelVersion, ModelVersionStatus, RunStage, StartSummary, TrainingTrigger, VersionPhase,
+    version_name, version_number,
 };
 use crate::policy::{Action, Decision, EventKind, apply_to_version_status, version_written_by};
 
@@ -40,13 +40,15 @@ pub struct Plan {
 }
 
 /// Plans the decision's version changes at `now`, from the versions the
-/// cache shows.
+/// cache shows; `starts` are the start lineages read from finished
+/// versions' manifests this reconcile.
 pub fn plan(
     model: &Model,
     versions: &[ModelVersion],
     decision: &Decision,
     now: DateTime<Utc>,
     settings: &ChildSettings,
+    starts: &BTreeMap<u32, StartSummary>,
 ) -> Result<Plan, OperatorError> {
     let mut plan = Plan::default();
     let mut current: BTreeMap<u32, (ModelVersion, ModelVersionStatus)> = BTreeMap::new();
@@ -119,6 +121,15 @@ pub fn plan(
             }
         }
     }
+    // A fact of the artifact, not a decision: copied into the status once,
+    // when the manifest is read beside the gate report.
+    for (n, start) in starts {
+        if let Some((_, status)) = current.get_mut(n)
+            && status.start.is_none()
+        {
+            status.start = Some(start.clone());
+        }
+    }
     for (n, (mv, status)) in current {
         let mut after = mv.clone();
         if mv.status.as_ref() != Some(&status) {
@@ -138,10 +149,18 @@ pub async fn act(
     ctx: &Context,
     versions: &[ModelVersion],
     decision: &Decision,
+    starts: &BTreeMap<u32, StartSummary>,
 ) -> Result<Vec<ModelVersion>, OperatorError> {
     let name = model.name_any();
     let ns = model.namespace().unwrap_or_default();
-    let plan = plan(model, versions, decision, ctx.clock.now(), &ctx.settings)?;
+    let plan = plan(
+        model,
+        versions,
+        decision,
+        ctx.clock.now(),
+        &ctx.settings,
+        starts,
+    )?;
     for mv in &plan.create {
         apply::create_once(&ctx.client, mv).await?;
     }
@@ -216,7 +235,15 @@ mod tests {
             config_hash: "abc".into(),
             phase: VersionPhase::Training,
         }]);
-        let plan = plan(&wine(), &[], &d, at("2026-06-01T08:00:00Z"), &settings()).expect("plans");
+        let plan = plan(
+            &wine(),
+            &[],
+            &d,
+            at("2026-06-01T08:00:00Z"),
+            &settings(),
+            &BTreeMap::new(),
+        )
+        .expect("plans");
         assert_eq!(plan.create.len(), 1);
         assert_eq!(
             plan.create[0].metadata.name.as_deref(),
@@ -260,7 +287,7 @@ mod tests {
                 reason: "superseded by v2".into(),
             },
         ]);
-        let plan = plan(&wine(), &[v1, v2], &d, now, &settings()).expect("plans");
+        let plan = plan(&wine(), &[v1, v2], &d, now, &settings(), &BTreeMap::new()).expect("plans");
         let (_, v2) = &plan.statuses[&2];
         assert_eq!(
             (v2.phase, v2.champion_since),
@@ -291,6 +318,7 @@ mod tests {
             &d,
             at("2026-06-01T08:00:00Z"),
             &settings(),
+            &BTreeMap::new(),
         )
         .expect("plans");
         assert_eq!(plan.delete, [1]);
@@ -318,6 +346,7 @@ mod tests {
             &d,
             at("2026-06-01T08:00:00Z"),
             &settings(),
+            &BTreeMap::new(),
         )
         .expect("plans");
         assert_eq!(without_check.statuses[&3].1.phase, VersionPhase::Training);
@@ -328,5 +357,46 @@ mod tests {
                 .collect::<Vec<_>>(),
             [2, 3]
         );
+    }
+
+    #[test]
+    fn a_finished_versions_start_lineage_is_copied_into_its_status_once() {
+        let warm = StartSummary {
+            from: crate::api::StartKind::Warm,
+            parent: Some("s3://models/root/ml/wine-quality/v1".into()),
+            parent_digest: Some("ab".repeat(32)),
+            reason: None,
+        };
+        let versions = [
+            model_version(1, VersionPhase::Champion),
+            model_version(2, VersionPhase::Trained),
+        ];
+        let starts = BTreeMap::from([(2, warm.clone())]);
+        let now = at("2026-06-01T08:00:00Z");
+        let first = plan(
+            &wine(),
+            &versions,
+            &decision(vec![]),
+            now,
+            &settings(),
+            &starts,
+        )
+        .expect("plans");
+        assert_eq!(first.statuses.keys().copied().collect::<Vec<_>>(), [2]);
+        let written = &first.statuses[&2].1;
+        assert_eq!(written.start.as_ref(), Some(&warm));
+        assert_eq!(
+            written.start.as_ref().map(StartSummary::short).as_deref(),
+            Some("warm from v1 (weights abababababab)")
+        );
+
+        // Once in the status it stays as it was: nothing to write again.
+        let mut v2 = versions[1].clone();
+        v2.status = Some(written.clone());
+        let cold = BTreeMap::from([(2, StartSummary::default())]);
+        let again =
+            plan(&wine(), &[v2], &decision(vec![]), now, &settings(), &cold).expect("plans");
+        assert!(again.statuses.is_empty());
+        assert_eq!(again.after[0].status.as_ref().unwrap().start, Some(warm));
     }
 }

@@ -9,12 +9,14 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use crate::api::{
-    AnalysisOutcome, GateEvaluation, Model, ModelStatus, ModelVersion, ModelVersionSpec,
+    AnalysisOutcome, GateEvaluation, Model, ModelStatus, ModelVersion, ModelVersionSpec, StartKind,
+    StartSummary,
 };
+use crate::ml::StartFrom;
 use crate::policy::{Action, Decision, DriftReading as PolicyDriftReading};
 use crate::registry::{
     AnalysisVerdict, CanaryAnalysis, ChampionAction, ChampionChange, DriftReading, EpochRecord,
-    EvaluationRecord, ModelRef, Record, ValidationMetric, VersionRecord,
+    EvaluationRecord, ModelRef, Record, StartRecord, ValidationMetric, VersionRecord,
 };
 
 /// What a finished training left beside its artifact, as far as the registry
@@ -29,6 +31,8 @@ pub struct TrainingFacts {
     pub dataset_digest: Option<String>,
     /// Labelled feedback rows added to the training split.
     pub feedback_rows: Option<u64>,
+    /// Where the first weights came from.
+    pub start: StartSummary,
 }
 
 impl TrainingFacts {
@@ -47,7 +51,26 @@ impl TrainingFacts {
             .into(),
             dataset_digest: Some(manifest.dataset.digest.clone()),
             feedback_rows: manifest.dataset.feedback.as_ref().map(|f| f.rows as u64),
+            start: start_summary(manifest.start.as_ref()),
         }
+    }
+}
+
+/// The short form of a manifest's start lineage: a run that asked for no
+/// parent weights (no `start`) drew them from the seed.
+pub fn start_summary(start: Option<&crate::ml::StartLineage>) -> StartSummary {
+    let Some(s) = start else {
+        return StartSummary::default();
+    };
+    StartSummary {
+        from: match s.from {
+            StartFrom::Champion => StartKind::Warm,
+            StartFrom::Checkpoint => StartKind::Init,
+            StartFrom::Random => StartKind::Cold,
+        },
+        parent: s.uri.clone(),
+        parent_digest: s.weights_digest.clone(),
+        reason: s.cold_reason.clone(),
     }
 }
 
@@ -104,6 +127,7 @@ pub fn records(
                     feedback_rows: None,
                     code_version: env!("CARGO_PKG_VERSION").into(),
                     created_at: now,
+                    start: None,
                 }
                 .into(),
             ),
@@ -271,6 +295,12 @@ fn finished_version(
             .map_or_else(Utc::now, |t| {
                 DateTime::<Utc>::from_timestamp(t.0.as_second(), 0).unwrap_or_else(Utc::now)
             }),
+        start: facts.map(|f| StartRecord {
+            from: f.start.from.to_string(),
+            parent: f.start.parent.clone(),
+            parent_digest: f.start.parent_digest.clone(),
+            reason: f.start.reason.clone(),
+        }),
     }
 }
 

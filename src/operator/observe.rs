@@ -424,7 +424,7 @@ pub struct Observed {
     pub actor: Option<String>,
     /// Full gate evaluations read this reconcile, for the registry.
     pub gate_reports: BTreeMap<u32, GateEvaluation>,
-    /// Training curve and lineage of those versions (with a registry only).
+    /// Training curve and lineage of those versions.
     pub training: BTreeMap<u32, audit::TrainingFacts>,
 }
 
@@ -467,10 +467,12 @@ pub async fn observations(
                 version,
                 verdict: report.verdict.clone(),
             });
+            // Read whatever the registry: the start lineage goes into the
+            // version's status too.
+            if let Some(facts) = read_training_facts(&artifact).await {
+                training.insert(version, facts);
+            }
             if ctx.registry.is_some() {
-                if let Some(facts) = read_training_facts(&artifact).await {
-                    training.insert(version, facts);
-                }
                 gate_reports.insert(version, report);
             }
         }

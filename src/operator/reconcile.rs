@@ -181,7 +181,12 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Requeue, Operat
         actions = decision.actions.len(),
         "decided"
     );
-    let versions = act::act(model, ctx, &versions, &decision).await?;
+    let starts = observed
+        .training
+        .iter()
+        .map(|(n, facts)| (*n, facts.start.clone()))
+        .collect();
+    let versions = act::act(model, ctx, &versions, &decision, &starts).await?;
 
     let mut status = decision.status.clone();
     set_condition(

@@ -28,8 +28,8 @@ mod writer;
 pub use error::RegistryError;
 pub use record::{
     AnalysisVerdict, CanaryAnalysis, ChampionAction, ChampionChange, DriftCell, DriftHeatmap,
-    DriftReading, EpochRecord, EvaluationRecord, GateOutcome, ModelRef, Record, ValidationMetric,
-    VersionHistory, VersionRecord,
+    DriftReading, EpochRecord, EvaluationRecord, GateOutcome, ModelRef, Record, StartRecord,
+    ValidationMetric, VersionHistory, VersionRecord,
 };
 pub use store::{ConnectOptions, Registry};
 pub use url::{Backend, RegistryUrl};

@@ -52,6 +52,21 @@ pub struct VersionRecord {
     /// Version of the driftline binary that trained it.
     pub code_version: String,
     pub created_at: DateTime<Utc>,
+    /// Where its first weights came from, once training finished.
+    pub start: Option<StartRecord>,
+}
+
+/// A version's start lineage (the manifest's `start`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StartRecord {
+    /// `warm`, `init` or `cold`.
+    pub from: String,
+    /// The parent weights: the champion's artifact or the base checkpoint.
+    pub parent: Option<String>,
+    /// sha256 of the parent weights file.
+    pub parent_digest: Option<String>,
+    /// Why a warm start fell back to cold.
+    pub reason: Option<String>,
 }
 
 /// The gate's evaluation of one version. Key: (model, version).

@@ -105,7 +105,7 @@ pub enum ServeError {
         input: String,
         index: usize,
         #[source]
-        source: crate::ml::ImageError,
+        source: crate::data::ImageError,
     },
     #[error(
         "input `{input}`: images are {width}×{height} pixels; at most {max} pixels are allowed per image"

@@ -7,7 +7,7 @@
 
 use base64::Engine as _;
 
-use crate::ml::{DecodeLimits, Pixels, decode_image as decode};
+use crate::data::{DecodeLimits, Pixels, decode_image as decode};
 
 use super::error::ServeError;
 use super::protocol::{DecodeError, InferRequest, RequestInput, TensorData};

@@ -105,7 +105,7 @@ impl Predictor for ArtifactModel {
         })
     }
 
-    fn predict_images(&self, images: &[crate::ml::Pixels]) -> Result<ModelOutput, String> {
+    fn predict_images(&self, images: &[crate::data::Pixels]) -> Result<ModelOutput, String> {
         let p = self
             .model
             .predict_images(images)

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::api::FeatureKind;
-use crate::ml::Pixels;
+use crate::data::Pixels;
 
 use super::error::ServeError;
 use super::protocol::{Column, DecodedBatch, InferRequest, decode_inputs};

@@ -77,7 +77,7 @@ pub trait Predictor: Send + Sync + 'static {
     /// Predicts every row of the batch.
     fn predict(&self, batch: &DecodedBatch) -> Result<ModelOutput, String>;
     /// Image models: predicts decoded images.
-    fn predict_images(&self, _images: &[crate::ml::Pixels]) -> Result<ModelOutput, String> {
+    fn predict_images(&self, _images: &[crate::data::Pixels]) -> Result<ModelOutput, String> {
         Err("this model reads table columns, not images".into())
     }
 }

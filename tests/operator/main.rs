@@ -6,6 +6,9 @@
 
 mod dashboard;
 mod data_check;
+#[path = "../support/digits.rs"]
+mod digits;
+mod images;
 #[path = "../support/json_logs.rs"]
 mod json_logs;
 #[path = "../cluster/k8s_tools.rs"]

@@ -5,6 +5,8 @@
 
 mod data_parquet_s3;
 mod demo;
+#[path = "../support/digits.rs"]
+mod digits;
 mod drift_triggers;
 #[path = "../support/json_logs.rs"]
 mod json_logs;

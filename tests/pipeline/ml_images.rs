@@ -9,12 +9,11 @@
 //! elsewhere they are skipped with a message.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use driftline::api::{GateSpec, ModelSpec, load_model_config};
-use driftline::ml::{DecodeLimits, read_image_set};
+use driftline::api::GateSpec;
+use driftline::data::{DecodeLimits, read_image_set};
 use driftline::ml::{LoadedModel, TrainOptions, train};
 use driftline::serve::{
     Backend, ImageLimits, Predictor, RunningServer, ServerConfig, WeightTable, gateway_router,
@@ -22,77 +21,7 @@ use driftline::serve::{
 };
 use serde_json::Value;
 
-/// Whether python3 can import `modules`: the suite's one skip-or-fail rule
-/// (`require_tool`) decides what a missing module means.
-fn python_has(test: &str, modules: &str, install: &str) -> bool {
-    let found = Command::new("python3")
-        .args(["-c", &format!("import {modules}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let tool = if found {
-        Ok(())
-    } else {
-        Err(format!(
-            "python3 cannot import {modules} (.ci/run installs {install} from .ci/requirements.txt)"
-        ))
-    };
-    crate::require_tool::require_tool(test, tool).is_some()
-}
-
-/// Writes the digits under `dir` (`train/<digit>/*.png`, `test/index.csv`).
-pub fn digits(dir: &Path, train: usize, test: usize) -> bool {
-    if !python_has("digits", "sklearn", "scikit-learn") {
-        return false;
-    }
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/digits_images.py"
-    );
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(dir)
-        .args(["--train", &train.to_string(), "--test", &test.to_string()])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "digits_images.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    true
-}
-
-/// The digits Model: a small CNN on 16×16 grayscale images, gated on
-/// accuracy, the `high` half of the digits and images per second.
-pub fn digits_model(dir: &Path) -> ModelSpec {
-    let yaml = format!(
-        r#"
-apiVersion: driftline.dev/v1alpha1
-kind: Model
-metadata: {{name: digits}}
-spec:
-  task: classification
-  data:
-    source: {dir}/train
-    format: images
-    target: digit
-    images: {{height: 16, width: 16, channels: grayscale, maxBadImages: 1}}
-  architecture:
-    type: cnn
-    convBlocks: [{{channels: 16}}, {{channels: 32}}]
-  training: {{epochs: 12, batchSize: 32, learningRate: 0.005, seed: 1}}
-  drift: {{window: 200}}
-  gate:
-    testSet: {dir}/test/index.csv
-    metrics: [{{name: accuracy, min: 0.95}}]
-    slices: [{{name: high, where: {{half: high}}, metrics: [{{name: accuracy, min: 0.9}}]}}]
-    budgets: {{minImagesPerSecond: 100, imageBatchSize: 32}}
-  rollout: {{steps: [{{weight: 50, pause: 0s}}]}}
-"#,
-        dir = dir.display()
-    );
-    load_model_config(&yaml).expect("the digits Model parses")
-}
+use crate::digits::{digits, digits_model, python_has};
 
 async fn serve(uri: &str, images: ImageLimits) -> RunningServer {
     let uri = uri.to_string();
@@ -413,12 +342,12 @@ async fn a_base_trained_on_half_the_digits_is_fine_tuned_on_all_with_its_conv_la
 
 /// The test images, each changed by `shift`, drawn `windows` times `size` at random.
 fn windows(
-    images: &[driftline::ml::Pixels],
-    shift: impl Fn(&driftline::ml::Pixels) -> driftline::ml::Pixels,
+    images: &[driftline::data::Pixels],
+    shift: impl Fn(&driftline::data::Pixels) -> driftline::data::Pixels,
     windows: usize,
     size: usize,
     seed: u64,
-) -> Vec<Vec<driftline::ml::Pixels>> {
+) -> Vec<Vec<driftline::data::Pixels>> {
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     (0..windows)
@@ -432,8 +361,8 @@ fn windows(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blurred_or_darkened_images_are_flagged_and_in_distribution_windows_are_not() {
+    use driftline::data::Pixels;
     use driftline::drift::{DriftConfig, DriftMonitor, Observation};
-    use driftline::ml::Pixels;
     let tmp = tempfile::tempdir().unwrap();
     if !digits(tmp.path(), 900, 897) {
         return;

@@ -12,8 +12,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use driftline::registry::{
     AnalysisVerdict, Availability, Backend, CanaryAnalysis, ChampionAction, ChampionChange,
     ConnectOptions, DriftCell, DriftReading, EpochRecord, EvaluationRecord, ModelRef, Record,
-    Registry, RegistryError, RegistryUrl, RegistryWriter, ValidationMetric, VersionRecord,
-    WriterOptions,
+    Registry, RegistryError, RegistryUrl, RegistryWriter, StartRecord, ValidationMetric,
+    VersionRecord, WriterOptions,
 };
 
 // ---------------------------------------------------------------- fixtures
@@ -39,6 +39,12 @@ fn version(n: u32) -> VersionRecord {
         feedback_rows: Some(120 * u64::from(n)),
         code_version: "0.1.0".into(),
         created_at: at(i64::from(n) * 3600),
+        start: Some(StartRecord {
+            from: if n == 1 { "cold" } else { "warm" }.into(),
+            parent: (n > 1).then(|| format!("s3://models/ml/wine-quality/v{}/", n - 1)),
+            parent_digest: (n > 1).then(|| format!("sha256:weights{}", n - 1)),
+            reason: (n == 1).then(|| "there is no champion yet".to_string()),
+        }),
     }
 }
 
@@ -175,6 +181,28 @@ async fn history_shows_each_version_with_its_gate_metrics(url: &str) {
     let numbers: Vec<u32> = history.iter().map(|h| h.version.version).collect();
     assert_eq!(numbers, [1, 2, 3, 4, 5]);
     assert_eq!(history[0].version, version(1), "lineage round-trips");
+    // The start lineage too: v2 started warm from v1's weights.
+    let start = history[1].version.start.as_ref().expect("v2's start");
+    assert_eq!(
+        (
+            start.from.as_str(),
+            start.parent.as_deref(),
+            start.parent_digest.as_deref()
+        ),
+        (
+            "warm",
+            Some("s3://models/ml/wine-quality/v1/"),
+            Some("sha256:weights1")
+        )
+    );
+    assert_eq!(
+        history[0]
+            .version
+            .start
+            .as_ref()
+            .and_then(|s| s.reason.as_deref()),
+        Some("there is no champion yet")
+    );
 
     let v2 = history[1].gate.as_ref().expect("v2 was evaluated");
     assert!(!v2.passed);
@@ -201,16 +229,10 @@ async fn versions_fill_in_training_results_without_erasing_lineage(url: &str) {
     started.artifact_uri = None;
     started.dataset_digest = None;
     started.feedback_rows = None;
+    started.start = None;
     registry.write(&started.clone().into()).await.unwrap();
-    assert_eq!(
-        registry
-            .version(&wine(), 3)
-            .await
-            .unwrap()
-            .unwrap()
-            .artifact_uri,
-        None
-    );
+    let before = registry.version(&wine(), 3).await.unwrap().unwrap();
+    assert_eq!((before.artifact_uri, before.start), (None, None));
 
     registry.write(&version(3).into()).await.unwrap();
     // A late rewrite of the start record (restart) erases nothing.

@@ -12,6 +12,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::api::ModelSpec;
+use crate::data::{ImageSet, Pixels};
 use crate::drift::{self, DEFAULT_BINS, DEFAULT_RESAMPLES};
 use crate::drift::{
     DatasetSketch, EMBEDDING_DIRECTIONS, EmbeddingProjection, FeatureImportance, FeatureProfile,
@@ -21,7 +22,7 @@ use crate::drift::{
 use super::super::artifact::{Predictions, Predictor};
 use super::super::error::MlError;
 use super::super::vision::stats::with_brightness_contrast;
-use super::super::vision::{IMAGE_STATISTICS, ImageSet, Pixels, image_statistics};
+use super::super::vision::{IMAGE_STATISTICS, image_statistics};
 use super::encode::{Split, Targets, gather};
 use super::reference::{Held, HeldRows, IMPORTANCE_REPEATS, held_out_rows, prediction_profile};
 use super::{CALIBRATION_STREAM, IMPORTANCE_STREAM};

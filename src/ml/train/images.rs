@@ -10,10 +10,11 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::api::{ModelSpec, Task};
+use crate::data::{self, DecodeLimits, ImageSet};
 
 use super::super::artifact::{DatasetLineage, Predictor};
 use super::super::error::MlError;
-use super::super::vision::{self, DecodeLimits, ImagePreprocessing, ImageSet};
+use super::super::vision::ImagePreprocessing;
 use super::encode::{Split, encode_targets, gather};
 use super::epochs::{Parameters, run_epochs};
 use super::image_reference::image_reference;
@@ -24,13 +25,13 @@ use super::{AUGMENT_STREAM, Finished, TrainedModel, finish, validate, validation
 /// up to `data.images.maxBadImages` undecodable images.
 pub(super) async fn read(spec: &ModelSpec) -> Result<ImageSet, MlError> {
     let images = spec.data.images.clone().unwrap_or_default();
-    vision::read_image_set(
+    Ok(data::read_image_set(
         &spec.data.source,
         &spec.data.target,
         DecodeLimits::default(),
         images.max_bad_images,
     )
-    .await
+    .await?)
 }
 
 /// Trains an image model on a decoded image set.
@@ -149,8 +150,8 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::api::{ConvBlock, DataFormat, ImageChannels, ImageDataSpec, Pooling};
-    use crate::data::{Cell, Table};
-    use crate::ml::vision::{IMAGE_STATISTICS, Pixels};
+    use crate::data::{Cell, Pixels, Table};
+    use crate::ml::vision::IMAGE_STATISTICS;
 
     /// A bar across a noisy 16×16 image: `horizontal` or `vertical`, anywhere.
     pub(crate) fn bar(horizontal: bool, rng: &mut ChaCha8Rng) -> Pixels {

@@ -9,9 +9,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ChannelOrder, ImageAugmentation, ImageChannels, ImageDataSpec};
+use crate::data::Pixels;
 use crate::ml::arch::InputShape;
-
-use super::decode::Pixels;
 
 /// The name of the one input tensor of an image model.
 pub const IMAGE_INPUT: &str = "image";

@@ -2,7 +2,8 @@
 //! brightness, contrast and sharpness of the image as the model sees it
 //! (at its input size), and the size the image arrived at.
 
-use super::decode::Pixels;
+use crate::data::Pixels;
+
 use super::preprocess::{ImagePreprocessing, luma};
 
 /// The statistics' names, in the order [`image_statistics`] returns them.

@@ -55,13 +55,22 @@ pub struct Registry {
 /// `migrate!` would pull in its proc-macro crate and a second driver build).
 fn migrator() -> Migrator {
     Migrator {
-        migrations: Cow::Owned(vec![Migration::new(
-            1,
-            Cow::Borrowed("registry"),
-            MigrationType::Simple,
-            Cow::Borrowed(include_str!("../migrations/0001_registry.sql")),
-            false,
-        )]),
+        migrations: Cow::Owned(vec![
+            Migration::new(
+                1,
+                Cow::Borrowed("registry"),
+                MigrationType::Simple,
+                Cow::Borrowed(include_str!("../migrations/0001_registry.sql")),
+                false,
+            ),
+            Migration::new(
+                2,
+                Cow::Borrowed("start lineage"),
+                MigrationType::Simple,
+                Cow::Borrowed(include_str!("../migrations/0002_start_lineage.sql")),
+                false,
+            ),
+        ]),
         ..Migrator::DEFAULT
     }
 }
@@ -213,5 +222,64 @@ fn query_error(operation: impl Into<String>, source: sqlx::Error) -> RegistryErr
     RegistryError::Query {
         operation: operation.into(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::record::{ModelRef, StartRecord, VersionRecord};
+
+    /// A registry the operator wrote before schema 2 gains the start
+    /// columns on the next connect; its rows read back without a start.
+    #[tokio::test]
+    async fn a_schema_1_registry_is_migrated_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = RegistryUrl::parse(&format!(
+            "sqlite://{}",
+            dir.path().join("registry.db").display()
+        ))
+        .unwrap();
+        sqlx::any::install_default_drivers();
+        let options = AnyConnectOptions::from_str(url.connect_url()).unwrap();
+        let mut conn = AnyConnection::connect_with(&options).await.unwrap();
+        let mut first = migrator();
+        first.migrations = Cow::Owned(first.migrations[..1].to_vec());
+        first.run_direct(&mut conn).await.unwrap();
+        sqlx::query(
+            "INSERT INTO model_versions (namespace, model, version, training_trigger, reason, \
+             seed, config_hash, code_version, created_us) \
+             VALUES ('ml', 'digits', 1, 'Initial', 'first', 7, 'c', '0.1.0', 0)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+
+        let registry = Registry::connect_with(&url, &ConnectOptions::default())
+            .await
+            .unwrap();
+        let model = ModelRef::new("ml", "digits");
+        let old = registry.version(&model, 1).await.unwrap().unwrap();
+        assert_eq!((old.reason.as_str(), old.start), ("first", None));
+        let start = StartRecord {
+            from: "warm".into(),
+            parent: Some("file:///a/ml/digits/v1".into()),
+            parent_digest: Some("d1".into()),
+            reason: None,
+        };
+        registry
+            .write(
+                &VersionRecord {
+                    version: 2,
+                    start: Some(start.clone()),
+                    ..old
+                }
+                .into(),
+            )
+            .await
+            .unwrap();
+        let new = registry.version(&model, 2).await.unwrap().unwrap();
+        assert_eq!(new.start, Some(start));
     }
 }

@@ -18,11 +18,10 @@ impl Registry {
         model: &ModelRef,
         version: u32,
     ) -> Result<Option<VersionRecord>, RegistryError> {
-        let row = sqlx::query(
-            "SELECT namespace, model, version, training_trigger, reason, seed, config_hash, \
-             dataset_digest, artifact_uri, feedback_rows, code_version, created_us \
-             FROM model_versions WHERE namespace = $1 AND model = $2 AND version = $3",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {VERSION_COLUMNS} \
+             FROM model_versions WHERE namespace = $1 AND model = $2 AND version = $3"
+        ))
         .bind(&model.namespace)
         .bind(&model.name)
         .bind(i64::from(version))
@@ -47,12 +46,10 @@ impl Registry {
         last: Option<u32>,
     ) -> Result<Vec<VersionHistory>, RegistryError> {
         let operation = || format!("read the history of {model}");
-        let rows = sqlx::query(
-            "SELECT namespace, model, version, training_trigger, reason, seed, config_hash, \
-             dataset_digest, artifact_uri, feedback_rows, code_version, created_us \
-             FROM model_versions WHERE namespace = $1 AND model = $2 \
-             ORDER BY version DESC LIMIT $3",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {VERSION_COLUMNS} FROM model_versions WHERE namespace = $1 AND model = $2 \
+             ORDER BY version DESC LIMIT $3"
+        ))
         .bind(&model.namespace)
         .bind(&model.name)
         .bind(last.map_or(i64::MAX, i64::from))

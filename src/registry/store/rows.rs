@@ -27,8 +27,24 @@ pub(super) fn version_from_row(row: &AnyRow) -> Result<VersionRecord, sqlx::Erro
             .map(u64_from),
         code_version: row.try_get("code_version")?,
         created_at: time(row.try_get("created_us")?),
+        start: row
+            .try_get::<Option<String>, _>("start_from")?
+            .map(|from| -> Result<StartRecord, sqlx::Error> {
+                Ok(StartRecord {
+                    from,
+                    parent: row.try_get("start_parent")?,
+                    parent_digest: row.try_get("start_parent_digest")?,
+                    reason: row.try_get("start_reason")?,
+                })
+            })
+            .transpose()?,
     })
 }
+
+/// The columns [`version_from_row`] reads, for every query of versions.
+pub(super) const VERSION_COLUMNS: &str = "namespace, model, version, training_trigger, reason, \
+     seed, config_hash, dataset_digest, artifact_uri, feedback_rows, code_version, created_us, \
+     start_from, start_parent, start_parent_digest, start_reason";
 
 pub(super) fn canary_from_row(
     model: &ModelRef,

@@ -13,11 +13,17 @@ pub(super) async fn write_record(
         Record::Version(v) => sqlx::query(
             "INSERT INTO model_versions (namespace, model, version, training_trigger, reason, \
              seed, config_hash, dataset_digest, artifact_uri, feedback_rows, code_version, \
-             created_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             created_us, start_from, start_parent, start_parent_digest, start_reason) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
              ON CONFLICT (namespace, model, version) DO UPDATE SET \
              dataset_digest = COALESCE(excluded.dataset_digest, model_versions.dataset_digest), \
              artifact_uri = COALESCE(excluded.artifact_uri, model_versions.artifact_uri), \
-             feedback_rows = COALESCE(excluded.feedback_rows, model_versions.feedback_rows)",
+             feedback_rows = COALESCE(excluded.feedback_rows, model_versions.feedback_rows), \
+             start_from = COALESCE(excluded.start_from, model_versions.start_from), \
+             start_parent = COALESCE(excluded.start_parent, model_versions.start_parent), \
+             start_parent_digest = \
+             COALESCE(excluded.start_parent_digest, model_versions.start_parent_digest), \
+             start_reason = COALESCE(excluded.start_reason, model_versions.start_reason)",
         )
         .bind(v.model.namespace.clone())
         .bind(v.model.name.clone())
@@ -31,7 +37,11 @@ pub(super) async fn write_record(
         .bind(v.artifact_uri.clone())
         .bind(v.feedback_rows.map(i64_from))
         .bind(v.code_version.clone())
-        .bind(v.created_at.timestamp_micros()),
+        .bind(v.created_at.timestamp_micros())
+        .bind(v.start.as_ref().map(|s| s.from.clone()))
+        .bind(v.start.as_ref().and_then(|s| s.parent.clone()))
+        .bind(v.start.as_ref().and_then(|s| s.parent_digest.clone()))
+        .bind(v.start.as_ref().and_then(|s| s.reason.clone())),
         Record::Evaluation(e) => sqlx::query(
             "INSERT INTO evaluations (namespace, model, version, passed, summary, metrics, \
              report, evaluated_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \

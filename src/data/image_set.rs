@@ -6,11 +6,10 @@
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
-use crate::data::store;
-use crate::data::{Cell, Table};
-use crate::ml::error::MlError;
-
-use super::decode::{DecodeLimits, Pixels, decode};
+use super::error::DataError;
+use super::image::{DecodeLimits, Pixels, decode};
+use super::store;
+use super::table::{Cell, Table};
 
 /// Files read at once from the store.
 const CONCURRENT_READS: usize = 16;
@@ -59,7 +58,7 @@ fn resolve(index_uri: &str, path: &str) -> String {
 
 /// The index of a class-folder prefix: one row per image file, `path`
 /// (relative to the prefix) and `target` (its folder).
-async fn folder_index(prefix: &str, target: &str) -> Result<(Table, Vec<String>), MlError> {
+async fn folder_index(prefix: &str, target: &str) -> Result<(Table, Vec<String>), DataError> {
     let base = format!("{}/", prefix.trim_end_matches('/'));
     let mut paths = Vec::new();
     let mut labels = Vec::new();
@@ -96,7 +95,7 @@ pub async fn read_image_set(
     target: &str,
     limits: DecodeLimits,
     max_bad: u32,
-) -> Result<ImageSet, MlError> {
+) -> Result<ImageSet, DataError> {
     let mut hasher = Sha256::new();
     let (index, uris) = if is_index(source) {
         let bytes = store::read_bytes(source).await?;
@@ -113,7 +112,7 @@ pub async fn read_image_set(
         folder_index(source, target).await?
     };
     if uris.is_empty() {
-        return Err(MlError::NoImages {
+        return Err(DataError::NoImages {
             source_uri: source.into(),
         });
     }
@@ -150,7 +149,7 @@ pub async fn read_image_set(
             .take(5)
             .map(|b| format!("`{}` {}", b.path, b.reason))
             .collect();
-        return Err(MlError::BadImages {
+        return Err(DataError::BadImages {
             source_uri: source.into(),
             count: bad.len(),
             max: max_bad,
@@ -167,7 +166,7 @@ pub async fn read_image_set(
     let mut index = index.select(&good);
     index.digest = hex::encode(hasher.finalize());
     if index.rows == 0 {
-        return Err(MlError::NoImages {
+        return Err(DataError::NoImages {
             source_uri: source.into(),
         });
     }

@@ -90,6 +90,7 @@ fn records(model: &ModelRef, versions: u32, windows: u32, features: u32) -> Vec<
                 divergence: Some(0.03),
                 verdict: AnalysisVerdict::Passed,
                 message: "error rate 0.002 ≤ 0.01, p99 4 ms ≤ 50 ms".into(),
+                checks: Vec::new(),
             }));
         }
         if n + 3 > versions {

@@ -239,12 +239,35 @@ impl DataCheckSpec {
 }
 
 impl ModelSpec {
-    /// The data check this Model asks for: `gate.data`, or the defaults
-    /// (on) when it has no gate or the gate does not say.
+    /// The data check this Model gets: `gate.data`, or the defaults (on)
+    /// when it has no gate or the gate does not say. An image set
+    /// (`data.format: images`) gets none: the check compares table columns,
+    /// which an image set does not have; undecodable images are counted by
+    /// the trainer against `maxBadImages` instead.
     pub fn data_check(&self) -> DataCheckSpec {
-        self.gate
+        let mut check = self
+            .gate
             .as_ref()
             .map(|g| g.data.clone())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if self.data.format == Some(super::DataFormat::Images) {
+            check.enabled = false;
+        }
+        check
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::api::{DataFormat, load_model_config};
+
+    #[test]
+    fn tables_get_the_data_check_by_default_and_image_sets_none() {
+        let table =
+            load_model_config("task: classification\ndata: {source: d.csv, target: y}\n").unwrap();
+        assert!(table.data_check().enabled);
+        let mut images = table.clone();
+        images.data.format = Some(DataFormat::Images);
+        assert!(!images.data_check().enabled);
     }
 }

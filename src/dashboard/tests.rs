@@ -101,6 +101,7 @@ fn canary(step: u32, verdict: AnalysisVerdict) -> CanaryAnalysis {
         divergence: Some(0.02),
         verdict,
         message: format!("error rate 0.05 > 0.01 {EVIL}"),
+        checks: Vec::new(),
     }
 }
 

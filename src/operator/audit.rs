@@ -15,8 +15,8 @@ use crate::api::{
 use crate::ml::StartFrom;
 use crate::policy::{Action, Decision, DriftReading as PolicyDriftReading};
 use crate::registry::{
-    AnalysisVerdict, CanaryAnalysis, ChampionAction, ChampionChange, DriftReading, EpochRecord,
-    EvaluationRecord, ModelRef, Record, StartRecord, ValidationMetric, VersionRecord,
+    AnalysisVerdict, CanaryAnalysis, ChampionAction, ChampionChange, CheckRecord, DriftReading,
+    EpochRecord, EvaluationRecord, ModelRef, Record, StartRecord, ValidationMetric, VersionRecord,
 };
 
 /// What a finished training left beside its artifact, as far as the registry
@@ -198,6 +198,19 @@ pub fn records(
                             AnalysisOutcome::Inconclusive => AnalysisVerdict::Inconclusive,
                         },
                         message: a.message.clone(),
+                        checks: a
+                            .checks
+                            .iter()
+                            .map(|c| CheckRecord {
+                                name: c.name.clone(),
+                                value: c.value,
+                                bound: c.bound,
+                                passed: c.passed,
+                                evidence: c.evidence.map(|e| e.to_string()),
+                                lower: c.lower,
+                                upper: c.upper,
+                            })
+                            .collect(),
                     })
                 }));
             }
@@ -367,4 +380,79 @@ fn drift_series(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{
+        AnalysisCheck, AnalysisOutcome, AnalysisRecord, Evidence, ModelStatus, RolloutOutcome,
+        load_model_config,
+    };
+    use crate::policy::Action;
+
+    #[test]
+    fn a_rollouts_analyses_reach_the_registry_with_each_checks_evidence_and_interval() {
+        let spec =
+            load_model_config("task: classification\ndata: {source: d.csv, target: y}\n").unwrap();
+        let mut model = Model::new("wine", spec);
+        model.metadata.namespace = Some("ml".into());
+        let check = AnalysisCheck {
+            name: "maxErrorRateIncrease".into(),
+            value: 0.001,
+            bound: 0.01,
+            passed: true,
+            message: String::new(),
+            evidence: Some(Evidence::NoHarm),
+            lower: Some(-0.004),
+            upper: Some(0.008),
+        };
+        let analysis = AnalysisRecord {
+            step: 0,
+            weight: 10,
+            outcome: AnalysisOutcome::Passed,
+            canary_requests: 3000,
+            stable_requests: 27_000,
+            checks: vec![check],
+            window_start: Utc::now(),
+            window_end: Utc::now(),
+            message: "passed".into(),
+        };
+        let decision = Decision {
+            actions: vec![Action::RecordRollout {
+                version: 2,
+                rollout: RolloutOutcome {
+                    result: "Promoted".into(),
+                    steps_passed: 1,
+                    message: String::new(),
+                    analyses: vec![analysis],
+                },
+            }],
+            status: ModelStatus::default(),
+            requeue_after: None,
+        };
+        let (reports, training) = (BTreeMap::new(), BTreeMap::new());
+        let observed = Observed {
+            gate_reports: &reports,
+            training: &training,
+            drift: &[],
+            actor: None,
+        };
+        let records = records(&model, &[], &decision, &observed, Utc::now());
+        let Some(Record::Canary(row)) = records.first() else {
+            panic!("a canary row: {records:?}");
+        };
+        assert_eq!(
+            row.checks,
+            vec![CheckRecord {
+                name: "maxErrorRateIncrease".into(),
+                value: 0.001,
+                bound: 0.01,
+                passed: true,
+                evidence: Some("noHarm".into()),
+                lower: Some(-0.004),
+                upper: Some(0.008),
+            }]
+        );
+    }
 }

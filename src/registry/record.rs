@@ -150,6 +150,24 @@ impl AnalysisVerdict {
     }
 }
 
+/// One check of a canary analysis as recorded: the statistic, its bound,
+/// and for a sequential check the evidence so far and its always-valid
+/// interval.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CheckRecord {
+    pub name: String,
+    pub value: f64,
+    pub bound: f64,
+    pub passed: bool,
+    /// `harm`, `noHarm` or `keepWatching` (sequential checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lower: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upper: Option<f64>,
+}
+
 /// One analysis of one canary step. Key: (model, version, step, window end).
 #[derive(Clone, Debug, PartialEq)]
 pub struct CanaryAnalysis {
@@ -173,6 +191,8 @@ pub struct CanaryAnalysis {
     pub verdict: AnalysisVerdict,
     /// One sentence with the numbers.
     pub message: String,
+    /// Every check of the read (empty in rows recorded before schema 3).
+    pub checks: Vec<CheckRecord>,
 }
 
 /// What happened to the champion.

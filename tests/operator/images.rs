@@ -61,14 +61,9 @@ async fn an_image_model_trains_in_a_job_passes_its_gate_and_answers_png_bytes_th
     );
     h.registry = Some(writer.clone());
     h.start_operator();
+    // The Model's defaults as a user writes them: the data check is on for
+    // tables and off for image sets (ModelSpec::data_check).
     let mut spec = digits_model(data.path());
-    // The data check reads tables (its statistics are per column); an
-    // image set has none, so this Model trains without one.
-    spec.gate
-        .as_mut()
-        .expect("the digits Model has a gate")
-        .data
-        .enabled = false;
     spec.serving.replicas = 1;
     spec.retrain = None;
     h.apply(MODEL, spec).await;

@@ -11,8 +11,8 @@ use crate::postgres::{Postgres, free_port};
 use chrono::{DateTime, TimeZone, Utc};
 use driftline::registry::{
     AnalysisVerdict, Availability, Backend, CanaryAnalysis, ChampionAction, ChampionChange,
-    ConnectOptions, DriftCell, DriftReading, EpochRecord, EvaluationRecord, ModelRef, Record,
-    Registry, RegistryError, RegistryUrl, RegistryWriter, StartRecord, ValidationMetric,
+    CheckRecord, ConnectOptions, DriftCell, DriftReading, EpochRecord, EvaluationRecord, ModelRef,
+    Record, Registry, RegistryError, RegistryUrl, RegistryWriter, StartRecord, ValidationMetric,
     VersionRecord, WriterOptions,
 };
 
@@ -111,6 +111,32 @@ fn canary(n: u32, step: u32, verdict: AnalysisVerdict) -> CanaryAnalysis {
         divergence: None,
         verdict,
         message: format!("step {step}: error rate 0.17% within 1%"),
+        // Step 0 carries a sequential check (evidence and interval); the
+        // others none, as rows written before schema 3 read back.
+        checks: if step == 0 {
+            vec![
+                CheckRecord {
+                    name: "maxErrorRateIncrease".into(),
+                    value: 0.0008,
+                    bound: 0.01,
+                    passed: true,
+                    evidence: Some("noHarm".into()),
+                    lower: Some(-0.0061),
+                    upper: Some(0.0093),
+                },
+                CheckRecord {
+                    name: "minRequests".into(),
+                    value: 600.0,
+                    bound: 100.0,
+                    passed: true,
+                    evidence: None,
+                    lower: None,
+                    upper: None,
+                },
+            ]
+        } else {
+            Vec::new()
+        },
     }
 }
 

@@ -21,7 +21,7 @@ impl Registry {
         let rows = sqlx::query(
             "SELECT version, step, weight, window_start_us, window_end_us, canary_requests, \
              stable_requests, canary_errors, stable_errors, canary_p99_ms, stable_p99_ms, \
-             divergence, verdict, message FROM canary_analyses \
+             divergence, verdict, message, checks FROM canary_analyses \
              WHERE namespace = $1 AND model = $2 \
              ORDER BY window_end_us DESC, version DESC, step DESC LIMIT $3",
         )

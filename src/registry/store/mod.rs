@@ -70,6 +70,13 @@ fn migrator() -> Migrator {
                 Cow::Borrowed(include_str!("../migrations/0002_start_lineage.sql")),
                 false,
             ),
+            Migration::new(
+                3,
+                Cow::Borrowed("canary checks"),
+                MigrationType::Simple,
+                Cow::Borrowed(include_str!("../migrations/0003_canary_checks.sql")),
+                false,
+            ),
         ]),
         ..Migrator::DEFAULT
     }

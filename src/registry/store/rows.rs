@@ -70,6 +70,11 @@ pub(super) fn canary_from_row(
             sqlx::Error::Decode(format!("unknown canary verdict `{verdict}`").into())
         })?,
         message: row.try_get("message")?,
+        checks: match row.try_get::<Option<String>, _>("checks")? {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| sqlx::Error::Decode(format!("canary checks: {e}").into()))?,
+            None => Vec::new(),
+        },
     })
 }
 

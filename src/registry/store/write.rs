@@ -85,8 +85,8 @@ pub(super) async fn write_record(
         Record::Canary(c) => sqlx::query(
             "INSERT INTO canary_analyses (namespace, model, version, step, window_end_us, \
              window_start_us, weight, canary_requests, stable_requests, canary_errors, \
-             stable_errors, canary_p99_ms, stable_p99_ms, divergence, verdict, message) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+             stable_errors, canary_p99_ms, stable_p99_ms, divergence, verdict, message, checks) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
              ON CONFLICT (namespace, model, version, step, window_end_us) DO NOTHING",
         )
         .bind(c.model.namespace.clone())
@@ -104,7 +104,9 @@ pub(super) async fn write_record(
         .bind(c.stable_p99_ms.and_then(not_nan))
         .bind(c.divergence.and_then(not_nan))
         .bind(c.verdict.as_str())
-        .bind(c.message.clone()),
+        .bind(c.message.clone())
+        // A list of plain numbers and words always serialises.
+        .bind((!c.checks.is_empty()).then(|| serde_json::to_string(&c.checks).unwrap_or_default())),
         Record::ChampionChange(c) => sqlx::query(
             "INSERT INTO champion_changes (namespace, model, changed_us, to_version, \
              from_version, action, change_trigger, actor, reason) \

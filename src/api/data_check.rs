@@ -105,6 +105,11 @@ pub struct DataCheck {
     /// The column it is about, when it is about one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub column: Option<String>,
+    /// The target's class it is about (`classVanished`,
+    /// `maxClassShareChange`); `column` is then the target. Its own field so
+    /// a class name is never parsed back out of a column name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
     /// The measured value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,

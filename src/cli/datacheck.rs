@@ -92,6 +92,7 @@ pub async fn run(args: DataCheckArgs) -> Result<ExitCode, MlError> {
                     checks: vec![DataCheck {
                         name: "readable".into(),
                         column: None,
+                        class: None,
                         value: None,
                         bound: None,
                         passed: false,

@@ -18,6 +18,7 @@ fn check(
     DataCheck {
         name: name.into(),
         column: column.map(Into::into),
+        class: None,
         value: Some(value),
         bound: Some(bound),
         passed,
@@ -26,37 +27,59 @@ fn check(
     }
 }
 
-/// Per-column values of one bound: every column over it fails on its own;
-/// when none is, one passing check reports the worst.
-fn per_column(
-    checks: &mut Vec<DataCheck>,
-    name: &str,
-    bound: f64,
-    values: Vec<(String, f64, String)>,
-) {
-    let failed: Vec<_> = values.iter().filter(|(_, v, _)| *v > bound).collect();
+/// One measured value of a per-column bound: the column, the target's class
+/// when the value is a class's, the value and why it is what it is.
+struct Measured {
+    column: String,
+    class: Option<String>,
+    value: f64,
+    why: String,
+}
+
+impl Measured {
+    fn of(column: &str, value: f64, why: String) -> Self {
+        Self {
+            column: column.into(),
+            class: None,
+            value,
+            why,
+        }
+    }
+
+    /// `column` or `column`, class `c`, as a message names it.
+    fn subject(&self) -> String {
+        match &self.class {
+            None => format!("`{}`", self.column),
+            Some(class) => format!("`{}`, class `{class}`", self.column),
+        }
+    }
+
+    fn check(&self, name: &str, bound: f64, passed: bool, message: String) -> DataCheck {
+        DataCheck {
+            class: self.class.clone(),
+            ..check(name, Some(&self.column), self.value, bound, passed, message)
+        }
+    }
+}
+
+/// Per-column values of one bound: every column (or class) over it fails on
+/// its own; when none is, one passing check reports the worst.
+fn per_column(checks: &mut Vec<DataCheck>, name: &str, bound: f64, values: Vec<Measured>) {
+    let failed: Vec<_> = values.iter().filter(|m| m.value > bound).collect();
     if failed.is_empty() {
-        if let Some((column, value, _)) = values.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
-            checks.push(check(
-                name,
-                Some(column),
-                *value,
-                bound,
-                true,
-                format!("{name}: largest {value:.3} (`{column}`) ≤ {bound}"),
-            ));
+        if let Some(m) = values.iter().max_by(|a, b| a.value.total_cmp(&b.value)) {
+            let message = format!("{name}: largest {:.3} ({}) ≤ {bound}", m.value, m.subject());
+            checks.push(m.check(name, bound, true, message));
         }
         return;
     }
-    for (column, value, why) in failed {
-        checks.push(check(
-            name,
-            Some(column),
-            *value,
-            bound,
-            false,
-            format!("column `{column}`: {why}; gate.data.{name} is {bound}"),
-        ));
+    for m in failed {
+        let message = format!(
+            "column {}: {}; gate.data.{name} is {bound}",
+            m.subject(),
+            m.why
+        );
+        checks.push(m.check(name, bound, false, message));
     }
 }
 
@@ -86,6 +109,7 @@ pub fn verdict(
         None => checks.push(DataCheck {
             name: "missingColumn".into(),
             column: Some(target.clone()),
+            class: None,
             value: None,
             bound: None,
             passed: false,
@@ -143,6 +167,7 @@ pub fn verdict(
         None => checks.push(DataCheck {
             name: "duplicateRows".into(),
             column: None,
+            class: None,
             value: Some(dup),
             bound: None,
             passed: true,
@@ -182,6 +207,7 @@ fn against_champion(
             checks.push(DataCheck {
                 name: "missingColumn".into(),
                 column: Some(column.clone()),
+                class: None,
                 value: None,
                 bound: None,
                 passed: false,
@@ -207,6 +233,7 @@ fn against_champion(
             checks.push(DataCheck {
                 name: "retypedColumn".into(),
                 column: Some(column.clone()),
+                class: None,
                 value: None,
                 bound: None,
                 passed: false,
@@ -219,8 +246,8 @@ fn against_champion(
             continue;
         }
         let (before, after) = (old.null_rate(champion.rows), now.null_rate(new.rows));
-        nulls.push((
-            column.clone(),
+        nulls.push(Measured::of(
+            column,
             after - before,
             format!(
                 "null rate {after:.3} is {:.3} above the champion's {before:.3}",
@@ -229,8 +256,8 @@ fn against_champion(
         ));
         if old.numeric() && now.numbers > 0 {
             let share = now.out_of_range as f64 / now.numbers as f64;
-            ranges.push((
-                column.clone(),
+            ranges.push(Measured::of(
+                column,
                 share,
                 format!(
                     "{} of {} values ({:.1} %) lie outside the champion's training range [{}, {}]",
@@ -259,6 +286,7 @@ fn against_champion(
         checks.push(DataCheck {
             name: "newColumn".into(),
             column: Some(column.clone()),
+            class: None,
             value: None,
             bound: None,
             passed: false,
@@ -275,17 +303,20 @@ fn against_champion(
     let mut shifts = Vec::new();
     for (class, share) in &before {
         if after.get(class).is_none_or(|s| *s == 0.0) {
-            checks.push(check(
-                "classVanished",
-                Some(target),
-                0.0,
-                *share,
-                false,
-                format!(
-                    "class `{class}` of target `{target}` has no rows; it was {:.1} % of the champion's",
-                    share * 100.0
-                ),
-            ));
+            checks.push(DataCheck {
+                class: Some(class.clone()),
+                ..check(
+                    "classVanished",
+                    Some(target),
+                    0.0,
+                    *share,
+                    false,
+                    format!(
+                        "class `{class}` of target `{target}` has no rows; it was {:.1} % of the champion's",
+                        share * 100.0
+                    ),
+                )
+            });
         }
     }
     for class in before.keys().chain(after.keys()).collect::<BTreeSet<_>>() {
@@ -294,15 +325,16 @@ fn against_champion(
             after.get(class).copied().unwrap_or(0.0),
         );
         let what = if b == 0.0 { " (appeared)" } else { "" };
-        shifts.push((
-            format!("{target}={class}"),
-            (a - b).abs(),
-            format!(
+        shifts.push(Measured {
+            column: target.clone(),
+            class: Some(class.clone()),
+            value: (a - b).abs(),
+            why: format!(
                 "class `{class}`{what} is {:.1} % of rows, {:.1} % for the champion",
                 a * 100.0,
                 b * 100.0
             ),
-        ));
+        });
     }
     per_column(
         checks,
@@ -362,6 +394,13 @@ mod tests {
     fn failed(v: &DataVerdict) -> Vec<(String, Option<String>)> {
         v.blocking_failures()
             .map(|c| (c.name.clone(), c.column.clone()))
+            .collect()
+    }
+
+    /// The blocking failures as (name, column, class).
+    fn failed_classes(v: &DataVerdict) -> Vec<(String, Option<String>, Option<String>)> {
+        v.blocking_failures()
+            .map(|c| (c.name.clone(), c.column.clone(), c.class.clone()))
             .collect()
     }
 
@@ -430,12 +469,21 @@ mod tests {
             ..Default::default()
         };
         let v = verdict(&spec, Task::Classification, &new, Some(&window(1000)));
-        assert_eq!(failed(&v), [("classVanished".into(), Some("label".into()))]);
+        let label = Some("label".to_string());
+        assert_eq!(
+            failed_classes(&v),
+            [("classVanished".into(), label.clone(), Some("b".into()))]
+        );
         let v = judge(&new);
-        let f = failed(&v);
-        for class in ["label=b", "label=c"] {
+        let f = failed_classes(&v);
+        // The class has its own field; the column is the target's own name.
+        for class in ["b", "c"] {
             assert!(
-                f.contains(&("maxClassShareChange".into(), Some(class.into()))),
+                f.contains(&(
+                    "maxClassShareChange".into(),
+                    label.clone(),
+                    Some(class.into())
+                )),
                 "{f:?}"
             );
         }

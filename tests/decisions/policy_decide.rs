@@ -1214,6 +1214,7 @@ fn refused_data_ends_the_run_before_training_and_new_data_retries() {
         checks: vec![driftline::api::DataCheck {
             name: "maxTargetNullRate".into(),
             column: Some("quality".into()),
+            class: None,
             value: Some(1.0),
             bound: Some(0.0),
             passed: false,

@@ -16,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::api::{ArchitectureSpec, ConvBlock, Pooling};
 
+use super::conv::{Im2Col, max_pool2};
 use super::mlp::{LinearStack, activate, linear_init, linear_layers, linear_tensors};
 use super::{Architecture, InputShape, Network, TensorRole, TensorShape, tensor, uniform_fan_in};
 use crate::ml::error::MlError;
@@ -154,6 +155,7 @@ impl Architecture for Cnn {
             };
             blocks.push(Block {
                 weight: get("weight")?,
+                conv: Im2Col::default(),
                 stride: b.stride.max(1) as usize,
                 padding: (b.kernel as usize) / 2,
                 norm,
@@ -187,6 +189,7 @@ enum Norm {
 
 struct Block {
     weight: Tensor,
+    conv: Im2Col,
     stride: usize,
     padding: usize,
     norm: Norm,
@@ -208,14 +211,14 @@ impl CnnNetwork {
         let rows = x.dim(0)?;
         let mut h = x.reshape((rows, self.channels, self.height, self.width))?;
         for b in &self.blocks {
-            h = h.conv2d(&b.weight, b.padding, b.stride, 1, 1)?;
+            h = b.conv.conv2d(&h, &b.weight, b.padding, b.stride)?;
             h = match &b.norm {
                 Norm::Batch { bn, frozen } => bn.forward_t(&h, train && !frozen)?,
                 Norm::Bias(bias) => h.broadcast_add(bias)?,
             };
             h = activate(&h, self.activation)?;
             h = match b.pool {
-                Pooling::Max => h.max_pool2d(2)?,
+                Pooling::Max => max_pool2(&h)?,
                 Pooling::Avg => h.avg_pool2d(2)?,
                 Pooling::None => h,
             };

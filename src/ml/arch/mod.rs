@@ -4,6 +4,7 @@
 //! listing it in [`REGISTRY`].
 
 pub mod cnn;
+pub(crate) mod conv;
 pub mod mlp;
 
 use std::collections::HashMap;

@@ -1,8 +1,8 @@
 //! Simulated canaries for `bench/canary/run.sh`: driftline's sequential and
-//! threshold analyses (the library's own `analyse_canary`, as the operator
-//! calls it at every poll) on seeded canaries, and the same canaries' per-poll
-//! counts written out so that `mannwhitney.py` judges exactly the same data
-//! the way Kayenta's Mann-Whitney classifier would.
+//! threshold analyses on seeded canaries (`simulation.rs`, shared with the
+//! decisions test), and the same canaries' per-poll counts written out so
+//! that `mannwhitney.py` judges exactly the same data the way Kayenta's
+//! Mann-Whitney classifier would.
 //!
 //!   cargo run --example canary_sim -- OUT_DIR [RUNS]
 //!
@@ -11,95 +11,19 @@
 //! OUT_DIR/<scenario>.csv (canary,poll,canary_errors,canary_requests,
 //! stable_errors,stable_requests: the counts of that poll alone).
 
+mod simulation;
+
 use std::io::Write;
 
-use chrono::{Duration, TimeZone, Utc};
-use driftline::api::{AnalysisMethod, AnalysisOutcome, AnalysisSpec};
-use driftline::policy::{CanaryMetrics, ServingMetrics, StepWindow, analyse_canary};
+use driftline::api::AnalysisMethod;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Binomial, Distribution};
+use simulation::{
+    ALPHA, CANARY_PER_POLL, MARGIN, PAUSE_POLLS, POLLS, STABLE, STABLE_PER_POLL, canary, judge,
+};
 
-const STABLE: f64 = 0.02;
-const MARGIN: f64 = 0.01;
-const ALPHA: f64 = 0.05;
-const CANARY_PER_POLL: u64 = 200;
-const STABLE_PER_POLL: u64 = 1800;
-const PAUSE_POLLS: usize = 25;
-const POLLS: usize = 60;
-
-type Polls = Vec<[u64; 4]>;
 /// Per canary: `Some((promoted, canary requests))` when the method decided.
 type Decisions = Vec<Option<(bool, u64)>>;
-
-fn canary(rate: f64, rng: &mut ChaCha8Rng) -> Polls {
-    let c = Binomial::new(CANARY_PER_POLL, rate).expect("rate");
-    let s = Binomial::new(STABLE_PER_POLL, STABLE).expect("rate");
-    (0..POLLS)
-        .map(|_| {
-            [
-                c.sample(rng),
-                CANARY_PER_POLL,
-                s.sample(rng),
-                STABLE_PER_POLL,
-            ]
-        })
-        .collect()
-}
-
-/// `Some((promoted, canary requests))` when the method decided.
-fn judge(method: AnalysisMethod, polls: &Polls) -> Option<(bool, u64)> {
-    let spec = AnalysisSpec {
-        method,
-        alpha: ALPHA,
-        min_requests: 100,
-        max_error_rate: None,
-        max_error_rate_increase: Some(MARGIN),
-        ..AnalysisSpec::default()
-    };
-    let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
-    let mut sum = [0u64; 4];
-    for (i, p) in polls.iter().enumerate() {
-        for k in 0..4 {
-            sum[k] += p[k];
-        }
-        let pause_over = i + 1 >= PAUSE_POLLS;
-        if method == AnalysisMethod::Threshold && !pause_over {
-            continue;
-        }
-        let now = t0 + Duration::seconds(30 * (i as i64 + 1));
-        let serving = |errors, requests| ServingMetrics {
-            requests,
-            errors,
-            p99_latency_ms: Some(10.0),
-            labelled: 0,
-            correct: 0,
-            slow: None,
-        };
-        let m = CanaryMetrics {
-            version: 2,
-            window_start: t0,
-            window_end: now,
-            canary: serving(sum[0], sum[1]),
-            stable: serving(sum[2], sum[3]),
-            prediction_divergence: None,
-        };
-        let w = StepWindow {
-            step: 0,
-            steps: 1,
-            weight: 10,
-            started_at: t0,
-            now,
-            pause_over,
-        };
-        match analyse_canary(&spec, w, Some(&m)).outcome {
-            AnalysisOutcome::Passed => return Some((true, sum[1])),
-            AnalysisOutcome::Failed => return Some((false, sum[1])),
-            AnalysisOutcome::Inconclusive => {}
-        }
-    }
-    None
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

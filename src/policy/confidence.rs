@@ -24,7 +24,7 @@
 //! give one test per hypothesis; the interval gives every check its
 //! estimate, its bounds and the evidence so far in one record.
 
-use crate::api::Evidence;
+use crate::api::{AnalysisCheck, AnalysisOutcome, Evidence};
 
 /// An interval for a rate or a difference of rates.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -119,6 +119,44 @@ pub fn judge(interval: Interval, bound: f64, reference: f64) -> Evidence {
     } else {
         Evidence::KeepWatching
     }
+}
+
+/// The one rule that turns judged checks into a verdict, for the sequential
+/// canary and the shadow stage: any `harm` fails at once; a pass needs every
+/// judged check at `noHarm` and nothing in `blockers` (too few requests,
+/// data not yet reported, the minimum time not over); anything else keeps
+/// watching and says what for. Returns the outcome and its sentence.
+pub fn conclude(checks: &[AnalysisCheck], blockers: Vec<String>) -> (AnalysisOutcome, String) {
+    let with = |e: Evidence| {
+        checks
+            .iter()
+            .filter(move |c| c.evidence == Some(e))
+            .map(|c| c.message.clone())
+    };
+    let harmed: Vec<String> = with(Evidence::Harm).collect();
+    if !harmed.is_empty() {
+        return (
+            AnalysisOutcome::Failed,
+            format!("harm: {}", harmed.join("; ")),
+        );
+    }
+    let judged = checks.iter().filter(|c| c.evidence.is_some());
+    if blockers.is_empty() && judged.clone().all(|c| c.evidence == Some(Evidence::NoHarm)) {
+        let all: Vec<&str> = judged.map(|c| c.message.as_str()).collect();
+        return (
+            AnalysisOutcome::Passed,
+            format!("no harm: {}", all.join("; ")),
+        );
+    }
+    let mut waiting: Vec<String> = with(Evidence::KeepWatching).collect();
+    waiting.extend(blockers);
+    (
+        AnalysisOutcome::Inconclusive,
+        format!(
+            "keep watching: {}; not enough evidence is neither a pass nor a failure",
+            waiting.join("; ")
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -179,48 +179,22 @@ pub fn verdict(
         .flatten();
     let divergence = divergence(task, tally);
 
-    let harmed: Vec<&str> = checks
-        .iter()
-        .filter(|c| c.evidence == Some(Evidence::Harm))
-        .map(|c| c.message.as_str())
-        .collect();
-    let enough = tally.paired >= spec.min_requests;
-    let clear = checks.iter().all(|c| c.evidence == Some(Evidence::NoHarm));
-    let (outcome, message) = if !harmed.is_empty() {
-        (
-            AnalysisOutcome::Failed,
-            format!("shadow failed: {}", harmed.join("; ")),
-        )
-    } else if clear && enough && duration_over && missing.is_empty() {
-        let all: Vec<&str> = checks.iter().map(|c| c.message.as_str()).collect();
-        (
-            AnalysisOutcome::Passed,
-            format!("shadow passed: {}", all.join("; ")),
-        )
-    } else {
-        let mut waiting: Vec<String> = checks
-            .iter()
-            .filter(|c| c.evidence == Some(Evidence::KeepWatching))
-            .map(|c| c.message.clone())
-            .collect();
-        if !enough {
-            waiting.push(format!(
-                "{} paired requests, fewer than minRequests {}",
-                tally.paired, spec.min_requests
-            ));
-        }
-        waiting.extend(missing);
-        if !duration_over {
-            waiting.push(format!(
-                "the shadow's duration {} is not over",
-                spec.duration
-            ));
-        }
-        (
-            AnalysisOutcome::Inconclusive,
-            format!("shadow watching: {}", waiting.join("; ")),
-        )
-    };
+    let mut blockers = Vec::new();
+    if tally.paired < spec.min_requests {
+        blockers.push(format!(
+            "{} paired requests, fewer than minRequests {}",
+            tally.paired, spec.min_requests
+        ));
+    }
+    blockers.extend(missing);
+    if !duration_over {
+        blockers.push(format!(
+            "the shadow's duration {} is not over",
+            spec.duration
+        ));
+    }
+    let (outcome, detail) = confidence::conclude(&checks, blockers);
+    let message = format!("shadow: {detail}");
     ShadowVerdict {
         outcome,
         checks,

@@ -5,6 +5,9 @@
 
 mod api_cel;
 mod api_crd;
+/// The simulated canaries `bench/canary` judges too (one setup for both).
+#[path = "../../bench/canary/simulation.rs"]
+mod canary_simulation;
 mod cluster_schema;
 mod cluster_schema_driftline_crd;
 mod drift_control;

@@ -11,18 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Binomial, Distribution};
 
-/// Stable's error rate, the margin the Model allows and alpha.
-const STABLE: f64 = 0.02;
-const MARGIN: f64 = 0.01;
-const ALPHA: f64 = 0.05;
-/// Requests per poll to canary (10 % weight) and stable.
-const CANARY_PER_POLL: u64 = 200;
-const STABLE_PER_POLL: u64 = 1800;
-/// Polls inside the pause (the threshold's one fixed read comes after 5 000
-/// canary requests), and the polls before the step gives up
-/// (progressDeadline).
-const PAUSE_POLLS: u32 = 25;
-const MAX_POLLS: u32 = 60;
+use crate::canary_simulation::{ALPHA, MARGIN, STABLE, canary, judge};
 
 fn spec(method: AnalysisMethod) -> AnalysisSpec {
     AnalysisSpec {
@@ -58,50 +47,8 @@ fn metrics(canary: (u64, u64), stable: (u64, u64), now: DateTime<Utc>) -> Canary
     }
 }
 
-/// How one simulated canary ended, and after how many canary requests.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum End {
-    Promoted(u64),
-    RolledBack(u64),
-    Undecided,
-}
-
 fn binomial(rng: &mut ChaCha8Rng, n: u64, p: f64) -> u64 {
     Binomial::new(n, p).expect("a valid rate").sample(rng)
-}
-
-/// One canary with true error rate `canary_rate`, read at every poll as the
-/// operator reads it: a threshold only once the pause is over, a sequential
-/// analysis from the first poll.
-fn run(method: AnalysisMethod, canary_rate: f64, rng: &mut ChaCha8Rng) -> End {
-    let spec = spec(method);
-    let (mut c, mut s) = ((0u64, 0u64), (0u64, 0u64));
-    for poll in 1..=MAX_POLLS {
-        c.0 += binomial(rng, CANARY_PER_POLL, canary_rate);
-        c.1 += CANARY_PER_POLL;
-        s.0 += binomial(rng, STABLE_PER_POLL, STABLE);
-        s.1 += STABLE_PER_POLL;
-        let pause_over = poll >= PAUSE_POLLS;
-        if method == AnalysisMethod::Threshold && !pause_over {
-            continue;
-        }
-        let now = t0() + Duration::seconds(30 * poll as i64);
-        let w = StepWindow {
-            step: 0,
-            steps: 1,
-            weight: 10,
-            started_at: t0(),
-            now,
-            pause_over,
-        };
-        let record = analyse_canary(&spec, w, Some(&metrics(c, s, now)));
-        match record.outcome {
-            AnalysisOutcome::Passed => return End::Promoted(c.1),
-            AnalysisOutcome::Failed => return End::RolledBack(c.1),
-            AnalysisOutcome::Inconclusive => {}
-        }
-    }
-    End::Undecided
 }
 
 struct Tally {
@@ -120,13 +67,13 @@ fn simulate(method: AnalysisMethod, canary_rate: f64, runs: usize, seed: u64) ->
         runs,
     };
     for _ in 0..runs {
-        match run(method, canary_rate, &mut rng) {
-            End::Promoted(_) => t.promoted += 1,
-            End::RolledBack(n) => {
+        match judge(method, &canary(canary_rate, &mut rng)) {
+            Some((true, _)) => t.promoted += 1,
+            Some((false, n)) => {
                 t.rolled_back += 1;
                 t.rollback_requests.push(n);
             }
-            End::Undecided => {}
+            None => {}
         }
     }
     t

@@ -5,7 +5,7 @@
 //! watching. Reading more often never raises the chance of promoting a
 //! canary worse than a bound: that chance stays at most `alpha` per check.
 
-use crate::api::{AnalysisCheck, AnalysisOutcome, AnalysisRecord, AnalysisSpec, Evidence};
+use crate::api::{AnalysisCheck, AnalysisRecord, AnalysisSpec, Evidence};
 use crate::policy::confidence::{self, Interval};
 
 use super::{CanaryMetrics, StepWindow, bound_check, pct, record};
@@ -242,48 +242,19 @@ pub(super) fn analyse(spec: &AnalysisSpec, w: StepWindow, m: &CanaryMetrics) -> 
     }
 
     checks.insert(0, min_requests(spec, m));
-    let harmed: Vec<&str> = checks
-        .iter()
-        .filter(|c| c.evidence == Some(Evidence::Harm))
-        .map(|c| c.message.as_str())
-        .collect();
-    if !harmed.is_empty() {
-        let detail = format!("harm: {}", harmed.join("; "));
-        return record(w, AnalysisOutcome::Failed, Some(m), checks, detail);
-    }
-    let enough = c.requests >= spec.min_requests;
-    let all_clear = checks
-        .iter()
-        .filter(|c| c.evidence.is_some())
-        .all(|c| c.evidence == Some(Evidence::NoHarm));
-    if enough && all_clear && missing.is_empty() && w.pause_over {
-        let detail = checks
-            .iter()
-            .map(|c| c.message.as_str())
-            .collect::<Vec<_>>()
-            .join("; ");
-        return record(w, AnalysisOutcome::Passed, Some(m), checks, detail);
-    }
-    let mut waiting: Vec<String> = checks
-        .iter()
-        .filter(|c| c.evidence == Some(Evidence::KeepWatching))
-        .map(|c| c.message.clone())
-        .collect();
-    if !enough {
-        waiting.push(format!(
+    let mut blockers: Vec<String> = Vec::new();
+    if c.requests < spec.min_requests {
+        blockers.push(format!(
             "canary served {} requests, fewer than minRequests {}",
             c.requests, spec.min_requests
         ));
     }
-    waiting.extend(missing.iter().map(|what| format!("waiting for {what}")));
-    if !w.pause_over && waiting.is_empty() {
-        waiting.push("no harm shown; the step's pause is not over".into());
+    blockers.extend(missing.iter().map(|what| format!("waiting for {what}")));
+    if !w.pause_over {
+        blockers.push("the step's pause is not over".into());
     }
-    let detail = format!(
-        "keep watching: {}; not enough evidence is neither a pass nor a failure",
-        waiting.join("; ")
-    );
-    record(w, AnalysisOutcome::Inconclusive, Some(m), checks, detail)
+    let (outcome, detail) = confidence::conclude(&checks, blockers);
+    record(w, outcome, Some(m), checks, detail)
 }
 
 fn min_requests(spec: &AnalysisSpec, m: &CanaryMetrics) -> AnalysisCheck {

@@ -1,0 +1,97 @@
+//! The simulated canaries both `bench/canary` and the decisions test
+//! (`tests/decisions/policy_sequential.rs`) judge: one setup, one analysis
+//! loop (the library's own `analyse_canary`, as the operator calls it at
+//! every poll), so the benchmark's figures and the test's claims are about
+//! the same thing.
+
+use chrono::{Duration, TimeZone, Utc};
+use driftline::api::{AnalysisMethod, AnalysisOutcome, AnalysisSpec};
+use driftline::policy::{CanaryMetrics, ServingMetrics, StepWindow, analyse_canary};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Binomial, Distribution};
+
+/// Stable's error rate, the margin the Model allows (`maxErrorRateIncrease`) and alpha.
+pub const STABLE: f64 = 0.02;
+pub const MARGIN: f64 = 0.01;
+pub const ALPHA: f64 = 0.05;
+/// Requests per poll to canary (10 % weight) and stable.
+pub const CANARY_PER_POLL: u64 = 200;
+pub const STABLE_PER_POLL: u64 = 1800;
+/// Polls inside the pause (the threshold's one fixed read comes after 5 000
+/// canary requests), and the polls before the step gives up.
+pub const PAUSE_POLLS: usize = 25;
+pub const POLLS: usize = 60;
+
+pub type Polls = Vec<[u64; 4]>;
+
+/// One canary's per-poll counts: canary errors, canary requests, stable
+/// errors, stable requests.
+pub fn canary(rate: f64, rng: &mut ChaCha8Rng) -> Polls {
+    let c = Binomial::new(CANARY_PER_POLL, rate).expect("rate");
+    let s = Binomial::new(STABLE_PER_POLL, STABLE).expect("rate");
+    (0..POLLS)
+        .map(|_| {
+            [
+                c.sample(rng),
+                CANARY_PER_POLL,
+                s.sample(rng),
+                STABLE_PER_POLL,
+            ]
+        })
+        .collect()
+}
+
+/// `Some((promoted, canary requests))` when the method decided: a threshold
+/// read only once the pause is over, a sequential analysis at every poll.
+pub fn judge(method: AnalysisMethod, polls: &Polls) -> Option<(bool, u64)> {
+    let spec = AnalysisSpec {
+        method,
+        alpha: ALPHA,
+        min_requests: 100,
+        max_error_rate: None,
+        max_error_rate_increase: Some(MARGIN),
+        ..AnalysisSpec::default()
+    };
+    let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+    let mut sum = [0u64; 4];
+    for (i, p) in polls.iter().enumerate() {
+        for k in 0..4 {
+            sum[k] += p[k];
+        }
+        let pause_over = i + 1 >= PAUSE_POLLS;
+        if method == AnalysisMethod::Threshold && !pause_over {
+            continue;
+        }
+        let now = t0 + Duration::seconds(30 * (i as i64 + 1));
+        let serving = |errors, requests| ServingMetrics {
+            requests,
+            errors,
+            p99_latency_ms: Some(10.0),
+            labelled: 0,
+            correct: 0,
+            slow: None,
+        };
+        let m = CanaryMetrics {
+            version: 2,
+            window_start: t0,
+            window_end: now,
+            canary: serving(sum[0], sum[1]),
+            stable: serving(sum[2], sum[3]),
+            prediction_divergence: None,
+        };
+        let w = StepWindow {
+            step: 0,
+            steps: 1,
+            weight: 10,
+            started_at: t0,
+            now,
+            pause_over,
+        };
+        match analyse_canary(&spec, w, Some(&m)).outcome {
+            AnalysisOutcome::Passed => return Some((true, sum[1])),
+            AnalysisOutcome::Failed => return Some((false, sum[1])),
+            AnalysisOutcome::Inconclusive => {}
+        }
+    }
+    None
+}

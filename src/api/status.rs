@@ -50,7 +50,8 @@ pub enum ConditionStatus {
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// `Ready`, `Training`, `TrainingUnschedulable`, `Progressing`, `Paused`,
-    /// `SpecValid`, `DriftDetected`, `DataValid`, `Reconciled`, `RegistryAvailable`.
+    /// `SpecValid`, `DriftDetected`, `DataValid`, `SourceReadable`,
+    /// `Reconciled`, `RegistryAvailable`.
     #[serde(rename = "type")]
     pub type_: String,
     pub status: ConditionStatus,

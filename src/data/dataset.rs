@@ -47,12 +47,35 @@ impl Listing {
     /// sha256 over the URIs, sizes and versions of the files to read: it
     /// changes when a partition arrives, is rewritten, or leaves the window.
     pub fn digest(&self) -> String {
-        let mut hasher = Sha256::new();
-        for f in &self.files {
-            hasher.update(format!("{}\t{}\t{}\n", f.uri, f.size, f.tag));
-        }
-        hex::encode(hasher.finalize())
+        digest_of(self.files.iter())
     }
+}
+
+/// The digest of a set of files, whatever order they were listed in.
+fn digest_of<'a>(files: impl Iterator<Item = &'a DataFile>) -> String {
+    let mut lines: Vec<String> = files
+        .map(|f| format!("{}\t{}\t{}\n", f.uri, f.size, f.tag))
+        .collect();
+    lines.sort();
+    let mut hasher = Sha256::new();
+    for line in lines {
+        hasher.update(line);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// The version of a source, for "new data".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataVersion {
+    /// What a run started now would read: stored when a run starts.
+    pub current: String,
+    /// What to compare with the stored version of the last run started at
+    /// `since`. When every file of the window now was already inside that
+    /// run's window (days only left it), it is the digest of the last run's
+    /// window as listed now, which equals the stored one unless one of its
+    /// files changed: a day leaving a rolling window is recorded in the next
+    /// run's lineage but is not new data. Otherwise it is `current`.
+    pub against_last: String,
 }
 
 /// What a run read: the rows, which of them are the time-aware holdout,
@@ -351,11 +374,42 @@ pub async fn list(spec: &DataSpec, as_of: DateTime<Utc>) -> Result<Listing, Data
 /// The version of the data a run started at `as_of` would read: one file's
 /// store version as it is, or the digest of the listing. The operator
 /// compares it with the last run's to notice new data without reading rows.
-pub async fn version(spec: &DataSpec, as_of: DateTime<Utc>) -> Result<String, DataError> {
+/// `since` is when the last run started (its `--as-of`), if any.
+pub async fn version(
+    spec: &DataSpec,
+    as_of: DateTime<Utc>,
+    since: Option<DateTime<Utc>>,
+) -> Result<DataVersion, DataError> {
     let listing = list(spec, as_of).await?;
-    Ok(match shape(spec)? {
-        Shape::File => listing.files[0].tag.clone(),
-        _ => format!("files:{}", listing.digest()),
+    if let Shape::File = shape(spec)? {
+        let tag = listing.files[0].tag.clone();
+        return Ok(DataVersion {
+            current: tag.clone(),
+            against_last: tag,
+        });
+    }
+    let current = format!("files:{}", listing.digest());
+    let against_last = match (spec.window.as_ref(), since) {
+        (Some(window), Some(since)) if since < as_of => {
+            let then = WindowBounds::of(window, &spec.source, since)?;
+            let wheres = conditions(spec)?;
+            let last_window: Vec<&DataFile> = listing
+                .files
+                .iter()
+                .chain(&listing.pruned)
+                .filter(|f| keep(&f.partition, Some(&then), &wheres))
+                .collect();
+            if listing.files.iter().all(|f| last_window.contains(&f)) {
+                format!("files:{}", digest_of(last_window.into_iter()))
+            } else {
+                current.clone()
+            }
+        }
+        _ => current.clone(),
+    };
+    Ok(DataVersion {
+        current,
+        against_last,
     })
 }
 
@@ -748,30 +802,49 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_digest_changes_when_a_day_arrives_or_leaves_the_window_and_only_then() {
+    async fn a_day_arriving_is_new_data_and_a_day_leaving_the_window_is_not() {
         let dir = events(&["2026-12-01", "2026-12-02"]);
         let s = spec(&prefix(&dir), "2d", None);
         let noon = at("2026-12-02T12:00:00Z");
-        let first = version(&s, noon).await.unwrap();
-        assert_eq!(version(&s, noon).await.unwrap(), first);
-        assert_eq!(
-            version(&s, at("2026-12-02T13:00:00Z")).await.unwrap(),
-            first
-        );
-        day(dir.path(), "2026-12-03", 4, 900.0);
-        let arrived = version(&s, at("2026-12-03T12:00:00Z")).await.unwrap();
-        assert_ne!(arrived, first, "a new partition is new data");
-        // Two days later 2026-12-01 has left the window and nothing arrived.
-        let left = version(&s, at("2026-12-04T12:00:00Z")).await.unwrap();
-        assert_ne!(
-            left, arrived,
-            "a partition leaving the window changes what trains"
-        );
-        let listing = list(&s, at("2026-12-04T12:00:00Z")).await.unwrap();
+        // The first run starts at noon and stores what it reads.
+        let first = version(&s, noon, None).await.unwrap();
+        assert_eq!(first.against_last, first.current);
+        let stored = first.current.clone();
+        let an_hour_later = version(&s, at("2026-12-02T13:00:00Z"), Some(noon))
+            .await
+            .unwrap();
+        assert_eq!(an_hour_later.against_last, stored, "nothing changed");
+
+        // Two days later 2026-12-01 has left the window and nothing arrived:
+        // what a run would read changed, but there is no new data.
+        let later = at("2026-12-04T12:00:00Z");
+        let left = version(&s, later, Some(noon)).await.unwrap();
+        assert_ne!(left.current, stored, "a run now would read fewer files");
+        assert_eq!(left.against_last, stored, "a day leaving is not new data");
+        let listing = list(&s, later).await.unwrap();
         assert_eq!(listing.pruned.len(), 1);
         assert!(
             listing.pruned[0].uri.contains("date=2026-12-01"),
             "{listing:?}"
+        );
+
+        // A day after the last run's window arrives: new data.
+        day(dir.path(), "2026-12-03", 4, 900.0);
+        let arrived = version(&s, later, Some(noon)).await.unwrap();
+        assert_ne!(arrived.against_last, stored, "a new partition is new data");
+        assert_eq!(arrived.against_last, arrived.current);
+
+        // A file of the last run's window rewritten is new data too.
+        let dir = events(&["2026-12-01", "2026-12-02"]);
+        let s = spec(&prefix(&dir), "2d", None);
+        let stored = version(&s, noon, None).await.unwrap().current;
+        day(dir.path(), "2026-12-02", 5, 700.0);
+        let rewritten = version(&s, at("2026-12-02T13:00:00Z"), Some(noon))
+            .await
+            .unwrap();
+        assert_ne!(
+            rewritten.against_last, stored,
+            "a rewritten day is new data"
         );
     }
 

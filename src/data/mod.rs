@@ -22,7 +22,7 @@ pub mod store;
 mod table;
 mod window;
 
-pub use dataset::{DataFile, Dataset, Listing, feature_columns, list, read, version};
+pub use dataset::{DataFile, DataVersion, Dataset, Listing, feature_columns, list, read, version};
 pub use error::DataError;
 pub use feedback::{Feedback, load_feedback};
 pub use image::{DecodeLimits, ImageError, Pixels, decode as decode_image};

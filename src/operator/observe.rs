@@ -505,14 +505,20 @@ pub async fn observations(
 
     // `retrain.onNewData`: the data's version (one file's ETag, or size and
     // modification time; for a prefix, the digest of the files inside the
-    // window as of now), compared by the core with the one the latest
-    // training started from. A source that cannot be read is not "new".
+    // window as of now, and as the last run's window sees them), compared by
+    // the core with the one the latest training started from. A source that
+    // cannot be listed is not "new": the core says why in `SourceReadable`.
     if model.spec.retrain.as_ref().is_some_and(|r| r.on_new_data) {
-        match crate::data::version(&model.spec.data, obs.now).await {
-            Ok(tag) => obs.source_digest = Some(tag),
-            Err(e) => {
-                tracing::warn!(source = %model.spec.data.source, error = %e, "cannot read the data source's version")
+        let status = model.status.as_ref();
+        let since = status
+            .and_then(|s| s.training.as_ref().or(s.last_training.as_ref()))
+            .map(|t| t.started_at);
+        match crate::data::version(&model.spec.data, obs.now, since).await {
+            Ok(version) => {
+                obs.source_digest = Some(version.current);
+                obs.source_digest_against_last = Some(version.against_last);
             }
+            Err(e) => obs.source_error = Some(e.to_string()),
         }
     }
 

@@ -27,13 +27,16 @@ pub const DRIFT_DETECTED: &str = "DriftDetected";
 /// The latest data check passed (`True`), or refused the window (`False`,
 /// with every failed check).
 pub const DATA_VALID: &str = "DataValid";
+/// `spec.data.source` can be listed for `retrain.onNewData` (`True`), or
+/// why not (`False`: a missing prefix, refused credentials).
+pub const SOURCE_READABLE: &str = "SourceReadable";
 /// The operator's last reconcile finished (`True`), or the cause it met.
 pub const RECONCILED: &str = "Reconciled";
 /// Decisions reach the registry, or wait in memory while it is down.
 pub const REGISTRY_AVAILABLE: &str = "RegistryAvailable";
 
 /// Every condition type a Model can carry.
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 11] = [
     READY,
     TRAINING,
     TRAINING_UNSCHEDULABLE,
@@ -42,6 +45,7 @@ pub const ALL: [&str; 10] = [
     SPEC_VALID,
     DRIFT_DETECTED,
     DATA_VALID,
+    SOURCE_READABLE,
     RECONCILED,
     REGISTRY_AVAILABLE,
 ];

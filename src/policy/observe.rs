@@ -169,8 +169,16 @@ pub struct Observations {
     pub canary_metrics: Option<CanaryMetrics>,
     /// Drift windows, any order; windows already counted are skipped.
     pub drift: Vec<DriftReading>,
-    /// Current digest of `spec.data.source`, when the operator could read it.
+    /// Current digest of `spec.data.source` (what a run started now would
+    /// read), when the operator could list it.
     pub source_digest: Option<String>,
+    /// The digest "new data" compares with the last run's: the last run's
+    /// window as listed now when only days left it (`data::DataVersion`).
+    #[serde(default)]
+    pub source_digest_against_last: Option<String>,
+    /// Why `spec.data.source` could not be listed, when it could not.
+    #[serde(default)]
+    pub source_error: Option<String>,
     pub request: Option<ManualRequest>,
 }
 
@@ -187,6 +195,8 @@ impl Observations {
             canary_metrics: None,
             drift: Vec::new(),
             source_digest: None,
+            source_digest_against_last: None,
+            source_error: None,
             request: None,
         }
     }

@@ -1193,6 +1193,71 @@ fn a_stale_cache_showing_the_champion_as_trained_does_not_make_it_its_own_candid
 /// version is DataRejected with every failed check, the Model says
 /// `DataValid=False` with an Event, and the next data change retries.
 #[test]
+fn a_day_leaving_the_window_is_not_new_data_and_an_unlistable_source_is_said_once() {
+    let mut spec = quiet_spec();
+    spec.retrain = Some(driftline::api::RetrainSpec {
+        on_new_data: true,
+        ..Default::default()
+    });
+    let mut w = World::new(spec, t("2026-06-01T08:00:00Z"));
+    w.source_digest = Some("files:days1-30".into());
+    w.bootstrap();
+    // A day later day 1 left the window and nothing arrived: a run now
+    // would read fewer files, but the last run's window is unchanged.
+    w.advance(Duration::days(1));
+    w.source_digest = Some("files:days2-30".into());
+    w.source_against_last = Some("files:days1-30".into());
+    let d = w.step();
+    assert!(d.started_training().is_none(), "{:?}", d.actions);
+    let readable = d
+        .status
+        .condition(driftline::policy::conditions::SOURCE_READABLE)
+        .expect("SourceReadable");
+    assert_eq!(readable.status, ConditionStatus::True);
+
+    // The prefix vanishes: said once, never taken for new data.
+    w.advance(Duration::seconds(30));
+    w.source_digest = None;
+    w.source_against_last = None;
+    w.source_error = Some("no csv, jsonl or parquet files under s3://b/events/".into());
+    let d = w.step();
+    assert!(d.started_training().is_none());
+    let readable = d
+        .status
+        .condition(driftline::policy::conditions::SOURCE_READABLE)
+        .expect("SourceReadable");
+    assert_eq!(readable.status, ConditionStatus::False);
+    assert_eq!(readable.reason, "SourceUnreadable");
+    assert!(readable.message.contains("s3://b/events/"), "{readable:?}");
+    let said = event(&d, "SourceUnreadable").expect("a SourceUnreadable Event");
+    assert!(said.contains("no csv, jsonl or parquet files"), "{said}");
+    w.advance(Duration::seconds(30));
+    let d = w.step();
+    assert!(event(&d, "SourceUnreadable").is_none(), "said once");
+    assert!(d.started_training().is_none());
+
+    // Back, unchanged: readable again, still nothing new.
+    w.advance(Duration::seconds(30));
+    w.source_error = None;
+    w.source_digest = Some("files:days2-30".into());
+    w.source_against_last = Some("files:days1-30".into());
+    let d = w.step();
+    assert!(event(&d, "SourceReadable").is_some());
+    assert!(d.started_training().is_none());
+
+    // A new day arrives: new data, and the run stores what it reads.
+    w.advance(Duration::seconds(30));
+    w.source_digest = Some("files:days2-31".into());
+    w.source_against_last = None;
+    let d = w.step();
+    assert_eq!(
+        d.started_training().map(|(n, trig, _)| (n, trig)),
+        Some((2, TrainingTrigger::NewData))
+    );
+    assert_eq!(d.status.data_digest.as_deref(), Some("files:days2-31"));
+}
+
+#[test]
 fn refused_data_ends_the_run_before_training_and_new_data_retries() {
     let mut spec = quiet_spec();
     spec.retrain = Some(driftline::api::RetrainSpec {

@@ -40,6 +40,11 @@ fn copy_days(to: &Path) {
 /// The file a new day's rows arrive in: today's partition (the window
 /// counts back from now, so a later day would be in the future), a file
 /// of its own beside any bundled one.
+/// `spec.data.source` as the test sets it.
+fn spec_source(days: &Path) -> String {
+    format!("{}/", days.display())
+}
+
 fn arriving(root: &Path) -> PathBuf {
     let today = chrono::Utc::now().date_naive();
     root.join(format!("date={today}/part-1.parquet"))
@@ -135,7 +140,7 @@ async fn refused_data_gets_no_training_job_and_the_next_clean_day_trains() {
     let days = h.dir.path().join("daily");
     copy_days(&days);
     let mut spec = pipeline("wine-good-daily.yaml");
-    spec.data.source = format!("{}/", days.display());
+    spec.data.source = spec_source(&days);
     spec.training.epochs = 10;
     spec.serving.replicas = 1;
     spec.retrain = Some(RetrainSpec {
@@ -244,6 +249,39 @@ async fn refused_data_gets_no_training_job_and_the_next_clean_day_trains() {
         check.status.and_then(|s| s.failed).unwrap_or(0),
         0,
         "unreadable data is a report, not a crashing pod"
+    );
+
+    // The prefix vanishes (a bucket emptied, a volume lost): said once, as a
+    // condition and an Event naming the source, and never taken for data.
+    let moved = h.dir.path().join("daily.moved");
+    std::fs::rename(&days, &moved).expect("move the source away");
+    let said = h
+        .wait_model(MODEL, MINUTES, "SourceReadable=False", |m| {
+            let c = m.status.as_ref()?.condition(conditions::SOURCE_READABLE)?;
+            (c.status == ConditionStatus::False).then(|| c.message.clone())
+        })
+        .await;
+    assert!(said.contains(&spec_source(&days)), "{said}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    std::fs::rename(&moved, &days).expect("move the source back");
+    h.wait_model(MODEL, MINUTES, "SourceReadable=True", |m| {
+        let c = m.status.as_ref()?.condition(conditions::SOURCE_READABLE)?;
+        (c.status == ConditionStatus::True).then_some(())
+    })
+    .await;
+    let events = h.events(MODEL).await;
+    let unreadable: Vec<&String> = events
+        .iter()
+        .filter(|e| e.starts_with("SourceUnreadable: "))
+        .collect();
+    assert_eq!(unreadable.len(), 1, "said once: {events:#?}");
+    assert!(
+        unreadable[0].contains(&spec_source(&days)),
+        "{unreadable:?}"
+    );
+    assert!(
+        version(&h, 4).await.is_none(),
+        "an unreadable source started nothing"
     );
 
     // The day is fixed upstream: new data again, and this window trains.

@@ -252,6 +252,7 @@ pub fn decide(model: &Model, versions: &[ModelVersion], obs: &Observations) -> D
 
     observe_training(&mut ctx);
     observe_gate(&mut ctx);
+    observe_source(&mut ctx);
     handle_request(&mut ctx);
     if !spec.paused {
         advance_canary(&mut ctx);

@@ -416,6 +416,53 @@ pub(super) fn consume_pending_triggers(ctx: &mut Ctx) {
     }
 }
 
+/// `SourceReadable`, for Models that watch their source for new data: a
+/// source the operator cannot list (a prefix that vanished, credentials the
+/// store refuses) is said once, as a condition and a Warning Event, and
+/// again only when the reason changes; it is never taken for new data.
+pub(super) fn observe_source(ctx: &mut Ctx) {
+    if !ctx.spec.retrain.as_ref().is_some_and(|r| r.on_new_data) {
+        ctx.status
+            .conditions
+            .retain(|c| c.type_ != conditions::SOURCE_READABLE);
+        return;
+    }
+    let before = ctx
+        .status
+        .condition(conditions::SOURCE_READABLE)
+        .map(|c| (c.status, c.message.clone()));
+    if let Some(error) = ctx.obs.source_error.clone() {
+        let message = format!("cannot list {}: {error}", ctx.spec.data.source);
+        set_condition(
+            &mut ctx.status,
+            ctx.obs,
+            conditions::SOURCE_READABLE,
+            ConditionStatus::False,
+            "SourceUnreadable",
+            &message,
+        );
+        if before != Some((ConditionStatus::False, message.clone())) {
+            ctx.event(EventKind::Warning, "SourceUnreadable", message);
+        }
+    } else if ctx.obs.source_digest.is_some() {
+        let flipped = set_condition(
+            &mut ctx.status,
+            ctx.obs,
+            conditions::SOURCE_READABLE,
+            ConditionStatus::True,
+            "SourceListed",
+            "spec.data.source lists; new files start a retrain",
+        );
+        if flipped && before.is_some() {
+            ctx.event(
+                EventKind::Normal,
+                "SourceReadable",
+                format!("{} can be listed again", ctx.spec.data.source),
+            );
+        }
+    }
+}
+
 /// Picks at most one reason to train: config change or bootstrap, schedule,
 /// drift, new data. Paused Models and busy Models start nothing.
 pub(super) fn consider_training(ctx: &mut Ctx, drift: &DriftUpdate) {
@@ -429,7 +476,7 @@ pub(super) fn consider_training(ctx: &mut Ctx, drift: &DriftUpdate) {
         && ctx.status.training.is_none()
         && ctx.status.last_training.is_some()
     {
-        ctx.status.data_digest = ctx.obs.source_digest.clone();
+        ctx.status.data_digest = ctx.obs.source_digest_against_last.clone();
     }
 
     let blocked = if ctx.spec.paused {
@@ -510,7 +557,7 @@ pub(super) fn consider_training(ctx: &mut Ctx, drift: &DriftUpdate) {
         && retrain.on_new_data
         && let (Some(seen), Some(now_digest)) = (
             ctx.status.data_digest.clone(),
-            ctx.obs.source_digest.clone(),
+            ctx.obs.source_digest_against_last.clone(),
         )
         && seen != now_digest
     {

@@ -123,6 +123,11 @@ pub struct World {
     pub gates: Vec<GateResult>,
     pub ready: BTreeSet<u32>,
     pub source_digest: Option<String>,
+    /// What "new data" compares, when it differs from `source_digest` (a
+    /// day left the rolling window); `source_digest` otherwise.
+    pub source_against_last: Option<String>,
+    /// Why the source could not be listed.
+    pub source_error: Option<String>,
     /// Finished data checks: every started version's data passes unless a
     /// test says otherwise ([`World::data_check`]).
     pub data_checks: Vec<DataCheckResult>,
@@ -140,6 +145,8 @@ impl World {
             gates: Vec::new(),
             ready: BTreeSet::new(),
             source_digest: None,
+            source_against_last: None,
+            source_error: None,
             data_checks: Vec::new(),
             moved_traffic: None,
         }
@@ -152,6 +159,11 @@ impl World {
         obs.gate_results = self.gates.clone();
         obs.ready_versions = self.ready.clone();
         obs.source_digest = self.source_digest.clone();
+        obs.source_digest_against_last = self
+            .source_against_last
+            .clone()
+            .or_else(|| self.source_digest.clone());
+        obs.source_error = self.source_error.clone();
         obs.data_checks = self.data_checks.clone();
         obs
     }

@@ -208,6 +208,12 @@ pub struct DataCheckSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::DATA_RATE_RANGE))]
     pub max_duplicate_rate: Option<f64>,
+    /// `true` refuses a window that the drift rule (`spec.drift`) calls
+    /// drifted from the champion's training data; by default that drift is
+    /// reported with the window's other checks, not blocking: new data is
+    /// expected to move, and a retrain is how the model follows it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub block_on_drift: bool,
 }
 
 fn default_min_rows() -> u64 {
@@ -233,6 +239,7 @@ impl Default for DataCheckSpec {
             max_class_share_change: default_class_share_change(),
             max_out_of_range_rate: default_out_of_range_rate(),
             max_duplicate_rate: None,
+            block_on_drift: false,
         }
     }
 }

@@ -40,20 +40,21 @@ pub struct DataCheckArgs {
     pub report_only: bool,
 }
 
-/// The champion's training statistics, when its artifact has them.
-async fn champion_stats(uri: &str) -> Result<Option<DataStats>, MlError> {
+/// The champion's manifest: its training statistics and drift reference.
+async fn champion_manifest(uri: &str) -> Result<ml::Manifest, MlError> {
     let bytes = data::store::read_bytes(&data::store::join(uri, MANIFEST_FILE)).await?;
-    Ok(ml::parse_manifest(uri, &bytes)?.data_stats)
+    Ok(ml::parse_manifest(uri, &bytes)?)
 }
 
 /// Runs `driftline datacheck`.
 pub async fn run(args: DataCheckArgs) -> Result<ExitCode, MlError> {
     let spec = read_config(&args.config).await?.spec;
     let as_of = args.as_of.unwrap_or_else(chrono::Utc::now);
-    let champion = match &args.champion {
-        Some(uri) => champion_stats(uri).await?,
+    let manifest = match &args.champion {
+        Some(uri) => Some(champion_manifest(uri).await?),
         None => None,
     };
+    let champion = manifest.as_ref().and_then(|m| m.data_stats.clone());
     let report = match data::read(&spec.data, as_of).await {
         Ok(dataset) => {
             let table = &dataset.table;
@@ -65,8 +66,19 @@ pub async fn run(args: DataCheckArgs) -> Result<ExitCode, MlError> {
                 .filter_map(|(name, s)| Some((name.clone(), (s.min?, s.max?))))
                 .collect();
             let stats = data::statistics(table, &features, &spec.data.target, &ranges);
-            let verdict =
-                policy::data_verdict(&spec.data_check(), spec.task, &stats, champion.as_ref());
+            // The window's drift from what the champion was trained on,
+            // judged by the Model's own drift rule.
+            let drift = manifest
+                .as_ref()
+                .filter(|m| !m.reference.features.is_empty())
+                .map(|m| ml::window_drift(&m.reference, &spec.drift, table, as_of));
+            let verdict = policy::data_verdict(
+                &spec.data_check(),
+                spec.task,
+                &stats,
+                champion.as_ref(),
+                drift.as_ref(),
+            );
             DataCheckReport {
                 source: spec.data.source.clone(),
                 digest: table.digest.clone(),

@@ -15,6 +15,7 @@ mod preprocess;
 pub mod synth;
 mod train;
 mod vision;
+mod window_drift;
 
 pub use artifact::{
     DatasetLineage, EpochRecord, LoadedModel, MANIFEST_FILE, Manifest, Predictions, Predictor,
@@ -24,3 +25,4 @@ pub use error::{ArtifactError, MlError};
 pub use eval::{evaluate, evaluate_images};
 pub use preprocess::{FeatureBatch, FeatureSchema};
 pub use train::{TrainOptions, TrainedModel, fit, train};
+pub use window_drift::{observation, window_drift};

@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 use crate::api::{DataCheck, DataCheckSpec, DataStats, DataVerdict, Task};
+use crate::drift::WindowReport;
 
 fn check(
     name: &str,
@@ -84,12 +85,14 @@ fn per_column(checks: &mut Vec<DataCheck>, name: &str, bound: f64, values: Vec<M
 }
 
 /// The checks of `spec` on the new window `new`, against the champion's
-/// training window when there is one.
+/// training window when there is one, and the window's drift from the
+/// champion's drift reference when it was measured.
 pub fn verdict(
     spec: &DataCheckSpec,
     task: Task,
     new: &DataStats,
     champion: Option<&DataStats>,
+    drift: Option<&WindowReport>,
 ) -> DataVerdict {
     let mut checks = Vec::new();
     let rows = new.rows;
@@ -179,8 +182,56 @@ pub fn verdict(
             ),
         }),
     }
+    if let Some(report) = drift {
+        drift_checks(&mut checks, spec, report);
+    }
     let passed = checks.iter().all(|c| c.passed || !c.blocking);
     DataVerdict { passed, checks }
+}
+
+/// The window's drift, judged by the same rule as live windows: each
+/// counted feature over its threshold is reported (a warning), and the
+/// window's verdict blocks only with `gate.data.blockOnDrift`.
+fn drift_checks(checks: &mut Vec<DataCheck>, spec: &DataCheckSpec, report: &WindowReport) {
+    for name in &report.drifted_features {
+        let Some(f) = report.features.iter().find(|f| &f.name == name) else {
+            continue;
+        };
+        checks.push(DataCheck {
+            name: "featureDrift".into(),
+            column: Some(f.name.clone()),
+            class: None,
+            value: Some(f.value),
+            bound: Some(f.threshold),
+            passed: false,
+            blocking: false,
+            message: format!(
+                "column `{}` drifted from the champion's training data: {} {:.3} over its threshold {:.3}",
+                f.name,
+                f.statistic,
+                f.value,
+                f.threshold
+            ),
+        });
+    }
+    let how = if spec.block_on_drift {
+        ""
+    } else {
+        " (reported only: set gate.data.blockOnDrift to refuse a drifted window)"
+    };
+    checks.push(DataCheck {
+        name: "windowDrift".into(),
+        column: None,
+        class: None,
+        value: Some(report.drifted_weight),
+        bound: None,
+        passed: !report.dataset_drifted,
+        blocking: spec.block_on_drift,
+        message: format!(
+            "the new window against the champion's training data: {}{how}",
+            report.reason
+        ),
+    });
 }
 
 fn against_champion(
@@ -410,6 +461,7 @@ mod tests {
             Task::Classification,
             new,
             Some(&window(1000)),
+            None,
         )
     }
 
@@ -468,7 +520,7 @@ mod tests {
             max_class_share_change: 0.9,
             ..Default::default()
         };
-        let v = verdict(&spec, Task::Classification, &new, Some(&window(1000)));
+        let v = verdict(&spec, Task::Classification, &new, Some(&window(1000)), None);
         let label = Some("label".to_string());
         assert_eq!(
             failed_classes(&v),
@@ -521,6 +573,7 @@ mod tests {
             Task::Classification,
             &window(8),
             None,
+            None,
         );
         assert_eq!(failed(&v), [("minRows".into(), None)]);
         assert!(v.summary().starts_with("failed 1/"), "{}", v.summary());
@@ -552,7 +605,7 @@ mod tests {
             max_duplicate_rate: Some(0.3),
             ..Default::default()
         };
-        let v = verdict(&spec, Task::Classification, &new, None);
+        let v = verdict(&spec, Task::Classification, &new, None, None);
         assert_eq!(failed(&v), [("maxDuplicateRate".into(), None)]);
     }
 }

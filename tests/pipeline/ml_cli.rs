@@ -375,3 +375,84 @@ fn a_retried_training_keeps_the_verified_artifact_and_refuses_a_damaged_one() {
     assert_eq!(damaged.status.code(), Some(2), "{}", stderr(&damaged));
     assert!(stderr(&damaged).contains("v1"), "{}", stderr(&damaged));
 }
+
+/// `driftline datacheck --champion`: the new window's drift from what the
+/// champion was trained on, by the Model's drift rule: reported (a warning
+/// per drifted column and the window's verdict) and passing by default,
+/// refused with `gate.data.blockOnDrift`; a window like the champion's has
+/// no drift to report.
+#[test]
+fn the_data_check_reports_the_windows_drift_from_the_champion_and_blocks_only_when_asked() {
+    let ws = Workspace::new();
+    let data = ws.write("train.csv", &synth::generate(1000, 1, Shift::None));
+    let config = ws.config("model.yaml", &data, GOOD_TRAINING, MLP);
+    let champion = ws.path("champion").display().to_string();
+    let out = driftline(&["train", "--config", &config, "--out", &champion]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let check = |config: &str| {
+        let out = driftline(&["datacheck", "--config", config, "--champion", &champion]);
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+        (out.status.code(), report)
+    };
+    let named = |report: &serde_json::Value, name: &str| -> Vec<serde_json::Value> {
+        report["verdict"]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["name"] == name)
+            .cloned()
+            .collect()
+    };
+
+    let same = ws.write("same.csv", &synth::generate(1000, 2, Shift::None));
+    let (code, report) = check(&ws.config("same.yaml", &same, GOOD_TRAINING, MLP));
+    assert_eq!(code, Some(0), "{report:#}");
+    let window = named(&report, "windowDrift");
+    assert_eq!(window.len(), 1, "{report:#}");
+    assert_eq!(window[0]["passed"], true, "{window:#?}");
+    assert!(named(&report, "featureDrift").is_empty(), "{report:#}");
+
+    // The covariate shift also moves the class mix and the value ranges,
+    // which the data check refuses on its own: loosened here, so that the
+    // drift alone is judged.
+    let moved = ws.write("moved.csv", &synth::generate(1000, 3, Shift::Covariate));
+    let with_gate_data = |name: &str, data: &str| {
+        let text = std::fs::read_to_string(ws.config(name, &moved, GOOD_TRAINING, MLP))
+            .unwrap()
+            .replace("    testSet:", &format!("    data: {data}\n    testSet:"));
+        ws.write(name, &text)
+    };
+    let loose = "{maxClassShareChange: 1.0, maxOutOfRangeRate: 1.0";
+    let (code, report) = check(&with_gate_data("moved.yaml", &format!("{loose}}}")));
+    assert_eq!(code, Some(0), "drift is reported, not blocking: {report:#}");
+    assert_eq!(report["verdict"]["passed"], true);
+    let window = named(&report, "windowDrift");
+    assert_eq!(window[0]["passed"], false, "{window:#?}");
+    assert_eq!(window[0]["blocking"], false);
+    assert!(
+        window[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("set gate.data.blockOnDrift"),
+        "{window:#?}"
+    );
+    let columns: Vec<String> = named(&report, "featureDrift")
+        .iter()
+        .map(|c| c["column"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        columns.iter().any(|c| c == "x1") && columns.iter().any(|c| c == "x2"),
+        "the covariate shift moves x1 and x2: {columns:?}"
+    );
+
+    // The same window with `blockOnDrift`: refused, exit 1.
+    let (code, report) = check(&with_gate_data(
+        "blocking.yaml",
+        &format!("{loose}, blockOnDrift: true}}"),
+    ));
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(report["verdict"]["passed"], false);
+    assert_eq!(named(&report, "windowDrift")[0]["blocking"], true);
+}

@@ -132,13 +132,7 @@ fn held_out_sketch(
         .iter()
         .map(|f| table.column(&f.name, "data.features"))
         .collect::<Result<Vec<_>, _>>()?;
-    fn observe(cell: &Cell) -> Observation<'_> {
-        match cell {
-            Cell::Number(x) => Observation::Number(*x),
-            Cell::Text(t) => Observation::Text(t),
-            Cell::Missing => Observation::Missing,
-        }
-    }
+    use crate::ml::observation as observe;
     let mut sketch = DatasetSketch::for_profile(reference);
     for (i, &r) in rows.iter().enumerate() {
         let prediction = match (predictions.labels.get(i), predictions.values.get(i)) {

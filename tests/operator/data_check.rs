@@ -3,13 +3,16 @@
 //! whose labels are all empty, then the same day as a file that is not
 //! Parquet, are refused by a CPU Job before any training Job exists, with
 //! the reason on the version, the Model's `DataValid` condition, an Event
-//! and `driftline history`; the day fixed upstream trains again.
+//! and `driftline history`; the day fixed upstream trains again; a source
+//! that vanishes is said once (`SourceReadable`) and never taken for data.
+//! Then each way a whole window goes wrong upstream (a renamed column, a
+//! vanished class, a null-rate jump, too few rows) is refused the same way.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_array::{ArrayRef, RecordBatch, new_null_array};
+use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray, new_null_array};
 use arrow_schema::{Field, Schema};
 use driftline::api::{ConditionStatus, ModelVersion, RetrainSpec, VersionPhase, names};
 use driftline::policy::conditions;
@@ -37,33 +40,32 @@ fn copy_days(to: &Path) {
     }
 }
 
-/// The file a new day's rows arrive in: today's partition (the window
-/// counts back from now, so a later day would be in the future), a file
-/// of its own beside any bundled one.
 /// `spec.data.source` as the test sets it.
 fn spec_source(days: &Path) -> String {
     format!("{}/", days.display())
 }
 
+/// The file a new day's rows arrive in: today's partition (the window
+/// counts back from now, so a later day would be in the future), a file
+/// of its own beside any bundled one.
 fn arriving(root: &Path) -> PathBuf {
     let today = chrono::Utc::now().date_naive();
     root.join(format!("date={today}/part-1.parquet"))
 }
 
-/// The bundled last day's rows written again as a new file, with `change`
-/// applied to them.
-fn new_day(root: &Path, change: impl Fn(RecordBatch) -> RecordBatch) {
-    let file = std::fs::File::open(bundled_days().join("date=2026-12-03/part-0.parquet"))
-        .expect("bundled day");
+/// A bundled day's rows written to `to` with `change` applied to them,
+/// under a hidden name first, so no reader sees half a file.
+fn write_day(from: &Path, to: &Path, change: &impl Fn(RecordBatch) -> RecordBatch) {
+    let file = std::fs::File::open(from).expect("bundled day");
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .expect("parquet")
         .build()
         .expect("reader");
     let batches: Vec<RecordBatch> = reader.map(|b| change(b.expect("batch"))).collect();
-    let path = arriving(root);
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+    let hidden = to.with_file_name(".writing");
     let mut writer = ArrowWriter::try_new(
-        std::fs::File::create(&path).expect("create"),
+        std::fs::File::create(&hidden).expect("create"),
         batches[0].schema(),
         None,
     )
@@ -72,27 +74,51 @@ fn new_day(root: &Path, change: impl Fn(RecordBatch) -> RecordBatch) {
         writer.write(b).expect("write");
     }
     writer.close().expect("close");
+    std::fs::rename(&hidden, to).expect("rename");
 }
 
-fn without_labels(batch: RecordBatch) -> RecordBatch {
+/// The bundled last day's rows written again as a new file, with `change`
+/// applied to them.
+fn new_day(root: &Path, change: impl Fn(RecordBatch) -> RecordBatch) {
+    write_day(
+        &bundled_days().join("date=2026-12-03/part-0.parquet"),
+        &arriving(root),
+        &change,
+    );
+}
+
+/// Column `name` of `batch` replaced by what `change` makes of its field
+/// and values.
+fn with_column(
+    batch: RecordBatch,
+    name: &str,
+    change: impl Fn(&Field, &ArrayRef) -> (Field, ArrayRef),
+) -> RecordBatch {
     let schema = batch.schema();
     let (fields, columns): (Vec<Field>, Vec<ArrayRef>) = schema
         .fields()
         .iter()
         .zip(batch.columns())
         .map(|(f, c)| {
-            if f.name() == "good" {
-                // The writer declared the column non-nullable: it held no nulls.
-                (
-                    f.as_ref().clone().with_nullable(true),
-                    new_null_array(f.data_type(), batch.num_rows()),
-                )
+            if f.name() == name {
+                change(f, c)
             } else {
                 (f.as_ref().clone(), Arc::clone(c))
             }
         })
         .unzip();
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("batch")
+}
+
+fn without_labels(batch: RecordBatch) -> RecordBatch {
+    let rows = batch.num_rows();
+    // The writer declared the column non-nullable: it held no nulls.
+    with_column(batch, "good", |f, _| {
+        (
+            f.clone().with_nullable(true),
+            new_null_array(f.data_type(), rows),
+        )
+    })
 }
 
 async fn version(h: &Harness, n: u32) -> Option<ModelVersion> {
@@ -303,5 +329,159 @@ async fn refused_data_gets_no_training_job_and_the_next_clean_day_trains() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    h.shutdown().await;
+}
+
+/// Every day of the window rewritten from the bundled ones with `change`,
+/// while the Model is paused, so the operator sees the whole change at once.
+async fn rewrite_window(h: &Harness, days: &Path, change: impl Fn(RecordBatch) -> RecordBatch) {
+    pause(h, true).await;
+    for entry in std::fs::read_dir(bundled_days()).expect("bundled days") {
+        let day = entry.expect("entry").path();
+        let to = days
+            .join(day.file_name().expect("name"))
+            .join("part-0.parquet");
+        write_day(&day.join("part-0.parquet"), &to, &change);
+    }
+    pause(h, false).await;
+}
+
+async fn pause(h: &Harness, paused: bool) {
+    let patch = serde_json::json!({"spec": {"paused": paused}});
+    h.models()
+        .patch(
+            MODEL,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("pause");
+}
+
+fn renamed(batch: RecordBatch) -> RecordBatch {
+    with_column(batch, "alcohol", |f, c| {
+        (f.clone().with_name("alcohol_pct"), Arc::clone(c))
+    })
+}
+
+fn only_no(batch: RecordBatch) -> RecordBatch {
+    with_column(batch, "good", |f, c| {
+        let no = StringArray::from(vec!["no"; c.len()]);
+        (f.clone(), Arc::new(no) as ArrayRef)
+    })
+}
+
+fn half_null_sulphates(batch: RecordBatch) -> RecordBatch {
+    with_column(batch, "sulphates", |f, c| {
+        let values = c
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .expect("sulphates are doubles");
+        let holed: Float64Array = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if i % 2 == 0 { None } else { v })
+            .collect();
+        (f.clone().with_nullable(true), Arc::new(holed) as ArrayRef)
+    })
+}
+
+fn two_rows(batch: RecordBatch) -> RecordBatch {
+    batch.slice(0, 2)
+}
+
+/// Each way a window goes wrong upstream is refused by the data check Job
+/// before any training Job exists (so no GPU is ever requested), with the
+/// failed check on the version and the reason in the Model's `DataValid`
+/// condition and Event, as `kubectl describe` shows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_renamed_column_a_vanished_class_a_null_jump_and_too_few_rows_are_each_refused() {
+    let mut h = Harness::start_idle(186, 1.0).await;
+    h.start_operator();
+    let days = h.dir.path().join("daily");
+    copy_days(&days);
+    let mut spec = pipeline("wine-good-daily.yaml");
+    spec.data.source = spec_source(&days);
+    spec.training.epochs = 10;
+    spec.serving.replicas = 1;
+    spec.retrain = Some(RetrainSpec {
+        on_new_data: true,
+        ..Default::default()
+    });
+    h.apply(MODEL, spec).await;
+    h.wait_champion(MODEL, 1).await;
+
+    type Change = fn(RecordBatch) -> RecordBatch;
+    let cases: [(&str, Change, &str, Option<&str>, &str); 4] = [
+        (
+            "a renamed column",
+            renamed,
+            "missingColumn",
+            Some("alcohol"),
+            "`alcohol`",
+        ),
+        (
+            "a vanished class",
+            only_no,
+            "classVanished",
+            Some("good"),
+            "class `yes`",
+        ),
+        (
+            "a null-rate jump",
+            half_null_sulphates,
+            "maxNullRateIncrease",
+            Some("sulphates"),
+            "`sulphates`",
+        ),
+        ("too few rows", two_rows, "minRows", None, "28 rows"),
+    ];
+    for (n, (what, change, check, column, said)) in (2..).zip(cases) {
+        rewrite_window(&h, &days, change).await;
+        let v = wait_checked(&h, n).await;
+        let status = v.status.expect("status");
+        assert_eq!(
+            status.phase,
+            VersionPhase::DataRejected,
+            "{what}: {status:?}"
+        );
+        let failed = status.data_check.expect("data check").failed_checks;
+        let found = failed
+            .iter()
+            .find(|c| c.name == check && c.column.as_deref() == column)
+            .unwrap_or_else(|| panic!("{what}: no failed {check}: {failed:#?}"));
+        assert!(found.message.contains(said), "{what}: {found:?}");
+        assert!(
+            !job_exists(&h, &names::training_job(MODEL, n)).await,
+            "{what}: no training Job"
+        );
+        let model = h.models().get(MODEL).await.expect("model");
+        let valid = model
+            .status
+            .as_ref()
+            .and_then(|s| s.condition(conditions::DATA_VALID))
+            .cloned()
+            .expect("DataValid");
+        assert_eq!(valid.status, ConditionStatus::False, "{what}");
+        assert!(valid.message.contains(said), "{what}: {valid:?}");
+        let events = h.events(MODEL).await;
+        assert!(
+            events
+                .iter()
+                .any(|e| e.starts_with(&format!("DataRejected: v{n}'s")) && e.contains(said)),
+            "{what}: {events:#?}"
+        );
+    }
+    let jobs: Api<Job> = Api::namespaced(h.client.clone(), &h.ns);
+    let training: Vec<String> = jobs
+        .list(&Default::default())
+        .await
+        .expect("Jobs")
+        .items
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .filter(|n| n.contains("-train-"))
+        .collect();
+    assert_eq!(training, [names::training_job(MODEL, 1)], "only v1 trained");
     h.shutdown().await;
 }

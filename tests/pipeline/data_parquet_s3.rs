@@ -255,3 +255,69 @@ async fn a_window_of_daily_parquet_partitions_in_s3_trains_gates_and_never_reads
     );
     assert_ne!(m2["dataset"]["digest"], m["dataset"]["digest"]);
 }
+
+/// Object-store credentials the store refuses: the data check's report
+/// fails one `readable` check naming the source and the store's reason
+/// (the Job still succeeds, so nothing retries in a loop); run by hand
+/// without a report, the same reason is an input error (exit 2). The
+/// operator's new-data probe lists through the same store client and shows
+/// its error as `SourceReadable=False` (tests/operator/data_check.rs).
+#[tokio::test]
+async fn refused_credentials_are_one_clear_reason_naming_the_source() {
+    let moto = Moto::start().await;
+    moto.put(
+        "events/date=2026-12-05/part-0.parquet",
+        day("2026-12-05", 50, 1),
+    )
+    .await;
+    // From here on moto checks every request's access key: ours is unknown.
+    let auth = reqwest::Client::new()
+        .post(format!(
+            "{}/moto-api/reset-auth",
+            moto.url("").trim_end_matches(&format!("/{BUCKET}/"))
+        ))
+        .body("0")
+        .send()
+        .await
+        .unwrap();
+    assert!(auth.status().is_success(), "{auth:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = model_yaml(dir.path());
+    let report = dir.path().join("datacheck.json");
+    let out = moto
+        .driftline(&[
+            "datacheck",
+            "--config",
+            &config,
+            "--as-of",
+            "2026-12-06T00:00:00Z",
+            "--report",
+            report.to_str().unwrap(),
+            "--report-only",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let checks = report["verdict"]["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 1, "{report:#}");
+    assert_eq!(checks[0]["name"], "readable");
+    let message = checks[0]["message"].as_str().unwrap();
+    let source = format!("s3://{BUCKET}/events/");
+    assert!(
+        message.contains(&source) && message.contains("InvalidAccessKeyId"),
+        "{message}"
+    );
+
+    let out = moto.driftline(&["datacheck", "--config", &config]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no report asked: an input error"
+    );
+    let said = stderr(&out);
+    assert!(
+        said.contains(&source) && said.contains("InvalidAccessKeyId"),
+        "{said}"
+    );
+}

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::error::ServeError;
 use super::metrics::ServeMetrics;
 use super::protocol::Column;
+use crate::api::names::{LABELS_DIR, PREDICTION_LOG_DIR};
 
 /// How feedback is captured.
 #[derive(Debug, Clone)]
@@ -165,8 +166,14 @@ impl FeedbackBody {
 pub struct FeedbackOutcome {
     /// Labelled rows joined with their request.
     pub joined: usize,
-    /// Ids that were unknown (expired, not sampled, or never served).
+    /// Ids that were unknown (expired, not sampled, or never served) and
+    /// could not be kept: the server has no feedback prefix.
     pub unknown: Vec<String>,
+    /// Ids this server no longer remembers (past the horizon, sampled out,
+    /// or served by another replica), kept as late labels under
+    /// `<prefix>/labels/` for the next training's join with the prediction log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub late: Vec<String>,
 }
 
 /// Feedback counters and online quality, as served at `GET …/feedback`.
@@ -194,6 +201,12 @@ pub struct FeedbackStats {
     pub logged_rows: u64,
     pub log_files: u64,
     pub log_dropped: u64,
+    /// Labels for requests no longer remembered, written under
+    /// `<prefix>/labels/`, and those dropped because the store stayed down.
+    #[serde(default)]
+    pub late_labels: u64,
+    #[serde(default)]
+    pub late_dropped: u64,
 }
 
 /// Where labelled rows are written.
@@ -297,6 +310,7 @@ pub fn start_feedback(
         order: VecDeque::with_capacity(presize),
         buffer: Vec::new(),
         log: Vec::new(),
+        late: Vec::new(),
         online: VecDeque::new(),
         stats: FeedbackStats {
             prefix,
@@ -327,6 +341,8 @@ struct Worker {
     buffer: Vec<Map<String, Value>>,
     /// Served rows not yet written to the prediction log.
     log: Vec<Map<String, Value>>,
+    /// Labels for forgotten requests not yet written under `labels/`.
+    late: Vec<Map<String, Value>>,
     /// (prediction, label) of the most recent labelled rows.
     online: VecDeque<(Value, Value)>,
     stats: FeedbackStats,
@@ -353,16 +369,21 @@ impl Worker {
                         if self.buffer.len() >= self.config.batch_rows {
                             let _ = self.write_batch().await;
                         }
+                        if self.late.len() >= self.config.batch_rows {
+                            let _ = self.write_late().await;
+                        }
                         let _ = reply.send(outcome);
                     }
                     Some(Event::Flush(reply)) => {
                         let _ = self.write_log().await;
+                        let _ = self.write_late().await;
                         let written = self.write_batch().await;
                         let _ = reply.send(written);
                     }
                     None => {
                         // Every handle is gone: write what is left and stop.
                         let _ = self.write_log().await;
+                        let _ = self.write_late().await;
                         let _ = self.write_batch().await;
                         return;
                     }
@@ -370,6 +391,7 @@ impl Worker {
                 _ = ticker.tick() => {
                     self.expire(Utc::now());
                     let _ = self.write_log().await;
+                    let _ = self.write_late().await;
                     let _ = self.write_batch().await;
                 }
             }
@@ -400,47 +422,76 @@ impl Worker {
     /// `predictions/<date>/`. While the store is down the newest rows are
     /// kept up to ten batches; older ones are dropped and counted.
     async fn write_log(&mut self) -> Result<usize, ServeError> {
-        let Some(sink) = self.sink.clone() else {
-            return Ok(0);
-        };
-        if self.log.is_empty() {
-            return Ok(0);
+        let mut rows = std::mem::take(&mut self.log);
+        let (written, dropped) = self.write_dated(PREDICTION_LOG_DIR, &mut rows).await;
+        self.log = rows;
+        self.stats.log_dropped += dropped;
+        let n = written?;
+        if n > 0 {
+            self.stats.logged_rows += n as u64;
+            self.stats.log_files += 1;
         }
-        let mut contents = Vec::with_capacity(self.log.len() * 128);
-        for row in &self.log {
-            serde_json::to_writer(&mut contents, row).map_err(|e| ServeError::FeedbackWrite {
-                uri: sink.prefix(),
-                source: Box::new(e),
-            })?;
+        Ok(n)
+    }
+
+    /// Writes the queued late labels as one `id,label,row` JSON Lines file
+    /// under `labels/<date>/`, where training's join reads them.
+    async fn write_late(&mut self) -> Result<usize, ServeError> {
+        let mut rows = std::mem::take(&mut self.late);
+        let (written, dropped) = self.write_dated(LABELS_DIR, &mut rows).await;
+        self.late = rows;
+        self.stats.late_dropped += dropped;
+        let n = written?;
+        self.stats.late_labels += n as u64;
+        Ok(n)
+    }
+
+    /// `rows` as one file under `<dir>/<date>/`, written whole by the sink;
+    /// cleared when written. While the store is down the newest ten batches
+    /// wait; the count of older rows dropped is returned beside the result.
+    async fn write_dated(
+        &self,
+        dir: &str,
+        rows: &mut Vec<Map<String, Value>>,
+    ) -> (Result<usize, ServeError>, u64) {
+        let Some(sink) = self.sink.clone() else {
+            return (Ok(0), 0);
+        };
+        if rows.is_empty() {
+            return (Ok(0), 0);
+        }
+        let mut contents = Vec::with_capacity(rows.len() * 128);
+        for row in rows.iter() {
+            if let Err(e) = serde_json::to_writer(&mut contents, row) {
+                let error = ServeError::FeedbackWrite {
+                    uri: sink.prefix(),
+                    source: Box::new(e),
+                };
+                return (Err(error), 0);
+            }
             contents.push(b'\n');
         }
         let now = Utc::now();
         let name = format!(
-            "{}/{}/{}-{}.jsonl",
-            crate::api::names::PREDICTION_LOG_DIR,
+            "{dir}/{}/{}-{}.jsonl",
             now.format("%Y-%m-%d"),
             now.format("%Y%m%dT%H%M%S%.6fZ"),
             uuid::Uuid::new_v4().simple()
         );
         match sink.write(&name, contents).await {
             Ok(uri) => {
-                let n = self.log.len();
-                self.log.clear();
-                self.stats.logged_rows += n as u64;
-                self.stats.log_files += 1;
-                tracing::debug!(%uri, rows = n, "prediction log written");
-                Ok(n)
+                let n = rows.len();
+                rows.clear();
+                tracing::debug!(%uri, rows = n, "feedback file written");
+                (Ok(n), 0)
             }
             Err(e) => {
                 self.metrics.feedback_write_errors.inc();
-                tracing::warn!(error = %e, "prediction log write failed; keeping rows for the next try");
+                tracing::warn!(error = %e, dir, "feedback write failed; keeping rows for the next try");
                 let cap = self.config.batch_rows.saturating_mul(10).max(1);
-                if self.log.len() > cap {
-                    let excess = self.log.len() - cap;
-                    self.log.drain(..excess);
-                    self.stats.log_dropped += excess as u64;
-                }
-                Err(e)
+                let excess = rows.len().saturating_sub(cap);
+                rows.drain(..excess);
+                (Err(e), excess as u64)
             }
         }
     }
@@ -566,8 +617,20 @@ impl Worker {
         let mut outcome = FeedbackOutcome::default();
         for (id, labels) in checked {
             let Some(record) = self.take(&id) else {
-                self.metrics.feedback_unknown.inc();
-                outcome.unknown.push(id);
+                // Forgotten here, maybe logged: kept for the join at training.
+                if self.sink.is_some() {
+                    for (i, label) in labels.into_iter().enumerate() {
+                        let mut row = Map::new();
+                        row.insert("id".into(), Value::String(id.clone()));
+                        row.insert("label".into(), label);
+                        row.insert("row".into(), Value::from(i));
+                        self.late.push(row);
+                    }
+                    outcome.late.push(id);
+                } else {
+                    self.metrics.feedback_unknown.inc();
+                    outcome.unknown.push(id);
+                }
                 continue;
             };
             let multi = record.rows() > 1;
@@ -753,7 +816,8 @@ mod tests {
             outcome,
             FeedbackOutcome {
                 joined: 3,
-                unknown: vec!["zzz".into()]
+                unknown: Vec::new(),
+                late: vec!["zzz".into()],
             }
         );
         assert_eq!(handle.flush().await.unwrap(), 3);
@@ -762,7 +826,7 @@ mod tests {
             .lock()
             .unwrap()
             .iter()
-            .filter(|(name, _)| !name.starts_with("predictions/"))
+            .filter(|(name, _)| !name.starts_with("predictions/") && !name.starts_with("labels/"))
             .cloned()
             .collect();
         assert_eq!(files.len(), 1);
@@ -783,6 +847,80 @@ mod tests {
         assert_eq!(stats.labelled, 3);
         assert!((stats.accuracy.unwrap() - 2.0 / 3.0).abs() < 1e-12);
         assert_eq!(stats.written_rows, 3);
+    }
+
+    /// A label for a request this server forgot (past the horizon, or served
+    /// by another replica) is not lost: it is written under `labels/` as
+    /// `id,label,row`, the form training joins with the prediction log.
+    /// Without a prefix there is nowhere to keep it: unknown, as before.
+    #[tokio::test]
+    async fn labels_for_forgotten_requests_are_kept_under_labels_for_the_join() {
+        let sink = Arc::new(MemorySink::default());
+        let handle = start(FeedbackConfig::default(), sink.clone());
+        let outcome = handle
+            .label(vec![
+                LabelItem {
+                    id: "gone".into(),
+                    label: Value::from("good"),
+                },
+                LabelItem {
+                    id: "batch".into(),
+                    label: serde_json::json!(["bad", "good"]),
+                },
+            ])
+            .await
+            .unwrap();
+        assert_eq!(outcome.joined, 0);
+        assert_eq!(outcome.late, ["gone", "batch"]);
+        assert!(outcome.unknown.is_empty());
+        // A label that is not a class is refused, kept or not.
+        let refused = handle
+            .label(vec![LabelItem {
+                id: "gone2".into(),
+                label: Value::from("purple"),
+            }])
+            .await;
+        assert!(refused.is_err());
+        handle.flush().await.unwrap();
+        let files = sink.files.lock().unwrap().clone();
+        let labels: Vec<&(String, Vec<u8>)> = files
+            .iter()
+            .filter(|(name, _)| name.starts_with("labels/"))
+            .collect();
+        assert_eq!(labels.len(), 1, "{files:?}");
+        let today = Utc::now().format("%Y-%m-%d").to_string();
+        assert!(labels[0].0.starts_with(&format!("labels/{today}/")));
+        let rows: Vec<Value> = std::str::from_utf8(&labels[0].1)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                serde_json::json!({"id": "gone", "label": "good", "row": 0}),
+                serde_json::json!({"id": "batch", "label": "bad", "row": 0}),
+                serde_json::json!({"id": "batch", "label": "good", "row": 1}),
+            ]
+        );
+        assert_eq!(handle.stats().late_labels, 3);
+
+        let nowhere = start_feedback(
+            FeedbackConfig::default(),
+            "quality".into(),
+            LabelKind::Class(vec!["bad".into(), "good".into()]),
+            None,
+            Arc::new(ServeMetrics::new()),
+        );
+        let outcome = nowhere
+            .label(vec![LabelItem {
+                id: "gone".into(),
+                label: Value::from("good"),
+            }])
+            .await
+            .unwrap();
+        assert_eq!(outcome.unknown, ["gone"]);
+        assert!(outcome.late.is_empty());
     }
 
     #[tokio::test]
@@ -910,7 +1048,9 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!(outcome.unknown, vec!["old".to_string(), "x".to_string()]);
+        // Forgotten, but with a prefix their labels are kept for the join.
+        assert_eq!(outcome.late, vec!["old".to_string(), "x".to_string()]);
+        assert!(outcome.unknown.is_empty());
         assert_eq!(outcome.joined, 2);
     }
 

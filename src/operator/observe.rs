@@ -479,6 +479,10 @@ pub async fn observations(
     }
     obs.data_checks = data_checks(model, name, versions, jobs).await?;
     obs.ready_versions = ready_versions(name, deployments);
+    let gateway = names::gateway_deployment(name);
+    obs.gateway_ready = deployments
+        .iter()
+        .any(|d| d.metadata.name.as_deref() == Some(gateway.as_str()) && deployment_ready(d));
 
     let mut acknowledged = None;
     match manual_requests(model) {

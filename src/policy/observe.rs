@@ -166,6 +166,10 @@ pub struct Observations {
     pub data_checks: Vec<DataCheckResult>,
     /// Versions whose serving Deployment is ready.
     pub ready_versions: BTreeSet<u32>,
+    /// The Model's gateway Deployment is ready: requests to its Service
+    /// are answered.
+    #[serde(default)]
+    pub gateway_ready: bool,
     pub canary_metrics: Option<CanaryMetrics>,
     /// Drift windows, any order; windows already counted are skipped.
     pub drift: Vec<DriftReading>,
@@ -192,6 +196,7 @@ impl Observations {
             gate_results: Vec::new(),
             data_checks: Vec::new(),
             ready_versions: BTreeSet::new(),
+            gateway_ready: false,
             canary_metrics: None,
             drift: Vec::new(),
             source_digest: None,

@@ -185,10 +185,24 @@ fn the_first_version_that_passes_the_gate_takes_all_traffic() {
     assert_eq!(status(&w).champion.as_deref(), Some("v1"));
     assert_eq!(status(&w).phase, ModelPhase::Serving);
     assert_eq!(status(&w).traffic_summary.as_deref(), Some("v1:100"));
-    assert_eq!(
-        status(&w).condition("Ready").map(|c| c.status),
-        Some(ConditionStatus::True)
+    // Champion, but not servable until its pods and the gateway's are ready:
+    // `kubectl wait --for=condition=Ready` must not return before a request
+    // through the gateway can be answered.
+    let ready = status(&w).condition("Ready").cloned().expect("Ready");
+    assert_eq!(ready.status, ConditionStatus::False);
+    assert_eq!(ready.reason, "ChampionStarting");
+    assert!(
+        ready
+            .message
+            .contains("waiting for its pods and the gateway's"),
+        "{ready:?}"
     );
+    w.ready.insert(1);
+    w.advance(Duration::seconds(5));
+    w.step();
+    let ready = status(&w).condition("Ready").cloned().expect("Ready");
+    assert_eq!(ready.status, ConditionStatus::True);
+    assert_eq!(ready.reason, "ChampionServing");
 }
 
 #[test]

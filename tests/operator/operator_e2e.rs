@@ -51,18 +51,17 @@ async fn a_new_model_trains_passes_its_gate_and_serves_through_its_gateway(h: Ha
     let spec = quick_wine();
     h.apply("wine-quality", spec).await;
 
+    // What `kubectl wait --for=condition=Ready` waits for.
     let status = h
-        .wait_model("wine-quality", MINUTES, "v1 champion serving", |m| {
+        .wait_model("wine-quality", MINUTES, "Ready=True", |m| {
             let s = m.status.as_ref()?;
-            (s.champion.as_deref() == Some("v1") && s.phase == ModelPhase::Serving)
-                .then(|| s.clone())
+            let ready = s.condition(conditions::READY)?;
+            (ready.status == ConditionStatus::True).then(|| s.clone())
         })
         .await;
+    assert_eq!(status.champion.as_deref(), Some("v1"));
+    assert_eq!(status.phase, ModelPhase::Serving);
     assert_eq!(status.traffic_summary.as_deref(), Some("v1:100"));
-    let ready = status
-        .condition(conditions::READY)
-        .expect("Ready condition");
-    assert_eq!(ready.status, ConditionStatus::True);
 
     let v1 = h
         .versions()
@@ -114,18 +113,16 @@ async fn a_new_model_trains_passes_its_gate_and_serves_through_its_gateway(h: Ha
             {"name": "alcohol", "shape": [1], "datatype": "FP64", "data": [9.4]}
         ]
     });
+    // Ready means servable: the first request after it is answered.
     let http = reqwest::Client::new();
-    let mut answer = None;
-    for _ in 0..120 {
-        if let Ok(r) = http.post(&url).json(&body).send().await
-            && r.status().is_success()
-        {
-            answer = Some(r.json::<serde_json::Value>().await.expect("JSON answer"));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let answer = answer.expect("the gateway answers an infer request");
+    let first = http
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .expect("the gateway's Service accepts the first request after Ready");
+    assert!(first.status().is_success(), "{first:?}");
+    let answer: serde_json::Value = first.json().await.expect("JSON answer");
     assert_eq!(answer["model_version"], "v1", "{answer}");
     assert!(
         answer["outputs"][0]["data"]

@@ -82,8 +82,16 @@ pub(super) fn finish(mut ctx: Ctx) -> Decision {
         .join(" ");
     s.traffic_summary = (!summary.is_empty()).then_some(summary.clone());
 
+    // Ready means servable: `kubectl wait --for=condition=Ready` is followed
+    // by a request through the gateway's Service, so the champion's pods and
+    // the gateway's must be ready first, not only the decision made.
+    let champion_ready = s
+        .champion
+        .as_deref()
+        .and_then(version_number)
+        .is_some_and(|n| obs.ready_versions.contains(&n));
     match &s.champion {
-        Some(c) => {
+        Some(c) if champion_ready && obs.gateway_ready => {
             let msg = format!("{c} is champion; traffic {summary}");
             set_condition(
                 s,
@@ -91,6 +99,22 @@ pub(super) fn finish(mut ctx: Ctx) -> Decision {
                 conditions::READY,
                 ConditionStatus::True,
                 "ChampionServing",
+                &msg,
+            )
+        }
+        Some(c) => {
+            let waiting = match (champion_ready, obs.gateway_ready) {
+                (false, false) => "its pods and the gateway's",
+                (false, true) => "its pods",
+                _ => "the gateway's pods",
+            };
+            let msg = format!("{c} is champion; waiting for {waiting} to be ready");
+            set_condition(
+                s,
+                obs,
+                conditions::READY,
+                ConditionStatus::False,
+                "ChampionStarting",
                 &msg,
             )
         }

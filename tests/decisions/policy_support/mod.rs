@@ -158,6 +158,8 @@ impl World {
         obs.jobs = self.jobs.clone();
         obs.gate_results = self.gates.clone();
         obs.ready_versions = self.ready.clone();
+        // The gateway's pods start with the first version's.
+        obs.gateway_ready = !self.ready.is_empty();
         obs.source_digest = self.source_digest.clone();
         obs.source_digest_against_last = self
             .source_against_last

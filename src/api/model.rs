@@ -318,6 +318,11 @@ pub struct TrainingSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("double(self) > 0.0").message(msg::HEAD_LEARNING_RATE))]
     pub head_learning_rate: Option<f64>,
+    /// Rows held by the seeded shuffle buffer: when set, a Parquet source
+    /// is streamed in record batches instead of loaded whole (see README).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0").message(msg::SHUFFLE_BUFFER_POSITIVE))]
+    pub shuffle_buffer: Option<u32>,
 }
 
 fn default_retries() -> u32 {
@@ -344,6 +349,7 @@ impl Default for TrainingSpec {
             warm_start: WarmStart::None,
             freeze: Vec::new(),
             head_learning_rate: None,
+            shuffle_buffer: None,
         }
     }
 }

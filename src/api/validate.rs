@@ -56,6 +56,7 @@ pub mod msg {
     pub const DROPOUT_RANGE: &str = "dropout must be at least 0 and below 1";
     pub const EPOCHS_POSITIVE: &str = "epochs must be at least 1";
     pub const BATCH_SIZE_POSITIVE: &str = "batchSize must be at least 1";
+    pub const SHUFFLE_BUFFER_POSITIVE: &str = "shuffleBuffer must be at least 1 row";
     pub const LEARNING_RATE_POSITIVE: &str = "learningRate must be greater than 0";
     pub const WEIGHT_DECAY: &str = "weightDecay must not be negative";
     pub const PATIENCE: &str = "earlyStopping.patience must be at least 1 epoch";
@@ -545,6 +546,13 @@ impl ModelSpec {
                 lr.is_finite() && lr > 0.0,
                 "spec.training.headLearningRate",
                 msg::HEAD_LEARNING_RATE,
+            );
+        }
+        if let Some(rows) = t.shuffle_buffer {
+            c.check(
+                rows > 0,
+                "spec.training.shuffleBuffer",
+                msg::SHUFFLE_BUFFER_POSITIVE,
             );
         }
 

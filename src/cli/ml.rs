@@ -73,6 +73,11 @@ pub struct TrainArgs {
     /// (else cold, with the reason in the manifest's `start`).
     #[arg(long)]
     pub warm_start: Option<String>,
+    /// What a streamed run (`training.shuffleBuffer`) may hold, a
+    /// Kubernetes quantity (`2Gi`): the operator passes the training pod's
+    /// memory request. Unbounded when absent.
+    #[arg(long)]
+    pub memory_bound: Option<String>,
 }
 
 /// Arguments of `driftline evaluate`.
@@ -148,12 +153,26 @@ async fn train_model(args: TrainArgs, mut spec: ModelSpec) -> Result<ExitCode, M
         println!("{summary}");
         return Ok(ExitCode::SUCCESS);
     }
+    let memory_bound = match &args.memory_bound {
+        Some(text) => Some(
+            crate::cluster::parse_quantity(text)
+                .ok()
+                .filter(|bytes| bytes.is_finite() && *bytes >= 1.0)
+                .map(|bytes| bytes as u64)
+                .ok_or_else(|| MlError::InvalidConfig {
+                    field: "--memory-bound".into(),
+                    reason: format!("`{text}` is not a memory quantity (e.g. `2Gi`, `512Mi`)"),
+                })?,
+        ),
+        None => None,
+    };
     let options = TrainOptions {
         feedback: args.feedback.clone(),
         device: args.device.map(Into::into),
         progress: true,
         as_of: args.as_of,
         warm_start: args.warm_start.clone(),
+        memory_bound,
     };
     let model = crate::ml::train(&spec, &options).await?;
     model.save(&args.out).await?;

@@ -21,6 +21,7 @@ use apiserver::{ApiServer, ApiServerConfig};
 pub use apiserver::{FaultInjector, FaultRule, LoggedRequest};
 pub use layout::pod_log_path;
 use rand::Rng;
+pub use runner::quantity::parse_quantity;
 pub use runner::{NodeConfig, Runner, detect_gpus};
 
 /// Why the embedded cluster could not start.

@@ -198,7 +198,7 @@ fn partition_cell(value: &str) -> Cell {
 }
 
 /// Parsed `data.where` conditions.
-fn conditions(spec: &DataSpec) -> Result<Vec<(String, SliceCondition)>, DataError> {
+pub(super) fn conditions(spec: &DataSpec) -> Result<Vec<(String, SliceCondition)>, DataError> {
     spec.where_
         .iter()
         .map(|(column, text)| {
@@ -429,7 +429,7 @@ pub fn feature_columns(spec: &DataSpec, names: &[String]) -> Vec<String> {
 }
 
 /// The columns a run needs from each file, `None` for all of them.
-fn wanted(spec: &DataSpec) -> Option<Vec<String>> {
+pub(super) fn wanted(spec: &DataSpec) -> Option<Vec<String>> {
     if spec.features.is_empty() {
         return None;
     }
@@ -465,23 +465,7 @@ pub async fn read(spec: &DataSpec, as_of: DateTime<Utc>) -> Result<Dataset, Data
     let listing = list(spec, as_of).await?;
     let wheres = conditions(spec)?;
     let wanted = wanted(spec);
-    // Partition keys become columns only where the run uses them.
-    let key_columns: Vec<String> = listing
-        .files
-        .first()
-        .map(|f| {
-            f.partition
-                .keys()
-                .filter(|k| {
-                    spec.features.contains(k)
-                        || spec.window.as_ref().is_some_and(|w| &w.column == *k)
-                        || spec.where_.contains_key(*k)
-                        || spec.target == **k
-                })
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
+    let key_columns = key_columns(spec, &listing);
     let mut collected = Collected {
         table: None,
         times: Vec::new(),
@@ -490,36 +474,29 @@ pub async fn read(spec: &DataSpec, as_of: DateTime<Utc>) -> Result<Dataset, Data
     let mut first_schema: Option<(String, FileSchema)> = None;
     for file in &listing.files {
         let mut add = |part: &Table| -> Result<(), DataError> {
-            let mut part = part.clone();
-            for key in &key_columns {
-                let cell = file
-                    .partition
-                    .get(key)
-                    .map_or(Cell::Missing, |v| partition_cell(v));
-                part.names.push(key.clone());
-                part.columns.push(vec![cell; part.rows]);
+            let part = with_keys(part.clone(), file, &key_columns);
+            let (kept, times) = filter_rows(
+                part,
+                listing.window.as_ref(),
+                &wheres,
+                &mut collected.rows_without_time,
+            )?;
+            collected.times.extend(times);
+            match &mut collected.table {
+                Some(t) => t.append(&kept),
+                None => collected.table = Some(kept),
             }
-            filter_rows(&mut part, listing.window.as_ref(), &wheres, &mut collected)
+            Ok(())
         };
-        match listing.format {
-            DataFormat::Parquet => {
-                let schema =
-                    parquet::read_file(&file.uri, file.size, wanted.as_deref(), &mut add).await?;
-                check_schema(&file.uri, &schema, &mut first_schema)?;
-            }
-            format => {
-                let part = super::table::read_table(&file.uri, Some(format)).await?;
-                let schema: FileSchema = part
-                    .names
-                    .iter()
-                    .map(|n| (n.clone(), parquet::ColumnClass::Text))
-                    .collect();
-                if format == DataFormat::Csv {
-                    check_schema(&file.uri, &schema, &mut first_schema)?;
-                }
-                add(&part)?;
-            }
-        }
+        read_file(
+            &listing,
+            file,
+            wanted.as_deref(),
+            &mut first_schema,
+            &mut |_| Ok(()),
+            &mut add,
+        )
+        .await?;
     }
     let Collected {
         table,
@@ -569,16 +546,83 @@ pub async fn read(spec: &DataSpec, as_of: DateTime<Utc>) -> Result<Dataset, Data
     })
 }
 
-/// Keeps the rows of `part` inside the window and `where`, appending them.
-fn filter_rows(
-    part: &mut Table,
+/// The partition keys a run uses (as a feature, the target, the window
+/// column or in `where`), which become columns of every row.
+pub(super) fn key_columns(spec: &DataSpec, listing: &Listing) -> Vec<String> {
+    listing
+        .files
+        .first()
+        .map(|f| {
+            f.partition
+                .keys()
+                .filter(|k| {
+                    spec.features.contains(k)
+                        || spec.window.as_ref().is_some_and(|w| &w.column == *k)
+                        || spec.where_.contains_key(*k)
+                        || spec.target == **k
+                })
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `part` with its file's partition keys as columns.
+pub(super) fn with_keys(mut part: Table, file: &DataFile, key_columns: &[String]) -> Table {
+    for key in key_columns {
+        let cell = file
+            .partition
+            .get(key)
+            .map_or(Cell::Missing, |v| partition_cell(v));
+        part.names.push(key.clone());
+        part.columns.push(vec![cell; part.rows]);
+    }
+    part
+}
+
+/// Reads one listed file batch by batch (Parquet) or whole (CSV, JSON
+/// Lines), checking its schema against the first file's.
+pub(super) async fn read_file(
+    listing: &Listing,
+    file: &DataFile,
+    wanted: Option<&[String]>,
+    first_schema: &mut Option<(String, FileSchema)>,
+    on_open: &mut dyn FnMut(u64) -> Result<(), DataError>,
+    add: &mut dyn FnMut(&Table) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    match listing.format {
+        DataFormat::Parquet => {
+            let schema = parquet::read_file(&file.uri, file.size, wanted, on_open, add).await?;
+            check_schema(&file.uri, &schema, first_schema)?;
+        }
+        format => {
+            let part = super::table::read_table(&file.uri, Some(format)).await?;
+            let schema: FileSchema = part
+                .names
+                .iter()
+                .map(|n| (n.clone(), parquet::ColumnClass::Text))
+                .collect();
+            if format == DataFormat::Csv {
+                check_schema(&file.uri, &schema, first_schema)?;
+            }
+            add(&part)?;
+        }
+    }
+    Ok(())
+}
+
+/// The rows of `part` inside the window and `where`, with each kept row's
+/// time when there is a window; rows with an empty time are counted.
+pub(super) fn filter_rows(
+    part: Table,
     window: Option<&WindowBounds>,
     wheres: &[(String, SliceCondition)],
-    collected: &mut Collected,
-) -> Result<(), DataError> {
+    rows_without_time: &mut usize,
+) -> Result<(Table, Vec<DateTime<Utc>>), DataError> {
     let mut keep: Vec<usize> = Vec::with_capacity(part.rows);
+    let mut times = Vec::new();
     let time_column = match window {
-        Some(w) => Some(part.column(&w.column, "data.window.column")?.to_vec()),
+        Some(w) => Some(part.column(&w.column, "data.window.column")?),
         None => None,
     };
     let where_columns: Vec<(&[Cell], &SliceCondition)> = wheres
@@ -591,10 +635,10 @@ fn filter_rows(
                 continue 'rows;
             }
         }
-        if let (Some(w), Some(cells)) = (window, &time_column) {
+        if let (Some(w), Some(cells)) = (window, time_column) {
             let time = match &cells[row] {
                 Cell::Missing => {
-                    collected.rows_without_time += 1;
+                    *rows_without_time += 1;
                     continue;
                 }
                 Cell::Text(t) => parse_time(t),
@@ -611,20 +655,16 @@ fn filter_rows(
             if !w.contains(time) {
                 continue;
             }
-            collected.times.push(time);
+            times.push(time);
         }
         keep.push(row);
     }
     let kept = if keep.len() == part.rows {
-        std::mem::replace(part, Table::empty("", Vec::new()))
+        part
     } else {
         part.select(&keep)
     };
-    match &mut collected.table {
-        Some(t) => t.append(&kept),
-        None => collected.table = Some(kept),
-    }
-    Ok(())
+    Ok((kept, times))
 }
 
 /// Refuses a file whose columns differ from the first file's.
@@ -973,7 +1013,7 @@ mod tests {
         let size = std::fs::metadata(&path).unwrap().len();
         let wanted: Vec<String> = ["n", "f", "b", "s", "d"].map(String::from).to_vec();
         let mut seen = Vec::new();
-        super::super::parquet::read_file(&uri, size, Some(&wanted), |t| {
+        super::super::parquet::read_file(&uri, size, Some(&wanted), &mut |_| Ok(()), |t| {
             seen.push(t.clone());
             Ok(())
         })

@@ -11,6 +11,10 @@ pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 pub enum DataError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A streaming reader's consumer stopped it with its own error, which
+    /// is what the caller sees (this never reaches a user).
+    #[error("the reader was stopped by its consumer")]
+    Stopped,
     #[error("dataset `{source_uri}` is empty; expected a header row and at least one data row")]
     EmptyData { source_uri: String },
     #[error("dataset `{source_uri}` has a header but no data rows")]

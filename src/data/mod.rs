@@ -8,6 +8,7 @@
 //! data for a run), [`list`] / [`version`] (what it would read, and that
 //! listing's digest), [`read_table`] (one file), [`load_feedback`], and
 //! [`store`] (bytes at a URI), [`statistics`] (what the data check compares),
+//! [`scan`] (a dataset batch by batch, for streaming training),
 //! [`read_image_set`] (a labelled image set) and [`decode_image`] (bytes to
 //! [`Pixels`] within [`DecodeLimits`]).
 
@@ -17,6 +18,7 @@ mod feedback;
 mod image;
 mod image_set;
 mod parquet;
+mod scan;
 mod stats;
 pub mod store;
 mod table;
@@ -28,6 +30,7 @@ pub use feedback::{Feedback, load_feedback};
 pub use image::{DecodeLimits, ImageError, Pixels, decode as decode_image};
 pub use image_set::{BadImage, ImageSet, read_image_set};
 pub use parquet::{ColumnClass, table_from_bytes};
+pub use scan::{Rows, Scanned, scan};
 pub use stats::compute as statistics;
 pub use table::{Cell, Table, format_of, known_format, read_table, sha256_hex};
 pub use window::{WindowBounds, parse_day, parse_time};

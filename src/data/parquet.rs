@@ -109,13 +109,37 @@ fn parquet_err(uri: &str) -> impl Fn(parquet::errors::ParquetError) -> DataError
     }
 }
 
+/// Bytes the largest row group's projected columns take, compressed (as
+/// fetched) plus uncompressed (as decoded): what reading it holds at once.
+fn largest_row_group(metadata: &ParquetMetaData, mask: &ProjectionMask) -> u64 {
+    metadata
+        .row_groups()
+        .iter()
+        .map(|rg| {
+            rg.columns()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask.leaf_included(*i))
+                .map(|(_, c)| {
+                    u64::try_from(c.compressed_size() + c.uncompressed_size()).unwrap_or(0)
+                })
+                .sum::<u64>()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Reads the `wanted` columns (all when `None`) of the Parquet file at
-/// `uri`, whose size the listing gave, streaming its row groups; `on_batch`
-/// sees each batch's cells as they arrive. Returns the file's schema.
+/// `uri`, whose size the listing gave, streaming its row groups; `on_open`
+/// learns how many bytes its largest row group holds once read (see
+/// `largest_row_group`) before any is fetched, so a memory bound can refuse
+/// it first; `on_batch` sees each batch's cells as they arrive. Returns the
+/// file's schema.
 pub async fn read_file(
     uri: &str,
     size: u64,
     wanted: Option<&[String]>,
+    on_open: &mut dyn FnMut(u64) -> Result<(), DataError>,
     mut on_batch: impl FnMut(&Table) -> Result<(), DataError>,
 ) -> Result<FileSchema, DataError> {
     let reader: Box<dyn AsyncFileReader> = match store::parse(uri)? {
@@ -137,7 +161,7 @@ pub async fn read_file(
         Location::Remote { store, path } => Box::new(StoreReader { store, path, size }),
         Location::Http(_) => {
             let data = store::read_bytes(uri).await?;
-            return read_bytes_streaming(uri, data, wanted, on_batch);
+            return read_bytes_streaming(uri, data, wanted, on_open, on_batch);
         }
     };
     let builder = ParquetRecordBatchStreamBuilder::new(reader)
@@ -145,6 +169,7 @@ pub async fn read_file(
         .map_err(parquet_err(uri))?;
     let (indices, classes) = project(uri, builder.schema(), wanted)?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+    on_open(largest_row_group(builder.metadata(), &mask))?;
     let mut stream = builder
         .with_projection(mask)
         .build()
@@ -214,11 +239,15 @@ fn read_bytes_streaming(
     uri: &str,
     data: Bytes,
     wanted: Option<&[String]>,
+    on_open: &mut dyn FnMut(u64) -> Result<(), DataError>,
     mut on_batch: impl FnMut(&Table) -> Result<(), DataError>,
 ) -> Result<FileSchema, DataError> {
+    let whole = data.len() as u64;
     let builder = ParquetRecordBatchReaderBuilder::try_new(data).map_err(parquet_err(uri))?;
     let (indices, classes) = project(uri, builder.schema(), wanted)?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+    // Over HTTP the whole file is held, not one row group of it.
+    on_open(whole + largest_row_group(builder.metadata(), &mask))?;
     let reader = builder
         .with_projection(mask)
         .build()
@@ -236,13 +265,19 @@ fn read_bytes_streaming(
 /// A whole Parquet file already in memory, as a table.
 pub fn table_from_bytes(uri: &str, data: &[u8]) -> Result<Table, DataError> {
     let mut table: Option<Table> = None;
-    let classes = read_bytes_streaming(uri, Bytes::copy_from_slice(data), None, |batch| {
-        match &mut table {
-            Some(t) => t.append(batch),
-            None => table = Some(batch.clone()),
-        }
-        Ok(())
-    })?;
+    let classes = read_bytes_streaming(
+        uri,
+        Bytes::copy_from_slice(data),
+        None,
+        &mut |_| Ok(()),
+        |batch| {
+            match &mut table {
+                Some(t) => t.append(batch),
+                None => table = Some(batch.clone()),
+            }
+            Ok(())
+        },
+    )?;
     let mut table = table
         .unwrap_or_else(|| Table::empty(uri, classes.iter().map(|(n, _)| n.clone()).collect()));
     if table.rows == 0 {

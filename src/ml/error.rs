@@ -18,6 +18,16 @@ pub enum MlError {
     #[error(transparent)]
     Data(#[from] DataError),
     #[error(
+        "streaming `{source_uri}` needs at least {need_mib} MiB but the memory bound is {bound_mib} MiB (the training pod's memory request): {parts}; lower training.shuffleBuffer, write the Parquet files with smaller row groups, or raise training.resources.memory"
+    )]
+    MemoryBound {
+        source_uri: String,
+        need_mib: u64,
+        bound_mib: u64,
+        /// Each part of the need with its size.
+        parts: String,
+    },
+    #[error(
         "dataset `{source_uri}` row {row}, column `{column}`: `{value}` is not a number, but the column is numeric{hint}"
     )]
     NotANumber {

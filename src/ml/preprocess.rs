@@ -162,6 +162,17 @@ pub fn encode(
     Ok(out)
 }
 
+/// A cell as `bool_value` reads it, without formatting a number as text:
+/// a number is a boolean only as 1 or (unsigned) 0.
+fn bool_of(cell: &Cell) -> Option<bool> {
+    match cell {
+        Cell::Number(x) if *x == 1.0 => Some(true),
+        Cell::Number(x) if *x == 0.0 && x.is_sign_positive() => Some(false),
+        Cell::Number(_) | Cell::Missing => None,
+        Cell::Text(t) => parse_bool(t),
+    }
+}
+
 fn numeric_value(cell: &Cell, source: &str, row: usize, column: &str) -> Result<f64, MlError> {
     let x = match cell {
         Cell::Number(x) => *x,
@@ -199,41 +210,76 @@ fn bool_value(cell: &Cell, source: &str, row: usize, column: &str) -> Result<boo
 /// mostly text → categorical. Mostly numbers with some text is a data error
 /// (a stray word in a numeric column), reported with its row.
 pub fn infer_kind(source: &str, name: &str, cells: &[Cell]) -> Result<FeatureKind, MlError> {
-    let numbers = cells
-        .iter()
-        .filter(|c| matches!(c, Cell::Number(_)))
-        .count();
-    let texts: Vec<(usize, &String)> = cells
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| match c {
-            Cell::Text(t) => Some((i, t)),
-            _ => None,
-        })
-        .collect();
-    if numbers == 0 && texts.is_empty() {
-        return Err(MlError::EmptyColumn {
-            source_uri: source.into(),
-            column: name.into(),
-        });
+    let mut counts = KindCounts::default();
+    for (row, cell) in cells.iter().enumerate() {
+        counts.observe(row, cell);
     }
-    if texts.is_empty() {
-        return Ok(FeatureKind::Numeric);
+    counts.decide(source, name)
+}
+
+/// What kind inference counts of a column, one cell at a time.
+#[derive(Debug, Clone)]
+struct KindCounts {
+    numbers: u64,
+    texts: u64,
+    /// Whether every text cell so far reads as a boolean.
+    texts_bool: bool,
+    /// The first text cell (0-based row), for the stray-word error.
+    first_text: Option<(usize, String)>,
+}
+
+impl Default for KindCounts {
+    fn default() -> Self {
+        KindCounts {
+            numbers: 0,
+            texts: 0,
+            texts_bool: true,
+            first_text: None,
+        }
     }
-    if numbers == 0 && texts.iter().all(|(_, t)| parse_bool(t).is_some()) {
-        return Ok(FeatureKind::Boolean);
+}
+
+impl KindCounts {
+    fn observe(&mut self, row: usize, cell: &Cell) {
+        match cell {
+            Cell::Number(_) => self.numbers += 1,
+            Cell::Text(t) => {
+                self.texts += 1;
+                self.texts_bool &= parse_bool(t).is_some();
+                if self.first_text.is_none() {
+                    self.first_text = Some((row, t.clone()));
+                }
+            }
+            Cell::Missing => {}
+        }
     }
-    if numbers > texts.len() {
-        let (row, value) = texts[0];
-        return Err(MlError::NotANumber {
-            source_uri: source.into(),
-            row: row + 1,
-            column: name.into(),
-            value: value.clone(),
-            hint: " (inferred from its other values); fix the cell, or declare the column in data.featureKinds".into(),
-        });
+
+    /// The one rule of kind inference.
+    fn decide(&self, source: &str, name: &str) -> Result<FeatureKind, MlError> {
+        if self.numbers == 0 && self.texts == 0 {
+            return Err(MlError::EmptyColumn {
+                source_uri: source.into(),
+                column: name.into(),
+            });
+        }
+        if self.texts == 0 {
+            return Ok(FeatureKind::Numeric);
+        }
+        if self.numbers == 0 && self.texts_bool {
+            return Ok(FeatureKind::Boolean);
+        }
+        if self.numbers > self.texts {
+            let (row, value) = self.first_text.clone().unwrap_or_default();
+            return Err(MlError::NotANumber {
+                source_uri: source.into(),
+                row: row + 1,
+                column: name.into(),
+                value,
+                hint: " (inferred from its other values); fix the cell, or declare the column in data.featureKinds".into(),
+            });
+        }
+        Ok(FeatureKind::Categorical)
     }
-    Ok(FeatureKind::Categorical)
 }
 
 /// Checks every cell of a column against its kind, naming the first bad
@@ -245,17 +291,24 @@ pub fn check_column(
     cells: &[Cell],
 ) -> Result<(), MlError> {
     for (row, cell) in cells.iter().enumerate() {
-        match (kind, cell) {
-            (_, Cell::Missing) | (FeatureKind::Categorical, _) => {}
-            (FeatureKind::Numeric, c) => {
-                numeric_value(c, source, row, name)?;
-            }
-            (FeatureKind::Boolean, c) => {
-                bool_value(c, source, row, name)?;
-            }
-        }
+        check_cell(source, name, kind, row, cell)?;
     }
     Ok(())
+}
+
+/// The one rule of which cells a kind accepts.
+fn check_cell(
+    source: &str,
+    name: &str,
+    kind: FeatureKind,
+    row: usize,
+    cell: &Cell,
+) -> Result<(), MlError> {
+    match (kind, cell) {
+        (_, Cell::Missing) | (FeatureKind::Categorical, _) => Ok(()),
+        (FeatureKind::Numeric, c) => numeric_value(c, source, row, name).map(|_| ()),
+        (FeatureKind::Boolean, c) => bool_value(c, source, row, name).map(|_| ()),
+    }
 }
 
 /// Fits one feature's preprocessing on training cells.
@@ -265,79 +318,278 @@ pub fn fit_feature(
     kind: FeatureKind,
     cells: &[Cell],
 ) -> Result<FeatureSchema, MlError> {
-    let present: Vec<(usize, &Cell)> = cells
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| **c != Cell::Missing)
-        .collect();
-    if present.is_empty() {
-        return Err(MlError::EmptyColumn {
-            source_uri: source.into(),
-            column: name.into(),
-        });
+    let mut fit = ColumnFit::new(name, Some(kind), FitLimits::EXACT, 0);
+    for (row, cell) in cells.iter().enumerate() {
+        fit.observe(source, row, cell, true)?;
     }
-    match kind {
-        FeatureKind::Numeric => {
-            let mut values = Vec::with_capacity(present.len());
-            for (row, cell) in &present {
-                values.push(numeric_value(cell, source, *row, name)?);
+    fit.finish(source)
+}
+
+/// Mean and standard deviation, one value at a time: the rule that
+/// standardises numeric features and regression targets. The variance is
+/// summed about the first value, which keeps it exact enough in one pass.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Moments {
+    n: u64,
+    sum: f64,
+    shift: Option<f64>,
+    sum_d: f64,
+    sum_d2: f64,
+}
+
+impl Moments {
+    pub fn push(&mut self, x: f64) {
+        let k = *self.shift.get_or_insert(x);
+        let d = x - k;
+        self.n += 1;
+        self.sum += x;
+        self.sum_d += d;
+        self.sum_d2 += d * d;
+    }
+
+    pub fn mean(&self) -> f64 {
+        self.sum / self.n.max(1) as f64
+    }
+
+    /// The standard deviation, 1 when the values (nearly) do not vary.
+    pub fn std(&self) -> f64 {
+        let n = self.n.max(1) as f64;
+        let var = ((self.sum_d2 - self.sum_d * self.sum_d / n) / n).max(0.0);
+        if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 }
+    }
+}
+
+/// How much one feature's fit may hold: an exact fit (in memory, where the
+/// column is held anyway) keeps every value; a streaming fit keeps a seeded
+/// sample of numbers for the median and stops counting numbers as
+/// categories once a column has this many distinct ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FitLimits {
+    pub median_sample: usize,
+    pub number_categories: usize,
+}
+
+impl FitLimits {
+    pub const EXACT: FitLimits = FitLimits {
+        median_sample: usize::MAX,
+        number_categories: usize::MAX,
+    };
+
+    /// Bytes a fit within these limits may hold per column, at most
+    /// (a category's text counted at 64 bytes).
+    pub fn bytes(&self) -> u64 {
+        (self.median_sample as u64).saturating_mul(8)
+            + (self.number_categories as u64).saturating_mul(64)
+    }
+}
+
+/// One feature's preprocessing, fitted one cell at a time: kind inference
+/// and the kind's checks over every row, the fit over the training rows.
+/// The in-memory fit and the streaming pass both use it.
+#[derive(Debug)]
+pub struct ColumnFit {
+    name: String,
+    declared: Option<FeatureKind>,
+    limits: FitLimits,
+    counts: KindCounts,
+    /// The first cell each kind refuses, over every row.
+    bad_number: Option<MlError>,
+    bad_bool: Option<MlError>,
+    /// Over the training rows: present cells, numbers, booleans, categories.
+    present: u64,
+    moments: Moments,
+    sample: Vec<f64>,
+    numbers_seen: u64,
+    sample_rng: rand_chacha::ChaCha8Rng,
+    trues: u64,
+    categories: BTreeMap<String, u64>,
+    number_categories: BTreeMap<u64, u64>,
+    numbers_overflowed: bool,
+}
+
+impl ColumnFit {
+    /// A fit of column `name`; `declared` is `data.featureKinds`' kind, else
+    /// the kind is inferred; `seed` draws the median's sample.
+    pub fn new(name: &str, declared: Option<FeatureKind>, limits: FitLimits, seed: u64) -> Self {
+        use rand::SeedableRng;
+        ColumnFit {
+            name: name.into(),
+            declared,
+            limits,
+            counts: KindCounts::default(),
+            bad_number: None,
+            bad_bool: None,
+            present: 0,
+            moments: Moments::default(),
+            sample: Vec::new(),
+            numbers_seen: 0,
+            sample_rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+            trues: 0,
+            categories: BTreeMap::new(),
+            number_categories: BTreeMap::new(),
+            numbers_overflowed: false,
+        }
+    }
+
+    /// Counts one cell at `row` (0-based, for errors); `train` when the row
+    /// is in the training split. A declared kind's refusal is returned at
+    /// once; an inferred kind's when [`finish`](Self::finish) knows it.
+    pub fn observe(
+        &mut self,
+        source: &str,
+        row: usize,
+        cell: &Cell,
+        train: bool,
+    ) -> Result<(), MlError> {
+        use rand::Rng;
+        if let Some(kind) = self.declared {
+            check_cell(source, &self.name, kind, row, cell)?;
+        } else {
+            self.counts.observe(row, cell);
+            if self.bad_number.is_none() {
+                self.bad_number =
+                    check_cell(source, &self.name, FeatureKind::Numeric, row, cell).err();
             }
-            let n = values.len() as f64;
-            let mean = values.iter().sum::<f64>() / n;
-            let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-            let std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
-            values.sort_by(f64::total_cmp);
-            let mid = values.len() / 2;
-            let median = if values.len() % 2 == 0 {
-                (values[mid - 1] + values[mid]) / 2.0
+            if self.bad_bool.is_none() && *cell != Cell::Missing && bool_of(cell).is_none() {
+                self.bad_bool =
+                    check_cell(source, &self.name, FeatureKind::Boolean, row, cell).err();
+            }
+        }
+        if !train || *cell == Cell::Missing {
+            return Ok(());
+        }
+        self.present += 1;
+        let wants = |k: FeatureKind| self.declared.is_none_or(|d| d == k);
+        if wants(FeatureKind::Numeric)
+            && let Ok(x) = numeric_value(cell, source, row, &self.name)
+        {
+            self.moments.push(x);
+            self.numbers_seen += 1;
+            if self.sample.len() < self.limits.median_sample {
+                self.sample.push(x);
             } else {
-                values[mid]
-            };
-            Ok(FeatureSchema {
-                name: name.into(),
-                kind,
-                categories: Vec::new(),
-                fill: Cell::Number(median),
-                mean,
-                std,
-            })
-        }
-        FeatureKind::Boolean => {
-            let mut trues = 0usize;
-            for (row, cell) in &present {
-                trues += usize::from(bool_value(cell, source, *row, name)?);
+                // Reservoir sampling: every number has the same chance to be kept.
+                let j = self.sample_rng.random_range(0..self.numbers_seen);
+                if let Some(slot) = self.sample.get_mut(j as usize) {
+                    *slot = x;
+                }
             }
-            let fill = if trues * 2 > present.len() { 1.0 } else { 0.0 };
-            Ok(FeatureSchema {
-                name: name.into(),
-                kind,
-                categories: Vec::new(),
-                fill: Cell::Number(fill),
-                mean: 0.0,
-                std: 1.0,
-            })
         }
-        FeatureKind::Categorical => {
-            let mut counts = BTreeMap::<String, usize>::new();
-            for (_, cell) in &present {
-                *counts
-                    .entry(cell.as_text().unwrap_or_default())
-                    .or_default() += 1;
+        if wants(FeatureKind::Boolean) && bool_of(cell) == Some(true) {
+            self.trues += 1;
+        }
+        if wants(FeatureKind::Categorical) {
+            match cell {
+                Cell::Number(x) if !self.numbers_overflowed => {
+                    *self.number_categories.entry(x.to_bits()).or_default() += 1;
+                    if self.number_categories.len() > self.limits.number_categories {
+                        self.numbers_overflowed = true;
+                        self.number_categories.clear();
+                    }
+                }
+                Cell::Number(_) | Cell::Missing => {}
+                Cell::Text(t) => match self.categories.get_mut(t) {
+                    Some(n) => *n += 1,
+                    None => {
+                        self.categories.insert(t.clone(), 1);
+                    }
+                },
             }
-            // Most frequent; ties go to the first in name order for determinism.
-            let fill = counts
-                .iter()
-                .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-                .map(|(k, _)| k.clone())
-                .unwrap_or_default();
-            Ok(FeatureSchema {
-                name: name.into(),
-                kind,
-                categories: counts.into_keys().collect(),
-                fill: Cell::Text(fill),
-                mean: 0.0,
-                std: 1.0,
-            })
+        }
+        Ok(())
+    }
+
+    /// The fitted schema: the kind (declared or inferred over every row),
+    /// its first refused cell as the error, else the fit of the training rows.
+    pub fn finish(self, source: &str) -> Result<FeatureSchema, MlError> {
+        let name = self.name.clone();
+        let kind = match self.declared {
+            Some(k) => k,
+            None => {
+                let kind = self.counts.decide(source, &name)?;
+                let refused = match kind {
+                    FeatureKind::Numeric => self.bad_number,
+                    FeatureKind::Boolean => self.bad_bool,
+                    FeatureKind::Categorical => None,
+                };
+                if let Some(e) = refused {
+                    return Err(e);
+                }
+                kind
+            }
+        };
+        if self.present == 0 {
+            return Err(MlError::EmptyColumn {
+                source_uri: source.into(),
+                column: name,
+            });
+        }
+        match kind {
+            FeatureKind::Numeric => {
+                let mut values = self.sample;
+                values.sort_by(f64::total_cmp);
+                let mid = values.len() / 2;
+                let median = if values.len().is_multiple_of(2) {
+                    (values[mid - 1] + values[mid]) / 2.0
+                } else {
+                    values[mid]
+                };
+                Ok(FeatureSchema {
+                    name,
+                    kind,
+                    categories: Vec::new(),
+                    fill: Cell::Number(median),
+                    mean: self.moments.mean(),
+                    std: self.moments.std(),
+                })
+            }
+            FeatureKind::Boolean => {
+                let fill = if self.trues * 2 > self.present {
+                    1.0
+                } else {
+                    0.0
+                };
+                Ok(FeatureSchema {
+                    name,
+                    kind,
+                    categories: Vec::new(),
+                    fill: Cell::Number(fill),
+                    mean: 0.0,
+                    std: 1.0,
+                })
+            }
+            FeatureKind::Categorical => {
+                if self.numbers_overflowed {
+                    return Err(MlError::InvalidConfig {
+                        field: format!("data.featureKinds.{name}"),
+                        reason: format!(
+                            "`{source}`: column `{name}` mixes text with more than {} distinct numbers, too many categories to stream; declare its kind or clean the column",
+                            self.limits.number_categories
+                        ),
+                    });
+                }
+                let mut counts = self.categories;
+                for (bits, n) in self.number_categories {
+                    let text = Cell::Number(f64::from_bits(bits))
+                        .as_text()
+                        .unwrap_or_default();
+                    *counts.entry(text).or_default() += n;
+                }
+                // Most frequent; ties go to the first in name order for determinism.
+                let fill = counts
+                    .iter()
+                    .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+                    .map(|(k, _)| k.clone())
+                    .unwrap_or_default();
+                Ok(FeatureSchema {
+                    name,
+                    kind,
+                    categories: counts.into_keys().collect(),
+                    fill: Cell::Text(fill),
+                    mean: 0.0,
+                    std: 1.0,
+                })
+            }
         }
     }
 }
@@ -357,24 +609,41 @@ pub fn sort_classes(classes: &mut [String]) {
     }
 }
 
+/// A target cell as a class label (classification); `row` is 0-based.
+pub fn label_of(source: &str, target: &str, row: usize, cell: &Cell) -> Result<String, MlError> {
+    match cell {
+        Cell::Number(x) if !x.is_finite() => Err(MlError::NonFinite {
+            source_uri: source.into(),
+            row: row + 1,
+            column: target.into(),
+            value: x.to_string(),
+        }),
+        other => other.as_text().ok_or_else(|| MlError::MissingTarget {
+            source_uri: source.into(),
+            row: row + 1,
+            target: target.into(),
+        }),
+    }
+}
+
+/// A target cell as a number (regression); `row` is 0-based.
+pub fn value_of(source: &str, target: &str, row: usize, cell: &Cell) -> Result<f64, MlError> {
+    if *cell == Cell::Missing {
+        return Err(MlError::MissingTarget {
+            source_uri: source.into(),
+            row: row + 1,
+            target: target.into(),
+        });
+    }
+    numeric_value(cell, source, row, target)
+}
+
 /// Reads the target column as class labels (classification).
 pub fn labels(table: &Table, target: &str) -> Result<Vec<String>, MlError> {
     let col = table.column(target, "data.target")?;
     col.iter()
         .enumerate()
-        .map(|(row, cell)| match cell {
-            Cell::Number(x) if !x.is_finite() => Err(MlError::NonFinite {
-                source_uri: table.source.clone(),
-                row: row + 1,
-                column: target.into(),
-                value: x.to_string(),
-            }),
-            other => other.as_text().ok_or_else(|| MlError::MissingTarget {
-                source_uri: table.source.clone(),
-                row: row + 1,
-                target: target.into(),
-            }),
-        })
+        .map(|(row, cell)| label_of(&table.source, target, row, cell))
         .collect()
 }
 
@@ -383,16 +652,7 @@ pub fn values(table: &Table, target: &str) -> Result<Vec<f64>, MlError> {
     let col = table.column(target, "data.target")?;
     col.iter()
         .enumerate()
-        .map(|(row, cell)| {
-            if *cell == Cell::Missing {
-                return Err(MlError::MissingTarget {
-                    source_uri: table.source.clone(),
-                    row: row + 1,
-                    target: target.into(),
-                });
-            }
-            numeric_value(cell, &table.source, row, target)
-        })
+        .map(|(row, cell)| value_of(&table.source, target, row, cell))
         .collect()
 }
 

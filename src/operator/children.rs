@@ -381,6 +381,10 @@ pub fn training_job(
     if let (WarmStart::Champion, Some(champion)) = (t.warm_start, champion_artifact) {
         train.extend(["--warm-start", champion]);
     }
+    // A streamed run keeps its buffers within the pod's memory request.
+    if let Some(memory) = t.resources.as_ref().and_then(|r| r.memory.as_deref()) {
+        train.extend(["--memory-bound", memory]);
+    }
     let env = vec![EnvVar {
         name: MODEL_ENV.into(),
         value: Some(model_yaml(model)?),
@@ -855,7 +859,8 @@ mod tests {
         assert_eq!(
             cmd,
             "driftline train --config env:DRIFTLINE_MODEL --out s3://models/root/ml/wine-quality/v3 \
-             --resume --as-of 2026-06-01T08:00:00Z --feedback s3://models/root/ml/wine-quality/feedback/"
+             --resume --as-of 2026-06-01T08:00:00Z --feedback s3://models/root/ml/wine-quality/feedback/ \
+             --memory-bound 8Gi"
         );
         let limits = train
             .resources
@@ -914,7 +919,7 @@ mod tests {
         assert_eq!(
             cmd,
             "driftline train --config env:DRIFTLINE_MODEL --out s3://models/root/ml/wine-quality/v1 --resume \
-             --as-of 2026-06-01T08:00:00Z"
+             --as-of 2026-06-01T08:00:00Z --memory-bound 8Gi"
         );
     }
 
@@ -1065,7 +1070,7 @@ mod tests {
         let champion = "s3://models/root/ml/wine-quality/v2";
         assert!(
             command(WarmStart::Champion, Some(champion))
-                .ends_with("--warm-start s3://models/root/ml/wine-quality/v2"),
+                .contains("--warm-start s3://models/root/ml/wine-quality/v2 "),
             "{}",
             command(WarmStart::Champion, Some(champion))
         );

@@ -14,6 +14,7 @@ mod ml_cli;
 mod ml_images;
 mod ml_store_http;
 mod ml_store_s3;
+mod ml_stream;
 mod ml_train;
 mod moto;
 #[path = "../support/postgres.rs"]

@@ -60,6 +60,17 @@ pub(super) fn gather(matrix: &[f32], width: usize, rows: &[usize]) -> Vec<f32> {
     out
 }
 
+/// The refusal of a holdout that leaves no training rows.
+pub(super) fn holdout_leaves_no_rows(rows: usize) -> MlError {
+    MlError::InvalidConfig {
+        field: "data.window.holdout".into(),
+        reason: format!(
+            "holds out all {rows} rows of the window, leaving none to train on; \
+             shorten it or widen data.window.last"
+        ),
+    }
+}
+
 /// The deterministic training/validation split of the file's rows.
 pub(super) struct Split {
     /// Training rows of the file, ascending (feedback rows come after them).
@@ -79,13 +90,7 @@ impl Split {
     ) -> Result<Split, MlError> {
         if let Some(held) = holdout {
             if held.len() >= rows {
-                return Err(MlError::InvalidConfig {
-                    field: "data.window.holdout".into(),
-                    reason: format!(
-                        "holds out all {rows} rows of the window, leaving none to train on; \
-                         shorten it or widen data.window.last"
-                    ),
-                });
+                return Err(holdout_leaves_no_rows(rows));
             }
             let mut is_held = vec![false; rows];
             for &r in held {
@@ -272,10 +277,11 @@ pub(super) fn encode_targets(
                 .map(|&r| values[r])
                 .chain(values[table.rows..].iter().copied())
                 .collect();
-            let mean = train_values.iter().sum::<f64>() / train_values.len() as f64;
-            let var = train_values.iter().map(|v| (v - mean).powi(2)).sum::<f64>()
-                / train_values.len() as f64;
-            let std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
+            let mut moments = preprocess::Moments::default();
+            for &v in &train_values {
+                moments.push(v);
+            }
+            let (mean, std) = (moments.mean(), moments.std());
             let scale = |v: f64| ((v - mean) / std) as f32;
             let ytr: Vec<f32> = train_values.iter().map(|&v| scale(v)).collect();
             let yv: Vec<f32> = split.val.iter().map(|&r| scale(values[r])).collect();

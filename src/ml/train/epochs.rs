@@ -130,67 +130,13 @@ pub(super) fn run_epochs(
     progress: bool,
     mut augmented: EpochInputs<'_>,
 ) -> Result<Vec<EpochRecord>, MlError> {
-    let task = spec.task;
     let device = x_train.device();
     let n_train = x_train.dim(0)?;
-    let n_val = x_val.dim(0)?;
-    let Parameters {
-        shapes,
-        vars,
-        network,
-        ..
-    } = params;
-    let loss_of = |out: &Tensor, y: &Tensor| match task {
-        Task::Classification => candle_nn::loss::cross_entropy(out, y),
-        Task::Regression => candle_nn::loss::mse(out, y),
-    };
-    let t = &spec.training;
-    let (body, head) = params.trained();
-    let mut optimizers = match t.head_learning_rate {
-        Some(head_lr) => vec![
-            Opt::new(t, body, t.learning_rate)?,
-            Opt::new(t, head, head_lr)?,
-        ],
-        None => vec![Opt::new(
-            t,
-            body.into_iter().chain(head).collect(),
-            t.learning_rate,
-        )?],
-    };
-    // SGD has no decoupled decay in candle: add the L2 penalty to the loss instead.
-    let l2 = if t.optimizer == Optimizer::Sgd && t.weight_decay > 0.0 {
-        t.weight_decay
-    } else {
-        0.0
-    };
-    let weight_vars: Vec<&Var> = shapes
-        .iter()
-        .zip(vars)
-        .zip(&params.frozen)
-        .filter(|((s, _), frozen)| s.shape.len() > 1 && !**frozen)
-        .map(|((_, v), _)| v)
-        .collect();
-
-    let mut rng = ChaCha8Rng::seed_from_u64(t.seed);
-    rng.set_stream(TRAIN_STREAM);
-    let bar = if progress {
-        indicatif::ProgressBar::new(u64::from(t.epochs))
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg}") {
-        bar.set_style(style);
-    }
-    let batch_size = t.batch_size as usize;
+    let mut trainer = Trainer::new(spec, params, target_scale, progress)?;
+    let batch_size = spec.training.batch_size as usize;
     let mut perm: Vec<u32> = (0..n_train as u32).collect();
-    let mut curve = Vec::new();
-    let mut best: Option<(f64, Vec<Tensor>)> = None;
-    let mut stale = 0u32;
-    for epoch in 1..=t.epochs {
-        perm.shuffle(&mut rng);
-        // Batch losses stay on the device and are read once per epoch: a
-        // read per batch would make a GPU wait for every step to finish.
-        let mut batch_losses = Vec::with_capacity(n_train.div_ceil(batch_size));
+    for epoch in 1..=spec.training.epochs {
+        perm.shuffle(&mut trainer.rng);
         // One gather per epoch, then zero-copy batch views: fewer ops per step.
         let idx = Tensor::from_slice(&perm, n_train, device)?;
         let x_epoch = match augmented.as_deref_mut() {
@@ -200,25 +146,149 @@ pub(super) fn run_epochs(
         let y_epoch = y_train.index_select(&idx, 0)?;
         for start in (0..n_train).step_by(batch_size) {
             let len = batch_size.min(n_train - start);
-            let xb = x_epoch.narrow(0, start, len)?;
-            let yb = y_epoch.narrow(0, start, len)?;
-            let out = network.forward(&xb, Some(&mut rng))?;
-            let mut loss = loss_of(&out, &yb)?;
-            batch_losses.push((loss.detach() * len as f64)?);
-            if l2 > 0.0 {
-                for w in &weight_vars {
-                    loss = (loss + (w.as_tensor().sqr()?.sum_all()? * (l2 / 2.0))?)?;
-                }
-            }
-            let grads = loss.backward()?;
-            for optimizer in &mut optimizers {
-                optimizer.step(&grads)?;
+            trainer.step(
+                &x_epoch.narrow(0, start, len)?,
+                &y_epoch.narrow(0, start, len)?,
+            )?;
+        }
+        if trainer.end_epoch(epoch, (x_val, y_val))? {
+            break;
+        }
+    }
+    trainer.finish()
+}
+
+/// The optimisation loop's state, fed one mini-batch at a time: by
+/// [`run_epochs`] from tensors in memory, or by the streaming run from its
+/// shuffle buffer. One home for the step, the loss, validation and early
+/// stopping.
+pub(super) struct Trainer<'a> {
+    spec: &'a ModelSpec,
+    params: &'a Parameters,
+    optimizers: Vec<Opt>,
+    /// L2 penalty added to the loss (SGD's weight decay).
+    l2: f64,
+    weight_vars: Vec<&'a Var>,
+    /// The run's training stream: shuffling in memory, and dropout.
+    pub(super) rng: ChaCha8Rng,
+    target_scale: Option<TargetScale>,
+    bar: indicatif::ProgressBar,
+    /// This epoch's batch losses (times rows), on the device: a read per
+    /// batch would make a GPU wait for every step to finish.
+    batch_losses: Vec<Tensor>,
+    rows: usize,
+    curve: Vec<EpochRecord>,
+    best: Option<(f64, Vec<Tensor>)>,
+    stale: u32,
+}
+
+impl<'a> Trainer<'a> {
+    pub(super) fn new(
+        spec: &'a ModelSpec,
+        params: &'a Parameters,
+        target_scale: Option<TargetScale>,
+        progress: bool,
+    ) -> Result<Trainer<'a>, MlError> {
+        let t = &spec.training;
+        let (body, head) = params.trained();
+        let optimizers = match t.head_learning_rate {
+            Some(head_lr) => vec![
+                Opt::new(t, body, t.learning_rate)?,
+                Opt::new(t, head, head_lr)?,
+            ],
+            None => vec![Opt::new(
+                t,
+                body.into_iter().chain(head).collect(),
+                t.learning_rate,
+            )?],
+        };
+        // SGD has no decoupled decay in candle: add the L2 penalty to the loss instead.
+        let l2 = if t.optimizer == Optimizer::Sgd && t.weight_decay > 0.0 {
+            t.weight_decay
+        } else {
+            0.0
+        };
+        let weight_vars: Vec<&Var> = params
+            .shapes
+            .iter()
+            .zip(&params.vars)
+            .zip(&params.frozen)
+            .filter(|((s, _), frozen)| s.shape.len() > 1 && !**frozen)
+            .map(|((_, v), _)| v)
+            .collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(t.seed);
+        rng.set_stream(TRAIN_STREAM);
+        let bar = if progress {
+            indicatif::ProgressBar::new(u64::from(t.epochs))
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg}")
+        {
+            bar.set_style(style);
+        }
+        Ok(Trainer {
+            spec,
+            params,
+            optimizers,
+            l2,
+            weight_vars,
+            rng,
+            target_scale,
+            bar,
+            batch_losses: Vec::new(),
+            rows: 0,
+            curve: Vec::new(),
+            best: None,
+            stale: 0,
+        })
+    }
+
+    fn loss_of(&self, out: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
+        match self.spec.task {
+            Task::Classification => candle_nn::loss::cross_entropy(out, y),
+            Task::Regression => candle_nn::loss::mse(out, y),
+        }
+    }
+
+    /// One optimiser step on a mini-batch.
+    pub(super) fn step(&mut self, xb: &Tensor, yb: &Tensor) -> Result<(), MlError> {
+        let len = xb.dim(0)?;
+        let out = self.params.network.forward(xb, Some(&mut self.rng))?;
+        let mut loss = self.loss_of(&out, yb)?;
+        self.batch_losses.push((loss.detach() * len as f64)?);
+        self.rows += len;
+        if self.l2 > 0.0 {
+            for w in &self.weight_vars {
+                loss = (loss + (w.as_tensor().sqr()?.sum_all()? * (self.l2 / 2.0))?)?;
             }
         }
-        let total = Tensor::stack(&batch_losses, 0)?
-            .to_dtype(candle_core::DType::F64)?
-            .sum_all()?
-            .to_scalar::<f64>()?;
+        let grads = loss.backward()?;
+        for optimizer in &mut self.optimizers {
+            optimizer.step(&grads)?;
+        }
+        Ok(())
+    }
+
+    /// Closes an epoch: its training loss, validation on `(x_val, y_val)`,
+    /// the curve, and early stopping. True when training should stop.
+    pub(super) fn end_epoch(
+        &mut self,
+        epoch: u32,
+        (x_val, y_val): (&Tensor, &Tensor),
+    ) -> Result<bool, MlError> {
+        let t = &self.spec.training;
+        let n_train = std::mem::take(&mut self.rows);
+        let losses = std::mem::take(&mut self.batch_losses);
+        let total = if losses.is_empty() {
+            0.0
+        } else {
+            Tensor::stack(&losses, 0)?
+                .to_dtype(candle_core::DType::F64)?
+                .sum_all()?
+                .to_scalar::<f64>()?
+        };
         let train_loss = total / n_train as f64;
         if !train_loss.is_finite() {
             return Err(MlError::Diverged {
@@ -226,12 +296,13 @@ pub(super) fn run_epochs(
                 loss: train_loss,
             });
         }
+        let n_val = x_val.dim(0)?;
         let (validation_loss, validation_metric) = if n_val == 0 {
             (None, None)
         } else {
-            let out = network.forward(x_val, None)?;
-            let vloss = f64::from(loss_of(&out, y_val)?.to_scalar::<f32>()?);
-            let metric = match task {
+            let out = self.params.network.forward(x_val, None)?;
+            let vloss = f64::from(self.loss_of(&out, y_val)?.to_scalar::<f32>()?);
+            let metric = match self.spec.task {
                 Task::Classification => {
                     let pred = out.argmax(1)?.to_dtype(candle_core::DType::U32)?;
                     let correct = pred
@@ -241,7 +312,7 @@ pub(super) fn run_epochs(
                         .to_scalar::<f32>()?;
                     f64::from(correct) / n_val as f64
                 }
-                Task::Regression => vloss.sqrt() * target_scale.map_or(1.0, |s| s.std),
+                Task::Regression => vloss.sqrt() * self.target_scale.map_or(1.0, |s| s.std),
             };
             (Some(vloss), Some(metric))
         };
@@ -253,12 +324,12 @@ pub(super) fn run_epochs(
             validation_metric,
             "epoch finished"
         );
-        bar.set_message(format!(
+        self.bar.set_message(format!(
             "loss {train_loss:.4} val {}",
             validation_loss.map_or("-".to_string(), |v| format!("{v:.4}"))
         ));
-        bar.inc(1);
-        curve.push(EpochRecord {
+        self.bar.inc(1);
+        self.curve.push(EpochRecord {
             epoch,
             train_loss,
             validation_loss,
@@ -266,36 +337,45 @@ pub(super) fn run_epochs(
         });
         if let Some(es) = &t.early_stopping {
             let watched = validation_loss.unwrap_or(train_loss);
-            let improved = best
+            let improved = self
+                .best
                 .as_ref()
                 .is_none_or(|(b, _)| watched < b - es.min_delta);
             if improved {
-                let snapshot = vars
+                let snapshot = self
+                    .params
+                    .vars
                     .iter()
                     .map(|v| v.as_tensor().copy())
                     .collect::<Result<Vec<_>, _>>()?;
-                best = Some((watched, snapshot));
-                stale = 0;
+                self.best = Some((watched, snapshot));
+                self.stale = 0;
             } else {
-                stale += 1;
-                if stale >= es.patience {
+                self.stale += 1;
+                if self.stale >= es.patience {
                     tracing::info!(
                         epoch,
                         patience = es.patience,
                         "early stopping: no improvement"
                     );
-                    break;
+                    return Ok(true);
                 }
             }
         }
+        Ok(false)
     }
-    bar.finish_and_clear();
-    if let Some((_, snapshot)) = best {
-        for (var, value) in vars.iter().zip(&snapshot) {
-            var.set(value)?;
+
+    /// Leaves the best epoch's parameters in place (with early stopping)
+    /// and returns the curve.
+    pub(super) fn finish(self) -> Result<Vec<EpochRecord>, MlError> {
+        self.bar.finish_and_clear();
+        if let Some((_, snapshot)) = self.best {
+            for (var, value) in self.params.vars.iter().zip(&snapshot) {
+                var.set(value)?;
+            }
         }
+        Ok(self.curve)
     }
-    Ok(curve)
 }
 
 enum Opt {

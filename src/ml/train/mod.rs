@@ -8,7 +8,9 @@
 //! `epochs` (parameters and the optimisation loop), `reference` (the
 //! drift reference with calibration and importance), and for image models
 //! `images` (the same steps on decoded images) and `image_reference`
-//! (image statistics and embedding directions).
+//! (image statistics and embedding directions), and `stream` (training
+//! past memory: a Parquet source read batch by batch through a seeded
+//! shuffle buffer, within the pod's memory request).
 
 mod encode;
 mod epochs;
@@ -16,6 +18,7 @@ mod image_reference;
 mod images;
 mod reference;
 pub mod start;
+mod stream;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -61,6 +64,9 @@ pub struct TrainOptions {
     /// decision time, so the data check and the run read the same files);
     /// now when absent.
     pub as_of: Option<chrono::DateTime<chrono::Utc>>,
+    /// Bytes a streamed run may hold (the training pod's memory request);
+    /// unbounded when absent.
+    pub memory_bound: Option<u64>,
 }
 
 /// A trained model, not yet written anywhere.
@@ -131,6 +137,11 @@ pub async fn train(spec: &ModelSpec, options: &TrainOptions) -> Result<TrainedMo
         return images::fit_images(spec, &set, &device, options.progress, &checkpoints);
     }
     let checkpoints = start::read_checkpoints(spec, options.warm_start.as_deref()).await?;
+    // Streaming is asked for, never switched on by size: the buffer's size
+    // shapes the shuffle, so the same Model trains the same way as its data grows.
+    if let Some(buffer) = spec.training.shuffle_buffer {
+        return stream::fit_streaming(spec, options, &device, &checkpoints, buffer).await;
+    }
     let as_of = options.as_of.unwrap_or_else(chrono::Utc::now);
     let dataset = data::read(&spec.data, as_of).await?;
     let feedback = match (&options.feedback, spec.data.include_feedback) {

@@ -121,6 +121,24 @@ fn without_labels(batch: RecordBatch) -> RecordBatch {
     })
 }
 
+/// The bundled daily files copied into the harness's directory, and the
+/// Model over them (retraining on new data) applied and champion at v1.
+async fn champion_on_daily_files(h: &Harness) -> PathBuf {
+    let days = h.dir.path().join("daily");
+    copy_days(&days);
+    let mut spec = pipeline("wine-good-daily.yaml");
+    spec.data.source = spec_source(&days);
+    spec.training.epochs = 10;
+    spec.serving.replicas = 1;
+    spec.retrain = Some(RetrainSpec {
+        on_new_data: true,
+        ..Default::default()
+    });
+    h.apply(MODEL, spec).await;
+    h.wait_champion(MODEL, 1).await;
+    days
+}
+
 async fn version(h: &Harness, n: u32) -> Option<ModelVersion> {
     h.versions()
         .get_opt(&names::version_object(MODEL, n))
@@ -163,18 +181,7 @@ async fn refused_data_gets_no_training_job_and_the_next_clean_day_trains() {
     );
     h.registry = Some(writer.clone());
     h.start_operator();
-    let days = h.dir.path().join("daily");
-    copy_days(&days);
-    let mut spec = pipeline("wine-good-daily.yaml");
-    spec.data.source = spec_source(&days);
-    spec.training.epochs = 10;
-    spec.serving.replicas = 1;
-    spec.retrain = Some(RetrainSpec {
-        on_new_data: true,
-        ..Default::default()
-    });
-    h.apply(MODEL, spec).await;
-    h.wait_champion(MODEL, 1).await;
+    let days = champion_on_daily_files(&h).await;
     let v1 = version(&h, 1).await.expect("v1");
     let check = v1.status.as_ref().and_then(|s| s.data_check.clone());
     assert!(
@@ -398,18 +405,7 @@ fn two_rows(batch: RecordBatch) -> RecordBatch {
 async fn a_renamed_column_a_vanished_class_a_null_jump_and_too_few_rows_are_each_refused() {
     let mut h = Harness::start_idle(186, 1.0).await;
     h.start_operator();
-    let days = h.dir.path().join("daily");
-    copy_days(&days);
-    let mut spec = pipeline("wine-good-daily.yaml");
-    spec.data.source = spec_source(&days);
-    spec.training.epochs = 10;
-    spec.serving.replicas = 1;
-    spec.retrain = Some(RetrainSpec {
-        on_new_data: true,
-        ..Default::default()
-    });
-    h.apply(MODEL, spec).await;
-    h.wait_champion(MODEL, 1).await;
+    let days = champion_on_daily_files(&h).await;
 
     type Change = fn(RecordBatch) -> RecordBatch;
     let cases: [(&str, Change, &str, Option<&str>, &str); 4] = [

@@ -46,12 +46,16 @@ def main():
 
     started = time.perf_counter()
     df = pl.read_parquet(f"{directory}/date=*/*.parquet", columns=features, hive_partitioning=False)
-    exprs = [
-        pl.col(f).cast(pl.Categorical).to_physical().cast(pl.Float32)
-        if df.schema[f] == pl.String
-        else pl.col(f).cast(pl.Float32)
-        for f in features
-    ]
+    # Codes in first-seen row order, as the others number categories
+    # (polars' own categorical codes follow its parallel reader's order).
+    exprs = []
+    for f in features:
+        if df.schema[f] == pl.String:
+            seen = df[f].unique(maintain_order=True).to_list()
+            mapping = {v: float(i) for i, v in enumerate(seen)}
+            exprs.append(pl.col(f).replace_strict(mapping, return_dtype=pl.Float32))
+        else:
+            exprs.append(pl.col(f).cast(pl.Float32))
     matrix = df.select(exprs).to_numpy()
     out["polarsSeconds"] = round(time.perf_counter() - started, 3)
     out["polarsSum"] = float(np.nansum(matrix, dtype=np.float64))

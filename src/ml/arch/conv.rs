@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use candle_core::{D, Device, Result, Tensor};
+use candle_core::{D, Device, Result, Tensor, Var};
 
 /// Geometry of one convolution over inputs of one size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -160,10 +160,73 @@ pub(crate) fn max_pool2(x: &Tensor) -> Result<Tensor> {
     windows.gather(&argmax, D::Minus1)?.squeeze(D::Minus1)
 }
 
+/// Batch norm over `[N, C, H, W]` computed in place of layout: statistics
+/// are sums over the contiguous `H·W` of each channel and then over `N`,
+/// and the normalisation is two broadcasts of `[1, C, 1]` factors. candle's
+/// `BatchNorm` transposes to channels first, copies, normalises in four
+/// element-wise passes and transposes back (another copy before the next
+/// conv): most of a 32×32 epoch's element-wise work. Same arithmetic as
+/// candle's and PyTorch's: biased variance to normalise, unbiased in the
+/// running variance, `running = (1 − momentum)·running + momentum·batch`.
+pub(crate) struct BatchNorm2d {
+    /// `[C]` scale and shift (trained as any tensor).
+    pub(crate) weight: Tensor,
+    pub(crate) bias: Tensor,
+    /// Running statistics, updated in place by training forward passes.
+    pub(crate) running_mean: Var,
+    pub(crate) running_var: Var,
+    pub(crate) eps: f64,
+    pub(crate) momentum: f64,
+}
+
+impl BatchNorm2d {
+    pub(crate) fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        let flat = x.reshape((n, c, h * w))?;
+        // Training: (x − batch mean)·scale + bias; evaluation folds the
+        // running mean into the shift: x·scale + (bias − mean·scale).
+        let (x, scale, shift) = if train {
+            let count = (n * h * w) as f64;
+            let per_channel = |t: &Tensor| -> Result<Tensor> {
+                t.sum_keepdim(2)?.sum_keepdim(0)?.affine(1.0 / count, 0.0)
+            };
+            let mean = per_channel(&flat)?;
+            let centered = flat.broadcast_sub(&mean)?;
+            let var = per_channel(&centered.sqr()?)?;
+            let m = self.momentum;
+            let unbiased = if count > 1.0 {
+                count / (count - 1.0)
+            } else {
+                1.0
+            };
+            self.running_mean.set(
+                &((self.running_mean.as_tensor() * (1.0 - m))?
+                    + (mean.detach().flatten_all()? * m)?)?,
+            )?;
+            self.running_var.set(
+                &((self.running_var.as_tensor() * (1.0 - m))?
+                    + (var.detach().flatten_all()? * (m * unbiased))?)?,
+            )?;
+            let scale = self
+                .weight
+                .reshape((1, c, 1))?
+                .broadcast_div(&(var + self.eps)?.sqrt()?)?;
+            (centered, scale, self.bias.reshape((1, c, 1))?)
+        } else {
+            let scale = (&self.weight / (self.running_var.as_tensor() + self.eps)?.sqrt()?)?;
+            let shift = (&self.bias - (self.running_mean.as_tensor() * &scale)?)?;
+            (flat, scale.reshape((1, c, 1))?, shift.reshape((1, c, 1))?)
+        };
+        x.broadcast_mul(&scale)?
+            .broadcast_add(&shift)?
+            .reshape((n, c, h, w))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Var};
+    use candle_core::{DType, ModuleT};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -376,5 +439,81 @@ mod tests {
             "{g:?}"
         );
         assert_eq!([g[2], g[3], g[6], g[7]], [0.0, 5.0, 0.0, 0.0], "{g:?}");
+    }
+    /// Training and evaluation against candle's `BatchNorm` (PyTorch's
+    /// arithmetic): outputs, the running statistics after two training
+    /// steps, and the gradients of x, the scale and the shift, in f64.
+    #[test]
+    fn batch_norm_matches_candles_in_training_and_evaluation() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for &(n, c, h, w) in &[(4, 3, 5, 6), (2, 8, 32, 32), (3, 2, 1, 1)] {
+            let f64s = |shape: &[usize], rng: &mut ChaCha8Rng| {
+                random(shape, rng).to_dtype(DType::F64).unwrap()
+            };
+            let weight = Var::from_tensor(&(f64s(&[c], &mut rng) + 1.5).unwrap()).unwrap();
+            let bias = Var::from_tensor(&f64s(&[c], &mut rng)).unwrap();
+            let stats = || {
+                (
+                    Var::from_tensor(
+                        &(f64s(&[c], &mut ChaCha8Rng::seed_from_u64(1)) * 0.1).unwrap(),
+                    )
+                    .unwrap(),
+                    Var::from_tensor(
+                        &f64s(&[c], &mut ChaCha8Rng::seed_from_u64(2))
+                            .affine(0.1, 1.0)
+                            .unwrap(),
+                    )
+                    .unwrap(),
+                )
+            };
+            let (mean, var) = stats();
+            let ours = BatchNorm2d {
+                weight: weight.as_tensor().clone(),
+                bias: bias.as_tensor().clone(),
+                running_mean: mean.clone(),
+                running_var: var.clone(),
+                eps: 1e-5,
+                momentum: 0.1,
+            };
+            let (their_mean, their_var) = stats();
+            let theirs = candle_nn::BatchNorm::new_with_momentum(
+                c,
+                their_mean.as_tensor().clone(),
+                their_var.as_tensor().clone(),
+                weight.as_tensor().clone(),
+                bias.as_tensor().clone(),
+                1e-5,
+                0.1,
+            )
+            .unwrap();
+            for train in [true, true, false] {
+                let x = Var::from_tensor(&f64s(&[n, c, h, w], &mut rng).affine(3.0, 0.5).unwrap())
+                    .unwrap();
+                let r = f64s(&[n, c, h, w], &mut rng);
+                let a = ours.forward(&x, train).unwrap();
+                let b = theirs.forward_t(x.as_tensor(), train).unwrap();
+                let close = |p: &Tensor, q: &Tensor, what: &str| {
+                    let d = (p - q)
+                        .unwrap()
+                        .abs()
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .max(0)
+                        .unwrap()
+                        .to_scalar::<f64>()
+                        .unwrap();
+                    assert!(d < 1e-9, "{what} at {n}x{c}x{h}x{w} train={train}: {d}");
+                };
+                close(&a, &b, "output");
+                close(mean.as_tensor(), their_mean.as_tensor(), "running mean");
+                close(var.as_tensor(), their_var.as_tensor(), "running variance");
+                let ga = (&a * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                let gb = (&b * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                for (v, what) in [(&x, "x"), (&weight, "scale"), (&bias, "shift")] {
+                    close(ga.get(v).unwrap(), gb.get(v).unwrap(), what);
+                }
+            }
+        }
     }
 }

@@ -11,7 +11,9 @@
 # timing, every test image is sent to both and their classes must agree.
 #
 # Then wrk (as bench/serving) on loopback, 1-image and 32-image requests,
-# driftline and MLServer alternated, the same load: images/s, p50 and p99,
+# driftline, MLServer, then driftline on one thread (one async worker, candle
+# on one thread; MLServer runs inference in one Python process on one torch
+# thread), alternated, the same load: images/s, p50 and p99,
 # and the CPU split of each window: CPU-seconds per second of wall time
 # (cores busy) used by the server, by wrk, and by everything else on the
 # machine (other builds), from /proc.
@@ -74,11 +76,18 @@ pids+=("$DL")
 "$HERE/.venv/bin/mlserver" start "$WORK/mlserver" >"$WORK/mlserver.log" 2>&1 &
 ML=$!
 pids+=("$ML")
+# The same server on one thread (one async worker, candle on one thread), as
+# MLServer runs inference in one Python process.
+RUST_LOG=warn RAYON_NUM_THREADS=1 "$BIN" --worker-threads 1 serve --artifact "$ARTIFACT" --name digits --host 127.0.0.1 --port 18184 >"$WORK/driftline-1t.log" 2>&1 &
+DL1=$!
+pids+=("$DL1")
 wait_ready http://127.0.0.1:18180/v2/health/ready
+wait_ready http://127.0.0.1:18184/v2/health/ready
 wait_ready http://127.0.0.1:18181/v2/models/digits/ready
 DRIFTLINE_URL=http://127.0.0.1:18180/v2/models/digits/infer
 MLSERVER_URL=http://127.0.0.1:18181/v2/models/digits/infer
-"$PY" "$HERE/serve_prepare.py" verify "$WORK/digits/test" "$DRIFTLINE_URL" "$MLSERVER_URL"
+ONE_URL=http://127.0.0.1:18184/v2/models/digits/infer
+"$PY" "$HERE/serve_prepare.py" verify "$WORK/digits/test" "$DRIFTLINE_URL" "$MLSERVER_URL" "$ONE_URL"
 
 ticks() { # pid → CPU ticks (user + system) of the process and its descendants
   local t c
@@ -119,15 +128,19 @@ for n in 1 32; do
   # Warm both up, then measure, alternated.
   BODY_FILE="$WORK/body-$n.json" wrk -t1 -c2 -d2s -s bench/serving/post.lua "$DRIFTLINE_URL" >/dev/null
   BODY_FILE="$WORK/body-$n.json" wrk -t1 -c2 -d2s -s bench/serving/post.lua "$MLSERVER_URL" >/dev/null
+  BODY_FILE="$WORK/body-$n.json" wrk -t1 -c2 -d2s -s bench/serving/post.lua "$ONE_URL" >/dev/null
   d=$(load "$DL" "$DRIFTLINE_URL" "$WORK/body-$n.json")
   m=$(load "$ML" "$MLSERVER_URL" "$WORK/body-$n.json")
+  w=$(load "$DL1" "$ONE_URL" "$WORK/body-$n.json")
   row "$n" driftline "$d"
   row "$n" mlserver "$m"
-  python3 - "$d" "$m" "$n" <<'PY'
+  row "$n" dl-1thread "$w"
+  python3 - "$d" "$w" "$m" "$n" <<'PY'
 import sys
 def parse(s): return {k: float(v) for k, v in (kv.split("=") for kv in s.split())}
-d, m, n = parse(sys.argv[1]), parse(sys.argv[2]), sys.argv[3]
-print(f"{n:<7} {'ratio':<10} {d['rps']/m['rps']:9.1f}x {'':>10} {m['p50_us']/d['p50_us']:9.1f}x {m['p99_us']/d['p99_us']:9.1f}x"
-      "   (images/s: driftline/mlserver; latency: mlserver/driftline)")
+d, w, m, n = parse(sys.argv[1]), parse(sys.argv[2]), parse(sys.argv[3]), sys.argv[4]
+for label, x in (("ratio", d), ("ratio-1t", w)):
+    print(f"{n:<7} {label:<10} {x['rps']/m['rps']:9.1f}x {'':>10} {m['p50_us']/x['p50_us']:9.1f}x {m['p99_us']/x['p99_us']:9.1f}x"
+          "   (images/s: driftline/mlserver; latency: mlserver/driftline)")
 PY
 done

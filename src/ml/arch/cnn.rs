@@ -10,7 +10,8 @@
 
 use std::collections::HashMap;
 
-use candle_core::{Tensor, Var};
+use candle_core::Tensor;
+use candle_nn::BatchNorm;
 use rand_chacha::ChaCha8Rng;
 
 use crate::api::{ArchitectureSpec, ConvBlock, Pooling};
@@ -136,17 +137,15 @@ impl Architecture for Cnn {
         for (i, b) in spec.conv_blocks.iter().enumerate() {
             let get = |suffix: &str| tensor(tensors, &format!("conv{i}.{suffix}"));
             let norm = if b.batch_norm {
-                // The running statistics are the training's own Vars (or
-                // plain tensors when serving): `Var::from_tensor` keeps a
-                // Var's storage, so training updates what is saved.
-                let bn = BatchNorm2d {
-                    weight: get("bn.weight")?,
-                    bias: get("bn.bias")?,
-                    running_mean: Var::from_tensor(&get("bn.running_mean")?)?,
-                    running_var: Var::from_tensor(&get("bn.running_var")?)?,
-                    eps: BN_EPS,
-                    momentum: BN_MOMENTUM,
-                };
+                let bn = BatchNorm2d(BatchNorm::new_with_momentum(
+                    b.channels as usize,
+                    get("bn.running_mean")?,
+                    get("bn.running_var")?,
+                    get("bn.weight")?,
+                    get("bn.bias")?,
+                    BN_EPS,
+                    BN_MOMENTUM,
+                )?);
                 Norm::Batch {
                     bn,
                     frozen: frozen(&format!("conv{i}.bn.running_mean")),

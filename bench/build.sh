@@ -18,4 +18,4 @@ if [ -n "${DRIFTLINE_BIN:-}" ]; then
   exit 0
 fi
 CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo build --quiet --bin driftline
-cp target/debug/driftline "$out.tmp" && mv "$out.tmp" "$out"
+cp "${CARGO_TARGET_DIR:-target}/debug/driftline" "$out.tmp" && mv "$out.tmp" "$out"

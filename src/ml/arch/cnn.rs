@@ -10,13 +10,13 @@
 
 use std::collections::HashMap;
 
-use candle_core::{ModuleT, Tensor};
+use candle_core::Tensor;
 use candle_nn::BatchNorm;
 use rand_chacha::ChaCha8Rng;
 
 use crate::api::{ArchitectureSpec, ConvBlock, Pooling};
 
-use super::conv::{Im2Col, max_pool2};
+use super::conv::{BatchNorm2d, Im2Col, max_pool2};
 use super::mlp::{LinearStack, activate, linear_init, linear_layers, linear_tensors};
 use super::{Architecture, InputShape, Network, TensorRole, TensorShape, tensor, uniform_fan_in};
 use crate::ml::error::MlError;
@@ -137,7 +137,7 @@ impl Architecture for Cnn {
         for (i, b) in spec.conv_blocks.iter().enumerate() {
             let get = |suffix: &str| tensor(tensors, &format!("conv{i}.{suffix}"));
             let norm = if b.batch_norm {
-                let bn = BatchNorm::new_with_momentum(
+                let bn = BatchNorm2d(BatchNorm::new_with_momentum(
                     b.channels as usize,
                     get("bn.running_mean")?,
                     get("bn.running_var")?,
@@ -145,7 +145,7 @@ impl Architecture for Cnn {
                     get("bn.bias")?,
                     BN_EPS,
                     BN_MOMENTUM,
-                )?;
+                )?);
                 Norm::Batch {
                     bn,
                     frozen: frozen(&format!("conv{i}.bn.running_mean")),
@@ -181,7 +181,7 @@ impl Architecture for Cnn {
 enum Norm {
     /// Batch norm; a frozen one keeps its running statistics in training too.
     Batch {
-        bn: BatchNorm,
+        bn: BatchNorm2d,
         frozen: bool,
     },
     Bias(Tensor),
@@ -211,14 +211,24 @@ impl CnnNetwork {
         let rows = x.dim(0)?;
         let mut h = x.reshape((rows, self.channels, self.height, self.width))?;
         for b in &self.blocks {
-            h = b.conv.conv2d(&h, &b.weight, b.padding, b.stride)?;
+            // Without gradients (serving, validation, evaluation) candle's own
+            // conv2d and max pool: the same values as ours (the tests of
+            // `conv`), several times faster forward (a direct im2col, tiled,
+            // against our gather and copies); only their backward passes are
+            // slow or wrong, and nothing here goes backward.
+            h = if train {
+                b.conv.conv2d(&h, &b.weight, b.padding, b.stride)?
+            } else {
+                h.conv2d(&b.weight, b.padding, b.stride, 1, 1)?
+            };
             h = match &b.norm {
-                Norm::Batch { bn, frozen } => bn.forward_t(&h, train && !frozen)?,
+                Norm::Batch { bn, frozen } => bn.forward(&h, train && !frozen)?,
                 Norm::Bias(bias) => h.broadcast_add(bias)?,
             };
             h = activate(&h, self.activation)?;
             h = match b.pool {
-                Pooling::Max => max_pool2(&h)?,
+                Pooling::Max if train => max_pool2(&h)?,
+                Pooling::Max => h.max_pool2d(2)?,
                 Pooling::Avg => h.avg_pool2d(2)?,
                 Pooling::None => h,
             };
@@ -240,5 +250,63 @@ impl Network for CnnNetwork {
 
     fn head(&self, embedding: &Tensor) -> candle_core::Result<Tensor> {
         self.head.output(embedding)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    /// Without batch norm or dropout, training and inference compute the
+    /// same function: the training path's own conv and max pool (whose
+    /// gradients are ours) and the inference path's candle ops give the
+    /// same outputs, at odd sizes and strides too.
+    #[test]
+    fn inference_ops_give_the_training_ops_outputs() {
+        let spec: ArchitectureSpec = serde_json::from_value(serde_json::json!({
+            "type": "cnn",
+            "convBlocks": [
+                {"channels": 4, "batchNorm": false, "pool": "max"},
+                {"channels": 6, "kernel": 5, "stride": 2, "batchNorm": false, "pool": "max"},
+                {"channels": 5, "batchNorm": false, "pool": "avg"}
+            ],
+            "hiddenLayers": [7]
+        }))
+        .unwrap();
+        let input = InputShape::Image {
+            channels: 2,
+            height: 23,
+            width: 19,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let tensors: HashMap<String, Tensor> = Cnn
+            .tensors(&spec, input, 3)
+            .into_iter()
+            .zip(Cnn.init(&spec, input, 3, &mut rng))
+            .map(|(shape, values)| {
+                let t = Tensor::from_vec(values, shape.shape, &candle_core::Device::Cpu).unwrap();
+                (shape.name, t)
+            })
+            .collect();
+        let net = Cnn.build(&spec, input, &tensors, &|_| false).unwrap();
+        let values: Vec<f32> = (0..3 * 2 * 23 * 19)
+            .map(|_| rng.random_range(-2.0f32..2.0))
+            .collect();
+        let x = Tensor::from_vec(values, (3, 2 * 23 * 19), &candle_core::Device::Cpu).unwrap();
+        let trained = net.forward(&x, Some(&mut rng)).unwrap();
+        let inferred = net.forward(&x, None).unwrap();
+        let d = (trained - inferred)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(d < 1e-5, "{d}");
     }
 }

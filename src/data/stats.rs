@@ -17,55 +17,91 @@ pub fn compute(
     target: &str,
     ranges: &BTreeMap<String, (f64, f64)>,
 ) -> DataStats {
-    let mut stats = DataStats {
-        rows: table.rows as u64,
-        duplicate_rows: 0,
-        target: target.to_string(),
-        columns: BTreeMap::new(),
-    };
-    let counted: Vec<(&String, &[Cell])> = columns
-        .iter()
-        .chain(std::iter::once(&stats.target))
-        .filter_map(|name| {
-            table
-                .position(name)
-                .map(|i| (name, table.columns[i].as_slice()))
-        })
-        .collect();
-    for (name, cells) in &counted {
-        let is_target = *name == target;
-        stats.columns.insert(
-            (*name).clone(),
-            column(cells, is_target, ranges.get(*name).copied()),
-        );
-    }
-    // Rows are hashed column by column (each column's cells are contiguous),
-    // then each row's 64-bit hash is looked up once: duplicates among 10M
-    // rows collide by chance with probability ~3e-6.
-    let mut hashes = vec![0x9e37_79b9_7f4a_7c15_u64; table.rows];
-    for (_, cells) in &counted {
-        for (h, cell) in hashes.iter_mut().zip(cells.iter()) {
-            let v = match cell {
-                Cell::Number(x) => mix(x.to_bits()),
-                Cell::Text(t) => {
-                    // A fixed-key hasher: the same rows count the same in every process.
-                    let mut text = std::collections::hash_map::DefaultHasher::new();
-                    t.hash(&mut text);
-                    text.finish() ^ 0x5555_5555_5555_5555
-                }
-                Cell::Missing => 0xaaaa_aaaa_aaaa_aaaa,
-            };
-            *h = mix(h.rotate_left(23) ^ v);
+    let mut stats = Statistics::new(target, ranges.clone());
+    stats.add(table, columns);
+    stats.finish()
+}
+
+/// The data check's statistics gathered batch by batch, so the window need
+/// not fit in memory: besides the counts, only one 64-bit hash per row is
+/// kept, for duplicates (duplicates among 10M rows collide by chance with
+/// probability ~3e-6).
+pub struct Statistics {
+    stats: DataStats,
+    ranges: BTreeMap<String, (f64, f64)>,
+    seen: HashSet<u64, BuildHasherDefault<Prehashed>>,
+}
+
+impl Statistics {
+    pub fn new(target: &str, ranges: BTreeMap<String, (f64, f64)>) -> Self {
+        Self {
+            stats: DataStats {
+                rows: 0,
+                duplicate_rows: 0,
+                target: target.to_string(),
+                columns: BTreeMap::new(),
+            },
+            ranges,
+            seen: HashSet::default(),
         }
     }
-    let mut seen: HashSet<u64, BuildHasherDefault<Prehashed>> =
-        HashSet::with_capacity_and_hasher(table.rows, Default::default());
-    for h in hashes {
-        if !seen.insert(h) {
-            stats.duplicate_rows += 1;
+
+    /// Counts one batch: `columns` (the features) and the target.
+    pub fn add(&mut self, table: &Table, columns: &[String]) {
+        let target = self.stats.target.clone();
+        let counted: Vec<(&String, &[Cell])> = columns
+            .iter()
+            .chain(std::iter::once(&target))
+            .filter_map(|name| {
+                table
+                    .position(name)
+                    .map(|i| (name, table.columns[i].as_slice()))
+            })
+            .collect();
+        for (name, cells) in &counted {
+            let column = self.stats.columns.entry((*name).clone()).or_default();
+            add_cells(
+                column,
+                cells,
+                **name == target,
+                self.ranges.get(*name).copied(),
+            );
+        }
+        self.stats.rows += table.rows as u64;
+        // Rows are hashed column by column (each column's cells are
+        // contiguous), then each row's hash is looked up once.
+        let mut hashes = vec![0x9e37_79b9_7f4a_7c15_u64; table.rows];
+        for (_, cells) in &counted {
+            for (h, cell) in hashes.iter_mut().zip(cells.iter()) {
+                let v = match cell {
+                    Cell::Number(x) => mix(x.to_bits()),
+                    Cell::Text(t) => {
+                        // A fixed-key hasher: the same rows count the same in every process.
+                        let mut text = std::collections::hash_map::DefaultHasher::new();
+                        t.hash(&mut text);
+                        text.finish() ^ 0x5555_5555_5555_5555
+                    }
+                    Cell::Missing => 0xaaaa_aaaa_aaaa_aaaa,
+                };
+                *h = mix(h.rotate_left(23) ^ v);
+            }
+        }
+        self.seen.reserve(table.rows);
+        for h in hashes {
+            if !self.seen.insert(h) {
+                self.stats.duplicate_rows += 1;
+            }
         }
     }
-    stats
+
+    /// Rows counted so far.
+    pub fn rows(&self) -> u64 {
+        self.stats.rows
+    }
+
+    pub fn finish(self) -> DataStats {
+        self.stats
+    }
 }
 
 /// splitmix64's finaliser: every input bit moves every output bit, so row
@@ -94,8 +130,7 @@ impl Hasher for Prehashed {
     }
 }
 
-fn column(cells: &[Cell], is_target: bool, range: Option<(f64, f64)>) -> ColumnStats {
-    let mut c = ColumnStats::default();
+fn add_cells(c: &mut ColumnStats, cells: &[Cell], is_target: bool, range: Option<(f64, f64)>) {
     for cell in cells {
         match cell {
             Cell::Missing => c.nulls += 1,
@@ -130,7 +165,6 @@ fn column(cells: &[Cell], is_target: bool, range: Option<(f64, f64)>) -> ColumnS
             }
         }
     }
-    c
 }
 
 #[cfg(test)]
@@ -158,6 +192,26 @@ mod tests {
             BTreeMap::from([("a".to_string(), 0.75), ("b".to_string(), 0.25)])
         );
         assert_eq!(s.columns["label"].nulls, 1);
+    }
+
+    #[test]
+    fn batch_by_batch_counts_what_the_whole_table_counts() {
+        let head = "x,color,label\n";
+        let first = "1,red,a\n5,,b\n1,red,a\n";
+        let second = "9,blue,\n1,red,a\nhigh,red,a\n7,green,c\n";
+        let whole = Table::from_csv("t.csv", format!("{head}{first}{second}").as_bytes()).unwrap();
+        let ranges = BTreeMap::from([("x".to_string(), (0.0, 6.0))]);
+        let columns = ["x".to_string(), "color".to_string()];
+        let expected = compute(&whole, &columns, "label", &ranges);
+        let mut batches = Statistics::new("label", ranges);
+        for part in [first, second] {
+            let t = Table::from_csv("t.csv", format!("{head}{part}").as_bytes()).unwrap();
+            batches.add(&t, &columns);
+        }
+        let got = batches.finish();
+        assert_eq!(got, expected);
+        assert_eq!(got.duplicate_rows, 2, "a repeat across batches counts");
+        assert_eq!(got.columns["x"].max, Some(9.0));
     }
 
     #[test]

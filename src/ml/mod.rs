@@ -25,4 +25,4 @@ pub use error::{ArtifactError, MlError};
 pub use eval::{evaluate, evaluate_images};
 pub use preprocess::{FeatureBatch, FeatureSchema};
 pub use train::{TrainOptions, TrainedModel, fit, train};
-pub use window_drift::{observation, window_drift};
+pub use window_drift::{WindowDrift, observation};

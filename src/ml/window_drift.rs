@@ -18,34 +18,49 @@ pub fn observation(cell: &Cell) -> Observation<'_> {
     }
 }
 
-/// Every row of `table` counted over `reference`'s bins and judged under
-/// `spec`. A feature the table lacks counts as missing in every row (the
-/// data check names the missing column itself); the window has no
-/// predictions, so the rule reads the features alone.
-pub fn window_drift(
-    reference: &ReferenceProfile,
-    spec: &DriftSpec,
-    table: &Table,
-    at: DateTime<Utc>,
-) -> WindowReport {
-    let columns: Vec<Option<&[Cell]>> = reference
-        .features
-        .iter()
-        .map(|f| table.column(f.name(), "data.features").ok())
-        .collect();
-    let mut sketch = DatasetSketch::for_profile(reference);
-    for row in 0..table.rows {
-        sketch.observe_row(
+/// A training window counted over a champion's reference bins batch by
+/// batch, then judged under the Model's drift settings. A feature a batch
+/// lacks counts as missing in its rows (the data check names the missing
+/// column itself); the window has no predictions, so the rule reads the
+/// features alone.
+pub struct WindowDrift<'a> {
+    reference: &'a ReferenceProfile,
+    sketch: DatasetSketch,
+}
+
+impl<'a> WindowDrift<'a> {
+    pub fn new(reference: &'a ReferenceProfile) -> Self {
+        Self {
             reference,
-            |j| columns[j].map_or(Observation::Missing, |c| observation(&c[row])),
-            Observation::Missing,
-        );
+            sketch: DatasetSketch::for_profile(reference),
+        }
     }
-    drift::compare(
-        reference,
-        &DriftConfig::from(spec.clone()),
-        &sketch,
-        at,
-        Some(at),
-    )
+
+    /// Counts every row of `table`.
+    pub fn add(&mut self, table: &Table) {
+        let columns: Vec<Option<&[Cell]>> = self
+            .reference
+            .features
+            .iter()
+            .map(|f| table.column(f.name(), "data.features").ok())
+            .collect();
+        for row in 0..table.rows {
+            self.sketch.observe_row(
+                self.reference,
+                |j| columns[j].map_or(Observation::Missing, |c| observation(&c[row])),
+                Observation::Missing,
+            );
+        }
+    }
+
+    /// The window's verdict under `spec`, as of `at`.
+    pub fn judge(&self, spec: &DriftSpec, at: DateTime<Utc>) -> WindowReport {
+        drift::compare(
+            self.reference,
+            &DriftConfig::from(spec.clone()),
+            &self.sketch,
+            at,
+            Some(at),
+        )
+    }
 }

@@ -297,16 +297,7 @@ mod tests {
         let x = Tensor::from_vec(values, (3, 2 * 23 * 19), &candle_core::Device::Cpu).unwrap();
         let trained = net.forward(&x, Some(&mut rng)).unwrap();
         let inferred = net.forward(&x, None).unwrap();
-        let d = (trained - inferred)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = super::super::max_abs_diff(&trained, &inferred);
         assert!(d < 1e-5, "{d}");
     }
 }

@@ -207,16 +207,7 @@ mod tests {
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
+        super::super::max_abs_diff(a, b) as f32
     }
 
     /// Random shapes, strides and paddings: the same outputs as candle's conv2d.
@@ -467,16 +458,7 @@ mod tests {
                 let a = ours.forward(&x, train).unwrap();
                 let b = theirs.forward_t(x.as_tensor(), train).unwrap();
                 let close = |p: &Tensor, q: &Tensor, what: &str| {
-                    let d = (p - q)
-                        .unwrap()
-                        .abs()
-                        .unwrap()
-                        .flatten_all()
-                        .unwrap()
-                        .max(0)
-                        .unwrap()
-                        .to_scalar::<f64>()
-                        .unwrap();
+                    let d = super::super::max_abs_diff(p, q);
                     assert!(d < 1e-9, "{what} at {n}x{c}x{h}x{w} train={train}: {d}");
                 };
                 close(&a, &b, "output");

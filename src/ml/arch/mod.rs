@@ -146,6 +146,19 @@ pub fn lookup(name: &str) -> Result<&'static dyn Architecture, MlError> {
         })
 }
 
+/// Largest absolute difference between two tensors of one shape, in f64:
+/// what the layer tests compare our ops with candle's by.
+#[cfg(test)]
+pub(crate) fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f64 {
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.flatten_all())
+        .and_then(|d| d.max(0))
+        .and_then(|d| d.to_dtype(candle_core::DType::F64))
+        .and_then(|d| d.to_scalar::<f64>())
+        .expect("tensors of one shape")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

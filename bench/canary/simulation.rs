@@ -4,7 +4,7 @@
 //! every poll), so the benchmark's figures and the test's claims are about
 //! the same thing.
 
-use chrono::{Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use driftline::api::{AnalysisMethod, AnalysisOutcome, AnalysisSpec};
 use driftline::policy::{CanaryMetrics, ServingMetrics, StepWindow, analyse_canary};
 use rand_chacha::ChaCha8Rng;
@@ -41,18 +41,50 @@ pub fn canary(rate: f64, rng: &mut ChaCha8Rng) -> Polls {
         .collect()
 }
 
-/// `Some((promoted, canary requests))` when the method decided: a threshold
-/// read only once the pause is over, a sequential analysis at every poll.
-pub fn judge(method: AnalysisMethod, polls: &Polls) -> Option<(bool, u64)> {
-    let spec = AnalysisSpec {
+/// The analysis every simulated canary is judged by: `method`, alpha, 100
+/// requests at least, and the error-rate margin only.
+pub fn spec(method: AnalysisMethod) -> AnalysisSpec {
+    AnalysisSpec {
         method,
         alpha: ALPHA,
         min_requests: 100,
         max_error_rate: None,
         max_error_rate_increase: Some(MARGIN),
         ..AnalysisSpec::default()
+    }
+}
+
+/// When every simulated step starts.
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap()
+}
+
+/// The step's window since `t0()` as the operator scrapes it: (errors,
+/// requests) of canary and stable.
+pub fn metrics(canary: (u64, u64), stable: (u64, u64), now: DateTime<Utc>) -> CanaryMetrics {
+    let serving = |(errors, requests): (u64, u64)| ServingMetrics {
+        requests,
+        errors,
+        p99_latency_ms: Some(10.0),
+        labelled: 0,
+        correct: 0,
+        slow: None,
     };
-    let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+    CanaryMetrics {
+        version: 2,
+        window_start: t0(),
+        window_end: now,
+        canary: serving(canary),
+        stable: serving(stable),
+        prediction_divergence: None,
+    }
+}
+
+/// `Some((promoted, canary requests))` when the method decided: a threshold
+/// read only once the pause is over, a sequential analysis at every poll.
+pub fn judge(method: AnalysisMethod, polls: &Polls) -> Option<(bool, u64)> {
+    let spec = spec(method);
+    let t0 = t0();
     let mut sum = [0u64; 4];
     for (i, p) in polls.iter().enumerate() {
         for k in 0..4 {
@@ -63,22 +95,7 @@ pub fn judge(method: AnalysisMethod, polls: &Polls) -> Option<(bool, u64)> {
             continue;
         }
         let now = t0 + Duration::seconds(30 * (i as i64 + 1));
-        let serving = |errors, requests| ServingMetrics {
-            requests,
-            errors,
-            p99_latency_ms: Some(10.0),
-            labelled: 0,
-            correct: 0,
-            slow: None,
-        };
-        let m = CanaryMetrics {
-            version: 2,
-            window_start: t0,
-            window_end: now,
-            canary: serving(sum[0], sum[1]),
-            stable: serving(sum[2], sum[3]),
-            prediction_divergence: None,
-        };
+        let m = metrics((sum[0], sum[1]), (sum[2], sum[3]), now);
         let w = StepWindow {
             step: 0,
             steps: 1,

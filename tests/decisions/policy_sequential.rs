@@ -4,48 +4,14 @@
 //! is read, while the threshold read at every poll promotes far more often;
 //! a canary twice as bad is rolled back on fewer requests.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::Duration;
 use driftline::api::{AnalysisMethod, AnalysisOutcome, AnalysisSpec, Evidence};
-use driftline::policy::{CanaryMetrics, ServingMetrics, StepWindow, analyse_canary};
+use driftline::policy::{StepWindow, analyse_canary};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Binomial, Distribution};
 
-use crate::canary_simulation::{ALPHA, MARGIN, STABLE, canary, judge};
-
-fn spec(method: AnalysisMethod) -> AnalysisSpec {
-    AnalysisSpec {
-        method,
-        alpha: ALPHA,
-        min_requests: 100,
-        max_error_rate: None,
-        max_error_rate_increase: Some(MARGIN),
-        ..AnalysisSpec::default()
-    }
-}
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap()
-}
-
-fn metrics(canary: (u64, u64), stable: (u64, u64), now: DateTime<Utc>) -> CanaryMetrics {
-    let serving = |(errors, requests): (u64, u64)| ServingMetrics {
-        requests,
-        errors,
-        p99_latency_ms: Some(10.0),
-        labelled: 0,
-        correct: 0,
-        slow: None,
-    };
-    CanaryMetrics {
-        version: 2,
-        window_start: t0(),
-        window_end: now,
-        canary: serving(canary),
-        stable: serving(stable),
-        prediction_divergence: None,
-    }
-}
+use crate::canary_simulation::{ALPHA, MARGIN, STABLE, canary, judge, metrics, spec, t0};
 
 fn binomial(rng: &mut ChaCha8Rng, n: u64, p: f64) -> u64 {
     Binomial::new(n, p).expect("a valid rate").sample(rng)

@@ -132,28 +132,16 @@ async fn data_artifacts_and_feedback_round_trip_through_s3() {
         {"name": "x8", "shape": [1], "datatype": "FP64", "data": [0.9]},
         {"name": "segment", "shape": [1], "datatype": "BYTES", "data": ["a"]}
     ]});
-    let answer: Value = http
-        .post(format!("{base}/infer"))
-        .json(&row)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let infer = |body: Value| {
+        let request = http.post(format!("{base}/infer")).json(&body);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let answer = infer(row.clone()).await;
     assert_eq!(answer["id"], "req-1", "{answer}");
     // A second request whose label will come late, as a file.
     let mut late = row.clone();
     late["id"] = json!("req-2");
-    let answer: Value = http
-        .post(format!("{base}/infer"))
-        .json(&late)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = infer(late).await;
     assert_eq!(answer["id"], "req-2", "{answer}");
     let labelled = http
         .post(format!("{base}/feedback"))

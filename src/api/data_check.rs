@@ -267,6 +267,17 @@ impl ModelSpec {
         }
         check
     }
+
+    /// Where a new run of this Model starts: at its data check when it has
+    /// one, else straight at training. Also where a run is taken back from a
+    /// version whose status was never written (it cannot have been checked).
+    pub fn first_run_stage(&self) -> super::RunStage {
+        if self.data_check().enabled {
+            super::RunStage::CheckingData
+        } else {
+            super::RunStage::Training
+        }
+    }
 }
 
 #[cfg(test)]

@@ -104,6 +104,16 @@ pub enum RunStage {
     Training,
 }
 
+impl RunStage {
+    /// The phase a version has while its run is at this stage.
+    pub fn phase(self) -> super::VersionPhase {
+        match self {
+            RunStage::CheckingData => super::VersionPhase::CheckingData,
+            RunStage::Training => super::VersionPhase::Training,
+        }
+    }
+}
+
 /// A training run: started, or finished with its outcome.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -14,8 +14,8 @@ use tracing::info;
 
 use crate::api::names;
 use crate::api::{
-    Model, ModelVersion, ModelVersionStatus, RunStage, StartSummary, TrainingTrigger, VersionPhase,
-    version_name, version_number,
+    Model, ModelVersion, ModelVersionStatus, StartSummary, TrainingTrigger, version_name,
+    version_number,
 };
 use crate::policy::{Action, Decision, EventKind, apply_to_version_status, version_written_by};
 
@@ -71,16 +71,8 @@ pub fn plan(
                     .as_ref()
                     .filter(|t| version_number(&t.version) == Some(n))
                     .map(|t| t.stage)
-                    .unwrap_or(if model.spec.data_check().enabled {
-                        RunStage::CheckingData
-                    } else {
-                        RunStage::Training
-                    });
-                let phase = match stage {
-                    RunStage::CheckingData => VersionPhase::CheckingData,
-                    RunStage::Training => VersionPhase::Training,
-                };
-                children::initial_version_status(model, n, phase, settings)?
+                    .unwrap_or(model.spec.first_run_stage());
+                children::initial_version_status(model, n, stage.phase(), settings)?
             }
         };
         current.insert(n, (v.clone(), status));

@@ -293,7 +293,9 @@ where
     };
     match api.create(&params, obj).await {
         Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        // Only `AlreadyExists` means it is there: any other 409 (a Conflict
+        // from a busy or flaky server) created nothing and is retried.
+        Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => Ok(false),
         Err(e) => Err(kube(format!("create {} {ns}/{name}", K::kind(&())))(e)),
     }
 }

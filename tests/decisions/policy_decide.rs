@@ -4,7 +4,8 @@ use crate::policy_support;
 
 use chrono::Duration;
 use driftline::api::{
-    AnalysisOutcome, ConditionStatus, ModelPhase, TrafficWeight, TrainingTrigger, VersionPhase,
+    AnalysisOutcome, ConditionStatus, ModelPhase, RunStage, TrafficWeight, TrainingTrigger,
+    VersionPhase,
 };
 use driftline::drift::ColumnReading;
 use driftline::policy::{
@@ -1096,6 +1097,28 @@ fn a_restarted_operator_that_lost_status_never_starts_a_second_training() {
     w.step();
     assert_eq!(w.phase(1), Some(VersionPhase::Trained));
     assert_eq!(status(&w).candidate.as_deref(), Some("v1"));
+}
+
+#[test]
+fn a_version_whose_status_was_never_written_is_taken_back_at_its_data_check() {
+    let mut w = World::new(quiet_spec(), t("2026-06-01T08:00:00Z"));
+    w.step();
+    assert_eq!(w.phase(1), Some(VersionPhase::CheckingData));
+    // The reconcile that created v1 lost both status writes (a flaky API
+    // server): v1 exists without a status and the Model knows no run.
+    w.model.status = None;
+    w.versions[0].status = None;
+    // Its data check Job was never created, so nothing has run or reported.
+    w.jobs.clear();
+    w.data_checks.clear();
+    let d = w.step();
+    assert!(d.started_training().is_none(), "v1 is adopted, not doubled");
+    let run = status(&w).training.clone().expect("v1 adopted as the run");
+    assert_eq!(
+        (run.version.as_str(), run.stage),
+        ("v1", RunStage::CheckingData),
+        "a version that never ran starts at its data check, never straight at training"
+    );
 }
 
 #[test]

@@ -43,13 +43,22 @@ pub(super) fn adopt_orphaned_training(ctx: &mut Ctx, versions: &[ModelVersion]) 
     if ctx.status.training.is_some() {
         return;
     }
-    let running = [
-        (VersionPhase::Training, RunStage::Training),
-        (VersionPhase::CheckingData, RunStage::CheckingData),
-    ]
-    .into_iter()
-    .filter_map(|(phase, stage)| Some((newest_in(versions, phase, 0)?, stage)))
-    .max_by_key(|(v, _)| v.spec.version);
+    // A version whose status was never written (its creator's status write
+    // was lost) ran nothing yet: it is taken back at the run's first stage,
+    // or a Model with a data check would train on unchecked data.
+    let first = ctx.spec.first_run_stage();
+    let running = versions
+        .iter()
+        .filter_map(|v| {
+            let stage = match v.status.as_ref().map(|s| s.phase) {
+                None => first,
+                Some(VersionPhase::CheckingData) => RunStage::CheckingData,
+                Some(VersionPhase::Training) => RunStage::Training,
+                Some(_) => return None,
+            };
+            Some((v, stage))
+        })
+        .max_by_key(|(v, _)| v.spec.version);
     if let Some((v, stage)) = running {
         let lineage = &v.spec.lineage;
         ctx.status.training = Some(TrainingRun {
@@ -262,11 +271,8 @@ pub(super) fn start_training(ctx: &mut Ctx, trigger: TrainingTrigger, reason: St
     let n = ctx.status.next_version;
     ctx.status.next_version = n + 1;
     let hash = config_hash(ctx.spec);
-    let (phase, stage) = if ctx.spec.data_check().enabled {
-        (VersionPhase::CheckingData, RunStage::CheckingData)
-    } else {
-        (VersionPhase::Training, RunStage::Training)
-    };
+    let stage = ctx.spec.first_run_stage();
+    let phase = stage.phase();
     ctx.actions.push(Action::StartTraining {
         version: n,
         trigger,

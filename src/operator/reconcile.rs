@@ -17,7 +17,7 @@ use crate::api::names;
 use crate::api::{ConditionStatus, Model, ModelSpec, ModelStatus, ModelVersion};
 use crate::policy::conditions::{self, set_condition};
 use crate::policy::{EventKind, Observations, decide};
-use crate::registry::RegistryWriter;
+use crate::registry::{Availability, RegistryWriter};
 
 use super::act;
 use super::apply;
@@ -289,21 +289,29 @@ async fn registry_condition(
     obs: &Observations,
 ) -> Result<(), OperatorError> {
     let availability = registry.availability();
-    let (value, reason, message) = if registry.is_available() {
-        (
+    let (value, reason, message) = match availability {
+        Availability::Available => (
             ConditionStatus::True,
             "RegistryReachable",
             format!("records reach the registry at {}", registry.url()),
-        )
-    } else {
-        (
+        ),
+        // Opening the database at start is not an outage: no Warning.
+        Availability::Connecting => (
+            ConditionStatus::Unknown,
+            "RegistryConnecting",
+            format!(
+                "connecting to the registry at {}; records wait in memory",
+                registry.url()
+            ),
+        ),
+        Availability::Unavailable { .. } => (
             ConditionStatus::False,
             "RegistryUnreachable",
             format!(
                 "the registry at {} is {availability}; records wait in memory and are retried",
                 registry.url()
             ),
-        )
+        ),
     };
     let flipped = set_condition(
         status,

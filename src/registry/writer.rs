@@ -22,6 +22,9 @@ use super::url::RegistryUrl;
 /// `RegistryAvailable` condition.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Availability {
+    /// No connection has been tried to the end yet (the writer just
+    /// started): neither good nor bad news, so no warning.
+    Connecting,
     /// The last write or check succeeded.
     Available,
     /// The database cannot be reached (or never was yet); records wait in
@@ -36,6 +39,7 @@ pub enum Availability {
 impl std::fmt::Display for Availability {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Availability::Connecting => f.write_str("connecting"),
             Availability::Available => f.write_str("available"),
             Availability::Unavailable { reason, since } => {
                 write!(f, "unreachable since {}: {reason}", since.to_rfc3339())
@@ -135,10 +139,7 @@ impl RegistryWriter {
             queue: Mutex::new(VecDeque::new()),
             capacity: options.capacity.max(1),
             wake: Notify::new(),
-            availability: watch::Sender::new(Availability::Unavailable {
-                reason: format!("not connected yet to {url}"),
-                since: Utc::now(),
-            }),
+            availability: watch::Sender::new(Availability::Connecting),
             done: watch::Sender::new(0),
             submitted: AtomicU64::new(0),
             written: AtomicU64::new(0),
@@ -351,7 +352,7 @@ fn set_unavailable(shared: &Shared, error: &RegistryError) {
             *old = reason.clone();
             true
         }
-        Availability::Available => {
+        Availability::Available | Availability::Connecting => {
             tracing::warn!(%reason, "registry unavailable; records wait in memory");
             *a = Availability::Unavailable {
                 reason: reason.clone(),

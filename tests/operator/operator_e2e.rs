@@ -983,6 +983,12 @@ async fn a_registry_outage_never_blocks_the_loop_and_its_rows_arrive_once_afterw
         (condition(m) == Some(ConditionStatus::True)).then_some(())
     })
     .await;
+    // Connecting at start is not an outage: no Warning before the real one.
+    let events = h.events("wine-quality").await;
+    assert!(
+        !events.iter().any(|e| e.starts_with("RegistryUnreachable:")),
+        "{events:?}"
+    );
 
     pg.stop();
     h.wait_model("wine-quality", MINUTES, "RegistryAvailable=False", |m| {

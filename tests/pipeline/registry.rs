@@ -613,6 +613,9 @@ async fn buffered_writer_delivers_once_sqlite_becomes_reachable() {
     let db_dir = dir.path().join("not-yet");
     let url = format!("sqlite://{}", db_dir.join("registry.db").display());
     let writer = RegistryWriter::start(&url, quick_retries()).unwrap();
+    // Before its first attempt ends the writer is connecting, not down: the
+    // operator raises no Warning for a database that is being opened.
+    assert_eq!(writer.availability(), Availability::Connecting);
     writer.submit(version(1)).unwrap();
     writer.submit(evaluation(1, 0.9)).unwrap();
     writer.submit(version(1)).unwrap();

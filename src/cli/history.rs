@@ -122,7 +122,7 @@ impl From<&ChampionChange> for ChangeView {
 /// that does not exist is an error here (reading must not create one).
 async fn open_registry(flag: Option<&str>) -> anyhow::Result<Registry> {
     let text = flag.map_or_else(
-        || super::up::default_registry(std::path::Path::new(".driftline")),
+        || super::up::default_registry(std::path::Path::new(super::up::DEFAULT_STATE_DIR)),
         str::to_string,
     );
     let url = RegistryUrl::parse(&text)?;

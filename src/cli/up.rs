@@ -29,7 +29,7 @@ pub struct UpArgs {
     )]
     pub files: Vec<PathBuf>,
     /// Where the cluster's state, the artifacts and the kubeconfig live.
-    #[arg(long, default_value = ".driftline")]
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
     /// Port of the API server on 127.0.0.1 (0: any free port).
     #[arg(long, default_value_t = 6443)]
@@ -63,10 +63,28 @@ pub struct UpArgs {
     pub dashboard_addr: super::flags::Listen,
 }
 
+/// Where `up` keeps its state unless told (`--state-dir`).
+pub const DEFAULT_STATE_DIR: &str = ".driftline";
+
 /// The registry `driftline up` uses for a state directory: the one place
 /// both `up` and the user commands (`driftline history`) derive it from.
 pub fn default_registry(state_dir: &Path) -> String {
     format!("sqlite://{}", state_dir.join("registry.db").display())
+}
+
+/// The `driftline history` line `up` prints: `history` finds the registry
+/// of `.driftline` in the directory it runs in by itself; any other state
+/// directory (`--state-dir X`) is named, absolute, so the command works
+/// from wherever it is pasted.
+fn history_command(state: &Path, given: &Path) -> String {
+    if given == Path::new(DEFAULT_STATE_DIR) {
+        "driftline history -n <namespace> <name>".into()
+    } else {
+        format!(
+            "driftline history --registry {} -n <namespace> <name>",
+            default_registry(state)
+        )
+    }
 }
 
 /// Model YAML files named by `-f` (directories: their `*.yaml`/`*.yml`, sorted).
@@ -237,7 +255,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         "    driftline status -A                        # phase, champion, traffic, drift, training"
     );
     println!(
-        "    driftline history -n <namespace> <name>    # versions, gate results, champion changes"
+        "    {}    # versions, gate results, champion changes",
+        history_command(&state, &args.state_dir)
     );
     println!();
     for m in &models {
@@ -253,7 +272,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     println!();
     println!("Artifacts: {}", state.join("artifacts").display());
-    println!("Registry:  {} (driftline history <model>)", registry.url());
+    println!("Registry:  {}", registry.url());
     if let Some(url) = &dashboard {
         println!("Dashboard: {url}/");
         println!(
@@ -375,5 +394,23 @@ async fn drive(
     }
     if let Err(e) = crate::serve::run_load(&http, plan).await {
         tracing::warn!(model = %name, error = %e, "--load stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_history_line_names_any_state_dir_but_the_default() {
+        let state = Path::new("/home/u/project/.driftline");
+        assert_eq!(
+            history_command(state, Path::new(".driftline")),
+            "driftline history -n <namespace> <name>"
+        );
+        assert_eq!(
+            history_command(Path::new("/tmp/x"), Path::new("x")),
+            "driftline history --registry sqlite:///tmp/x/registry.db -n <namespace> <name>"
+        );
     }
 }

@@ -87,6 +87,23 @@ fn history_command(state: &Path, given: &Path) -> String {
     }
 }
 
+/// kubectl's client-side apply keeps what was last applied in this
+/// annotation and warns on an object without it.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The Model as `up` applies it, carrying what it applied the way `kubectl
+/// apply` records it (the object without the annotation, as one line of
+/// JSON): a user's later `kubectl apply -f` of the same file then patches
+/// from it without a warning.
+fn with_last_applied(model: &Model) -> anyhow::Result<serde_json::Value> {
+    let mut object = serde_json::to_value(model)?;
+    object["apiVersion"] = crate::api::API_VERSION.into();
+    object["kind"] = "Model".into();
+    let applied = format!("{}\n", serde_json::to_string(&object)?);
+    object["metadata"]["annotations"][LAST_APPLIED] = applied.into();
+    Ok(object)
+}
+
 /// Model YAML files named by `-f` (directories: their `*.yaml`/`*.yml`, sorted).
 fn model_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
@@ -236,9 +253,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         let ns = m.metadata.namespace.clone().unwrap_or_default();
         let name = m.metadata.name.clone().unwrap_or_default();
         let api: Api<Model> = Api::namespaced(client.clone(), &ns);
-        let mut object = serde_json::to_value(m)?;
-        object["apiVersion"] = crate::api::API_VERSION.into();
-        object["kind"] = "Model".into();
+        let object = with_last_applied(m)?;
         api.patch(&name, &ssa, &Patch::Apply(&object))
             .await
             .with_context(|| format!("cannot apply Model {ns}/{name}"))?;
@@ -412,5 +427,28 @@ mod tests {
             history_command(Path::new("/tmp/x"), Path::new("x")),
             "driftline history --registry sqlite:///tmp/x/registry.db -n <namespace> <name>"
         );
+    }
+
+    #[test]
+    fn up_records_what_it_applied_as_kubectl_apply_does() {
+        let spec = crate::api::load_model_config(
+            "task: classification\ndata: {source: /d/wine.csv, target: quality}\n",
+        )
+        .unwrap();
+        let mut model = Model::new("wine", spec);
+        model.metadata.namespace = Some("ml".into());
+        let object = with_last_applied(&model).unwrap();
+        let recorded = object["metadata"]["annotations"][LAST_APPLIED]
+            .as_str()
+            .expect("annotation");
+        let mut without = object.clone();
+        without["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("annotations");
+        let parsed: serde_json::Value = serde_json::from_str(recorded).unwrap();
+        assert_eq!(parsed, without, "the object itself, minus the annotation");
+        assert_eq!(parsed["kind"], "Model");
+        assert_eq!(parsed["spec"]["data"]["source"], "/d/wine.csv");
     }
 }

@@ -663,7 +663,7 @@ async fn kubectl_answers_like_the_real_api_server() {
     else {
         return;
     };
-    let found = which_kubectl().ok_or_else(|| "kubectl is not on PATH".to_string());
+    let found = crate::require_tool::kubectl();
     if crate::require_tool::require_tool("kubectl_answers_like_the_real_api_server", found)
         .is_none()
     {
@@ -750,14 +750,6 @@ async fn kubectl_answers_like_the_real_api_server() {
         "differences from the real API server:\n{report}"
     );
     embedded.shutdown().await;
-}
-
-fn which_kubectl() -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("kubectl"))
-            .find(|p| p.is_file())
-    })
 }
 
 /// Differences that remain in [`kube_rs_scenario`], by answer index, with why.

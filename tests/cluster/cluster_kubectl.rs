@@ -56,22 +56,10 @@ fn widget(size: u32) -> String {
     )
 }
 
-fn kubectl_path() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("kubectl"))
-        .find(|p| p.is_file())
-}
-
 /// kubectl, or `None` (after saying so) where a developer has none; under CI
 /// a missing kubectl fails the test.
 fn kubectl_or_skip(test: &str) -> Option<PathBuf> {
-    crate::require_tool::require_tool(
-        test,
-        kubectl_path().ok_or_else(|| {
-            "kubectl is not on PATH (.ci/run installs it; see its kubectl block)".to_string()
-        }),
-    )
+    crate::require_tool::require_tool(test, crate::require_tool::kubectl())
 }
 
 struct Kubectl {

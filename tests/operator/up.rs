@@ -108,9 +108,39 @@ async fn up_serves_the_bundled_model_stops_cleanly_and_resumes() {
     let child = up(&state);
     let client = client(&state).await;
     assert_eq!(serving_champion(&client).await, "v1");
+    // A user's `kubectl apply -f` of the file `up` applied patches from what
+    // `up` recorded, without kubectl's missing-annotation warning.
+    if let Some(kubectl) = crate::require_tool::require_tool(
+        "up_serves_the_bundled_model_stops_cleanly_and_resumes",
+        crate::require_tool::kubectl(),
+    ) {
+        let out = Command::new(kubectl)
+            .args([
+                "apply",
+                "--dry-run=server",
+                "-f",
+                "pipelines/wine-quality.yaml",
+            ])
+            .arg("--kubeconfig")
+            .arg(state.join("kubeconfig"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("kubectl runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(!err.contains("last-applied-configuration"), "{err}");
+    }
     let stdout = stop(child, &state);
     assert!(stdout.contains("export KUBECONFIG="), "{stdout}");
     assert!(stdout.contains("driftline status -A"), "{stdout}");
+    // Not the default state dir: the history line names its registry.
+    assert!(
+        stdout.contains(&format!(
+            "driftline history --registry sqlite://{}/registry.db -n <namespace> <name>",
+            state.canonicalize().unwrap().display()
+        )),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("gateway http://wine-quality.ml.svc:8080"),
         "{stdout}"

@@ -45,6 +45,20 @@ fn decide<T>(test: &str, tool: Result<T, String>, ci: bool) -> Option<T> {
     }
 }
 
+/// The installed kubectl on PATH, or what is missing and how to get it
+/// (for [`require_tool`]).
+pub fn kubectl() -> Result<std::path::PathBuf, String> {
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("kubectl"))
+                .find(|p| p.is_file())
+        })
+        .ok_or_else(|| {
+            "kubectl is not on PATH (.ci/run installs it; see its kubectl block)".to_string()
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

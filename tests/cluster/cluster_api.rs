@@ -813,7 +813,8 @@ async fn pod_logs_are_served_from_the_runner_log_files() {
     let pods: Api<Pod> = Api::namespaced(t.client.clone(), "default");
     let pod: Pod = serde_json::from_value(
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
-        "spec": {"containers": [{"name": "main", "image": "driftline"}]}}),
+        "spec": {"initContainers": [{"name": "train", "image": "driftline"}],
+                 "containers": [{"name": "main", "image": "driftline"}]}}),
     )
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
@@ -821,6 +822,14 @@ async fn pod_logs_are_served_from_the_runner_log_files() {
     let path = driftline::cluster::pod_log_path(&state_dir, "default", "p", "main");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, "one\ntwo\nthree\n").unwrap();
+    let init = driftline::cluster::pod_log_path(&state_dir, "default", "p", "train");
+    std::fs::write(&init, "epoch 1\n").unwrap();
+    // `kubectl logs job/x -c train`: an init container's log is served too.
+    let train = kube::api::LogParams {
+        container: Some("train".into()),
+        ..Default::default()
+    };
+    assert_eq!(pods.logs("p", &train).await.unwrap(), "epoch 1\n");
     assert_eq!(
         pods.logs("p", &Default::default()).await.unwrap(),
         "one\ntwo\nthree\n"
@@ -834,7 +843,16 @@ async fn pod_logs_are_served_from_the_runner_log_files() {
         container: Some("nope".into()),
         ..Default::default()
     };
-    assert_eq!(status_code(&pods.logs("p", &wrong).await.unwrap_err()), 400);
+    match pods.logs("p", &wrong).await.unwrap_err() {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 400);
+            assert_eq!(
+                s.message,
+                "container nope is not valid for pod p; choose one of: [main] or one of the init containers: [train]"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     t.cluster.shutdown().await;
 }
 

@@ -43,28 +43,44 @@ pub async fn serve(
         .store()
         .get(&key, &ns, &name)
         .ok_or_else(|| ApiError::not_found("", "pods", &name))?;
-    let containers: Vec<String> = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .map(|cs| {
-            cs.iter()
-                .filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let names = |field: &str| -> Vec<String> {
+        pod.pointer(field)
+            .and_then(Value::as_array)
+            .map(|cs| {
+                cs.iter()
+                    .filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Init containers have logs too (a training Job's `train`); only a
+    // regular container is ever picked when none is named, as kube-apiserver
+    // does, and its messages list both kinds.
+    let containers = names("/spec/containers");
+    let init = names("/spec/initContainers");
+    let choices = || {
+        let mut text = format!("choose one of: [{}]", containers.join(" "));
+        if !init.is_empty() {
+            text.push_str(&format!(
+                " or one of the init containers: [{}]",
+                init.join(" ")
+            ));
+        }
+        text
+    };
     let container = match query.get("container").filter(|c| !c.is_empty()) {
-        Some(c) if containers.contains(c) => c.clone(),
+        Some(c) if containers.contains(c) || init.contains(c) => c.clone(),
         Some(c) => {
             return Err(ApiError::BadRequest(format!(
-                "container {c} is not valid for pod {name}; choose one of: [{}]",
-                containers.join(" ")
+                "container {c} is not valid for pod {name}; {}",
+                choices()
             )));
         }
         None if containers.len() == 1 => containers[0].clone(),
         None => {
             return Err(ApiError::BadRequest(format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                containers.join(" ")
+                "a container name must be specified for pod {name}, {}",
+                choices()
             )));
         }
     };

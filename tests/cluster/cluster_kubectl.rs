@@ -289,6 +289,13 @@ async fn kubectl_create_sends_protobuf_for_builtin_kinds_and_scale_works() {
 
     let out = k.run(&["create", "namespace", "ml"]).await;
     assert!(out.contains("namespace/ml created"), "{out}");
+    // No RBAC on the embedded cluster: `auth can-i` says yes, and why.
+    let out = k.run(&["auth", "can-i", "list", "pods", "-n", "ml"]).await;
+    assert_eq!(out, "yes\n");
+    let out = k
+        .run(&["auth", "can-i", "create", "models.driftline.dev", "-v", "6"])
+        .await;
+    assert_eq!(out, "yes\n");
     let ns = k.json(&["get", "namespace", "ml"]).await;
     assert_eq!(ns["metadata"]["name"], "ml");
 

@@ -22,6 +22,7 @@ import (
 
 	// The groups whose types are registered with gogo on import.
 	_ "k8s.io/api/apps/v1"
+	_ "k8s.io/api/authorization/v1"
 	_ "k8s.io/api/autoscaling/v1"
 	_ "k8s.io/api/autoscaling/v2"
 	_ "k8s.io/api/batch/v1"
@@ -40,6 +41,7 @@ import (
 // The files to start from; their imports are followed.
 var roots = []string{
 	"k8s.io/api/apps/v1/generated.proto",
+	"k8s.io/api/authorization/v1/generated.proto",
 	"k8s.io/api/autoscaling/v1/generated.proto",
 	"k8s.io/api/autoscaling/v2/generated.proto",
 	"k8s.io/api/batch/v1/generated.proto",

@@ -45,6 +45,8 @@ pub(super) enum Verb {
     Logs,
     /// `{plural}/{name}/scale`, any method (the handler checks which).
     Scale(ScalePaths),
+    /// POST of a review (`kubectl auth can-i`).
+    Review,
 }
 
 /// Where a request goes.
@@ -90,6 +92,16 @@ pub(super) fn route(
     if ty.namespaced && path.namespace.is_none() && (path.name.is_some() || *method != Method::GET)
     {
         return Err(ApiError::UnknownPath);
+    }
+    if ty.review {
+        return match (method.as_str(), &path.name, &path.subresource) {
+            ("POST", None, None) => Ok(Route::Resource {
+                verb: Verb::Review,
+                ty,
+                path,
+            }),
+            _ => Err(ApiError::MethodNotAllowed),
+        };
     }
     let status = match path.subresource.as_deref() {
         None => false,
@@ -159,6 +171,7 @@ pub(super) async fn dispatch(
     };
     match verb {
         Verb::Logs => logs::serve(shared.clone(), &p, query).await,
+        Verb::Review => review(negotiation::parse_body(headers, &body)?),
         Verb::Scale(paths) => writes::scale_subresource(&request, method, &paths, &body),
         Verb::Watch => listwatch::watch(shared.clone(), &ty, &p, query, want_table),
         Verb::List => listwatch::list(shared, &ty, &p, query, want_table),
@@ -169,6 +182,24 @@ pub(super) async fn dispatch(
         Verb::Delete => writes::delete(&request, &body),
         Verb::DeleteCollection => writes::delete_collection(&request),
     }
+}
+
+/// Answers a `SelfSubjectAccessReview`: the embedded cluster has no RBAC,
+/// every authenticated client may do everything, so every request is
+/// allowed, and the reason says why (kube-apiserver's shape: the review
+/// echoed with its `status`, 201).
+/// kubectl sends it as protobuf, decoded like any built-in kind.
+fn review(mut review: serde_json::Value) -> Result<Response, ApiError> {
+    if !review.get("spec").is_some_and(serde_json::Value::is_object) {
+        return Err(ApiError::BadRequest(
+            "SelfSubjectAccessReview.spec is required".into(),
+        ));
+    }
+    review["status"] = serde_json::json!({
+        "allowed": true,
+        "reason": "the embedded cluster has no RBAC: every authenticated user may do everything",
+    });
+    Ok(json_response(StatusCode::CREATED, &review))
 }
 
 #[cfg(test)]

@@ -50,6 +50,9 @@ pub struct ResourceType {
     pub custom: bool,
     /// Where the replica counts live, when `/scale` is a subresource.
     pub scale: Option<ScalePaths>,
+    /// A review kind (`SelfSubjectAccessReview`): create only, answered
+    /// and never stored.
+    pub review: bool,
 }
 
 impl ResourceType {
@@ -72,7 +75,13 @@ impl ResourceType {
             storage_group: group.into(),
             custom: false,
             scale: None,
+            review: false,
         }
+    }
+
+    fn review(mut self) -> Self {
+        self.review = true;
+        self
     }
 
     fn with_status(mut self) -> Self {
@@ -112,16 +121,20 @@ impl ResourceType {
 
     /// The discovery entries (`APIResource`) of the type and its subresources.
     pub fn discovery(&self) -> Vec<Value> {
-        let verbs = json!([
-            "create",
-            "delete",
-            "deletecollection",
-            "get",
-            "list",
-            "patch",
-            "update",
-            "watch"
-        ]);
+        let verbs = if self.review {
+            json!(["create"])
+        } else {
+            json!([
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch"
+            ])
+        };
         let mut out = vec![json!({
             "name": self.plural,
             "singularName": self.singular,
@@ -195,6 +208,14 @@ pub fn builtin_types() -> Vec<ResourceType> {
             .all(),
         ResourceType::builtin("coordination.k8s.io", "v1", "Lease", "leases", true),
         ResourceType::builtin(
+            "authorization.k8s.io",
+            "v1",
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+            false,
+        )
+        .review(),
+        ResourceType::builtin(
             "apiextensions.k8s.io",
             "v1",
             "CustomResourceDefinition",
@@ -242,6 +263,7 @@ pub fn crd_types(crd: &CustomResourceDefinition) -> Vec<ResourceType> {
             crd: Some(shared.clone()),
             storage_group: spec.group.clone(),
             custom: true,
+            review: false,
             scale: v
                 .subresources
                 .as_ref()

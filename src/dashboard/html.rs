@@ -198,10 +198,23 @@ fn seconds(t: &DateTime<Utc>) -> f64 {
     t.timestamp_millis() as f64 / 1000.0
 }
 
-fn clock(x: f64) -> String {
-    DateTime::from_timestamp_millis((x * 1000.0) as i64)
-        .map(|t| t.format("%m-%d %H:%M").to_string())
-        .unwrap_or_default()
+/// Time tick labels fine enough that the chart's five ticks over `span`
+/// seconds read apart: seconds when ticks are under a minute apart, whole
+/// days when they are days apart.
+fn clock(span: f64) -> impl Fn(f64) -> String {
+    let step = span / 4.0;
+    let format = if step < 60.0 {
+        "%H:%M:%S"
+    } else if step < 86_400.0 {
+        "%m-%d %H:%M"
+    } else {
+        "%Y-%m-%d"
+    };
+    move |x: f64| {
+        DateTime::from_timestamp_millis((x * 1000.0) as i64)
+            .map(|t| t.format(format).to_string())
+            .unwrap_or_default()
+    }
 }
 
 fn traffic_section(page: &ModelPage, out: &mut String) {
@@ -238,6 +251,8 @@ fn traffic_section(page: &ModelPage, out: &mut String) {
             });
         }
     }
+    let xs = points.iter().map(|p: &(f64, f64)| p.0);
+    let span = xs.clone().fold(f64::MIN, f64::max) - xs.fold(f64::MAX, f64::min);
     out.push_str(&svg::line_chart(
         "canary share of traffic, percent",
         &[Series {
@@ -248,7 +263,7 @@ fn traffic_section(page: &ModelPage, out: &mut String) {
         }],
         &markers,
         Some((0.0, 100.0)),
-        &clock,
+        &clock(span),
     ));
     out.push_str("<ol class=\"muted\" id=\"traffic-steps\">");
     for p in page.traffic.iter().rev().take(20).rev() {
@@ -312,7 +327,7 @@ fn drift_section(drift: &DriftView, out: &mut String) {
     out.push_str("<h2 id=\"drift\">Drift per feature</h2>");
     let _ = write!(
         out,
-        "<p>The newest {} windows{}{}. Drifted features: <span id=\"drifted-features\" class=\"drift\">{}</span></p>",
+        "<p>The newest {} windows{}{}. Drifted features: <span id=\"drifted-features\" class=\"{}\">{}</span></p>",
         drift.windows,
         match (&drift.first_window_end, &drift.last_window_end) {
             (Some(a), Some(b)) => format!(
@@ -330,6 +345,12 @@ fn drift_section(drift: &DriftView, out: &mut String) {
                 drift.windows.saturating_mul(5)
             ),
             _ => String::new(),
+        },
+        // The alarm colour only when something drifted.
+        if drift.drifted_features.is_empty() {
+            "ok"
+        } else {
+            "drift"
         },
         if drift.drifted_features.is_empty() {
             "none".to_string()

@@ -228,7 +228,7 @@ fn the_model_page_shows_rollback_drifted_features_and_audit_rows() {
     // The features over threshold, most often drifted first; pH never drifted.
     assert_eq!(page.drift.drifted_features.len(), 2);
     assert!(!page.drift.drifted_features.contains(&"pH".to_string()));
-    assert!(html.contains("id=\"drifted-features\""));
+    assert!(html.contains(r#"id="drifted-features" class="drift">"#));
     // The failed canary check is shown against its bound.
     let errors = &page.canary_analyses[0].checks[1];
     assert_eq!(errors.name, "error rate");
@@ -390,4 +390,46 @@ fn a_warm_retrains_page_shows_its_start_and_its_curve_beside_its_cold_parent() {
     let json = serde_json::to_value(&page).unwrap();
     assert_eq!(json["lineage"]["start"]["from"], "warm");
     assert_eq!(json["warmStart"]["referenceEpochsToTarget"], 9);
+}
+
+/// The time ticks of the traffic chart, left to right.
+fn traffic_ticks(html: &str) -> Vec<String> {
+    let chart = html
+        .split("canary share of traffic")
+        .last()
+        .and_then(|rest| rest.split("</svg>").next())
+        .expect("traffic chart");
+    chart
+        .split(r#"class="ax" text-anchor="middle">"#)
+        .skip(1)
+        .map(|t| t.split('<').next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn the_traffic_chart_labels_its_ticks_apart_whatever_the_span() {
+    for (span, sample) in [(20, "20:26:"), (3_000, "05-28 20:"), (900_000, "2026-05-")] {
+        let mut page = page();
+        let changes = vec![
+            change(0, ChampionAction::Promote, None, Some(1)),
+            change(span, ChampionAction::Promote, Some(1), Some(2)),
+        ];
+        page.traffic = view::traffic_timeline(&[], &changes);
+        let ticks = traffic_ticks(&html::model_page(&page, false));
+        assert_eq!(ticks.len(), 5, "{ticks:?}");
+        let distinct: std::collections::BTreeSet<_> = ticks.iter().collect();
+        assert_eq!(distinct.len(), 5, "span {span} s: {ticks:?}");
+        assert!(ticks[0].starts_with(sample), "span {span} s: {ticks:?}");
+    }
+}
+
+#[test]
+fn no_drifted_feature_is_not_shown_in_the_alarm_colour() {
+    let mut page = page();
+    page.drift.drifted_features.clear();
+    let html = html::model_page(&page, false);
+    assert!(
+        html.contains(r#"id="drifted-features" class="ok">none</span>"#),
+        "{html}"
+    );
 }

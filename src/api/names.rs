@@ -40,6 +40,12 @@ pub const ROLLBACK_ANNOTATION: &str = "driftline.dev/rollback";
 pub const REQUESTED_BY_ANNOTATION: &str = "driftline.dev/requested-by";
 /// The manifest every artifact carries (written by `ml::artifact`).
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// Where an operator whose clock runs scaled (`--time-scale`) publishes that
+/// clock (a ConfigMap in this namespace, readable by every user), so that
+/// `driftline status` reads the times it wrote on the same clock.
+pub const CLOCK_NAMESPACE: &str = "kube-public";
+/// The ConfigMap of [`CLOCK_NAMESPACE`].
+pub const CLOCK_CONFIG_MAP: &str = "driftline-clock";
 /// Folder under a Model's feedback prefix where model servers log every
 /// sampled prediction in batches (`<prefix>/predictions/<date>/….jsonl`),
 /// for labels that arrive later than the server remembers. Training reads

@@ -156,10 +156,13 @@ struct StatusView {
     /// The Model's dashboard page, when a dashboard URL is known.
     #[serde(skip_serializing_if = "Option::is_none")]
     dashboard: Option<String>,
+    /// Now on the operator's clock, which relative times are counted from.
+    #[serde(skip)]
+    now: DateTime<Utc>,
 }
 
 impl StatusView {
-    fn of(m: &Model, dashboard: Option<&str>) -> StatusView {
+    fn of(m: &Model, dashboard: Option<&str>, now: DateTime<Utc>) -> StatusView {
         let s = m.status.clone().unwrap_or_default();
         let namespace = m.metadata.namespace.clone().unwrap_or_default();
         let name = m.metadata.name.clone().unwrap_or_default();
@@ -170,6 +173,7 @@ impl StatusView {
                     &crate::dashboard::links::model_path(&namespace, &name),
                 )
             }),
+            now,
             namespace,
             name,
             phase: s.phase.to_string(),
@@ -196,7 +200,7 @@ impl StatusView {
                 t.version,
                 t.trigger,
                 t.outcome.as_deref().unwrap_or("Running"),
-                ago(when)
+                ago(self.now, when)
             )
         };
         vec![
@@ -223,9 +227,9 @@ impl StatusView {
     }
 }
 
-/// `3m ago`, `2h ago`, `in 5m` relative to now.
-fn ago(t: DateTime<Utc>) -> String {
-    let secs = (Utc::now() - t).num_seconds();
+/// `3m ago`, `2h ago`, `in 5m` relative to `now`.
+fn ago(now: DateTime<Utc>, t: DateTime<Utc>) -> String {
+    let secs = (now - t).num_seconds();
     let (n, unit) = match secs.unsigned_abs() {
         s if s < 120 => (s, "s"),
         s if s < 7200 => (s / 60, "m"),
@@ -237,6 +241,23 @@ fn ago(t: DateTime<Utc>) -> String {
     } else {
         format!("in {n}{unit}")
     }
+}
+
+/// Now on the operator's clock: the wall clock, unless the operator runs a
+/// scaled one (`--time-scale`) and published it, as `driftline up` does.
+async fn operator_now(client: &kube::Client) -> DateTime<Utc> {
+    use crate::api::names::{CLOCK_CONFIG_MAP, CLOCK_NAMESPACE};
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), CLOCK_NAMESPACE);
+    let published = match api.get_opt(CLOCK_CONFIG_MAP).await {
+        Ok(Some(cm)) => cm
+            .data
+            .as_ref()
+            .and_then(crate::operator::PublishedClock::from_data),
+        // Absent, or not readable by this user: the wall clock is the best guess.
+        _ => None,
+    };
+    published.map_or_else(Utc::now, |p| p.now_at(Utc::now()))
 }
 
 /// `driftline status [MODEL]`.
@@ -256,9 +277,10 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 .items
         }
     };
+    let now = operator_now(&session.client).await;
     let views: Vec<StatusView> = models
         .iter()
-        .map(|m| StatusView::of(m, args.dashboard.as_deref()))
+        .map(|m| StatusView::of(m, args.dashboard.as_deref(), now))
         .collect();
     let text = match (&args.model, views.as_slice()) {
         (Some(_), [one]) => render(args.output, one, status_detail)?,
@@ -313,7 +335,7 @@ fn status_detail(v: &StatusView) -> String {
             t.version,
             t.trigger,
             t.outcome.as_deref().unwrap_or("Running"),
-            ago(t.finished_at.unwrap_or(t.started_at)),
+            ago(v.now, t.finished_at.unwrap_or(t.started_at)),
             t.reason
         )
     };
@@ -328,7 +350,7 @@ fn status_detail(v: &StatusView) -> String {
             format!(
                 "{} ({}): {}",
                 n.at.to_rfc3339_opts(SecondsFormat::Secs, true),
-                ago(n.at),
+                ago(v.now, n.at),
                 n.reason
             )
         }),

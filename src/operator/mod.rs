@@ -50,7 +50,7 @@ pub use children::{ChildSettings, GpuPlacement};
 // The children the operator builds, for the tests that check them against a
 // real API server.
 pub use children::{drift_flags, model_version, serving as serving_children, training_job};
-pub use clock::Clock;
+pub use clock::{Clock, PublishedClock};
 pub use drift_windows::DriftWindows;
 pub use error::OperatorError;
 pub use leader::{LeaseConfig, LeaseTiming, StoppedLeading};
@@ -110,12 +110,40 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), OperatorError> {
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    if config.clock.scale() != 1.0 {
+        publish_clock(&client, &config.clock).await;
+    }
     if let Some(lease) = config.leader.clone() {
         let (me, t) = (config.instance.clone(), telemetry.clone());
         let work = controller(client.clone(), config, telemetry, shutdown.clone());
         leader::lead(&client, &lease, &me, &t, shutdown, work).await
     } else {
         controller(client, config, telemetry, shutdown).await
+    }
+}
+
+/// Publishes a scaled clock (`--time-scale`) for `driftline status`; a
+/// failure only costs its relative times, so it is logged, not fatal.
+async fn publish_clock(client: &Client, clock: &Clock) {
+    use crate::api::names::{CLOCK_CONFIG_MAP, CLOCK_NAMESPACE, MANAGER};
+    let config_map = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": CLOCK_CONFIG_MAP, "namespace": CLOCK_NAMESPACE},
+        "data": clock.published().to_data(),
+    });
+    let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(client.clone(), CLOCK_NAMESPACE);
+    let params = kube::api::PatchParams::apply(MANAGER).force();
+    if let Err(e) = api
+        .patch(
+            CLOCK_CONFIG_MAP,
+            &params,
+            &kube::api::Patch::Apply(&config_map),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "cannot publish the scaled clock; `driftline status` shows wall-clock relative times");
     }
 }
 

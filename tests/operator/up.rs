@@ -166,6 +166,40 @@ async fn up_serves_the_bundled_model_stops_cleanly_and_resumes() {
     stop(child, &state);
 }
 
+/// Under `--time-scale` the operator's times run ahead of the wall clock;
+/// `driftline status` counts from the operator's clock (published by `up`),
+/// so a finished training is "ago", never "in 5h".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_under_a_scaled_clock_shows_past_trainings_as_past() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = dir.path().join("state");
+    let child = up_with(&state, &["--time-scale", "3600"]);
+    let client = client(&state).await;
+    assert_eq!(serving_champion(&client).await, "v1");
+    // Let the scaled clock run hours ahead of the wall clock.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let kc = state.join("kubeconfig").display().to_string();
+    let (ok, out, err) = driftline(args(&[
+        "status",
+        "wine-quality",
+        "-n",
+        "ml",
+        "--kubeconfig",
+        &kc,
+    ]))
+    .await;
+    assert!(ok, "{err}");
+    let last = out
+        .lines()
+        .find(|l| l.starts_with("Last training:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        last.contains("v1 Initial Succeeded (") && last.contains(" ago): "),
+        "{last}"
+    );
+    stop(child, &state);
+}
+
 /// `driftline up` killed with SIGKILL (a crash, the OOM killer, `kill -9`)
 /// takes its model servers and gateway with it, and a rerun on the same
 /// state directory starts its own beside none of the first run's.

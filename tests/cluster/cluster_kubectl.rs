@@ -296,6 +296,16 @@ async fn kubectl_create_sends_protobuf_for_builtin_kinds_and_scale_works() {
         .run(&["auth", "can-i", "create", "models.driftline.dev", "-v", "6"])
         .await;
     assert_eq!(out, "yes\n");
+    // Built-in kinds are described field by field, as on a real cluster.
+    let out = k.run(&["explain", "deployment.spec.replicas"]).await;
+    assert!(
+        out.contains("FIELD: replicas <integer>") && out.contains("Number of desired pods"),
+        "{out}"
+    );
+    let out = k
+        .run(&["explain", "job.spec.template.spec.initContainers"])
+        .await;
+    assert!(out.contains("<[]Container>"), "{out}");
     let ns = k.json(&["get", "namespace", "ml"]).await;
     assert_eq!(ns["metadata"]["name"], "ml");
 

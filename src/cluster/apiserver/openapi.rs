@@ -2,6 +2,7 @@
 //! find each kind's GroupVersionKind, its patch parameters (server-side field
 //! validation) and, for CRDs, their schema.
 
+use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{Map, Value, json};
 
 use super::resources::{Registry, ResourceType};
@@ -45,6 +46,46 @@ fn definition_name(t: &ResourceType) -> String {
     format!("io.driftline.embedded.{group}.{}.{}", t.version, t.kind)
 }
 
+/// Registers the schema of a built-in kind with `generator` and returns its
+/// definition's name; `None` for a kind without k8s-openapi schema here.
+fn builtin_schema(t: &ResourceType, generator: &mut SchemaGenerator) -> Option<String> {
+    use k8s_openapi::api::{apps, authorization, batch, coordination, core, events};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
+    if t.custom {
+        return None;
+    }
+    let reference = match (t.group.as_str(), t.kind.as_str()) {
+        ("", "Namespace") => generator.subschema_for::<core::v1::Namespace>(),
+        ("", "Pod") => generator.subschema_for::<core::v1::Pod>(),
+        ("", "Service") => generator.subschema_for::<core::v1::Service>(),
+        ("", "ConfigMap") => generator.subschema_for::<core::v1::ConfigMap>(),
+        ("", "Secret") => generator.subschema_for::<core::v1::Secret>(),
+        ("", "Event") => generator.subschema_for::<core::v1::Event>(),
+        ("", "Node") => generator.subschema_for::<core::v1::Node>(),
+        ("", "PersistentVolumeClaim") => {
+            generator.subschema_for::<core::v1::PersistentVolumeClaim>()
+        }
+        ("", "ServiceAccount") => generator.subschema_for::<core::v1::ServiceAccount>(),
+        ("", "Endpoints") => generator.subschema_for::<core::v1::Endpoints>(),
+        ("events.k8s.io", "Event") => generator.subschema_for::<events::v1::Event>(),
+        ("batch", "Job") => generator.subschema_for::<batch::v1::Job>(),
+        ("apps", "Deployment") => generator.subschema_for::<apps::v1::Deployment>(),
+        ("coordination.k8s.io", "Lease") => generator.subschema_for::<coordination::v1::Lease>(),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            generator.subschema_for::<apiextensions::v1::CustomResourceDefinition>()
+        }
+        ("authorization.k8s.io", "SelfSubjectAccessReview") => {
+            generator.subschema_for::<authorization::v1::SelfSubjectAccessReview>()
+        }
+        _ => return None,
+    };
+    reference
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+        .map(String::from)
+}
+
 /// `/openapi/v3/{api/v1 | apis/g/v}`: the document of one group version.
 pub fn document(registry: &Registry, path: &str) -> Option<Value> {
     let types: Vec<&ResourceType> = registry
@@ -57,6 +98,7 @@ pub fn document(registry: &Registry, path: &str) -> Option<Value> {
     }
     let mut schemas = Map::new();
     let mut paths = Map::new();
+    let mut generator = SchemaSettings::openapi3().into_generator();
     for t in types {
         // CRDs get the full document the schema module builds from the CRD.
         if let Some(doc) = t
@@ -72,14 +114,34 @@ pub fn document(registry: &Registry, path: &str) -> Option<Value> {
             }
             continue;
         }
-        let name = definition_name(t);
-        let mut schema = match &t.schema {
-            Some(s) => serde_json::to_value(s).unwrap_or_else(|_| json!({"type": "object"})),
-            None => json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+        let gvks = json!([{"group": t.group, "version": t.version, "kind": t.kind}]);
+        // A built-in kind gets its whole schema, descriptions included
+        // (`kubectl explain deployment.spec.replicas`), from k8s-openapi's
+        // types; its nested types land in `components.schemas` by their
+        // Kubernetes names.
+        let name = match builtin_schema(t, &mut generator) {
+            Some(name) => {
+                for (def, schema) in generator.take_definitions(true) {
+                    schemas.insert(def, schema);
+                }
+                if let Some(schema) = schemas.get_mut(&name) {
+                    schema["x-kubernetes-group-version-kind"] = gvks;
+                }
+                name
+            }
+            None => {
+                let name = definition_name(t);
+                let mut schema = match &t.schema {
+                    Some(s) => {
+                        serde_json::to_value(s).unwrap_or_else(|_| json!({"type": "object"}))
+                    }
+                    None => json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+                };
+                schema["x-kubernetes-group-version-kind"] = gvks;
+                schemas.insert(name.clone(), schema);
+                name
+            }
         };
-        schema["x-kubernetes-group-version-kind"] =
-            json!([{"group": t.group, "version": t.version, "kind": t.kind}]);
-        schemas.insert(name.clone(), schema);
         let params = json!([
             {"name": "dryRun", "in": "query", "schema": {"type": "string"}},
             {"name": "fieldManager", "in": "query", "schema": {"type": "string"}},

@@ -556,6 +556,10 @@ const STEPS: &[(&[&str], Option<&str>)] = &[
         None,
     ),
     (&["get", "configmap", "owner-fg", "-n", "diff"], None),
+    // Papercuts found by a new user: each answers as kube-apiserver does.
+    (&["auth", "can-i", "list", "pods", "-n", "diff"], None),
+    (&["explain", "deployment.spec.replicas"], None),
+    (&["explain", "configmap.data"], None),
 ];
 
 /// driftline's generated CRDs.

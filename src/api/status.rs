@@ -51,7 +51,8 @@ pub enum ConditionStatus {
 pub struct Condition {
     /// `Ready`, `Training`, `TrainingUnschedulable`, `Progressing`, `Paused`,
     /// `SpecValid`, `DriftDetected`, `DataValid`, `SourceReadable`,
-    /// `Reconciled`, `RegistryAvailable`.
+    /// `Reconciled`, `RegistryAvailable`, and kstatus's `Reconciling` and
+    /// `Stalled`.
     #[serde(rename = "type")]
     pub type_: String,
     pub status: ConditionStatus,

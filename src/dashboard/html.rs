@@ -198,25 +198,6 @@ fn seconds(t: &DateTime<Utc>) -> f64 {
     t.timestamp_millis() as f64 / 1000.0
 }
 
-/// Time tick labels fine enough that the chart's five ticks over `span`
-/// seconds read apart: seconds when ticks are under a minute apart, whole
-/// days when they are days apart.
-fn clock(span: f64) -> impl Fn(f64) -> String {
-    let step = span / 4.0;
-    let format = if step < 60.0 {
-        "%H:%M:%S"
-    } else if step < 86_400.0 {
-        "%m-%d %H:%M"
-    } else {
-        "%Y-%m-%d"
-    };
-    move |x: f64| {
-        DateTime::from_timestamp_millis((x * 1000.0) as i64)
-            .map(|t| t.format(format).to_string())
-            .unwrap_or_default()
-    }
-}
-
 fn traffic_section(page: &ModelPage, out: &mut String) {
     out.push_str("<h2 id=\"traffic\">Traffic over time</h2>");
     // Canary share as a step line; champion changes as markers.
@@ -263,7 +244,7 @@ fn traffic_section(page: &ModelPage, out: &mut String) {
         }],
         &markers,
         Some((0.0, 100.0)),
-        &clock(span),
+        &svg::time_ticks(span),
     ));
     out.push_str("<ol class=\"muted\" id=\"traffic-steps\">");
     for p in page.traffic.iter().rev().take(20).rev() {

@@ -5,6 +5,8 @@
 
 use std::fmt::Write as _;
 
+use chrono::DateTime;
+
 use super::html::escape;
 
 const WIDTH: f64 = 760.0;
@@ -70,6 +72,25 @@ pub fn short(v: f64) -> String {
             .trim_end_matches('0')
             .trim_end_matches('.')
             .to_string()
+    }
+}
+
+/// Time tick labels fine enough that the chart's five ticks over `span`
+/// seconds read apart: seconds when ticks are under a minute apart, whole
+/// days when they are days apart.
+pub fn time_ticks(span: f64) -> impl Fn(f64) -> String {
+    let step = span / 4.0;
+    let format = if step < 60.0 {
+        "%H:%M:%S"
+    } else if step < 86_400.0 {
+        "%m-%d %H:%M"
+    } else {
+        "%Y-%m-%d"
+    };
+    move |x: f64| {
+        DateTime::from_timestamp_millis((x * 1000.0) as i64)
+            .map(|t| t.format(format).to_string())
+            .unwrap_or_default()
     }
 }
 

@@ -35,8 +35,16 @@ pub const RECONCILED: &str = "Reconciled";
 /// Decisions reach the registry, or wait in memory while it is down.
 pub const REGISTRY_AVAILABLE: &str = "RegistryAvailable";
 
+/// kstatus's `Reconciling`: the Model is on its way somewhere (training,
+/// gating, shadow, canary, a champion starting); `False` once it is settled.
+pub const RECONCILING: &str = "Reconciling";
+/// kstatus's `Stalled`: it cannot move on without a person (an invalid spec,
+/// a training pod no node can take, a first version whose training or data
+/// failed).
+pub const STALLED: &str = "Stalled";
+
 /// Every condition type a Model can carry.
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 13] = [
     READY,
     TRAINING,
     TRAINING_UNSCHEDULABLE,
@@ -48,6 +56,8 @@ pub const ALL: [&str; 11] = [
     SOURCE_READABLE,
     RECONCILED,
     REGISTRY_AVAILABLE,
+    RECONCILING,
+    STALLED,
 ];
 
 /// Sets condition `type_`; returns whether its status changed (or it is new).

@@ -13,6 +13,7 @@ mod cluster_schema_driftline_crd;
 mod drift_control;
 mod drift_monitor;
 mod drift_one_rule;
+mod gitops_health;
 mod policy_decide;
 mod policy_props;
 mod policy_schedule;

@@ -252,14 +252,37 @@ pub(super) fn finish(mut ctx: Ctx) -> Decision {
                 &msg,
             )
         }
-        None => set_condition(
-            s,
-            obs,
-            conditions::PROGRESSING,
-            ConditionStatus::False,
-            "NoRollout",
-            "no canary in progress",
-        ),
+        None => {
+            // The newest version rolled back and nothing newer has started:
+            // said apart from a plain idle state (Argo CD shows it Degraded).
+            let rolled_back = ctx
+                .versions
+                .iter()
+                .next_back()
+                .filter(|(_, p)| **p == VersionPhase::RolledBack)
+                .map(|(n, _)| *n);
+            match (rolled_back, &s.champion) {
+                (Some(n), Some(c)) => {
+                    let msg = format!("{} rolled back; {c} keeps {summary}", version_name(n));
+                    set_condition(
+                        s,
+                        obs,
+                        conditions::PROGRESSING,
+                        ConditionStatus::False,
+                        "RolledBack",
+                        &msg,
+                    )
+                }
+                _ => set_condition(
+                    s,
+                    obs,
+                    conditions::PROGRESSING,
+                    ConditionStatus::False,
+                    "NoRollout",
+                    "no canary in progress",
+                ),
+            }
+        }
     };
     if let Some((kind, reason, message)) = scheduling_event {
         ctx.actions.push(Action::RecordEvent {
@@ -307,9 +330,125 @@ pub(super) fn finish(mut ctx: Ctx) -> Decision {
             message: message.into(),
         });
     }
+    kstatus_conditions(&mut ctx);
     Decision {
         actions: ctx.actions,
         status: ctx.status,
         requeue_after: ctx.requeue,
     }
+}
+
+/// `Reconciling` and `Stalled` with the meanings kstatus gives them, so
+/// that Flux, kpt and Argo CD (through `charts/driftline/health/model.lua`)
+/// read a Model's state without knowing driftline: one of them is `True`
+/// while the Model is not settled, neither once it is.
+fn kstatus_conditions(ctx: &mut Ctx) {
+    let obs = ctx.obs;
+    let s = &ctx.status;
+    let is_true = |type_: &str| {
+        s.condition(type_)
+            .is_some_and(|c| c.status == ConditionStatus::True)
+    };
+    let is_false = |type_: &str| {
+        s.condition(type_)
+            .is_some_and(|c| c.status == ConditionStatus::False)
+    };
+    let message_of = |type_: &str| {
+        s.condition(type_)
+            .map(|c| c.message.clone())
+            .unwrap_or_default()
+    };
+    let stalled: Option<(&str, String)> = if is_false(conditions::SPEC_VALID) {
+        Some(("InvalidSpec", message_of(conditions::SPEC_VALID)))
+    } else if is_true(conditions::TRAINING_UNSCHEDULABLE) {
+        Some((
+            "TrainingUnschedulable",
+            message_of(conditions::TRAINING_UNSCHEDULABLE),
+        ))
+    } else if s.phase == ModelPhase::Failed {
+        Some((
+            "NoChampion",
+            format!(
+                "no champion and the last training failed: {}",
+                message_of(conditions::TRAINING)
+            ),
+        ))
+    } else if s
+        .condition(conditions::PROGRESSING)
+        .is_some_and(|c| c.reason == "RolledBack")
+    {
+        // Live evidence refused the newest version; the loop will not try it
+        // again, so the spec's goal waits for new data or a person (Argo
+        // Rollouts likewise shows an aborted rollout Degraded until a new
+        // revision).
+        Some(("RolledBack", message_of(conditions::PROGRESSING)))
+    } else if s.champion.is_none() && s.training.is_none() && is_false(conditions::DATA_VALID) {
+        Some((
+            "DataRejected",
+            format!(
+                "no champion and the data check refused the window: {}",
+                message_of(conditions::DATA_VALID)
+            ),
+        ))
+    } else {
+        None
+    };
+    let reconciling: Option<(&str, String)> = if stalled.is_some() || ctx.spec.paused {
+        None
+    } else if let Some(c) = &s.canary {
+        let reason = if c.awaiting_promotion {
+            "AwaitingPromotion"
+        } else {
+            "CanaryInProgress"
+        };
+        Some((reason, message_of(conditions::PROGRESSING)))
+    } else if let Some(t) = &s.training {
+        Some((
+            "Training",
+            format!("{} is training: {}", t.version, t.reason),
+        ))
+    } else if let Some(c) = &s.candidate {
+        Some(("Gating", format!("{c} is being evaluated against the gate")))
+    } else if is_false(conditions::READY) {
+        Some(("Starting", message_of(conditions::READY)))
+    } else {
+        None
+    };
+    let s = &mut ctx.status;
+    match stalled {
+        Some((reason, message)) => set_condition(
+            s,
+            obs,
+            conditions::STALLED,
+            ConditionStatus::True,
+            reason,
+            &message,
+        ),
+        None => set_condition(
+            s,
+            obs,
+            conditions::STALLED,
+            ConditionStatus::False,
+            "Progressing",
+            "nothing needs a person",
+        ),
+    };
+    match reconciling {
+        Some((reason, message)) => set_condition(
+            s,
+            obs,
+            conditions::RECONCILING,
+            ConditionStatus::True,
+            reason,
+            &message,
+        ),
+        None => set_condition(
+            s,
+            obs,
+            conditions::RECONCILING,
+            ConditionStatus::False,
+            if ctx.spec.paused { "Paused" } else { "Settled" },
+            "the Model is where its spec and its evidence put it",
+        ),
+    };
 }

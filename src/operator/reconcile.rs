@@ -235,6 +235,13 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Requeue, Operat
         }
     }
     ctx.telemetry.set_phase(&key, status.phase);
+    let rolled_back = decision
+        .actions
+        .iter()
+        .any(|a| matches!(a, crate::policy::Action::Rollback { .. }))
+        .then(|| observed.acknowledged.is_some());
+    ctx.telemetry
+        .observe_status(&key, model.status.as_ref(), &status, rolled_back);
     ctx.telemetry.set_canary(
         &key,
         status

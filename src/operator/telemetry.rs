@@ -20,7 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::api::{Model, ModelPhase, TrainingTrigger};
+use crate::api::{ConditionStatus, Model, ModelPhase, ModelStatus, TrainingTrigger};
 
 use super::error::OperatorError;
 
@@ -50,6 +50,24 @@ struct CheckLabels {
     quantity: String,
 }
 
+/// One condition of one Model, in kube-state-metrics' shape: the series of
+/// the condition's current status is 1, the others 0.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConditionLabels {
+    namespace: String,
+    model: String,
+    r#type: String,
+    status: String,
+}
+
+/// A Model's finished trainings by outcome, or its rollbacks.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelOutcomeLabels {
+    namespace: String,
+    model: String,
+    outcome: String,
+}
+
 type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
 /// Counters and gauges of the operator.
@@ -65,6 +83,10 @@ pub struct Telemetry {
     leading: Gauge,
     leases_lost: Counter,
     canary_checks: Family<CheckLabels, FloatGauge>,
+    ready_gauge: Gauge,
+    conditions: Family<ConditionLabels, Gauge>,
+    trainings_finished: Family<ModelOutcomeLabels, Counter>,
+    rollbacks: Family<ModelOutcomeLabels, Counter>,
     /// The series each Model's canary exports now, removed when it ends.
     canary_series: Mutex<HashMap<ObjectRef<Model>, Vec<CheckLabels>>>,
 }
@@ -124,7 +146,35 @@ impl Telemetry {
             "The latest canary analysis per check: its value, bound and always-valid interval (lower, upper)",
             canary_checks.clone(),
         );
+        let ready_gauge = Gauge::default();
+        registry.register(
+            "ready",
+            "1 once the operator's caches are synced (what /readyz answers)",
+            ready_gauge.clone(),
+        );
+        let conditions = Family::<ConditionLabels, Gauge>::default();
+        registry.register(
+            "model_condition",
+            "Each condition of each Model: 1 on the series of its current status (True, False, Unknown), 0 on the others",
+            conditions.clone(),
+        );
+        let trainings_finished = Family::<ModelOutcomeLabels, Counter>::default();
+        registry.register(
+            "trainings_finished",
+            "Training runs finished, by Model and outcome (Succeeded, Failed)",
+            trainings_finished.clone(),
+        );
+        let rollbacks = Family::<ModelOutcomeLabels, Counter>::default();
+        registry.register(
+            "rollbacks",
+            "Rollbacks by Model: a canary refused by live evidence (outcome Automatic) or by a person (Manual)",
+            rollbacks.clone(),
+        );
         Self {
+            ready_gauge,
+            conditions,
+            trainings_finished,
+            rollbacks,
             canary_checks,
             canary_series: Mutex::new(HashMap::new()),
             registry,
@@ -223,6 +273,67 @@ impl Telemetry {
     /// Marks the operator ready (caches synced, leading or standing by).
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
+        self.ready_gauge.set(i64::from(ready));
+    }
+
+    /// Exports what a reconcile wrote: every condition of the Model, a
+    /// training that finished since `before`, and a rollback it carried out
+    /// (`Some(manual)`), for the chart's alerts and dashboard.
+    pub fn observe_status(
+        &self,
+        model: &ObjectRef<Model>,
+        before: Option<&ModelStatus>,
+        after: &ModelStatus,
+        rollback: Option<bool>,
+    ) {
+        let namespace = model.namespace.clone().unwrap_or_default();
+        for c in &after.conditions {
+            for status in ["True", "False", "Unknown"] {
+                let labels = ConditionLabels {
+                    namespace: namespace.clone(),
+                    model: model.name.clone(),
+                    r#type: c.type_.clone(),
+                    status: status.into(),
+                };
+                let current = match c.status {
+                    ConditionStatus::True => "True",
+                    ConditionStatus::False => "False",
+                    ConditionStatus::Unknown => "Unknown",
+                } == status;
+                self.conditions
+                    .get_or_create(&labels)
+                    .set(i64::from(current));
+            }
+        }
+        let finished = |s: Option<&ModelStatus>| {
+            s.and_then(|s| s.last_training.as_ref())
+                .map(|t| (t.version.clone(), t.finished_at, t.outcome.clone()))
+        };
+        if let Some((_, _, Some(outcome))) = finished(Some(after))
+            && finished(Some(after)) != finished(before)
+        {
+            let outcome = if outcome.starts_with("Failed") {
+                "Failed"
+            } else {
+                "Succeeded"
+            };
+            self.trainings_finished
+                .get_or_create(&ModelOutcomeLabels {
+                    namespace: namespace.clone(),
+                    model: model.name.clone(),
+                    outcome: outcome.into(),
+                })
+                .inc();
+        }
+        if let Some(manual) = rollback {
+            self.rollbacks
+                .get_or_create(&ModelOutcomeLabels {
+                    namespace,
+                    model: model.name.clone(),
+                    outcome: if manual { "Manual" } else { "Automatic" }.into(),
+                })
+                .inc();
+        }
     }
 
     /// Records whether this replica leads (`driftline_operator_leader`).
@@ -328,5 +439,163 @@ mod tests {
         assert!(text.contains(&format!("{} 0.01", line("bound"))), "{text}");
         t.set_canary(&model, None);
         assert!(!t.render().contains("quantity="), "{}", t.render());
+    }
+
+    /// What a reconcile exports for the chart's alerts: conditions in
+    /// kube-state-metrics' shape, a finished training once, a rollback.
+    #[test]
+    fn model_conditions_trainings_and_rollbacks_are_exported() {
+        use crate::api::{Condition, TrainingRun};
+        let t = Telemetry::new();
+        let model = ObjectRef::<Model>::new("wine").within("ml");
+        let mut status = ModelStatus::default();
+        status.conditions.push(Condition {
+            type_: "Stalled".into(),
+            status: ConditionStatus::True,
+            reason: "RolledBack".into(),
+            message: String::new(),
+            last_transition_time: Utc::now(),
+            observed_generation: None,
+        });
+        let run: TrainingRun = serde_json::from_value(serde_json::json!({
+            "version": "v2", "trigger": "Manual", "reason": "r", "stage": "Training",
+            "startedAt": "2026-06-01T08:00:00Z", "finishedAt": "2026-06-01T08:05:00Z",
+            "outcome": "Failed: exit 1", "configHash": "h"
+        }))
+        .unwrap();
+        status.last_training = Some(run);
+        t.observe_status(&model, None, &status, Some(false));
+        // The same status again: no second count.
+        t.observe_status(&model, Some(&status.clone()), &status, None);
+        let text = t.render();
+        let series = |name: &str, labels: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("{name}{{{labels}}}")))
+                .and_then(|l| l.rsplit(' ').next())
+                .map(String::from)
+        };
+        let cond = |status: &str| {
+            series(
+                "driftline_operator_model_condition",
+                &format!("namespace=\"ml\",model=\"wine\",type=\"Stalled\",status=\"{status}\""),
+            )
+        };
+        assert_eq!(cond("True").as_deref(), Some("1"), "{text}");
+        assert_eq!(cond("False").as_deref(), Some("0"), "{text}");
+        let failed = series(
+            "driftline_operator_trainings_finished_total",
+            "namespace=\"ml\",model=\"wine\",outcome=\"Failed\"",
+        );
+        assert_eq!(failed.as_deref(), Some("1"), "{text}");
+        let rollbacks = series(
+            "driftline_operator_rollbacks_total",
+            "namespace=\"ml\",model=\"wine\",outcome=\"Automatic\"",
+        );
+        assert_eq!(rollbacks.as_deref(), Some("1"), "{text}");
+        t.set_ready(true);
+        assert!(t.render().contains("driftline_operator_ready 1"));
+    }
+
+    /// Every metric the chart's alerts and Grafana dashboard query is one
+    /// the operator exports, and the dashboard is a Grafana dashboard.
+    #[test]
+    fn the_charts_alerts_and_dashboard_query_only_exported_metrics() {
+        let alerts = include_str!("../../charts/driftline/files/alerts.yaml");
+        let dashboard = include_str!("../../charts/driftline/files/dashboard.json");
+        // Every recorder once, so each family has a series; then the sample
+        // names of every family, from `# TYPE name kind`.
+        let t = Telemetry::new();
+        let model = ObjectRef::<Model>::new("wine").within("ml");
+        t.observe_reconcile(Duration::from_millis(3), Some(&OperatorError::Unnamed));
+        t.training_started(TrainingTrigger::Drift);
+        t.set_phase(&model, ModelPhase::Serving);
+        t.set_canary(&model, Some(("v2", &analysis(0.03))));
+        let mut status = ModelStatus::default();
+        status.conditions.push(crate::api::Condition {
+            type_: "Ready".into(),
+            status: ConditionStatus::True,
+            reason: String::new(),
+            message: String::new(),
+            last_transition_time: Utc::now(),
+            observed_generation: None,
+        });
+        status.last_training = serde_json::from_value(serde_json::json!({
+            "version": "v1", "trigger": "Initial", "reason": "r", "stage": "Training",
+            "startedAt": "2026-06-01T08:00:00Z", "outcome": "Succeeded", "configHash": "h"
+        }))
+        .unwrap();
+        t.observe_status(&model, None, &status, Some(true));
+        let text = t.render();
+        let mut exported = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            let mut words = line.split(' ').skip(2);
+            let (Some(name), Some(kind)) = (words.next(), words.next()) else {
+                continue;
+            };
+            if !line.starts_with("# TYPE ") {
+                continue;
+            }
+            match kind {
+                "counter" => {
+                    exported.insert(format!("{name}_total"));
+                }
+                "histogram" => {
+                    for suffix in ["_bucket", "_sum", "_count"] {
+                        exported.insert(format!("{name}{suffix}"));
+                    }
+                }
+                _ => {
+                    exported.insert(name.to_string());
+                }
+            }
+        }
+        let queried = |text: &str| -> Vec<String> {
+            let mut names = Vec::new();
+            let bytes = text.as_bytes();
+            let mut i = 0;
+            while let Some(at) = text[i..].find("driftline_") {
+                let start = i + at;
+                let end = bytes[start..]
+                    .iter()
+                    .position(|b| !(b.is_ascii_lowercase() || *b == b'_'))
+                    .map_or(text.len(), |n| start + n);
+                names.push(text[start..end].to_string());
+                i = end;
+            }
+            names
+        };
+        let rules: serde_yaml::Value = serde_yaml::from_str(alerts).unwrap();
+        let exprs: Vec<&str> = rules["groups"][0]["rules"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|r| r["expr"].as_str().unwrap())
+            .collect();
+        assert_eq!(exprs.len(), 7, "every alert the issue names");
+        let d: serde_json::Value = serde_json::from_str(dashboard).unwrap();
+        assert!(d["uid"].is_string() && d["title"].is_string() && d["schemaVersion"].is_u64());
+        let panels = d["panels"].as_array().unwrap();
+        assert!(panels.len() >= 5);
+        let mut targets = Vec::new();
+        for p in panels {
+            for key in ["id", "type", "title", "gridPos", "datasource"] {
+                assert!(!p[key].is_null(), "panel without {key}: {p}");
+            }
+            for t in p["targets"].as_array().unwrap() {
+                targets.push(t["expr"].as_str().unwrap().to_string());
+            }
+        }
+        let all: Vec<String> = exprs
+            .iter()
+            .map(|e| e.to_string())
+            .chain(targets)
+            .flat_map(|e| queried(&e))
+            .collect();
+        assert!(all.len() >= 10, "{all:?}");
+        let unknown: Vec<&String> = all.iter().filter(|n| !exported.contains(*n)).collect();
+        assert!(
+            unknown.is_empty(),
+            "not exported: {unknown:?}; exported: {exported:?}"
+        );
     }
 }

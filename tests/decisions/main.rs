@@ -3,6 +3,7 @@
 //! One test binary per group: each tests/*.rs or tests/*/main.rs links the whole
 //! library, so grouping keeps CI's link time and disk use down.
 
+mod alerts;
 mod api_cel;
 mod api_crd;
 /// The simulated canaries `bench/canary` judges too (one setup for both).

@@ -34,8 +34,8 @@ pub struct Desired {
     pub http_route: Option<DynamicObject>,
 }
 
-/// The versions that must have a model server: the champion, the canary
-/// and every version with traffic.
+/// The versions that must have a model server: the champion, the canary,
+/// a candidate in shadow and every version with traffic.
 pub fn serving_set(status: &ModelStatus) -> BTreeSet<u32> {
     let mut set: BTreeSet<u32> = status
         .traffic
@@ -48,6 +48,13 @@ pub fn serving_set(status: &ModelStatus) -> BTreeSet<u32> {
             .canary
             .as_ref()
             .and_then(|c| version_number(&c.version)),
+    );
+    // A candidate in shadow answers mirrored requests, so it is served too.
+    set.extend(
+        status
+            .shadow
+            .as_ref()
+            .and_then(|s| version_number(&s.version)),
     );
     set
 }

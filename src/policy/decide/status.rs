@@ -60,6 +60,8 @@ pub(super) fn finish(mut ctx: Ctx) -> Decision {
         .is_some_and(|o| o.starts_with("Failed"));
     s.phase = if ctx.spec.paused {
         ModelPhase::Paused
+    } else if s.shadow.is_some() {
+        ModelPhase::Shadow
     } else if s.canary.is_some() {
         ModelPhase::Canary
     } else if s.training.is_some() {

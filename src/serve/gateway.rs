@@ -206,6 +206,8 @@ pub struct GatewayConfig {
     pub backend_timeout: Duration,
     /// What the gateway routes for (`ns/name`, or the weights file), for its logs.
     pub model: String,
+    /// Where the rows a shadow candidate disagreed on are kept, if anywhere.
+    pub shadow_root: Option<String>,
 }
 
 impl Default for GatewayConfig {
@@ -215,6 +217,7 @@ impl Default for GatewayConfig {
             body_limit: 8 * 1024 * 1024,
             backend_timeout: Duration::from_secs(30),
             model: String::new(),
+            shadow_root: None,
         }
     }
 }
@@ -312,7 +315,11 @@ pub fn gateway_router(initial: WeightTable, config: GatewayConfig) -> (Router, W
         .pool_idle_timeout(Duration::from_secs(60))
         .http2_only(true)
         .build(connector);
-    let shadow = Shadow::start(client.clone(), config.backend_timeout);
+    let shadow = Shadow::start(
+        client.clone(),
+        config.backend_timeout,
+        config.shadow_root.clone(),
+    );
     let state = Arc::new(GatewayState {
         weights: receiver,
         mirror,

@@ -31,6 +31,10 @@ use super::protocol::{TensorData, parse_request};
 
 /// Mirrors waiting for the candidate; more are dropped and counted.
 pub const QUEUE: usize = 256;
+/// Disagreeing rows kept per candidate; later ones are counted, not kept.
+pub const MAX_DISAGREEMENTS: usize = 10_000;
+/// How often kept disagreements that changed are written.
+const WRITE_EVERY: Duration = Duration::from_secs(2);
 /// Mirrors sent to the candidate at once.
 const IN_FLIGHT: usize = 16;
 
@@ -196,9 +200,9 @@ fn slice_rows(
     out
 }
 
-/// Folds one request's two answers into `tally`; `false` when they cannot
-/// be paired (different kinds or row counts: the candidate's answer is
-/// then an error).
+/// Folds one request's two answers into `tally`: which rows disagree, or
+/// `None` when they cannot be paired (different kinds or row counts: the
+/// candidate's answer is then an error).
 fn fold(
     tally: &mut ShadowTally,
     mirror: &Mirror,
@@ -206,7 +210,7 @@ fn fold(
     champion: &Answers,
     shadow: &Answers,
     latency: (Duration, Duration),
-) -> bool {
+) -> Option<Vec<bool>> {
     let disagree: Vec<bool> = match (champion, shadow) {
         (Answers::Classes(a), Answers::Classes(b)) if a.len() == b.len() => {
             for (from, to) in a.iter().zip(b) {
@@ -233,7 +237,7 @@ fn fold(
                 disagrees
             })
             .collect(),
-        _ => return false,
+        _ => return None,
     };
     let rows = disagree.len();
     tally.paired += 1;
@@ -250,8 +254,78 @@ fn fold(
     let us = |d: Duration| magnitude_bucket(d.as_secs_f64() * 1e6);
     *tally.champion_latency_us.entry(us(latency.0)).or_default() += 1;
     *tally.shadow_latency_us.entry(us(latency.1)).or_default() += 1;
-    true
+    Some(disagree)
 }
+
+impl Answers {
+    fn at(&self, i: usize) -> serde_json::Value {
+        match self {
+            Answers::Classes(c) => c.get(i).cloned().into(),
+            Answers::Values(v) => v.get(i).copied().into(),
+        }
+    }
+}
+
+/// The rows of one request the two answers disagree on, for a person to
+/// curate: the request's id, the row's index and inputs, both answers.
+fn disagreeing_rows(
+    request: &[u8],
+    disagree: &[bool],
+    champion: &Answers,
+    shadow: &Answers,
+) -> Vec<serde_json::Value> {
+    let rows = disagree.len();
+    let parsed = parse_request(request).ok();
+    let value = |data: &TensorData, i: usize| -> serde_json::Value {
+        match data {
+            TensorData::Numbers(v) => v.get(i).copied().into(),
+            TensorData::Texts(v) => v.get(i).cloned().into(),
+            TensorData::Bools(v) => v.get(i).copied().into(),
+            TensorData::Blobs(_) => serde_json::Value::Null,
+        }
+    };
+    disagree
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| **d)
+        .map(|(i, _)| {
+            let inputs: serde_json::Map<String, serde_json::Value> = parsed
+                .iter()
+                .flat_map(|r| &r.inputs)
+                .filter(|input| rows > 0 && input.data.len() % rows == 0)
+                .map(|input| {
+                    // One value per row, or the row's slice of a wider tensor.
+                    let width = input.data.len() / rows;
+                    let cell = if width == 1 {
+                        value(&input.data, i)
+                    } else {
+                        (i * width..(i + 1) * width)
+                            .map(|k| value(&input.data, k))
+                            .collect()
+                    };
+                    (input.name.clone(), cell)
+                })
+                .collect();
+            serde_json::json!({
+                "id": parsed.as_ref().and_then(|r| r.id.clone()),
+                "row": i,
+                "inputs": inputs,
+                "champion": champion.at(i),
+                "shadow": shadow.at(i),
+            })
+        })
+        .collect()
+}
+
+/// Disagreeing rows kept for one candidate, and whether they changed since
+/// they were last written.
+#[derive(Default)]
+struct Kept {
+    rows: Vec<serde_json::Value>,
+    dirty: bool,
+}
+
+type KeptRows = Arc<Mutex<BTreeMap<String, Kept>>>;
 
 /// The gateway's side of the shadow: the sampler, the bounded queue and
 /// the tallies by candidate version.
@@ -261,25 +335,69 @@ pub struct Shadow {
     seen: AtomicU64,
 }
 
+/// Writes each candidate's kept rows, when they changed, to
+/// `<root>/<version>/disagreements.jsonl` (one object, whole or not at all).
+async fn write_disagreements(root: String, kept: KeptRows) {
+    let mut ticker = tokio::time::interval(WRITE_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let changed: Vec<(String, Vec<u8>)> = {
+            let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+            kept.iter_mut()
+                .filter(|(_, k)| k.dirty)
+                .map(|(version, k)| {
+                    k.dirty = false;
+                    let mut text = Vec::new();
+                    for row in &k.rows {
+                        // A JSON value always serializes.
+                        let _ = serde_json::to_writer(&mut text, row);
+                        text.push(b'\n');
+                    }
+                    (version.clone(), text)
+                })
+                .collect()
+        };
+        for (version, text) in changed {
+            let uri = crate::api::names::disagreements_uri(&root, &version);
+            if let Err(e) = crate::data::store::write_object(&uri, text.into()).await {
+                tracing::warn!(%uri, error = %e, "shadow disagreements not written; retrying");
+                let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(k) = kept.get_mut(&version) {
+                    k.dirty = true;
+                }
+            }
+        }
+    }
+}
+
 impl Shadow {
     /// Starts the worker that mirrors queued pairs to their candidate
     /// through `client`, each allowed `timeout`.
+    /// With `root`, the rows each candidate disagreed on are kept (at most
+    /// [`MAX_DISAGREEMENTS`]) and written under it.
     pub fn start(
         client: Client<HttpConnector<HostsFileResolver>, Body>,
         timeout: Duration,
+        root: Option<String>,
     ) -> Self {
         let (queue, mut pending) = mpsc::channel::<Pair>(QUEUE);
         let tallies: Arc<Mutex<BTreeMap<String, ShadowTally>>> = Arc::default();
         let worker = tallies.clone();
+        let kept: Option<KeptRows> = root.map(|root| {
+            let kept = KeptRows::default();
+            tokio::spawn(write_disagreements(root, kept.clone()));
+            kept
+        });
         tokio::spawn(async move {
             let slots = Arc::new(Semaphore::new(IN_FLIGHT));
             while let Some(pair) = pending.recv().await {
                 let Ok(slot) = slots.clone().acquire_owned().await else {
                     return;
                 };
-                let (client, tallies) = (client.clone(), worker.clone());
+                let (client, tallies, kept) = (client.clone(), worker.clone(), kept.clone());
                 tokio::spawn(async move {
-                    mirror_one(&client, timeout, &tallies, pair).await;
+                    mirror_one(&client, timeout, &tallies, kept.as_ref(), pair).await;
                     drop(slot);
                 });
             }
@@ -320,26 +438,43 @@ async fn mirror_one(
     client: &Client<HttpConnector<HostsFileResolver>, Body>,
     timeout: Duration,
     tallies: &Mutex<BTreeMap<String, ShadowTally>>,
+    kept: Option<&KeptRows>,
     pair: Pair,
 ) {
     let started = Instant::now();
     let answer = send(client, timeout, &pair).await;
     let latency = started.elapsed();
-    let mut tallies = tallies.lock().unwrap_or_else(|p| p.into_inner());
-    let tally = tallies.entry(pair.mirror.version.clone()).or_default();
-    let paired = match (answers(&pair.champion), answer.as_deref().and_then(answers)) {
-        (Some(champion), Some(shadow)) => fold(
-            tally,
-            &pair.mirror,
-            &pair.request,
-            &champion,
-            &shadow,
-            (pair.champion_latency, latency),
-        ),
-        _ => false,
+    let pairs = answers(&pair.champion).zip(answer.as_deref().and_then(answers));
+    let disagree = {
+        let mut tallies = tallies.lock().unwrap_or_else(|p| p.into_inner());
+        let tally = tallies.entry(pair.mirror.version.clone()).or_default();
+        let folded = pairs.as_ref().and_then(|(champion, shadow)| {
+            let latency = (pair.champion_latency, latency);
+            fold(
+                tally,
+                &pair.mirror,
+                &pair.request,
+                champion,
+                shadow,
+                latency,
+            )
+        });
+        if folded.is_none() {
+            tally.shadow_errors += 1;
+        }
+        folded
     };
-    if !paired {
-        tally.shadow_errors += 1;
+    if let (Some(kept), Some(disagree), Some((champion, shadow))) = (kept, disagree, pairs)
+        && disagree.contains(&true)
+    {
+        let rows = disagreeing_rows(&pair.request, &disagree, &champion, &shadow);
+        let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+        let k = kept.entry(pair.mirror.version.clone()).or_default();
+        let room = MAX_DISAGREEMENTS.saturating_sub(k.rows.len());
+        if room > 0 {
+            k.rows.extend(rows.into_iter().take(room));
+            k.dirty = true;
+        }
     }
 }
 
@@ -417,7 +552,8 @@ mod tests {
         let champion = answer(json!(["5", "6", "5"]));
         let shadow = answer(json!(["5", "6", "7"]));
         let latency = (Duration::from_micros(1000), Duration::from_micros(3000));
-        assert!(fold(&mut t, &m, &request(), &champion, &shadow, latency));
+        let disagree = fold(&mut t, &m, &request(), &champion, &shadow, latency);
+        assert_eq!(disagree, Some(vec![false, false, true]));
         assert_eq!((t.paired, t.rows, t.disagreements()), (1, 3, 1));
         assert_eq!(t.flips["5"]["5"], 1);
         assert_eq!(t.flips["5"]["7"], 1);
@@ -434,7 +570,10 @@ mod tests {
         assert_eq!(t.shadow_latency_us[&magnitude_bucket(3000.0)], 1);
         // Answers of different lengths are not a pair.
         let short = answer(json!(["5"]));
-        assert!(!fold(&mut t, &m, &request(), &champion, &short, latency));
+        assert_eq!(
+            fold(&mut t, &m, &request(), &champion, &short, latency),
+            None
+        );
         assert_eq!(t.paired, 1);
     }
 
@@ -444,17 +583,27 @@ mod tests {
         let mut t = ShadowTally::default();
         let champion = answer(json!([1.0, 2.0, 3.0]));
         let shadow = answer(json!([1.25, 2.0, 4.0]));
-        assert!(fold(
-            &mut t,
-            &m,
-            &request(),
-            &champion,
-            &shadow,
-            (Duration::ZERO, Duration::ZERO)
-        ));
+        let latency = (Duration::ZERO, Duration::ZERO);
+        assert!(fold(&mut t, &m, &request(), &champion, &shadow, latency).is_some());
         assert_eq!(t.regression_disagreements, 1, "only |3 - 4| > 0.5");
         assert!((t.abs_difference_sum - 1.25).abs() < 1e-12);
         assert_eq!(t.slices["red"].disagreements, 1);
+    }
+
+    #[test]
+    fn a_disagreeing_row_is_kept_with_its_inputs_and_both_answers() {
+        let champion = answer(json!(["5", "6", "5"]));
+        let shadow = answer(json!(["5", "6", "7"]));
+        let mut body: serde_json::Value = serde_json::from_slice(&request()).unwrap();
+        body["id"] = json!("req-9");
+        let body = serde_json::to_vec(&body).unwrap();
+        let rows = disagreeing_rows(&body, &[false, false, true], &champion, &shadow);
+        assert_eq!(
+            rows,
+            vec![json!({"id": "req-9", "row": 2,
+                "inputs": {"color": "red", "alcohol": 12.5},
+                "champion": "5", "shadow": "7"})]
+        );
     }
 
     #[test]

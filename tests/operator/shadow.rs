@@ -147,11 +147,67 @@ async fn a_candidate_that_disagrees_is_rejected_in_shadow_and_no_user_request_re
         .remove("v2")
         .unwrap_or_else(|| panic!("no shadow tally for v2:\n{text}"));
     assert!(tally.paired >= verdict.canary_requests, "{tally:?}");
+    // (This candidate is told apart within a few requests, too few to be
+    // sure of any in slice `strong`; the agreeing one's test needs them.)
     assert!(tally.disagreements() > 0, "{tally:?}");
+
+    // The rows they disagreed on are kept under the artifact root, exactly
+    // those: once the last mirrors are paired and written, one line per
+    // disagreeing row, each with two different answers.
+    let file = h
+        .artifacts
+        .join("ml/wine-quality/shadow/v2/disagreements.jsonl");
+    let mut last = (0, u64::MAX);
+    for _ in 0..100 {
+        let kept = std::fs::read_to_string(&file).map_or(0, |t| t.lines().count());
+        let tally = parse_shadow_tallies(&gateway_metrics(&h, &gateway).await)
+            .remove("v2")
+            .expect("tally");
+        if kept as u64 == tally.disagreements() && last == (kept, tally.disagreements()) {
+            break;
+        }
+        last = (kept, tally.disagreements());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let text = std::fs::read_to_string(&file).expect("disagreements written");
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON row"))
+        .collect();
+    assert_eq!(rows.len() as u64, last.1, "{last:?}");
+    for row in &rows {
+        assert_ne!(row["champion"], row["shadow"], "{row}");
+        assert!(row["inputs"]["alcohol"].is_number(), "{row}");
+    }
+    // `driftline disagreements` exports them as CSV for curation.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_driftline"))
+        .args([
+            "disagreements",
+            "wine-quality",
+            "v2",
+            "-n",
+            "ml",
+            "-o",
+            "csv",
+        ])
+        .arg("--artifact-root")
+        .arg(&h.artifacts)
+        .output()
+        .expect("driftline disagreements runs");
     assert!(
-        tally.slices.get("strong").is_some_and(|a| a.rows > 0),
-        "the gate slice is computed from the request's inputs: {tally:?}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let csv = String::from_utf8(out.stdout).expect("UTF-8");
+    let mut lines = csv.lines();
+    assert!(
+        lines
+            .next()
+            .is_some_and(|h| h.starts_with("id,row,champion,shadow,") && h.contains("alcohol")),
+        "{csv}"
+    );
+    assert_eq!(lines.count(), rows.len(), "{csv}");
     h.shutdown().await;
 }
 
@@ -184,6 +240,8 @@ async fn a_candidate_that_agrees_passes_its_shadow_and_goes_into_its_canary() {
         "{verdict:?}"
     );
     assert!(verdict.canary_requests >= 100, "{verdict:?}");
+    // The gate slice `strong` is computed from the requests' inputs: its
+    // own check needs mirrored rows of it.
     assert!(
         verdict
             .checks

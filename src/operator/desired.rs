@@ -292,6 +292,39 @@ mod tests {
     }
 
     #[test]
+    fn a_candidate_in_shadow_is_served_without_any_traffic() {
+        let status = ModelStatus {
+            champion: Some("v1".into()),
+            candidate: Some("v2".into()),
+            shadow: Some(crate::api::ShadowStatus {
+                version: "v2".into(),
+                sample: 1.0,
+                started_at: None,
+                analysis: None,
+            }),
+            traffic: vec![TrafficWeight {
+                version: "v1".into(),
+                weight: 100,
+            }],
+            ..Default::default()
+        };
+        let versions = [
+            model_version(1, VersionPhase::Champion),
+            model_version(2, VersionPhase::Shadow),
+        ];
+        let desired = children(&wine(), &status, &versions, &settings()).expect("builds");
+        assert_eq!(
+            serving_names(&desired),
+            ["wine-quality-v1", "wine-quality-v2", "wine-quality-gateway"]
+        );
+        let route = desired.http_route.expect("a Gateway is configured");
+        let refs = route.data["spec"]["rules"][0]["backendRefs"]
+            .as_array()
+            .map_or(0, Vec::len);
+        assert_eq!(refs, 1, "users reach the champion alone: {route:?}");
+    }
+
+    #[test]
     fn children_no_status_calls_for_are_orphans_whatever_their_kind() {
         let status = ModelStatus {
             champion: Some("v2".into()),

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use driftline::api::scrape::{GatewayCounters, parse_shadow_tallies};
 use driftline::api::{AnalysisOutcome, ModelSpec, ShadowSpec, VersionPhase};
+use driftline::registry::{RegistryWriter, WriterOptions};
 use kube::api::{Patch, PatchParams};
 use operator_support::*;
 
@@ -61,7 +62,13 @@ async fn gateway_metrics(h: &Harness, gateway: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_candidate_that_disagrees_is_rejected_in_shadow_and_no_user_request_reaches_it() {
     // 20x: the 2-minute shadow passes in 6 s.
-    let h = Harness::start(195, 20.0).await;
+    let mut h = Harness::start_idle(195, 20.0).await;
+    let registry_url = format!("sqlite://{}", h.dir.path().join("registry.db").display());
+    let writer = std::sync::Arc::new(
+        RegistryWriter::start(&registry_url, WriterOptions::default()).expect("registry URL"),
+    );
+    h.registry = Some(writer.clone());
+    h.start_operator();
     let spec = shadowed_wine(0.05);
     h.apply("wine-quality", spec.clone()).await;
     h.wait_champion("wine-quality", 1).await;
@@ -135,6 +142,32 @@ async fn a_candidate_that_disagrees_is_rejected_in_shadow_and_no_user_request_re
             .any(|e| e.starts_with("ShadowFailed:") && e.contains("v1 keeps 100 %")),
         "{events:?}"
     );
+    // Recorded like a canary analysis: `driftline history` shows it.
+    tokio::time::timeout(MINUTES, writer.flush())
+        .await
+        .expect("the registry rows are written");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_driftline"))
+        .args([
+            "history",
+            "wine-quality",
+            "-n",
+            "ml",
+            "--registry",
+            &registry_url,
+        ])
+        .output()
+        .expect("driftline history");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v2_line = shown
+        .lines()
+        .find(|l| l.starts_with("v2 "))
+        .unwrap_or_else(|| panic!("no v2 in the history:\n{shown}"));
+    assert!(v2_line.contains("shadow failed ("), "{shown}");
 
     // Measured at the gateway: every user request went to v1, while v2
     // answered mirrored copies that were paired and disagreed.

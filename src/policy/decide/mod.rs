@@ -3,7 +3,8 @@
 //!
 //! [`decide`] runs the steps in order; each concern has its module:
 //! `training` (triggers, blocks, finished Jobs), `gating` (the gate
-//! verdict), `rollout` (canary steps, analysis, promotion, rollback),
+//! verdict), `shadow_stage` (the shadow stage between gate and canary),
+//! `rollout` (canary steps, analysis, promotion, rollback),
 //! `requests` (manual requests) and `status` (retention, phase,
 //! conditions). They share the decision's working state, `Ctx`.
 

@@ -456,8 +456,21 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
     let binary = parts.headers.contains_key(super::binary::HEADER_LENGTH);
     // Mirrored: JSON REST infer requests, `sample` of them, while a
     // candidate is in shadow (gRPC and binary bodies are not paired).
+    // Only bodies of a known size within `body_limit` are read whole: a
+    // larger one streams to the champion as before, unmirrored.
+    let limit = state.config.body_limit;
+    let fits = |headers: &http::HeaderMap| {
+        headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            .is_some_and(|n| n <= limit)
+    };
     let mirror = state.mirror.borrow().clone().filter(|m| {
-        matches!(route, Route::Weighted) && !grpc && !binary && state.shadow.sampled(m.sample)
+        matches!(route, Route::Weighted)
+            && !grpc
+            && !binary
+            && fits(&parts.headers)
+            && state.shadow.sampled(m.sample)
     });
     let sticky = state.config.sticky && !grpc && !matches!(route, Route::Version(_));
     let (body, sticky_id, request_bytes) = if sticky || mirror.is_some() {
@@ -565,7 +578,7 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
             .insert(HeaderName::from_static(VERSION_HEADER), v);
     }
     let body = match (mirror, request_bytes) {
-        (Some(mirror), Some(request)) if parts.status.is_success() => {
+        (Some(mirror), Some(request)) if parts.status.is_success() && fits(&parts.headers) => {
             // The champion's answer is read whole to be paired; the client
             // gets it as soon as it is, and the candidate is asked later.
             let champion = read_body(Body::new(body), state.config.body_limit).await?;

@@ -41,11 +41,20 @@ fn shadow_world() -> World {
     w.step();
     let s = w.model.status.clone().expect("status");
     assert_eq!(
-        s.shadow.and_then(|s| s.started_at),
+        s.shadow.clone().and_then(|s| s.started_at),
         Some(w.now),
         "mirroring starts once the candidate is ready"
     );
     assert_eq!(s.traffic, only_v1());
+    let progressing = s
+        .condition(driftline::policy::conditions::PROGRESSING)
+        .expect("a Progressing condition");
+    assert_eq!(progressing.reason, "ShadowInProgress");
+    assert!(
+        progressing.message.contains("v2 in shadow"),
+        "{}",
+        progressing.message
+    );
     w
 }
 

@@ -606,6 +606,28 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_candidate_that_does_not_answer_is_an_error_never_a_pair() {
+        // Nothing listens on the discard port: the connection is refused.
+        let connector = HttpConnector::new_with_resolver(HostsFileResolver::default());
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+        let tallies = Mutex::new(BTreeMap::new());
+        let champion = serde_json::to_vec(&json!({"model_name": "m", "outputs": [
+            {"name": "predictions", "shape": [3], "datatype": "BYTES", "data": ["5", "6", "5"]}]}))
+        .unwrap();
+        let pair = Pair {
+            mirror: Arc::new(mirror()),
+            path_and_query: "/v2/models/m/infer".into(),
+            content_type: None,
+            request: request().into(),
+            champion: champion.into(),
+            champion_latency: Duration::ZERO,
+        };
+        mirror_one(&client, Duration::from_secs(5), &tallies, None, pair).await;
+        let t = tallies.into_inner().unwrap().remove("v2").expect("tally");
+        assert_eq!((t.paired, t.rows, t.shadow_errors), (0, 0, 1));
+    }
+
     #[test]
     fn the_sampler_mirrors_exactly_its_share() {
         let (tx, _rx) = mpsc::channel(1);

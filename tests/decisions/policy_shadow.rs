@@ -186,3 +186,29 @@ fn a_user_rollback_during_the_shadow_drops_the_candidate() {
     assert_eq!((s.shadow, s.candidate), (None, None));
     assert_eq!(s.traffic, only_v1());
 }
+
+#[test]
+fn a_candidate_that_never_answers_keeps_the_shadow_waiting_and_users_untouched() {
+    let mut w = shadow_world();
+    w.advance(Duration::minutes(20));
+    let mut obs = w.observations();
+    let mut down = paired(0, 0, 0, 0);
+    down.tally.flips.clear();
+    down.tally.shadow_errors = 900;
+    obs.shadow = Some(down);
+    w.step_with(obs);
+    assert_eq!(
+        w.phase(2),
+        Some(VersionPhase::Shadow),
+        "no evidence: neither pass nor fail"
+    );
+    assert!(w.moved_traffic.is_none());
+    let s = w.model.status.clone().expect("status");
+    assert_eq!(s.traffic, only_v1());
+    let read = s.shadow.and_then(|s| s.analysis).expect("the read is kept");
+    assert!(
+        read.message.contains("0 paired requests"),
+        "{}",
+        read.message
+    );
+}

@@ -129,6 +129,8 @@ async fn a_candidate_that_disagrees_is_rejected_in_shadow_and_no_user_request_re
         (verdict.weight, verdict.outcome),
         (0, AnalysisOutcome::Failed)
     );
+    // The numbers, for the record (`--nocapture`).
+    println!("rejected in shadow: {}", verdict.message);
     let failed = verdict
         .checks
         .iter()
@@ -241,6 +243,12 @@ async fn a_candidate_that_disagrees_is_rejected_in_shadow_and_no_user_request_re
         "{csv}"
     );
     assert_eq!(lines.count(), rows.len(), "{csv}");
+    println!(
+        "gateway: v1 answered {} user requests, v2 none; {} mirrored pairs, {} disagreeing rows kept",
+        users.backend("v1").answered,
+        tally.paired,
+        rows.len()
+    );
     h.shutdown().await;
 }
 
@@ -273,6 +281,7 @@ async fn a_candidate_that_agrees_passes_its_shadow_and_goes_into_its_canary() {
         "{verdict:?}"
     );
     assert!(verdict.canary_requests >= 100, "{verdict:?}");
+    println!("passed its shadow: {}", verdict.message);
     // The gate slice `strong` is computed from the requests' inputs: its
     // own check needs mirrored rows of it.
     assert!(

@@ -108,6 +108,11 @@ fn a_candidate_that_agrees_passes_its_shadow_then_starts_its_canary() {
     let verdict = &canary.analyses[0];
     assert_eq!((verdict.weight, verdict.canary_requests), (0, 4000));
     assert!(
+        verdict.message.contains("Jensen-Shannon distance 0.03"),
+        "the distance is recorded: {}",
+        verdict.message
+    );
+    assert!(
         verdict
             .checks
             .iter()

@@ -96,7 +96,7 @@ pub(super) fn advance_shadow(ctx: &mut Ctx) {
         checks: v.checks.clone(),
         window_start: started,
         window_end: ctx.now,
-        message: v.message.clone(),
+        message: format!("{}{}", v.message, measures(&v)),
     };
     match v.outcome {
         AnalysisOutcome::Passed => {
@@ -157,6 +157,38 @@ pub(super) fn advance_shadow(ctx: &mut Ctx) {
             }
             ctx.requeue_in(POLL);
         }
+    }
+}
+
+/// What the verdict measured beside its checks, for the record: the
+/// Jensen-Shannon distance of the two answers' distributions, regression's
+/// mean and p95 absolute difference, both sides' p50/p99 on the same
+/// requests (base-2 buckets: within a factor of two).
+fn measures(v: &crate::policy::ShadowVerdict) -> String {
+    let mut parts = Vec::new();
+    if let Some(d) = v.divergence {
+        parts.push(format!("Jensen-Shannon distance {d:.4}"));
+    }
+    if let Some(m) = v.mean_abs_difference {
+        parts.push(format!("mean |difference| {m:.4}"));
+    }
+    if let Some(p) = v.p95_abs_difference {
+        parts.push(format!("p95 |difference| ≤ {p}"));
+    }
+    let ms = |us: Option<f64>| us.map_or("?".to_string(), |u| format!("{:.1}", u / 1000.0));
+    if v.shadow_latency_us.1.is_some() {
+        parts.push(format!(
+            "latency p50/p99 ≤ {}/{} ms (candidate) vs {}/{} ms (champion)",
+            ms(v.shadow_latency_us.0),
+            ms(v.shadow_latency_us.1),
+            ms(v.champion_latency_us.0),
+            ms(v.champion_latency_us.1)
+        ));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", parts.join("; "))
     }
 }
 

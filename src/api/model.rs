@@ -16,6 +16,7 @@ use super::images::{ConvBlock, ImageDataSpec, WarmStart};
 use super::rollout::{RolloutSpec, ServingSpec};
 use super::validate::time_zone_rule;
 use super::validate::{DURATION_RULE, UNIT_METRIC_RULE, architecture_rule, cron_rule, msg};
+use super::validate::{SHADOW_SLICES_RULE, SHADOW_TOLERANCE_RULE};
 use super::{data_check::DataCheckSpec, duration::SpecDuration, status::ModelStatus};
 
 /// A model that driftline trains, gates, serves and keeps healthy.
@@ -47,6 +48,8 @@ use super::{data_check::DataCheckSpec, duration::SpecDuration, status::ModelStat
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[x_kube(validation = Rule::new(SHADOW_TOLERANCE_RULE).message(msg::SHADOW_TOLERANCE_REQUIRED).field_path(".rollout.shadow.tolerance"))]
+#[x_kube(validation = Rule::new(SHADOW_SLICES_RULE).message(msg::SHADOW_SLICE_UNKNOWN).field_path(".rollout.shadow.slices"))]
 #[serde(rename_all = "camelCase")]
 pub struct ModelSpec {
     /// What the model predicts: a class (`classification`) or a number (`regression`).

@@ -162,6 +162,21 @@ pub fn feedback_prefix(root: &str, namespace: &str, model: &str) -> String {
     )
 }
 
+/// Where a Model's gateway keeps the rows its shadow candidates disagreed
+/// on: `<root>/<namespace>/<model>/shadow/`, one folder per version.
+pub fn shadow_prefix(root: &str, namespace: &str, model: &str) -> String {
+    format!("{}/{namespace}/{model}/shadow/", root.trim_end_matches('/'))
+}
+
+/// The file of the rows version `version` (`v<n>`) disagreed on in shadow,
+/// under a [`shadow_prefix`]: `<prefix>/v<n>/disagreements.jsonl`.
+pub fn disagreements_uri(prefix: &str, version: &str) -> String {
+    format!(
+        "{}/{version}/disagreements.jsonl",
+        prefix.trim_end_matches('/')
+    )
+}
+
 /// The gate report of the artifact at `artifact`.
 pub fn gate_report_uri(artifact: &str) -> String {
     format!("{}/{GATE_REPORT_FILE}", artifact.trim_end_matches('/'))

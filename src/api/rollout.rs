@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::duration::SpecDuration;
 use super::model::{ComputeResources, default_true};
+use super::shadow::ShadowSpec;
 use super::validate::DURATION_RULE;
 use super::validate::msg;
 
@@ -131,6 +132,12 @@ pub struct RolloutSpec {
     pub steps: Vec<CanaryStep>,
     #[serde(default)]
     pub analysis: AnalysisSpec,
+    /// A shadow stage between the gate and the first canary step: the
+    /// candidate answers mirrored live requests that no user sees, and is
+    /// rejected before any user traffic when it disagrees with the
+    /// champion. Absent: the canary starts right after the gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowSpec>,
     /// Promote after the last step passes; otherwise wait for `driftline promote`.
     #[serde(default = "default_true")]
     pub auto_promote: bool,
@@ -172,6 +179,7 @@ impl Default for RolloutSpec {
                 },
             ],
             analysis: AnalysisSpec::default(),
+            shadow: None,
             auto_promote: true,
             progress_deadline: None,
             retain_superseded: default_retain(),

@@ -3,6 +3,9 @@
 //! server registers these names, the operator reads them.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::shadow::ShadowTally;
 
 /// Prefix of every model-server metric.
 pub const SERVE_PREFIX: &str = "driftline_serve";
@@ -28,6 +31,29 @@ pub const GATEWAY_BACKEND_LATENCY: &str = "backend_latency_seconds";
 pub const GATEWAY_BACKEND_ERRORS: &str = "backend_errors";
 /// Current traffic weight per backend `version` (gauge).
 pub const GATEWAY_WEIGHT: &str = "weight";
+
+/// The shadow tally ([`ShadowTally`]) of each candidate `version`, one
+/// counter family per field, so the tallies of several gateway replicas add
+/// (all counters; `_total` is appended on the wire).
+pub const SHADOW_PAIRED: &str = "shadow_paired";
+pub const SHADOW_ROWS: &str = "shadow_rows";
+/// Mirrors dropped because the bounded queue was full.
+pub const SHADOW_DROPPED: &str = "shadow_dropped";
+/// Mirrored requests the candidate answered with an error, or not at all.
+pub const SHADOW_ERRORS: &str = "shadow_errors";
+/// Rows by the champion's class (`champion`) and the candidate's (`shadow`).
+pub const SHADOW_FLIPS: &str = "shadow_flips";
+pub const SHADOW_REGRESSION_DISAGREEMENTS: &str = "shadow_regression_disagreements";
+pub const SHADOW_ABS_DIFFERENCE_SUM: &str = "shadow_abs_difference_sum";
+/// Rows by base-2 `bucket` of the absolute difference.
+pub const SHADOW_ABS_DIFFERENCE: &str = "shadow_abs_difference";
+/// Regression predictions by `side` (`champion`, `shadow`) and signed `bucket`.
+pub const SHADOW_VALUES: &str = "shadow_values";
+/// Rows and disagreeing rows per gate `slice`.
+pub const SHADOW_SLICE_ROWS: &str = "shadow_slice_rows";
+pub const SHADOW_SLICE_DISAGREEMENTS: &str = "shadow_slice_disagreements";
+/// Time to answer the same requests by `side` and base-2 `bucket` (µs).
+pub const SHADOW_LATENCY_US: &str = "shadow_latency_us";
 
 /// Cumulative serving counters of one server (or the sum of several
 /// replicas), as scraped at one moment.
@@ -318,6 +344,182 @@ impl GatewayCounters {
     }
 }
 
+/// A label value as the text format writes it (`\\`, `\"`, `\n` escaped).
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The sample lines (labels, value) one family writes for one version's
+/// tally, given that version's `version="…"` label.
+type SampleRows<'a> = dyn Fn(&str, &ShadowTally) -> Vec<(String, String)> + 'a;
+
+/// The gateway's shadow tallies, by candidate version, in the text format
+/// ([`parse_shadow_tallies`] reads them back). Empty without a tally.
+pub fn render_shadow_tallies(tallies: &BTreeMap<String, ShadowTally>) -> String {
+    let mut out = String::new();
+    let mut family = |suffix: &str, rows: Vec<(String, String)>| {
+        if rows.is_empty() {
+            return;
+        }
+        let name = gateway_family(suffix);
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (labels, value) in rows {
+            let _ = writeln!(out, "{name}_total{{{labels}}} {value}");
+        }
+    };
+    let each = |f: &SampleRows<'_>| {
+        tallies
+            .iter()
+            .flat_map(|(v, t)| f(&format!("version=\"{}\"", escape_label(v)), t))
+            .collect::<Vec<_>>()
+    };
+    let one = |get: fn(&ShadowTally) -> String| {
+        each(&move |v: &str, t: &ShadowTally| vec![(v.to_string(), get(t))])
+    };
+    let buckets = |v: &str, extra: &str, b: &BTreeMap<i32, u64>| {
+        b.iter()
+            .map(|(k, n)| (format!("{v}{extra},bucket=\"{k}\""), n.to_string()))
+            .collect::<Vec<_>>()
+    };
+    family(SHADOW_PAIRED, one(|t| t.paired.to_string()));
+    family(SHADOW_ROWS, one(|t| t.rows.to_string()));
+    family(SHADOW_DROPPED, one(|t| t.dropped.to_string()));
+    family(SHADOW_ERRORS, one(|t| t.shadow_errors.to_string()));
+    family(
+        SHADOW_FLIPS,
+        each(&|v, t| {
+            t.flips
+                .iter()
+                .flat_map(|(from, to)| {
+                    to.iter().map(move |(c, n)| {
+                        let labels = format!(
+                            "{v},champion=\"{}\",shadow=\"{}\"",
+                            escape_label(from),
+                            escape_label(c)
+                        );
+                        (labels, n.to_string())
+                    })
+                })
+                .collect()
+        }),
+    );
+    family(
+        SHADOW_REGRESSION_DISAGREEMENTS,
+        one(|t| t.regression_disagreements.to_string()),
+    );
+    family(
+        SHADOW_ABS_DIFFERENCE_SUM,
+        one(|t| t.abs_difference_sum.to_string()),
+    );
+    family(
+        SHADOW_ABS_DIFFERENCE,
+        each(&|v, t| buckets(v, "", &t.abs_difference)),
+    );
+    family(
+        SHADOW_VALUES,
+        each(&|v, t| {
+            let mut rows = buckets(v, ",side=\"champion\"", &t.champion_values);
+            rows.extend(buckets(v, ",side=\"shadow\"", &t.shadow_values));
+            rows
+        }),
+    );
+    let slices = |get: fn(&super::shadow::Agreement) -> u64| {
+        each(&move |v: &str, t: &ShadowTally| {
+            t.slices
+                .iter()
+                .map(|(name, a)| {
+                    let labels = format!("{v},slice=\"{}\"", escape_label(name));
+                    (labels, get(a).to_string())
+                })
+                .collect()
+        })
+    };
+    family(SHADOW_SLICE_ROWS, slices(|a| a.rows));
+    family(SHADOW_SLICE_DISAGREEMENTS, slices(|a| a.disagreements));
+    family(
+        SHADOW_LATENCY_US,
+        each(&|v, t| {
+            let mut rows = buckets(v, ",side=\"champion\"", &t.champion_latency_us);
+            rows.extend(buckets(v, ",side=\"shadow\"", &t.shadow_latency_us));
+            rows
+        }),
+    );
+    out
+}
+
+/// Reads the shadow families of one or several `/metrics` answers: the
+/// tally of each candidate version, summed over every sample (so the
+/// answers of several gateway replicas concatenated merge exactly).
+pub fn parse_shadow_tallies(text: &str) -> BTreeMap<String, ShadowTally> {
+    let names: BTreeMap<String, &str> = [
+        SHADOW_PAIRED,
+        SHADOW_ROWS,
+        SHADOW_DROPPED,
+        SHADOW_ERRORS,
+        SHADOW_FLIPS,
+        SHADOW_REGRESSION_DISAGREEMENTS,
+        SHADOW_ABS_DIFFERENCE_SUM,
+        SHADOW_ABS_DIFFERENCE,
+        SHADOW_VALUES,
+        SHADOW_SLICE_ROWS,
+        SHADOW_SLICE_DISAGREEMENTS,
+        SHADOW_LATENCY_US,
+    ]
+    .into_iter()
+    .map(|f| (format!("{}_total", gateway_family(f)), f))
+    .collect();
+    let mut tallies: BTreeMap<String, ShadowTally> = BTreeMap::new();
+    for s in parse_samples(text) {
+        let (Some(family), Some(version)) = (names.get(&s.name), s.labels.get("version")) else {
+            continue;
+        };
+        let t = tallies.entry(version.clone()).or_default();
+        let n = s.value.max(0.0) as u64;
+        let label = |k: &str| s.labels.get(k).cloned().unwrap_or_default();
+        let bucket = s.labels.get("bucket").and_then(|b| b.parse::<i32>().ok());
+        let side_champion = s.labels.get("side").map(String::as_str) == Some("champion");
+        match *family {
+            SHADOW_PAIRED => t.paired += n,
+            SHADOW_ROWS => t.rows += n,
+            SHADOW_DROPPED => t.dropped += n,
+            SHADOW_ERRORS => t.shadow_errors += n,
+            SHADOW_FLIPS => {
+                *t.flips
+                    .entry(label("champion"))
+                    .or_default()
+                    .entry(label("shadow"))
+                    .or_default() += n;
+            }
+            SHADOW_REGRESSION_DISAGREEMENTS => t.regression_disagreements += n,
+            SHADOW_ABS_DIFFERENCE_SUM => t.abs_difference_sum += s.value.max(0.0),
+            SHADOW_ABS_DIFFERENCE => {
+                if let Some(k) = bucket {
+                    *t.abs_difference.entry(k).or_default() += n;
+                }
+            }
+            SHADOW_VALUES | SHADOW_LATENCY_US => {
+                let Some(k) = bucket else { continue };
+                let map = match (*family == SHADOW_VALUES, side_champion) {
+                    (true, true) => &mut t.champion_values,
+                    (true, false) => &mut t.shadow_values,
+                    (false, true) => &mut t.champion_latency_us,
+                    (false, false) => &mut t.shadow_latency_us,
+                };
+                *map.entry(k).or_default() += n;
+            }
+            SHADOW_SLICE_ROWS => t.slices.entry(label("slice")).or_default().rows += n,
+            SHADOW_SLICE_DISAGREEMENTS => {
+                t.slices.entry(label("slice")).or_default().disagreements += n
+            }
+            _ => {}
+        }
+    }
+    tallies
+}
+
 impl ServingCounters {
     /// Reads the model server's families from a `/metrics` answer.
     pub fn from_metrics(text: &str) -> Self {
@@ -483,6 +685,45 @@ driftline_serve_online_labelled 200
         let mut huge = now.clone();
         huge.requests = 10_000;
         assert_eq!(now.since(&huge).requests, 1005, "restart counts from zero");
+    }
+
+    #[test]
+    fn shadow_tallies_round_trip_and_two_replicas_merge_exactly() {
+        let mut t = ShadowTally {
+            paired: 7,
+            rows: 9,
+            dropped: 2,
+            shadow_errors: 1,
+            regression_disagreements: 3,
+            abs_difference_sum: 1.25,
+            ..Default::default()
+        };
+        t.flips
+            .entry("a \"quoted\", class".into())
+            .or_default()
+            .insert("b\\c".into(), 4);
+        t.flips.entry("x".into()).or_default().insert("x".into(), 5);
+        t.abs_difference.insert(-3, 2);
+        t.champion_values.insert(62, 4);
+        t.shadow_values.insert(-61, 1);
+        t.slices.insert(
+            "red".into(),
+            super::super::shadow::Agreement {
+                rows: 3,
+                disagreements: 1,
+            },
+        );
+        t.champion_latency_us.insert(10, 9);
+        t.shadow_latency_us.insert(11, 9);
+        let tallies = BTreeMap::from([("v2".to_string(), t.clone())]);
+        let text = render_shadow_tallies(&tallies);
+        assert_eq!(parse_shadow_tallies(&text), tallies, "{text}");
+        // Two replicas' answers read together add up, field by field.
+        let both = parse_shadow_tallies(&format!("{text}{text}"));
+        let mut doubled = t.clone();
+        doubled.merge(&t);
+        assert_eq!(both["v2"], doubled);
+        assert!(render_shadow_tallies(&BTreeMap::new()).is_empty());
     }
 
     #[test]

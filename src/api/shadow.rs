@@ -3,11 +3,10 @@
 //! requests to the candidate, which the verdict (`policy::shadow_verdict`)
 //! judges.
 //!
-//! Not yet a field of `spec.rollout`: the gateway's mirroring and the
-//! operator's stage are still to be built, and a setting that nothing acts
-//! on would mislead. When it becomes `spec.rollout.shadow`, `validate()` and
-//! CEL also need: a regression Model's shadow requires `tolerance`, and
-//! `slices` must name gate slices.
+//! `spec.rollout.shadow`. Besides each field's own rule, two rules span the
+//! spec (on `ModelSpec`, in CEL and in `validate()` with one set of
+//! messages): a regression Model's shadow needs `tolerance`, and `slices`
+//! must name gate slices.
 //!
 //! Every count adds, so the tallies of several gateway replicas merge
 //! exactly, and the window of a stage is the difference of two reads.
@@ -52,6 +51,7 @@ pub struct ShadowSpec {
     pub tolerance: Option<f64>,
     /// Gate slices (`gate.slices[].name`) whose own disagreement is bounded too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 63)))]
     pub slices: Vec<String>,
     /// Largest shadow p99 latency as a multiple of the champion's on the same requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]

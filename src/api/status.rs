@@ -26,6 +26,9 @@ pub enum ModelPhase {
     Training,
     /// A trained candidate waits for its gate report.
     Gating,
+    /// A candidate answers mirrored live requests that no user sees, and its
+    /// answers are compared with the champion's on the same requests.
+    Shadow,
     /// A candidate takes part of the traffic and is being analysed.
     Canary,
     /// A champion serves all traffic.
@@ -250,13 +253,15 @@ pub struct AnalysisCheck {
     pub upper: Option<f64>,
 }
 
-/// One analysis of one canary step, as recorded in status.
+/// One analysis of one canary step, as recorded in status; the shadow
+/// stage's verdict is recorded the same way, with weight 0 (no user
+/// traffic) and the paired requests as both sides' requests.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisRecord {
-    /// Index of the step (0-based) in `spec.rollout.steps`.
+    /// Index of the step (0-based) in `spec.rollout.steps`; 0 for the shadow.
     pub step: u32,
-    /// Canary weight during the window.
+    /// Canary weight during the window; 0: the shadow stage.
     pub weight: u32,
     pub outcome: AnalysisOutcome,
     #[serde(default)]
@@ -295,6 +300,24 @@ pub struct CanaryStatus {
     /// Analyses of this canary, oldest first (the last 20).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub analyses: Vec<AnalysisRecord>,
+}
+
+/// A candidate in its shadow stage: the gateway mirrors `sample` of live
+/// requests to it while `startedAt` is set; users get the champion's answers.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShadowStatus {
+    /// Candidate version, `v<n>`.
+    pub version: String,
+    /// Share of live requests mirrored to it.
+    pub sample: f64,
+    /// When mirroring began; absent while the candidate's Deployment is not ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// The latest read of the verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisRecord>,
 }
 
 /// `Model.status`.
@@ -345,6 +368,9 @@ pub struct ModelStatus {
     pub data_digest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<DriftSummary>,
+    /// A candidate in its shadow stage, before its canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanaryStatus>,
     /// Id of the last manual request acted on (`driftline promote` etc.).
@@ -374,6 +400,7 @@ impl Default for ModelStatus {
             automatic_retrains: Vec::new(),
             data_digest: None,
             drift: None,
+            shadow: None,
             canary: None,
             handled_request: None,
         }

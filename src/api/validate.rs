@@ -9,7 +9,7 @@ use std::fmt;
 
 use super::images::conv_output_size;
 use super::model::{
-    DataFormat, DriftSpec, DriftStatistic, DriftThreshold, MetricThreshold, ModelSpec,
+    DataFormat, DriftSpec, DriftStatistic, DriftThreshold, MetricThreshold, ModelSpec, Task,
 };
 use super::rollout::AnalysisSpec;
 use super::schedule::{RetrainSchedule, time_zone_names};
@@ -121,6 +121,8 @@ pub mod msg {
     pub const SHADOW_MAX_DISAGREEMENT: &str = "shadow maxDisagreement must be between 0 and 1";
     pub const SHADOW_TOLERANCE: &str = "shadow tolerance must not be negative";
     pub const SHADOW_LATENCY_RATIO: &str = "shadow maxP99LatencyRatio must be at least 1";
+    pub const SHADOW_TOLERANCE_REQUIRED: &str = "a regression Model's shadow needs tolerance: the largest difference between the two predictions that still counts as agreement";
+    pub const SHADOW_SLICE_UNKNOWN: &str = "shadow slices must name slices defined in gate.slices";
     pub const ALPHA: &str =
         "analysis alpha must be greater than 0 and less than 0.5 (0.05 is usual)";
     pub const REPLICAS: &str = "serving replicas must be at least 1";
@@ -686,6 +688,7 @@ impl ModelSpec {
             );
         }
         analysis(&mut c, &r.analysis);
+        shadow(&mut c, self);
 
         c.check(
             self.serving.replicas > 0,
@@ -696,6 +699,64 @@ impl ModelSpec {
         c.finish()
     }
 }
+
+/// `spec.rollout.shadow`: each field's CEL rule, and the two that span the
+/// spec (the CEL rules on `ModelSpec`).
+fn shadow(c: &mut Collector, spec: &ModelSpec) {
+    let Some(s) = &spec.rollout.shadow else {
+        return;
+    };
+    let p = "spec.rollout.shadow";
+    c.check(
+        s.min_requests > 0,
+        format!("{p}.minRequests"),
+        msg::SHADOW_MIN_REQUESTS,
+    );
+    c.check(
+        s.sample > 0.0 && s.sample <= 1.0,
+        format!("{p}.sample"),
+        msg::SHADOW_SAMPLE,
+    );
+    c.check(
+        in_unit(s.max_disagreement),
+        format!("{p}.maxDisagreement"),
+        msg::SHADOW_MAX_DISAGREEMENT,
+    );
+    if let Some(t) = s.tolerance {
+        c.check(t >= 0.0, format!("{p}.tolerance"), msg::SHADOW_TOLERANCE);
+    }
+    if let Some(r) = s.max_p99_latency_ratio {
+        c.check(
+            r >= 1.0,
+            format!("{p}.maxP99LatencyRatio"),
+            msg::SHADOW_LATENCY_RATIO,
+        );
+    }
+    c.check(
+        spec.task != Task::Regression || s.tolerance.is_some(),
+        format!("{p}.tolerance"),
+        msg::SHADOW_TOLERANCE_REQUIRED,
+    );
+    let gate_slices: Vec<&str> = spec
+        .gate
+        .iter()
+        .flat_map(|g| g.slices.iter().map(|s| s.name.as_str()))
+        .collect();
+    c.check(
+        s.slices.iter().all(|n| gate_slices.contains(&n.as_str())),
+        format!("{p}.slices"),
+        msg::SHADOW_SLICE_UNKNOWN,
+    );
+}
+
+/// A regression Model's shadow needs `tolerance` (CEL on `ModelSpec`).
+pub(super) const SHADOW_TOLERANCE_RULE: &str = "self.task != 'regression' || !has(self.rollout) || \
+    !has(self.rollout.shadow) || has(self.rollout.shadow.tolerance)";
+
+/// `rollout.shadow.slices` name gate slices (CEL on `ModelSpec`).
+pub(super) const SHADOW_SLICES_RULE: &str = "!has(self.rollout) || !has(self.rollout.shadow) || \
+    !has(self.rollout.shadow.slices) || self.rollout.shadow.slices.all(s, has(self.gate) && \
+    has(self.gate.slices) && self.gate.slices.exists(g, g.name == s))";
 
 /// A Go-style duration as `api::parse_duration` accepts it: `250ms`, `90s`, `10m`, `1h30m`, `2d`.
 pub(super) const DURATION_RULE: &str = "self.matches('^([0-9]{1,9}(ms|[smhd]))+$')";

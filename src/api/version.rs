@@ -83,8 +83,11 @@ pub enum VersionPhase {
     Training,
     /// Trained; waiting for (or holding) its gate report.
     Trained,
-    /// The gate refused it (see `status.gate.failedChecks`).
+    /// The gate refused it (see `status.gate.failedChecks`), or its shadow
+    /// stage failed (`ShadowFailed`, see `status.rollout`).
     Rejected,
+    /// Answers mirrored live requests no user sees, compared with the champion.
+    Shadow,
     /// Takes part of the traffic while being analysed.
     Canary,
     /// Serves the traffic.

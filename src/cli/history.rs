@@ -11,7 +11,9 @@ use serde::Serialize;
 
 use super::output::{Output, render, table};
 use crate::api::{StartSummary, version_name};
-use crate::registry::{ChampionChange, ModelRef, Registry, RegistryUrl, VersionHistory};
+use crate::registry::{
+    CanaryAnalysis, ChampionChange, ModelRef, Registry, RegistryUrl, VersionHistory,
+};
 
 /// Flags of `driftline history`.
 #[derive(clap::Args, Debug, Clone)]
@@ -60,6 +62,8 @@ struct VersionView {
     feedback_rows: Option<u64>,
     /// Where its first weights came from (warm, init or cold).
     start: Option<StartSummary>,
+    /// Its shadow stage's verdict, with the numbers, when it had one.
+    shadow: Option<String>,
 }
 
 impl From<&VersionHistory> for VersionView {
@@ -88,8 +92,29 @@ impl From<&VersionHistory> for VersionView {
                     s.reason.clone(),
                 )
             }),
+            shadow: None,
         }
     }
+}
+
+/// The last shadow verdict among a version's recorded analyses: the one of
+/// weight 0 (no user traffic), in a few words.
+fn shadow_summary(analyses: &[CanaryAnalysis]) -> Option<String> {
+    let a = analyses
+        .iter()
+        .filter(|a| a.weight == 0)
+        .max_by_key(|a| a.window_end)?;
+    let disagreement = a
+        .checks
+        .iter()
+        .find(|c| c.name == "maxDisagreement")
+        .map(|c| format!(", {:.2} % disagreement", c.value * 100.0))
+        .unwrap_or_default();
+    Some(format!(
+        "shadow {} ({} pairs{disagreement})",
+        a.verdict.as_str().to_lowercase(),
+        a.canary_requests
+    ))
 }
 
 #[derive(Serialize, Debug)]
@@ -149,9 +174,16 @@ pub async fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
             registry.url()
         );
     }
+    let mut views = Vec::with_capacity(versions.len());
+    for h in &versions {
+        let mut view = VersionView::from(h);
+        let analyses = registry.canary_analyses(&model, h.version.version).await?;
+        view.shadow = shadow_summary(&analyses);
+        views.push(view);
+    }
     let view = HistoryView {
         model: model.to_string(),
-        versions: versions.iter().map(VersionView::from).collect(),
+        versions: views,
         champion_changes: changes.iter().map(ChangeView::from).collect(),
     };
     print!("{}", render(args.output, &view, history_table)?);
@@ -176,6 +208,7 @@ fn history_table(view: &HistoryView) -> String {
                 v.trigger.clone(),
                 v.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
                 v.gate.clone().unwrap_or_default(),
+                v.shadow.clone().unwrap_or_default(),
                 v.start
                     .as_ref()
                     .map(StartSummary::short)
@@ -203,7 +236,9 @@ fn history_table(view: &HistoryView) -> String {
         "Model {}\n\n{}\nChampion changes\n{}",
         view.model,
         table(
-            &["VERSION", "TRIGGER", "CREATED", "GATE", "START", "METRICS"],
+            &[
+                "VERSION", "TRIGGER", "CREATED", "GATE", "SHADOW", "START", "METRICS",
+            ],
             &versions
         ),
         table(
@@ -211,4 +246,58 @@ fn history_table(view: &HistoryView) -> String {
             &changes
         )
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{AnalysisVerdict, CheckRecord};
+
+    fn analysis(weight: u32, end: &str, verdict: AnalysisVerdict) -> CanaryAnalysis {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().expect("time");
+        CanaryAnalysis {
+            model: ModelRef::new("ml", "wine-quality"),
+            version: 2,
+            step: 0,
+            weight,
+            window_start: at("2026-06-01T08:00:00Z"),
+            window_end: at(end),
+            canary_requests: 40,
+            stable_requests: 40,
+            canary_errors: 0,
+            stable_errors: 0,
+            canary_p99_ms: None,
+            stable_p99_ms: None,
+            divergence: None,
+            verdict,
+            message: String::new(),
+            checks: vec![CheckRecord {
+                name: "maxDisagreement".into(),
+                value: 0.125,
+                bound: 0.05,
+                passed: false,
+                evidence: Some("harm".into()),
+                lower: None,
+                upper: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_shadow_column_is_the_last_weight_zero_analysis() {
+        let rows = [
+            analysis(0, "2026-06-01T08:05:00Z", AnalysisVerdict::Inconclusive),
+            analysis(0, "2026-06-01T08:09:00Z", AnalysisVerdict::Failed),
+            analysis(20, "2026-06-01T08:30:00Z", AnalysisVerdict::Passed),
+        ];
+        assert_eq!(
+            shadow_summary(&rows).as_deref(),
+            Some("shadow failed (40 pairs, 12.50 % disagreement)")
+        );
+        assert_eq!(
+            shadow_summary(&rows[2..]),
+            None,
+            "canary steps are not the shadow"
+        );
+    }
 }

@@ -6,6 +6,7 @@
 mod cluster;
 mod datacheck;
 mod demo;
+mod disagreements;
 mod drift_flags;
 mod flags;
 mod history;
@@ -72,6 +73,8 @@ enum Command {
     Status(user::StatusArgs),
     /// A Model's versions with their gate results, and every champion change.
     History(history::HistoryArgs),
+    /// Rows a version answered differently from the champion in its shadow stage.
+    Disagreements(disagreements::DisagreementsArgs),
     /// Make a version (default: the canary) champion; recorded with your name.
     Promote(user::PromoteArgs),
     /// Roll back the canary, or the champion to the one before it.
@@ -89,6 +92,7 @@ fn init_tracing(json: bool, command: &Command) {
     let default = match command {
         Command::Status(_)
         | Command::History(_)
+        | Command::Disagreements(_)
         | Command::Promote(_)
         | Command::Rollback(_)
         | Command::Retrain(_)
@@ -180,6 +184,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Load(args) => load::run_load(args).await,
         Command::Status(args) => user::status(args).await,
         Command::History(args) => history::history(args).await,
+        Command::Disagreements(args) => disagreements::disagreements(args).await,
         Command::Promote(args) => user::promote(args).await,
         Command::Rollback(args) => user::rollback(args).await,
         Command::Retrain(args) => user::retrain(args).await,

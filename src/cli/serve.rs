@@ -111,6 +111,10 @@ pub struct GatewayArgs {
     /// Largest request body read when stickiness needs the `id`.
     #[arg(long, default_value_t = 8 * 1024 * 1024)]
     pub body_limit: usize,
+    /// Where the rows a shadow candidate disagreed on are kept
+    /// (`<this>/v<n>/disagreements.jsonl`); unset: not kept.
+    #[arg(long)]
+    pub shadow_root: Option<String>,
     /// Address to listen on.
     #[arg(long, env = "DRIFTLINE_HOST", default_value = "0.0.0.0")]
     pub host: IpAddr,
@@ -227,8 +231,13 @@ pub async fn gateway(args: GatewayArgs) -> Result<ExitCode, ServeError> {
         }
         (None, None) => return Err(ServeError::Config("give --weights-file or --model".into())),
     };
+    if let Some(root) = &args.shadow_root {
+        crate::data::store::check(root)
+            .map_err(|e| ServeError::Config(format!("--shadow-root `{root}`: {e}")))?;
+    }
     let config = GatewayConfig {
         sticky: args.sticky,
+        shadow_root: args.shadow_root.clone(),
         body_limit: args.body_limit,
         backend_timeout: args.backend_timeout,
         model: match &source {

@@ -630,14 +630,24 @@ pub fn gateway(
     let o = owner(model)?;
     let target = format!("{}/{}", o.namespace, o.name);
     let port = SERVE_PORT.to_string();
+    let shadow_root = names::shadow_prefix(&settings.artifact_root, o.namespace, o.name);
     let pod = pod_security::restricted(PodSpec {
         containers: vec![Container {
             name: "gateway".into(),
             image: Some(settings.image.clone()),
             // Sticky: a label must reach the version that served its request.
             command: Some(driftline(&[
-                "gateway", "--model", &target, "--port", &port, "--sticky",
+                "gateway",
+                "--model",
+                &target,
+                "--port",
+                &port,
+                "--sticky",
+                "--shadow-root",
+                &shadow_root,
             ])),
+            // It writes the rows a shadow candidate disagreed on to the store.
+            env_from: credentials(settings),
             ports: container_ports(),
             readiness_probe: Some(http_probe(routes::HEALTHZ)),
             ..Default::default()
@@ -992,7 +1002,8 @@ mod tests {
                 .as_ref()
                 .expect("command")
                 .join(" "),
-            "driftline gateway --model ml/wine-quality --port 8080 --sticky"
+            "driftline gateway --model ml/wine-quality --port 8080 --sticky \
+             --shadow-root s3://models/root/ml/wine-quality/shadow/"
         );
         // The gateway's default backend template is the serving Service's address.
         let status = serde_json::json!({"traffic": [{"version": "v7", "weight": 100}]});

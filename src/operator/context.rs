@@ -22,6 +22,7 @@ use super::drift_windows::DriftWindows;
 use super::gateway_api::GatewayApiProbe;
 use super::index::Children;
 use super::observe::Baseline;
+use super::scrape::ShadowBaseline;
 use super::telemetry::Telemetry;
 
 /// Reflector caches of the Model's children, each indexed by Model.
@@ -47,6 +48,9 @@ pub struct Context {
     pub telemetry: Arc<Telemetry>,
     /// Canary counters at the start of each step, by Model.
     pub baselines: Mutex<HashMap<ObjectRef<Model>, Baseline>>,
+    /// The gateways' shadow tally at the first scrape of each shadow stage,
+    /// by Model: (candidate, stage start, tally).
+    pub shadow_baselines: Mutex<HashMap<ObjectRef<Model>, ShadowBaseline>>,
     /// The champion's drift windows over all its replicas, by Model.
     pub drift_windows: DriftWindows,
     /// The resourceVersion each Model had before our last status write: a

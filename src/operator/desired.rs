@@ -34,8 +34,8 @@ pub struct Desired {
     pub http_route: Option<DynamicObject>,
 }
 
-/// The versions that must have a model server: the champion, the canary
-/// and every version with traffic.
+/// The versions that must have a model server: the champion, the canary,
+/// a candidate in shadow and every version with traffic.
 pub fn serving_set(status: &ModelStatus) -> BTreeSet<u32> {
     let mut set: BTreeSet<u32> = status
         .traffic
@@ -48,6 +48,13 @@ pub fn serving_set(status: &ModelStatus) -> BTreeSet<u32> {
             .canary
             .as_ref()
             .and_then(|c| version_number(&c.version)),
+    );
+    // A candidate in shadow answers mirrored requests, so it is served too.
+    set.extend(
+        status
+            .shadow
+            .as_ref()
+            .and_then(|s| version_number(&s.version)),
     );
     set
 }
@@ -282,6 +289,39 @@ mod tests {
             "each version's data check Job is kept beside its training Job"
         );
         assert!(desired.training_job.is_none());
+    }
+
+    #[test]
+    fn a_candidate_in_shadow_is_served_without_any_traffic() {
+        let status = ModelStatus {
+            champion: Some("v1".into()),
+            candidate: Some("v2".into()),
+            shadow: Some(crate::api::ShadowStatus {
+                version: "v2".into(),
+                sample: 1.0,
+                started_at: None,
+                analysis: None,
+            }),
+            traffic: vec![TrafficWeight {
+                version: "v1".into(),
+                weight: 100,
+            }],
+            ..Default::default()
+        };
+        let versions = [
+            model_version(1, VersionPhase::Champion),
+            model_version(2, VersionPhase::Shadow),
+        ];
+        let desired = children(&wine(), &status, &versions, &settings()).expect("builds");
+        assert_eq!(
+            serving_names(&desired),
+            ["wine-quality-v1", "wine-quality-v2", "wine-quality-gateway"]
+        );
+        let route = desired.http_route.expect("a Gateway is configured");
+        let refs = route.data["spec"]["rules"][0]["backendRefs"]
+            .as_array()
+            .map_or(0, Vec::len);
+        assert_eq!(refs, 1, "users reach the champion alone: {route:?}");
     }
 
     #[test]

@@ -361,6 +361,7 @@ async fn scope_controller(
         http: crate::net::service_http_client(config.scrape_timeout, config.hosts_file.clone()),
         telemetry: telemetry.clone(),
         baselines: Mutex::new(HashMap::new()),
+        shadow_baselines: Mutex::new(HashMap::new()),
         drift_windows: Default::default(),
         stale: Mutex::new(HashMap::new()),
         drift_poll: config.drift_poll,

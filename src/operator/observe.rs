@@ -529,6 +529,7 @@ pub async fn observations(
     if let Some(metrics) = scrape::canary(model, ctx, pods, &obs).await {
         obs.canary_metrics = Some(metrics);
     }
+    obs.shadow = scrape::shadow(model, ctx, pods).await;
     if let Some(champion) = model
         .status
         .as_ref()

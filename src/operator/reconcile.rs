@@ -533,6 +533,7 @@ mod tests {
             },
             telemetry: Arc::new(crate::operator::Telemetry::new()),
             baselines: Default::default(),
+            shadow_baselines: Default::default(),
             drift_windows: Default::default(),
             stale: Default::default(),
             drift_poll: Duration::from_secs(1),

@@ -12,10 +12,10 @@ use tracing::warn;
 
 use crate::api::names;
 use crate::api::routes;
-use crate::api::scrape::{GatewayCounters, ServingCounters};
-use crate::api::{Model, version_number};
+use crate::api::scrape::{GatewayCounters, ServingCounters, parse_shadow_tallies};
+use crate::api::{Model, ShadowTally, version_number};
 use crate::drift::{DriftReport, RunningTotal};
-use crate::policy::{CanaryMetrics, Observations};
+use crate::policy::{CanaryMetrics, Observations, ShadowObservation};
 
 use super::context::Context;
 use super::observe::{self, Baseline};
@@ -183,6 +183,75 @@ async fn gateway(ctx: &Context, replicas: &[String]) -> Option<GatewayCounters> 
     Some(total)
 }
 
+/// The gateways' tally of a shadow stage at its first scrape: the window
+/// is measured from it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShadowBaseline {
+    pub version: u32,
+    pub started_at: DateTime<Utc>,
+    pub tally: ShadowTally,
+}
+
+/// The shadow stage's window: what every gateway replica paired for the
+/// candidate since the stage's first scrape. `None` without a started
+/// stage, when any replica did not answer (a partial sum would read as
+/// fewer pairs), or at the first scrape (the window starts then).
+pub async fn shadow(model: &Model, ctx: &Context, pods: &[&Pod]) -> Option<ShadowObservation> {
+    let shadow = model.status.as_ref()?.shadow.as_ref()?;
+    let started_at = shadow.started_at?;
+    let n = version_number(&shadow.version)?;
+    let gateways = observe::gateway_urls(pods);
+    if gateways.is_empty() {
+        return None;
+    }
+    let scrapes = gateways.iter().map(|base| async move {
+        let url = format!("{base}{}", routes::METRICS);
+        match ctx.http.get(&url).send().await {
+            Ok(answer) if answer.status().is_success() => answer.text().await.ok(),
+            _ => None,
+        }
+    });
+    let mut now = ShadowTally::default();
+    for text in futures::future::join_all(scrapes).await {
+        let tallies = parse_shadow_tallies(&text?);
+        if let Some(t) = tallies.get(&shadow.version) {
+            now.merge(t);
+        }
+    }
+    let key = ObjectRef::from_obj(model);
+    let mut baselines = ctx
+        .shadow_baselines
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    shadow_window(baselines.get(&key), n, started_at, &now).or_else(|| {
+        baselines.insert(
+            key,
+            ShadowBaseline {
+                version: n,
+                started_at,
+                tally: now,
+            },
+        );
+        None
+    })
+}
+
+/// The window of the shadow stage of candidate `n` that started at
+/// `started_at`, from the tally kept at its first scrape; `None` when none
+/// was kept for this very stage.
+pub fn shadow_window(
+    kept: Option<&ShadowBaseline>,
+    n: u32,
+    started_at: DateTime<Utc>,
+    now: &ShadowTally,
+) -> Option<ShadowObservation> {
+    let kept = kept.filter(|b| b.version == n && b.started_at == started_at)?;
+    Some(ShadowObservation {
+        version: n,
+        tally: now.since(&kept.tally),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +289,26 @@ mod tests {
             [names::serving_url("wine-quality", "ml", 5)],
             "without any pod in sight, the Service answers"
         );
+    }
+
+    #[test]
+    fn a_shadow_window_is_measured_from_its_stages_first_scrape() {
+        let started = at("2026-06-01T08:00:00Z");
+        let tally = |paired: u64| ShadowTally {
+            paired,
+            rows: paired,
+            ..Default::default()
+        };
+        let kept = ShadowBaseline {
+            version: 2,
+            started_at: started,
+            tally: tally(40),
+        };
+        let w = shadow_window(Some(&kept), 2, started, &tally(100)).expect("window");
+        assert_eq!((w.version, w.tally.paired), (2, 60));
+        assert!(shadow_window(Some(&kept), 3, started, &tally(100)).is_none());
+        assert!(shadow_window(Some(&kept), 2, at("2026-06-01T09:00:00Z"), &tally(100)).is_none());
+        assert!(shadow_window(None, 2, started, &tally(100)).is_none());
     }
 
     #[test]

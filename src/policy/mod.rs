@@ -39,7 +39,7 @@ pub use drift::{DriftUpdate, update_drift};
 pub use gate::verdict as gate_verdict;
 pub use observe::{
     CanaryMetrics, DataCheckOutcome, DataCheckResult, DriftReading, GateResult, JobState,
-    ManualAction, ManualRequest, Observations, ServingMetrics, TrainingJob,
+    ManualAction, ManualRequest, Observations, ServingMetrics, ShadowObservation, TrainingJob,
 };
 pub use shadow::{ShadowVerdict, verdict as shadow_verdict};
 pub use version_status::{apply as apply_to_version_status, version_of as version_written_by};

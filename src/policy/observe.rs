@@ -86,6 +86,16 @@ impl ServingMetrics {
     }
 }
 
+/// What the gateways paired for a candidate in shadow since its stage's
+/// first scrape (the window: [`crate::api::ShadowTally::since`]), summed
+/// over every gateway replica.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShadowObservation {
+    /// Candidate version number.
+    pub version: u32,
+    pub tally: crate::api::ShadowTally,
+}
+
 /// Merged canary and stable metrics over the same window.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CanaryMetrics {
@@ -171,6 +181,9 @@ pub struct Observations {
     #[serde(default)]
     pub gateway_ready: bool,
     pub canary_metrics: Option<CanaryMetrics>,
+    /// The shadow stage's paired answers, while a candidate is in shadow.
+    #[serde(default)]
+    pub shadow: Option<ShadowObservation>,
     /// Drift windows, any order; windows already counted are skipped.
     pub drift: Vec<DriftReading>,
     /// Current digest of `spec.data.source` (what a run started now would
@@ -198,6 +211,7 @@ impl Observations {
             ready_versions: BTreeSet::new(),
             gateway_ready: false,
             canary_metrics: None,
+            shadow: None,
             drift: Vec::new(),
             source_digest: None,
             source_digest_against_last: None,

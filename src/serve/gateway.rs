@@ -30,6 +30,8 @@ use tokio::sync::watch;
 use super::error::ServeError;
 use super::metrics::{BackendCodeLabels, BackendLabels, GatewayMetrics};
 use super::server::read_body;
+use super::shadow::{Mirror, Pair, Shadow, mirror_from_model};
+use crate::api::scrape::render_shadow_tallies;
 use crate::api::{TrafficWeight, names, routes, version_name, version_number};
 
 /// Response header naming the version that answered.
@@ -169,13 +171,7 @@ pub fn weights_from_traffic(
                 entry.version
             )
         })?;
-        let url = match template {
-            Some(t) => t
-                .replace("{model}", model)
-                .replace("{namespace}", namespace)
-                .replace("{version}", &n.to_string()),
-            None => names::serving_url(model, namespace, n),
-        };
+        let url = backend_url(model, namespace, n, template);
         backends.push(Backend {
             version: version_name(n),
             url: url.trim_end_matches('/').to_string(),
@@ -185,6 +181,18 @@ pub fn weights_from_traffic(
     let table = WeightTable { backends };
     table.validate()?;
     Ok(table)
+}
+
+/// Version `n`'s base URL: its serving Service, or `template` with
+/// `{model}`, `{namespace}` and `{version}` (= `n`) filled in.
+fn backend_url(model: &str, namespace: &str, n: u32, template: Option<&str>) -> String {
+    match template {
+        Some(t) => t
+            .replace("{model}", model)
+            .replace("{namespace}", namespace)
+            .replace("{version}", &n.to_string()),
+        None => names::serving_url(model, namespace, n),
+    }
 }
 
 /// How the gateway routes.
@@ -198,6 +206,8 @@ pub struct GatewayConfig {
     pub backend_timeout: Duration,
     /// What the gateway routes for (`ns/name`, or the weights file), for its logs.
     pub model: String,
+    /// Where the rows a shadow candidate disagreed on are kept, if anywhere.
+    pub shadow_root: Option<String>,
 }
 
 impl Default for GatewayConfig {
@@ -207,12 +217,16 @@ impl Default for GatewayConfig {
             body_limit: 8 * 1024 * 1024,
             backend_timeout: Duration::from_secs(30),
             model: String::new(),
+            shadow_root: None,
         }
     }
 }
 
 struct GatewayState {
     weights: watch::Receiver<Arc<WeightTable>>,
+    /// The candidate in shadow, while there is one.
+    mirror: watch::Receiver<Option<Arc<Mirror>>>,
+    shadow: Shadow,
     client: Client<HttpConnector<HostsFileResolver>, Body>,
     /// HTTP/2 with prior knowledge, for gRPC calls.
     grpc_client: Client<HttpConnector<HostsFileResolver>, Body>,
@@ -234,6 +248,7 @@ impl super::trace::ServedModel for GatewayModel {
 #[derive(Clone)]
 pub struct WeightsHandle {
     sender: Arc<watch::Sender<Arc<WeightTable>>>,
+    mirror: Arc<watch::Sender<Option<Arc<Mirror>>>>,
     state: Arc<GatewayState>,
 }
 
@@ -252,6 +267,20 @@ impl WeightsHandle {
         self.state.metrics.reloads.inc();
         tracing::info!(backends = ?table.backends, "gateway weights updated");
         self.sender.send_replace(Arc::new(table));
+    }
+
+    /// Starts, changes or stops mirroring to a candidate in shadow.
+    pub fn set_mirror(&self, mirror: Option<Mirror>) {
+        if self.mirror.borrow().as_deref() == mirror.as_ref() {
+            return;
+        }
+        match &mirror {
+            Some(m) => {
+                tracing::info!(version = %m.version, sample = m.sample, "gateway mirrors to the shadow candidate")
+            }
+            None => tracing::info!("gateway mirrors nothing"),
+        }
+        self.mirror.send_replace(mirror.map(Arc::new));
     }
 
     /// Counts a refused weight table.
@@ -275,6 +304,7 @@ impl WeightsHandle {
 /// Builds the gateway's router and the handle that changes its weights.
 pub fn gateway_router(initial: WeightTable, config: GatewayConfig) -> (Router, WeightsHandle) {
     let (sender, receiver) = watch::channel(Arc::new(WeightTable { backends: vec![] }));
+    let (mirror_sender, mirror) = watch::channel(None);
     // Backends are Services: the embedded cluster's hosts file, else DNS.
     let mut connector = HttpConnector::new_with_resolver(HostsFileResolver::default());
     connector.set_nodelay(true);
@@ -285,8 +315,15 @@ pub fn gateway_router(initial: WeightTable, config: GatewayConfig) -> (Router, W
         .pool_idle_timeout(Duration::from_secs(60))
         .http2_only(true)
         .build(connector);
+    let shadow = Shadow::start(
+        client.clone(),
+        config.backend_timeout,
+        config.shadow_root.clone(),
+    );
     let state = Arc::new(GatewayState {
         weights: receiver,
+        mirror,
+        shadow,
         client,
         grpc_client,
         metrics: GatewayMetrics::new(),
@@ -294,6 +331,7 @@ pub fn gateway_router(initial: WeightTable, config: GatewayConfig) -> (Router, W
     });
     let handle = WeightsHandle {
         sender: Arc::new(sender),
+        mirror: Arc::new(mirror_sender),
         state: state.clone(),
     };
     handle.set(initial);
@@ -311,12 +349,20 @@ pub fn gateway_router(initial: WeightTable, config: GatewayConfig) -> (Router, W
 }
 
 async fn metrics(State(state): State<Arc<GatewayState>>) -> Response {
+    let mut text = state.metrics.render();
+    // The shadow tallies are counters of their own families; they go before
+    // OpenMetrics' closing `# EOF`.
+    let shadow = render_shadow_tallies(&state.shadow.tallies());
+    match text.rfind("# EOF") {
+        Some(at) => text.insert_str(at, &shadow),
+        None => text.push_str(&shadow),
+    }
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.render(),
+        text,
     )
         .into_response()
 }
@@ -407,16 +453,36 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
     let (mut parts, body) = request.into_parts();
     let route = route_of(parts.uri.path());
     let grpc = is_grpc(&parts.headers);
-    let (body, sticky_id) = if state.config.sticky && !grpc && !matches!(route, Route::Version(_)) {
+    let binary = parts.headers.contains_key(super::binary::HEADER_LENGTH);
+    // Mirrored: JSON REST infer requests, `sample` of them, while a
+    // candidate is in shadow (gRPC and binary bodies are not paired).
+    // Only bodies of a known size within `body_limit` are read whole: a
+    // larger one streams to the champion as before, unmirrored.
+    let limit = state.config.body_limit;
+    let fits = |headers: &http::HeaderMap| {
+        headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            .is_some_and(|n| n <= limit)
+    };
+    let mirror = state.mirror.borrow().clone().filter(|m| {
+        matches!(route, Route::Weighted)
+            && !grpc
+            && !binary
+            && fits(&parts.headers)
+            && state.shadow.sampled(m.sample)
+    });
+    let sticky = state.config.sticky && !grpc && !matches!(route, Route::Version(_));
+    let (body, sticky_id, request_bytes) = if sticky || mirror.is_some() {
         let bytes = read_body(body, state.config.body_limit).await?;
         let json_length = parts
             .headers
             .get(super::binary::HEADER_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse().ok());
-        let id = first_id(&bytes, json_length);
-        (Body::from(bytes), id)
+        let id = sticky.then(|| first_id(&bytes, json_length)).flatten();
+        (Body::from(bytes.clone()), id, Some(bytes))
     } else {
-        (body, None)
+        (body, None, None)
     };
     let backend = match (&route, &sticky_id) {
         (Route::Version(v), _) => {
@@ -442,8 +508,8 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
     let path_and_query = parts
         .uri
         .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
+        .map_or("/", |p| p.as_str())
+        .to_string();
     let target = format!("{}{}", backend.url.trim_end_matches('/'), path_and_query);
     parts.uri = target.parse().map_err(|e| ServeError::Backend {
         version: backend.version.clone(),
@@ -460,6 +526,7 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
         parts.headers.remove(h);
     }
     parts.headers.remove(HeaderName::from_static("keep-alive"));
+    let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
     let client = if grpc {
         parts.version = http::Version::HTTP_2;
         &state.grpc_client
@@ -510,7 +577,24 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
             .headers
             .insert(HeaderName::from_static(VERSION_HEADER), v);
     }
-    Ok(Response::from_parts(parts, Body::new(body)))
+    let body = match (mirror, request_bytes) {
+        (Some(mirror), Some(request)) if parts.status.is_success() && fits(&parts.headers) => {
+            // The champion's answer is read whole to be paired; the client
+            // gets it as soon as it is, and the candidate is asked later.
+            let champion = read_body(Body::new(body), state.config.body_limit).await?;
+            state.shadow.offer(Pair {
+                mirror,
+                path_and_query,
+                content_type,
+                request,
+                champion: champion.clone(),
+                champion_latency: started.elapsed(),
+            });
+            Body::from(champion)
+        }
+        _ => Body::new(body),
+    };
+    Ok(Response::from_parts(parts, body))
 }
 
 /// Where the gateway's weights come from.
@@ -622,6 +706,17 @@ pub async fn watch_model_status(
             Ok(table) if *handle.current() == table => {}
             Ok(table) => handle.set(table),
             Err(reason) => handle.refused(&reason),
+        }
+        let spec = object.data.get("spec").cloned().unwrap_or_default();
+        let url_of = |n| backend_url(&name, &namespace, n, url_template.as_deref());
+        match mirror_from_model(&spec, &status, url_of) {
+            Ok(mirror) => handle.set_mirror(mirror),
+            Err(reason) => {
+                // Users keep the champion's answers either way; only the
+                // comparison stops until the status reads again.
+                tracing::warn!(%reason, "shadow mirror refused; mirroring nothing");
+                handle.set_mirror(None);
+            }
         }
     }
     Err(ServeError::Kube {

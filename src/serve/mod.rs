@@ -13,6 +13,7 @@ mod model;
 mod predict;
 mod protocol;
 mod server;
+mod shadow;
 mod trace;
 mod watch;
 
@@ -35,3 +36,4 @@ pub use protocol::{
     Column, DecodedBatch, InputSchema, decode_inputs, parse_infer_body, parse_request,
 };
 pub use server::{ModelInfo, ModelOutput, Predictor, RunningServer, ServerConfig, start};
+pub use shadow::{Mirror, mirror_from_model};

@@ -484,6 +484,48 @@ fn cases() -> Vec<Case> {
             msg::INIT_EMPTY,
             "spec.architecture.init",
         ),
+        (
+            "a shadow that mirrors nothing",
+            "/spec/rollout/shadow",
+            json!({"sample": 0}),
+            msg::SHADOW_SAMPLE,
+            "spec.rollout.shadow.sample",
+        ),
+        (
+            "a shadow that needs no requests",
+            "/spec/rollout/shadow",
+            json!({"minRequests": 0}),
+            msg::SHADOW_MIN_REQUESTS,
+            "spec.rollout.shadow.minRequests",
+        ),
+        (
+            "a shadow disagreement bound above 1",
+            "/spec/rollout/shadow",
+            json!({"maxDisagreement": 1.5}),
+            msg::SHADOW_MAX_DISAGREEMENT,
+            "spec.rollout.shadow.maxDisagreement",
+        ),
+        (
+            "a negative shadow tolerance",
+            "/spec/rollout/shadow",
+            json!({"tolerance": -0.5}),
+            msg::SHADOW_TOLERANCE,
+            "spec.rollout.shadow.tolerance",
+        ),
+        (
+            "a shadow latency ratio below 1",
+            "/spec/rollout/shadow",
+            json!({"maxP99LatencyRatio": 0.5}),
+            msg::SHADOW_LATENCY_RATIO,
+            "spec.rollout.shadow.maxP99LatencyRatio",
+        ),
+        (
+            "a shadow slice the gate does not define",
+            "/spec/rollout/shadow",
+            json!({"slices": ["red", "blue"]}),
+            msg::SHADOW_SLICE_UNKNOWN,
+            "spec.rollout.shadow.slices",
+        ),
     ]
 }
 
@@ -788,4 +830,33 @@ fn a_bad_duration_is_refused_by_cel_and_by_the_clis_decoder_at_its_field() {
             "{what}: {chain}"
         );
     }
+}
+
+#[test]
+fn a_regression_models_shadow_needs_a_tolerance_at_both_layers() {
+    let mut doc = with("/spec/rollout/shadow", json!({"slices": ["red"]}));
+    doc["spec"]["task"] = json!("regression");
+    // Regression metrics, so that only the shadow rule can fire.
+    doc["spec"]["gate"]["metrics"] = json!([{"name": "rmse", "max": 1.0}]);
+    doc["spec"]["gate"]["slices"] = json!([{"name": "red", "where": {"color": "red"}, "metrics": [{"name": "rmse", "max": 1.0}]}]);
+    let model: Model = serde_json::from_value(doc.clone()).expect("deserialises");
+    let errors = model.validate_cel().expect_err("CEL accepted it");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.message == msg::SHADOW_TOLERANCE_REQUIRED
+                && e.field_path == "spec.rollout.shadow.tolerance"),
+        "{errors}"
+    );
+    assert_eq!(errors.len(), 1, "{errors}");
+    assert_validate_refuses(
+        "a regression shadow without tolerance",
+        &model,
+        msg::SHADOW_TOLERANCE_REQUIRED,
+        "spec.rollout.shadow.tolerance",
+    );
+    doc["spec"]["rollout"]["shadow"]["tolerance"] = json!(0.5);
+    let model: Model = serde_json::from_value(doc).expect("deserialises");
+    assert!(model.validate_cel().is_ok());
+    model.spec.validate().expect("validate() accepts it");
 }

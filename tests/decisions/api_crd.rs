@@ -326,6 +326,7 @@ fn version_phases_are_the_documented_ones() {
             "Training",
             "Trained",
             "Rejected",
+            "Shadow",
             "Canary",
             "Champion",
             "Superseded",

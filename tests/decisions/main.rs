@@ -19,6 +19,7 @@ mod policy_decide;
 mod policy_props;
 mod policy_schedule;
 mod policy_sequential;
+mod policy_shadow;
 mod policy_support;
 #[path = "../support/require_tool.rs"]
 mod require_tool;

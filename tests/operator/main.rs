@@ -24,4 +24,5 @@ mod real_control_plane;
 mod reconcile_log;
 #[path = "../support/require_tool.rs"]
 mod require_tool;
+mod shadow;
 mod up;

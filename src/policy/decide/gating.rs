@@ -22,7 +22,10 @@ pub(super) fn gate_summary(verdict: &GateVerdict, champion: Option<u32>) -> Gate
 /// version) or sent into its canary.
 pub(super) fn observe_gate(ctx: &mut Ctx) {
     let Some(n) = ctx.candidate() else { return };
-    if ctx.status.canary.is_some() || ctx.versions.get(&n) != Some(&VersionPhase::Trained) {
+    if ctx.status.canary.is_some()
+        || ctx.status.shadow.is_some()
+        || ctx.versions.get(&n) != Some(&VersionPhase::Trained)
+    {
         return;
     }
     let passed_reason = if ctx.spec.gate.is_none() {
@@ -60,6 +63,9 @@ pub(super) fn observe_gate(ctx: &mut Ctx) {
             format!("first version; {passed_reason}; no champion to compare with"),
             false,
         ),
-        Some(_) => start_canary(ctx, n, passed_reason),
+        Some(_) => match ctx.spec.rollout.shadow.clone() {
+            Some(shadow) => start_shadow(ctx, n, &shadow, passed_reason),
+            None => start_canary(ctx, n, passed_reason),
+        },
     }
 }

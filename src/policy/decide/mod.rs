@@ -3,7 +3,8 @@
 //!
 //! [`decide`] runs the steps in order; each concern has its module:
 //! `training` (triggers, blocks, finished Jobs), `gating` (the gate
-//! verdict), `rollout` (canary steps, analysis, promotion, rollback),
+//! verdict), `shadow_stage` (the shadow stage between gate and canary),
+//! `rollout` (canary steps, analysis, promotion, rollback),
 //! `requests` (manual requests) and `status` (retention, phase,
 //! conditions). They share the decision's working state, `Ctx`.
 
@@ -29,12 +30,14 @@ use super::observe::{DataCheckOutcome, JobState, ManualAction, Observations};
 mod gating;
 mod requests;
 mod rollout;
+mod shadow_stage;
 mod status;
 mod training;
 
 use gating::*;
 use requests::*;
 use rollout::*;
+use shadow_stage::*;
 use status::*;
 use training::*;
 
@@ -159,7 +162,9 @@ impl Ctx<'_> {
             ));
         }
         if let Some(c) = &self.status.candidate {
-            return Some(if self.status.canary.is_some() {
+            return Some(if self.status.shadow.is_some() {
+                format!("{c} is in its shadow stage; let it finish or roll it back first")
+            } else if self.status.canary.is_some() {
                 format!("{c} is in its canary; promote or roll it back first")
             } else {
                 format!("{c} waits for its gate report")
@@ -255,6 +260,7 @@ pub fn decide(model: &Model, versions: &[ModelVersion], obs: &Observations) -> D
     observe_source(&mut ctx);
     handle_request(&mut ctx);
     if !spec.paused {
+        advance_shadow(&mut ctx);
         advance_canary(&mut ctx);
     }
     let mut drift = update_drift(&mut ctx.status, spec, obs);

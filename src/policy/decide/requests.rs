@@ -116,6 +116,14 @@ pub(super) fn handle_request(ctx: &mut Ctx) {
         ManualAction::Rollback => {
             if let Some(n) = ctx
                 .status
+                .shadow
+                .as_ref()
+                .and_then(|s| version_number(&s.version))
+            {
+                return rollback_shadow(ctx, n, format!("rolled back by request {id}"));
+            }
+            if let Some(n) = ctx
+                .status
                 .canary
                 .as_ref()
                 .and_then(|c| version_number(&c.version))

@@ -66,7 +66,8 @@ pub(super) fn record_rollout(ctx: &mut Ctx, n: u32, result: &str, message: &str)
     let steps_passed = canary
         .analyses
         .iter()
-        .filter(|a| a.outcome == AnalysisOutcome::Passed)
+        // Weight 0 is the shadow's verdict, not a canary step.
+        .filter(|a| a.outcome == AnalysisOutcome::Passed && a.weight > 0)
         .count() as u32;
     let rollout = RolloutOutcome {
         result: result.to_string(),

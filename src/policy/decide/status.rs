@@ -60,6 +60,8 @@ pub(super) fn finish(mut ctx: Ctx) -> Decision {
         .is_some_and(|o| o.starts_with("Failed"));
     s.phase = if ctx.spec.paused {
         ModelPhase::Paused
+    } else if s.shadow.is_some() {
+        ModelPhase::Shadow
     } else if s.canary.is_some() {
         ModelPhase::Canary
     } else if s.training.is_some() {
@@ -208,6 +210,31 @@ pub(super) fn finish(mut ctx: Ctx) -> Decision {
         None => {}
     }
     match s.canary.clone() {
+        _ if s.shadow.is_some() => {
+            let msg = match s.shadow.as_ref() {
+                Some(sh) if sh.started_at.is_some() => format!(
+                    "{} in shadow, answering {:.0} % of live requests no user sees; {}",
+                    sh.version,
+                    sh.sample * 100.0,
+                    sh.analysis
+                        .as_ref()
+                        .map_or("no verdict read yet".to_string(), |a| a.message.clone())
+                ),
+                Some(sh) => format!(
+                    "{} in shadow waits for its Deployment to be ready; nothing mirrored yet",
+                    sh.version
+                ),
+                None => String::new(),
+            };
+            set_condition(
+                s,
+                obs,
+                conditions::PROGRESSING,
+                ConditionStatus::True,
+                "ShadowInProgress",
+                &msg,
+            )
+        }
         Some(c) if c.awaiting_promotion => {
             let msg = format!(
                 "{} passed every step; waiting for `driftline promote`",

@@ -36,6 +36,15 @@ pub(super) fn adopt_orphaned_training(ctx: &mut Ctx, versions: &[ModelVersion]) 
                 awaiting_promotion: false,
                 analyses: Vec::new(),
             });
+        } else if let Some(v) = newest_in(versions, VersionPhase::Shadow, champion) {
+            // Its shadow starts again: the window measured before is gone.
+            ctx.status.candidate = Some(version_name(v.spec.version));
+            ctx.status.shadow = Some(crate::api::ShadowStatus {
+                version: version_name(v.spec.version),
+                sample: ctx.spec.rollout.shadow.as_ref().map_or(1.0, |s| s.sample),
+                started_at: None,
+                analysis: None,
+            });
         } else if let Some(v) = newest_in(versions, VersionPhase::Trained, champion) {
             ctx.status.candidate = Some(version_name(v.spec.version));
         }

@@ -1,0 +1,146 @@
+//! `driftline disagreements MODEL vN`: the rows on which version `vN`
+//! answered differently from the champion in its shadow stage, as the
+//! gateway kept them (`<artifact-root>/<namespace>/<model>/shadow/vN/
+//! disagreements.jsonl`), so a person can curate them into the regression
+//! test-set: JSON Lines as kept, or CSV.
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+
+use crate::api::{names, version_name, version_number};
+
+/// How the rows are printed.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per row, as kept: id, row, inputs, champion, shadow.
+    #[default]
+    Jsonl,
+    /// A header, then one line per row: id, row, champion, shadow, then
+    /// each input column.
+    Csv,
+}
+
+/// Flags of `driftline disagreements`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DisagreementsArgs {
+    /// The Model.
+    pub model: String,
+    /// The version judged in shadow (`v3`).
+    pub version: String,
+    /// Namespace of the Model.
+    #[arg(
+        short = 'n',
+        long,
+        default_value = "default",
+        env = "DRIFTLINE_NAMESPACE"
+    )]
+    pub namespace: String,
+    /// The operator's artifact root (default: the one `driftline up` keeps
+    /// in `.driftline/`).
+    #[arg(
+        long,
+        env = "DRIFTLINE_ARTIFACT_ROOT",
+        default_value = ".driftline/artifacts"
+    )]
+    pub artifact_root: String,
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: Format,
+}
+
+pub async fn disagreements(args: DisagreementsArgs) -> anyhow::Result<ExitCode> {
+    let Some(n) = version_number(&args.version) else {
+        bail!(
+            "version `{}` is not `v<n>` (for example `v3`)",
+            args.version
+        );
+    };
+    let prefix = names::shadow_prefix(&args.artifact_root, &args.namespace, &args.model);
+    let uri = names::disagreements_uri(&prefix, &version_name(n));
+    let bytes = crate::data::store::read_bytes(&uri).await.with_context(|| {
+        format!(
+            "no disagreements of {}/{} {} at {uri}: was it in a shadow stage, and is --artifact-root the operator's?",
+            args.namespace, args.model, args.version
+        )
+    })?;
+    let text = std::str::from_utf8(&bytes).with_context(|| format!("{uri} is not UTF-8"))?;
+    let rows = parse(text).with_context(|| format!("reading {uri}"))?;
+    print!(
+        "{}",
+        match args.output {
+            Format::Jsonl => text.to_string(),
+            Format::Csv => to_csv(&rows)?,
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Each line's object; a line that is not one is named.
+fn parse(text: &str) -> anyhow::Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("line {} is not a JSON object", i + 1))
+        })
+        .collect()
+}
+
+/// A cell as CSV text: strings bare, anything else as JSON.
+fn cell(value: Option<&serde_json::Value>) -> String {
+    match value {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn to_csv(rows: &[serde_json::Map<String, serde_json::Value>]) -> anyhow::Result<String> {
+    let inputs: BTreeSet<&String> = rows
+        .iter()
+        .filter_map(|r| r.get("inputs")?.as_object())
+        .flat_map(|i| i.keys())
+        .collect();
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["id", "row", "champion", "shadow"];
+    header.extend(inputs.iter().map(|s| s.as_str()));
+    out.write_record(&header)?;
+    for r in rows {
+        let mut record: Vec<String> = ["id", "row", "champion", "shadow"]
+            .iter()
+            .map(|k| cell(r.get(*k)))
+            .collect();
+        let row_inputs = r.get("inputs").and_then(|i| i.as_object());
+        record.extend(
+            inputs
+                .iter()
+                .map(|k| cell(row_inputs.and_then(|i| i.get(*k)))),
+        );
+        out.write_record(&record)?;
+    }
+    Ok(String::from_utf8(out.into_inner()?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_become_csv_with_one_column_per_input() {
+        let text = "{\"id\":\"a\",\"row\":0,\"inputs\":{\"color\":\"red, dark\",\"alcohol\":12.5},\"champion\":\"5\",\"shadow\":\"7\"}\n\
+                    {\"id\":null,\"row\":3,\"inputs\":{\"alcohol\":9.0},\"champion\":1.5,\"shadow\":2.75}\n";
+        let rows = parse(text).unwrap();
+        assert_eq!(
+            to_csv(&rows).unwrap(),
+            "id,row,champion,shadow,alcohol,color\n\
+             a,0,5,7,12.5,\"red, dark\"\n\
+             ,3,1.5,2.75,9.0,\n"
+        );
+        let err = parse("{\"id\":1}\nnot json\n").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("line 2 is not a JSON object"),
+            "{err:#}"
+        );
+    }
+}

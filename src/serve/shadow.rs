@@ -1,0 +1,687 @@
+//! The gateway's shadow mirror (#20): while the operator keeps a candidate
+//! in its shadow stage (`status.shadow` with `startedAt`), the gateway sends
+//! a share of live infer requests to it as well, after the champion has
+//! answered the client, and pairs the two answers of each request into a
+//! [`ShadowTally`] that `/metrics` exports (`api::scrape`'s shadow families).
+//!
+//! The client's answer never waits for the candidate: the pair goes onto a
+//! bounded queue, and a full queue drops the mirror (counted in the tally's
+//! `dropped`) instead of growing. Mirrors in flight are bounded too.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use bytes::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde::Deserialize;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::api::{
+    ShadowSpec, ShadowStatus, ShadowTally, SliceCondition, magnitude_bucket, value_bucket,
+    version_number,
+};
+use crate::data::Cell;
+use crate::net::HostsFileResolver;
+
+use super::protocol::{TensorData, parse_request};
+
+/// Mirrors waiting for the candidate; more are dropped and counted.
+pub const QUEUE: usize = 256;
+/// Disagreeing rows kept per candidate; later ones are counted, not kept.
+pub const MAX_DISAGREEMENTS: usize = 10_000;
+/// How often kept disagreements that changed are written.
+const WRITE_EVERY: Duration = Duration::from_secs(2);
+/// Mirrors sent to the candidate at once.
+const IN_FLIGHT: usize = 16;
+
+/// Where and how to mirror: the candidate in shadow and what pairing needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mirror {
+    /// Candidate version, `v<n>`.
+    pub version: String,
+    /// Its base URL.
+    pub url: String,
+    /// Share of live infer requests mirrored, in (0, 1].
+    pub sample: f64,
+    /// Regression: a larger absolute difference is a disagreement.
+    pub tolerance: f64,
+    /// Gate slices by name: column → condition (the gate's slice rule).
+    pub slices: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// The parts of a Model's spec the mirror needs; anything else is ignored
+/// (the API server validated the whole).
+#[derive(Deserialize)]
+struct SpecView {
+    #[serde(default)]
+    rollout: RolloutView,
+    #[serde(default)]
+    gate: Option<GateView>,
+}
+
+#[derive(Deserialize, Default)]
+struct RolloutView {
+    #[serde(default)]
+    shadow: Option<ShadowSpec>,
+}
+
+#[derive(Deserialize)]
+struct GateView {
+    #[serde(default)]
+    slices: Vec<SliceView>,
+}
+
+#[derive(Deserialize)]
+struct SliceView {
+    name: String,
+    #[serde(rename = "where")]
+    where_: BTreeMap<String, String>,
+}
+
+/// The mirror a Model's object calls for: `Some` while `status.shadow` has
+/// started; the candidate's URL comes from `url_of(n)` (the same resolution
+/// as the traffic's backends).
+pub fn mirror_from_model(
+    spec: &serde_json::Value,
+    status: &serde_json::Value,
+    url_of: impl Fn(u32) -> String,
+) -> Result<Option<Mirror>, String> {
+    let Some(shadow) = status.get("shadow").filter(|s| !s.is_null()) else {
+        return Ok(None);
+    };
+    let shadow: ShadowStatus = serde_json::from_value(shadow.clone())
+        .map_err(|e| format!("status.shadow is not {{version, sample, startedAt}}: {e}"))?;
+    if shadow.started_at.is_none() {
+        return Ok(None);
+    }
+    let n = version_number(&shadow.version)
+        .ok_or_else(|| format!("status.shadow.version `{}` is not `v<n>`", shadow.version))?;
+    let spec: SpecView = serde_json::from_value(spec.clone())
+        .map_err(|e| format!("spec cannot be read for the shadow: {e}"))?;
+    let tolerance = spec.rollout.shadow.and_then(|s| s.tolerance).unwrap_or(0.0);
+    let slices = spec
+        .gate
+        .map(|g| g.slices.into_iter().map(|s| (s.name, s.where_)).collect())
+        .unwrap_or_default();
+    if !(shadow.sample > 0.0 && shadow.sample <= 1.0) {
+        return Err(format!(
+            "status.shadow.sample {} is not in (0, 1]",
+            shadow.sample
+        ));
+    }
+    Ok(Some(Mirror {
+        version: shadow.version,
+        url: url_of(n).trim_end_matches('/').to_string(),
+        sample: shadow.sample,
+        tolerance,
+        slices,
+    }))
+}
+
+/// One request to mirror: what was sent, and the champion's answer.
+pub struct Pair {
+    pub mirror: Arc<Mirror>,
+    pub path_and_query: String,
+    pub content_type: Option<http::HeaderValue>,
+    pub request: Bytes,
+    pub champion: Bytes,
+    pub champion_latency: Duration,
+}
+
+/// A prediction per row: classes or numbers.
+#[derive(Debug, Clone, PartialEq)]
+enum Answers {
+    Classes(Vec<String>),
+    Values(Vec<f64>),
+}
+
+/// The `predictions` output of an OIP infer answer (JSON).
+fn answers(body: &[u8]) -> Option<Answers> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let output = value
+        .get("outputs")?
+        .as_array()?
+        .iter()
+        .find(|o| o.get("name").and_then(|n| n.as_str()) == Some("predictions"))?;
+    let data = output.get("data")?.as_array()?;
+    if data.iter().all(|d| d.is_string()) {
+        return Some(Answers::Classes(
+            data.iter()
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect(),
+        ));
+    }
+    data.iter()
+        .map(|d| d.as_f64())
+        .collect::<Option<Vec<_>>>()
+        .map(Answers::Values)
+}
+
+/// Each row's membership of each slice that the request's inputs can
+/// decide (every column it names is an input with one value per row);
+/// matching is the gate's rule (`SliceCondition`, `data::Cell::matches`).
+fn slice_rows(
+    request: &[u8],
+    rows: usize,
+    slices: &BTreeMap<String, BTreeMap<String, String>>,
+) -> BTreeMap<String, Vec<bool>> {
+    let Ok(request) = parse_request(request) else {
+        return BTreeMap::new();
+    };
+    let column = |name: &str| -> Option<Vec<Cell>> {
+        let input = request.inputs.iter().find(|i| i.name == name)?;
+        if input.data.len() != rows {
+            return None;
+        }
+        Some(match &input.data {
+            TensorData::Numbers(v) => v.iter().map(|x| Cell::Number(*x)).collect(),
+            TensorData::Texts(v) => v.iter().map(|s| Cell::Text(s.clone())).collect(),
+            TensorData::Bools(v) => v.iter().map(|b| Cell::Text(b.to_string())).collect(),
+            TensorData::Blobs(_) => return None,
+        })
+    };
+    let mut out = BTreeMap::new();
+    'slices: for (name, conditions) in slices {
+        let mut member = vec![true; rows];
+        for (col, condition) in conditions {
+            let (Some(cells), Ok(cond)) = (column(col), SliceCondition::parse(condition)) else {
+                continue 'slices;
+            };
+            for (m, cell) in member.iter_mut().zip(&cells) {
+                *m &= cell.matches(&cond);
+            }
+        }
+        out.insert(name.clone(), member);
+    }
+    out
+}
+
+/// Folds one request's two answers into `tally`: which rows disagree, or
+/// `None` when they cannot be paired (different kinds or row counts: the
+/// candidate's answer is then an error).
+fn fold(
+    tally: &mut ShadowTally,
+    mirror: &Mirror,
+    request: &[u8],
+    champion: &Answers,
+    shadow: &Answers,
+    latency: (Duration, Duration),
+) -> Option<Vec<bool>> {
+    let disagree: Vec<bool> = match (champion, shadow) {
+        (Answers::Classes(a), Answers::Classes(b)) if a.len() == b.len() => {
+            for (from, to) in a.iter().zip(b) {
+                *tally
+                    .flips
+                    .entry(from.clone())
+                    .or_default()
+                    .entry(to.clone())
+                    .or_default() += 1;
+            }
+            a.iter().zip(b).map(|(x, y)| x != y).collect()
+        }
+        (Answers::Values(a), Answers::Values(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| {
+                let d = (x - y).abs();
+                tally.abs_difference_sum += d;
+                *tally.abs_difference.entry(magnitude_bucket(d)).or_default() += 1;
+                *tally.champion_values.entry(value_bucket(*x)).or_default() += 1;
+                *tally.shadow_values.entry(value_bucket(*y)).or_default() += 1;
+                let disagrees = d > mirror.tolerance || d.is_nan();
+                tally.regression_disagreements += u64::from(disagrees);
+                disagrees
+            })
+            .collect(),
+        _ => return None,
+    };
+    let rows = disagree.len();
+    tally.paired += 1;
+    tally.rows += rows as u64;
+    for (name, member) in slice_rows(request, rows, &mirror.slices) {
+        let a = tally.slices.entry(name).or_default();
+        for (m, d) in member.iter().zip(&disagree) {
+            if *m {
+                a.rows += 1;
+                a.disagreements += u64::from(*d);
+            }
+        }
+    }
+    let us = |d: Duration| magnitude_bucket(d.as_secs_f64() * 1e6);
+    *tally.champion_latency_us.entry(us(latency.0)).or_default() += 1;
+    *tally.shadow_latency_us.entry(us(latency.1)).or_default() += 1;
+    Some(disagree)
+}
+
+impl Answers {
+    fn at(&self, i: usize) -> serde_json::Value {
+        match self {
+            Answers::Classes(c) => c.get(i).cloned().into(),
+            Answers::Values(v) => v.get(i).copied().into(),
+        }
+    }
+}
+
+/// The rows of one request the two answers disagree on, for a person to
+/// curate: the request's id, the row's index and inputs, both answers.
+fn disagreeing_rows(
+    request: &[u8],
+    disagree: &[bool],
+    champion: &Answers,
+    shadow: &Answers,
+) -> Vec<serde_json::Value> {
+    let rows = disagree.len();
+    let parsed = parse_request(request).ok();
+    let value = |data: &TensorData, i: usize| -> serde_json::Value {
+        match data {
+            TensorData::Numbers(v) => v.get(i).copied().into(),
+            TensorData::Texts(v) => v.get(i).cloned().into(),
+            TensorData::Bools(v) => v.get(i).copied().into(),
+            TensorData::Blobs(_) => serde_json::Value::Null,
+        }
+    };
+    disagree
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| **d)
+        .map(|(i, _)| {
+            let inputs: serde_json::Map<String, serde_json::Value> = parsed
+                .iter()
+                .flat_map(|r| &r.inputs)
+                .filter(|input| rows > 0 && input.data.len() % rows == 0)
+                .map(|input| {
+                    // One value per row, or the row's slice of a wider tensor.
+                    let width = input.data.len() / rows;
+                    let cell = if width == 1 {
+                        value(&input.data, i)
+                    } else {
+                        (i * width..(i + 1) * width)
+                            .map(|k| value(&input.data, k))
+                            .collect()
+                    };
+                    (input.name.clone(), cell)
+                })
+                .collect();
+            serde_json::json!({
+                "id": parsed.as_ref().and_then(|r| r.id.clone()),
+                "row": i,
+                "inputs": inputs,
+                "champion": champion.at(i),
+                "shadow": shadow.at(i),
+            })
+        })
+        .collect()
+}
+
+/// Disagreeing rows kept for one candidate, and whether they changed since
+/// they were last written.
+#[derive(Default)]
+struct Kept {
+    rows: Vec<serde_json::Value>,
+    dirty: bool,
+}
+
+type KeptRows = Arc<Mutex<BTreeMap<String, Kept>>>;
+
+/// The gateway's side of the shadow: the sampler, the bounded queue and
+/// the tallies by candidate version.
+pub struct Shadow {
+    queue: mpsc::Sender<Pair>,
+    tallies: Arc<Mutex<BTreeMap<String, ShadowTally>>>,
+    seen: AtomicU64,
+}
+
+/// Writes each candidate's kept rows, when they changed, to
+/// `<root>/<version>/disagreements.jsonl` (one object, whole or not at all).
+async fn write_disagreements(root: String, kept: KeptRows) {
+    let mut ticker = tokio::time::interval(WRITE_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let changed: Vec<(String, Vec<u8>)> = {
+            let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+            kept.iter_mut()
+                .filter(|(_, k)| k.dirty)
+                .map(|(version, k)| {
+                    k.dirty = false;
+                    let mut text = Vec::new();
+                    for row in &k.rows {
+                        // A JSON value always serializes.
+                        let _ = serde_json::to_writer(&mut text, row);
+                        text.push(b'\n');
+                    }
+                    (version.clone(), text)
+                })
+                .collect()
+        };
+        for (version, text) in changed {
+            let uri = crate::api::names::disagreements_uri(&root, &version);
+            if let Err(e) = crate::data::store::write_object(&uri, text.into()).await {
+                tracing::warn!(%uri, error = %e, "shadow disagreements not written; retrying");
+                let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(k) = kept.get_mut(&version) {
+                    k.dirty = true;
+                }
+            }
+        }
+    }
+}
+
+impl Shadow {
+    /// Starts the worker that mirrors queued pairs to their candidate
+    /// through `client`, each allowed `timeout`.
+    /// With `root`, the rows each candidate disagreed on are kept (at most
+    /// [`MAX_DISAGREEMENTS`]) and written under it.
+    pub fn start(
+        client: Client<HttpConnector<HostsFileResolver>, Body>,
+        timeout: Duration,
+        root: Option<String>,
+    ) -> Self {
+        let (queue, mut pending) = mpsc::channel::<Pair>(QUEUE);
+        let tallies: Arc<Mutex<BTreeMap<String, ShadowTally>>> = Arc::default();
+        let worker = tallies.clone();
+        let kept: Option<KeptRows> = root.map(|root| {
+            let kept = KeptRows::default();
+            tokio::spawn(write_disagreements(root, kept.clone()));
+            kept
+        });
+        tokio::spawn(async move {
+            let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+            while let Some(pair) = pending.recv().await {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let (client, tallies, kept) = (client.clone(), worker.clone(), kept.clone());
+                tokio::spawn(async move {
+                    mirror_one(&client, timeout, &tallies, kept.as_ref(), pair).await;
+                    drop(slot);
+                });
+            }
+        });
+        Shadow {
+            queue,
+            tallies,
+            seen: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether this request is one of the `sample` share mirrored: exactly
+    /// ⌊n·sample⌋ of the first n requests, with no randomness to test around.
+    pub fn sampled(&self, sample: f64) -> bool {
+        let n = self.seen.fetch_add(1, Ordering::Relaxed) as f64;
+        ((n + 1.0) * sample).floor() > (n * sample).floor()
+    }
+
+    /// Queues a pair without waiting; a full queue drops it, counted.
+    pub fn offer(&self, pair: Pair) {
+        let version = pair.mirror.version.clone();
+        if self.queue.try_send(pair).is_err() {
+            let mut tallies = self.tallies.lock().unwrap_or_else(|p| p.into_inner());
+            tallies.entry(version).or_default().dropped += 1;
+        }
+    }
+
+    /// The tallies so far, by candidate version.
+    pub fn tallies(&self) -> BTreeMap<String, ShadowTally> {
+        self.tallies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+async fn mirror_one(
+    client: &Client<HttpConnector<HostsFileResolver>, Body>,
+    timeout: Duration,
+    tallies: &Mutex<BTreeMap<String, ShadowTally>>,
+    kept: Option<&KeptRows>,
+    pair: Pair,
+) {
+    let started = Instant::now();
+    let answer = send(client, timeout, &pair).await;
+    let latency = started.elapsed();
+    let pairs = answers(&pair.champion).zip(answer.as_deref().and_then(answers));
+    let disagree = {
+        let mut tallies = tallies.lock().unwrap_or_else(|p| p.into_inner());
+        let tally = tallies.entry(pair.mirror.version.clone()).or_default();
+        let folded = pairs.as_ref().and_then(|(champion, shadow)| {
+            let latency = (pair.champion_latency, latency);
+            fold(
+                tally,
+                &pair.mirror,
+                &pair.request,
+                champion,
+                shadow,
+                latency,
+            )
+        });
+        if folded.is_none() {
+            tally.shadow_errors += 1;
+        }
+        folded
+    };
+    if let (Some(kept), Some(disagree), Some((champion, shadow))) = (kept, disagree, pairs)
+        && disagree.contains(&true)
+    {
+        let rows = disagreeing_rows(&pair.request, &disagree, &champion, &shadow);
+        let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+        let k = kept.entry(pair.mirror.version.clone()).or_default();
+        let room = MAX_DISAGREEMENTS.saturating_sub(k.rows.len());
+        if room > 0 {
+            k.rows.extend(rows.into_iter().take(room));
+            k.dirty = true;
+        }
+    }
+}
+
+/// The candidate's answer body when it answered 2xx in time.
+async fn send(
+    client: &Client<HttpConnector<HostsFileResolver>, Body>,
+    timeout: Duration,
+    pair: &Pair,
+) -> Option<Bytes> {
+    let url = format!("{}{}", pair.mirror.url, pair.path_and_query);
+    let mut request = http::Request::post(&url);
+    if let Some(ct) = &pair.content_type {
+        request = request.header(http::header::CONTENT_TYPE, ct.clone());
+    }
+    let request = request.body(Body::from(pair.request.clone())).ok()?;
+    let response = tokio::time::timeout(timeout, client.request(request))
+        .await
+        .ok()?
+        .ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    let body = Body::new(response.into_body());
+    tokio::time::timeout(timeout, super::server::read_body(body, 64 * 1024 * 1024))
+        .await
+        .ok()?
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn mirror() -> Mirror {
+        Mirror {
+            version: "v2".into(),
+            url: "http://127.0.0.1:9".into(),
+            sample: 1.0,
+            tolerance: 0.5,
+            slices: BTreeMap::from([
+                (
+                    "red".to_string(),
+                    BTreeMap::from([("color".to_string(), "red".to_string())]),
+                ),
+                (
+                    "unknowable".to_string(),
+                    BTreeMap::from([("region".to_string(), "eu".to_string())]),
+                ),
+            ]),
+        }
+    }
+
+    fn request() -> Vec<u8> {
+        serde_json::to_vec(&json!({"inputs": [
+            {"name": "color", "shape": [3], "datatype": "BYTES", "data": ["red", "white", "red"]},
+            {"name": "alcohol", "shape": [3], "datatype": "FP64", "data": [9.0, 11.0, 12.5]},
+        ]}))
+        .unwrap()
+    }
+
+    fn answer(data: serde_json::Value) -> Answers {
+        answers(
+            &serde_json::to_vec(&json!({"model_name": "m", "outputs": [
+                {"name": "predictions", "shape": [3], "datatype": "BYTES", "data": data}]}))
+            .unwrap(),
+        )
+        .expect("answers")
+    }
+
+    #[test]
+    fn classes_pair_into_the_flip_matrix_and_the_slices_the_inputs_decide() {
+        let m = mirror();
+        let mut t = ShadowTally::default();
+        let champion = answer(json!(["5", "6", "5"]));
+        let shadow = answer(json!(["5", "6", "7"]));
+        let latency = (Duration::from_micros(1000), Duration::from_micros(3000));
+        let disagree = fold(&mut t, &m, &request(), &champion, &shadow, latency);
+        assert_eq!(disagree, Some(vec![false, false, true]));
+        assert_eq!((t.paired, t.rows, t.disagreements()), (1, 3, 1));
+        assert_eq!(t.flips["5"]["5"], 1);
+        assert_eq!(t.flips["5"]["7"], 1);
+        // Rows 0 and 2 are red; row 2 flipped.
+        assert_eq!(
+            (t.slices["red"].rows, t.slices["red"].disagreements),
+            (2, 1)
+        );
+        assert!(
+            !t.slices.contains_key("unknowable"),
+            "no `region` input: the slice is not guessed"
+        );
+        assert_eq!(t.champion_latency_us[&magnitude_bucket(1000.0)], 1);
+        assert_eq!(t.shadow_latency_us[&magnitude_bucket(3000.0)], 1);
+        // Answers of different lengths are not a pair.
+        let short = answer(json!(["5"]));
+        assert_eq!(
+            fold(&mut t, &m, &request(), &champion, &short, latency),
+            None
+        );
+        assert_eq!(t.paired, 1);
+    }
+
+    #[test]
+    fn regression_differences_beyond_the_tolerance_disagree() {
+        let m = mirror();
+        let mut t = ShadowTally::default();
+        let champion = answer(json!([1.0, 2.0, 3.0]));
+        let shadow = answer(json!([1.25, 2.0, 4.0]));
+        let latency = (Duration::ZERO, Duration::ZERO);
+        assert!(fold(&mut t, &m, &request(), &champion, &shadow, latency).is_some());
+        assert_eq!(t.regression_disagreements, 1, "only |3 - 4| > 0.5");
+        assert!((t.abs_difference_sum - 1.25).abs() < 1e-12);
+        assert_eq!(t.slices["red"].disagreements, 1);
+    }
+
+    #[test]
+    fn a_disagreeing_row_is_kept_with_its_inputs_and_both_answers() {
+        let champion = answer(json!(["5", "6", "5"]));
+        let shadow = answer(json!(["5", "6", "7"]));
+        let mut body: serde_json::Value = serde_json::from_slice(&request()).unwrap();
+        body["id"] = json!("req-9");
+        let body = serde_json::to_vec(&body).unwrap();
+        let rows = disagreeing_rows(&body, &[false, false, true], &champion, &shadow);
+        assert_eq!(
+            rows,
+            vec![json!({"id": "req-9", "row": 2,
+                "inputs": {"color": "red", "alcohol": 12.5},
+                "champion": "5", "shadow": "7"})]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_candidate_that_does_not_answer_is_an_error_never_a_pair() {
+        // Nothing listens on the discard port: the connection is refused.
+        let connector = HttpConnector::new_with_resolver(HostsFileResolver::default());
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+        let tallies = Mutex::new(BTreeMap::new());
+        let champion = serde_json::to_vec(&json!({"model_name": "m", "outputs": [
+            {"name": "predictions", "shape": [3], "datatype": "BYTES", "data": ["5", "6", "5"]}]}))
+        .unwrap();
+        let pair = Pair {
+            mirror: Arc::new(mirror()),
+            path_and_query: "/v2/models/m/infer".into(),
+            content_type: None,
+            request: request().into(),
+            champion: champion.into(),
+            champion_latency: Duration::ZERO,
+        };
+        mirror_one(&client, Duration::from_secs(5), &tallies, None, pair).await;
+        let t = tallies.into_inner().unwrap().remove("v2").expect("tally");
+        assert_eq!((t.paired, t.rows, t.shadow_errors), (0, 0, 1));
+    }
+
+    #[test]
+    fn the_sampler_mirrors_exactly_its_share() {
+        let (tx, _rx) = mpsc::channel(1);
+        let s = Shadow {
+            queue: tx,
+            tallies: Arc::default(),
+            seen: AtomicU64::new(0),
+        };
+        let mirrored = (0..1000).filter(|_| s.sampled(0.25)).count();
+        assert_eq!(mirrored, 250);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_instead_of_growing() {
+        let (tx, _rx) = mpsc::channel(1);
+        let s = Shadow {
+            queue: tx,
+            tallies: Arc::default(),
+            seen: AtomicU64::new(0),
+        };
+        let pair = || Pair {
+            mirror: Arc::new(mirror()),
+            path_and_query: "/v2/models/m/infer".into(),
+            content_type: None,
+            request: Bytes::new(),
+            champion: Bytes::new(),
+            champion_latency: Duration::ZERO,
+        };
+        for _ in 0..5 {
+            s.offer(pair());
+        }
+        assert_eq!(s.tallies()["v2"].dropped, 4, "one queued, four dropped");
+    }
+
+    #[test]
+    fn the_mirror_follows_a_started_shadow_in_status() {
+        let spec = json!({"task": "regression", "data": {"source": "x", "target": "y"},
+            "rollout": {"shadow": {"tolerance": 0.25}},
+            "gate": {"slices": [{"name": "red", "where": {"color": "red"}, "metrics": []}]}});
+        let url = |n: u32| format!("http://m-v{n}:8080/");
+        let waiting = json!({"shadow": {"version": "v2", "sample": 0.5}});
+        assert_eq!(mirror_from_model(&spec, &waiting, url), Ok(None));
+        assert_eq!(mirror_from_model(&spec, &json!({}), url), Ok(None));
+        let started = json!({"shadow": {"version": "v2", "sample": 0.5,
+            "startedAt": "2026-06-01T08:00:00Z"}});
+        let m = mirror_from_model(&spec, &started, url).unwrap().unwrap();
+        assert_eq!(
+            (m.version.as_str(), m.url.as_str(), m.sample, m.tolerance),
+            ("v2", "http://m-v2:8080", 0.5, 0.25)
+        );
+        assert_eq!(m.slices["red"]["color"], "red");
+        let bad = json!({"shadow": {"version": "2", "sample": 0.5,
+            "startedAt": "2026-06-01T08:00:00Z"}});
+        let err = mirror_from_model(&spec, &bad, url).unwrap_err();
+        assert!(err.contains("`2` is not `v<n>`"), "{err}");
+    }
+}

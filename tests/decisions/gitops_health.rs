@@ -102,6 +102,8 @@ fn argo_cd_and_kstatus_read_every_model_state_alike() {
     w.ready.insert(2);
     w.step();
     scenarios.push(("canary in progress", w.model.clone()));
+    let shadow = crate::policy_shadow::shadow_world();
+    scenarios.push(("candidate in shadow", shadow.model.clone()));
     w.request("rb", ManualAction::Rollback);
     scenarios.push(("canary rolled back", w.model.clone()));
 
@@ -143,6 +145,7 @@ fn argo_cd_and_kstatus_read_every_model_state_alike() {
             ),
             ("champion serving", "Healthy", "Current"),
             ("canary in progress", "Progressing", "InProgress"),
+            ("candidate in shadow", "Progressing", "InProgress"),
             ("canary rolled back", "Degraded", "Failed"),
             ("stalled: no node takes the training", "Degraded", "Failed"),
             ("paused", "Suspended", "Current"),

@@ -17,7 +17,7 @@ fn only_v1() -> Vec<TrafficWeight> {
 }
 
 /// v1 champion; v2 passed its gate and is in shadow, mirrored since `w.now`.
-fn shadow_world() -> World {
+pub(crate) fn shadow_world() -> World {
     let mut spec = quiet_spec();
     spec.rollout.shadow = Some(
         serde_json::from_value::<ShadowSpec>(serde_json::json!({

@@ -429,6 +429,14 @@ fn kstatus_conditions(ctx: &mut Ctx) {
             "CanaryInProgress"
         };
         Some((reason, message_of(conditions::PROGRESSING)))
+    } else if let Some(sh) = &s.shadow {
+        Some((
+            "Shadow",
+            format!(
+                "{} answers mirrored requests beside the champion; no user sees it yet",
+                sh.version
+            ),
+        ))
     } else if let Some(t) = &s.training {
         Some((
             "Training",

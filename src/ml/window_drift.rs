@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::api::DriftSpec;
-use crate::data::{Cell, Table};
+use crate::data::{Cell, Column, Frame};
 use crate::drift::{self, DatasetSketch, DriftConfig, Observation, ReferenceProfile, WindowReport};
 
 /// A table cell as the drift sketches count it.
@@ -15,6 +15,25 @@ pub fn observation(cell: &Cell) -> Observation<'_> {
         Cell::Number(x) => Observation::Number(*x),
         Cell::Text(t) => Observation::Text(t),
         Cell::Missing => Observation::Missing,
+    }
+}
+
+/// A frame's value as the drift sketches count it (a time as its text:
+/// the caller reads time columns as cells).
+fn column_observation(column: &Column, row: usize) -> Observation<'_> {
+    match column {
+        Column::Numbers { values, missing } => {
+            if missing.as_ref().is_some_and(|m| m[row]) {
+                Observation::Missing
+            } else {
+                Observation::Number(values[row])
+            }
+        }
+        Column::Codes { codes, names } => names
+            .get(codes[row] as usize)
+            .map_or(Observation::Missing, |t| Observation::Text(t)),
+        Column::Cells(cells) => observation(&cells[row]),
+        Column::Times { .. } => Observation::Missing,
     }
 }
 
@@ -36,18 +55,30 @@ impl<'a> WindowDrift<'a> {
         }
     }
 
-    /// Counts every row of `table`.
-    pub fn add(&mut self, table: &Table) {
-        let columns: Vec<Option<&[Cell]>> = self
+    /// Counts every row of `frame`.
+    pub fn add(&mut self, frame: &Frame) {
+        let columns: Vec<Option<&Column>> = self
             .reference
             .features
             .iter()
-            .map(|f| table.column(f.name(), "data.features").ok())
+            .map(|f| frame.column(f.name(), "data.features").ok())
             .collect();
-        for row in 0..table.rows {
+        // Times and raw cells are read as cells; numbers and text in place.
+        let cells: Vec<Option<Vec<Cell>>> = columns
+            .iter()
+            .map(|c| match c {
+                Some(c @ Column::Times { .. }) => Some((0..c.len()).map(|i| c.cell(i)).collect()),
+                _ => None,
+            })
+            .collect();
+        for row in 0..frame.rows {
             self.sketch.observe_row(
                 self.reference,
-                |j| columns[j].map_or(Observation::Missing, |c| observation(&c[row])),
+                |j| match (columns[j], &cells[j]) {
+                    (_, Some(cells)) => observation(&cells[row]),
+                    (Some(column), None) => column_observation(column, row),
+                    (None, None) => Observation::Missing,
+                },
                 Observation::Missing,
             );
         }

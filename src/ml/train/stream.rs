@@ -24,7 +24,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::api::{DataFormat, ModelSpec, Task};
-use crate::data::{self, Cell, Listing, Rows, Table};
+use crate::data::{self, Cell, Column, Frame, Listing, Rows, Table};
 
 use super::super::arch::InputShape;
 use super::super::artifact::{DatasetLineage, Predictor, TargetScale};
@@ -269,24 +269,27 @@ async fn statistics(
                 .flatten()
                 .map(String::as_str)
                 .chain([target])
-                .map(|n| table.column(n, "data.features").map_err(MlError::from))
+                .map(|n| table.column(n, "data.features").map(Column::reader))
                 .collect::<Result<Vec<_>, _>>()?;
             let (feature_cells, target_cells) = columns.split_at(columns.len() - 1);
             for i in 0..table.rows {
                 let is_val = holdout.is_val(&rows, i);
                 for (fit, cells) in fits.iter_mut().zip(feature_cells) {
-                    fit.observe(source, row, &cells[i], !is_val)?;
+                    fit.observe(source, row, &cells.get(i), !is_val)?;
                 }
-                match target_of(spec.task, source, target, row, &target_cells[0][i])? {
-                    Target::Label(l) => {
-                        if !classes.contains(&l) {
+                let target_cell = target_cells[0].get(i);
+                match (spec.task, target_cell.as_ref()) {
+                    // A class already known needs no label made.
+                    (Task::Classification, Cell::Text(t)) if classes.contains(t) => {}
+                    _ => match target_of(spec.task, source, target, row, &target_cell)? {
+                        Target::Label(l) => {
                             classes.insert(l);
                         }
-                    }
-                    Target::Value(v) if !is_val => moments.push(v),
-                    Target::Value(_) => {}
+                        Target::Value(v) if !is_val => moments.push(v),
+                        Target::Value(_) => {}
+                    },
                 }
-                let cells = || columns.iter().map(|c| c[i].clone()).collect();
+                let cells = || columns.iter().map(|c| c.get(i).into_owned()).collect();
                 if is_val {
                     val_rows += 1;
                     validation.offer(cells);
@@ -419,6 +422,65 @@ fn encode_targets(
                 labels: Vec::new(),
                 values,
             })
+        }
+    }
+}
+
+/// The targets of a frame's `rows`, encoded as [`encode_targets`] encodes
+/// them from cells (errors name a row by its place in `rows`): a class's
+/// index is looked up once per code.
+fn frame_targets(
+    spec: &ModelSpec,
+    frame: &Frame,
+    rows: &[usize],
+    index: &BTreeMap<&str, u32>,
+    scale: Option<TargetScale>,
+) -> Result<Vec<f32>, MlError> {
+    let target = spec.data.target.as_str();
+    let column = frame.column(target, "data.target")?;
+    let cells = column.reader();
+    let source = frame.source.as_str();
+    match spec.task {
+        Task::Classification => {
+            let class = |r: usize, cell: &Cell| -> Result<f32, MlError> {
+                let label = preprocess::label_of(source, target, r, cell)?;
+                Ok(index.get(label.as_str()).copied().unwrap_or(0) as f32)
+            };
+            let mut by_code: Vec<Option<f32>> = match column {
+                Column::Codes { names, .. } => vec![None; names.len() + 1],
+                _ => Vec::new(),
+            };
+            let mut y = Vec::with_capacity(rows.len());
+            for (r, &i) in rows.iter().enumerate() {
+                y.push(match column {
+                    Column::Codes { codes, names } => {
+                        let k = (codes[i] as usize).min(names.len());
+                        match by_code[k] {
+                            Some(c) => c,
+                            None => {
+                                let c = class(r, &cells.get(i))?;
+                                by_code[k] = Some(c);
+                                c
+                            }
+                        }
+                    }
+                    _ => class(r, &cells.get(i))?,
+                });
+            }
+            Ok(y)
+        }
+        Task::Regression => {
+            let s = scale.unwrap_or(TargetScale {
+                mean: 0.0,
+                std: 1.0,
+            });
+            rows.iter()
+                .enumerate()
+                .map(|(r, &i)| {
+                    let v = preprocess::value_of(source, target, r, &cells.get(i))?;
+                    Ok(((v - s.mean) / s.std) as f32)
+                })
+                .collect()
         }
     }
 }
@@ -642,17 +704,8 @@ pub(super) async fn fit_streaming(
                 let train: Vec<usize> = (0..rows.table.rows)
                     .filter(|&i| !holdout.is_val(&rows, i))
                     .collect();
-                let part = if train.len() == rows.table.rows {
-                    std::borrow::Cow::Borrowed(rows.table)
-                } else {
-                    std::borrow::Cow::Owned(rows.table.select(&train))
-                };
-                let x = preprocess::encode(
-                    &features,
-                    &FeatureBatch::from_table(&features, &part)?,
-                    &source,
-                )?;
-                let y = encode_targets(spec, &part, &index, stats.target_scale)?.y;
+                let x = preprocess::encode_frame(&features, rows.table, &train, &source)?;
+                let y = frame_targets(spec, rows.table, &train, &index, stats.target_scale)?;
                 for (r, &target) in y.iter().enumerate() {
                     shuffle.push(&x[r * inputs..(r + 1) * inputs], target, &mut rng);
                 }

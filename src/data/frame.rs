@@ -296,7 +296,10 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 
 /// The null mask of an array, `None` when nothing is null.
 fn nulls(array: &dyn Array) -> Option<Vec<bool>> {
-    (array.null_count() > 0).then(|| (0..array.len()).map(|i| array.is_null(i)).collect())
+    array
+        .nulls()
+        .filter(|n| n.null_count() > 0)
+        .map(|n| n.iter().map(|valid| !valid).collect())
 }
 
 fn numbers<T: ArrowPrimitiveType>(array: &dyn Array, to: impl Fn(T::Native) -> f64) -> Column {
@@ -445,8 +448,9 @@ pub fn from_arrow(uri: &str, column: &str, array: &dyn Array) -> Result<Column, 
             };
             let mut by_hash: HashMap<usize, u32> = HashMap::new();
             let mut codes = Vec::with_capacity(array.len());
+            let nulls = array.nulls().filter(|n| n.null_count() > 0);
             for (i, &k) in keys.iter().enumerate().take(array.len()) {
-                if array.is_null(i) {
+                if nulls.is_some_and(|n| n.is_null(i)) {
                     codes.push(MISSING);
                     continue;
                 }

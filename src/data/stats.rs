@@ -30,7 +30,74 @@ pub fn compute(
 pub struct Statistics {
     stats: DataStats,
     ranges: BTreeMap<String, (f64, f64)>,
-    seen: HashSet<u64, BuildHasherDefault<Prehashed>>,
+    repeats: Repeats,
+}
+
+type HashSetOfRows = HashSet<u64, BuildHasherDefault<Prehashed>>;
+
+/// The row hashes seen and how many repeated one: on a thread of its own
+/// (each batch's hashes sent there, so the set's lookups overlap with
+/// counting the next batch), or here when no thread can be started.
+enum Repeats {
+    Thread {
+        batches: std::sync::mpsc::SyncSender<Vec<u64>>,
+        counted: std::thread::JoinHandle<u64>,
+    },
+    Here {
+        seen: HashSetOfRows,
+        repeats: u64,
+    },
+}
+
+impl Repeats {
+    fn start() -> Repeats {
+        let (batches, received) = std::sync::mpsc::sync_channel::<Vec<u64>>(4);
+        let counted = std::thread::Builder::new()
+            .name("duplicate-rows".into())
+            .spawn(move || {
+                let mut seen = HashSetOfRows::default();
+                let mut repeats = 0;
+                for hashes in received {
+                    repeats += insert(&mut seen, hashes);
+                }
+                repeats
+            });
+        match counted {
+            Ok(counted) => Repeats::Thread { batches, counted },
+            Err(_) => Repeats::Here {
+                seen: HashSetOfRows::default(),
+                repeats: 0,
+            },
+        }
+    }
+
+    fn add(&mut self, hashes: Vec<u64>) {
+        match self {
+            Repeats::Thread { batches, .. } => {
+                // Only a thread that has died stops receiving; `finish` reports it.
+                let _ = batches.send(hashes);
+            }
+            Repeats::Here { seen, repeats } => *repeats += insert(seen, hashes),
+        }
+    }
+
+    fn finish(self) -> u64 {
+        match self {
+            Repeats::Thread { batches, counted } => {
+                drop(batches);
+                counted
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }
+            Repeats::Here { repeats, .. } => repeats,
+        }
+    }
+}
+
+/// Adds rows' hashes to the set; returns how many were already in it.
+fn insert(seen: &mut HashSetOfRows, hashes: Vec<u64>) -> u64 {
+    seen.reserve(hashes.len());
+    hashes.into_iter().filter(|h| !seen.insert(*h)).count() as u64
 }
 
 impl Statistics {
@@ -43,7 +110,7 @@ impl Statistics {
                 columns: BTreeMap::new(),
             },
             ranges,
-            seen: HashSet::default(),
+            repeats: Repeats::start(),
         }
     }
 
@@ -121,12 +188,7 @@ impl Statistics {
                 }
             }
         }
-        self.seen.reserve(rows);
-        for h in hashes {
-            if !self.seen.insert(h) {
-                self.stats.duplicate_rows += 1;
-            }
-        }
+        self.repeats.add(hashes);
     }
 
     /// Rows counted so far.
@@ -135,7 +197,9 @@ impl Statistics {
     }
 
     pub fn finish(self) -> DataStats {
-        self.stats
+        let mut stats = self.stats;
+        stats.duplicate_rows = self.repeats.finish();
+        stats
     }
 }
 

@@ -123,9 +123,10 @@ fn largest_row_group(metadata: &ParquetMetaData, mask: &ProjectionMask) -> u64 {
 
 /// Reads the `wanted` columns (all when `None`) of the Parquet file at
 /// `uri`, whose size the listing gave, streaming its row groups; `on_open`
-/// learns how many bytes its largest row group holds once read (see
-/// `largest_row_group`) before any is fetched, so a memory bound can refuse
-/// it first; `on_batch` sees each batch's cells as they arrive. Returns the
+/// learns how many bytes reading it holds at once (its largest row group
+/// once read, see `largest_row_group`, times the row groups decoded at
+/// once) before any is fetched, so a memory bound can refuse it first;
+/// `on_batch` sees each batch as a typed frame as it arrives. Returns the
 /// file's schema.
 pub async fn read_file(
     uri: &str,
@@ -233,8 +234,10 @@ async fn read_local(
         .map_err(parquet_err(uri))?;
     let (indices, classes) = project(uri, metadata.schema(), wanted)?;
     let mask = ProjectionMask::roots(metadata.parquet_schema(), indices);
-    on_open(largest_row_group(metadata.metadata(), &mask))?;
     let groups = metadata.metadata().num_row_groups();
+    // Up to `in_flight` row groups are held at once, decoded or being handed on.
+    let held = in_flight().min(groups.max(1)) as u64;
+    on_open(largest_row_group(metadata.metadata(), &mask) * held)?;
     let path = Arc::new(path);
     let mut pending = std::collections::VecDeque::new();
     let mut next = 0;

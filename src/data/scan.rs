@@ -37,7 +37,8 @@ pub struct Scanned {
 /// Reads `listing`'s files in `order` (indices into `listing.files`),
 /// projected to `columns` (the run's columns when `None`), handing each
 /// batch's kept rows to `on_rows`. `on_open` sees each Parquet file's
-/// largest row group in bytes before it is read.
+/// bytes reading it holds at once (its largest row group, times the row
+/// groups decoded at once) before it is read.
 pub async fn scan<E: From<DataError>>(
     spec: &DataSpec,
     listing: &Listing,

@@ -12,7 +12,7 @@
 //! file), so it is the same in every pass whatever the file order.
 //!
 //! Memory: the pod's memory request bounds what the run holds (the process,
-//! the fits and samples, one row group, the shuffle buffer, the model); a
+//! the fits and samples, the row groups being read, the shuffle buffer, the model); a
 //! source whose minimum does not fit is refused with the numbers.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -247,7 +247,7 @@ async fn statistics(
         None,
         &mut |uri: &str, bytes: u64| -> Result<(), MlError> {
             largest = largest.max(bytes);
-            budget.check(&[(format!("the largest row group (of `{uri}`)"), bytes)])
+            budget.check(&[(format!("the row groups being read (of `{uri}`)"), bytes)])
         },
         |rows: Rows<'_>| -> Result<(), MlError> {
             let table = rows.table;
@@ -654,7 +654,7 @@ pub(super) async fn fit_streaming(
             format!("the model ({parameters} parameters)"),
             parameters * 16,
         ),
-        ("the largest row group".into(), stats.largest_row_group),
+        ("the row groups being read".into(), stats.largest_row_group),
     ])?;
 
     let (initial, start) = start::choose(spec, arch, input, outputs, &stats.classes, checkpoints)?;

@@ -24,13 +24,15 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::api::{DataFormat, ModelSpec, Task};
-use crate::data::{self, Cell, Column, Frame, Listing, Rows, Table};
+use crate::data::{self, Cell, Column, Listing, Rows, Table};
 
 use super::super::arch::InputShape;
 use super::super::artifact::{DatasetLineage, Predictor, TargetScale};
 use super::super::error::MlError;
 use super::super::preprocess::{self, ColumnFit, FeatureBatch, FeatureSchema, FitLimits, Moments};
-use super::encode::{Encoded, Split, Targets, feature_names, holdout_leaves_no_rows};
+use super::encode::{
+    Encoded, Split, Targets, feature_names, frame_targets, holdout_leaves_no_rows,
+};
 use super::epochs::{Parameters, Trainer};
 use super::reference::drift_reference;
 use super::{Finished, SPLIT_STREAM, TrainOptions, finish, start, validation_metrics};
@@ -422,65 +424,6 @@ fn encode_targets(
                 labels: Vec::new(),
                 values,
             })
-        }
-    }
-}
-
-/// The targets of a frame's `rows`, encoded as [`encode_targets`] encodes
-/// them from cells (errors name a row by its place in `rows`): a class's
-/// index is looked up once per code.
-fn frame_targets(
-    spec: &ModelSpec,
-    frame: &Frame,
-    rows: &[usize],
-    index: &BTreeMap<&str, u32>,
-    scale: Option<TargetScale>,
-) -> Result<Vec<f32>, MlError> {
-    let target = spec.data.target.as_str();
-    let column = frame.column(target, "data.target")?;
-    let cells = column.reader();
-    let source = frame.source.as_str();
-    match spec.task {
-        Task::Classification => {
-            let class = |r: usize, cell: &Cell| -> Result<f32, MlError> {
-                let label = preprocess::label_of(source, target, r, cell)?;
-                Ok(index.get(label.as_str()).copied().unwrap_or(0) as f32)
-            };
-            let mut by_code: Vec<Option<f32>> = match column {
-                Column::Codes { names, .. } => vec![None; names.len() + 1],
-                _ => Vec::new(),
-            };
-            let mut y = Vec::with_capacity(rows.len());
-            for (r, &i) in rows.iter().enumerate() {
-                y.push(match column {
-                    Column::Codes { codes, names } => {
-                        let k = (codes[i] as usize).min(names.len());
-                        match by_code[k] {
-                            Some(c) => c,
-                            None => {
-                                let c = class(r, &cells.get(i))?;
-                                by_code[k] = Some(c);
-                                c
-                            }
-                        }
-                    }
-                    _ => class(r, &cells.get(i))?,
-                });
-            }
-            Ok(y)
-        }
-        Task::Regression => {
-            let s = scale.unwrap_or(TargetScale {
-                mean: 0.0,
-                std: 1.0,
-            });
-            rows.iter()
-                .enumerate()
-                .map(|(r, &i)| {
-                    let v = preprocess::value_of(source, target, r, &cells.get(i))?;
-                    Ok(((v - s.mean) / s.std) as f32)
-                })
-                .collect()
         }
     }
 }

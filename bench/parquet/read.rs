@@ -1,42 +1,97 @@
 //! Parquet read + preprocess throughput: a Hive-partitioned window read by
-//! driftline into the numeric matrix training consumes (features as f32,
-//! a category as its code, missing as NaN), two ways: whole (`data::read`,
-//! as in-memory training and the data check read) and streamed
-//! (`data::scan`, as `training.shuffleBuffer` reads). Prints JSON.
+//! driftline into the numeric matrix training feeds the model, with the
+//! library's own encoders, two ways: whole (`data::read` into cells, then
+//! `ml::encode`, as in-memory training reads) and streamed (`data::scan`'s
+//! typed frames, then `ml::encode_frame`, as `training.shuffleBuffer`
+//! reads). The features are numbers (mean 0, scale 1, so each input is the
+//! value as f32) and categories one-hot in first-seen order; the checksum
+//! weighs a one-hot input by its slot, so it equals the sum of a matrix
+//! holding each category's first-seen code, as pyarrow's and polars' do.
+//! Prints JSON.
 //!
 //!   cargo run --example parquet_read -- DIR FEATURE... (see run.sh)
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use chrono::Utc;
-use driftline::api::load_model_config;
-use driftline::data::{self, Cell, DataError, Table};
+use driftline::api::{FeatureKind, load_model_config};
+use driftline::data::{self, Cell, Column, DataError};
+use driftline::ml::{self, FeatureBatch, FeatureSchema};
 
-/// Appends `table`'s `features` columns to `out`, row-major.
-fn encode(
-    table: &Table,
-    features: &[String],
-    codes: &mut [HashMap<String, f32>],
-    out: &mut Vec<f32>,
-) {
-    let columns: Vec<&[Cell]> = features
-        .iter()
-        .map(|f| table.column(f, "bench").expect("feature column"))
-        .collect();
-    out.reserve(table.rows * features.len());
-    for row in 0..table.rows {
-        for (j, column) in columns.iter().enumerate() {
-            out.push(match &column[row] {
-                Cell::Number(x) => *x as f32,
-                Cell::Missing => f32::NAN,
-                Cell::Text(t) => {
-                    let next = codes[j].len() as f32;
-                    *codes[j].entry(t.clone()).or_insert(next)
+/// The features' schemas: a numeric feature passes through (mean 0, scale
+/// 1), a text feature is one-hot over its categories in first-seen order,
+/// as training's statistics pass would have fitted them (not timed).
+async fn schemas(spec: &driftline::api::ModelSpec, features: &[String]) -> Vec<FeatureSchema> {
+    let listing = data::list(&spec.data, Utc::now()).await.expect("list");
+    let order: Vec<usize> = (0..listing.files.len()).collect();
+    let mut categories: Vec<Option<Vec<String>>> = vec![None; features.len()];
+    data::scan::<DataError>(
+        &spec.data,
+        &listing,
+        &order,
+        Some(features),
+        &mut |_, _| Ok(()),
+        |r| {
+            for (j, f) in features.iter().enumerate() {
+                if let Ok(Column::Codes { codes, names }) = r.table.column(f, "bench") {
+                    let seen = categories[j].get_or_insert_with(Vec::new);
+                    for &c in codes {
+                        if let Some(name) = names.get(c as usize)
+                            && !seen.contains(name)
+                        {
+                            seen.push(name.clone());
+                        }
+                    }
                 }
-            });
-        }
-    }
+            }
+            Ok(())
+        },
+    )
+    .await
+    .expect("scan");
+    features
+        .iter()
+        .zip(categories)
+        .map(|(name, categories)| FeatureSchema {
+            name: name.clone(),
+            kind: if categories.is_some() {
+                FeatureKind::Categorical
+            } else {
+                FeatureKind::Numeric
+            },
+            fill: match &categories {
+                Some(c) => Cell::Text(c[0].clone()),
+                None => Cell::Number(0.0),
+            },
+            categories: categories.unwrap_or_default(),
+            mean: 0.0,
+            std: 1.0,
+        })
+        .collect()
+}
+
+/// Each model input's weight in the checksum: 1 for a number, its slot
+/// for a one-hot input (so a row adds its category's first-seen code).
+fn weights(schemas: &[FeatureSchema]) -> Vec<f64> {
+    schemas
+        .iter()
+        .flat_map(|s| match s.kind {
+            FeatureKind::Categorical => (0..s.width()).map(|k| k as f64).collect(),
+            _ => vec![1.0],
+        })
+        .collect()
+}
+
+fn checksum(matrix: &[f32], weights: &[f64]) -> f64 {
+    matrix
+        .chunks_exact(weights.len())
+        .map(|row| {
+            row.iter()
+                .zip(weights)
+                .map(|(x, w)| *x as f64 * w)
+                .sum::<f64>()
+        })
+        .sum()
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -50,23 +105,28 @@ async fn main() {
     );
     let spec = load_model_config(&yaml).expect("spec");
     let as_of = Utc::now();
+    let schemas = schemas(&spec, &features).await;
+    let weights = weights(&schemas);
 
     let started = Instant::now();
     let dataset = data::read(&spec.data, as_of).await.expect("read");
-    let mut codes = vec![HashMap::new(); features.len()];
-    let mut whole = Vec::new();
-    encode(&dataset.table, &features, &mut codes, &mut whole);
+    let table = &dataset.table;
+    let whole = ml::encode(
+        &schemas,
+        &FeatureBatch::from_table(&schemas, table).expect("features"),
+        &table.source,
+    )
+    .expect("encode");
     let whole_s = started.elapsed().as_secs_f64();
-    let rows = dataset.table.rows;
+    let rows = table.rows;
     drop(dataset);
 
     let started = Instant::now();
     let listing = data::list(&spec.data, as_of).await.expect("list");
     let order: Vec<usize> = (0..listing.files.len()).collect();
-    let mut codes = vec![HashMap::new(); features.len()];
-    let mut batch = Vec::new();
-    let mut checksum = 0.0f64;
+    let mut streamed_sum = 0.0f64;
     let mut streamed_rows = 0usize;
+    let mut every: Vec<usize> = Vec::new();
     data::scan::<DataError>(
         &spec.data,
         &listing,
@@ -74,26 +134,25 @@ async fn main() {
         None,
         &mut |_, _| Ok(()),
         |r| {
-            batch.clear();
-            encode(r.table, &features, &mut codes, &mut batch);
-            streamed_rows += r.table.rows;
-            checksum += batch
-                .iter()
-                .filter(|x| x.is_finite())
-                .map(|x| *x as f64)
-                .sum::<f64>();
+            let n = r.table.rows;
+            every.clear();
+            every.extend(0..n);
+            let x = ml::encode_frame(&schemas, r.table, &every, &r.table.source).map_err(|e| {
+                DataError::Source {
+                    source_uri: r.table.source.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+            streamed_rows += n;
+            streamed_sum += checksum(&x, &weights);
             Ok(())
         },
     )
     .await
     .expect("scan");
     let streamed_s = started.elapsed().as_secs_f64();
-    let whole_sum: f64 = whole
-        .iter()
-        .filter(|x| x.is_finite())
-        .map(|x| *x as f64)
-        .sum();
+    let whole_sum = checksum(&whole, &weights);
     println!(
-        "{{\"rows\": {rows}, \"streamedRows\": {streamed_rows}, \"wholeSeconds\": {whole_s:.3}, \"streamedSeconds\": {streamed_s:.3}, \"wholeSum\": {whole_sum:.1}, \"streamedSum\": {checksum:.1}}}"
+        "{{\"rows\": {rows}, \"streamedRows\": {streamed_rows}, \"wholeSeconds\": {whole_s:.3}, \"streamedSeconds\": {streamed_s:.3}, \"wholeSum\": {whole_sum:.1}, \"streamedSum\": {streamed_sum:.1}}}"
     );
 }

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::api::{DataFormat, DataSpec, Partitioning, SliceCondition};
 
 use super::error::DataError;
+use super::frame::{Column, Frame, TimeAt};
 use super::parquet::{self, FileSchema};
 use super::store::{self, ObjectInfo};
 use super::table::{Cell, Table, known_format};
@@ -446,7 +447,9 @@ pub(super) fn wanted(spec: &DataSpec) -> Option<Vec<String>> {
 
 /// Rows kept so far, with each kept row's time when there is a window.
 struct Collected {
-    table: Option<Table>,
+    names: Option<Vec<String>>,
+    columns: Vec<Vec<Cell>>,
+    rows: usize,
     times: Vec<DateTime<Utc>>,
     rows_without_time: usize,
 }
@@ -481,14 +484,16 @@ pub async fn read(spec: &DataSpec, as_of: DateTime<Utc>) -> Result<Dataset, Data
     let wanted = wanted(spec);
     let key_columns = key_columns(spec, &listing);
     let mut collected = Collected {
-        table: None,
+        names: None,
+        columns: Vec::new(),
+        rows: 0,
         times: Vec::new(),
         rows_without_time: 0,
     };
     let mut first_schema: Option<(String, FileSchema)> = None;
     for file in &listing.files {
-        let mut add = |part: &Table| -> Result<(), DataError> {
-            let part = with_keys(part.clone(), file, &key_columns);
+        let mut add = |part: Frame| -> Result<(), DataError> {
+            let part = with_keys(part, file, &key_columns);
             let (kept, times) = filter_rows(
                 part,
                 listing.window.as_ref(),
@@ -496,10 +501,31 @@ pub async fn read(spec: &DataSpec, as_of: DateTime<Utc>) -> Result<Dataset, Data
                 &mut collected.rows_without_time,
             )?;
             collected.times.extend(times);
-            match &mut collected.table {
-                Some(t) => t.append(&kept),
-                None => collected.table = Some(kept),
+            // The first file's columns name the table; a later file's
+            // columns are matched by name (its schema was checked).
+            let names = collected.names.get_or_insert_with(|| kept.names.clone());
+            if collected.columns.is_empty() {
+                collected.columns = vec![Vec::new(); names.len()];
             }
+            let Frame {
+                names: part_names,
+                columns,
+                rows,
+                ..
+            } = kept;
+            let mut columns: Vec<Option<Column>> = columns.into_iter().map(Some).collect();
+            for (name, all) in names.iter().zip(collected.columns.iter_mut()) {
+                match part_names.iter().position(|n| n == name) {
+                    Some(j) => all.extend(
+                        columns[j]
+                            .take()
+                            .map(Column::into_cells)
+                            .unwrap_or_default(),
+                    ),
+                    None => all.extend(std::iter::repeat_n(Cell::Missing, rows)),
+                }
+            }
+            collected.rows += rows;
             Ok(())
         };
         read_file(
@@ -513,12 +539,20 @@ pub async fn read(spec: &DataSpec, as_of: DateTime<Utc>) -> Result<Dataset, Data
         .await?;
     }
     let Collected {
-        table,
+        names,
+        columns,
+        rows,
         times,
         rows_without_time,
     } = collected;
-    let table = match table {
-        Some(t) if t.rows > 0 => t,
+    let table = match names {
+        Some(names) if rows > 0 => Table {
+            source: listing.source.clone(),
+            names,
+            columns,
+            rows,
+            digest: String::new(),
+        },
         _ => return Err(empty_window(&listing)),
     };
     if rows_without_time > 0 {
@@ -572,14 +606,14 @@ pub(super) fn key_columns(spec: &DataSpec, listing: &Listing) -> Vec<String> {
 }
 
 /// `part` with its file's partition keys as columns.
-pub(super) fn with_keys(mut part: Table, file: &DataFile, key_columns: &[String]) -> Table {
+pub(super) fn with_keys(mut part: Frame, file: &DataFile, key_columns: &[String]) -> Frame {
     for key in key_columns {
         let cell = file
             .partition
             .get(key)
             .map_or(Cell::Missing, |v| partition_cell(v));
         part.names.push(key.clone());
-        part.columns.push(vec![cell; part.rows]);
+        part.columns.push(Column::repeat(cell, part.rows));
     }
     part
 }
@@ -592,7 +626,7 @@ pub(super) async fn read_file(
     wanted: Option<&[String]>,
     first_schema: &mut Option<(String, FileSchema)>,
     on_open: &mut dyn FnMut(u64) -> Result<(), DataError>,
-    add: &mut dyn FnMut(&Table) -> Result<(), DataError>,
+    add: &mut dyn FnMut(Frame) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
     match listing.format {
         DataFormat::Parquet => {
@@ -609,7 +643,7 @@ pub(super) async fn read_file(
             if format == DataFormat::Csv {
                 check_schema(&file.uri, &schema, first_schema)?;
             }
-            add(&part)?;
+            add(Frame::from_table(part))?;
         }
     }
     Ok(())
@@ -618,43 +652,42 @@ pub(super) async fn read_file(
 /// The rows of `part` inside the window and `where`, with each kept row's
 /// time when there is a window; rows with an empty time are counted.
 pub(super) fn filter_rows(
-    part: Table,
+    part: Frame,
     window: Option<&WindowBounds>,
     wheres: &[(String, SliceCondition)],
     rows_without_time: &mut usize,
-) -> Result<(Table, Vec<DateTime<Utc>>), DataError> {
+) -> Result<(Frame, Vec<DateTime<Utc>>), DataError> {
     let mut keep: Vec<usize> = Vec::with_capacity(part.rows);
     let mut times = Vec::new();
     let time_column = match window {
         Some(w) => Some(part.column(&w.column, "data.window.column")?),
         None => None,
     };
-    let where_columns: Vec<(&[Cell], &SliceCondition)> = wheres
+    let where_columns: Vec<(&Column, &SliceCondition)> = wheres
         .iter()
-        .filter_map(|(c, cond)| part.position(c).map(|i| (part.columns[i].as_slice(), cond)))
+        .filter_map(|(c, cond)| part.position(c).map(|i| (&part.columns[i], cond)))
         .collect();
     'rows: for row in 0..part.rows {
-        for (cells, condition) in &where_columns {
-            if !cells[row].matches(condition) {
+        for (column, condition) in &where_columns {
+            if !column.matches(row, condition) {
                 continue 'rows;
             }
         }
-        if let (Some(w), Some(cells)) = (window, time_column) {
-            let time = match &cells[row] {
-                Cell::Missing => {
+        if let (Some(w), Some(column)) = (window, time_column) {
+            let time = match column.time_at(row) {
+                TimeAt::Missing => {
                     *rows_without_time += 1;
                     continue;
                 }
-                Cell::Text(t) => parse_time(t),
-                Cell::Number(_) => None,
-            };
-            let Some(time) = time else {
-                return Err(DataError::NotATime {
-                    source_uri: part.source.clone(),
-                    row: row + 1,
-                    column: w.column.clone(),
-                    value: cells[row].as_text().unwrap_or_default(),
-                });
+                TimeAt::Time(t) => t,
+                TimeAt::NotATime(value) => {
+                    return Err(DataError::NotATime {
+                        source_uri: part.source.clone(),
+                        row: row + 1,
+                        column: w.column.clone(),
+                        value,
+                    });
+                }
             };
             if !w.contains(time) {
                 continue;
@@ -1018,7 +1051,7 @@ mod tests {
         let wanted: Vec<String> = ["n", "f", "b", "s", "d"].map(String::from).to_vec();
         let mut seen = Vec::new();
         super::super::parquet::read_file(&uri, size, Some(&wanted), &mut |_| Ok(()), |t| {
-            seen.push(t.clone());
+            seen.push(t);
             Ok(())
         })
         .await
@@ -1029,7 +1062,7 @@ mod tests {
             ["n", "f", "b", "s", "d"],
             "only the columns asked for"
         );
-        let row = |r: usize| t.columns.iter().map(|c| c[r].clone()).collect::<Vec<_>>();
+        let row = |r: usize| t.columns.iter().map(|c| c.cell(r)).collect::<Vec<_>>();
         assert_eq!(
             row(0),
             [

@@ -4,7 +4,8 @@
 //! the files a run reads; labelled image sets (class folders or a CSV index)
 //! and the one PNG/JPEG decoder, bounded in pixels. Imports `api` only.
 //!
-//! Other rooms use: [`Table`] / [`Cell`] (raw rows), [`read`] (a Model's
+//! Other rooms use: [`Table`] / [`Cell`] (raw rows), [`Frame`] / [`Column`]
+//! (typed rows as Parquet gives them, the one Arrow encoder), [`read`] (a Model's
 //! data for a run), [`list`] / [`version`] (what it would read, and that
 //! listing's digest), [`read_table`] (one file), [`load_feedback`], and
 //! [`store`] (bytes at a URI), [`statistics`] (what the data check compares),
@@ -15,6 +16,7 @@
 mod dataset;
 mod error;
 mod feedback;
+mod frame;
 mod image;
 mod image_set;
 mod parquet;
@@ -29,6 +31,7 @@ pub use dataset::{
 };
 pub use error::DataError;
 pub use feedback::{Feedback, load_feedback};
+pub use frame::{CellReader, Column, Frame, MISSING};
 pub use image::{DecodeLimits, ImageError, Pixels, decode as decode_image};
 pub use image_set::{BadImage, ImageSet, read_image_set};
 pub use parquet::{ColumnClass, table_from_bytes};

@@ -1,31 +1,23 @@
 //! Parquet files through arrow-rs: the async reader over `object_store`
 //! (or a local file), only the columns asked for, one row group's batches
-//! at a time. The type mapping lives here: numbers and booleans as they
-//! are, strings and dictionaries as categories, dates and timestamps as
-//! RFC 3339 text, nulls as missing cells; any other type is an error
-//! naming its column.
+//! at a time, each batch handed on as a typed [`Frame`] (the type mapping
+//! lives in `frame.rs`; which Arrow types can be read is `class_of` here).
 
 use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{
-    Date32Type, Date64Type, Decimal128Type, Float16Type, Float32Type, Float64Type, Int8Type,
-    Int16Type, Int32Type, Int64Type, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
-};
-use arrow_array::{Array, RecordBatch};
-use arrow_schema::{DataType, Schema, TimeUnit};
+use arrow_schema::{DataType, Schema};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
 use super::error::DataError;
+use super::frame::Frame;
 use super::store::{self, Location};
-use super::table::{Cell, Table, sha256_hex};
+use super::table::{Table, sha256_hex};
 
 /// How a Parquet column reads, for comparing the schemas of a dataset's files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,42 +123,33 @@ fn largest_row_group(metadata: &ParquetMetaData, mask: &ProjectionMask) -> u64 {
 
 /// Reads the `wanted` columns (all when `None`) of the Parquet file at
 /// `uri`, whose size the listing gave, streaming its row groups; `on_open`
-/// learns how many bytes its largest row group holds once read (see
-/// `largest_row_group`) before any is fetched, so a memory bound can refuse
-/// it first; `on_batch` sees each batch's cells as they arrive. Returns the
+/// learns how many bytes reading it holds at once (its largest row group
+/// once read, see `largest_row_group`, times the row groups decoded at
+/// once) before any is fetched, so a memory bound can refuse it first;
+/// `on_batch` sees each batch as a typed frame as it arrives. Returns the
 /// file's schema.
 pub async fn read_file(
     uri: &str,
     size: u64,
     wanted: Option<&[String]>,
     on_open: &mut dyn FnMut(u64) -> Result<(), DataError>,
-    mut on_batch: impl FnMut(&Table) -> Result<(), DataError>,
+    mut on_batch: impl FnMut(Frame) -> Result<(), DataError>,
 ) -> Result<FileSchema, DataError> {
     let reader: Box<dyn AsyncFileReader> = match store::parse(uri)? {
-        Location::Local(path) => {
-            Box::new(
-                tokio::fs::File::open(&path)
-                    .await
-                    .map_err(|e| match e.kind() {
-                        std::io::ErrorKind::NotFound => {
-                            store::StoreError::NotFound { uri: uri.into() }
-                        }
-                        _ => store::StoreError::Read {
-                            uri: uri.into(),
-                            source: e.into(),
-                        },
-                    })?,
-            )
-        }
+        Location::Local(path) => return read_local(uri, path, wanted, on_open, on_batch).await,
         Location::Remote { store, path } => Box::new(StoreReader { store, path, size }),
         Location::Http(_) => {
             let data = store::read_bytes(uri).await?;
             return read_bytes_streaming(uri, data, wanted, on_open, on_batch);
         }
     };
-    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+    let mut reader = reader;
+    let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
         .await
+        .and_then(with_dictionaries)
         .map_err(parquet_err(uri))?;
+    let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata)
+        .with_batch_size(BATCH_ROWS);
     let (indices, classes) = project(uri, builder.schema(), wanted)?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
     on_open(largest_row_group(builder.metadata(), &mask))?;
@@ -175,7 +158,131 @@ pub async fn read_file(
         .build()
         .map_err(parquet_err(uri))?;
     while let Some(batch) = stream.try_next().await.map_err(parquet_err(uri))? {
-        on_batch(&batch_table(uri, &batch)?)?;
+        on_batch(Frame::from_batch(uri, &batch)?)?;
+    }
+    Ok(classes)
+}
+
+/// Rows per record batch: large enough that per-batch work is small
+/// beside per-row work (what is read does not depend on it).
+const BATCH_ROWS: usize = 8192;
+
+/// Row groups of a local file decoded at once, each on the blocking pool:
+/// the machine's cores (up to 4) share the decoding while the batches are
+/// still handed on in file order.
+fn in_flight() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// The file's metadata with its string columns read as dictionaries: a
+/// dictionary-encoded column (Parquet's default for text) then arrives as
+/// its keys and distinct values, never one string per row. The values read
+/// are the same.
+fn with_dictionaries(
+    metadata: ArrowReaderMetadata,
+) -> parquet::errors::Result<ArrowReaderMetadata> {
+    let schema = metadata.schema();
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8))
+    {
+        return Ok(metadata);
+    }
+    let fields: Vec<arrow_schema::FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 => Arc::new(f.as_ref().clone().with_data_type(
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(f.data_type().clone())),
+            )),
+            _ => f.clone(),
+        })
+        .collect();
+    let hinted = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    ArrowReaderMetadata::try_new(
+        metadata.metadata().clone(),
+        ArrowReaderOptions::new().with_schema(hinted),
+    )
+}
+
+fn open_local(uri: &str, path: &std::path::Path) -> Result<std::fs::File, DataError> {
+    std::fs::File::open(path).map_err(|e| {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => store::StoreError::NotFound { uri: uri.into() },
+            _ => store::StoreError::Read {
+                uri: uri.into(),
+                source: e.into(),
+            },
+        }
+        .into()
+    })
+}
+
+/// A local file: its row groups decoded [`in_flight`] at a time on the
+/// blocking pool, into frames there, handed to `on_batch` in file order.
+async fn read_local(
+    uri: &str,
+    path: std::path::PathBuf,
+    wanted: Option<&[String]>,
+    on_open: &mut dyn FnMut(u64) -> Result<(), DataError>,
+    mut on_batch: impl FnMut(Frame) -> Result<(), DataError>,
+) -> Result<FileSchema, DataError> {
+    let file = open_local(uri, &path)?;
+    let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+        .and_then(with_dictionaries)
+        .map_err(parquet_err(uri))?;
+    let (indices, classes) = project(uri, metadata.schema(), wanted)?;
+    let mask = ProjectionMask::roots(metadata.parquet_schema(), indices);
+    let groups = metadata.metadata().num_row_groups();
+    // Up to `in_flight` row groups are held at once, decoded or being handed on.
+    let held = in_flight().min(groups.max(1)) as u64;
+    on_open(largest_row_group(metadata.metadata(), &mask) * held)?;
+    let path = Arc::new(path);
+    let mut pending = std::collections::VecDeque::new();
+    let mut next = 0;
+    loop {
+        while pending.len() < in_flight() && next < groups {
+            let (uri, path, metadata, mask) = (
+                uri.to_string(),
+                path.clone(),
+                metadata.clone(),
+                mask.clone(),
+            );
+            let group = next;
+            pending.push_back(tokio::task::spawn_blocking(
+                move || -> Result<Vec<Frame>, DataError> {
+                    // Its own handle: a shared one would share the seek position.
+                    let file = open_local(&uri, &path)?;
+                    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata)
+                        .with_projection(mask)
+                        .with_row_groups(vec![group])
+                        .with_batch_size(BATCH_ROWS)
+                        .build()
+                        .map_err(parquet_err(&uri))?;
+                    reader
+                        .map(|batch| {
+                            let batch = batch.map_err(|e| DataError::Parquet {
+                                source_uri: uri.clone(),
+                                source: e.into(),
+                            })?;
+                            Frame::from_batch(&uri, &batch)
+                        })
+                        .collect()
+                },
+            ));
+            next += 1;
+        }
+        let Some(task) = pending.pop_front() else {
+            break;
+        };
+        let frames = task.await.map_err(|e| DataError::Source {
+            source_uri: uri.into(),
+            reason: format!("decoding a row group stopped: {e}"),
+        })??;
+        for frame in frames {
+            on_batch(frame)?;
+        }
     }
     Ok(classes)
 }
@@ -240,10 +347,14 @@ fn read_bytes_streaming(
     data: Bytes,
     wanted: Option<&[String]>,
     on_open: &mut dyn FnMut(u64) -> Result<(), DataError>,
-    mut on_batch: impl FnMut(&Table) -> Result<(), DataError>,
+    mut on_batch: impl FnMut(Frame) -> Result<(), DataError>,
 ) -> Result<FileSchema, DataError> {
     let whole = data.len() as u64;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(data).map_err(parquet_err(uri))?;
+    let metadata = ArrowReaderMetadata::load(&data, ArrowReaderOptions::new())
+        .and_then(with_dictionaries)
+        .map_err(parquet_err(uri))?;
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(data, metadata)
+        .with_batch_size(BATCH_ROWS);
     let (indices, classes) = project(uri, builder.schema(), wanted)?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
     // Over HTTP the whole file is held, not one row group of it.
@@ -257,188 +368,43 @@ fn read_bytes_streaming(
             source_uri: uri.into(),
             source: e.into(),
         })?;
-        on_batch(&batch_table(uri, &batch)?)?;
+        on_batch(Frame::from_batch(uri, &batch)?)?;
     }
     Ok(classes)
 }
 
 /// A whole Parquet file already in memory, as a table.
 pub fn table_from_bytes(uri: &str, data: &[u8]) -> Result<Table, DataError> {
-    let mut table: Option<Table> = None;
+    let mut names: Option<Vec<String>> = None;
+    let mut columns: Vec<Vec<super::table::Cell>> = Vec::new();
+    let mut rows = 0;
     let classes = read_bytes_streaming(
         uri,
         Bytes::copy_from_slice(data),
         None,
         &mut |_| Ok(()),
         |batch| {
-            match &mut table {
-                Some(t) => t.append(batch),
-                None => table = Some(batch.clone()),
+            if names.is_none() {
+                names = Some(batch.names.clone());
+                columns = vec![Vec::new(); batch.names.len()];
+            }
+            rows += batch.rows;
+            for (all, column) in columns.iter_mut().zip(batch.columns) {
+                all.extend(column.into_cells());
             }
             Ok(())
         },
     )?;
-    let mut table = table
-        .unwrap_or_else(|| Table::empty(uri, classes.iter().map(|(n, _)| n.clone()).collect()));
-    if table.rows == 0 {
+    if rows == 0 {
         return Err(DataError::NoRows {
             source_uri: uri.into(),
         });
     }
-    table.digest = sha256_hex(data);
-    Ok(table)
-}
-
-/// One record batch as raw cells.
-fn batch_table(uri: &str, batch: &RecordBatch) -> Result<Table, DataError> {
-    let schema = batch.schema();
-    let mut table = Table::empty(
-        uri,
-        schema.fields().iter().map(|f| f.name().clone()).collect(),
-    );
-    for (i, column) in batch.columns().iter().enumerate() {
-        table.columns[i] = cells(uri, schema.field(i).name(), column.as_ref())?;
-    }
-    table.rows = batch.num_rows();
-    Ok(table)
-}
-
-/// Each value of `array` as a cell; nulls are missing.
-fn cells(uri: &str, column: &str, array: &dyn Array) -> Result<Vec<Cell>, DataError> {
-    // One cell per value, nulls missing; `$cell` turns a present value into its cell.
-    macro_rules! column {
-        ($t:ty, $cell:expr) => {{
-            let a = array.as_primitive::<$t>();
-            (0..a.len())
-                .map(|i| {
-                    if a.is_null(i) {
-                        Cell::Missing
-                    } else {
-                        $cell(a.value(i))
-                    }
-                })
-                .collect()
-        }};
-    }
-    macro_rules! numbers {
-        ($t:ty) => {
-            column!($t, |v| Cell::Number(f64::from(v)))
-        };
-    }
-    // 64-bit integers lose precision past 2^53, as a float feature must.
-    macro_rules! wide_numbers {
-        ($t:ty) => {
-            column!($t, |v| Cell::Number(v as f64))
-        };
-    }
-    macro_rules! times {
-        ($t:ty, $to:expr) => {
-            column!($t, |v| $to(v).map_or(Cell::Missing, Cell::Text))
-        };
-    }
-    let text = |values: &mut dyn Iterator<Item = Option<&str>>| -> Vec<Cell> {
-        values
-            .map(|v| v.map_or(Cell::Missing, |s| Cell::Text(s.to_string())))
-            .collect()
-    };
-    Ok(match array.data_type() {
-        DataType::Int8 => numbers!(Int8Type),
-        DataType::Int16 => numbers!(Int16Type),
-        DataType::Int32 => numbers!(Int32Type),
-        DataType::Int64 => wide_numbers!(Int64Type),
-        DataType::UInt8 => numbers!(UInt8Type),
-        DataType::UInt16 => numbers!(UInt16Type),
-        DataType::UInt32 => numbers!(UInt32Type),
-        DataType::UInt64 => wide_numbers!(UInt64Type),
-        DataType::Float16 => {
-            let a = array.as_primitive::<Float16Type>();
-            (0..a.len())
-                .map(|i| {
-                    if a.is_null(i) {
-                        Cell::Missing
-                    } else {
-                        Cell::Number(f64::from(a.value(i).to_f32()))
-                    }
-                })
-                .collect()
-        }
-        DataType::Float32 => numbers!(Float32Type),
-        DataType::Float64 => numbers!(Float64Type),
-        DataType::Decimal128(_, scale) => {
-            let a = array.as_primitive::<Decimal128Type>();
-            let unit = 10f64.powi(i32::from(*scale));
-            (0..a.len())
-                .map(|i| {
-                    if a.is_null(i) {
-                        Cell::Missing
-                    } else {
-                        Cell::Number(a.value(i) as f64 / unit)
-                    }
-                })
-                .collect()
-        }
-        DataType::Boolean => {
-            let a = array.as_boolean();
-            a.iter()
-                .map(|v| v.map_or(Cell::Missing, |b| Cell::Text(b.to_string())))
-                .collect()
-        }
-        DataType::Utf8 => text(&mut array.as_string::<i32>().iter()),
-        DataType::LargeUtf8 => text(&mut array.as_string::<i64>().iter()),
-        DataType::Utf8View => text(&mut array.as_string_view().iter()),
-        DataType::Dictionary(..) => {
-            let dict = array.as_any_dictionary();
-            let values = cells(uri, column, dict.values().as_ref())?;
-            let keys = dict.normalized_keys();
-            (0..array.len())
-                .map(|i| {
-                    if array.is_null(i) {
-                        return Cell::Missing;
-                    }
-                    // A dictionary of numbers is still a set of categories.
-                    match values.get(keys[i]) {
-                        Some(Cell::Number(x)) => {
-                            Cell::Text(Cell::Number(*x).as_text().unwrap_or_default())
-                        }
-                        Some(c) => c.clone(),
-                        None => Cell::Missing,
-                    }
-                })
-                .collect()
-        }
-        DataType::Date32 => times!(Date32Type, |d: i32| {
-            chrono::DateTime::from_timestamp(i64::from(d) * 86_400, 0)
-                .map(|t| t.date_naive().to_string())
-        }),
-        DataType::Date64 => times!(Date64Type, |ms: i64| {
-            chrono::DateTime::from_timestamp_millis(ms).map(|t| t.date_naive().to_string())
-        }),
-        DataType::Timestamp(unit, _) => match unit {
-            TimeUnit::Second => times!(TimestampSecondType, |s: i64| {
-                chrono::DateTime::from_timestamp(s, 0).map(rfc3339)
-            }),
-            TimeUnit::Millisecond => times!(TimestampMillisecondType, |v: i64| {
-                chrono::DateTime::from_timestamp_millis(v).map(rfc3339)
-            }),
-            TimeUnit::Microsecond => times!(TimestampMicrosecondType, |v: i64| {
-                chrono::DateTime::from_timestamp_micros(v).map(rfc3339)
-            }),
-            TimeUnit::Nanosecond => times!(TimestampNanosecondType, |v: i64| {
-                Some(rfc3339(chrono::DateTime::from_timestamp_nanos(v)))
-            }),
-        },
-        DataType::Null => vec![Cell::Missing; array.len()],
-        other => {
-            return Err(DataError::UnsupportedType {
-                source_uri: uri.into(),
-                column: column.into(),
-                type_name: other.to_string(),
-            });
-        }
+    Ok(Table {
+        source: uri.into(),
+        names: names.unwrap_or_else(|| classes.iter().map(|(n, _)| n.clone()).collect()),
+        columns,
+        rows,
+        digest: sha256_hex(data),
     })
-}
-
-/// A UTC time as RFC 3339 text (`2026-12-01T10:00:00Z`).
-fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }

@@ -10,8 +10,8 @@ use crate::api::DataSpec;
 
 use super::dataset::{self, Listing};
 use super::error::DataError;
+use super::frame::Frame;
 use super::parquet::FileSchema;
-use super::table::Table;
 
 /// Rows of one batch after filtering.
 pub struct Rows<'a> {
@@ -20,7 +20,7 @@ pub struct Rows<'a> {
     /// The index of the batch's first row among its file's kept rows: with
     /// `file`, a row's identity whatever order the files are read in.
     pub first: u64,
-    pub table: &'a Table,
+    pub table: &'a Frame,
     /// Each row's time when there is a window.
     pub times: &'a [DateTime<Utc>],
 }
@@ -37,7 +37,8 @@ pub struct Scanned {
 /// Reads `listing`'s files in `order` (indices into `listing.files`),
 /// projected to `columns` (the run's columns when `None`), handing each
 /// batch's kept rows to `on_rows`. `on_open` sees each Parquet file's
-/// largest row group in bytes before it is read.
+/// bytes reading it holds at once (its largest row group, times the row
+/// groups decoded at once) before it is read.
 pub async fn scan<E: From<DataError>>(
     spec: &DataSpec,
     listing: &Listing,
@@ -66,8 +67,8 @@ pub async fn scan<E: From<DataError>>(
             *failed.borrow_mut() = Some(e);
             DataError::Stopped
         };
-        let mut add = |part: &Table| -> Result<(), DataError> {
-            let part = dataset::with_keys(part.clone(), file, &key_columns);
+        let mut add = |part: Frame| -> Result<(), DataError> {
+            let part = dataset::with_keys(part, file, &key_columns);
             let (kept, times) = dataset::filter_rows(
                 part,
                 listing.window.as_ref(),

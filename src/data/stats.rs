@@ -7,6 +7,7 @@ use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use crate::api::{ColumnStats, DataStats, MAX_CATEGORIES};
 
+use super::frame::{Column, Frame};
 use super::table::{Cell, Table};
 
 /// Counts `columns` (the features) and `target` of `table`. Numbers outside
@@ -18,7 +19,7 @@ pub fn compute(
     ranges: &BTreeMap<String, (f64, f64)>,
 ) -> DataStats {
     let mut stats = Statistics::new(target, ranges.clone());
-    stats.add(table, columns);
+    stats.add_table(table, columns);
     stats.finish()
 }
 
@@ -29,7 +30,74 @@ pub fn compute(
 pub struct Statistics {
     stats: DataStats,
     ranges: BTreeMap<String, (f64, f64)>,
-    seen: HashSet<u64, BuildHasherDefault<Prehashed>>,
+    repeats: Repeats,
+}
+
+type HashSetOfRows = HashSet<u64, BuildHasherDefault<Prehashed>>;
+
+/// The row hashes seen and how many repeated one: on a thread of its own
+/// (each batch's hashes sent there, so the set's lookups overlap with
+/// counting the next batch), or here when no thread can be started.
+enum Repeats {
+    Thread {
+        batches: std::sync::mpsc::SyncSender<Vec<u64>>,
+        counted: std::thread::JoinHandle<u64>,
+    },
+    Here {
+        seen: HashSetOfRows,
+        repeats: u64,
+    },
+}
+
+impl Repeats {
+    fn start() -> Repeats {
+        let (batches, received) = std::sync::mpsc::sync_channel::<Vec<u64>>(4);
+        let counted = std::thread::Builder::new()
+            .name("duplicate-rows".into())
+            .spawn(move || {
+                let mut seen = HashSetOfRows::default();
+                let mut repeats = 0;
+                for hashes in received {
+                    repeats += insert(&mut seen, hashes);
+                }
+                repeats
+            });
+        match counted {
+            Ok(counted) => Repeats::Thread { batches, counted },
+            Err(_) => Repeats::Here {
+                seen: HashSetOfRows::default(),
+                repeats: 0,
+            },
+        }
+    }
+
+    fn add(&mut self, hashes: Vec<u64>) {
+        match self {
+            Repeats::Thread { batches, .. } => {
+                // Only a thread that has died stops receiving; `finish` reports it.
+                let _ = batches.send(hashes);
+            }
+            Repeats::Here { seen, repeats } => *repeats += insert(seen, hashes),
+        }
+    }
+
+    fn finish(self) -> u64 {
+        match self {
+            Repeats::Thread { batches, counted } => {
+                drop(batches);
+                counted
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }
+            Repeats::Here { repeats, .. } => repeats,
+        }
+    }
+}
+
+/// Adds rows' hashes to the set; returns how many were already in it.
+fn insert(seen: &mut HashSetOfRows, hashes: Vec<u64>) -> u64 {
+    seen.reserve(hashes.len());
+    hashes.into_iter().filter(|h| !seen.insert(*h)).count() as u64
 }
 
 impl Statistics {
@@ -42,56 +110,85 @@ impl Statistics {
                 columns: BTreeMap::new(),
             },
             ranges,
-            seen: HashSet::default(),
+            repeats: Repeats::start(),
         }
     }
 
     /// Counts one batch: `columns` (the features) and the target.
-    pub fn add(&mut self, table: &Table, columns: &[String]) {
-        let target = self.stats.target.clone();
-        let counted: Vec<(&String, &[Cell])> = columns
-            .iter()
-            .chain(std::iter::once(&target))
-            .filter_map(|name| {
-                table
-                    .position(name)
-                    .map(|i| (name, table.columns[i].as_slice()))
-            })
+    pub fn add(&mut self, frame: &Frame, columns: &[String]) {
+        let counted: Vec<(String, View<'_>)> = self
+            .counted(columns, |name| frame.position(name))
+            .into_iter()
+            .map(|(name, i)| (name, View::Column(&frame.columns[i])))
             .collect();
-        for (name, cells) in &counted {
-            let column = self.stats.columns.entry((*name).clone()).or_default();
-            add_cells(
-                column,
-                cells,
-                **name == target,
-                self.ranges.get(*name).copied(),
-            );
+        self.count(counted, frame.rows);
+    }
+
+    /// Counts a table of raw cells as [`add`](Self::add) counts a frame.
+    pub fn add_table(&mut self, table: &Table, columns: &[String]) {
+        let counted: Vec<(String, View<'_>)> = self
+            .counted(columns, |name| table.position(name))
+            .into_iter()
+            .map(|(name, i)| (name, View::Cells(&table.columns[i])))
+            .collect();
+        self.count(counted, table.rows);
+    }
+
+    /// The counted columns (the features, then the target) a batch has.
+    fn counted(
+        &self,
+        columns: &[String],
+        position: impl Fn(&str) -> Option<usize>,
+    ) -> Vec<(String, usize)> {
+        columns
+            .iter()
+            .chain(std::iter::once(&self.stats.target))
+            .filter_map(|name| position(name).map(|i| (name.clone(), i)))
+            .collect()
+    }
+
+    fn count(&mut self, counted: Vec<(String, View<'_>)>, rows: usize) {
+        for (name, view) in &counted {
+            let is_target = *name == self.stats.target;
+            let range = self.ranges.get(name).copied();
+            let column = self.stats.columns.entry(name.clone()).or_default();
+            match view {
+                View::Cells(cells) => add_cells(column, cells, is_target, range),
+                View::Column(c) => add_column(column, c, is_target, range),
+            }
         }
-        self.stats.rows += table.rows as u64;
-        // Rows are hashed column by column (each column's cells are
+        self.stats.rows += rows as u64;
+        // Rows are hashed column by column (each column's values are
         // contiguous), then each row's hash is looked up once.
-        let mut hashes = vec![0x9e37_79b9_7f4a_7c15_u64; table.rows];
-        for (_, cells) in &counted {
-            for (h, cell) in hashes.iter_mut().zip(cells.iter()) {
-                let v = match cell {
-                    Cell::Number(x) => mix(x.to_bits()),
-                    Cell::Text(t) => {
-                        // A fixed-key hasher: the same rows count the same in every process.
-                        let mut text = std::collections::hash_map::DefaultHasher::new();
-                        t.hash(&mut text);
-                        text.finish() ^ 0x5555_5555_5555_5555
+        let mut hashes = vec![0x9e37_79b9_7f4a_7c15_u64; rows];
+        for (_, view) in &counted {
+            match view {
+                View::Cells(cells) => hash_cells(&mut hashes, cells.iter()),
+                View::Column(Column::Cells(cells)) => hash_cells(&mut hashes, cells.iter()),
+                View::Column(Column::Numbers { values, missing }) => {
+                    for (i, (h, x)) in hashes.iter_mut().zip(values).enumerate() {
+                        let v = if missing.as_ref().is_some_and(|m| m[i]) {
+                            MISSING_HASH
+                        } else {
+                            mix(x.to_bits())
+                        };
+                        *h = mix(h.rotate_left(23) ^ v);
                     }
-                    Cell::Missing => 0xaaaa_aaaa_aaaa_aaaa,
-                };
-                *h = mix(h.rotate_left(23) ^ v);
+                }
+                View::Column(Column::Codes { codes, names }) => {
+                    let per_code: Vec<u64> = names.iter().map(|t| text_hash(t)).collect();
+                    for (h, &code) in hashes.iter_mut().zip(codes) {
+                        let v = per_code.get(code as usize).copied().unwrap_or(MISSING_HASH);
+                        *h = mix(h.rotate_left(23) ^ v);
+                    }
+                }
+                View::Column(c) => {
+                    let cells: Vec<Cell> = (0..c.len()).map(|i| c.cell(i)).collect();
+                    hash_cells(&mut hashes, cells.iter());
+                }
             }
         }
-        self.seen.reserve(table.rows);
-        for h in hashes {
-            if !self.seen.insert(h) {
-                self.stats.duplicate_rows += 1;
-            }
-        }
+        self.repeats.add(hashes);
     }
 
     /// Rows counted so far.
@@ -100,7 +197,37 @@ impl Statistics {
     }
 
     pub fn finish(self) -> DataStats {
-        self.stats
+        let mut stats = self.stats;
+        stats.duplicate_rows = self.repeats.finish();
+        stats
+    }
+}
+
+/// A counted column: raw cells (a table) or a frame's column.
+enum View<'a> {
+    Cells(&'a [Cell]),
+    Column(&'a Column),
+}
+
+/// A missing value's part of a row hash.
+const MISSING_HASH: u64 = 0xaaaa_aaaa_aaaa_aaaa;
+
+/// A text value's part of a row hash.
+fn text_hash(t: &str) -> u64 {
+    // A fixed-key hasher: the same rows count the same in every process.
+    let mut text = std::collections::hash_map::DefaultHasher::new();
+    t.hash(&mut text);
+    text.finish() ^ 0x5555_5555_5555_5555
+}
+
+fn hash_cells<'a>(hashes: &mut [u64], cells: impl Iterator<Item = &'a Cell>) {
+    for (h, cell) in hashes.iter_mut().zip(cells) {
+        let v = match cell {
+            Cell::Number(x) => mix(x.to_bits()),
+            Cell::Text(t) => text_hash(t),
+            Cell::Missing => MISSING_HASH,
+        };
+        *h = mix(h.rotate_left(23) ^ v);
     }
 }
 
@@ -130,38 +257,80 @@ impl Hasher for Prehashed {
     }
 }
 
+/// Counts a frame's column as [`add_cells`] counts its cells: numbers by
+/// slice, text by code (each category counted once per batch, in the
+/// order its first row comes).
+fn add_column(c: &mut ColumnStats, column: &Column, is_target: bool, range: Option<(f64, f64)>) {
+    match column {
+        Column::Cells(cells) => add_cells(c, cells, is_target, range),
+        Column::Numbers { values, missing } => {
+            for (i, x) in values.iter().enumerate() {
+                if missing.as_ref().is_some_and(|m| m[i]) {
+                    c.nulls += 1;
+                } else {
+                    add_number(c, *x, is_target, range);
+                }
+            }
+        }
+        Column::Codes { codes, names } => {
+            let mut counts = vec![0u64; names.len()];
+            let mut order: Vec<usize> = Vec::new();
+            for &code in codes {
+                match counts.get_mut(code as usize) {
+                    Some(n) => {
+                        if *n == 0 {
+                            order.push(code as usize);
+                        }
+                        *n += 1;
+                    }
+                    None => c.nulls += 1,
+                }
+            }
+            for k in order {
+                c.texts += counts[k];
+                add_category(c, &names[k], counts[k]);
+            }
+        }
+        Column::Times { .. } => {
+            let cells: Vec<Cell> = (0..column.len()).map(|i| column.cell(i)).collect();
+            add_cells(c, &cells, is_target, range);
+        }
+    }
+}
+
+fn add_number(c: &mut ColumnStats, x: f64, is_target: bool, range: Option<(f64, f64)>) {
+    c.numbers += 1;
+    c.min = Some(c.min.map_or(x, |m| m.min(x)));
+    c.max = Some(c.max.map_or(x, |m| m.max(x)));
+    if range.is_some_and(|(lo, hi)| x < lo || x > hi) {
+        c.out_of_range += 1;
+    }
+    // Every label of the target is a class, numbers too.
+    if is_target {
+        add_category(c, &Cell::Number(x).as_text().unwrap_or_default(), 1);
+    }
+}
+
+/// `n` more rows of category `k`: a category is kept the first time it is
+/// seen while there is room, and copied only then.
+fn add_category(c: &mut ColumnStats, k: &str, n: u64) {
+    let known = c.categories.len();
+    if let Some(count) = c.categories.get_mut(k) {
+        *count += n;
+    } else if known < MAX_CATEGORIES {
+        c.categories.insert(k.to_string(), n);
+    }
+}
+
 fn add_cells(c: &mut ColumnStats, cells: &[Cell], is_target: bool, range: Option<(f64, f64)>) {
     for cell in cells {
         match cell {
             Cell::Missing => c.nulls += 1,
-            Cell::Number(x) => {
-                c.numbers += 1;
-                c.min = Some(c.min.map_or(*x, |m| m.min(*x)));
-                c.max = Some(c.max.map_or(*x, |m| m.max(*x)));
-                if range.is_some_and(|(lo, hi)| *x < lo || *x > hi) {
-                    c.out_of_range += 1;
-                }
-            }
-            Cell::Text(_) => c.texts += 1,
-        }
-        // Every label of the target is a class; other columns' text a
-        // category. Looked up by reference: a string is copied only the
-        // first time its category is seen.
-        let number;
-        let category = match cell {
-            Cell::Text(t) => Some(t.as_str()),
-            Cell::Number(_) if is_target => {
-                number = cell.as_text();
-                number.as_deref()
-            }
-            _ => None,
-        };
-        if let Some(k) = category {
-            let known = c.categories.len();
-            if let Some(n) = c.categories.get_mut(k) {
-                *n += 1;
-            } else if known < MAX_CATEGORIES {
-                c.categories.insert(k.to_string(), 1);
+            Cell::Number(x) => add_number(c, *x, is_target, range),
+            // Every column's text is a category.
+            Cell::Text(t) => {
+                c.texts += 1;
+                add_category(c, t, 1);
             }
         }
     }
@@ -206,7 +375,7 @@ mod tests {
         let mut batches = Statistics::new("label", ranges);
         for part in [first, second] {
             let t = Table::from_csv("t.csv", format!("{head}{part}").as_bytes()).unwrap();
-            batches.add(&t, &columns);
+            batches.add_table(&t, &columns);
         }
         let got = batches.finish();
         assert_eq!(got, expected);

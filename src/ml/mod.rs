@@ -23,6 +23,6 @@ pub use artifact::{
 };
 pub use error::{ArtifactError, MlError};
 pub use eval::{evaluate, evaluate_images};
-pub use preprocess::{FeatureBatch, FeatureSchema};
+pub use preprocess::{FeatureBatch, FeatureSchema, encode, encode_frame};
 pub use train::{TrainOptions, TrainedModel, fit, train};
 pub use window_drift::{WindowDrift, observation};

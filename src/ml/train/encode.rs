@@ -15,7 +15,7 @@ use super::super::artifact::TargetScale;
 use super::super::error::MlError;
 use super::super::preprocess::{self, FeatureBatch, FeatureSchema};
 use super::SPLIT_STREAM;
-use crate::data::{Feedback, Table};
+use crate::data::{Cell, Column, Feedback, Frame, Table};
 
 /// Columns used as features, checked against the table.
 pub(super) fn feature_names(spec: &ModelSpec, table: &Table) -> Result<Vec<String>, MlError> {
@@ -293,6 +293,65 @@ pub(super) fn encode_targets(
                 val_labels: Vec::new(),
                 val_values: split.val.iter().map(|&r| values[r]).collect(),
             })
+        }
+    }
+}
+
+/// The targets of a frame's `rows` (streamed training), encoded as
+/// `stream.rs` encodes a table's target cells (errors name a row by its
+/// place in `rows`); a class's index is looked up once per code.
+pub(super) fn frame_targets(
+    spec: &ModelSpec,
+    frame: &Frame,
+    rows: &[usize],
+    index: &BTreeMap<&str, u32>,
+    scale: Option<TargetScale>,
+) -> Result<Vec<f32>, MlError> {
+    let target = spec.data.target.as_str();
+    let column = frame.column(target, "data.target")?;
+    let cells = column.reader();
+    let source = frame.source.as_str();
+    match spec.task {
+        Task::Classification => {
+            let class = |r: usize, cell: &Cell| -> Result<f32, MlError> {
+                let label = preprocess::label_of(source, target, r, cell)?;
+                Ok(index.get(label.as_str()).copied().unwrap_or(0) as f32)
+            };
+            let mut by_code: Vec<Option<f32>> = match column {
+                Column::Codes { names, .. } => vec![None; names.len() + 1],
+                _ => Vec::new(),
+            };
+            let mut y = Vec::with_capacity(rows.len());
+            for (r, &i) in rows.iter().enumerate() {
+                y.push(match column {
+                    Column::Codes { codes, names } => {
+                        let k = (codes[i] as usize).min(names.len());
+                        match by_code[k] {
+                            Some(c) => c,
+                            None => {
+                                let c = class(r, &cells.get(i))?;
+                                by_code[k] = Some(c);
+                                c
+                            }
+                        }
+                    }
+                    _ => class(r, &cells.get(i))?,
+                });
+            }
+            Ok(y)
+        }
+        Task::Regression => {
+            let s = scale.unwrap_or(TargetScale {
+                mean: 0.0,
+                std: 1.0,
+            });
+            rows.iter()
+                .enumerate()
+                .map(|(r, &i)| {
+                    let v = preprocess::value_of(source, target, r, &cells.get(i))?;
+                    Ok(((v - s.mean) / s.std) as f32)
+                })
+                .collect()
         }
     }
 }

@@ -12,7 +12,7 @@
 //! file), so it is the same in every pass whatever the file order.
 //!
 //! Memory: the pod's memory request bounds what the run holds (the process,
-//! the fits and samples, one row group, the shuffle buffer, the model); a
+//! the fits and samples, the row groups being read, the shuffle buffer, the model); a
 //! source whose minimum does not fit is refused with the numbers.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,13 +24,15 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::api::{DataFormat, ModelSpec, Task};
-use crate::data::{self, Cell, Listing, Rows, Table};
+use crate::data::{self, Cell, Column, Listing, Rows, Table};
 
 use super::super::arch::InputShape;
 use super::super::artifact::{DatasetLineage, Predictor, TargetScale};
 use super::super::error::MlError;
 use super::super::preprocess::{self, ColumnFit, FeatureBatch, FeatureSchema, FitLimits, Moments};
-use super::encode::{Encoded, Split, Targets, feature_names, holdout_leaves_no_rows};
+use super::encode::{
+    Encoded, Split, Targets, feature_names, frame_targets, holdout_leaves_no_rows,
+};
 use super::epochs::{Parameters, Trainer};
 use super::reference::drift_reference;
 use super::{Finished, SPLIT_STREAM, TrainOptions, finish, start, validation_metrics};
@@ -247,7 +249,7 @@ async fn statistics(
         None,
         &mut |uri: &str, bytes: u64| -> Result<(), MlError> {
             largest = largest.max(bytes);
-            budget.check(&[(format!("the largest row group (of `{uri}`)"), bytes)])
+            budget.check(&[(format!("the row groups being read (of `{uri}`)"), bytes)])
         },
         |rows: Rows<'_>| -> Result<(), MlError> {
             let table = rows.table;
@@ -269,24 +271,27 @@ async fn statistics(
                 .flatten()
                 .map(String::as_str)
                 .chain([target])
-                .map(|n| table.column(n, "data.features").map_err(MlError::from))
+                .map(|n| table.column(n, "data.features").map(Column::reader))
                 .collect::<Result<Vec<_>, _>>()?;
             let (feature_cells, target_cells) = columns.split_at(columns.len() - 1);
             for i in 0..table.rows {
                 let is_val = holdout.is_val(&rows, i);
                 for (fit, cells) in fits.iter_mut().zip(feature_cells) {
-                    fit.observe(source, row, &cells[i], !is_val)?;
+                    fit.observe(source, row, &cells.get(i), !is_val)?;
                 }
-                match target_of(spec.task, source, target, row, &target_cells[0][i])? {
-                    Target::Label(l) => {
-                        if !classes.contains(&l) {
+                let target_cell = target_cells[0].get(i);
+                match (spec.task, target_cell.as_ref()) {
+                    // A class already known needs no label made.
+                    (Task::Classification, Cell::Text(t)) if classes.contains(t) => {}
+                    _ => match target_of(spec.task, source, target, row, &target_cell)? {
+                        Target::Label(l) => {
                             classes.insert(l);
                         }
-                    }
-                    Target::Value(v) if !is_val => moments.push(v),
-                    Target::Value(_) => {}
+                        Target::Value(v) if !is_val => moments.push(v),
+                        Target::Value(_) => {}
+                    },
                 }
-                let cells = || columns.iter().map(|c| c[i].clone()).collect();
+                let cells = || columns.iter().map(|c| c.get(i).into_owned()).collect();
                 if is_val {
                     val_rows += 1;
                     validation.offer(cells);
@@ -592,7 +597,7 @@ pub(super) async fn fit_streaming(
             format!("the model ({parameters} parameters)"),
             parameters * 16,
         ),
-        ("the largest row group".into(), stats.largest_row_group),
+        ("the row groups being read".into(), stats.largest_row_group),
     ])?;
 
     let (initial, start) = start::choose(spec, arch, input, outputs, &stats.classes, checkpoints)?;
@@ -642,17 +647,8 @@ pub(super) async fn fit_streaming(
                 let train: Vec<usize> = (0..rows.table.rows)
                     .filter(|&i| !holdout.is_val(&rows, i))
                     .collect();
-                let part = if train.len() == rows.table.rows {
-                    std::borrow::Cow::Borrowed(rows.table)
-                } else {
-                    std::borrow::Cow::Owned(rows.table.select(&train))
-                };
-                let x = preprocess::encode(
-                    &features,
-                    &FeatureBatch::from_table(&features, &part)?,
-                    &source,
-                )?;
-                let y = encode_targets(spec, &part, &index, stats.target_scale)?.y;
+                let x = preprocess::encode_frame(&features, rows.table, &train, &source)?;
+                let y = frame_targets(spec, rows.table, &train, &index, stats.target_scale)?;
                 for (r, &target) in y.iter().enumerate() {
                     shuffle.push(&x[r * inputs..(r + 1) * inputs], target, &mut rng);
                 }

@@ -29,22 +29,12 @@ pub struct DisagreementsArgs {
     pub model: String,
     /// The version judged in shadow (`v3`).
     pub version: String,
-    /// Namespace of the Model.
-    #[arg(
-        short = 'n',
-        long,
-        default_value = "default",
-        env = "DRIFTLINE_NAMESPACE"
-    )]
-    pub namespace: String,
+    #[command(flatten)]
+    pub ns: super::flags::ModelNamespace,
     /// The operator's artifact root (default: the one `driftline up` keeps
     /// in `.driftline/`).
-    #[arg(
-        long,
-        env = "DRIFTLINE_ARTIFACT_ROOT",
-        default_value = ".driftline/artifacts"
-    )]
-    pub artifact_root: String,
+    #[arg(long, env = "DRIFTLINE_ARTIFACT_ROOT")]
+    pub artifact_root: Option<String>,
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Format,
 }
@@ -56,12 +46,15 @@ pub async fn disagreements(args: DisagreementsArgs) -> anyhow::Result<ExitCode> 
             args.version
         );
     };
-    let prefix = names::shadow_prefix(&args.artifact_root, &args.namespace, &args.model);
+    let root = args.artifact_root.clone().unwrap_or_else(|| {
+        super::up::default_artifact_root(std::path::Path::new(super::up::DEFAULT_STATE_DIR))
+    });
+    let prefix = names::shadow_prefix(&root, &args.ns.namespace, &args.model);
     let uri = names::disagreements_uri(&prefix, &version_name(n));
     let bytes = crate::data::store::read_bytes(&uri).await.with_context(|| {
         format!(
             "no disagreements of {}/{} {} at {uri}: was it in a shadow stage, and is --artifact-root the operator's?",
-            args.namespace, args.model, args.version
+            args.ns.namespace, args.model, args.version
         )
     })?;
     let text = std::str::from_utf8(&bytes).with_context(|| format!("{uri} is not UTF-8"))?;

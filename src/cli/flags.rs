@@ -56,6 +56,22 @@ pub fn namespace(text: &str) -> Result<String, String> {
     }
 }
 
+/// `-n/--namespace` of the commands that name a Model from the registry or
+/// the artifact root rather than through a cluster (`history`,
+/// `disagreements`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelNamespace {
+    /// Namespace of the Model.
+    #[arg(
+        short = 'n',
+        long = "namespace",
+        default_value = "default",
+        env = "DRIFTLINE_NAMESPACE",
+        value_parser = namespace
+    )]
+    pub namespace: String,
+}
+
 /// An address to listen on, or `off` (`--dashboard-addr`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Listen(pub Option<std::net::SocketAddr>);

@@ -20,14 +20,8 @@ use crate::registry::{
 pub struct HistoryArgs {
     /// The Model.
     pub model: String,
-    /// Namespace of the Model.
-    #[arg(
-        short = 'n',
-        long,
-        default_value = "default",
-        env = "DRIFTLINE_NAMESPACE"
-    )]
-    pub namespace: String,
+    #[command(flatten)]
+    pub ns: super::flags::ModelNamespace,
     /// The registry the operator writes to (default: the one `driftline up`
     /// keeps in `.driftline/`).
     #[arg(long, env = "DRIFTLINE_REGISTRY")]
@@ -165,7 +159,7 @@ async fn open_registry(flag: Option<&str>) -> anyhow::Result<Registry> {
 /// `driftline history MODEL`.
 pub async fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     let registry = open_registry(args.registry.as_deref()).await?;
-    let model = ModelRef::new(&args.namespace, &args.model);
+    let model = ModelRef::new(&args.ns.namespace, &args.model);
     let versions = registry.history(&model, args.last).await?;
     let changes = registry.audit_trail(&model).await?;
     if versions.is_empty() && changes.is_empty() {

@@ -66,6 +66,13 @@ pub struct UpArgs {
 /// Where `up` keeps its state unless told (`--state-dir`).
 pub const DEFAULT_STATE_DIR: &str = ".driftline";
 
+/// The artifact root `driftline up` gives its operator for a state
+/// directory: the one place `up` and the user commands (`driftline
+/// disagreements`) derive it from.
+pub fn default_artifact_root(state_dir: &Path) -> String {
+    state_dir.join("artifacts").display().to_string()
+}
+
 /// The registry `driftline up` uses for a state directory: the one place
 /// both `up` and the user commands (`driftline history`) derive it from.
 pub fn default_registry(state_dir: &Path) -> String {
@@ -221,7 +228,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     };
     let config = OperatorConfig {
         settings: ChildSettings {
-            artifact_root: state.join("artifacts").display().to_string(),
+            artifact_root: default_artifact_root(&state),
             image: ChildSettings::default().image,
             credentials_secret: None,
             gateway_service_account: None,
@@ -286,7 +293,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!();
-    println!("Artifacts: {}", state.join("artifacts").display());
+    println!("Artifacts: {}", default_artifact_root(&state));
     println!("Registry:  {}", registry.url());
     if let Some(url) = &dashboard {
         println!("Dashboard: {url}/");

@@ -233,20 +233,7 @@ async fn refused_data_gets_no_training_job_and_the_next_clean_day_trains() {
     tokio::time::timeout(MINUTES, writer.flush())
         .await
         .expect("the registry rows are written");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_driftline"))
-        .args(["history", MODEL, "-n", &h.ns, "--registry", &registry_url])
-        .output()
-        .expect("driftline history");
-    let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v2_line = shown
-        .lines()
-        .find(|l| l.starts_with("v2 "))
-        .unwrap_or_else(|| panic!("no v2 in the history:\n{shown}"));
+    let (v2_line, shown) = history_line(MODEL, &h.ns, &registry_url, "v2");
     assert!(
         v2_line.contains("data check failed") && v2_line.contains("target `good` is empty"),
         "{shown}"

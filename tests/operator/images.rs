@@ -96,15 +96,7 @@ async fn an_image_model_trains_in_a_job_passes_its_gate_and_answers_png_bytes_th
     tokio::time::timeout(Duration::from_secs(60), writer.flush())
         .await
         .expect("the registry rows are written");
-    let out = Command::new(env!("CARGO_BIN_EXE_driftline"))
-        .args(["history", MODEL, "-n", &h.ns, "--registry", &registry_url])
-        .output()
-        .expect("driftline history");
-    let shown = String::from_utf8_lossy(&out.stdout);
-    let v1_line = shown
-        .lines()
-        .find(|l| l.starts_with("v1 "))
-        .unwrap_or_else(|| panic!("no v1 in the history:\n{shown}"));
+    let (v1_line, shown) = history_line(MODEL, &h.ns, &registry_url, "v1");
     assert!(
         v1_line.contains("passed 3/3") && v1_line.contains(" cold "),
         "{shown}"

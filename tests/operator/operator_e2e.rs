@@ -404,13 +404,7 @@ async fn the_nightly_retrain_is_canaried_step_by_step_and_promoted_on_live_evide
         .await;
     background.abort();
     assert_eq!(status.traffic_summary.as_deref(), Some("v2:100"));
-    let v2 = h
-        .versions()
-        .get("wine-quality-v2")
-        .await
-        .expect("v2")
-        .status
-        .expect("status");
+    let v2 = h.version_status("wine-quality", 2).await;
     assert_eq!(v2.phase, VersionPhase::Champion);
     let rollout = v2.rollout.expect("rollout recorded");
     assert_eq!(rollout.result, "Promoted");
@@ -435,13 +429,7 @@ async fn the_nightly_retrain_is_canaried_step_by_step_and_promoted_on_live_evide
             "{a:?}"
         );
     }
-    let v1 = h
-        .versions()
-        .get("wine-quality-v1")
-        .await
-        .expect("v1")
-        .status
-        .expect("status");
+    let v1 = h.version_status("wine-quality", 1).await;
     assert_eq!(v1.phase, VersionPhase::Superseded);
     assert!(v1.champion_until.is_some());
     let events = h.events("wine-quality").await;
@@ -730,13 +718,7 @@ async fn a_canary_without_enough_traffic_is_never_promoted_and_rolls_back_at_its
         .await;
     assert_eq!(status.champion.as_deref(), Some("v1"));
     assert_eq!(status.traffic_summary.as_deref(), Some("v1:100"));
-    let v2 = h
-        .versions()
-        .get("wine-quality-v2")
-        .await
-        .expect("v2")
-        .status
-        .expect("status");
+    let v2 = h.version_status("wine-quality", 2).await;
     assert_eq!(v2.phase, VersionPhase::RolledBack, "{:?}", v2.message);
     let rollout = v2.rollout.expect("rollout");
     assert_eq!(
@@ -807,13 +789,7 @@ async fn a_canary_that_fails_live_analysis_is_rolled_back_after_its_failure_limi
     background.abort();
     assert_eq!(status.champion.as_deref(), Some("v1"));
     assert_eq!(status.traffic_summary.as_deref(), Some("v1:100"));
-    let v2 = h
-        .versions()
-        .get("wine-quality-v2")
-        .await
-        .expect("v2")
-        .status
-        .expect("status");
+    let v2 = h.version_status("wine-quality", 2).await;
     assert_eq!(v2.phase, VersionPhase::RolledBack, "{:?}", v2.message);
     let rollout = v2.rollout.expect("rollout");
     assert_eq!(
@@ -1156,13 +1132,7 @@ async fn a_lost_first_status_write_of_a_version_is_repaired() {
     h.apply("wine-quality", quick_wine()).await;
     h.wait_champion("wine-quality", 1).await;
     assert_eq!(h.cluster().faults().faults_used(), 1, "the fault was met");
-    let v1 = h
-        .versions()
-        .get("wine-quality-v1")
-        .await
-        .expect("v1")
-        .status
-        .expect("status");
+    let v1 = h.version_status("wine-quality", 1).await;
     assert!(v1.gate.is_some_and(|g| g.passed));
     assert!(
         v1.artifact
@@ -1737,13 +1707,7 @@ async fn a_canary_that_agrees_is_promoted_by_the_sequential_analysis_with_its_ev
         .await;
     background.abort();
     assert_eq!(status.traffic_summary.as_deref(), Some("v2:100"));
-    let v2 = h
-        .versions()
-        .get("wine-quality-v2")
-        .await
-        .expect("v2")
-        .status
-        .expect("status");
+    let v2 = h.version_status("wine-quality", 2).await;
     let rollout = v2.rollout.expect("rollout recorded");
     assert_eq!(rollout.result, "Promoted");
     let passed = rollout

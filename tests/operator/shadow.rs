@@ -107,13 +107,7 @@ async fn a_candidate_that_disagrees_is_rejected_in_shadow_and_no_user_request_re
     assert_eq!(status.champion.as_deref(), Some("v1"));
     assert_eq!(status.traffic_summary.as_deref(), Some("v1:100"));
     assert!(status.shadow.is_none() && status.canary.is_none());
-    let v2 = h
-        .versions()
-        .get("wine-quality-v2")
-        .await
-        .expect("v2")
-        .status
-        .expect("status");
+    let v2 = h.version_status("wine-quality", 2).await;
     assert_eq!(v2.phase, VersionPhase::Rejected, "{:?}", v2.message);
     assert!(
         v2.message
@@ -148,27 +142,7 @@ async fn a_candidate_that_disagrees_is_rejected_in_shadow_and_no_user_request_re
     tokio::time::timeout(MINUTES, writer.flush())
         .await
         .expect("the registry rows are written");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_driftline"))
-        .args([
-            "history",
-            "wine-quality",
-            "-n",
-            "ml",
-            "--registry",
-            &registry_url,
-        ])
-        .output()
-        .expect("driftline history");
-    let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v2_line = shown
-        .lines()
-        .find(|l| l.starts_with("v2 "))
-        .unwrap_or_else(|| panic!("no v2 in the history:\n{shown}"));
+    let (v2_line, shown) = history_line("wine-quality", "ml", &registry_url, "v2");
     assert!(v2_line.contains("shadow failed ("), "{shown}");
 
     // Measured at the gateway: every user request went to v1, while v2

@@ -396,6 +396,11 @@ async fn user_commands_act_through_the_model_and_land_in_the_audit_trail() {
     ]))
     .await;
     assert!(!ok && err.contains("no record of Model ml/nope"), "{err}");
+    let (ok, _, err) = driftline(args(&["history", "wine-quality", "-n", "ML_Team"])).await;
+    assert!(
+        !ok && err.contains("`ML_Team` is not a namespace name"),
+        "{err}"
+    );
     let closed = dir.path().join("closed.yaml");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -442,6 +442,17 @@ impl Harness {
         panic!("Service {service} has no cluster IP")
     }
 
+    /// The status of ModelVersion `v<n>` of Model `name`, which must have one.
+    pub async fn version_status(&self, name: &str, n: u32) -> driftline::api::ModelVersionStatus {
+        let object = format!("{name}-v{n}");
+        self.versions()
+            .get(&object)
+            .await
+            .unwrap_or_else(|e| panic!("ModelVersion {object}: {e}"))
+            .status
+            .unwrap_or_else(|| panic!("ModelVersion {object} has no status"))
+    }
+
     /// An HTTP client that resolves the cluster's Services.
     pub fn http(&self) -> reqwest::Client {
         driftline::net::service_http_client(Duration::from_secs(10), Some(self.hosts_file()))
@@ -449,6 +460,28 @@ impl Harness {
 }
 
 /// Waits until `base` answers the model's metadata (its pods are ready).
+/// `driftline history MODEL -n NS --registry URL` as a user runs it: the
+/// line of `version` (it must succeed and show that version), and the whole
+/// output for the failure message.
+pub fn history_line(model: &str, ns: &str, registry_url: &str, version: &str) -> (String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_driftline"))
+        .args(["history", model, "-n", ns, "--registry", registry_url])
+        .output()
+        .expect("driftline history");
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = shown
+        .lines()
+        .find(|l| l.starts_with(&format!("{version} ")))
+        .unwrap_or_else(|| panic!("no {version} in the history:\n{shown}"))
+        .to_string();
+    (line, shown)
+}
+
 pub async fn wait_serving(http: &reqwest::Client, base: &str, model: &str) {
     let url = format!("{base}/v2/models/{model}");
     for _ in 0..240 {

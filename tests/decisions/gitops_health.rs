@@ -102,6 +102,16 @@ fn argo_cd_and_kstatus_read_every_model_state_alike() {
     w.ready.insert(2);
     w.step();
     scenarios.push(("canary in progress", w.model.clone()));
+    let mut w = crate::policy_decide::canary_world();
+    w.model.spec.rollout.auto_promote = false;
+    for pause in [10, 10, 20] {
+        let start = w.now;
+        w.advance(Duration::minutes(pause));
+        let mut obs = w.observations();
+        obs.canary_metrics = Some(window(2, start, w.now, healthy(800)));
+        w.step_with(obs);
+    }
+    scenarios.push(("canary awaiting driftline promote", w.model.clone()));
     let shadow = crate::policy_shadow::shadow_world();
     scenarios.push(("candidate in shadow", shadow.model.clone()));
     w.request("rb", ManualAction::Rollback);
@@ -133,8 +143,9 @@ fn argo_cd_and_kstatus_read_every_model_state_alike() {
         .zip(&got)
         .map(|((name, _), (argo, kstatus))| (*name, argo.as_str(), kstatus.as_str()))
         .collect();
-    // The README's table; Argo CD's Suspended has no kstatus twin: a paused
-    // Model is settled (Current).
+    // The README's table. Argo CD's Suspended has no kstatus twin: a canary
+    // waiting for a person is still on its way (InProgress), a paused Model
+    // is settled (Current).
     assert_eq!(
         table,
         [
@@ -145,6 +156,11 @@ fn argo_cd_and_kstatus_read_every_model_state_alike() {
             ),
             ("champion serving", "Healthy", "Current"),
             ("canary in progress", "Progressing", "InProgress"),
+            (
+                "canary awaiting driftline promote",
+                "Suspended",
+                "InProgress"
+            ),
             ("candidate in shadow", "Progressing", "InProgress"),
             ("canary rolled back", "Degraded", "Failed"),
             ("stalled: no node takes the training", "Degraded", "Failed"),

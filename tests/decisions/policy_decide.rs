@@ -24,7 +24,7 @@ fn weights(pairs: &[(&str, u32)]) -> Vec<TrafficWeight> {
 }
 
 /// v1 champion, v2 in its canary at step 1 (5 %) since `w.now`.
-fn canary_world() -> World {
+pub(crate) fn canary_world() -> World {
     canary_world_with(quiet_spec())
 }
 

@@ -93,24 +93,9 @@ fn argo_cd_and_kstatus_read_every_model_state_alike() {
     w.bootstrap();
     scenarios.push(("champion serving", w.model.clone()));
 
-    let mut w = World::new(quiet_spec(), start);
-    w.bootstrap();
-    w.request("r1", ManualAction::Retrain { reason: None });
-    w.finish_job(2, JobState::Succeeded);
-    w.gate(2, passed_gate());
-    w.step();
-    w.ready.insert(2);
-    w.step();
-    scenarios.push(("canary in progress", w.model.clone()));
-    let mut w = crate::policy_decide::canary_world();
-    w.model.spec.rollout.auto_promote = false;
-    for pause in [10, 10, 20] {
-        let start = w.now;
-        w.advance(Duration::minutes(pause));
-        let mut obs = w.observations();
-        obs.canary_metrics = Some(window(2, start, w.now, healthy(800)));
-        w.step_with(obs);
-    }
+    let canary = crate::policy_decide::canary_world();
+    scenarios.push(("canary in progress", canary.model.clone()));
+    let mut w = crate::policy_decide::awaiting_promotion_world();
     scenarios.push(("canary awaiting driftline promote", w.model.clone()));
     let shadow = crate::policy_shadow::shadow_world();
     scenarios.push(("candidate in shadow", shadow.model.clone()));

@@ -699,8 +699,9 @@ fn metrics_from_before_the_step_are_inconclusive() {
     );
 }
 
-#[test]
-fn without_auto_promote_the_canary_waits_for_a_user() {
+/// [`canary_world`] without auto-promotion, after every step passed
+/// healthily: the canary waits for `driftline promote`.
+pub(crate) fn awaiting_promotion_world() -> World {
     let mut w = canary_world();
     w.model.spec.rollout.auto_promote = false;
     for pause in [10, 10, 20] {
@@ -711,6 +712,12 @@ fn without_auto_promote_the_canary_waits_for_a_user() {
         let d = w.step_with(obs);
         assert!(!has_action(&d, |a| matches!(a, Action::Promote { .. })));
     }
+    w
+}
+
+#[test]
+fn without_auto_promote_the_canary_waits_for_a_user() {
+    let mut w = awaiting_promotion_world();
     assert!(
         status(&w)
             .canary

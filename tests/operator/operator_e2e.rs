@@ -177,13 +177,7 @@ async fn a_new_model_trains_passes_its_gate_and_serves_through_its_gateway(h: Ha
         "{:?}",
         gate.failed_checks
     );
-    let status = h
-        .models()
-        .get("wine-quality")
-        .await
-        .expect("Model")
-        .status
-        .expect("status");
+    let status = h.model_status("wine-quality").await;
     assert_eq!(status.champion.as_deref(), Some("v1"));
     assert_eq!(status.traffic_summary.as_deref(), Some("v1:100"));
     let events = h.events("wine-quality").await;
@@ -355,12 +349,7 @@ async fn the_nightly_retrain_is_canaried_step_by_step_and_promoted_on_live_evide
     h.poke("wine-quality").await;
 
     let gateway = h.service_url("wine-quality").await;
-    let background = {
-        let (http, gateway, spec) = (h.http(), gateway.clone(), spec.clone());
-        tokio::spawn(
-            async move { load(http, gateway, "wine-quality", &spec, 60.0, 900, None).await },
-        )
-    };
+    let background = h.load_in_background(&gateway, "wine-quality", &spec, 60.0);
 
     let started = h
         .wait_model("wine-quality", MINUTES, "the scheduled v2", |m| {
@@ -479,13 +468,7 @@ async fn in_distribution_traffic_starts_nothing_and_a_shift_in_the_key_feature_r
         })
         .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let status = h
-        .models()
-        .get("wine-quality")
-        .await
-        .expect("Model")
-        .status
-        .expect("status");
+    let status = h.model_status("wine-quality").await;
     assert_eq!(
         status.last_training.as_ref().map(|t| t.version.as_str()),
         Some("v1"),
@@ -589,12 +572,7 @@ async fn an_operator_killed_mid_training_and_mid_canary_resumes_without_duplicat
     // A retrain; killed again once v2's canary has its first step.
     h.retrain("wine-quality", "crash-test").await;
     let gateway = h.service_url("wine-quality").await;
-    let background = {
-        let (http, gateway, spec) = (h.http(), gateway.clone(), spec.clone());
-        tokio::spawn(
-            async move { load(http, gateway, "wine-quality", &spec, 40.0, 900, None).await },
-        )
-    };
+    let background = h.load_in_background(&gateway, "wine-quality", &spec, 40.0);
     h.wait_model("wine-quality", MINUTES, "v2 canary step 1", |m| {
         m.status
             .as_ref()?
@@ -769,12 +747,7 @@ async fn a_canary_that_fails_live_analysis_is_rolled_back_after_its_failure_limi
     h.apply("wine-quality", spec.clone()).await;
     h.wait_champion("wine-quality", 1).await;
     let gateway = h.service_url("wine-quality").await;
-    let background = {
-        let (http, gateway, spec) = (h.http(), gateway, spec.clone());
-        tokio::spawn(
-            async move { load(http, gateway, "wine-quality", &spec, 60.0, 900, None).await },
-        )
-    };
+    let background = h.load_in_background(&gateway, "wine-quality", &spec, 60.0);
     h.retrain("wine-quality", "bad-canary").await;
 
     let status = h
@@ -1164,13 +1137,7 @@ async fn new_rows_in_the_data_source_start_a_new_data_retrain() {
     h.wait_champion("wine-quality", 1).await;
     // Nothing changed: a few polls start nothing.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let status = h
-        .models()
-        .get("wine-quality")
-        .await
-        .expect("model")
-        .status
-        .expect("status");
+    let status = h.model_status("wine-quality").await;
     assert!(
         status.training.is_none() && status.next_version == 2,
         "{status:?}"
@@ -1692,12 +1659,7 @@ async fn a_canary_that_agrees_is_promoted_by_the_sequential_analysis_with_its_ev
     h.apply("wine-quality", spec.clone()).await;
     h.wait_champion("wine-quality", 1).await;
     let gateway = h.service_url("wine-quality").await;
-    let background = {
-        let (http, gateway, spec) = (h.http(), gateway, spec.clone());
-        tokio::spawn(
-            async move { load(http, gateway, "wine-quality", &spec, 80.0, 900, None).await },
-        )
-    };
+    let background = h.load_in_background(&gateway, "wine-quality", &spec, 80.0);
     h.retrain("wine-quality", "sequential").await;
     let status = h
         .wait_model("wine-quality", MINUTES, "v2 promoted", |m| {

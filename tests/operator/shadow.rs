@@ -73,12 +73,7 @@ async fn a_candidate_that_disagrees_is_rejected_in_shadow_and_no_user_request_re
     h.apply("wine-quality", spec.clone()).await;
     h.wait_champion("wine-quality", 1).await;
     let gateway = h.service_url("wine-quality").await;
-    let background = {
-        let (http, gateway, spec) = (h.http(), gateway.clone(), spec.clone());
-        tokio::spawn(
-            async move { load(http, gateway, "wine-quality", &spec, 60.0, 900, None).await },
-        )
-    };
+    let background = h.load_in_background(&gateway, "wine-quality", &spec, 60.0);
     // A barely trained candidate: one epoch at a tiny learning rate answers
     // from its random start, unlike the champion.
     let patch = serde_json::json!({"spec": {
@@ -234,12 +229,7 @@ async fn a_candidate_that_agrees_passes_its_shadow_and_goes_into_its_canary() {
     h.apply("wine-quality", spec.clone()).await;
     h.wait_champion("wine-quality", 1).await;
     let gateway = h.service_url("wine-quality").await;
-    let background = {
-        let (http, gateway, spec) = (h.http(), gateway.clone(), spec.clone());
-        tokio::spawn(
-            async move { load(http, gateway, "wine-quality", &spec, 60.0, 900, None).await },
-        )
-    };
+    let background = h.load_in_background(&gateway, "wine-quality", &spec, 60.0);
     h.retrain("wine-quality", "agreeing").await;
     let canary = h
         .wait_model("wine-quality", MINUTES, "v2 in its canary", |m| {
@@ -272,13 +262,7 @@ async fn a_candidate_that_agrees_passes_its_shadow_and_goes_into_its_canary() {
             "{reason} {events:?}"
         );
     }
-    let status = h
-        .models()
-        .get("wine-quality")
-        .await
-        .expect("model")
-        .status
-        .expect("status");
+    let status = h.model_status("wine-quality").await;
     assert_eq!(status.traffic_summary.as_deref(), Some("v1:80 v2:20"));
     h.shutdown().await;
 }

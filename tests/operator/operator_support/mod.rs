@@ -442,6 +442,34 @@ impl Harness {
         panic!("Service {service} has no cluster IP")
     }
 
+    /// The status of Model `name`, which must have one.
+    pub async fn model_status(&self, name: &str) -> driftline::api::ModelStatus {
+        self.models()
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("Model {name}: {e}"))
+            .status
+            .unwrap_or_else(|| panic!("Model {name} has no status"))
+    }
+
+    /// Sends `spec`'s labelled test rows to Model `name` through `gateway`
+    /// at `rate` for up to 15 minutes, in the background (abort it when done).
+    pub fn load_in_background(
+        &self,
+        gateway: &str,
+        name: &str,
+        spec: &ModelSpec,
+        rate: f64,
+    ) -> tokio::task::JoinHandle<driftline::serve::LoadReport> {
+        let (http, gateway, name, spec) = (
+            self.http(),
+            gateway.to_string(),
+            name.to_string(),
+            spec.clone(),
+        );
+        tokio::spawn(async move { load(http, gateway, &name, &spec, rate, 900, None).await })
+    }
+
     /// The status of ModelVersion `v<n>` of Model `name`, which must have one.
     pub async fn version_status(&self, name: &str, n: u32) -> driftline::api::ModelVersionStatus {
         let object = format!("{name}-v{n}");

@@ -384,6 +384,12 @@ pub fn render_shadow_tallies(tallies: &BTreeMap<String, ShadowTally>) -> String 
             .map(|(k, n)| (format!("{v}{extra},bucket=\"{k}\""), n.to_string()))
             .collect::<Vec<_>>()
     };
+    // One measure of both sides, told apart by a `side` label.
+    let sides = |v: &str, champion: &BTreeMap<i32, u64>, shadow: &BTreeMap<i32, u64>| {
+        let mut rows = buckets(v, ",side=\"champion\"", champion);
+        rows.extend(buckets(v, ",side=\"shadow\"", shadow));
+        rows
+    };
     family(SHADOW_PAIRED, one(|t| t.paired.to_string()));
     family(SHADOW_ROWS, one(|t| t.rows.to_string()));
     family(SHADOW_DROPPED, one(|t| t.dropped.to_string()));
@@ -420,11 +426,7 @@ pub fn render_shadow_tallies(tallies: &BTreeMap<String, ShadowTally>) -> String 
     );
     family(
         SHADOW_VALUES,
-        each(&|v, t| {
-            let mut rows = buckets(v, ",side=\"champion\"", &t.champion_values);
-            rows.extend(buckets(v, ",side=\"shadow\"", &t.shadow_values));
-            rows
-        }),
+        each(&|v, t| sides(v, &t.champion_values, &t.shadow_values)),
     );
     let slices = |get: fn(&super::shadow::Agreement) -> u64| {
         each(&move |v: &str, t: &ShadowTally| {
@@ -441,11 +443,7 @@ pub fn render_shadow_tallies(tallies: &BTreeMap<String, ShadowTally>) -> String 
     family(SHADOW_SLICE_DISAGREEMENTS, slices(|a| a.disagreements));
     family(
         SHADOW_LATENCY_US,
-        each(&|v, t| {
-            let mut rows = buckets(v, ",side=\"champion\"", &t.champion_latency_us);
-            rows.extend(buckets(v, ",side=\"shadow\"", &t.shadow_latency_us));
-            rows
-        }),
+        each(&|v, t| sides(v, &t.champion_latency_us, &t.shadow_latency_us)),
     );
     out
 }

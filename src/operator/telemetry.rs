@@ -70,6 +70,9 @@ struct ModelOutcomeLabels {
 
 type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
+/// A Model's conditions as exported: type and status, in status order.
+type ConditionStates = Vec<(String, ConditionStatus)>;
+
 /// Counters and gauges of the operator.
 pub struct Telemetry {
     registry: Registry,
@@ -87,6 +90,9 @@ pub struct Telemetry {
     conditions: Family<ConditionLabels, Gauge>,
     trainings_finished: Family<ModelOutcomeLabels, Counter>,
     rollbacks: Family<ModelOutcomeLabels, Counter>,
+    /// The conditions each Model last exported, so an unchanged status
+    /// (most reconciles) costs no series lookup.
+    exported_conditions: Mutex<HashMap<ObjectRef<Model>, ConditionStates>>,
     /// The series each Model's canary exports now, removed when it ends.
     canary_series: Mutex<HashMap<ObjectRef<Model>, Vec<CheckLabels>>>,
 }
@@ -171,6 +177,7 @@ impl Telemetry {
             rollbacks.clone(),
         );
         Self {
+            exported_conditions: Mutex::new(HashMap::new()),
             ready_gauge,
             conditions,
             trainings_finished,
@@ -287,7 +294,18 @@ impl Telemetry {
         rollback: Option<bool>,
     ) {
         let namespace = model.namespace.clone().unwrap_or_default();
-        for c in &after.conditions {
+        let now: ConditionStates = after
+            .conditions
+            .iter()
+            .map(|c| (c.type_.clone(), c.status))
+            .collect();
+        let unchanged = self
+            .exported_conditions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(model.clone(), now.clone())
+            .is_some_and(|before| before == now);
+        for c in after.conditions.iter().filter(|_| !unchanged) {
             for status in ["True", "False", "Unknown"] {
                 let labels = ConditionLabels {
                     namespace: namespace.clone(),

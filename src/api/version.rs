@@ -104,6 +104,11 @@ pub enum VersionPhase {
 }
 
 impl VersionPhase {
+    /// Whether its run (data check, then training) is still going.
+    pub fn is_running(self) -> bool {
+        matches!(self, VersionPhase::CheckingData | VersionPhase::Training)
+    }
+
     /// Whether nothing more happens to a version in this phase on its own.
     pub fn is_final(self) -> bool {
         matches!(

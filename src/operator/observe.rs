@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::api::names;
 use crate::api::scrape::{BackendCounters, GatewayCounters, ServingCounters};
-use crate::api::{GateEvaluation, Model, ModelVersion, RunStage, VersionPhase, version_number};
+use crate::api::{GateEvaluation, Model, ModelVersion, RunStage, version_number};
 use crate::policy::{
     CanaryMetrics, EventKind, GateResult, JobState, ManualAction, ManualRequest, Observations,
     ServingMetrics, TrainingJob,
@@ -312,7 +312,7 @@ pub fn awaiting_gate(versions: &[ModelVersion]) -> Vec<(u32, String)> {
         .iter()
         .filter_map(|v| {
             let s = v.status.as_ref()?;
-            (s.phase == VersionPhase::Trained && s.gate.is_none())
+            crate::policy::awaits_gate(s)
                 .then(|| Some((v.spec.version, s.artifact.as_ref()?.uri.clone())))?
         })
         .collect()

@@ -40,6 +40,7 @@ pub use gate::verdict as gate_verdict;
 pub use observe::{
     CanaryMetrics, DataCheckOutcome, DataCheckResult, DriftReading, GateResult, JobState,
     ManualAction, ManualRequest, Observations, ServingMetrics, ShadowObservation, TrainingJob,
+    awaits_gate,
 };
 pub use shadow::{ShadowVerdict, verdict as shadow_verdict};
 pub use version_status::{apply as apply_to_version_status, version_of as version_written_by};

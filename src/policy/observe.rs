@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::api::{DataVerdict, GateVerdict};
+use crate::api::{DataVerdict, GateVerdict, ModelVersionStatus, VersionPhase};
 use crate::drift::{ColumnDrift, ColumnReading, WindowReport};
 
 /// State of one training Job (`<model>-train-<n>`).
@@ -32,6 +32,15 @@ pub struct TrainingJob {
     /// Job is Pending for that reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unschedulable: Option<String>,
+}
+
+/// Whether the decision core still needs a gate verdict for a version in
+/// this status: the operator reads the gate reports of these versions only.
+/// A verdict is recorded in the same status write that moves the version
+/// on, so a version kept in `Trained` with a recorded gate would never be
+/// read again.
+pub fn awaits_gate(status: &ModelVersionStatus) -> bool {
+    status.phase == VersionPhase::Trained && status.gate.is_none()
 }
 
 /// The gate verdict on one candidate.

@@ -1129,6 +1129,73 @@ fn a_version_whose_status_was_never_written_is_taken_back_at_its_data_check() {
 }
 
 #[test]
+fn a_decision_on_a_model_status_older_than_its_versions_never_moves_a_version_back() {
+    let mut w = World::new(quiet_spec(), t("2026-06-01T08:00:00Z"));
+    w.step();
+    w.step();
+    assert_eq!(w.phase(1), Some(VersionPhase::Training));
+    let before_promotion = w.model.status.clone();
+    w.finish_job(1, JobState::Succeeded);
+    w.gate(1, passed_gate());
+    w.ready.insert(1);
+    w.step();
+    assert_eq!(w.phase(1), Some(VersionPhase::Champion));
+    // The promotion's version writes landed but the Model's status write was
+    // lost (a flaky API server): the next decision reads "v1 is training"
+    // beside a v1 that is already champion with its gate recorded.
+    w.model.status = before_promotion;
+    let d = w.step();
+    assert!(
+        !has_action(&d, |a| matches!(a, Action::SetVersionPhase { .. })),
+        "no version moves back: {:?}",
+        d.actions
+    );
+    assert!(event(&d, "TrainingSucceeded").is_none(), "announced once");
+    let s = status(&w);
+    assert_eq!(
+        (
+            s.champion.as_deref(),
+            s.candidate.as_deref(),
+            s.training.is_none()
+        ),
+        (Some("v1"), None, true)
+    );
+    assert_eq!(s.phase, ModelPhase::Serving);
+    assert_eq!(s.traffic, weights(&[("v1", 100)]));
+    assert_eq!(
+        s.last_training.as_ref().and_then(|t| t.outcome.as_deref()),
+        Some("Succeeded")
+    );
+}
+
+#[test]
+fn a_candidate_that_passes_its_gate_while_paused_is_promoted_when_resumed() {
+    let mut w = World::new(quiet_spec(), t("2026-06-01T08:00:00Z"));
+    w.step();
+    w.step();
+    w.model.spec.paused = true;
+    w.finish_job(1, JobState::Succeeded);
+    w.gate(1, passed_gate());
+    w.ready.insert(1);
+    w.step();
+    w.step();
+    assert_eq!(w.phase(1), Some(VersionPhase::Trained), "held while paused");
+    assert_eq!(status(&w).champion, None);
+    w.model.spec.paused = false;
+    let d = w.step();
+    assert!(event(&d, "Promoted").is_some(), "{:?}", d.actions);
+    assert_eq!(w.phase(1), Some(VersionPhase::Champion));
+    assert!(
+        w.versions[0]
+            .status
+            .as_ref()
+            .and_then(|s| s.gate.as_ref())
+            .is_some_and(|g| g.passed),
+        "the gate is recorded when it acts"
+    );
+}
+
+#[test]
 fn a_lost_status_mid_canary_keeps_the_champion_and_restarts_the_canary() {
     let mut w = canary_world();
     w.advance(Duration::minutes(3));

@@ -34,6 +34,12 @@ pub(super) fn observe_gate(ctx: &mut Ctx) {
         let Some(verdict) = ctx.obs.gate(n) else {
             return;
         };
+        // A passing verdict waits unrecorded while the Model is paused:
+        // recorded, it would keep the version in `Trained` with its gate
+        // already known, and the report would not be read again on resume.
+        if verdict.passed && ctx.spec.paused {
+            return;
+        }
         let summary = gate_summary(verdict, ctx.champion());
         ctx.actions.push(Action::RecordGate {
             version: n,

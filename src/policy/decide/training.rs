@@ -98,6 +98,33 @@ pub(super) fn observe_training(ctx: &mut Ctx) {
         ctx.status.training = None;
         return;
     };
+    // The Model's status can lag its versions' (its write was lost after the
+    // versions' were made, or the cache is behind): a run whose version has
+    // already moved on ended in a decision that was carried out. It is closed
+    // as it ended, without moving the version back to `Trained` (which would
+    // wait for a gate report already recorded) or announcing it again.
+    if let Some(phase) = ctx.versions.get(&n).copied().filter(|p| !p.is_running()) {
+        let mut done = run.clone();
+        done.outcome = Some(match phase {
+            VersionPhase::Failed => "Failed (see the version's status)".into(),
+            VersionPhase::DataRejected => "DataRejected (see the version's status)".into(),
+            _ => "Succeeded".into(),
+        });
+        done.finished_at = Some(ctx.now);
+        if ctx
+            .status
+            .last_training
+            .as_ref()
+            .is_none_or(|last| last.version != run.version)
+        {
+            ctx.status.last_training = Some(done);
+        }
+        ctx.status.training = None;
+        if phase == VersionPhase::Trained && ctx.status.candidate.is_none() {
+            ctx.status.candidate = Some(run.version.clone());
+        }
+        return;
+    }
     if run.stage == RunStage::CheckingData {
         observe_data_check(ctx, &run, n);
         // Passed: the run goes on as a training run (its Job comes next).

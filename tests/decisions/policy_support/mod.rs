@@ -14,7 +14,8 @@ use driftline::api::{
 };
 use driftline::policy::{
     Action, CanaryMetrics, DataCheckOutcome, DataCheckResult, Decision, GateResult, JobState,
-    ManualAction, ManualRequest, Observations, ServingMetrics, TrainingJob, decide,
+    ManualAction, ManualRequest, Observations, ServingMetrics, TrainingJob,
+    apply_to_version_status, decide, version_written_by,
 };
 
 pub const FIXTURE: &str = include_str!("../../fixtures/wine-quality.yaml");
@@ -156,7 +157,21 @@ impl World {
         let mut obs = Observations::at(self.now);
         obs.generation = self.model.metadata.generation;
         obs.jobs = self.jobs.clone();
-        obs.gate_results = self.gates.clone();
+        // A recorded gate is never read again, as in the operator (which
+        // reads a report only while `awaits_gate`; here a report is also
+        // seen in the decision that finishes the training, so one step
+        // trains and gates).
+        obs.gate_results = self
+            .gates
+            .iter()
+            .filter(|g| {
+                !self.versions.iter().any(|v| {
+                    v.spec.version == g.version
+                        && v.status.as_ref().is_some_and(|s| s.gate.is_some())
+                })
+            })
+            .cloned()
+            .collect();
         obs.ready_versions = self.ready.clone();
         // The gateway's pods start with the first version's.
         obs.gateway_ready = !self.ready.is_empty();
@@ -274,20 +289,23 @@ impl World {
                         unschedulable: None,
                     });
                 }
-                Action::SetVersionPhase { version, phase, .. } => {
-                    if let Some(v) = self
-                        .versions
-                        .iter_mut()
-                        .find(|v| v.spec.version == *version)
-                    {
-                        v.status.get_or_insert_with(Default::default).phase = *phase;
-                    }
-                }
                 Action::DeleteVersion { version, .. } => {
                     self.versions.retain(|v| v.spec.version != *version);
                     self.jobs.retain(|j| j.version != *version);
                 }
-                _ => {}
+                // Phases, gate summaries and rollout records land in the
+                // version's status as the operator's plan writes them.
+                other => {
+                    if let Some(v) = version_written_by(other)
+                        .and_then(|n| self.versions.iter_mut().find(|v| v.spec.version == n))
+                    {
+                        apply_to_version_status(
+                            v.status.get_or_insert_with(Default::default),
+                            other,
+                            self.now,
+                        );
+                    }
+                }
             }
         }
     }

@@ -560,6 +560,31 @@ const STEPS: &[(&[&str], Option<&str>)] = &[
     (&["auth", "can-i", "list", "pods", "-n", "diff"], None),
     (&["explain", "deployment.spec.replicas"], None),
     (&["explain", "configmap.data"], None),
+    // 70: the revisions of the Deployment rolled at step 30, and an undo.
+    (
+        &["rollout", "history", "deployment", "zero", "-n", "diff"],
+        None,
+    ),
+    (
+        &["rollout", "undo", "deployment", "zero", "-n", "diff"],
+        None,
+    ),
+    (
+        &["rollout", "history", "deployment", "zero", "-n", "diff"],
+        None,
+    ),
+    (
+        &[
+            "get",
+            "deployment",
+            "zero",
+            "-n",
+            "diff",
+            "-o",
+            r"jsonpath={.metadata.annotations.deployment\.kubernetes\.io/revision}",
+        ],
+        None,
+    ),
 ];
 
 /// driftline's generated CRDs.
@@ -590,8 +615,8 @@ const DEPENDENTS: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: dep-
 const CAPTURES: &[(usize, &str)] = &[(54, "owner-bg"), (55, "owner-fg"), (56, "owner-orphan")];
 
 /// Steps answered by an asynchronous controller on the real cluster (garbage
-/// collection): retried on both servers until they agree or 30 s pass.
-const SETTLE: &[usize] = &[59, 61, 63, 64, 66];
+/// collection, the Deployment controller's revisions): retried on both servers until they agree or 30 s pass.
+const SETTLE: &[usize] = &[59, 61, 63, 64, 66, 72, 73];
 
 /// Differences that remain, by step index, with why.
 const KNOWN: &[(usize, &str)] = &[(

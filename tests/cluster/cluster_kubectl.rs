@@ -543,3 +543,124 @@ async fn kubectl_scale_deployment_and_the_runners_pods_follow() {
     ready(1).await;
     cluster.shutdown().await;
 }
+
+/// `kubectl rollout history` and `kubectl rollout undo` read and restore the
+/// Deployment's revisions, which the runner keeps as ReplicaSets.
+#[tokio::test]
+async fn kubectl_rollout_history_and_undo_follow_the_deployments_revisions() {
+    let Some(bin) =
+        kubectl_or_skip("kubectl_rollout_history_and_undo_follow_the_deployments_revisions")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let node = driftline::cluster::NodeConfig {
+        state_dir: dir.path().to_path_buf(),
+        driftline_exe: env!("CARGO_BIN_EXE_driftline").into(),
+        restart_backoff: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let cluster =
+        EmbeddedCluster::start(ClusterConfig::new(dir.path().join("state")).with_node(node))
+            .await
+            .unwrap();
+    let k = Kubectl {
+        bin,
+        kubeconfig: cluster.kubeconfig_path().to_path_buf(),
+    };
+    k.run(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox:1",
+        "--replicas=1",
+        "--",
+        "sleep",
+        "600",
+    ])
+    .await;
+    let rolled = |k: &Kubectl| {
+        let cmd = k.command(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+        async move {
+            let out = tokio::process::Command::from(cmd)
+                .output()
+                .await
+                .expect("kubectl runs");
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(text.contains("successfully rolled out"), "{text}");
+        }
+    };
+    rolled(&k).await;
+    k.run(&["set", "image", "deployment/web", "busybox=busybox:2"])
+        .await;
+    k.run(&[
+        "annotate",
+        "deployment/web",
+        "kubernetes.io/change-cause=move to busybox 2",
+    ])
+    .await;
+    rolled(&k).await;
+
+    let history = k.run(&["rollout", "history", "deployment/web"]).await;
+    let rows: Vec<Vec<&str>> = history
+        .lines()
+        .skip_while(|l| !l.starts_with("REVISION"))
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        vec![vec!["1", "<none>"], vec!["2", "move", "to", "busybox", "2"]],
+        "{history}"
+    );
+    let first = k
+        .run(&["rollout", "history", "deployment/web", "--revision=1"])
+        .await;
+    assert!(first.contains("busybox:1"), "{first}");
+    let sets = k.json(&["get", "rs", "-l", "app=web"]).await;
+    let mut replicas: Vec<(String, u64)> = sets["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rs| {
+            (
+                rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                rs["spec"]["replicas"].as_u64().unwrap_or(99),
+            )
+        })
+        .collect();
+    replicas.sort();
+    assert_eq!(replicas, vec![("1".into(), 0), ("2".into(), 1)]);
+
+    let out = k.run(&["rollout", "undo", "deployment/web"]).await;
+    assert!(out.contains("rolled back"), "{out}");
+    rolled(&k).await;
+    let image = k
+        .run(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ])
+        .await;
+    assert_eq!(image, "busybox:1");
+    let history = k.run(&["rollout", "history", "deployment/web"]).await;
+    let revisions: Vec<&str> = history
+        .lines()
+        .skip_while(|l| !l.starts_with("REVISION"))
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(revisions, vec!["2", "3"], "{history}");
+    let d = k.json(&["get", "deployment", "web"]).await;
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "3"
+    );
+    cluster.shutdown().await;
+}

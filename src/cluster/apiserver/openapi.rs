@@ -70,6 +70,7 @@ fn builtin_schema(t: &ResourceType, generator: &mut SchemaGenerator) -> Option<S
         ("events.k8s.io", "Event") => generator.subschema_for::<events::v1::Event>(),
         ("batch", "Job") => generator.subschema_for::<batch::v1::Job>(),
         ("apps", "Deployment") => generator.subschema_for::<apps::v1::Deployment>(),
+        ("apps", "ReplicaSet") => generator.subschema_for::<apps::v1::ReplicaSet>(),
         ("coordination.k8s.io", "Lease") => generator.subschema_for::<coordination::v1::Lease>(),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             generator.subschema_for::<apiextensions::v1::CustomResourceDefinition>()

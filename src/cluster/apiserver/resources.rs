@@ -206,6 +206,11 @@ pub fn builtin_types() -> Vec<ResourceType> {
             .with_scale()
             .short(&["deploy"])
             .all(),
+        ResourceType::builtin("apps", "v1", "ReplicaSet", "replicasets", true)
+            .with_status()
+            .with_scale()
+            .short(&["rs"])
+            .all(),
         ResourceType::builtin("coordination.k8s.io", "v1", "Lease", "leases", true),
         ResourceType::builtin(
             "authorization.k8s.io",

@@ -1,7 +1,8 @@
 //! The Deployment controller (apps/v1) as a pure plan. It manages pods
-//! directly (no ReplicaSets): each pod carries the `pod-template-hash` of the
-//! template it was made from, and a template change rolls pods within
-//! maxSurge / maxUnavailable. The status fields and conditions are the ones
+//! directly: each pod carries the `pod-template-hash` of the template it was
+//! made from, and a template change rolls pods within maxSurge /
+//! maxUnavailable. The ReplicaSets are the record of its revisions
+//! ([`super::revisions`]). The status fields and conditions are the ones
 //! `kubectl rollout status` reads.
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus};
@@ -60,6 +61,23 @@ fn scaled(value: Option<&IntOrString>, total: i32, round_up: bool) -> i32 {
     }
 }
 
+/// `maxSurge` in pods: how far above `replicas` a rolling update may go
+/// (none for `Recreate`).
+pub fn max_surge(deployment: &Deployment) -> i32 {
+    let spec = deployment.spec.clone().unwrap_or_default();
+    let strategy = spec.strategy.unwrap_or_default();
+    if strategy.type_.as_deref() == Some("Recreate") {
+        return 0;
+    }
+    let rolling = strategy.rolling_update.unwrap_or_default();
+    scaled(
+        rolling.max_surge.as_ref(),
+        spec.replicas.unwrap_or(1).max(0),
+        true,
+    )
+    .max(0)
+}
+
 /// Plans one reconcile of `deployment` owning `pods` at `now`.
 pub fn plan_deployment(deployment: &Deployment, pods: &[Pod], now: Timestamp) -> DeploymentPlan {
     let spec = deployment.spec.clone().unwrap_or_default();
@@ -69,9 +87,9 @@ pub fn plan_deployment(deployment: &Deployment, pods: &[Pod], now: Timestamp) ->
     let strategy = spec.strategy.clone().unwrap_or_default();
     let recreate = strategy.type_.as_deref() == Some("Recreate");
     let rolling = strategy.rolling_update.unwrap_or_default();
-    let max_surge = scaled(rolling.max_surge.as_ref(), replicas, true).max(0);
+    let max_surge = max_surge(deployment);
     let mut max_unavailable = scaled(rolling.max_unavailable.as_ref(), replicas, false).max(0);
-    if max_surge == 0 && max_unavailable == 0 {
+    if max_surge == 0 && max_unavailable == 0 && !recreate {
         max_unavailable = 1;
     }
     let mut plan = DeploymentPlan::default();

@@ -37,6 +37,7 @@ pub mod kubelet;
 pub mod pods;
 pub mod processes;
 pub mod quantity;
+pub mod revisions;
 pub mod scheduler;
 pub mod service;
 pub mod service_account;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::jiff::Timestamp;
@@ -38,7 +38,7 @@ use super::kubelet::{PodCommand, WorkerContext};
 use super::pods::{Expect, is_owned_by};
 use super::processes::ProcessTable;
 use super::service::ServiceProxies;
-use super::{NodeConfig, Workers, deployment, job};
+use super::{NodeConfig, Workers, deployment, job, revisions};
 
 const FIELD_MANAGER: &str = "driftline-runner";
 
@@ -87,6 +87,7 @@ struct Caches {
     pods: Store<Pod>,
     jobs: Store<Job>,
     deployments: Store<Deployment>,
+    replica_sets: Store<ReplicaSet>,
     services: Store<Service>,
 }
 
@@ -122,6 +123,7 @@ pub async fn run(
     let (jobs, t2) = reflect(Api::<Job>::all(client.clone()), notify.clone());
     let (deployments, t3) = reflect(Api::<Deployment>::all(client.clone()), notify.clone());
     let (services, t4) = reflect(Api::<Service>::all(client.clone()), notify.clone());
+    let (replica_sets, t6) = reflect(Api::<ReplicaSet>::all(client.clone()), notify.clone());
     // As a kubelet on a real control plane, the node's Lease is its heartbeat:
     // the node lifecycle controller marks a node without one NotReady.
     let t5 = tokio::spawn(renew_node_lease(
@@ -129,7 +131,7 @@ pub async fn run(
         cfg.name.clone(),
         cfg.kubelet_only,
     ));
-    let watch_tasks = [t1, t2, t3, t4, t5];
+    let watch_tasks = [t1, t2, t3, t4, t5, t6];
     let events = Arc::new(AsyncMutex::new(EventRecorder::new(
         client.clone(),
         &cfg.name,
@@ -152,6 +154,7 @@ pub async fn run(
             pods,
             jobs,
             deployments,
+            replica_sets,
             services,
         },
         events,
@@ -171,6 +174,7 @@ pub async fn run(
         let _ = node.caches.pods.wait_until_ready().await;
         let _ = node.caches.jobs.wait_until_ready().await;
         let _ = node.caches.deployments.wait_until_ready().await;
+        let _ = node.caches.replica_sets.wait_until_ready().await;
         let _ = node.caches.services.wait_until_ready().await;
     };
     tokio::select! {
@@ -403,6 +407,8 @@ impl NodeLoop {
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), &namespace);
         self.patch_status_if_changed(api, &name, d.status.as_ref(), &plan.status)
             .await;
+        self.record_revisions(d, &uid, &namespace, &owned, &plan)
+            .await;
         let expect = Expect::new(
             plan.create
                 .iter()
@@ -414,6 +420,80 @@ impl NodeLoop {
             self.expectations.remove(&uid);
         } else {
             self.expectations.insert(uid, expect);
+        }
+    }
+
+    /// Keeps the Deployment's ReplicaSets (its revisions) in step with its
+    /// template and pods; a stale cache makes a write fail or repeat, never
+    /// number a revision twice (the numbers follow from what is stored).
+    async fn record_revisions(
+        &self,
+        d: &Deployment,
+        uid: &str,
+        namespace: &str,
+        pods: &[Pod],
+        plan: &deployment::DeploymentPlan,
+    ) {
+        let owned: Vec<ReplicaSet> = self
+            .caches
+            .replica_sets
+            .state()
+            .iter()
+            .filter(|rs| {
+                rs.metadata.namespace.as_deref() == Some(namespace)
+                    && rs
+                        .metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|o| o.uid == uid && o.controller == Some(true))
+            })
+            .map(|rs| (**rs).clone())
+            .collect();
+        let revisions = revisions::plan_revisions(d, &owned, pods, &plan.create, &plan.delete);
+        let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), namespace);
+        let apply = PatchParams::apply(FIELD_MANAGER).force();
+        for rs in &revisions.write {
+            let Some(name) = rs.metadata.name.clone() else {
+                continue;
+            };
+            let mut body = rs.clone();
+            body.status = None;
+            if let Err(err) = api.patch(&name, &apply, &Patch::Apply(&body)).await {
+                tracing::warn!(%err, replica_set = %name, "cannot write ReplicaSet");
+                continue;
+            }
+            let stored = owned
+                .iter()
+                .find(|o| o.metadata.name.as_deref() == Some(&name));
+            if let Some(status) = &rs.status {
+                self.patch_status_if_changed(
+                    api.clone(),
+                    &name,
+                    stored.and_then(|o| o.status.as_ref()),
+                    status,
+                )
+                .await;
+            }
+        }
+        for name in &revisions.delete {
+            match api.delete(name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(err) => tracing::warn!(%err, replica_set = %name, "cannot delete ReplicaSet"),
+            }
+        }
+        if let (Some(revision), Some(name)) = (&revisions.revision, &d.metadata.name) {
+            let patch = serde_json::json!({"metadata": {"annotations": {
+                revisions::REVISION_ANNOTATION: revision,
+            }}});
+            let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+            if let Err(err) = deployments
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                tracing::warn!(%err, deployment = %name, "cannot record the Deployment's revision");
+            }
         }
     }
 

@@ -15,6 +15,7 @@ pub mod ml;
 pub mod net;
 pub mod operator;
 pub mod policy;
+pub mod quantity;
 pub mod registry;
 pub mod serve;
 

@@ -219,20 +219,9 @@ fn in_unit(x: f64) -> bool {
     (0.0..=1.0).contains(&x)
 }
 
-/// A Kubernetes quantity: a decimal number with an optional SI or binary suffix.
+/// A Kubernetes quantity, by the crate's one grammar.
 fn is_quantity(s: &str) -> bool {
-    let number_end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(s.len());
-    let (number, suffix) = s.split_at(number_end);
-    let number_ok = !number.is_empty() && number.parse::<f64>().is_ok_and(|n| n >= 0.0);
-    let suffix_ok = matches!(
-        suffix,
-        "" | "m" | "k" | "M" | "G" | "T" | "P" | "E" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei"
-    ) || suffix
-        .strip_prefix(['e', 'E'])
-        .is_some_and(|e| e.parse::<i32>().is_ok());
-    number_ok && suffix_ok
+    crate::quantity::parse_quantity(s).is_ok()
 }
 
 fn metric(c: &mut Collector, m: &MetricThreshold, path: &str) {

@@ -57,6 +57,10 @@ pub const PREDICTION_LOG_DIR: &str = "predictions";
 pub const LABELS_DIR: &str = "labels";
 /// The gate report a training Job leaves beside its artifact.
 pub const GATE_REPORT_FILE: &str = "gate.json";
+/// The gate's regression test-set counted over the artifact's drift
+/// reference bins, left beside the gate report: what the operator compares
+/// live windows with to tell whether the test set still covers traffic.
+pub const TEST_SET_SKETCH_FILE: &str = "testset-sketch.json";
 /// Environment variable through which a training Job gets its Model as YAML.
 pub const MODEL_ENV: &str = "DRIFTLINE_MODEL";
 
@@ -180,6 +184,11 @@ pub fn disagreements_uri(prefix: &str, version: &str) -> String {
 /// The gate report of the artifact at `artifact`.
 pub fn gate_report_uri(artifact: &str) -> String {
     format!("{}/{GATE_REPORT_FILE}", artifact.trim_end_matches('/'))
+}
+
+/// The test-set sketch of the artifact at `artifact`.
+pub fn test_set_sketch_uri(artifact: &str) -> String {
+    format!("{}/{TEST_SET_SKETCH_FILE}", artifact.trim_end_matches('/'))
 }
 
 /// URI of an artifact's manifest.

@@ -53,9 +53,9 @@ pub enum ConditionStatus {
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// `Ready`, `Training`, `TrainingUnschedulable`, `Progressing`, `Paused`,
-    /// `SpecValid`, `DriftDetected`, `DataValid`, `SourceReadable`,
-    /// `Reconciled`, `RegistryAvailable`, and kstatus's `Reconciling` and
-    /// `Stalled`.
+    /// `SpecValid`, `DriftDetected`, `TestSetStale`, `DataValid`,
+    /// `SourceReadable`, `Reconciled`, `RegistryAvailable`, and kstatus's
+    /// `Reconciling` and `Stalled`.
     #[serde(rename = "type")]
     pub type_: String,
     pub status: ConditionStatus,
@@ -188,6 +188,35 @@ pub struct DriftSummary {
     #[schemars(schema_with = "date_time_schema")]
     pub last_window_end: Option<DateTime<Utc>>,
     /// One line for `kubectl get models`, e.g. `0.14 (2/3 windows)`.
+    #[serde(default)]
+    pub summary: String,
+}
+
+/// The gate's regression test-set against live traffic, as last measured.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TestSetFreshness {
+    /// Per feature: the drift statistic between the latest live window and
+    /// the test set, with the threshold it is judged by.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<DriftDriver>,
+    /// Features on which live traffic has left the test set in that window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale_features: Vec<String>,
+    /// Share of the monitored features that left the test set in that window.
+    #[serde(default)]
+    pub stale_share: f64,
+    /// Whether the drift rule counts that window as having left the test set.
+    #[serde(default)]
+    pub window_stale: bool,
+    /// Such windows in a row, up to now.
+    #[serde(default)]
+    pub consecutive_windows: u32,
+    /// End of the latest window taken into account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub last_window_end: Option<DateTime<Utc>>,
+    /// One line, e.g. `covers traffic (0/3 windows)` or `stale: alcohol (3/3 windows)`.
     #[serde(default)]
     pub summary: String,
 }
@@ -368,6 +397,11 @@ pub struct ModelStatus {
     pub data_digest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<DriftSummary>,
+    /// Whether the gate's regression test-set still looks like live
+    /// traffic: each of the champion's drift windows compared with the test
+    /// set, by the drift rule and calibrated thresholds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_set_freshness: Option<TestSetFreshness>,
     /// A candidate in its shadow stage, before its canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowStatus>,
@@ -400,6 +434,7 @@ impl Default for ModelStatus {
             automatic_retrains: Vec::new(),
             data_digest: None,
             drift: None,
+            test_set_freshness: None,
             shadow: None,
             canary: None,
             handled_request: None,

@@ -259,6 +259,13 @@ pub async fn evaluate(args: EvaluateArgs) -> Result<ExitCode, MlError> {
             None => None,
         };
         let candidate_report = crate::ml::evaluate(&candidate, &gate, &test, golden.as_ref())?;
+        if args.report.is_some() {
+            // Beside the gate report: what the operator compares live
+            // traffic with once this version serves (`TestSetStale`).
+            let sketch = crate::ml::test_set_sketch(&candidate, &test)?;
+            let uri = crate::api::names::test_set_sketch_uri(&args.candidate);
+            write_report(&uri, serde_json::to_string(&sketch)?).await?;
+        }
         let champion_report = champion
             .as_ref()
             .map(|c| crate::ml::evaluate(c, &gate, &test, golden.as_ref()))

@@ -125,6 +125,37 @@ impl ReferenceProfile {
         }
     }
 
+    /// The same bins, calibration, importance and scales, with the shares
+    /// another sample was counted into: a live window compared with it says
+    /// whether traffic still looks like that sample (the gate's regression
+    /// test-set), by the same statistics and thresholds as drift. `None`
+    /// when the sketch was counted over other bins, or a feature has no
+    /// value in the sample.
+    pub fn with_shares_of(&self, sample: &super::sketch::DatasetSketch) -> Option<Self> {
+        if sample.features.len() != self.features.len() {
+            return None;
+        }
+        let mut out = self.clone();
+        for (profile, sketch) in out.features.iter_mut().zip(&sample.features) {
+            let counted: u64 = sketch.counts.iter().sum();
+            if sketch.counts.len() != profile.bin_count() || counted == 0 {
+                return None;
+            }
+            let shares = super::stats::shares(&sketch.counts);
+            match profile {
+                FeatureProfile::Numeric { profile, .. } => {
+                    profile.shares = shares;
+                    profile.count = counted;
+                }
+                FeatureProfile::Categorical { profile, .. } => {
+                    profile.shares = shares;
+                    profile.count = counted;
+                }
+            }
+        }
+        Some(out)
+    }
+
     /// The importance weight of feature `j`; 1 (equal) when unknown.
     pub fn weight(&self, j: usize) -> f64 {
         if self.importance.len() != self.features.len() {
@@ -288,5 +319,61 @@ mod tests {
             NumericProfile::fit("x", &[1.0, f64::INFINITY], 10),
             Err(ProfileError::NonFinite("x".into()))
         );
+    }
+
+    #[test]
+    fn a_sample_counted_over_the_bins_becomes_a_reference_of_its_own() {
+        use crate::drift::{DatasetSketch, Observation};
+        let values: Vec<f64> = (0..1000).map(|i| i as f64).collect();
+        let x = FeatureProfile::Numeric {
+            name: "x".into(),
+            profile: NumericProfile::fit("x", &values, 4).unwrap(),
+        };
+        let c = FeatureProfile::Categorical {
+            name: "c".into(),
+            profile: CategoricalProfile::fit("c", &["a", "b"]).unwrap(),
+        };
+        let reference = ReferenceProfile::new(vec![x, c.clone()], c);
+        // A sample that only has high x and category b.
+        let mut sample = DatasetSketch::for_profile(&reference);
+        for _ in 0..10 {
+            sample.observe_row(
+                &reference,
+                |j| {
+                    if j == 0 {
+                        Observation::Number(900.0)
+                    } else {
+                        Observation::Text("b")
+                    }
+                },
+                Observation::Text("b"),
+            );
+        }
+        let own = reference.with_shares_of(&sample).expect("same bins");
+        let FeatureProfile::Numeric { profile, .. } = &own.features[0] else {
+            panic!("numeric")
+        };
+        assert_eq!(profile.shares, vec![0.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+        assert_eq!(profile.count, 10);
+        let FeatureProfile::Categorical { profile, .. } = &own.features[1] else {
+            panic!("categorical")
+        };
+        assert_eq!(profile.shares, vec![0.0, 1.0, 0.0]);
+        // The bins, scales and calibration are the reference's own.
+        let (
+            FeatureProfile::Numeric { profile: a, .. },
+            FeatureProfile::Numeric { profile: b, .. },
+        ) = (&own.features[0], &reference.features[0])
+        else {
+            panic!("numeric")
+        };
+        assert_eq!((&a.edges, a.std), (&b.edges, b.std));
+        // Counted over other bins, or with a feature never seen: no reference.
+        let mut other = sample.clone();
+        other.features.pop();
+        assert!(reference.with_shares_of(&other).is_none());
+        let mut empty = sample;
+        empty.features[1].counts.iter_mut().for_each(|c| *c = 0);
+        assert!(reference.with_shares_of(&empty).is_none());
     }
 }

@@ -349,3 +349,40 @@ pub fn evaluate(
         budgets,
     })
 }
+
+/// The gate's regression test-set counted over the model's drift reference
+/// bins (its features, and the model's predictions on it): the sample the
+/// operator compares each live window with, to say when traffic has left
+/// the test set (`TestSetStale`).
+pub fn test_set_sketch(
+    model: &LoadedModel,
+    test: &Table,
+) -> Result<crate::drift::DatasetSketch, MlError> {
+    use crate::drift::{DatasetSketch, Observation};
+    let reference = &model.manifest().reference;
+    let columns = reference
+        .features
+        .iter()
+        .map(|f| test.column(f.name(), "the test-set sketch"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let batch = FeatureBatch::from_table(&model.manifest().features, test)?;
+    let predictions = model.predict(&batch)?;
+    let mut sketch = DatasetSketch::for_profile(reference);
+    for row in 0..test.rows {
+        let prediction = match (predictions.labels.get(row), predictions.values.get(row)) {
+            (Some(label), _) => Observation::Text(label),
+            (None, Some(v)) => Observation::Number(*v),
+            (None, None) => Observation::Missing,
+        };
+        sketch.observe_row(
+            reference,
+            |j| {
+                columns[j]
+                    .get(row)
+                    .map_or(Observation::Missing, super::observation)
+            },
+            prediction,
+        );
+    }
+    Ok(sketch)
+}

@@ -21,7 +21,7 @@ use tracing::warn;
 
 use crate::api::Model;
 use crate::drift::{DriftConfig, ReferenceProfile, ReplicaWindows, RunningTotal, compare};
-use crate::policy::DriftReading;
+use crate::policy::{DriftReading, TestSetReading};
 
 /// Merged windows kept per Model, offered to the decision core each time.
 const KEEP_READINGS: usize = 8;
@@ -31,6 +31,10 @@ struct ChampionWindows {
     version: u32,
     artifact: String,
     profile: Arc<ReferenceProfile>,
+    /// The reference with the gate's test-set shares, when the artifact
+    /// holds the test set's sketch (tables): each window is compared with
+    /// it too, for `TestSetStale`.
+    test_set: Option<Arc<ReferenceProfile>>,
     windows: ReplicaWindows,
     readings: VecDeque<DriftReading>,
 }
@@ -59,14 +63,17 @@ impl DriftWindows {
             models
                 .get(&key)
                 .filter(|c| c.version == version && c.artifact == artifact)
-                .map(|c| c.profile.clone())
+                .map(|c| (c.profile.clone(), c.test_set.clone()))
         };
-        let profile = match known {
-            Some(p) => p,
+        let (profile, test_set) = match known {
+            Some(known) => known,
             // No replica answered and nothing merged yet: nothing to read.
             None if totals.is_empty() => return Vec::new(),
             None => match reference_profile(artifact).await {
-                Some(p) => Arc::new(p),
+                Some(p) => {
+                    let test_set = test_set_profile(artifact, &p).await.map(Arc::new);
+                    (Arc::new(p), test_set)
+                }
                 None => return Vec::new(),
             },
         };
@@ -76,10 +83,18 @@ impl DriftWindows {
             .entry(key)
             .and_modify(|c| {
                 if c.version != version || c.artifact != artifact {
-                    *c = ChampionWindows::new(version, artifact, profile.clone(), now);
+                    *c = ChampionWindows::new(
+                        version,
+                        artifact,
+                        profile.clone(),
+                        test_set.clone(),
+                        now,
+                    );
                 }
             })
-            .or_insert_with(|| ChampionWindows::new(version, artifact, profile.clone(), now));
+            .or_insert_with(|| {
+                ChampionWindows::new(version, artifact, profile.clone(), test_set.clone(), now)
+            });
         match entry
             .windows
             .advance(totals, config.window_rows(), config.window_duration, now)
@@ -92,7 +107,20 @@ impl DriftWindows {
                     window.started,
                     Some(window.ended),
                 );
-                if let Some(reading) = DriftReading::from_window(&report) {
+                if let Some(mut reading) = DriftReading::from_window(&report) {
+                    reading.test_set = entry.test_set.as_ref().and_then(|t| {
+                        let against = compare(
+                            t,
+                            &config,
+                            &window.sketch,
+                            window.started,
+                            Some(window.ended),
+                        );
+                        DriftReading::from_window(&against).map(|r| TestSetReading {
+                            features: r.features,
+                            prediction: r.prediction,
+                        })
+                    });
                     entry.readings.push_back(reading);
                     while entry.readings.len() > KEEP_READINGS {
                         entry.readings.pop_front();
@@ -114,12 +142,14 @@ impl ChampionWindows {
         version: u32,
         artifact: &str,
         profile: Arc<ReferenceProfile>,
+        test_set: Option<Arc<ReferenceProfile>>,
         now: DateTime<Utc>,
     ) -> Self {
         Self {
             version,
             artifact: artifact.to_string(),
             profile,
+            test_set,
             windows: ReplicaWindows::new(now),
             readings: VecDeque::new(),
         }
@@ -131,4 +161,34 @@ async fn reference_profile(artifact: &str) -> Option<ReferenceProfile> {
     super::observe::read_manifest(artifact, "drift windows")
         .await
         .map(|m| m.reference)
+}
+
+/// The champion's reference with the shares of its gate's test set, from
+/// the sketch the evaluation left beside the gate report; `None` for an
+/// artifact without one (image models, artifacts evaluated before it
+/// existed) or a sketch over other bins.
+async fn test_set_profile(
+    artifact: &str,
+    reference: &ReferenceProfile,
+) -> Option<ReferenceProfile> {
+    let uri = crate::api::names::test_set_sketch_uri(artifact);
+    let bytes = match crate::data::store::read_bytes(&uri).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::debug!(%uri, error = %e, "no test-set sketch; test-set freshness is not measured");
+            return None;
+        }
+    };
+    let sketch: crate::drift::DatasetSketch = match serde_json::from_slice(&bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(%uri, error = %e, "unreadable test-set sketch; test-set freshness is not measured");
+            return None;
+        }
+    };
+    let profile = reference.with_shares_of(&sketch);
+    if profile.is_none() {
+        warn!(%uri, "the test-set sketch does not fit the champion's reference bins; skipped");
+    }
+    profile
 }

@@ -24,6 +24,9 @@ pub const PAUSED: &str = "Paused";
 pub const SPEC_VALID: &str = "SpecValid";
 /// Live inputs drifted for `consecutiveWindows` windows in a row.
 pub const DRIFT_DETECTED: &str = "DriftDetected";
+/// Live traffic has left the gate's regression test-set for
+/// `consecutiveWindows` windows in a row (`True`, naming the features).
+pub const TEST_SET_STALE: &str = "TestSetStale";
 /// The latest data check passed (`True`), or refused the window (`False`,
 /// with every failed check).
 pub const DATA_VALID: &str = "DataValid";
@@ -44,7 +47,7 @@ pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 
 /// Every condition type a Model can carry.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 14] = [
     READY,
     TRAINING,
     TRAINING_UNSCHEDULABLE,
@@ -52,6 +55,7 @@ pub const ALL: [&str; 13] = [
     PAUSED,
     SPEC_VALID,
     DRIFT_DETECTED,
+    TEST_SET_STALE,
     DATA_VALID,
     SOURCE_READABLE,
     RECONCILED,

@@ -29,6 +29,7 @@ mod drift;
 mod gate;
 mod observe;
 mod shadow;
+mod test_set;
 mod version_status;
 
 pub use action::{Action, Decision, EventKind};
@@ -39,8 +40,8 @@ pub use drift::{DriftUpdate, update_drift};
 pub use gate::verdict as gate_verdict;
 pub use observe::{
     CanaryMetrics, DataCheckOutcome, DataCheckResult, DriftReading, GateResult, JobState,
-    ManualAction, ManualRequest, Observations, ServingMetrics, ShadowObservation, TrainingJob,
-    awaits_gate,
+    ManualAction, ManualRequest, Observations, ServingMetrics, ShadowObservation, TestSetReading,
+    TrainingJob, awaits_gate,
 };
 pub use shadow::{ShadowVerdict, verdict as shadow_verdict};
 pub use version_status::{apply as apply_to_version_status, version_of as version_written_by};

@@ -132,6 +132,20 @@ pub struct DriftReading {
     /// The predictions' reading, when the server reported one.
     #[serde(default)]
     pub prediction: Option<ColumnReading>,
+    /// The same window compared with the gate's regression test-set
+    /// instead of the training reference, when the champion's artifact
+    /// holds the test set's sketch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_set: Option<TestSetReading>,
+}
+
+/// A window's readings against the gate's test set: its features, and the
+/// champion's predictions on live rows against its predictions on the test set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TestSetReading {
+    pub features: Vec<ColumnReading>,
+    #[serde(default)]
+    pub prediction: Option<ColumnReading>,
 }
 
 impl DriftReading {
@@ -149,6 +163,7 @@ impl DriftReading {
             rows: window.rows,
             features: window.features.iter().map(column).collect(),
             prediction: (window.prediction.rows > 0).then(|| column(&window.prediction)),
+            test_set: None,
         })
     }
 }

@@ -9,7 +9,7 @@ use driftline::api::{
 };
 use driftline::drift::ColumnReading;
 use driftline::policy::{
-    Action, DriftReading, JobState, ManualAction, ServingMetrics, TrainingJob,
+    Action, DriftReading, JobState, ManualAction, ServingMetrics, TestSetReading, TrainingJob,
 };
 use policy_support::*;
 
@@ -848,7 +848,27 @@ fn reading(end: &str, alcohol: f64, ph: f64) -> DriftReading {
             column("color", 0.9),
         ],
         prediction: None,
+        test_set: None,
     }
+}
+
+/// `r` with the same window compared with the gate's test set.
+fn against_test_set(mut r: DriftReading, alcohol: f64, ph: f64) -> DriftReading {
+    let column = |name: &str, value: f64| ColumnReading {
+        name: name.into(),
+        value,
+        threshold: 0.1,
+        weight: 1.0,
+    };
+    r.test_set = Some(TestSetReading {
+        features: vec![
+            column("alcohol", alcohol),
+            column("ph", ph),
+            column("color", 0.9),
+        ],
+        prediction: None,
+    });
+    r
 }
 
 /// v1 champion with drift-only retraining.
@@ -863,6 +883,85 @@ fn drift_world() -> World {
     w.bootstrap();
     w.advance(Duration::hours(12));
     w
+}
+
+#[test]
+fn traffic_that_left_the_test_set_for_k_windows_makes_it_stale_naming_the_features() {
+    let mut w = drift_world();
+    let stale = |w: &World| {
+        status(w)
+            .condition("TestSetStale")
+            .map(|c| (c.status, c.message.clone()))
+    };
+    // Traffic like the training data and like the test set.
+    let mut obs = w.observations();
+    obs.drift = vec![against_test_set(
+        reading("2026-06-01T19:00:00Z", 0.01, 0.01),
+        0.02,
+        0.01,
+    )];
+    let d = w.step_with(obs);
+    assert_eq!(stale(&w).map(|s| s.0), Some(ConditionStatus::False));
+    assert!(event(&d, "TestSetStale").is_none());
+    // Traffic still like the training data, but off the test set on alcohol.
+    let mut obs = w.observations();
+    obs.drift = vec![
+        against_test_set(reading("2026-06-01T19:10:00Z", 0.01, 0.01), 0.3, 0.05),
+        against_test_set(reading("2026-06-01T19:20:00Z", 0.01, 0.01), 0.25, 0.05),
+    ];
+    let d = w.step_with(obs);
+    assert_eq!(
+        stale(&w).map(|s| s.0),
+        Some(ConditionStatus::False),
+        "2 of 3"
+    );
+    assert!(event(&d, "TestSetStale").is_none());
+    let mut obs = w.observations();
+    obs.drift = vec![against_test_set(
+        reading("2026-06-01T19:30:00Z", 0.01, 0.01),
+        0.35,
+        0.05,
+    )];
+    let d = w.step_with(obs);
+    let (condition, message) = stale(&w).expect("TestSetStale");
+    assert_eq!(condition, ConditionStatus::True);
+    assert!(
+        message.contains("on alcohol for 3 windows") && !message.contains("ph"),
+        "{message}"
+    );
+    let said = event(&d, "TestSetStale").expect("a Warning Event");
+    assert_eq!(said, message);
+    let freshness = status(&w).test_set_freshness.clone().expect("freshness");
+    assert_eq!(freshness.summary, "stale: alcohol (3/3 windows)");
+    assert_eq!(freshness.stale_features, vec!["alcohol".to_string()]);
+    let alcohol = freshness
+        .features
+        .iter()
+        .find(|f| f.name == "alcohol")
+        .expect("per feature");
+    assert_eq!((alcohol.value, alcohol.threshold), (0.35, 0.1));
+    assert!(
+        d.started_training().is_none(),
+        "a stale test set is not drift"
+    );
+    // Said once while it stays stale; a window like the test set clears it.
+    let mut obs = w.observations();
+    obs.drift = vec![against_test_set(
+        reading("2026-06-01T19:40:00Z", 0.01, 0.01),
+        0.4,
+        0.05,
+    )];
+    let d = w.step_with(obs);
+    assert!(event(&d, "TestSetStale").is_none());
+    let mut obs = w.observations();
+    obs.drift = vec![against_test_set(
+        reading("2026-06-01T19:50:00Z", 0.01, 0.01),
+        0.02,
+        0.01,
+    )];
+    let d = w.step_with(obs);
+    assert_eq!(stale(&w).map(|s| s.0), Some(ConditionStatus::False));
+    assert!(event(&d, "TestSetFresh").is_some());
 }
 
 #[test]

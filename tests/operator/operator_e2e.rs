@@ -481,6 +481,19 @@ async fn in_distribution_traffic_starts_nothing_and_a_shift_in_the_key_feature_r
         status.training
     );
     assert!(seen.last_window_end.is_some(), "{seen:?}");
+    // The traffic was the gate's own test set: it covers traffic.
+    let freshness = status
+        .test_set_freshness
+        .clone()
+        .expect("each window is compared with the test set too");
+    assert!(!freshness.features.is_empty(), "{freshness:?}");
+    assert_eq!(
+        status
+            .condition("TestSetStale")
+            .map(|c| (c.status, c.reason.as_str())),
+        Some((ConditionStatus::False, "TestSetCoversTraffic")),
+        "{freshness:?}"
+    );
 
     // The same rows with alcohol (the feature the model leans on most) shifted up.
     let test_set = spec.gate.as_ref().expect("gate").test_set.clone();
@@ -529,6 +542,19 @@ async fn in_distribution_traffic_starts_nothing_and_a_shift_in_the_key_feature_r
         run.reason
     );
     assert!(run.reason.contains("alcohol"), "{}", run.reason);
+    // Traffic has left the test set too, on the feature that moved.
+    let stale = h
+        .wait_model("wine-quality", MINUTES, "TestSetStale", |m| {
+            let c = m.status.as_ref()?.condition("TestSetStale")?;
+            (c.status == ConditionStatus::True).then(|| c.message.clone())
+        })
+        .await;
+    assert!(stale.contains("on alcohol"), "{stale}");
+    let events = h.events("wine-quality").await;
+    assert!(
+        events.iter().any(|e| e.starts_with("TestSetStale:")),
+        "{events:?}"
+    );
     h.shutdown().await;
 }
 

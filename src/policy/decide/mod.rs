@@ -264,6 +264,11 @@ pub fn decide(model: &Model, versions: &[ModelVersion], obs: &Observations) -> D
         advance_canary(&mut ctx);
     }
     let mut drift = update_drift(&mut ctx.status, spec, obs);
+    if let Some((kind, reason, message)) =
+        super::test_set::update_test_set_freshness(&mut ctx.status, spec, obs)
+    {
+        ctx.event(kind, reason, message);
+    }
     if ctx.training_failed {
         consume_pending_triggers(&mut ctx);
         drift.due = false;

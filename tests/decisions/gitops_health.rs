@@ -99,6 +99,8 @@ fn argo_cd_and_kstatus_read_every_model_state_alike() {
     scenarios.push(("canary awaiting driftline promote", w.model.clone()));
     let shadow = crate::policy_shadow::shadow_world();
     scenarios.push(("candidate in shadow", shadow.model.clone()));
+    let (refused, _) = crate::policy_shadow::shadow_failed_world();
+    scenarios.push(("candidate failed its shadow stage", refused.model.clone()));
     w.request("rb", ManualAction::Rollback);
     scenarios.push(("canary rolled back", w.model.clone()));
 
@@ -147,6 +149,7 @@ fn argo_cd_and_kstatus_read_every_model_state_alike() {
                 "InProgress"
             ),
             ("candidate in shadow", "Progressing", "InProgress"),
+            ("candidate failed its shadow stage", "Degraded", "Failed"),
             ("canary rolled back", "Degraded", "Failed"),
             ("stalled: no node takes the training", "Degraded", "Failed"),
             ("paused", "Suspended", "Current"),

@@ -5,8 +5,10 @@
 use crate::policy_support;
 
 use chrono::Duration;
-use driftline::api::{Agreement, ModelPhase, ShadowSpec, ShadowTally, TrafficWeight, VersionPhase};
-use driftline::policy::{Action, JobState, ManualAction, ShadowObservation};
+use driftline::api::{
+    Agreement, ConditionStatus, ModelPhase, ShadowSpec, ShadowTally, TrafficWeight, VersionPhase,
+};
+use driftline::policy::{Action, Decision, JobState, ManualAction, ShadowObservation};
 use policy_support::*;
 
 fn only_v1() -> Vec<TrafficWeight> {
@@ -126,14 +128,20 @@ fn a_candidate_that_agrees_passes_its_shadow_then_starts_its_canary() {
     );
 }
 
-#[test]
-fn a_candidate_that_flips_a_slice_is_rejected_in_shadow_and_never_takes_traffic() {
+/// The shadow world after v2 flipped 16 % of slice red: rejected in shadow.
+pub(crate) fn shadow_failed_world() -> (World, Decision) {
     let mut w = shadow_world();
     w.advance(Duration::minutes(2));
     let mut obs = w.observations();
     // 1 % overall, but 16 % of slice red.
     obs.shadow = Some(paired(5000, 80, 500, 80));
     let d = w.step_with(obs);
+    (w, d)
+}
+
+#[test]
+fn a_candidate_that_flips_a_slice_is_rejected_in_shadow_and_never_takes_traffic() {
+    let (mut w, d) = shadow_failed_world();
     assert_eq!(w.phase(2), Some(VersionPhase::Rejected));
     assert!(w.moved_traffic.is_none(), "the champion keeps 100 %");
     let s = w.model.status.clone().expect("status");
@@ -167,6 +175,36 @@ fn a_candidate_that_flips_a_slice_is_rejected_in_shadow_and_never_takes_traffic(
                 if reason.starts_with("ShadowFailed")
         )),
         "phase Rejected, reason ShadowFailed"
+    );
+    // Said on the Model until something newer starts, as a rollback is:
+    // live evidence refused the newest version.
+    for _ in 0..2 {
+        let s = w.model.status.clone().expect("status");
+        let progressing = s.condition("Progressing").expect("Progressing");
+        assert_eq!(
+            (progressing.status, progressing.reason.as_str()),
+            (ConditionStatus::False, "ShadowFailed")
+        );
+        assert!(
+            progressing.message.contains("v2 failed its shadow stage")
+                && progressing.message.contains("v1 keeps"),
+            "{}",
+            progressing.message
+        );
+        let stalled = s.condition("Stalled").expect("Stalled");
+        assert_eq!(
+            (stalled.status, stalled.reason.as_str()),
+            (ConditionStatus::True, "ShadowFailed")
+        );
+        w.advance(Duration::minutes(1));
+        w.step();
+    }
+    w.request("r2", ManualAction::Retrain { reason: None });
+    let s = w.model.status.clone().expect("status");
+    assert_eq!(
+        s.condition("Stalled").map(|c| c.status),
+        Some(ConditionStatus::False),
+        "a new training clears it"
     );
 }
 

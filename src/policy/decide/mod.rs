@@ -105,6 +105,9 @@ struct Ctx<'a> {
     /// The run that ended in this decision failed: the evidence that would
     /// restart it at once is consumed (see [`consume_pending_triggers`]).
     training_failed: bool,
+    /// Versions whose shadow stage refused them (their rollout record says
+    /// [`SHADOW_FAILED`]), for the conditions.
+    shadow_failed: std::collections::BTreeSet<u32>,
 }
 
 impl Ctx<'_> {
@@ -217,6 +220,16 @@ pub fn decide(model: &Model, versions: &[ModelVersion], obs: &Observations) -> D
         requeue: None,
         training_ended: None,
         training_failed: false,
+        shadow_failed: versions
+            .iter()
+            .filter(|v| {
+                v.status
+                    .as_ref()
+                    .and_then(|s| s.rollout.as_ref())
+                    .is_some_and(|r| r.result == SHADOW_FAILED)
+            })
+            .map(|v| v.spec.version)
+            .collect(),
     };
     ctx.status.next_version = ctx.status.next_version.max(1);
     if let Some(max) = ctx.versions.keys().next_back() {

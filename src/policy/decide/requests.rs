@@ -169,7 +169,7 @@ pub(super) fn handle_request(ctx: &mut Ctx) {
             ctx.status.champion = Some(version_name(previous));
             ctx.event(
                 EventKind::Warning,
-                "RolledBack",
+                ROLLED_BACK,
                 format!("{reason}; {} serves 100 %", version_name(previous)),
             );
         }

@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// The rollout result, Event and condition reason of a canary that live
+/// evidence (or a user) rolled back.
+pub(super) const ROLLED_BACK: &str = "RolledBack";
+
 pub(super) fn start_canary(ctx: &mut Ctx, n: u32, passed_reason: String) {
     ctx.set_phase(
         n,
@@ -125,7 +129,7 @@ pub(super) fn promote(ctx: &mut Ctx, n: u32, reason: String, manual: bool) {
 }
 
 pub(super) fn rollback_canary(ctx: &mut Ctx, n: u32, reason: String) {
-    record_rollout(ctx, n, "RolledBack", &reason);
+    record_rollout(ctx, n, ROLLED_BACK, &reason);
     let champion = ctx.champion();
     if let Some(c) = champion {
         ctx.status.traffic = only(c);
@@ -143,7 +147,7 @@ pub(super) fn rollback_canary(ctx: &mut Ctx, n: u32, reason: String) {
     });
     ctx.event(
         EventKind::Warning,
-        "RolledBack",
+        ROLLED_BACK,
         format!("{} rolled back, {restored}: {reason}", version_name(n)),
     );
 }

@@ -7,6 +7,10 @@ use super::*;
 use crate::api::{AnalysisRecord, Evidence, ShadowSpec, ShadowStatus};
 use crate::policy::shadow::verdict;
 
+/// The rollout result, version phase reason and Event of a candidate its
+/// shadow stage refused.
+pub(super) const SHADOW_FAILED: &str = "ShadowFailed";
+
 /// A candidate that passed its gate goes into shadow; the champion keeps
 /// all traffic.
 pub(super) fn start_shadow(ctx: &mut Ctx, n: u32, spec: &ShadowSpec, passed_reason: String) {
@@ -120,7 +124,7 @@ pub(super) fn advance_shadow(ctx: &mut Ctx) {
                 .map(|c| c.message.as_str())
                 .collect();
             let message = format!(
-                "ShadowFailed: {} of {} paired requests; failed: {}",
+                "{SHADOW_FAILED}: {} of {} paired requests; failed: {}",
                 tally.paired,
                 tally.paired + tally.shadow_errors,
                 failed.join("; ")
@@ -128,13 +132,14 @@ pub(super) fn advance_shadow(ctx: &mut Ctx) {
             ctx.actions.push(Action::RecordRollout {
                 version: n,
                 rollout: RolloutOutcome {
-                    result: "ShadowFailed".into(),
+                    result: SHADOW_FAILED.into(),
                     steps_passed: 0,
                     message: message.clone(),
                     analyses: vec![record],
                 },
             });
             ctx.set_phase(n, VersionPhase::Rejected, message.clone());
+            ctx.shadow_failed.insert(n);
             ctx.status.shadow = None;
             ctx.status.candidate = None;
             let champion = ctx.champion().map_or("nothing".into(), |c| {
@@ -142,7 +147,7 @@ pub(super) fn advance_shadow(ctx: &mut Ctx) {
             });
             ctx.event(
                 EventKind::Warning,
-                "ShadowFailed",
+                SHADOW_FAILED,
                 format!(
                     "{} rejected in shadow before any user saw it, {champion}: {message}",
                     version_name(n)
@@ -200,7 +205,7 @@ pub(super) fn rollback_shadow(ctx: &mut Ctx, n: u32, reason: String) {
     ctx.status.candidate = None;
     ctx.event(
         EventKind::Warning,
-        "RolledBack",
+        ROLLED_BACK,
         format!("{} rolled back in shadow: {reason}", version_name(n)),
     );
 }

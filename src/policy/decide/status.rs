@@ -282,21 +282,38 @@ pub(super) fn finish(mut ctx: Ctx) -> Decision {
         None => {
             // The newest version rolled back and nothing newer has started:
             // said apart from a plain idle state (Argo CD shows it Degraded).
-            let rolled_back = ctx
-                .versions
-                .iter()
-                .next_back()
+            // So is a newest version its shadow stage refused: live evidence
+            // refused it before any user saw it, and nothing retries it.
+            let newest = ctx.versions.iter().next_back();
+            let rolled_back = newest
                 .filter(|(_, p)| **p == VersionPhase::RolledBack)
                 .map(|(n, _)| *n);
-            match (rolled_back, &s.champion) {
-                (Some(n), Some(c)) => {
+            let shadow_failed = newest
+                .filter(|(n, p)| **p == VersionPhase::Rejected && ctx.shadow_failed.contains(n))
+                .map(|(n, _)| *n);
+            match (rolled_back, shadow_failed, &s.champion) {
+                (Some(n), _, Some(c)) => {
                     let msg = format!("{} rolled back; {c} keeps {summary}", version_name(n));
                     set_condition(
                         s,
                         obs,
                         conditions::PROGRESSING,
                         ConditionStatus::False,
-                        "RolledBack",
+                        ROLLED_BACK,
+                        &msg,
+                    )
+                }
+                (_, Some(n), Some(c)) => {
+                    let msg = format!(
+                        "{} failed its shadow stage before any user saw it; {c} keeps {summary}",
+                        version_name(n)
+                    );
+                    set_condition(
+                        s,
+                        obs,
+                        conditions::PROGRESSING,
+                        ConditionStatus::False,
+                        SHADOW_FAILED,
                         &msg,
                     )
                 }
@@ -400,15 +417,17 @@ fn kstatus_conditions(ctx: &mut Ctx) {
                 message_of(conditions::TRAINING)
             ),
         ))
-    } else if s
-        .condition(conditions::PROGRESSING)
-        .is_some_and(|c| c.reason == "RolledBack")
-    {
-        // Live evidence refused the newest version; the loop will not try it
+    } else if let Some(reason) = s.condition(conditions::PROGRESSING).and_then(|c| {
+        [ROLLED_BACK, SHADOW_FAILED]
+            .into_iter()
+            .find(|r| *r == c.reason)
+    }) {
+        // Live evidence refused the newest version (in its canary, or in
+        // its shadow before any user saw it); the loop will not try it
         // again, so the spec's goal waits for new data or a person (Argo
         // Rollouts likewise shows an aborted rollout Degraded until a new
         // revision).
-        Some(("RolledBack", message_of(conditions::PROGRESSING)))
+        Some((reason, message_of(conditions::PROGRESSING)))
     } else if s.champion.is_none() && s.training.is_none() && is_false(conditions::DATA_VALID) {
         Some((
             "DataRejected",

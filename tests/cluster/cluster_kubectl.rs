@@ -116,6 +116,27 @@ impl Kubectl {
     }
 }
 
+/// An embedded cluster with a node that runs pods as local processes, and
+/// kubectl pointed at it (the directory holds its state).
+async fn with_node(bin: PathBuf) -> (tempfile::TempDir, EmbeddedCluster, Kubectl) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = driftline::cluster::NodeConfig {
+        state_dir: dir.path().to_path_buf(),
+        driftline_exe: env!("CARGO_BIN_EXE_driftline").into(),
+        restart_backoff: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let cluster =
+        EmbeddedCluster::start(ClusterConfig::new(dir.path().join("state")).with_node(node))
+            .await
+            .unwrap();
+    let k = Kubectl {
+        bin,
+        kubeconfig: cluster.kubeconfig_path().to_path_buf(),
+    };
+    (dir, cluster, k)
+}
+
 /// The next line matching `pred`, within 20 s.
 async fn wait_line(
     rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
@@ -479,21 +500,7 @@ async fn kubectl_scale_deployment_and_the_runners_pods_follow() {
     let Some(bin) = kubectl_or_skip("kubectl_scale_deployment_and_the_runners_pods_follow") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let node = driftline::cluster::NodeConfig {
-        state_dir: dir.path().to_path_buf(),
-        driftline_exe: env!("CARGO_BIN_EXE_driftline").into(),
-        restart_backoff: Duration::from_millis(100),
-        ..Default::default()
-    };
-    let cluster =
-        EmbeddedCluster::start(ClusterConfig::new(dir.path().join("state")).with_node(node))
-            .await
-            .unwrap();
-    let k = Kubectl {
-        bin,
-        kubeconfig: cluster.kubeconfig_path().to_path_buf(),
-    };
+    let (_dir, cluster, k) = with_node(bin).await;
     // A pod that runs until stopped (the runner runs the command as a local process).
     k.run(&[
         "create",
@@ -553,21 +560,7 @@ async fn kubectl_rollout_history_and_undo_follow_the_deployments_revisions() {
     else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let node = driftline::cluster::NodeConfig {
-        state_dir: dir.path().to_path_buf(),
-        driftline_exe: env!("CARGO_BIN_EXE_driftline").into(),
-        restart_backoff: Duration::from_millis(100),
-        ..Default::default()
-    };
-    let cluster =
-        EmbeddedCluster::start(ClusterConfig::new(dir.path().join("state")).with_node(node))
-            .await
-            .unwrap();
-    let k = Kubectl {
-        bin,
-        kubeconfig: cluster.kubeconfig_path().to_path_buf(),
-    };
+    let (_dir, cluster, k) = with_node(bin).await;
     k.run(&[
         "create",
         "deployment",

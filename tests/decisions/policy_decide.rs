@@ -888,41 +888,40 @@ fn drift_world() -> World {
 #[test]
 fn traffic_that_left_the_test_set_for_k_windows_makes_it_stale_naming_the_features() {
     let mut w = drift_world();
+    // Windows like the training data; each `(end, alcohol, ph)` is how far
+    // it is from the gate's test set.
+    let windows = |w: &mut World, against: &[(&str, f64, f64)]| {
+        let mut obs = w.observations();
+        obs.drift = against
+            .iter()
+            .map(|(end, alcohol, ph)| {
+                against_test_set(
+                    reading(&format!("2026-06-01T{end}:00Z"), 0.01, 0.01),
+                    *alcohol,
+                    *ph,
+                )
+            })
+            .collect();
+        w.step_with(obs)
+    };
     let stale = |w: &World| {
         status(w)
             .condition("TestSetStale")
             .map(|c| (c.status, c.message.clone()))
     };
-    // Traffic like the training data and like the test set.
-    let mut obs = w.observations();
-    obs.drift = vec![against_test_set(
-        reading("2026-06-01T19:00:00Z", 0.01, 0.01),
-        0.02,
-        0.01,
-    )];
-    let d = w.step_with(obs);
+    // Traffic like the test set.
+    let d = windows(&mut w, &[("19:00", 0.02, 0.01)]);
     assert_eq!(stale(&w).map(|s| s.0), Some(ConditionStatus::False));
     assert!(event(&d, "TestSetStale").is_none());
-    // Traffic still like the training data, but off the test set on alcohol.
-    let mut obs = w.observations();
-    obs.drift = vec![
-        against_test_set(reading("2026-06-01T19:10:00Z", 0.01, 0.01), 0.3, 0.05),
-        against_test_set(reading("2026-06-01T19:20:00Z", 0.01, 0.01), 0.25, 0.05),
-    ];
-    let d = w.step_with(obs);
+    // Off the test set on alcohol: two windows are not yet enough.
+    let d = windows(&mut w, &[("19:10", 0.3, 0.05), ("19:20", 0.25, 0.05)]);
     assert_eq!(
         stale(&w).map(|s| s.0),
         Some(ConditionStatus::False),
         "2 of 3"
     );
     assert!(event(&d, "TestSetStale").is_none());
-    let mut obs = w.observations();
-    obs.drift = vec![against_test_set(
-        reading("2026-06-01T19:30:00Z", 0.01, 0.01),
-        0.35,
-        0.05,
-    )];
-    let d = w.step_with(obs);
+    let d = windows(&mut w, &[("19:30", 0.35, 0.05)]);
     let (condition, message) = stale(&w).expect("TestSetStale");
     assert_eq!(condition, ConditionStatus::True);
     assert!(
@@ -945,21 +944,9 @@ fn traffic_that_left_the_test_set_for_k_windows_makes_it_stale_naming_the_featur
         "a stale test set is not drift"
     );
     // Said once while it stays stale; a window like the test set clears it.
-    let mut obs = w.observations();
-    obs.drift = vec![against_test_set(
-        reading("2026-06-01T19:40:00Z", 0.01, 0.01),
-        0.4,
-        0.05,
-    )];
-    let d = w.step_with(obs);
+    let d = windows(&mut w, &[("19:40", 0.4, 0.05)]);
     assert!(event(&d, "TestSetStale").is_none());
-    let mut obs = w.observations();
-    obs.drift = vec![against_test_set(
-        reading("2026-06-01T19:50:00Z", 0.01, 0.01),
-        0.02,
-        0.01,
-    )];
-    let d = w.step_with(obs);
+    let d = windows(&mut w, &[("19:50", 0.02, 0.01)]);
     assert_eq!(stale(&w).map(|s| s.0), Some(ConditionStatus::False));
     assert!(event(&d, "TestSetFresh").is_some());
 }

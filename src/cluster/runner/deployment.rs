@@ -358,7 +358,7 @@ fn deployment_pod(deployment: &Deployment, hash: &str, name: String) -> Pod {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::DeploymentSpec;
     use k8s_openapi::api::core::v1::{
@@ -366,7 +366,8 @@ mod tests {
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-    fn deployment(replicas: i32, image: &str) -> Deployment {
+    /// Deployment `ml/web` of `replicas` pods running `image`.
+    pub(in crate::cluster::runner) fn deployment(replicas: i32, image: &str) -> Deployment {
         Deployment {
             metadata: ObjectMeta {
                 name: Some("web".into()),

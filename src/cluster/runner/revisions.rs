@@ -329,50 +329,21 @@ fn differs(stored: &ReplicaSet, desired: &ReplicaSet) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::apps::v1::DeploymentSpec;
-    use k8s_openapi::api::core::v1::{Container, PodSpec};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+    /// `ml/web` (selected by `app: web`, two old revisions kept) with a change cause.
     fn deployment(image: &str, replicas: i32) -> Deployment {
-        Deployment {
-            metadata: ObjectMeta {
-                name: Some("web".into()),
-                namespace: Some("ml".into()),
-                uid: Some("d-uid".into()),
-                annotations: Some(
-                    [(
-                        "kubernetes.io/change-cause".to_string(),
-                        format!("image {image}"),
-                    )]
-                    .into(),
-                ),
-                ..Default::default()
-            },
-            spec: Some(DeploymentSpec {
-                replicas: Some(replicas),
-                revision_history_limit: Some(2),
-                selector: LabelSelector {
-                    match_labels: Some([("app".to_string(), "web".to_string())].into()),
-                    ..Default::default()
-                },
-                template: PodTemplateSpec {
-                    metadata: Some(ObjectMeta {
-                        labels: Some([("app".to_string(), "web".to_string())].into()),
-                        ..Default::default()
-                    }),
-                    spec: Some(PodSpec {
-                        containers: vec![Container {
-                            name: "web".into(),
-                            image: Some(image.into()),
-                            ..Default::default()
-                        }],
-                        ..Default::default()
-                    }),
-                },
-                ..Default::default()
-            }),
-            status: None,
-        }
+        let mut d = super::super::deployment::tests::deployment(replicas, image);
+        d.metadata.annotations = Some(
+            [(
+                "kubernetes.io/change-cause".to_string(),
+                format!("image {image}"),
+            )]
+            .into(),
+        );
+        let spec = d.spec.as_mut().expect("spec");
+        spec.revision_history_limit = Some(2);
+        spec.selector.match_labels = Some([("app".to_string(), "web".to_string())].into());
+        d
     }
 
     fn pod(name: &str, hash: &str) -> Pod {

@@ -30,6 +30,14 @@ pub struct DeploymentPlan {
     pub events: Vec<EventNote>,
 }
 
+/// The template hash an object (a pod, a ReplicaSet) was labelled with.
+pub fn template_hash_label(meta: &ObjectMeta) -> Option<String> {
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get(TEMPLATE_HASH_LABEL))
+        .cloned()
+}
+
 /// The hash of the Deployment's current pod template.
 pub fn template_hash(deployment: &Deployment) -> String {
     let template = deployment.spec.as_ref().map(|s| &s.template);
@@ -94,13 +102,7 @@ pub fn plan_deployment(deployment: &Deployment, pods: &[Pod], now: Timestamp) ->
     }
     let mut plan = DeploymentPlan::default();
 
-    let hash_of = |p: &Pod| {
-        p.metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(TEMPLATE_HASH_LABEL))
-            .cloned()
-    };
+    let hash_of = |p: &Pod| template_hash_label(&p.metadata);
     let delete = |pod: &Pod, plan: &mut DeploymentPlan| {
         if let Some(n) = &pod.metadata.name {
             plan.events.push(EventNote::normal(

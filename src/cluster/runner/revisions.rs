@@ -22,7 +22,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, ReplicaSetSpec, Replica
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use super::deployment::{TEMPLATE_HASH_LABEL, max_surge, template_hash};
+use super::deployment::{TEMPLATE_HASH_LABEL, max_surge, template_hash, template_hash_label};
 use super::pods::{is_ready, is_terminal};
 
 /// The revision of a Deployment and of each of its ReplicaSets.
@@ -66,19 +66,7 @@ pub fn revision_of(rs: &ReplicaSet) -> u64 {
 }
 
 fn hash_of_rs(rs: &ReplicaSet) -> Option<String> {
-    rs.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(TEMPLATE_HASH_LABEL))
-        .cloned()
-}
-
-fn hash_of_pod(pod: &Pod) -> Option<String> {
-    pod.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(TEMPLATE_HASH_LABEL))
-        .cloned()
+    template_hash_label(&rs.metadata)
 }
 
 /// Pods of one template after the controller's creates and deletes.
@@ -109,7 +97,7 @@ pub fn plan_revisions(
                 .name
                 .as_ref()
                 .is_some_and(|n| deleting.contains(n));
-        if let (false, Some(hash)) = (gone, hash_of_pod(pod)) {
+        if let (false, Some(hash)) = (gone, template_hash_label(&pod.metadata)) {
             let count = counts.entry(hash).or_default();
             count.replicas += 1;
             count.ready += i32::from(is_ready(pod));

@@ -83,6 +83,7 @@ pub struct ModelSpec {
     /// Where this Model's lifecycle steps are sent (CloudEvents or Slack),
     /// beside the operator-wide sinks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
     pub notify: Vec<super::notify::NotifySink>,
 }
 

@@ -103,9 +103,11 @@ pub enum NotifyFormat {
 pub struct NotifySecretRef {
     /// The Secret, in the Model's namespace (the operator's, for an operator-wide sink).
     #[x_kube(validation = Rule::new("size(self) > 0").message(msg::SECRET_NAME))]
+    #[schemars(length(max = 253))]
     pub name: String,
     /// The key in the Secret's data holding the signing key.
     #[x_kube(validation = Rule::new("size(self) > 0").message(msg::SECRET_KEY))]
+    #[schemars(length(max = 253))]
     pub key: String,
 }
 
@@ -115,10 +117,12 @@ pub struct NotifySecretRef {
 pub struct NotifySink {
     /// Where events are POSTed: an `http://` or `https://` URL.
     #[x_kube(validation = Rule::new(URL_RULE).message(msg::URL))]
+    #[schemars(length(max = 2048))]
     pub url: String,
     /// Which steps to send (`promoted`, `rolledBack`, …), or `*` for all.
     #[serde(default = "all_events")]
     #[x_kube(validation = Rule::new(events_rule()).message(msg::EVENT_UNKNOWN))]
+    #[schemars(length(max = 16), inner(length(max = 32)))]
     pub events: Vec<String>,
     /// `cloudevents` (the default) or `slack`.
     #[serde(default)]

@@ -97,6 +97,11 @@ pub struct OperatorArgs {
     /// a loopback address (reached through `kubectl port-forward`).
     #[arg(long, env = "DRIFTLINE_DASHBOARD_URL")]
     pub dashboard_url: Option<String>,
+    /// Notification sinks for every Model, beside each Model's `spec.notify`:
+    /// a JSON or YAML list of `{url, events, format, secretRef}`; their
+    /// secretRefs name Secrets in the operator's namespace (`POD_NAMESPACE`).
+    #[arg(long, env = "DRIFTLINE_NOTIFY", default_value = "", hide_default_value = true, value_parser = super::flags::notify_sinks)]
+    pub notify: super::flags::NotifySinks,
     /// Where training Jobs that request a GPU go when their Model names no
     /// placement: `{"nodeSelector": {"pool": "gpu"}, "tolerations": [...]}`.
     #[arg(long, env = "DRIFTLINE_GPU_PLACEMENT", value_parser = gpu_placement)]
@@ -177,6 +182,11 @@ impl OperatorArgs {
                 let addr = self.dashboard_addr.0?;
                 addr.ip().is_loopback().then(|| format!("http://{addr}"))
             }),
+            notify: crate::operator::NotifyConfig {
+                sinks: self.notify.0.clone(),
+                namespace: self.lease_namespace.clone(),
+                delivery: Default::default(),
+            },
         })
     }
 }

@@ -28,7 +28,8 @@ pub struct Received {
     pub idempotency_key: String,
     pub signature: Option<String>,
     pub content_type: String,
-    pub body: Vec<u8>,
+    /// The raw body (JSON is UTF-8), exactly as signed.
+    pub body: String,
 }
 
 #[derive(Clone, Default)]
@@ -60,7 +61,7 @@ async fn receive(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         content_type: header("content-type"),
-        body: body.to_vec(),
+        body: String::from_utf8_lossy(&body).into_owned(),
     });
     StatusCode::ACCEPTED
 }
@@ -90,6 +91,26 @@ impl Receiver {
             .filter(|r| ids.insert(r.ce_id.clone()))
             .cloned()
             .collect()
+    }
+
+    /// Waits (bounded) until a body `matches` (a Slack message has no `type`).
+    pub async fn wait_for_body(
+        &self,
+        matches: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let got = self.events();
+            if got.iter().any(|r| matches(&r.event)) {
+                return got;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no matching body; got {got:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Waits (bounded) until an event of CloudEvents `type` has arrived.
@@ -207,7 +228,7 @@ async fn a_missing_signing_key_is_a_condition_an_event_and_dead_letters_until_it
     for r in &got {
         assert_eq!(
             r.signature.as_deref(),
-            Some(driftline::operator::signature(b"k", &r.body).as_str())
+            Some(driftline::operator::signature(b"k", r.body.as_bytes()).as_str())
         );
     }
     h.wait_model(

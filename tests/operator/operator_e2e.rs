@@ -49,7 +49,20 @@ on_both_control_planes!(
 /// Bootstrap (v1 trained, gated, serving through the gateway Service), then
 /// a bad candidate: rejected at the gate, the champion untouched.
 async fn a_new_model_trains_passes_its_gate_and_serves_through_its_gateway(h: Harness) {
-    let spec = quick_wine();
+    let mut spec = quick_wine();
+    // Every step to a signed CloudEvents receiver, rejections to a Slack one.
+    let receiver = notify_sink::Receiver::start().await;
+    let slack = notify_sink::Receiver::start().await;
+    notify_sink::create_secret(&h, "hooks", "hmac", HOOK_KEY).await;
+    spec.notify = driftline::api::parse_sinks(
+        &format!(
+            "- url: {}\n  secretRef: {{name: hooks, key: hmac}}\n\
+             - url: {}\n  events: [gateRejected]\n  format: slack\n",
+            receiver.url, slack.url
+        ),
+        "spec.notify",
+    )
+    .expect("sinks");
     h.apply("wine-quality", spec).await;
 
     // What `kubectl wait --for=condition=Ready` waits for.
@@ -186,6 +199,58 @@ async fn a_new_model_trains_passes_its_gate_and_serves_through_its_gateway(h: Ha
         events.iter().any(|e| e.starts_with("GateFailed:")),
         "{events:?}"
     );
+    // The receivers: the bootstrap then the rejected candidate, in order,
+    // signed, with the failed checks' numbers; Slack got the rejection.
+    let got = receiver
+        .wait_for("io.driftline.model.gaterejected", MINUTES)
+        .await;
+    let steps: Vec<String> = got
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r.event["type"].as_str().unwrap_or_default(),
+                r.event["data"]["version"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "io.driftline.model.trainingstarted v1",
+            "io.driftline.model.gatepassed v1",
+            "io.driftline.model.promoted v1",
+            "io.driftline.model.trainingstarted v2",
+            "io.driftline.model.gaterejected v2",
+        ],
+        "{got:#?}"
+    );
+    for r in &got {
+        assert_eq!(
+            r.signature.as_deref(),
+            Some(driftline::operator::signature(HOOK_KEY, r.body.as_bytes()).as_str())
+        );
+    }
+    let failed = got[4].event["data"]["numbers"]["gate"]["failedChecks"]
+        .as_array()
+        .expect("failed checks");
+    assert!(
+        failed
+            .iter()
+            .any(|c| c["name"] == "accuracy" && c["value"].is_number() && c["bound"].is_number()),
+        "{failed:?}"
+    );
+    let slack_got = slack
+        .wait_for_body(|b| b["text"].is_string(), MINUTES)
+        .await;
+    assert_eq!(slack_got.len(), 1, "only gateRejected: {slack_got:?}");
+    let text = slack_got[0].event["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(text.contains("wine-quality v2: gateRejected"), "{text}");
+    let blocks = slack_got[0].event["blocks"].to_string();
+    assert!(blocks.contains("✗ accuracy"), "{blocks}");
     h.shutdown().await;
 }
 
@@ -849,7 +914,7 @@ async fn notifications_tell_the_whole_story(receiver: &notify_sink::Receiver, ui
     for r in &got {
         assert_eq!(
             r.signature.as_deref(),
-            Some(driftline::operator::signature(HOOK_KEY, &r.body).as_str()),
+            Some(driftline::operator::signature(HOOK_KEY, r.body.as_bytes()).as_str()),
             "{r:?}"
         );
         assert_eq!(r.content_type, "application/cloudevents+json");

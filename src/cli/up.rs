@@ -63,7 +63,7 @@ pub struct UpArgs {
     pub dashboard_addr: super::flags::Listen,
     /// Notification sinks for every Model (as `driftline operator --notify`);
     /// their secretRefs name Secrets in the `default` namespace.
-    #[arg(long, env = "DRIFTLINE_NOTIFY", default_value = "", hide_default_value = true, value_parser = super::flags::notify_sinks)]
+    #[arg(long, env = "DRIFTLINE_NOTIFY", default_value = "", hide_default_value = true, allow_hyphen_values = true, value_parser = super::flags::notify_sinks)]
     pub notify: super::flags::NotifySinks,
 }
 

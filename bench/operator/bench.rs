@@ -322,6 +322,7 @@ async fn child(kind: &str, kubeconfig: &Path, artifact_root: &str, record: &Path
                 drift_poll: DRIFT_POLL,
                 registry: None,
                 dashboard_url: None,
+                notify: Default::default(),
             };
             let telemetry = Arc::new(driftline::operator::Telemetry::new());
             driftline::operator::run(client, config, telemetry, futures::future::pending())

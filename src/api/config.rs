@@ -211,14 +211,14 @@ mod tests {
 
     #[test]
     fn every_unknown_field_is_listed_at_any_depth_of_a_whole_resource() {
-        let yaml = "apiVersion: driftline.dev/v1alpha1\nkind: Model\nmetadata: {name: m, colour: red}\nspec:\n  task: classification\n  data: {source: d.csv, target: y, sauce: s3}\n  rollout:\n    shadow: {duration: 30m, mirror: all}\n    steps: [{weight: 10, pause: 1m, hold: true}]\n  notify: []\n".to_string();
+        let yaml = "apiVersion: driftline.dev/v1alpha1\nkind: Model\nmetadata: {name: m, colour: red}\nspec:\n  task: classification\n  data: {source: d.csv, target: y, sauce: s3}\n  rollout:\n    shadow: {duration: 30m, mirror: all}\n    steps: [{weight: 10, pause: 1m, hold: true}]\n  alerts: []\n".to_string();
         match load_model_file(&yaml).unwrap_err() {
             ConfigError::UnknownFields { fields } => assert_eq!(
                 fields,
                 [
                     "metadata.colour",
+                    "spec.alerts",
                     "spec.data.sauce",
-                    "spec.notify",
                     "spec.rollout.shadow.mirror",
                     "spec.rollout.steps[0].hold"
                 ]

@@ -14,6 +14,7 @@ mod images;
 pub mod links;
 mod model;
 pub mod names;
+mod notify;
 mod rollout;
 pub mod routes;
 mod schedule;
@@ -37,6 +38,10 @@ pub use gate::{
 };
 pub use images::*;
 pub use model::*;
+pub use notify::{
+    ALL_EVENTS, EVENT_TYPE_PREFIX, NotifyEvent, NotifyFormat, NotifySecretRef, NotifySink,
+    msg as notify_msg, parse_sinks, validate_sinks,
+};
 pub use rollout::*;
 pub use schedule::{RetrainSchedule, ScheduleError};
 pub use shadow::{

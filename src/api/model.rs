@@ -80,6 +80,11 @@ pub struct ModelSpec {
     /// Stops new training runs and rollout steps until set back to false.
     #[serde(default)]
     pub paused: bool,
+    /// Where this Model's lifecycle steps are sent (CloudEvents or Slack),
+    /// beside the operator-wide sinks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub notify: Vec<super::notify::NotifySink>,
 }
 
 /// The kind of prediction.

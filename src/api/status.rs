@@ -54,8 +54,8 @@ pub enum ConditionStatus {
 pub struct Condition {
     /// `Ready`, `Training`, `TrainingUnschedulable`, `Progressing`, `Paused`,
     /// `SpecValid`, `DriftDetected`, `TestSetStale`, `DataValid`,
-    /// `SourceReadable`, `Reconciled`, `RegistryAvailable`, and kstatus's
-    /// `Reconciling` and `Stalled`.
+    /// `SourceReadable`, `Reconciled`, `RegistryAvailable`,
+    /// `NotificationsDegraded`, and kstatus's `Reconciling` and `Stalled`.
     #[serde(rename = "type")]
     pub type_: String,
     pub status: ConditionStatus,

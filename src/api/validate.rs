@@ -573,6 +573,7 @@ impl ModelSpec {
         }
 
         drift(&mut c, &self.drift);
+        c.0.extend(super::notify::validate_sinks(&self.notify, "spec.notify"));
 
         if let Some(g) = &self.gate {
             let d = &g.data;

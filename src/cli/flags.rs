@@ -93,6 +93,17 @@ fn positive(text: &str) -> Result<f64, ()> {
     }
 }
 
+/// `--notify`: operator-wide notification sinks, a JSON or YAML list of
+/// `{url, events, format, secretRef}` (the shape of a Model's `spec.notify`,
+/// read by the same parser).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NotifySinks(pub Vec<crate::api::NotifySink>);
+
+/// Parses `--notify` / `DRIFTLINE_NOTIFY` through [`crate::api::parse_sinks`].
+pub fn notify_sinks(text: &str) -> Result<NotifySinks, String> {
+    crate::api::parse_sinks(text, "--notify").map(NotifySinks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

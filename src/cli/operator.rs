@@ -97,6 +97,11 @@ pub struct OperatorArgs {
     /// a loopback address (reached through `kubectl port-forward`).
     #[arg(long, env = "DRIFTLINE_DASHBOARD_URL")]
     pub dashboard_url: Option<String>,
+    /// Notification sinks for every Model, beside each Model's `spec.notify`:
+    /// a JSON or YAML list of `{url, events, format, secretRef}`; their
+    /// secretRefs name Secrets in the operator's namespace (`POD_NAMESPACE`).
+    #[arg(long, env = "DRIFTLINE_NOTIFY", default_value = "", hide_default_value = true, allow_hyphen_values = true, value_parser = super::flags::notify_sinks)]
+    pub notify: super::flags::NotifySinks,
     /// Where training Jobs that request a GPU go when their Model names no
     /// placement: `{"nodeSelector": {"pool": "gpu"}, "tolerations": [...]}`.
     #[arg(long, env = "DRIFTLINE_GPU_PLACEMENT", value_parser = gpu_placement)]
@@ -177,6 +182,11 @@ impl OperatorArgs {
                 let addr = self.dashboard_addr.0?;
                 addr.ip().is_loopback().then(|| format!("http://{addr}"))
             }),
+            notify: crate::operator::NotifyConfig {
+                sinks: self.notify.0.clone(),
+                namespace: self.lease_namespace.clone(),
+                delivery: Default::default(),
+            },
         })
     }
 }
@@ -300,6 +310,50 @@ mod tests {
         );
         // Without a Lease the timing is not read.
         assert!(parse(&["--lease-duration", "1s"]).unwrap().config().is_ok());
+    }
+
+    #[test]
+    fn operator_wide_sinks_are_read_by_the_spec_notify_parser_and_refused_by_it() {
+        let config = parse(&[
+            "--notify",
+            r#"[{"url": "https://hooks.example.com/d", "events": ["rolledBack"], "secretRef": {"name": "hooks", "key": "hmac"}}]"#,
+            "--lease-namespace",
+            "ops",
+        ])
+        .unwrap()
+        .config()
+        .unwrap();
+        assert_eq!(config.notify.sinks.len(), 1);
+        assert_eq!(config.notify.sinks[0].events, ["rolledBack"]);
+        assert_eq!(
+            config.notify.namespace, "ops",
+            "secretRefs name the operator's Secrets"
+        );
+        assert!(
+            parse(&[])
+                .unwrap()
+                .config()
+                .unwrap()
+                .notify
+                .sinks
+                .is_empty()
+        );
+        let err = parse(&["--notify", "- url: ftp://hooks.example.com/d"])
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.contains(
+                "--notify[0].url: a notify url must be an absolute http:// or https:// URL"
+            ),
+            "{err}"
+        );
+        let err = parse(&[
+            "--notify",
+            "- url: https://h.example.com/d\n  events: [rolledback]",
+        ])
+        .expect_err("refused")
+        .to_string();
+        assert!(err.contains("(got `rolledback`)"), "{err}");
     }
 
     #[test]

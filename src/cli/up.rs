@@ -61,6 +61,10 @@ pub struct UpArgs {
     /// free loopback port, printed at start.
     #[arg(long, default_value = "127.0.0.1:0", value_parser = super::flags::listen)]
     pub dashboard_addr: super::flags::Listen,
+    /// Notification sinks for every Model (as `driftline operator --notify`);
+    /// their secretRefs name Secrets in the `default` namespace.
+    #[arg(long, env = "DRIFTLINE_NOTIFY", default_value = "", hide_default_value = true, allow_hyphen_values = true, value_parser = super::flags::notify_sinks)]
+    pub notify: super::flags::NotifySinks,
 }
 
 /// Where `up` keeps its state unless told (`--state-dir`).
@@ -245,6 +249,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         drift_poll: Duration::from_secs(10),
         registry: Some(registry.clone()),
         dashboard_url: dashboard.clone(),
+        notify: crate::operator::NotifyConfig {
+            sinks: args.notify.0.clone(),
+            namespace: "default".into(),
+            delivery: Default::default(),
+        },
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let operator = tokio::spawn(crate::operator::run(

@@ -73,4 +73,8 @@ pub struct Context {
     pub routes_applied: Mutex<HashMap<String, (String, Instant)>>,
     /// Base URL of the dashboard, for the links in decision Events.
     pub dashboard_url: Option<String>,
+    /// Operator-wide notification sinks and delivery settings.
+    pub notify: super::notify::NotifyConfig,
+    /// The notification queue (`None`: notifications are off, as in unit tests).
+    pub notifier: Option<super::notify::Notifier>,
 }

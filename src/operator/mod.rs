@@ -18,6 +18,7 @@ mod gateway_api;
 mod index;
 mod leader;
 mod network_policy;
+mod notify;
 mod observe;
 mod pod_security;
 mod reconcile;
@@ -55,6 +56,10 @@ pub use drift_windows::DriftWindows;
 pub use error::OperatorError;
 pub use leader::{LeaseConfig, LeaseTiming, StoppedLeading};
 pub use network_policy::{NetworkPolicySettings, network_policies};
+pub use notify::{
+    Delivery, DeliveryOptions, Notifier, NotifyConfig, Outcomes, QueueFull, SIGNATURE_HEADER,
+    redacted, signature,
+};
 pub use observe::gateway_urls;
 pub use pod_security::RUN_AS_USER;
 pub use telemetry::{Telemetry, serve as serve_metrics};
@@ -85,6 +90,8 @@ pub struct OperatorConfig {
     /// Base URL of the dashboard as users open it: decision Events end with
     /// a link to the Model's page (`None`: no links).
     pub dashboard_url: Option<String>,
+    /// Operator-wide notification sinks and how deliveries are retried.
+    pub notify: NotifyConfig,
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -340,6 +347,23 @@ async fn scope_controller(
     .reflect(pods_writer)
     .touched_objects();
 
+    // Its own client: the scrape client's short timeout and cluster resolver
+    // are for pods, a sink is anywhere.
+    let notifier = Notifier::start(
+        notify::sink_client(),
+        config.notify.delivery.clone(),
+        Outcomes {
+            registry: config.registry.clone(),
+            recorder: Some(Recorder::new(
+                client.clone(),
+                Reporter {
+                    controller: MANAGER.into(),
+                    instance: Some(config.instance.clone()),
+                },
+            )),
+            telemetry: Some(telemetry.clone()),
+        },
+    );
     let ctx = Arc::new(context::Context {
         client: client.clone(),
         settings: config.settings.clone(),
@@ -370,6 +394,8 @@ async fn scope_controller(
         applied,
         dashboard_url: config.dashboard_url.clone(),
         routes_applied: Mutex::new(HashMap::new()),
+        notifier: Some(notifier),
+        notify: config.notify.clone(),
     });
 
     // The Models' own cache, without their field managers (kubectl's and

@@ -200,6 +200,8 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Requeue, Operat
     if let Some(registry) = &ctx.registry {
         registry_condition(model, ctx, registry, &mut status, &observed.observations).await?;
     }
+    let notifications =
+        super::notify::prepare(model, ctx, &decision, &mut status, &observed.observations).await?;
     if model.status.as_ref() != Some(&status) {
         apply::write_status(&ctx.client, model, &status).await?;
         if let Some(rv) = rv {
@@ -225,6 +227,9 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Requeue, Operat
             }
         }
     }
+    // Like the records: only once the decision is in the status; a decision
+    // made again re-sends the same ids, which receivers deduplicate.
+    super::notify::send(model, ctx, notifications, observed.observations.now);
     // Children after the status: a version the status no longer serves is
     // removed only once the gateway can read that it gets no traffic.
     apply_children(model, ctx, &status, &versions).await?;
@@ -541,6 +546,8 @@ mod tests {
             gateway_api: Default::default(),
             applied: Default::default(),
             routes_applied: Default::default(),
+            notify: Default::default(),
+            notifier: None,
             dashboard_url: None,
         }
     }

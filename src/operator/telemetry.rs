@@ -68,6 +68,12 @@ struct ModelOutcomeLabels {
     outcome: String,
 }
 
+/// What became of one notification delivery attempt or delivery.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    outcome: String,
+}
+
 type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
 /// A Model's conditions as exported: type and status, in status order.
@@ -90,6 +96,7 @@ pub struct Telemetry {
     conditions: Family<ConditionLabels, Gauge>,
     trainings_finished: Family<ModelOutcomeLabels, Counter>,
     rollbacks: Family<ModelOutcomeLabels, Counter>,
+    notifications: Family<NotificationLabels, Counter>,
     /// The conditions each Model last exported, so an unchanged status
     /// (most reconciles) costs no series lookup.
     exported_conditions: Mutex<HashMap<ObjectRef<Model>, ConditionStates>>,
@@ -176,7 +183,14 @@ impl Telemetry {
             "Rollbacks by Model: a canary refused by live evidence (outcome Automatic) or by a person (Manual)",
             rollbacks.clone(),
         );
+        let notifications = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notification deliveries by outcome: delivered, retried (an attempt failed and is retried), deadLettered (recorded in the registry), dropped (the queue was full)",
+            notifications.clone(),
+        );
         Self {
+            notifications,
             exported_conditions: Mutex::new(HashMap::new()),
             ready_gauge,
             conditions,
@@ -195,6 +209,15 @@ impl Telemetry {
             leading,
             leases_lost,
         }
+    }
+
+    /// Counts one notification outcome (`delivered`, `retried`, `deadLettered`, `dropped`).
+    pub fn notification(&self, outcome: &str) {
+        self.notifications
+            .get_or_create(&NotificationLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     /// Counts one reconcile, its duration and its error kind.

@@ -2,8 +2,8 @@
 //! types, and [`set_condition`], which moves `lastTransitionTime` only when
 //! the status flips.
 //!
-//! The decision core sets every type but the last two, which the operator
-//! sets around it; `api::Condition`'s documentation (and so the CRD) lists
+//! The decision core sets every type but `Reconciled`, `RegistryAvailable`
+//! and `NotificationsDegraded`, which the operator sets around it; `api::Condition`'s documentation (and so the CRD) lists
 //! them all, as a test below checks.
 
 use crate::api::{Condition, ConditionStatus, ModelStatus};
@@ -37,6 +37,9 @@ pub const SOURCE_READABLE: &str = "SourceReadable";
 pub const RECONCILED: &str = "Reconciled";
 /// Decisions reach the registry, or wait in memory while it is down.
 pub const REGISTRY_AVAILABLE: &str = "RegistryAvailable";
+/// A notification sink's signing key (its Secret) is missing: its
+/// notifications are dead-lettered (`True`), or every key was found.
+pub const NOTIFICATIONS_DEGRADED: &str = "NotificationsDegraded";
 
 /// kstatus's `Reconciling`: the Model is on its way somewhere (training,
 /// gating, shadow, canary, a champion starting); `False` once it is settled.
@@ -47,7 +50,7 @@ pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 
 /// Every condition type a Model can carry.
-pub const ALL: [&str; 14] = [
+pub const ALL: [&str; 15] = [
     READY,
     TRAINING,
     TRAINING_UNSCHEDULABLE,
@@ -60,6 +63,7 @@ pub const ALL: [&str; 14] = [
     SOURCE_READABLE,
     RECONCILED,
     REGISTRY_AVAILABLE,
+    NOTIFICATIONS_DEGRADED,
     RECONCILING,
     STALLED,
 ];

@@ -27,6 +27,7 @@ mod data_check;
 mod decide;
 mod drift;
 mod gate;
+mod notify;
 mod observe;
 mod shadow;
 mod test_set;
@@ -38,6 +39,10 @@ pub use data_check::verdict as data_verdict;
 pub use decide::{SCHEDULE_GRACE, config_hash, decide};
 pub use drift::{DriftUpdate, update_drift};
 pub use gate::verdict as gate_verdict;
+pub use notify::{
+    Notification, Subject, body as notification_body, cloud_event, event_id, notifications,
+    slack_body,
+};
 pub use observe::{
     CanaryMetrics, DataCheckOutcome, DataCheckResult, DriftReading, GateResult, JobState,
     ManualAction, ManualRequest, Observations, ServingMetrics, ShadowObservation, TestSetReading,

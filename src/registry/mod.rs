@@ -27,9 +27,9 @@ mod writer;
 
 pub use error::RegistryError;
 pub use record::{
-    AnalysisVerdict, CanaryAnalysis, ChampionAction, ChampionChange, CheckRecord, DriftCell,
-    DriftHeatmap, DriftReading, EpochRecord, EvaluationRecord, GateOutcome, ModelRef, Record,
-    StartRecord, ValidationMetric, VersionHistory, VersionRecord,
+    AnalysisVerdict, CanaryAnalysis, ChampionAction, ChampionChange, CheckRecord, DeadLetter,
+    DriftCell, DriftHeatmap, DriftReading, EpochRecord, EvaluationRecord, GateOutcome, ModelRef,
+    Record, StartRecord, ValidationMetric, VersionHistory, VersionRecord,
 };
 pub use store::{ConnectOptions, Registry};
 pub use url::{Backend, RegistryUrl};

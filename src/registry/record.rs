@@ -295,6 +295,25 @@ pub struct DriftCell {
     pub last_window_end: DateTime<Utc>,
 }
 
+/// A notification every delivery attempt failed to deliver. Key: (model,
+/// event id, sink URL); written again when a re-sent event fails again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeadLetter {
+    pub model: ModelRef,
+    /// The CloudEvent `id` (the receiver's idempotency key).
+    pub event_id: String,
+    /// Where it was sent, without userinfo or query string.
+    pub sink_url: String,
+    /// The version the event was about, if any.
+    pub version: Option<u32>,
+    /// The CloudEvents `type` (`io.driftline.model.rolledback`).
+    pub event_type: String,
+    pub attempts: u32,
+    /// What the last attempt met (a status code, a connection error).
+    pub last_error: String,
+    pub failed_at: DateTime<Utc>,
+}
+
 /// Any record the registry keeps: what the buffered writer queues.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
@@ -304,6 +323,7 @@ pub enum Record {
     Drift(DriftReading),
     Canary(CanaryAnalysis),
     ChampionChange(ChampionChange),
+    DeadLetter(DeadLetter),
 }
 
 impl Record {
@@ -316,6 +336,7 @@ impl Record {
             Record::Drift(r) => &r.model,
             Record::Canary(r) => &r.model,
             Record::ChampionChange(r) => &r.model,
+            Record::DeadLetter(r) => &r.model,
         }
     }
 }
@@ -337,4 +358,5 @@ record_from!(
     Drift(DriftReading),
     Canary(CanaryAnalysis),
     ChampionChange(ChampionChange),
+    DeadLetter(DeadLetter),
 );

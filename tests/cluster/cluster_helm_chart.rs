@@ -617,6 +617,11 @@ fn bad_values_are_refused_with_the_value_named() {
         ("gatewayAPI.parent=public", "parent"),
         ("watchNamespaces={team-a,Bad_Ns}", "watchNamespaces"),
         ("leaderElection.renewDeadline=10", "renewDeadline"),
+        ("notify.sinks[0].url=ftp://hooks.example.com/x", "url"),
+        (
+            "notify.sinks[0].url=https://h.example.com/x,notify.sinks[0].events={rolledback}",
+            "events",
+        ),
     ] {
         let (ok, text) = helm(
             &bin,
@@ -628,4 +633,70 @@ fn bad_values_are_refused_with_the_value_named() {
             "--set {set}: expected '{expected}' in: {text}"
         );
     }
+}
+
+/// Operator-wide sinks reach the operator as `DRIFTLINE_NOTIFY`, which the
+/// operator reads with the same parser as a Model's `spec.notify`; reading
+/// their Secrets is granted only with `notify.readSecrets`.
+#[test]
+fn notification_sinks_render_into_the_operators_env_and_secret_access_is_opt_in() {
+    let Some(bin) = helm_or_skip(
+        "notification_sinks_render_into_the_operators_env_and_secret_access_is_opt_in",
+    ) else {
+        return;
+    };
+    let (_, plain) = render(&bin, "cluster-values.yaml", &[]);
+    let c = &one(&plain, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        env(c, "DRIFTLINE_NOTIFY").is_none(),
+        "no sinks, no variable"
+    );
+    let rules = one(&plain, "ClusterRole")["rules"].to_string();
+    assert!(!rules.contains("secrets"), "{rules}");
+
+    let (_, docs) = render(
+        &bin,
+        "cluster-values.yaml",
+        &[
+            "--set",
+            "notify.sinks[0].url=https://hooks.example.com/driftline",
+            "--set",
+            "notify.sinks[0].events={promoted,rolledBack}",
+            "--set",
+            "notify.sinks[0].format=slack",
+            "--set",
+            "notify.sinks[0].secretRef.name=hooks",
+            "--set",
+            "notify.sinks[0].secretRef.key=hmac",
+            "--set",
+            "notify.readSecrets=true",
+        ],
+    );
+    let c = &one(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    let value = env(c, "DRIFTLINE_NOTIFY").expect("DRIFTLINE_NOTIFY")["value"]
+        .as_str()
+        .expect("a string")
+        .to_string();
+    let sinks =
+        driftline::api::parse_sinks(&value, "DRIFTLINE_NOTIFY").expect("the operator reads it");
+    assert_eq!(sinks.len(), 1);
+    assert_eq!(sinks[0].url, "https://hooks.example.com/driftline");
+    assert_eq!(sinks[0].events, ["promoted", "rolledBack"]);
+    assert_eq!(sinks[0].format, driftline::api::NotifyFormat::Slack);
+    assert_eq!(
+        sinks[0]
+            .secret_ref
+            .as_ref()
+            .map(|r| (r.name.as_str(), r.key.as_str())),
+        Some(("hooks", "hmac"))
+    );
+    let rules = &one(&docs, "ClusterRole")["rules"];
+    let secrets: Vec<&Value> = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["resources"] == json!(["secrets"]))
+        .collect();
+    assert_eq!(secrets.len(), 1, "{rules}");
+    assert_eq!(secrets[0]["verbs"], json!(["get"]));
 }

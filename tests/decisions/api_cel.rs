@@ -3,6 +3,7 @@
 //! CLI's check without a server) says the same thing at the same path.
 
 use driftline::api::msg;
+use driftline::api::notify_msg;
 use driftline::api::{
     ConfigError, Lineage, Model, ModelVersion, ModelVersionSpec, TrainingTrigger, load_model_config,
 };
@@ -64,6 +65,27 @@ type Case = (
 
 fn cases() -> Vec<Case> {
     vec![
+        (
+            "a notify url that is not http(s)",
+            "/spec/notify",
+            json!([{"url": "ftp://hooks.example.com/driftline", "events": ["promoted"]}]),
+            notify_msg::URL,
+            "spec.notify[0].url",
+        ),
+        (
+            "an unknown notify event",
+            "/spec/notify",
+            json!([{"url": "https://hooks.example.com/driftline", "events": ["rolledback"]}]),
+            notify_msg::EVENT_UNKNOWN,
+            "spec.notify[0].events",
+        ),
+        (
+            "a notify secretRef without a key",
+            "/spec/notify",
+            json!([{"url": "https://hooks.example.com/d", "secretRef": {"name": "hooks", "key": ""}}]),
+            notify_msg::SECRET_KEY,
+            "spec.notify[0].secretRef.key",
+        ),
         (
             "zero epochs",
             "/spec/training/epochs",

@@ -2,6 +2,7 @@
 //! binary in every pod: apply a Model and it trains, gates, serves and
 //! explains itself.
 
+use crate::notify_sink;
 use crate::operator_support;
 
 use std::time::Duration;
@@ -48,7 +49,20 @@ on_both_control_planes!(
 /// Bootstrap (v1 trained, gated, serving through the gateway Service), then
 /// a bad candidate: rejected at the gate, the champion untouched.
 async fn a_new_model_trains_passes_its_gate_and_serves_through_its_gateway(h: Harness) {
-    let spec = quick_wine();
+    let mut spec = quick_wine();
+    // Every step to a signed CloudEvents receiver, rejections to a Slack one.
+    let receiver = notify_sink::Receiver::start().await;
+    let slack = notify_sink::Receiver::start().await;
+    notify_sink::create_secret(&h, "hooks", "hmac", HOOK_KEY).await;
+    spec.notify = driftline::api::parse_sinks(
+        &format!(
+            "- url: {}\n  secretRef: {{name: hooks, key: hmac}}\n\
+             - url: {}\n  events: [gateRejected]\n  format: slack\n",
+            receiver.url, slack.url
+        ),
+        "spec.notify",
+    )
+    .expect("sinks");
     h.apply("wine-quality", spec).await;
 
     // What `kubectl wait --for=condition=Ready` waits for.
@@ -185,6 +199,58 @@ async fn a_new_model_trains_passes_its_gate_and_serves_through_its_gateway(h: Ha
         events.iter().any(|e| e.starts_with("GateFailed:")),
         "{events:?}"
     );
+    // The receivers: the bootstrap then the rejected candidate, in order,
+    // signed, with the failed checks' numbers; Slack got the rejection.
+    let got = receiver
+        .wait_for("io.driftline.model.gaterejected", MINUTES)
+        .await;
+    let steps: Vec<String> = got
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r.event["type"].as_str().unwrap_or_default(),
+                r.event["data"]["version"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "io.driftline.model.trainingstarted v1",
+            "io.driftline.model.gatepassed v1",
+            "io.driftline.model.promoted v1",
+            "io.driftline.model.trainingstarted v2",
+            "io.driftline.model.gaterejected v2",
+        ],
+        "{got:#?}"
+    );
+    for r in &got {
+        assert_eq!(
+            r.signature.as_deref(),
+            Some(driftline::operator::signature(HOOK_KEY, r.body.as_bytes()).as_str())
+        );
+    }
+    let failed = got[4].event["data"]["numbers"]["gate"]["failedChecks"]
+        .as_array()
+        .expect("failed checks");
+    assert!(
+        failed
+            .iter()
+            .any(|c| c["name"] == "accuracy" && c["value"].is_number() && c["bound"].is_number()),
+        "{failed:?}"
+    );
+    let slack_got = slack
+        .wait_for_body(|b| b["text"].is_string(), MINUTES)
+        .await;
+    assert_eq!(slack_got.len(), 1, "only gateRejected: {slack_got:?}");
+    let text = slack_got[0].event["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(text.contains("wine-quality v2: gateRejected"), "{text}");
+    let blocks = slack_got[0].event["blocks"].to_string();
+    assert!(blocks.contains("✗ accuracy"), "{blocks}");
     h.shutdown().await;
 }
 
@@ -770,7 +836,19 @@ async fn a_canary_that_fails_live_analysis_is_rolled_back_after_its_failure_limi
     // Slower than any real answer: every analysis of this canary fails on latency.
     spec.rollout.analysis.max_p99_latency_ms = Some(0.001);
     spec.rollout.analysis.failure_limit = 1;
-    h.apply("wine-quality", spec.clone()).await;
+    // Every lifecycle step goes to a signed webhook (checked at the end).
+    let receiver = notify_sink::Receiver::start().await;
+    notify_sink::create_secret(&h, "hooks", "hmac", HOOK_KEY).await;
+    spec.notify = vec![driftline::api::NotifySink {
+        url: receiver.url.clone(),
+        events: vec!["*".into()],
+        format: driftline::api::NotifyFormat::CloudEvents,
+        secret_ref: Some(driftline::api::NotifySecretRef {
+            name: "hooks".into(),
+            key: "hmac".into(),
+        }),
+    }];
+    let model = h.apply("wine-quality", spec.clone()).await;
     h.wait_champion("wine-quality", 1).await;
     let gateway = h.service_url("wine-quality").await;
     let background = h.load_in_background(&gateway, "wine-quality", &spec, 60.0);
@@ -822,7 +900,95 @@ async fn a_canary_that_fails_live_analysis_is_rolled_back_after_its_failure_limi
             .any(|e| e.starts_with("CanaryAnalysisFailed:") && e.contains("p99")),
         "{events:?}"
     );
+    let uid = model.metadata.uid.clone().expect("uid");
+    notifications_tell_the_whole_story(&receiver, &uid).await;
     h.shutdown().await;
+}
+
+const HOOK_KEY: &[u8] = b"webhook signing key";
+
+/// The receiver got, in order and signed, the CloudEvents of the bootstrap
+/// and of the rolled-back canary, with ids from the Model's uid, version and
+/// step, and the analysis numbers.
+async fn notifications_tell_the_whole_story(receiver: &notify_sink::Receiver, uid: &str) {
+    let got = receiver
+        .wait_for("io.driftline.model.rolledback", MINUTES)
+        .await;
+    let steps: Vec<(String, String)> = got
+        .iter()
+        .map(|r| {
+            (
+                r.event["type"].as_str().unwrap_or_default().to_string(),
+                r.event["data"]["version"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("trainingstarted", "v1"),
+        ("gatepassed", "v1"),
+        ("promoted", "v1"),
+        ("trainingstarted", "v2"),
+        ("gatepassed", "v2"),
+        ("canarystepfailed", "v2"),
+        ("rolledback", "v2"),
+    ]
+    .map(|(t, v)| (format!("io.driftline.model.{t}"), v.to_string()));
+    assert_eq!(steps, expected, "{got:#?}");
+    for r in &got {
+        assert_eq!(
+            r.signature.as_deref(),
+            Some(driftline::operator::signature(HOOK_KEY, r.body.as_bytes()).as_str()),
+            "{r:?}"
+        );
+        assert_eq!(r.content_type, "application/cloudevents+json");
+        assert_eq!(r.event["specversion"], "1.0");
+        assert_eq!(
+            (&r.ce_id, &r.idempotency_key),
+            (
+                &r.event["id"].as_str().unwrap_or_default().to_string(),
+                &r.ce_id
+            )
+        );
+        assert_eq!(r.event["data"]["model"], "wine-quality");
+    }
+    let id = |event, version, occurrence: &str| {
+        driftline::policy::event_id(
+            uid,
+            &driftline::policy::Notification {
+                event,
+                version: Some(version),
+                reason: String::new(),
+                message: String::new(),
+                numbers: serde_json::Value::Null,
+                occurrence: occurrence.into(),
+            },
+        )
+    };
+    use driftline::api::NotifyEvent;
+    assert_eq!(got[0].ce_id, id(NotifyEvent::TrainingStarted, 1, ""));
+    assert_eq!(got[2].ce_id, id(NotifyEvent::Promoted, 1, ""));
+    assert_eq!(
+        got[5].ce_id,
+        id(NotifyEvent::CanaryStepFailed, 2, "failure-1")
+    );
+    assert_eq!(got[6].ce_id, id(NotifyEvent::RolledBack, 2, ""));
+    let gate = &got[1].event["data"]["numbers"]["gate"];
+    assert_eq!(gate["passed"], true, "{gate}");
+    let rolled_back = &got[6].event["data"];
+    assert_eq!(rolled_back["reason"], "RolledBack");
+    assert_eq!(rolled_back["numbers"]["stepsPassed"], 0);
+    let checks = rolled_back["numbers"]["analysis"]["checks"]
+        .as_array()
+        .expect("the analysis' checks");
+    let latency = checks
+        .iter()
+        .find(|c| c["name"] == "maxP99LatencyMs")
+        .expect("latency check");
+    assert_eq!(latency["passed"], false, "{latency}");
+    assert!(latency["value"].as_f64() > Some(0.001), "{latency}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -11,9 +11,9 @@ use crate::postgres::{Postgres, free_port};
 use chrono::{DateTime, TimeZone, Utc};
 use driftline::registry::{
     AnalysisVerdict, Availability, Backend, CanaryAnalysis, ChampionAction, ChampionChange,
-    CheckRecord, ConnectOptions, DriftCell, DriftReading, EpochRecord, EvaluationRecord, ModelRef,
-    Record, Registry, RegistryError, RegistryUrl, RegistryWriter, StartRecord, ValidationMetric,
-    VersionRecord, WriterOptions,
+    CheckRecord, ConnectOptions, DeadLetter, DriftCell, DriftReading, EpochRecord,
+    EvaluationRecord, ModelRef, Record, Registry, RegistryError, RegistryUrl, RegistryWriter,
+    StartRecord, ValidationMetric, VersionRecord, WriterOptions,
 };
 
 // ---------------------------------------------------------------- fixtures
@@ -483,6 +483,48 @@ async fn canary_history_keeps_the_newest_analyses_of_every_version(url: &str) {
     assert_eq!(last3[2].window_end, at(400));
 }
 
+/// A notification no attempt delivered: one row per event and sink; a
+/// re-sent event that fails again adds its attempts to the same row.
+async fn dead_letters_keep_one_row_per_event_and_sink(url: &str) {
+    let registry = Registry::connect(url).await.unwrap();
+    let letter = |sink: &str, attempts: u32, error: &str, seconds: i64| DeadLetter {
+        model: wine(),
+        event_id: "5f0c1d2e3a4b5c6d7e8f90a1b2c3d4e5".into(),
+        sink_url: sink.into(),
+        version: Some(2),
+        event_type: "io.driftline.model.rolledback".into(),
+        attempts,
+        last_error: error.into(),
+        failed_at: at(seconds),
+    };
+    registry
+        .write_all(&[
+            letter("https://hooks.example.com/a", 4, "HTTP 500", 10).into(),
+            letter("https://hooks.example.com/b", 4, "connection refused", 20).into(),
+        ])
+        .await
+        .unwrap();
+    registry
+        .write(&letter("https://hooks.example.com/a", 4, "HTTP 503", 30).into())
+        .await
+        .unwrap();
+    let rows = registry.dead_letters(&wine()).await.unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(
+        rows[0],
+        letter("https://hooks.example.com/b", 4, "connection refused", 20)
+    );
+    assert_eq!(
+        rows[1],
+        letter("https://hooks.example.com/a", 8, "HTTP 503", 30)
+    );
+    let other = registry
+        .dead_letters(&ModelRef::new("ml", "other"))
+        .await
+        .unwrap();
+    assert!(other.is_empty());
+}
+
 macro_rules! on_sqlite_and_postgres {
     ($($scenario:ident),* $(,)?) => {$(
         mod $scenario {
@@ -513,6 +555,7 @@ on_sqlite_and_postgres!(
     training_curves_and_canary_analyses_read_back_in_order,
     drift_heatmap_folds_the_newest_windows_per_feature,
     canary_history_keeps_the_newest_analyses_of_every_version,
+    dead_letters_keep_one_row_per_event_and_sink,
 );
 
 // ------------------------------------------------ the buffered writer

@@ -77,6 +77,13 @@ fn migrator() -> Migrator {
                 Cow::Borrowed(include_str!("../migrations/0003_canary_checks.sql")),
                 false,
             ),
+            Migration::new(
+                4,
+                Cow::Borrowed("dead letters"),
+                MigrationType::Simple,
+                Cow::Borrowed(include_str!("../migrations/0004_dead_letters.sql")),
+                false,
+            ),
         ]),
         ..Migrator::DEFAULT
     }

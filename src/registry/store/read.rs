@@ -302,4 +302,34 @@ impl Registry {
         .map_err(|e| query_error(format!("read the champion of {model} at {at}"), e))?;
         Ok(to.and_then(version_or_none))
     }
+
+    /// The notifications no attempt delivered for a model, oldest first.
+    pub async fn dead_letters(&self, model: &ModelRef) -> Result<Vec<DeadLetter>, RegistryError> {
+        let operation = || format!("read the dead letters of {model}");
+        let rows = sqlx::query(
+            "SELECT event_id, sink_url, version, event_type, attempts, last_error, failed_us \
+             FROM dead_letters WHERE namespace = $1 AND model = $2 \
+             ORDER BY failed_us, event_id, sink_url",
+        )
+        .bind(&model.namespace)
+        .bind(&model.name)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| query_error(operation(), e))?;
+        rows.iter()
+            .map(|row| -> Result<DeadLetter, sqlx::Error> {
+                Ok(DeadLetter {
+                    model: model.clone(),
+                    event_id: row.try_get("event_id")?,
+                    sink_url: row.try_get("sink_url")?,
+                    version: row.try_get::<Option<i64>, _>("version")?.map(u32_from),
+                    event_type: row.try_get("event_type")?,
+                    attempts: u32_from(row.try_get("attempts")?),
+                    last_error: row.try_get("last_error")?,
+                    failed_at: time(row.try_get("failed_us")?),
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| query_error(operation(), e))
+    }
 }

@@ -122,6 +122,23 @@ pub(super) async fn write_record(
         .bind(c.trigger.clone())
         .bind(c.actor.clone())
         .bind(c.reason.clone()),
+        Record::DeadLetter(d) => sqlx::query(
+            "INSERT INTO dead_letters (namespace, model, event_id, sink_url, version, \
+             event_type, attempts, last_error, failed_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (namespace, model, event_id, sink_url) DO UPDATE SET \
+             attempts = dead_letters.attempts + excluded.attempts, \
+             last_error = excluded.last_error, failed_us = excluded.failed_us",
+        )
+        .bind(d.model.namespace.clone())
+        .bind(d.model.name.clone())
+        .bind(d.event_id.clone())
+        .bind(d.sink_url.clone())
+        .bind(d.version.map(i64::from))
+        .bind(d.event_type.clone())
+        .bind(i64::from(d.attempts))
+        .bind(d.last_error.clone())
+        .bind(d.failed_at.timestamp_micros()),
     };
     query.execute(conn).await.map(drop)
 }

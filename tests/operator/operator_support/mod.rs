@@ -56,6 +56,8 @@ pub struct Harness {
     /// The namespaces the operator watches (set before `start_operator`;
     /// default: all on the embedded cluster, the scenario's on a real one).
     pub watch_namespaces: Option<Vec<String>>,
+    /// Operator-wide notification sinks (set before `start_operator`).
+    pub notify: driftline::operator::NotifyConfig,
 }
 
 fn init_test_logging() {
@@ -153,6 +155,7 @@ impl Harness {
             http_route_parent: None,
             dashboard_url: None,
             watch_namespaces: None,
+            notify: Default::default(),
         }
     }
 
@@ -205,6 +208,7 @@ impl Harness {
             drift_poll: Duration::from_millis(500),
             registry: self.registry.clone(),
             dashboard_url: self.dashboard_url.clone(),
+            notify: self.notify.clone(),
         }
     }
 

@@ -34,11 +34,13 @@ pub enum NotifyEvent {
     RolledBack,
     DriftDetected,
     RetrainDeferred,
+    /// Live traffic has left the gate's regression test-set (`TestSetStale`).
+    TestSetStale,
 }
 
 impl NotifyEvent {
     /// Every step, in lifecycle order.
-    pub const ALL: [NotifyEvent; 13] = [
+    pub const ALL: [NotifyEvent; 14] = [
         NotifyEvent::TrainingStarted,
         NotifyEvent::TrainingFailed,
         NotifyEvent::DataRejected,
@@ -52,6 +54,7 @@ impl NotifyEvent {
         NotifyEvent::RolledBack,
         NotifyEvent::DriftDetected,
         NotifyEvent::RetrainDeferred,
+        NotifyEvent::TestSetStale,
     ];
 
     /// The name written in `events:` (`rolledBack`): its serde word.
@@ -75,6 +78,7 @@ impl NotifyEvent {
                 | NotifyEvent::CanaryStepFailed
                 | NotifyEvent::RolledBack
                 | NotifyEvent::DriftDetected
+                | NotifyEvent::TestSetStale
         )
     }
 }
@@ -145,7 +149,8 @@ pub mod msg {
         `https://hooks.example.com/driftline`";
     pub const EVENT_UNKNOWN: &str = "notify events must be `*` or known steps: trainingStarted, \
         trainingFailed, dataRejected, gatePassed, gateRejected, shadowPassed, shadowFailed, \
-        canaryStepPassed, canaryStepFailed, promoted, rolledBack, driftDetected, retrainDeferred";
+        canaryStepPassed, canaryStepFailed, promoted, rolledBack, driftDetected, retrainDeferred, \
+        testSetStale";
     pub const SECRET_NAME: &str = "a notify secretRef must name a Secret";
     pub const SECRET_KEY: &str = "a notify secretRef must name a key of the Secret";
 }

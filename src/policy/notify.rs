@@ -55,6 +55,7 @@ fn step_of_reason(reason: &str) -> Option<NotifyEvent> {
         "Promoted" | "ManualPromotion" => NotifyEvent::Promoted,
         "RolledBack" => NotifyEvent::RolledBack,
         "RetrainDeferred" => NotifyEvent::RetrainDeferred,
+        "TestSetStale" => NotifyEvent::TestSetStale,
         _ => return None,
     })
 }
@@ -278,6 +279,16 @@ fn facts(
                 })
                 .unwrap_or(Value::Null);
             (v, numbers, String::new())
+        }
+        NotifyEvent::TestSetStale => {
+            let freshness = decision.status.test_set_freshness.as_ref();
+            let numbers = freshness.map_or(Value::Null, |f| json!({ "testSetFreshness": f }));
+            // One notification per run of stale windows: the window that made it stale.
+            let occurrence = freshness
+                .and_then(|f| f.last_window_end)
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+                .unwrap_or_default();
+            (champion, numbers, occurrence)
         }
         NotifyEvent::RetrainDeferred | NotifyEvent::DriftDetected | NotifyEvent::GatePassed => {
             let numbers = decision
@@ -551,6 +562,35 @@ mod tests {
     }
 
     #[test]
+    fn a_stale_test_set_is_said_once_per_stale_run_with_its_freshness() {
+        let at = |end: &str| {
+            decision(
+                vec![event(
+                    "TestSetStale",
+                    "live traffic has left the gate's test set",
+                )],
+                ModelStatus {
+                    champion: Some("v1".into()),
+                    test_set_freshness: Some(crate::api::TestSetFreshness {
+                        stale_features: vec!["alcohol".into()],
+                        consecutive_windows: 3,
+                        last_window_end: Some(end.parse().expect("time")),
+                        ..Default::default()
+                    }),
+                    ..ModelStatus::default()
+                },
+            )
+        };
+        let got = notifications(None, &at("2026-06-01T19:30:00Z"));
+        assert_eq!(got.len(), 1, "{got:?}");
+        let n = &got[0];
+        assert_eq!((n.event, n.version), (NotifyEvent::TestSetStale, Some(1)));
+        assert_eq!(n.numbers["testSetFreshness"]["staleFeatures"][0], "alcohol");
+        let again = notifications(None, &at("2026-06-02T09:00:00Z"));
+        assert_ne!(n.occurrence, again[0].occurrence, "a later run is news");
+    }
+
+    #[test]
     fn every_lifecycle_reason_maps_to_its_step() {
         for (reason, step) in [
             ("TrainingStarted", NotifyEvent::TrainingStarted),
@@ -565,6 +605,7 @@ mod tests {
             ("ManualPromotion", NotifyEvent::Promoted),
             ("RolledBack", NotifyEvent::RolledBack),
             ("RetrainDeferred", NotifyEvent::RetrainDeferred),
+            ("TestSetStale", NotifyEvent::TestSetStale),
         ] {
             assert_eq!(step_of_reason(reason), Some(step), "{reason}");
         }

@@ -32,8 +32,8 @@ pub use data_check::{
 pub use data_window::{DataWindow, Partitioning};
 pub use duration::{DurationError, SpecDuration, parse_duration};
 pub use gate::{
-    BudgetReport, GateCheck, GateEvaluation, GateReport, GateVerdict, MustPassFailure,
-    MustPassReport, SliceReport, higher_is_better,
+    BudgetReport, CALIBRATION_ERROR_METRIC, GateCheck, GateEvaluation, GateReport, GateVerdict,
+    MustPassFailure, MustPassReport, SliceReport, higher_is_better,
 };
 pub use images::*;
 pub use model::*;

@@ -687,6 +687,12 @@ pub struct GateSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("double(self) >= 0.0").message(msg::MUST_PASS_TOLERANCE))]
     pub must_pass_tolerance: Option<f64>,
+    /// Largest expected calibration error (`expectedCalibrationError` on
+    /// the test set, at the served temperature) a classifier may have: its
+    /// estimated accuracy without labels is only as good as its calibration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::MAX_CALIBRATION_ERROR))]
+    pub max_calibration_error: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budgets: Option<BudgetSpec>,
 }

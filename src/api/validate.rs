@@ -96,6 +96,7 @@ pub mod msg {
     pub const SLICE_METRICS_EMPTY: &str = "a slice needs at least one metric";
     pub const MUST_PASS_TOLERANCE: &str = "mustPassTolerance must not be negative";
     pub const BUDGET_POSITIVE: &str = "a budget must be greater than 0";
+    pub const MAX_CALIBRATION_ERROR: &str = "maxCalibrationError must be between 0 and 1";
     pub const STEPS_EMPTY: &str = "rollout needs at least one canary step";
     pub const CANARY_WEIGHT: &str = "canary step weight must be between 1 and 100";
     pub const CANARY_INCREASING: &str =
@@ -643,6 +644,13 @@ impl ModelSpec {
                 for (j, m) in s.metrics.iter().enumerate() {
                     metric(&mut c, m, &format!("{p}.metrics[{j}]"));
                 }
+            }
+            if let Some(bound) = g.max_calibration_error {
+                c.check(
+                    (0.0..=1.0).contains(&bound),
+                    "spec.gate.maxCalibrationError",
+                    msg::MAX_CALIBRATION_ERROR,
+                );
             }
             if let Some(tol) = g.must_pass_tolerance {
                 c.check(

@@ -289,6 +289,13 @@ fn cases() -> Vec<Case> {
             "spec.gate.metrics[0].maxRelativeDropFromChampion",
         ),
         (
+            "calibration error above 1",
+            "/spec/gate/maxCalibrationError",
+            json!(1.5),
+            msg::MAX_CALIBRATION_ERROR,
+            "spec.gate.maxCalibrationError",
+        ),
+        (
             "empty test set",
             "/spec/gate/testSet",
             json!(""),

@@ -9,6 +9,7 @@ pub mod crd;
 mod data_check;
 mod data_window;
 mod duration;
+mod estimate;
 mod gate;
 mod images;
 pub mod links;
@@ -31,6 +32,10 @@ pub use data_check::{
 };
 pub use data_window::{DataWindow, Partitioning};
 pub use duration::{DurationError, SpecDuration, parse_duration};
+pub use estimate::{
+    DEFAULT_ESTIMATE_MIN_LABELS, DEFAULT_ESTIMATE_TOLERANCE, EstimatedAccuracy,
+    EstimatedDropTrigger, EstimatedMetric,
+};
 pub use gate::{
     BudgetReport, CALIBRATION_ERROR_METRIC, GateCheck, GateEvaluation, GateReport, GateVerdict,
     MustPassFailure, MustPassReport, SliceReport, higher_is_better,
@@ -73,6 +78,7 @@ words::spec_words!(
     Evidence,
     VersionPhase,
     StartKind,
+    EstimatedMetric,
 );
 
 /// API group of every driftline resource.

@@ -53,9 +53,9 @@ pub enum ConditionStatus {
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// `Ready`, `Training`, `TrainingUnschedulable`, `Progressing`, `Paused`,
-    /// `SpecValid`, `DriftDetected`, `DataValid`, `SourceReadable`,
-    /// `Reconciled`, `RegistryAvailable`, and kstatus's `Reconciling` and
-    /// `Stalled`.
+    /// `SpecValid`, `DriftDetected`, `EstimateUnreliable`, `DataValid`,
+    /// `SourceReadable`, `Reconciled`, `RegistryAvailable`, and kstatus's
+    /// `Reconciling` and `Stalled`.
     #[serde(rename = "type")]
     pub type_: String,
     pub status: ConditionStatus,
@@ -94,6 +94,9 @@ pub enum TrainingTrigger {
     Drift,
     /// The data source's digest changed.
     NewData,
+    /// The champion's estimated accuracy fell more than
+    /// `retrain.onEstimatedDrop.maxDrop` below its validation accuracy.
+    EstimatedDrop,
     /// A user asked (`driftline retrain`).
     Manual,
 }
@@ -368,6 +371,9 @@ pub struct ModelStatus {
     pub data_digest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<DriftSummary>,
+    /// The champion's accuracy estimated without labels (classifiers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_accuracy: Option<super::estimate::EstimatedAccuracy>,
     /// A candidate in its shadow stage, before its canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowStatus>,
@@ -400,6 +406,7 @@ impl Default for ModelStatus {
             automatic_retrains: Vec::new(),
             data_digest: None,
             drift: None,
+            estimated_accuracy: None,
             shadow: None,
             canary: None,
             handled_request: None,

@@ -20,8 +20,10 @@ use kube::runtime::reflector::ObjectRef;
 use tracing::warn;
 
 use crate::api::Model;
-use crate::drift::{DriftConfig, ReferenceProfile, ReplicaWindows, RunningTotal, compare};
-use crate::policy::DriftReading;
+use crate::drift::{
+    ConfidenceTally, DriftConfig, ReferenceProfile, ReplicaWindows, RunningTotal, compare,
+};
+use crate::policy::{DriftReading, WindowEstimate};
 
 /// Merged windows kept per Model, offered to the decision core each time.
 const KEEP_READINGS: usize = 8;
@@ -31,6 +33,9 @@ struct ChampionWindows {
     version: u32,
     artifact: String,
     profile: Arc<ReferenceProfile>,
+    /// The champion's validation accuracy (manifest), which the estimated
+    /// accuracy of each window is compared with.
+    validation_accuracy: Option<f64>,
     windows: ReplicaWindows,
     readings: VecDeque<DriftReading>,
 }
@@ -59,14 +64,14 @@ impl DriftWindows {
             models
                 .get(&key)
                 .filter(|c| c.version == version && c.artifact == artifact)
-                .map(|c| c.profile.clone())
+                .map(|c| (c.profile.clone(), c.validation_accuracy))
         };
-        let profile = match known {
-            Some(p) => p,
+        let (profile, validation_accuracy) = match known {
+            Some(known) => known,
             // No replica answered and nothing merged yet: nothing to read.
             None if totals.is_empty() => return Vec::new(),
             None => match reference_profile(artifact).await {
-                Some(p) => Arc::new(p),
+                Some(p) => p,
                 None => return Vec::new(),
             },
         };
@@ -76,10 +81,22 @@ impl DriftWindows {
             .entry(key)
             .and_modify(|c| {
                 if c.version != version || c.artifact != artifact {
-                    *c = ChampionWindows::new(version, artifact, profile.clone(), now);
+                    *c = ChampionWindows::new(
+                        version,
+                        artifact,
+                        (profile.clone(), validation_accuracy),
+                        now,
+                    );
                 }
             })
-            .or_insert_with(|| ChampionWindows::new(version, artifact, profile.clone(), now));
+            .or_insert_with(|| {
+                ChampionWindows::new(
+                    version,
+                    artifact,
+                    (profile.clone(), validation_accuracy),
+                    now,
+                )
+            });
         match entry
             .windows
             .advance(totals, config.window_rows(), config.window_duration, now)
@@ -92,7 +109,9 @@ impl DriftWindows {
                     window.started,
                     Some(window.ended),
                 );
-                if let Some(reading) = DriftReading::from_window(&report) {
+                if let Some(mut reading) = DriftReading::from_window(&report) {
+                    reading.estimate =
+                        estimate(&window.sketch.confidence, entry.validation_accuracy);
                     entry.readings.push_back(reading);
                     while entry.readings.len() > KEEP_READINGS {
                         entry.readings.pop_front();
@@ -113,22 +132,37 @@ impl ChampionWindows {
     fn new(
         version: u32,
         artifact: &str,
-        profile: Arc<ReferenceProfile>,
+        (profile, validation_accuracy): (Arc<ReferenceProfile>, Option<f64>),
         now: DateTime<Utc>,
     ) -> Self {
         Self {
             version,
             artifact: artifact.to_string(),
             profile,
+            validation_accuracy,
             windows: ReplicaWindows::new(now),
             readings: VecDeque::new(),
         }
     }
 }
 
-/// The reference profile in the champion's `manifest.json`.
-async fn reference_profile(artifact: &str) -> Option<ReferenceProfile> {
+/// The reference profile in the champion's `manifest.json`, and its
+/// validation accuracy (classifiers).
+async fn reference_profile(artifact: &str) -> Option<(Arc<ReferenceProfile>, Option<f64>)> {
     super::observe::read_manifest(artifact, "drift windows")
         .await
-        .map(|m| m.reference)
+        .map(|m| {
+            let accuracy = m.metrics.get("accuracy").copied();
+            (Arc::new(m.reference), accuracy)
+        })
+}
+
+/// A merged window's estimated accuracy: its confidence tally, when the
+/// champion is a classifier that counted one.
+fn estimate(tally: &ConfidenceTally, validation_accuracy: Option<f64>) -> Option<WindowEstimate> {
+    (!tally.is_empty()).then(|| WindowEstimate {
+        rows: tally.rows,
+        expected_correct: tally.expected_correct(),
+        validation_accuracy,
+    })
 }

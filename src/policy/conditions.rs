@@ -24,6 +24,10 @@ pub const PAUSED: &str = "Paused";
 pub const SPEC_VALID: &str = "SpecValid";
 /// Live inputs drifted for `consecutiveWindows` windows in a row.
 pub const DRIFT_DETECTED: &str = "DriftDetected";
+/// The champion's accuracy estimated without labels is off from what its
+/// late labels realised by more than `retrain.onEstimatedDrop.tolerance`
+/// (`True`): the estimate triggers nothing until it is back within.
+pub const ESTIMATE_UNRELIABLE: &str = "EstimateUnreliable";
 /// The latest data check passed (`True`), or refused the window (`False`,
 /// with every failed check).
 pub const DATA_VALID: &str = "DataValid";
@@ -44,7 +48,7 @@ pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 
 /// Every condition type a Model can carry.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 14] = [
     READY,
     TRAINING,
     TRAINING_UNSCHEDULABLE,
@@ -52,6 +56,7 @@ pub const ALL: [&str; 13] = [
     PAUSED,
     SPEC_VALID,
     DRIFT_DETECTED,
+    ESTIMATE_UNRELIABLE,
     DATA_VALID,
     SOURCE_READABLE,
     RECONCILED,

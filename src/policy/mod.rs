@@ -26,6 +26,7 @@ mod confidence;
 mod data_check;
 mod decide;
 mod drift;
+mod estimate;
 mod gate;
 mod observe;
 mod shadow;
@@ -36,10 +37,12 @@ pub use canary::{StepWindow, analyse as analyse_canary};
 pub use data_check::verdict as data_verdict;
 pub use decide::{SCHEDULE_GRACE, config_hash, decide};
 pub use drift::{DriftUpdate, update_drift};
+pub use estimate::{EstimateUpdate, update_estimate};
 pub use gate::verdict as gate_verdict;
 pub use observe::{
     CanaryMetrics, DataCheckOutcome, DataCheckResult, DriftReading, GateResult, JobState,
-    ManualAction, ManualRequest, Observations, ServingMetrics, ShadowObservation, TrainingJob,
+    LabelledTally, ManualAction, ManualRequest, Observations, ServingMetrics, ShadowObservation,
+    TrainingJob, WindowEstimate,
 };
 pub use shadow::{ShadowVerdict, verdict as shadow_verdict};
 pub use version_status::{apply as apply_to_version_status, version_of as version_written_by};

@@ -83,6 +83,9 @@ pub struct ServedRecord {
     pub columns: Vec<Column>,
     /// Prediction per row.
     pub predictions: ServedPredictions,
+    /// Classifiers: the top-class probability each row was answered with
+    /// (what the estimated accuracy said of it); empty otherwise.
+    pub confidence: Vec<f64>,
 }
 
 /// What the model answered, per row.
@@ -646,6 +649,15 @@ impl Worker {
                 row.insert("_time".into(), Value::String(record.time.to_rfc3339()));
                 row.insert("_prediction".into(), prediction.clone());
                 self.buffer.push(row);
+                if let (LabelKind::Class(_), Some(&confidence)) =
+                    (&self.labels, record.confidence.get(i))
+                {
+                    self.metrics.labelled_rows.inc();
+                    self.metrics
+                        .labelled_correct
+                        .inc_by(u64::from(prediction == label));
+                    self.metrics.labelled_confidence_sum.inc_by(confidence);
+                }
                 self.online.push_back((prediction, label));
                 if self.online.len() > self.config.online_window {
                     self.online.pop_front();
@@ -776,6 +788,7 @@ mod tests {
                 (0..rows).map(|i| 10.0 + i as f64).collect(),
             )],
             predictions: ServedPredictions::Labels(vec!["good".into(); rows]),
+            confidence: vec![0.75; rows],
         }
     }
 

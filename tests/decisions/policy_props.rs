@@ -45,6 +45,7 @@ fn reading(window_end: DateTime<Utc>, value: f64) -> DriftReading {
         rows: 1000,
         features: vec![column("alcohol"), column("ph")],
         prediction: None,
+        estimate: None,
     }
 }
 

@@ -73,6 +73,7 @@ fn windows(model: &LoadedModel, monitor: &mut DriftMonitor, table: &Table) -> Ve
             Some(label) => Observation::Text(label),
             None => Observation::Number(predicted.values[i]),
         },
+        |_| None,
         Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
     )
 }

@@ -993,6 +993,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn joined_labels_count_once_in_the_versions_realised_tally_with_their_confidence() {
+        let sink = Arc::new(MemorySink::default());
+        let metrics = Arc::new(ServeMetrics::new());
+        let handle = start_feedback(
+            FeedbackConfig::default(),
+            "quality".into(),
+            LabelKind::Class(vec!["bad".into(), "good".into()]),
+            Some(sink),
+            metrics.clone(),
+        );
+        handle.record(record("a", 1, Utc::now()));
+        handle.record(record("b", 2, Utc::now()));
+        let label = |id: &str, label: Value| LabelItem {
+            id: id.into(),
+            label,
+        };
+        handle.label(vec![label("a", "good".into())]).await.unwrap();
+        handle
+            .label(vec![label("b", serde_json::json!(["bad", "good"]))])
+            .await
+            .unwrap();
+        // A second label for `a` and one for an id never served are kept
+        // for the join at training (late), not counted again here.
+        let again = handle
+            .label(vec![label("a", "bad".into()), label("nope", "good".into())])
+            .await
+            .unwrap();
+        assert_eq!(again.late, ["a", "nope"]);
+        // Served "good" at confidence 0.75 each: 3 labelled, 2 right.
+        assert_eq!(metrics.labelled_rows.get(), 3);
+        assert_eq!(metrics.labelled_correct.get(), 2);
+        assert!((metrics.labelled_confidence_sum.get() - 2.25).abs() < 1e-9);
+    }
+
+    #[tokio::test]
     async fn bad_labels_are_refused_and_change_nothing() {
         let sink = Arc::new(MemorySink::default());
         let handle = start(FeedbackConfig::default(), sink.clone());

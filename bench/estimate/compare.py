@@ -3,7 +3,8 @@ calibrated probabilities driftline's model returned (fitted on the
 reference rows, one chunk per window), against driftline's estimates
 (`estimate_bench`), both against the accuracy the windows' labels realise.
 Prints, per dataset and overall, the mean absolute error of each method and
-the time per window, with their ratio.
+the time per window (NannyML's estimate: the fastest of 5 runs, its fit
+once on the reference reported apart), with their ratio.
 """
 import json
 import os
@@ -50,9 +51,13 @@ for name in ("wine", "breast_cancer"):
     started = time.perf_counter()
     cbpe.fit(reference)
     fit_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    result = cbpe.estimate(analysis.drop(columns=["y_true"]))
-    estimate_seconds = time.perf_counter() - started
+    # The fastest of 5 runs: NannyML's best case, whatever else the
+    # machine was doing.
+    estimate_seconds = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        result = cbpe.estimate(analysis.drop(columns=["y_true"]))
+        estimate_seconds = min(estimate_seconds, time.perf_counter() - started)
     df = result.filter(period="analysis").to_df()
     theirs = list(df[("accuracy", "value")])
     assert len(theirs) == len(order), (len(theirs), len(order))

@@ -68,6 +68,11 @@ fn main() -> std::io::Result<()> {
         let train = read(&dir.join("train.csv"))?;
         let model = fit(&spec(target), &train, None, &Device::Cpu, false).map_err(io)?;
         let calibration = model.manifest.calibration;
+        // A rerun's model replaces the last run's (artifacts are immutable).
+        match std::fs::remove_dir_all(dir.join("model")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let uri = dir.join("model").display().to_string();
         rt.block_on(model.save(&uri)).map_err(io)?;
         let loaded = rt.block_on(LoadedModel::load(&uri)).map_err(io)?;

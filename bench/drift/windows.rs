@@ -138,6 +138,8 @@ fn main() -> std::io::Result<()> {
                 Cell::Missing => Observation::Missing,
             },
             |i| Observation::Text(&predicted.labels[i]),
+            // The confidence tally (estimated accuracy) is bench/estimate's.
+            |_| None,
             Utc::now(),
         );
         let seconds = started.elapsed().as_secs_f64();

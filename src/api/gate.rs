@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GateCheck {
-    /// What was checked: `metric`, `championDrop`, `slice`, `mustPass`, `budget`.
+    /// What was checked: `metric`, `championDrop`, `slice`, `mustPass`,
+    /// `calibration`, `budget`.
     pub kind: String,
     /// Metric or budget name (`accuracy`, `p99LatencyMs`).
     pub name: String,
@@ -137,8 +138,15 @@ pub struct GateEvaluation {
     pub verdict: GateVerdict,
 }
 
-/// Whether a larger value of the metric is better (`logLoss`, `rmse` and
-/// `mae` are errors: smaller is better).
+/// Whether a larger value of the metric is better (`logLoss`,
+/// `expectedCalibrationError`, `rmse` and `mae` are errors: smaller is better).
 pub fn higher_is_better(metric: &str) -> bool {
-    !matches!(metric, "logLoss" | "rmse" | "mae")
+    !matches!(
+        metric,
+        "logLoss" | "expectedCalibrationError" | "rmse" | "mae"
+    )
 }
+
+/// The gate report's name of the expected calibration error, which
+/// `gate.maxCalibrationError` bounds.
+pub const CALIBRATION_ERROR_METRIC: &str = "expectedCalibrationError";

@@ -9,6 +9,7 @@ pub mod crd;
 mod data_check;
 mod data_window;
 mod duration;
+mod estimate;
 mod gate;
 mod images;
 pub mod links;
@@ -32,9 +33,13 @@ pub use data_check::{
 };
 pub use data_window::{DataWindow, Partitioning};
 pub use duration::{DurationError, SpecDuration, parse_duration};
+pub use estimate::{
+    DEFAULT_ESTIMATE_MIN_LABELS, DEFAULT_ESTIMATE_TOLERANCE, EstimatedAccuracy,
+    EstimatedDropTrigger, EstimatedMetric,
+};
 pub use gate::{
-    BudgetReport, GateCheck, GateEvaluation, GateReport, GateVerdict, MustPassFailure,
-    MustPassReport, SliceReport, higher_is_better,
+    BudgetReport, CALIBRATION_ERROR_METRIC, GateCheck, GateEvaluation, GateReport, GateVerdict,
+    MustPassFailure, MustPassReport, SliceReport, higher_is_better,
 };
 pub use images::*;
 pub use model::*;
@@ -78,6 +83,7 @@ words::spec_words!(
     Evidence,
     VersionPhase,
     StartKind,
+    EstimatedMetric,
 );
 
 /// API group of every driftline resource.

@@ -397,14 +397,18 @@ pub struct RetrainSpec {
     /// Retrain when the data source's digest changes.
     #[serde(default)]
     pub on_new_data: bool,
-    /// Least time between two drift- or data-triggered retrains (`6h`).
+    /// Least time between two drift-, estimate- or data-triggered retrains (`6h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(DURATION_RULE).message(msg::COOLDOWN_DURATION))]
     pub cooldown: Option<SpecDuration>,
-    /// Most drift- or data-triggered retrains in any 24 hours.
+    /// Most drift-, estimate- or data-triggered retrains in any 24 hours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self > 0").message(msg::MAX_PER_DAY))]
     pub max_per_day: Option<u32>,
+    /// Retrain when the champion's accuracy estimated without labels falls
+    /// more than `maxDrop` below its validation accuracy (classifiers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_estimated_drop: Option<super::estimate::EstimatedDropTrigger>,
 }
 
 impl RetrainSpec {
@@ -692,6 +696,12 @@ pub struct GateSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("double(self) >= 0.0").message(msg::MUST_PASS_TOLERANCE))]
     pub must_pass_tolerance: Option<f64>,
+    /// Largest expected calibration error (`expectedCalibrationError` on
+    /// the test set, at the served temperature) a classifier may have: its
+    /// estimated accuracy without labels is only as good as its calibration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::MAX_CALIBRATION_ERROR))]
+    pub max_calibration_error: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budgets: Option<BudgetSpec>,
 }

@@ -19,6 +19,17 @@ pub const PREDICTIONS: &str = "predictions";
 pub const ONLINE_ACCURACY: &str = "online_accuracy";
 /// Labelled rows behind the online accuracy (gauge).
 pub const ONLINE_LABELLED: &str = "online_labelled";
+/// Classified rows whose top-class probability is counted (counter).
+pub const CONFIDENCE_ROWS: &str = "confidence_rows";
+/// Sum of those probabilities (counter): over `confidence_rows`, the
+/// estimated accuracy without labels.
+pub const CONFIDENCE_SUM: &str = "confidence_sum";
+/// Classified rows whose late label was joined (counter).
+pub const LABELLED_ROWS: &str = "labelled_rows";
+/// Of those, rows answered right (counter).
+pub const LABELLED_CORRECT: &str = "labelled_correct";
+/// Sum of the top-class probability those rows were answered with (counter).
+pub const LABELLED_CONFIDENCE_SUM: &str = "labelled_confidence_sum";
 
 /// Prefix of every gateway metric.
 pub const GATEWAY_PREFIX: &str = "driftline_gateway";
@@ -71,6 +82,15 @@ pub struct ServingCounters {
     pub labelled: u64,
     /// Of those, predicted correctly (accuracy × labelled).
     pub correct: u64,
+    /// Classified rows and the sum of their top-class probability: the
+    /// estimated accuracy is their ratio.
+    pub confidence_rows: u64,
+    pub confidence_sum: f64,
+    /// Classified rows labelled late, those answered right, and the sum of
+    /// the confidence they were answered with.
+    pub labelled_rows: u64,
+    pub labelled_correct: u64,
+    pub labelled_confidence_sum: f64,
 }
 
 /// A histogram bound that sorts (`+Inf` last).
@@ -526,6 +546,11 @@ impl ServingCounters {
         let predictions = format!("{}_total", family(PREDICTIONS));
         let accuracy = family(ONLINE_ACCURACY);
         let labelled = family(ONLINE_LABELLED);
+        let confidence_rows = format!("{}_total", family(CONFIDENCE_ROWS));
+        let confidence_sum = format!("{}_total", family(CONFIDENCE_SUM));
+        let labelled_rows = format!("{}_total", family(LABELLED_ROWS));
+        let labelled_correct = format!("{}_total", family(LABELLED_CORRECT));
+        let labelled_confidence = format!("{}_total", family(LABELLED_CONFIDENCE_SUM));
         let mut c = ServingCounters::default();
         let mut online_accuracy = None;
         for s in parse_samples(text) {
@@ -554,6 +579,16 @@ impl ServingCounters {
                 online_accuracy = Some(s.value);
             } else if s.name == labelled {
                 c.labelled = count;
+            } else if s.name == confidence_rows {
+                c.confidence_rows = count;
+            } else if s.name == confidence_sum && s.value.is_finite() {
+                c.confidence_sum = s.value.max(0.0);
+            } else if s.name == labelled_rows {
+                c.labelled_rows = count;
+            } else if s.name == labelled_correct {
+                c.labelled_correct = count;
+            } else if s.name == labelled_confidence && s.value.is_finite() {
+                c.labelled_confidence_sum = s.value.max(0.0);
             }
         }
         if let Some(a) = online_accuracy.filter(|a| a.is_finite()) {
@@ -574,6 +609,17 @@ impl ServingCounters {
         }
         self.labelled += other.labelled;
         self.correct += other.correct;
+        self.confidence_rows += other.confidence_rows;
+        self.confidence_sum += other.confidence_sum;
+        self.labelled_rows += other.labelled_rows;
+        self.labelled_correct += other.labelled_correct;
+        self.labelled_confidence_sum += other.labelled_confidence_sum;
+    }
+
+    /// Mean top-class probability of the classified rows: the accuracy
+    /// expected of them; `None` without any.
+    pub fn estimated_accuracy(&self) -> Option<f64> {
+        (self.confidence_rows > 0).then(|| self.confidence_sum / self.confidence_rows as f64)
     }
 
     /// What happened since `baseline` (a restarted server starts from zero,
@@ -612,6 +658,12 @@ impl ServingCounters {
             // Online accuracy is over recent rows already, not cumulative.
             labelled: self.labelled,
             correct: self.correct,
+            confidence_rows: delta(self.confidence_rows, base.confidence_rows),
+            confidence_sum: (self.confidence_sum - base.confidence_sum).max(0.0),
+            labelled_rows: delta(self.labelled_rows, base.labelled_rows),
+            labelled_correct: delta(self.labelled_correct, base.labelled_correct),
+            labelled_confidence_sum: (self.labelled_confidence_sum - base.labelled_confidence_sum)
+                .max(0.0),
         }
     }
 

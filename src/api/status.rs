@@ -53,8 +53,8 @@ pub enum ConditionStatus {
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// `Ready`, `Training`, `TrainingUnschedulable`, `Progressing`, `Paused`,
-    /// `SpecValid`, `DriftDetected`, `TestSetStale`, `DataValid`,
-    /// `SourceReadable`, `Reconciled`, `RegistryAvailable`,
+    /// `SpecValid`, `DriftDetected`, `TestSetStale`, `EstimateUnreliable`,
+    /// `DataValid`, `SourceReadable`, `Reconciled`, `RegistryAvailable`,
     /// `NotificationsDegraded`, and kstatus's `Reconciling` and `Stalled`.
     #[serde(rename = "type")]
     pub type_: String,
@@ -94,6 +94,9 @@ pub enum TrainingTrigger {
     Drift,
     /// The data source's digest changed.
     NewData,
+    /// The champion's estimated accuracy fell more than
+    /// `retrain.onEstimatedDrop.maxDrop` below its validation accuracy.
+    EstimatedDrop,
     /// A user asked (`driftline retrain`).
     Manual,
 }
@@ -402,6 +405,9 @@ pub struct ModelStatus {
     /// set, by the drift rule and calibrated thresholds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_set_freshness: Option<TestSetFreshness>,
+    /// The champion's accuracy estimated without labels (classifiers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_accuracy: Option<super::estimate::EstimatedAccuracy>,
     /// A candidate in its shadow stage, before its canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowStatus>,
@@ -435,6 +441,7 @@ impl Default for ModelStatus {
             data_digest: None,
             drift: None,
             test_set_freshness: None,
+            estimated_accuracy: None,
             shadow: None,
             canary: None,
             handled_request: None,

@@ -96,6 +96,11 @@ pub mod msg {
     pub const SLICE_METRICS_EMPTY: &str = "a slice needs at least one metric";
     pub const MUST_PASS_TOLERANCE: &str = "mustPassTolerance must not be negative";
     pub const BUDGET_POSITIVE: &str = "a budget must be greater than 0";
+    pub const MAX_CALIBRATION_ERROR: &str = "maxCalibrationError must be between 0 and 1";
+    pub const ESTIMATE_MAX_DROP: &str =
+        "onEstimatedDrop.maxDrop must be above 0 and at most 1 (an accuracy difference, e.g. 0.03)";
+    pub const ESTIMATE_TOLERANCE: &str = "onEstimatedDrop.tolerance must be above 0 and at most 1 (an accuracy difference, e.g. 0.05)";
+    pub const ESTIMATE_MIN_LABELS: &str = "onEstimatedDrop.minLabels must be at least 1";
     pub const STEPS_EMPTY: &str = "rollout needs at least one canary step";
     pub const CANARY_WEIGHT: &str = "canary step weight must be between 1 and 100";
     pub const CANARY_INCREASING: &str =
@@ -570,6 +575,25 @@ impl ModelSpec {
             if let Some(n) = r.max_per_day {
                 c.check(n > 0, "spec.retrain.maxPerDay", msg::MAX_PER_DAY);
             }
+            if let Some(e) = &r.on_estimated_drop {
+                let p = "spec.retrain.onEstimatedDrop";
+                let fraction = |v: f64| v > 0.0 && v <= 1.0;
+                c.check(
+                    fraction(e.max_drop),
+                    format!("{p}.maxDrop"),
+                    msg::ESTIMATE_MAX_DROP,
+                );
+                c.check(
+                    fraction(e.tolerance),
+                    format!("{p}.tolerance"),
+                    msg::ESTIMATE_TOLERANCE,
+                );
+                c.check(
+                    e.min_labels > 0,
+                    format!("{p}.minLabels"),
+                    msg::ESTIMATE_MIN_LABELS,
+                );
+            }
         }
 
         drift(&mut c, &self.drift);
@@ -633,6 +657,13 @@ impl ModelSpec {
                 for (j, m) in s.metrics.iter().enumerate() {
                     metric(&mut c, m, &format!("{p}.metrics[{j}]"));
                 }
+            }
+            if let Some(bound) = g.max_calibration_error {
+                c.check(
+                    (0.0..=1.0).contains(&bound),
+                    "spec.gate.maxCalibrationError",
+                    msg::MAX_CALIBRATION_ERROR,
+                );
             }
             if let Some(tol) = g.must_pass_tolerance {
                 c.check(

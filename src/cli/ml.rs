@@ -216,6 +216,7 @@ pub async fn evaluate(args: EvaluateArgs) -> Result<ExitCode, MlError> {
             slices: Vec::new(),
             must_pass: None,
             must_pass_tolerance: None,
+            max_calibration_error: None,
             budgets: None,
         },
         (None, None) => {

@@ -615,6 +615,7 @@ pub fn model_page(page: &ModelPage, all_versions: bool) -> String {
         "<h1>{}/{}</h1><p>{}</p><table id=\"summary\"><tr><th>Phase</th><td class=\"phase\">{}</td></tr>\
          <tr><th>Champion</th><td>{}</td></tr><tr><th>Candidate</th><td>{}</td></tr>\
          <tr><th>Traffic</th><td>{}</td></tr><tr><th>Drift</th><td>{}</td></tr>\
+         <tr><th>Estimated accuracy</th><td id=\"estimated-accuracy\">{}</td></tr>\
          <tr><th>Last training</th><td>{}</td></tr><tr><th>Next training</th><td>{}</td></tr></table>",
         escape(&m.namespace),
         escape(&m.name),
@@ -624,6 +625,7 @@ pub fn model_page(page: &ModelPage, all_versions: bool) -> String {
         opt(m.candidate.as_deref()),
         traffic_cell(m),
         drift_cell(m),
+        opt(m.estimated_accuracy.as_deref()),
         training_cell(m),
         next_training_cell(m),
     );

@@ -40,7 +40,10 @@ fn model(name: &str, labels: serde_json::Value) -> Model {
             "nextVersion": 3,
             "drift": {"score": 0.4, "driftedShare": 0.5, "driftedFeatures": [EVIL, "alcohol"],
                       "driftedWeight": 0.7, "windowDrifted": true, "drivers": [],
-                      "reason": EVIL, "consecutiveWindows": 3, "summary": "drifted"}
+                      "reason": EVIL, "consecutiveWindows": 3, "summary": "drifted"},
+            "estimatedAccuracy": {"version": "v1", "value": 0.5854, "window": "2026-06-01T19:20:00Z",
+                                  "requests": 320, "validationAccuracy": 0.598,
+                                  "realised": 0.61, "labelled": 200}
         }
     }))
     .expect("model fixture")
@@ -241,6 +244,14 @@ fn the_model_page_shows_rollback_drifted_features_and_audit_rows() {
     // Live shares come from the sketch's counts.
     let h = page.histogram.as_ref().unwrap();
     assert_eq!(h.live.as_deref(), Some(&[0.1, 0.1, 0.8][..]));
+    // The accuracy estimated without labels, beside what it is compared with.
+    assert!(
+        html.contains(
+            "<td id=\"estimated-accuracy\">0.585 over 320 requests of v1 to 2026-06-01 19:20 UTC \
+             (validation 0.598; 0.610 realised by 200 labelled)</td>"
+        ),
+        "{html}"
+    );
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! keyed to its bins.
 
 mod calibrate;
+mod confidence;
 mod embedding;
 mod monitor;
 mod profile;
@@ -17,6 +18,7 @@ mod sketch;
 mod stats;
 
 pub use calibrate::{Calibration, ColumnNull, DEFAULT_RESAMPLES, NullFit, WindowNull, calibrate};
+pub use confidence::ConfidenceTally;
 pub use embedding::{EMBEDDING_DIRECTIONS, EmbeddingProjection, direction_name};
 pub use monitor::{
     ColumnDrift, DriftConfig, DriftError, DriftMonitor, DriftReport, RunningTotal, WindowReport,

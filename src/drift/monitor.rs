@@ -266,19 +266,24 @@ impl DriftMonitor {
     }
 
     /// Counts `rows` rows; `feature(j, i)` is feature `j` of row `i` and
-    /// `prediction(i)` the prediction for row `i`. Returns the reports of the
+    /// `prediction(i)` the prediction for row `i`, `confidence(i)` its top-class
+    /// probability (classifiers). Returns the reports of the
     /// windows this closed (oldest first).
     pub fn observe_rows<'a>(
         &mut self,
         rows: usize,
         feature: impl Fn(usize, usize) -> Observation<'a>,
         prediction: impl Fn(usize) -> Observation<'a>,
+        confidence: impl Fn(usize) -> Option<f64>,
         now: DateTime<Utc>,
     ) -> Vec<WindowReport> {
         let mut closed = self.tick(now).into_iter().collect::<Vec<_>>();
         for i in 0..rows {
             self.current
                 .observe_row(&self.profile, |j| feature(j, i), prediction(i));
+            if let Some(c) = confidence(i) {
+                self.current.confidence.observe(c);
+            }
             if self.current.rows >= self.config.window_rows() {
                 closed.push(self.close(now));
             }

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::confidence::ConfidenceTally;
 use super::profile::{FeatureProfile, ReferenceProfile};
 
 /// Why two sketches could not be merged.
@@ -154,6 +155,11 @@ pub struct DatasetSketch {
     pub features: Vec<ColumnSketch>,
     /// Sketch of the model's predictions.
     pub prediction: ColumnSketch,
+    /// Classifiers: the top-class probability of the same rows, whose mean
+    /// is the window's estimated accuracy (kept here so that it is windowed
+    /// and merged exactly as the drift counts are).
+    #[serde(default, skip_serializing_if = "ConfidenceTally::is_empty")]
+    pub confidence: ConfidenceTally,
 }
 
 impl DatasetSketch {
@@ -167,6 +173,7 @@ impl DatasetSketch {
                 .map(ColumnSketch::for_profile)
                 .collect(),
             prediction: ColumnSketch::for_profile(&profile.prediction),
+            confidence: ConfidenceTally::default(),
         }
     }
 
@@ -217,6 +224,7 @@ impl DatasetSketch {
             a.merge(b)?;
         }
         self.prediction.merge(&other.prediction)?;
+        self.confidence.merge(&other.confidence);
         self.rows += other.rows;
         Ok(())
     }
@@ -225,6 +233,7 @@ impl DatasetSketch {
     pub fn clear(&mut self) {
         self.features.iter_mut().for_each(ColumnSketch::clear);
         self.prediction.clear();
+        self.confidence = ConfidenceTally::default();
         self.rows = 0;
     }
 
@@ -245,6 +254,7 @@ impl DatasetSketch {
                 .map(|(now, then)| now.since(then))
                 .collect::<Option<Vec<_>>>()?,
             prediction: self.prediction.since(&earlier.prediction)?,
+            confidence: self.confidence.since(&earlier.confidence)?,
         })
     }
 }
@@ -275,6 +285,30 @@ mod tests {
             importance: Vec::new(),
             embedding: None,
         }
+    }
+
+    #[test]
+    fn the_confidence_tally_is_merged_subtracted_and_cleared_with_the_sketch() {
+        let p = profile();
+        let mut a = DatasetSketch::for_profile(&p);
+        a.confidence.observe(0.8);
+        let before = a.clone();
+        a.confidence.observe(0.6);
+        let delta = a.since(&before).expect("a later read");
+        assert_eq!(delta.confidence.rows, 1);
+        let mut merged = before.clone();
+        merged.merge(&delta).unwrap();
+        assert_eq!(
+            merged, a,
+            "the earlier read and the delta add up to the later read"
+        );
+        // A sketch written before the tally existed reads as an empty one.
+        let mut json = serde_json::to_value(&before).unwrap();
+        json.as_object_mut().unwrap().remove("confidence");
+        let old: DatasetSketch = serde_json::from_value(json).unwrap();
+        assert!(old.confidence.is_empty());
+        a.clear();
+        assert!(a.confidence.is_empty());
     }
 
     #[test]

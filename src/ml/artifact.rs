@@ -155,6 +155,22 @@ pub struct TargetScale {
     pub std: f64,
 }
 
+/// Temperature scaling fitted on the validation split: served
+/// probabilities are `softmax(logits / temperature)`. The expected
+/// calibration error before and after tells how much it helped; the
+/// estimated accuracy the server reports is only as good as the "after".
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Calibration {
+    pub temperature: f64,
+    /// Equal-width confidence bins of the expected calibration error.
+    pub bins: u32,
+    /// Validation rows it was fitted and measured on.
+    pub rows: u64,
+    pub ece_before: f64,
+    pub ece_after: f64,
+}
+
 /// Everything about a trained model except its weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -186,6 +202,10 @@ pub struct Manifest {
     pub reference: ReferenceProfile,
     /// Metrics on the validation split.
     pub metrics: BTreeMap<String, f64>,
+    /// Classifiers: the temperature their probabilities are served at.
+    /// Artifacts written before calibration have none (temperature 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
     pub curve: Vec<EpochRecord>,
     pub dataset: DatasetLineage,
     /// The training window's statistics: the baseline the next version's
@@ -361,6 +381,8 @@ pub struct Predictor {
     pub(crate) inputs: usize,
     pub(crate) network: Box<dyn Network>,
     pub(crate) device: Device,
+    /// Divides the logits before the softmax (1 leaves them as trained).
+    pub(crate) temperature: f32,
 }
 
 impl Predictor {
@@ -385,6 +407,21 @@ impl Predictor {
         let x = Tensor::from_vec(encoded, (rows, self.inputs), &self.device)?;
         let out = self.network.forward(&x, None)?;
         self.predictions(&out)
+    }
+
+    /// The network's raw outputs for encoded rows, before any temperature:
+    /// what calibration fits the temperature on.
+    pub(crate) fn logits_encoded(
+        &self,
+        encoded: Vec<f32>,
+        rows: usize,
+    ) -> Result<Vec<Vec<f32>>, MlError> {
+        if rows == 0 {
+            return Ok(Vec::new());
+        }
+        let x = Tensor::from_vec(encoded, (rows, self.inputs), &self.device)?;
+        let out = self.network.forward(&x, None)?;
+        Ok(out.to_device(&Device::Cpu)?.to_vec2::<f32>()?)
     }
 
     /// Image models: predictions for decoded images, and what the drift
@@ -424,6 +461,15 @@ impl Predictor {
     pub(crate) fn predictions(&self, out: &Tensor) -> Result<Predictions, MlError> {
         match self.task {
             Task::Classification => {
+                // Exactly the trained outputs at temperature 1, so artifacts
+                // from before calibration answer as they always did.
+                let scaled;
+                let out = if self.temperature == 1.0 {
+                    out
+                } else {
+                    scaled = (out / f64::from(self.temperature))?;
+                    &scaled
+                };
                 let probs = candle_nn::ops::softmax_last_dim(out)?
                     .to_device(&Device::Cpu)?
                     .to_vec2::<f32>()?;
@@ -741,5 +787,6 @@ fn verify_and_build(
         inputs: manifest.inputs,
         network,
         device: device.clone(),
+        temperature: manifest.calibration.map_or(1.0, |c| c.temperature as f32),
     })
 }

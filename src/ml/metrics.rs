@@ -1,10 +1,41 @@
 //! Evaluation metrics, named as gates refer to them: `accuracy`, `macroF1`,
-//! `logLoss`, `recall:<class>`, `rocAuc` (binary), `rmse`, `mae`, `r2`.
+//! `logLoss`, `recall:<class>`, `rocAuc` (binary), `expectedCalibrationError`,
+//! `rmse`, `mae`, `r2`.
 
 use std::collections::BTreeMap;
 
 /// Smallest probability used in log-loss, as scikit-learn clips.
 const LOG_LOSS_EPS: f64 = 1e-15;
+
+/// Equal-width confidence bins of the expected calibration error (15, as
+/// Guo et al. 2017 and NannyML's calibration check use).
+pub const CALIBRATION_BINS: usize = 15;
+
+/// Expected calibration error of (confidence, correct) pairs: the
+/// row-weighted mean, over equal-width confidence bins, of the gap
+/// between a bin's accuracy and its mean confidence. 0 when no rows.
+pub fn expected_calibration_error(pairs: impl IntoIterator<Item = (f64, bool)>) -> f64 {
+    let mut count = [0u64; CALIBRATION_BINS];
+    let mut confidence = [0.0f64; CALIBRATION_BINS];
+    let mut correct = [0u64; CALIBRATION_BINS];
+    for (c, ok) in pairs {
+        let c = c.clamp(0.0, 1.0);
+        // A confidence of exactly 1 belongs to the last bin, not past it.
+        let bin = ((c * CALIBRATION_BINS as f64) as usize).min(CALIBRATION_BINS - 1);
+        count[bin] += 1;
+        confidence[bin] += c;
+        correct[bin] += u64::from(ok);
+    }
+    let n: u64 = count.iter().sum();
+    if n == 0 {
+        return 0.0;
+    }
+    (0..CALIBRATION_BINS)
+        .filter(|&b| count[b] > 0)
+        .map(|b| (correct[b] as f64 - confidence[b]).abs())
+        .sum::<f64>()
+        / n as f64
+}
 
 /// Classification metrics. `probabilities` rows follow `classes`; a true
 /// label the model does not know counts as wrong with probability 0.
@@ -63,6 +94,17 @@ pub fn classification(
             loss -= prob.clamp(LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS).ln();
         }
         out.insert("logLoss".into(), loss / n as f64);
+        let pairs = probabilities
+            .iter()
+            .zip(truth.iter().zip(predicted))
+            .map(|(p, (t, q))| {
+                let top = p.iter().copied().fold(0.0f32, f32::max);
+                (f64::from(top), t == q)
+            });
+        out.insert(
+            "expectedCalibrationError".into(),
+            expected_calibration_error(pairs),
+        );
         if classes.len() == 2 {
             let scores: Vec<f64> = probabilities
                 .iter()
@@ -150,6 +192,21 @@ mod tests {
 
     fn s(xs: &[&str]) -> Vec<String> {
         xs.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn expected_calibration_error_weighs_each_bins_gap_by_its_rows() {
+        // Bin [0.9, 0.967): two rows at 0.95, one right → gap 0.45.
+        // Bin [0.6, 0.667): two rows at 0.65, both right → gap 0.35.
+        let pairs = [(0.95, true), (0.95, false), (0.65, true), (0.65, true)];
+        let ece = expected_calibration_error(pairs);
+        assert!(
+            (ece - (2.0 * 0.45 + 2.0 * 0.35) / 4.0).abs() < 1e-12,
+            "{ece}"
+        );
+        // Confidence 1 lands in the last bin; no rows is no error.
+        assert!((expected_calibration_error([(1.0, true)])).abs() < 1e-12);
+        assert_eq!(expected_calibration_error([]), 0.0);
     }
 
     #[test]

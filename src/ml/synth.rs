@@ -30,6 +30,15 @@ fn normal(rng: &mut ChaCha8Rng, mean: f64, std: f64) -> f64 {
 
 /// CSV text with a header and `rows` rows, identical for the same seed and shift.
 pub fn generate(rows: usize, seed: u64, shift: Shift) -> String {
+    generate_narrowed(rows, seed, shift, 1.0)
+}
+
+/// As [`generate`], with the two most informative inputs (`x1`, `x2`)
+/// drawn `spread` times as wide: below 1 a covariate shift towards the
+/// decision boundary, where the same rule is harder to call, so a model's
+/// real accuracy and its confidence both fall (what an accuracy estimate
+/// without labels must follow).
+pub fn generate_narrowed(rows: usize, seed: u64, shift: Shift, spread: f64) -> String {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = String::with_capacity(rows * 80);
     out.push_str("x1,x2,x3,x4,x5,x6,x7,x8,segment,label\n");
@@ -41,8 +50,8 @@ pub fn generate(rows: usize, seed: u64, shift: Shift) -> String {
         };
         let x: Vec<f64> = (0..8)
             .map(|i| match i {
-                0 => normal(&mut rng, m1, 1.0),
-                1 => normal(&mut rng, m2, s2),
+                0 => normal(&mut rng, m1, spread),
+                1 => normal(&mut rng, m2, s2 * spread),
                 _ => normal(&mut rng, 0.0, 1.0),
             })
             .collect();

@@ -366,21 +366,56 @@ fn drift_series(
         .iter()
         .filter(|w| counted.is_none_or(|c| w.window_end > c))
         .flat_map(|w| {
-            w.features.iter().map(|f| {
-                Record::from(DriftReading {
-                    model: model_ref.clone(),
-                    version: champion,
-                    window_end: w.window_end,
-                    feature: f.name.clone(),
-                    statistic: statistic.clone(),
-                    value: f.value,
-                    threshold: f.threshold,
-                    drifted: f.value > f.threshold,
-                })
-            })
+            let features = w.features.iter().map(|f| DriftReading {
+                model: model_ref.clone(),
+                version: champion,
+                window_end: w.window_end,
+                feature: f.name.clone(),
+                statistic: statistic.clone(),
+                value: f.value,
+                threshold: f.threshold,
+                drifted: f.value > f.threshold,
+            });
+            features
+                .chain(estimate_reading(model, model_ref, champion, w))
+                .map(Record::from)
         })
         .collect()
 }
+
+/// The window's estimated accuracy as a row of the same series: feature
+/// `estimatedAccuracy`, statistic `cbpe`, against the accuracy
+/// `retrain.onEstimatedDrop` would retrain below (the validation accuracy
+/// less `maxDrop`; the validation accuracy itself without the trigger).
+fn estimate_reading(
+    model: &Model,
+    model_ref: &ModelRef,
+    champion: u32,
+    window: &PolicyDriftReading,
+) -> Option<DriftReading> {
+    let estimate = window.estimate.as_ref()?;
+    let value = estimate.accuracy()?;
+    let max_drop = model
+        .spec
+        .retrain
+        .as_ref()
+        .and_then(|r| r.on_estimated_drop.as_ref())
+        .map_or(0.0, |t| t.max_drop);
+    let threshold = estimate.validation_accuracy.map_or(0.0, |v| v - max_drop);
+    Some(DriftReading {
+        model: model_ref.clone(),
+        version: champion,
+        window_end: window.window_end,
+        feature: ESTIMATED_ACCURACY_SERIES.into(),
+        statistic: "cbpe".into(),
+        value,
+        threshold,
+        drifted: value < threshold,
+    })
+}
+
+/// The drift series' name for a window's estimated accuracy.
+const ESTIMATED_ACCURACY_SERIES: &str = "estimatedAccuracy";
 
 #[cfg(test)]
 mod tests {

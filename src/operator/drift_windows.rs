@@ -20,8 +20,10 @@ use kube::runtime::reflector::ObjectRef;
 use tracing::warn;
 
 use crate::api::Model;
-use crate::drift::{DriftConfig, ReferenceProfile, ReplicaWindows, RunningTotal, compare};
-use crate::policy::{DriftReading, TestSetReading};
+use crate::drift::{
+    ConfidenceTally, DriftConfig, ReferenceProfile, ReplicaWindows, RunningTotal, compare,
+};
+use crate::policy::{DriftReading, TestSetReading, WindowEstimate};
 
 /// Merged windows kept per Model, offered to the decision core each time.
 const KEEP_READINGS: usize = 8;
@@ -30,13 +32,22 @@ const KEEP_READINGS: usize = 8;
 struct ChampionWindows {
     version: u32,
     artifact: String,
+    reference: Reference,
+    windows: ReplicaWindows,
+    readings: VecDeque<DriftReading>,
+}
+
+/// What a champion's windows are compared with, read once per champion.
+#[derive(Clone)]
+struct Reference {
     profile: Arc<ReferenceProfile>,
+    /// The champion's validation accuracy (manifest), which the estimated
+    /// accuracy of each window is compared with.
+    validation_accuracy: Option<f64>,
     /// The reference with the gate's test-set shares, when the artifact
     /// holds the test set's sketch (tables): each window is compared with
     /// it too, for `TestSetStale`.
     test_set: Option<Arc<ReferenceProfile>>,
-    windows: ReplicaWindows,
-    readings: VecDeque<DriftReading>,
 }
 
 /// Every Model's merge, shared by all reconciles.
@@ -63,17 +74,18 @@ impl DriftWindows {
             models
                 .get(&key)
                 .filter(|c| c.version == version && c.artifact == artifact)
-                .map(|c| (c.profile.clone(), c.test_set.clone()))
+                .map(|c| c.reference.clone())
         };
-        let (profile, test_set) = match known {
+        let reference = match known {
             Some(known) => known,
             // No replica answered and nothing merged yet: nothing to read.
             None if totals.is_empty() => return Vec::new(),
             None => match reference_profile(artifact).await {
-                Some(p) => {
-                    let test_set = test_set_profile(artifact, &p).await.map(Arc::new);
-                    (Arc::new(p), test_set)
-                }
+                Some((profile, validation_accuracy)) => Reference {
+                    test_set: test_set_profile(artifact, &profile).await.map(Arc::new),
+                    profile,
+                    validation_accuracy,
+                },
                 None => return Vec::new(),
             },
         };
@@ -83,32 +95,28 @@ impl DriftWindows {
             .entry(key)
             .and_modify(|c| {
                 if c.version != version || c.artifact != artifact {
-                    *c = ChampionWindows::new(
-                        version,
-                        artifact,
-                        profile.clone(),
-                        test_set.clone(),
-                        now,
-                    );
+                    *c = ChampionWindows::new(version, artifact, reference.clone(), now);
                 }
             })
-            .or_insert_with(|| {
-                ChampionWindows::new(version, artifact, profile.clone(), test_set.clone(), now)
-            });
+            .or_insert_with(|| ChampionWindows::new(version, artifact, reference.clone(), now));
         match entry
             .windows
             .advance(totals, config.window_rows(), config.window_duration, now)
         {
             Ok(Some(window)) => {
                 let report = compare(
-                    &entry.profile,
+                    &entry.reference.profile,
                     &config,
                     &window.sketch,
                     window.started,
                     Some(window.ended),
                 );
                 if let Some(mut reading) = DriftReading::from_window(&report) {
-                    reading.test_set = entry.test_set.as_ref().and_then(|t| {
+                    reading.estimate = estimate(
+                        &window.sketch.confidence,
+                        entry.reference.validation_accuracy,
+                    );
+                    reading.test_set = entry.reference.test_set.as_ref().and_then(|t| {
                         let against = compare(
                             t,
                             &config,
@@ -138,29 +146,36 @@ impl DriftWindows {
 }
 
 impl ChampionWindows {
-    fn new(
-        version: u32,
-        artifact: &str,
-        profile: Arc<ReferenceProfile>,
-        test_set: Option<Arc<ReferenceProfile>>,
-        now: DateTime<Utc>,
-    ) -> Self {
+    fn new(version: u32, artifact: &str, reference: Reference, now: DateTime<Utc>) -> Self {
         Self {
             version,
             artifact: artifact.to_string(),
-            profile,
-            test_set,
+            reference,
             windows: ReplicaWindows::new(now),
             readings: VecDeque::new(),
         }
     }
 }
 
-/// The reference profile in the champion's `manifest.json`.
-async fn reference_profile(artifact: &str) -> Option<ReferenceProfile> {
+/// The reference profile in the champion's `manifest.json`, and its
+/// validation accuracy (classifiers).
+async fn reference_profile(artifact: &str) -> Option<(Arc<ReferenceProfile>, Option<f64>)> {
     super::observe::read_manifest(artifact, "drift windows")
         .await
-        .map(|m| m.reference)
+        .map(|m| {
+            let accuracy = m.metrics.get("accuracy").copied();
+            (Arc::new(m.reference), accuracy)
+        })
+}
+
+/// A merged window's estimated accuracy: its confidence tally, when the
+/// champion is a classifier that counted one.
+fn estimate(tally: &ConfidenceTally, validation_accuracy: Option<f64>) -> Option<WindowEstimate> {
+    (!tally.is_empty()).then(|| WindowEstimate {
+        rows: tally.rows,
+        expected_correct: tally.expected_correct(),
+        validation_accuracy,
+    })
 }
 
 /// The champion's reference with the shares of its gate's test set, from

@@ -547,6 +547,9 @@ pub async fn observations(
                 .drift_windows
                 .readings(model, champion, &artifact, &totals, obs.now)
                 .await;
+            if model.spec.task == crate::api::Task::Classification {
+                obs.champion_labels = scrape::labelled(ctx, &replicas).await;
+            }
         }
     }
     let actor = acknowledged.as_ref().and_then(|_| {

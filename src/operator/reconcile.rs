@@ -270,7 +270,7 @@ fn borrowed<K>(items: &[Arc<K>]) -> Vec<&K> {
 /// Real time until the next reconcile when nothing else wakes the Model:
 /// what the decision asked for, at most [`MAX_REQUEUE`]; [`CANARY_POLL`]
 /// while a canary collects evidence; the drift poll while a champion is
-/// watched for drift or new data.
+/// watched for drift, an estimated accuracy drop or new data.
 pub fn next_wait(
     decided: Option<Duration>,
     status: &ModelStatus,
@@ -284,7 +284,7 @@ pub fn next_wait(
     let watches = spec
         .retrain
         .as_ref()
-        .is_some_and(|r| r.on_drift || r.on_new_data);
+        .is_some_and(|r| r.on_drift || r.on_new_data || r.on_estimated_drop.is_some());
     if watches && status.champion.is_some() {
         wait = wait.min(drift_poll);
     }
@@ -477,6 +477,21 @@ mod tests {
             MAX_REQUEUE,
             "no champion, no drift to watch"
         );
+        // An estimated-drop trigger watches the same windows.
+        spec.retrain = Some(crate::api::RetrainSpec {
+            on_estimated_drop: Some(crate::api::EstimatedDropTrigger {
+                metric: Default::default(),
+                max_drop: 0.03,
+                tolerance: 0.05,
+                min_labels: 100,
+            }),
+            ..Default::default()
+        });
+        let serving = ModelStatus {
+            champion: Some("v1".into()),
+            ..Default::default()
+        };
+        assert_eq!(next_wait(None, &serving, &spec, poll), poll);
     }
 
     /// Every request answered as an API server refusing the operator's

@@ -15,7 +15,7 @@ use crate::api::routes;
 use crate::api::scrape::{GatewayCounters, ServingCounters, parse_shadow_tallies};
 use crate::api::{Model, ShadowTally, version_number};
 use crate::drift::{DriftReport, RunningTotal};
-use crate::policy::{CanaryMetrics, Observations, ShadowObservation};
+use crate::policy::{CanaryMetrics, LabelledTally, Observations, ShadowObservation};
 
 use super::context::Context;
 use super::observe::{self, Baseline};
@@ -63,6 +63,18 @@ async fn version(ctx: &Context, replicas: &[String]) -> Option<ServingCounters> 
         total.merge(&counters?);
     }
     Some(total)
+}
+
+/// The champion's labelled requests, summed over its replicas' `/metrics`;
+/// `None` unless every replica answered (a partial sum would misstate the
+/// realised accuracy) or while none was labelled.
+pub async fn labelled(ctx: &Context, replicas: &[String]) -> Option<LabelledTally> {
+    let c = version(ctx, replicas).await?;
+    (c.labelled_rows > 0).then_some(LabelledTally {
+        labelled: c.labelled_rows,
+        correct: c.labelled_correct,
+        confidence_sum: c.labelled_confidence_sum,
+    })
 }
 
 /// Each replica's running drift total from its `/v2/models/{name}/drift`,

@@ -27,6 +27,10 @@ pub const DRIFT_DETECTED: &str = "DriftDetected";
 /// Live traffic has left the gate's regression test-set for
 /// `consecutiveWindows` windows in a row (`True`, naming the features).
 pub const TEST_SET_STALE: &str = "TestSetStale";
+/// The champion's accuracy estimated without labels is off from what its
+/// late labels realised by more than `retrain.onEstimatedDrop.tolerance`
+/// (`True`): the estimate triggers nothing until it is back within.
+pub const ESTIMATE_UNRELIABLE: &str = "EstimateUnreliable";
 /// The latest data check passed (`True`), or refused the window (`False`,
 /// with every failed check).
 pub const DATA_VALID: &str = "DataValid";
@@ -50,7 +54,7 @@ pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 
 /// Every condition type a Model can carry.
-pub const ALL: [&str; 15] = [
+pub const ALL: [&str; 16] = [
     READY,
     TRAINING,
     TRAINING_UNSCHEDULABLE,
@@ -59,6 +63,7 @@ pub const ALL: [&str; 15] = [
     SPEC_VALID,
     DRIFT_DETECTED,
     TEST_SET_STALE,
+    ESTIMATE_UNRELIABLE,
     DATA_VALID,
     SOURCE_READABLE,
     RECONCILED,

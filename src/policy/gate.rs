@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::higher_is_better;
+use crate::api::{CALIBRATION_ERROR_METRIC, higher_is_better};
 use crate::api::{GateCheck, GateReport, GateSpec, GateVerdict, MetricThreshold};
 
 /// Tolerance for comparing floats that went through JSON.
@@ -54,6 +54,9 @@ pub fn verdict(
     }
     if spec.must_pass.is_some() {
         checks.push(must_pass_check(candidate));
+    }
+    if let Some(bound) = spec.max_calibration_error {
+        checks.push(calibration_check(candidate, bound));
     }
     if let Some(budgets) = &spec.budgets {
         let b = &candidate.budgets;
@@ -119,6 +122,31 @@ pub fn verdict(
     GateVerdict {
         passed: checks.iter().all(|c| c.passed),
         checks,
+    }
+}
+
+/// `gate.maxCalibrationError` against the candidate's calibration error on
+/// the test set; a model without one (a regressor) cannot pass it.
+fn calibration_check(candidate: &GateReport, bound: f64) -> GateCheck {
+    let value = candidate.metrics.get(CALIBRATION_ERROR_METRIC).copied();
+    let passed = value.is_some_and(|v| v <= bound + EPS);
+    let message = match value {
+        Some(v) if passed => format!(
+            "expected calibration error is {v:.4}; gate.maxCalibrationError allows at most {bound}"
+        ),
+        Some(v) => format!(
+            "expected calibration error is {v:.4}, above gate.maxCalibrationError {bound}: its confidence does not match its accuracy, so its estimated accuracy cannot be trusted"
+        ),
+        None => "expected calibration error was not measured: only classifiers have one; remove gate.maxCalibrationError".into(),
+    };
+    GateCheck {
+        kind: "calibration".into(),
+        name: CALIBRATION_ERROR_METRIC.into(),
+        slice: None,
+        value,
+        bound: Some(bound),
+        passed,
+        message,
     }
 }
 
@@ -340,8 +368,36 @@ mod tests {
             slices: Vec::new(),
             must_pass: None,
             must_pass_tolerance: None,
+            max_calibration_error: None,
             budgets: None,
         }
+    }
+
+    #[test]
+    fn a_calibration_error_over_the_bound_fails_with_value_and_bound() {
+        let s = GateSpec {
+            max_calibration_error: Some(0.05),
+            ..spec(Vec::new())
+        };
+        let good = verdict(&s, &report(&[("expectedCalibrationError", 0.03)]), None);
+        assert!(good.passed, "{good:?}");
+        let bad = verdict(&s, &report(&[("expectedCalibrationError", 0.12)]), None);
+        assert!(!bad.passed);
+        let failed: Vec<_> = bad.failures().collect();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(
+            (failed[0].kind.as_str(), failed[0].value, failed[0].bound),
+            ("calibration", Some(0.12), Some(0.05))
+        );
+        assert!(
+            failed[0].message.contains("0.1200") && failed[0].message.contains("0.05"),
+            "{}",
+            failed[0].message
+        );
+        // A regressor has no calibration error: the bound cannot be met.
+        let regressor = verdict(&s, &report(&[("rmse", 1.0)]), None);
+        assert!(!regressor.passed);
+        assert_eq!(regressor.checks[0].value, None);
     }
 
     #[test]
@@ -535,6 +591,7 @@ mod tests {
             slices: Vec::new(),
             must_pass: None,
             must_pass_tolerance: None,
+            max_calibration_error: None,
             budgets: Some(BudgetSpec {
                 min_images_per_second: Some(500.0),
                 ..BudgetSpec::default()

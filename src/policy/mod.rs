@@ -26,6 +26,7 @@ mod confidence;
 mod data_check;
 mod decide;
 mod drift;
+mod estimate;
 mod gate;
 mod notify;
 mod observe;
@@ -38,6 +39,7 @@ pub use canary::{StepWindow, analyse as analyse_canary};
 pub use data_check::verdict as data_verdict;
 pub use decide::{SCHEDULE_GRACE, config_hash, decide};
 pub use drift::{DriftUpdate, update_drift};
+pub use estimate::{EstimateUpdate, update_estimate};
 pub use gate::verdict as gate_verdict;
 pub use notify::{
     Notification, Subject, body as notification_body, cloud_event, event_id, notifications,
@@ -45,8 +47,8 @@ pub use notify::{
 };
 pub use observe::{
     CanaryMetrics, DataCheckOutcome, DataCheckResult, DriftReading, GateResult, JobState,
-    ManualAction, ManualRequest, Observations, ServingMetrics, ShadowObservation, TestSetReading,
-    TrainingJob, awaits_gate,
+    LabelledTally, ManualAction, ManualRequest, Observations, ServingMetrics, ShadowObservation,
+    TestSetReading, TrainingJob, WindowEstimate, awaits_gate,
 };
 pub use shadow::{ShadowVerdict, verdict as shadow_verdict};
 pub use version_status::{apply as apply_to_version_status, version_of as version_written_by};

@@ -137,6 +137,9 @@ pub struct DriftReading {
     /// holds the test set's sketch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_set: Option<TestSetReading>,
+    /// Classifiers: the window's confidence, whose mean is its estimated accuracy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<WindowEstimate>,
 }
 
 /// A window's readings against the gate's test set: its features, and the
@@ -146,6 +149,34 @@ pub struct TestSetReading {
     pub features: Vec<ColumnReading>,
     #[serde(default)]
     pub prediction: Option<ColumnReading>,
+}
+
+/// A window's accuracy estimated without labels, and what it is compared with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowEstimate {
+    /// Rows whose top-class probability was counted.
+    pub rows: u64,
+    /// Sum of those probabilities: the expected number of right answers.
+    pub expected_correct: f64,
+    /// The champion's accuracy on its validation split (its manifest).
+    pub validation_accuracy: Option<f64>,
+}
+
+impl WindowEstimate {
+    /// The estimated accuracy; `None` without rows.
+    pub fn accuracy(&self) -> Option<f64> {
+        (self.rows > 0).then(|| self.expected_correct / self.rows as f64)
+    }
+}
+
+/// The champion's labelled requests so far, summed over its replicas: how
+/// many, how many it got right, and the sum of the confidence it answered
+/// them with (what the estimate said of exactly those requests).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LabelledTally {
+    pub labelled: u64,
+    pub correct: u64,
+    pub confidence_sum: f64,
 }
 
 impl DriftReading {
@@ -164,6 +195,7 @@ impl DriftReading {
             features: window.features.iter().map(column).collect(),
             prediction: (window.prediction.rows > 0).then(|| column(&window.prediction)),
             test_set: None,
+            estimate: None,
         })
     }
 }
@@ -210,6 +242,9 @@ pub struct Observations {
     pub shadow: Option<ShadowObservation>,
     /// Drift windows, any order; windows already counted are skipped.
     pub drift: Vec<DriftReading>,
+    /// The champion's labelled requests, when its replicas reported them.
+    #[serde(default)]
+    pub champion_labels: Option<LabelledTally>,
     /// Current digest of `spec.data.source` (what a run started now would
     /// read), when the operator could list it.
     pub source_digest: Option<String>,
@@ -237,6 +272,7 @@ impl Observations {
             canary_metrics: None,
             shadow: None,
             drift: Vec::new(),
+            champion_labels: None,
             source_digest: None,
             source_digest_against_last: None,
             source_error: None,

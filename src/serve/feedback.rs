@@ -83,6 +83,9 @@ pub struct ServedRecord {
     pub columns: Vec<Column>,
     /// Prediction per row.
     pub predictions: ServedPredictions,
+    /// Classifiers: the top-class probability each row was answered with
+    /// (what the estimated accuracy said of it); empty otherwise.
+    pub confidence: Vec<f64>,
 }
 
 /// What the model answered, per row.
@@ -646,6 +649,15 @@ impl Worker {
                 row.insert("_time".into(), Value::String(record.time.to_rfc3339()));
                 row.insert("_prediction".into(), prediction.clone());
                 self.buffer.push(row);
+                if let (LabelKind::Class(_), Some(&confidence)) =
+                    (&self.labels, record.confidence.get(i))
+                {
+                    self.metrics.labelled_rows.inc();
+                    self.metrics
+                        .labelled_correct
+                        .inc_by(u64::from(prediction == label));
+                    self.metrics.labelled_confidence_sum.inc_by(confidence);
+                }
                 self.online.push_back((prediction, label));
                 if self.online.len() > self.config.online_window {
                     self.online.pop_front();
@@ -776,6 +788,7 @@ mod tests {
                 (0..rows).map(|i| 10.0 + i as f64).collect(),
             )],
             predictions: ServedPredictions::Labels(vec!["good".into(); rows]),
+            confidence: vec![0.75; rows],
         }
     }
 
@@ -977,6 +990,41 @@ mod tests {
             (stats.logged_rows, stats.log_files, stats.log_dropped),
             (4, 2, 0)
         );
+    }
+
+    #[tokio::test]
+    async fn joined_labels_count_once_in_the_versions_realised_tally_with_their_confidence() {
+        let sink = Arc::new(MemorySink::default());
+        let metrics = Arc::new(ServeMetrics::new());
+        let handle = start_feedback(
+            FeedbackConfig::default(),
+            "quality".into(),
+            LabelKind::Class(vec!["bad".into(), "good".into()]),
+            Some(sink),
+            metrics.clone(),
+        );
+        handle.record(record("a", 1, Utc::now()));
+        handle.record(record("b", 2, Utc::now()));
+        let label = |id: &str, label: Value| LabelItem {
+            id: id.into(),
+            label,
+        };
+        handle.label(vec![label("a", "good".into())]).await.unwrap();
+        handle
+            .label(vec![label("b", serde_json::json!(["bad", "good"]))])
+            .await
+            .unwrap();
+        // A second label for `a` and one for an id never served are kept
+        // for the join at training (late), not counted again here.
+        let again = handle
+            .label(vec![label("a", "bad".into()), label("nope", "good".into())])
+            .await
+            .unwrap();
+        assert_eq!(again.late, ["a", "nope"]);
+        // Served "good" at confidence 0.75 each: 3 labelled, 2 right.
+        assert_eq!(metrics.labelled_rows.get(), 3);
+        assert_eq!(metrics.labelled_correct.get(), 2);
+        assert!((metrics.labelled_confidence_sum.get() - 2.25).abs() < 1e-9);
     }
 
     #[tokio::test]

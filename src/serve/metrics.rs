@@ -80,6 +80,17 @@ pub struct ServeMetrics {
     pub online_accuracy: FloatGauge,
     pub online_rmse: FloatGauge,
     pub online_labelled: Gauge,
+    /// Classifiers: rows answered and the sum of their top-class
+    /// probability; their ratio is the estimated accuracy (counters, so
+    /// replicas add).
+    pub confidence_rows: Counter,
+    pub confidence_sum: Counter<f64, AtomicU64>,
+    /// Classifiers: labelled rows joined, how many were right, and the sum
+    /// of the confidence they were answered with (counters, so replicas
+    /// add): the realised against the estimated accuracy on the same rows.
+    pub labelled_rows: Counter,
+    pub labelled_correct: Counter,
+    pub labelled_confidence_sum: Counter<f64, AtomicU64>,
 }
 
 impl Default for ServeMetrics {
@@ -112,6 +123,11 @@ impl ServeMetrics {
             online_accuracy: FloatGauge::default(),
             online_rmse: FloatGauge::default(),
             online_labelled: Gauge::default(),
+            confidence_rows: Counter::default(),
+            confidence_sum: Counter::default(),
+            labelled_rows: Counter::default(),
+            labelled_correct: Counter::default(),
+            labelled_confidence_sum: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -140,6 +156,31 @@ impl ServeMetrics {
             "drifted",
             "1 when the feature drifted in the last closed window",
             m.drifted.clone(),
+        );
+        registry.register(
+            scrape::CONFIDENCE_ROWS,
+            "Classified rows whose top-class probability is counted",
+            m.confidence_rows.clone(),
+        );
+        registry.register(
+            scrape::CONFIDENCE_SUM,
+            "Sum of the top-class probability of classified rows (over confidence_rows: the estimated accuracy)",
+            m.confidence_sum.clone(),
+        );
+        registry.register(
+            scrape::LABELLED_ROWS,
+            "Classified rows whose late label was joined",
+            m.labelled_rows.clone(),
+        );
+        registry.register(
+            scrape::LABELLED_CORRECT,
+            "Of those, rows the model answered right",
+            m.labelled_correct.clone(),
+        );
+        registry.register(
+            scrape::LABELLED_CONFIDENCE_SUM,
+            "Sum of the top-class probability those rows were answered with",
+            m.labelled_confidence_sum.clone(),
         );
         registry.register(
             "drift_windows",
@@ -290,7 +331,38 @@ impl GatewayMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::scrape::GatewayCounters;
+    use crate::api::scrape::{GatewayCounters, ServingCounters};
+
+    /// The operator reads the server's confidence tally with
+    /// `ServingCounters`, and two replicas' tallies add.
+    #[test]
+    fn the_operator_reads_the_servers_confidence_tally_and_replicas_add() {
+        let (a, b) = (ServeMetrics::new(), ServeMetrics::new());
+        a.labelled_rows.inc_by(100);
+        a.labelled_correct.inc_by(70);
+        a.labelled_confidence_sum.inc_by(80.5);
+        b.labelled_rows.inc_by(100);
+        b.labelled_correct.inc_by(90);
+        b.labelled_confidence_sum.inc_by(85.5);
+        a.confidence_rows.inc_by(4);
+        a.confidence_sum.inc_by(3.0);
+        b.confidence_rows.inc_by(6);
+        b.confidence_sum.inc_by(4.2);
+        let mut total = ServingCounters::from_metrics(&a.render());
+        assert_eq!((total.confidence_rows, total.confidence_sum), (4, 3.0));
+        total.merge(&ServingCounters::from_metrics(&b.render()));
+        let estimate = total.estimated_accuracy().expect("rows counted");
+        assert!((estimate - 0.72).abs() < 1e-9, "{estimate}");
+        assert_eq!(ServingCounters::default().estimated_accuracy(), None);
+        assert_eq!(
+            (
+                total.labelled_rows,
+                total.labelled_correct,
+                total.labelled_confidence_sum
+            ),
+            (200, 160, 166.0)
+        );
+    }
 
     /// The operator reads the gateway's `/metrics` with `GatewayCounters`:
     /// the names registered here and the names read there are one list.

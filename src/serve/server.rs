@@ -689,6 +689,9 @@ pub(super) async fn run_inference(
             features: loaded.feature_names.clone(),
             columns: batch.columns,
             predictions,
+            confidence: (0..rows)
+                .filter_map(|i| super::watch::confidence(&output, i))
+                .collect(),
         });
     }
     let mut outputs = Vec::with_capacity(2);

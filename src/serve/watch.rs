@@ -10,7 +10,7 @@ use axum::response::Response;
 use chrono::Utc;
 
 use crate::api::Task;
-use crate::drift::{Observation, WindowReport};
+use crate::drift::{ConfidenceTally, Observation, WindowReport};
 
 use super::error::ServeError;
 use super::feedback::FeedbackBody;
@@ -64,12 +64,27 @@ pub(super) fn observe(
                     Observation::Number(output.values[i])
                 }
             },
+            |i| confidence(output, i),
             Utc::now(),
         )
     };
     for window in closed {
         publish_drift(metrics, &window);
     }
+    if let Some(probabilities) = &output.probabilities {
+        let mut tally = ConfidenceTally::default();
+        probabilities
+            .iter()
+            .for_each(|p| tally.observe_probabilities(p));
+        metrics.confidence_rows.inc_by(tally.rows);
+        metrics.confidence_sum.inc_by(tally.expected_correct());
+    }
+}
+
+/// Row `i`'s top-class probability: what the estimated accuracy averages.
+pub(super) fn confidence(output: &ModelOutput, i: usize) -> Option<f64> {
+    let p = output.probabilities.as_ref()?.get(i)?;
+    Some(f64::from(p.iter().copied().fold(0.0f32, f32::max)))
 }
 
 fn publish_drift(metrics: &ServeMetrics, window: &WindowReport) {

@@ -220,6 +220,27 @@ fn cases() -> Vec<Case> {
             "spec.retrain.schedule",
         ),
         (
+            "estimated drop of zero",
+            "/spec/retrain/onEstimatedDrop",
+            json!({"maxDrop": 0.0}),
+            msg::ESTIMATE_MAX_DROP,
+            "spec.retrain.onEstimatedDrop.maxDrop",
+        ),
+        (
+            "estimate tolerance above 1",
+            "/spec/retrain/onEstimatedDrop",
+            json!({"maxDrop": 0.03, "tolerance": 5}),
+            msg::ESTIMATE_TOLERANCE,
+            "spec.retrain.onEstimatedDrop.tolerance",
+        ),
+        (
+            "estimate judged on no labels",
+            "/spec/retrain/onEstimatedDrop",
+            json!({"maxDrop": 0.03, "minLabels": 0}),
+            msg::ESTIMATE_MIN_LABELS,
+            "spec.retrain.onEstimatedDrop.minLabels",
+        ),
+        (
             "misspelt time zone",
             "/spec/retrain/timeZone",
             json!("Europe/Londn"),
@@ -309,6 +330,13 @@ fn cases() -> Vec<Case> {
             json!({"name": "accuracy", "maxRelativeDropFromChampion": 1.5}),
             msg::MAX_RELATIVE_DROP,
             "spec.gate.metrics[0].maxRelativeDropFromChampion",
+        ),
+        (
+            "calibration error above 1",
+            "/spec/gate/maxCalibrationError",
+            json!(1.5),
+            msg::MAX_CALIBRATION_ERROR,
+            "spec.gate.maxCalibrationError",
         ),
         (
             "empty test set",

@@ -99,6 +99,7 @@ fn window_under(control: DriftControl) -> WindowReport {
         ROWS as usize,
         |j, i| Observation::Text(if (i as u64) < WINDOW[j].1 { "b" } else { "a" }),
         |_| Observation::Text("good"),
+        |_| None,
         t0,
     );
     assert_eq!(closed.len(), 1, "{ROWS} rows close one window");

@@ -98,6 +98,7 @@ fn feed(
             _ => Observation::Text(r.color[i]),
         },
         |i| Observation::Text(r.prediction[i]),
+        |_| None,
         now,
     )
 }

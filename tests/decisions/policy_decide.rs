@@ -849,6 +849,7 @@ fn reading(end: &str, alcohol: f64, ph: f64) -> DriftReading {
         ],
         prediction: None,
         test_set: None,
+        estimate: None,
     }
 }
 
@@ -986,6 +987,93 @@ fn drift_retrains_after_k_consecutive_drifted_windows() {
     assert_eq!(
         status(&w).condition("DriftDetected").map(|c| c.status),
         Some(ConditionStatus::True)
+    );
+}
+
+/// A window without drift whose traffic the champion answered with mean
+/// confidence `estimate`, its validation accuracy being 0.92.
+fn estimate_reading(end: &str, estimate: f64) -> DriftReading {
+    DriftReading {
+        estimate: Some(driftline::policy::WindowEstimate {
+            rows: 1000,
+            expected_correct: estimate * 1000.0,
+            validation_accuracy: Some(0.92),
+        }),
+        ..reading(end, 0.01, 0.01)
+    }
+}
+
+#[test]
+fn an_estimated_drop_retrains_unless_late_labels_show_the_estimate_is_off() {
+    let mut w = drift_world();
+    if let Some(r) = w.model.spec.retrain.as_mut() {
+        r.on_drift = false;
+        r.on_estimated_drop = Some(driftline::api::EstimatedDropTrigger {
+            metric: Default::default(),
+            max_drop: 0.03,
+            tolerance: 0.05,
+            min_labels: 100,
+        });
+    }
+    // 0.02 below validation: within maxDrop.
+    let mut obs = w.observations();
+    obs.drift = vec![estimate_reading("2026-06-01T19:00:00Z", 0.90)];
+    assert!(w.step_with(obs).started_training().is_none());
+    let e = status(&w).estimated_accuracy.clone().expect("estimated");
+    assert_eq!((e.version.as_str(), e.requests), ("v1", 1000));
+    assert!((e.value - 0.90).abs() < 1e-9 && e.validation_accuracy == Some(0.92));
+
+    // Labels show the estimate 0.3 too high: unreliable, so a drop to 0.80
+    // triggers nothing, and says why once.
+    let mut obs = w.observations();
+    obs.champion_labels = Some(driftline::policy::LabelledTally {
+        labelled: 200,
+        correct: 120,
+        confidence_sum: 180.0,
+    });
+    obs.drift = vec![estimate_reading("2026-06-01T19:10:00Z", 0.80)];
+    let d = w.step_with(obs.clone());
+    assert!(d.started_training().is_none(), "an unreliable estimate");
+    let condition = status(&w)
+        .condition("EstimateUnreliable")
+        .cloned()
+        .expect("set");
+    assert_eq!(condition.status, ConditionStatus::True);
+    assert!(
+        condition.message.contains("0.900 against 0.600"),
+        "{}",
+        condition.message
+    );
+    let message = event(&d, "EstimateUnreliable").expect("a Warning Event");
+    assert!(message.contains("200 labelled requests"), "{message}");
+    let e = status(&w).estimated_accuracy.clone().expect("estimated");
+    assert_eq!((e.realised, e.labelled), (Some(0.6), 200));
+    obs.drift = vec![estimate_reading("2026-06-01T19:15:00Z", 0.80)];
+    let d = w.step_with(obs);
+    assert!(event(&d, "EstimateUnreliable").is_none(), "said once");
+    assert!(d.started_training().is_none());
+
+    // More labels agree with the estimate (0.850 against 0.825): it is
+    // reliable again and the next window below the bound retrains.
+    let mut obs = w.observations();
+    obs.champion_labels = Some(driftline::policy::LabelledTally {
+        labelled: 400,
+        correct: 330,
+        confidence_sum: 340.0,
+    });
+    obs.drift = vec![estimate_reading("2026-06-01T19:20:00Z", 0.80)];
+    let d = w.step_with(obs);
+    assert_eq!(
+        status(&w).condition("EstimateUnreliable").map(|c| c.status),
+        Some(ConditionStatus::False)
+    );
+    let (_, trigger, reason) = d.started_training().expect("the estimated drop retrains");
+    assert_eq!(trigger, TrainingTrigger::EstimatedDrop);
+    assert!(
+        reason.contains("estimated accuracy of v1 0.800")
+            && reason.contains("0.120 below its validation accuracy 0.920")
+            && reason.contains("maxDrop 0.03"),
+        "{reason}"
     );
 }
 

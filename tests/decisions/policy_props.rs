@@ -46,6 +46,7 @@ fn reading(window_end: DateTime<Utc>, value: f64) -> DriftReading {
         features: vec![column("alcohol"), column("ph")],
         prediction: None,
         test_set: None,
+        estimate: None,
     }
 }
 

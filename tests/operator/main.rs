@@ -8,6 +8,7 @@ mod dashboard;
 mod data_check;
 #[path = "../support/digits.rs"]
 mod digits;
+mod estimate;
 mod images;
 #[path = "../support/json_logs.rs"]
 mod json_logs;

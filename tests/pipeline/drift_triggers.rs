@@ -73,6 +73,7 @@ fn windows(model: &LoadedModel, monitor: &mut DriftMonitor, table: &Table) -> Ve
             Some(label) => Observation::Text(label),
             None => Observation::Number(predicted.values[i]),
         },
+        |_| None,
         Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
     )
 }
@@ -389,8 +390,10 @@ async fn an_artifact_trained_before_calibration_still_serves_with_the_fixed_defa
     let dir = tempfile::tempdir().unwrap();
     let reference = read(&format!("{SYNTHETIC}/reference.csv"));
     let model = train_and_load(&synthetic_spec(), &rows(&reference, 0..2_000), dir.path()).await;
-    // The manifest as an older driftline wrote it: no calibration, no importance.
+    // The manifest as an older driftline wrote it: no calibration (of the
+    // drift thresholds, nor a temperature), no importance.
     let mut old = model.manifest().clone();
+    old.calibration = None;
     old.reference.calibration = None;
     old.reference.importance.clear();
     let json = String::from_utf8(old.signed_json().unwrap()).unwrap();

@@ -8,6 +8,7 @@ mod demo;
 #[path = "../support/digits.rs"]
 mod digits;
 mod drift_triggers;
+mod estimate;
 #[path = "../support/json_logs.rs"]
 mod json_logs;
 mod ml_cli;

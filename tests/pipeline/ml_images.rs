@@ -396,6 +396,7 @@ async fn blurred_or_darkened_images_are_flagged_and_in_distribution_windows_are_
                 batch.len(),
                 |j, i| Observation::Number(answer.monitored[j][i]),
                 |i| Observation::Text(&answer.predictions.labels[i]),
+                |_| None,
                 chrono::Utc::now(),
             ));
         }

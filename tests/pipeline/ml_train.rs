@@ -97,6 +97,59 @@ async fn a_saved_artifact_loads_verified_and_predicts_like_training() {
 }
 
 #[tokio::test]
+async fn training_calibrates_on_the_validation_split_and_the_loaded_model_serves_at_that_temperature()
+ {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = synthetic(800, 1, Shift::None);
+    let model = train(&spec(""), &table);
+    let c = model
+        .manifest
+        .calibration
+        .expect("a classifier is calibrated");
+    assert!(c.temperature > 0.0 && c.temperature != 1.0, "{c:?}");
+    assert_eq!(c.bins, 15);
+    assert_eq!(c.rows, model.manifest.dataset.validation_rows as u64);
+    // The temperature minimises the log-likelihood, not the binned error:
+    // on an already well-calibrated model the two may differ by a bin's noise.
+    assert!(
+        c.ece_after < 0.1 && c.ece_after <= c.ece_before + 0.01,
+        "{c:?}"
+    );
+    // The validation metrics are those of the served (calibrated) probabilities.
+    let ece = model.manifest.metrics["expectedCalibrationError"];
+    assert!((ece - c.ece_after).abs() < 1e-6, "{ece} vs {c:?}");
+
+    // The same weights without a calibration (an artifact from before it)
+    // serve at temperature 1: the same labels, other probabilities.
+    let mut uncalibrated = model.clone();
+    uncalibrated.manifest.calibration = None;
+    let calibrated = LoadedModel::load(&save(&model, tmp.path(), "t").await)
+        .await
+        .unwrap();
+    let plain = LoadedModel::load(&save(&uncalibrated, tmp.path(), "one").await)
+        .await
+        .unwrap();
+    let test = synthetic(200, 9, Shift::None);
+    let batch = FeatureBatch::from_table(&calibrated.manifest().features, &test).unwrap();
+    let (a, b) = (
+        calibrated.predict(&batch).unwrap(),
+        plain.predict(&batch).unwrap(),
+    );
+    assert_eq!(a.labels, b.labels, "a temperature never changes the answer");
+    let top = |p: &[f32]| p.iter().copied().fold(0.0f32, f32::max);
+    let (pa, pb) = (a.probabilities.unwrap(), b.probabilities.unwrap());
+    for (ra, rb) in pa.iter().zip(&pb) {
+        // Above 1 the temperature softens every answer, below 1 sharpens it.
+        if c.temperature > 1.0 {
+            assert!(top(ra) <= top(rb) + 1e-6, "{ra:?} vs {rb:?}");
+        } else {
+            assert!(top(ra) + 1e-6 >= top(rb), "{ra:?} vs {rb:?}");
+        }
+    }
+    assert_ne!(pa, pb);
+}
+
+#[tokio::test]
 async fn weights_from_another_architecture_are_refused_naming_the_tensor() {
     let tmp = tempfile::tempdir().unwrap();
     let table = synthetic(300, 1, Shift::None);
@@ -391,6 +444,7 @@ async fn a_candidate_trained_on_shuffled_labels_fails_the_gate_against_a_good_ch
         slices: Vec::new(),
         must_pass: None,
         must_pass_tolerance: None,
+        max_calibration_error: None,
         budgets: None,
     };
     let test = synthetic(400, 21, Shift::None);

@@ -40,7 +40,7 @@ async fn artifact(dir: &std::path::Path) -> String {
 }
 
 /// Trains on `rows` synthetic rows; the reference profile is fitted on them too.
-async fn artifact_of(dir: &std::path::Path, rows: usize) -> String {
+pub(crate) async fn artifact_of(dir: &std::path::Path, rows: usize) -> String {
     let model = fit(
         &spec(),
         &synthetic(rows, 1, Shift::None),
@@ -54,7 +54,7 @@ async fn artifact_of(dir: &std::path::Path, rows: usize) -> String {
     uri
 }
 
-async fn serve(uri: &str, config: ServerConfig) -> RunningServer {
+pub(crate) async fn serve(uri: &str, config: ServerConfig) -> RunningServer {
     let uri = uri.to_string();
     let config = ServerConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
@@ -70,13 +70,17 @@ async fn serve(uri: &str, config: ServerConfig) -> RunningServer {
     server
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
 
 /// Rows `range` of the table as one tensor per feature, in the server's metadata order.
-fn body(table: &Table, range: std::ops::Range<usize>, features: &[(String, String)]) -> Value {
+pub(crate) fn body(
+    table: &Table,
+    range: std::ops::Range<usize>,
+    features: &[(String, String)],
+) -> Value {
     let inputs: Vec<Value> = features
         .iter()
         .map(|(name, datatype)| {
@@ -97,7 +101,7 @@ fn body(table: &Table, range: std::ops::Range<usize>, features: &[(String, Strin
     json!({ "inputs": inputs })
 }
 
-async fn metadata_features(server: &RunningServer) -> Vec<(String, String)> {
+pub(crate) async fn metadata_features(server: &RunningServer) -> Vec<(String, String)> {
     let meta: Value = client()
         .get(format!("http://{}/v2/models/synthetic", server.addr))
         .send()
@@ -119,7 +123,7 @@ async fn metadata_features(server: &RunningServer) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn infer(server: &RunningServer, body: &Value) -> Value {
+pub(crate) async fn infer(server: &RunningServer, body: &Value) -> Value {
     let r = client()
         .post(format!("http://{}/v2/models/synthetic/infer", server.addr))
         .json(body)
@@ -130,7 +134,7 @@ async fn infer(server: &RunningServer, body: &Value) -> Value {
     r.json().await.unwrap()
 }
 
-async fn drift_report(server: &RunningServer) -> Value {
+pub(crate) async fn drift_report(server: &RunningServer) -> Value {
     client()
         .get(format!("http://{}/v2/models/synthetic/drift", server.addr))
         .send()

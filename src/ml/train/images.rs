@@ -102,8 +102,12 @@ pub(super) fn fit_images(
         inputs: width,
         network: params.network,
         device: device.clone(),
+        temperature: 1.0,
     };
-    let val_pred = predictor.predict_encoded(gather(&all_x, width, &split.val), split.val.len())?;
+    let val_x = gather(&all_x, width, &split.val);
+    let calibration =
+        super::calibrate::calibrate(&mut predictor, &val_x, split.val.len(), &targets.val_labels)?;
+    let val_pred = predictor.predict_encoded(val_x, split.val.len())?;
     let metrics = validation_metrics(spec.task, &targets, &val_pred);
     let reference = image_reference(spec, set, &all_x, &split, &targets, &predictor, &val_pred)?;
     predictor.embedding = reference.embedding.clone();
@@ -120,6 +124,7 @@ pub(super) fn fit_images(
             image: Some(preprocessing),
             reference,
             metrics,
+            calibration,
             curve,
             start,
             data_stats: None,

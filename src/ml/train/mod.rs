@@ -12,6 +12,7 @@
 //! past memory: a Parquet source read batch by batch through a seeded
 //! shuffle buffer, within the pod's memory request).
 
+mod calibrate;
 mod encode;
 mod epochs;
 mod image_reference;
@@ -255,7 +256,7 @@ pub fn fit_from(
         .zip(&vars)
         .map(|(s, v)| (s.name.clone(), v.as_tensor().clone()))
         .collect();
-    let predictor = Predictor {
+    let mut predictor = Predictor {
         features: encoded.features.clone(),
         image: None,
         embedding: None,
@@ -265,11 +266,16 @@ pub fn fit_from(
         inputs,
         network,
         device: device.clone(),
+        temperature: 1.0,
     };
 
+    // Calibrated first, so that the validation metrics and the drift
+    // reference see the probabilities the server will return.
+    let val_x = gather(&encoded.all_x, inputs, &split.val);
+    let calibration =
+        calibrate::calibrate(&mut predictor, &val_x, split.val.len(), &targets.val_labels)?;
     // Validation metrics through the same prediction path as serving.
-    let val_pred =
-        predictor.predict_encoded(gather(&encoded.all_x, inputs, &split.val), split.val.len())?;
+    let val_pred = predictor.predict_encoded(val_x, split.val.len())?;
     let metrics = validation_metrics(task, &targets, &val_pred);
     let reference = drift_reference(
         spec, table, &encoded, &split, &targets, &predictor, &val_pred,
@@ -288,6 +294,7 @@ pub fn fit_from(
             image: None,
             reference,
             metrics,
+            calibration,
             curve,
             start,
             data_stats: Some(data_stats),
@@ -350,6 +357,7 @@ struct Finished<'a> {
     image: Option<super::vision::ImagePreprocessing>,
     reference: ReferenceProfile,
     metrics: BTreeMap<String, f64>,
+    calibration: Option<artifact::Calibration>,
     curve: Vec<EpochRecord>,
     start: Option<artifact::StartLineage>,
     data_stats: Option<crate::api::DataStats>,
@@ -398,6 +406,7 @@ fn finish(spec: &ModelSpec, run: Finished<'_>) -> Result<TrainedModel, MlError> 
         fingerprint,
         reference: run.reference,
         metrics: run.metrics,
+        calibration: run.calibration,
         curve: run.curve,
         dataset: run.dataset,
         data_stats: run.data_stats,

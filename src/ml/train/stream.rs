@@ -667,7 +667,7 @@ pub(super) async fn fit_streaming(
 
     let named = params.named();
     let Parameters { network, .. } = params;
-    let predictor = Predictor {
+    let mut predictor = Predictor {
         features: features.clone(),
         image: None,
         embedding: None,
@@ -677,7 +677,9 @@ pub(super) async fn fit_streaming(
         inputs,
         network,
         device: device.clone(),
+        temperature: 1.0,
     };
+    let calibration = super::calibrate::calibrate(&mut predictor, &val_x, n_val, &val_labels)?;
     let val_pred = predictor.predict_encoded(val_x, n_val)?;
     let targets = Targets {
         classes: stats.classes.clone(),
@@ -737,6 +739,7 @@ pub(super) async fn fit_streaming(
             image: None,
             reference,
             metrics,
+            calibration,
             curve,
             start,
             // Duplicate rows cannot be counted within the bound; the data check reads the window itself.

@@ -25,6 +25,7 @@ use super::action::{Action, Decision, EventKind};
 use super::canary::{StepWindow, analyse};
 use super::conditions::{self, set_condition};
 use super::drift::{DriftUpdate, update_drift};
+use super::estimate::{EstimateUpdate, update_estimate};
 use super::observe::{DataCheckOutcome, JobState, ManualAction, Observations};
 
 mod gating;
@@ -282,11 +283,16 @@ pub fn decide(model: &Model, versions: &[ModelVersion], obs: &Observations) -> D
     {
         ctx.event(kind, reason, message);
     }
+    let mut estimate = update_estimate(&mut ctx.status, spec, obs);
+    if let Some(message) = estimate.became_unreliable.take() {
+        ctx.event(EventKind::Warning, "EstimateUnreliable", message);
+    }
     if ctx.training_failed {
         consume_pending_triggers(&mut ctx);
         drift.due = false;
+        estimate.due = false;
     }
-    consider_training(&mut ctx, &drift);
+    consider_training(&mut ctx, &drift, &estimate);
     retention(&mut ctx);
     finish(ctx)
 }

@@ -328,7 +328,10 @@ pub(super) fn start_training(ctx: &mut Ctx, trigger: TrainingTrigger, reason: St
         outcome: None,
         finished_at: None,
     });
-    if matches!(trigger, TrainingTrigger::Drift | TrainingTrigger::NewData) {
+    if matches!(
+        trigger,
+        TrainingTrigger::Drift | TrainingTrigger::NewData | TrainingTrigger::EstimatedDrop
+    ) {
         ctx.status.automatic_retrains.push(ctx.now);
     }
     consume_pending_triggers(ctx);
@@ -507,7 +510,7 @@ pub(super) fn observe_source(ctx: &mut Ctx) {
 
 /// Picks at most one reason to train: config change or bootstrap, schedule,
 /// drift, new data. Paused Models and busy Models start nothing.
-pub(super) fn consider_training(ctx: &mut Ctx, drift: &DriftUpdate) {
+pub(super) fn consider_training(ctx: &mut Ctx, drift: &DriftUpdate, estimate: &EstimateUpdate) {
     let retrain = ctx.spec.retrain.clone().unwrap_or_default();
     let schedule = retrain.parsed_schedule();
     let due = match &schedule {
@@ -593,6 +596,26 @@ pub(super) fn consider_training(ctx: &mut Ctx, drift: &DriftUpdate) {
                 ctx.requeue_in(std_duration(until - ctx.now));
             }
             None => chosen = Some((TrainingTrigger::Drift, drift.reason.clone())),
+        }
+    }
+    if chosen.is_none() && estimate.due {
+        match automatic_blocked(ctx) {
+            Some((why, until)) => {
+                if blocked.is_none() && estimate.new_windows {
+                    ctx.event(
+                        EventKind::Normal,
+                        "RetrainDeferred",
+                        format!(
+                            "estimated-drop retrain deferred: {}; {why}",
+                            estimate.reason
+                        ),
+                    );
+                }
+                ctx.requeue_in(std_duration(until - ctx.now));
+            }
+            None => {
+                chosen = Some((TrainingTrigger::EstimatedDrop, estimate.reason.clone()));
+            }
         }
     }
     if chosen.is_none()

@@ -540,6 +540,19 @@ pub async fn load(
     seconds: u64,
     requests: Option<u64>,
 ) -> driftline::serve::LoadReport {
+    load_labelled(http, base, model, spec, (rate, seconds, requests), true).await
+}
+
+/// As [`load`], labelling every request through the feedback endpoint or,
+/// with `labelled` false, none: traffic whose accuracy only an estimate knows.
+pub async fn load_labelled(
+    http: reqwest::Client,
+    base: String,
+    model: &str,
+    spec: &ModelSpec,
+    (rate, seconds, requests): (f64, u64, Option<u64>),
+    labelled: bool,
+) -> driftline::serve::LoadReport {
     wait_serving(&http, &base, model).await;
     let test_set = spec.gate.as_ref().expect("gate").test_set.clone();
     let table = driftline::data::read_table(&test_set, None)
@@ -559,7 +572,7 @@ pub async fn load(
         // set's own order has stretches (rows 180-320 run high in alcohol)
         // that a 100-row window rightly reads as drift.
         order: driftline::serve::RowOrder::Shuffled { seed: 1 },
-        label: Some((spec.data.target.clone(), spec.task)),
+        label: labelled.then(|| (spec.data.target.clone(), spec.task)),
         concurrency: 32,
     };
     driftline::serve::run_load(&http, plan)

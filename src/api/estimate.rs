@@ -1,0 +1,85 @@
+//! Accuracy estimated without labels (confidence-based performance
+//! estimation): the retrain trigger on an estimated drop
+//! (`spec.retrain.onEstimatedDrop`) and what status shows of the estimate
+//! (`status.estimatedAccuracy`).
+
+use chrono::{DateTime, Utc};
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::status::date_time_schema;
+use super::validate::msg;
+
+/// The metric an estimate is of. Only accuracy can be estimated from a
+/// classifier's calibrated confidence alone.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum EstimatedMetric {
+    #[default]
+    Accuracy,
+}
+
+/// Retrain when the champion's estimated accuracy over a drift window falls
+/// more than `maxDrop` below its validation accuracy, while the estimate is
+/// reliable (its error against late labels within `tolerance`).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EstimatedDropTrigger {
+    #[serde(default)]
+    pub metric: EstimatedMetric,
+    /// Largest allowed fall below the validation accuracy, e.g. `0.03`.
+    #[x_kube(validation = Rule::new("double(self) > 0.0 && double(self) <= 1.0").message(msg::ESTIMATE_MAX_DROP))]
+    pub max_drop: f64,
+    /// Largest |estimated − realised| accuracy, over the requests labelled
+    /// so far, before the estimate is called unreliable (`EstimateUnreliable`)
+    /// and stops triggering. Default 0.05.
+    #[serde(default = "default_tolerance")]
+    #[x_kube(validation = Rule::new("double(self) > 0.0 && double(self) <= 1.0").message(msg::ESTIMATE_TOLERANCE))]
+    pub tolerance: f64,
+    /// Labelled requests needed before the estimate is compared with them.
+    /// Default 100.
+    #[serde(default = "default_min_labels")]
+    #[x_kube(validation = Rule::new("self > 0").message(msg::ESTIMATE_MIN_LABELS))]
+    pub min_labels: u64,
+}
+
+pub const DEFAULT_ESTIMATE_TOLERANCE: f64 = 0.05;
+pub const DEFAULT_ESTIMATE_MIN_LABELS: u64 = 100;
+
+fn default_tolerance() -> f64 {
+    DEFAULT_ESTIMATE_TOLERANCE
+}
+
+fn default_min_labels() -> u64 {
+    DEFAULT_ESTIMATE_MIN_LABELS
+}
+
+/// The serving champion's accuracy estimated from its calibrated confidence
+/// over its latest complete drift window, beside the validation accuracy it
+/// is compared with and, once labels arrived, the accuracy they realised.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EstimatedAccuracy {
+    /// The version it was estimated for (`v3`).
+    pub version: String,
+    /// Mean top-class probability of the window's requests.
+    pub value: f64,
+    /// End of the window.
+    #[schemars(schema_with = "date_time_schema")]
+    pub window: DateTime<Utc>,
+    /// Rows (requests) in the window.
+    pub requests: u64,
+    /// The version's accuracy on its validation split (its manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_accuracy: Option<f64>,
+    /// Accuracy of the version's labelled requests, when any were labelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realised: Option<f64>,
+    /// What the estimate said of those same labelled requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_on_labelled: Option<f64>,
+    /// Labelled requests behind `realised`.
+    #[serde(default)]
+    pub labelled: u64,
+}

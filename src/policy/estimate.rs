@@ -1,0 +1,221 @@
+//! Accuracy estimated without labels (confidence-based performance
+//! estimation, as NannyML's CBPE): each complete drift window of the
+//! champion carries the sum of its calibrated top-class probabilities, whose
+//! mean is the accuracy expected there. This folds new windows into
+//! `status.estimatedAccuracy`, judges the estimate against the accuracy late
+//! labels realised (`EstimateUnreliable`), and says when
+//! `retrain.onEstimatedDrop` is due.
+
+use crate::api::{
+    ConditionStatus, DEFAULT_ESTIMATE_MIN_LABELS, DEFAULT_ESTIMATE_TOLERANCE, EstimatedAccuracy,
+    ModelSpec, ModelStatus,
+};
+
+use super::conditions::{self, set_condition};
+use super::observe::Observations;
+
+/// What the estimate amounts to in this decision.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EstimateUpdate {
+    /// `retrain.onEstimatedDrop` asks for a retrain now.
+    pub due: bool,
+    /// At least one window was new in this decision.
+    pub new_windows: bool,
+    /// The numbers, for the training reason.
+    pub reason: String,
+    /// The estimate just became unreliable: the Warning Event's message.
+    pub became_unreliable: Option<String>,
+}
+
+/// Whether the estimate can be trusted, judged on the labelled requests.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reliability {
+    /// Fewer labelled requests than `minLabels`: nothing to judge by.
+    Unknown,
+    Reliable(String),
+    Unreliable(String),
+}
+
+/// Judges the estimate on the requests labelled so far: what it said of
+/// them (`estimated`, their mean confidence) against what their labels
+/// realised, over at least `min_labels` of them.
+pub fn reliability(
+    labelled: u64,
+    realised: f64,
+    estimated: f64,
+    tolerance: f64,
+    min_labels: u64,
+) -> Reliability {
+    if labelled < min_labels.max(1) {
+        return Reliability::Unknown;
+    }
+    let error = (estimated - realised).abs();
+    let numbers = format!(
+        "estimated accuracy {estimated:.3} against {realised:.3} realised by {labelled} labelled requests: error {error:.3}"
+    );
+    if error > tolerance {
+        Reliability::Unreliable(format!(
+            "{numbers}, over the tolerance {tolerance}; the estimate triggers no retrain until it is back within"
+        ))
+    } else {
+        Reliability::Reliable(format!("{numbers}, within the tolerance {tolerance}"))
+    }
+}
+
+/// Folds new windows and labels into `status.estimatedAccuracy`, sets
+/// `EstimateUnreliable`, and decides `retrain.onEstimatedDrop`.
+pub fn update_estimate(
+    status: &mut ModelStatus,
+    spec: &ModelSpec,
+    obs: &Observations,
+) -> EstimateUpdate {
+    let mut update = EstimateUpdate::default();
+    let Some(champion) = status.champion.clone() else {
+        return update;
+    };
+    let mut current = status
+        .estimated_accuracy
+        .clone()
+        .filter(|e| e.version == champion);
+    let last = current.as_ref().map(|e| e.window);
+    let mut windows: Vec<_> = obs
+        .drift
+        .iter()
+        .filter(|r| r.rows >= u64::from(spec.drift.window))
+        .filter(|r| last.is_none_or(|l| r.window_end > l))
+        .filter_map(|r| {
+            let e = r.estimate.as_ref()?;
+            Some((r.window_end, e, e.accuracy()?))
+        })
+        .collect();
+    windows.sort_by_key(|(end, _, _)| *end);
+    update.new_windows = !windows.is_empty();
+    if let Some((end, e, value)) = windows.last() {
+        let (realised, estimated_on_labelled, labelled) =
+            current.as_ref().map_or((None, None, 0), |c| {
+                (c.realised, c.estimated_on_labelled, c.labelled)
+            });
+        current = Some(EstimatedAccuracy {
+            version: champion.clone(),
+            value: *value,
+            window: *end,
+            requests: e.rows,
+            validation_accuracy: e.validation_accuracy,
+            realised,
+            estimated_on_labelled,
+            labelled,
+        });
+    }
+    let Some(mut current) = current else {
+        return update;
+    };
+    if let Some(l) = obs.champion_labels.as_ref().filter(|l| l.labelled > 0) {
+        current.labelled = l.labelled;
+        current.realised = Some(l.correct as f64 / l.labelled as f64);
+        current.estimated_on_labelled = Some(l.confidence_sum / l.labelled as f64);
+    }
+
+    let trigger = spec
+        .retrain
+        .as_ref()
+        .and_then(|r| r.on_estimated_drop.as_ref());
+    let tolerance = trigger.map_or(DEFAULT_ESTIMATE_TOLERANCE, |t| t.tolerance);
+    let min_labels = trigger.map_or(DEFAULT_ESTIMATE_MIN_LABELS, |t| t.min_labels);
+    let judged = match (current.realised, current.estimated_on_labelled) {
+        (Some(realised), Some(estimated)) => {
+            reliability(current.labelled, realised, estimated, tolerance, min_labels)
+        }
+        _ => Reliability::Unknown,
+    };
+    let unreliable = match &judged {
+        Reliability::Unreliable(message) => {
+            if set_condition(
+                status,
+                obs,
+                conditions::ESTIMATE_UNRELIABLE,
+                ConditionStatus::True,
+                "EstimateOffLabels",
+                message,
+            ) {
+                update.became_unreliable = Some(message.clone());
+            }
+            true
+        }
+        Reliability::Reliable(message) => {
+            set_condition(
+                status,
+                obs,
+                conditions::ESTIMATE_UNRELIABLE,
+                ConditionStatus::False,
+                "EstimateMatchesLabels",
+                message,
+            );
+            false
+        }
+        // An earlier verdict stands until enough labels judge again.
+        Reliability::Unknown => status
+            .condition(conditions::ESTIMATE_UNRELIABLE)
+            .is_some_and(|c| c.status == ConditionStatus::True),
+    };
+
+    if let (Some(t), Some(validation)) = (trigger, current.validation_accuracy) {
+        let drop = validation - current.value;
+        // A window must end after the latest training started: the drop it
+        // shows was not already answered by that training.
+        let trained = status
+            .training
+            .as_ref()
+            .or(status.last_training.as_ref())
+            .map(|t| t.started_at);
+        let fresh = trained.is_none_or(|t| current.window > t);
+        update.reason = format!(
+            "estimated accuracy of {champion} {:.3} over the window ending {} ({} requests) is {drop:.3} below its validation accuracy {validation:.3} (retrain.onEstimatedDrop.maxDrop {})",
+            current.value,
+            current.window.to_rfc3339(),
+            current.requests,
+            t.max_drop
+        );
+        update.due = drop > t.max_drop && fresh && !unreliable;
+    }
+    status.estimated_accuracy = Some(current);
+    update
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_estimate_is_judged_only_on_enough_labels_and_against_the_tolerance() {
+        use Reliability::*;
+        let name = |r: &Reliability| match r {
+            Unknown => "unknown",
+            Reliable(_) => "reliable",
+            Unreliable(_) => "unreliable",
+        };
+        // (labelled, realised, estimated, tolerance, min labels, verdict)
+        let table = [
+            (99, 0.5, 0.9, 0.05, 100, "unknown"),
+            (0, 0.5, 0.9, 0.05, 0, "unknown"),
+            (100, 0.80, 0.84, 0.05, 100, "reliable"),
+            (100, 0.80, 0.86, 0.05, 100, "unreliable"),
+            (100, 0.86, 0.80, 0.05, 100, "unreliable"),
+            (500, 0.70, 0.79, 0.10, 100, "reliable"),
+        ];
+        for (labelled, realised, estimated, tolerance, min, expected) in table {
+            let r = reliability(labelled, realised, estimated, tolerance, min);
+            assert_eq!(
+                name(&r),
+                expected,
+                "{labelled} labelled, {realised} realised, {estimated} estimated, tolerance {tolerance}: {r:?}"
+            );
+        }
+        let Unreliable(message) = reliability(200, 0.7, 0.9, 0.05, 100) else {
+            panic!("0.2 off is unreliable");
+        };
+        assert!(
+            message.contains("0.900") && message.contains("0.700") && message.contains("0.200"),
+            "{message}"
+        );
+    }
+}

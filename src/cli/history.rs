@@ -1,6 +1,6 @@
 //! `driftline history`: a Model's versions from the registry, each with its
 //! gate outcome and where its first weights came from, then every change of
-//! champion.
+//! champion, then the notifications no attempt delivered (dead letters).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::output::{Output, render, table};
 use crate::api::{StartSummary, version_name};
 use crate::registry::{
-    CanaryAnalysis, ChampionChange, ModelRef, Registry, RegistryUrl, VersionHistory,
+    CanaryAnalysis, ChampionChange, DeadLetter, ModelRef, Registry, RegistryUrl, VersionHistory,
 };
 
 /// Flags of `driftline history`.
@@ -39,6 +39,34 @@ struct HistoryView {
     model: String,
     versions: Vec<VersionView>,
     champion_changes: Vec<ChangeView>,
+    /// Notifications every attempt failed to deliver, oldest first.
+    undelivered: Vec<UndeliveredView>,
+}
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct UndeliveredView {
+    failed_at: DateTime<Utc>,
+    version: Option<String>,
+    event_type: String,
+    event_id: String,
+    sink: String,
+    attempts: u32,
+    last_error: String,
+}
+
+impl From<&DeadLetter> for UndeliveredView {
+    fn from(d: &DeadLetter) -> Self {
+        UndeliveredView {
+            failed_at: d.failed_at,
+            version: d.version.map(version_name),
+            event_type: d.event_type.clone(),
+            event_id: d.event_id.clone(),
+            sink: d.sink_url.clone(),
+            attempts: d.attempts,
+            last_error: d.last_error.clone(),
+        }
+    }
 }
 
 #[derive(Serialize, Debug)]
@@ -162,7 +190,8 @@ pub async fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     let model = ModelRef::new(&args.ns.namespace, &args.model);
     let versions = registry.history(&model, args.last).await?;
     let changes = registry.audit_trail(&model).await?;
-    if versions.is_empty() && changes.is_empty() {
+    let undelivered = registry.dead_letters(&model).await?;
+    if versions.is_empty() && changes.is_empty() && undelivered.is_empty() {
         bail!(
             "the registry at {} has no record of Model {model} (-n picks the namespace)",
             registry.url()
@@ -179,6 +208,7 @@ pub async fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         model: model.to_string(),
         versions: views,
         champion_changes: changes.iter().map(ChangeView::from).collect(),
+        undelivered: undelivered.iter().map(UndeliveredView::from).collect(),
     };
     print!("{}", render(args.output, &view, history_table)?);
     Ok(ExitCode::SUCCESS)
@@ -226,7 +256,7 @@ fn history_table(view: &HistoryView) -> String {
             ]
         })
         .collect();
-    format!(
+    let mut text = format!(
         "Model {}\n\n{}\nChampion changes\n{}",
         view.model,
         table(
@@ -239,7 +269,42 @@ fn history_table(view: &HistoryView) -> String {
             &["TIME", "ACTION", "FROM", "TO", "TRIGGER", "BY", "REASON"],
             &changes
         )
-    )
+    );
+    // Only when there are some: most Models never lose a notification.
+    if !view.undelivered.is_empty() {
+        let rows: Vec<Vec<String>> = view
+            .undelivered
+            .iter()
+            .map(|d| {
+                vec![
+                    d.failed_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    d.version.clone().unwrap_or_default(),
+                    d.event_type
+                        .strip_prefix(crate::api::EVENT_TYPE_PREFIX)
+                        .unwrap_or(&d.event_type)
+                        .to_string(),
+                    d.sink.clone(),
+                    d.attempts.to_string(),
+                    d.last_error.clone(),
+                ]
+            })
+            .collect();
+        text.push_str(&format!(
+            "\nUndelivered notifications (dead letters)\n{}",
+            table(
+                &[
+                    "FAILED",
+                    "VERSION",
+                    "EVENT",
+                    "SINK",
+                    "ATTEMPTS",
+                    "LAST ERROR"
+                ],
+                &rows
+            )
+        ));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -275,6 +340,51 @@ mod tests {
                 upper: None,
             }],
         }
+    }
+
+    #[test]
+    fn undelivered_notifications_follow_the_changes_only_when_there_are_some() {
+        let mut view = HistoryView {
+            model: "ml/wine-quality".into(),
+            versions: Vec::new(),
+            champion_changes: Vec::new(),
+            undelivered: Vec::new(),
+        };
+        assert!(!history_table(&view).contains("Undelivered"));
+        view.undelivered.push(UndeliveredView::from(&DeadLetter {
+            model: ModelRef::new("ml", "wine-quality"),
+            event_id: "abc".into(),
+            sink_url: "https://hooks.example.com/driftline".into(),
+            version: Some(2),
+            event_type: "io.driftline.model.rolledback".into(),
+            attempts: 5,
+            last_error: "503 Service Unavailable".into(),
+            failed_at: "2026-06-01T08:00:00Z".parse().expect("time"),
+        }));
+        let text = history_table(&view);
+        let section = text
+            .split("Undelivered notifications (dead letters)\n")
+            .nth(1)
+            .expect("the section");
+        let row: Vec<&str> = section
+            .lines()
+            .nth(1)
+            .expect("a row")
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            row,
+            [
+                "2026-06-01T08:00:00Z",
+                "v2",
+                "rolledback",
+                "https://hooks.example.com/driftline",
+                "5",
+                "503",
+                "Service",
+                "Unavailable"
+            ]
+        );
     }
 
     #[test]

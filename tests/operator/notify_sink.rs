@@ -220,6 +220,28 @@ async fn a_missing_signing_key_is_a_condition_an_event_and_dead_letters_until_it
     assert_eq!(started.attempts, 0);
     assert!(started.last_error.contains("not found"), "{started:?}");
     assert!(receiver.events().is_empty(), "nothing was sent unsigned");
+    // What a user reads: `driftline history` lists it as undelivered.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_driftline"))
+        .args(["history", "wine-quality", "-n", NS, "--registry"])
+        .arg(&registry_url)
+        .output()
+        .expect("driftline history");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let undelivered = shown
+        .split("Undelivered notifications (dead letters)")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no dead letters shown:\n{shown}"));
+    assert!(
+        undelivered
+            .lines()
+            .any(|l| l.contains("trainingstarted") && l.contains(" v1 ")),
+        "{shown}"
+    );
 
     create_secret(&h, "hooks", "hmac", b"k").await;
     let got = receiver

@@ -73,13 +73,30 @@ pub struct EstimatedAccuracy {
     /// The version's accuracy on its validation split (its manifest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation_accuracy: Option<f64>,
-    /// Accuracy of the version's labelled requests, when any were labelled.
+    /// Accuracy of the latest batch of the version's labelled requests (at
+    /// least `minLabels` labelled since the batch before), when one was
+    /// complete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub realised: Option<f64>,
     /// What the estimate said of those same labelled requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_on_labelled: Option<f64>,
-    /// Labelled requests behind `realised`.
+    /// Labelled requests in that batch.
     #[serde(default)]
     pub labelled: u64,
+    /// The version's label counts (over all its replicas) when that batch
+    /// was judged: the next batch is what came after them, so a stretch
+    /// the estimate got wrong is not carried into every later verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judged_through: Option<LabelCounts>,
+}
+
+/// Label counts of a version: requests labelled, right, and the sum of the
+/// confidence they were answered with.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelCounts {
+    pub labelled: u64,
+    pub correct: u64,
+    pub confidence_sum: f64,
 }

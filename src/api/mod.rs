@@ -35,7 +35,7 @@ pub use data_window::{DataWindow, Partitioning};
 pub use duration::{DurationError, SpecDuration, parse_duration};
 pub use estimate::{
     DEFAULT_ESTIMATE_MIN_LABELS, DEFAULT_ESTIMATE_TOLERANCE, EstimatedAccuracy,
-    EstimatedDropTrigger, EstimatedMetric,
+    EstimatedDropTrigger, EstimatedMetric, LabelCounts,
 };
 pub use gate::{
     BudgetReport, CALIBRATION_ERROR_METRIC, GateCheck, GateEvaluation, GateReport, GateVerdict,

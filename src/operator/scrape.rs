@@ -10,12 +10,13 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use tracing::warn;
 
+use crate::api::LabelCounts;
 use crate::api::names;
 use crate::api::routes;
 use crate::api::scrape::{GatewayCounters, ServingCounters, parse_shadow_tallies};
 use crate::api::{Model, ShadowTally, version_number};
 use crate::drift::{DriftReport, RunningTotal};
-use crate::policy::{CanaryMetrics, LabelledTally, Observations, ShadowObservation};
+use crate::policy::{CanaryMetrics, Observations, ShadowObservation};
 
 use super::context::Context;
 use super::observe::{self, Baseline};
@@ -68,9 +69,9 @@ async fn version(ctx: &Context, replicas: &[String]) -> Option<ServingCounters> 
 /// The champion's labelled requests, summed over its replicas' `/metrics`;
 /// `None` unless every replica answered (a partial sum would misstate the
 /// realised accuracy) or while none was labelled.
-pub async fn labelled(ctx: &Context, replicas: &[String]) -> Option<LabelledTally> {
+pub async fn labelled(ctx: &Context, replicas: &[String]) -> Option<LabelCounts> {
     let c = version(ctx, replicas).await?;
-    (c.labelled_rows > 0).then_some(LabelledTally {
+    (c.labelled_rows > 0).then_some(LabelCounts {
         labelled: c.labelled_rows,
         correct: c.labelled_correct,
         confidence_sum: c.labelled_confidence_sum,

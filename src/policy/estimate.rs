@@ -3,12 +3,13 @@
 //! champion carries the sum of its calibrated top-class probabilities, whose
 //! mean is the accuracy expected there. This folds new windows into
 //! `status.estimatedAccuracy`, judges the estimate against the accuracy late
-//! labels realised (`EstimateUnreliable`), and says when
+//! labels realised (`EstimateUnreliable`), one batch of at least `minLabels`
+//! newly labelled requests at a time, and says when
 //! `retrain.onEstimatedDrop` is due.
 
 use crate::api::{
     ConditionStatus, DEFAULT_ESTIMATE_MIN_LABELS, DEFAULT_ESTIMATE_TOLERANCE, EstimatedAccuracy,
-    ModelSpec, ModelStatus,
+    LabelCounts, ModelSpec, ModelStatus,
 };
 
 use super::conditions::{self, set_condition};
@@ -91,9 +92,14 @@ pub fn update_estimate(
     windows.sort_by_key(|(end, _, _)| *end);
     update.new_windows = !windows.is_empty();
     if let Some((end, e, value)) = windows.last() {
-        let (realised, estimated_on_labelled, labelled) =
-            current.as_ref().map_or((None, None, 0), |c| {
-                (c.realised, c.estimated_on_labelled, c.labelled)
+        let (realised, estimated_on_labelled, labelled, judged_through) =
+            current.as_ref().map_or((None, None, 0, None), |c| {
+                (
+                    c.realised,
+                    c.estimated_on_labelled,
+                    c.labelled,
+                    c.judged_through.clone(),
+                )
             });
         current = Some(EstimatedAccuracy {
             version: champion.clone(),
@@ -104,28 +110,37 @@ pub fn update_estimate(
             realised,
             estimated_on_labelled,
             labelled,
+            judged_through,
         });
     }
     let Some(mut current) = current else {
         return update;
     };
-    if let Some(l) = obs.champion_labels.as_ref().filter(|l| l.labelled > 0) {
-        current.labelled = l.labelled;
-        current.realised = Some(l.correct as f64 / l.labelled as f64);
-        current.estimated_on_labelled = Some(l.confidence_sum / l.labelled as f64);
-    }
-
     let trigger = spec
         .retrain
         .as_ref()
         .and_then(|r| r.on_estimated_drop.as_ref());
     let tolerance = trigger.map_or(DEFAULT_ESTIMATE_TOLERANCE, |t| t.tolerance);
     let min_labels = trigger.map_or(DEFAULT_ESTIMATE_MIN_LABELS, |t| t.min_labels);
-    let judged = match (current.realised, current.estimated_on_labelled) {
-        (Some(realised), Some(estimated)) => {
-            reliability(current.labelled, realised, estimated, tolerance, min_labels)
+    let judged = match obs
+        .champion_labels
+        .as_ref()
+        .and_then(|l| next_batch(l, current.judged_through.as_ref(), min_labels))
+    {
+        Some(batch) => {
+            current.labelled = batch.labelled;
+            current.realised = Some(batch.correct as f64 / batch.labelled as f64);
+            current.estimated_on_labelled = Some(batch.confidence_sum / batch.labelled as f64);
+            current.judged_through = obs.champion_labels.clone();
+            reliability(
+                batch.labelled,
+                batch.correct as f64 / batch.labelled as f64,
+                batch.confidence_sum / batch.labelled as f64,
+                tolerance,
+                min_labels,
+            )
         }
-        _ => Reliability::Unknown,
+        None => Reliability::Unknown,
     };
     let unreliable = match &judged {
         Reliability::Unreliable(message) => {
@@ -181,9 +196,56 @@ pub fn update_estimate(
     update
 }
 
+/// The labels that came after the last judged batch, once there are at
+/// least `min_labels` of them. Counts that went down (a replica restarted
+/// and its counters with it) start the next batch from nothing.
+fn next_batch(
+    now: &LabelCounts,
+    judged: Option<&LabelCounts>,
+    min_labels: u64,
+) -> Option<LabelCounts> {
+    let base = judged
+        .filter(|b| b.labelled <= now.labelled && b.correct <= now.correct)
+        .cloned()
+        .unwrap_or_default();
+    let batch = LabelCounts {
+        labelled: now.labelled - base.labelled,
+        correct: now.correct - base.correct,
+        confidence_sum: (now.confidence_sum - base.confidence_sum).max(0.0),
+    };
+    (batch.labelled >= min_labels.max(1)).then_some(batch)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_batch_is_the_labels_after_the_last_one_and_a_restart_starts_over() {
+        let counts = |labelled, correct, confidence_sum| LabelCounts {
+            labelled,
+            correct,
+            confidence_sum,
+        };
+        assert_eq!(
+            next_batch(&counts(150, 90, 120.0), None, 100),
+            Some(counts(150, 90, 120.0))
+        );
+        let judged = counts(150, 90, 120.0);
+        assert_eq!(
+            next_batch(&counts(240, 160, 195.0), Some(&judged), 100),
+            None
+        );
+        assert_eq!(
+            next_batch(&counts(250, 175, 200.0), Some(&judged), 100),
+            Some(counts(100, 85, 80.0))
+        );
+        // A replica restarted: its counts are gone from the sum.
+        assert_eq!(
+            next_batch(&counts(120, 100, 100.0), Some(&judged), 100),
+            Some(counts(120, 100, 100.0))
+        );
+    }
 
     #[test]
     fn the_estimate_is_judged_only_on_enough_labels_and_against_the_tolerance() {

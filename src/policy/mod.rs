@@ -47,8 +47,8 @@ pub use notify::{
 };
 pub use observe::{
     CanaryMetrics, DataCheckOutcome, DataCheckResult, DriftReading, GateResult, JobState,
-    LabelledTally, ManualAction, ManualRequest, Observations, ServingMetrics, ShadowObservation,
-    TestSetReading, TrainingJob, WindowEstimate, awaits_gate,
+    ManualAction, ManualRequest, Observations, ServingMetrics, ShadowObservation, TestSetReading,
+    TrainingJob, WindowEstimate, awaits_gate,
 };
 pub use shadow::{ShadowVerdict, verdict as shadow_verdict};
 pub use version_status::{apply as apply_to_version_status, version_of as version_written_by};

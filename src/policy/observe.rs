@@ -169,16 +169,6 @@ impl WindowEstimate {
     }
 }
 
-/// The champion's labelled requests so far, summed over its replicas: how
-/// many, how many it got right, and the sum of the confidence it answered
-/// them with (what the estimate said of exactly those requests).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct LabelledTally {
-    pub labelled: u64,
-    pub correct: u64,
-    pub confidence_sum: f64,
-}
-
 impl DriftReading {
     /// The reading of a closed window as the model server reports it at
     /// `/v2/models/{name}/drift` (`recent[]`); `None` for the open window.
@@ -242,9 +232,12 @@ pub struct Observations {
     pub shadow: Option<ShadowObservation>,
     /// Drift windows, any order; windows already counted are skipped.
     pub drift: Vec<DriftReading>,
-    /// The champion's labelled requests, when its replicas reported them.
+    /// The champion's labelled requests so far, summed over its replicas,
+    /// when they reported them: how many, how many it got right, and the
+    /// sum of the confidence it answered them with (what the estimate said
+    /// of exactly those requests).
     #[serde(default)]
-    pub champion_labels: Option<LabelledTally>,
+    pub champion_labels: Option<crate::api::LabelCounts>,
     /// Current digest of `spec.data.source` (what a run started now would
     /// read), when the operator could list it.
     pub source_digest: Option<String>,

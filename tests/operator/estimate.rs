@@ -67,26 +67,7 @@ async fn an_estimated_accuracy_drop_without_labels_retrains() {
     );
 
     // The same rows two degrees stronger: the model is less sure of them.
-    let test_set = spec.gate.as_ref().expect("gate").test_set.clone();
-    let text = std::fs::read_to_string(test_set.trim_start_matches("file://")).expect("test set");
-    let mut lines = text.lines();
-    let header = lines.next().expect("header");
-    let alcohol = header
-        .split(',')
-        .position(|c| c == "alcohol")
-        .expect("alcohol column");
-    let mut shifted = format!("{header}\n");
-    for line in lines {
-        let mut cells: Vec<String> = line.split(',').map(String::from).collect();
-        let v: f64 = cells[alcohol].parse().expect("number");
-        cells[alcohol] = format!("{}", v + 2.0);
-        shifted.push_str(&cells.join(","));
-        shifted.push('\n');
-    }
-    let path = h.dir.path().join("stronger.csv");
-    std::fs::write(&path, shifted).expect("write shifted rows");
-    let mut shifted_spec = spec.clone();
-    shifted_spec.gate.as_mut().expect("gate").test_set = path.display().to_string();
+    let shifted_spec = shifted_test_set(&h, &spec, "alcohol", 2.0, "stronger.csv");
     let stronger = load_labelled(
         h.http(),
         gateway,

@@ -562,26 +562,7 @@ async fn in_distribution_traffic_starts_nothing_and_a_shift_in_the_key_feature_r
     );
 
     // The same rows with alcohol (the feature the model leans on most) shifted up.
-    let test_set = spec.gate.as_ref().expect("gate").test_set.clone();
-    let text = std::fs::read_to_string(test_set.trim_start_matches("file://")).expect("test set");
-    let mut lines = text.lines();
-    let header = lines.next().expect("header");
-    let alcohol = header
-        .split(',')
-        .position(|c| c == "alcohol")
-        .expect("alcohol column");
-    let mut shifted = format!("{header}\n");
-    for line in lines {
-        let mut cells: Vec<String> = line.split(',').map(String::from).collect();
-        let v: f64 = cells[alcohol].parse().expect("number");
-        cells[alcohol] = format!("{}", v + 3.0);
-        shifted.push_str(&cells.join(","));
-        shifted.push('\n');
-    }
-    let path = h.dir.path().join("shifted.csv");
-    std::fs::write(&path, shifted).expect("write shifted rows");
-    let mut shifted_spec = spec.clone();
-    shifted_spec.gate.as_mut().expect("gate").test_set = path.display().to_string();
+    let shifted_spec = shifted_test_set(&h, &spec, "alcohol", 3.0, "shifted.csv");
     let drifted = load(
         h.http(),
         gateway,

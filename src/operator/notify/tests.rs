@@ -196,11 +196,7 @@ async fn a_receiver_that_fails_three_times_gets_the_event_once_with_one_id() {
     let accepted = got.iter().filter(|s| s.answered == 200).count();
     assert_eq!(accepted, 1);
     writer.flush().await;
-    let registry = Registry::connect(&registry_url).await.unwrap();
-    let letters = registry
-        .dead_letters(&ModelRef::new("ml", "wine-quality"))
-        .await
-        .unwrap();
+    let letters = dead_letters(&registry_url).await;
     assert!(letters.is_empty(), "{letters:?}");
 }
 
@@ -226,11 +222,7 @@ async fn a_sink_that_is_down_gets_a_dead_letter_and_the_others_go_on() {
     let ids: Vec<String> = seen(&r).into_iter().map(|s| s.id).collect();
     assert_eq!(ids, ["id-kept", "id-after"]);
     writer.flush().await;
-    let registry = Registry::connect(&registry_url).await.unwrap();
-    let letters = registry
-        .dead_letters(&ModelRef::new("ml", "wine-quality"))
-        .await
-        .unwrap();
+    let letters = dead_letters(&registry_url).await;
     assert_eq!(letters.len(), 1, "{letters:?}");
     let l = &letters[0];
     assert_eq!(l.event_id, "id-lost");
@@ -280,11 +272,7 @@ async fn a_full_queue_refuses_without_waiting_and_records_the_drop() {
     let refused = n.enqueue(delivery(&down, "id-second", None));
     assert_eq!(refused, Err(QueueFull(1)));
     writer.flush().await;
-    let registry = Registry::connect(&registry_url).await.unwrap();
-    let letters = registry
-        .dead_letters(&ModelRef::new("ml", "wine-quality"))
-        .await
-        .unwrap();
+    let letters = dead_letters(&registry_url).await;
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0].event_id, "id-second");
     assert_eq!(letters[0].attempts, 0);
@@ -293,4 +281,14 @@ async fn a_full_queue_refuses_without_waiting_and_records_the_drop() {
         "{}",
         letters[0].last_error
     );
+}
+
+/// The dead letters of `ml/wine-quality` in the registry at `url`.
+async fn dead_letters(url: &str) -> Vec<crate::registry::DeadLetter> {
+    Registry::connect(url)
+        .await
+        .unwrap()
+        .dead_letters(&ModelRef::new("ml", "wine-quality"))
+        .await
+        .unwrap()
 }

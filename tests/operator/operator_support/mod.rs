@@ -514,6 +514,39 @@ pub fn history_line(model: &str, ns: &str, registry_url: &str, version: &str) ->
     (line, shown)
 }
 
+/// A copy of the spec's gate test set with `column` moved by `by` in every
+/// row, written as `name` in the harness's directory: the spec to load
+/// traffic from that copy with.
+pub fn shifted_test_set(
+    h: &Harness,
+    spec: &ModelSpec,
+    column: &str,
+    by: f64,
+    name: &str,
+) -> ModelSpec {
+    let test_set = spec.gate.as_ref().expect("gate").test_set.clone();
+    let text = std::fs::read_to_string(test_set.trim_start_matches("file://")).expect("test set");
+    let mut lines = text.lines();
+    let header = lines.next().expect("header");
+    let at = header
+        .split(',')
+        .position(|c| c == column)
+        .unwrap_or_else(|| panic!("no column {column}"));
+    let mut shifted = format!("{header}\n");
+    for line in lines {
+        let mut cells: Vec<String> = line.split(',').map(String::from).collect();
+        let v: f64 = cells[at].parse().expect("number");
+        cells[at] = format!("{}", v + by);
+        shifted.push_str(&cells.join(","));
+        shifted.push('\n');
+    }
+    let path = h.dir.path().join(name);
+    std::fs::write(&path, shifted).expect("write shifted rows");
+    let mut shifted_spec = spec.clone();
+    shifted_spec.gate.as_mut().expect("gate").test_set = path.display().to_string();
+    shifted_spec
+}
+
 pub async fn wait_serving(http: &reqwest::Client, base: &str, model: &str) {
     let url = format!("{base}/v2/models/{model}");
     for _ in 0..240 {

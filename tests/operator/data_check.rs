@@ -24,7 +24,6 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::operator_support::*;
 
-const MINUTES: Duration = Duration::from_secs(240);
 const MODEL: &str = "daily";
 
 fn bundled_days() -> PathBuf {

@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use operator_support::*;
 
-const MINUTES: Duration = Duration::from_secs(240);
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_estimated_accuracy_drop_without_labels_retrains() {
     let h = Harness::start(183, 1.0).await;
@@ -80,11 +78,7 @@ async fn an_estimated_accuracy_drop_without_labels_retrains() {
     assert_eq!(stronger.ok, 960, "{stronger:?}");
 
     let run = h
-        .wait_model("wine-quality", MINUTES, "an estimate-triggered v2", |m| {
-            let s = m.status.as_ref()?;
-            let t = s.training.as_ref().or(s.last_training.as_ref())?;
-            (t.version == "v2").then(|| t.clone())
-        })
+        .wait_run("wine-quality", "v2", "an estimate-triggered v2")
         .await;
     assert_eq!(
         run.trigger,

@@ -14,8 +14,6 @@ use kube::Api;
 use kube::api::ListParams;
 use operator_support::*;
 
-const MINUTES: Duration = Duration::from_secs(240);
-
 /// Runs `scenario` on the embedded cluster (its own, on loopback /16
 /// `subnet`) or on the shared real control plane (in namespace `ns`).
 macro_rules! on_both_control_planes {
@@ -576,11 +574,7 @@ async fn in_distribution_traffic_starts_nothing_and_a_shift_in_the_key_feature_r
     assert_eq!(drifted.ok, 500, "{drifted:?}");
 
     let run = h
-        .wait_model("wine-quality", MINUTES, "a drift-triggered v2", |m| {
-            let s = m.status.as_ref()?;
-            let t = s.training.as_ref().or(s.last_training.as_ref())?;
-            (t.version == "v2").then(|| t.clone())
-        })
+        .wait_run("wine-quality", "v2", "a drift-triggered v2")
         .await;
     assert_eq!(
         run.trigger,

@@ -14,8 +14,6 @@ use driftline::registry::{RegistryWriter, WriterOptions};
 use kube::api::{Patch, PatchParams};
 use operator_support::*;
 
-const MINUTES: Duration = Duration::from_secs(240);
-
 /// The bundled wine Model with a gate any trained model passes (the
 /// shadow, not the gate, is under test), its `strong` slice kept, and a
 /// shadow stage of 2 (test-clock) minutes.

@@ -32,6 +32,10 @@ pub enum Plane {
     Real(Arc<real::RealCluster>),
 }
 
+/// How long an e2e waits for a step of the loop (training, promotion, a
+/// retrain) before it fails with the status it saw.
+pub const MINUTES: Duration = Duration::from_secs(240);
+
 /// A cluster plus one in-process operator.
 pub struct Harness {
     pub dir: tempfile::TempDir,
@@ -390,14 +394,26 @@ impl Harness {
     }
 
     /// Waits until `v<n>` is champion.
+    /// The run of `version` (`v2`) once it started, running or finished.
+    pub async fn wait_run(
+        &self,
+        name: &str,
+        version: &str,
+        what: &str,
+    ) -> driftline::api::TrainingRun {
+        self.wait_model(name, MINUTES, what, |m| {
+            let s = m.status.as_ref()?;
+            let t = s.training.as_ref().or(s.last_training.as_ref())?;
+            (t.version == version).then(|| t.clone())
+        })
+        .await
+    }
+
     pub async fn wait_champion(&self, name: &str, n: u32) {
         let want = format!("v{n}");
-        self.wait_model(
-            name,
-            Duration::from_secs(240),
-            &format!("{want} champion"),
-            |m| (m.status.as_ref()?.champion.as_deref() == Some(want.as_str())).then_some(()),
-        )
+        self.wait_model(name, MINUTES, &format!("{want} champion"), |m| {
+            (m.status.as_ref()?.champion.as_deref() == Some(want.as_str())).then_some(())
+        })
         .await
     }
 

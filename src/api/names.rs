@@ -186,9 +186,17 @@ pub fn gate_report_uri(artifact: &str) -> String {
     format!("{}/{GATE_REPORT_FILE}", artifact.trim_end_matches('/'))
 }
 
-/// The test-set sketch of the artifact at `artifact`.
+/// The test-set sketch left beside the gate report at `report`.
+pub fn test_set_sketch_beside(report: &str) -> String {
+    match report.rsplit_once('/') {
+        Some((folder, _)) => format!("{folder}/{TEST_SET_SKETCH_FILE}"),
+        None => TEST_SET_SKETCH_FILE.to_string(),
+    }
+}
+
+/// The test-set sketch of the artifact at `artifact`: beside its gate report.
 pub fn test_set_sketch_uri(artifact: &str) -> String {
-    format!("{}/{TEST_SET_SKETCH_FILE}", artifact.trim_end_matches('/'))
+    test_set_sketch_beside(&gate_report_uri(artifact))
 }
 
 /// URI of an artifact's manifest.
@@ -199,6 +207,19 @@ pub fn manifest_uri(artifact: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_test_set_sketch_lies_beside_the_gate_report() {
+        assert_eq!(
+            test_set_sketch_uri("s3://b/ml/wine/v3/"),
+            "s3://b/ml/wine/v3/testset-sketch.json"
+        );
+        assert_eq!(
+            test_set_sketch_beside("out/gate.json"),
+            "out/testset-sketch.json"
+        );
+        assert_eq!(test_set_sketch_beside("gate.json"), "testset-sketch.json");
+    }
 
     #[test]
     fn artifact_uris_name_their_version() {

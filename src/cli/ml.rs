@@ -259,14 +259,22 @@ pub async fn evaluate(args: EvaluateArgs) -> Result<ExitCode, MlError> {
             Some(uri) => Some(data::read_table(uri, None).await?),
             None => None,
         };
-        let candidate_report = crate::ml::evaluate(&candidate, &gate, &test, golden.as_ref())?;
-        if args.report.is_some() {
+        let candidate_report = match &args.report {
             // Beside the gate report: what the operator compares live
             // traffic with once this version serves (`TestSetStale`).
-            let sketch = crate::ml::test_set_sketch(&candidate, &test)?;
-            let uri = crate::api::names::test_set_sketch_uri(&args.candidate);
-            write_report(&uri, serde_json::to_string(&sketch)?).await?;
-        }
+            Some(report) => {
+                let (report_of, sketch) = crate::ml::evaluate_with_test_set_sketch(
+                    &candidate,
+                    &gate,
+                    &test,
+                    golden.as_ref(),
+                )?;
+                let uri = crate::api::names::test_set_sketch_beside(report);
+                write_report(&uri, serde_json::to_string(&sketch)?).await?;
+                report_of
+            }
+            None => crate::ml::evaluate(&candidate, &gate, &test, golden.as_ref())?,
+        };
         let champion_report = champion
             .as_ref()
             .map(|c| crate::ml::evaluate(c, &gate, &test, golden.as_ref()))

@@ -320,6 +320,30 @@ pub fn evaluate(
     test: &Table,
     golden: Option<&Table>,
 ) -> Result<GateReport, MlError> {
+    evaluated(model, spec, test, golden).map(|(report, _)| report)
+}
+
+/// [`evaluate`], and the test set counted over the model's drift reference
+/// bins from the same predictions: the sample the operator compares each
+/// live window with, to say when traffic has left the test set
+/// (`TestSetStale`).
+pub fn evaluate_with_test_set_sketch(
+    model: &LoadedModel,
+    spec: &GateSpec,
+    test: &Table,
+    golden: Option<&Table>,
+) -> Result<(GateReport, crate::drift::DatasetSketch), MlError> {
+    let (report, predictions) = evaluated(model, spec, test, golden)?;
+    Ok((report, test_set_sketch(model, test, &predictions)?))
+}
+
+/// The report, and the predictions on the test set it was made from.
+fn evaluated(
+    model: &LoadedModel,
+    spec: &GateSpec,
+    test: &Table,
+    golden: Option<&Table>,
+) -> Result<(GateReport, Predictions), MlError> {
     let batch = FeatureBatch::from_table(&model.manifest().features, test)?;
     let truth = truth_of(model, test)?;
     let pred = model.predict(&batch)?;
@@ -336,7 +360,7 @@ pub fn evaluate(
     }
     let must_pass = golden.map(|g| must_pass(model, spec, g)).transpose()?;
     let budgets = measure_budgets(model, &batch)?;
-    Ok(GateReport {
+    let report = GateReport {
         model: model.uri().to_string(),
         fingerprint: model.manifest().fingerprint.clone(),
         weights_digest: model.manifest().weights_digest().to_string(),
@@ -347,16 +371,16 @@ pub fn evaluate(
         slices,
         must_pass,
         budgets,
-    })
+    };
+    Ok((report, pred))
 }
 
-/// The gate's regression test-set counted over the model's drift reference
-/// bins (its features, and the model's predictions on it): the sample the
-/// operator compares each live window with, to say when traffic has left
-/// the test set (`TestSetStale`).
-pub fn test_set_sketch(
+/// The test set's features and `predictions` counted over the model's
+/// drift reference bins.
+fn test_set_sketch(
     model: &LoadedModel,
     test: &Table,
+    predictions: &Predictions,
 ) -> Result<crate::drift::DatasetSketch, MlError> {
     use crate::drift::{DatasetSketch, Observation};
     let reference = &model.manifest().reference;
@@ -365,15 +389,8 @@ pub fn test_set_sketch(
         .iter()
         .map(|f| test.column(f.name(), "the test-set sketch"))
         .collect::<Result<Vec<_>, _>>()?;
-    let batch = FeatureBatch::from_table(&model.manifest().features, test)?;
-    let predictions = model.predict(&batch)?;
     let mut sketch = DatasetSketch::for_profile(reference);
     for row in 0..test.rows {
-        let prediction = match (predictions.labels.get(row), predictions.values.get(row)) {
-            (Some(label), _) => Observation::Text(label),
-            (None, Some(v)) => Observation::Number(*v),
-            (None, None) => Observation::Missing,
-        };
         sketch.observe_row(
             reference,
             |j| {
@@ -381,7 +398,7 @@ pub fn test_set_sketch(
                     .get(row)
                     .map_or(Observation::Missing, super::observation)
             },
-            prediction,
+            predictions.observation(row),
         );
     }
     Ok(sketch)

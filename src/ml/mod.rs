@@ -22,7 +22,7 @@ pub use artifact::{
     StartFrom, StartLineage, WEIGHTS_FILE, parse_manifest,
 };
 pub use error::{ArtifactError, MlError};
-pub use eval::{evaluate, evaluate_images, test_set_sketch};
+pub use eval::{evaluate, evaluate_images, evaluate_with_test_set_sketch};
 pub use preprocess::{FeatureBatch, FeatureSchema, encode, encode_frame};
 pub use train::{TrainOptions, TrainedModel, fit, train};
 pub use window_drift::{WindowDrift, observation};

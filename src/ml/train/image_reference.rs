@@ -121,12 +121,11 @@ pub(super) fn image_reference(
     )?;
     let mut held_out = DatasetSketch::for_profile(&reference);
     for (i, &r) in held_rows.iter().enumerate() {
-        let prediction = match (held_pred.labels.get(i), held_pred.values.get(i)) {
-            (Some(label), _) => Observation::Text(label),
-            (None, Some(v)) => Observation::Number(*v),
-            (None, None) => Observation::Missing,
-        };
-        held_out.observe_row(&reference, |j| Observation::Number(value(r, j)), prediction);
+        held_out.observe_row(
+            &reference,
+            |j| Observation::Number(value(r, j)),
+            held_pred.observation(i),
+        );
     }
     let seed = spec.training.seed;
     let mut calibration_rng = ChaCha8Rng::seed_from_u64(seed);

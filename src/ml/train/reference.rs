@@ -8,7 +8,7 @@ use crate::api::{FeatureKind, ModelSpec, Task};
 use crate::drift::{self, DEFAULT_BINS, DEFAULT_RESAMPLES};
 use crate::drift::{
     CategoricalProfile, DatasetSketch, FeatureImportance, FeatureProfile, NumericProfile,
-    Observation, ReferenceProfile,
+    ReferenceProfile,
 };
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -135,12 +135,11 @@ fn held_out_sketch(
     use crate::ml::observation as observe;
     let mut sketch = DatasetSketch::for_profile(reference);
     for (i, &r) in rows.iter().enumerate() {
-        let prediction = match (predictions.labels.get(i), predictions.values.get(i)) {
-            (Some(label), _) => Observation::Text(label),
-            (None, Some(v)) => Observation::Number(*v),
-            (None, None) => Observation::Missing,
-        };
-        sketch.observe_row(reference, |j| observe(&columns[j][r]), prediction);
+        sketch.observe_row(
+            reference,
+            |j| observe(&columns[j][r]),
+            predictions.observation(i),
+        );
     }
     Ok(sketch)
 }

@@ -11,13 +11,8 @@ use operator_support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_estimated_accuracy_drop_without_labels_retrains() {
     let h = Harness::start(183, 1.0).await;
-    let mut spec = pipeline("wine-quality.yaml");
-    spec.training.epochs = 20;
-    spec.serving.replicas = 1;
+    let mut spec = live_evidence_wine();
     let retrain = spec.retrain.as_mut().expect("retrain");
-    retrain.schedule = None;
-    retrain.time_zone = None;
-    retrain.cooldown = None;
     // Only the estimate may retrain: the shift below also drifts.
     retrain.on_drift = false;
     retrain.on_estimated_drop = Some(driftline::api::EstimatedDropTrigger {

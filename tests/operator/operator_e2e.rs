@@ -500,14 +500,8 @@ async fn the_nightly_retrain_is_canaried_step_by_step_and_promoted_on_live_evide
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_distribution_traffic_starts_nothing_and_a_shift_in_the_key_feature_retrains() {
     let h = Harness::start(155, 1.0).await;
-    let mut spec = pipeline("wine-quality.yaml");
-    spec.training.epochs = 20;
-    spec.serving.replicas = 1;
-    let retrain = spec.retrain.as_mut().expect("retrain");
-    retrain.schedule = None;
-    retrain.time_zone = None;
-    retrain.cooldown = None;
-    retrain.on_drift = true;
+    let mut spec = live_evidence_wine();
+    spec.retrain.as_mut().expect("retrain").on_drift = true;
     spec.drift.window = 100;
     spec.drift.consecutive_windows = 2;
     h.apply("wine-quality", spec.clone()).await;

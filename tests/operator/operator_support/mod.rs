@@ -352,10 +352,21 @@ pub fn steps(list: &[(u32, &str)]) -> Vec<driftline::api::CanaryStep> {
 /// The wine-quality pipeline, quick to train, one server per version, no
 /// automatic retraining (tests turn on what they exercise).
 pub fn quick_wine() -> ModelSpec {
+    let mut spec = live_evidence_wine();
+    spec.retrain = None;
+    spec
+}
+
+/// [`quick_wine`] with the pipeline's retrain settings but no schedule and
+/// no cooldown: only live evidence retrains it (tests pick which).
+pub fn live_evidence_wine() -> ModelSpec {
     let mut spec = pipeline("wine-quality.yaml");
     spec.training.epochs = 20;
     spec.serving.replicas = 1;
-    spec.retrain = None;
+    let retrain = spec.retrain.as_mut().expect("retrain");
+    retrain.schedule = None;
+    retrain.time_zone = None;
+    retrain.cooldown = None;
     spec
 }
 

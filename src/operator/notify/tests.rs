@@ -179,13 +179,7 @@ async fn a_delivered_event_is_signed_and_carries_its_id_twice() {
 #[tokio::test]
 async fn a_receiver_that_fails_three_times_gets_the_event_once_with_one_id() {
     let (url, r) = receiver(3).await;
-    let dir = tempfile::tempdir().unwrap();
-    let registry_url = format!("sqlite://{}", dir.path().join("registry.db").display());
-    let writer = Arc::new(RegistryWriter::start(&registry_url, WriterOptions::default()).unwrap());
-    let outcomes = Outcomes {
-        registry: Some(writer.clone()),
-        ..Outcomes::default()
-    };
+    let (_dir, registry_url, writer, outcomes) = with_registry();
     let n = Notifier::start(sink_client(), quick(), outcomes);
     n.enqueue(delivery(&url, "id-retry", Some(b"k"))).unwrap();
     drained(&n).await;
@@ -204,14 +198,11 @@ async fn a_receiver_that_fails_three_times_gets_the_event_once_with_one_id() {
 async fn a_sink_that_is_down_gets_a_dead_letter_and_the_others_go_on() {
     let down = down_url().await;
     let (up, r) = receiver(0).await;
-    let dir = tempfile::tempdir().unwrap();
-    let registry_url = format!("sqlite://{}", dir.path().join("registry.db").display());
-    let writer = Arc::new(RegistryWriter::start(&registry_url, WriterOptions::default()).unwrap());
+    let (_dir, registry_url, writer, outcomes) = with_registry();
     let telemetry = Arc::new(crate::operator::Telemetry::new());
     let outcomes = Outcomes {
-        registry: Some(writer.clone()),
-        recorder: None,
         telemetry: Some(telemetry.clone()),
+        ..outcomes
     };
     let n = Notifier::start(sink_client(), quick(), outcomes);
     n.enqueue(delivery(&down, "id-lost", None)).unwrap();
@@ -253,13 +244,7 @@ async fn a_sink_that_is_down_gets_a_dead_letter_and_the_others_go_on() {
 #[tokio::test]
 async fn a_full_queue_refuses_without_waiting_and_records_the_drop() {
     let down = down_url().await;
-    let dir = tempfile::tempdir().unwrap();
-    let registry_url = format!("sqlite://{}", dir.path().join("registry.db").display());
-    let writer = Arc::new(RegistryWriter::start(&registry_url, WriterOptions::default()).unwrap());
-    let outcomes = Outcomes {
-        registry: Some(writer.clone()),
-        ..Outcomes::default()
-    };
+    let (_dir, registry_url, writer, outcomes) = with_registry();
     let options = DeliveryOptions {
         queue: 1,
         // The first delivery stays in its backoff while the second is refused.
@@ -291,4 +276,17 @@ async fn dead_letters(url: &str) -> Vec<crate::registry::DeadLetter> {
         .dead_letters(&ModelRef::new("ml", "wine-quality"))
         .await
         .unwrap()
+}
+
+/// A fresh SQLite registry, its buffered writer, and outcomes that record
+/// dead letters there (the directory holds the file).
+fn with_registry() -> (tempfile::TempDir, String, Arc<RegistryWriter>, Outcomes) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("registry.db").display());
+    let writer = Arc::new(RegistryWriter::start(&url, WriterOptions::default()).unwrap());
+    let outcomes = Outcomes {
+        registry: Some(writer.clone()),
+        ..Outcomes::default()
+    };
+    (dir, url, writer, outcomes)
 }

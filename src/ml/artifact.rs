@@ -368,18 +368,6 @@ pub struct Predictions {
     pub probabilities: Option<Vec<Vec<f32>>>,
 }
 
-impl Predictions {
-    /// Row `row`'s prediction as the drift sketches count it.
-    pub(crate) fn observation(&self, row: usize) -> crate::drift::Observation<'_> {
-        use crate::drift::Observation;
-        match (self.labels.get(row), self.values.get(row)) {
-            (Some(label), _) => Observation::Text(label),
-            (None, Some(v)) => Observation::Number(*v),
-            (None, None) => Observation::Missing,
-        }
-    }
-}
-
 /// A network with its preprocessing: the one prediction code path used by
 /// training (validation, reference), evaluation and serving.
 pub struct Predictor {

@@ -18,6 +18,17 @@ pub fn observation(cell: &Cell) -> Observation<'_> {
     }
 }
 
+impl super::artifact::Predictions {
+    /// Row `row`'s prediction as the drift sketches count it.
+    pub(crate) fn observation(&self, row: usize) -> Observation<'_> {
+        match (self.labels.get(row), self.values.get(row)) {
+            (Some(label), _) => Observation::Text(label),
+            (None, Some(v)) => Observation::Number(*v),
+            (None, None) => Observation::Missing,
+        }
+    }
+}
+
 /// A frame's value as the drift sketches count it (a time as its text:
 /// the caller reads time columns as cells).
 fn column_observation(column: &Column, row: usize) -> Observation<'_> {

@@ -4,6 +4,7 @@
 //! Every other room reads the spec through these types; a field is defined
 //! once, here.
 
+mod annotation;
 mod config;
 pub mod crd;
 mod data_check;
@@ -27,6 +28,9 @@ mod validate;
 mod version;
 mod words;
 
+pub use annotation::{
+    AnnotationSpec, DEFAULT_DRIFT_SHARE, DEFAULT_UNCERTAINTY_SHARE, FeedbackSpec, QueueReason,
+};
 pub use config::{ConfigError, ModelFile, load_model_config, load_model_file};
 pub use data_check::{
     ColumnStats, DataCheck, DataCheckReport, DataCheckSpec, DataStats, DataVerdict, MAX_CATEGORIES,

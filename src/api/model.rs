@@ -50,6 +50,7 @@ use super::{data_check::DataCheckSpec, duration::SpecDuration, status::ModelStat
 )]
 #[x_kube(validation = Rule::new(SHADOW_TOLERANCE_RULE).message(msg::SHADOW_TOLERANCE_REQUIRED).field_path(".rollout.shadow.tolerance"))]
 #[x_kube(validation = Rule::new(SHADOW_SLICES_RULE).message(msg::SHADOW_SLICE_UNKNOWN).field_path(".rollout.shadow.slices"))]
+#[x_kube(validation = Rule::new(super::annotation::ANNOTATION_NEEDS_FEEDBACK_RULE).message(msg::ANNOTATION_NEEDS_FEEDBACK).field_path(".feedback.annotation"))]
 #[serde(rename_all = "camelCase")]
 pub struct ModelSpec {
     /// What the model predicts: a class (`classification`) or a number (`regression`).
@@ -85,6 +86,10 @@ pub struct ModelSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub notify: Vec<super::notify::NotifySink>,
+    /// What becomes of served traffic beyond `data.includeFeedback`: the
+    /// annotation queue's budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<super::annotation::FeedbackSpec>,
 }
 
 /// The kind of prediction.

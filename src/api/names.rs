@@ -55,6 +55,23 @@ pub const PREDICTION_LOG_DIR: &str = "predictions";
 /// files (`id,label[,row]` CSV or JSON Lines), joined with the prediction
 /// log when the next training reads its feedback.
 pub const LABELS_DIR: &str = "labels";
+/// Folder under a Model's feedback prefix where model servers set aside
+/// rows worth a person's label (`<prefix>/queue/<date>/….jsonl`, the budget
+/// of `spec.feedback.annotation`). `driftline label` reads it and writes the
+/// answers under [`LABELS_DIR`]; training never reads it as data.
+pub const QUEUE_DIR: &str = "queue";
+/// A file written under one of the feedback prefix's dated folders
+/// ([`PREDICTION_LOG_DIR`], [`LABELS_DIR`], [`QUEUE_DIR`]):
+/// `<dir>/<UTC date>/<UTC time>-<unique>.jsonl`. Names sort by time, and
+/// `unique` (a random id) keeps two writers from ever choosing the same one.
+pub fn feedback_file(dir: &str, now: chrono::DateTime<chrono::Utc>, unique: &str) -> String {
+    format!(
+        "{dir}/{}/{}-{unique}.jsonl",
+        now.format("%Y-%m-%d"),
+        now.format("%Y%m%dT%H%M%S%.6fZ"),
+    )
+}
+
 /// The gate report a training Job leaves beside its artifact.
 pub const GATE_REPORT_FILE: &str = "gate.json";
 /// The gate's regression test-set counted over the artifact's drift
@@ -166,6 +183,16 @@ pub fn feedback_prefix(root: &str, namespace: &str, model: &str) -> String {
     )
 }
 
+/// The feedback prefix of the Model one of whose version artifacts is
+/// `artifact` (an [`artifact_uri`]); `None` for a URI of another shape.
+pub fn feedback_prefix_of_artifact(artifact: &str) -> Option<String> {
+    let (model_dir, version) = artifact.trim_end_matches('/').rsplit_once('/')?;
+    super::status::version_number(version)?;
+    let (namespace_dir, model) = model_dir.rsplit_once('/')?;
+    let (root, namespace) = namespace_dir.rsplit_once('/')?;
+    Some(feedback_prefix(root, namespace, model))
+}
+
 /// Where a Model's gateway keeps the rows its shadow candidates disagreed
 /// on: `<root>/<namespace>/<model>/shadow/`, one folder per version.
 pub fn shadow_prefix(root: &str, namespace: &str, model: &str) -> String {
@@ -229,6 +256,21 @@ mod tests {
         assert_eq!(artifact_version(&format!("{uri}/")), Some(12));
         assert_eq!(artifact_version("file:///tmp/my-model"), None);
         assert_eq!(artifact_version("/tmp/12"), None);
+        // A version's artifact leads to its Model's feedback prefix.
+        assert_eq!(
+            feedback_prefix_of_artifact(&uri).as_deref(),
+            Some(feedback_prefix("s3://models/root/", "ml", "wine").as_str())
+        );
+        assert_eq!(
+            feedback_prefix_of_artifact("file:///srv/a/ml/wine/v3/").as_deref(),
+            Some("file:///srv/a/ml/wine/feedback/")
+        );
+        assert_eq!(feedback_prefix_of_artifact("file:///tmp/my-model"), None);
+        let at = "2026-12-01T10:02:03.5Z".parse().unwrap();
+        assert_eq!(
+            feedback_file(QUEUE_DIR, at, "x1"),
+            "queue/2026-12-01/20261201T100203.500000Z-x1.jsonl"
+        );
     }
 
     #[test]

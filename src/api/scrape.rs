@@ -24,6 +24,8 @@ pub const CONFIDENCE_ROWS: &str = "confidence_rows";
 /// Sum of those probabilities (counter): over `confidence_rows`, the
 /// estimated accuracy without labels.
 pub const CONFIDENCE_SUM: &str = "confidence_sum";
+/// Rows set aside for a person's label, by `reason` (counter).
+pub const ANNOTATION_QUEUED: &str = "annotation_queued";
 /// Classified rows whose late label was joined (counter).
 pub const LABELLED_ROWS: &str = "labelled_rows";
 /// Of those, rows answered right (counter).

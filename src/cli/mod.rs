@@ -10,11 +10,13 @@ mod disagreements;
 mod drift_flags;
 mod flags;
 mod history;
+mod label;
 mod load;
 mod ml;
 mod operator;
 mod output;
 mod serve;
+mod testset;
 mod up;
 mod user;
 
@@ -75,6 +77,11 @@ enum Command {
     History(history::HistoryArgs),
     /// Rows a version answered differently from the champion in its shadow stage.
     Disagreements(disagreements::DisagreementsArgs),
+    /// Label the rows a Model's servers set aside (uncertain, drifted, disagreed), one at a time.
+    Label(label::LabelArgs),
+    /// The gate's regression test-set: propose labelled rows that cover what it lacks.
+    #[command(subcommand)]
+    Testset(testset::TestsetCommand),
     /// Make a version (default: the canary) champion; recorded with your name.
     Promote(user::PromoteArgs),
     /// Roll back the canary, or the champion to the one before it.
@@ -93,6 +100,8 @@ fn init_tracing(json: bool, command: &Command) {
         Command::Status(_)
         | Command::History(_)
         | Command::Disagreements(_)
+        | Command::Label(_)
+        | Command::Testset(_)
         | Command::Promote(_)
         | Command::Rollback(_)
         | Command::Retrain(_)
@@ -185,6 +194,8 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Status(args) => user::status(args).await,
         Command::History(args) => history::history(args).await,
         Command::Disagreements(args) => disagreements::disagreements(args).await,
+        Command::Label(args) => label::label(args).await,
+        Command::Testset(command) => testset::testset(command).await,
         Command::Promote(args) => user::promote(args).await,
         Command::Rollback(args) => user::rollback(args).await,
         Command::Retrain(args) => user::retrain(args).await,

@@ -102,6 +102,20 @@ pub struct OperatorArgs {
     /// secretRefs name Secrets in the operator's namespace (`POD_NAMESPACE`).
     #[arg(long, env = "DRIFTLINE_NOTIFY", default_value = "", hide_default_value = true, allow_hyphen_values = true, value_parser = super::flags::notify_sinks)]
     pub notify: super::flags::NotifySinks,
+    /// Attempts per notification, the first included, before it becomes a
+    /// dead letter in the registry.
+    #[arg(long, env = "DRIFTLINE_NOTIFY_ATTEMPTS", default_value_t = crate::operator::DeliveryOptions::default().attempts, value_parser = clap::value_parser!(u32).range(1..))]
+    pub notify_attempts: u32,
+    /// Wait before a notification's first retry, doubled after each failed
+    /// attempt (with jitter) up to --notify-max-backoff.
+    #[arg(long, env = "DRIFTLINE_NOTIFY_BACKOFF", default_value = "1s", value_parser = super::flags::duration)]
+    pub notify_backoff: std::time::Duration,
+    /// Longest wait between two attempts of one notification.
+    #[arg(long, env = "DRIFTLINE_NOTIFY_MAX_BACKOFF", default_value = "60s", value_parser = super::flags::duration)]
+    pub notify_max_backoff: std::time::Duration,
+    /// Longest one delivery attempt may take.
+    #[arg(long, env = "DRIFTLINE_NOTIFY_TIMEOUT", default_value = "10s", value_parser = super::flags::duration)]
+    pub notify_timeout: std::time::Duration,
     /// Where training Jobs that request a GPU go when their Model names no
     /// placement: `{"nodeSelector": {"pool": "gpu"}, "tolerations": [...]}`.
     #[arg(long, env = "DRIFTLINE_GPU_PLACEMENT", value_parser = gpu_placement)]
@@ -185,7 +199,13 @@ impl OperatorArgs {
             notify: crate::operator::NotifyConfig {
                 sinks: self.notify.0.clone(),
                 namespace: self.lease_namespace.clone(),
-                delivery: Default::default(),
+                delivery: crate::operator::DeliveryOptions {
+                    attempts: self.notify_attempts,
+                    base_delay: self.notify_backoff,
+                    max_delay: self.notify_max_backoff.max(self.notify_backoff),
+                    timeout: self.notify_timeout,
+                    ..Default::default()
+                },
             },
         })
     }
@@ -354,6 +374,45 @@ mod tests {
         .expect_err("refused")
         .to_string();
         assert!(err.contains("(got `rolledback`)"), "{err}");
+    }
+
+    #[test]
+    fn notification_retries_come_from_flags_and_default_to_the_notifiers_own() {
+        let defaults = parse(&[]).unwrap().config().unwrap().notify.delivery;
+        assert_eq!(defaults, crate::operator::DeliveryOptions::default());
+        let set = parse(&[
+            "--notify-attempts",
+            "3",
+            "--notify-backoff",
+            "250ms",
+            "--notify-max-backoff",
+            "2s",
+            "--notify-timeout",
+            "1s",
+        ])
+        .unwrap()
+        .config()
+        .unwrap()
+        .notify
+        .delivery;
+        assert_eq!(
+            (set.attempts, set.base_delay, set.max_delay, set.timeout),
+            (
+                3,
+                Duration::from_millis(250),
+                Duration::from_secs(2),
+                Duration::from_secs(1)
+            )
+        );
+        assert_eq!(set.queue, defaults.queue);
+        let err = parse(&["--notify-attempts", "0"])
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("--notify-attempts"), "{err}");
+        let err = parse(&["--notify-backoff", "soon"])
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("--notify-backoff"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::drift_flags::DriftFlags;
 use super::flags;
 
+use crate::api::AnnotationSpec;
 use crate::serve::ImageLimits;
 use crate::serve::ServeError;
 use crate::serve::{FeedbackConfig, FeedbackSink};
@@ -82,6 +83,17 @@ pub struct ServeArgs {
     /// Write a partial feedback file after this long.
     #[arg(long, default_value = "60s", value_parser = flags::duration)]
     pub feedback_flush_interval: Duration,
+    /// Rows a day this server sets aside for a person's label under
+    /// `<feedback>/queue/` (`spec.feedback.annotation.perDay`, this
+    /// replica's share); unset: none. Needs --feedback.
+    #[arg(long, requires = "feedback")]
+    pub annotation_per_day: Option<u32>,
+    /// Share of --annotation-per-day for the least certain answers.
+    #[arg(long, default_value_t = crate::api::DEFAULT_UNCERTAINTY_SHARE)]
+    pub annotation_uncertainty_share: f64,
+    /// Share of --annotation-per-day for rows where a drifted window moved.
+    #[arg(long, default_value_t = crate::api::DEFAULT_DRIFT_SHARE)]
+    pub annotation_drift_share: f64,
 }
 
 /// Arguments of `driftline gateway`.
@@ -115,6 +127,15 @@ pub struct GatewayArgs {
     /// (`<this>/v<n>/disagreements.jsonl`); unset: not kept.
     #[arg(long)]
     pub shadow_root: Option<String>,
+    /// A Model's feedback prefix: the rows a shadow candidate disagreed on
+    /// also go to its annotation queue (`<this>/queue/`), at most
+    /// --annotation-per-day a day.
+    #[arg(long, requires = "annotation_per_day")]
+    pub annotation_queue: Option<String>,
+    /// Disagreeing rows queued a day (the disagreement share of
+    /// `spec.feedback.annotation.perDay`).
+    #[arg(long, requires = "annotation_queue", value_parser = clap::value_parser!(u32).range(1..))]
+    pub annotation_per_day: Option<u32>,
     /// Address to listen on.
     #[arg(long, env = "DRIFTLINE_HOST", default_value = "0.0.0.0")]
     pub host: IpAddr,
@@ -129,6 +150,22 @@ impl ServeArgs {
             return Err(ServeError::Config(format!(
                 "--feedback-sample-rate must be in [0, 1] (got {})",
                 self.feedback_sample_rate
+            )));
+        }
+        let annotation = self.annotation_per_day.map(|per_day| AnnotationSpec {
+            per_day,
+            uncertainty_share: self.annotation_uncertainty_share,
+            drift_share: self.annotation_drift_share,
+        });
+        if let Some((field, message)) = annotation.iter().flat_map(AnnotationSpec::problems).next()
+        {
+            return Err(ServeError::Config(format!(
+                "--annotation-* flags{}: {message}",
+                if field.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({field})")
+                }
             )));
         }
         let feedback_sink: Option<Arc<dyn FeedbackSink>> = match &self.feedback {
@@ -156,6 +193,7 @@ impl ServeArgs {
                 max_pending_rows: usize::try_from(self.feedback_max_pending_rows)
                     .unwrap_or(usize::MAX),
                 flush_interval: self.feedback_flush_interval,
+                annotation,
                 ..FeedbackConfig::default()
             },
             feedback_sink,
@@ -235,9 +273,14 @@ pub async fn gateway(args: GatewayArgs) -> Result<ExitCode, ServeError> {
         crate::data::store::check(root)
             .map_err(|e| ServeError::Config(format!("--shadow-root `{root}`: {e}")))?;
     }
+    if let Some(prefix) = &args.annotation_queue {
+        crate::data::store::check(prefix)
+            .map_err(|e| ServeError::Config(format!("--annotation-queue `{prefix}`: {e}")))?;
+    }
     let config = GatewayConfig {
         sticky: args.sticky,
         shadow_root: args.shadow_root.clone(),
+        annotation_queue: args.annotation_queue.clone().zip(args.annotation_per_day),
         body_limit: args.body_limit,
         backend_timeout: args.backend_timeout,
         model: match &source {

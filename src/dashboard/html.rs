@@ -637,6 +637,7 @@ pub fn model_page(page: &ModelPage, all_versions: bool) -> String {
     canary_table(&page.canary_analyses, &mut body);
     drift_section(&page.drift, &mut body);
     histogram_section(page, &mut body);
+    super::queue::queue_section(page.annotation_queue.as_ref(), &mut body);
     curves_section(&page.curves, &mut body);
     body.push_str("<h2 id=\"history\">Versions</h2>");
     versions_table(&page.versions, all_versions, &mut body);

@@ -8,6 +8,7 @@
 //! Served by `driftline operator --dashboard-addr` and by `driftline up`.
 
 mod html;
+mod queue;
 mod server;
 mod svg;
 mod view;

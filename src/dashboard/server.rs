@@ -299,6 +299,7 @@ async fn model_page(
         curves: Vec::new(),
         versions: Vec::new(),
         audit: Vec::new(),
+        annotation_queue: None,
     };
     let key = ModelRef::new(&ns, &name);
     let mut history = Vec::new();
@@ -344,6 +345,29 @@ async fn model_page(
     }
     // The histogram: the champion's reference against its live traffic.
     let champion = page.model.champion.as_deref().and_then(version_number);
+    let any_artifact = objects
+        .iter()
+        .rev()
+        .find_map(|v| v.status.as_ref()?.artifact.as_ref().map(|a| a.uri.clone()));
+    if model
+        .spec
+        .feedback
+        .as_ref()
+        .is_some_and(|f| f.annotation.is_some())
+        && let Some(prefix) = any_artifact
+            .as_deref()
+            .and_then(crate::api::names::feedback_prefix_of_artifact)
+    {
+        let read = async {
+            let queue = crate::data::read_queue(&prefix).await?;
+            let labels = crate::data::annotated_labels(&prefix).await?;
+            Ok::<_, crate::data::DataError>(super::queue::queue_view(&queue, &labels, &ns, &name))
+        };
+        match read.await {
+            Ok(view) => page.annotation_queue = Some(view),
+            Err(e) => notes.push(format!("The annotation queue cannot be read: {e}")),
+        }
+    }
     if let Some(n) = champion {
         let artifact = objects
             .iter()

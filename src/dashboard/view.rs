@@ -127,6 +127,9 @@ pub struct ModelPage {
     pub versions: Vec<VersionRow>,
     /// Every champion change, oldest first.
     pub audit: Vec<AuditRow>,
+    /// The annotation queue, where the Model has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotation_queue: Option<super::queue::QueueView>,
 }
 
 /// One moment of the traffic split.

@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::api::names::{LABELS_DIR, PREDICTION_LOG_DIR};
+use crate::api::names::{LABELS_DIR, PREDICTION_LOG_DIR, QUEUE_DIR};
 
 use super::error::DataError;
+use super::queue::ANNOTATION_SOURCE;
 use super::store;
 use super::table::{Cell, Table};
 
@@ -42,10 +43,18 @@ pub struct LateLabels {
     /// Labels given again for the same (id, row): the last one read wins
     /// (files in name order, lines in order).
     pub duplicates: usize,
+    /// Of `joined`, the rows a person labelled from the annotation queue
+    /// (`driftline label`, `source: annotation`).
+    pub annotated: usize,
 }
 
-/// One late label: the inference id, the row of that request, the label.
-type Labels = BTreeMap<(String, u64), Value>;
+/// One late label: the label, and whether a person gave it from the
+/// annotation queue; keyed by the inference id and the row of that request.
+type Labels = BTreeMap<(String, u64), (Value, bool)>;
+
+/// One parsed label line: id, row, label, and whether its `source` is the
+/// annotation queue.
+type LabelLine = (String, u64, Value, bool);
 
 fn malformed(uri: &str, line: u64, reason: impl Into<String>) -> DataError {
     DataError::Malformed {
@@ -56,9 +65,10 @@ fn malformed(uri: &str, line: u64, reason: impl Into<String>) -> DataError {
 }
 
 /// The labels of one file, in order: CSV with an `id` and a `label` column
-/// (and optionally `row`, default 0), or JSON Lines of `{"id", "label",
-/// "row"?}` objects. Anything else names the file and the line.
-fn parse_labels(uri: &str, data: &[u8]) -> Result<Vec<(String, u64, Value)>, DataError> {
+/// (and optionally `row`, default 0, and `source`), or JSON Lines of
+/// `{"id", "label", "row"?, "source"?}` objects. Anything else names the
+/// file and the line.
+fn parse_labels(uri: &str, data: &[u8]) -> Result<Vec<LabelLine>, DataError> {
     let mut out = Vec::new();
     let row_of = |line: u64, v: Option<&str>| -> Result<u64, DataError> {
         match v.map(str::trim).filter(|v| !v.is_empty()) {
@@ -88,6 +98,7 @@ fn parse_labels(uri: &str, data: &[u8]) -> Result<Vec<(String, u64, Value)>, Dat
             ));
         };
         let row = col("row");
+        let source = col("source");
         for (i, record) in reader.records().enumerate() {
             let line = i as u64 + 2;
             let record = record.map_err(|e| malformed(uri, line, e.to_string()))?;
@@ -102,10 +113,12 @@ fn parse_labels(uri: &str, data: &[u8]) -> Result<Vec<(String, u64, Value)>, Dat
                 .ok()
                 .and_then(serde_json::Number::from_f64)
                 .map_or_else(|| Value::String(text.into()), Value::Number);
+            let annotated = source.and_then(|s| record.get(s)) == Some(ANNOTATION_SOURCE);
             out.push((
                 id.to_string(),
                 row_of(line, row.and_then(|r| record.get(r)))?,
                 value,
+                annotated,
             ));
         }
         return Ok(out);
@@ -146,7 +159,8 @@ fn parse_labels(uri: &str, data: &[u8]) -> Result<Vec<(String, u64, Value)>, Dat
                 .as_u64()
                 .ok_or_else(|| malformed(uri, line, format!("row {v} is not a row number")))?,
         };
-        out.push((id, row, label));
+        let annotated = value.get("source").and_then(Value::as_str) == Some(ANNOTATION_SOURCE);
+        out.push((id, row, label, annotated));
     }
     Ok(out)
 }
@@ -167,8 +181,8 @@ async fn read_labels(prefix: &str, hasher: &mut Sha256) -> Result<(Labels, LateL
     for uri in &files {
         let data = store::read_bytes(uri).await?;
         hasher.update(&data);
-        for (id, row, label) in parse_labels(uri, &data)? {
-            if labels.insert((id, row), label).is_some() {
+        for (id, row, label, annotated) in parse_labels(uri, &data)? {
+            if labels.insert((id, row), (label, annotated)).is_some() {
                 late.duplicates += 1;
             }
         }
@@ -213,8 +227,9 @@ async fn join_late(
                     ));
                 }
             };
-            if let Some(label) = labels.remove(&key) {
+            if let Some((label, annotated)) = labels.remove(&key) {
                 row.insert(target.into(), label);
+                late.annotated += usize::from(annotated);
                 serde_json::to_writer(&mut joined, &row)
                     .map_err(|e| malformed(&uri, i as u64 + 1, e.to_string()))?;
                 joined.push(b'\n');
@@ -233,17 +248,21 @@ async fn join_late(
 }
 
 /// Reads every `*.jsonl` file under `prefix` but the prediction log
-/// (`predictions/`, unlabelled by design) and the label files (`labels/`).
+/// (`predictions/`, unlabelled by design), the label files (`labels/`) and
+/// the annotation queue (`queue/`, rows waiting for a label).
 /// Rows whose `target` is empty are skipped (a label that never arrived must
 /// not block retraining); a prefix with no files gives an empty table. Then
 /// joins the label files with the prediction log and adds those rows.
 pub async fn load_feedback(prefix: &str, target: &str) -> Result<Feedback, DataError> {
     let log = format!("{}/{PREDICTION_LOG_DIR}/", prefix.trim_end_matches('/'));
     let labels_dir = format!("{}/{LABELS_DIR}/", prefix.trim_end_matches('/'));
+    let queue = format!("{}/{QUEUE_DIR}/", prefix.trim_end_matches('/'));
     let files: Vec<String> = store::list(prefix, ".jsonl")
         .await?
         .into_iter()
-        .filter(|uri| !uri.starts_with(&log) && !uri.starts_with(&labels_dir))
+        .filter(|uri| {
+            !uri.starts_with(&log) && !uri.starts_with(&labels_dir) && !uri.starts_with(&queue)
+        })
         .collect();
     let mut table = Table::empty(prefix, Vec::new());
     let mut hasher = Sha256::new();
@@ -318,6 +337,13 @@ mod tests {
             "{\"x\":5,\"y\":\"p\"}\n",
         )
         .unwrap();
+        // Nor is the annotation queue: its rows wait for a label.
+        std::fs::create_dir_all(tmp.path().join("queue/2026-01-02")).unwrap();
+        std::fs::write(
+            tmp.path().join("queue/2026-01-02/q.jsonl"),
+            "{\"x\":6,\"y\":\"p\"}\n",
+        )
+        .unwrap();
         let fb = load_feedback(&tmp.path().display().to_string(), "y")
             .await
             .unwrap();
@@ -359,7 +385,7 @@ mod tests {
         .unwrap();
         std::fs::write(
             root.join("labels/2.jsonl"),
-            "{\"id\":\"r1\",\"label\":\"q\"}\n",
+            "{\"id\":\"r1\",\"label\":\"q\",\"source\":\"annotation\",\"user\":\"alice\"}\n",
         )
         .unwrap();
         let fb = load_feedback(&root.display().to_string(), "y")
@@ -374,6 +400,7 @@ mod tests {
                 joined: 2,
                 unknown: 1,
                 duplicates: 1,
+                annotated: 1,
             }
         );
         assert_eq!(fb.table.rows, 2);

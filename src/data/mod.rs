@@ -7,7 +7,8 @@
 //! Other rooms use: [`Table`] / [`Cell`] (raw rows), [`Frame`] / [`Column`]
 //! (typed rows as Parquet gives them, the one Arrow encoder), [`read`] (a Model's
 //! data for a run), [`list`] / [`version`] (what it would read, and that
-//! listing's digest), [`read_table`] (one file), [`load_feedback`], and
+//! listing's digest), [`read_table`] (one file), [`load_feedback`], the annotation
+//! queue ([`read_queue`], [`QueuedRow`]), and
 //! [`store`] (bytes at a URI), [`statistics`] (what the data check compares),
 //! [`scan`] (a dataset batch by batch, for streaming training),
 //! [`read_image_set`] (a labelled image set) and [`decode_image`] (bytes to
@@ -20,6 +21,7 @@ mod frame;
 mod image;
 mod image_set;
 mod parquet;
+mod queue;
 mod scan;
 mod stats;
 pub mod store;
@@ -35,6 +37,10 @@ pub use frame::{CellReader, Column, Frame, MISSING};
 pub use image::{DecodeLimits, ImageError, Pixels, decode as decode_image};
 pub use image_set::{BadImage, ImageSet, read_image_set};
 pub use parquet::{ColumnClass, table_from_bytes};
+pub use queue::{
+    ANNOTATION_SOURCE, Queue, QueuedRow, annotated_labels, annotation_label, annotation_label_uri,
+    parse_queue_file, queue_prefix, read_queue,
+};
 pub use scan::{Rows, Scanned, scan};
 pub use stats::{Statistics, compute as statistics};
 pub use table::{Cell, Table, format_of, known_format, read_table, sha256_hex};

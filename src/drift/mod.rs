@@ -12,6 +12,7 @@ mod confidence;
 mod embedding;
 mod monitor;
 mod profile;
+mod region;
 mod replicas;
 mod rule;
 mod sketch;
@@ -28,7 +29,10 @@ pub use profile::{
     CategoricalProfile, DEFAULT_BINS, FeatureImportance, FeatureProfile, NumericProfile,
     ProfileError, ReferenceProfile,
 };
+pub use region::DriftRegion;
 pub use replicas::{MergedWindow, ReplicaWindows};
 pub use rule::{ColumnReading, ColumnVerdict, DriftRule, Verdict, window_verdict};
-pub use sketch::{ColumnSketch, DatasetSketch, Observation, SketchError, number_as_category};
+pub use sketch::{
+    ColumnSketch, DatasetSketch, Observation, SketchError, bin_of, number_as_category,
+};
 pub use stats::{jensen_shannon_distance, ln_gamma, shares};

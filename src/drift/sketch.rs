@@ -36,6 +36,23 @@ pub enum Observation<'a> {
     Missing,
 }
 
+/// The profile bin a value falls in; `None` for a missing value or text
+/// that is no number in a numeric column. The one binning rule of sketches
+/// and of everything that asks where a single row lies.
+pub fn bin_of(profile: &FeatureProfile, value: Observation<'_>) -> Option<usize> {
+    match (profile, value) {
+        (_, Observation::Missing) => None,
+        (FeatureProfile::Numeric { profile, .. }, Observation::Number(x)) => Some(profile.bin(x)),
+        (FeatureProfile::Numeric { profile, .. }, Observation::Text(t)) => {
+            t.trim().parse::<f64>().ok().map(|x| profile.bin(x))
+        }
+        (FeatureProfile::Categorical { profile, .. }, Observation::Text(t)) => Some(profile.bin(t)),
+        (FeatureProfile::Categorical { profile, .. }, Observation::Number(x)) => {
+            Some(profile.bin(&number_as_category(x)))
+        }
+    }
+}
+
 /// Counts of one column's values per reference bin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -60,22 +77,7 @@ impl ColumnSketch {
 
     /// Counts one value into its bin.
     pub fn observe(&mut self, profile: &FeatureProfile, value: Observation<'_>) {
-        let bin = match (profile, value) {
-            (_, Observation::Missing) => None,
-            (FeatureProfile::Numeric { profile, .. }, Observation::Number(x)) => {
-                Some(profile.bin(x))
-            }
-            (FeatureProfile::Numeric { profile, .. }, Observation::Text(t)) => {
-                t.trim().parse::<f64>().ok().map(|x| profile.bin(x))
-            }
-            (FeatureProfile::Categorical { profile, .. }, Observation::Text(t)) => {
-                Some(profile.bin(t))
-            }
-            (FeatureProfile::Categorical { profile, .. }, Observation::Number(x)) => {
-                Some(profile.bin(&number_as_category(x)))
-            }
-        };
-        match bin.and_then(|b| self.counts.get_mut(b)) {
+        match bin_of(profile, value).and_then(|b| self.counts.get_mut(b)) {
             Some(count) => *count += 1,
             None => self.missing += 1,
         }

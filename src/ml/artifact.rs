@@ -84,6 +84,9 @@ pub struct LateLabelLineage {
     pub unknown: usize,
     /// Labels sent again for the same request row (the last one won).
     pub duplicates: usize,
+    /// Of `joined`, rows a person labelled from the annotation queue.
+    #[serde(default)]
+    pub annotated: usize,
 }
 
 /// Where the training rows came from.

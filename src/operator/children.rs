@@ -572,6 +572,51 @@ fn service(o: &Owner, name: String, l: BTreeMap<String, String>) -> Service {
     }
 }
 
+/// `driftline serve`'s annotation flags from `spec.feedback.annotation`:
+/// each of the version's replicas queues its share of `perDay`.
+fn annotation_flags(model: &Model) -> Vec<String> {
+    let Some(a) = model
+        .spec
+        .feedback
+        .as_ref()
+        .and_then(|f| f.annotation.as_ref())
+    else {
+        return Vec::new();
+    };
+    vec![
+        "--annotation-per-day".into(),
+        a.per_replica(model.spec.serving.replicas).to_string(),
+        "--annotation-uncertainty-share".into(),
+        a.uncertainty_share.to_string(),
+        "--annotation-drift-share".into(),
+        a.drift_share.to_string(),
+    ]
+}
+
+/// The gateway's flags for the annotation queue's disagreement lane: the
+/// Model's feedback prefix and the disagreement share of `perDay` (one
+/// gateway replica), where both exist.
+fn disagreement_queue_flags(model: &Model, settings: &ChildSettings) -> Vec<String> {
+    let annotation = model
+        .spec
+        .feedback
+        .as_ref()
+        .and_then(|f| f.annotation.as_ref());
+    let (Some(prefix), Some(a)) = (feedback_prefix(model, settings), annotation) else {
+        return Vec::new();
+    };
+    let per_day = a.budget(crate::api::QueueReason::Disagreement).ceil() as u32;
+    if per_day == 0 {
+        return Vec::new();
+    }
+    vec![
+        "--annotation-queue".into(),
+        prefix,
+        "--annotation-per-day".into(),
+        per_day.to_string(),
+    ]
+}
+
 /// Deployment and Service `<model>-v<n>` running `driftline serve` on the
 /// version's artifact, with the Model's drift settings and feedback prefix.
 pub fn serving(
@@ -599,6 +644,7 @@ pub fn serving(
     args.extend(drift_flags(&model.spec.drift));
     if let Some(prefix) = feedback_prefix(model, settings) {
         args.extend(["--feedback".to_string(), prefix]);
+        args.extend(annotation_flags(model));
     }
     let pod = pod_security::restricted(PodSpec {
         containers: vec![Container {
@@ -636,16 +682,20 @@ pub fn gateway(
             name: "gateway".into(),
             image: Some(settings.image.clone()),
             // Sticky: a label must reach the version that served its request.
-            command: Some(driftline(&[
-                "gateway",
-                "--model",
-                &target,
-                "--port",
-                &port,
-                "--sticky",
-                "--shadow-root",
-                &shadow_root,
-            ])),
+            command: Some({
+                let mut args = driftline(&[
+                    "gateway",
+                    "--model",
+                    &target,
+                    "--port",
+                    &port,
+                    "--sticky",
+                    "--shadow-root",
+                    &shadow_root,
+                ]);
+                args.extend(disagreement_queue_flags(model, settings));
+                args
+            }),
             // It writes the rows a shadow candidate disagreed on to the store.
             env_from: credentials(settings),
             ports: container_ports(),
@@ -962,7 +1012,10 @@ mod tests {
             "{cmd}"
         );
         assert!(
-            cmd.ends_with("--feedback s3://models/root/ml/wine-quality/feedback/"),
+            cmd.ends_with(
+                "--feedback s3://models/root/ml/wine-quality/feedback/ --annotation-per-day 100 \
+                 --annotation-uncertainty-share 0.5 --annotation-drift-share 0.3"
+            ),
             "{cmd}"
         );
         // The model server accepts exactly these flags.
@@ -986,6 +1039,83 @@ mod tests {
     }
 
     #[test]
+    fn each_serving_replica_gets_its_share_of_the_annotation_budget() {
+        let mut m = fixture();
+        m.spec.data.include_feedback = true;
+        m.spec.serving.replicas = 3;
+        m.spec.feedback = Some(crate::api::FeedbackSpec {
+            annotation: Some(crate::api::AnnotationSpec {
+                per_day: 100,
+                uncertainty_share: 0.6,
+                drift_share: 0.25,
+            }),
+        });
+        let (d, _) = serving(&m, 2, "s3://a/v2", &settings()).expect("serving builds");
+        let pod = d.spec.and_then(|s| s.template.spec).expect("pod");
+        let argv = pod.containers[0].command.clone().expect("command");
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: crate::cli::ServeArgs,
+        }
+        let parsed = <Serve as clap::Parser>::try_parse_from(argv.iter().skip(1))
+            .expect("serve parses its flags");
+        assert_eq!(
+            parsed.args.annotation_per_day,
+            Some(34),
+            "100 over 3 replicas, rounded up"
+        );
+        assert_eq!(parsed.args.annotation_uncertainty_share, 0.6);
+        assert_eq!(parsed.args.annotation_drift_share, 0.25);
+        // The gateway's one replica queues the rest of the budget: the rows
+        // a shadow candidate disagreed on.
+        let (g, _) = gateway(&m, &settings()).expect("gateway builds");
+        let cmd = g
+            .spec
+            .and_then(|s| s.template.spec)
+            .expect("pod")
+            .containers[0]
+            .command
+            .clone()
+            .expect("command")
+            .join(" ");
+        assert!(
+            cmd.ends_with(
+                "--annotation-queue s3://models/root/ml/wine-quality/feedback/ --annotation-per-day 15"
+            ),
+            "{cmd}"
+        );
+        // Without feedback there is no queue to write to.
+        m.spec.data.include_feedback = false;
+        let (d, _) = serving(&m, 2, "s3://a/v2", &settings()).expect("serving builds");
+        let cmd = d
+            .spec
+            .and_then(|s| s.template.spec)
+            .expect("pod")
+            .containers[0]
+            .command
+            .clone()
+            .expect("command");
+        assert!(
+            !cmd.iter().any(|a| a.starts_with("--annotation")),
+            "{cmd:?}"
+        );
+        let (g, _) = gateway(&m, &settings()).expect("gateway builds");
+        let cmd = g
+            .spec
+            .and_then(|s| s.template.spec)
+            .expect("pod")
+            .containers[0]
+            .command
+            .clone()
+            .expect("command");
+        assert!(
+            !cmd.iter().any(|a| a.starts_with("--annotation")),
+            "{cmd:?}"
+        );
+    }
+
+    #[test]
     fn the_gateway_is_the_models_one_address() {
         let m = fixture();
         let (d, s) = gateway(&m, &settings()).expect("gateway builds");
@@ -1003,7 +1133,8 @@ mod tests {
                 .expect("command")
                 .join(" "),
             "driftline gateway --model ml/wine-quality --port 8080 --sticky \
-             --shadow-root s3://models/root/ml/wine-quality/shadow/"
+             --shadow-root s3://models/root/ml/wine-quality/shadow/ \
+             --annotation-queue s3://models/root/ml/wine-quality/feedback/ --annotation-per-day 40"
         );
         // The gateway's default backend template is the serving Service's address.
         let status = serde_json::json!({"traffic": [{"version": "v7", "weight": 100}]});

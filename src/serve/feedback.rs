@@ -16,10 +16,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::annotation::{AnnotationSampler, offer_record};
 use super::error::ServeError;
+pub use super::labels::{FeedbackBody, FeedbackOutcome, LabelItem, LabelKind};
 use super::metrics::ServeMetrics;
 use super::protocol::Column;
-use crate::api::names::{LABELS_DIR, PREDICTION_LOG_DIR};
+use crate::api::AnnotationSpec;
+use crate::api::names::{LABELS_DIR, PREDICTION_LOG_DIR, QUEUE_DIR};
+use crate::drift::DriftRegion;
 
 /// How feedback is captured.
 #[derive(Debug, Clone)]
@@ -41,6 +45,9 @@ pub struct FeedbackConfig {
     pub flush_interval: Duration,
     /// Labelled rows behind the online accuracy / RMSE.
     pub online_window: usize,
+    /// The annotation queue's budget for this server (`perDay` already its
+    /// share); none: no rows are queued. Needs a feedback prefix.
+    pub annotation: Option<AnnotationSpec>,
 }
 
 impl Default for FeedbackConfig {
@@ -54,17 +61,9 @@ impl Default for FeedbackConfig {
             batch_rows: 1000,
             flush_interval: Duration::from_secs(60),
             online_window: 1000,
+            annotation: None,
         }
     }
-}
-
-/// What a label must look like.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LabelKind {
-    /// One of these class names.
-    Class(Vec<String>),
-    /// A finite number.
-    Value,
 }
 
 /// One served request remembered for feedback.
@@ -86,6 +85,9 @@ pub struct ServedRecord {
     /// Classifiers: the top-class probability each row was answered with
     /// (what the estimated accuracy said of it); empty otherwise.
     pub confidence: Vec<f64>,
+    /// Classifiers, while annotating: each row's margin between its two
+    /// likeliest classes; empty otherwise.
+    pub margins: Vec<f64>,
 }
 
 /// What the model answered, per row.
@@ -105,7 +107,7 @@ impl ServedPredictions {
         }
     }
 
-    fn value(&self, row: usize) -> Value {
+    pub(super) fn value(&self, row: usize) -> Value {
         match self {
             Self::Labels(v) => Value::String(v[row].clone()),
             Self::Values(v) => Value::from(v[row]),
@@ -120,7 +122,7 @@ impl ServedRecord {
     }
 
     /// Row `i` as `{feature: value}`.
-    fn row(&self, i: usize) -> Map<String, Value> {
+    pub(super) fn row(&self, i: usize) -> Map<String, Value> {
         let mut row = Map::new();
         for (name, column) in self.features.iter().zip(&self.columns) {
             let value = match column {
@@ -133,50 +135,6 @@ impl ServedRecord {
         }
         row
     }
-}
-
-/// One label sent to `POST …/feedback`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LabelItem {
-    pub id: String,
-    /// One label, or one per row of a batch request.
-    pub label: Value,
-}
-
-/// Body of `POST …/feedback`: one item, a list, or `{"feedback": [...]}`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum FeedbackBody {
-    One(LabelItem),
-    Many(Vec<LabelItem>),
-    Wrapped { feedback: Vec<LabelItem> },
-}
-
-impl FeedbackBody {
-    /// The items, however they were sent.
-    pub fn into_items(self) -> Vec<LabelItem> {
-        match self {
-            FeedbackBody::One(i) => vec![i],
-            FeedbackBody::Many(v) | FeedbackBody::Wrapped { feedback: v } => v,
-        }
-    }
-}
-
-/// Answer of `POST …/feedback`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FeedbackOutcome {
-    /// Labelled rows joined with their request.
-    pub joined: usize,
-    /// Ids that were unknown (expired, not sampled, or never served) and
-    /// could not be kept: the server has no feedback prefix.
-    pub unknown: Vec<String>,
-    /// Ids this server no longer remembers (past the horizon, sampled out,
-    /// or served by another replica), kept as late labels under
-    /// `<prefix>/labels/` for the next training's join with the prediction log.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub late: Vec<String>,
 }
 
 /// Feedback counters and online quality, as served at `GET …/feedback`.
@@ -210,6 +168,12 @@ pub struct FeedbackStats {
     pub late_labels: u64,
     #[serde(default)]
     pub late_dropped: u64,
+    /// Rows written to the annotation queue (`<prefix>/queue/`), and those
+    /// dropped because the store stayed down.
+    #[serde(default)]
+    pub queued_rows: u64,
+    #[serde(default)]
+    pub queue_dropped: u64,
 }
 
 /// Where labelled rows are written.
@@ -228,6 +192,8 @@ enum Event {
         reply: oneshot::Sender<Result<FeedbackOutcome, ServeError>>,
     },
     Flush(oneshot::Sender<Result<usize, ServeError>>),
+    /// A drift window closed: where it moved, if it drifted.
+    DriftRegion(Option<DriftRegion>),
 }
 
 /// The request side of feedback capture (cheap to clone).
@@ -236,10 +202,26 @@ pub struct FeedbackHandle {
     events: mpsc::Sender<Event>,
     stats: watch::Receiver<FeedbackStats>,
     sample_rate: f64,
+    annotating: bool,
     metrics: Arc<ServeMetrics>,
 }
 
 impl FeedbackHandle {
+    /// Whether rows are sampled into the annotation queue (then served
+    /// records carry their margins).
+    pub fn annotating(&self) -> bool {
+        self.annotating
+    }
+
+    /// Tells the annotation sampler that a drift window closed, and where
+    /// it moved if it drifted; waits for nothing (a full buffer drops the
+    /// news, and the next window's close brings it again).
+    pub fn drift_window(&self, region: Option<DriftRegion>) {
+        if self.annotating {
+            let _ = self.events.try_send(Event::DriftRegion(region));
+        }
+    }
+
     /// Whether this request should be remembered (by the sample rate).
     pub fn should_sample(&self) -> bool {
         self.sample_rate >= 1.0
@@ -296,6 +278,11 @@ pub fn start_feedback(
         ..Default::default()
     });
     let sample_rate = config.sample_rate;
+    let sampler = sink
+        .as_ref()
+        .and(config.annotation.as_ref())
+        .map(|spec| AnnotationSampler::new(spec, Utc::now()));
+    let annotating = sampler.is_some();
     // Sized for the cap up front: growing a map of ~50 000 records rehashes
     // and moves all of them in one go, a multi-millisecond stall that a
     // one-thread server showed as its p99 while the map filled. Untouched
@@ -314,6 +301,9 @@ pub fn start_feedback(
         buffer: Vec::new(),
         log: Vec::new(),
         late: Vec::new(),
+        sampler,
+        region: None,
+        queue: Vec::new(),
         online: VecDeque::new(),
         stats: FeedbackStats {
             prefix,
@@ -326,6 +316,7 @@ pub fn start_feedback(
         events,
         stats,
         sample_rate,
+        annotating,
         metrics,
     }
 }
@@ -346,6 +337,12 @@ struct Worker {
     log: Vec<Map<String, Value>>,
     /// Labels for forgotten requests not yet written under `labels/`.
     late: Vec<Map<String, Value>>,
+    /// The annotation queue's sampler, where a budget is set.
+    sampler: Option<AnnotationSampler>,
+    /// Where the latest closed drift window moved, while it drifted.
+    region: Option<DriftRegion>,
+    /// Rows the sampler gave, not yet written under `queue/`.
+    queue: Vec<Map<String, Value>>,
     /// (prediction, label) of the most recent labelled rows.
     online: VecDeque<(Value, Value)>,
     stats: FeedbackStats,
@@ -361,6 +358,9 @@ impl Worker {
             tokio::select! {
                 event = events.recv() => match event {
                     Some(Event::Served(record)) => {
+                        if let Some(sampler) = &mut self.sampler {
+                            offer_record(sampler, self.region.as_ref(), &record);
+                        }
                         self.log_rows(&record);
                         self.remember(record);
                         if self.log.len() >= self.config.batch_rows {
@@ -377,7 +377,9 @@ impl Worker {
                         }
                         let _ = reply.send(outcome);
                     }
+                    Some(Event::DriftRegion(region)) => self.region = region,
                     Some(Event::Flush(reply)) => {
+                        let _ = self.write_queue(Utc::now()).await;
                         let _ = self.write_log().await;
                         let _ = self.write_late().await;
                         let written = self.write_batch().await;
@@ -385,6 +387,7 @@ impl Worker {
                     }
                     None => {
                         // Every handle is gone: write what is left and stop.
+                        let _ = self.write_queue(Utc::now()).await;
                         let _ = self.write_log().await;
                         let _ = self.write_late().await;
                         let _ = self.write_batch().await;
@@ -393,6 +396,7 @@ impl Worker {
                 },
                 _ = ticker.tick() => {
                     self.expire(Utc::now());
+                    let _ = self.write_queue(Utc::now()).await;
                     let _ = self.write_log().await;
                     let _ = self.write_late().await;
                     let _ = self.write_batch().await;
@@ -437,6 +441,27 @@ impl Worker {
         Ok(n)
     }
 
+    /// Writes the rows the annotation sampler gives now under
+    /// `queue/<date>/`, with any that waited for the store.
+    async fn write_queue(&mut self, now: DateTime<Utc>) -> Result<usize, ServeError> {
+        let Some(sampler) = &mut self.sampler else {
+            return Ok(0);
+        };
+        for row in sampler.take(now) {
+            if let Ok(Value::Object(map)) = serde_json::to_value(&row) {
+                self.metrics.annotation_queued(row.reason.word());
+                self.queue.push(map);
+            }
+        }
+        let mut rows = std::mem::take(&mut self.queue);
+        let (written, dropped) = self.write_dated(QUEUE_DIR, &mut rows).await;
+        self.queue = rows;
+        self.stats.queue_dropped += dropped;
+        let n = written?;
+        self.stats.queued_rows += n as u64;
+        Ok(n)
+    }
+
     /// Writes the queued late labels as one `id,label,row` JSON Lines file
     /// under `labels/<date>/`, where training's join reads them.
     async fn write_late(&mut self) -> Result<usize, ServeError> {
@@ -474,12 +499,10 @@ impl Worker {
             }
             contents.push(b'\n');
         }
-        let now = Utc::now();
-        let name = format!(
-            "{dir}/{}/{}-{}.jsonl",
-            now.format("%Y-%m-%d"),
-            now.format("%Y%m%dT%H%M%S%.6fZ"),
-            uuid::Uuid::new_v4().simple()
+        let name = crate::api::names::feedback_file(
+            dir,
+            Utc::now(),
+            &uuid::Uuid::new_v4().simple().to_string(),
         );
         match sink.write(&name, contents).await {
             Ok(uri) => {
@@ -554,32 +577,9 @@ impl Worker {
     }
 
     fn check_label(&self, id: &str, label: &Value) -> Result<Value, ServeError> {
-        match (&self.labels, label) {
-            (LabelKind::Value, Value::Number(n)) if n.as_f64().is_some_and(f64::is_finite) => {
-                Ok(label.clone())
-            }
-            (LabelKind::Value, other) => Err(ServeError::BadFeedback(format!(
-                "label for `{id}` must be a number, got {other}"
-            ))),
-            (LabelKind::Class(classes), Value::String(s)) if classes.contains(s) => {
-                Ok(label.clone())
-            }
-            (LabelKind::Class(classes), Value::Number(n)) => {
-                let name = crate::drift::number_as_category(n.as_f64().unwrap_or(f64::NAN));
-                if classes.contains(&name) {
-                    Ok(Value::String(name))
-                } else {
-                    Err(ServeError::BadFeedback(format!(
-                        "label {n} for `{id}` is not a class of this model; classes: {}",
-                        classes.join(", ")
-                    )))
-                }
-            }
-            (LabelKind::Class(classes), other) => Err(ServeError::BadFeedback(format!(
-                "label {other} for `{id}` is not a class of this model; classes: {}",
-                classes.join(", ")
-            ))),
-        }
+        self.labels
+            .check(label)
+            .map_err(|e| ServeError::BadFeedback(format!("label for `{id}`: {e}")))
     }
 
     fn join(&mut self, items: Vec<LabelItem>) -> Result<FeedbackOutcome, ServeError> {
@@ -789,6 +789,7 @@ mod tests {
             )],
             predictions: ServedPredictions::Labels(vec!["good".into(); rows]),
             confidence: vec![0.75; rows],
+            margins: Vec::new(),
         }
     }
 

@@ -208,6 +208,9 @@ pub struct GatewayConfig {
     pub model: String,
     /// Where the rows a shadow candidate disagreed on are kept, if anywhere.
     pub shadow_root: Option<String>,
+    /// The feedback prefix whose annotation queue gets disagreeing rows,
+    /// and how many a day this gateway queues at most.
+    pub annotation_queue: Option<(String, u32)>,
 }
 
 impl Default for GatewayConfig {
@@ -218,6 +221,7 @@ impl Default for GatewayConfig {
             backend_timeout: Duration::from_secs(30),
             model: String::new(),
             shadow_root: None,
+            annotation_queue: None,
         }
     }
 }
@@ -319,6 +323,10 @@ pub fn gateway_router(initial: WeightTable, config: GatewayConfig) -> (Router, W
         client.clone(),
         config.backend_timeout,
         config.shadow_root.clone(),
+        config
+            .annotation_queue
+            .clone()
+            .map(|(prefix, per_day)| super::annotation::DisagreementQueue::start(prefix, per_day)),
     );
     let state = Arc::new(GatewayState {
         weights: receiver,

@@ -36,6 +36,12 @@ pub struct FeatureLabels {
     pub feature: String,
 }
 
+/// Labels naming why a row was queued for annotation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
 /// Labels naming a backend version of the gateway.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabels {
@@ -91,6 +97,8 @@ pub struct ServeMetrics {
     pub labelled_rows: Counter,
     pub labelled_correct: Counter,
     pub labelled_confidence_sum: Counter<f64, AtomicU64>,
+    /// Rows set aside for annotation, by `reason`.
+    pub annotation_queued: Family<ReasonLabels, Counter>,
 }
 
 impl Default for ServeMetrics {
@@ -128,6 +136,7 @@ impl ServeMetrics {
             labelled_rows: Counter::default(),
             labelled_correct: Counter::default(),
             labelled_confidence_sum: Counter::default(),
+            annotation_queued: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -238,11 +247,23 @@ impl ServeMetrics {
             m.online_rmse.clone(),
         );
         registry.register(
+            scrape::ANNOTATION_QUEUED,
+            "Rows set aside for a person's label, by reason",
+            m.annotation_queued.clone(),
+        );
+        registry.register(
             scrape::ONLINE_LABELLED,
             "Labelled rows behind the online accuracy or RMSE",
             m.online_labelled.clone(),
         );
         Self { registry, ..m }
+    }
+
+    /// Counts a row set aside for annotation.
+    pub fn annotation_queued(&self, reason: &'static str) {
+        self.annotation_queued
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// Renders the OpenMetrics text.

@@ -1,5 +1,6 @@
 //! The model server (Open Inference Protocol v2) and the per-Model gateway.
 
+mod annotation;
 mod binary;
 mod encoding;
 mod error;
@@ -7,6 +8,7 @@ mod feedback;
 mod gateway;
 mod grpc;
 mod images;
+mod labels;
 mod load;
 mod metrics;
 mod model;
@@ -18,7 +20,7 @@ mod trace;
 mod watch;
 
 pub use error::ServeError;
-pub use feedback::{FeedbackConfig, FeedbackSink};
+pub use feedback::{FeedbackConfig, FeedbackSink, LabelKind};
 pub use gateway::{
     Backend, GatewayConfig, VERSION_HEADER, WeightTable, WeightsHandle, WeightsSource,
     gateway_router, read_weights_file, run_gateway, watch_model_status, watch_weights_file,

@@ -692,6 +692,13 @@ pub(super) async fn run_inference(
             confidence: (0..rows)
                 .filter_map(|i| super::watch::confidence(&output, i))
                 .collect(),
+            margins: match &output.probabilities {
+                Some(p) if loaded.feedback.annotating() => p
+                    .iter()
+                    .filter_map(|row| super::annotation::margin(row))
+                    .collect(),
+                _ => Vec::new(),
+            },
         });
     }
     let mut outputs = Vec::with_capacity(2);

@@ -27,6 +27,7 @@ use crate::api::{
 use crate::data::Cell;
 use crate::net::HostsFileResolver;
 
+use super::annotation::DisagreementQueue;
 use super::protocol::{TensorData, parse_request};
 
 /// Mirrors waiting for the candidate; more are dropped and counted.
@@ -376,10 +377,13 @@ impl Shadow {
     /// through `client`, each allowed `timeout`.
     /// With `root`, the rows each candidate disagreed on are kept (at most
     /// [`MAX_DISAGREEMENTS`]) and written under it.
+    /// With `queue`, disagreeing rows are also offered to the annotation
+    /// queue's disagreement lane.
     pub fn start(
         client: Client<HttpConnector<HostsFileResolver>, Body>,
         timeout: Duration,
         root: Option<String>,
+        annotation: Option<Arc<DisagreementQueue>>,
     ) -> Self {
         let (queue, mut pending) = mpsc::channel::<Pair>(QUEUE);
         let tallies: Arc<Mutex<BTreeMap<String, ShadowTally>>> = Arc::default();
@@ -396,8 +400,13 @@ impl Shadow {
                     return;
                 };
                 let (client, tallies, kept) = (client.clone(), worker.clone(), kept.clone());
+                let annotation = annotation.clone();
                 tokio::spawn(async move {
-                    mirror_one(&client, timeout, &tallies, kept.as_ref(), pair).await;
+                    let keep = Keep {
+                        kept: kept.as_ref(),
+                        queue: annotation.as_deref(),
+                    };
+                    mirror_one(&client, timeout, &tallies, keep, pair).await;
                     drop(slot);
                 });
             }
@@ -434,11 +443,18 @@ impl Shadow {
     }
 }
 
+/// Where disagreeing rows go: the kept file, the annotation queue, both or neither.
+#[derive(Clone, Copy)]
+struct Keep<'a> {
+    kept: Option<&'a KeptRows>,
+    queue: Option<&'a DisagreementQueue>,
+}
+
 async fn mirror_one(
     client: &Client<HttpConnector<HostsFileResolver>, Body>,
     timeout: Duration,
     tallies: &Mutex<BTreeMap<String, ShadowTally>>,
-    kept: Option<&KeptRows>,
+    keep: Keep<'_>,
     pair: Pair,
 ) {
     let started = Instant::now();
@@ -464,10 +480,17 @@ async fn mirror_one(
         }
         folded
     };
-    if let (Some(kept), Some(disagree), Some((champion, shadow))) = (kept, disagree, pairs)
+    if let (Some(disagree), Some((champion, shadow))) = (disagree, pairs)
         && disagree.contains(&true)
+        && (keep.kept.is_some() || keep.queue.is_some())
     {
         let rows = disagreeing_rows(&pair.request, &disagree, &champion, &shadow);
+        if let Some(queue) = keep.queue {
+            queue.offer(&pair.champion, &rows);
+        }
+        let Some(kept) = keep.kept else {
+            return;
+        };
         let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
         let k = kept.entry(pair.mirror.version.clone()).or_default();
         let room = MAX_DISAGREEMENTS.saturating_sub(k.rows.len());
@@ -623,7 +646,11 @@ mod tests {
             champion: champion.into(),
             champion_latency: Duration::ZERO,
         };
-        mirror_one(&client, Duration::from_secs(5), &tallies, None, pair).await;
+        let keep = Keep {
+            kept: None,
+            queue: None,
+        };
+        mirror_one(&client, Duration::from_secs(5), &tallies, keep, pair).await;
         let t = tallies.into_inner().unwrap().remove("v2").expect("tally");
         assert_eq!((t.paired, t.rows, t.shadow_errors), (0, 0, 1));
     }

@@ -10,7 +10,7 @@ use axum::response::Response;
 use chrono::Utc;
 
 use crate::api::Task;
-use crate::drift::{ConfidenceTally, Observation, WindowReport};
+use crate::drift::{ConfidenceTally, DriftRegion, Observation, WindowReport};
 
 use super::error::ServeError;
 use super::feedback::FeedbackBody;
@@ -69,7 +69,7 @@ pub(super) fn observe(
         )
     };
     for window in closed {
-        publish_drift(metrics, &window);
+        window_closed(metrics, loaded, &window);
     }
     if let Some(probabilities) = &output.probabilities {
         let mut tally = ConfidenceTally::default();
@@ -85,6 +85,18 @@ pub(super) fn observe(
 pub(super) fn confidence(output: &ModelOutput, i: usize) -> Option<f64> {
     let p = output.probabilities.as_ref()?.get(i)?;
     Some(f64::from(p.iter().copied().fold(0.0f32, f32::max)))
+}
+
+/// A drift window closed: its metrics, and where it moved for the
+/// annotation queue.
+fn window_closed(metrics: &ServeMetrics, loaded: &Loaded, window: &WindowReport) {
+    publish_drift(metrics, window);
+    if loaded.feedback.annotating() {
+        let profile = &loaded.model.info().reference;
+        loaded
+            .feedback
+            .drift_window(DriftRegion::of_window(profile, window));
+    }
 }
 
 fn publish_drift(metrics: &ServeMetrics, window: &WindowReport) {
@@ -158,7 +170,7 @@ pub(super) async fn drift(
     let result = state.model_for(&path).map(|loaded| {
         let mut monitor = loaded.drift.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(window) = monitor.tick(Utc::now()) {
-            publish_drift(&state.metrics, &window);
+            window_closed(&state.metrics, loaded, &window);
         }
         DriftAnswer {
             model_name: loaded.name.clone(),

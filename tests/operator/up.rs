@@ -66,6 +66,23 @@ pub(crate) async fn serving_champion(client: &kube::Client) -> String {
     }
 }
 
+/// The first champion, in whatever phase the Model is by then: under a
+/// fast scaled clock the nightly retrain can start again before a poll sees
+/// `Serving` (at 3600×, the 02:00 slot comes every 24 s of wall time).
+async fn first_champion(client: &kube::Client) -> String {
+    let models: Api<Model> = Api::namespaced(client.clone(), "ml");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        if let Ok(m) = models.get("wine-quality").await
+            && let Some(c) = m.status.and_then(|s| s.champion)
+        {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "wine-quality never had a champion");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 pub(crate) fn stop(child: Child, state: &Path) -> String {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -175,7 +192,8 @@ async fn status_under_a_scaled_clock_shows_past_trainings_as_past() {
     let state = dir.path().join("state");
     let child = up_with(&state, &["--time-scale", "3600"]);
     let client = client(&state).await;
-    assert_eq!(serving_champion(&client).await, "v1");
+    let champion = first_champion(&client).await;
+    assert!(champion.starts_with('v'), "{champion}");
     // Let the scaled clock run hours ahead of the wall clock.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let kc = state.join("kubeconfig").display().to_string();

@@ -3,6 +3,7 @@
 //! One test binary per group: each tests/*.rs or tests/*/main.rs links the whole
 //! library, so grouping keeps CI's link time and disk use down.
 
+mod annotation;
 mod data_parquet_s3;
 mod demo;
 #[path = "../support/digits.rs"]

@@ -319,6 +319,7 @@ pub fn fit_from(
                         joined: fb.late.joined,
                         unknown: fb.late.unknown,
                         duplicates: fb.late.duplicates,
+                        annotated: fb.late.annotated,
                     }),
                 }),
                 bad_images: Vec::new(),

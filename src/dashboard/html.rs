@@ -635,6 +635,7 @@ pub fn model_page(page: &ModelPage, all_versions: bool) -> String {
     traffic_section(page, &mut body);
     body.push_str("<h2 id=\"analyses\">Canary analyses</h2>");
     canary_table(&page.canary_analyses, &mut body);
+    super::shadow::shadow_section(&page.shadow, &mut body);
     drift_section(&page.drift, &mut body);
     histogram_section(page, &mut body);
     super::queue::queue_section(page.annotation_queue.as_ref(), &mut body);

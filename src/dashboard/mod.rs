@@ -10,6 +10,7 @@
 mod html;
 mod queue;
 mod server;
+mod shadow;
 mod svg;
 mod view;
 

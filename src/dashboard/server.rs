@@ -300,6 +300,7 @@ async fn model_page(
         versions: Vec::new(),
         audit: Vec::new(),
         annotation_queue: None,
+        shadow: Default::default(),
     };
     let key = ModelRef::new(&ns, &name);
     let mut history = Vec::new();
@@ -342,6 +343,27 @@ async fn model_page(
                 vs_champion: Default::default(),
             })
             .collect();
+    }
+    // A candidate in shadow now: its flip matrix from the gateway's tally.
+    if let Some(shadow) = model.status.as_ref().and_then(|s| s.shadow.as_ref())
+        && shadow.started_at.is_some()
+    {
+        let base = crate::api::names::service_url(&crate::api::names::gateway_service(&name), &ns);
+        let tallies = match d.http.get(format!("{base}/metrics")).send().await {
+            Ok(r) => r.text().await.ok(),
+            Err(_) => None,
+        };
+        match tallies.map(|t| crate::api::scrape::parse_shadow_tallies(&t)) {
+            Some(t) => {
+                page.shadow.live = t
+                    .get(&shadow.version)
+                    .and_then(|tally| super::shadow::flip_matrix(&shadow.version, tally));
+            }
+            None => notes.push(format!(
+                "The gateway's shadow tally of {} cannot be read.",
+                shadow.version
+            )),
+        }
     }
     // The histogram: the champion's reference against its live traffic.
     let champion = page.model.champion.as_deref().and_then(version_number);
@@ -419,8 +441,11 @@ async fn registry_views(
         registry.drift_heatmap(key, windows, DRIFT_COLUMNS),
     )?;
     *history = read_history;
-    page.traffic = view::traffic_timeline(&analyses, &changes);
-    page.canary_analyses = analyses
+    // Shadow reads (weight 0) are no canary steps: no user traffic moved.
+    page.shadow.reads = super::shadow::shadow_reads(&analyses);
+    let (_, canary): (Vec<_>, Vec<_>) = analyses.into_iter().partition(super::shadow::is_shadow);
+    page.traffic = view::traffic_timeline(&canary, &changes);
+    page.canary_analyses = canary
         .iter()
         .map(|a| view::canary_view(a, &page.analysis))
         .collect();

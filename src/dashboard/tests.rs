@@ -180,6 +180,7 @@ fn page() -> ModelPage {
         versions: view::version_rows("ml", EVIL, &history, &objects, Some("v1")),
         audit: view::audit_rows(&changes),
         annotation_queue: None,
+        shadow: Default::default(),
         drift,
     }
 }

@@ -127,6 +127,8 @@ pub struct ModelPage {
     pub versions: Vec<VersionRow>,
     /// Every champion change, oldest first.
     pub audit: Vec<AuditRow>,
+    /// Reads of shadow verdicts, and the flip matrix of a candidate in shadow now.
+    pub shadow: super::shadow::ShadowView,
     /// The annotation queue, where the Model has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub annotation_queue: Option<super::queue::QueueView>,

@@ -137,6 +137,43 @@ async fn a_candidate_that_disagrees_is_rejected_in_shadow_and_no_user_request_re
         .expect("the registry rows are written");
     let (v2_line, shown) = history_line("wine-quality", "ml", &registry_url, "v2");
     assert!(v2_line.contains("shadow failed ("), "{shown}");
+    // And the dashboard: the read in its own section, not as a canary step.
+    let (addr, _dashboard) = driftline::dashboard::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        driftline::dashboard::DashboardConfig {
+            client: h.client.clone(),
+            namespace: None,
+            registry: Some(registry_url.clone()),
+            hosts_file: Some(h.hosts_file()),
+        },
+    )
+    .await
+    .expect("dashboard starts");
+    let page: serde_json::Value = h
+        .http()
+        .get(format!("http://{addr}/models/ml/wine-quality?format=json"))
+        .send()
+        .await
+        .expect("dashboard answers")
+        .json()
+        .await
+        .expect("JSON page");
+    let reads = page["shadow"]["reads"].as_array().expect("shadow reads");
+    let last = reads.last().unwrap_or_else(|| panic!("{page}"));
+    assert_eq!(
+        (&last["version"], &last["verdict"]),
+        (&"v2".into(), &"Failed".into()),
+        "{last}"
+    );
+    assert!(
+        last["agreement"].as_f64().is_some_and(|a| a < 0.95),
+        "{last}"
+    );
+    assert_eq!(
+        page["canaryAnalyses"],
+        serde_json::json!([]),
+        "no user traffic moved"
+    );
 
     // Measured at the gateway: every user request went to v1, while v2
     // answered mirrored copies that were paired and disagreed.

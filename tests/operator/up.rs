@@ -78,7 +78,10 @@ async fn first_champion(client: &kube::Client) -> String {
         {
             return c;
         }
-        assert!(Instant::now() < deadline, "wine-quality never had a champion");
+        assert!(
+            Instant::now() < deadline,
+            "wine-quality never had a champion"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

@@ -443,14 +443,17 @@ async fn a_renamed_column_a_vanished_class_a_null_jump_and_too_few_rows_are_each
             !job_exists(&h, &names::training_job(MODEL, n)).await,
             "{what}: no training Job"
         );
-        let model = h.models().get(MODEL).await.expect("model");
-        let valid = model
-            .status
-            .as_ref()
-            .and_then(|s| s.condition(conditions::DATA_VALID))
-            .cloned()
-            .expect("DataValid");
-        assert_eq!(valid.status, ConditionStatus::False, "{what}");
+        // The version's status is written before the Model's: wait for the
+        // Model to say it too.
+        let valid = h
+            .wait_model(MODEL, MINUTES, "DataValid=False naming the check", |m| {
+                m.status
+                    .as_ref()?
+                    .condition(conditions::DATA_VALID)
+                    .filter(|c| c.status == ConditionStatus::False && c.message.contains(said))
+                    .cloned()
+            })
+            .await;
         assert!(valid.message.contains(said), "{what}: {valid:?}");
         let events = h.events(MODEL).await;
         assert!(

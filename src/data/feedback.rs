@@ -247,6 +247,49 @@ async fn join_late(
     )?))
 }
 
+/// The files of rows the servers joined with their labels: every `*.jsonl`
+/// under `prefix` but the prediction log, the label files and the queue.
+async fn joined_files(prefix: &str) -> Result<Vec<String>, DataError> {
+    let dir = |d: &str| format!("{}/{d}/", prefix.trim_end_matches('/'));
+    let skipped = [dir(PREDICTION_LOG_DIR), dir(LABELS_DIR), dir(QUEUE_DIR)];
+    Ok(store::list(prefix, ".jsonl")
+        .await?
+        .into_iter()
+        .filter(|uri| !skipped.iter().any(|d| uri.starts_with(d)))
+        .collect())
+}
+
+/// Every label known for a served request's row, by (inference id, row):
+/// those the servers joined (their feedback files' `_id`, `_row`, `target`)
+/// and the late label files, read after them (the last label read wins, as
+/// at training). For showing labels beside served rows (`driftline
+/// disagreements`); a malformed file is named like at training.
+pub async fn known_labels(
+    prefix: &str,
+    target: &str,
+) -> Result<BTreeMap<(String, u64), Value>, DataError> {
+    let mut out = BTreeMap::new();
+    for uri in joined_files(prefix).await? {
+        let data = store::read_bytes(&uri).await?;
+        for (i, line) in String::from_utf8_lossy(&data).lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let row: Map<String, Value> = serde_json::from_str(line)
+                .map_err(|e| malformed(&uri, i as u64 + 1, format!("not a feedback row: {e}")))?;
+            if let (Some(Value::String(id)), Some(label)) = (row.get("_id"), row.get(target))
+                && !label.is_null()
+            {
+                let r = row.get("_row").and_then(Value::as_u64).unwrap_or(0);
+                out.insert((id.clone(), r), label.clone());
+            }
+        }
+    }
+    let (late, _) = read_labels(prefix, &mut Sha256::new()).await?;
+    out.extend(late.into_iter().map(|(key, (label, _))| (key, label)));
+    Ok(out)
+}
+
 /// Reads every `*.jsonl` file under `prefix` but the prediction log
 /// (`predictions/`, unlabelled by design), the label files (`labels/`) and
 /// the annotation queue (`queue/`, rows waiting for a label).
@@ -254,16 +297,7 @@ async fn join_late(
 /// not block retraining); a prefix with no files gives an empty table. Then
 /// joins the label files with the prediction log and adds those rows.
 pub async fn load_feedback(prefix: &str, target: &str) -> Result<Feedback, DataError> {
-    let log = format!("{}/{PREDICTION_LOG_DIR}/", prefix.trim_end_matches('/'));
-    let labels_dir = format!("{}/{LABELS_DIR}/", prefix.trim_end_matches('/'));
-    let queue = format!("{}/{QUEUE_DIR}/", prefix.trim_end_matches('/'));
-    let files: Vec<String> = store::list(prefix, ".jsonl")
-        .await?
-        .into_iter()
-        .filter(|uri| {
-            !uri.starts_with(&log) && !uri.starts_with(&labels_dir) && !uri.starts_with(&queue)
-        })
-        .collect();
+    let files = joined_files(prefix).await?;
     let mut table = Table::empty(prefix, Vec::new());
     let mut hasher = Sha256::new();
     let mut skipped_rows = 0;
@@ -455,5 +489,48 @@ mod tests {
                 .to_string();
             assert!(err.contains(name) && err.contains(says), "{name}: {err}");
         }
+    }
+
+    #[tokio::test]
+    async fn known_labels_are_the_joined_rows_then_the_late_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("labels")).unwrap();
+        std::fs::create_dir_all(root.join("predictions/d")).unwrap();
+        std::fs::write(
+            root.join("a.jsonl"),
+            "{\"_id\":\"r1\",\"x\":1,\"y\":\"p\"}\n{\"_id\":\"r2\",\"_row\":1,\"x\":2,\"y\":\"q\"}\n{\"_id\":\"r3\",\"x\":3,\"y\":null}\n",
+        )
+        .unwrap();
+        // The log has no labels; a late label overrides r1's.
+        std::fs::write(
+            root.join("predictions/d/p.jsonl"),
+            logged("r9", 0, 1.0, "p"),
+        )
+        .unwrap();
+        std::fs::write(root.join("labels/1.csv"), "id,label\nr1,q\n").unwrap();
+        let labels = known_labels(&root.display().to_string(), "y")
+            .await
+            .unwrap();
+        let got: Vec<_> = labels
+            .iter()
+            .map(|((id, r), l)| (id.as_str(), *r, l.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("r1", 0, Value::String("q".into())),
+                ("r2", 1, Value::String("q".into()))
+            ]
+        );
+        std::fs::write(root.join("b.jsonl"), "not json\n").unwrap();
+        let err = known_labels(&root.display().to_string(), "y")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("b.jsonl") && err.contains("not a feedback row"),
+            "{err}"
+        );
     }
 }

@@ -32,7 +32,7 @@ pub use dataset::{
     DataFile, DataVersion, Dataset, Listing, empty_window, feature_columns, list, read, version,
 };
 pub use error::DataError;
-pub use feedback::{Feedback, load_feedback};
+pub use feedback::{Feedback, known_labels, load_feedback};
 pub use frame::{CellReader, Column, Frame, MISSING};
 pub use image::{DecodeLimits, ImageError, Pixels, decode as decode_image};
 pub use image_set::{BadImage, ImageSet, read_image_set};

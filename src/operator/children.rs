@@ -1070,15 +1070,7 @@ mod tests {
         // The gateway's one replica queues the rest of the budget: the rows
         // a shadow candidate disagreed on.
         let (g, _) = gateway(&m, &settings()).expect("gateway builds");
-        let cmd = g
-            .spec
-            .and_then(|s| s.template.spec)
-            .expect("pod")
-            .containers[0]
-            .command
-            .clone()
-            .expect("command")
-            .join(" ");
+        let cmd = command(g).join(" ");
         assert!(
             cmd.ends_with(
                 "--annotation-queue s3://models/root/ml/wine-quality/feedback/ --annotation-per-day 15"
@@ -1088,31 +1080,24 @@ mod tests {
         // Without feedback there is no queue to write to.
         m.spec.data.include_feedback = false;
         let (d, _) = serving(&m, 2, "s3://a/v2", &settings()).expect("serving builds");
-        let cmd = d
-            .spec
-            .and_then(|s| s.template.spec)
-            .expect("pod")
-            .containers[0]
-            .command
-            .clone()
-            .expect("command");
-        assert!(
-            !cmd.iter().any(|a| a.starts_with("--annotation")),
-            "{cmd:?}"
-        );
         let (g, _) = gateway(&m, &settings()).expect("gateway builds");
-        let cmd = g
-            .spec
+        for cmd in [command(d), command(g)] {
+            assert!(
+                !cmd.iter().any(|a| a.starts_with("--annotation")),
+                "{cmd:?}"
+            );
+        }
+    }
+
+    /// The command of a Deployment's first container.
+    fn command(d: Deployment) -> Vec<String> {
+        d.spec
             .and_then(|s| s.template.spec)
             .expect("pod")
             .containers[0]
             .command
             .clone()
-            .expect("command");
-        assert!(
-            !cmd.iter().any(|a| a.starts_with("--annotation")),
-            "{cmd:?}"
-        );
+            .expect("command")
     }
 
     #[test]

@@ -268,15 +268,22 @@ impl Answers {
 }
 
 /// The rows of one request the two answers disagree on, for a person to
-/// curate: the request's id, the row's index and inputs, both answers.
+/// curate: the request's id (the champion's answer's when the client sent
+/// none: the id its prediction log and its labels use), the row's index
+/// and inputs, both answers.
 fn disagreeing_rows(
     request: &[u8],
+    champion_answer: &[u8],
     disagree: &[bool],
     champion: &Answers,
     shadow: &Answers,
 ) -> Vec<serde_json::Value> {
     let rows = disagree.len();
     let parsed = parse_request(request).ok();
+    let id = parsed.as_ref().and_then(|r| r.id.clone()).or_else(|| {
+        let answer: serde_json::Value = serde_json::from_slice(champion_answer).ok()?;
+        answer.get("id")?.as_str().map(str::to_string)
+    });
     let value = |data: &TensorData, i: usize| -> serde_json::Value {
         match data {
             TensorData::Numbers(v) => v.get(i).copied().into(),
@@ -308,7 +315,7 @@ fn disagreeing_rows(
                 })
                 .collect();
             serde_json::json!({
-                "id": parsed.as_ref().and_then(|r| r.id.clone()),
+                "id": id,
                 "row": i,
                 "inputs": inputs,
                 "champion": champion.at(i),
@@ -484,7 +491,7 @@ async fn mirror_one(
         && disagree.contains(&true)
         && (keep.kept.is_some() || keep.queue.is_some())
     {
-        let rows = disagreeing_rows(&pair.request, &disagree, &champion, &shadow);
+        let rows = disagreeing_rows(&pair.request, &pair.champion, &disagree, &champion, &shadow);
         if let Some(queue) = keep.queue {
             queue.offer(&pair.champion, &rows);
         }
@@ -620,12 +627,26 @@ mod tests {
         let mut body: serde_json::Value = serde_json::from_slice(&request()).unwrap();
         body["id"] = json!("req-9");
         let body = serde_json::to_vec(&body).unwrap();
-        let rows = disagreeing_rows(&body, &[false, false, true], &champion, &shadow);
+        let answered = br#"{"id": "req-9", "outputs": []}"#;
+        let rows = disagreeing_rows(&body, answered, &[false, false, true], &champion, &shadow);
         assert_eq!(
             rows,
             vec![json!({"id": "req-9", "row": 2,
                 "inputs": {"color": "red", "alcohol": 12.5},
                 "champion": "5", "shadow": "7"})]
+        );
+        // A request without an id: the champion's answer names it.
+        let rows = disagreeing_rows(
+            &request(),
+            answered,
+            &[true, false, false],
+            &champion,
+            &shadow,
+        );
+        assert_eq!(rows[0]["id"], "req-9");
+        assert_eq!(
+            disagreeing_rows(&request(), b"{}", &[true, false, false], &champion, &shadow)[0]["id"],
+            serde_json::Value::Null
         );
     }
 

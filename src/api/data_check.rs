@@ -68,6 +68,10 @@ pub struct DataStats {
     pub rows: u64,
     /// Rows equal to an earlier row in every counted column.
     pub duplicate_rows: u64,
+    /// Duplicates were not counted (`duplicateRows` is 0 then): a training
+    /// streamed past memory records its window's statistics without them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicates_uncounted: bool,
     /// The target column's name.
     pub target: String,
     /// The features and the target, by name.

@@ -47,6 +47,10 @@ enum Repeats {
         seen: HashSetOfRows,
         repeats: u64,
     },
+    /// Not counted: the set would grow with the window (a streamed
+    /// training's baseline, which the data check never compares duplicates
+    /// with: it counts the new window's own).
+    Skipped,
 }
 
 impl Repeats {
@@ -78,11 +82,13 @@ impl Repeats {
                 let _ = batches.send(hashes);
             }
             Repeats::Here { seen, repeats } => *repeats += insert(seen, hashes),
+            Repeats::Skipped => {}
         }
     }
 
-    fn finish(self) -> u64 {
-        match self {
+    /// Repeated rows, `None` when not counted.
+    fn finish(self) -> Option<u64> {
+        Some(match self {
             Repeats::Thread { batches, counted } => {
                 drop(batches);
                 counted
@@ -90,7 +96,8 @@ impl Repeats {
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             }
             Repeats::Here { repeats, .. } => repeats,
-        }
+            Repeats::Skipped => return None,
+        })
     }
 }
 
@@ -102,16 +109,27 @@ fn insert(seen: &mut HashSetOfRows, hashes: Vec<u64>) -> u64 {
 
 impl Statistics {
     pub fn new(target: &str, ranges: BTreeMap<String, (f64, f64)>) -> Self {
+        Self::new_counted(target, ranges, Repeats::start())
+    }
+
+    fn new_counted(target: &str, ranges: BTreeMap<String, (f64, f64)>, repeats: Repeats) -> Self {
         Self {
             stats: DataStats {
                 rows: 0,
                 duplicate_rows: 0,
+                duplicates_uncounted: false,
                 target: target.to_string(),
                 columns: BTreeMap::new(),
             },
             ranges,
-            repeats: Repeats::start(),
+            repeats,
         }
+    }
+
+    /// As [`new`](Self::new), without counting duplicate rows: memory stays
+    /// flat however many rows pass (for a window streamed past memory).
+    pub fn without_duplicates(target: &str, ranges: BTreeMap<String, (f64, f64)>) -> Self {
+        Self::new_counted(target, ranges, Repeats::Skipped)
     }
 
     /// Counts one batch: `columns` (the features) and the target.
@@ -158,6 +176,9 @@ impl Statistics {
             }
         }
         self.stats.rows += rows as u64;
+        if matches!(self.repeats, Repeats::Skipped) {
+            return;
+        }
         // Rows are hashed column by column (each column's values are
         // contiguous), then each row's hash is looked up once.
         let mut hashes = vec![0x9e37_79b9_7f4a_7c15_u64; rows];
@@ -198,7 +219,10 @@ impl Statistics {
 
     pub fn finish(self) -> DataStats {
         let mut stats = self.stats;
-        stats.duplicate_rows = self.repeats.finish();
+        match self.repeats.finish() {
+            Some(n) => stats.duplicate_rows = n,
+            None => stats.duplicates_uncounted = true,
+        }
         stats
     }
 }
@@ -381,6 +405,25 @@ mod tests {
         assert_eq!(got, expected);
         assert_eq!(got.duplicate_rows, 2, "a repeat across batches counts");
         assert_eq!(got.columns["x"].max, Some(9.0));
+        // Without duplicates: the same counts, and it says so.
+        let mut flat = Statistics::without_duplicates(
+            "label",
+            BTreeMap::from([("x".to_string(), (0.0, 6.0))]),
+        );
+        for part in [first, second] {
+            let t = Table::from_csv("t.csv", format!("{head}{part}").as_bytes()).unwrap();
+            flat.add_table(&t, &columns);
+        }
+        let flat = flat.finish();
+        assert!(flat.duplicates_uncounted);
+        assert_eq!(
+            DataStats {
+                duplicate_rows: 2,
+                duplicates_uncounted: false,
+                ..flat
+            },
+            expected
+        );
     }
 
     #[test]

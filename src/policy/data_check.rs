@@ -408,6 +408,7 @@ mod tests {
         DataStats {
             rows,
             duplicate_rows: 0,
+            duplicates_uncounted: false,
             target: "label".into(),
             columns: BTreeMap::from([
                 (

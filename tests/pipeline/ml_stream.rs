@@ -332,6 +332,15 @@ training: {{epochs: 1, batchSize: 512, learningRate: 0.01, seed: 3, shuffleBuffe
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["dataset"]["rows"], 2_000_000);
+    // The window's statistics, the next data check's baseline, counted in
+    // the same bounded pass (duplicates aside).
+    assert_eq!(manifest["dataStats"]["rows"], 2_000_000);
+    assert_eq!(manifest["dataStats"]["duplicatesUncounted"], true);
+    assert!(
+        manifest["dataStats"]["columns"].as_object().unwrap().len() >= 2,
+        "{}",
+        manifest["dataStats"]
+    );
     let accuracy = manifest["metrics"]["accuracy"].as_f64().unwrap();
     assert!(accuracy > 0.8, "{accuracy}");
     eprintln!("peak RSS of the streamed run: {} MiB", peak / 1024);

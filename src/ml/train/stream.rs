@@ -191,6 +191,8 @@ struct Statistics {
     reference: Table,
     validation: Table,
     largest_row_group: u64,
+    /// The window's statistics, the baseline of the next version's data check.
+    data_stats: crate::api::DataStats,
 }
 
 /// The target of one row: its class label or value, checked.
@@ -240,6 +242,9 @@ async fn statistics(
     let mut reference = Reservoir::new(REFERENCE_ROWS, seed, SAMPLE_STREAM);
     let mut validation = Reservoir::new(VALIDATION_ROWS, seed, SAMPLE_STREAM + 1);
     let mut largest = 0u64;
+    // Counted batch by batch as the data check counts a window, but without
+    // duplicates, whose set would grow with the window past the bound.
+    let mut data_stats = data::Statistics::without_duplicates(target, BTreeMap::new());
     let order: Vec<usize> = (0..listing.files.len()).collect();
     let mut row = 0usize;
     let scanned = data::scan(
@@ -266,6 +271,7 @@ async fn statistics(
                     .collect();
                 names = Some(found);
             }
+            data_stats.add(table, names.as_deref().unwrap_or_default());
             let columns = names
                 .iter()
                 .flatten()
@@ -352,6 +358,7 @@ async fn statistics(
         reference: reference.table(source, &sample_names),
         validation: validation.table(source, &sample_names),
         largest_row_group: largest,
+        data_stats: data_stats.finish(),
     })
 }
 
@@ -742,8 +749,7 @@ pub(super) async fn fit_streaming(
             calibration,
             curve,
             start,
-            // Duplicate rows cannot be counted within the bound; the data check reads the window itself.
-            data_stats: None,
+            data_stats: Some(stats.data_stats),
             dataset: DatasetLineage {
                 source: spec.data.source.clone(),
                 digest: listing.digest(),

@@ -213,7 +213,7 @@ async fn data_artifacts_and_feedback_round_trip_through_s3() {
     assert_eq!(lineage["files"], 1, "{lineage}");
     assert_eq!(
         lineage["lateLabels"],
-        json!({"files": 1, "labels": 2, "joined": 1, "unknown": 1, "duplicates": 0}),
+        json!({"files": 1, "labels": 2, "joined": 1, "unknown": 1, "duplicates": 0, "annotated": 0}),
         "{lineage}"
     );
 

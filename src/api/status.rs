@@ -266,7 +266,7 @@ pub enum Evidence {
 pub struct AnalysisCheck {
     /// `minRequests`, `maxErrorRate`, `maxP99LatencyMs`, `maxErrorRateIncrease`,
     /// `maxP99LatencyRatio`, `maxPredictionDivergence`, `minOnlineAccuracy`,
-    /// `maxOnlineAccuracyDrop`, `maxSlowShareIncrease`.
+    /// `maxOnlineAccuracyDrop`, `maxEstimatedAccuracyDrop`, `maxSlowShareIncrease`.
     pub name: String,
     /// Measured value (canary, or canary relative to stable).
     pub value: f64,

@@ -339,6 +339,8 @@ fn serving_metrics(c: &ServingCounters) -> ServingMetrics {
         labelled: c.labelled,
         correct: c.correct,
         slow: None,
+        confidence_rows: c.confidence_rows,
+        expected_correct: c.confidence_sum,
     }
 }
 

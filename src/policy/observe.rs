@@ -82,9 +82,22 @@ pub struct ServingMetrics {
     /// window (from both latency histograms), when both were read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slow: Option<u64>,
+    /// Classifiers: rows whose calibrated top-class probability was counted.
+    #[serde(default)]
+    pub confidence_rows: u64,
+    /// Sum of those probabilities: the right answers expected of them
+    /// (over `confidence_rows`, the estimated accuracy without labels).
+    #[serde(default)]
+    pub expected_correct: f64,
 }
 
 impl ServingMetrics {
+    /// Mean calibrated top-class probability: the accuracy expected without
+    /// labels; `None` without classified rows.
+    pub fn estimated_accuracy(&self) -> Option<f64> {
+        (self.confidence_rows > 0).then(|| self.expected_correct / self.confidence_rows as f64)
+    }
+
     /// Errors per request; 0 without requests.
     pub fn error_rate(&self) -> f64 {
         if self.requests == 0 {

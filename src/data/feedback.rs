@@ -44,10 +44,13 @@ pub struct LateLabels {
     pub duplicates: usize,
 }
 
-/// One late label: the inference id, the row of that request, the label.
-type Labels = BTreeMap<(String, u64), Value>;
+/// A request row: its inference id and the row in that request.
+pub(super) type RowKey = (String, u64);
 
-fn malformed(uri: &str, line: u64, reason: impl Into<String>) -> DataError {
+/// One late label: the inference id, the row of that request, the label.
+pub(super) type Labels = BTreeMap<RowKey, Value>;
+
+pub(super) fn malformed(uri: &str, line: u64, reason: impl Into<String>) -> DataError {
     DataError::Malformed {
         source_uri: uri.into(),
         line,
@@ -152,7 +155,10 @@ fn parse_labels(uri: &str, data: &[u8]) -> Result<Vec<(String, u64, Value)>, Dat
 }
 
 /// Reads every label file under `labels/`, last label per (id, row) wins.
-async fn read_labels(prefix: &str, hasher: &mut Sha256) -> Result<(Labels, LateLabels), DataError> {
+pub(super) async fn read_labels(
+    prefix: &str,
+    hasher: &mut Sha256,
+) -> Result<(Labels, LateLabels), DataError> {
     let dir = format!("{}/{LABELS_DIR}/", prefix.trim_end_matches('/'));
     let files: Vec<String> = store::list(&dir, "")
         .await?
@@ -175,6 +181,24 @@ async fn read_labels(prefix: &str, hasher: &mut Sha256) -> Result<(Labels, LateL
     }
     late.labels = labels.len();
     Ok((labels, late))
+}
+
+/// One line of the prediction log: its (id, row) key and the whole row.
+pub(super) fn logged_prediction(
+    uri: &str,
+    line: u64,
+    text: &str,
+) -> Result<(RowKey, Map<String, Value>), DataError> {
+    let row: Map<String, Value> = serde_json::from_str(text)
+        .map_err(|e| malformed(uri, line, format!("not a logged prediction: {e}")))?;
+    match (row.get("_id"), row.get("_row").and_then(Value::as_u64)) {
+        (Some(Value::String(id)), Some(r)) => Ok(((id.clone(), r), row)),
+        _ => Err(malformed(
+            uri,
+            line,
+            "a logged prediction needs `_id` and `_row`",
+        )),
+    }
 }
 
 /// Joins late labels with the prediction log: one training row (the logged
@@ -200,19 +224,7 @@ async fn join_late(
             if line.trim().is_empty() {
                 continue;
             }
-            let mut row: Map<String, Value> = serde_json::from_str(line).map_err(|e| {
-                malformed(&uri, i as u64 + 1, format!("not a logged prediction: {e}"))
-            })?;
-            let key = match (row.get("_id"), row.get("_row").and_then(Value::as_u64)) {
-                (Some(Value::String(id)), Some(r)) => (id.clone(), r),
-                _ => {
-                    return Err(malformed(
-                        &uri,
-                        i as u64 + 1,
-                        "a logged prediction needs `_id` and `_row`",
-                    ));
-                }
-            };
+            let (key, mut row) = logged_prediction(&uri, i as u64 + 1, line)?;
             if let Some(label) = labels.remove(&key) {
                 row.insert(target.into(), label);
                 serde_json::to_writer(&mut joined, &row)

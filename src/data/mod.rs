@@ -7,7 +7,9 @@
 //! Other rooms use: [`Table`] / [`Cell`] (raw rows), [`Frame`] / [`Column`]
 //! (typed rows as Parquet gives them, the one Arrow encoder), [`read`] (a Model's
 //! data for a run), [`list`] / [`version`] (what it would read, and that
-//! listing's digest), [`read_table`] (one file), [`load_feedback`], and
+//! listing's digest), [`read_table`] (one file), [`load_feedback`],
+//! [`realised_labels`] (the accuracy a Model's labels realised, per served
+//! version and window), and
 //! [`store`] (bytes at a URI), [`statistics`] (what the data check compares),
 //! [`scan`] (a dataset batch by batch, for streaming training),
 //! [`read_image_set`] (a labelled image set) and [`decode_image`] (bytes to
@@ -20,6 +22,7 @@ mod frame;
 mod image;
 mod image_set;
 mod parquet;
+mod realised;
 mod scan;
 mod stats;
 pub mod store;
@@ -30,11 +33,12 @@ pub use dataset::{
     DataFile, DataVersion, Dataset, Listing, empty_window, feature_columns, list, read, version,
 };
 pub use error::DataError;
-pub use feedback::{Feedback, load_feedback};
+pub use feedback::{Feedback, LateLabels, load_feedback};
 pub use frame::{CellReader, Column, Frame, MISSING};
 pub use image::{DecodeLimits, ImageError, Pixels, decode as decode_image};
 pub use image_set::{BadImage, ImageSet, read_image_set};
 pub use parquet::{ColumnClass, table_from_bytes};
+pub use realised::{RealisedCount, RealisedLabels, realised_labels, window_start};
 pub use scan::{Rows, Scanned, scan};
 pub use stats::{Statistics, compute as statistics};
 pub use table::{Cell, Table, format_of, known_format, read_table, sha256_hex};

@@ -554,6 +554,20 @@ pub async fn observations(
             }
         }
     }
+    // Every label under the feedback prefix, however late, against the
+    // answer logged with it: what each served version realised.
+    if model.spec.task == crate::api::Task::Classification
+        && let Some(prefix) = super::children::feedback_prefix(model, &ctx.settings)
+    {
+        match ctx
+            .realised
+            .read(model, &prefix, obs.now, ctx.drift_poll)
+            .await
+        {
+            Ok(realised) => obs.realised_accuracy = Some(realised),
+            Err(e) => obs.labels_error = Some(e),
+        }
+    }
     let actor = acknowledged.as_ref().and_then(|_| {
         model
             .metadata

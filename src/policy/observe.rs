@@ -251,6 +251,13 @@ pub struct Observations {
     /// of exactly those requests).
     #[serde(default)]
     pub champion_labels: Option<crate::api::LabelCounts>,
+    /// The latest join of every label under the feedback prefix with the
+    /// prediction log: the accuracy each served version realised per day.
+    #[serde(default)]
+    pub realised_accuracy: Option<crate::api::RealisedAccuracy>,
+    /// Why the labels could not be joined, when they could not.
+    #[serde(default)]
+    pub labels_error: Option<String>,
     /// Current digest of `spec.data.source` (what a run started now would
     /// read), when the operator could list it.
     pub source_digest: Option<String>,
@@ -279,6 +286,8 @@ impl Observations {
             shadow: None,
             drift: Vec::new(),
             champion_labels: None,
+            realised_accuracy: None,
+            labels_error: None,
             source_digest: None,
             source_digest_against_last: None,
             source_error: None,

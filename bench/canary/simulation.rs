@@ -69,6 +69,7 @@ pub fn metrics(canary: (u64, u64), stable: (u64, u64), now: DateTime<Utc>) -> Ca
         labelled: 0,
         correct: 0,
         slow: None,
+        ..Default::default()
     };
     CanaryMetrics {
         version: 2,
@@ -103,6 +104,7 @@ pub fn judge(method: AnalysisMethod, polls: &Polls) -> Option<(bool, u64)> {
             started_at: t0,
             now,
             pause_over,
+            estimate_unreliable: false,
         };
         match analyse_canary(&spec, w, Some(&m)).outcome {
             AnalysisOutcome::Passed => return Some((true, sum[1])),

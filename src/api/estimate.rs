@@ -100,3 +100,50 @@ pub struct LabelCounts {
     pub correct: u64,
     pub confidence_sum: f64,
 }
+
+/// The accuracy labels realised for the versions that served, per window
+/// of serving time: every label under the Model's feedback prefix (the
+/// requests its servers labelled, and label files under `labels/` joined
+/// with the prediction log however late they came), set against the answer
+/// logged with it. Classifiers with `data.includeFeedback`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RealisedAccuracy {
+    /// When the operator last joined the labels (its clock).
+    #[schemars(schema_with = "date_time_schema")]
+    pub joined_at: DateTime<Utc>,
+    /// Label files read under `labels/`.
+    #[serde(default)]
+    pub label_files: u64,
+    /// Labels in those files whose request no logged prediction has (yet).
+    #[serde(default)]
+    pub unknown_labels: u64,
+    /// Labels given again for the same request: the last one counts.
+    #[serde(default)]
+    pub duplicate_labels: u64,
+    /// One entry per version and window (one UTC day), oldest first; the
+    /// latest [`REALISED_WINDOWS_KEPT`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<RealisedWindow>,
+}
+
+/// Most windows `status.realisedAccuracy` keeps.
+pub const REALISED_WINDOWS_KEPT: usize = 30;
+
+/// What the labels of one version's requests served in one window realised.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RealisedWindow {
+    /// The version that served the requests (`v3`).
+    pub version: String,
+    /// The window of serving time: `[start, end)`.
+    #[schemars(schema_with = "date_time_schema")]
+    pub start: DateTime<Utc>,
+    #[schemars(schema_with = "date_time_schema")]
+    pub end: DateTime<Utc>,
+    /// Requests (rows) labelled, and those the version answered right.
+    pub labelled: u64,
+    pub correct: u64,
+    /// `correct / labelled`.
+    pub accuracy: f64,
+}

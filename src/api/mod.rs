@@ -39,7 +39,8 @@ pub use data_window::{DataWindow, Partitioning};
 pub use duration::{DurationError, SpecDuration, parse_duration};
 pub use estimate::{
     DEFAULT_ESTIMATE_MIN_LABELS, DEFAULT_ESTIMATE_TOLERANCE, EstimatedAccuracy,
-    EstimatedDropTrigger, EstimatedMetric, LabelCounts,
+    EstimatedDropTrigger, EstimatedMetric, LabelCounts, REALISED_WINDOWS_KEPT, RealisedAccuracy,
+    RealisedWindow,
 };
 pub use gate::{
     BudgetReport, CALIBRATION_ERROR_METRIC, GateCheck, GateEvaluation, GateReport, GateVerdict,

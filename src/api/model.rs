@@ -16,7 +16,9 @@ use super::images::{ConvBlock, ImageDataSpec, WarmStart};
 use super::rollout::{RolloutSpec, ServingSpec};
 use super::validate::time_zone_rule;
 use super::validate::{DURATION_RULE, UNIT_METRIC_RULE, architecture_rule, cron_rule, msg};
-use super::validate::{SHADOW_SLICES_RULE, SHADOW_TOLERANCE_RULE};
+use super::validate::{
+    ESTIMATED_ACCURACY_CLASSIFIER_RULE, SHADOW_SLICES_RULE, SHADOW_TOLERANCE_RULE,
+};
 use super::{data_check::DataCheckSpec, duration::SpecDuration, status::ModelStatus};
 
 /// A model that driftline trains, gates, serves and keeps healthy.
@@ -49,6 +51,7 @@ use super::{data_check::DataCheckSpec, duration::SpecDuration, status::ModelStat
     )
 )]
 #[x_kube(validation = Rule::new(SHADOW_TOLERANCE_RULE).message(msg::SHADOW_TOLERANCE_REQUIRED).field_path(".rollout.shadow.tolerance"))]
+#[x_kube(validation = Rule::new(ESTIMATED_ACCURACY_CLASSIFIER_RULE).message(msg::ESTIMATED_ACCURACY_CLASSIFIER).field_path(".rollout.analysis.maxEstimatedAccuracyDrop"))]
 #[x_kube(validation = Rule::new(SHADOW_SLICES_RULE).message(msg::SHADOW_SLICE_UNKNOWN).field_path(".rollout.shadow.slices"))]
 #[x_kube(validation = Rule::new(super::annotation::ANNOTATION_NEEDS_FEEDBACK_RULE).message(msg::ANNOTATION_NEEDS_FEEDBACK).field_path(".feedback.annotation"))]
 #[serde(rename_all = "camelCase")]

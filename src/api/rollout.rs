@@ -84,6 +84,13 @@ pub struct AnalysisSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::MAX_ONLINE_ACCURACY_DROP))]
     pub max_online_accuracy_drop: Option<f64>,
+    /// Classifiers: largest drop of the canary's estimated accuracy (its
+    /// mean calibrated confidence, no labels needed) below stable's over the
+    /// same window, absolute. Read only where labels do not judge the step's
+    /// online accuracy, and not while the Model's `EstimateUnreliable` is True.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("double(self) >= 0.0 && double(self) <= 1.0").message(msg::MAX_ESTIMATED_ACCURACY_DROP))]
+    pub max_estimated_accuracy_drop: Option<f64>,
     /// Latency as a rate: the share of canary requests slower than stable's
     /// p99 in the same window may exceed stable's own 1 % by at most this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -115,6 +122,7 @@ impl Default for AnalysisSpec {
             max_prediction_divergence: None,
             min_online_accuracy: None,
             max_online_accuracy_drop: None,
+            max_estimated_accuracy_drop: None,
             max_slow_share_increase: None,
             failure_limit: 0,
         }

@@ -54,7 +54,7 @@ pub enum ConditionStatus {
 pub struct Condition {
     /// `Ready`, `Training`, `TrainingUnschedulable`, `Progressing`, `Paused`,
     /// `SpecValid`, `DriftDetected`, `TestSetStale`, `EstimateUnreliable`,
-    /// `DataValid`, `SourceReadable`, `Reconciled`, `RegistryAvailable`,
+    /// `LabelsReadable`, `DataValid`, `SourceReadable`, `Reconciled`, `RegistryAvailable`,
     /// `NotificationsDegraded`, and kstatus's `Reconciling` and `Stalled`.
     #[serde(rename = "type")]
     pub type_: String,
@@ -266,7 +266,7 @@ pub enum Evidence {
 pub struct AnalysisCheck {
     /// `minRequests`, `maxErrorRate`, `maxP99LatencyMs`, `maxErrorRateIncrease`,
     /// `maxP99LatencyRatio`, `maxPredictionDivergence`, `minOnlineAccuracy`,
-    /// `maxOnlineAccuracyDrop`, `maxSlowShareIncrease`.
+    /// `maxOnlineAccuracyDrop`, `maxEstimatedAccuracyDrop`, `maxSlowShareIncrease`.
     pub name: String,
     /// Measured value (canary, or canary relative to stable).
     pub value: f64,
@@ -408,6 +408,10 @@ pub struct ModelStatus {
     /// The champion's accuracy estimated without labels (classifiers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_accuracy: Option<super::estimate::EstimatedAccuracy>,
+    /// The accuracy labels realised per served version and day, late
+    /// labels included (classifiers with `data.includeFeedback`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realised_accuracy: Option<super::estimate::RealisedAccuracy>,
     /// A candidate in its shadow stage, before its canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowStatus>,
@@ -442,6 +446,7 @@ impl Default for ModelStatus {
             drift: None,
             test_set_freshness: None,
             estimated_accuracy: None,
+            realised_accuracy: None,
             shadow: None,
             canary: None,
             handled_request: None,

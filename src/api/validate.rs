@@ -183,6 +183,11 @@ fn analysis(c: &mut Collector, a: &AnalysisSpec) {
             "maxOnlineAccuracyDrop",
             msg::MAX_ONLINE_ACCURACY_DROP,
         ),
+        (
+            a.max_estimated_accuracy_drop,
+            "maxEstimatedAccuracyDrop",
+            msg::MAX_ESTIMATED_ACCURACY_DROP,
+        ),
     ];
     for (value, name, message) in unit {
         if let Some(v) = value {
@@ -605,6 +610,11 @@ impl ModelSpec {
             );
         }
         analysis(&mut c, &r.analysis);
+        c.check(
+            self.task != Task::Regression || r.analysis.max_estimated_accuracy_drop.is_none(),
+            "spec.rollout.analysis.maxEstimatedAccuracyDrop",
+            msg::ESTIMATED_ACCURACY_CLASSIFIER,
+        );
         shadow(&mut c, self);
 
         c.check(
@@ -669,6 +679,11 @@ fn shadow(c: &mut Collector, spec: &ModelSpec) {
 /// A regression Model's shadow needs `tolerance` (CEL on `ModelSpec`).
 pub(super) const SHADOW_TOLERANCE_RULE: &str = "self.task != 'regression' || !has(self.rollout) || \
     !has(self.rollout.shadow) || has(self.rollout.shadow.tolerance)";
+
+/// `rollout.analysis.maxEstimatedAccuracyDrop` only on a classifier (CEL on `ModelSpec`).
+pub(super) const ESTIMATED_ACCURACY_CLASSIFIER_RULE: &str = "self.task != 'regression' || \
+    !has(self.rollout) || !has(self.rollout.analysis) || \
+    !has(self.rollout.analysis.maxEstimatedAccuracyDrop)";
 
 /// `rollout.shadow.slices` name gate slices (CEL on `ModelSpec`).
 pub(super) const SHADOW_SLICES_RULE: &str = "!has(self.rollout) || !has(self.rollout.shadow) || \

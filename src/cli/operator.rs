@@ -74,8 +74,9 @@ pub struct OperatorArgs {
     /// Longest wait for a model server's `/metrics`.
     #[arg(long, default_value = "5s", value_parser = super::flags::duration)]
     pub scrape_timeout: Duration,
-    /// How often to read the champion's drift windows (`retrain.onDrift`) and
-    /// the data source's version (`retrain.onNewData`).
+    /// How often to read the champion's drift windows (`retrain.onDrift`),
+    /// the data source's version (`retrain.onNewData`) and, for classifiers
+    /// with `data.includeFeedback`, the feedback prefix for new labels.
     #[arg(long, default_value = "30s", value_parser = super::flags::duration)]
     pub drift_poll: Duration,
     /// The embedded cluster's hosts file (`driftline up` sets it); in a real

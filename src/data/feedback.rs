@@ -48,15 +48,18 @@ pub struct LateLabels {
     pub annotated: usize,
 }
 
-/// One late label: the label, and whether a person gave it from the
-/// annotation queue; keyed by the inference id and the row of that request.
-type Labels = BTreeMap<(String, u64), (Value, bool)>;
+/// A request row: its inference id and the row in that request.
+pub(super) type RowKey = (String, u64);
 
 /// One parsed label line: id, row, label, and whether its `source` is the
 /// annotation queue.
 type LabelLine = (String, u64, Value, bool);
 
-fn malformed(uri: &str, line: u64, reason: impl Into<String>) -> DataError {
+/// The late labels by request row: the label, and whether a person gave it
+/// from the annotation queue.
+pub(super) type Labels = BTreeMap<RowKey, (Value, bool)>;
+
+pub(super) fn malformed(uri: &str, line: u64, reason: impl Into<String>) -> DataError {
     DataError::Malformed {
         source_uri: uri.into(),
         line,
@@ -166,7 +169,10 @@ fn parse_labels(uri: &str, data: &[u8]) -> Result<Vec<LabelLine>, DataError> {
 }
 
 /// Reads every label file under `labels/`, last label per (id, row) wins.
-async fn read_labels(prefix: &str, hasher: &mut Sha256) -> Result<(Labels, LateLabels), DataError> {
+pub(super) async fn read_labels(
+    prefix: &str,
+    hasher: &mut Sha256,
+) -> Result<(Labels, LateLabels), DataError> {
     let dir = format!("{}/{LABELS_DIR}/", prefix.trim_end_matches('/'));
     let files: Vec<String> = store::list(&dir, "")
         .await?
@@ -189,6 +195,24 @@ async fn read_labels(prefix: &str, hasher: &mut Sha256) -> Result<(Labels, LateL
     }
     late.labels = labels.len();
     Ok((labels, late))
+}
+
+/// One line of the prediction log: its (id, row) key and the whole row.
+pub(super) fn logged_prediction(
+    uri: &str,
+    line: u64,
+    text: &str,
+) -> Result<(RowKey, Map<String, Value>), DataError> {
+    let row: Map<String, Value> = serde_json::from_str(text)
+        .map_err(|e| malformed(uri, line, format!("not a logged prediction: {e}")))?;
+    match (row.get("_id"), row.get("_row").and_then(Value::as_u64)) {
+        (Some(Value::String(id)), Some(r)) => Ok(((id.clone(), r), row)),
+        _ => Err(malformed(
+            uri,
+            line,
+            "a logged prediction needs `_id` and `_row`",
+        )),
+    }
 }
 
 /// Joins late labels with the prediction log: one training row (the logged
@@ -214,19 +238,7 @@ async fn join_late(
             if line.trim().is_empty() {
                 continue;
             }
-            let mut row: Map<String, Value> = serde_json::from_str(line).map_err(|e| {
-                malformed(&uri, i as u64 + 1, format!("not a logged prediction: {e}"))
-            })?;
-            let key = match (row.get("_id"), row.get("_row").and_then(Value::as_u64)) {
-                (Some(Value::String(id)), Some(r)) => (id.clone(), r),
-                _ => {
-                    return Err(malformed(
-                        &uri,
-                        i as u64 + 1,
-                        "a logged prediction needs `_id` and `_row`",
-                    ));
-                }
-            };
+            let (key, mut row) = logged_prediction(&uri, i as u64 + 1, line)?;
             if let Some((label, annotated)) = labels.remove(&key) {
                 row.insert(target.into(), label);
                 late.annotated += usize::from(annotated);
@@ -249,7 +261,7 @@ async fn join_late(
 
 /// The files of rows the servers joined with their labels: every `*.jsonl`
 /// under `prefix` but the prediction log, the label files and the queue.
-async fn joined_files(prefix: &str) -> Result<Vec<String>, DataError> {
+pub(super) async fn joined_files(prefix: &str) -> Result<Vec<String>, DataError> {
     let dir = |d: &str| format!("{}/{d}/", prefix.trim_end_matches('/'));
     let skipped = [dir(PREDICTION_LOG_DIR), dir(LABELS_DIR), dir(QUEUE_DIR)];
     Ok(store::list(prefix, ".jsonl")

@@ -22,6 +22,7 @@ use super::drift_windows::DriftWindows;
 use super::gateway_api::GatewayApiProbe;
 use super::index::Children;
 use super::observe::Baseline;
+use super::realised::RealisedJoins;
 use super::scrape::ShadowBaseline;
 use super::telemetry::Telemetry;
 
@@ -53,10 +54,13 @@ pub struct Context {
     pub shadow_baselines: Mutex<HashMap<ObjectRef<Model>, ShadowBaseline>>,
     /// The champion's drift windows over all its replicas, by Model.
     pub drift_windows: DriftWindows,
+    /// The last late-label join of each Model.
+    pub realised: RealisedJoins,
     /// The resourceVersion each Model had before our last status write: a
     /// reconcile that sees it again runs on a stale cache and waits.
     pub stale: Mutex<HashMap<ObjectRef<Model>, String>>,
-    /// Real time between two reads of the champion's drift windows.
+    /// Real time between two reads of the champion's drift windows (and
+    /// between two looks for new labels to join).
     pub drift_poll: Duration,
     /// Where decisions are recorded (lineage, evaluations, audit trail), if anywhere.
     pub registry: Option<Arc<RegistryWriter>>,

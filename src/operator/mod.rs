@@ -21,6 +21,7 @@ mod network_policy;
 mod notify;
 mod observe;
 mod pod_security;
+mod realised;
 mod reconcile;
 mod scrape;
 mod telemetry;
@@ -387,6 +388,7 @@ async fn scope_controller(
         baselines: Mutex::new(HashMap::new()),
         shadow_baselines: Mutex::new(HashMap::new()),
         drift_windows: Default::default(),
+        realised: Default::default(),
         stale: Mutex::new(HashMap::new()),
         drift_poll: config.drift_poll,
         registry: config.registry.clone(),

@@ -339,6 +339,8 @@ fn serving_metrics(c: &ServingCounters) -> ServingMetrics {
         labelled: c.labelled,
         correct: c.correct,
         slow: None,
+        confidence_rows: c.confidence_rows,
+        expected_correct: c.confidence_sum,
     }
 }
 
@@ -550,6 +552,20 @@ pub async fn observations(
             if model.spec.task == crate::api::Task::Classification {
                 obs.champion_labels = scrape::labelled(ctx, &replicas).await;
             }
+        }
+    }
+    // Every label under the feedback prefix, however late, against the
+    // answer logged with it: what each served version realised.
+    if model.spec.task == crate::api::Task::Classification
+        && let Some(prefix) = super::children::feedback_prefix(model, &ctx.settings)
+    {
+        match ctx
+            .realised
+            .read(model, &prefix, obs.now, ctx.drift_poll)
+            .await
+        {
+            Ok(realised) => obs.realised_accuracy = Some(realised),
+            Err(e) => obs.labels_error = Some(e),
         }
     }
     let actor = acknowledged.as_ref().and_then(|_| {

@@ -270,7 +270,7 @@ fn borrowed<K>(items: &[Arc<K>]) -> Vec<&K> {
 /// Real time until the next reconcile when nothing else wakes the Model:
 /// what the decision asked for, at most [`MAX_REQUEUE`]; [`CANARY_POLL`]
 /// while a canary collects evidence; the drift poll while a champion is
-/// watched for drift, an estimated accuracy drop or new data.
+/// watched for drift, an estimated accuracy drop, new data or new labels.
 pub fn next_wait(
     decided: Option<Duration>,
     status: &ModelStatus,
@@ -285,7 +285,9 @@ pub fn next_wait(
         .retrain
         .as_ref()
         .is_some_and(|r| r.on_drift || r.on_new_data || r.on_estimated_drop.is_some());
-    if watches && status.champion.is_some() {
+    // Label files arrive in the store without any event to wake the Model.
+    let labels = spec.task == crate::api::Task::Classification && spec.data.include_feedback;
+    if (watches || labels) && status.champion.is_some() {
         wait = wait.min(drift_poll);
     }
     wait.max(Duration::from_millis(100))
@@ -448,6 +450,7 @@ mod tests {
     fn a_model_is_looked_at_again_as_soon_as_anything_it_waits_for_can_change() {
         let mut spec = crate::operator::fixtures::wine().spec;
         spec.retrain = None;
+        spec.data.include_feedback = false;
         let idle = ModelStatus::default();
         let poll = Duration::from_millis(500);
         assert_eq!(next_wait(None, &idle, &spec, poll), MAX_REQUEUE);
@@ -492,6 +495,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(next_wait(None, &serving, &spec, poll), poll);
+        // A classifier keeping feedback is watched for label files.
+        spec.retrain = None;
+        assert_eq!(next_wait(None, &serving, &spec, poll), MAX_REQUEUE);
+        spec.data.include_feedback = true;
+        assert_eq!(next_wait(None, &serving, &spec, poll), poll);
+        assert_eq!(next_wait(None, &idle, &spec, poll), MAX_REQUEUE);
     }
 
     /// Every request answered as an API server refusing the operator's
@@ -555,6 +564,7 @@ mod tests {
             baselines: Default::default(),
             shadow_baselines: Default::default(),
             drift_windows: Default::default(),
+            realised: Default::default(),
             stale: Default::default(),
             drift_poll: Duration::from_secs(1),
             registry: None,
@@ -594,6 +604,10 @@ mod tests {
 
         let mut model = crate::operator::fixtures::wine();
         model.spec.retrain = None;
+        // No store to read labels from here: only the status write fails
+        // (and so no annotation queue, which needs the feedback prefix).
+        model.spec.data.include_feedback = false;
+        model.spec.feedback = None;
         model.metadata.resource_version = Some("7".into());
         model.status = Some(ModelStatus {
             champion: Some("v1".into()),

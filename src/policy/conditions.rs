@@ -31,6 +31,10 @@ pub const TEST_SET_STALE: &str = "TestSetStale";
 /// late labels realised by more than `retrain.onEstimatedDrop.tolerance`
 /// (`True`): the estimate triggers nothing until it is back within.
 pub const ESTIMATE_UNRELIABLE: &str = "EstimateUnreliable";
+/// The labels under the feedback prefix could be read and joined with the
+/// prediction log (`True`), or why not (`False`: a malformed label file,
+/// named with its line).
+pub const LABELS_READABLE: &str = "LabelsReadable";
 /// The latest data check passed (`True`), or refused the window (`False`,
 /// with every failed check).
 pub const DATA_VALID: &str = "DataValid";
@@ -54,7 +58,7 @@ pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 
 /// Every condition type a Model can carry.
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 17] = [
     READY,
     TRAINING,
     TRAINING_UNSCHEDULABLE,
@@ -64,6 +68,7 @@ pub const ALL: [&str; 16] = [
     DRIFT_DETECTED,
     TEST_SET_STALE,
     ESTIMATE_UNRELIABLE,
+    LABELS_READABLE,
     DATA_VALID,
     SOURCE_READABLE,
     RECONCILED,

@@ -23,6 +23,13 @@
 //! inequality bounds the chance it ever exceeds 1/α. A mixture SPRT would
 //! give one test per hypothesis; the interval gives every check its
 //! estimate, its bounds and the evidence so far in one record.
+//!
+//! The same set holds for outcomes anywhere in [0, 1] (a request's
+//! calibrated confidence, whose mean is the estimated accuracy), with `s`
+//! their sum: `x ↦ (q/p)^x · ((1 − q)/(1 − p))^(1 − x)` is convex, so its
+//! mean under any law on [0, 1] with mean `p` is at most its mean under
+//! the Bernoulli(p), which is 1. The mixture is then a nonnegative
+//! supermartingale, and Ville's inequality still applies ([`mean`]).
 
 use crate::api::{AnalysisCheck, AnalysisOutcome, Evidence};
 
@@ -33,44 +40,42 @@ pub struct Interval {
     pub upper: f64,
 }
 
-fn ln_choose(t: u64, s: u64) -> f64 {
+/// ln((t + 1) · C(t, s)), with `s` any real in [0, t]: the log of the
+/// reciprocal of the Beta(s + 1, t − s + 1) function.
+fn ln_mixture_norm(t: f64, s: f64) -> f64 {
     let g = crate::drift::ln_gamma;
-    g(t as f64 + 1.0) - g(s as f64 + 1.0) - g((t - s) as f64 + 1.0)
+    (t + 1.0).ln() + g(t + 1.0) - g(s + 1.0) - g(t - s + 1.0)
 }
 
 /// The 1 − α confidence sequence of a rate after `bad` of `total` outcomes.
 /// Holds the true rate at every `total` at once with probability ≥ 1 − α.
 pub fn rate(bad: u64, total: u64, alpha: f64) -> Interval {
-    let bad = bad.min(total);
+    mean(bad.min(total) as f64, total, alpha)
+}
+
+/// The 1 − α confidence sequence of the mean of `total` outcomes in
+/// [0, 1] that sum to `sum` (for 0/1 outcomes, [`rate`]). Holds the true
+/// mean at every `total` at once with probability ≥ 1 − α.
+pub fn mean(sum: f64, total: u64, alpha: f64) -> Interval {
     if total == 0 {
         return Interval {
             lower: 0.0,
             upper: 1.0,
         };
     }
-    let (s, t) = (bad as f64, total as f64);
-    let constant = (t + 1.0).ln() + ln_choose(total, bad) - alpha.ln();
+    let t = total as f64;
+    let s = if sum.is_nan() { 0.0 } else { sum.clamp(0.0, t) };
+    let (none, all) = (s <= 0.0, s >= t);
+    let constant = ln_mixture_norm(t, s) - alpha.ln();
     // Concave in p, positive at the estimate s/t: the interval is where it is > 0.
     let f = |p: f64| {
-        let a = if bad == 0 { 0.0 } else { s * p.ln() };
-        let b = if bad == total {
-            0.0
-        } else {
-            (t - s) * (1.0 - p).ln()
-        };
+        let a = if none { 0.0 } else { s * p.ln() };
+        let b = if all { 0.0 } else { (t - s) * (1.0 - p).ln() };
         constant + a + b
     };
     let estimate = s / t;
-    let lower = if bad == 0 {
-        0.0
-    } else {
-        bisect(&f, 0.0, estimate)
-    };
-    let upper = if bad == total {
-        1.0
-    } else {
-        bisect(&f, 1.0, estimate)
-    };
+    let lower = if none { 0.0 } else { bisect(&f, 0.0, estimate) };
+    let upper = if all { 1.0 } else { bisect(&f, 1.0, estimate) };
     Interval { lower, upper }
 }
 
@@ -95,8 +100,16 @@ fn bisect(f: &dyn Fn(f64) -> f64, mut outside: f64, mut inside: f64) -> f64 {
 /// The 1 − α confidence sequence of (canary rate − stable rate): each rate's
 /// own sequence at α/2, so both hold at once with probability ≥ 1 − α.
 pub fn difference(canary: (u64, u64), stable: (u64, u64), alpha: f64) -> Interval {
-    let c = rate(canary.0, canary.1, alpha / 2.0);
-    let s = rate(stable.0, stable.1, alpha / 2.0);
+    let bad = |(bad, total): (u64, u64)| (bad.min(total) as f64, total);
+    difference_of_means(bad(canary), bad(stable), alpha)
+}
+
+/// The 1 − α confidence sequence of (canary mean − stable mean) of
+/// outcomes in [0, 1], each given as (sum, count): each mean's own
+/// sequence at α/2 ([`mean`]).
+pub fn difference_of_means(canary: (f64, u64), stable: (f64, u64), alpha: f64) -> Interval {
+    let c = mean(canary.0, canary.1, alpha / 2.0);
+    let s = mean(stable.0, stable.1, alpha / 2.0);
     Interval {
         lower: c.lower - s.upper,
         upper: c.upper - s.lower,
@@ -205,6 +218,56 @@ mod tests {
         let s = rate(20, 1000, 0.025);
         assert_eq!(d.lower, c.lower - s.upper);
         assert_eq!(d.upper, c.upper - s.lower);
+    }
+
+    #[test]
+    fn a_mean_of_fractions_is_bounded_like_a_rate_and_never_narrower() {
+        // Whole sums are the rate's interval exactly.
+        assert_eq!(mean(40.0, 1000, 0.05), rate(40, 1000, 0.05));
+        // 1000 requests answered at confidence 0.62 each: the interval holds
+        // 0.62 and sits inside [0, 1].
+        let m = mean(620.0, 1000, 0.05);
+        assert!(m.lower < 0.62 && 0.62 < m.upper, "{m:?}");
+        assert!(m.lower > 0.5 && m.upper < 0.75, "{m:?}");
+        let fewer = mean(62.0, 100, 0.05);
+        assert!(fewer.lower < m.lower && fewer.upper > m.upper, "{fewer:?}");
+        // Sums past the count are clamped, never NaN.
+        assert_eq!(mean(1e9, 10, 0.05).upper, 1.0);
+        assert_eq!(mean(f64::NAN, 10, 0.05).lower, 0.0);
+    }
+
+    #[test]
+    fn read_at_every_step_the_mean_of_fractions_still_holds_its_alpha() {
+        // 400 streams of confidences uniform on [0.3, 0.9] (mean 0.6), each
+        // read after every 25 outcomes up to 2 000: the interval must leave
+        // 0.6 in at most alpha of the streams. A fixed-sample interval read
+        // 80 times would leave it far more often.
+        let (alpha, truth, streams) = (0.05, 0.6, 400);
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut uniform = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut missed = 0;
+        for _ in 0..streams {
+            let mut sum = 0.0;
+            for n in 1..=2000u64 {
+                sum += 0.3 + 0.6 * uniform();
+                if n % 25 == 0 {
+                    let i = mean(sum, n, alpha);
+                    if !(i.lower <= truth && truth <= i.upper) {
+                        missed += 1;
+                        break;
+                    }
+                }
+            }
+        }
+        assert!(
+            (missed as f64) <= alpha * streams as f64,
+            "{missed} of {streams} streams lost the mean"
+        );
     }
 
     #[test]

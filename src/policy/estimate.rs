@@ -12,6 +12,7 @@ use crate::api::{
     LabelCounts, ModelSpec, ModelStatus,
 };
 
+use super::action::EventKind;
 use super::conditions::{self, set_condition};
 use super::observe::Observations;
 
@@ -196,6 +197,58 @@ pub fn update_estimate(
     update
 }
 
+/// Shows the latest late-label join (`status.realisedAccuracy`) and sets
+/// `LabelsReadable`; returns the Event to publish when that changes. A join
+/// that failed keeps the last one's numbers.
+pub fn update_realised(
+    status: &mut ModelStatus,
+    obs: &Observations,
+) -> Option<(EventKind, &'static str, String)> {
+    let before = status
+        .condition(conditions::LABELS_READABLE)
+        .map(|c| (c.status, c.message.clone()));
+    if let Some(error) = &obs.labels_error {
+        let message = format!(
+            "the labels under the feedback prefix cannot be joined, so status.realisedAccuracy keeps its last numbers: {error}"
+        );
+        set_condition(
+            status,
+            obs,
+            conditions::LABELS_READABLE,
+            ConditionStatus::False,
+            "LabelsUnreadable",
+            &message,
+        );
+        let changed = before != Some((ConditionStatus::False, message.clone()));
+        return changed.then_some((EventKind::Warning, "LabelsUnreadable", message));
+    }
+    // Nothing labelled yet: nothing to show.
+    let realised = obs
+        .realised_accuracy
+        .as_ref()
+        .filter(|r| r.label_files > 0 || !r.windows.is_empty())?;
+    status.realised_accuracy = Some(realised.clone());
+    let message = format!(
+        "{} label files joined with the prediction log; {} labels match no logged request",
+        realised.label_files, realised.unknown_labels
+    );
+    let flipped = set_condition(
+        status,
+        obs,
+        conditions::LABELS_READABLE,
+        ConditionStatus::True,
+        "LabelsJoined",
+        &message,
+    );
+    (flipped && before.is_some()).then(|| {
+        (
+            EventKind::Normal,
+            "LabelsReadable",
+            format!("the labels are joined again: {message}"),
+        )
+    })
+}
+
 /// The labels that came after the last judged batch, once there are at
 /// least `min_labels` of them. Counts that went down (a replica restarted
 /// and its counters with it) start the next batch from nothing.
@@ -245,6 +298,60 @@ mod tests {
             next_batch(&counts(120, 100, 100.0), Some(&judged), 100),
             Some(counts(120, 100, 100.0))
         );
+    }
+
+    #[test]
+    fn the_realised_accuracy_is_shown_and_an_unreadable_label_file_is_said_once() {
+        use crate::api::{RealisedAccuracy, RealisedWindow};
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("a time");
+        let mut obs = Observations::at(now);
+        let mut status = ModelStatus::default();
+        // Nothing labelled: nothing shown, no condition.
+        obs.realised_accuracy = Some(RealisedAccuracy {
+            joined_at: now,
+            label_files: 0,
+            unknown_labels: 0,
+            duplicate_labels: 0,
+            windows: Vec::new(),
+        });
+        assert_eq!(update_realised(&mut status, &obs), None);
+        assert!(status.realised_accuracy.is_none());
+        assert!(status.condition(conditions::LABELS_READABLE).is_none());
+        let joined = RealisedAccuracy {
+            label_files: 2,
+            unknown_labels: 1,
+            windows: vec![RealisedWindow {
+                version: "v1".into(),
+                start: now - chrono::TimeDelta::days(2),
+                end: now - chrono::TimeDelta::days(1),
+                labelled: 10,
+                correct: 6,
+                accuracy: 0.6,
+            }],
+            ..obs.realised_accuracy.clone().expect("set")
+        };
+        obs.realised_accuracy = Some(joined.clone());
+        assert_eq!(update_realised(&mut status, &obs), None, "first: no event");
+        assert_eq!(status.realised_accuracy.as_ref(), Some(&joined));
+        let c = status.condition(conditions::LABELS_READABLE).expect("set");
+        assert_eq!(c.status, ConditionStatus::True);
+        assert!(c.message.contains("2 label files"), "{}", c.message);
+        // A malformed file: False with the file's name, one Warning, and
+        // the last numbers stay.
+        obs.realised_accuracy = None;
+        obs.labels_error = Some("dataset `labels/x.csv` line 2: row `first`".into());
+        let (kind, reason, message) = update_realised(&mut status, &obs).expect("an Event");
+        assert_eq!((kind, reason), (EventKind::Warning, "LabelsUnreadable"));
+        assert!(message.contains("labels/x.csv"), "{message}");
+        assert_eq!(update_realised(&mut status, &obs), None, "said once");
+        assert_eq!(status.realised_accuracy.as_ref(), Some(&joined));
+        let c = status.condition(conditions::LABELS_READABLE).expect("set");
+        assert_eq!(c.status, ConditionStatus::False);
+        // Fixed: True again, said once.
+        obs.labels_error = None;
+        obs.realised_accuracy = Some(joined);
+        let (kind, reason, _) = update_realised(&mut status, &obs).expect("an Event");
+        assert_eq!((kind, reason), (EventKind::Normal, "LabelsReadable"));
     }
 
     #[test]

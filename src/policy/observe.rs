@@ -82,9 +82,22 @@ pub struct ServingMetrics {
     /// window (from both latency histograms), when both were read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slow: Option<u64>,
+    /// Classifiers: rows whose calibrated top-class probability was counted.
+    #[serde(default)]
+    pub confidence_rows: u64,
+    /// Sum of those probabilities: the right answers expected of them
+    /// (over `confidence_rows`, the estimated accuracy without labels).
+    #[serde(default)]
+    pub expected_correct: f64,
 }
 
 impl ServingMetrics {
+    /// Mean calibrated top-class probability: the accuracy expected without
+    /// labels; `None` without classified rows.
+    pub fn estimated_accuracy(&self) -> Option<f64> {
+        (self.confidence_rows > 0).then(|| self.expected_correct / self.confidence_rows as f64)
+    }
+
     /// Errors per request; 0 without requests.
     pub fn error_rate(&self) -> f64 {
         if self.requests == 0 {
@@ -238,6 +251,13 @@ pub struct Observations {
     /// of exactly those requests).
     #[serde(default)]
     pub champion_labels: Option<crate::api::LabelCounts>,
+    /// The latest join of every label under the feedback prefix with the
+    /// prediction log: the accuracy each served version realised per day.
+    #[serde(default)]
+    pub realised_accuracy: Option<crate::api::RealisedAccuracy>,
+    /// Why the labels could not be joined, when they could not.
+    #[serde(default)]
+    pub labels_error: Option<String>,
     /// Current digest of `spec.data.source` (what a run started now would
     /// read), when the operator could list it.
     pub source_digest: Option<String>,
@@ -266,6 +286,8 @@ impl Observations {
             shadow: None,
             drift: Vec::new(),
             champion_labels: None,
+            realised_accuracy: None,
+            labels_error: None,
             source_digest: None,
             source_digest_against_last: None,
             source_error: None,

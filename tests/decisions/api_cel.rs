@@ -493,6 +493,13 @@ fn cases() -> Vec<Case> {
             "spec.rollout.analysis.maxOnlineAccuracyDrop",
         ),
         (
+            "estimated accuracy drop above 1",
+            "/spec/rollout/analysis/maxEstimatedAccuracyDrop",
+            json!(1.5),
+            msg::MAX_ESTIMATED_ACCURACY_DROP,
+            "spec.rollout.analysis.maxEstimatedAccuracyDrop",
+        ),
+        (
             "error rate as a percentage",
             "/spec/rollout/analysis/maxErrorRate",
             json!(1.5),
@@ -934,6 +941,43 @@ fn a_regression_models_shadow_needs_a_tolerance_at_both_layers() {
         "spec.rollout.shadow.tolerance",
     );
     doc["spec"]["rollout"]["shadow"]["tolerance"] = json!(0.5);
+    let model: Model = serde_json::from_value(doc).expect("deserialises");
+    assert!(model.validate_cel().is_ok());
+    model.spec.validate().expect("validate() accepts it");
+}
+
+#[test]
+fn a_regression_model_has_no_estimated_accuracy_check_at_both_layers() {
+    let mut doc = with(
+        "/spec/rollout/analysis/maxEstimatedAccuracyDrop",
+        json!(0.05),
+    );
+    doc["spec"]["task"] = json!("regression");
+    // Regression metrics, so that only the estimate's rule can fire.
+    doc["spec"]["gate"]["metrics"] = json!([{"name": "rmse", "max": 1.0}]);
+    doc["spec"]["gate"]["slices"] = json!([{"name": "red", "where": {"color": "red"}, "metrics": [{"name": "rmse", "max": 1.0}]}]);
+    if let Some(rollout) = doc["spec"]["rollout"].as_object_mut() {
+        rollout.remove("shadow");
+    }
+    let model: Model = serde_json::from_value(doc.clone()).expect("deserialises");
+    let errors = model.validate_cel().expect_err("CEL accepted it");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.message == msg::ESTIMATED_ACCURACY_CLASSIFIER
+                && e.field_path == "spec.rollout.analysis.maxEstimatedAccuracyDrop"),
+        "{errors}"
+    );
+    assert_eq!(errors.len(), 1, "{errors}");
+    assert_validate_refuses(
+        "an estimated-accuracy check on a regression Model",
+        &model,
+        msg::ESTIMATED_ACCURACY_CLASSIFIER,
+        "spec.rollout.analysis.maxEstimatedAccuracyDrop",
+    );
+    doc["spec"]["task"] = json!("classification");
+    doc["spec"]["gate"]["metrics"] = json!([{"name": "accuracy", "min": 0.5}]);
+    doc["spec"]["gate"]["slices"] = json!([{"name": "red", "where": {"color": "red"}, "metrics": [{"name": "accuracy", "min": 0.5}]}]);
     let model: Model = serde_json::from_value(doc).expect("deserialises");
     assert!(model.validate_cel().is_ok());
     model.spec.validate().expect("validate() accepts it");

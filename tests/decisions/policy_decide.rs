@@ -401,6 +401,7 @@ fn sequential_analysis_rolls_back_clear_harm_inside_the_pause_and_watches_quietl
         labelled: 0,
         correct: 0,
         slow: None,
+        ..Default::default()
     };
     // One minute into a 10-minute pause, too little to tell: no Event, no
     // move, and a poll soon (the sequential read happens at every poll).
@@ -464,6 +465,7 @@ fn failed_analyses_within_the_failure_limit_retry_then_roll_back() {
         labelled: 0,
         correct: 0,
         slow: None,
+        ..Default::default()
     };
     for failure in 1..=3u32 {
         let start = status(&w)

@@ -192,7 +192,7 @@ proptest! {
                         let start = c.step_started_at.unwrap_or(w.now);
                         let m = match kind {
                             Evidence::Pass => healthy(1000),
-                            Evidence::Fail => ServingMetrics { requests: 1000, errors: 100, p99_latency_ms: Some(20.0), labelled: 0, correct: 0, slow: None },
+                            Evidence::Fail => ServingMetrics { requests: 1000, errors: 100, p99_latency_ms: Some(20.0), labelled: 0, correct: 0, slow: None, ..Default::default() },
                             Evidence::Thin => healthy(10),
                         };
                         obs.canary_metrics = Some(window(n, start, w.now, m));

@@ -127,6 +127,7 @@ fn every_read_records_the_interval_and_not_enough_evidence_is_neither_pass_nor_f
         started_at: t0(),
         now,
         pause_over,
+        estimate_unreliable: false,
     };
     let spec = spec(AnalysisMethod::Sequential);
     // 120 canary requests with 3 errors: far too little to rule out +1 %.
@@ -181,6 +182,7 @@ fn the_confidence_sequence_covers_the_true_rate_at_every_read_with_probability_a
                 started_at: t0(),
                 now,
                 pause_over: true,
+                estimate_unreliable: false,
             };
             let r = analyse_canary(&spec, w, Some(&metrics((errors, requests), (0, 1), now)));
             let c = r.checks.iter().find(|c| c.name == "maxErrorRate").unwrap();

@@ -14,6 +14,7 @@ mod images;
 mod json_logs;
 #[path = "../cluster/k8s_tools.rs"]
 mod k8s_tools;
+mod late_labels;
 mod leader_election;
 mod notify_sink;
 mod operator_e2e;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use axum::Router;
 use driftline::serve::{
-    GatewayConfig, VERSION_HEADER, WeightTable, gateway_router, read_weights_file,
-    watch_weights_file,
+    GatewayConfig, Mirror, VERSION_HEADER, WeightTable, WeightsHandle, gateway_router,
+    read_weights_file, watch_weights_file,
 };
 use serde_json::{Value, json};
 
@@ -36,6 +36,8 @@ struct Gateway {
     addr: SocketAddr,
     client: reqwest::Client,
     weights_path: std::path::PathBuf,
+    /// What the operator's status watch drives: the weights and the shadow mirror.
+    handle: WeightsHandle,
 }
 
 async fn gateway(weights: &Path, config: GatewayConfig) -> Gateway {
@@ -45,13 +47,14 @@ async fn gateway(weights: &Path, config: GatewayConfig) -> Gateway {
     tokio::spawn(watch_weights_file(
         weights.to_path_buf(),
         Duration::from_millis(20),
-        handle,
+        handle.clone(),
     ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
     Gateway {
         addr,
+        handle,
         weights_path: weights.to_path_buf(),
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(64)
@@ -335,6 +338,55 @@ async fn sticky_ids_always_reach_the_same_version_and_version_paths_are_pinned()
         body["error"].as_str().unwrap().contains("no version `9`"),
         "{body}"
     );
+}
+
+/// Done-when 7 (#20): a candidate in shadow whose server is down. Every
+/// user request is still answered by the champion, none reaches the
+/// candidate, and each mirror is counted as a shadow error (or, past the
+/// bounded queue, as dropped), never as a pair: the shadow's verdict waits
+/// for evidence (`policy_shadow`'s
+/// `a_candidate_that_never_answers_keeps_the_shadow_waiting_and_users_untouched`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shadow_candidate_that_is_down_leaves_every_user_request_to_the_champion() {
+    use driftline::api::scrape::{GatewayCounters, parse_shadow_tallies};
+    let v1 = backend("v1").await;
+    // v2's port: nobody listens, connections are refused.
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("weights.json");
+    write_weights(&weights, &[("v1", v1, 100)]);
+    let g = gateway(&weights, GatewayConfig::default()).await;
+    g.handle.set_mirror(Some(Mirror {
+        version: "v2".into(),
+        url: format!("http://{down}"),
+        sample: 1.0,
+        tolerance: 0.0,
+        slices: Default::default(),
+    }));
+    let (by_version, failed) = g.split(400, 16).await;
+    assert_eq!(failed, 0, "{by_version:?}");
+    assert_eq!(by_version, HashMap::from([("v1".to_string(), 400)]));
+    // Every mirror is accounted for once tried: an error, or dropped.
+    let mut text = String::new();
+    let mut tally = driftline::api::ShadowTally::default();
+    for _ in 0..500 {
+        text = g.metrics().await;
+        tally = parse_shadow_tallies(&text).remove("v2").unwrap_or_default();
+        if tally.shadow_errors + tally.dropped == 400 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(tally.shadow_errors + tally.dropped, 400, "{text}");
+    assert!(tally.shadow_errors > 0, "{tally:?}");
+    assert_eq!((tally.paired, tally.rows), (0, 0), "{tally:?}");
+    let users = GatewayCounters::from_metrics(&text);
+    assert_eq!(users.backend("v1").answered, 400, "{text}");
+    let v2 = users.backend("v2");
+    assert_eq!((v2.answered, v2.unreachable), (0, 0), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -100,6 +100,8 @@ pub const MAX_P99_LATENCY_RATIO: &str =
 pub const MAX_PREDICTION_DIVERGENCE: &str = "maxPredictionDivergence must be between 0 and 1";
 pub const MIN_ONLINE_ACCURACY: &str = "minOnlineAccuracy must be between 0 and 1";
 pub const MAX_ONLINE_ACCURACY_DROP: &str = "maxOnlineAccuracyDrop must be between 0 and 1";
+pub const MAX_ESTIMATED_ACCURACY_DROP: &str = "maxEstimatedAccuracyDrop must be between 0 and 1";
+pub const ESTIMATED_ACCURACY_CLASSIFIER: &str = "maxEstimatedAccuracyDrop needs task: classification (accuracy is estimated from a classifier's calibrated confidence)";
 pub const MAX_SLOW_SHARE_INCREASE: &str =
     "maxSlowShareIncrease must be between 0 and 0.99 (stable's own share above its p99 is 1 %)";
 pub const SHADOW_DURATION: &str = "shadow duration must be a duration such as `10m` or `1h`";

@@ -6,9 +6,10 @@
 //! canary worse than a bound: that chance stays at most `alpha` per check.
 
 use crate::api::{AnalysisCheck, AnalysisRecord, AnalysisSpec, Evidence};
+use crate::policy::ServingMetrics;
 use crate::policy::confidence::{self, Interval};
 
-use super::{CanaryMetrics, StepWindow, bound_check, pct, record};
+use super::{CanaryMetrics, StepWindow, bound_check, estimate_set_aside, pct, record, with_note};
 
 /// Stable's own share of requests slower than its p99.
 const STABLE_SLOW_SHARE: f64 = 0.01;
@@ -171,6 +172,20 @@ pub(super) fn analyse(spec: &AnalysisSpec, w: StepWindow, m: &CanaryMetrics) -> 
             missing.push("labels for both canary and stable to compare online accuracy");
         }
     }
+    // Where no label judges accuracy, the calibrated confidence estimates it.
+    let labels_judge = (spec.min_online_accuracy.is_some() && c.labelled > 0)
+        || (spec.max_online_accuracy_drop.is_some() && c.labelled > 0 && s.labelled > 0);
+    let mut set_aside = None;
+    if let Some(margin) = spec.max_estimated_accuracy_drop {
+        set_aside = estimate_set_aside(labels_judge, w);
+        match (set_aside, c.estimated_accuracy(), s.estimated_accuracy()) {
+            (Some(_), _, _) => {}
+            (None, Some(ce), Some(se)) => checks.push(estimated_drop(c, s, ce, se, margin, alpha)),
+            (None, _, _) => {
+                missing.push("the calibrated confidence of canary and stable to estimate accuracy")
+            }
+        }
+    }
     if let Some(margin) = spec.max_slow_share_increase {
         match c.slow {
             Some(slow) => checks.push(
@@ -254,7 +269,45 @@ pub(super) fn analyse(spec: &AnalysisSpec, w: StepWindow, m: &CanaryMetrics) -> 
         blockers.push("the step's pause is not over".into());
     }
     let (outcome, detail) = confidence::conclude(&checks, blockers);
-    record(w, outcome, Some(m), checks, detail)
+    record(w, outcome, Some(m), checks, with_note(detail, set_aside))
+}
+
+/// `maxEstimatedAccuracyDrop`: the canary's expected wrong answers (one
+/// minus each request's calibrated confidence) against stable's, as a
+/// difference of means of outcomes in [0, 1].
+fn estimated_drop(
+    c: &ServingMetrics,
+    s: &ServingMetrics,
+    canary_estimate: f64,
+    stable_estimate: f64,
+    margin: f64,
+    alpha: f64,
+) -> AnalysisCheck {
+    let expected_wrong = |v: &ServingMetrics| {
+        (
+            (v.confidence_rows as f64 - v.expected_correct).max(0.0),
+            v.confidence_rows,
+        )
+    };
+    let mut check = RateCheck {
+        name: "maxEstimatedAccuracyDrop",
+        what: "estimated accuracy drop below stable's",
+        value: stable_estimate - canary_estimate,
+        interval: confidence::difference_of_means(expected_wrong(c), expected_wrong(s), alpha),
+        bound: margin,
+        reference: 0.0,
+        counts: format!(
+            "estimated {} over {} canary requests, {} over {} stable, no labels",
+            pct(canary_estimate),
+            c.confidence_rows,
+            pct(stable_estimate),
+            s.confidence_rows
+        ),
+        complement: false,
+    }
+    .judge(alpha);
+    check.message = check.message.replace(" vs max ", " vs max drop ");
+    check
 }
 
 fn min_requests(spec: &AnalysisSpec, m: &CanaryMetrics) -> AnalysisCheck {

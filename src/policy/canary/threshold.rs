@@ -2,7 +2,7 @@
 
 use crate::api::{AnalysisOutcome, AnalysisRecord, AnalysisSpec};
 
-use super::{CanaryMetrics, StepWindow, bound_check, pct, record};
+use super::{CanaryMetrics, StepWindow, bound_check, estimate_set_aside, pct, record, with_note};
 
 /// `method: threshold`: each bound compared with the window's value, read
 /// once the pause is over.
@@ -127,6 +127,39 @@ pub(super) fn analyse(spec: &AnalysisSpec, w: StepWindow, m: &CanaryMetrics) -> 
             ));
         }
     }
+    // Where no label judges accuracy, the calibrated confidence estimates it.
+    let labels_judge = spec.min_online_accuracy.is_some() && c.labelled > 0;
+    let mut set_aside = None;
+    if let Some(bound) = spec.max_estimated_accuracy_drop {
+        set_aside = estimate_set_aside(labels_judge, w);
+        match (set_aside, c.estimated_accuracy(), s.estimated_accuracy()) {
+            (Some(_), _, _) => {}
+            (None, Some(ce), Some(se)) if stable_enough => {
+                let v = se - ce;
+                checks.push(bound_check(
+                    "maxEstimatedAccuracyDrop",
+                    v,
+                    bound,
+                    v <= bound,
+                    format!(
+                        "canary estimated accuracy {} vs stable {} on the same window ({} and {} requests, no labels): drop {} (max drop {})",
+                        pct(ce),
+                        pct(se),
+                        c.confidence_rows,
+                        s.confidence_rows,
+                        pct(v),
+                        pct(bound)
+                    ),
+                ));
+            }
+            (None, Some(_), Some(_)) => {
+                missing.push("stable served fewer than minRequests to compare estimated accuracy")
+            }
+            (None, _, _) => missing.push(
+                "calibrated confidence of canary and stable not both reported to estimate accuracy",
+            ),
+        }
+    }
 
     let failed: Vec<&str> = checks
         .iter()
@@ -134,11 +167,11 @@ pub(super) fn analyse(spec: &AnalysisSpec, w: StepWindow, m: &CanaryMetrics) -> 
         .map(|c| c.message.as_str())
         .collect();
     if !failed.is_empty() {
-        let detail = failed.join("; ");
+        let detail = with_note(failed.join("; "), set_aside);
         return record(w, AnalysisOutcome::Failed, Some(m), checks, detail);
     }
     if !missing.is_empty() {
-        let detail = format!("{}; not a pass", missing.join("; "));
+        let detail = with_note(format!("{}; not a pass", missing.join("; ")), set_aside);
         return record(w, AnalysisOutcome::Inconclusive, Some(m), checks, detail);
     }
     let detail = checks
@@ -146,5 +179,11 @@ pub(super) fn analyse(spec: &AnalysisSpec, w: StepWindow, m: &CanaryMetrics) -> 
         .map(|c| c.message.as_str())
         .collect::<Vec<_>>()
         .join("; ");
-    record(w, AnalysisOutcome::Passed, Some(m), checks, detail)
+    record(
+        w,
+        AnalysisOutcome::Passed,
+        Some(m),
+        checks,
+        with_note(detail, set_aside),
+    )
 }

@@ -25,7 +25,7 @@ use super::action::{Action, Decision, EventKind};
 use super::canary::{StepWindow, analyse};
 use super::conditions::{self, set_condition};
 use super::drift::{DriftUpdate, update_drift};
-use super::estimate::{EstimateUpdate, update_estimate};
+use super::estimate::{EstimateUpdate, update_estimate, update_realised};
 use super::observe::{DataCheckOutcome, JobState, ManualAction, Observations};
 
 mod gating;
@@ -284,6 +284,9 @@ pub fn decide(model: &Model, versions: &[ModelVersion], obs: &Observations) -> D
         ctx.event(kind, reason, message);
     }
     let mut estimate = update_estimate(&mut ctx.status, spec, obs);
+    if let Some((kind, reason, message)) = update_realised(&mut ctx.status, obs) {
+        ctx.event(kind, reason, message);
+    }
     if let Some(message) = estimate.became_unreliable.take() {
         ctx.event(EventKind::Warning, "EstimateUnreliable", message);
     }

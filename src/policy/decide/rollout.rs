@@ -189,6 +189,10 @@ pub(super) fn advance_canary(ctx: &mut Ctx) {
         started_at: started,
         now: ctx.now,
         pause_over,
+        estimate_unreliable: ctx
+            .status
+            .condition(conditions::ESTIMATE_UNRELIABLE)
+            .is_some_and(|c| c.status == ConditionStatus::True),
     };
     let metrics = ctx.obs.canary_metrics.as_ref().filter(|m| m.version == n);
     let analysis = analyse(&ctx.spec.rollout.analysis, window, metrics);

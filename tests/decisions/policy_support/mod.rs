@@ -95,6 +95,7 @@ pub fn healthy(requests: u64) -> ServingMetrics {
         labelled: 0,
         correct: 0,
         slow: None,
+        ..Default::default()
     }
 }
 

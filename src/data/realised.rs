@@ -1,0 +1,265 @@
+//! The accuracy labels realised, per served version and window of serving
+//! time: every label under a Model's feedback prefix — the rows its servers
+//! labelled themselves and the label files under `labels/`, joined with the
+//! prediction log by inference id — set against the answer logged with it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Map, Value};
+use sha2::Sha256;
+
+use crate::api::names::PREDICTION_LOG_DIR;
+
+use super::error::DataError;
+use super::feedback::{
+    LateLabels, RowKey, joined_files, logged_prediction, malformed, read_labels,
+};
+use super::store;
+
+/// Labelled and right answers of one version in one window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RealisedCount {
+    pub labelled: u64,
+    pub correct: u64,
+}
+
+/// What the labels under a feedback prefix realised.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RealisedLabels {
+    /// (version, window start) → its counts.
+    pub windows: BTreeMap<(String, DateTime<Utc>), RealisedCount>,
+    /// Labels the servers joined to requests they still remembered.
+    pub served: usize,
+    /// What came of the label files (as a training's join counts them).
+    pub late: LateLabels,
+}
+
+/// A labelled answer: which version gave it, when, what it said, the label.
+struct Labelled {
+    version: String,
+    time: DateTime<Utc>,
+    prediction: Value,
+    label: Value,
+}
+
+/// The answer and serving time logged in `row` (a prediction-log or
+/// labelled-feedback row), with `label`; `None` for a row without them.
+fn labelled(row: &Map<String, Value>, label: Value) -> Option<Labelled> {
+    let time = row.get("_time")?.as_str()?;
+    Some(Labelled {
+        version: row.get("_version")?.as_str()?.to_string(),
+        time: DateTime::parse_from_rfc3339(time).ok()?.with_timezone(&Utc),
+        prediction: row.get("_prediction")?.clone(),
+        label,
+    })
+}
+
+/// A class as a word: `5`, `5.0` and `"5"` are one class (a CSV label file
+/// reads numbers as numbers; a classifier answers with its class names).
+fn class_word(v: &Value) -> Option<String> {
+    let word = match v {
+        Value::String(s) => s.trim().to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        _ => return None,
+    };
+    Some(match word.parse::<f64>() {
+        Ok(x) if x.is_finite() => format!("{x}"),
+        _ => word,
+    })
+}
+
+fn same_class(a: &Value, b: &Value) -> bool {
+    matches!((class_word(a), class_word(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// The start of the window of length `window` that holds `t`, windows
+/// counted from the Unix epoch (whole UTC days for one day).
+pub fn window_start(t: DateTime<Utc>, window: Duration) -> DateTime<Utc> {
+    let w = window.num_seconds().max(1);
+    DateTime::from_timestamp(t.timestamp().div_euclid(w) * w, 0).unwrap_or(t)
+}
+
+/// Reads every label under `prefix` and counts each labelled row against
+/// the answer logged with it, by version and window of `window` serving
+/// time. A label given twice for one (id, row) counts once: a label file
+/// wins over the server's own join, the last file over earlier ones.
+pub async fn realised_labels(
+    prefix: &str,
+    target: &str,
+    window: Duration,
+) -> Result<RealisedLabels, DataError> {
+    let log = format!("{}/{PREDICTION_LOG_DIR}/", prefix.trim_end_matches('/'));
+    let mut answers: BTreeMap<RowKey, Labelled> = BTreeMap::new();
+    // Rows the servers labelled themselves: the logged row with its label.
+    for uri in joined_files(prefix).await? {
+        let data = store::read_bytes(&uri).await?;
+        let text = std::str::from_utf8(&data)
+            .map_err(|e| malformed(&uri, 0, format!("not UTF-8: {e}")))?;
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let row: Map<String, Value> = serde_json::from_str(line)
+                .map_err(|e| malformed(&uri, i as u64 + 1, format!("not a feedback row: {e}")))?;
+            let (Some(Value::String(id)), Some(label)) = (row.get("_id"), row.get(target)) else {
+                continue;
+            };
+            if label.is_null() {
+                continue;
+            }
+            let key = (
+                id.clone(),
+                row.get("_row").and_then(Value::as_u64).unwrap_or(0),
+            );
+            if let Some(answer) = labelled(&row, label.clone()) {
+                answers.insert(key, answer);
+            }
+        }
+    }
+    let served = answers.len();
+    let (mut labels, mut late) = read_labels(prefix, &mut Sha256::default()).await?;
+    if !labels.is_empty() {
+        for uri in store::list(&log, ".jsonl").await? {
+            if labels.is_empty() {
+                break;
+            }
+            let data = store::read_bytes(&uri).await?;
+            let text = std::str::from_utf8(&data)
+                .map_err(|e| malformed(&uri, 0, format!("not UTF-8: {e}")))?;
+            for (i, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let (key, row) = logged_prediction(&uri, i as u64 + 1, line)?;
+                if let Some((label, _)) = labels.remove(&key)
+                    && let Some(answer) = labelled(&row, label)
+                {
+                    answers.insert(key, answer);
+                    late.joined += 1;
+                }
+            }
+        }
+    }
+    late.unknown = labels.len();
+    let mut windows: BTreeMap<(String, DateTime<Utc>), RealisedCount> = BTreeMap::new();
+    for answer in answers.into_values() {
+        let count = windows
+            .entry((answer.version, window_start(answer.time, window)))
+            .or_default();
+        count.labelled += 1;
+        count.correct += u64::from(same_class(&answer.prediction, &answer.label));
+    }
+    Ok(RealisedLabels {
+        windows,
+        served,
+        late,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logged(id: &str, row: u64, version: &str, time: &str, prediction: &str) -> String {
+        format!(
+            "{{\"_id\":\"{id}\",\"_row\":{row},\"_version\":\"{version}\",\"_time\":\"{time}\",\"x\":1.5,\"_prediction\":\"{prediction}\"}}\n"
+        )
+    }
+
+    #[tokio::test]
+    async fn labels_from_files_and_from_the_servers_count_against_the_logged_answer_by_version_and_day()
+     {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        for dir in ["predictions/2026-01-01", "labels", "2026-01-01"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        let (day1, day2) = ("2026-01-01T10:00:00Z", "2026-01-02T09:30:00+01:00");
+        std::fs::write(
+            root.join("predictions/2026-01-01/a.jsonl"),
+            logged("r1", 0, "v1", day1, "5")
+                + &logged("r2", 0, "v1", day1, "6")
+                + &logged("r3", 0, "v2", day1, "5")
+                + &logged("r4", 0, "v1", day2, "5")
+                + &logged("r5", 0, "v1", day2, "7"),
+        )
+        .unwrap();
+        // A server joined r5 itself (its label `7`: right), and r2 (`5`:
+        // wrong, but a later label file says `6`).
+        std::fs::write(
+            root.join("2026-01-01/fb.jsonl"),
+            "{\"_id\":\"r5\",\"quality\":7,\"_version\":\"v1\",\"_time\":\"2026-01-02T08:30:00Z\",\"_prediction\":\"7\"}\n\
+             {\"_id\":\"r2\",\"quality\":5,\"_version\":\"v1\",\"_time\":\"2026-01-01T10:00:00Z\",\"_prediction\":\"6\"}\n",
+        )
+        .unwrap();
+        // Two days later, as files: numbers and words name the same classes.
+        std::fs::write(
+            root.join("labels/late.csv"),
+            "id,label\nr1,5\nr2,6\nr3,6\nr4,6.0\nghost,5\n",
+        )
+        .unwrap();
+        let r = realised_labels(&root.display().to_string(), "quality", Duration::days(1))
+            .await
+            .unwrap();
+        let at = |d: &str| DateTime::parse_from_rfc3339(d).unwrap().with_timezone(&Utc);
+        let count = |labelled, correct| RealisedCount { labelled, correct };
+        assert_eq!(
+            r.windows,
+            BTreeMap::from([
+                (("v1".into(), at("2026-01-01T00:00:00Z")), count(2, 2)),
+                (("v1".into(), at("2026-01-02T00:00:00Z")), count(2, 1)),
+                (("v2".into(), at("2026-01-01T00:00:00Z")), count(1, 0)),
+            ])
+        );
+        assert_eq!(r.served, 2);
+        assert_eq!(
+            r.late,
+            LateLabels {
+                files: 1,
+                labels: 5,
+                joined: 4,
+                unknown: 1,
+                duplicates: 0,
+                annotated: 0,
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_malformed_label_file_is_named_and_no_count_is_given() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("labels")).unwrap();
+        std::fs::write(tmp.path().join("labels/bad.csv"), "ident,label\nr1,5\n").unwrap();
+        let err = realised_labels(&tmp.path().display().to_string(), "y", Duration::days(1))
+            .await
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.contains("bad.csv") && err.contains("`id` and `label`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn windows_are_counted_from_the_epoch_and_classes_compare_as_words() {
+        let t = DateTime::parse_from_rfc3339("2026-03-04T23:59:59Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            window_start(t, Duration::days(1)).to_rfc3339(),
+            "2026-03-04T00:00:00+00:00"
+        );
+        assert_eq!(
+            window_start(t, Duration::hours(6)).to_rfc3339(),
+            "2026-03-04T18:00:00+00:00"
+        );
+        let v = |s: &str| serde_json::from_str::<Value>(s).unwrap();
+        assert!(same_class(&v("5"), &v("\"5\"")));
+        assert!(same_class(&v("5.0"), &v("\"5\"")));
+        assert!(same_class(&v("\"good\""), &v("\" good\"")));
+        assert!(!same_class(&v("\"5\""), &v("\"6\"")));
+        assert!(!same_class(&v("null"), &v("null")));
+    }
+}

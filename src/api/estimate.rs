@@ -127,6 +127,47 @@ pub struct RealisedAccuracy {
     pub windows: Vec<RealisedWindow>,
 }
 
+impl EstimatedAccuracy {
+    /// In one line, as the dashboard and `driftline status` show it, e.g.
+    /// `0.585 over 320 requests of v1 to 2026-12-04 21:20 UTC (validation
+    /// 0.598; 0.610 realised by 200 labelled)`.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "{:.3} over {} requests of {} to {}",
+            self.value,
+            self.requests,
+            self.version,
+            self.window.format("%Y-%m-%d %H:%M UTC")
+        );
+        let mut notes = Vec::new();
+        if let Some(v) = self.validation_accuracy {
+            notes.push(format!("validation {v:.3}"));
+        }
+        if let Some(r) = self.realised {
+            notes.push(format!("{r:.3} realised by {} labelled", self.labelled));
+        }
+        if !notes.is_empty() {
+            out.push_str(&format!(" ({})", notes.join("; ")));
+        }
+        out
+    }
+}
+
+impl RealisedAccuracy {
+    /// The newest window in one line, e.g. `0.700 by 1000 labelled requests
+    /// of v1 served 2026-12-02 (UTC day)`; `None` before any label joined.
+    pub fn summary(&self) -> Option<String> {
+        let w = self.windows.last()?;
+        Some(format!(
+            "{:.3} by {} labelled requests of {} served {} (UTC day)",
+            w.accuracy,
+            w.labelled,
+            w.version,
+            w.start.format("%Y-%m-%d")
+        ))
+    }
+}
+
 /// Most windows `status.realisedAccuracy` keeps.
 pub const REALISED_WINDOWS_KEPT: usize = 30;
 
@@ -146,4 +187,53 @@ pub struct RealisedWindow {
     pub correct: u64,
     /// `correct / labelled`.
     pub accuracy: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimates_and_realised_accuracy_read_as_one_line() {
+        let at = |t: &str| t.parse::<DateTime<Utc>>().unwrap();
+        let e = EstimatedAccuracy {
+            version: "v1".into(),
+            value: 0.5851,
+            window: at("2026-12-04T21:20:00Z"),
+            requests: 320,
+            validation_accuracy: Some(0.598),
+            realised: Some(0.61),
+            labelled: 200,
+            ..serde_json::from_value(serde_json::json!({
+                "version": "v1", "value": 0.0, "window": "2026-12-04T21:20:00Z", "requests": 0
+            }))
+            .unwrap()
+        };
+        assert_eq!(
+            e.summary(),
+            "0.585 over 320 requests of v1 to 2026-12-04 21:20 UTC (validation 0.598; 0.610 realised by 200 labelled)"
+        );
+        let mut r = RealisedAccuracy {
+            joined_at: at("2026-12-05T00:00:00Z"),
+            label_files: 1,
+            unknown_labels: 0,
+            duplicate_labels: 0,
+            windows: Vec::new(),
+        };
+        assert_eq!(r.summary(), None);
+        for (day, accuracy) in [("2026-12-01", 0.9), ("2026-12-02", 0.7)] {
+            r.windows.push(RealisedWindow {
+                version: "v1".into(),
+                start: at(&format!("{day}T00:00:00Z")),
+                end: at(&format!("{day}T23:59:59Z")),
+                labelled: 1000,
+                correct: (accuracy * 1000.0) as u64,
+                accuracy,
+            });
+        }
+        assert_eq!(
+            r.summary().as_deref(),
+            Some("0.700 by 1000 labelled requests of v1 served 2026-12-02 (UTC day)")
+        );
+    }
 }

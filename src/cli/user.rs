@@ -148,6 +148,10 @@ struct StatusView {
     candidate: Option<String>,
     traffic: Option<String>,
     drift: Option<DriftSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    estimated_accuracy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    realised_accuracy: Option<String>,
     training: Option<TrainingRun>,
     last_training: Option<TrainingRun>,
     next_training: Option<NextTraining>,
@@ -181,6 +185,14 @@ impl StatusView {
             candidate: s.candidate,
             traffic: s.traffic_summary,
             drift: s.drift,
+            estimated_accuracy: s
+                .estimated_accuracy
+                .as_ref()
+                .map(crate::api::EstimatedAccuracy::summary),
+            realised_accuracy: s
+                .realised_accuracy
+                .as_ref()
+                .and_then(crate::api::RealisedAccuracy::summary),
             training: s.training,
             last_training: s.last_training,
             next_training: s.next_training,
@@ -329,6 +341,8 @@ fn status_detail(v: &StatusView) -> String {
             }
         }),
     );
+    line("Est. accuracy:", dash(v.estimated_accuracy.as_deref()));
+    line("Labelled acc.:", dash(v.realised_accuracy.as_deref()));
     let run = |t: &TrainingRun| {
         format!(
             "{} {} {} ({}): {}",

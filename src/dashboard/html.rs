@@ -616,6 +616,7 @@ pub fn model_page(page: &ModelPage, all_versions: bool) -> String {
          <tr><th>Champion</th><td>{}</td></tr><tr><th>Candidate</th><td>{}</td></tr>\
          <tr><th>Traffic</th><td>{}</td></tr><tr><th>Drift</th><td>{}</td></tr>\
          <tr><th>Estimated accuracy</th><td id=\"estimated-accuracy\">{}</td></tr>\
+         <tr><th>Realised accuracy</th><td id=\"realised-accuracy\">{}</td></tr>\
          <tr><th>Last training</th><td>{}</td></tr><tr><th>Next training</th><td>{}</td></tr></table>",
         escape(&m.namespace),
         escape(&m.name),
@@ -626,6 +627,7 @@ pub fn model_page(page: &ModelPage, all_versions: bool) -> String {
         traffic_cell(m),
         drift_cell(m),
         opt(m.estimated_accuracy.as_deref()),
+        opt(m.realised_accuracy.as_deref()),
         training_cell(m),
         next_training_cell(m),
     );

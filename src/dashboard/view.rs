@@ -43,33 +43,11 @@ pub struct ModelRow {
     pub drift: Option<DriftSummary>,
     /// The champion's accuracy estimated without labels, in words.
     pub estimated_accuracy: Option<String>,
+    /// What late labels realised for the newest window, in words.
+    pub realised_accuracy: Option<String>,
     pub training: Option<TrainingRun>,
     pub last_training: Option<TrainingRun>,
     pub next_training: Option<NextTraining>,
-}
-
-/// `status.estimatedAccuracy` in one line, e.g. `0.585 over 320 requests
-/// of v1 to 2026-12-04 21:20 UTC (validation 0.598; 0.610 realised by 200
-/// labelled)`.
-fn estimate_text(e: &crate::api::EstimatedAccuracy) -> String {
-    let mut out = format!(
-        "{:.3} over {} requests of {} to {}",
-        e.value,
-        e.requests,
-        e.version,
-        e.window.format("%Y-%m-%d %H:%M UTC")
-    );
-    let mut notes = Vec::new();
-    if let Some(v) = e.validation_accuracy {
-        notes.push(format!("validation {v:.3}"));
-    }
-    if let Some(r) = e.realised {
-        notes.push(format!("{r:.3} realised by {} labelled", e.labelled));
-    }
-    if !notes.is_empty() {
-        out.push_str(&format!(" ({})", notes.join("; ")));
-    }
-    out
 }
 
 impl ModelRow {
@@ -88,7 +66,14 @@ impl ModelRow {
             candidate: status.candidate,
             traffic: status.traffic,
             drift: status.drift,
-            estimated_accuracy: status.estimated_accuracy.as_ref().map(estimate_text),
+            estimated_accuracy: status
+                .estimated_accuracy
+                .as_ref()
+                .map(crate::api::EstimatedAccuracy::summary),
+            realised_accuracy: status
+                .realised_accuracy
+                .as_ref()
+                .and_then(crate::api::RealisedAccuracy::summary),
             training: status.training,
             last_training: status.last_training,
             next_training: status.next_training,

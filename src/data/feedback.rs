@@ -271,32 +271,54 @@ pub(super) async fn joined_files(prefix: &str) -> Result<Vec<String>, DataError>
         .collect())
 }
 
-/// Every label known for a served request's row, by (inference id, row):
-/// those the servers joined (their feedback files' `_id`, `_row`, `target`)
-/// and the late label files, read after them (the last label read wins, as
-/// at training). For showing labels beside served rows (`driftline
-/// disagreements`); a malformed file is named like at training.
-pub async fn known_labels(
+/// Each row the servers joined with its label, in file order: the request
+/// row it answers (`_id`, `_row`), the row as written, and its label (rows
+/// without an id or a label are passed over); a malformed line is named.
+pub(super) async fn joined_rows(
     prefix: &str,
     target: &str,
-) -> Result<BTreeMap<(String, u64), Value>, DataError> {
-    let mut out = BTreeMap::new();
+) -> Result<Vec<(RowKey, Map<String, Value>, Value)>, DataError> {
+    let mut out = Vec::new();
     for uri in joined_files(prefix).await? {
         let data = store::read_bytes(&uri).await?;
-        for (i, line) in String::from_utf8_lossy(&data).lines().enumerate() {
+        let text = std::str::from_utf8(&data)
+            .map_err(|e| malformed(&uri, 0, format!("not UTF-8: {e}")))?;
+        for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
             let row: Map<String, Value> = serde_json::from_str(line)
                 .map_err(|e| malformed(&uri, i as u64 + 1, format!("not a feedback row: {e}")))?;
-            if let (Some(Value::String(id)), Some(label)) = (row.get("_id"), row.get(target))
-                && !label.is_null()
-            {
-                let r = row.get("_row").and_then(Value::as_u64).unwrap_or(0);
-                out.insert((id.clone(), r), label.clone());
+            let (Some(Value::String(id)), Some(label)) = (row.get("_id"), row.get(target)) else {
+                continue;
+            };
+            if label.is_null() {
+                continue;
             }
+            let key = (
+                id.clone(),
+                row.get("_row").and_then(Value::as_u64).unwrap_or(0),
+            );
+            let label = label.clone();
+            out.push((key, row, label));
         }
     }
+    Ok(out)
+}
+
+/// Every label known for a served request's row, by (inference id, row):
+/// those the servers joined and the late label files, read after them (the
+/// last label read wins, as at training). For showing labels beside served
+/// rows (`driftline disagreements`).
+pub async fn known_labels(
+    prefix: &str,
+    target: &str,
+) -> Result<BTreeMap<(String, u64), Value>, DataError> {
+    let mut out: BTreeMap<RowKey, Value> = joined_rows(prefix, target)
+        .await?
+        .into_iter()
+        .map(|(key, _, label)| (key, label))
+        .collect();
     let (late, _) = read_labels(prefix, &mut Sha256::new()).await?;
     out.extend(late.into_iter().map(|(key, (label, _))| (key, label)));
     Ok(out)

@@ -12,9 +12,7 @@ use sha2::Sha256;
 use crate::api::names::PREDICTION_LOG_DIR;
 
 use super::error::DataError;
-use super::feedback::{
-    LateLabels, RowKey, joined_files, logged_prediction, malformed, read_labels,
-};
+use super::feedback::{LateLabels, RowKey, joined_rows, logged_prediction, malformed, read_labels};
 use super::store;
 
 /// Labelled and right answers of one version in one window.
@@ -93,29 +91,9 @@ pub async fn realised_labels(
     let log = format!("{}/{PREDICTION_LOG_DIR}/", prefix.trim_end_matches('/'));
     let mut answers: BTreeMap<RowKey, Labelled> = BTreeMap::new();
     // Rows the servers labelled themselves: the logged row with its label.
-    for uri in joined_files(prefix).await? {
-        let data = store::read_bytes(&uri).await?;
-        let text = std::str::from_utf8(&data)
-            .map_err(|e| malformed(&uri, 0, format!("not UTF-8: {e}")))?;
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let row: Map<String, Value> = serde_json::from_str(line)
-                .map_err(|e| malformed(&uri, i as u64 + 1, format!("not a feedback row: {e}")))?;
-            let (Some(Value::String(id)), Some(label)) = (row.get("_id"), row.get(target)) else {
-                continue;
-            };
-            if label.is_null() {
-                continue;
-            }
-            let key = (
-                id.clone(),
-                row.get("_row").and_then(Value::as_u64).unwrap_or(0),
-            );
-            if let Some(answer) = labelled(&row, label.clone()) {
-                answers.insert(key, answer);
-            }
+    for (key, row, label) in joined_rows(prefix, target).await? {
+        if let Some(answer) = labelled(&row, label) {
+            answers.insert(key, answer);
         }
     }
     let served = answers.len();

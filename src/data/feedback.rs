@@ -59,7 +59,7 @@ type LabelLine = (String, u64, Value, bool);
 /// from the annotation queue.
 pub(super) type Labels = BTreeMap<RowKey, (Value, bool)>;
 
-pub(super) fn malformed(uri: &str, line: u64, reason: impl Into<String>) -> DataError {
+fn malformed(uri: &str, line: u64, reason: impl Into<String>) -> DataError {
     DataError::Malformed {
         source_uri: uri.into(),
         line,
@@ -198,7 +198,7 @@ pub(super) async fn read_labels(
 }
 
 /// One line of the prediction log: its (id, row) key and the whole row.
-pub(super) fn logged_prediction(
+fn logged_prediction(
     uri: &str,
     line: u64,
     text: &str,
@@ -224,8 +224,44 @@ async fn join_late(
     late: &mut LateLabels,
     hasher: &mut Sha256,
 ) -> Result<Option<Table>, DataError> {
-    let dir = format!("{}/{PREDICTION_LOG_DIR}/", prefix.trim_end_matches('/'));
     let mut joined = Vec::new();
+    join_logged(
+        prefix,
+        &mut labels,
+        hasher,
+        |_, mut row, label, annotated| {
+            row.insert(target.into(), label);
+            late.annotated += usize::from(annotated);
+            serde_json::to_writer(&mut joined, &row)
+                .map_err(|e| malformed(prefix, 0, e.to_string()))?;
+            joined.push(b'\n');
+            late.joined += 1;
+            Ok(())
+        },
+    )
+    .await?;
+    late.unknown = labels.len();
+    if late.joined == 0 {
+        return Ok(None);
+    }
+    Ok(Some(Table::from_jsonl(
+        &format!("{prefix} (late labels)"),
+        &joined,
+    )?))
+}
+
+/// Walks the prediction log while labels wait: each logged row whose
+/// (id, row) has a label is handed to `joined` with that label and whether
+/// a person gave it from the annotation queue (the label is taken out of
+/// `labels`, so what stays is unknown); the bytes read go into `hasher`.
+/// The one join of late labels, for training and for realised accuracy.
+pub(super) async fn join_logged(
+    prefix: &str,
+    labels: &mut Labels,
+    hasher: &mut Sha256,
+    mut joined: impl FnMut(RowKey, Map<String, Value>, Value, bool) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    let dir = format!("{}/{PREDICTION_LOG_DIR}/", prefix.trim_end_matches('/'));
     for uri in store::list(&dir, ".jsonl").await? {
         if labels.is_empty() {
             break;
@@ -238,30 +274,18 @@ async fn join_late(
             if line.trim().is_empty() {
                 continue;
             }
-            let (key, mut row) = logged_prediction(&uri, i as u64 + 1, line)?;
+            let (key, row) = logged_prediction(&uri, i as u64 + 1, line)?;
             if let Some((label, annotated)) = labels.remove(&key) {
-                row.insert(target.into(), label);
-                late.annotated += usize::from(annotated);
-                serde_json::to_writer(&mut joined, &row)
-                    .map_err(|e| malformed(&uri, i as u64 + 1, e.to_string()))?;
-                joined.push(b'\n');
-                late.joined += 1;
+                joined(key, row, label, annotated)?;
             }
         }
     }
-    late.unknown = labels.len();
-    if late.joined == 0 {
-        return Ok(None);
-    }
-    Ok(Some(Table::from_jsonl(
-        &format!("{prefix} (late labels)"),
-        &joined,
-    )?))
+    Ok(())
 }
 
 /// The files of rows the servers joined with their labels: every `*.jsonl`
 /// under `prefix` but the prediction log, the label files and the queue.
-pub(super) async fn joined_files(prefix: &str) -> Result<Vec<String>, DataError> {
+async fn joined_files(prefix: &str) -> Result<Vec<String>, DataError> {
     let dir = |d: &str| format!("{}/{d}/", prefix.trim_end_matches('/'));
     let skipped = [dir(PREDICTION_LOG_DIR), dir(LABELS_DIR), dir(QUEUE_DIR)];
     Ok(store::list(prefix, ".jsonl")

@@ -9,11 +9,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-use crate::api::names::PREDICTION_LOG_DIR;
-
 use super::error::DataError;
-use super::feedback::{LateLabels, RowKey, joined_rows, logged_prediction, malformed, read_labels};
-use super::store;
+use super::feedback::{LateLabels, RowKey, join_logged, joined_rows, read_labels};
 
 /// Labelled and right answers of one version in one window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -88,7 +85,6 @@ pub async fn realised_labels(
     target: &str,
     window: Duration,
 ) -> Result<RealisedLabels, DataError> {
-    let log = format!("{}/{PREDICTION_LOG_DIR}/", prefix.trim_end_matches('/'));
     let mut answers: BTreeMap<RowKey, Labelled> = BTreeMap::new();
     // Rows the servers labelled themselves: the logged row with its label.
     for (key, row, label) in joined_rows(prefix, target).await? {
@@ -98,28 +94,19 @@ pub async fn realised_labels(
     }
     let served = answers.len();
     let (mut labels, mut late) = read_labels(prefix, &mut Sha256::default()).await?;
-    if !labels.is_empty() {
-        for uri in store::list(&log, ".jsonl").await? {
-            if labels.is_empty() {
-                break;
+    join_logged(
+        prefix,
+        &mut labels,
+        &mut Sha256::default(),
+        |key, row, label, _| {
+            if let Some(answer) = labelled(&row, label) {
+                answers.insert(key, answer);
+                late.joined += 1;
             }
-            let data = store::read_bytes(&uri).await?;
-            let text = std::str::from_utf8(&data)
-                .map_err(|e| malformed(&uri, 0, format!("not UTF-8: {e}")))?;
-            for (i, line) in text.lines().enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let (key, row) = logged_prediction(&uri, i as u64 + 1, line)?;
-                if let Some((label, _)) = labels.remove(&key)
-                    && let Some(answer) = labelled(&row, label)
-                {
-                    answers.insert(key, answer);
-                    late.joined += 1;
-                }
-            }
-        }
-    }
+            Ok(())
+        },
+    )
+    .await?;
     late.unknown = labels.len();
     let mut windows: BTreeMap<(String, DateTime<Utc>), RealisedCount> = BTreeMap::new();
     for answer in answers.into_values() {

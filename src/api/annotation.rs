@@ -86,14 +86,12 @@ pub enum QueueReason {
 
 impl QueueReason {
     pub const ALL: [QueueReason; 3] = [Self::Uncertain, Self::Drifted, Self::Disagreement];
+}
 
-    /// The word in queue files, the dashboard and `driftline label`.
-    pub fn word(self) -> &'static str {
-        match self {
-            Self::Uncertain => "uncertain",
-            Self::Drifted => "drifted",
-            Self::Disagreement => "disagreement",
-        }
+impl super::ModelSpec {
+    /// The annotation queue's budget, where the Model sets one.
+    pub fn annotation(&self) -> Option<&AnnotationSpec> {
+        self.feedback.as_ref()?.annotation.as_ref()
     }
 }
 
@@ -180,11 +178,10 @@ mod tests {
         let s: AnnotationSpec = serde_yaml::from_str("perDay: 50").unwrap();
         assert_eq!(s.uncertainty_share, DEFAULT_UNCERTAINTY_SHARE);
         assert_eq!(s.drift_share, DEFAULT_DRIFT_SHARE);
-        let words: Vec<_> = QueueReason::ALL.iter().map(|r| r.word()).collect();
+        let words: Vec<_> = QueueReason::ALL.iter().map(|r| r.to_string()).collect();
         assert_eq!(words, ["uncertain", "drifted", "disagreement"]);
         for r in QueueReason::ALL {
-            let json = serde_json::to_string(&r).unwrap();
-            assert_eq!(json, format!("\"{}\"", r.word()));
+            assert_eq!(r.to_string().parse::<QueueReason>(), Ok(r));
         }
     }
 }

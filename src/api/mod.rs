@@ -89,6 +89,7 @@ words::spec_words!(
     VersionPhase,
     StartKind,
     EstimatedMetric,
+    QueueReason,
 );
 
 /// API group of every driftline resource.

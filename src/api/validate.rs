@@ -484,7 +484,7 @@ impl ModelSpec {
 
         drift(&mut c, &self.drift);
         c.0.extend(super::notify::validate_sinks(&self.notify, "spec.notify"));
-        if let Some(a) = self.feedback.as_ref().and_then(|f| f.annotation.as_ref()) {
+        if let Some(a) = self.annotation() {
             let p = "spec.feedback.annotation";
             for (field, message) in a.problems() {
                 let path = match field {

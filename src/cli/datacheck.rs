@@ -14,7 +14,7 @@ use bytes::Bytes;
 use crate::api::{DataCheck, DataCheckReport, DataStats, DataVerdict};
 use crate::data;
 use crate::ml::MlError;
-use crate::ml::{self, MANIFEST_FILE};
+use crate::ml;
 use crate::policy;
 
 use super::ml::read_config;
@@ -42,8 +42,7 @@ pub struct DataCheckArgs {
 
 /// The champion's manifest: its training statistics and drift reference.
 async fn champion_manifest(uri: &str) -> Result<ml::Manifest, MlError> {
-    let bytes = data::store::read_bytes(&data::store::join(uri, MANIFEST_FILE)).await?;
-    Ok(ml::parse_manifest(uri, &bytes)?)
+    Ok(ml::read_manifest(uri).await?)
 }
 
 /// Runs `driftline datacheck`.

@@ -48,9 +48,7 @@ pub async fn disagreements(args: DisagreementsArgs) -> anyhow::Result<ExitCode> 
             args.version
         );
     };
-    let root = args.artifact_root.clone().unwrap_or_else(|| {
-        super::up::default_artifact_root(std::path::Path::new(super::up::DEFAULT_STATE_DIR))
-    });
+    let root = super::up::artifact_root_or_up(args.artifact_root.as_deref());
     let prefix = names::shadow_prefix(&root, &args.ns.namespace, &args.model);
     let uri = names::disagreements_uri(&prefix, &version_name(n));
     let bytes = crate::data::store::read_bytes(&uri).await.with_context(|| {

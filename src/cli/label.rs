@@ -40,30 +40,12 @@ pub struct LabelArgs {
     /// Who is labelling, recorded with each label (default: $USER).
     #[arg(long, env = "USER", default_value = "unknown")]
     pub user: String,
-    /// Only rows queued for this reason.
-    #[arg(long, value_enum)]
-    pub reason: Option<Reason>,
+    /// Only rows queued for this reason: uncertain, drifted or disagreement.
+    #[arg(long)]
+    pub reason: Option<QueueReason>,
     /// Stop after this many labels.
     #[arg(long)]
     pub limit: Option<usize>,
-}
-
-/// `--reason`: the queue's reasons in their words.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
-    Uncertain,
-    Drifted,
-    Disagreement,
-}
-
-impl From<Reason> for QueueReason {
-    fn from(r: Reason) -> Self {
-        match r {
-            Reason::Uncertain => QueueReason::Uncertain,
-            Reason::Drifted => QueueReason::Drifted,
-            Reason::Disagreement => QueueReason::Disagreement,
-        }
-    }
 }
 
 /// What one typed line asks for.
@@ -106,7 +88,7 @@ fn card(row: &QueuedRow, position: usize, total: usize) -> String {
     let _ = writeln!(
         out,
         "\n[{position}/{total}] {} · {} · {} · request {} row {}",
-        row.reason.word(),
+        row.reason,
         row.version,
         row.time.format("%Y-%m-%d %H:%M:%S UTC"),
         row.id,
@@ -140,13 +122,13 @@ pub(super) async fn version_manifest(
     let n = version_number(version)
         .with_context(|| format!("version `{version}` is not `v<n>`: cannot find its artifact"))?;
     let artifact = names::artifact_uri(artifact_root, &ns.namespace, model, n);
-    let uri = names::manifest_uri(&artifact);
-    let bytes = crate::data::store::read_bytes(&uri)
-        .await
-        .with_context(|| {
-            format!("the manifest of {version} at {uri}: is --artifact-root the operator's?")
-        })?;
-    Ok((artifact, crate::ml::parse_manifest(&uri, &bytes)?))
+    let manifest = crate::ml::read_manifest(&artifact).await.with_context(|| {
+        format!(
+            "the manifest of {version} at {}: is --artifact-root the operator's?",
+            names::manifest_uri(&artifact)
+        )
+    })?;
+    Ok((artifact, manifest))
 }
 
 /// The labels version `version` takes, from its artifact's manifest.
@@ -163,9 +145,7 @@ async fn label_kind(
 }
 
 pub async fn label(args: LabelArgs) -> anyhow::Result<ExitCode> {
-    let root = args.artifact_root.clone().unwrap_or_else(|| {
-        super::up::default_artifact_root(std::path::Path::new(super::up::DEFAULT_STATE_DIR))
-    });
+    let root = super::up::artifact_root_or_up(args.artifact_root.as_deref());
     let prefix = names::feedback_prefix(&root, &args.ns.namespace, &args.model);
     let queue = read_queue(&prefix)
         .await
@@ -174,7 +154,7 @@ pub async fn label(args: LabelArgs) -> anyhow::Result<ExitCode> {
         eprintln!("warning: skipped {problem} (the file is left as it is)");
     }
     let done = annotated_labels(&prefix).await?;
-    let wanted = args.reason.map(QueueReason::from);
+    let wanted = args.reason;
     let todo: Vec<&QueuedRow> = queue
         .rows
         .iter()

@@ -11,12 +11,13 @@
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::api::names::{self, PREDICTION_LOG_DIR};
 use crate::api::version_number;
-use crate::data::{annotated_labels, read_queue, store};
-use crate::drift::{DatasetSketch, DriftRegion, Observation, ReferenceProfile};
+use crate::data::{Cell, annotated_labels, read_queue, store};
+use crate::drift::{DatasetSketch, DriftRegion, ReferenceProfile};
+use crate::ml::observation;
 
 /// `driftline testset …`.
 #[derive(clap::Subcommand, Debug, Clone)]
@@ -54,13 +55,13 @@ pub async fn testset(command: TestsetCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn observation(value: Option<&Value>) -> Observation<'_> {
-    match value {
-        Some(Value::Number(n)) => n.as_f64().map_or(Observation::Missing, Observation::Number),
-        Some(Value::String(s)) => Observation::Text(s),
-        Some(Value::Bool(b)) => Observation::Text(if *b { "true" } else { "false" }),
-        _ => Observation::Missing,
-    }
+/// A JSON row's `names` columns as cells (`Cell::from_json`), which the
+/// drift sketches read through `ml::observation`.
+fn cells(row: &Map<String, Value>, names: &[&str]) -> Vec<Cell> {
+    names
+        .iter()
+        .map(|n| row.get(*n).map_or(Cell::Missing, Cell::from_json))
+        .collect()
 }
 
 /// Live traffic over the reference's bins: the newest logged predictions,
@@ -74,6 +75,7 @@ async fn live_sketch(
     let mut files = store::list(&dir, ".jsonl").await?;
     files.reverse(); // names sort by time: newest first
     let mut sketch = DatasetSketch::for_profile(reference);
+    let names: Vec<&str> = reference.features.iter().map(|f| f.name()).collect();
     for uri in files {
         if sketch.rows >= limit {
             break;
@@ -83,11 +85,11 @@ async fn live_sketch(
             let Ok(Value::Object(row)) = serde_json::from_str::<Value>(line) else {
                 continue;
             };
-            let names: Vec<&str> = reference.features.iter().map(|f| f.name()).collect();
+            let (features, prediction) = (cells(&row, &names), cells(&row, &["_prediction"]));
             sketch.observe_row(
                 reference,
-                |j| observation(row.get(names[j])),
-                observation(row.get("_prediction")),
+                |j| observation(&features[j]),
+                observation(&prediction[0]),
             );
             if sketch.rows >= limit {
                 break;
@@ -103,9 +105,7 @@ async fn live_sketch(
 }
 
 async fn suggest(args: SuggestArgs) -> anyhow::Result<ExitCode> {
-    let root = args.artifact_root.clone().unwrap_or_else(|| {
-        super::up::default_artifact_root(std::path::Path::new(super::up::DEFAULT_STATE_DIR))
-    });
+    let root = super::up::artifact_root_or_up(args.artifact_root.as_deref());
     let prefix = names::feedback_prefix(&root, &args.ns.namespace, &args.model);
     let queue = read_queue(&prefix).await?;
     for problem in &queue.problems {
@@ -152,7 +152,8 @@ async fn suggest(args: SuggestArgs) -> anyhow::Result<ExitCode> {
         Some(region) => labelled
             .iter()
             .filter_map(|(row, label)| {
-                let (score, feature) = region.score(|j| observation(row.features.get(names[j])))?;
+                let features = cells(&row.features, &names);
+                let (score, feature) = region.score(|j| observation(&features[j]))?;
                 Some((score, feature, *row, *label))
             })
             .collect(),

@@ -77,6 +77,15 @@ pub fn default_artifact_root(state_dir: &Path) -> String {
     state_dir.join("artifacts").display().to_string()
 }
 
+/// The artifact root a user command was given, else the one `driftline up`
+/// keeps in its default state directory.
+pub fn artifact_root_or_up(given: Option<&str>) -> String {
+    given.map_or_else(
+        || default_artifact_root(Path::new(DEFAULT_STATE_DIR)),
+        str::to_string,
+    )
+}
+
 /// The registry `driftline up` uses for a state directory: the one place
 /// both `up` and the user commands (`driftline history`) derive it from.
 pub fn default_registry(state_dir: &Path) -> String {

@@ -45,7 +45,7 @@ pub fn queue_view(
         .map(|reason| {
             let rows = queue.rows.iter().filter(|r| r.reason == reason);
             QueueCount {
-                reason: reason.word().to_string(),
+                reason: reason.to_string(),
                 queued: rows.clone().count(),
                 labelled: rows.filter(|r| labels.contains_key(&r.key())).count(),
             }

@@ -220,10 +220,8 @@ impl Dashboard {
             return Ok(found);
         }
         let uri = crate::api::names::manifest_uri(artifact);
-        let bytes = crate::data::store::read_bytes(&uri)
+        let manifest = crate::ml::read_manifest(artifact)
             .await
-            .map_err(|e| format!("cannot read {uri}: {e}"))?;
-        let manifest = crate::ml::parse_manifest(artifact, &bytes)
             .map_err(|e| format!("cannot read {uri}: {e}"))?;
         let features = Arc::new(manifest.reference.features);
         if let Ok(mut r) = self.references.lock() {
@@ -371,11 +369,7 @@ async fn model_page(
         .iter()
         .rev()
         .find_map(|v| v.status.as_ref()?.artifact.as_ref().map(|a| a.uri.clone()));
-    if model
-        .spec
-        .feedback
-        .as_ref()
-        .is_some_and(|f| f.annotation.is_some())
+    if model.spec.annotation().is_some()
         && let Some(prefix) = any_artifact
             .as_deref()
             .and_then(crate::api::names::feedback_prefix_of_artifact)

@@ -144,7 +144,7 @@ pub fn annotation_label(row: &QueuedRow, label: Value, user: &str, at: DateTime<
     line.insert("label".into(), label);
     line.insert("source".into(), Value::String(ANNOTATION_SOURCE.into()));
     line.insert("user".into(), Value::String(user.into()));
-    line.insert("reason".into(), Value::String(row.reason.word().into()));
+    line.insert("reason".into(), Value::String(row.reason.to_string()));
     line.insert("time".into(), Value::String(at.to_rfc3339()));
     let mut out = serde_json::to_vec(&line).unwrap_or_default();
     out.push(b'\n');

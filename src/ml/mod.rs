@@ -26,3 +26,11 @@ pub use eval::{evaluate, evaluate_images, evaluate_with_test_set_sketch};
 pub use preprocess::{FeatureBatch, FeatureSchema, encode, encode_frame};
 pub use train::{TrainOptions, TrainedModel, fit, train};
 pub use window_drift::{WindowDrift, observation};
+
+/// The manifest of the artifact at `artifact` (its `manifest.json`), read
+/// and checked, without its weights: the one read of a manifest for those
+/// that only describe a version (the operator, the dashboard, user commands).
+pub async fn read_manifest(artifact: &str) -> Result<Manifest, ArtifactError> {
+    let bytes = crate::data::store::read_bytes(&crate::api::names::manifest_uri(artifact)).await?;
+    parse_manifest(artifact, &bytes)
+}

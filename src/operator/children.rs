@@ -575,12 +575,7 @@ fn service(o: &Owner, name: String, l: BTreeMap<String, String>) -> Service {
 /// `driftline serve`'s annotation flags from `spec.feedback.annotation`:
 /// each of the version's replicas queues its share of `perDay`.
 fn annotation_flags(model: &Model) -> Vec<String> {
-    let Some(a) = model
-        .spec
-        .feedback
-        .as_ref()
-        .and_then(|f| f.annotation.as_ref())
-    else {
+    let Some(a) = model.spec.annotation() else {
         return Vec::new();
     };
     vec![
@@ -597,11 +592,7 @@ fn annotation_flags(model: &Model) -> Vec<String> {
 /// Model's feedback prefix and the disagreement share of `perDay` (one
 /// gateway replica), where both exist.
 fn disagreement_queue_flags(model: &Model, settings: &ChildSettings) -> Vec<String> {
-    let annotation = model
-        .spec
-        .feedback
-        .as_ref()
-        .and_then(|f| f.annotation.as_ref());
+    let annotation = model.spec.annotation();
     let (Some(prefix), Some(a)) = (feedback_prefix(model, settings), annotation) else {
         return Vec::new();
     };

@@ -283,15 +283,12 @@ async fn data_checks(
 /// when it cannot be read: what needed it goes without, nothing else changes.
 pub async fn read_manifest(artifact: &str, purpose: &str) -> Option<crate::ml::Manifest> {
     let uri = names::manifest_uri(artifact);
-    let bytes = match crate::data::store::read_bytes(&uri).await {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            tracing::warn!(%uri, error = %e, "cannot read the manifest for {purpose}");
-            return None;
-        }
-    };
-    match crate::ml::parse_manifest(artifact, &bytes) {
+    match crate::ml::read_manifest(artifact).await {
         Ok(manifest) => Some(manifest),
+        Err(e @ crate::ml::ArtifactError::Store(_)) => {
+            tracing::warn!(%uri, error = %e, "cannot read the manifest for {purpose}");
+            None
+        }
         Err(e) => {
             tracing::warn!(%uri, error = %e, "the manifest is not readable for {purpose}");
             None

@@ -235,6 +235,11 @@ pub(super) fn offer_record(
     region: Option<&DriftRegion>,
     record: &ServedRecord,
 ) {
+    // Nothing to score (a regression model while no window drifted): no
+    // per-row work at all.
+    if record.margins.is_empty() && region.is_none() {
+        return;
+    }
     for i in 0..record.rows() {
         let key = inputs_key(&record.columns, i);
         let queued = |reason: QueueReason, score: f64, why: String| QueuedRow {
@@ -259,10 +264,11 @@ pub(super) fn offer_record(
         if let Some(region) = region
             && sampler.wants(QueueReason::Drifted)
         {
-            let value = |j: usize| match record.columns.get(j) {
-                Some(Column::Numbers(v)) => Observation::Number(v[i]),
-                Some(Column::Texts(v)) => Observation::Text(&v[i]),
-                None => Observation::Missing,
+            let value = |j: usize| {
+                record
+                    .columns
+                    .get(j)
+                    .map_or(Observation::Missing, |c| super::watch::observation(c, i))
             };
             if let Some((ratio, feature)) = region.score(value) {
                 sampler.offer(QueueReason::Drifted, ratio, key, || {

@@ -449,7 +449,7 @@ impl Worker {
         };
         for row in sampler.take(now) {
             if let Ok(Value::Object(map)) = serde_json::to_value(&row) {
-                self.metrics.annotation_queued(row.reason.word());
+                self.metrics.annotation_queued(row.reason);
                 self.queue.push(map);
             }
         }

@@ -39,7 +39,7 @@ pub struct FeatureLabels {
 /// Labels naming why a row was queued for annotation.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
-    pub reason: &'static str,
+    pub reason: String,
 }
 
 /// Labels naming a backend version of the gateway.
@@ -260,9 +260,11 @@ impl ServeMetrics {
     }
 
     /// Counts a row set aside for annotation.
-    pub fn annotation_queued(&self, reason: &'static str) {
+    pub fn annotation_queued(&self, reason: crate::api::QueueReason) {
         self.annotation_queued
-            .get_or_create(&ReasonLabels { reason })
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
             .inc();
     }
 

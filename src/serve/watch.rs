@@ -18,7 +18,7 @@ use super::metrics::{ClassLabels, FeatureLabels, ServeMetrics};
 use super::protocol::{Column, DecodedBatch};
 use super::server::{AppState, Loaded, ModelOutput, ModelPath, answer, read_body};
 
-fn observation(column: &Column, row: usize) -> Observation<'_> {
+pub(super) fn observation(column: &Column, row: usize) -> Observation<'_> {
     match column {
         Column::Numbers(v) => Observation::Number(v[row]),
         Column::Texts(v) => Observation::Text(&v[row]),

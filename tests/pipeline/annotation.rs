@@ -171,7 +171,7 @@ async fn uncertain_and_drifted_rows_are_queued_within_budget_labelled_and_traine
         .rows
         .iter()
         .map(|r| {
-            assert_eq!(r.reason.word(), "uncertain", "no drift yet: {r:?}");
+            assert_eq!(r.reason.to_string(), "uncertain", "no drift yet: {r:?}");
             assert_eq!(r.version, "v1");
             assert!(r.why.starts_with("margin "), "{}", r.why);
             format!("{}/{}", r.id, r.row)
@@ -200,14 +200,18 @@ async fn uncertain_and_drifted_rows_are_queued_within_budget_labelled_and_traine
     let counts: Vec<(String, usize)> = queue
         .counts()
         .into_iter()
-        .map(|(r, n)| (r.word().to_string(), n))
+        .map(|(r, n)| (r.to_string(), n))
         .collect();
     // Each lane within its budget: no uncertain token came back in seconds.
     assert_eq!(
         counts,
         [("uncertain".to_string(), 10), ("drifted".to_string(), 10)]
     );
-    for r in queue.rows.iter().filter(|r| r.reason.word() == "drifted") {
+    for r in queue
+        .rows
+        .iter()
+        .filter(|r| r.reason.to_string() == "drifted")
+    {
         assert!(r.id.starts_with("shift-"), "{r:?}");
         assert!(
             r.why.starts_with("x1 ") || r.why.starts_with("x2 "),

@@ -13,8 +13,8 @@ use bytes::Bytes;
 
 use crate::api::{DataCheck, DataCheckReport, DataStats, DataVerdict};
 use crate::data;
-use crate::ml::MlError;
 use crate::ml;
+use crate::ml::MlError;
 use crate::policy;
 
 use super::ml::read_config;

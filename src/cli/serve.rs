@@ -120,7 +120,9 @@ pub struct GatewayArgs {
     /// Time allowed for a backend to answer.
     #[arg(long, default_value = "30s", value_parser = flags::duration)]
     pub backend_timeout: Duration,
-    /// Largest request body read when stickiness needs the `id`.
+    /// Largest request body read when stickiness needs the `id`, and the
+    /// largest request or answer copied for a shadow candidate (a larger
+    /// call is served, not mirrored).
     #[arg(long, default_value_t = 8 * 1024 * 1024)]
     pub body_limit: usize,
     /// Where the rows a shadow candidate disagreed on are kept

@@ -364,15 +364,9 @@ impl DisagreementQueue {
     /// Offers the disagreeing rows of one mirrored request (as the gateway
     /// keeps them: `row`, `inputs`, `champion`, `shadow`). The id and
     /// version are the champion's answer's, the keys of its prediction log,
-    /// where a label joins.
-    pub fn offer(&self, champion_answer: &[u8], rows: &[serde_json::Value]) {
-        let answer: serde_json::Value = serde_json::from_slice(champion_answer).unwrap_or_default();
-        let (Some(id), Some(version)) = (
-            answer.get("id").and_then(|v| v.as_str()),
-            answer.get("model_version").and_then(|v| v.as_str()),
-        ) else {
-            return;
-        };
+    /// where a label joins (an answer without them cannot be labelled and
+    /// is not offered).
+    pub fn offer(&self, id: &str, version: &str, rows: &[serde_json::Value]) {
         let now = Utc::now();
         let mut sampler = self.lock();
         for r in rows {
@@ -565,12 +559,7 @@ mod tests {
             serde_json::json!({"row": 1, "inputs": {"alcohol": 12.5}, "champion": "good", "shadow": "bad"}),
             serde_json::json!({"row": 2, "inputs": {"alcohol": 9.0}, "champion": "bad", "shadow": "good"}),
         ];
-        // An answer without an id cannot be joined with a label: not queued.
-        lane.offer(br#"{"model_version": "v1"}"#, &rows);
-        lane.offer(
-            br#"{"id": "req-7", "model_version": "v1", "outputs": []}"#,
-            &rows,
-        );
+        lane.offer("req-7", "v1", &rows);
         // 24 a day: one token, one kept candidate (ties keep the first).
         tokio::time::sleep(DISAGREEMENT_FLUSH * 2).await;
         let queue = crate::data::read_queue(&prefix).await.unwrap();

@@ -19,6 +19,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bytes::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
@@ -30,7 +31,10 @@ use tokio::sync::watch;
 use super::error::ServeError;
 use super::metrics::{BackendCodeLabels, BackendLabels, GatewayMetrics};
 use super::server::read_body;
-use super::shadow::{Mirror, Pair, Shadow, mirror_from_model};
+use super::shadow::{
+    Captured, Clients, Mirror, Pair, Shadow, Tee, Wire, forwarded, grpc_ok, into_slot,
+    mirror_from_model,
+};
 use crate::api::scrape::render_shadow_tallies;
 use crate::api::{TrafficWeight, names, routes, version_name, version_number};
 
@@ -230,7 +234,7 @@ struct GatewayState {
     weights: watch::Receiver<Arc<WeightTable>>,
     /// The candidate in shadow, while there is one.
     mirror: watch::Receiver<Option<Arc<Mirror>>>,
-    shadow: Shadow,
+    shadow: Arc<Shadow>,
     client: Client<HttpConnector<HostsFileResolver>, Body>,
     /// HTTP/2 with prior knowledge, for gRPC calls.
     grpc_client: Client<HttpConnector<HostsFileResolver>, Body>,
@@ -319,8 +323,12 @@ pub fn gateway_router(initial: WeightTable, config: GatewayConfig) -> (Router, W
         .pool_idle_timeout(Duration::from_secs(60))
         .http2_only(true)
         .build(connector);
+    let clients = Clients {
+        rest: client.clone(),
+        grpc: grpc_client.clone(),
+    };
     let shadow = Shadow::start(
-        client.clone(),
+        clients,
         config.backend_timeout,
         config.shadow_root.clone(),
         config
@@ -331,7 +339,7 @@ pub fn gateway_router(initial: WeightTable, config: GatewayConfig) -> (Router, W
     let state = Arc::new(GatewayState {
         weights: receiver,
         mirror,
-        shadow,
+        shadow: Arc::new(shadow),
         client,
         grpc_client,
         metrics: GatewayMetrics::new(),
@@ -415,10 +423,7 @@ struct RequestId {
 
 /// Whether a request is a gRPC call (routed over HTTP/2, answered with gRPC statuses).
 fn is_grpc(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"))
+    Wire::of(headers) == Wire::Grpc
 }
 
 /// Feedback bodies may be `{id, label}` or a batch; the first id decides.
@@ -461,36 +466,34 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
     let (mut parts, body) = request.into_parts();
     let route = route_of(parts.uri.path());
     let grpc = is_grpc(&parts.headers);
-    let binary = parts.headers.contains_key(super::binary::HEADER_LENGTH);
-    // Mirrored: JSON REST infer requests, `sample` of them, while a
-    // candidate is in shadow (gRPC and binary bodies are not paired).
-    // Only bodies of a known size within `body_limit` are read whole: a
-    // larger one streams to the champion as before, unmirrored.
+    // Mirrored: infer calls over REST (JSON or binary) and gRPC, `sample`
+    // of them, while a candidate is in shadow. The request and the
+    // champion's answer are copied as they stream through (up to
+    // `body_limit`; a larger one is not mirrored), so neither waits.
     let limit = state.config.body_limit;
-    let fits = |headers: &http::HeaderMap| {
-        headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-            .is_some_and(|n| n <= limit)
-    };
-    let mirror = state.mirror.borrow().clone().filter(|m| {
-        matches!(route, Route::Weighted)
-            && !grpc
-            && !binary
-            && fits(&parts.headers)
-            && state.shadow.sampled(m.sample)
-    });
+    let mirror = state
+        .mirror
+        .borrow()
+        .clone()
+        .filter(|m| matches!(route, Route::Weighted) && state.shadow.sampled(m.sample));
     let sticky = state.config.sticky && !grpc && !matches!(route, Route::Version(_));
-    let (body, sticky_id, request_bytes) = if sticky || mirror.is_some() {
-        let bytes = read_body(body, state.config.body_limit).await?;
+    let (body, sticky_id) = if sticky {
+        let bytes = read_body(body, limit).await?;
         let json_length = parts
             .headers
             .get(super::binary::HEADER_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse().ok());
-        let id = sticky.then(|| first_id(&bytes, json_length)).flatten();
-        (Body::from(bytes.clone()), id, Some(bytes))
+        let id = first_id(&bytes, json_length);
+        (Body::from(bytes), id)
     } else {
-        (body, None, None)
+        (body, None)
+    };
+    let (body, request_copy) = match mirror {
+        Some(_) => {
+            let (tee, slot) = into_slot(body, limit);
+            (Body::new(tee), Some((slot, forwarded(&parts.headers))))
+        }
+        None => (body, None),
     };
     let backend = match (&route, &sticky_id) {
         (Route::Version(v), _) => {
@@ -534,7 +537,6 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
         parts.headers.remove(h);
     }
     parts.headers.remove(HeaderName::from_static("keep-alive"));
-    let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
     let client = if grpc {
         parts.version = http::Version::HTTP_2;
         &state.grpc_client
@@ -585,20 +587,36 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
             .headers
             .insert(HeaderName::from_static(VERSION_HEADER), v);
     }
-    let body = match (mirror, request_bytes) {
-        (Some(mirror), Some(request)) if parts.status.is_success() && fits(&parts.headers) => {
-            // The champion's answer is read whole to be paired; the client
-            // gets it as soon as it is, and the candidate is asked later.
-            let champion = read_body(Body::new(body), state.config.body_limit).await?;
-            state.shadow.offer(Pair {
-                mirror,
-                path_and_query,
-                content_type,
-                request,
-                champion: champion.clone(),
-                champion_latency: started.elapsed(),
-            });
-            Body::from(champion)
+    let body = match (mirror, request_copy) {
+        (Some(mirror), Some((request, request_headers))) if parts.status.is_success() => {
+            // Once the client has had the whole answer, the pair goes to
+            // the shadow's queue; the candidate is asked later.
+            let (shadow, headers) = (state.shadow.clone(), parts.headers.clone());
+            let wire = Wire::of(&request_headers);
+            let ended = move |answer: Bytes, trailers: Option<http::HeaderMap>| {
+                let request = request.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let Some(request) = request else {
+                    return;
+                };
+                if wire == Wire::Grpc && !grpc_ok(&headers, trailers.as_ref()) {
+                    return;
+                }
+                shadow.offer(Pair {
+                    mirror,
+                    path_and_query,
+                    wire,
+                    request: Captured {
+                        headers: request_headers,
+                        body: request,
+                    },
+                    champion: Captured {
+                        headers,
+                        body: answer,
+                    },
+                    champion_latency: started.elapsed(),
+                });
+            };
+            Body::new(Tee::new(body, limit, Box::new(ended)))
         }
         _ => Body::new(body),
     };

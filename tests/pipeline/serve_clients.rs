@@ -16,14 +16,19 @@ use driftline::serve::{ModelInfo, ModelOutput, Predictor, RunningServer, ServerC
 use driftline::serve::{WeightTable, gateway_router};
 use serde_json::{Value, json};
 
-/// `good` when alcohol, plus one for a red wine, is over 10: the categorical
-/// feature changes the answer, so a client that garbles it fails.
+/// `good` when alcohol, plus one for a red wine, is over 10 (`cut`): the
+/// categorical feature changes the answer, so a client that garbles it fails.
 struct WineRule {
     info: ModelInfo,
+    cut: f64,
 }
 
 impl WineRule {
     fn new(version: &str) -> Self {
+        Self::with_cut(version, 10.0)
+    }
+
+    fn with_cut(version: &str, cut: f64) -> Self {
         let alcohol: Vec<f64> = (0..200).map(|i| 8.0 + 4.0 * f64::from(i) / 199.0).collect();
         let colors: Vec<&str> = (0..200)
             .map(|i| if i % 2 == 0 { "red" } else { "white" })
@@ -60,6 +65,7 @@ impl WineRule {
                     embedding: None,
                 },
             },
+            cut,
         }
     }
 }
@@ -79,7 +85,7 @@ impl Predictor for WineRule {
             .iter()
             .zip(color)
             .map(|(a, c)| {
-                let score = a + if c == "red" { 1.0 } else { 0.0 } - 10.0;
+                let score = a + if c == "red" { 1.0 } else { 0.0 } - self.cut;
                 1.0 / (1.0 + (-score as f32).exp())
             })
             .collect();
@@ -96,11 +102,15 @@ impl Predictor for WineRule {
 }
 
 async fn serve(version: &str) -> RunningServer {
+    serve_rule(WineRule::new(version)).await
+}
+
+async fn serve_rule(rule: WineRule) -> RunningServer {
     let config = ServerConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         ..ServerConfig::default()
     };
-    let model: Arc<dyn Predictor> = Arc::new(WineRule::new(version));
+    let model: Arc<dyn Predictor> = Arc::new(rule);
     let mut server = start(config, async move { Ok(model) }).await.unwrap();
     server.ready().await.unwrap();
     server
@@ -451,4 +461,164 @@ print(json.dumps(versions))
         got["grpc"].as_array().unwrap().iter().all(|v| v == "4"),
         "{got}"
     );
+}
+
+/// #20's shadow stage for clients that do not speak JSON: tritonclient over
+/// gRPC, over REST with binary tensors, gzipped, and with JSON, through the
+/// gateway while a candidate is in shadow. Every call is answered by the
+/// champion; each is mirrored and paired, whatever its wire, into the same
+/// flip matrix and slices; and the disagreements file holds exactly the
+/// rows the two versions disagreed on, with the client's ids and inputs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_binary_gzip_and_json_calls_are_mirrored_and_paired_in_shadow() {
+    use driftline::api::scrape::parse_shadow_tallies;
+    use driftline::serve::{GatewayConfig, Mirror};
+    if !tritonclient_installed("grpc_binary_gzip_and_json_calls_are_mirrored_and_paired_in_shadow")
+    {
+        return;
+    }
+    // The candidate asks for 0.5 more: 10.2 white and 9.3 red flip to bad.
+    let (champion, candidate) = (
+        serve("3").await,
+        serve_rule(WineRule::with_cut("4", 10.5)).await,
+    );
+    let table = WeightTable {
+        backends: vec![driftline::serve::Backend {
+            version: "3".into(),
+            url: format!("http://{}", champion.addr),
+            weight: 100,
+        }],
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().display().to_string();
+    let config = GatewayConfig {
+        shadow_root: Some(root.clone()),
+        ..Default::default()
+    };
+    let (router, handle) = gateway_router(table, config);
+    handle.set_mirror(Some(Mirror {
+        version: "v4".into(),
+        url: format!("http://{}", candidate.addr),
+        sample: 1.0,
+        tolerance: 0.0,
+        slices: [(
+            "red".to_string(),
+            [("color".to_string(), "red".to_string())].into(),
+        )]
+        .into(),
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway: SocketAddr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let got = python(
+        r#"
+url = sys.argv[1]
+grpc = grpcclient.InferenceServerClient(url=url)
+http = httpclient.InferenceServerClient(url=url)
+A = np.array([9.5, 10.2, 10.7, 9.3], dtype=np.float32)
+C = np.array([b"white", b"white", b"white", b"red"], dtype=np.object_)
+def shifted(module, binary=True):
+    a = module.InferInput("alcohol", [4], "FP32")
+    c = module.InferInput("color", [4], "BYTES")
+    if module is httpclient:
+        a.set_data_from_numpy(A, binary_data=binary)
+        c.set_data_from_numpy(C, binary_data=binary)
+    else:
+        a.set_data_from_numpy(A)
+        c.set_data_from_numpy(C)
+    return [a, c]
+json_out = [httpclient.InferRequestedOutput(n, binary_data=False) for n in ("predictions", "probabilities")]
+answers = []
+for i in range(8):
+    answers.append(grpc.infer("wine-quality", shifted(grpcclient), request_id=f"grpc-{i}"))
+    answers.append(http.infer("wine-quality", shifted(httpclient), request_id=f"bin-{i}"))
+    answers.append(http.infer("wine-quality", shifted(httpclient), request_id=f"gzip-{i}",
+                              request_compression_algorithm="gzip"))
+    answers.append(http.infer("wine-quality", shifted(httpclient, binary=False), outputs=json_out,
+                              request_id=f"json-{i}"))
+print(json.dumps({"answers": [outputs(a)["predictions"] for a in answers]}))
+"#,
+        gateway.to_string(),
+    )
+    .await;
+    let answers = got["answers"].as_array().unwrap();
+    assert_eq!(answers.len(), 32);
+    for a in answers {
+        assert_eq!(
+            a,
+            &json!(["bad", "good", "good", "good"]),
+            "the champion answers"
+        );
+    }
+    // Every call is paired, whatever its wire.
+    let http = crate::serve_protocol::client();
+    let mut tally = driftline::api::ShadowTally::default();
+    for _ in 0..500 {
+        let text = http
+            .get(format!("http://{gateway}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        tally = parse_shadow_tallies(&text).remove("v4").unwrap_or_default();
+        if tally.paired + tally.shadow_errors + tally.dropped >= 32 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        (tally.paired, tally.rows, tally.shadow_errors, tally.dropped),
+        (32, 128, 0, 0),
+        "{tally:?}"
+    );
+    assert_eq!(tally.flips["good"]["bad"], 64, "{:?}", tally.flips);
+    assert_eq!(tally.flips["good"]["good"], 32, "{:?}", tally.flips);
+    assert_eq!(tally.flips["bad"]["bad"], 32, "{:?}", tally.flips);
+    let red = &tally.slices["red"];
+    assert_eq!((red.rows, red.disagreements), (32, 32));
+    // Exactly the disagreeing rows are kept: two a call, with its id and inputs.
+    let file = driftline::api::names::disagreements_uri(&root, "v4");
+    let mut rows: Vec<Value> = Vec::new();
+    for _ in 0..500 {
+        rows = std::fs::read_to_string(&file)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if rows.len() >= 64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(rows.len(), 64);
+    let mut ids = std::collections::BTreeMap::<String, Vec<u64>>::new();
+    for r in &rows {
+        assert_eq!(
+            (&r["champion"], &r["shadow"]),
+            (&json!("good"), &json!("bad")),
+            "{r}"
+        );
+        let (alcohol, color) = (
+            r["inputs"]["alcohol"].as_f64().unwrap(),
+            &r["inputs"]["color"],
+        );
+        match r["row"].as_u64().unwrap() {
+            1 => assert!((alcohol - 10.2).abs() < 1e-5 && color == "white", "{r}"),
+            3 => assert!((alcohol - 9.3).abs() < 1e-5 && color == "red", "{r}"),
+            other => panic!("row {other} agreed: {r}"),
+        }
+        ids.entry(r["id"].as_str().unwrap().to_string())
+            .or_default()
+            .push(r["row"].as_u64().unwrap());
+    }
+    assert_eq!(ids.len(), 32, "{ids:?}");
+    for wire in ["grpc", "bin", "gzip", "json"] {
+        for i in 0..8 {
+            let mut got = ids[&format!("{wire}-{i}")].clone();
+            got.sort();
+            assert_eq!(got, [1, 3], "{wire}-{i}");
+        }
+    }
 }

@@ -111,7 +111,8 @@ impl Predictor for AlcoholRule {
     }
 }
 
-fn client() -> reqwest::Client {
+/// A client for the tests' loopback servers (rustls needs its provider first).
+pub(crate) fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }

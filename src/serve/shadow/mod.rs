@@ -8,13 +8,19 @@
 //! bounded queue, and a full queue drops the mirror (counted in the tally's
 //! `dropped`) instead of growing. Mirrors in flight are bounded too.
 
+mod tee;
+mod wire;
+
+pub use tee::{Tee, into_slot};
+pub use wire::{Captured, Wire, forwarded, grpc_ok};
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde::Deserialize;
@@ -28,7 +34,8 @@ use crate::data::Cell;
 use crate::net::HostsFileResolver;
 
 use super::annotation::DisagreementQueue;
-use super::protocol::{TensorData, parse_request};
+use super::protocol::{InferRequest, TensorData};
+use wire::{Answer, Answers};
 
 /// Mirrors waiting for the candidate; more are dropped and counted.
 pub const QUEUE: usize = 256;
@@ -127,50 +134,22 @@ pub fn mirror_from_model(
 pub struct Pair {
     pub mirror: Arc<Mirror>,
     pub path_and_query: String,
-    pub content_type: Option<http::HeaderValue>,
-    pub request: Bytes,
-    pub champion: Bytes,
+    pub wire: Wire,
+    /// The request with the headers it is sent again with ([`forwarded`]).
+    pub request: Captured,
+    pub champion: Captured,
     pub champion_latency: Duration,
-}
-
-/// A prediction per row: classes or numbers.
-#[derive(Debug, Clone, PartialEq)]
-enum Answers {
-    Classes(Vec<String>),
-    Values(Vec<f64>),
-}
-
-/// The `predictions` output of an OIP infer answer (JSON).
-fn answers(body: &[u8]) -> Option<Answers> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let output = value
-        .get("outputs")?
-        .as_array()?
-        .iter()
-        .find(|o| o.get("name").and_then(|n| n.as_str()) == Some("predictions"))?;
-    let data = output.get("data")?.as_array()?;
-    if data.iter().all(|d| d.is_string()) {
-        return Some(Answers::Classes(
-            data.iter()
-                .filter_map(|d| d.as_str().map(str::to_string))
-                .collect(),
-        ));
-    }
-    data.iter()
-        .map(|d| d.as_f64())
-        .collect::<Option<Vec<_>>>()
-        .map(Answers::Values)
 }
 
 /// Each row's membership of each slice that the request's inputs can
 /// decide (every column it names is an input with one value per row);
 /// matching is the gate's rule (`SliceCondition`, `data::Cell::matches`).
 fn slice_rows(
-    request: &[u8],
+    request: Option<&InferRequest>,
     rows: usize,
     slices: &BTreeMap<String, BTreeMap<String, String>>,
 ) -> BTreeMap<String, Vec<bool>> {
-    let Ok(request) = parse_request(request) else {
+    let Some(request) = request else {
         return BTreeMap::new();
     };
     let column = |name: &str| -> Option<Vec<Cell>> {
@@ -207,7 +186,7 @@ fn slice_rows(
 fn fold(
     tally: &mut ShadowTally,
     mirror: &Mirror,
-    request: &[u8],
+    request: Option<&InferRequest>,
     champion: &Answers,
     shadow: &Answers,
     latency: (Duration, Duration),
@@ -258,32 +237,22 @@ fn fold(
     Some(disagree)
 }
 
-impl Answers {
-    fn at(&self, i: usize) -> serde_json::Value {
-        match self {
-            Answers::Classes(c) => c.get(i).cloned().into(),
-            Answers::Values(v) => v.get(i).copied().into(),
-        }
-    }
-}
-
 /// The rows of one request the two answers disagree on, for a person to
 /// curate: the request's id (the champion's answer's when the client sent
 /// none: the id its prediction log and its labels use), the row's index
 /// and inputs, both answers.
 fn disagreeing_rows(
-    request: &[u8],
-    champion_answer: &[u8],
+    request: Option<&InferRequest>,
+    champion_id: Option<&str>,
     disagree: &[bool],
     champion: &Answers,
     shadow: &Answers,
 ) -> Vec<serde_json::Value> {
     let rows = disagree.len();
-    let parsed = parse_request(request).ok();
-    let id = parsed.as_ref().and_then(|r| r.id.clone()).or_else(|| {
-        let answer: serde_json::Value = serde_json::from_slice(champion_answer).ok()?;
-        answer.get("id")?.as_str().map(str::to_string)
-    });
+    let id = request
+        .and_then(|r| r.id.as_deref())
+        .or(champion_id)
+        .map(str::to_string);
     let value = |data: &TensorData, i: usize| -> serde_json::Value {
         match data {
             TensorData::Numbers(v) => v.get(i).copied().into(),
@@ -297,7 +266,7 @@ fn disagreeing_rows(
         .enumerate()
         .filter(|(_, d)| **d)
         .map(|(i, _)| {
-            let inputs: serde_json::Map<String, serde_json::Value> = parsed
+            let inputs: serde_json::Map<String, serde_json::Value> = request
                 .iter()
                 .flat_map(|r| &r.inputs)
                 .filter(|input| rows > 0 && input.data.len() % rows == 0)
@@ -325,12 +294,14 @@ fn disagreeing_rows(
         .collect()
 }
 
-/// Disagreeing rows kept for one candidate, and whether they changed since
-/// they were last written.
+/// Disagreeing rows kept for one candidate, whether they changed since
+/// they were last written, and whether the rows an earlier gateway process
+/// wrote for it were read back first.
 #[derive(Default)]
 struct Kept {
     rows: Vec<serde_json::Value>,
     dirty: bool,
+    continued: bool,
 }
 
 type KeptRows = Arc<Mutex<BTreeMap<String, Kept>>>;
@@ -343,17 +314,61 @@ pub struct Shadow {
     seen: AtomicU64,
 }
 
+/// The rows an earlier gateway process wrote for a candidate: none when
+/// there is no file yet; `None` when it cannot be read now (then nothing is
+/// written over it).
+async fn written_before(uri: &str) -> Option<Vec<serde_json::Value>> {
+    match crate::data::store::read_bytes(uri).await {
+        Ok(bytes) => Some(
+            bytes
+                .split(|b| *b == b'\n')
+                .filter_map(|line| serde_json::from_slice(line).ok())
+                .collect(),
+        ),
+        Err(crate::data::store::StoreError::NotFound { .. }) => Some(Vec::new()),
+        Err(e) => {
+            tracing::warn!(%uri, error = %e, "earlier shadow disagreements unreadable; retrying");
+            None
+        }
+    }
+}
+
 /// Writes each candidate's kept rows, when they changed, to
 /// `<root>/<version>/disagreements.jsonl` (one object, whole or not at all).
+/// A gateway that restarts during a shadow stage continues the file: the
+/// rows already there are read back before its first write.
 async fn write_disagreements(root: String, kept: KeptRows) {
     let mut ticker = tokio::time::interval(WRITE_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
+        let fresh: Vec<String> = {
+            let kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+            kept.iter()
+                .filter(|(_, k)| k.dirty && !k.continued)
+                .map(|(version, _)| version.clone())
+                .collect()
+        };
+        for version in fresh {
+            let uri = crate::api::names::disagreements_uri(&root, &version);
+            let Some(before) = written_before(&uri).await else {
+                continue;
+            };
+            let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(k) = kept.get_mut(&version) {
+                let now = std::mem::take(&mut k.rows);
+                k.rows = before
+                    .into_iter()
+                    .chain(now)
+                    .take(MAX_DISAGREEMENTS)
+                    .collect();
+                k.continued = true;
+            }
+        }
         let changed: Vec<(String, Vec<u8>)> = {
             let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
             kept.iter_mut()
-                .filter(|(_, k)| k.dirty)
+                .filter(|(_, k)| k.dirty && k.continued)
                 .map(|(version, k)| {
                     k.dirty = false;
                     let mut text = Vec::new();
@@ -387,7 +402,7 @@ impl Shadow {
     /// With `queue`, disagreeing rows are also offered to the annotation
     /// queue's disagreement lane.
     pub fn start(
-        client: Client<HttpConnector<HostsFileResolver>, Body>,
+        clients: Clients,
         timeout: Duration,
         root: Option<String>,
         annotation: Option<Arc<DisagreementQueue>>,
@@ -406,14 +421,14 @@ impl Shadow {
                 let Ok(slot) = slots.clone().acquire_owned().await else {
                     return;
                 };
-                let (client, tallies, kept) = (client.clone(), worker.clone(), kept.clone());
+                let (clients, tallies, kept) = (clients.clone(), worker.clone(), kept.clone());
                 let annotation = annotation.clone();
                 tokio::spawn(async move {
                     let keep = Keep {
                         kept: kept.as_ref(),
                         queue: annotation.as_deref(),
                     };
-                    mirror_one(&client, timeout, &tallies, keep, pair).await;
+                    mirror_one(&clients, timeout, &tallies, keep, pair).await;
                     drop(slot);
                 });
             }
@@ -458,27 +473,33 @@ struct Keep<'a> {
 }
 
 async fn mirror_one(
-    client: &Client<HttpConnector<HostsFileResolver>, Body>,
+    clients: &Clients,
     timeout: Duration,
     tallies: &Mutex<BTreeMap<String, ShadowTally>>,
     keep: Keep<'_>,
     pair: Pair,
 ) {
     let started = Instant::now();
-    let answer = send(client, timeout, &pair).await;
+    let answer = send(clients, timeout, &pair).await;
     let latency = started.elapsed();
-    let pairs = answers(&pair.champion).zip(answer.as_deref().and_then(answers));
+    let read = |c: &Captured| wire::answer(pair.wire, c);
+    let answers: Option<(Answer, Answer)> =
+        read(&pair.champion).zip(answer.as_ref().and_then(read));
+    // Read once: the slices and the kept rows need the request's inputs.
+    let request = answers
+        .as_ref()
+        .and_then(|_| wire::request(pair.wire, &pair.request));
     let disagree = {
         let mut tallies = tallies.lock().unwrap_or_else(|p| p.into_inner());
         let tally = tallies.entry(pair.mirror.version.clone()).or_default();
-        let folded = pairs.as_ref().and_then(|(champion, shadow)| {
+        let folded = answers.as_ref().and_then(|(champion, shadow)| {
             let latency = (pair.champion_latency, latency);
             fold(
                 tally,
                 &pair.mirror,
-                &pair.request,
-                champion,
-                shadow,
+                request.as_ref(),
+                &champion.predictions,
+                &shadow.predictions,
                 latency,
             )
         });
@@ -487,13 +508,21 @@ async fn mirror_one(
         }
         folded
     };
-    if let (Some(disagree), Some((champion, shadow))) = (disagree, pairs)
+    if let (Some(disagree), Some((champion, shadow))) = (disagree, answers)
         && disagree.contains(&true)
         && (keep.kept.is_some() || keep.queue.is_some())
     {
-        let rows = disagreeing_rows(&pair.request, &pair.champion, &disagree, &champion, &shadow);
-        if let Some(queue) = keep.queue {
-            queue.offer(&pair.champion, &rows);
+        let rows = disagreeing_rows(
+            request.as_ref(),
+            champion.id.as_deref(),
+            &disagree,
+            &champion.predictions,
+            &shadow.predictions,
+        );
+        if let (Some(queue), Some(id), Some(version)) =
+            (keep.queue, &champion.id, &champion.model_version)
+        {
+            queue.offer(id, version, &rows);
         }
         let Some(kept) = keep.kept else {
             return;
@@ -508,18 +537,29 @@ async fn mirror_one(
     }
 }
 
-/// The candidate's answer body when it answered 2xx in time.
-async fn send(
-    client: &Client<HttpConnector<HostsFileResolver>, Body>,
-    timeout: Duration,
-    pair: &Pair,
-) -> Option<Bytes> {
+/// The gateway's two backend clients: HTTP/1 for REST, HTTP/2 with prior
+/// knowledge for gRPC.
+#[derive(Clone)]
+pub struct Clients {
+    pub rest: Client<HttpConnector<HostsFileResolver>, Body>,
+    pub grpc: Client<HttpConnector<HostsFileResolver>, Body>,
+}
+
+/// Largest candidate answer read for pairing.
+const ANSWER_LIMIT: usize = 64 * 1024 * 1024;
+
+/// The candidate's answer when it answered with success in time.
+async fn send(clients: &Clients, timeout: Duration, pair: &Pair) -> Option<Captured> {
     let url = format!("{}{}", pair.mirror.url, pair.path_and_query);
-    let mut request = http::Request::post(&url);
-    if let Some(ct) = &pair.content_type {
-        request = request.header(http::header::CONTENT_TYPE, ct.clone());
+    let (client, version) = match pair.wire {
+        Wire::Rest => (&clients.rest, http::Version::HTTP_11),
+        Wire::Grpc => (&clients.grpc, http::Version::HTTP_2),
+    };
+    let mut request = http::Request::post(&url).version(version);
+    for (name, value) in &pair.request.headers {
+        request = request.header(name, value);
     }
-    let request = request.body(Body::from(pair.request.clone())).ok()?;
+    let request = request.body(Body::from(pair.request.body.clone())).ok()?;
     let response = tokio::time::timeout(timeout, client.request(request))
         .await
         .ok()?
@@ -527,11 +567,19 @@ async fn send(
     if !response.status().is_success() {
         return None;
     }
-    let body = Body::new(response.into_body());
-    tokio::time::timeout(timeout, super::server::read_body(body, 64 * 1024 * 1024))
+    let (parts, body) = response.into_parts();
+    let collected = tokio::time::timeout(timeout, Limited::new(body, ANSWER_LIMIT).collect())
         .await
         .ok()?
-        .ok()
+        .ok()?;
+    let trailers = collected.trailers().cloned();
+    if pair.wire == Wire::Grpc && !grpc_ok(&parts.headers, trailers.as_ref()) {
+        return None;
+    }
+    Some(Captured {
+        headers: parts.headers,
+        body: collected.to_bytes(),
+    })
 }
 
 #[cfg(test)]
@@ -558,7 +606,7 @@ mod tests {
         }
     }
 
-    fn request() -> Vec<u8> {
+    fn request_body() -> Vec<u8> {
         serde_json::to_vec(&json!({"inputs": [
             {"name": "color", "shape": [3], "datatype": "BYTES", "data": ["red", "white", "red"]},
             {"name": "alcohol", "shape": [3], "datatype": "FP64", "data": [9.0, 11.0, 12.5]},
@@ -566,13 +614,24 @@ mod tests {
         .unwrap()
     }
 
+    fn request() -> InferRequest {
+        crate::serve::protocol::parse_request(&request_body()).unwrap()
+    }
+
+    fn json(body: Vec<u8>) -> Captured {
+        Captured {
+            headers: http::HeaderMap::new(),
+            body: body.into(),
+        }
+    }
+
     fn answer(data: serde_json::Value) -> Answers {
-        answers(
-            &serde_json::to_vec(&json!({"model_name": "m", "outputs": [
-                {"name": "predictions", "shape": [3], "datatype": "BYTES", "data": data}]}))
-            .unwrap(),
-        )
-        .expect("answers")
+        let body = serde_json::to_vec(&json!({"model_name": "m", "outputs": [
+            {"name": "predictions", "shape": [3], "datatype": "BYTES", "data": data}]}))
+        .unwrap();
+        wire::answer(Wire::Rest, &json(body))
+            .expect("answers")
+            .predictions
     }
 
     #[test]
@@ -582,7 +641,7 @@ mod tests {
         let champion = answer(json!(["5", "6", "5"]));
         let shadow = answer(json!(["5", "6", "7"]));
         let latency = (Duration::from_micros(1000), Duration::from_micros(3000));
-        let disagree = fold(&mut t, &m, &request(), &champion, &shadow, latency);
+        let disagree = fold(&mut t, &m, Some(&request()), &champion, &shadow, latency);
         assert_eq!(disagree, Some(vec![false, false, true]));
         assert_eq!((t.paired, t.rows, t.disagreements()), (1, 3, 1));
         assert_eq!(t.flips["5"]["5"], 1);
@@ -601,7 +660,7 @@ mod tests {
         // Answers of different lengths are not a pair.
         let short = answer(json!(["5"]));
         assert_eq!(
-            fold(&mut t, &m, &request(), &champion, &short, latency),
+            fold(&mut t, &m, Some(&request()), &champion, &short, latency),
             None
         );
         assert_eq!(t.paired, 1);
@@ -614,7 +673,7 @@ mod tests {
         let champion = answer(json!([1.0, 2.0, 3.0]));
         let shadow = answer(json!([1.25, 2.0, 4.0]));
         let latency = (Duration::ZERO, Duration::ZERO);
-        assert!(fold(&mut t, &m, &request(), &champion, &shadow, latency).is_some());
+        assert!(fold(&mut t, &m, Some(&request()), &champion, &shadow, latency).is_some());
         assert_eq!(t.regression_disagreements, 1, "only |3 - 4| > 0.5");
         assert!((t.abs_difference_sum - 1.25).abs() < 1e-12);
         assert_eq!(t.slices["red"].disagreements, 1);
@@ -624,11 +683,15 @@ mod tests {
     fn a_disagreeing_row_is_kept_with_its_inputs_and_both_answers() {
         let champion = answer(json!(["5", "6", "5"]));
         let shadow = answer(json!(["5", "6", "7"]));
-        let mut body: serde_json::Value = serde_json::from_slice(&request()).unwrap();
-        body["id"] = json!("req-9");
-        let body = serde_json::to_vec(&body).unwrap();
-        let answered = br#"{"id": "req-9", "outputs": []}"#;
-        let rows = disagreeing_rows(&body, answered, &[false, false, true], &champion, &shadow);
+        let mut with_id = request();
+        with_id.id = Some("req-9".into());
+        let rows = disagreeing_rows(
+            Some(&with_id),
+            Some("other"),
+            &[false, false, true],
+            &champion,
+            &shadow,
+        );
         assert_eq!(
             rows,
             vec![json!({"id": "req-9", "row": 2,
@@ -637,16 +700,19 @@ mod tests {
         );
         // A request without an id: the champion's answer names it.
         let rows = disagreeing_rows(
-            &request(),
-            answered,
+            Some(&request()),
+            Some("req-9"),
             &[true, false, false],
             &champion,
             &shadow,
         );
         assert_eq!(rows[0]["id"], "req-9");
+        let rows = disagreeing_rows(None, None, &[true, false, false], &champion, &shadow);
+        assert_eq!(rows[0]["id"], serde_json::Value::Null);
         assert_eq!(
-            disagreeing_rows(&request(), b"{}", &[true, false, false], &champion, &shadow)[0]["id"],
-            serde_json::Value::Null
+            rows[0]["inputs"],
+            json!({}),
+            "an unreadable request has no inputs"
         );
     }
 
@@ -655,6 +721,10 @@ mod tests {
         // Nothing listens on the discard port: the connection is refused.
         let connector = HttpConnector::new_with_resolver(HostsFileResolver::default());
         let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+        let clients = Clients {
+            rest: client.clone(),
+            grpc: client,
+        };
         let tallies = Mutex::new(BTreeMap::new());
         let champion = serde_json::to_vec(&json!({"model_name": "m", "outputs": [
             {"name": "predictions", "shape": [3], "datatype": "BYTES", "data": ["5", "6", "5"]}]}))
@@ -662,18 +732,52 @@ mod tests {
         let pair = Pair {
             mirror: Arc::new(mirror()),
             path_and_query: "/v2/models/m/infer".into(),
-            content_type: None,
-            request: request().into(),
-            champion: champion.into(),
+            wire: Wire::Rest,
+            request: json(request_body()),
+            champion: json(champion),
             champion_latency: Duration::ZERO,
         };
         let keep = Keep {
             kept: None,
             queue: None,
         };
-        mirror_one(&client, Duration::from_secs(5), &tallies, keep, pair).await;
+        mirror_one(&clients, Duration::from_secs(5), &tallies, keep, pair).await;
         let t = tallies.into_inner().unwrap().remove("v2").expect("tally");
         assert_eq!((t.paired, t.rows, t.shadow_errors), (0, 0, 1));
+    }
+
+    #[tokio::test]
+    async fn a_restarted_gateway_continues_the_candidates_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().display().to_string();
+        let file = tmp.path().join("v2/disagreements.jsonl");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        // What the gateway wrote before it restarted.
+        std::fs::write(&file, "{\"row\":0}\n{\"row\":1}\n").unwrap();
+        let kept = KeptRows::default();
+        kept.lock().unwrap().insert(
+            "v2".into(),
+            Kept {
+                rows: vec![json!({"row": 2})],
+                dirty: true,
+                continued: false,
+            },
+        );
+        let writer = tokio::spawn(write_disagreements(root, kept.clone()));
+        let mut rows = Vec::new();
+        for _ in 0..200 {
+            rows = std::fs::read_to_string(&file)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["row"].clone())
+                .collect();
+            if rows.len() == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        writer.abort();
+        assert_eq!(rows, [json!(0), json!(1), json!(2)]);
     }
 
     #[test]
@@ -699,9 +803,9 @@ mod tests {
         let pair = || Pair {
             mirror: Arc::new(mirror()),
             path_and_query: "/v2/models/m/infer".into(),
-            content_type: None,
-            request: Bytes::new(),
-            champion: Bytes::new(),
+            wire: Wire::Rest,
+            request: Captured::default(),
+            champion: Captured::default(),
             champion_latency: Duration::ZERO,
         };
         for _ in 0..5 {

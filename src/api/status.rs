@@ -308,6 +308,10 @@ pub struct AnalysisRecord {
     pub window_end: DateTime<Utc>,
     /// One sentence with the numbers.
     pub message: String,
+    /// Jensen-Shannon distance between the two versions' answers in the
+    /// window, when both answered (whether or not a check bounds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub divergence: Option<f64>,
 }
 
 /// A canary in progress.

@@ -191,7 +191,7 @@ pub fn records(
                         stable_errors: 0,
                         canary_p99_ms: check("maxP99LatencyMs"),
                         stable_p99_ms: None,
-                        divergence: check("maxPredictionDivergence"),
+                        divergence: a.divergence.or_else(|| check("maxPredictionDivergence")),
                         verdict: match a.outcome {
                             AnalysisOutcome::Passed => AnalysisVerdict::Passed,
                             AnalysisOutcome::Failed => AnalysisVerdict::Failed,
@@ -452,6 +452,7 @@ mod tests {
             window_start: Utc::now(),
             window_end: Utc::now(),
             message: "passed".into(),
+            divergence: Some(0.02),
         };
         let decision = Decision {
             actions: vec![Action::RecordRollout {
@@ -489,5 +490,7 @@ mod tests {
                 upper: Some(0.008),
             }]
         );
+        // Measured without a check bounding it (the shadow's always is).
+        assert_eq!(row.divergence, Some(0.02));
     }
 }

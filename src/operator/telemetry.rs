@@ -459,6 +459,7 @@ mod tests {
             window_start: Utc::now(),
             window_end: Utc::now(),
             message: String::new(),
+            divergence: None,
         }
     }
 

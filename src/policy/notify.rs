@@ -505,6 +505,7 @@ mod tests {
             window_start: at("2026-06-01T08:00:00Z"),
             window_end: at("2026-06-01T08:10:00Z"),
             message: "analysis".into(),
+            divergence: None,
         }
     }
 

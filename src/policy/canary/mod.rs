@@ -101,6 +101,7 @@ fn record(
             w.steps,
             w.weight
         ),
+        divergence: metrics.and_then(|m| m.prediction_divergence),
     }
 }
 

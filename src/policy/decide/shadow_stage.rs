@@ -101,6 +101,7 @@ pub(super) fn advance_shadow(ctx: &mut Ctx) {
         window_start: started,
         window_end: ctx.now,
         message: format!("{}{}", v.message, measures(&v)),
+        divergence: v.divergence,
     };
     match v.outcome {
         AnalysisOutcome::Passed => {

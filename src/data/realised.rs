@@ -13,10 +13,13 @@ use super::error::DataError;
 use super::feedback::{LateLabels, RowKey, join_logged, joined_rows, read_labels};
 
 /// Labelled and right answers of one version in one window.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RealisedCount {
     pub labelled: u64,
     pub correct: u64,
+    /// Those logged with the confidence they were answered with: what the
+    /// estimated accuracy said of them, set against what they realised.
+    pub scored: crate::api::LabelCounts,
 }
 
 /// What the labels under a feedback prefix realised.
@@ -35,6 +38,7 @@ struct Labelled {
     version: String,
     time: DateTime<Utc>,
     prediction: Value,
+    confidence: Option<f64>,
     label: Value,
 }
 
@@ -46,6 +50,7 @@ fn labelled(row: &Map<String, Value>, label: Value) -> Option<Labelled> {
         version: row.get("_version")?.as_str()?.to_string(),
         time: DateTime::parse_from_rfc3339(time).ok()?.with_timezone(&Utc),
         prediction: row.get("_prediction")?.clone(),
+        confidence: row.get("_confidence").and_then(Value::as_f64),
         label,
     })
 }
@@ -113,8 +118,14 @@ pub async fn realised_labels(
         let count = windows
             .entry((answer.version, window_start(answer.time, window)))
             .or_default();
+        let right = u64::from(same_class(&answer.prediction, &answer.label));
         count.labelled += 1;
-        count.correct += u64::from(same_class(&answer.prediction, &answer.label));
+        count.correct += right;
+        if let Some(confidence) = answer.confidence {
+            count.scored.labelled += 1;
+            count.scored.correct += right;
+            count.scored.confidence_sum += confidence;
+        }
     }
     Ok(RealisedLabels {
         windows,
@@ -133,6 +144,12 @@ mod tests {
         )
     }
 
+    /// A logged row with the confidence it was answered with.
+    fn scored(id: &str, version: &str, time: &str, prediction: &str, confidence: f64) -> String {
+        logged(id, 0, version, time, prediction)
+            .replace("\"x\":", &format!("\"_confidence\":{confidence},\"x\":"))
+    }
+
     #[tokio::test]
     async fn labels_from_files_and_from_the_servers_count_against_the_logged_answer_by_version_and_day()
      {
@@ -144,8 +161,8 @@ mod tests {
         let (day1, day2) = ("2026-01-01T10:00:00Z", "2026-01-02T09:30:00+01:00");
         std::fs::write(
             root.join("predictions/2026-01-01/a.jsonl"),
-            logged("r1", 0, "v1", day1, "5")
-                + &logged("r2", 0, "v1", day1, "6")
+            scored("r1", "v1", day1, "5", 0.875)
+                + &scored("r2", "v1", day1, "6", 0.625)
                 + &logged("r3", 0, "v2", day1, "5")
                 + &logged("r4", 0, "v1", day2, "5")
                 + &logged("r5", 0, "v1", day2, "7"),
@@ -155,7 +172,7 @@ mod tests {
         // wrong, but a later label file says `6`).
         std::fs::write(
             root.join("2026-01-01/fb.jsonl"),
-            "{\"_id\":\"r5\",\"quality\":7,\"_version\":\"v1\",\"_time\":\"2026-01-02T08:30:00Z\",\"_prediction\":\"7\"}\n\
+            "{\"_id\":\"r5\",\"quality\":7,\"_version\":\"v1\",\"_time\":\"2026-01-02T08:30:00Z\",\"_prediction\":\"7\",\"_confidence\":0.5}\n\
              {\"_id\":\"r2\",\"quality\":5,\"_version\":\"v1\",\"_time\":\"2026-01-01T10:00:00Z\",\"_prediction\":\"6\"}\n",
         )
         .unwrap();
@@ -169,13 +186,32 @@ mod tests {
             .await
             .unwrap();
         let at = |d: &str| DateTime::parse_from_rfc3339(d).unwrap().with_timezone(&Utc);
-        let count = |labelled, correct| RealisedCount { labelled, correct };
+        let count = |labelled, correct, scored: (u64, u64, f64)| RealisedCount {
+            labelled,
+            correct,
+            scored: crate::api::LabelCounts {
+                labelled: scored.0,
+                correct: scored.1,
+                confidence_sum: scored.2,
+            },
+        };
+        // Only rows logged with their confidence are scored: r1 and r2 (the
+        // log), r5 (the server's own join); r3 and r4 were logged without.
         assert_eq!(
             r.windows,
             BTreeMap::from([
-                (("v1".into(), at("2026-01-01T00:00:00Z")), count(2, 2)),
-                (("v1".into(), at("2026-01-02T00:00:00Z")), count(2, 1)),
-                (("v2".into(), at("2026-01-01T00:00:00Z")), count(1, 0)),
+                (
+                    ("v1".into(), at("2026-01-01T00:00:00Z")),
+                    count(2, 2, (2, 2, 1.5))
+                ),
+                (
+                    ("v1".into(), at("2026-01-02T00:00:00Z")),
+                    count(2, 1, (1, 1, 0.5))
+                ),
+                (
+                    ("v2".into(), at("2026-01-01T00:00:00Z")),
+                    count(1, 0, (0, 0, 0.0))
+                ),
             ])
         );
         assert_eq!(r.served, 2);

@@ -561,7 +561,20 @@ pub async fn observations(
             .read(model, &prefix, obs.now, ctx.drift_poll)
             .await
         {
-            Ok(realised) => obs.realised_accuracy = Some(realised),
+            Ok(joined) => {
+                // Once labels logged with their confidence are joined, they
+                // judge the estimate instead of the servers' counters: they
+                // hold what the servers joined (once written) and every
+                // late label file besides.
+                let champion = model.status.as_ref().and_then(|s| s.champion.as_ref());
+                if let Some(scored) = champion
+                    .and_then(|c| joined.scored.get(c))
+                    .filter(|c| c.labelled > 0)
+                {
+                    obs.champion_labels = Some(scored.clone());
+                }
+                obs.realised_accuracy = Some(joined.status);
+            }
             Err(e) => obs.labels_error = Some(e),
         }
     }

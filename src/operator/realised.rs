@@ -9,7 +9,7 @@
 //! prediction log too), at most once per drift poll. What it found is kept
 //! in memory and offered to the decision core at every reconcile.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -18,11 +18,20 @@ use kube::runtime::reflector::ObjectRef;
 use sha2::{Digest, Sha256};
 
 use crate::api::names::PREDICTION_LOG_DIR;
-use crate::api::{Model, REALISED_WINDOWS_KEPT, RealisedAccuracy, RealisedWindow};
+use crate::api::{LabelCounts, Model, REALISED_WINDOWS_KEPT, RealisedAccuracy, RealisedWindow};
 use crate::data::RealisedLabels;
 
 /// The window of serving time realised accuracy is counted in.
 pub const REALISED_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+/// What one join found: what status shows, and each version's labels that
+/// were logged with the confidence they were answered with, over all its
+/// windows (what the estimate's reliability is judged on).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Joined {
+    pub status: RealisedAccuracy,
+    pub scored: BTreeMap<String, LabelCounts>,
+}
 
 /// The last join of one Model.
 #[derive(Clone)]
@@ -33,14 +42,17 @@ struct Join {
     /// When the listing was last compared (real time).
     checked: Instant,
     /// What it found, or why it could not.
-    outcome: Result<RealisedAccuracy, String>,
+    outcome: Result<Joined, String>,
 }
 
 impl Join {
     /// Whether what lies under the prefix now calls for another join: new
     /// labels, or a longer log while some labels matched no logged request.
     fn stale(&self, labels: &str, log: &str) -> bool {
-        let unmatched = self.outcome.as_ref().map_or(true, |r| r.unknown_labels > 0);
+        let unmatched = self
+            .outcome
+            .as_ref()
+            .map_or(true, |r| r.status.unknown_labels > 0);
         self.labels != labels || (unmatched && self.log != log)
     }
 }
@@ -61,7 +73,7 @@ impl RealisedJoins {
         prefix: &str,
         now: DateTime<Utc>,
         poll: Duration,
-    ) -> Result<RealisedAccuracy, String> {
+    ) -> Result<Joined, String> {
         let key = ObjectRef::from_obj(model);
         let last = self.lock().get(&key).cloned();
         if let Some(last) = last.as_ref().filter(|l| l.checked.elapsed() < poll) {
@@ -74,7 +86,10 @@ impl RealisedJoins {
                 tracing::debug!(prefix, "joining the labels under the feedback prefix");
                 crate::data::realised_labels(prefix, &model.spec.data.target, REALISED_WINDOW)
                     .await
-                    .map(|found| status_of(&found, now))
+                    .map(|found| Joined {
+                        status: status_of(&found, now),
+                        scored: scored_by_version(&found),
+                    })
                     .map_err(|e| crate::error_chain(&e))
             }
         };
@@ -112,6 +127,18 @@ async fn listing_digests(prefix: &str) -> Result<(String, String), String> {
         }
     }
     Ok((hex::encode(labels.finalize()), hex::encode(log.finalize())))
+}
+
+/// Each version's scored labels over all its windows.
+pub fn scored_by_version(labels: &RealisedLabels) -> BTreeMap<String, LabelCounts> {
+    let mut out: BTreeMap<String, LabelCounts> = BTreeMap::new();
+    for ((version, _), c) in &labels.windows {
+        let total = out.entry(version.clone()).or_default();
+        total.labelled += c.scored.labelled;
+        total.correct += c.scored.correct;
+        total.confidence_sum += c.scored.confidence_sum;
+    }
+    out
 }
 
 /// What status shows of a join at `now`: each version's windows, the
@@ -165,6 +192,11 @@ mod tests {
                 RealisedCount {
                     labelled: 10,
                     correct: 6,
+                    scored: LabelCounts {
+                        labelled: 5,
+                        correct: 3,
+                        confidence_sum: 3.5,
+                    },
                 },
             );
         }
@@ -173,6 +205,7 @@ mod tests {
             RealisedCount {
                 labelled: 4,
                 correct: 1,
+                scored: LabelCounts::default(),
             },
         );
         labels.late.files = 3;
@@ -196,6 +229,17 @@ mod tests {
         assert_eq!(last.accuracy, 0.25);
         assert_eq!(s.windows[0].start, day(11), "the oldest are dropped");
         assert!(s.windows.windows(2).all(|w| w[0].start <= w[1].start));
+        // The scored totals count every window, also those status drops.
+        let scored = scored_by_version(&labels);
+        assert_eq!(
+            scored["v1"],
+            LabelCounts {
+                labelled: 200,
+                correct: 120,
+                confidence_sum: 140.0,
+            }
+        );
+        assert_eq!(scored["v2"], LabelCounts::default());
     }
 
     #[tokio::test]
@@ -217,7 +261,8 @@ mod tests {
         let first = joins
             .read(&model, &prefix, now, Duration::ZERO)
             .await
-            .expect("joined");
+            .expect("joined")
+            .status;
         assert_eq!(first.windows.len(), 1);
         assert_eq!(
             (first.windows[0].labelled, first.windows[0].correct),
@@ -234,7 +279,8 @@ mod tests {
         let second = joins
             .read(&model, &prefix, later, Duration::ZERO)
             .await
-            .expect("joined");
+            .expect("joined")
+            .status;
         assert_eq!(
             (second.windows[0].labelled, second.windows[0].correct),
             (2, 1)
@@ -244,7 +290,8 @@ mod tests {
         let third = joins
             .read(&model, &prefix, at("2026-01-03T12:00:00Z"), Duration::ZERO)
             .await
-            .expect("joined");
+            .expect("joined")
+            .status;
         assert_eq!(third, second);
         // A malformed label file is named, with its line.
         std::fs::write(root.join("labels/b.csv"), "id,label,row\nr1,5,first\n").expect("labels");

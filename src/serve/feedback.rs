@@ -90,6 +90,19 @@ pub struct ServedRecord {
     pub margins: Vec<f64>,
 }
 
+/// The answer a served row is kept with, in the prediction log and in the
+/// joined feedback rows alike: the version, the serving time, the
+/// prediction and, for a classifier, the confidence it was answered with
+/// (what a late label later sets the estimated accuracy against).
+fn log_answer(row: &mut Map<String, Value>, record: &ServedRecord, i: usize) {
+    row.insert("_version".into(), Value::String(record.version.clone()));
+    row.insert("_time".into(), Value::String(record.time.to_rfc3339()));
+    row.insert("_prediction".into(), record.predictions.value(i));
+    if let Some(&confidence) = record.confidence.get(i) {
+        row.insert("_confidence".into(), Value::from(confidence));
+    }
+}
+
 /// What the model answered, per row.
 #[derive(Debug, Clone)]
 pub enum ServedPredictions {
@@ -413,14 +426,11 @@ impl Worker {
         if self.sink.is_none() {
             return;
         }
-        let time = Value::String(record.time.to_rfc3339());
         for i in 0..record.rows() {
             let mut row = record.row(i);
             row.insert("_id".into(), Value::String(record.id.clone()));
             row.insert("_row".into(), Value::from(i));
-            row.insert("_version".into(), Value::String(record.version.clone()));
-            row.insert("_time".into(), time.clone());
-            row.insert("_prediction".into(), record.predictions.value(i));
+            log_answer(&mut row, record, i);
             self.log.push(row);
         }
     }
@@ -645,9 +655,7 @@ impl Worker {
                 if multi {
                     row.insert("_row".into(), Value::from(i));
                 }
-                row.insert("_version".into(), Value::String(record.version.clone()));
-                row.insert("_time".into(), Value::String(record.time.to_rfc3339()));
-                row.insert("_prediction".into(), prediction.clone());
+                log_answer(&mut row, &record, i);
                 self.buffer.push(row);
                 if let (LabelKind::Class(_), Some(&confidence)) =
                     (&self.labels, record.confidence.get(i))
@@ -854,6 +862,7 @@ mod tests {
         assert_eq!(lines[0]["alcohol"], 10.0);
         assert_eq!(lines[0]["_id"], "a");
         assert_eq!(lines[0]["_prediction"], "good");
+        assert_eq!(lines[0]["_confidence"], 0.75);
         assert_eq!(lines[2]["_row"], 1);
         assert!(files[0].0.ends_with(".jsonl"));
         // Two of three labelled rows were predicted right.
@@ -980,6 +989,7 @@ mod tests {
         assert_eq!(ids, [("a", 0), ("b", 0), ("b", 1), ("c", 0)]);
         assert_eq!(rows[2]["alcohol"], 11.0);
         assert_eq!(rows[2]["_prediction"], "good");
+        assert_eq!(rows[2]["_confidence"], 0.75, "what the estimate said of it");
         assert_eq!(rows[2]["_version"], "v1");
         assert_eq!(rows[0]["_time"], t.to_rfc3339());
         assert!(

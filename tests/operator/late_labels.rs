@@ -36,6 +36,26 @@ fn logged(feedback: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The mean confidence the prediction log holds its answers were given with.
+fn mean_logged_confidence(feedback: &Path) -> f64 {
+    let values: Vec<f64> = walk(&feedback.join("predictions"))
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .expect("a log file")
+                .lines()
+                .map(|l| {
+                    let row: serde_json::Value = serde_json::from_str(l).expect("a logged row");
+                    row["_confidence"]
+                        .as_f64()
+                        .expect("a classifier logs its confidence")
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    values.iter().sum::<f64>() / values.len() as f64
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -88,6 +108,13 @@ async fn labels_that_arrive_two_days_late_as_files_move_the_served_versions_accu
     assert_eq!(rows.len(), 1000, "the prediction log holds every request");
     let served = h.model_status("wine-quality").await;
     assert!(served.realised_accuracy.is_none(), "nothing labelled yet");
+    // The 1 000 requests close one drift window: an estimate, no label yet.
+    let estimate = h
+        .wait_model("wine-quality", MINUTES, "an estimated accuracy", |m| {
+            m.status.as_ref()?.estimated_accuracy.clone()
+        })
+        .await;
+    assert_eq!((estimate.labelled, estimate.realised), (0, None));
 
     // Two days later on the operator's clock, the labels land as files: 700
     // of the answers were right. The first row is labelled twice, wrong in
@@ -151,6 +178,38 @@ async fn labels_that_arrive_two_days_late_as_files_move_the_served_versions_accu
         assert_eq!(day.accuracy, 0.7, "{day:?}");
     }
     println!("realised after the late labels: {:?}", realised.windows);
+    // The estimate is judged on exactly these labels: what it said of the
+    // requests (the confidence logged with each answer) against the 0.7
+    // they realised, and EstimateUnreliable follows the tolerance (0.05).
+    let said = mean_logged_confidence(&feedback);
+    let judged = h
+        .wait_model(
+            "wine-quality",
+            MINUTES,
+            "the estimate judged on late labels",
+            |m| {
+                let e = m.status.as_ref()?.estimated_accuracy.clone()?;
+                (e.labelled == 1000).then_some(e)
+            },
+        )
+        .await;
+    assert_eq!(judged.realised, Some(0.7), "{judged:?}");
+    let on_labelled = judged
+        .estimated_on_labelled
+        .expect("estimated on the labelled");
+    assert!((on_labelled - said).abs() < 1e-6, "{on_labelled} vs {said}");
+    let unreliable = h
+        .model_status("wine-quality")
+        .await
+        .condition(conditions::ESTIMATE_UNRELIABLE)
+        .cloned()
+        .expect("EstimateUnreliable judged");
+    let off = (said - 0.7).abs() > 0.05;
+    assert_eq!(
+        unreliable.status == ConditionStatus::True,
+        off,
+        "{unreliable:?} ({said} said, 0.7 realised)"
+    );
     let status = h.model_status("wine-quality").await;
     let readable = status
         .condition(conditions::LABELS_READABLE)

@@ -19,7 +19,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use bytes::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
@@ -31,10 +30,7 @@ use tokio::sync::watch;
 use super::error::ServeError;
 use super::metrics::{BackendCodeLabels, BackendLabels, GatewayMetrics};
 use super::server::read_body;
-use super::shadow::{
-    Captured, Clients, Mirror, Pair, Shadow, Tee, Wire, forwarded, grpc_ok, into_slot,
-    mirror_from_model,
-};
+use super::shadow::{Clients, Mirror, Shadow, Wire, mirror_from_model};
 use crate::api::scrape::render_shadow_tallies;
 use crate::api::{TrafficWeight, names, routes, version_name, version_number};
 
@@ -488,10 +484,10 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
     } else {
         (body, None)
     };
-    let (body, request_copy) = match mirror {
-        Some(_) => {
-            let (tee, slot) = into_slot(body, limit);
-            (Body::new(tee), Some((slot, forwarded(&parts.headers))))
+    let (body, in_flight) = match mirror {
+        Some(mirror) => {
+            let (body, call) = Shadow::copy_request(mirror, &parts.headers, body, limit);
+            (body, Some(call))
         }
         None => (body, None),
     };
@@ -587,36 +583,12 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
             .headers
             .insert(HeaderName::from_static(VERSION_HEADER), v);
     }
-    let body = match (mirror, request_copy) {
-        (Some(mirror), Some((request, request_headers))) if parts.status.is_success() => {
-            // Once the client has had the whole answer, the pair goes to
-            // the shadow's queue; the candidate is asked later.
-            let (shadow, headers) = (state.shadow.clone(), parts.headers.clone());
-            let wire = Wire::of(&request_headers);
-            let ended = move |answer: Bytes, trailers: Option<http::HeaderMap>| {
-                let request = request.lock().unwrap_or_else(|p| p.into_inner()).take();
-                let Some(request) = request else {
-                    return;
-                };
-                if wire == Wire::Grpc && !grpc_ok(&headers, trailers.as_ref()) {
-                    return;
-                }
-                shadow.offer(Pair {
-                    mirror,
-                    path_and_query,
-                    wire,
-                    request: Captured {
-                        headers: request_headers,
-                        body: request,
-                    },
-                    champion: Captured {
-                        headers,
-                        body: answer,
-                    },
-                    champion_latency: started.elapsed(),
-                });
-            };
-            Body::new(Tee::new(body, limit, Box::new(ended)))
+    let body = match in_flight {
+        Some(call) if parts.status.is_success() => {
+            let answer = (&parts.headers, body);
+            state
+                .shadow
+                .copy_answer(call, path_and_query, answer, limit, started)
         }
         _ => Body::new(body),
     };

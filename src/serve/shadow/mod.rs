@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -128,6 +129,15 @@ pub fn mirror_from_model(
         tolerance,
         slices,
     }))
+}
+
+/// A mirrored call on its way to the champion: the request's copy (filled
+/// once its body has streamed through whole) and what the pair needs.
+pub struct InFlight {
+    mirror: Arc<Mirror>,
+    wire: Wire,
+    request: tee::Slot,
+    request_headers: http::HeaderMap,
 }
 
 /// One request to mirror: what was sent, and the champion's answer.
@@ -445,6 +455,71 @@ impl Shadow {
     pub fn sampled(&self, sample: f64) -> bool {
         let n = self.seen.fetch_add(1, Ordering::Relaxed) as f64;
         ((n + 1.0) * sample).floor() > (n * sample).floor()
+    }
+
+    /// Wraps the request body of a call to mirror: it streams to the champion
+    /// as before while its copy is kept for the pair.
+    pub fn copy_request(
+        mirror: Arc<Mirror>,
+        headers: &http::HeaderMap,
+        body: Body,
+        limit: usize,
+    ) -> (Body, InFlight) {
+        let (tee, request) = into_slot(body, limit);
+        let call = InFlight {
+            mirror,
+            wire: Wire::of(headers),
+            request,
+            request_headers: forwarded(headers),
+        };
+        (Body::new(tee), call)
+    }
+
+    /// Wraps the champion's successful answer to a mirrored call: the
+    /// client gets it frame by frame, and once it has it whole (a gRPC
+    /// call: with status 0) the pair goes to the queue; the candidate is
+    /// asked later. `started`: when the champion was asked.
+    pub fn copy_answer<B>(
+        self: &Arc<Self>,
+        call: InFlight,
+        path_and_query: String,
+        (headers, body): (&http::HeaderMap, B),
+        limit: usize,
+        started: Instant,
+    ) -> Body
+    where
+        B: hyper::body::Body<Data = Bytes> + Unpin + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        let (shadow, headers) = (self.clone(), headers.clone());
+        let ended = move |answer: Bytes, trailers: Option<http::HeaderMap>| {
+            let request = call
+                .request
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            let Some(request) = request else {
+                return;
+            };
+            if call.wire == Wire::Grpc && !grpc_ok(&headers, trailers.as_ref()) {
+                return;
+            }
+            shadow.offer(Pair {
+                mirror: call.mirror,
+                path_and_query,
+                wire: call.wire,
+                request: Captured {
+                    headers: call.request_headers,
+                    body: request,
+                },
+                champion: Captured {
+                    headers,
+                    body: answer,
+                },
+                champion_latency: started.elapsed(),
+            });
+        };
+        Body::new(Tee::new(body, limit, Box::new(ended)))
     }
 
     /// Queues a pair without waiting; a full queue drops it, counted.

@@ -9,7 +9,7 @@ use crate::operator_support;
 use std::time::Duration;
 
 use driftline::api::scrape::{GatewayCounters, parse_shadow_tallies};
-use driftline::api::{AnalysisOutcome, ModelSpec, ShadowSpec, VersionPhase};
+use driftline::api::{AnalysisOutcome, ModelSpec, ModelStatus, ShadowSpec, VersionPhase};
 use driftline::registry::{RegistryWriter, WriterOptions};
 use kube::api::{Patch, PatchParams};
 use operator_support::*;
@@ -45,6 +45,26 @@ fn shadowed_wine(max_disagreement: f64) -> ModelSpec {
     spec
 }
 
+/// Trains v2 of Model `name` barely (one epoch at a tiny learning rate: it
+/// answers from its random start, unlike the champion) and waits until its
+/// shadow stage has judged it; the Model's status then.
+async fn barely_trained_v2_judged_in_shadow(h: &Harness, name: &str) -> ModelStatus {
+    let patch = serde_json::json!({"spec": {
+        "architecture": {"hiddenLayers": []},
+        "training": {"epochs": 1, "learningRate": 0.000001, "earlyStopping": null},
+    }});
+    h.models()
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch the training settings");
+    h.wait_model(name, MINUTES, "v2 judged in shadow", |m| {
+        let s = m.status.as_ref()?;
+        (s.training.is_none() && s.last_training.as_ref()?.version == "v2" && s.candidate.is_none())
+            .then(|| s.clone())
+    })
+    .await
+}
+
 /// The gateway's own `/metrics`: what it proxied to users, and the shadow.
 async fn gateway_metrics(h: &Harness, gateway: &str) -> String {
     h.http()
@@ -72,30 +92,7 @@ async fn a_candidate_that_disagrees_is_rejected_in_shadow_and_no_user_request_re
     h.wait_champion("wine-quality", 1).await;
     let gateway = h.service_url("wine-quality").await;
     let background = h.load_in_background(&gateway, "wine-quality", &spec, 60.0);
-    // A barely trained candidate: one epoch at a tiny learning rate answers
-    // from its random start, unlike the champion.
-    let patch = serde_json::json!({"spec": {
-        "architecture": {"hiddenLayers": []},
-        "training": {"epochs": 1, "learningRate": 0.000001, "earlyStopping": null},
-    }});
-    h.models()
-        .patch(
-            "wine-quality",
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .expect("patch the training settings");
-
-    let status = h
-        .wait_model("wine-quality", MINUTES, "v2 judged in shadow", |m| {
-            let s = m.status.as_ref()?;
-            (s.training.is_none()
-                && s.last_training.as_ref()?.version == "v2"
-                && s.candidate.is_none())
-            .then(|| s.clone())
-        })
-        .await;
+    let status = barely_trained_v2_judged_in_shadow(&h, "wine-quality").await;
     background.abort();
     assert_eq!(status.champion.as_deref(), Some("v1"));
     assert_eq!(status.traffic_summary.as_deref(), Some("v1:100"));
@@ -299,5 +296,130 @@ async fn a_candidate_that_agrees_passes_its_shadow_and_goes_into_its_canary() {
     }
     let status = h.model_status("wine-quality").await;
     assert_eq!(status.traffic_summary.as_deref(), Some("v1:80 v2:20"));
+    h.shutdown().await;
+}
+
+/// The diabetes pipeline (regression) with a gate any trained model passes
+/// and a shadow stage in which a row disagrees when the two predictions
+/// differ by more than `tolerance` (in the target's units).
+fn shadowed_diabetes(tolerance: f64) -> ModelSpec {
+    let mut spec = pipeline("diabetes.yaml");
+    spec.training.epochs = 30;
+    spec.retrain = None;
+    let gate = spec.gate.as_mut().expect("gate");
+    gate.metrics.retain(|m| m.name == "r2");
+    gate.metrics[0].min = Some(-1000.0);
+    gate.metrics[0].max_drop_from_champion = None;
+    for slice in &mut gate.slices {
+        slice.metrics[0].min = Some(-1000.0);
+    }
+    gate.must_pass = None;
+    gate.must_pass_tolerance = None;
+    spec.rollout.shadow = Some(
+        serde_json::from_value::<ShadowSpec>(serde_json::json!({
+            "duration": "2m",
+            "minRequests": 100,
+            "sample": 1.0,
+            "maxDisagreement": 0.1,
+            "tolerance": tolerance,
+            "slices": ["older"],
+        }))
+        .expect("shadow spec"),
+    );
+    spec.rollout.steps = vec![driftline::api::CanaryStep {
+        weight: 20,
+        pause: "600m".parse().expect("duration"),
+    }];
+    spec.validate().expect("a valid spec");
+    spec
+}
+
+/// Done-when 2 for a regression Model: the pairs are numbers, judged by
+/// their absolute difference against the shadow's tolerance; the verdict
+/// reports the mean and p95 absolute difference; the candidate is rejected
+/// before any user request reaches it, and the rows kept are exactly those
+/// whose two predictions are further apart than the tolerance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_regression_candidate_whose_predictions_move_is_rejected_in_shadow() {
+    const TOLERANCE: f64 = 5.0;
+    let h = Harness::start(197, 20.0).await;
+    let spec = shadowed_diabetes(TOLERANCE);
+    h.apply("diabetes", spec.clone()).await;
+    h.wait_champion("diabetes", 1).await;
+    let gateway = h.service_url("diabetes").await;
+    let background = h.load_in_background(&gateway, "diabetes", &spec, 60.0);
+    let status = barely_trained_v2_judged_in_shadow(&h, "diabetes").await;
+    background.abort();
+    assert_eq!(status.champion.as_deref(), Some("v1"));
+    assert_eq!(status.traffic_summary.as_deref(), Some("v1:100"));
+    let v2 = h.version_status("diabetes", 2).await;
+    assert_eq!(v2.phase, VersionPhase::Rejected, "{:?}", v2.message);
+    let rollout = v2.rollout.expect("the verdict is recorded");
+    assert_eq!(rollout.result, "ShadowFailed");
+    let verdict = &rollout.analyses[0];
+    println!("rejected in shadow: {}", verdict.message);
+    assert_eq!(
+        (verdict.weight, verdict.outcome),
+        (0, AnalysisOutcome::Failed)
+    );
+    for measure in [
+        "mean |difference| ",
+        "p95 |difference| ≤ ",
+        "Jensen-Shannon",
+    ] {
+        assert!(
+            verdict.message.contains(measure),
+            "{measure}: {}",
+            verdict.message
+        );
+    }
+    let failed = verdict
+        .checks
+        .iter()
+        .find(|c| c.name == "maxDisagreement" && !c.passed)
+        .unwrap_or_else(|| panic!("the overall disagreement fails: {verdict:?}"));
+    assert!(failed.value > 0.1, "{failed:?}");
+
+    // No user request reached v2; its mirrored answers were paired as numbers.
+    let text = gateway_metrics(&h, &gateway).await;
+    let users = GatewayCounters::from_metrics(&text);
+    assert!(users.backend("v1").answered > 0, "{text}");
+    assert_eq!(users.backend("v2").answered, 0, "{text}");
+    let tally = parse_shadow_tallies(&text).remove("v2").expect("a tally");
+    assert!(tally.flips.is_empty(), "no classes: {tally:?}");
+    assert!(tally.regression_disagreements > 0, "{tally:?}");
+    assert!(
+        tally.abs_difference_sum / tally.rows as f64 > TOLERANCE,
+        "{tally:?}"
+    );
+
+    // The rows kept are those further apart than the tolerance, every one.
+    let file = h
+        .artifacts
+        .join("ml/diabetes/shadow/v2/disagreements.jsonl");
+    let mut rows: Vec<serde_json::Value> = Vec::new();
+    for _ in 0..100 {
+        let tally = parse_shadow_tallies(&gateway_metrics(&h, &gateway).await)
+            .remove("v2")
+            .expect("tally");
+        rows = std::fs::read_to_string(&file)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON row"))
+            .collect();
+        if rows.len() as u64 == tally.regression_disagreements {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(!rows.is_empty());
+    for row in &rows {
+        let (c, s) = (row["champion"].as_f64(), row["shadow"].as_f64());
+        let (Some(c), Some(s)) = (c, s) else {
+            panic!("numbers: {row}");
+        };
+        assert!((c - s).abs() > TOLERANCE, "{row}");
+        assert!(row["inputs"]["body_mass_index"].is_number(), "{row}");
+    }
     h.shutdown().await;
 }

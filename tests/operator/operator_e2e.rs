@@ -11,7 +11,7 @@ use driftline::api::{ConditionStatus, ModelPhase, VersionPhase, names};
 use driftline::policy::conditions;
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
-use kube::api::ListParams;
+use kube::api::{ListParams, Patch};
 use operator_support::*;
 
 /// Runs `scenario` on the embedded cluster (its own, on loopback /16
@@ -819,25 +819,57 @@ async fn a_canary_that_fails_live_analysis_is_rolled_back_after_its_failure_limi
     }];
     let model = h.apply("wine-quality", spec.clone()).await;
     h.wait_champion("wine-quality", 1).await;
+    // First a change that trains a poor model: v2 is rejected at its gate.
+    let training = |hidden: &[u32], epochs: u32, rate: f64| {
+        let patch = serde_json::json!({"spec": {
+            "architecture": {"hiddenLayers": hidden},
+            "training": {"epochs": epochs, "learningRate": rate},
+        }});
+        let models = h.models();
+        async move {
+            models
+                .patch("wine-quality", &Default::default(), &Patch::Merge(&patch))
+                .await
+                .expect("spec change accepted");
+        }
+    };
+    training(&[1], 1, 0.000_01).await;
+    h.wait_model("wine-quality", MINUTES, "v2 rejected", |m| {
+        let s = m.status.as_ref()?;
+        let t = s.last_training.as_ref()?;
+        (t.version == "v2" && s.candidate.is_none() && s.training.is_none()).then_some(())
+    })
+    .await;
+    assert_eq!(
+        h.version_status("wine-quality", 2).await.phase,
+        VersionPhase::Rejected
+    );
+    // Then the settings back: v3 passes its gate and fails its canary.
     let gateway = h.service_url("wine-quality").await;
     let background = h.load_in_background(&gateway, "wine-quality", &spec, 60.0);
-    h.retrain("wine-quality", "bad-canary").await;
+    let a = &spec.architecture;
+    training(
+        &a.hidden_layers,
+        spec.training.epochs,
+        spec.training.learning_rate,
+    )
+    .await;
 
     let status = h
-        .wait_model("wine-quality", MINUTES, "v2 rolled back", |m| {
+        .wait_model("wine-quality", MINUTES, "v3 rolled back", |m| {
             let s = m.status.as_ref()?;
             (s.canary.is_none()
                 && s.candidate.is_none()
-                && s.last_training.as_ref()?.version == "v2")
+                && s.last_training.as_ref()?.version == "v3")
                 .then(|| s.clone())
         })
         .await;
     background.abort();
     assert_eq!(status.champion.as_deref(), Some("v1"));
     assert_eq!(status.traffic_summary.as_deref(), Some("v1:100"));
-    let v2 = h.version_status("wine-quality", 2).await;
-    assert_eq!(v2.phase, VersionPhase::RolledBack, "{:?}", v2.message);
-    let rollout = v2.rollout.expect("rollout");
+    let v3 = h.version_status("wine-quality", 3).await;
+    assert_eq!(v3.phase, VersionPhase::RolledBack, "{:?}", v3.message);
+    let rollout = v3.rollout.expect("rollout");
     assert_eq!(
         (rollout.result.as_str(), rollout.steps_passed),
         ("RolledBack", 0)
@@ -876,9 +908,10 @@ async fn a_canary_that_fails_live_analysis_is_rolled_back_after_its_failure_limi
 
 const HOOK_KEY: &[u8] = b"webhook signing key";
 
-/// The receiver got, in order and signed, the CloudEvents of the bootstrap
-/// and of the rolled-back canary, with ids from the Model's uid, version and
-/// step, and the analysis numbers.
+/// The receiver got, in order and signed, the CloudEvents of the bootstrap,
+/// the candidate rejected at its gate and the rolled-back canary (#23,
+/// Done-when 1), with ids from the Model's uid, version and step, and the
+/// numbers.
 async fn notifications_tell_the_whole_story(receiver: &notify_sink::Receiver, uid: &str) {
     let got = receiver
         .wait_for("io.driftline.model.rolledback", MINUTES)
@@ -900,9 +933,11 @@ async fn notifications_tell_the_whole_story(receiver: &notify_sink::Receiver, ui
         ("gatepassed", "v1"),
         ("promoted", "v1"),
         ("trainingstarted", "v2"),
-        ("gatepassed", "v2"),
-        ("canarystepfailed", "v2"),
-        ("rolledback", "v2"),
+        ("gaterejected", "v2"),
+        ("trainingstarted", "v3"),
+        ("gatepassed", "v3"),
+        ("canarystepfailed", "v3"),
+        ("rolledback", "v3"),
     ]
     .map(|(t, v)| (format!("io.driftline.model.{t}"), v.to_string()));
     assert_eq!(steps, expected, "{got:#?}");
@@ -939,14 +974,17 @@ async fn notifications_tell_the_whole_story(receiver: &notify_sink::Receiver, ui
     use driftline::api::NotifyEvent;
     assert_eq!(got[0].ce_id, id(NotifyEvent::TrainingStarted, 1, ""));
     assert_eq!(got[2].ce_id, id(NotifyEvent::Promoted, 1, ""));
+    assert_eq!(got[4].ce_id, id(NotifyEvent::GateRejected, 2, ""));
     assert_eq!(
-        got[5].ce_id,
-        id(NotifyEvent::CanaryStepFailed, 2, "failure-1")
+        got[7].ce_id,
+        id(NotifyEvent::CanaryStepFailed, 3, "failure-1")
     );
-    assert_eq!(got[6].ce_id, id(NotifyEvent::RolledBack, 2, ""));
+    assert_eq!(got[8].ce_id, id(NotifyEvent::RolledBack, 3, ""));
     let gate = &got[1].event["data"]["numbers"]["gate"];
     assert_eq!(gate["passed"], true, "{gate}");
-    let rolled_back = &got[6].event["data"];
+    let rejected = &got[4].event["data"]["numbers"]["gate"];
+    assert_eq!(rejected["passed"], false, "{rejected}");
+    let rolled_back = &got[8].event["data"];
     assert_eq!(rolled_back["reason"], "RolledBack");
     assert_eq!(rolled_back["numbers"]["stepsPassed"], 0);
     let checks = rolled_back["numbers"]["analysis"]["checks"]

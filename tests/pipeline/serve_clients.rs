@@ -140,15 +140,15 @@ from tritonclient.utils import InferenceServerException
 ALCOHOL = np.array([9.5, 9.5, 10.5, 8.0], dtype=np.float32)
 COLOR = np.array([b"red", b"white", b"white", "rouge".encode()], dtype=np.object_)
 
-def inputs(module, binary=True):
-    a = module.InferInput("alcohol", [4], "FP32")
-    c = module.InferInput("color", [4], "BYTES")
+def inputs(module, binary=True, alcohol=ALCOHOL, color=COLOR):
+    a = module.InferInput("alcohol", [len(alcohol)], "FP32")
+    c = module.InferInput("color", [len(color)], "BYTES")
     if module is httpclient:
-        a.set_data_from_numpy(ALCOHOL, binary_data=binary)
-        c.set_data_from_numpy(COLOR, binary_data=binary)
+        a.set_data_from_numpy(alcohol, binary_data=binary)
+        c.set_data_from_numpy(color, binary_data=binary)
     else:
-        a.set_data_from_numpy(ALCOHOL)
-        c.set_data_from_numpy(COLOR)
+        a.set_data_from_numpy(alcohol)
+        c.set_data_from_numpy(color)
     return [a, c]
 
 def outputs(result):
@@ -518,15 +518,7 @@ http = httpclient.InferenceServerClient(url=url)
 A = np.array([9.5, 10.2, 10.7, 9.3], dtype=np.float32)
 C = np.array([b"white", b"white", b"white", b"red"], dtype=np.object_)
 def shifted(module, binary=True):
-    a = module.InferInput("alcohol", [4], "FP32")
-    c = module.InferInput("color", [4], "BYTES")
-    if module is httpclient:
-        a.set_data_from_numpy(A, binary_data=binary)
-        c.set_data_from_numpy(C, binary_data=binary)
-    else:
-        a.set_data_from_numpy(A)
-        c.set_data_from_numpy(C)
-    return [a, c]
+    return inputs(module, binary, alcohol=A, color=C)
 json_out = [httpclient.InferRequestedOutput(n, binary_data=False) for n in ("predictions", "probabilities")]
 answers = []
 for i in range(8):

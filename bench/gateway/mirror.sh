@@ -3,8 +3,13 @@
 # throughput and client latency with the shadow at 100 % sampling against
 # the same gateway with no shadow, the same 1-row infer request, wrk at 16
 # connections, the two alternated ROUNDS times. Champion and candidate are two
-# `driftline serve` processes of the same artifact (so every pair agrees);
-# the gateway is the library's router (bench/gateway/mirror.rs), as
+# `driftline serve` processes of the same artifact (so every pair agrees), or
+# with CANDIDATE=floor the candidate is the no-op server of
+# bench/serving/floor.rs answering the champion's own answer: on one machine
+# the candidate's model work competes with the champion's for the same
+# cores, which in a cluster it does not, and the floor candidate leaves only
+# the gateway's own cost of mirroring. The gateway is the library's router
+# (bench/gateway/mirror.rs), as
 # `driftline gateway` serves it. After each shadow run the gateway's
 # /metrics says how many mirrors were paired, failed or dropped by the
 # bounded queue.
@@ -17,12 +22,17 @@ WORK=$HERE/work
 DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-2}
 CONNECTIONS=${CONNECTIONS:-16}
+CANDIDATE=${CANDIDATE:-driftline}
 mkdir -p "$WORK"
 command -v wrk >/dev/null || apt-get install -y wrk >/dev/null
 [ -f pipelines/data/wine-quality/train.csv ] || cargo run --quiet --example prepare_data
 bench/build.sh "$WORK/driftline"
 CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo build --quiet --example gateway_mirror
 cp "${CARGO_TARGET_DIR:-target}/debug/examples/gateway_mirror" "$WORK/gateway_mirror"
+if [ "$CANDIDATE" = floor ]; then
+  CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo build --quiet --example serving_floor
+  cp "${CARGO_TARGET_DIR:-target}/debug/examples/serving_floor" "$WORK/serving_floor"
+fi
 BIN=$WORK/driftline
 ARTIFACT="file://$PWD/$WORK/artifacts/wine-quality/v1/"
 rm -rf "$WORK/artifacts" "$WORK/shadow"
@@ -33,17 +43,27 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 wait_ready() { for _ in $(seq 1 300); do curl -sf "$1" >/dev/null && return 0; sleep 0.2; done; echo "not ready: $1" >&2; return 1; }
 
-for port in 18090 18092; do
-  RUST_LOG=warn "$BIN" serve --artifact "$ARTIFACT" --name wine-quality --host 127.0.0.1 --port $port >"$WORK/serve-$port.log" 2>&1 &
+serve() { # PORT
+  RUST_LOG=warn "$BIN" serve --artifact "$ARTIFACT" --name wine-quality --host 127.0.0.1 --port "$1" >"$WORK/serve-$1.log" 2>&1 &
   pids+=($!)
-  wait_ready http://127.0.0.1:$port/v2/health/ready
-done
+  wait_ready "http://127.0.0.1:$1/v2/health/ready"
+}
+serve 18090
 
 curl -s http://127.0.0.1:18090/v2/models/wine-quality | python3 -c '
 import json, sys
 inputs = json.load(sys.stdin)["inputs"]
 print(json.dumps({"inputs": [{"name": i["name"], "shape": [1], "datatype": i["datatype"],
                               "data": ["a"] if i["datatype"] == "BYTES" else [1.0]} for i in inputs]}))' >"$WORK/body.json"
+if [ "$CANDIDATE" = floor ]; then
+  curl -sf -H 'content-type: application/json' --data-binary @"$WORK/body.json" \
+    http://127.0.0.1:18090/v2/models/wine-quality/infer >"$WORK/answer.json"
+  "$WORK/serving_floor" 18092 "$WORK/answer.json" >"$WORK/floor.log" 2>&1 &
+  pids+=($!)
+  sleep 0.5
+else
+  serve 18092
+fi
 
 load() { BODY_FILE="$WORK/body.json" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/serving/post.lua "$1" | sed -n 's/^RESULT //p'; }
 field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }

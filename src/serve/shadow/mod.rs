@@ -425,7 +425,7 @@ impl Shadow {
             tokio::spawn(write_disagreements(root, kept.clone()));
             kept
         });
-        tokio::spawn(async move {
+        let mirrors = async move {
             let slots = Arc::new(Semaphore::new(IN_FLIGHT));
             while let Some(pair) = pending.recv().await {
                 let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -442,7 +442,25 @@ impl Shadow {
                     drop(slot);
                 });
             }
-        });
+        };
+        // The mirrors run on a thread of their own at a lower priority, with
+        // their own connections: their work yields the CPU to users'
+        // requests. It ends when the gateway drops its Shadow.
+        let spawned = std::thread::Builder::new()
+            .name("shadow-mirrors".into())
+            .spawn(move || {
+                yield_to_users();
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(mirrors),
+                    Err(e) => tracing::error!(error = %e, "no runtime for the shadow's mirrors"),
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "no thread for the shadow's mirrors; queued mirrors are dropped");
+        }
         Shadow {
             queue,
             tallies,
@@ -540,6 +558,16 @@ impl Shadow {
     }
 }
 
+/// Lowers the calling thread's priority (nice +10) so the shadow's work
+/// waits while users' requests need the CPU; where that cannot be done it
+/// runs at the gateway's priority, said once at debug level.
+fn yield_to_users() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10) {
+        tracing::debug!(error = %e, "the shadow's thread keeps the gateway's priority");
+    }
+}
+
 /// Where disagreeing rows go: the kept file, the annotation queue, both or neither.
 #[derive(Clone, Copy)]
 struct Keep<'a> {
@@ -560,10 +588,13 @@ async fn mirror_one(
     let read = |c: &Captured| wire::answer(pair.wire, c);
     let answers: Option<(Answer, Answer)> =
         read(&pair.champion).zip(answer.as_ref().and_then(read));
-    // Read once: the slices and the kept rows need the request's inputs.
-    let request = answers
+    // The request is read (once) only when its inputs are needed: for
+    // slices to decide, or for disagreeing rows to keep.
+    let read_request = || wire::request(pair.wire, &pair.request);
+    let mut request = answers
         .as_ref()
-        .and_then(|_| wire::request(pair.wire, &pair.request));
+        .filter(|_| !pair.mirror.slices.is_empty())
+        .and_then(|_| read_request());
     let disagree = {
         let mut tallies = tallies.lock().unwrap_or_else(|p| p.into_inner());
         let tally = tallies.entry(pair.mirror.version.clone()).or_default();
@@ -587,6 +618,9 @@ async fn mirror_one(
         && disagree.contains(&true)
         && (keep.kept.is_some() || keep.queue.is_some())
     {
+        if request.is_none() {
+            request = read_request();
+        }
         let rows = disagreeing_rows(
             request.as_ref(),
             champion.id.as_deref(),

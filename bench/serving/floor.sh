@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# driftline serve against the floor (#25): the same 1-row JSON infer request
+# to `driftline serve` (drift, feedback and metrics on, as deployed) and to a
+# no-op hyper server answering driftline's own answer as a fixed body
+# (bench/serving/floor.rs), the same wrk load, alternated ROUNDS times.
+# driftline's share of the floor's throughput is the figure (#25's goal: 0.5).
+#
+#   bench/serving/floor.sh            # from the repository root
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+HERE=bench/serving
+WORK=$HERE/work
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-16}
+THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-3}
+mkdir -p "$WORK"
+command -v wrk >/dev/null || apt-get install -y wrk >/dev/null
+[ -f pipelines/data/wine-quality/train.csv ] || cargo run --quiet --example prepare_data
+bench/build.sh "$WORK/driftline"
+CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo build --quiet --example serving_floor
+cp "${CARGO_TARGET_DIR:-target}/debug/examples/serving_floor" "$WORK/serving_floor"
+BIN=$WORK/driftline
+ARTIFACT="file://$PWD/$WORK/artifacts/wine-quality/v1/"
+rm -rf "$WORK/artifacts"
+"$BIN" train -c pipelines/wine-quality.yaml --out "$ARTIFACT" >/dev/null
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+wait_ready() { for _ in $(seq 1 300); do curl -sf "$1" >/dev/null && return 0; sleep 0.2; done; echo "not ready: $1" >&2; return 1; }
+
+# Feedback on (the default sample), drift and metrics on: as a Model's pods run.
+RUST_LOG=warn "$BIN" serve --artifact "$ARTIFACT" --name wine-quality --host 127.0.0.1 --port 18080 \
+  --feedback "file://$PWD/$WORK/feedback/" >"$WORK/driftline.log" 2>&1 &
+pids+=($!)
+wait_ready http://127.0.0.1:18080/v2/health/ready
+# One row in driftline's feature order.
+curl -s http://127.0.0.1:18080/v2/models/wine-quality | python3 -c '
+import json, sys
+inputs = json.load(sys.stdin)["inputs"]
+print(json.dumps({"inputs": [{"name": i["name"], "shape": [1], "datatype": i["datatype"],
+                              "data": ["red"] if i["datatype"] == "BYTES" else [1.0]} for i in inputs]}))' >"$WORK/floor-body.json"
+curl -sf -H 'content-type: application/json' --data-binary @"$WORK/floor-body.json" \
+  http://127.0.0.1:18080/v2/models/wine-quality/infer >"$WORK/floor-answer.json"
+"$WORK/serving_floor" 18089 "$WORK/floor-answer.json" >"$WORK/floor.log" 2>&1 &
+pids+=($!)
+sleep 0.5
+
+load() { BODY_FILE="$WORK/floor-body.json" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$HERE/post.lua" "$1" | sed -n 's/^RESULT //p'; }
+field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+DL=http://127.0.0.1:18080/v2/models/wine-quality/infer
+FLOOR=http://127.0.0.1:18089/v2/models/wine-quality/infer
+load "$DL" >/dev/null; load "$FLOOR" >/dev/null  # warm-up
+printf '%-6s %-10s %10s %10s %10s %7s\n' round server "req/s" "p50 µs" "p99 µs" errors
+for round in $(seq 1 "$ROUNDS"); do
+  d=$(load "$DL"); f=$(load "$FLOOR")
+  for pair in "driftline:$d" "floor:$f"; do
+    r=${pair#*:}
+    printf '%-6s %-10s %10s %10s %10s %7s\n' "$round" "${pair%%:*}" "$(field "$r" rps)" "$(field "$r" p50_us)" "$(field "$r" p99_us)" "$(field "$r" errors)"
+  done
+  python3 -c "import sys; print(f'{sys.argv[1]:<6} share of the floor: {float(sys.argv[2])/float(sys.argv[3]):.3f}')" "$round" "$(field "$d" rps)" "$(field "$f" rps)"
+done

@@ -312,19 +312,23 @@ pub fn gateway_router(initial: WeightTable, config: GatewayConfig) -> (Router, W
     // Backends are Services: the embedded cluster's hosts file, else DNS.
     let mut connector = HttpConnector::new_with_resolver(HostsFileResolver::default());
     connector.set_nodelay(true);
-    let client = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(connector.clone());
-    let grpc_client = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .http2_only(true)
-        .build(connector);
-    let clients = Clients {
-        rest: client.clone(),
-        grpc: grpc_client.clone(),
+    let clients = || Clients {
+        rest: Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector.clone()),
+        grpc: Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .http2_only(true)
+            .build(connector.clone()),
     };
+    let Clients {
+        rest: client,
+        grpc: grpc_client,
+    } = clients();
+    // The shadow's own pools: its connections are driven by its own
+    // low-priority thread and never carry a user's request.
     let shadow = Shadow::start(
-        clients,
+        clients(),
         config.backend_timeout,
         config.shadow_root.clone(),
         config

@@ -26,17 +26,22 @@ fn shadowed_wine(max_disagreement: f64) -> ModelSpec {
     for slice in &mut gate.slices {
         slice.metrics[0].min = Some(0.0);
     }
-    spec.rollout.shadow = Some(
-        serde_json::from_value::<ShadowSpec>(serde_json::json!({
-            "duration": "2m",
-            "minRequests": 100,
-            "sample": 1.0,
-            "maxDisagreement": max_disagreement,
-            "slices": ["strong"],
-        }))
-        .expect("shadow spec"),
-    );
-    // One long step: a candidate that passed its shadow holds in its canary.
+    with_shadow(
+        spec,
+        serde_json::json!({"maxDisagreement": max_disagreement, "slices": ["strong"]}),
+    )
+}
+
+/// `spec` with a shadow stage of 2 (test-clock) minutes that mirrors every
+/// request and needs 100 pairs, plus the `settings` given, and one long
+/// canary step, in which a candidate that passed its shadow holds.
+fn with_shadow(mut spec: ModelSpec, settings: serde_json::Value) -> ModelSpec {
+    let mut shadow = serde_json::json!({"duration": "2m", "minRequests": 100, "sample": 1.0});
+    let (Some(all), Some(given)) = (shadow.as_object_mut(), settings.as_object()) else {
+        panic!("shadow settings are an object: {settings}");
+    };
+    all.extend(given.clone());
+    spec.rollout.shadow = Some(serde_json::from_value::<ShadowSpec>(shadow).expect("shadow spec"));
     spec.rollout.steps = vec![driftline::api::CanaryStep {
         weight: 20,
         pause: "600m".parse().expect("duration"),
@@ -315,23 +320,10 @@ fn shadowed_diabetes(tolerance: f64) -> ModelSpec {
     }
     gate.must_pass = None;
     gate.must_pass_tolerance = None;
-    spec.rollout.shadow = Some(
-        serde_json::from_value::<ShadowSpec>(serde_json::json!({
-            "duration": "2m",
-            "minRequests": 100,
-            "sample": 1.0,
-            "maxDisagreement": 0.1,
-            "tolerance": tolerance,
-            "slices": ["older"],
-        }))
-        .expect("shadow spec"),
-    );
-    spec.rollout.steps = vec![driftline::api::CanaryStep {
-        weight: 20,
-        pause: "600m".parse().expect("duration"),
-    }];
-    spec.validate().expect("a valid spec");
-    spec
+    with_shadow(
+        spec,
+        serde_json::json!({"maxDisagreement": 0.1, "tolerance": tolerance, "slices": ["older"]}),
+    )
 }
 
 /// Done-when 2 for a regression Model: the pairs are numbers, judged by

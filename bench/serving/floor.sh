@@ -4,6 +4,8 @@
 # no-op hyper server answering driftline's own answer as a fixed body
 # (bench/serving/floor.rs), the same wrk load, alternated ROUNDS times.
 # driftline's share of the floor's throughput is the figure (#25's goal: 0.5).
+# FEEDBACK=0 serves without a feedback prefix (no request remembered or
+# logged), to show what the prediction log costs.
 #
 #   bench/serving/floor.sh            # from the repository root
 set -euo pipefail
@@ -14,6 +16,7 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-16}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
+FEEDBACK=${FEEDBACK:-1}
 mkdir -p "$WORK"
 command -v wrk >/dev/null || apt-get install -y wrk >/dev/null
 [ -f pipelines/data/wine-quality/train.csv ] || cargo run --quiet --example prepare_data
@@ -31,8 +34,10 @@ trap cleanup EXIT
 wait_ready() { for _ in $(seq 1 300); do curl -sf "$1" >/dev/null && return 0; sleep 0.2; done; echo "not ready: $1" >&2; return 1; }
 
 # Feedback on (the default sample), drift and metrics on: as a Model's pods run.
+feedback=()
+[ "$FEEDBACK" = 1 ] && feedback=(--feedback "file://$PWD/$WORK/feedback/")
 RUST_LOG=warn "$BIN" serve --artifact "$ARTIFACT" --name wine-quality --host 127.0.0.1 --port 18080 \
-  --feedback "file://$PWD/$WORK/feedback/" >"$WORK/driftline.log" 2>&1 &
+  "${feedback[@]}" >"$WORK/driftline.log" 2>&1 &
 pids+=($!)
 wait_ready http://127.0.0.1:18080/v2/health/ready
 # One row in driftline's feature order.

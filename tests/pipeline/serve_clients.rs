@@ -543,17 +543,9 @@ print(json.dumps({"answers": [outputs(a)["predictions"] for a in answers]}))
         );
     }
     // Every call is paired, whatever its wire.
-    let http = crate::serve_protocol::client();
     let mut tally = driftline::api::ShadowTally::default();
     for _ in 0..500 {
-        let text = http
-            .get(format!("http://{gateway}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = crate::serve_protocol::get_text(&format!("http://{gateway}/metrics")).await;
         tally = parse_shadow_tallies(&text).remove("v4").unwrap_or_default();
         if tally.paired + tally.shadow_errors + tally.dropped >= 32 {
             break;

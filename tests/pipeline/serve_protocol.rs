@@ -117,6 +117,18 @@ pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// The text a loopback server answers a GET of `url` with (its `/metrics`).
+pub(crate) async fn get_text(url: &str) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn serve_with(config: ServerConfig, delay: Duration) -> RunningServer {
     let config = ServerConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
@@ -600,14 +612,7 @@ async fn metrics_count_requests_errors_rows_classes_and_drift() {
     )
     .await;
     post(&s, "/v2/models/wine-quality/infer", "{").await;
-    let text = client()
-        .get(url(&s, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&url(&s, "/metrics")).await;
     for needle in [
         r#"driftline_serve_requests_total{endpoint="infer",code="200"} 1"#,
         r#"driftline_serve_requests_total{endpoint="infer",code="400"} 1"#,

@@ -1,8 +1,11 @@
 //! driftline keeps machine-learning models healthy in production: it
 //! retrains them, gates every candidate on a curated regression test-set and
 //! rolls survivors out canary-style. See DESIGN.md for the rooms below.
-// One `#[allow(unsafe_code)]` in the whole crate: the parent-death signal a
-// node's container processes ask for before exec (cluster::runner::processes).
+// `unsafe` is allowed only where a system call has no safe wrapper, each
+// with its SAFETY comment: the parent-death signal a node's container
+// processes ask for before exec (cluster::runner::processes), the compute
+// thread count set before any thread exists (cli), and the shadow's mirror
+// thread entering the idle scheduling class (serve::shadow).
 #![deny(unsafe_code)]
 
 pub mod api;

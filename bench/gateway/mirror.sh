@@ -8,10 +8,12 @@
 # bench/serving/floor.rs answering the champion's own answer: on one machine
 # the candidate's model work competes with the champion's for the same
 # cores, which in a cluster it does not, and the floor candidate leaves only
-# the gateway's own cost of mirroring. The candidate runs at nice
-# CANDIDATE_NICE (19): it stands for a pod on other CPUs, using only what the
-# client's path leaves idle. The gateway is the library's router
-# (bench/gateway/mirror.rs), as
+# the gateway's own cost of mirroring. The candidate stands for a pod on
+# other CPUs, using only what the client's path leaves idle: with
+# CANDIDATE_SCHED=idle (the default) it runs in Linux's idle scheduling class
+# (`chrt --idle 0`), which is exactly that; with CANDIDATE_SCHED=nice it runs
+# at nice CANDIDATE_NICE (19), which still takes a share and a slice. The
+# gateway is the library's router (bench/gateway/mirror.rs), as
 # `driftline gateway` serves it. After each shadow run the gateway's
 # /metrics says how many mirrors were paired, failed or dropped by the
 # bounded queue.
@@ -26,6 +28,12 @@ ROUNDS=${ROUNDS:-2}
 CONNECTIONS=${CONNECTIONS:-16}
 CANDIDATE=${CANDIDATE:-driftline}
 CANDIDATE_NICE=${CANDIDATE_NICE:-19}
+CANDIDATE_SCHED=${CANDIDATE_SCHED:-idle}
+case "$CANDIDATE_SCHED" in
+  idle) CANDIDATE_PRIO=(chrt --idle 0) ;;
+  nice) CANDIDATE_PRIO=(nice -n "$CANDIDATE_NICE") ;;
+  *) echo "CANDIDATE_SCHED must be idle or nice" >&2; exit 2 ;;
+esac
 mkdir -p "$WORK"
 command -v wrk >/dev/null || apt-get install -y wrk >/dev/null
 [ -f pipelines/data/wine-quality/train.csv ] || cargo run --quiet --example prepare_data
@@ -46,10 +54,12 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 wait_ready() { for _ in $(seq 1 300); do curl -sf "$1" >/dev/null && return 0; sleep 0.2; done; echo "not ready: $1" >&2; return 1; }
 
-serve() { # PORT [nice]
-  RUST_LOG=warn nice -n "${2:-0}" "$BIN" serve --artifact "$ARTIFACT" --name wine-quality --host 127.0.0.1 --port "$1" >"$WORK/serve-$1.log" 2>&1 &
+serve() { # PORT [priority command...]
+  local port=$1
+  shift
+  RUST_LOG=warn "$@" "$BIN" serve --artifact "$ARTIFACT" --name wine-quality --host 127.0.0.1 --port "$port" >"$WORK/serve-$port.log" 2>&1 &
   pids+=($!)
-  wait_ready "http://127.0.0.1:$1/v2/health/ready"
+  wait_ready "http://127.0.0.1:$port/v2/health/ready"
 }
 serve 18090
 
@@ -61,11 +71,11 @@ print(json.dumps({"inputs": [{"name": i["name"], "shape": [1], "datatype": i["da
 if [ "$CANDIDATE" = floor ]; then
   curl -sf -H 'content-type: application/json' --data-binary @"$WORK/body.json" \
     http://127.0.0.1:18090/v2/models/wine-quality/infer >"$WORK/answer.json"
-  nice -n "$CANDIDATE_NICE" "$WORK/serving_floor" 18092 "$WORK/answer.json" >"$WORK/floor.log" 2>&1 &
+  "${CANDIDATE_PRIO[@]}" "$WORK/serving_floor" 18092 "$WORK/answer.json" >"$WORK/floor.log" 2>&1 &
   pids+=($!)
   sleep 0.5
 else
-  serve 18092 "$CANDIDATE_NICE"
+  serve 18092 "${CANDIDATE_PRIO[@]}"
 fi
 
 load() { BODY_FILE="$WORK/body.json" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/serving/post.lua "$1" | sed -n 's/^RESULT //p'; }

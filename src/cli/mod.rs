@@ -140,7 +140,7 @@ fn pin_compute_threads(command: &Command) {
     // SAFETY: called in `main` before the async runtime or any other thread
     // exists, so nothing reads the environment concurrently.
     #[allow(unsafe_code)]
-    // The one `unsafe` of the library (lib.rs denies it elsewhere).
+    // lib.rs denies `unsafe` outside the few system calls it lists.
     unsafe {
         std::env::set_var(VAR, threads.max(1).to_string())
     };

@@ -475,7 +475,7 @@ async fn forward(state: &GatewayState, request: Request) -> Result<Response, Ser
         .mirror
         .borrow()
         .clone()
-        .filter(|m| matches!(route, Route::Weighted) && state.shadow.sampled(m.sample));
+        .filter(|m| matches!(route, Route::Weighted) && state.shadow.admit(m));
     let sticky = state.config.sticky && !grpc && !matches!(route, Route::Version(_));
     let (body, sticky_id) = if sticky {
         let bytes = read_body(body, limit).await?;

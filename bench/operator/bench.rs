@@ -316,6 +316,10 @@ async fn child(kind: &str, kubeconfig: &Path, artifact_root: &str, record: &Path
                 instance: "bench".into(),
                 leader: None,
                 scrape_timeout: Duration::from_secs(5),
+                max_concurrent_reconciles: std::env::var("BENCH_MAX_RECONCILES")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(driftline::operator::DEFAULT_MAX_CONCURRENT_RECONCILES),
                 // As `driftline up` does: the runner's hosts file names
                 // every Service (the cluster's DNS).
                 hosts_file: Some(kubeconfig.with_file_name("hosts")),

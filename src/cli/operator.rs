@@ -74,6 +74,11 @@ pub struct OperatorArgs {
     /// Longest wait for a model server's `/metrics`.
     #[arg(long, default_value = "5s", value_parser = super::flags::duration)]
     pub scrape_timeout: Duration,
+    /// Reconciles in flight at once (per watched namespace); more wait their
+    /// turn. Raise it past 128 only for thousands of Models whose replicas'
+    /// scrapes can all hang to --scrape-timeout at once.
+    #[arg(long, env = "DRIFTLINE_MAX_CONCURRENT_RECONCILES", default_value_t = crate::operator::DEFAULT_MAX_CONCURRENT_RECONCILES, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrent_reconciles: u16,
     /// How often to read the champion's drift windows (`retrain.onDrift`),
     /// the data source's version (`retrain.onNewData`) and, for classifiers
     /// with `data.includeFeedback`, the feedback prefix for new labels.
@@ -190,6 +195,7 @@ impl OperatorArgs {
             leader,
             instance,
             scrape_timeout: self.scrape_timeout,
+            max_concurrent_reconciles: self.max_concurrent_reconciles,
             hosts_file: self.hosts_file.clone(),
             drift_poll: self.drift_poll,
             registry: None,

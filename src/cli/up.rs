@@ -254,6 +254,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         instance: "driftline-up".into(),
         leader: None,
         scrape_timeout: Duration::from_secs(5),
+        max_concurrent_reconciles: crate::operator::DEFAULT_MAX_CONCURRENT_RECONCILES,
         hosts_file: Some(hosts.clone()),
         drift_poll: Duration::from_secs(10),
         registry: Some(registry.clone()),

@@ -79,6 +79,11 @@ pub struct OperatorConfig {
     pub leader: Option<leader::LeaseConfig>,
     /// Longest wait for a model server's `/metrics`.
     pub scrape_timeout: Duration,
+    /// Reconciles in flight at once, per watched scope; more wait their
+    /// turn. It bounds the API connections, blocking threads and buffers a
+    /// burst (a restart, a thousand Models applied at once) holds. See
+    /// [`DEFAULT_MAX_CONCURRENT_RECONCILES`].
+    pub max_concurrent_reconciles: u16,
     /// How often to read the champion's drift windows when the Model retrains
     /// on drift (a server keeps its last few closed windows).
     pub drift_poll: Duration,
@@ -94,6 +99,15 @@ pub struct OperatorConfig {
     /// Operator-wide notification sinks and how deliveries are retried.
     pub notify: NotifyConfig,
 }
+
+/// The default bound on reconciles in flight. A reconcile waits on the API
+/// server (milliseconds) and on its replicas' `/metrics` (at most the scrape
+/// timeout). Even if every scrape hung to a 5 s timeout, 128 slots would
+/// reconcile 25 Models a second, each of 750 Models once per 30 s drift poll;
+/// in practice a scrape takes milliseconds and only ready replicas are
+/// scraped. Without a bound, the first resync of 1,000 Models opened about
+/// as many API connections and blocking threads, and kept their memory.
+pub const DEFAULT_MAX_CONCURRENT_RECONCILES: u16 = 128;
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
@@ -409,6 +423,10 @@ async fn scope_controller(
         .reflect(models_writer)
         .applied_objects();
     let controller = Controller::for_stream(model_events, models)
+        .with_config(
+            kube::runtime::controller::Config::default()
+                .concurrency(config.max_concurrent_reconciles),
+        )
         .owns_stream(version_events)
         .owns_stream(job_events)
         .owns_stream(deployment_events)

@@ -208,6 +208,7 @@ impl Harness {
             instance: instance.into(),
             leader: self.lease.clone(),
             scrape_timeout: Duration::from_secs(2),
+            max_concurrent_reconciles: driftline::operator::DEFAULT_MAX_CONCURRENT_RECONCILES,
             hosts_file: Some(self.hosts_file()),
             drift_poll: Duration::from_millis(500),
             registry: self.registry.clone(),

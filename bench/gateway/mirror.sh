@@ -16,7 +16,9 @@
 # gateway is the library's router (bench/gateway/mirror.rs), as
 # `driftline gateway` serves it. After each shadow run the gateway's
 # /metrics says how many mirrors were paired, failed or dropped by the
-# bounded queue.
+# bounded queue. PACE_MS=1 makes each connection wait 1 ms after each answer
+# (bench/serving/post.lua): a load below saturation, as a capacity-planned
+# gateway runs, instead of as fast as the gateway answers.
 #
 #   bench/gateway/mirror.sh            # from the repository root
 set -euo pipefail
@@ -78,7 +80,7 @@ else
   serve 18092 "${CANDIDATE_PRIO[@]}"
 fi
 
-load() { BODY_FILE="$WORK/body.json" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/serving/post.lua "$1" | sed -n 's/^RESULT //p'; }
+load() { BODY_FILE="$WORK/body.json" PACE_MS="${PACE_MS:-}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/serving/post.lua "$1" | sed -n 's/^RESULT //p'; }
 field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 metric() { echo "$1" | awk -v m="$2" '$1 ~ "^"m"(\\{|$)" {s += $2} END {printf "%d", s}'; }
 

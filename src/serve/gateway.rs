@@ -331,10 +331,7 @@ pub fn gateway_router(initial: WeightTable, config: GatewayConfig) -> (Router, W
         clients(),
         config.backend_timeout,
         config.shadow_root.clone(),
-        config
-            .annotation_queue
-            .clone()
-            .map(|(prefix, per_day)| super::annotation::DisagreementQueue::start(prefix, per_day)),
+        config.annotation_queue.clone(),
     );
     let state = Arc::new(GatewayState {
         weights: receiver,

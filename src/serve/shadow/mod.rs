@@ -318,9 +318,21 @@ type KeptRows = Arc<Mutex<BTreeMap<String, Kept>>>;
 
 /// The gateway's side of the shadow: the sampler, the bounded queue and
 /// the tallies by candidate version.
+///
+/// No lock is shared between users' requests and the mirror thread: a
+/// thread in the idle class that is preempted while holding a lock makes
+/// a user's request wait until a core is idle (a priority inversion). Drops
+/// are counted apart from the pairs' tallies; the tallies are read without
+/// waiting (the last complete copy when the mirror thread holds them); and
+/// the rows kept for people are written from the mirror thread itself.
 pub struct Shadow {
     queue: mpsc::Sender<Pair>,
+    /// Written by the mirror thread only.
     tallies: Arc<Mutex<BTreeMap<String, ShadowTally>>>,
+    /// The tallies as last read, for a read that finds them held.
+    last_read: Mutex<BTreeMap<String, ShadowTally>>,
+    /// Mirrors dropped by a full queue, counted by the users' requests.
+    dropped: Mutex<BTreeMap<String, u64>>,
     seen: AtomicU64,
 }
 
@@ -415,17 +427,20 @@ impl Shadow {
         clients: Clients,
         timeout: Duration,
         root: Option<String>,
-        annotation: Option<Arc<DisagreementQueue>>,
+        annotation: Option<(String, u32)>,
     ) -> Self {
         let (queue, mut pending) = mpsc::channel::<Pair>(QUEUE);
         let tallies: Arc<Mutex<BTreeMap<String, ShadowTally>>> = Arc::default();
         let worker = tallies.clone();
-        let kept: Option<KeptRows> = root.map(|root| {
-            let kept = KeptRows::default();
-            tokio::spawn(write_disagreements(root, kept.clone()));
-            kept
-        });
         let mirrors = async move {
+            // Spawned here, so their writers run on the mirror thread too.
+            let kept: Option<KeptRows> = root.map(|root| {
+                let kept = KeptRows::default();
+                tokio::spawn(write_disagreements(root, kept.clone()));
+                kept
+            });
+            let annotation =
+                annotation.map(|(prefix, per_day)| DisagreementQueue::start(prefix, per_day));
             let slots = Arc::new(Semaphore::new(IN_FLIGHT));
             while let Some(pair) = pending.recv().await {
                 let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -464,6 +479,8 @@ impl Shadow {
         Shadow {
             queue,
             tallies,
+            last_read: Mutex::default(),
+            dropped: Mutex::default(),
             seen: AtomicU64::new(0),
         }
     }
@@ -492,8 +509,13 @@ impl Shadow {
     }
 
     fn count_dropped(&self, version: &str) {
-        let mut tallies = self.tallies.lock().unwrap_or_else(|p| p.into_inner());
-        tallies.entry(version.to_string()).or_default().dropped += 1;
+        let mut dropped = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
+        match dropped.get_mut(version) {
+            Some(n) => *n += 1,
+            None => {
+                dropped.insert(version.to_string(), 1);
+            }
+        }
     }
 
     /// Wraps the request body of a call to mirror: it streams to the champion
@@ -569,12 +591,27 @@ impl Shadow {
         }
     }
 
-    /// The tallies so far, by candidate version.
+    /// The tallies so far, by candidate version. Never waits for the
+    /// mirror thread: while it holds the pairs' tallies, their last read
+    /// copy is used (at most one pair behind).
     pub fn tallies(&self) -> BTreeMap<String, ShadowTally> {
-        self.tallies
+        let mut last = self.last_read.lock().unwrap_or_else(|p| p.into_inner());
+        match self.tallies.try_lock() {
+            Ok(now) => *last = now.clone(),
+            Err(std::sync::TryLockError::Poisoned(p)) => *last = p.into_inner().clone(),
+            Err(std::sync::TryLockError::WouldBlock) => {}
+        }
+        let mut tallies = last.clone();
+        drop(last);
+        for (version, n) in self
+            .dropped
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .iter()
+        {
+            tallies.entry(version.clone()).or_default().dropped += n;
+        }
+        tallies
     }
 }
 
@@ -932,6 +969,8 @@ mod tests {
         let s = Shadow {
             queue: tx,
             tallies: Arc::default(),
+            last_read: Mutex::default(),
+            dropped: Mutex::default(),
             seen: AtomicU64::new(0),
         };
         let mirrored = (0..1000).filter(|_| s.sampled(0.25)).count();
@@ -944,6 +983,8 @@ mod tests {
         let s = Shadow {
             queue: tx,
             tallies: Arc::default(),
+            last_read: Mutex::default(),
+            dropped: Mutex::default(),
             seen: AtomicU64::new(0),
         };
         let pair = || Pair {
@@ -966,6 +1007,8 @@ mod tests {
         let s = Shadow {
             queue: tx,
             tallies: Arc::default(),
+            last_read: Mutex::default(),
+            dropped: Mutex::default(),
             seen: AtomicU64::new(0),
         };
         let half = Mirror {

@@ -926,7 +926,7 @@ async fn apply_to_serving(dir: &Path) {
 
 /// Base URL of a ready gateway pod, as the operator itself finds it.
 async fn gateway_url(client: &Client) -> Option<String> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let pods: Api<driftline::operator::CachedPod> = Api::namespaced(client.clone(), NS);
     let list = pods
         .list(&ListParams::default().labels(&format!(
             "{}={}",
@@ -935,7 +935,7 @@ async fn gateway_url(client: &Client) -> Option<String> {
         )))
         .await
         .ok()?;
-    let pods: Vec<&Pod> = list.items.iter().collect();
+    let pods: Vec<&driftline::operator::CachedPod> = list.items.iter().collect();
     driftline::operator::gateway_urls(&pods).into_iter().next()
 }
 

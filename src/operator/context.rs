@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
+
+use super::cached::{CachedJob, CachedPod};
 use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
@@ -30,12 +31,12 @@ use super::telemetry::Telemetry;
 #[derive(Clone)]
 pub struct Stores {
     pub versions: Children<ModelVersion>,
-    pub jobs: Children<Job>,
+    pub jobs: Children<CachedJob>,
     pub deployments: Children<Deployment>,
     pub services: Children<Service>,
     /// The children's pods: why a training Job stays Pending (the
     /// scheduler's message), and the serving replicas to scrape.
-    pub pods: Children<Pod>,
+    pub pods: Children<CachedPod>,
 }
 
 /// What every reconcile shares.

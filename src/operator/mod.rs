@@ -8,6 +8,7 @@
 mod act;
 mod apply;
 mod audit;
+mod cached;
 mod children;
 mod clock;
 mod context;
@@ -33,8 +34,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
@@ -48,6 +48,7 @@ use crate::api::names::{
 use crate::api::{Model, ModelVersion};
 
 pub use apply::install_crds;
+pub use cached::{CachedJob, CachedPod, CachedPodStatus};
 pub use children::{ChildSettings, GpuPlacement};
 // The children the operator builds, for the tests that check them against a
 // real API server.
@@ -266,17 +267,14 @@ fn trim_service(svc: &mut Service) {
     digest(svc);
 }
 
-/// A pod as the operator reads it: its labels, whether it is being deleted,
-/// its IP, and its `Ready` and `PodScheduled` conditions. Everything else
-/// (the spec carries the whole Model as YAML for a training pod; container
-/// statuses, host IPs, times) goes.
-fn forget_unread_of_pod(pod: &mut Pod) {
+/// A pod as the operator keeps it: beyond what [`CachedPod`] decodes, its
+/// owner references, generated name and the times of its conditions go.
+fn forget_unread_of_pod(pod: &mut CachedPod) {
     forget_unread(&mut pod.metadata);
     pod.metadata.owner_references = None;
     pod.metadata.generate_name = None;
-    pod.spec = None;
-    if let Some(status) = pod.status.take() {
-        let conditions = status.conditions.map(|c| {
+    if let Some(status) = pod.status.as_mut() {
+        status.conditions = status.conditions.take().map(|c| {
             c.into_iter()
                 .filter(|c| c.type_ == "Ready" || c.type_ == "PodScheduled")
                 .map(|c| k8s_openapi::api::core::v1::PodCondition {
@@ -285,11 +283,6 @@ fn forget_unread_of_pod(pod: &mut Pod) {
                     ..c
                 })
                 .collect()
-        });
-        pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
-            conditions,
-            pod_ip: status.pod_ip,
-            ..Default::default()
         });
     }
 }
@@ -308,7 +301,7 @@ async fn scope_controller(
 
     let (versions, versions_writer) = reflector::store::<ModelVersion>();
     let (versions, versions_index) = index::Children::new(versions);
-    let (jobs, jobs_writer) = reflector::store::<Job>();
+    let (jobs, jobs_writer) = reflector::store::<CachedJob>();
     let (jobs, jobs_index) = index::Children::new(jobs);
     let (deployments, deployments_writer) = reflector::store::<Deployment>();
     let (deployments, deployments_index) = index::Children::new(deployments);
@@ -320,13 +313,10 @@ async fn scope_controller(
         .map_ok(versions_index.feed())
         .reflect(versions_writer)
         .touched_objects();
-    let job_events = watcher(api::<Job>(&client, ns), children.clone())
+    let job_events = watcher(api::<CachedJob>(&client, ns), children.clone())
         .default_backoff()
-        .modify(|job| {
-            forget_unread(&mut job.metadata);
-            // Only the Job's status is read.
-            job.spec = None;
-        })
+        // Only the Job's status is read (`CachedJob` decodes no spec).
+        .modify(|job| forget_unread(&mut job.metadata))
         .map_ok(jobs_index.feed())
         .reflect(jobs_writer)
         .touched_objects();
@@ -348,15 +338,15 @@ async fn scope_controller(
     // Pods are the Jobs' and Deployments' children, not the Model's: they
     // reach their Model through the model label. Training pods say why they
     // are not scheduled; serving pods are the replicas scraped one by one.
-    let (pods, pods_writer) = reflector::store::<Pod>();
+    let (pods, pods_writer) = reflector::store::<CachedPod>();
     let (pods, pods_index) = index::Children::new(pods);
     let pod_events = watcher(
-        api::<Pod>(&client, ns),
+        api::<CachedPod>(&client, ns),
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}")),
     )
     .default_backoff()
     // Labels and status are read; the spec (a training pod's carries the
-    // whole Model as YAML) is not.
+    // whole Model as YAML) is not even decoded (`CachedPod`).
     .modify(forget_unread_of_pod)
     .map_ok(pods_index.feed())
     .reflect(pods_writer)
@@ -434,7 +424,7 @@ async fn scope_controller(
         // Only training pods wake their Model (a pod the scheduler cannot
         // place): serving pods change with every probe, and their Deployment's
         // status already says when replicas become ready.
-        .watches_stream(pod_events, |pod: Pod| {
+        .watches_stream(pod_events, |pod: CachedPod| {
             let labels = pod.metadata.labels.as_ref()?;
             if labels.get(ROLE_LABEL).map(String::as_str) != Some(ROLE_TRAINING) {
                 return None;
@@ -508,7 +498,11 @@ mod cache_tests {
     use super::*;
     use crate::api::names;
 
-    fn serving_pod(ready: &str, scheduled: Option<&str>) -> Pod {
+    fn serving_pod(ready: &str, scheduled: Option<&str>) -> CachedPod {
+        serde_json::from_value(serving_pod_json(ready, scheduled)).expect("a pod")
+    }
+
+    fn serving_pod_json(ready: &str, scheduled: Option<&str>) -> serde_json::Value {
         let mut conditions = vec![
             serde_json::json!({"type": "Initialized", "status": "True"}),
             serde_json::json!({"type": "Ready", "status": ready,
@@ -520,7 +514,7 @@ mod cache_tests {
                 "reason": "Unschedulable", "message": message}),
             );
         }
-        serde_json::from_value(serde_json::json!({
+        serde_json::json!({
             "metadata": {
                 "name": "wine-v3-abc", "namespace": "ml", "generateName": "wine-v3-",
                 "labels": {
@@ -539,8 +533,7 @@ mod cache_tests {
                 "conditions": conditions,
                 "containerStatuses": [{"name": "serve", "image": "driftline:dev",
                     "imageID": "sha256:1", "ready": true, "restartCount": 0}]},
-        }))
-        .expect("a pod")
+        })
     }
 
     #[test]
@@ -553,6 +546,13 @@ mod cache_tests {
             let full = serving_pod(ready, scheduled);
             let mut cached = full.clone();
             forget_unread_of_pod(&mut cached);
+            let full_pod: k8s_openapi::api::core::v1::Pod =
+                serde_json::from_value(serving_pod_json(ready, scheduled)).expect("a pod");
+            // What the watch decodes is what the full pod says.
+            assert_eq!(
+                full.status.as_ref().and_then(|s| s.pod_ip.clone()),
+                full_pod.status.as_ref().and_then(|s| s.pod_ip.clone())
+            );
             assert_eq!(
                 observe::replica_urls(&[&cached], 3),
                 observe::replica_urls(&[&full], 3)
@@ -570,9 +570,13 @@ mod cache_tests {
             assert!(cached.metadata.annotations.is_none());
             assert!(cached.metadata.managed_fields.is_none());
             assert!(cached.metadata.owner_references.is_none());
-            assert!(cached.spec.is_none());
             let status = cached.status.as_ref().expect("status");
-            assert!(status.container_statuses.is_none() && status.host_ip.is_none());
+            assert!(
+                serde_json::to_value(&cached)
+                    .expect("serializes")
+                    .get("spec")
+                    .is_none()
+            );
             assert!(
                 status
                     .conditions

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+
+use super::cached::{CachedJob, CachedPod};
 
 use crate::api::names;
 use crate::api::scrape::{BackendCounters, GatewayCounters, ServingCounters};
@@ -25,7 +25,7 @@ use super::error::OperatorError;
 use super::scrape;
 
 /// The state of a training Job as the decision core sees it.
-pub fn job_state(job: &Job) -> JobState {
+pub fn job_state(job: &CachedJob) -> JobState {
     let Some(status) = &job.status else {
         return JobState::Pending;
     };
@@ -57,7 +57,7 @@ pub fn job_state(job: &Job) -> JobState {
 /// The pods of version `n` in `role` (`names::ROLE_TRAINING`: its training
 /// Job's; `names::ROLE_SERVING`: its serving replicas), by the labels the
 /// pod templates carry.
-pub fn pods_of_version<'a>(pods: &[&'a Pod], role: &str, n: u32) -> Vec<&'a Pod> {
+pub fn pods_of_version<'a>(pods: &[&'a CachedPod], role: &str, n: u32) -> Vec<&'a CachedPod> {
     let n = n.to_string();
     pods.iter()
         .copied()
@@ -73,13 +73,13 @@ pub fn pods_of_version<'a>(pods: &[&'a Pod], role: &str, n: u32) -> Vec<&'a Pod>
 /// scraped one by one: through the Service each scrape would reach one
 /// replica at random, and counters of different replicas cannot be
 /// subtracted from each other.
-pub fn replica_urls(pods: &[&Pod], n: u32) -> Vec<String> {
+pub fn replica_urls(pods: &[&CachedPod], n: u32) -> Vec<String> {
     ready_urls(pods_of_version(pods, names::ROLE_SERVING, n))
 }
 
 /// Base URLs of the Model's ready gateway replicas, scraped one by one for
 /// the same reason.
-pub fn gateway_urls(pods: &[&Pod]) -> Vec<String> {
+pub fn gateway_urls(pods: &[&CachedPod]) -> Vec<String> {
     ready_urls(
         pods.iter()
             .copied()
@@ -94,7 +94,7 @@ pub fn gateway_urls(pods: &[&Pod]) -> Vec<String> {
     )
 }
 
-fn ready_urls(pods: Vec<&Pod>) -> Vec<String> {
+fn ready_urls(pods: Vec<&CachedPod>) -> Vec<String> {
     let mut urls: Vec<String> = pods
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
@@ -114,7 +114,7 @@ fn ready_urls(pods: Vec<&Pod>) -> Vec<String> {
 }
 
 /// Why a training pod cannot be scheduled (the scheduler's message), if so.
-pub fn unschedulable(pods: &[&Pod]) -> Option<String> {
+pub fn unschedulable(pods: &[&CachedPod]) -> Option<String> {
     pods.iter().find_map(|pod| {
         pod.status
             .as_ref()?
@@ -241,7 +241,7 @@ async fn data_checks(
     model: &Model,
     name: &str,
     versions: &[ModelVersion],
-    jobs: &[&Job],
+    jobs: &[&CachedJob],
 ) -> Result<Vec<crate::policy::DataCheckResult>, OperatorError> {
     use crate::policy::{DataCheckOutcome, DataCheckResult};
     let Some(n) = model
@@ -434,8 +434,8 @@ pub async fn observations(
     ctx: &Context,
     name: &str,
     versions: &[ModelVersion],
-    jobs: &[&Job],
-    pods: &[&Pod],
+    jobs: &[&CachedJob],
+    pods: &[&CachedPod],
     deployments: &[&Deployment],
 ) -> Result<Observed, OperatorError> {
     let mut obs = Observations::at(ctx.clock.now());
@@ -600,14 +600,14 @@ mod tests {
     use super::*;
     use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
 
-    fn job(status: JobStatus) -> Job {
-        Job {
+    fn job(status: JobStatus) -> CachedJob {
+        CachedJob {
             status: Some(status),
             ..Default::default()
         }
     }
 
-    fn pod(role: &str, version: u32, ip: Option<&str>, ready: bool) -> Pod {
+    fn pod(role: &str, version: u32, ip: Option<&str>, ready: bool) -> CachedPod {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": format!("{role}-{version}-{}", ip.unwrap_or("none")), "labels": {
                 names::ROLE_LABEL: role, names::VERSION_LABEL: version.to_string()}},
@@ -627,7 +627,7 @@ mod tests {
             pod(names::ROLE_SERVING, 4, Some("127.16.0.6"), true),
             pod(names::ROLE_TRAINING, 3, Some("127.16.0.7"), true),
         ];
-        let refs: Vec<&Pod> = pods.iter().collect();
+        let refs: Vec<&CachedPod> = pods.iter().collect();
         assert_eq!(
             replica_urls(&refs, 3),
             vec!["http://127.16.0.4:8080", "http://127.16.0.9:8080"]
@@ -642,7 +642,7 @@ mod tests {
 
     #[test]
     fn job_conditions_map_to_states_with_the_message() {
-        assert_eq!(job_state(&Job::default()), JobState::Pending);
+        assert_eq!(job_state(&CachedJob::default()), JobState::Pending);
         let running = job(JobStatus {
             active: Some(1),
             ready: Some(1),

@@ -4,8 +4,8 @@
 //! `/v2/models/{name}/drift`. Which addresses to ask and where a canary
 //! step's window starts are pure; the requests are the IO.
 
+use super::cached::CachedPod;
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use tracing::warn;
@@ -27,7 +27,7 @@ use super::observe::{self, Baseline};
 /// yet are not scraped at all: nothing would answer through the Service
 /// either, and a lookup of its name outside the cluster's DNS (the
 /// embedded cluster without a hosts file) waits for the scrape timeout.
-pub fn targets(model: &Model, pods: &[&Pod], n: u32) -> Vec<String> {
+pub fn targets(model: &Model, pods: &[&CachedPod], n: u32) -> Vec<String> {
     let urls = observe::replica_urls(pods, n);
     if urls.is_empty() && observe::pods_of_version(pods, names::ROLE_SERVING, n).is_empty() {
         tracing::debug!(
@@ -111,7 +111,7 @@ pub async fn drift_totals(
 pub async fn canary(
     model: &Model,
     ctx: &Context,
-    pods: &[&Pod],
+    pods: &[&CachedPod],
     obs: &Observations,
 ) -> Option<CanaryMetrics> {
     let status = model.status.as_ref()?;
@@ -209,7 +209,11 @@ pub struct ShadowBaseline {
 /// candidate since the stage's first scrape. `None` without a started
 /// stage, when any replica did not answer (a partial sum would read as
 /// fewer pairs), or at the first scrape (the window starts then).
-pub async fn shadow(model: &Model, ctx: &Context, pods: &[&Pod]) -> Option<ShadowObservation> {
+pub async fn shadow(
+    model: &Model,
+    ctx: &Context,
+    pods: &[&CachedPod],
+) -> Option<ShadowObservation> {
     let shadow = model.status.as_ref()?.shadow.as_ref()?;
     let started_at = shadow.started_at?;
     let n = version_number(&shadow.version)?;
@@ -270,7 +274,7 @@ mod tests {
     use super::*;
     use crate::operator::fixtures::{at, wine};
 
-    fn serving_pod(version: u32, ip: &str, ready: bool) -> Pod {
+    fn serving_pod(version: u32, ip: &str, ready: bool) -> CachedPod {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": format!("wine-quality-v{version}-{ip}"), "labels": {
                 names::ROLE_LABEL: names::ROLE_SERVING, names::VERSION_LABEL: version.to_string()}},
@@ -288,7 +292,7 @@ mod tests {
             serving_pod(3, "10.0.0.1", true),
             serving_pod(4, "10.0.0.3", false),
         ];
-        let pods: Vec<&Pod> = pods.iter().collect();
+        let pods: Vec<&CachedPod> = pods.iter().collect();
         assert_eq!(
             targets(&m, &pods, 3),
             ["http://10.0.0.1:8080", "http://10.0.0.2:8080"]

@@ -75,8 +75,9 @@ pub struct OperatorArgs {
     #[arg(long, default_value = "5s", value_parser = super::flags::duration)]
     pub scrape_timeout: Duration,
     /// Reconciles in flight at once (per watched namespace); more wait their
-    /// turn. Raise it past 128 only for thousands of Models whose replicas'
-    /// scrapes can all hang to --scrape-timeout at once.
+    /// turn. Each slot holds an API connection and a thread while busy; raise
+    /// it for thousands of Models whose replicas' scrapes may hang to
+    /// --scrape-timeout.
     #[arg(long, env = "DRIFTLINE_MAX_CONCURRENT_RECONCILES", default_value_t = crate::operator::DEFAULT_MAX_CONCURRENT_RECONCILES, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_concurrent_reconciles: u16,
     /// How often to read the champion's drift windows (`retrain.onDrift`),
@@ -381,6 +382,23 @@ mod tests {
         .expect_err("refused")
         .to_string();
         assert!(err.contains("(got `rolledback`)"), "{err}");
+    }
+
+    #[test]
+    fn reconciles_in_flight_are_bounded_by_default_and_by_the_flag() {
+        let bound =
+            |argv: &[&str]| parse(argv).map(|a| a.config().unwrap().max_concurrent_reconciles);
+        assert_eq!(bound(&[]).unwrap(), 32);
+        assert_eq!(bound(&["--max-concurrent-reconciles", "200"]).unwrap(), 200);
+        for wrong in ["0", "many", "70000"] {
+            let err = bound(&["--max-concurrent-reconciles", wrong])
+                .expect_err("refused")
+                .to_string();
+            assert!(
+                err.contains("--max-concurrent-reconciles"),
+                "{wrong}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -963,54 +963,50 @@ mod tests {
         assert_eq!(rows, [json!(0), json!(1), json!(2)]);
     }
 
-    #[test]
-    fn the_sampler_mirrors_exactly_its_share() {
-        let (tx, _rx) = mpsc::channel(1);
-        let s = Shadow {
-            queue: tx,
+    /// A shadow whose queue holds one pair, and the queue's other end.
+    fn shadow_with_room_for_one() -> (Shadow, mpsc::Receiver<Pair>) {
+        let (queue, pending) = mpsc::channel(1);
+        let shadow = Shadow {
+            queue,
             tallies: Arc::default(),
             last_read: Mutex::default(),
             dropped: Mutex::default(),
             seen: AtomicU64::new(0),
         };
-        let mirrored = (0..1000).filter(|_| s.sampled(0.25)).count();
-        assert_eq!(mirrored, 250);
+        (shadow, pending)
     }
 
-    #[tokio::test]
-    async fn a_full_queue_drops_and_counts_instead_of_growing() {
-        let (tx, _rx) = mpsc::channel(1);
-        let s = Shadow {
-            queue: tx,
-            tallies: Arc::default(),
-            last_read: Mutex::default(),
-            dropped: Mutex::default(),
-            seen: AtomicU64::new(0),
-        };
-        let pair = || Pair {
+    /// A pair for candidate v2 with nothing in it.
+    fn empty_pair() -> Pair {
+        Pair {
             mirror: Arc::new(mirror()),
             path_and_query: "/v2/models/m/infer".into(),
             wire: Wire::Rest,
             request: Captured::default(),
             champion: Captured::default(),
             champion_latency: Duration::ZERO,
-        };
+        }
+    }
+
+    #[test]
+    fn the_sampler_mirrors_exactly_its_share() {
+        let (s, _rx) = shadow_with_room_for_one();
+        let mirrored = (0..1000).filter(|_| s.sampled(0.25)).count();
+        assert_eq!(mirrored, 250);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_instead_of_growing() {
+        let (s, _rx) = shadow_with_room_for_one();
         for _ in 0..5 {
-            s.offer(pair());
+            s.offer(empty_pair());
         }
         assert_eq!(s.tallies()["v2"].dropped, 4, "one queued, four dropped");
     }
 
     #[test]
     fn a_full_queue_sheds_before_anything_is_copied() {
-        let (tx, _rx) = mpsc::channel(1);
-        let s = Shadow {
-            queue: tx,
-            tallies: Arc::default(),
-            last_read: Mutex::default(),
-            dropped: Mutex::default(),
-            seen: AtomicU64::new(0),
-        };
+        let (s, _rx) = shadow_with_room_for_one();
         let half = Mirror {
             sample: 0.5,
             ..mirror()
@@ -1021,14 +1017,7 @@ mod tests {
         assert!(!s.tallies().contains_key("v2"), "nothing dropped yet");
         // The queue full: sampled requests are refused and counted, the
         // others are not counted as drops.
-        s.offer(Pair {
-            mirror: Arc::new(mirror()),
-            path_and_query: "/v2/models/m/infer".into(),
-            wire: Wire::Rest,
-            request: Captured::default(),
-            champion: Captured::default(),
-            champion_latency: Duration::ZERO,
-        });
+        s.offer(empty_pair());
         let admitted = (0..10).filter(|_| s.admit(&half)).count();
         assert_eq!(admitted, 0);
         assert_eq!(s.tallies()["v2"].dropped, 5);

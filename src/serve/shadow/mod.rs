@@ -616,13 +616,14 @@ impl Shadow {
 }
 
 /// Puts the calling thread in Linux's idle scheduling class, so the
-/// shadow's work runs only on CPU that users' requests leave free. Nice +10
-/// was not enough: a niced thread still gets its share, and once it has the
-/// CPU a user's request that wakes waits out its slice, which showed as a
-/// 40 % higher client p99 at saturation. An idle-class thread is preempted
-/// at once by any normal thread that wakes. Where the class cannot be set it
-/// falls back to nice +10, and failing that runs at the gateway's priority;
-/// either is said once at debug level.
+/// shadow's work gets the least CPU share the kernel gives and is shed
+/// (counted as dropped) rather than slowing users when the cores are busy.
+/// It does not make the work free: on a kernel that preempts only at its
+/// tick, a user's request that wakes while any other task holds the core
+/// waits for the tick, and bench/gateway/RESULTS.md shows idle-class busy
+/// loops cost a saturated gateway's p99 as much as the shadow does. Where
+/// the class cannot be set it falls back to nice +10, and failing that runs
+/// at the gateway's priority; either is said once at debug level.
 fn yield_to_users() {
     #[cfg(target_os = "linux")]
     {

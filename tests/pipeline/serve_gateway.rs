@@ -113,14 +113,7 @@ impl Gateway {
     }
 
     async fn metrics(&self) -> String {
-        self.client
-            .get(format!("http://{}/metrics", self.addr))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        crate::serve_protocol::get_text(&format!("http://{}/metrics", self.addr)).await
     }
 
     async fn wait_for_weight(&self, version: &str, weight: u32) {

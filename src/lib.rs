@@ -4,8 +4,10 @@
 // `unsafe` is allowed only where a system call has no safe wrapper, each
 // with its SAFETY comment: the parent-death signal a node's container
 // processes ask for before exec (cluster::runner::processes), the compute
-// thread count set before any thread exists (cli), and the shadow's mirror
-// thread entering the idle scheduling class (serve::shadow).
+// thread count set before any thread exists (cli), the shadow's mirror
+// thread entering the idle scheduling class (serve::shadow), and the fused
+// MLP training step's call into gemm's pointer-based matrix product, its
+// bounds asserted first (ml::train::fused).
 #![deny(unsafe_code)]
 
 pub mod api;

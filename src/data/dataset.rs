@@ -563,13 +563,8 @@ pub async fn read(spec: &DataSpec, as_of: DateTime<Utc>) -> Result<Dataset, Data
         );
     }
     let holdout = listing.window.as_ref().and_then(|w| {
-        let newest = times.iter().max()?;
-        w.holdout_seconds?;
-        Some(
-            (0..times.len())
-                .filter(|&i| w.held_out(times[i], *newest))
-                .collect(),
-        )
+        let after = w.holdout_after(*times.iter().max()?)?;
+        Some((0..times.len()).filter(|&i| times[i] > after).collect())
     });
     let mut table = table;
     table.source = listing.source.clone();

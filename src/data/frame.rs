@@ -198,7 +198,8 @@ impl Column {
                 None => return TimeAt::Missing,
                 // Inside years 0..=9999 the printed time reads back exactly;
                 // outside, it is read from its text as any other.
-                Some(t) if (0..=9999).contains(&t.year()) => return TimeAt::Time(t),
+                // (`naive_utc`: `DateTime::year` adds the zero offset first, per row.)
+                Some(t) if (0..=9999).contains(&t.naive_utc().year()) => return TimeAt::Time(t),
                 Some(_) => {}
             }
         }

@@ -287,6 +287,22 @@ impl Hasher for Prehashed {
 fn add_column(c: &mut ColumnStats, column: &Column, is_target: bool, range: Option<(f64, f64)>) {
     match column {
         Column::Cells(cells) => add_cells(c, cells, is_target, range),
+        // The common case in one tight pass: what `add_number` does per value.
+        Column::Numbers {
+            values,
+            missing: None,
+        } if !is_target && !values.is_empty() => {
+            c.numbers += values.len() as u64;
+            let (mut min, mut max) = (c.min.unwrap_or(values[0]), c.max.unwrap_or(values[0]));
+            for &x in values {
+                min = min.min(x);
+                max = max.max(x);
+            }
+            (c.min, c.max) = (Some(min), Some(max));
+            if let Some((lo, hi)) = range {
+                c.out_of_range += values.iter().filter(|&&x| x < lo || x > hi).count() as u64;
+            }
+        }
         Column::Numbers { values, missing } => {
             for (i, x) in values.iter().enumerate() {
                 if missing.as_ref().is_some_and(|m| m[i]) {

@@ -62,8 +62,13 @@ impl WindowBounds {
     /// Whether a row of this time is in the holdout, given the newest time
     /// in the window: the newest `holdout` of it (`newest - holdout < time`).
     pub fn held_out(&self, time: DateTime<Utc>, newest: DateTime<Utc>) -> bool {
-        self.holdout_seconds
-            .is_some_and(|s| time > newest - TimeDelta::seconds(s))
+        self.holdout_after(newest).is_some_and(|after| time > after)
+    }
+
+    /// The time after which rows are held out, given the newest: for a
+    /// caller that tests many rows against one newest time.
+    pub fn holdout_after(&self, newest: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.holdout_seconds.map(|s| newest - TimeDelta::seconds(s))
     }
 
     /// `(start, end]` in RFC 3339, for messages.

@@ -13,6 +13,7 @@ use crate::api::{ModelSpec, Optimizer, Task};
 use super::super::arch::{self, Architecture, InputShape, TensorRole};
 use super::super::artifact::{EpochRecord, TargetScale};
 use super::super::error::MlError;
+use super::fused::FusedMlp;
 use super::{INIT_STREAM, TRAIN_STREAM};
 
 /// The network and its tensors.
@@ -128,11 +129,23 @@ pub(super) fn run_epochs(
     (x_val, y_val): (&Tensor, &Tensor),
     target_scale: Option<TargetScale>,
     progress: bool,
-    mut augmented: EpochInputs<'_>,
+    augmented: EpochInputs<'_>,
 ) -> Result<Vec<EpochRecord>, MlError> {
+    let mut trainer = Trainer::new(spec, params, target_scale, progress)?;
+    epochs_of(&mut trainer, (x_train, y_train), (x_val, y_val), augmented)?;
+    trainer.finish()
+}
+
+/// The epochs of [`run_epochs`], on a trainer made by the caller.
+pub(super) fn epochs_of(
+    trainer: &mut Trainer<'_>,
+    (x_train, y_train): (&Tensor, &Tensor),
+    (x_val, y_val): (&Tensor, &Tensor),
+    mut augmented: EpochInputs<'_>,
+) -> Result<(), MlError> {
+    let spec = trainer.spec;
     let device = x_train.device();
     let n_train = x_train.dim(0)?;
-    let mut trainer = Trainer::new(spec, params, target_scale, progress)?;
     let batch_size = spec.training.batch_size as usize;
     let mut perm: Vec<u32> = (0..n_train as u32).collect();
     for epoch in 1..=spec.training.epochs {
@@ -155,7 +168,7 @@ pub(super) fn run_epochs(
             break;
         }
     }
-    trainer.finish()
+    Ok(())
 }
 
 /// The optimisation loop's state, fed one mini-batch at a time: by
@@ -165,6 +178,10 @@ pub(super) fn run_epochs(
 pub(super) struct Trainer<'a> {
     spec: &'a ModelSpec,
     params: &'a Parameters,
+    /// The MLP's fused CPU step (`fused`); `None` trains through candle.
+    fused: Option<FusedMlp>,
+    /// This epoch's summed batch losses (times rows) from the fused step.
+    fused_loss: f64,
     optimizers: Vec<Opt>,
     /// L2 penalty added to the loss (SGD's weight decay).
     l2: f64,
@@ -231,6 +248,8 @@ impl<'a> Trainer<'a> {
         Ok(Trainer {
             spec,
             params,
+            fused: FusedMlp::new(spec, params)?,
+            fused_loss: 0.0,
             optimizers,
             l2,
             weight_vars,
@@ -252,8 +271,46 @@ impl<'a> Trainer<'a> {
         }
     }
 
+    /// Trains through candle's autograd even where the fused step applies:
+    /// the reference the fused step is tested against.
+    #[cfg(test)]
+    pub(super) fn through_candle(mut self) -> Self {
+        self.fused = None;
+        self
+    }
+
+    /// Whether steps take the fused path.
+    #[cfg(test)]
+    pub(super) fn is_fused(&self) -> bool {
+        self.fused.is_some()
+    }
+
+    /// One optimiser step on a mini-batch held on the host: `x` row-major
+    /// (`rows × inputs`), `y` a class code or a value per row.
+    pub(super) fn step_rows(&mut self, x: &[f32], y: &[f32]) -> Result<(), MlError> {
+        if let Some(fused) = &mut self.fused {
+            let loss = fused.step(x, y, &mut self.rng)?;
+            self.fused_loss += f64::from(loss * y.len() as f32);
+            self.rows += y.len();
+            return Ok(());
+        }
+        let device = self.params.vars[0].device().clone();
+        let width = if y.is_empty() { 0 } else { x.len() / y.len() };
+        let xb = Tensor::from_slice(x, (y.len(), width), &device)?;
+        let yb = target_tensor(self.spec.task, y.to_vec(), &device)?;
+        self.step(&xb, &yb)
+    }
+
     /// One optimiser step on a mini-batch.
     pub(super) fn step(&mut self, xb: &Tensor, yb: &Tensor) -> Result<(), MlError> {
+        if self.fused.is_some() {
+            let x = xb.flatten_all()?.to_vec1::<f32>()?;
+            let y = yb
+                .to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            return self.step_rows(&x, &y);
+        }
         let len = xb.dim(0)?;
         let out = self.params.network.forward(xb, Some(&mut self.rng))?;
         let mut loss = self.loss_of(&out, yb)?;
@@ -281,14 +338,18 @@ impl<'a> Trainer<'a> {
         let t = &self.spec.training;
         let n_train = std::mem::take(&mut self.rows);
         let losses = std::mem::take(&mut self.batch_losses);
-        let total = if losses.is_empty() {
-            0.0
-        } else {
-            Tensor::stack(&losses, 0)?
-                .to_dtype(candle_core::DType::F64)?
-                .sum_all()?
-                .to_scalar::<f64>()?
-        };
+        if let Some(fused) = &self.fused {
+            fused.write_back()?;
+        }
+        let total = std::mem::take(&mut self.fused_loss)
+            + if losses.is_empty() {
+                0.0
+            } else {
+                Tensor::stack(&losses, 0)?
+                    .to_dtype(candle_core::DType::F64)?
+                    .sum_all()?
+                    .to_scalar::<f64>()?
+            };
         let train_loss = total / n_train as f64;
         if !train_loss.is_finite() {
             return Err(MlError::Diverged {
@@ -376,6 +437,20 @@ impl<'a> Trainer<'a> {
         }
         Ok(self.curve)
     }
+}
+
+/// A batch's targets as the loss takes them: class codes (`u32`, one per
+/// row) or values (`rows × 1`).
+pub(super) fn target_tensor(task: Task, y: Vec<f32>, device: &Device) -> Result<Tensor, MlError> {
+    let n = y.len();
+    Ok(match task {
+        Task::Classification => Tensor::from_vec(
+            y.into_iter().map(|v| v as u32).collect::<Vec<u32>>(),
+            n,
+            device,
+        )?,
+        Task::Regression => Tensor::from_vec(y, (n, 1), device)?,
+    })
 }
 
 enum Opt {

@@ -15,6 +15,7 @@
 mod calibrate;
 mod encode;
 mod epochs;
+mod fused;
 mod image_reference;
 mod images;
 mod reference;

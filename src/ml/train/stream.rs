@@ -33,7 +33,7 @@ use super::super::preprocess::{self, ColumnFit, FeatureBatch, FeatureSchema, Fit
 use super::encode::{
     Encoded, Split, Targets, feature_names, frame_targets, holdout_leaves_no_rows,
 };
-use super::epochs::{Parameters, Trainer};
+use super::epochs::{Parameters, Trainer, target_tensor};
 use super::reference::drift_reference;
 use super::{Finished, SPLIT_STREAM, TrainOptions, finish, start, validation_metrics};
 
@@ -117,14 +117,15 @@ fn held_by_seed(seed: u64, fraction: f64, file: usize, row: u64) -> bool {
 struct Holdout {
     seed: u64,
     fraction: f64,
-    /// The window and its newest row's time, when the window holds out its newest day.
-    window: Option<(data::WindowBounds, chrono::DateTime<chrono::Utc>)>,
+    /// When the window holds out its newest rows: the time after which a
+    /// row is held out (`WindowBounds::holdout_after` its newest row's).
+    after: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Holdout {
     fn is_val(&self, rows: &Rows<'_>, i: usize) -> bool {
-        match &self.window {
-            Some((w, newest)) => rows.times.get(i).is_some_and(|t| w.held_out(*t, *newest)),
+        match &self.after {
+            Some(after) => rows.times.get(i).is_some_and(|t| t > after),
             None => held_by_seed(self.seed, self.fraction, rows.file, rows.first + i as u64),
         }
     }
@@ -279,12 +280,15 @@ async fn statistics(
                 .chain([target])
                 .map(|n| table.column(n, "data.features").map(Column::reader))
                 .collect::<Result<Vec<_>, _>>()?;
-            let (feature_cells, target_cells) = columns.split_at(columns.len() - 1);
-            for i in 0..table.rows {
-                let is_val = holdout.is_val(&rows, i);
-                for (fit, cells) in fits.iter_mut().zip(feature_cells) {
-                    fit.observe(source, row, &cells.get(i), !is_val)?;
-                }
+            let target_cells = &columns[columns.len() - 1..];
+            let train: Vec<bool> = (0..table.rows).map(|i| !holdout.is_val(&rows, i)).collect();
+            // Column by column: each fit sees its cells in row order, as
+            // row by row, without a cell made per value.
+            for (fit, name) in fits.iter_mut().zip(names.iter().flatten()) {
+                fit.observe_column(source, row, table.column(name, "data.features")?, &train)?;
+            }
+            for (i, &is_train) in train.iter().enumerate() {
+                let is_val = !is_train;
                 let target_cell = target_cells[0].get(i);
                 match (spec.task, target_cell.as_ref()) {
                     // A class already known needs no label made.
@@ -435,19 +439,6 @@ fn encode_targets(
     }
 }
 
-/// Targets as a tensor: class indices (n) or values (n, 1).
-fn target_tensor(task: Task, y: Vec<f32>, device: &Device) -> Result<Tensor, MlError> {
-    let n = y.len();
-    Ok(match task {
-        Task::Classification => Tensor::from_vec(
-            y.into_iter().map(|v| v as u32).collect::<Vec<u32>>(),
-            n,
-            device,
-        )?,
-        Task::Regression => Tensor::from_vec(y, (n, 1), device)?,
-    })
-}
-
 /// Rows waiting to be drawn, and the mini-batch being filled.
 struct ShuffleBuffer {
     cap: usize,
@@ -490,21 +481,16 @@ impl ShuffleBuffer {
     fn step(
         &mut self,
         trainer: &mut Trainer<'_>,
-        task: Task,
         batch_size: usize,
         all: bool,
-        device: &Device,
     ) -> Result<(), MlError> {
         let mut start = 0;
         while self.batch_y.len() - start >= batch_size || (all && start < self.batch_y.len()) {
             let len = batch_size.min(self.batch_y.len() - start);
-            let xb = Tensor::from_slice(
+            trainer.step_rows(
                 &self.batch_x[start * self.width..(start + len) * self.width],
-                (len, self.width),
-                device,
+                &self.batch_y[start..start + len],
             )?;
-            let yb = target_tensor(task, self.batch_y[start..start + len].to_vec(), device)?;
-            trainer.step(&xb, &yb)?;
             start += len;
         }
         self.batch_x.drain(..start * self.width);
@@ -568,16 +554,16 @@ pub(super) async fn fit_streaming(
     budget.parts.push(narrowest);
 
     let window = listing.window.clone();
-    let newest = match window.as_ref().filter(|w| w.holdout_seconds.is_some()) {
+    let after = match window.as_ref().filter(|w| w.holdout_seconds.is_some()) {
         Some(w) => newest_time(spec, &listing, w)
             .await?
-            .map(|t| (w.clone(), t)),
+            .and_then(|t| w.holdout_after(t)),
         None => None,
     };
     let holdout = Holdout {
         seed: spec.training.seed,
         fraction: spec.data.validation_fraction,
-        window: newest,
+        after,
     };
     let stats = statistics(spec, &listing, &holdout, &budget).await?;
     let features = stats.features.clone();
@@ -659,12 +645,12 @@ pub(super) async fn fit_streaming(
                 for (r, &target) in y.iter().enumerate() {
                     shuffle.push(&x[r * inputs..(r + 1) * inputs], target, &mut rng);
                 }
-                shuffle.step(&mut trainer, task, batch_size, false, device)
+                shuffle.step(&mut trainer, batch_size, false)
             },
         )
         .await?;
         shuffle.drain(&mut rng);
-        shuffle.step(&mut trainer, task, batch_size, true, device)?;
+        shuffle.step(&mut trainer, batch_size, true)?;
         if trainer.end_epoch(epoch, (&x_val, &y_val))? {
             break;
         }

@@ -22,16 +22,23 @@ PY=$HERE/.venv/bin/python
 "$PY" bench/streaming/generate.py "$WORK/data" "$ROWS" "$DAYS" >/dev/null
 FEATURES="x0 x1 x2 x3 x4 x5 x6 x7 color"
 # driftline's own code at opt-level 3 as in a release build (see bench/build.sh).
-CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo run --quiet --example parquet_read -- "$WORK/data" $FEATURES >"$WORK/dl.json"
+# Each driftline reader in a process of its own, streamed first.
+CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo build --quiet --example parquet_read
+BIN=${CARGO_TARGET_DIR:-target}/debug/examples/parquet_read
+"$BIN" streamed "$WORK/data" $FEATURES >"$WORK/streamed.json"
+"$BIN" whole "$WORK/data" $FEATURES >"$WORK/whole.json"
 "$PY" "$HERE/read.py" "$WORK/data" $FEATURES >"$WORK/py.json"
-"$PY" - "$WORK/dl.json" "$WORK/py.json" <<'PY'
+"$PY" - "$WORK/whole.json" "$WORK/streamed.json" "$WORK/py.json" <<'PY'
 import json, sys
-dl = json.load(open(sys.argv[1])); py = json.load(open(sys.argv[2]))
+whole, streamed, py = (json.load(open(p)) for p in sys.argv[1:4])
+dl = {"rows": whole["rows"], "streamedRows": streamed["rows"], "wholeSeconds": whole["seconds"],
+      "streamedSeconds": streamed["seconds"], "wholeSum": whole["sum"], "streamedSum": streamed["sum"]}
 assert dl["rows"] == py["rows"] == dl["streamedRows"], (dl, py)
 for k in ("pyarrowSum", "polarsSum"):
     # Category codes are first-seen order in every tool; sums of f32 values
     # agree to rounding.
-    assert abs(dl["wholeSum"] - py[k]) <= 1e-6 * max(1.0, abs(py[k])) + 1.0, (k, dl["wholeSum"], py[k])
+    for mine in ("wholeSum", "streamedSum"):
+        assert abs(dl[mine] - py[k]) <= 1e-6 * max(1.0, abs(py[k])) + 1.0, (k, mine, dl[mine], py[k])
 rows = dl["rows"]
 print(f"rows {rows}, 9 columns into a float32 matrix")
 print(f"{'reader':<32}{'seconds':>9}{'M rows/s':>10}")

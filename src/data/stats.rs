@@ -293,12 +293,27 @@ fn add_column(c: &mut ColumnStats, column: &Column, is_target: bool, range: Opti
             missing: None,
         } if !is_target && !values.is_empty() => {
             c.numbers += values.len() as u64;
-            let (mut min, mut max) = (c.min.unwrap_or(values[0]), c.max.unwrap_or(values[0]));
-            for &x in values {
-                min = min.min(x);
-                max = max.max(x);
+            // Eight running minima and maxima, so the loop carries no chain
+            // of dependent comparisons (and vectorises); `f64::min` skips
+            // NaN, so the result is the same minimum whatever the order.
+            let (mut min, mut max) = (
+                [c.min.unwrap_or(values[0]); 8],
+                [c.max.unwrap_or(values[0]); 8],
+            );
+            let chunks = values.chunks_exact(8);
+            let rest = chunks.remainder();
+            for chunk in chunks {
+                for j in 0..8 {
+                    min[j] = min[j].min(chunk[j]);
+                    max[j] = max[j].max(chunk[j]);
+                }
             }
-            (c.min, c.max) = (Some(min), Some(max));
+            for &x in rest {
+                min[0] = min[0].min(x);
+                max[0] = max[0].max(x);
+            }
+            c.min = Some(min.iter().fold(f64::NAN, |a, &b| a.min(b)));
+            c.max = Some(max.iter().fold(f64::NAN, |a, &b| a.max(b)));
             if let Some((lo, hi)) = range {
                 c.out_of_range += values.iter().filter(|&&x| x < lo || x > hi).count() as u64;
             }

@@ -287,19 +287,39 @@ async fn statistics(
             for (fit, name) in fits.iter_mut().zip(names.iter().flatten()) {
                 fit.observe_column(source, row, table.column(name, "data.features")?, &train)?;
             }
+            // A text target's codes whose class is known: looked up once per
+            // code and batch, not once per row.
+            let mut target_codes = match table.column(target, "data.target") {
+                Ok(Column::Codes { codes, names }) if spec.task == Task::Classification => {
+                    Some((codes, vec![false; names.len()]))
+                }
+                _ => None,
+            };
             for (i, &is_train) in train.iter().enumerate() {
                 let is_val = !is_train;
-                let target_cell = target_cells[0].get(i);
-                match (spec.task, target_cell.as_ref()) {
-                    // A class already known needs no label made.
-                    (Task::Classification, Cell::Text(t)) if classes.contains(t) => {}
-                    _ => match target_of(spec.task, source, target, row, &target_cell)? {
-                        Target::Label(l) => {
-                            classes.insert(l);
+                let code = target_codes.as_mut().and_then(|(codes, known)| {
+                    let k = codes[i] as usize;
+                    (k < known.len()).then_some((k, known))
+                });
+                match code {
+                    Some((k, known)) if known[k] => {}
+                    _ => {
+                        let target_cell = target_cells[0].get(i);
+                        match (spec.task, target_cell.as_ref()) {
+                            // A class already known needs no label made.
+                            (Task::Classification, Cell::Text(t)) if classes.contains(t) => {}
+                            _ => match target_of(spec.task, source, target, row, &target_cell)? {
+                                Target::Label(l) => {
+                                    classes.insert(l);
+                                }
+                                Target::Value(v) if !is_val => moments.push(v),
+                                Target::Value(_) => {}
+                            },
                         }
-                        Target::Value(v) if !is_val => moments.push(v),
-                        Target::Value(_) => {}
-                    },
+                        if let Some((k, known)) = code {
+                            known[k] = true;
+                        }
+                    }
                 }
                 let cells = || columns.iter().map(|c| c.get(i).into_owned()).collect();
                 if is_val {
@@ -565,7 +585,17 @@ pub(super) async fn fit_streaming(
         fraction: spec.data.validation_fraction,
         after,
     };
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        "the window listed and its holdout's newest time read"
+    );
     let stats = statistics(spec, &listing, &holdout, &budget).await?;
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        train_rows = stats.train_rows,
+        val_rows = stats.val_rows,
+        "the statistics pass finished"
+    );
     let features = stats.features.clone();
     let inputs: usize = features.iter().map(FeatureSchema::width).sum();
     let task = spec.task;

@@ -574,19 +574,7 @@ mod tests {
     /// Trains `spec` for its epochs, fused or through candle; the curve and
     /// every tensor's values.
     fn train(spec: &ModelSpec, fused: bool) -> (Curve, Vec<Vec<f32>>) {
-        let outputs = match spec.task {
-            Task::Classification => 3,
-            Task::Regression => 1,
-        };
-        let params = Parameters::init(
-            &arch::mlp::Mlp,
-            spec,
-            InputShape::Features(INPUTS),
-            outputs,
-            None,
-            &Device::Cpu,
-        )
-        .unwrap();
+        let params = init(spec);
         let (x, y) = data(spec.task, ROWS, 1);
         let (xv, yv) = data(spec.task, 40, 2);
         let mut trainer = Trainer::new(spec, &params, None, false).unwrap();
@@ -600,17 +588,7 @@ mod tests {
         );
         epochs_of(&mut trainer, (&x, &y), (&xv, &yv), None).unwrap();
         let curve = trainer.finish().unwrap();
-        let values = params
-            .vars
-            .iter()
-            .map(|v| {
-                v.as_tensor()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap()
-            })
-            .collect();
+        let values = values(&params);
         (
             curve
                 .iter()
@@ -697,10 +675,14 @@ mod tests {
 
     /// The tensors as initialised, before any step.
     fn train_initial(spec: &ModelSpec) -> Vec<Vec<f32>> {
-        let outputs = if spec.task == Task::Classification {
-            3
-        } else {
-            1
+        values(&init(spec))
+    }
+
+    /// `spec`'s MLP over [`INPUTS`] inputs (3 classes or 1 value), initialised.
+    fn init(spec: &ModelSpec) -> Parameters {
+        let outputs = match spec.task {
+            Task::Classification => 3,
+            Task::Regression => 1,
         };
         Parameters::init(
             &arch::mlp::Mlp,
@@ -711,16 +693,21 @@ mod tests {
             &Device::Cpu,
         )
         .unwrap()
-        .vars
-        .iter()
-        .map(|v| {
-            v.as_tensor()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()
-        })
-        .collect()
+    }
+
+    /// Every tensor's values, flattened.
+    fn values(params: &Parameters) -> Vec<Vec<f32>> {
+        params
+            .vars
+            .iter()
+            .map(|v| {
+                v.as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            })
+            .collect()
     }
 
     #[test]
@@ -730,15 +717,7 @@ mod tests {
             "hiddenLayers: [4], activation: relu",
             "optimizer: adamw",
         );
-        let params = Parameters::init(
-            &arch::mlp::Mlp,
-            &spec,
-            InputShape::Features(INPUTS),
-            3,
-            None,
-            &Device::Cpu,
-        )
-        .unwrap();
+        let params = init(&spec);
         let mut fused = FusedMlp::new(&spec, &params).unwrap().unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let x = vec![0.5; 2 * INPUTS];

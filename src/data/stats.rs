@@ -319,12 +319,30 @@ fn add_column(c: &mut ColumnStats, column: &Column, is_target: bool, range: Opti
             }
         }
         Column::Numbers { values, missing } => {
+            // A numeric target's classes: counted per distinct value in
+            // first-seen order, each printed once per batch, not once per row.
+            let mut classes: Vec<(u64, u64)> = Vec::new();
+            let mut class_of: std::collections::HashMap<u64, usize> =
+                std::collections::HashMap::new();
             for (i, x) in values.iter().enumerate() {
                 if missing.as_ref().is_some_and(|m| m[i]) {
                     c.nulls += 1;
-                } else {
-                    add_number(c, *x, is_target, range);
+                    continue;
                 }
+                add_number(c, *x, false, range);
+                if is_target {
+                    let k = *class_of.entry(x.to_bits()).or_insert_with(|| {
+                        classes.push((x.to_bits(), 0));
+                        classes.len() - 1
+                    });
+                    classes[k].1 += 1;
+                }
+            }
+            for (bits, n) in classes {
+                let text = Cell::Number(f64::from_bits(bits))
+                    .as_text()
+                    .unwrap_or_default();
+                add_category(c, &text, n);
             }
         }
         Column::Codes { codes, names } => {
@@ -454,6 +472,55 @@ mod tests {
                 ..flat
             },
             expected
+        );
+    }
+
+    #[test]
+    fn a_numeric_target_in_a_frame_counts_the_classes_its_cells_do() {
+        let labels = [1.0, 0.0, 1.0, -0.0, 2.5, 1.0, 0.0];
+        let missing: Vec<bool> = (0..labels.len()).map(|i| i == 4).collect();
+        let frame = Frame {
+            source: "t".into(),
+            names: vec!["label".into()],
+            columns: vec![Column::Numbers {
+                values: labels.to_vec(),
+                missing: Some(missing.clone()),
+            }],
+            rows: labels.len(),
+        };
+        let cells: Vec<Cell> = labels
+            .iter()
+            .zip(&missing)
+            .map(|(&x, &m)| if m { Cell::Missing } else { Cell::Number(x) })
+            .collect();
+        let table = Table {
+            source: "t".into(),
+            names: vec!["label".into()],
+            columns: vec![cells],
+            rows: labels.len(),
+            digest: "d".into(),
+        };
+        let (mut by_frame, mut by_cells) = (
+            Statistics::new("label", BTreeMap::new()),
+            Statistics::new("label", BTreeMap::new()),
+        );
+        by_frame.add(&frame, &[]);
+        by_cells.add_table(&table, &[]);
+        let (a, b) = (by_frame.finish(), by_cells.finish());
+        assert_eq!(a, b);
+        let label = &a.columns["label"];
+        assert_eq!((label.numbers, label.nulls), (6, 1));
+        assert_eq!(
+            label.categories.values().sum::<u64>(),
+            6,
+            "{:?}",
+            label.categories
+        );
+        assert_eq!(
+            label.categories.get("1"),
+            Some(&3),
+            "{:?}",
+            label.categories
         );
     }
 

@@ -8,7 +8,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::api::{ModelSpec, Optimizer, Task};
+use crate::api::{ModelSpec, Optimizer, Task, TrainingSpec};
 
 use super::super::arch::{self, Architecture, InputShape, TensorRole};
 use super::super::artifact::{EpochRecord, TargetScale};
@@ -100,19 +100,52 @@ impl Parameters {
             .collect()
     }
 
+    /// What the optimiser does with tensor `i`: `None` when it is frozen or
+    /// a running statistic, else whether it is the body or the head.
+    fn moved(&self, i: usize) -> Option<TensorRole> {
+        match (self.shapes[i].role, self.frozen[i]) {
+            (_, true) | (TensorRole::RunningStatistic, _) => None,
+            (role, false) => Some(role),
+        }
+    }
+
+    /// The learning rate that moves tensor `i` (the head's own when
+    /// `training.headLearningRate` is set); `None` when nothing moves it.
+    pub(super) fn learning_rate(&self, i: usize, t: &TrainingSpec) -> Option<f64> {
+        self.moved(i).map(|role| match role {
+            TensorRole::Head => t.head_learning_rate.unwrap_or(t.learning_rate),
+            _ => t.learning_rate,
+        })
+    }
+
+    /// Whether SGD's L2 penalty covers tensor `i`: the weight matrices not frozen.
+    pub(super) fn penalised(&self, i: usize) -> bool {
+        self.shapes[i].shape.len() > 1 && !self.frozen[i]
+    }
+
     /// The tensors the optimiser moves: not frozen, not running statistics;
     /// split into the body and the head (its own learning rate).
     fn trained(&self) -> (Vec<Var>, Vec<Var>) {
         let mut body = Vec::new();
         let mut head = Vec::new();
-        for ((shape, var), frozen) in self.shapes.iter().zip(&self.vars).zip(&self.frozen) {
-            match (shape.role, frozen) {
-                (_, true) | (TensorRole::RunningStatistic, _) => {}
-                (TensorRole::Body, false) => body.push(var.clone()),
-                (TensorRole::Head, false) => head.push(var.clone()),
+        for (i, var) in self.vars.iter().enumerate() {
+            match self.moved(i) {
+                Some(TensorRole::Head) => head.push(var.clone()),
+                Some(_) => body.push(var.clone()),
+                None => {}
             }
         }
         (body, head)
+    }
+}
+
+/// SGD's L2 penalty on the loss (candle's SGD has no decoupled decay);
+/// 0 for AdamW, whose decay is decoupled.
+pub(super) fn sgd_l2(t: &TrainingSpec) -> f64 {
+    if t.optimizer == Optimizer::Sgd {
+        t.weight_decay
+    } else {
+        0.0
     }
 }
 
@@ -219,19 +252,10 @@ impl<'a> Trainer<'a> {
                 t.learning_rate,
             )?],
         };
-        // SGD has no decoupled decay in candle: add the L2 penalty to the loss instead.
-        let l2 = if t.optimizer == Optimizer::Sgd && t.weight_decay > 0.0 {
-            t.weight_decay
-        } else {
-            0.0
-        };
-        let weight_vars: Vec<&Var> = params
-            .shapes
-            .iter()
-            .zip(&params.vars)
-            .zip(&params.frozen)
-            .filter(|((s, _), frozen)| s.shape.len() > 1 && !**frozen)
-            .map(|((_, v), _)| v)
+        let l2 = sgd_l2(t);
+        let weight_vars: Vec<&Var> = (0..params.vars.len())
+            .filter(|&i| params.penalised(i))
+            .map(|i| &params.vars[i])
             .collect();
         let mut rng = ChaCha8Rng::seed_from_u64(t.seed);
         rng.set_stream(TRAIN_STREAM);

@@ -23,9 +23,9 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::api::{Activation, ModelSpec, Optimizer, Task};
 
-use super::super::arch::{self, Architecture as _, TensorRole};
+use super::super::arch::{self, Architecture as _};
 use super::super::error::MlError;
-use super::epochs::Parameters;
+use super::epochs::{Parameters, sgd_l2};
 
 /// One tensor of the network, its gradient and the optimiser's moments.
 struct Param {
@@ -94,12 +94,7 @@ impl FusedMlp {
         }
         let t = &spec.training;
         let mut tensors = Vec::with_capacity(params.vars.len());
-        for ((shape, var), frozen) in params.shapes.iter().zip(&params.vars).zip(&params.frozen) {
-            let lr = match (shape.role, frozen) {
-                (_, true) | (TensorRole::RunningStatistic, _) => None,
-                (TensorRole::Body, false) => Some(t.learning_rate),
-                (TensorRole::Head, false) => Some(t.head_learning_rate.unwrap_or(t.learning_rate)),
-            };
+        for (i, (shape, var)) in params.shapes.iter().zip(&params.vars).enumerate() {
             let value = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
             let n = value.len();
             tensors.push(Param {
@@ -107,8 +102,8 @@ impl FusedMlp {
                 grad: vec![0.0; n],
                 m: vec![0.0; n],
                 v: vec![0.0; n],
-                lr,
-                penalised: shape.shape.len() > 1 && !frozen,
+                lr: params.learning_rate(i, t),
+                penalised: params.penalised(i),
                 var: var.clone(),
                 shape: shape.shape.clone(),
             });
@@ -143,11 +138,7 @@ impl FusedMlp {
             task: spec.task,
             optimizer: t.optimizer,
             weight_decay: t.weight_decay,
-            l2: if t.optimizer == Optimizer::Sgd {
-                t.weight_decay
-            } else {
-                0.0
-            },
+            l2: sgd_l2(t),
             steps: 0,
             scratch: Scratch::default(),
         }))

@@ -297,28 +297,25 @@ async fn statistics(
             };
             for (i, &is_train) in train.iter().enumerate() {
                 let is_val = !is_train;
-                let code = target_codes.as_mut().and_then(|(codes, known)| {
-                    let k = codes[i] as usize;
-                    (k < known.len()).then_some((k, known))
-                });
-                match code {
-                    Some((k, known)) if known[k] => {}
-                    _ => {
-                        let target_cell = target_cells[0].get(i);
-                        match (spec.task, target_cell.as_ref()) {
-                            // A class already known needs no label made.
-                            (Task::Classification, Cell::Text(t)) if classes.contains(t) => {}
-                            _ => match target_of(spec.task, source, target, row, &target_cell)? {
-                                Target::Label(l) => {
-                                    classes.insert(l);
-                                }
-                                Target::Value(v) if !is_val => moments.push(v),
-                                Target::Value(_) => {}
-                            },
-                        }
-                        if let Some((k, known)) = code {
-                            known[k] = true;
-                        }
+                // The row's code and its flag, when the target is coded text.
+                let known = target_codes
+                    .as_mut()
+                    .and_then(|(codes, known)| known.get_mut(codes[i] as usize));
+                if !known.as_deref().is_some_and(|k| *k) {
+                    let target_cell = target_cells[0].get(i);
+                    match (spec.task, target_cell.as_ref()) {
+                        // A class already known needs no label made.
+                        (Task::Classification, Cell::Text(t)) if classes.contains(t) => {}
+                        _ => match target_of(spec.task, source, target, row, &target_cell)? {
+                            Target::Label(l) => {
+                                classes.insert(l);
+                            }
+                            Target::Value(v) if !is_val => moments.push(v),
+                            Target::Value(_) => {}
+                        },
+                    }
+                    if let Some(k) = known {
+                        *k = true;
                     }
                 }
                 let cells = || columns.iter().map(|c| c.get(i).into_owned()).collect();

@@ -5,9 +5,9 @@
 // with its SAFETY comment: the parent-death signal a node's container
 // processes ask for before exec (cluster::runner::processes), the compute
 // thread count set before any thread exists (cli), the shadow's mirror
-// thread entering the idle scheduling class (serve::shadow), and the fused
-// MLP training step's call into gemm's pointer-based matrix product, its
-// bounds asserted first (ml::train::fused).
+// thread entering the idle scheduling class (serve::shadow), and the CPU
+// kernels' call into gemm's pointer-based matrix product (the fused training
+// step's and the CNN's inference), its bounds asserted first (ml::arch::cpu).
 #![deny(unsafe_code)]
 
 pub mod api;

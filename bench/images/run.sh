@@ -41,19 +41,30 @@ YAML
 accuracy() { "$BIN" evaluate --candidate "$1" -c "$2" 2>/dev/null | python3 -c 'import json,sys; e=json.load(sys.stdin); print(e["candidate"]["metrics"]["accuracy"])'; }
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 
-printf '%-8s %-10s %10s %12s %10s\n' threads tool seconds "s/epoch" accuracy
+printf '%-8s %-10s %10s %12s %10s %14s\n' threads tool seconds "s/epoch" accuracy "median epoch"
 for t in $THREADS; do
   model digits 1 none > "$WORK/cold.yaml"
   start=$(date +%s.%N)
-  out=$(RAYON_NUM_THREADS=$t RUST_LOG=warn "$BIN" train -c "$WORK/cold.yaml" --out "$WORK/cold-$t")
+  out=$(RAYON_NUM_THREADS=$t RUST_LOG=warn,driftline::ml::train::epochs=info NO_COLOR=1 "$BIN" train -c "$WORK/cold.yaml" --out "$WORK/cold-$t" 2>"$WORK/cold-$t.log")
   wall=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$start" "$(date +%s.%N)")
   acc=$(accuracy "$WORK/cold-$t" "$WORK/cold.yaml")
   per=$(python3 -c "import sys; print(float(sys.argv[1]) / int(sys.argv[2]))" "$(field "$out" trainingSeconds)" "$(field "$out" epochs)")
-  printf '%-8s %-10s %10.2f %12.3f %10.4f\n' "$t" driftline "$wall" "$per" "$acc"
+  # The median time between two epochs' "epoch finished" events (training
+  # and the validation pass), comparable with PyTorch's median epoch.
+  median=$(python3 - "$WORK/cold-$t.log" <<'PY'
+import re, sys, datetime
+stamps = [datetime.datetime.fromisoformat(m.group(1).replace("Z", "+00:00"))
+          for line in open(sys.argv[1])
+          for m in [re.search(r"(\d{4}-\d\d-\d\dT[\d:.]+Z).*epoch finished", re.sub(r"\x1b\[[0-9;]*m", "", line))] if m]
+gaps = sorted((b - a).total_seconds() for a, b in zip(stamps, stamps[1:]))
+print(gaps[len(gaps) // 2] if gaps else float("nan"))
+PY
+)
+  printf '%-8s %-10s %10.2f %12.3f %10.4f %14.3f\n' "$t" driftline "$wall" "$per" "$acc" "$median"
   torch=$(python3 bench/images/torch_cnn.py --size "$SIZE" --epochs "$EPOCHS" --threads "$t")
-  printf '%-8s %-10s %10.2f %12.3f %10.4f\n' "$t" pytorch "$(field "$torch" seconds)" "$(field "$torch" epoch_seconds)" "$(field "$torch" accuracy)"
+  printf '%-8s %-10s %10.2f %12.3f %10.4f %14.3f\n' "$t" pytorch "$(field "$torch" seconds)" "$(field "$torch" epoch_seconds)" "$(field "$torch" accuracy)" "$(field "$torch" epoch_seconds)"
 done
-echo "driftline seconds: the whole 'driftline train' process (PNG decoding, normalisation, epochs, validation, drift reference, artifact); s/epoch: its trainingSeconds / epochs. PyTorch: pixels already decoded in memory; s/epoch is the median epoch."
+echo "driftline seconds: the whole 'driftline train' process (PNG decoding, normalisation, epochs, validation, drift reference, artifact); s/epoch: its trainingSeconds / epochs; median epoch: the median time between two epochs' ends (the steps and the validation pass). PyTorch: pixels already decoded in memory; s/epoch and median epoch are its median epoch (the steps only)."
 
 # Warm against cold, one thread: the champion is the cold run above; a
 # retrain with another seed starts from its weights (warm) or from scratch.

@@ -17,6 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::api::{ArchitectureSpec, ConvBlock, Pooling};
 
 use super::conv::{BatchNorm2d, Im2Col, max_pool2};
+use super::cpu::{self, Geometry, InferenceBlock};
 use super::mlp::{LinearStack, activate, linear_init, linear_layers, linear_tensors};
 use super::{Architecture, InputShape, Network, TensorRole, TensorShape, tensor, uniform_fan_in};
 use crate::ml::error::MlError;
@@ -25,8 +26,8 @@ use crate::ml::error::MlError;
 pub struct Cnn;
 
 /// PyTorch's batch-norm epsilon and momentum.
-const BN_EPS: f64 = 1e-5;
-const BN_MOMENTUM: f64 = 0.1;
+pub(crate) const BN_EPS: f64 = 1e-5;
+pub(crate) const BN_MOMENTUM: f64 = 0.1;
 
 fn input_channels(input: InputShape) -> usize {
     match input {
@@ -129,6 +130,18 @@ impl Architecture for Cnn {
         tensors: &HashMap<String, Tensor>,
         frozen: &dyn Fn(&str) -> bool,
     ) -> Result<Box<dyn Network>, MlError> {
+        Ok(Box::new(network(spec, input, tensors, frozen)?))
+    }
+}
+
+/// The network [`Cnn`] builds, unboxed.
+fn network(
+    spec: &ArchitectureSpec,
+    input: InputShape,
+    tensors: &HashMap<String, Tensor>,
+    frozen: &dyn Fn(&str) -> bool,
+) -> Result<CnnNetwork, MlError> {
+    {
         let (height, width) = match input {
             InputShape::Image { height, width, .. } => (height, width),
             InputShape::Features(_) => (1, 1),
@@ -154,6 +167,7 @@ impl Architecture for Cnn {
                 Norm::Bias(get("bias")?.reshape((1, b.channels as usize, 1, 1))?)
             };
             blocks.push(Block {
+                spec: b.clone(),
                 weight: get("weight")?,
                 conv: Im2Col::default(),
                 stride: b.stride.max(1) as usize,
@@ -167,14 +181,14 @@ impl Architecture for Cnn {
             activation: spec.activation,
             dropout: spec.dropout as f32,
         };
-        Ok(Box::new(CnnNetwork {
+        Ok(CnnNetwork {
             channels: input_channels(input),
             height,
             width,
             blocks,
             activation: spec.activation,
             head,
-        }))
+        })
     }
 }
 
@@ -188,6 +202,7 @@ enum Norm {
 }
 
 struct Block {
+    spec: ConvBlock,
     weight: Tensor,
     conv: Im2Col,
     stride: usize,
@@ -206,16 +221,66 @@ struct CnnNetwork {
 }
 
 impl CnnNetwork {
-    /// The blocks and global average pooling: one vector per image.
+    /// The blocks and global average pooling: one vector per image. On
+    /// the CPU without gradients (serving, validation, evaluation), the
+    /// kernels of `cpu`, which the fused training step computes with too;
+    /// elsewhere candle's ops.
     fn features(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        if !train && x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+            return self.cpu_features(x);
+        }
+        self.candle_features(x, train)
+    }
+
+    fn cpu_features(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let rows = x.dim(0)?;
+        let mut blocks = Vec::with_capacity(self.blocks.len());
+        let (mut c, mut h, mut w) = (self.channels, self.height, self.width);
+        for b in &self.blocks {
+            let g = Geometry::new(&b.spec, c, h, w).ok_or_else(|| {
+                candle_core::Error::Msg(format!(
+                    "conv2d: kernel {} larger than the padded input {h}x{w}",
+                    b.spec.kernel
+                ))
+            })?;
+            let (scale, shift) = match &b.norm {
+                Norm::Batch { bn, .. } => {
+                    let (scale, shift) = bn.folded()?;
+                    (scale.to_vec1::<f32>()?, shift.to_vec1::<f32>()?)
+                }
+                Norm::Bias(bias) => (vec![1.0; g.c_out], bias.flatten_all()?.to_vec1::<f32>()?),
+            };
+            let mut wp = Vec::new();
+            g.patch_order(&b.weight.flatten_all()?.to_vec1::<f32>()?, &mut wp);
+            blocks.push(InferenceBlock {
+                g,
+                pool: b.pool,
+                wp,
+                scale,
+                shift,
+            });
+            (c, h, w) = (g.c_out, g.ph, g.pw);
+        }
+        let x = x.flatten_all()?.to_vec1::<f32>()?;
+        let out = cpu::features(
+            &x,
+            rows,
+            (self.channels, self.height, self.width),
+            &blocks,
+            self.activation,
+        );
+        Tensor::from_vec(out, (rows, c), &candle_core::Device::Cpu)
+    }
+
+    /// [`CnnNetwork::features`] in candle's ops.
+    fn candle_features(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         let rows = x.dim(0)?;
         let mut h = x.reshape((rows, self.channels, self.height, self.width))?;
         for b in &self.blocks {
-            // Without gradients (serving, validation, evaluation) candle's own
-            // conv2d and max pool: the same values as ours (the tests of
-            // `conv`), several times faster forward (a direct im2col, tiled,
-            // against our gather and copies); only their backward passes are
-            // slow or wrong, and nothing here goes backward.
+            // Without gradients, candle's own conv2d and max pool: the
+            // same values as ours (the tests of `conv`), several times
+            // faster forward; only their backward passes are slow or
+            // wrong, and nothing here goes backward.
             h = if train {
                 b.conv.conv2d(&h, &b.weight, b.padding, b.stride)?
             } else {
@@ -299,5 +364,82 @@ mod tests {
         let inferred = net.forward(&x, None).unwrap();
         let d = super::super::max_abs_diff(&trained, &inferred);
         assert!(d < 1e-5, "{d}");
+    }
+
+    /// The CPU kernels (serving, validation, evaluation on the CPU) give
+    /// candle's inference outputs: batch norm with running statistics of
+    /// its own, biases, every pooling at odd sizes, strides and kernels,
+    /// one and three channels, each activation.
+    #[test]
+    fn cpu_inference_gives_candles_outputs() {
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let activations = ["relu", "gelu", "tanh", "sigmoid", "silu"];
+        let mut compared = 0;
+        for case in 0..10 {
+            let pools = ["max", "avg", "none"];
+            let blocks: Vec<serde_json::Value> = (0..rng.random_range(1..4))
+                .map(|_| {
+                    let kernel = [1, 3, 5][rng.random_range(0..3)];
+                    let pool = pools[rng.random_range(0..3)];
+                    serde_json::json!({
+                        "channels": rng.random_range(1..7),
+                        "kernel": kernel,
+                        "stride": rng.random_range(1..3),
+                        "batchNorm": rng.random_bool(0.6),
+                        "pool": pool,
+                    })
+                })
+                .collect();
+            let spec: ArchitectureSpec = serde_json::from_value(serde_json::json!({
+                "type": "cnn",
+                "convBlocks": blocks,
+                "hiddenLayers": [5],
+                "activation": activations[case % activations.len()],
+            }))
+            .unwrap();
+            let input = InputShape::Image {
+                channels: [1, 3][case % 2],
+                height: rng.random_range(9..20),
+                width: rng.random_range(9..20),
+            };
+            // Running statistics away from their initial 0 and 1, so the
+            // folding is exercised.
+            let tensors: HashMap<String, Tensor> = Cnn
+                .tensors(&spec, input, 4)
+                .into_iter()
+                .zip(Cnn.init(&spec, input, 4, &mut rng))
+                .map(|(shape, mut values)| {
+                    if shape.name.ends_with("running_mean") || shape.name.ends_with("bn.bias") {
+                        values
+                            .iter_mut()
+                            .for_each(|v| *v = rng.random_range(-0.5..0.5));
+                    }
+                    if shape.name.ends_with("running_var") || shape.name.ends_with("bn.weight") {
+                        values
+                            .iter_mut()
+                            .for_each(|v| *v = rng.random_range(0.3..2.0));
+                    }
+                    let t =
+                        Tensor::from_vec(values, shape.shape, &candle_core::Device::Cpu).unwrap();
+                    (shape.name, t)
+                })
+                .collect();
+            let net = network(&spec, input, &tensors, &|_| false).unwrap();
+            let values: Vec<f32> = (0..3 * input.width())
+                .map(|_| rng.random_range(-2.0f32..2.0))
+                .collect();
+            let x =
+                Tensor::from_vec(values, (3, input.width()), &candle_core::Device::Cpu).unwrap();
+            let Ok(theirs) = net.candle_features(&x, false) else {
+                // A kernel larger than its padded input: refused by both.
+                assert!(net.cpu_features(&x).is_err(), "case {case}: {spec:?}");
+                continue;
+            };
+            let ours = net.cpu_features(&x).unwrap();
+            let d = super::super::max_abs_diff(&ours, &theirs);
+            assert!(d < 1e-5, "case {case}: {spec:?} over {input:?}: {d}");
+            compared += 1;
+        }
+        assert!(compared >= 7, "only {compared} cases fit their inputs");
     }
 }

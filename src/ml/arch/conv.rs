@@ -174,9 +174,19 @@ impl BatchNorm2d {
             return self.0.forward_train(x);
         }
         let (n, c, h, w) = x.dims4()?;
+        let (scale, shift) = self.folded()?;
+        x.reshape((n, c, h * w))?
+            .broadcast_mul(&scale.reshape((1, c, 1))?)?
+            .broadcast_add(&shift.reshape((1, c, 1))?)?
+            .reshape((n, c, h, w))
+    }
+
+    /// The running statistics, scale and shift folded into one scale and
+    /// shift per channel, as inference applies them: `x · scale + shift`.
+    pub(crate) fn folded(&self) -> Result<(Tensor, Tensor)> {
         let eps = self.0.eps();
         let root = (self.0.running_var() + eps)?.sqrt()?;
-        let (scale, shift) = match self.0.weight_and_bias() {
+        Ok(match self.0.weight_and_bias() {
             Some((weight, bias)) => {
                 let scale = (weight / root)?;
                 (scale.clone(), (bias - (self.0.running_mean() * &scale)?)?)
@@ -185,11 +195,7 @@ impl BatchNorm2d {
                 let scale = root.recip()?;
                 (scale.clone(), (self.0.running_mean() * &scale)?.neg()?)
             }
-        };
-        x.reshape((n, c, h * w))?
-            .broadcast_mul(&scale.reshape((1, c, 1))?)?
-            .broadcast_add(&shift.reshape((1, c, 1))?)?
-            .reshape((n, c, h, w))
+        })
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod cnn;
 pub(crate) mod conv;
+pub(crate) mod cpu;
 pub mod mlp;
 
 use std::collections::HashMap;

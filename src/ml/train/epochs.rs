@@ -13,7 +13,7 @@ use crate::api::{ModelSpec, Optimizer, Task, TrainingSpec};
 use super::super::arch::{self, Architecture, InputShape, TensorRole};
 use super::super::artifact::{EpochRecord, TargetScale};
 use super::super::error::MlError;
-use super::fused::FusedMlp;
+use super::fused::Fused;
 use super::{INIT_STREAM, TRAIN_STREAM};
 
 /// The network and its tensors.
@@ -22,6 +22,8 @@ pub(super) struct Parameters {
     pub(super) vars: Vec<Var>,
     /// Which tensors `training.freeze` keeps as they are.
     pub(super) frozen: Vec<bool>,
+    /// What the network takes: a row of features or an image.
+    pub(super) input: InputShape,
     pub(super) network: Box<dyn arch::Network>,
 }
 
@@ -87,6 +89,7 @@ impl Parameters {
             shapes,
             vars,
             frozen,
+            input,
             network,
         })
     }
@@ -211,8 +214,9 @@ pub(super) fn epochs_of(
 pub(super) struct Trainer<'a> {
     spec: &'a ModelSpec,
     params: &'a Parameters,
-    /// The MLP's fused CPU step (`fused`); `None` trains through candle.
-    fused: Option<FusedMlp>,
+    /// The fused CPU step of an MLP or a CNN (`fused`); `None` trains
+    /// through candle.
+    fused: Option<Fused>,
     /// This epoch's summed batch losses (times rows) from the fused step.
     fused_loss: f64,
     optimizers: Vec<Opt>,
@@ -272,7 +276,7 @@ impl<'a> Trainer<'a> {
         Ok(Trainer {
             spec,
             params,
-            fused: FusedMlp::new(spec, params)?,
+            fused: Fused::new(spec, params)?,
             fused_loss: 0.0,
             optimizers,
             l2,

@@ -1,0 +1,483 @@
+//! The CPU kernels a CNN and an MLP are computed with outside candle: the
+//! matrix product (gemm, the kernels candle's own matmul calls), the
+//! activations as candle computes them, im2col over channels-last images,
+//! and 2×2 pooling. One home for the fused training step
+//! (`ml::train::fused`) and the CNN's inference on the CPU ([`Cnn`]'s
+//! network), so the two compute a block the same way.
+//!
+//! [`Cnn`]: super::cnn::Cnn
+
+use crate::api::{Activation, ConvBlock, Pooling};
+
+/// The sizes of one convolution block over inputs of one size: a square
+/// kernel with "same" padding (`kernel / 2`), then 2×2 pooling with
+/// stride 2 that drops an odd last row or column, as `arch::cnn` builds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub(crate) c_in: usize,
+    pub(crate) height: usize,
+    pub(crate) width: usize,
+    pub(crate) c_out: usize,
+    pub(crate) kernel: usize,
+    pub(crate) stride: usize,
+    pub(crate) padding: usize,
+    /// The convolution's output.
+    pub(crate) oh: usize,
+    pub(crate) ow: usize,
+    /// After pooling.
+    pub(crate) ph: usize,
+    pub(crate) pw: usize,
+}
+
+impl Geometry {
+    /// `block` over `c_in` channels of `height × width`; `None` when its
+    /// kernel is larger than the padded input (candle's path says so).
+    pub(crate) fn new(
+        block: &ConvBlock,
+        c_in: usize,
+        height: usize,
+        width: usize,
+    ) -> Option<Geometry> {
+        let (kernel, stride) = (block.kernel as usize, (block.stride as usize).max(1));
+        let padding = kernel / 2;
+        if kernel == 0 || height + 2 * padding < kernel || width + 2 * padding < kernel {
+            return None;
+        }
+        let oh = (height + 2 * padding - kernel) / stride + 1;
+        let ow = (width + 2 * padding - kernel) / stride + 1;
+        let (ph, pw) = match block.pool {
+            Pooling::None => (oh, ow),
+            Pooling::Max | Pooling::Avg => (oh / 2, ow / 2),
+        };
+        Some(Geometry {
+            c_in,
+            height,
+            width,
+            c_out: block.channels as usize,
+            kernel,
+            stride,
+            padding,
+            oh,
+            ow,
+            ph,
+            pw,
+        })
+    }
+
+    /// Values per patch.
+    pub(crate) fn patch(&self) -> usize {
+        self.kernel * self.kernel * self.c_in
+    }
+
+    /// `weight` (`[c_out, c_in, k, k]`, PyTorch's layout) in patch order
+    /// (`[c_out, ky, kx, c_in]`), into `wp`.
+    pub(crate) fn patch_order(&self, weight: &[f32], wp: &mut Vec<f32>) {
+        let (patch, kk) = (self.patch(), self.kernel * self.kernel);
+        sized(wp, self.c_out * patch);
+        for (w, wp) in weight.chunks_exact(patch).zip(wp.chunks_exact_mut(patch)) {
+            for ch in 0..self.c_in {
+                for k in 0..kk {
+                    wp[k * self.c_in + ch] = w[ch * kk + k];
+                }
+            }
+        }
+    }
+
+    /// The inverse of [`Geometry::patch_order`]: a gradient in patch order
+    /// back to the tensor's layout.
+    pub(crate) fn tensor_order(&self, wp: &[f32], weight: &mut [f32]) {
+        let (patch, kk) = (self.patch(), self.kernel * self.kernel);
+        for (w, wp) in weight.chunks_exact_mut(patch).zip(wp.chunks_exact(patch)) {
+            for ch in 0..self.c_in {
+                for k in 0..kk {
+                    w[ch * kk + k] = wp[k * self.c_in + ch];
+                }
+            }
+        }
+    }
+
+    /// Each 2×2 window of `act` (`rows × oh × ow × c_out`), row-major:
+    /// the positions in `act` of its four values, for each pooled output
+    /// in order (`rows × ph × pw`, then the channel).
+    fn windows(&self, rows: usize) -> impl Iterator<Item = [usize; 4]> + '_ {
+        let c = self.c_out;
+        (0..rows).flat_map(move |n| {
+            (0..self.ph).flat_map(move |py| {
+                (0..self.pw).map(move |px| {
+                    let p00 = ((n * self.oh + 2 * py) * self.ow + 2 * px) * c;
+                    [p00, p00 + c, p00 + self.ow * c, p00 + self.ow * c + c]
+                })
+            })
+        })
+    }
+
+    /// 2×2 max pooling of `act` into `out`; with `argmax`, the position in
+    /// `act` of each window's maximum (the first, row-major, as candle's
+    /// argmax picks among ties) for the backward pass.
+    pub(crate) fn max_pool(
+        &self,
+        act: &[f32],
+        rows: usize,
+        out: &mut Vec<f32>,
+        argmax: Option<&mut Vec<u32>>,
+    ) {
+        let c = self.c_out;
+        let pooled = rows * self.ph * self.pw * c;
+        sized(out, pooled);
+        let mut scratch = Vec::new();
+        let argmax = match argmax {
+            Some(a) => a,
+            None => &mut scratch,
+        };
+        argmax.resize(pooled, 0);
+        let mut j = 0;
+        for n in 0..rows {
+            for py in 0..self.ph {
+                let top = (n * self.oh + 2 * py) * self.ow * c;
+                let bottom = top + self.ow * c;
+                for px in 0..self.pw {
+                    let at = [top + 2 * px * c, top + (2 * px + 1) * c];
+                    let at = [at[0], at[1], bottom + 2 * px * c, bottom + (2 * px + 1) * c];
+                    let [a, b, d, e] = at.map(|p| &act[p..p + c]);
+                    let o = &mut out[j..j + c];
+                    let am = &mut argmax[j..j + c];
+                    for ch in 0..c {
+                        let (mut best, mut from) = (a[ch], at[0]);
+                        for (v, p) in [(b[ch], at[1]), (d[ch], at[2]), (e[ch], at[3])] {
+                            if v > best {
+                                (best, from) = (v, p);
+                            }
+                        }
+                        o[ch] = best;
+                        am[ch] = (from + ch) as u32;
+                    }
+                    j += c;
+                }
+            }
+        }
+    }
+
+    /// 2×2 average pooling of `act` into `out`.
+    pub(crate) fn avg_pool(&self, act: &[f32], rows: usize, out: &mut Vec<f32>) {
+        let c = self.c_out;
+        sized(out, rows * self.ph * self.pw * c);
+        let mut j = 0;
+        for [a, b, d, e] in self.windows(rows) {
+            for ch in 0..c {
+                out[j] = (act[a + ch] + act[b + ch] + act[d + ch] + act[e + ch]) / 4.0;
+                j += 1;
+            }
+        }
+    }
+
+    /// Average pooling's adjoint: a quarter of each output's gradient to
+    /// each value of its window; `grad_act` is overwritten.
+    pub(crate) fn avg_pool_adjoint(&self, grad: &[f32], rows: usize, grad_act: &mut [f32]) {
+        let c = self.c_out;
+        grad_act.fill(0.0);
+        let mut j = 0;
+        for window in self.windows(rows) {
+            for ch in 0..c {
+                let d = grad[j] * 0.25;
+                for at in window {
+                    grad_act[at + ch] = d;
+                }
+                j += 1;
+            }
+        }
+    }
+}
+
+/// `v` at length `n`, its values left to be overwritten (no clearing pass
+/// once the length is steady).
+pub(crate) fn sized(v: &mut Vec<f32>, n: usize) {
+    if v.len() != n {
+        v.resize(n, 0.0);
+    }
+}
+
+/// The activation of each value of `values`, in place. The activation is
+/// chosen once, outside the loop, so each loop is specialised.
+pub(crate) fn activate_all(values: &mut [f32], activation: Activation) {
+    #[inline(always)]
+    fn run(values: &mut [f32], f: impl Fn(f32) -> f32) {
+        for v in values {
+            *v = f(*v);
+        }
+    }
+    match activation {
+        Activation::Relu => run(values, |z| activate(z, Activation::Relu)),
+        Activation::Gelu => run(values, |z| activate(z, Activation::Gelu)),
+        Activation::Tanh => run(values, |z| activate(z, Activation::Tanh)),
+        Activation::Sigmoid => run(values, |z| activate(z, Activation::Sigmoid)),
+        Activation::Silu => run(values, |z| activate(z, Activation::Silu)),
+    }
+}
+
+/// The activation a spec names, as candle computes it.
+#[inline]
+pub(crate) fn activate(z: f32, activation: Activation) -> f32 {
+    match activation {
+        Activation::Relu => z.max(0.0),
+        Activation::Gelu => {
+            (candle_core::cpu::erf::erf_f32(z * std::f32::consts::FRAC_1_SQRT_2) + 1.0) * 0.5 * z
+        }
+        Activation::Tanh => z.tanh(),
+        Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
+        Activation::Silu => z / (1.0 + (-z).exp()),
+    }
+}
+
+/// `dst (m × n, row-major) [+]= lhs (m × k) · rhs (k × n)`, each operand
+/// given by its (row, column) strides.
+#[allow(unsafe_code)]
+pub(crate) fn matmul(
+    dst: &mut [f32],
+    accumulate: bool,
+    (m, n, k): (usize, usize, usize),
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (isize, isize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (isize, isize),
+) {
+    assert!(dst.len() >= m * n, "matmul: destination too small");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    let last = |rows: usize, cols: usize, rs: isize, cs: isize| {
+        (rows - 1) as isize * rs + (cols - 1) as isize * cs
+    };
+    assert!(
+        lhs_rs >= 0 && lhs_cs >= 0 && rhs_rs >= 0 && rhs_cs >= 0,
+        "matmul: negative stride"
+    );
+    assert!(
+        last(m, k, lhs_rs, lhs_cs) < lhs.len() as isize,
+        "matmul: lhs too small"
+    );
+    assert!(
+        last(k, n, rhs_rs, rhs_cs) < rhs.len() as isize,
+        "matmul: rhs too small"
+    );
+    // SAFETY: the asserts above keep every element gemm reads (lhs up to
+    // (m-1, k-1), rhs up to (k-1, n-1), by their non-negative strides) and
+    // writes (dst's first m × n, row-major) inside the slices, which stay
+    // borrowed for the call; `dst` is borrowed mutably, so it aliases
+    // neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs,
+            lhs_rs,
+            rhs.as_ptr(),
+            rhs_cs,
+            rhs_rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// For output pixel `(oy, ox)` and kernel row `ky`: the input row, and the
+/// kernel columns `lo..hi` that fall inside it (the rest read padding);
+/// `None` when the whole kernel row is padding.
+pub(crate) fn kernel_row(
+    g: &Geometry,
+    oy: usize,
+    ox: usize,
+    ky: usize,
+) -> Option<(usize, usize, usize)> {
+    let y = (oy * g.stride + ky) as isize - g.padding as isize;
+    if y < 0 || y >= g.height as isize {
+        return None;
+    }
+    let x0 = (ox * g.stride) as isize - g.padding as isize;
+    let lo = (-x0).clamp(0, g.kernel as isize) as usize;
+    let hi = (g.width as isize - x0).clamp(0, g.kernel as isize) as usize;
+    (lo < hi).then_some((y as usize, lo, hi))
+}
+
+/// The patches of `a` (`rows × H × W × c_in`): one row of `patch()`
+/// values per output pixel, zero where the kernel reads padding.
+pub(crate) fn im2col(a: &[f32], rows: usize, g: &Geometry, cols: &mut Vec<f32>) {
+    let (patch, span) = (g.patch(), g.kernel * g.c_in);
+    sized(cols, rows * g.oh * g.ow * patch);
+
+    let mut out = cols.chunks_exact_mut(patch);
+    for n in 0..rows {
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let Some(row) = out.next() else { return };
+                for (ky, seg) in row.chunks_exact_mut(span).enumerate() {
+                    let Some((y, lo, hi)) = kernel_row(g, oy, ox, ky) else {
+                        seg.fill(0.0);
+                        continue;
+                    };
+                    let x = ox * g.stride + lo - g.padding;
+                    let from = ((n * g.height + y) * g.width + x) * g.c_in;
+                    if lo == 0 && hi == g.kernel {
+                        copy_run(seg, &a[from..from + span]);
+                    } else {
+                        seg[..lo * g.c_in].fill(0.0);
+                        copy_run(
+                            &mut seg[lo * g.c_in..hi * g.c_in],
+                            &a[from..from + (hi - lo) * g.c_in],
+                        );
+                        seg[hi * g.c_in..].fill(0.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst` ← `src`; the short runs of a first layer (a 3- or 5-wide kernel
+/// over one channel) as fixed-size copies, not a call each.
+#[inline(always)]
+fn copy_run(dst: &mut [f32], src: &[f32]) {
+    match dst.len() {
+        3 => dst[..3].copy_from_slice(&src[..3]),
+        5 => dst[..5].copy_from_slice(&src[..5]),
+        _ => dst.copy_from_slice(src),
+    }
+}
+
+/// A convolution block ready for inference on the CPU: its kernels in
+/// patch order, and batch norm's running statistics (or the bias) folded
+/// into one scale and shift per channel.
+pub(crate) struct InferenceBlock {
+    pub(crate) g: Geometry,
+    pub(crate) pool: Pooling,
+    pub(crate) wp: Vec<f32>,
+    pub(crate) scale: Vec<f32>,
+    pub(crate) shift: Vec<f32>,
+}
+
+/// The blocks, then global average pooling, over `x` (`rows` images of
+/// `channels × height × width`, channels first): one vector of the last
+/// block's channels per image.
+pub(crate) fn features(
+    x: &[f32],
+    rows: usize,
+    (channels, height, width): (usize, usize, usize),
+    blocks: &[InferenceBlock],
+    activation: Activation,
+) -> Vec<f32> {
+    let pixels = height * width;
+    let mut a = if channels > 1 && pixels > 1 {
+        channels_last(x, channels, pixels)
+    } else {
+        x.to_vec()
+    };
+    let (mut cols, mut z, mut pooled) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut c, mut per_image) = (channels, pixels);
+    for b in blocks {
+        let g = &b.g;
+        let (m, patch) = (rows * g.oh * g.ow, g.patch());
+        im2col(&a, rows, g, &mut cols);
+        sized(&mut z, m * g.c_out);
+        matmul(
+            &mut z,
+            false,
+            (m, g.c_out, patch),
+            &cols,
+            (patch as isize, 1),
+            &b.wp,
+            (1, patch as isize),
+        );
+        for px in z.chunks_exact_mut(g.c_out) {
+            for ((v, &s), &t) in px.iter_mut().zip(&b.scale).zip(&b.shift) {
+                *v = *v * s + t;
+            }
+        }
+        activate_all(&mut z, activation);
+        match b.pool {
+            Pooling::None => std::mem::swap(&mut a, &mut z),
+            Pooling::Max => {
+                g.max_pool(&z, rows, &mut pooled, None);
+                std::mem::swap(&mut a, &mut pooled);
+            }
+            Pooling::Avg => {
+                g.avg_pool(&z, rows, &mut pooled);
+                std::mem::swap(&mut a, &mut pooled);
+            }
+        }
+        (c, per_image) = (g.c_out, g.ph * g.pw);
+    }
+    let mut out = vec![0.0f32; rows * c];
+    let scale = 1.0 / per_image as f32;
+    for (f, image) in out.chunks_exact_mut(c).zip(a.chunks_exact(per_image * c)) {
+        for px in image.chunks_exact(c) {
+            for (f, &v) in f.iter_mut().zip(px) {
+                *f += v;
+            }
+        }
+        for f in f.iter_mut() {
+            *f *= scale;
+        }
+    }
+    out
+}
+
+/// Images channels first (`[N, C, H·W]`) to channels last (`[N, H·W, C]`).
+pub(crate) fn channels_last(x: &[f32], channels: usize, pixels: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    for (image, o) in x
+        .chunks_exact(channels * pixels)
+        .zip(out.chunks_exact_mut(channels * pixels))
+    {
+        for (ch, plane) in image.chunks_exact(pixels).enumerate() {
+            for (p, &v) in plane.iter().enumerate() {
+                o[p * channels + ch] = v;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each window's maximum and where it is, ties to the first value in
+    /// row-major order (candle's argmax, and so the window whose gradient
+    /// the training step hands on); an odd last row and column dropped.
+    #[test]
+    fn max_pooling_keeps_the_first_of_tied_maxima_and_drops_an_odd_edge() {
+        let block: ConvBlock =
+            serde_json::from_value(serde_json::json!({"channels": 2, "kernel": 1})).unwrap();
+        let g = Geometry::new(&block, 1, 3, 5).unwrap();
+        assert_eq!((g.oh, g.ow, g.ph, g.pw), (3, 5, 1, 2));
+        // One image, 3 × 5 pixels, two channels (channels last).
+        #[rustfmt::skip]
+        let act: Vec<f32> = [
+            [1.0, 7.0], [1.0, 2.0], [0.0, 0.0], [5.0, 0.0], [9.0, 9.0],
+            [0.5, 7.0], [1.0, 7.0], [5.0, 0.0], [-1.0, 0.0], [9.0, 9.0],
+            [9.0, 9.0], [9.0, 9.0], [9.0, 9.0], [9.0, 9.0], [9.0, 9.0],
+        ].concat();
+        let (mut out, mut argmax) = (Vec::new(), Vec::new());
+        g.max_pool(&act, 1, &mut out, Some(&mut argmax));
+        assert_eq!(out, [1.0, 7.0, 5.0, 0.0]);
+        // Channel 0 of the first window ties at 1.0 (pixels 0, 1, 6): pixel 0.
+        // Channel 1 ties at 7.0 (pixels 0, 5, 6): pixel 0. The second window:
+        // 5.0 at pixels 3 and 7 (channel 0), all zeros (channel 1): the first.
+        assert_eq!(argmax, [0, 1, 6, 5]);
+    }
+}

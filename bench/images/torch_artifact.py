@@ -106,6 +106,9 @@ class Artifact:
             self.manifest = json.load(f)
         self.image = self.manifest["image"]
         self.classes = self.manifest["classes"]
+        # driftline's probabilities are the logits over the temperature its
+        # calibration fitted on the validation split (1 when it did not).
+        self.temperature = float((self.manifest.get("calibration") or {}).get("temperature", 1.0))
         self.net = network(self.manifest, read_safetensors(os.path.join(directory, "weights.safetensors")))
         self.mean = np.array(self.image["mean"], dtype=np.float32)[:, None, None]
         self.std = np.array(self.image["std"], dtype=np.float32)[:, None, None]
@@ -132,7 +135,7 @@ class Artifact:
         """Class labels and probabilities of encoded images."""
         x = torch.from_numpy(np.stack([self.pixels(f) for f in files]).astype(np.float32))
         with torch.inference_mode():
-            p = torch.softmax(self.net(x), dim=1).numpy()
+            p = torch.softmax(self.net(x) / self.temperature, dim=1).numpy()
         return [self.classes[i] for i in p.argmax(1)], p
 
 

@@ -111,45 +111,74 @@ impl Geometry {
         })
     }
 
-    /// 2×2 max pooling of `act` into `out`; with `argmax`, the position in
-    /// `act` of each window's maximum (the first, row-major, as candle's
-    /// argmax picks among ties) for the backward pass.
-    pub(crate) fn max_pool(
+    /// 2×2 max pooling of `act` into `out`.
+    pub(crate) fn max_pool(&self, act: &[f32], rows: usize, out: &mut Vec<f32>) {
+        sized(out, rows * self.ph * self.pw * self.c_out);
+        self.pool_max::<false>(act, rows, out, &mut []);
+    }
+
+    /// [`Geometry::max_pool`], and the position in `act` of each window's
+    /// maximum for the backward pass: the first, row-major, as candle's
+    /// argmax picks among ties.
+    pub(crate) fn max_pool_argmax(
         &self,
         act: &[f32],
         rows: usize,
         out: &mut Vec<f32>,
-        argmax: Option<&mut Vec<u32>>,
+        argmax: &mut Vec<u32>,
+    ) {
+        let pooled = rows * self.ph * self.pw * self.c_out;
+        sized(out, pooled);
+        argmax.resize(pooled, 0);
+        self.pool_max::<true>(act, rows, out, argmax);
+    }
+
+    fn pool_max<const ARGMAX: bool>(
+        &self,
+        act: &[f32],
+        rows: usize,
+        out: &mut [f32],
+        argmax: &mut [u32],
     ) {
         let c = self.c_out;
-        let pooled = rows * self.ph * self.pw * c;
-        sized(out, pooled);
-        let mut scratch = Vec::new();
-        let argmax = match argmax {
-            Some(a) => a,
-            None => &mut scratch,
-        };
-        argmax.resize(pooled, 0);
         let mut j = 0;
         for n in 0..rows {
             for py in 0..self.ph {
                 let top = (n * self.oh + 2 * py) * self.ow * c;
                 let bottom = top + self.ow * c;
                 for px in 0..self.pw {
-                    let at = [top + 2 * px * c, top + (2 * px + 1) * c];
-                    let at = [at[0], at[1], bottom + 2 * px * c, bottom + (2 * px + 1) * c];
+                    let at = [
+                        top + 2 * px * c,
+                        top + (2 * px + 1) * c,
+                        bottom + 2 * px * c,
+                        bottom + (2 * px + 1) * c,
+                    ];
                     let [a, b, d, e] = at.map(|p| &act[p..p + c]);
                     let o = &mut out[j..j + c];
-                    let am = &mut argmax[j..j + c];
-                    for ch in 0..c {
-                        let (mut best, mut from) = (a[ch], at[0]);
-                        for (v, p) in [(b[ch], at[1]), (d[ch], at[2]), (e[ch], at[3])] {
-                            if v > best {
-                                (best, from) = (v, p);
+                    if ARGMAX {
+                        let am = &mut argmax[j..j + c];
+                        for ch in 0..c {
+                            let (mut best, mut from) = (a[ch], at[0]);
+                            for (v, p) in [(b[ch], at[1]), (d[ch], at[2]), (e[ch], at[3])] {
+                                if v > best {
+                                    (best, from) = (v, p);
+                                }
                             }
+                            o[ch] = best;
+                            am[ch] = (from + ch) as u32;
                         }
-                        o[ch] = best;
-                        am[ch] = (from + ch) as u32;
+                    } else {
+                        for ((((o, &a), &b), &d), &e) in o.iter_mut().zip(a).zip(b).zip(d).zip(e) {
+                            // The same comparisons as with the argmax, so
+                            // the same value (a NaN included).
+                            let mut best = a;
+                            for v in [b, d, e] {
+                                if v > best {
+                                    best = v;
+                                }
+                            }
+                            *o = best;
+                        }
                     }
                     j += c;
                 }
@@ -295,67 +324,82 @@ pub(crate) fn matmul(
     }
 }
 
-/// For output pixel `(oy, ox)` and kernel row `ky`: the input row, and the
-/// kernel columns `lo..hi` that fall inside it (the rest read padding);
-/// `None` when the whole kernel row is padding.
-pub(crate) fn kernel_row(
-    g: &Geometry,
-    oy: usize,
-    ox: usize,
-    ky: usize,
-) -> Option<(usize, usize, usize)> {
-    let y = (oy * g.stride + ky) as isize - g.padding as isize;
-    if y < 0 || y >= g.height as isize {
-        return None;
-    }
-    let x0 = (ox * g.stride) as isize - g.padding as isize;
-    let lo = (-x0).clamp(0, g.kernel as isize) as usize;
-    let hi = (g.width as isize - x0).clamp(0, g.kernel as isize) as usize;
-    (lo < hi).then_some((y as usize, lo, hi))
+/// Images with their zero border, for [`im2col`]: kept between calls, the
+/// border zeroed once per shape.
+#[derive(Default)]
+pub(crate) struct Padded {
+    shape: Option<(Geometry, usize)>,
+    values: Vec<f32>,
 }
 
 /// The patches of `a` (`rows × H × W × c_in`): one row of `patch()`
-/// values per output pixel, zero where the kernel reads padding.
-pub(crate) fn im2col(a: &[f32], rows: usize, g: &Geometry, cols: &mut Vec<f32>) {
-    let (patch, span) = (g.patch(), g.kernel * g.c_in);
+/// values per output pixel, zero where the kernel reads padding. The
+/// images are first copied into `padded` with their zero border, so every
+/// kernel row is one run of `kernel · c_in` values.
+pub(crate) fn im2col(
+    a: &[f32],
+    rows: usize,
+    g: &Geometry,
+    padded: &mut Padded,
+    cols: &mut Vec<f32>,
+) {
+    let (patch, span, c_in) = (g.patch(), g.kernel * g.c_in, g.c_in);
+    let (hp, wp) = (g.height + 2 * g.padding, g.width + 2 * g.padding);
+    let src: &[f32] = if g.padding == 0 {
+        a
+    } else {
+        // The border is zeroed when the buffer takes a shape and never
+        // written after: only the interior is copied below.
+        if padded.shape != Some((*g, rows)) {
+            padded.values.clear();
+            padded.values.resize(rows * hp * wp * c_in, 0.0);
+            padded.shape = Some((*g, rows));
+        }
+        let padded = &mut padded.values;
+        let line = g.width * c_in;
+        for (image, out) in a
+            .chunks_exact(g.height * line)
+            .zip(padded.chunks_exact_mut(hp * wp * c_in))
+        {
+            for (y, from) in image.chunks_exact(line).enumerate() {
+                let at = ((y + g.padding) * wp + g.padding) * c_in;
+                out[at..at + line].copy_from_slice(from);
+            }
+        }
+        padded
+    };
     sized(cols, rows * g.oh * g.ow * patch);
-
     let mut out = cols.chunks_exact_mut(patch);
     for n in 0..rows {
         for oy in 0..g.oh {
             for ox in 0..g.ow {
                 let Some(row) = out.next() else { return };
                 for (ky, seg) in row.chunks_exact_mut(span).enumerate() {
-                    let Some((y, lo, hi)) = kernel_row(g, oy, ox, ky) else {
-                        seg.fill(0.0);
-                        continue;
-                    };
-                    let x = ox * g.stride + lo - g.padding;
-                    let from = ((n * g.height + y) * g.width + x) * g.c_in;
-                    if lo == 0 && hi == g.kernel {
-                        copy_run(seg, &a[from..from + span]);
-                    } else {
-                        seg[..lo * g.c_in].fill(0.0);
-                        copy_run(
-                            &mut seg[lo * g.c_in..hi * g.c_in],
-                            &a[from..from + (hi - lo) * g.c_in],
-                        );
-                        seg[hi * g.c_in..].fill(0.0);
-                    }
+                    let from = ((n * hp + oy * g.stride + ky) * wp + ox * g.stride) * c_in;
+                    copy_run(seg, &src[from..from + span]);
                 }
             }
         }
     }
 }
 
-/// `dst` ← `src`; the short runs of a first layer (a 3- or 5-wide kernel
-/// over one channel) as fixed-size copies, not a call each.
+/// `dst` ← `src` (as long): the short runs of a first layer (a 3- or
+/// 5-wide kernel over one channel) and longer ones as fixed-size copies,
+/// not a library call each.
 #[inline(always)]
 fn copy_run(dst: &mut [f32], src: &[f32]) {
     match dst.len() {
         3 => dst[..3].copy_from_slice(&src[..3]),
         5 => dst[..5].copy_from_slice(&src[..5]),
-        _ => dst.copy_from_slice(src),
+        _ => {
+            // Fixed 16-value chunks: vector moves, not a call per run.
+            let mut s = src[..dst.len()].chunks_exact(16);
+            let mut d = dst.chunks_exact_mut(16);
+            for (d, s) in (&mut d).zip(&mut s) {
+                d.copy_from_slice(s);
+            }
+            d.into_remainder().copy_from_slice(s.remainder());
+        }
     }
 }
 
@@ -380,61 +424,126 @@ pub(crate) fn features(
     blocks: &[InferenceBlock],
     activation: Activation,
 ) -> Vec<f32> {
-    let pixels = height * width;
-    let mut a = if channels > 1 && pixels > 1 {
-        channels_last(x, channels, pixels)
-    } else {
-        x.to_vec()
-    };
-    let (mut cols, mut z, mut pooled) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut c, mut per_image) = (channels, pixels);
-    for b in blocks {
-        let g = &b.g;
-        let (m, patch) = (rows * g.oh * g.ow, g.patch());
-        im2col(&a, rows, g, &mut cols);
-        sized(&mut z, m * g.c_out);
-        matmul(
-            &mut z,
-            false,
-            (m, g.c_out, patch),
-            &cols,
-            (patch as isize, 1),
-            &b.wp,
-            (1, patch as isize),
-        );
-        for px in z.chunks_exact_mut(g.c_out) {
-            for ((v, &s), &t) in px.iter_mut().zip(&b.scale).zip(&b.shift) {
-                *v = *v * s + t;
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let Scratch {
+            input,
+            blocks: kept,
+        } = &mut *scratch;
+        kept.resize_with(blocks.len(), BlockScratch::default);
+        let pixels = height * width;
+        if channels > 1 && pixels > 1 {
+            *input = channels_last(x, channels, pixels);
+        } else {
+            input.clear();
+            input.extend_from_slice(x);
+        }
+        let (mut c, mut per_image) = (channels, pixels);
+        for (i, b) in blocks.iter().enumerate() {
+            let (done, rest) = kept.split_at_mut(i);
+            let a: &[f32] = done.last().map_or(input, |d| d.output(blocks[i - 1].pool));
+            let BlockScratch {
+                padded,
+                cols,
+                z,
+                pooled,
+            } = &mut rest[0];
+            let g = &b.g;
+            let (m, patch) = (rows * g.oh * g.ow, g.patch());
+            im2col(a, rows, g, padded, cols);
+            sized(z, m * g.c_out);
+            matmul(
+                z,
+                false,
+                (m, g.c_out, patch),
+                cols,
+                (patch as isize, 1),
+                &b.wp,
+                (1, patch as isize),
+            );
+            for px in z.chunks_exact_mut(g.c_out) {
+                for ((v, &s), &t) in px.iter_mut().zip(&b.scale).zip(&b.shift) {
+                    *v = *v * s + t;
+                }
+            }
+            activate_all(z, activation);
+            match b.pool {
+                Pooling::None => {}
+                Pooling::Max => g.max_pool(z, rows, pooled),
+                Pooling::Avg => g.avg_pool(z, rows, pooled),
+            }
+            (c, per_image) = (g.c_out, g.ph * g.pw);
+        }
+        let last: &[f32] = match (kept.last(), blocks.last()) {
+            (Some(k), Some(b)) => k.output(b.pool),
+            _ => input,
+        };
+        let mut out = vec![0.0f32; rows * c];
+        let scale = 1.0 / per_image as f32;
+        for (f, image) in out
+            .chunks_exact_mut(c)
+            .zip(last.chunks_exact(per_image * c))
+        {
+            for px in image.chunks_exact(c) {
+                for (f, &v) in f.iter_mut().zip(px) {
+                    *f += v;
+                }
+            }
+            for f in f.iter_mut() {
+                *f *= scale;
             }
         }
-        activate_all(&mut z, activation);
-        match b.pool {
-            Pooling::None => std::mem::swap(&mut a, &mut z),
-            Pooling::Max => {
-                g.max_pool(&z, rows, &mut pooled, None);
-                std::mem::swap(&mut a, &mut pooled);
-            }
-            Pooling::Avg => {
-                g.avg_pool(&z, rows, &mut pooled);
-                std::mem::swap(&mut a, &mut pooled);
+        // A large batch (an evaluation set at once) leaves nothing big behind.
+        for k in kept.iter_mut() {
+            if k.padded.values.capacity() > RETAINED {
+                k.padded = Padded::default();
             }
         }
-        (c, per_image) = (g.c_out, g.ph * g.pw);
-    }
-    let mut out = vec![0.0f32; rows * c];
-    let scale = 1.0 / per_image as f32;
-    for (f, image) in out.chunks_exact_mut(c).zip(a.chunks_exact(per_image * c)) {
-        for px in image.chunks_exact(c) {
-            for (f, &v) in f.iter_mut().zip(px) {
-                *f += v;
+        let buffers = kept
+            .iter_mut()
+            .flat_map(|k| [&mut k.cols, &mut k.z, &mut k.pooled])
+            .chain([input]);
+        for v in buffers {
+            if v.capacity() > RETAINED {
+                *v = Vec::new();
             }
         }
-        for f in f.iter_mut() {
-            *f *= scale;
-        }
-    }
-    out
+        out
+    })
 }
+
+/// Buffers of [`features`], kept per thread between calls (a server's
+/// workers answer request after request at one or a few sizes), one set
+/// per block so that each keeps its size.
+#[derive(Default)]
+struct Scratch {
+    input: Vec<f32>,
+    blocks: Vec<BlockScratch>,
+}
+
+#[derive(Default)]
+struct BlockScratch {
+    padded: Padded,
+    cols: Vec<f32>,
+    z: Vec<f32>,
+    pooled: Vec<f32>,
+}
+
+impl BlockScratch {
+    fn output(&self, pool: Pooling) -> &[f32] {
+        match pool {
+            Pooling::None => &self.z,
+            Pooling::Max | Pooling::Avg => &self.pooled,
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
+/// The most values one scratch buffer keeps between calls (16 MiB).
+const RETAINED: usize = 4 << 20;
 
 /// Images channels first (`[N, C, H·W]`) to channels last (`[N, H·W, C]`).
 pub(crate) fn channels_last(x: &[f32], channels: usize, pixels: usize) -> Vec<f32> {
@@ -473,11 +582,37 @@ mod tests {
             [9.0, 9.0], [9.0, 9.0], [9.0, 9.0], [9.0, 9.0], [9.0, 9.0],
         ].concat();
         let (mut out, mut argmax) = (Vec::new(), Vec::new());
-        g.max_pool(&act, 1, &mut out, Some(&mut argmax));
+        g.max_pool_argmax(&act, 1, &mut out, &mut argmax);
+        let mut plain = Vec::new();
+        g.max_pool(&act, 1, &mut plain);
+        assert_eq!(plain, out);
         assert_eq!(out, [1.0, 7.0, 5.0, 0.0]);
         // Channel 0 of the first window ties at 1.0 (pixels 0, 1, 6): pixel 0.
         // Channel 1 ties at 7.0 (pixels 0, 5, 6): pixel 0. The second window:
         // 5.0 at pixels 3 and 7 (channel 0), all zeros (channel 1): the first.
         assert_eq!(argmax, [0, 1, 6, 5]);
+    }
+
+    /// A kept border buffer that served another shape of the same size is
+    /// zeroed again: the patches equal those of a fresh buffer.
+    #[test]
+    fn a_padded_buffer_reused_across_shapes_gives_fresh_patches() {
+        let block: ConvBlock =
+            serde_json::from_value(serde_json::json!({"channels": 2, "kernel": 3})).unwrap();
+        let tall = Geometry::new(&block, 1, 12, 8).unwrap();
+        let wide = Geometry::new(&block, 1, 8, 12).unwrap();
+        let image: Vec<f32> = (0..96).map(|v| v as f32 + 1.0).collect();
+        let (mut kept, mut cols) = (Padded::default(), Vec::new());
+        im2col(&image, 1, &tall, &mut kept, &mut cols);
+        im2col(&image, 1, &wide, &mut kept, &mut cols);
+        let (mut fresh, mut expected) = (Padded::default(), Vec::new());
+        im2col(&image, 1, &wide, &mut fresh, &mut expected);
+        assert_eq!(cols, expected);
+        // The first patch reads the corner: five zeros of padding, then
+        // pixels 1, 2, 13 and 14 (one-based values) of the 8 × 12 image.
+        assert_eq!(
+            expected[..9],
+            [0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 0.0, 13.0, 14.0]
+        );
     }
 }

@@ -15,7 +15,7 @@ use crate::api::{Activation, ArchitectureSpec, Pooling};
 use super::super::super::arch::InputShape;
 use super::super::super::arch::cnn::{BN_EPS, BN_MOMENTUM};
 use super::super::super::arch::cpu::{
-    Geometry, activate_all, channels_last, im2col, kernel_row, matmul, sized,
+    Geometry, Padded, activate_all, channels_last, im2col, matmul, sized,
 };
 use super::super::super::error::MlError;
 use super::{Param, times_derivative};
@@ -44,7 +44,9 @@ struct Block {
     /// The kernels in patch order (`[c_out, ky, kx, c_in]`) and their gradient.
     wp: Vec<f32>,
     gwp: Vec<f32>,
-    /// im2col of the input: one row of `patch()` values per output pixel.
+    /// The input with its zero border, and its im2col: one row of
+    /// `patch()` values per output pixel.
+    padded: Padded,
     cols: Vec<f32>,
     /// The convolution's output; with batch norm, normalised in place (x̂).
     z: Vec<f32>,
@@ -152,6 +154,7 @@ impl ConvBody {
                 norm,
                 wp: Vec::new(),
                 gwp: Vec::new(),
+                padded: Padded::default(),
                 cols: Vec::new(),
                 z: Vec::new(),
                 pre: Vec::new(),
@@ -301,7 +304,7 @@ impl Block {
         let g = self.g;
         let (m, patch, c) = (rows * g.oh * g.ow, g.patch(), g.c_out);
         g.patch_order(&self.weight.value, &mut self.wp);
-        im2col(a, rows, &g, &mut self.cols);
+        im2col(a, rows, &g, &mut self.padded, &mut self.cols);
         sized(&mut self.z, m * c);
         // z (pixels × c_out) = cols (pixels × patch) · wpᵀ (patch × c_out).
         matmul(
@@ -393,7 +396,7 @@ impl Block {
         activate_all(&mut self.act, activation);
         match self.pool {
             Pooling::None => {}
-            Pooling::Max => g.max_pool(&self.act, rows, &mut self.out, Some(&mut self.argmax)),
+            Pooling::Max => g.max_pool_argmax(&self.act, rows, &mut self.out, &mut self.argmax),
             Pooling::Avg => g.avg_pool(&self.act, rows, &mut self.out),
         }
     }
@@ -503,6 +506,20 @@ impl Block {
             col2im(dcols, rows, &g, grad_in);
         }
     }
+}
+
+/// For output pixel `(oy, ox)` and kernel row `ky`: the input row, and the
+/// kernel columns `lo..hi` that fall inside it (the rest read padding);
+/// `None` when the whole kernel row is padding.
+fn kernel_row(g: &Geometry, oy: usize, ox: usize, ky: usize) -> Option<(usize, usize, usize)> {
+    let y = (oy * g.stride + ky) as isize - g.padding as isize;
+    if y < 0 || y >= g.height as isize {
+        return None;
+    }
+    let x0 = (ox * g.stride) as isize - g.padding as isize;
+    let lo = (-x0).clamp(0, g.kernel as isize) as usize;
+    let hi = (g.width as isize - x0).clamp(0, g.kernel as isize) as usize;
+    (lo < hi).then_some((y as usize, lo, hi))
 }
 
 /// im2col's adjoint: each patch value's gradient added back onto the

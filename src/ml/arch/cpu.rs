@@ -30,8 +30,10 @@ pub(crate) struct Geometry {
 }
 
 impl Geometry {
-    /// `block` over `c_in` channels of `height × width`; `None` when its
-    /// kernel is larger than the padded input (candle's path says so).
+    /// `block` over `c_in` channels of `height × width`; `None` where
+    /// candle's ops are left to answer: an even kernel (validation refuses
+    /// it), a kernel larger than the padded input, or an output pooled to
+    /// nothing (sizes as `api::conv_output_size`, the one home of the rule).
     pub(crate) fn new(
         block: &ConvBlock,
         c_in: usize,
@@ -40,15 +42,13 @@ impl Geometry {
     ) -> Option<Geometry> {
         let (kernel, stride) = (block.kernel as usize, (block.stride as usize).max(1));
         let padding = kernel / 2;
-        if kernel == 0 || height + 2 * padding < kernel || width + 2 * padding < kernel {
+        if kernel % 2 == 0 || height + 2 * padding < kernel || width + 2 * padding < kernel {
             return None;
         }
-        let oh = (height + 2 * padding - kernel) / stride + 1;
-        let ow = (width + 2 * padding - kernel) / stride + 1;
-        let (ph, pw) = match block.pool {
-            Pooling::None => (oh, ow),
-            Pooling::Max | Pooling::Avg => (oh / 2, ow / 2),
-        };
+        let (ph, pw) =
+            crate::api::conv_output_size(std::slice::from_ref(block), height, width).ok()?;
+        // Same padding and an odd kernel: `(n + 2p − k) / s + 1` is ⌈n / s⌉.
+        let (oh, ow) = (height.div_ceil(stride), width.div_ceil(stride));
         Some(Geometry {
             c_in,
             height,
@@ -478,21 +478,8 @@ pub(crate) fn features(
             (Some(k), Some(b)) => k.output(b.pool),
             _ => input,
         };
-        let mut out = vec![0.0f32; rows * c];
-        let scale = 1.0 / per_image as f32;
-        for (f, image) in out
-            .chunks_exact_mut(c)
-            .zip(last.chunks_exact(per_image * c))
-        {
-            for px in image.chunks_exact(c) {
-                for (f, &v) in f.iter_mut().zip(px) {
-                    *f += v;
-                }
-            }
-            for f in f.iter_mut() {
-                *f *= scale;
-            }
-        }
+        let mut out = Vec::new();
+        global_average(last, per_image, c, &mut out);
         // A large batch (an evaluation set at once) leaves nothing big behind.
         for k in kept.iter_mut() {
             if k.padded.values.capacity() > RETAINED {
@@ -544,6 +531,27 @@ thread_local! {
 
 /// The most values one scratch buffer keeps between calls (16 MiB).
 const RETAINED: usize = 4 << 20;
+
+/// Global average pooling: each image's mean over its pixels of `a`
+/// (`rows × pixels × channels`, channels last) into `out` (`rows × channels`).
+pub(crate) fn global_average(a: &[f32], pixels: usize, channels: usize, out: &mut Vec<f32>) {
+    sized(out, a.len() / pixels.max(1));
+    let scale = 1.0 / pixels as f32;
+    for (f, image) in out
+        .chunks_exact_mut(channels)
+        .zip(a.chunks_exact(pixels * channels))
+    {
+        f.fill(0.0);
+        for px in image.chunks_exact(channels) {
+            for (f, &v) in f.iter_mut().zip(px) {
+                *f += v;
+            }
+        }
+        for f in f.iter_mut() {
+            *f *= scale;
+        }
+    }
+}
 
 /// Images channels first (`[N, C, H·W]`) to channels last (`[N, H·W, C]`).
 pub(crate) fn channels_last(x: &[f32], channels: usize, pixels: usize) -> Vec<f32> {

@@ -15,7 +15,7 @@ use crate::api::{Activation, ArchitectureSpec, Pooling};
 use super::super::super::arch::InputShape;
 use super::super::super::arch::cnn::{BN_EPS, BN_MOMENTUM};
 use super::super::super::arch::cpu::{
-    Geometry, Padded, activate_all, channels_last, im2col, matmul, sized,
+    Geometry, Padded, activate_all, channels_last, global_average, im2col, matmul, sized,
 };
 use super::super::super::error::MlError;
 use super::{Param, times_derivative};
@@ -242,23 +242,7 @@ impl ConvBody {
             Some(b) => (b.output(), b.g.ph * b.g.pw),
             None => (a, pixels),
         };
-        sized(&mut self.features, rows * c);
-        let scale = 1.0 / per_image as f32;
-        for (f, image) in self
-            .features
-            .chunks_exact_mut(c)
-            .zip(out.chunks_exact(per_image * c))
-        {
-            f.fill(0.0);
-            for px in image.chunks_exact(c) {
-                for (f, &v) in f.iter_mut().zip(px) {
-                    *f += v;
-                }
-            }
-            for f in f.iter_mut() {
-                *f *= scale;
-            }
-        }
+        global_average(out, per_image, c, &mut self.features);
         &self.features
     }
 

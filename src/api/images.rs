@@ -144,6 +144,18 @@ pub struct ConvBlock {
     pub pool: Pooling,
 }
 
+impl ConvBlock {
+    /// "Same" padding for the odd kernel validation allows: `kernel / 2`.
+    pub fn padding(&self) -> usize {
+        self.kernel as usize / 2
+    }
+
+    /// The stride, at least 1.
+    pub fn step(&self) -> usize {
+        self.stride.max(1) as usize
+    }
+}
+
 fn default_kernel() -> u32 {
     3
 }
@@ -180,7 +192,7 @@ pub fn conv_output_size(
 ) -> Result<(usize, usize), usize> {
     let (mut h, mut w) = (height, width);
     for (i, b) in blocks.iter().enumerate() {
-        let stride = b.stride.max(1) as usize;
+        let stride = b.step();
         // Same padding: only the stride shrinks the map.
         h = h.div_ceil(stride);
         w = w.div_ceil(stride);

@@ -170,10 +170,7 @@ fn network(
                 spec: b.clone(),
                 weight: get("weight")?,
                 conv: Im2Col::default(),
-                stride: b.stride.max(1) as usize,
-                padding: (b.kernel as usize) / 2,
                 norm,
-                pool: b.pool,
             });
         }
         let head = LinearStack {
@@ -188,6 +185,7 @@ fn network(
             blocks,
             activation: spec.activation,
             head,
+            inference: std::sync::OnceLock::new(),
         })
     }
 }
@@ -205,10 +203,7 @@ struct Block {
     spec: ConvBlock,
     weight: Tensor,
     conv: Im2Col,
-    stride: usize,
-    padding: usize,
     norm: Norm,
-    pool: Pooling,
 }
 
 struct CnnNetwork {
@@ -218,6 +213,9 @@ struct CnnNetwork {
     blocks: Vec<Block>,
     activation: crate::api::Activation,
     head: LinearStack,
+    /// The CPU kernels' blocks of a network whose tensors never change
+    /// (`None` inside: a shape left to candle).
+    inference: std::sync::OnceLock<Option<Vec<InferenceBlock>>>,
 }
 
 impl CnnNetwork {
@@ -239,7 +237,38 @@ impl CnnNetwork {
     /// [`CnnNetwork::features`] on the CPU kernels; `None` for a shape
     /// they leave to candle ([`Geometry::new`]).
     fn cpu_features(&self, x: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let fresh;
+        // A network in training reads its tensors anew at every call (the
+        // optimiser moves them); a served one never changes, so its kernels
+        // are permuted and its batch norm folded once.
+        let blocks = if self.blocks.iter().any(|b| b.weight.is_variable()) {
+            fresh = self.inference_blocks()?;
+            &fresh
+        } else {
+            if self.inference.get().is_none() {
+                let _ = self.inference.set(self.inference_blocks()?);
+            }
+            self.inference.get().expect("set above")
+        };
+        let Some(blocks) = blocks else {
+            return Ok(None);
+        };
         let rows = x.dim(0)?;
+        let c = blocks.last().map_or(self.channels, |b| b.g.c_out);
+        let x = x.flatten_all()?.to_vec1::<f32>()?;
+        let out = cpu::features(
+            &x,
+            rows,
+            (self.channels, self.height, self.width),
+            blocks,
+            self.activation,
+        );
+        Tensor::from_vec(out, (rows, c), &candle_core::Device::Cpu).map(Some)
+    }
+
+    /// The blocks as the CPU kernels take them; `None` for a shape they
+    /// leave to candle.
+    fn inference_blocks(&self) -> candle_core::Result<Option<Vec<InferenceBlock>>> {
         let mut blocks = Vec::with_capacity(self.blocks.len());
         let (mut c, mut h, mut w) = (self.channels, self.height, self.width);
         for b in &self.blocks {
@@ -257,22 +286,13 @@ impl CnnNetwork {
             g.patch_order(&b.weight.flatten_all()?.to_vec1::<f32>()?, &mut wp);
             blocks.push(InferenceBlock {
                 g,
-                pool: b.pool,
                 wp,
                 scale,
                 shift,
             });
             (c, h, w) = (g.c_out, g.ph, g.pw);
         }
-        let x = x.flatten_all()?.to_vec1::<f32>()?;
-        let out = cpu::features(
-            &x,
-            rows,
-            (self.channels, self.height, self.width),
-            &blocks,
-            self.activation,
-        );
-        Tensor::from_vec(out, (rows, c), &candle_core::Device::Cpu).map(Some)
+        Ok(Some(blocks))
     }
 
     /// [`CnnNetwork::features`] in candle's ops.
@@ -285,16 +305,17 @@ impl CnnNetwork {
             // faster forward; only their backward passes are slow or
             // wrong, and nothing here goes backward.
             h = if train {
-                b.conv.conv2d(&h, &b.weight, b.padding, b.stride)?
+                b.conv
+                    .conv2d(&h, &b.weight, b.spec.padding(), b.spec.step())?
             } else {
-                h.conv2d(&b.weight, b.padding, b.stride, 1, 1)?
+                h.conv2d(&b.weight, b.spec.padding(), b.spec.step(), 1, 1)?
             };
             h = match &b.norm {
                 Norm::Batch { bn, frozen } => bn.forward(&h, train && !frozen)?,
                 Norm::Bias(bias) => h.broadcast_add(bias)?,
             };
             h = activate(&h, self.activation)?;
-            h = match b.pool {
+            h = match b.spec.pool {
                 Pooling::Max if train => max_pool2(&h)?,
                 Pooling::Max => h.max_pool2d(2)?,
                 Pooling::Avg => h.avg_pool2d(2)?,

@@ -24,7 +24,8 @@ pub(crate) struct Geometry {
     /// The convolution's output.
     pub(crate) oh: usize,
     pub(crate) ow: usize,
-    /// After pooling.
+    /// The pooling, and the size after it.
+    pub(crate) pool: Pooling,
     pub(crate) ph: usize,
     pub(crate) pw: usize,
 }
@@ -40,8 +41,7 @@ impl Geometry {
         height: usize,
         width: usize,
     ) -> Option<Geometry> {
-        let (kernel, stride) = (block.kernel as usize, (block.stride as usize).max(1));
-        let padding = kernel / 2;
+        let (kernel, stride, padding) = (block.kernel as usize, block.step(), block.padding());
         if kernel % 2 == 0 || height + 2 * padding < kernel || width + 2 * padding < kernel {
             return None;
         }
@@ -59,6 +59,7 @@ impl Geometry {
             padding,
             oh,
             ow,
+            pool: block.pool,
             ph,
             pw,
         })
@@ -408,7 +409,6 @@ fn copy_run(dst: &mut [f32], src: &[f32]) {
 /// into one scale and shift per channel.
 pub(crate) struct InferenceBlock {
     pub(crate) g: Geometry,
-    pub(crate) pool: Pooling,
     pub(crate) wp: Vec<f32>,
     pub(crate) scale: Vec<f32>,
     pub(crate) shift: Vec<f32>,
@@ -433,7 +433,7 @@ pub(crate) fn features(
         kept.resize_with(blocks.len(), BlockScratch::default);
         let pixels = height * width;
         if channels > 1 && pixels > 1 {
-            *input = channels_last(x, channels, pixels);
+            channels_last(x, channels, pixels, input);
         } else {
             input.clear();
             input.extend_from_slice(x);
@@ -441,7 +441,9 @@ pub(crate) fn features(
         let (mut c, mut per_image) = (channels, pixels);
         for (i, b) in blocks.iter().enumerate() {
             let (done, rest) = kept.split_at_mut(i);
-            let a: &[f32] = done.last().map_or(input, |d| d.output(blocks[i - 1].pool));
+            let a: &[f32] = done
+                .last()
+                .map_or(input, |d| d.output(blocks[i - 1].g.pool));
             let BlockScratch {
                 padded,
                 cols,
@@ -467,7 +469,7 @@ pub(crate) fn features(
                 }
             }
             activate_all(z, activation);
-            match b.pool {
+            match g.pool {
                 Pooling::None => {}
                 Pooling::Max => g.max_pool(z, rows, pooled),
                 Pooling::Avg => g.avg_pool(z, rows, pooled),
@@ -475,7 +477,7 @@ pub(crate) fn features(
             (c, per_image) = (g.c_out, g.ph * g.pw);
         }
         let last: &[f32] = match (kept.last(), blocks.last()) {
-            (Some(k), Some(b)) => k.output(b.pool),
+            (Some(k), Some(b)) => k.output(b.g.pool),
             _ => input,
         };
         let mut out = Vec::new();
@@ -553,9 +555,9 @@ pub(crate) fn global_average(a: &[f32], pixels: usize, channels: usize, out: &mu
     }
 }
 
-/// Images channels first (`[N, C, H·W]`) to channels last (`[N, H·W, C]`).
-pub(crate) fn channels_last(x: &[f32], channels: usize, pixels: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
+/// Images channels first (`[N, C, H·W]`) to channels last (`[N, H·W, C]`), into `out`.
+pub(crate) fn channels_last(x: &[f32], channels: usize, pixels: usize, out: &mut Vec<f32>) {
+    sized(out, x.len());
     for (image, o) in x
         .chunks_exact(channels * pixels)
         .zip(out.chunks_exact_mut(channels * pixels))
@@ -566,7 +568,6 @@ pub(crate) fn channels_last(x: &[f32], channels: usize, pixels: usize) -> Vec<f3
             }
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -23,22 +23,35 @@ use super::{Param, times_derivative};
 // One per block, a handful per network: the variants' sizes do not matter.
 #[allow(clippy::large_enum_variant)]
 enum Norm {
-    /// Batch norm; `train` uses the batch's statistics and updates the
-    /// running ones (a frozen batch norm uses the running ones, as candle's
-    /// path does).
+    /// Batch norm's scale, shift, running mean and running variance, in
+    /// the tensors' order; `train` uses the batch's statistics and updates
+    /// the running ones (a frozen batch norm uses the running ones, as
+    /// candle's path does).
     Batch {
-        weight: Param,
-        bias: Param,
-        mean: Param,
-        var: Param,
+        params: [Param; 4],
         train: bool,
     },
-    Bias(Param),
+    Bias([Param; 1]),
+}
+
+impl Norm {
+    fn params(&self) -> &[Param] {
+        match self {
+            Norm::Batch { params, .. } => params,
+            Norm::Bias(bias) => bias,
+        }
+    }
+
+    fn params_mut(&mut self) -> &mut [Param] {
+        match self {
+            Norm::Batch { params, .. } => params,
+            Norm::Bias(bias) => bias,
+        }
+    }
 }
 
 struct Block {
     g: Geometry,
-    pool: Pooling,
     weight: Param,
     norm: Norm,
     /// The kernels in patch order (`[c_out, ky, kx, c_in]`) and their gradient.
@@ -106,7 +119,7 @@ impl ConvBody {
                 // candle's path reports the shape error.
                 return Ok(None);
             };
-            if b.pool == Pooling::Avg && (g.oh % 2 == 1 || g.ow % 2 == 1) {
+            if g.pool == Pooling::Avg && (g.oh % 2 == 1 || g.ow % 2 == 1) {
                 return Ok(None);
             }
             geometries.push(g);
@@ -138,18 +151,14 @@ impl ConvBody {
                 let (i, mean) = next("running mean")?;
                 let (_, var) = next("running variance")?;
                 Norm::Batch {
-                    weight,
-                    bias,
-                    mean,
-                    var,
+                    params: [weight, bias, mean, var],
                     train: !frozen[i],
                 }
             } else {
-                Norm::Bias(next("bias")?.1)
+                Norm::Bias([next("bias")?.1])
             };
             blocks.push(Block {
                 g,
-                pool: spec_block.pool,
                 weight,
                 norm,
                 wp: Vec::new(),
@@ -191,35 +200,15 @@ impl ConvBody {
     }
 
     pub(super) fn params(&self) -> impl Iterator<Item = &Param> {
-        self.blocks.iter().flat_map(|b| {
-            let norm: Vec<&Param> = match &b.norm {
-                Norm::Batch {
-                    weight,
-                    bias,
-                    mean,
-                    var,
-                    ..
-                } => vec![weight, bias, mean, var],
-                Norm::Bias(bias) => vec![bias],
-            };
-            std::iter::once(&b.weight).chain(norm)
-        })
+        self.blocks
+            .iter()
+            .flat_map(|b| std::iter::once(&b.weight).chain(b.norm.params()))
     }
 
     pub(super) fn params_mut(&mut self) -> impl Iterator<Item = &mut Param> {
-        self.blocks.iter_mut().flat_map(|b| {
-            let norm: Vec<&mut Param> = match &mut b.norm {
-                Norm::Batch {
-                    weight,
-                    bias,
-                    mean,
-                    var,
-                    ..
-                } => vec![weight, bias, mean, var],
-                Norm::Bias(bias) => vec![bias],
-            };
-            std::iter::once(&mut b.weight).chain(norm)
-        })
+        self.blocks
+            .iter_mut()
+            .flat_map(|b| std::iter::once(&mut b.weight).chain(b.norm.params_mut()))
     }
 
     /// The forward pass in training mode on `x` (`rows` images, channels
@@ -227,7 +216,7 @@ impl ConvBody {
     pub(super) fn forward(&mut self, x: &[f32], rows: usize) -> &[f32] {
         let pixels = self.height * self.width;
         let a: &[f32] = if self.channels > 1 && pixels > 1 {
-            self.input = channels_last(x, self.channels, pixels);
+            channels_last(x, self.channels, pixels, &mut self.input);
             &self.input
         } else {
             x
@@ -278,7 +267,7 @@ impl ConvBody {
 impl Block {
     /// The block's output: pooled, or the activation without pooling.
     fn output(&self) -> &[f32] {
-        match self.pool {
+        match self.g.pool {
             Pooling::None => &self.act,
             Pooling::Max | Pooling::Avg => &self.out,
         }
@@ -302,7 +291,7 @@ impl Block {
         );
         sized(&mut self.pre, m * c);
         match &mut self.norm {
-            Norm::Bias(bias) => {
+            Norm::Bias([bias]) => {
                 for (p, z) in self.pre.chunks_exact_mut(c).zip(self.z.chunks_exact(c)) {
                     for ((p, &z), &b) in p.iter_mut().zip(z).zip(&bias.value) {
                         *p = z + b;
@@ -310,10 +299,7 @@ impl Block {
                 }
             }
             Norm::Batch {
-                weight,
-                bias,
-                mean,
-                var,
+                params: [weight, bias, mean, var],
                 train,
             } => {
                 sized(&mut self.inv_std, c);
@@ -378,7 +364,7 @@ impl Block {
         self.act.clear();
         self.act.extend_from_slice(&self.pre);
         activate_all(&mut self.act, activation);
-        match self.pool {
+        match self.g.pool {
             Pooling::None => {}
             Pooling::Max => g.max_pool_argmax(&self.act, rows, &mut self.out, &mut self.argmax),
             Pooling::Avg => g.avg_pool(&self.act, rows, &mut self.out),
@@ -398,7 +384,7 @@ impl Block {
         let g = self.g;
         let (m, patch, c) = (rows * g.oh * g.ow, g.patch(), g.c_out);
         sized(&mut self.gz, m * c);
-        match self.pool {
+        match self.g.pool {
             Pooling::None => self.gz.copy_from_slice(&grad[..m * c]),
             Pooling::Max => {
                 self.gz.fill(0.0);
@@ -410,7 +396,7 @@ impl Block {
         }
         times_derivative(&mut self.gz, &self.pre, &self.act, activation);
         match &mut self.norm {
-            Norm::Bias(bias) => {
+            Norm::Bias([bias]) => {
                 bias.grad.fill(0.0);
                 for d in self.gz.chunks_exact(c) {
                     for (b, &d) in bias.grad.iter_mut().zip(d) {
@@ -419,10 +405,8 @@ impl Block {
                 }
             }
             Norm::Batch {
-                weight,
-                bias,
+                params: [weight, bias, ..],
                 train,
-                ..
             } => {
                 // Σ dy and Σ dy·x̂ per channel: the shift's and the scale's gradients.
                 let (sum, sum_x) = (&mut bias.grad, &mut weight.grad);

@@ -5,12 +5,13 @@
 # run, at 1 and 2 threads; then a warm retrain from the champion against a
 # cold one: epochs and seconds to reach the champion's validation accuracy.
 #
-#   bash bench/images/run.sh               (SIZE=32 EPOCHS=15 THREADS="1 2")
+#   bash bench/images/run.sh               (SIZE=32 EPOCHS=15 THREADS="1 2" SEEDS="1 2 3")
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SIZE=${SIZE:-32}
 EPOCHS=${EPOCHS:-15}
 THREADS=${THREADS:-1 2}
+SEEDS=${SEEDS:-1 2 3}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 python3 -c "import sklearn, torch" 2>/dev/null || python3 -m pip install --quiet -r bench/training/requirements.txt
@@ -41,17 +42,23 @@ YAML
 accuracy() { "$BIN" evaluate --candidate "$1" -c "$2" 2>/dev/null | python3 -c 'import json,sys; e=json.load(sys.stdin); print(e["candidate"]["metrics"]["accuracy"])'; }
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 
-printf '%-8s %-10s %10s %12s %10s %14s\n' threads tool seconds "s/epoch" accuracy "median epoch"
+# Each tool trains once per seed (driftline's `training.seed`, PyTorch's
+# `torch.manual_seed`): a CNN's final test accuracy moves by several points
+# from one seed to the next (batch norm's running statistics at this
+# learning rate), so "equal accuracy" is judged on the mean over seeds.
+printf '%-8s %-10s %5s %10s %12s %10s %14s\n' threads tool seed seconds "s/epoch" accuracy "median epoch"
 for t in $THREADS; do
-  model digits 1 none > "$WORK/cold.yaml"
-  start=$(date +%s.%N)
-  out=$(RAYON_NUM_THREADS=$t RUST_LOG=warn,driftline::ml::train::epochs=info NO_COLOR=1 "$BIN" train -c "$WORK/cold.yaml" --out "$WORK/cold-$t" 2>"$WORK/cold-$t.log")
-  wall=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$start" "$(date +%s.%N)")
-  acc=$(accuracy "$WORK/cold-$t" "$WORK/cold.yaml")
-  per=$(python3 -c "import sys; print(float(sys.argv[1]) / int(sys.argv[2]))" "$(field "$out" trainingSeconds)" "$(field "$out" epochs)")
-  # The median time between two epochs' "epoch finished" events (training
-  # and the validation pass), comparable with PyTorch's median epoch.
-  median=$(python3 - "$WORK/cold-$t.log" <<'PY'
+  for seed in $SEEDS; do
+    model digits "$seed" none > "$WORK/cold.yaml"
+    out_dir="$WORK/cold-$t-$seed"
+    start=$(date +%s.%N)
+    out=$(RAYON_NUM_THREADS=$t RUST_LOG=warn,driftline::ml::train::epochs=info NO_COLOR=1 "$BIN" train -c "$WORK/cold.yaml" --out "$out_dir" 2>"$out_dir.log")
+    wall=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$start" "$(date +%s.%N)")
+    acc=$(accuracy "$out_dir" "$WORK/cold.yaml")
+    per=$(python3 -c "import sys; print(float(sys.argv[1]) / int(sys.argv[2]))" "$(field "$out" trainingSeconds)" "$(field "$out" epochs)")
+    # The median time between two epochs' "epoch finished" events (training
+    # and the validation pass), comparable with PyTorch's median epoch.
+    median=$(python3 - "$out_dir.log" <<'PY'
 import re, sys, datetime
 stamps = [datetime.datetime.fromisoformat(m.group(1).replace("Z", "+00:00"))
           for line in open(sys.argv[1])
@@ -60,20 +67,37 @@ gaps = sorted((b - a).total_seconds() for a, b in zip(stamps, stamps[1:]))
 print(gaps[len(gaps) // 2] if gaps else float("nan"))
 PY
 )
-  printf '%-8s %-10s %10.2f %12.3f %10.4f %14.3f\n' "$t" driftline "$wall" "$per" "$acc" "$median"
-  torch=$(python3 bench/images/torch_cnn.py --size "$SIZE" --epochs "$EPOCHS" --threads "$t")
-  printf '%-8s %-10s %10.2f %12.3f %10.4f %14.3f\n' "$t" pytorch "$(field "$torch" seconds)" "$(field "$torch" epoch_seconds)" "$(field "$torch" accuracy)" "$(field "$torch" epoch_seconds)"
+    printf '%-8s %-10s %5s %10.2f %12.3f %10.4f %14.3f\n' "$t" driftline "$seed" "$wall" "$per" "$acc" "$median" | tee -a "$WORK/rows"
+    torch=$(python3 bench/images/torch_cnn.py --size "$SIZE" --epochs "$EPOCHS" --threads "$t" --torch-seed "$seed")
+    printf '%-8s %-10s %5s %10.2f %12.3f %10.4f %14.3f\n' "$t" pytorch "$seed" "$(field "$torch" seconds)" "$(field "$torch" epoch_seconds)" "$(field "$torch" accuracy)" "$(field "$torch" epoch_seconds)" | tee -a "$WORK/rows"
+  done
 done
 echo "driftline seconds: the whole 'driftline train' process (PNG decoding, normalisation, epochs, validation, drift reference, artifact); s/epoch: its trainingSeconds / epochs; median epoch: the median time between two epochs' ends (the steps and the validation pass). PyTorch: pixels already decoded in memory; s/epoch and median epoch are its median epoch (the steps only)."
+python3 - "$WORK/rows" <<'PY'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+print("per thread count, over the seeds: the median of the median epochs, the mean test accuracy (min-max)")
+for t in sorted({r[0] for r in rows}, key=int):
+    got = {}
+    for tool in ("driftline", "pytorch"):
+        mine = [r for r in rows if r[0] == t and r[1] == tool]
+        epoch = statistics.median(float(r[6]) for r in mine)
+        acc = [float(r[5]) for r in mine]
+        got[tool] = (epoch, statistics.mean(acc))
+        print(f"{t:<8} {tool:<10} median epoch {epoch:.3f} s  accuracy {statistics.mean(acc):.4f} ({min(acc):.4f}-{max(acc):.4f})")
+    (d, da), (p, pa) = got["driftline"], got["pytorch"]
+    print(f"{t:<8} ratio      {d / p:.2f}x PyTorch's epoch time; accuracy {100 * (da - pa):+.1f} pt")
+PY
 
 # Warm against cold, one thread: the champion is the cold run above; a
 # retrain with another seed starts from its weights (warm) or from scratch.
 t=$(echo "$THREADS" | cut -d' ' -f1)
-model digits 2 none > "$WORK/again-cold.yaml"
-model digits 2 champion > "$WORK/again-warm.yaml"
+s1=$(echo "$SEEDS" | cut -d' ' -f1)
+model digits $((s1 + 1)) none > "$WORK/again-cold.yaml"
+model digits $((s1 + 1)) champion > "$WORK/again-warm.yaml"
 RAYON_NUM_THREADS=$t RUST_LOG=warn "$BIN" train -c "$WORK/again-cold.yaml" --out "$WORK/again-cold" >/dev/null
-RAYON_NUM_THREADS=$t RUST_LOG=warn "$BIN" train -c "$WORK/again-warm.yaml" --warm-start "$WORK/cold-$t" --out "$WORK/again-warm" >/dev/null
-python3 - "$WORK/cold-$t/manifest.json" "$WORK/again-cold/manifest.json" "$WORK/again-warm/manifest.json" <<'PY'
+RAYON_NUM_THREADS=$t RUST_LOG=warn "$BIN" train -c "$WORK/again-warm.yaml" --warm-start "$WORK/cold-$t-$s1" --out "$WORK/again-warm" >/dev/null
+python3 - "$WORK/cold-$t-$s1/manifest.json" "$WORK/again-cold/manifest.json" "$WORK/again-warm/manifest.json" <<'PY'
 import json, sys
 champ, cold, warm = (json.load(open(p)) for p in sys.argv[1:4])
 target = champ["curve"][-1]["validationMetric"]

@@ -244,6 +244,25 @@ pub(crate) fn activate_all(values: &mut [f32], activation: Activation) {
     }
 }
 
+/// The activation of each value of `src`, into `dst` (one pass, no copy
+/// first); the activation chosen once, outside the loop.
+pub(crate) fn activate_into(src: &[f32], dst: &mut Vec<f32>, activation: Activation) {
+    #[inline(always)]
+    fn run(src: &[f32], dst: &mut [f32], f: impl Fn(f32) -> f32) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = f(s);
+        }
+    }
+    sized(dst, src.len());
+    match activation {
+        Activation::Relu => run(src, dst, |z| activate(z, Activation::Relu)),
+        Activation::Gelu => run(src, dst, |z| activate(z, Activation::Gelu)),
+        Activation::Tanh => run(src, dst, |z| activate(z, Activation::Tanh)),
+        Activation::Sigmoid => run(src, dst, |z| activate(z, Activation::Sigmoid)),
+        Activation::Silu => run(src, dst, |z| activate(z, Activation::Silu)),
+    }
+}
+
 /// The activation a spec names, as candle computes it.
 #[inline]
 pub(crate) fn activate(z: f32, activation: Activation) -> f32 {

@@ -143,6 +143,23 @@ impl Fused {
                 names: "the encoded inputs".into(),
             });
         }
+        if self.body.is_some() && rayon::current_num_threads() > 1 {
+            // The CNN's image groups run on rayon's threads: the step runs
+            // as one job in rayon's pool, so each of its parallel loops is
+            // handed out by a worker (one wake-up a step, not one a loop).
+            return rayon::scope(|_| self.pass(x, y, rows, rng));
+        }
+        self.pass(x, y, rows, rng)
+    }
+
+    /// The step's forward pass, loss, backward pass and update.
+    fn pass(
+        &mut self,
+        x: &[f32],
+        y: &[f32],
+        rows: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<f32, MlError> {
         let is_cnn = self.body.is_some();
         let features: &[f32] = match &mut self.body {
             Some(body) => body.forward(x, rows),

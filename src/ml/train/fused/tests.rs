@@ -243,6 +243,41 @@ fn the_fused_step_trains_a_cnn_as_candles_autograd_does() {
     );
 }
 
+/// A batch's image groups run on rayon's threads, and the number of
+/// threads changes nothing: the same curve and the same bits in every
+/// tensor after three epochs on one thread and on three.
+#[test]
+fn a_cnn_trains_to_the_same_bits_on_one_thread_or_several() {
+    let spec = spec(
+        "classification",
+        "type: cnn, convBlocks: [{channels: 4}, {channels: 6, batchNorm: false, pool: avg}], \
+         hiddenLayers: [8], activation: relu",
+        "optimizer: adamw",
+    );
+    let input = InputShape::Image {
+        channels: 2,
+        height: 12,
+        width: 8,
+    };
+    let on = |threads| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| train(&spec, input, true))
+    };
+    let (one_curve, one) = on(1);
+    let (three_curve, three) = on(3);
+    assert_eq!(one_curve, three_curve);
+    assert_eq!(one, three);
+    let start = values(&init(&spec, input));
+    assert!(
+        one.iter()
+            .zip(&start)
+            .all(|(after, before)| after != before)
+    );
+}
+
 #[test]
 fn a_class_code_outside_the_outputs_is_an_error_not_a_wild_read() {
     let spec = spec(

@@ -539,10 +539,19 @@ struct BlockScratch {
 
 impl BlockScratch {
     fn output(&self, pool: Pooling) -> &[f32] {
-        match pool {
-            Pooling::None => &self.z,
-            Pooling::Max | Pooling::Avg => &self.pooled,
-        }
+        block_output(pool, &self.z, &self.pooled)
+    }
+}
+
+/// A block's output: `pooled` after pooling, else the activation itself.
+pub(crate) fn block_output<'a>(
+    pool: Pooling,
+    activation: &'a [f32],
+    pooled: &'a [f32],
+) -> &'a [f32] {
+    match pool {
+        Pooling::None => activation,
+        Pooling::Max | Pooling::Avg => pooled,
     }
 }
 

@@ -25,7 +25,8 @@ use crate::api::{Activation, ArchitectureSpec, Pooling};
 use super::super::super::arch::InputShape;
 use super::super::super::arch::cnn::{BN_EPS, BN_MOMENTUM};
 use super::super::super::arch::cpu::{
-    Geometry, Padded, activate_into, channels_last, global_average, im2col, matmul, sized,
+    Geometry, Padded, activate_into, block_output, channels_last, global_average, im2col, matmul,
+    sized,
 };
 use super::super::super::error::MlError;
 use super::{Param, derivative, times_derivative};
@@ -113,10 +114,7 @@ struct Buffers {
 impl Buffers {
     /// The block's output: pooled, or the activation without pooling.
     fn output(&self, pool: Pooling) -> &[f32] {
-        match pool {
-            Pooling::None => &self.act,
-            Pooling::Max | Pooling::Avg => &self.out,
-        }
+        block_output(pool, &self.act, &self.out)
     }
 }
 

@@ -18,6 +18,15 @@
 //! is close to a weighted sum of chi-squares. The empirical 99th percentile
 //! is stored beside it as a check.
 //!
+//! The model's predictions are the exception to the pooling. A model
+//! answers the rows it trained on better than unseen ones, so on live
+//! traffic its predictions differ from the reference (its answers on the
+//! training split) even when nothing drifted; pooling the two would place
+//! the null around a difference it never sees. Their null compares the
+//! reference as it is with windows drawn from the held-out rows' shares,
+//! themselves redrawn at the held-out size each resample, which puts the
+//! held-out estimate's own sampling error into the null.
+//!
 //! Windows of another size (time-closed windows, a changed `window`): the
 //! fitted scale shrinks like `1/n + 1/T`, so scale and degrees of freedom
 //! are interpolated linearly in `1/n` between the stored sizes (a quantile
@@ -191,15 +200,20 @@ pub fn calibrate(
         .collect();
     sizes.sort_unstable();
     sizes.dedup();
-    let mut column =
-        |p: &FeatureProfile, counts: &[u64]| column_null(p, counts, &sizes, resamples, rng);
+    let mut column = |p: &FeatureProfile, counts: &[u64], null: Null| {
+        column_null(p, counts, null, &sizes, resamples, rng)
+    };
     let features = profile
         .features
         .iter()
         .zip(&held_out.features)
-        .map(|(p, s)| column(p, &s.counts))
+        .map(|(p, s)| column(p, &s.counts, Null::Pooled))
         .collect();
-    let prediction = column(&profile.prediction, &held_out.prediction.counts);
+    let prediction = column(
+        &profile.prediction,
+        &held_out.prediction.counts,
+        Null::Unseen,
+    );
     let (reference_rows, _) = reference_of(&profile.prediction);
     Calibration {
         resamples: resamples as u32,
@@ -216,29 +230,59 @@ fn reference_of(profile: &FeatureProfile) -> (u64, &[f64]) {
     }
 }
 
+/// What a column's null draws its reference and windows from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Null {
+    /// Both from the training and held-out rows pooled: an input column,
+    /// distributed alike in both.
+    Pooled,
+    /// The reference as it is, windows from the held-out rows' shares
+    /// redrawn at the held-out size: the model's predictions, which differ
+    /// between the rows it trained on and unseen ones.
+    Unseen,
+}
+
 fn column_null(
     profile: &FeatureProfile,
     held_out: &[u64],
+    null: Null,
     sizes: &[u64],
     resamples: usize,
     rng: &mut impl Rng,
 ) -> ColumnNull {
     let (reference_rows, shares) = reference_of(profile);
-    let pooled: Vec<f64> = shares
-        .iter()
-        .zip(held_out.iter().chain(std::iter::repeat(&0)))
-        .map(|(s, &c)| s * reference_rows as f64 + c as f64)
-        .collect();
+    let held_rows: u64 = held_out.iter().sum();
+    // Without held-out rows there is no unseen estimate: pool, as for inputs.
+    let null = if held_rows == 0 { Null::Pooled } else { null };
+    let counts = held_out.iter().chain(std::iter::repeat(&0));
+    let pooled: Vec<f64> = match null {
+        Null::Pooled => shares
+            .iter()
+            .zip(counts)
+            .map(|(s, &c)| s * reference_rows as f64 + c as f64)
+            .collect(),
+        Null::Unseen => shares.iter().zip(counts).map(|(_, &c)| c as f64).collect(),
+    };
     let total: f64 = pooled.iter().sum();
     let pooled: Vec<f64> = pooled.iter().map(|c| c / total.max(1.0)).collect();
     let numeric = matches!(profile, FeatureProfile::Numeric { .. });
     // values[size][statistic]: one reference draw serves every window size
     // of a resample, which halves the draws and keeps the sizes' fits consistent.
     let mut values: Vec<[Vec<f64>; 4]> = sizes.iter().map(|_| Default::default()).collect();
+    let mut unseen: Vec<f64>;
     for _ in 0..resamples {
-        let reference = stats::shares(&multinomial(reference_rows, &pooled, rng));
+        let (reference, source): (Vec<f64>, &[f64]) = match null {
+            Null::Pooled => (
+                stats::shares(&multinomial(reference_rows, &pooled, rng)),
+                &pooled,
+            ),
+            Null::Unseen => {
+                unseen = stats::shares(&multinomial(held_rows, &pooled, rng));
+                (shares.to_vec(), &unseen)
+            }
+        };
         for (&rows, values) in sizes.iter().zip(values.iter_mut()) {
-            let window = stats::shares(&multinomial(rows, &pooled, rng));
+            let window = stats::shares(&multinomial(rows, source, rng));
             for (k, statistic) in STATISTICS.iter().enumerate() {
                 values[k].push(statistic_value(profile, &reference, &window, *statistic).1);
             }
@@ -457,6 +501,82 @@ mod tests {
             color.fit_at(DriftStatistic::Ks, 500),
             color.fit_at(DriftStatistic::JensenShannon, 500)
         );
+    }
+
+    /// A model's predictions on unseen rows differ from those on its
+    /// training rows (here 62 % against 70 % "red") with nothing drifted:
+    /// the predictions' null is drawn around the held-out rows, so windows
+    /// of unseen traffic stay under the threshold, which a null pooled with
+    /// the training rows' answers would not allow; a real shift still
+    /// crosses it.
+    #[test]
+    fn the_predictions_null_is_drawn_around_unseen_rows() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let reference = profile(2_000, &mut rng);
+        let mut held_out = DatasetSketch::for_profile(&reference);
+        let unseen = |rng: &mut ChaCha8Rng, red: f64| {
+            if rng.random::<f64>() < red {
+                "red"
+            } else {
+                "white"
+            }
+        };
+        for _ in 0..300 {
+            let y = unseen(&mut rng, 0.62);
+            held_out.observe_row(
+                &reference,
+                |j| match j {
+                    0 => Observation::Number(0.0),
+                    _ => Observation::Text("red"),
+                },
+                Observation::Text(y),
+            );
+        }
+        let calibration = calibrate(&reference, &held_out, &[300], DEFAULT_RESAMPLES, &mut rng);
+        let threshold = |null: &ColumnNull| {
+            null.fit_at(DriftStatistic::JensenShannon, 300)
+                .unwrap()
+                .quantile(DriftStatistic::JensenShannon, 0.01)
+        };
+        let pooled = column_null(
+            &reference.prediction,
+            &held_out.prediction.counts,
+            Null::Pooled,
+            &[300],
+            DEFAULT_RESAMPLES,
+            &mut rng,
+        );
+        let FeatureProfile::Categorical { profile: p, .. } = &reference.prediction else {
+            unreachable!()
+        };
+        // The share of fresh 300-row windows (red with probability `red`)
+        // whose distance to the reference is over `threshold`.
+        let mut over = |red: f64, threshold: f64| {
+            let trials = 2_000;
+            let mut over = 0;
+            for _ in 0..trials {
+                let counts: Vec<u64> = p
+                    .categories
+                    .iter()
+                    .map(|c| c.as_str())
+                    .map(|c| (0..300).filter(|_| unseen(&mut rng, red) == c).count() as u64)
+                    .chain([0]) // the bucket of categories the reference never saw
+                    .collect();
+                let v = stats::jensen_shannon_distance(&p.shares, &stats::shares(&counts));
+                over += usize::from(v > threshold);
+            }
+            over as f64 / trials as f64
+        };
+        let fitted = threshold(&calibration.prediction);
+        let in_distribution = over(0.62, fitted);
+        assert!(
+            in_distribution < 0.04,
+            "unseen traffic flagged {in_distribution}"
+        );
+        let naive = over(0.62, threshold(&pooled));
+        assert!(naive > 0.2, "a pooled null flags unseen traffic {naive}");
+        let shifted = over(0.40, fitted);
+        assert!(shifted > 0.9, "a real shift flagged only {shifted}");
     }
 
     #[test]

@@ -139,7 +139,18 @@ pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<Pixels, ImageError> 
         return Err(ImageError::Empty);
     }
     let image = reader(bytes).decode().map_err(undecodable)?;
-    Ok(Pixels::from_image(&image.to_rgb8()))
+    let (width, height) = (image.width(), image.height());
+    // Gray and RGB, what PNG and JPEG files mostly hold, straight to RGB
+    // bytes; the `image` crate's general conversion goes through its colour
+    // handling (a rounding per value), a sixth of serving a small image.
+    let rgb = match image {
+        image::DynamicImage::ImageRgb8(rgb) => rgb.into_raw(),
+        image::DynamicImage::ImageLuma8(gray) => {
+            gray.as_raw().iter().flat_map(|&v| [v, v, v]).collect()
+        }
+        other => other.to_rgb8().into_raw(),
+    };
+    Ok(Pixels { width, height, rgb })
 }
 
 #[cfg(test)]
@@ -173,6 +184,36 @@ mod tests {
                 .zip([10, 120, 240])
                 .all(|(a, b)| a.abs_diff(b) < 8)
         );
+    }
+
+    /// The direct paths for gray and RGB files give what the `image`
+    /// crate's own conversion gives, and so does every other layout.
+    #[test]
+    fn every_pixel_layout_decodes_to_the_image_crates_rgb() {
+        let value = |x: u32, y: u32, c: u32| ((x * 37 + y * 11 + c * 53) % 256) as u8;
+        let gray = image::GrayImage::from_fn(5, 3, |x, y| image::Luma([value(x, y, 0)]));
+        let rgb = image::RgbImage::from_fn(5, 3, |x, y| {
+            image::Rgb([value(x, y, 0), value(x, y, 1), value(x, y, 2)])
+        });
+        let layouts = [
+            image::DynamicImage::ImageLuma8(gray.clone()),
+            image::DynamicImage::ImageRgb8(rgb.clone()),
+            image::DynamicImage::ImageLumaA8(
+                image::DynamicImage::ImageLuma8(gray).to_luma_alpha8(),
+            ),
+            image::DynamicImage::ImageRgba8(image::DynamicImage::ImageRgb8(rgb.clone()).to_rgba8()),
+            image::DynamicImage::ImageRgb16(image::DynamicImage::ImageRgb8(rgb).to_rgb16()),
+        ];
+        for layout in layouts {
+            let mut bytes = Vec::new();
+            layout
+                .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
+                .unwrap();
+            let expected = image::load_from_memory(&bytes).unwrap().to_rgb8();
+            let got = decode(&bytes, DecodeLimits::default()).unwrap();
+            assert_eq!((got.width, got.height), (5, 3), "{:?}", layout.color());
+            assert_eq!(got.rgb, expected.into_raw(), "{:?}", layout.color());
+        }
     }
 
     #[test]

@@ -263,6 +263,27 @@ pub(crate) fn activate_into(src: &[f32], dst: &mut Vec<f32>, activation: Activat
     }
 }
 
+/// `z · scale + shift` per channel (`z` is pixels × channels), then the
+/// activation, in one pass: batch norm folded, as inference computes a
+/// block. The activation chosen once, outside the loop.
+fn scale_shift_activate(z: &mut [f32], scale: &[f32], shift: &[f32], activation: Activation) {
+    #[inline(always)]
+    fn run(z: &mut [f32], scale: &[f32], shift: &[f32], f: impl Fn(f32) -> f32) {
+        for px in z.chunks_exact_mut(scale.len()) {
+            for ((v, &s), &t) in px.iter_mut().zip(scale).zip(shift) {
+                *v = f(*v * s + t);
+            }
+        }
+    }
+    match activation {
+        Activation::Relu => run(z, scale, shift, |v| activate(v, Activation::Relu)),
+        Activation::Gelu => run(z, scale, shift, |v| activate(v, Activation::Gelu)),
+        Activation::Tanh => run(z, scale, shift, |v| activate(v, Activation::Tanh)),
+        Activation::Sigmoid => run(z, scale, shift, |v| activate(v, Activation::Sigmoid)),
+        Activation::Silu => run(z, scale, shift, |v| activate(v, Activation::Silu)),
+    }
+}
+
 /// The activation a spec names, as candle computes it.
 #[inline]
 pub(crate) fn activate(z: f32, activation: Activation) -> f32 {
@@ -451,18 +472,19 @@ pub(crate) fn features(
         } = &mut *scratch;
         kept.resize_with(blocks.len(), BlockScratch::default);
         let pixels = height * width;
-        if channels > 1 && pixels > 1 {
+        // One channel (or one pixel) is channels-last already: read in place.
+        let images: &[f32] = if channels > 1 && pixels > 1 {
             channels_last(x, channels, pixels, input);
+            input
         } else {
-            input.clear();
-            input.extend_from_slice(x);
-        }
+            x
+        };
         let (mut c, mut per_image) = (channels, pixels);
         for (i, b) in blocks.iter().enumerate() {
             let (done, rest) = kept.split_at_mut(i);
             let a: &[f32] = done
                 .last()
-                .map_or(input, |d| d.output(blocks[i - 1].g.pool));
+                .map_or(images, |d| d.output(blocks[i - 1].g.pool));
             let BlockScratch {
                 padded,
                 cols,
@@ -482,12 +504,7 @@ pub(crate) fn features(
                 &b.wp,
                 (1, patch as isize),
             );
-            for px in z.chunks_exact_mut(g.c_out) {
-                for ((v, &s), &t) in px.iter_mut().zip(&b.scale).zip(&b.shift) {
-                    *v = *v * s + t;
-                }
-            }
-            activate_all(z, activation);
+            scale_shift_activate(z, &b.scale, &b.shift, activation);
             match g.pool {
                 Pooling::None => {}
                 Pooling::Max => g.max_pool(z, rows, pooled),
@@ -497,7 +514,7 @@ pub(crate) fn features(
         }
         let last: &[f32] = match (kept.last(), blocks.last()) {
             (Some(k), Some(b)) => k.output(b.g.pool),
-            _ => input,
+            _ => images,
         };
         let mut out = Vec::new();
         global_average(last, per_image, c, &mut out);

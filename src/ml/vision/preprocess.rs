@@ -3,6 +3,8 @@
 //! normalisation fitted on the training split. Augmentation (seeded flips
 //! and random crops) happens in training only and is not stored.
 
+use std::borrow::Cow;
+
 use image::imageops::{self, FilterType};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -53,35 +55,44 @@ impl ImagePreprocessing {
         self.shape().width()
     }
 
-    /// The image at the model's size: resized (shorter side to `resize`,
-    /// then the centre cropped), or resized straight to `height × width`.
-    pub fn geometry(&self, pixels: &Pixels) -> image::RgbImage {
+    /// The image's RGB bytes at the model's size (`height × width × 3`,
+    /// interleaved): the pixels themselves when they already have that size
+    /// (no copy: the common case in serving), else resized (shorter side to
+    /// `resize`, then the centre cropped) or resized straight to
+    /// `height × width`.
+    pub fn geometry<'p>(&self, pixels: &'p Pixels) -> Cow<'p, [u8]> {
         let (w, h) = (self.width, self.height);
-        let image = pixels.to_image();
         if (pixels.width, pixels.height) == (w, h) {
-            return image;
+            return Cow::Borrowed(&pixels.rgb);
         }
+        let image = pixels.to_image();
         let Some(short) = self.resize else {
-            return imageops::resize(&image, w, h, FilterType::Triangle);
+            return Cow::Owned(imageops::resize(&image, w, h, FilterType::Triangle).into_raw());
         };
         let scale = f64::from(short) / f64::from(pixels.width.min(pixels.height));
         let rw = ((f64::from(pixels.width) * scale).round() as u32).max(w);
         let rh = ((f64::from(pixels.height) * scale).round() as u32).max(h);
         let resized = imageops::resize(&image, rw, rh, FilterType::Triangle);
-        imageops::crop_imm(&resized, (rw - w) / 2, (rh - h) / 2, w, h).to_image()
+        Cow::Owned(
+            imageops::crop_imm(&resized, (rw - w) / 2, (rh - h) / 2, w, h)
+                .to_image()
+                .into_raw(),
+        )
     }
 
-    /// Channel values in [0, 1] of an image at the model's size, channels first.
-    fn planes(&self, image: &image::RgbImage) -> Vec<Vec<f32>> {
+    /// Channel values in [0, 1] of an image at the model's size (RGB bytes,
+    /// as [`ImagePreprocessing::geometry`] gives them), channels first.
+    fn planes(&self, rgb: &[u8]) -> Vec<Vec<f32>> {
         let order: [usize; 3] = match self.channel_order {
             ChannelOrder::Rgb => [0, 1, 2],
             ChannelOrder::Bgr => [2, 1, 0],
         };
+        let pixels = rgb.chunks_exact(3);
         match self.channels {
-            ImageChannels::Grayscale => vec![image.pixels().map(|p| luma(&p.0)).collect()],
+            ImageChannels::Grayscale => vec![pixels.map(luma).collect()],
             ImageChannels::Rgb => order
                 .iter()
-                .map(|&c| image.pixels().map(|p| f32::from(p.0[c]) / 255.0).collect())
+                .map(|&c| pixels.clone().map(|p| f32::from(p[c]) / 255.0).collect())
                 .collect(),
         }
     }
@@ -235,12 +246,16 @@ mod tests {
         let mut s = spec(ImageChannels::Rgb);
         s.resize = Some(4);
         let p = ImagePreprocessing::fit(&s, &[gradient(8, 4)]);
-        let out = p.geometry(&gradient(8, 4));
-        assert_eq!(out.dimensions(), (4, 4));
+        let image = gradient(8, 4);
+        let out = p.geometry(&image);
+        assert_eq!(out.len(), 4 * 4 * 3);
         // The centre columns of the 8-wide gradient: red starts at x = 2.
-        assert_eq!(out.get_pixel(0, 0).0[0], 20);
+        assert_eq!(out[0], 20);
         let straight = ImagePreprocessing::fit(&spec(ImageChannels::Rgb), &[gradient(8, 4)]);
-        assert_eq!(straight.geometry(&gradient(8, 4)).dimensions(), (4, 4));
+        assert_eq!(straight.geometry(&gradient(8, 4)).len(), 4 * 4 * 3);
+        // An image already at the model's size is read in place, not copied.
+        let image = gradient(4, 4);
+        assert!(matches!(straight.geometry(&image), Cow::Borrowed(b) if b == image.rgb));
     }
 
     #[test]

@@ -14,8 +14,8 @@ pub const IMAGE_STATISTICS: [&str; 5] = ["brightness", "contrast", "sharpness", 
 /// the original width and height in pixels.
 pub fn image_statistics(preprocessing: &ImagePreprocessing, pixels: &Pixels) -> [f64; 5] {
     let view = preprocessing.geometry(pixels);
-    let (w, h) = (view.width() as usize, view.height() as usize);
-    let y: Vec<f64> = view.pixels().map(|p| f64::from(luma(&p.0))).collect();
+    let (w, h) = (preprocessing.width as usize, preprocessing.height as usize);
+    let y: Vec<f64> = view.chunks_exact(3).map(|p| f64::from(luma(p))).collect();
     let n = y.len().max(1) as f64;
     let mean = y.iter().sum::<f64>() / n;
     let var = y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;

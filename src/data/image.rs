@@ -139,18 +139,23 @@ pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<Pixels, ImageError> 
         return Err(ImageError::Empty);
     }
     let image = reader(bytes).decode().map_err(undecodable)?;
-    let (width, height) = (image.width(), image.height());
     // Gray and RGB, what PNG and JPEG files mostly hold, straight to RGB
     // bytes; the `image` crate's general conversion goes through its colour
     // handling (a rounding per value), a sixth of serving a small image.
-    let rgb = match image {
-        image::DynamicImage::ImageRgb8(rgb) => rgb.into_raw(),
-        image::DynamicImage::ImageLuma8(gray) => {
-            gray.as_raw().iter().flat_map(|&v| [v, v, v]).collect()
-        }
-        other => other.to_rgb8().into_raw(),
-    };
-    Ok(Pixels { width, height, rgb })
+    Ok(match image {
+        image::DynamicImage::ImageRgb8(rgb) => Pixels {
+            width,
+            height,
+            rgb: rgb.into_raw(),
+        },
+        image::DynamicImage::ImageLuma8(gray) => Pixels::from_raw(width, height, 1, gray.as_raw())
+            .expect("a decoded gray image holds width × height values"),
+        other => Pixels {
+            width,
+            height,
+            rgb: other.to_rgb8().into_raw(),
+        },
+    })
 }
 
 #[cfg(test)]

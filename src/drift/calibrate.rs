@@ -269,22 +269,22 @@ fn column_null(
     // values[size][statistic]: one reference draw serves every window size
     // of a resample, which halves the draws and keeps the sizes' fits consistent.
     let mut values: Vec<[Vec<f64>; 4]> = sizes.iter().map(|_| Default::default()).collect();
-    let mut unseen: Vec<f64>;
     for _ in 0..resamples {
-        let (reference, source): (Vec<f64>, &[f64]) = match null {
-            Null::Pooled => (
-                stats::shares(&multinomial(reference_rows, &pooled, rng)),
-                &pooled,
-            ),
-            Null::Unseen => {
-                unseen = stats::shares(&multinomial(held_rows, &pooled, rng));
-                (shares.to_vec(), &unseen)
-            }
+        // Pooled: a fresh reference, windows from the pool. Unseen: the
+        // reference as it is, windows from redrawn held-out shares.
+        let drawn = match null {
+            Null::Pooled => multinomial(reference_rows, &pooled, rng),
+            Null::Unseen => multinomial(held_rows, &pooled, rng),
+        };
+        let drawn = stats::shares(&drawn);
+        let (reference, source) = match null {
+            Null::Pooled => (drawn.as_slice(), pooled.as_slice()),
+            Null::Unseen => (shares, drawn.as_slice()),
         };
         for (&rows, values) in sizes.iter().zip(values.iter_mut()) {
             let window = stats::shares(&multinomial(rows, source, rng));
             for (k, statistic) in STATISTICS.iter().enumerate() {
-                values[k].push(statistic_value(profile, &reference, &window, *statistic).1);
+                values[k].push(statistic_value(profile, reference, &window, *statistic).1);
             }
         }
     }

@@ -226,62 +226,68 @@ pub(crate) fn sized(v: &mut Vec<f32>, n: usize) {
     }
 }
 
-/// The activation of each value of `values`, in place. The activation is
-/// chosen once, outside the loop, so each loop is specialised.
-pub(crate) fn activate_all(values: &mut [f32], activation: Activation) {
-    #[inline(always)]
-    fn run(values: &mut [f32], f: impl Fn(f32) -> f32) {
-        for v in values {
-            *v = f(*v);
+/// Evaluates `$body` with `$a` bound to `$activation`, one copy of `$body`
+/// per activation: inside each copy the activation is a constant, so the
+/// loops in `$body` are specialised ([`activate`] and the derivatives are
+/// inlined with their `match` folded) instead of matching per value. The
+/// one home of that choice for every kernel loop over activations.
+macro_rules! specialised {
+    ($activation:expr, $a:ident => $body:expr) => {
+        match $activation {
+            Activation::Relu => {
+                let $a = Activation::Relu;
+                $body
+            }
+            Activation::Gelu => {
+                let $a = Activation::Gelu;
+                $body
+            }
+            Activation::Tanh => {
+                let $a = Activation::Tanh;
+                $body
+            }
+            Activation::Sigmoid => {
+                let $a = Activation::Sigmoid;
+                $body
+            }
+            Activation::Silu => {
+                let $a = Activation::Silu;
+                $body
+            }
         }
-    }
-    match activation {
-        Activation::Relu => run(values, |z| activate(z, Activation::Relu)),
-        Activation::Gelu => run(values, |z| activate(z, Activation::Gelu)),
-        Activation::Tanh => run(values, |z| activate(z, Activation::Tanh)),
-        Activation::Sigmoid => run(values, |z| activate(z, Activation::Sigmoid)),
-        Activation::Silu => run(values, |z| activate(z, Activation::Silu)),
-    }
+    };
+}
+pub(crate) use specialised;
+
+/// The activation of each value of `values`, in place.
+pub(crate) fn activate_all(values: &mut [f32], activation: Activation) {
+    specialised!(activation, a => {
+        for v in values.iter_mut() {
+            *v = activate(*v, a);
+        }
+    })
 }
 
-/// The activation of each value of `src`, into `dst` (one pass, no copy
-/// first); the activation chosen once, outside the loop.
+/// The activation of each value of `src`, into `dst` (one pass, no copy first).
 pub(crate) fn activate_into(src: &[f32], dst: &mut Vec<f32>, activation: Activation) {
-    #[inline(always)]
-    fn run(src: &[f32], dst: &mut [f32], f: impl Fn(f32) -> f32) {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = f(s);
-        }
-    }
     sized(dst, src.len());
-    match activation {
-        Activation::Relu => run(src, dst, |z| activate(z, Activation::Relu)),
-        Activation::Gelu => run(src, dst, |z| activate(z, Activation::Gelu)),
-        Activation::Tanh => run(src, dst, |z| activate(z, Activation::Tanh)),
-        Activation::Sigmoid => run(src, dst, |z| activate(z, Activation::Sigmoid)),
-        Activation::Silu => run(src, dst, |z| activate(z, Activation::Silu)),
-    }
+    specialised!(activation, a => {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = activate(s, a);
+        }
+    })
 }
 
 /// `z · scale + shift` per channel (`z` is pixels × channels), then the
-/// activation, in one pass: batch norm folded, as inference computes a
-/// block. The activation chosen once, outside the loop.
+/// activation, in one pass: batch norm folded, as inference computes a block.
 fn scale_shift_activate(z: &mut [f32], scale: &[f32], shift: &[f32], activation: Activation) {
-    #[inline(always)]
-    fn run(z: &mut [f32], scale: &[f32], shift: &[f32], f: impl Fn(f32) -> f32) {
+    specialised!(activation, a => {
         for px in z.chunks_exact_mut(scale.len()) {
             for ((v, &s), &t) in px.iter_mut().zip(scale).zip(shift) {
-                *v = f(*v * s + t);
+                *v = activate(*v * s + t, a);
             }
         }
-    }
-    match activation {
-        Activation::Relu => run(z, scale, shift, |v| activate(v, Activation::Relu)),
-        Activation::Gelu => run(z, scale, shift, |v| activate(v, Activation::Gelu)),
-        Activation::Tanh => run(z, scale, shift, |v| activate(v, Activation::Tanh)),
-        Activation::Sigmoid => run(z, scale, shift, |v| activate(v, Activation::Sigmoid)),
-        Activation::Silu => run(z, scale, shift, |v| activate(v, Activation::Silu)),
-    }
+    })
 }
 
 /// The activation a spec names, as candle computes it.

@@ -30,7 +30,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::api::{Activation, ModelSpec, Optimizer, Task};
 
-use super::super::arch::cpu::{activate_all, matmul, sized};
+use super::super::arch::cpu::{activate_all, matmul, sized, specialised};
 use super::super::arch::{self, Architecture as _};
 use super::super::error::MlError;
 use super::epochs::{Parameters, sgd_l2};
@@ -296,21 +296,13 @@ fn loss_gradient(
 }
 
 /// Each gradient in `grad` times the activation's derivative at its
-/// pre-activation and value; the activation chosen once, outside the loop.
+/// pre-activation and value.
 fn times_derivative(grad: &mut [f32], pre: &[f32], act: &[f32], activation: Activation) {
-    #[inline(always)]
-    fn run(grad: &mut [f32], pre: &[f32], act: &[f32], f: impl Fn(f32, f32) -> f32) {
+    specialised!(activation, f => {
         for ((g, &z), &a) in grad.iter_mut().zip(pre).zip(act) {
-            *g *= f(z, a);
+            *g *= derivative(z, a, f);
         }
-    }
-    match activation {
-        Activation::Relu => run(grad, pre, act, |z, a| derivative(z, a, Activation::Relu)),
-        Activation::Gelu => run(grad, pre, act, |z, a| derivative(z, a, Activation::Gelu)),
-        Activation::Tanh => run(grad, pre, act, |z, a| derivative(z, a, Activation::Tanh)),
-        Activation::Sigmoid => run(grad, pre, act, |z, a| derivative(z, a, Activation::Sigmoid)),
-        Activation::Silu => run(grad, pre, act, |z, a| derivative(z, a, Activation::Silu)),
-    }
+    })
 }
 
 /// The activation's derivative at pre-activation `z` with value `a`, as

@@ -407,6 +407,9 @@ impl Predictor {
                 ..Predictions::default()
             });
         }
+        if let Some(out) = self.network.forward_cpu(&encoded, rows) {
+            return self.predictions_from(out, rows);
+        }
         let x = Tensor::from_vec(encoded, (rows, self.inputs), &self.device)?;
         let out = self.network.forward(&x, None)?;
         self.predictions(&out)
@@ -458,60 +461,6 @@ impl Predictor {
             monitored,
             embedding,
         })
-    }
-
-    /// Class probabilities and labels, or values, from the network's outputs.
-    pub(crate) fn predictions(&self, out: &Tensor) -> Result<Predictions, MlError> {
-        match self.task {
-            Task::Classification => {
-                // Exactly the trained outputs at temperature 1, so artifacts
-                // from before calibration answer as they always did.
-                let scaled;
-                let out = if self.temperature == 1.0 {
-                    out
-                } else {
-                    scaled = (out / f64::from(self.temperature))?;
-                    &scaled
-                };
-                let probs = candle_nn::ops::softmax_last_dim(out)?
-                    .to_device(&Device::Cpu)?
-                    .to_vec2::<f32>()?;
-                let labels = probs
-                    .iter()
-                    .map(|p| {
-                        let best = p
-                            .iter()
-                            .enumerate()
-                            .max_by(|a, b| a.1.total_cmp(b.1))
-                            .map_or(0, |(i, _)| i);
-                        self.classes.get(best).cloned().unwrap_or_default()
-                    })
-                    .collect();
-                Ok(Predictions {
-                    labels,
-                    values: Vec::new(),
-                    probabilities: Some(probs),
-                })
-            }
-            Task::Regression => {
-                let scale = self.target_scale.unwrap_or(TargetScale {
-                    mean: 0.0,
-                    std: 1.0,
-                });
-                let values = out
-                    .flatten_all()?
-                    .to_device(&Device::Cpu)?
-                    .to_vec1::<f32>()?
-                    .into_iter()
-                    .map(|v| f64::from(v) * scale.std + scale.mean)
-                    .collect();
-                Ok(Predictions {
-                    labels: Vec::new(),
-                    values,
-                    probabilities: None,
-                })
-            }
-        }
     }
 }
 

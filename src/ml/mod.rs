@@ -11,6 +11,7 @@ mod artifact;
 mod error;
 mod eval;
 mod metrics;
+mod outputs;
 mod preprocess;
 pub mod synth;
 mod train;

@@ -173,11 +173,11 @@ fn network(
                 norm,
             });
         }
-        let head = LinearStack {
-            layers: linear_layers("head", spec.hidden_layers.len() + 1, tensors)?,
-            activation: spec.activation,
-            dropout: spec.dropout as f32,
-        };
+        let head = LinearStack::new(
+            linear_layers("head", spec.hidden_layers.len() + 1, tensors)?,
+            spec.activation,
+            spec.dropout as f32,
+        );
         Ok(CnnNetwork {
             channels: input_channels(input),
             height,

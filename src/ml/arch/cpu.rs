@@ -371,6 +371,61 @@ pub(crate) fn matmul(
     }
 }
 
+/// `z (rows × outputs) = x (rows × inputs) · weightᵀ + bias`, `weight`
+/// being `outputs × inputs` row-major: candle's `Linear` on a 2-D batch
+/// value for value (the gemm call its matmul makes on `weight.t()`, then
+/// the broadcast add). The one home of a linear layer on the CPU kernels,
+/// for the fused training step and for inference.
+pub(crate) fn linear(z: &mut Vec<f32>, x: &[f32], rows: usize, weight: &[f32], bias: &[f32]) {
+    let outputs = bias.len();
+    sized(z, rows * outputs);
+    if outputs == 0 {
+        return;
+    }
+    let inputs = weight.len() / outputs;
+    matmul(
+        z,
+        false,
+        (rows, outputs, inputs),
+        x,
+        (inputs as isize, 1),
+        weight,
+        (1, inputs as isize),
+    );
+    for row in z.chunks_exact_mut(outputs) {
+        for (v, b) in row.iter_mut().zip(bias) {
+            *v += b;
+        }
+    }
+}
+
+/// Each row of `values` (`rows × width`) replaced by its softmax as
+/// candle's `softmax_last_dim` computes it on the CPU: the row's maximum,
+/// `exp(v − max)`, their sum by candle's own vector kernel, then each
+/// value divided by the sum. Served probabilities come from here, so they
+/// are the bits candle would give (`ml::outputs` tests hold that).
+#[allow(unsafe_code)]
+pub(crate) fn softmax_rows(values: &mut [f32], width: usize) {
+    use candle_core::cpu::kernels::VecOps;
+    if width == 0 {
+        return;
+    }
+    for row in values.chunks_exact_mut(width) {
+        let mut max = f32::NEG_INFINITY;
+        // SAFETY: `row` holds `width` > 0 values and `max` is a valid f32.
+        unsafe { <f32 as VecOps>::vec_reduce_max(row.as_ptr(), &mut max, width) };
+        for v in row.iter_mut() {
+            *v = (*v - max).exp();
+        }
+        let mut sum = 0.0f32;
+        // SAFETY: as above.
+        unsafe { <f32 as VecOps>::vec_reduce_sum(row.as_ptr(), &mut sum, width) };
+        for v in row.iter_mut() {
+            *v /= sum;
+        }
+    }
+}
+
 /// Images with their zero border, for [`im2col`]: kept between calls, the
 /// border zeroed once per shape.
 #[derive(Default)]

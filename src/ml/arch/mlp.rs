@@ -3,6 +3,7 @@
 //! gives logistic (classification) or linear (regression) regression.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use candle_core::{Module, Tensor};
 use candle_nn::Linear;
@@ -11,6 +12,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::api::{Activation, ArchitectureSpec};
 
+use super::cpu;
 use super::{Architecture, InputShape, Network, TensorRole, TensorShape, tensor, uniform_fan_in};
 use crate::ml::error::MlError;
 
@@ -104,13 +106,16 @@ impl Architecture for Mlp {
         tensors: &HashMap<String, Tensor>,
         _frozen: &dyn Fn(&str) -> bool,
     ) -> Result<Box<dyn Network>, MlError> {
-        Ok(Box::new(LinearStack {
-            layers: linear_layers("layer", spec.hidden_layers.len() + 1, tensors)?,
-            activation: spec.activation,
-            dropout: spec.dropout as f32,
-        }))
+        Ok(Box::new(LinearStack::new(
+            linear_layers("layer", spec.hidden_layers.len() + 1, tensors)?,
+            spec.activation,
+            spec.dropout as f32,
+        )))
     }
 }
+
+/// A layer's weight (`outputs × inputs`, row-major) and bias, as values.
+type FixedLayer = (Vec<f32>, Vec<f32>);
 
 /// Linear layers with an activation and dropout between them: the MLP,
 /// and the head of the CNN.
@@ -118,6 +123,10 @@ pub(crate) struct LinearStack {
     pub(crate) layers: Vec<Linear>,
     pub(crate) activation: Activation,
     pub(crate) dropout: f32,
+    /// Each layer's weight and bias read out once for the CPU kernels
+    /// (a served network's tensors never change); `None` when a tensor is
+    /// being trained or is not on the CPU.
+    fixed: OnceLock<Option<Vec<FixedLayer>>>,
 }
 
 /// The activation a spec names.
@@ -148,6 +157,53 @@ fn dropout(h: Tensor, p: f32, rng: &mut ChaCha8Rng) -> candle_core::Result<Tenso
 }
 
 impl LinearStack {
+    pub(crate) fn new(layers: Vec<Linear>, activation: Activation, dropout: f32) -> LinearStack {
+        LinearStack {
+            layers,
+            activation,
+            dropout,
+            fixed: OnceLock::new(),
+        }
+    }
+
+    /// The layers as the CPU kernels take them, when they apply.
+    fn fixed(&self) -> Option<&[FixedLayer]> {
+        let read = |t: &Tensor| -> Option<Vec<f32>> {
+            if t.is_variable() || !t.device().is_cpu() {
+                return None;
+            }
+            t.flatten_all().ok()?.to_vec1::<f32>().ok()
+        };
+        self.fixed
+            .get_or_init(|| {
+                self.layers
+                    .iter()
+                    .map(|l| Some((read(l.weight())?, read(l.bias()?)?)))
+                    .collect()
+            })
+            .as_deref()
+    }
+
+    /// [`Network::forward_cpu`]: each layer by `cpu::linear`, the
+    /// activation after every one but the last, as candle's ops compute
+    /// them. Also the head of a CNN whose features came from the kernels.
+    pub(crate) fn forward_cpu(&self, x: &[f32], rows: usize) -> Option<Vec<f32>> {
+        let layers = self.fixed()?;
+        let (mut input, mut output) = (Vec::new(), Vec::new());
+        for (i, (weight, bias)) in layers.iter().enumerate() {
+            let a: &[f32] = if i == 0 { x } else { &input };
+            if a.len() != rows * (weight.len() / bias.len().max(1)) {
+                return None;
+            }
+            cpu::linear(&mut output, a, rows, weight, bias);
+            if i + 1 < layers.len() {
+                cpu::activate_all(&mut output, self.activation);
+                std::mem::swap(&mut input, &mut output);
+            }
+        }
+        Some(output)
+    }
+
     /// The hidden layers: the embedding the output layer sees.
     pub(crate) fn hidden(
         &self,
@@ -184,5 +240,9 @@ impl Network for LinearStack {
 
     fn head(&self, embedding: &Tensor) -> candle_core::Result<Tensor> {
         self.output(embedding)
+    }
+
+    fn forward_cpu(&self, x: &[f32], rows: usize) -> Option<Vec<f32>> {
+        LinearStack::forward_cpu(self, x, rows)
     }
 }

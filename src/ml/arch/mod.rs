@@ -77,6 +77,14 @@ pub trait Network: Send + Sync {
     fn forward_with_embedding(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor)>;
     /// The output layer alone, on embeddings.
     fn head(&self, embedding: &Tensor) -> candle_core::Result<Tensor>;
+    /// [`Network::forward`] in inference mode on the CPU kernels, for a
+    /// `rows × inputs` batch (row-major), outputs row-major: the same bits,
+    /// without candle's per-op tensors and thread hand-offs, which cost a
+    /// small model more than its arithmetic. `None` where the kernels do
+    /// not apply (tensors being trained, or on a GPU): use `forward`.
+    fn forward_cpu(&self, _x: &[f32], _rows: usize) -> Option<Vec<f32>> {
+        None
+    }
 }
 
 /// One registered architecture.

@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::api::{Activation, Task};
 
 use super::super::super::error::MlError;
-use super::{Param, activate_all, loss_gradient, matmul, sized, times_derivative};
+use super::{Param, activate_all, linear, loss_gradient, matmul, sized, times_derivative};
 
 /// A linear layer: `weight` is `outputs × inputs`, row-major, as candle's.
 struct Layer {
@@ -114,29 +114,13 @@ impl Dense {
         s.act.resize_with(hidden, Vec::new);
         s.mask.resize_with(hidden, Vec::new);
         for (i, layer) in self.layers.iter().enumerate() {
-            let (inputs, outputs) = (layer.inputs, layer.outputs);
             let z = if i == hidden {
                 &mut s.out
             } else {
                 &mut s.pre[i]
             };
-            sized(z, rows * outputs);
             let a: &[f32] = if i == 0 { x } else { &s.input[i] };
-            // z (rows × outputs) = a (rows × inputs) · weightᵀ (inputs × outputs) + bias.
-            matmul(
-                z,
-                false,
-                (rows, outputs, inputs),
-                a,
-                (inputs as isize, 1),
-                &layer.weight.value,
-                (1, inputs as isize),
-            );
-            for row in z.chunks_exact_mut(outputs) {
-                for (v, b) in row.iter_mut().zip(&layer.bias.value) {
-                    *v += b;
-                }
-            }
+            linear(z, a, rows, &layer.weight.value, &layer.bias.value);
             if i == hidden {
                 break;
             }

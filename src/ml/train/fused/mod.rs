@@ -30,7 +30,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::api::{Activation, ModelSpec, Optimizer, Task};
 
-use super::super::arch::cpu::{activate_all, matmul, sized, specialised};
+use super::super::arch::cpu::{activate_all, linear, matmul, sized, specialised};
 use super::super::arch::{self, Architecture as _};
 use super::super::error::MlError;
 use super::epochs::{Parameters, sgd_l2};

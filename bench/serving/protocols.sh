@@ -7,6 +7,13 @@
 #
 #   bench/serving/run.sh && bench/serving/protocols.sh     # from the repository root
 #   DURATION=10s CONNECTIONS=16 bench/serving/protocols.sh
+#   PIN=0 bench/serving/protocols.sh    # no CPU split (everything shares every core)
+#
+# The CPU split (PIN=1, the default): both servers run on core 0 and the load
+# generators (ghz, wrk) on core 1, with `taskset`. ghz is a heavy Go program:
+# sharing the cores with it, a server is measured against its own load
+# generator's appetite. MLServer serves from one Python process, so one core
+# each is also like for like.
 # run.sh trains the models and writes the JSON bodies this script starts from.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,6 +22,12 @@ WORK=$HERE/work
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-16}
 THREADS=${THREADS:-2}
+PIN=${PIN:-1}
+SERVER_CPUS=() LOAD_CPUS=()
+if [ "$PIN" = 1 ]; then
+  SERVER_CPUS=(taskset -c "${SERVER_CORES:-0}") LOAD_CPUS=(taskset -c "${LOAD_CORES:-1}")
+  echo "CPU split: servers on core(s) ${SERVER_CORES:-0}, load generators on core(s) ${LOAD_CORES:-1}"
+fi
 [ -f "$WORK/body-1.json" ] && [ -d "$WORK/mlserver" ] || { echo "run bench/serving/run.sh first" >&2; exit 2; }
 # ghz (a gRPC load generator) from the Go module proxy, once.
 GHZ=${GHZ:-$(command -v ghz || echo "$HOME/go/bin/ghz")}
@@ -30,22 +43,22 @@ trap cleanup EXIT
 wait_ready() { for _ in $(seq 1 300); do curl -sf "$1" >/dev/null && return 0; sleep 0.2; done; echo "not ready: $1" >&2; return 1; }
 
 # REST and gRPC share driftline's port; MLServer's are 18081 (REST) and 18082 (gRPC).
-RUST_LOG=warn "$BIN" serve --artifact "$ARTIFACT" --name wine-quality --host 127.0.0.1 --port 18090 >"$WORK/driftline-protocols.log" 2>&1 &
+RUST_LOG=warn "${SERVER_CPUS[@]}" "$BIN" serve --artifact "$ARTIFACT" --name wine-quality --host 127.0.0.1 --port 18090 >"$WORK/driftline-protocols.log" 2>&1 &
 pids+=($!)
-"$HERE/.venv/bin/mlserver" start "$WORK/mlserver" >"$WORK/mlserver-protocols.log" 2>&1 &
+"${SERVER_CPUS[@]}" "$HERE/.venv/bin/mlserver" start "$WORK/mlserver" >"$WORK/mlserver-protocols.log" 2>&1 &
 pids+=($!)
 wait_ready http://127.0.0.1:18090/v2/health/ready
 wait_ready http://127.0.0.1:18081/v2/health/ready
 
 rest() { # url body-file header-length|"" duration → "rps= p50_us= p99_us= errors= requests="
   if [ -n "$3" ]; then
-    BODY_FILE="$2" HEADER_LENGTH="$3" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$4" --latency -s "$HERE/post_binary.lua" "$1"
+    BODY_FILE="$2" HEADER_LENGTH="$3" "${LOAD_CPUS[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$4" --latency -s "$HERE/post_binary.lua" "$1"
   else
-    BODY_FILE="$2" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$4" --latency -s "$HERE/post.lua" "$1"
+    BODY_FILE="$2" "${LOAD_CPUS[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$4" --latency -s "$HERE/post.lua" "$1"
   fi | sed -n 's/^RESULT //p'
 }
 grpc() { # host:port message-file duration → the same fields
-  "$GHZ" --insecure --proto proto/grpc_predict_v2.proto --call inference.GRPCInferenceService/ModelInfer \
+  "${LOAD_CPUS[@]}" "$GHZ" --insecure --proto proto/grpc_predict_v2.proto --call inference.GRPCInferenceService/ModelInfer \
     --binary-file "$2" -c "$CONNECTIONS" --connections "$CONNECTIONS" -z "$3" --format json "$1" |
     python3 -c '
 import json, sys

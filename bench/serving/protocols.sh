@@ -32,6 +32,10 @@ fi
 # ghz (a gRPC load generator) from the Go module proxy, once.
 GHZ=${GHZ:-$(command -v ghz || echo "$HOME/go/bin/ghz")}
 [ -x "$GHZ" ] || go install github.com/bojand/ghz/cmd/ghz@v0.120.0
+# h2load (nghttp2, C) as a second gRPC load generator: ghz spends a whole core
+# on ~12 000 calls/s, less than driftline answers on one, so its rows measure
+# ghz. Same calls: gRPC's 5-byte frame around the protobuf message ghz sends.
+command -v h2load >/dev/null || apt-get install -y nghttp2-client >/dev/null
 "$HERE/.venv/bin/pip" install --quiet 'tritonclient[grpc]==2.73.0'
 "$HERE/.venv/bin/python" "$HERE/protocols.py" "$WORK"
 
@@ -72,6 +76,38 @@ ok = codes.get("OK", 0) + codes.get("Canceled", 0) + cut
 rps, count = r["rps"], r["count"]
 print(f"rps={rps:.1f} p50_us={p.get(50, 0)} p99_us={p.get(99, 0)} errors={count - ok} requests={count}")'
 }
+ok_calls() { # metrics-url → calls the server itself counted as answered OK
+  curl -s "$1" | python3 -c '
+import sys
+n = 0
+for line in sys.stdin:
+    if line.startswith("driftline_serve_requests_total{endpoint=\"infer\",code=\"200\"}") or (
+        line.startswith("grpc_server_handled_total{") and "grpc_code=\"OK\"" in line and "ModelInfer" in line):
+        n += float(line.split()[-1])
+print(int(n))'
+}
+h2grpc() { # host:port message-file duration metrics-url → the same fields; errors also counts
+  # calls h2load saw answered but the server did not count as OK (a gRPC error
+  # travels in an HTTP 200's trailers, which h2load does not read).
+  local framed="$2.framed" log="$WORK/h2load.log" before after
+  python3 -c 'import struct,sys; m=open(sys.argv[1],"rb").read(); open(sys.argv[2],"wb").write(b"\0"+struct.pack(">I",len(m))+m)' "$2" "$framed"
+  before=$(ok_calls "$4")
+  rm -f "$log"  # h2load appends to its log
+  "${LOAD_CPUS[@]}" h2load -D "${3%s}" -c "$CONNECTIONS" -m 1 -t 1 -H 'content-type: application/grpc' -H 'te: trailers' \
+    -d "$framed" --log-file "$log" "http://$1/inference.GRPCInferenceService/ModelInfer" >"$WORK/h2load.out"
+  after=$(ok_calls "$4")
+  python3 - "$WORK/h2load.out" "$log" "$before" "$after" <<'PY'
+import re, sys
+out = open(sys.argv[1]).read()
+rps = float(re.search(r"finished in [0-9.]+s, ([0-9.]+) req/s", out).group(1))
+m = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout", out)
+done, succeeded = int(m.group(2)), int(m.group(3))
+ms = sorted(int(l.split()[2]) for l in open(sys.argv[2]) if l.strip() and l.split()[1].startswith("2"))
+pct = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))] if ms else 0
+not_ok = max(0, succeeded - (int(sys.argv[4]) - int(sys.argv[3])))
+print(f"rps={rps:.1f} p50_us={pct(0.50)} p99_us={pct(0.99)} errors={done - succeeded + not_ok} requests={done}")
+PY
+}
 field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 row() { printf '%-5s %-10s %-12s %12s %10s %10s %7s\n' "$1" "$2" "$3" "$(field "$4" rps)" "$(field "$4" p50_us)" "$(field "$4" p99_us)" "$(field "$4" errors)"; }
 
@@ -84,8 +120,12 @@ for n in 1 32; do
   rest "http://127.0.0.1:18081$infer" "$WORK/body-$n.json" "" 2s >/dev/null
   grpc 127.0.0.1:18090 "$WORK/grpc-$n.bin" 2s >/dev/null
   grpc 127.0.0.1:18082 "$WORK/grpc-$n.bin" 2s >/dev/null
+  h2grpc 127.0.0.1:18090 "$WORK/grpc-$n.bin" 2s http://127.0.0.1:18090/metrics >/dev/null
+  h2grpc 127.0.0.1:18082 "$WORK/grpc-$n.bin" 2s http://127.0.0.1:18083/metrics >/dev/null
   row "$n" driftline grpc "$(grpc 127.0.0.1:18090 "$WORK/grpc-$n.bin" "$DURATION")"
   row "$n" mlserver grpc "$(grpc 127.0.0.1:18082 "$WORK/grpc-$n.bin" "$DURATION")"
+  row "$n" driftline grpc-h2load "$(h2grpc 127.0.0.1:18090 "$WORK/grpc-$n.bin" "$DURATION" http://127.0.0.1:18090/metrics)"
+  row "$n" mlserver grpc-h2load "$(h2grpc 127.0.0.1:18082 "$WORK/grpc-$n.bin" "$DURATION" http://127.0.0.1:18083/metrics)"
   row "$n" driftline rest-binary "$(rest "http://127.0.0.1:18090$infer" "$WORK/body-$n.bin" "$len" "$DURATION")"
   row "$n" mlserver rest-json "$(rest "http://127.0.0.1:18081$infer" "$WORK/body-$n.json" "" "$DURATION")"
 done

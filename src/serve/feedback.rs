@@ -1,28 +1,27 @@
 //! Feedback capture: remember what was served, join labels that arrive
 //! later, and write labelled rows as JSON Lines training data.
 //!
-//! The request path only pushes a record into a bounded inbox: when the
-//! inbox is full the record is dropped and counted, so logging never blocks
-//! inference. The worker is woken when the inbox goes from empty to not
-//! empty and takes every record in it at once: one wake-up per batch, not
-//! per request (a wake-up per request, often onto another thread, cost a
-//! 1-row server about a quarter of its throughput). One worker task owns
-//! the pending records. Labels travel through a channel, and the worker
+//! The request path only pushes a record into a bounded inbox
+//! (`serve::inbox`): when the inbox is full the record is dropped and
+//! counted, so logging never blocks inference. One worker task owns the
+//! pending records. Labels travel through a channel, and the worker
 //! empties the inbox before it joins them, so a label always finds a
 //! record pushed before the response carrying its id.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::annotation::{AnnotationSampler, offer_record};
 use super::error::ServeError;
+use super::inbox::Inbox;
 pub use super::labels::{FeedbackBody, FeedbackOutcome, LabelItem, LabelKind};
+use super::lines::JsonLines;
 use super::metrics::ServeMetrics;
 use super::protocol::Column;
 use crate::api::AnnotationSpec;
@@ -99,7 +98,7 @@ pub struct ServedRecord {
 /// joined feedback rows alike: the version, the serving time, the
 /// prediction and, for a classifier, the confidence it was answered with
 /// (what a late label later sets the estimated accuracy against).
-fn log_answer(row: &mut Map<String, Value>, record: &ServedRecord, i: usize) {
+pub(super) fn log_answer(row: &mut Map<String, Value>, record: &ServedRecord, i: usize) {
     row.insert("_version".into(), Value::String(record.version.clone()));
     row.insert("_time".into(), Value::String(record.time.to_rfc3339()));
     row.insert("_prediction".into(), record.predictions.value(i));
@@ -213,42 +212,6 @@ enum Event {
     DriftRegion(Option<DriftRegion>),
 }
 
-/// Served records on their way to the worker.
-struct Inbox {
-    records: Mutex<Vec<ServedRecord>>,
-    capacity: usize,
-    /// Notified when `records` goes from empty to not empty.
-    ready: Notify,
-}
-
-impl Inbox {
-    /// Pushes a record unless the inbox is full; false when it was dropped.
-    fn push(&self, record: ServedRecord) -> bool {
-        let first = {
-            let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
-            if records.len() >= self.capacity {
-                return false;
-            }
-            records.push(record);
-            records.len() == 1
-        };
-        if first {
-            // A permit is kept when the worker is not waiting yet, so the
-            // wake-up is never lost.
-            self.ready.notify_one();
-        }
-        true
-    }
-
-    /// Every record in the inbox, swapped with `spare` (empty), so neither
-    /// side allocates once both have grown.
-    fn take(&self, spare: &mut Vec<ServedRecord>) {
-        debug_assert!(spare.is_empty());
-        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::swap(&mut *records, spare);
-    }
-}
-
 /// The request side of feedback capture (cheap to clone).
 #[derive(Clone)]
 pub struct FeedbackHandle {
@@ -326,11 +289,7 @@ pub fn start_feedback(
     metrics: Arc<ServeMetrics>,
 ) -> FeedbackHandle {
     let (events, receiver) = mpsc::channel(config.buffer.max(1));
-    let inbox = Arc::new(Inbox {
-        records: Mutex::new(Vec::new()),
-        capacity: config.buffer.max(1),
-        ready: Notify::new(),
-    });
+    let inbox = Arc::new(Inbox::new(config.buffer));
     let prefix = sink.as_ref().map(|s| s.prefix());
     let (stats_tx, stats) = watch::channel(FeedbackStats {
         prefix: prefix.clone(),
@@ -358,11 +317,11 @@ pub fn start_feedback(
         pending_rows: 0,
         order: VecDeque::with_capacity(presize),
         buffer: Vec::new(),
-        log: Vec::new(),
-        late: Vec::new(),
+        log: JsonLines::default(),
+        late: JsonLines::default(),
         sampler,
         region: None,
-        queue: Vec::new(),
+        queue: JsonLines::default(),
         online: VecDeque::new(),
         stats: FeedbackStats {
             prefix,
@@ -394,15 +353,15 @@ struct Worker {
     order: VecDeque<(DateTime<Utc>, String)>,
     buffer: Vec<Map<String, Value>>,
     /// Served rows not yet written to the prediction log.
-    log: Vec<Map<String, Value>>,
+    log: JsonLines,
     /// Labels for forgotten requests not yet written under `labels/`.
-    late: Vec<Map<String, Value>>,
+    late: JsonLines,
     /// The annotation queue's sampler, where a budget is set.
     sampler: Option<AnnotationSampler>,
     /// Where the latest closed drift window moved, while it drifted.
     region: Option<DriftRegion>,
     /// Rows the sampler gave, not yet written under `queue/`.
-    queue: Vec<Map<String, Value>>,
+    queue: JsonLines,
     /// (prediction, label) of the most recent labelled rows.
     online: VecDeque<(Value, Value)>,
     stats: FeedbackStats,
@@ -488,13 +447,7 @@ impl Worker {
         if self.sink.is_none() {
             return;
         }
-        for i in 0..record.rows() {
-            let mut row = record.row(i);
-            row.insert("_id".into(), Value::String(record.id.clone()));
-            row.insert("_row".into(), Value::from(i));
-            log_answer(&mut row, record, i);
-            self.log.push(row);
-        }
+        self.log.push_served(record);
     }
 
     /// Writes the queued prediction-log rows as one file under
@@ -522,7 +475,7 @@ impl Worker {
         for row in sampler.take(now) {
             if let Ok(Value::Object(map)) = serde_json::to_value(&row) {
                 self.metrics.annotation_queued(row.reason);
-                self.queue.push(map);
+                self.queue.push_map(&map);
             }
         }
         let mut rows = std::mem::take(&mut self.queue);
@@ -552,7 +505,7 @@ impl Worker {
     async fn write_dated(
         &self,
         dir: &str,
-        rows: &mut Vec<Map<String, Value>>,
+        rows: &mut JsonLines,
     ) -> (Result<usize, ServeError>, u64) {
         let Some(sink) = self.sink.clone() else {
             return (Ok(0), 0);
@@ -560,17 +513,7 @@ impl Worker {
         if rows.is_empty() {
             return (Ok(0), 0);
         }
-        let mut contents = Vec::with_capacity(rows.len() * 128);
-        for row in rows.iter() {
-            if let Err(e) = serde_json::to_writer(&mut contents, row) {
-                let error = ServeError::FeedbackWrite {
-                    uri: sink.prefix(),
-                    source: Box::new(e),
-                };
-                return (Err(error), 0);
-            }
-            contents.push(b'\n');
-        }
+        let contents = rows.text().to_vec();
         let name = crate::api::names::feedback_file(
             dir,
             Utc::now(),
@@ -588,7 +531,7 @@ impl Worker {
                 tracing::warn!(error = %e, dir, "feedback write failed; keeping rows for the next try");
                 let cap = self.config.batch_rows.saturating_mul(10).max(1);
                 let excess = rows.len().saturating_sub(cap);
-                rows.drain(..excess);
+                rows.drop_oldest(excess);
                 (Err(e), excess as u64)
             }
         }
@@ -699,7 +642,7 @@ impl Worker {
                         row.insert("id".into(), Value::String(id.clone()));
                         row.insert("label".into(), label);
                         row.insert("row".into(), Value::from(i));
-                        self.late.push(row);
+                        self.late.push_map(&row);
                     }
                     outcome.late.push(id);
                 } else {

@@ -393,7 +393,12 @@ impl Worker {
                         }
                         let _ = reply.send(outcome);
                     }
-                    Some(Event::DriftRegion(region)) => self.region = region,
+                    Some(Event::DriftRegion(region)) => {
+                        // Requests served before the window closed are
+                        // offered to the sampler with the region before it.
+                        self.take_served(&inbox, &mut served).await;
+                        self.region = region;
+                    }
                     Some(Event::Flush(reply)) => {
                         self.take_served(&inbox, &mut served).await;
                         let _ = self.write_queue(Utc::now()).await;

@@ -186,7 +186,8 @@ impl LinearStack {
 
     /// [`Network::forward_cpu`]: each layer by `cpu::linear`, the
     /// activation after every one but the last, as candle's ops compute
-    /// them. Also the head of a CNN whose features came from the kernels.
+    /// them. (A CNN's head still runs on candle's ops: its features come
+    /// from the kernels, its embedding goes to the drift monitor.)
     pub(crate) fn forward_cpu(&self, x: &[f32], rows: usize) -> Option<Vec<f32>> {
         let layers = self.fixed()?;
         let (mut input, mut output) = (Vec::new(), Vec::new());

@@ -149,7 +149,17 @@ fn pin_compute_threads(command: &Command) {
 /// The `driftline` command: parses the flags, pins the thread counts, starts
 /// the async runtime and runs the subcommand.
 pub fn main() -> ExitCode {
+    main_with(|_| {})
+}
+
+/// [`main`], telling `parsed` first whether the command is a request
+/// server (`serve`, `gateway`): the binary picks its allocator by that.
+pub fn main_with(parsed: impl FnOnce(bool)) -> ExitCode {
     let cli = Cli::parse();
+    parsed(matches!(
+        cli.command,
+        Command::Serve(_) | Command::Gateway(_)
+    ));
     pin_compute_threads(&cli.command);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = cli.worker_threads {

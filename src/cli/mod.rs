@@ -146,14 +146,10 @@ fn pin_compute_threads(command: &Command) {
     };
 }
 
-/// The `driftline` command: parses the flags, pins the thread counts, starts
-/// the async runtime and runs the subcommand.
-pub fn main() -> ExitCode {
-    main_with(|_| {})
-}
-
-/// [`main`], telling `parsed` first whether the command is a request
-/// server (`serve`, `gateway`): the binary picks its allocator by that.
+/// The `driftline` command: parses the flags, tells `parsed` whether the
+/// command is a request server (`serve`, `gateway`; the binary picks its
+/// allocator by that), pins the thread counts, starts the async runtime
+/// and runs the subcommand.
 pub fn main_with(parsed: impl FnOnce(bool)) -> ExitCode {
     let cli = Cli::parse();
     parsed(matches!(

@@ -732,11 +732,16 @@ async fn deleting_a_pod_stops_its_process_after_the_grace_period() {
     let cluster = cluster(dir.path(), 49, 0).await;
     let client = cluster.client().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let marker = dir.path().join("still-running");
-    // Ignores SIGTERM, so only the SIGKILL after the grace period stops it.
+    let pid_file = dir.path().join("pid");
+    // Ignores SIGTERM, so only the SIGKILL after the grace period stops it. The shell's
+    // own pid is watched in /proc: a marker file re-touched in a loop read a slow fork on a
+    // loaded machine as a dead process. `$$$$` is the shell's `$$` after Kubernetes'
+    // `$$` escape in a command.
     let script = format!(
-        "trap '' TERM; while true; do touch {}; sleep 0.1; done",
-        marker.display()
+        "echo $$$$ > {}.tmp && mv {}.tmp {}; trap '' TERM; while true; do sleep 0.1; done",
+        pid_file.display(),
+        pid_file.display(),
+        pid_file.display()
     );
     let pod: Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -747,10 +752,42 @@ async fn deleting_a_pod_stops_its_process_after_the_grace_period() {
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
     wait_for(&pods, "stubborn", "running", running_with_restarts(0)).await;
+    let pid: u32 = loop {
+        if let Ok(text) = std::fs::read_to_string(&pid_file) {
+            break text.trim().parse().unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Alive means present in /proc and not a zombie waiting to be reaped.
+    let alive = |pid: u32| match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            stat.rsplit(')')
+                .next()
+                .map(|rest| rest.trim_start().starts_with('Z'))
+                == Some(false)
+        }
+        Err(_) => false,
+    };
+    assert!(alive(pid), "the container's shell runs before the delete");
     let started = tokio::time::Instant::now();
     pods.delete("stubborn", &DeleteParams::default())
         .await
         .unwrap();
+    let stopped_after = loop {
+        if !alive(pid) {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the container process survived its pod"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        stopped_after >= Duration::from_millis(900),
+        "the process stopped {stopped_after:?} after the delete: SIGTERM is ignored, so only \
+         the SIGKILL after the 1 s grace period may stop it"
+    );
     loop {
         if pods.get_opt("stubborn").await.unwrap().is_none() {
             break;
@@ -761,22 +798,6 @@ async fn deleting_a_pod_stops_its_process_after_the_grace_period() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The process is gone once it stops re-creating the marker; SIGTERM alone cannot do it.
-    loop {
-        let _ = std::fs::remove_file(&marker);
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        if !marker.exists() {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "the container process survived its pod"
-        );
-    }
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "SIGKILL came only after the 1 s grace period"
-    );
     cluster.shutdown().await;
 }
 

@@ -449,11 +449,14 @@ mod tests {
                 })
                 .collect();
             let net = network(&spec, input, &tensors, &|_| false).unwrap();
-            let values: Vec<f32> = (0..3 * input.width())
+            // More images than one group of the kernels holds (at most 12
+            // at these sizes), so a batch spans groups.
+            let rows = 29;
+            let values: Vec<f32> = (0..rows * input.width())
                 .map(|_| rng.random_range(-2.0f32..2.0))
                 .collect();
             let x =
-                Tensor::from_vec(values, (3, input.width()), &candle_core::Device::Cpu).unwrap();
+                Tensor::from_vec(values, (rows, input.width()), &candle_core::Device::Cpu).unwrap();
             let Ok(theirs) = net.candle_features(&x, false) else {
                 // A kernel larger than its padded input: refused by candle,
                 // left to it by the CPU kernels.

@@ -284,12 +284,7 @@ impl CnnNetwork {
             };
             let mut wp = Vec::new();
             g.patch_order(&b.weight.flatten_all()?.to_vec1::<f32>()?, &mut wp);
-            blocks.push(InferenceBlock {
-                g,
-                wp,
-                scale,
-                shift,
-            });
+            blocks.push(InferenceBlock::new(g, wp, scale, shift));
             (c, h, w) = (g.c_out, g.ph, g.pw);
         }
         Ok(Some(blocks))

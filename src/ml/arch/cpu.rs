@@ -7,6 +7,7 @@
 //!
 //! [`Cnn`]: super::cnn::Cnn
 
+use super::direct;
 use crate::api::{Activation, ConvBlock, Pooling};
 
 /// The sizes of one convolution block over inputs of one size: a square
@@ -447,29 +448,7 @@ pub(crate) fn im2col(
 ) {
     let (patch, span, c_in) = (g.patch(), g.kernel * g.c_in, g.c_in);
     let (hp, wp) = (g.height + 2 * g.padding, g.width + 2 * g.padding);
-    let src: &[f32] = if g.padding == 0 {
-        a
-    } else {
-        // The border is zeroed when the buffer takes a shape and never
-        // written after: only the interior is copied below.
-        if padded.shape != Some((*g, rows)) {
-            padded.values.clear();
-            padded.values.resize(rows * hp * wp * c_in, 0.0);
-            padded.shape = Some((*g, rows));
-        }
-        let padded = &mut padded.values;
-        let line = g.width * c_in;
-        for (image, out) in a
-            .chunks_exact(g.height * line)
-            .zip(padded.chunks_exact_mut(hp * wp * c_in))
-        {
-            for (y, from) in image.chunks_exact(line).enumerate() {
-                let at = ((y + g.padding) * wp + g.padding) * c_in;
-                out[at..at + line].copy_from_slice(from);
-            }
-        }
-        padded
-    };
+    let src = with_border(a, rows, g, padded);
     sized(cols, rows * g.oh * g.ow * patch);
     let mut out = cols.chunks_exact_mut(patch);
     for n in 0..rows {
@@ -483,6 +462,38 @@ pub(crate) fn im2col(
             }
         }
     }
+}
+
+/// `a` (`rows × H × W × c_in`) with its zero border of `g.padding`: `a`
+/// itself without one, else a copy in `padded`.
+pub(crate) fn with_border<'a>(
+    a: &'a [f32],
+    rows: usize,
+    g: &Geometry,
+    padded: &'a mut Padded,
+) -> &'a [f32] {
+    if g.padding == 0 {
+        return a;
+    }
+    let (hp, wp, c_in) = (g.height + 2 * g.padding, g.width + 2 * g.padding, g.c_in);
+    // The border is zeroed when the buffer takes a shape and never
+    // written after: only the interior is copied below.
+    if padded.shape != Some((*g, rows)) {
+        padded.values.clear();
+        padded.values.resize(rows * hp * wp * c_in, 0.0);
+        padded.shape = Some((*g, rows));
+    }
+    let line = g.width * c_in;
+    for (image, out) in a
+        .chunks_exact(g.height * line)
+        .zip(padded.values.chunks_exact_mut(hp * wp * c_in))
+    {
+        for (y, from) in image.chunks_exact(line).enumerate() {
+            let at = ((y + g.padding) * wp + g.padding) * c_in;
+            out[at..at + line].copy_from_slice(from);
+        }
+    }
+    &padded.values
 }
 
 /// `dst` ← `src` (as long): the short runs of a first layer (a 3- or
@@ -506,13 +517,55 @@ fn copy_run(dst: &mut [f32], src: &[f32]) {
 }
 
 /// A convolution block ready for inference on the CPU: its kernels in
-/// patch order, and batch norm's running statistics (or the bias) folded
-/// into one scale and shift per channel.
+/// patch order (and packed for [`direct`] where it runs), and batch norm's
+/// running statistics (or the bias) folded into one scale and shift per
+/// channel.
 pub(crate) struct InferenceBlock {
     pub(crate) g: Geometry,
-    pub(crate) wp: Vec<f32>,
-    pub(crate) scale: Vec<f32>,
-    pub(crate) shift: Vec<f32>,
+    wp: Vec<f32>,
+    packed: Option<Vec<f32>>,
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+}
+
+impl InferenceBlock {
+    pub(crate) fn new(g: Geometry, wp: Vec<f32>, scale: Vec<f32>, shift: Vec<f32>) -> Self {
+        let packed = direct::available().then(|| direct::pack(&g, &wp));
+        InferenceBlock {
+            g,
+            wp,
+            packed,
+            scale,
+            shift,
+        }
+    }
+
+    /// `z` ← the convolution of `a` (`rows` channels-last images), on
+    /// [`direct`]'s kernel where this CPU runs it (`im2col_only` aside),
+    /// else as an im2col and one product.
+    fn convolve(&self, a: &[f32], rows: usize, s: &mut BlockScratch, im2col_only: bool) {
+        let g = &self.g;
+        let (m, patch) = (rows * g.oh * g.ow, g.patch());
+        sized(&mut s.z, m * g.c_out);
+        match &self.packed {
+            Some(packed) if !im2col_only => {
+                let src = with_border(a, rows, g, &mut s.padded);
+                direct::convolve(src, rows, g, packed, &mut s.z);
+            }
+            _ => {
+                im2col(a, rows, g, &mut s.padded, &mut s.cols);
+                matmul(
+                    &mut s.z,
+                    false,
+                    (m, g.c_out, patch),
+                    &s.cols,
+                    (patch as isize, 1),
+                    &self.wp,
+                    (1, patch as isize),
+                );
+            }
+        }
+    }
 }
 
 /// The blocks, then global average pooling, over `x` (`rows` images of
@@ -527,9 +580,22 @@ pub(crate) struct InferenceBlock {
 pub(crate) fn features(
     x: &[f32],
     rows: usize,
+    shape: (usize, usize, usize),
+    blocks: &[InferenceBlock],
+    activation: Activation,
+) -> Vec<f32> {
+    features_on(x, rows, shape, blocks, activation, false)
+}
+
+/// [`features`], its convolutions as an im2col and a product where
+/// `im2col_only` (the path of a CPU without AVX-512; tests compare the two).
+fn features_on(
+    x: &[f32],
+    rows: usize,
     (channels, height, width): (usize, usize, usize),
     blocks: &[InferenceBlock],
     activation: Activation,
+    im2col_only: bool,
 ) -> Vec<f32> {
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
@@ -558,8 +624,15 @@ pub(crate) fn features(
             } else {
                 part
             };
-            let (c, last_pixels) =
-                group_blocks(images, n, (channels, pixels), blocks, activation, kept);
+            let (c, last_pixels) = group_blocks(
+                images,
+                n,
+                (channels, pixels),
+                blocks,
+                activation,
+                kept,
+                im2col_only,
+            );
             let last: &[f32] = match (kept.last(), blocks.last()) {
                 (Some(k), Some(b)) => k.output(b.g.pool),
                 _ => images,
@@ -600,31 +673,16 @@ fn group_blocks(
     blocks: &[InferenceBlock],
     activation: Activation,
     kept: &mut [BlockScratch],
+    im2col_only: bool,
 ) -> (usize, usize) {
     for (i, b) in blocks.iter().enumerate() {
         let (done, rest) = kept.split_at_mut(i);
         let a: &[f32] = done
             .last()
             .map_or(images, |d| d.output(blocks[i - 1].g.pool));
-        let BlockScratch {
-            padded,
-            cols,
-            z,
-            pooled,
-        } = &mut rest[0];
-        let g = &b.g;
-        let (m, patch) = (rows * g.oh * g.ow, g.patch());
-        im2col(a, rows, g, padded, cols);
-        sized(z, m * g.c_out);
-        matmul(
-            z,
-            false,
-            (m, g.c_out, patch),
-            cols,
-            (patch as isize, 1),
-            &b.wp,
-            (1, patch as isize),
-        );
+        let s = &mut rest[0];
+        b.convolve(a, rows, s, im2col_only);
+        let (g, z, pooled) = (&b.g, &mut s.z, &mut s.pooled);
         scale_shift_activate(z, &b.scale, &b.shift, activation);
         match g.pool {
             Pooling::None => {}
@@ -718,6 +776,99 @@ pub(crate) fn channels_last(x: &[f32], channels: usize, pixels: usize, out: &mut
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// The direct convolution and the im2col and gemm path both give each
+    /// output within a dot product's rounding bound (patch · ε · Σ|a·w|) of
+    /// the exact sum, on every shape a block takes: kernels 1, 3 and 5,
+    /// strides 1 and 2, 1 to 24 input channels, output channels across the
+    /// vector and column-block edges at 16 and 64, odd sizes, one to four
+    /// images. (The two are not always the same bits: gemm changes its
+    /// order of summation for few rows, one column or a long patch.) Where
+    /// the CPU lacks AVX-512 the blocks keep no packed weights, so the
+    /// im2col path is the one taken.
+    #[test]
+    fn the_direct_convolution_and_the_im2col_product_give_the_exact_sums() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(16);
+        let mut compared = 0;
+        for case in 0..160 {
+            let kernel = [1, 3, 5][case % 3];
+            let c_out = [1, 5, 16, 17, 31, 32, 33, 48, 64, 65, 100][case % 11];
+            let c_in = rng.random_range(1..25);
+            let (height, width) = (rng.random_range(2..14), rng.random_range(2..14));
+            let pool = ["max", "avg", "none"][case % 3];
+            let block: ConvBlock = serde_json::from_value(serde_json::json!({
+                "channels": c_out, "kernel": kernel, "stride": 1 + case % 2, "pool": pool,
+            }))
+            .unwrap();
+            let Some(g) = Geometry::new(&block, c_in, height, width) else {
+                continue;
+            };
+            let mut random =
+                |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-2.0f32..2.0)).collect() };
+            let mut wp = Vec::new();
+            g.patch_order(&random(c_out * g.patch()), &mut wp);
+            let rows = 1 + case % 4;
+            let images = random(rows * height * width * c_in);
+            let exact = exact_convolution(&images, rows, &g, &wp);
+            let b = InferenceBlock::new(g, wp, random(c_out), random(c_out));
+            let paths = if direct::available() {
+                vec![false, true]
+            } else {
+                assert!(b.packed.is_none(), "packed weights without AVX-512");
+                vec![true]
+            };
+            for im2col_only in paths {
+                let mut s = BlockScratch::default();
+                b.convolve(&images, rows, &mut s, im2col_only);
+                assert_eq!(s.z.len(), exact.len(), "case {case}");
+                for (i, (&ours, &(sum, bound))) in s.z.iter().zip(&exact).enumerate() {
+                    let allowed = (g.patch() + 1) as f64 * f64::from(f32::EPSILON) * bound;
+                    assert!(
+                        (f64::from(ours) - sum).abs() <= allowed,
+                        "case {case} (im2col only: {im2col_only}), value {i}: {ours} against \
+                         {sum} ± {allowed}; {g:?}"
+                    );
+                }
+            }
+            compared += 1;
+        }
+        assert!(compared >= 120, "only {compared} shapes compared");
+    }
+
+    /// Each output of a block's convolution in f64, with Σ|a·w| (the scale
+    /// of its rounding error): `rows × oh × ow × c_out`.
+    fn exact_convolution(a: &[f32], rows: usize, g: &Geometry, wp: &[f32]) -> Vec<(f64, f64)> {
+        let mut out = Vec::new();
+        for n in 0..rows {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    for co in 0..g.c_out {
+                        let (mut sum, mut bound) = (0.0f64, 0.0f64);
+                        for ky in 0..g.kernel {
+                            for kx in 0..g.kernel {
+                                let y = (oy * g.stride + ky).checked_sub(g.padding);
+                                let x = (ox * g.stride + kx).checked_sub(g.padding);
+                                let (Some(y), Some(x)) = (y, x) else { continue };
+                                if y >= g.height || x >= g.width {
+                                    continue;
+                                }
+                                for ci in 0..g.c_in {
+                                    let v = a[((n * g.height + y) * g.width + x) * g.c_in + ci];
+                                    let w = wp[co * g.patch() + (ky * g.kernel + kx) * g.c_in + ci];
+                                    let p = f64::from(v) * f64::from(w);
+                                    sum += p;
+                                    bound += p.abs();
+                                }
+                            }
+                        }
+                        out.push((sum, bound));
+                    }
+                }
+            }
+        }
+        out
+    }
 
     /// Each window's maximum and where it is, ties to the first value in
     /// row-major order (candle's argmax, and so the window whose gradient

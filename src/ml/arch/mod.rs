@@ -6,6 +6,7 @@
 pub mod cnn;
 pub(crate) mod conv;
 pub(crate) mod cpu;
+pub(crate) mod direct;
 pub mod mlp;
 
 use std::collections::HashMap;

@@ -522,7 +522,7 @@ fn copy_run(dst: &mut [f32], src: &[f32]) {
 /// channel.
 pub(crate) struct InferenceBlock {
     pub(crate) g: Geometry,
-    wp: Vec<f32>,
+    pub(crate) wp: Vec<f32>,
     packed: Option<Vec<f32>>,
     scale: Vec<f32>,
     shift: Vec<f32>,
@@ -831,9 +831,61 @@ mod tests {
                     );
                 }
             }
+            if direct::available() {
+                training_products_give_the_exact_sums(&images, rows, &g, &b.wp, &mut random);
+            }
             compared += 1;
         }
         assert!(compared >= 120, "only {compared} shapes compared");
+    }
+
+    /// The training step's two other products on [`direct`]: the kernels'
+    /// gradient (Σ over positions of gz · patch) and the gradient at the
+    /// patches (gz · wp), each within its rounding bound of the exact sum.
+    fn training_products_give_the_exact_sums(
+        images: &[f32],
+        rows: usize,
+        g: &Geometry,
+        wp: &[f32],
+        random: &mut impl FnMut(usize) -> Vec<f32>,
+    ) {
+        let (m, patch, c) = (rows * g.oh * g.ow, g.patch(), g.c_out);
+        let gz = random(m * c);
+        let mut padded = Padded::default();
+        let src = with_border(images, rows, g, &mut padded);
+        let mut gwp = vec![f32::NAN; c * patch];
+        direct::kernel_gradient(src, rows, g, &gz, &mut gwp);
+        let mut cols = Vec::new();
+        im2col(images, rows, g, &mut Padded::default(), &mut cols);
+        let within = |ours: f32, terms: &mut dyn Iterator<Item = (f32, f32)>, n: usize| {
+            let (mut sum, mut bound) = (0.0f64, 0.0f64);
+            for (x, y) in terms {
+                let p = f64::from(x) * f64::from(y);
+                sum += p;
+                bound += p.abs();
+            }
+            let allowed = (n + 1) as f64 * f64::from(f32::EPSILON) * bound;
+            assert!(
+                (f64::from(ours) - sum).abs() <= allowed,
+                "{ours} against {sum} ± {allowed}; {g:?}"
+            );
+        };
+        for co in 0..c {
+            for kk in 0..patch {
+                let mut terms = (0..m).map(|p| (gz[p * c + co], cols[p * patch + kk]));
+                within(gwp[co * patch + kk], &mut terms, m);
+            }
+        }
+        let mut wp_rows = Vec::new();
+        direct::pad_rows(wp, (c, patch), &mut wp_rows);
+        let mut dcols = vec![f32::NAN; m * patch];
+        direct::product(&gz, (m, patch, c), &wp_rows, &mut dcols);
+        for p in 0..m {
+            for kk in 0..patch {
+                let mut terms = (0..c).map(|co| (gz[p * c + co], wp[co * patch + kk]));
+                within(dcols[p * patch + kk], &mut terms, c);
+            }
+        }
     }
 
     /// Each output of a block's convolution in f64, with Σ|a·w| (the scale

@@ -5,7 +5,10 @@
 //! Activations are kept channels-last (`[N, H, W, C]`): a convolution's
 //! im2col then copies whole runs of `kernel · c_in` values, its product
 //! comes out in that layout with no transpose, and batch norm and pooling
-//! read each pixel's channels contiguously. The kernels keep PyTorch's
+//! read each pixel's channels contiguously. Where the CPU has AVX-512 the
+//! convolution, the kernels' gradient and the gradient at the patches run
+//! on `arch::direct` instead, which reads the patches from the padded
+//! input in place (no im2col). The kernels keep PyTorch's
 //! `[c_out, c_in, k, k]` layout in the tensors (artifacts and fingerprints
 //! are unchanged) and are permuted to the patch order (`ky, kx, c`) once a
 //! step, their gradients back.
@@ -26,8 +29,9 @@ use super::super::super::arch::InputShape;
 use super::super::super::arch::cnn::{BN_EPS, BN_MOMENTUM};
 use super::super::super::arch::cpu::{
     Geometry, Padded, activate_into, block_output, channels_last, global_average, im2col, matmul,
-    sized,
+    sized, with_border,
 };
+use super::super::super::arch::direct;
 use super::super::super::error::MlError;
 use super::{Param, derivative, times_derivative};
 
@@ -74,6 +78,11 @@ struct Layer {
     /// gradient summed over the groups.
     wp: Vec<f32>,
     gwp: Vec<f32>,
+    /// Where the CPU has AVX-512 ([`direct`]): the kernels packed for the
+    /// forward convolution, and `wp` with its rows padded for the gradient
+    /// at the patches; empty elsewhere.
+    packed: Vec<f32>,
+    wp_rows: Vec<f32>,
     /// Batch norm's mean and 1 / √(variance + ε) per channel: the batch's
     /// in training, the running ones when frozen.
     mean: Vec<f32>,
@@ -252,6 +261,8 @@ impl ConvBody {
                 norm,
                 wp: Vec::new(),
                 gwp: Vec::new(),
+                packed: Vec::new(),
+                wp_rows: Vec::new(),
                 mean: Vec::new(),
                 inv_std: Vec::new(),
                 factor: Vec::new(),
@@ -324,8 +335,14 @@ impl ConvBody {
             group.rows = per.min(rows - group.start);
             group.blocks.resize_with(layers.len(), Buffers::default);
         }
+        let direct = direct::available();
         for layer in layers.iter_mut() {
             layer.g.patch_order(&layer.weight.value, &mut layer.wp);
+            if direct {
+                direct::pack_into(&layer.g, &layer.wp, &mut layer.packed);
+                let (c, patch) = (layer.g.c_out, layer.g.patch());
+                direct::pad_rows(&layer.wp, (c, patch), &mut layer.wp_rows);
+            }
         }
         let n = layers.len();
         {
@@ -419,7 +436,8 @@ impl ConvBody {
             let trains_kernels = layers[i].weight.lr.is_some();
             let (layer, before) = (&layers[i], i.checked_sub(1).map(|j| &layers[j]));
             each(groups, |group| {
-                group.convolution_gradient(i, layer, trains_kernels, before.is_some());
+                let pool = before.map(|b| b.g.pool);
+                group.convolution_gradient(i, layer, trains_kernels, pool);
                 if let Some(before) = before {
                     group.activation_gradient(i - 1, before, activation);
                 }
@@ -538,18 +556,23 @@ impl Group {
         let (a, b) = self.block(i, before);
         let g = layer.g;
         let (m, patch, c) = (rows * g.oh * g.ow, g.patch(), g.c_out);
-        im2col(a, rows, &g, &mut b.padded, &mut b.cols);
         sized(&mut b.z, m * c);
-        // z (pixels × c_out) = cols (pixels × patch) · wpᵀ (patch × c_out).
-        matmul(
-            &mut b.z,
-            false,
-            (m, c, patch),
-            &b.cols,
-            (patch as isize, 1),
-            &layer.wp,
-            (1, patch as isize),
-        );
+        if layer.packed.is_empty() {
+            im2col(a, rows, &g, &mut b.padded, &mut b.cols);
+            // z (pixels × c_out) = cols (pixels × patch) · wpᵀ (patch × c_out).
+            matmul(
+                &mut b.z,
+                false,
+                (m, c, patch),
+                &b.cols,
+                (patch as isize, 1),
+                &layer.wp,
+                (1, patch as isize),
+            );
+        } else {
+            let src = with_border(a, rows, &g, &mut b.padded);
+            direct::convolve(src, rows, &g, &layer.packed, &mut b.z);
+        }
         if layer.batch_statistics() {
             channel_sums(&b.z, c, &mut b.sum);
         }
@@ -657,9 +680,21 @@ impl Group {
     /// Batch norm's gradient at the convolution's output, this group's
     /// share of the kernels' gradient (with `kernels`), and with `input`
     /// the gradient at block `i`'s input, which becomes `grad`.
-    fn convolution_gradient(&mut self, i: usize, layer: &Layer, kernels: bool, input: bool) {
+    fn convolution_gradient(
+        &mut self,
+        i: usize,
+        layer: &Layer,
+        kernels: bool,
+        before: Option<Pooling>,
+    ) {
         let rows = self.rows;
-        let b = &mut self.blocks[i];
+        // `block`'s split, by field: `grad_in` is written below.
+        let (done, rest) = self.blocks.split_at_mut(i);
+        let a: &[f32] = match (done.last(), before) {
+            (Some(d), Some(pool)) => d.output(pool),
+            _ => &self.input,
+        };
+        let b = &mut rest[0];
         let g = layer.g;
         let (m, patch, c) = (rows * g.oh * g.ow, g.patch(), g.c_out);
         if let Norm::Batch { train, .. } = layer.norm {
@@ -686,32 +721,44 @@ impl Group {
                 }
             }
         }
+        let direct = !layer.packed.is_empty();
         if kernels {
             // The kernels' gradient (c_out × patch) = gzᵀ · cols.
             sized(&mut b.gwp, c * patch);
-            matmul(
-                &mut b.gwp,
-                false,
-                (c, patch, m),
-                &b.gz,
-                (1, c as isize),
-                &b.cols,
-                (patch as isize, 1),
-            );
+            if direct {
+                // The patches read again from the padded input (the same
+                // values forward read; its border is never written).
+                let src = with_border(a, rows, &g, &mut b.padded);
+                direct::kernel_gradient(src, rows, &g, &b.gz, &mut b.gwp);
+            } else {
+                matmul(
+                    &mut b.gwp,
+                    false,
+                    (c, patch, m),
+                    &b.gz,
+                    (1, c as isize),
+                    &b.cols,
+                    (patch as isize, 1),
+                );
+            }
         }
-        if input {
+        if before.is_some() {
             // The gradient at the patches (pixels × patch) = gz · wp, summed
             // back onto the input pixels each patch read.
             sized(&mut b.dcols, m * patch);
-            matmul(
-                &mut b.dcols,
-                false,
-                (m, patch, c),
-                &b.gz,
-                (c as isize, 1),
-                &layer.wp,
-                (patch as isize, 1),
-            );
+            if direct {
+                direct::product(&b.gz, (m, patch, c), &layer.wp_rows, &mut b.dcols);
+            } else {
+                matmul(
+                    &mut b.dcols,
+                    false,
+                    (m, patch, c),
+                    &b.gz,
+                    (c as isize, 1),
+                    &layer.wp,
+                    (patch as isize, 1),
+                );
+            }
             col2im(&b.dcols, rows, &g, &mut self.grad_in);
             std::mem::swap(&mut self.grad, &mut self.grad_in);
         }

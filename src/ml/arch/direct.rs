@@ -92,7 +92,8 @@ pub(crate) fn product(a: &[f32], (m, n, k): (usize, usize, usize), b: &[f32], ds
             width: padded_channels(n),
             c_out: n,
         };
-        avx512::all_columns(a, &|p| p * k, m, &shape, b, dst);
+        let bases: Vec<usize> = (0..m).map(|p| p * k).collect();
+        avx512::all_columns(a, &bases, &shape, b, dst);
     }
 }
 
@@ -116,13 +117,9 @@ pub(crate) fn convolve(src: &[f32], rows: usize, g: &Geometry, packed: &[f32], z
     }
     // Every position reads `base + ky · row_step + t` for ky < kernel and
     // t < span; bases grow with the position, so the last one is the largest.
-    let base = |p: usize| {
-        let (n, rest) = (p / (g.oh * g.ow), p % (g.oh * g.ow));
-        let (oy, ox) = (rest / g.ow, rest % g.ow);
-        n * image + (oy * g.stride * wide + ox * g.stride) * g.c_in
-    };
+    let bases = position_bases(rows, g);
     assert!(
-        base(positions - 1) + (g.kernel - 1) * row_step + span <= src.len()
+        bases[positions - 1] + (g.kernel - 1) * row_step + span <= src.len()
             && rows * image <= src.len(),
         "convolve: images too small for their geometry"
     );
@@ -135,8 +132,23 @@ pub(crate) fn convolve(src: &[f32], rows: usize, g: &Geometry, packed: &[f32], z
             width: padded_channels(g.c_out),
             c_out: g.c_out,
         };
-        avx512::all_columns(src, &base, positions, &shape, packed, z);
+        avx512::all_columns(src, &bases, &shape, packed, z);
     }
+}
+
+/// Where each output position's patch starts in the padded images (`rows`
+/// of them), in position order; no division per position.
+fn position_bases(rows: usize, g: &Geometry) -> Vec<usize> {
+    let wide = g.width + 2 * g.padding;
+    let image = (g.height + 2 * g.padding) * wide * g.c_in;
+    let mut bases = Vec::with_capacity(rows * g.oh * g.ow);
+    for n in 0..rows {
+        for oy in 0..g.oh {
+            let row = n * image + oy * g.stride * wide * g.c_in;
+            bases.extend((0..g.ow).map(|ox| row + ox * g.stride * g.c_in));
+        }
+    }
+    bases
 }
 
 /// The kernels' gradient `gwp` (`c_out × patch`, patch order) = Σ over the
@@ -146,9 +158,7 @@ pub(crate) fn convolve(src: &[f32], rows: usize, g: &Geometry, packed: &[f32], z
 pub(crate) fn kernel_gradient(src: &[f32], rows: usize, g: &Geometry, gz: &[f32], gwp: &mut [f32]) {
     let positions = rows * g.oh * g.ow;
     let (patch, span) = (g.patch(), g.kernel * g.c_in);
-    let wide = g.width + 2 * g.padding;
-    let image = (g.height + 2 * g.padding) * wide * g.c_in;
-    let row_step = wide * g.c_in;
+    let row_step = (g.width + 2 * g.padding) * g.c_in;
     assert!(available(), "kernel_gradient: the CPU lacks AVX-512");
     assert!(
         gz.len() >= positions * g.c_out,
@@ -161,13 +171,7 @@ pub(crate) fn kernel_gradient(src: &[f32], rows: usize, g: &Geometry, gz: &[f32]
     if g.c_out == 0 || patch == 0 {
         return;
     }
-    let bases: Vec<usize> = (0..positions)
-        .map(|p| {
-            let (n, rest) = (p / (g.oh * g.ow), p % (g.oh * g.ow));
-            let (oy, ox) = (rest / g.ow, rest % g.ow);
-            n * image + (oy * g.stride * wide + ox * g.stride) * g.c_in
-        })
-        .collect();
+    let bases = position_bases(rows, g);
     let offsets: Vec<usize> = (0..patch)
         .map(|kk| (kk / span) * row_step + kk % span)
         .collect();
@@ -214,8 +218,7 @@ mod avx512 {
     /// vectors) at a time.
     pub(super) fn all_columns(
         src: &[f32],
-        base: &dyn Fn(usize) -> usize,
-        positions: usize,
+        bases: &[usize],
         shape: &Shape,
         packed: &[f32],
         z: &mut [f32],
@@ -224,10 +227,10 @@ mod avx512 {
         while c0 < shape.c_out {
             // Accumulators in 24 of the 32 vector registers.
             match (shape.c_out - c0).div_ceil(LANES) {
-                1 => columns::<1, 24>(src, base, positions, shape, packed, c0, z),
-                2 => columns::<2, 12>(src, base, positions, shape, packed, c0, z),
-                3 => columns::<3, 8>(src, base, positions, shape, packed, c0, z),
-                _ => columns::<4, 6>(src, base, positions, shape, packed, c0, z),
+                1 => columns::<1, 24>(src, bases, shape, packed, c0, z),
+                2 => columns::<2, 12>(src, bases, shape, packed, c0, z),
+                3 => columns::<3, 8>(src, bases, shape, packed, c0, z),
+                _ => columns::<4, 6>(src, bases, shape, packed, c0, z),
             }
             c0 += 4 * LANES;
         }
@@ -237,24 +240,34 @@ mod avx512 {
     /// of every position, `R` positions at a time.
     fn columns<const NV: usize, const R: usize>(
         src: &[f32],
-        base: &dyn Fn(usize) -> usize,
-        positions: usize,
+        bases: &[usize],
         shape: &Shape,
         packed: &[f32],
         c0: usize,
         z: &mut [f32],
     ) {
-        let mut p0 = 0;
+        let (positions, mut p0) = (bases.len(), 0);
         while p0 < positions {
             let r = R.min(positions - p0);
             // A short last block repeats its last position; only `r` are stored.
-            let bases: [usize; R] = std::array::from_fn(|i| base(p0 + i.min(r - 1)));
+            let block_bases: [usize; R] = std::array::from_fn(|i| bases[p0 + i.min(r - 1)]);
             // SAFETY: `convolve` checked that AVX-512 is present, that the
             // largest base plus the patch's reach stays inside `src`, that
             // `packed` holds `patch × width` values (`c0 + NV · 16 ≤ width`,
             // as `convolve` picks NV from the channels left) and that `z`
             // holds `positions × c_out`; `p0 + r ≤ positions`.
-            unsafe { block::<NV, R>(src.as_ptr(), &bases, shape, packed.as_ptr(), c0, z, p0, r) }
+            unsafe {
+                block::<NV, R>(
+                    src.as_ptr(),
+                    &block_bases,
+                    shape,
+                    packed.as_ptr(),
+                    c0,
+                    z,
+                    p0,
+                    r,
+                )
+            }
             p0 += r;
         }
     }

@@ -22,6 +22,7 @@
 //! order of additions inside a product or a sum may differ, so weights
 //! agree to rounding; `tests` hold the two paths to that.
 
+mod col2im;
 mod conv;
 mod dense;
 

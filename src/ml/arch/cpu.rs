@@ -435,6 +435,23 @@ pub(crate) struct Padded {
     values: Vec<f32>,
 }
 
+impl Padded {
+    /// What [`with_border`] last returned for `a` at this geometry, without
+    /// copying the interior again: the training step's backward pass reads
+    /// the patches its forward pass bordered.
+    pub(crate) fn bordered<'a>(&'a self, a: &'a [f32], rows: usize, g: &Geometry) -> &'a [f32] {
+        if g.padding == 0 {
+            return a;
+        }
+        assert_eq!(
+            self.shape,
+            Some((*g, rows)),
+            "Padded::bordered before with_border at this shape"
+        );
+        &self.values
+    }
+}
+
 /// The patches of `a` (`rows × H × W × c_in`): one row of `patch()`
 /// values per output pixel, zero where the kernel reads padding. The
 /// images are first copied into `padded` with their zero border, so every
@@ -608,15 +625,16 @@ fn features_on(
         let pixels = height * width;
         let per_image = channels * pixels;
         let group = (GROUP_PIXELS / pixels.max(1)).max(1);
+        assert_eq!(
+            x.len(),
+            rows * per_image,
+            "features: {rows} images of another size"
+        );
         let mut out = Vec::new();
-        // A shape with no values (validated away before) is one empty group.
-        let groups: Vec<&[f32]> = if per_image == 0 {
-            vec![x]
-        } else {
-            x.chunks(group * per_image).collect()
-        };
-        for part in groups {
-            let n = part.len().checked_div(per_image).unwrap_or(rows);
+        // A shape with no values (validated away before) has no group and
+        // no features, as `x` is empty.
+        for part in x.chunks((group * per_image).max(1)) {
+            let n = part.len() / per_image;
             // One channel (or one pixel) is channels-last already: read in place.
             let images: &[f32] = if channels > 1 && pixels > 1 {
                 channels_last(part, channels, pixels, input);

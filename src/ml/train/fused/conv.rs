@@ -727,9 +727,8 @@ impl Group {
             // The kernels' gradient (c_out × patch) = gzᵀ · cols.
             sized(&mut b.gwp, c * patch);
             if direct {
-                // The patches read again from the padded input (the same
-                // values forward read; its border is never written).
-                let src = with_border(a, rows, &g, &mut b.padded);
+                // The patches read again from the input forward bordered.
+                let src = b.padded.bordered(a, rows, &g);
                 direct::kernel_gradient(src, rows, &g, &b.gz, &mut b.gwp);
             } else {
                 matmul(

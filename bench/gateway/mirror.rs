@@ -9,6 +9,11 @@
 
 use driftline::serve::{Backend, GatewayConfig, Mirror, WeightTable, gateway_router};
 
+// The allocator `driftline gateway` runs on (src/main.rs picks mimalloc for
+// the request servers), so the benchmark measures what ships.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

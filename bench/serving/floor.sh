@@ -5,7 +5,9 @@
 # (bench/serving/floor.rs), the same wrk load, alternated ROUNDS times.
 # driftline's share of the floor's throughput is the figure (#25's goal: 0.5).
 # FEEDBACK=0 serves without a feedback prefix (no request remembered or
-# logged), to show what the prediction log costs.
+# logged), to show what the prediction log costs. BODY=tensor sends the row
+# as one [1, n] FP32 tensor, the shape run.sh (and MLServer) use, instead of
+# one named input per column (BODY=columns, the default).
 #
 #   bench/serving/floor.sh            # from the repository root
 set -euo pipefail
@@ -17,6 +19,8 @@ CONNECTIONS=${CONNECTIONS:-16}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 FEEDBACK=${FEEDBACK:-1}
+BODY=${BODY:-columns}
+case "$BODY" in columns|tensor) ;; *) echo "BODY must be columns or tensor" >&2; exit 2 ;; esac
 mkdir -p "$WORK"
 command -v wrk >/dev/null || apt-get install -y wrk >/dev/null
 [ -f pipelines/data/wine-quality/train.csv ] || cargo run --quiet --example prepare_data
@@ -41,11 +45,16 @@ RUST_LOG=warn "$BIN" serve --artifact "$ARTIFACT" --name wine-quality --host 127
 pids+=($!)
 wait_ready http://127.0.0.1:18080/v2/health/ready
 # One row in driftline's feature order.
-curl -s http://127.0.0.1:18080/v2/models/wine-quality | python3 -c '
-import json, sys
+curl -s http://127.0.0.1:18080/v2/models/wine-quality | BODY=$BODY python3 -c '
+import json, os, sys
 inputs = json.load(sys.stdin)["inputs"]
-print(json.dumps({"inputs": [{"name": i["name"], "shape": [1], "datatype": i["datatype"],
-                              "data": ["red"] if i["datatype"] == "BYTES" else [1.0]} for i in inputs]}))' >"$WORK/floor-body.json"
+if os.environ["BODY"] == "tensor":
+    assert all(i["datatype"] != "BYTES" for i in inputs), "a text column cannot share an FP32 tensor"
+    print(json.dumps({"inputs": [{"name": "input-0", "shape": [1, len(inputs)], "datatype": "FP32",
+                                  "data": [[1.0] * len(inputs)]}]}))
+else:
+    print(json.dumps({"inputs": [{"name": i["name"], "shape": [1], "datatype": i["datatype"],
+                                  "data": ["red"] if i["datatype"] == "BYTES" else [1.0]} for i in inputs]}))' >"$WORK/floor-body.json"
 curl -sf -H 'content-type: application/json' --data-binary @"$WORK/floor-body.json" \
   http://127.0.0.1:18080/v2/models/wine-quality/infer >"$WORK/floor-answer.json"
 "$WORK/serving_floor" 18089 "$WORK/floor-answer.json" >"$WORK/floor.log" 2>&1 &

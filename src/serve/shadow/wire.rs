@@ -5,6 +5,8 @@
 //! (`protocol::parse_infer_body`, `grpc::request_from_grpc`,
 //! `binary::decode_tensor`): what the server accepts, the pairing reads alike.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderName};
@@ -179,9 +181,9 @@ pub fn answer(wire: Wire, message: &Captured) -> Option<Answer> {
 #[derive(serde::Deserialize)]
 struct RestAnswer<'a> {
     #[serde(default, borrow)]
-    id: Option<std::borrow::Cow<'a, str>>,
+    id: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    model_version: Option<std::borrow::Cow<'a, str>>,
+    model_version: Option<Cow<'a, str>>,
     #[serde(borrow)]
     outputs: Vec<RestOutput<'a>>,
 }
@@ -189,9 +191,9 @@ struct RestAnswer<'a> {
 #[derive(serde::Deserialize)]
 struct RestOutput<'a> {
     #[serde(default, borrow)]
-    name: std::borrow::Cow<'a, str>,
+    name: Cow<'a, str>,
     #[serde(default, borrow)]
-    datatype: Option<std::borrow::Cow<'a, str>>,
+    datatype: Option<Cow<'a, str>>,
     #[serde(default)]
     parameters: Option<RestOutputParameters>,
     #[serde(default, borrow)]

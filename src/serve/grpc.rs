@@ -105,7 +105,7 @@ fn typed_contents(
 /// A `ModelInferRequest` as the inference core's request, plus the model it names.
 pub fn request_from_grpc(
     request: pb::ModelInferRequest,
-) -> Result<(String, String, InferRequest), DecodeError> {
+) -> Result<(String, String, InferRequest<'static>), DecodeError> {
     let raw = request.raw_input_contents;
     if !raw.is_empty() && raw.len() != request.inputs.len() {
         return Err(DecodeError::RawContentsCount {
@@ -127,9 +127,9 @@ pub fn request_from_grpc(
                 (None, None) => return Err(DecodeError::MissingData { input: input.name }),
             };
             Ok(RequestInput {
-                name: input.name,
-                shape: input.shape,
-                datatype: input.datatype,
+                name: input.name.into(),
+                shape: input.shape.into(),
+                datatype: input.datatype.into(),
                 data,
                 parameters: parameters(input.parameters),
             })
@@ -261,9 +261,9 @@ impl GrpcInferenceService for GrpcFront {
     ) -> Answer<pb::ModelInferResponse> {
         let state = &self.state;
         let response = guarded(state, async {
-            let (name, version, request) = request_from_grpc(request.into_inner())?;
+            let (name, version, mut request) = request_from_grpc(request.into_inner())?;
             let loaded = state.model_for(&path(name, version))?;
-            run_inference(state, loaded, &request).await
+            run_inference(state, loaded, &mut request).await
         })
         .await?;
         Ok(tonic::Response::new(response_to_grpc(response)))
@@ -360,7 +360,7 @@ mod tests {
             ..Default::default()
         });
         // Raw bytes (an encoded image) are kept; a categorical feature refuses them as text.
-        let (_, _, request) = request_from_grpc(bad_text).expect("raw BYTES are kept");
+        let (_, _, mut request) = request_from_grpc(bad_text).expect("raw BYTES are kept");
         assert_eq!(
             request.inputs[0].data,
             TensorData::Blobs(vec![b"ok".to_vec(), vec![0xff]])
@@ -369,7 +369,7 @@ mod tests {
             features: vec![("x".into(), crate::api::FeatureKind::Categorical)],
             max_rows: 10,
         };
-        let err = crate::serve::protocol::decode_inputs(&request, &schema)
+        let err = crate::serve::protocol::decode_inputs(&mut request, &schema)
             .unwrap_err()
             .to_string();
         assert!(

@@ -33,7 +33,7 @@ impl Default for ImageLimits {
 
 fn bad_tensor(input: &RequestInput, reason: String) -> ServeError {
     ServeError::ImageTensor {
-        input: input.name.clone(),
+        input: input.name.to_string(),
         reason,
     }
 }
@@ -58,7 +58,7 @@ pub fn decode_images(
             });
         }
     };
-    let rows = match (input.datatype.as_str(), input.shape.as_slice()) {
+    let rows = match (&*input.datatype, input.shape.as_slice()) {
         ("BYTES", [n] | [n, 1]) => *n,
         ("UINT8" | "FP32", [n, _, _, c]) if [1, 3].contains(c) => *n,
         ("BYTES", _) => {
@@ -99,8 +99,8 @@ pub fn decode_images(
     let expected: u64 = input.shape.iter().map(|&d| d.max(0) as u64).product();
     if expected != input.data.len() as u64 {
         return Err(DecodeError::ShapeLength {
-            input: input.name.clone(),
-            shape: input.shape.clone(),
+            input: input.name.to_string(),
+            shape: input.shape.to_vec(),
             expected,
             actual: input.data.len(),
         }
@@ -135,8 +135,8 @@ fn files(input: &RequestInput, limits: ImageLimits) -> Result<Vec<Pixels>, Serve
             .collect::<Result<_, _>>()?,
         other => {
             return Err(DecodeError::DataTypeMismatch {
-                input: input.name.clone(),
-                datatype: input.datatype.clone(),
+                input: input.name.to_string(),
+                datatype: input.datatype.to_string(),
                 found: match other {
                     TensorData::Numbers(_) => "numbers",
                     _ => "booleans",
@@ -155,7 +155,7 @@ fn files(input: &RequestInput, limits: ImageLimits) -> Result<Vec<Pixels>, Serve
             },
         )
         .map_err(|source| ServeError::BadImage {
-            input: input.name.clone(),
+            input: input.name.to_string(),
             index,
             source,
         })?;
@@ -183,7 +183,7 @@ fn pixels(
     let per_image = (h.max(0) as u64) * (w.max(0) as u64);
     if per_image > limits.max_pixels {
         return Err(ServeError::PixelsTooLarge {
-            input: input.name.clone(),
+            input: input.name.to_string(),
             width: w,
             height: h,
             max: limits.max_pixels,
@@ -197,8 +197,8 @@ fn pixels(
     }
     let TensorData::Numbers(values) = &input.data else {
         return Err(DecodeError::DataTypeMismatch {
-            input: input.name.clone(),
-            datatype: input.datatype.clone(),
+            input: input.name.to_string(),
+            datatype: input.datatype.to_string(),
             found: "non-numbers",
         }
         .into());
@@ -213,7 +213,7 @@ fn pixels(
         };
         if !ok {
             return Err(DecodeError::OutOfRange {
-                input: input.name.clone(),
+                input: input.name.to_string(),
                 index,
                 value: v,
                 datatype: if fp32 {
@@ -251,11 +251,11 @@ mod tests {
         out
     }
 
-    fn request(datatype: &str, shape: &str, data: &str) -> InferRequest {
+    fn request(datatype: &str, shape: &str, data: &str) -> InferRequest<'static> {
         let body = format!(
             r#"{{"inputs":[{{"name":"image","shape":{shape},"datatype":"{datatype}","data":{data}}}]}}"#
         );
-        parse_request(body.as_bytes()).unwrap()
+        parse_request(body.as_bytes()).unwrap().into_owned()
     }
 
     fn b64(bytes: &[u8]) -> String {

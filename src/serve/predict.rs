@@ -62,7 +62,7 @@ fn warm_up_batch(info: &ModelInfo) -> DecodedBatch {
 /// Decodes a table model's request into columns and predicts them.
 pub(super) async fn columns(
     loaded: &Loaded,
-    request: &InferRequest,
+    request: &mut InferRequest<'_>,
 ) -> Result<(DecodedBatch, ModelOutput), ServeError> {
     let batch = decode_inputs(request, &loaded.schema)?;
     if batch.rows <= INLINE_ROWS {
@@ -89,7 +89,7 @@ pub(super) async fn columns(
 pub(super) async fn images(
     state: &AppState,
     loaded: &Loaded,
-    request: &InferRequest,
+    request: &InferRequest<'_>,
     input: &str,
 ) -> Result<(DecodedBatch, ModelOutput), ServeError> {
     let images =

@@ -598,12 +598,12 @@ async fn infer_rest(
         .map(|v| v.to_str().unwrap_or("(not text)").to_ascii_lowercase());
     let body = read_body(request.into_body(), limit).await?;
     let body = super::encoding::inflate(body, encoding.as_deref(), limit)?;
-    let request = parse_infer_body(&body, header_length)?;
+    let mut request = parse_infer_body(&body, header_length)?;
     let binary = [
         wants_binary(&request, "predictions")?,
         wants_binary(&request, "probabilities")?,
     ];
-    let response = run_inference(state, loaded, &request).await?;
+    let response = run_inference(state, loaded, &mut request).await?;
     let flags: Vec<bool> = response
         .outputs
         .iter()
@@ -662,7 +662,7 @@ fn header_length(headers: &http::HeaderMap) -> Result<Option<usize>, ServeError>
 pub(super) async fn run_inference(
     state: &AppState,
     loaded: &Loaded,
-    request: &InferRequest,
+    request: &mut InferRequest<'_>,
 ) -> Result<InferResponse, ServeError> {
     let info = loaded.model.info();
     let wanted = requested_outputs(&request.outputs, info.task)?;

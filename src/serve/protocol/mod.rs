@@ -9,7 +9,10 @@
 mod response;
 mod tensor;
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
+use smallvec::SmallVec;
 
 use crate::api::FeatureKind;
 
@@ -164,20 +167,51 @@ pub enum DecodeError {
 }
 
 /// An infer request, from a REST body (JSON, with or without binary tensors) or gRPC.
+///
+/// Input names and datatypes borrow from the body they were read from where
+/// they can (a JSON string without escapes): a 12-column request would
+/// otherwise allocate two dozen strings only to compare them with the schema.
 #[derive(Debug)]
-pub struct InferRequest {
+pub struct InferRequest<'a> {
     pub id: Option<String>,
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    pub inputs: Vec<RequestInput>,
+    pub inputs: Vec<RequestInput<'a>>,
     pub outputs: Option<Vec<RequestOutput>>,
 }
 
+impl InferRequest<'_> {
+    /// The request with every borrowed name and datatype copied: one that
+    /// outlives the body it was read from.
+    pub fn into_owned(self) -> InferRequest<'static> {
+        InferRequest {
+            id: self.id,
+            parameters: self.parameters,
+            inputs: self
+                .inputs
+                .into_iter()
+                .map(|input| RequestInput {
+                    name: Cow::Owned(input.name.into_owned()),
+                    shape: input.shape,
+                    datatype: Cow::Owned(input.datatype.into_owned()),
+                    data: input.data,
+                    parameters: input.parameters,
+                })
+                .collect(),
+            outputs: self.outputs,
+        }
+    }
+}
+
+/// A tensor's shape: inline up to four dimensions (every tabular and image
+/// tensor), on the heap beyond.
+pub type Shape = SmallVec<[i64; 4]>;
+
 /// One input tensor.
 #[derive(Debug)]
-pub struct RequestInput {
-    pub name: String,
-    pub shape: Vec<i64>,
-    pub datatype: String,
+pub struct RequestInput<'a> {
+    pub name: Cow<'a, str>,
+    pub shape: Shape,
+    pub datatype: Cow<'a, str>,
     pub data: TensorData,
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
 }
@@ -185,22 +219,25 @@ pub struct RequestInput {
 /// The JSON of a REST infer body, before binary tensors are attached.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WireRequest {
+struct WireRequest<'a> {
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]
     parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    inputs: Vec<WireInput>,
+    #[serde(borrow)]
+    inputs: Vec<WireInput<'a>>,
     #[serde(default)]
     outputs: Option<Vec<RequestOutput>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WireInput {
-    name: String,
-    shape: Vec<i64>,
-    datatype: String,
+struct WireInput<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    shape: Shape,
+    #[serde(borrow)]
+    datatype: Cow<'a, str>,
     #[serde(default)]
     data: Option<TensorData>,
     #[serde(default)]
@@ -239,7 +276,7 @@ pub struct DecodedBatch {
 }
 
 /// Parses a JSON infer request body (no binary tensors).
-pub fn parse_request(body: &[u8]) -> Result<InferRequest, DecodeError> {
+pub fn parse_request(body: &[u8]) -> Result<InferRequest<'_>, DecodeError> {
     parse_infer_body(body, None)
 }
 
@@ -250,7 +287,7 @@ pub fn parse_request(body: &[u8]) -> Result<InferRequest, DecodeError> {
 pub fn parse_infer_body(
     body: &[u8],
     header_length: Option<usize>,
-) -> Result<InferRequest, DecodeError> {
+) -> Result<InferRequest<'_>, DecodeError> {
     let (json, mut binary) = super::binary::split_body(body, header_length)?;
     let wire: WireRequest =
         serde_json::from_slice(json).map_err(|e| DecodeError::Json(e.to_string()))?;
@@ -260,11 +297,21 @@ pub fn parse_infer_body(
         .map(|input| {
             let size = binary_data_size(&input.name, input.parameters.as_ref())?;
             let data = match (input.data, size) {
-                (Some(_), Some(_)) => return Err(DecodeError::DataAndBinary { input: input.name }),
+                (Some(_), Some(_)) => {
+                    return Err(DecodeError::DataAndBinary {
+                        input: input.name.into(),
+                    });
+                }
                 (Some(data), None) => data,
-                (None, None) => return Err(DecodeError::MissingData { input: input.name }),
+                (None, None) => {
+                    return Err(DecodeError::MissingData {
+                        input: input.name.into(),
+                    });
+                }
                 (None, Some(_)) if header_length.is_none() => {
-                    return Err(DecodeError::BinaryWithoutHeader { input: input.name });
+                    return Err(DecodeError::BinaryWithoutHeader {
+                        input: input.name.into(),
+                    });
                 }
                 (None, Some(size)) => {
                     let raw = super::binary::take(&mut binary, &input.name, size)?;
@@ -385,25 +432,32 @@ fn datatype(input: &str, name: &str) -> Result<Datatype, DecodeError> {
     })
 }
 
-/// Checks a numeric tensor's values against its datatype and returns them.
-fn numbers(input: &RequestInput) -> Result<Vec<f64>, DecodeError> {
+/// Checks a numeric tensor's values against its datatype and takes them
+/// out of the request (decoding reads each input once; no copy is made).
+fn numbers(input: &mut RequestInput) -> Result<Vec<f64>, DecodeError> {
+    check_numbers(input)?;
+    Ok(
+        match std::mem::replace(&mut input.data, TensorData::Numbers(Vec::new())) {
+            TensorData::Bools(b) => b.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect(),
+            TensorData::Numbers(v) => v,
+            _ => unreachable!("check_numbers accepts only booleans and numbers"),
+        },
+    )
+}
+
+/// Whether a numeric tensor's values fit its datatype.
+fn check_numbers(input: &RequestInput) -> Result<(), DecodeError> {
     let dt = datatype(&input.name, &input.datatype)?;
     let mismatch = |found| DecodeError::DataTypeMismatch {
-        input: input.name.clone(),
-        datatype: input.datatype.clone(),
+        input: input.name.to_string(),
+        datatype: input.datatype.to_string(),
         found,
     };
     match (&input.data, dt) {
-        (TensorData::Bools(b), Datatype::Bool) => {
-            Ok(b.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect())
-        }
-        (TensorData::Numbers(v), Datatype::Bool) => {
-            check_each(input, v, |x| x == 0.0 || x == 1.0)?;
-            Ok(v.clone())
-        }
+        (TensorData::Bools(_), Datatype::Bool) => Ok(()),
+        (TensorData::Numbers(v), Datatype::Bool) => check_each(input, v, |x| x == 0.0 || x == 1.0),
         (TensorData::Numbers(v), Datatype::Int { min, max }) => {
-            check_each(input, v, |x| x.fract() == 0.0 && x >= min && x <= max)?;
-            Ok(v.clone())
+            check_each(input, v, |x| x.fract() == 0.0 && x >= min && x <= max)
         }
         (TensorData::Numbers(v), Datatype::Fp16 | Datatype::Fp32 | Datatype::Fp64) => {
             let limit = match dt {
@@ -414,14 +468,14 @@ fn numbers(input: &RequestInput) -> Result<Vec<f64>, DecodeError> {
             for (index, &value) in v.iter().enumerate() {
                 if !value.is_finite() || value.abs() > limit {
                     return Err(DecodeError::NonFinite {
-                        input: input.name.clone(),
+                        input: input.name.to_string(),
                         index,
                         value,
-                        datatype: input.datatype.clone(),
+                        datatype: input.datatype.to_string(),
                     });
                 }
             }
-            Ok(v.clone())
+            Ok(())
         }
         (data, _) => Err(mismatch(data.kind())),
     }
@@ -434,10 +488,10 @@ fn check_each(
 ) -> Result<(), DecodeError> {
     match v.iter().position(|&x| !ok(x)) {
         Some(index) => Err(DecodeError::OutOfRange {
-            input: input.name.clone(),
+            input: input.name.to_string(),
             index,
             value: v[index],
-            datatype: input.datatype.clone(),
+            datatype: input.datatype.to_string(),
         }),
         None => Ok(()),
     }
@@ -448,8 +502,8 @@ fn shape_len(input: &RequestInput) -> Result<u64, DecodeError> {
     for &d in &input.shape {
         if d < 0 {
             return Err(DecodeError::BadShape {
-                input: input.name.clone(),
-                shape: input.shape.clone(),
+                input: input.name.to_string(),
+                shape: input.shape.to_vec(),
                 expected: "non-negative dimensions (−1 is only for metadata)".into(),
             });
         }
@@ -457,8 +511,8 @@ fn shape_len(input: &RequestInput) -> Result<u64, DecodeError> {
     }
     if n != input.data.len() as u64 {
         return Err(DecodeError::ShapeLength {
-            input: input.name.clone(),
-            shape: input.shape.clone(),
+            input: input.name.to_string(),
+            shape: input.shape.to_vec(),
             expected: n,
             actual: input.data.len(),
         });
@@ -475,9 +529,11 @@ fn feature_list(schema: &InputSchema) -> String {
         .join(", ")
 }
 
-/// Turns validated request inputs into feature columns in the model's order.
+/// Turns validated request inputs into feature columns in the model's
+/// order. Each decoded input's data is moved into its column, so the
+/// request's inputs are left empty.
 pub fn decode_inputs(
-    request: &InferRequest,
+    request: &mut InferRequest,
     schema: &InputSchema,
 ) -> Result<DecodedBatch, DecodeError> {
     if request.inputs.is_empty() {
@@ -491,9 +547,9 @@ pub fn decode_inputs(
         .iter()
         .all(|i| schema.features.iter().any(|(n, _)| *n == i.name));
     let batch = if request.inputs.len() == 1 && !by_feature {
-        decode_matrix(&request.inputs[0], schema)?
+        decode_matrix(&mut request.inputs[0], schema)?
     } else {
-        decode_per_feature(&request.inputs, schema)?
+        decode_per_feature(&mut request.inputs, schema)?
     };
     if batch.rows == 0 {
         return Err(DecodeError::NoRows);
@@ -507,15 +563,18 @@ pub fn decode_inputs(
     Ok(batch)
 }
 
-fn decode_matrix(input: &RequestInput, schema: &InputSchema) -> Result<DecodedBatch, DecodeError> {
+fn decode_matrix(
+    input: &mut RequestInput,
+    schema: &InputSchema,
+) -> Result<DecodedBatch, DecodeError> {
     let f = schema.features.len();
     let rows = match input.shape.as_slice() {
         [n, cols] if *cols as usize == f => *n as usize,
         [n] if f == 1 => *n as usize,
         _ => {
             return Err(DecodeError::BadShape {
-                input: input.name.clone(),
-                shape: input.shape.clone(),
+                input: input.name.to_string(),
+                shape: input.shape.to_vec(),
                 expected: format!(
                     "[N, {f}] (one column per feature: {})",
                     feature_list(schema)
@@ -561,7 +620,7 @@ fn booleans(
             0.0 => Ok("false".to_string()),
             1.0 => Ok("true".to_string()),
             _ => Err(DecodeError::OutOfRange {
-                input: input.name.clone(),
+                input: input.name.to_string(),
                 index: position(i),
                 value: x,
                 datatype: "a boolean (0 or 1)".into(),
@@ -572,49 +631,51 @@ fn booleans(
 }
 
 fn decode_per_feature(
-    inputs: &[RequestInput],
+    inputs: &mut [RequestInput],
     schema: &InputSchema,
 ) -> Result<DecodedBatch, DecodeError> {
-    let mut slots: Vec<Option<(&RequestInput, usize)>> = vec![None; schema.features.len()];
-    let mut first: Option<(&str, usize)> = None;
-    for input in inputs {
+    // Each feature's input, by its place in `inputs`.
+    let mut slots: Vec<Option<usize>> = vec![None; schema.features.len()];
+    // The first input's place and rows, which every other input must match.
+    let mut first: Option<(usize, usize)> = None;
+    for (k, input) in inputs.iter().enumerate() {
         let Some(j) = schema.features.iter().position(|(n, _)| *n == input.name) else {
             return Err(DecodeError::UnknownInput {
-                input: input.name.clone(),
+                input: input.name.to_string(),
                 features: feature_list(schema),
             });
         };
         if slots[j].is_some() {
-            return Err(DecodeError::DuplicateInput(input.name.clone()));
+            return Err(DecodeError::DuplicateInput(input.name.to_string()));
         }
         let rows = match input.shape.as_slice() {
             [n] | [n, 1] => *n as usize,
             _ => {
                 return Err(DecodeError::BadShape {
-                    input: input.name.clone(),
-                    shape: input.shape.clone(),
+                    input: input.name.to_string(),
+                    shape: input.shape.to_vec(),
                     expected: "[N] or [N, 1] for a tensor named by its feature".into(),
                 });
             }
         };
         match first {
-            None => first = Some((&input.name, rows)),
-            Some((name, n)) if n != rows => {
+            None => first = Some((k, rows)),
+            Some((at, n)) if n != rows => {
                 return Err(DecodeError::RowMismatch {
-                    input: input.name.clone(),
+                    input: input.name.to_string(),
                     rows,
-                    first: name.to_string(),
+                    first: inputs[at].name.to_string(),
                     first_rows: n,
                 });
             }
             Some(_) => {}
         }
-        slots[j] = Some((input, rows));
+        slots[j] = Some(k);
     }
     let rows = first.map(|(_, n)| n).unwrap_or(0);
     let mut columns = Vec::with_capacity(schema.features.len());
     for ((name, kind), slot) in schema.features.iter().zip(slots) {
-        let Some((input, _)) = slot else {
+        let Some(input) = slot.map(|k| &mut inputs[k]) else {
             return Err(DecodeError::MissingFeature {
                 feature: name.clone(),
                 features: feature_list(schema),
@@ -626,42 +687,47 @@ fn decode_per_feature(
                 if input.datatype != "BYTES" {
                     datatype(&input.name, &input.datatype)?;
                     return Err(DecodeError::WrongDatatype {
-                        input: input.name.clone(),
-                        datatype: input.datatype.clone(),
+                        input: input.name.to_string(),
+                        datatype: input.datatype.to_string(),
                         feature: name.clone(),
                         kind: "categorical",
                         expected: "BYTES (strings)",
                     });
                 }
-                match &input.data {
-                    TensorData::Texts(t) => Column::Texts(t.clone()),
+                match &mut input.data {
+                    TensorData::Texts(t) => Column::Texts(std::mem::take(t)),
                     TensorData::Blobs(b) => return Err(not_utf8(&input.name, b)),
                     TensorData::Numbers(v) if v.is_empty() => Column::Texts(Vec::new()),
                     other => {
                         return Err(DecodeError::DataTypeMismatch {
-                            input: input.name.clone(),
-                            datatype: input.datatype.clone(),
+                            input: input.name.to_string(),
+                            datatype: input.datatype.to_string(),
                             found: other.kind(),
                         });
                     }
                 }
             }
-            FeatureKind::Boolean => match &input.data {
-                TensorData::Texts(t) if input.datatype == "BYTES" => Column::Texts(t.clone()),
+            FeatureKind::Boolean => match &mut input.data {
+                TensorData::Texts(t) if input.datatype == "BYTES" => {
+                    Column::Texts(std::mem::take(t))
+                }
                 _ if input.datatype == "BYTES" => {
                     return Err(DecodeError::DataTypeMismatch {
-                        input: input.name.clone(),
-                        datatype: input.datatype.clone(),
+                        input: input.name.to_string(),
+                        datatype: input.datatype.to_string(),
                         found: input.data.kind(),
                     });
                 }
-                _ => booleans(input, &numbers(input)?, |i| i)?,
+                _ => {
+                    let values = numbers(input)?;
+                    booleans(input, &values, |i| i)?
+                }
             },
             FeatureKind::Numeric => {
                 if input.datatype == "BYTES" {
                     return Err(DecodeError::WrongDatatype {
-                        input: input.name.clone(),
-                        datatype: input.datatype.clone(),
+                        input: input.name.to_string(),
+                        datatype: input.datatype.to_string(),
                         feature: name.clone(),
                         kind: "numeric",
                         expected: "a numeric datatype such as FP32",
@@ -690,7 +756,7 @@ mod tests {
     }
 
     fn decode(body: &str, schema: &InputSchema) -> Result<DecodedBatch, DecodeError> {
-        decode_inputs(&parse_request(body.as_bytes())?, schema)
+        decode_inputs(&mut parse_request(body.as_bytes())?, schema)
     }
 
     #[test]
@@ -708,6 +774,37 @@ mod tests {
         .unwrap();
         assert_eq!(m, f);
         assert_eq!(m.columns[0], Column::Numbers(vec![1.0, 3.0]));
+    }
+
+    #[test]
+    fn escaped_names_and_datatypes_and_long_shapes_read_as_written() {
+        // Names and datatypes borrow from the body where they can; one with
+        // a JSON escape is unescaped into its own string and means the same.
+        let plain = decode(
+            r#"{"inputs":[{"name":"alcohol","shape":[2],"datatype":"FP32","data":[1,3]},
+                          {"name":"acidity","shape":[2],"datatype":"FP32","data":[2,4]}]}"#,
+            &schema(),
+        )
+        .unwrap();
+        let escaped = decode(
+            r#"{"inputs":[{"name":"alco\u0068ol","shape":[2],"datatype":"FP\u00332","data":[1,3]},
+                          {"name":"acidity","shape":[2],"datatype":"FP32","data":[2,4]}]}"#,
+            &schema(),
+        )
+        .unwrap();
+        assert_eq!(plain, escaped);
+        // A shape longer than the four dimensions kept inline is read whole
+        // (and refused here by what it is, not by its length).
+        let request = parse_request(
+            br#"{"inputs":[{"name":"x","shape":[1,1,1,1,1,2],"datatype":"FP32","data":[1,2]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(request.inputs[0].shape.as_slice(), [1, 1, 1, 1, 1, 2]);
+        let err = decode_inputs(&mut request.into_owned(), &schema()).unwrap_err();
+        assert!(
+            err.to_string().contains("[1, 1, 1, 1, 1, 2]"),
+            "the shape is named: {err}"
+        );
     }
 
     #[test]

@@ -290,7 +290,7 @@ fn disagreeing_rows(
                             .map(|k| value(&input.data, k))
                             .collect()
                     };
-                    (input.name.clone(), cell)
+                    (input.name.to_string(), cell)
                 })
                 .collect();
             serde_json::json!({
@@ -798,8 +798,10 @@ mod tests {
         .unwrap()
     }
 
-    fn request() -> InferRequest {
-        crate::serve::protocol::parse_request(&request_body()).unwrap()
+    fn request() -> InferRequest<'static> {
+        crate::serve::protocol::parse_request(&request_body())
+            .unwrap()
+            .into_owned()
     }
 
     fn json(body: Vec<u8>) -> Captured {

@@ -120,9 +120,11 @@ fn grpc_message(message: &Captured) -> Option<Bytes> {
 
 /// A mirrored request as the inference core reads it; `None` when it
 /// cannot be read (the champion then refused it too).
-pub fn request(wire: Wire, message: &Captured) -> Option<InferRequest> {
+pub fn request(wire: Wire, message: &Captured) -> Option<InferRequest<'static>> {
     match wire {
-        Wire::Rest => parse_infer_body(&rest_body(message)?, json_length(&message.headers)).ok(),
+        Wire::Rest => parse_infer_body(&rest_body(message)?, json_length(&message.headers))
+            .ok()
+            .map(InferRequest::into_owned),
         Wire::Grpc => {
             let request = pb::ModelInferRequest::decode(grpc_message(message)?).ok()?;
             request_from_grpc(request).ok().map(|(_, _, r)| r)
@@ -386,7 +388,7 @@ mod tests {
         };
         let read = |m: &Captured| {
             let r = self::request(Wire::Grpc, m).expect("readable");
-            (r.id, r.inputs[0].name.clone(), r.inputs[0].data.clone())
+            (r.id, r.inputs[0].name.to_string(), r.inputs[0].data.clone())
         };
         let want = (
             Some("r-7".to_string()),

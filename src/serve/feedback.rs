@@ -8,7 +8,7 @@
 //! empties the inbox before it joins them, so a label always finds a
 //! record pushed before the response carrying its id.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ use super::inbox::Inbox;
 pub use super::labels::{FeedbackBody, FeedbackOutcome, LabelItem, LabelKind};
 use super::lines::JsonLines;
 use super::metrics::ServeMetrics;
+use super::pending::Pending;
 use super::protocol::Column;
 use crate::api::AnnotationSpec;
 use crate::api::names::{LABELS_DIR, PREDICTION_LOG_DIR, QUEUE_DIR};
@@ -313,9 +314,7 @@ pub fn start_feedback(
         labels,
         sink,
         metrics: metrics.clone(),
-        pending: HashMap::with_capacity(presize),
-        pending_rows: 0,
-        order: VecDeque::with_capacity(presize),
+        pending: Pending::with_capacity(presize),
         buffer: Vec::new(),
         log: JsonLines::default(),
         late: JsonLines::default(),
@@ -346,11 +345,8 @@ struct Worker {
     labels: LabelKind,
     sink: Option<Arc<dyn FeedbackSink>>,
     metrics: Arc<ServeMetrics>,
-    pending: HashMap<String, ServedRecord>,
-    /// Rows over all pending records.
-    pending_rows: usize,
-    /// Ids in arrival order, for expiry.
-    order: VecDeque<(DateTime<Utc>, String)>,
+    /// Requests waiting for labels, oldest first.
+    pending: Pending,
     buffer: Vec<Map<String, Value>>,
     /// Served rows not yet written to the prediction log.
     log: JsonLines,
@@ -544,55 +540,32 @@ impl Worker {
 
     fn remember(&mut self, record: ServedRecord) {
         self.expire(record.time);
-        self.order.push_back((record.time, record.id.clone()));
-        let rows = record.rows();
-        if let Some(replaced) = self.pending.insert(record.id.clone(), record) {
-            // A reused id: the newer request is the one a label will mean.
-            self.pending_rows -= replaced.rows();
-        }
-        self.pending_rows += rows;
+        // A reused id replaces its record: the newer request is the one a
+        // label will mean.
+        self.pending.insert(record);
         while self.pending.len() > self.config.max_pending
-            || self.pending_rows > self.config.max_pending_rows
+            || self.pending.rows() > self.config.max_pending_rows
         {
-            match self.order.pop_front() {
-                Some((time, id)) => {
-                    if self.forget(&id, time) {
-                        self.metrics.feedback_evicted.inc();
-                    }
-                }
-                None => break,
+            if self.pending.pop_oldest().is_none() {
+                break;
             }
+            self.metrics.feedback_evicted.inc();
         }
     }
 
-    /// Drops the record `id` if it is the one served at `time` (a reused id
-    /// has a newer record, which stays); true when something was dropped.
-    fn forget(&mut self, id: &str, time: DateTime<Utc>) -> bool {
-        if self.pending.get(id).is_some_and(|r| r.time == time) {
-            self.take(id);
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Removes a pending record, keeping the row count.
+    /// Removes a pending record.
     fn take(&mut self, id: &str) -> Option<ServedRecord> {
-        let record = self.pending.remove(id)?;
-        self.pending_rows -= record.rows();
-        Some(record)
+        self.pending.take(id)
     }
 
     fn expire(&mut self, now: DateTime<Utc>) {
         let horizon =
             chrono::Duration::from_std(self.config.horizon).unwrap_or(chrono::Duration::MAX);
-        while let Some((time, _)) = self.order.front() {
-            if now - *time <= horizon {
+        while let Some(time) = self.pending.oldest_time() {
+            if now - time <= horizon {
                 break;
             }
-            if let Some((time, id)) = self.order.pop_front() {
-                self.forget(&id, time);
-            }
+            self.pending.pop_oldest();
         }
     }
 

@@ -14,6 +14,7 @@ mod lines;
 mod load;
 mod metrics;
 mod model;
+mod pending;
 mod predict;
 mod protocol;
 mod server;

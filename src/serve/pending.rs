@@ -1,0 +1,247 @@
+//! Served requests waiting for their labels, oldest first.
+//!
+//! The records sit in one ring in arrival order and a small hash table maps
+//! each id to its place in the ring. At the default cap of 100 000 requests a
+//! map holding the records themselves spread them over ~28 MB of buckets, so
+//! every insert and every eviction of the oldest touched cold memory; the
+//! ring is read front to back, and the table holds only an 8-byte sequence
+//! number per request (id lookups read the id from the ring).
+
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
+
+use chrono::{DateTime, Utc};
+use hashbrown::{DefaultHashBuilder, HashTable};
+
+use super::feedback::ServedRecord;
+
+/// Below this many empty slots the ring is never compacted.
+const SLACK: usize = 1024;
+
+pub(super) struct Pending {
+    /// Records in arrival order; `None` where a label (or a newer request
+    /// with the same id) took one before it reached the front.
+    ring: VecDeque<Option<ServedRecord>>,
+    /// Sequence number of `ring[0]`.
+    first: u64,
+    /// Sequence number of each pending id's record, found by the id's hash.
+    index: HashTable<u64>,
+    hasher: DefaultHashBuilder,
+    /// Rows over all pending records.
+    rows: usize,
+}
+
+impl Pending {
+    /// Room for `capacity` requests before anything grows.
+    pub(super) fn with_capacity(capacity: usize) -> Pending {
+        Pending {
+            ring: VecDeque::with_capacity(capacity),
+            first: 0,
+            index: HashTable::with_capacity(capacity),
+            hasher: DefaultHashBuilder::default(),
+            rows: 0,
+        }
+    }
+
+    /// Requests pending.
+    pub(super) fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Rows over all pending requests.
+    pub(super) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The pending request `id`.
+    pub(super) fn get(&self, id: &str) -> Option<&ServedRecord> {
+        let seq = *self.index.find(self.hasher.hash_one(id), |&s| {
+            slot(&self.ring, self.first, s).is_some_and(|r| r.id == id)
+        })?;
+        slot(&self.ring, self.first, seq)
+    }
+
+    /// Remembers `record`; a pending request with the same id is replaced
+    /// (the newer one is what a label will mean) and returned.
+    pub(super) fn insert(&mut self, record: ServedRecord) -> Option<ServedRecord> {
+        let hash = self.hasher.hash_one(record.id.as_str());
+        let seq = self.first + self.ring.len() as u64;
+        self.rows += record.rows();
+        let (ring, first) = (&self.ring, self.first);
+        let replaced = match self.index.find_mut(hash, |&s| {
+            slot(ring, first, s).is_some_and(|r| r.id == record.id)
+        }) {
+            Some(old) => {
+                let at = std::mem::replace(old, seq);
+                self.ring.push_back(Some(record));
+                self.vacate(at)
+            }
+            None => {
+                self.ring.push_back(Some(record));
+                let (ring, hasher) = (&self.ring, &self.hasher);
+                self.index.insert_unique(hash, seq, |&s| {
+                    let id = slot(ring, first, s).map_or("", |r| r.id.as_str());
+                    hasher.hash_one(id)
+                });
+                None
+            }
+        };
+        self.compact_if_sparse();
+        replaced
+    }
+
+    /// Takes the pending request `id` (its label arrived).
+    pub(super) fn take(&mut self, id: &str) -> Option<ServedRecord> {
+        let (ring, first) = (&self.ring, self.first);
+        let entry = self
+            .index
+            .find_entry(self.hasher.hash_one(id), |&s| {
+                slot(ring, first, s).is_some_and(|r| r.id == id)
+            })
+            .ok()?;
+        let (seq, _) = entry.remove();
+        let record = self.vacate(seq);
+        self.compact_if_sparse();
+        record
+    }
+
+    /// When the oldest pending request was served.
+    pub(super) fn oldest_time(&self) -> Option<DateTime<Utc>> {
+        // The front is never empty: `vacate` trims empty slots there.
+        self.ring.front()?.as_ref().map(|r| r.time)
+    }
+
+    /// Forgets the oldest pending request and returns it.
+    pub(super) fn pop_oldest(&mut self) -> Option<ServedRecord> {
+        let id = self.ring.front()?.as_ref()?.id.as_str();
+        let first = self.first;
+        if let Ok(entry) = self
+            .index
+            .find_entry(self.hasher.hash_one(id), |&s| s == first)
+        {
+            entry.remove();
+        }
+        self.vacate(first)
+    }
+
+    /// Empties the slot of `seq` and returns its record; empty slots at the
+    /// front are dropped so the front is always a pending request.
+    fn vacate(&mut self, seq: u64) -> Option<ServedRecord> {
+        let record = self.ring.get_mut((seq - self.first) as usize)?.take();
+        if let Some(r) = &record {
+            self.rows -= r.rows();
+        }
+        while let Some(None) = self.ring.front() {
+            self.ring.pop_front();
+            self.first += 1;
+        }
+        record
+    }
+
+    /// Labels taken out of arrival order leave empty slots behind the
+    /// front; once they outnumber the pending requests (and a slack) the
+    /// ring is packed and re-indexed, so its length stays within twice the
+    /// requests pending. Amortised: a pass over n slots follows at least
+    /// n / 2 takes.
+    fn compact_if_sparse(&mut self) {
+        if self.ring.len() <= 2 * self.index.len() + SLACK {
+            return;
+        }
+        self.ring.retain(Option::is_some);
+        self.index.clear();
+        let (ring, hasher, first) = (&self.ring, &self.hasher, self.first);
+        let id_at = |s: u64| slot(ring, first, s).map_or("", |r| r.id.as_str());
+        for k in 0..ring.len() as u64 {
+            self.index
+                .insert_unique(hasher.hash_one(id_at(first + k)), first + k, |&s| {
+                    hasher.hash_one(id_at(s))
+                });
+        }
+    }
+}
+
+/// The record at sequence number `seq`, if it is still pending.
+fn slot(ring: &VecDeque<Option<ServedRecord>>, first: u64, seq: u64) -> Option<&ServedRecord> {
+    ring.get(seq.checked_sub(first)? as usize)?.as_ref()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::feedback::ServedPredictions;
+    use std::sync::Arc;
+
+    fn record(id: &str, rows: usize, seconds: i64) -> ServedRecord {
+        ServedRecord {
+            id: id.into(),
+            version: "1".into(),
+            time: DateTime::from_timestamp(seconds, 0).unwrap(),
+            features: Arc::from(Vec::<String>::new()),
+            columns: Vec::new(),
+            predictions: ServedPredictions::Values(vec![0.0; rows]),
+            confidence: Vec::new(),
+            margins: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn requests_are_found_taken_and_forgotten_oldest_first() {
+        let mut p = Pending::with_capacity(4);
+        assert!(p.insert(record("a", 1, 1)).is_none());
+        assert!(p.insert(record("b", 2, 2)).is_none());
+        assert!(p.insert(record("c", 3, 3)).is_none());
+        assert_eq!((p.len(), p.rows()), (3, 6));
+        assert_eq!(p.get("b").map(|r| r.rows()), Some(2));
+        assert!(p.get("x").is_none());
+        // Taken out of order: the others keep their places.
+        assert_eq!(p.take("b").map(|r| r.id), Some("b".to_string()));
+        assert!(p.take("b").is_none());
+        assert_eq!((p.len(), p.rows()), (2, 4));
+        assert_eq!(p.oldest_time().map(|t| t.timestamp()), Some(1));
+        assert_eq!(p.pop_oldest().map(|r| r.id), Some("a".to_string()));
+        // The emptied slot of b is skipped: c is next.
+        assert_eq!(p.oldest_time().map(|t| t.timestamp()), Some(3));
+        assert_eq!(p.pop_oldest().map(|r| r.id), Some("c".to_string()));
+        assert!(p.pop_oldest().is_none());
+        assert_eq!((p.len(), p.rows()), (0, 0));
+        assert!(p.oldest_time().is_none());
+    }
+
+    #[test]
+    fn a_reused_id_replaces_the_older_request_in_place_of_the_newest() {
+        let mut p = Pending::with_capacity(4);
+        p.insert(record("a", 2, 1));
+        p.insert(record("b", 1, 2));
+        let replaced = p.insert(record("a", 5, 3)).expect("a was pending");
+        assert_eq!(replaced.rows(), 2);
+        assert_eq!((p.len(), p.rows()), (2, 6));
+        assert_eq!(p.get("a").map(|r| r.rows()), Some(5));
+        // The older a's place is empty: b is the oldest, then the newer a.
+        assert_eq!(p.pop_oldest().map(|r| r.id), Some("b".to_string()));
+        assert_eq!(p.pop_oldest().map(|r| r.rows()), Some(5));
+        assert_eq!(p.len(), 0);
+    }
+
+    #[test]
+    fn labels_out_of_order_keep_the_ring_within_twice_the_pending_requests() {
+        let mut p = Pending::with_capacity(16);
+        // One old request never labelled, then many labelled soon after.
+        p.insert(record("old", 1, 0));
+        for i in 0..20_000 {
+            let id = format!("r{i}");
+            p.insert(record(&id, 1, 1));
+            assert!(p.take(&id).is_some());
+            assert!(p.ring.len() <= 2 * p.len() + SLACK + 1);
+        }
+        assert_eq!((p.len(), p.rows()), (1, 1));
+        // Every id is still found after the packing re-indexed the ring.
+        for i in 0..3000 {
+            p.insert(record(&format!("k{i}"), 1, 2));
+        }
+        for i in (0..3000).rev() {
+            assert!(p.get(&format!("k{i}")).is_some(), "k{i} is found");
+        }
+        assert_eq!(p.pop_oldest().map(|r| r.id), Some("old".to_string()));
+        assert_eq!(p.pop_oldest().map(|r| r.id), Some("k0".to_string()));
+    }
+}

@@ -33,12 +33,14 @@ rm -rf "$WORK/artifacts"
 "$BIN" train -c pipelines/wine-quality.yaml --out "$ARTIFACT" >/dev/null
 
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+# The prediction log grows ~700 MB a run: removed when the run ends.
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK/feedback"; }
 trap cleanup EXIT
 wait_ready() { for _ in $(seq 1 300); do curl -sf "$1" >/dev/null && return 0; sleep 0.2; done; echo "not ready: $1" >&2; return 1; }
 
 # Feedback on (the default sample), drift and metrics on: as a Model's pods run.
 feedback=()
+rm -rf "$WORK/feedback"
 [ "$FEEDBACK" = 1 ] && feedback=(--feedback "file://$PWD/$WORK/feedback/")
 RUST_LOG=warn "$BIN" serve --artifact "$ARTIFACT" --name wine-quality --host 127.0.0.1 --port 18080 \
   "${feedback[@]}" >"$WORK/driftline.log" 2>&1 &

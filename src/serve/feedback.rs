@@ -553,11 +553,6 @@ impl Worker {
         }
     }
 
-    /// Removes a pending record.
-    fn take(&mut self, id: &str) -> Option<ServedRecord> {
-        self.pending.take(id)
-    }
-
     fn expire(&mut self, now: DateTime<Utc>) {
         let horizon =
             chrono::Duration::from_std(self.config.horizon).unwrap_or(chrono::Duration::MAX);
@@ -612,7 +607,7 @@ impl Worker {
         }
         let mut outcome = FeedbackOutcome::default();
         for (id, labels) in checked {
-            let Some(record) = self.take(&id) else {
+            let Some(record) = self.pending.take(&id) else {
                 // Forgotten here, maybe logged: kept for the join at training.
                 if self.sink.is_some() {
                     for (i, label) in labels.into_iter().enumerate() {

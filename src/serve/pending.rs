@@ -15,13 +15,16 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 
 use super::feedback::ServedRecord;
 
+/// Records in arrival order; `None` where one was taken before the front.
+type Ring = VecDeque<Option<ServedRecord>>;
+
 /// Below this many empty slots the ring is never compacted.
 const SLACK: usize = 1024;
 
 pub(super) struct Pending {
     /// Records in arrival order; `None` where a label (or a newer request
     /// with the same id) took one before it reached the front.
-    ring: VecDeque<Option<ServedRecord>>,
+    ring: Ring,
     /// Sequence number of `ring[0]`.
     first: u64,
     /// Sequence number of each pending id's record, found by the id's hash.
@@ -55,9 +58,9 @@ impl Pending {
 
     /// The pending request `id`.
     pub(super) fn get(&self, id: &str) -> Option<&ServedRecord> {
-        let seq = *self.index.find(self.hasher.hash_one(id), |&s| {
-            slot(&self.ring, self.first, s).is_some_and(|r| r.id == id)
-        })?;
+        let seq = *self
+            .index
+            .find(self.hasher.hash_one(id), is_id(&self.ring, self.first, id))?;
         slot(&self.ring, self.first, seq)
     }
 
@@ -67,10 +70,11 @@ impl Pending {
         let hash = self.hasher.hash_one(record.id.as_str());
         let seq = self.first + self.ring.len() as u64;
         self.rows += record.rows();
-        let (ring, first) = (&self.ring, self.first);
-        let replaced = match self.index.find_mut(hash, |&s| {
-            slot(ring, first, s).is_some_and(|r| r.id == record.id)
-        }) {
+        let first = self.first;
+        let replaced = match self
+            .index
+            .find_mut(hash, is_id(&self.ring, first, &record.id))
+        {
             Some(old) => {
                 let at = std::mem::replace(old, seq);
                 self.ring.push_back(Some(record));
@@ -78,11 +82,8 @@ impl Pending {
             }
             None => {
                 self.ring.push_back(Some(record));
-                let (ring, hasher) = (&self.ring, &self.hasher);
-                self.index.insert_unique(hash, seq, |&s| {
-                    let id = slot(ring, first, s).map_or("", |r| r.id.as_str());
-                    hasher.hash_one(id)
-                });
+                self.index
+                    .insert_unique(hash, seq, hash_of(&self.ring, first, &self.hasher));
                 None
             }
         };
@@ -92,12 +93,9 @@ impl Pending {
 
     /// Takes the pending request `id` (its label arrived).
     pub(super) fn take(&mut self, id: &str) -> Option<ServedRecord> {
-        let (ring, first) = (&self.ring, self.first);
         let entry = self
             .index
-            .find_entry(self.hasher.hash_one(id), |&s| {
-                slot(ring, first, s).is_some_and(|r| r.id == id)
-            })
+            .find_entry(self.hasher.hash_one(id), is_id(&self.ring, self.first, id))
             .ok()?;
         let (seq, _) = entry.remove();
         let record = self.vacate(seq);
@@ -149,19 +147,29 @@ impl Pending {
         }
         self.ring.retain(Option::is_some);
         self.index.clear();
-        let (ring, hasher, first) = (&self.ring, &self.hasher, self.first);
-        let id_at = |s: u64| slot(ring, first, s).map_or("", |r| r.id.as_str());
-        for k in 0..ring.len() as u64 {
-            self.index
-                .insert_unique(hasher.hash_one(id_at(first + k)), first + k, |&s| {
-                    hasher.hash_one(id_at(s))
-                });
+        let hash = hash_of(&self.ring, self.first, &self.hasher);
+        for seq in self.first..self.first + self.ring.len() as u64 {
+            self.index.insert_unique(hash(&seq), seq, &hash);
         }
     }
 }
 
+/// The index's test for the entry of `id`.
+fn is_id<'a>(ring: &'a Ring, first: u64, id: &'a str) -> impl Fn(&u64) -> bool + 'a {
+    move |&s| slot(ring, first, s).is_some_and(|r| r.id == id)
+}
+
+/// The index's hasher: an entry hashes as the id its slot holds.
+fn hash_of<'a>(
+    ring: &'a Ring,
+    first: u64,
+    hasher: &'a DefaultHashBuilder,
+) -> impl Fn(&u64) -> u64 + 'a {
+    move |&s| hasher.hash_one(slot(ring, first, s).map_or("", |r| r.id.as_str()))
+}
+
 /// The record at sequence number `seq`, if it is still pending.
-fn slot(ring: &VecDeque<Option<ServedRecord>>, first: u64, seq: u64) -> Option<&ServedRecord> {
+fn slot(ring: &Ring, first: u64, seq: u64) -> Option<&ServedRecord> {
     ring.get(seq.checked_sub(first)? as usize)?.as_ref()
 }
 

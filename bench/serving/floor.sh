@@ -34,7 +34,7 @@ rm -rf "$WORK/artifacts"
 
 pids=()
 # The prediction log grows ~700 MB a run: removed when the run ends.
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK/feedback"; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK/feedback"; }
 trap cleanup EXIT
 wait_ready() { for _ in $(seq 1 300); do curl -sf "$1" >/dev/null && return 0; sleep 0.2; done; echo "not ready: $1" >&2; return 1; }
 

@@ -30,6 +30,59 @@ pub struct ClassLabels {
     pub class: String,
 }
 
+/// The prediction counter of each of a model's classes, made when the
+/// model loads, so counting a request's predictions looks up no label set
+/// (the family's lookup cost a label `String` and a lock per request).
+pub struct ClassCounters {
+    index: std::collections::HashMap<String, usize>,
+    counters: Vec<Counter>,
+}
+
+impl ClassCounters {
+    /// Counters of `classes` in `family` (a classifier's classes show as
+    /// series at 0 from the start, before any is predicted).
+    pub fn new(family: &Family<ClassLabels, Counter>, classes: &[String]) -> ClassCounters {
+        ClassCounters {
+            index: classes
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.clone(), i))
+                .collect(),
+            counters: classes
+                .iter()
+                .map(|c| {
+                    family
+                        .get_or_create(&ClassLabels { class: c.clone() })
+                        .clone()
+                })
+                .collect(),
+        }
+    }
+
+    /// Counts each predicted label, tallied first so a batch adds to each
+    /// counter once; a label outside the classes is counted by name.
+    pub fn count(&self, family: &Family<ClassLabels, Counter>, labels: &[String]) {
+        let mut tally: smallvec::SmallVec<[u64; 16]> = smallvec::smallvec![0; self.counters.len()];
+        for label in labels {
+            match self.index.get(label.as_str()) {
+                Some(&k) => tally[k] += 1,
+                None => {
+                    family
+                        .get_or_create(&ClassLabels {
+                            class: label.clone(),
+                        })
+                        .inc();
+                }
+            }
+        }
+        for (counter, n) in self.counters.iter().zip(tally) {
+            if n > 0 {
+                counter.inc_by(n);
+            }
+        }
+    }
+}
+
 /// Labels naming a feature (or `prediction`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FeatureLabels {
@@ -424,5 +477,27 @@ mod tests {
         let p99 = v2.p99_ms().expect("observed");
         assert!((p99 - 409.6).abs() < 1e-6, "{p99}");
         assert_eq!(g.backend("v3"), Default::default());
+    }
+
+    #[test]
+    fn class_counters_count_each_prediction_under_its_class() {
+        let family = Family::<ClassLabels, Counter>::default();
+        let classes = ["good".to_string(), "bad".to_string()];
+        let counters = ClassCounters::new(&family, &classes);
+        let of = |class: &str| {
+            family
+                .get_or_create(&ClassLabels {
+                    class: class.into(),
+                })
+                .get()
+        };
+        // Made at load, at 0.
+        assert_eq!((of("good"), of("bad")), (0, 0));
+        let labels = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        counters.count(&family, &labels(&["good", "bad", "good"]));
+        counters.count(&family, &labels(&["bad"]));
+        // A label the model did not declare still counts, by its name.
+        counters.count(&family, &labels(&["odd", "good"]));
+        assert_eq!((of("good"), of("bad"), of("odd")), (3, 2, 1));
     }
 }

@@ -5,6 +5,7 @@ mod binary;
 mod encoding;
 mod error;
 mod feedback;
+mod front;
 mod gateway;
 mod grpc;
 mod images;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
+use axum::ServiceExt;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
@@ -29,7 +30,7 @@ use super::feedback::{
     FeedbackConfig, FeedbackHandle, FeedbackSink, LabelKind, ServedPredictions, ServedRecord,
     start_feedback,
 };
-use super::metrics::{CodeLabels, RequestLabels, ServeMetrics};
+use super::metrics::{ClassCounters, CodeLabels, RequestLabels, ServeMetrics};
 use crate::api::{FeatureKind, Task};
 
 use super::protocol::{
@@ -129,6 +130,8 @@ pub(super) struct Loaded {
     feature_names: Arc<[String]>,
     pub(super) drift: Mutex<DriftMonitor>,
     pub(super) feedback: FeedbackHandle,
+    /// A classifier's prediction counters, one per class.
+    pub(super) class_counters: ClassCounters,
 }
 
 pub(super) struct AppState {
@@ -210,14 +213,17 @@ where
             source,
         })?;
     let addr = listener.local_addr().map_err(ServeError::Server)?;
-    let app = router(state.clone());
+    let app = super::front::Front::new(state.clone(), router(state.clone()));
     // No Nagle: an HTTP/2 (gRPC) answer is several small writes, and the last
     // one would wait for the client's delayed ACK (~40 ms a call).
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    let serve =
-        tokio::spawn(async move { axum::serve(listener, app).await.map_err(ServeError::Server) });
+    let serve = tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service())
+            .await
+            .map_err(ServeError::Server)
+    });
     let load_state = state.clone();
     let load = tokio::spawn(async move {
         let model = load.await?;
@@ -281,6 +287,7 @@ async fn prepare(state: &AppState, model: Arc<dyn Predictor>) -> Result<Loaded, 
         model,
         drift: Mutex::new(drift),
         feedback,
+        class_counters: ClassCounters::new(&state.metrics.predictions, &info.classes),
     })
 }
 
@@ -547,7 +554,17 @@ async fn infer(
     Path(path): Path<ModelPath>,
     request: Request,
 ) -> Response {
-    match guarded(&state, infer_rest(&state, &path, request)).await {
+    infer_response(&state, &path, request).await
+}
+
+/// `POST` an inference: the router's handler and the front door's fast
+/// path (`serve::front`) both answer through this.
+pub(super) async fn infer_response(
+    state: &AppState,
+    path: &ModelPath,
+    request: Request,
+) -> Response {
+    match guarded(state, infer_rest(state, path, request)).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }

@@ -39,15 +39,22 @@ pub struct RequestSpan<M>(pub M);
 
 impl<M: ServedModel, B> MakeSpan<B> for RequestSpan<M> {
     fn make_span(&mut self, request: &Request<B>) -> tracing::Span {
-        let (model, version) = self.0.model_and_version();
-        tracing::info_span!(
+        let span = tracing::info_span!(
             "request",
-            model = %model,
-            version = %version,
+            model = tracing::field::Empty,
+            version = tracing::field::Empty,
             method = %request.method(),
             path = %request.uri().path(),
             trace_id = %trace_id(request.headers()),
-        )
+        );
+        // Named only when the span is kept: at a level that drops it, the
+        // two strings were a request's cost for nothing.
+        if !span.is_disabled() {
+            let (model, version) = self.0.model_and_version();
+            span.record("model", tracing::field::display(model));
+            span.record("version", tracing::field::display(version));
+        }
+        span
     }
 }
 

@@ -2,7 +2,6 @@
 //! predicted classes and drift per served batch, and the feedback and drift
 //! endpoints (`POST …/feedback`, `GET …/feedback`, `GET …/drift`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Request, State};
@@ -14,7 +13,7 @@ use crate::drift::{ConfidenceTally, DriftRegion, Observation, WindowReport};
 
 use super::error::ServeError;
 use super::feedback::FeedbackBody;
-use super::metrics::{ClassLabels, FeatureLabels, ServeMetrics};
+use super::metrics::{FeatureLabels, ServeMetrics};
 use super::protocol::{Column, DecodedBatch};
 use super::server::{AppState, Loaded, ModelOutput, ModelPath, answer, read_body};
 
@@ -36,18 +35,9 @@ pub(super) fn observe(
     metrics.rows.inc_by(batch.rows as u64);
     let classification = matches!(loaded.model.info().task, Task::Classification);
     if classification {
-        let mut counts: HashMap<&str, u64> = HashMap::new();
-        for l in &output.labels {
-            *counts.entry(l.as_str()).or_default() += 1;
-        }
-        for (class, n) in counts {
-            metrics
-                .predictions
-                .get_or_create(&ClassLabels {
-                    class: class.to_string(),
-                })
-                .inc_by(n);
-        }
+        loaded
+            .class_counters
+            .count(&metrics.predictions, &output.labels);
     }
     let closed = {
         let mut monitor = loaded.drift.lock().unwrap_or_else(|p| p.into_inner());

@@ -346,6 +346,45 @@ async fn infer_answers_with_predictions_probabilities_and_the_request_id() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inference_answers_the_same_through_the_front_door_and_the_router() {
+    // Plain inference paths take the server's fast path; one the router
+    // must percent-decode goes through the router. Same model, same answer.
+    let s = serve().await;
+    let mut body = per_feature(&[11.0, 9.0], &["red", "white"]);
+    body["id"] = json!("same-answer");
+    let body = body.to_string();
+    let (code, fast) = post(&s, "/v2/models/wine-quality/infer", body.clone()).await;
+    assert_eq!(code, 200, "{fast}");
+    for routed in [
+        "/v2/models/wine%2Dquality/infer",
+        "/v2/models/wine%2dquality/versions/%33/infer",
+    ] {
+        let (code, r) = post(&s, routed, body.clone()).await;
+        assert_eq!(code, 200, "{routed}: {r}");
+        assert_eq!(r, fast, "{routed}");
+    }
+    let (code, fast) = post(&s, "/v2/models/wine-quality/versions/3/infer", body.clone()).await;
+    assert_eq!((code, &fast["id"]), (200, &json!("same-answer")));
+    // Both ways name an unknown model or version the same.
+    let (code, r) = post(&s, "/v2/models/other/infer", body.clone()).await;
+    let (routed_code, routed) = post(&s, "/v2/models/%6Fther/infer", body.clone()).await;
+    assert_eq!((code, &r), (routed_code, &routed));
+    assert_eq!(code, 404, "{r}");
+    let (code, r) = post(&s, "/v2/models/wine-quality/versions/9/infer", body.clone()).await;
+    assert_eq!(code, 404, "{r}");
+    // Other methods on an inference path are still the router's 405, and
+    // a path one segment off is its 404.
+    let r = client()
+        .get(url(&s, "/v2/models/wine-quality/infer"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    let (code, _) = post(&s, "/v2/models/wine-quality/infer/x", body).await;
+    assert_eq!(code, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_inference_equals_row_by_row() {
     let s = serve().await;
     let alcohol: Vec<f64> = (0..32).map(|i| 8.0 + i as f64 / 8.0).collect();

@@ -41,7 +41,10 @@ struct BinaryOutput<'a> {
 /// `Inference-Header-Content-Length`.
 pub fn encode_response(response: &InferResponse, binary: &[bool]) -> (Vec<u8>, Option<usize>) {
     if !binary.iter().any(|&b| b) {
-        let json = serde_json::to_vec(response).expect("an infer response serializes");
+        // Room for a small batch's answer up front: serde_json starts at
+        // 128 bytes and a one-row classifier's answer is twice that.
+        let mut json = Vec::with_capacity(512);
+        serde_json::to_writer(&mut json, response).expect("an infer response serializes");
         return (json, None);
     }
     let mut raw = Vec::new();

@@ -6,6 +6,7 @@
 //! `[N, 1]`; BYTES for categorical features). `data` may be flat or nested,
 //! row-major.
 
+mod plain;
 mod response;
 mod tensor;
 
@@ -323,8 +324,12 @@ pub fn parse_infer_body(
     header_length: Option<usize>,
 ) -> Result<InferRequest<'_>, DecodeError> {
     let (json, mut binary) = super::binary::split_body(body, header_length)?;
-    let wire: WireRequest =
-        serde_json::from_slice(json).map_err(|e| DecodeError::Json(e.to_string()))?;
+    // The common body is read in one pass; serde reads (and refuses)
+    // anything else, so every error comes from one reader.
+    let wire: WireRequest = match plain::read(json) {
+        Some(wire) => wire,
+        None => serde_json::from_slice(json).map_err(|e| DecodeError::Json(e.to_string()))?,
+    };
     let inputs = wire
         .inputs
         .into_iter()

@@ -85,7 +85,7 @@ impl<'de> Deserialize<'de> for TensorData {
 }
 
 /// Nesting deeper than this is refused (a tensor has few dimensions).
-const MAX_DEPTH: usize = 16;
+pub(super) const MAX_DEPTH: usize = 16;
 
 struct Flatten<'a> {
     data: &'a mut Option<TensorData>,

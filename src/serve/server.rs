@@ -11,7 +11,7 @@ use axum::Router;
 use axum::ServiceExt;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
@@ -24,7 +24,6 @@ use crate::drift::{DriftConfig, DriftMonitor, ReferenceProfile};
 
 use super::watch::{drift, feedback, feedback_stats, observe};
 
-use super::binary::HEADER_LENGTH;
 use super::error::ServeError;
 use super::feedback::{
     FeedbackConfig, FeedbackHandle, FeedbackSink, LabelKind, ServedPredictions, ServedRecord,
@@ -35,8 +34,7 @@ use crate::api::{FeatureKind, Task};
 
 use super::protocol::{
     DecodeError, DecodedBatch, InferRequest, InferResponse, InputSchema, ModelMetadata, OutputData,
-    ResponseOutput, ServerMetadata, TensorMetadata, encode_response, parse_infer_body,
-    wants_binary,
+    ResponseOutput, ServerMetadata, TensorMetadata,
 };
 
 /// Everything the server needs to know about a loaded model.
@@ -540,34 +538,12 @@ pub(super) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, 
         })
 }
 
-fn declared_too_large(request: &Request, limit: usize) -> bool {
-    request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|n| n > limit as u64)
-}
-
 async fn infer(
     State(state): State<Arc<AppState>>,
     Path(path): Path<ModelPath>,
     request: Request,
 ) -> Response {
-    infer_response(&state, &path, request).await
-}
-
-/// `POST` an inference: the router's handler and the front door's fast
-/// path (`serve::front`) both answer through this.
-pub(super) async fn infer_response(
-    state: &AppState,
-    path: &ModelPath,
-    request: Request,
-) -> Response {
-    match guarded(state, infer_rest(state, path, request)).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    super::front::infer_response(&state, &path, request).await
 }
 
 /// Runs one inference under the inference slots and the request timeout, and
@@ -594,84 +570,6 @@ pub(super) async fn guarded<T>(
     };
     state.count("infer", status);
     result
-}
-
-/// The REST front end: reads (and inflates) the body, JSON or binary, and
-/// answers in JSON or binary as the request asks.
-async fn infer_rest(
-    state: &AppState,
-    path: &ModelPath,
-    request: Request,
-) -> Result<Response, ServeError> {
-    let loaded = state.model_for(path)?;
-    let limit = state.config.body_limit;
-    if declared_too_large(&request, limit) {
-        return Err(ServeError::BodyTooLarge { limit });
-    }
-    let header_length = header_length(request.headers())?;
-    let encoding = request
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("(not text)").to_ascii_lowercase());
-    let body = read_body(request.into_body(), limit).await?;
-    let body = super::encoding::inflate(body, encoding.as_deref(), limit)?;
-    let mut request = parse_infer_body(&body, header_length)?;
-    let binary = [
-        wants_binary(&request, "predictions")?,
-        wants_binary(&request, "probabilities")?,
-    ];
-    let response = run_inference(state, loaded, &mut request).await?;
-    let flags: Vec<bool> = response
-        .outputs
-        .iter()
-        .map(|o| binary[usize::from(o.name == "probabilities")])
-        .collect();
-    let (body, json_length) = encode_response(&response, &flags);
-    let mut answer = Response::new(Body::from(body));
-    let headers = answer.headers_mut();
-    // A client id that is no valid header value stays in the body alone.
-    if let Some(id) = response
-        .id
-        .as_deref()
-        .and_then(|id| HeaderValue::from_str(id).ok())
-    {
-        headers.insert(crate::api::routes::INFERENCE_ID_HEADER, id);
-    }
-    match json_length {
-        Some(n) => {
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            headers.insert(HEADER_LENGTH, HeaderValue::from(n));
-        }
-        None => {
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-        }
-    }
-    Ok(answer)
-}
-
-/// The `Inference-Header-Content-Length` header, if present.
-fn header_length(headers: &http::HeaderMap) -> Result<Option<usize>, ServeError> {
-    let Some(value) = headers.get(HEADER_LENGTH) else {
-        return Ok(None);
-    };
-    value
-        .to_str()
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .map(Some)
-        .ok_or_else(|| ServeError::BadHeader {
-            header: "Inference-Header-Content-Length",
-            reason: format!(
-                "`{}` is not a length in bytes",
-                String::from_utf8_lossy(value.as_bytes())
-            ),
-        })
 }
 
 /// One inference on the loaded model, shared by both front ends: decoding to

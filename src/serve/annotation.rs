@@ -26,7 +26,7 @@ use crate::data::QueuedRow;
 use crate::drift::{DriftRegion, Observation};
 
 use super::feedback::ServedRecord;
-use super::protocol::Column;
+use super::served::{Cell, ServedCells};
 
 const DAY_SECONDS: f64 = 86_400.0;
 
@@ -216,12 +216,12 @@ impl AnnotationSampler {
 }
 
 /// The key of row `i`'s inputs: equal inputs, equal key.
-fn inputs_key(columns: &[Column], i: usize) -> u64 {
+fn inputs_key(cells: &ServedCells, i: usize) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    for c in columns {
+    for c in cells.row(i) {
         match c {
-            Column::Numbers(v) => v[i].to_bits().hash(&mut h),
-            Column::Texts(v) => v[i].hash(&mut h),
+            Cell::Number(v) => v.to_bits().hash(&mut h),
+            Cell::Text(v) => v.hash(&mut h),
         }
     }
     h.finish()
@@ -241,7 +241,7 @@ pub(super) fn offer_record(
         return;
     }
     for i in 0..record.rows() {
-        let key = inputs_key(&record.columns, i);
+        let key = inputs_key(&record.cells, i);
         let queued = |reason: QueueReason, score: f64, why: String| QueuedRow {
             id: record.id.clone(),
             row: i as u64,
@@ -266,9 +266,9 @@ pub(super) fn offer_record(
         {
             let value = |j: usize| {
                 record
-                    .columns
-                    .get(j)
-                    .map_or(Observation::Missing, |c| super::watch::observation(c, i))
+                    .cells
+                    .get(j, i)
+                    .map_or(Observation::Missing, Cell::observation)
             };
             if let Some((ratio, feature)) = region.score(value) {
                 sampler.offer(QueueReason::Drifted, ratio, key, || {

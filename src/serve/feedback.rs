@@ -24,7 +24,7 @@ pub use super::labels::{FeedbackBody, FeedbackOutcome, LabelItem, LabelKind};
 use super::lines::JsonLines;
 use super::metrics::ServeMetrics;
 use super::pending::Pending;
-use super::protocol::Column;
+use super::served::{Cell, ServedCells};
 use crate::api::AnnotationSpec;
 use crate::api::names::{LABELS_DIR, PREDICTION_LOG_DIR, QUEUE_DIR};
 use crate::drift::DriftRegion;
@@ -83,8 +83,8 @@ pub struct ServedRecord {
     pub time: DateTime<Utc>,
     /// Feature names in column order, shared by every record of a model.
     pub features: Arc<[String]>,
-    /// One column per feature, `rows()` values each.
-    pub columns: Vec<Column>,
+    /// `rows()` values per feature.
+    pub cells: ServedCells,
     /// Prediction per row.
     pub predictions: ServedPredictions,
     /// Classifiers: the top-class probability each row was answered with
@@ -142,12 +142,12 @@ impl ServedRecord {
     /// Row `i` as `{feature: value}`.
     pub(super) fn row(&self, i: usize) -> Map<String, Value> {
         let mut row = Map::new();
-        for (name, column) in self.features.iter().zip(&self.columns) {
-            let value = match column {
-                Column::Numbers(v) => serde_json::Number::from_f64(v[i])
+        for (name, cell) in self.features.iter().zip(self.cells.row(i)) {
+            let value = match cell {
+                Cell::Number(v) => serde_json::Number::from_f64(*v)
                     .map(Value::Number)
                     .unwrap_or(Value::Null),
-                Column::Texts(v) => Value::String(v[i].clone()),
+                Cell::Text(v) => Value::String(v.clone()),
             };
             row.insert(name.clone(), value);
         }
@@ -339,6 +339,16 @@ pub fn start_feedback(
     }
 }
 
+/// How long served records gather in the inbox after the first arrives
+/// before the worker takes them. Woken for every few requests (each
+/// wake-up a task switch, often a sleeping thread's, and a stats update)
+/// the worker cost a one-row server ~1.4 µs of CPU a request more (6 %,
+/// `bench/serving/cpu-ab.sh`, 2026-12-06) than taking a couple of
+/// milliseconds' records at once. A label, flush or closed drift window
+/// that arrives meanwhile waits at most this long (each takes the inbox
+/// first, so it still finds every request served before it).
+const GATHER: Duration = Duration::from_millis(2);
+
 struct Worker {
     config: FeedbackConfig,
     target: String,
@@ -373,6 +383,7 @@ impl Worker {
         loop {
             tokio::select! {
                 () = inbox.ready.notified() => {
+                    tokio::time::sleep(GATHER).await;
                     self.take_served(&inbox, &mut served).await;
                 }
                 event = events.recv() => match event {
@@ -770,9 +781,10 @@ mod tests {
             version: "v1".into(),
             time,
             features: Arc::from(vec!["alcohol".to_string()]),
-            columns: vec![Column::Numbers(
+            cells: vec![crate::serve::protocol::Column::Numbers(
                 (0..rows).map(|i| 10.0 + i as f64).collect(),
-            )],
+            )]
+            .into(),
             predictions: ServedPredictions::Labels(vec!["good".into(); rows]),
             confidence: vec![0.75; rows],
             margins: Vec::new(),

@@ -173,8 +173,8 @@ pub fn response_to_grpc(response: InferResponse) -> pb::ModelInferResponse {
             .outputs
             .into_iter()
             .map(|o| pb::model_infer_response::InferOutputTensor {
-                name: o.name,
-                datatype: o.datatype,
+                name: o.name.into_owned(),
+                datatype: o.datatype.into_owned(),
                 shape: o.shape.into_iter().map(|d| d as i64).collect(),
                 parameters: HashMap::new(),
                 contents: None,

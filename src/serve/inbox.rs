@@ -1,6 +1,7 @@
 //! Served records on their way to the feedback worker. The request path
 //! pushes under a short lock; the worker is woken when the inbox goes from
-//! empty to not empty and takes every record at once: one wake-up per
+//! empty to not empty, lets records gather for a moment
+//! (`feedback::GATHER`) and takes every record at once: one wake-up per
 //! batch, not per request (a wake-up per request, often onto another
 //! thread, cost a 1-row server about a quarter of its throughput).
 

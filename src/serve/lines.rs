@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::feedback::{ServedPredictions, ServedRecord};
-use super::protocol::Column;
+use super::served::Cell;
 
 /// Lines of JSON, oldest first.
 #[derive(Debug, Default)]
@@ -66,13 +66,13 @@ impl JsonLines {
         for i in 0..record.rows() {
             let t = &mut self.text;
             t.push(b'{');
-            for (name, column) in record.features.iter().zip(&record.columns) {
+            for (name, cell) in record.features.iter().zip(record.cells.row(i)) {
                 field(t, name);
-                match column {
+                match cell {
                     // serde_json writes a non-finite number as null, as
                     // `Number::from_f64` makes it in a map.
-                    Column::Numbers(v) => write(t, &v[i]),
-                    Column::Texts(v) => write(t, &v[i]),
+                    Cell::Number(v) => write(t, v),
+                    Cell::Text(v) => write(t, v),
                 }
                 t.push(b',');
             }
@@ -133,10 +133,15 @@ mod tests {
             version: "v3".into(),
             time: Utc::now(),
             features: Arc::from(vec!["a\nb".to_string(), "color".to_string()]),
-            columns: vec![
-                Column::Numbers(vec![1.5, f64::NAN, -0.0]),
-                Column::Texts(vec!["red".into(), "é\"".into(), String::new()]),
-            ],
+            cells: vec![
+                crate::serve::protocol::Column::Numbers(vec![1.5, f64::NAN, -0.0]),
+                crate::serve::protocol::Column::Texts(vec![
+                    "red".into(),
+                    "é\"".into(),
+                    String::new(),
+                ]),
+            ]
+            .into(),
             predictions: ServedPredictions::Labels(vec!["x".into(), "y".into(), "z".into()]),
             confidence: vec![0.9, 0.5, 0.25],
             margins: Vec::new(),

@@ -18,6 +18,7 @@ mod model;
 mod pending;
 mod predict;
 mod protocol;
+mod served;
 mod server;
 mod shadow;
 mod trace;

@@ -190,7 +190,7 @@ mod tests {
             version: "1".into(),
             time: DateTime::from_timestamp(seconds, 0).unwrap(),
             features: Arc::from(Vec::<String>::new()),
-            columns: Vec::new(),
+            cells: Default::default(),
             predictions: ServedPredictions::Values(vec![0.0; rows]),
             confidence: Vec::new(),
             margins: Vec::new(),

@@ -590,7 +590,9 @@ pub(super) async fn run_inference(
         .id
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    observe(state, loaded, &batch, &output);
+    // One clock read for the drift window and the remembered record.
+    let now = Utc::now();
+    observe(state, loaded, &batch, &output, now);
     let rows = batch.rows;
     if loaded.feedback.should_sample() {
         let predictions = match info.task {
@@ -600,9 +602,9 @@ pub(super) async fn run_inference(
         loaded.feedback.record(ServedRecord {
             id: id.clone(),
             version: loaded.version.clone(),
-            time: Utc::now(),
+            time: now,
             features: loaded.feature_names.clone(),
-            columns: batch.columns,
+            cells: batch.columns.into(),
             predictions,
             confidence: (0..rows)
                 .filter_map(|i| super::watch::confidence(&output, i))

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::api::Task;
 use crate::drift::{ConfidenceTally, DriftRegion, Observation, WindowReport};
@@ -30,6 +30,7 @@ pub(super) fn observe(
     loaded: &Loaded,
     batch: &DecodedBatch,
     output: &ModelOutput,
+    now: DateTime<Utc>,
 ) {
     let metrics = &state.metrics;
     metrics.rows.inc_by(batch.rows as u64);
@@ -55,7 +56,7 @@ pub(super) fn observe(
                 }
             },
             |i| confidence(output, i),
-            Utc::now(),
+            now,
         )
     };
     for window in closed {

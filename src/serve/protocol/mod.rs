@@ -225,45 +225,16 @@ struct WireRequest<'a> {
     id: Option<String>,
     #[serde(default)]
     parameters: Option<serde_json::Map<String, serde_json::Value>>,
-    #[serde(borrow, deserialize_with = "presized_inputs")]
+    #[serde(borrow)]
     inputs: Vec<WireInput<'a>>,
     #[serde(default)]
     outputs: Option<Vec<RequestOutput>>,
 }
 
 /// Room for this many inputs before the list of a JSON body grows (one a
-/// column is the common shape: a table of a dozen features).
+/// column is the common shape: a table of a dozen features); the plain
+/// reader starts its list with it.
 const INPUTS_RESERVED: usize = 16;
-
-/// `inputs` read into a list with room for [`INPUTS_RESERVED`]: JSON gives
-/// no length up front, and growing a list of inputs from empty moved every
-/// input read so far three times on a dozen-column request.
-fn presized_inputs<'de: 'a, 'a, D>(deserializer: D) -> Result<Vec<WireInput<'a>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    struct Inputs<'a>(std::marker::PhantomData<WireInput<'a>>);
-    impl<'de: 'a, 'a> serde::de::Visitor<'de> for Inputs<'a> {
-        type Value = Vec<WireInput<'a>>;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            // serde's own words for a list, as before.
-            f.write_str("a sequence")
-        }
-
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(
-            self,
-            mut seq: A,
-        ) -> Result<Self::Value, A::Error> {
-            let mut inputs = Vec::with_capacity(seq.size_hint().unwrap_or(INPUTS_RESERVED));
-            while let Some(input) = seq.next_element()? {
-                inputs.push(input);
-            }
-            Ok(inputs)
-        }
-    }
-    deserializer.deserialize_seq(Inputs(std::marker::PhantomData))
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -2,6 +2,8 @@
 //! infer answer (with binary outputs appended after it when asked) and the
 //! model and server metadata documents.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 /// `POST …/infer` response.
@@ -17,12 +19,13 @@ pub struct InferResponse {
     pub outputs: Vec<ResponseOutput>,
 }
 
-/// One output tensor.
+/// One output tensor. The server's names and datatypes are constants
+/// (`predictions`, `FP64`, …): borrowed, not copied into each answer.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct ResponseOutput {
-    pub name: String,
+    pub name: Cow<'static, str>,
     pub shape: Vec<usize>,
-    pub datatype: String,
+    pub datatype: Cow<'static, str>,
     pub data: OutputData,
 }
 

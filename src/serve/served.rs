@@ -1,0 +1,109 @@
+//! A served request's feature values as the feedback worker keeps them:
+//! one list, feature after feature, instead of the decoder's list per
+//! column.
+//!
+//! The request path allocates the record and the feedback worker's thread
+//! frees it, often much later (evicted at the pending cap); a freed block
+//! that belongs to another thread is the allocator's slow path. A dozen
+//! columns were a dozen such frees a request; in one list they are one.
+
+use crate::drift::Observation;
+
+use super::protocol::Column;
+
+/// One served value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Number(f64),
+    Text(String),
+}
+
+impl Cell {
+    /// The value as the drift sketches read it.
+    pub(super) fn observation(&self) -> Observation<'_> {
+        match self {
+            Cell::Number(v) => Observation::Number(*v),
+            Cell::Text(v) => Observation::Text(v),
+        }
+    }
+}
+
+/// Feature values of a served request: `rows` values a feature, feature
+/// after feature, in the model's feature order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServedCells {
+    rows: usize,
+    cells: Vec<Cell>,
+}
+
+impl From<Vec<Column>> for ServedCells {
+    /// The decoder's columns, each of the same length (one a row), moved
+    /// in: numbers copied, texts moved.
+    fn from(columns: Vec<Column>) -> Self {
+        let rows = columns.first().map_or(0, |c| match c {
+            Column::Numbers(v) => v.len(),
+            Column::Texts(v) => v.len(),
+        });
+        let mut cells = Vec::with_capacity(rows * columns.len());
+        for column in columns {
+            match column {
+                Column::Numbers(v) => cells.extend(v.into_iter().map(Cell::Number)),
+                Column::Texts(v) => cells.extend(v.into_iter().map(Cell::Text)),
+            }
+            debug_assert_eq!(cells.len() % rows.max(1), 0, "columns of one length");
+        }
+        ServedCells { rows, cells }
+    }
+}
+
+impl ServedCells {
+    /// Feature `feature`'s value in row `row`, if both exist.
+    pub fn get(&self, feature: usize, row: usize) -> Option<&Cell> {
+        if row >= self.rows {
+            return None;
+        }
+        self.cells.get(feature * self.rows + row)
+    }
+
+    /// Row `row`'s values in feature order.
+    pub fn row(&self, row: usize) -> impl Iterator<Item = &Cell> {
+        let start = if row < self.rows {
+            row
+        } else {
+            self.cells.len()
+        };
+        self.cells.iter().skip(start).step_by(self.rows.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_read_back_by_feature_and_row_as_the_columns_held_them() {
+        let cells = ServedCells::from(vec![
+            Column::Numbers(vec![1.5, -0.0, f64::NAN]),
+            Column::Texts(vec!["red".into(), "blue".into(), String::new()]),
+            Column::Numbers(vec![7.0, 8.0, 9.0]),
+        ]);
+        assert_eq!(cells.get(0, 0), Some(&Cell::Number(1.5)));
+        assert_eq!(cells.get(1, 1), Some(&Cell::Text("blue".into())));
+        assert_eq!(cells.get(2, 2), Some(&Cell::Number(9.0)));
+        assert_eq!(cells.get(3, 0), None, "no fourth feature");
+        assert_eq!(cells.get(0, 3), None, "no fourth row");
+        let row: Vec<&Cell> = cells.row(1).collect();
+        assert_eq!(
+            row,
+            [
+                &Cell::Number(-0.0),
+                &Cell::Text("blue".into()),
+                &Cell::Number(8.0)
+            ]
+        );
+        assert!(matches!(cells.get(0, 1), Some(Cell::Number(z)) if z.is_sign_negative()));
+        assert!(matches!(cells.row(2).next(), Some(Cell::Number(n)) if n.is_nan()));
+        assert_eq!(cells.row(3).count(), 0, "no fourth row");
+        assert_eq!(ServedCells::from(Vec::new()).row(0).count(), 0);
+    }
+}

@@ -26,7 +26,7 @@ use crate::data::QueuedRow;
 use crate::drift::{DriftRegion, Observation};
 
 use super::feedback::ServedRecord;
-use super::served::{Cell, ServedCells};
+use super::served::{ServedCells, ServedValue};
 
 const DAY_SECONDS: f64 = 86_400.0;
 
@@ -220,8 +220,8 @@ fn inputs_key(cells: &ServedCells, i: usize) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for c in cells.row(i) {
         match c {
-            Cell::Number(v) => v.to_bits().hash(&mut h),
-            Cell::Text(v) => v.hash(&mut h),
+            ServedValue::Number(v) => v.to_bits().hash(&mut h),
+            ServedValue::Text(v) => v.hash(&mut h),
         }
     }
     h.finish()
@@ -268,7 +268,7 @@ pub(super) fn offer_record(
                 record
                     .cells
                     .get(j, i)
-                    .map_or(Observation::Missing, Cell::observation)
+                    .map_or(Observation::Missing, ServedValue::observation)
             };
             if let Some((ratio, feature)) = region.score(value) {
                 sampler.offer(QueueReason::Drifted, ratio, key, || {

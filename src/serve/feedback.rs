@@ -24,7 +24,7 @@ pub use super::labels::{FeedbackBody, FeedbackOutcome, LabelItem, LabelKind};
 use super::lines::JsonLines;
 use super::metrics::ServeMetrics;
 use super::pending::Pending;
-use super::served::{Cell, ServedCells};
+use super::served::{ServedCells, ServedValue};
 use crate::api::AnnotationSpec;
 use crate::api::names::{LABELS_DIR, PREDICTION_LOG_DIR, QUEUE_DIR};
 use crate::drift::DriftRegion;
@@ -144,10 +144,10 @@ impl ServedRecord {
         let mut row = Map::new();
         for (name, cell) in self.features.iter().zip(self.cells.row(i)) {
             let value = match cell {
-                Cell::Number(v) => serde_json::Number::from_f64(*v)
+                ServedValue::Number(v) => serde_json::Number::from_f64(*v)
                     .map(Value::Number)
                     .unwrap_or(Value::Null),
-                Cell::Text(v) => Value::String(v.clone()),
+                ServedValue::Text(v) => Value::String(v.clone()),
             };
             row.insert(name.clone(), value);
         }

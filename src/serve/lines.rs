@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::feedback::{ServedPredictions, ServedRecord};
-use super::served::Cell;
+use super::served::ServedValue;
 
 /// Lines of JSON, oldest first.
 #[derive(Debug, Default)]
@@ -71,8 +71,8 @@ impl JsonLines {
                 match cell {
                     // serde_json writes a non-finite number as null, as
                     // `Number::from_f64` makes it in a map.
-                    Cell::Number(v) => write(t, v),
-                    Cell::Text(v) => write(t, v),
+                    ServedValue::Number(v) => write(t, v),
+                    ServedValue::Text(v) => write(t, v),
                 }
                 t.push(b',');
             }

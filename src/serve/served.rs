@@ -13,17 +13,17 @@ use super::protocol::Column;
 
 /// One served value.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
+pub enum ServedValue {
     Number(f64),
     Text(String),
 }
 
-impl Cell {
+impl ServedValue {
     /// The value as the drift sketches read it.
     pub(super) fn observation(&self) -> Observation<'_> {
         match self {
-            Cell::Number(v) => Observation::Number(*v),
-            Cell::Text(v) => Observation::Text(v),
+            ServedValue::Number(v) => Observation::Number(*v),
+            ServedValue::Text(v) => Observation::Text(v),
         }
     }
 }
@@ -33,7 +33,7 @@ impl Cell {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServedCells {
     rows: usize,
-    cells: Vec<Cell>,
+    cells: Vec<ServedValue>,
 }
 
 impl From<Vec<Column>> for ServedCells {
@@ -47,8 +47,8 @@ impl From<Vec<Column>> for ServedCells {
         let mut cells = Vec::with_capacity(rows * columns.len());
         for column in columns {
             match column {
-                Column::Numbers(v) => cells.extend(v.into_iter().map(Cell::Number)),
-                Column::Texts(v) => cells.extend(v.into_iter().map(Cell::Text)),
+                Column::Numbers(v) => cells.extend(v.into_iter().map(ServedValue::Number)),
+                Column::Texts(v) => cells.extend(v.into_iter().map(ServedValue::Text)),
             }
             debug_assert_eq!(cells.len() % rows.max(1), 0, "columns of one length");
         }
@@ -58,7 +58,7 @@ impl From<Vec<Column>> for ServedCells {
 
 impl ServedCells {
     /// Feature `feature`'s value in row `row`, if both exist.
-    pub fn get(&self, feature: usize, row: usize) -> Option<&Cell> {
+    pub fn get(&self, feature: usize, row: usize) -> Option<&ServedValue> {
         if row >= self.rows {
             return None;
         }
@@ -66,7 +66,7 @@ impl ServedCells {
     }
 
     /// Row `row`'s values in feature order.
-    pub fn row(&self, row: usize) -> impl Iterator<Item = &Cell> {
+    pub fn row(&self, row: usize) -> impl Iterator<Item = &ServedValue> {
         let start = if row < self.rows {
             row
         } else {
@@ -87,22 +87,22 @@ mod tests {
             Column::Texts(vec!["red".into(), "blue".into(), String::new()]),
             Column::Numbers(vec![7.0, 8.0, 9.0]),
         ]);
-        assert_eq!(cells.get(0, 0), Some(&Cell::Number(1.5)));
-        assert_eq!(cells.get(1, 1), Some(&Cell::Text("blue".into())));
-        assert_eq!(cells.get(2, 2), Some(&Cell::Number(9.0)));
+        assert_eq!(cells.get(0, 0), Some(&ServedValue::Number(1.5)));
+        assert_eq!(cells.get(1, 1), Some(&ServedValue::Text("blue".into())));
+        assert_eq!(cells.get(2, 2), Some(&ServedValue::Number(9.0)));
         assert_eq!(cells.get(3, 0), None, "no fourth feature");
         assert_eq!(cells.get(0, 3), None, "no fourth row");
-        let row: Vec<&Cell> = cells.row(1).collect();
+        let row: Vec<&ServedValue> = cells.row(1).collect();
         assert_eq!(
             row,
             [
-                &Cell::Number(-0.0),
-                &Cell::Text("blue".into()),
-                &Cell::Number(8.0)
+                &ServedValue::Number(-0.0),
+                &ServedValue::Text("blue".into()),
+                &ServedValue::Number(8.0)
             ]
         );
-        assert!(matches!(cells.get(0, 1), Some(Cell::Number(z)) if z.is_sign_negative()));
-        assert!(matches!(cells.row(2).next(), Some(Cell::Number(n)) if n.is_nan()));
+        assert!(matches!(cells.get(0, 1), Some(ServedValue::Number(z)) if z.is_sign_negative()));
+        assert!(matches!(cells.row(2).next(), Some(ServedValue::Number(n)) if n.is_nan()));
         assert_eq!(cells.row(3).count(), 0, "no fourth row");
         assert_eq!(ServedCells::from(Vec::new()).row(0).count(), 0);
     }

@@ -90,6 +90,10 @@ mod tests {
         assert_eq!(cells.get(0, 0), Some(&ServedValue::Number(1.5)));
         assert_eq!(cells.get(1, 1), Some(&ServedValue::Text("blue".into())));
         assert_eq!(cells.get(2, 2), Some(&ServedValue::Number(9.0)));
+        // Off the diagonal: a feature's values, not a row's.
+        assert_eq!(cells.get(1, 0), Some(&ServedValue::Text("red".into())));
+        assert_eq!(cells.get(2, 1), Some(&ServedValue::Number(8.0)));
+        assert_eq!(cells.get(0, 1), cells.row(1).next());
         assert_eq!(cells.get(3, 0), None, "no fourth feature");
         assert_eq!(cells.get(0, 3), None, "no fourth row");
         let row: Vec<&ServedValue> = cells.row(1).collect();

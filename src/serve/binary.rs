@@ -9,8 +9,11 @@
 
 use super::protocol::{DecodeError, OutputData, TensorData};
 
-/// The header giving the length of the JSON part of a binary body.
-pub const HEADER_LENGTH: &str = "inference-header-content-length";
+/// The header giving the length of the JSON part of a binary body (a
+/// parsed name: looked up and set on every request, a `&str` would be
+/// parsed each time).
+pub const HEADER_LENGTH: http::HeaderName =
+    http::HeaderName::from_static("inference-header-content-length");
 
 /// Bytes per element of a fixed-size datatype; `None` for BYTES and unknown names.
 pub fn element_size(datatype: &str) -> Option<usize> {

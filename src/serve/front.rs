@@ -19,10 +19,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use futures::future::{BoxFuture, Either};
 use http::Method;
+use hyper::body::{Body as HttpBody, Incoming};
 use tower::Service;
 use tower_http::trace::MakeSpan;
 use tracing::Instrument;
@@ -31,11 +32,14 @@ use axum::body::Body;
 use http::{HeaderValue, header};
 
 use super::binary::HEADER_LENGTH;
-use super::error::ServeError;
+use super::error::{Cause, ServeError};
 use super::protocol::{encode_response, parse_infer_body, wants_binary};
 use super::server::{AppState, ModelPath, guarded, read_body, run_inference};
 use super::trace::RequestSpan;
 use crate::api::routes;
+
+/// The inference id's header, parsed once (`api::routes` names it).
+const INFERENCE_ID: http::HeaderName = http::HeaderName::from_static(routes::INFERENCE_ID_HEADER);
 
 /// The server's service: the inference fast path, then the router.
 #[derive(Clone)]
@@ -62,12 +66,12 @@ fn infer_path(path: &str) -> Option<ModelPath> {
         })
 }
 
-impl Service<Request> for Front {
+impl Service<http::Request<Incoming>> for Front {
     type Response = Response;
     type Error = Infallible;
     type Future = Either<
         BoxFuture<'static, Result<Response, Infallible>>,
-        <Router as Service<Request>>::Future,
+        <Router as Service<axum::extract::Request>>::Future,
     >;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
@@ -76,27 +80,36 @@ impl Service<Request> for Front {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
+    fn call(&mut self, request: http::Request<Incoming>) -> Self::Future {
         if request.method() == Method::POST
             && let Some(path) = infer_path(request.uri().path())
         {
             let span = RequestSpan(self.state.clone()).make_span(&request);
             let state = self.state.clone();
-            return Either::Left(Box::pin(
-                async move { Ok(infer_response(&state, &path, request).await) }.instrument(span),
-            ));
+            let answer = async move { Ok(infer_response(&state, &path, request).await) };
+            // A span the log level turns off is not entered on every poll.
+            return Either::Left(if span.is_disabled() {
+                Box::pin(answer)
+            } else {
+                Box::pin(answer.instrument(span))
+            });
         }
-        Either::Right(self.router.call(request))
+        // The router (and every handler in it) reads axum's body.
+        Either::Right(self.router.call(request.map(Body::new)))
     }
 }
 
 /// `POST` an inference: the router's handler and the front door's fast
 /// path (`serve::front`) both answer through this.
-pub(super) async fn infer_response(
+pub(super) async fn infer_response<B>(
     state: &AppState,
     path: &ModelPath,
-    request: Request,
-) -> Response {
+    request: http::Request<B>,
+) -> Response
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<Cause>,
+{
     match guarded(state, infer_rest(state, path, request)).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -105,14 +118,18 @@ pub(super) async fn infer_response(
 
 /// The REST front end: reads (and inflates) the body, JSON or binary, and
 /// answers in JSON or binary as the request asks.
-async fn infer_rest(
+async fn infer_rest<B>(
     state: &AppState,
     path: &ModelPath,
-    request: Request,
-) -> Result<Response, ServeError> {
+    request: http::Request<B>,
+) -> Result<Response, ServeError>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<Cause>,
+{
     let loaded = state.model_for(path)?;
     let limit = state.config.body_limit;
-    if declared_too_large(&request, limit) {
+    if declared_too_large(request.headers(), limit) {
         return Err(ServeError::BodyTooLarge { limit });
     }
     let header_length = header_length(request.headers())?;
@@ -142,7 +159,7 @@ async fn infer_rest(
         .as_deref()
         .and_then(|id| HeaderValue::from_str(id).ok())
     {
-        headers.insert(crate::api::routes::INFERENCE_ID_HEADER, id);
+        headers.insert(INFERENCE_ID, id);
     }
     match json_length {
         Some(n) => {
@@ -181,9 +198,8 @@ fn header_length(headers: &http::HeaderMap) -> Result<Option<usize>, ServeError>
         })
 }
 
-fn declared_too_large(request: &Request, limit: usize) -> bool {
-    request
-        .headers()
+fn declared_too_large(headers: &http::HeaderMap, limit: usize) -> bool {
+    headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())

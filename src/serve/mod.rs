@@ -12,6 +12,7 @@ mod images;
 mod inbox;
 mod labels;
 mod lines;
+mod listen;
 mod load;
 mod metrics;
 mod model;

@@ -8,13 +8,10 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
-use axum::ServiceExt;
-use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use chrono::Utc;
 use http_body_util::BodyExt;
 use serde::Deserialize;
@@ -212,15 +209,9 @@ where
         })?;
     let addr = listener.local_addr().map_err(ServeError::Server)?;
     let app = super::front::Front::new(state.clone(), router(state.clone()));
-    // No Nagle: an HTTP/2 (gRPC) answer is several small writes, and the last
-    // one would wait for the client's delayed ACK (~40 ms a call).
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let serve = tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service())
-            .await
-            .map_err(ServeError::Server)
+        super::listen::serve(listener, app).await;
+        Ok(())
     });
     let load_state = state.clone();
     let load = tokio::spawn(async move {
@@ -521,8 +512,13 @@ pub(super) fn metadata_of(loaded: &Loaded) -> ModelMetadata {
     }
 }
 
-/// Reads a whole request body, refusing more than `limit` bytes (413).
-pub(super) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ServeError> {
+/// Reads a whole request body (axum's, or hyper's as the front door takes
+/// it), refusing more than `limit` bytes (413).
+pub(super) async fn read_body<B>(body: B, limit: usize) -> Result<bytes::Bytes, ServeError>
+where
+    B: hyper::body::Body<Data = bytes::Bytes>,
+    B::Error: Into<super::error::Cause>,
+{
     http_body_util::Limited::new(body, limit)
         .collect()
         .await
@@ -589,7 +585,13 @@ pub(super) async fn run_inference(
     let id = request
         .id
         .clone()
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        // Encoded on the stack, not through `Display`'s formatter.
+        .unwrap_or_else(|| {
+            uuid::Uuid::new_v4()
+                .hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer())
+                .to_owned()
+        });
     // One clock read for the drift window and the remembered record.
     let now = Utc::now();
     observe(state, loaded, &batch, &output, now);

@@ -634,6 +634,48 @@ async fn saturation_answers_503_with_retry_after_and_slow_inference_times_out() 
     assert!(timed_out >= 1, "the slow request did not time out");
 }
 
+/// Stopping a server (dropping it, as `driftline up` does with a replaced
+/// version) finishes the answer in flight, then closes that connection, and
+/// accepts no new one: a canary switch loses no request already taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_server_finishes_the_answer_in_flight_and_accepts_no_more() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = serve_with(ServerConfig::default(), Duration::from_millis(400)).await;
+    let addr = s.addr;
+    // Over 64 rows: the model runs on the blocking pool, the async threads stay free.
+    let body = per_feature(&[11.0; 100], &["red"; 100]).to_string();
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // HTTP/1.1 keeps the connection open after the answer unless the server ends it.
+    let request = format!(
+        "POST /v2/models/wine-quality/infer HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(s);
+    let mut answer = Vec::new();
+    // Read to the end: the connection must close once the answer is out.
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer))
+        .await
+        .expect("the connection stayed open after the answer")
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let json = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+    let json: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    assert_eq!(json["outputs"][0]["shape"], json!([100]), "{json}");
+    // The listener is gone: a new connection is refused.
+    let mut refused = false;
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "the stopped server still accepts connections");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_errors_rows_classes_and_drift() {
     let config = ServerConfig {

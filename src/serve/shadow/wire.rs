@@ -58,7 +58,7 @@ pub fn forwarded(headers: &HeaderMap) -> HeaderMap {
     for name in [
         CONTENT_TYPE,
         CONTENT_ENCODING,
-        HeaderName::from_static(HEADER_LENGTH),
+        HEADER_LENGTH,
         HeaderName::from_static("grpc-encoding"),
         HeaderName::from_static("grpc-accept-encoding"),
         HeaderName::from_static("te"),

@@ -47,5 +47,5 @@ pub use queue::{
 pub use realised::{RealisedCount, RealisedLabels, realised_labels, window_start};
 pub use scan::{Rows, Scanned, scan};
 pub use stats::{Statistics, compute as statistics};
-pub use table::{Cell, Table, format_of, known_format, read_table, sha256_hex};
+pub use table::{Cell, CellRef, Table, format_of, known_format, read_table, sha256_hex};
 pub use window::{WindowBounds, parse_day, parse_time};

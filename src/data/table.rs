@@ -20,6 +20,27 @@ pub enum Cell {
     Missing,
 }
 
+/// A cell borrowed from wherever its row lives (a [`Cell`], or a model
+/// server's decoded request): encoding reads cells through it, so a request
+/// is encoded without first being copied into owned cells.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CellRef<'a> {
+    Number(f64),
+    Text(&'a str),
+    Missing,
+}
+
+impl<'a> CellRef<'a> {
+    /// As [`Cell::as_text`], without copying a text.
+    pub fn text(self) -> Option<std::borrow::Cow<'a, str>> {
+        match self {
+            CellRef::Number(x) => Some(x.to_string().into()),
+            CellRef::Text(s) => Some(s.into()),
+            CellRef::Missing => None,
+        }
+    }
+}
+
 impl Cell {
     /// A CSV field: empty → missing, a number (including NaN/inf, refused
     /// later with the row named) → number, anything else → text.
@@ -42,6 +63,15 @@ impl Cell {
             serde_json::Value::Number(n) => n.as_f64().map_or(Cell::Missing, Cell::Number),
             serde_json::Value::String(s) => Cell::parse(s),
             other => Cell::Text(other.to_string()),
+        }
+    }
+
+    /// The cell borrowed: what encoding a row reads.
+    pub fn view(&self) -> CellRef<'_> {
+        match self {
+            Cell::Number(x) => CellRef::Number(*x),
+            Cell::Text(s) => CellRef::Text(s),
+            Cell::Missing => CellRef::Missing,
         }
     }
 

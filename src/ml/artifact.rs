@@ -15,7 +15,7 @@ use crate::drift::ReferenceProfile;
 
 use super::arch::{self, InputShape, Network, TensorShape};
 use super::error::{ArtifactError, MlError};
-use super::preprocess::{self, FeatureBatch, FeatureSchema};
+use super::preprocess::{self, FeatureRows, FeatureSchema};
 use super::vision::{ImagePreprocessing, image_statistics};
 use crate::data::store;
 use crate::data::{Pixels, sha256_hex};
@@ -390,9 +390,9 @@ pub struct Predictor {
 
 impl Predictor {
     /// Predicts a batch of raw rows.
-    pub fn predict(&self, batch: &FeatureBatch) -> Result<Predictions, MlError> {
+    pub fn predict(&self, batch: &impl FeatureRows) -> Result<Predictions, MlError> {
         let encoded = preprocess::encode(&self.features, batch, "the request")?;
-        self.predict_encoded(encoded, batch.rows)
+        self.predict_encoded(encoded, batch.rows())
     }
 
     /// Predicts rows that are already encoded (`rows × inputs`, row-major).
@@ -536,7 +536,7 @@ impl LoadedModel {
     }
 
     /// Predicts a batch of raw rows (features in manifest order).
-    pub fn predict(&self, batch: &FeatureBatch) -> Result<Predictions, MlError> {
+    pub fn predict(&self, batch: &impl FeatureRows) -> Result<Predictions, MlError> {
         self.predictor.predict(batch)
     }
 

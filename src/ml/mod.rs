@@ -24,7 +24,7 @@ pub use artifact::{
 };
 pub use error::{ArtifactError, MlError};
 pub use eval::{evaluate, evaluate_images, evaluate_with_test_set_sketch};
-pub use preprocess::{FeatureBatch, FeatureSchema, encode, encode_frame};
+pub use preprocess::{FeatureBatch, FeatureRows, FeatureSchema, encode, encode_frame};
 pub use train::{TrainOptions, TrainedModel, fit, train};
 pub use window_drift::{WindowDrift, observation};
 

@@ -1,9 +1,9 @@
 //! Glue between the server and the `ml` room: loading an artifact as a
 //! [`Predictor`], and writing feedback files to the artifact store.
 
-use crate::data::Cell;
+use crate::data::CellRef;
 use crate::data::store;
-use crate::ml::{FeatureBatch, LoadedModel};
+use crate::ml::{FeatureRows, LoadedModel};
 
 use super::error::ServeError;
 use super::feedback::FeedbackSink;
@@ -71,19 +71,29 @@ impl ArtifactModel {
     }
 }
 
-/// Decoded request columns as the `ml` room's raw rows.
-pub fn feature_batch(batch: &DecodedBatch) -> FeatureBatch {
-    let columns = batch
-        .columns
-        .iter()
-        .map(|c| match c {
-            Column::Numbers(v) => v.iter().map(|&x| Cell::Number(x)).collect(),
-            Column::Texts(v) => v.iter().map(|t| Cell::Text(t.clone())).collect(),
-        })
-        .collect();
-    FeatureBatch {
-        rows: batch.rows,
-        columns,
+/// Decoded request columns are the `ml` room's raw rows, read in place
+/// (copying a one-row request into owned cells was ~1.4 % of its CPU).
+impl FeatureRows for DecodedBatch {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn columns(&self) -> usize {
+        self.columns.len()
+    }
+
+    fn column_len(&self, j: usize) -> usize {
+        match &self.columns[j] {
+            Column::Numbers(v) => v.len(),
+            Column::Texts(v) => v.len(),
+        }
+    }
+
+    fn cell(&self, j: usize, row: usize) -> CellRef<'_> {
+        match &self.columns[j] {
+            Column::Numbers(v) => CellRef::Number(v[row]),
+            Column::Texts(v) => CellRef::Text(&v[row]),
+        }
     }
 }
 
@@ -93,10 +103,7 @@ impl Predictor for ArtifactModel {
     }
 
     fn predict(&self, batch: &DecodedBatch) -> Result<ModelOutput, String> {
-        let p = self
-            .model
-            .predict(&feature_batch(batch))
-            .map_err(|e| e.to_string())?;
+        let p = self.model.predict(batch).map_err(|e| e.to_string())?;
         Ok(ModelOutput {
             labels: p.labels,
             values: p.values,

@@ -111,8 +111,8 @@ fn check_cell(
 ) -> Result<(), MlError> {
     match (kind, cell) {
         (_, Cell::Missing) | (FeatureKind::Categorical, _) => Ok(()),
-        (FeatureKind::Numeric, c) => numeric_value(c, source, row, name).map(|_| ()),
-        (FeatureKind::Boolean, c) => bool_value(c, source, row, name).map(|_| ()),
+        (FeatureKind::Numeric, c) => numeric_value(c.view(), source, row, name).map(|_| ()),
+        (FeatureKind::Boolean, c) => bool_value(c.view(), source, row, name).map(|_| ()),
     }
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::FeatureKind;
 
 use super::error::MlError;
-use crate::data::{Cell, Column, DataError, Frame, Table};
+use crate::data::{Cell, CellRef, Column, DataError, Frame, Table};
 
 mod fit;
 pub use fit::{ColumnFit, FitLimits, Moments, check_column, fit_feature, infer_kind};
@@ -46,6 +46,38 @@ impl FeatureSchema {
 pub struct FeatureBatch {
     pub rows: usize,
     pub columns: Vec<Vec<Cell>>,
+}
+
+/// Raw input rows, column by column in the manifest's feature order:
+/// what [`encode`] reads. A [`FeatureBatch`] is one; the model server's
+/// decoded request is another, read in place.
+pub trait FeatureRows {
+    /// Rows in the batch.
+    fn rows(&self) -> usize;
+    /// Feature columns in the batch.
+    fn columns(&self) -> usize;
+    /// Cells in column `j` (a ragged batch is refused by name).
+    fn column_len(&self, j: usize) -> usize;
+    /// The cell of column `j` in `row`.
+    fn cell(&self, j: usize, row: usize) -> CellRef<'_>;
+}
+
+impl FeatureRows for FeatureBatch {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn columns(&self) -> usize {
+        self.columns.len()
+    }
+
+    fn column_len(&self, j: usize) -> usize {
+        self.columns[j].len()
+    }
+
+    fn cell(&self, j: usize, row: usize) -> CellRef<'_> {
+        self.columns[j][row].view()
+    }
 }
 
 impl FeatureBatch {
@@ -111,12 +143,12 @@ fn parse_bool(text: &str) -> Option<bool> {
 /// Turns a batch into a row-major `rows × width` matrix.
 pub fn encode(
     features: &[FeatureSchema],
-    batch: &FeatureBatch,
+    batch: &impl FeatureRows,
     source: &str,
 ) -> Result<Vec<f32>, MlError> {
-    if batch.columns.len() != features.len() {
+    if batch.columns() != features.len() {
         return Err(MlError::BatchShape {
-            got: batch.columns.len(),
+            got: batch.columns(),
             expected: features.len(),
             names: features
                 .iter()
@@ -126,18 +158,19 @@ pub fn encode(
         });
     }
     let width: usize = features.iter().map(FeatureSchema::width).sum();
-    let mut out = vec![0f32; batch.rows * width];
+    let rows = batch.rows();
+    let mut out = vec![0f32; rows * width];
     let mut offset = 0;
-    for (f, col) in features.iter().zip(&batch.columns) {
-        if col.len() != batch.rows {
+    for (j, f) in features.iter().enumerate() {
+        if batch.column_len(j) != rows {
             return Err(MlError::RaggedBatch {
                 column: f.name.clone(),
-                got: col.len(),
-                expected: batch.rows,
+                got: batch.column_len(j),
+                expected: rows,
             });
         }
-        for (row, cell) in col.iter().enumerate() {
-            let (slot, value) = encode_cell(f, cell, source, row)?;
+        for row in 0..rows {
+            let (slot, value) = encode_cell(f, batch.cell(j, row), source, row)?;
             out[row * width + offset + slot] = value;
         }
         offset += f.width();
@@ -150,12 +183,12 @@ pub fn encode(
 /// of encoding, for cells and frames alike.
 fn encode_cell(
     f: &FeatureSchema,
-    cell: &Cell,
+    cell: CellRef<'_>,
     source: &str,
     row: usize,
 ) -> Result<(usize, f32), MlError> {
-    let cell = if *cell == Cell::Missing {
-        &f.fill
+    let cell = if cell == CellRef::Missing {
+        f.fill.view()
     } else {
         cell
     };
@@ -169,12 +202,12 @@ fn encode_cell(
             f32::from(u8::from(bool_value(cell, source, row, &f.name)?)),
         ),
         FeatureKind::Categorical => {
-            let text = cell.as_text().unwrap_or_default();
+            let text = cell.text().unwrap_or_default();
             // Unseen categories share the last (unknown) slot.
             let slot = f
                 .categories
                 .iter()
-                .position(|c| *c == text)
+                .position(|c| *c == *text)
                 .unwrap_or(f.categories.len());
             (slot, 1.0)
         }
@@ -208,7 +241,7 @@ pub fn encode_frame(
                 for (r, &i) in rows.iter().enumerate() {
                     let x = values[i];
                     if missing.as_ref().is_some_and(|m| m[i]) || !x.is_finite() {
-                        put(r, encode_cell(f, &column.get(i), source, r)?);
+                        put(r, encode_cell(f, column.get(i).view(), source, r)?);
                     } else {
                         put(r, (0, ((x - f.mean) / f.std) as f32));
                     }
@@ -223,7 +256,7 @@ pub fn encode_frame(
                     let encoded = match by_code[k] {
                         Some(e) => e,
                         None => {
-                            let e = encode_cell(f, &column.get(i), source, r)?;
+                            let e = encode_cell(f, column.get(i).view(), source, r)?;
                             by_code[k] = Some(e);
                             e
                         }
@@ -233,7 +266,7 @@ pub fn encode_frame(
             }
             _ => {
                 for (r, &i) in rows.iter().enumerate() {
-                    put(r, encode_cell(f, &column.get(i), source, r)?);
+                    put(r, encode_cell(f, column.get(i).view(), source, r)?);
                 }
             }
         }
@@ -253,17 +286,22 @@ fn bool_of(cell: &Cell) -> Option<bool> {
     }
 }
 
-fn numeric_value(cell: &Cell, source: &str, row: usize, column: &str) -> Result<f64, MlError> {
+fn numeric_value(
+    cell: CellRef<'_>,
+    source: &str,
+    row: usize,
+    column: &str,
+) -> Result<f64, MlError> {
     let x = match cell {
-        Cell::Number(x) => *x,
-        Cell::Text(t) => t.parse::<f64>().map_err(|_| MlError::NotANumber {
+        CellRef::Number(x) => x,
+        CellRef::Text(t) => t.parse::<f64>().map_err(|_| MlError::NotANumber {
             source_uri: source.into(),
             row: row + 1,
             column: column.into(),
-            value: t.clone(),
+            value: t.to_string(),
             hint: String::new(),
         })?,
-        Cell::Missing => 0.0,
+        CellRef::Missing => 0.0,
     };
     if !x.is_finite() {
         return Err(MlError::NonFinite {
@@ -276,13 +314,13 @@ fn numeric_value(cell: &Cell, source: &str, row: usize, column: &str) -> Result<
     Ok(x)
 }
 
-fn bool_value(cell: &Cell, source: &str, row: usize, column: &str) -> Result<bool, MlError> {
-    let text = cell.as_text().unwrap_or_default();
+fn bool_value(cell: CellRef<'_>, source: &str, row: usize, column: &str) -> Result<bool, MlError> {
+    let text = cell.text().unwrap_or_default();
     parse_bool(&text).ok_or_else(|| MlError::NotABoolean {
         source_uri: source.into(),
         row: row + 1,
         column: column.into(),
-        value: text,
+        value: text.into_owned(),
     })
 }
 
@@ -327,7 +365,7 @@ pub fn value_of(source: &str, target: &str, row: usize, cell: &Cell) -> Result<f
             target: target.into(),
         });
     }
-    numeric_value(cell, source, row, target)
+    numeric_value(cell.view(), source, row, target)
 }
 
 /// Reads the target column as class labels (classification).

@@ -127,13 +127,15 @@ impl<'a> Reader<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.at;
-        let len = self.s[start..].iter().position(|&b| b == b'"')?;
-        let raw = &self.s[start..start + len];
-        if raw.iter().any(|&b| b == b'\\' || b < 0x20) {
+        // One pass: stops at the closing quote, or at what only serde reads.
+        let len = self.s[start..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if self.s[start + len] != b'"' {
             return None;
         }
         self.at = start + len + 1;
-        std::str::from_utf8(raw).ok()
+        std::str::from_utf8(&self.s[start..start + len]).ok()
     }
 
     /// `-?digits(.digits)?`, each part within [`MAX_DIGITS`] digits, the

@@ -31,7 +31,8 @@ pub enum CellRef<'a> {
 }
 
 impl<'a> CellRef<'a> {
-    /// As [`Cell::as_text`], without copying a text.
+    /// The cell as a category or label, a text borrowed: numbers print
+    /// without a trailing `.0` (the one rule; [`Cell::as_text`] copies it).
     pub fn text(self) -> Option<std::borrow::Cow<'a, str>> {
         match self {
             CellRef::Number(x) => Some(x.to_string().into()),
@@ -77,11 +78,7 @@ impl Cell {
 
     /// The cell as a category or label: numbers print without a trailing `.0`.
     pub fn as_text(&self) -> Option<String> {
-        match self {
-            Cell::Number(x) => Some(x.to_string()),
-            Cell::Text(s) => Some(s.clone()),
-            Cell::Missing => None,
-        }
+        self.view().text().map(std::borrow::Cow::into_owned)
     }
 
     /// Whether the cell satisfies a slice condition.

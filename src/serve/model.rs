@@ -172,3 +172,99 @@ impl FeedbackSink for StoreFeedbackSink {
         self.uri.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::FeatureKind;
+    use crate::data::Cell;
+    use crate::ml::{FeatureBatch, FeatureSchema, encode};
+
+    fn feature(name: &str, kind: FeatureKind, categories: &[&str], fill: Cell) -> FeatureSchema {
+        FeatureSchema {
+            name: name.into(),
+            kind,
+            categories: categories.iter().map(|c| c.to_string()).collect(),
+            fill,
+            mean: 4.0,
+            std: 2.5,
+        }
+    }
+
+    fn features() -> Vec<FeatureSchema> {
+        vec![
+            feature("x", FeatureKind::Numeric, &[], Cell::Number(4.0)),
+            feature(
+                "color",
+                FeatureKind::Categorical,
+                &["red", "white"],
+                Cell::Text("red".into()),
+            ),
+            feature("flag", FeatureKind::Boolean, &[], Cell::Number(1.0)),
+        ]
+    }
+
+    fn decoded(flags: &[&str]) -> DecodedBatch {
+        DecodedBatch {
+            rows: 3,
+            columns: vec![
+                Column::Numbers(vec![1.5, -2.0, 7.25]),
+                Column::Texts(vec!["white".into(), "rosé".into(), "red".into()]),
+                Column::Texts(flags.iter().map(|f| f.to_string()).collect()),
+            ],
+        }
+    }
+
+    /// The same rows as owned cells: what training and evaluation encode.
+    fn as_cells(batch: &DecodedBatch) -> FeatureBatch {
+        FeatureBatch {
+            rows: batch.rows,
+            columns: batch
+                .columns
+                .iter()
+                .map(|c| match c {
+                    Column::Numbers(v) => v.iter().map(|&x| Cell::Number(x)).collect(),
+                    Column::Texts(v) => v.iter().map(|t| Cell::Text(t.clone())).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_request_encodes_in_place_to_the_bits_its_cells_encode_to() {
+        let features = features();
+        let batch = decoded(&["yes", "false", "T"]);
+        let in_place = encode(&features, &batch, "the request").unwrap();
+        let from_cells = encode(&features, &as_cells(&batch), "the request").unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&in_place), bits(&from_cells));
+        // x standardised, color one-hot with the unknown slot, flag 1/0.
+        assert_eq!(in_place.len(), 3 * 5);
+        assert_eq!(&in_place[1..5], &[0.0, 1.0, 0.0, 1.0]);
+        assert_eq!(&in_place[6..10], &[0.0, 0.0, 1.0, 0.0]);
+        assert_eq!(&in_place[11..15], &[1.0, 0.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn a_bad_cell_or_a_short_column_is_refused_as_the_cells_would_be() {
+        let features = features();
+        let batch = decoded(&["yes", "maybe", "no"]);
+        let in_place = encode(&features, &batch, "the request")
+            .unwrap_err()
+            .to_string();
+        let from_cells = encode(&features, &as_cells(&batch), "the request")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(in_place, from_cells);
+        assert!(
+            in_place.contains("row 2") && in_place.contains("`flag`") && in_place.contains("maybe"),
+            "{in_place}"
+        );
+        let mut short = decoded(&["yes", "no", "no"]);
+        short.columns[1] = Column::Texts(vec!["red".into()]);
+        let e = encode(&features, &short, "the request")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("color"), "{e}");
+    }
+}

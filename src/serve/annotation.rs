@@ -25,7 +25,7 @@ use crate::api::{AnnotationSpec, QueueReason};
 use crate::data::QueuedRow;
 use crate::drift::{DriftRegion, Observation};
 
-use super::feedback::ServedRecord;
+use super::feedback::{ServedModel, ServedRecord};
 use super::served::{ServedCells, ServedValue};
 
 const DAY_SECONDS: f64 = 86_400.0;
@@ -233,6 +233,7 @@ fn inputs_key(cells: &ServedCells, i: usize) -> u64 {
 pub(super) fn offer_record(
     sampler: &mut AnnotationSampler,
     region: Option<&DriftRegion>,
+    model: &ServedModel,
     record: &ServedRecord,
 ) {
     // Nothing to score (a regression model while no window drifted): no
@@ -245,12 +246,12 @@ pub(super) fn offer_record(
         let queued = |reason: QueueReason, score: f64, why: String| QueuedRow {
             id: record.id.clone(),
             row: i as u64,
-            version: record.version.clone(),
+            version: model.version.clone(),
             time: record.time,
             reason,
             why,
             score,
-            features: record.row(i),
+            features: record.row(model, i),
             prediction: record.predictions.value(i),
             shadow: None,
         };

@@ -21,7 +21,7 @@ use super::annotation::{AnnotationSampler, offer_record};
 use super::error::ServeError;
 use super::inbox::Inbox;
 pub use super::labels::{FeedbackBody, FeedbackOutcome, LabelItem, LabelKind};
-use super::lines::JsonLines;
+use super::lines::{JsonLines, LineKeys};
 use super::metrics::ServeMetrics;
 use super::pending::Pending;
 use super::served::{ServedCells, ServedValue};
@@ -77,12 +77,14 @@ impl Default for FeedbackConfig {
 /// a JSON object only when its label arrives, so serving pays for no per-row
 /// maps.
 #[derive(Debug, Clone)]
+///
+/// What every record of the model shares (its version, the feature names)
+/// is the worker's [`ServedModel`], not copied into each record: a shared
+/// count touched by every request on both worker threads moved its cache
+/// line between cores on every request.
 pub struct ServedRecord {
     pub id: String,
-    pub version: String,
     pub time: DateTime<Utc>,
-    /// Feature names in column order, shared by every record of a model.
-    pub features: Arc<[String]>,
     /// `rows()` values per feature.
     pub cells: ServedCells,
     /// Prediction per row.
@@ -99,13 +101,32 @@ pub struct ServedRecord {
 /// joined feedback rows alike: the version, the serving time, the
 /// prediction and, for a classifier, the confidence it was answered with
 /// (what a late label later sets the estimated accuracy against).
-pub(super) fn log_answer(row: &mut Map<String, Value>, record: &ServedRecord, i: usize) {
-    row.insert("_version".into(), Value::String(record.version.clone()));
+pub(super) fn log_answer(
+    row: &mut Map<String, Value>,
+    model: &ServedModel,
+    record: &ServedRecord,
+    i: usize,
+) {
+    row.insert("_version".into(), Value::String(model.version.clone()));
     row.insert("_time".into(), Value::String(record.time.to_rfc3339()));
     row.insert("_prediction".into(), record.predictions.value(i));
     if let Some(&confidence) = record.confidence.get(i) {
         row.insert("_confidence".into(), Value::from(confidence));
     }
+}
+
+/// What the feedback worker knows of the model it serves: what a joined
+/// or logged row is written with beside each record's own values.
+#[derive(Debug, Clone)]
+pub struct ServedModel {
+    /// The version every record was answered by (a server serves one).
+    pub version: String,
+    /// Feature names in column order.
+    pub features: Vec<String>,
+    /// The manifest's target column: a joined label's name.
+    pub target: String,
+    /// What a label is: one of the classes, or a value.
+    pub labels: LabelKind,
 }
 
 /// What the model answered, per row.
@@ -139,10 +160,10 @@ impl ServedRecord {
         self.predictions.len()
     }
 
-    /// Row `i` as `{feature: value}`.
-    pub(super) fn row(&self, i: usize) -> Map<String, Value> {
+    /// Row `i` as `{feature: value}`, by `model`'s feature names.
+    pub(super) fn row(&self, model: &ServedModel, i: usize) -> Map<String, Value> {
         let mut row = Map::new();
-        for (name, cell) in self.features.iter().zip(self.cells.row(i)) {
+        for (name, cell) in model.features.iter().zip(self.cells.row(i)) {
             let value = match cell {
                 ServedValue::Number(v) => serde_json::Number::from_f64(*v)
                     .map(Value::Number)
@@ -284,8 +305,7 @@ impl FeedbackHandle {
 /// Starts the feedback worker; `target` is the manifest's target column.
 pub fn start_feedback(
     config: FeedbackConfig,
-    target: String,
-    labels: LabelKind,
+    model: ServedModel,
     sink: Option<Arc<dyn FeedbackSink>>,
     metrics: Arc<ServeMetrics>,
 ) -> FeedbackHandle {
@@ -308,14 +328,15 @@ pub fn start_feedback(
     // capacity is address space, not resident memory; the clamp bounds even
     // that for very large caps.
     let presize = config.max_pending.min(1 << 20);
+    let keys = LineKeys::new(&model);
     let worker = Worker {
         config,
-        target,
-        labels,
+        model,
         sink,
         metrics: metrics.clone(),
         pending: Pending::with_capacity(presize),
         buffer: Vec::new(),
+        keys,
         log: JsonLines::default(),
         late: JsonLines::default(),
         sampler,
@@ -351,8 +372,7 @@ const GATHER: Duration = Duration::from_millis(2);
 
 struct Worker {
     config: FeedbackConfig,
-    target: String,
-    labels: LabelKind,
+    model: ServedModel,
     sink: Option<Arc<dyn FeedbackSink>>,
     metrics: Arc<ServeMetrics>,
     /// Requests waiting for labels, oldest first.
@@ -360,6 +380,8 @@ struct Worker {
     buffer: Vec<Map<String, Value>>,
     /// Served rows not yet written to the prediction log.
     log: JsonLines,
+    /// What every prediction-log line repeats, encoded once.
+    keys: LineKeys,
     /// Labels for forgotten requests not yet written under `labels/`.
     late: JsonLines,
     /// The annotation queue's sampler, where a budget is set.
@@ -442,7 +464,7 @@ impl Worker {
         inbox.take(served);
         for record in served.drain(..) {
             if let Some(sampler) = &mut self.sampler {
-                offer_record(sampler, self.region.as_ref(), &record);
+                offer_record(sampler, self.region.as_ref(), &self.model, &record);
             }
             self.log_rows(&record);
             self.remember(record);
@@ -459,7 +481,7 @@ impl Worker {
         if self.sink.is_none() {
             return;
         }
-        self.log.push_served(record);
+        self.log.push_served(&self.keys, record);
     }
 
     /// Writes the queued prediction-log rows as one file under
@@ -576,7 +598,8 @@ impl Worker {
     }
 
     fn check_label(&self, id: &str, label: &Value) -> Result<Value, ServeError> {
-        self.labels
+        self.model
+            .labels
             .check(label)
             .map_err(|e| ServeError::BadFeedback(format!("label for `{id}`: {e}")))
     }
@@ -637,17 +660,17 @@ impl Worker {
             };
             let multi = record.rows() > 1;
             for (i, label) in labels.into_iter().enumerate() {
-                let mut row = record.row(i);
+                let mut row = record.row(&self.model, i);
                 let prediction = record.predictions.value(i);
-                row.insert(self.target.clone(), label.clone());
+                row.insert(self.model.target.clone(), label.clone());
                 row.insert("_id".into(), Value::String(id.clone()));
                 if multi {
                     row.insert("_row".into(), Value::from(i));
                 }
-                log_answer(&mut row, &record, i);
+                log_answer(&mut row, &self.model, &record, i);
                 self.buffer.push(row);
                 if let (LabelKind::Class(_), Some(&confidence)) =
-                    (&self.labels, record.confidence.get(i))
+                    (&self.model.labels, record.confidence.get(i))
                 {
                     self.metrics.labelled_rows.inc();
                     self.metrics
@@ -675,7 +698,7 @@ impl Worker {
         if n == 0 {
             return;
         }
-        match self.labels {
+        match self.model.labels {
             LabelKind::Class(_) => {
                 let correct = self.online.iter().filter(|(p, l)| p == l).count();
                 let accuracy = correct as f64 / n as f64;
@@ -778,9 +801,7 @@ mod tests {
     fn record(id: &str, rows: usize, time: DateTime<Utc>) -> ServedRecord {
         ServedRecord {
             id: id.into(),
-            version: "v1".into(),
             time,
-            features: Arc::from(vec!["alcohol".to_string()]),
             cells: vec![crate::serve::protocol::Column::Numbers(
                 (0..rows).map(|i| 10.0 + i as f64).collect(),
             )]
@@ -791,11 +812,28 @@ mod tests {
         }
     }
 
+    /// The classifier the test records were served by.
+    fn quality_model() -> ServedModel {
+        ServedModel {
+            version: "v1".into(),
+            features: vec!["alcohol".into()],
+            target: "quality".into(),
+            labels: LabelKind::Class(vec!["bad".into(), "good".into()]),
+        }
+    }
+
+    fn value_model() -> ServedModel {
+        ServedModel {
+            labels: LabelKind::Value,
+            target: "y".into(),
+            ..quality_model()
+        }
+    }
+
     fn start(config: FeedbackConfig, sink: Arc<MemorySink>) -> FeedbackHandle {
         start_feedback(
             config,
-            "quality".into(),
-            LabelKind::Class(vec!["bad".into(), "good".into()]),
+            quality_model(),
             Some(sink),
             Arc::new(ServeMetrics::new()),
         )
@@ -920,8 +958,7 @@ mod tests {
 
         let nowhere = start_feedback(
             FeedbackConfig::default(),
-            "quality".into(),
-            LabelKind::Class(vec!["bad".into(), "good".into()]),
+            quality_model(),
             None,
             Arc::new(ServeMetrics::new()),
         );
@@ -999,8 +1036,7 @@ mod tests {
         let metrics = Arc::new(ServeMetrics::new());
         let handle = start_feedback(
             FeedbackConfig::default(),
-            "quality".into(),
-            LabelKind::Class(vec!["bad".into(), "good".into()]),
+            quality_model(),
             Some(sink),
             metrics.clone(),
         );
@@ -1110,13 +1146,7 @@ mod tests {
             max_pending_rows: 5,
             ..FeedbackConfig::default()
         };
-        let handle = start_feedback(
-            config,
-            "quality".into(),
-            LabelKind::Class(vec!["bad".into(), "good".into()]),
-            None,
-            metrics.clone(),
-        );
+        let handle = start_feedback(config, quality_model(), None, metrics.clone());
         let t = Utc::now();
         let later = t + chrono::Duration::seconds(1);
         // 3 + 2 rows fit; 2 more push out the oldest request (a).
@@ -1154,7 +1184,7 @@ mod tests {
             buffer: 1,
             ..FeedbackConfig::default()
         };
-        let handle = start_feedback(config, "y".into(), LabelKind::Value, None, metrics.clone());
+        let handle = start_feedback(config, value_model(), None, metrics.clone());
         // The worker has not run yet (single-threaded test runtime): the second send finds the buffer full.
         for i in 0..5 {
             handle.record(record(&i.to_string(), 1, Utc::now()));
@@ -1171,7 +1201,7 @@ mod tests {
                 ..FeedbackConfig::default()
             };
             let metrics = Arc::new(ServeMetrics::new());
-            let handle = start_feedback(config, "y".into(), LabelKind::Value, None, metrics);
+            let handle = start_feedback(config, value_model(), None, metrics);
             (0..20_000).filter(|_| handle.should_sample()).count()
         };
         assert_eq!(sampled(0.0), 0);

@@ -4,10 +4,10 @@
 //! (which cost a server answering one-row requests about a tenth of its
 //! throughput in allocations).
 
-use serde::Serialize;
+use super::json::{string, value};
 use serde_json::{Map, Value};
 
-use super::feedback::{ServedPredictions, ServedRecord};
+use super::feedback::{ServedModel, ServedPredictions, ServedRecord};
 use super::served::ServedValue;
 
 /// Lines of JSON, oldest first.
@@ -53,7 +53,7 @@ impl JsonLines {
 
     /// One object as a line.
     pub(super) fn push_map(&mut self, row: &Map<String, Value>) {
-        write(&mut self.text, row);
+        value(&mut self.text, row);
         self.end_line();
     }
 
@@ -61,37 +61,36 @@ impl JsonLines {
     /// features by name, then `_id`, `_row`, `_version`, `_time`,
     /// `_prediction` and, for a classifier, `_confidence` (the fields
     /// `ServedRecord::row` and `feedback::log_answer` give a joined row).
-    pub(super) fn push_served(&mut self, record: &ServedRecord) {
+    pub(super) fn push_served(&mut self, keys: &LineKeys, record: &ServedRecord) {
         let time = record.time.to_rfc3339();
         for i in 0..record.rows() {
             let t = &mut self.text;
             t.push(b'{');
-            for (name, cell) in record.features.iter().zip(record.cells.row(i)) {
-                field(t, name);
+            for (name, cell) in keys.features.iter().zip(record.cells.row(i)) {
+                t.extend_from_slice(name);
                 match cell {
                     // serde_json writes a non-finite number as null, as
                     // `Number::from_f64` makes it in a map.
-                    ServedValue::Number(v) => write(t, v),
-                    ServedValue::Text(v) => write(t, v),
+                    ServedValue::Number(v) => value(t, v),
+                    ServedValue::Text(v) => string(t, v),
                 }
                 t.push(b',');
             }
             field(t, "_id");
-            write(t, &record.id);
+            string(t, &record.id);
             t.extend_from_slice(b",\"_row\":");
-            write(t, &i);
-            t.extend_from_slice(b",\"_version\":");
-            write(t, &record.version);
+            value(t, &i);
+            t.extend_from_slice(&keys.version);
             t.extend_from_slice(b",\"_time\":");
-            write(t, &time);
+            string(t, &time);
             t.extend_from_slice(b",\"_prediction\":");
             match &record.predictions {
-                ServedPredictions::Labels(v) => write(t, &v[i]),
-                ServedPredictions::Values(v) => write(t, &v[i]),
+                ServedPredictions::Labels(v) => string(t, &v[i]),
+                ServedPredictions::Values(v) => value(t, &v[i]),
             }
             if let Some(c) = record.confidence.get(i) {
                 t.extend_from_slice(b",\"_confidence\":");
-                write(t, c);
+                value(t, c);
             }
             t.push(b'}');
             self.end_line();
@@ -104,21 +103,40 @@ impl JsonLines {
     }
 }
 
-/// `"name":`, the name escaped as JSON.
-fn field(t: &mut Vec<u8>, name: &str) {
-    write(t, name);
-    t.push(b':');
+/// What every prediction-log line of a model repeats, encoded as JSON once
+/// (escaping a dozen feature names on every line was a tenth of the line).
+pub(super) struct LineKeys {
+    /// `"name":` for each feature, in column order.
+    features: Vec<Vec<u8>>,
+    /// `,"_version":"…"`.
+    version: Vec<u8>,
 }
 
-/// A value as JSON. Writing plain values into a `Vec` cannot fail.
-fn write<T: Serialize + ?Sized>(t: &mut Vec<u8>, value: &T) {
-    serde_json::to_writer(&mut *t, value).expect("JSON of plain values into memory");
+impl LineKeys {
+    pub(super) fn new(model: &ServedModel) -> LineKeys {
+        let encoded = |name: &str| {
+            let mut t = Vec::new();
+            field(&mut t, name);
+            t
+        };
+        let mut version = b",".to_vec();
+        field(&mut version, "_version");
+        string(&mut version, &model.version);
+        LineKeys {
+            features: model.features.iter().map(|n| encoded(n)).collect(),
+            version,
+        }
+    }
+}
+
+/// `"name":`, the name escaped as JSON.
+fn field(t: &mut Vec<u8>, name: &str) {
+    string(t, name);
+    t.push(b':');
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use chrono::Utc;
 
     use super::*;
@@ -128,11 +146,15 @@ mod tests {
     /// dropping the oldest keeps the newest lines whole.
     #[test]
     fn served_rows_are_the_objects_their_maps_would_be() {
+        let model = ServedModel {
+            version: "v3".into(),
+            features: vec!["a\nb".to_string(), "color".to_string()],
+            target: "quality".into(),
+            labels: crate::serve::feedback::LabelKind::Value,
+        };
         let record = ServedRecord {
             id: "req \"1\"".into(),
-            version: "v3".into(),
             time: Utc::now(),
-            features: Arc::from(vec!["a\nb".to_string(), "color".to_string()]),
             cells: vec![
                 crate::serve::protocol::Column::Numbers(vec![1.5, f64::NAN, -0.0]),
                 crate::serve::protocol::Column::Texts(vec![
@@ -147,7 +169,7 @@ mod tests {
             margins: Vec::new(),
         };
         let mut lines = JsonLines::default();
-        lines.push_served(&record);
+        lines.push_served(&LineKeys::new(&model), &record);
         assert_eq!(lines.len(), 3);
         let parsed: Vec<Map<String, Value>> = std::str::from_utf8(lines.text())
             .unwrap()
@@ -155,10 +177,10 @@ mod tests {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         for (i, got) in parsed.iter().enumerate() {
-            let mut want = record.row(i);
+            let mut want = record.row(&model, i);
             want.insert("_id".into(), Value::String(record.id.clone()));
             want.insert("_row".into(), Value::from(i));
-            super::super::feedback::log_answer(&mut want, &record, i);
+            super::super::feedback::log_answer(&mut want, &model, &record, i);
             assert_eq!(got, &want, "row {i}");
         }
         assert_eq!(parsed[1]["a\nb"], Value::Null, "NaN is null");

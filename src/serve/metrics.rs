@@ -34,7 +34,8 @@ pub struct ClassLabels {
 /// model loads, so counting a request's predictions looks up no label set
 /// (the family's lookup cost a label `String` and a lock per request).
 pub struct ClassCounters {
-    index: std::collections::HashMap<String, usize>,
+    // foldhash, not SipHash: looked up once a predicted row.
+    index: hashbrown::HashMap<String, usize>,
     counters: Vec<Counter>,
 }
 

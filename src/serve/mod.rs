@@ -10,6 +10,7 @@ mod gateway;
 mod grpc;
 mod images;
 mod inbox;
+mod json;
 mod labels;
 mod lines;
 mod listen;

@@ -5,7 +5,10 @@
 //! map holding the records themselves spread them over ~28 MB of buckets, so
 //! every insert and every eviction of the oldest touched cold memory; the
 //! ring is read front to back, and the table holds only an 8-byte sequence
-//! number per request (id lookups read the id from the ring).
+//! number per request (id lookups read the id from the ring). Each slot
+//! keeps its id's hash beside the record, so evicting the oldest (once a
+//! request at the cap) finds its index entry without reading the id back
+//! from cold memory.
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
@@ -16,7 +19,13 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use super::feedback::ServedRecord;
 
 /// Records in arrival order; `None` where one was taken before the front.
-type Ring = VecDeque<Option<ServedRecord>>;
+type Ring = VecDeque<Option<Kept>>;
+
+/// A pending record and its id's hash.
+struct Kept {
+    hash: u64,
+    record: ServedRecord,
+}
 
 /// Below this many empty slots the ring is never compacted.
 const SLACK: usize = 1024;
@@ -82,13 +91,13 @@ impl Pending {
         {
             Some(old) => {
                 let at = std::mem::replace(old, seq);
-                self.ring.push_back(Some(record));
+                self.ring.push_back(Some(Kept { hash, record }));
                 self.vacate(at)
             }
             None => {
-                self.ring.push_back(Some(record));
+                self.ring.push_back(Some(Kept { hash, record }));
                 self.index
-                    .insert_unique(hash, seq, hash_of(&self.ring, first, &self.hasher));
+                    .insert_unique(hash, seq, hash_of(&self.ring, first));
                 None
             }
         };
@@ -111,17 +120,14 @@ impl Pending {
     /// When the oldest pending request was served.
     pub(super) fn oldest_time(&self) -> Option<DateTime<Utc>> {
         // The front is never empty: `vacate` trims empty slots there.
-        self.ring.front()?.as_ref().map(|r| r.time)
+        self.ring.front()?.as_ref().map(|k| k.record.time)
     }
 
     /// Forgets the oldest pending request and returns it.
     pub(super) fn pop_oldest(&mut self) -> Option<ServedRecord> {
-        let id = self.ring.front()?.as_ref()?.id.as_str();
+        let hash = self.ring.front()?.as_ref()?.hash;
         let first = self.first;
-        if let Ok(entry) = self
-            .index
-            .find_entry(self.hasher.hash_one(id), |&s| s == first)
-        {
+        if let Ok(entry) = self.index.find_entry(hash, |&s| s == first) {
             entry.remove();
         }
         self.vacate(first)
@@ -130,7 +136,11 @@ impl Pending {
     /// Empties the slot of `seq` and returns its record; empty slots at the
     /// front are dropped so the front is always a pending request.
     fn vacate(&mut self, seq: u64) -> Option<ServedRecord> {
-        let record = self.ring.get_mut((seq - self.first) as usize)?.take();
+        let record = self
+            .ring
+            .get_mut((seq - self.first) as usize)?
+            .take()
+            .map(|k| k.record);
         if let Some(r) = &record {
             self.rows -= r.rows();
         }
@@ -152,7 +162,7 @@ impl Pending {
         }
         self.ring.retain(Option::is_some);
         self.index.clear();
-        let hash = hash_of(&self.ring, self.first, &self.hasher);
+        let hash = hash_of(&self.ring, self.first);
         for seq in self.first..self.first + self.ring.len() as u64 {
             self.index.insert_unique(hash(&seq), seq, &hash);
         }
@@ -164,32 +174,32 @@ fn is_id<'a>(ring: &'a Ring, first: u64, id: &'a str) -> impl Fn(&u64) -> bool +
     move |&s| slot(ring, first, s).is_some_and(|r| r.id == id)
 }
 
-/// The index's hasher: an entry hashes as the id its slot holds.
-fn hash_of<'a>(
-    ring: &'a Ring,
-    first: u64,
-    hasher: &'a DefaultHashBuilder,
-) -> impl Fn(&u64) -> u64 + 'a {
-    move |&s| hasher.hash_one(slot(ring, first, s).map_or("", |r| r.id.as_str()))
+/// The index's hasher: an entry hashes as the id its slot holds (the hash
+/// kept beside it).
+fn hash_of(ring: &Ring, first: u64) -> impl Fn(&u64) -> u64 + '_ {
+    move |&s| {
+        s.checked_sub(first)
+            .and_then(|at| ring.get(at as usize)?.as_ref())
+            .map_or(0, |k| k.hash)
+    }
 }
 
 /// The record at sequence number `seq`, if it is still pending.
 fn slot(ring: &Ring, first: u64, seq: u64) -> Option<&ServedRecord> {
-    ring.get(seq.checked_sub(first)? as usize)?.as_ref()
+    ring.get(seq.checked_sub(first)? as usize)?
+        .as_ref()
+        .map(|k| &k.record)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::serve::feedback::ServedPredictions;
-    use std::sync::Arc;
 
     fn record(id: &str, rows: usize, seconds: i64) -> ServedRecord {
         ServedRecord {
             id: id.into(),
-            version: "1".into(),
             time: DateTime::from_timestamp(seconds, 0).unwrap(),
-            features: Arc::from(Vec::<String>::new()),
             cells: Default::default(),
             predictions: ServedPredictions::Values(vec![0.0; rows]),
             confidence: Vec::new(),

@@ -23,8 +23,8 @@ use super::watch::{drift, feedback, feedback_stats, observe};
 
 use super::error::ServeError;
 use super::feedback::{
-    FeedbackConfig, FeedbackHandle, FeedbackSink, LabelKind, ServedPredictions, ServedRecord,
-    start_feedback,
+    FeedbackConfig, FeedbackHandle, FeedbackSink, LabelKind, ServedModel, ServedPredictions,
+    ServedRecord, start_feedback,
 };
 use super::metrics::{ClassCounters, CodeLabels, RequestLabels, ServeMetrics};
 use crate::api::{FeatureKind, Task};
@@ -121,8 +121,6 @@ pub(super) struct Loaded {
     pub(super) name: String,
     pub(super) version: String,
     pub(super) schema: InputSchema,
-    /// Feature names in column order, shared with every feedback record.
-    feature_names: Arc<[String]>,
     pub(super) drift: Mutex<DriftMonitor>,
     pub(super) feedback: FeedbackHandle,
     /// A classifier's prediction counters, one per class.
@@ -250,10 +248,19 @@ async fn prepare(state: &AppState, model: Arc<dyn Predictor>) -> Result<Loaded, 
         Task::Classification => LabelKind::Class(info.classes.clone()),
         Task::Regression => LabelKind::Value,
     };
+    let version = state
+        .config
+        .version
+        .clone()
+        .unwrap_or_else(|| info.version.clone());
     let feedback = start_feedback(
         state.config.feedback.clone(),
-        info.target.clone(),
-        labels,
+        ServedModel {
+            version: version.clone(),
+            features: info.features.iter().map(|(n, _)| n.clone()).collect(),
+            target: info.target.clone(),
+            labels,
+        },
         state.config.feedback_sink.clone(),
         state.metrics.clone(),
     );
@@ -263,16 +270,11 @@ async fn prepare(state: &AppState, model: Arc<dyn Predictor>) -> Result<Loaded, 
             .name
             .clone()
             .unwrap_or_else(|| info.name.clone()),
-        version: state
-            .config
-            .version
-            .clone()
-            .unwrap_or_else(|| info.version.clone()),
+        version,
         schema: InputSchema {
             features: info.features.clone(),
             max_rows: state.config.max_rows,
         },
-        feature_names: info.features.iter().map(|(n, _)| n.clone()).collect(),
         model,
         drift: Mutex::new(drift),
         feedback,
@@ -603,9 +605,7 @@ pub(super) async fn run_inference(
         };
         loaded.feedback.record(ServedRecord {
             id: id.clone(),
-            version: loaded.version.clone(),
             time: now,
-            features: loaded.feature_names.clone(),
             cells: batch.columns.into(),
             predictions,
             confidence: (0..rows)

@@ -267,6 +267,18 @@ pub struct InputSchema {
     pub max_rows: usize,
 }
 
+impl InputSchema {
+    /// The place of feature `name`, looked for at `hint` first: clients
+    /// mostly send a model's inputs in its feature order, and a scan of a
+    /// dozen names for each of a dozen inputs was most of decoding.
+    fn position(&self, name: &str, hint: usize) -> Option<usize> {
+        match self.features.get(hint) {
+            Some((n, _)) if n == name => Some(hint),
+            _ => self.features.iter().position(|(n, _)| n == name),
+        }
+    }
+}
+
 /// One decoded feature column.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Column {
@@ -555,7 +567,8 @@ pub fn decode_inputs(
     let by_feature = request
         .inputs
         .iter()
-        .all(|i| schema.features.iter().any(|(n, _)| *n == i.name));
+        .enumerate()
+        .all(|(k, i)| schema.position(&i.name, k).is_some());
     let batch = if request.inputs.len() == 1 && !by_feature {
         decode_matrix(&mut request.inputs[0], schema)?
     } else {
@@ -649,7 +662,7 @@ fn decode_per_feature(
     // The first input's place and rows, which every other input must match.
     let mut first: Option<(usize, usize)> = None;
     for (k, input) in inputs.iter().enumerate() {
-        let Some(j) = schema.features.iter().position(|(n, _)| *n == input.name) else {
+        let Some(j) = schema.position(&input.name, k) else {
             return Err(DecodeError::UnknownInput {
                 input: input.name.to_string(),
                 features: feature_list(schema),
@@ -784,6 +797,15 @@ mod tests {
         .unwrap();
         assert_eq!(m, f);
         assert_eq!(m.columns[0], Column::Numbers(vec![1.0, 3.0]));
+        // In the model's order (each input found where it is looked for
+        // first) and out of it, the same columns.
+        let in_order = decode(
+            r#"{"inputs":[{"name":"alcohol","shape":[2],"datatype":"FP64","data":[1,3]},
+                          {"name":"acidity","shape":[2],"datatype":"FP64","data":[2,4]}]}"#,
+            &schema(),
+        )
+        .unwrap();
+        assert_eq!(in_order, f);
     }
 
     #[test]

@@ -15,10 +15,20 @@ use std::borrow::Cow;
 
 use super::tensor::TensorData;
 use super::{Shape, WireInput, WireRequest};
+use crate::serve::json::ESCAPED;
 
 /// The body as serde would read it, or `None` where serde must decide.
 pub(super) fn read(json: &[u8]) -> Option<WireRequest<'_>> {
-    let mut r = Reader { s: json, at: 0 };
+    // Checked as UTF-8 once, whole (a word at a time where it is ASCII),
+    // so each string is a slice of it: checking each of a body's ~70 short
+    // strings on its own cost more than reading the rest of it. A body
+    // that is not UTF-8 is serde's to refuse.
+    let text = std::str::from_utf8(json).ok()?;
+    let mut r = Reader {
+        s: json,
+        text,
+        at: 0,
+    };
     let mut id = None;
     let mut inputs = None;
     r.object(|r, key| {
@@ -65,6 +75,8 @@ struct Decimal {
 
 struct Reader<'a> {
     s: &'a [u8],
+    /// `s`, known to be UTF-8.
+    text: &'a str,
     at: usize,
 }
 
@@ -130,12 +142,13 @@ impl<'a> Reader<'a> {
         // One pass: stops at the closing quote, or at what only serde reads.
         let len = self.s[start..]
             .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+            .position(|&b| ESCAPED[usize::from(b)])?;
         if self.s[start + len] != b'"' {
             return None;
         }
         self.at = start + len + 1;
-        std::str::from_utf8(&self.s[start..start + len]).ok()
+        // Between two quotes: on character boundaries of the UTF-8 text.
+        self.text.get(start..start + len)
     }
 
     /// `-?digits(.digits)?`, each part within [`MAX_DIGITS`] digits, the

@@ -61,8 +61,8 @@ pub fn url(base: &str, route: &str, model: &str) -> String {
 /// them (model names and versions never need it: both are DNS labels).
 pub fn match_route<'p>(route: &str, path: &'p str) -> Option<RouteParams<'p>> {
     let mut params = RouteParams::default();
-    let mut segments = path.strip_prefix('/')?.split('/');
-    for template in route.strip_prefix('/')?.split('/') {
+    let mut segments = Segments(Some(path.strip_prefix('/')?));
+    for template in Segments(Some(route.strip_prefix('/')?)) {
         let segment = segments.next()?;
         match template {
             "{name}" | "{version}" => {
@@ -80,6 +80,29 @@ pub fn match_route<'p>(route: &str, path: &'p str) -> Option<RouteParams<'p>> {
         }
     }
     segments.next().is_none().then_some(params)
+}
+
+/// The `/`-separated segments of a path, found by a byte scan: `str::split`'s
+/// generic searcher was most of matching a one-row request's path.
+struct Segments<'s>(Option<&'s str>);
+
+impl<'s> Iterator for Segments<'s> {
+    type Item = &'s str;
+
+    fn next(&mut self) -> Option<&'s str> {
+        let rest = self.0?;
+        match rest.bytes().position(|b| b == b'/') {
+            // `/` is ASCII: both slices end on character boundaries.
+            Some(at) => {
+                self.0 = Some(&rest[at + 1..]);
+                Some(&rest[..at])
+            }
+            None => {
+                self.0 = None;
+                Some(rest)
+            }
+        }
+    }
 }
 
 /// What [`match_route`] read from a path.

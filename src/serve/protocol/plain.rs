@@ -66,6 +66,21 @@ const POW10: [f64; MAX_DIGITS + 1] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
 ];
 
+/// Values a shape promises, as room to allocate up front: none where no
+/// shape came first, and at most [`MAX_RESERVED`] whatever a shape claims
+/// (a list longer than that grows as it is read).
+fn capacity(shape: Option<&Shape>) -> usize {
+    shape.map_or(0, |s| {
+        s.iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?))
+            .unwrap_or(0)
+            .min(MAX_RESERVED)
+    })
+}
+
+/// The most values reserved for a list before any is read.
+const MAX_RESERVED: usize = 1024;
+
 /// A number as written: `±significand / 10^scale`.
 struct Decimal {
     negative: bool,
@@ -231,7 +246,7 @@ impl<'a> Reader<'a> {
                 "name" if name.is_none() => name = Some(r.string()?),
                 "datatype" if datatype.is_none() => datatype = Some(r.string()?),
                 "shape" if shape.is_none() => shape = Some(r.shape()?),
-                "data" if data.is_none() => data = Some(r.data()?),
+                "data" if data.is_none() => data = Some(r.data(capacity(shape.as_ref()))?),
                 _ => return None,
             }
             Some(())
@@ -261,21 +276,28 @@ impl<'a> Reader<'a> {
     }
 
     /// `data`, flat or nested, all numbers, all strings or all booleans.
-    fn data(&mut self) -> Option<TensorData> {
+    /// `capacity`: the values the shape read before it promises, so the
+    /// list is allocated once at its size instead of grown from empty.
+    fn data(&mut self, capacity: usize) -> Option<TensorData> {
         let mut data = None;
-        self.elements(&mut data, 0)?;
+        self.elements(&mut data, 0, capacity)?;
         Some(data.unwrap_or(TensorData::Numbers(Vec::new())))
     }
 
-    fn elements(&mut self, data: &mut Option<TensorData>, depth: usize) -> Option<()> {
+    fn elements(
+        &mut self,
+        data: &mut Option<TensorData>,
+        depth: usize,
+        capacity: usize,
+    ) -> Option<()> {
         if depth >= MAX_DEPTH {
             return None;
         }
         self.array(|r| match r.peek()? {
-            b'[' => r.elements(data, depth + 1),
+            b'[' => r.elements(data, depth + 1, capacity),
             b'"' => {
                 let text = r.string()?.to_string();
-                match data.get_or_insert_with(|| TensorData::Texts(Vec::new())) {
+                match data.get_or_insert_with(|| TensorData::Texts(Vec::with_capacity(capacity))) {
                     TensorData::Texts(v) => {
                         v.push(text);
                         Some(())
@@ -285,7 +307,7 @@ impl<'a> Reader<'a> {
             }
             b't' | b'f' => {
                 let b = r.boolean()?;
-                match data.get_or_insert_with(|| TensorData::Bools(Vec::new())) {
+                match data.get_or_insert_with(|| TensorData::Bools(Vec::with_capacity(capacity))) {
                     TensorData::Bools(v) => {
                         v.push(b);
                         Some(())
@@ -295,7 +317,8 @@ impl<'a> Reader<'a> {
             }
             _ => {
                 let x = r.number()?;
-                match data.get_or_insert_with(|| TensorData::Numbers(Vec::new())) {
+                match data.get_or_insert_with(|| TensorData::Numbers(Vec::with_capacity(capacity)))
+                {
                     TensorData::Numbers(v) => {
                         v.push(x);
                         Some(())

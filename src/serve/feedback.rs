@@ -76,12 +76,12 @@ impl Default for FeedbackConfig {
 /// Kept column by column as the request was decoded: a labelled row becomes
 /// a JSON object only when its label arrives, so serving pays for no per-row
 /// maps.
-#[derive(Debug, Clone)]
 ///
 /// What every record of the model shares (its version, the feature names)
 /// is the worker's [`ServedModel`], not copied into each record: a shared
 /// count touched by every request on both worker threads moved its cache
 /// line between cores on every request.
+#[derive(Debug, Clone)]
 pub struct ServedRecord {
     pub id: String,
     pub time: DateTime<Utc>,
@@ -302,7 +302,8 @@ impl FeedbackHandle {
     }
 }
 
-/// Starts the feedback worker; `target` is the manifest's target column.
+/// Starts the feedback worker for `model` (what it writes beside each
+/// record's own values: version, feature names, target, label kind).
 pub fn start_feedback(
     config: FeedbackConfig,
     model: ServedModel,

@@ -83,10 +83,7 @@ impl FeatureRows for DecodedBatch {
     }
 
     fn column_len(&self, j: usize) -> usize {
-        match &self.columns[j] {
-            Column::Numbers(v) => v.len(),
-            Column::Texts(v) => v.len(),
-        }
+        self.columns[j].rows()
     }
 
     fn cell(&self, j: usize, row: usize) -> CellRef<'_> {

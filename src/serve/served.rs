@@ -40,10 +40,7 @@ impl From<Vec<Column>> for ServedCells {
     /// The decoder's columns, each of the same length (one a row), moved
     /// in: numbers copied, texts moved.
     fn from(columns: Vec<Column>) -> Self {
-        let rows = columns.first().map_or(0, |c| match c {
-            Column::Numbers(v) => v.len(),
-            Column::Texts(v) => v.len(),
-        });
+        let rows = columns.first().map_or(0, Column::rows);
         let mut cells = Vec::with_capacity(rows * columns.len());
         for column in columns {
             match column {

@@ -286,6 +286,16 @@ pub enum Column {
     Texts(Vec<String>),
 }
 
+impl Column {
+    /// Values in the column: one a row.
+    pub fn rows(&self) -> usize {
+        match self {
+            Column::Numbers(v) => v.len(),
+            Column::Texts(v) => v.len(),
+        }
+    }
+}
+
 /// Decoded rows, one column per feature in the model's order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodedBatch {

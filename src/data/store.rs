@@ -416,17 +416,21 @@ pub async fn write_object(uri: &str, data: Bytes) -> Result<(), StoreError> {
         Location::Local(path) => {
             let (parent, tmp) =
                 staging_sibling(&path).ok_or_else(|| write_err("names no file".into()))?;
-            let result = async {
-                tokio::fs::create_dir_all(&parent).await?;
-                tokio::fs::write(&tmp, &data).await?;
-                tokio::fs::rename(&tmp, &path).await
-            }
-            .await;
-            if let Err(e) = result {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(write_err(e.into()));
-            }
-            Ok(())
+            // One trip to the blocking pool with the bytes moved in:
+            // `tokio::fs::write` copies what it writes, and each of its
+            // calls is a trip of its own.
+            tokio::task::spawn_blocking(move || {
+                let result = std::fs::create_dir_all(&parent)
+                    .and_then(|()| std::fs::write(&tmp, &data))
+                    .and_then(|()| std::fs::rename(&tmp, &path));
+                if result.is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                result
+            })
+            .await
+            .map_err(|e| write_err(e.into()))?
+            .map_err(|e| write_err(e.into()))
         }
         Location::Remote { store, path } => store
             .put(&path, data.into())

@@ -26,7 +26,7 @@ use crate::data::QueuedRow;
 use crate::drift::{DriftRegion, Observation};
 
 use super::feedback::{ServedModel, ServedRecord};
-use super::served::{ServedCells, ServedValue};
+use super::protocol::{DecodedBatch, Value as ServedValue};
 
 const DAY_SECONDS: f64 = 86_400.0;
 
@@ -216,7 +216,7 @@ impl AnnotationSampler {
 }
 
 /// The key of row `i`'s inputs: equal inputs, equal key.
-fn inputs_key(cells: &ServedCells, i: usize) -> u64 {
+fn inputs_key(cells: &DecodedBatch, i: usize) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for c in cells.row(i) {
         match c {

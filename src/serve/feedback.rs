@@ -24,7 +24,7 @@ pub use super::labels::{FeedbackBody, FeedbackOutcome, LabelItem, LabelKind};
 use super::lines::{JsonLines, LineKeys};
 use super::metrics::ServeMetrics;
 use super::pending::Pending;
-use super::served::{ServedCells, ServedValue};
+use super::protocol::{DecodedBatch, Value as ServedValue};
 use crate::api::AnnotationSpec;
 use crate::api::names::{LABELS_DIR, PREDICTION_LOG_DIR, QUEUE_DIR};
 use crate::drift::DriftRegion;
@@ -86,7 +86,7 @@ pub struct ServedRecord {
     pub id: String,
     pub time: DateTime<Utc>,
     /// `rows()` values per feature.
-    pub cells: ServedCells,
+    pub cells: DecodedBatch,
     /// Prediction per row.
     pub predictions: ServedPredictions,
     /// Classifiers: the top-class probability each row was answered with

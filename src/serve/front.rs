@@ -33,7 +33,9 @@ use http::{HeaderValue, header};
 
 use super::binary::HEADER_LENGTH;
 use super::error::{Cause, ServeError};
-use super::protocol::{encode_response, parse_infer_body, wants_binary};
+use super::protocol::{
+    InferRequest, encode_response, parse_infer_body, read_columns, wants_binary,
+};
 use super::server::{AppState, ModelPath, guarded, read_body, run_inference};
 use super::trace::RequestSpan;
 use crate::api::routes;
@@ -139,12 +141,15 @@ where
         .map(|v| v.to_str().unwrap_or("(not text)").to_ascii_lowercase());
     let body = read_body(request.into_body(), limit).await?;
     let body = super::encoding::inflate(body, encoding.as_deref(), limit)?;
-    let mut request = parse_infer_body(&body, header_length)?;
+    let (mut request, decoded) = match read_columns(&body, header_length, &loaded.schema) {
+        Some((id, batch)) => (InferRequest::with_id(id), Some(batch)),
+        None => (parse_infer_body(&body, header_length)?, None),
+    };
     let binary = [
         wants_binary(&request, "predictions")?,
         wants_binary(&request, "probabilities")?,
     ];
-    let response = run_inference(state, loaded, &mut request).await?;
+    let response = run_inference(state, loaded, &mut request, decoded).await?;
     let flags: Vec<bool> = response
         .outputs
         .iter()

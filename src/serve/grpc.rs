@@ -263,7 +263,7 @@ impl GrpcInferenceService for GrpcFront {
         let response = guarded(state, async {
             let (name, version, mut request) = request_from_grpc(request.into_inner())?;
             let loaded = state.model_for(&path(name, version))?;
-            run_inference(state, loaded, &mut request).await
+            run_inference(state, loaded, &mut request, None).await
         })
         .await?;
         Ok(tonic::Response::new(response_to_grpc(response)))

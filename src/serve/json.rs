@@ -21,10 +21,37 @@ pub(super) const ESCAPED: [bool; 256] = {
     table
 };
 
+/// How many bytes of `s` come before the first [`ESCAPED`] one (all of
+/// them when there is none). Eight bytes at a time: a byte-by-byte table
+/// lookup was ~5 instructions a byte, and a request's strings are a third
+/// of its body.
+pub(super) fn plain_len(s: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // The high bit of each byte of `w` that is below `n` (exact up to the
+    // first such byte, the only one read: a borrow may mark later ones).
+    let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGHS;
+    let mut at = 0;
+    while let Some(word) = s.get(at..at + 8) {
+        let w = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        let found = below(w, 0x20)
+            | below(w ^ (ONES * u64::from(b'"')), 1)
+            | below(w ^ (ONES * u64::from(b'\\')), 1);
+        if found != 0 {
+            return at + found.trailing_zeros() as usize / 8;
+        }
+        at += 8;
+    }
+    at + s[at..]
+        .iter()
+        .position(|&b| ESCAPED[usize::from(b)])
+        .unwrap_or(s.len() - at)
+}
+
 /// `s` as a JSON string. Text with nothing to escape (the usual names,
 /// ids and labels) is copied as it is; anything else is serde_json's.
 pub(super) fn string(out: &mut Vec<u8>, s: &str) {
-    if !s.bytes().any(|b| ESCAPED[usize::from(b)]) {
+    if plain_len(s.as_bytes()) == s.len() {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
@@ -41,7 +68,26 @@ pub(super) fn value<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// Word at a time, the same place as the table read a byte at a time.
+        #[test]
+        fn the_plain_run_ends_where_the_table_says(
+            s in prop::collection::vec(
+                prop_oneof![
+                    4 => 0x20u8..0x7f,
+                    1 => prop::sample::select(vec![b'"', b'\\', 0x00, 0x1f, 0x7f, 0x80, 0xff, 0xa2, 0xdc]),
+                ],
+                0..40,
+            ),
+        ) {
+            let want = s.iter().position(|&b| ESCAPED[usize::from(b)]).unwrap_or(s.len());
+            prop_assert_eq!(plain_len(&s), want);
+        }
+    }
 
     #[test]
     fn strings_are_written_as_serde_json_writes_them() {

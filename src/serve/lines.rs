@@ -9,7 +9,7 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde_json::{Map, Value};
 
 use super::feedback::{ServedModel, ServedPredictions, ServedRecord};
-use super::served::ServedValue;
+use super::protocol::Value as ServedValue;
 
 /// Lines of JSON, oldest first.
 #[derive(Debug, Default)]

@@ -20,7 +20,6 @@ mod model;
 mod pending;
 mod predict;
 mod protocol;
-mod served;
 mod server;
 mod shadow;
 mod trace;
@@ -42,7 +41,8 @@ pub use load::{
 };
 pub use model::{StoreFeedbackSink, load_artifact};
 pub use protocol::{
-    Column, DecodedBatch, InputSchema, decode_inputs, parse_infer_body, parse_request,
+    Column, DecodedBatch, InputSchema, Value, decode_inputs, parse_infer_body, parse_request,
+    read_columns,
 };
 pub use server::{ModelInfo, ModelOutput, Predictor, RunningServer, ServerConfig, start};
 pub use shadow::{Mirror, mirror_from_model};

@@ -33,7 +33,7 @@ pub(super) async fn warm_up(model: Arc<dyn Predictor>) -> Result<ModelOutput, Se
 
 /// One row at the centre of the reference: numeric means, first categories.
 fn warm_up_batch(info: &ModelInfo) -> DecodedBatch {
-    let columns = info
+    let columns: Vec<Column> = info
         .features
         .iter()
         .enumerate()
@@ -56,16 +56,21 @@ fn warm_up_batch(info: &ModelInfo) -> DecodedBatch {
             }
         })
         .collect();
-    DecodedBatch { rows: 1, columns }
+    DecodedBatch::from(columns)
 }
 
-/// Decodes a table model's request into columns and predicts them.
+/// Decodes a table model's request into columns, unless the body was
+/// read straight into them (`decoded`), and predicts them.
 pub(super) async fn columns(
     loaded: &Loaded,
     request: &mut InferRequest<'_>,
+    decoded: Option<DecodedBatch>,
 ) -> Result<(DecodedBatch, ModelOutput), ServeError> {
-    let batch = decode_inputs(request, &loaded.schema)?;
-    if batch.rows <= INLINE_ROWS {
+    let batch = match decoded {
+        Some(batch) => batch,
+        None => decode_inputs(request, &loaded.schema)?,
+    };
+    if batch.rows() <= INLINE_ROWS {
         let output = loaded
             .model
             .predict(&batch)
@@ -100,11 +105,5 @@ pub(super) async fn images(
         .await
         .map_err(ServeError::InferenceAborted)?
         .map_err(ServeError::Inference)?;
-    Ok((
-        DecodedBatch {
-            rows,
-            columns: Vec::new(),
-        },
-        output,
-    ))
+    Ok((DecodedBatch::without_features(rows), output))
 }

@@ -590,19 +590,21 @@ pub(super) async fn guarded<T>(
 }
 
 /// One inference on the loaded model, shared by both front ends: decoding to
-/// columns, the model, drift, feedback and metrics.
+/// columns (unless the body was read straight into them: `decoded`), the
+/// model, drift, feedback and metrics.
 pub(super) async fn run_inference(
     state: &AppState,
     loaded: &Loaded,
     request: &mut InferRequest<'_>,
+    decoded: Option<DecodedBatch>,
 ) -> Result<InferResponse, ServeError> {
     let info = loaded.model.info();
     let wanted = requested_outputs(&request.outputs, info.task)?;
     let (batch, output) = match &info.image_input {
         Some(name) => super::predict::images(state, loaded, request, name).await?,
-        None => super::predict::columns(loaded, request).await?,
+        None => super::predict::columns(loaded, request, decoded).await?,
     };
-    check_output(&output, info.task, batch.rows)?;
+    check_output(&output, info.task, batch.rows())?;
     let id = request
         .id
         .clone()
@@ -616,7 +618,7 @@ pub(super) async fn run_inference(
     // One clock read for the drift window and the remembered record.
     let now = Utc::now();
     observe(state, loaded, &batch, &output, now);
-    let rows = batch.rows;
+    let rows = batch.rows();
     if loaded.feedback.should_sample() {
         let predictions = match info.task {
             Task::Classification => ServedPredictions::Labels(output.labels.clone()),
@@ -625,7 +627,7 @@ pub(super) async fn run_inference(
         loaded.feedback.record(ServedRecord {
             id: id.clone(),
             time: now,
-            cells: batch.columns.into(),
+            cells: batch,
             predictions,
             confidence: (0..rows)
                 .filter_map(|i| super::watch::confidence(&output, i))

@@ -14,15 +14,8 @@ use crate::drift::{ConfidenceTally, DriftRegion, Observation, WindowReport};
 use super::error::ServeError;
 use super::feedback::FeedbackBody;
 use super::metrics::{FeatureLabels, ServeMetrics};
-use super::protocol::{Column, DecodedBatch};
+use super::protocol::DecodedBatch;
 use super::server::{AppState, Loaded, ModelOutput, ModelPath, answer, read_body};
-
-pub(super) fn observation(column: &Column, row: usize) -> Observation<'_> {
-    match column {
-        Column::Numbers(v) => Observation::Number(v[row]),
-        Column::Texts(v) => Observation::Text(&v[row]),
-    }
-}
 
 /// Counts rows, classes and drift for a served batch.
 pub(super) fn observe(
@@ -33,7 +26,7 @@ pub(super) fn observe(
     now: DateTime<Utc>,
 ) {
     let metrics = &state.metrics;
-    metrics.rows.inc_by(batch.rows as u64);
+    metrics.rows.inc_by(batch.rows() as u64);
     let classification = matches!(loaded.model.info().task, Task::Classification);
     if classification {
         loaded
@@ -43,10 +36,12 @@ pub(super) fn observe(
     let closed = {
         let mut monitor = loaded.drift.lock().unwrap_or_else(|p| p.into_inner());
         monitor.observe_rows(
-            batch.rows,
+            batch.rows(),
             |j, i| match &output.monitored {
                 Some(columns) => Observation::Number(columns[j][i]),
-                None => observation(&batch.columns[j], i),
+                None => batch
+                    .get(j, i)
+                    .map_or(Observation::Missing, |v| v.observation()),
             },
             |i| {
                 if classification {
@@ -170,17 +165,4 @@ pub(super) async fn drift(
         }
     });
     answer(&state, "drift", result)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_row_is_observed_as_its_columns_kind() {
-        let numbers = Column::Numbers(vec![1.5, -2.0]);
-        let texts = Column::Texts(vec!["red".into(), "white".into()]);
-        assert!(matches!(observation(&numbers, 1), Observation::Number(v) if v == -2.0));
-        assert!(matches!(observation(&texts, 0), Observation::Text("red")));
-    }
 }

@@ -4,7 +4,7 @@
 //! batch that fits the schema or an error with a message, never a panic.
 
 use driftline::api::FeatureKind;
-use driftline::serve::{InputSchema, decode_inputs, parse_infer_body, parse_request};
+use driftline::serve::{InputSchema, decode_inputs, parse_infer_body, parse_request, read_columns};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -34,20 +34,35 @@ fn check(body: &[u8]) -> Result<(), TestCaseError> {
 }
 
 /// The same for a body of the binary tensor extension, JSON `header_length` bytes long.
+///
+/// The reader straight into columns (`read_columns`) takes a body only
+/// where reading and decoding it gives the same id and batch; it never
+/// takes one they refuse.
 fn check_binary(body: &[u8], header_length: Option<usize>) -> Result<(), TestCaseError> {
     if let Err(e) = parse_infer_body(body, header_length) {
         prop_assert!(!e.to_string().is_empty());
+        for schema in &schemas() {
+            prop_assert!(read_columns(body, header_length, schema).is_none());
+        }
         return Ok(());
     }
     for schema in &schemas() {
         // Decoding moves the data out of the request: a fresh one per schema.
         let mut request = parse_infer_body(body, header_length).expect("parsed above");
+        let fast = read_columns(body, header_length, schema);
         match decode_inputs(&mut request, schema) {
             Ok(batch) => {
-                prop_assert_eq!(batch.columns.len(), schema.features.len());
-                prop_assert!(batch.rows >= 1 && batch.rows <= schema.max_rows);
+                prop_assert_eq!(batch.features(), schema.features.len());
+                prop_assert!(batch.rows() >= 1 && batch.rows() <= schema.max_rows);
+                if let Some((id, fast)) = fast {
+                    prop_assert_eq!(id, request.id);
+                    prop_assert_eq!(fast, batch);
+                }
             }
-            Err(e) => prop_assert!(!e.to_string().is_empty()),
+            Err(e) => {
+                prop_assert!(!e.to_string().is_empty());
+                prop_assert!(fast.is_none(), "read straight into columns, refused: {e}");
+            }
         }
     }
     Ok(())
@@ -322,7 +337,10 @@ fn the_request_the_strategies_vary_decodes() {
     .unwrap();
     let mut request = parse_request(&body).unwrap();
     let batch = decode_inputs(&mut request, &schemas()[1]).unwrap();
-    assert_eq!(batch.rows, 2);
+    assert_eq!(batch.rows(), 2);
+    // The common body is read straight into the same columns.
+    let (id, fast) = read_columns(&body, None, &schemas()[1]).expect("a common body");
+    assert_eq!((id, fast), (None, batch));
 }
 
 /// A binary body decodes to exactly the batch its JSON twin decodes to: one
@@ -353,19 +371,34 @@ fn the_near_miss_strategy_reaches_valid_batches() {
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
     let strategy = mutated_request();
-    let decoded = (0..5_000)
-        .filter(|_| {
-            let body =
-                serde_json::to_vec(&strategy.new_tree(&mut runner).unwrap().current()).unwrap();
-            parse_request(&body).is_ok()
-                && schemas()
-                    .iter()
-                    .any(|schema| decode_inputs(&mut parse_request(&body).unwrap(), schema).is_ok())
-        })
-        .count();
+    // Bodies that decode, and of those the ones with one tensor a feature
+    // (the mixed schema's) and the ones read straight into columns.
+    let (mut decoded, mut per_feature, mut fast) = (0, 0, 0);
+    for _ in 0..5_000 {
+        let body = serde_json::to_vec(&strategy.new_tree(&mut runner).unwrap().current()).unwrap();
+        for (k, schema) in schemas().iter().enumerate() {
+            if parse_request(&body).is_ok()
+                && decode_inputs(&mut parse_request(&body).unwrap(), schema).is_ok()
+            {
+                decoded += 1;
+                per_feature += usize::from(k == 1);
+                fast += usize::from(read_columns(&body, None, schema).is_some());
+            }
+        }
+    }
     // Unchanged requests alone are one in seven.
     assert!(
         decoded >= 250,
         "only {decoded} of 5000 generated requests decoded"
+    );
+    // The mutations never reorder inputs: a per-feature body that decodes
+    // is in the model's order, so it is read straight into columns (and
+    // the properties compare the two readers on it) unless a mutated cell
+    // is a number serde must read (-0.0, an exponent, 20 digits); a
+    // matrix body never is.
+    assert!(per_feature >= 100, "only {per_feature} per-feature bodies");
+    assert!(
+        fast <= per_feature && fast * 10 >= per_feature * 9,
+        "{fast} of {per_feature} per-feature bodies read straight into columns"
     );
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use driftline::api::{FeatureKind, Task};
 use driftline::drift::{CategoricalProfile, FeatureProfile, NumericProfile, ReferenceProfile};
-use driftline::serve::{Column, DecodedBatch};
+use driftline::serve::DecodedBatch;
 use driftline::serve::{ModelInfo, ModelOutput, Predictor, RunningServer, ServerConfig, start};
 use driftline::serve::{WeightTable, gateway_router};
 use serde_json::{Value, json};
@@ -76,19 +76,18 @@ impl Predictor for WineRule {
     }
 
     fn predict(&self, batch: &DecodedBatch) -> Result<ModelOutput, String> {
-        let (Column::Numbers(alcohol), Column::Texts(color)) =
-            (&batch.columns[0], &batch.columns[1])
-        else {
-            return Err("alcohol must be numeric and color text".into());
-        };
-        let p: Vec<f32> = alcohol
+        let p: Vec<f32> = batch
+            .column(0)
             .iter()
-            .zip(color)
-            .map(|(a, c)| {
-                let score = a + if c == "red" { 1.0 } else { 0.0 } - self.cut;
-                1.0 / (1.0 + (-score as f32).exp())
+            .zip(batch.column(1))
+            .map(|(a, c)| match (a.number(), c.text()) {
+                (Some(a), Some(c)) => {
+                    let score = a + if c == "red" { 1.0 } else { 0.0 } - self.cut;
+                    Ok(1.0 / (1.0 + (-score as f32).exp()))
+                }
+                _ => Err("alcohol must be numeric and color text".to_string()),
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         Ok(ModelOutput {
             labels: p
                 .iter()

@@ -13,9 +13,9 @@ use driftline::api::{FeatureKind, Task};
 use driftline::drift::{
     CategoricalProfile, DriftConfig, FeatureProfile, NumericProfile, ReferenceProfile,
 };
+use driftline::serve::DecodedBatch;
 use driftline::serve::FeedbackConfig;
 use driftline::serve::StoreFeedbackSink;
-use driftline::serve::{Column, DecodedBatch};
 use driftline::serve::{ModelInfo, ModelOutput, Predictor, RunningServer, ServerConfig, start};
 use serde_json::{Value, json};
 
@@ -82,9 +82,11 @@ impl Predictor for AlcoholRule {
 
     fn predict(&self, batch: &DecodedBatch) -> Result<ModelOutput, String> {
         std::thread::sleep(self.delay);
-        let Column::Numbers(alcohol) = &batch.columns[0] else {
-            return Err("alcohol must be numeric".into());
-        };
+        let alcohol: Vec<f64> = batch
+            .column(0)
+            .iter()
+            .map(|v| v.number().ok_or("alcohol must be numeric"))
+            .collect::<Result<_, _>>()?;
         // A model that fails on some inputs: the server's 5xx path.
         if alcohol.contains(&-999.0) {
             return Err("the model cannot score alcohol -999".into());

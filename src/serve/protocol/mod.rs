@@ -6,6 +6,7 @@
 //! `[N, 1]`; BYTES for categorical features). `data` may be flat or nested,
 //! row-major.
 
+mod batch;
 mod plain;
 mod response;
 mod tensor;
@@ -17,6 +18,7 @@ use smallvec::SmallVec;
 
 use crate::api::FeatureKind;
 
+pub use batch::{Column, DecodedBatch, Value};
 pub use response::{
     InferResponse, ModelMetadata, OutputData, ResponseOutput, ServerMetadata, TensorMetadata,
     encode_response,
@@ -181,6 +183,17 @@ pub struct InferRequest<'a> {
 }
 
 impl InferRequest<'_> {
+    /// A request with id `id` and nothing else: the rest of a body that
+    /// was read straight into columns ([`read_columns`]).
+    pub fn with_id(id: Option<String>) -> Self {
+        InferRequest {
+            id,
+            parameters: None,
+            inputs: Vec::new(),
+            outputs: None,
+        }
+    }
+
     /// The request with every borrowed name and datatype copied: one that
     /// outlives the body it was read from.
     pub fn into_owned(self) -> InferRequest<'static> {
@@ -279,33 +292,26 @@ impl InputSchema {
     }
 }
 
-/// One decoded feature column.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Column {
-    Numbers(Vec<f64>),
-    Texts(Vec<String>),
-}
-
-impl Column {
-    /// Values in the column: one a row.
-    pub fn rows(&self) -> usize {
-        match self {
-            Column::Numbers(v) => v.len(),
-            Column::Texts(v) => v.len(),
-        }
-    }
-}
-
-/// Decoded rows, one column per feature in the model's order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DecodedBatch {
-    pub rows: usize,
-    pub columns: Vec<Column>,
-}
-
 /// Parses a JSON infer request body (no binary tensors).
 pub fn parse_request(body: &[u8]) -> Result<InferRequest<'_>, DecodeError> {
     parse_infer_body(body, None)
+}
+
+/// The common REST infer body read straight into the model's columns:
+/// the request's `id`, and the batch [`decode_inputs`] would decode from
+/// [`parse_infer_body`]'s request (one tensor a feature, in the model's
+/// order, plain JSON: see `plain::read_columns`). `None` for any other
+/// body, binary tensors included: those two read it, or name what is wrong
+/// with it.
+pub fn read_columns(
+    body: &[u8],
+    header_length: Option<usize>,
+    schema: &InputSchema,
+) -> Option<(Option<String>, DecodedBatch)> {
+    match header_length {
+        Some(_) => None,
+        None => plain::read_columns(body, schema),
+    }
 }
 
 /// Parses a REST infer body: JSON, followed by binary tensors when
@@ -464,6 +470,20 @@ fn datatype(input: &str, name: &str) -> Result<Datatype, DecodeError> {
     })
 }
 
+impl Datatype {
+    /// Whether a numeric tensor of this datatype may hold `x`.
+    fn admits(self, x: f64) -> bool {
+        match self {
+            Datatype::Bool => x == 0.0 || x == 1.0,
+            Datatype::Int { min, max } => x.fract() == 0.0 && x >= min && x <= max,
+            Datatype::Fp16 => x.is_finite() && x.abs() <= 65504.0,
+            Datatype::Fp32 => x.is_finite() && x.abs() <= f32::MAX as f64,
+            Datatype::Fp64 => x.is_finite(),
+            Datatype::Bytes => false,
+        }
+    }
+}
+
 /// Checks a numeric tensor's values against its datatype and takes them
 /// out of the request (decoding reads each input once; no copy is made).
 fn numbers(input: &mut RequestInput) -> Result<Vec<f64>, DecodeError> {
@@ -480,52 +500,38 @@ fn numbers(input: &mut RequestInput) -> Result<Vec<f64>, DecodeError> {
 /// Whether a numeric tensor's values fit its datatype.
 fn check_numbers(input: &RequestInput) -> Result<(), DecodeError> {
     let dt = datatype(&input.name, &input.datatype)?;
-    let mismatch = |found| DecodeError::DataTypeMismatch {
-        input: input.name.to_string(),
-        datatype: input.datatype.to_string(),
-        found,
-    };
     match (&input.data, dt) {
         (TensorData::Bools(_), Datatype::Bool) => Ok(()),
-        (TensorData::Numbers(v), Datatype::Bool) => check_each(input, v, |x| x == 0.0 || x == 1.0),
-        (TensorData::Numbers(v), Datatype::Int { min, max }) => {
-            check_each(input, v, |x| x.fract() == 0.0 && x >= min && x <= max)
-        }
-        (TensorData::Numbers(v), Datatype::Fp16 | Datatype::Fp32 | Datatype::Fp64) => {
-            let limit = match dt {
-                Datatype::Fp16 => 65504.0,
-                Datatype::Fp32 => f32::MAX as f64,
-                _ => f64::MAX,
-            };
-            for (index, &value) in v.iter().enumerate() {
-                if !value.is_finite() || value.abs() > limit {
-                    return Err(DecodeError::NonFinite {
-                        input: input.name.to_string(),
-                        index,
-                        value,
-                        datatype: input.datatype.to_string(),
-                    });
+        (TensorData::Numbers(v), dt) if dt != Datatype::Bytes => {
+            match v.iter().position(|&x| !dt.admits(x)) {
+                None => Ok(()),
+                Some(index) => {
+                    let datatype = input.datatype.to_string();
+                    let (input, value) = (input.name.to_string(), v[index]);
+                    Err(match dt {
+                        Datatype::Fp16 | Datatype::Fp32 | Datatype::Fp64 => {
+                            DecodeError::NonFinite {
+                                input,
+                                index,
+                                value,
+                                datatype,
+                            }
+                        }
+                        _ => DecodeError::OutOfRange {
+                            input,
+                            index,
+                            value,
+                            datatype,
+                        },
+                    })
                 }
             }
-            Ok(())
         }
-        (data, _) => Err(mismatch(data.kind())),
-    }
-}
-
-fn check_each(
-    input: &RequestInput,
-    v: &[f64],
-    ok: impl Fn(f64) -> bool,
-) -> Result<(), DecodeError> {
-    match v.iter().position(|&x| !ok(x)) {
-        Some(index) => Err(DecodeError::OutOfRange {
+        (data, _) => Err(DecodeError::DataTypeMismatch {
             input: input.name.to_string(),
-            index,
-            value: v[index],
             datatype: input.datatype.to_string(),
+            found: data.kind(),
         }),
-        None => Ok(()),
     }
 }
 
@@ -562,8 +568,8 @@ fn feature_list(schema: &InputSchema) -> String {
 }
 
 /// Turns validated request inputs into feature columns in the model's
-/// order. Each decoded input's data is moved into its column, so the
-/// request's inputs are left empty.
+/// order. Each decoded input's data is moved out, so the request's inputs
+/// are left empty.
 pub fn decode_inputs(
     request: &mut InferRequest,
     schema: &InputSchema,
@@ -584,16 +590,22 @@ pub fn decode_inputs(
     } else {
         decode_per_feature(&mut request.inputs, schema)?
     };
-    if batch.rows == 0 {
+    check_rows(batch.rows(), schema)?;
+    Ok(batch)
+}
+
+/// A batch must have rows, and no more than the model takes at once.
+fn check_rows(rows: usize, schema: &InputSchema) -> Result<(), DecodeError> {
+    if rows == 0 {
         return Err(DecodeError::NoRows);
     }
-    if batch.rows > schema.max_rows {
+    if rows > schema.max_rows {
         return Err(DecodeError::TooManyRows {
-            rows: batch.rows,
+            rows,
             max: schema.max_rows,
         });
     }
-    Ok(batch)
+    Ok(())
 }
 
 fn decode_matrix(
@@ -624,43 +636,33 @@ fn decode_matrix(
             feature: name.clone(),
         });
     }
-    let values = numbers(input)?;
-    let columns = schema
-        .features
-        .iter()
-        .enumerate()
-        .map(|(j, (_, kind))| {
-            let column: Vec<f64> = (0..rows).map(|i| values[i * f + j]).collect();
-            match kind {
-                FeatureKind::Boolean => booleans(input, &column, |i| i * f + j),
-                _ => Ok(Column::Numbers(column)),
-            }
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(DecodedBatch { rows, columns })
+    let matrix = numbers(input)?;
+    let mut values = Vec::with_capacity(matrix.len());
+    for (j, (_, kind)) in schema.features.iter().enumerate() {
+        for i in 0..rows {
+            let (at, x) = (i * f + j, matrix[i * f + j]);
+            values.push(match kind {
+                FeatureKind::Boolean => boolean(input, x, at)?,
+                _ => Value::Number(x),
+            });
+        }
+    }
+    Ok(DecodedBatch::new(rows, values))
 }
 
-/// 0/1 values as the `"false"`/`"true"` categories a boolean feature was trained on.
-fn booleans(
-    input: &RequestInput,
-    values: &[f64],
-    position: impl Fn(usize) -> usize,
-) -> Result<Column, DecodeError> {
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| match x {
-            0.0 => Ok("false".to_string()),
-            1.0 => Ok("true".to_string()),
-            _ => Err(DecodeError::OutOfRange {
-                input: input.name.to_string(),
-                index: position(i),
-                value: x,
-                datatype: "a boolean (0 or 1)".into(),
-            }),
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Column::Texts)
+/// A 0/1 value as the `"false"`/`"true"` category a boolean feature was
+/// trained on; `at` is its place in the input, for the error.
+fn boolean(input: &RequestInput, x: f64, at: usize) -> Result<Value, DecodeError> {
+    match x {
+        0.0 => Ok(Value::Text("false".into())),
+        1.0 => Ok(Value::Text("true".into())),
+        _ => Err(DecodeError::OutOfRange {
+            input: input.name.to_string(),
+            index: at,
+            value: x,
+            datatype: "a boolean (0 or 1)".into(),
+        }),
+    }
 }
 
 fn decode_per_feature(
@@ -681,16 +683,7 @@ fn decode_per_feature(
         if slots[j].is_some() {
             return Err(DecodeError::DuplicateInput(input.name.to_string()));
         }
-        let rows = match input.shape.as_slice() {
-            [n] | [n, 1] => *n as usize,
-            _ => {
-                return Err(DecodeError::BadShape {
-                    input: input.name.to_string(),
-                    shape: input.shape.to_vec(),
-                    expected: "[N] or [N, 1] for a tensor named by its feature".into(),
-                });
-            }
-        };
+        let rows = feature_rows(input)?;
         match first {
             None => first = Some((k, rows)),
             Some((at, n)) if n != rows => {
@@ -706,7 +699,7 @@ fn decode_per_feature(
         slots[j] = Some(k);
     }
     let rows = first.map(|(_, n)| n).unwrap_or(0);
-    let mut columns = Vec::with_capacity(schema.features.len());
+    let mut values = Vec::with_capacity(rows.min(plain::MAX_RESERVED) * schema.features.len());
     for ((name, kind), slot) in schema.features.iter().zip(slots) {
         let Some(input) = slot.map(|k| &mut inputs[k]) else {
             return Err(DecodeError::MissingFeature {
@@ -715,63 +708,99 @@ fn decode_per_feature(
                 count: schema.features.len(),
             });
         };
-        let column = match kind {
-            FeatureKind::Categorical => {
-                if input.datatype != "BYTES" {
-                    datatype(&input.name, &input.datatype)?;
-                    return Err(DecodeError::WrongDatatype {
-                        input: input.name.to_string(),
-                        datatype: input.datatype.to_string(),
-                        feature: name.clone(),
-                        kind: "categorical",
-                        expected: "BYTES (strings)",
-                    });
-                }
-                match &mut input.data {
-                    TensorData::Texts(t) => Column::Texts(std::mem::take(t)),
-                    TensorData::Blobs(b) => return Err(not_utf8(&input.name, b)),
-                    TensorData::Numbers(v) if v.is_empty() => Column::Texts(Vec::new()),
-                    other => {
-                        return Err(DecodeError::DataTypeMismatch {
-                            input: input.name.to_string(),
-                            datatype: input.datatype.to_string(),
-                            found: other.kind(),
-                        });
-                    }
-                }
-            }
-            FeatureKind::Boolean => match &mut input.data {
-                TensorData::Texts(t) if input.datatype == "BYTES" => {
-                    Column::Texts(std::mem::take(t))
-                }
-                _ if input.datatype == "BYTES" => {
-                    return Err(DecodeError::DataTypeMismatch {
-                        input: input.name.to_string(),
-                        datatype: input.datatype.to_string(),
-                        found: input.data.kind(),
-                    });
-                }
-                _ => {
-                    let values = numbers(input)?;
-                    booleans(input, &values, |i| i)?
-                }
-            },
-            FeatureKind::Numeric => {
-                if input.datatype == "BYTES" {
-                    return Err(DecodeError::WrongDatatype {
-                        input: input.name.to_string(),
-                        datatype: input.datatype.to_string(),
-                        feature: name.clone(),
-                        kind: "numeric",
-                        expected: "a numeric datatype such as FP32",
-                    });
-                }
-                Column::Numbers(numbers(input)?)
-            }
-        };
-        columns.push(column);
+        feature_values(input, name, *kind, &mut values)?;
     }
-    Ok(DecodedBatch { rows, columns })
+    Ok(DecodedBatch::new(rows, values))
+}
+
+/// Rows in a tensor named by its feature: `[N]` or `[N, 1]`.
+fn feature_rows(input: &RequestInput) -> Result<usize, DecodeError> {
+    match input.shape.as_slice() {
+        [n] | [n, 1] => Ok(*n as usize),
+        _ => Err(DecodeError::BadShape {
+            input: input.name.to_string(),
+            shape: input.shape.to_vec(),
+            expected: "[N] or [N, 1] for a tensor named by its feature".into(),
+        }),
+    }
+}
+
+/// Appends the values of `input`, the tensor of feature `feature` (of
+/// `kind`), to `values` as the model takes them. The input's data is
+/// drained (its list kept, for a reader that reuses it).
+fn feature_values(
+    input: &mut RequestInput,
+    feature: &str,
+    kind: FeatureKind,
+    values: &mut Vec<Value>,
+) -> Result<(), DecodeError> {
+    let bytes = input.datatype == "BYTES";
+    let mismatch = |input: &RequestInput| DecodeError::DataTypeMismatch {
+        input: input.name.to_string(),
+        datatype: input.datatype.to_string(),
+        found: input.data.kind(),
+    };
+    match kind {
+        FeatureKind::Categorical => {
+            if !bytes {
+                datatype(&input.name, &input.datatype)?;
+                return Err(DecodeError::WrongDatatype {
+                    input: input.name.to_string(),
+                    datatype: input.datatype.to_string(),
+                    feature: feature.to_string(),
+                    kind: "categorical",
+                    expected: "BYTES (strings)",
+                });
+            }
+            match &mut input.data {
+                TensorData::Texts(t) => values.extend(t.drain(..).map(Value::Text)),
+                TensorData::Blobs(b) => return Err(not_utf8(&input.name, b)),
+                TensorData::Numbers(v) if v.is_empty() => {}
+                _ => return Err(mismatch(input)),
+            }
+        }
+        FeatureKind::Boolean => match &mut input.data {
+            TensorData::Texts(t) if bytes => values.extend(t.drain(..).map(Value::Text)),
+            _ if bytes => return Err(mismatch(input)),
+            _ => {
+                check_numbers(input)?;
+                match &input.data {
+                    TensorData::Bools(b) => values.extend(
+                        b.iter()
+                            .map(|&b| Value::Text(if b { "true" } else { "false" }.into())),
+                    ),
+                    TensorData::Numbers(v) => {
+                        for (at, &x) in v.iter().enumerate() {
+                            values.push(boolean(input, x, at)?);
+                        }
+                    }
+                    _ => unreachable!("check_numbers accepts only booleans and numbers"),
+                }
+                input.data.clear();
+            }
+        },
+        FeatureKind::Numeric => {
+            if bytes {
+                return Err(DecodeError::WrongDatatype {
+                    input: input.name.to_string(),
+                    datatype: input.datatype.to_string(),
+                    feature: feature.to_string(),
+                    kind: "numeric",
+                    expected: "a numeric datatype such as FP32",
+                });
+            }
+            check_numbers(input)?;
+            match &input.data {
+                TensorData::Bools(b) => {
+                    values.extend(b.iter().map(|&b| Value::Number(if b { 1.0 } else { 0.0 })))
+                }
+                TensorData::Numbers(v) => values.extend(v.iter().map(|&x| Value::Number(x))),
+                _ => unreachable!("check_numbers accepts only booleans and numbers"),
+            }
+            input.data.clear();
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -806,7 +835,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m, f);
-        assert_eq!(m.columns[0], Column::Numbers(vec![1.0, 3.0]));
+        assert_eq!(m.column(0), [Value::Number(1.0), Value::Number(3.0)]);
         // In the model's order (each input found where it is looked for
         // first) and out of it, the same columns.
         let in_order = decode(
@@ -970,8 +999,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            ok.columns[1],
-            Column::Texts(vec!["red".into(), "white".into()])
+            ok.column(1),
+            [Value::Text("red".into()), Value::Text("white".into())]
         );
         let err = decode(
             r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}]}"#,

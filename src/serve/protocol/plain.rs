@@ -14,8 +14,8 @@
 use std::borrow::Cow;
 
 use super::tensor::TensorData;
-use super::{Shape, WireInput, WireRequest};
-use crate::serve::json::ESCAPED;
+use super::{DecodedBatch, InputSchema, RequestInput, Shape, WireInput, WireRequest};
+use crate::serve::json;
 
 /// The body as serde would read it, or `None` where serde must decide.
 pub(super) fn read(json: &[u8]) -> Option<WireRequest<'_>> {
@@ -31,10 +31,10 @@ pub(super) fn read(json: &[u8]) -> Option<WireRequest<'_>> {
     };
     let mut id = None;
     let mut inputs = None;
-    r.object(|r, key| {
+    r.object(REQUEST_KEYS, |r, key| {
         match key {
-            "id" if id.is_none() => id = Some(r.string()?.to_string()),
-            "inputs" if inputs.is_none() => inputs = Some(r.inputs()?),
+            Key::Id if id.is_none() => id = Some(r.string()?.to_string()),
+            Key::Inputs if inputs.is_none() => inputs = Some(r.inputs()?),
             _ => return None,
         }
         Some(())
@@ -49,21 +49,73 @@ pub(super) fn read(json: &[u8]) -> Option<WireRequest<'_>> {
     })
 }
 
+/// The common body read straight into the model's columns: its `id`, and
+/// the batch `decode_inputs` would decode from it. One tensor a feature,
+/// in the model's order, each read into one reused list and put through
+/// the decoder's own rules (`feature_rows`, `feature_values`, `check_rows`)
+/// as it ends. `None` for anything else (inputs in another order, one
+/// `[N, F]` tensor, any error), which the general reader and decoder then
+/// read, or refuse with the error they name.
+pub(super) fn read_columns(
+    json: &[u8],
+    schema: &InputSchema,
+) -> Option<(Option<String>, DecodedBatch)> {
+    let text = std::str::from_utf8(json).ok()?;
+    let mut r = Reader {
+        s: json,
+        text,
+        at: 0,
+    };
+    let mut id = None;
+    let mut batch = None;
+    r.object(REQUEST_KEYS, |r, key| {
+        match key {
+            Key::Id if id.is_none() => id = Some(r.string()?.to_string()),
+            Key::Inputs if batch.is_none() => batch = Some(r.columns(schema)?),
+            _ => return None,
+        }
+        Some(())
+    })?;
+    r.space();
+    (r.at == r.s.len()).then_some(())?;
+    Some((id, batch?))
+}
+
+/// The fields this reader takes, of a request and of an input.
+#[derive(Clone, Copy)]
+enum Key {
+    Id,
+    Inputs,
+    Name,
+    Shape,
+    Datatype,
+    Data,
+}
+
+const REQUEST_KEYS: &[(&str, Key)] = &[("id", Key::Id), ("inputs", Key::Inputs)];
+
+const INPUT_KEYS: &[(&str, Key)] = &[
+    ("name", Key::Name),
+    ("shape", Key::Shape),
+    ("datatype", Key::Datatype),
+    ("data", Key::Data),
+];
+
 /// Nesting of `data` deeper than this is left to serde (which refuses it).
 const MAX_DEPTH: usize = super::tensor::MAX_DEPTH;
 
-/// Digits of a number read here, before and after the point each; with
-/// the digits in all below [`EXACT`], the significand and the power of ten
-/// are both exact f64s, so one division rounds the number correctly, as
-/// serde_json (and `str::parse`) do.
-const MAX_DIGITS: usize = 15;
+/// Digits of a number read here, before and after the point together.
+/// Up to 19 a u64 holds the digits whole, and serde_json's reader (without
+/// its `float_roundtrip` feature, which nothing here enables) computes the
+/// value as this one does: the digits as an f64, divided by an exact power
+/// of ten (`f64_from_parts`). A client's f64 written in full (17 digits,
+/// as Python's `json.dumps` writes `0.1 + 0.2`) is read here too.
+const MAX_DIGITS: usize = 19;
 
-/// 2^53: integers up to it are exact f64s.
-const EXACT: u64 = 1 << 53;
-
-/// Powers of ten up to [`MAX_DIGITS`], each exact as an f64.
+/// Powers of ten up to [`MAX_DIGITS`], each exact as an f64 (and a u64).
 const POW10: [f64; MAX_DIGITS + 1] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19,
 ];
 
 /// Values a shape promises, as room to allocate up front: none where no
@@ -79,7 +131,15 @@ fn capacity(shape: Option<&Shape>) -> usize {
 }
 
 /// The most values reserved for a list before any is read.
-const MAX_RESERVED: usize = 1024;
+pub(super) const MAX_RESERVED: usize = 1024;
+
+/// What a value in `data` is.
+#[derive(Clone, Copy)]
+enum Leaf {
+    Number,
+    Text,
+    Bool,
+}
 
 /// A number as written: `±significand / 10^scale`.
 struct Decimal {
@@ -112,13 +172,31 @@ impl<'a> Reader<'a> {
         (self.peek()? == byte).then(|| self.at += 1)
     }
 
-    /// `{ "key": value, ... }`, each value read by `field`.
-    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+    /// `{ "key": value, ... }` with keys from `keys`, each value read by
+    /// `field`. Any other key, or one written with an escape, is serde's.
+    fn object(
+        &mut self,
+        keys: &[(&str, Key)],
+        mut field: impl FnMut(&mut Self, Key) -> Option<()>,
+    ) -> Option<()> {
         self.list(b'{', b'}', |r| {
-            let key = r.string()?;
+            let key = r.key(keys)?;
             r.eat(b':')?;
             field(r, key)
         })
+    }
+
+    /// The next string, when it is one of `keys` as it is written: the
+    /// key's bytes and its closing quote compared in place (reading it as
+    /// any string and then matching it was a sixth of reading a body).
+    fn key(&mut self, keys: &[(&str, Key)]) -> Option<Key> {
+        self.eat(b'"')?;
+        let rest = &self.s[self.at..];
+        let &(name, key) = keys.iter().find(|(name, _)| {
+            rest.get(name.len()) == Some(&b'"') && rest.starts_with(name.as_bytes())
+        })?;
+        self.at += name.len() + 1;
+        Some(key)
     }
 
     /// `[ item, ... ]`, each item read by `item`.
@@ -155,10 +233,8 @@ impl<'a> Reader<'a> {
         self.eat(b'"')?;
         let start = self.at;
         // One pass: stops at the closing quote, or at what only serde reads.
-        let len = self.s[start..]
-            .iter()
-            .position(|&b| ESCAPED[usize::from(b)])?;
-        if self.s[start + len] != b'"' {
+        let len = json::plain_len(&self.s[start..]);
+        if self.s.get(start + len) != Some(&b'"') {
             return None;
         }
         self.at = start + len + 1;
@@ -166,15 +242,14 @@ impl<'a> Reader<'a> {
         self.text.get(start..start + len)
     }
 
-    /// `-?digits(.digits)?`, each part within [`MAX_DIGITS`] digits, the
-    /// digits in all below [`EXACT`].
+    /// `-?digits(.digits)?`, within [`MAX_DIGITS`] digits in all.
     fn decimal(&mut self) -> Option<Decimal> {
         self.space();
         let negative = self.s.get(self.at) == Some(&b'-');
         if negative {
             self.at += 1;
         }
-        let (whole, whole_digits) = self.digits()?;
+        let (whole, whole_digits) = self.digits(MAX_DIGITS)?;
         // JSON allows no leading zero before other digits.
         if whole_digits > 1 && self.s[self.at - whole_digits] == b'0' {
             return None;
@@ -186,11 +261,9 @@ impl<'a> Reader<'a> {
         };
         if self.s.get(self.at) == Some(&b'.') {
             self.at += 1;
-            let (fraction, fraction_digits) = self.digits()?;
-            decimal.significand = (whole * POW10[fraction_digits] as u64) + fraction;
-            if decimal.significand > EXACT {
-                return None;
-            }
+            let (fraction, fraction_digits) = self.digits(MAX_DIGITS - whole_digits)?;
+            // Below 10^19: no overflow.
+            decimal.significand = whole * POW10[fraction_digits] as u64 + fraction;
             decimal.scale = fraction_digits;
         }
         // An exponent is serde's to read.
@@ -200,27 +273,27 @@ impl<'a> Reader<'a> {
         Some(decimal)
     }
 
-    /// One to [`MAX_DIGITS`] decimal digits: their value and count.
-    fn digits(&mut self) -> Option<(u64, usize)> {
+    /// One to `most` decimal digits: their value and count.
+    fn digits(&mut self, most: usize) -> Option<(u64, usize)> {
         let start = self.at;
         let mut value = 0u64;
         while let Some(&b) = self.s.get(self.at) {
             if !b.is_ascii_digit() {
                 break;
             }
-            value = value * 10 + u64::from(b - b'0');
-            self.at += 1;
-            if self.at - start > MAX_DIGITS {
+            if self.at - start == most {
                 return None;
             }
+            value = value * 10 + u64::from(b - b'0');
+            self.at += 1;
         }
         let n = self.at - start;
         (n > 0).then_some((value, n))
     }
 
-    /// A number in `data`, as serde_json reads it: the significand over an
-    /// exact power of ten, one correctly rounded division. Negative zero
-    /// is serde's to read (it keeps the sign one way and not the other).
+    /// A number in `data`, as serde_json reads it: the digits as an f64
+    /// over an exact power of ten (see [`MAX_DIGITS`]). Negative zero is
+    /// serde's to read (it keeps the sign one way and not the other).
     fn number(&mut self) -> Option<f64> {
         let d = self.decimal()?;
         if d.negative && d.significand == 0 {
@@ -240,24 +313,74 @@ impl<'a> Reader<'a> {
     }
 
     fn input(&mut self) -> Option<WireInput<'a>> {
-        let (mut name, mut shape, mut datatype, mut data) = (None, None, None, None);
-        self.object(|r, key| {
+        let mut data = TensorData::Numbers(Vec::new());
+        let (name, shape, datatype) = self.input_fields(&mut data)?;
+        Some(WireInput {
+            name: Cow::Borrowed(name),
+            shape,
+            datatype: Cow::Borrowed(datatype),
+            data: Some(data),
+            parameters: None,
+        })
+    }
+
+    /// An input object's `name`, `shape` and `datatype`, each once, and
+    /// its `data` read into `data`.
+    fn input_fields(&mut self, data: &mut TensorData) -> Option<(&'a str, Shape, &'a str)> {
+        let (mut name, mut shape, mut datatype, mut has_data) = (None, None, None, false);
+        self.object(INPUT_KEYS, |r, key| {
             match key {
-                "name" if name.is_none() => name = Some(r.string()?),
-                "datatype" if datatype.is_none() => datatype = Some(r.string()?),
-                "shape" if shape.is_none() => shape = Some(r.shape()?),
-                "data" if data.is_none() => data = Some(r.data(capacity(shape.as_ref()))?),
+                Key::Name if name.is_none() => name = Some(r.string()?),
+                Key::Datatype if datatype.is_none() => datatype = Some(r.string()?),
+                Key::Shape if shape.is_none() => shape = Some(r.shape()?),
+                Key::Data if !has_data => {
+                    r.data(data, capacity(shape.as_ref()))?;
+                    has_data = true;
+                }
                 _ => return None,
             }
             Some(())
         })?;
-        Some(WireInput {
-            name: Cow::Borrowed(name?),
-            shape: shape?,
-            datatype: Cow::Borrowed(datatype?),
-            data: Some(data?),
+        has_data.then_some(())?;
+        Some((name?, shape?, datatype?))
+    }
+
+    /// `inputs` as the model's columns: input `k` is feature `k`'s tensor.
+    fn columns(&mut self, schema: &InputSchema) -> Option<DecodedBatch> {
+        let mut values = Vec::new();
+        let mut rows = None;
+        let mut k = 0;
+        // One input, reused: its data list is drained into `values` and
+        // refilled by the next input.
+        let mut input = RequestInput {
+            name: Cow::Borrowed(""),
+            shape: Shape::new(),
+            datatype: Cow::Borrowed(""),
+            data: TensorData::Numbers(Vec::new()),
             parameters: None,
-        })
+        };
+        self.array(|r| {
+            let (feature, kind) = schema.features.get(k)?;
+            let (name, shape, datatype) = r.input_fields(&mut input.data)?;
+            (name == feature).then_some(())?;
+            (input.name, input.shape, input.datatype) =
+                (Cow::Borrowed(name), shape, Cow::Borrowed(datatype));
+            super::shape_len(&input).ok()?;
+            let n = super::feature_rows(&input).ok()?;
+            if *rows.get_or_insert(n) != n {
+                return None;
+            }
+            if k == 0 {
+                values.reserve(n.min(MAX_RESERVED) * schema.features.len());
+            }
+            super::feature_values(&mut input, feature, *kind, &mut values).ok()?;
+            k += 1;
+            Some(())
+        })?;
+        let rows = rows?;
+        (k == schema.features.len()).then_some(())?;
+        super::check_rows(rows, schema).ok()?;
+        Some(DecodedBatch::new(rows, values))
     }
 
     /// Dimensions: plain non-negative integers (anything else, a negative
@@ -275,18 +398,47 @@ impl<'a> Reader<'a> {
         Some(shape)
     }
 
-    /// `data`, flat or nested, all numbers, all strings or all booleans.
-    /// `capacity`: the values the shape read before it promises, so the
-    /// list is allocated once at its size instead of grown from empty.
-    fn data(&mut self, capacity: usize) -> Option<TensorData> {
-        let mut data = None;
-        self.elements(&mut data, 0, capacity)?;
-        Some(data.unwrap_or(TensorData::Numbers(Vec::new())))
+    /// `data`, flat or nested, all numbers, all strings or all booleans,
+    /// read into `data`: its list is emptied and reused where the kind is
+    /// the same, else replaced. `capacity`: the values the shape read
+    /// before it promises, so a new list is allocated once at its size.
+    /// Data without values reads as no numbers, as serde's reader has it.
+    fn data(&mut self, data: &mut TensorData, capacity: usize) -> Option<()> {
+        data.clear();
+        let mut fresh = true;
+        self.elements(data, &mut fresh, 0, capacity)?;
+        if fresh && !matches!(data, TensorData::Numbers(_)) {
+            *data = TensorData::Numbers(Vec::new());
+        }
+        Some(())
+    }
+
+    /// `data`, readied for its first value when `fresh`: a list of the
+    /// kind of `leaf` (the first value decides the kind), emptied before.
+    /// A later value of another kind finds a list it does not fit.
+    fn slot<'d>(
+        data: &'d mut TensorData,
+        fresh: &mut bool,
+        capacity: usize,
+        leaf: Leaf,
+    ) -> &'d mut TensorData {
+        if std::mem::take(fresh) {
+            match (leaf, &mut *data) {
+                (Leaf::Number, TensorData::Numbers(v)) => v.reserve(capacity),
+                (Leaf::Text, TensorData::Texts(v)) => v.reserve(capacity),
+                (Leaf::Bool, TensorData::Bools(v)) => v.reserve(capacity),
+                (Leaf::Number, _) => *data = TensorData::Numbers(Vec::with_capacity(capacity)),
+                (Leaf::Text, _) => *data = TensorData::Texts(Vec::with_capacity(capacity)),
+                (Leaf::Bool, _) => *data = TensorData::Bools(Vec::with_capacity(capacity)),
+            }
+        }
+        data
     }
 
     fn elements(
         &mut self,
-        data: &mut Option<TensorData>,
+        data: &mut TensorData,
+        fresh: &mut bool,
         depth: usize,
         capacity: usize,
     ) -> Option<()> {
@@ -294,12 +446,12 @@ impl<'a> Reader<'a> {
             return None;
         }
         self.array(|r| match r.peek()? {
-            b'[' => r.elements(data, depth + 1, capacity),
+            b'[' => r.elements(data, fresh, depth + 1, capacity),
             b'"' => {
-                let text = r.string()?.to_string();
-                match data.get_or_insert_with(|| TensorData::Texts(Vec::with_capacity(capacity))) {
+                let text = r.string()?;
+                match Self::slot(data, fresh, capacity, Leaf::Text) {
                     TensorData::Texts(v) => {
-                        v.push(text);
+                        v.push(text.to_string());
                         Some(())
                     }
                     _ => None,
@@ -307,7 +459,7 @@ impl<'a> Reader<'a> {
             }
             b't' | b'f' => {
                 let b = r.boolean()?;
-                match data.get_or_insert_with(|| TensorData::Bools(Vec::with_capacity(capacity))) {
+                match Self::slot(data, fresh, capacity, Leaf::Bool) {
                     TensorData::Bools(v) => {
                         v.push(b);
                         Some(())
@@ -317,8 +469,7 @@ impl<'a> Reader<'a> {
             }
             _ => {
                 let x = r.number()?;
-                match data.get_or_insert_with(|| TensorData::Numbers(Vec::with_capacity(capacity)))
-                {
+                match Self::slot(data, fresh, capacity, Leaf::Number) {
                     TensorData::Numbers(v) => {
                         v.push(x);
                         Some(())
@@ -369,6 +520,10 @@ mod tests {
             r#"{"inputs":[{"name":"e","shape":[0],"datatype":"FP32","data":[[]]}]}"#,
             "{\"inputs\":[{\"name\":\"t\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[0.000123456789012]}]}\n",
             r#"{"inputs":[{"name":"n","shape":[1],"datatype":"INT64","data":[-123456789012345]}]}"#,
+            // Digits beyond an f64's: rounded as serde_json rounds them,
+            // once to an f64 and once in the division (a correctly
+            // rounding reader gives 1174115433.9061584 for the first).
+            r#"{"inputs":[{"name":"x","shape":[4],"datatype":"FP64","data":[1174115433.906158532,0.30000000000000004,-9223372036854775808,9999999999999999999]}]}"#,
         ] {
             assert_eq!(plain(body), Some(serde(body).unwrap()), "{body}");
         }
@@ -380,7 +535,8 @@ mod tests {
             // Escapes, exponents, long numbers, negative zero, leading zeros.
             r#"{"inputs":[{"name":"a\"b","shape":[1],"datatype":"FP32","data":[1]}]}"#,
             r#"{"inputs":[{"name":"a","shape":[1],"datatype":"FP32","data":[1e5]}]}"#,
-            r#"{"inputs":[{"name":"a","shape":[1],"datatype":"FP32","data":[1234567890123456]}]}"#,
+            r#"{"inputs":[{"name":"a","shape":[1],"datatype":"FP32","data":[12345678901234567890]}]}"#,
+            r#"{"inputs":[{"name":"a","shape":[1],"datatype":"FP32","data":[1.2345678901234567890]}]}"#,
             r#"{"inputs":[{"name":"a","shape":[1],"datatype":"FP32","data":[-0]}]}"#,
             r#"{"inputs":[{"name":"a","shape":[1],"datatype":"FP32","data":[01]}]}"#,
             r#"{"inputs":[{"name":"a","shape":[1],"datatype":"FP32","data":[1.]}]}"#,
@@ -420,6 +576,20 @@ mod tests {
             3 => (any::<i16>(), 0u32..10_000_000).prop_map(|(a, b)| format!("{a}.{b}")),
             3 => (0u32..100, 0u32..1000).prop_map(|(a, b)| format!("{a}.{b:06}")),
             3 => any::<f32>().prop_map(|x| x.to_string()),
+            // Up to 20 digits, the point anywhere: past an f64's digits
+            // and past what this reader takes.
+            2 => (any::<u64>(), 0usize..21, any::<bool>()).prop_map(|(d, k, negative)| {
+                let digits = d.to_string();
+                let k = k.min(digits.len());
+                let (whole, fraction) = digits.split_at(digits.len() - k);
+                let whole = whole.trim_start_matches('0');
+                let whole = if whole.is_empty() { "0" } else { whole };
+                let sign = if negative { "-" } else { "" };
+                match fraction {
+                    "" => format!("{sign}{whole}"),
+                    f => format!("{sign}{whole}.{f}"),
+                }
+            }),
             1 => any::<f64>().prop_map(|x| x.to_string()),
             1 => prop::sample::select(vec![
                 "-0",
@@ -537,8 +707,155 @@ mod tests {
             })
     }
 
+    /// A model with a feature of each kind.
+    fn schema() -> InputSchema {
+        use crate::api::FeatureKind;
+        InputSchema {
+            features: vec![
+                ("a".into(), FeatureKind::Numeric),
+                ("color".into(), FeatureKind::Categorical),
+                ("flag".into(), FeatureKind::Boolean),
+            ],
+            max_rows: 4,
+        }
+    }
+
+    /// What reading and decoding give: the id and batch, or the error.
+    fn decoded(body: &str, schema: &InputSchema) -> Result<(Option<String>, DecodedBatch), String> {
+        let mut request =
+            super::super::parse_request(body.as_bytes()).map_err(|e| e.to_string())?;
+        let batch = super::super::decode_inputs(&mut request, schema).map_err(|e| e.to_string())?;
+        Ok((request.id, batch))
+    }
+
+    #[test]
+    fn common_bodies_are_read_straight_into_the_columns_they_decode_to() {
+        let schema = schema();
+        for body in [
+            r#"{"inputs":[{"name":"a","shape":[2],"datatype":"FP32","data":[1.5,-2]},{"name":"color","shape":[2],"datatype":"BYTES","data":["red","wée"]},{"name":"flag","shape":[2],"datatype":"BOOL","data":[true,false]}]}"#,
+            // Fields in any order, nested data, an id, 0/1 and text flags.
+            r#"{"id":"r-1","inputs":[{"data":[[3],[4]],"datatype":"INT8","shape":[2,1],"name":"a"},{"shape":[2],"name":"color","data":["","x"],"datatype":"BYTES"},{"name":"flag","shape":[2],"datatype":"UINT8","data":[1,0]}]}"#,
+            r#"{"inputs":[{"name":"a","shape":[1],"datatype":"BOOL","data":[true]},{"name":"color","shape":[1],"datatype":"BYTES","data":["red"]},{"name":"flag","shape":[1],"datatype":"BYTES","data":["maybe"]}]}"#,
+        ] {
+            let want = decoded(body, &schema).unwrap();
+            assert_eq!(read_columns(body.as_bytes(), &schema), Some(want), "{body}");
+        }
+    }
+
+    #[test]
+    fn bodies_the_decoder_refuses_or_reorders_are_left_to_it() {
+        let schema = schema();
+        let input = |name: &str, datatype: &str, data: &str| {
+            format!(r#"{{"name":"{name}","shape":[1],"datatype":"{datatype}","data":{data}}}"#)
+        };
+        let (a, color, flag) = (
+            input("a", "FP32", "[1.5]"),
+            input("color", "BYTES", r#"["red"]"#),
+            input("flag", "BOOL", "[true]"),
+        );
+        for inputs in [
+            // Decodable, but not in the model's order, or one matrix.
+            vec![color.clone(), a.clone(), flag.clone()],
+            // Refused: a wrong datatype or value, a missing or extra
+            // input, rows that differ, too many rows.
+            vec![a.clone(), input("color", "FP32", "[1]"), flag.clone()],
+            vec![input("a", "INT8", "[1.5]"), color.clone(), flag.clone()],
+            vec![input("a", "FP16", "[70000]"), color.clone(), flag.clone()],
+            vec![input("a", "BYTES", r#"["1"]"#), color.clone(), flag.clone()],
+            vec![a.clone(), color.clone(), input("flag", "FP32", "[2]")],
+            vec![a.clone(), color.clone(), input("flag", "INT8", "[true]")],
+            vec![a.clone(), color.clone()],
+            vec![a.clone(), color.clone(), flag.clone(), a.clone()],
+            vec![
+                r#"{"name":"a","shape":[2],"datatype":"FP32","data":[1,2]}"#.into(),
+                color.clone(),
+                flag.clone(),
+            ],
+            vec![
+                r#"{"name":"a","shape":[2],"datatype":"FP32","data":[1]}"#.into(),
+                color.clone(),
+                flag.clone(),
+            ],
+            vec![
+                r#"{"name":"a","shape":[5],"datatype":"FP32","data":[1,2,3,4,5]}"#.into(),
+                r#"{"name":"color","shape":[5],"datatype":"BYTES","data":["","","","",""]}"#.into(),
+                r#"{"name":"flag","shape":[5],"datatype":"BOOL","data":[true,true,true,true,true]}"#.into(),
+            ],
+        ] {
+            let body = format!(r#"{{"inputs":[{}]}}"#, inputs.join(","));
+            assert_eq!(read_columns(body.as_bytes(), &schema), None, "{body}");
+        }
+        let matrix = r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[[1,2]]}]}"#;
+        let numeric = InputSchema {
+            features: vec![
+                ("a".into(), crate::api::FeatureKind::Numeric),
+                ("b".into(), crate::api::FeatureKind::Numeric),
+            ],
+            max_rows: 4,
+        };
+        assert!(decoded(matrix, &numeric).is_ok());
+        assert_eq!(read_columns(matrix.as_bytes(), &numeric), None);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Whatever is read straight into columns is what reading and
+        /// decoding give; whatever they refuse is left to them.
+        #[test]
+        fn columns_read_straight_are_the_decoded_columns(
+            inputs in prop::collection::vec(
+                (
+                    any::<prop::sample::Index>(),
+                    prop::sample::select(vec!["[R]", "[R]", "[R]", "[R]", "[R]", "[R,1]", "[1]", "[2]", "[0]", "[R,2]"]),
+                    prop::bool::weighted(0.2),
+                    any::<prop::sample::Index>(),
+                ),
+                4,
+            ),
+            count in prop_oneof![4 => Just(3usize), 1 => 2usize..5],
+            rows in 1usize..3,
+            in_order in prop::bool::weighted(0.8),
+            id in prop::sample::select(vec!["", "\"id\":\"r-7\","]),
+        ) {
+            // A datatype and a value for each feature, fitting or not.
+            let choices: [&[(&str, &str)]; 3] = [
+                &[("FP32", "1.5"), ("INT8", "-3"), ("BOOL", "true"), ("BOOL", "1"), ("FP64", "2.25"),
+                  ("UINT8", "300"), ("FP16", "70000"), ("BYTES", "\"x\"")],
+                &[("BYTES", "\"red\""), ("BYTES", "\"\""), ("BYTES", "\"wée\""), ("FP32", "1"),
+                  ("BYTES", "1")],
+                &[("BOOL", "false"), ("BYTES", "\"yes\""), ("INT8", "1"), ("UINT64", "0"),
+                  ("FP32", "0.5"), ("INT8", "true"), ("BOOL", "2")],
+            ];
+            let names = ["a", "color", "flag", "b"];
+            let schema = schema();
+            let inputs: Vec<String> = inputs
+                .into_iter()
+                .take(count)
+                .enumerate()
+                .map(|(k, (pick, shape, nested, order))| {
+                    let feature = if in_order { k % 3 } else { pick.index(3) };
+                    let name = if k == 3 { names[pick.index(4)] } else { names[feature] };
+                    let (datatype, value) = pick.get(choices[feature]);
+                    let cell = if nested { format!("[{value}]") } else { value.to_string() };
+                    let data = format!("[{}]", vec![cell; rows].join(","));
+                    let mut fields = [
+                        format!("\"name\":\"{name}\""),
+                        format!("\"shape\":{}", shape.replace('R', &rows.to_string())),
+                        format!("\"datatype\":\"{datatype}\""),
+                        format!("\"data\":{data}"),
+                    ];
+                    fields.rotate_left(order.index(4));
+                    format!("{{{}}}", fields.join(","))
+                })
+                .collect();
+            let body = format!("{{{id}\"inputs\":[{}]}}", inputs.join(","));
+            match (read_columns(body.as_bytes(), &schema), decoded(&body, &schema)) {
+                (Some(fast), Ok(want)) => prop_assert_eq!(fast, want, "{}", body),
+                (Some(fast), Err(e)) => prop_assert!(false, "{body}: read {fast:?}, refused: {e}"),
+                (None, _) => {}
+            }
+        }
 
         /// Whatever this reader reads, serde reads to the same value; and
         /// the bodies it leaves are left whole to serde.

@@ -35,6 +35,16 @@ impl TensorData {
         self.len() == 0
     }
 
+    /// Empties the list, keeping its kind and its room.
+    pub(super) fn clear(&mut self) {
+        match self {
+            TensorData::Numbers(v) => v.clear(),
+            TensorData::Texts(v) => v.clear(),
+            TensorData::Bools(v) => v.clear(),
+            TensorData::Blobs(v) => v.clear(),
+        }
+    }
+
     pub(super) fn kind(&self) -> &'static str {
         match self {
             TensorData::Numbers(_) => "numbers",

@@ -19,32 +19,11 @@ use crate::serve::json;
 
 /// The body as serde would read it, or `None` where serde must decide.
 pub(super) fn read(json: &[u8]) -> Option<WireRequest<'_>> {
-    // Checked as UTF-8 once, whole (a word at a time where it is ASCII),
-    // so each string is a slice of it: checking each of a body's ~70 short
-    // strings on its own cost more than reading the rest of it. A body
-    // that is not UTF-8 is serde's to refuse.
-    let text = std::str::from_utf8(json).ok()?;
-    let mut r = Reader {
-        s: json,
-        text,
-        at: 0,
-    };
-    let mut id = None;
-    let mut inputs = None;
-    r.object(REQUEST_KEYS, |r, key| {
-        match key {
-            Key::Id if id.is_none() => id = Some(r.string()?.to_string()),
-            Key::Inputs if inputs.is_none() => inputs = Some(r.inputs()?),
-            _ => return None,
-        }
-        Some(())
-    })?;
-    r.space();
-    (r.at == r.s.len()).then_some(())?;
+    let (id, inputs) = request(json, Reader::inputs)?;
     Some(WireRequest {
         id,
         parameters: None,
-        inputs: inputs?,
+        inputs,
         outputs: None,
     })
 }
@@ -60,25 +39,37 @@ pub(super) fn read_columns(
     json: &[u8],
     schema: &InputSchema,
 ) -> Option<(Option<String>, DecodedBatch)> {
+    request(json, |r| r.columns(schema))
+}
+
+/// `{"id": …, "inputs": …}` (the id optional) and nothing after it: the
+/// id, and the inputs as `inputs` reads them.
+fn request<'a, T>(
+    json: &'a [u8],
+    mut inputs: impl FnMut(&mut Reader<'a>) -> Option<T>,
+) -> Option<(Option<String>, T)> {
+    // Checked as UTF-8 once, whole (a word at a time where it is ASCII),
+    // so each string is a slice of it: checking each of a body's ~70 short
+    // strings on its own cost more than reading the rest of it. A body
+    // that is not UTF-8 is serde's to refuse.
     let text = std::str::from_utf8(json).ok()?;
     let mut r = Reader {
         s: json,
         text,
         at: 0,
     };
-    let mut id = None;
-    let mut batch = None;
+    let (mut id, mut read) = (None, None);
     r.object(REQUEST_KEYS, |r, key| {
         match key {
             Key::Id if id.is_none() => id = Some(r.string()?.to_string()),
-            Key::Inputs if batch.is_none() => batch = Some(r.columns(schema)?),
+            Key::Inputs if read.is_none() => read = Some(inputs(r)?),
             _ => return None,
         }
         Some(())
     })?;
     r.space();
     (r.at == r.s.len()).then_some(())?;
-    Some((id, batch?))
+    Some((id, read?))
 }
 
 /// The fields this reader takes, of a request and of an input.
@@ -365,21 +356,21 @@ impl<'a> Reader<'a> {
             (name == feature).then_some(())?;
             (input.name, input.shape, input.datatype) =
                 (Cow::Borrowed(name), shape, Cow::Borrowed(datatype));
-            super::shape_len(&input).ok()?;
-            let n = super::feature_rows(&input).ok()?;
+            super::decode::shape_len(&input).ok()?;
+            let n = super::decode::feature_rows(&input).ok()?;
             if *rows.get_or_insert(n) != n {
                 return None;
             }
             if k == 0 {
                 values.reserve(n.min(MAX_RESERVED) * schema.features.len());
             }
-            super::feature_values(&mut input, feature, *kind, &mut values).ok()?;
+            super::decode::feature_values(&mut input, feature, *kind, &mut values).ok()?;
             k += 1;
             Some(())
         })?;
         let rows = rows?;
         (k == schema.features.len()).then_some(())?;
-        super::check_rows(rows, schema).ok()?;
+        super::decode::check_rows(rows, schema).ok()?;
         Some(DecodedBatch::new(rows, values))
     }
 

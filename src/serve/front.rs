@@ -141,7 +141,13 @@ where
         .map(|v| v.to_str().unwrap_or("(not text)").to_ascii_lowercase());
     let body = read_body(request.into_body(), limit).await?;
     let body = super::encoding::inflate(body, encoding.as_deref(), limit)?;
-    let (mut request, decoded) = match read_columns(&body, header_length, &loaded.schema) {
+    // A table model's common body is read straight into its columns; an
+    // image model reads its tensor from the request.
+    let table = loaded.model.info().image_input.is_none();
+    let (mut request, decoded) = match table
+        .then(|| read_columns(&body, header_length, &loaded.schema))
+        .flatten()
+    {
         Some((id, batch)) => (InferRequest::with_id(id), Some(batch)),
         None => (parse_infer_body(&body, header_length)?, None),
     };

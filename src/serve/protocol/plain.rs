@@ -341,7 +341,7 @@ impl<'a> Reader<'a> {
         let mut values = Vec::new();
         let mut rows = None;
         let mut k = 0;
-        // One input, reused: its data list is drained into `values` and
+        // One input, reused: its data list is emptied into `values` and
         // refilled by the next input.
         let mut input = RequestInput {
             name: Cow::Borrowed(""),

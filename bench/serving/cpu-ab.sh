@@ -13,14 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ $# -ge 1 ] || { echo "usage: bench/serving/cpu-ab.sh LABEL=BINARY ..." >&2; exit 2; }
-WORK=bench/serving/work
-ARTIFACT="file://$PWD/$WORK/artifacts/wine-quality/v1/"
-BODY=$WORK/floor-body.json
-[ -f "$BODY" ] && [ -d "$WORK/artifacts/wine-quality/v1" ] ||
-  { echo "run bench/serving/floor.sh first: it trains the artifact and writes the body" >&2; exit 2; }
+. bench/serving/floor-work.sh
+floor_work_needs floor-body.json artifacts/wine-quality/v1
 ROUNDS=${ROUNDS:-3}
-PORT=${PORT:-18080}
-URL=http://127.0.0.1:$PORT/v2/models/wine-quality/infer
 scratch=$(mktemp -d)
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$scratch"; }

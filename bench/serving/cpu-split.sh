@@ -12,13 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ $# -ge 1 ] || { echo "usage: bench/serving/cpu-split.sh floor|BINARY ..." >&2; exit 2; }
-WORK=bench/serving/work
-ARTIFACT="file://$PWD/$WORK/artifacts/wine-quality/v1/"
-BODY=$WORK/floor-body.json
-[ -f "$BODY" ] && [ -x "$WORK/serving_floor" ] ||
-  { echo "run bench/serving/floor.sh first: it builds the floor and writes the body" >&2; exit 2; }
-PORT=${PORT:-18080}
-URL=http://127.0.0.1:$PORT/v2/models/wine-quality/infer
+. bench/serving/floor-work.sh
+floor_work_needs floor-body.json floor-answer.json serving_floor artifacts/wine-quality/v1
 TICK=$(getconf CLK_TCK)
 scratch=$(mktemp -d)
 pid=

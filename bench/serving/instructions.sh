@@ -14,16 +14,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ $# -ge 1 ] || { echo "usage: bench/serving/instructions.sh LABEL=BINARY ..." >&2; exit 2; }
-WORK=bench/serving/work
-for f in floor-body.json floor-answer.json serving_floor artifacts/wine-quality/v1; do
-  [ -e "$WORK/$f" ] || { echo "$WORK/$f is missing: run bench/serving/floor.sh first" >&2; exit 2; }
-done
+. bench/serving/floor-work.sh
+floor_work_needs floor-body.json floor-answer.json serving_floor artifacts/wine-quality/v1
 command -v callgrind_control >/dev/null || apt-get install -y valgrind >/dev/null
 N=${N:-5000}
 CONNECTIONS=${CONNECTIONS:-4}
-PORT=${PORT:-18080}
-ARTIFACT="file://$PWD/$WORK/artifacts/wine-quality/v1/"
-PATH_INFER=/v2/models/wine-quality/infer
 scratch=$(mktemp -d)
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$scratch"; }

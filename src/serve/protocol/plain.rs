@@ -240,11 +240,7 @@ impl<'a> Reader<'a> {
         if negative {
             self.at += 1;
         }
-        let (whole, whole_digits) = self.digits(MAX_DIGITS)?;
-        // JSON allows no leading zero before other digits.
-        if whole_digits > 1 && self.s[self.at - whole_digits] == b'0' {
-            return None;
-        }
+        let (whole, whole_digits) = self.whole(MAX_DIGITS)?;
         let mut decimal = Decimal {
             negative,
             significand: whole,
@@ -280,6 +276,13 @@ impl<'a> Reader<'a> {
         }
         let n = self.at - start;
         (n > 0).then_some((value, n))
+    }
+
+    /// The whole part of a number: one to `most` digits, without a
+    /// leading zero before others (JSON allows none).
+    fn whole(&mut self, most: usize) -> Option<(u64, usize)> {
+        let (value, n) = self.digits(most)?;
+        (n == 1 || self.s[self.at - n] != b'0').then_some((value, n))
     }
 
     /// A number in `data`, as serde_json reads it: the digits as an f64
@@ -318,6 +321,11 @@ impl<'a> Reader<'a> {
     /// An input object's `name`, `shape` and `datatype`, each once, and
     /// its `data` read into `data`.
     fn input_fields(&mut self, data: &mut TensorData) -> Option<(&'a str, Shape, &'a str)> {
+        let start = self.at;
+        if let Some(fields) = self.fields_in_order(data) {
+            return Some(fields);
+        }
+        self.at = start;
         let (mut name, mut shape, mut datatype, mut has_data) = (None, None, None, false);
         self.object(INPUT_KEYS, |r, key| {
             match key {
@@ -334,6 +342,42 @@ impl<'a> Reader<'a> {
         })?;
         has_data.then_some(())?;
         Some((name?, shape?, datatype?))
+    }
+
+    /// An input written as clients write one, its fields in the
+    /// protocol's order (`{"name": …, "shape": […], "datatype": …,
+    /// "data": […]}`): each key matched where it must be, not looked up
+    /// among the four. `None` for any other order; the caller reads the
+    /// input again field by field, which reads these bytes to the same.
+    fn fields_in_order(&mut self, data: &mut TensorData) -> Option<(&'a str, Shape, &'a str)> {
+        self.token(b"{")?;
+        self.token(b"\"name\"")?;
+        self.token(b":")?;
+        let name = self.string()?;
+        self.token(b",")?;
+        self.token(b"\"shape\"")?;
+        self.token(b":")?;
+        let shape = self.shape()?;
+        self.token(b",")?;
+        self.token(b"\"datatype\"")?;
+        self.token(b":")?;
+        let datatype = self.string()?;
+        self.token(b",")?;
+        self.token(b"\"data\"")?;
+        self.token(b":")?;
+        self.data(data, capacity(Some(&shape)))?;
+        self.token(b"}")?;
+        Some((name, shape, datatype))
+    }
+
+    /// `literal` after whitespace, consumed. Inlined, so each call site
+    /// compares a constant's bytes in place.
+    #[inline(always)]
+    fn token(&mut self, literal: &'static [u8]) -> Option<()> {
+        self.space();
+        self.s[self.at..]
+            .starts_with(literal)
+            .then(|| self.at += literal.len())
     }
 
     /// `inputs` as the model's columns: input `k` is feature `k`'s tensor.
@@ -379,11 +423,13 @@ impl<'a> Reader<'a> {
     fn shape(&mut self) -> Option<Shape> {
         let mut shape = Shape::new();
         self.array(|r| {
-            let d = r.decimal()?;
-            if d.negative || d.scale > 0 {
+            r.space();
+            let (d, _) = r.whole(MAX_DIGITS)?;
+            // A fraction or an exponent: not a plain dimension.
+            if let Some(b'.' | b'e' | b'E') = r.s.get(r.at) {
                 return None;
             }
-            shape.push(i64::try_from(d.significand).ok()?);
+            shape.push(i64::try_from(d).ok()?);
             Some(())
         })?;
         Some(shape)
@@ -395,6 +441,17 @@ impl<'a> Reader<'a> {
     /// before it promises, so a new list is allocated once at its size.
     /// Data without values reads as no numbers, as serde's reader has it.
     fn data(&mut self, data: &mut TensorData, capacity: usize) -> Option<()> {
+        // The common list first: flat and all plain numbers, read into the
+        // number list the last input left, without the bookkeeping of
+        // kinds and nesting. Anything else is read again below.
+        if let TensorData::Numbers(numbers) = data {
+            let start = self.at;
+            numbers.clear();
+            if self.flat_numbers(numbers, capacity).is_some() {
+                return Some(());
+            }
+            self.at = start;
+        }
         data.clear();
         let mut fresh = true;
         self.elements(data, &mut fresh, 0, capacity)?;
@@ -402,6 +459,26 @@ impl<'a> Reader<'a> {
             *data = TensorData::Numbers(Vec::new());
         }
         Some(())
+    }
+
+    /// `[n, …]` of plain numbers (or `[]`), appended to `numbers`.
+    fn flat_numbers(&mut self, numbers: &mut Vec<f64>, capacity: usize) -> Option<()> {
+        self.token(b"[")?;
+        if self.token(b"]").is_some() {
+            return Some(());
+        }
+        numbers.reserve(capacity);
+        loop {
+            numbers.push(self.number()?);
+            match self.peek()? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
     }
 
     /// `data`, readied for its first value when `fresh`: a list of the
@@ -540,6 +617,9 @@ mod tests {
             r#"{"inputs":[{"name":"a","shape":[1],"datatype":"FP32"}]}"#,
             r#"{"inputs":[{"name":"a","shape":[-1],"datatype":"FP32","data":[1]}]}"#,
             r#"{"inputs":[{"name":"a","shape":[1.0],"datatype":"FP32","data":[1]}]}"#,
+            r#"{"inputs":[{"name":"a","shape":[01],"datatype":"FP32","data":[1]}]}"#,
+            r#"{"inputs":[{"name":"a","shape":[1e0],"datatype":"FP32","data":[1]}]}"#,
+            r#"{"inputs":[{"name":"a","shape":[9223372036854775808],"datatype":"FP32","data":[1]}]}"#,
             // Data serde refuses: mixed, null, objects.
             r#"{"inputs":[{"name":"a","shape":[2],"datatype":"FP32","data":[1,"x"]}]}"#,
             r#"{"inputs":[{"name":"a","shape":[1],"datatype":"FP32","data":[null]}]}"#,

@@ -9,6 +9,10 @@
 #
 #   bench/serving/cpu-ab.sh LABEL=BINARY LABEL=BINARY ...   # after floor.sh
 #
+# `LABEL=BINARY::FLAGS` adds FLAGS to that server's `serve` command, to
+# weigh a setting on one binary, e.g.
+#   bench/serving/cpu-ab.sh base=B 'rate0=B::--feedback-sample-rate 0'
+#
 # ROUNDS (default 3), DURATION (default 8s), PORT (default 18080).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,10 +26,14 @@ cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; 
 trap cleanup EXIT
 for round in $(seq 1 "$ROUNDS"); do
   for named in "$@"; do
-    label=${named%%=*} bin=${named#*=}
+    label=${named%%=*} bin=${named#*=} flags=()
+    if [[ $bin == *::* ]]; then
+      read -r -a flags <<<"${bin#*::}"
+      bin=${bin%%::*}
+    fi
     rm -rf "$scratch/feedback"
     RUST_LOG=warn "$bin" serve --artifact "$ARTIFACT" --name wine-quality --host 127.0.0.1 \
-      --port "$PORT" --feedback "file://$scratch/feedback/" >"$scratch/$label.log" 2>&1 &
+      --port "$PORT" --feedback "file://$scratch/feedback/" "${flags[@]}" >"$scratch/$label.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$PORT/v2/health/ready" >/dev/null && break; sleep 0.1; done
     BODY_FILE=$BODY THREADS=2 DURATION=3s bash bench/cpu-per-request.sh "$URL" "s=$pid" >/dev/null

@@ -91,11 +91,16 @@ pub struct ServedRecord {
     pub predictions: ServedPredictions,
     /// Classifiers: the top-class probability each row was answered with
     /// (what the estimated accuracy said of it); empty otherwise.
-    pub confidence: Vec<f64>,
+    pub confidence: PerRow<f64>,
     /// Classifiers, while annotating: each row's margin between its two
     /// likeliest classes; empty otherwise.
     pub margins: Vec<f64>,
 }
+
+/// A served request's list of one value a row: a one-row request's (the
+/// common one) kept inside its record, not in an allocation of its own
+/// (each freed cold when the pending ring evicts the record).
+pub type PerRow<T> = smallvec::SmallVec<[T; 1]>;
 
 /// The answer a served row is kept with, in the prediction log and in the
 /// joined feedback rows alike: the version, the serving time, the
@@ -133,9 +138,9 @@ pub struct ServedModel {
 #[derive(Debug, Clone)]
 pub enum ServedPredictions {
     /// Class names (classification).
-    Labels(Vec<String>),
+    Labels(PerRow<String>),
     /// Values (regression).
-    Values(Vec<f64>),
+    Values(PerRow<f64>),
 }
 
 impl ServedPredictions {
@@ -807,8 +812,8 @@ mod tests {
                 (0..rows).map(|i| 10.0 + i as f64).collect(),
             )]
             .into(),
-            predictions: ServedPredictions::Labels(vec!["good".into(); rows]),
-            confidence: vec![0.75; rows],
+            predictions: ServedPredictions::Labels(vec!["good".into(); rows].into()),
+            confidence: vec![0.75; rows].into(),
             margins: Vec::new(),
         }
     }

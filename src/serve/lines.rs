@@ -17,6 +17,9 @@ pub(super) struct JsonLines {
     text: Vec<u8>,
     /// Where each line ends in `text` (just past its newline).
     ends: Vec<usize>,
+    /// The served time's text up to its seconds, for the second of the
+    /// latest line.
+    second: SecondText,
 }
 
 impl JsonLines {
@@ -63,8 +66,6 @@ impl JsonLines {
     /// `_prediction` and, for a classifier, `_confidence` (the fields
     /// `ServedRecord::row` and `feedback::log_answer` give a joined row).
     pub(super) fn push_served(&mut self, keys: &LineKeys, record: &ServedRecord) {
-        let mut time = Vec::with_capacity(40);
-        rfc3339(&mut time, record.time);
         for i in 0..record.rows() {
             let t = &mut self.text;
             t.push(b'{');
@@ -84,7 +85,7 @@ impl JsonLines {
             value(t, &i);
             t.extend_from_slice(&keys.version);
             t.extend_from_slice(b",\"_time\":");
-            t.extend_from_slice(&time);
+            rfc3339(t, &mut self.second, record.time);
             t.extend_from_slice(b",\"_prediction\":");
             match &record.predictions {
                 ServedPredictions::Labels(v) => string(t, &v[i]),
@@ -131,11 +132,22 @@ impl LineKeys {
     }
 }
 
+/// A time's RFC 3339 text up to its seconds (`"2026-12-06T17:57:50`),
+/// kept for the second it was made for: the lines of a second share it,
+/// and writing the date anew was most of writing a line's time.
+#[derive(Debug, Default)]
+struct SecondText {
+    /// The Unix second `text` is for; `None` before the first.
+    second: Option<i64>,
+    text: Vec<u8>,
+}
+
 /// `time` as the JSON string `DateTime::to_rfc3339` makes of it (UTC as
 /// `+00:00`, the fraction in 0, 3, 6 or 9 digits as it needs), written
 /// directly: chrono's formatter was a sixth of a one-row line. Years
-/// outside 0–9999 and leap seconds are left to chrono.
-fn rfc3339(out: &mut Vec<u8>, time: DateTime<Utc>) {
+/// outside 0–9999 and leap seconds are left to chrono. `second` keeps the
+/// text up to the seconds between calls.
+fn rfc3339(out: &mut Vec<u8>, second: &mut SecondText, time: DateTime<Utc>) {
     let nanos = time.nanosecond();
     if !(0..=9999).contains(&time.year()) || nanos >= 1_000_000_000 {
         string(out, &time.to_rfc3339());
@@ -146,18 +158,24 @@ fn rfc3339(out: &mut Vec<u8>, time: DateTime<Utc>) {
             out.push(b'0' + (value / 10u32.pow(k) % 10) as u8);
         }
     };
-    out.push(b'"');
-    digits(out, time.year() as u32, 4);
-    for (separator, value) in [
-        (b'-', time.month()),
-        (b'-', time.day()),
-        (b'T', time.hour()),
-        (b':', time.minute()),
-        (b':', time.second()),
-    ] {
-        out.push(separator);
-        digits(out, value, 2);
+    if second.second != Some(time.timestamp()) {
+        let text = &mut second.text;
+        text.clear();
+        text.push(b'"');
+        digits(text, time.year() as u32, 4);
+        for (separator, value) in [
+            (b'-', time.month()),
+            (b'-', time.day()),
+            (b'T', time.hour()),
+            (b':', time.minute()),
+            (b':', time.second()),
+        ] {
+            text.push(separator);
+            digits(text, value, 2);
+        }
+        second.second = Some(time.timestamp());
     }
+    out.extend_from_slice(&second.text);
     let (value, width) = match nanos {
         0 => (0, 0),
         n if n % 1_000_000 == 0 => (n / 1_000_000, 3),
@@ -203,12 +221,20 @@ mod tests {
             at(1_483_228_799, 1_500_000_000),
             Utc::now(),
         ];
-        for time in times {
+        // Each time alone, then all in turn and in reverse through one
+        // kept second (neighbours in the list share their second or not).
+        let mut kept = SecondText::default();
+        for time in times.iter().chain(times.iter().rev()).chain(&times) {
+            let want = serde_json::to_string(&time.to_rfc3339()).unwrap();
             let mut ours = Vec::new();
-            rfc3339(&mut ours, time);
+            rfc3339(&mut ours, &mut SecondText::default(), *time);
+            assert_eq!(String::from_utf8(ours).unwrap(), want);
+            let mut ours = Vec::new();
+            rfc3339(&mut ours, &mut kept, *time);
             assert_eq!(
                 String::from_utf8(ours).unwrap(),
-                serde_json::to_string(&time.to_rfc3339()).unwrap()
+                want,
+                "after a kept second"
             );
         }
     }
@@ -236,8 +262,8 @@ mod tests {
                 ]),
             ]
             .into(),
-            predictions: ServedPredictions::Labels(vec!["x".into(), "y".into(), "z".into()]),
-            confidence: vec![0.9, 0.5, 0.25],
+            predictions: ServedPredictions::Labels(vec!["x".into(), "y".into(), "z".into()].into()),
+            confidence: vec![0.9, 0.5, 0.25].into(),
             margins: Vec::new(),
         };
         let mut lines = JsonLines::default();

@@ -201,8 +201,8 @@ mod tests {
             id: id.into(),
             time: DateTime::from_timestamp(seconds, 0).unwrap(),
             cells: Default::default(),
-            predictions: ServedPredictions::Values(vec![0.0; rows]),
-            confidence: Vec::new(),
+            predictions: ServedPredictions::Values(vec![0.0; rows].into()),
+            confidence: Default::default(),
             margins: Vec::new(),
         }
     }

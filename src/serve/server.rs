@@ -621,8 +621,10 @@ pub(super) async fn run_inference(
     let rows = batch.rows();
     if loaded.feedback.should_sample() {
         let predictions = match info.task {
-            Task::Classification => ServedPredictions::Labels(output.labels.clone()),
-            Task::Regression => ServedPredictions::Values(output.values.clone()),
+            Task::Classification => {
+                ServedPredictions::Labels(output.labels.iter().cloned().collect())
+            }
+            Task::Regression => ServedPredictions::Values(output.values.iter().copied().collect()),
         };
         loaded.feedback.record(ServedRecord {
             id: id.clone(),

@@ -9,7 +9,10 @@
 //! bodies). Anything else (an escape, an exponent, a long number, `null`,
 //! `parameters`, `outputs`, a repeated or unknown field, mixed data, bad
 //! JSON) gives `None`, and the serde reader decides, so every error a
-//! client sees still comes from one place.
+//! client sees still comes from one place. An input written in the
+//! protocol's field order, and a flat list of plain numbers, are read by
+//! a straight path first (what clients write); anything else is read
+//! again by the general one, to the same values.
 
 use std::borrow::Cow;
 
@@ -351,23 +354,26 @@ impl<'a> Reader<'a> {
     /// input again field by field, which reads these bytes to the same.
     fn fields_in_order(&mut self, data: &mut TensorData) -> Option<(&'a str, Shape, &'a str)> {
         self.token(b"{")?;
-        self.token(b"\"name\"")?;
-        self.token(b":")?;
+        self.member(b"\"name\"")?;
         let name = self.string()?;
         self.token(b",")?;
-        self.token(b"\"shape\"")?;
-        self.token(b":")?;
+        self.member(b"\"shape\"")?;
         let shape = self.shape()?;
         self.token(b",")?;
-        self.token(b"\"datatype\"")?;
-        self.token(b":")?;
+        self.member(b"\"datatype\"")?;
         let datatype = self.string()?;
         self.token(b",")?;
-        self.token(b"\"data\"")?;
-        self.token(b":")?;
+        self.member(b"\"data\"")?;
         self.data(data, capacity(Some(&shape)))?;
         self.token(b"}")?;
         Some((name, shape, datatype))
+    }
+
+    /// `"key":`, the key written as `quoted` (quotes included).
+    #[inline(always)]
+    fn member(&mut self, quoted: &'static [u8]) -> Option<()> {
+        self.token(quoted)?;
+        self.token(b":")
     }
 
     /// `literal` after whitespace, consumed. Inlined, so each call site

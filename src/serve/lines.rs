@@ -4,7 +4,7 @@
 //! (which cost a server answering one-row requests about a tenth of its
 //! throughput in allocations).
 
-use super::json::{string, value};
+use super::json::{float, string, value};
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde_json::{Map, Value};
 
@@ -74,7 +74,7 @@ impl JsonLines {
                 match cell {
                     // serde_json writes a non-finite number as null, as
                     // `Number::from_f64` makes it in a map.
-                    ServedValue::Number(v) => value(t, v),
+                    ServedValue::Number(v) => float(t, *v),
                     ServedValue::Text(v) => string(t, v),
                 }
                 t.push(b',');

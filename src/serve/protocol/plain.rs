@@ -105,12 +105,8 @@ const MAX_DEPTH: usize = super::tensor::MAX_DEPTH;
 /// of ten (`f64_from_parts`). A client's f64 written in full (17 digits,
 /// as Python's `json.dumps` writes `0.1 + 0.2`) is read here too.
 const MAX_DIGITS: usize = 19;
-
-/// Powers of ten up to [`MAX_DIGITS`], each exact as an f64 (and a u64).
-const POW10: [f64; MAX_DIGITS + 1] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
-    1e17, 1e18, 1e19,
-];
+// Each count of digits after the point has its exact power of ten.
+const _: () = assert!(json::POW10.len() == MAX_DIGITS + 1);
 
 /// Values a shape promises, as room to allocate up front: none where no
 /// shape came first, and at most [`MAX_RESERVED`] whatever a shape claims
@@ -151,7 +147,12 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn space(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.s.get(self.at) {
+        while let Some(&b) = self.s.get(self.at) {
+            // Every byte that starts a token is above the space: one
+            // comparison where none follows (most calls).
+            if b > b' ' || !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                return;
+            }
             self.at += 1;
         }
     }
@@ -223,6 +224,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A string without escapes or control characters, borrowed.
+    #[inline]
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.at;
@@ -237,6 +239,7 @@ impl<'a> Reader<'a> {
     }
 
     /// `-?digits(.digits)?`, within [`MAX_DIGITS`] digits in all.
+    #[inline]
     fn decimal(&mut self) -> Option<Decimal> {
         self.space();
         let negative = self.s.get(self.at) == Some(&b'-');
@@ -251,9 +254,10 @@ impl<'a> Reader<'a> {
         };
         if self.s.get(self.at) == Some(&b'.') {
             self.at += 1;
-            let (fraction, fraction_digits) = self.digits(MAX_DIGITS - whole_digits)?;
-            // Below 10^19: no overflow.
-            decimal.significand = whole * POW10[fraction_digits] as u64 + fraction;
+            // The fraction's digits carry on from the whole part's: at most
+            // 19 in all, so no overflow.
+            let (significand, fraction_digits) = self.digits(whole, MAX_DIGITS - whole_digits)?;
+            decimal.significand = significand;
             decimal.scale = fraction_digits;
         }
         // An exponent is serde's to read.
@@ -263,10 +267,11 @@ impl<'a> Reader<'a> {
         Some(decimal)
     }
 
-    /// One to `most` decimal digits: their value and count.
-    fn digits(&mut self, most: usize) -> Option<(u64, usize)> {
+    /// One to `most` decimal digits, appended to the digits of `value`:
+    /// the value they make and their count.
+    #[inline]
+    fn digits(&mut self, mut value: u64, most: usize) -> Option<(u64, usize)> {
         let start = self.at;
-        let mut value = 0u64;
         while let Some(&b) = self.s.get(self.at) {
             if !b.is_ascii_digit() {
                 break;
@@ -283,20 +288,28 @@ impl<'a> Reader<'a> {
 
     /// The whole part of a number: one to `most` digits, without a
     /// leading zero before others (JSON allows none).
+    #[inline]
     fn whole(&mut self, most: usize) -> Option<(u64, usize)> {
-        let (value, n) = self.digits(most)?;
+        let (value, n) = self.digits(0, most)?;
         (n == 1 || self.s[self.at - n] != b'0').then_some((value, n))
     }
 
     /// A number in `data`, as serde_json reads it: the digits as an f64
     /// over an exact power of ten (see [`MAX_DIGITS`]). Negative zero is
     /// serde's to read (it keeps the sign one way and not the other).
+    #[inline]
     fn number(&mut self) -> Option<f64> {
         let d = self.decimal()?;
         if d.negative && d.significand == 0 {
             return None;
         }
-        let value = d.significand as f64 / POW10[d.scale];
+        // A signed conversion where it fits (the hardware has one; the
+        // same value as the unsigned one, which takes a dozen instructions).
+        let digits = match i64::try_from(d.significand) {
+            Ok(signed) => signed as f64,
+            Err(_) => d.significand as f64,
+        };
+        let value = digits / json::POW10[d.scale];
         Some(if d.negative { -value } else { value })
     }
 

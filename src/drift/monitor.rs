@@ -277,7 +277,9 @@ impl DriftMonitor {
         confidence: impl Fn(usize) -> Option<f64>,
         now: DateTime<Utc>,
     ) -> Vec<WindowReport> {
-        let mut closed = self.tick(now).into_iter().collect::<Vec<_>>();
+        // Most calls close no window: no list allocated for them.
+        let mut closed = Vec::new();
+        closed.extend(self.tick(now));
         for i in 0..rows {
             self.current
                 .observe_row(&self.profile, |j| feature(j, i), prediction(i));

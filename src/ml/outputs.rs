@@ -34,10 +34,15 @@ impl Predictor {
             Task::Classification => {
                 let width = out.len() / rows.max(1);
                 probabilities(&mut out, width, self.temperature);
-                let probs: Vec<Vec<f32>> = out
-                    .chunks_exact(width.max(1))
-                    .map(<[f32]>::to_vec)
-                    .collect();
+                // One row (the common answer) keeps the list it was
+                // computed in.
+                let probs: Vec<Vec<f32>> = if out.len() == width.max(1) {
+                    vec![out]
+                } else {
+                    out.chunks_exact(width.max(1))
+                        .map(<[f32]>::to_vec)
+                        .collect()
+                };
                 let labels = probs
                     .iter()
                     .map(|p| {

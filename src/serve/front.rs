@@ -156,7 +156,7 @@ where
         wants_binary(&request, "probabilities")?,
     ];
     let response = run_inference(state, loaded, &mut request, decoded).await?;
-    let flags: Vec<bool> = response
+    let flags: smallvec::SmallVec<[bool; 2]> = response
         .outputs
         .iter()
         .map(|o| binary[usize::from(o.name == "probabilities")])

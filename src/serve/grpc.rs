@@ -5,6 +5,7 @@
 //! Converting messages is pure ([`request_from_grpc`], [`response_to_grpc`]);
 //! raw tensors go through the REST binary decoder, so both validate alike.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -158,15 +159,18 @@ pub fn request_from_grpc(
 }
 
 /// The core's response as a `ModelInferResponse`, tensors in `raw_output_contents`.
-pub fn response_to_grpc(response: InferResponse) -> pb::ModelInferResponse {
+pub fn response_to_grpc(response: InferResponse<'_>) -> pb::ModelInferResponse {
     let raw_output_contents = response
         .outputs
         .iter()
         .map(|o| encode_output(&o.data))
         .collect();
     pb::ModelInferResponse {
-        model_name: response.model_name,
-        model_version: response.model_version.unwrap_or_default(),
+        model_name: response.model_name.into_owned(),
+        model_version: response
+            .model_version
+            .map(Cow::into_owned)
+            .unwrap_or_default(),
         id: response.id.unwrap_or_default(),
         parameters: HashMap::new(),
         outputs: response

@@ -1,6 +1,7 @@
 //! The model server: Open Inference Protocol v2 endpoints, drift, feedback,
 //! health and metrics for one loaded model.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -592,12 +593,12 @@ pub(super) async fn guarded<T>(
 /// One inference on the loaded model, shared by both front ends: decoding to
 /// columns (unless the body was read straight into them: `decoded`), the
 /// model, drift, feedback and metrics.
-pub(super) async fn run_inference(
+pub(super) async fn run_inference<'l>(
     state: &AppState,
-    loaded: &Loaded,
+    loaded: &'l Loaded,
     request: &mut InferRequest<'_>,
     decoded: Option<DecodedBatch>,
-) -> Result<InferResponse, ServeError> {
+) -> Result<InferResponse<'l>, ServeError> {
     let info = loaded.model.info();
     let wanted = requested_outputs(&request.outputs, info.task)?;
     let (batch, output) = match &info.image_input {
@@ -648,13 +649,13 @@ pub(super) async fn run_inference(
         outputs.push(match info.task {
             Task::Classification => ResponseOutput {
                 name: "predictions".into(),
-                shape: vec![rows],
+                shape: smallvec::smallvec![rows],
                 datatype: "BYTES".into(),
                 data: OutputData::Texts(output.labels),
             },
             Task::Regression => ResponseOutput {
                 name: "predictions".into(),
-                shape: vec![rows],
+                shape: smallvec::smallvec![rows],
                 datatype: "FP64".into(),
                 data: OutputData::Doubles(output.values),
             },
@@ -666,14 +667,18 @@ pub(super) async fn run_inference(
         let classes = p.first().map(Vec::len).unwrap_or(0);
         outputs.push(ResponseOutput {
             name: "probabilities".into(),
-            shape: vec![rows, classes],
+            shape: smallvec::smallvec![rows, classes],
             datatype: "FP32".into(),
-            data: OutputData::Numbers(p.into_iter().flatten().collect()),
+            // A one-row answer's row as it is, not copied.
+            data: OutputData::Numbers(match <[Vec<f32>; 1]>::try_from(p) {
+                Ok([row]) => row,
+                Err(p) => p.into_iter().flatten().collect(),
+            }),
         });
     }
     Ok(InferResponse {
-        model_name: loaded.name.clone(),
-        model_version: Some(loaded.version.clone()),
+        model_name: Cow::Borrowed(&loaded.name),
+        model_version: Some(Cow::Borrowed(&loaded.version)),
         id: Some(id),
         parameters: None,
         outputs,

@@ -6,12 +6,13 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-/// `POST …/infer` response.
+/// `POST …/infer` response. The model's name and version are borrowed
+/// from the loaded model, not copied into each answer.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct InferResponse {
-    pub model_name: String,
+pub struct InferResponse<'a> {
+    pub model_name: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub model_version: Option<String>,
+    pub model_version: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -20,14 +21,18 @@ pub struct InferResponse {
 }
 
 /// One output tensor. The server's names and datatypes are constants
-/// (`predictions`, `FP64`, …): borrowed, not copied into each answer.
+/// (`predictions`, `FP64`, …): borrowed, not copied into each answer; its
+/// shape (one or two dimensions) is kept inline.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct ResponseOutput {
     pub name: Cow<'static, str>,
-    pub shape: Vec<usize>,
+    pub shape: OutputShape,
     pub datatype: Cow<'static, str>,
     pub data: OutputData,
 }
+
+/// An output tensor's shape: `[rows]` or `[rows, classes]`, inline.
+pub type OutputShape = smallvec::SmallVec<[usize; 2]>;
 
 /// One output tensor whose data follows the JSON as raw bytes.
 #[derive(Debug, Serialize)]
@@ -42,7 +47,7 @@ struct BinaryOutput<'a> {
 /// else the JSON (with `binary_data_size` on each binary output) followed by
 /// their bytes; returns the body and the JSON's length for
 /// `Inference-Header-Content-Length`.
-pub fn encode_response(response: &InferResponse, binary: &[bool]) -> (Vec<u8>, Option<usize>) {
+pub fn encode_response(response: &InferResponse<'_>, binary: &[bool]) -> (Vec<u8>, Option<usize>) {
     if !binary.iter().any(|&b| b) {
         // Room for a small batch's answer up front: serde_json starts at
         // 128 bytes and a one-row classifier's answer is twice that.
@@ -82,7 +87,7 @@ pub fn encode_response(response: &InferResponse, binary: &[bool]) -> (Vec<u8>, O
 /// The answer as JSON, written directly: the bytes serde_json's derived
 /// writer gives (`tests::answers_are_written_as_serde_writes_them`), without
 /// escaping each constant key on every answer.
-fn write_answer(out: &mut Vec<u8>, response: &InferResponse) {
+fn write_answer(out: &mut Vec<u8>, response: &InferResponse<'_>) {
     use crate::serve::json::{string, value};
     out.extend_from_slice(b"{\"model_name\":");
     string(out, &response.model_name);
@@ -171,7 +176,7 @@ mod tests {
     fn output(name: &'static str, datatype: &'static str, data: OutputData) -> ResponseOutput {
         ResponseOutput {
             name: name.into(),
-            shape: vec![data_len(&data), 1],
+            shape: smallvec::smallvec![data_len(&data), 1],
             datatype: datatype.into(),
             data,
         }
@@ -222,8 +227,8 @@ mod tests {
                 )],
             },
             InferResponse {
-                model_name: String::new(),
-                model_version: Some(String::new()),
+                model_name: "".into(),
+                model_version: Some("".into()),
                 id: None,
                 parameters: None,
                 outputs: Vec::new(),

@@ -270,7 +270,7 @@ mod tests {
     };
     use super::*;
 
-    fn response(predictions: OutputData) -> InferResponse {
+    fn response(predictions: OutputData) -> InferResponse<'static> {
         InferResponse {
             model_name: "wine".into(),
             model_version: Some("3".into()),
@@ -279,13 +279,13 @@ mod tests {
             outputs: vec![
                 ResponseOutput {
                     name: "probabilities".into(),
-                    shape: vec![2, 2],
+                    shape: smallvec::smallvec![2, 2],
                     datatype: "FP32".into(),
                     data: OutputData::Numbers(vec![0.9, 0.1, 0.2, 0.8]),
                 },
                 ResponseOutput {
                     name: PREDICTIONS.into(),
-                    shape: vec![2],
+                    shape: smallvec::smallvec![2],
                     datatype: match predictions {
                         OutputData::Texts(_) => "BYTES",
                         _ => "FP64",

@@ -63,6 +63,13 @@ impl ClassCounters {
     /// Counts each predicted label, tallied first so a batch adds to each
     /// counter once; a label outside the classes is counted by name.
     pub fn count(&self, family: &Family<ClassLabels, Counter>, labels: &[String]) {
+        // One row, one of the classes: its counter alone, no tally.
+        if let [label] = labels
+            && let Some(&k) = self.index.get(label.as_str())
+        {
+            self.counters[k].inc();
+            return;
+        }
         let mut tally: smallvec::SmallVec<[u64; 16]> = smallvec::smallvec![0; self.counters.len()];
         for label in labels {
             match self.index.get(label.as_str()) {

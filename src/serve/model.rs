@@ -87,6 +87,7 @@ impl FeatureRows for DecodedBatch {
         self.rows()
     }
 
+    #[inline]
     fn cell(&self, j: usize, row: usize) -> CellRef<'_> {
         match &self.column(j)[row] {
             Value::Number(v) => CellRef::Number(*v),

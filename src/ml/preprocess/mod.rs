@@ -181,6 +181,7 @@ pub fn encode(
 /// One cell as its feature's model input: the slot within the feature's
 /// inputs and the value there (`row` is 0-based, for errors). The one rule
 /// of encoding, for cells and frames alike.
+#[inline]
 fn encode_cell(
     f: &FeatureSchema,
     cell: CellRef<'_>,
@@ -286,7 +287,27 @@ fn bool_of(cell: &Cell) -> Option<bool> {
     }
 }
 
+/// A numeric cell's value: a finite number as it is (inlined: the common
+/// cell of every request), anything else by [`parsed_numeric_value`].
+#[inline]
 fn numeric_value(
+    cell: CellRef<'_>,
+    source: &str,
+    row: usize,
+    column: &str,
+) -> Result<f64, MlError> {
+    match cell {
+        CellRef::Number(x) if x.is_finite() => Ok(x),
+        _ => parsed_numeric_value(cell, source, row, column),
+    }
+}
+
+/// A numeric cell that is text, missing or not finite: parsed, or the
+/// error naming where it is. Out of line, so the common cell does not set
+/// up the errors' arguments.
+#[cold]
+#[inline(never)]
+fn parsed_numeric_value(
     cell: CellRef<'_>,
     source: &str,
     row: usize,

@@ -112,7 +112,9 @@ where
     B: HttpBody<Data = Bytes>,
     B::Error: Into<Cause>,
 {
-    match guarded(state, infer_rest(state, path, request)).await {
+    // Boxed: the inference's state machine is kilobytes, and every move
+    // of it (into the timeout, into the answer's future) was a copy.
+    match guarded(state, Box::pin(infer_rest(state, path, request))).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }

@@ -224,7 +224,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A string without escapes or control characters, borrowed.
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.at;
@@ -366,20 +366,34 @@ impl<'a> Reader<'a> {
     /// among the four. `None` for any other order; the caller reads the
     /// input again field by field, which reads these bytes to the same.
     fn fields_in_order(&mut self, data: &mut TensorData) -> Option<(&'a str, Shape, &'a str)> {
-        self.token(b"{")?;
-        self.member(b"\"name\"")?;
+        self.opening(b"{\"name\":", b"{\"name\": ")?;
         let name = self.string()?;
-        self.token(b",")?;
-        self.member(b"\"shape\"")?;
+        self.opening(b",\"shape\":", b", \"shape\": ")?;
         let shape = self.shape()?;
-        self.token(b",")?;
-        self.member(b"\"datatype\"")?;
+        self.opening(b",\"datatype\":", b", \"datatype\": ")?;
         let datatype = self.string()?;
-        self.token(b",")?;
-        self.member(b"\"data\"")?;
+        self.opening(b",\"data\":", b", \"data\": ")?;
         self.data(data, capacity(Some(&shape)))?;
         self.token(b"}")?;
         Some((name, shape, datatype))
+    }
+
+    /// A field's opening, `{"key":` or `,"key":`, as `compact` gives it:
+    /// written so (as serde_json, `JSON.stringify` and Go write it) or
+    /// with Python's default spaces (`spaced`: `, "key": `), it is matched
+    /// whole; any other spacing is read token by token, the same bytes to
+    /// the same place (whitespace before each token, as JSON allows).
+    #[inline(always)]
+    fn opening(&mut self, compact: &'static [u8], spaced: &'static [u8]) -> Option<()> {
+        let rest = &self.s[self.at..];
+        for written in [compact, spaced] {
+            if rest.starts_with(written) {
+                self.at += written.len();
+                return Some(());
+            }
+        }
+        self.token(&compact[..1])?;
+        self.member(&compact[1..compact.len() - 1])
     }
 
     /// `"key":`, the key written as `quoted` (quotes included).
@@ -616,6 +630,33 @@ mod tests {
         }
     }
 
+    /// An input in the protocol's order is read by the straight path,
+    /// compact, with Python's spacing (each opening matched whole) and
+    /// with any other whitespace (token by token), to the same fields.
+    #[test]
+    fn inputs_in_the_protocol_order_are_read_straight_however_spaced() {
+        for input in [
+            r#"{"name":"a","shape":[2],"datatype":"FP32","data":[1.5,2]}"#,
+            r#"{"name": "a", "shape": [2], "datatype": "FP32", "data": [1.5, 2]}"#,
+            "{ \"name\" : \"a\" ,\n\"shape\" :[2] , \"datatype\":\"FP32\",\t\"data\" : [1.5,2] }",
+            r#"{"name":  "a" ,"shape": [2],  "datatype" :"FP32" , "data":[1.5 , 2]}"#,
+        ] {
+            let mut r = Reader {
+                s: input.as_bytes(),
+                text: input,
+                at: 0,
+            };
+            let mut data = TensorData::Numbers(Vec::new());
+            let (name, shape, datatype) = r.fields_in_order(&mut data).expect(input);
+            assert_eq!(
+                (name, shape.as_slice(), datatype),
+                ("a", &[2i64][..], "FP32")
+            );
+            assert_eq!(data, TensorData::Numbers(vec![1.5, 2.0]), "{input}");
+            assert_eq!(r.at, input.len(), "{input}");
+        }
+    }
+
     #[test]
     fn anything_else_is_left_to_serde() {
         for body in [
@@ -775,13 +816,21 @@ mod tests {
             ]),
             any::<prop::sample::Index>(),
             space(),
+            prop::bool::weighted(0.25),
         )
-            .prop_map(|(name, shape, datatype, data, extra, order, ws)| {
+            .prop_map(|(name, shape, datatype, data, extra, order, ws, python)| {
+                // Python's `json.dumps` spacing (`, ` and `: `), read by
+                // `Reader::opening` whole, or `ws` around every token.
+                let (ws, colon, comma) = if python {
+                    ("", ": ", ", ")
+                } else {
+                    (ws, ":", ",")
+                };
                 let mut fields = vec![
-                    format!("\"name\"{ws}:{ws}{name}"),
-                    format!("\"shape\":[{}]", shape.join(&format!(",{ws}"))),
-                    format!("\"datatype\":{datatype}"),
-                    format!("\"data\":{ws}{data}"),
+                    format!("\"name\"{ws}{colon}{ws}{name}"),
+                    format!("\"shape\"{colon}[{}]", shape.join(&format!("{comma}{ws}"))),
+                    format!("\"datatype\"{colon}{datatype}"),
+                    format!("\"data\"{colon}{ws}{data}"),
                 ];
                 match extra {
                     "parameters" => fields.push("\"parameters\":{}".into()),
@@ -793,7 +842,7 @@ mod tests {
                 }
                 let n = fields.len();
                 fields.rotate_left(order.index(n));
-                format!("{{{ws}{}{ws}}}", fields.join(&format!("{ws},{ws}")))
+                format!("{{{ws}{}{ws}}}", fields.join(&format!("{ws}{comma}{ws}")))
             })
     }
 
@@ -907,7 +956,10 @@ mod tests {
             rows in 1usize..3,
             in_order in prop::bool::weighted(0.8),
             id in prop::sample::select(vec!["", "\"id\":\"r-7\","]),
+            python in any::<bool>(),
         ) {
+            // Compact, or Python's `json.dumps` spacing (`, ` and `: `).
+            let (colon, comma) = if python { (": ", ", ") } else { (":", ",") };
             // A datatype and a value for each feature, fitting or not.
             let choices: [&[(&str, &str)]; 3] = [
                 &[("FP32", "1.5"), ("INT8", "-3"), ("BOOL", "true"), ("BOOL", "1"), ("FP64", "2.25"),
@@ -928,18 +980,18 @@ mod tests {
                     let name = if k == 3 { names[pick.index(4)] } else { names[feature] };
                     let (datatype, value) = pick.get(choices[feature]);
                     let cell = if nested { format!("[{value}]") } else { value.to_string() };
-                    let data = format!("[{}]", vec![cell; rows].join(","));
+                    let data = format!("[{}]", vec![cell; rows].join(comma));
                     let mut fields = [
-                        format!("\"name\":\"{name}\""),
-                        format!("\"shape\":{}", shape.replace('R', &rows.to_string())),
-                        format!("\"datatype\":\"{datatype}\""),
-                        format!("\"data\":{data}"),
+                        format!("\"name\"{colon}\"{name}\""),
+                        format!("\"shape\"{colon}{}", shape.replace('R', &rows.to_string())),
+                        format!("\"datatype\"{colon}\"{datatype}\""),
+                        format!("\"data\"{colon}{data}"),
                     ];
                     fields.rotate_left(order.index(4));
-                    format!("{{{}}}", fields.join(","))
+                    format!("{{{}}}", fields.join(comma))
                 })
                 .collect();
-            let body = format!("{{{id}\"inputs\":[{}]}}", inputs.join(","));
+            let body = format!("{{{id}\"inputs\"{colon}[{}]}}", inputs.join(comma));
             match (read_columns(body.as_bytes(), &schema), decoded(&body, &schema)) {
                 (Some(fast), Ok(want)) => prop_assert_eq!(fast, want, "{}", body),
                 (Some(fast), Err(e)) => prop_assert!(false, "{body}: read {fast:?}, refused: {e}"),

@@ -7,7 +7,11 @@
 # FEEDBACK=0 serves without a feedback prefix (no request remembered or
 # logged), to show what the prediction log costs. BODY=tensor sends the row
 # as one [1, n] FP32 tensor, the shape run.sh (and MLServer) use, instead of
-# one named input per column (BODY=columns, the default).
+# one named input per column (BODY=columns, the default). BASE_BIN=<binary>
+# serves a second driftline build too (port 18081, its own feedback prefix)
+# and loads it in every round between the first and the floor, so a change
+# and the code before it are compared round by round: separate runs minutes
+# apart differ by more than a few per cent on a shared 2-core VM.
 #
 #   bench/serving/floor.sh            # from the repository root
 set -euo pipefail
@@ -20,6 +24,7 @@ THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 FEEDBACK=${FEEDBACK:-1}
 BODY=${BODY:-columns}
+BASE_BIN=${BASE_BIN:-}
 case "$BODY" in columns|tensor) ;; *) echo "BODY must be columns or tensor" >&2; exit 2 ;; esac
 mkdir -p "$WORK"
 command -v wrk >/dev/null || apt-get install -y wrk >/dev/null
@@ -34,7 +39,7 @@ rm -rf "$WORK/artifacts"
 
 pids=()
 # The prediction log grows ~700 MB a run: removed when the run ends.
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK/feedback"; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK/feedback" "$WORK/feedback-base"; }
 trap cleanup EXIT
 wait_ready() { for _ in $(seq 1 300); do curl -sf "$1" >/dev/null && return 0; sleep 0.2; done; echo "not ready: $1" >&2; return 1; }
 
@@ -46,6 +51,15 @@ RUST_LOG=warn "$BIN" serve --artifact "$ARTIFACT" --name wine-quality --host 127
   "${feedback[@]}" >"$WORK/driftline.log" 2>&1 &
 pids+=($!)
 wait_ready http://127.0.0.1:18080/v2/health/ready
+if [ -n "$BASE_BIN" ]; then
+  base_feedback=()
+  rm -rf "$WORK/feedback-base"
+  [ "$FEEDBACK" = 1 ] && base_feedback=(--feedback "file://$PWD/$WORK/feedback-base/")
+  RUST_LOG=warn "$BASE_BIN" serve --artifact "$ARTIFACT" --name wine-quality --host 127.0.0.1 --port 18081 \
+    "${base_feedback[@]}" >"$WORK/driftline-base.log" 2>&1 &
+  pids+=($!)
+  wait_ready http://127.0.0.1:18081/v2/health/ready
+fi
 # One row in driftline's feature order.
 curl -s http://127.0.0.1:18080/v2/models/wine-quality | BODY=$BODY python3 -c '
 import json, os, sys
@@ -66,14 +80,22 @@ sleep 0.5
 load() { BODY_FILE="$WORK/floor-body.json" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$HERE/post.lua" "$1" | sed -n 's/^RESULT //p'; }
 field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 DL=http://127.0.0.1:18080/v2/models/wine-quality/infer
+BASE=http://127.0.0.1:18081/v2/models/wine-quality/infer
 FLOOR=http://127.0.0.1:18089/v2/models/wine-quality/infer
 load "$DL" >/dev/null; load "$FLOOR" >/dev/null  # warm-up
+if [ -n "$BASE_BIN" ]; then load "$BASE" >/dev/null; fi
+share() { python3 -c "import sys; print(f'{sys.argv[1]:<6} share of the floor{sys.argv[4]}: {float(sys.argv[2])/float(sys.argv[3]):.3f}')" "$@"; }
 printf '%-6s %-10s %10s %10s %10s %7s\n' round server "req/s" "p50 µs" "p99 µs" errors
 for round in $(seq 1 "$ROUNDS"); do
-  d=$(load "$DL"); f=$(load "$FLOOR")
-  for pair in "driftline:$d" "floor:$f"; do
+  d=$(load "$DL")
+  rows=("driftline:$d")
+  if [ -n "$BASE_BIN" ]; then b=$(load "$BASE"); rows+=("base:$b"); fi
+  f=$(load "$FLOOR")
+  rows+=("floor:$f")
+  for pair in "${rows[@]}"; do
     r=${pair#*:}
     printf '%-6s %-10s %10s %10s %10s %7s\n' "$round" "${pair%%:*}" "$(field "$r" rps)" "$(field "$r" p50_us)" "$(field "$r" p99_us)" "$(field "$r" errors)"
   done
-  python3 -c "import sys; print(f'{sys.argv[1]:<6} share of the floor: {float(sys.argv[2])/float(sys.argv[3]):.3f}')" "$round" "$(field "$d" rps)" "$(field "$f" rps)"
+  share "$round" "$(field "$d" rps)" "$(field "$f" rps)" ""
+  if [ -n "$BASE_BIN" ]; then share "$round" "$(field "$b" rps)" "$(field "$f" rps)" " (base)"; fi
 done

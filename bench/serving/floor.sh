@@ -39,27 +39,25 @@ rm -rf "$WORK/artifacts"
 
 pids=()
 # The prediction log grows ~700 MB a run: removed when the run ends.
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK/feedback" "$WORK/feedback-base"; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK/driftline-feedback" "$WORK/driftline-base-feedback"; }
 trap cleanup EXIT
 wait_ready() { for _ in $(seq 1 300); do curl -sf "$1" >/dev/null && return 0; sleep 0.2; done; echo "not ready: $1" >&2; return 1; }
 
-# Feedback on (the default sample), drift and metrics on: as a Model's pods run.
-feedback=()
-rm -rf "$WORK/feedback"
-[ "$FEEDBACK" = 1 ] && feedback=(--feedback "file://$PWD/$WORK/feedback/")
-RUST_LOG=warn "$BIN" serve --artifact "$ARTIFACT" --name wine-quality --host 127.0.0.1 --port 18080 \
-  "${feedback[@]}" >"$WORK/driftline.log" 2>&1 &
-pids+=($!)
-wait_ready http://127.0.0.1:18080/v2/health/ready
-if [ -n "$BASE_BIN" ]; then
-  base_feedback=()
-  rm -rf "$WORK/feedback-base"
-  [ "$FEEDBACK" = 1 ] && base_feedback=(--feedback "file://$PWD/$WORK/feedback-base/")
-  RUST_LOG=warn "$BASE_BIN" serve --artifact "$ARTIFACT" --name wine-quality --host 127.0.0.1 --port 18081 \
-    "${base_feedback[@]}" >"$WORK/driftline-base.log" 2>&1 &
+# `serve BINARY PORT NAME`: one driftline build serving the artifact,
+# feedback on (the default sample), drift and metrics on, as a Model's pods
+# run; its prediction log under $WORK/NAME-feedback, its output in
+# $WORK/NAME.log.
+serve() {
+  local feedback=()
+  rm -rf "${WORK:?}/$3-feedback"
+  [ "$FEEDBACK" = 1 ] && feedback=(--feedback "file://$PWD/$WORK/$3-feedback/")
+  RUST_LOG=warn "$1" serve --artifact "$ARTIFACT" --name wine-quality --host 127.0.0.1 --port "$2" \
+    "${feedback[@]}" >"$WORK/$3.log" 2>&1 &
   pids+=($!)
-  wait_ready http://127.0.0.1:18081/v2/health/ready
-fi
+  wait_ready "http://127.0.0.1:$2/v2/health/ready"
+}
+serve "$BIN" 18080 driftline
+if [ -n "$BASE_BIN" ]; then serve "$BASE_BIN" 18081 driftline-base; fi
 # One row in driftline's feature order.
 curl -s http://127.0.0.1:18080/v2/models/wine-quality | BODY=$BODY python3 -c '
 import json, os, sys

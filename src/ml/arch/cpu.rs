@@ -384,15 +384,20 @@ pub(crate) fn linear(z: &mut Vec<f32>, x: &[f32], rows: usize, weight: &[f32], b
         return;
     }
     let inputs = weight.len() / outputs;
-    matmul(
-        z,
-        false,
-        (rows, outputs, inputs),
-        x,
-        (inputs as isize, 1),
-        weight,
-        (1, inputs as isize),
-    );
+    if super::dots::applies(rows, outputs) {
+        // gemm's bits for few rows, without its dispatch (`dots`).
+        super::dots::linear(z, x, rows, weight, outputs);
+    } else {
+        matmul(
+            z,
+            false,
+            (rows, outputs, inputs),
+            x,
+            (inputs as isize, 1),
+            weight,
+            (1, inputs as isize),
+        );
+    }
     for row in z.chunks_exact_mut(outputs) {
         for (v, b) in row.iter_mut().zip(bias) {
             *v += b;

@@ -7,6 +7,7 @@ pub mod cnn;
 pub(crate) mod conv;
 pub(crate) mod cpu;
 pub(crate) mod direct;
+pub(crate) mod dots;
 pub mod mlp;
 
 use std::collections::HashMap;

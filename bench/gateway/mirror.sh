@@ -43,8 +43,7 @@ bench/build.sh "$WORK/driftline"
 CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo build --quiet --example gateway_mirror
 cp "${CARGO_TARGET_DIR:-target}/debug/examples/gateway_mirror" "$WORK/gateway_mirror"
 if [ "$CANDIDATE" = floor ]; then
-  CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo build --quiet --example serving_floor
-  cp "${CARGO_TARGET_DIR:-target}/debug/examples/serving_floor" "$WORK/serving_floor"
+  bench/build.sh "$WORK/serving_floor" serving_floor
 fi
 BIN=$WORK/driftline
 ARTIFACT="file://$PWD/$WORK/artifacts/wine-quality/v1/"

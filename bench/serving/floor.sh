@@ -12,6 +12,8 @@
 # and loads it in every round between the first and the floor, so a change
 # and the code before it are compared round by round: separate runs minutes
 # apart differ by more than a few per cent on a shared 2-core VM.
+# PROFILE=release builds driftline and the floor with `cargo build --release`
+# (what docker/Dockerfile ships) instead of bench/build.sh's default.
 #
 #   bench/serving/floor.sh            # from the repository root
 set -euo pipefail
@@ -30,8 +32,7 @@ mkdir -p "$WORK"
 command -v wrk >/dev/null || apt-get install -y wrk >/dev/null
 [ -f pipelines/data/wine-quality/train.csv ] || cargo run --quiet --example prepare_data
 bench/build.sh "$WORK/driftline"
-CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo build --quiet --example serving_floor
-cp "${CARGO_TARGET_DIR:-target}/debug/examples/serving_floor" "$WORK/serving_floor"
+bench/build.sh "$WORK/serving_floor" serving_floor
 BIN=$WORK/driftline
 ARTIFACT="file://$PWD/$WORK/artifacts/wine-quality/v1/"
 rm -rf "$WORK/artifacts"

@@ -369,10 +369,10 @@ mod tests {
             request.inputs[0].data,
             TensorData::Blobs(vec![b"ok".to_vec(), vec![0xff]])
         );
-        let schema = crate::serve::protocol::InputSchema {
-            features: vec![("x".into(), crate::api::FeatureKind::Categorical)],
-            max_rows: 10,
-        };
+        let schema = crate::serve::protocol::InputSchema::new(
+            vec![("x".into(), crate::api::FeatureKind::Categorical)],
+            10,
+        );
         let err = crate::serve::protocol::decode_inputs(&mut request, &schema)
             .unwrap_err()
             .to_string();

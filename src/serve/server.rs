@@ -278,10 +278,7 @@ async fn prepare(state: &AppState, model: Arc<dyn Predictor>) -> Result<Loaded, 
             .clone()
             .unwrap_or_else(|| info.name.clone()),
         version,
-        schema: InputSchema {
-            features: info.features.clone(),
-            max_rows: state.config.max_rows,
-        },
+        schema: InputSchema::new(info.features.clone(), state.config.max_rows),
         model,
         drift: Mutex::new(drift),
         feedback,

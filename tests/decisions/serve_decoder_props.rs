@@ -10,21 +10,21 @@ use serde_json::{Value, json};
 
 fn schemas() -> [InputSchema; 2] {
     [
-        InputSchema {
-            features: vec![
+        InputSchema::new(
+            vec![
                 ("a".into(), FeatureKind::Numeric),
                 ("b".into(), FeatureKind::Numeric),
             ],
-            max_rows: 64,
-        },
-        InputSchema {
-            features: vec![
+            64,
+        ),
+        InputSchema::new(
+            vec![
                 ("a".into(), FeatureKind::Numeric),
                 ("color".into(), FeatureKind::Categorical),
                 ("flag".into(), FeatureKind::Boolean),
             ],
-            max_rows: 64,
-        },
+            64,
+        ),
     ]
 }
 

@@ -9,7 +9,7 @@ use crate::api::FeatureKind;
 use super::tensor::{TensorData, not_utf8};
 use super::{DecodeError, DecodedBatch, InferRequest, InputSchema, RequestInput, Value, plain};
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Datatype {
     Bool,
     Int { min: f64, max: f64 },
@@ -67,6 +67,29 @@ impl Datatype {
             Datatype::Fp64 => x.is_finite(),
             Datatype::Bytes => false,
         }
+    }
+}
+
+/// [`check_numbers`]' rule for one value of a numeric tensor, for a reader
+/// that reads the values of an input laid out as one already decoded
+/// (`plain`'s layouts): the same rule, value by value.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct NumberCheck(Datatype);
+
+impl NumberCheck {
+    /// The check [`feature_values`] applies to the numbers of `input` as
+    /// the tensor of a numeric feature; `None` for `BYTES` or a datatype
+    /// the protocol does not name.
+    pub(super) fn numeric(input: &RequestInput) -> Option<NumberCheck> {
+        match datatype(&input.name, &input.datatype).ok()? {
+            Datatype::Bytes => None,
+            dt => Some(NumberCheck(dt)),
+        }
+    }
+
+    /// Whether a value of that tensor may be `x`.
+    pub(super) fn admits(self, x: f64) -> bool {
+        self.0.admits(x)
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod batch;
 mod decode;
+mod layout;
 mod plain;
 mod response;
 mod tensor;
@@ -279,9 +280,19 @@ pub struct InputSchema {
     pub features: Vec<(String, FeatureKind)>,
     /// Largest number of rows accepted in one request.
     pub max_rows: usize,
+    /// The layouts of bodies read for this schema (`plain::read_columns`).
+    layouts: layout::Layouts,
 }
 
 impl InputSchema {
+    pub fn new(features: Vec<(String, FeatureKind)>, max_rows: usize) -> InputSchema {
+        InputSchema {
+            features,
+            max_rows,
+            layouts: layout::Layouts::new(),
+        }
+    }
+
     /// The place of feature `name`, looked for at `hint` first: clients
     /// mostly send a model's inputs in its feature order, and a scan of a
     /// dozen names for each of a dozen inputs was most of decoding.
@@ -429,13 +440,13 @@ mod tests {
     use super::*;
 
     fn schema() -> InputSchema {
-        InputSchema {
-            features: vec![
+        InputSchema::new(
+            vec![
                 ("alcohol".into(), FeatureKind::Numeric),
                 ("acidity".into(), FeatureKind::Numeric),
             ],
-            max_rows: 100,
-        }
+            100,
+        )
     }
 
     fn decode(body: &str, schema: &InputSchema) -> Result<DecodedBatch, DecodeError> {
@@ -607,13 +618,13 @@ mod tests {
 
     #[test]
     fn categorical_features_need_bytes_tensors() {
-        let s = InputSchema {
-            features: vec![
+        let s = InputSchema::new(
+            vec![
                 ("alcohol".into(), FeatureKind::Numeric),
                 ("color".into(), FeatureKind::Categorical),
             ],
-            max_rows: 10,
-        };
+            10,
+        );
         let ok = decode(
             r#"{"inputs":[{"name":"alcohol","shape":[2],"datatype":"FP32","data":[1,2]},{"name":"color","shape":[2],"datatype":"BYTES","data":["red","white"]}]}"#,
             &s,

@@ -12,17 +12,22 @@
 //! client sees still comes from one place. An input written in the
 //! protocol's field order, and a flat list of plain numbers, are read by
 //! a straight path first (what clients write); anything else is read
-//! again by the general one, to the same values.
+//! again by the general one, to the same values. A body read into columns
+//! leaves its layout (where its values lay) for the next one
+//! (`super::layout`).
 
 use std::borrow::Cow;
 
+use super::decode::NumberCheck;
+use super::layout::Rule;
 use super::tensor::TensorData;
 use super::{DecodedBatch, InputSchema, RequestInput, Shape, WireInput, WireRequest};
+use crate::api::FeatureKind;
 use crate::serve::json;
 
 /// The body as serde would read it, or `None` where serde must decide.
 pub(super) fn read(json: &[u8]) -> Option<WireRequest<'_>> {
-    let (id, inputs) = request(json, Reader::inputs)?;
+    let (id, inputs, _) = request(json, false, Reader::inputs)?;
     Some(WireRequest {
         id,
         parameters: None,
@@ -37,34 +42,84 @@ pub(super) fn read(json: &[u8]) -> Option<WireRequest<'_>> {
 /// the decoder's own rules (`feature_rows`, `feature_values`, `check_rows`)
 /// as it ends. `None` for anything else (inputs in another order, one
 /// `[N, F]` tensor, any error), which the general reader and decoder then
-/// read, or refuse with the error they name.
+/// read, or refuse with the error they name. A body laid out as the last
+/// one this thread read for `schema` has only its values read
+/// (`layout`); one read whole leaves its layout for the next.
 pub(super) fn read_columns(
     json: &[u8],
     schema: &InputSchema,
 ) -> Option<(Option<String>, DecodedBatch)> {
-    request(json, |r| r.columns(schema))
+    if let Some(read) = schema.layouts.read(json) {
+        return Some(read);
+    }
+    let (id, (batch, rules), recorded) = request(json, true, |r| r.columns(schema))?;
+    if !recorded.unlaid {
+        schema
+            .layouts
+            .keep(json, &recorded.slots, &rules, batch.rows());
+    }
+    Some((id, batch))
+}
+
+/// A number at `at` (after any whitespace) as `data`'s reader reads one:
+/// its value and where it ends. For `layout`, which reads a body's values
+/// in place.
+pub(super) fn number_at(json: &[u8], at: usize) -> Option<(f64, usize)> {
+    let mut r = Reader::new(json, "", false);
+    r.at = at;
+    let x = r.number()?;
+    Some((x, r.at))
+}
+
+/// A string at `at` (after any whitespace) as the reader reads one, its
+/// text checked as UTF-8 (`layout` does not check the body whole): the
+/// text and where it ends.
+pub(super) fn string_at(json: &[u8], at: usize) -> Option<(&str, usize)> {
+    let mut r = Reader::new(json, "", false);
+    r.at = at;
+    let (start, len) = r.string_span()?;
+    Some((std::str::from_utf8(&json[start..start + len]).ok()?, r.at))
+}
+
+/// Where a value of `data` (or the request's id) was read: recorded while
+/// a body is read whole for `read_columns`, so `layout` can keep its place.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Slot {
+    pub(super) start: usize,
+    pub(super) end: usize,
+    /// The input it belongs to (its place among `inputs`); `None`: the id.
+    pub(super) input: Option<usize>,
+    /// A string (else a number).
+    pub(super) text: bool,
+}
+
+/// The values' places a reader recorded, and whether it read a value
+/// `layout` does not keep (a boolean).
+#[derive(Default)]
+struct Recorded {
+    slots: Vec<Slot>,
+    unlaid: bool,
 }
 
 /// `{"id": …, "inputs": …}` (the id optional) and nothing after it: the
 /// id, and the inputs as `inputs` reads them.
 fn request<'a, T>(
     json: &'a [u8],
+    record: bool,
     mut inputs: impl FnMut(&mut Reader<'a>) -> Option<T>,
-) -> Option<(Option<String>, T)> {
+) -> Option<(Option<String>, T, Recorded)> {
     // Checked as UTF-8 once, whole (a word at a time where it is ASCII),
     // so each string is a slice of it: checking each of a body's ~70 short
     // strings on its own cost more than reading the rest of it. A body
     // that is not UTF-8 is serde's to refuse.
     let text = std::str::from_utf8(json).ok()?;
-    let mut r = Reader {
-        s: json,
-        text,
-        at: 0,
-    };
+    let mut r = Reader::new(json, text, record);
     let (mut id, mut read) = (None, None);
     r.object(REQUEST_KEYS, |r, key| {
         match key {
-            Key::Id if id.is_none() => id = Some(r.string()?.to_string()),
+            Key::Id if id.is_none() => {
+                id = Some(r.placed(None, true, Reader::string)?.to_string());
+            }
             Key::Inputs if read.is_none() => read = Some(inputs(r)?),
             _ => return None,
         }
@@ -72,7 +127,7 @@ fn request<'a, T>(
     })?;
     r.space();
     (r.at == r.s.len()).then_some(())?;
-    Some((id, read?))
+    Some((id, read?, r.recorded))
 }
 
 /// The fields this reader takes, of a request and of an input.
@@ -143,9 +198,54 @@ struct Reader<'a> {
     /// `s`, known to be UTF-8.
     text: &'a str,
     at: usize,
+    /// Whether values' places are recorded (into `recorded`).
+    record: bool,
+    /// The input being read (`columns`), for the places recorded.
+    input: usize,
+    recorded: Recorded,
 }
 
 impl<'a> Reader<'a> {
+    fn new(s: &'a [u8], text: &'a str, record: bool) -> Reader<'a> {
+        Reader {
+            s,
+            text,
+            at: 0,
+            record,
+            input: 0,
+            recorded: Recorded::default(),
+        }
+    }
+
+    /// A value read by `read` after any whitespace, its place recorded as
+    /// of `input` (`None`: the id) where places are.
+    #[inline(always)]
+    fn placed<T>(
+        &mut self,
+        input: Option<usize>,
+        text: bool,
+        read: impl FnOnce(&mut Self) -> Option<T>,
+    ) -> Option<T> {
+        self.space();
+        let start = self.at;
+        let value = read(self)?;
+        if self.record {
+            self.recorded.slots.push(Slot {
+                start,
+                end: self.at,
+                input,
+                text,
+            });
+        }
+        Some(value)
+    }
+
+    /// Forgets the places recorded since `mark` (a path read again).
+    fn rewind(&mut self, at: usize, mark: usize) {
+        self.at = at;
+        self.recorded.slots.truncate(mark);
+    }
+
     fn space(&mut self) {
         while let Some(&b) = self.s.get(self.at) {
             // Every byte that starts a token is above the space: one
@@ -226,6 +326,15 @@ impl<'a> Reader<'a> {
     /// A string without escapes or control characters, borrowed.
     #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
+        let (start, len) = self.string_span()?;
+        // Between two quotes: on character boundaries of the UTF-8 text.
+        self.text.get(start..start + len)
+    }
+
+    /// A string without escapes or control characters: where its text
+    /// starts in `s` and its length.
+    #[inline(always)]
+    fn string_span(&mut self) -> Option<(usize, usize)> {
         self.eat(b'"')?;
         let start = self.at;
         // One pass: stops at the closing quote, or at what only serde reads.
@@ -234,8 +343,7 @@ impl<'a> Reader<'a> {
             return None;
         }
         self.at = start + len + 1;
-        // Between two quotes: on character boundaries of the UTF-8 text.
-        self.text.get(start..start + len)
+        Some((start, len))
     }
 
     /// `-?digits(.digits)?`, within [`MAX_DIGITS`] digits in all.
@@ -337,11 +445,11 @@ impl<'a> Reader<'a> {
     /// An input object's `name`, `shape` and `datatype`, each once, and
     /// its `data` read into `data`.
     fn input_fields(&mut self, data: &mut TensorData) -> Option<(&'a str, Shape, &'a str)> {
-        let start = self.at;
+        let (start, mark) = (self.at, self.recorded.slots.len());
         if let Some(fields) = self.fields_in_order(data) {
             return Some(fields);
         }
-        self.at = start;
+        self.rewind(start, mark);
         let (mut name, mut shape, mut datatype, mut has_data) = (None, None, None, false);
         self.object(INPUT_KEYS, |r, key| {
             match key {
@@ -413,9 +521,12 @@ impl<'a> Reader<'a> {
             .then(|| self.at += literal.len())
     }
 
-    /// `inputs` as the model's columns: input `k` is feature `k`'s tensor.
-    fn columns(&mut self, schema: &InputSchema) -> Option<DecodedBatch> {
+    /// `inputs` as the model's columns: input `k` is feature `k`'s tensor;
+    /// and for each input, the rule its values are read by in a body laid
+    /// out as this one (`layout`).
+    fn columns(&mut self, schema: &InputSchema) -> Option<(DecodedBatch, Vec<Option<Rule>>)> {
         let mut values = Vec::new();
+        let mut rules = Vec::new();
         let mut rows = None;
         let mut k = 0;
         // One input, reused: its data list is emptied into `values` and
@@ -429,6 +540,7 @@ impl<'a> Reader<'a> {
         };
         self.array(|r| {
             let (feature, kind) = schema.features.get(k)?;
+            r.input = k;
             let (name, shape, datatype) = r.input_fields(&mut input.data)?;
             (name == feature).then_some(())?;
             (input.name, input.shape, input.datatype) =
@@ -441,6 +553,13 @@ impl<'a> Reader<'a> {
             if k == 0 {
                 values.reserve(n.min(MAX_RESERVED) * schema.features.len());
             }
+            if r.record {
+                rules.push(match kind {
+                    FeatureKind::Numeric => NumberCheck::numeric(&input).map(Rule::Number),
+                    FeatureKind::Categorical => Some(Rule::Text),
+                    FeatureKind::Boolean => None,
+                });
+            }
             super::decode::feature_values(&mut input, feature, *kind, &mut values).ok()?;
             k += 1;
             Some(())
@@ -448,7 +567,7 @@ impl<'a> Reader<'a> {
         let rows = rows?;
         (k == schema.features.len()).then_some(())?;
         super::decode::check_rows(rows, schema).ok()?;
-        Some(DecodedBatch::new(rows, values))
+        Some((DecodedBatch::new(rows, values), rules))
     }
 
     /// Dimensions: plain non-negative integers (anything else, a negative
@@ -478,12 +597,12 @@ impl<'a> Reader<'a> {
         // number list the last input left, without the bookkeeping of
         // kinds and nesting. Anything else is read again below.
         if let TensorData::Numbers(numbers) = data {
-            let start = self.at;
+            let (start, mark) = (self.at, self.recorded.slots.len());
             numbers.clear();
             if self.flat_numbers(numbers, capacity).is_some() {
                 return Some(());
             }
-            self.at = start;
+            self.rewind(start, mark);
         }
         data.clear();
         let mut fresh = true;
@@ -501,8 +620,9 @@ impl<'a> Reader<'a> {
             return Some(());
         }
         numbers.reserve(capacity);
+        let input = Some(self.input);
         loop {
-            numbers.push(self.number()?);
+            numbers.push(self.placed(input, false, Self::number)?);
             match self.peek()? {
                 b',' => self.at += 1,
                 b']' => {
@@ -546,10 +666,11 @@ impl<'a> Reader<'a> {
         if depth >= MAX_DEPTH {
             return None;
         }
+        let input = Some(self.input);
         self.array(|r| match r.peek()? {
             b'[' => r.elements(data, fresh, depth + 1, capacity),
             b'"' => {
-                let text = r.string()?;
+                let text = r.placed(input, true, Self::string)?;
                 match Self::slot(data, fresh, capacity, Leaf::Text) {
                     TensorData::Texts(v) => {
                         v.push(text.to_string());
@@ -560,6 +681,7 @@ impl<'a> Reader<'a> {
             }
             b't' | b'f' => {
                 let b = r.boolean()?;
+                r.recorded.unlaid = true;
                 match Self::slot(data, fresh, capacity, Leaf::Bool) {
                     TensorData::Bools(v) => {
                         v.push(b);
@@ -569,7 +691,7 @@ impl<'a> Reader<'a> {
                 }
             }
             _ => {
-                let x = r.number()?;
+                let x = r.placed(input, false, Self::number)?;
                 match Self::slot(data, fresh, capacity, Leaf::Number) {
                     TensorData::Numbers(v) => {
                         v.push(x);
@@ -641,11 +763,7 @@ mod tests {
             "{ \"name\" : \"a\" ,\n\"shape\" :[2] , \"datatype\":\"FP32\",\t\"data\" : [1.5,2] }",
             r#"{"name":  "a" ,"shape": [2],  "datatype" :"FP32" , "data":[1.5 , 2]}"#,
         ] {
-            let mut r = Reader {
-                s: input.as_bytes(),
-                text: input,
-                at: 0,
-            };
+            let mut r = Reader::new(input.as_bytes(), input, false);
             let mut data = TensorData::Numbers(Vec::new());
             let (name, shape, datatype) = r.fields_in_order(&mut data).expect(input);
             assert_eq!(
@@ -849,14 +967,14 @@ mod tests {
     /// A model with a feature of each kind.
     fn schema() -> InputSchema {
         use crate::api::FeatureKind;
-        InputSchema {
-            features: vec![
+        InputSchema::new(
+            vec![
                 ("a".into(), FeatureKind::Numeric),
                 ("color".into(), FeatureKind::Categorical),
                 ("flag".into(), FeatureKind::Boolean),
             ],
-            max_rows: 4,
-        }
+            4,
+        )
     }
 
     /// What reading and decoding give: the id and batch, or the error.
@@ -925,13 +1043,13 @@ mod tests {
             assert_eq!(read_columns(body.as_bytes(), &schema), None, "{body}");
         }
         let matrix = r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[[1,2]]}]}"#;
-        let numeric = InputSchema {
-            features: vec![
+        let numeric = InputSchema::new(
+            vec![
                 ("a".into(), crate::api::FeatureKind::Numeric),
                 ("b".into(), crate::api::FeatureKind::Numeric),
             ],
-            max_rows: 4,
-        };
+            4,
+        );
         assert!(decoded(matrix, &numeric).is_ok());
         assert_eq!(read_columns(matrix.as_bytes(), &numeric), None);
     }

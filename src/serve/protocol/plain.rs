@@ -715,7 +715,7 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use proptest::prelude::*;
 
     use super::*;
@@ -819,7 +819,7 @@ mod tests {
     }
 
     /// A number as a client might write it, valid JSON or not.
-    fn number() -> impl Strategy<Value = String> {
+    pub(in crate::serve::protocol) fn number() -> impl Strategy<Value = String> {
         prop_oneof![
             3 => any::<i32>().prop_map(|i| i.to_string()),
             3 => (any::<i16>(), 0u32..10_000_000).prop_map(|(a, b)| format!("{a}.{b}")),
@@ -861,7 +861,7 @@ mod tests {
         ]
     }
 
-    fn text() -> impl Strategy<Value = String> {
+    pub(in crate::serve::protocol) fn text() -> impl Strategy<Value = String> {
         prop::sample::select(vec![
             "\"red\"",
             "\"wée\"",

@@ -70,26 +70,40 @@ impl Datatype {
     }
 }
 
-/// [`check_numbers`]' rule for one value of a numeric tensor, for a reader
-/// that reads the values of an input laid out as one already decoded
-/// (`plain`'s layouts): the same rule, value by value.
+/// [`check_numbers`]' rule for one value of a numeric tensor of a known
+/// datatype (`Datatype::admits`).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct NumberCheck(Datatype);
 
 impl NumberCheck {
-    /// The check [`feature_values`] applies to the numbers of `input` as
-    /// the tensor of a numeric feature; `None` for `BYTES` or a datatype
-    /// the protocol does not name.
-    pub(super) fn numeric(input: &RequestInput) -> Option<NumberCheck> {
-        match datatype(&input.name, &input.datatype).ok()? {
-            Datatype::Bytes => None,
-            dt => Some(NumberCheck(dt)),
-        }
-    }
-
     /// Whether a value of that tensor may be `x`.
     pub(super) fn admits(self, x: f64) -> bool {
         self.0.admits(x)
+    }
+}
+
+/// What [`feature_values`] does with each value of `input`, the tensor of
+/// a feature of `kind`, where that is one rule a value at a time: for a
+/// reader that reads the values of an input laid out as one already
+/// decoded (`layout`). `None` where it is not (a boolean feature, whose
+/// values are mapped, not checked; a datatype its kind refuses).
+#[derive(Clone, Copy, Debug)]
+pub(super) enum ValueRule {
+    /// A number of a numeric feature, checked against its datatype.
+    Number(NumberCheck),
+    /// A string of a categorical feature (`BYTES`).
+    Text,
+}
+
+pub(super) fn value_rule(input: &RequestInput, kind: FeatureKind) -> Option<ValueRule> {
+    let bytes = input.datatype == "BYTES";
+    match kind {
+        FeatureKind::Numeric if !bytes => {
+            let dt = datatype(&input.name, &input.datatype).ok()?;
+            Some(ValueRule::Number(NumberCheck(dt)))
+        }
+        FeatureKind::Categorical if bytes => Some(ValueRule::Text),
+        _ => None,
     }
 }
 

@@ -7,7 +7,7 @@
 //! values lay are kept ([`Layout`]); the next body is compared with the
 //! kept one byte for byte between the values, and only its values are
 //! read, each by the reader's own number or string rule and checked by the
-//! decoder's own rule for its input (`decode::NumberCheck`). Reading a
+//! decoder's own rule for its input (`decode::value_rule`). Reading a
 //! dozen-feature row so is a tenth of reading it whole: the names, keys,
 //! shapes and datatypes are a memory compare, not a parse.
 //!
@@ -27,22 +27,13 @@
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::decode::NumberCheck;
+use super::decode::ValueRule as Rule;
 use super::plain::{self, Slot};
 use super::{DecodedBatch, Value};
 
 /// Bodies larger than this are not kept (a large batch is read whole; the
 /// compare would save a smaller share of it).
 pub(super) const MAX_BODY: usize = 64 * 1024;
-
-/// What a value of an input is, as its feature decodes it.
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Rule {
-    /// A number of a numeric feature, checked against its datatype.
-    Number(NumberCheck),
-    /// A string of a categorical feature (`BYTES`).
-    Text,
-}
 
 /// A value's place in the kept body and how it is read.
 #[derive(Clone, Copy, Debug)]
@@ -109,8 +100,9 @@ impl Layouts {
                 let place = match slot.input {
                     None => Place::Id,
                     Some(k) => match (rules.get(k).copied().flatten(), slot.text) {
-                        (Some(Rule::Number(check)), false) => Place::Value(Rule::Number(check)),
-                        (Some(Rule::Text), true) => Place::Value(Rule::Text),
+                        (Some(rule @ Rule::Number(_)), false) | (Some(rule @ Rule::Text), true) => {
+                            Place::Value(rule)
+                        }
                         _ => return,
                     },
                 };

@@ -18,11 +18,9 @@
 
 use std::borrow::Cow;
 
-use super::decode::NumberCheck;
-use super::layout::Rule;
+use super::decode::ValueRule;
 use super::tensor::TensorData;
 use super::{DecodedBatch, InputSchema, RequestInput, Shape, WireInput, WireRequest};
-use crate::api::FeatureKind;
 use crate::serve::json;
 
 /// The body as serde would read it, or `None` where serde must decide.
@@ -65,6 +63,7 @@ pub(super) fn read_columns(
 /// its value and where it ends. For `layout`, which reads a body's values
 /// in place.
 pub(super) fn number_at(json: &[u8], at: usize) -> Option<(f64, usize)> {
+    // No text: a number is ASCII, and `string_at` checks its own slice.
     let mut r = Reader::new(json, "", false);
     r.at = at;
     let x = r.number()?;
@@ -524,7 +523,7 @@ impl<'a> Reader<'a> {
     /// `inputs` as the model's columns: input `k` is feature `k`'s tensor;
     /// and for each input, the rule its values are read by in a body laid
     /// out as this one (`layout`).
-    fn columns(&mut self, schema: &InputSchema) -> Option<(DecodedBatch, Vec<Option<Rule>>)> {
+    fn columns(&mut self, schema: &InputSchema) -> Option<(DecodedBatch, Vec<Option<ValueRule>>)> {
         let mut values = Vec::new();
         let mut rules = Vec::new();
         let mut rows = None;
@@ -554,11 +553,7 @@ impl<'a> Reader<'a> {
                 values.reserve(n.min(MAX_RESERVED) * schema.features.len());
             }
             if r.record {
-                rules.push(match kind {
-                    FeatureKind::Numeric => NumberCheck::numeric(&input).map(Rule::Number),
-                    FeatureKind::Categorical => Some(Rule::Text),
-                    FeatureKind::Boolean => None,
-                });
+                rules.push(super::decode::value_rule(&input, *kind));
             }
             super::decode::feature_values(&mut input, feature, *kind, &mut values).ok()?;
             k += 1;

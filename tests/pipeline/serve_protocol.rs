@@ -873,6 +873,29 @@ async fn feedback_labels_join_their_request_and_land_as_jsonl_files() {
         metrics.contains("driftline_serve_feedback_rows_written_total 3"),
         "{metrics}"
     );
+    // The late label waits for a flush (one row, under the batch of 3); a
+    // flush writes it under `labels/<date>/` as `id,label,row`, before the
+    // directory goes (a server still holding it would otherwise write it
+    // into a directory this test has removed, and leave it behind).
+    s.flush_feedback().await.unwrap();
+    let labels = dir.path().join("feedback/wine-quality/labels");
+    let days: Vec<_> = std::fs::read_dir(&labels)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(days.len(), 1, "{days:?}");
+    let files: Vec<_> = std::fs::read_dir(&days[0])
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files[0].extension().unwrap(), "jsonl");
+    let late: Vec<Value> = std::fs::read_to_string(&files[0])
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(late, [json!({"id": "nope", "label": "bad", "row": 0})]);
 }
 
 /// A binary-extension body: the JSON header, then alcohol as FP32 and color

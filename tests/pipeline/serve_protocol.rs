@@ -835,9 +835,8 @@ async fn feedback_labels_join_their_request_and_land_as_jsonl_files() {
         (stats["accuracy"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9,
         "{stats}"
     );
-    let files: Vec<_> = std::fs::read_dir(dir.path().join("feedback/wine-quality"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
+    let files: Vec<_> = entries(&dir.path().join("feedback/wine-quality"))
+        .into_iter()
         .filter(|p| p.is_file())
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
@@ -848,11 +847,7 @@ async fn feedback_labels_join_their_request_and_land_as_jsonl_files() {
         "the prediction log beside the labelled rows"
     );
     assert_eq!(files[0].extension().unwrap(), "jsonl");
-    let rows: Vec<Value> = std::fs::read_to_string(&files[0])
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = json_lines(&files[0]);
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[0]["alcohol"], 11.0);
     assert_eq!(rows[0]["color"], "red");
@@ -879,23 +874,32 @@ async fn feedback_labels_join_their_request_and_land_as_jsonl_files() {
     // into a directory this test has removed, and leave it behind).
     s.flush_feedback().await.unwrap();
     let labels = dir.path().join("feedback/wine-quality/labels");
-    let days: Vec<_> = std::fs::read_dir(&labels)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let days = entries(&labels);
     assert_eq!(days.len(), 1, "{days:?}");
-    let files: Vec<_> = std::fs::read_dir(&days[0])
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let files = entries(&days[0]);
     assert_eq!(files.len(), 1, "{files:?}");
     assert_eq!(files[0].extension().unwrap(), "jsonl");
-    let late: Vec<Value> = std::fs::read_to_string(&files[0])
+    assert_eq!(
+        json_lines(&files[0]),
+        [json!({"id": "nope", "label": "bad", "row": 0})]
+    );
+}
+
+/// The paths in a directory.
+fn entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+/// A JSON Lines file's objects.
+fn json_lines(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(late, [json!({"id": "nope", "label": "bad", "row": 0})]);
+        .collect()
 }
 
 /// A binary-extension body: the JSON header, then alcohol as FP32 and color
